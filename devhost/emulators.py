@@ -1,0 +1,109 @@
+"""Azurite (blob/queue/table) and cosmosdb-server (HTTPS, self-signed) as child processes."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from devhost.processes import ManagedProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
+
+# Azurite's documented, public development account: not a secret (it opens nothing but a local emulator).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# cosmosdb-server accepts any master key; this is the Cosmos emulator's well-known one, for symmetry.
+COSMOS_EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nQfJzzrNTXeUBnfYrLH+MCXAGQ1oX5gnqGVHMEwg=="
+
+
+@dataclass(frozen=True)
+class EmulatorPorts:
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
+    cosmos: int = 8081
+
+
+@dataclass(frozen=True)
+class EmulatorEndpoints:
+    ports: EmulatorPorts
+
+    @property
+    def blob_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.blob}/{AZURITE_ACCOUNT}"
+
+    @property
+    def storage_connection_string(self) -> str:
+        p = self.ports
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{p.blob}/{AZURITE_ACCOUNT};"
+            f"QueueEndpoint=http://127.0.0.1:{p.queue}/{AZURITE_ACCOUNT};"
+            f"TableEndpoint=http://127.0.0.1:{p.table}/{AZURITE_ACCOUNT};"
+        )
+
+    @property
+    def cosmos_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.ports.cosmos}/"
+
+    @property
+    def cosmos_key(self) -> str:
+        return COSMOS_EMULATOR_KEY
+
+
+def _node_tool(name: str) -> str:
+    tool = NODE_BIN / name
+    if not tool.exists():
+        raise FileNotFoundError(f"{tool} is missing: run `npm ci` in {REPO_ROOT} (make does it for you)")
+    return str(tool)
+
+
+def _answers_http(url: str) -> bool:
+    context = ssl._create_unverified_context()  # the local Cosmos emulator's certificate is self-signed
+    try:
+        urllib.request.urlopen(url, timeout=1, context=context)
+    except urllib.error.HTTPError:
+        return True  # any HTTP status means the server is up and parsing requests
+    except OSError:
+        return False
+    return True
+
+
+def start_azurite(data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh: bool = True) -> ManagedProcess:
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = ManagedProcess(
+        name="azurite",
+        argv=[
+            _node_tool("azurite"),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableProductStyleUrl",
+            "--location", str(data_dir),
+            "--blobHost", "127.0.0.1", "--blobPort", str(ports.blob),
+            "--queueHost", "127.0.0.1", "--queuePort", str(ports.queue),
+            "--tableHost", "127.0.0.1", "--tablePort", str(ports.table),
+        ],
+        log_path=log_dir / "azurite.log",
+    ).start()
+    base = "http://127.0.0.1:{}/" + AZURITE_ACCOUNT + "?comp=list"
+    proc.wait_ready(lambda: all(_answers_http(base.format(p)) for p in (ports.blob, ports.queue)) and _answers_http(
+        f"http://127.0.0.1:{ports.table}/{AZURITE_ACCOUNT}/Tables"))
+    return proc
+
+
+def start_cosmos(ports: EmulatorPorts, log_dir: Path) -> ManagedProcess:
+    # cosmosdb-server keeps everything in memory: every start is a clean database.
+    proc = ManagedProcess(
+        name="cosmosdb-server",
+        argv=[_node_tool("cosmosdb-server"), "--host", "127.0.0.1", "--port", str(ports.cosmos)],
+        log_path=log_dir / "cosmosdb-server.log",
+    ).start()
+    proc.wait_ready(lambda: _answers_http(f"https://127.0.0.1:{ports.cosmos}/"))
+    return proc

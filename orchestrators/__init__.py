@@ -1,0 +1,1 @@
+"""Durable orchestrators (deterministic) and their activities."""

@@ -1,0 +1,1 @@
+"""The product's domain and adapters. No Azure Functions imports here."""
