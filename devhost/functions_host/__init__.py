@@ -1,0 +1,1 @@
+"""A local Azure Functions host for the Python v2 programming model."""

@@ -1,0 +1,1 @@
+"""A local Event Grid custom topic and the Functions Event Grid extension's webhook."""
