@@ -1,0 +1,53 @@
+"""Replication cycles and the recovery points they leave behind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.domain.wire import ResourceId, WireModel
+
+
+class CycleKind(StrEnum):
+    INITIAL = "initial"
+    DELTA = "delta"
+    FINAL = "final"
+    RESYNC = "resync"
+
+
+class CycleState(StrEnum):
+    RECEIVED = "Received"  # event accepted, waiting for its turn (sequence order)
+    APPLYING = "Applying"
+    APPLIED = "Applied"
+    REJECTED = "Rejected"  # corrupt or truncated upload: the replica was left unchanged
+
+
+class Cycle(WireModel):
+    """One upload from the appliance. Stored in `cycles` (pk /machineId), id = the appliance's cycle id."""
+
+    id: ResourceId
+    machine_id: ResourceId
+    sequence: int = Field(ge=0)
+    kind: CycleKind
+    app_consistent: bool = False
+    manifests: dict[str, str] = Field(description="disk id -> manifest blob name in the cache account")
+    state: CycleState = CycleState.RECEIVED
+    received_at: datetime
+    applied_at: datetime | None = None
+    bytes_applied: int = Field(default=0, ge=0)
+    error: str | None = None
+
+
+class Consistency(StrEnum):
+    CRASH = "crash"
+    APP = "app"
+
+
+class RecoveryPoint(WireModel):
+    id: str
+    cycle_id: str
+    time: datetime
+    consistency: Consistency
+    disk_snapshots: dict[str, str] = Field(description="disk id -> replica blob snapshot id (timestamp)")

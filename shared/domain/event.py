@@ -1,0 +1,32 @@
+"""Machine events shown to operators (newest first), with causes and recommended steps for errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.domain.wire import ResourceId, WireModel
+
+
+class Severity(StrEnum):
+    INFO = "Info"
+    WARNING = "Warning"
+    CRITICAL = "Critical"
+
+
+class Event(WireModel):
+    """Stored in `events` (pk /machineId, expires after the container's TTL)."""
+
+    id: ResourceId
+    machine_id: ResourceId
+    time: datetime
+    type: str = Field(description="e.g. 'Replication cycle failed', 'Replication cycle failed for disk'")
+    severity: Severity
+    message: str
+    error_code: str | None = None
+    disk_id: str | None = None
+    cycle_id: str | None = None
+    causes: list[str] = Field(default_factory=list)
+    recommendations: list[str] = Field(default_factory=list)

@@ -1,0 +1,125 @@
+"""The machine lifecycle as data: the states, the allowed moves, and one function that enforces them.
+
+Migration (Azure Migrate): Discovered -> EnablingReplication -> InitialReplication -> Replicating
+  -> TestMigrating -> TestMigrated -> CleaningUpTestMigration -> Replicating
+  -> Migrating -> Migrated -> MigrationCompleted.
+Disaster recovery (Site Recovery): Replicating -> FailingOver -> FailedOver -> FailoverCommitted
+  -> PlannedFailingBack -> FailedBack -> Reprotecting -> InitialReplication; a planned failback that
+  fails or is cancelled goes through CancellingPlannedFailback back to FailoverCommitted, and a
+  cancel that fails leaves PlannedFailbackCancelFailed for the operator to cancel again.
+Repair: InitialReplication/Replicating -> Resyncing -> Replicating. Stop: -> ReplicationStopped,
+from which replication can be enabled again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from shared.domain.errors import Conflict
+
+
+class MachineState(StrEnum):
+    DISCOVERED = "Discovered"
+    ENABLING_REPLICATION = "EnablingReplication"
+    INITIAL_REPLICATION = "InitialReplication"
+    REPLICATING = "Replicating"
+    RESYNCING = "Resyncing"
+    TEST_MIGRATING = "TestMigrating"
+    TEST_MIGRATED = "TestMigrated"
+    CLEANING_UP_TEST_MIGRATION = "CleaningUpTestMigration"
+    MIGRATING = "Migrating"
+    MIGRATED = "Migrated"
+    MIGRATION_COMPLETED = "MigrationCompleted"
+    REPLICATION_STOPPED = "ReplicationStopped"
+    FAILING_OVER = "FailingOver"
+    FAILED_OVER = "FailedOver"
+    FAILOVER_COMMITTED = "FailoverCommitted"
+    PLANNED_FAILING_BACK = "PlannedFailingBack"
+    CANCELLING_PLANNED_FAILBACK = "CancellingPlannedFailback"
+    PLANNED_FAILBACK_CANCEL_FAILED = "PlannedFailbackCancelFailed"
+    FAILED_BACK = "FailedBack"
+    REPROTECTING = "Reprotecting"
+
+
+S = MachineState
+
+# Every allowed move, and only those. Failure paths are listed too: a failed test migration is
+# cleaned up, a failed cutover or failover leaves the replica untouched so replication carries on.
+TRANSITIONS: Mapping[MachineState, frozenset[MachineState]] = {
+    S.DISCOVERED: frozenset({S.ENABLING_REPLICATION}),
+    S.ENABLING_REPLICATION: frozenset({S.INITIAL_REPLICATION, S.REPLICATION_STOPPED}),
+    S.INITIAL_REPLICATION: frozenset({S.REPLICATING, S.RESYNCING, S.REPLICATION_STOPPED}),
+    S.REPLICATING: frozenset(
+        {S.RESYNCING, S.TEST_MIGRATING, S.MIGRATING, S.FAILING_OVER, S.REPLICATION_STOPPED}
+    ),
+    S.RESYNCING: frozenset({S.REPLICATING, S.REPLICATION_STOPPED}),
+    S.TEST_MIGRATING: frozenset({S.TEST_MIGRATED, S.CLEANING_UP_TEST_MIGRATION}),
+    S.TEST_MIGRATED: frozenset({S.CLEANING_UP_TEST_MIGRATION}),
+    S.CLEANING_UP_TEST_MIGRATION: frozenset({S.REPLICATING}),
+    S.MIGRATING: frozenset({S.MIGRATED, S.REPLICATING}),
+    S.MIGRATED: frozenset({S.MIGRATION_COMPLETED}),
+    S.MIGRATION_COMPLETED: frozenset(),
+    S.REPLICATION_STOPPED: frozenset({S.ENABLING_REPLICATION}),
+    S.FAILING_OVER: frozenset({S.FAILED_OVER, S.REPLICATING}),
+    S.FAILED_OVER: frozenset({S.FAILOVER_COMMITTED}),
+    S.FAILOVER_COMMITTED: frozenset({S.PLANNED_FAILING_BACK, S.REPLICATION_STOPPED}),
+    S.PLANNED_FAILING_BACK: frozenset({S.FAILED_BACK, S.CANCELLING_PLANNED_FAILBACK}),
+    S.CANCELLING_PLANNED_FAILBACK: frozenset({S.FAILOVER_COMMITTED, S.PLANNED_FAILBACK_CANCEL_FAILED}),
+    S.PLANNED_FAILBACK_CANCEL_FAILED: frozenset({S.CANCELLING_PLANNED_FAILBACK}),
+    S.FAILED_BACK: frozenset({S.REPROTECTING, S.REPLICATION_STOPPED}),
+    S.REPROTECTING: frozenset({S.INITIAL_REPLICATION, S.FAILED_BACK}),
+}
+
+# States in which the per-machine orchestration owns replica disks that receive cycles.
+REPLICATING_STATES = frozenset({S.INITIAL_REPLICATION, S.REPLICATING, S.RESYNCING})
+# States in which replication is in place (enabled and not stopped or finished).
+PROTECTED_STATES = frozenset(TRANSITIONS) - {
+    S.DISCOVERED,
+    S.REPLICATION_STOPPED,
+    S.MIGRATION_COMPLETED,
+    S.MIGRATED,
+}
+
+
+class ForbiddenTransition(Conflict):
+    code = "ForbiddenTransition"
+
+    def __init__(self, machine_id: str, current: MachineState, target: MachineState, action: str | None) -> None:
+        self.machine_id = machine_id
+        self.current = current
+        self.target = target
+        self.allowed = sorted(TRANSITIONS[current])
+        doing = action or f"move to {target}"
+        if self.allowed:
+            nexts = ", ".join(self.allowed)
+            message = (
+                f"cannot {doing}: machine {machine_id} is {current}, and from {current} it can only go to {nexts}"
+            )
+        else:
+            message = f"cannot {doing}: machine {machine_id} is {current}, which is final"
+        super().__init__(
+            message,
+            details=[{"machineId": machine_id, "from": current, "to": target, "allowed": self.allowed}],
+        )
+
+
+class HasLifecycle(Protocol):
+    id: str
+    state: MachineState
+
+
+M = TypeVar("M", bound=HasLifecycle)
+
+
+def can_transition(current: MachineState, target: MachineState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def transition(machine: M, target: MachineState, *, action: str | None = None) -> M:
+    """Move `machine` to `target` in place (and return it) or raise ForbiddenTransition (HTTP 409)."""
+    if target not in TRANSITIONS[machine.state]:
+        raise ForbiddenTransition(machine.id, machine.state, target, action)
+    machine.state = target
+    return machine
