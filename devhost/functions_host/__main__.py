@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=os.environ.get("DEVHOST_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # The SDKs log every request at INFO; keep the host's log about the host.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     _load_settings(args.settings)
     config = HostConfig(
         app_dir=args.app_dir.resolve(), data_dir=args.data_dir.resolve(), port=args.port, bind=args.bind,

@@ -21,7 +21,7 @@ log = logging.getLogger("devhost.http")
 # ASP.NET route constraints the Functions host understands, mapped to Starlette convertors where one exists.
 _CONSTRAINTS = {"int": "int", "long": "int", "float": "float", "double": "float", "guid": "str", "alpha": "str",
                 "bool": "str", "datetime": "str"}
-_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+)(?:\([^)]*\))?)?(\?)?\}")
+_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)((?::[a-z]+(?:\([^)]*\))?)*)(\?)?\}")
 
 
 class UnsupportedBinding(RuntimeError):
@@ -36,7 +36,8 @@ def starlette_paths(route_prefix: str, template: str) -> list[str]:
         if not match:
             paths = [p + "/" + segment for p in paths]
             continue
-        catch_all, name, constraint, optional = match.groups()
+        catch_all, name, constraints, optional = match.groups()
+        constraint = constraints.split(":")[1].split("(")[0] if constraints else ""
         convertor = "path" if catch_all else _CONSTRAINTS.get(constraint or "", "str")
         piece = "/{" + name + ("" if convertor == "str" else ":" + convertor) + "}"
         paths = [p + piece for p in paths] + ([*paths] if optional else [])
