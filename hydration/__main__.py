@@ -1,0 +1,5 @@
+import sys
+
+from hydration.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Linux guests: inspection, the per-distribution family table and the seed's steps."""
