@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from shared.domain.errors import FieldValueError
 from shared.domain.wire import ResourceId, WireModel
@@ -34,6 +34,8 @@ class ApplianceCommand(WireModel):
     status: CommandStatus = CommandStatus.PENDING
     created_at: datetime
     acknowledged_at: datetime | None = None
+    # Cosmos's per-document TTL in seconds (-1 = keep); set on acknowledgement so done commands expire.
+    ttl: int = Field(default=-1, ge=-1)
 
     @model_validator(mode="after")
     def _disk_for_resync(self) -> ApplianceCommand:

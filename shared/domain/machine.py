@@ -57,6 +57,7 @@ class Machine(WireModel):
     health: Health = Health.HEALTHY
     target: TargetSettings | None = None
     replication: ReplicationStatus = Field(default_factory=ReplicationStatus)
+    active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime
     updated_at: datetime
 

@@ -1,0 +1,1 @@
+"""Adapters: the document store port and its Cosmos DB implementation, and the typed repositories."""

@@ -1,0 +1,160 @@
+"""The document-store port: the few primitives the repositories need, and the containers they live in.
+
+Kept deliberately small (point read, create, conditional replace, upsert, delete, equality queries)
+so that every call is one Cosmos round-trip and can be counted, and so that an in-memory store with
+the same ETag semantics can back fast unit tests (the same contract tests run against both).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.domain.errors import Conflict
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    partition_key_path: str
+    # None: documents never expire; -1: TTL enabled but only per-document "ttl" expires; >0: seconds.
+    default_ttl: int | None = None
+    purpose: str = ""
+
+    @property
+    def partition_key_field(self) -> str:
+        return self.partition_key_path.lstrip("/")
+
+
+APPLIANCES = ContainerSpec("appliances", "/id", purpose="appliance, credential hash, replication policy")
+MACHINES = ContainerSpec("machines", "/id", purpose="inventory, lifecycle state, target, replication status")
+JOBS = ContainerSpec("jobs", "/id", purpose="long operations and their steps")
+EVENTS = ContainerSpec("events", "/machineId", default_ttl=30 * 24 * 3600, purpose="machine events, 30 days")
+COMMANDS = ContainerSpec(
+    "commands", "/applianceId", default_ttl=-1, purpose="appliance commands; acknowledged ones expire"
+)
+CYCLES = ContainerSpec("cycles", "/machineId", purpose="replication cycles (idempotency by cycle id)")
+
+ALL_CONTAINERS: tuple[ContainerSpec, ...] = (APPLIANCES, MACHINES, JOBS, EVENTS, COMMANDS, CYCLES)
+
+
+class AlreadyExists(Conflict):
+    code = "AlreadyExists"
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    body: dict[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class Page:
+    documents: list[StoredDocument]
+    continuation: str | None
+
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def check_field(name: str) -> str:
+    """Query field names are interpolated into SQL (values never are): allow plain dotted paths only."""
+    if not _FIELD.fullmatch(name):
+        raise ValueError(f"not a queryable field path: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Query:
+    """Equality filters, optional ordering and a limit: all the repositories need, portable to memory."""
+
+    equals: Mapping[str, Any] = field(default_factory=dict)
+    order_by: str | None = None
+    descending: bool = False
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.equals:
+            check_field(name)
+        if self.order_by is not None:
+            check_field(self.order_by)
+
+
+class DocumentStore(Protocol):
+    counter: OperationCounter
+
+    def read(self, container: ContainerSpec, doc_id: str, partition_key: str) -> StoredDocument | None: ...
+
+    def create(self, container: ContainerSpec, body: dict[str, Any]) -> StoredDocument:
+        """Insert; AlreadyExists if the id is taken in that partition."""
+        ...
+
+    def replace(self, container: ContainerSpec, body: dict[str, Any], etag: str) -> StoredDocument:
+        """Replace only if unchanged since `etag` was read; ConcurrencyConflict otherwise (Cosmos 412)."""
+        ...
+
+    def upsert(self, container: ContainerSpec, body: dict[str, Any]) -> StoredDocument: ...
+
+    def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool: ...
+
+    def query(self, container: ContainerSpec, query: Query, *, partition_key: str | None) -> list[StoredDocument]:
+        """partition_key=None means a cross-partition query: never on a hot path."""
+        ...
+
+    def query_page(
+        self,
+        container: ContainerSpec,
+        query: Query,
+        *,
+        partition_key: str | None,
+        page_size: int,
+        continuation: str | None,
+    ) -> Page: ...
+
+
+class OperationCounter:
+    """Counts store round-trips (and request units where the store reports them), thread-safe.
+
+    Every DocumentStore call is one round-trip except multi-page queries, which count one per page.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: Counter[str] = Counter()
+        self._request_units = 0.0
+
+    def record(self, operation: str, container: str, request_units: float = 0.0) -> None:
+        with self._lock:
+            self._ops[f"{operation}:{container}"] += 1
+            self._request_units += request_units
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._ops.values())
+
+    @property
+    def request_units(self) -> float:
+        with self._lock:
+            return self._request_units
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._ops)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._ops.clear()
+            self._request_units = 0.0
+
+
+# `ttl` is not here: a model that wants per-document expiry declares it as a field.
+SYSTEM_PROPERTIES: Sequence[str] = ("_rid", "_self", "_etag", "_attachments", "_ts", "_lsn")
+
+
+def strip_system_properties(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in SYSTEM_PROPERTIES}

@@ -1,0 +1,109 @@
+"""The HTTP API's request and response bodies (camelCase JSON). functions/openapi.py builds the
+OpenAPI document from these models, so the schema and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from shared.domain.appliance import ApplianceKind
+from shared.domain.command import ApplianceCommand
+from shared.domain.cycle import RecoveryPoint
+from shared.domain.inventory import Firmware, MachineInventory, OsType
+from shared.domain.job import Job
+from shared.domain.lifecycle import MachineState
+from shared.domain.machine import Health, MachineError
+from shared.domain.policy import ReplicationPolicy
+from shared.domain.target import TargetSettings
+from shared.domain.wire import RequestModel, WireModel
+
+
+class RegisterApplianceRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=128)
+    kind: ApplianceKind
+    site: str = Field(min_length=1, max_length=128, description="VMware vCenter/site or Hyper-V host/cluster")
+
+
+class ApplianceRegistered(WireModel):
+    id: str
+    credential: str = Field(
+        description="shown once: send as 'Authorization: Bearer <credential>'; only a hash is stored"
+    )
+    name: str
+    kind: ApplianceKind
+    site: str
+    policy: ReplicationPolicy
+
+
+class ReportedMachineResult(WireModel):
+    id: str
+    outcome: str = Field(description="Created | Updated | Unchanged")
+    state: MachineState
+
+
+class DiscoveryResult(WireModel):
+    machines: list[ReportedMachineResult]
+
+
+class CommandList(WireModel):
+    commands: list[ApplianceCommand]
+
+
+class RecoveryPointsSummary(WireModel):
+    count: int
+    oldest: datetime | None = None
+    latest: datetime | None = None
+    latest_app_consistent: datetime | None = None
+
+
+class MachineSummary(WireModel):
+    id: str
+    appliance_id: str
+    display_name: str
+    os_type: OsType
+    firmware: Firmware
+    state: MachineState
+    health: Health
+    progress_percent: float
+    last_sync_time: datetime | None = None
+    rpo_seconds: int | None = Field(
+        default=None, description="now minus the latest recovery point's time, while replication is in place"
+    )
+    recovery_points: RecoveryPointsSummary
+    current_error_count: int
+
+
+class MachineDetail(MachineSummary):
+    inventory: MachineInventory
+    target: TargetSettings | None = None
+    recovery_point_list: list[RecoveryPoint]
+    current_errors: list[MachineError]
+    active_job_id: str | None = None
+    discovered_at: datetime
+    updated_at: datetime
+
+
+class MachineList(WireModel):
+    machines: list[MachineSummary]
+    continuation_token: str | None = Field(default=None, description="pass back as ?continuationToken= for more")
+
+
+class AcceptedJob(WireModel):
+    """202 body of a long operation; the Location header points at the job."""
+
+    job_id: str
+    machine_id: str
+    status_url: str
+    job: Job
+
+
+class ErrorDetail(WireModel):
+    code: str
+    message: str
+    details: list[dict[str, object]] = Field(default_factory=list)
+
+
+class ErrorResponse(WireModel):
+    error: ErrorDetail
