@@ -1,0 +1,352 @@
+metadata description = 'Migration and disaster-recovery control plane: Function App (Flex Consumption, Python 3.11, Durable Functions), storage, Cosmos DB, Event Grid, Key Vault, monitoring and least-privilege RBAC. Deploy: az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json'
+
+targetScope = 'resourceGroup'
+
+@description('Short environment name (dev, prod, ...); part of every generated resource name and the azd-env-name tag.')
+@minLength(1)
+@maxLength(16)
+param environmentName string
+
+@description('Azure region for all resources. Defaults to the resource group\'s region; it must offer Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('Resource groups (same subscription) where migrated, test and temporary hydration VMs, disks and networks are created. The app identity gets VM, Network and Disk Snapshot Contributor on each of them and on nothing wider.')
+param targetResourceGroupNames array
+
+@description('Object IDs of appliance service principals, or of one Entra group containing them, allowed to publish events to the topic (EventGrid Data Sender on the topic only). Empty: add them later.')
+param appliancePublisherPrincipalIds array = []
+
+@description('Whether appliancePublisherPrincipalIds are service principals or groups.')
+@allowed([
+  'ServicePrincipal'
+  'Group'
+])
+param appliancePublisherPrincipalType string = 'ServicePrincipal'
+
+@description('Initial appliance credential pepper (48+ random bytes, base64). Empty: the Key Vault secret is left as it is (set or rotated out of band). Never put it in a parameters file; pass it on the command line from a generator.')
+@secure()
+param applianceCredentialPepper string = ''
+
+@description('Create the Event Grid subscription to the on_appliance_event function. The function must already be published (ARM validates the destination), so the first deployment runs with false, then again with true after publishing the app.')
+param deployEventSubscription bool = true
+
+@description('Schema appliances publish events in; the subscription delivers in the same schema.')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventSchema string = 'EventGridSchema'
+
+@description('Event Grid delivery attempts before an event is dead-lettered.')
+@minValue(1)
+@maxValue(30)
+param eventMaxDeliveryAttempts int = 30
+
+@description('Minutes Event Grid keeps retrying an event before it is dead-lettered.')
+@minValue(1)
+@maxValue(1440)
+param eventTimeToLiveInMinutes int = 1440
+
+@description('Flex Consumption instance memory (MB).')
+@allowed([
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Maximum scale-out instances of the Function App.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Always-ready instances for the durable trigger group; Durable Functions on Flex needs at least 1.')
+@minValue(1)
+@maxValue(20)
+param durableAlwaysReadyInstances int = 1
+
+@description('Spread Function App instances across availability zones; only where Flex Consumption supports zones.')
+param zoneRedundant bool = false
+
+@description('Redundancy of the replica storage account (replica disks and recovery points).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param replicaStorageSku string = 'Standard_ZRS'
+
+@description('Days an unclaimed appliance upload stays in the cache account before lifecycle management deletes it (the app deletes applied cycles itself; this is a backstop).')
+@minValue(1)
+@maxValue(365)
+param cacheUploadRetentionDays int = 14
+
+@description('Days Log Analytics keeps data.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+@description('Cosmos DB database name (COSMOS_DATABASE).')
+param cosmosDatabaseName string = 'migration'
+
+@description('Extra app settings merged over the computed ones (non-secret values or Key Vault references only).')
+param additionalAppSettings object = {}
+
+@description('Tags applied to every resource, in addition to azd-env-name.')
+param tags object = {}
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var allTags = union(tags, { 'azd-env-name': environmentName })
+
+// Containers (and their partition keys) the Cosmos repository uses. ONE list: tests/infra compares it with
+// docs/data-model.md when that document exists, so change both together.
+var cosmosContainers = [
+  { name: 'appliances', partitionKeyPath: '/id' }
+  { name: 'machines', partitionKeyPath: '/id' }
+  { name: 'jobs', partitionKeyPath: '/machineId' }
+  // Events expire by default after 90 days (items may override with their own ttl).
+  { name: 'events', partitionKeyPath: '/machineId', defaultTtl: 7776000 }
+  { name: 'commands', partitionKeyPath: '/applianceId' }
+]
+
+var cacheUploadContainer = 'uploads'
+var replicaContainers = [
+  'replicas' // fixed-VHD page blobs; recovery points are their blob snapshots
+  'hydration' // preparation toolkit package and its JSON reports
+]
+var deploymentContainerName = 'app-package'
+var deadLetterContainerName = 'eventgrid-deadletter'
+var pepperSecretName = 'appliance-credential-pepper'
+var applianceEventTypes = [
+  'Migrate.Appliance.Heartbeat'
+  'Migrate.Replication.CycleUploaded'
+  'Migrate.Replication.CycleFailed'
+]
+var functionAppName = '${abbrs.functionApp}${environmentName}-${resourceToken}'
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: '${abbrs.managedIdentity}${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: '${abbrs.logAnalytics}${environmentName}-${resourceToken}'
+    appInsightsName: '${abbrs.appInsights}${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    retentionInDays: logRetentionInDays
+    workbookDisplayName: 'Migration control plane (${environmentName})'
+  }
+}
+
+module hostStorage 'modules/storage.bicep' = {
+  name: 'host-storage'
+  params: {
+    name: '${abbrs.storageAccount}host${resourceToken}'
+    location: location
+    tags: allTags
+    containerNames: [
+      deploymentContainerName
+      deadLetterContainerName
+    ]
+  }
+}
+
+module cacheStorage 'modules/storage.bicep' = {
+  name: 'cache-storage'
+  params: {
+    name: '${abbrs.storageAccount}cache${resourceToken}'
+    location: location
+    tags: allTags
+    containerNames: [
+      cacheUploadContainer
+    ]
+    expireBlobsAfterDays: cacheUploadRetentionDays
+    expireBlobsPrefixes: [
+      '${cacheUploadContainer}/'
+    ]
+  }
+}
+
+module replicaStorage 'modules/storage.bicep' = {
+  name: 'replica-storage'
+  params: {
+    name: '${abbrs.storageAccount}replica${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: replicaStorageSku
+    containerNames: replicaContainers
+    // Longer than the cache: a deleted replica is a full resync of the machine.
+    blobSoftDeleteDays: 14
+    containerSoftDeleteDays: 14
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    name: '${abbrs.cosmosAccount}${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    databaseName: cosmosDatabaseName
+    containers: cosmosContainers
+    appPrincipalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'key-vault'
+  params: {
+    name: '${abbrs.keyVault}${resourceToken}'
+    location: location
+    tags: allTags
+    pepperSecretName: pepperSecretName
+    pepperValue: applianceCredentialPepper
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module topic 'modules/eventgrid-topic.bicep' = {
+  name: 'eventgrid-topic'
+  params: {
+    name: '${abbrs.eventGridTopic}${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    inputSchema: eventSchema
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    appPrincipalId: identity.outputs.principalId
+    hostStorageAccountName: hostStorage.outputs.name
+    cacheStorageAccountName: cacheStorage.outputs.name
+    replicaStorageAccountName: replicaStorage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    topicName: topic.outputs.name
+    topicPrincipalId: topic.outputs.principalId
+    deadLetterContainerName: deadLetterContainerName
+    appliancePublisherPrincipalIds: appliancePublisherPrincipalIds
+    appliancePublisherPrincipalType: appliancePublisherPrincipalType
+  }
+}
+
+module targetRbac 'modules/target-rg-rbac.bicep' = [
+  for rgName in targetResourceGroupNames: {
+    name: 'target-rbac-${rgName}'
+    scope: resourceGroup(rgName)
+    params: {
+      appPrincipalId: identity.outputs.principalId
+    }
+  }
+]
+
+// Every setting shared/settings.py reads in Azure, identity-based or a Key Vault reference. Keys and
+// connection strings (COSMOS_KEY, EVENTGRID_TOPIC_KEY, *_CONNECTION_STRING) are local-only and must never
+// appear here; tests/infra/test_wiring.py enforces both directions.
+var appSettings = union({
+    AZURE_CLIENT_ID: identity.outputs.clientId
+    APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+    // Entra-authenticated ingestion for the Functions host (App Insights has local auth disabled).
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+    COSMOS_ENDPOINT: cosmos.outputs.endpoint
+    COSMOS_DATABASE: cosmosDatabaseName
+    COSMOS_VERIFY_TLS: 'true'
+    CACHE_STORAGE_ACCOUNT_URL: cacheStorage.outputs.blobEndpoint
+    REPLICA_STORAGE_ACCOUNT_URL: replicaStorage.outputs.blobEndpoint
+    EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
+    APPLIANCE_CREDENTIAL_PEPPER: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.pepperSecretUri})'
+    AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
+    TARGET_RESOURCE_GROUPS: join(targetResourceGroupNames, ',')
+}, additionalAppSettings)
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  params: {
+    name: functionAppName
+    planName: '${abbrs.appServicePlan}${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    hostStorageAccountName: hostStorage.outputs.name
+    hostStorageBlobEndpoint: hostStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    pythonVersion: '3.11'
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    durableAlwaysReadyInstances: durableAlwaysReadyInstances
+    zoneRedundant: zoneRedundant
+    appSettings: appSettings
+    workspaceId: monitoring.outputs.workspaceId
+  }
+  // The host starts as soon as the site exists: its storage, vault and telemetry roles must be in place,
+  // or the first start fails on AzureWebJobsStorage and the Key Vault reference stays unresolved.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module eventSubscription 'modules/eventgrid-subscription.bicep' = if (deployEventSubscription) {
+  name: 'eventgrid-subscription'
+  params: {
+    topicName: topic.outputs.name
+    name: 'appliance-events-to-functions'
+    functionAppId: functionApp.outputs.id
+    functionName: 'on_appliance_event'
+    includedEventTypes: applianceEventTypes
+    deliverySchema: eventSchema
+    maxDeliveryAttempts: eventMaxDeliveryAttempts
+    eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+    maxEventsPerBatch: 1
+    deadLetterStorageAccountId: hostStorage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+  // Dead-lettering is validated against the topic identity's access at creation.
+  dependsOn: [
+    rbac
+  ]
+}
+
+@description('Base URL of the control plane HTTP API (append /api/...).')
+output functionAppUrl string = functionApp.outputs.url
+
+@description('Name of the Function App (for az functionapp / func azure functionapp publish).')
+output functionAppName string = functionApp.outputs.name
+
+@description('Event Grid topic endpoint appliances publish to (Entra token, audience https://eventgrid.azure.net).')
+output eventGridTopicEndpoint string = topic.outputs.endpoint
+
+@description('Everything an appliance is configured with. It authenticates to the topic with its own Entra service principal (listed in appliancePublisherPrincipalIds) and to the API with the credential returned by POST /api/appliances; it uploads with user-delegation SAS URLs the API hands out, never with account keys.')
+output applianceConfiguration object = {
+  tenantId: tenant().tenantId
+  apiBaseUrl: '${functionApp.outputs.url}/api'
+  eventGridTopicEndpoint: topic.outputs.endpoint
+  eventGridTokenAudience: 'https://eventgrid.azure.net'
+  eventSchema: eventSchema
+  cacheStorageBlobEndpoint: cacheStorage.outputs.blobEndpoint
+  cacheUploadContainer: cacheUploadContainer
+}
+
+@description('Key Vault holding the appliance credential pepper (secret appliance-credential-pepper).')
+output keyVaultName string = keyVault.outputs.name
+
+@description('Client ID of the app identity (AZURE_CLIENT_ID).')
+output appIdentityClientId string = identity.outputs.clientId
+
+@description('Application Insights component to query (see docs/deploy.md for KQL).')
+output appInsightsName string = monitoring.outputs.appInsightsName
+
+@description('Resource ID of the operations workbook.')
+output workbookId string = monitoring.outputs.workbookId
