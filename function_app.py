@@ -3,7 +3,13 @@
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.api_appliances import bp as api_appliances_bp
+from functions.api_machines import bp as api_machines_bp
 from functions.health import bp as health_bp
+from functions.openapi import bp as openapi_bp
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
+app.register_functions(api_appliances_bp)
+app.register_functions(api_machines_bp)
+app.register_functions(openapi_bp)

@@ -12,7 +12,7 @@ from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import RecoveryPoint
 from shared.domain.inventory import Firmware, MachineInventory, OsType
-from shared.domain.job import Job
+from shared.domain.job import Job, JobKind
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Health, MachineError
 from shared.domain.policy import ReplicationPolicy
@@ -107,3 +107,20 @@ class ErrorDetail(WireModel):
 
 class ErrorResponse(WireModel):
     error: ErrorDetail
+
+
+class OperatorRequest(WireModel):
+    """What an HTTP starter hands the per-machine orchestration (its input, or an OperatorRequest event)."""
+
+    machine_id: str
+    job_id: str
+    kind: JobKind
+
+
+class MachineListQuery(RequestModel):
+    """Query string of GET /api/machines."""
+
+    appliance_id: str | None = None
+    state: MachineState | None = None
+    page_size: int = Field(default=50, ge=1, le=100)
+    continuation_token: str | None = None

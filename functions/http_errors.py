@@ -1,0 +1,151 @@
+"""HTTP plumbing shared by the API blueprints: body parsing, JSON responses, domain error -> status.
+
+Errors always have the normative shape {"error": {"code", "message", "details"}}.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from shared.domain.wire import check_resource_id
+from shared.services.contracts import ErrorDetail, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Most specific first: ConcurrencyConflict and ForbiddenTransition are Conflicts.
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (ValidationFailed, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (ConcurrencyConflict, 409),
+    (Conflict, 409),
+)
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def status_for(error: DomainError) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def json_response(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    payload = body.model_dump_json(by_alias=True)
+    return func.HttpResponse(payload, status_code=status, mimetype="application/json", headers=headers)
+
+
+def error_response(error: DomainError) -> func.HttpResponse:
+    status = status_for(error)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="appliance"'
+    if isinstance(error, ConcurrencyConflict):
+        headers["Retry-After"] = "1"  # contention is transient: the same request will very likely succeed
+    body = ErrorResponse(error=ErrorDetail(code=error.code, message=error.message, details=error.details))
+    return json_response(body, status, headers)
+
+
+def internal_error_response() -> func.HttpResponse:
+    incident = uuid.uuid4().hex
+    log.exception("unhandled error, incident %s", incident)
+    body = ErrorResponse(
+        error=ErrorDetail(
+            code="InternalError",
+            message=f"an unexpected error occurred; retry later, and quote incident {incident} if it persists",
+            details=[{"incident": incident}],
+        )
+    )
+    return json_response(body, 500)
+
+
+def handle_errors(fn: F) -> F:
+    """Map DomainError to its status and anything else to a 500 that leaks nothing (sync or async)."""
+    if inspect.iscoroutinefunction(fn):
+        async_fn = cast(Callable[..., Awaitable[func.HttpResponse]], fn)
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
+            try:
+                return await async_fn(*args, **kwargs)
+            except DomainError as error:
+                return error_response(error)
+            except Exception:
+                return internal_error_response()
+
+        return cast(F, async_wrapper)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
+        try:
+            return cast(func.HttpResponse, fn(*args, **kwargs))
+        except DomainError as error:
+            return error_response(error)
+        except Exception:
+            return internal_error_response()
+
+    return cast(F, wrapper)
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    raw = req.get_body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ValidationFailed.single("(body)", f"is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed.single("(body)", f"is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed.single("(body)", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from None
+
+
+def path_id(req: func.HttpRequest, name: str) -> str:
+    value = req.route_params.get(name, "")
+    try:
+        return check_resource_id(value)
+    except ValueError as exc:
+        raise ValidationFailed.single(name, str(exc)) from None
+
+
+def bearer_token(req: func.HttpRequest) -> str | None:
+    header = req.headers.get("Authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def query_int(req: func.HttpRequest, name: str, default: int) -> int:
+    raw = req.params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed.single(name, f"must be an integer; got {raw!r}") from None

@@ -1,0 +1,172 @@
+"""GET /api/openapi.json: an OpenAPI 3.1 document generated from the pydantic request/response models.
+
+The schemas come from the models (no hand-written copies); this module only lists the operations, and
+tests/unit/test_api_openapi.py checks that list against the routes actually registered on the app.
+
+Auth level FUNCTION, not anonymous: the mission asks that every endpoint be authenticated, everyone who
+needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
+to an attacker. It contains no data, so any function key may read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+import azure.functions as func
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.domain.command import ApplianceCommand
+from shared.domain.inventory import DiscoveryReport
+from shared.domain.job import Job
+from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
+from shared.domain.target import TargetSettings
+from shared.services.contracts import (
+    AcceptedJob,
+    ApplianceRegistered,
+    CommandList,
+    DiscoveryResult,
+    ErrorResponse,
+    MachineDetail,
+    MachineList,
+    MachineListQuery,
+    RegisterApplianceRequest,
+)
+
+bp = func.Blueprint()
+
+Auth = Literal["operator", "appliance", "operatorOrAppliance"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    route: str  # as registered, without the "api/" prefix
+    function_name: str
+    summary: str
+    auth: Auth
+    response: type[BaseModel]
+    status: int = 200
+    request: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = field(default=(400, 401, 404))
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("POST", "appliances", "register_appliance", "Register an appliance; returns its credential once",
+              "operator", ApplianceRegistered, 201, RegisterApplianceRequest, errors=(400, 401)),
+    Operation("POST", "appliances/{applianceId}/machines", "report_machines", "Report discovered machines",
+              "appliance", DiscoveryResult, request=DiscoveryReport, errors=(400, 401, 403)),
+    Operation("GET", "appliances/{applianceId}/commands", "list_commands", "Pending commands, oldest first",
+              "appliance", CommandList, errors=(400, 401, 403)),
+    Operation("POST", "appliances/{applianceId}/commands/{commandId}/ack", "acknowledge_command",
+              "Acknowledge a command (idempotent)", "appliance", ApplianceCommand, errors=(400, 401, 403, 404)),
+    Operation("GET", "appliances/{applianceId}/policy", "get_policy",
+              "Replication policy (bandwidth limits, upload threads, retention)", "operatorOrAppliance",
+              ReplicationPolicy, errors=(400, 401, 403, 404)),
+    Operation("PUT", "appliances/{applianceId}/policy", "update_policy", "Replace the replication policy",
+              "operator", ReplicationPolicy, request=ReplicationPolicyUpdate, errors=(400, 401, 404, 409)),
+    Operation("GET", "machines", "list_machines", "Machines with state, health, progress, last sync and RPO",
+              "operator", MachineList, query=MachineListQuery, errors=(400, 401)),
+    Operation("GET", "machines/{machineId}", "get_machine", "One machine, with recovery points and errors",
+              "operator", MachineDetail),
+    Operation("PUT", "machines/{machineId}/replication", "enable_replication",
+              "Enable replication with target settings (long operation)", "operator", AcceptedJob, 202,
+              TargetSettings, errors=(400, 401, 404, 409)),
+    Operation("DELETE", "machines/{machineId}/replication", "stop_replication",
+              "Stop replication, or complete a migration (long operation)", "operator", AcceptedJob, 202,
+              errors=(400, 401, 404, 409)),
+    Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
+    Operation("GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)),
+)
+
+_ERROR_TEXT = {400: "Invalid request: details name each field and what to fix", 401: "Missing or invalid credential",
+               403: "Not this caller's resource", 404: "Not found",
+               409: "Conflicts with the machine's state (details list the allowed next states)"}
+_SECURITY = {
+    "operator": [{"functionKey": []}],
+    "appliance": [{"functionKey": [], "applianceCredential": []}],
+    # Either an operator (key only) or an appliance (key + its credential).
+    "operatorOrAppliance": [{"functionKey": []}, {"functionKey": [], "applianceCredential": []}],
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    if model is BaseModel:
+        return {"application/json": {"schema": {"type": "object"}}}
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        for part in op.route.split("/")
+        if part.startswith("{")
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema(by_alias=True)
+        for name, prop in schema["properties"].items():
+            params.append({"name": name, "in": "query", "required": name in schema.get("required", []),
+                           "schema": prop})
+    return params
+
+
+@lru_cache(maxsize=1)
+def build_document() -> dict[str, Any]:
+    models = {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | {ErrorResponse}
+    models.discard(BaseModel)
+    ordered = sorted(models, key=lambda m: m.__name__)
+    _, top = models_json_schema(
+        [(m, "validation" if m in {op.request for op in OPERATIONS} else "serialization") for m in ordered],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        operation: dict[str, Any] = {
+            "operationId": op.function_name,
+            "summary": op.summary,
+            "security": _SECURITY[op.auth],
+            "parameters": _parameters(op),
+            "responses": {
+                str(op.status): {"description": "Success", "content": _json_body(op.response)},
+                **{
+                    str(code): {"description": _ERROR_TEXT[code], "content": _json_body(ErrorResponse)}
+                    for code in op.errors
+                },
+            },
+        }
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": _json_body(op.request)}
+        paths.setdefault(f"/api/{op.route}", {})[op.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Migration and disaster-recovery control plane",
+            "version": "1.0.0",
+            "description": "Errors are {\"error\": {\"code\", \"message\", \"details\"}}. See docs/api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key",
+                                "description": "Azure Functions key (also accepted as ?code=)"},
+                "applianceCredential": {"type": "http", "scheme": "bearer",
+                                        "description": "the credential returned when the appliance registered"},
+            },
+        },
+    }
+
+
+@bp.route(route="openapi.json", methods=["GET"])
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(build_document()), mimetype="application/json")
