@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -122,10 +123,12 @@ class GuestFS:
                 f.write(content)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, keep_mode)
-            if os.path.exists(target):
-                st = os.stat(target)
-                os.chown(tmp, st.st_uid, st.st_gid)
+            # FAT (the ESP) has no owners or modes; its FUSE driver answers ENOSYS.
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, keep_mode)
+                if os.path.exists(target):
+                    st = os.stat(target)
+                    os.chown(tmp, st.st_uid, st.st_gid)
             os.replace(tmp, target)
         return Change(step, guest_path, True, before, _show(content), saved, note)
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from hydration.proc import CommandError, run
+from hydration.proc import CommandError, have, run
 
 # Read-only must really mean read-only: skip journal replay so a dry run leaves the disk bit-identical.
 _RO_EXTRA = {"ext3": "noload", "ext4": "noload", "xfs": "norecovery"}
@@ -42,7 +42,11 @@ class Mounts:
 
     def mount(self, device: str, target: str, fstype: str, readonly: bool) -> None:
         os.makedirs(target, exist_ok=True)
-        run(["mount", "-t", fs_driver(fstype), "-o", mount_options(fstype, readonly), device, target])
+        if fstype == "vfat" and not kernel_supports("vfat") and have("fusefat"):
+            # Some helper kernels (containers, minimal builds) lack vfat; the ESP still needs editing.
+            run(["fusefat", "-o", "ro" if readonly else "rw+", device, target])
+        else:
+            run(["mount", "-t", fs_driver(fstype), "-o", mount_options(fstype, readonly), device, target])
         self.targets.append(target)
 
     def bind(self, source: str, target: str) -> None:
@@ -83,10 +87,15 @@ class Mounts:
 
 def is_readonly_mount(target: str) -> bool:
     real = os.path.realpath(target)
+    readonly = False
     with open("/proc/self/mounts", encoding="utf-8") as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 4 and parts[1].replace("\\040", " ") == real:
-                opts = parts[3].split(",")
-                return "ro" in opts
-    return False
+                readonly = "ro" in parts[3].split(",")
+    return readonly
+
+
+def kernel_supports(fstype: str) -> bool:
+    with open("/proc/filesystems", encoding="utf-8") as f:
+        return any(line.split()[-1] == fstype for line in f if line.strip())
