@@ -38,8 +38,9 @@ def run_batch(handler: Callable[[str], str], entity_id: str, state: str | None, 
     batch = [
         {
             "name": op.request["op"],
-            # The SDK json.loads the input itself; "null" keeps get_input() working for signals without input.
-            "input": op.request.get("input") if op.request.get("input") is not None else "null",
+            # The extension hands the operation input over as a JSON string *containing* the JSON text:
+            # DurableEntityContext.get_input() json.loads it and then df_loads the text.
+            "input": json.dumps(op.request["input"]) if op.request.get("input") is not None else "null",
             "isSignal": bool(op.request.get("signal")),
         }
         for op in ops
