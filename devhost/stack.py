@@ -1,0 +1,166 @@
+"""The whole local stack: Azurite, cosmosdb-server and the Functions host (with the local Durable extension).
+
+`LocalStack.start()` starts each piece, waits until it answers, and writes `.devhost/stack.json`
+(endpoints, process ids, where the keys are) so that `down`, `status`, the demo and the appliance
+client can find it. Every start is fresh unless `keep_data` is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from devhost.emulators import REPO_ROOT, EmulatorEndpoints, EmulatorPorts, start_azurite, start_cosmos
+from devhost.processes import ManagedProcess, port_is_open
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    functions: int
+    emulators: EmulatorPorts
+
+    @classmethod
+    def from_env(cls) -> StackPorts:
+        def port(name: str, default: int) -> int:
+            value = os.environ.get(name, str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StackError(f"{name}={value!r} is not a TCP port number")
+            return int(value)
+
+        return cls(
+            functions=port("DEVHOST_FUNCTIONS_PORT", 7071),
+            emulators=EmulatorPorts(
+                blob=port("DEVHOST_BLOB_PORT", 10000), queue=port("DEVHOST_QUEUE_PORT", 10001),
+                table=port("DEVHOST_TABLE_PORT", 10002), cosmos=port("DEVHOST_COSMOS_PORT", 8081),
+            ),
+        )
+
+    def all(self) -> dict[str, int]:
+        e = self.emulators
+        return {"functions": self.functions, "blob": e.blob, "queue": e.queue, "table": e.table, "cosmos": e.cosmos}
+
+
+@dataclass
+class LocalStack:
+    ports: StackPorts
+    data_dir: Path = REPO_ROOT / ".devhost"
+    app_dir: Path = REPO_ROOT
+    keep_data: bool = False
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "stack.json"
+
+    @property
+    def functions_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.functions}"
+
+    def app_settings(self, endpoints: EmulatorEndpoints) -> dict[str, str]:
+        """The app settings the function app reads (see local.settings.example.json), pointed at this stack."""
+        secrets_file = self.data_dir / "secrets.json"
+        if secrets_file.exists():
+            local_secrets = json.loads(secrets_file.read_text())
+        else:
+            local_secrets = {
+                # Event Grid topic keys are base64 (the SAS signature decodes them).
+                "EVENTGRID_TOPIC_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+                "APPLIANCE_CREDENTIAL_PEPPER": secrets.token_urlsafe(32),
+            }
+            _write_private(secrets_file, json.dumps(local_secrets))
+        storage = endpoints.storage_connection_string
+        return {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "AzureWebJobsStorage": storage,
+            "COSMOS_ENDPOINT": endpoints.cosmos_endpoint,
+            "COSMOS_KEY": endpoints.cosmos_key,
+            "COSMOS_DATABASE": "migration",
+            "COSMOS_VERIFY_TLS": "false",
+            "CACHE_STORAGE_CONNECTION_STRING": storage,
+            "REPLICA_STORAGE_CONNECTION_STRING": storage,
+            "EVENTGRID_TOPIC_ENDPOINT": f"{self.functions_url}/runtime/local-eventgrid/topics/appliance-events/api/events",
+            "DEVHOST_DEADLETTER_CONNECTION_STRING": storage,
+            **local_secrets,
+        }
+
+    def start(self) -> dict[str, object]:
+        busy = [f"{name} ({port})" for name, port in self.ports.all().items() if port_is_open(port)]
+        if busy:
+            raise StackError(
+                f"ports already in use: {', '.join(busy)}. Is the stack already up? Run `make down`, "
+                "or choose other ports with DEVHOST_FUNCTIONS_PORT / DEVHOST_BLOB_PORT / DEVHOST_QUEUE_PORT / "
+                "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT."
+            )
+        if not self.keep_data and self.data_dir.exists():
+            for child in ("azurite", "host", "logs", "secrets.json", "stack.json"):
+                target = self.data_dir / child
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        logs = self.data_dir / "logs"
+        endpoints = EmulatorEndpoints(self.ports.emulators)
+        try:
+            self.processes.append(start_azurite(self.data_dir / "azurite", self.ports.emulators, logs,
+                                                fresh=not self.keep_data))
+            self.processes.append(start_cosmos(self.ports.emulators, logs))
+            settings = self.app_settings(endpoints)
+            host = ManagedProcess(
+                name="functions-host",
+                argv=[sys.executable, "-m", "devhost.functions_host", "--app-dir", str(self.app_dir),
+                      "--port", str(self.ports.functions), "--data-dir", str(self.data_dir / "host")],
+                log_path=logs / "functions-host.log",
+                env={**os.environ, **settings, "PYTHONPATH": str(REPO_ROOT)},
+                cwd=self.app_dir,
+            ).start()
+            self.processes.append(host)
+            host.wait_ready(lambda: httpx.get(f"{self.functions_url}/api/health", timeout=2).status_code == 200,
+                            timeout=90)
+        except Exception:
+            self.stop()
+            raise
+        state: dict[str, object] = {
+            "supervisorPid": os.getpid(),
+            "functionsUrl": self.functions_url,
+            "keysFile": str(self.data_dir / "host" / "keys.json"),
+            "settings": {k: v for k, v in settings.items() if k not in ("EVENTGRID_TOPIC_KEY",
+                                                                         "APPLIANCE_CREDENTIAL_PEPPER")},
+            "secretsFile": str(self.data_dir / "secrets.json"),
+            "processes": {p.name: p.pid for p in self.processes},
+            "ports": self.ports.all(),
+            "logs": str(logs),
+        }
+        _write_private(self.state_file, json.dumps(state, indent=2))
+        return state
+
+    def stop(self) -> None:
+        # Reverse order: the host first, so it does not log storage errors while the emulators go away.
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        if self.state_file.exists():
+            self.state_file.unlink()
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def read_state(data_dir: Path = REPO_ROOT / ".devhost") -> dict[str, object] | None:
+    path = data_dir / "stack.json"
+    return json.loads(path.read_text()) if path.exists() else None  # type: ignore[no-any-return]
