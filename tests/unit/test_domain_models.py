@@ -1,0 +1,105 @@
+"""Domain records: camelCase on the wire, strict on input, derived values (health, latest points)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.domain.command import ApplianceCommand
+from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.errors import ValidationFailed
+from shared.domain.inventory import DiscoveryReport, MachineInventory
+from shared.domain.machine import Health, Machine, MachineError
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+GIB = 1024**3
+
+
+def machine_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "vm-1",
+        "displayName": "web01",
+        "osType": "linux",
+        "osName": "Ubuntu",
+        "osVersion": "20.04",
+        "firmware": "BIOS",
+        "disks": [{"id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True}],
+        "nics": [{"id": "nic0", "macAddress": "00:50:56:aa:bb:cc", "ipAddresses": ["10.0.0.5"]}],
+    }
+    body.update(changes)
+    return body
+
+
+def report_problems(*machines: dict[str, Any]) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationError) as caught:
+        DiscoveryReport.model_validate({"machines": list(machines)})
+    return ValidationFailed.from_pydantic(caught.value).details
+
+
+def test_discovery_report_parses_camel_case() -> None:
+    report = DiscoveryReport.model_validate({"machines": [machine_body()]})
+    machine = report.machines[0]
+    assert machine.os_disk.id == "sda"
+    assert machine.model_dump(mode="json", by_alias=True)["disks"][0] == {
+        "id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True, "name": None
+    }
+
+
+def test_exactly_one_os_disk() -> None:
+    two = machine_body(disks=[{"id": "a", "sizeBytes": GIB, "isOsDisk": True}, {"id": "b", "sizeBytes": GIB, "isOsDisk": True}])
+    assert report_problems(two) == [
+        {"field": "machines.0.disks", "problem": "exactly one disk must have isOsDisk=true; found 2"}
+    ]
+
+
+def test_disk_sizes_are_whole_sectors() -> None:
+    [problem] = report_problems(machine_body(disks=[{"id": "a", "sizeBytes": GIB + 1, "isOsDisk": True}]))
+    assert problem["field"] == "machines.0.disks.0.sizeBytes"
+
+
+def test_repeated_machine_ids_are_refused() -> None:
+    [problem] = report_problems(machine_body(), machine_body())
+    assert problem["field"] == "machines"
+
+
+@pytest.mark.parametrize("bad_id", ["a/b", "../x", "", "x" * 129, "a?b"])
+def test_ids_are_safe_for_cosmos_and_urls(bad_id: str) -> None:
+    [problem] = report_problems(machine_body(id=bad_id))
+    assert problem["field"] == "machines.0.id"
+
+
+def test_unknown_fields_in_nested_records_are_refused() -> None:
+    [problem] = report_problems(machine_body(disks=[{"id": "a", "sizeBytes": GIB, "isOSDisk": True}]))
+    assert problem["field"] == "machines.0.disks.0.isOSDisk"
+
+
+def test_computed_health_is_the_worst_of_stored_and_errors() -> None:
+    inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
+    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+    assert machine.computed_health() is Health.HEALTHY
+    machine.replication.current_errors.append(
+        MachineError(code="1011", message="DiskUploadTimedOut", severity=Health.CRITICAL, first_seen=NOW, last_seen=NOW)
+    )
+    assert machine.computed_health() is Health.CRITICAL
+
+
+def test_latest_point_by_consistency() -> None:
+    inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
+    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+    for minutes, consistency in ((30, Consistency.APP), (20, Consistency.CRASH), (10, Consistency.CRASH)):
+        machine.replication.recovery_points.append(
+            RecoveryPoint(id=f"rp{minutes}", cycle_id=f"c{minutes}", time=NOW - timedelta(minutes=minutes),
+                          consistency=consistency, disk_snapshots={"sda": "2026-11-22T02:50:00Z"})
+        )
+    assert machine.replication.latest_point().id == "rp10"  # type: ignore[union-attr]
+    assert machine.replication.latest_point(Consistency.APP).id == "rp30"  # type: ignore[union-attr]
+
+
+def test_resync_command_needs_a_disk() -> None:
+    with pytest.raises(ValidationError, match="names the disk"):
+        ApplianceCommand.model_validate({
+            "id": "c1", "applianceId": "a1", "machineId": "m1", "kind": "ResyncDisk", "createdAt": NOW.isoformat()
+        })

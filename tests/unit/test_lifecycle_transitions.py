@@ -1,0 +1,98 @@
+"""The machine lifecycle: every allowed move works, anything else is a 409 that says what is allowed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from functions.http_errors import error_response
+from shared.domain.lifecycle import (
+    PROTECTED_STATES,
+    TRANSITIONS,
+    ForbiddenTransition,
+    MachineState,
+    can_transition,
+    transition,
+)
+
+S = MachineState
+
+
+@dataclass
+class Subject:
+    id: str
+    state: MachineState
+
+
+ALLOWED = sorted((src, dst) for src, targets in TRANSITIONS.items() for dst in targets)
+FORBIDDEN = sorted((src, dst) for src in MachineState for dst in MachineState if dst not in TRANSITIONS[src])
+
+
+def test_every_state_has_a_row() -> None:
+    assert set(TRANSITIONS) == set(MachineState)
+
+
+@pytest.mark.parametrize(("src", "dst"), ALLOWED, ids=[f"{a}->{b}" for a, b in ALLOWED])
+def test_allowed_transition(src: MachineState, dst: MachineState) -> None:
+    machine = Subject("m1", src)
+    assert transition(machine, dst) is machine
+    assert machine.state is dst
+
+
+@pytest.mark.parametrize(("src", "dst"), FORBIDDEN, ids=[f"{a}->{b}" for a, b in FORBIDDEN])
+def test_forbidden_transition_leaves_state_unchanged(src: MachineState, dst: MachineState) -> None:
+    machine = Subject("m1", src)
+    with pytest.raises(ForbiddenTransition) as caught:
+        transition(machine, dst)
+    assert machine.state is src
+    assert caught.value.current is src and caught.value.target is dst
+    assert caught.value.allowed == sorted(TRANSITIONS[src])
+
+
+def test_documented_paths_are_walkable() -> None:
+    migration = [
+        S.ENABLING_REPLICATION, S.INITIAL_REPLICATION, S.REPLICATING, S.TEST_MIGRATING, S.TEST_MIGRATED,
+        S.CLEANING_UP_TEST_MIGRATION, S.REPLICATING, S.MIGRATING, S.MIGRATED, S.MIGRATION_COMPLETED,
+    ]
+    disaster_recovery = [
+        S.ENABLING_REPLICATION, S.INITIAL_REPLICATION, S.REPLICATING, S.FAILING_OVER, S.FAILED_OVER,
+        S.FAILOVER_COMMITTED, S.PLANNED_FAILING_BACK, S.CANCELLING_PLANNED_FAILBACK, S.FAILOVER_COMMITTED,
+        S.PLANNED_FAILING_BACK, S.FAILED_BACK, S.REPROTECTING, S.INITIAL_REPLICATION, S.REPLICATING,
+    ]
+    for path in (migration, disaster_recovery):
+        machine = Subject("m1", S.DISCOVERED)
+        for state in path:
+            transition(machine, state)
+        assert machine.state is path[-1]
+
+
+def test_migration_completed_is_final_and_says_so() -> None:
+    with pytest.raises(ForbiddenTransition, match="MigrationCompleted, which is final"):
+        transition(Subject("m9", S.MIGRATION_COMPLETED), S.REPLICATING, action="enable replication")
+
+
+def test_failover_cannot_be_cancelled_back_to_replicating_once_failed_over() -> None:
+    assert not can_transition(S.FAILED_OVER, S.REPLICATING)
+    assert can_transition(S.PLANNED_FAILING_BACK, S.CANCELLING_PLANNED_FAILBACK)
+
+
+def test_forbidden_transition_is_a_409_with_a_clear_message() -> None:
+    with pytest.raises(ForbiddenTransition) as caught:
+        transition(Subject("web-01", S.DISCOVERED), S.MIGRATING, action="migrate")
+    response = error_response(caught.value)
+    body = json.loads(response.get_body())
+    assert response.status_code == 409
+    assert body["error"]["code"] == "ForbiddenTransition"
+    assert body["error"]["message"] == (
+        "cannot migrate: machine web-01 is Discovered, and from Discovered it can only go to EnablingReplication"
+    )
+    assert body["error"]["details"] == [
+        {"machineId": "web-01", "from": "Discovered", "to": "Migrating", "allowed": ["EnablingReplication"]}
+    ]
+
+
+def test_protected_states_exclude_the_unprotected_ones() -> None:
+    assert S.REPLICATING in PROTECTED_STATES and S.FAILED_OVER in PROTECTED_STATES
+    assert not {S.DISCOVERED, S.REPLICATION_STOPPED, S.MIGRATED, S.MIGRATION_COMPLETED} & PROTECTED_STATES
