@@ -714,15 +714,19 @@ async def _in_daemon_thread(call: Callable[[], T]) -> T:
         if not future.done():
             setter(value)
 
+    def post(setter: Callable[[Any], None], value: Any) -> None:
+        # The engine may have stopped (and its loop closed) while the activity ran: drop the outcome;
+        # the work item is still in the store and runs again on the next start.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, setter, value)
+
     def target() -> None:
         try:
             result = call()
         except BaseException as exc:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(deliver, future.set_exception, exc)
+            post(future.set_exception, exc)
             return
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(deliver, future.set_result, result)
+        post(future.set_result, result)
 
     threading.Thread(target=target, name="durable-activity", daemon=True).start()
     return await future

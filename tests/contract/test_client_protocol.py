@@ -19,8 +19,8 @@ from azure.durable_functions.models.utils import http_utils
 from starlette.applications import Starlette
 
 from devhost.durable import DurableEngine, ManualClock
-from devhost.processes import free_port
 from devhost.functions_host.index import FunctionIndex
+from devhost.processes import free_port
 from tests.contract.conftest import run, running_engine, settle
 
 pytestmark = pytest.mark.contract

@@ -398,11 +398,9 @@ def test_starting_a_running_instance_id_again_is_refused(durable_index: Function
 def test_unknown_activity_fails_the_instance(durable_index: FunctionIndex, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
-            engine._orchestrators["sequence"].user_function  # exists
-            instance_id = await engine.start_new("sequence", None, ["x"])
-            engine._activities.pop("hello")  # simulate an app without the activity
+            instance_id = await engine.start_new("calls_missing", None, None)
             status = await settle(engine, instance_id)
             assert status["runtimeStatus"] == "Failed"
-            assert "The function 'hello' doesn't exist" in status["output"]
+            assert "The function 'no_such_activity' doesn't exist" in status["output"]
 
     run(scenario())

@@ -287,6 +287,11 @@ def crash_steps(context: df.DurableOrchestrationContext):  # type: ignore[no-unt
 
 
 @app.orchestration_trigger(context_name="context")
+def calls_missing(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    return (yield context.call_activity("no_such_activity", 1))
+
+
+@app.orchestration_trigger(context_name="context")
 def trivial(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     return (yield context.call_activity(square, context.get_input()))
 
