@@ -155,13 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show whether the stack answers")
     sub.add_parser("demo", help="start the stack, run the product's main scenario, stop")
     args = parser.parse_args(argv)
-    if args.command == "up":
-        return up(args.background, args.keep_data)
-    if args.command == "down":
-        return down()
-    if args.command == "status":
-        return status()
-    return demo()
+    try:
+        if args.command == "up":
+            return up(args.background, args.keep_data)
+        if args.command == "down":
+            return down()
+        if args.command == "status":
+            return status()
+        return demo()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
