@@ -146,7 +146,7 @@ def set_ntfs_dirty(disk: WindowsDisk) -> None:
         boot = f.read(512)
         bps = struct.unpack_from("<H", boot, 0x0B)[0]
         spc = boot[0x0D]
-        mft_lcn = struct.unpack_from("<Q", boot, 0x30)[0]
+        mft_lcn, mirr_lcn = struct.unpack_from("<QQ", boot, 0x30)
         cpr = struct.unpack_from("<b", boot, 0x40)[0]
         cluster = bps * spc
         rec_size = 2 ** (-cpr) if cpr < 0 else cpr * cluster
@@ -174,5 +174,6 @@ def set_ntfs_dirty(disk: WindowsDisk) -> None:
             end = i * bps - 2
             rec[usa_off + 2 * i:usa_off + 2 * i + 2] = rec[end:end + 2]
             rec[end:end + 2] = usn
-        f.seek(rec_off)
-        f.write(rec)
+        for lcn in (mft_lcn, mirr_lcn):  # $MFTMirr mirrors the first records; chkdsk compares them
+            f.seek(base + lcn * cluster + 3 * rec_size)
+            f.write(rec)
