@@ -695,8 +695,15 @@ class DurableEngine:
 
 
 def _select_batch(messages: list[Message], ledger: Ledger) -> tuple[list[Message], Event | None]:
-    """The messages for one episode: ExecutionStarted first, and at most one retry step, placed last."""
-    ordered = sorted(messages, key=lambda m: (m.event["EventType"] != EventType.EXECUTION_STARTED, m.msg_id))
+    """The messages for one episode: ExecutionStarted first, and at most one retry step, placed last.
+
+    Messages are ordered by when they happened (a timer's Timestamp is its due time), not by when
+    they were queued: a timer queued at creation must not overtake an event raised before it fell due.
+    """
+    ordered = sorted(
+        messages,
+        key=lambda m: (m.event["EventType"] != EventType.EXECUTION_STARTED, m.event["Timestamp"], m.msg_id),
+    )
     batch: list[Message] = []
     for message in ordered:
         if ledger.chain_of(message.event) is not None:

@@ -109,6 +109,25 @@ def test_parallel_retries_interleave_ids_in_history_order(
     run(scenario())
 
 
+def test_retry_in_flight_while_new_activities_are_scheduled(
+    durable_index: FunctionIndex, tmp_path: Path, app_module: dict[str, Any]
+) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        async with running_engine(durable_index, tmp_path, clock=clock) as engine:
+            for run_number in range(5):  # the first failure and the quick result race; every order must hold
+                instance_id = await engine.start_new("retry_in_flight", None, {"key": f"f{run_number}", "failures": 1})
+                status = await settle(engine, instance_id, clock, step=1.0)
+                assert status["runtimeStatus"] == "Completed", status
+                assert status["output"][1:] == ["Hello while retrying", f"f{run_number} ok after 2 attempts"]
+                history = history_of(engine, instance_id)
+                used = ids_of(history, EventType.TASK_SCHEDULED) + ids_of(history, EventType.TIMER_CREATED)
+                assert sorted(used) == list(range(5))
+
+    run(scenario())
+
+
 def test_fan_out_of_100_with_task_all(durable_index: FunctionIndex, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
@@ -172,6 +191,23 @@ def test_task_any_event_wins_and_the_cancelled_timer_never_fires(durable_index: 
             assert ids_of(history, EventType.TIMER_CREATED) == [0]
             assert ids_of(history, EventType.TIMER_FIRED, "TimerId") == []
             assert engine.store.next_due("") is None  # no timer left queued
+
+    run(scenario())
+
+
+def test_event_raised_before_the_deadline_beats_a_timer_delivered_with_it(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        async with running_engine(durable_index, tmp_path, clock=clock) as engine:
+            instance_id = await engine.start_new("approval", None, None)
+            await engine.wait_for_idle(10)
+            await engine.raise_event(instance_id, "Approval", "just in time")
+            clock.advance(3600)  # the timer falls due before the episode that receives the event runs
+            status = await settle(engine, instance_id)
+            assert status["output"] == {"approved": "just in time"}
 
     run(scenario())
 

@@ -141,6 +141,18 @@ def parallel_retries(context: df.DurableOrchestrationContext):  # type: ignore[n
 
 
 @app.orchestration_trigger(context_name="context")
+def retry_in_flight(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    """A retry still running while new activities are scheduled: both take ids from one counter."""
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
+    retried = context.call_activity_with_retry(flaky, options, context.get_input())
+    quick = context.call_activity(square, 2)
+    first = yield context.task_any([retried, quick])
+    middle = yield context.call_activity(hello, "while retrying")
+    last = yield retried
+    return [first.result, middle, last]
+
+
+@app.orchestration_trigger(context_name="context")
 def fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     count = context.get_input()
     squares = yield context.task_all([context.call_activity(square, i) for i in range(count)])
