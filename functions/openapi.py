@@ -104,14 +104,15 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(model)}}
 
 
-def _parameters(op: Operation) -> list[dict[str, Any]]:
+def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params = [
         {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
         for part in op.route.split("/")
         if part.startswith("{")
     ]
     if op.query is not None:
-        schema = op.query.model_json_schema(by_alias=True)
+        schema = op.query.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.get("$defs", {}))
         for name, prop in schema["properties"].items():
             params.append({"name": name, "in": "query", "required": name in schema.get("required", []),
                            "schema": prop})
@@ -135,7 +136,7 @@ def build_document() -> dict[str, Any]:
             "operationId": op.function_name,
             "summary": op.summary,
             "security": _SECURITY[op.auth],
-            "parameters": _parameters(op),
+            "parameters": _parameters(op, schemas),
             "responses": {
                 str(op.status): {"description": "Success", "content": _json_body(op.response)},
                 **{

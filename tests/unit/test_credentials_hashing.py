@@ -43,7 +43,7 @@ def test_hash_is_salted_and_does_not_contain_the_secret(hasher: CredentialHasher
     first, second = hasher.hash("same-secret"), hasher.hash("same-secret")
     assert first != second
     assert "same-secret" not in first
-    scheme, n, r, p, salt, digest = first.split("$")
+    scheme, n, r, p, _salt, _digest = first.split("$")
     assert (scheme, n, r, p) == ("scrypt", str(2**12), "8", "1")
 
 

@@ -1,0 +1,80 @@
+"""The OpenAPI document: generated from the models, and in step with the routes really registered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+
+from functions.openapi import OPERATIONS, build_document
+from tests.unit.test_api_http import FUNCTIONS
+
+
+def registered_routes() -> dict[tuple[str, str], str]:
+    routes = {}
+    for fn in FUNCTIONS.values():
+        for binding in json.loads(fn.get_function_json())["bindings"]:
+            if binding["type"] == "httpTrigger":
+                for method in binding["methods"]:
+                    routes[(method.upper(), binding["route"])] = fn.get_function_name()
+    return routes
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for value in node.values() for r in refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in refs(value)]
+    return []
+
+
+def test_every_registered_api_route_is_documented_and_nothing_else() -> None:
+    routes = registered_routes()
+    routes.pop(("GET", "health"))
+    documented = {(op.method, op.route): op.function_name for op in OPERATIONS}
+    assert documented == routes
+
+
+def test_document_is_openapi_3_1_with_resolvable_refs() -> None:
+    document = build_document()
+    assert document["openapi"] == "3.1.0"
+    schemas = document["components"]["schemas"]
+    for ref in refs(document):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+
+
+def test_request_schemas_are_strict_and_camel_case() -> None:
+    document = build_document()
+    target = document["components"]["schemas"]["TargetSettings"]
+    assert target["additionalProperties"] is False
+    assert {"resourceGroup", "virtualNetwork", "subnet", "vmSize", "staticIpAddress", "autoRepairReplication"} <= set(
+        target["properties"]
+    )
+    put = document["paths"]["/api/machines/{machineId}/replication"]["put"]
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TargetSettings"}
+    assert set(put["responses"]) == {"202", "400", "401", "404", "409"}
+
+
+def test_policy_ranges_appear_in_the_schema() -> None:
+    policy = build_document()["components"]["schemas"]["ReplicationPolicyUpdate"]["properties"]
+    assert (policy["uploadThreadsPerVm"]["minimum"], policy["uploadThreadsPerVm"]["maximum"]) == (1, 32)
+    assert (policy["workHoursBandwidthKbps"]["minimum"], policy["workHoursBandwidthKbps"]["maximum"]) == (512, 1_047_552)
+
+
+def test_security_appliance_routes_need_both_key_and_credential() -> None:
+    paths = build_document()["paths"]
+    assert paths["/api/appliances/{applianceId}/machines"]["post"]["security"] == [
+        {"functionKey": [], "applianceCredential": []}
+    ]
+    assert paths["/api/machines"]["get"]["security"] == [{"functionKey": []}]
+    params = {p["name"]: p for p in paths["/api/machines"]["get"]["parameters"]}
+    assert set(params) == {"applianceId", "state", "pageSize", "continuationToken"}
+
+
+def test_served_by_the_function() -> None:
+    fn = FUNCTIONS["openapi_document"]
+    response = fn.get_user_function()(req=func.HttpRequest("GET", "/api/openapi.json", body=b""))
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert json.loads(response.get_body()) == build_document()
