@@ -483,6 +483,8 @@ def install_azure_linux_agent(ctx: LinuxContext) -> list[Change]:
         if bundled:
             try:
                 _install_bundled(ctx, bundled)
+                if not _agent_installed(ctx):
+                    errors.append(f"bundled package {os.path.basename(bundled)} installed no waagent")
             except HydrationError as exc:
                 errors.append(f"bundled package {os.path.basename(bundled)}: {exc}")
         if not _agent_installed(ctx) and ctx.use_repos:
@@ -501,9 +503,11 @@ def install_azure_linux_agent(ctx: LinuxContext) -> list[Change]:
 
 
 def _no_agent_message(ctx: LinuxContext) -> str:
+    bundled = _bundled_agent(ctx)
     return (
-        "the Azure Linux agent could not be installed: no bundled package for "
-        f"{ctx.family.name} ({ctx.family.package_ext}) in {ctx.payload_dir}"
+        "the Azure Linux agent could not be installed: "
+        + (f"bundled {os.path.basename(bundled)} failed" if bundled else
+           f"no bundled package for {ctx.family.name} ({ctx.family.package_ext}) in {ctx.payload_dir}")
         + ("" if ctx.use_repos else " and repositories are disabled")
         + f"; install {' or '.join(ctx.family.agent_packages)} in the VM after migration "
         "(https://learn.microsoft.com/azure/virtual-machines/extensions/agent-linux)"

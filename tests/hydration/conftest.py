@@ -60,12 +60,15 @@ def hydrate(tmp_path: Path) -> Iterator[Any]:
         pytest.skip(reason)
     runs = {"n": 0}
 
-    def run(*disks: Path | str, args: tuple[str, ...] = (), expect_rc: int | None = 0) -> Result:
+    def run(*disks: Path | str, args: tuple[str, ...] = (), expect_rc: int | None = 0,
+            repos: bool = False) -> Result:
         runs["n"] += 1
         report = tmp_path / f"report{runs['n']}.json"
         argv = [SYSTEM_PYTHON, "-m", "hydration", "prepare", "--report", str(report),
-                "--work-root", str(tmp_path / "azure_sms_root"), "--no-repos",
+                "--work-root", str(tmp_path / "azure_sms_root"),
                 "--payload-dir", str(tmp_path / "payload")]
+        if not repos:
+            argv.append("--no-repos")
         for d in disks:
             argv += ["--disk", str(d)]
         argv += list(args)

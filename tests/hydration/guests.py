@@ -60,7 +60,7 @@ FAKE_PKG = r"""#!/bin/sh
 echo "$(basename $0) $*" >> /var/log/fake-tools.log
 case "$*" in
   *NetworkManager*|*network-manager*) rm -f /usr/sbin/NetworkManager ;;
-  *install*|*-i\ *|*-Uvh*) echo '#!/bin/sh' > /usr/sbin/waagent; chmod 755 /usr/sbin/waagent;
+  *install*|*-i\ *|*-Uvh*) mkdir -p /usr/sbin; echo '#!/bin/sh' > /usr/sbin/waagent; chmod 755 /usr/sbin/waagent;
      mkdir -p /lib/systemd/system; touch /lib/systemd/system/__SERVICE__.service ;;
 esac
 exit 0

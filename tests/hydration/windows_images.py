@@ -70,7 +70,7 @@ def software_spec(spec: WindowsSpec) -> dict[str, dict[str, list[Any]]]:
         "CurrentBuild": ["sz", str(spec.build)],
         "EditionID": ["sz", "ServerStandard" if spec.installation_type == "Server" else "Professional"],
     }
-    if major >= 6 and minor >= 1 or major >= 10:
+    if (major >= 6 and minor >= 1) or major >= 10:
         values["InstallationType"] = ["sz", spec.installation_type]
     if major >= 10:
         values["CurrentMajorVersionNumber"] = ["dword", major]

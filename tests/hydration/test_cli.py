@@ -1,0 +1,125 @@
+"""The command line contract, the report upload, agent installation paths and LVM handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hydration.conftest import REPO, SYSTEM_PYTHON, debugfs_cat, debugfs_exists
+from tests.hydration.guests import GuestSpec, boot_tree, root_tree
+from tests.hydration.images import Part, build_disk
+from tests.hydration.layouts import single_root
+
+pytestmark = [pytest.mark.root]
+
+
+def test_usage_error_without_disk() -> None:
+    proc = subprocess.run([SYSTEM_PYTHON, "-m", "hydration", "prepare", "--report", "/tmp/x.json"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "--disk" in proc.stderr
+
+
+def test_missing_disk_is_a_clear_error(tmp_path: Path, hydrate: Any) -> None:
+    result = hydrate(tmp_path / "nope.img", expect_rc=1)
+    assert "does not exist" in result.report["errors"][0]
+    assert result.report["status"] == "failed"
+
+
+class _Capture(BaseHTTPRequestHandler):
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Capture.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_report_is_put_to_the_sas_url_and_stdout_is_short(tmp_path: Path, hydrate: Any) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        layout = single_root(tmp_path, GuestSpec("ubuntu", "20.04"))
+        url = f"http://127.0.0.1:{server.server_port}/reports/vm1.json?sv=2021-08-06&sp=cw&sig=x"
+        result = hydrate(layout.disk, args=("--report-url", url))
+    finally:
+        server.shutdown()
+    path, headers, body = _Capture.received[-1]
+    assert path.startswith("/reports/vm1.json?")
+    assert headers["x-ms-blob-type"] == "BlockBlob"
+    assert json.loads(body)["status"] == "succeeded"
+    assert json.loads(body)["os"]["distribution"] == "ubuntu"
+    assert len(result.stdout.encode()) < 4096  # the Linux extension keeps only the last 4 KiB
+
+
+def test_agent_from_bundled_package(tmp_path: Path, hydrate: Any) -> None:
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "WALinuxAgent-2.9.1.1-1.el7.noarch.rpm").write_bytes(b"fake rpm")
+    layout = single_root(tmp_path, GuestSpec("centos", "7.7"))
+    result = hydrate(layout.disk)
+    step = result.step("install_azure_linux_agent")
+    assert step["status"] == "changed", step
+    assert "WALinuxAgent-2.9.1.1" in step["changes"][0]["note"]
+    log = debugfs_cat(layout.disk, layout.root_mb, "/var/log/fake-tools.log") or ""
+    assert "rpm -Uvh --replacepkgs /tmp/WALinuxAgent-2.9.1.1-1.el7.noarch.rpm" in log
+    assert "systemctl enable waagent.service" in log
+    assert debugfs_exists(layout.disk, layout.root_mb, "/etc/systemd/system/multi-user.target.wants/waagent.service")
+    assert not debugfs_exists(layout.disk, layout.root_mb, "/tmp/WALinuxAgent-2.9.1.1-1.el7.noarch.rpm")
+    again = hydrate(layout.disk)
+    assert again.step("install_azure_linux_agent")["status"] == "unchanged"
+
+
+def test_agent_from_guest_repositories_keeps_guest_resolv_conf(tmp_path: Path, hydrate: Any) -> None:
+    spec = GuestSpec("ubuntu", "22.04")
+    fstab = "/dev/sda1 / ext4 defaults 0 1\n"
+    root = {**root_tree(spec, fstab), **boot_tree(spec, "/dev/sda1")}
+    from tests.hydration.images import Symlink
+
+    root["/etc/resolv.conf"] = Symlink("../run/systemd/resolve/stub-resolv.conf")
+    disk = tmp_path / "u.img"
+    parts = build_disk(str(disk), "gpt", [Part(64, "ext4", root)])
+    result = hydrate(disk, repos=True)
+    step = result.step("install_azure_linux_agent")
+    assert step["status"] == "changed"
+    assert "repositories" in step["changes"][0]["note"]
+    log = debugfs_cat(disk, parts[0].start_mb, "/var/log/fake-tools.log") or ""
+    assert "apt-get" in log and "install walinuxagent" in log
+    stat = subprocess.run(["debugfs", "-R", "stat /etc/resolv.conf", f"{disk}?offset={parts[0].start_mb << 20}"],
+                          capture_output=True, text=True, check=False).stdout
+    assert "Type: symlink" in stat and "stub-resolv.conf" in stat
+    assert not debugfs_exists(disk, parts[0].start_mb, "/usr/sbin/policy-rc.d")
+
+
+def test_lvm_physical_volume_is_reported_and_root_still_found(tmp_path: Path, hydrate: Any) -> None:
+    spec = GuestSpec("rhel", "8.4", bls=True)
+    fstab = ("/dev/sda1 / ext4 defaults 0 1\n/dev/mapper/vg_data-lv_data /data xfs defaults 0 0\n"
+             "/dev/vg_data/lv_logs /logs ext4 defaults 0 0\n")
+    root = {**root_tree(spec, fstab), **boot_tree(spec, "/dev/sda1")}
+    disk = tmp_path / "lvm.img"
+    parts = build_disk(str(disk), "mbr", [Part(64, "ext4", root), Part(16, "raw", kind="lvm")])
+    loop = subprocess.run(["losetup", "--show", "-f", "-o", str(parts[1].start_mb << 20), "--sizelimit",
+                           str(16 << 20), str(disk)], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        cfg = "devices { use_devicesfile = 0 } activation { udev_sync = 0 udev_rules = 0 }"
+        subprocess.run(["pvcreate", "--config", cfg, "-q", loop], capture_output=True, check=True)
+        subprocess.run(["vgcreate", "--config", cfg, "-q", "vg_data", loop], capture_output=True, check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+    result = hydrate(disk)
+    pv = next(p for p in result.report["partitions"] if p["fstype"] == "LVM2_member")
+    assert pv["name"] == "disk0p2"
+    fstab_after = debugfs_cat(disk, parts[0].start_mb, "/etc/fstab") or ""
+    assert "/dev/mapper/vg_data-lv_data /data" in fstab_after and "/dev/vg_data/lv_logs /logs" in fstab_after
+    assert fstab_after.startswith("UUID=")
