@@ -25,10 +25,13 @@ flaky_calls: Counter[str] = Counter()
 replay_counter = {"value": 0}
 gate_entered = threading.Event()
 gate_release = threading.Event()
+probe_lock = threading.Lock()
+probe_state = {"active": 0, "peak": 0}
 
 
 def reset() -> None:
     flaky_calls.clear()
+    probe_state.update(active=0, peak=0)
     replay_counter["value"] = 0
     gate_entered.clear()
     gate_release.clear()
@@ -84,6 +87,18 @@ def gate(label: str) -> str:
     if not gate_release.wait(timeout=60):
         raise TimeoutError("gate was never released")
     return f"passed {label}"
+
+
+@app.activity_trigger(input_name="n")
+def probe(n: int) -> int:
+    """Records how many activities run at the same time."""
+    with probe_lock:
+        probe_state["active"] += 1
+        probe_state["peak"] = max(probe_state["peak"], probe_state["active"])
+    time.sleep(0.05)
+    with probe_lock:
+        probe_state["active"] -= 1
+    return n
 
 
 @app.activity_trigger(input_name="step")
@@ -157,6 +172,12 @@ def fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped
     count = context.get_input()
     squares = yield context.task_all([context.call_activity(square, i) for i in range(count)])
     return sum(squares)
+
+
+@app.orchestration_trigger(context_name="context")
+def probe_fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    results = yield context.task_all([context.call_activity(probe, i) for i in range(context.get_input())])
+    return len(results)
 
 
 @app.orchestration_trigger(context_name="context")
