@@ -22,18 +22,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m hydration", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="prepare the attached disks of one VM to boot in Azure")
-    p.add_argument("--disk", action="append", required=True, metavar="PATH",
-                   help="whole-disk block device or raw image; repeat in the source VM's disk order")
+    p.add_argument(
+        "--disk",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="whole-disk block device or raw image; repeat in the source VM's disk order",
+    )
     p.add_argument("--report", required=True, metavar="FILE", help="where to write the JSON report")
     p.add_argument("--os-hint", choices=("windows", "linux"), help="look only for this OS family")
     p.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
-    p.add_argument("--report-url", metavar="SAS_URL",
-                   help="also PUT the JSON report to this write-only blob SAS URL")
-    p.add_argument("--work-root", default=DEFAULT_WORK_ROOT, help=f"guest mount point (default {DEFAULT_WORK_ROOT})")
-    p.add_argument("--payload-dir", default=DEFAULT_PAYLOAD,
-                   help="bundled agent packages/installers (default: the toolkit's payload/)")
-    p.add_argument("--no-repos", action="store_true",
-                   help="never use the guest's package repositories (no network from the helper VM)")
+    p.add_argument(
+        "--report-url", metavar="SAS_URL", help="also PUT the JSON report to this write-only blob SAS URL"
+    )
+    p.add_argument(
+        "--work-root", default=DEFAULT_WORK_ROOT, help=f"guest mount point (default {DEFAULT_WORK_ROOT})"
+    )
+    p.add_argument(
+        "--payload-dir",
+        default=DEFAULT_PAYLOAD,
+        help="bundled agent packages/installers (default: the toolkit's payload/)",
+    )
+    p.add_argument(
+        "--no-repos",
+        action="store_true",
+        help="never use the guest's package repositories (no network from the helper VM)",
+    )
     return parser
 
 
@@ -92,8 +106,10 @@ def upload_report(url: str, text: str, report: Report) -> None:
 def print_summary(report: Report, path: str) -> None:
     changes = report.changes
     verb = "would change" if report.dry_run else "changed"
-    print(f"hydration {report.status}: {report.os.get('name', 'no OS found')}; "
-          f"{len(changes)} settings {verb}; {len(report.warnings)} warnings; {len(report.errors)} errors")
+    print(
+        f"hydration {report.status}: {report.os.get('name', 'no OS found')}; "
+        f"{len(changes)} settings {verb}; {len(report.warnings)} warnings; {len(report.errors)} errors"
+    )
     for err in report.errors:
         print(f"error: {err.splitlines()[0][:300]}")
     for item in report.manual_steps:

@@ -17,7 +17,9 @@ from hydration.partitions import (
 from hydration.proc import CommandError, HydrationError, have, run
 
 # Without udev in the helper (or a container) LVM would wait forever for udev cookies.
-_LVM_CONFIG = "activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 1 } devices { use_devicesfile = 0 }"
+_LVM_CONFIG = (
+    "activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 1 } devices { use_devicesfile = 0 }"
+)
 
 
 @dataclass
@@ -157,8 +159,13 @@ class DiskSet:
                 continue
             device = f"/dev/mapper/{vg.replace('-', '--')}-{lv.replace('-', '--')}"
             owner = next(v for v in self.volumes if v.fstype == "LVM2_member")
-            vol = Volume(device=device, disk_index=owner.disk_index, disk_path=owner.disk_path,
-                         partition=None, lv=f"{vg}/{lv}")
+            vol = Volume(
+                device=device,
+                disk_index=owner.disk_index,
+                disk_path=owner.disk_path,
+                partition=None,
+                lv=f"{vg}/{lv}",
+            )
             self._identify(vol)
             self.volumes.append(vol)
 

@@ -102,13 +102,30 @@ class GuestFS:
             shutil.copy2(src, dest)
         return dest_guest
 
-    def write_text(self, step: str, guest_path: str, content: str, *, mode: int = 0o644,
-                   backup: bool = True, note: str = "") -> Change:
-        return self.write_bytes(step, guest_path, content.encode("utf-8", "surrogateescape"),
-                                mode=mode, backup=backup, note=note)
+    def write_text(
+        self,
+        step: str,
+        guest_path: str,
+        content: str,
+        *,
+        mode: int = 0o644,
+        backup: bool = True,
+        note: str = "",
+    ) -> Change:
+        return self.write_bytes(
+            step, guest_path, content.encode("utf-8", "surrogateescape"), mode=mode, backup=backup, note=note
+        )
 
-    def write_bytes(self, step: str, guest_path: str, content: bytes, *, mode: int = 0o644,
-                    backup: bool = True, note: str = "") -> Change:
+    def write_bytes(
+        self,
+        step: str,
+        guest_path: str,
+        content: bytes,
+        *,
+        mode: int = 0o644,
+        backup: bool = True,
+        note: str = "",
+    ) -> Change:
         current = self.read_bytes(guest_path)
         before = _show(current)
         if current == content:
@@ -154,7 +171,11 @@ class GuestFS:
         before = None
         saved = None
         if os.path.lexists(link):
-            before = f"symlink -> {os.readlink(link)}" if os.path.islink(link) else _show(self.read_bytes(guest_path))
+            before = (
+                f"symlink -> {os.readlink(link)}"
+                if os.path.islink(link)
+                else _show(self.read_bytes(guest_path))
+            )
             saved = self.backup(guest_path)
         if not self.dry_run:
             os.makedirs(os.path.dirname(link), exist_ok=True)

@@ -65,7 +65,9 @@ def read_partitions(path: str) -> list[Partition]:
         for idx, (boot, type_id, lba, count) in enumerate(entries, start=1):
             if count == 0 or type_id == "00":
                 continue
-            part = Partition(idx, lba * SECTOR, count * SECTOR, "mbr", type_id, boot, "", f"{signature:08x}-{idx:02x}")
+            part = Partition(
+                idx, lba * SECTOR, count * SECTOR, "mbr", type_id, boot, "", f"{signature:08x}-{idx:02x}"
+            )
             if part.is_extended:
                 parts.extend(_read_logical(f, lba, signature))
             else:
@@ -118,8 +120,16 @@ def _read_logical(f: BinaryIO, ext_lba: int, signature: int) -> list[Partition]:
         boot, type_id, rel, count = entries[0]
         if count and type_id != "00":
             parts.append(
-                Partition(number, (ebr_lba + rel) * SECTOR, count * SECTOR, "mbr", type_id, boot, "",
-                          f"{signature:08x}-{number:02x}")
+                Partition(
+                    number,
+                    (ebr_lba + rel) * SECTOR,
+                    count * SECTOR,
+                    "mbr",
+                    type_id,
+                    boot,
+                    "",
+                    f"{signature:08x}-{number:02x}",
+                )
             )
             number += 1
         _, next_type, next_rel, next_count = entries[1]

@@ -13,8 +13,21 @@ from hydration.support import SupportLevel, linux_support
 
 LINUX_FILESYSTEMS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "reiserfs", "jfs")
 NETWORK_FILESYSTEMS = (
-    "nfs", "nfs4", "cifs", "smbfs", "smb3", "ncpfs", "glusterfs", "ceph", "davfs", "fuse.sshfs",
-    "sshfs", "afs", "9p", "lustre", "ocfs2",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "smb3",
+    "ncpfs",
+    "glusterfs",
+    "ceph",
+    "davfs",
+    "fuse.sshfs",
+    "sshfs",
+    "afs",
+    "9p",
+    "lustre",
+    "ocfs2",
 )
 # Mount points that belong to the OS (seed: /boot, /boot/efi, /var, /lib, /etc, /usr ...).
 SYSTEM_MOUNTS = ("/boot", "/usr", "/var", "/lib", "/lib64", "/etc", "/opt")
@@ -59,11 +72,16 @@ def standard_device(spec: str) -> tuple[str, int, int] | None:
 def resolve_spec(spec: str, volumes: list[Volume]) -> Volume | None:
     """The volume an fstab device refers to, by UUID/LABEL/PARTUUID/LV path or standard name."""
     key, value = "", spec
-    for prefix, k in (("UUID=", "uuid"), ("LABEL=", "label"), ("PARTUUID=", "partuuid"),
-                      ("/dev/disk/by-uuid/", "uuid"), ("/dev/disk/by-label/", "label"),
-                      ("/dev/disk/by-partuuid/", "partuuid")):
+    for prefix, k in (
+        ("UUID=", "uuid"),
+        ("LABEL=", "label"),
+        ("PARTUUID=", "partuuid"),
+        ("/dev/disk/by-uuid/", "uuid"),
+        ("/dev/disk/by-label/", "label"),
+        ("/dev/disk/by-partuuid/", "partuuid"),
+    ):
         if spec.startswith(prefix):
-            key, value = k, spec[len(prefix):].strip('"')
+            key, value = k, spec[len(prefix) :].strip('"')
             break
     for vol in volumes:
         if key == "uuid" and vol.uuid and vol.uuid.lower() == value.lower():
@@ -159,8 +177,12 @@ def _detect_lsb(fs: GuestFS) -> Distro | None:
     values = _shell_vars(fs.read_text("/etc/lsb-release") or "")
     if values.get("DISTRIB_ID", "").lower() != "ubuntu":
         return None
-    return Distro("ubuntu", values.get("DISTRIB_RELEASE", ""),
-                  values.get("DISTRIB_DESCRIPTION", "Ubuntu"), "etc/lsb-release")
+    return Distro(
+        "ubuntu",
+        values.get("DISTRIB_RELEASE", ""),
+        values.get("DISTRIB_DESCRIPTION", "Ubuntu"),
+        "etc/lsb-release",
+    )
 
 
 def _detect_debian(fs: GuestFS) -> Distro | None:

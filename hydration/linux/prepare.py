@@ -53,8 +53,10 @@ def choose_root(candidates: list[Found], disks: DiskSet) -> Found:
 
 def prepare_linux(found: Found, disks: DiskSet, opts: Options, report: Report, runner: StepRunner) -> None:
     if os.path.ismount(opts.work_root):
-        raise HydrationError(f"{opts.work_root} is already a mount point (a previous run was interrupted?): "
-                             f"run 'umount -R {opts.work_root}' and retry")
+        raise HydrationError(
+            f"{opts.work_root} is already a mount point (a previous run was interrupted?): "
+            f"run 'umount -R {opts.work_root}' and retry"
+        )
     with Mounts() as mounts:
         try:
             _prepare(found, disks, opts, report, runner, mounts)
@@ -62,8 +64,9 @@ def prepare_linux(found: Found, disks: DiskSet, opts: Options, report: Report, r
             runner.run("unmount_everything", lambda: _unmount(mounts, disks, report))
 
 
-def _prepare(found: Found, disks: DiskSet, opts: Options, report: Report, runner: StepRunner,
-             mounts: Mounts) -> None:
+def _prepare(
+    found: Found, disks: DiskSet, opts: Options, report: Report, runner: StepRunner, mounts: Mounts
+) -> None:
     holder: dict[str, GuestInspection] = {}
 
     def discover_root_partition() -> str:
@@ -74,9 +77,11 @@ def _prepare(found: Found, disks: DiskSet, opts: Options, report: Report, runner
         fs = GuestFS(opts.work_root, dry_run=True)
         distro = detect_distro(fs)
         if distro is None:
-            raise HydrationError("no release file found (etc/redhat-release, etc/oracle-release, "
-                                 "etc/SuSE-release, etc/lsb-release, etc/debian_version, etc/os-release): "
-                                 "prepare this VM manually")
+            raise HydrationError(
+                "no release file found (etc/redhat-release, etc/oracle-release, "
+                "etc/SuSE-release, etc/lsb-release, etc/debian_version, etc/os-release): "
+                "prepare this VM manually"
+            )
         family, level = support_for(distro)
         entries = parse_fstab(found.fstab_text)
         holder["gi"] = GuestInspection(distro, family, level, found.volume, entries, found.fstab_text)
@@ -107,8 +112,9 @@ def _prepare(found: Found, disks: DiskSet, opts: Options, report: Report, runner
         report.manual_steps = _generic_manual_steps()
         report.status = RunStatus.MANUAL
         return
-    ctx = s.LinuxContext(gi, gi.family, fs, not writable, mounts, disks, runner.warn, opts.payload_dir,
-                         opts.use_repos)
+    ctx = s.LinuxContext(
+        gi, gi.family, fs, not writable, mounts, disks, runner.warn, opts.payload_dir, opts.use_repos
+    )
     for name, step in LINUX_STEPS:
         runner.run(name, functools.partial(step, ctx))
     if manual:
@@ -116,8 +122,9 @@ def _prepare(found: Found, disks: DiskSet, opts: Options, report: Report, runner
         report.manual_steps = _manual_steps(report)
 
 
-def _mount_system(gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mounts, writable: bool,
-                  runner: StepRunner) -> str:
+def _mount_system(
+    gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mounts, writable: bool, runner: StepRunner
+) -> str:
     wanted: list[tuple[str, Volume]] = []
     for e in gi.fstab:
         if e.mountpoint == "/" or e.fstype in NETWORK_FILESYSTEMS or e.fstype in ("swap", "none"):
@@ -127,8 +134,17 @@ def _mount_system(gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mo
         vol = resolve_spec(e.spec, disks.volumes)
         if e.mountpoint == "/boot" and vol is None:
             # Seed: otherwise the partition with the boot flag is /boot.
-            vol = next((v for v in disks.volumes if v.partition and v.partition.bootable
-                        and v is not gi.root and v.fstype in LINUX_FILESYSTEMS), None)
+            vol = next(
+                (
+                    v
+                    for v in disks.volumes
+                    if v.partition
+                    and v.partition.bootable
+                    and v is not gi.root
+                    and v.fstype in LINUX_FILESYSTEMS
+                ),
+                None,
+            )
         if vol is None:
             runner.warn(f"fstab entry {e.spec} {e.mountpoint} matches no attached partition; not mounted")
             continue
@@ -137,7 +153,9 @@ def _mount_system(gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mo
     for mountpoint, vol in sorted(wanted, key=lambda mv: len(mv[0].rstrip("/").split("/"))):
         target = fs.path(mountpoint)
         if not os.path.isdir(target):
-            runner.warn(f"mount point {mountpoint} does not exist in the root filesystem; {vol.name} not mounted")
+            runner.warn(
+                f"mount point {mountpoint} does not exist in the root filesystem; {vol.name} not mounted"
+            )
             continue
         mounts.mount(vol.device, target, vol.fstype, readonly=not writable)
         gi.mounts.append((mountpoint, vol))
@@ -145,8 +163,9 @@ def _mount_system(gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mo
             gi.boot = vol
         if mountpoint == "/boot/efi":
             gi.firmware = "uefi"
-    if gi.firmware != "uefi" and any(v.partition and v.partition.is_esp and v.disk_index == gi.root.disk_index
-                                     for v in disks.volumes):
+    if gi.firmware != "uefi" and any(
+        v.partition and v.partition.is_esp and v.disk_index == gi.root.disk_index for v in disks.volumes
+    ):
         gi.firmware = "uefi"
     mounted = ", ".join(f"{mp}={v.name}" for mp, v in gi.mounts) or "no separate system partitions"
     return f"/={gi.root.name} ({'read-write' if writable else 'read-only'}); {mounted}"
@@ -163,11 +182,11 @@ def _unmount(mounts: Mounts, disks: DiskSet, report: Report) -> str:
 
 _MANUAL_HINTS = {
     "rebuild_initrd": "rebuild the initrd of every kernel with hv_vmbus, hv_storvsc and hv_netvsc "
-                      "(dracut --add-drivers / mkinitrd --preload / update-initramfs), keeping a .bak copy",
+    "(dracut --add-drivers / mkinitrd --preload / update-initramfs), keeping a .bak copy",
     "enable_serial_console": f"add '{' '.join(s.SERIAL_ARGS)}' to the GRUB kernel lines and remove "
-                             f"'{' '.join(s.REMOVED_ARGS)}'",
+    f"'{' '.join(s.REMOVED_ARGS)}'",
     "remove_persistent_net_rules": "remove /etc/udev/rules.d/70-persistent-net.rules and mask "
-                                   "75-persistent-net-generator.rules",
+    "75-persistent-net-generator.rules",
     "remove_network_manager": "remove NetworkManager if it interferes with the Azure Linux agent",
     "configure_eth0_dhcp": "back up the NIC settings and configure eth0 for DHCP",
     "reset_sysconfig_network": "set /etc/sysconfig/network to NETWORKING=yes and HOSTNAME=localhost.localdomain",

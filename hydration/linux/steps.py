@@ -121,8 +121,10 @@ def rebuild_initrd(ctx: LinuxContext) -> list[Change]:
             if {"hv_vmbus", "hv_storvsc"} <= builtin:
                 changes.append(Change("rebuild_initrd", f"kernel {kernel}", False, "drivers built in", None))
                 continue
-            raise HydrationError(f"kernel {kernel} has no initrd in /boot and its Hyper-V drivers are modules: "
-                                 "create the initrd in the guest and migrate again")
+            raise HydrationError(
+                f"kernel {kernel} has no initrd in /boot and its Hyper-V drivers are modules: "
+                "create the initrd in the guest and migrate again"
+            )
         try:
             present = read_initrd_modules(ctx.fs.path(initrd)) | builtin
         except (InitrdError, OSError) as exc:
@@ -145,8 +147,10 @@ def rebuild_initrd(ctx: LinuxContext) -> list[Change]:
         return changes
     tool = next((t for t in ctx.family.initrd_tools if ctx.guest_has(t)), None)
     if tool is None:
-        raise HydrationError(f"the guest has none of {', '.join(ctx.family.initrd_tools)}: "
-                             "install its initrd tool in the source VM and migrate again")
+        raise HydrationError(
+            f"the guest has none of {', '.join(ctx.family.initrd_tools)}: "
+            "install its initrd tool in the source VM and migrate again"
+        )
     changes.extend(_persist_driver_list(ctx, tool))
     for kernel, initrd, missing in needs:
         changes.append(_rebuild_one(ctx, tool, kernel, initrd, missing))
@@ -165,7 +169,9 @@ def _persist_driver_list(ctx: LinuxContext, tool: str) -> list[Change]:
         return [ctx.fs.write_text(step, _DRACUT_CONF, content, note="dracut adds the Hyper-V drivers")]
     if tool == "update-initramfs":
         current = ctx.fs.read_text(_INITRAMFS_MODULES) or ""
-        listed = {line.split()[0] for line in current.splitlines() if line.strip() and not line.startswith("#")}
+        listed = {
+            line.split()[0] for line in current.splitlines() if line.strip() and not line.startswith("#")
+        }
         extra = [m for m in HV_MODULES if m not in listed]
         if not extra:
             return [Change(step, _INITRAMFS_MODULES, False, current, current)]
@@ -182,8 +188,15 @@ def _rebuild_one(ctx: LinuxContext, tool: str, kernel: str, initrd: str, missing
         n += 1
     before = _mods(missing, "missing")
     if ctx.dry_run:
-        return Change("rebuild_initrd", initrd, True, before, _mods(HV_MODULES, "present"), backup,
-                      f"would rebuild with {tool}")
+        return Change(
+            "rebuild_initrd",
+            initrd,
+            True,
+            before,
+            _mods(HV_MODULES, "present"),
+            backup,
+            f"would rebuild with {tool}",
+        )
     shutil.copy2(ctx.fs.path(initrd), ctx.fs.path(backup))
     if tool == "dracut":
         help_text = ctx.chroot(["dracut", "--help"], check=False)
@@ -202,12 +215,19 @@ def _rebuild_one(ctx: LinuxContext, tool: str, kernel: str, initrd: str, missing
         ctx.chroot(argv)
     except CommandError as exc:
         shutil.copy2(ctx.fs.path(backup), ctx.fs.path(initrd))
-        raise HydrationError(f"{tool} failed for kernel {kernel}; the original initrd was restored: {exc}") from exc
-    still = [m for m in missing if m not in read_initrd_modules(ctx.fs.path(initrd)) | builtin_modules(ctx, kernel)]
+        raise HydrationError(
+            f"{tool} failed for kernel {kernel}; the original initrd was restored: {exc}"
+        ) from exc
+    still = [
+        m for m in missing if m not in read_initrd_modules(ctx.fs.path(initrd)) | builtin_modules(ctx, kernel)
+    ]
     if still:
-        raise HydrationError(f"{tool} ran but {initrd} still lacks {', '.join(still)}; "
-                             f"the previous initrd is kept as {backup}")
-    return Change("rebuild_initrd", initrd, True, before, _mods(HV_MODULES, "present"), backup, f"rebuilt with {tool}")
+        raise HydrationError(
+            f"{tool} ran but {initrd} still lacks {', '.join(still)}; the previous initrd is kept as {backup}"
+        )
+    return Change(
+        "rebuild_initrd", initrd, True, before, _mods(HV_MODULES, "present"), backup, f"rebuilt with {tool}"
+    )
 
 
 # ---- seed step 4: serial console ----------------------------------------------------------------
@@ -270,7 +290,7 @@ def _edit_grubenv(raw: bytes) -> bytes | None:
     m = re.search(r"^kernelopts=(.*)$", text, re.M)
     if not m:
         return None
-    body = text[: m.start(1)] + fix_cmdline(m.group(1)) + text[m.end(1):]
+    body = text[: m.start(1)] + fix_cmdline(m.group(1)) + text[m.end(1) :]
     body = body.rstrip("#")
     if len(body.encode()) > 1024:
         raise HydrationError("boot/grub2/grubenv would exceed 1024 bytes; edit kernelopts by hand")
@@ -288,9 +308,9 @@ def enable_serial_console(ctx: LinuxContext) -> list[Change]:
             configs.append("/" + os.path.relpath(found, ctx.root))
     for path in dict.fromkeys(configs):
         text = ctx.fs.read_text(path)
-        if text is None or (not _KERNEL_LINE.search(text) and not any(
-            _KERNEL_LINE.match(line) for line in text.splitlines()
-        )):
+        if text is None or (
+            not _KERNEL_LINE.search(text) and not any(_KERNEL_LINE.match(line) for line in text.splitlines())
+        ):
             continue
         changes.append(ctx.fs.write_text(step, path, _edit_kernel_lines(text)))
     for entry in ctx.fs.listdir("/boot/loader/entries"):
@@ -314,8 +334,10 @@ def enable_serial_console(ctx: LinuxContext) -> list[Change]:
     if default is not None:
         changes.append(ctx.fs.write_text(step, "/etc/default/grub", _edit_default_grub(default)))
     if not changes:
-        ctx.warn("no GRUB or GRUB2 configuration with kernel lines found: add "
-                 f"'{' '.join(SERIAL_ARGS)}' to the kernel command line by hand")
+        ctx.warn(
+            "no GRUB or GRUB2 configuration with kernel lines found: add "
+            f"'{' '.join(SERIAL_ARGS)}' to the kernel command line by hand"
+        )
     return changes
 
 
@@ -324,12 +346,23 @@ def enable_serial_console(ctx: LinuxContext) -> list[Change]:
 
 def remove_persistent_net_rules(ctx: LinuxContext) -> list[Change]:
     step = "remove_persistent_net_rules"
-    changes = [ctx.fs.move_away(step, "/etc/udev/rules.d/70-persistent-net.rules",
-                                "static NIC naming would keep the on-premises MAC addresses")]
+    changes = [
+        ctx.fs.move_away(
+            step,
+            "/etc/udev/rules.d/70-persistent-net.rules",
+            "static NIC naming would keep the on-premises MAC addresses",
+        )
+    ]
     generator = "75-persistent-net-generator.rules"
     if ctx.fs.exists(f"/lib/udev/rules.d/{generator}") or ctx.fs.exists(f"/etc/udev/rules.d/{generator}"):
-        changes.append(ctx.fs.symlink(step, f"/etc/udev/rules.d/{generator}", "/dev/null",
-                                      "masks the generator so new rules are not written"))
+        changes.append(
+            ctx.fs.symlink(
+                step,
+                f"/etc/udev/rules.d/{generator}",
+                "/dev/null",
+                "masks the generator so new rules are not written",
+            )
+        )
     return changes
 
 
@@ -348,7 +381,9 @@ def remove_network_manager(ctx: LinuxContext) -> list[Change]:
             ctx.chroot(["dpkg", "--purge", "--force-depends", pkg])
         else:
             ctx.chroot(["rpm", "-e", "--nodeps", pkg])
-    return [Change(step, pkg, True, "installed", "removed", None, "it can interfere with the Azure Linux agent")]
+    return [
+        Change(step, pkg, True, "installed", "removed", None, "it can interfere with the Azure Linux agent")
+    ]
 
 
 def configure_eth0_dhcp(ctx: LinuxContext) -> list[Change]:
@@ -359,13 +394,21 @@ def configure_eth0_dhcp(ctx: LinuxContext) -> list[Change]:
     if stack == "ifcfg-rh":
         cfg_dir = "/etc/sysconfig/network-scripts"
         for name in fs.listdir(cfg_dir):
-            if name.startswith("ifcfg-") and name not in ("ifcfg-lo", "ifcfg-eth0") and fs.isfile(f"{cfg_dir}/{name}"):
+            if (
+                name.startswith("ifcfg-")
+                and name not in ("ifcfg-lo", "ifcfg-eth0")
+                and fs.isfile(f"{cfg_dir}/{name}")
+            ):
                 changes.append(fs.move_away(step, f"{cfg_dir}/{name}", "on-premises NIC settings backed up"))
         changes.append(fs.write_text(step, f"{cfg_dir}/ifcfg-eth0", ctx.family.eth0_config))
     elif stack == "ifcfg-suse":
         cfg_dir = "/etc/sysconfig/network"
         for name in fs.listdir(cfg_dir):
-            if name.startswith("ifcfg-") and name not in ("ifcfg-lo", "ifcfg-eth0") and fs.isfile(f"{cfg_dir}/{name}"):
+            if (
+                name.startswith("ifcfg-")
+                and name not in ("ifcfg-lo", "ifcfg-eth0")
+                and fs.isfile(f"{cfg_dir}/{name}")
+            ):
                 changes.append(fs.move_away(step, f"{cfg_dir}/{name}", "on-premises NIC settings backed up"))
         changes.append(fs.write_text(step, f"{cfg_dir}/ifcfg-eth0", ctx.family.eth0_config))
     elif stack == "netplan":
@@ -428,8 +471,10 @@ def validate_fstab(ctx: LinuxContext) -> list[Change]:
     for e in entries:
         if e.fstype.lower() in NETWORK_FILESYSTEMS:
             lines[e.line_no] = "#" + lines[e.line_no]
-            notes.append(f"line {e.line_no + 1}: network filesystem {e.spec} commented out "
-                         "(remove the # and reboot in Azure to use it again)")
+            notes.append(
+                f"line {e.line_no + 1}: network filesystem {e.spec} commented out "
+                "(remove the # and reboot in Azure to use it again)"
+            )
             continue
         std = standard_device(e.spec)
         if std is None:
@@ -444,8 +489,14 @@ def validate_fstab(ctx: LinuxContext) -> list[Change]:
             disk_index = letter_map.get((prefix, disk_letter_index), disk_letter_index)
             if disk_index not in system_disks:
                 continue  # another disk: the seed replaces only root/boot and partitions on their disk
-            vol = next((v for v in volumes if v.disk_index == disk_index and v.partition is not None
-                        and v.partition.number == number), None)
+            vol = next(
+                (
+                    v
+                    for v in volumes
+                    if v.disk_index == disk_index and v.partition is not None and v.partition.number == number
+                ),
+                None,
+            )
         if vol is None:
             ctx.warn(f"fstab line {e.line_no + 1}: {e.spec} matches no partition on the attached disks")
             continue
@@ -476,8 +527,17 @@ def install_azure_linux_agent(ctx: LinuxContext) -> list[Change]:
         source = bundled or ("the guest's repositories" if ctx.use_repos else None)
         if source is None:
             ctx.warn(_no_agent_message(ctx))
-        return [Change(step, "Azure Linux agent", True, "not installed", "installed", None,
-                       f"would install from {source}")]
+        return [
+            Change(
+                step,
+                "Azure Linux agent",
+                True,
+                "not installed",
+                "installed",
+                None,
+                f"would install from {source}",
+            )
+        ]
     errors: list[str] = []
     with _offline_service_policy(ctx):
         if bundled:
@@ -498,16 +558,28 @@ def install_azure_linux_agent(ctx: LinuxContext) -> list[Change]:
         return [Change(step, "Azure Linux agent", False, "not installed", "not installed")]
     _enable_agent_service(ctx)
     source = os.path.basename(bundled) if bundled and not errors else "the guest's repositories"
-    return [Change(step, "Azure Linux agent", True, "not installed", f"installed ({found})", None,
-                   f"installed from {source}")]
+    return [
+        Change(
+            step,
+            "Azure Linux agent",
+            True,
+            "not installed",
+            f"installed ({found})",
+            None,
+            f"installed from {source}",
+        )
+    ]
 
 
 def _no_agent_message(ctx: LinuxContext) -> str:
     bundled = _bundled_agent(ctx)
     return (
         "the Azure Linux agent could not be installed: "
-        + (f"bundled {os.path.basename(bundled)} failed" if bundled else
-           f"no bundled package for {ctx.family.name} ({ctx.family.package_ext}) in {ctx.payload_dir}")
+        + (
+            f"bundled {os.path.basename(bundled)} failed"
+            if bundled
+            else f"no bundled package for {ctx.family.name} ({ctx.family.package_ext}) in {ctx.payload_dir}"
+        )
         + ("" if ctx.use_repos else " and repositories are disabled")
         + f"; install {' or '.join(ctx.family.agent_packages)} in the VM after migration "
         "(https://learn.microsoft.com/azure/virtual-machines/extensions/agent-linux)"
@@ -567,8 +639,18 @@ def _install_bundled(ctx: LinuxContext, package: str) -> None:
 
 
 def _apt() -> list[str]:
-    return ["apt-get", "-y", "-q", "--no-install-recommends", "-o", "Acquire::Retries=1",
-            "-o", "Acquire::http::Timeout=30", "-o", "Dpkg::Options::=--force-confold"]
+    return [
+        "apt-get",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "Acquire::Retries=1",
+        "-o",
+        "Acquire::http::Timeout=30",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ]
 
 
 def _install_from_repos(ctx: LinuxContext) -> None:
@@ -583,7 +665,9 @@ def _install_from_repos(ctx: LinuxContext) -> None:
             ctx.chroot(["zypper", "--non-interactive", "install", *pkgs], timeout=900)
         else:
             yum = "dnf" if ctx.guest_has("dnf") else "yum"
-            ctx.chroot([yum, "-y", "--setopt=timeout=30", "--setopt=retries=1", "install", *pkgs], timeout=900)
+            ctx.chroot(
+                [yum, "-y", "--setopt=timeout=30", "--setopt=retries=1", "install", *pkgs], timeout=900
+            )
 
     _with_resolver(ctx, go)
 

@@ -15,8 +15,13 @@ REG_BINARY = 3
 REG_DWORD = 4
 REG_MULTI_SZ = 7
 
-TYPE_NAMES = {REG_SZ: "REG_SZ", REG_EXPAND_SZ: "REG_EXPAND_SZ", REG_BINARY: "REG_BINARY",
-              REG_DWORD: "REG_DWORD", REG_MULTI_SZ: "REG_MULTI_SZ"}
+TYPE_NAMES = {
+    REG_SZ: "REG_SZ",
+    REG_EXPAND_SZ: "REG_EXPAND_SZ",
+    REG_BINARY: "REG_BINARY",
+    REG_DWORD: "REG_DWORD",
+    REG_MULTI_SZ: "REG_MULTI_SZ",
+}
 
 
 class HiveError(HydrationError):
@@ -124,11 +129,15 @@ def open_hive(path: str, write: bool) -> Iterator[Hive]:
     try:
         import hivex
     except ImportError as exc:
-        raise HiveError("python3-hivex is not installed on the helper VM: apt-get install python3-hivex") from exc
+        raise HiveError(
+            "python3-hivex is not installed on the helper VM: apt-get install python3-hivex"
+        ) from exc
     try:
         handle = hivex.Hivex(path, write=write)
     except RuntimeError as exc:
-        raise HiveError(f"cannot open the registry hive {path}: {exc}; the Windows volume may be corrupt") from exc
+        raise HiveError(
+            f"cannot open the registry hive {path}: {exc}; the Windows volume may be corrupt"
+        ) from exc
     hive = Hive(handle, path, write)
     yield hive
     if write and hive.dirty:

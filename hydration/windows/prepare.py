@@ -28,8 +28,10 @@ WINDOWS_STEPS: tuple[tuple[str, Callable[[s.WindowsContext], list[Change]]], ...
     ("stage_azure_vm_agent", s.stage_azure_vm_agent),
 )
 _HIBERNATED = (b"hibr", b"HIBR", b"rstr", b"RSTR")
-_FAST_STARTUP_FIX = ("start the source VM, run 'powercfg /h off' as administrator (turns off hibernation and "
-                     "Fast Startup), shut it down fully and replicate again")
+_FAST_STARTUP_FIX = (
+    "start the source VM, run 'powercfg /h off' as administrator (turns off hibernation and "
+    "Fast Startup), shut it down fully and replicate again"
+)
 
 
 @dataclass
@@ -58,7 +60,9 @@ class WindowsInspection:
 def prepare_windows(found: Found, disks: DiskSet, opts: Options, report: Report, runner: StepRunner) -> None:
     del disks  # Windows needs only the OS volume (seed: the OS disk alone is attached)
     if os.path.ismount(opts.work_root):
-        raise HydrationError(f"{opts.work_root} is already a mount point: run 'umount {opts.work_root}' and retry")
+        raise HydrationError(
+            f"{opts.work_root} is already a mount point: run 'umount {opts.work_root}' and retry"
+        )
     with Mounts() as mounts:
         try:
             _prepare(found, opts, report, runner, mounts)
@@ -80,14 +84,18 @@ def _prepare(found: Found, opts: Options, report: Report, runner: StepRunner, mo
         if hiberfil is not None:
             with open(hiberfil, "rb") as f:
                 if f.read(4) in _HIBERNATED:
-                    raise HydrationError("Windows is hibernated or was shut down with Fast Startup, so its "
-                                         f"volume holds unsaved state and cannot be changed safely: {_FAST_STARTUP_FIX}")
+                    raise HydrationError(
+                        "Windows is hibernated or was shut down with Fast Startup, so its "
+                        f"volume holds unsaved state and cannot be changed safely: {_FAST_STARTUP_FIX}"
+                    )
         if have("ntfsinfo"):
             info = run(["ntfsinfo", "-m", "-f", vol.device], check=False)
             m = re.search(r"Volume Flags:\s*0x([0-9a-fA-F]+)", info)
             if m and int(m.group(1), 16) & 0x1:
-                raise HydrationError("the NTFS volume is marked dirty (not shut down cleanly or Fast Startup): "
-                                     f"{_FAST_STARTUP_FIX}; if it persists, run 'chkdsk C: /f' in the source VM")
+                raise HydrationError(
+                    "the NTFS volume is marked dirty (not shut down cleanly or Fast Startup): "
+                    f"{_FAST_STARTUP_FIX}; if it persists, run 'chkdsk C: /f' in the source VM"
+                )
         return "volume is clean and not hibernated"
 
     def read_os_version() -> str:
@@ -96,8 +104,11 @@ def _prepare(found: Found, opts: Options, report: Report, runner: StepRunner, mo
         wi = state["wi"]
         return f"{wi.product} ({wi.release.name}, build {wi.build}): {wi.release.level}"
 
-    for name, fn in (("find_os_volume", find_os_volume), ("check_volume_state", check_volume_state),
-                     ("read_os_version", read_os_version)):
+    for name, fn in (
+        ("find_os_volume", find_os_volume),
+        ("check_volume_state", check_volume_state),
+        ("read_os_version", read_os_version),
+    ):
         if runner.run(name, fn).status == "failed":
             return
     wi = state["wi"]
@@ -107,20 +118,38 @@ def _prepare(found: Found, opts: Options, report: Report, runner: StepRunner, mo
         mounts.unmount(root)
         mounts.mount(vol.device, root, "ntfs", readonly=False)
         if is_readonly_mount(root):
-            raise HydrationError(f"ntfs-3g mounted the volume read-only (unclean or hibernated): {_FAST_STARTUP_FIX}")
+            raise HydrationError(
+                f"ntfs-3g mounted the volume read-only (unclean or hibernated): {_FAST_STARTUP_FIX}"
+            )
     windows_dir = find_ci(root, ("Windows",))
     system = find_ci(root, WINDOWS_HIVE)
     if windows_dir is None or system is None:
-        raise HydrationError("Windows\\System32\\config\\SYSTEM vanished after remounting: the disk is unstable")
+        raise HydrationError(
+            "Windows\\System32\\config\\SYSTEM vanished after remounting: the disk is unstable"
+        )
     if hive_is_dirty(system):
-        runner.warn("the SYSTEM hive has unflushed transaction logs (Windows did not shut down cleanly); "
-                    "changes are made to the hive file and Windows may replay older logs over them")
-    fs = GuestFS(root, dry_run=not writable, backup_dir=f"/{os.path.basename(windows_dir)}/{s.STAGING_DIR}/backup")
+        runner.warn(
+            "the SYSTEM hive has unflushed transaction logs (Windows did not shut down cleanly); "
+            "changes are made to the hive file and Windows may replay older logs over them"
+        )
+    fs = GuestFS(
+        root, dry_run=not writable, backup_dir=f"/{os.path.basename(windows_dir)}/{s.STAGING_DIR}/backup"
+    )
     with open(system, "rb") as f:
         original = f.read()
     with open_hive(system, write=writable) as hive:
-        ctx = s.WindowsContext(hive, wi.control_set, windows_dir, fs, "/" + os.path.basename(windows_dir),
-                               wi.release, wi.version, not writable, runner.warn, opts.payload_dir)
+        ctx = s.WindowsContext(
+            hive,
+            wi.control_set,
+            windows_dir,
+            fs,
+            "/" + os.path.basename(windows_dir),
+            wi.release,
+            wi.version,
+            not writable,
+            runner.warn,
+            opts.payload_dir,
+        )
         for name, step in WINDOWS_STEPS:
             runner.run(name, functools.partial(step, ctx))
         dirty = hive.dirty
@@ -138,8 +167,11 @@ def _prepare(found: Found, opts: Options, report: Report, runner: StepRunner, mo
         report.status = RunStatus.MANUAL
         report.manual_steps = [
             f"{c.step}: set {c.target} to {c.after} (now {c.before or 'missing'})"
-            if c.target.startswith("HKLM") else f"{c.step}: {c.target} ({c.note or 'stage it'})"
-            for r in report.steps for c in r.changes if c.changed
+            if c.target.startswith("HKLM")
+            else f"{c.step}: {c.target} ({c.note or 'stage it'})"
+            for r in report.steps
+            for c in r.changes
+            if c.changed
         ] or ["no registry change needed; install the Azure VM agent by hand"]
 
 
@@ -175,8 +207,11 @@ def _inspect(vol: Volume, root: str, runner: StepRunner) -> WindowsInspection:
             build_text = sw.string(key, "CurrentBuildNumber") or sw.string(key, "CurrentBuild") or "0"
             build = int(re.sub(r"\D", "", build_text) or 0)
     server = itype.lower().startswith("server") or "server" in product.lower()
-    release = windows_release(major, minor, build, server) if major else WindowsRelease(
-        "unknown Windows version", SupportLevel.MANUAL)
+    release = (
+        windows_release(major, minor, build, server)
+        if major
+        else WindowsRelease("unknown Windows version", SupportLevel.MANUAL)
+    )
     return WindowsInspection(vol, product, (major, minor), build, itype, release, control_set)
 
 
@@ -186,4 +221,3 @@ def _unmount(mounts: Mounts, report: Report) -> str:
     for w in mounts.warnings:
         report.warn(w)
     return f"unmounted {count} filesystems"
-

@@ -101,14 +101,17 @@ def ensure_boot_drivers(ctx: WindowsContext) -> list[Change]:
         exists = ctx.hive.node(key) is not None
         if ctx.driver_file(drv.name) is None:
             # Boot-starting a driver whose file is missing would stop the boot (or be ignored at best).
-            ctx.warn(f"{drv.name}.sys is missing from System32\\drivers: install the Hyper-V Integration "
-                     "Services in the source VM (Windows Server 2008) and replicate again")
+            ctx.warn(
+                f"{drv.name}.sys is missing from System32\\drivers: install the Hyper-V Integration "
+                "Services in the source VM (Windows Server 2008) and replicate again"
+            )
             continue
         if not exists:
             changes.append(ctx.set_dword(step, key, "Type", SERVICE_KERNEL_DRIVER, "service key created"))
             changes.append(ctx.set_dword(step, key, "ErrorControl", 1))
-            changes.append(ctx.set_string(step, key, "ImagePath", f"System32\\drivers\\{drv.name}.sys",
-                                          REG_EXPAND_SZ))
+            changes.append(
+                ctx.set_string(step, key, "ImagePath", f"System32\\drivers\\{drv.name}.sys", REG_EXPAND_SZ)
+            )
             changes.append(ctx.set_string(step, key, "Group", drv.group))
             changes.append(ctx.set_string(step, key, "DisplayName", drv.display))
         changes.append(ctx.set_dword(step, key, "Start", BOOT_START, "boot start"))
@@ -117,8 +120,15 @@ def ensure_boot_drivers(ctx: WindowsContext) -> list[Change]:
 
 def set_san_policy_online_all(ctx: WindowsContext) -> list[Change]:
     key = f"{ctx.services()}\\partmgr\\Parameters"
-    return [ctx.set_dword("set_san_policy_online_all", key, "SanPolicy", SAN_ONLINE_ALL,
-                          "OnlineAll keeps the drive letters; Azure's temporary disk takes the next free one")]
+    return [
+        ctx.set_dword(
+            "set_san_policy_online_all",
+            key,
+            "SanPolicy",
+            SAN_ONLINE_ALL,
+            "OnlineAll keeps the drive letters; Azure's temporary disk takes the next free one",
+        )
+    ]
 
 
 def set_dhcp_automatic(ctx: WindowsContext) -> list[Change]:
@@ -131,11 +141,18 @@ def set_dhcp_automatic(ctx: WindowsContext) -> list[Change]:
 
 def disable_vmware_tools(ctx: WindowsContext) -> list[Change]:
     services = ctx.services()
-    names = [n for n in ctx.hive.children(services)
-             if n.lower() == "vmtools" or (ctx.hive.string(f"{services}\\{n}", "DisplayName") or "") == "VMware Tools"]
+    names = [
+        n
+        for n in ctx.hive.children(services)
+        if n.lower() == "vmtools"
+        or (ctx.hive.string(f"{services}\\{n}", "DisplayName") or "") == "VMware Tools"
+    ]
     if not names:
         return [Change("disable_vmware_tools", "VMware Tools", False, "not installed", "not installed")]
-    return [ctx.set_dword("disable_vmware_tools", f"{services}\\{n}", "Start", DISABLED, "Disabled") for n in names]
+    return [
+        ctx.set_dword("disable_vmware_tools", f"{services}\\{n}", "Start", DISABLED, "Disabled")
+        for n in names
+    ]
 
 
 FIRSTBOOT_CMD = rf"""@echo off
@@ -154,12 +171,16 @@ sc.exe config {FIRSTBOOT_SERVICE} start= disabled
 def stage_azure_vm_agent(ctx: WindowsContext) -> list[Change]:
     step = "stage_azure_vm_agent"
     if ctx.version < (6, 1):
-        raise StepSkipped(f"{ctx.release.name}: the Azure VM agent is installed automatically only on Windows "
-                          f"Server 2008 R2 and later; install it by hand ({AGENT_URL})")
+        raise StepSkipped(
+            f"{ctx.release.name}: the Azure VM agent is installed automatically only on Windows "
+            f"Server 2008 R2 and later; install it by hand ({AGENT_URL})"
+        )
     services = ctx.services()
     for installed in ("WindowsAzureGuestAgent", "RdAgent"):
         if ctx.hive.node(f"{services}\\{installed}") is not None:
-            return [Change(step, "Azure VM agent", False, f"installed ({installed})", f"installed ({installed})")]
+            return [
+                Change(step, "Azure VM agent", False, f"installed ({installed})", f"installed ({installed})")
+            ]
     staging = f"{ctx.windows_rel}/{STAGING_DIR}"
     changes: list[Change] = []
     msi = _bundled_msi(ctx.payload_dir)
@@ -167,8 +188,10 @@ def stage_azure_vm_agent(ctx: WindowsContext) -> list[Change]:
         with open(msi, "rb") as f:
             changes.append(ctx.fs.write_bytes(step, f"{staging}/{AGENT_MSI}", f.read(), backup=False))
     else:
-        ctx.warn(f"no {AGENT_MSI} bundled in {ctx.payload_dir}: the first boot downloads it from {AGENT_URL} "
-                 "(needs outbound internet access in Azure)")
+        ctx.warn(
+            f"no {AGENT_MSI} bundled in {ctx.payload_dir}: the first boot downloads it from {AGENT_URL} "
+            "(needs outbound internet access in Azure)"
+        )
     changes.append(ctx.fs.write_text(step, f"{staging}/firstboot.cmd", FIRSTBOOT_CMD, backup=False))
     key = f"{services}\\{FIRSTBOOT_SERVICE}"
     command = rf'%SystemRoot%\System32\cmd.exe /c start "" /b %SystemRoot%\{STAGING_DIR}\firstboot.cmd'
@@ -177,7 +200,9 @@ def stage_azure_vm_agent(ctx: WindowsContext) -> list[Change]:
     changes.append(ctx.set_dword(step, key, "ErrorControl", 0))
     changes.append(ctx.set_string(step, key, "ImagePath", command, REG_EXPAND_SZ))
     changes.append(ctx.set_string(step, key, "ObjectName", "LocalSystem"))
-    changes.append(ctx.set_string(step, key, "DisplayName", "Azure Migrate first boot (installs the Azure VM agent)"))
+    changes.append(
+        ctx.set_string(step, key, "DisplayName", "Azure Migrate first boot (installs the Azure VM agent)")
+    )
     return changes
 
 

@@ -16,8 +16,10 @@ REG_SZ, REG_EXPAND_SZ, REG_BINARY, REG_DWORD, REG_MULTI_SZ = 1, 2, 3, 4, 7
 
 
 def _sid(revision: int, authority: int, subs: list[int]) -> bytes:
-    return struct.pack("<BB", revision, len(subs)) + authority.to_bytes(6, "big") + b"".join(
-        struct.pack("<I", s) for s in subs
+    return (
+        struct.pack("<BB", revision, len(subs))
+        + authority.to_bytes(6, "big")
+        + b"".join(struct.pack("<I", s) for s in subs)
     )
 
 
@@ -46,15 +48,32 @@ def minimal_hive(name: str = "SYSTEM") -> bytes:
     nk_name = b"ROOT"
     nk_len = (4 + 0x4C + len(nk_name) + 7) // 8 * 8
     sk_off = root_off + nk_len
-    nk = struct.pack(
-        "<2sHQ" + "I" * 15 + "HH",
-        b"nk", 0x2C, 0, 0, 0xFFFFFFFF,  # signature, flags (root|no-delete|ascii), time, access, parent
-        0, 0, 0xFFFFFFFF, 0xFFFFFFFF,  # subkeys, volatile subkeys, their lists
-        0, 0xFFFFFFFF,  # values, value list
-        sk_off, 0xFFFFFFFF,  # security cell, class name
-        0, 0, 0, 0, 0,  # max subkey name, max class, max value name, max value data, workvar
-        len(nk_name), 0,
-    ) + nk_name
+    nk = (
+        struct.pack(
+            "<2sHQ" + "I" * 15 + "HH",
+            b"nk",
+            0x2C,
+            0,
+            0,
+            0xFFFFFFFF,  # signature, flags (root|no-delete|ascii), time, access, parent
+            0,
+            0,
+            0xFFFFFFFF,
+            0xFFFFFFFF,  # subkeys, volatile subkeys, their lists
+            0,
+            0xFFFFFFFF,  # values, value list
+            sk_off,
+            0xFFFFFFFF,  # security cell, class name
+            0,
+            0,
+            0,
+            0,
+            0,  # max subkey name, max class, max value name, max value data, workvar
+            len(nk_name),
+            0,
+        )
+        + nk_name
+    )
     sd = _security_descriptor()
     sk = struct.pack("<2sHIIII", b"sk", 0, sk_off, sk_off, 1, len(sd)) + sd
     cells = _cell(nk) + _cell(sk)

@@ -60,21 +60,39 @@ def hydrate(tmp_path: Path) -> Iterator[Any]:
         pytest.skip(reason)
     runs = {"n": 0}
 
-    def run(*disks: Path | str, args: tuple[str, ...] = (), expect_rc: int | None = 0,
-            repos: bool = False) -> Result:
+    def run(
+        *disks: Path | str, args: tuple[str, ...] = (), expect_rc: int | None = 0, repos: bool = False
+    ) -> Result:
         runs["n"] += 1
         report = tmp_path / f"report{runs['n']}.json"
-        argv = [SYSTEM_PYTHON, "-m", "hydration", "prepare", "--report", str(report),
-                "--work-root", str(tmp_path / "azure_sms_root"),
-                "--payload-dir", str(tmp_path / "payload")]
+        argv = [
+            SYSTEM_PYTHON,
+            "-m",
+            "hydration",
+            "prepare",
+            "--report",
+            str(report),
+            "--work-root",
+            str(tmp_path / "azure_sms_root"),
+            "--payload-dir",
+            str(tmp_path / "payload"),
+        ]
         if not repos:
             argv.append("--no-repos")
         for d in disks:
             argv += ["--disk", str(d)]
         argv += list(args)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=900, check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         data = json.loads(report.read_text()) if report.exists() else {}
         result = Result(proc.returncode, proc.stdout, data)
         if expect_rc is not None:
@@ -100,8 +118,9 @@ def part_spec(image: Path, start_mb: int) -> str:
 
 
 def debugfs_cat(image: Path, start_mb: int, path: str) -> str | None:
-    proc = subprocess.run(["debugfs", "-R", f"cat {path}", part_spec(image, start_mb)],
-                          capture_output=True, check=False)
+    proc = subprocess.run(
+        ["debugfs", "-R", f"cat {path}", part_spec(image, start_mb)], capture_output=True, check=False
+    )
     err = proc.stderr.decode(errors="replace")
     if "File not found" in err or proc.returncode != 0:
         return None
@@ -109,8 +128,12 @@ def debugfs_cat(image: Path, start_mb: int, path: str) -> str | None:
 
 
 def debugfs_stat(image: Path, start_mb: int, path: str) -> str:
-    return subprocess.run(["debugfs", "-R", f"stat {path}", part_spec(image, start_mb)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout.decode()
+    return subprocess.run(
+        ["debugfs", "-R", f"stat {path}", part_spec(image, start_mb)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    ).stdout.decode()
 
 
 def debugfs_exists(image: Path, start_mb: int, path: str) -> bool:
@@ -118,8 +141,9 @@ def debugfs_exists(image: Path, start_mb: int, path: str) -> bool:
 
 
 def debugfs_dump(image: Path, start_mb: int, path: str, dest: Path) -> Path:
-    subprocess.run(["debugfs", "-R", f"dump {path} {dest}", part_spec(image, start_mb)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        ["debugfs", "-R", f"dump {path} {dest}", part_spec(image, start_mb)], capture_output=True, check=True
+    )
     return dest
 
 
@@ -130,10 +154,16 @@ def lsinitramfs(initrd: Path) -> list[str]:
 
 def blkid_uuid(image: Path, start_mb: int, size_mb: int, tmp: Path) -> str:
     part = tmp / f"part-{start_mb}.img"
-    subprocess.run(["dd", f"if={image}", f"of={part}", "bs=1M", f"skip={start_mb}", f"count={size_mb}",
-                    "status=none"], check=True)
-    out = subprocess.run(["blkid", "-p", "-s", "UUID", "-o", "value", str(part)], stdout=subprocess.PIPE,
-                         text=True, check=False).stdout.strip()
+    subprocess.run(
+        ["dd", f"if={image}", f"of={part}", "bs=1M", f"skip={start_mb}", f"count={size_mb}", "status=none"],
+        check=True,
+    )
+    out = subprocess.run(
+        ["blkid", "-p", "-s", "UUID", "-o", "value", str(part)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    ).stdout.strip()
     part.unlink()
     return out
 

@@ -12,8 +12,32 @@ from dataclasses import dataclass
 from tests.hydration.images import Exe, Symlink, Tree, make_initrd
 
 BUSYBOX = "/usr/bin/busybox"
-APPLETS = ("sh", "cat", "cp", "mkdir", "rm", "find", "cpio", "gzip", "ln", "touch", "echo", "ls", "grep",
-           "sed", "mv", "dirname", "basename", "sort", "tr", "xargs", "true", "false", "test", "[")
+APPLETS = (
+    "sh",
+    "cat",
+    "cp",
+    "mkdir",
+    "rm",
+    "find",
+    "cpio",
+    "gzip",
+    "ln",
+    "touch",
+    "echo",
+    "ls",
+    "grep",
+    "sed",
+    "mv",
+    "dirname",
+    "basename",
+    "sort",
+    "tr",
+    "xargs",
+    "true",
+    "false",
+    "test",
+    "[",
+)
 
 _PACK = r"""
 pack() {  # pack OUT KVER MODULES...: a gzip newc initrd holding the named modules of KVER
@@ -32,7 +56,10 @@ pack() {  # pack OUT KVER MODULES...: a gzip newc initrd holding the named modul
 }
 """
 
-FAKE_DRACUT = "#!/bin/sh\n" + _PACK + r"""
+FAKE_DRACUT = (
+    "#!/bin/sh\n"
+    + _PACK
+    + r"""
 echo "dracut $*" >> /var/log/fake-tools.log
 drivers=""; pos=""
 while [ $# -gt 0 ]; do
@@ -47,14 +74,19 @@ set -- $pos
 conf=$(cat /etc/dracut.conf.d/*.conf 2>/dev/null | sed -n 's/^add_drivers+="\(.*\)"/\1/p')
 pack "$1" "$2" ata_piix $drivers $conf
 """
+)
 
-FAKE_UPDATE_INITRAMFS = "#!/bin/sh\n" + _PACK + r"""
+FAKE_UPDATE_INITRAMFS = (
+    "#!/bin/sh\n"
+    + _PACK
+    + r"""
 echo "update-initramfs $*" >> /var/log/fake-tools.log
 kver=""
 while [ $# -gt 0 ]; do case "$1" in -k) kver=$2; shift 2;; *) shift;; esac; done
 mods=$(grep -v '^#' /etc/initramfs-tools/modules 2>/dev/null)
 pack /boot/initrd.img-$kver $kver ata_piix $mods
 """
+)
 
 FAKE_PKG = r"""#!/bin/sh
 echo "$(basename $0) $*" >> /var/log/fake-tools.log
@@ -120,16 +152,19 @@ def release_files(spec: GuestSpec) -> Tree:
         return tree
     if d == "sles":
         sp = v.split(".")[1] if "." in v else "0"
-        tree = {"/etc/os-release": f'NAME="SLES"\nVERSION="{major}-SP{sp}"\nVERSION_ID="{v}"\nID="sles"\n'
-                                   f'PRETTY_NAME="SUSE Linux Enterprise Server {major} SP{sp}"\n'}
+        tree = {
+            "/etc/os-release": f'NAME="SLES"\nVERSION="{major}-SP{sp}"\nVERSION_ID="{v}"\nID="sles"\n'
+            f'PRETTY_NAME="SUSE Linux Enterprise Server {major} SP{sp}"\n'
+        }
         if major == "12":
-            tree["/etc/SuSE-release"] = (f"SUSE Linux Enterprise Server {major} (x86_64)\nVERSION = {major}\n"
-                                        f"PATCHLEVEL = {sp}\n")
+            tree["/etc/SuSE-release"] = (
+                f"SUSE Linux Enterprise Server {major} (x86_64)\nVERSION = {major}\nPATCHLEVEL = {sp}\n"
+            )
         return tree
     if d == "ubuntu":
         return {
             "/etc/lsb-release": f"DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE={v}\nDISTRIB_CODENAME=x\n"
-                                f'DISTRIB_DESCRIPTION="Ubuntu {v} LTS"\n',
+            f'DISTRIB_DESCRIPTION="Ubuntu {v} LTS"\n',
             "/etc/debian_version": "bullseye/sid\n",
             "/etc/os-release": f'ID=ubuntu\nVERSION_ID="{v}"\n',
         }
@@ -208,8 +243,8 @@ def root_tree(spec: GuestSpec, fstab: str) -> Tree:
     else:
         tree["/etc/default/grub"] = (
             'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="crashkernel=auto rd.lvm.lv=vg/root rhgb quiet"\n'
-            if fam in ("redhat", "suse") else
-            'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX=""\n'
+            if fam in ("redhat", "suse")
+            else 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX=""\n'
         )
     tree["/etc/udev/rules.d/70-persistent-net.rules"] = (
         'SUBSYSTEM=="net", ACTION=="add", ATTR{address}=="00:50:56:aa:bb:cc", NAME="eth0"\n'
@@ -231,7 +266,9 @@ def root_tree(spec: GuestSpec, fstab: str) -> Tree:
         tree["/usr/bin/dracut"] = Exe(FAKE_DRACUT)
         tree["/usr/bin/rpm"] = Exe(pkg)
         tree["/usr/bin/zypper"] = Exe(pkg)
-        tree["/etc/sysconfig/network/ifcfg-eth1"] = "BOOTPROTO='static'\nIPADDR='10.0.0.6/24'\nSTARTMODE='auto'\n"
+        tree["/etc/sysconfig/network/ifcfg-eth1"] = (
+            "BOOTPROTO='static'\nIPADDR='10.0.0.6/24'\nSTARTMODE='auto'\n"
+        )
         tree["/etc/sysconfig/network/config"] = "NETCONFIG_DNS_POLICY='auto'\n"
     else:
         tree["/usr/sbin/update-initramfs"] = Exe(FAKE_UPDATE_INITRAMFS)

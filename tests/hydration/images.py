@@ -47,7 +47,9 @@ class Part:
 
 
 def run(*argv: str, input_bytes: bytes | None = None) -> str:
-    proc = subprocess.run(argv, input=input_bytes, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    proc = subprocess.run(
+        argv, input=input_bytes, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stdout.decode(errors='replace')}")
     return proc.stdout.decode(errors="replace")
@@ -151,7 +153,14 @@ def build_disk(path: str, scheme: str, parts: list[Part], extra_mb: int = 2) -> 
                 attrs = ", bootable" if scheme == "mbr" else ', attrs="LegacyBIOSBootable"'
             lines.append(f"start={start * 2048}, size={p.size_mb * 2048}, type={ptype}{attrs}")
             start += p.size_mb + (1 if _next_is_logical(parts, p) else 0)
-        run("sfdisk", "-q", "--no-reread", "--no-tell-kernel", path, input_bytes="\n".join(lines).encode() + b"\n")
+        run(
+            "sfdisk",
+            "-q",
+            "--no-reread",
+            "--no-tell-kernel",
+            path,
+            input_bytes="\n".join(lines).encode() + b"\n",
+        )
         for p in parts:
             if p.kind == "extended":
                 continue

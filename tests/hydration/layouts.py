@@ -55,8 +55,14 @@ def mbr_separate_boot(tmp: Path, spec: GuestSpec) -> Layout:
     ]
     disk = tmp / "mbr.img"
     build_disk(str(disk), "mbr", parts)
-    return Layout(disk, parts[1].start_mb, 48, parts[0].start_mb, 40,
-                  {"swap": (parts[2].start_mb, 8), "extra": (parts[4].start_mb, 16)})
+    return Layout(
+        disk,
+        parts[1].start_mb,
+        48,
+        parts[0].start_mb,
+        40,
+        {"swap": (parts[2].start_mb, 8), "extra": (parts[4].start_mb, 16)},
+    )
 
 
 def gpt_uefi(tmp: Path, spec: GuestSpec) -> Layout:
@@ -71,9 +77,12 @@ def gpt_uefi(tmp: Path, spec: GuestSpec) -> Layout:
     boot = boot_tree(spec, "/dev/sda3", prefix="")
     boot["/efi"] = None
     vendor = "redhat" if spec.distro in ("rhel", "centos", "ol", "rocky", "almalinux") else spec.distro
-    efi = {f"/EFI/{vendor}/grub.cfg": "".join(
-        f"menuentry 'Linux {k}' {{\n\tlinuxefi /vmlinuz-{k} root=/dev/sda3 ro quiet\n}}\n" for k in spec.kernels
-    )}
+    efi = {
+        f"/EFI/{vendor}/grub.cfg": "".join(
+            f"menuentry 'Linux {k}' {{\n\tlinuxefi /vmlinuz-{k} root=/dev/sda3 ro quiet\n}}\n"
+            for k in spec.kernels
+        )
+    }
     parts = [
         Part(34, "vfat", efi, kind="esp", uuid=ESP_UUID),
         Part(40, "ext4", boot, uuid=BOOT_UUID),

@@ -7,7 +7,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -20,8 +20,13 @@ pytestmark = [pytest.mark.root]
 
 
 def test_usage_error_without_disk() -> None:
-    proc = subprocess.run([SYSTEM_PYTHON, "-m", "hydration", "prepare", "--report", "/tmp/x.json"], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "hydration", "prepare", "--report", "/tmp/x.json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "--disk" in proc.stderr
 
@@ -33,7 +38,7 @@ def test_missing_disk_is_a_clear_error(tmp_path: Path, hydrate: Any) -> None:
 
 
 class _Capture(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -75,7 +80,9 @@ def test_agent_from_bundled_package(tmp_path: Path, hydrate: Any) -> None:
     log = debugfs_cat(layout.disk, layout.root_mb, "/var/log/fake-tools.log") or ""
     assert "rpm -Uvh --replacepkgs /tmp/WALinuxAgent-2.9.1.1-1.el7.noarch.rpm" in log
     assert "systemctl enable waagent.service" in log
-    assert debugfs_exists(layout.disk, layout.root_mb, "/etc/systemd/system/multi-user.target.wants/waagent.service")
+    assert debugfs_exists(
+        layout.disk, layout.root_mb, "/etc/systemd/system/multi-user.target.wants/waagent.service"
+    )
     assert not debugfs_exists(layout.disk, layout.root_mb, "/tmp/WALinuxAgent-2.9.1.1-1.el7.noarch.rpm")
     again = hydrate(layout.disk)
     assert again.step("install_azure_linux_agent")["status"] == "unchanged"
@@ -96,21 +103,40 @@ def test_agent_from_guest_repositories_keeps_guest_resolv_conf(tmp_path: Path, h
     assert "repositories" in step["changes"][0]["note"]
     log = debugfs_cat(disk, parts[0].start_mb, "/var/log/fake-tools.log") or ""
     assert "apt-get" in log and "install walinuxagent" in log
-    stat = subprocess.run(["debugfs", "-R", "stat /etc/resolv.conf", f"{disk}?offset={parts[0].start_mb << 20}"],
-                          capture_output=True, text=True, check=False).stdout
+    stat = subprocess.run(
+        ["debugfs", "-R", "stat /etc/resolv.conf", f"{disk}?offset={parts[0].start_mb << 20}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     assert "Type: symlink" in stat and "stub-resolv.conf" in stat
     assert not debugfs_exists(disk, parts[0].start_mb, "/usr/sbin/policy-rc.d")
 
 
 def test_lvm_physical_volume_is_reported_and_root_still_found(tmp_path: Path, hydrate: Any) -> None:
     spec = GuestSpec("rhel", "8.4", bls=True)
-    fstab = ("/dev/sda1 / ext4 defaults 0 1\n/dev/mapper/vg_data-lv_data /data xfs defaults 0 0\n"
-             "/dev/vg_data/lv_logs /logs ext4 defaults 0 0\n")
+    fstab = (
+        "/dev/sda1 / ext4 defaults 0 1\n/dev/mapper/vg_data-lv_data /data xfs defaults 0 0\n"
+        "/dev/vg_data/lv_logs /logs ext4 defaults 0 0\n"
+    )
     root = {**root_tree(spec, fstab), **boot_tree(spec, "/dev/sda1")}
     disk = tmp_path / "lvm.img"
     parts = build_disk(str(disk), "mbr", [Part(64, "ext4", root), Part(16, "raw", kind="lvm")])
-    loop = subprocess.run(["losetup", "--show", "-f", "-o", str(parts[1].start_mb << 20), "--sizelimit",
-                           str(16 << 20), str(disk)], capture_output=True, text=True, check=True).stdout.strip()
+    loop = subprocess.run(
+        [
+            "losetup",
+            "--show",
+            "-f",
+            "-o",
+            str(parts[1].start_mb << 20),
+            "--sizelimit",
+            str(16 << 20),
+            str(disk),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         cfg = "devices { use_devicesfile = 0 } activation { udev_sync = 0 udev_rules = 0 }"
         subprocess.run(["pvcreate", "--config", cfg, "-q", loop], capture_output=True, check=True)

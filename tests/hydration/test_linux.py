@@ -48,15 +48,19 @@ class Guest:
 
     def _where(self, path: str) -> tuple[int, str]:
         if self.layout.boot_mb is not None and (path == "/boot" or path.startswith("/boot/")):
-            return self.layout.boot_mb, path[len("/boot"):] or "/"
+            return self.layout.boot_mb, path[len("/boot") :] or "/"
         return self.layout.root_mb, path
 
     def read(self, path: str) -> str | None:
         if path.startswith("/boot/efi/"):
             start, _ = (self.layout.extra or {})["esp"]
-            proc = subprocess.run(["mtype", "-i", f"{self.layout.disk}@@{start}M", "::" + path[len("/boot/efi"):]],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
-                                  env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+            proc = subprocess.run(
+                ["mtype", "-i", f"{self.layout.disk}@@{start}M", "::" + path[len("/boot/efi") :]],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+            )
             return proc.stdout if proc.returncode == 0 else None
         start, inner = self._where(path)
         return debugfs_cat(self.layout.disk, start, inner)
@@ -108,8 +112,9 @@ def _id(case: tuple[str, str, str, dict[str, Any]]) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
-def test_prepares_guest_and_second_run_changes_nothing(case: tuple[str, str, str, dict[str, Any]],
-                                                       tmp_path: Path, hydrate: Any) -> None:
+def test_prepares_guest_and_second_run_changes_nothing(
+    case: tuple[str, str, str, dict[str, Any]], tmp_path: Path, hydrate: Any
+) -> None:
     distro, version, layout_name, opts = case
     kernels = ("4.18.0-372.el8.x86_64", "4.18.0-425.el8.x86_64") if distro == "rhel" else ("5.10.0-1",)
     spec = GuestSpec(distro, version, kernels=kernels, **opts)
@@ -164,7 +169,9 @@ def _check_serial_console(guest: Guest, spec: GuestSpec, layout_name: str) -> No
         assert SERIAL in line and "rhgb" not in line and "quiet" not in line
         assert len(env.encode()) == 1024
     else:
-        configs.append("/boot/grub2/grub.cfg" if family_of(spec.distro) in ("redhat", "suse") else "/boot/grub/grub.cfg")
+        configs.append(
+            "/boot/grub2/grub.cfg" if family_of(spec.distro) in ("redhat", "suse") else "/boot/grub/grub.cfg"
+        )
     if layout_name == "gpt":
         vendor = "redhat" if family_of(spec.distro) == "redhat" else spec.distro
         configs.append(f"/boot/efi/EFI/{vendor}/grub.cfg")
@@ -189,12 +196,16 @@ def _check_network(guest: Guest, spec: GuestSpec) -> None:
     assert guest.exists("/var/lib/azure-migrate/hydration-backup/etc/udev/rules.d/70-persistent-net.rules")
     if fam == "redhat":
         eth0 = guest.read("/etc/sysconfig/network-scripts/ifcfg-eth0")
-        assert eth0 == ("DEVICE=eth0\nONBOOT=yes\nBOOTPROTO=dhcp\nTYPE=Ethernet\nUSERCTL=no\nPEERDNS=yes\n"
-                        "IPV6INIT=no\nPERSISTENT_DHCLIENT=yes\nNM_CONTROLLED=yes\n")
+        assert eth0 == (
+            "DEVICE=eth0\nONBOOT=yes\nBOOTPROTO=dhcp\nTYPE=Ethernet\nUSERCTL=no\nPEERDNS=yes\n"
+            "IPV6INIT=no\nPERSISTENT_DHCLIENT=yes\nNM_CONTROLLED=yes\n"
+        )
         assert not guest.exists("/etc/sysconfig/network-scripts/ifcfg-ens192")
         assert guest.exists("/etc/sysconfig/network-scripts/ifcfg-lo")
         assert guest.read("/etc/sysconfig/network") == "NETWORKING=yes\nHOSTNAME=localhost.localdomain\n"
-        assert "GATEWAY" in (guest.read("/var/lib/azure-migrate/hydration-backup/etc/sysconfig/network") or "")
+        assert "GATEWAY" in (
+            guest.read("/var/lib/azure-migrate/hydration-backup/etc/sysconfig/network") or ""
+        )
         stat = subprocess.run(["true"], check=True)
         del stat
         assert guest.exists("/etc/udev/rules.d/75-persistent-net-generator.rules")
@@ -213,7 +224,9 @@ def _check_network(guest: Guest, spec: GuestSpec) -> None:
     else:
         interfaces = guest.read("/etc/network/interfaces") or ""
         assert "iface eth0 inet dhcp" in interfaces and "static" not in interfaces
-        assert "ens192" in (guest.read("/var/lib/azure-migrate/hydration-backup/etc/network/interfaces") or "")
+        assert "ens192" in (
+            guest.read("/var/lib/azure-migrate/hydration-backup/etc/network/interfaces") or ""
+        )
 
 
 def _check_fstab(guest: Guest, layout: Layout, layout_name: str, tmp: Path) -> None:
@@ -252,10 +265,13 @@ def test_dry_run_changes_nothing(tmp_path: Path, hydrate: Any) -> None:
     assert any(c["target"] == "/etc/fstab" for c in result.report["changes"])
 
 
-@pytest.mark.parametrize(("distro", "version"), [("centos", "7.2"), ("ubuntu", "21.04"), ("debian", "6.0.10"),
-                                                 ("archlinux", "2024")])
-def test_unsupported_version_is_manual_and_untouched(distro: str, version: str, tmp_path: Path,
-                                                      hydrate: Any) -> None:
+@pytest.mark.parametrize(
+    ("distro", "version"),
+    [("centos", "7.2"), ("ubuntu", "21.04"), ("debian", "6.0.10"), ("archlinux", "2024")],
+)
+def test_unsupported_version_is_manual_and_untouched(
+    distro: str, version: str, tmp_path: Path, hydrate: Any
+) -> None:
     layout = single_root(tmp_path, GuestSpec(distro, version))
     before = image_digest(layout.disk)
     result = hydrate(layout.disk, expect_rc=3)

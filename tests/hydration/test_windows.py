@@ -21,8 +21,13 @@ from tests.hydration.windows_images import (
 pytestmark = [pytest.mark.root]
 
 SUPPORTED = [
-    WindowsSpec("2008", "Windows Server (R) 2008 Standard", "6.0", 6002,
-                missing_driver_files=("storvsc", "vmbus", "storflt")),
+    WindowsSpec(
+        "2008",
+        "Windows Server (R) 2008 Standard",
+        "6.0",
+        6002,
+        missing_driver_files=("storvsc", "vmbus", "storflt"),
+    ),
     WindowsSpec("2008r2", "Windows Server 2008 R2 Standard", "6.1", 7601),
     WindowsSpec("2012", "Windows Server 2012 Datacenter", "6.2", 9200, scheme="gpt"),
     WindowsSpec("2012r2", "Windows Server 2012 R2 Datacenter", "6.3", 9600, current_control_set=2),
@@ -45,8 +50,9 @@ def _values(hive: RegistryHive, key: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("spec", SUPPORTED, ids=[s.name for s in SUPPORTED])
-def test_prepares_windows_and_second_run_changes_nothing(spec: WindowsSpec, tmp_path: Path,
-                                                         hydrate: Any) -> None:
+def test_prepares_windows_and_second_run_changes_nothing(
+    spec: WindowsSpec, tmp_path: Path, hydrate: Any
+) -> None:
     payload = tmp_path / "payload"
     if spec.name == "2025":
         payload.mkdir()
@@ -108,10 +114,14 @@ def test_prepares_windows_and_second_run_changes_nothing(spec: WindowsSpec, tmp_
     assert second.report["changes"] == []
 
 
-@pytest.mark.parametrize("spec", [
-    WindowsSpec("win10", "Windows 10 Pro", "10.0", 19045, installation_type="Client"),
-    WindowsSpec("2003", "Microsoft Windows Server 2003", "5.2", 3790),
-], ids=["windows10-client", "server2003"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        WindowsSpec("win10", "Windows 10 Pro", "10.0", 19045, installation_type="Client"),
+        WindowsSpec("2003", "Microsoft Windows Server 2003", "5.2", 3790),
+    ],
+    ids=["windows10-client", "server2003"],
+)
 def test_unsupported_windows_is_manual_and_untouched(spec: WindowsSpec, tmp_path: Path, hydrate: Any) -> None:
     disk = build_windows_disk(tmp_path, spec)
     before = image_digest(disk.disk)

@@ -36,12 +36,22 @@ def system_spec(spec: WindowsSpec) -> dict[str, dict[str, list[Any]]]:
     cs = f"ControlSet{spec.current_control_set:03d}"
     other = "ControlSet001" if spec.current_control_set != 1 else "ControlSet002"
     out: dict[str, dict[str, list[Any]]] = {
-        "Select": {"Current": ["dword", spec.current_control_set], "Default": ["dword", spec.current_control_set],
-                   "LastKnownGood": ["dword", spec.current_control_set], "Failed": ["dword", 0]},
+        "Select": {
+            "Current": ["dword", spec.current_control_set],
+            "Default": ["dword", spec.current_control_set],
+            "LastKnownGood": ["dword", spec.current_control_set],
+            "Failed": ["dword", 0],
+        },
         f"{other}\\Services\\atapi": {"Start": ["dword", 3]},  # the stale set must stay untouched
         f"{cs}\\Control": {"SystemBootDevice": ["sz", "multi(0)disk(0)rdisk(0)partition(1)"]},
-        f"{cs}\\Services\\Dhcp": {"Start": ["dword", 4], "Type": ["dword", 0x20],
-                                   "ImagePath": ["expand_sz", "%SystemRoot%\\system32\\svchost.exe -k LocalServiceNetworkRestricted"]},
+        f"{cs}\\Services\\Dhcp": {
+            "Start": ["dword", 4],
+            "Type": ["dword", 0x20],
+            "ImagePath": [
+                "expand_sz",
+                "%SystemRoot%\\system32\\svchost.exe -k LocalServiceNetworkRestricted",
+            ],
+        },
         f"{cs}\\Services\\partmgr\\Parameters": {"SanPolicy": ["dword", 3]},
         f"{cs}\\Services\\Tcpip\\Parameters": {"Hostname": ["sz", "onprem-sql01"]},
     }
@@ -49,12 +59,17 @@ def system_spec(spec: WindowsSpec) -> dict[str, dict[str, list[Any]]]:
         if drv in spec.missing_service_keys:
             continue
         out[f"{cs}\\Services\\{drv}"] = {
-            "Start": ["dword", 3], "Type": ["dword", 1], "ErrorControl": ["dword", 1],
+            "Start": ["dword", 3],
+            "Type": ["dword", 1],
+            "ErrorControl": ["dword", 1],
             "ImagePath": ["expand_sz", f"System32\\drivers\\{drv}.sys"],
         }
     if spec.vmware_tools:
-        out[f"{cs}\\Services\\VMTools"] = {"Start": ["dword", 2], "Type": ["dword", 0x10],
-                                            "DisplayName": ["sz", "VMware Tools"]}
+        out[f"{cs}\\Services\\VMTools"] = {
+            "Start": ["dword", 2],
+            "Type": ["dword", 0x10],
+            "DisplayName": ["sz", "VMware Tools"],
+        }
     if spec.agent_installed:
         out[f"{cs}\\Services\\WindowsAzureGuestAgent"] = {"Start": ["dword", 2]}
     out.update(spec.extra_system)
@@ -113,25 +128,38 @@ def build_windows_disk(tmp: Path, spec: WindowsSpec, hiberfil: bytes | None = No
     if hiberfil is not None:
         tree["/hiberfil.sys"] = hiberfil
     if spec.scheme == "gpt":
-        parts = [Part(34, "vfat", {"/EFI/Microsoft/Boot/bootmgfw.efi": b"MZ"}, kind="esp"),
-                 Part(40, "ntfs", tree, kind="ntfs")]
+        parts = [
+            Part(34, "vfat", {"/EFI/Microsoft/Boot/bootmgfw.efi": b"MZ"}, kind="esp"),
+            Part(40, "ntfs", tree, kind="ntfs"),
+        ]
     else:
-        parts = [Part(16, "ntfs", {"/bootmgr": b"bootmgr"}, kind="ntfs", bootable=True),
-                 Part(40, "ntfs", tree, kind="ntfs")]
+        parts = [
+            Part(16, "ntfs", {"/bootmgr": b"bootmgr"}, kind="ntfs", bootable=True),
+            Part(40, "ntfs", tree, kind="ntfs"),
+        ]
     disk = tmp / f"windows-{spec.scheme}.img"
     build_disk(str(disk), spec.scheme, parts)
     return WindowsDisk(disk, parts[1].start_mb, parts[1].size_mb)
 
 
 def extract_partition(disk: WindowsDisk, dest: Path) -> Path:
-    subprocess.run(["dd", f"if={disk.disk}", f"of={dest}", "bs=1M", f"skip={disk.os_start_mb}",
-                    f"count={disk.os_size_mb}", "status=none"], check=True)
+    subprocess.run(
+        [
+            "dd",
+            f"if={disk.disk}",
+            f"of={dest}",
+            "bs=1M",
+            f"skip={disk.os_start_mb}",
+            f"count={disk.os_size_mb}",
+            "status=none",
+        ],
+        check=True,
+    )
     return dest
 
 
 def ntfscat(volume: Path, path: str, dest: Path) -> Path | None:
-    proc = subprocess.run(["ntfscat", "-f", str(volume), path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=False)
+    proc = subprocess.run(["ntfscat", "-f", str(volume), path], capture_output=True, check=False)
     if proc.returncode != 0:
         return None
     dest.write_bytes(proc.stdout)
@@ -155,10 +183,10 @@ def set_ntfs_dirty(disk: WindowsDisk) -> None:
         rec = bytearray(f.read(rec_size))
         assert rec[:4] == b"FILE"
         usa_off, usa_count = struct.unpack_from("<HH", rec, 4)
-        usn = rec[usa_off:usa_off + 2]
+        usn = rec[usa_off : usa_off + 2]
         for i in range(1, usa_count):  # undo the fixups
             end = i * bps - 2
-            rec[end:end + 2] = rec[usa_off + 2 * i:usa_off + 2 * i + 2]
+            rec[end : end + 2] = rec[usa_off + 2 * i : usa_off + 2 * i + 2]
         attr = struct.unpack_from("<H", rec, 0x14)[0]
         while True:
             atype, alen = struct.unpack_from("<II", rec, attr)
@@ -172,8 +200,8 @@ def set_ntfs_dirty(disk: WindowsDisk) -> None:
             attr += alen
         for i in range(1, usa_count):  # redo the fixups
             end = i * bps - 2
-            rec[usa_off + 2 * i:usa_off + 2 * i + 2] = rec[end:end + 2]
-            rec[end:end + 2] = usn
+            rec[usa_off + 2 * i : usa_off + 2 * i + 2] = rec[end : end + 2]
+            rec[end : end + 2] = usn
         for lcn in (mft_lcn, mirr_lcn):  # $MFTMirr mirrors the first records; chkdsk compares them
             f.seek(base + lcn * cluster + 3 * rec_size)
             f.write(rec)
