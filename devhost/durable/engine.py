@@ -464,7 +464,7 @@ class DurableEngine:
             row.ledger = ledger.to_json()
             works = self._commit_plan(row, plan)
             if plan.continued:
-                self._continue_as_new(row, plan.continue_as_new, history_len=len(old) + len(appended))
+                self._continue_as_new(row, plan.continue_as_new)
             elif outcome.done:
                 self._finish(row, status="Completed", output_json=outcome.output_json,
                              final_event=h.execution_completed(started, status="Completed", result_json=outcome.output_json),
@@ -554,10 +554,9 @@ class DurableEngine:
             execution_id=row.execution_id,
         )
 
-    def _continue_as_new(self, row: InstanceRow, input_json: str | None, *, history_len: int) -> None:
+    def _continue_as_new(self, row: InstanceRow, input_json: str | None) -> None:
         """Start the next execution: fresh history and ledger, same instance id, the new input."""
         store = self.store
-        store.append_history(row.instance_id, history_len, [h.continue_as_new(self.clock.now(), input_json)])
         store.clear_history(row.instance_id)
         # Timers and results of the old execution are addressed to its execution id and die with it;
         # client events (execution id NULL) still queued are delivered to the new execution.
@@ -582,6 +581,10 @@ class DurableEngine:
         row.output = output_json
         row.last_updated_time = h.iso(self.clock.now())
         store.put_instance(row)
+        if status == "Failed":
+            log.warning("orchestration %s (%s) failed: %s", row.instance_id, row.name, _loads(output_json))
+        else:
+            log.info("orchestration %s (%s) %s", row.instance_id, row.name, status.lower())
         if row.parent_instance_id and row.parent_execution_id and row.parent_task_id is not None:
             now = self.clock.now()
             if status == "Completed":

@@ -85,10 +85,6 @@ def execution_terminated(ts: datetime, reason: str) -> Event:
     return _event(EventType.EXECUTION_TERMINATED, ts, Input=reason)
 
 
-def continue_as_new(ts: datetime, input_json: str | None) -> Event:
-    return _event(EventType.CONTINUE_AS_NEW, ts, Result=input_json)
-
-
 def task_scheduled(ts: datetime, task_id: int, name: str, input_json: str | None) -> Event:
     return _event(EventType.TASK_SCHEDULED, ts, task_id, Name=name, Version="", Input=input_json)
 

@@ -440,3 +440,36 @@ def test_unknown_activity_fails_the_instance(durable_index: FunctionIndex, tmp_p
             assert "The function 'no_such_activity' doesn't exist" in status["output"]
 
     run(scenario())
+
+
+def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(durable_index: FunctionIndex, tmp_path: Path) -> None:
+    """One place that lists the event types sent to the SDK; each scenario above checks their meaning."""
+    clock = ManualClock()
+    emitted: set[int] = set()
+
+    async def scenario() -> None:
+        async with running_engine(durable_index, tmp_path, clock=clock) as engine:
+            finished = []
+            for name, input_ in [("sequence", ["x"]), ("retry_exhausted", None), ("parent", None),
+                                 ("sleeper", 5), ("uses_entity", "types"), ("early_event", None)]:
+                instance_id = await engine.start_new(name, None, input_)
+                if name == "early_event":
+                    await engine.raise_event(instance_id, "Go", 1)
+                status = await settle(engine, instance_id, clock)
+                assert status["runtimeStatus"] == "Completed", status
+                finished.append(instance_id)
+            stopped = await engine.start_new("waits_forever", None, None)
+            await engine.wait_for_idle(10)
+            engine.terminate(stopped, "types")
+            await settle(engine, stopped)
+            for instance_id in [*finished, stopped]:
+                emitted.update(e["EventType"] for e in history_of(engine, instance_id))
+
+    run(scenario())
+    assert emitted == {
+        EventType.EXECUTION_STARTED, EventType.EXECUTION_COMPLETED, EventType.EXECUTION_TERMINATED,
+        EventType.TASK_SCHEDULED, EventType.TASK_COMPLETED, EventType.TASK_FAILED,
+        EventType.SUB_ORCHESTRATION_CREATED, EventType.SUB_ORCHESTRATION_COMPLETED, EventType.SUB_ORCHESTRATION_FAILED,
+        EventType.TIMER_CREATED, EventType.TIMER_FIRED, EventType.ORCHESTRATOR_STARTED,
+        EventType.ORCHESTRATOR_COMPLETED, EventType.EVENT_SENT, EventType.EVENT_RAISED,
+    }
