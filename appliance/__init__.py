@@ -1,0 +1,35 @@
+"""The appliance's replication data path: change tracking over raw disk images and cycle uploads.
+
+A real client of the control plane (never imported by product code):
+- `ChangedBlockTracker` (VMware CBT-like) and `HyperVChangeTracker` + `ReplicationLog` (Hyper-V
+  Replica `.hrl` logs) record writes made through them to a disk image;
+- `diff_blocks` finds changed blocks from the last cycle's block hashes when tracking was reset;
+- `upload_cycle` uploads a cycle's data blobs, then its manifests, and returns the manifest names
+  for the caller's `Migrate.Replication.CycleUploaded` event.
+"""
+
+from appliance.blocks import BlockSource, ImageFile, merge_ranges, nonzero_ranges
+from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
+from appliance.hashdiff import BlockHashIndex, diff_blocks
+from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt
+from appliance.upload import CycleUpload, CycleUploadResult, DiskCycle, UploadOptions, upload_cycle
+
+__all__ = [
+    "ALL_AREAS",
+    "BlockHashIndex",
+    "BlockSource",
+    "ChangeTrackingReset",
+    "ChangedBlockTracker",
+    "CycleUpload",
+    "CycleUploadResult",
+    "DiskCycle",
+    "HyperVChangeTracker",
+    "ImageFile",
+    "ReplicationLog",
+    "ReplicationLogCorrupt",
+    "UploadOptions",
+    "diff_blocks",
+    "merge_ranges",
+    "nonzero_ranges",
+    "upload_cycle",
+]
