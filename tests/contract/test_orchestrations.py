@@ -226,6 +226,7 @@ def test_task_any_timer_wins(durable_index: FunctionIndex, tmp_path: Path) -> No
     run(scenario())
 
 
+@pytest.mark.filterwarnings("ignore:Potential duplicate Task completion:UserWarning")  # the SDK buffering it
 def test_event_raised_before_the_orchestrator_waits_is_delivered(durable_index: FunctionIndex, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
@@ -442,6 +443,7 @@ def test_unknown_activity_fails_the_instance(durable_index: FunctionIndex, tmp_p
     run(scenario())
 
 
+@pytest.mark.filterwarnings("ignore:Potential duplicate Task completion:UserWarning")
 def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(durable_index: FunctionIndex, tmp_path: Path) -> None:
     """One place that lists the event types sent to the SDK; each scenario above checks their meaning."""
     clock = ManualClock()

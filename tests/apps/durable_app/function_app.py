@@ -1,3 +1,5 @@
+# The SDK ships no type information, so its decorators are untyped for mypy.
+# mypy: disable-error-code="untyped-decorator"
 """Test-only function app for the local Durable extension's contract tests (never product code).
 
 Every orchestrator exercises one part of the out-of-process protocol through the real SDK replay.
@@ -12,6 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
@@ -111,7 +114,7 @@ def slow_step(step: int) -> int:
 
 # -- orchestrators -----------------------------------------------------------------------------
 @app.orchestration_trigger(context_name="context")
-def sequence(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def sequence(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     names = context.get_input() or ["Tokyo", "Seattle", "London"]
     results = []
     for position, name in enumerate(names):
@@ -123,7 +126,7 @@ def sequence(context: df.DurableOrchestrationContext):  # type: ignore[no-untype
 
 
 @app.orchestration_trigger(context_name="context")
-def retry_then_continue(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def retry_then_continue(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
     first = yield context.call_activity_with_retry(flaky, options, context.get_input())
     second = yield context.call_activity(hello, "after retries")
@@ -132,7 +135,7 @@ def retry_then_continue(context: df.DurableOrchestrationContext):  # type: ignor
 
 
 @app.orchestration_trigger(context_name="context")
-def retry_exhausted(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def retry_exhausted(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     options = df.RetryOptions(first_retry_interval_in_milliseconds=500, max_number_of_attempts=2)
     try:
         yield context.call_activity_with_retry(always_fails, options, "twice")
@@ -143,7 +146,7 @@ def retry_exhausted(context: df.DurableOrchestrationContext):  # type: ignore[no
 
 
 @app.orchestration_trigger(context_name="context")
-def parallel_retries(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def parallel_retries(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=4)
     tasks = [
         context.call_activity_with_retry(flaky, options, {"key": "p1", "failures": 1}),
@@ -156,7 +159,7 @@ def parallel_retries(context: df.DurableOrchestrationContext):  # type: ignore[n
 
 
 @app.orchestration_trigger(context_name="context")
-def retry_in_flight(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def retry_in_flight(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     """A retry still running while new activities are scheduled: both take ids from one counter."""
     options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
     retried = context.call_activity_with_retry(flaky, options, context.get_input())
@@ -168,27 +171,27 @@ def retry_in_flight(context: df.DurableOrchestrationContext):  # type: ignore[no
 
 
 @app.orchestration_trigger(context_name="context")
-def fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def fan_out(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     count = context.get_input()
     squares = yield context.task_all([context.call_activity(square, i) for i in range(count)])
     return sum(squares)
 
 
 @app.orchestration_trigger(context_name="context")
-def probe_fan_out(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def probe_fan_out(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     results = yield context.task_all([context.call_activity(probe, i) for i in range(context.get_input())])
     return len(results)
 
 
 @app.orchestration_trigger(context_name="context")
-def sleeper(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def sleeper(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     started = context.current_utc_datetime
     yield context.create_timer(started + timedelta(seconds=context.get_input()))
     return (context.current_utc_datetime - started).total_seconds()
 
 
 @app.orchestration_trigger(context_name="context")
-def approval(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def approval(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     deadline = context.current_utc_datetime + timedelta(hours=1)
     timeout = context.create_timer(deadline)
     answer = context.wait_for_external_event("Approval")
@@ -200,21 +203,21 @@ def approval(context: df.DurableOrchestrationContext):  # type: ignore[no-untype
 
 
 @app.orchestration_trigger(context_name="context")
-def early_event(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def early_event(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     greeting = yield context.call_activity(hello, "early")
     data = yield context.wait_for_external_event("Go")
     return [greeting, data]
 
 
 @app.orchestration_trigger(context_name="context")
-def two_events(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def two_events(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     first = yield context.wait_for_external_event("Step")
     second = yield context.wait_for_external_event("Step")
     return [first, second]
 
 
 @app.orchestration_trigger(context_name="context")
-def eternal(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def eternal(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     state = context.get_input()
     step = yield context.call_activity(square, state["n"])
     history = [*state["seen"], step]
@@ -224,7 +227,7 @@ def eternal(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped
 
 
 @app.orchestration_trigger(context_name="context")
-def counting_monitor(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def counting_monitor(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     """Continue-as-new with events: each generation consumes one 'Tick' event."""
     total = context.get_input()
     tick = yield context.wait_for_external_event("Tick")
@@ -236,7 +239,7 @@ def counting_monitor(context: df.DurableOrchestrationContext):  # type: ignore[n
 
 
 @app.orchestration_trigger(context_name="context")
-def nondeterministic(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def nondeterministic(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     # Deliberately wrong: a module-level counter differs between the first run and the replays.
     replay_counter["value"] += 1
     if replay_counter["value"] == 1:
@@ -247,27 +250,27 @@ def nondeterministic(context: df.DurableOrchestrationContext):  # type: ignore[n
 
 
 @app.orchestration_trigger(context_name="context")
-def child(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def child(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     value = context.get_input()
     doubled = yield context.call_activity(async_double, value)
     return {"child": context.instance_id, "parent": context.parent_instance_id, "value": doubled}
 
 
 @app.orchestration_trigger(context_name="context")
-def failing_child(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def failing_child(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     yield context.call_activity(always_fails, "inside child")
     return "unreachable"
 
 
 @app.orchestration_trigger(context_name="context")
-def flaky_child(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def flaky_child(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     # Not via the flaky activity: a sub-orchestration retry needs the *orchestration* to fail.
     result = yield context.call_activity(flaky, context.get_input())
     return result
 
 
 @app.orchestration_trigger(context_name="context")
-def parent(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def parent(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     first = yield context.call_sub_orchestrator(child, 21)
     named = yield context.call_sub_orchestrator(child, 5, instance_id=f"{context.instance_id}-named")
     try:
@@ -283,7 +286,7 @@ def parent(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-
 
 
 @app.orchestration_trigger(context_name="context")
-def uses_entity(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def uses_entity(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     counter = df.EntityId("counter", context.get_input())
     context.signal_entity(counter, "add", 5)
     context.signal_entity(counter, "add", 2)
@@ -297,14 +300,14 @@ def uses_entity(context: df.DurableOrchestrationContext):  # type: ignore[no-unt
 
 
 @app.orchestration_trigger(context_name="context")
-def waits_forever(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def waits_forever(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     context.set_custom_status("waiting for Never")
     yield context.wait_for_external_event("Never")
     return "unreachable"
 
 
 @app.orchestration_trigger(context_name="context")
-def gated(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def gated(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     before = yield context.call_activity(hello, "before gate")
     passed = yield context.call_activity(gate, "g1")
     after = yield context.call_activity(hello, "after gate")
@@ -312,7 +315,7 @@ def gated(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-d
 
 
 @app.orchestration_trigger(context_name="context")
-def crash_steps(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def crash_steps(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     results = []
     for step in range(context.get_input()):
         results.append((yield context.call_activity(slow_step, step)))
@@ -320,12 +323,12 @@ def crash_steps(context: df.DurableOrchestrationContext):  # type: ignore[no-unt
 
 
 @app.orchestration_trigger(context_name="context")
-def calls_missing(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def calls_missing(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     return (yield context.call_activity("no_such_activity", 1))
 
 
 @app.orchestration_trigger(context_name="context")
-def trivial(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+def trivial(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     return (yield context.call_activity(square, context.get_input()))
 
 
@@ -354,7 +357,8 @@ def counter(context: df.DurableEntityContext) -> None:
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     body = req.get_body()
     instance_id = await client.start_new(req.route_params["name"], None, req.get_json() if body else None)
-    return client.create_check_status_response(req, instance_id)
+    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
+    return response
 
 
 @app.route(route="run/{name}", methods=["POST"])
@@ -362,4 +366,7 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
 async def http_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     body = req.get_body()
     instance_id = await client.start_new(req.route_params["name"], None, req.get_json() if body else None)
-    return await client.wait_for_completion_or_create_check_status_response(req, instance_id, 20000, 100)
+    response: func.HttpResponse = await client.wait_for_completion_or_create_check_status_response(
+        req, instance_id, 20000, 100
+    )
+    return response
