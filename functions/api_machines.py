@@ -30,7 +30,9 @@ def _new_job_id() -> str:
     return f"job-{uuid.uuid4().hex}"
 
 
-async def deliver_operator_request(client: df.DurableOrchestrationClient, started: machines.JobStarted) -> None:
+async def deliver_operator_request(
+    client: df.DurableOrchestrationClient, started: machines.JobStarted
+) -> None:
     """Start the machine's orchestration with the request, or raise it as an event if it is running.
 
     A retried request (is_retry) whose orchestration is already running is not delivered twice.
@@ -47,7 +49,9 @@ async def deliver_operator_request(client: df.DurableOrchestrationClient, starte
 
 def _accepted(started: machines.JobStarted) -> func.HttpResponse:
     status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job)
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
     return json_response(body, 202, {"Location": status_url, "Retry-After": "5"})
 
 
@@ -75,19 +79,25 @@ def list_machines(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def get_machine(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    return json_response(machines.get_machine(services.repos, path_id(req, "machineId"), now=services.clock()))
+    return json_response(
+        machines.get_machine(services.repos, path_id(req, "machineId"), now=services.clock())
+    )
 
 
 @bp.route(route="machines/{machineId}/replication", methods=["PUT"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
-async def enable_replication(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def enable_replication(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     services = get_services()
     command = machines.EnableReplication(
         machine_id=path_id(req, "machineId"), target=parse_body(req, TargetSettings), job_id=_new_job_id()
     )
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
-    started = await asyncio.to_thread(machines.enable_replication, services.repos, command, now=services.clock())
+    started = await asyncio.to_thread(
+        machines.enable_replication, services.repos, command, now=services.clock()
+    )
     await deliver_operator_request(client, started)
     return _accepted(started)
 
@@ -98,7 +108,9 @@ async def enable_replication(req: func.HttpRequest, client: df.DurableOrchestrat
 async def stop_replication(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=_new_job_id())
-    started = await asyncio.to_thread(machines.stop_replication, services.repos, command, now=services.clock())
+    started = await asyncio.to_thread(
+        machines.stop_replication, services.repos, command, now=services.clock()
+    )
     await deliver_operator_request(client, started)
     return _accepted(started)
 

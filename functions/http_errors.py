@@ -52,7 +52,9 @@ def status_for(error: DomainError) -> int:
     return 500
 
 
-def json_response(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+def json_response(
+    body: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
     payload = body.model_dump_json(by_alias=True)
     return func.HttpResponse(payload, status_code=status, mimetype="application/json", headers=headers)
 

@@ -56,36 +56,116 @@ class Operation:
 
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("POST", "appliances", "register_appliance", "Register an appliance; returns its credential once",
-              "operator", ApplianceRegistered, 201, RegisterApplianceRequest, errors=(400, 401)),
-    Operation("POST", "appliances/{applianceId}/machines", "report_machines", "Report discovered machines",
-              "appliance", DiscoveryResult, request=DiscoveryReport, errors=(400, 401, 403)),
-    Operation("GET", "appliances/{applianceId}/commands", "list_commands", "Pending commands, oldest first",
-              "appliance", CommandList, errors=(400, 401, 403)),
-    Operation("POST", "appliances/{applianceId}/commands/{commandId}/ack", "acknowledge_command",
-              "Acknowledge a command (idempotent)", "appliance", ApplianceCommand, errors=(400, 401, 403, 404)),
-    Operation("GET", "appliances/{applianceId}/policy", "get_policy",
-              "Replication policy (bandwidth limits, upload threads, retention)", "operatorOrAppliance",
-              ReplicationPolicy, errors=(400, 401, 403, 404)),
-    Operation("PUT", "appliances/{applianceId}/policy", "update_policy", "Replace the replication policy",
-              "operator", ReplicationPolicy, request=ReplicationPolicyUpdate, errors=(400, 401, 404, 409)),
-    Operation("GET", "machines", "list_machines", "Machines with state, health, progress, last sync and RPO",
-              "operator", MachineList, query=MachineListQuery, errors=(400, 401)),
-    Operation("GET", "machines/{machineId}", "get_machine", "One machine, with recovery points and errors",
-              "operator", MachineDetail),
-    Operation("PUT", "machines/{machineId}/replication", "enable_replication",
-              "Enable replication with target settings (long operation)", "operator", AcceptedJob, 202,
-              TargetSettings, errors=(400, 401, 404, 409)),
-    Operation("DELETE", "machines/{machineId}/replication", "stop_replication",
-              "Stop replication, or complete a migration (long operation)", "operator", AcceptedJob, 202,
-              errors=(400, 401, 404, 409)),
+    Operation(
+        "POST",
+        "appliances",
+        "register_appliance",
+        "Register an appliance; returns its credential once",
+        "operator",
+        ApplianceRegistered,
+        201,
+        RegisterApplianceRequest,
+        errors=(400, 401),
+    ),
+    Operation(
+        "POST",
+        "appliances/{applianceId}/machines",
+        "report_machines",
+        "Report discovered machines",
+        "appliance",
+        DiscoveryResult,
+        request=DiscoveryReport,
+        errors=(400, 401, 403),
+    ),
+    Operation(
+        "GET",
+        "appliances/{applianceId}/commands",
+        "list_commands",
+        "Pending commands, oldest first",
+        "appliance",
+        CommandList,
+        errors=(400, 401, 403),
+    ),
+    Operation(
+        "POST",
+        "appliances/{applianceId}/commands/{commandId}/ack",
+        "acknowledge_command",
+        "Acknowledge a command (idempotent)",
+        "appliance",
+        ApplianceCommand,
+        errors=(400, 401, 403, 404),
+    ),
+    Operation(
+        "GET",
+        "appliances/{applianceId}/policy",
+        "get_policy",
+        "Replication policy (bandwidth limits, upload threads, retention)",
+        "operatorOrAppliance",
+        ReplicationPolicy,
+        errors=(400, 401, 403, 404),
+    ),
+    Operation(
+        "PUT",
+        "appliances/{applianceId}/policy",
+        "update_policy",
+        "Replace the replication policy",
+        "operator",
+        ReplicationPolicy,
+        request=ReplicationPolicyUpdate,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "GET",
+        "machines",
+        "list_machines",
+        "Machines with state, health, progress, last sync and RPO",
+        "operator",
+        MachineList,
+        query=MachineListQuery,
+        errors=(400, 401),
+    ),
+    Operation(
+        "GET",
+        "machines/{machineId}",
+        "get_machine",
+        "One machine, with recovery points and errors",
+        "operator",
+        MachineDetail,
+    ),
+    Operation(
+        "PUT",
+        "machines/{machineId}/replication",
+        "enable_replication",
+        "Enable replication with target settings (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        TargetSettings,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "DELETE",
+        "machines/{machineId}/replication",
+        "stop_replication",
+        "Stop replication, or complete a migration (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(400, 401, 404, 409),
+    ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
-    Operation("GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)),
+    Operation(
+        "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
+    ),
 )
 
-_ERROR_TEXT = {400: "Invalid request: details name each field and what to fix", 401: "Missing or invalid credential",
-               403: "Not this caller's resource", 404: "Not found",
-               409: "Conflicts with the machine's state (details list the allowed next states)"}
+_ERROR_TEXT = {
+    400: "Invalid request: details name each field and what to fix",
+    401: "Missing or invalid credential",
+    403: "Not this caller's resource",
+    404: "Not found",
+    409: "Conflicts with the machine's state (details list the allowed next states)",
+}
 _SECURITY = {
     "operator": [{"functionKey": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
@@ -114,14 +194,17 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
         schema = op.query.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.get("$defs", {}))
         for name, prop in schema["properties"].items():
-            params.append({"name": name, "in": "query", "required": name in schema.get("required", []),
-                           "schema": prop})
+            params.append(
+                {"name": name, "in": "query", "required": name in schema.get("required", []), "schema": prop}
+            )
     return params
 
 
 @lru_cache(maxsize=1)
 def build_document() -> dict[str, Any]:
-    models = {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | {ErrorResponse}
+    models = (
+        {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | {ErrorResponse}
+    )
     models.discard(BaseModel)
     ordered = sorted(models, key=lambda m: m.__name__)
     _, top = models_json_schema(
@@ -153,16 +236,23 @@ def build_document() -> dict[str, Any]:
         "info": {
             "title": "Migration and disaster-recovery control plane",
             "version": "1.0.0",
-            "description": "Errors are {\"error\": {\"code\", \"message\", \"details\"}}. See docs/api.md.",
+            "description": 'Errors are {"error": {"code", "message", "details"}}. See docs/api.md.',
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key",
-                                "description": "Azure Functions key (also accepted as ?code=)"},
-                "applianceCredential": {"type": "http", "scheme": "bearer",
-                                        "description": "the credential returned when the appliance registered"},
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "Azure Functions key (also accepted as ?code=)",
+                },
+                "applianceCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the credential returned when the appliance registered",
+                },
             },
         },
     }

@@ -35,7 +35,9 @@ def _is_not_found(exc: cosmos_errors.CosmosHttpResponseError) -> bool:
     return exc.status_code == 500 and "Cannot read properties of undefined" in str(exc.message)
 
 
-def build_query(query: Query, partition_key_field: str | None, partition_key: str | None) -> tuple[str, list[dict[str, Any]]]:
+def build_query(
+    query: Query, partition_key_field: str | None, partition_key: str | None
+) -> tuple[str, list[dict[str, Any]]]:
     """Parameterised SQL: values are always parameters; field names are validated paths (Query checks)."""
     equals: dict[str, Any] = dict(query.equals)
     if partition_key is not None and partition_key_field is not None:
@@ -94,7 +96,9 @@ class CosmosDocumentStore:
 
     def create(self, container: ContainerSpec, body: dict[str, Any]) -> StoredDocument:
         try:
-            created = self._container(container).create_item(body, response_hook=self._hook("create", container))
+            created = self._container(container).create_item(
+                body, response_hook=self._hook("create", container)
+            )
         except cosmos_errors.CosmosResourceExistsError as exc:
             self.counter.record("create", container.name)
             raise AlreadyExists(f"{container.name}/{body['id']} already exists") from exc
@@ -117,7 +121,9 @@ class CosmosDocumentStore:
         return self._stored(replaced)
 
     def upsert(self, container: ContainerSpec, body: dict[str, Any]) -> StoredDocument:
-        return self._stored(self._container(container).upsert_item(body, response_hook=self._hook("upsert", container)))
+        return self._stored(
+            self._container(container).upsert_item(body, response_hook=self._hook("upsert", container))
+        )
 
     def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool:
         try:
@@ -144,7 +150,9 @@ class CosmosDocumentStore:
             options["partition_key"] = partition_key
         return self._container(container).query_items(sql, **options)
 
-    def query(self, container: ContainerSpec, query: Query, *, partition_key: str | None) -> list[StoredDocument]:
+    def query(
+        self, container: ContainerSpec, query: Query, *, partition_key: str | None
+    ) -> list[StoredDocument]:
         return [self._stored(d) for d in self._query_iter(container, query, partition_key, None)]
 
     def query_page(

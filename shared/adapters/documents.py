@@ -101,7 +101,9 @@ class DocumentStore(Protocol):
 
     def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool: ...
 
-    def query(self, container: ContainerSpec, query: Query, *, partition_key: str | None) -> list[StoredDocument]:
+    def query(
+        self, container: ContainerSpec, query: Query, *, partition_key: str | None
+    ) -> list[StoredDocument]:
         """partition_key=None means a cross-partition query: never on a hot path."""
         ...
 

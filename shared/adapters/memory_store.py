@@ -80,7 +80,9 @@ class InMemoryDocumentStore:
         with self._lock:
             return self._docs.pop((container.name, partition_key, doc_id), None) is not None
 
-    def _matching(self, container: ContainerSpec, query: Query, partition_key: str | None) -> list[StoredDocument]:
+    def _matching(
+        self, container: ContainerSpec, query: Query, partition_key: str | None
+    ) -> list[StoredDocument]:
         with self._lock:
             docs = [
                 copy.deepcopy(doc)
@@ -91,11 +93,15 @@ class InMemoryDocumentStore:
             ]
         if query.order_by is not None:
             order_by = query.order_by
-            docs.sort(key=lambda d: (_get_path(d.body, order_by) is not None, _get_path(d.body, order_by) or ""),
-                      reverse=query.descending)
+            docs.sort(
+                key=lambda d: (_get_path(d.body, order_by) is not None, _get_path(d.body, order_by) or ""),
+                reverse=query.descending,
+            )
         return docs[: query.limit] if query.limit is not None else docs
 
-    def query(self, container: ContainerSpec, query: Query, *, partition_key: str | None) -> list[StoredDocument]:
+    def query(
+        self, container: ContainerSpec, query: Query, *, partition_key: str | None
+    ) -> list[StoredDocument]:
         self.counter.record("query", container.name)
         return self._matching(container, query, partition_key)
 

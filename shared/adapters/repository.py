@@ -69,7 +69,9 @@ class Collection(Generic[T]):
         if partition_key is not None:
             return partition_key
         if self.spec.partition_key_field != "id":
-            raise TypeError(f"{self.spec.name} is partitioned by {self.spec.partition_key_path}: pass partition_key")
+            raise TypeError(
+                f"{self.spec.name} is partitioned by {self.spec.partition_key_path}: pass partition_key"
+            )
         return doc_id
 
     def get(self, doc_id: str, partition_key: str | None = None) -> Versioned[T] | None:

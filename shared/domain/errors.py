@@ -63,7 +63,9 @@ class ValidationFailed(DomainError):
         if not self.problems:
             raise ValueError("ValidationFailed needs at least one problem")
         summary = "; ".join(f"{p.field}: {p.problem}" for p in self.problems)
-        super().__init__(message or f"invalid request: {summary}", details=[p.to_wire() for p in self.problems])
+        super().__init__(
+            message or f"invalid request: {summary}", details=[p.to_wire() for p in self.problems]
+        )
 
     @classmethod
     def single(cls, field: str, problem: str) -> ValidationFailed:

@@ -24,7 +24,9 @@ class Firmware(StrEnum):
 
 
 class Disk(WireModel):
-    id: ResourceId = Field(description="the appliance's stable disk id (e.g. VMware 'scsi0:0', Hyper-V VHD id)")
+    id: ResourceId = Field(
+        description="the appliance's stable disk id (e.g. VMware 'scsi0:0', Hyper-V VHD id)"
+    )
     size_bytes: int = Field(gt=0, description="a multiple of 512")
     is_os_disk: bool = False
     name: str | None = None
@@ -32,7 +34,9 @@ class Disk(WireModel):
     @model_validator(mode="after")
     def _whole_sectors(self) -> Disk:
         if self.size_bytes % SECTOR_BYTES:
-            raise FieldValueError("sizeBytes", f"sizeBytes {self.size_bytes} is not a whole number of 512-byte sectors")
+            raise FieldValueError(
+                "sizeBytes", f"sizeBytes {self.size_bytes} is not a whole number of 512-byte sectors"
+            )
         return self
 
 
@@ -85,5 +89,7 @@ class DiscoveryReport(RequestModel):
     def _unique(self) -> DiscoveryReport:
         ids = [m.id for m in self.machines]
         if len(set(ids)) != len(ids):
-            raise FieldValueError("machines", "a report lists each machine once; some machine ids are repeated")
+            raise FieldValueError(
+                "machines", "a report lists each machine once; some machine ids are repeated"
+            )
         return self

@@ -86,7 +86,9 @@ PROTECTED_STATES = frozenset(TRANSITIONS) - {
 class ForbiddenTransition(Conflict):
     code = "ForbiddenTransition"
 
-    def __init__(self, machine_id: str, current: MachineState, target: MachineState, action: str | None) -> None:
+    def __init__(
+        self, machine_id: str, current: MachineState, target: MachineState, action: str | None
+    ) -> None:
         self.machine_id = machine_id
         self.current = current
         self.target = target
@@ -94,9 +96,7 @@ class ForbiddenTransition(Conflict):
         doing = action or f"move to {target}"
         if self.allowed:
             nexts = ", ".join(self.allowed)
-            message = (
-                f"cannot {doing}: machine {machine_id} is {current}, and from {current} it can only go to {nexts}"
-            )
+            message = f"cannot {doing}: machine {machine_id} is {current}, and from {current} it can only go to {nexts}"
         else:
             message = f"cannot {doing}: machine {machine_id} is {current}, which is final"
         super().__init__(

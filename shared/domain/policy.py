@@ -70,7 +70,7 @@ class WorkHours(WireModel):
             raise FieldValueError(
                 "start",
                 f"workHours.start ({self.start:%H:%M}) must be before workHours.end ({self.end:%H:%M}); "
-                "work hours cannot span midnight"
+                "work hours cannot span midnight",
             )
         if len(set(self.days)) != len(self.days):
             raise FieldValueError("days", "lists a day twice")

@@ -155,7 +155,7 @@ class TargetSettings(RequestModel):
             raise FieldValueError(
                 "diskType",
                 f"diskType {self.disk_type} needs a VM size that supports Premium storage; "
-                f"{self.vm_size} does not: choose an 's' size (e.g. Standard_D4s_v3) or diskType StandardSSD_LRS"
+                f"{self.vm_size} does not: choose an 's' size (e.g. Standard_D4s_v3) or diskType StandardSSD_LRS",
             )
         ip, prefix = self.static_ip_address, self.subnet_address_prefix
         if ip is not None and prefix is not None:
@@ -163,13 +163,13 @@ class TargetSettings(RequestModel):
                 raise FieldValueError(
                     "staticIpAddress",
                     f"staticIpAddress {ip} is outside subnet {self.subnet} ({prefix}); "
-                    f"choose an address between {_first_usable(prefix)} and {_last_usable(prefix)}"
+                    f"choose an address between {_first_usable(prefix)} and {_last_usable(prefix)}",
                 )
             if ip < _first_usable(prefix) or ip > _last_usable(prefix):
                 raise FieldValueError(
                     "staticIpAddress",
                     f"staticIpAddress {ip} is reserved by Azure in {prefix} (the first four and the last "
-                    f"address of a subnet); choose one between {_first_usable(prefix)} and {_last_usable(prefix)}"
+                    f"address of a subnet); choose one between {_first_usable(prefix)} and {_last_usable(prefix)}",
                 )
         return self
 
@@ -181,7 +181,9 @@ class TargetSettings(RequestModel):
         problems: list[FieldProblem] = []
         name = self.vm_name_for(inventory)
         if problem := vm_name_problem(name, inventory.os_type):
-            hint = "" if self.target_vm_name else " (defaulted from the source machine's name: set targetVmName)"
+            hint = (
+                "" if self.target_vm_name else " (defaulted from the source machine's name: set targetVmName)"
+            )
             problems.append(FieldProblem("targetVmName", f"{problem}{hint}"))
         for disk in inventory.disks:
             limit = MAX_DATA_DISK_BYTES

@@ -48,14 +48,18 @@ def register_appliance(
     )
 
 
-def authenticate_appliance(repos: Repositories, hasher: CredentialHasher, credential: str | None) -> Appliance:
+def authenticate_appliance(
+    repos: Repositories, hasher: CredentialHasher, credential: str | None
+) -> Appliance:
     """Credential -> the appliance (one point read), or Unauthorized (401) with no hint of which part is wrong."""
     if not credential:
         raise Unauthorized("appliance credential missing: send 'Authorization: Bearer <credential>'")
     parsed = parse_credential(credential)
     found = repos.appliances.get(parsed.appliance_id) if _plausible_id(parsed.appliance_id) else None
     if not hasher.verify(parsed.secret, found.item.credential_hash if found else None) or found is None:
-        raise Unauthorized("the appliance credential is not valid: re-register the appliance to get a new one")
+        raise Unauthorized(
+            "the appliance credential is not valid: re-register the appliance to get a new one"
+        )
     return found.item
 
 
@@ -77,7 +81,9 @@ def report_machines(
     changed machine; an unchanged machine costs only its read.
     """
     existing: dict[str, Versioned[Machine] | None] = {m.id: repos.machines.get(m.id) for m in report.machines}
-    foreign = sorted(mid for mid, v in existing.items() if v is not None and v.item.appliance_id != appliance.id)
+    foreign = sorted(
+        mid for mid, v in existing.items() if v is not None and v.item.appliance_id != appliance.id
+    )
     if foreign:
         raise Forbidden(
             f"appliance {appliance.id} may only report its own machines; "
@@ -155,7 +161,9 @@ def get_policy(repos: Repositories, appliance_id: str) -> ReplicationPolicy:
     return repos.appliances.require(appliance_id).item.policy
 
 
-def update_policy(repos: Repositories, appliance_id: str, update: ReplicationPolicyUpdate) -> ReplicationPolicy:
+def update_policy(
+    repos: Repositories, appliance_id: str, update: ReplicationPolicyUpdate
+) -> ReplicationPolicy:
     policy = update.to_policy()
 
     def apply(appliance: Appliance) -> None:

@@ -48,12 +48,16 @@ def queue_command(
 def pending_commands(repos: Repositories, appliance_id: str) -> list[ApplianceCommand]:
     """Oldest first, at most MAX_PENDING_RETURNED; one single-partition query."""
     return repos.commands.query(
-        Query(equals={"status": CommandStatus.PENDING.value}, order_by="createdAt", limit=MAX_PENDING_RETURNED),
+        Query(
+            equals={"status": CommandStatus.PENDING.value}, order_by="createdAt", limit=MAX_PENDING_RETURNED
+        ),
         partition_key=appliance_id,
     )
 
 
-def acknowledge_command(repos: Repositories, appliance_id: str, command_id: str, *, now: datetime) -> ApplianceCommand:
+def acknowledge_command(
+    repos: Repositories, appliance_id: str, command_id: str, *, now: datetime
+) -> ApplianceCommand:
     """Idempotent (a repeated ack changes nothing). 2 round-trips: read, replace."""
     current = repos.commands.get(command_id, appliance_id)
     if current is None:
@@ -67,5 +71,7 @@ def acknowledge_command(repos: Repositories, appliance_id: str, command_id: str,
             command.acknowledged_at = now
             command.ttl = ACKNOWLEDGED_TTL_SECONDS
 
-    stored, _ = repos.commands.update_with_retry(command_id, apply, partition_key=appliance_id, current=current)
+    stored, _ = repos.commands.update_with_retry(
+        command_id, apply, partition_key=appliance_id, current=current
+    )
     return stored.item

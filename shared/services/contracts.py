@@ -87,7 +87,9 @@ class MachineDetail(MachineSummary):
 
 class MachineList(WireModel):
     machines: list[MachineSummary]
-    continuation_token: str | None = Field(default=None, description="pass back as ?continuationToken= for more")
+    continuation_token: str | None = Field(
+        default=None, description="pass back as ?continuationToken= for more"
+    )
 
 
 class AcceptedJob(WireModel):

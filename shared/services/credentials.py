@@ -43,7 +43,9 @@ def parse_credential(credential: str) -> ParsedCredential:
     # token_urlsafe never yields '.', so the last '.' separates the id from the secret.
     appliance_id, dot, secret = credential.rpartition(".")
     if not dot or not appliance_id or len(secret) < 40:
-        raise Unauthorized("the appliance credential is malformed: use the credential returned at registration")
+        raise Unauthorized(
+            "the appliance credential is malformed: use the credential returned at registration"
+        )
     return ParsedCredential(appliance_id, secret)
 
 

@@ -199,7 +199,10 @@ def list_machines(
     if state is not None:
         equals["state"] = state.value
     page = repos.machines.query_page(
-        Query(equals=equals, order_by="id"), partition_key=None, page_size=page_size, continuation=continuation
+        Query(equals=equals, order_by="id"),
+        partition_key=None,
+        page_size=page_size,
+        continuation=continuation,
     )
     return MachineList(
         machines=[machine_summary(m, now) for m in page.items], continuation_token=page.continuation

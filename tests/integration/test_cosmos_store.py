@@ -45,11 +45,19 @@ def store(request: pytest.FixtureRequest, database: DatabaseProxy) -> DocumentSt
 
 
 def machine(machine_id: str) -> Machine:
-    inventory = MachineInventory.model_validate({
-        "displayName": machine_id, "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04", "firmware": "UEFI",
-        "disks": [{"id": "sda", "sizeBytes": 1024**3, "isOsDisk": True}],
-    })
-    return Machine(id=machine_id, appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+    inventory = MachineInventory.model_validate(
+        {
+            "displayName": machine_id,
+            "osType": "linux",
+            "osName": "Ubuntu",
+            "osVersion": "20.04",
+            "firmware": "UEFI",
+            "disks": [{"id": "sda", "sizeBytes": 1024**3, "isOsDisk": True}],
+        }
+    )
+    return Machine(
+        id=machine_id, appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW
+    )
 
 
 def uid(prefix: str) -> str:
@@ -79,7 +87,9 @@ def test_create_read_replace_with_etags(store: DocumentStore) -> None:
     doc_id = uid("m")
     created = store.create(MACHINES, {"id": doc_id, "state": "Discovered"})
     read = store.read(MACHINES, doc_id, doc_id)
-    assert read is not None and read.body == {"id": doc_id, "state": "Discovered"} and read.etag == created.etag
+    assert (
+        read is not None and read.body == {"id": doc_id, "state": "Discovered"} and read.etag == created.etag
+    )
     replaced = store.replace(MACHINES, {"id": doc_id, "state": "EnablingReplication"}, read.etag)
     assert replaced.etag != read.etag
     # A writer holding the old ETag gets a 412, surfaced as ConcurrencyConflict, and changes nothing.
@@ -113,12 +123,23 @@ def test_reads_are_scoped_to_the_partition(store: DocumentStore) -> None:
 def test_single_partition_query_filters_orders_and_limits(store: DocumentStore) -> None:
     machine_id, other = uid("m"), uid("m")
     for i in range(5):
-        store.upsert(EVENTS, {"id": f"e{i}", "machineId": machine_id, "time": f"2026-11-22T03:0{i}:00Z",
-                              "severity": "Warning" if i % 2 else "Info"})
-    store.upsert(EVENTS, {"id": "e9", "machineId": other, "time": "2026-11-22T04:00:00Z", "severity": "Warning"})
+        store.upsert(
+            EVENTS,
+            {
+                "id": f"e{i}",
+                "machineId": machine_id,
+                "time": f"2026-11-22T03:0{i}:00Z",
+                "severity": "Warning" if i % 2 else "Info",
+            },
+        )
+    store.upsert(
+        EVENTS, {"id": "e9", "machineId": other, "time": "2026-11-22T04:00:00Z", "severity": "Warning"}
+    )
     newest = store.query(EVENTS, Query(order_by="time", descending=True, limit=3), partition_key=machine_id)
     assert [d.body["id"] for d in newest] == ["e4", "e3", "e2"]
-    warnings = store.query(EVENTS, Query(equals={"severity": "Warning"}, order_by="time"), partition_key=machine_id)
+    warnings = store.query(
+        EVENTS, Query(equals={"severity": "Warning"}, order_by="time"), partition_key=machine_id
+    )
     assert [d.body["id"] for d in warnings] == ["e1", "e3"]
 
 
@@ -128,8 +149,13 @@ def test_cross_partition_pages_with_continuation(store: DocumentStore) -> None:
         store.upsert(MACHINES, {"id": f"{tag}-{i}", "tag": tag})
     seen, token, pages = [], None, 0
     while True:
-        page = store.query_page(MACHINES, Query(equals={"tag": tag}, order_by="id"), partition_key=None,
-                                page_size=2, continuation=token)
+        page = store.query_page(
+            MACHINES,
+            Query(equals={"tag": tag}, order_by="id"),
+            partition_key=None,
+            page_size=2,
+            continuation=token,
+        )
         seen += [d.body["id"] for d in page.documents]
         pages += 1
         token = page.continuation
@@ -140,8 +166,12 @@ def test_cross_partition_pages_with_continuation(store: DocumentStore) -> None:
 
 
 def test_query_text_is_parameterised() -> None:
-    sql, params = build_query(Query(equals={"status": "x' OR 1=1 --"}, order_by="createdAt", limit=5), "applianceId", "a1")
-    assert sql == "SELECT TOP 5 * FROM c WHERE c.status = @p0 AND c.applianceId = @p1 ORDER BY c.createdAt ASC"
+    sql, params = build_query(
+        Query(equals={"status": "x' OR 1=1 --"}, order_by="createdAt", limit=5), "applianceId", "a1"
+    )
+    assert (
+        sql == "SELECT TOP 5 * FROM c WHERE c.status = @p0 AND c.applianceId = @p1 ORDER BY c.createdAt ASC"
+    )
     assert params == [{"name": "@p0", "value": "x' OR 1=1 --"}, {"name": "@p1", "value": "a1"}]
     with pytest.raises(ValueError, match="not a queryable field"):
         Query(equals={"a = 1 OR c.b": 1})
@@ -189,10 +219,18 @@ def test_update_with_retry_under_two_concurrent_writers_keeps_both(repos: Reposi
         try:
             start.wait()
             for i in range(per_writer):
-                def add_point(m: Machine, point_id: str = f"{name}-{i}") -> None:
-                    m.replication.recovery_points.append(RecoveryPoint(
-                        id=point_id, cycle_id=point_id, time=NOW + timedelta(seconds=i),
-                        consistency=Consistency.CRASH, disk_snapshots={"sda": point_id}))
+
+                def add_point(m: Machine, point_id: str = f"{name}-{i}", offset: int = i) -> None:
+                    m.replication.recovery_points.append(
+                        RecoveryPoint(
+                            id=point_id,
+                            cycle_id=point_id,
+                            time=NOW + timedelta(seconds=offset),
+                            consistency=Consistency.CRASH,
+                            disk_snapshots={"sda": point_id},
+                        )
+                    )
+
                 repos.machines.update_with_retry(machine_id, add_point, attempts=20)
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
@@ -219,8 +257,10 @@ def test_update_with_retry_reapplies_after_a_412(repos: Repositories) -> None:
     def ours(m: Machine) -> None:
         attempts.append(1)
         if len(attempts) == 1:
+
             def theirs(other: Machine) -> None:
                 other.replication.progress_percent = 42.0
+
             repos.machines.update_with_retry(machine_id, theirs)
         m.health = Health.WARNING
 
@@ -234,8 +274,16 @@ def test_update_with_retry_reapplies_after_a_412(repos: Repositories) -> None:
 def test_events_newest_first_in_one_query(repos: Repositories) -> None:
     machine_id = uid("vm")
     for minutes in (5, 1, 3):
-        repos.events.put(Event(id=f"ev-{minutes}", machine_id=machine_id, time=NOW + timedelta(minutes=minutes),
-                               type="Replication cycle failed", severity=Severity.WARNING, message="x"))
+        repos.events.put(
+            Event(
+                id=f"ev-{minutes}",
+                machine_id=machine_id,
+                time=NOW + timedelta(minutes=minutes),
+                type="Replication cycle failed",
+                severity=Severity.WARNING,
+                message="x",
+            )
+        )
     repos.counter.reset()
     events = repos.events.query(Query(order_by="time", descending=True), partition_key=machine_id)
     assert [e.id for e in events] == ["ev-5", "ev-3", "ev-1"]

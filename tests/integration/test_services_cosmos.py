@@ -31,19 +31,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Unveri
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3
-TARGET = TargetSettings.model_validate({
-    "resourceGroup": "rg-target", "virtualNetwork": "vnet-prod", "subnet": "app", "subnetAddressPrefix": "10.1.2.0/24",
-    "vmSize": "Standard_D4s_v3", "diskType": "Premium_LRS", "staticIpAddress": "10.1.2.10",
-    "testVirtualNetwork": "vnet-test", "autoRepairReplication": True,
-})
+TARGET = TargetSettings.model_validate(
+    {
+        "resourceGroup": "rg-target",
+        "virtualNetwork": "vnet-prod",
+        "subnet": "app",
+        "subnetAddressPrefix": "10.1.2.0/24",
+        "vmSize": "Standard_D4s_v3",
+        "diskType": "Premium_LRS",
+        "staticIpAddress": "10.1.2.10",
+        "testVirtualNetwork": "vnet-test",
+        "autoRepairReplication": True,
+    }
+)
 MEASURED: dict[str, int] = {}
 
 
 def discovered(machine_id: str, name: str = "web01") -> dict[str, Any]:
     return {
-        "id": machine_id, "displayName": name, "osType": "linux", "osName": "RHEL", "osVersion": "7.9",
-        "firmware": "BIOS", "disks": [{"id": "sda", "sizeBytes": 32 * GIB, "isOsDisk": True},
-                                      {"id": "sdb", "sizeBytes": 64 * GIB}],
+        "id": machine_id,
+        "displayName": name,
+        "osType": "linux",
+        "osName": "RHEL",
+        "osVersion": "7.9",
+        "firmware": "BIOS",
+        "disks": [
+            {"id": "sda", "sizeBytes": 32 * GIB, "isOsDisk": True},
+            {"id": "sdb", "sizeBytes": 64 * GIB},
+        ],
         "nics": [{"id": "nic0", "macAddress": "00:15:5d:01:02:03", "ipAddresses": ["192.168.1.20"]}],
     }
 
@@ -70,7 +85,10 @@ def measured(repos: Repositories, name: str) -> int:
 def test_register_report_enable_get(repos: Repositories, hasher: CredentialHasher) -> None:
     repos.counter.reset()
     registered = appliances.register_appliance(
-        repos, hasher, RegisterApplianceRequest(name="hv-host-01", kind=ApplianceKind.HYPERV, site="dc1"), now=NOW
+        repos,
+        hasher,
+        RegisterApplianceRequest(name="hv-host-01", kind=ApplianceKind.HYPERV, site="dc1"),
+        now=NOW,
     )
     assert measured(repos, "register appliance") == 1
 
@@ -87,7 +105,9 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
     appliances.report_machines(repos, me, report, now=NOW)
     assert measured(repos, "report 3 unchanged machines") == 3
 
-    started = machines.enable_replication(repos, machines.EnableReplication(ids[0], TARGET, "job-" + suffix), now=NOW)
+    started = machines.enable_replication(
+        repos, machines.EnableReplication(ids[0], TARGET, "job-" + suffix), now=NOW
+    )
     assert started.machine.state is MachineState.ENABLING_REPLICATION
     assert measured(repos, "enable replication") == 3
 
@@ -95,9 +115,15 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
         m.state = MachineState.REPLICATING
         m.replication.progress_percent = 100.0
         m.replication.last_sync_time = NOW - timedelta(minutes=2)
-        m.replication.recovery_points.append(RecoveryPoint(
-            id="rp-1", cycle_id="cycle-1", time=NOW - timedelta(minutes=2), consistency=Consistency.APP,
-            disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"}))
+        m.replication.recovery_points.append(
+            RecoveryPoint(
+                id="rp-1",
+                cycle_id="cycle-1",
+                time=NOW - timedelta(minutes=2),
+                consistency=Consistency.APP,
+                disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"},
+            )
+        )
 
     repos.machines.update_with_retry(ids[0], replicate)
     assert measured(repos, "record a cycle on the machine (update_with_retry)") == 2
@@ -112,7 +138,9 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
     assert sorted(m.id for m in listing.machines) == ids
     assert measured(repos, "list an appliance's machines (one page)") == 1
 
-    commands.queue_command(repos, command_id=f"cmd-{suffix}", machine_id=ids[0], kind=CommandKind.RUN_CYCLE, now=NOW)
+    commands.queue_command(
+        repos, command_id=f"cmd-{suffix}", machine_id=ids[0], kind=CommandKind.RUN_CYCLE, now=NOW
+    )
     assert measured(repos, "queue a command") == 2
     assert [c.id for c in commands.pending_commands(repos, me.id)] == [f"cmd-{suffix}"]
     assert measured(repos, "poll pending commands") == 1
@@ -123,23 +151,33 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
     with pytest.raises(ForbiddenTransition):
         machines.enable_replication(repos, machines.EnableReplication(ids[0], TARGET, "job-x"), now=NOW)
     repos.counter.reset()
-    stopped = machines.stop_replication(repos, machines.StopReplication(ids[0], f"job-stop-{suffix}"), now=NOW)
+    stopped = machines.stop_replication(
+        repos, machines.StopReplication(ids[0], f"job-stop-{suffix}"), now=NOW
+    )
     assert stopped.machine.state is MachineState.REPLICATION_STOPPED
     assert measured(repos, "stop replication") == 3
 
 
 def test_another_appliances_machine_is_forbidden(repos: Repositories, hasher: CredentialHasher) -> None:
     owner = appliances.register_appliance(
-        repos, hasher, RegisterApplianceRequest(name="a", kind=ApplianceKind.VMWARE, site="s"), now=NOW)
+        repos, hasher, RegisterApplianceRequest(name="a", kind=ApplianceKind.VMWARE, site="s"), now=NOW
+    )
     intruder = appliances.register_appliance(
-        repos, hasher, RegisterApplianceRequest(name="b", kind=ApplianceKind.VMWARE, site="s"), now=NOW)
+        repos, hasher, RegisterApplianceRequest(name="b", kind=ApplianceKind.VMWARE, site="s"), now=NOW
+    )
     machine_id = f"vm-{uuid.uuid4().hex[:6]}"
     owner_app = appliances.authenticate_appliance(repos, hasher, owner.credential)
     intruder_app = appliances.authenticate_appliance(repos, hasher, intruder.credential)
-    appliances.report_machines(repos, owner_app, DiscoveryReport.model_validate({"machines": [discovered(machine_id)]}), now=NOW)
+    appliances.report_machines(
+        repos, owner_app, DiscoveryReport.model_validate({"machines": [discovered(machine_id)]}), now=NOW
+    )
     with pytest.raises(Forbidden):
         appliances.report_machines(
-            repos, intruder_app, DiscoveryReport.model_validate({"machines": [discovered(machine_id, "evil")]}), now=NOW)
+            repos,
+            intruder_app,
+            DiscoveryReport.model_validate({"machines": [discovered(machine_id, "evil")]}),
+            now=NOW,
+        )
     with pytest.raises(Forbidden):
         appliances.authorize_appliance(intruder_app, owner.id)
     with pytest.raises(Unauthorized):
@@ -151,10 +189,15 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
     with pytest.raises(NotFound):
         machines.enable_replication(repos, machines.EnableReplication("nope", TARGET, "job-n"), now=NOW)
     registered = appliances.register_appliance(
-        repos, hasher, RegisterApplianceRequest(name="c", kind=ApplianceKind.PHYSICAL, site="s"), now=NOW)
+        repos, hasher, RegisterApplianceRequest(name="c", kind=ApplianceKind.PHYSICAL, site="s"), now=NOW
+    )
     me = appliances.authenticate_appliance(repos, hasher, registered.credential)
     machine_id = f"win-{uuid.uuid4().hex[:6]}"
-    windows = {**discovered(machine_id, "FILESERVER-PRIMARY-01"), "osType": "windows", "osName": "Windows Server 2016"}
+    windows = {
+        **discovered(machine_id, "FILESERVER-PRIMARY-01"),
+        "osType": "windows",
+        "osName": "Windows Server 2016",
+    }
     appliances.report_machines(repos, me, DiscoveryReport.model_validate({"machines": [windows]}), now=NOW)
     with pytest.raises(ValidationFailed) as caught:
         machines.enable_replication(repos, machines.EnableReplication(machine_id, TARGET, "job-v"), now=NOW)
@@ -168,19 +211,29 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
 def test_settings_built_services_work_against_the_emulator(emulators: EmulatorEndpoints) -> None:
     from shared.services.bootstrap import build_services
 
-    settings = Settings.from_environ({
-        "COSMOS_ENDPOINT": emulators.cosmos_endpoint, "COSMOS_KEY": emulators.cosmos_key,
-        "COSMOS_DATABASE": f"boot-{uuid.uuid4().hex[:8]}", "COSMOS_VERIFY_TLS": "false",
-        "CACHE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
-        "REPLICA_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
-        "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:1/api/events",
-        "APPLIANCE_CREDENTIAL_PEPPER": "pepper-for-bootstrap-test",
-    })
+    settings = Settings.from_environ(
+        {
+            "COSMOS_ENDPOINT": emulators.cosmos_endpoint,
+            "COSMOS_KEY": emulators.cosmos_key,
+            "COSMOS_DATABASE": f"boot-{uuid.uuid4().hex[:8]}",
+            "COSMOS_VERIFY_TLS": "false",
+            "CACHE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "REPLICA_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:1/api/events",
+            "APPLIANCE_CREDENTIAL_PEPPER": "pepper-for-bootstrap-test",
+        }
+    )
     services = build_services(settings)
     registered = appliances.register_appliance(
-        services.repos, services.hasher, RegisterApplianceRequest(name="boot", kind=ApplianceKind.VMWARE, site="s"),
-        now=services.clock())
-    assert appliances.authenticate_appliance(services.repos, services.hasher, registered.credential).id == registered.id
+        services.repos,
+        services.hasher,
+        RegisterApplianceRequest(name="boot", kind=ApplianceKind.VMWARE, site="s"),
+        now=services.clock(),
+    )
+    assert (
+        appliances.authenticate_appliance(services.repos, services.hasher, registered.credential).id
+        == registered.id
+    )
 
 
 def test_zz_report_round_trips(capsys: pytest.CaptureFixture[str]) -> None:

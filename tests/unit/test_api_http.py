@@ -29,15 +29,24 @@ from shared.services.credentials import CredentialHasher
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3
 TARGET = {
-    "resourceGroup": "rg-target", "virtualNetwork": "vnet-prod", "subnet": "app",
-    "subnetAddressPrefix": "10.1.2.0/24", "vmSize": "Standard_D4s_v3", "staticIpAddress": "10.1.2.10",
+    "resourceGroup": "rg-target",
+    "virtualNetwork": "vnet-prod",
+    "subnet": "app",
+    "subnetAddressPrefix": "10.1.2.0/24",
+    "vmSize": "Standard_D4s_v3",
+    "staticIpAddress": "10.1.2.10",
 }
 
 
 def machine_json(machine_id: str, name: str = "web01") -> dict[str, Any]:
     return {
-        "id": machine_id, "displayName": name, "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04",
-        "firmware": "BIOS", "disks": [{"id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True}],
+        "id": machine_id,
+        "displayName": name,
+        "osType": "linux",
+        "osName": "Ubuntu",
+        "osVersion": "20.04",
+        "firmware": "BIOS",
+        "disks": [{"id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True}],
     }
 
 
@@ -73,7 +82,11 @@ def call(
     if credential is not None:
         headers["Authorization"] = f"Bearer {credential}"
     req = func.HttpRequest(
-        method, url, headers=headers, params=params or {}, route_params=route or {},
+        method,
+        url,
+        headers=headers,
+        params=params or {},
+        route_params=route or {},
         body=raw if raw is not None else (json.dumps(body).encode() if body is not None else b""),
     )
     user_function = FUNCTIONS[name].get_user_function()
@@ -121,8 +134,16 @@ class FakeDurableExtension:
                 instance = self.path.split("?")[0].rstrip("/").split("/")[-1]
                 outer.calls.append(("GET", self.path, None))
                 if instance in outer.running:
-                    self._reply(202, {"name": MACHINE_REPLICATION, "instanceId": instance, "runtimeStatus": "Running",
-                                      "createdTime": "2026-11-22T02:00:00Z", "lastUpdatedTime": "2026-11-22T02:00:00Z"})
+                    self._reply(
+                        202,
+                        {
+                            "name": MACHINE_REPLICATION,
+                            "instanceId": instance,
+                            "runtimeStatus": "Running",
+                            "createdTime": "2026-11-22T02:00:00Z",
+                            "lastUpdatedTime": "2026-11-22T02:00:00Z",
+                        },
+                    )
                 else:
                     self._reply(404, {})
 
@@ -144,10 +165,14 @@ class FakeDurableExtension:
     @property
     def client_json(self) -> str:
         port = self.server.server_address[1]
-        return json.dumps({
-            "taskHubName": "MigrationHub", "creationUrls": {}, "managementUrls": {},
-            "rpcBaseUrl": f"http://127.0.0.1:{port}/durabletask/",
-        })
+        return json.dumps(
+            {
+                "taskHubName": "MigrationHub",
+                "creationUrls": {},
+                "managementUrls": {},
+                "rpcBaseUrl": f"http://127.0.0.1:{port}/durabletask/",
+            }
+        )
 
     def posts(self) -> list[tuple[str, Any]]:
         # The SDK serialises the input to JSON text and posts that text as a JSON string: decode both layers.
@@ -168,17 +193,26 @@ def durable() -> Iterator[FakeDurableExtension]:
 
 
 def register(name: str = "site-a") -> tuple[str, str]:
-    status, body, response = call("register_appliance", "POST", "/api/appliances",
-                                  body={"name": name, "kind": "hyperv", "site": "host-01"})
+    status, body, response = call(
+        "register_appliance",
+        "POST",
+        "/api/appliances",
+        body={"name": name, "kind": "hyperv", "site": "host-01"},
+    )
     assert status == 201, body
     assert response.headers["Cache-Control"] == "no-store"
     return body["id"], body["credential"]
 
 
 def report(appliance_id: str, credential: str | None, *machines: dict[str, Any]) -> tuple[int, Any]:
-    status, body, _ = call("report_machines", "POST", f"/api/appliances/{appliance_id}/machines",
-                           body={"machines": list(machines)}, route={"applianceId": appliance_id},
-                           credential=credential)
+    status, body, _ = call(
+        "report_machines",
+        "POST",
+        f"/api/appliances/{appliance_id}/machines",
+        body={"machines": list(machines)},
+        route={"applianceId": appliance_id},
+        credential=credential,
+    )
     return status, body
 
 
@@ -186,8 +220,12 @@ def report(appliance_id: str, credential: str | None, *machines: dict[str, Any])
 
 
 def test_register_returns_the_credential_and_default_policy(services: Services) -> None:
-    status, body, response = call("register_appliance", "POST", "/api/appliances",
-                                  body={"name": "hv-cluster", "kind": "hyperv", "site": "dc1"})
+    status, body, response = call(
+        "register_appliance",
+        "POST",
+        "/api/appliances",
+        body={"name": "hv-cluster", "kind": "hyperv", "site": "dc1"},
+    )
     assert status == 201
     assert response.headers["Location"] == f"/api/appliances/{body['id']}/policy"
     assert body["credential"].startswith(body["id"] + ".")
@@ -197,14 +235,20 @@ def test_register_returns_the_credential_and_default_policy(services: Services) 
 
 
 def test_register_with_a_typo_is_a_400_naming_the_field(services: Services) -> None:
-    status, body, _ = call("register_appliance", "POST", "/api/appliances",
-                           body={"name": "x", "kind": "hyper-v", "site": "dc1", "siteName": "dc1"})
+    status, body, _ = call(
+        "register_appliance",
+        "POST",
+        "/api/appliances",
+        body={"name": "x", "kind": "hyper-v", "site": "dc1", "siteName": "dc1"},
+    )
     assert status == 400
     assert body["error"]["code"] == "ValidationFailed"
     assert {d["field"] for d in body["error"]["details"]} == {"kind", "siteName"}
 
 
-@pytest.mark.parametrize(("raw", "problem"), [(b"{not json", "is not valid JSON"), (b"[1, 2]", "must be a JSON object")])
+@pytest.mark.parametrize(
+    ("raw", "problem"), [(b"{not json", "is not valid JSON"), (b"[1, 2]", "must be a JSON object")]
+)
 def test_malformed_body_is_a_400(services: Services, raw: bytes, problem: str) -> None:
     status, body, _ = call("register_appliance", "POST", "/api/appliances", raw=raw)
     assert status == 400 and problem in body["error"]["details"][0]["problem"]
@@ -217,7 +261,9 @@ def test_report_requires_the_appliance_credential(services: Services) -> None:
     status, body = report(appliance_id, credential[:-2] + "xx", machine_json("vm-1"))
     assert status == 401
     status, body = report(appliance_id, credential, machine_json("vm-1"))
-    assert status == 200 and body == {"machines": [{"id": "vm-1", "outcome": "Created", "state": "Discovered"}]}
+    assert status == 200 and body == {
+        "machines": [{"id": "vm-1", "outcome": "Created", "state": "Discovered"}]
+    }
 
 
 def test_unauthorized_carries_a_bearer_challenge(services: Services) -> None:
@@ -243,22 +289,38 @@ def test_commands_poll_and_ack(services: Services) -> None:
 
     appliance_id, credential = register()
     report(appliance_id, credential, machine_json("vm-1"))
-    commands.queue_command(services.repos, command_id="cmd-1", machine_id="vm-1", kind=CommandKind.SHUT_DOWN_SOURCE, now=NOW)
-    status, body, _ = call("list_commands", "GET", "/", route={"applianceId": appliance_id}, credential=credential)
+    commands.queue_command(
+        services.repos, command_id="cmd-1", machine_id="vm-1", kind=CommandKind.SHUT_DOWN_SOURCE, now=NOW
+    )
+    status, body, _ = call(
+        "list_commands", "GET", "/", route={"applianceId": appliance_id}, credential=credential
+    )
     assert status == 200 and [(c["id"], c["kind"], c["status"]) for c in body["commands"]] == [
         ("cmd-1", "ShutDownSource", "Pending")
     ]
-    status, body, _ = call("acknowledge_command", "POST", "/", credential=credential,
-                           route={"applianceId": appliance_id, "commandId": "cmd-1"})
+    status, body, _ = call(
+        "acknowledge_command",
+        "POST",
+        "/",
+        credential=credential,
+        route={"applianceId": appliance_id, "commandId": "cmd-1"},
+    )
     assert status == 200 and body["status"] == "Acknowledged"
-    status, body, _ = call("list_commands", "GET", "/", route={"applianceId": appliance_id}, credential=credential)
+    status, body, _ = call(
+        "list_commands", "GET", "/", route={"applianceId": appliance_id}, credential=credential
+    )
     assert body == {"commands": []}
 
 
 def test_policy_for_the_appliance_and_for_operators(services: Services) -> None:
     appliance_id, credential = register()
-    status, body, _ = call("update_policy", "PUT", "/", route={"applianceId": appliance_id},
-                           body={"uploadThreadsPerVm": 8, "throttlingEnabled": True, "workHoursBandwidthKbps": 512})
+    status, body, _ = call(
+        "update_policy",
+        "PUT",
+        "/",
+        route={"applianceId": appliance_id},
+        body={"uploadThreadsPerVm": 8, "throttlingEnabled": True, "workHoursBandwidthKbps": 512},
+    )
     assert status == 200 and body["uploadThreadsPerVm"] == 8
     as_appliance = call("get_policy", "GET", "/", route={"applianceId": appliance_id}, credential=credential)
     as_operator = call("get_policy", "GET", "/", route={"applianceId": appliance_id})
@@ -291,19 +353,31 @@ def test_policy_out_of_range_is_a_400_naming_the_range(
 def test_policy_of_unknown_appliance_is_404(services: Services) -> None:
     status, body, _ = call("get_policy", "GET", "/", route={"applianceId": "appl-missing"})
     assert status == 404 and body["error"] == {
-        "code": "NotFound", "message": "appliance appl-missing does not exist", "details": [{"id": "appl-missing"}]
+        "code": "NotFound",
+        "message": "appliance appl-missing does not exist",
+        "details": [{"id": "appl-missing"}],
     }
 
 
 # -- machine routes ---------------------------------------------------------------------------------------
 
 
-def enable(durable: FakeDurableExtension, machine_id: str, target: dict[str, Any]) -> tuple[int, Any, func.HttpResponse]:
-    return call("enable_replication", "PUT", f"/api/machines/{machine_id}/replication", body=target,
-                route={"machineId": machine_id}, client=durable.client_json)
+def enable(
+    durable: FakeDurableExtension, machine_id: str, target: dict[str, Any]
+) -> tuple[int, Any, func.HttpResponse]:
+    return call(
+        "enable_replication",
+        "PUT",
+        f"/api/machines/{machine_id}/replication",
+        body=target,
+        route={"machineId": machine_id},
+        client=durable.client_json,
+    )
 
 
-def test_enable_replication_starts_the_machine_orchestration(services: Services, durable: FakeDurableExtension) -> None:
+def test_enable_replication_starts_the_machine_orchestration(
+    services: Services, durable: FakeDurableExtension
+) -> None:
     appliance_id, credential = register()
     report(appliance_id, credential, machine_json("vm-1"))
     status, body, response = enable(durable, "vm-1", TARGET)
@@ -311,10 +385,12 @@ def test_enable_replication_starts_the_machine_orchestration(services: Services,
     job_id = body["jobId"]
     assert response.headers["Location"] == f"/api/jobs/{job_id}" == body["statusUrl"]
     assert body["job"]["kind"] == "EnableReplication"
-    assert durable.posts() == [(
-        f"/durabletask/orchestrators/{MACHINE_REPLICATION}/machine-vm-1",
-        {"machineId": "vm-1", "jobId": job_id, "kind": "EnableReplication"},
-    )]
+    assert durable.posts() == [
+        (
+            f"/durabletask/orchestrators/{MACHINE_REPLICATION}/machine-vm-1",
+            {"machineId": "vm-1", "jobId": job_id, "kind": "EnableReplication"},
+        )
+    ]
     status, job, _ = call("get_job", "GET", "/", route={"jobId": job_id})
     assert status == 200 and job["status"] == "InProgress" and len(job["steps"]) == 3
     status, machine, _ = call("get_machine", "GET", "/", route={"machineId": "vm-1"})
@@ -338,12 +414,16 @@ def test_stop_replication_is_raised_on_the_running_orchestration(
         machine.state = MachineState.REPLICATING
 
     services.repos.machines.update_with_retry("vm-1", replicating)
-    status, body, _ = call("stop_replication", "DELETE", "/", route={"machineId": "vm-1"}, client=durable.client_json)
+    status, body, _ = call(
+        "stop_replication", "DELETE", "/", route={"machineId": "vm-1"}, client=durable.client_json
+    )
     assert status == 202 and body["job"]["kind"] == "StopReplication"
     path, payload = durable.posts()[-1]
     assert path == f"/durabletask/instances/machine-vm-1/raiseEvent/{OPERATOR_REQUEST}"
     assert payload == {"machineId": "vm-1", "jobId": body["jobId"], "kind": "StopReplication"}
-    status, body, _ = call("stop_replication", "DELETE", "/", route={"machineId": "vm-1"}, client=durable.client_json)
+    status, body, _ = call(
+        "stop_replication", "DELETE", "/", route={"machineId": "vm-1"}, client=durable.client_json
+    )
     assert status == 409 and body["error"]["code"] == "ForbiddenTransition"
 
 
@@ -382,21 +462,38 @@ def test_enable_when_replicating_is_409(services: Services, durable: FakeDurable
     enable(durable, "vm-1", TARGET)
     status, body, _ = enable(durable, "vm-1", {**TARGET, "vmSize": "Standard_D8s_v3"})
     assert status == 409
-    assert body["error"]["message"].startswith("cannot enable replication: machine vm-1 is EnablingReplication")
+    assert body["error"]["message"].startswith(
+        "cannot enable replication: machine vm-1 is EnablingReplication"
+    )
 
 
 def test_list_and_get_machines(services: Services) -> None:
     appliance_id, credential = register()
     report(appliance_id, credential, *(machine_json(f"vm-{i}") for i in range(3)))
-    status, body, _ = call("list_machines", "GET", "/", params={"applianceId": appliance_id, "pageSize": "2", "code": "k"})
+    status, body, _ = call(
+        "list_machines", "GET", "/", params={"applianceId": appliance_id, "pageSize": "2", "code": "k"}
+    )
     assert status == 200 and [m["id"] for m in body["machines"]] == ["vm-0", "vm-1"]
     assert body["machines"][0] | {"recoveryPoints": None} == {
-        "id": "vm-0", "applianceId": appliance_id, "displayName": "web01", "osType": "linux", "firmware": "BIOS",
-        "state": "Discovered", "health": "Healthy", "progressPercent": 0.0, "lastSyncTime": None,
-        "rpoSeconds": None, "recoveryPoints": None, "currentErrorCount": 0,
+        "id": "vm-0",
+        "applianceId": appliance_id,
+        "displayName": "web01",
+        "osType": "linux",
+        "firmware": "BIOS",
+        "state": "Discovered",
+        "health": "Healthy",
+        "progressPercent": 0.0,
+        "lastSyncTime": None,
+        "rpoSeconds": None,
+        "recoveryPoints": None,
+        "currentErrorCount": 0,
     }
-    status, more, _ = call("list_machines", "GET", "/", params={"continuationToken": body["continuationToken"],
-                                                                "applianceId": appliance_id})
+    status, more, _ = call(
+        "list_machines",
+        "GET",
+        "/",
+        params={"continuationToken": body["continuationToken"], "applianceId": appliance_id},
+    )
     assert [m["id"] for m in more["machines"]] == ["vm-2"] and more["continuationToken"] is None
     status, body, _ = call("list_machines", "GET", "/", params={"state": "Flying"})
     assert status == 400 and body["error"]["details"][0]["field"] == "state"
@@ -409,7 +506,9 @@ def test_bad_path_id_is_a_400(services: Services) -> None:
     assert status == 400 and body["error"]["details"][0]["field"] == "machineId"
 
 
-def test_unexpected_errors_are_500s_that_leak_nothing(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_are_500s_that_leak_nothing(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("secret connection string in message")
 
@@ -427,4 +526,3 @@ def test_every_route_needs_a_function_key_except_health() -> None:
                 levels[name] = binding["authLevel"]
     assert levels.pop("health") == "ANONYMOUS"
     assert set(levels.values()) == {"FUNCTION"}
-

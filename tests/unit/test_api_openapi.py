@@ -49,18 +49,28 @@ def test_request_schemas_are_strict_and_camel_case() -> None:
     document = build_document()
     target = document["components"]["schemas"]["TargetSettings"]
     assert target["additionalProperties"] is False
-    assert {"resourceGroup", "virtualNetwork", "subnet", "vmSize", "staticIpAddress", "autoRepairReplication"} <= set(
-        target["properties"]
-    )
+    assert {
+        "resourceGroup",
+        "virtualNetwork",
+        "subnet",
+        "vmSize",
+        "staticIpAddress",
+        "autoRepairReplication",
+    } <= set(target["properties"])
     put = document["paths"]["/api/machines/{machineId}/replication"]["put"]
-    assert put["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TargetSettings"}
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TargetSettings"
+    }
     assert set(put["responses"]) == {"202", "400", "401", "404", "409"}
 
 
 def test_policy_ranges_appear_in_the_schema() -> None:
     policy = build_document()["components"]["schemas"]["ReplicationPolicyUpdate"]["properties"]
     assert (policy["uploadThreadsPerVm"]["minimum"], policy["uploadThreadsPerVm"]["maximum"]) == (1, 32)
-    assert (policy["workHoursBandwidthKbps"]["minimum"], policy["workHoursBandwidthKbps"]["maximum"]) == (512, 1_047_552)
+    assert (policy["workHoursBandwidthKbps"]["minimum"], policy["workHoursBandwidthKbps"]["maximum"]) == (
+        512,
+        1_047_552,
+    )
 
 
 def test_security_appliance_routes_need_both_key_and_credential() -> None:

@@ -26,7 +26,9 @@ def test_credential_carries_the_id_and_256_bits_of_secret() -> None:
     assert new_credential("appl-123") != credential
 
 
-@pytest.mark.parametrize("bad", ["", "no-dot", "appl-1.short", ".secretsecretsecretsecretsecretsecretsecretsecret"])
+@pytest.mark.parametrize(
+    "bad", ["", "no-dot", "appl-1.short", ".secretsecretsecretsecretsecretsecretsecretsecret"]
+)
 def test_malformed_credentials_are_unauthorized(bad: str) -> None:
     with pytest.raises(Unauthorized):
         parse_credential(bad)

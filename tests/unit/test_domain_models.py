@@ -44,12 +44,20 @@ def test_discovery_report_parses_camel_case() -> None:
     machine = report.machines[0]
     assert machine.os_disk.id == "sda"
     assert machine.model_dump(mode="json", by_alias=True)["disks"][0] == {
-        "id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True, "name": None
+        "id": "sda",
+        "sizeBytes": 20 * GIB,
+        "isOsDisk": True,
+        "name": None,
     }
 
 
 def test_exactly_one_os_disk() -> None:
-    two = machine_body(disks=[{"id": "a", "sizeBytes": GIB, "isOsDisk": True}, {"id": "b", "sizeBytes": GIB, "isOsDisk": True}])
+    two = machine_body(
+        disks=[
+            {"id": "a", "sizeBytes": GIB, "isOsDisk": True},
+            {"id": "b", "sizeBytes": GIB, "isOsDisk": True},
+        ]
+    )
     assert report_problems(two) == [
         {"field": "machines.0.disks", "problem": "exactly one disk must have isOsDisk=true; found 2"}
     ]
@@ -78,21 +86,32 @@ def test_unknown_fields_in_nested_records_are_refused() -> None:
 
 def test_computed_health_is_the_worst_of_stored_and_errors() -> None:
     inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
-    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+    machine = Machine(
+        id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW
+    )
     assert machine.computed_health() is Health.HEALTHY
     machine.replication.current_errors.append(
-        MachineError(code="1011", message="DiskUploadTimedOut", severity=Health.CRITICAL, first_seen=NOW, last_seen=NOW)
+        MachineError(
+            code="1011", message="DiskUploadTimedOut", severity=Health.CRITICAL, first_seen=NOW, last_seen=NOW
+        )
     )
     assert machine.computed_health() is Health.CRITICAL
 
 
 def test_latest_point_by_consistency() -> None:
     inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
-    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+    machine = Machine(
+        id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW
+    )
     for minutes, consistency in ((30, Consistency.APP), (20, Consistency.CRASH), (10, Consistency.CRASH)):
         machine.replication.recovery_points.append(
-            RecoveryPoint(id=f"rp{minutes}", cycle_id=f"c{minutes}", time=NOW - timedelta(minutes=minutes),
-                          consistency=consistency, disk_snapshots={"sda": "2026-11-22T02:50:00Z"})
+            RecoveryPoint(
+                id=f"rp{minutes}",
+                cycle_id=f"c{minutes}",
+                time=NOW - timedelta(minutes=minutes),
+                consistency=consistency,
+                disk_snapshots={"sda": "2026-11-22T02:50:00Z"},
+            )
         )
     assert machine.replication.latest_point().id == "rp10"  # type: ignore[union-attr]
     assert machine.replication.latest_point(Consistency.APP).id == "rp30"  # type: ignore[union-attr]
@@ -100,6 +119,12 @@ def test_latest_point_by_consistency() -> None:
 
 def test_resync_command_needs_a_disk() -> None:
     with pytest.raises(ValidationError, match="names the disk"):
-        ApplianceCommand.model_validate({
-            "id": "c1", "applianceId": "a1", "machineId": "m1", "kind": "ResyncDisk", "createdAt": NOW.isoformat()
-        })
+        ApplianceCommand.model_validate(
+            {
+                "id": "c1",
+                "applianceId": "a1",
+                "machineId": "m1",
+                "kind": "ResyncDisk",
+                "createdAt": NOW.isoformat(),
+            }
+        )

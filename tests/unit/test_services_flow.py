@@ -39,7 +39,9 @@ TARGET: dict[str, Any] = {
 }
 
 
-def discovered(machine_id: str, *, name: str = "web01", os_type: str = "linux", disk_gib: int = 20) -> dict[str, Any]:
+def discovered(
+    machine_id: str, *, name: str = "web01", os_type: str = "linux", disk_gib: int = 20
+) -> dict[str, Any]:
     return {
         "id": machine_id,
         "displayName": name,
@@ -47,7 +49,10 @@ def discovered(machine_id: str, *, name: str = "web01", os_type: str = "linux", 
         "osName": "Ubuntu" if os_type == "linux" else "Windows Server 2019",
         "osVersion": "20.04",
         "firmware": "UEFI",
-        "disks": [{"id": "disk0", "sizeBytes": disk_gib * GIB, "isOsDisk": True}, {"id": "disk1", "sizeBytes": GIB}],
+        "disks": [
+            {"id": "disk0", "sizeBytes": disk_gib * GIB, "isOsDisk": True},
+            {"id": "disk1", "sizeBytes": GIB},
+        ],
         "nics": [{"id": "nic0"}],
     }
 
@@ -74,7 +79,9 @@ def register(repos: Repositories, hasher: CredentialHasher, name: str = "vmware-
 
 
 def enable(repos: Repositories, machine_id: str, job_id: str = "job-1", **target: Any) -> machines.JobStarted:
-    command = machines.EnableReplication(machine_id, TargetSettings.model_validate({**TARGET, **target}), job_id)
+    command = machines.EnableReplication(
+        machine_id, TargetSettings.model_validate({**TARGET, **target}), job_id
+    )
     return machines.enable_replication(repos, command, now=NOW)
 
 
@@ -105,7 +112,9 @@ def test_register_stores_only_a_hash_and_authenticates(repos: Repositories, hash
     assert repos.counter.total == 1
 
 
-@pytest.mark.parametrize("mangle", [lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"), lambda c: None, lambda c: ""])
+@pytest.mark.parametrize(
+    "mangle", [lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"), lambda c: None, lambda c: ""]
+)
 def test_bad_or_missing_credential_is_unauthorized(
     repos: Repositories, hasher: CredentialHasher, appliance: tuple[str, str], mangle: Any
 ) -> None:
@@ -121,7 +130,9 @@ def test_credential_of_a_deleted_or_unknown_appliance_is_unauthorized(
         appliances.authenticate_appliance(repos, hasher, appliance[1])
 
 
-def test_appliance_acts_only_as_itself(repos: Repositories, hasher: CredentialHasher, appliance: tuple[str, str]) -> None:
+def test_appliance_acts_only_as_itself(
+    repos: Repositories, hasher: CredentialHasher, appliance: tuple[str, str]
+) -> None:
     me = appliances.authenticate_appliance(repos, hasher, appliance[1])
     appliances.authorize_appliance(me, appliance[0])
     with pytest.raises(Forbidden):
@@ -132,10 +143,13 @@ def test_report_creates_updates_and_skips_unchanged(repos: Repositories, applian
     me = repos.appliances.require(appliance[0]).item
     first = appliances.report_machines(repos, me, report(discovered("vm-1"), discovered("vm-2")), now=NOW)
     assert [(r.id, r.outcome, r.state) for r in first.machines] == [
-        ("vm-1", "Created", MachineState.DISCOVERED), ("vm-2", "Created", MachineState.DISCOVERED)
+        ("vm-1", "Created", MachineState.DISCOVERED),
+        ("vm-2", "Created", MachineState.DISCOVERED),
     ]
     repos.counter.reset()
-    again = appliances.report_machines(repos, me, report(discovered("vm-1"), discovered("vm-2", name="web02")), now=NOW)
+    again = appliances.report_machines(
+        repos, me, report(discovered("vm-1"), discovered("vm-2", name="web02")), now=NOW
+    )
     assert [r.outcome for r in again.machines] == ["Unchanged", "Updated"]
     assert repos.counter.snapshot() == {"read:machines": 2, "replace:machines": 1}
     assert repos.machines.require("vm-2").item.inventory.display_name == "web02"
@@ -149,28 +163,38 @@ def test_appliance_cannot_touch_another_appliances_machine(
     intruder_id, _ = register(repos, hasher, name="other-site")
     intruder = repos.appliances.require(intruder_id).item
     with pytest.raises(Forbidden, match="owned by another appliance: vm-1") as caught:
-        appliances.report_machines(repos, intruder, report(discovered("vm-new"), discovered("vm-1", name="hijacked")), now=NOW)
+        appliances.report_machines(
+            repos, intruder, report(discovered("vm-new"), discovered("vm-1", name="hijacked")), now=NOW
+        )
     assert caught.value.details == [{"machineId": "vm-1"}]
     # All or nothing: neither the foreign machine nor the new one was written.
     assert repos.machines.require("vm-1").item.inventory.display_name == "original"
     assert repos.machines.get("vm-new") is None
 
 
-def test_disk_change_while_replicating_raises_a_warning(repos: Repositories, appliance: tuple[str, str]) -> None:
+def test_disk_change_while_replicating_raises_a_warning(
+    repos: Repositories, appliance: tuple[str, str]
+) -> None:
     me = repos.appliances.require(appliance[0]).item
     appliances.report_machines(repos, me, report(discovered("vm-1")), now=NOW)
     enable(repos, "vm-1")
     appliances.report_machines(repos, me, report(discovered("vm-1", disk_gib=40)), now=NOW)
     machine = repos.machines.require("vm-1").item
     [error] = machine.replication.current_errors
-    assert error.code == "SourceDisksChanged" and "disk0" in error.message and "Repair replication" in error.message
+    assert (
+        error.code == "SourceDisksChanged"
+        and "disk0" in error.message
+        and "Repair replication" in error.message
+    )
     assert machine.computed_health() is Health.WARNING
 
 
 def test_policy_defaults_update_and_validation(repos: Repositories, appliance: tuple[str, str]) -> None:
     assert appliances.get_policy(repos, appliance[0]).upload_threads_per_vm == 4
     updated = appliances.update_policy(
-        repos, appliance[0], ReplicationPolicyUpdate.model_validate({"uploadThreadsPerVm": 32, "throttlingEnabled": True})
+        repos,
+        appliance[0],
+        ReplicationPolicyUpdate.model_validate({"uploadThreadsPerVm": 32, "throttlingEnabled": True}),
     )
     assert updated.upload_threads_per_vm == 32 and updated.throttling_enabled
     assert appliances.get_policy(repos, appliance[0]) == updated
@@ -192,7 +216,9 @@ def test_heartbeat_never_goes_backwards(repos: Repositories, appliance: tuple[st
 @pytest.fixture
 def machine_id(repos: Repositories, appliance: tuple[str, str]) -> str:
     me = repos.appliances.require(appliance[0]).item
-    appliances.report_machines(repos, me, report(discovered("vm-1"), discovered("win-1", name="WIN01", os_type="windows")), now=NOW)
+    appliances.report_machines(
+        repos, me, report(discovered("vm-1"), discovered("win-1", name="WIN01", os_type="windows")), now=NOW
+    )
     return "vm-1"
 
 
@@ -221,9 +247,13 @@ def test_repeating_the_same_enable_is_idempotent(repos: Repositories, machine_id
     assert repos.jobs.get("job-2") is None
 
 
-def test_enable_with_other_settings_while_enabling_is_a_conflict(repos: Repositories, machine_id: str) -> None:
+def test_enable_with_other_settings_while_enabling_is_a_conflict(
+    repos: Repositories, machine_id: str
+) -> None:
     enable(repos, machine_id)
-    with pytest.raises(ForbiddenTransition, match="cannot enable replication: machine vm-1 is EnablingReplication"):
+    with pytest.raises(
+        ForbiddenTransition, match="cannot enable replication: machine vm-1 is EnablingReplication"
+    ):
         enable(repos, machine_id, job_id="job-2", vmSize="Standard_D8s_v3")
 
 
@@ -248,7 +278,10 @@ def test_enable_refuses_settings_invalid_for_this_machine(repos: Repositories, m
     with pytest.raises(ValidationFailed) as caught:
         enable(repos, "win-1", targetVmName="windows-name-too-long")
     assert caught.value.details == [
-        {"field": "targetVmName", "problem": "must be 1-15 characters for a Windows VM; 'windows-name-too-long' has 21"}
+        {
+            "field": "targetVmName",
+            "problem": "must be 1-15 characters for a Windows VM; 'windows-name-too-long' has 21",
+        }
     ]
     assert repos.counter.snapshot() == {"read:machines": 1}  # nothing written
     assert repos.machines.require("win-1").item.state is MachineState.DISCOVERED
@@ -263,8 +296,13 @@ def test_get_machine_reports_progress_last_sync_rpo_and_points(repos: Repositori
         machine.replication.last_sync_time = NOW - timedelta(minutes=4)
         for minutes, consistency in ((64, Consistency.APP), (34, Consistency.CRASH), (4, Consistency.CRASH)):
             machine.replication.recovery_points.append(
-                RecoveryPoint(id=f"rp-{minutes}", cycle_id=f"c-{minutes}", time=NOW - timedelta(minutes=minutes),
-                              consistency=consistency, disk_snapshots={"disk0": "snap", "disk1": "snap"})
+                RecoveryPoint(
+                    id=f"rp-{minutes}",
+                    cycle_id=f"c-{minutes}",
+                    time=NOW - timedelta(minutes=minutes),
+                    consistency=consistency,
+                    disk_snapshots={"disk0": "snap", "disk1": "snap"},
+                )
             )
 
     repos.machines.update_with_retry(machine_id, replicate)
@@ -286,13 +324,17 @@ def test_rpo_is_absent_before_protection(repos: Repositories, machine_id: str) -
     assert machines.get_machine(repos, machine_id, now=NOW).rpo_seconds is None
 
 
-def test_list_machines_filters_and_pages(repos: Repositories, hasher: CredentialHasher, machine_id: str) -> None:
+def test_list_machines_filters_and_pages(
+    repos: Repositories, hasher: CredentialHasher, machine_id: str
+) -> None:
     other_id, _ = register(repos, hasher, name="hyperv-host")
     other = repos.appliances.require(other_id).item
     appliances.report_machines(repos, other, report(*(discovered(f"hv-{i}") for i in range(3))), now=NOW)
     first = machines.list_machines(repos, now=NOW, appliance_id=other_id, page_size=2)
     assert [m.id for m in first.machines] == ["hv-0", "hv-1"] and first.continuation_token
-    rest = machines.list_machines(repos, now=NOW, appliance_id=other_id, page_size=2, continuation=first.continuation_token)
+    rest = machines.list_machines(
+        repos, now=NOW, appliance_id=other_id, page_size=2, continuation=first.continuation_token
+    )
     assert [m.id for m in rest.machines] == ["hv-2"] and rest.continuation_token is None
     enable(repos, machine_id)
     enabling = machines.list_machines(repos, now=NOW, state=MachineState.ENABLING_REPLICATION)
@@ -307,7 +349,10 @@ def test_stop_replication_and_complete_migration(repos: Repositories, machine_id
     enable(repos, machine_id)
     set_state(repos, machine_id, MachineState.REPLICATING)
     stopped = machines.stop_replication(repos, machines.StopReplication(machine_id, "job-stop"), now=NOW)
-    assert stopped.machine.state is MachineState.REPLICATION_STOPPED and stopped.job.kind is JobKind.STOP_REPLICATION
+    assert (
+        stopped.machine.state is MachineState.REPLICATION_STOPPED
+        and stopped.job.kind is JobKind.STOP_REPLICATION
+    )
     set_state(repos, machine_id, MachineState.MIGRATED)
     completed = machines.stop_replication(repos, machines.StopReplication(machine_id, "job-done"), now=NOW)
     assert completed.machine.state is MachineState.MIGRATION_COMPLETED
@@ -318,20 +363,37 @@ def test_stop_replication_and_complete_migration(repos: Repositories, machine_id
 # -- commands ---------------------------------------------------------------------------------------------
 
 
-def test_commands_queue_poll_and_acknowledge(repos: Repositories, appliance: tuple[str, str], machine_id: str) -> None:
+def test_commands_queue_poll_and_acknowledge(
+    repos: Repositories, appliance: tuple[str, str], machine_id: str
+) -> None:
     appliance_id = appliance[0]
-    first = commands.queue_command(repos, command_id="cmd-1", machine_id=machine_id, kind=CommandKind.RUN_CYCLE, now=NOW)
-    again = commands.queue_command(repos, command_id="cmd-1", machine_id=machine_id, kind=CommandKind.RUN_CYCLE, now=NOW)
+    first = commands.queue_command(
+        repos, command_id="cmd-1", machine_id=machine_id, kind=CommandKind.RUN_CYCLE, now=NOW
+    )
+    again = commands.queue_command(
+        repos, command_id="cmd-1", machine_id=machine_id, kind=CommandKind.RUN_CYCLE, now=NOW
+    )
     assert again == first and first.appliance_id == appliance_id
-    commands.queue_command(repos, command_id="cmd-2", machine_id=machine_id, kind=CommandKind.RESYNC_DISK,
-                           disk_id="disk1", now=NOW + timedelta(seconds=1))
+    commands.queue_command(
+        repos,
+        command_id="cmd-2",
+        machine_id=machine_id,
+        kind=CommandKind.RESYNC_DISK,
+        disk_id="disk1",
+        now=NOW + timedelta(seconds=1),
+    )
     repos.counter.reset()
     assert [c.id for c in commands.pending_commands(repos, appliance_id)] == ["cmd-1", "cmd-2"]
     assert repos.counter.snapshot() == {"query:commands": 1}
     acked = commands.acknowledge_command(repos, appliance_id, "cmd-1", now=NOW)
     assert acked.status is CommandStatus.ACKNOWLEDGED and acked.ttl == commands.ACKNOWLEDGED_TTL_SECONDS
     repos.counter.reset()
-    assert commands.acknowledge_command(repos, appliance_id, "cmd-1", now=NOW + timedelta(hours=1)).acknowledged_at == NOW
+    assert (
+        commands.acknowledge_command(
+            repos, appliance_id, "cmd-1", now=NOW + timedelta(hours=1)
+        ).acknowledged_at
+        == NOW
+    )
     assert repos.counter.snapshot() == {"read:commands": 1}  # repeated ack: nothing written
     assert [c.id for c in commands.pending_commands(repos, appliance_id)] == ["cmd-2"]
     with pytest.raises(NotFound):
@@ -347,9 +409,11 @@ def test_update_with_retry_keeps_a_concurrent_writers_change(repos: Repositories
     def mine(machine: Machine) -> None:
         if not interleaved["done"]:
             interleaved["done"] = True
+
             # Another writer saves between our read and our replace.
             def theirs(m: Machine) -> None:
                 m.replication.progress_percent = 42.0
+
             repos.machines.update_with_retry(machine_id, theirs)
         machine.health = Health.WARNING
 
@@ -364,6 +428,7 @@ def test_update_with_retry_gives_up_after_bounded_attempts(repos: Repositories, 
     def always_contended(machine: Machine) -> None:
         def bump(m: Machine) -> None:
             m.replication.progress_percent = (m.replication.progress_percent + 1) % 100
+
         repos.machines.update_with_retry(machine_id, bump)
         machine.health = Health.CRITICAL
 

@@ -49,7 +49,10 @@ def test_bandwidth_outside_the_range_names_the_range(field: str, kbps: int) -> N
 
 @pytest.mark.parametrize("threads", [1, 32])
 def test_thread_edges_are_accepted(threads: int) -> None:
-    assert ReplicationPolicyUpdate.model_validate({"uploadThreadsPerVm": threads}).upload_threads_per_vm == threads
+    assert (
+        ReplicationPolicyUpdate.model_validate({"uploadThreadsPerVm": threads}).upload_threads_per_vm
+        == threads
+    )
 
 
 @pytest.mark.parametrize("threads", [0, 33])
@@ -60,7 +63,12 @@ def test_threads_outside_1_to_32_are_refused(threads: int) -> None:
 
 
 def test_app_consistent_frequency_allows_zero_meaning_off() -> None:
-    assert ReplicationPolicyUpdate.model_validate({"appConsistentFrequencyMinutes": 0}).app_consistent_frequency_minutes == 0
+    assert (
+        ReplicationPolicyUpdate.model_validate(
+            {"appConsistentFrequencyMinutes": 0}
+        ).app_consistent_frequency_minutes
+        == 0
+    )
     [problem] = problems({"appConsistentFrequencyMinutes": 30})
     assert problem["field"] == "appConsistentFrequencyMinutes"
     assert "between 60 minutes and 720 minutes, or 0 (no app-consistent points)" in problem["problem"]

@@ -28,14 +28,26 @@ VALID: dict[str, Any] = {
 GIB = 1024**3
 
 
-def inventory(os_type: str = "windows", name: str = "WEB01", firmware: str = "UEFI", os_gib: int = 128,
-              data_gib: int = 512) -> MachineInventory:
-    return MachineInventory.model_validate({
-        "displayName": name, "osType": os_type, "osName": "Windows Server 2019", "osVersion": "10.0.17763",
-        "firmware": firmware,
-        "disks": [{"id": "disk0", "sizeBytes": os_gib * GIB, "isOsDisk": True},
-                  {"id": "disk1", "sizeBytes": data_gib * GIB}],
-    })
+def inventory(
+    os_type: str = "windows",
+    name: str = "WEB01",
+    firmware: str = "UEFI",
+    os_gib: int = 128,
+    data_gib: int = 512,
+) -> MachineInventory:
+    return MachineInventory.model_validate(
+        {
+            "displayName": name,
+            "osType": os_type,
+            "osName": "Windows Server 2019",
+            "osVersion": "10.0.17763",
+            "firmware": firmware,
+            "disks": [
+                {"id": "disk0", "sizeBytes": os_gib * GIB, "isOsDisk": True},
+                {"id": "disk1", "sizeBytes": data_gib * GIB},
+            ],
+        }
+    )
 
 
 def problems(**changes: Any) -> list[dict[str, Any]]:
@@ -53,14 +65,18 @@ def test_valid_settings_round_trip_in_camel_case() -> None:
 
 
 def test_vnet_by_name_is_accepted() -> None:
-    assert TargetSettings.model_validate({**VALID, "virtualNetwork": "vnet-prod"}).virtual_network == "vnet-prod"
+    assert (
+        TargetSettings.model_validate({**VALID, "virtualNetwork": "vnet-prod"}).virtual_network == "vnet-prod"
+    )
 
 
 def test_missing_subnet() -> None:
     body = {k: v for k, v in VALID.items() if k not in {"subnet"}}
     with pytest.raises(ValidationError) as caught:
         TargetSettings.model_validate(body)
-    assert ValidationFailed.from_pydantic(caught.value).details == [{"field": "subnet", "problem": "is required"}]
+    assert ValidationFailed.from_pydantic(caught.value).details == [
+        {"field": "subnet", "problem": "is required"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +120,10 @@ def test_static_ip_reserved_by_azure(ip: str) -> None:
 
 def test_static_ip_without_a_known_prefix_is_accepted() -> None:
     body = {k: v for k, v in VALID.items() if k != "subnetAddressPrefix"}
-    assert str(TargetSettings.model_validate({**body, "staticIpAddress": "192.168.7.7"}).static_ip_address) == "192.168.7.7"
+    assert (
+        str(TargetSettings.model_validate({**body, "staticIpAddress": "192.168.7.7"}).static_ip_address)
+        == "192.168.7.7"
+    )
 
 
 def test_premium_disks_need_a_premium_capable_size() -> None:
@@ -116,8 +135,16 @@ def test_premium_disks_need_a_premium_capable_size() -> None:
 
 @pytest.mark.parametrize(
     ("size", "premium"),
-    [("Standard_D4s_v3", True), ("Standard_E8-4ds_v5", True), ("Standard_DS2_v2", True), ("Standard_M128ms", True),
-     ("Standard_D4_v3", False), ("Standard_A2_v2", False), ("Basic_A1", False), ("Standard_F4s_v2", True)],
+    [
+        ("Standard_D4s_v3", True),
+        ("Standard_E8-4ds_v5", True),
+        ("Standard_DS2_v2", True),
+        ("Standard_M128ms", True),
+        ("Standard_D4_v3", False),
+        ("Standard_A2_v2", False),
+        ("Basic_A1", False),
+        ("Standard_F4s_v2", True),
+    ],
 )
 def test_premium_capability_from_the_size_name(size: str, premium: bool) -> None:
     assert vm_size_supports_premium(size) is premium
