@@ -22,14 +22,17 @@ if TYPE_CHECKING:
 
 
 async def body_as_json_text(request: Request) -> str | None:
-    """The payload as JSON text.
+    return payload_json_text(await request.body())
+
+
+def payload_json_text(raw: bytes) -> str | None:
+    """A request body as the JSON text of its payload (None for no payload).
 
     The SDK serialises payloads itself (df_dumps / json.dumps) and then hands the *string* to
     aiohttp's `json=`, so the body is a JSON string literal holding JSON text. A body that decodes
     to a string which is itself valid JSON is that double encoding; anything else (a plain client
     posting an object, or a string that is not JSON) is taken as the value.
     """
-    raw = await request.body()
     if not raw.strip():
         return None
     value = json.loads(raw)
