@@ -319,6 +319,17 @@ module eventSubscription 'modules/eventgrid-subscription.bicep' = if (deployEven
   ]
 }
 
+module availabilityTest 'modules/availability-test.bicep' = {
+  name: 'availability-test'
+  params: {
+    name: 'health-${functionAppName}'
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    url: '${functionApp.outputs.url}/api/health'
+  }
+}
+
 @description('Base URL of the control plane HTTP API (append /api/...).')
 output functionAppUrl string = functionApp.outputs.url
 
