@@ -1,0 +1,384 @@
+"""The apply engine against Azurite through the real SDK: good cycles land, bad ones change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+
+import shared.apply_engine as engine
+from devhost.emulators import EmulatorEndpoints
+from shared.apply_engine import (
+    ApplyOptions,
+    CycleDataChanged,
+    CycleDataMissing,
+    CycleDataOversized,
+    CycleDataTruncated,
+    ExtentChecksumMismatch,
+    ManifestMismatch,
+    SpoolMode,
+    WritePath,
+    apply_extents,
+    apply_manifest_blob,
+    endpoint_key,
+    forget_capabilities,
+    load_manifest,
+    supports_put_page_from_url,
+)
+from shared.checksums import ChecksumAlgorithm, checksum_hex
+from shared.delta_manifest import DeltaManifest, Extent, ManifestInvalid, data_blob_name
+from shared.domain.cycle import CycleKind
+from shared.replica_disks import (
+    ReplicaDiskSpec,
+    ReplicaNotFound,
+    ReplicaSizeMismatch,
+    create_replica_disk,
+    read_replica_footer,
+)
+from shared.vhd import FOOTER_SIZE, MIB
+
+pytestmark = pytest.mark.integration
+
+MACHINE = "vm-apply"
+DISK = "disk-0"
+DISK_SIZE = 9 * MIB + 1536  # not a whole MiB: the replica rounds up; crosses two 4 MiB Put Page cells
+
+
+@pytest.fixture(scope="module")
+def service(emulators: EmulatorEndpoints) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(emulators.storage_connection_string)
+
+
+@pytest.fixture
+def cache(service: BlobServiceClient) -> Iterator[ContainerClient]:
+    container = service.get_container_client(f"cache-{uuid.uuid4().hex[:12]}")
+    container.create_container()
+    yield container
+    container.delete_container()
+
+
+@pytest.fixture
+def replicas(service: BlobServiceClient) -> Iterator[ContainerClient]:
+    container = service.get_container_client(f"replicas-{uuid.uuid4().hex[:12]}")
+    yield container
+    container.delete_container()
+
+
+@pytest.fixture
+def replica(replicas: ContainerClient) -> BlobClient:
+    spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=DISK, disk_size=DISK_SIZE)
+    create_replica_disk(replicas, spec)
+    return replicas.get_blob_client(spec.blob_name)
+
+
+def upload_cycle(
+    cache: ContainerClient,
+    cycle_id: str,
+    writes: list[tuple[int, bytes]],
+    *,
+    kind: CycleKind = CycleKind.DELTA,
+    algorithm: ChecksumAlgorithm = ChecksumAlgorithm.SHA256,
+    blobs: int = 1,
+) -> DeltaManifest:
+    """Writes -> data blobs (round-robin over `blobs`) + manifest, as the appliance would upload them."""
+    payloads: list[list[bytes]] = [[] for _ in range(blobs)]
+    used = [0] * blobs
+    extents = []
+    for i, (offset, data) in enumerate(sorted(writes)):
+        b = i % blobs
+        name = data_blob_name(MACHINE, cycle_id, DISK, b)
+        extents.append(
+            Extent.model_validate(
+                {
+                    "offset": offset,
+                    "length": len(data),
+                    "blob": name,
+                    "blobOffset": used[b],
+                    algorithm.value: checksum_hex(algorithm, data),
+                }
+            )
+        )
+        payloads[b].append(data)
+        used[b] += len(data)
+    for b, parts in enumerate(payloads):
+        if parts:
+            cache.upload_blob(data_blob_name(MACHINE, cycle_id, DISK, b), b"".join(parts), overwrite=True)
+    manifest = DeltaManifest(
+        machine_id=MACHINE,
+        disk_id=DISK,
+        cycle_id=cycle_id,
+        sequence=int(cycle_id.rsplit("-", 1)[-1]) if cycle_id[-1].isdigit() else 0,
+        kind=kind,
+        disk_size=DISK_SIZE,
+        extents=extents,
+    )
+    cache.upload_blob(manifest.blob_name, manifest.to_json_bytes(), overwrite=True)
+    return manifest
+
+
+def whole(replica: BlobClient) -> bytes:
+    return replica.download_blob().readall()
+
+
+def rand(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def expect_image(size: int, writes: list[tuple[int, bytes]], base: bytes | None = None) -> bytes:
+    image = bytearray(base if base is not None else bytes(size))
+    for offset, data in writes:
+        image[offset : offset + len(data)] = data
+    return bytes(image)
+
+
+def test_initial_then_delta_land_byte_for_byte_and_keep_the_footer(
+    cache: ContainerClient, replicas: ContainerClient, replica: BlobClient
+) -> None:
+    initial = [(0, rand(3 * MIB)), (3 * MIB, rand(2 * MIB)), (8 * MIB, rand(MIB + 1536))]
+    m0 = upload_cycle(cache, "cycle-0", initial, kind=CycleKind.INITIAL)
+    r0 = apply_extents(m0, cache=cache, replica=replica)
+    assert r0.bytes_applied == 6 * MIB + 1536
+    assert r0.write_path is WritePath.PUT_PAGE  # Azurite has no Put Page From URL
+    # 0..5 MiB is one run on disk: coalesced into one call per 4 MiB cell; the run at 8 MiB is one more.
+    assert r0.put_page_calls == 3
+
+    delta = [(512, rand(512)), (4 * MIB - 512, rand(1024)), (9 * MIB, rand(1536))]
+    m1 = upload_cycle(cache, "cycle-1", delta)
+    apply_extents(m1, cache=cache, replica=replica)
+
+    data = whole(replica)
+    image = expect_image(DISK_SIZE, initial + delta)
+    assert data[:DISK_SIZE] == image
+    assert data[DISK_SIZE:-FOOTER_SIZE] == bytes(
+        len(data) - FOOTER_SIZE - DISK_SIZE
+    )  # rounding pad stays zero
+    assert read_replica_footer(replicas, replica.blob_name).current_size == 10 * MIB
+
+
+@pytest.mark.parametrize("mode", [SpoolMode.DISK, SpoolMode.REREAD])
+def test_spool_and_reread_give_the_same_replica(
+    cache: ContainerClient, replica: BlobClient, mode: SpoolMode
+) -> None:
+    writes = [(i * 700 * 1024 // 512 * 512, rand(64 * 1024)) for i in range(12)]
+    m = upload_cycle(cache, "cycle-0", writes, blobs=3)
+    result = apply_extents(
+        m, cache=cache, replica=replica, options=ApplyOptions(spool=mode, read_size=96 * 1024)
+    )
+    assert result.data_source == ("spool" if mode is SpoolMode.DISK else "reread")
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, writes)
+    # the re-read path reads every byte twice (verify, then write); the spool once
+    assert result.bytes_read == (1 if mode is SpoolMode.DISK else 2) * m.total_bytes
+
+
+def test_zero_extents_are_cleared_not_uploaded(cache: ContainerClient, replica: BlobClient) -> None:
+    base = [(0, rand(2 * MIB))]
+    apply_extents(upload_cycle(cache, "cycle-0", base, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    zeros = [(MIB, bytes(MIB))]
+    result = apply_extents(upload_cycle(cache, "cycle-1", zeros), cache=cache, replica=replica)
+    assert result.bytes_uploaded == 0 and result.bytes_cleared == MIB and result.clear_page_calls == 1
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, base + zeros)
+
+
+def test_resync_clears_what_the_replica_has_outside_the_extents(
+    cache: ContainerClient, replicas: ContainerClient, replica: BlobClient
+) -> None:
+    old = [(0, rand(MIB)), (5 * MIB, rand(MIB)), (9 * MIB, rand(1536))]
+    apply_extents(upload_cycle(cache, "cycle-0", old, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    fresh = [(512 * 1024, rand(MIB))]
+    result = apply_extents(
+        upload_cycle(cache, "cycle-1", fresh, kind=CycleKind.RESYNC), cache=cache, replica=replica
+    )
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, fresh)
+    assert result.bytes_cleared >= MIB + 1536
+    assert read_replica_footer(replicas, replica.blob_name).current_size == 10 * MIB
+
+
+def test_reapplying_a_manifest_is_harmless(cache: ContainerClient, replica: BlobClient) -> None:
+    writes = [(0, rand(MIB)), (2 * MIB, bytes(512 * 1024)), (3 * MIB, rand(4096))]
+    m = upload_cycle(cache, "cycle-0", writes)
+    apply_extents(m, cache=cache, replica=replica)
+    once = whole(replica)
+    apply_extents(m, cache=cache, replica=replica)
+    apply_extents(
+        m, cache=cache, replica=replica, options=ApplyOptions(spool=SpoolMode.REREAD, parallelism=1)
+    )
+    assert whole(replica) == once
+
+
+# --- bad uploads: a clear error, and the replica byte-identical ----------------------------------
+
+
+def _tamper(cache: ContainerClient, name: str, change: Callable[[bytes], bytes]) -> None:
+    blob = cache.get_blob_client(name)
+    blob.upload_blob(change(blob.download_blob().readall()), overwrite=True)
+
+
+def _flip_last_byte(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 0x5A])
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (lambda c, n: _tamper(c, n, _flip_last_byte), ExtentChecksumMismatch),
+        (lambda c, n: _tamper(c, n, lambda d: d[:-512]), CycleDataTruncated),
+        (lambda c, n: _tamper(c, n, lambda d: d + bytes(512)), CycleDataOversized),
+        (lambda c, n: c.delete_blob(n), CycleDataMissing),
+    ],
+    ids=["corrupt", "truncated", "oversized", "missing"],
+)
+@pytest.mark.parametrize("algorithm", [ChecksumAlgorithm.SHA256, ChecksumAlgorithm.CRC64])
+def test_a_bad_upload_is_rejected_and_the_replica_is_unchanged(
+    cache: ContainerClient,
+    replica: BlobClient,
+    damage: Callable[[ContainerClient, str], None],
+    error: type[Exception],
+    algorithm: ChecksumAlgorithm,
+) -> None:
+    apply_extents(
+        upload_cycle(cache, "cycle-0", [(0, rand(5 * MIB))], kind=CycleKind.INITIAL),
+        cache=cache,
+        replica=replica,
+    )
+    before = whole(replica)
+    # Two blobs: the damage is in the last one, so the first blob's extents verify fine and must still not land.
+    writes = [(0, rand(MIB)), (MIB, rand(3 * MIB)), (6 * MIB, rand(MIB)), (8 * MIB, rand(MIB))]
+    m = upload_cycle(cache, "cycle-1", writes, blobs=2, algorithm=algorithm)
+    damage(cache, data_blob_name(MACHINE, "cycle-1", DISK, 1))
+    with pytest.raises(error) as info:
+        apply_extents(m, cache=cache, replica=replica)
+    assert info.value.code == error.__name__  # type: ignore[attr-defined]
+    assert data_blob_name(MACHINE, "cycle-1", DISK, 1) in str(info.value)
+    assert whole(replica) == before
+
+
+def test_a_blob_changed_after_verification_is_not_written(
+    cache: ContainerClient, replica: BlobClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = [(0, rand(MIB)), (2 * MIB, rand(MIB))]
+    m = upload_cycle(cache, "cycle-0", writes)
+    before = whole(replica)
+    real_plan = engine._plan_writes
+    name = data_blob_name(MACHINE, "cycle-0", DISK, 0)
+
+    def plan_after_a_rewrite(*args: Any) -> Any:
+        # Between verification and the first write the appliance (wrongly) rewrites the blob.
+        _tamper(cache, name, lambda d: d)
+        return real_plan(*args)
+
+    monkeypatch.setattr(engine, "_plan_writes", plan_after_a_rewrite)
+    with pytest.raises(CycleDataChanged):
+        apply_extents(m, cache=cache, replica=replica, options=ApplyOptions(spool=SpoolMode.REREAD))
+    assert whole(replica) == before
+
+
+# --- the replica and the manifest must match ------------------------------------------------------
+
+
+def test_missing_or_wrong_sized_replica_is_refused(cache: ContainerClient, replicas: ContainerClient) -> None:
+    m = upload_cycle(cache, "cycle-0", [(0, rand(4096))])
+    with pytest.raises(ReplicaNotFound):
+        apply_extents(m, cache=cache, replica=replicas.get_blob_client("nope.vhd"))
+    other = ReplicaDiskSpec(machine_id=MACHINE, disk_id="other", disk_size=2 * DISK_SIZE)
+    create_replica_disk(replicas, other)
+    with pytest.raises(ReplicaSizeMismatch, match="resized"):
+        apply_extents(m, cache=cache, replica=replicas.get_blob_client(other.blob_name))
+
+
+def test_load_manifest_checks_identity_and_shape(cache: ContainerClient, replicas: ContainerClient) -> None:
+    m = upload_cycle(cache, "cycle-3", [(0, rand(4096))])
+    assert load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") == m
+    with pytest.raises(ManifestMismatch, match="cycleId"):
+        load_manifest(cache, m.blob_name, cycle_id="cycle-4")
+    with pytest.raises(CycleDataMissing):
+        load_manifest(cache, f"{MACHINE}/cycle-9/{DISK}/manifest.json")
+    cache.upload_blob(f"{MACHINE}/cycle-5/{DISK}/manifest.json", b'{"machineId": 1}')
+    with pytest.raises(ManifestInvalid):
+        load_manifest(cache, f"{MACHINE}/cycle-5/{DISK}/manifest.json")
+    # the activity-shaped entry point finds the replica by the manifest's machine and disk
+    spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=DISK, disk_size=DISK_SIZE)
+    create_replica_disk(replicas, spec)
+    result = apply_manifest_blob(m.blob_name, cache=cache, replicas=replicas, machine_id=MACHINE)
+    assert result.bytes_applied == 4096
+    assert replicas.get_blob_client(spec.blob_name).download_blob(offset=0, length=4096).readall() == (
+        cache.get_blob_client(m.extents[0].blob).download_blob().readall()
+    )
+
+
+# --- Put Page From URL: chosen by capability ------------------------------------------------------
+
+
+def test_azurite_is_probed_once_and_found_without_put_page_from_url(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    forget_capabilities()
+    m = upload_cycle(cache, "cycle-0", [(0, rand(4096))])
+    before = whole(replica)
+    source = cache.get_blob_client(m.extents[0].blob)
+    url = engine._default_signer(source)
+    assert url is not None and "sig=" in url
+    assert supports_put_page_from_url(replica, url) is False
+    assert engine._capabilities[endpoint_key(replica)] is False
+    assert whole(replica) == before  # the probe wrote nothing
+    result = apply_extents(m, cache=cache, replica=replica)
+    assert result.write_path is WritePath.PUT_PAGE and result.put_page_from_url_calls == 0
+
+
+class ServerSideCopyReplica(BlobClient):
+    """Azurite with Put Page From URL: the service-side semantics (source range -> destination range,
+    conditional on the source ETag and destination preconditions), carried out through the SDK so the
+    engine's URL path runs against real data. Only the missing operation is supplied."""
+
+    copies: list[tuple[int, int]]
+
+    def upload_pages_from_url(  # type: ignore[override]
+        self, source_url: str, offset: int, length: int, source_offset: int, **kwargs: Any
+    ) -> dict[str, Any]:
+        if kwargs.get("etag") is not None or kwargs.get("if_sequence_number_lt") is not None:
+            # preconditions the probe uses: evaluated first, nothing copied
+            err = HttpResponseError(message="ConditionNotMet")
+            err.status_code = 412
+            raise err
+        source = BlobClient.from_blob_url(source_url)
+        data = source.download_blob(
+            offset=source_offset,
+            length=length,
+            etag=kwargs["source_etag"],
+            match_condition=MatchConditions.IfNotModified,
+        ).readall()
+        self.copies.append((offset, length))
+        return self.upload_page(data, offset=offset, length=length)
+
+
+def test_put_page_from_url_path_when_the_endpoint_has_it(cache: ContainerClient, replica: BlobClient) -> None:
+    forget_capabilities()
+    url_replica = ServerSideCopyReplica.from_blob_url(replica.url, credential=replica.credential)
+    url_replica.copies = []
+    writes = [(0, rand(MIB)), (MIB, rand(MIB)), (5 * MIB, bytes(MIB)), (7 * MIB, rand(4096))]
+    m = upload_cycle(cache, "cycle-0", writes, blobs=2)
+    result = apply_extents(m, cache=cache, replica=url_replica)
+    try:
+        assert result.write_path is WritePath.PUT_PAGE_FROM_URL and result.data_source == "server-side"
+        assert result.bytes_copied == 2 * MIB + 4096 and result.bytes_uploaded == 0
+        assert result.bytes_cleared == MIB  # zero extents still become Clear Pages
+        assert result.bytes_read == m.total_bytes  # read once, to verify
+        assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, writes)
+        # extents adjacent on disk but in different blobs are separate copies
+        assert (0, MIB) in url_replica.copies and (MIB, MIB) in url_replica.copies
+    finally:
+        forget_capabilities()
+
+
+def test_checksums_are_those_of_the_extent_bytes() -> None:
+    data = b"123456789"
+    assert checksum_hex(ChecksumAlgorithm.SHA256, data) == hashlib.sha256(data).hexdigest()
+    assert (
+        checksum_hex(ChecksumAlgorithm.CRC64, data) == "ae8b14860a799888"
+    )  # Azure Storage CRC64 check value
