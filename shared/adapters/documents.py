@@ -33,7 +33,7 @@ class ContainerSpec:
 APPLIANCES = ContainerSpec("appliances", "/id", purpose="appliance, credential hash, replication policy")
 MACHINES = ContainerSpec("machines", "/id", purpose="inventory, lifecycle state, target, replication status")
 JOBS = ContainerSpec("jobs", "/id", purpose="long operations and their steps")
-EVENTS = ContainerSpec("events", "/machineId", default_ttl=30 * 24 * 3600, purpose="machine events, 30 days")
+EVENTS = ContainerSpec("events", "/machineId", default_ttl=90 * 24 * 3600, purpose="machine events, 90 days")
 COMMANDS = ContainerSpec(
     "commands", "/applianceId", default_ttl=-1, purpose="appliance commands; acknowledged ones expire"
 )

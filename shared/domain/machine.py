@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import Field
@@ -25,7 +25,7 @@ class Health(StrEnum):
 
 
 class MachineError(WireModel):
-    """A current (unresolved) replication error; cleared when a later cycle applies."""
+    """A current (unresolved) replication error."""
 
     code: str
     message: str
@@ -33,6 +33,9 @@ class MachineError(WireModel):
     disk_id: str | None = None
     first_seen: datetime
     last_seen: datetime
+    # A failed cycle is resolved by the next applied one; some conditions (source disks changed, CBT
+    # reset without auto-repair) persist until a resync.
+    clears_on_next_cycle: bool = True
 
 
 class ReplicationStatus(WireModel):
@@ -45,6 +48,24 @@ class ReplicationStatus(WireModel):
     def latest_point(self, consistency: Consistency | None = None) -> RecoveryPoint | None:
         points = [p for p in self.recovery_points if consistency is None or p.consistency == consistency]
         return max(points, key=lambda p: p.time, default=None)
+
+    def add_recovery_point(
+        self, point: RecoveryPoint, *, keep_count: int, keep_for: timedelta, now: datetime
+    ) -> list[RecoveryPoint]:
+        """Keep `point` and apply retention; return the points dropped, whose snapshots the caller deletes.
+
+        Idempotent by point id (a retried activity adds nothing and prunes nothing new). Retention keeps at
+        most `keep_count` points, none older than `keep_for`, but never drops the newest point: a machine
+        that stopped syncing must still have something to fail over to.
+        """
+        if any(p.id == point.id for p in self.recovery_points):
+            return []
+        points = sorted([*self.recovery_points, point], key=lambda p: p.time)
+        newest = points[-1]
+        kept = [p for p in points if now - p.time <= keep_for or p is newest][-keep_count:]
+        kept_ids = {p.id for p in kept}
+        self.recovery_points = kept
+        return [p for p in points if p.id not in kept_ids]
 
 
 class Machine(WireModel):
@@ -60,6 +81,45 @@ class Machine(WireModel):
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime
     updated_at: datetime
+
+    def record_cycle_applied(self, sequence: int, applied_at: datetime) -> None:
+        """A cycle reached the replica: advance the watermark and resolve transient cycle errors."""
+        status = self.replication
+        if status.last_applied_sequence is None or sequence > status.last_applied_sequence:
+            status.last_applied_sequence = sequence
+        if status.last_sync_time is None or applied_at > status.last_sync_time:
+            status.last_sync_time = applied_at
+        status.current_errors = [e for e in status.current_errors if not e.clears_on_next_cycle]
+        self.updated_at = max(self.updated_at, applied_at)
+
+    def record_error(
+        self,
+        *,
+        code: str,
+        message: str,
+        severity: Health,
+        at: datetime,
+        disk_id: str | None = None,
+        clears_on_next_cycle: bool = True,
+    ) -> None:
+        """Raise or refresh a current error (one per code and disk); the machine's health follows it."""
+        for error in self.replication.current_errors:
+            if error.code == code and error.disk_id == disk_id:
+                error.message, error.severity = message, severity
+                error.last_seen = max(error.last_seen, at)
+                error.clears_on_next_cycle = clears_on_next_cycle
+                return
+        self.replication.current_errors.append(
+            MachineError(
+                code=code,
+                message=message,
+                severity=severity,
+                disk_id=disk_id,
+                first_seen=at,
+                last_seen=at,
+                clears_on_next_cycle=clears_on_next_cycle,
+            )
+        )
 
     def computed_health(self) -> Health:
         """The worst of the stored health and the current errors' severities."""

@@ -10,7 +10,7 @@ from shared.domain.appliance import Appliance
 from shared.domain.errors import Forbidden, NotFound, Unauthorized
 from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineInventory
 from shared.domain.lifecycle import PROTECTED_STATES
-from shared.domain.machine import Health, Machine, MachineError
+from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.services.contracts import (
     ApplianceRegistered,
@@ -141,20 +141,16 @@ def _flag_disk_change(machine: Machine, inventory: MachineInventory, now: dateti
     # Replica disks mirror the source layout; a resized/added/removed disk needs a resync to be protected.
     before, after = _disk_layout(machine.inventory), _disk_layout(inventory)
     changed = sorted(set(before) ^ set(after) | {d for d in before if d in after and before[d] != after[d]})
-    machine.replication.current_errors = [
-        e for e in machine.replication.current_errors if e.code != SOURCE_DISKS_CHANGED
-    ] + [
-        MachineError(
-            code=SOURCE_DISKS_CHANGED,
-            message=(
-                f"the source machine's disks changed since replication was enabled ({', '.join(changed)}); "
-                "run Repair replication so the replica disks match"
-            ),
-            severity=Health.WARNING,
-            first_seen=now,
-            last_seen=now,
-        )
-    ]
+    machine.record_error(
+        code=SOURCE_DISKS_CHANGED,
+        message=(
+            f"the source machine's disks changed since replication was enabled ({', '.join(changed)}); "
+            "run Repair replication so the replica disks match"
+        ),
+        severity=Health.WARNING,
+        at=now,
+        clears_on_next_cycle=False,
+    )
 
 
 def get_policy(repos: Repositories, appliance_id: str) -> ReplicationPolicy:

@@ -128,3 +128,90 @@ def test_resync_command_needs_a_disk() -> None:
                 "createdAt": NOW.isoformat(),
             }
         )
+
+
+def fresh_machine() -> Machine:
+    inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
+    return Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW)
+
+
+def point(minutes_ago: int, consistency: Consistency = Consistency.CRASH) -> RecoveryPoint:
+    return RecoveryPoint(
+        id=f"rp-{minutes_ago}",
+        cycle_id=f"c-{minutes_ago}",
+        time=NOW - timedelta(minutes=minutes_ago),
+        consistency=consistency,
+        disk_snapshots={"sda": f"snap-{minutes_ago}"},
+    )
+
+
+def test_recovery_points_are_pruned_by_count_oldest_first() -> None:
+    machine = fresh_machine()
+    dropped: list[str] = []
+    for minutes_ago in (50, 40, 30, 20, 10):
+        dropped += [
+            p.id
+            for p in machine.replication.add_recovery_point(
+                point(minutes_ago), keep_count=3, keep_for=timedelta(hours=24), now=NOW
+            )
+        ]
+    assert [p.id for p in machine.replication.recovery_points] == ["rp-30", "rp-20", "rp-10"]
+    assert dropped == ["rp-50", "rp-40"]
+
+
+def test_recovery_points_are_pruned_by_age_but_the_newest_is_always_kept() -> None:
+    machine = fresh_machine()
+    machine.replication.add_recovery_point(point(600), keep_count=10, keep_for=timedelta(hours=1), now=NOW)
+    assert [p.id for p in machine.replication.recovery_points] == ["rp-600"]  # stale, but the only one
+    dropped = machine.replication.add_recovery_point(
+        point(5), keep_count=10, keep_for=timedelta(hours=1), now=NOW
+    )
+    assert [p.id for p in dropped] == ["rp-600"]
+    assert [p.id for p in machine.replication.recovery_points] == ["rp-5"]
+
+
+def test_adding_the_same_point_twice_changes_nothing() -> None:
+    machine = fresh_machine()
+    machine.replication.add_recovery_point(point(5), keep_count=1, keep_for=timedelta(hours=1), now=NOW)
+    before = machine.model_copy(deep=True)
+    assert (
+        machine.replication.add_recovery_point(point(5), keep_count=1, keep_for=timedelta(hours=1), now=NOW)
+        == []
+    )
+    assert machine == before
+
+
+def test_errors_raise_health_and_transient_ones_clear_on_the_next_cycle() -> None:
+    machine = fresh_machine()
+    machine.record_error(
+        code="1011", message="DiskUploadTimedOut", severity=Health.WARNING, at=NOW, disk_id="sda"
+    )
+    machine.record_error(
+        code="1011",
+        message="DiskUploadTimedOut",
+        severity=Health.CRITICAL,
+        at=NOW + timedelta(minutes=5),
+        disk_id="sda",
+    )
+    machine.record_error(
+        code="SourceDisksChanged",
+        message="resync needed",
+        severity=Health.WARNING,
+        at=NOW,
+        clears_on_next_cycle=False,
+    )
+    [upload, disks] = machine.replication.current_errors
+    assert (upload.first_seen, upload.last_seen) == (NOW, NOW + timedelta(minutes=5))
+    assert machine.computed_health() is Health.CRITICAL
+    machine.record_cycle_applied(7, NOW + timedelta(minutes=10))
+    assert machine.replication.current_errors == [disks]
+    assert machine.computed_health() is Health.WARNING
+    assert machine.replication.last_applied_sequence == 7
+
+
+def test_late_cycle_completion_never_moves_the_watermark_back() -> None:
+    machine = fresh_machine()
+    machine.record_cycle_applied(8, NOW)
+    machine.record_cycle_applied(7, NOW - timedelta(minutes=1))
+    assert machine.replication.last_applied_sequence == 8
+    assert machine.replication.last_sync_time == NOW
