@@ -441,7 +441,7 @@ class DurableEngine:
                     planner.check_determinism(outcome.actions)  # a replay mismatch explains the error best
                     failure = outcome.error
                 else:
-                    plan = planner.apply(outcome.actions, retry_event)
+                    plan = planner.apply(outcome.actions, retry_event, [m.event for m in batch])
             except OrchestrationFailure as exc:
                 failure = str(exc)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -308,8 +308,12 @@ class Planner:
                     )
                 )
 
-    def apply(self, actions: list[dict[str, Any]], retry_event: Event | None) -> Plan:
+    def apply(
+        self, actions: list[dict[str, Any]], retry_event: Event | None, delivered: Sequence[Event] = ()
+    ) -> Plan:
+        """Plan the work for this episode's actions; `delivered` are the new events it consumed."""
         self.check_determinism(actions)
+        self._close_succeeded_chains(delivered)
         known = len(self.ledger.primaries)
         # Cancelled timers: an action's isCanceled flag flips on a later replay, so look at all of them.
         for position, action in enumerate(actions[:known]):
@@ -410,7 +414,7 @@ class Planner:
             chain.timer_id = None
             if chain.attempts >= chain.policy.max_attempts:
                 # The SDK fails the task itself after this last timer (DTFx's trailing retry timer).
-                del self.ledger.chains[key]
+                self._forget_chain(key)
                 return
             attempt_id = self.ledger.take_id()
             chain.attempts += 1
@@ -435,6 +439,18 @@ class Planner:
         fire_at = self.now + delay
         self.plan.scheduled.append(h.timer_created(self.now, timer_id, fire_at))
         self.plan.timers.append(NewTimer(timer_id, fire_at))
+
+    def _close_succeeded_chains(self, delivered: Sequence[Event]) -> None:
+        for event in delivered:
+            if event["EventType"] in (EventType.TASK_COMPLETED, EventType.SUB_ORCHESTRATION_COMPLETED):
+                key = self.ledger.owner.get(event["TaskScheduledId"])
+                if key is not None:
+                    self._forget_chain(key)
+
+    def _forget_chain(self, key: int) -> None:
+        self.ledger.chains.pop(key, None)
+        for task_id in [t for t, owner in self.ledger.owner.items() if owner == key]:
+            del self.ledger.owner[task_id]
 
     def _chain_key(self, event: Event) -> int:
         id_field = "TimerId" if event["EventType"] == EventType.TIMER_FIRED else "TaskScheduledId"

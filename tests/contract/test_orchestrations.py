@@ -7,12 +7,20 @@ from typing import Any
 
 import pytest
 
-from devhost.durable import ManualClock
+from devhost.durable import DurableEngine, ManualClock
+from devhost.durable.episode import Ledger
 from devhost.durable.history import EventType
 from devhost.functions_host.index import FunctionIndex
 from tests.contract.conftest import history_of, ids_of, run, running_engine, settle
 
 pytestmark = pytest.mark.contract
+
+
+def assert_no_open_retry_chains(engine: DurableEngine, instance_id: str) -> None:
+    row = engine.store.get_instance(instance_id)
+    assert row is not None
+    ledger = Ledger.from_json(row.ledger)
+    assert ledger.chains == {} and ledger.owner == {}
 
 
 def test_activity_sequence_with_custom_status_and_async_activity(durable_index: FunctionIndex, tmp_path: Path) -> None:
@@ -64,6 +72,7 @@ def test_retry_ids_follow_the_sdk_counter_and_later_activities_get_their_results
             created = [e for e in history if e["EventType"] == EventType.TIMER_CREATED]
             # firstRetryInterval 1000 ms after the failing episode's time.
             assert all(e["FireAt"] > e["Timestamp"] for e in created)
+            assert_no_open_retry_chains(engine, instance_id)
 
     run(scenario())
 
@@ -84,6 +93,7 @@ def test_retry_exhausted_raises_the_last_failure_in_the_orchestrator(
             # Two attempts, and DTFx's trailing timer after the last one before the task fails.
             assert ids_of(history, EventType.TASK_SCHEDULED) == [0, 2, 4]
             assert ids_of(history, EventType.TIMER_CREATED) == [1, 3]
+            assert_no_open_retry_chains(engine, instance_id)
 
     run(scenario())
 
@@ -105,6 +115,7 @@ def test_parallel_retries_interleave_ids_in_history_order(
             # Every id used exactly once, no gaps: the engine and the SDK agree on the counter.
             assert sorted(scheduled + timers) == list(range(len(scheduled) + len(timers)))
             assert len(timers) == 3 and len(scheduled) == 7
+            assert_no_open_retry_chains(engine, instance_id)
 
     run(scenario())
 
