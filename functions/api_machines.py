@@ -13,13 +13,13 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import ValidationError
 
-from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from functions.http_errors import handle_errors, json_response, parse_body, path_id, query_int
 from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST, machine_instance_id
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
-from shared.services import machines
+from shared.services import events, machines
 from shared.services.bootstrap import get_services
-from shared.services.contracts import AcceptedJob, MachineListQuery, OperatorRequest
+from shared.services.contracts import AcceptedJob, EventList, MachineListQuery, OperatorRequest
 
 bp = df.Blueprint()
 
@@ -82,6 +82,15 @@ def get_machine(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         machines.get_machine(services.repos, path_id(req, "machineId"), now=services.clock())
     )
+
+
+@bp.route(route="machines/{machineId}/events", methods=["GET"])
+@handle_errors
+def list_machine_events(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    limit = query_int(req, "limit", 50)
+    events_found = events.list_events(services.repos, path_id(req, "machineId"), limit=limit)
+    return json_response(EventList(events=events_found))
 
 
 @bp.route(route="machines/{machineId}/replication", methods=["PUT"])

@@ -30,6 +30,7 @@ from shared.services.contracts import (
     CommandList,
     DiscoveryResult,
     ErrorResponse,
+    EventList,
     MachineDetail,
     MachineList,
     MachineListQuery,
@@ -131,6 +132,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "One machine, with recovery points and errors",
         "operator",
         MachineDetail,
+    ),
+    Operation(
+        "GET",
+        "machines/{machineId}/events",
+        "list_machine_events",
+        "Events, newest first (?limit=1..200); errors carry causes and recommendations",
+        "operator",
+        EventList,
     ),
     Operation(
         "PUT",

@@ -11,6 +11,7 @@ from pydantic import Field
 from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import RecoveryPoint
+from shared.domain.event import Event
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind
 from shared.domain.lifecycle import MachineState
@@ -90,6 +91,10 @@ class MachineList(WireModel):
     continuation_token: str | None = Field(
         default=None, description="pass back as ?continuationToken= for more"
     )
+
+
+class EventList(WireModel):
+    events: list[Event] = Field(description="newest first")
 
 
 class AcceptedJob(WireModel):

@@ -18,11 +18,12 @@ from shared.domain.appliance import ApplianceKind
 from shared.domain.command import CommandKind
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from shared.domain.event import Event, Severity
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
-from shared.services import appliances, commands, machines
+from shared.services import appliances, commands, events, machines
 from shared.services.contracts import RegisterApplianceRequest
 from shared.services.credentials import CredentialHasher
 from shared.settings import Settings
@@ -127,6 +128,22 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
 
     repos.machines.update_with_retry(ids[0], replicate)
     assert measured(repos, "record a cycle on the machine (update_with_retry)") == 2
+
+    events.record_event(
+        repos,
+        Event(
+            id=f"ev-{suffix}",
+            machine_id=ids[0],
+            time=NOW,
+            type="Replication cycle failed",
+            severity=Severity.WARNING,
+            message="An error occurred while trying to fetch changed blocks",
+            recommendations=["Repair replication"],
+        ),
+    )
+    assert measured(repos, "record an event") == 1
+    assert [e.id for e in events.list_events(repos, ids[0])] == [f"ev-{suffix}"]
+    assert measured(repos, "list a machine's events") == 1
 
     detail = machines.get_machine(repos, ids[0], now=NOW)
     assert measured(repos, "get machine") == 1

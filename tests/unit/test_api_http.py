@@ -526,3 +526,44 @@ def test_every_route_needs_a_function_key_except_health() -> None:
                 levels[name] = binding["authLevel"]
     assert levels.pop("health") == "ANONYMOUS"
     assert set(levels.values()) == {"FUNCTION"}
+
+
+def test_events_newest_first_with_causes_and_recommendations(services: Services) -> None:
+    from shared.domain.event import Event, Severity
+    from shared.services import events
+
+    appliance_id, credential = register()
+    report(appliance_id, credential, machine_json("vm-1"))
+    for minute, code in ((1, "1011"), (2, "181008")):
+        events.record_event(
+            services.repos,
+            Event(
+                id=f"ev-{minute}",
+                machine_id="vm-1",
+                time=NOW.replace(minute=minute),
+                type="Replication cycle failed",
+                severity=Severity.WARNING,
+                message="upload timed out",
+                error_code=code,
+                causes=["the appliance could not reach the cache storage account"],
+                recommendations=["check the appliance's outbound HTTPS 443 connectivity"],
+            ),
+        )
+    status, body, _ = call(
+        "list_machine_events", "GET", "/", route={"machineId": "vm-1"}, params={"limit": "5"}
+    )
+    assert status == 200
+    assert [(e["id"], e["errorCode"]) for e in body["events"]] == [("ev-2", "181008"), ("ev-1", "1011")]
+    assert body["events"][0]["recommendations"] == ["check the appliance's outbound HTTPS 443 connectivity"]
+    status, body, _ = call(
+        "list_machine_events", "GET", "/", route={"machineId": "vm-1"}, params={"limit": "1"}
+    )
+    assert [e["id"] for e in body["events"]] == ["ev-2"]
+    status, body, _ = call("list_machine_events", "GET", "/", route={"machineId": "ghost"})
+    assert status == 404
+    status, body, _ = call(
+        "list_machine_events", "GET", "/", route={"machineId": "vm-1"}, params={"limit": "x"}
+    )
+    assert status == 400 and body["error"]["details"] == [
+        {"field": "limit", "problem": "must be an integer; got 'x'"}
+    ]
