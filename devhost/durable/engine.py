@@ -430,6 +430,7 @@ class DurableEngine:
             instance_id=instance_id,
             execution_id=row.execution_id,
             now=started,
+            parent_instance_id=row.parent_instance_id,
             has_orchestrator=self._orchestrators.__contains__,
             has_activity=self._activities.__contains__,
             has_entity=lambda name: name.lower() in self._entities,

@@ -279,6 +279,7 @@ class Planner:
         instance_id: str,
         execution_id: str,
         now: datetime,
+        parent_instance_id: str | None = None,
         has_orchestrator: Callable[[str], bool],
         has_activity: Callable[[str], bool],
         has_entity: Callable[[str], bool],
@@ -286,6 +287,7 @@ class Planner:
         self.ledger = ledger
         self.instance_id = instance_id
         self.execution_id = execution_id
+        self.parent_instance_id = parent_instance_id
         self.now = now
         self._has_orchestrator = has_orchestrator
         self._has_activity = has_activity
@@ -349,6 +351,8 @@ class Planner:
                     f"The function '{action['functionName']}' doesn't exist, is disabled, or is not an orchestrator function."
                 )
             explicit_id = action.get("instanceId") or None
+            if explicit_id is not None:
+                self._check_sub_instance_id(explicit_id)
             self._schedule_sub_orchestration(task_id, action["functionName"], action.get("input"), explicit_id)
             if kind == CALL_SUB_ORCHESTRATOR_WITH_RETRY:
                 self._open_chain(task_id, action, explicit_id)
@@ -367,6 +371,15 @@ class Planner:
             self.plan.continue_as_new = action.get("input")
         elif kind == CALL_HTTP:
             raise OrchestrationFailure("call_http (durable HTTP) is not supported by the local Durable extension")
+
+    def _check_sub_instance_id(self, instance_id: str) -> None:
+        # The extension's own argument checks (DurableOrchestrationContext.CallDurableTaskFunctionAsync).
+        if instance_id.lower() in (self.instance_id.lower(), (self.parent_instance_id or "").lower()):
+            raise OrchestrationFailure(
+                "The instance ID of a sub-orchestration must be different than the instance ID of a parent orchestration."
+            )
+        if instance_id.startswith("@"):
+            raise OrchestrationFailure("Orchestration instance ids must not start with @")
 
     def _schedule_activity(self, task_id: int, name: str, input_json: str | None) -> None:
         self.plan.scheduled.append(h.task_scheduled(self.now, task_id, name, input_json))

@@ -136,3 +136,13 @@ def test_waiting_for_events_takes_no_id_but_timers_and_signals_do() -> None:
     )
     assert ledger.primaries == [(6, "E", None), (5, None, 0), (9, "@counter@k:add", 1)]
     assert [e["EventType"] for e in plan.scheduled] == [EventType.TIMER_CREATED, EventType.EVENT_SENT]
+
+
+def test_sub_orchestration_ids_are_checked_like_the_extension() -> None:
+    for bad in ("i", "I", "@counter@k"):
+        with pytest.raises(OrchestrationFailure, match=r"sub-orchestration must be different|must not start with @"):
+            _planner(Ledger()).apply([{"actionType": 2, "functionName": "child", "input": "null", "instanceId": bad}],
+                                     None)
+    plan = _planner(Ledger()).apply([{"actionType": 2, "functionName": "child", "input": "1", "instanceId": None}],
+                                    None)
+    assert [s.instance_id for s in plan.sub_orchestrations] == ["e:0"]  # DTFx: {executionId}:{taskId}
