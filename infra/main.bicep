@@ -99,15 +99,17 @@ var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var allTags = union(tags, { 'azd-env-name': environmentName })
 
-// Containers (and their partition keys) the Cosmos repository uses. ONE list: tests/infra compares it with
-// docs/data-model.md when that document exists, so change both together.
+// Containers, partition keys and default TTLs of the Cosmos repository (shared/adapters/documents.py
+// ALL_CONTAINERS). ONE list: tests/infra/test_cosmos_containers.py compares it with the code and with
+// docs/data-model.md when that exists, so change them together. defaultTtl: absent = never expires,
+// -1 = only documents with their own ttl expire, >0 = seconds.
 var cosmosContainers = [
   { name: 'appliances', partitionKeyPath: '/id' }
   { name: 'machines', partitionKeyPath: '/id' }
-  { name: 'jobs', partitionKeyPath: '/machineId' }
-  // Events expire by default after 90 days (items may override with their own ttl).
+  { name: 'jobs', partitionKeyPath: '/id' }
   { name: 'events', partitionKeyPath: '/machineId', defaultTtl: 7776000 }
-  { name: 'commands', partitionKeyPath: '/applianceId' }
+  { name: 'commands', partitionKeyPath: '/applianceId', defaultTtl: -1 }
+  { name: 'cycles', partitionKeyPath: '/machineId' }
 ]
 
 var cacheUploadContainer = 'uploads'

@@ -86,3 +86,20 @@ def object_keys(node: Any) -> dict[str, Any]:
 
 def strip_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
+
+
+def literal(node: Any) -> Any:
+    """A literal value as Python: pycep writes negative numbers as a unary minus over the magnitude."""
+    if (
+        isinstance(node, dict)
+        and isinstance(node.get("operator"), dict)
+        and node["operator"]["type"] == "minus"
+    ):
+        operands = node["operator"]["operands"]
+        if set(operands) == {"integer_value"}:
+            return -int(operands["integer_value"])
+    if isinstance(node, dict):
+        return {key: literal(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [literal(value) for value in node]
+    return node
