@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from typing import Any
 
 import azure.durable_functions as df
 import pytest
@@ -146,3 +147,34 @@ def test_sub_orchestration_ids_are_checked_like_the_extension() -> None:
     plan = _planner(Ledger()).apply([{"actionType": 2, "functionName": "child", "input": "1", "instanceId": None}],
                                     None)
     assert [s.instance_id for s in plan.sub_orchestrations] == ["e:0"]  # DTFx: {executionId}:{taskId}
+
+
+def test_retry_chain_with_backoff_cap_and_timeout_from_the_extension_options() -> None:
+    """Options the extension accepts but SDK 1.7.0 never sends, driven through the planner episode by episode."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    action = {"actionType": 1, "functionName": "a", "input": "null", "retryOptions": {
+        "firstRetryIntervalInMilliseconds": 1000, "maxNumberOfAttempts": 5, "backoffCoefficient": 2,
+        "maxRetryIntervalInMilliseconds": 3000, "retryTimeoutInMilliseconds": 9000}}
+    ledger = Ledger()
+
+    def episode_at(seconds: float, event: dict[str, Any] | None) -> list[dict[str, Any]]:
+        planner = Planner(ledger, instance_id="i", execution_id="e", now=start + timedelta(seconds=seconds),
+                          has_orchestrator=lambda _: True, has_activity=lambda _: True, has_entity=lambda _: True)
+        return planner.apply([action], event).scheduled
+
+    assert [e["EventId"] for e in episode_at(0, None)] == [0]
+    now = start
+    fired_at = []
+    attempt = 0
+    for _ in range(3):
+        failed = h.task_failed(now, attempt, "boom", "")
+        (timer,) = episode_at((now - start).total_seconds(), failed)
+        fire_at = h.parse_iso(timer["FireAt"])
+        fired_at.append((fire_at - now).total_seconds())
+        now = fire_at
+        (next_attempt,) = episode_at((now - start).total_seconds(), h.timer_fired(now, timer["EventId"], now))
+        assert next_attempt["EventType"] == EventType.TASK_SCHEDULED and next_attempt["EventId"] == timer["EventId"] + 1
+        attempt = next_attempt["EventId"]
+    assert fired_at == [1.0, 2.0, 3.0]  # 1 s, doubled, then capped at 3 s
+    with pytest.raises(OrchestrationFailure, match="retry timeout expired after 4 attempt"):
+        episode_at(9.5, h.task_failed(now, attempt, "boom", ""))
