@@ -84,6 +84,7 @@ class HyperVChangeTracker:
         frozen = frozen_log_path(self.image_path, self._number)
         os.replace(live_log_path(self.image_path), frozen)
         self._number += 1
+        self._sequence = 0  # records are numbered per log: a gap inside one log means a lost write
         self._log = self._open_live()
         return frozen
 
