@@ -322,7 +322,7 @@ class DurableEngine:
 
     # -- scheduling -----------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro) if self._loop is None else self._loop.create_task(coro)
+        task = (self._loop or asyncio.get_running_loop()).create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
