@@ -114,7 +114,9 @@ async def fan_out(index: FunctionIndex, data_dir: Path, width: int) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--fan-out", type=int, default=100)
     parser.add_argument("--episode-samples", type=int, default=200)

@@ -204,7 +204,9 @@ class DurableEngine:
         with store.transaction():
             existing = store.get_instance(instance_id)
             if existing is not None and not existing.is_terminal:
-                raise InstanceExists(f"An Orchestration instance with the status {existing.status} already exists.")
+                raise InstanceExists(
+                    f"An Orchestration instance with the status {existing.status} already exists."
+                )
             if existing is not None:
                 # Starting over a finished instance replaces it, as the extension does for non-running states.
                 store.delete_instance(instance_id)
@@ -265,7 +267,12 @@ class DurableEngine:
         return None if row is None else self.status_json(row, show_history=show_history)
 
     def status_json(
-        self, row: InstanceRow, *, show_history: bool = False, show_history_output: bool = False, show_input: bool = True
+        self,
+        row: InstanceRow,
+        *,
+        show_history: bool = False,
+        show_history_output: bool = False,
+        show_input: bool = True,
     ) -> dict[str, Any]:
         status: dict[str, Any] = {
             "name": row.name,
@@ -278,18 +285,30 @@ class DurableEngine:
             "lastUpdatedTime": _status_time(row.last_updated_time),
         }
         if show_history:
-            status["history"] = h.for_status(self.store.load_history(row.instance_id), show_output=show_history_output)
+            status["history"] = h.for_status(
+                self.store.load_history(row.instance_id), show_output=show_history_output
+            )
         return status
 
     def query_status(
-        self, *, created_from: str | None, created_to: str | None, statuses: list[str], prefix: str | None, show_input: bool
+        self,
+        *,
+        created_from: str | None,
+        created_to: str | None,
+        statuses: list[str],
+        prefix: str | None,
+        show_input: bool,
     ) -> list[dict[str, Any]]:
-        rows = self.store.query_instances(created_from=created_from, created_to=created_to, statuses=statuses, prefix=prefix)
+        rows = self.store.query_instances(
+            created_from=created_from, created_to=created_to, statuses=statuses, prefix=prefix
+        )
         return [self.status_json(r, show_input=show_input) for r in rows]
 
     def signal_entity_json(self, name: str, key: str, operation: str, input_json: str | None) -> None:
         if name.lower() not in self._entities:
-            raise UnknownFunction(f"The function '{name}' doesn't exist, is disabled, or is not an entity function.")
+            raise UnknownFunction(
+                f"The function '{name}' doesn't exist, is disabled, or is not an entity function."
+            )
         entity_id = scheduler_id(name, key)
         request = {"id": str(uuid.uuid4()), "op": operation, "signal": True, "input": input_json}
         with self.store.transaction():
@@ -306,7 +325,9 @@ class DurableEngine:
         quiet_polls = 0
         while True:
             busy = (
-                self._driving or self._entity_driving or self._activities_in_flight
+                self._driving
+                or self._entity_driving
+                or self._activities_in_flight
                 or self.store.has_runnable_work(self._now_iso())
             )
             # Two quiet polls in a row: a completion may be between commit and kick on the first one.
@@ -389,8 +410,12 @@ class DurableEngine:
         if terminate is not None:
             with store.transaction():
                 store.delete_messages([m.msg_id for m in messages])
-                self._finish(row, status="Terminated", output_json=json.dumps(terminate.event.get("Input")),
-                             final_event=h.execution_terminated(self.clock.now(), terminate.event.get("Input") or ""))
+                self._finish(
+                    row,
+                    status="Terminated",
+                    output_json=json.dumps(terminate.event.get("Input")),
+                    final_event=h.execution_terminated(self.clock.now(), terminate.event.get("Input") or ""),
+                )
             return True
         ledger = Ledger.from_json(row.ledger)
         batch, retry_event = _select_batch(live, ledger)
@@ -416,7 +441,9 @@ class DurableEngine:
         outcome: Outcome | None = None
         failure: str | None = None
         if handler is None:
-            failure = f"The function '{row.name}' doesn't exist, is disabled, or is not an orchestrator function."
+            failure = (
+                f"The function '{row.name}' doesn't exist, is disabled, or is not an orchestrator function."
+            )
         else:
             try:
                 outcome = await self._in_handler_thread(functools.partial(run_handler, handler, context))
@@ -455,9 +482,15 @@ class DurableEngine:
             if failure is not None or plan is None:
                 store.append_history(instance_id, len(old), appended)
                 message = f"Orchestrator function '{row.name}' failed: {failure}"
-                self._finish(row, status="Failed", output_json=json.dumps(message),
-                             final_event=h.execution_completed(started, status="Failed", result_json=json.dumps(message)),
-                             history_len=len(old) + len(appended))
+                self._finish(
+                    row,
+                    status="Failed",
+                    output_json=json.dumps(message),
+                    final_event=h.execution_completed(
+                        started, status="Failed", result_json=json.dumps(message)
+                    ),
+                    history_len=len(old) + len(appended),
+                )
                 return True
             assert outcome is not None
             appended.append(h.orchestrator_completed(started))
@@ -467,9 +500,15 @@ class DurableEngine:
             if plan.continued:
                 self._continue_as_new(row, plan.continue_as_new)
             elif outcome.done:
-                self._finish(row, status="Completed", output_json=outcome.output_json,
-                             final_event=h.execution_completed(started, status="Completed", result_json=outcome.output_json),
-                             history_len=len(old) + len(appended))
+                self._finish(
+                    row,
+                    status="Completed",
+                    output_json=outcome.output_json,
+                    final_event=h.execution_completed(
+                        started, status="Completed", result_json=outcome.output_json
+                    ),
+                    history_len=len(old) + len(appended),
+                )
             else:
                 row.last_updated_time = h.iso(self.clock.now())
                 store.put_instance(row)
@@ -489,13 +528,25 @@ class DurableEngine:
         store = self.store
         works = []
         for activity in plan.activities:
-            work_id = store.add_activity(row.instance_id, row.execution_id, activity.task_id, activity.name, activity.input)
-            works.append(ActivityWork(work_id, row.instance_id, row.execution_id, activity.task_id, activity.name,
-                                      activity.input))
+            work_id = store.add_activity(
+                row.instance_id, row.execution_id, activity.task_id, activity.name, activity.input
+            )
+            works.append(
+                ActivityWork(
+                    work_id,
+                    row.instance_id,
+                    row.execution_id,
+                    activity.task_id,
+                    activity.name,
+                    activity.input,
+                )
+            )
         for timer in plan.timers:
             store.enqueue(
-                row.instance_id, h.timer_fired(timer.fire_at, timer.timer_id, timer.fire_at),
-                execution_id=row.execution_id, visible_at=h.iso(timer.fire_at),
+                row.instance_id,
+                h.timer_fired(timer.fire_at, timer.timer_id, timer.fire_at),
+                execution_id=row.execution_id,
+                visible_at=h.iso(timer.fire_at),
             )
         if plan.cancelled_timers:
             store.cancel_timers(row.instance_id, row.execution_id, plan.cancelled_timers)
@@ -503,13 +554,18 @@ class DurableEngine:
             existing = store.get_instance(sub.instance_id)
             if existing is not None and not existing.is_terminal:
                 reason = f"An Orchestration instance with the status {existing.status} already exists."
-                store.enqueue(row.instance_id, h.sub_orchestration_failed(self.clock.now(), sub.task_id, reason, ""),
-                              execution_id=row.execution_id)
+                store.enqueue(
+                    row.instance_id,
+                    h.sub_orchestration_failed(self.clock.now(), sub.task_id, reason, ""),
+                    execution_id=row.execution_id,
+                )
                 continue
             if existing is not None:
                 store.delete_instance(sub.instance_id)
             self._create_instance(
-                sub.instance_id, sub.name, sub.input,
+                sub.instance_id,
+                sub.name,
+                sub.input,
                 parent=(row.instance_id, row.execution_id, sub.task_id),
             )
         for op in plan.entity_ops:
@@ -534,10 +590,19 @@ class DurableEngine:
         now = h.iso(self.clock.now())
         execution_id = uuid.uuid4().hex
         row = InstanceRow(
-            instance_id=instance_id, name=name, execution_id=execution_id, status="Pending", input=input_json,
-            output=None, custom_status=None, created_time=now, last_updated_time=now,
-            parent_instance_id=parent[0] if parent else None, parent_execution_id=parent[1] if parent else None,
-            parent_task_id=parent[2] if parent else None, ledger=Ledger().to_json(),
+            instance_id=instance_id,
+            name=name,
+            execution_id=execution_id,
+            status="Pending",
+            input=input_json,
+            output=None,
+            custom_status=None,
+            created_time=now,
+            last_updated_time=now,
+            parent_instance_id=parent[0] if parent else None,
+            parent_execution_id=parent[1] if parent else None,
+            parent_task_id=parent[2] if parent else None,
+            ledger=Ledger().to_json(),
         )
         self.store.put_instance(row)
         self._enqueue_start(row)
@@ -545,13 +610,23 @@ class DurableEngine:
     def _enqueue_start(self, row: InstanceRow) -> None:
         parent = None
         if row.parent_instance_id:
-            parent = {"OrchestrationInstance": {"InstanceId": row.parent_instance_id,
-                                                "ExecutionId": row.parent_execution_id},
-                      "TaskScheduleId": row.parent_task_id}
+            parent = {
+                "OrchestrationInstance": {
+                    "InstanceId": row.parent_instance_id,
+                    "ExecutionId": row.parent_execution_id,
+                },
+                "TaskScheduleId": row.parent_task_id,
+            }
         self.store.enqueue(
             row.instance_id,
-            h.execution_started(self.clock.now(), name=row.name, input_json=row.input, instance_id=row.instance_id,
-                                execution_id=row.execution_id, parent=parent),
+            h.execution_started(
+                self.clock.now(),
+                name=row.name,
+                input_json=row.input,
+                instance_id=row.instance_id,
+                execution_id=row.execution_id,
+                parent=parent,
+            ),
             execution_id=row.execution_id,
         )
 
@@ -571,8 +646,15 @@ class DurableEngine:
         store.put_instance(row)
         self._enqueue_start(row)
 
-    def _finish(self, row: InstanceRow, *, status: str, output_json: str | None, final_event: Event,
-                history_len: int | None = None) -> None:
+    def _finish(
+        self,
+        row: InstanceRow,
+        *,
+        status: str,
+        output_json: str | None,
+        final_event: Event,
+        history_len: int | None = None,
+    ) -> None:
         store = self.store
         if history_len is None:
             history_len = len(store.load_history(row.instance_id))
@@ -592,7 +674,9 @@ class DurableEngine:
                 event = h.sub_orchestration_completed(now, row.parent_task_id, output_json)
             else:
                 reason = _loads(output_json) if output_json else status
-                event = h.sub_orchestration_failed(now, row.parent_task_id, str(reason), f"{row.name} ended {status}")
+                event = h.sub_orchestration_failed(
+                    now, row.parent_task_id, str(reason), f"{row.name} ended {status}"
+                )
             store.enqueue(row.parent_instance_id, event, execution_id=row.parent_execution_id)
             parent_id = row.parent_instance_id
             assert self._loop is not None
@@ -639,7 +723,9 @@ class DurableEngine:
 
     async def _call_activity(self, fn: IndexedFunction, input_json: str | None) -> Any:
         # Decode as the Python worker does: the activityTrigger converter, argument named by the binding.
-        argument = ActivityTriggerConverter.decode(meta.Datum(value=input_json or "null", type="json"), trigger_metadata={})
+        argument = ActivityTriggerConverter.decode(
+            meta.Datum(value=input_json or "null", type="json"), trigger_metadata={}
+        )
         call = functools.partial(fn.user_function, **{fn.trigger["name"]: argument})
         if inspect.iscoroutinefunction(fn.user_function):
             return await call()
@@ -674,12 +760,21 @@ class DurableEngine:
         state = store.get_entity_state(entity_id)
         if fn is None:
             responses = [
-                (op.request, {"result": json.dumps(f"no entity function named '{name}'"), "exceptionType": "Exception"})
-                for op in ops if not op.request.get("signal")
+                (
+                    op.request,
+                    {
+                        "result": json.dumps(f"no entity function named '{name}'"),
+                        "exceptionType": "Exception",
+                    },
+                )
+                for op in ops
+                if not op.request.get("signal")
             ]
             new_state = state
         else:
-            result = await self._in_handler_thread(functools.partial(run_batch, fn.user_function, entity_id, state, ops))
+            result = await self._in_handler_thread(
+                functools.partial(run_batch, fn.user_function, entity_id, state, ops)
+            )
             responses, new_state = result.responses, result.state
         if self._stopping:
             return False

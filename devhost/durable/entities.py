@@ -33,7 +33,9 @@ class BatchResult:
     responses: list[tuple[dict[str, Any], dict[str, Any]]]  # (request, response message) for calls
 
 
-def run_batch(handler: Callable[[str], str], entity_id: str, state: str | None, ops: list[EntityOp]) -> BatchResult:
+def run_batch(
+    handler: Callable[[str], str], entity_id: str, state: str | None, ops: list[EntityOp]
+) -> BatchResult:
     name, key = split_scheduler_id(entity_id)
     batch = [
         {
@@ -45,7 +47,12 @@ def run_batch(handler: Callable[[str], str], entity_id: str, state: str | None, 
         }
         for op in ops
     ]
-    context = {"self": {"name": name, "key": key}, "state": state, "exists": state is not None, "batch": batch}
+    context = {
+        "self": {"name": name, "key": key},
+        "state": state,
+        "exists": state is not None,
+        "batch": batch,
+    }
     try:
         answer = json.loads(handler(json.dumps(context)))
     except Exception as exc:  # the whole batch failed (SDK internal error): every caller gets the error

@@ -46,14 +46,27 @@ WHEN_ANY = 11
 WHEN_ALL = 12
 
 _TAKES_ID = {
-    CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CALL_SUB_ORCHESTRATOR, CALL_SUB_ORCHESTRATOR_WITH_RETRY,
-    CONTINUE_AS_NEW, CREATE_TIMER, CALL_ENTITY, CALL_HTTP, SIGNAL_ENTITY,
+    CALL_ACTIVITY,
+    CALL_ACTIVITY_WITH_RETRY,
+    CALL_SUB_ORCHESTRATOR,
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY,
+    CONTINUE_AS_NEW,
+    CREATE_TIMER,
+    CALL_ENTITY,
+    CALL_HTTP,
+    SIGNAL_ENTITY,
 }
 _ACTION_NOUNS = {
-    CALL_ACTIVITY: "an activity task", CALL_ACTIVITY_WITH_RETRY: "an activity task (with retry)",
-    CALL_SUB_ORCHESTRATOR: "a sub-orchestration", CALL_SUB_ORCHESTRATOR_WITH_RETRY: "a sub-orchestration (with retry)",
-    CONTINUE_AS_NEW: "continue-as-new", CREATE_TIMER: "a durable timer", WAIT_FOR_EXTERNAL_EVENT: "a wait for an event",
-    CALL_ENTITY: "an entity call", CALL_HTTP: "a durable HTTP call", SIGNAL_ENTITY: "an entity signal",
+    CALL_ACTIVITY: "an activity task",
+    CALL_ACTIVITY_WITH_RETRY: "an activity task (with retry)",
+    CALL_SUB_ORCHESTRATOR: "a sub-orchestration",
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY: "a sub-orchestration (with retry)",
+    CONTINUE_AS_NEW: "continue-as-new",
+    CREATE_TIMER: "a durable timer",
+    WAIT_FOR_EXTERNAL_EVENT: "a wait for an event",
+    CALL_ENTITY: "an entity call",
+    CALL_HTTP: "a durable HTTP call",
+    SIGNAL_ENTITY: "an entity signal",
 }
 
 
@@ -187,7 +200,9 @@ def run_handler(handler: Callable[[str], str], context: dict[str, Any]) -> Outco
         return Outcome([], False, None, None, f"{type(exc).__name__}: {exc}")
     state = json.loads(raw)
     if state.get("schemaVersion", 0) < REPLAY_SCHEMA_V2:
-        raise OrchestrationFailure(f"the SDK answered with replay schema {state.get('schemaVersion')}; expected V2")
+        raise OrchestrationFailure(
+            f"the SDK answered with replay schema {state.get('schemaVersion')}; expected V2"
+        )
     return Outcome(
         actions=flatten(state.get("actions", [])),
         done=bool(state.get("isDone")),
@@ -218,7 +233,12 @@ def flatten(actions: list[Any]) -> list[dict[str, Any]]:
 
 def signature(action: dict[str, Any]) -> tuple[int, str | None]:
     kind = action["actionType"]
-    if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CALL_SUB_ORCHESTRATOR, CALL_SUB_ORCHESTRATOR_WITH_RETRY):
+    if kind in (
+        CALL_ACTIVITY,
+        CALL_ACTIVITY_WITH_RETRY,
+        CALL_SUB_ORCHESTRATOR,
+        CALL_SUB_ORCHESTRATOR_WITH_RETRY,
+    ):
         return kind, action["functionName"]
     if kind == WAIT_FOR_EXTERNAL_EVENT:
         return kind, action["externalEventName"]
@@ -299,13 +319,17 @@ class Planner:
         for position, (kind, name, task_id) in enumerate(known):
             if position >= len(actions):
                 raise OrchestrationFailure(
-                    _nondeterminism(kind, name, task_id, "the current replay execution hasn't (yet?) scheduled it")
+                    _nondeterminism(
+                        kind, name, task_id, "the current replay execution hasn't (yet?) scheduled it"
+                    )
                 )
             now_kind, now_name = signature(actions[position])
             if (now_kind, now_name) != (kind, name):
                 raise OrchestrationFailure(
                     _nondeterminism(
-                        kind, name, task_id,
+                        kind,
+                        name,
+                        task_id,
                         f"the current replay execution scheduled {_describe(now_kind, now_name)} in its place",
                     )
                 )
@@ -353,7 +377,9 @@ class Planner:
             explicit_id = action.get("instanceId") or None
             if explicit_id is not None:
                 self._check_sub_instance_id(explicit_id)
-            self._schedule_sub_orchestration(task_id, action["functionName"], action.get("input"), explicit_id)
+            self._schedule_sub_orchestration(
+                task_id, action["functionName"], action.get("input"), explicit_id
+            )
             if kind == CALL_SUB_ORCHESTRATOR_WITH_RETRY:
                 self._open_chain(task_id, action, explicit_id)
         elif kind == CREATE_TIMER:
@@ -370,7 +396,9 @@ class Planner:
             self.plan.continued = True
             self.plan.continue_as_new = action.get("input")
         elif kind == CALL_HTTP:
-            raise OrchestrationFailure("call_http (durable HTTP) is not supported by the local Durable extension")
+            raise OrchestrationFailure(
+                "call_http (durable HTTP) is not supported by the local Durable extension"
+            )
 
     def _check_sub_instance_id(self, instance_id: str) -> None:
         # The extension's own argument checks (DurableOrchestrationContext.CallDurableTaskFunctionAsync).
@@ -385,7 +413,9 @@ class Planner:
         self.plan.scheduled.append(h.task_scheduled(self.now, task_id, name, input_json))
         self.plan.activities.append(NewActivity(task_id, name, input_json))
 
-    def _schedule_sub_orchestration(self, task_id: int, name: str, input_json: str | None, explicit_id: str | None) -> None:
+    def _schedule_sub_orchestration(
+        self, task_id: int, name: str, input_json: str | None, explicit_id: str | None
+    ) -> None:
         # DTFx names an unnamed sub-orchestration after the parent's execution and the task id.
         child_id = explicit_id or f"{self.execution_id}:{task_id}"
         self.plan.scheduled.append(h.sub_orchestration_created(self.now, task_id, name, child_id, input_json))
@@ -395,7 +425,9 @@ class Planner:
         entity_id = action["instanceId"]
         entity_name = entity_id[1:].split("@", 1)[0]
         if not self._has_entity(entity_name):
-            raise OrchestrationFailure(f"The function '{entity_name}' doesn't exist, is disabled, or is not an entity function.")
+            raise OrchestrationFailure(
+                f"The function '{entity_name}' doesn't exist, is disabled, or is not an entity function."
+            )
         request = {
             "id": str(uuid.uuid4()),
             "op": action["operation"],
@@ -404,7 +436,9 @@ class Planner:
             "parent": None if signal else self.instance_id,
             "parentExecution": None if signal else self.execution_id,
         }
-        self.plan.scheduled.append(h.event_sent(self.now, task_id, entity_id, action["operation"], json.dumps(request)))
+        self.plan.scheduled.append(
+            h.event_sent(self.now, task_id, entity_id, action["operation"], json.dumps(request))
+        )
         self.plan.entity_ops.append(NewEntityOp(entity_id, request))
 
     # -- retries --------------------------------------------------------------------------------

@@ -101,7 +101,13 @@ def sub_orchestration_created(
     ts: datetime, task_id: int, name: str, instance_id: str, input_json: str | None
 ) -> Event:
     return _event(
-        EventType.SUB_ORCHESTRATION_CREATED, ts, task_id, Name=name, Version="", InstanceId=instance_id, Input=input_json
+        EventType.SUB_ORCHESTRATION_CREATED,
+        ts,
+        task_id,
+        Name=name,
+        Version="",
+        InstanceId=instance_id,
+        Input=input_json,
     )
 
 
@@ -110,7 +116,9 @@ def sub_orchestration_completed(ts: datetime, task_id: int, result_json: str | N
 
 
 def sub_orchestration_failed(ts: datetime, task_id: int, reason: str, details: str) -> Event:
-    return _event(EventType.SUB_ORCHESTRATION_FAILED, ts, TaskScheduledId=task_id, Reason=reason, Details=details)
+    return _event(
+        EventType.SUB_ORCHESTRATION_FAILED, ts, TaskScheduledId=task_id, Reason=reason, Details=details
+    )
 
 
 def timer_created(ts: datetime, timer_id: int, fire_at: datetime) -> Event:
@@ -148,7 +156,10 @@ def for_status(events: list[Event], *, show_output: bool) -> list[dict[str, Any]
         if kind in (EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_CREATED, EventType.TIMER_CREATED):
             scheduled[event["EventId"]] = event
             continue
-        item: dict[str, Any] = {"EventType": _DISPLAY_NAMES.get(kind, kind.name.title()), "Timestamp": event["Timestamp"]}
+        item: dict[str, Any] = {
+            "EventType": _DISPLAY_NAMES.get(kind, kind.name.title()),
+            "Timestamp": event["Timestamp"],
+        }
         origin_id = event.get("TaskScheduledId", event.get("TimerId"))
         origin = scheduled.get(origin_id) if isinstance(origin_id, int) else None
         if kind == EventType.EXECUTION_STARTED:

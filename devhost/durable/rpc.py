@@ -69,17 +69,25 @@ def build_routes(engine: DurableEngine) -> list[BaseRoute]:
         try:
             input_json = await body_as_json_text(request)
         except ValueError:
-            return JSONResponse({"Message": "Only application/json request content is supported"}, status_code=400)
+            return JSONResponse(
+                {"Message": "Only application/json request content is supported"}, status_code=400
+            )
         try:
             instance_id = engine.start_new_json(name, instance_id, input_json)
         except UnknownFunction as exc:
-            return JSONResponse({"Message": "One or more of the arguments submitted is incorrect",
-                                 "ExceptionMessage": str(exc)}, status_code=400)
+            return JSONResponse(
+                {
+                    "Message": "One or more of the arguments submitted is incorrect",
+                    "ExceptionMessage": str(exc),
+                },
+                status_code=400,
+            )
         except InstanceExists as exc:
             return JSONResponse({"Message": str(exc), "ExceptionMessage": str(exc)}, status_code=409)
         payload = engine.management_urls(instance_id)
-        return JSONResponse(payload, status_code=202,
-                            headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
+        return JSONResponse(
+            payload, status_code=202, headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"}
+        )
 
     async def get_status(request: Request) -> Response:
         row = engine.store.get_instance(request.path_params["instance_id"])
@@ -123,8 +131,12 @@ def build_routes(engine: DurableEngine) -> list[BaseRoute]:
         try:
             data_json = await body_as_json_text(request)
         except ValueError:
-            return JSONResponse({"Message": "Only application/json request content is supported"}, status_code=400)
-        status = engine.raise_event_json(request.path_params["instance_id"], request.path_params["event_name"], data_json)
+            return JSONResponse(
+                {"Message": "Only application/json request content is supported"}, status_code=400
+            )
+        status = engine.raise_event_json(
+            request.path_params["instance_id"], request.path_params["event_name"], data_json
+        )
         if not status:
             return Response(status_code=404)
         if status in ("Completed", "Failed", "Terminated", "Canceled"):
@@ -141,30 +153,39 @@ def build_routes(engine: DurableEngine) -> list[BaseRoute]:
 
     async def not_supported(request: Request) -> Response:
         operation = request.url.path.rsplit("/", 1)[-1]
-        return JSONResponse({"Message": f"'{operation}' is not supported by the local Durable extension"},
-                            status_code=501)
+        return JSONResponse(
+            {"Message": f"'{operation}' is not supported by the local Durable extension"}, status_code=501
+        )
 
     async def entity_signal(request: Request) -> Response:
         operation = request.query_params.get("op")
         if not operation:
             return JSONResponse({"Message": "the 'op' query parameter is required"}, status_code=400)
         try:
-            engine.signal_entity_json(request.path_params["entity_name"], request.path_params["entity_key"],
-                                      operation, await body_as_json_text(request))
+            engine.signal_entity_json(
+                request.path_params["entity_name"],
+                request.path_params["entity_key"],
+                operation,
+                await body_as_json_text(request),
+            )
         except UnknownFunction as exc:
             return JSONResponse({"Message": str(exc)}, status_code=404)
         return Response(status_code=202)
 
     async def entity_state(request: Request) -> Response:
-        state = engine.read_entity_state_json(request.path_params["entity_name"], request.path_params["entity_key"])
+        state = engine.read_entity_state_json(
+            request.path_params["entity_name"], request.path_params["entity_key"]
+        )
         if state is None:
             return Response(status_code=404)
         return Response(state, status_code=200, media_type="application/json")
 
     async def advance_clock(request: Request) -> Response:
         if not isinstance(engine.clock, ManualClock):
-            return JSONResponse({"Message": "the clock is the wall clock; start the host with a manual clock"},
-                                status_code=404)
+            return JSONResponse(
+                {"Message": "the clock is the wall clock; start the host with a manual clock"},
+                status_code=404,
+            )
         try:
             seconds = float(request.query_params["seconds"])
             now = engine.clock.advance(seconds)

@@ -172,9 +172,19 @@ class Store:
         self._db.execute(
             f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                row.instance_id, row.name, row.execution_id, row.status, row.input, row.output,
-                row.custom_status, row.created_time, row.last_updated_time, row.parent_instance_id,
-                row.parent_execution_id, row.parent_task_id, row.ledger,
+                row.instance_id,
+                row.name,
+                row.execution_id,
+                row.status,
+                row.input,
+                row.output,
+                row.custom_status,
+                row.created_time,
+                row.last_updated_time,
+                row.parent_instance_id,
+                row.parent_execution_id,
+                row.parent_task_id,
+                row.ledger,
             ),
         )
 
@@ -202,7 +212,9 @@ class Store:
             clauses.append("substr(instance_id, 1, ?) = ?")
             args.extend([len(prefix), prefix])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances {where} ORDER BY created_time", args)
+        rows = self._db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances {where} ORDER BY created_time", args
+        )
         return [InstanceRow(*row) for row in rows]
 
     def unfinished_instance_ids(self) -> list[str]:
@@ -217,7 +229,9 @@ class Store:
 
     # -- history -------------------------------------------------------------------------------
     def load_history(self, instance_id: str) -> list[Event]:
-        rows = self._db.execute("SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,))
+        rows = self._db.execute(
+            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
+        )
         return [json.loads(r[0]) for r in rows]
 
     def append_history(self, instance_id: str, first_seq: int, events: Sequence[Event]) -> None:
@@ -230,7 +244,9 @@ class Store:
         self._db.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
 
     # -- inbox -----------------------------------------------------------------------------------
-    def enqueue(self, instance_id: str, event: Event, *, execution_id: str | None, visible_at: str | None = None) -> None:
+    def enqueue(
+        self, instance_id: str, event: Event, *, execution_id: str | None, visible_at: str | None = None
+    ) -> None:
         self._db.execute(
             "INSERT INTO inbox (instance_id, execution_id, visible_at, event) VALUES (?,?,?,?)",
             (instance_id, execution_id, visible_at, json.dumps(event)),
@@ -270,7 +286,9 @@ class Store:
         return row[0] if row else None
 
     # -- activities ------------------------------------------------------------------------------
-    def add_activity(self, instance_id: str, execution_id: str, task_id: int, name: str, input_json: str | None) -> int:
+    def add_activity(
+        self, instance_id: str, execution_id: str, task_id: int, name: str, input_json: str | None
+    ) -> int:
         cur = self._db.execute(
             "INSERT INTO activities (instance_id, execution_id, task_id, name, input) VALUES (?,?,?,?,?)",
             (instance_id, execution_id, task_id, name, input_json),
@@ -309,7 +327,9 @@ class Store:
             )
 
     def enqueue_entity_op(self, entity_id: str, request: dict[str, Any]) -> None:
-        self._db.execute("INSERT INTO entity_ops (entity_id, request) VALUES (?,?)", (entity_id, json.dumps(request)))
+        self._db.execute(
+            "INSERT INTO entity_ops (entity_id, request) VALUES (?,?)", (entity_id, json.dumps(request))
+        )
 
     def entity_ops(self, entity_id: str, limit: int) -> list[EntityOp]:
         rows = self._db.execute(

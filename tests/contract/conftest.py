@@ -38,11 +38,21 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @asynccontextmanager
 async def running_engine(
-    index: FunctionIndex, data_dir: Path, *, clock: Clock | None = None, base_url: str = "http://127.0.0.1:9",
+    index: FunctionIndex,
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    base_url: str = "http://127.0.0.1:9",
     max_concurrent_activities: int = 8,
 ) -> AsyncIterator[DurableEngine]:
-    engine = DurableEngine(index, data_dir=data_dir, task_hub="contract", base_url=base_url, clock=clock,
-                           max_concurrent_activities=max_concurrent_activities)
+    engine = DurableEngine(
+        index,
+        data_dir=data_dir,
+        task_hub="contract",
+        base_url=base_url,
+        clock=clock,
+        max_concurrent_activities=max_concurrent_activities,
+    )
     await engine.start()
     try:
         yield engine
@@ -50,8 +60,14 @@ async def running_engine(
         await engine.stop()
 
 
-async def settle(engine: DurableEngine, instance_id: str, clock: ManualClock | None = None, *,
-                 step: float = 1.0, max_steps: int = 50) -> dict[str, Any]:
+async def settle(
+    engine: DurableEngine,
+    instance_id: str,
+    clock: ManualClock | None = None,
+    *,
+    step: float = 1.0,
+    max_steps: int = 50,
+) -> dict[str, Any]:
     """Run until the instance ends, moving the manual clock `step` seconds whenever the engine is idle."""
     for _ in range(max_steps):
         await engine.wait_for_idle(20)

@@ -27,11 +27,20 @@ pytestmark = pytest.mark.contract
 
 
 @asynccontextmanager
-async def served(index: FunctionIndex, data_dir: Path, clock: ManualClock | None = None) -> AsyncIterator[DurableEngine]:
+async def served(
+    index: FunctionIndex, data_dir: Path, clock: ManualClock | None = None
+) -> AsyncIterator[DurableEngine]:
     port = free_port()
     async with running_engine(index, data_dir, clock=clock, base_url=f"http://127.0.0.1:{port}") as engine:
-        server = uvicorn.Server(uvicorn.Config(Starlette(routes=engine.routes()), host="127.0.0.1", port=port,
-                                              log_level="warning", lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                Starlette(routes=engine.routes()),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
@@ -133,13 +142,17 @@ def test_http_starters_run_unchanged(durable_index: FunctionIndex, tmp_path: Pat
         async with served(durable_index, tmp_path) as engine:
             starter = durable_index.functions["http_start"].user_function
             request = func.HttpRequest(
-                method="POST", url="http://localhost:7071/api/start/sequence", route_params={"name": "sequence"},
+                method="POST",
+                url="http://localhost:7071/api/start/sequence",
+                route_params={"name": "sequence"},
                 body=json.dumps(["Kyiv"]).encode(),
             )
             response = await starter(req=request, client=engine.client_binding_json())
             assert response.status_code == 202
             links = json.loads(response.get_body())
-            assert links["statusQueryGetUri"].startswith("http://localhost:7071/runtime/webhooks/durabletask/instances/")
+            assert links["statusQueryGetUri"].startswith(
+                "http://localhost:7071/runtime/webhooks/durabletask/instances/"
+            )
             assert response.headers["Location"] == links["statusQueryGetUri"]
             await engine.wait_for_idle(10)
             # The management URL works against the engine once the origin is the engine's own.
@@ -148,13 +161,17 @@ def test_http_starters_run_unchanged(durable_index: FunctionIndex, tmp_path: Pat
                 answer = await http.get(status_url)
                 assert answer.status_code == 200
                 assert answer.json()["output"] == {"greetings": ["Hello Kyiv"], "doubled": 2}
-                pending = await http.post(f"{engine.base_url}/runtime/webhooks/durabletask/orchestrators/waits_forever")
+                pending = await http.post(
+                    f"{engine.base_url}/runtime/webhooks/durabletask/orchestrators/waits_forever"
+                )
                 assert pending.status_code == 202
                 assert (await http.get(pending.json()["statusQueryGetUri"])).status_code == 202
 
             waiter = durable_index.functions["http_run"].user_function
             request = func.HttpRequest(
-                method="POST", url="http://localhost:7071/api/run/fan_out", route_params={"name": "fan_out"},
+                method="POST",
+                url="http://localhost:7071/api/run/fan_out",
+                route_params={"name": "fan_out"},
                 body=b"10",
             )
             response = await waiter(req=request, client=engine.client_binding_json())
@@ -164,7 +181,9 @@ def test_http_starters_run_unchanged(durable_index: FunctionIndex, tmp_path: Pat
     run(scenario())
 
 
-def test_failed_instance_status_and_unknown_orchestrator(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_failed_instance_status_and_unknown_orchestrator(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with served(durable_index, tmp_path) as engine:
             client = df.DurableOrchestrationClient(engine.client_binding_json())
@@ -188,8 +207,10 @@ def test_clock_admin_route_moves_a_manual_clock(durable_index: FunctionIndex, tm
             instance_id = await client.start_new("sleeper", None, 30)
             await engine.wait_for_idle(10)
             async with httpx.AsyncClient() as http:
-                advanced = await http.post(f"{engine.base_url}/runtime/webhooks/durabletask/test/clock/advance",
-                                           params={"seconds": "30"})
+                advanced = await http.post(
+                    f"{engine.base_url}/runtime/webhooks/durabletask/test/clock/advance",
+                    params={"seconds": "30"},
+                )
                 assert advanced.status_code == 200
             status = await settle(engine, instance_id)
             assert status["output"] == 30.0

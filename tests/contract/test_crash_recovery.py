@@ -22,9 +22,7 @@ STEPS = 6
 def _persisted_steps(store: Path) -> set[int]:
     """Steps whose results the store holds (in history or queued for the next episode)."""
     with sqlite3.connect(store) as db:
-        rows = db.execute(
-            "SELECT event FROM history UNION ALL SELECT event FROM inbox"
-        ).fetchall()
+        rows = db.execute("SELECT event FROM history UNION ALL SELECT event FROM inbox").fetchall()
     completed = [json.loads(r[0]) for r in rows]
     return {json.loads(e["Result"]) // 10 for e in completed if e["EventType"] == 5}
 

@@ -23,7 +23,9 @@ def assert_no_open_retry_chains(engine: DurableEngine, instance_id: str) -> None
     assert ledger.chains == {} and ledger.owner == {}
 
 
-def test_activity_sequence_with_custom_status_and_async_activity(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_activity_sequence_with_custom_status_and_async_activity(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             instance_id = await engine.start_new("sequence", "seq-1", ["Tokyo", "Lima"])
@@ -36,7 +38,9 @@ def test_activity_sequence_with_custom_status_and_async_activity(durable_index: 
             assert ids_of(history, EventType.TASK_SCHEDULED) == [0, 1, 2]
             assert ids_of(history, EventType.TASK_COMPLETED, "TaskScheduledId") == [0, 1, 2]
             assert [e["Name"] for e in history if e["EventType"] == EventType.TASK_SCHEDULED] == [
-                "hello", "hello", "async_double",
+                "hello",
+                "hello",
+                "async_double",
             ]
             # One episode per completion: each opens with OrchestratorStarted and closes with OrchestratorCompleted.
             assert len(ids_of(history, EventType.ORCHESTRATOR_STARTED)) == 4
@@ -58,7 +62,9 @@ def test_retry_ids_follow_the_sdk_counter_and_later_activities_get_their_results
             instance_id = await engine.start_new("retry_then_continue", None, {"key": "r1", "failures": 2})
             await engine.wait_for_idle(10)
             status = await engine.get_status(instance_id)
-            assert status is not None and status["runtimeStatus"] == "Running"  # waiting on the first retry timer
+            assert (
+                status is not None and status["runtimeStatus"] == "Running"
+            )  # waiting on the first retry timer
             status = await settle(engine, instance_id, clock, step=1.0)
             assert status["runtimeStatus"] == "Completed", status
             assert status["output"] == ["r1 ok after 3 attempts", "Hello after retries", 49]
@@ -128,7 +134,9 @@ def test_retry_in_flight_while_new_activities_are_scheduled(
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path, clock=clock) as engine:
             for run_number in range(5):  # the first failure and the quick result race; every order must hold
-                instance_id = await engine.start_new("retry_in_flight", None, {"key": f"f{run_number}", "failures": 1})
+                instance_id = await engine.start_new(
+                    "retry_in_flight", None, {"key": f"f{run_number}", "failures": 1}
+                )
                 status = await settle(engine, instance_id, clock, step=1.0)
                 assert status["runtimeStatus"] == "Completed", status
                 assert status["output"][1:] == ["Hello while retrying", f"f{run_number} ok after 2 attempts"]
@@ -153,7 +161,9 @@ def test_fan_out_of_100_with_task_all(durable_index: FunctionIndex, tmp_path: Pa
     run(scenario())
 
 
-def test_durable_timer_fires_only_when_the_manual_clock_reaches_it(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_durable_timer_fires_only_when_the_manual_clock_reaches_it(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     clock = ManualClock()
 
     async def scenario() -> None:
@@ -186,7 +196,9 @@ def test_wall_clock_timer(durable_index: FunctionIndex, tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_task_any_event_wins_and_the_cancelled_timer_never_fires(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_task_any_event_wins_and_the_cancelled_timer_never_fires(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     clock = ManualClock()
 
     async def scenario() -> None:
@@ -238,7 +250,9 @@ def test_task_any_timer_wins(durable_index: FunctionIndex, tmp_path: Path) -> No
 
 
 @pytest.mark.filterwarnings("ignore:Potential duplicate Task completion:UserWarning")  # the SDK buffering it
-def test_event_raised_before_the_orchestrator_waits_is_delivered(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_event_raised_before_the_orchestrator_waits_is_delivered(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             instance_id = await engine.start_new("early_event", None, None)
@@ -266,7 +280,9 @@ def test_two_events_of_one_name_are_consumed_in_order(durable_index: FunctionInd
     run(scenario())
 
 
-def test_continue_as_new_resets_history_and_carries_input(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_continue_as_new_resets_history_and_carries_input(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             instance_id = await engine.start_new("eternal", "eternal-1", {"n": 1, "seen": []})
@@ -282,7 +298,9 @@ def test_continue_as_new_resets_history_and_carries_input(durable_index: Functio
     run(scenario())
 
 
-def test_continue_as_new_with_events_one_generation_each(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_continue_as_new_with_events_one_generation_each(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             instance_id = await engine.start_new("counting_monitor", None, 0)
@@ -325,7 +343,9 @@ def test_non_deterministic_orchestrator_fails_with_a_clear_message(
             instance_id = await engine.start_new("nondeterministic", None, None)
             status = await settle(engine, instance_id)
             assert status["runtimeStatus"] == "Failed"
-            assert status["output"].startswith("Orchestrator function 'nondeterministic' failed: Non-Deterministic")
+            assert status["output"].startswith(
+                "Orchestrator function 'nondeterministic' failed: Non-Deterministic"
+            )
             assert "activity task named 'hello' with sequence ID 0" in status["output"]
             assert "activity task named 'square'" in status["output"]
 
@@ -376,7 +396,9 @@ def test_entity_signal_and_call_from_an_orchestration(durable_index: FunctionInd
     run(scenario())
 
 
-def test_entity_signal_delete_and_state_from_the_engine_api(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_entity_signal_delete_and_state_from_the_engine_api(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             for amount in (1, 2, 3):
@@ -429,7 +451,9 @@ def test_status_history_and_pending_state(durable_index: FunctionIndex, tmp_path
     run(scenario())
 
 
-def test_starting_a_running_instance_id_again_is_refused(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_starting_a_running_instance_id_again_is_refused(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     from devhost.durable.engine import InstanceExists, UnknownFunction
 
     async def scenario() -> None:
@@ -455,7 +479,9 @@ def test_unknown_activity_fails_the_instance(durable_index: FunctionIndex, tmp_p
 
 
 @pytest.mark.filterwarnings("ignore:Potential duplicate Task completion:UserWarning")
-def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     """One place that lists the event types sent to the SDK; each scenario above checks their meaning."""
     clock = ManualClock()
     emitted: set[int] = set()
@@ -463,8 +489,14 @@ def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(durable_index:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path, clock=clock) as engine:
             finished = []
-            for name, input_ in [("sequence", ["x"]), ("retry_exhausted", None), ("parent", None),
-                                 ("sleeper", 5), ("uses_entity", "types"), ("early_event", None)]:
+            for name, input_ in [
+                ("sequence", ["x"]),
+                ("retry_exhausted", None),
+                ("parent", None),
+                ("sleeper", 5),
+                ("uses_entity", "types"),
+                ("early_event", None),
+            ]:
                 instance_id = await engine.start_new(name, None, input_)
                 if name == "early_event":
                     await engine.raise_event(instance_id, "Go", 1)
@@ -480,9 +512,19 @@ def test_every_event_type_the_engine_emits_is_replayed_by_the_sdk(durable_index:
 
     run(scenario())
     assert emitted == {
-        EventType.EXECUTION_STARTED, EventType.EXECUTION_COMPLETED, EventType.EXECUTION_TERMINATED,
-        EventType.TASK_SCHEDULED, EventType.TASK_COMPLETED, EventType.TASK_FAILED,
-        EventType.SUB_ORCHESTRATION_CREATED, EventType.SUB_ORCHESTRATION_COMPLETED, EventType.SUB_ORCHESTRATION_FAILED,
-        EventType.TIMER_CREATED, EventType.TIMER_FIRED, EventType.ORCHESTRATOR_STARTED,
-        EventType.ORCHESTRATOR_COMPLETED, EventType.EVENT_SENT, EventType.EVENT_RAISED,
+        EventType.EXECUTION_STARTED,
+        EventType.EXECUTION_COMPLETED,
+        EventType.EXECUTION_TERMINATED,
+        EventType.TASK_SCHEDULED,
+        EventType.TASK_COMPLETED,
+        EventType.TASK_FAILED,
+        EventType.SUB_ORCHESTRATION_CREATED,
+        EventType.SUB_ORCHESTRATION_COMPLETED,
+        EventType.SUB_ORCHESTRATION_FAILED,
+        EventType.TIMER_CREATED,
+        EventType.TIMER_FIRED,
+        EventType.ORCHESTRATOR_STARTED,
+        EventType.ORCHESTRATOR_COMPLETED,
+        EventType.EVENT_SENT,
+        EventType.EVENT_RAISED,
     }

@@ -57,9 +57,7 @@ def test_restart_resumes_with_earlier_results_and_no_rerun(
     assert lines.count("gate:g1") == 2
 
 
-def test_restart_keeps_timers_events_and_entities(
-    durable_index: FunctionIndex, tmp_path: Path
-) -> None:
+def test_restart_keeps_timers_events_and_entities(durable_index: FunctionIndex, tmp_path: Path) -> None:
     clock = ManualClock()
 
     async def first_life() -> tuple[str, str]:

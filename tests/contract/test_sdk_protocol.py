@@ -46,9 +46,11 @@ def test_action_types_match_the_sdk() -> None:
 
 def test_history_event_types_match_the_sdk() -> None:
     sdk = {m.name: m.value for m in HistoryEventType}
-    renamed = {"SUB_ORCHESTRATION_CREATED": "SUB_ORCHESTRATION_INSTANCE_CREATED",
-               "SUB_ORCHESTRATION_COMPLETED": "SUB_ORCHESTRATION_INSTANCE_COMPLETED",
-               "SUB_ORCHESTRATION_FAILED": "SUB_ORCHESTRATION_INSTANCE_FAILED"}
+    renamed = {
+        "SUB_ORCHESTRATION_CREATED": "SUB_ORCHESTRATION_INSTANCE_CREATED",
+        "SUB_ORCHESTRATION_COMPLETED": "SUB_ORCHESTRATION_INSTANCE_COMPLETED",
+        "SUB_ORCHESTRATION_FAILED": "SUB_ORCHESTRATION_INSTANCE_FAILED",
+    }
     for member in EventType:
         assert sdk[renamed.get(member.name, member.name)] == member.value, member
 
@@ -56,7 +58,10 @@ def test_history_event_types_match_the_sdk() -> None:
 def test_retry_options_carry_only_interval_and_attempts() -> None:
     # The engine also reads backoffCoefficient/maxRetryInterval/retryTimeout (the extension's names);
     # if the SDK ever sends them, the RetryPolicy tests below cover their meaning.
-    assert df.RetryOptions(1000, 3).to_json() == {"firstRetryIntervalInMilliseconds": 1000, "maxNumberOfAttempts": 3}
+    assert df.RetryOptions(1000, 3).to_json() == {
+        "firstRetryIntervalInMilliseconds": 1000,
+        "maxNumberOfAttempts": 3,
+    }
 
 
 def test_handler_answers_schema_v2_with_cumulative_compound_actions(durable_index: FunctionIndex) -> None:
@@ -65,10 +70,15 @@ def test_handler_answers_schema_v2_with_cumulative_compound_actions(durable_inde
     context = {
         "history": [
             h.orchestrator_started(now),
-            h.execution_started(now, name="parallel_retries", input_json=None, instance_id="x", execution_id="e",
-                                parent=None),
+            h.execution_started(
+                now, name="parallel_retries", input_json=None, instance_id="x", execution_id="e", parent=None
+            ),
         ],
-        "instanceId": "x", "isReplaying": False, "parentInstanceId": None, "input": None, "upperSchemaVersion": 1,
+        "instanceId": "x",
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "input": None,
+        "upperSchemaVersion": 1,
     }
     state = json.loads(handler(json.dumps(context)))
     assert state["schemaVersion"] == 1
@@ -87,22 +97,38 @@ def test_orchestrator_failure_is_raised_with_the_out_of_proc_state(durable_index
     now = datetime(2030, 1, 1, tzinfo=UTC)
     history = [
         h.orchestrator_started(now),
-        h.execution_started(now, name="failing_child", input_json=None, instance_id="x", execution_id="e", parent=None),
+        h.execution_started(
+            now, name="failing_child", input_json=None, instance_id="x", execution_id="e", parent=None
+        ),
         h.task_scheduled(now, 0, "always_fails", '"inside child"'),
         h.orchestrator_completed(now),
         h.orchestrator_started(now),
         h.task_failed(now, 0, "boom", "details"),
     ]
-    outcome = episode.run_handler(handler, {"history": history, "instanceId": "x", "isReplaying": True,
-                                            "parentInstanceId": None, "input": None, "upperSchemaVersion": 1})
+    outcome = episode.run_handler(
+        handler,
+        {
+            "history": history,
+            "instanceId": "x",
+            "isReplaying": True,
+            "parentInstanceId": None,
+            "input": None,
+            "upperSchemaVersion": 1,
+        },
+    )
     assert outcome.error is not None and "boom" in outcome.error
     assert [a["functionName"] for a in outcome.actions] == ["always_fails"]
 
 
 def test_retry_policy_follows_dtfx_compute_next_delay() -> None:
     first = datetime(2030, 1, 1, tzinfo=UTC)
-    policy = RetryPolicy(first_interval_ms=1000, max_attempts=5, backoff_coefficient=2.0, max_interval_ms=3000,
-                         timeout_ms=10_000)
+    policy = RetryPolicy(
+        first_interval_ms=1000,
+        max_attempts=5,
+        backoff_coefficient=2.0,
+        max_interval_ms=3000,
+        timeout_ms=10_000,
+    )
     assert policy.next_delay(0, first, first) == timedelta(seconds=1)
     assert policy.next_delay(1, first, first) == timedelta(seconds=2)
     assert policy.next_delay(2, first, first) == timedelta(seconds=3)  # capped by the max interval
@@ -112,8 +138,15 @@ def test_retry_policy_follows_dtfx_compute_next_delay() -> None:
 
 
 def _planner(ledger: Ledger) -> Planner:
-    return Planner(ledger, instance_id="i", execution_id="e", now=datetime(2030, 1, 1, tzinfo=UTC),
-                   has_orchestrator=lambda _: True, has_activity=lambda _: True, has_entity=lambda _: True)
+    return Planner(
+        ledger,
+        instance_id="i",
+        execution_id="e",
+        now=datetime(2030, 1, 1, tzinfo=UTC),
+        has_orchestrator=lambda _: True,
+        has_activity=lambda _: True,
+        has_entity=lambda _: True,
+    )
 
 
 def test_a_replay_that_schedules_fewer_actions_is_non_deterministic() -> None:
@@ -141,25 +174,45 @@ def test_waiting_for_events_takes_no_id_but_timers_and_signals_do() -> None:
 
 def test_sub_orchestration_ids_are_checked_like_the_extension() -> None:
     for bad in ("i", "I", "@counter@k"):
-        with pytest.raises(OrchestrationFailure, match=r"sub-orchestration must be different|must not start with @"):
-            _planner(Ledger()).apply([{"actionType": 2, "functionName": "child", "input": "null", "instanceId": bad}],
-                                     None)
-    plan = _planner(Ledger()).apply([{"actionType": 2, "functionName": "child", "input": "1", "instanceId": None}],
-                                    None)
+        with pytest.raises(
+            OrchestrationFailure, match=r"sub-orchestration must be different|must not start with @"
+        ):
+            _planner(Ledger()).apply(
+                [{"actionType": 2, "functionName": "child", "input": "null", "instanceId": bad}], None
+            )
+    plan = _planner(Ledger()).apply(
+        [{"actionType": 2, "functionName": "child", "input": "1", "instanceId": None}], None
+    )
     assert [s.instance_id for s in plan.sub_orchestrations] == ["e:0"]  # DTFx: {executionId}:{taskId}
 
 
 def test_retry_chain_with_backoff_cap_and_timeout_from_the_extension_options() -> None:
     """Options the extension accepts but SDK 1.7.0 never sends, driven through the planner episode by episode."""
     start = datetime(2030, 1, 1, tzinfo=UTC)
-    action = {"actionType": 1, "functionName": "a", "input": "null", "retryOptions": {
-        "firstRetryIntervalInMilliseconds": 1000, "maxNumberOfAttempts": 5, "backoffCoefficient": 2,
-        "maxRetryIntervalInMilliseconds": 3000, "retryTimeoutInMilliseconds": 9000}}
+    action = {
+        "actionType": 1,
+        "functionName": "a",
+        "input": "null",
+        "retryOptions": {
+            "firstRetryIntervalInMilliseconds": 1000,
+            "maxNumberOfAttempts": 5,
+            "backoffCoefficient": 2,
+            "maxRetryIntervalInMilliseconds": 3000,
+            "retryTimeoutInMilliseconds": 9000,
+        },
+    }
     ledger = Ledger()
 
     def episode_at(seconds: float, event: dict[str, Any] | None) -> list[dict[str, Any]]:
-        planner = Planner(ledger, instance_id="i", execution_id="e", now=start + timedelta(seconds=seconds),
-                          has_orchestrator=lambda _: True, has_activity=lambda _: True, has_entity=lambda _: True)
+        planner = Planner(
+            ledger,
+            instance_id="i",
+            execution_id="e",
+            now=start + timedelta(seconds=seconds),
+            has_orchestrator=lambda _: True,
+            has_activity=lambda _: True,
+            has_entity=lambda _: True,
+        )
         return planner.apply([action], event).scheduled
 
     assert [e["EventId"] for e in episode_at(0, None)] == [0]
@@ -173,7 +226,10 @@ def test_retry_chain_with_backoff_cap_and_timeout_from_the_extension_options() -
         fired_at.append((fire_at - now).total_seconds())
         now = fire_at
         (next_attempt,) = episode_at((now - start).total_seconds(), h.timer_fired(now, timer["EventId"], now))
-        assert next_attempt["EventType"] == EventType.TASK_SCHEDULED and next_attempt["EventId"] == timer["EventId"] + 1
+        assert (
+            next_attempt["EventType"] == EventType.TASK_SCHEDULED
+            and next_attempt["EventId"] == timer["EventId"] + 1
+        )
         attempt = next_attempt["EventId"]
     assert fired_at == [1.0, 2.0, 3.0]  # 1 s, doubled, then capped at 3 s
     with pytest.raises(OrchestrationFailure, match="retry timeout expired after 4 attempt"):
