@@ -40,6 +40,12 @@ def _dispatch(opts: Options, disks: DiskSet, report: Report, runner: StepRunner)
     os.makedirs(os.path.dirname(opts.work_root) or "/", exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hydration-scan-") as scratch:
         found = scan(disks, opts.os_hint, scratch, report.warnings)
+    locked = [v.name for v in disks.volumes if v.fstype.lower() == "bitlocker"]
+    if locked and not found:
+        raise HydrationError(
+            f"{', '.join(locked)} is BitLocker-encrypted and cannot be prepared offline: suspend or turn off "
+            "BitLocker in the source VM (manage-bde -off C:), let replication catch up and retry"
+        )
     linux = [f for f in found if f.kind == "linux"]
     windows = [f for f in found if f.kind == "windows"]
     if opts.os_hint == "windows" or (windows and not linux):

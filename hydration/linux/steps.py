@@ -377,10 +377,11 @@ def remove_network_manager(ctx: LinuxContext) -> list[Change]:
         return [Change(step, ctx.family.network_manager_package, False, "not installed", "not installed")]
     pkg = ctx.family.network_manager_package
     if not ctx.dry_run:
-        if ctx.family.package_manager == "apt":
-            ctx.chroot(["dpkg", "--purge", "--force-depends", pkg])
-        else:
-            ctx.chroot(["rpm", "-e", "--nodeps", pkg])
+        with _offline_service_policy(ctx):
+            if ctx.family.package_manager == "apt":
+                ctx.chroot(["dpkg", "--purge", "--force-depends", pkg])
+            else:
+                ctx.chroot(["rpm", "-e", "--nodeps", pkg])
     return [
         Change(step, pkg, True, "installed", "removed", None, "it can interfere with the Azure Linux agent")
     ]

@@ -37,10 +37,20 @@ def _strip_hv_modules(initrd: Path, work: Path) -> None:
         path.unlink()
     early = b""
     if (unpacked / "early").is_dir():
-        early = subprocess.run("find . | sort | cpio -o -H newc -R 0:0 --quiet", shell=True, cwd=unpacked / "early",
-                               capture_output=True, check=True).stdout
-    body = subprocess.run("find . | sort | cpio -o -H newc -R 0:0 --quiet | zstd -q -c", shell=True, cwd=main,
-                          capture_output=True, check=True).stdout
+        early = subprocess.run(
+            "find . | sort | cpio -o -H newc -R 0:0 --quiet",
+            shell=True,
+            cwd=unpacked / "early",
+            capture_output=True,
+            check=True,
+        ).stdout
+    body = subprocess.run(
+        "find . | sort | cpio -o -H newc -R 0:0 --quiet | zstd -q -c",
+        shell=True,
+        cwd=main,
+        capture_output=True,
+        check=True,
+    ).stdout
     initrd.write_bytes(early + body)
     shutil.rmtree(unpacked)
 
@@ -50,8 +60,14 @@ def test_real_debian_guest_gets_hyperv_drivers_in_its_initrd(tmp_path: Path, hyd
         pytest.skip("debootstrap is not installed: run scripts/install-system-deps.sh")
     rootfs = tmp_path / "rootfs"
     started = time.monotonic()
-    _run("debootstrap", "--variant=minbase", "--include=linux-image-cloud-amd64,initramfs-tools,zstd",
-         SUITE, str(rootfs), MIRROR)
+    _run(
+        "debootstrap",
+        "--variant=minbase",
+        "--include=linux-image-cloud-amd64,initramfs-tools,zstd",
+        SUITE,
+        str(rootfs),
+        MIRROR,
+    )
     kernels = sorted(p.name for p in (rootfs / "lib/modules").iterdir())
     assert len(kernels) == 1
     kernel = kernels[0]
@@ -92,7 +108,7 @@ def test_real_debian_guest_gets_hyperv_drivers_in_its_initrd(tmp_path: Path, hyd
     prep_started = time.monotonic()
     first = hydrate(disk, repos=True)
     prep = time.monotonic() - prep_started
-    print(f"\nreal Debian guest: built in {built:.1f}s, prepared in {prep:.1f}s")  # noqa: T201
+    print(f"\nreal Debian guest: built in {built:.1f}s, prepared in {prep:.1f}s")
     rep = first.report
     assert rep["status"] == "succeeded", rep["errors"]
     assert rep["os"]["distribution"] == "debian" and rep["os"]["version"].startswith("12")
