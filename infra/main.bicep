@@ -246,7 +246,8 @@ module rbac 'modules/rbac.bicep' = {
 
 module targetRbac 'modules/target-rg-rbac.bicep' = [
   for rgName in targetResourceGroupNames: {
-    name: 'target-rbac-${rgName}'
+    // Deployment names are capped at 64 characters; resource group names may be 90.
+    name: 'target-rbac-${uniqueString(rgName)}'
     scope: resourceGroup(rgName)
     params: {
       appPrincipalId: identity.outputs.principalId

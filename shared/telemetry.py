@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, Final
 
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.rest import HttpRequest, HttpResponse
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -255,6 +258,52 @@ def _non_negative(value: float, what: str) -> float:
     if value < 0:
         raise ValueError(f"{what} cannot be negative: {value}")
     return value
+
+
+_ARM_PROVIDER_PATH = re.compile(r"/providers/(?P<namespace>[^/]+)/(?P<rest>[^?]*)", re.IGNORECASE)
+_LAST_STATUS_KEY: Final = "migrate.arm.last_status"
+
+
+def arm_operation_name(method: str, url: str) -> str:
+    """`PUT Microsoft.Compute/virtualMachines/extensions` for any ARM URL: resource types, never names.
+
+    Resource names are dropped so the metric keeps one series per kind of call, not one per resource.
+    """
+    match = _ARM_PROVIDER_PATH.search(url.split("?", 1)[0])
+    if match is None:
+        return f"{method.upper()} {'resourceGroups' if '/resourcegroups/' in url.lower() else 'other'}"
+    segments = [segment for segment in match["rest"].split("/") if segment]
+    # Provider paths alternate type/name/type/name...; the types are the even positions.
+    types = segments[0::2]
+    return f"{method.upper()} {match['namespace']}/{'/'.join(types)}"
+
+
+class ArmRetryTelemetryPolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """Counts ARM retries into `migrate.arm.retries`; add it to a management client's per-retry policies.
+
+    `ComputeManagementClient(credential, subscription_id, per_retry_policies=[ArmRetryTelemetryPolicy()])`.
+    azure-core's RetryPolicy stores the attempt number in the request context before each attempt; a
+    per-retry policy therefore sees every attempt and records each one after the first, with the status
+    that caused it (None after a connection error).
+    """
+
+    def __init__(self, telemetry: Telemetry | None = None) -> None:
+        self._telemetry = telemetry
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        if int(request.context.get("retry_count", 0) or 0) > 0:
+            (self._telemetry or get_telemetry()).record_arm_retry(
+                operation=arm_operation_name(request.http_request.method, request.http_request.url),
+                status_code=request.context.get(_LAST_STATUS_KEY),
+            )
+
+    def on_response(
+        self, request: PipelineRequest[HttpRequest], response: PipelineResponse[HttpRequest, HttpResponse]
+    ) -> None:
+        request.context[_LAST_STATUS_KEY] = response.http_response.status_code
+
+    def on_exception(self, request: PipelineRequest[HttpRequest]) -> None:
+        request.context[_LAST_STATUS_KEY] = None
 
 
 _lock = threading.Lock()

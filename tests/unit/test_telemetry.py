@@ -246,3 +246,83 @@ def test_azure_mode_uses_the_connection_string_and_the_app_identity(monkeypatch:
     assert captured["enable_live_metrics"] is False
     assert captured["resource"].attributes["service.name"] == tm.SERVICE_NAME
     assert second is first, "the distro's global providers cannot be replaced, so configure runs once"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        (
+            "put",
+            "https://management.azure.com/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/"
+            "virtualMachines/vm-1/extensions/prep?api-version=2026-04-01",
+            "PUT Microsoft.Compute/virtualMachines/extensions",
+        ),
+        (
+            "GET",
+            "https://management.azure.com/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+            "networkSecurityGroups/nsg-tmp",
+            "GET Microsoft.Network/networkSecurityGroups",
+        ),
+        (
+            "PUT",
+            "https://management.azure.com/subscriptions/s/resourcegroups/rg?api-version=1",
+            "PUT resourceGroups",
+        ),
+    ],
+)
+def test_arm_operation_names_keep_types_and_drop_resource_names(method: str, url: str, expected: str) -> None:
+    assert tm.arm_operation_name(method, url) == expected
+
+
+def test_arm_retry_policy_counts_each_retry_with_the_status_that_caused_it(recorded: Any) -> None:
+    """A real azure-core pipeline (RetryPolicy + RequestsTransport) against a loopback server: 429, 503, 200."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from azure.core.pipeline import Pipeline
+    from azure.core.pipeline.policies import RetryPolicy
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.core.rest import HttpRequest
+
+    statuses = [429, 503, 200]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            status = statuses.pop(0)
+            self.send_response(status)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    telemetry, _, reader = recorded
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = (
+            f"http://127.0.0.1:{server.server_address[1]}/subscriptions/s/resourceGroups/rg/providers/"
+            "Microsoft.Compute/disks/replica-0?api-version=2026-03-02"
+        )
+        pipeline = Pipeline(
+            transport=RequestsTransport(),
+            policies=[RetryPolicy(retry_backoff_factor=0), tm.ArmRetryTelemetryPolicy(telemetry)],
+        )
+        with pipeline:
+            response = pipeline.run(HttpRequest("PUT", url, json={})).http_response
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert response.status_code == 200
+    counted = {
+        dict(p.attributes)["http.response.status_code"]: p.value
+        for p in points(reader, tm.METRIC_ARM_RETRIES)
+    }
+    assert counted == {429: 1, 503: 1}
+    (point, _) = points(reader, tm.METRIC_ARM_RETRIES)
+    assert dict(point.attributes)["migrate.arm.operation"] == "PUT Microsoft.Compute/disks"
