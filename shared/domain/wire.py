@@ -36,6 +36,10 @@ class RequestModel(BaseModel):
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def is_resource_id(value: str) -> bool:
+    return _ID_PATTERN.fullmatch(value) is not None
+
+
 def check_resource_id(value: str) -> str:
     if not _ID_PATTERN.fullmatch(value):
         raise ValueError(

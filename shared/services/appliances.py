@@ -12,6 +12,7 @@ from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineI
 from shared.domain.lifecycle import PROTECTED_STATES
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
+from shared.domain.wire import is_resource_id
 from shared.services.contracts import (
     ApplianceRegistered,
     DiscoveryResult,
@@ -64,7 +65,8 @@ def authenticate_appliance(
 
 
 def _plausible_id(appliance_id: str) -> bool:
-    return appliance_id.startswith("appl-") and len(appliance_id) <= 64
+    # Only ids this service could have issued reach the store: no lookups for arbitrary strings.
+    return appliance_id.startswith("appl-") and is_resource_id(appliance_id)
 
 
 def authorize_appliance(appliance: Appliance, appliance_id: str) -> None:

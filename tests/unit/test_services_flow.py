@@ -122,6 +122,16 @@ def test_bad_or_missing_credential_is_unauthorized(
         appliances.authenticate_appliance(repos, hasher, mangle(appliance[1]))
 
 
+@pytest.mark.parametrize("forged_id", ["appl-../../dbs", "someone-else", "appl-a/b"])
+def test_forged_ids_never_reach_the_store(
+    repos: Repositories, hasher: CredentialHasher, forged_id: str
+) -> None:
+    repos.counter.reset()
+    with pytest.raises(Unauthorized):
+        appliances.authenticate_appliance(repos, hasher, f"{forged_id}.{'A' * 43}")
+    assert repos.counter.total == 0
+
+
 def test_credential_of_a_deleted_or_unknown_appliance_is_unauthorized(
     repos: Repositories, hasher: CredentialHasher, appliance: tuple[str, str]
 ) -> None:
