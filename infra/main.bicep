@@ -2,7 +2,7 @@ metadata description = 'Migration and disaster-recovery control plane: Function 
 
 targetScope = 'resourceGroup'
 
-@description('Short environment name (dev, prod, ...); part of every generated resource name and the azd-env-name tag.')
+@description('Short environment name (dev, prod, ...): letters, digits, hyphens; lowercased into every generated resource name and kept as the azd-env-name tag.')
 @minLength(1)
 @maxLength(16)
 param environmentName string
@@ -98,6 +98,8 @@ param tags object = {}
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var allTags = union(tags, { 'azd-env-name': environmentName })
+// Cosmos DB, Key Vault and storage names must be lowercase.
+var env = toLower(environmentName)
 
 // Containers, partition keys and default TTLs of the Cosmos repository (shared/adapters/documents.py
 // ALL_CONTAINERS). ONE list: tests/infra/test_cosmos_containers.py compares it with the code and with
@@ -125,12 +127,12 @@ var applianceEventTypes = [
   'Migrate.Replication.CycleUploaded'
   'Migrate.Replication.CycleFailed'
 ]
-var functionAppName = '${abbrs.functionApp}${environmentName}-${resourceToken}'
+var functionAppName = '${abbrs.functionApp}${env}-${resourceToken}'
 
 module identity 'modules/identity.bicep' = {
   name: 'identity'
   params: {
-    name: '${abbrs.managedIdentity}${environmentName}-${resourceToken}'
+    name: '${abbrs.managedIdentity}${env}-${resourceToken}'
     location: location
     tags: allTags
   }
@@ -139,8 +141,8 @@ module identity 'modules/identity.bicep' = {
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
   params: {
-    logAnalyticsName: '${abbrs.logAnalytics}${environmentName}-${resourceToken}'
-    appInsightsName: '${abbrs.appInsights}${environmentName}-${resourceToken}'
+    logAnalyticsName: '${abbrs.logAnalytics}${env}-${resourceToken}'
+    appInsightsName: '${abbrs.appInsights}${env}-${resourceToken}'
     location: location
     tags: allTags
     retentionInDays: logRetentionInDays
@@ -194,7 +196,7 @@ module replicaStorage 'modules/storage.bicep' = {
 module cosmos 'modules/cosmos.bicep' = {
   name: 'cosmos'
   params: {
-    name: '${abbrs.cosmosAccount}${environmentName}-${resourceToken}'
+    name: '${abbrs.cosmosAccount}${env}-${resourceToken}'
     location: location
     tags: allTags
     databaseName: cosmosDatabaseName
@@ -219,7 +221,7 @@ module keyVault 'modules/keyvault.bicep' = {
 module topic 'modules/eventgrid-topic.bicep' = {
   name: 'eventgrid-topic'
   params: {
-    name: '${abbrs.eventGridTopic}${environmentName}-${resourceToken}'
+    name: '${abbrs.eventGridTopic}${env}-${resourceToken}'
     location: location
     tags: allTags
     inputSchema: eventSchema
@@ -278,7 +280,7 @@ module functionApp 'modules/functionapp.bicep' = {
   name: 'function-app'
   params: {
     name: functionAppName
-    planName: '${abbrs.appServicePlan}${environmentName}-${resourceToken}'
+    planName: '${abbrs.appServicePlan}${env}-${resourceToken}'
     location: location
     tags: allTags
     identityId: identity.outputs.resourceId
