@@ -314,6 +314,46 @@ def test_continue_as_new_with_events_one_generation_each(
     run(scenario())
 
 
+def test_monitor_with_events_deadlines_and_continue_as_new(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        async with running_engine(durable_index, tmp_path, clock=clock) as engine:
+            instance_id = await engine.start_new(
+                "machine_monitor", "machine-1", {"cycles": [], "commands": [], "missed": 0}
+            )
+            steps: list[tuple[str, Any]] = [
+                ("CycleUploaded", 1),
+                ("clock", 1800),  # generation 1: a cycle, then a missed deadline
+                ("Command", "pause"),
+                ("CycleUploaded", 2),  # generation 2
+                ("CycleUploaded", 3),
+                ("Command", "resume"),  # generation 3 ends the instance
+            ]
+            for name, value in steps:
+                await engine.wait_for_idle(10)
+                if name == "clock":
+                    clock.advance(value)
+                else:
+                    await engine.raise_event(instance_id, name, value)
+            status = await settle(engine, instance_id)
+            assert status["runtimeStatus"] == "Completed", status
+            assert status["output"] == {"cycles": [1, 4, 9], "commands": ["pause", "resume"], "missed": 1}
+            assert status["customStatus"] == status["output"]
+            history = history_of(engine, instance_id)
+            # Last generation: two timers (cancelled) and one activity, numbered from zero again.
+            assert ids_of(history, EventType.TIMER_CREATED) + ids_of(history, EventType.TASK_SCHEDULED) == [
+                0,
+                2,
+                1,
+            ]
+            assert ids_of(history, EventType.TIMER_FIRED, "TimerId") == []
+
+    run(scenario())
+
+
 def test_continue_as_new_drops_delivered_unconsumed_events_like_the_extension(
     durable_index: FunctionIndex, tmp_path: Path
 ) -> None:

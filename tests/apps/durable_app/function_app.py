@@ -239,6 +239,29 @@ def counting_monitor(context: df.DurableOrchestrationContext) -> Generator[Any, 
 
 
 @app.orchestration_trigger(context_name="context")
+def machine_monitor(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """The product's per-machine shape: events or a deadline, two per generation, then continue-as-new."""
+    state = context.get_input()
+    for _ in range(2):
+        timer = context.create_timer(context.current_utc_datetime + timedelta(minutes=30))
+        cycle = context.wait_for_external_event("CycleUploaded")
+        command = context.wait_for_external_event("Command")
+        winner = yield context.task_any([cycle, command, timer])
+        if winner == timer:
+            state["missed"] += 1
+            continue
+        timer.cancel()
+        if winner == cycle:
+            state["cycles"].append((yield context.call_activity(square, cycle.result)))
+        else:
+            state["commands"].append(command.result)
+        context.set_custom_status(state)
+    if len(state["cycles"]) >= 3:
+        return state
+    context.continue_as_new(state)
+
+
+@app.orchestration_trigger(context_name="context")
 def nondeterministic(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     # Deliberately wrong: a module-level counter differs between the first run and the replays.
     replay_counter["value"] += 1
