@@ -507,13 +507,19 @@ def test_starting_a_running_instance_id_again_is_refused(
     run(scenario())
 
 
-def test_unknown_activity_fails_the_instance(durable_index: FunctionIndex, tmp_path: Path) -> None:
+def test_unknown_activity_and_durable_http_fail_the_instance(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         async with running_engine(durable_index, tmp_path) as engine:
             instance_id = await engine.start_new("calls_missing", None, None)
             status = await settle(engine, instance_id)
             assert status["runtimeStatus"] == "Failed"
             assert "The function 'no_such_activity' doesn't exist" in status["output"]
+            durable_http = await engine.start_new("calls_http", None, None)
+            status = await settle(engine, durable_http)
+            assert status["runtimeStatus"] == "Failed"
+            assert "call_http (durable HTTP) is not supported" in status["output"]
 
     run(scenario())
 

@@ -351,6 +351,11 @@ def calls_missing(context: df.DurableOrchestrationContext) -> Generator[Any, Any
 
 
 @app.orchestration_trigger(context_name="context")
+def calls_http(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    return (yield context.call_http("GET", "https://example.invalid/"))
+
+
+@app.orchestration_trigger(context_name="context")
 def trivial(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     return (yield context.call_activity(square, context.get_input()))
 
