@@ -20,12 +20,13 @@ from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from shared.domain.event import Event, Severity
 from shared.domain.inventory import DiscoveryReport
-from shared.domain.lifecycle import ForbiddenTransition, MachineState
+from shared.domain.lifecycle import ForbiddenTransition, MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
 from shared.services import appliances, commands, events, machines
 from shared.services.contracts import RegisterApplianceRequest
 from shared.services.credentials import CredentialHasher
+from shared.services.replication import CycleApplied, record_cycle_applied
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Unverified HTTPS request")]
@@ -112,22 +113,29 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
     assert started.machine.state is MachineState.ENABLING_REPLICATION
     assert measured(repos, "enable replication") == 3
 
-    def replicate(m: Machine) -> None:
-        m.state = MachineState.REPLICATING
-        m.replication.progress_percent = 100.0
-        m.replication.last_sync_time = NOW - timedelta(minutes=2)
-        m.replication.recovery_points.append(
-            RecoveryPoint(
-                id="rp-1",
-                cycle_id="cycle-1",
-                time=NOW - timedelta(minutes=2),
-                consistency=Consistency.APP,
-                disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"},
-            )
-        )
+    def initial_replication_done(m: Machine) -> None:  # what the orchestration's transitions do
+        transition(m, MachineState.INITIAL_REPLICATION)
+        transition(m, MachineState.REPLICATING)
 
-    repos.machines.update_with_retry(ids[0], replicate)
-    assert measured(repos, "record a cycle on the machine (update_with_retry)") == 2
+    repos.machines.update_with_retry(ids[0], initial_replication_done)
+    repos.counter.reset()
+    applied = CycleApplied(
+        machine_id=ids[0],
+        sequence=1,
+        applied_at=NOW - timedelta(minutes=2),
+        progress_percent=100.0,
+        recovery_point=RecoveryPoint(
+            id="rp-1",
+            cycle_id="cycle-1",
+            time=NOW - timedelta(minutes=2),
+            consistency=Consistency.APP,
+            disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"},
+        ),
+    )
+    assert record_cycle_applied(repos, applied, me.policy) == []
+    assert measured(repos, "record an applied cycle (watermark, recovery point, retention)") == 2
+    record_cycle_applied(repos, applied, me.policy)
+    assert measured(repos, "the same cycle again (duplicate event / retried activity)") == 1
 
     events.record_event(
         repos,
