@@ -118,7 +118,9 @@ def test_a_failure_that_needs_resync_persists(repos: Repositories) -> None:
 
 
 def test_a_redelivered_failure_is_recorded_once(repos: Repositories) -> None:
+    repos.counter.reset()
     record_cycle_failed(repos, failure(1))
+    assert repos.counter.snapshot() == {"read:machines": 1, "replace:machines": 1, "upsert:events": 1}
     record_cycle_failed(repos, failure(1))
     machine = repos.machines.require("vm-1").item
     assert len(machine.replication.current_errors) == 1
