@@ -96,7 +96,9 @@ def _prepare(
     manual = gi.support is SupportLevel.MANUAL or gi.family is None
     writable = not (manual or opts.dry_run)
     if writable:
-        mounts.remount(opts.work_root, readonly=False)
+        # A fresh mount, not a remount: XFS cannot go from ro,norecovery to read-write in place.
+        mounts.unmount(opts.work_root)
+        mounts.mount(found.volume.device, opts.work_root, found.volume.fstype, readonly=False)
 
     def mount_system_partitions() -> str:
         return _mount_system(gi, disks, opts, mounts, writable, runner)

@@ -265,7 +265,7 @@ def _edit_kernel_lines(text: str) -> str:
     return "".join(out)
 
 
-def _edit_default_grub(text: str) -> str:
+def _edit_default_grub(text: str, add: bool = True) -> str:
     lines = text.splitlines()
     seen = False
     for i, line in enumerate(lines):
@@ -274,13 +274,13 @@ def _edit_default_grub(text: str) -> str:
             continue
         name, q1, value, _q2 = m.groups()
         quote = q1 or '"'
-        if name == "GRUB_CMDLINE_LINUX":
+        if name == "GRUB_CMDLINE_LINUX" and add:
             seen = True
             value = fix_cmdline(value)
         else:
             value = strip_cmdline(value)
         lines[i] = f"{name}={quote}{value}{quote}"
-    if not seen:
+    if add and not seen:
         lines.append(f'GRUB_CMDLINE_LINUX="{" ".join(SERIAL_ARGS)}"')
     return "\n".join(lines) + "\n"
 
@@ -333,6 +333,16 @@ def enable_serial_console(ctx: LinuxContext) -> list[Change]:
     default = ctx.fs.read_text("/etc/default/grub")
     if default is not None:
         changes.append(ctx.fs.write_text(step, "/etc/default/grub", _edit_default_grub(default)))
+    # Drop-ins (Ubuntu cloud images) are read after /etc/default/grub and may bring "quiet" back.
+    for name in ctx.fs.listdir("/etc/default/grub.d"):
+        path = f"/etc/default/grub.d/{name}"
+        text = ctx.fs.read_text(path)
+        if text is not None and name.endswith(".cfg") and "GRUB_CMDLINE_LINUX" in text:
+            changes.append(ctx.fs.write_text(step, path, _edit_default_grub(text, add=False)))
+    # kernel-install (RHEL 9, BLS) builds the entries of future kernels from this file.
+    cmdline = ctx.fs.read_text("/etc/kernel/cmdline")
+    if cmdline is not None and cmdline.strip():
+        changes.append(ctx.fs.write_text(step, "/etc/kernel/cmdline", fix_cmdline(cmdline) + "\n"))
     if not changes:
         ctx.warn(
             "no GRUB or GRUB2 configuration with kernel lines found: add "
@@ -354,7 +364,12 @@ def remove_persistent_net_rules(ctx: LinuxContext) -> list[Change]:
         )
     ]
     generator = "75-persistent-net-generator.rules"
-    if ctx.fs.exists(f"/lib/udev/rules.d/{generator}") or ctx.fs.exists(f"/etc/udev/rules.d/{generator}"):
+    # The seed masks the generator on RHEL; elsewhere only where the generator exists.
+    if (
+        ctx.family.name == "redhat"
+        or ctx.fs.exists(f"/lib/udev/rules.d/{generator}")
+        or ctx.fs.exists(f"/etc/udev/rules.d/{generator}")
+    ):
         changes.append(
             ctx.fs.symlink(
                 step,
@@ -422,8 +437,9 @@ def configure_eth0_dhcp(ctx: LinuxContext) -> list[Change]:
     else:
         text = fs.read_text("/etc/network/interfaces") or ""
         wanted = ctx.family.eth0_config
-        if "source /etc/network/interfaces.d/*" in text or "source-directory" in text:
-            wanted += "\nsource /etc/network/interfaces.d/*\n"
+        sources = [line.strip() for line in text.splitlines() if re.match(r"^\s*source(-directory)?\s", line)]
+        if sources:
+            wanted += "\n" + "\n".join(sources) + "\n"
         if not _has_eth0_dhcp(text) or _has_static(text):
             changes.append(fs.write_text(step, "/etc/network/interfaces", wanted))
         else:

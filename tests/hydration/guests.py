@@ -246,6 +246,12 @@ def root_tree(spec: GuestSpec, fstab: str) -> Tree:
             if fam in ("redhat", "suse")
             else 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\nGRUB_CMDLINE_LINUX=""\n'
         )
+    if spec.distro == "ubuntu":
+        tree["/etc/default/grub.d/50-cloudimg-settings.cfg"] = (
+            'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 quiet"\n'
+        )
+    if fam == "redhat" and int(spec.version.split(".")[0]) >= 9:
+        tree["/etc/kernel/cmdline"] = "root=UUID=x ro crashkernel=auto rhgb quiet\n"
     tree["/etc/udev/rules.d/70-persistent-net.rules"] = (
         'SUBSYSTEM=="net", ACTION=="add", ATTR{address}=="00:50:56:aa:bb:cc", NAME="eth0"\n'
     )
@@ -283,7 +289,7 @@ def root_tree(spec: GuestSpec, fstab: str) -> Tree:
         else:
             tree["/etc/network/interfaces"] = (
                 "auto lo\niface lo inet loopback\n\nauto ens192\niface ens192 inet static\n"
-                "  address 10.0.0.8/24\n  gateway 10.0.0.1\n"
+                "  address 10.0.0.8/24\n  gateway 10.0.0.1\n\nsource /etc/network/interfaces.d/*\n"
             )
     if spec.network_manager:
         tree["/usr/sbin/NetworkManager"] = Exe("#!/bin/sh\n")

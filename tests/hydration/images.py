@@ -121,6 +121,18 @@ def make_fs(part: Part, workdir: str) -> str:
                 write_tree(mnt, part.tree)
             finally:
                 run("umount", mnt)
+    elif part.fstype == "xfs":
+        run("truncate", "-s", size, img)
+        args = ["mkfs.xfs", "-q", "-f"]
+        if part.uuid:
+            args += ["-m", f"uuid={part.uuid}"]
+        run(*args, img)
+        mnt = tempfile.mkdtemp(dir=workdir)
+        run("mount", "-t", "xfs", "-o", "loop", img, mnt)
+        try:
+            write_tree(mnt, part.tree)
+        finally:
+            run("umount", mnt)
     elif part.fstype == "raw":
         run("truncate", "-s", size, img)
     else:
@@ -165,7 +177,15 @@ def build_disk(path: str, scheme: str, parts: list[Part], extra_mb: int = 2) -> 
             if p.kind == "extended":
                 continue
             img = make_fs(p, workdir)
-            run("dd", f"if={img}", f"of={path}", "bs=1M", f"seek={p.start_mb}", "conv=notrunc", "status=none")
+            run(
+                "dd",
+                f"if={img}",
+                f"of={path}",
+                "bs=1M",
+                f"seek={p.start_mb}",
+                "conv=notrunc,sparse",
+                "status=none",
+            )
             os.unlink(img)
         return parts
     finally:

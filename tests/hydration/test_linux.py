@@ -184,6 +184,11 @@ def _check_serial_console(guest: Guest, spec: GuestSpec, layout_name: str) -> No
             assert SERIAL in line, (cfg, line)
             for bad in ("rhgb", " quiet", "crashkernel=auto"):
                 assert bad not in line, (cfg, line)
+    if spec.distro == "ubuntu":
+        dropin = guest.read("/etc/default/grub.d/50-cloudimg-settings.cfg") or ""
+        assert dropin == 'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1"\n'
+    if family_of(spec.distro) == "redhat" and int(spec.version.split(".")[0]) >= 9:
+        assert guest.read("/etc/kernel/cmdline") == f"root=UUID=x ro {SERIAL}\n"
     if not spec.grub_legacy:
         default = guest.read("/etc/default/grub") or ""
         assert f"{SERIAL}" in default
@@ -224,6 +229,7 @@ def _check_network(guest: Guest, spec: GuestSpec) -> None:
     else:
         interfaces = guest.read("/etc/network/interfaces") or ""
         assert "iface eth0 inet dhcp" in interfaces and "static" not in interfaces
+        assert "source /etc/network/interfaces.d/*" in interfaces
         assert "ens192" in (
             guest.read("/var/lib/azure-migrate/hydration-backup/etc/network/interfaces") or ""
         )
@@ -307,3 +313,61 @@ def test_missing_hv_modules_in_kernel_is_an_error(tmp_path: Path, hydrate: Any) 
     step = result.step("rebuild_initrd")
     assert step["status"] == "failed"
     assert "Linux Integration Services" in step["message"]
+
+
+def test_xfs_root_with_separate_boot(tmp_path: Path, hydrate: Any) -> None:
+    """RHEL's default: XFS root (mounted with nouuid), ext4 /boot by device name."""
+    from tests.hydration.guests import boot_tree, root_tree
+    from tests.hydration.images import Part, build_disk
+
+    spec = GuestSpec("rhel", "7.9", kernels=("3.10.0-1160.el7.x86_64",))
+    fstab = f"UUID={ROOT_UUID} / xfs defaults 0 0\n/dev/sda1 /boot ext4 defaults 1 2\n"
+    root = root_tree(spec, fstab)
+    root["/boot"] = None
+    disk = tmp_path / "xfs.img"
+    parts = build_disk(
+        str(disk),
+        "mbr",
+        [
+            Part(40, "ext4", boot_tree(spec, f"UUID={ROOT_UUID}", prefix=""), bootable=True, uuid=BOOT_UUID),
+            Part(320, "xfs", root, uuid=ROOT_UUID),
+        ],
+    )
+    first = hydrate(disk)
+    assert first.report["os"]["mounts"] == {"/boot": "disk0p1"}
+    assert first.step("rebuild_initrd")["status"] == "changed"
+    layout = Layout(disk, parts[1].start_mb, 320, parts[0].start_mb, 40)
+    assert blkid_uuid(disk, parts[1].start_mb, 320, tmp_path) == ROOT_UUID
+    names = " ".join(Guest(layout, tmp_path).initrd_files("/boot/initramfs-3.10.0-1160.el7.x86_64.img"))
+    assert all(f"{m}.ko" in names for m in HV)
+    # XFS has no debugfs: read it back through a read-only kernel mount (not the toolkit's code).
+    mnt = tmp_path / "check"
+    mnt.mkdir()
+    loop = subprocess.run(
+        [
+            "losetup",
+            "--show",
+            "-f",
+            "-r",
+            "-o",
+            str(parts[1].start_mb << 20),
+            "--sizelimit",
+            str(320 << 20),
+            str(disk),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        subprocess.run(["mount", "-t", "xfs", "-o", "ro,norecovery", loop, str(mnt)], check=True)
+        try:
+            fstab_after = (mnt / "etc/fstab").read_text()
+            eth0 = (mnt / "etc/sysconfig/network-scripts/ifcfg-eth0").read_text()
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+    assert f"UUID={BOOT_UUID} /boot" in fstab_after
+    assert "BOOTPROTO=dhcp" in eth0
+    assert hydrate(disk).report["changes"] == []
