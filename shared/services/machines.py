@@ -62,12 +62,12 @@ def enable_replication(repos: Repositories, command: EnableReplication, *, now: 
     A retry of the same request while still EnablingReplication returns the same job (is_retry), so a
     client or entry point that failed half-way can safely repeat it. Round-trips: 3 (read, replace, job).
     """
-    current = repos.machines.require(command.machine_id)
-    problems = command.target.validate_for_machine(current.item.inventory)
-    if problems:
-        raise ValidationFailed(problems)
 
     def apply(machine: Machine) -> tuple[str, bool]:
+        # Validated against the very version being written (a discovery report may change the inventory).
+        problems = command.target.validate_for_machine(machine.inventory)
+        if problems:
+            raise ValidationFailed(problems)
         if (
             machine.state is MachineState.ENABLING_REPLICATION
             and machine.target == command.target
@@ -82,7 +82,7 @@ def enable_replication(repos: Repositories, command: EnableReplication, *, now: 
         machine.updated_at = now
         return command.job_id, False
 
-    stored, (job_id, is_retry) = repos.machines.update_with_retry(command.machine_id, apply, current=current)
+    stored, (job_id, is_retry) = repos.machines.update_with_retry(command.machine_id, apply)
     job = _new_job(job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now)
     job.steps[0] = job.steps[0].model_copy(
         update={"status": JobStatus.SUCCEEDED, "start_time": now, "end_time": now}
