@@ -122,8 +122,10 @@ def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> 
     from devhost.durable.engine import DurableEngine
 
     clock = ManualClock() if config.manual_clock else WallClock()
+    durable = read_host_json(config.app_dir).get("extensions", {}).get("durableTask", {})
     return DurableEngine(index, data_dir=config.data_dir / "durable", task_hub=task_hub,
-                         base_url=config.base_url, clock=clock)
+                         base_url=config.base_url, clock=clock,
+                         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 8)))
 
 
 def _host_status(index: FunctionIndex, keys: HostKeys, config: HostConfig) -> Any:
