@@ -35,7 +35,6 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   properties: {
     // checkov:skip=CKV_AZURE_99: the Function App (Flex, no VNet integration) has no fixed egress IPs; access is Entra-only (disableLocalAuth). Private endpoint is the documented hardening path.
     // checkov:skip=CKV_AZURE_101: same reason as CKV_AZURE_99: public endpoint, identity-only.
-    // checkov:skip=CKV_AZURE_100: customer-managed keys are not required by our threat model; data is encrypted at rest with service-managed keys. Add a CMK (Key Vault key + identity) if policy requires it.
     databaseAccountOfferType: 'Standard'
     capabilities: [
       {
