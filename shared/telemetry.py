@@ -9,6 +9,10 @@ The names below are a contract with infra/workbook.json and the KQL in docs/depl
 together. Spans carry `migrate.machine_id`, `migrate.cycle_id`, `migrate.job_id`; metrics carry only
 low-cardinality dimensions (machine, kind, outcome, error code), never cycle or job ids, so a metric
 series stays one per machine rather than one per cycle.
+
+Use it from triggers and activities only, never inside an orchestrator function: an orchestrator is
+replayed from the start at every step, so spans and metrics recorded there would be recorded again on
+each replay.
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ class Telemetry:
         with self.tracer.start_as_current_span(name, kind=kind, attributes=merged) as span:
             try:
                 yield span
-            except BaseException as exc:
+            except Exception as exc:
                 span.set_attribute(ATTR_ERROR_CODE, error_code_of(exc))
                 raise
 
@@ -335,7 +339,11 @@ def configure_telemetry(
         if settings.applicationinsights_connection_string is not None
         else ""
     )
+    explicit_exporters = span_exporter is not None or metric_reader is not None
     with _lock:
+        if set_global and not explicit_exporters and _current is not None:
+            # One configuration per process: blueprints may each call this at import time.
+            return _current
         if connection_string:
             if _azure_monitor_configured and _current is not None:
                 return _current
