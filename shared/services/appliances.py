@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from shared.adapters.repository import AlreadyExists, Repositories, Versioned
@@ -22,6 +23,8 @@ from shared.services.contracts import (
 from shared.services.credentials import CredentialHasher, new_credential, parse_credential
 
 SOURCE_DISKS_CHANGED = "SourceDisksChanged"
+# Concurrent Cosmos calls while applying one discovery report (the SDK client is thread-safe).
+REPORT_PARALLELISM = 8
 
 
 def register_appliance(
@@ -80,9 +83,14 @@ def report_machines(
 ) -> DiscoveryResult:
     """Upsert the reported inventory. All-or-nothing on ownership: if any machine belongs to another
     appliance, nothing is written (403). Round-trips: one read per machine plus one write per new or
-    changed machine; an unchanged machine costs only its read.
+    changed machine; an unchanged machine costs only its read. Calls run REPORT_PARALLELISM at a time.
     """
-    existing: dict[str, Versioned[Machine] | None] = {m.id: repos.machines.get(m.id) for m in report.machines}
+    with ThreadPoolExecutor(max_workers=REPORT_PARALLELISM) as pool:
+        # Point reads are independent: a site's hundreds of machines should not cost hundreds of latencies.
+        found = list(pool.map(repos.machines.get, [m.id for m in report.machines]))
+    existing: dict[str, Versioned[Machine] | None] = dict(
+        zip([m.id for m in report.machines], found, strict=True)
+    )
     foreign = sorted(
         mid for mid, v in existing.items() if v is not None and v.item.appliance_id != appliance.id
     )
@@ -92,9 +100,10 @@ def report_machines(
             f"owned by another appliance: {', '.join(foreign)}",
             details=[{"machineId": mid} for mid in foreign],
         )
-    results = []
-    for reported in report.machines:
-        results.append(_upsert_machine(repos, appliance, reported, existing[reported.id], now))
+    with ThreadPoolExecutor(max_workers=REPORT_PARALLELISM) as pool:
+        results = list(
+            pool.map(lambda m: _upsert_machine(repos, appliance, m, existing[m.id], now), report.machines)
+        )
     return DiscoveryResult(machines=results)
 
 
