@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_QUIET := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: all deps demo test test-fast up down status lint typecheck bench clean
+.PHONY: all deps demo test test-fast up down status lint bench infra-check clean
 
 all: test
 
@@ -53,6 +53,9 @@ lint: deps
 
 bench: deps
 	$(PY) -m bench
+
+infra-check: deps
+	scripts/checkov.sh
 
 clean: down
 	rm -rf .devhost

@@ -94,6 +94,14 @@ class Settings(BaseModel):
                 + ". Set them in local.settings.json locally (see local.settings.example.json) "
                 "or in the Function App's configuration (infra/main.bicep sets them in Azure)."
             )
+        unresolved = [name for name, value in env.items() if str(value).startswith("@Microsoft.KeyVault(")]
+        if unresolved:
+            # App Service leaves the reference text in place when it cannot resolve it; never use it as a secret.
+            raise SettingsError(
+                "unresolved Key Vault references in: " + ", ".join(sorted(unresolved))
+                + ". Check that the app's identity has 'Key Vault Secrets User' on the vault and that "
+                "keyVaultReferenceIdentity names it."
+            )
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
