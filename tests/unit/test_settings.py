@@ -8,7 +8,7 @@ from shared.settings import Settings, SettingsError
 
 LOCAL = {
     "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
-    "COSMOS_KEY": "k",
+    "COSMOS_KEY": "cosmos-secret-value",
     "COSMOS_VERIFY_TLS": "false",
     "CACHE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
     "REPLICA_STORAGE_ACCOUNT_URL": "https://replica.blob.core.windows.net",
@@ -23,7 +23,7 @@ def test_local_settings_are_read() -> None:
     assert settings.cosmos_database == "migration"
     assert settings.cache_storage.connection_string is not None
     assert settings.replica_storage.account_url == "https://replica.blob.core.windows.net"
-    assert settings.cosmos_key is not None and "k" not in repr(settings)  # secrets never print
+    assert settings.cosmos_key is not None and "cosmos-secret-value" not in repr(settings)  # secrets never print
 
 
 @pytest.mark.parametrize("missing", ["COSMOS_ENDPOINT", "EVENTGRID_TOPIC_ENDPOINT", "APPLIANCE_CREDENTIAL_PEPPER"])
