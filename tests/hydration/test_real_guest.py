@@ -108,8 +108,9 @@ def test_real_debian_guest_gets_hyperv_drivers_in_its_initrd(tmp_path: Path, hyd
     prep_started = time.monotonic()
     first = hydrate(disk, repos=True)
     prep = time.monotonic() - prep_started
-    print(f"\nreal Debian guest: built in {built:.1f}s, prepared in {prep:.1f}s")
     rep = first.report
+    steps = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in rep["steps"])
+    print(f"\nreal Debian guest: built in {built:.1f}s, prepared in {prep:.1f}s ({steps})")
     assert rep["status"] == "succeeded", rep["errors"]
     assert rep["os"]["distribution"] == "debian" and rep["os"]["version"].startswith("12")
     step = first.step("rebuild_initrd")
