@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -118,6 +118,9 @@ class DocumentStore(Protocol):
     ) -> Page: ...
 
 
+OperationListener = Callable[[str, str, float], None]
+
+
 class OperationCounter:
     """Counts store round-trips (and request units where the store reports them), thread-safe.
 
@@ -128,11 +131,20 @@ class OperationCounter:
         self._lock = threading.Lock()
         self._ops: Counter[str] = Counter()
         self._request_units = 0.0
+        self._listeners: list[OperationListener] = []
+
+    def add_listener(self, listener: OperationListener) -> None:
+        """Also tell `listener(operation, container, request_units)` about every call (e.g. a telemetry metric)."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def record(self, operation: str, container: str, request_units: float = 0.0) -> None:
         with self._lock:
             self._ops[f"{operation}:{container}"] += 1
             self._request_units += request_units
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(operation, container, request_units)
 
     @property
     def total(self) -> int:

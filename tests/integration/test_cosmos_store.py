@@ -179,12 +179,20 @@ def test_query_text_is_parameterised() -> None:
 
 def test_every_call_is_counted(store: DocumentStore) -> None:
     store.counter.reset()
+    heard: list[tuple[str, str]] = []
+    store.counter.add_listener(lambda operation, container, _units: heard.append((operation, container)))
     doc_id = uid("m")
     store.create(MACHINES, {"id": doc_id})
     store.read(MACHINES, doc_id, doc_id)
     store.read(MACHINES, "missing", "missing")
     store.query(MACHINES, Query(equals={"id": doc_id}), partition_key=doc_id)
     assert store.counter.snapshot() == {"create:machines": 1, "read:machines": 2, "query:machines": 1}
+    assert heard == [
+        ("create", "machines"),
+        ("read", "machines"),
+        ("read", "machines"),
+        ("query", "machines"),
+    ]
     if isinstance(store, CosmosDocumentStore):
         assert store.counter.request_units >= 0
 
