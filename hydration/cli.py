@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
 from hydration.options import DEFAULT_PAYLOAD, DEFAULT_WORK_ROOT, Options
+from hydration.proc import Interrupted
 from hydration.report import Report, RunStatus
 
 EXIT_OK = 0
@@ -66,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from hydration.prepare import prepare
 
+    # The extension (or an operator) may stop us: unwind through the finally blocks first.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     report = prepare(opts, echo=lambda line: print(line, flush=True))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     text = report.to_json()
     try:
         with open(args.report, "w", encoding="utf-8") as f:
@@ -82,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.status is RunStatus.MANUAL:
         return EXIT_MANUAL
     return EXIT_FAILED
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # Further signals are ignored so that the clean-up itself is not cut short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def upload_report(url: str, text: str, report: Report) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from hydration.devices import DiskSet
 from hydration.linux.prepare import choose_root, prepare_linux
 from hydration.options import Options
-from hydration.proc import HydrationError
+from hydration.proc import HydrationError, Interrupted
 from hydration.report import Report, RunStatus
 from hydration.scan import scan
 from hydration.steps import StepRunner
@@ -32,6 +32,9 @@ def prepare(opts: Options, echo: Callable[[str], None] = print) -> Report:
     except HydrationError as exc:
         report.fail(str(exc))
         echo(f"[      failed] {exc}")
+    except Interrupted:
+        report.fail("interrupted by a signal; every mount and loop device was released, run it again")
+        echo("[      failed] interrupted; mounts and loop devices released")
     report.finished_at = time.time()
     return report
 

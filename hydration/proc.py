@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -25,6 +27,10 @@ class CommandError(HydrationError):
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT: unwinds through every finally block so nothing stays mounted."""
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -37,23 +43,40 @@ def run(
     if env:
         full_env.update(env)
     try:
-        proc = subprocess.run(
+        # Own process group: on timeout or interruption the whole tree (e.g. a guest's dracut and
+        # its children inside the chroot) is killed, or it would keep the mounts busy.
+        proc = subprocess.Popen(
             list(argv),
-            input=input_bytes,
+            stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**os.environ, **full_env},
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise HydrationError(
             f"{argv[0]} is not installed on the helper VM; install its Debian package and retry"
         ) from exc
-    out = proc.stdout.decode("utf-8", "replace")
+    try:
+        raw, _ = proc.communicate(input=input_bytes, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill_tree(proc)
+        raise HydrationError(
+            f"{' '.join(argv)} did not finish within {timeout:.0f} s and was stopped"
+        ) from exc
+    except BaseException:
+        _kill_tree(proc)
+        raise
+    out = raw.decode("utf-8", "replace")
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, out)
     return out
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def have(tool: str) -> bool:

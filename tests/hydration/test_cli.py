@@ -149,3 +149,72 @@ def test_lvm_physical_volume_is_reported_and_root_still_found(tmp_path: Path, hy
     fstab_after = debugfs_cat(disk, parts[0].start_mb, "/etc/fstab") or ""
     assert "/dev/mapper/vg_data-lv_data /data" in fstab_after and "/dev/vg_data/lv_logs /logs" in fstab_after
     assert fstab_after.startswith("UUID=")
+
+
+def _guest_with_dracut(tmp_path: Path, dracut: str) -> tuple[Path, int]:
+    from tests.hydration.images import Exe
+
+    spec = GuestSpec("rhel", "8.6", kernels=("4.18.0-372.el8.x86_64",))
+    root = {**root_tree(spec, "/dev/sda1 / ext4 defaults 0 1\n"), **boot_tree(spec, "/dev/sda1")}
+    root["/usr/bin/dracut"] = Exe(dracut)
+    disk = tmp_path / "rhel.img"
+    parts = build_disk(str(disk), "mbr", [Part(64, "ext4", root)])
+    return disk, parts[0].start_mb
+
+
+def test_failed_initrd_rebuild_restores_the_original(tmp_path: Path, hydrate: Any) -> None:
+    disk, start = _guest_with_dracut(
+        tmp_path,
+        '#!/bin/sh\n[ "$1" = --help ] && exit 0\necho broken > "$5"; echo \'dracut: boom\'; exit 1\n',
+    )
+    initrd = "/boot/initramfs-4.18.0-372.el8.x86_64.img"
+    original = debugfs_cat(disk, start, initrd)
+    result = hydrate(disk, expect_rc=1)
+    step = result.step("rebuild_initrd")
+    assert step["status"] == "failed" and "original initrd was restored" in step["message"]
+    assert "dracut: boom" in step["message"]
+    assert debugfs_cat(disk, start, initrd) == original
+    assert result.step("validate_fstab")["status"] == "changed"  # the other steps still ran and reported
+    assert result.step("unmount_everything")["status"] == "ok"
+
+
+def test_sigterm_during_a_guest_tool_releases_everything(tmp_path: Path, hydrate: Any) -> None:
+    import os
+    import signal
+    import time
+
+    disk, _ = _guest_with_dracut(tmp_path, '#!/bin/sh\n[ "$1" = --help ] && exit 0\nsleep 60 & wait\n')
+    report = tmp_path / "killed.json"
+    argv = [
+        SYSTEM_PYTHON,
+        "-m",
+        "hydration",
+        "prepare",
+        "--disk",
+        str(disk),
+        "--report",
+        str(report),
+        "--work-root",
+        str(tmp_path / "azure_sms_root"),
+        "--no-repos",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    data = json.loads(report.read_text())
+    assert "interrupted" in data["errors"][-1]
+    assert subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode != 0
+    assert hydrate is not None  # its teardown asserts that no mount or loop device is left
