@@ -159,3 +159,21 @@ def test_no_windows_on_disk_fails_clearly(tmp_path: Path, hydrate: Any) -> None:
     result = hydrate(disk, args=("--os-hint", "windows"), expect_rc=1)
     assert "no partition holds Windows\\System32\\config\\SYSTEM" in result.report["errors"][0]
     assert "wrong OS disk" in result.report["errors"][0]
+
+
+def test_windows_dry_run_changes_nothing(tmp_path: Path, hydrate: Any) -> None:
+    disk = build_windows_disk(tmp_path, WindowsSpec("2016", "Windows Server 2016 Standard", "10.0", 14393))
+    before = image_digest(disk.disk)
+    result = hydrate(disk.disk, args=("--dry-run",))
+    assert image_digest(disk.disk) == before
+    statuses = {s["name"]: s["status"] for s in result.report["steps"]}
+    assert statuses["ensure_boot_drivers"] == "would_change"
+    assert statuses["set_san_policy_online_all"] == "would_change"
+    targets = [c["target"] for c in result.report["changes"]]
+    assert "HKLM\\SYSTEM\\ControlSet001\\Services\\vmbus\\Start" in targets
+
+
+def test_linux_hint_on_a_windows_disk_fails_clearly(tmp_path: Path, hydrate: Any) -> None:
+    disk = build_windows_disk(tmp_path, WindowsSpec("2016", "Windows Server 2016 Standard", "10.0", 14393))
+    result = hydrate(disk.disk, args=("--os-hint", "linux"), expect_rc=1)
+    assert "no partition holds etc/fstab" in result.report["errors"][0]
