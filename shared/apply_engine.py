@@ -346,7 +346,7 @@ def supports_put_page_from_url(replica: BlobClient, source_url: str) -> bool:
 
 @dataclass(slots=True)
 class _Piece:
-    """The part of one extent inside one 4 MiB-aligned cell of the disk: the unit of zero detection."""
+    """At most 4 MiB of one extent: the unit of zero detection and of coalescing into Put Page calls."""
 
     extent: int
     disk_offset: int
@@ -399,8 +399,7 @@ def _plan_pieces(extents: Sequence[Extent]) -> list[_Piece]:
     for index, extent in enumerate(extents):
         position = extent.offset
         while position < extent.end:
-            cell_end = (position // MAX_PUT_PAGE + 1) * MAX_PUT_PAGE
-            end = min(extent.end, cell_end)
+            end = min(extent.end, position + MAX_PUT_PAGE)
             delta = position - extent.offset
             pieces.append(
                 _Piece(
@@ -440,7 +439,7 @@ def _plan_writes(pieces: Sequence[_Piece], clear_zero_pages: bool) -> list[_Writ
             last is not None
             and last.clear == clear
             and last.offset + last.length == piece.disk_offset
-            and (clear or last.offset // MAX_PUT_PAGE == piece.disk_offset // MAX_PUT_PAGE)
+            and (clear or last.length + piece.length <= MAX_PUT_PAGE)
         ):
             last.length += piece.length
             last.pieces.append(piece)
@@ -748,7 +747,7 @@ class _Apply:
         segment = view[a:b]
         for check in checks:
             check.update(segment)
-        # Zero detection and spooling per piece (pieces split the extent on the 4 MiB disk grid).
+        # Zero detection and spooling per piece (an extent is cut into pieces of at most 4 MiB).
         for piece in extent_pieces:
             p_start = piece.blob_offset
             p_end = p_start + piece.length

@@ -1,0 +1,104 @@
+"""`python -m bench [name ...]`: run the benchmarks, merge their metrics, write bench/results.json, print it.
+
+Every module in this package that defines `run() -> dict` is a benchmark (helpers start with "_"),
+so bench/durable_episode.py and later ones (cycle latency, Cosmos ops per cycle) join the run by
+existing. A benchmark that fails is reported under "errors" and the others still run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# ARCHITECTURE.md section 5. (comparison, bound); metrics still to be written by their owners are listed
+# so results.json shows them as pending rather than silently missing.
+TARGETS: dict[str, tuple[str, float]] = {
+    "apply_throughput_ratio": (">=", 0.9),
+    "apply_peak_rss_mib": ("<", 256.0),
+    "cycle_latency_p50_s": ("<", 2.0),
+    "cosmos_ops_per_cycle": ("<=", 10.0),
+}
+
+
+def discover() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("_"))
+
+
+def _meets(value: Any, comparison: str, bound: float) -> bool | None:
+    if not isinstance(value, int | float):
+        return None
+    checks: dict[str, Callable[[float, float], bool]] = {
+        ">=": lambda v, b: v >= b,
+        "<": lambda v, b: v < b,
+        "<=": lambda v, b: v <= b,
+    }
+    return checks[comparison](float(value), bound)
+
+
+def main(argv: list[str]) -> int:
+    names = argv or discover()
+    metrics: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    for name in names:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except Exception:
+            errors[name] = traceback.format_exc(limit=5)
+            continue
+        runner = getattr(module, "run", None)
+        if not callable(runner):
+            continue
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            produced = runner()
+        except Exception:
+            errors[name] = traceback.format_exc(limit=8)
+            print(f"bench: {name} failed", file=sys.stderr, flush=True)
+            continue
+        finally:
+            timings[name] = round(time.perf_counter() - started, 1)
+        metrics.update(produced)
+    targets = {
+        metric: {
+            "target": f"{comparison} {bound:g}",
+            "value": metrics.get(metric),
+            "met": _meets(metrics.get(metric), comparison, bound),
+        }
+        for metric, (comparison, bound) in TARGETS.items()
+    }
+    results = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+        "metrics": metrics,
+        "targets": targets,
+        "pending": sorted(m for m in TARGETS if m not in metrics),
+        "seconds": timings,
+        "errors": errors,
+    }
+    text = json.dumps(results, indent=2, sort_keys=False)
+    (HERE / "results.json").write_text(text + "\n")
+    print(text)
+    return 1 if errors else 0
+
+
+def _cpus() -> int | None:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
