@@ -142,6 +142,9 @@ def rebuild_initrd(ctx: LinuxContext) -> list[Change]:
         if unavailable:
             ctx.warn(f"kernel {kernel} has no {', '.join(unavailable)}: the VM may boot without a network")
             missing = [m for m in missing if m not in unavailable]
+            if not missing:
+                changes.append(Change("rebuild_initrd", initrd, False, "boot drivers present", None))
+                continue
         needs.append((kernel, initrd, missing))
     if not needs:
         return changes

@@ -218,3 +218,24 @@ def test_sigterm_during_a_guest_tool_releases_everything(tmp_path: Path, hydrate
     assert "interrupted" in data["errors"][-1]
     assert subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode != 0
     assert hydrate is not None  # its teardown asserts that no mount or loop device is left
+
+
+def test_kernel_without_netvsc_is_a_warning_not_a_rebuild(tmp_path: Path, hydrate: Any) -> None:
+    import gzip
+
+    from tests.hydration.images import newc
+
+    k = "3.10.0-123.el7.x86_64"
+    spec = GuestSpec("rhel", "7.0", kernels=(k,))
+    root = {**root_tree(spec, "/dev/sda1 / ext4 defaults 0 1\n"), **boot_tree(spec, "/dev/sda1")}
+    del root[f"/lib/modules/{k}/kernel/drivers/net/hyperv/hv_netvsc.ko.xz"]
+    base = f"usr/lib/modules/{k}/kernel/drivers"
+    root[f"/boot/initramfs-{k}.img"] = gzip.compress(
+        newc({f"{base}/hv/hv_vmbus.ko.xz": b"x", f"{base}/scsi/hv_storvsc.ko.xz": b"x"})
+    )
+    disk = tmp_path / "old.img"
+    build_disk(str(disk), "mbr", [Part(64, "ext4", root)])
+    result = hydrate(disk)
+    step = result.step("rebuild_initrd")
+    assert step["status"] == "warning" and "hv_netvsc" in step["message"]
+    assert not [c for c in step["changes"] if c["changed"]]
