@@ -146,7 +146,7 @@ def test_initial_then_delta_land_byte_for_byte_and_keep_the_footer(
     r0 = apply_extents(m0, cache=cache, replica=replica)
     assert r0.bytes_applied == 6 * MIB + 1536
     assert r0.write_path is WritePath.PUT_PAGE  # Azurite has no Put Page From URL
-    # 0..5 MiB is one run on disk: coalesced into one call per 4 MiB cell; the run at 8 MiB is one more.
+    # 0..5 MiB is one run on disk (3 MiB + 2 MiB extents: no single call fits both); 8 MiB.. is a third.
     assert r0.put_page_calls == 3
 
     delta = [(512, rand(512)), (4 * MIB - 512, rand(1024)), (9 * MIB, rand(1536))]
