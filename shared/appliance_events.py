@@ -1,0 +1,83 @@
+"""The appliance events (normative, ARCHITECTURE.md section 4), as typed payloads.
+
+Appliances publish them to the Event Grid topic in the Event Grid schema or as CloudEvents, with
+`subject` = `machines/{id}` (or `appliances/{id}` for a heartbeat). The event's `data` is validated
+against these models; a malformed event is a permanent error and is never retried.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from shared.domain.cycle import CycleKind
+from shared.domain.errors import DomainError, FieldValueError, ValidationFailed
+from shared.domain.wire import ResourceId, WireModel
+
+HEARTBEAT = "Migrate.Appliance.Heartbeat"
+CYCLE_UPLOADED = "Migrate.Replication.CycleUploaded"
+CYCLE_FAILED = "Migrate.Replication.CycleFailed"
+
+
+class Heartbeat(WireModel):
+    appliance_id: ResourceId
+    time: datetime | None = Field(default=None, description="appliance clock; the event time is used if absent")
+    agent_version: str | None = None
+
+
+class CycleUploaded(WireModel):
+    """Every disk's data blobs and manifest are in the cache account; the cycle can be applied."""
+
+    appliance_id: ResourceId
+    machine_id: ResourceId
+    cycle_id: ResourceId
+    sequence: int = Field(ge=0)
+    kind: CycleKind
+    app_consistent: bool = False
+    manifests: dict[str, str] = Field(min_length=1, description="disk id -> manifest blob name (cache account)")
+
+    @model_validator(mode="after")
+    def _manifest_names(self) -> CycleUploaded:
+        for disk_id, blob in self.manifests.items():
+            if not disk_id or not blob or blob.startswith("/") or ".." in blob.split("/"):
+                raise FieldValueError(
+                    "manifests", f"manifest for disk {disk_id!r} must be a blob name in the cache container"
+                )
+        return self
+
+
+class CycleFailed(WireModel):
+    """The appliance could not produce a cycle (e.g. changed block tracking reset, a VMware error)."""
+
+    appliance_id: ResourceId
+    machine_id: ResourceId
+    cycle_id: str | None = None
+    disk_id: str | None = None
+    error_code: str | None = Field(default=None, description="e.g. 1011, or the VMware/Hyper-V code")
+    message: str = Field(min_length=1, max_length=8192)
+
+
+EventKind = Literal["heartbeat", "cycleUploaded", "cycleFailed"]
+_MODELS: dict[str, type[Heartbeat | CycleUploaded | CycleFailed]] = {
+    HEARTBEAT: Heartbeat,
+    CYCLE_UPLOADED: CycleUploaded,
+    CYCLE_FAILED: CycleFailed,
+}
+
+
+class UnknownEventType(DomainError):
+    code = "UnknownEventType"
+
+
+def parse_appliance_event(event_type: str, data: Any) -> Heartbeat | CycleUploaded | CycleFailed:
+    model = _MODELS.get(event_type)
+    if model is None:
+        raise UnknownEventType(
+            f"event type {event_type!r} is not an appliance event; expected one of {', '.join(sorted(_MODELS))}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from exc
