@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from devhost.functions_host.index import FunctionIndex, IndexedFunction
-from devhost.functions_host.invoke import call_user_function
+from devhost.functions_host.invoke import call_user_function, extra_binding_kwargs, resolve_binding_kwargs
 from devhost.functions_host.keys import HostKeys, presented_key
 
 log = logging.getLogger("devhost.http")
@@ -22,10 +22,6 @@ log = logging.getLogger("devhost.http")
 _CONSTRAINTS = {"int": "int", "long": "int", "float": "float", "double": "float", "guid": "str", "alpha": "str",
                 "bool": "str", "datetime": "str"}
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)((?::[a-z]+(?:\([^)]*\))?)*)(\?)?\}")
-
-
-class UnsupportedBinding(RuntimeError):
-    pass
 
 
 def starlette_paths(route_prefix: str, template: str) -> list[str]:
@@ -55,7 +51,6 @@ def build_http_routes(
 ) -> list[Route]:
     routes: list[tuple[str, Route]] = []
     for fn in index.by_trigger("httpTrigger"):
-        _check_bindings(fn, durable_client_json is not None)
         template = fn.trigger.get("route") or fn.name
         methods = [m.upper() for m in (fn.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH"])]
         endpoint = _endpoint(fn, keys, durable_client_json)
@@ -65,23 +60,12 @@ def build_http_routes(
     return [route for _, route in routes]
 
 
-def _check_bindings(fn: IndexedFunction, has_durable: bool) -> None:
-    for binding in fn.bindings:
-        kind = binding.get("type")
-        if kind in ("httpTrigger", "http") or (kind == "durableClient" and has_durable):
-            continue
-        raise UnsupportedBinding(
-            f"function {fn.name!r} uses a {kind!r} binding, which the local host does not provide; "
-            "use the SDKs from the function body instead"
-        )
-
-
 def _endpoint(
     fn: IndexedFunction, keys: HostKeys, durable_client_json: Callable[[], str] | None
 ) -> Callable[[Request], Any]:
     auth_level = str(fn.trigger.get("authLevel", "FUNCTION"))
     request_arg = fn.trigger["name"]
-    client_arg = next((b["name"] for b in fn.bindings if b.get("type") == "durableClient"), None)
+    extra = extra_binding_kwargs(fn, durable_client_json)
 
     async def endpoint(request: Request) -> Response:
         if not keys.allows(presented_key(request.headers, request.query_params), auth_level):
@@ -95,9 +79,7 @@ def _endpoint(
             route_params={k: str(v) for k, v in request.path_params.items()},
             body=body,
         )
-        kwargs: dict[str, Any] = {request_arg: http_request}
-        if client_arg and durable_client_json is not None:
-            kwargs[client_arg] = durable_client_json()
+        kwargs: dict[str, Any] = {request_arg: http_request, **resolve_binding_kwargs(extra)}
         try:
             result = await call_user_function(fn.user_function, kwargs)
         except Exception:

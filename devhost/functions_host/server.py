@@ -72,21 +72,22 @@ def create_app(config: HostConfig) -> Starlette:
                             keys.system[EVENTGRID_SYSTEM_KEY_NAME], config.topic_name)
     subscriptions = [Subscription(name=f"{fn.name}-subscription", function_name=fn.name)
                      for fn in index.by_trigger("eventGridTrigger")]
-    timers = TimerScheduler(index.by_trigger("timerTrigger") if config.run_timers else [])
+    client_json = engine.client_binding_json if engine is not None else None
+    timers = TimerScheduler(index.by_trigger("timerTrigger"), client_json, enabled=config.run_timers)
 
     routes: list[BaseRoute] = []
     if engine is not None:
         routes += engine.routes()
     routes += [
         Route("/admin/host/status", _host_status(index, keys, config), methods=["GET"]),
-        Route("/admin/functions/{name}", _admin_invoke(index, keys), methods=["POST"]),
-        webhook_route(index, keys),
+        Route("/admin/functions/{name}", _admin_invoke(index, keys, timers), methods=["POST"]),
+        webhook_route(index, keys, client_json),
     ]
     if config.topic_key:
         topic_id = f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/" \
                    f"Microsoft.EventGrid/topics/{config.topic_name}"
         routes.append(topic_route(config.topic_name, config.topic_key, topic_id, queue, subscriptions, worker.notify))
-    routes += build_http_routes(index, keys, route_prefix, engine.client_binding_json if engine else None)
+    routes += build_http_routes(index, keys, route_prefix, client_json)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -140,7 +141,7 @@ def _host_status(index: FunctionIndex, keys: HostKeys, config: HostConfig) -> An
     return status
 
 
-def _admin_invoke(index: FunctionIndex, keys: HostKeys) -> Any:
+def _admin_invoke(index: FunctionIndex, keys: HostKeys, timers: TimerScheduler) -> Any:
     """`POST /admin/functions/{name}` runs a non-HTTP function now, as the real host's admin API does."""
     async def invoke(request: Request) -> Response:
         if not keys.allows(presented_key(request.headers, request.query_params), "admin"):
@@ -153,6 +154,6 @@ def _admin_invoke(index: FunctionIndex, keys: HostKeys) -> Any:
                                  f"only timer functions can be run from the admin API, not {fn.trigger_type}"}},
                                 status_code=400)
         from datetime import UTC, datetime
-        await invoke_timer(fn, timer_request_json(False, None, datetime.now(UTC)))
+        await invoke_timer(fn, timer_request_json(False, None, datetime.now(UTC)), timers.extras[fn.name])
         return Response(status_code=202)
     return invoke

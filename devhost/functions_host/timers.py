@@ -7,7 +7,9 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import azure.functions as func
 from azure.functions import meta
@@ -15,7 +17,7 @@ from azure.functions.timer import TimerRequestConverter
 from croniter import croniter
 
 from devhost.functions_host.index import IndexedFunction
-from devhost.functions_host.invoke import call_user_function
+from devhost.functions_host.invoke import call_user_function, extra_binding_kwargs, resolve_binding_kwargs
 
 log = logging.getLogger("devhost.timers")
 
@@ -71,20 +73,25 @@ def timer_request_json(past_due: bool, last: datetime | None, nxt: datetime) -> 
     })
 
 
-async def invoke_timer(fn: IndexedFunction, payload_json: str) -> None:
+async def invoke_timer(fn: IndexedFunction, payload_json: str, extras: dict[str, Any] | None = None) -> None:
     request: func.TimerRequest = TimerRequestConverter.decode(meta.Datum(payload_json, "json"), trigger_metadata={})
-    await call_user_function(fn.user_function, {fn.trigger["name"]: request})
+    await call_user_function(fn.user_function, {fn.trigger["name"]: request, **resolve_binding_kwargs(extras or {})})
 
 
 class TimerScheduler:
     """One asyncio task per timer function; a failing run is logged and the schedule continues."""
 
-    def __init__(self, functions: list[IndexedFunction]) -> None:
+    def __init__(self, functions: list[IndexedFunction], durable_client_json: Callable[[], str] | None = None,
+                 *, enabled: bool = True) -> None:
         self._functions = functions
+        self._enabled = enabled
+        self.extras = {fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in functions}
         self._schedules = {fn.name: Schedule(str(fn.trigger["schedule"])) for fn in functions}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        if not self._enabled:
+            return
         for fn in self._functions:
             self._tasks.append(asyncio.create_task(self._run(fn), name=f"timer:{fn.name}"))
 
@@ -110,6 +117,6 @@ class TimerScheduler:
 
     async def _fire(self, fn: IndexedFunction, last: datetime | None, nxt: datetime, past_due: bool) -> None:
         try:
-            await invoke_timer(fn, timer_request_json(past_due, last, nxt))
+            await invoke_timer(fn, timer_request_json(past_due, last, nxt), self.extras[fn.name])
         except Exception:
             log.exception("timer function %s failed", fn.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from azure.functions import meta
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devhost.functions_host.index import FunctionIndex
-from devhost.functions_host.invoke import call_user_function
+from devhost.functions_host.invoke import call_user_function, extra_binding_kwargs, resolve_binding_kwargs
 from devhost.functions_host.keys import EVENTGRID_SYSTEM_KEY_NAME, HostKeys
 
 log = logging.getLogger("devhost.eventgrid")
@@ -27,7 +28,9 @@ log = logging.getLogger("devhost.eventgrid")
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 
 
-def webhook_route(index: FunctionIndex, keys: HostKeys) -> Route:
+def webhook_route(index: FunctionIndex, keys: HostKeys, durable_client_json: Callable[[], str] | None) -> Route:
+    extras = {fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in index.by_trigger("eventGridTrigger")}
+
     async def webhook(request: Request) -> Response:
         if request.method == "OPTIONS":  # CloudEvents abuse-protection handshake
             return Response(status_code=200, headers={"WebHook-Allowed-Origin": request.headers.get(
@@ -49,7 +52,8 @@ def webhook_route(index: FunctionIndex, keys: HostKeys) -> Route:
 
         async def invoke(event: dict[str, Any]) -> None:
             decoded = EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
-            await call_user_function(fn.user_function, {fn.trigger["name"]: decoded})
+            await call_user_function(fn.user_function,
+                                     {fn.trigger["name"]: decoded, **resolve_binding_kwargs(extras[fn.name])})
 
         results = await asyncio.gather(*(invoke(e) for e in events), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
