@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
     metrics: dict[str, Any] = {}
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -59,6 +60,7 @@ def main(argv: list[str]) -> int:
             continue
         runner = getattr(module, "run", None)
         if not callable(runner):
+            skipped[name] = "defines no run() -> dict"
             continue
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -86,6 +88,7 @@ def main(argv: list[str]) -> int:
         "targets": targets,
         "pending": sorted(m for m in TARGETS if m not in metrics),
         "seconds": timings,
+        "skipped": skipped,
         "errors": errors,
     }
     text = json.dumps(results, indent=2, sort_keys=False)

@@ -656,6 +656,9 @@ class _Apply:
     def _choose_write_path(self, sources: dict[str, _SourceBlob]) -> WritePath:
         if not self.opts.use_put_page_from_url or not sources:
             return WritePath.PUT_PAGE
+        with _capabilities_lock:
+            if _capabilities.get(endpoint_key(self.replica)) is False:
+                return WritePath.PUT_PAGE  # known: no need to sign source URLs
         for name, source in sources.items():
             url = self.signer(source.client)
             if url is None:

@@ -133,9 +133,7 @@ def create_replica_disk(
     }
     created = True
     try:
-        blob.create_page_blob(
-            spec.blob_size, metadata=metadata, match_condition=MatchConditions.IfMissing
-        )
+        blob.create_page_blob(spec.blob_size, metadata=metadata, match_condition=MatchConditions.IfMissing)
     except ResourceExistsError:
         created = False
         _check_existing(blob, spec)
@@ -274,7 +272,11 @@ def create_recovery_point(
     blob = container.get_blob_client(blob_name)
     try:
         result = blob.create_snapshot(
-            metadata={META_CYCLE: cycle_id, META_SEQUENCE: str(sequence), META_CONSISTENCY: Consistency(consistency).value}
+            metadata={
+                META_CYCLE: cycle_id,
+                META_SEQUENCE: str(sequence),
+                META_CONSISTENCY: Consistency(consistency).value,
+            }
         )
     except ResourceNotFoundError as exc:
         raise ReplicaNotFound(f"replica {blob_name} not found: cannot record a recovery point") from exc

@@ -338,7 +338,7 @@ class ServerSideCopyReplica(BlobClient):
 
     copies: list[tuple[int, int]]
 
-    def upload_pages_from_url(  # type: ignore[override]
+    def upload_pages_from_url(
         self, source_url: str, offset: int, length: int, source_offset: int, **kwargs: Any
     ) -> dict[str, Any]:
         if kwargs.get("etag") is not None or kwargs.get("if_sequence_number_lt") is not None:
