@@ -145,6 +145,17 @@ def match_domain_error(
     )
 
 
+def control_plane_error(code: str, **values: object) -> CatalogMatch:
+    """A match for a condition the control plane detects without an exception (e.g. CycleSequenceGap):
+    the message is the entry's template filled with `values`. Raises KeyError for an unknown code."""
+    entry = CATALOG[code]
+    message = render(entry, **values).message
+    texts = {k: str(v) for k, v in values.items() if v is not None and str(v)}
+    return CatalogMatch(
+        entry=entry, matched_by=MatchedBy.CODE, message=message, reported_code=None, values=texts
+    )
+
+
 def _scalars(detail: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
     return {
         k: str(v) for k, v in detail.items() if k in wanted and isinstance(v, str | int | float) and str(v)
