@@ -12,7 +12,15 @@ from appliance.blocks import BlockSource, ImageFile, merge_ranges, nonzero_range
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.hashdiff import BlockHashIndex, diff_blocks
 from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt
-from appliance.upload import CycleUpload, CycleUploadResult, DiskCycle, UploadOptions, upload_cycle
+from appliance.upload import (
+    CycleUpload,
+    CycleUploadResult,
+    DiskCycle,
+    Throttle,
+    UploadOptions,
+    upload_cycle,
+    upload_cycle_with_stats,
+)
 
 __all__ = [
     "ALL_AREAS",
@@ -27,9 +35,11 @@ __all__ = [
     "ImageFile",
     "ReplicationLog",
     "ReplicationLogCorrupt",
+    "Throttle",
     "UploadOptions",
     "diff_blocks",
     "merge_ranges",
     "nonzero_ranges",
     "upload_cycle",
+    "upload_cycle_with_stats",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -95,23 +95,35 @@ def plan_extents(ranges: list[Range], *, max_extent: int, max_blob: int) -> list
     return blobs
 
 
-class _Throttle:
-    """A token bucket shared by the upload threads: the policy's bandwidth limit."""
+class Throttle:
+    """The policy's bandwidth limit, shared by the upload threads: each block waits for its time slot.
 
-    def __init__(self, rate: int | None) -> None:
+    Slots are handed out in order, `n / rate` seconds long, so the long-run rate never exceeds `rate`
+    bytes per second however many threads upload; an idle period does not build up credit.
+    """
+
+    def __init__(
+        self,
+        rate: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
-        self._next = time.monotonic()
+        self._next = clock()
 
     def take(self, n: int) -> None:
         if self._rate is None:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next)
             self._next = start + n / self._rate
         if start > now:
-            time.sleep(start - now)
+            self._sleep(start - now)
 
 
 def _block_id(index: int) -> str:
@@ -147,10 +159,18 @@ def _blocks(
 
 def upload_cycle(
     container: ContainerClient, cycle: CycleUpload, *, options: UploadOptions | None = None
+) -> list[str]:
+    """Upload every disk's data blobs, then every disk's manifest; returns the manifest blob names
+    (in disk order) for the caller's `Migrate.Replication.CycleUploaded` event."""
+    return upload_cycle_with_stats(container, cycle, options=options).manifests
+
+
+def upload_cycle_with_stats(
+    container: ContainerClient, cycle: CycleUpload, *, options: UploadOptions | None = None
 ) -> CycleUploadResult:
-    """Upload every disk's data blobs, then every disk's manifest; returns the manifest blob names."""
+    """`upload_cycle`, also reporting the data blobs written, bytes and extents."""
     opts = options or UploadOptions()
-    throttle = _Throttle(opts.max_bytes_per_second)
+    throttle = Throttle(opts.max_bytes_per_second)
     manifests: list[DeltaManifest] = []
     data_blobs: list[str] = []
     total = 0
@@ -216,7 +236,7 @@ def _upload_data_blob(
     extents: list[tuple[int, int, int]],
     opts: UploadOptions,
     pool: ThreadPoolExecutor,
-    throttle: _Throttle,
+    throttle: Throttle,
 ) -> dict[int, str]:
     blob = container.get_blob_client(name)
     checksums: dict[int, str] = {}

@@ -31,6 +31,7 @@ from appliance import (
     diff_blocks,
     nonzero_ranges,
     upload_cycle,
+    upload_cycle_with_stats,
 )
 from devhost.emulators import EmulatorEndpoints
 from shared.apply_engine import ApplyOptions, apply_manifest_blob
@@ -77,10 +78,10 @@ def run_cycle(
     cycle: CycleUpload,
     options: UploadOptions | None = None,
 ) -> list[str]:
-    result = upload_cycle(cache, cycle, options=options)
-    for name in result.manifests:
+    manifests = upload_cycle(cache, cycle, options=options)
+    for name in manifests:
         apply_manifest_blob(name, cache=cache, replicas=replicas, machine_id=cycle.machine_id)
-    return result.manifests
+    return manifests
 
 
 # A write: (sector, sectors, fill) with fill None = random bytes, 0 = zeros (TRIM-like), else that byte.
@@ -265,9 +266,10 @@ def test_upload_puts_data_before_manifests_and_names_them_for_the_event(
             CycleKind.DELTA,
             [DiskCycle("disk-0", 3 * MIB, [(0, 3 * MIB)], source), DiskCycle("disk-1", 3 * MIB, [], source)],
         )
-        result = upload_cycle(
+        result = upload_cycle_with_stats(
             cache, cycle, options=UploadOptions(max_data_blob_bytes=4 * MIB, max_extent_bytes=MIB)
         )
+    assert result.data_blobs == ["vm-up/u1/disk-0/data-00000.bin"] and result.bytes_uploaded == 3 * MIB
     assert result.manifests == ["vm-up/u1/disk-0/manifest.json", "vm-up/u1/disk-1/manifest.json"]
     blobs = {b.name: b for b in cache.list_blobs(name_starts_with="vm-up/u1/")}
     data = blobs["vm-up/u1/disk-0/data-00000.bin"]
@@ -284,7 +286,7 @@ def test_upload_puts_data_before_manifests_and_names_them_for_the_event(
         again = upload_cycle(
             cache, cycle, options=UploadOptions(max_data_blob_bytes=4 * MIB, max_extent_bytes=MIB)
         )
-    assert again.manifests[0] == result.manifests[0]
+    assert again == result.manifests[:1]
     assert (
         cache.get_blob_client("vm-up/u1/disk-0/manifest.json").download_blob().readall()
         == json.dumps(body, separators=(",", ":")).encode()
@@ -302,12 +304,12 @@ def test_apply_options_reach_the_engine_from_the_activity_entry_point(
         f.write(0, os.urandom(MIB))
     create_replica_disk(replicas, ReplicaDiskSpec(machine_id="vm-opt", disk_id="disk-0", disk_size=MIB))
     with ImageFile(image) as source:
-        result = upload_cycle(
+        manifests = upload_cycle(
             cache,
             CycleUpload("vm-opt", "o0", 0, CycleKind.INITIAL, [DiskCycle("disk-0", MIB, [(0, MIB)], source)]),
         )
     applied = apply_manifest_blob(
-        result.manifests[0],
+        manifests[0],
         cache=cache,
         replicas=replicas,
         options=ApplyOptions(parallelism=1, read_size=64 * KIB),

@@ -14,7 +14,7 @@ from appliance.blocks import ImageFile, merge_ranges, nonzero_ranges
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset, state_path_for
 from appliance.hashdiff import BlockHashIndex, diff_blocks
 from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt
-from appliance.upload import UploadOptions, plan_extents
+from appliance.upload import Throttle, UploadOptions, plan_extents
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -185,3 +185,35 @@ def test_upload_threads_are_bounded_by_the_policy_range() -> None:
     for bad in (0, 33):
         with pytest.raises(ValueError):
             UploadOptions(upload_threads=bad)
+
+
+class FakeClock:
+    """Virtual time: the throttle's waits are recorded, never slept."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_throttle_hands_out_time_slots_at_the_configured_rate() -> None:
+    clock = FakeClock()
+    throttle = Throttle(1000, clock=clock, sleep=clock.sleep)
+    throttle.take(500)  # first slot starts now
+    throttle.take(500)  # waits for the first to pass
+    throttle.take(2000)
+    assert clock.slept == [0.5, 0.5]
+    assert clock.now == 101.0
+    clock.now += 10  # idle time builds up no credit
+    throttle.take(1000)
+    throttle.take(1000)
+    assert clock.slept[-1] == 1.0
+    unlimited = Throttle(None, clock=clock, sleep=clock.sleep)
+    unlimited.take(10**9)
+    assert len(clock.slept) == 3
