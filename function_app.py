@@ -5,11 +5,15 @@ import azure.functions as func
 
 from functions.api_appliances import bp as api_appliances_bp
 from functions.api_machines import bp as api_machines_bp
+from functions.appliance_events import bp as appliance_events_bp
 from functions.health import bp as health_bp
 from functions.openapi import bp as openapi_bp
+from orchestrators.machine_replication import bp as machine_replication_bp
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(api_appliances_bp)
 app.register_functions(api_machines_bp)
 app.register_functions(openapi_bp)
+app.register_functions(appliance_events_bp)
+app.register_functions(machine_replication_bp)

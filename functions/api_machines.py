@@ -14,7 +14,8 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from functions.http_errors import handle_errors, json_response, parse_body, path_id, query_int
-from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST, machine_instance_id
+from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.names import OPERATOR_REQUEST
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
 from shared.services import events, machines
@@ -23,9 +24,6 @@ from shared.services.contracts import AcceptedJob, EventList, MachineListQuery, 
 
 bp = df.Blueprint()
 
-_RUNNING = {df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending}
-
-
 def _new_job_id() -> str:
     return f"job-{uuid.uuid4().hex}"
 
@@ -33,18 +31,12 @@ def _new_job_id() -> str:
 async def deliver_operator_request(
     client: df.DurableOrchestrationClient, started: machines.JobStarted
 ) -> None:
-    """Start the machine's orchestration with the request, or raise it as an event if it is running.
+    """Wake the machine's orchestration with the request; it reads the job from Cosmos.
 
-    A retried request (is_retry) whose orchestration is already running is not delivered twice.
+    A retried request (is_retry) reaches the orchestration again, which is harmless: the job is run once.
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
-    instance_id = machine_instance_id(started.machine.id)
-    status = await client.get_status(instance_id)
-    if status is not None and status.runtime_status in _RUNNING:
-        if not started.is_retry:
-            await client.raise_event(instance_id, OPERATOR_REQUEST, request.to_wire())
-        return
-    await client.start_new(MACHINE_REPLICATION, instance_id=instance_id, client_input=request.to_wire())
+    await wake_machine_orchestration(client, started.machine.id, OPERATOR_REQUEST, request.to_wire())
 
 
 def _accepted(started: machines.JobStarted) -> func.HttpResponse:

@@ -6,7 +6,6 @@ import contextlib
 from functools import lru_cache
 
 from azure.core.exceptions import ResourceExistsError
-
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.settings import Settings, StorageAccountSettings, get_settings

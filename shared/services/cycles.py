@@ -112,7 +112,7 @@ def plan_ready_cycles(received: Sequence[Cycle], last_applied: int | None) -> Cy
     ready: list[Cycle] = []
     seen_sequences: set[int] = set()
     for cycle in pending:
-        if watermark is not None and cycle.sequence <= watermark or cycle.sequence in seen_sequences:
+        if (watermark is not None and cycle.sequence <= watermark) or cycle.sequence in seen_sequences:
             superseded.append(cycle.id)  # stale, or a second cycle claiming an applied sequence
             continue
         if cycle is newest_base or (watermark is not None and cycle.sequence == watermark + 1):

@@ -1,0 +1,58 @@
+"""The Event Grid trigger for appliance events: validate, record, wake the machine's orchestration.
+
+Event Grid delivers at least once and retries whatever fails. So: a malformed or unauthorised event
+is a permanent error (logged, kept as a machine event where possible, never retried); anything
+transient (Cosmos or the Durable endpoint unavailable) raises, and the redelivery is harmless because
+every step is idempotent by cycle id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from shared.appliance_events import CycleFailed, CycleUploaded, Heartbeat, parse_appliance_event
+from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from shared.services import appliances, cycles
+from shared.services.appliance_failures import record_appliance_failure
+from shared.services.bootstrap import get_services
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+PERMANENT = (ValidationFailed, NotFound, Forbidden, Conflict)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
+    # CloudEvents arrive as a CloudEvent with `type`; the Event Grid schema as an EventGridEvent.
+    event_type = str(getattr(event, "event_type", None) or getattr(event, "type", ""))
+    try:
+        payload = parse_appliance_event(event_type, event.get_json())
+    except DomainError as exc:
+        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
+        return
+    services = get_services()
+    now = services.clock()
+    try:
+        if isinstance(payload, Heartbeat):
+            await asyncio.to_thread(appliances.record_heartbeat, services.repos, payload.appliance_id,
+                                    payload.time or now)
+        elif isinstance(payload, CycleUploaded):
+            accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)
+            log.info("cycle %s of machine %s %s", accepted.cycle_id, accepted.machine_id,
+                     "was a duplicate" if accepted.duplicate else "accepted")
+            await wake_machine_orchestration(client, payload.machine_id,
+                                             CYCLE_UPLOADED_SIGNAL,
+                                             {"cycleId": payload.cycle_id, "sequence": payload.sequence})
+        elif isinstance(payload, CycleFailed):
+            await asyncio.to_thread(record_appliance_failure, services.repos, payload, event_id=str(event.id),
+                                    now=now)
+    except PERMANENT as exc:
+        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)

@@ -1,0 +1,47 @@
+"""Waking the machine's orchestration from a trigger: raise the event if it runs, start it if not.
+
+Both the HTTP starters (operator requests) and the Event Grid function (uploaded cycles) need this;
+races between them (two triggers starting the same instance) end with the event raised on the
+instance that won.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.names import MACHINE_REPLICATION, machine_instance_id
+
+log = logging.getLogger(__name__)
+
+_ALIVE = {
+    df.OrchestrationRuntimeStatus.Running,
+    df.OrchestrationRuntimeStatus.Pending,
+    df.OrchestrationRuntimeStatus.ContinuedAsNew,
+}
+
+
+async def wake_machine_orchestration(
+    client: df.DurableOrchestrationClient, machine_id: str, event_name: str, payload: dict[str, Any]
+) -> str:
+    """Returns "raised" or "started". The orchestration re-reads its work from Cosmos either way, so
+    the payload is informative only and a duplicate wake-up is harmless."""
+    instance_id = machine_instance_id(machine_id)
+    status = await client.get_status(instance_id)
+    if status is not None and status.runtime_status in _ALIVE:
+        try:
+            await client.raise_event(instance_id, event_name, payload)
+            return "raised"
+        except Exception as exc:  # it finished between the two calls: start a new one below
+            log.info("instance %s ended before %s could be raised: %s", instance_id, event_name, exc)
+    try:
+        await client.start_new(MACHINE_REPLICATION, instance_id=instance_id,
+                               client_input={"machineId": machine_id, **payload})
+        return "started"
+    except Exception as exc:
+        # Another trigger started it a moment ago (409): the running instance gets the event instead.
+        log.info("instance %s was started concurrently (%s); raising %s", instance_id, exc, event_name)
+        await client.raise_event(instance_id, event_name, payload)
+        return "raised"
