@@ -1,0 +1,693 @@
+"""Microsoft.Compute resources: managed disks, snapshots, virtual machines and their extensions.
+
+A managed disk or snapshot is a sparse raw file under `<data-dir>/disks/`. A VM is a record of which
+disks and NICs it holds; its only behaviour is power state and running Custom Script Extensions
+(cse.py) against its attached disks. Attachment is stored on the VM and read back for the disk's
+`managedBy`/`diskState`, so a disk is attached to at most one VM by construction of the checks here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from devhost.arm import ids
+from devhost.arm.cse import ScriptDisk, run_custom_script
+from devhost.arm.disks import GIB, create_empty, import_vhd, sparse_copy
+from devhost.arm.errors import ArmError, bad_request, invalid_parameter
+from devhost.arm.ids import ResourceId, parse_resource_id
+from devhost.arm.store import Doc
+
+if TYPE_CHECKING:
+    from devhost.arm.service import LocalArm
+
+# Cores per size, for the quota message; sizes not listed count as 2 cores.
+VM_SIZE_CORES: Final = {
+    "standard_b1s": 1,
+    "standard_b1ms": 1,
+    "standard_b2s": 2,
+    "standard_b2ms": 2,
+    "standard_b4ms": 4,
+    "standard_d2s_v3": 2,
+    "standard_d4s_v3": 4,
+    "standard_d8s_v3": 8,
+    "standard_d2s_v5": 2,
+    "standard_d4s_v5": 4,
+    "standard_d2as_v5": 2,
+    "standard_ds1_v2": 1,
+    "standard_ds2_v2": 2,
+    "standard_e2s_v3": 2,
+    "standard_e4s_v3": 4,
+    "standard_f2s_v2": 2,
+    "standard_f4s_v2": 4,
+}
+CSE_PUBLISHER: Final = "Microsoft.Azure.Extensions"
+CSE_TYPE: Final = "CustomScript"
+EMPTY_OS_DISK_GB: Final = 30
+
+
+def cores_of(vm_size: str) -> int:
+    return VM_SIZE_CORES.get(vm_size.lower(), 2)
+
+
+def _props(body: dict[str, Any]) -> dict[str, Any]:
+    props = body.get("properties") or {}
+    if not isinstance(props, dict):
+        raise bad_request("'properties' must be an object", "properties")
+    return props
+
+
+def disk_file(arm: LocalArm, doc: Doc) -> Path:
+    return arm.data_dir / "disks" / f"{doc['properties']['uniqueId']}.raw"
+
+
+# --- disks and snapshots ------------------------------------------------------------------------------
+
+
+def _source_doc(arm: LocalArm, source_id: str, target: str) -> tuple[ResourceId, Doc]:
+    parsed = parse_resource_id(source_id)
+    doc = arm.store.get(parsed.key) if parsed and parsed.type in (ids.DISK, ids.SNAPSHOT) else None
+    if parsed is None or doc is None:
+        raise ArmError(404, "NotFound", f"Resource {source_id} was not found.", target=target)
+    if doc["properties"].get("provisioningState") not in ("Succeeded", "Updating"):
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"The source {source_id} is not ready: provisioning state "
+            f"{doc['properties'].get('provisioningState')}.",
+            target=target,
+        )
+    return parsed, doc
+
+
+def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: Doc | None) -> Doc:
+    props = _props(body)
+    creation = props.get("creationData") or {}
+    option = str(creation.get("createOption") or "")
+    is_snapshot = rid.type == ids.SNAPSHOT
+    if existing is not None:
+        old = existing["properties"]["creationData"]
+        for key in ("createOption", "sourceUri", "sourceResourceId"):
+            if str(creation.get(key) or "").lower() != str(old.get(key) or "").lower():
+                raise ArmError(
+                    409,
+                    "PropertyChangeNotAllowed",
+                    "Changing property 'creationData' is not allowed.",
+                    target="creationData",
+                )
+        doc = arm.tracked_doc(rid, body, existing)
+        doc["properties"] = dict(existing["properties"])
+        doc["_work"] = None
+        return doc
+    stored: dict[str, Any] = {
+        "creationData": {k: v for k, v in creation.items() if v is not None},
+        "uniqueId": str(uuid.uuid4()),
+        "timeCreated": arm.now_iso(),
+        "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+        "networkAccessPolicy": props.get("networkAccessPolicy", "AllowAll"),
+        "publicNetworkAccess": props.get("publicNetworkAccess", "Enabled"),
+    }
+    for key in ("osType", "hyperVGeneration", "diskIOPSReadWrite", "diskMBpsReadWrite"):
+        if props.get(key) is not None:
+            stored[key] = props[key]
+    work: dict[str, Any]
+    requested_gb = props.get("diskSizeGB")
+    if option == "Import":
+        if is_snapshot:
+            raise invalid_parameter(
+                "This local endpoint imports blobs into disks only.", "creationData.createOption"
+            )
+        source_uri = str(creation.get("sourceUri") or "")
+        if not source_uri:
+            raise invalid_parameter(
+                "sourceUri is required when createOption is Import.", "creationData.sourceUri"
+            )
+        blob = arm.blobs.blob_for(source_uri, creation.get("storageAccountId"))
+        info = arm.blobs.inspect(blob, source_uri)
+        size = info.virtual_size
+        work = {
+            "kind": "import",
+            "sourceUri": source_uri,
+            "storageAccountId": creation.get("storageAccountId"),
+        }
+    elif option in ("Copy", "CopyStart"):
+        source_id = str(creation.get("sourceResourceId") or "")
+        if not source_id:
+            raise invalid_parameter(
+                "sourceResourceId is required when createOption is Copy.", "creationData.sourceResourceId"
+            )
+        _, source = _source_doc(arm, source_id, "creationData.sourceResourceId")
+        size = int(source["properties"]["diskSizeBytes"])
+        stored["creationData"]["sourceUniqueId"] = source["properties"]["uniqueId"]
+        for key in ("osType", "hyperVGeneration"):
+            if key in source["properties"] and key not in stored:
+                stored[key] = source["properties"][key]
+        work = {"kind": "copy", "source": str(disk_file(arm, source))}
+    elif option == "Empty":
+        if is_snapshot or not requested_gb:
+            raise invalid_parameter("diskSizeGB is required when createOption is Empty.", "diskSizeGB")
+        size = int(requested_gb) * GIB
+        work = {"kind": "empty"}
+    else:
+        raise invalid_parameter(
+            f"createOption '{option}' is not supported by this local endpoint (Import, Copy, Empty are).",
+            "creationData.createOption",
+        )
+    if requested_gb and option != "Empty":
+        wanted = int(requested_gb) * GIB
+        if wanted < size:
+            raise bad_request(
+                f"Disk size {requested_gb} GB is smaller than the size of the source ({math.ceil(size / GIB)} GB). "
+                "Disks cannot be shrunk.",
+                "diskSizeGB",
+                code="BadRequest",
+            )
+        size = wanted
+    stored["diskSizeBytes"] = size
+    stored["diskSizeGB"] = math.ceil(size / GIB)
+    if is_snapshot:
+        stored["incremental"] = bool(props.get("incremental", False))
+    doc = arm.tracked_doc(rid, body, None)
+    doc["properties"] = stored
+    doc["sku"] = body.get("sku") or {"name": "Standard_LRS", "tier": "Standard"}
+    work["size"] = size
+    doc["_work"] = work
+    return doc
+
+
+def disk_work(arm: LocalArm, doc: Doc) -> Callable[[], None] | None:
+    work = doc.get("_work")
+    if not work:
+        return None
+    target = disk_file(arm, doc)
+
+    def run() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if work["kind"] == "import":
+            blob = arm.blobs.blob_for(work["sourceUri"], work["storageAccountId"])
+            info = arm.blobs.inspect(blob, work["sourceUri"])
+            import_vhd(blob, info, target)
+        elif work["kind"] == "copy":
+            source = Path(work["source"])
+            if not source.exists():
+                raise ArmError(404, "NotFound", "The source of the copy no longer exists.")
+            sparse_copy(source, target)
+        else:
+            create_empty(target, int(work["size"]))
+        if target.stat().st_size < int(work["size"]):
+            with target.open("r+b") as handle:
+                handle.truncate(int(work["size"]))
+
+    return run
+
+
+def disk_owner(arm: LocalArm, disk_key: str) -> Doc | None:
+    for _, vm in arm.of_type(ids.VIRTUAL_MACHINE):
+        if disk_key in _vm_disk_keys(vm):
+            return vm
+    return None
+
+
+def _vm_disk_keys(vm: Doc) -> list[str]:
+    storage = vm["properties"].get("storageProfile") or {}
+    keys = [str(((storage.get("osDisk") or {}).get("managedDisk") or {}).get("id", "")).lower()]
+    keys += [str((d.get("managedDisk") or {}).get("id", "")).lower() for d in storage.get("dataDisks") or []]
+    return [k for k in keys if k]
+
+
+def check_disk_deletable(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:
+    if rid.type != ids.DISK:
+        return
+    owner = disk_owner(arm, rid.key)
+    if owner is not None:
+        raise ArmError(409, "OperationNotAllowed", f"Disk {doc['name']} is attached to VM {owner['id']}.")
+
+
+def on_disk_deleted(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:
+    disk_file(arm, doc).unlink(missing_ok=True)
+    disk_file(arm, doc).with_suffix(".partial").unlink(missing_ok=True)
+
+
+def view_disk(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
+    view = dict(doc)
+    props = dict(doc["properties"])
+    if rid.type == ids.DISK:
+        owner = disk_owner(arm, rid.key)
+        if owner is not None:
+            view["managedBy"] = owner["id"]
+            props["diskState"] = "Reserved" if owner.get("_powerState") == "deallocated" else "Attached"
+        else:
+            props["diskState"] = "Unattached"
+    view["properties"] = props
+    return view
+
+
+# --- virtual machines ---------------------------------------------------------------------------------
+
+
+def _attach_disk(arm: LocalArm, vm: ResourceId, disk: dict[str, Any], target: str) -> str:
+    disk_id = str((disk.get("managedDisk") or {}).get("id") or "")
+    parsed = parse_resource_id(disk_id)
+    doc = arm.store.get(parsed.key) if parsed and parsed.type == ids.DISK else None
+    if parsed is None or doc is None:
+        raise ArmError(404, "NotFound", f"Disk {disk_id} was not found.", target=target)
+    if doc["properties"].get("provisioningState") != "Succeeded":
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Disk {doc['name']} cannot be attached: its provisioning state is "
+            f"{doc['properties'].get('provisioningState')}.",
+            target=target,
+        )
+    owner = disk_owner(arm, parsed.key)
+    if owner is not None and owner["id"].lower() != vm.key:
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Disk '{doc['name']}' cannot be attached to virtual machine '{vm.name}' because it is already "
+            f"attached to virtual machine '{owner['id']}'. A disk can be attached to one VM only.",
+            target=target,
+        )
+    return str(doc["id"])
+
+
+def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: Doc | None) -> Doc:
+    props = _props(body)
+    size = str((props.get("hardwareProfile") or {}).get("vmSize") or "")
+    if not size:
+        raise invalid_parameter("hardwareProfile.vmSize is required.", "hardwareProfile.vmSize")
+    storage = props.get("storageProfile") or {}
+    os_disk = dict(storage.get("osDisk") or {})
+    option = str(os_disk.get("createOption") or "")
+    implicit: list[tuple[ResourceId, Doc]] = []
+    old_storage = ((existing or {}).get("properties") or {}).get("storageProfile") or {}
+    if existing is not None:
+        # The OS disk is fixed at creation; an update can change size, tags and data disks only.
+        os_disk = dict(old_storage.get("osDisk") or {})
+    elif option == "Attach":
+        if not os_disk.get("osType"):
+            raise invalid_parameter("osDisk.osType is required when createOption is Attach.", "osDisk.osType")
+        os_disk["managedDisk"] = {"id": _attach_disk(arm, rid, os_disk, "osDisk.managedDisk.id")}
+        disk_doc = arm.store.get(str(os_disk["managedDisk"]["id"]))
+        assert disk_doc is not None
+        os_disk.setdefault("name", disk_doc["name"])
+    elif option == "FromImage":
+        image = storage.get("imageReference") or {}
+        if not (image.get("id") or (image.get("publisher") and image.get("offer") and image.get("sku"))):
+            raise invalid_parameter(
+                "imageReference needs publisher, offer and sku (or an image id).", "imageReference"
+            )
+        os_profile = props.get("osProfile") or {}
+        if not os_profile.get("adminUsername"):
+            raise invalid_parameter(
+                "Required parameter 'osProfile.adminUsername' is missing (null).", "osProfile.adminUsername"
+            )
+        name = str(os_disk.get("name") or f"{rid.name}_OsDisk_1_{uuid.uuid4().hex}")
+        disk_rid = ResourceId(rid.subscription, rid.resource_group, ids.DISK, (name,))
+        if arm.store.get(disk_rid.key) is not None:
+            raise ArmError(
+                409, "ConflictingUserInput", f"A disk named {name} already exists.", target="osDisk.name"
+            )
+        size_gb = int(os_disk.get("diskSizeGB") or EMPTY_OS_DISK_GB)
+        disk_doc = arm.tracked_doc(disk_rid, {"location": body.get("location")}, None)
+        disk_doc["properties"] = {
+            "creationData": {"createOption": "FromImage", "imageReference": {"id": _image_id(body, image)}},
+            "uniqueId": str(uuid.uuid4()),
+            "timeCreated": arm.now_iso(),
+            "diskSizeGB": size_gb,
+            "diskSizeBytes": size_gb * GIB,
+            "osType": os_disk.get("osType", "Linux"),
+            "provisioningState": "Succeeded",
+        }
+        disk_doc["sku"] = {
+            "name": ((os_disk.get("managedDisk") or {}).get("storageAccountType") or "Standard_LRS")
+        }
+        implicit.append((disk_rid, disk_doc))
+        os_disk["managedDisk"] = {"id": disk_doc["id"], "storageAccountType": disk_doc["sku"]["name"]}
+        os_disk["name"] = name
+        os_disk.setdefault("osType", "Linux")
+    else:
+        raise invalid_parameter(
+            f"osDisk.createOption '{option}' is not supported (Attach, FromImage are).", "osDisk.createOption"
+        )
+    os_disk.setdefault("deleteOption", "Detach")
+    os_disk.setdefault("caching", "ReadWrite")
+    data_disks = []
+    luns: set[int] = set()
+    for index, disk in enumerate(storage.get("dataDisks") or []):
+        lun = int(disk.get("lun", -1))
+        if not 0 <= lun <= 63 or lun in luns:
+            raise invalid_parameter(
+                f"dataDisks[{index}].lun {lun} is invalid or used twice.", f"dataDisks[{index}].lun"
+            )
+        luns.add(lun)
+        if str(disk.get("createOption")) != "Attach":
+            raise invalid_parameter(
+                "Only createOption Attach is supported for data disks here.",
+                f"dataDisks[{index}].createOption",
+            )
+        disk_id = _attach_disk(arm, rid, disk, f"dataDisks[{index}].managedDisk.id")
+        disk_doc = arm.store.get(disk_id)
+        assert disk_doc is not None
+        data_disks.append(
+            {
+                "lun": lun,
+                "name": disk_doc["name"],
+                "createOption": "Attach",
+                "caching": disk.get("caching", "None"),
+                "managedDisk": {"id": disk_id},
+                "diskSizeGB": disk_doc["properties"]["diskSizeGB"],
+                "deleteOption": disk.get("deleteOption", "Detach"),
+                "toBeDetached": False,
+            }
+        )
+    nics = []
+    for index, ref in enumerate((props.get("networkProfile") or {}).get("networkInterfaces") or []):
+        nic = parse_resource_id(str(ref.get("id", "")))
+        nic_doc = arm.store.get(nic.key) if nic and nic.type == ids.NIC else None
+        if nic is None or nic_doc is None:
+            raise ArmError(
+                404,
+                "NotFound",
+                f"Network interface {ref.get('id')} was not found.",
+                target=f"networkProfile.networkInterfaces[{index}]",
+            )
+        for key, vm in arm.of_type(ids.VIRTUAL_MACHINE):
+            if key != rid.key and nic.key in [
+                str(n.get("id", "")).lower()
+                for n in (vm["properties"].get("networkProfile") or {}).get("networkInterfaces", [])
+            ]:
+                raise ArmError(
+                    400,
+                    "NicInUse",
+                    f"Network interface {nic_doc['id']} is in use by virtual machine {vm['id']}.",
+                )
+        nic_props = ref.get("properties") or {}
+        nics.append(
+            {
+                "id": nic_doc["id"],
+                "properties": {
+                    "primary": bool(nic_props.get("primary", index == 0)),
+                    "deleteOption": nic_props.get("deleteOption", "Detach"),
+                },
+            }
+        )
+    if not nics:
+        raise invalid_parameter(
+            "At least one network interface is required.", "networkProfile.networkInterfaces"
+        )
+    if existing is None:
+        _check_quota(arm, rid, size)
+    for disk_rid, disk_doc in implicit:
+        arm.store.put(disk_rid.key, disk_doc)
+    doc = arm.tracked_doc(rid, body, existing)
+    stored: dict[str, Any] = {
+        "hardwareProfile": {"vmSize": size},
+        "storageProfile": {"osDisk": os_disk, "dataDisks": data_disks},
+        "networkProfile": {"networkInterfaces": nics},
+        "vmId": (existing or {}).get("properties", {}).get("vmId") or str(uuid.uuid4()),
+        "timeCreated": (existing or {}).get("properties", {}).get("timeCreated") or arm.now_iso(),
+    }
+    if storage.get("imageReference") or old_storage.get("imageReference"):
+        stored["storageProfile"]["imageReference"] = (
+            storage.get("imageReference") or old_storage["imageReference"]
+        )
+    if props.get("osProfile") and existing is None:
+        profile = {k: v for k, v in props["osProfile"].items() if k not in ("adminPassword", "customData")}
+        profile.setdefault("computerName", rid.name)
+        stored["osProfile"] = profile
+    elif existing is not None and "osProfile" in existing["properties"]:
+        stored["osProfile"] = existing["properties"]["osProfile"]
+    for key in ("diagnosticsProfile", "securityProfile", "priority", "licenseType"):
+        if props.get(key) is not None:
+            stored[key] = props[key]
+    doc["properties"] = stored
+    doc["_powerState"] = (existing or {}).get("_powerState", "running")
+    return doc
+
+
+def _image_id(body: dict[str, Any], image: dict[str, Any]) -> str:
+    if image.get("id"):
+        return str(image["id"])
+    return (
+        f"/Subscriptions/local/Providers/Microsoft.Compute/Locations/{body.get('location')}/Publishers/"
+        f"{image.get('publisher')}/ArtifactTypes/VMImage/Offers/{image.get('offer')}/Skus/{image.get('sku')}/"
+        f"Versions/{image.get('version', 'latest')}"
+    )
+
+
+def _check_quota(arm: LocalArm, rid: ResourceId, size: str) -> None:
+    if arm.core_quota is None:
+        return
+    in_use = arm.cores_in_use()
+    wanted = cores_of(size)
+    if in_use + wanted > arm.core_quota:
+        raise quota_error(arm.core_quota, in_use, wanted)
+
+
+def quota_error(limit: int, in_use: int, wanted: int) -> ArmError:
+    return ArmError(
+        409,
+        "OperationNotAllowed",
+        f"Operation could not be completed as it results in exceeding quota limits of Core. Maximum allowed: "
+        f"{limit}, Current in use: {in_use}, Additional requested: {wanted}. Read more about quota limits at "
+        "https://aka.ms/AzurePerVMQuotaLimits. Submit a request for Quota increase using the link "
+        "https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/UsageAndQuota.ReactView.",
+    )
+
+
+def on_vm_deleted(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:
+    for key, _ in list(arm.children(rid, "extensions")):
+        arm.store.delete(key)
+    storage = doc["properties"].get("storageProfile") or {}
+    # deleteOption Delete removes the disk / NIC with the VM; Detach (the API default) leaves it.
+    for disk in [storage.get("osDisk") or {}, *(storage.get("dataDisks") or [])]:
+        if disk.get("deleteOption") == "Delete":
+            disk_id = str((disk.get("managedDisk") or {}).get("id", ""))
+            disk_doc = arm.store.get(disk_id)
+            if disk_doc is not None:
+                arm.store.delete(disk_id)
+                on_disk_deleted(
+                    arm,
+                    ResourceId(rid.subscription, rid.resource_group, ids.DISK, (disk_doc["name"],)),
+                    disk_doc,
+                )
+    for nic in (doc["properties"].get("networkProfile") or {}).get("networkInterfaces") or []:
+        if (nic.get("properties") or {}).get("deleteOption") == "Delete":
+            arm.store.delete(str(nic["id"]))
+
+
+def vm_instance_view(arm: LocalArm, rid: ResourceId, doc: Doc) -> dict[str, Any]:
+    power = doc.get("_powerState", "running")
+    state = doc["properties"].get("provisioningState", "Succeeded")
+    return {
+        "computerName": (doc["properties"].get("osProfile") or {}).get("computerName", rid.name),
+        "osName": "Local emulated VM",
+        "vmAgent": {
+            "vmAgentVersion": "2.2.49",
+            "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready"}],
+        },
+        "disks": [
+            {"name": d}
+            for d in [
+                (doc["properties"]["storageProfile"].get("osDisk") or {}).get("name"),
+                *[d["name"] for d in doc["properties"]["storageProfile"].get("dataDisks") or []],
+            ]
+            if d
+        ],
+        "extensions": [
+            ext["_instanceView"] for _, ext in arm.children(rid, "extensions") if ext.get("_instanceView")
+        ],
+        "statuses": [
+            {
+                "code": f"ProvisioningState/{state.lower()}",
+                "level": "Info" if state != "Failed" else "Error",
+                "displayStatus": f"Provisioning {state.lower()}",
+                "time": doc["properties"].get("timeCreated"),
+            },
+            {
+                "code": f"PowerState/{power}",
+                "level": "Info",
+                "displayStatus": {
+                    "running": "VM running",
+                    "stopped": "VM stopped",
+                    "deallocated": "VM deallocated",
+                }[power],
+            },
+        ],
+    }
+
+
+def view_vm(arm: LocalArm, rid: ResourceId, doc: Doc, expand: str | None) -> Doc:
+    view = dict(doc)
+    if expand and "instanceview" in expand.lower():
+        view["properties"] = dict(doc["properties"], instanceView=vm_instance_view(arm, rid, doc))
+    return view
+
+
+def vm_disks_for_script(arm: LocalArm, vm: Doc) -> list[ScriptDisk]:
+    storage = vm["properties"]["storageProfile"]
+    disks = []
+    os_doc = arm.store.get(str(storage["osDisk"]["managedDisk"]["id"]))
+    if os_doc is not None:
+        disks.append(ScriptDisk(None, disk_file(arm, os_doc)))
+    for data in storage.get("dataDisks") or []:
+        data_doc = arm.store.get(str(data["managedDisk"]["id"]))
+        if data_doc is not None:
+            disks.append(ScriptDisk(int(data["lun"]), disk_file(arm, data_doc)))
+    return disks
+
+
+# --- extensions -----------------------------------------------------------------------------------
+
+
+def _config_hash(props: dict[str, Any], protected: dict[str, Any]) -> str:
+    material = {
+        k: props.get(k) for k in ("publisher", "type", "typeHandlerVersion", "settings", "forceUpdateTag")
+    }
+    material["protectedSettings"] = protected
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def prepare_extension(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: Doc | None) -> Doc:
+    parent = rid.parent
+    assert parent is not None
+    vm = arm.store.get(parent.key)
+    if vm is None:
+        raise ArmError(
+            404,
+            "ParentResourceNotFound",
+            f"Can not perform requested operation on nested resource. Parent resource "
+            f"'{parent.name}' not found.",
+        )
+    if vm.get("_powerState", "running") != "running":
+        raise ArmError(
+            409, "OperationNotAllowed", "Cannot modify extensions in the VM when the VM is not running."
+        )
+    props = _props(body)
+    publisher, ext_type = str(props.get("publisher") or ""), str(props.get("type") or "")
+    if (publisher, ext_type) != (CSE_PUBLISHER, CSE_TYPE):
+        raise bad_request(
+            f"This local endpoint runs only {CSE_PUBLISHER}/{CSE_TYPE} (Custom Script for Linux); "
+            f"got '{publisher}/{ext_type}'.",
+            "properties.type",
+            code="NotSupported",
+        )
+    if not props.get("typeHandlerVersion"):
+        raise invalid_parameter("typeHandlerVersion is required.", "properties.typeHandlerVersion")
+    protected = props.get("protectedSettings") or {}
+    settings = props.get("settings") or {}
+    if not isinstance(settings, dict) or not isinstance(protected, dict):
+        raise invalid_parameter("settings and protectedSettings must be objects.", "properties.settings")
+    config = _config_hash(props, protected)
+    doc = arm.tracked_doc(rid, body, existing)
+    doc["properties"] = {
+        "publisher": publisher,
+        "type": ext_type,
+        "typeHandlerVersion": props["typeHandlerVersion"],
+        "autoUpgradeMinorVersion": bool(props.get("autoUpgradeMinorVersion", False)),
+        "settings": settings,
+    }
+    if props.get("forceUpdateTag") is not None:
+        doc["properties"]["forceUpdateTag"] = props["forceUpdateTag"]
+    # The agent hands the handler a new sequence number only when the configuration changes; the
+    # handler skips a sequence number it has already run (mrseq). Protected settings are kept for a
+    # restart of the endpoint only, and never returned (ARM never returns them either).
+    seqnum = int((existing or {}).get("_seqnum", -1))
+    doc["_protectedSettings"] = protected
+    doc["_instanceView"] = (existing or {}).get("_instanceView")
+    doc["_seqnum"] = seqnum
+    if config != (existing or {}).get("_config"):
+        doc["_seqnum"] = seqnum + 1
+        doc["_config"] = config
+        doc["_run"] = True
+    else:
+        doc["_config"] = config
+        doc["_run"] = False
+    return doc
+
+
+class ExtensionFailure(ArmError):
+    def __init__(self, name: str, message: str, *, timed_out: bool = False) -> None:
+        if timed_out:
+            super().__init__(
+                200,
+                "VMExtensionProvisioningTimeout",
+                "Provisioning of VM extension "
+                + name
+                + " has timed out. Extension provisioning has taken too "
+                "long to complete. The extension last reported a message: '" + message + "'.",
+            )
+        else:
+            super().__init__(
+                200,
+                "VMExtensionProvisioningError",
+                f"VM has reported a failure when processing extension '{name}' (publisher '{CSE_PUBLISHER}' and "
+                f"type '{CSE_TYPE}'). Error message: '{message}'. More information on troubleshooting is "
+                "available at https://aka.ms/VMExtensionCSELinuxTroubleshoot.",
+            )
+
+
+def extension_work(
+    arm: LocalArm, rid: ResourceId, doc: Doc, injected_exit: int | None
+) -> Callable[[], None] | None:
+    if not doc.get("_run"):
+        return None
+    parent = rid.parent
+    assert parent is not None
+
+    def run() -> None:
+        vm = arm.store.get(parent.key)
+        if vm is None:
+            raise ArmError(404, "ParentResourceNotFound", f"Parent resource '{parent.name}' not found.")
+        vm_dir = arm.data_dir / "vms" / vm["properties"]["vmId"]
+        if injected_exit is not None:
+            out, err = "", f"injected fault: the script exited with status {injected_exit}\n"
+            message = (
+                f"Enable failed: failed to execute command: command terminated with exit status="
+                f"{injected_exit}\n[stdout]\n{out}\n[stderr]\n{err}"
+            )
+            outcome_ok, timed_out = False, False
+        else:
+            outcome = run_custom_script(
+                vm_dir,
+                int(doc["_seqnum"]),
+                doc["properties"].get("settings") or {},
+                doc.get("_protectedSettings") or {},
+                vm_disks_for_script(arm, vm),
+                exposure=arm.disk_exposure,
+                timeout=arm.extension_timeout,
+            )
+            message, outcome_ok, timed_out = outcome.message, outcome.succeeded, outcome.timed_out
+        state = "succeeded" if outcome_ok else "failed"
+        view = {
+            "name": rid.name,
+            "type": f"{CSE_PUBLISHER}.{CSE_TYPE}",
+            "typeHandlerVersion": doc["properties"]["typeHandlerVersion"],
+            "statuses": [
+                {
+                    "code": f"ProvisioningState/{state}",
+                    "level": "Info" if outcome_ok else "Error",
+                    "displayStatus": f"Provisioning {state}",
+                    "message": message,
+                    "time": arm.now_iso(),
+                }
+            ],
+        }
+        arm.update_doc(rid, lambda d: d.update(_instanceView=view, _run=False))
+        if not outcome_ok:
+            raise ExtensionFailure(rid.name, message, timed_out=timed_out)
+
+    return run
+
+
+def view_extension(arm: LocalArm, rid: ResourceId, doc: Doc, expand: str | None) -> Doc:
+    view = dict(doc)
+    if expand and "instanceview" in expand.lower() and doc.get("_instanceView"):
+        view["properties"] = dict(doc["properties"], instanceView=doc["_instanceView"])
+    return view
