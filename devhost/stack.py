@@ -58,7 +58,9 @@ class LocalStack:
     data_dir: Path = REPO_ROOT / ".devhost"
     app_dir: Path = REPO_ROOT
     keep_data: bool = False
+    host_env: dict[str, str] = field(default_factory=dict)  # extra environment for the host (tests)
     processes: list[ManagedProcess] = field(default_factory=list)
+    _settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_file(self) -> Path:
@@ -117,17 +119,8 @@ class LocalStack:
                                                 fresh=not self.keep_data))
             self.processes.append(start_cosmos(self.ports.emulators, logs))
             settings = self.app_settings(endpoints)
-            host = ManagedProcess(
-                name="functions-host",
-                argv=[sys.executable, "-m", "devhost.functions_host", "--app-dir", str(self.app_dir),
-                      "--port", str(self.ports.functions), "--data-dir", str(self.data_dir / "host")],
-                log_path=logs / "functions-host.log",
-                env={**os.environ, **settings, "PYTHONPATH": str(REPO_ROOT)},
-                cwd=self.app_dir,
-            ).start()
-            self.processes.append(host)
-            host.wait_ready(lambda: httpx.get(f"{self.functions_url}/api/health", timeout=2).status_code == 200,
-                            timeout=90)
+            self._settings = settings
+            self.start_functions_host()
         except Exception:
             self.stop()
             raise
@@ -144,6 +137,33 @@ class LocalStack:
         }
         _write_private(self.state_file, json.dumps(state, indent=2))
         return state
+
+    def start_functions_host(self) -> ManagedProcess:
+        """Start (or, after `kill_functions_host`, restart) the host on the same data: Durable history and
+        pending Event Grid deliveries survive, as they would a worker recycle in Azure."""
+        host = ManagedProcess(
+            name="functions-host",
+            argv=[sys.executable, "-m", "devhost.functions_host", "--app-dir", str(self.app_dir),
+                  "--port", str(self.ports.functions), "--data-dir", str(self.data_dir / "host")],
+            log_path=self.data_dir / "logs" / "functions-host.log",
+            env={**os.environ, **self._settings, **self.host_env, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=self.app_dir,
+        ).start()
+        self.processes.append(host)
+        host.wait_ready(lambda: httpx.get(f"{self.functions_url}/api/health", timeout=2).status_code == 200,
+                        timeout=90)
+        return host
+
+    def kill_functions_host(self) -> None:
+        """SIGKILL the host, as a crash would (tests)."""
+        for process in [p for p in self.processes if p.name == "functions-host"]:
+            process.kill()
+            self.processes.remove(process)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The app settings, secrets included (tests and the demo act as the appliance and the operator)."""
+        return dict(self._settings)
 
     def stop(self) -> None:
         # Reverse order: the host first, so it does not log storage errors while the emulators go away.
