@@ -36,8 +36,10 @@ from shared.error_catalog.models import (
 # The appliance may wrap a message in the quotes the seed shows (“...”) or prefix the portal's label.
 _OPEN_QUOTE = r"""["'\u201c\u2018]"""  # also the typographic quotes the seed prints
 _CLOSE_QUOTE = r"""["'\u201d\u2019]"""
-_LEAD = r"^(?:Error(?:\s+Message)?\s*:\s*)?" + _OPEN_QUOTE + r"?\s*"
-_TRAIL = r"\s*" + _CLOSE_QUOTE + r"?\s*$"
+# A closing quote is stripped only if an opening one was: "... status code 'Forbidden'" keeps its quote.
+# Groups named with a leading underscore are syntax, not placeholders.
+_LEAD = r"^(?:Error(?:\s+Message)?\s*:\s*)?(?P<_q>" + _OPEN_QUOTE + r")?\s*"
+_TRAIL = r"\s*(?(_q)" + _CLOSE_QUOTE + r")\s*$"
 
 _APPLIANCE_PLACEHOLDERS = {
     "vmName": "the source virtual machine's name",
@@ -104,13 +106,13 @@ def vmware_internal(inner_pattern: str, *examples: str) -> MessageFormat:
     brackets and with and without a final period."""
     pattern = (
         _LEAD
-        + r"An\s+internal\s+error\s+occurred\.?\s*\[\s*"
+        + r"An\s+internal\s+error\s+occurred\.?\s*\[\s*(?P<_iq>"
         + _OPEN_QUOTE
-        + r"?\s*(?P<innerMessage>"
+        + r")?\s*(?P<innerMessage>"
         + inner_pattern
-        + r")\s*"
+        + r")\s*(?(_iq)"
         + _CLOSE_QUOTE
-        + r"?\s*\]\s*\.?"
+        + r")\s*\]\s*\.?"
         + _TRAIL
     )
     return MessageFormat(pattern=pattern, examples=examples)
@@ -285,7 +287,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             MessageFormat(
                 pattern=_LEAD
                 + r"(?:Encountered\s+an\s+error|An\s+error\s+occurred)\s+while\s+trying\s+to\s+fetch\s+"
-                r"change(?:d)?\s+blocks\s*\.?\s*" + _CLOSE_QUOTE + r"?\s*(?::\s*)?(?P<details>.*?)" + _TRAIL,
+                r"change(?:d)?\s+blocks\s*[.:]?\s*(?P<details>.*?)" + _TRAIL,
                 examples=(
                     "Encountered an error while trying to fetch change blocks",
                     "'Encountered an error while trying to fetch change blocks'",

@@ -86,7 +86,11 @@ class MessageFormat(BaseModel):
         found = self.regex.match(message.strip())
         if found is None:
             return None
-        return {k: v.strip() for k, v in found.groupdict().items() if v is not None and v.strip()}
+        return {
+            k: v.strip()
+            for k, v in found.groupdict().items()
+            if not k.startswith("_") and v is not None and v.strip()
+        }
 
 
 def template_fields(template: str) -> list[str]:
@@ -177,7 +181,7 @@ class CatalogEntry(BaseModel):
             if undeclared:
                 raise ValueError(f"{self.name}: {where} uses undeclared placeholders {sorted(undeclared)}")
         for i, fmt in enumerate(self.formats):
-            groups = set(fmt.regex.groupindex)
+            groups = {g for g in fmt.regex.groupindex if not g.startswith("_")}
             if groups - declared:
                 raise ValueError(f"{self.name}: formats[{i}] captures undeclared {sorted(groups - declared)}")
             for example in fmt.examples:
