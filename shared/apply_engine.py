@@ -750,11 +750,14 @@ class _Apply:
         segment = view[a:b]
         for check in checks:
             check.update(segment)
-        # Zero detection and spooling per piece (an extent is cut into pieces of at most 4 MiB).
-        for piece in extent_pieces:
+        # Zero detection and spooling per piece (an extent is cut into pieces of at most 4 MiB, in blob
+        # order): start at the piece holding seg_start, so a huge extent costs O(pieces touched) per chunk.
+        first = (seg_start - extent.blob_offset) // MAX_PUT_PAGE
+        for piece in extent_pieces[first:]:
             p_start = piece.blob_offset
-            p_end = p_start + piece.length
-            s, e = max(seg_start, p_start), min(seg_end, p_end)
+            if p_start >= seg_end:
+                break
+            s, e = max(seg_start, p_start), min(seg_end, p_start + piece.length)
             if s >= e:
                 continue
             ca, cb = s - chunk_start, e - chunk_start

@@ -186,6 +186,23 @@ def test_zero_extents_are_cleared_not_uploaded(cache: ContainerClient, replica: 
     assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, base + zeros)
 
 
+def test_one_large_extent_streams_in_unaligned_chunks_and_clears_its_zero_piece(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    apply_extents(
+        upload_cycle(cache, "cycle-0", [(0, rand(9 * MIB))], kind=CycleKind.INITIAL),
+        cache=cache,
+        replica=replica,
+    )
+    payload = rand(4 * MIB) + bytes(4 * MIB) + rand(MIB)  # the extent's 4 MiB pieces: data, zeros, data
+    m = upload_cycle(cache, "cycle-1", [(512, payload)])
+    # 768 KiB reads straddle the 4 MiB piece boundaries; every piece must still be classified right
+    result = apply_extents(m, cache=cache, replica=replica, options=ApplyOptions(read_size=768 * 1024))
+    assert result.clear_page_calls == 1 and result.bytes_cleared == 4 * MIB
+    assert result.bytes_uploaded == len(payload) - 4 * MIB
+    assert whole(replica)[512 : 512 + len(payload)] == payload
+
+
 def test_resync_clears_what_the_replica_has_outside_the_extents(
     cache: ContainerClient, replicas: ContainerClient, replica: BlobClient
 ) -> None:
