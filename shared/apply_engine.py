@@ -59,7 +59,7 @@ from azure.storage.blob import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.checksums import StreamingChecksum, new_checksum
-from shared.delta_manifest import MAX_MANIFEST_BYTES, DeltaManifest, Extent, ManifestInvalid
+from shared.delta_manifest import MAX_MANIFEST_BYTES, DeltaManifest, Extent, ManifestInvalid, cycle_prefix
 from shared.domain.errors import DomainError, FieldProblem
 from shared.replica_disks import META_SOURCE_SIZE, ReplicaNotFound, ReplicaSizeMismatch, replica_blob_name
 from shared.vhd import fixed_vhd_size, round_up_to_mib
@@ -965,6 +965,22 @@ def apply_manifest_blob(
     return apply_extents(manifest, cache=cache, replica=replica, options=options)
 
 
+def dispose_cycle_data(cache: ContainerClient, machine_id: str, cycle_id: str) -> int:
+    """Delete an applied (or rejected) cycle's data blobs and manifests; returns how many were deleted.
+
+    Idempotent: blobs already gone are skipped, so a retried disposal finishes the job. Call it only
+    once the cycle's recovery point exists (or the cycle was rejected): it is the last copy of the delta.
+    """
+    deleted = 0
+    for blob in cache.list_blobs(name_starts_with=cycle_prefix(machine_id, cycle_id)):
+        try:
+            cache.delete_blob(blob.name)
+        except ResourceNotFoundError:
+            continue
+        deleted += 1
+    return deleted
+
+
 __all__ = [
     "ApplyOptions",
     "ApplyResult",
@@ -981,6 +997,7 @@ __all__ = [
     "WritePath",
     "apply_extents",
     "apply_manifest_blob",
+    "dispose_cycle_data",
     "forget_capabilities",
     "load_manifest",
     "supports_put_page_from_url",

@@ -27,6 +27,7 @@ from shared.apply_engine import (
     WritePath,
     apply_extents,
     apply_manifest_blob,
+    dispose_cycle_data,
     endpoint_key,
     forget_capabilities,
     load_manifest,
@@ -399,3 +400,16 @@ def test_checksums_are_those_of_the_extent_bytes() -> None:
     assert (
         checksum_hex(ChecksumAlgorithm.CRC64, data) == "ae8b14860a799888"
     )  # Azure Storage CRC64 check value
+
+
+def test_disposing_a_cycle_removes_only_its_blobs_and_can_be_retried(cache: ContainerClient) -> None:
+    upload_cycle(cache, "cycle-1", [(0, rand(4096)), (8192, rand(4096))], blobs=2)
+    upload_cycle(cache, "cycle-2", [(0, rand(4096))])
+    cache.upload_blob(f"{MACHINE}/cycle-10/{DISK}/manifest.json", b"{}")  # a prefix lookalike survives
+    assert dispose_cycle_data(cache, MACHINE, "cycle-1") == 3  # two data blobs and the manifest
+    assert dispose_cycle_data(cache, MACHINE, "cycle-1") == 0
+    assert sorted(b.name for b in cache.list_blobs()) == [
+        f"{MACHINE}/cycle-10/{DISK}/manifest.json",
+        f"{MACHINE}/cycle-2/{DISK}/data-00000.bin",
+        f"{MACHINE}/cycle-2/{DISK}/manifest.json",
+    ]
