@@ -59,8 +59,15 @@ from azure.storage.blob import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.checksums import StreamingChecksum, new_checksum
-from shared.delta_manifest import MAX_MANIFEST_BYTES, DeltaManifest, Extent, ManifestInvalid, cycle_prefix
-from shared.domain.errors import DomainError, FieldProblem
+from shared.delta_manifest import (
+    MAX_MANIFEST_BYTES,
+    CycleRejected,
+    DeltaManifest,
+    Extent,
+    ManifestInvalid,
+    cycle_prefix,
+)
+from shared.domain.errors import FieldProblem
 from shared.replica_disks import META_SOURCE_SIZE, ReplicaNotFound, ReplicaSizeMismatch, replica_blob_name
 from shared.vhd import fixed_vhd_size, round_up_to_mib
 
@@ -72,12 +79,6 @@ MIB: Final = 1024 * 1024
 
 
 # --- errors --------------------------------------------------------------------------------------
-
-
-class CycleRejected(DomainError):
-    """The uploaded cycle is unusable; nothing was written. Retrying the same upload cannot succeed."""
-
-    code = "CycleRejected"
 
 
 class CycleDataMissing(CycleRejected):

@@ -35,7 +35,13 @@ MAX_MANIFEST_BYTES: Final = 256 * 1024 * 1024
 FULL_IMAGE_KINDS: Final = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})
 
 
-class ManifestInvalid(DomainError):
+class CycleRejected(DomainError):
+    """The uploaded cycle is unusable; nothing was written. Retrying the same upload cannot succeed."""
+
+    code = "CycleRejected"
+
+
+class ManifestInvalid(CycleRejected):
     """The manifest does not satisfy the format; `problems` says which field and why. Nothing was applied."""
 
     code = "ManifestInvalid"

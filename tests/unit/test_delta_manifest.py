@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.delta_manifest import (
+    CycleRejected,
     DeltaManifest,
     ManifestInvalid,
     data_blob_name,
@@ -48,6 +49,7 @@ def problems(body: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ManifestInvalid) as info:
         DeltaManifest.parse(json.dumps(body))
     assert info.value.code == "ManifestInvalid"
+    assert isinstance(info.value, CycleRejected)  # a bad manifest rejects the cycle; retrying cannot help
     return {p.field: p.problem for p in info.value.problems}
 
 
