@@ -176,6 +176,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="1011",
         name="DiskUploadTimedOut",
         title="A disk's upload did not finish in the expected time",
+        action="Check the appliance is up, the gateway service (asrgwy) runs, and it reaches storage, messaging and Key Vault on TCP 443.",
         origin=Origin.APPLIANCE,
         template=(
             "The upload of data for disk {diskPath}, {diskId} of virtual machine {vmName}; {vmId} did not "
@@ -231,6 +232,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="181008",
         name="DisposeArtefactsTimedOut",
         title="Timed out disposing of the previous cycle's artefacts before a new cycle",
+        action="Check the appliance is up, the gateway service (asrgwy) runs, and it reaches storage and messaging on TCP 443.",
         origin=Origin.APPLIANCE,
         template=(
             "VM: {vmName}. Error: Encountered timeout event 'DisposeArtefactsTimeout' in the state {state}."
@@ -277,6 +279,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1001",
         name="ChangedBlockTrackingReset",
         title="Changed block tracking was reset: the changed blocks could not be fetched",
+        action="Automatic resync if opted in; otherwise run Repair replication; if it recurs, reset CBT on the VM and re-enable replication.",
         origin=Origin.APPLIANCE,
         template="Encountered an error while trying to fetch change blocks",
         placeholders={
@@ -332,6 +335,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1101",
         name="VmwareServerRefusedConnection",
         title="VMware: server refused connection (VDDK 6.7)",
+        action="Stop asrgwy, install the VDDK 6.7 fix from the VMware KB, start asrgwy.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Server Refused Connection]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -363,6 +367,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1102",
         name="VmwareInvalidSnapshotConfiguration",
         title="VMware: an invalid snapshot configuration was detected",
+        action="Repair the VM's snapshot configuration after a disk removal (VMware article); re-enable replication if the disk set changed.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. ['An Invalid snapshot configuration was detected.']",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -397,6 +402,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1103",
         name="VmwareGenerateSnapshotHung",
         title="VMware: snapshot creation stopped responding",
+        action="Clear the snapshot task stuck at 95-99% in vCenter (VMware KB); the next cycle retries.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Generate Snapshot Hung]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -429,6 +435,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1104",
         name="VmwareFailedToConsolidateDisks",
         title="VMware: consolidating the disks at the end of the cycle failed",
+        action="Consolidate the VM's disks in vCenter, fixing the reported reason (file lock, datastore space).",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Failed to consolidate the disks on VM {reasons}]",
         placeholders={**_VMWARE_PLACEHOLDERS, "reasons": "VMware's reason the consolidation failed"},
@@ -462,6 +469,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1105",
         name="VmwareAnotherTaskInProgress",
         title="VMware: another task is already in progress",
+        action="Let the conflicting vCenter task finish or cancel it; keep backups out of replication cycles.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Another task is already in progress]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -494,6 +502,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1106",
         name="VmwareOperationNotAllowedInCurrentState",
         title="VMware: operation not allowed in current state",
+        action="Restart the ESXi host's management agents (hostd, vpxa).",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Operation not allowed in current state]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -525,6 +534,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1107",
         name="VmwareSnapshotDiskSizeInvalid",
         title="VMware: the snapshot reports an invalid disk size",
+        action="Apply the VMware KB fix for snapshots reporting a zero disk size.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Snapshot Disk size invalid]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -554,6 +564,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1108",
         name="VmwareMemoryAllocationFailed",
         title="VMware: memory allocation failed (NFC host buffer out of memory)",
+        action="vMotion the VM to a host with free memory, or reduce concurrent replication on its host.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [Memory allocation failed. Out of memory.]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -586,6 +597,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1199",
         name="VmwareInternalError",
         title="VMware: an internal error occurred (other VMware environment errors)",
+        action="Look up VMware's message in the VM's vCenter tasks and events and the VMware KB.",
         origin=Origin.APPLIANCE,
         template="An internal error occurred. [{innerMessage}]",
         placeholders=_VMWARE_PLACEHOLDERS,
@@ -618,6 +630,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1201",
         name="KeyVaultConfigureManagedStorageAccountFailed",
         title="Key Vault operation failed: configure managed storage account",
+        action="Give the user a Key Vault access policy with the storage permissions (Set-AzKeyVaultAccessPolicy), then retry.",
         origin=Origin.APPLIANCE,
         template=(
             "Key Vault operation failed. Operation : Configure managed storage account, Key Vault: "
@@ -646,6 +659,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-1202",
         name="KeyVaultGenerateSasDefinitionFailed",
         title="Key Vault operation failed: generate shared access signature definition",
+        action="Give the user a Key Vault access policy with the storage permissions (Set-AzKeyVaultAccessPolicy), then retry.",
         origin=Origin.APPLIANCE,
         template=(
             "Key Vault operation failed. Operation : Generate shared access signature definition, Key "
@@ -673,6 +687,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2000",
         name="CycleRejected",
         title="The uploaded cycle was rejected",
+        action="None unless it repeats: the appliance re-uploads; a persisting gap triggers a resync.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} was rejected: {message}",
         placeholders={
@@ -702,6 +717,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2001",
         name="CycleDataMissing",
         title="A data blob named by the manifest is missing from the cache account",
+        action="Appliance must upload data blobs before the manifest; check cache lifecycle rules.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} named by the manifest does "
@@ -734,6 +750,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2002",
         name="CycleDataTruncated",
         title="A data blob is shorter than its manifest says (truncated upload)",
+        action="None unless it repeats: the appliance re-uploads; check the network path for cut uploads.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} has {size} bytes but the "
@@ -766,6 +783,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2003",
         name="CycleDataOversized",
         title="A data blob is longer than its manifest accounts for",
+        action="Make sure only this appliance writes under the machine's prefix and cycle ids are never reused.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} has {size} bytes but the "
@@ -798,6 +816,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2004",
         name="CycleDataChanged",
         title="A data blob changed while the cycle was being applied",
+        action="Make sure the appliance never rewrites a cycle's blobs after posting it.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} changed while the cycle was "
@@ -829,6 +848,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         name="ExtentChecksumMismatch",
         aliases=("CycleDataCorrupt",),
         title="Uploaded data is corrupt: an extent's checksum does not match the manifest",
+        action="None unless it repeats: the appliance re-uploads; then update the appliance and check HTTPS-rewriting proxies.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: extent {extent} (blob {blob}) has "
@@ -863,6 +883,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2006",
         name="ManifestMismatch",
         title="The manifest is not the one for this cycle or replica",
+        action="Check the event and manifest agree; run Repair replication if the disk was resized.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} was rejected: {message}",
         placeholders={
@@ -890,6 +911,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2007",
         name="ManifestInvalid",
         title="The delta manifest does not satisfy the format",
+        action="Update the appliance to a version that writes the documented manifest format.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} was rejected: {message}",
         placeholders={
@@ -917,6 +939,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2008",
         name="ReplicaNotFound",
         title="The replica disk does not exist",
+        action="Automatic resync recreates the replica; check nothing deletes replica blobs.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} could not be applied: {message}",
         placeholders={
@@ -929,8 +952,11 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "was added to the VM after replication was enabled.",
         ),
         recommendations=(
-            "Run Repair replication (POST /api/machines/<id>/repair): the replica is recreated and the disk "
-            "copied again. Check that no lifecycle rule or person deletes blobs in the replica container.",
+            "Nothing to do at first: the control plane requests a resync, which recreates the replica and "
+            "copies the disk again. If the error persists after that, run Repair replication "
+            "(POST /api/machines/<id>/repair).",
+            "Check that no lifecycle rule, script or person deletes blobs in the replica container of the "
+            "replica storage account.",
         ),
         severity=Severity.CRITICAL,
         retryable=False,
@@ -943,6 +969,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2009",
         name="ReplicaSizeMismatch",
         title="The replica disk was made for a different disk size",
+        action="Automatic resync recreates the replica at the new size.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} could not be applied: {message}",
         placeholders={
@@ -952,8 +979,9 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         },
         causes=("The source disk was resized after replication was enabled; the replica has the old size.",),
         recommendations=(
-            "Run Repair replication (POST /api/machines/<id>/repair): the replica is recreated at the new "
-            "size and the disk copied again.",
+            "Nothing to do at first: the control plane requests a resync, which recreates the replica at the "
+            "new size and copies the disk again. If the error persists after that, run Repair replication "
+            "(POST /api/machines/<id>/repair).",
         ),
         severity=Severity.CRITICAL,
         retryable=False,
@@ -967,6 +995,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-3001",
         name="CycleSequenceGap",
         title="A cycle is missing from the sequence: resync requested",
+        action="None: the control plane resyncs; if gaps recur, check Event Grid dead-letters.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle sequence {expectedSequence} never arrived; {buffered} later cycles are waiting (up to "
@@ -1000,6 +1029,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-3002",
         name="RpoThresholdExceeded",
         title="The recovery point objective was exceeded",
+        action="Fix the failing cycles in this machine's events, or the appliance's uploads.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "The latest recovery point is {rpoMinutes} minutes old (last sync {lastSyncTime}); the "
@@ -1031,6 +1061,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-3003",
         name="ApplianceNotResponding",
         title="The appliance is not responding",
+        action="Bring the appliance and its gateway service back; check its access to the Event Grid topic.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Appliance {applianceName} has not been heard from since {lastHeartbeat} (more than "
@@ -1062,6 +1093,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-9999",
         name="UnrecognizedError",
         title="An error the catalog does not know, kept verbatim",
+        action="Read the message for the failing component; report it if the next cycle fails the same way.",
         origin=Origin.APPLIANCE,
         template="{message}",
         placeholders={

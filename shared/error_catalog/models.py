@@ -108,6 +108,7 @@ class CatalogEntry(BaseModel):
         default=(), description="other codes that mean this entry, e.g. the apply engine's exception codes"
     )
     title: str = Field(description="one line for tables and alerts")
+    action: str = Field(max_length=160, description="what to do, in one line, for the catalog table")
     origin: Origin
     template: str = Field(description="the message, with {placeholders}, as the product shows it")
     placeholders: dict[str, str] = Field(default_factory=dict, description="placeholder -> what it holds")
