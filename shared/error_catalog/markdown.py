@@ -15,7 +15,7 @@ from shared.error_catalog.models import CatalogEntry
 DOC_PATH = "docs/error-catalog.md"
 
 
-def _prose(text: str) -> str:
+def escape_prose(text: str) -> str:
     """Escape what Markdown would swallow outside code spans: <placeholders> read as HTML tags."""
     parts = text.split("`")
     for i in range(0, len(parts), 2):  # even parts are outside backticks
@@ -24,7 +24,7 @@ def _prose(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return _prose(text).replace("|", "\\|").replace("\n", " ")
+    return escape_prose(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _yes(flag: bool) -> str:
@@ -128,9 +128,9 @@ def render_markdown() -> str:
             out += ["", "Recognised formats (samples from the guide):", ""]
             out += [f"- `{sample}`" for sample in dict.fromkeys(samples)]
         out += ["", "Possible causes:", ""]
-        out += [f"- {_prose(cause)}" for cause in entry.causes]
+        out += [f"- {escape_prose(cause)}" for cause in entry.causes]
         out += ["", "Recommended steps:", ""]
-        out += [f"{n}. {_prose(step)}" for n, step in enumerate(entry.recommendations, start=1)]
+        out += [f"{n}. {escape_prose(step)}" for n, step in enumerate(entry.recommendations, start=1)]
         if entry.references:
             out += ["", "References: " + ", ".join(f"<{ref}>" for ref in entry.references)]
     return "\n".join(out) + "\n"

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from shared.error_catalog import CATALOG
-from shared.error_catalog.markdown import DOC_PATH, render_markdown
+from shared.error_catalog.markdown import DOC_PATH, escape_prose, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,8 +22,12 @@ def test_the_page_has_a_row_and_a_section_per_entry() -> None:
     for entry in CATALOG.entries:
         assert f"| [{entry.code}](#" in page
         assert f"\n## {entry.code} {entry.name}\n" in page
-        for step in entry.recommendations:
-            assert step in page
+        for line in (*entry.causes, *entry.recommendations):
+            assert escape_prose(line) in page
+
+
+def test_placeholders_outside_code_spans_are_escaped_for_markdown() -> None:
+    assert escape_prose("run `azcopy <x>` on <appliance>") == "run `azcopy <x>` on &lt;appliance&gt;"
 
 
 def test_the_script_checks_without_writing() -> None:
