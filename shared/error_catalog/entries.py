@@ -85,7 +85,7 @@ _CHECK_KEY_VAULT = (
     "TcpTestSucceeded must be True; False means a firewall or proxy blocks outbound TCP 443 to the vault."
 )
 
-_GATEWAY_START_STOP = (
+_GATEWAY_STOP = (
     "Stop the gateway service on the appliance first: services.msc > "
     '"Microsoft Azure Gateway Service" > Stop, or `net stop asrgwy`, and wait until it reports that the '
     "service is no longer running."
@@ -312,10 +312,12 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "the control plane resyncs it by itself: nothing to do unless the error returns.",
             'Otherwise, or if the automatic repair did not help, run "Repair replication" '
             "(POST /api/machines/<id>/repair): it resyncs the disks from a fresh snapshot.",
-            "If the repair fails again, reset CBT on the VM: stop replication, then in vCenter (or with "
-            "PowerCLI) power the VM off or take it through a stun/unstun, set ctkEnabled = false for the VM "
-            "and scsiX:Y.ctkEnabled = false for each disk, delete the -ctk.vmdk files, set them back to "
-            "true, take and delete a snapshot to re-initialise tracking, and enable replication again.",
+            "If the repair fails again, reset CBT on the VM (the first link below): stop replication; "
+            "power the VM off; in vCenter, Edit Settings > VM Options > Advanced > Edit Configuration, set "
+            "ctkEnabled to false and scsiX:Y.ctkEnabled to false for every disk; delete the VM's *-ctk.vmdk "
+            "files from its datastore folder; power it on, set the same parameters back to true, and take "
+            "and delete a snapshot so tracking starts afresh. VMware PowerCLI can do the same without a "
+            "power-off. Then enable replication again.",
             "On vSphere 5.5 apply the update described in VMware KB 2048201 so that storage vMotion no "
             "longer resets CBT.",
         ),
@@ -350,7 +352,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "disks: the ESXi host's NFC server refuses the connection.",
         ),
         recommendations=(
-            _GATEWAY_START_STOP,
+            _GATEWAY_STOP,
             "Download and install the update from the VMware KB linked below on the appliance.",
             _GATEWAY_START,
             _VMWARE_CYCLE_RETRIED,

@@ -164,10 +164,19 @@ class Transition(BaseModel):
     raised: tuple[ActiveError, ...] = Field(default=(), description="new errors, and errors that got worse")
     cleared: tuple[ActiveError, ...] = ()
     resync: ResyncRequest | None = None
+    error: ActiveError | None = Field(
+        default=None, description="record_failure: the current error the report is about (None if stale)"
+    )
 
     @property
     def changed(self) -> bool:
         return self.health is not self.previous_health
+
+    @property
+    def event_severity(self) -> Severity | None:
+        """The severity for this failure's event: the error's effective one (a CBT reset under automatic
+        repair is a Warning although its entry says Critical)."""
+        return None if self.error is None else Severity(self.error.severity.value)
 
 
 def _transition(
@@ -178,6 +187,7 @@ def _transition(
     raised: tuple[ActiveError, ...] = (),
     cleared: tuple[ActiveError, ...] = (),
     resync: ResyncRequest | None = None,
+    error: ActiveError | None = None,
 ) -> Transition:
     return Transition(
         state=after,
@@ -186,6 +196,7 @@ def _transition(
         raised=raised,
         cleared=cleared,
         resync=resync,
+        error=error,
     )
 
 
@@ -219,7 +230,7 @@ def record_failure(
     if existing is not None and (existing.last_seen >= at or same_cycle):
         # A redelivered report, or an older one of an error already held: nothing new. (A distinct
         # failure delivered out of order is not counted again; the error it reports is already there.)
-        return _transition(state, state, rules)
+        return _transition(state, state, rules, error=existing)
 
     resync: ResyncRequest | None = None
     attempts = existing.repair_attempts if existing is not None else 0
@@ -257,7 +268,7 @@ def record_failure(
         }
     )
     worse = existing is None or severity.rank > existing.severity.rank
-    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync)
+    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
 
 
 def record_success(

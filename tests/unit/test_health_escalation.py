@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from shared.domain.machine import Health
-from shared.error_catalog import CATALOG, CatalogMatch, control_plane_error, match_appliance_error
+from shared.domain.event import Severity
+from shared.domain.inventory import MachineInventory
+from shared.domain.machine import Health, Machine
+from shared.error_catalog import (
+    CATALOG,
+    CatalogMatch,
+    build_event,
+    control_plane_error,
+    match_appliance_error,
+)
 from shared.error_catalog.health import (
     APPLIANCE_CODE,
     RPO_CODE,
@@ -261,3 +269,48 @@ def test_the_state_round_trips_as_json_for_durable_payloads() -> None:
 def test_inconsistent_rules_are_refused(rules: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         HealthRules.model_validate(rules)
+
+
+def test_the_event_of_a_failure_carries_the_effective_severity() -> None:
+    repaired = record_failure(replicating(), CBT_RESET, at=at(1), rules=RULES, auto_repair_enabled=True)
+    manual = record_failure(replicating(), CBT_RESET, at=at(1), rules=RULES, auto_repair_enabled=False)
+    assert repaired.event_severity is Severity.WARNING
+    assert manual.event_severity is Severity.CRITICAL
+
+    again = record_failure(repaired.state, CBT_RESET, at=at(1), rules=RULES, auto_repair_enabled=True)
+    assert again.error == repaired.error  # a redelivery still names its error
+    stale = record_failure(replicating(since=at(2)), CBT_RESET, at=at(1), rules=RULES)
+    assert stale.error is None and stale.event_severity is None
+
+
+def test_an_activity_can_record_a_failure_on_the_machine_and_its_event_log() -> None:
+    """The glue the orchestration's activity needs: match, decide, write the machine and the event."""
+    inventory = MachineInventory.model_validate(
+        {
+            "displayName": "db01",
+            "osType": "windows",
+            "osName": "Windows Server 2019",
+            "osVersion": "10.0.17763",
+            "firmware": "UEFI",
+            "disks": [{"id": "disk-0", "sizeBytes": 1024**3, "isOsDisk": True}],
+        }
+    )
+    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=T0, updated_at=T0)
+    match = match_appliance_error(None, CONSOLIDATE.message)
+
+    step = record_failure(replicating(), match, at=at(1), rules=RULES, cycle_id="c1")
+    machine.health = step.health
+    machine.replication.current_errors = [e.to_machine_error() for e in step.state.errors]
+    event = build_event(
+        match, event_id="ev-1", machine_id=machine.id, time=at(1), cycle_id="c1", severity=step.event_severity
+    )
+
+    assert machine.computed_health() is Health.CRITICAL
+    assert machine.replication.current_errors[0].code == event.error_code == "MCP-1104"
+    assert event.type == "Replication cycle failed" and event.severity is Severity.CRITICAL
+    assert event.message == CONSOLIDATE.message
+    assert any("Consolidate" in line for line in event.recommendations)
+
+    healed = record_success(step.state, at=at(2), rules=RULES)
+    machine.record_cycle_applied(1, at(2))
+    assert [e.to_machine_error() for e in healed.state.errors] == machine.replication.current_errors == []
