@@ -52,6 +52,28 @@ class Settings(BaseModel):
     applicationinsights_connection_string: SecretStr | None = Field(
         default=None, description="APPLICATIONINSIGHTS_CONNECTION_STRING"
     )
+    # --- Azure Resource Manager (shared/arm) ---
+    azure_subscription_id: str | None = Field(
+        default=None,
+        description="AZURE_SUBSCRIPTION_ID: where hydration and migration create VMs, disks and networks; "
+        "needed by the ARM operations only, checked when they build their clients",
+    )
+    arm_endpoint: str = Field(
+        default="https://management.azure.com",
+        description="ARM_ENDPOINT: Resource Manager base URL; the local stack's local ARM endpoint locally",
+    )
+    arm_local_static_token: SecretStr | None = Field(
+        default=None,
+        description="ARM_LOCAL_STATIC_TOKEN: bearer token for the local ARM endpoint only; never set in Azure "
+        "(the app uses its managed identity)",
+    )
+    arm_polling_interval_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="ARM_POLLING_INTERVAL_SECONDS: wait between polls of an ARM async operation when the "
+        "service sends no Retry-After (azure-mgmt-core's default is 30 s)",
+    )
+    # --- end Azure Resource Manager ---
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +97,12 @@ class Settings(BaseModel):
             "appliance_credential_pepper": env.get("APPLIANCE_CREDENTIAL_PEPPER"),
             "managed_identity_client_id": env.get("AZURE_CLIENT_ID"),
             "applicationinsights_connection_string": env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            # --- Azure Resource Manager (shared/arm) ---
+            "azure_subscription_id": env.get("AZURE_SUBSCRIPTION_ID") or None,
+            "arm_endpoint": env.get("ARM_ENDPOINT") or "https://management.azure.com",
+            "arm_local_static_token": env.get("ARM_LOCAL_STATIC_TOKEN") or None,
+            "arm_polling_interval_seconds": env.get("ARM_POLLING_INTERVAL_SECONDS") or "30",
+            # --- end Azure Resource Manager ---
         }
         missing = [
             name
