@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -84,9 +85,15 @@ class Report:
             "os": self.os,
             "partitions": self.partitions,
             "steps": [
-                {**asdict(s), "status": str(s.status), "seconds": round(s.seconds, 3)} for s in self.steps
+                {
+                    **asdict(s),
+                    "status": str(s.status),
+                    "seconds": round(s.seconds, 3),
+                    "changes": [_redacted(asdict(c)) for c in s.changes],
+                }
+                for s in self.steps
             ],
-            "changes": [asdict(c) for c in self.changes],
+            "changes": [_redacted(asdict(c)) for c in self.changes],
             "manual_steps": self.manual_steps,
             "warnings": self.warnings,
             "errors": self.errors,
@@ -107,3 +114,14 @@ def _version() -> str:
     from hydration import __version__
 
     return __version__
+
+
+# fstab CIFS options and similar files may carry inline secrets; the report leaves the helper VM.
+_SECRET = re.compile(r"(?i)\b(password|passwd|pass|psk|secret)=([^,\s'\"]+)")
+
+
+def _redacted(change: dict[str, Any]) -> dict[str, Any]:
+    for key in ("before", "after", "note"):
+        if isinstance(change.get(key), str):
+            change[key] = _SECRET.sub(r"\1=***", change[key])
+    return change

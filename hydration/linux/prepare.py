@@ -23,7 +23,7 @@ from hydration.linux.inspect import (
 )
 from hydration.mounts import Mounts
 from hydration.options import Options
-from hydration.proc import HydrationError
+from hydration.proc import CommandError, HydrationError
 from hydration.report import Change, Report, RunStatus
 from hydration.scan import Found
 from hydration.steps import StepRunner
@@ -124,6 +124,10 @@ def _prepare(
         report.manual_steps = _manual_steps(report)
 
 
+# Without these the steps would change files hidden under an empty mount point.
+_NEEDED_MOUNTS = ("/boot", "/usr", "/etc", "/lib", "/lib64", "/var")
+
+
 def _mount_system(
     gi: GuestInspection, disks: DiskSet, opts: Options, mounts: Mounts, writable: bool, runner: StepRunner
 ) -> str:
@@ -159,7 +163,18 @@ def _mount_system(
                 f"mount point {mountpoint} does not exist in the root filesystem; {vol.name} not mounted"
             )
             continue
-        mounts.mount(vol.device, target, vol.fstype, readonly=not writable)
+        try:
+            mounts.mount(vol.device, target, vol.fstype, readonly=not writable)
+        except CommandError as exc:
+            if mountpoint in _NEEDED_MOUNTS:
+                raise HydrationError(
+                    f"cannot mount {vol.name} ({vol.fstype}) at {mountpoint}: {exc.output.strip()[:300]}; "
+                    "check the filesystem (fsck) in the source VM and replicate again"
+                ) from exc
+            runner.warn(
+                f"{vol.name} ({vol.fstype}) could not be mounted at {mountpoint}; files there are not changed"
+            )
+            continue
         gi.mounts.append((mountpoint, vol))
         if mountpoint == "/boot":
             gi.boot = vol

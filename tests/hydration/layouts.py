@@ -16,7 +16,7 @@ ESP_UUID = "ABCD-1234"
 
 NET_LINES = (
     "nas01:/export/home  /home/shared  nfs   defaults,_netdev  0 0\n"
-    "//fs01/share        /mnt/share    cifs  credentials=/root/.smb,_netdev 0 0\n"
+    "//fs01/share        /mnt/share    cifs  username=svc,password=Secr3t!,_netdev 0 0\n"
     "/dev/mapper/vg_data-lv_data /data ext4 defaults 0 2\n"
     "LABEL=scratch       /scratch      ext4  defaults,nofail 0 2\n"
 )

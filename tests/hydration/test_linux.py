@@ -6,6 +6,7 @@ and mtools, never with the toolkit's own readers.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -128,6 +129,7 @@ def test_prepares_guest_and_second_run_changes_nothing(
     assert rep["os"]["version"].startswith(version.split(".")[0])
     assert rep["os"]["support"].startswith("automatic")
     assert first.step("install_azure_linux_agent")["status"] == "warning"  # no package, no repos
+    assert "Secr3t!" not in json.dumps(rep) and "password=***" in json.dumps(rep)  # CIFS secret redacted
     assert "could not be installed" in " ".join(rep["warnings"])
 
     # initrds: rebuilt with the Hyper-V drivers by the guest's tool, original kept as .bak
