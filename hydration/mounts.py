@@ -59,9 +59,6 @@ class Mounts:
         run(["mount", "-t", fstype, fstype, target])
         self.targets.append(target)
 
-    def remount(self, target: str, readonly: bool) -> None:
-        run(["mount", "-o", f"remount,{'ro' if readonly else 'rw'}", target])
-
     def unmount(self, target: str) -> None:
         if target in self.targets:
             self.targets.remove(target)
