@@ -239,3 +239,22 @@ def test_kernel_without_netvsc_is_a_warning_not_a_rebuild(tmp_path: Path, hydrat
     step = result.step("rebuild_initrd")
     assert step["status"] == "warning" and "hv_netvsc" in step["message"]
     assert not [c for c in step["changes"] if c["changed"]]
+
+
+def test_whole_disk_block_device(tmp_path: Path, hydrate: Any) -> None:
+    """The helper VM passes /dev/sdc-style devices; the local CSE passes loop devices."""
+    from tests.hydration.layouts import gpt_uefi
+
+    layout = gpt_uefi(tmp_path, GuestSpec("debian", "11.9"))
+    device = subprocess.run(
+        ["losetup", "--show", "-f", str(layout.disk)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        result = hydrate(device)
+        assert result.report["disks"] == [device]
+        assert result.report["os"]["mounts"] == {"/boot": "disk0p2", "/boot/efi": "disk0p1"}
+        assert result.report["os"]["firmware"] == "uefi"
+        assert hydrate(device).report["changes"] == []
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+    assert (debugfs_cat(layout.disk, layout.root_mb, "/etc/fstab") or "").startswith("UUID=")
