@@ -18,7 +18,7 @@ import base64
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
@@ -253,7 +253,8 @@ def _upload_data_blob(
         block_ids.append(block_id)
         in_flight.add(pool.submit(stage, block_id, data))
         if len(in_flight) >= 2 * opts.upload_threads:
-            done, in_flight = wait(in_flight, return_when=FIRST_EXCEPTION)
+            # top up as soon as any block finishes, so every thread stays busy
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for f in done:
                 f.result()
     done, _ = wait(in_flight)

@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -883,22 +883,22 @@ class _Apply:
                 t()
             return
         with ThreadPoolExecutor(max_workers=self.opts.parallelism, thread_name_prefix="apply") as pool:
-            # Submit lazily, at most 2x parallelism in flight, so a million-extent plan is not a million futures.
+            # Submit lazily, at most 2x parallelism in flight (a million-extent plan is not a million
+            # futures), topping up as each task finishes so no worker idles while work remains.
             pending: set[Future[None]] = set()
-            iterator = iter(tasks)
             failure: BaseException | None = None
-            for t in iterator:
-                pending.add(pool.submit(t))
+            for t in tasks:
                 if len(pending) >= 2 * self.opts.parallelism:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     failure = _first_failure(finished)
                     if failure is not None:
                         break
+                pending.add(pool.submit(t))
             if failure is None:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 failure = _first_failure(finished)
             if failure is not None:
-                self.cancel.set()
+                self.cancel.set()  # queued tasks stop at their first check; running calls finish
             finished, _ = wait(pending)
             failure = failure or _first_failure(finished)
         if failure is not None:
