@@ -31,7 +31,7 @@ EXTENT = 256 * 1024
 RUN = 4 * MIB
 GAP = MIB
 RUNS = 64  # 256 MiB of data
-ROUNDS = 5
+ROUNDS = 7
 MACHINE, DISK, CYCLE = "bench-vm", "disk-0", "cycle-1"
 
 
