@@ -404,6 +404,10 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     if existing is None:
         _check_quota(arm, rid, size)
     for disk_rid, disk_doc in implicit:
+        # The image is not emulated: the helper's own OS disk is an empty sparse file of its size.
+        target = disk_file(arm, disk_doc)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        create_empty(target, int(disk_doc["properties"]["diskSizeBytes"]))
         arm.store.put(disk_rid.key, disk_doc)
     doc = arm.tracked_doc(rid, body, existing)
     stored: dict[str, Any] = {

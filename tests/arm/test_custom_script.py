@@ -1,0 +1,271 @@
+"""The Custom Script Extension really runs: files from Azurite, disks as loop devices, the handler's status."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
+
+from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, EmulatorEndpoints
+from shared.arm import operations as ops
+from shared.arm.clients import ArmClients
+from shared.arm.errors import ExtensionFailed
+from shared.arm.tags import ResourceTags
+from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
+from shared.vhd import MIB
+from tests.arm.conftest import IS_ROOT, LOCATION, LocalArmEndpoint
+from tests.arm.test_compute import STORAGE_ACCOUNT_ID
+
+pytestmark = pytest.mark.integration
+SIGNATURE = b"MIGRATE-LUN0-SIGNATURE"
+
+
+@pytest.fixture()
+def container(emulators: EmulatorEndpoints) -> ContainerClient:
+    service = BlobServiceClient.from_connection_string(emulators.storage_connection_string)
+    client = service.get_container_client(f"cse-{uuid.uuid4().hex[:8]}")
+    client.create_container()
+    return client
+
+
+def sas_url(container: ContainerClient, name: str, data: bytes) -> str:
+    blob = container.get_blob_client(name)
+    blob.upload_blob(data, overwrite=True)
+    sas = generate_blob_sas(
+        AZURITE_ACCOUNT,
+        container.container_name,
+        name,
+        account_key=AZURITE_KEY,
+        permission=BlobSasPermissions(read=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    return f"{blob.url}?{sas}"
+
+
+@pytest.fixture()
+def helper(clients: ArmClients, resource_group: str, tags: ResourceTags, container: ContainerClient) -> str:
+    """A helper VM with one data disk (LUN 0) imported from a replica that starts with SIGNATURE."""
+    spec = ReplicaDiskSpec(machine_id="m-cse", disk_id=uuid.uuid4().hex[:6], disk_size=2 * MIB)
+    replica = create_replica_disk(container, spec)
+    container.get_blob_client(replica.blob_name).upload_page(
+        SIGNATURE.ljust(512, b"\0"), offset=0, length=512
+    )
+    disk = ops.import_disk(
+        clients,
+        resource_group,
+        "to-prepare",
+        location=LOCATION,
+        source_uri=replica.url,
+        storage_account_id=STORAGE_ACCOUNT_ID,
+        tags=tags,
+    )
+    vnet = ops.ensure_virtual_network(
+        clients,
+        resource_group,
+        "vnet",
+        location=LOCATION,
+        address_prefix="10.40.0.0/24",
+        subnet_name="s",
+        subnet_prefix="10.40.0.0/26",
+        tags=tags,
+    )
+    nic = ops.ensure_network_interface(
+        clients,
+        resource_group,
+        "nic",
+        location=LOCATION,
+        subnet_id=vnet.subnet_id,
+        network_security_group_id=None,
+        tags=tags,
+    )
+    ops.ensure_helper_vm(
+        clients,
+        resource_group,
+        "helper",
+        location=LOCATION,
+        size="Standard_B2s",
+        nic_id=nic.id,
+        data_disk_ids=[disk.id],
+        admin_username="azureuser",
+        ssh_public_key="ssh-rsa AAAAB3NzaC1yc2E test",
+        tags=tags,
+    )
+    return "helper"
+
+
+def _loops_of(local_arm: LocalArmEndpoint) -> str:
+    images = [str(p) for p in (local_arm.data_dir / "disks").glob("*.raw")]
+    out = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if any(image in line for image in images))
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="attaching disk images as loop devices (losetup) needs root")
+def test_script_reads_the_attached_disk_through_its_loop_device(
+    clients: ArmClients,
+    resource_group: str,
+    tags: ResourceTags,
+    helper: str,
+    container: ContainerClient,
+    local_arm: LocalArmEndpoint,
+) -> None:
+    script = sas_url(
+        container,
+        "probe.sh",
+        (
+            "#!/bin/sh\n"
+            f"disk={ops.lun_device_reference(0)}\n"
+            'echo "device=$disk"\n'
+            'head -c 22 "$disk"; echo\n'
+            'echo "all=$AZURE_LOCAL_DISKS" >&2\n'
+        ).encode(),
+    )
+    result = ops.run_custom_script(
+        clients,
+        resource_group,
+        helper,
+        location=LOCATION,
+        command="sh probe.sh",
+        file_uris=[script],
+        run_id=1,
+        tags=tags,
+    )
+    assert result.message.startswith("Enable succeeded: \n[stdout]\n")
+    assert SIGNATURE.decode() in result.stdout_tail
+    device = result.stdout_tail.split("device=", 1)[1].split("\n", 1)[0]
+    assert device.startswith("/dev/loop")
+    assert result.stderr_tail == f"all={device}\n"
+    view = clients.compute.virtual_machine_extensions.get(
+        resource_group, helper, "hydration", expand="instanceView"
+    )
+    status = view.properties.instance_view.statuses[0]
+    assert (status.code, status.display_status) == ("ProvisioningState/succeeded", "Provisioning succeeded")
+    assert status.message == result.message
+    assert view.properties.provisioning_state == "Succeeded"
+    assert view.properties.protected_settings is None  # never returned
+    assert _loops_of(local_arm) == ""  # detached after the run
+
+
+def test_same_configuration_does_not_rerun_and_a_new_run_id_does(
+    clients: ArmClients,
+    resource_group: str,
+    tags: ResourceTags,
+    helper: str,
+    tmp_path: Path,
+) -> None:
+    counter = tmp_path / "runs"
+    command = f"echo ran >> {counter}; wc -l < {counter}"
+    first = ops.run_custom_script(
+        clients, resource_group, helper, location=LOCATION, command=command, file_uris=[], run_id=7, tags=tags
+    )
+    assert first.stdout_tail.strip() == "1"
+    again = ops.run_custom_script(
+        clients, resource_group, helper, location=LOCATION, command=command, file_uris=[], run_id=7, tags=tags
+    )
+    assert again == first and counter.read_text() == "ran\n"
+    rerun = ops.run_custom_script(
+        clients, resource_group, helper, location=LOCATION, command=command, file_uris=[], run_id=8, tags=tags
+    )
+    assert rerun.stdout_tail.strip() == "2"
+
+
+def test_a_failing_script_raises_with_its_output_tails(
+    clients: ArmClients,
+    resource_group: str,
+    tags: ResourceTags,
+    helper: str,
+    local_arm: LocalArmEndpoint,
+) -> None:
+    noisy = "x" * 5000
+    command = f"echo {noisy}; echo partial; echo 'no OS found on the disks' >&2; exit 3"
+    with pytest.raises(ExtensionFailed) as error:
+        ops.run_custom_script(
+            clients,
+            resource_group,
+            helper,
+            location=LOCATION,
+            command=command,
+            file_uris=[],
+            run_id=1,
+            tags=tags,
+        )
+    failure = error.value
+    assert failure.exit_status == 3
+    assert failure.arm_code == "VMExtensionProvisioningError"
+    assert failure.stderr_tail == "no OS found on the disks\n"
+    assert failure.stdout_tail.endswith("partial\n") and len(failure.stdout_tail.encode()) == 4096
+    view = clients.compute.virtual_machine_extensions.get(
+        resource_group, helper, "hydration", expand="instanceView"
+    )
+    message = view.properties.instance_view.statuses[0].message
+    assert message.startswith(
+        "Enable failed: failed to execute command: command terminated with exit status=3"
+    )
+    assert view.properties.provisioning_state == "Failed"
+    # A failed extension leaves the VM Failed too, as in Azure; deleting it still works.
+    assert (
+        clients.compute.virtual_machines.get(resource_group, helper).properties.provisioning_state == "Failed"
+    )
+    if IS_ROOT:
+        assert _loops_of(local_arm) == ""
+
+
+def test_an_injected_extension_failure(
+    clients: ArmClients,
+    resource_group: str,
+    tags: ResourceTags,
+    helper: str,
+    local_arm: LocalArmEndpoint,
+    tmp_path: Path,
+) -> None:
+    local_arm.add_fault(
+        {
+            "match": {"resourceType": "Microsoft.Compute/virtualMachines/extensions"},
+            "fault": "extensionFailure",
+            "exitStatus": 1,
+        }
+    )
+    marker = tmp_path / "ran"
+    with pytest.raises(ExtensionFailed) as error:
+        ops.run_custom_script(
+            clients,
+            resource_group,
+            helper,
+            location=LOCATION,
+            command=f"touch {marker}",
+            file_uris=[],
+            run_id=1,
+            tags=tags,
+        )
+    assert error.value.exit_status == 1
+    assert "injected fault" in error.value.stderr_tail
+    assert "Enable failed" in error.value.message
+    assert not marker.exists()
+
+
+def test_a_download_failure_is_an_enable_failure(
+    clients: ArmClients, resource_group: str, tags: ResourceTags, helper: str, container: ContainerClient
+) -> None:
+    missing = f"{container.url}/not-there.sh"
+    with pytest.raises(ExtensionFailed) as error:
+        ops.run_custom_script(
+            clients,
+            resource_group,
+            helper,
+            location=LOCATION,
+            command="sh not-there.sh",
+            file_uris=[missing],
+            run_id=1,
+            tags=tags,
+        )
+    assert "processing file downloads failed: failed to download file[0]" in error.value.message
+    assert error.value.exit_status is None
