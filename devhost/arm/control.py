@@ -106,7 +106,10 @@ class FaultMatch(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:  # not a ValueError: pydantic would let it escape as a 500
+                raise ValueError(f"nameRegex {value!r} does not compile: {exc}") from exc
         return value
 
     def matches(self, method: str, resource_type: str, name: str, action: str | None) -> bool:
