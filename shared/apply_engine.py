@@ -966,6 +966,25 @@ def apply_manifest_blob(
     return apply_extents(manifest, cache=cache, replica=replica, options=options)
 
 
+def verify_extents(
+    manifest: DeltaManifest,
+    *,
+    cache: ContainerClient,
+    replica: BlobClient,
+    options: ApplyOptions | None = None,
+) -> None:
+    """Every check `apply_extents` makes before it writes (replica size, data blob sizes, every extent's
+    checksum), without writing anything; raises the same errors.
+
+    For cycles spanning several disks: verify every disk's manifest first, so one damaged disk leaves
+    every replica unchanged. `apply_extents` verifies again (the data could change in between; its own
+    verification is what its writes are pinned to), so this costs one more read of the cycle.
+    """
+    run = _Apply(manifest, cache, replica, options or ApplyOptions(), _default_signer)
+    run._check_replica()
+    run._verify(run._check_sources(), _plan_pieces(manifest.extents))
+
+
 def dispose_cycle_data(cache: ContainerClient, machine_id: str, cycle_id: str) -> int:
     """Delete an applied (or rejected) cycle's data blobs and manifests; returns how many were deleted.
 
@@ -1002,4 +1021,5 @@ __all__ = [
     "forget_capabilities",
     "load_manifest",
     "supports_put_page_from_url",
+    "verify_extents",
 ]

@@ -32,6 +32,7 @@ from shared.apply_engine import (
     forget_capabilities,
     load_manifest,
     supports_put_page_from_url,
+    verify_extents,
 )
 from shared.checksums import ChecksumAlgorithm, checksum_hex
 from shared.delta_manifest import DeltaManifest, Extent, ManifestInvalid, data_blob_name
@@ -413,3 +414,17 @@ def test_disposing_a_cycle_removes_only_its_blobs_and_can_be_retried(cache: Cont
         f"{MACHINE}/cycle-2/{DISK}/data-00000.bin",
         f"{MACHINE}/cycle-2/{DISK}/manifest.json",
     ]
+
+
+def test_verify_extents_checks_everything_and_writes_nothing(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    before = whole(replica)
+    good = upload_cycle(cache, "cycle-1", [(0, rand(MIB)), (2 * MIB, bytes(MIB))], blobs=2)
+    verify_extents(good, cache=cache, replica=replica)
+    assert whole(replica) == before
+    bad = upload_cycle(cache, "cycle-2", [(0, rand(MIB)), (2 * MIB, rand(MIB))], blobs=2)
+    _tamper(cache, data_blob_name(MACHINE, "cycle-2", DISK, 0), _flip_last_byte)
+    with pytest.raises(ExtentChecksumMismatch):
+        verify_extents(bad, cache=cache, replica=replica)
+    assert whole(replica) == before
