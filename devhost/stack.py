@@ -18,8 +18,15 @@ from pathlib import Path
 
 import httpx
 
+from devhost.arm import LATENCY_SCALE_ENV, LOCAL_SUBSCRIPTION_ID, start_local_arm  # local ARM endpoint
 from devhost.emulators import REPO_ROOT, EmulatorEndpoints, EmulatorPorts, start_azurite, start_cosmos
-from devhost.processes import ManagedProcess, port_is_open
+from devhost.processes import ManagedProcess, free_port, port_is_open
+
+# --- local ARM endpoint (devhost/arm) ---
+# The stack's default latency scale: Azure's durations / 10, so a demo hydration keeps Azure's shape
+# (which waits dominate) without taking minutes. Tests of shared/arm run their own endpoint at 0.
+DEFAULT_ARM_LATENCY_SCALE = "0.1"
+# --- end local ARM endpoint ---
 
 
 class StackError(RuntimeError):
@@ -30,6 +37,7 @@ class StackError(RuntimeError):
 class StackPorts:
     functions: int
     emulators: EmulatorPorts
+    arm: int = field(default_factory=free_port)  # local ARM endpoint (DEVHOST_ARM_PORT)
 
     @classmethod
     def from_env(cls) -> StackPorts:
@@ -45,11 +53,13 @@ class StackPorts:
                 blob=port("DEVHOST_BLOB_PORT", 10000), queue=port("DEVHOST_QUEUE_PORT", 10001),
                 table=port("DEVHOST_TABLE_PORT", 10002), cosmos=port("DEVHOST_COSMOS_PORT", 8081),
             ),
+            arm=port("DEVHOST_ARM_PORT", 7072),
         )
 
     def all(self) -> dict[str, int]:
         e = self.emulators
-        return {"functions": self.functions, "blob": e.blob, "queue": e.queue, "table": e.table, "cosmos": e.cosmos}
+        return {"functions": self.functions, "blob": e.blob, "queue": e.queue, "table": e.table, "cosmos": e.cosmos,
+                "arm": self.arm}
 
 
 @dataclass
@@ -82,6 +92,17 @@ class LocalStack:
                 "APPLIANCE_CREDENTIAL_PEPPER": secrets.token_urlsafe(32),
             }
             _write_private(secrets_file, json.dumps(local_secrets))
+        # --- local ARM endpoint ---
+        if "ARM_LOCAL_STATIC_TOKEN" not in local_secrets:  # a secrets.json kept from before the ARM endpoint
+            local_secrets["ARM_LOCAL_STATIC_TOKEN"] = secrets.token_urlsafe(32)
+            _write_private(secrets_file, json.dumps(local_secrets))
+        arm_settings = {
+            "AZURE_SUBSCRIPTION_ID": LOCAL_SUBSCRIPTION_ID,
+            "ARM_ENDPOINT": f"http://127.0.0.1:{self.ports.arm}",
+            "ARM_POLLING_INTERVAL_SECONDS": "1",
+            LATENCY_SCALE_ENV: os.environ.get(LATENCY_SCALE_ENV, DEFAULT_ARM_LATENCY_SCALE),
+        }
+        # --- end local ARM endpoint ---
         storage = endpoints.storage_connection_string
         return {
             "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -94,6 +115,7 @@ class LocalStack:
             "REPLICA_STORAGE_CONNECTION_STRING": storage,
             "EVENTGRID_TOPIC_ENDPOINT": f"{self.functions_url}/runtime/local-eventgrid/topics/appliance-events/api/events",
             "DEVHOST_DEADLETTER_CONNECTION_STRING": storage,
+            **arm_settings,  # local ARM endpoint
             **local_secrets,
         }
 
@@ -106,7 +128,7 @@ class LocalStack:
                 "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT."
             )
         if not self.keep_data and self.data_dir.exists():
-            for child in ("azurite", "host", "logs", "secrets.json", "stack.json"):
+            for child in ("azurite", "host", "logs", "secrets.json", "stack.json", "arm"):
                 target = self.data_dir / child
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -119,6 +141,12 @@ class LocalStack:
                                                 fresh=not self.keep_data))
             self.processes.append(start_cosmos(self.ports.emulators, logs))
             settings = self.app_settings(endpoints)
+            # --- local ARM endpoint ---
+            self.processes.append(start_local_arm(
+                self.data_dir / "arm", self.ports.arm, endpoints.storage_connection_string, logs,
+                token=settings["ARM_LOCAL_STATIC_TOKEN"], latency_scale=float(settings[LATENCY_SCALE_ENV]),
+            ))
+            # --- end local ARM endpoint ---
             self._settings = settings
             self.start_functions_host()
         except Exception:
@@ -129,7 +157,8 @@ class LocalStack:
             "functionsUrl": self.functions_url,
             "keysFile": str(self.data_dir / "host" / "keys.json"),
             "settings": {k: v for k, v in settings.items() if k not in ("EVENTGRID_TOPIC_KEY",
-                                                                         "APPLIANCE_CREDENTIAL_PEPPER")},
+                                                                         "APPLIANCE_CREDENTIAL_PEPPER",
+                                                                         "ARM_LOCAL_STATIC_TOKEN")},
             "secretsFile": str(self.data_dir / "secrets.json"),
             "processes": {p.name: p.pid for p in self.processes},
             "ports": self.ports.all(),
