@@ -106,8 +106,8 @@ def _prepare(found: Found, opts: Options, report: Report, runner: StepRunner, mo
 
     for name, fn in (
         ("find_os_volume", find_os_volume),
+        ("read_os_version", read_os_version),  # first, so that a refused volume still names its OS
         ("check_volume_state", check_volume_state),
-        ("read_os_version", read_os_version),
     ):
         if runner.run(name, fn).status == "failed":
             return

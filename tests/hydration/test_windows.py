@@ -138,6 +138,7 @@ def test_fast_startup_hibernation_is_refused(tmp_path: Path, hydrate: Any) -> No
     before = image_digest(disk.disk)
     result = hydrate(disk.disk, expect_rc=1)
     assert "Fast Startup" in result.report["errors"][0]
+    assert result.report["os"]["release"] == "Windows Server 2016"
     assert "powercfg /h off" in result.stdout
     assert image_digest(disk.disk) == before
 
