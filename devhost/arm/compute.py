@@ -668,6 +668,9 @@ def extension_work(
                 timeout=arm.extension_timeout,
             )
             message, outcome_ok, timed_out = outcome.message, outcome.succeeded, outcome.timed_out
+            if arm.stopping:
+                # Killed by the endpoint's shutdown, not a result: the run is resumed at the next start.
+                raise ArmError(500, "InternalExecutionError", "the local ARM endpoint stopped during the run")
         state = "succeeded" if outcome_ok else "failed"
         view = {
             "name": rid.name,

@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +35,13 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+# What a script sees of its environment on a VM: root's login basics, not the endpoint's own (its venv).
+VM_ENVIRONMENT: Final = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "SHELL": "/bin/sh",
+}
 MAX_TAIL: Final = 4 * 1024  # maxTailLen of the Linux handler
 MAX_SCRIPT: Final = 256 * 1024
 DEFAULT_TIMEOUT: Final = 90 * 60  # the agent gives an extension 90 minutes
@@ -58,6 +66,19 @@ class CseOutcome:
 
 class ConfigError(Exception):
     pass
+
+
+_running_lock = threading.Lock()
+_running: set[subprocess.Popen[bytes]] = set()
+
+
+def kill_running_scripts() -> None:
+    """Kill every script still running (the endpoint is stopping); their runs then detach their disks."""
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def tail(path: Path, limit: int = MAX_TAIL) -> str:
@@ -183,7 +204,7 @@ def run_custom_script(
     stdout_path, stderr_path = work_dir / "stdout", work_dir / "stderr"
     try:
         with attached(disks, exposure) as devices:
-            env = {**os.environ, **disk_environment(devices, vm_dir / "disks.json")}
+            env = {**VM_ENVIRONMENT, **disk_environment(devices, vm_dir / "disks.json")}
             with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
                 process = subprocess.Popen(
                     ["/bin/sh", "-c", command],
@@ -194,6 +215,8 @@ def run_custom_script(
                     env=env,
                     start_new_session=True,
                 )
+                with _running_lock:
+                    _running.add(process)
                 timed_out = False
                 try:
                     status = process.wait(timeout=timeout)
@@ -203,6 +226,9 @@ def run_custom_script(
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(process.pid, signal.SIGKILL)
                     status = process.wait()
+                finally:
+                    with _running_lock:
+                        _running.discard(process)
             device_map = {str(d.lun if d.lun is not None else "os"): dev for d, dev in devices}
     except ConfigError as exc:
         return CseOutcome(False, f"Enable failed: failed to execute command: {exc}")

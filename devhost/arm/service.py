@@ -18,6 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from urllib.parse import urlencode
 
 from devhost.arm import compute, ids, network
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
+from devhost.arm.cse import kill_running_scripts
 from devhost.arm.disks import BlobSource
 from devhost.arm.errors import ArmError, not_found, resource_group_not_found
 from devhost.arm.ids import ResourceId, namespace_of, resource_group_id
@@ -73,7 +75,9 @@ class LocalArm:
         self.disk_exposure = disk_exposure
         self.extension_timeout = extension_timeout
         self.core_quota: int | None = None
+        self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="arm-operation")
 
     # --- helpers used by the providers ----------------------------------------------------------------
 
@@ -648,7 +652,7 @@ class LocalArm:
         error: ArmError | None = None
         try:
             if work is not None:
-                await asyncio.to_thread(work)
+                await asyncio.get_running_loop().run_in_executor(self._executor, work)
         except ArmError as exc:
             error = exc
         except Exception as exc:  # a bug or an I/O failure: the operation fails like an RP's internal error
@@ -721,11 +725,17 @@ class LocalArm:
             self._spawn(op, work)
 
     async def drain(self) -> None:
+        # Operations still running stay InProgress in the store and are resumed at the next start;
+        # scripts are killed now so that their threads end (recording nothing) and release their loop
+        # devices before the store closes.
+        self.stopping = True
+        kill_running_scripts()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.to_thread(self._executor.shutdown, True)
 
     def _accepted(self, op: Doc, base_url: str, api_version: str, status: int, body: Doc | None) -> Answer:
         base = base_url.rstrip("/")
