@@ -41,6 +41,7 @@ from orchestrators.replication_activities import (
     snapshot_recovery_point,
     start_initial_replication,
     supersede_cycles,
+    verify_cycle_disk,
 )
 from orchestrators.replication_contracts import (
     CycleCompletion,
@@ -151,6 +152,16 @@ def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView,
                   disk_size=disks[disk_id].size_bytes, base=cycle.kind in BASE_KINDS)
         for disk_id, blob in sorted(cycle.manifests.items())
     ]
+    if len(requests) > 1:
+        # One damaged disk must leave every replica unchanged: verify the whole cycle before any write.
+        raw = yield context.task_all([
+            context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests
+        ])
+        rejected = [v for v in (DiskApplied.model_validate(r) for r in raw) if not v.ok]
+        if rejected:
+            yield context.call_activity_with_retry(reject_cycle, STORAGE_RETRY, _dump(CycleRejection(
+                machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)))
+            return None
     if cycle.kind in BASE_KINDS:
         # A whole-disk copy is large: one disk at a time, reporting progress after each.
         results = []

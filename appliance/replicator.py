@@ -1,0 +1,190 @@
+"""Replicating one machine's disks (raw image files) to the control plane, like an appliance does.
+
+Two flavours of change tracking, as on-premises:
+- `vmware`: changed block tracking (appliance/cbt.py); a delta is QueryChangedDiskAreas since the last
+  cycle's change id; a CBT reset is reported as the seed's "An error occurred while trying to fetch
+  changed blocks" and left to the control plane, which asks for a resync (automatically or on repair).
+- `hyperv`: Hyper-V Replica change logs (appliance/hrl.py); each cycle freezes the log and uploads it.
+
+A cycle: upload each disk's data blobs, then its manifest (appliance/upload.py), then publish
+`CycleUploaded`. Sequence numbers and change ids are persisted beside the images, so a restarted
+appliance carries on without reusing a cycle id. Writes must go through `write()` between cycles
+(the real appliance reads from a VM snapshot; here the images are quiet while a cycle uploads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from azure.storage.blob import ContainerClient
+from pydantic import BaseModel, ConfigDict
+
+from appliance.blocks import BlockSource, ImageFile, Range, nonzero_ranges
+from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
+from appliance.control_plane import ApplianceApi, ApplianceEvents
+from appliance.hrl import HyperVChangeTracker, ReplicationLog
+from appliance.upload import CycleUpload, DiskCycle, UploadOptions, upload_cycle
+from shared.domain.cycle import CycleKind
+
+Flavour = Literal["vmware", "hyperv"]
+CBT_RESET_MESSAGE = "An error occurred while trying to fetch changed blocks"
+
+
+@dataclass(frozen=True)
+class SourceDisk:
+    disk_id: str
+    path: Path
+    is_os_disk: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+class CycleReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cycle_id: str
+    sequence: int
+    kind: CycleKind
+    manifests: dict[str, str]
+    bytes_uploaded: int
+    event_id: str
+
+
+class ChangeTrackingLost(RuntimeError):
+    """CBT was reset: reported to the control plane, which will ask for a resync."""
+
+
+@dataclass
+class MachineReplicator:
+    machine_id: str
+    disks: list[SourceDisk]
+    cache: ContainerClient
+    events: ApplianceEvents
+    flavour: Flavour = "vmware"
+    upload: UploadOptions = field(default_factory=UploadOptions)
+
+    def __post_init__(self) -> None:
+        self._state_path = self.disks[0].path.with_name(f".{self.machine_id}.replication.json")
+        self._state: dict[str, Any] = (json.loads(self._state_path.read_text()) if self._state_path.exists()
+                                       else {"nextSequence": 0, "changeIds": {}})
+        self._hyperv: dict[str, HyperVChangeTracker] = {}
+        self._cbt: dict[str, ChangedBlockTracker] = {}
+
+    # -- what the appliance reports
+
+    def inventory(self, *, os_type: str, os_name: str, os_version: str, firmware: str = "BIOS") -> dict[str, Any]:
+        return {
+            "id": self.machine_id, "displayName": self.machine_id, "osType": os_type, "osName": os_name,
+            "osVersion": os_version, "firmware": firmware,
+            "disks": [{"id": d.disk_id, "sizeBytes": d.size, "isOsDisk": d.is_os_disk} for d in self.disks],
+        }
+
+    # -- the guest writes (through change tracking)
+
+    def write(self, disk_id: str, offset: int, data: bytes) -> None:
+        if self.flavour == "hyperv":
+            self._hyperv_tracker(disk_id).write(offset, data)
+        else:
+            self._cbt_tracker(disk_id).write(offset, data)
+
+    # -- cycles
+
+    def run_cycle(self, kind: CycleKind = CycleKind.DELTA, *, app_consistent: bool = False) -> CycleReport:
+        sequence = int(self._state["nextSequence"])
+        cycle_id = f"{self.machine_id}-{sequence:06d}-{uuid.uuid4().hex[:8]}"
+        whole_disk = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
+        with ExitStack() as stack:
+            disks = [DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
+                     for d in self.disks
+                     for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]]
+            manifests = upload_cycle(self.cache, CycleUpload(machine_id=self.machine_id, cycle_id=cycle_id,
+                                                             sequence=sequence, kind=kind, disks=disks),
+                                     options=self.upload)
+        by_disk = {d.disk_id: name for d, name in zip(self.disks, manifests, strict=True)}
+        event_id = self.events.cycle_uploaded(machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence,
+                                              kind=kind.value, app_consistent=app_consistent, manifests=by_disk)
+        # Only once the event is out does the next cycle start from here.
+        self._state["nextSequence"] = sequence + 1
+        if self.flavour == "vmware":
+            for disk in self.disks:
+                self._state["changeIds"][disk.disk_id] = self._cbt_tracker(disk.disk_id).next_epoch()
+        self._save()
+        return CycleReport(cycle_id=cycle_id, sequence=sequence, kind=kind, manifests=by_disk,
+                           bytes_uploaded=sum(length for d in disks for _, length in d.ranges), event_id=event_id)
+
+    def handle_commands(self, api: ApplianceApi) -> list[CycleReport]:
+        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each."""
+        reports = []
+        for command in api.commands():
+            if command["machineId"] != self.machine_id:
+                continue
+            if command["kind"] == "RunCycle":
+                kind = CycleKind(command.get("cycleKind") or "delta")
+                reports.append(self.run_cycle(kind))
+            elif command["kind"] == "ResyncDisk" and not any(r.kind is CycleKind.RESYNC for r in reports):
+                reports.append(self.run_cycle(CycleKind.RESYNC))  # one resync covers every disk
+            api.acknowledge(command["id"])
+        return reports
+
+    @contextmanager
+    def _changes(self, disk: SourceDisk, whole_disk: bool) -> Iterator[tuple[list[Range], BlockSource]]:
+        if self.flavour == "hyperv":
+            frozen = self._hyperv_tracker(disk.disk_id).switch_log()  # the log restarts in every case: a whole copy covers it
+            if whole_disk:
+                os.unlink(frozen)
+                with ImageFile(disk.path) as image:
+                    yield nonzero_ranges(image), image
+                return
+            with ReplicationLog.open(frozen) as log:
+                yield log.changed_ranges(), log
+            os.unlink(frozen)  # uploaded: the log's data is in the cache now
+            return
+        since = ALL_AREAS if whole_disk else self._state["changeIds"].get(disk.disk_id, ALL_AREAS)
+        try:
+            ranges = self._cbt_tracker(disk.disk_id).changed_areas(since)
+        except ChangeTrackingReset as reset:
+            self.events.cycle_failed(machine_id=self.machine_id, disk_id=disk.disk_id,
+                                     message=f"{CBT_RESET_MESSAGE}. {reset}")
+            raise ChangeTrackingLost(str(reset)) from reset
+        with ImageFile(disk.path) as image:
+            yield ranges, image
+
+    def _cbt_tracker(self, disk_id: str) -> ChangedBlockTracker:
+        if disk_id not in self._cbt:
+            path = self._disk(disk_id).path
+            try:
+                self._cbt[disk_id] = ChangedBlockTracker.open(path)
+            except ChangeTrackingReset:
+                # First time (or state lost): enable tracking; the next delta then reports the reset.
+                self._cbt[disk_id] = ChangedBlockTracker.enable(path)
+        return self._cbt[disk_id]
+
+    def _hyperv_tracker(self, disk_id: str) -> HyperVChangeTracker:
+        if disk_id not in self._hyperv:
+            self._hyperv[disk_id] = HyperVChangeTracker(self._disk(disk_id).path)
+        return self._hyperv[disk_id]
+
+    def _disk(self, disk_id: str) -> SourceDisk:
+        return next(d for d in self.disks if d.disk_id == disk_id)
+
+    def _save(self) -> None:
+        for tracker in self._cbt.values():
+            tracker.flush()
+        self._state_path.write_text(json.dumps(self._state))
+
+    def close(self) -> None:
+        self._save()
+        for cbt in self._cbt.values():
+            cbt.close()
+        for hyperv in self._hyperv.values():
+            hyperv.close()
+

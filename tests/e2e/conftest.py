@@ -1,0 +1,173 @@
+"""End-to-end fixtures: the whole local stack on free ports, an operator and appliances acting through
+the HTTP API, the Event Grid topic and the cache storage account, as real users would."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.credentials import AzureKeyCredential
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from appliance.control_plane import ApplianceApi, ApplianceEvents
+from appliance.replicator import Flavour, MachineReplicator, SourceDisk
+from devhost.emulators import EmulatorPorts
+from devhost.processes import free_port
+from devhost.stack import LocalStack, StackPorts
+from shared.replica_disks import replica_blob_name
+from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
+        blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
+    stack = LocalStack(ports, data_dir=tmp_path_factory.mktemp("stack"),
+                       host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4", "DEVHOST_LOG_LEVEL": "INFO"})
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@dataclass
+class Operator:
+    stack: LocalStack
+
+    @property
+    def function_key(self) -> str:
+        keys: dict[str, Any] = json.loads((self.stack.data_dir / "host" / "keys.json").read_text())
+        return str(keys["function_default"])
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.stack.functions_url}/api{path}",
+                             headers={"x-functions-key": self.function_key}, timeout=30, **kwargs)
+
+    def machine(self, machine_id: str) -> dict[str, Any]:
+        response = self.call("GET", f"/machines/{machine_id}")
+        assert response.status_code == 200, response.text
+        machine: dict[str, Any] = response.json()
+        return machine
+
+    def events(self, machine_id: str) -> list[dict[str, Any]]:
+        response = self.call("GET", f"/machines/{machine_id}/events")
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+    def enable_replication(self, machine_id: str) -> dict[str, Any]:
+        target = {"resourceGroup": "rg-target", "virtualNetwork": "vnet-target", "subnet": "default",
+                  "vmSize": "Standard_D2s_v3"}
+        response = self.call("PUT", f"/machines/{machine_id}/replication", json=target)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["jobId"]
+        job = wait_for(lambda: self._finished_job(job_id), what=f"job {job_id}")
+        assert job["status"] == "Succeeded", job
+        return job
+
+    def _finished_job(self, job_id: str) -> dict[str, Any] | None:
+        job: dict[str, Any] = self.call("GET", f"/jobs/{job_id}").json()
+        return job if job["status"] not in ("NotStarted", "InProgress") else None
+
+    def applied_cycles(self, machine_id: str) -> list[str]:
+        return [p["cycleId"] for p in self.machine(machine_id)["recoveryPointList"]]
+
+    def wait_applied(self, machine_id: str, cycle_id: str, timeout: float = 60) -> dict[str, Any]:
+        def applied() -> dict[str, Any] | None:
+            machine = self.machine(machine_id)
+            return machine if cycle_id in [p["cycleId"] for p in machine["recoveryPointList"]] else None
+
+        return wait_for(applied, timeout=timeout, what=f"cycle {cycle_id} applied on {machine_id}")
+
+
+@pytest.fixture(scope="session")
+def operator(local_stack: LocalStack) -> Operator:
+    return Operator(local_stack)
+
+
+@dataclass
+class Appliance:
+    api: ApplianceApi
+    events: ApplianceEvents
+    cache: ContainerClient
+    replicas: ContainerClient
+    workdir: Path
+
+    def machine(self, operator: Operator, *, disks: dict[str, int], flavour: Flavour = "vmware",
+                enable: bool = True, seed: int = 0) -> MachineReplicator:
+        """A source machine of raw images with random data, reported and (by default) replicating."""
+        machine_id = f"vm-{uuid.uuid4().hex[:10]}"
+        sources = []
+        rng = _Random(seed)
+        for index, (disk_id, size) in enumerate(disks.items()):
+            path = self.workdir / f"{machine_id}-{disk_id}.img"
+            with path.open("wb") as image:
+                image.truncate(size)
+                # Data in the first half, zeros after: the initial copy must skip and clear zeros.
+                image.write(rng.bytes(size // 2 // 512 * 512))
+            sources.append(SourceDisk(disk_id=disk_id, path=path, is_os_disk=index == 0))
+        replicator = MachineReplicator(machine_id, sources, self.cache, self.events, flavour=flavour)
+        self.api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
+        if enable:
+            operator.enable_replication(machine_id)
+        return replicator
+
+    def replica_bytes(self, machine_id: str, disk_id: str, size: int) -> bytes:
+        blob = self.replicas.get_blob_client(replica_blob_name(machine_id, disk_id))
+        return blob.download_blob(offset=0, length=size).readall()
+
+    def replica_size(self, machine_id: str, disk_id: str) -> int:
+        return int(self.replicas.get_blob_client(replica_blob_name(machine_id, disk_id)).get_blob_properties().size)
+
+
+class _Random:
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self._rng = random.Random(seed)
+
+    def bytes(self, n: int) -> bytes:
+        return self._rng.randbytes(n)
+
+
+@pytest.fixture
+def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -> Callable[[], Appliance]:
+    def make() -> Appliance:
+        api, registration = ApplianceApi.register(local_stack.functions_url, operator.function_key,
+                                                  name=f"appliance-{uuid.uuid4().hex[:6]}", kind="vmware", site="dc1")
+        settings = local_stack.settings
+        events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"],
+                                 AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]), registration.appliance_id)
+        storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
+        cache = storage.get_container_client(CACHE_CONTAINER)
+        if not cache.exists():
+            cache.create_container()
+        replicas = BlobServiceClient.from_connection_string(
+            settings["REPLICA_STORAGE_CONNECTION_STRING"]).get_container_client(REPLICA_CONTAINER)
+        workdir = tmp_path / registration.appliance_id
+        workdir.mkdir()
+        return Appliance(api=api, events=events, cache=cache, replicas=replicas, workdir=workdir)
+
+    return make
+
+
+def wait_for(probe: Callable[[], Any], *, timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+
+
