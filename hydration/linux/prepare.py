@@ -213,16 +213,18 @@ _MANUAL_HINTS = {
 
 
 def _manual_steps(report: Report) -> list[str]:
+    """One line per change the dry run found, each with the seed's instruction for its step."""
     out = []
     for record in report.steps:
         hint = _MANUAL_HINTS.get(record.name)
         if hint is None:
             continue
-        todo = [c for c in record.changes if c.changed]
-        if not todo:
-            continue
-        targets = ", ".join(dict.fromkeys(c.target for c in todo))
-        out.append(f"{record.name}: {hint} (affects: {targets})")
+        for c in record.changes:
+            if c.changed:
+                detail = f" ({c.note})" if c.note else ""
+                out.append(f"{record.name}: {c.target}{detail}: {hint}")
+        if record.status == "warning":
+            out.append(f"{record.name}: {record.message}")
     return out
 
 

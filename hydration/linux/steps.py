@@ -547,6 +547,7 @@ def install_azure_linux_agent(ctx: LinuxContext) -> list[Change]:
         source = bundled or ("the guest's repositories" if ctx.use_repos else None)
         if source is None:
             ctx.warn(_no_agent_message(ctx))
+            source = "nowhere: no bundled package and repositories disabled"
         return [
             Change(
                 step,
