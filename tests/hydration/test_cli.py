@@ -258,3 +258,42 @@ def test_whole_disk_block_device(tmp_path: Path, hydrate: Any) -> None:
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
     assert (debugfs_cat(layout.disk, layout.root_mb, "/etc/fstab") or "").startswith("UUID=")
+
+
+def test_two_disks_with_var_on_the_second(tmp_path: Path, hydrate: Any) -> None:
+    """All of a Linux VM's disks are attached; /var lives on the second one (by UUID)."""
+    var_uuid = "5f0dbec0-5555-4b4c-9d5e-6f7a8b9cadbe"
+    spec = GuestSpec("ubuntu", "18.04")
+    fstab = (
+        "/dev/sda1 / ext4 defaults 0 1\n"
+        f"UUID={var_uuid} /var ext4 defaults 0 2\n"
+        "/dev/sdb2 /data ext4 defaults 0 2\n"
+    )
+    root = {**root_tree(spec, fstab), **boot_tree(spec, "/dev/sda1")}
+    var_tree = {k[len("/var") :]: v for k, v in root.items() if k.startswith("/var/")}
+    root = {k: v for k, v in root.items() if not k.startswith("/var/")}
+    root["/var"] = None
+    disk0, disk1 = tmp_path / "os.img", tmp_path / "data.img"
+    p0 = build_disk(str(disk0), "mbr", [Part(64, "ext4", root)])
+    p1 = build_disk(
+        str(disk1), "gpt", [Part(24, "ext4", var_tree, uuid=var_uuid), Part(16, "ext4", {"/x": "data"})]
+    )
+    result = hydrate(disk0, disk1)
+    assert result.report["os"]["mounts"] == {"/var": "disk1p1"}
+    fstab_after = debugfs_cat(disk0, p0[0].start_mb, "/etc/fstab") or ""
+    assert fstab_after.splitlines()[0].startswith("UUID=")
+    assert "/dev/sdb2 /data" in fstab_after  # not root's or /boot's disk: left alone
+    # The backups went to the guest's /var, i.e. onto the second disk.
+    backup = "/lib/azure-migrate/hydration-backup/etc/udev/rules.d/70-persistent-net.rules"
+    assert debugfs_exists(disk1, p1[0].start_mb, backup)
+    assert hydrate(disk0, disk1).report["changes"] == []
+
+
+def test_linux_and_windows_disks_prefers_linux_with_a_warning(tmp_path: Path, hydrate: Any) -> None:
+    from tests.hydration.windows_images import WindowsSpec, build_windows_disk
+
+    layout = single_root(tmp_path, GuestSpec("debian", "12.5"))
+    win = build_windows_disk(tmp_path, WindowsSpec("2019", "Windows Server 2019", "10.0", 17763))
+    result = hydrate(layout.disk, win.disk)
+    assert result.report["os"]["family"] == "linux"
+    assert any("both Linux and Windows" in w for w in result.report["warnings"])
