@@ -32,6 +32,9 @@ def prepare(opts: Options, echo: Callable[[str], None] = print) -> Report:
     except HydrationError as exc:
         report.fail(str(exc))
         echo(f"[      failed] {exc}")
+    except Exception as exc:  # a bug must still produce a report (the mounts were undone on the way out)
+        report.fail(f"internal error {exc!r}; please report it with this file")
+        echo(f"[      failed] internal error {exc!r}")
     except Interrupted:
         report.fail("interrupted by a signal; every mount and loop device was released, run it again")
         echo("[      failed] interrupted; mounts and loop devices released")
