@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from azure.mgmt.compute import models as cm
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
 
+from devhost.arm import start_local_arm
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, EmulatorEndpoints
+from devhost.processes import ManagedProcess, free_port
 from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
+from shared.arm.clients import ArmClients, build_arm_clients
 from shared.arm.errors import ExtensionFailed
 from shared.arm.tags import ResourceTags
 from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
 from shared.vhd import MIB
-from tests.arm.conftest import IS_ROOT, LOCATION, LocalArmEndpoint
+from tests.arm.conftest import IS_ROOT, LOCATION, TOKEN, LocalArmEndpoint, arm_settings, make_tags
 from tests.arm.test_compute import STORAGE_ACCOUNT_ID
 
 pytestmark = pytest.mark.integration
@@ -269,3 +274,122 @@ def test_a_download_failure_is_an_enable_failure(
         )
     assert "processing file downloads failed: failed to download file[0]" in error.value.message
     assert error.value.exit_status is None
+
+
+def test_a_script_interrupted_by_a_restart_runs_again_after_it(
+    emulators: EmulatorEndpoints,
+    tmp_path: Path,
+) -> None:
+
+    port = free_port()
+    data = tmp_path / "data"
+    marker = tmp_path / "first-run-started"
+    # The first run blocks until killed; the run after the restart finds the marker and finishes.
+    command = f"if [ -e {marker} ]; then echo resumed; else touch {marker}; sleep 600; fi"
+    tags = make_tags()
+
+    def start() -> ManagedProcess:
+        return start_local_arm(
+            data,
+            port,
+            emulators.storage_connection_string,
+            tmp_path / "logs",
+            token=TOKEN,
+            latency_scale=0,
+            disk_exposure="loop" if IS_ROOT else "file",
+        )
+
+    process = start()
+    try:
+        with build_arm_clients(arm_settings(f"http://127.0.0.1:{port}")) as clients:
+            rg = "rg-restart"
+            clients.resources.resource_groups.create_or_update(rg, {"location": LOCATION})
+            vnet = ops.ensure_virtual_network(
+                clients,
+                rg,
+                "v",
+                location=LOCATION,
+                address_prefix="10.0.0.0/24",
+                subnet_name="s",
+                subnet_prefix="10.0.0.0/26",
+                tags=tags,
+            )
+            nic = ops.ensure_network_interface(
+                clients,
+                rg,
+                "n",
+                location=LOCATION,
+                subnet_id=vnet.subnet_id,
+                network_security_group_id=None,
+                tags=tags,
+            )
+            disk = clients.compute.disks.begin_create_or_update(
+                rg,
+                "d",
+                cm.Disk(
+                    location=LOCATION,
+                    properties=cm.DiskProperties(
+                        creation_data=cm.CreationData(create_option="Empty"), disk_size_gb=1
+                    ),
+                ),
+            ).result()
+            ops.ensure_helper_vm(
+                clients,
+                rg,
+                "h",
+                location=LOCATION,
+                size="Standard_B2s",
+                nic_id=nic.id,
+                data_disk_ids=[str(disk.id)],
+                admin_username="u",
+                ssh_public_key="ssh-rsa AAAA",
+                tags=tags,
+            )
+            poller = clients.compute.virtual_machine_extensions.begin_create_or_update(
+                rg,
+                "h",
+                "hydration",
+                cm.VirtualMachineExtension(
+                    location=LOCATION,
+                    properties=cm.VirtualMachineExtensionProperties(
+                        publisher="Microsoft.Azure.Extensions",
+                        type="CustomScript",
+                        type_handler_version="2.1",
+                        protected_settings={"commandToExecute": command},
+                    ),
+                ),
+            )
+            for _ in range(300):
+                if marker.exists():
+                    break
+                time.sleep(0.05)
+            assert marker.exists()
+            status_url = poller.polling_method()._operation.get_polling_url()  # type: ignore[attr-defined]
+    finally:
+        process.stop()
+    if IS_ROOT:
+        leftover = subprocess.run(
+            ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert str(data) not in leftover
+    process = start()
+    try:
+        http = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        for _ in range(300):
+            body = http.get(status_url).json()
+            if body["status"] != "InProgress":
+                break
+            time.sleep(0.05)
+        assert body["status"] == "Succeeded"
+        with build_arm_clients(arm_settings(f"http://127.0.0.1:{port}")) as clients:
+            view = clients.compute.virtual_machine_extensions.get(
+                "rg-restart", "h", "hydration", expand="instanceView"
+            )
+            assert (
+                ops.parse_script_message(view.properties.instance_view.statuses[0].message)[0] == "resumed\n"
+            )
+    finally:
+        process.stop()
