@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
-from shared.appliance_events import CycleFailed, CycleUploaded, Heartbeat, parse_appliance_event
+from shared.appliance_events import CycleFailed, CycleStarted, CycleUploaded, Heartbeat, parse_appliance_event
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.services import appliances, cycles
-from shared.services.appliance_failures import record_appliance_failure
+from shared.services.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.services.bootstrap import get_services
+from shared.services.health import health_settings
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -52,7 +54,26 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                                              CYCLE_UPLOADED_SIGNAL,
                                              {"cycleId": payload.cycle_id, "sequence": payload.sequence})
         elif isinstance(payload, CycleFailed):
-            await asyncio.to_thread(record_appliance_failure, services.repos, payload, event_id=str(event.id),
-                                    now=now)
+            recorded = await asyncio.to_thread(record_appliance_failure, services.repos, payload,
+                                               event_id=str(event.id), reported_at=_event_time(event, now),
+                                               settings=health_settings())
+            log.info("machine %s: %s (%s), health %s", payload.machine_id, recorded.events[0].error_code,
+                     recorded.events[0].type, recorded.change.health.value)
+        elif isinstance(payload, CycleStarted):
+            watch = await asyncio.to_thread(record_cycle_started, services.repos, payload,
+                                            reported_at=_event_time(event, now), settings=health_settings())
+            if watch is not None:
+                # The orchestration sets its upload timer from the machine document: wake it to read it.
+                await wake_machine_orchestration(client, payload.machine_id, CYCLE_UPLOADED_SIGNAL,
+                                                 {"cycleId": payload.cycle_id, "started": True})
     except PERMANENT as exc:
         log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
+
+
+def _event_time(event: func.EventGridEvent, default: datetime) -> datetime:
+    """When the appliance published the event (identical on every redelivery), else now."""
+    published = getattr(event, "event_time", None) or getattr(event, "time", None)
+    if not isinstance(published, datetime):
+        return default
+    # Event Grid stamps UTC; the binding may hand it over without a zone.
+    return published if published.tzinfo is not None else published.replace(tzinfo=UTC)

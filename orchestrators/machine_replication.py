@@ -8,11 +8,17 @@ run. Runbook of one generation:
 1. Run the machine's own job if one is waiting: enable replication (create replica disks, start the
    initial copy) or stop replication / complete migration (remove the replica data, then end).
 2. Drop cycles that can never apply (older than the watermark, or before a newer whole-disk copy).
-3. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
-   snapshot per disk), then record it; a rejected upload changes nothing and asks for a resync.
-4. If a sequence number is missing, wait for it; after the policy's limit (buffered cycles or time),
-   ask the appliance to resync every disk.
-5. Otherwise sleep until a cycle or an operator request signals, or an idle timer fires.
+3. Before a cycle, the previous cycle's artefacts (its cached uploads) must be gone: retry their
+   disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
+   DisposeArtefactsTimedOut (the seed's WaitingForArtefactsDisposalPreCycle).
+4. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
+   snapshot per disk), then record it (which heals health); a rejected upload changes nothing, raises
+   the catalog's error and asks for a resync.
+5. If a sequence number is missing, wait for it; after the policy's limit (buffered cycles or time),
+   raise CycleSequenceGap, whose automatic repair resyncs every disk.
+6. Otherwise sleep until a cycle or an operator request signals, or a timer fires: the idle wake-up, or
+   the upload deadline of a cycle the appliance started, after which its missing disks raise 1011
+   DiskUploadTimedOut (the durable timer races the upload's CycleUploaded signal).
 
 Signals are only wake-ups: the inbox and the job live in Cosmos, so a signal lost to continue-as-new
 or a crash costs at most one idle period, never a cycle.
@@ -32,29 +38,40 @@ from orchestrators.replication_activities import (
     bp,
     complete_cycle,
     create_replica_disks,
+    dispose_artefacts,
     fail_job,
     load_replication_view,
     reject_cycle,
     remove_replication_data,
+    report_dispose_timeout,
     report_progress,
     request_resync,
     snapshot_recovery_point,
     start_initial_replication,
     supersede_cycles,
+    time_out_uploads,
     verify_cycle_disk,
 )
 from orchestrators.replication_contracts import (
+    CycleCompleted,
     CycleCompletion,
     CycleRejection,
     DiskApplied,
     DiskApply,
+    DisposalRequest,
+    DisposalResult,
+    DisposeTimeout,
+    GenerationView,
+    HealthTimings,
     JobRef,
     MachineRef,
     OrchestrationState,
+    PendingDisposal,
     ProgressUpdate,
     ResyncRequest,
     SnapshotRequest,
     SupersededCycles,
+    UploadDeadline,
 )
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.job import JobKind
@@ -75,13 +92,13 @@ Orchestration = Generator[Any, Any, Any]
 @bp.orchestration_trigger(context_name="context", orchestration=MACHINE_REPLICATION)
 def machine_replication_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     state = OrchestrationState.model_validate(context.get_input())
-    view = yield from _load_view(context, state.machine_id)
+    view, timings = yield from _load_view(context, state.machine_id)
 
     if view.job is not None:
         finished = yield from _run_job(context, view)
         if finished:
             return f"{view.job.kind.value} done"
-        view = yield from _load_view(context, state.machine_id)
+        view, timings = yield from _load_view(context, state.machine_id)
     if view.state in ENDED_STATES:
         return f"replication ended ({view.state.value})"
 
@@ -89,8 +106,20 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
     if plan.superseded:
         yield context.call_activity_with_retry(supersede_cycles, STORAGE_RETRY, _dump(SupersededCycles(
             machine_id=view.machine_id, cycle_ids=plan.superseded)))
+    if plan.ready and state.pending_disposal is not None:
+        state = yield from _dispose_before_cycle(context, view, timings, state, plan.ready[0])
+        if state.pending_disposal is not None:
+            retry = timedelta(seconds=timings.dispose_retry_seconds)
+            yield from _sleep_until_signalled(context, context.current_utc_datetime + retry)
+            _continue(context, state)
+            return None
     for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
-        yield from _apply_cycle(context, view, cycle)
+        undisposed = yield from _apply_cycle(context, view, cycle)
+        if undisposed:
+            # The next cycle may start only once these are gone (step 3, in the next generation).
+            state = state.model_copy(update={"pending_disposal": PendingDisposal(
+                cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime)})
+            break
     if plan.ready:
         _continue(context, state.model_copy(update={"gap_since": None, "resync_requested_for": None}))
         return None
@@ -103,6 +132,8 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             yield context.call_activity_with_retry(request_resync, STORAGE_RETRY, _dump(ResyncRequest(
                 machine_id=view.machine_id,
                 missing_sequence=plan.waiting_for,
+                buffered=plan.buffered,
+                max_gap=view.policy.max_cycle_gap_before_resync,
                 request_id=f"gap-{plan.waiting_for}-{context.instance_id}",
                 reason=f"Cycle {plan.waiting_for} never arrived while {plan.buffered} later cycle(s) waited "
                        f"(since {gap_since:%Y-%m-%d %H:%M:%S} UTC); every disk will be resynchronized.",
@@ -114,15 +145,49 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
         state = state.model_copy(update={"gap_since": None})
         deadline = now + IDLE_WAKE_UP
 
+    watch = view.upload_watch
+    watched = watch is not None and (view.last_applied_sequence is None or watch.sequence > view.last_applied_sequence)
+    if watch is not None and watched and set(watch.disk_ids) - set(watch.timed_out_disks):
+        if now >= watch.deadline:
+            # The timer won the race against the upload: the missing disks raise 1011 (once).
+            yield context.call_activity_with_retry(time_out_uploads, STORAGE_RETRY, _dump(UploadDeadline(
+                machine_id=view.machine_id, cycle_id=watch.cycle_id)))
+            deadline = now + timedelta(seconds=1)  # re-read the view: the watch has changed
+        else:
+            deadline = min(deadline, watch.deadline)
+
     yield from _sleep_until_signalled(context, deadline)
     _continue(context, state)
     return None
 
 
+def _dispose_before_cycle(context: df.DurableOrchestrationContext, view: ReplicationView, timings: HealthTimings,
+                          state: OrchestrationState, next_cycle: Cycle) -> Orchestration:
+    """The seed's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
+    after each full timeout period without success, raise 181008 once."""
+    pending = state.pending_disposal
+    assert pending is not None
+    result = DisposalResult.model_validate((yield context.call_activity_with_retry(
+        dispose_artefacts, STORAGE_RETRY, _dump(DisposalRequest(
+            machine_id=view.machine_id, cycle_id=pending.cycle_id, blobs=pending.blobs)))))
+    if not result.remaining:
+        return state.model_copy(update={"pending_disposal": None})
+    now = context.current_utc_datetime
+    timeout = timedelta(seconds=timings.dispose_timeout_seconds)
+    if now - pending.since >= timeout * (pending.reports + 1):
+        yield context.call_activity_with_retry(report_dispose_timeout, STORAGE_RETRY, _dump(DisposeTimeout(
+            machine_id=view.machine_id, blocked_cycle_id=next_cycle.id, previous_cycle_id=pending.cycle_id,
+            remaining=len(result.remaining), waited_seconds=(now - pending.since).total_seconds(),
+            attempt=pending.reports + 1)))
+        pending = pending.model_copy(update={"reports": pending.reports + 1})
+    return state.model_copy(update={"pending_disposal": pending.model_copy(update={"blobs": result.remaining})})
+
+
 def _load_view(context: df.DurableOrchestrationContext, machine_id: str) -> Orchestration:
     raw = yield context.call_activity_with_retry(load_replication_view, STORAGE_RETRY,
                                                  _dump(MachineRef(machine_id=machine_id)))
-    return ReplicationView.model_validate(raw)
+    loaded = GenerationView.model_validate(raw)
+    return loaded.view, loaded.timings
 
 
 def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> Orchestration:
@@ -146,6 +211,7 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
 
 
 def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle) -> Orchestration:
+    """Returns the cycle's artefacts that could not be disposed of (empty when all went)."""
     disks = {d.id: d for d in view.disks}
     requests = [
         DiskApply(machine_id=view.machine_id, cycle_id=cycle.id, disk_id=disk_id, manifest_blob=blob,
@@ -161,7 +227,7 @@ def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView,
         if rejected:
             yield context.call_activity_with_retry(reject_cycle, STORAGE_RETRY, _dump(CycleRejection(
                 machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)))
-            return None
+            return []
     if cycle.kind in BASE_KINDS:
         # A whole-disk copy is large: one disk at a time, reporting progress after each.
         results = []
@@ -184,17 +250,18 @@ def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView,
     if rejected:
         yield context.call_activity_with_retry(reject_cycle, STORAGE_RETRY, _dump(CycleRejection(
             machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)))
-        return None
+        return []
 
     point = RecoveryPoint.model_validate((yield context.call_activity_with_retry(
         snapshot_recovery_point, STORAGE_RETRY, _dump(SnapshotRequest(
             machine_id=view.machine_id, cycle_id=cycle.id, sequence=cycle.sequence,
             consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
             disk_ids=sorted(cycle.manifests))))))
-    yield context.call_activity_with_retry(complete_cycle, STORAGE_RETRY, _dump(CycleCompletion(
-        cycle=cycle, recovery_point=point, bytes_applied=sum(r.bytes_applied for r in results),
-        policy=view.policy, artefacts=sorted({b for r in results for b in r.data_blobs}))))
-    return None
+    completed = CycleCompleted.model_validate((yield context.call_activity_with_retry(
+        complete_cycle, STORAGE_RETRY, _dump(CycleCompletion(
+            cycle=cycle, recovery_point=point, bytes_applied=sum(r.bytes_applied for r in results),
+            policy=view.policy, artefacts=sorted({b for r in results for b in r.data_blobs}))))))
+    return completed.undisposed
 
 
 def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: Any) -> Orchestration:

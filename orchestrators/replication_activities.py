@@ -19,11 +19,11 @@ from orchestrators.replication_contracts import (
     CycleCompleted,
     CycleCompletion,
     CycleRejection,
+    DiskApplied,
+    DiskApply,
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
-    DiskApplied,
-    DiskApply,
     GenerationView,
     HealthTimings,
     JobRef,
@@ -43,6 +43,7 @@ from shared.domain.errors import DomainError, NotFound
 from shared.domain.job import JobStatus
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
+from shared.error_catalog import control_plane_error, match_domain_error
 from shared.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
@@ -51,7 +52,6 @@ from shared.replica_disks import (
     replica_blob_name,
 )
 from shared.replication_storage import cache_container, ensure_containers_exist, replica_container
-from shared.error_catalog import control_plane_error, match_domain_error
 from shared.services import cycles, health
 from shared.services.bootstrap import get_services
 from shared.services.commands import queue_command
@@ -188,9 +188,9 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             result = apply_extents(manifest, cache=cache_container(), replica=replica)
     except CycleRejected as rejected:
         return DiskApplied(disk_id=request.disk_id, ok=False, error_code=rejected.code,
-                           error_message=rejected.message)
+                           error_message=rejected.message, error_details=rejected.details)
     except NotFound as missing:  # the replica of a delta is gone: only a resync can rebuild it
-        return DiskApplied(disk_id=request.disk_id, ok=False, error_code="ReplicaMissing",
+        return DiskApplied(disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound",
                            error_message=missing.message)
     telemetry.record_bytes_applied(result.bytes_applied, machine_id=request.machine_id)
     blobs = sorted({e.blob for e in manifest.extents} | {request.manifest_blob})

@@ -19,6 +19,8 @@ from shared.domain.wire import ResourceId, WireModel
 HEARTBEAT = "Migrate.Appliance.Heartbeat"
 CYCLE_UPLOADED = "Migrate.Replication.CycleUploaded"
 CYCLE_FAILED = "Migrate.Replication.CycleFailed"
+# An addition to the normative list (compatible: a new type): lets the control plane time uploads itself.
+CYCLE_STARTED = "Migrate.Replication.CycleStarted"
 
 
 class Heartbeat(WireModel):
@@ -48,6 +50,36 @@ class CycleUploaded(WireModel):
         return self
 
 
+class DiskUploadExpectation(WireModel):
+    disk_id: str = Field(min_length=1)
+    expected_bytes: int | None = Field(default=None, ge=0, description="what the appliance will upload")
+
+
+class CycleStarted(WireModel):
+    """The appliance began a cycle (snapshot taken, uploads starting). The control plane expects every
+    listed disk's upload (its manifest in the cache account, then `CycleUploaded`) within
+    `expectedDurationSeconds` (its own default when absent) and raises 1011 DiskUploadTimedOut for each
+    disk that has not finished by then."""
+
+    appliance_id: ResourceId
+    machine_id: ResourceId
+    cycle_id: ResourceId
+    sequence: int = Field(ge=0)
+    kind: CycleKind
+    disks: list[DiskUploadExpectation] = Field(min_length=1)
+    expected_duration_seconds: int | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="the appliance's estimate from its bandwidth limit"
+    )
+    started_at: datetime | None = Field(default=None, description="appliance clock; the event time if absent")
+
+    @model_validator(mode="after")
+    def _unique_disks(self) -> CycleStarted:
+        ids = [d.disk_id for d in self.disks]
+        if len(set(ids)) != len(ids):
+            raise FieldValueError("disks", "each disk is listed once")
+        return self
+
+
 class CycleFailed(WireModel):
     """The appliance could not produce a cycle (e.g. changed block tracking reset, a VMware error)."""
 
@@ -59,11 +91,13 @@ class CycleFailed(WireModel):
     message: str = Field(min_length=1, max_length=8192)
 
 
-EventKind = Literal["heartbeat", "cycleUploaded", "cycleFailed"]
-_MODELS: dict[str, type[Heartbeat | CycleUploaded | CycleFailed]] = {
+EventKind = Literal["heartbeat", "cycleUploaded", "cycleFailed", "cycleStarted"]
+ApplianceEvent = Heartbeat | CycleUploaded | CycleFailed | CycleStarted
+_MODELS: dict[str, type[ApplianceEvent]] = {
     HEARTBEAT: Heartbeat,
     CYCLE_UPLOADED: CycleUploaded,
     CYCLE_FAILED: CycleFailed,
+    CYCLE_STARTED: CycleStarted,
 }
 
 
@@ -71,7 +105,7 @@ class UnknownEventType(DomainError):
     code = "UnknownEventType"
 
 
-def parse_appliance_event(event_type: str, data: Any) -> Heartbeat | CycleUploaded | CycleFailed:
+def parse_appliance_event(event_type: str, data: Any) -> ApplianceEvent:
     model = _MODELS.get(event_type)
     if model is None:
         raise UnknownEventType(

@@ -30,3 +30,10 @@ class Event(WireModel):
     cycle_id: str | None = None
     causes: list[str] = Field(default_factory=list)
     recommendations: list[str] = Field(default_factory=list)
+    details: dict[str, str] = Field(
+        default_factory=dict, description="what the error's message said (placeholders), and event facts"
+    )
+    reported_code: str | None = Field(
+        default=None, description="the code as the appliance (or the exception) reported it, verbatim"
+    )
+    references: list[str] = Field(default_factory=list, description="VMware KB / Microsoft links")

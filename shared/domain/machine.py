@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -36,6 +37,24 @@ class MachineError(WireModel):
     # A failed cycle is resolved by the next applied one; some conditions (source disks changed, CBT
     # reset without auto-repair) persist until a resync.
     clears_on_next_cycle: bool = True
+    # What the operator needs to act without opening the catalog (filled from the error catalog).
+    title: str | None = None
+    causes: list[str] = Field(default_factory=list)
+    recommendations: list[str] = Field(default_factory=list)
+
+
+class UploadWatch(WireModel):
+    """A cycle the appliance announced (CycleStarted) whose disks must be uploaded by `deadline`."""
+
+    cycle_id: str
+    sequence: int = Field(ge=0)
+    kind: str
+    disk_ids: list[str]
+    started_at: datetime
+    deadline: datetime
+    timed_out_disks: list[str] = Field(
+        default_factory=list, description="disks already reported as DiskUploadTimedOut (reported once)"
+    )
 
 
 class ReplicationStatus(WireModel):
@@ -44,6 +63,10 @@ class ReplicationStatus(WireModel):
     last_applied_sequence: int | None = None
     recovery_points: list[RecoveryPoint] = Field(default_factory=list, description="oldest first")
     current_errors: list[MachineError] = Field(default_factory=list)
+    # The health rules' state (shared.error_catalog.health.HealthState, serialised). Opaque here: the
+    # domain must not import the catalog, which imports the domain.
+    health_state: dict[str, Any] | None = None
+    upload_watch: UploadWatch | None = None
 
     def latest_point(self, consistency: Consistency | None = None) -> RecoveryPoint | None:
         points = [p for p in self.recovery_points if consistency is None or p.consistency == consistency]

@@ -20,10 +20,13 @@ from shared.adapters.repository import Repositories
 from shared.appliance_events import CycleUploaded
 from shared.domain.cycle import Cycle, CycleKind, CycleState, RecoveryPoint
 from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFailed
+from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobStatus
 from shared.domain.lifecycle import MachineState, transition
-from shared.domain.machine import Machine
+from shared.domain.machine import Machine, UploadWatch
 from shared.domain.policy import ReplicationPolicy
+from shared.error_catalog.health import HealthRules, Transition
+from shared.services import health
 
 # States in which the appliance's uploads are accepted: replication runs underneath test migration,
 # and the final cycle of a cutover arrives while Migrating.
@@ -150,6 +153,9 @@ class ReplicationView(BaseModel):
     policy: ReplicationPolicy
     plan: CyclePlan
     job: Job | None = Field(description="the machine's unfinished job, if the replication orchestration runs it")
+    upload_watch: UploadWatch | None = Field(
+        default=None, description="a started cycle whose uploads are due by a deadline (1011 after it)"
+    )
 
 
 # Jobs the replication orchestration itself carries out; other jobs (test migration, ...) have their own.
@@ -178,6 +184,7 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
         policy=appliance.policy,
         plan=plan_ready_cycles(received, machine.replication.last_applied_sequence),
         job=job,
+        upload_watch=machine.replication.upload_watch,
     )
 
 
@@ -189,12 +196,20 @@ class CycleOutcome:
     bytes_applied: int
 
 
-def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy) -> list[RecoveryPoint]:
-    """One machine update (watermark, recovery point + retention, progress, lifecycle) and the cycle
-    marked Applied: 3 round-trips, 2 on a retry. Returns the points retention dropped."""
-    cycle = outcome.cycle
+def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy,
+                   rules: HealthRules | None = None) -> list[RecoveryPoint]:
+    """One machine update (watermark, recovery point + retention, progress, lifecycle, health healed by
+    the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 on a retry;
+    one more event when health changed, and a job update when the cycle completed a repair. Returns the
+    points retention dropped.
 
-    def apply(machine: Machine) -> list[RecoveryPoint]:
+    A resync cycle is applied like an initial copy, but retention alone decides which recovery points
+    go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
+    """
+    cycle = outcome.cycle
+    health_rules = rules or health.health_settings().rules
+
+    def apply(machine: Machine) -> tuple[list[RecoveryPoint], Transition, str | None]:
         dropped = machine.replication.add_recovery_point(
             outcome.recovery_point,
             keep_count=policy.recovery_point_retention_count,
@@ -202,19 +217,51 @@ def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: Replicati
             now=outcome.applied_at,
         )
         machine.record_cycle_applied(cycle.sequence, outcome.applied_at)
+        repaired_job: str | None = None
         if cycle.kind in BASE_KINDS:
             machine.replication.progress_percent = 100.0
             machine.replication.current_errors = [
                 e for e in machine.replication.current_errors if e.disk_id is None or e.disk_id not in cycle.manifests
             ]
+            if machine.state is MachineState.RESYNCING:
+                repaired_job = machine.active_job_id or ""
             if machine.state in (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING):
                 transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
-        return dropped
+        healed = health.record_cycle_success(machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS,
+                                             rules=health_rules)
+        return dropped, healed, repaired_job
 
-    _, dropped = repos.machines.update_with_retry(cycle.machine_id, apply)
+    stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(cycle.machine_id, apply)
     repos.cycles.put(cycle.model_copy(update={
         "state": CycleState.APPLIED, "applied_at": outcome.applied_at, "bytes_applied": outcome.bytes_applied,
     }))
+    events = [Event(
+        id=f"{cycle.id}-completed",
+        machine_id=cycle.machine_id,
+        time=outcome.applied_at,
+        type=health.CYCLE_COMPLETED,
+        severity=Severity.INFO,
+        message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
+                f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
+                f"{outcome.recovery_point.id} ({outcome.recovery_point.consistency.value}-consistent).",
+        cycle_id=cycle.id,
+        details={"sequence": str(cycle.sequence), "kind": cycle.kind.value,
+                 "bytesApplied": str(outcome.bytes_applied), "recoveryPoint": outcome.recovery_point.id},
+    )]
+    if healed.changed:
+        events.append(health.health_event(cycle.machine_id, f"{cycle.id}-health", outcome.applied_at, healed,
+                                          f"cycle {cycle.id} applied"))
+    if repaired_job is not None:
+        events.append(Event(
+            id=f"{cycle.id}-repaired", machine_id=cycle.machine_id, time=outcome.applied_at,
+            type=health.REPAIR_COMPLETED, severity=Severity.INFO, cycle_id=cycle.id,
+            message=f"Repair replication completed: {cycle.kind.value} cycle {cycle.id} copied "
+                    f"{', '.join(sorted(cycle.manifests))} in full; the machine is {stored.item.state.value} "
+                    f"with {len(stored.item.replication.recovery_points)} recovery point(s) kept.",
+        ))
+        health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
+    for event in events:
+        repos.events.put(event)
     return dropped
 
 
