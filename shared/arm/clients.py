@@ -29,7 +29,7 @@ from shared.telemetry import ArmRetryTelemetryPolicy
 PUBLIC_ARM_HOST: Final = "management.azure.com"
 # ARM throttles per region with token buckets refilled every second; a burst of hydrations may hit
 # 429s, which carry Retry-After and are retried after exactly that wait. Failures without Retry-After
-# (500/502/503/504, connection resets) back off exponentially: 1, 2, 4, 8, 16 s.
+# (408/500/502/503/504, connection resets) are retried at once, then after 2, 4, 8, 16, 32 s.
 RETRY_TOTAL: Final = 6
 RETRY_BACKOFF_FACTOR: Final = 1.0
 RETRY_BACKOFF_MAX: Final = 60
