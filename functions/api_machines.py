@@ -81,8 +81,9 @@ def get_machine(req: func.HttpRequest) -> func.HttpResponse:
 def list_machine_events(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     limit = query_int(req, "limit", 50)
-    events_found = events.list_events(services.repos, path_id(req, "machineId"), limit=limit)
-    return json_response(EventList(events=events_found))
+    page = events.list_events_page(services.repos, path_id(req, "machineId"), limit=limit,
+                                   continuation=req.params.get("continuationToken") or None)
+    return json_response(EventList(events=page.items, continuation_token=page.continuation))
 
 
 @bp.route(route="machines/{machineId}/replication", methods=["PUT"])

@@ -137,9 +137,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "machines/{machineId}/events",
         "list_machine_events",
-        "Events, newest first (?limit=1..200); errors carry causes and recommendations",
+        "Events, newest first (?limit=1..200, ?continuationToken= for older ones); errors carry causes "
+        "and recommendations",
         "operator",
         EventList,
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/repair",
+        "repair_replication",
+        "Repair replication: resync every disk, keeping the recovery points (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(400, 401, 404, 409),
     ),
     Operation(
         "PUT",

@@ -80,7 +80,8 @@ class MachineDetail(MachineSummary):
     inventory: MachineInventory
     target: TargetSettings | None = None
     recovery_point_list: list[RecoveryPoint]
-    current_errors: list[MachineError]
+    current_errors: list[MachineError] = Field(description="with the error catalog's causes and steps")
+    events_url: str = Field(description="the machine's recent events (newest first)")
     active_job_id: str | None = None
     discovered_at: datetime
     updated_at: datetime
@@ -95,6 +96,9 @@ class MachineList(WireModel):
 
 class EventList(WireModel):
     events: list[Event] = Field(description="newest first")
+    continuation_token: str | None = Field(
+        default=None, description="pass back as ?continuationToken= for older events"
+    )
 
 
 class AcceptedJob(WireModel):

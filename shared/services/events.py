@@ -1,9 +1,9 @@
-"""Machine events: written by the orchestration's activities, read newest first by operators."""
+"""Machine events: written by the orchestration's activities and triggers, read newest first by operators."""
 
 from __future__ import annotations
 
 from shared.adapters.documents import Query
-from shared.adapters.repository import Repositories
+from shared.adapters.repository import ItemPage, Repositories
 from shared.domain.errors import NotFound, ValidationFailed
 from shared.domain.event import Event
 
@@ -15,13 +15,22 @@ def record_event(repos: Repositories, event: Event) -> None:
     repos.events.put(event)
 
 
-def list_events(repos: Repositories, machine_id: str, *, limit: int = 50) -> list[Event]:
-    """Newest first, one single-partition query; an empty answer is checked against the machine (404)."""
+def list_events_page(
+    repos: Repositories, machine_id: str, *, limit: int = 50, continuation: str | None = None
+) -> ItemPage[Event]:
+    """Newest first, one page of a single-partition query (one round-trip); pass the page's continuation
+    back for older events. An empty first page is checked against the machine (404)."""
     if not 1 <= limit <= MAX_EVENTS:
         raise ValidationFailed.single("limit", f"must be between 1 and {MAX_EVENTS}; got {limit}")
-    events = repos.events.query(
-        Query(order_by="time", descending=True, limit=limit), partition_key=machine_id
+    page = repos.events.query_page(
+        Query(equals={"machineId": machine_id}, order_by="time", descending=True),
+        partition_key=machine_id, page_size=limit, continuation=continuation,
     )
-    if not events and repos.machines.get(machine_id) is None:
+    if not page.items and continuation is None and repos.machines.get(machine_id) is None:
         raise NotFound(f"machine {machine_id} does not exist", details=[{"id": machine_id}])
-    return events
+    return page
+
+
+def list_events(repos: Repositories, machine_id: str, *, limit: int = 50) -> list[Event]:
+    """The newest `limit` events (the first page)."""
+    return list_events_page(repos, machine_id, limit=limit).items

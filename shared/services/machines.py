@@ -169,6 +169,7 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "target": machine.target,
             "recovery_point_list": sorted(machine.replication.recovery_points, key=lambda p: p.time),
             "current_errors": machine.replication.current_errors,
+            "events_url": f"/api/machines/{machine.id}/events",
             "active_job_id": machine.active_job_id,
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
