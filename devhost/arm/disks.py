@@ -149,17 +149,18 @@ class BlobSource:
 def import_vhd(blob: BlobClient, info: VhdInfo, target: Path) -> None:
     """Copy the VHD's data area into a sparse raw file, reading only populated page ranges."""
     partial = target.with_suffix(".partial")
+    try:
+        spans = [
+            (int(r.start or 0), min(int(r.end or 0) + 1, info.virtual_size))  # the footer is not disk data
+            for r in blob.list_page_ranges()
+            if not r.cleared
+        ]
+    except HttpResponseError:
+        # A service without Get Page Ranges: read everything (zero chunks are still skipped).
+        spans = [(0, info.virtual_size)]
     with partial.open("wb") as out:
         out.truncate(info.virtual_size)
-        try:
-            ranges = list(blob.list_page_ranges())
-        except HttpResponseError:
-            ranges = []
-        for page_range in ranges:
-            if page_range.cleared:
-                continue
-            start = page_range.start
-            end = min(page_range.end + 1, info.virtual_size)  # the footer is not disk data
+        for start, end in spans:
             while start < end:
                 length = min(CHUNK, end - start)
                 data = blob.download_blob(offset=start, length=length).readall()

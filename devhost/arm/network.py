@@ -146,7 +146,7 @@ def _check_subnet_ranges(
             if other_name.lower() == name.lower():
                 continue
             for other in other_prefixes:
-                if net.overlaps(_network(other, "properties.addressPrefix")):  # type: ignore[arg-type]
+                if net.overlaps(_network(other, "properties.addressPrefix")):
                     raise ArmError(
                         400,
                         "NetcfgSubnetRangesOverlap",

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -35,6 +35,7 @@ from devhost.arm.store import Doc, Store
 
 log = logging.getLogger("devhost.arm")
 
+OPERATION_RETENTION: Final = timedelta(hours=1)
 # Network answers a write that collides with a running operation with a retryable 429; compute with 409.
 _BUSY_RETRY_AFTER: Final = 1
 # The policy a `policy` fault pretends was violated: Azure's built-in "Not allowed resource types".
@@ -626,6 +627,7 @@ class LocalArm:
     ) -> Doc:
         duration = self.latency.duration(resource_type, action)
         now = utc_now()
+        self._prune_operations(now)
         op: Doc = {
             "name": str(uuid.uuid4()),
             "subscription": subscription,
@@ -642,6 +644,13 @@ class LocalArm:
         self.store.put_operation(op)
         self._spawn(op, work)
         return op
+
+    def _prune_operations(self, now: datetime) -> None:
+        # Clients poll an operation for minutes at most; an hour keeps late pollers answered.
+        horizon = (now - OPERATION_RETENTION).isoformat().replace("+00:00", "Z")
+        for op in self.store.operations():
+            if op["status"] != "InProgress" and str(op.get("endTime", "")) < horizon:
+                self.store.delete_operation(op["name"])
 
     def _spawn(self, op: Doc, work: Callable[[], None] | None) -> None:
         task = asyncio.get_running_loop().create_task(self._complete(op, work))
@@ -677,9 +686,12 @@ class LocalArm:
                         self.update_doc(rid, lambda d: d["properties"].update(provisioningState="Failed"))
                 elif op["method"] == "PUT" and doc is not None:
                     state = "Failed" if error else "Succeeded"
-                    self.update_doc(
-                        rid, lambda d: (d["properties"].update(provisioningState=state), d.pop("_work", None))
-                    )
+
+                    def settle(d: Doc) -> None:
+                        d["properties"]["provisioningState"] = state
+                        d.pop("_work", None)  # done: a restart must not import or copy again
+
+                    self.update_doc(rid, settle)
                     if error is not None and rid.type == ids.VM_EXTENSION and rid.parent is not None:
                         # A failed extension leaves its VM in the Failed provisioning state, as in Azure.
                         self.update_doc(

@@ -76,6 +76,11 @@ class Store:
                 (op_id, json.dumps(op)),
             )
 
+    def delete_operation(self, op_id: str) -> None:
+        with self._lock:
+            self._operations.pop(op_id.lower(), None)
+            self._db.execute("DELETE FROM operations WHERE id = ?", (op_id.lower(),))
+
     def operations(self) -> list[Doc]:
         with self._lock:
             return [copy.deepcopy(op) for op in self._operations.values()]
