@@ -576,26 +576,41 @@ class _Apply:
         self.cancel = threading.Event()
         self.spool_fd: int | None = None
         self.source_urls: dict[str, str] = {}
+        self.sources: dict[str, _SourceBlob] = {}
+        self.pieces: list[_Piece] = []
+        self.write_path = WritePath.PUT_PAGE
+        self.data_source = "spool"
+        self.started = self.verified = 0.0
 
     def run(self) -> ApplyResult:
-        started = time.perf_counter()
-        m = self.manifest
-        self._check_replica()
-        sources = self._check_sources()
-        pieces = _plan_pieces(m.extents)
-        write_path = self._choose_write_path(sources)
-        data_source = "server-side" if write_path is WritePath.PUT_PAGE_FROM_URL else self._choose_spool()
         try:
-            if data_source == "spool":
-                self.spool_fd = self._open_spool()
-            self._verify(sources, pieces)
-            verified = time.perf_counter()
-            ops = _plan_writes(pieces, self.opts.clear_zero_pages)
-            ops = self._with_whole_disk_gaps(ops) if m.describes_whole_disk else ops
-            self._write(ops, sources, write_path, data_source)
+            self.prepare()
+            return self.commit()
         finally:
-            if self.spool_fd is not None:
-                os.close(self.spool_fd)
+            self.close()
+
+    def prepare(self) -> None:
+        """Everything before the first write: checks, capability, spool, verification."""
+        self.started = time.perf_counter()
+        self._check_replica()
+        self.sources = self._check_sources()
+        self.pieces = _plan_pieces(self.manifest.extents)
+        self.write_path = self._choose_write_path(self.sources)
+        self.data_source = (
+            "server-side" if self.write_path is WritePath.PUT_PAGE_FROM_URL else self._choose_spool()
+        )
+        if self.data_source == "spool":
+            self.spool_fd = self._open_spool()
+        self._verify(self.sources, self.pieces)
+        self.verified = time.perf_counter()
+
+    def commit(self) -> ApplyResult:
+        """Write what `prepare` verified."""
+        m = self.manifest
+        ops = _plan_writes(self.pieces, self.opts.clear_zero_pages)
+        ops = self._with_whole_disk_gaps(ops) if m.describes_whole_disk else ops
+        write_started = time.perf_counter()
+        self._write(ops, self.sources, self.write_path, self.data_source)
         done = time.perf_counter()
         c = self.counters
         return ApplyResult(
@@ -613,12 +628,17 @@ class _Apply:
             put_page_from_url_calls=c.put_page_from_url_calls,
             clear_page_calls=c.clear_page_calls,
             read_calls=c.read_calls,
-            write_path=write_path,
-            data_source=data_source,
-            verify_seconds=verified - started,
-            write_seconds=done - verified,
-            duration_seconds=done - started,
+            write_path=self.write_path,
+            data_source=self.data_source,
+            verify_seconds=self.verified - self.started,
+            write_seconds=done - write_started,
+            duration_seconds=(self.verified - self.started) + (done - write_started),
         )
+
+    def close(self) -> None:
+        if self.spool_fd is not None:
+            os.close(self.spool_fd)
+            self.spool_fd = None
 
     # -- checks
 
@@ -976,13 +996,44 @@ def verify_extents(
     """Every check `apply_extents` makes before it writes (replica size, data blob sizes, every extent's
     checksum), without writing anything; raises the same errors.
 
-    For cycles spanning several disks: verify every disk's manifest first, so one damaged disk leaves
-    every replica unchanged. `apply_extents` verifies again (the data could change in between; its own
-    verification is what its writes are pinned to), so this costs one more read of the cycle.
+    `apply_extents` verifies again (its writes are pinned to its own verification), so verifying first
+    costs one more read of the data; `apply_cycle` verifies all disks and writes them with one read.
     """
     run = _Apply(manifest, cache, replica, options or ApplyOptions(), _default_signer)
     run._check_replica()
     run._verify(run._check_sources(), _plan_pieces(manifest.extents))
+
+
+def apply_cycle(
+    manifests: Sequence[DeltaManifest],
+    *,
+    cache: ContainerClient,
+    replicas: ContainerClient,
+    options: ApplyOptions | None = None,
+    source_url_signer: SourceUrlSigner | None = None,
+) -> list[ApplyResult]:
+    """Apply every disk of one cycle all-or-nothing: every disk is checked and verified (and spooled)
+    before the first write to any replica, so one damaged disk leaves every replica unchanged.
+
+    Disks are verified one after another, each with the engine's bounded parallelism, so memory stays
+    bounded; the spools (local disk) of all disks exist until the writes finish.
+    """
+    opts = options or ApplyOptions()
+    signer = source_url_signer or _default_signer
+    runs = [
+        _Apply(m, cache, replicas.get_blob_client(replica_blob_name(m.machine_id, m.disk_id)), opts, signer)
+        for m in manifests
+    ]
+    cycles = {(m.machine_id, m.cycle_id) for m in manifests}
+    if len(cycles) > 1:
+        raise ManifestMismatch(f"apply_cycle takes the manifests of one cycle, got {sorted(cycles)}")
+    try:
+        for run in runs:
+            run.prepare()
+        return [run.commit() for run in runs]
+    finally:
+        for run in runs:
+            run.close()
 
 
 def dispose_cycle_data(cache: ContainerClient, machine_id: str, cycle_id: str) -> int:
@@ -1015,6 +1066,7 @@ __all__ = [
     "ManifestMismatch",
     "SpoolMode",
     "WritePath",
+    "apply_cycle",
     "apply_extents",
     "apply_manifest_blob",
     "dispose_cycle_data",

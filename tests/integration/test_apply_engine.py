@@ -25,6 +25,7 @@ from shared.apply_engine import (
     ManifestMismatch,
     SpoolMode,
     WritePath,
+    apply_cycle,
     apply_extents,
     apply_manifest_blob,
     dispose_cycle_data,
@@ -88,6 +89,7 @@ def upload_cycle(
     kind: CycleKind = CycleKind.DELTA,
     algorithm: ChecksumAlgorithm = ChecksumAlgorithm.SHA256,
     blobs: int = 1,
+    disk: str = DISK,
 ) -> DeltaManifest:
     """Writes -> data blobs (round-robin over `blobs`) + manifest, as the appliance would upload them."""
     payloads: list[list[bytes]] = [[] for _ in range(blobs)]
@@ -95,7 +97,7 @@ def upload_cycle(
     extents = []
     for i, (offset, data) in enumerate(sorted(writes)):
         b = i % blobs
-        name = data_blob_name(MACHINE, cycle_id, DISK, b)
+        name = data_blob_name(MACHINE, cycle_id, disk, b)
         extents.append(
             Extent.model_validate(
                 {
@@ -111,10 +113,10 @@ def upload_cycle(
         used[b] += len(data)
     for b, parts in enumerate(payloads):
         if parts:
-            cache.upload_blob(data_blob_name(MACHINE, cycle_id, DISK, b), b"".join(parts), overwrite=True)
+            cache.upload_blob(data_blob_name(MACHINE, cycle_id, disk, b), b"".join(parts), overwrite=True)
     manifest = DeltaManifest(
         machine_id=MACHINE,
-        disk_id=DISK,
+        disk_id=disk,
         cycle_id=cycle_id,
         sequence=int(cycle_id.rsplit("-", 1)[-1]) if cycle_id[-1].isdigit() else 0,
         kind=kind,
@@ -428,3 +430,29 @@ def test_verify_extents_checks_everything_and_writes_nothing(
     with pytest.raises(ExtentChecksumMismatch):
         verify_extents(bad, cache=cache, replica=replica)
     assert whole(replica) == before
+
+
+def test_apply_cycle_is_all_or_nothing_across_disks(
+    cache: ContainerClient, replicas: ContainerClient
+) -> None:
+    disks = ["disk-a", "disk-b"]
+    for d in disks:
+        create_replica_disk(replicas, ReplicaDiskSpec(machine_id=MACHINE, disk_id=d, disk_size=DISK_SIZE))
+    blobs = {d: replicas.get_blob_client(f"{MACHINE}/{d}.vhd") for d in disks}
+    good = {d: [(0, rand(MIB)), (3 * MIB, rand(512))] for d in disks}
+    manifests = [upload_cycle(cache, "cycle-1", good[d], disk=d) for d in disks]
+    results = apply_cycle(manifests, cache=cache, replicas=replicas)
+    assert [r.disk_id for r in results] == disks
+    assert all(r.bytes_read == r.bytes_applied for r in results)  # one read per disk: verified and spooled
+    for d in disks:
+        assert whole(blobs[d])[:DISK_SIZE] == expect_image(DISK_SIZE, good[d])
+    before = {d: whole(blobs[d]) for d in disks}
+
+    # the second disk's upload is corrupt: the first disk, though fine, must not be written either
+    nxt = [upload_cycle(cache, "cycle-2", [(MIB, rand(MIB))], disk=d) for d in disks]
+    _tamper(cache, data_blob_name(MACHINE, "cycle-2", "disk-b", 0), _flip_last_byte)
+    with pytest.raises(ExtentChecksumMismatch, match="disk-b"):
+        apply_cycle(nxt, cache=cache, replicas=replicas)
+    assert {d: whole(blobs[d]) for d in disks} == before
+    with pytest.raises(ManifestMismatch):
+        apply_cycle([manifests[0], nxt[1]], cache=cache, replicas=replicas)
