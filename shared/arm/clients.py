@@ -24,7 +24,7 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from shared.settings import Settings, SettingsError
-from shared.telemetry import ArmRetryTelemetryPolicy
+from shared.telemetry import ArmRetryTelemetryPolicy, Telemetry
 
 PUBLIC_ARM_HOST: Final = "management.azure.com"
 # ARM throttles per region with token buckets refilled every second; a burst of hydrations may hit
@@ -88,8 +88,12 @@ def build_arm_clients(
     *,
     credential: TokenCredential | None = None,
     transport: HttpTransport[Any, Any] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ArmClients:
-    """Clients for the configured subscription and endpoint; `transport` lets tests observe the wire."""
+    """Clients for the configured subscription and endpoint; `transport` lets tests observe the wire.
+
+    Retries are counted into `telemetry` (the configured one by default).
+    """
     if not settings.azure_subscription_id:
         raise SettingsError(
             "missing app setting AZURE_SUBSCRIPTION_ID: the subscription where hydration and migration create "
@@ -100,7 +104,7 @@ def build_arm_clients(
         "base_url": endpoint,
         "polling_interval": settings.arm_polling_interval_seconds,
         "retry_policy": arm_retry_policy(),
-        "per_retry_policies": [ArmRetryTelemetryPolicy()],
+        "per_retry_policies": [ArmRetryTelemetryPolicy(telemetry)],
     }
     if transport is not None:
         kwargs["transport"] = transport

@@ -390,3 +390,47 @@ def test_state_survives_a_restart(emulators: EmulatorEndpoints, tmp_path: Path) 
             assert again.properties.subnets[0].id == vnet.subnet_id
     finally:
         process.stop()
+
+
+def test_retries_are_counted_in_telemetry(
+    local_arm: LocalArmEndpoint, resource_group: str, tags: ResourceTags
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from shared import telemetry as tm
+
+    reader = InMemoryMetricReader()
+    telemetry = tm.configure_telemetry(arm_settings(local_arm.url), metric_reader=reader, set_global=False)
+    local_arm.add_fault(
+        {
+            "match": {"method": "PUT", "resourceType": NSG_TYPE},
+            "fault": "throttle",
+            "times": 2,
+            "retryAfter": 0,
+        }
+    )
+    try:
+        with build_arm_clients(arm_settings(local_arm.url), telemetry=telemetry) as clients:
+            ops.ensure_helper_network_security_group(
+                clients,
+                resource_group,
+                "counted",
+                location=LOCATION,
+                storage=ops.StorageDestination(region=LOCATION),
+                tags=tags,
+            )
+        data = reader.get_metrics_data()
+        assert data is not None
+        retries = [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == tm.METRIC_ARM_RETRIES
+            for p in m.data.data_points
+        ]
+        assert [(dict(p.attributes), p.value) for p in retries] == [
+            ({"migrate.arm.operation": f"PUT {NSG_TYPE}", "http.response.status_code": 429}, 2)
+        ]
+    finally:
+        telemetry.shutdown()
