@@ -8,6 +8,7 @@ as far as it goes.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 import warnings
@@ -25,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
+from devhost.demo_replication import run_replication_demo
 from devhost.stack import LocalStack
 
 console = Console()
@@ -120,4 +122,13 @@ def run_demo(stack: LocalStack) -> int:
             outcome, style, failed = f"FAILED: {exc}", "red", True
         table.add_row(name, f"[{style}]{outcome}[/{style}]", f"{time.perf_counter() - started:.2f}")
     console.print(table)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    with tempfile.TemporaryDirectory(prefix="demo-disks-") as workdir:
+        try:
+            run_replication_demo(stack, Path(workdir), console)
+        except Exception as exc:
+            console.print(f"[red]replication demo failed: {exc}[/]")
+            return 1
+    console.print("[green bold]demo complete[/]")
+    return 0

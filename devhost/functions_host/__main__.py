@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import uvicorn
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _load_settings(args.settings)
+    if os.environ.get("COSMOS_VERIFY_TLS", "true").lower() == "false":
+        # Local emulator only: its certificate is self-signed and every request would warn.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     config = HostConfig(
         app_dir=args.app_dir.resolve(), data_dir=args.data_dir.resolve(), port=args.port, bind=args.bind,
         manual_clock=args.manual_clock, run_timers=not args.no_timers,
