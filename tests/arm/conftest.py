@@ -13,15 +13,21 @@ from typing import Any
 import httpx
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devhost.arm import LOCAL_SUBSCRIPTION_ID, start_local_arm
-from devhost.emulators import EmulatorEndpoints
+from devhost.emulators import AZURITE_ACCOUNT, EmulatorEndpoints
 from devhost.processes import ManagedProcess, free_port
 from shared.arm.clients import ArmClients, build_arm_clients
 from shared.arm.tags import Purpose, ResourceTags
 from shared.settings import Settings
 
 TOKEN = "local-arm-test-token"
+# Import names the storage account of its sourceUri; Azurite's account stands in for it.
+STORAGE_ACCOUNT_ID = (
+    "/subscriptions/00000000-0000-0000-0000-00000000a2a2/resourceGroups/rg-storage/providers/"
+    f"Microsoft.Storage/storageAccounts/{AZURITE_ACCOUNT}"
+)
 LOCATION = "westeurope"
 IS_ROOT = os.geteuid() == 0
 
@@ -144,3 +150,11 @@ def make_tags(
 @pytest.fixture()
 def tags() -> ResourceTags:
     return make_tags()
+
+
+@pytest.fixture()
+def container(emulators: EmulatorEndpoints) -> ContainerClient:
+    service = BlobServiceClient.from_connection_string(emulators.storage_connection_string)
+    client = service.get_container_client(f"arm-{uuid.uuid4().hex[:8]}")
+    client.create_container()
+    return client

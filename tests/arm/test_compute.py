@@ -7,31 +7,17 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
-from devhost.emulators import AZURITE_ACCOUNT, EmulatorEndpoints
 from shared.arm import operations as ops
 from shared.arm.clients import ArmClients
 from shared.arm.errors import ArmConflict, ArmRequestFailed
 from shared.arm.tags import ResourceTags
 from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
 from shared.vhd import MIB
-from tests.arm.conftest import LOCATION, LocalArmEndpoint
+from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, LocalArmEndpoint
 
 pytestmark = pytest.mark.integration
-
-STORAGE_ACCOUNT_ID = (
-    "/subscriptions/00000000-0000-0000-0000-00000000a2a2/resourceGroups/rg-storage/providers/"
-    f"Microsoft.Storage/storageAccounts/{AZURITE_ACCOUNT}"
-)
-
-
-@pytest.fixture()
-def container(emulators: EmulatorEndpoints) -> ContainerClient:
-    service = BlobServiceClient.from_connection_string(emulators.storage_connection_string)
-    client = service.get_container_client(f"arm-{uuid.uuid4().hex[:8]}")
-    client.create_container()
-    return client
 
 
 def replica_with_data(container: ContainerClient, size: int, pattern: bytes, offset: int) -> tuple[str, str]:

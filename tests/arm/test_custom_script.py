@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from azure.mgmt.compute import models as cm
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blob_sas
 
 from devhost.arm import start_local_arm
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, EmulatorEndpoints
@@ -22,19 +22,18 @@ from shared.arm.errors import ExtensionFailed
 from shared.arm.tags import ResourceTags
 from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
 from shared.vhd import MIB
-from tests.arm.conftest import IS_ROOT, LOCATION, TOKEN, LocalArmEndpoint, arm_settings, make_tags
-from tests.arm.test_compute import STORAGE_ACCOUNT_ID
+from tests.arm.conftest import (
+    IS_ROOT,
+    LOCATION,
+    STORAGE_ACCOUNT_ID,
+    TOKEN,
+    LocalArmEndpoint,
+    arm_settings,
+    make_tags,
+)
 
 pytestmark = pytest.mark.integration
 SIGNATURE = b"MIGRATE-LUN0-SIGNATURE"
-
-
-@pytest.fixture()
-def container(emulators: EmulatorEndpoints) -> ContainerClient:
-    service = BlobServiceClient.from_connection_string(emulators.storage_connection_string)
-    client = service.get_container_client(f"cse-{uuid.uuid4().hex[:8]}")
-    client.create_container()
-    return client
 
 
 def sas_url(container: ContainerClient, name: str, data: bytes) -> str:
