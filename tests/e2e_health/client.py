@@ -198,3 +198,86 @@ class Appliance:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- scenario helpers -------------------------------------------------------------------------------------
+
+
+def machine(stack: Stack, machine_id: str) -> dict[str, Any]:
+    response = stack.get(f"/api/machines/{machine_id}")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def events(stack: Stack, machine_id: str) -> list[dict[str, Any]]:
+    """Every event of the machine, newest first, following the continuation token."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 200}
+        if token:
+            params["continuationToken"] = token
+        response = stack.get(f"/api/machines/{machine_id}/events", **params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        found += body["events"]
+        token = body.get("continuationToken")
+        if not token:
+            return found
+
+
+def wait_machine(stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool],
+                 timeout: float = 120.0) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        body = machine(stack, machine_id)
+        return body if check(body) else None
+
+    return eventually(probe, what=f"{machine_id}: {what}", timeout=timeout)
+
+
+def wait_event(stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool],
+               timeout: float = 120.0) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        return next((e for e in events(stack, machine_id) if check(e)), None)
+
+    return eventually(probe, what=f"{machine_id}: event {what}", timeout=timeout)
+
+
+@dataclass
+class Replicated:
+    id: str
+    disks: dict[str, MemoryDisk]
+    next_sequence: int = 2
+
+    def cycle_id(self, sequence: int) -> str:
+        return f"{self.id}-c{sequence}"
+
+
+def replicating_machine(stack: Stack, appliance: Appliance, *, disks: tuple[str, ...] = ("disk0",),
+                        auto_repair: bool = False, prefix: str = "vm") -> Replicated:
+    """A machine reported, enabled and through its initial copy (Replicating, one recovery point)."""
+    machine_id = new_id(prefix)
+    appliance.report_machine(machine_id, disks=disks)
+    response = stack.http.put(f"/api/machines/{machine_id}/replication", headers=stack.operator_headers,
+                              json={**TARGET, "autoRepairReplication": auto_repair})
+    assert response.status_code == 202, response.text
+    wait_machine(stack, machine_id, "InitialReplication", lambda m: m["state"] == "InitialReplication")
+    sources = {d: MemoryDisk(DISK_SIZE, i + 1) for i, d in enumerate(disks)}
+    replicated = Replicated(machine_id, sources)
+    appliance.upload(machine_id, replicated.cycle_id(1), 1, CycleKind.INITIAL, sources)
+    wait_machine(stack, machine_id, "Replicating after the initial copy",
+                 lambda m: m["state"] == "Replicating" and m["recoveryPoints"]["count"] == 1)
+    return replicated
+
+
+def apply_delta(stack: Stack, appliance: Appliance, replicated: Replicated, *,
+                kind: CycleKind = CycleKind.DELTA) -> int:
+    """Upload the next cycle and wait until it is in the replica; returns its sequence."""
+    sequence = replicated.next_sequence
+    replicated.next_sequence += 1
+    for source in replicated.disks.values():
+        source.write(0, bytes([sequence % 251]) * 4096)
+    appliance.upload(replicated.id, replicated.cycle_id(sequence), sequence, kind, replicated.disks)
+    wait_machine(stack, replicated.id, f"cycle {sequence} applied",
+                 lambda m: any(p["cycleId"] == replicated.cycle_id(sequence) for p in m["recoveryPointList"]))
+    return sequence

@@ -1,0 +1,65 @@
+"""The health monitor timer end to end: run through the host's admin API (`POST /admin/functions/...` with
+the master key), on a stack whose thresholds are seconds instead of hours (app settings, HOST_ENV)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e_health.client import Stack, apply_delta, events, eventually, machine, replicating_machine
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RPO_WARNING_SECONDS = 2
+HEARTBEAT_TIMEOUT_SECONDS = 8
+HOST_ENV = {
+    "HEALTH_RPO_WARNING_SECONDS": str(RPO_WARNING_SECONDS),
+    "HEALTH_RPO_CRITICAL_SECONDS": "3600",
+    "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT_SECONDS),
+}
+
+
+def _codes(stack: Stack, machine_id: str) -> dict[str, str]:
+    return {e["code"]: e["severity"] for e in machine(stack, machine_id)["currentErrors"]}
+
+
+def test_rpo_and_a_silent_appliance_are_flagged_and_heal(stack: Stack) -> None:
+    appliance = stack.register_appliance("gw-quiet")
+    replicated = replicating_machine(stack, appliance, prefix="mon")
+    # Let the RPO and the appliance's silence pass their thresholds (no assertion on time itself).
+    time.sleep(HEARTBEAT_TIMEOUT_SECONDS + 1)
+
+    ran = stack.run_timer("health_monitor")
+    assert ran.status_code == 202, ran.text
+    body = machine(stack, replicated.id)
+    assert body["health"] == "Critical"
+    assert _codes(stack, replicated.id) == {"MCP-3002": "Warning", "MCP-3003": "Critical"}
+    assert body["rpoSeconds"] > RPO_WARNING_SECONDS
+    by_type = {e["type"]: e for e in events(stack, replicated.id)}
+    silent = by_type["Appliance not responding"]
+    assert silent["severity"] == "Critical" and "gw-quiet" in silent["message"]
+    assert silent["causes"] and silent["recommendations"]
+    assert by_type["RPO threshold exceeded"]["severity"] == "Warning"
+    assert by_type["Replication health changed"]["details"]["health"] == "Critical"
+
+    # Running again finds nothing new: no write, no duplicate events.
+    count = len(events(stack, replicated.id))
+    assert stack.run_timer("health_monitor").status_code == 202
+    assert len(events(stack, replicated.id)) == count
+
+    # The appliance is heard from again: "not responding" clears; the RPO stays until a cycle applies.
+    appliance.heartbeat()
+
+    def heard() -> bool:
+        stack.run_timer("health_monitor")
+        return "MCP-3003" not in _codes(stack, replicated.id)
+
+    eventually(heard, what="the heartbeat clearing 'appliance not responding'")
+    assert _codes(stack, replicated.id) == {"MCP-3002": "Warning"}
+    assert machine(stack, replicated.id)["health"] == "Warning"
+
+    apply_delta(stack, appliance, replicated)
+    body = machine(stack, replicated.id)
+    assert body["health"] == "Healthy" and body["currentErrors"] == []
+    assert body["lastSyncTime"] is not None
