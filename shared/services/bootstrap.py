@@ -15,6 +15,7 @@ from shared.adapters.repository import Repositories
 from shared.services.clock import Clock, utc_now
 from shared.services.credentials import CredentialHasher
 from shared.settings import Settings, get_settings
+from shared.telemetry import configure_telemetry
 
 
 @dataclass
@@ -43,7 +44,10 @@ def build_services(settings: Settings) -> Services:
         client = CosmosClient(settings.cosmos_endpoint, credential=credential)
         database = client.get_database_client(settings.cosmos_database)
     pepper = settings.appliance_credential_pepper.get_secret_value().encode()
-    return Services(repos=Repositories(CosmosDocumentStore(database)), hasher=CredentialHasher(pepper))
+    repos = Repositories(CosmosDocumentStore(database))
+    # Every round-trip becomes a metric: Cosmos cost per cycle is watched in production, not only in bench.
+    repos.counter.add_listener(configure_telemetry(settings).record_cosmos_operation)
+    return Services(repos=repos, hasher=CredentialHasher(pepper))
 
 
 _lock = threading.Lock()

@@ -1,0 +1,150 @@
+"""Control-plane overhead per cycle on the whole local stack (ARCHITECTURE.md section 5):
+
+- `cycle_latency_p50_s` / `_p95_s`: a 1 MiB delta, from the appliance publishing `CycleUploaded` to the
+  cycle applied, its recovery point recorded in Cosmos and its uploads disposed of (observed by polling
+  Azurite for the cycle's cache blobs, so the observer adds no Cosmos traffic);
+- `cosmos_ops_per_cycle`: Cosmos round-trips per cycle, from the app's own `migrate.cosmos.operations`
+  metric (the local exporter's output in the host log), over the measured cycles only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from azure.core.credentials import AzureKeyCredential
+from azure.storage.blob import BlobServiceClient
+
+from appliance.control_plane import ApplianceApi, ApplianceEvents
+from appliance.replicator import MachineReplicator, SourceDisk
+from devhost.emulators import EmulatorPorts
+from devhost.processes import free_port
+from devhost.stack import LocalStack, StackPorts
+from shared.replication_storage import CACHE_CONTAINER
+from shared.telemetry import METRIC_COSMOS_OPERATIONS
+
+MIB = 1024 * 1024
+CYCLES = 20
+WARMUP = 3
+METRIC_INTERVAL_MS = 300
+
+
+def run() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as root:
+        ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
+            blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
+        stack = LocalStack(ports, data_dir=Path(root) / "stack",
+                           host_env={"MIGRATE_LOCAL_METRIC_INTERVAL_MS": str(METRIC_INTERVAL_MS)})
+        stack.start()
+        try:
+            return _measure(stack, Path(root))
+        finally:
+            stack.stop()
+
+
+def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
+    settings = stack.settings
+    function_key = json.loads((stack.data_dir / "host" / "keys.json").read_text())["function_default"]
+    api, registration = ApplianceApi.register(stack.functions_url, function_key, name="bench", kind="vmware",
+                                              site="bench")
+    events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+                             registration.appliance_id)
+    cache = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"]).get_container_client(
+        CACHE_CONTAINER)
+    if not cache.exists():
+        cache.create_container()
+    image = root / "disk.img"
+    with image.open("wb") as handle:
+        handle.truncate(64 * MIB)
+    machine_id = f"bench-{uuid.uuid4().hex[:6]}"
+    replicator = MachineReplicator(machine_id, [SourceDisk("disk0", image, is_os_disk=True)], cache, events)
+    api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
+    operator = httpx.Client(base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key})
+    job = operator.put(f"/machines/{machine_id}/replication", json={
+        "resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "default", "vmSize": "Standard_D2s_v3"}).json()
+    _wait(lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded")
+    rng = random.Random(1)
+    latencies = []
+    ops_before = 0.0
+    for index in range(WARMUP + CYCLES):
+        if index == WARMUP:
+            ops_before = _settled_cosmos_ops(stack)
+        if index == 0:
+            [report] = replicator.handle_commands(api)  # the initial copy the control plane asked for
+        else:
+            replicator.write("disk0", rng.randrange(0, 63) * MIB, rng.randbytes(MIB))
+            report = _timed_cycle(replicator, cache, latencies if index >= WARMUP else [])
+        _wait(lambda r=report: not any(True for _ in cache.list_blobs(name_starts_with=f"{machine_id}/{r.cycle_id}/")))
+    ops_after = _settled_cosmos_ops(stack)
+    latencies.sort()
+    return {
+        "cycle_latency_p50_s": round(statistics.median(latencies), 3),
+        "cycle_latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
+        "cycle_latency_cycles": len(latencies),
+        "cosmos_ops_per_cycle": round((ops_after - ops_before) / CYCLES, 2),
+    }
+
+
+def _timed_cycle(replicator: MachineReplicator, cache: Any, latencies: list[float]) -> Any:
+    # The clock starts when the event is published, i.e. after the data and manifest are uploaded.
+    original = replicator.events.cycle_uploaded
+    published: list[float] = []
+
+    def publish(**kwargs: Any) -> str:
+        event_id = original(**kwargs)
+        published.append(time.perf_counter())
+        return event_id
+
+    replicator.events.cycle_uploaded = publish  # type: ignore[method-assign]
+    try:
+        report = replicator.run_cycle()
+    finally:
+        replicator.events.cycle_uploaded = original  # type: ignore[method-assign]
+    prefix = f"{replicator.machine_id}/{report.cycle_id}/"
+    _wait(lambda: not any(True for _ in cache.list_blobs(name_starts_with=prefix)), interval=0.01)
+    latencies.append(time.perf_counter() - published[0])
+    return report
+
+
+def _settled_cosmos_ops(stack: LocalStack) -> float:
+    """The metric's cumulative total once two exports in a row agree (no Cosmos work in flight)."""
+    log = stack.data_dir / "logs" / "functions-host.log"
+    previous = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(2 * METRIC_INTERVAL_MS / 1000)
+        current = _latest_total(log)
+        if current is not None and current == previous:
+            return current
+        previous = current
+    raise RuntimeError(f"the {METRIC_COSMOS_OPERATIONS} metric never settled; see {log}")
+
+
+def _latest_total(log: Path) -> float | None:
+    total = None
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith('{"resource_metrics"'):
+            continue
+        document = json.loads(line)
+        for resource in document["resource_metrics"]:
+            for scope in resource["scope_metrics"]:
+                for metric in scope["metrics"]:
+                    if metric["name"] == METRIC_COSMOS_OPERATIONS:
+                        total = float(sum(p["value"] for p in metric["data"]["data_points"]))
+    return total
+
+
+def _wait(probe: Any, timeout: float = 120, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(interval)
+    raise RuntimeError("the stack did not get there in time")
