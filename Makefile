@@ -49,7 +49,7 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration
+	$(VENV)/bin/mypy shared hydration appliance bench
 
 bench: deps
 	$(PY) -m bench

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -111,6 +112,18 @@ async def fan_out(index: FunctionIndex, data_dir: Path, width: int) -> dict[str,
         }
     finally:
         await engine.stop()
+
+
+def run() -> dict[str, Any]:
+    """`python -m bench` entry: the local Durable extension's own costs, flattened into metrics."""
+    index = load_function_app(APP_DIR)
+    with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp:
+        episode = asyncio.run(episode_cost(index, Path(tmp) / "episode", 200))
+        throughput_result = asyncio.run(throughput(index, Path(tmp) / "throughput", 1000))
+    return {
+        "durable_episode": episode,
+        "durable_throughput": throughput_result,
+    }
 
 
 def main() -> None:
