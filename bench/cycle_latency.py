@@ -71,7 +71,7 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
         "resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "default", "vmSize": "Standard_D2s_v3"}).json()
     _wait(lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded")
     rng = random.Random(1)
-    latencies = []
+    latencies: list[float] = []
     ops_before = 0.0
     for index in range(WARMUP + CYCLES):
         if index == WARMUP:

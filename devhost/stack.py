@@ -212,4 +212,4 @@ def _write_private(path: Path, text: str) -> None:
 
 def read_state(data_dir: Path = REPO_ROOT / ".devhost") -> dict[str, object] | None:
     path = data_dir / "stack.json"
-    return json.loads(path.read_text()) if path.exists() else None  # type: ignore[no-any-return]
+    return json.loads(path.read_text()) if path.exists() else None
