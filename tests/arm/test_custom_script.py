@@ -180,6 +180,10 @@ def test_same_configuration_does_not_rerun_and_a_new_run_id_does(
         clients, resource_group, helper, location=LOCATION, command=command, file_uris=[], run_id=8, tags=tags
     )
     assert rerun.stdout_tail.strip() == "2"
+    listed = clients.compute.virtual_machine_extensions.list(resource_group, helper)
+    assert [e.name for e in listed.value] == ["hydration"]
+    clients.compute.virtual_machine_extensions.begin_delete(resource_group, helper, "hydration").result()
+    assert clients.compute.virtual_machine_extensions.list(resource_group, helper).value == []
 
 
 def test_a_failing_script_raises_with_its_output_tails(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.network import models as nm
 
 from shared.arm import operations as ops
 from shared.arm.clients import ArmClients
-from shared.arm.errors import ArmConflict
+from shared.arm.errors import ArmConflict, ArmRequestFailed, translate_arm_error
 from shared.arm.tags import TAG_JOB_ID, TAG_PURPOSE, ResourceTags
 from tests.arm.conftest import LOCATION
 
@@ -125,3 +127,127 @@ def test_explicit_storage_addresses_replace_the_service_tag() -> None:
     assert storage.destination_address_prefixes == ["10.1.2.3/32"]
     assert storage.destination_address_prefix is None
     assert [r.properties.priority for r in rules] == [100, 110, 4096, 4096]
+
+
+def test_child_resources_rules_and_subnets(
+    clients: ArmClients, resource_group: str, tags: ResourceTags
+) -> None:
+    vnet = ops.ensure_virtual_network(
+        clients,
+        resource_group,
+        "parent",
+        location=LOCATION,
+        address_prefix="10.70.0.0/24",
+        subnet_name="a",
+        subnet_prefix="10.70.0.0/26",
+        tags=tags,
+    )
+    second = clients.network.subnets.begin_create_or_update(
+        resource_group,
+        "parent",
+        "b",
+        nm.Subnet(properties=nm.SubnetPropertiesFormat(address_prefix="10.70.0.64/26")),
+    ).result()
+    assert second.properties.provisioning_state == "Succeeded"
+    assert sorted(s.name for s in clients.network.subnets.list(resource_group, "parent")) == ["a", "b"]
+    with pytest.raises(ArmRequestFailed) as overlap:
+        try:
+            clients.network.subnets.begin_create_or_update(
+                resource_group,
+                "parent",
+                "c",
+                nm.Subnet(properties=nm.SubnetPropertiesFormat(address_prefix="10.70.0.0/25")),
+            ).result()
+        except HttpResponseError as exc:
+            raise translate_arm_error(exc, operation="create subnet c") from exc
+    assert overlap.value.arm_code == "NetcfgSubnetRangesOverlap"
+    with pytest.raises(HttpResponseError, match="NetcfgSubnetRangeOutsideVnet"):
+        clients.network.subnets.begin_create_or_update(
+            resource_group,
+            "parent",
+            "d",
+            nm.Subnet(properties=nm.SubnetPropertiesFormat(address_prefix="10.99.0.0/26")),
+        ).result()
+
+    nsg = ops.ensure_helper_network_security_group(
+        clients,
+        resource_group,
+        "rules",
+        location=LOCATION,
+        storage=ops.StorageDestination(region=LOCATION),
+        tags=tags,
+    )
+    rule = clients.network.security_rules.begin_create_or_update(
+        resource_group,
+        "rules",
+        "allow-ssh-in",
+        nm.SecurityRule(
+            properties=nm.SecurityRulePropertiesFormat(
+                priority=200,
+                direction="Inbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix="10.0.0.0/8",
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="22",
+            )
+        ),
+    ).result()
+    assert rule.properties.provisioning_state == "Succeeded"
+    with pytest.raises(HttpResponseError, match="SecurityRuleConflict"):
+        clients.network.security_rules.begin_create_or_update(
+            resource_group,
+            "rules",
+            "clash",
+            nm.SecurityRule(
+                properties=nm.SecurityRulePropertiesFormat(
+                    priority=100,
+                    direction="Outbound",
+                    access="Deny",
+                    protocol="*",
+                    source_address_prefix="*",
+                    source_port_range="*",
+                    destination_address_prefix="*",
+                    destination_port_range="*",
+                )
+            ),
+        ).result()
+    names = {r.name for r in clients.network.security_rules.list(resource_group, "rules")}
+    assert names == {
+        "allow-storage-https-out",
+        "allow-azure-platform-out",
+        "deny-all-out",
+        "deny-all-in",
+        "allow-ssh-in",
+    }
+    clients.network.security_rules.begin_delete(resource_group, "rules", "allow-ssh-in").result()
+    assert (
+        len(clients.network.network_security_groups.get(resource_group, "rules").properties.security_rules)
+        == 4
+    )
+    ops.delete_subnet(clients, resource_group, "parent", "b")
+    ops.delete_subnet(clients, resource_group, "parent", "b")  # already gone: still a success
+    assert [s.name for s in clients.network.subnets.list(resource_group, "parent")] == ["a"]
+    for arm_id in (nsg.id, vnet.id):
+        ops.delete_resource(clients, arm_id)
+
+
+def test_deleting_a_resource_group_deletes_what_is_in_it(clients: ArmClients, tags: ResourceTags) -> None:
+    clients.resources.resource_groups.create_or_update("rg-doomed", {"location": LOCATION})
+    ops.ensure_virtual_network(
+        clients,
+        "rg-doomed",
+        "v",
+        location=LOCATION,
+        address_prefix="10.80.0.0/24",
+        subnet_name="s",
+        subnet_prefix="10.80.0.0/26",
+        tags=tags,
+    )
+    assert clients.resources.resource_groups.check_existence("rg-doomed")
+    clients.resources.resource_groups.begin_delete("rg-doomed").result()
+    assert not clients.resources.resource_groups.check_existence("rg-doomed")
+    assert "rg-doomed" not in {g.name for g in clients.resources.resource_groups.list()}
+    with pytest.raises(HttpResponseError, match="ResourceGroupNotFound"):
+        clients.network.virtual_networks.get("rg-doomed", "v")
