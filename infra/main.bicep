@@ -126,6 +126,7 @@ var applianceEventTypes = [
   'Migrate.Appliance.Heartbeat'
   'Migrate.Replication.CycleUploaded'
   'Migrate.Replication.CycleFailed'
+  'Migrate.Replication.CycleStarted' // lets the control plane time the uploads itself (1011)
 ]
 var functionAppName = '${abbrs.functionApp}${env}-${resourceToken}'
 

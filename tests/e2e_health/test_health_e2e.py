@@ -206,7 +206,8 @@ def test_an_upload_that_does_not_finish_in_time_raises_1011_for_the_late_disk(
     assert timed_out["type"] == "Replication cycle failed for disk"
     assert timed_out["diskId"] == "disk1" and timed_out["cycleId"] == cycle
     assert "disk1" in timed_out["message"] and replicated.id in timed_out["message"]
-    assert [e["diskId"] for e in events(stack, replicated.id) if e["errorCode"] == "1011"] == ["disk1"]
+    assert [e["diskId"] for e in events(stack, replicated.id)
+            if e["type"] == "Replication cycle failed for disk"] == ["disk1"]
     body = machine(stack, replicated.id)
     assert body["health"] == "Warning" and [(e["code"], e["diskId"]) for e in body["currentErrors"]] == [
         ("1011", "disk1")]
