@@ -34,7 +34,7 @@ def test_up_health_down_leaves_no_process() -> None:
     if (REPO_ROOT / ".devhost" / "stack.json").exists():
         pytest.skip("a developer's local stack is running in this checkout; `make down` first")
     env = {**os.environ}
-    for name in ("FUNCTIONS", "BLOB", "QUEUE", "TABLE", "COSMOS"):
+    for name in ("FUNCTIONS", "BLOB", "QUEUE", "TABLE", "COSMOS", "ARM"):
         env[f"DEVHOST_{name}_PORT"] = str(free_port())
     up = _devhost("up --background", env)
     assert up.returncode == 0, up.stderr
