@@ -108,7 +108,12 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
     (machine id, health before/after, the error's code and first recommended step, job id and status,
     recovery points before and after, the event types in order). Raises HealthDemoFailed on any
     deviation. Takes about 15 seconds; it registers its own appliance and machine."""
-    out = console or Console()
+    console = console or Console()
+
+    def say(text: str) -> None:
+        # Errors quote VMware's "[...]" messages: print them as text, not as rich markup.
+        console.print(text, markup=False, highlight=False)
+
     demo = _Demo(stack)
     registered = demo.call(demo.operator, "POST", "/appliances", 201,
                            json={"name": "demo-health-appliance", "kind": "vmware", "site": "datacenter-1"})
@@ -130,20 +135,20 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
     demo.upload(machine_id, f"{machine_id}-c2", 2, CycleKind.DELTA, disk)
     before = _wait(lambda: (lambda m: m if m["recoveryPoints"]["count"] == 2 else None)(demo.machine(machine_id)),
                    "the first delta cycle")
-    out.print(f"[health] {machine_id} replicating: {before['health']}, 2 recovery points")
+    say(f"health: {machine_id} replicating: {before['health']}, 2 recovery points")
 
     demo.publish(CYCLE_FAILED, machine_id, {"cycleId": f"{machine_id}-c3", "message": CBT_RESET})
     failed = _wait(lambda: (lambda m: m if m["health"] == "Critical" else None)(demo.machine(machine_id)),
                    "the failure to raise health")
     error = failed["currentErrors"][0]
-    out.print(f"[health] appliance reported {CBT_RESET!r} -> {error['code']} {error['title']}: "
+    say(f"health: appliance reported {CBT_RESET!r} -> {error['code']} {error['title']}: "
               f"health {failed['health']}")
-    out.print(f"[health]   first cause: {error['causes'][0][:140]}")
-    out.print(f"[health]   next step:   {error['recommendations'][1][:140]}")
+    say(f"health:   first cause: {error['causes'][0][:140]}")
+    say(f"health:   next step:   {error['recommendations'][1][:140]}")
 
     accepted = demo.call(demo.operator, "POST", f"/machines/{machine_id}/repair", 202)
     job_id = accepted["jobId"]
-    out.print(f"[health] operator ran Repair replication: job {job_id} ({accepted['job']['kind']})")
+    say(f"health: operator ran Repair replication: job {job_id} ({accepted['job']['kind']})")
     commands = _wait(lambda: [c for c in demo.call(demo.appliance, "GET", f"/appliances/{demo.appliance_id}/commands",
                                                     200)["commands"]
                               if c["machineId"] == machine_id and c["kind"] == "ResyncDisk"], "the ResyncDisk command")
@@ -157,7 +162,7 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
         raise HealthDemoFailed(f"after the repair: health {after['health']}, errors {after['currentErrors']}, "
                                f"{after['recoveryPoints']['count']} recovery points")
     history = demo.call(demo.operator, "GET", f"/machines/{machine_id}/events", 200)["events"]
-    out.print(f"[health] resync applied: job {job['status']}, health {after['health']}, "
+    say(f"health: resync applied: job {job['status']}, health {after['health']}, "
               f"{after['recoveryPoints']['count']} recovery points (none lost)")
     return {
         "machineId": machine_id,
