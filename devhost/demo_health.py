@@ -70,14 +70,19 @@ class _Demo:
     def __init__(self, stack: LocalStack) -> None:
         settings = stack.settings
         keys = json.loads((stack.data_dir / "host" / "keys.json").read_text())
-        self.operator = httpx.Client(base_url=f"{stack.functions_url}/api", timeout=30,
-                                     headers={"x-functions-key": keys["function_default"]})
+        self.operator = httpx.Client(
+            base_url=f"{stack.functions_url}/api",
+            timeout=30,
+            headers={"x-functions-key": keys["function_default"]},
+        )
         self.function_key = keys["function_default"]
         self.functions_url = stack.functions_url
-        self.topic = EventGridPublisherClient(settings["EVENTGRID_TOPIC_ENDPOINT"],
-                                              AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]))
+        self.topic = EventGridPublisherClient(
+            settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"])
+        )
         self.cache: ContainerClient = BlobServiceClient.from_connection_string(
-            settings["CACHE_STORAGE_CONNECTION_STRING"]).get_container_client(CACHE_CONTAINER)
+            settings["CACHE_STORAGE_CONNECTION_STRING"]
+        ).get_container_client(CACHE_CONTAINER)
         self.appliance_id = ""
         self.appliance = httpx.Client()  # replaced by the appliance's own client once it is registered
 
@@ -92,15 +97,36 @@ class _Demo:
         return body
 
     def publish(self, event_type: str, machine_id: str, data: dict[str, Any]) -> None:
-        self.topic.send(EventGridEvent(subject=f"machines/{machine_id}", event_type=event_type, data_version="1.0",
-                                       data={"applianceId": self.appliance_id, "machineId": machine_id, **data}))
+        self.topic.send(
+            EventGridEvent(
+                subject=f"machines/{machine_id}",
+                event_type=event_type,
+                data_version="1.0",
+                data={"applianceId": self.appliance_id, "machineId": machine_id, **data},
+            )
+        )
 
     def upload(self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind, disk: _Disk) -> None:
-        manifests = upload_cycle(self.cache, CycleUpload(
-            machine_id=machine_id, cycle_id=cycle_id, sequence=sequence, kind=kind,
-            disks=[DiskCycle(disk_id=DISK_ID, disk_size=disk.size, ranges=[(0, disk.size)], source=disk)]))
-        self.publish(CYCLE_UPLOADED, machine_id, {"cycleId": cycle_id, "sequence": sequence, "kind": kind.value,
-                                                  "manifests": {DISK_ID: manifests[0]}})
+        manifests = upload_cycle(
+            self.cache,
+            CycleUpload(
+                machine_id=machine_id,
+                cycle_id=cycle_id,
+                sequence=sequence,
+                kind=kind,
+                disks=[DiskCycle(disk_id=DISK_ID, disk_size=disk.size, ranges=[(0, disk.size)], source=disk)],
+            ),
+        )
+        self.publish(
+            CYCLE_UPLOADED,
+            machine_id,
+            {
+                "cycleId": cycle_id,
+                "sequence": sequence,
+                "kind": kind.value,
+                "manifests": {DISK_ID: manifests[0]},
+            },
+        )
 
 
 def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -> dict[str, Any]:
@@ -115,55 +141,112 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
         console.print(text, markup=False, highlight=False)
 
     demo = _Demo(stack)
-    registered = demo.call(demo.operator, "POST", "/appliances", 201,
-                           json={"name": "demo-health-appliance", "kind": "vmware", "site": "datacenter-1"})
+    registered = demo.call(
+        demo.operator,
+        "POST",
+        "/appliances",
+        201,
+        json={"name": "demo-health-appliance", "kind": "vmware", "site": "datacenter-1"},
+    )
     demo.appliance_id = registered["id"]
-    demo.appliance = httpx.Client(base_url=f"{demo.functions_url}/api", timeout=30, headers={
-        "x-functions-key": demo.function_key, "Authorization": f"Bearer {registered['credential']}"})
+    demo.appliance = httpx.Client(
+        base_url=f"{demo.functions_url}/api",
+        timeout=30,
+        headers={"x-functions-key": demo.function_key, "Authorization": f"Bearer {registered['credential']}"},
+    )
     machine_id = f"db-{uuid.uuid4().hex[:6]}"
-    demo.call(demo.appliance, "POST", f"/appliances/{demo.appliance_id}/machines", 200, json={"machines": [{
-        "id": machine_id, "displayName": machine_id, "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04",
-        "firmware": "BIOS", "disks": [{"id": DISK_ID, "sizeBytes": DISK_SIZE, "isOsDisk": True}]}]})
-    demo.call(demo.operator, "PUT", f"/machines/{machine_id}/replication", 202, json={
-        "resourceGroup": "rg-demo", "virtualNetwork": "vnet-demo", "subnet": "app", "vmSize": "Standard_D2s_v3",
-        "autoRepairReplication": False})
+    demo.call(
+        demo.appliance,
+        "POST",
+        f"/appliances/{demo.appliance_id}/machines",
+        200,
+        json={
+            "machines": [
+                {
+                    "id": machine_id,
+                    "displayName": machine_id,
+                    "osType": "linux",
+                    "osName": "Ubuntu",
+                    "osVersion": "20.04",
+                    "firmware": "BIOS",
+                    "disks": [{"id": DISK_ID, "sizeBytes": DISK_SIZE, "isOsDisk": True}],
+                }
+            ]
+        },
+    )
+    demo.call(
+        demo.operator,
+        "PUT",
+        f"/machines/{machine_id}/replication",
+        202,
+        json={
+            "resourceGroup": "rg-demo",
+            "virtualNetwork": "vnet-demo",
+            "subnet": "app",
+            "vmSize": "Standard_D2s_v3",
+            "autoRepairReplication": False,
+        },
+    )
     _wait(lambda: demo.machine(machine_id)["state"] == "InitialReplication", "replication to be enabled")
     disk = _Disk()
     demo.upload(machine_id, f"{machine_id}-c1", 1, CycleKind.INITIAL, disk)
     _wait(lambda: demo.machine(machine_id)["state"] == "Replicating", "the initial copy")
-    disk.data[: 4096] = b"\x42" * 4096
+    disk.data[:4096] = b"\x42" * 4096
     demo.upload(machine_id, f"{machine_id}-c2", 2, CycleKind.DELTA, disk)
-    before = _wait(lambda: (lambda m: m if m["recoveryPoints"]["count"] == 2 else None)(demo.machine(machine_id)),
-                   "the first delta cycle")
+    before = _wait(
+        lambda: (lambda m: m if m["recoveryPoints"]["count"] == 2 else None)(demo.machine(machine_id)),
+        "the first delta cycle",
+    )
     say(f"health: {machine_id} replicating: {before['health']}, 2 recovery points")
 
     demo.publish(CYCLE_FAILED, machine_id, {"cycleId": f"{machine_id}-c3", "message": CBT_RESET})
-    failed = _wait(lambda: (lambda m: m if m["health"] == "Critical" else None)(demo.machine(machine_id)),
-                   "the failure to raise health")
+    failed = _wait(
+        lambda: (lambda m: m if m["health"] == "Critical" else None)(demo.machine(machine_id)),
+        "the failure to raise health",
+    )
     error = failed["currentErrors"][0]
-    say(f"health: appliance reported {CBT_RESET!r} -> {error['code']} {error['title']}: "
-              f"health {failed['health']}")
+    say(
+        f"health: appliance reported {CBT_RESET!r} -> {error['code']} {error['title']}: "
+        f"health {failed['health']}"
+    )
     say(f"health:   first cause: {error['causes'][0][:140]}")
     say(f"health:   next step:   {error['recommendations'][1][:140]}")
 
     accepted = demo.call(demo.operator, "POST", f"/machines/{machine_id}/repair", 202)
     job_id = accepted["jobId"]
     say(f"health: operator ran Repair replication: job {job_id} ({accepted['job']['kind']})")
-    commands = _wait(lambda: [c for c in demo.call(demo.appliance, "GET", f"/appliances/{demo.appliance_id}/commands",
-                                                    200)["commands"]
-                              if c["machineId"] == machine_id and c["kind"] == "ResyncDisk"], "the ResyncDisk command")
+    commands = _wait(
+        lambda: [
+            c
+            for c in demo.call(demo.appliance, "GET", f"/appliances/{demo.appliance_id}/commands", 200)[
+                "commands"
+            ]
+            if c["machineId"] == machine_id and c["kind"] == "ResyncDisk"
+        ],
+        "the ResyncDisk command",
+    )
     for command in commands:
-        demo.call(demo.appliance, "POST", f"/appliances/{demo.appliance_id}/commands/{command['id']}/ack", 200)
+        demo.call(
+            demo.appliance, "POST", f"/appliances/{demo.appliance_id}/commands/{command['id']}/ack", 200
+        )
     demo.upload(machine_id, f"{machine_id}-c3", 3, CycleKind.RESYNC, disk)
-    job = _wait(lambda: (lambda j: j if j["status"] == "Succeeded" else None)(
-        demo.call(demo.operator, "GET", f"/jobs/{job_id}", 200)), "the repair job")
+    job = _wait(
+        lambda: (lambda j: j if j["status"] == "Succeeded" else None)(
+            demo.call(demo.operator, "GET", f"/jobs/{job_id}", 200)
+        ),
+        "the repair job",
+    )
     after = demo.machine(machine_id)
     if after["health"] != "Healthy" or after["currentErrors"] or after["recoveryPoints"]["count"] != 3:
-        raise HealthDemoFailed(f"after the repair: health {after['health']}, errors {after['currentErrors']}, "
-                               f"{after['recoveryPoints']['count']} recovery points")
+        raise HealthDemoFailed(
+            f"after the repair: health {after['health']}, errors {after['currentErrors']}, "
+            f"{after['recoveryPoints']['count']} recovery points"
+        )
     history = demo.call(demo.operator, "GET", f"/machines/{machine_id}/events", 200)["events"]
-    say(f"health: resync applied: job {job['status']}, health {after['health']}, "
-              f"{after['recoveryPoints']['count']} recovery points (none lost)")
+    say(
+        f"health: resync applied: job {job['status']}, health {after['health']}, "
+        f"{after['recoveryPoints']['count']} recovery points (none lost)"
+    )
     return {
         "machineId": machine_id,
         "healthBefore": before["health"],

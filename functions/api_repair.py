@@ -27,9 +27,14 @@ async def repair_replication(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
     started = await asyncio.to_thread(
-        health.start_repair, services.repos, path_id(req, "machineId"), job_id=f"job-{uuid.uuid4().hex}",
+        health.start_repair,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=f"job-{uuid.uuid4().hex}",
         now=services.clock(),
     )
     status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job)
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
     return json_response(body, 202, {"Location": status_url, "Retry-After": "30"})

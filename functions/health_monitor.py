@@ -25,6 +25,12 @@ EVERY_FIVE_MINUTES = "0 */5 * * * *"
 def health_monitor(timer: func.TimerRequest) -> None:
     services = get_services()
     report = health.monitor_health(services.repos, now=services.clock(), settings=health.health_settings())
-    log.info("health monitor: %d machines checked, %d changed (%s), %d appliances read, %d events%s",
-             report.machines_checked, len(report.machines_changed), ", ".join(report.machines_changed[:20]),
-             report.appliances_read, report.events_written, " (past due)" if timer.past_due else "")
+    log.info(
+        "health monitor: %d machines checked, %d changed (%s), %d appliances read, %d events%s",
+        report.machines_checked,
+        len(report.machines_changed),
+        ", ".join(report.machines_changed[:20]),
+        report.appliances_read,
+        report.events_written,
+        " (past due)" if timer.past_due else "",
+    )

@@ -49,12 +49,23 @@ def record_appliance_failure(
     values: dict[str, object] = {}
     if failure.disk_id:
         disk = next((d for d in machine.inventory.disks if d.id == failure.disk_id), None)
-        values = {"diskId": failure.disk_id, "diskPath": (disk.name if disk and disk.name else failure.disk_id)}
+        values = {
+            "diskId": failure.disk_id,
+            "diskPath": (disk.name if disk and disk.name else failure.disk_id),
+        }
     return record_failures(
         repos,
         machine.id,
-        [Failure(match=match, at=reported_at, event_id=f"appliance-{event_id}", disk_id=failure.disk_id,
-                 cycle_id=failure.cycle_id, values=values)],
+        [
+            Failure(
+                match=match,
+                at=reported_at,
+                event_id=f"appliance-{event_id}",
+                disk_id=failure.disk_id,
+                cycle_id=failure.cycle_id,
+                values=values,
+            )
+        ],
         settings=settings,
         appliance_name=appliance.item.name if appliance is not None else None,
     )
@@ -70,9 +81,17 @@ def record_cycle_started(
     disks = [d.disk_id for d in started.disks if d.disk_id in known] or sorted(known)
     expected = (
         timedelta(seconds=started.expected_duration_seconds)
-        if started.expected_duration_seconds is not None else None
+        if started.expected_duration_seconds is not None
+        else None
     )
     return watch_cycle_uploads(
-        repos, machine.id, cycle_id=started.cycle_id, sequence=started.sequence, kind=started.kind.value,
-        disk_ids=disks, started_at=started.started_at or reported_at, expected=expected, settings=settings,
+        repos,
+        machine.id,
+        cycle_id=started.cycle_id,
+        sequence=started.sequence,
+        kind=started.kind.value,
+        disk_ids=disks,
+        started_at=started.started_at or reported_at,
+        expected=expected,
+        settings=settings,
     )

@@ -51,7 +51,11 @@ REPAIR_COMPLETED = "Replication repair completed"
 # States in which a resync can begin (lifecycle: InitialReplication | Replicating -> Resyncing).
 RESYNC_FROM = frozenset({MachineState.INITIAL_REPLICATION, MachineState.REPLICATING})
 REPAIR_STEPS = ("Request a resync of every disk from the appliance", "Apply the resync cycle")
-_SEVERITY_OF = {Health.HEALTHY: Severity.INFO, Health.WARNING: Severity.WARNING, Health.CRITICAL: Severity.CRITICAL}
+_SEVERITY_OF = {
+    Health.HEALTHY: Severity.INFO,
+    Health.WARNING: Severity.WARNING,
+    Health.CRITICAL: Severity.CRITICAL,
+}
 
 
 class HealthSettings(BaseModel):
@@ -202,8 +206,11 @@ def health_event(machine_id: str, event_id: str, at: datetime, change: Transitio
         message=f"Replication health changed from {change.previous_health.value} to {change.health.value} "
         f"({reason}).{because}",
         error_code=worst.code if worst is not None else None,
-        details={"previousHealth": change.previous_health.value, "health": change.health.value,
-                 "reason": reason},
+        details={
+            "previousHealth": change.previous_health.value,
+            "health": change.health.value,
+            "reason": reason,
+        },
     )
 
 
@@ -231,11 +238,13 @@ def failure_event(
     )
     details = {k: str(v) for k, v in {**values, **match.values}.items() if v is not None and str(v)}
     details["name"] = match.entry.name
-    return event.model_copy(update={
-        "details": details,
-        "reported_code": match.reported_code,
-        "references": list(match.entry.references),
-    })
+    return event.model_copy(
+        update={
+            "details": details,
+            "reported_code": match.reported_code,
+            "references": list(match.entry.references),
+        }
+    )
 
 
 # --- failures -----------------------------------------------------------------------------------------
@@ -253,8 +262,10 @@ class Failure:
     values: Mapping[str, object] = field(default_factory=dict)
     counted_as: str | None = field(
         default=None,
-        metadata={"doc": "the attempt the health rules count (default: cycle_id); reports of one attempt "
-                         "count as one consecutive failure"},
+        metadata={
+            "doc": "the attempt the health rules count (default: cycle_id); reports of one attempt "
+            "count as one consecutive failure"
+        },
     )
 
 
@@ -292,15 +303,23 @@ def record_failures(
         steps: list[Transition] = []
         state = before
         for failure in failures:
-            step = record_failure(state, failure.match, at=failure.at, rules=rules, disk_id=failure.disk_id,
-                                  cycle_id=failure.counted_as or failure.cycle_id, auto_repair_enabled=auto)
+            step = record_failure(
+                state,
+                failure.match,
+                at=failure.at,
+                rules=rules,
+                disk_id=failure.disk_id,
+                cycle_id=failure.counted_as or failure.cycle_id,
+                auto_repair_enabled=auto,
+            )
             steps.append(step)
             state = step.state
         change = combine(before, steps, rules)
         base = context_values(machine, appliance_name)
         values = {
             s.error.key: {**base, **f.values, **f.match.values}
-            for f, s in zip(failures, steps, strict=True) if s.error is not None
+            for f, s in zip(failures, steps, strict=True)
+            if s.error is not None
         }
         apply_transition(machine, before, change, values)
         resync_disks = _begin_resync(machine, [s for s in steps if s.resync is not None])
@@ -313,21 +332,42 @@ def record_failures(
     machine = stored.item
     base = context_values(machine, appliance_name)
     events = [
-        failure_event(f.match, event_id=f.event_id, machine=machine, at=f.at, step=s, disk_id=f.disk_id,
-                      cycle_id=f.cycle_id, values={**base, **f.values})
+        failure_event(
+            f.match,
+            event_id=f.event_id,
+            machine=machine,
+            at=f.at,
+            step=s,
+            disk_id=f.disk_id,
+            cycle_id=f.cycle_id,
+            values={**base, **f.values},
+        )
         for f, s in zip(failures, steps, strict=True)
     ]
     first = failures[0]
     if change.changed:
-        events.append(health_event(machine.id, f"{first.event_id}-health", first.at, change,
-                                   f"{first.match.entry.name} reported"))
+        events.append(
+            health_event(
+                machine.id, f"{first.event_id}-health", first.at, change, f"{first.match.entry.name} reported"
+            )
+        )
     if resync_disks:
-        events.append(_queue_resync(repos, machine, resync_disks, request_id=first.event_id, at=first.at,
-                                    why=f"{first.match.entry.code} {first.match.entry.name}", automatic=True))
+        events.append(
+            _queue_resync(
+                repos,
+                machine,
+                resync_disks,
+                request_id=first.event_id,
+                at=first.at,
+                why=f"{first.match.entry.code} {first.match.entry.name}",
+                automatic=True,
+            )
+        )
     for event in events:
         repos.events.put(event)
-    return FailuresRecorded(machine=machine, steps=steps, change=change, events=events,
-                            resync_disks=resync_disks)
+    return FailuresRecorded(
+        machine=machine, steps=steps, change=change, events=events, resync_disks=resync_disks
+    )
 
 
 def _begin_resync(machine: Machine, requests: Sequence[Transition]) -> list[str]:
@@ -345,13 +385,28 @@ def _begin_resync(machine: Machine, requests: Sequence[Transition]) -> list[str]
     return [d for d in everything if d in wanted]
 
 
-def _queue_resync(repos: Repositories, machine: Machine, disk_ids: Sequence[str], *, request_id: str,
-                  at: datetime, why: str, automatic: bool) -> Event:
+def _queue_resync(
+    repos: Repositories,
+    machine: Machine,
+    disk_ids: Sequence[str],
+    *,
+    request_id: str,
+    at: datetime,
+    why: str,
+    automatic: bool,
+) -> Event:
     from shared.services.commands import queue_command  # commands imports nothing of ours; keep it lazy
 
     for disk_id in disk_ids:
-        queue_command(repos, command_id=f"{request_id}-resync-{disk_id}", machine_id=machine.id,
-                      kind=CommandKind.RESYNC_DISK, disk_id=disk_id, cycle_kind="resync", now=at)
+        queue_command(
+            repos,
+            command_id=f"{request_id}-resync-{disk_id}",
+            machine_id=machine.id,
+            kind=CommandKind.RESYNC_DISK,
+            disk_id=disk_id,
+            cycle_kind="resync",
+            now=at,
+        )
     who = "automatically (the machine opted into automatic repair)" if automatic else "by the operator"
     return Event(
         id=f"{request_id}-repair",
@@ -374,8 +429,11 @@ def record_cycle_success(machine: Machine, *, at: datetime, resync: bool, rules:
     change = record_success(before, at=at, rules=rules, resync=resync)
     apply_transition(machine, before, change)
     watch = machine.replication.upload_watch
-    if watch is not None and machine.replication.last_applied_sequence is not None \
-            and watch.sequence <= machine.replication.last_applied_sequence:
+    if (
+        watch is not None
+        and machine.replication.last_applied_sequence is not None
+        and watch.sequence <= machine.replication.last_applied_sequence
+    ):
         machine.replication.upload_watch = None
     return change
 
@@ -391,7 +449,7 @@ class RepairStarted:
 
 
 def start_repair(repos: Repositories, machine_id: str, *, job_id: str, now: datetime) -> RepairStarted:
-    """"Repair replication": resync every disk from a fresh snapshot; recovery points are kept.
+    """ "Repair replication": resync every disk from a fresh snapshot; recovery points are kept.
 
     409 ForbiddenTransition when the state does not allow a resync; 409 Conflict when the machine has no
     replication error to repair. A repair already under way (Resyncing with a RepairReplication job) is
@@ -422,16 +480,23 @@ def start_repair(repos: Repositories, machine_id: str, *, job_id: str, now: date
         if existing is not None:
             return RepairStarted(machine, existing.item, True)
     job = Job(
-        id=job_id, kind=JobKind.REPAIR_REPLICATION, machine_id=machine.id, status=JobStatus.IN_PROGRESS,
-        steps=[JobStep(name=name) for name in REPAIR_STEPS], created_at=now, updated_at=now,
+        id=job_id,
+        kind=JobKind.REPAIR_REPLICATION,
+        machine_id=machine.id,
+        status=JobStatus.IN_PROGRESS,
+        steps=[JobStep(name=name) for name in REPAIR_STEPS],
+        created_at=now,
+        updated_at=now,
     )
     repos.jobs.put(job)
     disks = [d.id for d in machine.inventory.disks]
-    event = _queue_resync(repos, machine, disks, request_id=job_id, at=now, why="the operator's request",
-                          automatic=False)
+    event = _queue_resync(
+        repos, machine, disks, request_id=job_id, at=now, why="the operator's request", automatic=False
+    )
     repos.events.put(event)
-    job.steps[0] = job.steps[0].model_copy(update={"status": JobStatus.SUCCEEDED, "start_time": now,
-                                                   "end_time": now})
+    job.steps[0] = job.steps[0].model_copy(
+        update={"status": JobStatus.SUCCEEDED, "start_time": now, "end_time": now}
+    )
     job.steps[1] = job.steps[1].model_copy(update={"status": JobStatus.IN_PROGRESS, "start_time": now})
     job = job.model_copy(update={"updated_at": now})
     repos.jobs.put(job)
@@ -478,37 +543,62 @@ def watch_cycle_uploads(
         if current is not None and (current.cycle_id == cycle_id or current.sequence > sequence):
             return current if current.cycle_id == cycle_id else None
         machine.replication.upload_watch = UploadWatch(
-            cycle_id=cycle_id, sequence=sequence, kind=kind, disk_ids=sorted(disk_ids),
-            started_at=started_at, deadline=deadline)
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind,
+            disk_ids=sorted(disk_ids),
+            started_at=started_at,
+            deadline=deadline,
+        )
         return machine.replication.upload_watch
 
     _, watched = repos.machines.update_with_retry(machine_id, watch)
     if watched is not None:
-        repos.events.put(Event(
-            id=f"{cycle_id}-started",
-            machine_id=machine_id,
-            time=started_at,
-            type=CYCLE_STARTED,
-            severity=Severity.INFO,
-            message=f"Replication cycle {cycle_id} (sequence {sequence}, {kind}) started on the appliance: "
-            f"{len(disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
-            cycle_id=cycle_id,
-            details={"sequence": str(sequence), "kind": kind, "disks": ",".join(sorted(disk_ids)),
-                     "deadline": watched.deadline.isoformat()},
-        ))
+        repos.events.put(
+            Event(
+                id=f"{cycle_id}-started",
+                machine_id=machine_id,
+                time=started_at,
+                type=CYCLE_STARTED,
+                severity=Severity.INFO,
+                message=f"Replication cycle {cycle_id} (sequence {sequence}, {kind}) started on the appliance: "
+                f"{len(disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
+                cycle_id=cycle_id,
+                details={
+                    "sequence": str(sequence),
+                    "kind": kind,
+                    "disks": ",".join(sorted(disk_ids)),
+                    "deadline": watched.deadline.isoformat(),
+                },
+            )
+        )
     return watched
 
 
-def report_upload_timeouts(repos: Repositories, machine: Machine, watch: UploadWatch, disk_ids: Sequence[str],
-                           *, at: datetime, settings: HealthSettings) -> FailuresRecorded:
+def report_upload_timeouts(
+    repos: Repositories,
+    machine: Machine,
+    watch: UploadWatch,
+    disk_ids: Sequence[str],
+    *,
+    at: datetime,
+    settings: HealthSettings,
+) -> FailuresRecorded:
     """1011 DiskUploadTimedOut for each disk of the watched cycle that did not finish uploading in time
     ("Replication cycle failed for disk" events); each disk is reported once per cycle."""
     names = {d.id: d.name or d.id for d in machine.inventory.disks}
     failures = [
         Failure(
-            match=control_plane_error("DiskUploadTimedOut", diskPath=names.get(disk_id, disk_id), diskId=disk_id,
-                                      vmName=machine.inventory.display_name, vmId=machine.id),
-            at=at, event_id=f"{watch.cycle_id}-{disk_id}-upload-timeout", disk_id=disk_id,
+            match=control_plane_error(
+                "DiskUploadTimedOut",
+                diskPath=names.get(disk_id, disk_id),
+                diskId=disk_id,
+                vmName=machine.inventory.display_name,
+                vmId=machine.id,
+            ),
+            at=at,
+            event_id=f"{watch.cycle_id}-{disk_id}-upload-timeout",
+            disk_id=disk_id,
             cycle_id=watch.cycle_id,
             values={"deadline": watch.deadline.isoformat(), "cycleStartedAt": watch.started_at.isoformat()},
         )
@@ -521,28 +611,58 @@ def report_upload_timeouts(repos: Repositories, machine: Machine, watch: UploadW
             current.timed_out_disks = sorted(set(current.timed_out_disks) | set(disk_ids))
 
     appliance = repos.appliances.get(machine.appliance_id)
-    return record_failures(repos, machine.id, failures, settings=settings, also=remember,
-                           appliance_name=appliance.item.name if appliance is not None else None)
+    return record_failures(
+        repos,
+        machine.id,
+        failures,
+        settings=settings,
+        also=remember,
+        appliance_name=appliance.item.name if appliance is not None else None,
+    )
 
 
-def report_dispose_timeout(repos: Repositories, machine_id: str, *, blocked_cycle_id: str, previous_cycle_id: str,
-                           remaining: int, waited: timedelta, attempt: int, at: datetime,
-                           settings: HealthSettings) -> FailuresRecorded:
+def report_dispose_timeout(
+    repos: Repositories,
+    machine_id: str,
+    *,
+    blocked_cycle_id: str,
+    previous_cycle_id: str,
+    remaining: int,
+    waited: timedelta,
+    attempt: int,
+    at: datetime,
+    settings: HealthSettings,
+) -> FailuresRecorded:
     """181008 DisposeArtefactsTimedOut: the previous cycle's artefacts were not disposed of within the
     timeout, so the next cycle could not start. Each further timeout period counts as one more failed
     cycle, so health escalates to Critical while the disposal stays stuck."""
     machine = repos.machines.require(machine_id).item
     appliance = repos.appliances.get(machine.appliance_id)
-    match = control_plane_error("DisposeArtefactsTimedOut", vmName=machine.inventory.display_name,
-                                state="'WaitingForArtefactsDisposalPreCycle'")
-    failure = Failure(
-        match=match, at=at, event_id=f"{blocked_cycle_id}-dispose-timeout-{attempt}", cycle_id=blocked_cycle_id,
-        counted_as=f"{blocked_cycle_id}.dispose{attempt}",
-        values={"previousCycle": previous_cycle_id, "artefactsRemaining": remaining,
-                "waitedSeconds": int(waited.total_seconds()), "attempt": attempt},
+    match = control_plane_error(
+        "DisposeArtefactsTimedOut",
+        vmName=machine.inventory.display_name,
+        state="'WaitingForArtefactsDisposalPreCycle'",
     )
-    return record_failures(repos, machine_id, [failure], settings=settings,
-                           appliance_name=appliance.item.name if appliance is not None else None)
+    failure = Failure(
+        match=match,
+        at=at,
+        event_id=f"{blocked_cycle_id}-dispose-timeout-{attempt}",
+        cycle_id=blocked_cycle_id,
+        counted_as=f"{blocked_cycle_id}.dispose{attempt}",
+        values={
+            "previousCycle": previous_cycle_id,
+            "artefactsRemaining": remaining,
+            "waitedSeconds": int(waited.total_seconds()),
+            "attempt": attempt,
+        },
+    )
+    return record_failures(
+        repos,
+        machine_id,
+        [failure],
+        settings=settings,
+        appliance_name=appliance.item.name if appliance is not None else None,
+    )
 
 
 def clear_upload_watch(repos: Repositories, machine_id: str, cycle_id: str) -> None:
@@ -554,12 +674,19 @@ def clear_upload_watch(repos: Repositories, machine_id: str, cycle_id: str) -> N
     repos.machines.update_with_retry(machine_id, clear)
 
 
-def run_monitor_rules(state: HealthState, *, last_heartbeat: datetime | None, now: datetime,
-                      rules: HealthRules, appliance_name: str | None) -> Transition:
+def run_monitor_rules(
+    state: HealthState,
+    *,
+    last_heartbeat: datetime | None,
+    now: datetime,
+    rules: HealthRules,
+    appliance_name: str | None,
+) -> Transition:
     """The monitor's decision for one machine: the appliance's last heartbeat, then the passing of time."""
     heard = record_heartbeat(state, at=last_heartbeat, rules=rules) if last_heartbeat is not None else None
-    after = evaluate(heard.state if heard is not None else state, now=now, rules=rules,
-                     appliance_name=appliance_name)
+    after = evaluate(
+        heard.state if heard is not None else state, now=now, rules=rules, appliance_name=appliance_name
+    )
     steps = [t for t in (heard, after) if t is not None]
     return combine(state, steps, rules)
 
@@ -606,8 +733,10 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
         continuation: str | None = None
         while True:
             page = repos.machines.query_page(
-                Query(equals={"state": state.value}, order_by="id"), partition_key=None,
-                page_size=MONITOR_PAGE_SIZE, continuation=continuation,
+                Query(equals={"state": state.value}, order_by="id"),
+                partition_key=None,
+                page_size=MONITOR_PAGE_SIZE,
+                continuation=continuation,
             )
             for machine in page.items:
                 checked += 1
@@ -618,24 +747,39 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
                     )
                 name, heartbeat = appliances[machine.appliance_id]
                 before = state_of(machine)
-                if run_monitor_rules(before, last_heartbeat=heartbeat, now=now, rules=rules,
-                                     appliance_name=name).state == before:
+                if (
+                    run_monitor_rules(
+                        before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name
+                    ).state
+                    == before
+                ):
                     continue  # nothing new: no write
                 events_written += _record_monitor_change(repos, machine.id, heartbeat, name, now, rules)
                 changed.append(machine.id)
             continuation = page.continuation
             if continuation is None:
                 break
-    return MonitorReport(machines_checked=checked, machines_changed=changed, appliances_read=len(appliances),
-                         events_written=events_written)
+    return MonitorReport(
+        machines_checked=checked,
+        machines_changed=changed,
+        appliances_read=len(appliances),
+        events_written=events_written,
+    )
 
 
-def _record_monitor_change(repos: Repositories, machine_id: str, heartbeat: datetime | None,
-                           appliance_name: str | None, now: datetime, rules: HealthRules) -> int:
+def _record_monitor_change(
+    repos: Repositories,
+    machine_id: str,
+    heartbeat: datetime | None,
+    appliance_name: str | None,
+    now: datetime,
+    rules: HealthRules,
+) -> int:
     def decide(machine: Machine) -> Transition:
         before = state_of(machine)
-        change = run_monitor_rules(before, last_heartbeat=heartbeat, now=now, rules=rules,
-                                   appliance_name=appliance_name)
+        change = run_monitor_rules(
+            before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=appliance_name
+        )
         values = {e.key: context_values(machine, appliance_name) for e in change.raised}
         apply_transition(machine, before, change, values)
         return change
@@ -645,23 +789,29 @@ def _record_monitor_change(repos: Repositories, machine_id: str, heartbeat: date
     events: list[Event] = []
     for error in change.raised:
         entry = CATALOG[error.entry_code]
-        rendered = render(entry, **{k: v for k, v in context_values(machine, appliance_name).items()
-                                    if k in entry.placeholders})
-        events.append(Event(
-            id=f"monitor-{error.code}-{error.severity.value}-{error.first_seen:%Y%m%dT%H%M%S}",
-            machine_id=machine.id,
-            time=now,
-            type=entry.event_type.value,
-            severity=_SEVERITY_OF[error.severity],
-            message=error.message,
-            error_code=error.code,
-            causes=list(rendered.causes),
-            recommendations=list(rendered.recommendations),
-            references=list(entry.references),
-            details={"name": entry.name, **({"applianceName": appliance_name} if appliance_name else {})},
-        ))
+        rendered = render(
+            entry,
+            **{k: v for k, v in context_values(machine, appliance_name).items() if k in entry.placeholders},
+        )
+        events.append(
+            Event(
+                id=f"monitor-{error.code}-{error.severity.value}-{error.first_seen:%Y%m%dT%H%M%S}",
+                machine_id=machine.id,
+                time=now,
+                type=entry.event_type.value,
+                severity=_SEVERITY_OF[error.severity],
+                message=error.message,
+                error_code=error.code,
+                causes=list(rendered.causes),
+                recommendations=list(rendered.recommendations),
+                references=list(entry.references),
+                details={"name": entry.name, **({"applianceName": appliance_name} if appliance_name else {})},
+            )
+        )
     if change.changed:
-        reason = "health monitor: " + (", ".join(e.code for e in change.raised) or "appliance heard from again")
+        reason = "health monitor: " + (
+            ", ".join(e.code for e in change.raised) or "appliance heard from again"
+        )
         events.append(health_event(machine.id, f"monitor-health-{now:%Y%m%dT%H%M%S}", now, change, reason))
     for event in events:
         repos.events.put(event)

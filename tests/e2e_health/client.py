@@ -89,7 +89,9 @@ class Stack:
         return {"x-functions-key": self.keys["function_default"]}
 
     def cache(self) -> ContainerClient:
-        service = BlobServiceClient.from_connection_string(self.local.settings["CACHE_STORAGE_CONNECTION_STRING"])
+        service = BlobServiceClient.from_connection_string(
+            self.local.settings["CACHE_STORAGE_CONNECTION_STRING"]
+        )
         return service.get_container_client(CACHE_CONTAINER)
 
     def publisher(self) -> EventGridPublisherClient:
@@ -106,8 +108,9 @@ class Stack:
         return self.http.post(path, headers=self.operator_headers, json=body)
 
     def run_timer(self, name: str) -> httpx.Response:
-        return self.http.post(f"/admin/functions/{name}", headers={"x-functions-key": self.keys["master"]},
-                              json={"input": ""})
+        return self.http.post(
+            f"/admin/functions/{name}", headers={"x-functions-key": self.keys["master"]}, json={"input": ""}
+        )
 
     def register_appliance(self, name: str) -> Appliance:
         response = self.post("/api/appliances", {"name": name, "kind": "vmware", "site": "vcenter-e2e"})
@@ -127,12 +130,17 @@ class Appliance:
 
     def report_machine(self, machine_id: str, *, disks: tuple[str, ...] = ("disk0",)) -> None:
         machine = {
-            "id": machine_id, "displayName": machine_id[:15], "osType": "linux", "osName": "Ubuntu",
-            "osVersion": "20.04", "firmware": "BIOS",
+            "id": machine_id,
+            "displayName": machine_id[:15],
+            "osType": "linux",
+            "osName": "Ubuntu",
+            "osVersion": "20.04",
+            "firmware": "BIOS",
             "disks": [{"id": d, "sizeBytes": DISK_SIZE, "isOsDisk": i == 0} for i, d in enumerate(disks)],
         }
-        response = self.stack.http.post(f"/api/appliances/{self.id}/machines", headers=self._headers(),
-                                        json={"machines": [machine]})
+        response = self.stack.http.post(
+            f"/api/appliances/{self.id}/machines", headers=self._headers(), json={"machines": [machine]}
+        )
         assert response.status_code == 200, response.text
 
     def commands(self) -> list[dict[str, Any]]:
@@ -141,20 +149,34 @@ class Appliance:
         return response.json()["commands"]  # type: ignore[no-any-return]
 
     def acknowledge(self, command_id: str) -> None:
-        response = self.stack.http.post(f"/api/appliances/{self.id}/commands/{command_id}/ack",
-                                        headers=self._headers())
+        response = self.stack.http.post(
+            f"/api/appliances/{self.id}/commands/{command_id}/ack", headers=self._headers()
+        )
         assert response.status_code == 200, response.text
 
     def publish(self, event_type: str, machine_id: str, data: dict[str, Any]) -> None:
         subject = f"machines/{machine_id}" if machine_id else f"appliances/{self.id}"
-        self.stack.publisher().send(EventGridEvent(subject=subject, event_type=event_type,
-                                                   data={"applianceId": self.id, **data}, data_version="1.0"))
+        self.stack.publisher().send(
+            EventGridEvent(
+                subject=subject,
+                event_type=event_type,
+                data={"applianceId": self.id, **data},
+                data_version="1.0",
+            )
+        )
 
     def heartbeat(self) -> None:
         self.publish(HEARTBEAT, "", {})
 
-    def fail_cycle(self, machine_id: str, message: str, *, code: str | None = None, disk_id: str | None = None,
-                   cycle_id: str | None = None) -> None:
+    def fail_cycle(
+        self,
+        machine_id: str,
+        message: str,
+        *,
+        code: str | None = None,
+        disk_id: str | None = None,
+        cycle_id: str | None = None,
+    ) -> None:
         data: dict[str, Any] = {"machineId": machine_id, "message": message}
         if code is not None:
             data["errorCode"] = code
@@ -164,36 +186,73 @@ class Appliance:
             data["cycleId"] = cycle_id
         self.publish(CYCLE_FAILED, machine_id, data)
 
-    def start_cycle(self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind,
-                    disks: dict[str, int], expected_seconds: int | None = None) -> None:
+    def start_cycle(
+        self,
+        machine_id: str,
+        cycle_id: str,
+        sequence: int,
+        kind: CycleKind,
+        disks: dict[str, int],
+        expected_seconds: int | None = None,
+    ) -> None:
         data: dict[str, Any] = {
-            "machineId": machine_id, "cycleId": cycle_id, "sequence": sequence, "kind": kind.value,
+            "machineId": machine_id,
+            "cycleId": cycle_id,
+            "sequence": sequence,
+            "kind": kind.value,
             "disks": [{"diskId": d, "expectedBytes": n} for d, n in disks.items()],
         }
         if expected_seconds is not None:
             data["expectedDurationSeconds"] = expected_seconds
         self.publish(CYCLE_STARTED, machine_id, data)
 
-    def upload(self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind,
-               disks: dict[str, MemoryDisk], *, announce: bool = True) -> list[str]:
+    def upload(
+        self,
+        machine_id: str,
+        cycle_id: str,
+        sequence: int,
+        kind: CycleKind,
+        disks: dict[str, MemoryDisk],
+        *,
+        announce: bool = True,
+    ) -> list[str]:
         """Upload every disk's changed ranges (the whole disk for initial/resync) and post CycleUploaded."""
         whole = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
-        upload = CycleUpload(machine_id=machine_id, cycle_id=cycle_id, sequence=sequence, kind=kind, disks=[
-            DiskCycle(disk_id=d, disk_size=src.size, ranges=[(0, src.size)] if whole else [(0, 64 * 1024)],
-                      source=src)
-            for d, src in disks.items()
-        ])
+        upload = CycleUpload(
+            machine_id=machine_id,
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind,
+            disks=[
+                DiskCycle(
+                    disk_id=d,
+                    disk_size=src.size,
+                    ranges=[(0, src.size)] if whole else [(0, 64 * 1024)],
+                    source=src,
+                )
+                for d, src in disks.items()
+            ],
+        )
         manifests = upload_cycle(self.stack.cache(), upload)
         if announce:
             self.announce(machine_id, cycle_id, sequence, kind, dict(zip(disks, manifests, strict=True)))
         return manifests
 
-    def announce(self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind,
-                 manifests: dict[str, str]) -> None:
-        self.publish(CYCLE_UPLOADED, machine_id, {
-            "machineId": machine_id, "cycleId": cycle_id, "sequence": sequence, "kind": kind.value,
-            "appConsistent": False, "manifests": manifests,
-        })
+    def announce(
+        self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind, manifests: dict[str, str]
+    ) -> None:
+        self.publish(
+            CYCLE_UPLOADED,
+            machine_id,
+            {
+                "machineId": machine_id,
+                "cycleId": cycle_id,
+                "sequence": sequence,
+                "kind": kind.value,
+                "appConsistent": False,
+                "manifests": manifests,
+            },
+        )
 
 
 def new_id(prefix: str) -> str:
@@ -226,8 +285,9 @@ def events(stack: Stack, machine_id: str) -> list[dict[str, Any]]:
             return found
 
 
-def wait_machine(stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool],
-                 timeout: float = 120.0) -> dict[str, Any]:
+def wait_machine(
+    stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool], timeout: float = 120.0
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         body = machine(stack, machine_id)
         return body if check(body) else None
@@ -235,8 +295,9 @@ def wait_machine(stack: Stack, machine_id: str, what: str, check: Callable[[dict
     return eventually(probe, what=f"{machine_id}: {what}", timeout=timeout)
 
 
-def wait_event(stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool],
-               timeout: float = 120.0) -> dict[str, Any]:
+def wait_event(
+    stack: Stack, machine_id: str, what: str, check: Callable[[dict[str, Any]], bool], timeout: float = 120.0
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         return next((e for e in events(stack, machine_id) if check(e)), None)
 
@@ -253,31 +314,49 @@ class Replicated:
         return f"{self.id}-c{sequence}"
 
 
-def replicating_machine(stack: Stack, appliance: Appliance, *, disks: tuple[str, ...] = ("disk0",),
-                        auto_repair: bool = False, prefix: str = "vm") -> Replicated:
+def replicating_machine(
+    stack: Stack,
+    appliance: Appliance,
+    *,
+    disks: tuple[str, ...] = ("disk0",),
+    auto_repair: bool = False,
+    prefix: str = "vm",
+) -> Replicated:
     """A machine reported, enabled and through its initial copy (Replicating, one recovery point)."""
     machine_id = new_id(prefix)
     appliance.report_machine(machine_id, disks=disks)
-    response = stack.http.put(f"/api/machines/{machine_id}/replication", headers=stack.operator_headers,
-                              json={**TARGET, "autoRepairReplication": auto_repair})
+    response = stack.http.put(
+        f"/api/machines/{machine_id}/replication",
+        headers=stack.operator_headers,
+        json={**TARGET, "autoRepairReplication": auto_repair},
+    )
     assert response.status_code == 202, response.text
     wait_machine(stack, machine_id, "InitialReplication", lambda m: m["state"] == "InitialReplication")
     sources = {d: MemoryDisk(DISK_SIZE, i + 1) for i, d in enumerate(disks)}
     replicated = Replicated(machine_id, sources)
     appliance.upload(machine_id, replicated.cycle_id(1), 1, CycleKind.INITIAL, sources)
-    wait_machine(stack, machine_id, "Replicating after the initial copy",
-                 lambda m: m["state"] == "Replicating" and m["recoveryPoints"]["count"] == 1)
+    wait_machine(
+        stack,
+        machine_id,
+        "Replicating after the initial copy",
+        lambda m: m["state"] == "Replicating" and m["recoveryPoints"]["count"] == 1,
+    )
     return replicated
 
 
-def apply_delta(stack: Stack, appliance: Appliance, replicated: Replicated, *,
-                kind: CycleKind = CycleKind.DELTA) -> int:
+def apply_delta(
+    stack: Stack, appliance: Appliance, replicated: Replicated, *, kind: CycleKind = CycleKind.DELTA
+) -> int:
     """Upload the next cycle and wait until it is in the replica; returns its sequence."""
     sequence = replicated.next_sequence
     replicated.next_sequence += 1
     for source in replicated.disks.values():
         source.write(0, bytes([sequence % 251]) * 4096)
     appliance.upload(replicated.id, replicated.cycle_id(sequence), sequence, kind, replicated.disks)
-    wait_machine(stack, replicated.id, f"cycle {sequence} applied",
-                 lambda m: any(p["cycleId"] == replicated.cycle_id(sequence) for p in m["recoveryPointList"]))
+    wait_machine(
+        stack,
+        replicated.id,
+        f"cycle {sequence} applied",
+        lambda m: any(p["cycleId"] == replicated.cycle_id(sequence) for p in m["recoveryPointList"]),
+    )
     return sequence

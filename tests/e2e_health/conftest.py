@@ -26,10 +26,13 @@ FAST_TIMINGS = {
 
 
 def start_stack(data_dir: Path, host_env: dict[str, str]) -> LocalStack:
-    ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
-        blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
-    stack = LocalStack(ports=ports, data_dir=data_dir, host_env={
-        "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "1,2,5", **host_env})
+    ports = StackPorts(
+        functions=free_port(),
+        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
+    )
+    stack = LocalStack(
+        ports=ports, data_dir=data_dir, host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "1,2,5", **host_env}
+    )
     stack.start()
     return stack
 

@@ -50,8 +50,9 @@ def _report(entry: CatalogEntry) -> tuple[str | None, str]:
 
 
 @pytest.mark.parametrize("entry", APPLIANCE_ERRORS, ids=lambda e: f"{e.code}-{e.name}")
-def test_every_appliance_error_becomes_its_catalog_event(stack: Stack, appliance: Appliance,
-                                                         entry: CatalogEntry) -> None:
+def test_every_appliance_error_becomes_its_catalog_event(
+    stack: Stack, appliance: Appliance, entry: CatalogEntry
+) -> None:
     replicated = replicating_machine(stack, appliance, prefix="cat")
     code, message = _report(entry)
     disk = "disk0" if entry.scope.value == "disk" else None
@@ -67,7 +68,9 @@ def test_every_appliance_error_becomes_its_catalog_event(stack: Stack, appliance
     assert event["reportedCode"] == code
     assert event["references"] == list(entry.references)
     assert event["details"]["name"] == entry.name
-    assert len(event["causes"]) == len(entry.causes) and len(event["recommendations"]) == len(entry.recommendations)
+    assert len(event["causes"]) == len(entry.causes) and len(event["recommendations"]) == len(
+        entry.recommendations
+    )
     text = " ".join(event["causes"] + event["recommendations"])
     assert "{" not in text  # every placeholder rendered (a missing value shows as <name>)
     if any("{applianceName}" in line for line in entry.recommendations):
@@ -82,8 +85,11 @@ def test_every_appliance_error_becomes_its_catalog_event(stack: Stack, appliance
     assert error["causes"] == event["causes"] and error["recommendations"] == event["recommendations"]
     assert body["eventsUrl"] == f"/api/machines/{replicated.id}/events"
     change = next(e for e in events(stack, replicated.id) if e["type"] == "Replication health changed")
-    assert change["details"] == {"previousHealth": "Healthy", "health": entry.severity.value,
-                                 "reason": f"{entry.name} reported"}
+    assert change["details"] == {
+        "previousHealth": "Healthy",
+        "health": entry.severity.value,
+        "reason": f"{entry.name} reported",
+    }
 
 
 def test_consecutive_failures_escalate_and_an_applied_cycle_heals(stack: Stack, appliance: Appliance) -> None:
@@ -93,9 +99,12 @@ def test_consecutive_failures_escalate_and_an_applied_cycle_heals(stack: Stack, 
     # The appliance reports cycle 1's failure twice: one failed cycle, counted once.
     for n, attempt in enumerate((1, 1, 2, 3)):
         appliance.fail_cycle(replicated.id, hung, cycle_id=f"{replicated.id}-try{attempt}")
-        eventually(lambda k=n + 1: len([e for e in events(stack, replicated.id)
-                                         if e["type"] == "Replication cycle failed"]) == k,
-                   what=f"failure report {n + 1}")
+        eventually(
+            lambda k=n + 1: (
+                len([e for e in events(stack, replicated.id) if e["type"] == "Replication cycle failed"]) == k
+            ),
+            what=f"failure report {n + 1}",
+        )
         healths.append(machine(stack, replicated.id)["health"])
     # A retryable Warning error: Warning at once, Critical after three failed cycles in a row.
     assert healths == ["Warning", "Warning", "Warning", "Critical"]
@@ -104,12 +113,16 @@ def test_consecutive_failures_escalate_and_an_applied_cycle_heals(stack: Stack, 
     body = wait_machine(stack, replicated.id, "healed", lambda m: m["health"] == "Healthy")
     assert body["currentErrors"] == []
     history = events(stack, replicated.id)
-    changes = [(e["details"]["previousHealth"], e["details"]["health"]) for e in reversed(history)
-               if e["type"] == "Replication health changed"]
+    changes = [
+        (e["details"]["previousHealth"], e["details"]["health"])
+        for e in reversed(history)
+        if e["type"] == "Replication health changed"
+    ]
     assert changes == [("Healthy", "Warning"), ("Warning", "Critical"), ("Critical", "Healthy")]
     assert sum(e["type"] == "Replication cycle failed" for e in history) == 4
-    assert any(e["type"] == "Replication cycle completed" and e["cycleId"] == replicated.cycle_id(2)
-               for e in history)
+    assert any(
+        e["type"] == "Replication cycle completed" and e["cycleId"] == replicated.cycle_id(2) for e in history
+    )
 
 
 def _resync_commands(appliance: Appliance, machine_id: str) -> list[dict[str, Any]]:
@@ -129,29 +142,39 @@ CBT_RESET = "Encountered an error while trying to fetch changed blocks"
 
 
 def test_cbt_reset_with_automatic_repair_resyncs_by_itself_and_keeps_recovery_points(
-        stack: Stack, appliance: Appliance) -> None:
-    replicated = replicating_machine(stack, appliance, disks=("disk0", "disk1"), auto_repair=True, prefix="auto")
+    stack: Stack, appliance: Appliance
+) -> None:
+    replicated = replicating_machine(
+        stack, appliance, disks=("disk0", "disk1"), auto_repair=True, prefix="auto"
+    )
     apply_delta(stack, appliance, replicated)
     appliance.fail_cycle(replicated.id, CBT_RESET, cycle_id=replicated.cycle_id(3))
 
     body = wait_machine(stack, replicated.id, "Resyncing", lambda m: m["state"] == "Resyncing")
     assert body["health"] == "Warning"  # being repaired without anyone's help
     assert _codes(body) == ["MCP-1001"]
-    started = wait_event(stack, replicated.id, "repair started", lambda e: e["type"] == "Replication repair started")
+    started = wait_event(
+        stack, replicated.id, "repair started", lambda e: e["type"] == "Replication repair started"
+    )
     assert started["details"]["automatic"] == "true"
     failure = next(e for e in events(stack, replicated.id) if e["errorCode"] == "MCP-1001")
     assert failure["severity"] == "Warning"
 
     replicated.next_sequence = 3
     _resync(stack, appliance, replicated)
-    body = wait_machine(stack, replicated.id, "repaired",
-                        lambda m: m["state"] == "Replicating" and m["health"] == "Healthy")
+    body = wait_machine(
+        stack, replicated.id, "repaired", lambda m: m["state"] == "Replicating" and m["health"] == "Healthy"
+    )
     assert body["currentErrors"] == []
     assert [p["cycleId"] for p in body["recoveryPointList"]] == [replicated.cycle_id(s) for s in (1, 2, 3)]
-    wait_event(stack, replicated.id, "repair completed", lambda e: e["type"] == "Replication repair completed")
+    wait_event(
+        stack, replicated.id, "repair completed", lambda e: e["type"] == "Replication repair completed"
+    )
 
 
-def test_cbt_reset_without_automatic_repair_waits_for_the_operator(stack: Stack, appliance: Appliance) -> None:
+def test_cbt_reset_without_automatic_repair_waits_for_the_operator(
+    stack: Stack, appliance: Appliance
+) -> None:
     replicated = replicating_machine(stack, appliance, prefix="manual")
     appliance.fail_cycle(replicated.id, CBT_RESET, cycle_id=replicated.cycle_id(2))
     body = wait_machine(stack, replicated.id, "Critical", lambda m: m["health"] == "Critical")
@@ -193,35 +216,43 @@ def test_repair_is_refused_where_the_state_forbids_it(stack: Stack, appliance: A
 
 
 def test_an_upload_that_does_not_finish_in_time_raises_1011_for_the_late_disk(
-        stack: Stack, appliance: Appliance) -> None:
+    stack: Stack, appliance: Appliance
+) -> None:
     replicated = replicating_machine(stack, appliance, disks=("disk0", "disk1"), prefix="slow")
     cycle = replicated.cycle_id(2)
     appliance.start_cycle(replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": 65536, "disk1": 65536})
     wait_event(stack, replicated.id, "cycle started", lambda e: e["type"] == "Replication cycle started")
     # disk0 finishes (its manifest is in the cache); disk1 never does within the timeout.
-    disk0_manifest = appliance.upload(replicated.id, cycle, 2, CycleKind.DELTA,
-                                      {"disk0": replicated.disks["disk0"]}, announce=False)[0]
+    disk0_manifest = appliance.upload(
+        replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": replicated.disks["disk0"]}, announce=False
+    )[0]
 
     timed_out = wait_event(stack, replicated.id, "1011", lambda e: e["errorCode"] == "1011")
     assert timed_out["type"] == "Replication cycle failed for disk"
     assert timed_out["diskId"] == "disk1" and timed_out["cycleId"] == cycle
     assert "disk1" in timed_out["message"] and replicated.id in timed_out["message"]
-    assert [e["diskId"] for e in events(stack, replicated.id)
-            if e["type"] == "Replication cycle failed for disk"] == ["disk1"]
+    assert [
+        e["diskId"] for e in events(stack, replicated.id) if e["type"] == "Replication cycle failed for disk"
+    ] == ["disk1"]
     body = machine(stack, replicated.id)
     assert body["health"] == "Warning" and [(e["code"], e["diskId"]) for e in body["currentErrors"]] == [
-        ("1011", "disk1")]
+        ("1011", "disk1")
+    ]
 
     # The upload completes late: the cycle applies and heals the disk's error.
-    disk1_manifest = appliance.upload(replicated.id, cycle, 2, CycleKind.DELTA,
-                                      {"disk1": replicated.disks["disk1"]}, announce=False)[0]
-    appliance.announce(replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": disk0_manifest, "disk1": disk1_manifest})
+    disk1_manifest = appliance.upload(
+        replicated.id, cycle, 2, CycleKind.DELTA, {"disk1": replicated.disks["disk1"]}, announce=False
+    )[0]
+    appliance.announce(
+        replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": disk0_manifest, "disk1": disk1_manifest}
+    )
     body = wait_machine(stack, replicated.id, "healed", lambda m: m["health"] == "Healthy")
     assert body["currentErrors"] == [] and body["recoveryPoints"]["count"] == 2
 
 
 def test_a_disposal_that_blocks_the_next_cycle_raises_181008_until_it_clears(
-        stack: Stack, appliance: Appliance) -> None:
+    stack: Stack, appliance: Appliance
+) -> None:
     replicated = replicating_machine(stack, appliance, prefix="dispose")
     cache = stack.cache()
     # Cycle 2's data blob is leased (as a stuck reader would hold it): deleting it fails.
@@ -244,8 +275,12 @@ def test_a_disposal_that_blocks_the_next_cycle_raises_181008_until_it_clears(
     assert body["health"] in ("Warning", "Critical") and "181008" in _codes(body)
 
     lease.break_lease(lease_break_period=0)
-    body = wait_machine(stack, replicated.id, "cycle 3 applied and healed",
-                        lambda m: m["recoveryPoints"]["count"] == 3 and m["health"] == "Healthy")
+    body = wait_machine(
+        stack,
+        replicated.id,
+        "cycle 3 applied and healed",
+        lambda m: m["recoveryPoints"]["count"] == 3 and m["health"] == "Healthy",
+    )
     assert body["currentErrors"] == []
     assert not list(cache.list_blobs(name_starts_with=cycle_prefix(replicated.id, cycle2)))
 
@@ -272,8 +307,11 @@ def test_a_corrupt_upload_is_rejected_with_its_catalog_entry(stack: Stack, appli
 
 def test_a_sequence_gap_raises_cycle_sequence_gap_and_resyncs(stack: Stack) -> None:
     gap_appliance = stack.register_appliance("gw-gap")
-    policy = stack.http.put(f"/api/appliances/{gap_appliance.id}/policy", headers=stack.operator_headers,
-                            json={"maxCycleGapBeforeResync": 1})
+    policy = stack.http.put(
+        f"/api/appliances/{gap_appliance.id}/policy",
+        headers=stack.operator_headers,
+        json={"maxCycleGapBeforeResync": 1},
+    )
     assert policy.status_code == 200, policy.text
     replicated = replicating_machine(stack, gap_appliance, prefix="gap")
     replicated.next_sequence = 3  # sequence 2 is lost
@@ -286,14 +324,19 @@ def test_a_sequence_gap_raises_cycle_sequence_gap_and_resyncs(stack: Stack) -> N
     assert _codes(body) == ["MCP-3001"]
     replicated.next_sequence = 4
     _resync(stack, gap_appliance, replicated)
-    wait_machine(stack, replicated.id, "healed", lambda m: m["health"] == "Healthy" and m["state"] == "Replicating")
+    wait_machine(
+        stack, replicated.id, "healed", lambda m: m["health"] == "Healthy" and m["state"] == "Replicating"
+    )
 
 
 def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> None:
     replicated = replicating_machine(stack, appliance, prefix="pages")
     for attempt in range(3):
-        appliance.fail_cycle(replicated.id, "An internal error occurred. [Another task is already in progress.]",
-                             cycle_id=f"{replicated.id}-p{attempt}")
+        appliance.fail_cycle(
+            replicated.id,
+            "An internal error occurred. [Another task is already in progress.]",
+            cycle_id=f"{replicated.id}-p{attempt}",
+        )
     apply_delta(stack, appliance, replicated)
     everything = events(stack, replicated.id)
     assert len(everything) >= 6

@@ -35,15 +35,37 @@ HUNG = "An internal error occurred. [Generate snapshot hung]"
 
 
 def new_machine(*, auto_repair: bool = False, state: MachineState = MachineState.REPLICATING) -> Machine:
-    inventory = MachineInventory.model_validate({
-        "displayName": "db01", "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04", "firmware": "BIOS",
-        "disks": [{"id": "d0", "sizeBytes": 1024**3, "isOsDisk": True, "name": "[ds1] db01/db01.vmdk"},
-                  {"id": "d1", "sizeBytes": 1024**3}],
-    })
-    target = TargetSettings.model_validate({"resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "app",
-                                            "vmSize": "Standard_D2s_v3", "autoRepairReplication": auto_repair})
-    machine = Machine(id="vm-1", appliance_id="appl-1", inventory=inventory, target=target, state=state,
-                      discovered_at=NOW, updated_at=NOW)
+    inventory = MachineInventory.model_validate(
+        {
+            "displayName": "db01",
+            "osType": "linux",
+            "osName": "Ubuntu",
+            "osVersion": "20.04",
+            "firmware": "BIOS",
+            "disks": [
+                {"id": "d0", "sizeBytes": 1024**3, "isOsDisk": True, "name": "[ds1] db01/db01.vmdk"},
+                {"id": "d1", "sizeBytes": 1024**3},
+            ],
+        }
+    )
+    target = TargetSettings.model_validate(
+        {
+            "resourceGroup": "rg",
+            "virtualNetwork": "vnet",
+            "subnet": "app",
+            "vmSize": "Standard_D2s_v3",
+            "autoRepairReplication": auto_repair,
+        }
+    )
+    machine = Machine(
+        id="vm-1",
+        appliance_id="appl-1",
+        inventory=inventory,
+        target=target,
+        state=state,
+        discovered_at=NOW,
+        updated_at=NOW,
+    )
     machine.replication.last_applied_sequence = 1
     return machine
 
@@ -51,28 +73,67 @@ def new_machine(*, auto_repair: bool = False, state: MachineState = MachineState
 @pytest.fixture
 def repos() -> Repositories:
     repos = Repositories(InMemoryDocumentStore())
-    repos.appliances.add(Appliance(id="appl-1", name="gw-east", kind=ApplianceKind.VMWARE, site="dc1",
-                                   credential_hash="scrypt$x", registered_at=NOW))
+    repos.appliances.add(
+        Appliance(
+            id="appl-1",
+            name="gw-east",
+            kind=ApplianceKind.VMWARE,
+            site="dc1",
+            credential_hash="scrypt$x",
+            registered_at=NOW,
+        )
+    )
     repos.machines.add(new_machine())
     return repos
 
 
-def fail(repos: Repositories, message: str, *, minutes: int = 1, cycle: str = "c2", event: str = "e1",
-         disk: str | None = None, code: str | None = None) -> health.FailuresRecorded:
-    report = CycleFailed(appliance_id="appl-1", machine_id="vm-1", cycle_id=cycle, disk_id=disk, error_code=code,
-                         message=message)
-    return record_appliance_failure(repos, report, event_id=event, reported_at=NOW + timedelta(minutes=minutes),
-                                    settings=SETTINGS)
+def fail(
+    repos: Repositories,
+    message: str,
+    *,
+    minutes: int = 1,
+    cycle: str = "c2",
+    event: str = "e1",
+    disk: str | None = None,
+    code: str | None = None,
+) -> health.FailuresRecorded:
+    report = CycleFailed(
+        appliance_id="appl-1",
+        machine_id="vm-1",
+        cycle_id=cycle,
+        disk_id=disk,
+        error_code=code,
+        message=message,
+    )
+    return record_appliance_failure(
+        repos, report, event_id=event, reported_at=NOW + timedelta(minutes=minutes), settings=SETTINGS
+    )
 
 
-def complete(repos: Repositories, sequence: int, kind: CycleKind = CycleKind.DELTA, minutes: int = 10) -> None:
+def complete(
+    repos: Repositories, sequence: int, kind: CycleKind = CycleKind.DELTA, minutes: int = 10
+) -> None:
     at = NOW + timedelta(minutes=minutes)
-    cycle = Cycle(id=f"c{sequence}", machine_id="vm-1", sequence=sequence, kind=kind,
-                  manifests={"d0": "m0", "d1": "m1"}, received_at=at)
-    point = RecoveryPoint(id=f"rp-{sequence}", cycle_id=cycle.id, time=at, consistency=Consistency.CRASH,
-                          disk_snapshots={"d0": "s", "d1": "s"})
-    cycles.complete_cycle(repos, cycles.CycleOutcome(cycle=cycle, recovery_point=point, applied_at=at,
-                                                     bytes_applied=4096), POLICY)
+    cycle = Cycle(
+        id=f"c{sequence}",
+        machine_id="vm-1",
+        sequence=sequence,
+        kind=kind,
+        manifests={"d0": "m0", "d1": "m1"},
+        received_at=at,
+    )
+    point = RecoveryPoint(
+        id=f"rp-{sequence}",
+        cycle_id=cycle.id,
+        time=at,
+        consistency=Consistency.CRASH,
+        disk_snapshots={"d0": "s", "d1": "s"},
+    )
+    cycles.complete_cycle(
+        repos,
+        cycles.CycleOutcome(cycle=cycle, recovery_point=point, applied_at=at, bytes_applied=4096),
+        POLICY,
+    )
 
 
 def stored(repos: Repositories) -> Machine:
@@ -83,7 +144,11 @@ def test_an_appliance_failure_becomes_the_catalog_event_and_a_current_error(repo
     recorded = fail(repos, HUNG, code="0x80004005")
     event = recorded.events[0]
     entry = CATALOG["VmwareGenerateSnapshotHung"]
-    assert (event.type, event.error_code, event.severity.value) == (entry.event_type.value, entry.code, "Warning")
+    assert (event.type, event.error_code, event.severity.value) == (
+        entry.event_type.value,
+        entry.code,
+        "Warning",
+    )
     assert event.message == HUNG and event.reported_code == "0x80004005"
     assert event.details["name"] == entry.name and event.details["innerMessage"] == "Generate snapshot hung"
     assert event.details["vmName"] == "db01" and event.details["applianceName"] == "gw-east"
@@ -106,7 +171,9 @@ def test_a_redelivered_failure_changes_nothing_and_rewrites_the_same_event(repos
     assert stored(repos).replication == before.replication and not again.change.changed
 
 
-def test_three_failed_cycles_are_critical_and_an_applied_cycle_heals_in_one_update(repos: Repositories) -> None:
+def test_three_failed_cycles_are_critical_and_an_applied_cycle_heals_in_one_update(
+    repos: Repositories,
+) -> None:
     for n in range(3):
         fail(repos, HUNG, cycle=f"c{n + 2}", event=f"e{n}", minutes=n + 1)
     assert stored(repos).health is Health.CRITICAL
@@ -114,8 +181,12 @@ def test_three_failed_cycles_are_critical_and_an_applied_cycle_heals_in_one_upda
     complete(repos, 2)
     # machine read + replace, the cycle, "cycle completed" and "health changed": the success costs no
     # extra round-trip on the machine.
-    assert repos.counter.snapshot() == {"read:machines": 1, "replace:machines": 1, "upsert:cycles": 1,
-                                        "upsert:events": 2}
+    assert repos.counter.snapshot() == {
+        "read:machines": 1,
+        "replace:machines": 1,
+        "upsert:cycles": 1,
+        "upsert:events": 2,
+    }
     machine = stored(repos)
     assert machine.health is Health.HEALTHY and machine.replication.current_errors == []
     healed = repos.events.get("c2-health", "vm-1")
@@ -170,20 +241,38 @@ def test_repair_refuses_a_healthy_machine_and_a_forbidding_state(repos: Reposito
 
 
 def test_the_upload_watch_is_set_once_and_ignores_an_applied_cycle(repos: Repositories) -> None:
-    started = CycleStarted(appliance_id="appl-1", machine_id="vm-1", cycle_id="c2", sequence=2,
-                           kind=CycleKind.DELTA, disks=[{"diskId": "d0"}, {"diskId": "d1"}],  # type: ignore[list-item]
-                           expected_duration_seconds=600)
+    started = CycleStarted(
+        appliance_id="appl-1",
+        machine_id="vm-1",
+        cycle_id="c2",
+        sequence=2,
+        kind=CycleKind.DELTA,
+        disks=[{"diskId": "d0"}, {"diskId": "d1"}],  # type: ignore[list-item]
+        expected_duration_seconds=600,
+    )
     watch = record_cycle_started(repos, started, reported_at=NOW, settings=SETTINGS)
-    assert watch is not None and watch.deadline == NOW + timedelta(seconds=600) and watch.disk_ids == ["d0", "d1"]
-    assert record_cycle_started(repos, started, reported_at=NOW + timedelta(minutes=1), settings=SETTINGS) == watch
+    assert (
+        watch is not None
+        and watch.deadline == NOW + timedelta(seconds=600)
+        and watch.disk_ids == ["d0", "d1"]
+    )
+    assert (
+        record_cycle_started(repos, started, reported_at=NOW + timedelta(minutes=1), settings=SETTINGS)
+        == watch
+    )
     late = started.model_copy(update={"cycle_id": "c1", "sequence": 1})
     assert record_cycle_started(repos, late, reported_at=NOW, settings=SETTINGS) is None
 
     machine = stored(repos)
-    timed_out = health.report_upload_timeouts(repos, machine, watch, ["d1"], at=NOW + timedelta(minutes=11),
-                                              settings=SETTINGS)
+    timed_out = health.report_upload_timeouts(
+        repos, machine, watch, ["d1"], at=NOW + timedelta(minutes=11), settings=SETTINGS
+    )
     event = timed_out.events[0]
-    assert (event.error_code, event.disk_id, event.type) == ("1011", "d1", "Replication cycle failed for disk")
+    assert (event.error_code, event.disk_id, event.type) == (
+        "1011",
+        "d1",
+        "Replication cycle failed for disk",
+    )
     assert stored(repos).replication.upload_watch.timed_out_disks == ["d1"]  # type: ignore[union-attr]
     complete(repos, 2, minutes=30)
     assert stored(repos).replication.upload_watch is None and stored(repos).health is Health.HEALTHY
@@ -192,18 +281,30 @@ def test_the_upload_watch_is_set_once_and_ignores_an_applied_cycle(repos: Reposi
 def test_dispose_timeouts_escalate_per_period(repos: Repositories) -> None:
     for attempt in (1, 2, 3):
         recorded = health.report_dispose_timeout(
-            repos, "vm-1", blocked_cycle_id="c3", previous_cycle_id="c2", remaining=2,
-            waited=timedelta(minutes=15 * attempt), attempt=attempt, at=NOW + timedelta(minutes=15 * attempt),
-            settings=SETTINGS)
-        assert recorded.events[0].error_code == "181008" and recorded.events[0].details["previousCycle"] == "c2"
+            repos,
+            "vm-1",
+            blocked_cycle_id="c3",
+            previous_cycle_id="c2",
+            remaining=2,
+            waited=timedelta(minutes=15 * attempt),
+            attempt=attempt,
+            at=NOW + timedelta(minutes=15 * attempt),
+            settings=SETTINGS,
+        )
+        assert (
+            recorded.events[0].error_code == "181008" and recorded.events[0].details["previousCycle"] == "c2"
+        )
     assert stored(repos).health is Health.CRITICAL
     assert "WaitingForArtefactsDisposalPreCycle" in recorded.events[0].message
 
 
 def test_the_monitor_flags_rpo_and_silence_and_writes_only_on_change(repos: Repositories) -> None:
     complete(repos, 2, minutes=0)
-    rules = HealthRules(rpo_warning=timedelta(hours=1), rpo_critical=timedelta(hours=5),
-                        heartbeat_timeout=timedelta(minutes=15))
+    rules = HealthRules(
+        rpo_warning=timedelta(hours=1),
+        rpo_critical=timedelta(hours=5),
+        heartbeat_timeout=timedelta(minutes=15),
+    )
     settings = health.HealthSettings(rules=rules)
     later = NOW + timedelta(hours=2)
     report = health.monitor_health(repos, now=later, settings=settings)
@@ -211,7 +312,9 @@ def test_the_monitor_flags_rpo_and_silence_and_writes_only_on_change(repos: Repo
     machine = stored(repos)
     assert machine.health is Health.CRITICAL
     assert {e.code: e.severity for e in machine.replication.current_errors} == {
-        "MCP-3002": Health.WARNING, "MCP-3003": Health.CRITICAL}
+        "MCP-3002": Health.WARNING,
+        "MCP-3003": Health.CRITICAL,
+    }
 
     repos.counter.reset()
     report = health.monitor_health(repos, now=later + timedelta(minutes=5), settings=settings)
@@ -227,10 +330,16 @@ def test_the_monitor_flags_rpo_and_silence_and_writes_only_on_change(repos: Repo
 
 def test_settings_come_from_the_environment_and_bad_values_name_the_setting() -> None:
     assert health.HealthSettings.from_environment({}) == health.HealthSettings()
-    tuned = health.HealthSettings.from_environment({"HEALTH_UPLOAD_TIMEOUT_SECONDS": "5",
-                                                    "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": "30",
-                                                    "HEALTH_CRITICAL_AFTER_FAILURES": "4"})
-    assert tuned.upload_timeout == timedelta(seconds=5) and tuned.rules.heartbeat_timeout == timedelta(seconds=30)
+    tuned = health.HealthSettings.from_environment(
+        {
+            "HEALTH_UPLOAD_TIMEOUT_SECONDS": "5",
+            "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": "30",
+            "HEALTH_CRITICAL_AFTER_FAILURES": "4",
+        }
+    )
+    assert tuned.upload_timeout == timedelta(seconds=5) and tuned.rules.heartbeat_timeout == timedelta(
+        seconds=30
+    )
     assert tuned.rules.critical_after_failures == 4
     with pytest.raises(SettingsError, match="HEALTH_DISPOSE_TIMEOUT_SECONDS"):
         health.HealthSettings.from_environment({"HEALTH_DISPOSE_TIMEOUT_SECONDS": "soon"})
