@@ -1,0 +1,86 @@
+"""Operator routes for test migration (C6) and migration (C7) (function keys, authLevel FUNCTION).
+
+POST /api/machines/{id}/test-migrate          {"recoveryPoint": "latest"|<id>, "preparedManually": bool}
+POST /api/machines/{id}/test-migrate/cleanup
+POST /api/machines/{id}/migrate               {"shutdownSource": bool, "preparedManually": bool}
+
+Each records the machine's transition and the job in Cosmos (409 when the state forbids it, e.g. a
+second test migration), then starts the job's own orchestration `job-{jobId}` and answers 202 with
+Location /api/jobs/{jobId}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from orchestrators.migration import MIGRATION
+from orchestrators.migration_contracts import JobInput
+from orchestrators.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
+from shared.services import migration
+from shared.services.bootstrap import get_services
+from shared.services.contracts import AcceptedJob
+
+bp = df.Blueprint()
+
+
+def _new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex}"
+
+
+def _optional_body(req: func.HttpRequest, model: type[migration.RequestModel]) -> migration.RequestModel:
+    return parse_body(req, model) if req.get_body().strip() else model()
+
+
+async def _start(client: df.DurableOrchestrationClient, orchestrator: str, started: migration.MigrationJobStarted,
+                 job_input: JobInput) -> func.HttpResponse:
+    await client.start_new(orchestrator, instance_id=job_instance_id(started.job.id),
+                           client_input=job_input.model_dump(mode="json"))
+    status_url = f"/api/jobs/{started.job.id}"
+    body = AcceptedJob(job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job)
+    return json_response(body, 202, {"Location": status_url, "Retry-After": "10"})
+
+
+@bp.route(route="machines/{machineId}/test-migrate", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    request = _optional_body(req, migration.TestMigrationRequest)
+    assert isinstance(request, migration.TestMigrationRequest)
+    # The Cosmos SDK is synchronous: keep it off the worker's event loop.
+    started = await asyncio.to_thread(migration.start_test_migration, services.repos, path_id(req, "machineId"),
+                                      request, job_id=_new_job_id(), now=services.clock())
+    point = None if request.recovery_point == "latest" else request.recovery_point
+    return await _start(client, TEST_MIGRATION, started, JobInput(
+        machine_id=started.machine.id, job_id=started.job.id, prepared_manually=request.prepared_manually,
+        recovery_point_id=point))
+
+
+@bp.route(route="machines/{machineId}/test-migrate/cleanup", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def test_migrate_cleanup(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    started = await asyncio.to_thread(migration.start_test_migration_cleanup, services.repos,
+                                      path_id(req, "machineId"), job_id=_new_job_id(), now=services.clock())
+    return await _start(client, TEST_MIGRATION_CLEANUP, started, JobInput(
+        machine_id=started.machine.id, job_id=started.job.id, test_job_id=started.test_job_id))
+
+
+@bp.route(route="machines/{machineId}/migrate", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    request = _optional_body(req, migration.MigrationRequest)
+    assert isinstance(request, migration.MigrationRequest)
+    started = await asyncio.to_thread(migration.start_migration, services.repos, path_id(req, "machineId"),
+                                      request, job_id=_new_job_id(), now=services.clock())
+    return await _start(client, MIGRATION, started, JobInput(
+        machine_id=started.machine.id, job_id=started.job.id, shutdown_source=request.shutdown_source,
+        prepared_manually=request.prepared_manually))
