@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -50,11 +51,16 @@ def load_function_app(app_dir: Path, module_name: str = "function_app") -> Funct
     if not script.exists():
         raise FunctionAppLoadError(f"{script} not found: point the host at the folder holding function_app.py")
     if str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
-    spec = importlib.util.spec_from_file_location(module_name, script)
+        # Appended, not prepended: an in-process test that loads a test app must not shadow the product's
+        # own `function_app` (or its packages) for the rest of the process.
+        sys.path.append(str(app_dir))
+    # A name of its own per app folder: the same process may index several apps (contract tests), and
+    # `get_functions()` on an app indexed twice refuses every name as a duplicate.
+    unique_name = f"_devhost_app_{hashlib.sha1(str(script).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(unique_name, script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[unique_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
