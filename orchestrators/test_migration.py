@@ -60,7 +60,14 @@ def plan_and_hydrate(context: df.DurableOrchestrationContext, job: JobInput, *, 
     if hydrated.failure is not None:
         return JobOutcome(machine_id=job.machine_id, job_id=job.job_id, succeeded=False,
                           error_code=hydrated.failure.code, error_message=hydrated.failure.message)
-    return JobOutcome(machine_id=job.machine_id, job_id=job.job_id, succeeded=True, result=hydrated.result)
+    result = hydrated.result
+    assert result is not None
+    # Operators and the demo read these from the instance's status (the job document has no place for them).
+    context.set_custom_status({"vmId": result.vm_id, "armWaitsCriticalPath": result.arm_waits_critical_path,
+                               "hydrationSeconds": result.hydration_seconds,
+                               "usedFallbackNetwork": result.used_fallback_network,
+                               "preparedOs": result.preparation.os_description if result.preparation else None})
+    return JobOutcome(machine_id=job.machine_id, job_id=job.job_id, succeeded=True, result=result)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=TEST_MIGRATION_CLEANUP)
