@@ -353,3 +353,17 @@ def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> No
     assert [e["id"] for page in pages for e in page] == [e["id"] for e in everything]
     times = [e["time"] for e in everything]
     assert times == sorted(times, reverse=True)
+
+
+def test_the_upload_deadline_survives_a_host_crash(stack: Stack, appliance: Appliance) -> None:
+    """The race is a durable timer: a host killed while the cycle uploads still raises 1011 after restart."""
+    replicated = replicating_machine(stack, appliance, prefix="crash")
+    cycle = replicated.cycle_id(2)
+    appliance.start_cycle(replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": 65536})
+    wait_event(stack, replicated.id, "cycle started", lambda e: e["type"] == "Replication cycle started")
+    stack.local.kill_functions_host()
+    stack.local.start_functions_host()
+
+    timed_out = wait_event(stack, replicated.id, "1011 after the restart", lambda e: e["errorCode"] == "1011")
+    assert (timed_out["diskId"], timed_out["cycleId"]) == ("disk0", cycle)
+    assert machine(stack, replicated.id)["health"] == "Warning"
