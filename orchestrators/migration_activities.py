@@ -46,7 +46,7 @@ from orchestrators.migration_contracts import (
 from shared.adapters.documents import Query
 from shared.arm import operations as ops
 from shared.arm.clients import ArmClients, build_arm_clients
-from shared.arm.errors import ArmError, ExtensionFailed, PolicyDisallowed, translate_arm_error
+from shared.arm.errors import ArmError, ExtensionFailed, PolicyDisallowed, QuotaExceeded, translate_arm_error
 from shared.arm.tags import TAG_JOB_ID, Purpose, ResourceTags
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleKind, CycleState
@@ -205,8 +205,9 @@ def create_resource(payload: dict[str, Any]) -> dict[str, Any]:
         return CreateResult(ok=False, error_code=exc.code, error_message=str(exc), policy_denied=True,
                             arm_waits=1).model_dump(mode="json")
     except ArmError as exc:
-        return CreateResult(ok=False, error_code=exc.arm_code or exc.code, error_message=str(exc),
-                            arm_waits=1).model_dump(mode="json")
+        # Our typed verdict where it says more than ARM's code (OperationNotAllowed covers quota and more).
+        code = exc.code if isinstance(exc, QuotaExceeded) else exc.arm_code or exc.code
+        return CreateResult(ok=False, error_code=code, error_message=str(exc), arm_waits=1).model_dump(mode="json")
     except DomainError as exc:  # the recovery point's copy failed: the snapshot is gone or unreadable
         return CreateResult(ok=False, error_code=exc.code, error_message=str(exc)).model_dump(mode="json")
 
