@@ -252,21 +252,20 @@ def failure_event(
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed cycle, or one disk of it, matched to its catalog entry."""
+    """One failed cycle, or one disk of it, matched to its catalog entry.
+
+    `event_id` is derived from what caused the failure (Event Grid event id, cycle and disk), so a
+    redelivered report rewrites the same event. `counted_as` is the attempt the health rules count
+    (default: the cycle id): reports about one attempt count as one consecutive failure.
+    """
 
     match: CatalogMatch
     at: datetime
-    event_id: str = field(metadata={"doc": "deterministic: a redelivered report rewrites the same event"})
+    event_id: str
     disk_id: str | None = None
     cycle_id: str | None = None
     values: Mapping[str, object] = field(default_factory=dict)
-    counted_as: str | None = field(
-        default=None,
-        metadata={
-            "doc": "the attempt the health rules count (default: cycle_id); reports of one attempt "
-            "count as one consecutive failure"
-        },
-    )
+    counted_as: str | None = None
 
 
 @dataclass(frozen=True)
