@@ -143,8 +143,14 @@ def _hydrate(run: _Run) -> Orchestration:
     context, plan = run.context, run.plan
     manual = plan.prepared_manually
     prefix = plan.name_prefix
-    yield run.progress((m.STEP_COPY_DISKS, "InProgress", None),
-                       *(((m.STEP_HELPER_NETWORK, "InProgress", None),) if not manual else ()))
+    if manual:
+        # The operator confirmed the OS was prepared by hand: no helper, the steps say so.
+        yield run.progress((m.STEP_COPY_DISKS, "InProgress", None),
+                           *((step, "Cancelled", None) for step in m.HELPER_STEPS if step != m.STEP_PREPARE),
+                           (m.STEP_PREPARE, "Warning", "skipped: the operator confirmed manual preparation "
+                                                       "(preparedManually)"))
+    else:
+        yield run.progress((m.STEP_COPY_DISKS, "InProgress", None), (m.STEP_HELPER_NETWORK, "InProgress", None))
 
     # 1. Disks, network artefacts, toolkit and the final NIC, all at once.
     disk_ids: dict[str, str] = {}

@@ -163,7 +163,7 @@ class DeleteRequest(Payload):
 
 class StepUpdate(Payload):
     name: str
-    status: Literal["InProgress", "Succeeded", "Failed", "Warning"]
+    status: Literal["InProgress", "Succeeded", "Failed", "Warning", "Cancelled"]
     message: str | None = None
 
 

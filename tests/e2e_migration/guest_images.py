@@ -24,6 +24,7 @@ class GuestImage:
     os_name: str
     os_version: str
     root_mb: int  # where the filesystem holding /etc/fstab (Linux) or Windows starts
+    size_mb: int = 0  # its size (Windows: to extract the volume)
 
     def fstab(self, image: Path | None = None) -> str | None:
         """/etc/fstab of this guest read from `image` (default: the source) without mounting it."""
@@ -54,4 +55,42 @@ def linux_guest(workdir: Path, distro: str = "ubuntu", version: str = "20.04") -
     target.mkdir(parents=True, exist_ok=True)
     layout = single_root(target, GuestSpec(distro, version))
     return GuestImage(path=layout.disk, os_type="linux", os_name=_NAMES.get(distro, distro), os_version=version,
-                      root_mb=layout.root_mb)
+                      root_mb=layout.root_mb, size_mb=layout.root_size)
+
+
+def windows_guest(workdir: Path) -> GuestImage:
+    """A Windows Server 2019 OS disk (MBR: a system partition, then the NTFS volume with the hives)."""
+    from tests.hydration.windows_images import WindowsSpec, build_windows_disk
+
+    target = workdir / "windows-2019"
+    target.mkdir(parents=True, exist_ok=True)
+    disk = build_windows_disk(target, WindowsSpec("2019", "Windows Server 2019 Datacenter", "10.0", 17763))
+    return GuestImage(path=disk.disk, os_type="windows", os_name="Windows Server 2019 Datacenter",
+                      os_version="10.0.17763", root_mb=disk.os_start_mb, size_mb=disk.os_size_mb)
+
+
+def windows_settings(guest: GuestImage, image: Path, workdir: Path) -> dict[str, object]:
+    """What hydration sets on Windows, read from a disk image with independent tools (ntfscat, regipy):
+    the boot-start of vmbus/storvsc, the SAN policy, DHCP, and whether the agent's first-boot script is staged."""
+    from regipy.registry import RegistryHive
+
+    from tests.hydration.windows_images import WindowsDisk, extract_partition, ntfscat
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    volume = extract_partition(WindowsDisk(image, guest.root_mb, guest.size_mb), workdir / "volume.img")
+    hive_file = ntfscat(volume, "Windows/System32/config/SYSTEM", workdir / "SYSTEM")
+    assert hive_file is not None, "no SYSTEM hive on the image"
+    hive = RegistryHive(str(hive_file))
+
+    def value(key: str, name: str) -> object:
+        return next(v.value for v in hive.get_key(key).iter_values() if v.name == name)
+
+    services = "\\ControlSet001\\Services"
+    return {
+        "vmbusStart": value(f"{services}\\vmbus", "Start"),
+        "storvscStart": value(f"{services}\\storvsc", "Start"),
+        "sanPolicy": value(f"{services}\\partmgr\\Parameters", "SanPolicy"),
+        "dhcpStart": value(f"{services}\\Dhcp", "Start"),
+        "firstBootStaged": ntfscat(volume, "Windows/AzureMigrate/firstboot.cmd", workdir / "firstboot.cmd")
+        is not None,
+    }
