@@ -34,6 +34,7 @@ from orchestrators.migration_activities import (
     delete_resource,
     record_hydration_metric,
     record_job_progress,
+    release_recovery_point,
     run_preparation,
     stage_toolkit,
 )
@@ -108,6 +109,10 @@ class _Run:
     def create(self, request: CreateRequest) -> Any:
         return self.context.call_activity_with_retry(create_resource, ACTIVITY_RETRY, _dump(request))
 
+    def release(self) -> Any:
+        return self.context.call_activity_with_retry(release_recovery_point, ACTIVITY_RETRY, {
+            "machineId": self.plan.machine_id, "jobId": self.plan.job_id})
+
     def progress(self, *updates: tuple[str, str, str | None], add_after: str | None = None,
                  added: list[StepUpdate] | None = None) -> Any:
         return self.context.call_activity_with_retry(record_job_progress, ACTIVITY_RETRY, _dump(JobProgress(
@@ -123,8 +128,11 @@ def hydration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
     started = context.current_utc_datetime
     try:
         result = yield from _hydrate(run)
-    except HydrationFailed as failure:
+    except Exception as exc:
+        # Activities that exhausted their retries land here too: compensation runs on every failure path.
+        failure = exc if isinstance(exc, HydrationFailed) else HydrationFailed("HydrationFailed", str(exc))
         leftovers = yield from delete_all(context, run.recorded)
+        yield run.release()
         message = failure.message
         if leftovers:
             message += (f" Compensation could not delete {', '.join(leftovers)}; the sweeper retries them "
@@ -202,9 +210,11 @@ def _hydrate(run: _Run) -> Orchestration:
         used_fallback = subnet_id == plan.fallback_placement.subnet_id
 
         # 2. The helper's NIC.
+        # 2. The helper's NIC; the copies are done, so the recovery point is released meanwhile.
         helper_nic = run.record(ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", f"{prefix}-nic"))
-        result = CreateResult.model_validate((yield run.create(CreateRequest(
-            plan=plan, kind="nic", name=f"{prefix}-nic", subnet_id=subnet_id, nsg_id=nsg_id))))
+        raw_nic, _ = yield context.task_all([run.create(CreateRequest(
+            plan=plan, kind="nic", name=f"{prefix}-nic", subnet_id=subnet_id, nsg_id=nsg_id)), run.release()])
+        result = CreateResult.model_validate(raw_nic)
         run.arm_waits += 1
         if not result.ok:
             yield run.progress((m.STEP_HELPER_NETWORK, "Failed", result.error_message))
@@ -252,6 +262,8 @@ def _hydrate(run: _Run) -> Orchestration:
                                       purpose=plan.purpose))]
     tasks += [context.call_activity_with_retry(delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r)))
               for r in first_wave]
+    if manual:
+        tasks.append(run.release())
     try:
         raw = yield context.task_all(tasks)
     except Exception as exc:

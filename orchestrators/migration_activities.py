@@ -132,9 +132,21 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
         plan = _plan(machine, job, test=flow == "test")
     except (DomainError, ArmError) as exc:
         return {"failure": {"code": getattr(exc, "code", "PlanFailed"), "message": str(exc)}}
+    # Retention must not delete these snapshots while the copies are made (released after phase 1).
+    migration.pin_recovery_point(hydration_container(), machine.id, job.job_id, plan.recovery_point_id,
+                                 {d.disk_id: d.snapshot for d in plan.disks})
     migration.update_job_steps(services.repos, job.job_id, [migration.StepChange(
         migration.STEP_PICK_POINT, JobStatus.SUCCEEDED, None)], now=services.clock())
     return {"plan": plan.model_dump(mode="json")}
+
+
+@bp.activity_trigger(input_name="payload")
+def release_recovery_point(payload: dict[str, Any]) -> list[str]:
+    """The copies are made (or failed): unpin the job's recovery point."""
+    machine_id, job_id = str(payload["machineId"]), str(payload["jobId"])
+    machine = get_services().repos.machines.require(machine_id).item
+    return migration.release_recovery_point(hydration_container(), replica_container(), machine, job_id,
+                                            replica_blob_name)
 
 
 def _plan(machine: Machine, job: JobInput, *, test: bool) -> HydrationPlan:
