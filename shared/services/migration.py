@@ -198,6 +198,11 @@ def start_test_migration_cleanup(repos: Repositories, machine_id: str, *, job_id
 
     def apply(machine: Machine) -> str:
         test_job = machine.active_job_id
+        if machine.state is MachineState.TEST_MIGRATING:
+            # The lifecycle allows this move for the test migration's own failure path, not the operator's:
+            # its compensation is still running and owns those resources.
+            raise Conflict(f"the test migration of {machine.id} (job {test_job}) is still running; clean up "
+                           "when it has finished (a failed one cleans up after itself)")
         transition(machine, MachineState.CLEANING_UP_TEST_MIGRATION, action="clean up the test migration")
         if not test_job:
             raise Conflict(f"machine {machine.id} records no test migration to clean up")

@@ -1,0 +1,148 @@
+"""Test migration / migration use cases over the in-memory store (same ETag semantics as Cosmos): the
+lifecycle moves, the jobs and their steps, how each job's end moves the machine, and the settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.adapters.memory_store import InMemoryDocumentStore
+from shared.adapters.repository import Repositories
+from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.inventory import MachineInventory
+from shared.domain.job import JobKind, JobStatus
+from shared.domain.lifecycle import ForbiddenTransition, MachineState
+from shared.domain.machine import Machine
+from shared.domain.target import TargetSettings
+from shared.services import migration as m
+from shared.settings import SettingsError
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+MIB = 1024 * 1024
+
+
+def _machine(repos: Repositories, *, state: MachineState = MachineState.REPLICATING, points: int = 2) -> Machine:
+    inventory = MachineInventory.model_validate({
+        "displayName": "web01", "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04", "firmware": "BIOS",
+        "disks": [{"id": "os", "sizeBytes": 64 * MIB, "isOsDisk": True}]})
+    machine = Machine(id="web01", appliance_id="app1", inventory=inventory, state=state, discovered_at=NOW,
+                      updated_at=NOW, target=TargetSettings.model_validate({
+                          "resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "default",
+                          "testVirtualNetwork": "vnet-test", "vmSize": "Standard_D2s_v3"}))
+    machine.replication.recovery_points = [
+        RecoveryPoint(id=f"p{i}", cycle_id=f"c{i}", time=NOW - timedelta(hours=points - i),
+                      consistency=Consistency.CRASH, disk_snapshots={"os": f"snap{i}"}) for i in range(points)]
+    repos.machines.add(machine)
+    return machine
+
+
+@pytest.fixture
+def repos() -> Repositories:
+    return Repositories(InMemoryDocumentStore())
+
+
+def test_test_migration_records_the_job_and_allows_only_one_at_a_time(repos: Repositories) -> None:
+    _machine(repos)
+    started = m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-1", now=NOW)
+    assert started.machine.state is MachineState.TEST_MIGRATING
+    assert started.machine.active_job_id == "job-1"
+    assert started.job.kind is JobKind.TEST_MIGRATION
+    assert [s.name for s in started.job.steps] == list(m.test_migration_steps())
+    with pytest.raises(ForbiddenTransition) as refused:
+        m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-2", now=NOW)
+    assert refused.value.current is MachineState.TEST_MIGRATING
+    assert repos.jobs.get("job-2") is None
+
+
+def test_a_missing_recovery_point_is_refused_and_changes_nothing(repos: Repositories) -> None:
+    _machine(repos)
+    with pytest.raises(ValidationFailed, match="no recovery point p9"):
+        m.start_test_migration(repos, "web01", m.TestMigrationRequest(recovery_point="p9"), job_id="j", now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+    repos.machines.delete("web01")
+    _machine(repos, points=0)
+    with pytest.raises(Conflict, match="no recovery point yet"):
+        m.start_migration(repos, "web01", m.MigrationRequest(), job_id="j", now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+
+
+def test_request_bodies_are_strict() -> None:
+    assert m.TestMigrationRequest.model_validate({"preparedManually": True}).prepared_manually
+    with pytest.raises(ValueError, match=r"shutdownsource\n  Extra inputs are not permitted"):
+        m.MigrationRequest.model_validate({"shutdownsource": True})
+
+
+def test_cleanup_undoes_the_machines_test_migration(repos: Repositories) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    with pytest.raises(Conflict, match="still running"):  # its own compensation owns the resources
+        m.start_test_migration_cleanup(repos, "web01", job_id="job-c", now=NOW)
+    m.end_job(repos, "job-t", succeeded=True, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.TEST_MIGRATED
+    test_job = repos.jobs.require("job-t").item
+    assert m.is_test_migration_live(repos, test_job)
+    started = m.start_test_migration_cleanup(repos, "web01", job_id="job-c", now=NOW)
+    assert started.test_job_id == "job-t"
+    assert not m.is_test_migration_live(repos, test_job)
+    m.end_job(repos, "job-c", succeeded=True, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+
+
+def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_which_ran(repos: Repositories) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    m.update_job_steps(repos, "job-t", [m.StepChange(m.STEP_PICK_POINT, JobStatus.SUCCEEDED),
+                                        m.StepChange(m.STEP_COPY_DISKS, JobStatus.IN_PROGRESS)], now=NOW)
+    job = m.end_job(repos, "job-t", succeeded=False, now=NOW, error_code="QuotaExceeded", error_message="no cores")
+    assert job.status is JobStatus.FAILED and job.error is not None and job.error.code == "QuotaExceeded"
+    statuses = {s.name: s.status for s in job.steps}
+    assert statuses[m.STEP_PICK_POINT] is JobStatus.SUCCEEDED
+    assert statuses[m.STEP_COPY_DISKS] is JobStatus.FAILED  # the step that was running
+    assert statuses[m.STEP_CREATE_VM] is JobStatus.CANCELLED  # never started
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+    # Repeating the end (a retried activity) changes nothing.
+    again = m.end_job(repos, "job-t", succeeded=True, now=NOW + timedelta(minutes=1))
+    assert again.status is JobStatus.FAILED
+
+
+def test_migration_ends_migrated_or_back_to_replicating(repos: Repositories) -> None:
+    _machine(repos)
+    started = m.start_migration(repos, "web01", m.MigrationRequest(shutdown_source=True), job_id="job-m", now=NOW)
+    assert started.machine.state is MachineState.MIGRATING
+    assert [s.name for s in started.job.steps][:2] == [m.STEP_SHUTDOWN, m.STEP_FINAL_CYCLE]
+    m.end_job(repos, "job-m", succeeded=False, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+    m.start_migration(repos, "web01", m.MigrationRequest(), job_id="job-m2", now=NOW)
+    assert m.STEP_SHUTDOWN not in [s.name for s in repos.jobs.require("job-m2").item.steps]
+    m.end_job(repos, "job-m2", succeeded=True, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.MIGRATED
+
+
+def test_toolkit_steps_are_inserted_after_the_preparation_step_once(repos: Repositories) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    added = [m.StepChange("Prepare: validate_fstab", JobStatus.SUCCEEDED),
+             m.StepChange("Prepare: install_azure_linux_agent", JobStatus.WARNING, "install waagent after boot")]
+    for _ in range(2):  # idempotent: a retried activity inserts nothing twice
+        job = m.update_job_steps(repos, "job-t", [m.StepChange(m.STEP_PREPARE, JobStatus.WARNING, "see steps")],
+                                 now=NOW, add_after=m.STEP_PREPARE, added=added)
+    names = [s.name for s in job.steps]
+    at = names.index(m.STEP_PREPARE)
+    assert names[at + 1: at + 3] == ["Prepare: validate_fstab", "Prepare: install_azure_linux_agent"]
+    assert names.count("Prepare: validate_fstab") == 1
+    warning = job.steps[at + 2]
+    assert warning.error is not None and warning.error.message == "install waagent after boot"
+
+
+def test_settings_derive_the_local_account_and_name_what_is_missing() -> None:
+    local = m.MigrationSettings.from_environ({
+        "REPLICA_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5",
+        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000a2a2", "HYDRATION_SAS_LIFETIME_MINUTES": "30"})
+    assert local.storage_account_id.endswith("/providers/Microsoft.Storage/storageAccounts/devstoreaccount1")
+    assert local.sas_lifetime == timedelta(minutes=30)
+    with pytest.raises(SettingsError, match="REPLICA_STORAGE_ACCOUNT_ID"):
+        m.MigrationSettings.from_environ({"REPLICA_STORAGE_ACCOUNT_URL": "https://x.blob.core.windows.net"})
+    with pytest.raises(SettingsError, match="MIGRATION_FINAL_CYCLE_POLL_SECONDS"):
+        m.MigrationSettings.from_environ({"REPLICA_STORAGE_ACCOUNT_ID": "/x", "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"})
