@@ -259,9 +259,11 @@ def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: Replicati
                     f"{', '.join(sorted(cycle.manifests))} in full; the machine is {stored.item.state.value} "
                     f"with {len(stored.item.replication.recovery_points)} recovery point(s) kept.",
         ))
-        health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
     for event in events:
         repos.events.put(event)
+    if repaired_job is not None:
+        # Last: when the job says Succeeded, everything the repair did is recorded.
+        health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
     return dropped
 
 

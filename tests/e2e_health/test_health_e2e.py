@@ -84,7 +84,9 @@ def test_every_appliance_error_becomes_its_catalog_event(
     assert error["code"] == expected_code and error["message"] == message
     assert error["causes"] == event["causes"] and error["recommendations"] == event["recommendations"]
     assert body["eventsUrl"] == f"/api/machines/{replicated.id}/events"
-    change = next(e for e in events(stack, replicated.id) if e["type"] == "Replication health changed")
+    change = wait_event(
+        stack, replicated.id, "health changed", lambda e: e["type"] == "Replication health changed"
+    )
     assert change["details"] == {
         "previousHealth": "Healthy",
         "health": entry.severity.value,
@@ -112,6 +114,13 @@ def test_consecutive_failures_escalate_and_an_applied_cycle_heals(stack: Stack, 
     apply_delta(stack, appliance, replicated)
     body = wait_machine(stack, replicated.id, "healed", lambda m: m["health"] == "Healthy")
     assert body["currentErrors"] == []
+    # The events follow the machine update that decided them.
+    wait_event(
+        stack,
+        replicated.id,
+        "healed",
+        lambda e: e["type"] == "Replication health changed" and e["details"]["health"] == "Healthy",
+    )
     history = events(stack, replicated.id)
     changes = [
         (e["details"]["previousHealth"], e["details"]["health"])
@@ -131,7 +140,12 @@ def _resync_commands(appliance: Appliance, machine_id: str) -> list[dict[str, An
 
 def _resync(stack: Stack, appliance: Appliance, replicated: Any) -> None:
     """What the appliance does with ResyncDisk commands: acknowledge them and upload a full copy."""
-    commands = _resync_commands(appliance, replicated.id)
+    commands = eventually(
+        lambda: (lambda found: found if len(found) == len(replicated.disks) else None)(
+            _resync_commands(appliance, replicated.id)
+        ),
+        what="a ResyncDisk command per disk",
+    )
     assert sorted(c["diskId"] for c in commands) == sorted(replicated.disks)
     for command in commands:
         appliance.acknowledge(command["id"])
@@ -302,7 +316,8 @@ def test_a_corrupt_upload_is_rejected_with_its_catalog_entry(stack: Stack, appli
     assert len(rejected["causes"]) == len(CATALOG["MCP-2005"].causes)
     body = machine(stack, replicated.id)
     assert body["health"] == "Warning" and body["recoveryPoints"]["count"] == 1  # replica unchanged
-    assert [c["diskId"] for c in _resync_commands(appliance, replicated.id)] == ["disk0"]
+    commands = eventually(lambda: _resync_commands(appliance, replicated.id), what="the ResyncDisk command")
+    assert [c["diskId"] for c in commands] == ["disk0"]
 
 
 def test_a_sequence_gap_raises_cycle_sequence_gap_and_resyncs(stack: Stack) -> None:
