@@ -26,7 +26,6 @@ from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.arm import LATENCY_SCALE_ENV
 from devhost.stack import LocalStack
-from shared.arm import operations as ops
 from shared.arm.clients import build_arm_clients
 from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
 from shared.settings import Settings
@@ -53,7 +52,9 @@ class MigrationDemoFailed(RuntimeError):
     pass
 
 
-def run_migration_demo(stack: LocalStack, workdir: Path, console: Console, replication: dict[str, Any]) -> dict[str, Any]:
+def run_migration_demo(
+    stack: LocalStack, workdir: Path, console: Console, replication: dict[str, Any]
+) -> dict[str, Any]:
     """Returns the figures of the summary (hydration seconds, ARM waits, VM ids) for the caller."""
     if reason := missing_requirements():
         console.print(f"[yellow]migration demo skipped: {reason}[/]")
@@ -64,8 +65,10 @@ def run_migration_demo(stack: LocalStack, workdir: Path, console: Console, repli
     with build_arm_clients(Settings.from_environ(settings)) as clients:
         ensure_operator_network(clients)
         client = MigrationClient(stack, clients)
-        console.print(f"operator network ready: rg-target with {TARGET_VNET} (target) and {TEST_VNET} (isolated test "
-                      f"VNet); local ARM latency model at scale {scale}")
+        console.print(
+            f"operator network ready: rg-target with {TARGET_VNET} (target) and {TEST_VNET} (isolated test "
+            f"VNet); local ARM latency model at scale {scale}"
+        )
         appliance = _appliance(client, workdir, replication)
 
         guest = linux_guest(workdir / "guests")
@@ -90,7 +93,9 @@ def run_migration_demo(stack: LocalStack, workdir: Path, console: Console, repli
             result = _test_migrate(client, console, machine.machine_id)
             figures["windowsTestMigration"] = result
             before = windows_settings(windows, windows.path, workdir / "win-before")
-            after = windows_settings(windows, client.disk_image(_os_disk(client, result["vmId"])), workdir / "win-after")
+            after = windows_settings(
+                windows, client.disk_image(_os_disk(client, result["vmId"])), workdir / "win-after"
+            )
             table = Table(title="Windows OS disk: source vs test VM")
             for column in ("setting", "source", "test VM"):
                 table.add_column(column)
@@ -102,16 +107,25 @@ def run_migration_demo(stack: LocalStack, workdir: Path, console: Console, repli
     summary = Table(title="Migration summary")
     for column in ("run", "hydration (s)", "sequential ARM waits", "VM"):
         summary.add_column(column)
-    for label, key in (("Linux test migration", "testMigration"), ("Linux migration", "migration"),
-                       ("Windows test migration", "windowsTestMigration")):
+    for label, key in (
+        ("Linux test migration", "testMigration"),
+        ("Linux migration", "migration"),
+        ("Windows test migration", "windowsTestMigration"),
+    ):
         if key in figures:
             f = figures[key]
-            summary.add_row(label, f"{f['hydrationSeconds']:.1f}", str(f["armWaitsCriticalPath"]),
-                            f["vmId"].rsplit("/", 1)[-1])
+            summary.add_row(
+                label,
+                f"{f['hydrationSeconds']:.1f}",
+                str(f["armWaitsCriticalPath"]),
+                f["vmId"].rsplit("/", 1)[-1],
+            )
     console.print(summary)
-    console.print(f"(ARM latencies at scale {scale} of Azure's orders of magnitude; with the helper VM, the "
-                  "sequential waits are: import ∥ VNet ∥ NSG ∥ VM NIC, helper NIC, helper VM, script, helper "
-                  "delete, VM)")
+    console.print(
+        f"(ARM latencies at scale {scale} of Azure's orders of magnitude; with the helper VM, the "
+        "sequential waits are: import ∥ VNet ∥ NSG ∥ VM NIC, helper NIC, helper VM, script, helper "
+        "delete, VM)"
+    )
     return figures
 
 
@@ -122,17 +136,26 @@ def _appliance(client: MigrationClient, workdir: Path, replication: dict[str, An
         created: Appliance = client.new_appliance(workdir / "appliance")
         return created
     settings = client.stack.settings
-    events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-                             appliance_id)
+    events = ApplianceEvents(
+        settings["EVENTGRID_TOPIC_ENDPOINT"],
+        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+        appliance_id,
+    )
     storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
     replicas = BlobServiceClient.from_connection_string(settings["REPLICA_STORAGE_CONNECTION_STRING"])
     (workdir / "appliance").mkdir(parents=True, exist_ok=True)
-    return Appliance(api=api, events=events, cache=storage.get_container_client(CACHE_CONTAINER),
-                     replicas=replicas.get_container_client(REPLICA_CONTAINER), workdir=workdir / "appliance")
+    return Appliance(
+        api=api,
+        events=events,
+        cache=storage.get_container_client(CACHE_CONTAINER),
+        replicas=replicas.get_container_client(REPLICA_CONTAINER),
+        workdir=workdir / "appliance",
+    )
 
 
-def _replicate(client: MigrationClient, appliance: Appliance, guest: GuestImage, *, data_disk: bool,
-               console: Console) -> MachineReplicator:
+def _replicate(
+    client: MigrationClient, appliance: Appliance, guest: GuestImage, *, data_disk: bool, console: Console
+) -> MachineReplicator:
     machine_id = f"{guest.os_type}-{uuid.uuid4().hex[:6]}"
     disks = [SourceDisk(disk_id="os", path=guest.path, is_os_disk=True)]
     if data_disk:
@@ -141,13 +164,16 @@ def _replicate(client: MigrationClient, appliance: Appliance, guest: GuestImage,
             image.truncate(8 * MIB)
         disks.append(SourceDisk(disk_id="data", path=path))
     replicator = MachineReplicator(machine_id, disks, appliance.cache, appliance.events)
-    appliance.api.report_machines([replicator.inventory(os_type=guest.os_type, os_name=guest.os_name,
-                                                        os_version=guest.os_version)])
+    appliance.api.report_machines(
+        [replicator.inventory(os_type=guest.os_type, os_name=guest.os_name, os_version=guest.os_version)]
+    )
     client.enable_replication(machine_id)
     [initial] = replicator.handle_commands(appliance.api)
     client.wait_applied(machine_id, initial.cycle_id)
-    console.print(f"[bold]{machine_id}[/] ({guest.os_name} {guest.os_version}, {len(disks)} disk(s)) replicated: "
-                  f"initial copy applied")
+    console.print(
+        f"[bold]{machine_id}[/] ({guest.os_name} {guest.os_version}, {len(disks)} disk(s)) replicated: "
+        f"initial copy applied"
+    )
     return replicator
 
 
@@ -158,8 +184,10 @@ def _test_migrate(client: MigrationClient, console: Console, machine_id: str) ->
     if job["status"] != "Succeeded":
         raise MigrationDemoFailed(f"test migration of {machine_id} failed: {job.get('error')}")
     status: dict[str, Any] = client.instance_status(job["id"])["customStatus"]
-    console.print(f"test VM [bold]{status['vmId'].rsplit('/', 1)[-1]}[/] is in {TEST_VNET}; temporary resources "
-                  f"left: {len([r for r in client.resources_of_job(job['id']) if '/hyd-' in r])}")
+    console.print(
+        f"test VM [bold]{status['vmId'].rsplit('/', 1)[-1]}[/] is in {TEST_VNET}; temporary resources "
+        f"left: {len([r for r in client.resources_of_job(job['id']) if '/hyd-' in r])}"
+    )
     return status
 
 
@@ -171,35 +199,40 @@ def _cleanup(client: MigrationClient, console: Console, machine_id: str) -> None
     console.print(f"clean up test migration: [green]{job['status']}[/], nothing of {machine_id} left in ARM")
 
 
-def _migrate(client: MigrationClient, console: Console, replicator: MachineReplicator,
-             appliance: Appliance) -> dict[str, Any]:
+def _migrate(
+    client: MigrationClient, console: Console, replicator: MachineReplicator, appliance: Appliance
+) -> dict[str, Any]:
     machine_id = replicator.machine_id
     replicator.write("data", 0, b"written just before the cutover".ljust(4096, b"."))
     started = time.perf_counter()
     job_id = client.start(f"/machines/{machine_id}/migrate", {"shutdownSource": True})
     # The appliance polls: it shuts the source down and runs the final cycle.
-    reports = wait_for(lambda: replicator.handle_commands(appliance.api), timeout=120, interval=1,
-                       what="the final cycle's command")
+    reports = wait_for(
+        lambda: replicator.handle_commands(appliance.api),
+        timeout=120,
+        interval=1,
+        what="the final cycle's command",
+    )
     console.print(f"appliance: source shut down, final cycle {reports[-1].cycle_id} uploaded")
     job = client.wait_job(job_id, timeout=900)
     _show_job(console, job, time.perf_counter() - started)
     if job["status"] != "Succeeded":
         raise MigrationDemoFailed(f"migration of {machine_id} failed: {job.get('error')}")
     status: dict[str, Any] = client.instance_status(job_id)["customStatus"]
-    group, _, name = ops.parse_arm_id(status["vmId"])
-    vm = client.arm.compute.virtual_machines.get(group, name)
-    data = client.disk_image(vm.properties.storage_profile.data_disks[0].managed_disk.id).read_bytes()[:31]
+    name = status["vmId"].rsplit("/", 1)[-1]
+    data = client.disk_image(client.vm_disks(status["vmId"])[1][0]).read_bytes()[:31]
     console.print(f"VM [bold]{name}[/] in {TARGET_VNET}; its data disk starts with {data!r}")
     response = client.http.delete(f"/machines/{machine_id}/replication")
     done = client.wait_job(response.json()["jobId"])
-    console.print(f"complete migration: [green]{done['status']}[/]; machine "
-                  f"{client.machine(machine_id)['state']}, replica data removed")
+    console.print(
+        f"complete migration: [green]{done['status']}[/]; machine "
+        f"{client.machine(machine_id)['state']}, replica data removed"
+    )
     return status
 
 
 def _os_disk(client: MigrationClient, vm_id: str) -> str:
-    group, _, name = ops.parse_arm_id(vm_id)
-    return str(client.arm.compute.virtual_machines.get(group, name).properties.storage_profile.os_disk.managed_disk.id)
+    return client.vm_disks(vm_id)[0]
 
 
 def _show_job(console: Console, job: dict[str, Any], seconds: float) -> None:
@@ -214,8 +247,11 @@ def _show_job(console: Console, job: dict[str, Any], seconds: float) -> None:
 
 
 def _show_diff(console: Console, path: str, before: str, after: str) -> None:
-    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), f"source {path}",
-                                      f"test VM {path}", lineterm="", n=0))
+    lines = list(
+        difflib.unified_diff(
+            before.splitlines(), after.splitlines(), f"source {path}", f"test VM {path}", lineterm="", n=0
+        )
+    )
     console.print(f"[bold]{path}[/] on the test VM's OS disk (read from the local ARM disk image):")
     for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypeVar
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -21,27 +22,39 @@ from functions.http_errors import handle_errors, json_response, parse_body, path
 from orchestrators.migration import MIGRATION
 from orchestrators.migration_contracts import JobInput
 from orchestrators.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
+from shared.domain.wire import RequestModel
 from shared.services import migration
 from shared.services.bootstrap import get_services
 from shared.services.contracts import AcceptedJob
 
 bp = df.Blueprint()
+M = TypeVar("M", bound=RequestModel)
 
 
 def _new_job_id() -> str:
     return f"job-{uuid.uuid4().hex}"
 
 
-def _optional_body(req: func.HttpRequest, model: type[migration.RequestModel]) -> migration.RequestModel:
+def _optional_body(req: func.HttpRequest, model: type[M]) -> M:
+    """The body is optional: an empty POST takes every default."""
     return parse_body(req, model) if req.get_body().strip() else model()
 
 
-async def _start(client: df.DurableOrchestrationClient, orchestrator: str, started: migration.MigrationJobStarted,
-                 job_input: JobInput) -> func.HttpResponse:
-    await client.start_new(orchestrator, instance_id=job_instance_id(started.job.id),
-                           client_input=job_input.model_dump(mode="json"))
+async def _start(
+    client: df.DurableOrchestrationClient,
+    orchestrator: str,
+    started: migration.MigrationJobStarted,
+    job_input: JobInput,
+) -> func.HttpResponse:
+    await client.start_new(
+        orchestrator,
+        instance_id=job_instance_id(started.job.id),
+        client_input=job_input.model_dump(mode="json"),
+    )
     status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job)
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
     return json_response(body, 202, {"Location": status_url, "Retry-After": "10"})
 
 
@@ -51,25 +64,49 @@ async def _start(client: df.DurableOrchestrationClient, orchestrator: str, start
 async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     request = _optional_body(req, migration.TestMigrationRequest)
-    assert isinstance(request, migration.TestMigrationRequest)
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
-    started = await asyncio.to_thread(migration.start_test_migration, services.repos, path_id(req, "machineId"),
-                                      request, job_id=_new_job_id(), now=services.clock())
+    started = await asyncio.to_thread(
+        migration.start_test_migration,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
     point = None if request.recovery_point == "latest" else request.recovery_point
-    return await _start(client, TEST_MIGRATION, started, JobInput(
-        machine_id=started.machine.id, job_id=started.job.id, prepared_manually=request.prepared_manually,
-        recovery_point_id=point))
+    return await _start(
+        client,
+        TEST_MIGRATION,
+        started,
+        JobInput(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            prepared_manually=request.prepared_manually,
+            recovery_point_id=point,
+        ),
+    )
 
 
 @bp.route(route="machines/{machineId}/test-migrate/cleanup", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
-async def test_migrate_cleanup(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def test_migrate_cleanup(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     services = get_services()
-    started = await asyncio.to_thread(migration.start_test_migration_cleanup, services.repos,
-                                      path_id(req, "machineId"), job_id=_new_job_id(), now=services.clock())
-    return await _start(client, TEST_MIGRATION_CLEANUP, started, JobInput(
-        machine_id=started.machine.id, job_id=started.job.id, test_job_id=started.test_job_id))
+    started = await asyncio.to_thread(
+        migration.start_test_migration_cleanup,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
+    return await _start(
+        client,
+        TEST_MIGRATION_CLEANUP,
+        started,
+        JobInput(machine_id=started.machine.id, job_id=started.job.id, test_job_id=started.test_job_id),
+    )
 
 
 @bp.route(route="machines/{machineId}/migrate", methods=["POST"])
@@ -78,9 +115,22 @@ async def test_migrate_cleanup(req: func.HttpRequest, client: df.DurableOrchestr
 async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     request = _optional_body(req, migration.MigrationRequest)
-    assert isinstance(request, migration.MigrationRequest)
-    started = await asyncio.to_thread(migration.start_migration, services.repos, path_id(req, "machineId"),
-                                      request, job_id=_new_job_id(), now=services.clock())
-    return await _start(client, MIGRATION, started, JobInput(
-        machine_id=started.machine.id, job_id=started.job.id, shutdown_source=request.shutdown_source,
-        prepared_manually=request.prepared_manually))
+    started = await asyncio.to_thread(
+        migration.start_migration,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
+    return await _start(
+        client,
+        MIGRATION,
+        started,
+        JobInput(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            shutdown_source=request.shutdown_source,
+            prepared_manually=request.prepared_manually,
+        ),
+    )

@@ -47,7 +47,12 @@ def arm_sweeper(timer: func.TimerRequest) -> None:
 
     with build_arm_clients(get_settings(), telemetry=get_telemetry()) as clients:
         report = sweep_temporary_resources(clients, now=now, min_age=min_age, job_state=job_state)
-    log.info("sweeper: %d deleted, %d failed, %d kept%s: deleted %s; failed %s", len(report.deleted),
-             len(report.failed), len(report.skipped), " (past due)" if timer.past_due else "",
-             ", ".join(r.id for r in report.deleted[:20]) or "-",
-             "; ".join(f"{f.id}: {f.error_code}" for f in report.failed[:20]) or "-")
+    log.info(
+        "sweeper: %d deleted, %d failed, %d kept%s: deleted %s; failed %s",
+        len(report.deleted),
+        len(report.failed),
+        len(report.skipped),
+        " (past due)" if timer.past_due else "",
+        ", ".join(r.id for r in report.deleted[:20]) or "-",
+        "; ".join(f"{f.id}: {f.error_code}" for f in report.failed[:20]) or "-",
+    )

@@ -110,15 +110,30 @@ class _Run:
         return self.context.call_activity_with_retry(create_resource, ACTIVITY_RETRY, _dump(request))
 
     def release(self) -> Any:
-        return self.context.call_activity_with_retry(release_recovery_point, ACTIVITY_RETRY, {
-            "machineId": self.plan.machine_id, "jobId": self.plan.job_id})
+        return self.context.call_activity_with_retry(
+            release_recovery_point,
+            ACTIVITY_RETRY,
+            {"machineId": self.plan.machine_id, "jobId": self.plan.job_id},
+        )
 
-    def progress(self, *updates: tuple[str, str, str | None], add_after: str | None = None,
-                 added: list[StepUpdate] | None = None) -> Any:
-        return self.context.call_activity_with_retry(record_job_progress, ACTIVITY_RETRY, _dump(JobProgress(
-            job_id=self.plan.job_id, updates=[StepUpdate(name=n, status=s, message=msg)  # type: ignore[arg-type]
-                                              for n, s, msg in updates],
-            add_after=add_after, added=added or [])))
+    def progress(
+        self,
+        *updates: tuple[str, str, str | None],
+        add_after: str | None = None,
+        added: list[StepUpdate] | None = None,
+    ) -> Any:
+        return self.context.call_activity_with_retry(
+            record_job_progress,
+            ACTIVITY_RETRY,
+            _dump(
+                JobProgress(
+                    job_id=self.plan.job_id,
+                    updates=[StepUpdate(name=n, status=s, message=msg) for n, s, msg in updates],
+                    add_after=add_after,
+                    added=added or [],
+                )
+            ),
+        )
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=HYDRATION)
@@ -135,15 +150,32 @@ def hydration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
         yield run.release()
         message = failure.message
         if leftovers:
-            message += (f" Compensation could not delete {', '.join(leftovers)}; the sweeper retries them "
-                        "(they are tagged with this job).")
-        yield context.call_activity_with_retry(record_hydration_metric, ACTIVITY_RETRY, {
-            "seconds": (context.current_utc_datetime - started).total_seconds(), "machineId": plan.machine_id,
-            "osFamily": plan.os_type.lower(), "outcome": "failed"})
+            message += (
+                f" Compensation could not delete {', '.join(leftovers)}; the sweeper retries them "
+                "(they are tagged with this job)."
+            )
+        yield context.call_activity_with_retry(
+            record_hydration_metric,
+            ACTIVITY_RETRY,
+            {
+                "seconds": (context.current_utc_datetime - started).total_seconds(),
+                "machineId": plan.machine_id,
+                "osFamily": plan.os_type.lower(),
+                "outcome": "failed",
+            },
+        )
         return _dump(HydrationOutcome(failure=HydrationFailure(code=failure.code, message=message)))
     seconds = (context.current_utc_datetime - started).total_seconds()
-    yield context.call_activity_with_retry(record_hydration_metric, ACTIVITY_RETRY, {
-        "seconds": seconds, "machineId": plan.machine_id, "osFamily": plan.os_type.lower(), "outcome": "succeeded"})
+    yield context.call_activity_with_retry(
+        record_hydration_metric,
+        ACTIVITY_RETRY,
+        {
+            "seconds": seconds,
+            "machineId": plan.machine_id,
+            "osFamily": plan.os_type.lower(),
+            "outcome": "succeeded",
+        },
+    )
     return _dump(HydrationOutcome(result=result.model_copy(update={"hydration_seconds": seconds})))
 
 
@@ -153,28 +185,49 @@ def _hydrate(run: _Run) -> Orchestration:
     prefix = plan.name_prefix
     if manual:
         # The operator confirmed the OS was prepared by hand: no helper, the steps say so.
-        yield run.progress((m.STEP_COPY_DISKS, "InProgress", None),
-                           *((step, "Cancelled", None) for step in m.HELPER_STEPS if step != m.STEP_PREPARE),
-                           (m.STEP_PREPARE, "Warning", "skipped: the operator confirmed manual preparation "
-                                                       "(preparedManually)"))
+        yield run.progress(
+            (m.STEP_COPY_DISKS, "InProgress", None),
+            *((step, "Cancelled", None) for step in m.HELPER_STEPS if step != m.STEP_PREPARE),
+            (
+                m.STEP_PREPARE,
+                "Warning",
+                "skipped: the operator confirmed manual preparation (preparedManually)",
+            ),
+        )
     else:
-        yield run.progress((m.STEP_COPY_DISKS, "InProgress", None), (m.STEP_HELPER_NETWORK, "InProgress", None))
+        yield run.progress(
+            (m.STEP_COPY_DISKS, "InProgress", None), (m.STEP_HELPER_NETWORK, "InProgress", None)
+        )
 
     # 1. Disks, network artefacts, toolkit and the final NIC, all at once.
     disk_ids: dict[str, str] = {}
     tasks = []
     for index, disk in enumerate(plan.disks):
-        run.record(ResourceKind.BLOB, recovery_point_copy_name(plan.machine_id, disk.disk_id, disk.snapshot,
-                                                               plan.job_id))
+        run.record(
+            ResourceKind.BLOB,
+            recovery_point_copy_name(plan.machine_id, disk.disk_id, disk.snapshot, plan.job_id),
+        )
         name = disk_name(plan, disk, index)
         disk_ids[disk.disk_id] = run.record(ResourceKind.DISK, run.id_of("Microsoft.Compute/disks", name)).id
-        tasks.append(run.create(CreateRequest(plan=plan, kind="copy_import", name=name, disk=disk,
-                                              purpose=plan.purpose)))
+        tasks.append(
+            run.create(
+                CreateRequest(plan=plan, kind="copy_import", name=name, disk=disk, purpose=plan.purpose)
+            )
+        )
     nic_name = final_nic_name(plan)
     final_nic = run.record(ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", nic_name))
-    tasks.append(run.create(CreateRequest(plan=plan, kind="nic", name=nic_name,
-                                          subnet_id=plan.final_placement.subnet_id, purpose=plan.purpose,
-                                          private_ip_address=plan.static_ip_address)))
+    tasks.append(
+        run.create(
+            CreateRequest(
+                plan=plan,
+                kind="nic",
+                name=nic_name,
+                subnet_id=plan.final_placement.subnet_id,
+                purpose=plan.purpose,
+                private_ip_address=plan.static_ip_address,
+            )
+        )
+    )
     vnet_name, nsg_name = f"{prefix}-vnet", f"{prefix}-nsg"
     if not manual:
         vnet_id = run.id_of("Microsoft.Network/virtualNetworks", vnet_name)
@@ -191,12 +244,16 @@ def _hydrate(run: _Run) -> Orchestration:
     for disk, result in zip(plan.disks, disk_results, strict=True):
         if not result.ok:
             yield run.progress((m.STEP_COPY_DISKS, "Failed", result.error_message))
-            raise HydrationFailed(result.error_code or "DiskImportFailed",
-                                  f"importing disk {disk.disk_id} from recovery point {plan.recovery_point_id} "
-                                  f"failed: {result.error_message}")
+            raise HydrationFailed(
+                result.error_code or "DiskImportFailed",
+                f"importing disk {disk.disk_id} from recovery point {plan.recovery_point_id} "
+                f"failed: {result.error_message}",
+            )
     if not nic_result.ok:
-        raise HydrationFailed(nic_result.error_code or "NicFailed",
-                              f"creating the VM's network interface failed: {nic_result.error_message}")
+        raise HydrationFailed(
+            nic_result.error_code or "NicFailed",
+            f"creating the VM's network interface failed: {nic_result.error_message}",
+        )
     yield run.progress((m.STEP_COPY_DISKS, "Succeeded", None))
 
     os_disk = next(d for d in plan.disks if d.is_os_disk)
@@ -211,41 +268,74 @@ def _hydrate(run: _Run) -> Orchestration:
 
         # 2. The helper's NIC.
         # 2. The helper's NIC; the copies are done, so the recovery point is released meanwhile.
-        helper_nic = run.record(ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", f"{prefix}-nic"))
-        raw_nic, _ = yield context.task_all([run.create(CreateRequest(
-            plan=plan, kind="nic", name=f"{prefix}-nic", subnet_id=subnet_id, nsg_id=nsg_id)), run.release()])
+        helper_nic = run.record(
+            ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", f"{prefix}-nic")
+        )
+        raw_nic, _ = yield context.task_all(
+            [
+                run.create(
+                    CreateRequest(
+                        plan=plan, kind="nic", name=f"{prefix}-nic", subnet_id=subnet_id, nsg_id=nsg_id
+                    )
+                ),
+                run.release(),
+            ]
+        )
         result = CreateResult.model_validate(raw_nic)
         run.arm_waits += 1
         if not result.ok:
             yield run.progress((m.STEP_HELPER_NETWORK, "Failed", result.error_message))
-            raise HydrationFailed(result.error_code or "NicFailed",
-                                  f"creating the helper's network interface failed: {result.error_message}")
-        yield run.progress((m.STEP_HELPER_NETWORK, "Warning" if notes else "Succeeded", "; ".join(notes) or None),
-                           (m.STEP_HELPER_VM, "InProgress", None))
+            raise HydrationFailed(
+                result.error_code or "NicFailed",
+                f"creating the helper's network interface failed: {result.error_message}",
+            )
+        yield run.progress(
+            (m.STEP_HELPER_NETWORK, "Warning" if notes else "Succeeded", "; ".join(notes) or None),
+            (m.STEP_HELPER_VM, "InProgress", None),
+        )
 
         # 3. The helper VM with the disks to prepare.
         helper_name = f"{prefix}-vm"
         helper = run.record(ResourceKind.VM, run.id_of("Microsoft.Compute/virtualMachines", helper_name))
-        result = CreateResult.model_validate((yield run.create(CreateRequest(
-            plan=plan, kind="helper_vm", name=helper_name, nic_id=helper_nic.id,
-            disk_ids=[disk_ids[d.disk_id] for d in plan.disks if d.hydrate]))))
+        result = CreateResult.model_validate(
+            (
+                yield run.create(
+                    CreateRequest(
+                        plan=plan,
+                        kind="helper_vm",
+                        name=helper_name,
+                        nic_id=helper_nic.id,
+                        disk_ids=[disk_ids[d.disk_id] for d in plan.disks if d.hydrate],
+                    )
+                )
+            )
+        )
         run.arm_waits += 1
         if not result.ok:
             yield run.progress((m.STEP_HELPER_VM, "Failed", result.error_message))
-            raise HydrationFailed(result.error_code or "HelperVmFailed",
-                                  f"creating the temporary VM failed: {result.error_message}")
+            raise HydrationFailed(
+                result.error_code or "HelperVmFailed",
+                f"creating the temporary VM failed: {result.error_message}",
+            )
         yield run.progress((m.STEP_HELPER_VM, "Succeeded", None), (m.STEP_PREPARE, "InProgress", None))
 
         # 4. The toolkit.
-        preparation = PreparationResult.model_validate((yield context.call_activity_with_retry(
-            run_preparation, ACTIVITY_RETRY, _dump(PreparationRequest(plan=plan, vm_name=helper_name)))))
+        preparation = PreparationResult.model_validate(
+            (
+                yield context.call_activity_with_retry(
+                    run_preparation, ACTIVITY_RETRY, _dump(PreparationRequest(plan=plan, vm_name=helper_name))
+                )
+            )
+        )
         run.arm_waits += 1
         yield from _record_preparation(run, preparation)
 
         # 5. The helper goes first: the prepared disks are attached to it.
         yield run.progress((m.STEP_DELETE_TEMPORARY, "InProgress", None))
         try:
-            yield context.call_activity_with_retry(delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=helper)))
+            yield context.call_activity_with_retry(
+                delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=helper))
+            )
         except Exception as exc:
             raise HydrationFailed("DeleteFailed", f"deleting the temporary VM failed: {exc}") from exc
         run.recorded.remove(helper)
@@ -257,11 +347,23 @@ def _hydrate(run: _Run) -> Orchestration:
     final = {vm, final_nic, *(Resource(kind=ResourceKind.DISK, id=i) for i in disk_ids.values())}
     temporary = [r for r in run.recorded if r not in final]
     first_wave = [r for r in temporary if r.kind is not ResourceKind.VNET]
-    tasks = [run.create(CreateRequest(plan=plan, kind="final_vm", name=plan.final_vm_name, nic_id=final_nic.id,
-                                      os_disk_id=disk_ids[os_disk.disk_id], disk_ids=data_disks,
-                                      purpose=plan.purpose))]
-    tasks += [context.call_activity_with_retry(delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r)))
-              for r in first_wave]
+    tasks = [
+        run.create(
+            CreateRequest(
+                plan=plan,
+                kind="final_vm",
+                name=plan.final_vm_name,
+                nic_id=final_nic.id,
+                os_disk_id=disk_ids[os_disk.disk_id],
+                disk_ids=data_disks,
+                purpose=plan.purpose,
+            )
+        )
+    ]
+    tasks += [
+        context.call_activity_with_retry(delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r)))
+        for r in first_wave
+    ]
     if manual:
         tasks.append(run.release())
     try:
@@ -275,18 +377,27 @@ def _hydrate(run: _Run) -> Orchestration:
         run.recorded.remove(resource)
     if not vm_result.ok:
         yield run.progress((m.STEP_CREATE_VM, "Failed", vm_result.error_message))
-        raise HydrationFailed(vm_result.error_code or "VmFailed", f"creating VM {plan.final_vm_name} failed: "
-                              f"{vm_result.error_message}")
+        raise HydrationFailed(
+            vm_result.error_code or "VmFailed",
+            f"creating VM {plan.final_vm_name} failed: {vm_result.error_message}",
+        )
     leftovers = yield from delete_all(context, [r for r in run.recorded if r not in final])
     if leftovers:
         raise HydrationFailed("DeleteFailed", f"deleting temporary resources failed: {', '.join(leftovers)}")
     run.recorded = [r for r in run.recorded if r in final]
-    yield run.progress(*(((m.STEP_DELETE_TEMPORARY, "Succeeded", None),) if not manual else ()),
-                       (m.STEP_CREATE_VM, "Succeeded", None))
+    yield run.progress(
+        *(((m.STEP_DELETE_TEMPORARY, "Succeeded", None),) if not manual else ()),
+        (m.STEP_CREATE_VM, "Succeeded", None),
+    )
     return HydrationResult(
-        vm_id=vm.id, nic_id=final_nic.id, os_disk_id=disk_ids[os_disk.disk_id], data_disk_ids=data_disks,
+        vm_id=vm.id,
+        nic_id=final_nic.id,
+        os_disk_id=disk_ids[os_disk.disk_id],
+        data_disk_ids=data_disks,
         final_resources=sorted(final, key=lambda r: (DELETE_ORDER.index(r.kind), r.id)),
-        arm_waits_critical_path=critical_path, hydration_seconds=0.0, used_fallback_network=used_fallback,
+        arm_waits_critical_path=critical_path,
+        hydration_seconds=0.0,
+        used_fallback_network=used_fallback,
         preparation=preparation,
     )
 
@@ -298,22 +409,30 @@ def _helper_network(run: _Run, vnet: CreateResult, nsg: CreateResult) -> Orchest
         subnet_id = vnet.subnet_id
     elif vnet.policy_denied:
         subnet_id = plan.fallback_placement.subnet_id
-        notes.append(f"a policy forbids the temporary virtual network; using the target subnet "
-                     f"{subnet_id.rsplit('/', 1)[-1]} instead ({vnet.error_message})")
+        notes.append(
+            f"a policy forbids the temporary virtual network; using the target subnet "
+            f"{subnet_id.rsplit('/', 1)[-1]} instead ({vnet.error_message})"
+        )
     else:
         yield run.progress((m.STEP_HELPER_NETWORK, "Failed", vnet.error_message))
-        raise HydrationFailed(vnet.error_code or "NetworkFailed",
-                              f"creating the temporary virtual network failed: {vnet.error_message}")
+        raise HydrationFailed(
+            vnet.error_code or "NetworkFailed",
+            f"creating the temporary virtual network failed: {vnet.error_message}",
+        )
     if nsg.ok:
         nsg_id: str | None = nsg.id
     elif nsg.policy_denied:
         nsg_id = None
-        notes.append(f"a policy forbids the temporary network security group; the helper's NIC has none "
-                     f"({nsg.error_message})")
+        notes.append(
+            f"a policy forbids the temporary network security group; the helper's NIC has none "
+            f"({nsg.error_message})"
+        )
     else:
         yield run.progress((m.STEP_HELPER_NETWORK, "Failed", nsg.error_message))
-        raise HydrationFailed(nsg.error_code or "NetworkFailed",
-                              f"creating the temporary network security group failed: {nsg.error_message}")
+        raise HydrationFailed(
+            nsg.error_code or "NetworkFailed",
+            f"creating the temporary network security group failed: {nsg.error_message}",
+        )
     return subnet_id, nsg_id, notes
 
 
@@ -322,19 +441,27 @@ _STEP_STATUS = {"warning": "Warning", "failed": "Failed"}
 
 def _record_preparation(run: _Run, preparation: PreparationResult) -> Orchestration:
     """The toolkit's steps become job steps; a failure or an unsupported OS ends the hydration."""
-    added = [StepUpdate(name=f"{m.PREPARE_STEP_PREFIX}{s.name}" + (" (changed)" if s.status == "changed" else ""),
-                        status=_STEP_STATUS.get(s.status, "Succeeded"),  # type: ignore[arg-type]
-                        message=s.message or None) for s in preparation.steps]
+    added = [
+        StepUpdate(
+            name=f"{m.PREPARE_STEP_PREFIX}{s.name}" + (" (changed)" if s.status == "changed" else ""),
+            status=_STEP_STATUS.get(s.status, "Succeeded"),
+            message=s.message or None,
+        )
+        for s in preparation.steps
+    ]
     if preparation.status == "succeeded":
         note = "; ".join(preparation.warnings)[:2000] or None
-        yield run.progress((m.STEP_PREPARE, "Warning" if note else "Succeeded", note),
-                           add_after=m.STEP_PREPARE, added=added)
+        yield run.progress(
+            (m.STEP_PREPARE, "Warning" if note else "Succeeded", note), add_after=m.STEP_PREPARE, added=added
+        )
         return
     if preparation.status == "manual_preparation_required":
         changes = preparation.manual_steps or preparation.changes
-        message = (f"manual preparation required: {preparation.os_description or 'this OS version'} is not "
-                   "prepared automatically. Make these changes on the source machine, let a cycle replicate "
-                   "them, then run again with {\"preparedManually\": true}: " + " | ".join(changes))
+        message = (
+            f"manual preparation required: {preparation.os_description or 'this OS version'} is not "
+            "prepared automatically. Make these changes on the source machine, let a cycle replicate "
+            'them, then run again with {"preparedManually": true}: ' + " | ".join(changes)
+        )
         yield run.progress((m.STEP_PREPARE, "Failed", message[:4000]), add_after=m.STEP_PREPARE, added=added)
         raise HydrationFailed(m.MANUAL_PREPARATION_REQUIRED, message)
     message = f"the preparation script failed: {preparation.message}"
@@ -350,8 +477,14 @@ def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource
         if not group:
             continue
         try:
-            yield context.task_all([context.call_activity_with_retry(
-                delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r))) for r in group])
+            yield context.task_all(
+                [
+                    context.call_activity_with_retry(
+                        delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r))
+                    )
+                    for r in group
+                ]
+            )
         except Exception:
             # Which one failed is not told by task_all: list the group; the sweeper checks each by tag.
             leftovers += [r.id for r in group]

@@ -48,8 +48,13 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
     job = JobInput.model_validate(context.get_input())
     final = yield from _final_cycle(context, job)
     if final.recovery_point_id is None:
-        outcome = JobOutcome(machine_id=job.machine_id, job_id=job.job_id, succeeded=False,
-                             error_code="FinalCycleFailed", error_message=final.message)
+        outcome = JobOutcome(
+            machine_id=job.machine_id,
+            job_id=job.job_id,
+            succeeded=False,
+            error_code="FinalCycleFailed",
+            error_message=final.message,
+        )
     else:
         job = job.model_copy(update={"recovery_point_id": final.recovery_point_id})
         outcome = yield from plan_and_hydrate(context, job, flow="migration")
@@ -60,23 +65,44 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
 
 
 def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orchestration:
-    first = (((m.STEP_SHUTDOWN, "Succeeded", "ShutDownSource sent to the appliance"),) if job.shutdown_source
-             else ())
-    started = FinalCycleStarted.model_validate((yield context.call_activity_with_retry(
-        request_final_cycle, ACTIVITY_RETRY, FinalCycleRequest(
-            machine_id=job.machine_id, job_id=job.job_id, shutdown_source=job.shutdown_source).model_dump())))
+    first = (
+        ((m.STEP_SHUTDOWN, "Succeeded", "ShutDownSource sent to the appliance"),)
+        if job.shutdown_source
+        else ()
+    )
+    started = FinalCycleStarted.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                request_final_cycle,
+                ACTIVITY_RETRY,
+                FinalCycleRequest(
+                    machine_id=job.machine_id, job_id=job.job_id, shutdown_source=job.shutdown_source
+                ).model_dump(),
+            )
+        )
+    )
     yield _progress(context, job, *first, (m.STEP_FINAL_CYCLE, "InProgress", None))
     deadline = context.current_utc_datetime + timedelta(seconds=started.timeout_seconds)
     while True:
-        state = FinalCycleState.model_validate((yield context.call_activity_with_retry(
-            check_final_cycle, ACTIVITY_RETRY, FinalCycleWatch(machine_id=job.machine_id,
-                                                                job_id=job.job_id).model_dump())))
+        state = FinalCycleState.model_validate(
+            (
+                yield context.call_activity_with_retry(
+                    check_final_cycle,
+                    ACTIVITY_RETRY,
+                    FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(),
+                )
+            )
+        )
         if state.applied or state.rejected:
             break
         if context.current_utc_datetime >= deadline:
-            state = FinalCycleState(applied=False, message=(
-                f"the final cycle was not applied within {started.timeout_seconds / 60:.0f} minutes; is the "
-                "appliance connected? The replica is unchanged: migrate again when it is"))
+            state = FinalCycleState(
+                applied=False,
+                message=(
+                    f"the final cycle was not applied within {started.timeout_seconds / 60:.0f} minutes; is the "
+                    "appliance connected? The replica is unchanged: migrate again when it is"
+                ),
+            )
             break
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=started.poll_seconds))
     if not state.applied:
@@ -86,7 +112,14 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
     return state
 
 
-def _progress(context: df.DurableOrchestrationContext, job: JobInput, *updates: tuple[str, str, str | None]) -> Any:
-    return context.call_activity_with_retry(record_job_progress, ACTIVITY_RETRY, JobProgress(
-        job_id=job.job_id, updates=[StepUpdate(name=n, status=s, message=msg)  # type: ignore[arg-type]
-                                    for n, s, msg in updates]).model_dump(mode="json"))
+def _progress(
+    context: df.DurableOrchestrationContext, job: JobInput, *updates: tuple[str, str, str | None]
+) -> Any:
+    return context.call_activity_with_retry(
+        record_job_progress,
+        ACTIVITY_RETRY,
+        JobProgress(
+            job_id=job.job_id,
+            updates=[StepUpdate(name=n, status=s, message=msg) for n, s, msg in updates],
+        ).model_dump(mode="json"),
+    )

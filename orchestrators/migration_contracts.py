@@ -60,7 +60,9 @@ class HydrationPlan(Payload):
     final_vm_size: str
     final_disk_sku: str
     final_placement: NetworkPlacement
-    fallback_placement: NetworkPlacement = Field(description="the replication target's subnet (policy fallback)")
+    fallback_placement: NetworkPlacement = Field(
+        description="the replication target's subnet (policy fallback)"
+    )
     static_ip_address: str | None = None
     purpose: Literal["temporary", "final"] = Field(description="tag of the final VM and its disks")
     prepared_manually: bool = False
@@ -73,8 +75,10 @@ class HydrationPlan(Payload):
 
 def arm_id(plan: HydrationPlan, provider_type: str, name: str) -> str:
     """The id a resource will have: known before it is created, so it is recorded before the create call."""
-    return (f"/subscriptions/{plan.subscription_id}/resourceGroups/{plan.resource_group}/providers/"
-            f"{provider_type}/{name}")
+    return (
+        f"/subscriptions/{plan.subscription_id}/resourceGroups/{plan.resource_group}/providers/"
+        f"{provider_type}/{name}"
+    )
 
 
 class ResourceKind(StrEnum):
@@ -89,8 +93,13 @@ class ResourceKind(StrEnum):
 
 # Compensation deletes in this order (each group in parallel): nothing is refused for being in use.
 DELETE_ORDER: tuple[ResourceKind, ...] = (
-    ResourceKind.VM, ResourceKind.NIC, ResourceKind.SUBNET, ResourceKind.VNET, ResourceKind.NSG,
-    ResourceKind.DISK, ResourceKind.BLOB,
+    ResourceKind.VM,
+    ResourceKind.NIC,
+    ResourceKind.SUBNET,
+    ResourceKind.VNET,
+    ResourceKind.NSG,
+    ResourceKind.DISK,
+    ResourceKind.BLOB,
 )
 
 

@@ -127,15 +127,27 @@ def blob_sas_url(
     account_key = getattr(credential, "account_key", None)
     if account_key:
         token = generate_blob_sas(
-            account, container.container_name, blob_name, account_key=account_key,
-            permission=permission, start=start, expiry=expiry, protocol=_protocol(container),
+            account,
+            container.container_name,
+            blob_name,
+            account_key=account_key,
+            permission=permission,
+            start=start,
+            expiry=expiry,
+            protocol=_protocol(container),
         )
     else:
         service = container._get_blob_service_client()  # no public accessor in the SDK
         key: UserDelegationKey = service.get_user_delegation_key(start, expiry)
         token = generate_blob_sas(
-            account, container.container_name, blob_name, user_delegation_key=key,
-            permission=permission, start=start, expiry=expiry, protocol="https",
+            account,
+            container.container_name,
+            blob_name,
+            user_delegation_key=key,
+            permission=permission,
+            start=start,
+            expiry=expiry,
+            protocol="https",
         )
     return f"{container.get_blob_client(blob_name).url}?{token}"
 

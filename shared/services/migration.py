@@ -68,8 +68,14 @@ STEP_FINISH_MIGRATION = "Mark migrated and stop replication"
 STEP_DELETE_TEST = "Delete test VM, disks and network interface"
 PREPARE_STEP_PREFIX = "Prepare: "
 
-HYDRATION_STEPS = (STEP_COPY_DISKS, STEP_HELPER_NETWORK, STEP_HELPER_VM, STEP_PREPARE, STEP_DELETE_TEMPORARY,
-                   STEP_CREATE_VM)
+HYDRATION_STEPS = (
+    STEP_COPY_DISKS,
+    STEP_HELPER_NETWORK,
+    STEP_HELPER_VM,
+    STEP_PREPARE,
+    STEP_DELETE_TEMPORARY,
+    STEP_CREATE_VM,
+)
 # Hydration steps skipped when the operator prepared the OS by hand.
 HELPER_STEPS = (STEP_HELPER_NETWORK, STEP_HELPER_VM, STEP_PREPARE, STEP_DELETE_TEMPORARY)
 MANUAL_PREPARATION_REQUIRED = "ManualPreparationRequired"
@@ -97,10 +103,12 @@ class MigrationSettings(BaseModel):
     helper_address_prefix: str = Field(default="10.254.0.0/24", description="HYDRATION_HELPER_ADDRESS_PREFIX")
     helper_subnet_prefix: str = Field(default="10.254.0.0/26", description="HYDRATION_HELPER_SUBNET_PREFIX")
     sas_lifetime: timedelta = Field(default=timedelta(hours=2), description="HYDRATION_SAS_LIFETIME_MINUTES")
-    final_cycle_timeout: timedelta = Field(default=timedelta(hours=4),
-                                           description="MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES")
-    final_cycle_poll: timedelta = Field(default=timedelta(seconds=15),
-                                        description="MIGRATION_FINAL_CYCLE_POLL_SECONDS")
+    final_cycle_timeout: timedelta = Field(
+        default=timedelta(hours=4), description="MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES"
+    )
+    final_cycle_poll: timedelta = Field(
+        default=timedelta(seconds=15), description="MIGRATION_FINAL_CYCLE_POLL_SECONDS"
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
@@ -129,7 +137,9 @@ class MigrationSettings(BaseModel):
             try:
                 values[field] = timedelta(**{unit: float(raw)})
             except ValueError:
-                raise SettingsError(f"app setting {setting} must be a number of {unit}; got {raw!r}") from None
+                raise SettingsError(
+                    f"app setting {setting} must be a number of {unit}; got {raw!r}"
+                ) from None
         return cls.model_validate(values)
 
 
@@ -143,8 +153,10 @@ def _local_account_id(env: Mapping[str, str]) -> str | None:
     name = parts.get("AccountName")
     if not name or not subscription:
         return None
-    return (f"/subscriptions/{subscription}/resourceGroups/local-storage/providers/"
-            f"Microsoft.Storage/storageAccounts/{name}")
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/local-storage/providers/"
+        f"Microsoft.Storage/storageAccounts/{name}"
+    )
 
 
 # --- starting jobs --------------------------------------------------------------------------------------
@@ -158,8 +170,15 @@ class MigrationJobStarted:
 
 
 def _job(job_id: str, kind: JobKind, machine_id: str, steps: tuple[str, ...], now: datetime) -> Job:
-    return Job(id=job_id, kind=kind, machine_id=machine_id, status=JobStatus.IN_PROGRESS,
-               steps=[JobStep(name=name) for name in steps], created_at=now, updated_at=now)
+    return Job(
+        id=job_id,
+        kind=kind,
+        machine_id=machine_id,
+        status=JobStatus.IN_PROGRESS,
+        steps=[JobStep(name=name) for name in steps],
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _check_point(machine: Machine, point_id: str) -> None:
@@ -168,12 +187,15 @@ def _check_point(machine: Machine, point_id: str) -> None:
         raise Conflict(f"machine {machine.id} has no recovery point yet: wait for its initial replication")
     if point_id != "latest" and all(p.id != point_id for p in points):
         raise ValidationFailed.single(
-            "recoveryPoint", f"machine {machine.id} has no recovery point {point_id}; use 'latest' or an id "
-            "from the machine's recoveryPointList")
+            "recoveryPoint",
+            f"machine {machine.id} has no recovery point {point_id}; use 'latest' or an id "
+            "from the machine's recoveryPointList",
+        )
 
 
-def start_test_migration(repos: Repositories, machine_id: str, request: TestMigrationRequest, *, job_id: str,
-                         now: datetime) -> MigrationJobStarted:
+def start_test_migration(
+    repos: Repositories, machine_id: str, request: TestMigrationRequest, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
     """Replicating -> TestMigrating and a TestMigration job (3 round-trips). 409 while another test
     migration exists (the lifecycle allows one at a time) or without a recovery point."""
 
@@ -191,8 +213,9 @@ def start_test_migration(repos: Repositories, machine_id: str, request: TestMigr
     return MigrationJobStarted(stored.item, job)
 
 
-def start_test_migration_cleanup(repos: Repositories, machine_id: str, *, job_id: str,
-                                 now: datetime) -> MigrationJobStarted:
+def start_test_migration_cleanup(
+    repos: Repositories, machine_id: str, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
     """TestMigrated -> CleaningUpTestMigration and a TestMigrationCleanup job; it undoes the machine's
     current test migration (its job id is what the test resources are tagged with)."""
 
@@ -201,8 +224,10 @@ def start_test_migration_cleanup(repos: Repositories, machine_id: str, *, job_id
         if machine.state is MachineState.TEST_MIGRATING:
             # The lifecycle allows this move for the test migration's own failure path, not the operator's:
             # its compensation is still running and owns those resources.
-            raise Conflict(f"the test migration of {machine.id} (job {test_job}) is still running; clean up "
-                           "when it has finished (a failed one cleans up after itself)")
+            raise Conflict(
+                f"the test migration of {machine.id} (job {test_job}) is still running; clean up "
+                "when it has finished (a failed one cleans up after itself)"
+            )
         transition(machine, MachineState.CLEANING_UP_TEST_MIGRATION, action="clean up the test migration")
         if not test_job:
             raise Conflict(f"machine {machine.id} records no test migration to clean up")
@@ -216,8 +241,9 @@ def start_test_migration_cleanup(repos: Repositories, machine_id: str, *, job_id
     return MigrationJobStarted(stored.item, job, test_job_id)
 
 
-def start_migration(repos: Repositories, machine_id: str, request: MigrationRequest, *, job_id: str,
-                    now: datetime) -> MigrationJobStarted:
+def start_migration(
+    repos: Repositories, machine_id: str, request: MigrationRequest, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
     """Replicating -> Migrating and a Migration job (3 round-trips)."""
 
     def apply(machine: Machine) -> None:
@@ -225,7 +251,9 @@ def start_migration(repos: Repositories, machine_id: str, request: MigrationRequ
             raise Conflict(f"machine {machine.id} has no target settings: enable replication first")
         transition(machine, MachineState.MIGRATING, action="migrate")
         if not machine.replication.recovery_points:
-            raise Conflict(f"machine {machine.id} has no recovery point yet: wait for its initial replication")
+            raise Conflict(
+                f"machine {machine.id} has no recovery point yet: wait for its initial replication"
+            )
         machine.active_job_id = job_id
         machine.updated_at = now
 
@@ -245,8 +273,15 @@ class StepChange:
     message: str | None = None
 
 
-def update_job_steps(repos: Repositories, job_id: str, updates: list[StepChange], *, now: datetime,
-                     add_after: str | None = None, added: list[StepChange] | None = None) -> Job:
+def update_job_steps(
+    repos: Repositories,
+    job_id: str,
+    updates: list[StepChange],
+    *,
+    now: datetime,
+    add_after: str | None = None,
+    added: list[StepChange] | None = None,
+) -> Job:
     """Set step statuses (and insert steps after `add_after`) in one read-modify-write; idempotent.
 
     A step's message is kept in its `error` for failures and warnings (the only free text a step has)."""
@@ -254,10 +289,18 @@ def update_job_steps(repos: Repositories, job_id: str, updates: list[StepChange]
     def step_for(change: StepChange, existing: JobStep | None) -> JobStep:
         start = existing.start_time if existing is not None and existing.start_time else now
         finished = change.status.finished
-        error = (JobError(code=change.status.value, message=change.message)
-                 if change.message and change.status in (JobStatus.FAILED, JobStatus.WARNING) else None)
-        return JobStep(name=change.name, status=change.status, start_time=start,
-                       end_time=now if finished else None, error=error)
+        error = (
+            JobError(code=change.status.value, message=change.message)
+            if change.message and change.status in (JobStatus.FAILED, JobStatus.WARNING)
+            else None
+        )
+        return JobStep(
+            name=change.name,
+            status=change.status,
+            start_time=start,
+            end_time=now if finished else None,
+            error=error,
+        )
 
     def mutate(job: Job) -> Job:
         steps = list(job.steps)
@@ -278,20 +321,41 @@ def update_job_steps(repos: Repositories, job_id: str, updates: list[StepChange]
     return stored.item
 
 
-def finish_job(repos: Repositories, job_id: str, *, succeeded: bool, now: datetime,
-               error_code: str | None = None, error_message: str | None = None) -> Job:
+def finish_job(
+    repos: Repositories,
+    job_id: str,
+    *,
+    succeeded: bool,
+    now: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Job:
     """The job's final status; steps still open take it too (skipped steps of a failed job fail)."""
     status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
 
     def mutate(job: Job) -> None:
         if job.status.finished:
             return
-        job.steps = [s if s.status.finished else s.model_copy(update={
-            "status": status if s.status is JobStatus.IN_PROGRESS or succeeded else JobStatus.CANCELLED,
-            "start_time": s.start_time or now, "end_time": now}) for s in job.steps]
+        job.steps = [
+            s
+            if s.status.finished
+            else s.model_copy(
+                update={
+                    "status": status
+                    if s.status is JobStatus.IN_PROGRESS or succeeded
+                    else JobStatus.CANCELLED,
+                    "start_time": s.start_time or now,
+                    "end_time": now,
+                }
+            )
+            for s in job.steps
+        ]
         job.status = status
-        job.error = None if succeeded else JobError(code=error_code or "Failed",
-                                                    message=error_message or "the job failed")
+        job.error = (
+            None
+            if succeeded
+            else JobError(code=error_code or "Failed", message=error_message or "the job failed")
+        )
         job.updated_at = now
 
     stored, _ = repos.jobs.update_with_retry(job_id, mutate)
@@ -301,17 +365,30 @@ def finish_job(repos: Repositories, job_id: str, *, succeeded: bool, now: dateti
 # What each job's end does to the machine: (from, on success, on failure).
 _OUTCOMES: dict[JobKind, tuple[MachineState, MachineState, tuple[MachineState, ...]]] = {
     # A failed test migration has been compensated (nothing left): it goes back through clean-up.
-    JobKind.TEST_MIGRATION: (MachineState.TEST_MIGRATING, MachineState.TEST_MIGRATED,
-                             (MachineState.CLEANING_UP_TEST_MIGRATION, MachineState.REPLICATING)),
-    JobKind.TEST_MIGRATION_CLEANUP: (MachineState.CLEANING_UP_TEST_MIGRATION, MachineState.REPLICATING,
-                                     (MachineState.REPLICATING,)),
+    JobKind.TEST_MIGRATION: (
+        MachineState.TEST_MIGRATING,
+        MachineState.TEST_MIGRATED,
+        (MachineState.CLEANING_UP_TEST_MIGRATION, MachineState.REPLICATING),
+    ),
+    JobKind.TEST_MIGRATION_CLEANUP: (
+        MachineState.CLEANING_UP_TEST_MIGRATION,
+        MachineState.REPLICATING,
+        (MachineState.REPLICATING,),
+    ),
     # A failed cutover leaves the replica as it was: replication resumes.
     JobKind.MIGRATION: (MachineState.MIGRATING, MachineState.MIGRATED, (MachineState.REPLICATING,)),
 }
 
 
-def end_job(repos: Repositories, job_id: str, *, succeeded: bool, now: datetime,
-            error_code: str | None = None, error_message: str | None = None) -> Job:
+def end_job(
+    repos: Repositories,
+    job_id: str,
+    *,
+    succeeded: bool,
+    now: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Job:
     """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
     the machine already moved and the job already finished)."""
     job = repos.jobs.require(job_id).item
@@ -325,8 +402,9 @@ def end_job(repos: Repositories, job_id: str, *, succeeded: bool, now: datetime,
         machine.updated_at = now
 
     repos.machines.update_with_retry(job.machine_id, move)
-    return finish_job(repos, job_id, succeeded=succeeded, now=now, error_code=error_code,
-                      error_message=error_message)
+    return finish_job(
+        repos, job_id, succeeded=succeeded, now=now, error_code=error_code, error_message=error_message
+    )
 
 
 def is_test_migration_live(repos: Repositories, job: Job) -> bool:
@@ -334,8 +412,11 @@ def is_test_migration_live(repos: Repositories, job: Job) -> bool:
     if job.kind is not JobKind.TEST_MIGRATION or job.status is not JobStatus.SUCCEEDED:
         return False
     stored = repos.machines.get(job.machine_id)
-    return (stored is not None and stored.item.active_job_id == job.id
-            and stored.item.state is MachineState.TEST_MIGRATED)
+    return (
+        stored is not None
+        and stored.item.active_job_id == job.id
+        and stored.item.state is MachineState.TEST_MIGRATED
+    )
 
 
 def require_job(repos: Repositories, job_id: str) -> Job:
@@ -360,13 +441,20 @@ def _pin_name(machine_id: str, job_id: str) -> str:
     return f"{PINS_PREFIX}/{machine_id}/{job_id}.json"
 
 
-def pin_recovery_point(pins: ContainerClient, machine_id: str, job_id: str, point_id: str,
-                       disk_snapshots: Mapping[str, str]) -> None:
+def pin_recovery_point(
+    pins: ContainerClient, machine_id: str, job_id: str, point_id: str, disk_snapshots: Mapping[str, str]
+) -> None:
     """Idempotent (overwrites the same content)."""
     with contextlib.suppress(ResourceExistsError):
         pins.create_container()
-    body = json.dumps({"machineId": machine_id, "jobId": job_id, "recoveryPoint": point_id,
-                       "diskSnapshots": dict(disk_snapshots)})
+    body = json.dumps(
+        {
+            "machineId": machine_id,
+            "jobId": job_id,
+            "recoveryPoint": point_id,
+            "diskSnapshots": dict(disk_snapshots),
+        }
+    )
     pins.upload_blob(_pin_name(machine_id, job_id), body.encode(), overwrite=True)
 
 
@@ -382,8 +470,13 @@ def pinned_snapshots(pins: ContainerClient, machine_id: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def release_recovery_point(pins: ContainerClient, replicas: ContainerClient, machine: Machine, job_id: str,
-                           replica_blob: Callable[[str, str], str]) -> list[str]:
+def release_recovery_point(
+    pins: ContainerClient,
+    replicas: ContainerClient,
+    machine: Machine,
+    job_id: str,
+    replica_blob: Callable[[str, str], str],
+) -> list[str]:
     """Remove the job's pin; delete its snapshots that are no longer recovery points (retention dropped
     them while pinned) and that no other job pins. Returns the snapshots deleted. Idempotent."""
     name = _pin_name(machine.id, job_id)

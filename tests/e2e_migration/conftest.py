@@ -34,11 +34,19 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         pytest.skip(reason)
     previous = os.environ.get(LATENCY_SCALE_ENV)
     os.environ[LATENCY_SCALE_ENV] = "0"
-    ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
-        blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
-    stack = LocalStack(ports, data_dir=tmp_path_factory.mktemp("stack"),
-                       host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4", "DEVHOST_LOG_LEVEL": "INFO",
-                                 "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1"})
+    ports = StackPorts(
+        functions=free_port(),
+        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
+    )
+    stack = LocalStack(
+        ports,
+        data_dir=tmp_path_factory.mktemp("stack"),
+        host_env={
+            "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
+            "DEVHOST_LOG_LEVEL": "INFO",
+            "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1",
+        },
+    )
     try:
         stack.start()
         yield stack
@@ -79,8 +87,12 @@ class GuestMachine:
         return self.replicator.machine_id
 
 
-def replicate_guest(appliance: Appliance, client: MigrationClient, guest: GuestImage,
-                    extra_disks: dict[str, int] | None = None) -> GuestMachine:
+def replicate_guest(
+    appliance: Appliance,
+    client: MigrationClient,
+    guest: GuestImage,
+    extra_disks: dict[str, int] | None = None,
+) -> GuestMachine:
     machine_id = f"vm-{uuid.uuid4().hex[:10]}"
     disks = [SourceDisk(disk_id="os", path=guest.path, is_os_disk=True)]
     for disk_id, size in (extra_disks or {}).items():
@@ -90,8 +102,9 @@ def replicate_guest(appliance: Appliance, client: MigrationClient, guest: GuestI
             image.write(os.urandom(64 * 1024))
         disks.append(SourceDisk(disk_id=disk_id, path=path))
     replicator = MachineReplicator(machine_id, disks, appliance.cache, appliance.events)
-    appliance.api.report_machines([replicator.inventory(os_type=guest.os_type, os_name=guest.os_name,
-                                                        os_version=guest.os_version)])
+    appliance.api.report_machines(
+        [replicator.inventory(os_type=guest.os_type, os_name=guest.os_name, os_version=guest.os_version)]
+    )
     client.enable_replication(machine_id)
     [initial] = replicator.handle_commands(appliance.api)
     client.wait_applied(machine_id, initial.cycle_id)
@@ -105,8 +118,9 @@ def module_appliance(client: MigrationClient, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="module")
-def linux_machine(module_appliance: Appliance, client: MigrationClient,
-                  tmp_path_factory: pytest.TempPathFactory) -> GuestMachine:
+def linux_machine(
+    module_appliance: Appliance, client: MigrationClient, tmp_path_factory: pytest.TempPathFactory
+) -> GuestMachine:
     """One replicating Ubuntu 20.04 machine (OS disk + a data disk) shared by a module's tests; each test
     leaves it Replicating."""
     guest = linux_guest(tmp_path_factory.mktemp("guest"))

@@ -45,7 +45,12 @@ def missing_requirements() -> str | None:
     return None
 
 
-_NAMES = {"ubuntu": "Ubuntu", "centos": "CentOS Linux", "rhel": "Red Hat Enterprise Linux", "debian": "Debian"}
+_NAMES = {
+    "ubuntu": "Ubuntu",
+    "centos": "CentOS Linux",
+    "rhel": "Red Hat Enterprise Linux",
+    "debian": "Debian",
+}
 
 
 def linux_guest(workdir: Path, distro: str = "ubuntu", version: str = "20.04") -> GuestImage:
@@ -54,8 +59,14 @@ def linux_guest(workdir: Path, distro: str = "ubuntu", version: str = "20.04") -
     target = workdir / f"{distro}-{version}"
     target.mkdir(parents=True, exist_ok=True)
     layout = single_root(target, GuestSpec(distro, version))
-    return GuestImage(path=layout.disk, os_type="linux", os_name=_NAMES.get(distro, distro), os_version=version,
-                      root_mb=layout.root_mb, size_mb=layout.root_size)
+    return GuestImage(
+        path=layout.disk,
+        os_type="linux",
+        os_name=_NAMES.get(distro, distro),
+        os_version=version,
+        root_mb=layout.root_mb,
+        size_mb=layout.root_size,
+    )
 
 
 def windows_guest(workdir: Path) -> GuestImage:
@@ -65,8 +76,14 @@ def windows_guest(workdir: Path) -> GuestImage:
     target = workdir / "windows-2019"
     target.mkdir(parents=True, exist_ok=True)
     disk = build_windows_disk(target, WindowsSpec("2019", "Windows Server 2019 Datacenter", "10.0", 17763))
-    return GuestImage(path=disk.disk, os_type="windows", os_name="Windows Server 2019 Datacenter",
-                      os_version="10.0.17763", root_mb=disk.os_start_mb, size_mb=disk.os_size_mb)
+    return GuestImage(
+        path=disk.disk,
+        os_type="windows",
+        os_name="Windows Server 2019 Datacenter",
+        os_version="10.0.17763",
+        root_mb=disk.os_start_mb,
+        size_mb=disk.os_size_mb,
+    )
 
 
 def windows_settings(guest: GuestImage, image: Path, workdir: Path) -> dict[str, object]:

@@ -28,8 +28,14 @@ TARGET_VNET: Final = "vnet-target"
 TEST_VNET: Final = "vnet-test"
 SUBNET: Final = "default"
 LOCATION: Final = "westeurope"
-TARGET: Final = {"resourceGroup": TARGET_GROUP, "virtualNetwork": TARGET_VNET, "subnet": SUBNET,
-                 "testVirtualNetwork": TEST_VNET, "vmSize": "Standard_D2s_v3", "diskType": "Standard_LRS"}
+TARGET: Final = {
+    "resourceGroup": TARGET_GROUP,
+    "virtualNetwork": TARGET_VNET,
+    "subnet": SUBNET,
+    "testVirtualNetwork": TEST_VNET,
+    "vmSize": "Standard_D2s_v3",
+    "diskType": "Standard_LRS",
+}
 FINISHED: Final = ("Succeeded", "Warning", "Failed", "Cancelled")
 
 
@@ -37,14 +43,25 @@ def ensure_operator_network(clients: ArmClients) -> None:
     """The operator's own resource group, target VNet and isolated test VNet (not ours: untagged for the
     sweeper, as a customer's network would be)."""
     clients.resources.resource_groups.create_or_update(TARGET_GROUP, {"location": LOCATION})
-    owner = ResourceTags(machine_id="operator", job_id="operator-setup", purpose=Purpose.FINAL,
-                         created_at=datetime.now(UTC))
+    owner = ResourceTags(
+        machine_id="operator", job_id="operator-setup", purpose=Purpose.FINAL, created_at=datetime.now(UTC)
+    )
     for name, prefix in ((TARGET_VNET, "10.1"), (TEST_VNET, "10.2")):
-        ops.ensure_virtual_network(clients, TARGET_GROUP, name, location=LOCATION, address_prefix=f"{prefix}.0.0/16",
-                                   subnet_name=SUBNET, subnet_prefix=f"{prefix}.0.0/24", tags=owner)
+        ops.ensure_virtual_network(
+            clients,
+            TARGET_GROUP,
+            name,
+            location=LOCATION,
+            address_prefix=f"{prefix}.0.0/16",
+            subnet_name=SUBNET,
+            subnet_prefix=f"{prefix}.0.0/24",
+            tags=owner,
+        )
 
 
-def wait_for(probe: Callable[[], Any], *, timeout: float = 120, interval: float = 0.3, what: str = "condition") -> Any:
+def wait_for(
+    probe: Callable[[], Any], *, timeout: float = 120, interval: float = 0.3, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -62,27 +79,40 @@ class MigrationClient:
         self.function_key = str(keys["function_default"])
         self.master_key = str(keys.get("master") or keys["function_default"])
         settings = stack.settings
-        self.http = httpx.Client(base_url=f"{stack.functions_url}/api", timeout=60,
-                                 headers={"x-functions-key": self.function_key})
-        self.arm_admin = httpx.Client(base_url=settings["ARM_ENDPOINT"], timeout=30,
-                                      headers={"Authorization": f"Bearer {settings['ARM_LOCAL_STATIC_TOKEN']}"})
+        self.http = httpx.Client(
+            base_url=f"{stack.functions_url}/api", timeout=60, headers={"x-functions-key": self.function_key}
+        )
+        self.arm_admin = httpx.Client(
+            base_url=settings["ARM_ENDPOINT"],
+            timeout=30,
+            headers={"Authorization": f"Bearer {settings['ARM_LOCAL_STATIC_TOKEN']}"},
+        )
 
     # -- the appliance and replication
 
     def new_appliance(self, workdir: Path) -> Any:
         from tests.e2e.conftest import Appliance
 
-        api, registration = ApplianceApi.register(self.stack.functions_url, self.function_key,
-                                                  name=f"appliance-{uuid.uuid4().hex[:6]}", kind="vmware", site="dc1")
+        api, registration = ApplianceApi.register(
+            self.stack.functions_url,
+            self.function_key,
+            name=f"appliance-{uuid.uuid4().hex[:6]}",
+            kind="vmware",
+            site="dc1",
+        )
         settings = self.stack.settings
-        events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"],
-                                 AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]), registration.appliance_id)
+        events = ApplianceEvents(
+            settings["EVENTGRID_TOPIC_ENDPOINT"],
+            AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+            registration.appliance_id,
+        )
         storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
         cache = storage.get_container_client(CACHE_CONTAINER)
         if not cache.exists():
             cache.create_container()
         replicas = BlobServiceClient.from_connection_string(
-            settings["REPLICA_STORAGE_CONNECTION_STRING"]).get_container_client(REPLICA_CONTAINER)
+            settings["REPLICA_STORAGE_CONNECTION_STRING"]
+        ).get_container_client(REPLICA_CONTAINER)
         workdir.mkdir(parents=True, exist_ok=True)
         return Appliance(api=api, events=events, cache=cache, replicas=replicas, workdir=workdir)
 
@@ -155,8 +185,20 @@ class MigrationClient:
     def disk_image(self, disk_id: str) -> Path:
         """The local ARM endpoint's image file of a managed disk (a sparse raw file without footer)."""
         group, _, name = ops.parse_arm_id(disk_id)
-        unique_id = self.arm.compute.disks.get(group, name).properties.unique_id
-        return self.stack.data_dir / "arm" / "disks" / f"{unique_id}.raw"
+        properties = self.arm.compute.disks.get(group, name).properties
+        assert properties is not None
+        return self.stack.data_dir / "arm" / "disks" / f"{properties.unique_id}.raw"
+
+    def vm_disks(self, vm_id: str) -> tuple[str, list[str]]:
+        """(OS disk id, data disk ids in LUN order) of a VM."""
+        group, _, name = ops.parse_arm_id(vm_id)
+        vm = self.arm.compute.virtual_machines.get(group, name)
+        storage = vm.properties.storage_profile if vm.properties else None
+        assert (
+            storage is not None and storage.os_disk is not None and storage.os_disk.managed_disk is not None
+        )
+        data = sorted(storage.data_disks or [], key=lambda d: d.lun)
+        return str(storage.os_disk.managed_disk.id), [str(d.managed_disk.id) for d in data if d.managed_disk]
 
     def add_fault(self, rule: dict[str, Any]) -> None:
         self.arm_admin.post("/_admin/faults", json=rule).raise_for_status()

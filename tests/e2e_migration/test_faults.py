@@ -24,44 +24,127 @@ COMPUTE = "Microsoft.Compute"
 
 # (case, fault rule, expected job error code, words the error message must contain)
 FAILING: list[tuple[str, dict[str, Any], str, str]] = [
-    ("import the OS disk", {"match": {"method": "PUT", "resourceType": f"{COMPUTE}/disks", "nameRegex": "-osdisk-"},
-                            "fault": "operationFailure"}, "InternalOperationError", "importing disk os"),
-    ("import a data disk", {"match": {"method": "PUT", "resourceType": f"{COMPUTE}/disks",
-                                      "nameRegex": "-datadisk1-"}, "fault": "conflict"},
-     "AnotherOperationInProgress", "importing disk data"),
-    ("create the temporary VNet", {"match": {"method": "PUT", "resourceType": f"{NETWORK}/virtualNetworks",
-                                             "nameRegex": "^hyd-"}, "fault": "operationFailure"},
-     "InternalOperationError", "temporary virtual network"),
-    ("create the NSG", {"match": {"method": "PUT", "resourceType": f"{NETWORK}/networkSecurityGroups",
-                                  "nameRegex": "^hyd-"}, "fault": "conflict"},
-     "AnotherOperationInProgress", "network security group"),
-    ("create the helper's NIC", {"match": {"method": "PUT", "resourceType": f"{NETWORK}/networkInterfaces",
-                                           "nameRegex": "^hyd-"}, "fault": "operationFailure"},
-     "InternalOperationError", "helper's network interface"),
-    ("create the VM's NIC", {"match": {"method": "PUT", "resourceType": f"{NETWORK}/networkInterfaces",
-                                       "nameRegex": "-test-nic-"}, "fault": "operationFailure"},
-     "InternalOperationError", "VM's network interface"),
-    ("create the helper VM (quota)", {"match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines",
-                                                "nameRegex": "^hyd-"}, "fault": "quota"},
-     "QuotaExceeded", "quota"),
-    ("run the preparation script", {"match": {"method": "PUT",
-                                              "resourceType": f"{COMPUTE}/virtualMachines/extensions"},
-                                    "fault": "extensionFailure", "exitStatus": 1},
-     "PreparationFailed", "exit status=1"),
-    ("delete the helper VM", {"match": {"method": "DELETE", "resourceType": f"{COMPUTE}/virtualMachines",
-                                        "nameRegex": "^hyd-"}, "fault": "operationFailure", "times": 6},
-     "DeleteFailed", "temporary VM"),
-    ("create the VM", {"match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines",
-                                 "nameRegex": "-test$"}, "fault": "operationFailure"},
-     "InternalOperationError", "creating VM"),
+    (
+        "import the OS disk",
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/disks", "nameRegex": "-osdisk-"},
+            "fault": "operationFailure",
+        },
+        "InternalOperationError",
+        "importing disk os",
+    ),
+    (
+        "import a data disk",
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/disks", "nameRegex": "-datadisk1-"},
+            "fault": "conflict",
+        },
+        "AnotherOperationInProgress",
+        "importing disk data",
+    ),
+    (
+        "create the temporary VNet",
+        {
+            "match": {"method": "PUT", "resourceType": f"{NETWORK}/virtualNetworks", "nameRegex": "^hyd-"},
+            "fault": "operationFailure",
+        },
+        "InternalOperationError",
+        "temporary virtual network",
+    ),
+    (
+        "create the NSG",
+        {
+            "match": {
+                "method": "PUT",
+                "resourceType": f"{NETWORK}/networkSecurityGroups",
+                "nameRegex": "^hyd-",
+            },
+            "fault": "conflict",
+        },
+        "AnotherOperationInProgress",
+        "network security group",
+    ),
+    (
+        "create the helper's NIC",
+        {
+            "match": {"method": "PUT", "resourceType": f"{NETWORK}/networkInterfaces", "nameRegex": "^hyd-"},
+            "fault": "operationFailure",
+        },
+        "InternalOperationError",
+        "helper's network interface",
+    ),
+    (
+        "create the VM's NIC",
+        {
+            "match": {
+                "method": "PUT",
+                "resourceType": f"{NETWORK}/networkInterfaces",
+                "nameRegex": "-test-nic-",
+            },
+            "fault": "operationFailure",
+        },
+        "InternalOperationError",
+        "VM's network interface",
+    ),
+    (
+        "create the helper VM (quota)",
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines", "nameRegex": "^hyd-"},
+            "fault": "quota",
+        },
+        "QuotaExceeded",
+        "quota",
+    ),
+    (
+        "run the preparation script",
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines/extensions"},
+            "fault": "extensionFailure",
+            "exitStatus": 1,
+        },
+        "PreparationFailed",
+        "exit status=1",
+    ),
+    (
+        "delete the helper VM",
+        {
+            "match": {"method": "DELETE", "resourceType": f"{COMPUTE}/virtualMachines", "nameRegex": "^hyd-"},
+            "fault": "operationFailure",
+            "times": 6,
+        },
+        "DeleteFailed",
+        "temporary VM",
+    ),
+    (
+        "create the VM",
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines", "nameRegex": "-test$"},
+            "fault": "operationFailure",
+        },
+        "InternalOperationError",
+        "creating VM",
+    ),
 ]
 
 TRANSIENT: list[tuple[str, dict[str, Any]]] = [
-    ("throttled NIC", {"match": {"method": "PUT", "resourceType": f"{NETWORK}/networkInterfaces"},
-                       "fault": "throttle", "times": 2, "retryAfter": 1}),
+    (
+        "throttled NIC",
+        {
+            "match": {"method": "PUT", "resourceType": f"{NETWORK}/networkInterfaces"},
+            "fault": "throttle",
+            "times": 2,
+            "retryAfter": 1,
+        },
+    ),
     ("500 on Import", {"match": {"method": "PUT", "resourceType": f"{COMPUTE}/disks"}, "fault": "internal"}),
-    ("failed subnet delete, retried", {"match": {"method": "DELETE", "resourceType": f"{NETWORK}/virtualNetworks/subnets"},
-                                       "fault": "operationFailure", "times": 1}),
+    (
+        "failed subnet delete, retried",
+        {
+            "match": {"method": "DELETE", "resourceType": f"{NETWORK}/virtualNetworks/subnets"},
+            "fault": "operationFailure",
+            "times": 1,
+        },
+    ),
 ]
 
 
@@ -78,8 +161,13 @@ def assert_nothing_left(client: MigrationClient, machine: GuestMachine, job_id: 
 
 @pytest.mark.parametrize(("case", "rule", "code", "words"), FAILING, ids=[c[0] for c in FAILING])
 def test_a_fault_at_each_step_leaves_nothing_behind(
-    client: MigrationClient, linux_machine: GuestMachine, arm_faults: Callable[[dict[str, Any]], None],
-    case: str, rule: dict[str, Any], code: str, words: str,
+    client: MigrationClient,
+    linux_machine: GuestMachine,
+    arm_faults: Callable[[dict[str, Any]], None],
+    case: str,
+    rule: dict[str, Any],
+    code: str,
+    words: str,
 ) -> None:
     before = replica_digest(linux_machine)
     arm_faults({"times": 1, **rule})
@@ -95,24 +183,37 @@ def test_a_fault_at_each_step_leaves_nothing_behind(
 
 @pytest.mark.parametrize(("case", "rule"), TRANSIENT, ids=[c[0] for c in TRANSIENT])
 def test_transient_faults_are_retried(
-    client: MigrationClient, linux_machine: GuestMachine, arm_faults: Callable[[dict[str, Any]], None],
-    case: str, rule: dict[str, Any],
+    client: MigrationClient,
+    linux_machine: GuestMachine,
+    arm_faults: Callable[[dict[str, Any]], None],
+    case: str,
+    rule: dict[str, Any],
 ) -> None:
     arm_faults({"times": 1, **rule})
     job = client.run(f"/machines/{linux_machine.id}/test-migrate", {})
     assert job["status"] == "Succeeded", job
     assert client.arm_admin.get("/_admin/faults").json()["value"] == [], f"{case}: the fault was not reached"
-    assert all("/providers/Microsoft.Compute/virtualMachines/hyd-" not in r for r in client.resources_of_job(job["id"]))
+    assert all(
+        "/providers/Microsoft.Compute/virtualMachines/hyd-" not in r
+        for r in client.resources_of_job(job["id"])
+    )
     cleanup = client.run(f"/machines/{linux_machine.id}/test-migrate/cleanup")
     assert cleanup["status"] == "Succeeded", cleanup
     assert_nothing_left(client, linux_machine, job["id"])
 
 
 def test_a_policy_denying_the_network_falls_back_to_the_target_subnet(
-    client: MigrationClient, linux_machine: GuestMachine, arm_faults: Callable[[dict[str, Any]], None],
+    client: MigrationClient,
+    linux_machine: GuestMachine,
+    arm_faults: Callable[[dict[str, Any]], None],
 ) -> None:
-    arm_faults({"match": {"method": "PUT", "resourceType": f"{NETWORK}/virtualNetworks", "nameRegex": "^hyd-"},
-                "fault": "policy", "times": 1})
+    arm_faults(
+        {
+            "match": {"method": "PUT", "resourceType": f"{NETWORK}/virtualNetworks", "nameRegex": "^hyd-"},
+            "fault": "policy",
+            "times": 1,
+        }
+    )
     job = client.run(f"/machines/{linux_machine.id}/test-migrate", {})
     assert job["status"] == "Succeeded", job
     assert client.arm_admin.get("/_admin/faults").json()["value"] == []

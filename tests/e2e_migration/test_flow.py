@@ -18,8 +18,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
 def replica_digests(machine: GuestMachine) -> dict[str, str]:
     replicas = machine.appliance.replicas
-    return {d.disk_id: hashlib.sha256(replicas.get_blob_client(f"{machine.id}/{d.disk_id}.vhd")
-                                      .download_blob().readall()).hexdigest() for d in machine.replicator.disks}
+    return {
+        d.disk_id: hashlib.sha256(
+            replicas.get_blob_client(f"{machine.id}/{d.disk_id}.vhd").download_blob().readall()
+        ).hexdigest()
+        for d in machine.replicator.disks
+    }
 
 
 def vm_subnet(client: MigrationClient, vm_id: str) -> str:
@@ -31,7 +35,9 @@ def vm_subnet(client: MigrationClient, vm_id: str) -> str:
     return str(nic.properties.ip_configurations[0].properties.subnet.id)
 
 
-def test_test_migration_cleanup_migration_and_completion(client: MigrationClient, linux_machine: GuestMachine) -> None:
+def test_test_migration_cleanup_migration_and_completion(
+    client: MigrationClient, linux_machine: GuestMachine
+) -> None:
     machine = linux_machine
     before = replica_digests(machine)
 
@@ -49,7 +55,9 @@ def test_test_migration_cleanup_migration_and_completion(client: MigrationClient
     assert kinds == ["disks", "disks", "networkInterfaces", "virtualMachines"], kinds
     # Its OS disk carries the hydration changes; the replica is byte for byte what it was.
     group, _, vm_name = ops.parse_arm_id(status["vmId"])
-    os_disk = client.arm.compute.virtual_machines.get(group, vm_name).properties.storage_profile.os_disk.managed_disk.id
+    os_disk = client.arm.compute.virtual_machines.get(
+        group, vm_name
+    ).properties.storage_profile.os_disk.managed_disk.id
     prepared = machine.guest.fstab(client.disk_image(os_disk))
     source = machine.guest.fstab()
     assert source is not None and "/dev/sda1 /" in source
@@ -72,7 +80,9 @@ def test_test_migration_cleanup_migration_and_completion(client: MigrationClient
     # Migration: the source is shut down, a final cycle carries the last writes, then the VM is created.
     machine.replicator.write("data", 8192, rng.randbytes(4096))
     job_id = client.start(f"/machines/{machine.id}/migrate", {"shutdownSource": True})
-    commands = wait_for(lambda: (c := machine.appliance.api.commands()) and len(c) >= 2 and c, what="commands")
+    commands = wait_for(
+        lambda: (c := machine.appliance.api.commands()) and len(c) >= 2 and c, what="commands"
+    )
     assert [c["kind"] for c in commands] == ["ShutDownSource", "RunCycle"]
     reports = machine.replicator.handle_commands(machine.appliance.api)
     assert [r.kind.value for r in reports] == ["final"]
@@ -83,11 +93,16 @@ def test_test_migration_cleanup_migration_and_completion(client: MigrationClient
     assert f"/virtualNetworks/{TARGET_VNET}/" in vm_subnet(client, final_status["vmId"])
     # The final cycle's data is on the migrated VM's data disk.
     group, _, vm_name = ops.parse_arm_id(final_status["vmId"])
-    data_disk = client.arm.compute.virtual_machines.get(group, vm_name).properties.storage_profile.data_disks[0]
+    data_disk = client.arm.compute.virtual_machines.get(group, vm_name).properties.storage_profile.data_disks[
+        0
+    ]
     image = client.disk_image(data_disk.managed_disk.id).read_bytes()
     assert image[: 8192 + 4096] == machine.replicator.disks[1].path.read_bytes()[: 8192 + 4096]
     assert {r.split("/")[-2] for r in client.resources_of_job(job_id)} == {
-        "virtualMachines", "networkInterfaces", "disks"}
+        "virtualMachines",
+        "networkInterfaces",
+        "disks",
+    }
 
     # Complete migration: the replica data goes; the VM stays.
     response = client.http.delete(f"/machines/{machine.id}/replication")

@@ -53,7 +53,9 @@ def test_an_unsupported_os_needs_manual_preparation_unless_confirmed(
     assert client.resources_of_machine(machine.id) == []
 
 
-def test_windows_os_disk_is_hydrated(client: MigrationClient, module_appliance: Appliance, tmp_path: Path) -> None:
+def test_windows_os_disk_is_hydrated(
+    client: MigrationClient, module_appliance: Appliance, tmp_path: Path
+) -> None:
     guest = windows_guest(tmp_path)
     machine = replicate_guest(module_appliance, client, guest, extra_disks={"data": 4 * 1024 * 1024})
     before = windows_settings(guest, guest.path, tmp_path / "before")
@@ -62,7 +64,13 @@ def test_windows_os_disk_is_hydrated(client: MigrationClient, module_appliance: 
     job = client.run(f"/machines/{machine.id}/test-migrate", {})
     assert job["status"] in ("Succeeded", "Warning"), job
     after = windows_settings(guest, os_disk_image(client, job["id"]), tmp_path / "after")
-    assert after == {"vmbusStart": 0, "storvscStart": 0, "sanPolicy": 1, "dhcpStart": 2, "firstBootStaged": True}
+    assert after == {
+        "vmbusStart": 0,
+        "storvscStart": 0,
+        "sanPolicy": 1,
+        "dhcpStart": 2,
+        "firstBootStaged": True,
+    }
     assert windows_settings(guest, guest.path, tmp_path / "source") == before  # the source is untouched
     assert client.run(f"/machines/{machine.id}/test-migrate/cleanup")["status"] == "Succeeded"
     assert client.resources_of_machine(machine.id) == []

@@ -28,32 +28,60 @@ pytestmark = [pytest.mark.e2e]
 
 
 def test_a_pinned_snapshot_survives_retention_until_released(local_stack: LocalStack) -> None:
-    service = BlobServiceClient.from_connection_string(local_stack.settings["REPLICA_STORAGE_CONNECTION_STRING"])
-    replicas, pins = service.get_container_client(REPLICA_CONTAINER), service.get_container_client(HYDRATION_CONTAINER)
+    service = BlobServiceClient.from_connection_string(
+        local_stack.settings["REPLICA_STORAGE_CONNECTION_STRING"]
+    )
+    replicas, pins = (
+        service.get_container_client(REPLICA_CONTAINER),
+        service.get_container_client(HYDRATION_CONTAINER),
+    )
     if not replicas.exists():
         replicas.create_container()
     machine_id = f"vm-{uuid.uuid4().hex[:8]}"
     create_replica_disk(replicas, ReplicaDiskSpec(machine_id=machine_id, disk_id="os", disk_size=1024 * 1024))
-    old = create_recovery_point(replicas, replica_blob_name(machine_id, "os"), cycle_id="c1", sequence=1,
-                                consistency=Consistency.CRASH)
+    old = create_recovery_point(
+        replicas,
+        replica_blob_name(machine_id, "os"),
+        cycle_id="c1",
+        sequence=1,
+        consistency=Consistency.CRASH,
+    )
     now = datetime.now(UTC)
-    point = RecoveryPoint(id="p1", cycle_id="c1", time=now, consistency=Consistency.CRASH,
-                          disk_snapshots={"os": old.snapshot})
+    point = RecoveryPoint(
+        id="p1", cycle_id="c1", time=now, consistency=Consistency.CRASH, disk_snapshots={"os": old.snapshot}
+    )
     migration.pin_recovery_point(pins, machine_id, "job-a", point.id, point.disk_snapshots)
     migration.pin_recovery_point(pins, machine_id, "job-b", point.id, point.disk_snapshots)
     assert migration.pinned_snapshots(pins, machine_id) == {old.snapshot}
 
-    inventory = MachineInventory(display_name=machine_id, os_type="linux", os_name="Ubuntu", os_version="20.04",
-                                 firmware="BIOS", disks=[{"id": "os", "sizeBytes": 1024 * 1024, "isOsDisk": True}])
+    inventory = MachineInventory(
+        display_name=machine_id,
+        os_type="linux",
+        os_name="Ubuntu",
+        os_version="20.04",
+        firmware="BIOS",
+        disks=[{"id": "os", "sizeBytes": 1024 * 1024, "isOsDisk": True}],
+    )
     # Retention dropped the point while both jobs were copying it: the first release keeps it (job-b).
-    dropped = Machine(id=machine_id, appliance_id="a1", inventory=inventory, discovered_at=now, updated_at=now,
-                      replication=ReplicationStatus(recovery_points=[]))
+    dropped = Machine(
+        id=machine_id,
+        appliance_id="a1",
+        inventory=inventory,
+        discovered_at=now,
+        updated_at=now,
+        replication=ReplicationStatus(recovery_points=[]),
+    )
     assert migration.release_recovery_point(pins, replicas, dropped, "job-a", replica_blob_name) == []
     assert migration.pinned_snapshots(pins, machine_id) == {old.snapshot}
-    assert migration.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == [old.snapshot]
+    assert migration.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == [
+        old.snapshot
+    ]
     assert migration.pinned_snapshots(pins, machine_id) == frozenset()
-    snapshots = [b.snapshot for b in replicas.list_blobs(name_starts_with=f"{machine_id}/", include=["snapshots"])
-                 if b.snapshot]
+    snapshots = [
+        b.snapshot
+        for b in replicas.list_blobs(name_starts_with=f"{machine_id}/", include=["snapshots"])
+        if b.snapshot
+    ]
     assert snapshots == []
     # Released twice: nothing more happens.
     assert migration.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == []

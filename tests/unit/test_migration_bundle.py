@@ -33,17 +33,33 @@ def test_the_run_script_unpacks_and_calls_the_toolkit(tmp_path: Path) -> None:
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     # Stands in for the helper's python3: records where it ran and with what.
-    (fake_bin / "python3").write_text('#!/bin/sh\necho "cwd=$(pwd)"\necho "args=$*"\nls hydration/__main__.py\n')
+    (fake_bin / "python3").write_text(
+        '#!/bin/sh\necho "cwd=$(pwd)"\necho "args=$*"\nls hydration/__main__.py\n'
+    )
     (fake_bin / "python3").chmod(0o755)
     env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "AZURE_LOCAL_DISKS": "/dev/loop9"}
-    out = subprocess.run(["sh", "run-hydration.sh", bundle.file_name, "--disk", "/dev/loop9", "--report", "r.json"],
-                         cwd=download, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sh", "run-hydration.sh", bundle.file_name, "--disk", "/dev/loop9", "--report", "r.json"],
+        cwd=download,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"cwd={download}/toolkit" in out
-    assert f"args=-m hydration prepare --work-root {download}/azure_sms_root --disk /dev/loop9 --report r.json" in out
+    assert (
+        f"args=-m hydration prepare --work-root {download}/azure_sms_root --disk /dev/loop9 --report r.json"
+        in out
+    )
     assert "hydration/__main__.py" in out
     # On a real helper (no local disk variables) the seed's work root is used.
     env.pop("AZURE_LOCAL_DISKS")
-    out = subprocess.run(["sh", "run-hydration.sh", bundle.file_name, "--disk", "/dev/sdc"], cwd=download,
-                         env={**env, "HOME": os.environ.get("HOME", "/root")}, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["sh", "run-hydration.sh", bundle.file_name, "--disk", "/dev/sdc"],
+        cwd=download,
+        env={**env, "HOME": os.environ.get("HOME", "/root")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--work-root /mnt/azure_sms_root --disk /dev/sdc" in out

@@ -11,7 +11,8 @@ MANUAL_REPORT = {
     "steps": [{"name": "detect_os_version", "status": "would_change", "message": "CentOS 7.2: manual"}],
     "changes": [],
     "manual_steps": ["validate_fstab: /etc/fstab line 1: /dev/sda1 -> UUID=...", "install waagent"],
-    "warnings": [], "errors": [],
+    "warnings": [],
+    "errors": [],
 }
 
 
@@ -25,8 +26,12 @@ def test_manual_preparation_lists_the_changes() -> None:
 
 
 def test_a_failed_run_says_what_the_toolkit_said() -> None:
-    report = {"status": "failed", "steps": [], "errors": ["no etc/fstab on any partition: wrong OS disk?"],
-              "changes": [{"step": "x", "target": "/etc/a", "changed": True, "note": "n"}]}
+    report = {
+        "status": "failed",
+        "steps": [],
+        "errors": ["no etc/fstab on any partition: wrong OS disk?"],
+        "changes": [{"step": "x", "target": "/etc/a", "changed": True, "note": "n"}],
+    }
     result = _preparation_result(1, "Enable failed: exit status=1", "", report, "r")
     assert result.status == "failed"
     assert result.message == "no etc/fstab on any partition: wrong OS disk?"

@@ -23,17 +23,46 @@ NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 MIB = 1024 * 1024
 
 
-def _machine(repos: Repositories, *, state: MachineState = MachineState.REPLICATING, points: int = 2) -> Machine:
-    inventory = MachineInventory.model_validate({
-        "displayName": "web01", "osType": "linux", "osName": "Ubuntu", "osVersion": "20.04", "firmware": "BIOS",
-        "disks": [{"id": "os", "sizeBytes": 64 * MIB, "isOsDisk": True}]})
-    machine = Machine(id="web01", appliance_id="app1", inventory=inventory, state=state, discovered_at=NOW,
-                      updated_at=NOW, target=TargetSettings.model_validate({
-                          "resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "default",
-                          "testVirtualNetwork": "vnet-test", "vmSize": "Standard_D2s_v3"}))
+def _machine(
+    repos: Repositories, *, state: MachineState = MachineState.REPLICATING, points: int = 2
+) -> Machine:
+    inventory = MachineInventory.model_validate(
+        {
+            "displayName": "web01",
+            "osType": "linux",
+            "osName": "Ubuntu",
+            "osVersion": "20.04",
+            "firmware": "BIOS",
+            "disks": [{"id": "os", "sizeBytes": 64 * MIB, "isOsDisk": True}],
+        }
+    )
+    machine = Machine(
+        id="web01",
+        appliance_id="app1",
+        inventory=inventory,
+        state=state,
+        discovered_at=NOW,
+        updated_at=NOW,
+        target=TargetSettings.model_validate(
+            {
+                "resourceGroup": "rg",
+                "virtualNetwork": "vnet",
+                "subnet": "default",
+                "testVirtualNetwork": "vnet-test",
+                "vmSize": "Standard_D2s_v3",
+            }
+        ),
+    )
     machine.replication.recovery_points = [
-        RecoveryPoint(id=f"p{i}", cycle_id=f"c{i}", time=NOW - timedelta(hours=points - i),
-                      consistency=Consistency.CRASH, disk_snapshots={"os": f"snap{i}"}) for i in range(points)]
+        RecoveryPoint(
+            id=f"p{i}",
+            cycle_id=f"c{i}",
+            time=NOW - timedelta(hours=points - i),
+            consistency=Consistency.CRASH,
+            disk_snapshots={"os": f"snap{i}"},
+        )
+        for i in range(points)
+    ]
     repos.machines.add(machine)
     return machine
 
@@ -59,7 +88,9 @@ def test_test_migration_records_the_job_and_allows_only_one_at_a_time(repos: Rep
 def test_a_missing_recovery_point_is_refused_and_changes_nothing(repos: Repositories) -> None:
     _machine(repos)
     with pytest.raises(ValidationFailed, match="no recovery point p9"):
-        m.start_test_migration(repos, "web01", m.TestMigrationRequest(recovery_point="p9"), job_id="j", now=NOW)
+        m.start_test_migration(
+            repos, "web01", m.TestMigrationRequest(recovery_point="p9"), job_id="j", now=NOW
+        )
     assert repos.machines.require("web01").item.state is MachineState.REPLICATING
     repos.machines.delete("web01")
     _machine(repos, points=0)
@@ -90,12 +121,23 @@ def test_cleanup_undoes_the_machines_test_migration(repos: Repositories) -> None
     assert repos.machines.require("web01").item.state is MachineState.REPLICATING
 
 
-def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_which_ran(repos: Repositories) -> None:
+def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_which_ran(
+    repos: Repositories,
+) -> None:
     _machine(repos)
     m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
-    m.update_job_steps(repos, "job-t", [m.StepChange(m.STEP_PICK_POINT, JobStatus.SUCCEEDED),
-                                        m.StepChange(m.STEP_COPY_DISKS, JobStatus.IN_PROGRESS)], now=NOW)
-    job = m.end_job(repos, "job-t", succeeded=False, now=NOW, error_code="QuotaExceeded", error_message="no cores")
+    m.update_job_steps(
+        repos,
+        "job-t",
+        [
+            m.StepChange(m.STEP_PICK_POINT, JobStatus.SUCCEEDED),
+            m.StepChange(m.STEP_COPY_DISKS, JobStatus.IN_PROGRESS),
+        ],
+        now=NOW,
+    )
+    job = m.end_job(
+        repos, "job-t", succeeded=False, now=NOW, error_code="QuotaExceeded", error_message="no cores"
+    )
     assert job.status is JobStatus.FAILED and job.error is not None and job.error.code == "QuotaExceeded"
     statuses = {s.name: s.status for s in job.steps}
     assert statuses[m.STEP_PICK_POINT] is JobStatus.SUCCEEDED
@@ -109,7 +151,9 @@ def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_whic
 
 def test_migration_ends_migrated_or_back_to_replicating(repos: Repositories) -> None:
     _machine(repos)
-    started = m.start_migration(repos, "web01", m.MigrationRequest(shutdown_source=True), job_id="job-m", now=NOW)
+    started = m.start_migration(
+        repos, "web01", m.MigrationRequest(shutdown_source=True), job_id="job-m", now=NOW
+    )
     assert started.machine.state is MachineState.MIGRATING
     assert [s.name for s in started.job.steps][:2] == [m.STEP_SHUTDOWN, m.STEP_FINAL_CYCLE]
     m.end_job(repos, "job-m", succeeded=False, now=NOW)
@@ -123,26 +167,40 @@ def test_migration_ends_migrated_or_back_to_replicating(repos: Repositories) -> 
 def test_toolkit_steps_are_inserted_after_the_preparation_step_once(repos: Repositories) -> None:
     _machine(repos)
     m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
-    added = [m.StepChange("Prepare: validate_fstab", JobStatus.SUCCEEDED),
-             m.StepChange("Prepare: install_azure_linux_agent", JobStatus.WARNING, "install waagent after boot")]
+    added = [
+        m.StepChange("Prepare: validate_fstab", JobStatus.SUCCEEDED),
+        m.StepChange("Prepare: install_azure_linux_agent", JobStatus.WARNING, "install waagent after boot"),
+    ]
     for _ in range(2):  # idempotent: a retried activity inserts nothing twice
-        job = m.update_job_steps(repos, "job-t", [m.StepChange(m.STEP_PREPARE, JobStatus.WARNING, "see steps")],
-                                 now=NOW, add_after=m.STEP_PREPARE, added=added)
+        job = m.update_job_steps(
+            repos,
+            "job-t",
+            [m.StepChange(m.STEP_PREPARE, JobStatus.WARNING, "see steps")],
+            now=NOW,
+            add_after=m.STEP_PREPARE,
+            added=added,
+        )
     names = [s.name for s in job.steps]
     at = names.index(m.STEP_PREPARE)
-    assert names[at + 1: at + 3] == ["Prepare: validate_fstab", "Prepare: install_azure_linux_agent"]
+    assert names[at + 1 : at + 3] == ["Prepare: validate_fstab", "Prepare: install_azure_linux_agent"]
     assert names.count("Prepare: validate_fstab") == 1
     warning = job.steps[at + 2]
     assert warning.error is not None and warning.error.message == "install waagent after boot"
 
 
 def test_settings_derive_the_local_account_and_name_what_is_missing() -> None:
-    local = m.MigrationSettings.from_environ({
-        "REPLICA_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5",
-        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000a2a2", "HYDRATION_SAS_LIFETIME_MINUTES": "30"})
+    local = m.MigrationSettings.from_environ(
+        {
+            "REPLICA_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5",
+            "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000a2a2",
+            "HYDRATION_SAS_LIFETIME_MINUTES": "30",
+        }
+    )
     assert local.storage_account_id.endswith("/providers/Microsoft.Storage/storageAccounts/devstoreaccount1")
     assert local.sas_lifetime == timedelta(minutes=30)
     with pytest.raises(SettingsError, match="REPLICA_STORAGE_ACCOUNT_ID"):
         m.MigrationSettings.from_environ({"REPLICA_STORAGE_ACCOUNT_URL": "https://x.blob.core.windows.net"})
     with pytest.raises(SettingsError, match="MIGRATION_FINAL_CYCLE_POLL_SECONDS"):
-        m.MigrationSettings.from_environ({"REPLICA_STORAGE_ACCOUNT_ID": "/x", "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"})
+        m.MigrationSettings.from_environ(
+            {"REPLICA_STORAGE_ACCOUNT_ID": "/x", "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"}
+        )
