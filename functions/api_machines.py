@@ -36,7 +36,8 @@ async def deliver_operator_request(
     A retried request (is_retry) reaches the orchestration again, which is harmless: the job is run once.
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
-    await wake_machine_orchestration(client, started.machine.id, OPERATOR_REQUEST, request.to_wire())
+    await wake_machine_orchestration(client, started.machine.id, OPERATOR_REQUEST, request.to_wire(),
+                                     only_if_not_running=started.is_retry)
 
 
 def _accepted(started: machines.JobStarted) -> func.HttpResponse:

@@ -24,13 +24,17 @@ _ALIVE = {
 
 
 async def wake_machine_orchestration(
-    client: df.DurableOrchestrationClient, machine_id: str, event_name: str, payload: dict[str, Any]
+    client: df.DurableOrchestrationClient, machine_id: str, event_name: str, payload: dict[str, Any],
+    *, only_if_not_running: bool = False,
 ) -> str:
-    """Returns "raised" or "started". The orchestration re-reads its work from Cosmos either way, so
-    the payload is informative only and a duplicate wake-up is harmless."""
+    """Returns "raised", "started" or "running". The orchestration re-reads its work from Cosmos either
+    way, so the payload is informative only and a duplicate wake-up is harmless; `only_if_not_running`
+    spares a running instance a wake-up it already had (a client retrying the same request)."""
     instance_id = machine_instance_id(machine_id)
     status = await client.get_status(instance_id)
     if status is not None and status.runtime_status in _ALIVE:
+        if only_if_not_running:
+            return "running"
         try:
             await client.raise_event(instance_id, event_name, payload)
             return "raised"

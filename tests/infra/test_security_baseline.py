@@ -22,9 +22,9 @@ SECRET_FIELD_WORDS = ("key", "secret", "password", "pepper", "connection_string"
 
 @pytest.fixture(scope="module")
 def functions() -> list[typing.Any]:
-    import function_app
+    from tests.support.product_app import product_functions
 
-    return list(function_app.app.get_functions())
+    return list(product_functions())
 
 
 def test_http_triggers_require_a_key_or_stronger(functions: list[typing.Any]) -> None:

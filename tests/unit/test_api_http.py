@@ -17,7 +17,6 @@ import azure.functions as func
 import pytest
 from azure.durable_functions.models.utils import http_utils
 
-import function_app
 from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST
 from shared.adapters.memory_store import InMemoryDocumentStore
 from shared.adapters.repository import Repositories
@@ -25,6 +24,7 @@ from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
 from shared.services.bootstrap import Services, use_services
 from shared.services.credentials import CredentialHasher
+from tests.support.product_app import product_functions
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3
@@ -61,9 +61,7 @@ def services() -> Iterator[Services]:
         yield built
 
 
-# app.get_functions() validates names against what it already indexed, so a second call in the same
-# process raises "not a unique function name": index once here (test_api_openapi reuses it).
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = {f.get_function_name(): f for f in product_functions()}
 
 
 def call(
