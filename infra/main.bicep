@@ -274,6 +274,9 @@ var appSettings = union({
     EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
     APPLIANCE_CREDENTIAL_PEPPER: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.pepperSecretUri})'
     AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
+    // The cloud's own Resource Manager (sovereign clouds differ); the SDK default otherwise.
+    ARM_ENDPOINT: environment().resourceManager
+    ARM_POLLING_INTERVAL_SECONDS: '30'
     TARGET_RESOURCE_GROUPS: join(targetResourceGroupNames, ',')
 }, additionalAppSettings)
 

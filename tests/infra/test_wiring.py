@@ -26,7 +26,10 @@ from tests.infra.bicep_model import (
 
 FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
 # Settings that carry a key are local-only (emulators); in Azure the identity replaces them.
-LOCAL_ONLY = re.compile(r"(_KEY|_CONNECTION_STRING)$")
+LOCAL_ONLY = re.compile(r"(_KEY|_CONNECTION_STRING|_STATIC_TOKEN)$")
+# Local-only settings whose Azure counterpart is not a sibling by name: the local ARM endpoint's token
+# stands in for the managed identity.
+IDENTITY_COUNTERPART = {"ARM_LOCAL_STATIC_TOKEN": "AZURE_CLIENT_ID"}
 # Not a credential once Application Insights has local auth disabled, and the SDKs need it.
 NOT_A_SECRET = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
 IDENTITY_SERVICE_KEYS = (
@@ -181,6 +184,9 @@ def test_local_only_key_settings_are_never_set_and_have_an_identity_counterpart(
         if not LOCAL_ONLY.search(name) or name in NOT_A_SECRET:
             continue
         assert name not in set_by_bicep, f"{name} carries a key: Azure uses the managed identity instead"
+        if name in IDENTITY_COUNTERPART:
+            assert IDENTITY_COUNTERPART[name] in set_by_bicep, f"{name} needs {IDENTITY_COUNTERPART[name]} in Azure"
+            continue
         prefix = name.rsplit("_", 2)[0] if name.endswith("_CONNECTION_STRING") else name.rsplit("_", 1)[0]
         siblings = {other for other in read if other.startswith(prefix + "_") and other != name}
         assert siblings & set(set_by_bicep), f"{name} is local-only but nothing of {prefix}_* is set in Azure"
