@@ -17,6 +17,7 @@ each replay.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -375,7 +376,7 @@ def configure_telemetry(
             return _current
 
         tracer_provider = TracerProvider(resource=resource)
-        stream = local_stream if local_stream is not None else sys.stderr
+        stream: IO[str] = local_stream if local_stream is not None else cast(IO[str], _CurrentStderr())
         if span_exporter is not None:
             # Synchronous export: a test sees a span as soon as it ends.
             tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
@@ -402,6 +403,17 @@ def configure_telemetry(
         if set_global:
             _current = telemetry
         return telemetry
+
+
+class _CurrentStderr(io.TextIOBase):
+    """Whatever sys.stderr is at the time of writing: the exporters' background threads outlive a
+    test runner's captured stderr, and writing to a closed capture would fail at exit."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def get_telemetry() -> Telemetry:
