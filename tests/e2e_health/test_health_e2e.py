@@ -352,9 +352,15 @@ def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> No
             "An internal error occurred. [Another task is already in progress.]",
             cycle_id=f"{replicated.id}-p{attempt}",
         )
-    apply_delta(stack, appliance, replicated)
+    eventually(
+        lambda: sum(e["type"] == "Replication cycle failed" for e in events(stack, replicated.id)) == 3,
+        what="the three failures",
+    )
+    sequence = apply_delta(stack, appliance, replicated)
+    # The healing cycle's "health changed" is its last event.
+    wait_event(stack, replicated.id, "healed", lambda e: e["id"] == f"{replicated.cycle_id(sequence)}-health")
     everything = events(stack, replicated.id)
-    assert len(everything) >= 6
+    assert len(everything) >= 8
     pages: list[list[dict[str, Any]]] = []
     token: str | None = None
     while True:
@@ -365,8 +371,11 @@ def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> No
         if not token:
             break
     assert all(len(page) <= 2 for page in pages) and len(pages) >= 3
-    assert [e["id"] for page in pages for e in page] == [e["id"] for e in everything]
-    times = [e["time"] for e in everything]
+    paged = [e for page in pages for e in page]
+    # Every event exactly once, newest first (events with the same time may come in either order).
+    assert sorted(e["id"] for e in paged) == sorted(e["id"] for e in everything)
+    assert len({e["id"] for e in paged}) == len(paged)
+    times = [e["time"] for e in paged]
     assert times == sorted(times, reverse=True)
 
 
