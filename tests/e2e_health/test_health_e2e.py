@@ -213,7 +213,13 @@ def test_cbt_reset_without_automatic_repair_waits_for_the_operator(
     body = wait_machine(stack, replicated.id, "repaired", lambda m: m["health"] == "Healthy")
     assert body["state"] == "Replicating" and body["currentErrors"] == []
     assert body["recoveryPoints"]["count"] == 3
-    job = stack.get(f"/api/jobs/{job_id}").json()
+    # The job is finished last, once the repair's events are written.
+    job = eventually(
+        lambda: (lambda j: j if j["status"] != "InProgress" else None)(
+            stack.get(f"/api/jobs/{job_id}").json()
+        ),
+        what="the repair job to finish",
+    )
     assert job["status"] == "Succeeded" and [s["status"] for s in job["steps"]] == ["Succeeded", "Succeeded"]
 
     nothing = stack.post(f"/api/machines/{replicated.id}/repair")
