@@ -45,6 +45,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
             "DEVHOST_LOG_LEVEL": "INFO",
             "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1",
+            # The sweeper test runs it on demand: no age threshold.
+            "SWEEPER_MIN_AGE_MINUTES": "0",
         },
     )
     try:

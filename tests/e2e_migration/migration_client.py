@@ -171,6 +171,16 @@ class MigrationClient:
         body: dict[str, Any] = response.json()
         return body
 
+    def run_timer(self, function_name: str) -> None:
+        """Run a timer function now through the host's admin API (as `POST /admin/functions/{name}` in Azure)."""
+        response = httpx.post(
+            f"{self.stack.functions_url}/admin/functions/{function_name}",
+            headers={"x-functions-key": self.master_key},
+            json={},
+            timeout=300,
+        )
+        assert response.status_code == 202, response.text
+
     # -- ARM
 
     def tagged(self, tag: str, value: str) -> list[Any]:
