@@ -398,9 +398,8 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     bundle = upload_toolkit(container)
     lifetime = _settings().sas_lifetime
     report_blob = f"{REPORT_PREFIX}/{plan.machine_id}/{plan.job_id}.json"
-    # A retried run must not read the previous attempt's report as its own.
-    with contextlib.suppress(ResourceNotFoundError):
-        container.delete_blob(report_blob)
+    # No cleanup of an earlier report: a retried activity re-sends the same extension configuration
+    # (run_id), which the handler does not run again, so that report is this run's.
     file_uris = [
         blob_sas_url(container, bundle.script_blob_name, READ_ONLY, lifetime=lifetime),
         blob_sas_url(container, bundle.blob_name, READ_ONLY, lifetime=lifetime),
