@@ -15,7 +15,7 @@ from azure.core.credentials import AzureKeyCredential, TokenCredential
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from pydantic import BaseModel, ConfigDict
 
-from shared.appliance_events import CYCLE_FAILED, CYCLE_UPLOADED, HEARTBEAT
+from shared.appliance_events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
 
 
 class ControlPlaneError(RuntimeError):
@@ -103,6 +103,17 @@ class ApplianceEvents:
     def heartbeat(self, *, agent_version: str = "local") -> None:
         self._send(f"appliances/{self.appliance_id}", HEARTBEAT, {
             "applianceId": self.appliance_id, "time": datetime.now(UTC).isoformat(), "agentVersion": agent_version})
+
+    def cycle_started(self, *, machine_id: str, cycle_id: str, sequence: int, kind: str,
+                      disks: dict[str, int], expected_duration_seconds: int | None = None) -> str:
+        """Uploads begin: the control plane raises 1011 for disks not uploaded in the expected time."""
+        data: dict[str, Any] = {
+            "applianceId": self.appliance_id, "machineId": machine_id, "cycleId": cycle_id, "sequence": sequence,
+            "kind": kind, "disks": [{"diskId": d, "expectedBytes": n} for d, n in disks.items()],
+        }
+        if expected_duration_seconds is not None:
+            data["expectedDurationSeconds"] = expected_duration_seconds
+        return self._send(f"machines/{machine_id}", CYCLE_STARTED, data)
 
     def cycle_uploaded(self, *, machine_id: str, cycle_id: str, sequence: int, kind: str, app_consistent: bool,
                        manifests: dict[str, str]) -> str:

@@ -106,6 +106,9 @@ class MachineReplicator:
             disks = [DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
                      for d in self.disks
                      for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]]
+            self.events.cycle_started(machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence,
+                                      kind=kind.value,
+                                      disks={d.disk_id: sum(n for _, n in d.ranges) for d in disks})
             manifests = upload_cycle(self.cache, CycleUpload(machine_id=self.machine_id, cycle_id=cycle_id,
                                                              sequence=sequence, kind=kind, disks=disks),
                                      options=self.upload)
