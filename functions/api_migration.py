@@ -83,6 +83,7 @@ async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationCli
             job_id=started.job.id,
             prepared_manually=request.prepared_manually,
             recovery_point_id=point,
+            test_virtual_network=request.test_virtual_network,
         ),
     )
 

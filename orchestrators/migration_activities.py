@@ -185,14 +185,13 @@ def _plan(machine: Machine, job: JobInput, *, test: bool) -> HydrationPlan:
             clients, target.resource_group, target.virtual_network, target.subnet, any_subnet=False
         )
         if test:
-            if not target.test_virtual_network:
+            test_vnet = job.test_virtual_network or target.test_virtual_network
+            if not test_vnet:
                 raise DomainError(
                     f"machine {machine.id} has no testVirtualNetwork in its target settings: set one "
                     "(an isolated VNet) with PUT /api/machines/{id}/replication before test migrating"
                 )
-            final = _placement(
-                clients, target.resource_group, target.test_virtual_network, target.subnet, any_subnet=True
-            )
+            final = _placement(clients, target.resource_group, test_vnet, target.subnet, any_subnet=True)
         else:
             final = fallback
         subscription = clients.subscription_id

@@ -25,6 +25,9 @@ class JobInput(Payload):
     recovery_point_id: str | None = Field(default=None, description="None: the latest recovery point")
     shutdown_source: bool = False
     test_job_id: str | None = Field(default=None, description="cleanup: the test migration it undoes")
+    test_virtual_network: str | None = Field(
+        default=None, description="test migration: overrides the target's"
+    )
 
 
 class DiskPlan(Payload):

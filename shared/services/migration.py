@@ -44,6 +44,13 @@ class TestMigrationRequest(RequestModel):
         default=False,
         description="skip hydration: the operator confirms the OS was prepared for Azure by hand",
     )
+    test_virtual_network: str | None = Field(
+        default=None,
+        description="the isolated VNet (name in the target resource group, or ARM id); default: the target "
+        "settings' testVirtualNetwork",
+        min_length=1,
+        max_length=400,
+    )
 
 
 class MigrationRequest(RequestModel):
@@ -203,6 +210,12 @@ def start_test_migration(
         if machine.target is None:
             raise Conflict(f"machine {machine.id} has no target settings: enable replication first")
         transition(machine, MachineState.TEST_MIGRATING, action="test migrate")
+        if not (request.test_virtual_network or machine.target.test_virtual_network):
+            raise ValidationFailed.single(
+                "testVirtualNetwork",
+                "name the isolated VNet for the test VM here, or set testVirtualNetwork in the target settings; "
+                "a test migration never uses the production VNet",
+            )
         _check_point(machine, request.recovery_point)
         machine.active_job_id = job_id
         machine.updated_at = now

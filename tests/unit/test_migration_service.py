@@ -204,3 +204,19 @@ def test_settings_derive_the_local_account_and_name_what_is_missing() -> None:
         m.MigrationSettings.from_environ(
             {"REPLICA_STORAGE_ACCOUNT_ID": "/x", "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"}
         )
+
+
+def test_a_test_migration_needs_an_isolated_vnet(repos: Repositories) -> None:
+    machine = _machine(repos)
+    assert machine.target is not None
+    repos.machines.put(
+        machine.model_copy(
+            update={"target": machine.target.model_copy(update={"test_virtual_network": None})}
+        )
+    )
+    with pytest.raises(ValidationFailed, match="never uses the production VNet"):
+        m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-1", now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+    request = m.TestMigrationRequest.model_validate({"testVirtualNetwork": "vnet-isolated"})
+    started = m.start_test_migration(repos, "web01", request, job_id="job-1", now=NOW)
+    assert started.machine.state is MachineState.TEST_MIGRATING
