@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
+from devhost.demo_health import demo_failure_and_repair
 from devhost.demo_replication import run_replication_demo
 from devhost.stack import LocalStack
 
@@ -129,6 +130,12 @@ def run_demo(stack: LocalStack) -> int:
             run_replication_demo(stack, Path(workdir), console)
         except Exception as exc:
             console.print(f"[red]replication demo failed: {exc}[/]")
+            return 1
+        console.rule("A failure and its repair")
+        try:
+            demo_failure_and_repair(stack, console)
+        except Exception as exc:
+            console.print(f"[red]failure-and-repair demo failed: {exc}[/]")
             return 1
     console.print("[green bold]demo complete[/]")
     return 0
