@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e_migration.conftest import GuestMachine, machine_state
-from tests.e2e_migration.migration_client import MigrationClient
+from tests.e2e_migration.migration_client import MigrationClient, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -224,3 +224,38 @@ def test_a_policy_denying_the_network_falls_back_to_the_target_subnet(
     cleanup = client.run(f"/machines/{linux_machine.id}/test-migrate/cleanup")
     assert cleanup["status"] == "Succeeded", cleanup
     assert_nothing_left(client, linux_machine, job["id"])
+
+
+def test_a_failed_cutover_leaves_the_replica_and_replication_resumes(
+    client: MigrationClient, linux_machine: GuestMachine, arm_faults: Callable[[dict[str, Any]], None]
+) -> None:
+    replicator, api = linux_machine.replicator, linux_machine.appliance.api
+    replicator.write("data", 4096, b"last write before the cutover".ljust(512, b"."))
+    arm_faults(
+        {
+            "match": {"method": "PUT", "resourceType": f"{COMPUTE}/virtualMachines", "nameRegex": "^hyd-"},
+            "fault": "quota",
+            "times": 1,
+        }
+    )
+    job_id = client.start(f"/machines/{linux_machine.id}/migrate", {})
+    [final] = wait_for(
+        lambda: replicator.handle_commands(api), interval=0.5, what="the final cycle's command"
+    )
+    job = client.wait_job(job_id)
+    assert job["status"] == "Failed", job
+    assert job["error"]["code"] == "QuotaExceeded"
+    steps = {s["name"]: s["status"] for s in job["steps"]}
+    assert steps["Run final replication cycle"] == "Succeeded"
+    assert steps["Mark migrated and stop replication"] == "Cancelled"
+    assert_nothing_left(client, linux_machine, job_id)
+    machine = client.machine(linux_machine.id)
+    assert machine["state"] == "Replicating"
+    assert final.cycle_id in [p["cycleId"] for p in machine["recoveryPointList"]]
+    # The replica holds the final cycle (nothing lost, no resync needed) and replication carries on.
+    replica = linux_machine.appliance.replicas.get_blob_client(f"{linux_machine.id}/data.vhd")
+    assert (
+        replica.download_blob(offset=4096, length=512).readall().startswith(b"last write before the cutover")
+    )
+    replicator.write("data", 0, b"after".ljust(512, b"."))
+    client.wait_applied(linux_machine.id, replicator.run_cycle().cycle_id)
