@@ -14,9 +14,11 @@ a read-only SAS per file, valid for the run; its report goes to a blob named by 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +33,11 @@ HYDRATION_CONTAINER: Final = "hydration"
 RUN_SCRIPT_NAME: Final = "run-hydration.sh"
 _EXCLUDED_PARTS: Final = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})
 
-# `$1` is the tarball's file name; the rest are passed to `python3 -m hydration prepare` unchanged.
+# `$1` is the tarball's file name; with `--install-helper-packages` next, the helper's own packages are
+# installed first: the bundled .debs if the release pipeline shipped them (HYDRATION_HELPER_DEBS_DIR at
+# build time: the helper's NSG admits no package mirror), else, only when a tool is missing, apt-get (which
+# works where the network allows it, e.g. in the operator's subnet). The rest goes to
+# `python3 -m hydration prepare` unchanged.
 # The work root defaults to the seed's /mnt/azure_sms_root on a real helper. The local ARM endpoint runs
 # scripts on one shared host (it sets AZURE_LOCAL_DISKS), so there each run assembles its guest inside
 # its own download folder instead, and concurrent jobs cannot meet in one mount tree.
@@ -44,6 +50,23 @@ here=$(pwd)
 rm -rf "$here/toolkit"
 mkdir -p "$here/toolkit"
 tar -xzf "$here/$bundle" -C "$here/toolkit"
+if [ "${1:-}" = "--install-helper-packages" ]; then
+    shift
+    if ls "$here"/toolkit/helper-debs/*.deb >/dev/null 2>&1; then
+        dpkg -i --skip-same-version "$here"/toolkit/helper-debs/*.deb >/dev/null
+    fi
+    missing=""
+    for tool in losetup mount blkid mkfs.ext4 debugfs ntfs-3g vgchange cpio; do
+        command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+    done
+    python3 -c "import hivex" 2>/dev/null || missing="$missing python3-hivex"
+    if [ -n "$missing" ]; then
+        echo "helper tools missing:$missing; installing hydration/apt-packages.txt"
+        timeout 600 apt-get install -y -q --no-install-recommends \
+            $(grep -v '^#' "$here/toolkit/hydration/apt-packages.txt") >/dev/null 2>&1 ||
+            echo "warning: could not install the helper's packages; the toolkit reports what it lacks"
+    fi
+fi
 work_root=/mnt/azure_sms_root
 if [ -n "${AZURE_LOCAL_DISKS:-}" ]; then
     work_root="$here/azure_sms_root"
@@ -72,14 +95,20 @@ class ToolkitBundle:
         return f"toolkit/{self.digest[:16]}/{RUN_SCRIPT_NAME}"
 
 
-def build_toolkit_bundle(root: Path = TOOLKIT_ROOT) -> ToolkitBundle:
-    """A reproducible gzip tarball of the toolkit package (`hydration/...` inside)."""
+def build_toolkit_bundle(root: Path = TOOLKIT_ROOT, helper_debs: Path | None = None) -> ToolkitBundle:
+    """A reproducible gzip tarball of the toolkit package (`hydration/...` inside) and, if given (default:
+    the HYDRATION_HELPER_DEBS_DIR setting), the helper's Debian packages under `helper-debs/`."""
     if not (root / "__main__.py").exists():
         raise FileNotFoundError(f"{root} is not the hydration package (no __main__.py)")
+    debs_dir = helper_debs or (
+        Path(os.environ["HYDRATION_HELPER_DEBS_DIR"]) if os.environ.get("HYDRATION_HELPER_DEBS_DIR") else None
+    )
+    entries = [(path, path.relative_to(root.parent)) for path in sorted(root.rglob("*"))]
+    if debs_dir is not None:
+        entries += [(deb, Path("helper-debs") / deb.name) for deb in sorted(debs_dir.glob("*.deb"))]
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root.parent)
+        for path, relative in entries:
             if _EXCLUDED_PARTS & set(relative.parts) or path.suffix in (".pyc", ".pyo"):
                 continue
             info = tar.gettarinfo(str(path), arcname=str(relative))
@@ -95,9 +124,15 @@ def build_toolkit_bundle(root: Path = TOOLKIT_ROOT) -> ToolkitBundle:
     return ToolkitBundle(data=data, digest=hashlib.sha256(data).hexdigest())
 
 
+@functools.lru_cache(maxsize=1)
+def current_bundle() -> ToolkitBundle:
+    """This deployment's bundle (built once per worker: the package does not change while it runs)."""
+    return build_toolkit_bundle()
+
+
 def upload_toolkit(container: ContainerClient, bundle: ToolkitBundle | None = None) -> ToolkitBundle:
     """Upload the bundle and its run script unless already there (content-addressed names)."""
-    bundle = bundle or build_toolkit_bundle()
+    bundle = bundle or current_bundle()
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     for name, data in ((bundle.blob_name, bundle.data), (bundle.script_blob_name, RUN_SCRIPT.encode())):
