@@ -46,11 +46,25 @@ async def _start(
     started: migration.MigrationJobStarted,
     job_input: JobInput,
 ) -> func.HttpResponse:
-    await client.start_new(
-        orchestrator,
-        instance_id=job_instance_id(started.job.id),
-        client_input=job_input.model_dump(mode="json"),
-    )
+    try:
+        await client.start_new(
+            orchestrator,
+            instance_id=job_instance_id(started.job.id),
+            client_input=job_input.model_dump(mode="json"),
+        )
+    except Exception:
+        # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
+        services = get_services()
+        await asyncio.to_thread(
+            migration.end_job,
+            services.repos,
+            started.job.id,
+            succeeded=False,
+            now=services.clock(),
+            error_code="StartFailed",
+            error_message="the job's orchestration could not be started; run it again",
+        )
+        raise
     status_url = f"/api/jobs/{started.job.id}"
     body = AcceptedJob(
         job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
