@@ -72,7 +72,7 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
     _wait(lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded")
     rng = random.Random(1)
     latencies: list[float] = []
-    ops_before = 0.0
+    ops_before: dict[str, float] = {}
     for index in range(WARMUP + CYCLES):
         if index == WARMUP:
             ops_before = _settled_cosmos_ops(stack)
@@ -83,12 +83,14 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
             report = _timed_cycle(replicator, cache, latencies if index >= WARMUP else [])
         _wait(lambda r=report: not any(True for _ in cache.list_blobs(name_starts_with=f"{machine_id}/{r.cycle_id}/")))
     ops_after = _settled_cosmos_ops(stack)
+    per_cycle = {k: round((v - ops_before.get(k, 0.0)) / CYCLES, 2) for k, v in sorted(ops_after.items())}
     latencies.sort()
     return {
         "cycle_latency_p50_s": round(statistics.median(latencies), 3),
         "cycle_latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
         "cycle_latency_cycles": len(latencies),
-        "cosmos_ops_per_cycle": round((ops_after - ops_before) / CYCLES, 2),
+        "cosmos_ops_per_cycle": round(sum(per_cycle.values()), 2),
+        "cosmos_ops_per_cycle_by_operation": {k: v for k, v in per_cycle.items() if v},
     }
 
 
@@ -113,7 +115,7 @@ def _timed_cycle(replicator: MachineReplicator, cache: Any, latencies: list[floa
     return report
 
 
-def _settled_cosmos_ops(stack: LocalStack) -> float:
+def _settled_cosmos_ops(stack: LocalStack) -> dict[str, float]:
     """The metric's cumulative total once two exports in a row agree (no Cosmos work in flight)."""
     log = stack.data_dir / "logs" / "functions-host.log"
     previous = None
@@ -121,14 +123,15 @@ def _settled_cosmos_ops(stack: LocalStack) -> float:
     while time.monotonic() < deadline:
         time.sleep(2 * METRIC_INTERVAL_MS / 1000)
         current = _latest_total(log)
-        if current is not None and current == previous:
+        if current and current == previous:
             return current
         previous = current
     raise RuntimeError(f"the {METRIC_COSMOS_OPERATIONS} metric never settled; see {log}")
 
 
-def _latest_total(log: Path) -> float | None:
-    total = None
+def _latest_total(log: Path) -> dict[str, float]:
+    """The latest export's cumulative count per "operation container"."""
+    total: dict[str, float] = {}
     for line in log.read_text(errors="replace").splitlines():
         if not line.startswith('{"resource_metrics"'):
             continue
@@ -137,7 +140,11 @@ def _latest_total(log: Path) -> float | None:
             for scope in resource["scope_metrics"]:
                 for metric in scope["metrics"]:
                     if metric["name"] == METRIC_COSMOS_OPERATIONS:
-                        total = float(sum(p["value"] for p in metric["data"]["data_points"]))
+                        total = {
+                            f"{p['attributes']['db.operation']} {p['attributes']['db.cosmosdb.container']}":
+                                float(p["value"])
+                            for p in metric["data"]["data_points"]
+                        }
     return total
 
 

@@ -113,15 +113,28 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             yield from _sleep_until_signalled(context, context.current_utc_datetime + retry)
             _continue(context, state)
             return None
+    processed_through = view.last_applied_sequence
     for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
         undisposed = yield from _apply_cycle(context, view, cycle)
+        processed_through = cycle.sequence
         if undisposed:
             # The next cycle may start only once these are gone (step 3, in the next generation).
             state = state.model_copy(update={"pending_disposal": PendingDisposal(
                 cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime)})
             break
     if plan.ready:
-        _continue(context, state.model_copy(update={"gap_since": None, "resync_requested_for": None}))
+        state = state.model_copy(update={"gap_since": None, "resync_requested_for": None})
+        if len(plan.ready) > MAX_CYCLES_PER_GENERATION or state.pending_disposal is not None:
+            _continue(context, state)
+            return None
+        # Everything known was applied. Rather than re-reading the view at once, sleep: a cycle that
+        # arrived meanwhile has already signalled, and its buffered signal ends the sleep immediately.
+        deadline = context.current_utc_datetime + IDLE_WAKE_UP
+        watch = view.upload_watch
+        if watch is not None and (processed_through is None or watch.sequence > processed_through):
+            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+        yield from _sleep_until_signalled(context, max(deadline, context.current_utc_datetime))
+        _continue(context, state)
         return None
 
     now = context.current_utc_datetime

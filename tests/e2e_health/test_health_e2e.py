@@ -365,8 +365,9 @@ def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> No
     sequence = apply_delta(stack, appliance, replicated)
     # The healing cycle's "health changed" is its last event.
     wait_event(stack, replicated.id, "healed", lambda e: e["id"] == f"{replicated.cycle_id(sequence)}-health")
+    # 2 cycles completed + 3 failures + 3 health changes (Warning, Critical, Healthy again).
+    eventually(lambda: len(events(stack, replicated.id)) >= 8 or None, what="all eight events", timeout=20)
     everything = events(stack, replicated.id)
-    assert len(everything) >= 8
     pages: list[list[dict[str, Any]]] = []
     token: str | None = None
     while True:
