@@ -74,17 +74,26 @@ class MachineReplicator:
 
     def __post_init__(self) -> None:
         self._state_path = self.disks[0].path.with_name(f".{self.machine_id}.replication.json")
-        self._state: dict[str, Any] = (json.loads(self._state_path.read_text()) if self._state_path.exists()
-                                       else {"nextSequence": 0, "changeIds": {}})
+        self._state: dict[str, Any] = (
+            json.loads(self._state_path.read_text())
+            if self._state_path.exists()
+            else {"nextSequence": 0, "changeIds": {}}
+        )
         self._hyperv: dict[str, HyperVChangeTracker] = {}
         self._cbt: dict[str, ChangedBlockTracker] = {}
 
     # -- what the appliance reports
 
-    def inventory(self, *, os_type: str, os_name: str, os_version: str, firmware: str = "BIOS") -> dict[str, Any]:
+    def inventory(
+        self, *, os_type: str, os_name: str, os_version: str, firmware: str = "BIOS"
+    ) -> dict[str, Any]:
         return {
-            "id": self.machine_id, "displayName": self.machine_id, "osType": os_type, "osName": os_name,
-            "osVersion": os_version, "firmware": firmware,
+            "id": self.machine_id,
+            "displayName": self.machine_id,
+            "osType": os_type,
+            "osName": os_name,
+            "osVersion": os_version,
+            "firmware": firmware,
             "disks": [{"id": d.disk_id, "sizeBytes": d.size, "isOsDisk": d.is_os_disk} for d in self.disks],
         }
 
@@ -103,26 +112,48 @@ class MachineReplicator:
         cycle_id = f"{self.machine_id}-{sequence:06d}-{uuid.uuid4().hex[:8]}"
         whole_disk = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
         with ExitStack() as stack:
-            disks = [DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
-                     for d in self.disks
-                     for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]]
-            self.events.cycle_started(machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence,
-                                      kind=kind.value,
-                                      disks={d.disk_id: sum(n for _, n in d.ranges) for d in disks})
-            manifests = upload_cycle(self.cache, CycleUpload(machine_id=self.machine_id, cycle_id=cycle_id,
-                                                             sequence=sequence, kind=kind, disks=disks),
-                                     options=self.upload)
+            disks = [
+                DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
+                for d in self.disks
+                for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]
+            ]
+            self.events.cycle_started(
+                machine_id=self.machine_id,
+                cycle_id=cycle_id,
+                sequence=sequence,
+                kind=kind.value,
+                disks={d.disk_id: sum(n for _, n in d.ranges) for d in disks},
+            )
+            manifests = upload_cycle(
+                self.cache,
+                CycleUpload(
+                    machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence, kind=kind, disks=disks
+                ),
+                options=self.upload,
+            )
         by_disk = {d.disk_id: name for d, name in zip(self.disks, manifests, strict=True)}
-        event_id = self.events.cycle_uploaded(machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence,
-                                              kind=kind.value, app_consistent=app_consistent, manifests=by_disk)
+        event_id = self.events.cycle_uploaded(
+            machine_id=self.machine_id,
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind.value,
+            app_consistent=app_consistent,
+            manifests=by_disk,
+        )
         # Only once the event is out does the next cycle start from here.
         self._state["nextSequence"] = sequence + 1
         if self.flavour == "vmware":
             for disk in self.disks:
                 self._state["changeIds"][disk.disk_id] = self._cbt_tracker(disk.disk_id).next_epoch()
         self._save()
-        return CycleReport(cycle_id=cycle_id, sequence=sequence, kind=kind, manifests=by_disk,
-                           bytes_uploaded=sum(length for d in disks for _, length in d.ranges), event_id=event_id)
+        return CycleReport(
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind,
+            manifests=by_disk,
+            bytes_uploaded=sum(length for d in disks for _, length in d.ranges),
+            event_id=event_id,
+        )
 
     def handle_commands(self, api: ApplianceApi) -> list[CycleReport]:
         """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each."""
@@ -141,7 +172,9 @@ class MachineReplicator:
     @contextmanager
     def _changes(self, disk: SourceDisk, whole_disk: bool) -> Iterator[tuple[list[Range], BlockSource]]:
         if self.flavour == "hyperv":
-            frozen = self._hyperv_tracker(disk.disk_id).switch_log()  # the log restarts in every case: a whole copy covers it
+            frozen = self._hyperv_tracker(
+                disk.disk_id
+            ).switch_log()  # the log restarts in every case: a whole copy covers it
             if whole_disk:
                 os.unlink(frozen)
                 with ImageFile(disk.path) as image:
@@ -155,8 +188,9 @@ class MachineReplicator:
         try:
             ranges = self._cbt_tracker(disk.disk_id).changed_areas(since)
         except ChangeTrackingReset as reset:
-            self.events.cycle_failed(machine_id=self.machine_id, disk_id=disk.disk_id,
-                                     message=f"{CBT_RESET_MESSAGE}. {reset}")
+            self.events.cycle_failed(
+                machine_id=self.machine_id, disk_id=disk.disk_id, message=f"{CBT_RESET_MESSAGE}. {reset}"
+            )
             raise ChangeTrackingLost(str(reset)) from reset
         with ImageFile(disk.path) as image:
             yield ranges, image
@@ -190,4 +224,3 @@ class MachineReplicator:
             cbt.close()
         for hyperv in self._hyperv.values():
             hyperv.close()
-

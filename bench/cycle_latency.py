@@ -38,10 +38,17 @@ METRIC_INTERVAL_MS = 300
 
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as root:
-        ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
-            blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
-        stack = LocalStack(ports, data_dir=Path(root) / "stack",
-                           host_env={"MIGRATE_LOCAL_METRIC_INTERVAL_MS": str(METRIC_INTERVAL_MS)})
+        ports = StackPorts(
+            functions=free_port(),
+            emulators=EmulatorPorts(
+                blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()
+            ),
+        )
+        stack = LocalStack(
+            ports,
+            data_dir=Path(root) / "stack",
+            host_env={"MIGRATE_LOCAL_METRIC_INTERVAL_MS": str(METRIC_INTERVAL_MS)},
+        )
         stack.start()
         try:
             return _measure(stack, Path(root))
@@ -52,12 +59,17 @@ def run() -> dict[str, Any]:
 def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
     settings = stack.settings
     function_key = json.loads((stack.data_dir / "host" / "keys.json").read_text())["function_default"]
-    api, registration = ApplianceApi.register(stack.functions_url, function_key, name="bench", kind="vmware",
-                                              site="bench")
-    events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-                             registration.appliance_id)
-    cache = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"]).get_container_client(
-        CACHE_CONTAINER)
+    api, registration = ApplianceApi.register(
+        stack.functions_url, function_key, name="bench", kind="vmware", site="bench"
+    )
+    events = ApplianceEvents(
+        settings["EVENTGRID_TOPIC_ENDPOINT"],
+        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+        registration.appliance_id,
+    )
+    cache = BlobServiceClient.from_connection_string(
+        settings["CACHE_STORAGE_CONNECTION_STRING"]
+    ).get_container_client(CACHE_CONTAINER)
     if not cache.exists():
         cache.create_container()
     image = root / "disk.img"
@@ -67,8 +79,15 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
     replicator = MachineReplicator(machine_id, [SourceDisk("disk0", image, is_os_disk=True)], cache, events)
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
     operator = httpx.Client(base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key})
-    job = operator.put(f"/machines/{machine_id}/replication", json={
-        "resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "default", "vmSize": "Standard_D2s_v3"}).json()
+    job = operator.put(
+        f"/machines/{machine_id}/replication",
+        json={
+            "resourceGroup": "rg",
+            "virtualNetwork": "vnet",
+            "subnet": "default",
+            "vmSize": "Standard_D2s_v3",
+        },
+    ).json()
     _wait(lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded")
     rng = random.Random(1)
     latencies: list[float] = []
@@ -81,7 +100,11 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
         else:
             replicator.write("disk0", rng.randrange(0, 63) * MIB, rng.randbytes(MIB))
             report = _timed_cycle(replicator, cache, latencies if index >= WARMUP else [])
-        _wait(lambda r=report: not any(True for _ in cache.list_blobs(name_starts_with=f"{machine_id}/{r.cycle_id}/")))
+        _wait(
+            lambda r=report: (
+                not any(True for _ in cache.list_blobs(name_starts_with=f"{machine_id}/{r.cycle_id}/"))
+            )
+        )
     ops_after = _settled_cosmos_ops(stack)
     per_cycle = {k: round((v - ops_before.get(k, 0.0)) / CYCLES, 2) for k, v in sorted(ops_after.items())}
     latencies.sort()
@@ -141,8 +164,9 @@ def _latest_total(log: Path) -> dict[str, float]:
                 for metric in scope["metrics"]:
                     if metric["name"] == METRIC_COSMOS_OPERATIONS:
                         total = {
-                            f"{p['attributes']['db.operation']} {p['attributes']['db.cosmosdb.container']}":
-                                float(p["value"])
+                            f"{p['attributes']['db.operation']} {p['attributes']['db.cosmosdb.container']}": float(
+                                p["value"]
+                            )
                             for p in metric["data"]["data_points"]
                         }
     return total

@@ -22,9 +22,13 @@ SUPERVISOR_LOG = DATA_DIR / "supervisor.log"
 
 def _print_summary(state: dict[str, object]) -> None:
     ports = state["ports"]
-    print(f"local stack is up: Functions host {state['functionsUrl']} (health: {state['functionsUrl']}/api/health)")
-    print(f"  Azurite blob/queue/table ports {ports['blob']}/{ports['queue']}/{ports['table']}, "  # type: ignore[index]
-          f"cosmosdb-server https://127.0.0.1:{ports['cosmos']}/")  # type: ignore[index]
+    print(
+        f"local stack is up: Functions host {state['functionsUrl']} (health: {state['functionsUrl']}/api/health)"
+    )
+    print(
+        f"  Azurite blob/queue/table ports {ports['blob']}/{ports['queue']}/{ports['table']}, "  # type: ignore[index]
+        f"cosmosdb-server https://127.0.0.1:{ports['cosmos']}/"
+    )  # type: ignore[index]
     print(f"  function keys: {state['keysFile']}; logs: {state['logs']}")
 
 
@@ -45,7 +49,10 @@ def up(background: bool, keep_data: bool) -> int:
         while not stopping.wait(1.0):
             dead = [p.name for p in stack.processes if not p.running()]
             if dead:
-                print(f"error: {', '.join(dead)} exited; stopping the stack. Logs: {state['logs']}", file=sys.stderr)
+                print(
+                    f"error: {', '.join(dead)} exited; stopping the stack. Logs: {state['logs']}",
+                    file=sys.stderr,
+                )
                 return 1
     finally:
         stack.stop()
@@ -60,8 +67,15 @@ def _up_in_background(keep_data: bool) -> int:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "devhost", "up", *(["--keep-data"] if keep_data else [])]
     with SUPERVISOR_LOG.open("w") as log:
-        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        child = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         state = read_state(DATA_DIR)
@@ -110,7 +124,9 @@ def _alive(pid: int) -> bool:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         return waited == 0
     except ChildProcessError:
-        return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+        return (
+            Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+        )
 
 
 def status() -> int:
@@ -122,7 +138,11 @@ def status() -> int:
         return 1
     try:
         health = httpx.get(f"{state['functionsUrl']}/api/health", timeout=5)
-        print(json.dumps({"functionsHost": health.json(), **{k: state[k] for k in ("ports", "processes")}}, indent=2))
+        print(
+            json.dumps(
+                {"functionsHost": health.json(), **{k: state[k] for k in ("ports", "processes")}}, indent=2
+            )
+        )
         return 0 if health.status_code == 200 else 1
     except httpx.HTTPError as exc:
         print(f"the Functions host does not answer: {exc}", file=sys.stderr)
@@ -150,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="start the local stack (foreground unless --background)")
     up_parser.add_argument("--background", action="store_true")
-    up_parser.add_argument("--keep-data", action="store_true", help="reuse the previous run's blobs and host state")
+    up_parser.add_argument(
+        "--keep-data", action="store_true", help="reuse the previous run's blobs and host state"
+    )
     sub.add_parser("down", help="stop a background stack and everything it started")
     sub.add_parser("status", help="show whether the stack answers")
     sub.add_parser("demo", help="start the stack, run the product's main scenario, stop")

@@ -71,13 +71,16 @@ def step_blob_storage(stack: LocalStack, settings: dict[str, str]) -> str:
 def step_cosmos(stack: LocalStack, settings: dict[str, str]) -> str:
     client = CosmosClient(settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"], connection_verify=False)
     container = client.create_database_if_not_exists("demo-health").create_container_if_not_exists(
-        "probes", PartitionKey("/id"))
+        "probes", PartitionKey("/id")
+    )
     item = container.upsert_item({"id": str(uuid.uuid4()), "n": 1})
-    container.replace_item(item["id"], {**item, "n": 2}, etag=item["_etag"],
-                           match_condition=MatchConditions.IfNotModified)
+    container.replace_item(
+        item["id"], {**item, "n": 2}, etag=item["_etag"], match_condition=MatchConditions.IfNotModified
+    )
     try:
-        container.replace_item(item["id"], {**item, "n": 3}, etag=item["_etag"],
-                               match_condition=MatchConditions.IfNotModified)
+        container.replace_item(
+            item["id"], {**item, "n": 3}, etag=item["_etag"], match_condition=MatchConditions.IfNotModified
+        )
         raise DemoStepFailed("a stale ETag was accepted")
     except CosmosAccessConditionFailedError:
         pass
@@ -86,13 +89,21 @@ def step_cosmos(stack: LocalStack, settings: dict[str, str]) -> str:
 
 def step_event_grid(stack: LocalStack, settings: dict[str, str]) -> str:
     secrets = json.loads((stack.data_dir / "secrets.json").read_text())
-    client = EventGridPublisherClient(settings["EVENTGRID_TOPIC_ENDPOINT"],
-                                      AzureKeyCredential(secrets["EVENTGRID_TOPIC_KEY"]))
-    client.send(EventGridEvent(subject="appliances/demo", event_type="Migrate.Appliance.Heartbeat",
-                               data={"applianceId": "demo"}, data_version="1.0"))
+    client = EventGridPublisherClient(
+        settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(secrets["EVENTGRID_TOPIC_KEY"])
+    )
+    client.send(
+        EventGridEvent(
+            subject="appliances/demo",
+            event_type="Migrate.Appliance.Heartbeat",
+            data={"applianceId": "demo"},
+            data_version="1.0",
+        )
+    )
     try:
         EventGridPublisherClient(settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential("d3Jvbmc=")).send(
-            EventGridEvent(subject="s", event_type="t", data={}, data_version="1.0"))
+            EventGridEvent(subject="s", event_type="t", data={}, data_version="1.0")
+        )
         raise DemoStepFailed("the topic accepted a wrong key")
     except ClientAuthenticationError:
         pass
@@ -109,7 +120,10 @@ STEPS: list[tuple[str, Callable[[LocalStack, dict[str, str]], str]]] = [
 
 def run_demo(stack: LocalStack) -> int:
     state = json.loads(stack.state_file.read_text())
-    settings: dict[str, str] = {**state["settings"], **json.loads((stack.data_dir / "secrets.json").read_text())}
+    settings: dict[str, str] = {
+        **state["settings"],
+        **json.loads((stack.data_dir / "secrets.json").read_text()),
+    }
     table = Table(title="Local stack")
     table.add_column("step")
     table.add_column("result")

@@ -35,20 +35,29 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
     settings = stack.settings
     keys = (stack.data_dir / "host" / "keys.json").read_text()
     function_key = __import__("json").loads(keys)["function_default"]
-    operator = httpx.Client(base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key},
-                            timeout=30)
+    operator = httpx.Client(
+        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key}, timeout=30
+    )
 
-    api, registration = ApplianceApi.register(stack.functions_url, function_key, name="demo-appliance",
-                                              kind="vmware", site="datacenter-1")
-    console.print(f"appliance registered: [bold]{registration.appliance_id}[/] (credential shown once, stored hashed)")
-    events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-                             registration.appliance_id)
-    cache = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"]).get_container_client(
-        CACHE_CONTAINER)
+    api, registration = ApplianceApi.register(
+        stack.functions_url, function_key, name="demo-appliance", kind="vmware", site="datacenter-1"
+    )
+    console.print(
+        f"appliance registered: [bold]{registration.appliance_id}[/] (credential shown once, stored hashed)"
+    )
+    events = ApplianceEvents(
+        settings["EVENTGRID_TOPIC_ENDPOINT"],
+        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+        registration.appliance_id,
+    )
+    cache = BlobServiceClient.from_connection_string(
+        settings["CACHE_STORAGE_CONNECTION_STRING"]
+    ).get_container_client(CACHE_CONTAINER)
     if not cache.exists():
         cache.create_container()
     replicas = BlobServiceClient.from_connection_string(
-        settings["REPLICA_STORAGE_CONNECTION_STRING"]).get_container_client(REPLICA_CONTAINER)
+        settings["REPLICA_STORAGE_CONNECTION_STRING"]
+    ).get_container_client(REPLICA_CONTAINER)
 
     machine_id = f"web-{uuid.uuid4().hex[:6]}"
     rng = random.Random(2026)
@@ -64,16 +73,26 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
     replicator = MachineReplicator(machine_id, disks, cache, events, flavour="vmware")
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
     events.heartbeat()
-    console.print(f"machine reported: [bold]{machine_id}[/] with disks "
-                  + ", ".join(f"{d.disk_id} ({d.size / MIB:.1f} MiB)" for d in disks))
+    console.print(
+        f"machine reported: [bold]{machine_id}[/] with disks "
+        + ", ".join(f"{d.disk_id} ({d.size / MIB:.1f} MiB)" for d in disks)
+    )
 
-    target = {"resourceGroup": "rg-migrated", "virtualNetwork": "vnet-prod", "subnet": "app",
-              "vmSize": "Standard_D2s_v3", "diskType": "StandardSSD_LRS"}
+    target = {
+        "resourceGroup": "rg-migrated",
+        "virtualNetwork": "vnet-prod",
+        "subnet": "app",
+        "vmSize": "Standard_D2s_v3",
+        "diskType": "StandardSSD_LRS",
+    }
     accepted = operator.put(f"/machines/{machine_id}/replication", json=target)
-    _expect(accepted.status_code == 202, f"enable replication answered {accepted.status_code}: {accepted.text}")
+    _expect(
+        accepted.status_code == 202, f"enable replication answered {accepted.status_code}: {accepted.text}"
+    )
     job = _wait(lambda: _finished(operator.get(f"/jobs/{accepted.json()['jobId']}").json()), "enable job")
-    console.print(f"replication enabled: job {job['id']} {job['status']} "
-                  f"({', '.join(s['name'] for s in job['steps'])})")
+    console.print(
+        f"replication enabled: job {job['id']} {job['status']} ({', '.join(s['name'] for s in job['steps'])})"
+    )
 
     timings = []
     started = time.perf_counter()
@@ -81,13 +100,17 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
     _expect(initial.kind is CycleKind.INITIAL, "the first command should ask for the initial copy")
     machine = _wait_applied(operator, machine_id, initial.cycle_id)
     timings.append(("initial", initial.bytes_uploaded, time.perf_counter() - started))
-    console.print(f"initial copy applied: {initial.bytes_uploaded / MIB:.1f} MiB uploaded (zeros skipped), "
-                  f"state {machine['state']}, progress {machine['progressPercent']:.0f}%")
+    console.print(
+        f"initial copy applied: {initial.bytes_uploaded / MIB:.1f} MiB uploaded (zeros skipped), "
+        f"state {machine['state']}, progress {machine['progressPercent']:.0f}%"
+    )
     for cycle in range(DELTA_CYCLES):
         for _ in range(25):
             disk = rng.choice(disks)
             length = rng.choice([4096, 65536, 512 * rng.randint(1, 512)])
-            replicator.write(disk.disk_id, rng.randrange(0, (disk.size - length) // 512) * 512, rng.randbytes(length))
+            replicator.write(
+                disk.disk_id, rng.randrange(0, (disk.size - length) // 512) * 512, rng.randbytes(length)
+            )
         started = time.perf_counter()
         report = replicator.run_cycle(app_consistent=cycle % 2 == 1)
         _wait_applied(operator, machine_id, report.cycle_id)
@@ -117,16 +140,27 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
         replica = blob.download_blob(offset=0, length=disk.size).readall()
         same = replica == disk.path.read_bytes()
         identical &= same
-        check.add_row(disk.disk_id, f"{disk.size:,}", f"{blob.get_blob_properties().size:,}",
-                      "[green]yes[/]" if same else "[red]NO[/]")
+        check.add_row(
+            disk.disk_id,
+            f"{disk.size:,}",
+            f"{blob.get_blob_properties().size:,}",
+            "[green]yes[/]" if same else "[red]NO[/]",
+        )
     console.print(check)
-    console.print(f"machine: state [bold]{machine['state']}[/], health {machine['health']}, "
-                  f"last sync {machine['lastSyncTime']}, RPO {machine['rpoSeconds']} s, "
-                  f"{machine['recoveryPoints']['count']} recovery points")
+    console.print(
+        f"machine: state [bold]{machine['state']}[/], health {machine['health']}, "
+        f"last sync {machine['lastSyncTime']}, RPO {machine['rpoSeconds']} s, "
+        f"{machine['recoveryPoints']['count']} recovery points"
+    )
     replicator.close()
     _expect(identical, "a replica differs from its source disk")
-    return {"machineId": machine_id, "applianceId": registration.appliance_id, "replicator": replicator,
-            "api": api, "operator": operator}
+    return {
+        "machineId": machine_id,
+        "applianceId": registration.appliance_id,
+        "replicator": replicator,
+        "api": api,
+        "operator": operator,
+    }
 
 
 def _finished(job: dict[str, Any]) -> dict[str, Any] | None:

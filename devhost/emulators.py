@@ -18,7 +18,9 @@ NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 # cosmosdb-server accepts any master key; this is the Cosmos emulator's well-known one, for symmetry.
-COSMOS_EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nQfJzzrNTXeUBnfYrLH+MCXAGQ1oX5gnqGVHMEwg=="
+COSMOS_EMULATOR_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nQfJzzrNTXeUBnfYrLH+MCXAGQ1oX5gnqGVHMEwg=="
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def _answers_http(url: str) -> bool:
     return True
 
 
-def start_azurite(data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh: bool = True) -> ManagedProcess:
+def start_azurite(
+    data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh: bool = True
+) -> ManagedProcess:
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,16 +89,30 @@ def start_azurite(data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh:
             "--silent",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
-            "--location", str(data_dir),
-            "--blobHost", "127.0.0.1", "--blobPort", str(ports.blob),
-            "--queueHost", "127.0.0.1", "--queuePort", str(ports.queue),
-            "--tableHost", "127.0.0.1", "--tablePort", str(ports.table),
+            "--location",
+            str(data_dir),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(ports.blob),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(ports.queue),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(ports.table),
         ],
         log_path=log_dir / "azurite.log",
     ).start()
     base = "http://127.0.0.1:{}/" + AZURITE_ACCOUNT + "?comp=list"
-    proc.wait_ready(lambda: all(_answers_http(base.format(p)) for p in (ports.blob, ports.queue)) and _answers_http(
-        f"http://127.0.0.1:{ports.table}/{AZURITE_ACCOUNT}/Tables"))
+    proc.wait_ready(
+        lambda: (
+            all(_answers_http(base.format(p)) for p in (ports.blob, ports.queue))
+            and _answers_http(f"http://127.0.0.1:{ports.table}/{AZURITE_ACCOUNT}/Tables")
+        )
+    )
     return proc
 
 

@@ -50,16 +50,24 @@ class StackPorts:
         return cls(
             functions=port("DEVHOST_FUNCTIONS_PORT", 7071),
             emulators=EmulatorPorts(
-                blob=port("DEVHOST_BLOB_PORT", 10000), queue=port("DEVHOST_QUEUE_PORT", 10001),
-                table=port("DEVHOST_TABLE_PORT", 10002), cosmos=port("DEVHOST_COSMOS_PORT", 8081),
+                blob=port("DEVHOST_BLOB_PORT", 10000),
+                queue=port("DEVHOST_QUEUE_PORT", 10001),
+                table=port("DEVHOST_TABLE_PORT", 10002),
+                cosmos=port("DEVHOST_COSMOS_PORT", 8081),
             ),
             arm=port("DEVHOST_ARM_PORT", 7072),
         )
 
     def all(self) -> dict[str, int]:
         e = self.emulators
-        return {"functions": self.functions, "blob": e.blob, "queue": e.queue, "table": e.table, "cosmos": e.cosmos,
-                "arm": self.arm}
+        return {
+            "functions": self.functions,
+            "blob": e.blob,
+            "queue": e.queue,
+            "table": e.table,
+            "cosmos": e.cosmos,
+            "arm": self.arm,
+        }
 
 
 @dataclass
@@ -137,15 +145,22 @@ class LocalStack:
         logs = self.data_dir / "logs"
         endpoints = EmulatorEndpoints(self.ports.emulators)
         try:
-            self.processes.append(start_azurite(self.data_dir / "azurite", self.ports.emulators, logs,
-                                                fresh=not self.keep_data))
+            self.processes.append(
+                start_azurite(self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data)
+            )
             self.processes.append(start_cosmos(self.ports.emulators, logs))
             settings = self.app_settings(endpoints)
             # --- local ARM endpoint ---
-            self.processes.append(start_local_arm(
-                self.data_dir / "arm", self.ports.arm, endpoints.storage_connection_string, logs,
-                token=settings["ARM_LOCAL_STATIC_TOKEN"], latency_scale=float(settings[LATENCY_SCALE_ENV]),
-            ))
+            self.processes.append(
+                start_local_arm(
+                    self.data_dir / "arm",
+                    self.ports.arm,
+                    endpoints.storage_connection_string,
+                    logs,
+                    token=settings["ARM_LOCAL_STATIC_TOKEN"],
+                    latency_scale=float(settings[LATENCY_SCALE_ENV]),
+                )
+            )
             # --- end local ARM endpoint ---
             self._settings = settings
             self.start_functions_host()
@@ -156,9 +171,11 @@ class LocalStack:
             "supervisorPid": os.getpid(),
             "functionsUrl": self.functions_url,
             "keysFile": str(self.data_dir / "host" / "keys.json"),
-            "settings": {k: v for k, v in settings.items() if k not in ("EVENTGRID_TOPIC_KEY",
-                                                                         "APPLIANCE_CREDENTIAL_PEPPER",
-                                                                         "ARM_LOCAL_STATIC_TOKEN")},
+            "settings": {
+                k: v
+                for k, v in settings.items()
+                if k not in ("EVENTGRID_TOPIC_KEY", "APPLIANCE_CREDENTIAL_PEPPER", "ARM_LOCAL_STATIC_TOKEN")
+            },
             "secretsFile": str(self.data_dir / "secrets.json"),
             "processes": {p.name: p.pid for p in self.processes},
             "ports": self.ports.all(),
@@ -172,15 +189,25 @@ class LocalStack:
         pending Event Grid deliveries survive, as they would a worker recycle in Azure."""
         host = ManagedProcess(
             name="functions-host",
-            argv=[sys.executable, "-m", "devhost.functions_host", "--app-dir", str(self.app_dir),
-                  "--port", str(self.ports.functions), "--data-dir", str(self.data_dir / "host")],
+            argv=[
+                sys.executable,
+                "-m",
+                "devhost.functions_host",
+                "--app-dir",
+                str(self.app_dir),
+                "--port",
+                str(self.ports.functions),
+                "--data-dir",
+                str(self.data_dir / "host"),
+            ],
             log_path=self.data_dir / "logs" / "functions-host.log",
             env={**os.environ, **self._settings, **self.host_env, "PYTHONPATH": str(REPO_ROOT)},
             cwd=self.app_dir,
         ).start()
         self.processes.append(host)
-        host.wait_ready(lambda: httpx.get(f"{self.functions_url}/api/health", timeout=2).status_code == 200,
-                        timeout=90)
+        host.wait_ready(
+            lambda: httpx.get(f"{self.functions_url}/api/health", timeout=2).status_code == 200, timeout=90
+        )
         return host
 
     def kill_functions_host(self) -> None:

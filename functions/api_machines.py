@@ -24,6 +24,7 @@ from shared.services.contracts import AcceptedJob, EventList, MachineListQuery, 
 
 bp = df.Blueprint()
 
+
 def _new_job_id() -> str:
     return f"job-{uuid.uuid4().hex}"
 
@@ -36,8 +37,9 @@ async def deliver_operator_request(
     A retried request (is_retry) reaches the orchestration again, which is harmless: the job is run once.
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
-    await wake_machine_orchestration(client, started.machine.id, OPERATOR_REQUEST, request.to_wire(),
-                                     only_if_not_running=started.is_retry)
+    await wake_machine_orchestration(
+        client, started.machine.id, OPERATOR_REQUEST, request.to_wire(), only_if_not_running=started.is_retry
+    )
 
 
 def _accepted(started: machines.JobStarted) -> func.HttpResponse:
@@ -82,8 +84,12 @@ def get_machine(req: func.HttpRequest) -> func.HttpResponse:
 def list_machine_events(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     limit = query_int(req, "limit", 50)
-    page = events.list_events_page(services.repos, path_id(req, "machineId"), limit=limit,
-                                   continuation=req.params.get("continuationToken") or None)
+    page = events.list_events_page(
+        services.repos,
+        path_id(req, "machineId"),
+        limit=limit,
+        continuation=req.params.get("continuationToken") or None,
+    )
     return json_response(EventList(events=page.items, continuation_token=page.continuation))
 
 

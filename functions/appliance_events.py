@@ -44,28 +44,55 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
     now = services.clock()
     try:
         if isinstance(payload, Heartbeat):
-            await asyncio.to_thread(appliances.record_heartbeat, services.repos, payload.appliance_id,
-                                    payload.time or now)
+            await asyncio.to_thread(
+                appliances.record_heartbeat, services.repos, payload.appliance_id, payload.time or now
+            )
         elif isinstance(payload, CycleUploaded):
             accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)
-            log.info("cycle %s of machine %s %s", accepted.cycle_id, accepted.machine_id,
-                     "was a duplicate" if accepted.duplicate else "accepted")
-            await wake_machine_orchestration(client, payload.machine_id,
-                                             CYCLE_UPLOADED_SIGNAL,
-                                             {"cycleId": payload.cycle_id, "sequence": payload.sequence})
+            log.info(
+                "cycle %s of machine %s %s",
+                accepted.cycle_id,
+                accepted.machine_id,
+                "was a duplicate" if accepted.duplicate else "accepted",
+            )
+            await wake_machine_orchestration(
+                client,
+                payload.machine_id,
+                CYCLE_UPLOADED_SIGNAL,
+                {"cycleId": payload.cycle_id, "sequence": payload.sequence},
+            )
         elif isinstance(payload, CycleFailed):
-            recorded = await asyncio.to_thread(record_appliance_failure, services.repos, payload,
-                                               event_id=str(event.id), reported_at=_event_time(event, now),
-                                               settings=health_settings())
-            log.info("machine %s: %s (%s), health %s", payload.machine_id, recorded.events[0].error_code,
-                     recorded.events[0].type, recorded.change.health.value)
+            recorded = await asyncio.to_thread(
+                record_appliance_failure,
+                services.repos,
+                payload,
+                event_id=str(event.id),
+                reported_at=_event_time(event, now),
+                settings=health_settings(),
+            )
+            log.info(
+                "machine %s: %s (%s), health %s",
+                payload.machine_id,
+                recorded.events[0].error_code,
+                recorded.events[0].type,
+                recorded.change.health.value,
+            )
         elif isinstance(payload, CycleStarted):
-            watch = await asyncio.to_thread(record_cycle_started, services.repos, payload,
-                                            reported_at=_event_time(event, now), settings=health_settings())
+            watch = await asyncio.to_thread(
+                record_cycle_started,
+                services.repos,
+                payload,
+                reported_at=_event_time(event, now),
+                settings=health_settings(),
+            )
             if watch is not None:
                 # The orchestration sets its upload timer from the machine document: wake it to read it.
-                await wake_machine_orchestration(client, payload.machine_id, CYCLE_UPLOADED_SIGNAL,
-                                                 {"cycleId": payload.cycle_id, "started": True})
+                await wake_machine_orchestration(
+                    client,
+                    payload.machine_id,
+                    CYCLE_UPLOADED_SIGNAL,
+                    {"cycleId": payload.cycle_id, "started": True},
+                )
     except PERMANENT as exc:
         log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
 

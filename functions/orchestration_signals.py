@@ -24,8 +24,12 @@ _ALIVE = {
 
 
 async def wake_machine_orchestration(
-    client: df.DurableOrchestrationClient, machine_id: str, event_name: str, payload: dict[str, Any],
-    *, only_if_not_running: bool = False,
+    client: df.DurableOrchestrationClient,
+    machine_id: str,
+    event_name: str,
+    payload: dict[str, Any],
+    *,
+    only_if_not_running: bool = False,
 ) -> str:
     """Returns "raised", "started" or "running". The orchestration re-reads its work from Cosmos either
     way, so the payload is informative only and a duplicate wake-up is harmless; `only_if_not_running`
@@ -41,8 +45,9 @@ async def wake_machine_orchestration(
         except Exception as exc:  # it finished between the two calls: start a new one below
             log.info("instance %s ended before %s could be raised: %s", instance_id, event_name, exc)
     try:
-        await client.start_new(MACHINE_REPLICATION, instance_id=instance_id,
-                               client_input={"machineId": machine_id, **payload})
+        await client.start_new(
+            MACHINE_REPLICATION, instance_id=instance_id, client_input={"machineId": machine_id, **payload}
+        )
         return "started"
     except Exception as exc:
         # Another trigger started it a moment ago (409): the running instance gets the event instead.

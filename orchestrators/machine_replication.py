@@ -83,8 +83,9 @@ STORAGE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_
 MAX_CYCLES_PER_GENERATION = 8  # keeps each generation's history small
 IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
 GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
-ENDED_STATES = frozenset({MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED,
-                          MachineState.DISCOVERED})
+ENDED_STATES = frozenset(
+    {MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED, MachineState.DISCOVERED}
+)
 
 Orchestration = Generator[Any, Any, Any]
 
@@ -104,8 +105,11 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
 
     plan = view.plan
     if plan.superseded:
-        yield context.call_activity_with_retry(supersede_cycles, STORAGE_RETRY, _dump(SupersededCycles(
-            machine_id=view.machine_id, cycle_ids=plan.superseded)))
+        yield context.call_activity_with_retry(
+            supersede_cycles,
+            STORAGE_RETRY,
+            _dump(SupersededCycles(machine_id=view.machine_id, cycle_ids=plan.superseded)),
+        )
     if plan.ready and state.pending_disposal is not None:
         state = yield from _dispose_before_cycle(context, view, timings, state, plan.ready[0])
         if state.pending_disposal is not None:
@@ -119,8 +123,13 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
         processed_through = cycle.sequence
         if undisposed:
             # The next cycle may start only once these are gone (step 3, in the next generation).
-            state = state.model_copy(update={"pending_disposal": PendingDisposal(
-                cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime)})
+            state = state.model_copy(
+                update={
+                    "pending_disposal": PendingDisposal(
+                        cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime
+                    )
+                }
+            )
             break
     if plan.ready:
         state = state.model_copy(update={"gap_since": None, "resync_requested_for": None})
@@ -140,17 +149,25 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
     now = context.current_utc_datetime
     if plan.waiting_for is not None:
         gap_since = state.gap_since or now
-        gap_too_long = now - gap_since >= GAP_TIMEOUT or plan.buffered >= view.policy.max_cycle_gap_before_resync
+        gap_too_long = (
+            now - gap_since >= GAP_TIMEOUT or plan.buffered >= view.policy.max_cycle_gap_before_resync
+        )
         if gap_too_long and state.resync_requested_for != plan.waiting_for:
-            yield context.call_activity_with_retry(request_resync, STORAGE_RETRY, _dump(ResyncRequest(
-                machine_id=view.machine_id,
-                missing_sequence=plan.waiting_for,
-                buffered=plan.buffered,
-                max_gap=view.policy.max_cycle_gap_before_resync,
-                request_id=f"gap-{plan.waiting_for}-{context.instance_id}",
-                reason=f"Cycle {plan.waiting_for} never arrived while {plan.buffered} later cycle(s) waited "
-                       f"(since {gap_since:%Y-%m-%d %H:%M:%S} UTC); every disk will be resynchronized.",
-            )))
+            yield context.call_activity_with_retry(
+                request_resync,
+                STORAGE_RETRY,
+                _dump(
+                    ResyncRequest(
+                        machine_id=view.machine_id,
+                        missing_sequence=plan.waiting_for,
+                        buffered=plan.buffered,
+                        max_gap=view.policy.max_cycle_gap_before_resync,
+                        request_id=f"gap-{plan.waiting_for}-{context.instance_id}",
+                        reason=f"Cycle {plan.waiting_for} never arrived while {plan.buffered} later cycle(s) waited "
+                        f"(since {gap_since:%Y-%m-%d %H:%M:%S} UTC); every disk will be resynchronized.",
+                    )
+                ),
+            )
             state = state.model_copy(update={"resync_requested_for": plan.waiting_for})
         state = state.model_copy(update={"gap_since": gap_since})
         deadline = max(gap_since + GAP_TIMEOUT, now + timedelta(seconds=5))
@@ -159,12 +176,17 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
         deadline = now + IDLE_WAKE_UP
 
     watch = view.upload_watch
-    watched = watch is not None and (view.last_applied_sequence is None or watch.sequence > view.last_applied_sequence)
+    watched = watch is not None and (
+        view.last_applied_sequence is None or watch.sequence > view.last_applied_sequence
+    )
     if watch is not None and watched and set(watch.disk_ids) - set(watch.timed_out_disks):
         if now >= watch.deadline:
             # The timer won the race against the upload: the missing disks raise 1011 (once).
-            yield context.call_activity_with_retry(time_out_uploads, STORAGE_RETRY, _dump(UploadDeadline(
-                machine_id=view.machine_id, cycle_id=watch.cycle_id)))
+            yield context.call_activity_with_retry(
+                time_out_uploads,
+                STORAGE_RETRY,
+                _dump(UploadDeadline(machine_id=view.machine_id, cycle_id=watch.cycle_id)),
+            )
             deadline = now + timedelta(seconds=1)  # re-read the view: the watch has changed
         else:
             deadline = min(deadline, watch.deadline)
@@ -174,31 +196,59 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
     return None
 
 
-def _dispose_before_cycle(context: df.DurableOrchestrationContext, view: ReplicationView, timings: HealthTimings,
-                          state: OrchestrationState, next_cycle: Cycle) -> Orchestration:
+def _dispose_before_cycle(
+    context: df.DurableOrchestrationContext,
+    view: ReplicationView,
+    timings: HealthTimings,
+    state: OrchestrationState,
+    next_cycle: Cycle,
+) -> Orchestration:
     """The seed's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
     after each full timeout period without success, raise 181008 once."""
     pending = state.pending_disposal
     assert pending is not None
-    result = DisposalResult.model_validate((yield context.call_activity_with_retry(
-        dispose_artefacts, STORAGE_RETRY, _dump(DisposalRequest(
-            machine_id=view.machine_id, cycle_id=pending.cycle_id, blobs=pending.blobs)))))
+    result = DisposalResult.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                dispose_artefacts,
+                STORAGE_RETRY,
+                _dump(
+                    DisposalRequest(
+                        machine_id=view.machine_id, cycle_id=pending.cycle_id, blobs=pending.blobs
+                    )
+                ),
+            )
+        )
+    )
     if not result.remaining:
         return state.model_copy(update={"pending_disposal": None})
     now = context.current_utc_datetime
     timeout = timedelta(seconds=timings.dispose_timeout_seconds)
     if now - pending.since >= timeout * (pending.reports + 1):
-        yield context.call_activity_with_retry(report_dispose_timeout, STORAGE_RETRY, _dump(DisposeTimeout(
-            machine_id=view.machine_id, blocked_cycle_id=next_cycle.id, previous_cycle_id=pending.cycle_id,
-            remaining=len(result.remaining), waited_seconds=(now - pending.since).total_seconds(),
-            attempt=pending.reports + 1)))
+        yield context.call_activity_with_retry(
+            report_dispose_timeout,
+            STORAGE_RETRY,
+            _dump(
+                DisposeTimeout(
+                    machine_id=view.machine_id,
+                    blocked_cycle_id=next_cycle.id,
+                    previous_cycle_id=pending.cycle_id,
+                    remaining=len(result.remaining),
+                    waited_seconds=(now - pending.since).total_seconds(),
+                    attempt=pending.reports + 1,
+                )
+            ),
+        )
         pending = pending.model_copy(update={"reports": pending.reports + 1})
-    return state.model_copy(update={"pending_disposal": pending.model_copy(update={"blobs": result.remaining})})
+    return state.model_copy(
+        update={"pending_disposal": pending.model_copy(update={"blobs": result.remaining})}
+    )
 
 
 def _load_view(context: df.DurableOrchestrationContext, machine_id: str) -> Orchestration:
-    raw = yield context.call_activity_with_retry(load_replication_view, STORAGE_RETRY,
-                                                 _dump(MachineRef(machine_id=machine_id)))
+    raw = yield context.call_activity_with_retry(
+        load_replication_view, STORAGE_RETRY, _dump(MachineRef(machine_id=machine_id))
+    )
     loaded = GenerationView.model_validate(raw)
     return loaded.view, loaded.timings
 
@@ -223,23 +273,34 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
     return False
 
 
-def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle) -> Orchestration:
+def _apply_cycle(
+    context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
+) -> Orchestration:
     """Returns the cycle's artefacts that could not be disposed of (empty when all went)."""
     disks = {d.id: d for d in view.disks}
     requests = [
-        DiskApply(machine_id=view.machine_id, cycle_id=cycle.id, disk_id=disk_id, manifest_blob=blob,
-                  disk_size=disks[disk_id].size_bytes, base=cycle.kind in BASE_KINDS)
+        DiskApply(
+            machine_id=view.machine_id,
+            cycle_id=cycle.id,
+            disk_id=disk_id,
+            manifest_blob=blob,
+            disk_size=disks[disk_id].size_bytes,
+            base=cycle.kind in BASE_KINDS,
+        )
         for disk_id, blob in sorted(cycle.manifests.items())
     ]
     if len(requests) > 1:
         # One damaged disk must leave every replica unchanged: verify the whole cycle before any write.
-        raw = yield context.task_all([
-            context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests
-        ])
+        raw = yield context.task_all(
+            [context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
+        )
         rejected = [v for v in (DiskApplied.model_validate(r) for r in raw) if not v.ok]
         if rejected:
-            yield context.call_activity_with_retry(reject_cycle, STORAGE_RETRY, _dump(CycleRejection(
-                machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)))
+            yield context.call_activity_with_retry(
+                reject_cycle,
+                STORAGE_RETRY,
+                _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+            )
             return []
     if cycle.kind in BASE_KINDS:
         # A whole-disk copy is large: one disk at a time, reporting progress after each.
@@ -247,33 +308,67 @@ def _apply_cycle(context: df.DurableOrchestrationContext, view: ReplicationView,
         total = sum(r.disk_size for r in requests) or 1
         done = 0
         for request in requests:
-            results.append(DiskApplied.model_validate(
-                (yield context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(request)))))
+            results.append(
+                DiskApplied.model_validate(
+                    (yield context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(request)))
+                )
+            )
             done += request.disk_size
             if results[-1].ok and len(requests) > 1:
-                yield context.call_activity_with_retry(report_progress, STORAGE_RETRY, _dump(ProgressUpdate(
-                    machine_id=view.machine_id, percent=round(99.0 * done / total, 1))))
+                yield context.call_activity_with_retry(
+                    report_progress,
+                    STORAGE_RETRY,
+                    _dump(ProgressUpdate(machine_id=view.machine_id, percent=round(99.0 * done / total, 1))),
+                )
     else:
-        raw = yield context.task_all([
-            context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests
-        ])
+        raw = yield context.task_all(
+            [context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
+        )
         results = [DiskApplied.model_validate(r) for r in raw]
 
     rejected = [r for r in results if not r.ok]
     if rejected:
-        yield context.call_activity_with_retry(reject_cycle, STORAGE_RETRY, _dump(CycleRejection(
-            machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)))
+        yield context.call_activity_with_retry(
+            reject_cycle,
+            STORAGE_RETRY,
+            _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+        )
         return []
 
-    point = RecoveryPoint.model_validate((yield context.call_activity_with_retry(
-        snapshot_recovery_point, STORAGE_RETRY, _dump(SnapshotRequest(
-            machine_id=view.machine_id, cycle_id=cycle.id, sequence=cycle.sequence,
-            consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
-            disk_ids=sorted(cycle.manifests))))))
-    completed = CycleCompleted.model_validate((yield context.call_activity_with_retry(
-        complete_cycle, STORAGE_RETRY, _dump(CycleCompletion(
-            cycle=cycle, recovery_point=point, bytes_applied=sum(r.bytes_applied for r in results),
-            policy=view.policy, artefacts=sorted({b for r in results for b in r.data_blobs}))))))
+    point = RecoveryPoint.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                snapshot_recovery_point,
+                STORAGE_RETRY,
+                _dump(
+                    SnapshotRequest(
+                        machine_id=view.machine_id,
+                        cycle_id=cycle.id,
+                        sequence=cycle.sequence,
+                        consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
+                        disk_ids=sorted(cycle.manifests),
+                    )
+                ),
+            )
+        )
+    )
+    completed = CycleCompleted.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                complete_cycle,
+                STORAGE_RETRY,
+                _dump(
+                    CycleCompletion(
+                        cycle=cycle,
+                        recovery_point=point,
+                        bytes_applied=sum(r.bytes_applied for r in results),
+                        policy=view.policy,
+                        artefacts=sorted({b for r in results for b in r.data_blobs}),
+                    )
+                ),
+            )
+        )
+    )
     return completed.undisposed
 
 

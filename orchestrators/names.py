@@ -14,5 +14,7 @@ OPERATOR_REQUEST = "OperatorRequest"
 
 def machine_instance_id(machine_id: str) -> str:
     return f"machine-{machine_id}"
+
+
 # Raised by the Event Grid function after a cycle is in the machine's inbox: a wake-up, not a queue.
 CYCLE_UPLOADED_SIGNAL = "CycleUploaded"

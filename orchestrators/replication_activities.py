@@ -75,8 +75,10 @@ def load_replication_view(payload: dict[str, Any]) -> dict[str, Any]:
     settings = health.health_settings()
     return GenerationView(
         view=cycles.replication_view(get_services().repos, ref.machine_id),
-        timings=HealthTimings(dispose_timeout_seconds=settings.dispose_timeout.total_seconds(),
-                              dispose_retry_seconds=settings.dispose_retry.total_seconds()),
+        timings=HealthTimings(
+            dispose_timeout_seconds=settings.dispose_timeout.total_seconds(),
+            dispose_retry_seconds=settings.dispose_retry.total_seconds(),
+        ),
     ).model_dump(mode="json")
 
 
@@ -88,8 +90,9 @@ def create_replica_disks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     machine = services.repos.machines.require(ref.machine_id).item
     ensure_containers_exist()
     created = [
-        create_replica_disk(replica_container(), ReplicaDiskSpec(machine_id=machine.id, disk_id=d.id,
-                                                                 disk_size=d.size_bytes))
+        create_replica_disk(
+            replica_container(), ReplicaDiskSpec(machine_id=machine.id, disk_id=d.id, disk_size=d.size_bytes)
+        )
         for d in machine.inventory.disks
     ]
     _mark_step(ref, "Create replica disks", JobStatus.SUCCEEDED)
@@ -110,8 +113,14 @@ def start_initial_replication(payload: dict[str, Any]) -> None:
             machine.updated_at = now
 
     services.repos.machines.update_with_retry(ref.machine_id, begin)
-    queue_command(services.repos, command_id=f"{ref.job_id}-initial", machine_id=ref.machine_id,
-                  kind=CommandKind.RUN_CYCLE, cycle_kind="initial", now=now)
+    queue_command(
+        services.repos,
+        command_id=f"{ref.job_id}-initial",
+        machine_id=ref.machine_id,
+        kind=CommandKind.RUN_CYCLE,
+        cycle_kind="initial",
+        now=now,
+    )
     job = services.repos.jobs.require(ref.job_id).item
     cycles.finish_job(services.repos, job, JobStatus.SUCCEEDED, now=now)
 
@@ -122,8 +131,13 @@ def fail_job(payload: dict[str, Any]) -> None:
     services = get_services()
     job = services.repos.jobs.require(ref.job_id).item
     if not job.status.finished:
-        cycles.finish_job(services.repos, job, JobStatus.FAILED, now=services.clock(),
-                          error_message=str(payload.get("message") or "the job failed"))
+        cycles.finish_job(
+            services.repos,
+            job,
+            JobStatus.FAILED,
+            now=services.clock(),
+            error_message=str(payload.get("message") or "the job failed"),
+        )
 
 
 @bp.activity_trigger(input_name="payload")
@@ -136,12 +150,19 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
         delete_replica_disk(replica_container(), replica_blob_name(machine.id, disk.id))
     leftovers = _dispose(f"{machine.id}/")
     if leftovers:
-        raise RuntimeError(f"{len(leftovers)} cached upload(s) of {machine.id} could not be deleted; retrying")
+        raise RuntimeError(
+            f"{len(leftovers)} cached upload(s) of {machine.id} could not be deleted; retrying"
+        )
     pending = services.repos.cycles.query(
         Query(equals={"machineId": machine.id, "state": CycleState.RECEIVED.value}), partition_key=machine.id
     )
-    cycles.mark_cycles(services.repos, machine.id, [c.id for c in pending], CycleState.REJECTED,
-                       error="replication stopped before this cycle was applied")
+    cycles.mark_cycles(
+        services.repos,
+        machine.id,
+        [c.id for c in pending],
+        CycleState.REJECTED,
+        error="replication stopped before this cycle was applied",
+    )
 
     def forget_points(m: Machine) -> None:
         m.replication.recovery_points = []
@@ -167,31 +188,50 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
     if request.base:
         # A whole-disk copy may (re)create its replica; a delta never does: applying a delta to an empty
         # replica would silently produce a disk that never existed.
-        create_replica_disk(replica_container(), ReplicaDiskSpec(
-            machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size))
+        create_replica_disk(
+            replica_container(),
+            ReplicaDiskSpec(
+                machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size
+            ),
+        )
     telemetry = get_telemetry()
     try:
-        with telemetry.span("replication.apply_disk" if write else "replication.verify_disk",
-                            machine_id=request.machine_id, cycle_id=request.cycle_id,
-                            attributes={"migrate.disk_id": request.disk_id}):
-            manifest = load_manifest(cache_container(), request.manifest_blob, machine_id=request.machine_id,
-                                     cycle_id=request.cycle_id)
+        with telemetry.span(
+            "replication.apply_disk" if write else "replication.verify_disk",
+            machine_id=request.machine_id,
+            cycle_id=request.cycle_id,
+            attributes={"migrate.disk_id": request.disk_id},
+        ):
+            manifest = load_manifest(
+                cache_container(),
+                request.manifest_blob,
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+            )
             if manifest.disk_id != request.disk_id:
                 raise ManifestMismatch(
                     f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
                     f"describes disk {manifest.disk_id}"
                 )
-            replica = replica_container().get_blob_client(replica_blob_name(request.machine_id, request.disk_id))
+            replica = replica_container().get_blob_client(
+                replica_blob_name(request.machine_id, request.disk_id)
+            )
             if not write:
                 verify_extents(manifest, cache=cache_container(), replica=replica)
                 return DiskApplied(disk_id=request.disk_id, ok=True)
             result = apply_extents(manifest, cache=cache_container(), replica=replica)
     except CycleRejected as rejected:
-        return DiskApplied(disk_id=request.disk_id, ok=False, error_code=rejected.code,
-                           error_message=rejected.message, error_details=rejected.details)
+        return DiskApplied(
+            disk_id=request.disk_id,
+            ok=False,
+            error_code=rejected.code,
+            error_message=rejected.message,
+            error_details=rejected.details,
+        )
     except NotFound as missing:  # the replica of a delta is gone: only a resync can rebuild it
-        return DiskApplied(disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound",
-                           error_message=missing.message)
+        return DiskApplied(
+            disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
+        )
     telemetry.record_bytes_applied(result.bytes_applied, machine_id=request.machine_id)
     blobs = sorted({e.blob for e in manifest.extents} | {request.manifest_blob})
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied, data_blobs=blobs)
@@ -202,9 +242,13 @@ def snapshot_recovery_point(payload: dict[str, Any]) -> dict[str, Any]:
     """One blob snapshot per disk, tagged with the cycle: idempotent by cycle id."""
     request = SnapshotRequest.model_validate(payload)
     snapshots = {
-        disk_id: create_recovery_point(replica_container(), replica_blob_name(request.machine_id, disk_id),
-                                       cycle_id=request.cycle_id, sequence=request.sequence,
-                                       consistency=request.consistency)
+        disk_id: create_recovery_point(
+            replica_container(),
+            replica_blob_name(request.machine_id, disk_id),
+            cycle_id=request.cycle_id,
+            sequence=request.sequence,
+            consistency=request.consistency,
+        )
         for disk_id in request.disk_ids
     }
     newest = max(s.created_at for s in snapshots.values())
@@ -226,21 +270,32 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     completion = CycleCompletion.model_validate(payload)
     services = get_services()
     now = services.clock()
-    outcome = cycles.CycleOutcome(cycle=completion.cycle, recovery_point=completion.recovery_point,
-                                  applied_at=now, bytes_applied=completion.bytes_applied)
+    outcome = cycles.CycleOutcome(
+        cycle=completion.cycle,
+        recovery_point=completion.recovery_point,
+        applied_at=now,
+        bytes_applied=completion.bytes_applied,
+    )
     dropped = cycles.complete_cycle(services.repos, outcome, completion.policy)
     for point in dropped:
         for disk_id, snapshot in point.disk_snapshots.items():
             with contextlib.suppress(ResourceNotFoundError):
-                replica_container().get_blob_client(replica_blob_name(completion.cycle.machine_id, disk_id),
-                                                    snapshot=snapshot).delete_blob()
-    undisposed = _dispose(cycle_prefix(completion.cycle.machine_id, completion.cycle.id), also=completion.artefacts)
+                replica_container().get_blob_client(
+                    replica_blob_name(completion.cycle.machine_id, disk_id), snapshot=snapshot
+                ).delete_blob()
+    undisposed = _dispose(
+        cycle_prefix(completion.cycle.machine_id, completion.cycle.id), also=completion.artefacts
+    )
     received_at = completion.cycle.received_at
-    get_telemetry().record_cycle_duration((now - received_at).total_seconds(),
-                                          machine_id=completion.cycle.machine_id,
-                                          cycle_kind=completion.cycle.kind.value, outcome="succeeded")
-    return CycleCompleted(dropped_recovery_points=[p.id for p in dropped],
-                          undisposed=undisposed).model_dump(mode="json")
+    get_telemetry().record_cycle_duration(
+        (now - received_at).total_seconds(),
+        machine_id=completion.cycle.machine_id,
+        cycle_kind=completion.cycle.kind.value,
+        outcome="succeeded",
+    )
+    return CycleCompleted(dropped_recovery_points=[p.id for p in dropped], undisposed=undisposed).model_dump(
+        mode="json"
+    )
 
 
 @bp.activity_trigger(input_name="payload")
@@ -257,9 +312,14 @@ def report_dispose_timeout(payload: dict[str, Any]) -> None:
     request = DisposeTimeout.model_validate(payload)
     services = get_services()
     health.report_dispose_timeout(
-        services.repos, request.machine_id, blocked_cycle_id=request.blocked_cycle_id,
-        previous_cycle_id=request.previous_cycle_id, remaining=request.remaining,
-        waited=timedelta(seconds=request.waited_seconds), attempt=request.attempt, at=services.clock(),
+        services.repos,
+        request.machine_id,
+        blocked_cycle_id=request.blocked_cycle_id,
+        previous_cycle_id=request.previous_cycle_id,
+        remaining=request.remaining,
+        waited=timedelta(seconds=request.waited_seconds),
+        attempt=request.attempt,
+        at=services.clock(),
         settings=health.health_settings(),
     )
 
@@ -277,15 +337,23 @@ def time_out_uploads(payload: dict[str, Any]) -> list[str]:
         return []
     arrived = services.repos.cycles.get(request.cycle_id, partition_key=request.machine_id) is not None
     pending = [d for d in watch.disk_ids if d not in watch.timed_out_disks]
-    late = [] if arrived else [
-        d for d in pending
-        if not cache_container().get_blob_client(manifest_blob_name(machine.id, watch.cycle_id, d)).exists()
-    ]
+    late = (
+        []
+        if arrived
+        else [
+            d
+            for d in pending
+            if not cache_container()
+            .get_blob_client(manifest_blob_name(machine.id, watch.cycle_id, d))
+            .exists()
+        ]
+    )
     if not late:
         health.clear_upload_watch(services.repos, machine.id, watch.cycle_id)
         return []
-    health.report_upload_timeouts(services.repos, machine, watch, late, at=services.clock(),
-                                  settings=health.health_settings())
+    health.report_upload_timeouts(
+        services.repos, machine, watch, late, at=services.clock(), settings=health.health_settings()
+    )
     return late
 
 
@@ -298,29 +366,48 @@ def reject_cycle(payload: dict[str, Any]) -> None:
     services = get_services()
     now = services.clock()
     summary = "; ".join(f"{d.disk_id}: {d.error_message}" for d in rejection.rejected_disks)
-    cycles.mark_cycles(services.repos, rejection.machine_id, [rejection.cycle_id], CycleState.REJECTED, error=summary)
+    cycles.mark_cycles(
+        services.repos, rejection.machine_id, [rejection.cycle_id], CycleState.REJECTED, error=summary
+    )
     machine = services.repos.machines.require(rejection.machine_id).item
     appliance = services.repos.appliances.get(machine.appliance_id)
     names = {d.id: d.name or d.id for d in machine.inventory.disks}
     failures = [
         health.Failure(
             match=match_domain_error(
-                ReportedDomainError(disk.error_code or "CycleRejected", disk.error_message or "rejected",
-                                    disk.error_details),
-                cycle_id=rejection.cycle_id, disk_id=disk.disk_id),
-            at=now, event_id=f"{rejection.cycle_id}-{disk.disk_id}-rejected", disk_id=disk.disk_id,
-            cycle_id=rejection.cycle_id, values={"diskPath": names.get(disk.disk_id, disk.disk_id)},
+                ReportedDomainError(
+                    disk.error_code or "CycleRejected", disk.error_message or "rejected", disk.error_details
+                ),
+                cycle_id=rejection.cycle_id,
+                disk_id=disk.disk_id,
+            ),
+            at=now,
+            event_id=f"{rejection.cycle_id}-{disk.disk_id}-rejected",
+            disk_id=disk.disk_id,
+            cycle_id=rejection.cycle_id,
+            values={"diskPath": names.get(disk.disk_id, disk.disk_id)},
         )
         for disk in rejection.rejected_disks
     ]
-    recorded = health.record_failures(services.repos, machine.id, failures, settings=health.health_settings(),
-                                      appliance_name=appliance.item.name if appliance is not None else None)
+    recorded = health.record_failures(
+        services.repos,
+        machine.id,
+        failures,
+        settings=health.health_settings(),
+        appliance_name=appliance.item.name if appliance is not None else None,
+    )
     for disk in rejection.rejected_disks:
         if disk.disk_id in recorded.resync_disks:
             continue  # the health rules' automatic repair already asked for it
-        queue_command(services.repos, command_id=f"{rejection.cycle_id}-{disk.disk_id}-resync",
-                      machine_id=rejection.machine_id, kind=CommandKind.RESYNC_DISK, disk_id=disk.disk_id,
-                      cycle_kind="resync", now=now)
+        queue_command(
+            services.repos,
+            command_id=f"{rejection.cycle_id}-{disk.disk_id}-resync",
+            machine_id=rejection.machine_id,
+            kind=CommandKind.RESYNC_DISK,
+            disk_id=disk.disk_id,
+            cycle_kind="resync",
+            now=now,
+        )
     _dispose(cycle_prefix(rejection.machine_id, rejection.cycle_id))
 
 
@@ -331,26 +418,45 @@ def request_resync(payload: dict[str, Any]) -> None:
     request = ResyncRequest.model_validate(payload)
     services = get_services()
     machine = services.repos.machines.require(request.machine_id).item
-    match = control_plane_error("CycleSequenceGap", expectedSequence=request.missing_sequence,
-                                buffered=request.buffered, maxGap=request.max_gap,
-                                latestSequence=None)
+    match = control_plane_error(
+        "CycleSequenceGap",
+        expectedSequence=request.missing_sequence,
+        buffered=request.buffered,
+        maxGap=request.max_gap,
+        latestSequence=None,
+    )
     recorded = health.record_failures(
-        services.repos, machine.id,
-        [health.Failure(match=match, at=services.clock(), event_id=request.request_id,
-                        values={"reason": request.reason})],
+        services.repos,
+        machine.id,
+        [
+            health.Failure(
+                match=match,
+                at=services.clock(),
+                event_id=request.request_id,
+                values={"reason": request.reason},
+            )
+        ],
         settings=health.health_settings(),
     )
     if not recorded.resync_disks:
-        log.warning("machine %s: sequence gap at %s, automatic repairs exhausted; waiting for the operator",
-                    machine.id, request.missing_sequence)
+        log.warning(
+            "machine %s: sequence gap at %s, automatic repairs exhausted; waiting for the operator",
+            machine.id,
+            request.missing_sequence,
+        )
 
 
 @bp.activity_trigger(input_name="payload")
 def supersede_cycles(payload: dict[str, Any]) -> None:
     request = SupersededCycles.model_validate(payload)
     services = get_services()
-    cycles.mark_cycles(services.repos, request.machine_id, request.cycle_ids, CycleState.REJECTED,
-                       error="superseded: older than the replica's watermark or a newer whole-disk copy")
+    cycles.mark_cycles(
+        services.repos,
+        request.machine_id,
+        request.cycle_ids,
+        CycleState.REJECTED,
+        error="superseded: older than the replica's watermark or a newer whole-disk copy",
+    )
     for cycle_id in request.cycle_ids:
         _dispose(cycle_prefix(request.machine_id, cycle_id))
 
@@ -389,9 +495,9 @@ def _mark_step(ref: JobRef, step_name: str, status: JobStatus) -> None:
     def mark(job: Any) -> None:
         for index, step in enumerate(job.steps):
             if step.name == step_name and step.status is not status:
-                job.steps[index] = step.model_copy(update={"status": status, "start_time": step.start_time or now,
-                                                           "end_time": now})
+                job.steps[index] = step.model_copy(
+                    update={"status": status, "start_time": step.start_time or now, "end_time": now}
+                )
         job.updated_at = now
 
     services.repos.jobs.update_with_retry(ref.job_id, mark)
-

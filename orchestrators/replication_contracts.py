@@ -103,7 +103,9 @@ class ResyncRequest(Payload):
     missing_sequence: int | None = None
     buffered: int = 0
     max_gap: int | None = None
-    request_id: str = Field(description="deterministic id from the orchestration: a retried activity queues once")
+    request_id: str = Field(
+        description="deterministic id from the orchestration: a retried activity queues once"
+    )
 
 
 class SupersededCycles(Payload):

@@ -25,7 +25,9 @@ CYCLE_STARTED = "Migrate.Replication.CycleStarted"
 
 class Heartbeat(WireModel):
     appliance_id: ResourceId
-    time: datetime | None = Field(default=None, description="appliance clock; the event time is used if absent")
+    time: datetime | None = Field(
+        default=None, description="appliance clock; the event time is used if absent"
+    )
     agent_version: str | None = None
 
 
@@ -38,7 +40,9 @@ class CycleUploaded(WireModel):
     sequence: int = Field(ge=0)
     kind: CycleKind
     app_consistent: bool = False
-    manifests: dict[str, str] = Field(min_length=1, description="disk id -> manifest blob name (cache account)")
+    manifests: dict[str, str] = Field(
+        min_length=1, description="disk id -> manifest blob name (cache account)"
+    )
 
     @model_validator(mode="after")
     def _manifest_names(self) -> CycleUploaded:

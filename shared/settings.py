@@ -35,12 +35,19 @@ class Settings(BaseModel):
 
     cosmos_endpoint: str = Field(description="COSMOS_ENDPOINT: the Cosmos DB account endpoint")
     cosmos_key: SecretStr | None = Field(
-        default=None, description="COSMOS_KEY: account key, local emulator only; unset in Azure (managed identity)"
+        default=None,
+        description="COSMOS_KEY: account key, local emulator only; unset in Azure (managed identity)",
     )
     cosmos_database: str = Field(default="migration", description="COSMOS_DATABASE")
-    cosmos_verify_tls: bool = Field(default=True, description="COSMOS_VERIFY_TLS: false only for the local emulator")
-    cache_storage: StorageAccountSettings = Field(description="CACHE_STORAGE_*: where appliances upload cycles")
-    replica_storage: StorageAccountSettings = Field(description="REPLICA_STORAGE_*: replica disks and snapshots")
+    cosmos_verify_tls: bool = Field(
+        default=True, description="COSMOS_VERIFY_TLS: false only for the local emulator"
+    )
+    cache_storage: StorageAccountSettings = Field(
+        description="CACHE_STORAGE_*: where appliances upload cycles"
+    )
+    replica_storage: StorageAccountSettings = Field(
+        description="REPLICA_STORAGE_*: replica disks and snapshots"
+    )
     eventgrid_topic_endpoint: str = Field(description="EVENTGRID_TOPIC_ENDPOINT: the appliances' event topic")
     eventgrid_topic_key: SecretStr | None = Field(
         default=None, description="EVENTGRID_TOPIC_KEY: local only; in Azure the app uses its identity"
@@ -118,7 +125,8 @@ class Settings(BaseModel):
                 missing.append(f"{prefix}_ACCOUNT_URL (or {prefix}_CONNECTION_STRING locally)")
         if missing:
             raise SettingsError(
-                "missing app settings: " + ", ".join(missing)
+                "missing app settings: "
+                + ", ".join(missing)
                 + ". Set them in local.settings.json locally (see local.settings.example.json) "
                 "or in the Function App's configuration (infra/main.bicep sets them in Azure)."
             )
@@ -126,7 +134,8 @@ class Settings(BaseModel):
         if unresolved:
             # App Service leaves the reference text in place when it cannot resolve it; never use it as a secret.
             raise SettingsError(
-                "unresolved Key Vault references in: " + ", ".join(sorted(unresolved))
+                "unresolved Key Vault references in: "
+                + ", ".join(sorted(unresolved))
                 + ". Check that the app's identity has 'Key Vault Secrets User' on the vault and that "
                 "keyVaultReferenceIdentity names it."
             )

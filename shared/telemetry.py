@@ -262,7 +262,10 @@ class Telemetry:
 
     def record_cosmos_operation(self, operation: str, container: str, request_units: float = 0.0) -> None:
         """An OperationCounter listener (shared/adapters/documents.py)."""
-        attributes: dict[str, AttributeValue] = {"db.operation": operation, "db.cosmosdb.container": container}
+        attributes: dict[str, AttributeValue] = {
+            "db.operation": operation,
+            "db.cosmosdb.container": container,
+        }
         self._cosmos_operations.add(1, attributes)
         if request_units > 0:
             self._cosmos_request_units.add(request_units, attributes)
@@ -386,7 +389,9 @@ def configure_telemetry(
             )
         reader = metric_reader or PeriodicExportingMetricReader(
             ConsoleMetricExporter(out=stream, formatter=_metrics_json_line),
-            export_interval_millis=int(os.environ.get(LOCAL_METRIC_INTERVAL_SETTING, LOCAL_METRIC_EXPORT_INTERVAL_MS)),
+            export_interval_millis=int(
+                os.environ.get(LOCAL_METRIC_INTERVAL_SETTING, LOCAL_METRIC_EXPORT_INTERVAL_MS)
+            ),
         )
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
 

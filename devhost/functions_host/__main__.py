@@ -27,12 +27,16 @@ def _load_settings(path: Path | None) -> None:
 
 def delivery_policy_from_env() -> DeliveryPolicy:
     schedule = os.environ.get("DEVHOST_EVENTGRID_RETRY_SCHEDULE")
-    connection = os.environ.get("DEVHOST_DEADLETTER_CONNECTION_STRING") or os.environ.get("AzureWebJobsStorage")
+    connection = os.environ.get("DEVHOST_DEADLETTER_CONNECTION_STRING") or os.environ.get(
+        "AzureWebJobsStorage"
+    )
     if connection == "UseDevelopmentStorage=true":
         connection = None  # only explicit connection strings: the emulator's port may not be the default
     return DeliveryPolicy(
         max_attempts=int(os.environ.get("DEVHOST_EVENTGRID_MAX_ATTEMPTS", "30")),
-        retry_schedule=tuple(float(s) for s in schedule.split(",")) if schedule else EVENT_GRID_RETRY_SCHEDULE,
+        retry_schedule=tuple(float(s) for s in schedule.split(","))
+        if schedule
+        else EVENT_GRID_RETRY_SCHEDULE,
         dead_letter_connection_string=connection,
     )
 
@@ -43,13 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--data-dir", type=Path, default=Path(".devhost/host"))
-    parser.add_argument("--settings", type=Path, help="a local.settings.json whose Values become app settings")
-    parser.add_argument("--manual-clock", action="store_true", help="durable timers move only when tests say so")
+    parser.add_argument(
+        "--settings", type=Path, help="a local.settings.json whose Values become app settings"
+    )
+    parser.add_argument(
+        "--manual-clock", action="store_true", help="durable timers move only when tests say so"
+    )
     parser.add_argument("--no-timers", action="store_true", help="do not schedule timer triggers")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=os.environ.get("DEVHOST_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=os.environ.get("DEVHOST_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     # The SDKs log every request at INFO; keep the host's log about the host.
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -58,13 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         # Local emulator only: its certificate is self-signed and every request would warn.
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     config = HostConfig(
-        app_dir=args.app_dir.resolve(), data_dir=args.data_dir.resolve(), port=args.port, bind=args.bind,
-        manual_clock=args.manual_clock, run_timers=not args.no_timers,
-        topic_key=os.environ.get("EVENTGRID_TOPIC_KEY", ""), delivery=delivery_policy_from_env(),
+        app_dir=args.app_dir.resolve(),
+        data_dir=args.data_dir.resolve(),
+        port=args.port,
+        bind=args.bind,
+        manual_clock=args.manual_clock,
+        run_timers=not args.no_timers,
+        topic_key=os.environ.get("EVENTGRID_TOPIC_KEY", ""),
+        delivery=delivery_policy_from_env(),
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(config)
-    uvicorn.run(app, host=args.bind, port=args.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app, host=args.bind, port=args.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
     return 0
 
 

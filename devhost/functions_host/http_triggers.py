@@ -19,8 +19,16 @@ from devhost.functions_host.keys import HostKeys, presented_key
 log = logging.getLogger("devhost.http")
 
 # ASP.NET route constraints the Functions host understands, mapped to Starlette convertors where one exists.
-_CONSTRAINTS = {"int": "int", "long": "int", "float": "float", "double": "float", "guid": "str", "alpha": "str",
-                "bool": "str", "datetime": "str"}
+_CONSTRAINTS = {
+    "int": "int",
+    "long": "int",
+    "float": "float",
+    "double": "float",
+    "guid": "str",
+    "alpha": "str",
+    "bool": "str",
+    "datetime": "str",
+}
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)((?::[a-z]+(?:\([^)]*\))?)*)(\?)?\}")
 
 
@@ -52,7 +60,9 @@ def build_http_routes(
     routes: list[tuple[str, Route]] = []
     for fn in index.by_trigger("httpTrigger"):
         template = fn.trigger.get("route") or fn.name
-        methods = [m.upper() for m in (fn.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH"])]
+        methods = [
+            m.upper() for m in (fn.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH"])
+        ]
         endpoint = _endpoint(fn, keys, durable_client_json)
         for path in starlette_paths(route_prefix, template):
             routes.append((path, Route(path, endpoint, methods=methods, name=f"{fn.name}:{path}")))
@@ -100,8 +110,9 @@ def to_starlette_response(result: Any) -> Response:
         media_type = None
         if not has_type and result.mimetype:
             media_type = f"{result.mimetype}; charset={result.charset}" if result.charset else result.mimetype
-        return Response(content=result.get_body(), status_code=result.status_code, headers=headers,
-                        media_type=media_type)
+        return Response(
+            content=result.get_body(), status_code=result.status_code, headers=headers, media_type=media_type
+        )
     if isinstance(result, (bytes, str)):
         return Response(content=result, status_code=200)
     raise TypeError(f"an HTTP function returned {type(result).__name__}; return func.HttpResponse")

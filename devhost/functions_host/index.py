@@ -19,7 +19,9 @@ class FunctionAppLoadError(RuntimeError):
 @dataclass(frozen=True)
 class IndexedFunction:
     name: str
-    trigger_type: str  # httpTrigger, orchestrationTrigger, activityTrigger, entityTrigger, eventGridTrigger, ...
+    trigger_type: (
+        str  # httpTrigger, orchestrationTrigger, activityTrigger, entityTrigger, eventGridTrigger, ...
+    )
     trigger: dict[str, Any]  # the trigger binding as in function.json
     bindings: list[dict[str, Any]]  # all bindings as in function.json
     user_function: Callable[..., Any]
@@ -49,7 +51,9 @@ def load_function_app(app_dir: Path, module_name: str = "function_app") -> Funct
     app_dir = app_dir.resolve()
     script = app_dir / f"{module_name}.py"
     if not script.exists():
-        raise FunctionAppLoadError(f"{script} not found: point the host at the folder holding function_app.py")
+        raise FunctionAppLoadError(
+            f"{script} not found: point the host at the folder holding function_app.py"
+        )
     if str(app_dir) not in sys.path:
         # Appended, not prepended: an in-process test that loads a test app must not shadow the product's
         # own `function_app` (or its packages) for the rest of the process.

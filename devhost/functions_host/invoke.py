@@ -26,7 +26,9 @@ class UnsupportedBinding(RuntimeError):
     pass
 
 
-def extra_binding_kwargs(fn: IndexedFunction, durable_client_json: Callable[[], str] | None) -> dict[str, Any]:
+def extra_binding_kwargs(
+    fn: IndexedFunction, durable_client_json: Callable[[], str] | None
+) -> dict[str, Any]:
     """Arguments for a function's non-trigger bindings: only the durable client is provided locally.
 
     Checked when the host starts, so an unsupported binding fails loudly then, not on the first call.

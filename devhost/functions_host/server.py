@@ -68,10 +68,17 @@ def create_app(config: HostConfig) -> Starlette:
     keys = HostKeys.load_or_create(config.data_dir / "keys.json")
     engine = _durable_engine(index, config, task_hub)
     queue = DeliveryQueue(config.data_dir / "eventgrid.sqlite")
-    worker = DeliveryWorker(queue, config.delivery, config.base_url + WEBHOOK_PATH,
-                            keys.system[EVENTGRID_SYSTEM_KEY_NAME], config.topic_name)
-    subscriptions = [Subscription(name=f"{fn.name}-subscription", function_name=fn.name)
-                     for fn in index.by_trigger("eventGridTrigger")]
+    worker = DeliveryWorker(
+        queue,
+        config.delivery,
+        config.base_url + WEBHOOK_PATH,
+        keys.system[EVENTGRID_SYSTEM_KEY_NAME],
+        config.topic_name,
+    )
+    subscriptions = [
+        Subscription(name=f"{fn.name}-subscription", function_name=fn.name)
+        for fn in index.by_trigger("eventGridTrigger")
+    ]
     client_json = engine.client_binding_json if engine is not None else None
     timers = TimerScheduler(index.by_trigger("timerTrigger"), client_json, enabled=config.run_timers)
 
@@ -84,9 +91,13 @@ def create_app(config: HostConfig) -> Starlette:
         webhook_route(index, keys, client_json),
     ]
     if config.topic_key:
-        topic_id = f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/" \
-                   f"Microsoft.EventGrid/topics/{config.topic_name}"
-        routes.append(topic_route(config.topic_name, config.topic_key, topic_id, queue, subscriptions, worker.notify))
+        topic_id = (
+            f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/"
+            f"Microsoft.EventGrid/topics/{config.topic_name}"
+        )
+        routes.append(
+            topic_route(config.topic_name, config.topic_key, topic_id, queue, subscriptions, worker.notify)
+        )
     routes += build_http_routes(index, keys, route_prefix, client_json)
 
     @contextlib.asynccontextmanager
@@ -115,8 +126,10 @@ def create_app(config: HostConfig) -> Starlette:
 
 def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> Any:
     durable_triggers = {"orchestrationTrigger", "activityTrigger", "entityTrigger"}
-    uses_durable = any(fn.trigger_type in durable_triggers or fn.binding_of_type("durableClient")
-                       for fn in index.functions.values())
+    uses_durable = any(
+        fn.trigger_type in durable_triggers or fn.binding_of_type("durableClient")
+        for fn in index.functions.values()
+    )
     if not uses_durable:
         return None
     from devhost.durable.clock import ManualClock, WallClock
@@ -124,25 +137,34 @@ def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> 
 
     clock = ManualClock() if config.manual_clock else WallClock()
     durable = read_host_json(config.app_dir).get("extensions", {}).get("durableTask", {})
-    return DurableEngine(index, data_dir=config.data_dir / "durable", task_hub=task_hub,
-                         base_url=config.base_url, clock=clock,
-                         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 8)))
+    return DurableEngine(
+        index,
+        data_dir=config.data_dir / "durable",
+        task_hub=task_hub,
+        base_url=config.base_url,
+        clock=clock,
+        max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 8)),
+    )
 
 
 def _host_status(index: FunctionIndex, keys: HostKeys, config: HostConfig) -> Any:
     async def status(request: Request) -> Response:
         if not keys.allows(presented_key(request.headers, request.query_params), "admin"):
             return Response(status_code=401)
-        return JSONResponse({
-            "state": "Running",
-            "functions": sorted(index.functions),
-            "eventGridTopic": config.topic_url if config.topic_key else None,
-        })
+        return JSONResponse(
+            {
+                "state": "Running",
+                "functions": sorted(index.functions),
+                "eventGridTopic": config.topic_url if config.topic_key else None,
+            }
+        )
+
     return status
 
 
 def _admin_invoke(index: FunctionIndex, keys: HostKeys, timers: TimerScheduler) -> Any:
     """`POST /admin/functions/{name}` runs a non-HTTP function now, as the real host's admin API does."""
+
     async def invoke(request: Request) -> Response:
         if not keys.allows(presented_key(request.headers, request.query_params), "admin"):
             return Response(status_code=401)
@@ -150,10 +172,18 @@ def _admin_invoke(index: FunctionIndex, keys: HostKeys, timers: TimerScheduler) 
         if fn is None:
             return Response(status_code=404)
         if fn.trigger_type != "timerTrigger":
-            return JSONResponse({"error": {"code": "NotSupported", "message":
-                                 f"only timer functions can be run from the admin API, not {fn.trigger_type}"}},
-                                status_code=400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "NotSupported",
+                        "message": f"only timer functions can be run from the admin API, not {fn.trigger_type}",
+                    }
+                },
+                status_code=400,
+            )
         from datetime import UTC, datetime
+
         await invoke_timer(fn, timer_request_json(False, None, datetime.now(UTC)), timers.extras[fn.name])
         return Response(status_code=202)
+
     return invoke

@@ -62,27 +62,38 @@ class Schedule:
 
 
 def timer_request_json(past_due: bool, last: datetime | None, nxt: datetime) -> str:
-    return json.dumps({
-        "Schedule": {"AdjustForDST": True},
-        "ScheduleStatus": {
-            "Last": (last or datetime.min.replace(tzinfo=UTC)).isoformat(),
-            "Next": nxt.isoformat(),
-            "LastUpdated": datetime.now(UTC).isoformat(),
-        },
-        "IsPastDue": past_due,
-    })
+    return json.dumps(
+        {
+            "Schedule": {"AdjustForDST": True},
+            "ScheduleStatus": {
+                "Last": (last or datetime.min.replace(tzinfo=UTC)).isoformat(),
+                "Next": nxt.isoformat(),
+                "LastUpdated": datetime.now(UTC).isoformat(),
+            },
+            "IsPastDue": past_due,
+        }
+    )
 
 
 async def invoke_timer(fn: IndexedFunction, payload_json: str, extras: dict[str, Any] | None = None) -> None:
-    request: func.TimerRequest = TimerRequestConverter.decode(meta.Datum(payload_json, "json"), trigger_metadata={})
-    await call_user_function(fn.user_function, {fn.trigger["name"]: request, **resolve_binding_kwargs(extras or {})})
+    request: func.TimerRequest = TimerRequestConverter.decode(
+        meta.Datum(payload_json, "json"), trigger_metadata={}
+    )
+    await call_user_function(
+        fn.user_function, {fn.trigger["name"]: request, **resolve_binding_kwargs(extras or {})}
+    )
 
 
 class TimerScheduler:
     """One asyncio task per timer function; a failing run is logged and the schedule continues."""
 
-    def __init__(self, functions: list[IndexedFunction], durable_client_json: Callable[[], str] | None = None,
-                 *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        functions: list[IndexedFunction],
+        durable_client_json: Callable[[], str] | None = None,
+        *,
+        enabled: bool = True,
+    ) -> None:
         self._functions = functions
         self._enabled = enabled
         self.extras = {fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in functions}

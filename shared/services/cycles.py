@@ -30,15 +30,17 @@ from shared.services import health
 
 # States in which the appliance's uploads are accepted: replication runs underneath test migration,
 # and the final cycle of a cutover arrives while Migrating.
-ACCEPTING_STATES = frozenset({
-    MachineState.INITIAL_REPLICATION,
-    MachineState.REPLICATING,
-    MachineState.RESYNCING,
-    MachineState.TEST_MIGRATING,
-    MachineState.TEST_MIGRATED,
-    MachineState.CLEANING_UP_TEST_MIGRATION,
-    MachineState.MIGRATING,
-})
+ACCEPTING_STATES = frozenset(
+    {
+        MachineState.INITIAL_REPLICATION,
+        MachineState.REPLICATING,
+        MachineState.RESYNCING,
+        MachineState.TEST_MIGRATING,
+        MachineState.TEST_MIGRATED,
+        MachineState.CLEANING_UP_TEST_MIGRATION,
+        MachineState.MIGRATING,
+    }
+)
 BASE_KINDS = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})  # whole-disk copies: start a new chain
 
 
@@ -67,18 +69,32 @@ def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: date
     known = {d.id for d in machine.inventory.disks}
     unknown = sorted(set(upload.manifests) - known)
     if unknown:
-        raise ValidationFailed([FieldProblem(
-            "manifests", f"unknown disk ids {', '.join(unknown)}; machine {machine.id} has {', '.join(sorted(known))}"
-        )])
+        raise ValidationFailed(
+            [
+                FieldProblem(
+                    "manifests",
+                    f"unknown disk ids {', '.join(unknown)}; machine {machine.id} has {', '.join(sorted(known))}",
+                )
+            ]
+        )
     cycle = Cycle(
-        id=upload.cycle_id, machine_id=upload.machine_id, sequence=upload.sequence, kind=upload.kind,
-        app_consistent=upload.app_consistent, manifests=dict(upload.manifests), received_at=now,
+        id=upload.cycle_id,
+        machine_id=upload.machine_id,
+        sequence=upload.sequence,
+        kind=upload.kind,
+        app_consistent=upload.app_consistent,
+        manifests=dict(upload.manifests),
+        received_at=now,
     )
     try:
         repos.cycles.add(cycle)
     except AlreadyExists:
         existing = repos.cycles.require(cycle.id, partition_key=cycle.machine_id).item
-        if (existing.sequence, existing.kind, existing.manifests) != (cycle.sequence, cycle.kind, cycle.manifests):
+        if (existing.sequence, existing.kind, existing.manifests) != (
+            cycle.sequence,
+            cycle.kind,
+            cycle.manifests,
+        ):
             raise Conflict(
                 f"cycle id {cycle.id} was already used for sequence {existing.sequence} ({existing.kind.value}) "
                 "with other manifests; an appliance must never reuse a cycle id"
@@ -93,7 +109,9 @@ class CyclePlan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ready: list[Cycle] = Field(description="apply these, in this order")
-    superseded: list[str] = Field(description="cycle ids that can never apply (older than the watermark or a base)")
+    superseded: list[str] = Field(
+        description="cycle ids that can never apply (older than the watermark or a base)"
+    )
     waiting_for: int | None = Field(description="the missing sequence number later cycles wait for")
     needs_base: bool = Field(description="deltas arrived but no initial (or resync) copy was ever applied")
     buffered: int = Field(description="cycles received beyond the gap")
@@ -103,10 +121,15 @@ def plan_ready_cycles(received: Sequence[Cycle], last_applied: int | None) -> Cy
     """Deltas apply strictly in sequence after the watermark; an initial or resync cycle (a whole-disk
     copy) may apply whenever it is newer than the watermark and makes every older pending cycle moot."""
     # For one sequence number, a whole-disk copy sorts first: it wins over a delta claiming the same number.
-    pending = sorted((c for c in received if c.state is CycleState.RECEIVED),
-                     key=lambda c: (c.sequence, c.kind not in BASE_KINDS, c.id))
-    newest_base = max((c for c in pending if c.kind in BASE_KINDS and (last_applied is None or c.sequence > last_applied)),
-                      key=lambda c: c.sequence, default=None)
+    pending = sorted(
+        (c for c in received if c.state is CycleState.RECEIVED),
+        key=lambda c: (c.sequence, c.kind not in BASE_KINDS, c.id),
+    )
+    newest_base = max(
+        (c for c in pending if c.kind in BASE_KINDS and (last_applied is None or c.sequence > last_applied)),
+        key=lambda c: c.sequence,
+        default=None,
+    )
     superseded: list[str] = []
     watermark = last_applied
     if newest_base is not None:
@@ -152,16 +175,22 @@ class ReplicationView(BaseModel):
     last_applied_sequence: int | None
     policy: ReplicationPolicy
     plan: CyclePlan
-    job: Job | None = Field(description="the machine's unfinished job, if the replication orchestration runs it")
+    job: Job | None = Field(
+        description="the machine's unfinished job, if the replication orchestration runs it"
+    )
     upload_watch: UploadWatch | None = Field(
         default=None, description="a started cycle whose uploads are due by a deadline (1011 after it)"
     )
 
 
 # Jobs the replication orchestration itself carries out; other jobs (test migration, ...) have their own.
-OWN_JOB_STATES = frozenset({
-    MachineState.ENABLING_REPLICATION, MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED,
-})
+OWN_JOB_STATES = frozenset(
+    {
+        MachineState.ENABLING_REPLICATION,
+        MachineState.REPLICATION_STOPPED,
+        MachineState.MIGRATION_COMPLETED,
+    }
+)
 
 
 def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
@@ -179,7 +208,10 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
         machine_id=machine.id,
         appliance_id=machine.appliance_id,
         state=machine.state,
-        disks=[DiskRef(id=d.id, size_bytes=d.size_bytes, is_os_disk=d.is_os_disk) for d in machine.inventory.disks],
+        disks=[
+            DiskRef(id=d.id, size_bytes=d.size_bytes, is_os_disk=d.is_os_disk)
+            for d in machine.inventory.disks
+        ],
         last_applied_sequence=machine.replication.last_applied_sequence,
         policy=appliance.policy,
         plan=plan_ready_cycles(received, machine.replication.last_applied_sequence),
@@ -196,8 +228,9 @@ class CycleOutcome:
     bytes_applied: int
 
 
-def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy,
-                   rules: HealthRules | None = None) -> list[RecoveryPoint]:
+def complete_cycle(
+    repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy, rules: HealthRules | None = None
+) -> list[RecoveryPoint]:
     """One machine update (watermark, recovery point + retention, progress, lifecycle, health healed by
     the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 on a retry;
     one more event when health changed, and a job update when the cycle completed a repair. Returns the
@@ -221,44 +254,72 @@ def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: Replicati
         if cycle.kind in BASE_KINDS:
             machine.replication.progress_percent = 100.0
             machine.replication.current_errors = [
-                e for e in machine.replication.current_errors if e.disk_id is None or e.disk_id not in cycle.manifests
+                e
+                for e in machine.replication.current_errors
+                if e.disk_id is None or e.disk_id not in cycle.manifests
             ]
             if machine.state is MachineState.RESYNCING:
                 repaired_job = machine.active_job_id or ""
             if machine.state in (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING):
                 transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
-        healed = health.record_cycle_success(machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS,
-                                             rules=health_rules)
+        healed = health.record_cycle_success(
+            machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS, rules=health_rules
+        )
         return dropped, healed, repaired_job
 
     stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(cycle.machine_id, apply)
-    repos.cycles.put(cycle.model_copy(update={
-        "state": CycleState.APPLIED, "applied_at": outcome.applied_at, "bytes_applied": outcome.bytes_applied,
-    }))
-    events = [Event(
-        id=f"{cycle.id}-completed",
-        machine_id=cycle.machine_id,
-        time=outcome.applied_at,
-        type=health.CYCLE_COMPLETED,
-        severity=Severity.INFO,
-        message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
-                f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
-                f"{outcome.recovery_point.id} ({outcome.recovery_point.consistency.value}-consistent).",
-        cycle_id=cycle.id,
-        details={"sequence": str(cycle.sequence), "kind": cycle.kind.value,
-                 "bytesApplied": str(outcome.bytes_applied), "recoveryPoint": outcome.recovery_point.id},
-    )]
+    repos.cycles.put(
+        cycle.model_copy(
+            update={
+                "state": CycleState.APPLIED,
+                "applied_at": outcome.applied_at,
+                "bytes_applied": outcome.bytes_applied,
+            }
+        )
+    )
+    events = [
+        Event(
+            id=f"{cycle.id}-completed",
+            machine_id=cycle.machine_id,
+            time=outcome.applied_at,
+            type=health.CYCLE_COMPLETED,
+            severity=Severity.INFO,
+            message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
+            f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
+            f"{outcome.recovery_point.id} ({outcome.recovery_point.consistency.value}-consistent).",
+            cycle_id=cycle.id,
+            details={
+                "sequence": str(cycle.sequence),
+                "kind": cycle.kind.value,
+                "bytesApplied": str(outcome.bytes_applied),
+                "recoveryPoint": outcome.recovery_point.id,
+            },
+        )
+    ]
     if healed.changed:
-        events.append(health.health_event(cycle.machine_id, f"{cycle.id}-health", outcome.applied_at, healed,
-                                          f"cycle {cycle.id} applied"))
+        events.append(
+            health.health_event(
+                cycle.machine_id,
+                f"{cycle.id}-health",
+                outcome.applied_at,
+                healed,
+                f"cycle {cycle.id} applied",
+            )
+        )
     if repaired_job is not None:
-        events.append(Event(
-            id=f"{cycle.id}-repaired", machine_id=cycle.machine_id, time=outcome.applied_at,
-            type=health.REPAIR_COMPLETED, severity=Severity.INFO, cycle_id=cycle.id,
-            message=f"Repair replication completed: {cycle.kind.value} cycle {cycle.id} copied "
-                    f"{', '.join(sorted(cycle.manifests))} in full; the machine is {stored.item.state.value} "
-                    f"with {len(stored.item.replication.recovery_points)} recovery point(s) kept.",
-        ))
+        events.append(
+            Event(
+                id=f"{cycle.id}-repaired",
+                machine_id=cycle.machine_id,
+                time=outcome.applied_at,
+                type=health.REPAIR_COMPLETED,
+                severity=Severity.INFO,
+                cycle_id=cycle.id,
+                message=f"Repair replication completed: {cycle.kind.value} cycle {cycle.id} copied "
+                f"{', '.join(sorted(cycle.manifests))} in full; the machine is {stored.item.state.value} "
+                f"with {len(stored.item.replication.recovery_points)} recovery point(s) kept.",
+            )
+        )
     for event in events:
         repos.events.put(event)
     if repaired_job is not None:
@@ -267,8 +328,13 @@ def complete_cycle(repos: Repositories, outcome: CycleOutcome, policy: Replicati
     return dropped
 
 
-def mark_cycles(repos: Repositories, machine_id: str, cycle_ids: Sequence[str], state: CycleState,
-                error: str | None = None) -> None:
+def mark_cycles(
+    repos: Repositories,
+    machine_id: str,
+    cycle_ids: Sequence[str],
+    state: CycleState,
+    error: str | None = None,
+) -> None:
     """Superseded or rejected cycles leave the inbox (one read-modify-write each, idempotent)."""
     for cycle_id in cycle_ids:
         stored = repos.cycles.get(cycle_id, partition_key=machine_id)
@@ -284,19 +350,34 @@ def record_progress(repos: Repositories, machine_id: str, percent: float) -> Non
     repos.machines.update_with_retry(machine_id, apply)
 
 
-def finish_job(repos: Repositories, job: Job, status: JobStatus, *, now: datetime,
-               error_message: str | None = None) -> Job:
+def finish_job(
+    repos: Repositories, job: Job, status: JobStatus, *, now: datetime, error_message: str | None = None
+) -> Job:
     """Every remaining step takes the job's final status; idempotent."""
     from shared.domain.job import JobError
 
-    steps = [s if s.status.finished else s.model_copy(update={
-        "status": status, "start_time": s.start_time or now, "end_time": now,
-        "error": JobError(code="Failed", message=error_message) if error_message and status is JobStatus.FAILED
-        else None,
-    }) for s in job.steps]
-    done = job.model_copy(update={
-        "status": status, "steps": steps, "updated_at": now,
-        "error": JobError(code="Failed", message=error_message) if error_message else None,
-    })
+    steps = [
+        s
+        if s.status.finished
+        else s.model_copy(
+            update={
+                "status": status,
+                "start_time": s.start_time or now,
+                "end_time": now,
+                "error": JobError(code="Failed", message=error_message)
+                if error_message and status is JobStatus.FAILED
+                else None,
+            }
+        )
+        for s in job.steps
+    ]
+    done = job.model_copy(
+        update={
+            "status": status,
+            "steps": steps,
+            "updated_at": now,
+            "error": JobError(code="Failed", message=error_message) if error_message else None,
+        }
+    )
     repos.jobs.put(done)
     return done

@@ -24,7 +24,9 @@ def list_events_page(
         raise ValidationFailed.single("limit", f"must be between 1 and {MAX_EVENTS}; got {limit}")
     page = repos.events.query_page(
         Query(equals={"machineId": machine_id}, order_by="time", descending=True),
-        partition_key=machine_id, page_size=limit, continuation=continuation,
+        partition_key=machine_id,
+        page_size=limit,
+        continuation=continuation,
     )
     if not page.items and continuation is None and repos.machines.get(machine_id) is None:
         raise NotFound(f"machine {machine_id} does not exist", details=[{"id": machine_id}])

@@ -54,8 +54,9 @@ def received_ids(host: RunningHost, event_id: object) -> list[dict[str, object]]
 
 def test_event_grid_schema_event_is_delivered_with_stamped_fields(host: RunningHost) -> None:
     client = EventGridPublisherClient(topic_url(host), AzureKeyCredential(TOPIC_KEY))
-    event = EventGridEvent(subject="machines/m1", event_type="Migrate.Appliance.Heartbeat", data={"n": 1},
-                           data_version="1.0")
+    event = EventGridEvent(
+        subject="machines/m1", event_type="Migrate.Appliance.Heartbeat", data={"n": 1}, data_version="1.0"
+    )
     client.send(event)
     wait_until(lambda: received_ids(host, event.id))
     [got] = received_ids(host, event.id)
@@ -67,8 +68,12 @@ def test_event_grid_schema_event_is_delivered_with_stamped_fields(host: RunningH
 
 def test_cloud_event_is_delivered(host: RunningHost) -> None:
     client = EventGridPublisherClient(topic_url(host), AzureKeyCredential(TOPIC_KEY))
-    event = CloudEvent(source="/appliances/a1", type="Migrate.Replication.CycleUploaded", subject="machines/m2",
-                       data={"cycleId": "c1"})
+    event = CloudEvent(
+        source="/appliances/a1",
+        type="Migrate.Replication.CycleUploaded",
+        subject="machines/m2",
+        data={"cycleId": "c1"},
+    )
     client.send([event])
     wait_until(lambda: received_ids(host, event.id))
     assert received_ids(host, event.id)[0]["data"] == {"cycleId": "c1"}
@@ -77,8 +82,9 @@ def test_cloud_event_is_delivered(host: RunningHost) -> None:
 def test_sas_token_is_accepted(host: RunningHost) -> None:
     token = generate_sas(topic_url(host), TOPIC_KEY, datetime.now(UTC) + timedelta(minutes=5))
     client = EventGridPublisherClient(topic_url(host), AzureSasCredential(token))
-    event = EventGridEvent(subject="machines/m3", event_type="Migrate.Appliance.Heartbeat", data={},
-                           data_version="1.0")
+    event = EventGridEvent(
+        subject="machines/m3", event_type="Migrate.Appliance.Heartbeat", data={}, data_version="1.0"
+    )
     client.send(event)
     wait_until(lambda: received_ids(host, event.id))
 
@@ -95,23 +101,37 @@ def test_expired_sas_and_bad_key_are_401(host: RunningHost) -> None:
 
 
 def test_malformed_event_is_400_and_nothing_is_queued(host: RunningHost) -> None:
-    response = httpx.post(topic_url(host), headers={"aeg-sas-key": TOPIC_KEY},
-                          json=[{"id": "x1", "subject": "s", "eventType": "t", "eventTime": "2026-01-01T00:00:00Z"},
-                                {"id": "x2", "eventType": "t"}])
+    response = httpx.post(
+        topic_url(host),
+        headers={"aeg-sas-key": TOPIC_KEY},
+        json=[
+            {"id": "x1", "subject": "s", "eventType": "t", "eventTime": "2026-01-01T00:00:00Z"},
+            {"id": "x2", "eventType": "t"},
+        ],
+    )
     assert response.status_code == 400
     assert "missing required properties: subject, eventTime" in response.json()["error"]["message"]
-    too_big = httpx.post(topic_url(host), headers={"aeg-sas-key": TOPIC_KEY}, content=b" " * (1024 * 1024 + 1))
+    too_big = httpx.post(
+        topic_url(host), headers={"aeg-sas-key": TOPIC_KEY}, content=b" " * (1024 * 1024 + 1)
+    )
     assert too_big.status_code == 413
     assert not received_ids(host, "x1")
 
 
-def test_failing_handler_is_retried_then_dead_lettered(host: RunningHost, emulators: EmulatorEndpoints) -> None:
+def test_failing_handler_is_retried_then_dead_lettered(
+    host: RunningHost, emulators: EmulatorEndpoints
+) -> None:
     client = EventGridPublisherClient(topic_url(host), AzureKeyCredential(TOPIC_KEY))
-    event = EventGridEvent(subject="machines/bad", event_type="Migrate.Replication.CycleUploaded",
-                           data={"fail": True}, data_version="1.0")
+    event = EventGridEvent(
+        subject="machines/bad",
+        event_type="Migrate.Replication.CycleUploaded",
+        data={"fail": True},
+        data_version="1.0",
+    )
     client.send(event)
-    blobs = BlobServiceClient.from_connection_string(emulators.storage_connection_string).get_container_client(
-        "eventgrid-deadletter")
+    blobs = BlobServiceClient.from_connection_string(
+        emulators.storage_connection_string
+    ).get_container_client("eventgrid-deadletter")
 
     def dead_lettered() -> list[str]:
         try:
@@ -132,12 +152,23 @@ def test_webhook_checks_the_system_key_and_function_name(host: RunningHost) -> N
     url = f"{host.base_url}/runtime/webhooks/eventgrid"
     body = [{"id": "w1", "subject": "s", "eventType": "t", "eventTime": "2026-01-01T00:00:00Z", "data": {}}]
     headers = {"aeg-event-type": "Notification"}
-    assert httpx.post(url, params={"functionName": "on_event", "code": "nope"}, json=body,
-                      headers=headers).status_code == 401
+    assert (
+        httpx.post(
+            url, params={"functionName": "on_event", "code": "nope"}, json=body, headers=headers
+        ).status_code
+        == 401
+    )
     system_key = str(host.keys["system"]["eventgrid_extension"])  # type: ignore[index]
-    assert httpx.post(url, params={"functionName": "missing", "code": system_key}, json=body,
-                      headers=headers).status_code == 404
-    validation = httpx.post(url, params={"functionName": "on_event", "code": system_key},
-                            headers={"aeg-event-type": "SubscriptionValidation"},
-                            json=[{**body[0], "data": {"validationCode": "abc"}}])
+    assert (
+        httpx.post(
+            url, params={"functionName": "missing", "code": system_key}, json=body, headers=headers
+        ).status_code
+        == 404
+    )
+    validation = httpx.post(
+        url,
+        params={"functionName": "on_event", "code": system_key},
+        headers={"aeg-event-type": "SubscriptionValidation"},
+        json=[{**body[0], "data": {"validationCode": "abc"}}],
+    )
     assert validation.json() == {"validationResponse": "abc"}

@@ -35,15 +35,22 @@ def test_function_route_without_a_valid_key_is_401(host: RunningHost, key: str |
 
 
 def test_function_key_in_header_or_query_is_accepted(host: RunningHost) -> None:
-    by_header = httpx.get(f"{host.base_url}/api/items/7/notes/a", headers={"x-functions-key": host.function_key})
-    by_query = httpx.post(f"{host.base_url}/api/items/7/notes", params={"code": host.function_key, "q": "1"},
-                          content=b"hello")
+    by_header = httpx.get(
+        f"{host.base_url}/api/items/7/notes/a", headers={"x-functions-key": host.function_key}
+    )
+    by_query = httpx.post(
+        f"{host.base_url}/api/items/7/notes", params={"code": host.function_key, "q": "1"}, content=b"hello"
+    )
     assert by_header.status_code == 200
     assert by_header.json()["route"] == {"item_id": "7", "note": "a"}
     assert by_header.headers["x-test"] == "yes"
     assert by_query.status_code == 201
-    assert by_query.json() == {"method": "POST", "route": {"item_id": "7"}, "params": {"code": host.function_key,
-                               "q": "1"}, "body": "hello"}
+    assert by_query.json() == {
+        "method": "POST",
+        "route": {"item_id": "7"},
+        "params": {"code": host.function_key, "q": "1"},
+        "body": "hello",
+    }
 
 
 def test_route_constraint_and_literal_precedence(host: RunningHost) -> None:
@@ -70,7 +77,10 @@ def test_unhandled_exception_is_a_bare_500(host: RunningHost) -> None:
 
 
 def test_admin_api_runs_a_timer_function(host: RunningHost, tmp_path: Path) -> None:
-    assert httpx.post(f"{host.base_url}/admin/functions/yearly", params={"code": host.function_key}).status_code == 401
+    assert (
+        httpx.post(f"{host.base_url}/admin/functions/yearly", params={"code": host.function_key}).status_code
+        == 401
+    )
     response = httpx.post(f"{host.base_url}/admin/functions/yearly", params={"code": host.master_key})
     assert response.status_code == 202
     output = host.data_dir.parent / "out" / "timer.jsonl"

@@ -18,8 +18,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _devhost(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devhost", *command.split()], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "devhost", *command.split()],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def _alive(pid: int) -> bool:

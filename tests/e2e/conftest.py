@@ -29,10 +29,15 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    ports = StackPorts(functions=free_port(), emulators=EmulatorPorts(
-        blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()))
-    stack = LocalStack(ports, data_dir=tmp_path_factory.mktemp("stack"),
-                       host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4", "DEVHOST_LOG_LEVEL": "INFO"})
+    ports = StackPorts(
+        functions=free_port(),
+        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
+    )
+    stack = LocalStack(
+        ports,
+        data_dir=tmp_path_factory.mktemp("stack"),
+        host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4", "DEVHOST_LOG_LEVEL": "INFO"},
+    )
     stack.start()
     try:
         yield stack
@@ -50,8 +55,13 @@ class Operator:
         return str(keys["function_default"])
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.stack.functions_url}/api{path}",
-                             headers={"x-functions-key": self.function_key}, timeout=30, **kwargs)
+        return httpx.request(
+            method,
+            f"{self.stack.functions_url}/api{path}",
+            headers={"x-functions-key": self.function_key},
+            timeout=30,
+            **kwargs,
+        )
 
     def machine(self, machine_id: str) -> dict[str, Any]:
         response = self.call("GET", f"/machines/{machine_id}")
@@ -66,8 +76,12 @@ class Operator:
         return events
 
     def enable_replication(self, machine_id: str) -> dict[str, Any]:
-        target = {"resourceGroup": "rg-target", "virtualNetwork": "vnet-target", "subnet": "default",
-                  "vmSize": "Standard_D2s_v3"}
+        target = {
+            "resourceGroup": "rg-target",
+            "virtualNetwork": "vnet-target",
+            "subnet": "default",
+            "vmSize": "Standard_D2s_v3",
+        }
         response = self.call("PUT", f"/machines/{machine_id}/replication", json=target)
         assert response.status_code == 202, response.text
         job_id = response.json()["jobId"]
@@ -103,8 +117,15 @@ class Appliance:
     replicas: ContainerClient
     workdir: Path
 
-    def machine(self, operator: Operator, *, disks: dict[str, int], flavour: Flavour = "vmware",
-                enable: bool = True, seed: int = 0) -> MachineReplicator:
+    def machine(
+        self,
+        operator: Operator,
+        *,
+        disks: dict[str, int],
+        flavour: Flavour = "vmware",
+        enable: bool = True,
+        seed: int = 0,
+    ) -> MachineReplicator:
         """A source machine of raw images with random data, reported and (by default) replicating."""
         machine_id = f"vm-{uuid.uuid4().hex[:10]}"
         sources = []
@@ -117,7 +138,9 @@ class Appliance:
                 image.write(rng.bytes(size // 2 // 512 * 512))
             sources.append(SourceDisk(disk_id=disk_id, path=path, is_os_disk=index == 0))
         replicator = MachineReplicator(machine_id, sources, self.cache, self.events, flavour=flavour)
-        self.api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
+        self.api.report_machines(
+            [replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")]
+        )
         if enable:
             operator.enable_replication(machine_id)
         return replicator
@@ -127,7 +150,9 @@ class Appliance:
         return blob.download_blob(offset=0, length=size).readall()
 
     def replica_size(self, machine_id: str, disk_id: str) -> int:
-        return int(self.replicas.get_blob_client(replica_blob_name(machine_id, disk_id)).get_blob_properties().size)
+        return int(
+            self.replicas.get_blob_client(replica_blob_name(machine_id, disk_id)).get_blob_properties().size
+        )
 
 
 class _Random:
@@ -143,17 +168,26 @@ class _Random:
 @pytest.fixture
 def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -> Callable[[], Appliance]:
     def make() -> Appliance:
-        api, registration = ApplianceApi.register(local_stack.functions_url, operator.function_key,
-                                                  name=f"appliance-{uuid.uuid4().hex[:6]}", kind="vmware", site="dc1")
+        api, registration = ApplianceApi.register(
+            local_stack.functions_url,
+            operator.function_key,
+            name=f"appliance-{uuid.uuid4().hex[:6]}",
+            kind="vmware",
+            site="dc1",
+        )
         settings = local_stack.settings
-        events = ApplianceEvents(settings["EVENTGRID_TOPIC_ENDPOINT"],
-                                 AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]), registration.appliance_id)
+        events = ApplianceEvents(
+            settings["EVENTGRID_TOPIC_ENDPOINT"],
+            AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
+            registration.appliance_id,
+        )
         storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
         cache = storage.get_container_client(CACHE_CONTAINER)
         if not cache.exists():
             cache.create_container()
         replicas = BlobServiceClient.from_connection_string(
-            settings["REPLICA_STORAGE_CONNECTION_STRING"]).get_container_client(REPLICA_CONTAINER)
+            settings["REPLICA_STORAGE_CONNECTION_STRING"]
+        ).get_container_client(REPLICA_CONTAINER)
         workdir = tmp_path / registration.appliance_id
         workdir.mkdir()
         return Appliance(api=api, events=events, cache=cache, replicas=replicas, workdir=workdir)
@@ -161,7 +195,9 @@ def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -
     return make
 
 
-def wait_for(probe: Callable[[], Any], *, timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    probe: Callable[[], Any], *, timeout: float = 60, interval: float = 0.2, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -169,5 +205,3 @@ def wait_for(probe: Callable[[], Any], *, timeout: float = 60, interval: float =
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout:.0f}s")
-
-

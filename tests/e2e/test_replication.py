@@ -83,9 +83,14 @@ def test_duplicate_and_out_of_order_events_apply_once_in_order(
     replicator.write("os", 0, b"\x22" * 4096)  # overwrites cycle 1's change: order matters
     two = _upload_without_event(replicator)
     for report in (two, one, one):
-        appliance.events.cycle_uploaded(machine_id=replicator.machine_id, cycle_id=report.cycle_id,
-                                        sequence=report.sequence, kind="delta", app_consistent=False,
-                                        manifests=report.manifests)
+        appliance.events.cycle_uploaded(
+            machine_id=replicator.machine_id,
+            cycle_id=report.cycle_id,
+            sequence=report.sequence,
+            kind="delta",
+            app_consistent=False,
+            manifests=report.manifests,
+        )
     operator.wait_applied(replicator.machine_id, two.cycle_id)
     assert operator.applied_cycles(replicator.machine_id)[-2:] == [one.cycle_id, two.cycle_id]
     assert appliance.replica_bytes(replicator.machine_id, "os", 4096) == b"\x22" * 4096
@@ -117,18 +122,31 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     appliance = new_appliance()
     replicator = appliance.machine(operator, disks={"os": 4 * MIB, "data": 2 * MIB})
     operator.wait_applied(replicator.machine_id, initial_copy(appliance, replicator).cycle_id)
-    before = {d.disk_id: appliance.replica_bytes(replicator.machine_id, d.disk_id, d.size) for d in replicator.disks}
+    before = {
+        d.disk_id: appliance.replica_bytes(replicator.machine_id, d.disk_id, d.size) for d in replicator.disks
+    }
 
     replicator.write("os", 8192, b"\x33" * 65536)
     replicator.write("data", 0, b"\x44" * 4096)
     held = _upload_without_event(replicator)
     _damage(appliance.cache, held.manifests["data"], damage)  # type: ignore[attr-defined]
-    appliance.events.cycle_uploaded(machine_id=replicator.machine_id, cycle_id=held.cycle_id,  # type: ignore[attr-defined]
-                                    sequence=held.sequence, kind="delta", app_consistent=False,  # type: ignore[attr-defined]
-                                    manifests=held.manifests)  # type: ignore[attr-defined]
+    appliance.events.cycle_uploaded(
+        machine_id=replicator.machine_id,
+        cycle_id=held.cycle_id,  # type: ignore[attr-defined]
+        sequence=held.sequence,
+        kind="delta",
+        app_consistent=False,  # type: ignore[attr-defined]
+        manifests=held.manifests,
+    )  # type: ignore[attr-defined]
 
-    rejected = wait_for(lambda: [e for e in operator.events(replicator.machine_id)
-                                 if e["type"] == "Replication cycle failed for disk"], what="rejection event")
+    rejected = wait_for(
+        lambda: [
+            e
+            for e in operator.events(replicator.machine_id)
+            if e["type"] == "Replication cycle failed for disk"
+        ],
+        what="rejection event",
+    )
     assert rejected[0]["diskId"] == "data"
     assert rejected[0]["cycleId"] == held.cycle_id  # type: ignore[attr-defined]
     assert rejected[0]["recommendations"]
@@ -165,8 +183,9 @@ def test_missing_cycle_is_detected_and_resynced(
     new_appliance: Callable[[], Appliance], operator: Operator
 ) -> None:
     appliance = new_appliance()
-    response = operator.call("PUT", f"/appliances/{appliance.api.appliance_id}/policy",
-                             json={"maxCycleGapBeforeResync": 1})
+    response = operator.call(
+        "PUT", f"/appliances/{appliance.api.appliance_id}/policy", json={"maxCycleGapBeforeResync": 1}
+    )
     assert response.status_code == 200, response.text
     replicator = appliance.machine(operator, disks={"os": 4 * MIB})
     operator.wait_applied(replicator.machine_id, initial_copy(appliance, replicator).cycle_id)
@@ -203,9 +222,14 @@ def test_an_appliance_cannot_touch_another_appliances_machine(
     operator.wait_applied(replicator.machine_id, initial.cycle_id)
     replicator.write("os", 0, b"\x99" * 512)
     held = _upload_without_event(replicator)
-    intruder.events.cycle_uploaded(machine_id=replicator.machine_id, cycle_id=held.cycle_id,  # type: ignore[attr-defined]
-                                   sequence=held.sequence, kind="delta", app_consistent=False,  # type: ignore[attr-defined]
-                                   manifests=held.manifests)  # type: ignore[attr-defined]
+    intruder.events.cycle_uploaded(
+        machine_id=replicator.machine_id,
+        cycle_id=held.cycle_id,  # type: ignore[attr-defined]
+        sequence=held.sequence,
+        kind="delta",
+        app_consistent=False,  # type: ignore[attr-defined]
+        manifests=held.manifests,
+    )  # type: ignore[attr-defined]
     owner.events.heartbeat()  # a later event from the owner, to know the intruder's was processed
     wait_for(lambda: owner.api.policy(), what="policy")
     assert held.cycle_id not in operator.applied_cycles(replicator.machine_id)  # type: ignore[attr-defined]

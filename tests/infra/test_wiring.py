@@ -185,7 +185,9 @@ def test_local_only_key_settings_are_never_set_and_have_an_identity_counterpart(
             continue
         assert name not in set_by_bicep, f"{name} carries a key: Azure uses the managed identity instead"
         if name in IDENTITY_COUNTERPART:
-            assert IDENTITY_COUNTERPART[name] in set_by_bicep, f"{name} needs {IDENTITY_COUNTERPART[name]} in Azure"
+            assert IDENTITY_COUNTERPART[name] in set_by_bicep, (
+                f"{name} needs {IDENTITY_COUNTERPART[name]} in Azure"
+            )
             continue
         prefix = name.rsplit("_", 2)[0] if name.endswith("_CONNECTION_STRING") else name.rsplit("_", 1)[0]
         siblings = {other for other in read if other.startswith(prefix + "_") and other != name}

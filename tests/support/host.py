@@ -37,14 +37,30 @@ class RunningHost:
         return str(self.keys["master"])
 
 
-def start_host(app_dir: Path, data_dir: Path, env: dict[str, str] | None = None, *, port: int | None = None,
-               extra_args: list[str] | None = None) -> RunningHost:
+def start_host(
+    app_dir: Path,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+) -> RunningHost:
     port = port or free_port()
     full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
     process = ManagedProcess(
         name="functions-host",
-        argv=[sys.executable, "-m", "devhost.functions_host", "--app-dir", str(app_dir), "--port", str(port),
-              "--data-dir", str(data_dir), *(extra_args or [])],
+        argv=[
+            sys.executable,
+            "-m",
+            "devhost.functions_host",
+            "--app-dir",
+            str(app_dir),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            *(extra_args or []),
+        ],
         log_path=data_dir.parent / f"{data_dir.name}-host.log",
         env=full_env,
         cwd=REPO_ROOT,
@@ -53,15 +69,18 @@ def start_host(app_dir: Path, data_dir: Path, env: dict[str, str] | None = None,
 
     def ready() -> bool:
         # keys.json is written before the server listens; any HTTP answer means uvicorn is up.
-        return (data_dir / "keys.json").exists() and httpx.get(base_url + "/admin/host/status", timeout=1).status_code > 0
+        return (data_dir / "keys.json").exists() and httpx.get(
+            base_url + "/admin/host/status", timeout=1
+        ).status_code > 0
 
     process.wait_ready(ready, timeout=60)
     return RunningHost(process=process, base_url=base_url, data_dir=data_dir)
 
 
 @contextmanager
-def running_host(app_dir: Path, data_dir: Path, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> Iterator[RunningHost]:
+def running_host(
+    app_dir: Path, data_dir: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None
+) -> Iterator[RunningHost]:
     host = start_host(app_dir, data_dir, env, extra_args=extra_args)
     try:
         yield host

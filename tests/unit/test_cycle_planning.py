@@ -14,8 +14,14 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def cycle(sequence: int, kind: CycleKind = CycleKind.DELTA, cid: str | None = None) -> Cycle:
-    return Cycle(id=cid or f"c{sequence}-{kind.value}", machine_id="m1", sequence=sequence, kind=kind,
-                 manifests={"d0": f"m/{sequence}.json"}, received_at=NOW)
+    return Cycle(
+        id=cid or f"c{sequence}-{kind.value}",
+        machine_id="m1",
+        sequence=sequence,
+        kind=kind,
+        manifests={"d0": f"m/{sequence}.json"},
+        received_at=NOW,
+    )
 
 
 def sequences(cycles: list[Cycle]) -> list[int]:
@@ -74,7 +80,9 @@ def test_cycles_already_applied_or_rejected_are_ignored() -> None:
     st.lists(st.tuples(st.integers(0, 30), st.sampled_from(list(CycleKind))), max_size=25),
     st.one_of(st.none(), st.integers(0, 30)),
 )
-def test_ready_cycles_never_go_backwards_and_never_skip(items: list[tuple[int, CycleKind]], watermark: int | None) -> None:
+def test_ready_cycles_never_go_backwards_and_never_skip(
+    items: list[tuple[int, CycleKind]], watermark: int | None
+) -> None:
     cycles = [cycle(seq, kind, cid=f"c{i}") for i, (seq, kind) in enumerate(items)]
     plan = plan_ready_cycles(cycles, watermark)
     ready = sequences(plan.ready)

@@ -23,10 +23,14 @@ def test_local_settings_are_read() -> None:
     assert settings.cosmos_database == "migration"
     assert settings.cache_storage.connection_string is not None
     assert settings.replica_storage.account_url == "https://replica.blob.core.windows.net"
-    assert settings.cosmos_key is not None and "cosmos-secret-value" not in repr(settings)  # secrets never print
+    assert settings.cosmos_key is not None and "cosmos-secret-value" not in repr(
+        settings
+    )  # secrets never print
 
 
-@pytest.mark.parametrize("missing", ["COSMOS_ENDPOINT", "EVENTGRID_TOPIC_ENDPOINT", "APPLIANCE_CREDENTIAL_PEPPER"])
+@pytest.mark.parametrize(
+    "missing", ["COSMOS_ENDPOINT", "EVENTGRID_TOPIC_ENDPOINT", "APPLIANCE_CREDENTIAL_PEPPER"]
+)
 def test_missing_setting_is_named(missing: str) -> None:
     env = {k: v for k, v in LOCAL.items() if k != missing}
     with pytest.raises(SettingsError, match=f"missing app settings: {missing}.*local.settings.example.json"):
@@ -35,13 +39,20 @@ def test_missing_setting_is_named(missing: str) -> None:
 
 def test_storage_needs_url_or_connection_string() -> None:
     env = {k: v for k, v in LOCAL.items() if not k.startswith("CACHE_STORAGE")}
-    with pytest.raises(SettingsError, match=r"CACHE_STORAGE_ACCOUNT_URL \(or CACHE_STORAGE_CONNECTION_STRING"):
+    with pytest.raises(
+        SettingsError, match=r"CACHE_STORAGE_ACCOUNT_URL \(or CACHE_STORAGE_CONNECTION_STRING"
+    ):
         Settings.from_environ(env)
 
 
 def test_unresolved_key_vault_reference_is_refused() -> None:
-    env = {**LOCAL, "APPLIANCE_CREDENTIAL_PEPPER": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/p)"}
-    with pytest.raises(SettingsError, match="unresolved Key Vault references in: APPLIANCE_CREDENTIAL_PEPPER"):
+    env = {
+        **LOCAL,
+        "APPLIANCE_CREDENTIAL_PEPPER": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/p)",
+    }
+    with pytest.raises(
+        SettingsError, match="unresolved Key Vault references in: APPLIANCE_CREDENTIAL_PEPPER"
+    ):
         Settings.from_environ(env)
 
 

@@ -17,8 +17,13 @@ class PublishUnauthorized(Exception):
     pass
 
 
-def check_publisher(headers: Mapping[str, str], query: Mapping[str, str], topic_key: str, topic_url: str,
-                    now: datetime | None = None) -> None:
+def check_publisher(
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    topic_key: str,
+    topic_url: str,
+    now: datetime | None = None,
+) -> None:
     key = headers.get("aeg-sas-key") or query.get("aeg-sas-key")
     if key:
         if not hmac.compare_digest(key.encode(), topic_key.encode()):

@@ -87,32 +87,59 @@ class DeliveryQueue:
         now = _iso(datetime.now(UTC))
         rows = [
             (s.name, s.function_name, e.id, e.schema, json.dumps(e.body), now, now)
-            for e in events for s in subscriptions if s.wants(e)
+            for e in events
+            for s in subscriptions
+            if s.wants(e)
         ]
         with self._db:  # one transaction: a publish is accepted whole or not at all
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO deliveries(subscription, function_name, event_id, schema, body, published_at, "
-                "next_attempt_at) VALUES (?,?,?,?,?,?,?)", rows)
+                "next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
 
     def due(self, now: datetime, limit: int = 64) -> list[sqlite3.Row]:
         self._db.row_factory = sqlite3.Row
-        return list(self._db.execute(
-            "SELECT * FROM deliveries WHERE status='pending' AND next_attempt_at<=? ORDER BY next_attempt_at, seq "
-            "LIMIT ?", (_iso(now), limit)))
+        return list(
+            self._db.execute(
+                "SELECT * FROM deliveries WHERE status='pending' AND next_attempt_at<=? ORDER BY next_attempt_at, seq "
+                "LIMIT ?",
+                (_iso(now), limit),
+            )
+        )
 
     def next_due_at(self) -> datetime | None:
-        row = self._db.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE status='pending'").fetchone()
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status='pending'"
+        ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
-    def record(self, seq: int, *, status: str, attempts: int, outcome: str, http_status: int | None,
-               next_attempt_at: datetime | None) -> None:
+    def record(
+        self,
+        seq: int,
+        *,
+        status: str,
+        attempts: int,
+        outcome: str,
+        http_status: int | None,
+        next_attempt_at: datetime | None,
+    ) -> None:
         now = _iso(datetime.now(UTC))
         self._db.execute(
             "UPDATE deliveries SET status=?, attempts=?, last_outcome=?, last_status=?, last_attempt_at=?, "
             "next_attempt_at=COALESCE(?, next_attempt_at) WHERE seq=?",
-            (status, attempts, outcome, http_status, now, _iso(next_attempt_at) if next_attempt_at else None, seq))
+            (
+                status,
+                attempts,
+                outcome,
+                http_status,
+                now,
+                _iso(next_attempt_at) if next_attempt_at else None,
+                seq,
+            ),
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall())
@@ -126,8 +153,9 @@ def _iso(instant: datetime) -> str:
 
 
 class DeliveryWorker:
-    def __init__(self, queue: DeliveryQueue, policy: DeliveryPolicy, webhook_url: str, system_key: str,
-                 topic_name: str) -> None:
+    def __init__(
+        self, queue: DeliveryQueue, policy: DeliveryPolicy, webhook_url: str, system_key: str, topic_name: str
+    ) -> None:
         self._queue = queue
         self._policy = policy
         self._webhook_url = webhook_url
@@ -180,8 +208,11 @@ class DeliveryWorker:
         status: int | None = None
         try:
             response = await self._client.post(
-                self._webhook_url, params={"functionName": row["function_name"], "code": self._system_key},
-                headers=headers, content=json.dumps(payload))
+                self._webhook_url,
+                params={"functionName": row["function_name"], "code": self._system_key},
+                headers=headers,
+                content=json.dumps(payload),
+            )
             status = response.status_code
             outcome = "Success" if 200 <= status < 300 else f"HTTP {status}"
         except httpx.TimeoutException:
@@ -189,28 +220,59 @@ class DeliveryWorker:
         except httpx.HTTPError as exc:
             outcome = f"Unreachable: {exc.__class__.__name__}"
         if status is not None and 200 <= status < 300:
-            self._queue.record(row["seq"], status="delivered", attempts=attempts, outcome=outcome,
-                               http_status=status, next_attempt_at=None)
+            self._queue.record(
+                row["seq"],
+                status="delivered",
+                attempts=attempts,
+                outcome=outcome,
+                http_status=status,
+                next_attempt_at=None,
+            )
             return
         if (status in NO_RETRY_STATUSES) or attempts >= self._policy.max_attempts:
             reason = "MaxDeliveryAttemptsExceeded" if status not in NO_RETRY_STATUSES else "DeliveryFailed"
             await self._dead_letter(row, body, attempts, outcome, status, reason)
             return
         next_at = datetime.now(UTC) + timedelta(seconds=self._policy.delay_after(attempts))
-        log.warning("delivery of event %s to %s failed (%s); attempt %d, retrying at %s", row["event_id"],
-                    row["function_name"], outcome, attempts, next_at.isoformat())
-        self._queue.record(row["seq"], status="pending", attempts=attempts, outcome=outcome, http_status=status,
-                           next_attempt_at=next_at)
+        log.warning(
+            "delivery of event %s to %s failed (%s); attempt %d, retrying at %s",
+            row["event_id"],
+            row["function_name"],
+            outcome,
+            attempts,
+            next_at.isoformat(),
+        )
+        self._queue.record(
+            row["seq"],
+            status="pending",
+            attempts=attempts,
+            outcome=outcome,
+            http_status=status,
+            next_attempt_at=next_at,
+        )
 
-    async def _dead_letter(self, row: sqlite3.Row, body: dict[str, Any], attempts: int, outcome: str,
-                           status: int | None, reason: str) -> None:
+    async def _dead_letter(
+        self,
+        row: sqlite3.Row,
+        body: dict[str, Any],
+        attempts: int,
+        outcome: str,
+        status: int | None,
+        reason: str,
+    ) -> None:
         connection = self._policy.dead_letter_connection_string
         if connection:
             now = datetime.now(UTC)
-            record = {**body, "deadLetterReason": reason, "deliveryAttempts": attempts,
-                      "lastDeliveryOutcome": outcome, "lastHttpStatusCode": status,
-                      "publishTime": row["published_at"], "lastDeliveryAttemptTime": _iso(now)}
-            name = (f"{self._topic_name}/{row['subscription']}/{now:%Y/%m/%d/%H}/{row['event_id']}-{row['seq']}.json")
+            record = {
+                **body,
+                "deadLetterReason": reason,
+                "deliveryAttempts": attempts,
+                "lastDeliveryOutcome": outcome,
+                "lastHttpStatusCode": status,
+                "publishTime": row["published_at"],
+                "lastDeliveryAttemptTime": _iso(now),
+            }
+            name = f"{self._topic_name}/{row['subscription']}/{now:%Y/%m/%d/%H}/{row['event_id']}-{row['seq']}.json"
             try:
                 async with BlobServiceClient.from_connection_string(connection) as service:
                     container = service.get_container_client(self._policy.dead_letter_container)
@@ -220,13 +282,34 @@ class DeliveryWorker:
             except Exception:
                 # Event Grid keeps trying the dead-letter store for hours; the event stays pending meanwhile.
                 log.exception("dead-lettering event %s failed; will try again", row["event_id"])
-                self._queue.record(row["seq"], status="pending", attempts=attempts, outcome=outcome,
-                                   http_status=status, next_attempt_at=datetime.now(UTC) + timedelta(seconds=60))
+                self._queue.record(
+                    row["seq"],
+                    status="pending",
+                    attempts=attempts,
+                    outcome=outcome,
+                    http_status=status,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=60),
+                )
                 return
-            log.error("event %s dead-lettered to %s/%s (%s)", row["event_id"], self._policy.dead_letter_container,
-                      name, reason)
+            log.error(
+                "event %s dead-lettered to %s/%s (%s)",
+                row["event_id"],
+                self._policy.dead_letter_container,
+                name,
+                reason,
+            )
         else:
-            log.error("event %s dropped after %d attempts (%s): no dead-letter store configured", row["event_id"],
-                      attempts, outcome)
-        self._queue.record(row["seq"], status="deadlettered", attempts=attempts, outcome=outcome,
-                           http_status=status, next_attempt_at=None)
+            log.error(
+                "event %s dropped after %d attempts (%s): no dead-letter store configured",
+                row["event_id"],
+                attempts,
+                outcome,
+            )
+        self._queue.record(
+            row["seq"],
+            status="deadlettered",
+            attempts=attempts,
+            outcome=outcome,
+            http_status=status,
+            next_attempt_at=None,
+        )

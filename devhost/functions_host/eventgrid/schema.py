@@ -28,14 +28,23 @@ class PublishedEvent:
 
 def parse_publish(body: bytes, content_type: str, topic_id: str) -> list[PublishedEvent]:
     if len(body) > MAX_PUBLISH_BYTES:
-        raise PublishRejected(413, "RequestEntityTooLarge", f"the request is {len(body)} bytes; the limit is 1 MB")
+        raise PublishRejected(
+            413, "RequestEntityTooLarge", f"the request is {len(body)} bytes; the limit is 1 MB"
+        )
     try:
         payload = json.loads(body)
     except ValueError as exc:
         raise PublishRejected(400, "BadRequest", f"the body is not JSON: {exc}") from exc
-    is_cloudevents = content_type.lower().startswith("application/cloudevents") or (
-        isinstance(payload, dict) and "specversion" in payload
-    ) or (isinstance(payload, list) and payload and isinstance(payload[0], dict) and "specversion" in payload[0])
+    is_cloudevents = (
+        content_type.lower().startswith("application/cloudevents")
+        or (isinstance(payload, dict) and "specversion" in payload)
+        or (
+            isinstance(payload, list)
+            and payload
+            and isinstance(payload[0], dict)
+            and "specversion" in payload[0]
+        )
+    )
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise PublishRejected(400, "BadRequest", "no events in the request")
@@ -49,7 +58,8 @@ def parse_publish(body: bytes, content_type: str, topic_id: str) -> list[Publish
         missing = [field for field in required if not item.get(field)]
         if missing:
             raise PublishRejected(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"event #{position} ({'CloudEvents 1.0' if is_cloudevents else 'Event Grid schema'}) "
                 f"is missing required properties: {', '.join(missing)}",
             )
@@ -58,8 +68,16 @@ def parse_publish(body: bytes, content_type: str, topic_id: str) -> list[Publish
                 raise PublishRejected(400, "BadRequest", f"event #{position}: specversion must be 1.0")
             stamped = dict(item)
         else:
-            stamped = {**item, "topic": topic_id, "metadataVersion": "1", "dataVersion": item.get("dataVersion") or ""}
+            stamped = {
+                **item,
+                "topic": topic_id,
+                "metadataVersion": "1",
+                "dataVersion": item.get("dataVersion") or "",
+            }
             stamped.setdefault("data", None)
-        events.append(PublishedEvent(id=str(item["id"]), schema="cloudevents" if is_cloudevents else "eventgrid",
-                                     body=stamped))
+        events.append(
+            PublishedEvent(
+                id=str(item["id"]), schema="cloudevents" if is_cloudevents else "eventgrid", body=stamped
+            )
+        )
     return events

@@ -20,8 +20,14 @@ def topic_path(topic_name: str) -> str:
     return f"/runtime/local-eventgrid/topics/{topic_name}/api/events"
 
 
-def topic_route(topic_name: str, topic_key: str, topic_id: str, queue: DeliveryQueue,
-                subscriptions: Sequence[Subscription], notify: Callable[[], None]) -> Route:
+def topic_route(
+    topic_name: str,
+    topic_key: str,
+    topic_id: str,
+    queue: DeliveryQueue,
+    subscriptions: Sequence[Subscription],
+    notify: Callable[[], None],
+) -> Route:
     async def publish(request: Request) -> Response:
         try:
             check_publisher(request.headers, request.query_params, topic_key, str(request.url))

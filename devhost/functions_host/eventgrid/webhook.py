@@ -28,13 +28,19 @@ log = logging.getLogger("devhost.eventgrid")
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 
 
-def webhook_route(index: FunctionIndex, keys: HostKeys, durable_client_json: Callable[[], str] | None) -> Route:
-    extras = {fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in index.by_trigger("eventGridTrigger")}
+def webhook_route(
+    index: FunctionIndex, keys: HostKeys, durable_client_json: Callable[[], str] | None
+) -> Route:
+    extras = {
+        fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in index.by_trigger("eventGridTrigger")
+    }
 
     async def webhook(request: Request) -> Response:
         if request.method == "OPTIONS":  # CloudEvents abuse-protection handshake
-            return Response(status_code=200, headers={"WebHook-Allowed-Origin": request.headers.get(
-                "WebHook-Request-Origin", "*")})
+            return Response(
+                status_code=200,
+                headers={"WebHook-Allowed-Origin": request.headers.get("WebHook-Request-Origin", "*")},
+            )
         if not keys.allows_system(request.query_params.get("code"), EVENTGRID_SYSTEM_KEY_NAME):
             return Response(status_code=401)
         name = request.query_params.get("functionName", "")
@@ -51,9 +57,12 @@ def webhook_route(index: FunctionIndex, keys: HostKeys, durable_client_json: Cal
             return JSONResponse({"validationResponse": code})
 
         async def invoke(event: dict[str, Any]) -> None:
-            decoded = EventGridEventInConverter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
-            await call_user_function(fn.user_function,
-                                     {fn.trigger["name"]: decoded, **resolve_binding_kwargs(extras[fn.name])})
+            decoded = EventGridEventInConverter.decode(
+                meta.Datum(json.dumps(event), "json"), trigger_metadata={}
+            )
+            await call_user_function(
+                fn.user_function, {fn.trigger["name"]: decoded, **resolve_binding_kwargs(extras[fn.name])}
+            )
 
         results = await asyncio.gather(*(invoke(e) for e in events), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]

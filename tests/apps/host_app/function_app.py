@@ -23,10 +23,18 @@ def ping(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="items/{item_id:int}/notes/{note?}", methods=["GET", "POST"])
 def item_note(req: func.HttpRequest) -> func.HttpResponse:
-    body = {"method": req.method, "route": dict(req.route_params), "params": dict(req.params),
-            "body": req.get_body().decode()}
-    return func.HttpResponse(json.dumps(body), status_code=201 if req.method == "POST" else 200,
-                             mimetype="application/json", headers={"x-test": "yes"})
+    body = {
+        "method": req.method,
+        "route": dict(req.route_params),
+        "params": dict(req.params),
+        "body": req.get_body().decode(),
+    }
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=201 if req.method == "POST" else 200,
+        mimetype="application/json",
+        headers={"x-test": "yes"},
+    )
 
 
 @app.route(route="items/special/notes", methods=["GET"])
@@ -48,9 +56,17 @@ async def boom(req: func.HttpRequest) -> func.HttpResponse:
 def on_event(event: func.EventGridEvent) -> None:
     # The worker hands over an EventGridEvent or, for CloudEvents, a CloudEvent (with `type`, no topic).
     data = event.get_json()
-    _append("eventgrid", {"id": event.id, "type": getattr(event, "event_type", None) or getattr(event, "type", None),
-                          "subject": event.subject, "data": data, "topic": getattr(event, "topic", None),
-                          "dataVersion": getattr(event, "data_version", None)})
+    _append(
+        "eventgrid",
+        {
+            "id": event.id,
+            "type": getattr(event, "event_type", None) or getattr(event, "type", None),
+            "subject": event.subject,
+            "data": data,
+            "topic": getattr(event, "topic", None),
+            "dataVersion": getattr(event, "data_version", None),
+        },
+    )
     if isinstance(data, dict) and data.get("fail"):
         raise RuntimeError("handler told to fail")
 
