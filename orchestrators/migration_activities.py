@@ -54,7 +54,13 @@ from shared.domain.errors import DomainError
 from shared.domain.inventory import Firmware, OsType
 from shared.domain.job import JobStatus
 from shared.domain.machine import Machine
-from shared.hydration_bundle import HYDRATION_CONTAINER, READ_ONLY, WRITE_ONLY, blob_sas_url, upload_toolkit
+from shared.hydration_bundle import (
+    READ_ONLY,
+    WRITE_ONLY,
+    blob_sas_url,
+    hydration_container_of,
+    upload_toolkit,
+)
 from shared.replica_disks import copy_recovery_point, recovery_point_copy_name, replica_blob_name
 from shared.replication_storage import replica_container
 from shared.services import migration
@@ -81,9 +87,8 @@ def _settings() -> migration.MigrationSettings:
 
 
 def hydration_container() -> ContainerClient:
-    """The toolkit and the reports: a container of the replica account (see shared/hydration_bundle.py)."""
-    service = replica_container()._get_blob_service_client()  # the same account and credential
-    return service.get_container_client(HYDRATION_CONTAINER)
+    """The toolkit, the reports and the pins: a container of the replica account (shared/hydration_bundle.py)."""
+    return hydration_container_of(replica_container())
 
 
 def _tags(plan: HydrationPlan, purpose: Literal["temporary", "final"]) -> ResourceTags:

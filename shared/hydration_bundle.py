@@ -124,6 +124,12 @@ def build_toolkit_bundle(root: Path = TOOLKIT_ROOT, helper_debs: Path | None = N
     return ToolkitBundle(data=data, digest=hashlib.sha256(data).hexdigest())
 
 
+def hydration_container_of(replicas: ContainerClient) -> ContainerClient:
+    """The `hydration` container (toolkit, reports, recovery-point pins) of the replica account."""
+    service = replicas._get_blob_service_client()  # the same account and credential
+    return service.get_container_client(HYDRATION_CONTAINER)
+
+
 @functools.lru_cache(maxsize=1)
 def current_bundle() -> ToolkitBundle:
     """This deployment's bundle (built once per worker: the package does not change while it runs)."""
