@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devhost.demo_health import demo_failure_and_repair
+from devhost.demo_migration import run_migration_demo
 from devhost.demo_replication import run_replication_demo
 from devhost.stack import LocalStack
 
@@ -141,7 +142,7 @@ def run_demo(stack: LocalStack) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="demo-disks-") as workdir:
         try:
-            run_replication_demo(stack, Path(workdir), console)
+            replication = run_replication_demo(stack, Path(workdir), console)
         except Exception as exc:
             console.print(f"[red]replication demo failed: {exc}[/]")
             return 1
@@ -150,6 +151,12 @@ def run_demo(stack: LocalStack) -> int:
             demo_failure_and_repair(stack, console)
         except Exception as exc:
             console.print(f"[red]failure-and-repair demo failed: {exc}[/]")
+            return 1
+        console.rule("Test migration, clean-up and migration")
+        try:
+            run_migration_demo(stack, Path(workdir), console, replication)
+        except Exception as exc:
+            console.print(f"[red]migration demo failed: {exc}[/]")
             return 1
     console.print("[green bold]demo complete[/]")
     return 0

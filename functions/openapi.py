@@ -36,6 +36,7 @@ from shared.services.contracts import (
     MachineListQuery,
     RegisterApplianceRequest,
 )
+from shared.services.migration import MigrationRequest, TestMigrationRequest
 
 bp = func.Blueprint()
 
@@ -171,6 +172,38 @@ OPERATIONS: tuple[Operation, ...] = (
         "operator",
         AcceptedJob,
         202,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/test-migrate",
+        "test_migrate",
+        "Test migration into the isolated test VNet from a recovery point (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        TestMigrationRequest,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/test-migrate/cleanup",
+        "test_migrate_cleanup",
+        "Clean up the test migration: delete every test resource (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/migrate",
+        "migrate",
+        "Migrate (cutover): optional source shutdown, final cycle, hydrate, create the VM (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        MigrationRequest,
         errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),

@@ -44,6 +44,7 @@ from shared.domain.job import JobStatus
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.error_catalog import control_plane_error, match_domain_error
+from shared.hydration_bundle import hydration_container_of
 from shared.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
@@ -55,6 +56,7 @@ from shared.replication_storage import cache_container, ensure_containers_exist,
 from shared.services import cycles, health
 from shared.services.bootstrap import get_services
 from shared.services.commands import queue_command
+from shared.services.migration import pinned_snapshots
 from shared.telemetry import get_telemetry
 
 log = logging.getLogger(__name__)
@@ -277,8 +279,17 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
         bytes_applied=completion.bytes_applied,
     )
     dropped = cycles.complete_cycle(services.repos, outcome, completion.policy)
+    # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
+    # blobs until the job releases them (release_recovery_point deletes what retention dropped meanwhile).
+    pinned = (
+        pinned_snapshots(hydration_container_of(replica_container()), completion.cycle.machine_id)
+        if dropped
+        else frozenset()
+    )
     for point in dropped:
         for disk_id, snapshot in point.disk_snapshots.items():
+            if snapshot in pinned:
+                continue
             with contextlib.suppress(ResourceNotFoundError):
                 replica_container().get_blob_client(
                     replica_blob_name(completion.cycle.machine_id, disk_id), snapshot=snapshot
