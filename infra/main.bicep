@@ -271,6 +271,8 @@ var appSettings = union({
     COSMOS_VERIFY_TLS: 'true'
     CACHE_STORAGE_ACCOUNT_URL: cacheStorage.outputs.blobEndpoint
     REPLICA_STORAGE_ACCOUNT_URL: replicaStorage.outputs.blobEndpoint
+    // Managed disks are imported from recovery-point copies in this account (creationData.storageAccountId).
+    REPLICA_STORAGE_ACCOUNT_ID: replicaStorage.outputs.id
     EVENTGRID_TOPIC_ENDPOINT: topic.outputs.endpoint
     APPLIANCE_CREDENTIAL_PEPPER: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.pepperSecretUri})'
     AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
