@@ -14,6 +14,31 @@ from devhost.processes import free_port
 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
 
 
+def _quiet_process_telemetry() -> None:
+    """Code under test that configures telemetry in this process (services built in-process) would
+    otherwise export to stderr, and its final flush at exit would print after pytest's summary line.
+    In-memory exporters keep the telemetry real but silent; tests that inspect it bring their own."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared.settings import Settings
+    from shared.telemetry import configure_telemetry
+
+    settings = Settings.from_environ(
+        {
+            "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+            "CACHE_STORAGE_CONNECTION_STRING": "unused",
+            "REPLICA_STORAGE_CONNECTION_STRING": "unused",
+            "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:1/",
+            "APPLIANCE_CREDENTIAL_PEPPER": "unused",
+        }
+    )
+    configure_telemetry(settings, span_exporter=InMemorySpanExporter(), metric_reader=InMemoryMetricReader())
+
+
+_quiet_process_telemetry()
+
+
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorEndpoints]:
     root = tmp_path_factory.mktemp("emulators")
