@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from azure.core.credentials import AzureKeyCredential
-from azure.storage.blob import BlobServiceClient
 
-from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.emulators import EmulatorPorts
+from devhost.local_appliance import function_key, register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
-from shared.replication_storage import CACHE_CONTAINER
 from shared.telemetry import METRIC_COSMOS_OPERATIONS
 
 MIB = 1024 * 1024
@@ -57,28 +54,17 @@ def run() -> dict[str, Any]:
 
 
 def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
-    settings = stack.settings
-    function_key = json.loads((stack.data_dir / "host" / "keys.json").read_text())["function_default"]
-    api, registration = ApplianceApi.register(
-        stack.functions_url, function_key, name="bench", kind="vmware", site="bench"
-    )
-    events = ApplianceEvents(
-        settings["EVENTGRID_TOPIC_ENDPOINT"],
-        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-        registration.appliance_id,
-    )
-    cache = BlobServiceClient.from_connection_string(
-        settings["CACHE_STORAGE_CONNECTION_STRING"]
-    ).get_container_client(CACHE_CONTAINER)
-    if not cache.exists():
-        cache.create_container()
+    local = register_local_appliance(stack, name="bench", site="bench")
+    api, events, cache = local.api, local.events, local.cache
     image = root / "disk.img"
     with image.open("wb") as handle:
         handle.truncate(64 * MIB)
     machine_id = f"bench-{uuid.uuid4().hex[:6]}"
     replicator = MachineReplicator(machine_id, [SourceDisk("disk0", image, is_os_disk=True)], cache, events)
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
-    operator = httpx.Client(base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key})
+    operator = httpx.Client(
+        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key(stack)}
+    )
     job = operator.put(
         f"/machines/{machine_id}/replication",
         json={

@@ -10,17 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from azure.core.credentials import AzureKeyCredential
-from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
-from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import MachineReplicator, SourceDisk
+from devhost.local_appliance import function_key, register_local_appliance
 from devhost.stack import LocalStack
 from shared.domain.cycle import CycleKind
 from shared.replica_disks import replica_blob_name
-from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
 
 MIB = 1024 * 1024
 DISKS = {"disk-os": 64 * MIB, "disk-data": 32 * MIB + 4096}
@@ -32,32 +29,15 @@ class DemoFailed(RuntimeError):
 
 
 def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> dict[str, Any]:
-    settings = stack.settings
-    keys = (stack.data_dir / "host" / "keys.json").read_text()
-    function_key = __import__("json").loads(keys)["function_default"]
     operator = httpx.Client(
-        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key}, timeout=30
+        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key(stack)}, timeout=30
     )
-
-    api, registration = ApplianceApi.register(
-        stack.functions_url, function_key, name="demo-appliance", kind="vmware", site="datacenter-1"
-    )
+    local = register_local_appliance(stack, name="demo-appliance", site="datacenter-1")
+    api, registration, events = local.api, local.registration, local.events
+    cache, replicas = local.cache, local.replicas
     console.print(
         f"appliance registered: [bold]{registration.appliance_id}[/] (credential shown once, stored hashed)"
     )
-    events = ApplianceEvents(
-        settings["EVENTGRID_TOPIC_ENDPOINT"],
-        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-        registration.appliance_id,
-    )
-    cache = BlobServiceClient.from_connection_string(
-        settings["CACHE_STORAGE_CONNECTION_STRING"]
-    ).get_container_client(CACHE_CONTAINER)
-    if not cache.exists():
-        cache.create_container()
-    replicas = BlobServiceClient.from_connection_string(
-        settings["REPLICA_STORAGE_CONNECTION_STRING"]
-    ).get_container_client(REPLICA_CONTAINER)
 
     machine_id = f"web-{uuid.uuid4().hex[:6]}"
     rng = random.Random(2026)

@@ -13,16 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.credentials import AzureKeyCredential
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import Flavour, MachineReplicator, SourceDisk
 from devhost.emulators import EmulatorPorts
+from devhost.local_appliance import register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from shared.replica_disks import replica_blob_name
-from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
 
 pytestmark = pytest.mark.e2e
 
@@ -168,29 +167,12 @@ class _Random:
 @pytest.fixture
 def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -> Callable[[], Appliance]:
     def make() -> Appliance:
-        api, registration = ApplianceApi.register(
-            local_stack.functions_url,
-            operator.function_key,
-            name=f"appliance-{uuid.uuid4().hex[:6]}",
-            kind="vmware",
-            site="dc1",
-        )
-        settings = local_stack.settings
-        events = ApplianceEvents(
-            settings["EVENTGRID_TOPIC_ENDPOINT"],
-            AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-            registration.appliance_id,
-        )
-        storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
-        cache = storage.get_container_client(CACHE_CONTAINER)
-        if not cache.exists():
-            cache.create_container()
-        replicas = BlobServiceClient.from_connection_string(
-            settings["REPLICA_STORAGE_CONNECTION_STRING"]
-        ).get_container_client(REPLICA_CONTAINER)
-        workdir = tmp_path / registration.appliance_id
+        local = register_local_appliance(local_stack, name=f"appliance-{uuid.uuid4().hex[:6]}")
+        workdir = tmp_path / local.registration.appliance_id
         workdir.mkdir()
-        return Appliance(api=api, events=events, cache=cache, replicas=replicas, workdir=workdir)
+        return Appliance(
+            api=local.api, events=local.events, cache=local.cache, replicas=local.replicas, workdir=workdir
+        )
 
     return make
 

@@ -13,15 +13,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from azure.core.credentials import AzureKeyCredential
-from azure.storage.blob import BlobServiceClient
 
-from appliance.control_plane import ApplianceApi, ApplianceEvents
+from devhost.local_appliance import register_local_appliance
 from devhost.stack import LocalStack
 from shared.arm import operations as ops
 from shared.arm.clients import ArmClients
 from shared.arm.tags import TAG_JOB_ID, TAG_MACHINE_ID, Purpose, ResourceTags
-from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
 
 TARGET_GROUP: Final = "rg-target"
 TARGET_VNET: Final = "vnet-target"
@@ -93,28 +90,11 @@ class MigrationClient:
     def new_appliance(self, workdir: Path) -> Any:
         from tests.e2e.conftest import Appliance
 
-        api, registration = ApplianceApi.register(
-            self.stack.functions_url,
-            self.function_key,
-            name=f"appliance-{uuid.uuid4().hex[:6]}",
-            kind="vmware",
-            site="dc1",
-        )
-        settings = self.stack.settings
-        events = ApplianceEvents(
-            settings["EVENTGRID_TOPIC_ENDPOINT"],
-            AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-            registration.appliance_id,
-        )
-        storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
-        cache = storage.get_container_client(CACHE_CONTAINER)
-        if not cache.exists():
-            cache.create_container()
-        replicas = BlobServiceClient.from_connection_string(
-            settings["REPLICA_STORAGE_CONNECTION_STRING"]
-        ).get_container_client(REPLICA_CONTAINER)
+        local = register_local_appliance(self.stack, name=f"appliance-{uuid.uuid4().hex[:6]}")
         workdir.mkdir(parents=True, exist_ok=True)
-        return Appliance(api=api, events=events, cache=cache, replicas=replicas, workdir=workdir)
+        return Appliance(
+            api=local.api, events=local.events, cache=local.cache, replicas=local.replicas, workdir=workdir
+        )
 
     def enable_replication(self, machine_id: str) -> dict[str, Any]:
         response = self.http.put(f"/machines/{machine_id}/replication", json=TARGET)
