@@ -352,16 +352,22 @@ def test_a_sequence_gap_raises_cycle_sequence_gap_and_resyncs(stack: Stack) -> N
 
 def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> None:
     replicated = replicating_machine(stack, appliance, prefix="pages")
+    # One failure at a time: this test is about paging, so the events must be exactly these. (Failures
+    # of one machine arriving together are a separate concern: see the note on concurrent failures in
+    # docs/health.md.)
     for attempt in range(3):
         appliance.fail_cycle(
             replicated.id,
             "An internal error occurred. [Another task is already in progress.]",
             cycle_id=f"{replicated.id}-p{attempt}",
         )
-    eventually(
-        lambda: sum(e["type"] == "Replication cycle failed" for e in events(stack, replicated.id)) == 3,
-        what="the three failures",
-    )
+        eventually(
+            lambda n=attempt + 1: (
+                sum(e["type"] == "Replication cycle failed" for e in events(stack, replicated.id)) == n
+                or None
+            ),
+            what=f"failure {attempt + 1}",
+        )
     sequence = apply_delta(stack, appliance, replicated)
     # The healing cycle's "health changed" is its last event.
     wait_event(stack, replicated.id, "healed", lambda e: e["id"] == f"{replicated.cycle_id(sequence)}-health")
