@@ -15,7 +15,7 @@ from azure.core.credentials import AzureKeyCredential, TokenCredential
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from pydantic import BaseModel, ConfigDict
 
-from shared.appliance_events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
+from shared.appliances.events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
 
 
 class ControlPlaneError(RuntimeError):

@@ -25,10 +25,10 @@ from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.blocks import MAX_EXTENT, MIB, BlockSource, Range, merge_ranges, split_ranges
-from shared.checksums import ChecksumAlgorithm, new_checksum
-from shared.delta_manifest import DeltaManifest, Extent, data_blob_name
 from shared.domain.cycle import CycleKind
 from shared.domain.policy import DEFAULT_UPLOAD_THREADS, MAX_UPLOAD_THREADS, MIN_UPLOAD_THREADS
+from shared.replication.checksums import ChecksumAlgorithm, new_checksum
+from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name
 
 STAGE_BLOCK: int = 4 * MIB
 

@@ -21,10 +21,10 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 
 from bench._stack import azurite, blob_service
-from shared.apply_engine import apply_extents, load_manifest
-from shared.delta_manifest import DeltaManifest, Extent, data_blob_name
 from shared.domain.cycle import CycleKind
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
+from shared.replication.apply_engine import apply_extents, load_manifest
+from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
 
 MIB = 1024 * 1024
 DISK_SIZE = 4 * 1024 * MIB

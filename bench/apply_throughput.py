@@ -21,10 +21,10 @@ from typing import Any
 from azure.storage.blob import BlobClient, ContainerClient
 
 from bench._stack import azurite, blob_service
-from shared.apply_engine import ApplyOptions, apply_extents
-from shared.delta_manifest import DeltaManifest, Extent, data_blob_name
 from shared.domain.cycle import CycleKind
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
+from shared.replication.apply_engine import ApplyOptions, apply_extents
+from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
 
 MIB = 1024 * 1024
 EXTENT = 256 * 1024

@@ -25,7 +25,7 @@ from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import function_key, register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
-from shared.telemetry import METRIC_COSMOS_OPERATIONS
+from shared.platform.telemetry import METRIC_COSMOS_OPERATIONS
 
 MIB = 1024 * 1024
 CYCLES = 20

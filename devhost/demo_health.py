@@ -26,9 +26,9 @@ from rich.console import Console
 
 from appliance import CycleUpload, DiskCycle, upload_cycle
 from devhost.stack import LocalStack
-from shared.appliance_events import CYCLE_FAILED, CYCLE_UPLOADED
+from shared.appliances.events import CYCLE_FAILED, CYCLE_UPLOADED
 from shared.domain.cycle import CycleKind
-from shared.replication_storage import CACHE_CONTAINER
+from shared.platform.storage import CACHE_CONTAINER
 
 MIB = 1024 * 1024
 DISK_ID = "disk-os"

@@ -26,9 +26,9 @@ from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.arm import LATENCY_SCALE_ENV
 from devhost.stack import LocalStack
-from shared.arm.clients import build_arm_clients
-from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
-from shared.settings import Settings
+from shared.platform.arm_clients import build_arm_clients
+from shared.platform.settings import Settings
+from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.guest_images import (
     GuestImage,

@@ -17,7 +17,7 @@ from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.local_appliance import function_key, register_local_appliance
 from devhost.stack import LocalStack
 from shared.domain.cycle import CycleKind
-from shared.replica_disks import replica_blob_name
+from shared.replication.replica_disks import replica_blob_name
 
 MIB = 1024 * 1024
 DISKS = {"disk-os": 64 * MIB, "disk-data": 32 * MIB + 4096}

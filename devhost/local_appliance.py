@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from appliance.control_plane import ApplianceApi, ApplianceEvents, Registration
 from devhost.stack import LocalStack
-from shared.replication_storage import CACHE_CONTAINER, REPLICA_CONTAINER
+from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER
 
 
 @dataclass

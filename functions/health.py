@@ -1,12 +1,87 @@
-"""Liveness of the app itself: anonymous, reveals nothing but that the host runs the app."""
+"""Health: a machine's events, "Repair replication" and the health monitor timer.
 
-import json
+GET /api/machines/{machineId}/events pages a machine's events, newest first, with causes and
+recommendations (operator, function key).
+
+POST /api/machines/{machineId}/repair: "Repair replication" (operator, function key).
+
+Resyncs every disk from a fresh snapshot: the machine goes Resyncing, the appliance gets ResyncDisk
+commands, and the RepairReplication job (202, Location /api/jobs/{id}) succeeds when the resync cycle is
+applied. Recovery points taken before the repair are kept. 409 when the machine's state forbids a resync
+or there is nothing to repair.
+
+The health monitor: a timer (every 5 minutes) that raises what only the passing of time reveals, an
+RPO above its thresholds and an appliance that stopped talking (shared.health.service.monitor_health).
+
+It reads each replicating machine once per run through paged queries, each appliance once, and writes
+only machines whose health state changes. Run it now on the local stack with
+`POST /admin/functions/health_monitor` and the master key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
 
 import azure.functions as func
 
+from functions.http_errors import handle_errors, json_response, path_id, query_int
+from shared.domain.api import AcceptedJob, EventList
+from shared.health import events
+from shared.health import service as health
+from shared.platform.bootstrap import get_services
+
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({"status": "ok"}), mimetype="application/json")
+@bp.route(route="machines/{machineId}/repair", methods=["POST"])
+@handle_errors
+async def repair_replication(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    # The Cosmos SDK is synchronous: keep it off the worker's event loop.
+    started = await asyncio.to_thread(
+        health.start_repair,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=f"job-{uuid.uuid4().hex}",
+        now=services.clock(),
+    )
+    status_url = f"/api/jobs/{started.job.id}"
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
+    return json_response(body, 202, {"Location": status_url, "Retry-After": "30"})
+
+
+EVERY_FIVE_MINUTES = "0 */5 * * * *"
+
+
+@bp.timer_trigger(arg_name="timer", schedule=EVERY_FIVE_MINUTES, run_on_startup=False, use_monitor=True)
+def health_monitor(timer: func.TimerRequest) -> None:
+    services = get_services()
+    report = health.monitor_health(services.repos, now=services.clock(), settings=health.health_settings())
+    log.info(
+        "health monitor: %d machines checked, %d changed (%s), %d appliances read, %d events%s",
+        report.machines_checked,
+        len(report.machines_changed),
+        ", ".join(report.machines_changed[:20]),
+        report.appliances_read,
+        report.events_written,
+        " (past due)" if timer.past_due else "",
+    )
+
+
+@bp.route(route="machines/{machineId}/events", methods=["GET"])
+@handle_errors
+def list_machine_events(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    limit = query_int(req, "limit", 50)
+    page = events.list_events_page(
+        services.repos,
+        path_id(req, "machineId"),
+        limit=limit,
+        continuation=req.params.get("continuationToken") or None,
+    )
+    return json_response(EventList(events=page.items, continuation_token=page.continuation))

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared.domain.api import ErrorDetail, ErrorResponse
 from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -26,7 +27,6 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.wire import check_resource_id
-from shared.services.contracts import ErrorDetail, ErrorResponse
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.domain.command import ApplianceCommand
-from shared.domain.inventory import DiscoveryReport
-from shared.domain.job import Job
-from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
-from shared.domain.target import TargetSettings
-from shared.services.contracts import (
+from shared.domain.api import (
     AcceptedJob,
     ApplianceRegistered,
     CommandList,
@@ -36,7 +31,12 @@ from shared.services.contracts import (
     MachineListQuery,
     RegisterApplianceRequest,
 )
-from shared.services.migration import MigrationRequest, TestMigrationRequest
+from shared.domain.command import ApplianceCommand
+from shared.domain.inventory import DiscoveryReport
+from shared.domain.job import Job
+from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
+from shared.domain.target import TargetSettings
+from shared.migration.service import MigrationRequest, TestMigrationRequest
 
 bp = func.Blueprint()
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write docs/error-catalog.md from the error catalog data (shared/error_catalog/entries.py).
+"""Write docs/error-catalog.md from the error catalog data (shared/health/catalog/entries.py).
 
 Usage: .venv/bin/python scripts/render_error_catalog.py [--check]
 --check writes nothing and exits 1 if the page is out of date (tests/unit/test_error_catalog_doc.py
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.error_catalog.markdown import DOC_PATH, render_markdown  # noqa: E402
+from shared.health.catalog.markdown import DOC_PATH, render_markdown  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,8 @@ def _quiet_process_telemetry() -> None:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from shared.settings import Settings
-    from shared.telemetry import configure_telemetry
+    from shared.platform.settings import Settings
+    from shared.platform.telemetry import configure_telemetry
 
     settings = Settings.from_environ(
         {

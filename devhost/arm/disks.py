@@ -5,7 +5,7 @@ so a bad blob is a 400 on the PUT, as in Azure), then copies the data area. Only
 populated ranges are read (Get Page Ranges), and zero chunks inside them are skipped, so a mostly
 empty 30 GiB replica costs what it holds, in time and in disk space.
 
-The footer check here is written independently of shared/vhd.py on purpose: the emulator is the
+The footer check here is written independently of shared/replication/vhd.py on purpose: the emulator is the
 referee of what the product writes, so it must not share the product's reading of the format.
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from shared.delta_manifest import manifest_json_schema  # noqa: E402
+from shared.replication.delta_manifest import manifest_json_schema  # noqa: E402
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "delta-manifest.schema.json": manifest_json_schema,

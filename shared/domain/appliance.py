@@ -22,7 +22,7 @@ class Appliance(WireModel):
     name: str
     kind: ApplianceKind
     site: str
-    # Format "scrypt$n$r$p$salt$hash" (see shared.services.credentials); never the credential itself.
+    # Format "scrypt$n$r$p$salt$hash" (see shared.appliances.credentials); never the credential itself.
     credential_hash: str = Field(repr=False)
     registered_at: datetime
     last_heartbeat: datetime | None = None

@@ -63,7 +63,7 @@ class ReplicationStatus(WireModel):
     last_applied_sequence: int | None = None
     recovery_points: list[RecoveryPoint] = Field(default_factory=list, description="oldest first")
     current_errors: list[MachineError] = Field(default_factory=list)
-    # The health rules' state (shared.error_catalog.health.HealthState, serialised). Opaque here: the
+    # The health rules' state (shared.health.rules.HealthState, serialised). Opaque here: the
     # domain must not import the catalog, which imports the domain.
     health_state: dict[str, Any] | None = None
     upload_watch: UploadWatch | None = None

@@ -18,9 +18,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost.arm import LOCAL_SUBSCRIPTION_ID, start_local_arm
 from devhost.emulators import AZURITE_ACCOUNT, EmulatorEndpoints
 from devhost.processes import ManagedProcess, free_port
-from shared.arm.clients import ArmClients, build_arm_clients
-from shared.arm.tags import Purpose, ResourceTags
-from shared.settings import Settings
+from shared.migration.tags import Purpose, ResourceTags
+from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.settings import Settings
 
 TOKEN = "local-arm-test-token"
 # Import names the storage account of its sourceUri; Azurite's account stands in for it.

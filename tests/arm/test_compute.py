@@ -9,12 +9,12 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
-from shared.arm.errors import ArmConflict, ArmRequestFailed
-from shared.arm.tags import ResourceTags
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
-from shared.vhd import MIB
+from shared.migration import resources as ops
+from shared.migration.tags import ResourceTags
+from shared.platform.arm_clients import ArmClients
+from shared.platform.arm_errors import ArmConflict, ArmRequestFailed
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
+from shared.replication.vhd import MIB
 from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, LocalArmEndpoint
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_import_rejects_a_blob_that_is_not_an_importable_fixed_vhd(
     blob = container.get_blob_client(f"bad-{damage}.vhd")
     if damage == "size":
         # A valid-looking footer on a data area that is not a whole number of MiB.
-        from shared.vhd import VhdFooter
+        from shared.replication.vhd import VhdFooter
 
         size = MIB + 512 * 3
         footer = VhdFooter(

@@ -16,12 +16,12 @@ from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blo
 from devhost.arm import start_local_arm
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, EmulatorEndpoints
 from devhost.processes import ManagedProcess, free_port
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients, build_arm_clients
-from shared.arm.errors import ExtensionFailed
-from shared.arm.tags import ResourceTags
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
-from shared.vhd import MIB
+from shared.migration import resources as ops
+from shared.migration.tags import ResourceTags
+from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.arm_errors import ExtensionFailed
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
+from shared.replication.vhd import MIB
 from tests.arm.conftest import (
     IS_ROOT,
     LOCATION,

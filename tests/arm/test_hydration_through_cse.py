@@ -20,10 +20,10 @@ import pytest
 from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blob_sas
 
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
-from shared.arm.tags import ResourceTags
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk
+from shared.migration import resources as ops
+from shared.migration.tags import ResourceTags
+from shared.platform.arm_clients import ArmClients
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
 from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, LocalArmEndpoint
 from tests.hydration.conftest import NEEDED_TOOLS, REPO, SYSTEM_PYTHON, debugfs_cat
 from tests.hydration.guests import GuestSpec

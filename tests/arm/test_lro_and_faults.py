@@ -14,10 +14,10 @@ from azure.mgmt.compute import models as cm
 from devhost.arm import LOCAL_SUBSCRIPTION_ID, start_local_arm
 from devhost.emulators import EmulatorEndpoints
 from devhost.processes import free_port
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients, build_arm_clients
-from shared.arm.errors import ArmConflict, ArmRequestFailed, PolicyDisallowed, QuotaExceeded
-from shared.arm.tags import ResourceTags
+from shared.migration import resources as ops
+from shared.migration.tags import ResourceTags
+from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.arm_errors import ArmConflict, ArmRequestFailed, PolicyDisallowed, QuotaExceeded
 from tests.arm.conftest import LOCATION, TOKEN, LocalArmEndpoint, RecordingTransport, arm_settings
 
 pytestmark = pytest.mark.integration
@@ -397,7 +397,7 @@ def test_retries_are_counted_in_telemetry(
 ) -> None:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from shared import telemetry as tm
+    from shared.platform import telemetry as tm
 
     reader = InMemoryMetricReader()
     telemetry = tm.configure_telemetry(arm_settings(local_arm.url), metric_reader=reader, set_global=False)

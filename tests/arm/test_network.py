@@ -6,10 +6,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network import models as nm
 
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
-from shared.arm.errors import ArmConflict, ArmRequestFailed, translate_arm_error
-from shared.arm.tags import TAG_JOB_ID, TAG_PURPOSE, ResourceTags
+from shared.migration import resources as ops
+from shared.migration.tags import TAG_JOB_ID, TAG_PURPOSE, ResourceTags
+from shared.platform.arm_clients import ArmClients
+from shared.platform.arm_errors import ArmConflict, ArmRequestFailed, translate_arm_error
 from tests.arm.conftest import LOCATION
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute import models as cm
 
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
-from shared.arm.sweeper import JobState, sweep_temporary_resources
-from shared.arm.tags import Purpose, ResourceTags
+from shared.migration import resources as ops
+from shared.migration.sweeper import JobState, sweep_temporary_resources
+from shared.migration.tags import Purpose, ResourceTags
+from shared.platform.arm_clients import ArmClients
 from tests.arm.conftest import LOCATION, LocalArmEndpoint, make_tags
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ from devhost.arm.cse import output_message, resolve_command
 from devhost.arm.disks import check_fixed_vhd_footer
 from devhost.arm.errors import ArmError
 from devhost.arm.service import parse_filter
-from shared.arm.clients import build_arm_clients
-from shared.arm.operations import lun_device_reference, parse_arm_id, parse_script_message
-from shared.arm.tags import Purpose, ResourceTags
-from shared.settings import SettingsError
-from shared.vhd import MIB, VhdFooter
+from shared.migration.resources import lun_device_reference, parse_arm_id, parse_script_message
+from shared.migration.tags import Purpose, ResourceTags
+from shared.platform.arm_clients import build_arm_clients
+from shared.platform.settings import SettingsError
+from shared.replication.vhd import MIB, VhdFooter
 from tests.arm.conftest import arm_settings
 
 # --- latency model -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
-from shared.replica_disks import replica_blob_name
+from shared.replication.replica_disks import replica_blob_name
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ from azure.storage.blob import ContainerClient
 
 from appliance.control_plane import ControlPlaneError
 from appliance.replicator import CycleReport, MachineReplicator
-from shared.delta_manifest import DeltaManifest
 from shared.domain.cycle import CycleKind
+from shared.replication.delta_manifest import DeltaManifest
 from tests.e2e.conftest import Appliance, Operator, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

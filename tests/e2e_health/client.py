@@ -23,9 +23,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from appliance import CycleUpload, DiskCycle, upload_cycle
 from devhost.stack import LocalStack
-from shared.appliance_events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
+from shared.appliances.events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
 from shared.domain.cycle import CycleKind
-from shared.replication_storage import CACHE_CONTAINER
+from shared.platform.storage import CACHE_CONTAINER
 
 MIB = 1024 * 1024
 DISK_SIZE = 4 * MIB

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobLeaseClient
 
-from shared.delta_manifest import cycle_prefix, data_blob_name
 from shared.domain.cycle import CycleKind
-from shared.error_catalog import CATALOG, CatalogEntry, Origin
+from shared.health.catalog import CATALOG, CatalogEntry, Origin
+from shared.replication.delta_manifest import cycle_prefix, data_blob_name
 from tests.e2e_health.client import (
     Appliance,
     Stack,

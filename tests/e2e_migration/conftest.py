@@ -18,8 +18,8 @@ from devhost.arm import LATENCY_SCALE_ENV
 from devhost.emulators import EmulatorPorts
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
-from shared.arm.clients import ArmClients, build_arm_clients
-from shared.settings import Settings
+from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.settings import Settings
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.guest_images import GuestImage, linux_guest, missing_requirements
 from tests.e2e_migration.migration_client import MigrationClient, ensure_operator_network, wait_for

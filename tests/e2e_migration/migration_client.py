@@ -16,9 +16,9 @@ import httpx
 
 from devhost.local_appliance import register_local_appliance
 from devhost.stack import LocalStack
-from shared.arm import operations as ops
-from shared.arm.clients import ArmClients
-from shared.arm.tags import TAG_JOB_ID, TAG_MACHINE_ID, Purpose, ResourceTags
+from shared.migration import resources as ops
+from shared.migration.tags import TAG_JOB_ID, TAG_MACHINE_ID, Purpose, ResourceTags
+from shared.platform.arm_clients import ArmClients
 
 TARGET_GROUP: Final = "rg-target"
 TARGET_VNET: Final = "vnet-target"

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from shared.arm import operations as ops
+from shared.migration import resources as ops
 from tests.e2e_migration.conftest import GuestMachine, machine_state
 from tests.e2e_migration.migration_client import TARGET_VNET, TEST_VNET, MigrationClient, wait_for
 

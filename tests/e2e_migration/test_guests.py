@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.arm import operations as ops
+from shared.migration import resources as ops
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.conftest import machine_state, replicate_guest
 from tests.e2e_migration.guest_images import linux_guest, windows_guest, windows_settings

@@ -1,4 +1,4 @@
-"""Recovery points in use by a job are pinned against retention (shared/services/migration.py), against
+"""Recovery points in use by a job are pinned against retention (shared/migration/service.py), against
 the local stack's storage: a pinned snapshot is reported to retention, and releasing the pin deletes it
 only if retention dropped it meanwhile and no other job still pins it."""
 
@@ -14,15 +14,15 @@ from devhost.stack import LocalStack
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Machine, ReplicationStatus
-from shared.hydration_bundle import HYDRATION_CONTAINER
-from shared.replica_disks import (
+from shared.migration import service as migration
+from shared.migration.toolkit_bundle import HYDRATION_CONTAINER
+from shared.platform.storage import REPLICA_CONTAINER
+from shared.replication.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
     create_replica_disk,
     replica_blob_name,
 )
-from shared.replication_storage import REPLICA_CONTAINER
-from shared.services import migration
 
 pytestmark = [pytest.mark.e2e]
 

@@ -1,5 +1,5 @@
 """When compensation itself cannot delete (the helper VM's delete keeps failing), the job fails naming what
-is left, and the sweeper timer (functions/sweeper.py) deletes those leftovers by tag once the fault is
+is left, and the sweeper timer (functions/migration_sweeper.py) deletes those leftovers by tag once the fault is
 gone, in dependency order. A live test migration's resources are not swept."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 from tests.infra.bicep_model import MAIN, ROOT, literal, parse, resources, variables
 
 DATA_MODEL = ROOT / "docs" / "data-model.md"
-CODE_MODULE = "shared.adapters.documents"
+CODE_MODULE = "shared.platform.documents"
 PATH_CELL = re.compile(r"^/[A-Za-z_][\w]*(/[\w]+)*$")
 INLINE = re.compile(
     r"`(?P<name>[a-z][\w-]*)`[^`\n]*?partition(?:\s|-)?key[^`\n]*?`(?P<path>/[A-Za-z_][\w/]*)`", re.IGNORECASE

@@ -10,7 +10,7 @@ from azure.functions.decorators.eventgrid import EventGridTrigger
 from azure.functions.decorators.http import HttpTrigger
 from pydantic import SecretStr
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.infra.bicep_model import INFRA, MAIN, parse
 
 # Anonymous routes need an entry here with the reason; everything else is function level or stronger.

@@ -174,7 +174,9 @@ def test_every_setting_the_code_reads_is_set_in_azure() -> None:
     set_by_bicep = bicep_app_settings()
     required = {n for n in settings_read_by_code() if n in NOT_A_SECRET or not LOCAL_ONLY.search(n)}
     missing = sorted(required - set(set_by_bicep))
-    assert not missing, f"settings read by shared/settings.py but not set in infra/main.bicep: {missing}"
+    assert not missing, (
+        f"settings read by shared/platform/settings.py but not set in infra/main.bicep: {missing}"
+    )
 
 
 def test_local_only_key_settings_are_never_set_and_have_an_identity_counterpart() -> None:

@@ -1,11 +1,11 @@
-"""The workbook queries the metrics shared/telemetry.py emits, and the Bicep deploys it."""
+"""The workbook queries the metrics shared/platform/telemetry.py emits, and the Bicep deploys it."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from shared.telemetry import METRIC_NAMES
+from shared.platform.telemetry import METRIC_NAMES
 from tests.infra.bicep_model import INFRA, resources
 
 WORKBOOK = json.loads((INFRA / "workbook.json").read_text())

@@ -34,12 +34,12 @@ from appliance import (
     upload_cycle_with_stats,
 )
 from devhost.emulators import EmulatorEndpoints
-from shared.apply_engine import ApplyOptions, apply_manifest_blob
-from shared.checksums import ChecksumAlgorithm
-from shared.delta_manifest import DeltaManifest
 from shared.domain.cycle import CycleKind
-from shared.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
-from shared.vhd import FOOTER_SIZE
+from shared.replication.apply_engine import ApplyOptions, apply_manifest_blob
+from shared.replication.checksums import ChecksumAlgorithm
+from shared.replication.delta_manifest import DeltaManifest
+from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
+from shared.replication.vhd import FOOTER_SIZE
 
 pytestmark = pytest.mark.integration
 

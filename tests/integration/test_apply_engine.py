@@ -13,9 +13,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
-import shared.apply_engine as engine
+import shared.replication.apply_engine as engine
 from devhost.emulators import EmulatorEndpoints
-from shared.apply_engine import (
+from shared.domain.cycle import CycleKind
+from shared.replication.apply_engine import (
     ApplyOptions,
     CycleDataChanged,
     CycleDataMissing,
@@ -35,17 +36,16 @@ from shared.apply_engine import (
     supports_put_page_from_url,
     verify_extents,
 )
-from shared.checksums import ChecksumAlgorithm, checksum_hex
-from shared.delta_manifest import DeltaManifest, Extent, ManifestInvalid, data_blob_name
-from shared.domain.cycle import CycleKind
-from shared.replica_disks import (
+from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
+from shared.replication.delta_manifest import DeltaManifest, Extent, ManifestInvalid, data_blob_name
+from shared.replication.replica_disks import (
     ReplicaDiskSpec,
     ReplicaNotFound,
     ReplicaSizeMismatch,
     create_replica_disk,
     read_replica_footer,
 )
-from shared.vhd import FOOTER_SIZE, MIB
+from shared.replication.vhd import FOOTER_SIZE, MIB
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,15 @@ import pytest
 from azure.cosmos import CosmosClient, DatabaseProxy
 
 from devhost.emulators import EmulatorEndpoints
-from shared.adapters.cosmos_store import CosmosDocumentStore, build_query, ensure_containers
-from shared.adapters.documents import ALL_CONTAINERS, EVENTS, MACHINES, AlreadyExists, DocumentStore, Query
-from shared.adapters.memory_store import InMemoryDocumentStore
-from shared.adapters.repository import Repositories
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import ConcurrencyConflict
 from shared.domain.event import Event, Severity
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Health, Machine
+from shared.platform.cosmos_store import CosmosDocumentStore, build_query, ensure_containers
+from shared.platform.documents import ALL_CONTAINERS, EVENTS, MACHINES, AlreadyExists, DocumentStore, Query
+from shared.platform.repository import Repositories
+from tests.support.memory_store import InMemoryDocumentStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Unverified HTTPS request")]
 

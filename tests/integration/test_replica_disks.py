@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost.emulators import EmulatorEndpoints
 from shared.domain.cycle import Consistency
 from shared.domain.errors import Conflict
-from shared.replica_disks import (
+from shared.replication.replica_disks import (
     RecoveryPointNotFound,
     ReplicaDiskSpec,
     ReplicaFooterInvalid,
@@ -28,7 +28,7 @@ from shared.replica_disks import (
     read_replica_footer,
     recovery_point_copy_name,
 )
-from shared.vhd import FOOTER_SIZE, MIB, VhdFooter
+from shared.replication.vhd import FOOTER_SIZE, MIB, VhdFooter
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,10 @@ import pytest
 from azure.cosmos import CosmosClient
 
 from devhost.emulators import EmulatorEndpoints
-from shared.adapters.cosmos_store import CosmosDocumentStore, ensure_containers
-from shared.adapters.repository import Repositories
+from shared.appliances import commands
+from shared.appliances import registry as appliances
+from shared.appliances.credentials import CredentialHasher
+from shared.domain.api import RegisterApplianceRequest
 from shared.domain.appliance import ApplianceKind
 from shared.domain.command import CommandKind
 from shared.domain.cycle import Consistency, RecoveryPoint
@@ -24,11 +26,11 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.lifecycle import ForbiddenTransition, MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
-from shared.services import appliances, commands, events, machines
-from shared.services.contracts import RegisterApplianceRequest
-from shared.services.credentials import CredentialHasher
-from shared.services.replication import CycleApplied, record_cycle_applied
-from shared.settings import Settings
+from shared.health import events
+from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
+from shared.platform.repository import Repositories
+from shared.platform.settings import Settings
+from shared.replication import machines
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Unverified HTTPS request")]
 
@@ -121,23 +123,25 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
 
     repos.machines.update_with_retry(ids[0], initial_replication_done)
     repos.counter.reset()
-    applied = CycleApplied(
-        machine_id=ids[0],
-        sequence=1,
-        applied_at=NOW - timedelta(minutes=2),
-        progress_percent=100.0,
-        recovery_point=RecoveryPoint(
-            id="rp-1",
-            cycle_id="cycle-1",
-            time=NOW - timedelta(minutes=2),
-            consistency=Consistency.APP,
-            disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"},
-        ),
+    point = RecoveryPoint(
+        id="rp-1",
+        cycle_id="cycle-1",
+        time=NOW - timedelta(minutes=2),
+        consistency=Consistency.APP,
+        disk_snapshots={"sda": "2026-11-22T02:58:00.0000000Z", "sdb": "2026-11-22T02:58:00.0000000Z"},
     )
-    assert record_cycle_applied(repos, applied, me.policy) == []
+
+    def cycle_applied(m: Machine) -> None:  # what completing a cycle records on the machine
+        m.replication.add_recovery_point(
+            point,
+            keep_count=me.policy.recovery_point_retention_count,
+            keep_for=timedelta(hours=me.policy.recovery_point_retention_hours),
+            now=point.time,
+        )
+        m.record_cycle_applied(1, point.time)
+
+    repos.machines.update_with_retry(ids[0], cycle_applied)
     assert measured(repos, "record an applied cycle (watermark, recovery point, retention)") == 2
-    record_cycle_applied(repos, applied, me.policy)
-    assert measured(repos, "the same cycle again (duplicate event / retried activity)") == 1
 
     events.record_event(
         repos,
@@ -259,7 +263,7 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
 
 
 def test_settings_built_services_work_against_the_emulator(emulators: EmulatorEndpoints) -> None:
-    from shared.services.bootstrap import build_services
+    from shared.platform.bootstrap import build_services
 
     settings = Settings.from_environ(
         {

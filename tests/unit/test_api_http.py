@@ -18,12 +18,12 @@ import pytest
 from azure.durable_functions.models.utils import http_utils
 
 from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST
-from shared.adapters.memory_store import InMemoryDocumentStore
-from shared.adapters.repository import Repositories
+from shared.appliances.credentials import CredentialHasher
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
-from shared.services.bootstrap import Services, use_services
-from shared.services.credentials import CredentialHasher
+from shared.platform.bootstrap import Services, use_services
+from shared.platform.repository import Repositories
+from tests.support.memory_store import InMemoryDocumentStore
 from tests.support.product_app import product_functions
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -282,8 +282,8 @@ def test_appliance_cannot_act_for_another_or_on_its_machines(services: Services)
 
 
 def test_commands_poll_and_ack(services: Services) -> None:
+    from shared.appliances import commands
     from shared.domain.command import CommandKind
-    from shared.services import commands
 
     appliance_id, credential = register()
     report(appliance_id, credential, machine_json("vm-1"))
@@ -528,7 +528,7 @@ def test_every_route_needs_a_function_key_except_health() -> None:
 
 def test_events_newest_first_with_causes_and_recommendations(services: Services) -> None:
     from shared.domain.event import Event, Severity
-    from shared.services import events
+    from shared.health import events
 
     appliance_id, credential = register()
     report(appliance_id, credential, machine_json("vm-1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.apply_engine import (
+from shared.replication.apply_engine import (
     MAX_PUT_PAGE,
     _intersect,
     _is_zero,
@@ -16,7 +16,7 @@ from shared.apply_engine import (
     _source_runs,
     _subtract,
 )
-from shared.delta_manifest import Extent
+from shared.replication.delta_manifest import Extent
 
 MIB = 1024 * 1024
 SHA = "00" * 32

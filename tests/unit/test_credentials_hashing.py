@@ -6,9 +6,9 @@ import hmac
 
 import pytest
 
+from shared.appliances import credentials
+from shared.appliances.credentials import CredentialHasher, new_credential, parse_credential
 from shared.domain.errors import Unauthorized
-from shared.services import credentials
-from shared.services.credentials import CredentialHasher, new_credential, parse_credential
 
 PEPPER = b"test-pepper-0123456789abcdef"
 

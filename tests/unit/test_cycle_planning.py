@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain.cycle import Cycle, CycleKind, CycleState
-from shared.services.cycles import plan_ready_cycles
+from shared.replication.cycles import plan_ready_cycles
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

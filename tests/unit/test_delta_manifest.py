@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.delta_manifest import (
+from shared.replication.delta_manifest import (
     CycleRejected,
     DeltaManifest,
     ManifestInvalid,

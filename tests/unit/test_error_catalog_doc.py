@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.error_catalog import CATALOG
-from shared.error_catalog.markdown import DOC_PATH, escape_prose, render_markdown
+from shared.health.catalog import CATALOG
+from shared.health.catalog.markdown import DOC_PATH, escape_prose, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

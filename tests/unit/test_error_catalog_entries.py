@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.domain.event import Severity
-from shared.error_catalog import (
+from shared.health.catalog import (
     CATALOG,
     Catalog,
     CatalogEntry,
@@ -22,8 +22,8 @@ from shared.error_catalog import (
     match_appliance_error,
     render,
 )
-from shared.error_catalog.entries import ENTRIES
-from shared.error_catalog.models import template_fields
+from shared.health.catalog.entries import ENTRIES
+from shared.health.catalog.models import template_fields
 
 ALL = [pytest.param(entry, id=entry.name) for entry in CATALOG.entries]
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.domain.errors import DomainError
-from shared.error_catalog import (
+from shared.health.catalog import (
     CATALOG,
     MatchedBy,
     control_plane_error,
@@ -296,7 +296,7 @@ def test_the_apply_engine_codes_have_entries(code: str, name: str) -> None:
 
 def test_the_apply_engine_exception_classes_are_all_catalogued() -> None:
     # The classes themselves, so a new rejection added to the engine without an entry fails here.
-    from shared import apply_engine, delta_manifest, replica_disks
+    from shared.replication import apply_engine, delta_manifest, replica_disks
 
     classes = [
         *[

@@ -1,4 +1,4 @@
-"""Health escalation and healing, sequence by sequence (the rules are in shared/error_catalog/health.py)."""
+"""Health escalation and healing, sequence by sequence (the rules are in shared/health/rules.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pydantic import ValidationError
 from shared.domain.event import Severity
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Health, Machine
-from shared.error_catalog import (
+from shared.health.catalog import (
     CATALOG,
     CatalogMatch,
     build_event,
     control_plane_error,
     match_appliance_error,
 )
-from shared.error_catalog.health import (
+from shared.health.rules import (
     APPLIANCE_CODE,
     RPO_CODE,
     HealthRules,

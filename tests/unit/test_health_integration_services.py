@@ -8,10 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.documents import Query
-from shared.adapters.memory_store import InMemoryDocumentStore
-from shared.adapters.repository import Repositories
-from shared.appliance_events import CycleFailed, CycleStarted
+from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.appliance import Appliance, ApplianceKind
 from shared.domain.cycle import Consistency, Cycle, CycleKind, RecoveryPoint
 from shared.domain.errors import Conflict
@@ -21,11 +18,15 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
-from shared.error_catalog import CATALOG
-from shared.error_catalog.health import HealthRules
-from shared.services import cycles, health
-from shared.services.appliance_failures import record_appliance_failure, record_cycle_started
-from shared.settings import SettingsError
+from shared.health import service as health
+from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
+from shared.health.catalog import CATALOG
+from shared.health.rules import HealthRules
+from shared.platform.documents import Query
+from shared.platform.repository import Repositories
+from shared.platform.settings import SettingsError
+from shared.replication import cycles
+from tests.support.memory_store import InMemoryDocumentStore
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 SETTINGS = health.HealthSettings()

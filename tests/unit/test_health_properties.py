@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.domain.machine import Health
-from shared.error_catalog import CATALOG, CatalogMatch, match_appliance_error
-from shared.error_catalog.health import (
+from shared.health.catalog import CATALOG, CatalogMatch, match_appliance_error
+from shared.health.catalog.models import ClearedBy
+from shared.health.rules import (
     HealthRules,
     HealthState,
     Transition,
@@ -19,7 +20,6 @@ from shared.error_catalog.health import (
     record_heartbeat,
     record_success,
 )
-from shared.error_catalog.models import ClearedBy
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from shared.hydration_bundle import RUN_SCRIPT, build_toolkit_bundle
+from shared.migration.toolkit_bundle import RUN_SCRIPT, build_toolkit_bundle
 
 
 def test_the_bundle_is_reproducible_and_holds_the_package_only() -> None:

@@ -3,7 +3,7 @@ a report the exit status decides (0 ok, 3 manual preparation, anything else fail
 
 from __future__ import annotations
 
-from orchestrators.migration_activities import _preparation_result
+from orchestrators.hydration.activities import _preparation_result
 
 MANUAL_REPORT = {
     "status": "manual_preparation_required",

@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.memory_store import InMemoryDocumentStore
-from shared.adapters.repository import Repositories
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.inventory import MachineInventory
@@ -16,8 +14,10 @@ from shared.domain.job import JobKind, JobStatus
 from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
-from shared.services import migration as m
-from shared.settings import SettingsError
+from shared.migration import service as m
+from shared.platform.repository import Repositories
+from shared.platform.settings import SettingsError
+from tests.support.memory_store import InMemoryDocumentStore
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 MIB = 1024 * 1024

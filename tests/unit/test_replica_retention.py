@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.domain.cycle import Consistency
-from shared.replica_disks import RecoveryPointSnapshot, RetentionPolicy, select_expired
+from shared.replication.replica_disks import RecoveryPointSnapshot, RetentionPolicy, select_expired
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.memory_store import InMemoryDocumentStore
-from shared.adapters.repository import Repositories
+from shared.appliances import commands
+from shared.appliances import registry as appliances
+from shared.appliances.credentials import CredentialHasher
+from shared.domain.api import RegisterApplianceRequest
 from shared.domain.appliance import ApplianceKind
 from shared.domain.command import CommandKind, CommandStatus
 from shared.domain.cycle import Consistency, RecoveryPoint
@@ -21,9 +23,9 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
-from shared.services import appliances, commands, machines
-from shared.services.contracts import RegisterApplianceRequest
-from shared.services.credentials import CredentialHasher
+from shared.platform.repository import Repositories
+from shared.replication import machines
+from tests.support.memory_store import InMemoryDocumentStore
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3

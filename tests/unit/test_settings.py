@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import Settings, SettingsError
+from shared.platform.settings import Settings, SettingsError
 
 LOCAL = {
     "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",

@@ -1,4 +1,4 @@
-"""shared.telemetry: span attributes, metric instruments, local (no-network) export, Azure Monitor wiring."""
+"""shared.platform.telemetry: span attributes, metric instruments, local (no-network) export, Azure Monitor wiring."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from shared import telemetry as tm
-from shared.settings import Settings
+from shared.platform import telemetry as tm
+from shared.platform.settings import Settings
 
 BASE_ENV = {
     "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",

@@ -1,4 +1,4 @@
-"""shared.telemetry redaction: secrets never reach a log line, ordinary text stays readable."""
+"""shared.platform.telemetry redaction: secrets never reach a log line, ordinary text stays readable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.telemetry import SecretRedactingFilter, install_secret_redaction, redact
+from shared.platform.telemetry import SecretRedactingFilter, install_secret_redaction, redact
 
 ACCOUNT_KEY = "Zm9vYmFyYmF6cXV4c2VjcmV0a2V5MTIzNDU2Nzg5MA=="
 SAS_SIG = "3kZ%2F8h1qv0X2p9w%3D"

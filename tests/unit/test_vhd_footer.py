@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.vhd import (
+from shared.replication.vhd import (
     FOOTER_SIZE,
     MIB,
     DiskGeometry,

@@ -1,0 +1,192 @@
+"""Appliance-facing routes (and the operator's registration and policy routes).
+
+Appliance calls carry a function key (authLevel FUNCTION; appliances get keys scoped to these functions
+only) AND `Authorization: Bearer <appliance credential>`; an appliance acts only as itself.
+
+The Event Grid trigger for appliance events: validate, record, wake the machine's orchestration.
+
+Event Grid delivers at least once and retries whatever fails. So: a malformed or unauthorised event
+is a permanent error (logged, kept as a machine event where possible, never retried); anything
+transient (Cosmos or the Durable endpoint unavailable) raises, and the redelivery is harmless because
+every step is idempotent by cycle id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.http_errors import bearer_token, handle_errors, json_response, parse_body, path_id
+from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from shared.appliances import commands
+from shared.appliances import registry as appliances
+from shared.appliances.events import (
+    CycleFailed,
+    CycleStarted,
+    CycleUploaded,
+    Heartbeat,
+    parse_appliance_event,
+)
+from shared.domain.api import CommandList, RegisterApplianceRequest
+from shared.domain.appliance import Appliance
+from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from shared.domain.inventory import DiscoveryReport
+from shared.domain.policy import ReplicationPolicyUpdate
+from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
+from shared.health.service import health_settings
+from shared.platform.bootstrap import Services, get_services
+from shared.replication import cycles
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _appliance(req: func.HttpRequest, services: Services) -> Appliance:
+    """The authenticated appliance named in the path (401 no/invalid credential, 403 another appliance)."""
+    appliance = appliances.authenticate_appliance(services.repos, services.hasher, bearer_token(req))
+    appliances.authorize_appliance(appliance, path_id(req, "applianceId"))
+    return appliance
+
+
+@bp.route(route="appliances", methods=["POST"])
+@handle_errors
+def register_appliance(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    request = parse_body(req, RegisterApplianceRequest)
+    registered = appliances.register_appliance(services.repos, services.hasher, request, now=services.clock())
+    return json_response(
+        registered,
+        201,
+        {"Location": f"/api/appliances/{registered.id}/policy", "Cache-Control": "no-store"},
+    )
+
+
+@bp.route(route="appliances/{applianceId}/machines", methods=["POST"])
+@handle_errors
+def report_machines(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    appliance = _appliance(req, services)
+    report = parse_body(req, DiscoveryReport)
+    return json_response(appliances.report_machines(services.repos, appliance, report, now=services.clock()))
+
+
+@bp.route(route="appliances/{applianceId}/commands", methods=["GET"])
+@handle_errors
+def list_commands(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    appliance = _appliance(req, services)
+    return json_response(CommandList(commands=commands.pending_commands(services.repos, appliance.id)))
+
+
+@bp.route(route="appliances/{applianceId}/commands/{commandId}/ack", methods=["POST"])
+@handle_errors
+def acknowledge_command(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    appliance = _appliance(req, services)
+    command_id = path_id(req, "commandId")
+    return json_response(
+        commands.acknowledge_command(services.repos, appliance.id, command_id, now=services.clock())
+    )
+
+
+@bp.route(route="appliances/{applianceId}/policy", methods=["GET"])
+@handle_errors
+def get_policy(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    if bearer_token(req) is not None:
+        # The appliance: its policy comes with the document that authenticated it (no extra read).
+        return json_response(_appliance(req, services).policy)
+    return json_response(appliances.get_policy(services.repos, path_id(req, "applianceId")))
+
+
+@bp.route(route="appliances/{applianceId}/policy", methods=["PUT"])
+@handle_errors
+def update_policy(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    appliance_id = path_id(req, "applianceId")
+    update = parse_body(req, ReplicationPolicyUpdate)
+    return json_response(appliances.update_policy(services.repos, appliance_id, update))
+
+
+PERMANENT = (ValidationFailed, NotFound, Forbidden, Conflict)
+
+
+@bp.event_grid_trigger(arg_name="event")
+@bp.durable_client_input(client_name="client")
+async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
+    # CloudEvents arrive as a CloudEvent with `type`; the Event Grid schema as an EventGridEvent.
+    event_type = str(getattr(event, "event_type", None) or getattr(event, "type", ""))
+    try:
+        payload = parse_appliance_event(event_type, event.get_json())
+    except DomainError as exc:
+        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
+        return
+    services = get_services()
+    now = services.clock()
+    try:
+        if isinstance(payload, Heartbeat):
+            await asyncio.to_thread(
+                appliances.record_heartbeat, services.repos, payload.appliance_id, payload.time or now
+            )
+        elif isinstance(payload, CycleUploaded):
+            accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)
+            log.info(
+                "cycle %s of machine %s %s",
+                accepted.cycle_id,
+                accepted.machine_id,
+                "was a duplicate" if accepted.duplicate else "accepted",
+            )
+            await wake_machine_orchestration(
+                client,
+                payload.machine_id,
+                CYCLE_UPLOADED_SIGNAL,
+                {"cycleId": payload.cycle_id, "sequence": payload.sequence},
+            )
+        elif isinstance(payload, CycleFailed):
+            recorded = await asyncio.to_thread(
+                record_appliance_failure,
+                services.repos,
+                payload,
+                event_id=str(event.id),
+                reported_at=_event_time(event, now),
+                settings=health_settings(),
+            )
+            log.info(
+                "machine %s: %s (%s), health %s",
+                payload.machine_id,
+                recorded.events[0].error_code,
+                recorded.events[0].type,
+                recorded.change.health.value,
+            )
+        elif isinstance(payload, CycleStarted):
+            watch = await asyncio.to_thread(
+                record_cycle_started,
+                services.repos,
+                payload,
+                reported_at=_event_time(event, now),
+                settings=health_settings(),
+            )
+            if watch is not None:
+                # The orchestration sets its upload timer from the machine document: wake it to read it.
+                await wake_machine_orchestration(
+                    client,
+                    payload.machine_id,
+                    CYCLE_UPLOADED_SIGNAL,
+                    {"cycleId": payload.cycle_id, "started": True},
+                )
+    except PERMANENT as exc:
+        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
+
+
+def _event_time(event: func.EventGridEvent, default: datetime) -> datetime:
+    """When the appliance published the event (identical on every redelivery), else now."""
+    published = getattr(event, "event_time", None) or getattr(event, "time", None)
+    if not isinstance(published, datetime):
+        return default
+    # Event Grid stamps UTC; the binding may hand it over without a zone.
+    return published if published.tzinfo is not None else published.replace(tzinfo=UTC)

@@ -1,0 +1,21 @@
+"""GET /api/jobs/{jobId}: a long operation's status and steps (operator, function key).
+
+Every operator action that answers 202 names its job here in `Location`.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http_errors import handle_errors, json_response, path_id
+from shared.platform.bootstrap import get_services
+from shared.replication import machines
+
+bp = func.Blueprint()
+
+
+@bp.route(route="jobs/{jobId}", methods=["GET"])
+@handle_errors
+def get_job(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    return json_response(machines.get_job(services.repos, path_id(req, "jobId")))

@@ -1,0 +1,200 @@
+"""Operator routes for test migration (C6) and migration (C7) (function keys, authLevel FUNCTION).
+
+POST /api/machines/{id}/test-migrate          {"recoveryPoint": "latest"|<id>, "preparedManually": bool}
+POST /api/machines/{id}/test-migrate/cleanup
+POST /api/machines/{id}/migrate               {"shutdownSource": bool, "preparedManually": bool}
+
+Each records the machine's transition and the job in Cosmos (409 when the state forbids it, e.g. a
+second test migration), then starts the job's own orchestration `job-{jobId}` and answers 202 with
+Location /api/jobs/{jobId}.
+
+The sweeper: a timer (hourly) deleting temporary ARM resources that a crashed flow left behind.
+
+Hydration and clean-up compensate on every failure path; this catches what they could not: a job whose
+orchestration died, a delete that kept failing. It calls shared/migration/sweeper.py, which lists resources
+tagged `migrate-purpose=temporary` older than SWEEPER_MIN_AGE_MINUTES (default 120) and deletes, in
+dependency order, those whose job is finished or unknown. A job counts as still running when it is
+unfinished and was updated within SWEEPER_STALE_JOB_HOURS (default 24: longer than any hydration), and
+a successful test migration's resources stay until its clean-up (they are the test VM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from datetime import timedelta
+from typing import TypeVar
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from orchestrators.hydration.contracts import JobInput
+from orchestrators.migration.cutover import MIGRATION
+from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
+from shared.domain.api import AcceptedJob
+from shared.domain.wire import RequestModel
+from shared.migration import service as migration
+from shared.migration.sweeper import JobState, sweep_temporary_resources
+from shared.platform.arm_clients import build_arm_clients
+from shared.platform.bootstrap import get_services
+from shared.platform.settings import get_settings
+from shared.platform.telemetry import get_telemetry
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=RequestModel)
+
+
+def _new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex}"
+
+
+def _optional_body(req: func.HttpRequest, model: type[M]) -> M:
+    """The body is optional: an empty POST takes every default."""
+    return parse_body(req, model) if req.get_body().strip() else model()
+
+
+async def _start(
+    client: df.DurableOrchestrationClient,
+    orchestrator: str,
+    started: migration.MigrationJobStarted,
+    job_input: JobInput,
+) -> func.HttpResponse:
+    try:
+        await client.start_new(
+            orchestrator,
+            instance_id=job_instance_id(started.job.id),
+            client_input=job_input.model_dump(mode="json"),
+        )
+    except Exception:
+        # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
+        services = get_services()
+        await asyncio.to_thread(
+            migration.end_job,
+            services.repos,
+            started.job.id,
+            succeeded=False,
+            now=services.clock(),
+            error_code="StartFailed",
+            error_message="the job's orchestration could not be started; run it again",
+        )
+        raise
+    status_url = f"/api/jobs/{started.job.id}"
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
+    return json_response(body, 202, {"Location": status_url, "Retry-After": "10"})
+
+
+@bp.route(route="machines/{machineId}/test-migrate", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    request = _optional_body(req, migration.TestMigrationRequest)
+    # The Cosmos SDK is synchronous: keep it off the worker's event loop.
+    started = await asyncio.to_thread(
+        migration.start_test_migration,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
+    point = None if request.recovery_point == "latest" else request.recovery_point
+    return await _start(
+        client,
+        TEST_MIGRATION,
+        started,
+        JobInput(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            prepared_manually=request.prepared_manually,
+            recovery_point_id=point,
+            test_virtual_network=request.test_virtual_network,
+        ),
+    )
+
+
+@bp.route(route="machines/{machineId}/test-migrate/cleanup", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def test_migrate_cleanup(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    services = get_services()
+    started = await asyncio.to_thread(
+        migration.start_test_migration_cleanup,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
+    return await _start(
+        client,
+        TEST_MIGRATION_CLEANUP,
+        started,
+        JobInput(machine_id=started.machine.id, job_id=started.job.id, test_job_id=started.test_job_id),
+    )
+
+
+@bp.route(route="machines/{machineId}/migrate", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    request = _optional_body(req, migration.MigrationRequest)
+    started = await asyncio.to_thread(
+        migration.start_migration,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=_new_job_id(),
+        now=services.clock(),
+    )
+    return await _start(
+        client,
+        MIGRATION,
+        started,
+        JobInput(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            shutdown_source=request.shutdown_source,
+            prepared_manually=request.prepared_manually,
+        ),
+    )
+
+
+HOURLY = "0 17 * * * *"
+
+
+@bp.timer_trigger(arg_name="timer", schedule=HOURLY, run_on_startup=False, use_monitor=True)
+def arm_sweeper(timer: func.TimerRequest) -> None:
+    services = get_services()
+    now = services.clock()
+    min_age = timedelta(minutes=float(os.environ.get("SWEEPER_MIN_AGE_MINUTES", "120")))
+    stale_after = timedelta(hours=float(os.environ.get("SWEEPER_STALE_JOB_HOURS", "24")))
+
+    def job_state(job_id: str) -> JobState:
+        stored = services.repos.jobs.get(job_id)
+        if stored is None:
+            return JobState.UNKNOWN
+        job = stored.item
+        if not job.status.finished:
+            return JobState.ACTIVE if now - job.updated_at < stale_after else JobState.FINISHED
+        return JobState.ACTIVE if migration.is_test_migration_live(services.repos, job) else JobState.FINISHED
+
+    with build_arm_clients(get_settings(), telemetry=get_telemetry()) as clients:
+        report = sweep_temporary_resources(clients, now=now, min_age=min_age, job_state=job_state)
+    log.info(
+        "sweeper: %d deleted, %d failed, %d kept%s: deleted %s; failed %s",
+        len(report.deleted),
+        len(report.failed),
+        len(report.skipped),
+        " (past due)" if timer.past_due else "",
+        ", ".join(r.id for r in report.deleted[:20]) or "-",
+        "; ".join(f"{f.id}: {f.error_code}" for f in report.failed[:20]) or "-",
+    )

@@ -1,0 +1,110 @@
+"""Operator routes for machines and their replication (function keys, authLevel FUNCTION).
+
+Long operations answer 202 with the job and a Location to poll, and hand the request to the
+machine's orchestration (orchestrators/names.py), which owns the machine from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import azure.durable_functions as df
+import azure.functions as func
+from pydantic import ValidationError
+
+from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.names import OPERATOR_REQUEST
+from shared.domain.api import AcceptedJob, MachineListQuery, OperatorRequest
+from shared.domain.errors import ValidationFailed
+from shared.domain.target import TargetSettings
+from shared.platform.bootstrap import get_services
+from shared.replication import machines
+
+bp = df.Blueprint()
+
+
+def _new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex}"
+
+
+async def deliver_operator_request(
+    client: df.DurableOrchestrationClient, started: machines.JobStarted
+) -> None:
+    """Wake the machine's orchestration with the request; it reads the job from Cosmos.
+
+    A retried request (is_retry) reaches the orchestration again, which is harmless: the job is run once.
+    """
+    request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
+    await wake_machine_orchestration(
+        client, started.machine.id, OPERATOR_REQUEST, request.to_wire(), only_if_not_running=started.is_retry
+    )
+
+
+def _accepted(started: machines.JobStarted) -> func.HttpResponse:
+    status_url = f"/api/jobs/{started.job.id}"
+    body = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
+    return json_response(body, 202, {"Location": status_url, "Retry-After": "5"})
+
+
+@bp.route(route="machines", methods=["GET"])
+@handle_errors
+def list_machines(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    try:
+        # `code` is the function key when sent in the query string: authentication, not a filter.
+        query = MachineListQuery.model_validate({k: v for k, v in req.params.items() if k != "code"})
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from None
+    result = machines.list_machines(
+        services.repos,
+        now=services.clock(),
+        appliance_id=query.appliance_id,
+        state=query.state,
+        page_size=query.page_size,
+        continuation=query.continuation_token,
+    )
+    return json_response(result)
+
+
+@bp.route(route="machines/{machineId}", methods=["GET"])
+@handle_errors
+def get_machine(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    return json_response(
+        machines.get_machine(services.repos, path_id(req, "machineId"), now=services.clock())
+    )
+
+
+@bp.route(route="machines/{machineId}/replication", methods=["PUT"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def enable_replication(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    services = get_services()
+    command = machines.EnableReplication(
+        machine_id=path_id(req, "machineId"), target=parse_body(req, TargetSettings), job_id=_new_job_id()
+    )
+    # The Cosmos SDK is synchronous: keep it off the worker's event loop.
+    started = await asyncio.to_thread(
+        machines.enable_replication, services.repos, command, now=services.clock()
+    )
+    await deliver_operator_request(client, started)
+    return _accepted(started)
+
+
+@bp.route(route="machines/{machineId}/replication", methods=["DELETE"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def stop_replication(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=_new_job_id())
+    started = await asyncio.to_thread(
+        machines.stop_replication, services.repos, command, now=services.clock()
+    )
+    await deliver_operator_request(client, started)
+    return _accepted(started)

@@ -1,0 +1,652 @@
+"""Activities of hydration, test migration and migration: all their I/O (Cosmos, storage, ARM).
+
+Each is idempotent: creates are ARM create-or-update PUTs with names the orchestrator chose, deletes
+treat "absent" as done, job updates are read-modify-writes that converge. An ARM verdict (policy denial,
+quota, conflict, a failed async operation) is returned as a value so the orchestrator decides, and a
+fan-out never loses sight of a branch that is still creating something; anything else raises and is
+retried by Durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+import azure.durable_functions as df
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from orchestrators.hydration.contracts import (
+    CreateRequest,
+    CreateResult,
+    DeleteRequest,
+    DiskPlan,
+    FinalCycleRequest,
+    FinalCycleStarted,
+    FinalCycleState,
+    FinalCycleWatch,
+    HydrationPlan,
+    JobInput,
+    JobOutcome,
+    JobProgress,
+    NetworkPlacement,
+    PreparationRequest,
+    PreparationResult,
+    PreparedStep,
+    Resource,
+    ResourceKind,
+    TestResources,
+)
+from shared.appliances.commands import queue_command
+from shared.domain.command import CommandKind
+from shared.domain.cycle import CycleKind, CycleState
+from shared.domain.errors import DomainError
+from shared.domain.inventory import Firmware, OsType
+from shared.domain.job import JobStatus
+from shared.domain.machine import Machine
+from shared.migration import resources as ops
+from shared.migration import service as migration
+from shared.migration.tags import TAG_JOB_ID, Purpose, ResourceTags
+from shared.migration.toolkit_bundle import (
+    READ_ONLY,
+    WRITE_ONLY,
+    blob_sas_url,
+    hydration_container_of,
+    upload_toolkit,
+)
+from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.arm_errors import (
+    ArmError,
+    ExtensionFailed,
+    PolicyDisallowed,
+    QuotaExceeded,
+    translate_arm_error,
+)
+from shared.platform.bootstrap import get_services
+from shared.platform.documents import Query
+from shared.platform.settings import get_settings
+from shared.platform.storage import replica_container
+from shared.platform.telemetry import get_telemetry
+from shared.replication.replica_disks import copy_recovery_point, recovery_point_copy_name, replica_blob_name
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+HELPER_ADMIN = "azuremigrate"
+HELPER_SUBNET = "hydration"
+REPORT_PREFIX = "reports"
+
+
+def _clients() -> ArmClients:
+    return build_arm_clients(get_settings(), telemetry=get_telemetry())
+
+
+@lru_cache(maxsize=1)
+def _settings() -> migration.MigrationSettings:
+    return migration.MigrationSettings.from_environ()
+
+
+def hydration_container() -> ContainerClient:
+    """The toolkit, the reports and the pins: a container of the replica account (shared/migration/toolkit_bundle.py)."""
+    return hydration_container_of(replica_container())
+
+
+def _tags(plan: HydrationPlan, purpose: Literal["temporary", "final"]) -> ResourceTags:
+    return ResourceTags(
+        machine_id=plan.machine_id,
+        job_id=plan.job_id,
+        purpose=Purpose(purpose),
+        created_at=get_services().clock(),
+    )
+
+
+# --- planning -----------------------------------------------------------------------------------------
+
+
+def _vnet_ref(clients: ArmClients, default_group: str, reference: str) -> tuple[str, str]:
+    """(resource group, name) of a VNet given as an ARM id or as a name in the target resource group."""
+    if reference.startswith("/"):
+        group, _, name = ops.parse_arm_id(reference)
+        return group, name
+    return default_group, reference
+
+
+def _placement(
+    clients: ArmClients, default_group: str, reference: str, subnet: str, *, any_subnet: bool
+) -> NetworkPlacement:
+    """The subnet `subnet` of the VNet; with `any_subnet` (the test VNet) its first subnet if it has no
+    subnet of that name."""
+    group, name = _vnet_ref(clients, default_group, reference)
+    try:
+        vnet = clients.network.virtual_networks.get(group, name)
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation=f"read virtual network {name}") from exc
+    subnets = (vnet.properties.subnets if vnet.properties else None) or []
+    chosen = next((s for s in subnets if (s.name or "").lower() == subnet.lower()), None)
+    if chosen is None and any_subnet and subnets:
+        chosen = subnets[0]
+    if chosen is None:
+        raise DomainError(f"virtual network {name} in resource group {group} has no subnet {subnet}")
+    return NetworkPlacement(vnet_id=str(vnet.id), subnet_id=str(chosen.id), location=str(vnet.location))
+
+
+@bp.activity_trigger(input_name="payload")
+def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pick the recovery point and resolve everything the hydration needs; a problem the operator must fix
+    (no test VNet, a missing subnet) comes back as `failure`, not as an exception retried in vain."""
+    job = JobInput.model_validate(payload["job"])
+    flow: str = payload["flow"]
+    services = get_services()
+    machine = services.repos.machines.require(job.machine_id).item
+    try:
+        plan = _plan(machine, job, test=flow == "test")
+    except (DomainError, ArmError) as exc:
+        return {"failure": {"code": getattr(exc, "code", "PlanFailed"), "message": str(exc)}}
+    # Retention must not delete these snapshots while the copies are made (released after phase 1).
+    migration.pin_recovery_point(
+        hydration_container(),
+        machine.id,
+        job.job_id,
+        plan.recovery_point_id,
+        {d.disk_id: d.snapshot for d in plan.disks},
+    )
+    migration.update_job_steps(
+        services.repos,
+        job.job_id,
+        [migration.StepChange(migration.STEP_PICK_POINT, JobStatus.SUCCEEDED, None)],
+        now=services.clock(),
+    )
+    return {"plan": plan.model_dump(mode="json")}
+
+
+@bp.activity_trigger(input_name="payload")
+def release_recovery_point(payload: dict[str, Any]) -> list[str]:
+    """The copies are made (or failed): unpin the job's recovery point."""
+    machine_id, job_id = str(payload["machineId"]), str(payload["jobId"])
+    machine = get_services().repos.machines.require(machine_id).item
+    return migration.release_recovery_point(
+        hydration_container(), replica_container(), machine, job_id, replica_blob_name
+    )
+
+
+def _plan(machine: Machine, job: JobInput, *, test: bool) -> HydrationPlan:
+    target = machine.target
+    if target is None:
+        raise DomainError(f"machine {machine.id} has no target settings")
+    points = machine.replication.recovery_points
+    point = (
+        next((p for p in points if p.id == job.recovery_point_id), None)
+        if job.recovery_point_id
+        else machine.replication.latest_point()
+    )
+    if point is None:
+        raise DomainError(
+            f"recovery point {job.recovery_point_id or 'latest'} of machine {machine.id} is gone "
+            "(retention pruned it); pick another one"
+        )
+    settings = _settings()
+    with _clients() as clients:
+        fallback = _placement(
+            clients, target.resource_group, target.virtual_network, target.subnet, any_subnet=False
+        )
+        if test:
+            test_vnet = job.test_virtual_network or target.test_virtual_network
+            if not test_vnet:
+                raise DomainError(
+                    f"machine {machine.id} has no testVirtualNetwork in its target settings: set one "
+                    "(an isolated VNet) with PUT /api/machines/{id}/replication before test migrating"
+                )
+            final = _placement(clients, target.resource_group, test_vnet, target.subnet, any_subnet=True)
+        else:
+            final = fallback
+        subscription = clients.subscription_id
+    inventory = machine.inventory
+    windows = inventory.os_type is OsType.WINDOWS
+    missing = [d.id for d in inventory.disks if d.id not in point.disk_snapshots]
+    if missing:
+        raise DomainError(f"recovery point {point.id} has no snapshot of disk(s) {', '.join(missing)}")
+    disks = [
+        DiskPlan(
+            disk_id=d.id,
+            is_os_disk=d.is_os_disk,
+            size_bytes=d.size_bytes,
+            snapshot=point.disk_snapshots[d.id],
+            hydrate=d.is_os_disk or not windows,
+        )
+        for d in inventory.disks
+    ]  # the source's order: the toolkit's first disk is the guest's sda
+    name = target.target_vm_name or inventory.display_name
+    if test:
+        # Windows names stop at 15 characters; the suffix must survive.
+        name = f"{name[: (10 if windows else 59)]}-test"
+    return HydrationPlan(
+        machine_id=machine.id,
+        job_id=job.job_id,
+        subscription_id=subscription,
+        resource_group=target.resource_group,
+        location=final.location,
+        os_type="Windows" if windows else "Linux",
+        hyper_v_generation="V2" if inventory.firmware is Firmware.UEFI else "V1",
+        recovery_point_id=point.id,
+        disks=disks,
+        name_prefix=f"hyd-{job.job_id[-12:]}",
+        final_vm_name=name,
+        final_vm_size=target.vm_size,
+        final_disk_sku=target.disk_type.value,
+        final_placement=final,
+        fallback_placement=fallback,
+        static_ip_address=None if test or target.static_ip_address is None else str(target.static_ip_address),
+        purpose="temporary" if test else "final",
+        prepared_manually=job.prepared_manually,
+        helper_vm_size=settings.helper_vm_size,
+        helper_address_prefix=settings.helper_address_prefix,
+        helper_subnet_prefix=settings.helper_subnet_prefix,
+        storage_account_id=settings.storage_account_id,
+        storage_region=final.location,
+    )
+
+
+# --- creates ------------------------------------------------------------------------------------------
+
+
+def copy_blob_name(plan: HydrationPlan, disk: DiskPlan) -> str:
+    return recovery_point_copy_name(plan.machine_id, disk.disk_id, disk.snapshot, plan.job_id)
+
+
+@bp.activity_trigger(input_name="payload")
+def create_resource(payload: dict[str, Any]) -> dict[str, Any]:
+    request = CreateRequest.model_validate(payload)
+    try:
+        with _clients() as clients:
+            return _create(clients, request).model_dump(mode="json")
+    except PolicyDisallowed as exc:
+        return CreateResult(
+            ok=False, error_code=exc.code, error_message=str(exc), policy_denied=True, arm_waits=1
+        ).model_dump(mode="json")
+    except ArmError as exc:
+        # Our typed verdict where it says more than ARM's code (OperationNotAllowed covers quota and more).
+        code = exc.code if isinstance(exc, QuotaExceeded) else exc.arm_code or exc.code
+        return CreateResult(ok=False, error_code=code, error_message=str(exc), arm_waits=1).model_dump(
+            mode="json"
+        )
+    except DomainError as exc:  # the recovery point's copy failed: the snapshot is gone or unreadable
+        return CreateResult(ok=False, error_code=exc.code, error_message=str(exc)).model_dump(mode="json")
+
+
+def _create(clients: ArmClients, request: CreateRequest) -> CreateResult:
+    plan, rg, location = request.plan, request.plan.resource_group, request.plan.location
+    tags = _tags(plan, request.purpose)
+    if request.kind == "copy_import":
+        disk = request.disk
+        assert disk is not None
+        # Import never reads the replica: a server-side copy of the recovery point is its own blob.
+        copy = copy_recovery_point(
+            replica_container(),
+            replica_blob_name(plan.machine_id, disk.disk_id),
+            disk.snapshot,
+            target_blob_name=copy_blob_name(plan, disk),
+        )
+        imported = ops.import_disk(
+            clients,
+            rg,
+            request.name,
+            location=location,
+            source_uri=copy.url,
+            storage_account_id=plan.storage_account_id,
+            tags=tags,
+            sku=plan.final_disk_sku,
+            os_type=plan.os_type if disk.is_os_disk else None,
+            hyper_v_generation=plan.hyper_v_generation if disk.is_os_disk else None,
+        )
+        return CreateResult(ok=True, id=imported.id, arm_waits=1)
+    if request.kind == "vnet":
+        vnet = ops.ensure_virtual_network(
+            clients,
+            rg,
+            request.name,
+            location=location,
+            address_prefix=plan.helper_address_prefix,
+            subnet_name=HELPER_SUBNET,
+            subnet_prefix=plan.helper_subnet_prefix,
+            tags=tags,
+        )
+        return CreateResult(ok=True, id=vnet.id, subnet_id=vnet.subnet_id, arm_waits=1)
+    if request.kind == "nsg":
+        nsg = ops.ensure_helper_network_security_group(
+            clients,
+            rg,
+            request.name,
+            location=location,
+            storage=ops.StorageDestination(region=plan.storage_region),
+            tags=tags,
+        )
+        return CreateResult(ok=True, id=nsg.id, arm_waits=1)
+    if request.kind == "nic":
+        assert request.subnet_id is not None
+        nic = ops.ensure_network_interface(
+            clients,
+            rg,
+            request.name,
+            location=location,
+            subnet_id=request.subnet_id,
+            network_security_group_id=request.nsg_id,
+            tags=tags,
+            private_ip_address=request.private_ip_address,
+        )
+        return CreateResult(ok=True, id=nic.id, arm_waits=1)
+    if request.kind == "helper_vm":
+        assert request.nic_id is not None
+        vm = ops.ensure_helper_vm(
+            clients,
+            rg,
+            request.name,
+            location=location,
+            size=plan.helper_vm_size,
+            nic_id=request.nic_id,
+            data_disk_ids=request.disk_ids,
+            admin_username=HELPER_ADMIN,
+            ssh_public_key=_helper_ssh_key(plan.job_id),
+            tags=tags,
+        )
+        return CreateResult(ok=True, id=vm.id, arm_waits=1)
+    assert request.kind == "final_vm" and request.nic_id is not None and request.os_disk_id is not None
+    vm = ops.ensure_vm_from_disks(
+        clients,
+        rg,
+        request.name,
+        location=location,
+        size=plan.final_vm_size,
+        nic_id=request.nic_id,
+        os_disk_id=request.os_disk_id,
+        os_type=plan.os_type,
+        data_disk_ids=request.disk_ids,
+        tags=tags,
+    )
+    return CreateResult(ok=True, id=vm.id, arm_waits=1)
+
+
+def _helper_ssh_key(job_id: str) -> str:
+    """The helper's SSH public key. Nobody logs in (password login off, inbound denied by the NSG) and the
+    private half is never kept; it is derived from the job with a server secret so that a retried
+    activity sends the same osProfile (ARM refuses to change it on an existing VM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    secret = get_settings().appliance_credential_pepper.get_secret_value().encode()
+    seed = hmac.new(secret, f"hydration-helper-ssh:{job_id}".encode(), hashlib.sha256).digest()
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+# --- the preparation script ---------------------------------------------------------------------------
+
+
+@bp.activity_trigger(input_name="payload")
+def stage_toolkit(payload: dict[str, Any]) -> str:
+    """Upload the toolkit bundle if this version is not there yet (off the critical path, in parallel)."""
+    del payload
+    return upload_toolkit(hydration_container()).blob_name
+
+
+@bp.activity_trigger(input_name="payload")
+def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run the toolkit on the helper with the Custom Script Extension and read its full report.
+
+    The extension returns only the last 4 KiB of output, so the toolkit PUTs its JSON report to a blob
+    through a create/write-only SAS; the bundle and the script are fetched with read-only SAS URLs. All
+    SAS expire after HYDRATION_SAS_LIFETIME_MINUTES.
+    """
+    request = PreparationRequest.model_validate(payload)
+    plan = request.plan
+    container = hydration_container()
+    bundle = upload_toolkit(container)
+    lifetime = _settings().sas_lifetime
+    report_blob = f"{REPORT_PREFIX}/{plan.machine_id}/{plan.job_id}.json"
+    # No cleanup of an earlier report: a retried activity re-sends the same extension configuration
+    # (run_id), which the handler does not run again, so that report is this run's.
+    file_uris = [
+        blob_sas_url(container, bundle.script_blob_name, READ_ONLY, lifetime=lifetime),
+        blob_sas_url(container, bundle.blob_name, READ_ONLY, lifetime=lifetime),
+    ]
+    report_url = blob_sas_url(container, report_blob, WRITE_ONLY, lifetime=lifetime)
+    hydrated = [d for d in plan.disks if d.hydrate]
+    disks = " ".join(f"--disk {ops.lun_device_reference(lun)}" for lun in range(len(hydrated)))
+    command = (
+        f"sh run-hydration.sh {bundle.file_name} --install-helper-packages {disks} --report report.json "
+        f"--report-url '{report_url}' --no-repos --os-hint {plan.os_type.lower()}"
+    )
+    exit_status: int | None = 0
+    stdout_tail = ""
+    message = "the preparation script succeeded"
+    try:
+        with _clients() as clients:
+            result = ops.run_custom_script(
+                clients,
+                plan.resource_group,
+                request.vm_name,
+                location=plan.location,
+                command=command,
+                file_uris=file_uris,
+                run_id=1,
+                tags=_tags(plan, "temporary"),
+            )
+        stdout_tail = result.stdout_tail
+    except ExtensionFailed as exc:
+        exit_status, stdout_tail, message = exc.exit_status, exc.stdout_tail, str(exc)
+    except ArmError as exc:
+        return PreparationResult(exit_status=None, status="not_run", message=str(exc)).model_dump(mode="json")
+    try:
+        report: dict[str, Any] = json.loads(container.download_blob(report_blob).readall())
+    except (ResourceNotFoundError, ValueError):
+        report = {}
+    return _preparation_result(exit_status, message, stdout_tail, report, report_blob).model_dump(mode="json")
+
+
+def _preparation_result(
+    exit_status: int | None, message: str, stdout_tail: str, report: dict[str, Any], report_blob: str
+) -> PreparationResult:
+    status = str(report.get("status") or "")
+    if status not in ("succeeded", "failed", "manual_preparation_required"):
+        status = (
+            "succeeded"
+            if exit_status == 0
+            else "manual_preparation_required"
+            if exit_status == 3
+            else "failed"
+        )
+    os_info = report.get("os") or {}
+    described = " ".join(str(os_info[k]) for k in ("distribution", "version") if os_info.get(k)) or None
+    steps = [
+        PreparedStep(
+            name=str(s.get("name")), status=str(s.get("status")), message=str(s.get("message") or "")
+        )
+        for s in report.get("steps") or []
+        if isinstance(s, dict)
+    ]
+    changes = []
+    for change in report.get("changes") or []:
+        if isinstance(change, dict):
+            target = change.get("target") or ""
+            note = change.get("note") or ""
+            changes.append(f"{change.get('step')}: {target}{f' ({note})' if note else ''}")
+    if status == "failed" and report.get("errors"):
+        message = "; ".join(str(e) for e in report["errors"])[:2000]
+    return PreparationResult(
+        exit_status=exit_status,
+        status=status,
+        message=message,
+        os_description=described,
+        steps=steps,
+        changes=changes,
+        manual_steps=[str(m) for m in report.get("manual_steps") or []],
+        warnings=[str(w) for w in report.get("warnings") or []],
+        errors=[str(e) for e in report.get("errors") or []],
+        stdout_tail=stdout_tail,
+        report_blob=report_blob if report else None,
+    )
+
+
+# --- deletes ------------------------------------------------------------------------------------------
+
+
+@bp.activity_trigger(input_name="payload")
+def delete_resource(payload: dict[str, Any]) -> str:
+    """Delete one recorded resource and wait; an absent one is done. Raises (and is retried) otherwise."""
+    resource = DeleteRequest.model_validate(payload).resource
+    if resource.kind is ResourceKind.BLOB:
+        with contextlib.suppress(ResourceNotFoundError):
+            replica_container().delete_blob(resource.id)
+        return resource.id
+    with _clients() as clients:
+        if resource.kind is ResourceKind.SUBNET:
+            parts = [p for p in resource.id.split("/") if p]
+            ops.delete_subnet(clients, parts[3], parts[7], parts[9])
+        else:
+            ops.delete_resource(clients, resource.id)
+    return resource.id
+
+
+_KINDS_BY_TYPE = {
+    "microsoft.compute/virtualmachines": ResourceKind.VM,
+    "microsoft.network/networkinterfaces": ResourceKind.NIC,
+    "microsoft.network/virtualnetworks": ResourceKind.VNET,
+    "microsoft.network/networksecuritygroups": ResourceKind.NSG,
+    "microsoft.compute/disks": ResourceKind.DISK,
+}
+
+
+@bp.activity_trigger(input_name="payload")
+def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
+    """Everything tagged with a job's id (the test migration's VM, NIC and disks, and anything its
+    compensation could not delete), plus its recovery-point copies in storage."""
+    machine_id, job_id = str(payload["machineId"]), str(payload["jobId"])
+    found: list[Resource] = []
+    with _clients() as clients:
+        for item in clients.resources.resources.list(
+            filter=f"tagName eq '{TAG_JOB_ID}' and tagValue eq '{job_id}'"
+        ):
+            kind = _KINDS_BY_TYPE.get(str(item.type).lower())
+            if kind is not None:
+                found.append(Resource(kind=kind, id=str(item.id)))
+    prefix = f"{machine_id}/copies/{job_id}/"
+    found += [
+        Resource(kind=ResourceKind.BLOB, id=b.name)
+        for b in replica_container().list_blobs(name_starts_with=prefix)
+    ]
+    return TestResources(resources=found).model_dump(mode="json")
+
+
+# --- jobs and the machine -----------------------------------------------------------------------------
+
+
+@bp.activity_trigger(input_name="payload")
+def record_job_progress(payload: dict[str, Any]) -> None:
+    progress = JobProgress.model_validate(payload)
+    services = get_services()
+
+    def change(update: Any) -> migration.StepChange:
+        return migration.StepChange(update.name, JobStatus(update.status), update.message)
+
+    migration.update_job_steps(
+        services.repos,
+        progress.job_id,
+        [change(u) for u in progress.updates],
+        now=services.clock(),
+        add_after=progress.add_after,
+        added=[change(a) for a in progress.added],
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def end_migration_job(payload: dict[str, Any]) -> None:
+    outcome = JobOutcome.model_validate(payload)
+    services = get_services()
+    migration.end_job(
+        services.repos,
+        outcome.job_id,
+        succeeded=outcome.succeeded,
+        now=services.clock(),
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def record_hydration_metric(payload: dict[str, Any]) -> None:
+    get_telemetry().record_hydration_duration(
+        float(payload["seconds"]),
+        machine_id=str(payload["machineId"]),
+        os_family=str(payload["osFamily"]),
+        outcome=str(payload["outcome"]),
+    )
+
+
+# --- the final cycle of a migration -------------------------------------------------------------------
+
+
+@bp.activity_trigger(input_name="payload")
+def request_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
+    """Queue ShutDownSource (if asked) then RunCycle(final) for the appliance; idempotent by command id."""
+    request = FinalCycleRequest.model_validate(payload)
+    services = get_services()
+    now = services.clock()
+    if request.shutdown_source:
+        queue_command(
+            services.repos,
+            command_id=f"{request.job_id}-shutdown",
+            machine_id=request.machine_id,
+            kind=CommandKind.SHUT_DOWN_SOURCE,
+            now=now,
+        )
+    queue_command(
+        services.repos,
+        command_id=f"{request.job_id}-final",
+        machine_id=request.machine_id,
+        kind=CommandKind.RUN_CYCLE,
+        cycle_kind=CycleKind.FINAL.value,
+        now=now,
+    )
+    settings = _settings()
+    return FinalCycleStarted(
+        poll_seconds=settings.final_cycle_poll.total_seconds(),
+        timeout_seconds=settings.final_cycle_timeout.total_seconds(),
+    ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def check_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
+    """Has a final cycle uploaded since the job started been applied (and which recovery point did it
+    leave), or rejected? Final cycles exist only on request, so "after the job was created" names ours."""
+    watch = FinalCycleWatch.model_validate(payload)
+    services = get_services()
+    job = services.repos.jobs.require(watch.job_id).item
+    finals = [
+        c
+        for c in services.repos.cycles.query(
+            Query(equals={"machineId": watch.machine_id, "kind": CycleKind.FINAL.value}),
+            partition_key=watch.machine_id,
+        )
+        if c.received_at >= job.created_at - timedelta(seconds=5)
+    ]
+    applied = [c for c in finals if c.state is CycleState.APPLIED]
+    if applied:
+        cycle = max(applied, key=lambda c: c.sequence)
+        machine = services.repos.machines.require(watch.machine_id).item
+        point = next((p for p in machine.replication.recovery_points if p.cycle_id == cycle.id), None)
+        if point is not None:
+            return FinalCycleState(
+                applied=True, recovery_point_id=point.id, message=f"final cycle {cycle.id} applied"
+            ).model_dump(mode="json")
+    rejected = [c for c in finals if c.state is CycleState.REJECTED]
+    if rejected and not applied:
+        cycle = rejected[-1]
+        return FinalCycleState(
+            applied=False, rejected=True, message=f"final cycle {cycle.id} was rejected: {cycle.error}"
+        ).model_dump(mode="json")
+    return FinalCycleState(applied=False, message="waiting for the final cycle").model_dump(mode="json")

@@ -1,0 +1,125 @@
+"""Migration (C7, cutover), its own orchestration instance `job-{jobId}`.
+
+Runbook: optionally shut the source down (ShutDownSource to the appliance), then a final on-demand
+cycle (RunCycle final) so nothing written before the cutover is lost; wait (a durable timer loop)
+until the machine's orchestration has applied it; hydrate from the recovery point it left and create
+the VM in the target VNet/subnet/size; mark the machine Migrated (replication stops: no more cycles are
+accepted). A failure at any point leaves the replica and its recovery points as they were and returns
+the machine to Replicating, so replication resumes without a resync. "Complete migration" (DELETE
+/api/machines/{id}/replication on a Migrated machine) then removes the replica data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.hydration.activities import (
+    check_final_cycle,
+    end_migration_job,
+    record_job_progress,
+    request_final_cycle,
+)
+from orchestrators.hydration.contracts import (
+    FinalCycleRequest,
+    FinalCycleStarted,
+    FinalCycleState,
+    FinalCycleWatch,
+    JobInput,
+    JobOutcome,
+    JobProgress,
+    StepUpdate,
+)
+from orchestrators.hydration.orchestrator import ACTIVITY_RETRY
+from orchestrators.migration.test_migration import plan_and_hydrate
+from shared.migration import service as m
+
+MIGRATION = "migration_orchestrator"
+
+Orchestration = Generator[Any, Any, Any]
+bp = df.Blueprint()
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=MIGRATION)
+def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+    job = JobInput.model_validate(context.get_input())
+    final = yield from _final_cycle(context, job)
+    if final.recovery_point_id is None:
+        outcome = JobOutcome(
+            machine_id=job.machine_id,
+            job_id=job.job_id,
+            succeeded=False,
+            error_code="FinalCycleFailed",
+            error_message=final.message,
+        )
+    else:
+        job = job.model_copy(update={"recovery_point_id": final.recovery_point_id})
+        outcome = yield from plan_and_hydrate(context, job, flow="migration")
+    if outcome.succeeded:
+        yield _progress(context, job, (m.STEP_FINISH_MIGRATION, "Succeeded", None))
+    yield context.call_activity_with_retry(end_migration_job, ACTIVITY_RETRY, outcome.model_dump(mode="json"))
+    return outcome.model_dump(mode="json")
+
+
+def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orchestration:
+    first = (
+        ((m.STEP_SHUTDOWN, "Succeeded", "ShutDownSource sent to the appliance"),)
+        if job.shutdown_source
+        else ()
+    )
+    started = FinalCycleStarted.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                request_final_cycle,
+                ACTIVITY_RETRY,
+                FinalCycleRequest(
+                    machine_id=job.machine_id, job_id=job.job_id, shutdown_source=job.shutdown_source
+                ).model_dump(),
+            )
+        )
+    )
+    yield _progress(context, job, *first, (m.STEP_FINAL_CYCLE, "InProgress", None))
+    deadline = context.current_utc_datetime + timedelta(seconds=started.timeout_seconds)
+    while True:
+        state = FinalCycleState.model_validate(
+            (
+                yield context.call_activity_with_retry(
+                    check_final_cycle,
+                    ACTIVITY_RETRY,
+                    FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(),
+                )
+            )
+        )
+        if state.applied or state.rejected:
+            break
+        if context.current_utc_datetime >= deadline:
+            state = FinalCycleState(
+                applied=False,
+                message=(
+                    f"the final cycle was not applied within {started.timeout_seconds / 60:.0f} minutes; is the "
+                    "appliance connected? The replica is unchanged: migrate again when it is"
+                ),
+            )
+            break
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=started.poll_seconds))
+    if not state.applied:
+        yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Failed", state.message))
+        return state
+    yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Succeeded", None))
+    return state
+
+
+def _progress(
+    context: df.DurableOrchestrationContext, job: JobInput, *updates: tuple[str, str, str | None]
+) -> Any:
+    return context.call_activity_with_retry(
+        record_job_progress,
+        ACTIVITY_RETRY,
+        JobProgress(
+            job_id=job.job_id,
+            updates=[StepUpdate(name=n, status=s, message=msg) for n, s, msg in updates],
+        ).model_dump(mode="json"),
+    )

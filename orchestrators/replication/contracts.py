@@ -1,0 +1,159 @@
+"""Typed payloads between the machine replication orchestrator and its activities (JSON on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
+from shared.domain.policy import ReplicationPolicy
+from shared.replication.cycles import ReplicationView
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PendingDisposal(BaseModel):
+    """An applied cycle whose cache artefacts could not all be deleted: the next cycle waits for them
+    (the seed's WaitingForArtefactsDisposalPreCycle) and 181008 is raised after each timeout period."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    cycle_id: str
+    blobs: list[str]
+    since: datetime
+    reports: int = Field(default=0, description="181008 raised so far for this wait")
+
+
+class OrchestrationState(BaseModel):
+    """What one generation hands the next through continue-as-new. Everything else is re-read from
+    Cosmos, so the state stays tiny and a lost wake-up signal loses nothing."""
+
+    model_config = ConfigDict(extra="ignore")  # the first generation's input is the operator request
+
+    machine_id: str = Field(alias="machineId")
+    gap_since: datetime | None = Field(default=None, alias="gapSince")
+    resync_requested_for: int | None = Field(
+        default=None, alias="resyncRequestedFor", description="the missing sequence a resync was asked for"
+    )
+    pending_disposal: PendingDisposal | None = Field(default=None, alias="pendingDisposal")
+    generation: int = 0
+
+    def to_input(self) -> dict[str, object]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class MachineRef(Payload):
+    machine_id: str
+
+
+class JobRef(Payload):
+    machine_id: str
+    job_id: str
+
+
+class DiskApply(Payload):
+    machine_id: str
+    cycle_id: str
+    disk_id: str
+    disk_size: int
+    manifest_blob: str
+    base: bool = Field(description="an initial/resync cycle: the replica is created if missing")
+
+
+class DiskApplied(Payload):
+    disk_id: str
+    ok: bool
+    bytes_applied: int = 0
+    data_blobs: list[str] = Field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    error_details: list[dict[str, Any]] = Field(default_factory=list, description="the exception's details")
+
+
+class SnapshotRequest(Payload):
+    machine_id: str
+    cycle_id: str
+    sequence: int
+    consistency: Consistency
+    disk_ids: list[str]
+
+
+class CycleCompletion(Payload):
+    cycle: Cycle
+    recovery_point: RecoveryPoint
+    bytes_applied: int
+    policy: ReplicationPolicy
+    artefacts: list[str] = Field(description="cache blobs of this cycle (manifests and data) to dispose of")
+
+
+class CycleRejection(Payload):
+    machine_id: str
+    cycle_id: str
+    rejected_disks: list[DiskApplied]
+
+
+class ResyncRequest(Payload):
+    machine_id: str
+    reason: str
+    missing_sequence: int | None = None
+    buffered: int = 0
+    max_gap: int | None = None
+    request_id: str = Field(
+        description="deterministic id from the orchestration: a retried activity queues once"
+    )
+
+
+class SupersededCycles(Payload):
+    machine_id: str
+    cycle_ids: list[str]
+
+
+class ProgressUpdate(Payload):
+    machine_id: str
+    percent: float
+
+
+class HealthTimings(Payload):
+    """Health settings the orchestrator needs, read by an activity (orchestrators read no environment)."""
+
+    dispose_timeout_seconds: float
+    dispose_retry_seconds: float
+
+
+class GenerationView(Payload):
+    view: ReplicationView
+    timings: HealthTimings
+
+
+class CycleCompleted(Payload):
+    dropped_recovery_points: list[str]
+    undisposed: list[str] = Field(description="artefacts that could not be deleted (disposal is retried)")
+
+
+class DisposalRequest(Payload):
+    machine_id: str
+    cycle_id: str
+    blobs: list[str]
+
+
+class DisposalResult(Payload):
+    remaining: list[str]
+
+
+class DisposeTimeout(Payload):
+    machine_id: str
+    blocked_cycle_id: str
+    previous_cycle_id: str
+    remaining: int
+    waited_seconds: float
+    attempt: int = Field(ge=1)
+
+
+class UploadDeadline(Payload):
+    machine_id: str
+    cycle_id: str

@@ -1,0 +1,390 @@
+"""The machine replication orchestration: one instance per machine (`machine-{id}`), the only writer of
+its replicas.
+
+Each generation reads the machine's view (state, watermark, inbox of uploaded cycles, unfinished job),
+does what is due, and continues as new, so history stays a few dozen events however many cycles
+run. Runbook of one generation:
+
+1. Run the machine's own job if one is waiting: enable replication (create replica disks, start the
+   initial copy) or stop replication / complete migration (remove the replica data, then end).
+2. Drop cycles that can never apply (older than the watermark, or before a newer whole-disk copy).
+3. Before a cycle, the previous cycle's artefacts (its cached uploads) must be gone: retry their
+   disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
+   DisposeArtefactsTimedOut (the seed's WaitingForArtefactsDisposalPreCycle).
+4. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
+   snapshot per disk), then record it (which heals health); a rejected upload changes nothing, raises
+   the catalog's error and asks for a resync.
+5. If a sequence number is missing, wait for it; after the policy's limit (buffered cycles or time),
+   raise CycleSequenceGap, whose automatic repair resyncs every disk.
+6. Otherwise sleep until a cycle or an operator request signals, or a timer fires: the idle wake-up, or
+   the upload deadline of a cycle the appliance started, after which its missing disks raise 1011
+   DiskUploadTimedOut (the durable timer races the upload's CycleUploaded signal).
+
+Signals are only wake-ups: the inbox and the job live in Cosmos, so a signal lost to continue-as-new
+or a crash costs at most one idle period, never a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
+from orchestrators.replication.activities import (
+    apply_cycle_disk,
+    bp,
+    complete_cycle,
+    create_replica_disks,
+    dispose_artefacts,
+    fail_job,
+    load_replication_view,
+    reject_cycle,
+    remove_replication_data,
+    report_dispose_timeout,
+    report_progress,
+    request_resync,
+    snapshot_recovery_point,
+    start_initial_replication,
+    supersede_cycles,
+    time_out_uploads,
+    verify_cycle_disk,
+)
+from orchestrators.replication.contracts import (
+    CycleCompleted,
+    CycleCompletion,
+    CycleRejection,
+    DiskApplied,
+    DiskApply,
+    DisposalRequest,
+    DisposalResult,
+    DisposeTimeout,
+    GenerationView,
+    HealthTimings,
+    JobRef,
+    MachineRef,
+    OrchestrationState,
+    PendingDisposal,
+    ProgressUpdate,
+    ResyncRequest,
+    SnapshotRequest,
+    SupersededCycles,
+    UploadDeadline,
+)
+from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
+from shared.domain.job import JobKind
+from shared.domain.lifecycle import MachineState
+from shared.replication.cycles import BASE_KINDS, ReplicationView
+
+# Storage and Cosmos hiccups are retried; a verdict on the data is a value, not an exception.
+STORAGE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=6)
+MAX_CYCLES_PER_GENERATION = 8  # keeps each generation's history small
+IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
+GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
+ENDED_STATES = frozenset(
+    {MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED, MachineState.DISCOVERED}
+)
+
+Orchestration = Generator[Any, Any, Any]
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=MACHINE_REPLICATION)
+def machine_replication_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+    state = OrchestrationState.model_validate(context.get_input())
+    view, timings = yield from _load_view(context, state.machine_id)
+
+    if view.job is not None:
+        finished = yield from _run_job(context, view)
+        if finished:
+            return f"{view.job.kind.value} done"
+        view, timings = yield from _load_view(context, state.machine_id)
+    if view.state in ENDED_STATES:
+        return f"replication ended ({view.state.value})"
+
+    plan = view.plan
+    if plan.superseded:
+        yield context.call_activity_with_retry(
+            supersede_cycles,
+            STORAGE_RETRY,
+            _dump(SupersededCycles(machine_id=view.machine_id, cycle_ids=plan.superseded)),
+        )
+    if plan.ready and state.pending_disposal is not None:
+        state = yield from _dispose_before_cycle(context, view, timings, state, plan.ready[0])
+        if state.pending_disposal is not None:
+            retry = timedelta(seconds=timings.dispose_retry_seconds)
+            yield from _sleep_until_signalled(context, context.current_utc_datetime + retry)
+            _continue(context, state)
+            return None
+    processed_through = view.last_applied_sequence
+    for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
+        undisposed = yield from _apply_cycle(context, view, cycle)
+        processed_through = cycle.sequence
+        if undisposed:
+            # The next cycle may start only once these are gone (step 3, in the next generation).
+            state = state.model_copy(
+                update={
+                    "pending_disposal": PendingDisposal(
+                        cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime
+                    )
+                }
+            )
+            break
+    if plan.ready:
+        state = state.model_copy(update={"gap_since": None, "resync_requested_for": None})
+        if len(plan.ready) > MAX_CYCLES_PER_GENERATION or state.pending_disposal is not None:
+            _continue(context, state)
+            return None
+        # Everything known was applied. Rather than re-reading the view at once, sleep: a cycle that
+        # arrived meanwhile has already signalled, and its buffered signal ends the sleep immediately.
+        deadline = context.current_utc_datetime + IDLE_WAKE_UP
+        watch = view.upload_watch
+        if watch is not None and (processed_through is None or watch.sequence > processed_through):
+            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+        yield from _sleep_until_signalled(context, max(deadline, context.current_utc_datetime))
+        _continue(context, state)
+        return None
+
+    now = context.current_utc_datetime
+    if plan.waiting_for is not None:
+        gap_since = state.gap_since or now
+        gap_too_long = (
+            now - gap_since >= GAP_TIMEOUT or plan.buffered >= view.policy.max_cycle_gap_before_resync
+        )
+        if gap_too_long and state.resync_requested_for != plan.waiting_for:
+            yield context.call_activity_with_retry(
+                request_resync,
+                STORAGE_RETRY,
+                _dump(
+                    ResyncRequest(
+                        machine_id=view.machine_id,
+                        missing_sequence=plan.waiting_for,
+                        buffered=plan.buffered,
+                        max_gap=view.policy.max_cycle_gap_before_resync,
+                        request_id=f"gap-{plan.waiting_for}-{context.instance_id}",
+                        reason=f"Cycle {plan.waiting_for} never arrived while {plan.buffered} later cycle(s) waited "
+                        f"(since {gap_since:%Y-%m-%d %H:%M:%S} UTC); every disk will be resynchronized.",
+                    )
+                ),
+            )
+            state = state.model_copy(update={"resync_requested_for": plan.waiting_for})
+        state = state.model_copy(update={"gap_since": gap_since})
+        deadline = max(gap_since + GAP_TIMEOUT, now + timedelta(seconds=5))
+    else:
+        state = state.model_copy(update={"gap_since": None})
+        deadline = now + IDLE_WAKE_UP
+
+    watch = view.upload_watch
+    watched = watch is not None and (
+        view.last_applied_sequence is None or watch.sequence > view.last_applied_sequence
+    )
+    if watch is not None and watched and set(watch.disk_ids) - set(watch.timed_out_disks):
+        if now >= watch.deadline:
+            # The timer won the race against the upload: the missing disks raise 1011 (once).
+            yield context.call_activity_with_retry(
+                time_out_uploads,
+                STORAGE_RETRY,
+                _dump(UploadDeadline(machine_id=view.machine_id, cycle_id=watch.cycle_id)),
+            )
+            deadline = now + timedelta(seconds=1)  # re-read the view: the watch has changed
+        else:
+            deadline = min(deadline, watch.deadline)
+
+    yield from _sleep_until_signalled(context, deadline)
+    _continue(context, state)
+    return None
+
+
+def _dispose_before_cycle(
+    context: df.DurableOrchestrationContext,
+    view: ReplicationView,
+    timings: HealthTimings,
+    state: OrchestrationState,
+    next_cycle: Cycle,
+) -> Orchestration:
+    """The seed's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
+    after each full timeout period without success, raise 181008 once."""
+    pending = state.pending_disposal
+    assert pending is not None
+    result = DisposalResult.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                dispose_artefacts,
+                STORAGE_RETRY,
+                _dump(
+                    DisposalRequest(
+                        machine_id=view.machine_id, cycle_id=pending.cycle_id, blobs=pending.blobs
+                    )
+                ),
+            )
+        )
+    )
+    if not result.remaining:
+        return state.model_copy(update={"pending_disposal": None})
+    now = context.current_utc_datetime
+    timeout = timedelta(seconds=timings.dispose_timeout_seconds)
+    if now - pending.since >= timeout * (pending.reports + 1):
+        yield context.call_activity_with_retry(
+            report_dispose_timeout,
+            STORAGE_RETRY,
+            _dump(
+                DisposeTimeout(
+                    machine_id=view.machine_id,
+                    blocked_cycle_id=next_cycle.id,
+                    previous_cycle_id=pending.cycle_id,
+                    remaining=len(result.remaining),
+                    waited_seconds=(now - pending.since).total_seconds(),
+                    attempt=pending.reports + 1,
+                )
+            ),
+        )
+        pending = pending.model_copy(update={"reports": pending.reports + 1})
+    return state.model_copy(
+        update={"pending_disposal": pending.model_copy(update={"blobs": result.remaining})}
+    )
+
+
+def _load_view(context: df.DurableOrchestrationContext, machine_id: str) -> Orchestration:
+    raw = yield context.call_activity_with_retry(
+        load_replication_view, STORAGE_RETRY, _dump(MachineRef(machine_id=machine_id))
+    )
+    loaded = GenerationView.model_validate(raw)
+    return loaded.view, loaded.timings
+
+
+def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> Orchestration:
+    """True when the job ends the orchestration (stop replication, complete migration)."""
+    assert view.job is not None
+    job = JobRef(machine_id=view.machine_id, job_id=view.job.id)
+    try:
+        if view.job.kind is JobKind.ENABLE_REPLICATION:
+            yield context.call_activity_with_retry(create_replica_disks, STORAGE_RETRY, _dump(job))
+            yield context.call_activity_with_retry(start_initial_replication, STORAGE_RETRY, _dump(job))
+            return False
+        if view.job.kind in (JobKind.STOP_REPLICATION, JobKind.COMPLETE_MIGRATION):
+            yield context.call_activity_with_retry(remove_replication_data, STORAGE_RETRY, _dump(job))
+            return True
+    except Exception as exc:
+        # Retries exhausted: the job says why and the orchestration ends; the operator's retry of the
+        # request starts a fresh one.
+        yield context.call_activity(fail_job, {**_dump(job), "message": str(exc)})
+        return True
+    return False
+
+
+def _apply_cycle(
+    context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
+) -> Orchestration:
+    """Returns the cycle's artefacts that could not be disposed of (empty when all went)."""
+    disks = {d.id: d for d in view.disks}
+    requests = [
+        DiskApply(
+            machine_id=view.machine_id,
+            cycle_id=cycle.id,
+            disk_id=disk_id,
+            manifest_blob=blob,
+            disk_size=disks[disk_id].size_bytes,
+            base=cycle.kind in BASE_KINDS,
+        )
+        for disk_id, blob in sorted(cycle.manifests.items())
+    ]
+    if len(requests) > 1:
+        # One damaged disk must leave every replica unchanged: verify the whole cycle before any write.
+        raw = yield context.task_all(
+            [context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
+        )
+        rejected = [v for v in (DiskApplied.model_validate(r) for r in raw) if not v.ok]
+        if rejected:
+            yield context.call_activity_with_retry(
+                reject_cycle,
+                STORAGE_RETRY,
+                _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+            )
+            return []
+    if cycle.kind in BASE_KINDS:
+        # A whole-disk copy is large: one disk at a time, reporting progress after each.
+        results = []
+        total = sum(r.disk_size for r in requests) or 1
+        done = 0
+        for request in requests:
+            results.append(
+                DiskApplied.model_validate(
+                    (yield context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(request)))
+                )
+            )
+            done += request.disk_size
+            if results[-1].ok and len(requests) > 1:
+                yield context.call_activity_with_retry(
+                    report_progress,
+                    STORAGE_RETRY,
+                    _dump(ProgressUpdate(machine_id=view.machine_id, percent=round(99.0 * done / total, 1))),
+                )
+    else:
+        raw = yield context.task_all(
+            [context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
+        )
+        results = [DiskApplied.model_validate(r) for r in raw]
+
+    rejected = [r for r in results if not r.ok]
+    if rejected:
+        yield context.call_activity_with_retry(
+            reject_cycle,
+            STORAGE_RETRY,
+            _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+        )
+        return []
+
+    point = RecoveryPoint.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                snapshot_recovery_point,
+                STORAGE_RETRY,
+                _dump(
+                    SnapshotRequest(
+                        machine_id=view.machine_id,
+                        cycle_id=cycle.id,
+                        sequence=cycle.sequence,
+                        consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
+                        disk_ids=sorted(cycle.manifests),
+                    )
+                ),
+            )
+        )
+    )
+    completed = CycleCompleted.model_validate(
+        (
+            yield context.call_activity_with_retry(
+                complete_cycle,
+                STORAGE_RETRY,
+                _dump(
+                    CycleCompletion(
+                        cycle=cycle,
+                        recovery_point=point,
+                        bytes_applied=sum(r.bytes_applied for r in results),
+                        policy=view.policy,
+                        artefacts=sorted({b for r in results for b in r.data_blobs}),
+                    )
+                ),
+            )
+        )
+    )
+    return completed.undisposed
+
+
+def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: Any) -> Orchestration:
+    timer = context.create_timer(deadline)
+    cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
+    operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
+    winner = yield context.task_any([cycle_signal, operator_request, timer])
+    if winner is not timer:
+        timer.cancel()
+
+
+def _continue(context: df.DurableOrchestrationContext, state: OrchestrationState) -> None:
+    context.continue_as_new(state.model_copy(update={"generation": state.generation + 1}).to_input())
+
+
+def _dump(payload: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = payload.model_dump(mode="json")
+    return dumped

@@ -1,0 +1,193 @@
+"""Appliance use cases: register, authenticate, report discovered machines, policy, heartbeat."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from shared.appliances.credentials import CredentialHasher, new_credential, parse_credential
+from shared.domain.api import (
+    ApplianceRegistered,
+    DiscoveryResult,
+    RegisterApplianceRequest,
+    ReportedMachineResult,
+)
+from shared.domain.appliance import Appliance
+from shared.domain.errors import Forbidden, NotFound, Unauthorized
+from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineInventory
+from shared.domain.lifecycle import PROTECTED_STATES
+from shared.domain.machine import Health, Machine
+from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
+from shared.domain.wire import is_resource_id
+from shared.platform.repository import AlreadyExists, Repositories, Versioned
+
+SOURCE_DISKS_CHANGED = "SourceDisksChanged"
+# Concurrent Cosmos calls while applying one discovery report (the SDK client is thread-safe).
+REPORT_PARALLELISM = 8
+
+
+def register_appliance(
+    repos: Repositories, hasher: CredentialHasher, request: RegisterApplianceRequest, *, now: datetime
+) -> ApplianceRegistered:
+    """One round-trip. The credential is returned here and never again."""
+    appliance_id = f"appl-{uuid.uuid4().hex}"
+    credential = new_credential(appliance_id)
+    appliance = Appliance(
+        id=appliance_id,
+        name=request.name,
+        kind=request.kind,
+        site=request.site,
+        credential_hash=hasher.hash(parse_credential(credential).secret),
+        registered_at=now,
+    )
+    repos.appliances.add(appliance)
+    return ApplianceRegistered(
+        id=appliance.id,
+        credential=credential,
+        name=appliance.name,
+        kind=appliance.kind,
+        site=appliance.site,
+        policy=appliance.policy,
+    )
+
+
+def authenticate_appliance(
+    repos: Repositories, hasher: CredentialHasher, credential: str | None
+) -> Appliance:
+    """Credential -> the appliance (one point read), or Unauthorized (401) with no hint of which part is wrong."""
+    if not credential:
+        raise Unauthorized("appliance credential missing: send 'Authorization: Bearer <credential>'")
+    parsed = parse_credential(credential)
+    found = repos.appliances.get(parsed.appliance_id) if _plausible_id(parsed.appliance_id) else None
+    if not hasher.verify(parsed.secret, found.item.credential_hash if found else None) or found is None:
+        raise Unauthorized(
+            "the appliance credential is not valid: re-register the appliance to get a new one"
+        )
+    return found.item
+
+
+def _plausible_id(appliance_id: str) -> bool:
+    # Only ids this service could have issued reach the store: no lookups for arbitrary strings.
+    return appliance_id.startswith("appl-") and is_resource_id(appliance_id)
+
+
+def authorize_appliance(appliance: Appliance, appliance_id: str) -> None:
+    """An appliance acts only as itself (403 otherwise)."""
+    if appliance.id != appliance_id:
+        raise Forbidden(f"this credential belongs to appliance {appliance.id}, not {appliance_id}")
+
+
+def report_machines(
+    repos: Repositories, appliance: Appliance, report: DiscoveryReport, *, now: datetime
+) -> DiscoveryResult:
+    """Upsert the reported inventory. All-or-nothing on ownership: if any machine belongs to another
+    appliance, nothing is written (403). Round-trips: one read per machine plus one write per new or
+    changed machine; an unchanged machine costs only its read. Calls run REPORT_PARALLELISM at a time.
+    """
+    with ThreadPoolExecutor(max_workers=REPORT_PARALLELISM) as pool:
+        # Point reads are independent: a site's hundreds of machines should not cost hundreds of latencies.
+        found = list(pool.map(repos.machines.get, [m.id for m in report.machines]))
+    existing: dict[str, Versioned[Machine] | None] = dict(
+        zip([m.id for m in report.machines], found, strict=True)
+    )
+    foreign = sorted(
+        mid for mid, v in existing.items() if v is not None and v.item.appliance_id != appliance.id
+    )
+    if foreign:
+        raise Forbidden(
+            f"appliance {appliance.id} may only report its own machines; "
+            f"owned by another appliance: {', '.join(foreign)}",
+            details=[{"machineId": mid} for mid in foreign],
+        )
+    with ThreadPoolExecutor(max_workers=REPORT_PARALLELISM) as pool:
+        results = list(
+            pool.map(lambda m: _upsert_machine(repos, appliance, m, existing[m.id], now), report.machines)
+        )
+    return DiscoveryResult(machines=results)
+
+
+def _inventory_of(reported: DiscoveredMachine) -> MachineInventory:
+    return MachineInventory.model_validate(reported.model_dump(exclude={"id"}))
+
+
+def _upsert_machine(
+    repos: Repositories,
+    appliance: Appliance,
+    reported: DiscoveredMachine,
+    current: Versioned[Machine] | None,
+    now: datetime,
+) -> ReportedMachineResult:
+    inventory = _inventory_of(reported)
+    if current is None:
+        machine = Machine(
+            id=reported.id, appliance_id=appliance.id, inventory=inventory, discovered_at=now, updated_at=now
+        )
+        try:
+            stored = repos.machines.add(machine)
+            return ReportedMachineResult(id=machine.id, outcome="Created", state=stored.item.state)
+        except AlreadyExists:
+            current = None  # created concurrently: fall through to the update path with a fresh read
+
+    def apply(machine: Machine) -> str:
+        if machine.appliance_id != appliance.id:
+            raise Forbidden(f"machine {machine.id} belongs to another appliance")
+        if machine.inventory == inventory:
+            return "Unchanged"
+        if machine.state in PROTECTED_STATES and _disk_layout(machine.inventory) != _disk_layout(inventory):
+            _flag_disk_change(machine, inventory, now)
+        machine.inventory = inventory
+        machine.updated_at = now
+        return "Updated"
+
+    stored, outcome = repos.machines.update_with_retry(reported.id, apply, current=current)
+    return ReportedMachineResult(id=reported.id, outcome=outcome, state=stored.item.state)
+
+
+def _disk_layout(inventory: MachineInventory) -> dict[str, int]:
+    return {d.id: d.size_bytes for d in inventory.disks}
+
+
+def _flag_disk_change(machine: Machine, inventory: MachineInventory, now: datetime) -> None:
+    # Replica disks mirror the source layout; a resized/added/removed disk needs a resync to be protected.
+    before, after = _disk_layout(machine.inventory), _disk_layout(inventory)
+    changed = sorted(set(before) ^ set(after) | {d for d in before if d in after and before[d] != after[d]})
+    machine.record_error(
+        code=SOURCE_DISKS_CHANGED,
+        message=(
+            f"the source machine's disks changed since replication was enabled ({', '.join(changed)}); "
+            "run Repair replication so the replica disks match"
+        ),
+        severity=Health.WARNING,
+        at=now,
+        clears_on_next_cycle=False,
+    )
+
+
+def get_policy(repos: Repositories, appliance_id: str) -> ReplicationPolicy:
+    return repos.appliances.require(appliance_id).item.policy
+
+
+def update_policy(
+    repos: Repositories, appliance_id: str, update: ReplicationPolicyUpdate
+) -> ReplicationPolicy:
+    policy = update.to_policy()
+
+    def apply(appliance: Appliance) -> None:
+        appliance.policy = policy
+
+    stored, _ = repos.appliances.update_with_retry(appliance_id, apply)
+    return stored.item.policy
+
+
+def record_heartbeat(repos: Repositories, appliance_id: str, at: datetime) -> None:
+    """Monotonic: a late, redelivered heartbeat never moves last_heartbeat backwards."""
+
+    def apply(appliance: Appliance) -> None:
+        if appliance.last_heartbeat is None or at > appliance.last_heartbeat:
+            appliance.last_heartbeat = at
+
+    try:
+        repos.appliances.update_with_retry(appliance_id, apply)
+    except NotFound:
+        raise NotFound(f"heartbeat from unknown appliance {appliance_id}") from None

@@ -1,0 +1,48 @@
+"""The replication error catalog (MISSION C3): every error of the seed's troubleshooting guide and the
+control plane's own, with causes, recommended steps, severity and how it heals.
+
+The entries are data (`entries.py`), validated when this package is imported; `matching` maps a reported
+error to its entry and renders it; `health` turns failures, successes, heartbeats and time into a
+machine's health, as pure functions the orchestration's activities call. docs/error-catalog.md is
+generated from the entries by scripts/render_error_catalog.py.
+"""
+
+from shared.health.catalog.matching import (
+    CATALOG,
+    CatalogMatch,
+    MatchedBy,
+    build_event,
+    control_plane_error,
+    match_appliance_error,
+    match_domain_error,
+    render,
+)
+from shared.health.catalog.models import (
+    Catalog,
+    CatalogEntry,
+    ClearedBy,
+    EventType,
+    MessageFormat,
+    Origin,
+    RenderedError,
+    Scope,
+)
+
+__all__ = [
+    "CATALOG",
+    "Catalog",
+    "CatalogEntry",
+    "CatalogMatch",
+    "ClearedBy",
+    "EventType",
+    "MatchedBy",
+    "MessageFormat",
+    "Origin",
+    "RenderedError",
+    "Scope",
+    "build_event",
+    "control_plane_error",
+    "match_appliance_error",
+    "match_domain_error",
+    "render",
+]

@@ -1,0 +1,398 @@
+"""A replicating machine's health as pure functions of a small state record (MISSION C3).
+
+The per-machine orchestration's activities feed it what happened (a failed cycle, an applied cycle, a
+heartbeat, the passing of time) and get back the new state, the health, the errors to raise events for
+and, when the control plane can repair by itself, a resync to request. Nothing here reads a clock, an
+environment or a store, so the same inputs always give the same answer, in an activity or a test.
+
+This lives next to the catalog rather than in shared.domain because every rule reads catalog data
+(severity, how an error clears, whether it is auto-repairable); the domain keeps only the vocabulary
+(`Health`, `MachineError`) that both use.
+
+The rules (`HealthRules` holds the numbers):
+- Each current error contributes its severity: a Warning-severity error makes the machine Warning at its
+  first failure, a Critical one makes it Critical.
+- `critical_after_failures` consecutive failed cycles make it Critical whatever the errors' severities:
+  by then no recovery point has been added for several cycles.
+- An error the control plane can repair (entry `auto_repairable`; for a CBT reset only if the machine
+  opted into "Automatically repair replication") requests a resync and counts as Warning while the repair
+  is under way, up to `max_auto_repairs` requests; after that it takes its full severity and waits for
+  the operator.
+- `evaluate(now)`: an RPO above `rpo_warning` raises a Warning (Critical above `rpo_critical`); no word
+  from the appliance for `heartbeat_timeout` raises Critical "appliance not responding".
+- A failure report does not clear "appliance not responding", although it shows the appliance is up:
+  health never improves without a success, and a live appliance's next heartbeat clears it anyway.
+- An applied cycle heals: it clears every error that clears with the next cycle (all retryable ones) and
+  every heartbeat error (an upload proves the appliance is alive); a resync cycle also clears those that
+  need a resync. It resets the failure count. A heartbeat clears "appliance not responding".
+- Reports arrive at least once and out of order: a repeated failure changes nothing, a failure older
+  than the last applied cycle is ignored, and a success never clears an error seen after it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.domain.event import Severity
+from shared.domain.machine import Health, MachineError
+from shared.health.catalog.matching import CATALOG, CatalogMatch, render
+from shared.health.catalog.models import CatalogEntry, ClearedBy, Scope
+
+_HEALTH_OF = {Severity.WARNING: Health.WARNING, Severity.CRITICAL: Health.CRITICAL}
+RPO_CODE = CATALOG["RpoThresholdExceeded"].code
+APPLIANCE_CODE = CATALOG["ApplianceNotResponding"].code
+
+
+class HealthRules(BaseModel):
+    """Thresholds, as data: per deployment or per policy, not in code."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    warning_after_failures: int = Field(default=1, ge=1, description="consecutive failed cycles -> Warning")
+    # Agentless VMware cycles run about hourly once initial replication is done: three failed cycles
+    # in a row is three hours without a new recovery point.
+    critical_after_failures: int = Field(default=3, ge=1, description="consecutive failed cycles -> Critical")
+    rpo_warning: timedelta | None = Field(default=timedelta(hours=2), description="RPO above this -> Warning")
+    # The appliance spaces delta cycles at most 12 hours apart; a day without one is beyond any schedule.
+    rpo_critical: timedelta | None = Field(
+        default=timedelta(hours=24), description="RPO above this -> Critical"
+    )
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(minutes=15), description="no heartbeat or upload for this long -> Critical"
+    )
+    max_auto_repairs: int = Field(
+        default=3,
+        ge=0,
+        description="resyncs requested for one unresolved error before it waits for the operator",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.warning_after_failures > self.critical_after_failures:
+            raise ValueError("warning_after_failures cannot exceed critical_after_failures")
+        if self.rpo_warning and self.rpo_critical and self.rpo_warning >= self.rpo_critical:
+            raise ValueError("rpo_warning must be below rpo_critical")
+        if self.heartbeat_timeout <= timedelta(0):
+            raise ValueError("heartbeat_timeout must be positive")
+        return self
+
+
+class ActiveError(BaseModel):
+    """A current error with what the rules need to heal it, so a stored state outlives catalog edits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(description="as in events: the catalog code, or the appliance's for unknown errors")
+    entry_code: str = Field(description="the catalog entry's code")
+    message: str
+    severity: Health = Field(description="effective: Warning while an automatic repair is under way")
+    disk_id: str | None = None
+    cleared_by: ClearedBy
+    retryable: bool
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int = Field(default=1, ge=1)
+    repair_attempts: int = Field(default=0, ge=0, description="resyncs requested for it so far")
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.code, self.disk_id
+
+    def to_machine_error(self) -> MachineError:
+        """The `Machine.replication.current_errors` record of this error."""
+        return MachineError(
+            code=self.code,
+            message=self.message,
+            severity=self.severity,
+            disk_id=self.disk_id,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            clears_on_next_cycle=self.cleared_by is not ClearedBy.RESYNC,
+        )
+
+
+class HealthState(BaseModel):
+    """Everything health depends on. Store it with the machine; start from `HealthState()`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    errors: tuple[ActiveError, ...] = ()
+    consecutive_failures: int = Field(default=0, ge=0)
+    last_failed_cycle_id: str | None = None
+    last_failure: datetime | None = None
+    last_success: datetime | None = Field(default=None, description="the last applied cycle (last sync time)")
+    last_heard: datetime | None = Field(
+        default=None, description="the appliance's last heartbeat or upload; set it when replication starts"
+    )
+
+    def health(self, rules: HealthRules) -> Health:
+        worst = Health.HEALTHY
+        if self.consecutive_failures >= rules.critical_after_failures:
+            worst = Health.CRITICAL
+        elif self.consecutive_failures >= rules.warning_after_failures:
+            worst = Health.WARNING
+        for error in self.errors:
+            if error.severity.rank > worst.rank:
+                worst = error.severity
+        return worst
+
+    def find(self, code: str, disk_id: str | None = None) -> ActiveError | None:
+        return next((e for e in self.errors if e.key == (code, disk_id)), None)
+
+
+class ResyncRequest(BaseModel):
+    """The control plane should resync by itself: the whole machine, or one disk."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason_code: str
+    disk_id: str | None = Field(default=None, description="None: every disk of the machine")
+    attempt: int = Field(ge=1)
+
+
+class Transition(BaseModel):
+    """What one input did. Raise an event for each of `raised` (with its severity); persist `state`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    state: HealthState
+    previous_health: Health
+    health: Health
+    raised: tuple[ActiveError, ...] = Field(default=(), description="new errors, and errors that got worse")
+    cleared: tuple[ActiveError, ...] = ()
+    resync: ResyncRequest | None = None
+    error: ActiveError | None = Field(
+        default=None, description="record_failure: the current error the report is about (None if stale)"
+    )
+
+    @property
+    def changed(self) -> bool:
+        return self.health is not self.previous_health
+
+    @property
+    def event_severity(self) -> Severity | None:
+        """The severity for this failure's event: the error's effective one (a CBT reset under automatic
+        repair is a Warning although its entry says Critical)."""
+        return None if self.error is None else Severity(self.error.severity.value)
+
+
+def _transition(
+    before: HealthState,
+    after: HealthState,
+    rules: HealthRules,
+    *,
+    raised: tuple[ActiveError, ...] = (),
+    cleared: tuple[ActiveError, ...] = (),
+    resync: ResyncRequest | None = None,
+    error: ActiveError | None = None,
+) -> Transition:
+    return Transition(
+        state=after,
+        previous_health=before.health(rules),
+        health=after.health(rules),
+        raised=raised,
+        cleared=cleared,
+        resync=resync,
+        error=error,
+    )
+
+
+def _upsert(errors: tuple[ActiveError, ...], error: ActiveError) -> tuple[ActiveError, ...]:
+    kept = tuple(e for e in errors if e.key != error.key)
+    return (*kept, error)
+
+
+def record_failure(
+    state: HealthState,
+    match: CatalogMatch,
+    *,
+    at: datetime,
+    rules: HealthRules,
+    disk_id: str | None = None,
+    cycle_id: str | None = None,
+    auto_repair_enabled: bool = False,
+) -> Transition:
+    """A cycle (or one disk of it) failed with `match`'s error, reported at `at`.
+
+    `auto_repair_enabled`: the machine opted into "Automatically repair replication" (TargetSettings).
+    Failures of one cycle (several disks, or redelivered events) count once toward the consecutive
+    failures; the same report twice changes nothing.
+    """
+    entry = match.entry
+    if state.last_success is not None and at <= state.last_success:
+        return _transition(state, state, rules)  # a late report of a failure a later cycle already healed
+    disk = disk_id if entry.scope is Scope.DISK else None
+    existing = state.find(match.error_code, disk)
+    same_cycle = cycle_id is not None and cycle_id == state.last_failed_cycle_id
+    if existing is not None and (existing.last_seen >= at or same_cycle):
+        # A redelivered report, or an older one of an error already held: nothing new. (A distinct
+        # failure delivered out of order is not counted again; the error it reports is already there.)
+        return _transition(state, state, rules, error=existing)
+
+    resync: ResyncRequest | None = None
+    attempts = existing.repair_attempts if existing is not None else 0
+    repairing = entry.auto_repairable and (auto_repair_enabled or not entry.repair_requires_opt_in)
+    if repairing and attempts < rules.max_auto_repairs:
+        attempts += 1
+        resync = ResyncRequest(reason_code=entry.code, disk_id=disk, attempt=attempts)
+        # The machine is being repaired without anyone's help: a Warning, not a call to action.
+        severity = Health.WARNING
+    else:
+        severity = _HEALTH_OF[entry.severity]
+    if existing is not None and existing.severity.rank > severity.rank:
+        severity = existing.severity  # an unresolved error never gets milder by recurring
+
+    error = ActiveError(
+        code=match.error_code,
+        entry_code=entry.code,
+        message=match.message,
+        severity=severity,
+        disk_id=disk,
+        cleared_by=entry.cleared_by,
+        retryable=entry.retryable,
+        first_seen=existing.first_seen if existing is not None else at,
+        last_seen=max(existing.last_seen, at) if existing is not None else at,
+        occurrences=existing.occurrences + 1 if existing is not None else 1,
+        repair_attempts=attempts,
+    )
+    counts = not same_cycle
+    after = state.model_copy(
+        update={
+            "errors": _upsert(state.errors, error),
+            "consecutive_failures": state.consecutive_failures + (1 if counts else 0),
+            "last_failed_cycle_id": cycle_id if cycle_id is not None else state.last_failed_cycle_id,
+            "last_failure": max(state.last_failure, at) if state.last_failure is not None else at,
+        }
+    )
+    worse = existing is None or severity.rank > existing.severity.rank
+    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
+
+
+def record_success(
+    state: HealthState, *, at: datetime, rules: HealthRules, resync: bool = False
+) -> Transition:
+    """A cycle was applied at `at` (`resync`: it was a resync or initial copy of every disk).
+
+    Clears what such a cycle resolves, among the errors last seen before it: a late success never clears
+    a failure reported after it.
+    """
+    resolved = {ClearedBy.NEXT_CYCLE, ClearedBy.HEARTBEAT} | ({ClearedBy.RESYNC} if resync else set())
+    cleared = tuple(e for e in state.errors if e.cleared_by in resolved and e.last_seen <= at)
+    newer_failure = state.last_failure is not None and state.last_failure > at
+    after = state.model_copy(
+        update={
+            "errors": tuple(e for e in state.errors if e not in cleared),
+            "consecutive_failures": state.consecutive_failures if newer_failure else 0,
+            "last_failed_cycle_id": state.last_failed_cycle_id if newer_failure else None,
+            "last_success": _latest(state.last_success, at),
+            "last_heard": _latest(state.last_heard, at),
+        }
+    )
+    return _transition(state, after, rules, cleared=cleared)
+
+
+def record_heartbeat(state: HealthState, *, at: datetime, rules: HealthRules) -> Transition:
+    """The appliance was heard from: clears "appliance not responding" raised before `at`."""
+    cleared = tuple(e for e in state.errors if e.cleared_by is ClearedBy.HEARTBEAT and e.last_seen <= at)
+    after = state.model_copy(
+        update={
+            "errors": tuple(e for e in state.errors if e not in cleared),
+            "last_heard": _latest(state.last_heard, at),
+        }
+    )
+    return _transition(state, after, rules, cleared=cleared)
+
+
+def evaluate(
+    state: HealthState, *, now: datetime, rules: HealthRules, appliance_name: str | None = None
+) -> Transition:
+    """The passing of time: raise (or escalate) the RPO and appliance-silence errors that `now` implies.
+
+    Call it from the monitor's timer with the orchestration's current time. Nothing is cleared here: only
+    a cycle or a heartbeat heals, so health never improves by waiting.
+    """
+    errors = state.errors
+    raised: list[ActiveError] = []
+    checks = (
+        (RPO_CODE, _rpo_severity(state, now, rules), _rpo_message),
+        (APPLIANCE_CODE, _silence_severity(state, now, rules), _silence_message),
+    )
+    for code, severity, message in checks:
+        if severity is None:
+            continue
+        existing = state.find(code)
+        if existing is not None and existing.severity.rank >= severity.rank:
+            continue
+        entry = CATALOG[code]
+        error = ActiveError(
+            code=code,
+            entry_code=code,
+            message=message(entry, state, now, rules, appliance_name),
+            severity=severity,
+            cleared_by=entry.cleared_by,
+            retryable=entry.retryable,
+            first_seen=existing.first_seen if existing is not None else now,
+            last_seen=now,
+            occurrences=existing.occurrences + 1 if existing is not None else 1,
+        )
+        errors = _upsert(errors, error)
+        raised.append(error)
+    after = state.model_copy(update={"errors": errors})
+    return _transition(state, after, rules, raised=tuple(raised))
+
+
+def _latest(current: datetime | None, at: datetime) -> datetime:
+    return at if current is None or at > current else current
+
+
+def _rpo_severity(state: HealthState, now: datetime, rules: HealthRules) -> Health | None:
+    if state.last_success is None:
+        return None  # no RPO before the initial copy completes: there is no recovery point yet
+    rpo = now - state.last_success
+    if rules.rpo_critical is not None and rpo > rules.rpo_critical:
+        return Health.CRITICAL
+    if rules.rpo_warning is not None and rpo > rules.rpo_warning:
+        return Health.WARNING
+    return None
+
+
+def _silence_severity(state: HealthState, now: datetime, rules: HealthRules) -> Health | None:
+    if state.last_heard is None or now - state.last_heard <= rules.heartbeat_timeout:
+        return None
+    return _HEALTH_OF[CATALOG[APPLIANCE_CODE].severity]
+
+
+def _minutes(delta: timedelta) -> int:
+    return int(delta.total_seconds() // 60)
+
+
+def _rpo_message(
+    entry: CatalogEntry, state: HealthState, now: datetime, rules: HealthRules, _appliance: str | None
+) -> str:
+    assert state.last_success is not None  # _rpo_severity returned a severity
+    rpo = now - state.last_success
+    exceeded = (
+        rules.rpo_critical
+        if rules.rpo_critical is not None and rpo > rules.rpo_critical
+        else rules.rpo_warning
+    )
+    return render(
+        entry,
+        rpoMinutes=_minutes(rpo),
+        lastSyncTime=state.last_success.isoformat(),
+        thresholdMinutes=_minutes(exceeded) if exceeded is not None else None,
+    ).message
+
+
+def _silence_message(
+    entry: CatalogEntry, state: HealthState, _now: datetime, rules: HealthRules, appliance: str | None
+) -> str:
+    return render(
+        entry,
+        applianceName=appliance,
+        lastHeartbeat=state.last_heard.isoformat() if state.last_heard is not None else "never",
+        timeoutMinutes=_minutes(rules.heartbeat_timeout),
+    ).message

@@ -1,0 +1,649 @@
+"""ARM operations of the hydration, test-migration and migration flows, one create-and-wait per call.
+
+Each function is sized for one Durable activity: it issues one PUT (or DELETE) and waits for ARM's
+async operation inside the activity, so a retried activity re-sends the same PUT, which ARM treats as
+an idempotent create-or-update. Every created resource carries `ResourceTags` (machine, job, purpose,
+creation time) so that the sweeper can find what a crashed flow left behind. Deletes treat "not found"
+as done. Failures are the typed errors of `shared.platform.arm_errors`.
+
+Network design of the temporary helper (see `helper_security_rules`): the NSG is attached to the
+helper's NIC, not to a subnet, so the same NSG works in the temporary VNet and, when a policy forbids
+creating network artefacts, in the target subnet the operator chose, without touching that subnet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Literal, TypeVar
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.polling import LROPoller
+from azure.mgmt.compute import models as cm
+from azure.mgmt.network import models as nm
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.migration.tags import ResourceTags
+from shared.platform.arm_clients import ArmClients
+from shared.platform.arm_errors import ArmError, ArmNotFound, ExtensionFailed, translate_arm_error
+
+T = TypeVar("T")
+
+CSE_PUBLISHER: Final = "Microsoft.Azure.Extensions"
+CSE_TYPE: Final = "CustomScript"
+CSE_VERSION: Final = "2.1"
+# Where a Linux VM's data disk at LUN n appears (udev rules shipped with the Azure Linux agent).
+AZURE_LUN_PATH: Final = "/dev/disk/azure/scsi1/lun{lun}"
+# The local ARM endpoint exposes the same disk as $AZURE_LOCAL_DISK_LUN<n> (docs/local-arm.md).
+LOCAL_LUN_VARIABLE: Final = "AZURE_LOCAL_DISK_LUN{lun}"
+# Azure's platform address: DNS, the VM agent's wire server (80) and host plugin (32526).
+AZURE_PLATFORM_IP: Final = "168.63.129.16"
+
+
+class ResourceRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+
+
+class VirtualNetworkRef(ResourceRef):
+    subnet_id: str
+
+
+class NetworkInterfaceRef(ResourceRef):
+    private_ip_address: str | None = None
+
+
+class DiskRef(ResourceRef):
+    size_bytes: int | None = None
+
+
+class VirtualMachineRef(ResourceRef):
+    vm_id: str | None = None
+
+
+class StorageDestination(BaseModel):
+    """The storage account the helper VM may reach (the one holding the toolkit and receiving its report)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    region: str = Field(description="the account's region: the rule targets the Storage.<region> service tag")
+    addresses: list[str] = Field(
+        default_factory=list,
+        description="explicit IPs/CIDRs instead of the service tag (e.g. a private endpoint's address)",
+    )
+
+
+class ScriptResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    succeeded: bool
+    message: str
+    stdout_tail: str
+    stderr_tail: str
+
+
+class DeleteResult(BaseModel):
+    """The resource is gone (deleted now, or it was already absent: a retried delete is a success)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+
+
+@contextmanager
+def _arm_call(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation=operation) from exc
+
+
+def _wait(poller: LROPoller[T]) -> T:
+    return poller.result()
+
+
+def resource_id(clients: ArmClients, resource_group: str, provider_type: str, name: str) -> str:
+    return f"/subscriptions/{clients.subscription_id}/resourceGroups/{resource_group}/providers/{provider_type}/{name}"
+
+
+# --- network ------------------------------------------------------------------------------------------
+
+
+def ensure_virtual_network(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    address_prefix: str,
+    subnet_name: str,
+    subnet_prefix: str,
+    tags: ResourceTags,
+) -> VirtualNetworkRef:
+    """The temporary VNet with its one subnet, in one PUT (a VNet PUT without its subnets deletes them)."""
+    body = nm.VirtualNetwork(
+        location=location,
+        tags=tags.to_arm(),
+        properties=nm.VirtualNetworkPropertiesFormat(
+            address_space=nm.AddressSpace(address_prefixes=[address_prefix]),
+            subnets=[
+                nm.Subnet(
+                    name=subnet_name, properties=nm.SubnetPropertiesFormat(address_prefix=subnet_prefix)
+                )
+            ],
+        ),
+    )
+    with _arm_call(f"create virtual network {name}"):
+        vnet = _wait(clients.network.virtual_networks.begin_create_or_update(resource_group, name, body))
+    subnets = (vnet.properties.subnets if vnet.properties else None) or []
+    subnet = next(s for s in subnets if (s.name or "").lower() == subnet_name.lower())
+    return VirtualNetworkRef(id=str(vnet.id), name=name, subnet_id=str(subnet.id))
+
+
+def helper_security_rules(storage: StorageDestination) -> list[nm.SecurityRule]:
+    """The helper VM may reach only its storage account (HTTPS) and Azure's platform address.
+
+    Outbound, by priority: 100 allow TCP 443 to `Storage.<region>` (or the given addresses); 110 allow
+    168.63.129.16 (DNS to resolve the account, the VM agent's wire server and host plugin, through which
+    the extension handler is delivered and reports status); 4096 deny everything else, which overrides
+    the defaults AllowVnetOutBound and AllowInternetOutBound. Inbound: 4096 deny everything, so that in
+    the fallback case (the operator's subnet) no other VM can reach the helper. The service tag is the
+    narrowest rule that survives the account's IPs changing; it still admits other accounts in the
+    region, which is why the script's SAS is read-only on one blob and the report's write-only on one.
+    """
+    storage_rule: dict[str, Any] = (
+        {"prefixes": list(storage.addresses)}
+        if storage.addresses
+        else {"prefix": f"Storage.{storage.region.replace(' ', '').lower()}"}
+    )
+    return [
+        _rule(
+            "allow-storage-https-out",
+            100,
+            "Outbound",
+            "Allow",
+            "Tcp",
+            port="443",
+            description="the toolkit download and the report upload",
+            **storage_rule,
+        ),
+        _rule(
+            "allow-azure-platform-out",
+            110,
+            "Outbound",
+            "Allow",
+            "*",
+            prefix=AZURE_PLATFORM_IP,
+            description="DNS, VM agent wire server and host plugin",
+        ),
+        _rule("deny-all-out", 4096, "Outbound", "Deny", "*", prefix="*"),
+        _rule("deny-all-in", 4096, "Inbound", "Deny", "*", prefix="*"),
+    ]
+
+
+def _rule(
+    name: str,
+    priority: int,
+    direction: str,
+    access: str,
+    protocol: str,
+    *,
+    prefix: str | None = None,
+    prefixes: list[str] | None = None,
+    port: str = "*",
+    description: str | None = None,
+) -> nm.SecurityRule:
+    return nm.SecurityRule(
+        name=name,
+        properties=nm.SecurityRulePropertiesFormat(
+            priority=priority,
+            direction=direction,
+            access=access,
+            protocol=protocol,
+            source_address_prefix="*",
+            source_port_range="*",
+            destination_address_prefix=prefix,
+            destination_address_prefixes=prefixes,
+            destination_port_range=port,
+            description=description,
+        ),
+    )
+
+
+def ensure_helper_network_security_group(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    storage: StorageDestination,
+    tags: ResourceTags,
+) -> ResourceRef:
+    body = nm.NetworkSecurityGroup(
+        location=location,
+        tags=tags.to_arm(),
+        properties=nm.NetworkSecurityGroupPropertiesFormat(security_rules=helper_security_rules(storage)),
+    )
+    with _arm_call(f"create network security group {name}"):
+        nsg = _wait(
+            clients.network.network_security_groups.begin_create_or_update(resource_group, name, body)
+        )
+    return ResourceRef(id=str(nsg.id), name=name)
+
+
+def ensure_network_interface(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    subnet_id: str,
+    network_security_group_id: str | None,
+    tags: ResourceTags,
+    private_ip_address: str | None = None,
+) -> NetworkInterfaceRef:
+    """A NIC in the subnet, dynamic address unless `private_ip_address` asks for a static one."""
+    config = nm.NetworkInterfaceIPConfiguration(
+        name="ipconfig1",
+        properties=nm.NetworkInterfaceIPConfigurationPropertiesFormat(
+            subnet=nm.Subnet(id=subnet_id),
+            private_ip_allocation_method="Static" if private_ip_address else "Dynamic",
+            private_ip_address=private_ip_address,
+            primary=True,
+        ),
+    )
+    body = nm.NetworkInterface(
+        location=location,
+        tags=tags.to_arm(),
+        properties=nm.NetworkInterfacePropertiesFormat(
+            ip_configurations=[config],
+            network_security_group=nm.NetworkSecurityGroup(id=network_security_group_id)
+            if network_security_group_id
+            else None,
+        ),
+    )
+    with _arm_call(f"create network interface {name}"):
+        nic = _wait(clients.network.network_interfaces.begin_create_or_update(resource_group, name, body))
+    configs = (nic.properties.ip_configurations if nic.properties else None) or []
+    address = configs[0].properties.private_ip_address if configs and configs[0].properties else None
+    return NetworkInterfaceRef(id=str(nic.id), name=name, private_ip_address=address)
+
+
+# --- disks --------------------------------------------------------------------------------------------
+
+
+def _disk_ref(disk: cm.Disk | cm.Snapshot, name: str) -> DiskRef:
+    props = disk.properties
+    size = props.disk_size_bytes if props is not None else None
+    if size is None and props is not None and props.disk_size_gb is not None:
+        size = props.disk_size_gb * 1024**3
+    return DiskRef(id=str(disk.id), name=name, size_bytes=size)
+
+
+def import_disk(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    source_uri: str,
+    storage_account_id: str,
+    tags: ResourceTags,
+    os_type: Literal["Windows", "Linux"] | None = None,
+    hyper_v_generation: Literal["V1", "V2"] | None = None,
+    sku: str = "Standard_LRS",
+) -> DiskRef:
+    """A managed disk imported from a fixed-VHD page blob (a recovery point's own copy, never the replica)."""
+    body = cm.Disk(
+        location=location,
+        tags=tags.to_arm(),
+        sku=cm.DiskSku(name=sku),
+        properties=cm.DiskProperties(
+            os_type=os_type,
+            hyper_v_generation=hyper_v_generation,
+            creation_data=cm.CreationData(
+                create_option="Import", source_uri=source_uri, storage_account_id=storage_account_id
+            ),
+        ),
+    )
+    with _arm_call(f"import disk {name}"):
+        disk = _wait(clients.compute.disks.begin_create_or_update(resource_group, name, body))
+    return _disk_ref(disk, name)
+
+
+def copy_disk(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    source_id: str,
+    tags: ResourceTags,
+    sku: str = "Standard_LRS",
+) -> DiskRef:
+    """A managed disk copied from a snapshot or another disk (the copy hydration works on)."""
+    body = cm.Disk(
+        location=location,
+        tags=tags.to_arm(),
+        sku=cm.DiskSku(name=sku),
+        properties=cm.DiskProperties(
+            creation_data=cm.CreationData(create_option="Copy", source_resource_id=source_id)
+        ),
+    )
+    with _arm_call(f"copy disk {name}"):
+        disk = _wait(clients.compute.disks.begin_create_or_update(resource_group, name, body))
+    return _disk_ref(disk, name)
+
+
+def create_snapshot(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    source_disk_id: str,
+    tags: ResourceTags,
+    incremental: bool = True,
+) -> DiskRef:
+    body = cm.Snapshot(
+        location=location,
+        tags=tags.to_arm(),
+        properties=cm.SnapshotProperties(
+            incremental=incremental,
+            creation_data=cm.CreationData(create_option="Copy", source_resource_id=source_disk_id),
+        ),
+    )
+    with _arm_call(f"create snapshot {name}"):
+        snapshot = _wait(clients.compute.snapshots.begin_create_or_update(resource_group, name, body))
+    return _disk_ref(snapshot, name)
+
+
+# --- virtual machines ---------------------------------------------------------------------------------
+
+
+class MarketplaceImage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    publisher: str = "Debian"
+    offer: str = "debian-12"
+    sku: str = "12-gen2"
+    version: str = "latest"
+
+
+def _data_disks(disk_ids: list[str]) -> list[cm.DataDisk]:
+    # LUNs follow the list order, so the caller knows disk i is LUN i (see lun_device_reference).
+    return [
+        cm.DataDisk(
+            lun=lun,
+            create_option="Attach",
+            managed_disk=cm.ManagedDiskParameters(id=disk_id),
+            delete_option="Detach",
+        )
+        for lun, disk_id in enumerate(disk_ids)
+    ]
+
+
+def _vm_ref(vm: cm.VirtualMachine, name: str) -> VirtualMachineRef:
+    return VirtualMachineRef(id=str(vm.id), name=name, vm_id=vm.properties.vm_id if vm.properties else None)
+
+
+def ensure_helper_vm(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    size: str,
+    nic_id: str,
+    data_disk_ids: list[str],
+    admin_username: str,
+    ssh_public_key: str,
+    tags: ResourceTags,
+    image: MarketplaceImage | None = None,
+) -> VirtualMachineRef:
+    """The temporary Linux helper: a marketplace image with the disks to prepare attached as data disks.
+
+    Its own OS disk and NIC go with it when it is deleted (deleteOption Delete): the implicit OS disk
+    cannot carry our tags, so this is what keeps it from being orphaned. The attached copies are
+    detached, not deleted: the flow still needs the prepared OS disk.
+    """
+    chosen = image or MarketplaceImage()
+    body = cm.VirtualMachine(
+        location=location,
+        tags=tags.to_arm(),
+        properties=cm.VirtualMachineProperties(
+            hardware_profile=cm.HardwareProfile(vm_size=size),
+            storage_profile=cm.StorageProfile(
+                image_reference=cm.ImageReference(
+                    publisher=chosen.publisher, offer=chosen.offer, sku=chosen.sku, version=chosen.version
+                ),
+                os_disk=cm.OSDisk(
+                    create_option="FromImage",
+                    delete_option="Delete",
+                    os_type="Linux",
+                    managed_disk=cm.ManagedDiskParameters(storage_account_type="Standard_LRS"),
+                ),
+                data_disks=_data_disks(data_disk_ids),
+            ),
+            os_profile=cm.OSProfile(
+                computer_name=name[:64],
+                admin_username=admin_username,
+                linux_configuration=cm.LinuxConfiguration(
+                    disable_password_authentication=True,
+                    ssh=cm.SshConfiguration(
+                        public_keys=[
+                            cm.SshPublicKey(
+                                path=f"/home/{admin_username}/.ssh/authorized_keys", key_data=ssh_public_key
+                            )
+                        ]
+                    ),
+                ),
+            ),
+            network_profile=cm.NetworkProfile(
+                network_interfaces=[
+                    cm.NetworkInterfaceReference(
+                        id=nic_id,
+                        properties=cm.NetworkInterfaceReferenceProperties(
+                            primary=True, delete_option="Delete"
+                        ),
+                    )
+                ]
+            ),
+        ),
+    )
+    with _arm_call(f"create helper VM {name}"):
+        vm = _wait(clients.compute.virtual_machines.begin_create_or_update(resource_group, name, body))
+    return _vm_ref(vm, name)
+
+
+def ensure_vm_from_disks(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    size: str,
+    nic_id: str,
+    os_disk_id: str,
+    os_type: Literal["Windows", "Linux"],
+    data_disk_ids: list[str],
+    tags: ResourceTags,
+) -> VirtualMachineRef:
+    """The migrated (or test) VM: boots from the prepared OS disk, with the data disks at LUN 0..n."""
+    body = cm.VirtualMachine(
+        location=location,
+        tags=tags.to_arm(),
+        properties=cm.VirtualMachineProperties(
+            hardware_profile=cm.HardwareProfile(vm_size=size),
+            storage_profile=cm.StorageProfile(
+                os_disk=cm.OSDisk(
+                    create_option="Attach",
+                    os_type=os_type,
+                    managed_disk=cm.ManagedDiskParameters(id=os_disk_id),
+                    delete_option="Detach",
+                ),
+                data_disks=_data_disks(data_disk_ids),
+            ),
+            network_profile=cm.NetworkProfile(
+                network_interfaces=[
+                    cm.NetworkInterfaceReference(
+                        id=nic_id, properties=cm.NetworkInterfaceReferenceProperties(primary=True)
+                    )
+                ]
+            ),
+            diagnostics_profile=cm.DiagnosticsProfile(boot_diagnostics=cm.BootDiagnostics(enabled=True)),
+        ),
+    )
+    with _arm_call(f"create VM {name}"):
+        vm = _wait(clients.compute.virtual_machines.begin_create_or_update(resource_group, name, body))
+    return _vm_ref(vm, name)
+
+
+# --- Custom Script Extension -------------------------------------------------------------------------
+
+
+def lun_device_reference(lun: int) -> str:
+    """A shell word naming the data disk at `lun` on the helper VM, for `commandToExecute`.
+
+    `"${AZURE_LOCAL_DISK_LUN0:-/dev/disk/azure/scsi1/lun0}"`: in Azure the variable is unset and the
+    agent's udev symlink is used; the local ARM endpoint sets it to the loop device of that disk.
+    """
+    return '"${' + LOCAL_LUN_VARIABLE.format(lun=lun) + ":-" + AZURE_LUN_PATH.format(lun=lun) + '}"'
+
+
+_OUTPUT: Final = re.compile(r"\n\[stdout\]\n(?P<stdout>.*)\n\[stderr\]\n(?P<stderr>.*)\Z", re.DOTALL)
+_EXIT: Final = re.compile(r"exit status=(-?\d+)")
+
+
+def parse_script_message(message: str) -> tuple[str, str]:
+    """stdout and stderr tails from the Linux handler's status message (`...\\n[stdout]\\n...\\n[stderr]\\n...`)."""
+    match = _OUTPUT.search(message)
+    if match is None:
+        return "", ""
+    return match.group("stdout"), match.group("stderr")
+
+
+def _extension_status(
+    clients: ArmClients, resource_group: str, vm_name: str, name: str
+) -> cm.InstanceViewStatus | None:
+    extension = clients.compute.virtual_machine_extensions.get(
+        resource_group, vm_name, name, expand="instanceView"
+    )
+    view = extension.properties.instance_view if extension.properties else None
+    statuses = (view.statuses if view is not None else None) or []
+    return statuses[0] if statuses else None
+
+
+def run_custom_script(
+    clients: ArmClients,
+    resource_group: str,
+    vm_name: str,
+    *,
+    location: str,
+    command: str,
+    file_uris: list[str],
+    run_id: int,
+    tags: ResourceTags,
+    name: str = "hydration",
+) -> ScriptResult:
+    """Run `command` on the VM with the Linux Custom Script Extension and return its output tails.
+
+    The command and the SAS URLs go in protectedSettings (encrypted, never returned by ARM). `run_id`
+    becomes the handler's `timestamp`: the same value re-sent by a retried activity does not rerun the
+    script, a new one does. A failing script raises ExtensionFailed with the tails the handler reported.
+    """
+    body = cm.VirtualMachineExtension(
+        location=location,
+        tags=tags.to_arm(),
+        properties=cm.VirtualMachineExtensionProperties(
+            publisher=CSE_PUBLISHER,
+            type=CSE_TYPE,
+            type_handler_version=CSE_VERSION,
+            auto_upgrade_minor_version=True,
+            settings={"timestamp": run_id},
+            protected_settings={"commandToExecute": command, "fileUris": file_uris},
+        ),
+    )
+    operation = f"run custom script {name} on {vm_name}"
+    try:
+        with _arm_call(operation):
+            _wait(
+                clients.compute.virtual_machine_extensions.begin_create_or_update(
+                    resource_group, vm_name, name, body
+                )
+            )
+    except ArmError as exc:
+        if exc.arm_code not in ("VMExtensionProvisioningError", "VMExtensionProvisioningTimeout"):
+            raise
+        with _arm_call(f"read instance view of {name} on {vm_name}"):
+            status = _extension_status(clients, resource_group, vm_name, name)
+        message = (status.message if status is not None else None) or exc.message
+        stdout_tail, stderr_tail = parse_script_message(message)
+        exit_match = _EXIT.search(message)
+        raise ExtensionFailed(
+            f"{operation} failed: {message}",
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+            exit_status=int(exit_match.group(1)) if exit_match else None,
+            operation=operation,
+            arm_code=exc.arm_code,
+            status_code=exc.status_code,
+        ) from exc
+    with _arm_call(f"read instance view of {name} on {vm_name}"):
+        status = _extension_status(clients, resource_group, vm_name, name)
+    message = (status.message if status is not None else None) or ""
+    stdout_tail, stderr_tail = parse_script_message(message)
+    return ScriptResult(succeeded=True, message=message, stdout_tail=stdout_tail, stderr_tail=stderr_tail)
+
+
+# --- deletes ------------------------------------------------------------------------------------------
+
+_DELETERS: Final[dict[str, Callable[[ArmClients, str, str], LROPoller[None]]]] = {
+    "microsoft.compute/virtualmachines": lambda c, rg, n: c.compute.virtual_machines.begin_delete(rg, n),
+    "microsoft.compute/disks": lambda c, rg, n: c.compute.disks.begin_delete(rg, n),
+    "microsoft.compute/snapshots": lambda c, rg, n: c.compute.snapshots.begin_delete(rg, n),
+    "microsoft.network/networkinterfaces": lambda c, rg, n: c.network.network_interfaces.begin_delete(rg, n),
+    "microsoft.network/networksecuritygroups": lambda c, rg, n: (
+        c.network.network_security_groups.begin_delete(rg, n)
+    ),
+    "microsoft.network/virtualnetworks": lambda c, rg, n: c.network.virtual_networks.begin_delete(rg, n),
+}
+DELETABLE_TYPES: Final = frozenset(_DELETERS)
+
+
+def parse_arm_id(arm_id: str) -> tuple[str, str, str]:
+    """(resource group, `namespace/type`, name) of a top-level resource id; ValueError otherwise."""
+    parts = [p for p in arm_id.split("/") if p]
+    if (
+        len(parts) != 8
+        or parts[0].lower() != "subscriptions"
+        or parts[2].lower() != "resourcegroups"
+        or parts[4].lower() != "providers"
+    ):
+        raise ValueError(f"not a top-level resource id: {arm_id}")
+    return parts[3], f"{parts[5]}/{parts[6]}", parts[7]
+
+
+def delete_resource(clients: ArmClients, arm_id: str) -> DeleteResult:
+    """Delete a VM, disk, snapshot, NIC, NSG or VNet by id and wait; an absent one counts as deleted."""
+    resource_group, resource_type, name = parse_arm_id(arm_id)
+    deleter = _DELETERS.get(resource_type.lower())
+    if deleter is None:
+        raise ValueError(f"deleting {resource_type} is not supported")
+    # ARM answers a DELETE of an absent resource with 204; a 404 (its resource group is gone) is as good.
+    with contextlib.suppress(ResourceNotFoundError, ArmNotFound), _arm_call(f"delete {resource_type} {name}"):
+        _wait(deleter(clients, resource_group, name))
+    return DeleteResult(id=arm_id)
+
+
+def delete_subnet(clients: ArmClients, resource_group: str, vnet_name: str, subnet_name: str) -> DeleteResult:
+    arm_id = resource_id(
+        clients, resource_group, "Microsoft.Network/virtualNetworks", f"{vnet_name}/subnets/{subnet_name}"
+    )
+    with contextlib.suppress(ArmNotFound), _arm_call(f"delete subnet {vnet_name}/{subnet_name}"):
+        _wait(clients.network.subnets.begin_delete(resource_group, vnet_name, subnet_name))
+    return DeleteResult(id=arm_id)

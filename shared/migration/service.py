@@ -1,0 +1,511 @@
+"""Test migration (C6), its clean-up, and migration (C7): the use cases behind the HTTP routes and the
+job orchestrations.
+
+The HTTP function records the machine's new state and the job here first (the lifecycle enforces "at
+most one test migration at a time": TestMigrating/TestMigrated cannot start another), then starts the
+job's own orchestration `job-{jobId}`. The machine's replication orchestration is not involved: it keeps
+applying cycles to the replica underneath (the cycle inbox accepts uploads in these states).
+
+Jobs show their steps: the fixed ones below, plus one per step of the hydration toolkit's report,
+inserted after "Run preparation script" when the report is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.errors import Conflict, NotFound, ValidationFailed
+from shared.domain.job import Job, JobError, JobKind, JobStatus, JobStep
+from shared.domain.lifecycle import MachineState, transition
+from shared.domain.machine import Machine
+from shared.domain.wire import RequestModel
+from shared.platform.repository import Repositories
+from shared.platform.settings import SettingsError
+
+# --- requests -------------------------------------------------------------------------------------------
+
+
+class TestMigrationRequest(RequestModel):
+    """Body of POST /api/machines/{id}/test-migrate (optional)."""
+
+    recovery_point: str = Field(
+        default="latest", description="'latest' or a recovery point id from the machine's recoveryPointList"
+    )
+    prepared_manually: bool = Field(
+        default=False,
+        description="skip hydration: the operator confirms the OS was prepared for Azure by hand",
+    )
+    test_virtual_network: str | None = Field(
+        default=None,
+        description="the isolated VNet (name in the target resource group, or ARM id); default: the target "
+        "settings' testVirtualNetwork",
+        min_length=1,
+        max_length=400,
+    )
+
+
+class MigrationRequest(RequestModel):
+    """Body of POST /api/machines/{id}/migrate."""
+
+    shutdown_source: bool = Field(default=False, description="shut the source VM down before the final cycle")
+    prepared_manually: bool = False
+
+
+# --- job steps ------------------------------------------------------------------------------------------
+
+STEP_PICK_POINT = "Pick recovery point"
+STEP_COPY_DISKS = "Copy recovery point and import disks"
+STEP_HELPER_NETWORK = "Create temporary network"
+STEP_HELPER_VM = "Create temporary VM"
+STEP_PREPARE = "Run preparation script"
+STEP_DELETE_TEMPORARY = "Delete temporary resources"
+STEP_CREATE_VM = "Create VM"
+STEP_SHUTDOWN = "Shut down source VM"
+STEP_FINAL_CYCLE = "Run final replication cycle"
+STEP_FINISH_MIGRATION = "Mark migrated and stop replication"
+STEP_DELETE_TEST = "Delete test VM, disks and network interface"
+PREPARE_STEP_PREFIX = "Prepare: "
+
+HYDRATION_STEPS = (
+    STEP_COPY_DISKS,
+    STEP_HELPER_NETWORK,
+    STEP_HELPER_VM,
+    STEP_PREPARE,
+    STEP_DELETE_TEMPORARY,
+    STEP_CREATE_VM,
+)
+# Hydration steps skipped when the operator prepared the OS by hand.
+HELPER_STEPS = (STEP_HELPER_NETWORK, STEP_HELPER_VM, STEP_PREPARE, STEP_DELETE_TEMPORARY)
+MANUAL_PREPARATION_REQUIRED = "ManualPreparationRequired"
+
+
+def test_migration_steps() -> tuple[str, ...]:
+    return (STEP_PICK_POINT, *HYDRATION_STEPS)
+
+
+def migration_steps(shutdown_source: bool) -> tuple[str, ...]:
+    first = (STEP_SHUTDOWN,) if shutdown_source else ()
+    return (*first, STEP_FINAL_CYCLE, STEP_PICK_POINT, *HYDRATION_STEPS, STEP_FINISH_MIGRATION)
+
+
+# --- settings -------------------------------------------------------------------------------------------
+
+
+class MigrationSettings(BaseModel):
+    """Settings of the hydration and migration flows (read by activities, never by orchestrators)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    storage_account_id: str = Field(description="REPLICA_STORAGE_ACCOUNT_ID: ARM id of the replica account")
+    helper_vm_size: str = Field(default="Standard_D2s_v5", description="HYDRATION_HELPER_VM_SIZE")
+    helper_address_prefix: str = Field(default="10.254.0.0/24", description="HYDRATION_HELPER_ADDRESS_PREFIX")
+    helper_subnet_prefix: str = Field(default="10.254.0.0/26", description="HYDRATION_HELPER_SUBNET_PREFIX")
+    sas_lifetime: timedelta = Field(default=timedelta(hours=2), description="HYDRATION_SAS_LIFETIME_MINUTES")
+    final_cycle_timeout: timedelta = Field(
+        default=timedelta(hours=4), description="MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES"
+    )
+    final_cycle_poll: timedelta = Field(
+        default=timedelta(seconds=15), description="MIGRATION_FINAL_CYCLE_POLL_SECONDS"
+    )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
+        env = os.environ if environ is None else environ
+        account_id = env.get("REPLICA_STORAGE_ACCOUNT_ID") or _local_account_id(env)
+        if not account_id:
+            raise SettingsError(
+                "missing app setting REPLICA_STORAGE_ACCOUNT_ID: the ARM id of the replica storage account "
+                "(managed disks are imported from it; infra/main.bicep sets it in Azure)."
+            )
+        values: dict[str, object] = {"storage_account_id": account_id}
+        for setting, field, unit in (
+            ("HYDRATION_HELPER_VM_SIZE", "helper_vm_size", None),
+            ("HYDRATION_HELPER_ADDRESS_PREFIX", "helper_address_prefix", None),
+            ("HYDRATION_HELPER_SUBNET_PREFIX", "helper_subnet_prefix", None),
+            ("HYDRATION_SAS_LIFETIME_MINUTES", "sas_lifetime", "minutes"),
+            ("MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES", "final_cycle_timeout", "minutes"),
+            ("MIGRATION_FINAL_CYCLE_POLL_SECONDS", "final_cycle_poll", "seconds"),
+        ):
+            raw = env.get(setting)
+            if not raw:
+                continue
+            if unit is None:
+                values[field] = raw
+                continue
+            try:
+                values[field] = timedelta(**{unit: float(raw)})
+            except ValueError:
+                raise SettingsError(
+                    f"app setting {setting} must be a number of {unit}; got {raw!r}"
+                ) from None
+        return cls.model_validate(values)
+
+
+def _local_account_id(env: Mapping[str, str]) -> str | None:
+    """Locally the replica account is the emulator's, known only by its connection string; the local ARM
+    endpoint checks only the account name of an Import's storageAccountId. In Azure the app reaches
+    storage by URL and identity, so this never applies there."""
+    connection = env.get("REPLICA_STORAGE_CONNECTION_STRING") or ""
+    subscription = env.get("AZURE_SUBSCRIPTION_ID")
+    parts = dict(p.split("=", 1) for p in connection.split(";") if "=" in p)
+    name = parts.get("AccountName")
+    if not name or not subscription:
+        return None
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/local-storage/providers/"
+        f"Microsoft.Storage/storageAccounts/{name}"
+    )
+
+
+# --- starting jobs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationJobStarted:
+    machine: Machine
+    job: Job
+    test_job_id: str | None = None  # cleanup: the test migration being undone
+
+
+def _job(job_id: str, kind: JobKind, machine_id: str, steps: tuple[str, ...], now: datetime) -> Job:
+    return Job(
+        id=job_id,
+        kind=kind,
+        machine_id=machine_id,
+        status=JobStatus.IN_PROGRESS,
+        steps=[JobStep(name=name) for name in steps],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _check_point(machine: Machine, point_id: str) -> None:
+    points = machine.replication.recovery_points
+    if not points:
+        raise Conflict(f"machine {machine.id} has no recovery point yet: wait for its initial replication")
+    if point_id != "latest" and all(p.id != point_id for p in points):
+        raise ValidationFailed.single(
+            "recoveryPoint",
+            f"machine {machine.id} has no recovery point {point_id}; use 'latest' or an id "
+            "from the machine's recoveryPointList",
+        )
+
+
+def start_test_migration(
+    repos: Repositories, machine_id: str, request: TestMigrationRequest, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
+    """Replicating -> TestMigrating and a TestMigration job (3 round-trips). 409 while another test
+    migration exists (the lifecycle allows one at a time) or without a recovery point."""
+
+    def apply(machine: Machine) -> None:
+        if machine.target is None:
+            raise Conflict(f"machine {machine.id} has no target settings: enable replication first")
+        transition(machine, MachineState.TEST_MIGRATING, action="test migrate")
+        if not (request.test_virtual_network or machine.target.test_virtual_network):
+            raise ValidationFailed.single(
+                "testVirtualNetwork",
+                "name the isolated VNet for the test VM here, or set testVirtualNetwork in the target settings; "
+                "a test migration never uses the production VNet",
+            )
+        _check_point(machine, request.recovery_point)
+        machine.active_job_id = job_id
+        machine.updated_at = now
+
+    stored, _ = repos.machines.update_with_retry(machine_id, apply)
+    job = _job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now)
+    repos.jobs.put(job)
+    return MigrationJobStarted(stored.item, job)
+
+
+def start_test_migration_cleanup(
+    repos: Repositories, machine_id: str, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
+    """TestMigrated -> CleaningUpTestMigration and a TestMigrationCleanup job; it undoes the machine's
+    current test migration (its job id is what the test resources are tagged with)."""
+
+    def apply(machine: Machine) -> str:
+        test_job = machine.active_job_id
+        if machine.state is MachineState.TEST_MIGRATING:
+            # The lifecycle allows this move for the test migration's own failure path, not the operator's:
+            # its compensation is still running and owns those resources.
+            raise Conflict(
+                f"the test migration of {machine.id} (job {test_job}) is still running; clean up "
+                "when it has finished (a failed one cleans up after itself)"
+            )
+        transition(machine, MachineState.CLEANING_UP_TEST_MIGRATION, action="clean up the test migration")
+        if not test_job:
+            raise Conflict(f"machine {machine.id} records no test migration to clean up")
+        machine.active_job_id = job_id
+        machine.updated_at = now
+        return test_job
+
+    stored, test_job_id = repos.machines.update_with_retry(machine_id, apply)
+    job = _job(job_id, JobKind.TEST_MIGRATION_CLEANUP, machine_id, (STEP_DELETE_TEST,), now)
+    repos.jobs.put(job)
+    return MigrationJobStarted(stored.item, job, test_job_id)
+
+
+def start_migration(
+    repos: Repositories, machine_id: str, request: MigrationRequest, *, job_id: str, now: datetime
+) -> MigrationJobStarted:
+    """Replicating -> Migrating and a Migration job (3 round-trips)."""
+
+    def apply(machine: Machine) -> None:
+        if machine.target is None:
+            raise Conflict(f"machine {machine.id} has no target settings: enable replication first")
+        transition(machine, MachineState.MIGRATING, action="migrate")
+        if not machine.replication.recovery_points:
+            raise Conflict(
+                f"machine {machine.id} has no recovery point yet: wait for its initial replication"
+            )
+        machine.active_job_id = job_id
+        machine.updated_at = now
+
+    stored, _ = repos.machines.update_with_retry(machine_id, apply)
+    job = _job(job_id, JobKind.MIGRATION, machine_id, migration_steps(request.shutdown_source), now)
+    repos.jobs.put(job)
+    return MigrationJobStarted(stored.item, job)
+
+
+# --- job progress ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepChange:
+    name: str
+    status: JobStatus
+    message: str | None = None
+
+
+def update_job_steps(
+    repos: Repositories,
+    job_id: str,
+    updates: list[StepChange],
+    *,
+    now: datetime,
+    add_after: str | None = None,
+    added: list[StepChange] | None = None,
+) -> Job:
+    """Set step statuses (and insert steps after `add_after`) in one read-modify-write; idempotent.
+
+    A step's message is kept in its `error` for failures and warnings (the only free text a step has)."""
+
+    def step_for(change: StepChange, existing: JobStep | None) -> JobStep:
+        start = existing.start_time if existing is not None and existing.start_time else now
+        finished = change.status.finished
+        error = (
+            JobError(code=change.status.value, message=change.message)
+            if change.message and change.status in (JobStatus.FAILED, JobStatus.WARNING)
+            else None
+        )
+        return JobStep(
+            name=change.name,
+            status=change.status,
+            start_time=start,
+            end_time=now if finished else None,
+            error=error,
+        )
+
+    def mutate(job: Job) -> Job:
+        steps = list(job.steps)
+        names = [s.name for s in steps]
+        if add_after is not None and added:
+            fresh = [c for c in added if c.name not in names]
+            at = names.index(add_after) + 1 if add_after in names else len(steps)
+            steps[at:at] = [step_for(c, None) for c in fresh]
+        for change in updates:
+            for index, step in enumerate(steps):
+                if step.name == change.name and not (step.status.finished and step.status is change.status):
+                    steps[index] = step_for(change, step)
+        job.steps = steps
+        job.updated_at = now
+        return job
+
+    stored, _ = repos.jobs.update_with_retry(job_id, mutate)
+    return stored.item
+
+
+def finish_job(
+    repos: Repositories,
+    job_id: str,
+    *,
+    succeeded: bool,
+    now: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Job:
+    """The job's final status; steps still open take it too (skipped steps of a failed job fail)."""
+    status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
+
+    def mutate(job: Job) -> None:
+        if job.status.finished:
+            return
+        job.steps = [
+            s
+            if s.status.finished
+            else s.model_copy(
+                update={
+                    "status": status
+                    if s.status is JobStatus.IN_PROGRESS or succeeded
+                    else JobStatus.CANCELLED,
+                    "start_time": s.start_time or now,
+                    "end_time": now,
+                }
+            )
+            for s in job.steps
+        ]
+        job.status = status
+        job.error = (
+            None
+            if succeeded
+            else JobError(code=error_code or "Failed", message=error_message or "the job failed")
+        )
+        job.updated_at = now
+
+    stored, _ = repos.jobs.update_with_retry(job_id, mutate)
+    return stored.item
+
+
+# What each job's end does to the machine: (from, on success, on failure).
+_OUTCOMES: dict[JobKind, tuple[MachineState, MachineState, tuple[MachineState, ...]]] = {
+    # A failed test migration has been compensated (nothing left): it goes back through clean-up.
+    JobKind.TEST_MIGRATION: (
+        MachineState.TEST_MIGRATING,
+        MachineState.TEST_MIGRATED,
+        (MachineState.CLEANING_UP_TEST_MIGRATION, MachineState.REPLICATING),
+    ),
+    JobKind.TEST_MIGRATION_CLEANUP: (
+        MachineState.CLEANING_UP_TEST_MIGRATION,
+        MachineState.REPLICATING,
+        (MachineState.REPLICATING,),
+    ),
+    # A failed cutover leaves the replica as it was: replication resumes.
+    JobKind.MIGRATION: (MachineState.MIGRATING, MachineState.MIGRATED, (MachineState.REPLICATING,)),
+}
+
+
+def end_job(
+    repos: Repositories,
+    job_id: str,
+    *,
+    succeeded: bool,
+    now: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Job:
+    """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
+    the machine already moved and the job already finished)."""
+    job = repos.jobs.require(job_id).item
+    source, success, failure = _OUTCOMES[job.kind]
+
+    def move(machine: Machine) -> None:
+        if machine.state is not source or machine.active_job_id != job_id:
+            return
+        for state in (success,) if succeeded else failure:
+            transition(machine, state, action=f"finish {job.kind.value}")
+        machine.updated_at = now
+
+    repos.machines.update_with_retry(job.machine_id, move)
+    return finish_job(
+        repos, job_id, succeeded=succeeded, now=now, error_code=error_code, error_message=error_message
+    )
+
+
+def is_test_migration_live(repos: Repositories, job: Job) -> bool:
+    """A finished test migration whose resources still stand (not cleaned up yet): they are in use."""
+    if job.kind is not JobKind.TEST_MIGRATION or job.status is not JobStatus.SUCCEEDED:
+        return False
+    stored = repos.machines.get(job.machine_id)
+    return (
+        stored is not None
+        and stored.item.active_job_id == job.id
+        and stored.item.state is MachineState.TEST_MIGRATED
+    )
+
+
+def require_job(repos: Repositories, job_id: str) -> Job:
+    stored = repos.jobs.get(job_id)
+    if stored is None:
+        raise NotFound(f"job {job_id} not found")
+    return stored.item
+
+
+# --- recovery points in use -----------------------------------------------------------------------------
+#
+# A test migration or migration copies its recovery point's snapshots to their own blobs; retention must
+# not delete a snapshot while it is being copied. The pin is a small marker blob per job (in the
+# hydration container of the replica account), written before the copies start and removed when they
+# are done. Retention, in the replication flow, passes `pinned_snapshots()` to its deletes and skips those;
+# `release_recovery_point` then deletes any pinned snapshot that retention has dropped in the meantime.
+
+PINS_PREFIX = "pins"
+
+
+def _pin_name(machine_id: str, job_id: str) -> str:
+    return f"{PINS_PREFIX}/{machine_id}/{job_id}.json"
+
+
+def pin_recovery_point(
+    pins: ContainerClient, machine_id: str, job_id: str, point_id: str, disk_snapshots: Mapping[str, str]
+) -> None:
+    """Idempotent (overwrites the same content)."""
+    with contextlib.suppress(ResourceExistsError):
+        pins.create_container()
+    body = json.dumps(
+        {
+            "machineId": machine_id,
+            "jobId": job_id,
+            "recoveryPoint": point_id,
+            "diskSnapshots": dict(disk_snapshots),
+        }
+    )
+    pins.upload_blob(_pin_name(machine_id, job_id), body.encode(), overwrite=True)
+
+
+def pinned_snapshots(pins: ContainerClient, machine_id: str) -> frozenset[str]:
+    """Snapshots of this machine's replicas that a running job is copying: retention must keep them."""
+    found: set[str] = set()
+    try:
+        for blob in pins.list_blobs(name_starts_with=f"{PINS_PREFIX}/{machine_id}/"):
+            pin = json.loads(pins.download_blob(blob.name).readall())
+            found.update(str(s) for s in pin.get("diskSnapshots", {}).values())
+    except ResourceNotFoundError:  # no pin was ever written (the container does not exist yet)
+        return frozenset()
+    return frozenset(found)
+
+
+def release_recovery_point(
+    pins: ContainerClient,
+    replicas: ContainerClient,
+    machine: Machine,
+    job_id: str,
+    replica_blob: Callable[[str, str], str],
+) -> list[str]:
+    """Remove the job's pin; delete its snapshots that are no longer recovery points (retention dropped
+    them while pinned) and that no other job pins. Returns the snapshots deleted. Idempotent."""
+    name = _pin_name(machine.id, job_id)
+    try:
+        pin = json.loads(pins.download_blob(name).readall())
+    except ResourceNotFoundError:
+        return []
+    with contextlib.suppress(ResourceNotFoundError):
+        pins.delete_blob(name)
+    kept = {s for p in machine.replication.recovery_points for s in p.disk_snapshots.values()}
+    still_pinned = pinned_snapshots(pins, machine.id)
+    deleted = []
+    for disk_id, snapshot in dict(pin.get("diskSnapshots", {})).items():
+        if snapshot in kept or snapshot in still_pinned:
+            continue
+        with contextlib.suppress(ResourceNotFoundError):
+            replicas.get_blob_client(replica_blob(machine.id, disk_id), snapshot=snapshot).delete_blob()
+        deleted.append(snapshot)
+    return deleted

@@ -1,0 +1,141 @@
+"""Find and delete temporary resources that a flow left behind (the timer trigger calls this).
+
+A temporary resource (tag `migrate-purpose=temporary`) is swept when it is older than a threshold and
+its job is finished or unknown: a running job still owns its helpers, and its own compensation path
+deletes them. Deletes go in dependency order, so that nothing is refused for being in use:
+
+  VMs -> NICs -> VNets (with their subnets) -> NSGs -> disks -> snapshots
+
+NICs hold the subnet and the NSG; the helper's NSG is attached to its NIC, but an NSG attached to a
+subnet of a temporary VNet is also freed by deleting the VNet first, so VNets come before NSGs. Disks
+go after VMs (an attached disk cannot be deleted) and snapshots last (a copy may still be reading one).
+A failure is recorded and the sweep goes on; what failed is tried again at the next sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from azure.core.exceptions import HttpResponseError
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.migration.resources import delete_resource
+from shared.migration.tags import TAG_PURPOSE, Purpose, ResourceTags
+from shared.platform.arm_clients import ArmClients
+from shared.platform.arm_errors import ArmError, translate_arm_error
+
+DELETE_ORDER: Final = (
+    "microsoft.compute/virtualmachines",
+    "microsoft.network/networkinterfaces",
+    "microsoft.network/virtualnetworks",
+    "microsoft.network/networksecuritygroups",
+    "microsoft.compute/disks",
+    "microsoft.compute/snapshots",
+)
+
+
+class JobState(StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+    UNKNOWN = "unknown"
+
+
+class SweptResource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    machine_id: str
+    job_id: str
+
+
+class SweepFailure(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    error_code: str
+    message: str
+
+
+class SkippedResource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    reason: str
+
+
+class SweepReport(BaseModel):
+    deleted: list[SweptResource] = Field(default_factory=list, description="in the order they were deleted")
+    failed: list[SweepFailure] = Field(default_factory=list)
+    skipped: list[SkippedResource] = Field(
+        default_factory=list, description="too young, job active, untagged"
+    )
+
+
+def find_sweepable(
+    clients: ArmClients,
+    *,
+    now: datetime,
+    min_age: timedelta,
+    job_state: Callable[[str], JobState],
+) -> tuple[list[tuple[str, str, ResourceTags]], list[SkippedResource]]:
+    """Temporary resources that may go, as (id, type, tags) in delete order, and those that stay, with why."""
+    candidates: list[tuple[str, str, ResourceTags]] = []
+    skipped: list[SkippedResource] = []
+    states: dict[str, JobState] = {}
+    try:
+        listing = list(
+            clients.resources.resources.list(
+                filter=f"tagName eq '{TAG_PURPOSE}' and tagValue eq '{Purpose.TEMPORARY}'"
+            )
+        )
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation="list temporary resources") from exc
+    for resource in listing:
+        arm_id, resource_type = str(resource.id), str(resource.type).lower()
+        tags = ResourceTags.from_arm(resource.tags)
+        if resource_type not in DELETE_ORDER:
+            # Children (extensions) go with their parent; anything else is not ours to guess about.
+            skipped.append(SkippedResource(id=arm_id, reason=f"type {resource.type} is not swept"))
+            continue
+        if tags is None:
+            skipped.append(SkippedResource(id=arm_id, reason="migrate-* tags missing or unreadable"))
+            continue
+        if now - tags.created_at < min_age:
+            skipped.append(SkippedResource(id=arm_id, reason=f"younger than {min_age}"))
+            continue
+        if tags.job_id not in states:
+            states[tags.job_id] = job_state(tags.job_id)
+        if states[tags.job_id] is JobState.ACTIVE:
+            skipped.append(SkippedResource(id=arm_id, reason=f"job {tags.job_id} is still running"))
+            continue
+        candidates.append((arm_id, resource_type, tags))
+    candidates.sort(key=lambda item: (DELETE_ORDER.index(item[1]), item[0]))
+    return candidates, skipped
+
+
+def sweep_temporary_resources(
+    clients: ArmClients,
+    *,
+    now: datetime,
+    min_age: timedelta,
+    job_state: Callable[[str], JobState],
+) -> SweepReport:
+    """Delete the leftovers `find_sweepable` returns, in dependency order; report deleted, failed, skipped."""
+    candidates, skipped = find_sweepable(clients, now=now, min_age=min_age, job_state=job_state)
+    report = SweepReport(skipped=skipped)
+    for arm_id, resource_type, tags in candidates:
+        try:
+            delete_resource(clients, arm_id)
+        except ArmError as exc:
+            report.failed.append(
+                SweepFailure(id=arm_id, error_code=exc.arm_code or exc.code, message=exc.message)
+            )
+            continue
+        report.deleted.append(
+            SweptResource(id=arm_id, type=resource_type, machine_id=tags.machine_id, job_id=tags.job_id)
+        )
+    return report

@@ -1,0 +1,1082 @@
+"""Apply one disk's delta manifest from the cache storage account to its replica page blob.
+
+The contract (MISSION C2): every extent's checksum is verified before anything is written; a missing,
+truncated, oversized, changed or corrupt upload raises a `CycleRejected` subclass and the replica is
+left byte-identical; re-applying the same manifest gives the same replica.
+
+How (docs/delta-format.md, "Applying a cycle", has the long version):
+
+1. Check: the replica exists with the size the manifest's disk needs; every data blob exists with
+   exactly the size the manifest implies. Each blob's ETag is pinned: every later read or server-side
+   copy is conditional on it, so bytes that change after verification are never written.
+2. Verify: stream each data blob in `read_size` GETs (bounded memory: parallelism x read_size), hash
+   every extent incrementally, note which write units are all zeros, and, on the streaming write path,
+   spool the non-zero bytes to a sparse local temp file.
+3. Write, in disk order with bounded parallelism: zero units with Clear Pages (no body); the rest with
+   Put Page From URL (server-side, when the endpoint supports it) or Put Page (<= 4 MiB, 512-aligned)
+   from the spool, or from a second, ETag-pinned read of the cache when the spool would not fit.
+   Extents adjacent on disk are coalesced into one call up to the 4 MiB limit. For initial/resync
+   manifests (the whole disk) the ranges outside every extent are cleared where the replica has data.
+
+Spool versus second read: the spool reads the cache once and costs local disk (the delta's non-zero
+bytes; holes stay sparse) but no extra storage transactions; the second read needs no local disk but
+doubles the read traffic. The engine spools when the delta fits `max_spool_bytes` and the spool
+directory's free space, and re-reads otherwise; with Put Page From URL there is nothing to spool.
+
+Put Page From URL support is a capability of the destination endpoint, probed once per endpoint with
+a request that cannot write (an impossible If-Match plus `if_sequence_number_lt=0`): 412 means the
+operation exists, 501/APINotImplemented (Azurite) means it does not. The answer is cached per endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobClient,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.errors import FieldProblem
+from shared.replication.checksums import StreamingChecksum, new_checksum
+from shared.replication.delta_manifest import (
+    MAX_MANIFEST_BYTES,
+    CycleRejected,
+    DeltaManifest,
+    Extent,
+    ManifestInvalid,
+    cycle_prefix,
+)
+from shared.replication.replica_disks import (
+    META_SOURCE_SIZE,
+    ReplicaNotFound,
+    ReplicaSizeMismatch,
+    replica_blob_name,
+)
+from shared.replication.vhd import fixed_vhd_size, round_up_to_mib
+
+log = logging.getLogger(__name__)
+
+PAGE: Final = 512
+MAX_PUT_PAGE: Final = 4 * 1024 * 1024  # Put Page / Put Page From URL limit per call
+MIB: Final = 1024 * 1024
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class CycleDataMissing(CycleRejected):
+    code = "CycleDataMissing"
+
+    def __init__(self, blob: str) -> None:
+        super().__init__(
+            f"data blob {blob} named by the manifest does not exist in the cache account; "
+            "the appliance must upload a cycle's data blobs before its manifest",
+            details=[{"blob": blob}],
+        )
+        self.blob = blob
+
+
+class CycleDataTruncated(CycleRejected):
+    code = "CycleDataTruncated"
+
+    def __init__(self, blob: str, size: int, expected: int) -> None:
+        super().__init__(
+            f"data blob {blob} has {size} bytes but the manifest reads up to byte {expected}: "
+            "the upload was cut short",
+            details=[{"blob": blob, "size": size, "expected": expected}],
+        )
+        self.blob, self.size, self.expected = blob, size, expected
+
+
+class CycleDataOversized(CycleRejected):
+    code = "CycleDataOversized"
+
+    def __init__(self, blob: str, size: int, expected: int) -> None:
+        super().__init__(
+            f"data blob {blob} has {size} bytes but the manifest accounts for {expected}: "
+            "the blob and the manifest are from different uploads",
+            details=[{"blob": blob, "size": size, "expected": expected}],
+        )
+        self.blob, self.size, self.expected = blob, size, expected
+
+
+class CycleDataChanged(CycleRejected):
+    code = "CycleDataChanged"
+
+    def __init__(self, blob: str) -> None:
+        super().__init__(
+            f"data blob {blob} changed while the cycle was being applied; the appliance must not rewrite "
+            "a cycle's blobs after posting it",
+            details=[{"blob": blob}],
+        )
+        self.blob = blob
+
+
+class ExtentChecksumMismatch(CycleRejected):
+    code = "ExtentChecksumMismatch"
+
+    def __init__(self, index: int, extent: Extent, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"extent {index} (disk bytes {extent.offset}..{extent.end}, {extent.blob} at {extent.blob_offset}) "
+            f"has {algorithm} {actual}, the manifest says {expected}: the data is corrupt",
+            details=[
+                {
+                    "extent": index,
+                    "offset": extent.offset,
+                    "length": extent.length,
+                    "blob": extent.blob,
+                    "algorithm": algorithm,
+                    "expected": expected,
+                    "actual": actual,
+                }
+            ],
+        )
+        self.index, self.algorithm, self.expected, self.actual = index, algorithm, expected, actual
+
+
+class ManifestMismatch(CycleRejected):
+    """The manifest is well-formed but is not the one the caller asked for, or not for this replica."""
+
+    code = "ManifestMismatch"
+
+
+# --- options and result --------------------------------------------------------------------------
+
+
+class SpoolMode(StrEnum):
+    AUTO = "auto"  # spool when it fits, else re-read
+    DISK = "disk"
+    REREAD = "reread"
+
+
+class WritePath(StrEnum):
+    PUT_PAGE = "put-page"
+    PUT_PAGE_FROM_URL = "put-page-from-url"
+
+
+class ApplyOptions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    parallelism: int = Field(default=4, ge=1, le=32, description="concurrent storage calls per phase")
+    read_size: int = Field(default=8 * MIB, ge=PAGE, le=64 * MIB, description="bytes per verification GET")
+    region_size: int = Field(
+        default=64 * MIB, ge=MIB, description="contiguous blob bytes one verification task streams"
+    )
+    spool: SpoolMode = SpoolMode.AUTO
+    spool_dir: Path | None = Field(default=None, description="None = the system temp directory")
+    max_spool_bytes: int = Field(default=64 * 1024**3, ge=0)
+    use_put_page_from_url: bool = True
+    source_sas_ttl: timedelta = timedelta(hours=1)
+    clear_zero_pages: bool = Field(default=True, description="write all-zero units with Clear Pages")
+
+
+class ApplyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    machine_id: str
+    disk_id: str
+    cycle_id: str
+    sequence: int
+    extents: int
+    bytes_applied: int = Field(description="bytes of the disk the manifest sets (sum of extent lengths)")
+    bytes_uploaded: int = Field(description="bytes sent with Put Page")
+    bytes_copied: int = Field(description="bytes copied server-side with Put Page From URL")
+    bytes_cleared: int = Field(description="bytes zeroed with Clear Pages (zero extents and whole-disk gaps)")
+    bytes_read: int = Field(description="bytes read from the cache account")
+    put_page_calls: int
+    put_page_from_url_calls: int
+    clear_page_calls: int
+    read_calls: int
+    write_path: WritePath
+    data_source: str = Field(description="spool | reread | server-side")
+    verify_seconds: float
+    write_seconds: float
+    duration_seconds: float
+
+    @property
+    def calls(self) -> int:
+        return self.put_page_calls + self.put_page_from_url_calls + self.clear_page_calls + self.read_calls
+
+
+# --- source URLs for Put Page From URL -----------------------------------------------------------
+
+SourceUrlSigner = Callable[[BlobClient], str | None]
+
+
+class DefaultSourceUrlSigner:
+    """A short-lived read-only SAS URL for a cache blob: account-key SAS or user-delegation SAS.
+
+    Returns None when the client's credential can make neither (then the engine streams instead).
+    """
+
+    def __init__(self, ttl: timedelta = timedelta(hours=1)) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._delegation_keys: dict[str, tuple[UserDelegationKey, datetime]] = {}
+
+    def __call__(self, blob: BlobClient) -> str | None:
+        if urlsplit(blob.url).query:
+            return blob.url  # already carries a SAS
+        now = datetime.now(UTC)
+        start, expiry = now - timedelta(minutes=5), now + self._ttl
+        credential = blob.credential
+        account_key = getattr(credential, "account_key", None)
+        account_name = blob.account_name
+        if account_name is None:
+            return None
+        if isinstance(account_key, str):
+            sas = generate_blob_sas(
+                account_name,
+                blob.container_name,
+                blob.blob_name,
+                account_key=account_key,
+                permission=BlobSasPermissions(read=True),
+                start=start,
+                expiry=expiry,
+            )
+            return f"{blob.url}?{sas}"
+        if hasattr(credential, "get_token"):
+            key = self._delegation_key(blob, start, expiry)
+            sas = generate_blob_sas(
+                account_name,
+                blob.container_name,
+                blob.blob_name,
+                user_delegation_key=key,
+                permission=BlobSasPermissions(read=True),
+                start=start,
+                expiry=expiry,
+            )
+            return f"{blob.url}?{sas}"
+        return None
+
+    def _delegation_key(self, blob: BlobClient, start: datetime, expiry: datetime) -> UserDelegationKey:
+        account_url = f"{blob.scheme}://{blob.primary_hostname}"
+        with self._lock:
+            cached = self._delegation_keys.get(account_url)
+            if cached is not None and cached[1] >= expiry:
+                return cached[0]
+            # One key serves many SAS; ask for twice the TTL so it outlives the SAS it signs.
+            key_expiry = start + 2 * self._ttl
+            service = BlobServiceClient(account_url, credential=blob.credential)
+            key = service.get_user_delegation_key(start, key_expiry)
+            self._delegation_keys[account_url] = (key, key_expiry)
+            return key
+
+
+_default_signer = DefaultSourceUrlSigner()
+
+
+# --- capability probe ----------------------------------------------------------------------------
+
+_capabilities: dict[str, bool] = {}
+_capabilities_lock = threading.Lock()
+_IMPOSSIBLE_ETAG: Final = '"0x0000000000000000"'
+_NOT_IMPLEMENTED_CODES: Final = frozenset({"APINotImplemented", "NotImplemented", "FeatureNotSupported"})
+
+
+def endpoint_key(blob: BlobClient) -> str:
+    return f"{blob.scheme}://{blob.primary_hostname}/{blob.account_name or ''}"
+
+
+def forget_capabilities() -> None:
+    """Drop cached probe results (tests, or after an endpoint is upgraded)."""
+    with _capabilities_lock:
+        _capabilities.clear()
+
+
+def supports_put_page_from_url(replica: BlobClient, source_url: str) -> bool:
+    """Whether the replica's endpoint implements Put Page From URL; probed once per endpoint, then cached."""
+    key = endpoint_key(replica)
+    with _capabilities_lock:
+        known = _capabilities.get(key)
+    if known is not None:
+        return known
+    try:
+        # Cannot write: the destination If-Match never matches and no sequence number is below 0.
+        replica.upload_pages_from_url(
+            source_url,
+            offset=0,
+            length=PAGE,
+            source_offset=0,
+            etag=_IMPOSSIBLE_ETAG,
+            match_condition=MatchConditions.IfNotModified,
+            if_sequence_number_lt=0,
+        )
+    except HttpResponseError as exc:
+        if exc.status_code == 412:
+            supported = True
+        elif exc.status_code == 501 or getattr(exc, "error_code", None) in _NOT_IMPLEMENTED_CODES:
+            supported = False
+        else:
+            # Not a capability answer (e.g. the source SAS is refused): stream this time, ask again next time.
+            log.warning(
+                "Put Page From URL probe on %s answered %s %s; streaming",
+                key,
+                exc.status_code,
+                getattr(exc, "error_code", None),
+            )
+            return False
+    else:  # pragma: no cover - a service that ignores both preconditions; never use it
+        log.error("Put Page From URL probe on %s succeeded despite impossible preconditions; streaming", key)
+        supported = False
+    with _capabilities_lock:
+        _capabilities[key] = supported
+    log.info("Put Page From URL on %s: %s", key, "supported" if supported else "not supported")
+    return supported
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Piece:
+    """At most 4 MiB of one extent: the unit of zero detection and of coalescing into Put Page calls."""
+
+    extent: int
+    disk_offset: int
+    length: int
+    blob: str
+    blob_offset: int
+    spool_offset: int
+    nonzero: bool = False
+
+
+@dataclass(slots=True)
+class _Region:
+    """Contiguous bytes of one data blob covering whole extents: one verification task."""
+
+    blob: str
+    start: int
+    end: int
+    extents: list[int]
+
+
+@dataclass(slots=True)
+class _WriteOp:
+    offset: int
+    length: int
+    clear: bool
+    pieces: list[_Piece] = field(default_factory=list)
+
+
+@dataclass
+class _Counters:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    bytes_uploaded: int = 0
+    bytes_copied: int = 0
+    bytes_cleared: int = 0
+    bytes_read: int = 0
+    put_page_calls: int = 0
+    put_page_from_url_calls: int = 0
+    clear_page_calls: int = 0
+    read_calls: int = 0
+
+    def add(self, **deltas: int) -> None:
+        with self.lock:
+            for name, value in deltas.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def _plan_pieces(extents: Sequence[Extent]) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    spool = 0
+    for index, extent in enumerate(extents):
+        position = extent.offset
+        while position < extent.end:
+            end = min(extent.end, position + MAX_PUT_PAGE)
+            delta = position - extent.offset
+            pieces.append(
+                _Piece(
+                    index, position, end - position, extent.blob, extent.blob_offset + delta, spool + delta
+                )
+            )
+            position = end
+        spool += extent.length
+    return pieces
+
+
+def _plan_regions(extents: Sequence[Extent], region_size: int) -> list[_Region]:
+    order = sorted(range(len(extents)), key=lambda i: (extents[i].blob, extents[i].blob_offset))
+    regions: list[_Region] = []
+    for i in order:
+        e = extents[i]
+        last = regions[-1] if regions else None
+        if (
+            last is not None
+            and last.blob == e.blob
+            and last.end == e.blob_offset
+            and last.end - last.start + e.length <= region_size
+        ):
+            last.end = e.blob_end
+            last.extents.append(i)
+        else:
+            regions.append(_Region(e.blob, e.blob_offset, e.blob_end, [i]))
+    return regions
+
+
+def _plan_writes(pieces: Sequence[_Piece], clear_zero_pages: bool) -> list[_WriteOp]:
+    ops: list[_WriteOp] = []
+    for piece in pieces:
+        clear = clear_zero_pages and not piece.nonzero
+        last = ops[-1] if ops else None
+        if (
+            last is not None
+            and last.clear == clear
+            and last.offset + last.length == piece.disk_offset
+            and (clear or last.length + piece.length <= MAX_PUT_PAGE)
+        ):
+            last.length += piece.length
+            last.pieces.append(piece)
+        else:
+            ops.append(_WriteOp(piece.disk_offset, piece.length, clear, [piece]))
+    return ops
+
+
+def _subtract(start: int, end: int, covered: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) minus the sorted, disjoint `covered` ranges."""
+    gaps = []
+    position = start
+    for s, e in covered:
+        if e <= position:
+            continue
+        if s >= end:
+            break
+        if s > position:
+            gaps.append((position, s))
+        position = max(position, e)
+    if position < end:
+        gaps.append((position, end))
+    return gaps
+
+
+def _intersect(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if s < e:
+            out.append((s, e))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SourceBlob:
+    client: BlobClient
+    etag: str
+    size: int
+
+
+def load_manifest(
+    cache: ContainerClient,
+    blob_name: str,
+    *,
+    machine_id: str | None = None,
+    cycle_id: str | None = None,
+    disk_id: str | None = None,
+) -> DeltaManifest:
+    """Read and validate a manifest blob, and check it is the one the event named."""
+    blob = cache.get_blob_client(blob_name)
+    try:
+        props = blob.get_blob_properties()
+        if props.size > MAX_MANIFEST_BYTES:
+            raise ManifestInvalid(
+                [
+                    FieldProblem(
+                        "(manifest)", f"is {props.size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"
+                    )
+                ],
+                source=blob_name,
+            )
+        data = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
+    except ResourceNotFoundError as exc:
+        raise CycleDataMissing(blob_name) from exc
+    manifest = DeltaManifest.parse(data, source=blob_name)
+    expected = {"machineId": machine_id, "cycleId": cycle_id, "diskId": disk_id}
+    actual = {"machineId": manifest.machine_id, "cycleId": manifest.cycle_id, "diskId": manifest.disk_id}
+    wrong = [
+        f"{k} is {actual[k]!r}, expected {v!r}"
+        for k, v in expected.items()
+        if v is not None and actual[k] != v
+    ]
+    if wrong:
+        raise ManifestMismatch(f"manifest {blob_name}: " + "; ".join(wrong))
+    if blob_name != manifest.blob_name:
+        raise ManifestMismatch(
+            f"manifest {blob_name} describes {manifest.blob_name}: it was uploaded under the wrong name"
+        )
+    return manifest
+
+
+def apply_extents(
+    manifest: DeltaManifest,
+    *,
+    cache: ContainerClient,
+    replica: BlobClient,
+    options: ApplyOptions | None = None,
+    source_url_signer: SourceUrlSigner | None = None,
+) -> ApplyResult:
+    """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring."""
+    opts = options or ApplyOptions()
+    return _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer).run()
+
+
+class _Cancelled(Exception):
+    """Another task failed; this one stops early."""
+
+
+class _Apply:
+    def __init__(
+        self,
+        manifest: DeltaManifest,
+        cache: ContainerClient,
+        replica: BlobClient,
+        opts: ApplyOptions,
+        signer: SourceUrlSigner,
+    ) -> None:
+        self.manifest = manifest
+        self.cache = cache
+        self.replica = replica
+        self.opts = opts
+        self.signer = signer
+        self.counters = _Counters()
+        self.cancel = threading.Event()
+        self.spool_fd: int | None = None
+        self.source_urls: dict[str, str] = {}
+        self.sources: dict[str, _SourceBlob] = {}
+        self.pieces: list[_Piece] = []
+        self.write_path = WritePath.PUT_PAGE
+        self.data_source = "spool"
+        self.started = self.verified = 0.0
+
+    def run(self) -> ApplyResult:
+        try:
+            self.prepare()
+            return self.commit()
+        finally:
+            self.close()
+
+    def prepare(self) -> None:
+        """Everything before the first write: checks, capability, spool, verification."""
+        self.started = time.perf_counter()
+        self._check_replica()
+        self.sources = self._check_sources()
+        self.pieces = _plan_pieces(self.manifest.extents)
+        self.write_path = self._choose_write_path(self.sources)
+        self.data_source = (
+            "server-side" if self.write_path is WritePath.PUT_PAGE_FROM_URL else self._choose_spool()
+        )
+        if self.data_source == "spool":
+            self.spool_fd = self._open_spool()
+        self._verify(self.sources, self.pieces)
+        self.verified = time.perf_counter()
+
+    def commit(self) -> ApplyResult:
+        """Write what `prepare` verified."""
+        m = self.manifest
+        ops = _plan_writes(self.pieces, self.opts.clear_zero_pages)
+        ops = self._with_whole_disk_gaps(ops) if m.describes_whole_disk else ops
+        write_started = time.perf_counter()
+        self._write(ops, self.sources, self.write_path, self.data_source)
+        done = time.perf_counter()
+        c = self.counters
+        return ApplyResult(
+            machine_id=m.machine_id,
+            disk_id=m.disk_id,
+            cycle_id=m.cycle_id,
+            sequence=m.sequence,
+            extents=len(m.extents),
+            bytes_applied=m.total_bytes,
+            bytes_uploaded=c.bytes_uploaded,
+            bytes_copied=c.bytes_copied,
+            bytes_cleared=c.bytes_cleared,
+            bytes_read=c.bytes_read,
+            put_page_calls=c.put_page_calls,
+            put_page_from_url_calls=c.put_page_from_url_calls,
+            clear_page_calls=c.clear_page_calls,
+            read_calls=c.read_calls,
+            write_path=self.write_path,
+            data_source=self.data_source,
+            verify_seconds=self.verified - self.started,
+            write_seconds=done - write_started,
+            duration_seconds=(self.verified - self.started) + (done - write_started),
+        )
+
+    def close(self) -> None:
+        if self.spool_fd is not None:
+            os.close(self.spool_fd)
+            self.spool_fd = None
+
+    # -- checks
+
+    def _check_replica(self) -> None:
+        m = self.manifest
+        try:
+            props = self.replica.get_blob_properties()
+        except ResourceNotFoundError as exc:
+            raise ReplicaNotFound(
+                f"replica {self.replica.blob_name} for disk {m.disk_id} does not exist: create it before applying"
+            ) from exc
+        expected = fixed_vhd_size(m.disk_size)
+        recorded = (props.metadata or {}).get(META_SOURCE_SIZE)
+        if props.size != expected or (recorded is not None and recorded != str(m.disk_size)):
+            raise ReplicaSizeMismatch(
+                f"cycle {m.cycle_id} is for a {m.disk_size}-byte disk (replica of {expected} bytes) but replica "
+                f"{self.replica.blob_name} has {props.size} bytes (source disk {recorded or 'unknown'}): "
+                "the disk was resized; resync it"
+            )
+
+    def _check_sources(self) -> dict[str, _SourceBlob]:
+        sources: dict[str, _SourceBlob] = {}
+        for name, needed in sorted(self.manifest.referenced_blob_sizes().items()):
+            client = self.cache.get_blob_client(name)
+            try:
+                props = client.get_blob_properties()
+            except ResourceNotFoundError as exc:
+                raise CycleDataMissing(name) from exc
+            if props.size < needed:
+                raise CycleDataTruncated(name, props.size, needed)
+            if props.size > needed:
+                raise CycleDataOversized(name, props.size, needed)
+            sources[name] = _SourceBlob(client, str(props.etag), props.size)
+        return sources
+
+    def _choose_write_path(self, sources: dict[str, _SourceBlob]) -> WritePath:
+        if not self.opts.use_put_page_from_url or not sources:
+            return WritePath.PUT_PAGE
+        with _capabilities_lock:
+            if _capabilities.get(endpoint_key(self.replica)) is False:
+                return WritePath.PUT_PAGE  # known: no need to sign source URLs
+        for name, source in sources.items():
+            url = self.signer(source.client)
+            if url is None:
+                return WritePath.PUT_PAGE
+            self.source_urls[name] = url
+        probe_url = next(iter(self.source_urls.values()))
+        if supports_put_page_from_url(self.replica, probe_url):
+            return WritePath.PUT_PAGE_FROM_URL
+        return WritePath.PUT_PAGE
+
+    def _choose_spool(self) -> str:
+        mode = self.opts.spool
+        if mode is SpoolMode.REREAD:
+            return "reread"
+        if mode is SpoolMode.DISK:
+            return "spool"
+        total = self.manifest.total_bytes
+        directory = self.opts.spool_dir or Path(tempfile.gettempdir())
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:
+            return "reread"
+        # Keep a margin for everything else on the worker's disk.
+        return "spool" if total <= self.opts.max_spool_bytes and total + 1024 * MIB <= free else "reread"
+
+    def _open_spool(self) -> int:
+        directory = self.opts.spool_dir or Path(tempfile.gettempdir())
+        fd, path = tempfile.mkstemp(prefix="apply-spool-", dir=directory)
+        os.unlink(path)  # the data lives only as long as the descriptor
+        os.ftruncate(fd, self.manifest.total_bytes)  # sparse: unwritten (all-zero) pieces take no disk
+        return fd
+
+    # -- verification
+
+    def _verify(self, sources: dict[str, _SourceBlob], pieces: list[_Piece]) -> None:
+        extents = self.manifest.extents
+        by_extent: dict[int, list[_Piece]] = {}
+        for piece in pieces:
+            by_extent.setdefault(piece.extent, []).append(piece)
+        regions = _plan_regions(extents, self.opts.region_size)
+        self._run_parallel(
+            [functools.partial(self._verify_region, r, sources[r.blob], by_extent) for r in regions]
+        )
+
+    def _verify_region(
+        self, region: _Region, source: _SourceBlob, by_extent: dict[int, list[_Piece]]
+    ) -> None:
+        extents = self.manifest.extents
+        # The region's extents sorted by blob offset, as the stream delivers them.
+        queue = [(extents[i].blob_offset, i) for i in region.extents]
+        queue.sort()
+        current = 0
+        hashers: dict[int, list[StreamingChecksum]] = {}
+        position = region.start
+        for chunk in self._read(source, region.start, region.end - region.start):
+            chunk_end = position + len(chunk)
+            while current < len(queue) and queue[current][0] < chunk_end:
+                blob_offset, index = queue[current]
+                extent = extents[index]
+                seg_start = max(position, blob_offset)
+                seg_end = min(chunk_end, extent.blob_end)
+                if seg_start < seg_end:
+                    self._consume(
+                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index]
+                    )
+                if extent.blob_end <= chunk_end:
+                    self._finish_extent(index, extent, hashers.pop(index, None))
+                    current += 1
+                else:
+                    break
+            position = chunk_end
+
+    def _consume(
+        self,
+        chunk: bytes,
+        chunk_start: int,
+        seg_start: int,
+        seg_end: int,
+        index: int,
+        extent: Extent,
+        hashers: dict[int, list[StreamingChecksum]],
+        extent_pieces: list[_Piece],
+    ) -> None:
+        view = memoryview(chunk)
+        a, b = seg_start - chunk_start, seg_end - chunk_start
+        checks = hashers.get(index)
+        if checks is None:
+            checks = hashers[index] = [new_checksum(alg) for alg in extent.checksums()]
+        segment = view[a:b]
+        for check in checks:
+            check.update(segment)
+        # Zero detection and spooling per piece (an extent is cut into pieces of at most 4 MiB, in blob
+        # order): start at the piece holding seg_start, so a huge extent costs O(pieces touched) per chunk.
+        first = (seg_start - extent.blob_offset) // MAX_PUT_PAGE
+        for piece in extent_pieces[first:]:
+            p_start = piece.blob_offset
+            if p_start >= seg_end:
+                break
+            s, e = max(seg_start, p_start), min(seg_end, p_start + piece.length)
+            if s >= e:
+                continue
+            ca, cb = s - chunk_start, e - chunk_start
+            if _is_zero(chunk, ca, cb):
+                continue
+            piece.nonzero = True
+            if self.spool_fd is not None:
+                _pwrite_all(self.spool_fd, view[ca:cb], piece.spool_offset + (s - p_start))
+
+    def _finish_extent(self, index: int, extent: Extent, checks: list[StreamingChecksum] | None) -> None:
+        for check in checks or []:
+            expected = extent.checksums()[check.algorithm]
+            actual = check.hexdigest()
+            if actual != expected:
+                raise ExtentChecksumMismatch(index, extent, check.algorithm.value, expected, actual)
+
+    def _read(self, source: _SourceBlob, offset: int, length: int) -> Iterator[bytes]:
+        """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag."""
+        end = offset + length
+        while offset < end:
+            if self.cancel.is_set():
+                raise _Cancelled
+            n = min(self.opts.read_size, end - offset)
+            try:
+                data = source.client.download_blob(
+                    offset=offset,
+                    length=n,
+                    etag=source.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    max_concurrency=1,
+                ).readall()
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise CycleDataChanged(source.client.blob_name) from exc
+            if len(data) != n:
+                raise CycleDataTruncated(source.client.blob_name, offset + len(data), end)
+            self.counters.add(bytes_read=n, read_calls=1)
+            yield data
+            offset += n
+
+    # -- writing
+
+    def _with_whole_disk_gaps(self, ops: list[_WriteOp]) -> list[_WriteOp]:
+        """Initial/resync manifests describe the whole disk: clear what the replica has outside the extents."""
+        m = self.manifest
+        virtual_size = round_up_to_mib(m.disk_size)
+        written = [(e.offset, e.end) for e in m.extents]
+        gaps = _subtract(0, virtual_size, _merge(written))
+        if not gaps:
+            return ops
+        existing = _merge(
+            [
+                (r.start, min(r.end + 1, virtual_size))
+                for r in self.replica.list_page_ranges()
+                if r.start is not None and r.end is not None and not r.cleared and r.start < virtual_size
+            ]
+        )
+        zero_ops = [(op.offset, op.offset + op.length) for op in ops if op.clear]
+        to_clear = _merge(_intersect(gaps, existing) + _intersect(zero_ops, existing))
+        data_ops = [op for op in ops if not op.clear]
+        clears = [_WriteOp(s, e - s, True) for s, e in to_clear]
+        return sorted(data_ops + clears, key=lambda op: op.offset)
+
+    def _write(
+        self, ops: list[_WriteOp], sources: dict[str, _SourceBlob], path: WritePath, data_source: str
+    ) -> None:
+        def task(op: _WriteOp) -> Callable[[], None]:
+            if op.clear:
+                return lambda: self._clear(op)
+            if path is WritePath.PUT_PAGE_FROM_URL:
+                return lambda: self._copy(op, sources)
+            return lambda: self._put(op, sources, data_source)
+
+        self._run_parallel([task(op) for op in ops])
+
+    def _clear(self, op: _WriteOp) -> None:
+        if self.cancel.is_set():
+            raise _Cancelled
+        self.replica.clear_page(offset=op.offset, length=op.length)
+        self.counters.add(bytes_cleared=op.length, clear_page_calls=1)
+
+    def _put(self, op: _WriteOp, sources: dict[str, _SourceBlob], data_source: str) -> None:
+        if self.cancel.is_set():
+            raise _Cancelled
+        if data_source == "spool":
+            assert self.spool_fd is not None
+            data = _pread_all(self.spool_fd, op.length, op.pieces[0].spool_offset)
+        else:
+            parts: list[bytes] = []
+            for blob, offset, length in _source_runs(op.pieces):
+                parts.extend(self._read(sources[blob], offset, length))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.replica.upload_page(data, offset=op.offset, length=op.length)
+        self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+
+    def _copy(self, op: _WriteOp, sources: dict[str, _SourceBlob]) -> None:
+        offset = op.offset
+        for blob, source_offset, length in _source_runs(op.pieces):
+            if self.cancel.is_set():
+                raise _Cancelled
+            try:
+                self.replica.upload_pages_from_url(
+                    self.source_urls[blob],
+                    offset=offset,
+                    length=length,
+                    source_offset=source_offset,
+                    source_etag=sources[blob].etag,
+                    source_match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError as exc:
+                raise CycleDataChanged(blob) from exc
+            self.counters.add(bytes_copied=length, put_page_from_url_calls=1)
+            offset += length
+
+    # -- parallelism
+
+    def _run_parallel(self, tasks: list[Callable[[], None]]) -> None:
+        """Run tasks with bounded parallelism; on the first failure stop the rest and raise it."""
+        if not tasks:
+            return
+        if self.opts.parallelism == 1 or len(tasks) == 1:
+            for t in tasks:
+                t()
+            return
+        with ThreadPoolExecutor(max_workers=self.opts.parallelism, thread_name_prefix="apply") as pool:
+            # Submit lazily, at most 2x parallelism in flight (a million-extent plan is not a million
+            # futures), topping up as each task finishes so no worker idles while work remains.
+            pending: set[Future[None]] = set()
+            failure: BaseException | None = None
+            for t in tasks:
+                if len(pending) >= 2 * self.opts.parallelism:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    failure = _first_failure(finished)
+                    if failure is not None:
+                        break
+                pending.add(pool.submit(t))
+            if failure is None:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                failure = _first_failure(finished)
+            if failure is not None:
+                self.cancel.set()  # queued tasks stop at their first check; running calls finish
+            finished, _ = wait(pending)
+            failure = failure or _first_failure(finished)
+        if failure is not None:
+            raise failure
+
+
+def _first_failure(futures: set[Future[None]]) -> BaseException | None:
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, _Cancelled)]
+    return real[0] if real else (errors[0] if errors else None)
+
+
+def _source_runs(pieces: Sequence[_Piece]) -> Iterator[tuple[str, int, int]]:
+    """Coalesce pieces into runs contiguous in the same data blob: (blob, offset, length)."""
+    blob, start, length = pieces[0].blob, pieces[0].blob_offset, pieces[0].length
+    for piece in pieces[1:]:
+        if piece.blob == blob and piece.blob_offset == start + length:
+            length += piece.length
+        else:
+            yield blob, start, length
+            blob, start, length = piece.blob, piece.blob_offset, piece.length
+    yield blob, start, length
+
+
+def _is_zero(data: bytes, start: int, end: int) -> bool:
+    # Cheap rejections first: real data is rarely zero at both ends, so most chunks exit here.
+    if data[start] or data[end - 1]:
+        return False
+    return data.count(0, start, end) == end - start
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            raise OSError(f"spool ended at {offset + got}, expected {offset + length}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def apply_manifest_blob(
+    manifest_blob_name: str,
+    *,
+    cache: ContainerClient,
+    replicas: ContainerClient,
+    machine_id: str | None = None,
+    cycle_id: str | None = None,
+    options: ApplyOptions | None = None,
+) -> ApplyResult:
+    """Activity-shaped entry point: load a manifest by name, find its replica, apply."""
+    manifest = load_manifest(cache, manifest_blob_name, machine_id=machine_id, cycle_id=cycle_id)
+    replica = replicas.get_blob_client(replica_blob_name(manifest.machine_id, manifest.disk_id))
+    return apply_extents(manifest, cache=cache, replica=replica, options=options)
+
+
+def verify_extents(
+    manifest: DeltaManifest,
+    *,
+    cache: ContainerClient,
+    replica: BlobClient,
+    options: ApplyOptions | None = None,
+) -> None:
+    """Every check `apply_extents` makes before it writes (replica size, data blob sizes, every extent's
+    checksum), without writing anything; raises the same errors.
+
+    `apply_extents` verifies again (its writes are pinned to its own verification), so verifying first
+    costs one more read of the data; `apply_cycle` verifies all disks and writes them with one read.
+    """
+    run = _Apply(manifest, cache, replica, options or ApplyOptions(), _default_signer)
+    run._check_replica()
+    run._verify(run._check_sources(), _plan_pieces(manifest.extents))
+
+
+def apply_cycle(
+    manifests: Sequence[DeltaManifest],
+    *,
+    cache: ContainerClient,
+    replicas: ContainerClient,
+    options: ApplyOptions | None = None,
+    source_url_signer: SourceUrlSigner | None = None,
+) -> list[ApplyResult]:
+    """Apply every disk of one cycle all-or-nothing: every disk is checked and verified (and spooled)
+    before the first write to any replica, so one damaged disk leaves every replica unchanged.
+
+    Disks are verified one after another, each with the engine's bounded parallelism, so memory stays
+    bounded; the spools (local disk) of all disks exist until the writes finish.
+    """
+    opts = options or ApplyOptions()
+    signer = source_url_signer or _default_signer
+    runs = [
+        _Apply(m, cache, replicas.get_blob_client(replica_blob_name(m.machine_id, m.disk_id)), opts, signer)
+        for m in manifests
+    ]
+    cycles = {(m.machine_id, m.cycle_id) for m in manifests}
+    if len(cycles) > 1:
+        raise ManifestMismatch(f"apply_cycle takes the manifests of one cycle, got {sorted(cycles)}")
+    try:
+        for run in runs:
+            run.prepare()
+        return [run.commit() for run in runs]
+    finally:
+        for run in runs:
+            run.close()
+
+
+def dispose_cycle_data(cache: ContainerClient, machine_id: str, cycle_id: str) -> int:
+    """Delete an applied (or rejected) cycle's data blobs and manifests; returns how many were deleted.
+
+    Idempotent: blobs already gone are skipped, so a retried disposal finishes the job. Call it only
+    once the cycle's recovery point exists (or the cycle was rejected): it is the last copy of the delta.
+    """
+    deleted = 0
+    for blob in cache.list_blobs(name_starts_with=cycle_prefix(machine_id, cycle_id)):
+        try:
+            cache.delete_blob(blob.name)
+        except ResourceNotFoundError:
+            continue
+        deleted += 1
+    return deleted
+
+
+__all__ = [
+    "ApplyOptions",
+    "ApplyResult",
+    "CycleDataChanged",
+    "CycleDataMissing",
+    "CycleDataOversized",
+    "CycleDataTruncated",
+    "CycleRejected",
+    "DefaultSourceUrlSigner",
+    "ExtentChecksumMismatch",
+    "ManifestInvalid",
+    "ManifestMismatch",
+    "SpoolMode",
+    "WritePath",
+    "apply_cycle",
+    "apply_extents",
+    "apply_manifest_blob",
+    "dispose_cycle_data",
+    "forget_capabilities",
+    "load_manifest",
+    "supports_put_page_from_url",
+    "verify_extents",
+]

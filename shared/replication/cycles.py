@@ -1,0 +1,369 @@
+"""The replication inbox: accepting uploaded cycles, choosing which are ready, and recording outcomes.
+
+Cycles are persisted in Cosmos (`cycles`, pk /machineId) the moment their event arrives, before the
+machine's orchestration is signalled. The signal is only a wake-up: whatever the orchestration misses
+(a lost or duplicated signal, a restart, a continue-as-new) it finds again in the inbox, so no cycle
+depends on an in-memory queue. Which cycles may be applied now is a pure function of the inbox and
+the replica's watermark (`plan_ready_cycles`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.appliances.events import CycleUploaded
+from shared.domain.cycle import Cycle, CycleKind, CycleState, RecoveryPoint
+from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFailed
+from shared.domain.event import Event, Severity
+from shared.domain.job import Job, JobError, JobStatus
+from shared.domain.lifecycle import MachineState, transition
+from shared.domain.machine import Machine, UploadWatch
+from shared.domain.policy import ReplicationPolicy
+from shared.health import service as health
+from shared.health.rules import HealthRules, Transition
+from shared.platform.documents import AlreadyExists, Query
+from shared.platform.repository import Repositories
+
+# States in which the appliance's uploads are accepted: replication runs underneath test migration,
+# and the final cycle of a cutover arrives while Migrating.
+ACCEPTING_STATES = frozenset(
+    {
+        MachineState.INITIAL_REPLICATION,
+        MachineState.REPLICATING,
+        MachineState.RESYNCING,
+        MachineState.TEST_MIGRATING,
+        MachineState.TEST_MIGRATED,
+        MachineState.CLEANING_UP_TEST_MIGRATION,
+        MachineState.MIGRATING,
+    }
+)
+BASE_KINDS = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})  # whole-disk copies: start a new chain
+
+
+class CycleAcceptance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cycle_id: str
+    machine_id: str
+    duplicate: bool
+
+
+def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: datetime) -> CycleAcceptance:
+    """Put the cycle in the machine's inbox (2 round-trips). Idempotent by cycle id: a redelivered
+    event is a duplicate; the same id with different content is refused (409)."""
+    machine = repos.machines.require(upload.machine_id).item
+    if machine.appliance_id != upload.appliance_id:
+        raise Forbidden(
+            f"appliance {upload.appliance_id} reported a cycle for machine {upload.machine_id}, "
+            "which belongs to another appliance"
+        )
+    if machine.state not in ACCEPTING_STATES:
+        raise Conflict(
+            f"machine {machine.id} is {machine.state.value}: replication is not enabled, so cycle "
+            f"{upload.cycle_id} was not accepted. Enable replication first (PUT /api/machines/{machine.id}/replication)."
+        )
+    known = {d.id for d in machine.inventory.disks}
+    unknown = sorted(set(upload.manifests) - known)
+    if unknown:
+        raise ValidationFailed(
+            [
+                FieldProblem(
+                    "manifests",
+                    f"unknown disk ids {', '.join(unknown)}; machine {machine.id} has {', '.join(sorted(known))}",
+                )
+            ]
+        )
+    cycle = Cycle(
+        id=upload.cycle_id,
+        machine_id=upload.machine_id,
+        sequence=upload.sequence,
+        kind=upload.kind,
+        app_consistent=upload.app_consistent,
+        manifests=dict(upload.manifests),
+        received_at=now,
+    )
+    try:
+        repos.cycles.add(cycle)
+    except AlreadyExists:
+        existing = repos.cycles.require(cycle.id, partition_key=cycle.machine_id).item
+        if (existing.sequence, existing.kind, existing.manifests) != (
+            cycle.sequence,
+            cycle.kind,
+            cycle.manifests,
+        ):
+            raise Conflict(
+                f"cycle id {cycle.id} was already used for sequence {existing.sequence} ({existing.kind.value}) "
+                "with other manifests; an appliance must never reuse a cycle id"
+            ) from None
+        return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=True)
+    return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=False)
+
+
+class CyclePlan(BaseModel):
+    """What the orchestration may do now with the machine's inbox."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ready: list[Cycle] = Field(description="apply these, in this order")
+    superseded: list[str] = Field(
+        description="cycle ids that can never apply (older than the watermark or a base)"
+    )
+    waiting_for: int | None = Field(description="the missing sequence number later cycles wait for")
+    needs_base: bool = Field(description="deltas arrived but no initial (or resync) copy was ever applied")
+    buffered: int = Field(description="cycles received beyond the gap")
+
+
+def plan_ready_cycles(received: Sequence[Cycle], last_applied: int | None) -> CyclePlan:
+    """Deltas apply strictly in sequence after the watermark; an initial or resync cycle (a whole-disk
+    copy) may apply whenever it is newer than the watermark and makes every older pending cycle moot."""
+    # For one sequence number, a whole-disk copy sorts first: it wins over a delta claiming the same number.
+    pending = sorted(
+        (c for c in received if c.state is CycleState.RECEIVED),
+        key=lambda c: (c.sequence, c.kind not in BASE_KINDS, c.id),
+    )
+    newest_base = max(
+        (c for c in pending if c.kind in BASE_KINDS and (last_applied is None or c.sequence > last_applied)),
+        key=lambda c: c.sequence,
+        default=None,
+    )
+    superseded: list[str] = []
+    watermark = last_applied
+    if newest_base is not None:
+        superseded += [c.id for c in pending if c.sequence < newest_base.sequence]
+        pending = [c for c in pending if c.sequence >= newest_base.sequence]
+    ready: list[Cycle] = []
+    seen_sequences: set[int] = set()
+    for cycle in pending:
+        if (watermark is not None and cycle.sequence <= watermark) or cycle.sequence in seen_sequences:
+            superseded.append(cycle.id)  # stale, or a second cycle claiming an applied sequence
+            continue
+        if cycle is newest_base or (watermark is not None and cycle.sequence == watermark + 1):
+            ready.append(cycle)
+            seen_sequences.add(cycle.sequence)
+            watermark = cycle.sequence
+            continue
+        break
+    remaining = [c for c in pending if c not in ready and c.id not in superseded]
+    return CyclePlan(
+        ready=ready,
+        superseded=superseded,
+        waiting_for=watermark + 1 if remaining and watermark is not None else None,
+        needs_base=bool(remaining) and watermark is None,
+        buffered=len(remaining),
+    )
+
+
+class DiskRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    size_bytes: int
+    is_os_disk: bool
+
+
+class ReplicationView(BaseModel):
+    """Everything one orchestration generation needs, read in 3-4 round-trips."""
+
+    machine_id: str
+    appliance_id: str
+    state: MachineState
+    disks: list[DiskRef]
+    last_applied_sequence: int | None
+    policy: ReplicationPolicy
+    plan: CyclePlan
+    job: Job | None = Field(
+        description="the machine's unfinished job, if the replication orchestration runs it"
+    )
+    upload_watch: UploadWatch | None = Field(
+        default=None, description="a started cycle whose uploads are due by a deadline (1011 after it)"
+    )
+
+
+# Jobs the replication orchestration itself carries out; other jobs (test migration, ...) have their own.
+OWN_JOB_STATES = frozenset(
+    {
+        MachineState.ENABLING_REPLICATION,
+        MachineState.REPLICATION_STOPPED,
+        MachineState.MIGRATION_COMPLETED,
+    }
+)
+
+
+def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
+    machine = repos.machines.require(machine_id).item
+    appliance = repos.appliances.require(machine.appliance_id).item
+    received = repos.cycles.query(
+        Query(equals={"machineId": machine_id, "state": CycleState.RECEIVED.value}, order_by="sequence"),
+        partition_key=machine_id,
+    )
+    job = None
+    if machine.state in OWN_JOB_STATES and machine.active_job_id:
+        stored = repos.jobs.get(machine.active_job_id)
+        job = stored.item if stored is not None and not stored.item.status.finished else None
+    return ReplicationView(
+        machine_id=machine.id,
+        appliance_id=machine.appliance_id,
+        state=machine.state,
+        disks=[
+            DiskRef(id=d.id, size_bytes=d.size_bytes, is_os_disk=d.is_os_disk)
+            for d in machine.inventory.disks
+        ],
+        last_applied_sequence=machine.replication.last_applied_sequence,
+        policy=appliance.policy,
+        plan=plan_ready_cycles(received, machine.replication.last_applied_sequence),
+        job=job,
+        upload_watch=machine.replication.upload_watch,
+    )
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    cycle: Cycle
+    recovery_point: RecoveryPoint
+    applied_at: datetime
+    bytes_applied: int
+
+
+def complete_cycle(
+    repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy, rules: HealthRules | None = None
+) -> list[RecoveryPoint]:
+    """One machine update (watermark, recovery point + retention, progress, lifecycle, health healed by
+    the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 on a retry;
+    one more event when health changed, and a job update when the cycle completed a repair. Returns the
+    points retention dropped.
+
+    A resync cycle is applied like an initial copy, but retention alone decides which recovery points
+    go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
+    """
+    cycle = outcome.cycle
+    health_rules = rules or health.health_settings().rules
+
+    def apply(machine: Machine) -> tuple[list[RecoveryPoint], Transition, str | None]:
+        dropped = machine.replication.add_recovery_point(
+            outcome.recovery_point,
+            keep_count=policy.recovery_point_retention_count,
+            keep_for=timedelta(hours=policy.recovery_point_retention_hours),
+            now=outcome.applied_at,
+        )
+        machine.record_cycle_applied(cycle.sequence, outcome.applied_at)
+        repaired_job: str | None = None
+        if cycle.kind in BASE_KINDS:
+            machine.replication.progress_percent = 100.0
+            machine.replication.current_errors = [
+                e
+                for e in machine.replication.current_errors
+                if e.disk_id is None or e.disk_id not in cycle.manifests
+            ]
+            if machine.state is MachineState.RESYNCING:
+                repaired_job = machine.active_job_id or ""
+            if machine.state in (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING):
+                transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
+        healed = health.record_cycle_success(
+            machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS, rules=health_rules
+        )
+        return dropped, healed, repaired_job
+
+    stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(cycle.machine_id, apply)
+    repos.cycles.put(
+        cycle.model_copy(
+            update={
+                "state": CycleState.APPLIED,
+                "applied_at": outcome.applied_at,
+                "bytes_applied": outcome.bytes_applied,
+            }
+        )
+    )
+    events = [
+        Event(
+            id=f"{cycle.id}-completed",
+            machine_id=cycle.machine_id,
+            time=outcome.applied_at,
+            type=health.CYCLE_COMPLETED,
+            severity=Severity.INFO,
+            message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
+            f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
+            f"{outcome.recovery_point.id} ({outcome.recovery_point.consistency.value}-consistent).",
+            cycle_id=cycle.id,
+            details={
+                "sequence": str(cycle.sequence),
+                "kind": cycle.kind.value,
+                "bytesApplied": str(outcome.bytes_applied),
+                "recoveryPoint": outcome.recovery_point.id,
+            },
+        )
+    ]
+    if healed.changed:
+        events.append(
+            health.health_event(
+                cycle.machine_id,
+                f"{cycle.id}-health",
+                outcome.applied_at,
+                healed,
+                f"cycle {cycle.id} applied",
+            )
+        )
+    if repaired_job is not None:
+        events.append(
+            Event(
+                id=f"{cycle.id}-repaired",
+                machine_id=cycle.machine_id,
+                time=outcome.applied_at,
+                type=health.REPAIR_COMPLETED,
+                severity=Severity.INFO,
+                cycle_id=cycle.id,
+                message=f"Repair replication completed: {cycle.kind.value} cycle {cycle.id} copied "
+                f"{', '.join(sorted(cycle.manifests))} in full; the machine is {stored.item.state.value} "
+                f"with {len(stored.item.replication.recovery_points)} recovery point(s) kept.",
+            )
+        )
+    for event in events:
+        repos.events.put(event)
+    if repaired_job is not None:
+        # Last: when the job says Succeeded, everything the repair did is recorded.
+        health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
+    return dropped
+
+
+def mark_cycles(
+    repos: Repositories,
+    machine_id: str,
+    cycle_ids: Sequence[str],
+    state: CycleState,
+    error: str | None = None,
+) -> None:
+    """Superseded or rejected cycles leave the inbox (one read-modify-write each, idempotent)."""
+    for cycle_id in cycle_ids:
+        stored = repos.cycles.get(cycle_id, partition_key=machine_id)
+        if stored is None or stored.item.state is state:
+            continue
+        repos.cycles.put(stored.item.model_copy(update={"state": state, "error": error}))
+
+
+def record_progress(repos: Repositories, machine_id: str, percent: float) -> None:
+    def apply(machine: Machine) -> None:
+        machine.replication.progress_percent = max(machine.replication.progress_percent, min(100.0, percent))
+
+    repos.machines.update_with_retry(machine_id, apply)
+
+
+def finish_job(
+    repos: Repositories, job: Job, status: JobStatus, *, now: datetime, error_message: str | None = None
+) -> Job:
+    """Every remaining step takes the job's final status; idempotent."""
+    error = JobError(code="Failed", message=error_message) if error_message else None
+    step_error = error if status is JobStatus.FAILED else None
+    steps = [
+        s
+        if s.status.finished
+        else s.model_copy(
+            update={"status": status, "start_time": s.start_time or now, "end_time": now, "error": step_error}
+        )
+        for s in job.steps
+    ]
+    done = job.model_copy(update={"status": status, "steps": steps, "updated_at": now, "error": error})
+    repos.jobs.put(done)
+    return done

@@ -1,0 +1,214 @@
+"""Machine use cases for operators: enable/stop replication, read state, health, progress and RPO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain.api import MachineDetail, MachineList, MachineSummary, RecoveryPointsSummary
+from shared.domain.cycle import Consistency
+from shared.domain.errors import ValidationFailed
+from shared.domain.job import Job, JobKind, JobStatus, JobStep
+from shared.domain.lifecycle import PROTECTED_STATES, MachineState, transition
+from shared.domain.machine import Health, Machine, ReplicationStatus
+from shared.domain.target import TargetSettings
+from shared.platform.documents import Query
+from shared.platform.repository import Repositories
+
+ENABLE_REPLICATION_STEPS = ("Validate target settings", "Create replica disks", "Start initial replication")
+STOP_REPLICATION_STEPS = ("Stop replication", "Delete replica disks and cached data")
+COMPLETE_MIGRATION_STEPS = ("Remove replica disks and cached data",)
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class EnableReplication:
+    machine_id: str
+    target: TargetSettings
+    job_id: str
+
+
+@dataclass(frozen=True)
+class StopReplication:
+    machine_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    """What the entry point needs to start (or not restart) the machine's orchestration."""
+
+    machine: Machine
+    job: Job
+    is_retry: bool
+
+
+def _new_job(job_id: str, kind: JobKind, machine_id: str, steps: tuple[str, ...], now: datetime) -> Job:
+    return Job(
+        id=job_id,
+        kind=kind,
+        machine_id=machine_id,
+        status=JobStatus.IN_PROGRESS,
+        steps=[JobStep(name=name) for name in steps],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def enable_replication(repos: Repositories, command: EnableReplication, *, now: datetime) -> JobStarted:
+    """Validate the target against the machine, move it to EnablingReplication, record the job.
+
+    404 unknown machine; 400 with one entry per problem; 409 when replication is already in place.
+    A retry of the same request while still EnablingReplication returns the same job (is_retry), so a
+    client or entry point that failed half-way can safely repeat it. Round-trips: 3 (read, replace, job).
+    """
+
+    def apply(machine: Machine) -> tuple[str, bool]:
+        # Validated against the very version being written (a discovery report may change the inventory).
+        problems = command.target.validate_for_machine(machine.inventory)
+        if problems:
+            raise ValidationFailed(problems)
+        if (
+            machine.state is MachineState.ENABLING_REPLICATION
+            and machine.target == command.target
+            and machine.active_job_id
+        ):
+            return machine.active_job_id, True
+        transition(machine, MachineState.ENABLING_REPLICATION, action="enable replication")
+        machine.target = command.target
+        machine.health = Health.HEALTHY
+        machine.replication = ReplicationStatus()
+        machine.active_job_id = command.job_id
+        machine.updated_at = now
+        return command.job_id, False
+
+    stored, (job_id, is_retry) = repos.machines.update_with_retry(command.machine_id, apply)
+    job = _new_job(job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now)
+    job.steps[0] = job.steps[0].model_copy(
+        update={"status": JobStatus.SUCCEEDED, "start_time": now, "end_time": now}
+    )
+    if is_retry:
+        existing = repos.jobs.get(job_id)
+        if existing is not None:
+            return JobStarted(stored.item, existing.item, True)
+    # put (upsert) under the id the machine already points to: repeating it is harmless.
+    repos.jobs.put(job)
+    return JobStarted(stored.item, job, is_retry)
+
+
+def stop_replication(repos: Repositories, command: StopReplication, *, now: datetime) -> JobStarted:
+    """Stop replication (-> ReplicationStopped), or after a migration complete it (-> MigrationCompleted).
+
+    The orchestration then deletes the replica data. 404/409 as for enable. Round-trips: 3.
+    """
+
+    def apply(machine: Machine) -> JobKind:
+        if machine.state is MachineState.MIGRATED:
+            transition(machine, MachineState.MIGRATION_COMPLETED, action="complete migration")
+            kind = JobKind.COMPLETE_MIGRATION
+        else:
+            transition(machine, MachineState.REPLICATION_STOPPED, action="stop replication")
+            kind = JobKind.STOP_REPLICATION
+        machine.active_job_id = command.job_id
+        machine.replication.current_errors = []
+        machine.health = Health.HEALTHY
+        machine.updated_at = now
+        return kind
+
+    stored, kind = repos.machines.update_with_retry(command.machine_id, apply)
+    steps = COMPLETE_MIGRATION_STEPS if kind is JobKind.COMPLETE_MIGRATION else STOP_REPLICATION_STEPS
+    job = _new_job(command.job_id, kind, command.machine_id, steps, now)
+    repos.jobs.put(job)
+    return JobStarted(stored.item, job, False)
+
+
+def rpo_seconds(machine: Machine, now: datetime) -> int | None:
+    """Current RPO: age of the latest recovery point, while replication is in place and a point exists."""
+    if machine.state not in PROTECTED_STATES:
+        return None
+    latest = machine.replication.latest_point()
+    if latest is None:
+        return None
+    return max(0, int((now - latest.time).total_seconds()))
+
+
+def _summary_fields(machine: Machine, now: datetime) -> dict[str, object]:
+    points = machine.replication.recovery_points
+    app = machine.replication.latest_point(Consistency.APP)
+    latest = machine.replication.latest_point()
+    return {
+        "id": machine.id,
+        "appliance_id": machine.appliance_id,
+        "display_name": machine.inventory.display_name,
+        "os_type": machine.inventory.os_type,
+        "firmware": machine.inventory.firmware,
+        "state": machine.state,
+        "health": machine.computed_health(),
+        "progress_percent": machine.replication.progress_percent,
+        "last_sync_time": machine.replication.last_sync_time,
+        "rpo_seconds": rpo_seconds(machine, now),
+        "recovery_points": RecoveryPointsSummary(
+            count=len(points),
+            oldest=min((p.time for p in points), default=None),
+            latest=latest.time if latest else None,
+            latest_app_consistent=app.time if app else None,
+        ),
+        "current_error_count": len(machine.replication.current_errors),
+    }
+
+
+def machine_summary(machine: Machine, now: datetime) -> MachineSummary:
+    return MachineSummary.model_validate(_summary_fields(machine, now))
+
+
+def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
+    return MachineDetail.model_validate(
+        {
+            **_summary_fields(machine, now),
+            "inventory": machine.inventory,
+            "target": machine.target,
+            "recovery_point_list": sorted(machine.replication.recovery_points, key=lambda p: p.time),
+            "current_errors": machine.replication.current_errors,
+            "events_url": f"/api/machines/{machine.id}/events",
+            "active_job_id": machine.active_job_id,
+            "discovered_at": machine.discovered_at,
+            "updated_at": machine.updated_at,
+        }
+    )
+
+
+def get_machine(repos: Repositories, machine_id: str, *, now: datetime) -> MachineDetail:
+    """One point read."""
+    return machine_detail(repos.machines.require(machine_id).item, now)
+
+
+def list_machines(
+    repos: Repositories,
+    *,
+    now: datetime,
+    appliance_id: str | None = None,
+    state: MachineState | None = None,
+    page_size: int = 50,
+    continuation: str | None = None,
+) -> MachineList:
+    """Operator listing: a cross-partition query (one round-trip per page), never used on a hot path."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationFailed.single("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}; got {page_size}")
+    equals: dict[str, object] = {}
+    if appliance_id is not None:
+        equals["applianceId"] = appliance_id
+    if state is not None:
+        equals["state"] = state.value
+    page = repos.machines.query_page(
+        Query(equals=equals, order_by="id"),
+        partition_key=None,
+        page_size=page_size,
+        continuation=continuation,
+    )
+    return MachineList(
+        machines=[machine_summary(m, now) for m in page.items], continuation_token=page.continuation
+    )
+
+
+def get_job(repos: Repositories, job_id: str) -> Job:
+    return repos.jobs.require(job_id).item
