@@ -1,0 +1,1 @@
+"""Jobs: the one writer of the `jobs` container (create, step changes, finish, read)."""
