@@ -8,8 +8,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id
+from shared.jobs import lifecycle as jobs
 from shared.platform.bootstrap import get_services
-from shared.replication import machines
 
 bp = func.Blueprint()
 
@@ -18,4 +18,4 @@ bp = func.Blueprint()
 @handle_errors
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    return json_response(machines.get_job(services.repos, path_id(req, "jobId")))
+    return json_response(jobs.require(services.repos, path_id(req, "jobId")))

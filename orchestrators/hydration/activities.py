@@ -48,8 +48,9 @@ from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleKind, CycleState
 from shared.domain.errors import DomainError
 from shared.domain.inventory import Firmware, OsType
-from shared.domain.job import JobStatus
+from shared.domain.job import JobStatus, StepChange
 from shared.domain.machine import Machine
+from shared.jobs import lifecycle as jobs
 from shared.migration import resources as ops
 from shared.migration import service as migration
 from shared.migration.tags import TAG_JOB_ID, Purpose, ResourceTags
@@ -156,11 +157,8 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
         plan.recovery_point_id,
         {d.disk_id: d.snapshot for d in plan.disks},
     )
-    migration.update_job_steps(
-        services.repos,
-        job.job_id,
-        [migration.StepChange(migration.STEP_PICK_POINT, JobStatus.SUCCEEDED, None)],
-        now=services.clock(),
+    jobs.finish_step(
+        services.repos, job.job_id, migration.STEP_PICK_POINT, JobStatus.SUCCEEDED, now=services.clock()
     )
     return {"plan": plan.model_dump(mode="json")}
 
@@ -550,10 +548,10 @@ def record_job_progress(payload: dict[str, Any]) -> None:
     progress = JobProgress.model_validate(payload)
     services = get_services()
 
-    def change(update: Any) -> migration.StepChange:
-        return migration.StepChange(update.name, JobStatus(update.status), update.message)
+    def change(update: Any) -> StepChange:
+        return StepChange(update.name, JobStatus(update.status), update.message)
 
-    migration.update_job_steps(
+    jobs.update_steps(
         services.repos,
         progress.job_id,
         [change(u) for u in progress.updates],

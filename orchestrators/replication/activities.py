@@ -38,11 +38,12 @@ from shared.appliances.commands import queue_command
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleState, RecoveryPoint
 from shared.domain.errors import DomainError, NotFound
-from shared.domain.job import JobStatus
+from shared.domain.job import JobError, JobStatus, current_step
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.health import service as health
 from shared.health.catalog import control_plane_error, match_domain_error
+from shared.jobs import lifecycle as jobs
 from shared.migration.service import pinned_snapshots
 from shared.migration.toolkit_bundle import hydration_container_of
 from shared.platform.bootstrap import get_services
@@ -58,6 +59,7 @@ from shared.replication.apply_engine import (
     verify_extents,
 )
 from shared.replication.delta_manifest import cycle_prefix, manifest_blob_name
+from shared.replication.machines import STEP_CREATE_REPLICAS
 from shared.replication.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
@@ -104,7 +106,9 @@ def create_replica_disks(payload: dict[str, Any]) -> list[dict[str, Any]]:
         )
         for d in machine.inventory.disks
     ]
-    _mark_step(ref, "Create replica disks", JobStatus.SUCCEEDED)
+    jobs.finish_step(
+        services.repos, ref.job_id, STEP_CREATE_REPLICAS, JobStatus.SUCCEEDED, now=services.clock()
+    )
     return [c.model_dump(mode="json") for c in created]
 
 
@@ -130,23 +134,24 @@ def start_initial_replication(payload: dict[str, Any]) -> None:
         cycle_kind="initial",
         now=now,
     )
-    job = services.repos.jobs.require(ref.job_id).item
-    cycles.finish_job(services.repos, job, JobStatus.SUCCEEDED, now=now)
+    jobs.finish(services.repos, ref.job_id, JobStatus.SUCCEEDED, now=now)
 
 
 @bp.activity_trigger(input_name="payload")
 def fail_job(payload: dict[str, Any]) -> None:
+    """The job's step that was running failed (retries exhausted); the steps after it never ran."""
     ref = JobRef.model_validate(payload)
     services = get_services()
-    job = services.repos.jobs.require(ref.job_id).item
-    if not job.status.finished:
-        cycles.finish_job(
-            services.repos,
-            job,
-            JobStatus.FAILED,
-            now=services.clock(),
-            error_message=str(payload.get("message") or "the job failed"),
-        )
+    job = jobs.require(services.repos, ref.job_id)
+    jobs.finish(
+        services.repos,
+        ref.job_id,
+        JobStatus.FAILED,
+        now=services.clock(),
+        error=JobError(code="Failed", message=str(payload.get("message") or "the job failed")),
+        # Replication jobs run their steps in order: the first one not finished is the one that failed.
+        failed_step=current_step(job),
+    )
 
 
 @bp.activity_trigger(input_name="payload")
@@ -178,8 +183,7 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
         m.replication.progress_percent = 0.0
 
     services.repos.machines.update_with_retry(machine.id, forget_points)
-    job = services.repos.jobs.require(ref.job_id).item
-    cycles.finish_job(services.repos, job, JobStatus.SUCCEEDED, now=services.clock())
+    jobs.finish(services.repos, ref.job_id, JobStatus.SUCCEEDED, now=services.clock())
 
 
 @bp.activity_trigger(input_name="payload")
@@ -504,18 +508,3 @@ def _dispose(prefix: str, also: list[str] | None = None) -> list[str]:
             log.warning("could not dispose of %s: %s", name, exc)
             remaining.append(name)
     return remaining
-
-
-def _mark_step(ref: JobRef, step_name: str, status: JobStatus) -> None:
-    services = get_services()
-    now = services.clock()
-
-    def mark(job: Any) -> None:
-        for index, step in enumerate(job.steps):
-            if step.name == step_name and step.status is not status:
-                job.steps[index] = step.model_copy(
-                    update={"status": status, "start_time": step.start_time or now, "end_time": now}
-                )
-        job.updated_at = now
-
-    services.repos.jobs.update_with_retry(ref.job_id, mark)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.domain.command import CommandKind
 from shared.domain.errors import Conflict
 from shared.domain.event import Event, Severity
-from shared.domain.job import Job, JobKind, JobStatus, JobStep
+from shared.domain.job import Job, JobKind, JobStatus, StepChange, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Health, Machine, MachineError, UploadWatch
 from shared.health.catalog import CATALOG, CatalogMatch, build_event, control_plane_error, render
@@ -38,6 +38,7 @@ from shared.health.rules import (
     record_heartbeat,
     record_success,
 )
+from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
 from shared.platform.settings import SettingsError
 
@@ -475,30 +476,24 @@ def start_repair(repos: Repositories, machine_id: str, *, job_id: str, now: date
     stored, (active_job, is_retry) = repos.machines.update_with_retry(machine_id, begin)
     machine = stored.item
     if is_retry:
-        existing = repos.jobs.get(active_job)
+        existing = jobs.get(repos, active_job)
         if existing is not None:
-            return RepairStarted(machine, existing.item, True)
-    job = Job(
-        id=job_id,
-        kind=JobKind.REPAIR_REPLICATION,
-        machine_id=machine.id,
-        status=JobStatus.IN_PROGRESS,
-        steps=[JobStep(name=name) for name in REPAIR_STEPS],
-        created_at=now,
-        updated_at=now,
-    )
-    repos.jobs.put(job)
+            return RepairStarted(machine, existing, True)
+    jobs.create(repos, new_job(job_id, JobKind.REPAIR_REPLICATION, machine.id, REPAIR_STEPS, now))
     disks = [d.id for d in machine.inventory.disks]
     event = _queue_resync(
         repos, machine, disks, request_id=job_id, at=now, why="the operator's request", automatic=False
     )
     repos.events.put(event)
-    job.steps[0] = job.steps[0].model_copy(
-        update={"status": JobStatus.SUCCEEDED, "start_time": now, "end_time": now}
+    job = jobs.update_steps(
+        repos,
+        job_id,
+        [
+            StepChange(REPAIR_STEPS[0], JobStatus.SUCCEEDED),
+            StepChange(REPAIR_STEPS[1], JobStatus.IN_PROGRESS),
+        ],
+        now=now,
     )
-    job.steps[1] = job.steps[1].model_copy(update={"status": JobStatus.IN_PROGRESS, "start_time": now})
-    job = job.model_copy(update={"updated_at": now})
-    repos.jobs.put(job)
     return RepairStarted(machine, job, False)
 
 
@@ -506,12 +501,9 @@ def finish_repair_job(repos: Repositories, job_id: str | None, *, now: datetime)
     """The resync cycle was applied: the operator's RepairReplication job (if any) succeeded."""
     if job_id is None:
         return
-    stored = repos.jobs.get(job_id)
-    if stored is None or stored.item.kind is not JobKind.REPAIR_REPLICATION or stored.item.status.finished:
-        return
-    from shared.replication.cycles import finish_job  # cycles imports this module
-
-    finish_job(repos, stored.item, JobStatus.SUCCEEDED, now=now)
+    job = jobs.get(repos, job_id)
+    if job is not None and job.kind is JobKind.REPAIR_REPLICATION:
+        jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
 
 
 # --- cycle start: the upload watch (1011) ----------------------------------------------------------------

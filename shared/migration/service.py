@@ -23,11 +23,12 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.errors import Conflict, NotFound, ValidationFailed
-from shared.domain.job import Job, JobError, JobKind, JobStatus, JobStep
+from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.wire import RequestModel
+from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
 from shared.platform.settings import SettingsError
 
@@ -176,18 +177,6 @@ class MigrationJobStarted:
     test_job_id: str | None = None  # cleanup: the test migration being undone
 
 
-def _job(job_id: str, kind: JobKind, machine_id: str, steps: tuple[str, ...], now: datetime) -> Job:
-    return Job(
-        id=job_id,
-        kind=kind,
-        machine_id=machine_id,
-        status=JobStatus.IN_PROGRESS,
-        steps=[JobStep(name=name) for name in steps],
-        created_at=now,
-        updated_at=now,
-    )
-
-
 def _check_point(machine: Machine, point_id: str) -> None:
     points = machine.replication.recovery_points
     if not points:
@@ -221,8 +210,7 @@ def start_test_migration(
         machine.updated_at = now
 
     stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = _job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now)
-    repos.jobs.put(job)
+    job = jobs.create(repos, new_job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now))
     return MigrationJobStarted(stored.item, job)
 
 
@@ -249,8 +237,9 @@ def start_test_migration_cleanup(
         return test_job
 
     stored, test_job_id = repos.machines.update_with_retry(machine_id, apply)
-    job = _job(job_id, JobKind.TEST_MIGRATION_CLEANUP, machine_id, (STEP_DELETE_TEST,), now)
-    repos.jobs.put(job)
+    job = jobs.create(
+        repos, new_job(job_id, JobKind.TEST_MIGRATION_CLEANUP, machine_id, (STEP_DELETE_TEST,), now)
+    )
     return MigrationJobStarted(stored.item, job, test_job_id)
 
 
@@ -271,108 +260,13 @@ def start_migration(
         machine.updated_at = now
 
     stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = _job(job_id, JobKind.MIGRATION, machine_id, migration_steps(request.shutdown_source), now)
-    repos.jobs.put(job)
+    job = jobs.create(
+        repos, new_job(job_id, JobKind.MIGRATION, machine_id, migration_steps(request.shutdown_source), now)
+    )
     return MigrationJobStarted(stored.item, job)
 
 
-# --- job progress ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepChange:
-    name: str
-    status: JobStatus
-    message: str | None = None
-
-
-def update_job_steps(
-    repos: Repositories,
-    job_id: str,
-    updates: list[StepChange],
-    *,
-    now: datetime,
-    add_after: str | None = None,
-    added: list[StepChange] | None = None,
-) -> Job:
-    """Set step statuses (and insert steps after `add_after`) in one read-modify-write; idempotent.
-
-    A step's message is kept in its `error` for failures and warnings (the only free text a step has)."""
-
-    def step_for(change: StepChange, existing: JobStep | None) -> JobStep:
-        start = existing.start_time if existing is not None and existing.start_time else now
-        finished = change.status.finished
-        error = (
-            JobError(code=change.status.value, message=change.message)
-            if change.message and change.status in (JobStatus.FAILED, JobStatus.WARNING)
-            else None
-        )
-        return JobStep(
-            name=change.name,
-            status=change.status,
-            start_time=start,
-            end_time=now if finished else None,
-            error=error,
-        )
-
-    def mutate(job: Job) -> Job:
-        steps = list(job.steps)
-        names = [s.name for s in steps]
-        if add_after is not None and added:
-            fresh = [c for c in added if c.name not in names]
-            at = names.index(add_after) + 1 if add_after in names else len(steps)
-            steps[at:at] = [step_for(c, None) for c in fresh]
-        for change in updates:
-            for index, step in enumerate(steps):
-                if step.name == change.name and not (step.status.finished and step.status is change.status):
-                    steps[index] = step_for(change, step)
-        job.steps = steps
-        job.updated_at = now
-        return job
-
-    stored, _ = repos.jobs.update_with_retry(job_id, mutate)
-    return stored.item
-
-
-def finish_job(
-    repos: Repositories,
-    job_id: str,
-    *,
-    succeeded: bool,
-    now: datetime,
-    error_code: str | None = None,
-    error_message: str | None = None,
-) -> Job:
-    """The job's final status; steps still open take it too (skipped steps of a failed job fail)."""
-    status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-
-    def mutate(job: Job) -> None:
-        if job.status.finished:
-            return
-        job.steps = [
-            s
-            if s.status.finished
-            else s.model_copy(
-                update={
-                    "status": status
-                    if s.status is JobStatus.IN_PROGRESS or succeeded
-                    else JobStatus.CANCELLED,
-                    "start_time": s.start_time or now,
-                    "end_time": now,
-                }
-            )
-            for s in job.steps
-        ]
-        job.status = status
-        job.error = (
-            None
-            if succeeded
-            else JobError(code=error_code or "Failed", message=error_message or "the job failed")
-        )
-        job.updated_at = now
-
-    stored, _ = repos.jobs.update_with_retry(job_id, mutate)
-    return stored.item
+# --- job end --------------------------------------------------------------------------------------------
 
 
 # What each job's end does to the machine: (from, on success, on failure).
@@ -404,7 +298,7 @@ def end_job(
 ) -> Job:
     """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
     the machine already moved and the job already finished)."""
-    job = repos.jobs.require(job_id).item
+    job = jobs.require(repos, job_id)
     source, success, failure = _OUTCOMES[job.kind]
 
     def move(machine: Machine) -> None:
@@ -415,9 +309,10 @@ def end_job(
         machine.updated_at = now
 
     repos.machines.update_with_retry(job.machine_id, move)
-    return finish_job(
-        repos, job_id, succeeded=succeeded, now=now, error_code=error_code, error_message=error_message
-    )
+    if succeeded:
+        return jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
+    error = JobError(code=error_code or "Failed", message=error_message or "the job failed")
+    return jobs.finish(repos, job_id, JobStatus.FAILED, now=now, error=error)
 
 
 def is_test_migration_live(repos: Repositories, job: Job) -> bool:
@@ -430,13 +325,6 @@ def is_test_migration_live(repos: Repositories, job: Job) -> bool:
         and stored.item.active_job_id == job.id
         and stored.item.state is MachineState.TEST_MIGRATED
     )
-
-
-def require_job(repos: Repositories, job_id: str) -> Job:
-    stored = repos.jobs.get(job_id)
-    if stored is None:
-        raise NotFound(f"job {job_id} not found")
-    return stored.item
 
 
 # --- recovery points in use -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from shared.appliances.events import CycleUploaded
 from shared.domain.cycle import Cycle, CycleKind, CycleState, RecoveryPoint
 from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFailed
 from shared.domain.event import Event, Severity
-from shared.domain.job import Job, JobError, JobStatus
+from shared.domain.job import Job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine, UploadWatch
 from shared.domain.policy import ReplicationPolicy
@@ -348,22 +348,3 @@ def record_progress(repos: Repositories, machine_id: str, percent: float) -> Non
         machine.replication.progress_percent = max(machine.replication.progress_percent, min(100.0, percent))
 
     repos.machines.update_with_retry(machine_id, apply)
-
-
-def finish_job(
-    repos: Repositories, job: Job, status: JobStatus, *, now: datetime, error_message: str | None = None
-) -> Job:
-    """Every remaining step takes the job's final status; idempotent."""
-    error = JobError(code="Failed", message=error_message) if error_message else None
-    step_error = error if status is JobStatus.FAILED else None
-    steps = [
-        s
-        if s.status.finished
-        else s.model_copy(
-            update={"status": status, "start_time": s.start_time or now, "end_time": now, "error": step_error}
-        )
-        for s in job.steps
-    ]
-    done = job.model_copy(update={"status": status, "steps": steps, "updated_at": now, "error": error})
-    repos.jobs.put(done)
-    return done

@@ -8,15 +8,20 @@ from datetime import datetime
 from shared.domain.api import MachineDetail, MachineList, MachineSummary, RecoveryPointsSummary
 from shared.domain.cycle import Consistency
 from shared.domain.errors import ValidationFailed
-from shared.domain.job import Job, JobKind, JobStatus, JobStep
+from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import PROTECTED_STATES, MachineState, transition
 from shared.domain.machine import Health, Machine, ReplicationStatus
 from shared.domain.target import TargetSettings
+from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
-ENABLE_REPLICATION_STEPS = ("Validate target settings", "Create replica disks", "Start initial replication")
-STOP_REPLICATION_STEPS = ("Stop replication", "Delete replica disks and cached data")
+STEP_VALIDATE_TARGET = "Validate target settings"
+STEP_CREATE_REPLICAS = "Create replica disks"
+STEP_START_INITIAL = "Start initial replication"
+STEP_STOP_REPLICATION = "Stop replication"
+ENABLE_REPLICATION_STEPS = (STEP_VALIDATE_TARGET, STEP_CREATE_REPLICAS, STEP_START_INITIAL)
+STOP_REPLICATION_STEPS = (STEP_STOP_REPLICATION, "Delete replica disks and cached data")
 COMPLETE_MIGRATION_STEPS = ("Remove replica disks and cached data",)
 MAX_PAGE_SIZE = 100
 
@@ -41,18 +46,6 @@ class JobStarted:
     machine: Machine
     job: Job
     is_retry: bool
-
-
-def _new_job(job_id: str, kind: JobKind, machine_id: str, steps: tuple[str, ...], now: datetime) -> Job:
-    return Job(
-        id=job_id,
-        kind=kind,
-        machine_id=machine_id,
-        status=JobStatus.IN_PROGRESS,
-        steps=[JobStep(name=name) for name in steps],
-        created_at=now,
-        updated_at=now,
-    )
 
 
 def enable_replication(repos: Repositories, command: EnableReplication, *, now: datetime) -> JobStarted:
@@ -83,16 +76,19 @@ def enable_replication(repos: Repositories, command: EnableReplication, *, now: 
         return command.job_id, False
 
     stored, (job_id, is_retry) = repos.machines.update_with_retry(command.machine_id, apply)
-    job = _new_job(job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now)
-    job.steps[0] = job.steps[0].model_copy(
-        update={"status": JobStatus.SUCCEEDED, "start_time": now, "end_time": now}
+    # The validation ran above: that step is done when the job is recorded.
+    job = finish_step(
+        new_job(job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now),
+        STEP_VALIDATE_TARGET,
+        JobStatus.SUCCEEDED,
+        now=now,
     )
     if is_retry:
-        existing = repos.jobs.get(job_id)
+        existing = jobs.get(repos, job_id)
         if existing is not None:
-            return JobStarted(stored.item, existing.item, True)
-    # put (upsert) under the id the machine already points to: repeating it is harmless.
-    repos.jobs.put(job)
+            return JobStarted(stored.item, existing, True)
+    # An upsert under the id the machine already points to: repeating it is harmless.
+    jobs.create(repos, job)
     return JobStarted(stored.item, job, is_retry)
 
 
@@ -117,8 +113,12 @@ def stop_replication(repos: Repositories, command: StopReplication, *, now: date
 
     stored, kind = repos.machines.update_with_retry(command.machine_id, apply)
     steps = COMPLETE_MIGRATION_STEPS if kind is JobKind.COMPLETE_MIGRATION else STOP_REPLICATION_STEPS
-    job = _new_job(command.job_id, kind, command.machine_id, steps, now)
-    repos.jobs.put(job)
+    job = new_job(command.job_id, kind, command.machine_id, steps, now)
+    if kind is JobKind.STOP_REPLICATION:
+        # The move to ReplicationStopped above stopped it (no cycle is accepted any more); the
+        # orchestration deletes the data.
+        job = finish_step(job, STEP_STOP_REPLICATION, JobStatus.SUCCEEDED, now=now)
+    jobs.create(repos, job)
     return JobStarted(stored.item, job, False)
 
 
@@ -208,7 +208,3 @@ def list_machines(
     return MachineList(
         machines=[machine_summary(m, now) for m in page.items], continuation_token=page.continuation
     )
-
-
-def get_job(repos: Repositories, job_id: str) -> Job:
-    return repos.jobs.require(job_id).item

@@ -10,10 +10,11 @@ import pytest
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.inventory import MachineInventory
-from shared.domain.job import JobKind, JobStatus
+from shared.domain.job import JobKind, JobStatus, StepChange
 from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
+from shared.jobs import lifecycle as jobs
 from shared.migration import service as m
 from shared.platform.repository import Repositories
 from shared.platform.settings import SettingsError
@@ -126,12 +127,12 @@ def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_whic
 ) -> None:
     _machine(repos)
     m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
-    m.update_job_steps(
+    jobs.update_steps(
         repos,
         "job-t",
         [
-            m.StepChange(m.STEP_PICK_POINT, JobStatus.SUCCEEDED),
-            m.StepChange(m.STEP_COPY_DISKS, JobStatus.IN_PROGRESS),
+            StepChange(m.STEP_PICK_POINT, JobStatus.SUCCEEDED),
+            StepChange(m.STEP_COPY_DISKS, JobStatus.IN_PROGRESS),
         ],
         now=NOW,
     )
@@ -142,6 +143,8 @@ def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_whic
     statuses = {s.name: s.status for s in job.steps}
     assert statuses[m.STEP_PICK_POINT] is JobStatus.SUCCEEDED
     assert statuses[m.STEP_COPY_DISKS] is JobStatus.FAILED  # the step that was running
+    failing = next(s for s in job.steps if s.name == m.STEP_COPY_DISKS)
+    assert failing.error == job.error  # and why
     assert statuses[m.STEP_CREATE_VM] is JobStatus.CANCELLED  # never started
     assert repos.machines.require("web01").item.state is MachineState.REPLICATING
     # Repeating the end (a retried activity) changes nothing.
@@ -168,14 +171,14 @@ def test_toolkit_steps_are_inserted_after_the_preparation_step_once(repos: Repos
     _machine(repos)
     m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
     added = [
-        m.StepChange("Prepare: validate_fstab", JobStatus.SUCCEEDED),
-        m.StepChange("Prepare: install_azure_linux_agent", JobStatus.WARNING, "install waagent after boot"),
+        StepChange("Prepare: validate_fstab", JobStatus.SUCCEEDED),
+        StepChange("Prepare: install_azure_linux_agent", JobStatus.WARNING, "install waagent after boot"),
     ]
     for _ in range(2):  # idempotent: a retried activity inserts nothing twice
-        job = m.update_job_steps(
+        job = jobs.update_steps(
             repos,
             "job-t",
-            [m.StepChange(m.STEP_PREPARE, JobStatus.WARNING, "see steps")],
+            [StepChange(m.STEP_PREPARE, JobStatus.WARNING, "see steps")],
             now=NOW,
             add_after=m.STEP_PREPARE,
             added=added,

@@ -23,6 +23,7 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
 from shared.replication import machines
 from tests.support.memory_store import InMemoryDocumentStore
@@ -365,11 +366,16 @@ def test_stop_replication_and_complete_migration(repos: Repositories, machine_id
         stopped.machine.state is MachineState.REPLICATION_STOPPED
         and stopped.job.kind is JobKind.STOP_REPLICATION
     )
+    # The move above stopped replication; the orchestration deletes the data.
+    assert [(s.name, s.status) for s in jobs.require(repos, "job-stop").steps] == [
+        ("Stop replication", JobStatus.SUCCEEDED),
+        ("Delete replica disks and cached data", JobStatus.NOT_STARTED),
+    ]
     set_state(repos, machine_id, MachineState.MIGRATED)
     completed = machines.stop_replication(repos, machines.StopReplication(machine_id, "job-done"), now=NOW)
     assert completed.machine.state is MachineState.MIGRATION_COMPLETED
     assert completed.job.kind is JobKind.COMPLETE_MIGRATION
-    assert machines.get_job(repos, "job-done").machine_id == machine_id
+    assert jobs.require(repos, "job-done").machine_id == machine_id
 
 
 # -- commands ---------------------------------------------------------------------------------------------
