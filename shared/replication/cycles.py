@@ -25,6 +25,7 @@ from shared.domain.machine import Machine, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.health import service as health
 from shared.health.rules import HealthRules, Transition
+from shared.jobs import lifecycle as jobs
 from shared.platform.documents import AlreadyExists, Query
 from shared.platform.repository import Repositories
 
@@ -202,8 +203,8 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
     )
     job = None
     if machine.state in OWN_JOB_STATES and machine.active_job_id:
-        stored = repos.jobs.get(machine.active_job_id)
-        job = stored.item if stored is not None and not stored.item.status.finished else None
+        job = jobs.get(repos, machine.active_job_id)
+        job = job if job is not None and not job.status.finished else None
     return ReplicationView(
         machine_id=machine.id,
         appliance_id=machine.appliance_id,
