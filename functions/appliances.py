@@ -32,17 +32,18 @@ from shared.appliances.events import (
     Heartbeat,
     parse_appliance_event,
 )
-from shared.domain.api import CommandList, RegisterApplianceRequest
+from shared.domain.api import CommandList, CycleSignal, RegisterApplianceRequest
 from shared.domain.appliance import Appliance
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.health.service import health_settings
+from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import Services, get_services
 from shared.replication import cycles
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +146,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 client,
                 payload.machine_id,
                 CYCLE_UPLOADED_SIGNAL,
-                {"cycleId": payload.cycle_id, "sequence": payload.sequence},
+                CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence),
             )
         elif isinstance(payload, CycleFailed):
             recorded = await asyncio.to_thread(
@@ -177,7 +178,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                     client,
                     payload.machine_id,
                     CYCLE_UPLOADED_SIGNAL,
-                    {"cycleId": payload.cycle_id, "started": True},
+                    CycleSignal(cycle_id=payload.cycle_id, started=True),
                 )
     except PERMANENT as exc:
         log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)

@@ -30,9 +30,10 @@ from functions.http_errors import handle_errors, json_response, path_id, query_i
 from shared.domain.api import AcceptedJob, EventList
 from shared.health import events
 from shared.health import service as health
+from shared.platform.blueprints import blueprint
 from shared.platform.bootstrap import get_services
 
-bp = func.Blueprint()
+bp = blueprint()
 log = logging.getLogger(__name__)
 
 

@@ -39,11 +39,12 @@ from shared.domain.wire import RequestModel
 from shared.migration import service as migration
 from shared.migration.sweeper import JobState, sweep_temporary_resources
 from shared.platform.arm_clients import build_arm_clients
+from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import get_services
 from shared.platform.settings import get_settings
 from shared.platform.telemetry import get_telemetry
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=RequestModel)
 

@@ -37,8 +37,9 @@ from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.migration.service import MigrationRequest, TestMigrationRequest
+from shared.platform.blueprints import blueprint
 
-bp = func.Blueprint()
+bp = blueprint()
 
 Auth = Literal["operator", "appliance", "operatorOrAppliance"]
 
@@ -219,7 +220,7 @@ _ERROR_TEXT = {
     404: "Not found",
     409: "Conflicts with the machine's state (details list the allowed next states)",
 }
-_SECURITY = {
+_SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
     # Either an operator (key only) or an appliance (key + its credential).

@@ -19,10 +19,11 @@ from orchestrators.names import OPERATOR_REQUEST
 from shared.domain.api import AcceptedJob, MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
+from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import get_services
 from shared.replication import machines
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 def _new_job_id() -> str:
@@ -38,7 +39,7 @@ async def deliver_operator_request(
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
     await wake_machine_orchestration(
-        client, started.machine.id, OPERATOR_REQUEST, request.to_wire(), only_if_not_running=started.is_retry
+        client, started.machine.id, OPERATOR_REQUEST, request, only_if_not_running=started.is_retry
     )
 
 

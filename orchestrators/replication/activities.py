@@ -12,7 +12,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from orchestrators.replication.contracts import (
@@ -26,6 +25,7 @@ from orchestrators.replication.contracts import (
     DisposeTimeout,
     GenerationView,
     HealthTimings,
+    JobFailure,
     JobRef,
     MachineRef,
     ProgressUpdate,
@@ -38,13 +38,14 @@ from shared.appliances.commands import queue_command
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleState, RecoveryPoint
 from shared.domain.errors import DomainError, NotFound
-from shared.domain.job import JobStatus
+from shared.domain.job import Job, JobStatus
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.health import service as health
 from shared.health.catalog import control_plane_error, match_domain_error
 from shared.migration.service import pinned_snapshots
 from shared.migration.toolkit_bundle import hydration_container_of
+from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
 from shared.platform.storage import cache_container, ensure_containers_exist, replica_container
@@ -67,7 +68,7 @@ from shared.replication.replica_disks import (
 )
 
 log = logging.getLogger(__name__)
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 class ReportedDomainError(DomainError):
@@ -136,16 +137,16 @@ def start_initial_replication(payload: dict[str, Any]) -> None:
 
 @bp.activity_trigger(input_name="payload")
 def fail_job(payload: dict[str, Any]) -> None:
-    ref = JobRef.model_validate(payload)
+    failure = JobFailure.model_validate(payload)
     services = get_services()
-    job = services.repos.jobs.require(ref.job_id).item
+    job = services.repos.jobs.require(failure.job_id).item
     if not job.status.finished:
         cycles.finish_job(
             services.repos,
             job,
             JobStatus.FAILED,
             now=services.clock(),
-            error_message=str(payload.get("message") or "the job failed"),
+            error_message=failure.message or "the job failed",
         )
 
 
@@ -510,7 +511,7 @@ def _mark_step(ref: JobRef, step_name: str, status: JobStatus) -> None:
     services = get_services()
     now = services.clock()
 
-    def mark(job: Any) -> None:
+    def mark(job: Job) -> None:
         for index, step in enumerate(job.steps):
             if step.name == step_name and step.status is not status:
                 job.steps[index] = step.model_copy(

@@ -56,6 +56,12 @@ class JobRef(Payload):
     job_id: str
 
 
+class JobFailure(JobRef):
+    """The job's retries ran out: it ends Failed with this message."""
+
+    message: str
+
+
 class DiskApply(Payload):
     machine_id: str
     cycle_id: str

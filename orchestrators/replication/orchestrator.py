@@ -27,7 +27,7 @@ or a crash costs at most one idle period, never a cycle.
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -63,9 +63,11 @@ from orchestrators.replication.contracts import (
     DisposeTimeout,
     GenerationView,
     HealthTimings,
+    JobFailure,
     JobRef,
     MachineRef,
     OrchestrationState,
+    Payload,
     PendingDisposal,
     ProgressUpdate,
     ResyncRequest,
@@ -268,7 +270,8 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
     except Exception as exc:
         # Retries exhausted: the job says why and the orchestration ends; the operator's retry of the
         # request starts a fresh one.
-        yield context.call_activity(fail_job, {**_dump(job), "message": str(exc)})
+        failure = JobFailure(machine_id=job.machine_id, job_id=job.job_id, message=str(exc))
+        yield context.call_activity(fail_job, _dump(failure))
         return True
     return False
 
@@ -372,7 +375,7 @@ def _apply_cycle(
     return completed.undisposed
 
 
-def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: Any) -> Orchestration:
+def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: datetime) -> Orchestration:
     timer = context.create_timer(deadline)
     cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
@@ -385,6 +388,6 @@ def _continue(context: df.DurableOrchestrationContext, state: OrchestrationState
     context.continue_as_new(state.model_copy(update={"generation": state.generation + 1}).to_input())
 
 
-def _dump(payload: Any) -> dict[str, Any]:
+def _dump(payload: Payload) -> dict[str, Any]:
     dumped: dict[str, Any] = payload.model_dump(mode="json")
     return dumped
