@@ -1,4 +1,4 @@
-"""Operator routes for test migration (C6) and migration (C7) (function keys, authLevel FUNCTION).
+"""Operator routes for test migration and migration (function keys, authLevel FUNCTION).
 
 POST /api/machines/{id}/test-migrate          {"recoveryPoint": "latest"|<id>, "preparedManually": bool}
 POST /api/machines/{id}/test-migrate/cleanup

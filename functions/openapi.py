@@ -3,7 +3,7 @@
 The schemas come from the models (no hand-written copies); this module only lists the operations, and
 tests/unit/test_api_openapi.py checks that list against the routes actually registered on the app.
 
-Auth level FUNCTION, not anonymous: the mission asks that every endpoint be authenticated, everyone who
+Auth level FUNCTION, not anonymous: every endpoint but liveness is authenticated, everyone who
 needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
 to an attacker. It contains no data, so any function key may read it.
 """

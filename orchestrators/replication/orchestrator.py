@@ -10,7 +10,7 @@ run. Runbook of one generation:
 2. Drop cycles that can never apply (older than the watermark, or before a newer whole-disk copy).
 3. Before a cycle, the previous cycle's artefacts (its cached uploads) must be gone: retry their
    disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
-   DisposeArtefactsTimedOut (the seed's WaitingForArtefactsDisposalPreCycle).
+   DisposeArtefactsTimedOut (Azure Migrate's WaitingForArtefactsDisposalPreCycle).
 4. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
    snapshot per disk), then record it (which heals health); a rejected upload changes nothing, raises
    the catalog's error and asks for a resync.
@@ -205,7 +205,7 @@ def _dispose_before_cycle(
     state: OrchestrationState,
     next_cycle: Cycle,
 ) -> Orchestration:
-    """The seed's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
+    """Azure Migrate's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
     after each full timeout period without success, raise 181008 once."""
     pending = state.pending_disposal
     assert pending is not None

@@ -1,6 +1,6 @@
 """Apply one disk's delta manifest from the cache storage account to its replica page blob.
 
-The contract (MISSION C2): every extent's checksum is verified before anything is written; a missing,
+The contract: every extent's checksum is verified before anything is written; a missing,
 truncated, oversized, changed or corrupt upload raises a `CycleRejected` subclass and the replica is
 left byte-identical; re-applying the same manifest gives the same replica.
 
