@@ -22,6 +22,7 @@ import azure.functions as func
 
 from functions.http_errors import bearer_token, handle_errors, json_response, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.appliances import commands
 from shared.appliances import registry as appliances
@@ -39,7 +40,6 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.health.service import health_settings
-from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import Services, get_services
 from shared.replication import cycles
 

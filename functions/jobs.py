@@ -8,7 +8,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id
-from shared.platform.blueprints import blueprint
+from orchestrators.blueprints import blueprint
 from shared.platform.bootstrap import get_services
 from shared.replication import machines
 

@@ -4,7 +4,7 @@ import json
 
 import azure.functions as func
 
-from shared.platform.blueprints import blueprint
+from orchestrators.blueprints import blueprint
 
 bp = blueprint()
 

@@ -31,6 +31,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.hydration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
@@ -39,7 +40,6 @@ from shared.domain.wire import RequestModel
 from shared.migration import service as migration
 from shared.migration.sweeper import JobState, sweep_temporary_resources
 from shared.platform.arm_clients import build_arm_clients
-from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import get_services
 from shared.platform.settings import get_settings
 from shared.platform.telemetry import get_telemetry

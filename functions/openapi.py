@@ -19,6 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orchestrators.blueprints import blueprint
 from shared.domain.api import (
     AcceptedJob,
     ApplianceRegistered,
@@ -37,7 +38,6 @@ from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.migration.service import MigrationRequest, TestMigrationRequest
-from shared.platform.blueprints import blueprint
 
 bp = blueprint()
 

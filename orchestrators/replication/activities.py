@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.replication.contracts import (
     CycleCompleted,
     CycleCompletion,
@@ -45,7 +46,6 @@ from shared.health import service as health
 from shared.health.catalog import control_plane_error, match_domain_error
 from shared.migration.service import pinned_snapshots
 from shared.migration.toolkit_bundle import hydration_container_of
-from shared.platform.blueprints import durable_blueprint
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
 from shared.platform.storage import cache_container, ensure_containers_exist, replica_container

@@ -1,13 +1,13 @@
-"""Typed Functions blueprints for the triggers (functions/) and the orchestrations (orchestrators/).
+"""Typed Functions blueprints for the orchestrations (orchestrators/) and the triggers (functions/).
 
 azure-functions leaves `Blueprint()` unannotated and azure-functions-durable ships no type information,
 so every trigger decorator would erase the signature of the function it registers and `mypy --strict`
 could not check a trigger, an orchestrator or an activity. These factories return the SDK's own
-blueprints, typed by the decorators the app uses.
+blueprints, typed by the decorators the app uses. They live here, not in shared/, because shared/
+never imports the Functions runtime; functions/ may import orchestrators/.
 
 A decorated function stays callable with its own signature: the SDK replaces it by a FunctionBuilder,
-whose `__call__` forwards to the function (tests call activities that way), and `call_activity` takes
-it as the activity's name.
+whose `__call__` forwards to the function, and `call_activity` takes it as the activity's name.
 """
 
 from __future__ import annotations
