@@ -49,7 +49,8 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration appliance bench
+	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators
+	$(VENV)/bin/lint-imports
 
 bench: deps
 	$(PY) -m bench

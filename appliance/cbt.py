@@ -7,7 +7,7 @@ the end of the previous cycle; `"*"` asks for every area holding data (the initi
 The bitmap is persisted beside the image (`<image>.ctk.json`, like VMware's `-ctk.vmdk`) when the
 tracker is flushed or closed. Like CBT after an unclean shutdown, a tracker that cannot vouch for
 its bitmap (state file missing or unreadable, image changed outside the tracker, different tracker
-instance) raises ChangeTrackingReset: the seeds' "An error occurred while trying to fetch changed
+instance) raises ChangeTrackingReset: the catalog's "An error occurred while trying to fetch changed
 blocks"; the caller resyncs (hash diff or full copy) and the control plane records the event.
 """
 

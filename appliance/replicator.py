@@ -2,7 +2,7 @@
 
 Two flavours of change tracking, as on-premises:
 - `vmware`: changed block tracking (appliance/cbt.py); a delta is QueryChangedDiskAreas since the last
-  cycle's change id; a CBT reset is reported as the seed's "An error occurred while trying to fetch
+  cycle's change id; a CBT reset is reported as the catalog's "An error occurred while trying to fetch
   changed blocks" and left to the control plane, which asks for a resync (automatically or on repair).
 - `hyperv`: Hyper-V Replica change logs (appliance/hrl.py); each cycle freezes the log and uploads it.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-# ARCHITECTURE.md section 5. (comparison, bound); metrics still to be written by their owners are listed
+# The performance targets the control plane is held to (comparison, bound); metrics not measured yet are listed
 # so results.json shows them as pending rather than silently missing.
 TARGETS: dict[str, tuple[str, float]] = {
     "apply_throughput_ratio": (">=", 0.9),

@@ -1,4 +1,4 @@
-"""Control-plane overhead per cycle on the whole local stack (ARCHITECTURE.md section 5):
+"""Control-plane overhead per cycle on the whole local stack (targets in bench/__main__.py):
 
 - `cycle_latency_p50_s` / `_p95_s`: a 1 MiB delta, from the appliance publishing `CycleUploaded` to the
   cycle applied, its recovery point recorded in Cosmos and its uploads disposed of (observed by polling

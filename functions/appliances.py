@@ -22,6 +22,7 @@ import azure.functions as func
 
 from functions.http_errors import bearer_token, handle_errors, json_response, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.appliances import commands
 from shared.appliances import registry as appliances
@@ -32,7 +33,7 @@ from shared.appliances.events import (
     Heartbeat,
     parse_appliance_event,
 )
-from shared.domain.api import CommandList, RegisterApplianceRequest
+from shared.domain.api import CommandList, CycleSignal, RegisterApplianceRequest
 from shared.domain.appliance import Appliance
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
@@ -42,7 +43,7 @@ from shared.health.service import health_settings
 from shared.platform.bootstrap import Services, get_services
 from shared.replication import cycles
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +146,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 client,
                 payload.machine_id,
                 CYCLE_UPLOADED_SIGNAL,
-                {"cycleId": payload.cycle_id, "sequence": payload.sequence},
+                CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence),
             )
         elif isinstance(payload, CycleFailed):
             recorded = await asyncio.to_thread(
@@ -177,7 +178,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                     client,
                     payload.machine_id,
                     CYCLE_UPLOADED_SIGNAL,
-                    {"cycleId": payload.cycle_id, "started": True},
+                    CycleSignal(cycle_id=payload.cycle_id, started=True),
                 )
     except PERMANENT as exc:
         log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)

@@ -27,12 +27,13 @@ import uuid
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id, query_int
+from orchestrators.blueprints import blueprint
 from shared.domain.api import AcceptedJob, EventList
 from shared.health import events
 from shared.health import service as health
 from shared.platform.bootstrap import get_services
 
-bp = func.Blueprint()
+bp = blueprint()
 log = logging.getLogger(__name__)
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id
+from orchestrators.blueprints import blueprint
 from shared.jobs import lifecycle as jobs
 from shared.platform.bootstrap import get_services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.route(route="jobs/{jobId}", methods=["GET"])

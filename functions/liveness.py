@@ -4,7 +4,9 @@ import json
 
 import azure.functions as func
 
-bp = func.Blueprint()
+from orchestrators.blueprints import blueprint
+
+bp = blueprint()
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

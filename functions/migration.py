@@ -1,4 +1,4 @@
-"""Operator routes for test migration (C6) and migration (C7) (function keys, authLevel FUNCTION).
+"""Operator routes for test migration and migration (function keys, authLevel FUNCTION).
 
 POST /api/machines/{id}/test-migrate          {"recoveryPoint": "latest"|<id>, "preparedManually": bool}
 POST /api/machines/{id}/test-migrate/cleanup
@@ -31,6 +31,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.hydration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
@@ -43,7 +44,7 @@ from shared.platform.bootstrap import get_services
 from shared.platform.settings import get_settings
 from shared.platform.telemetry import get_telemetry
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=RequestModel)
 

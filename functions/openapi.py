@@ -3,7 +3,7 @@
 The schemas come from the models (no hand-written copies); this module only lists the operations, and
 tests/unit/test_api_openapi.py checks that list against the routes actually registered on the app.
 
-Auth level FUNCTION, not anonymous: the mission asks that every endpoint be authenticated, everyone who
+Auth level FUNCTION, not anonymous: every endpoint but liveness is authenticated, everyone who
 needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
 to an attacker. It contains no data, so any function key may read it.
 """
@@ -19,6 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orchestrators.blueprints import blueprint
 from shared.domain.api import (
     AcceptedJob,
     ApplianceRegistered,
@@ -38,7 +39,7 @@ from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 
-bp = func.Blueprint()
+bp = blueprint()
 
 Auth = Literal["operator", "appliance", "operatorOrAppliance"]
 
@@ -219,7 +220,7 @@ _ERROR_TEXT = {
     404: "Not found",
     409: "Conflicts with the machine's state (details list the allowed next states)",
 }
-_SECURITY = {
+_SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
     # Either an operator (key only) or an appliance (key + its credential).

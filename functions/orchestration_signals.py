@@ -8,11 +8,11 @@ instance that won.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import azure.durable_functions as df
 
 from orchestrators.names import MACHINE_REPLICATION, machine_instance_id
+from shared.domain.wire import WireModel
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,15 @@ async def wake_machine_orchestration(
     client: df.DurableOrchestrationClient,
     machine_id: str,
     event_name: str,
-    payload: dict[str, Any],
+    signal: WireModel,
     *,
     only_if_not_running: bool = False,
 ) -> str:
     """Returns "raised", "started" or "running". The orchestration re-reads its work from Cosmos either
-    way, so the payload is informative only and a duplicate wake-up is harmless; `only_if_not_running`
+    way, so the signal is informative only and a duplicate wake-up is harmless; `only_if_not_running`
     spares a running instance a wake-up it already had (a client retrying the same request)."""
     instance_id = machine_instance_id(machine_id)
+    payload = signal.to_wire()
     status = await client.get_status(instance_id)
     if status is not None and status.runtime_status in _ALIVE:
         if only_if_not_running:

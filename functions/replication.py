@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from functions.http_errors import handle_errors, json_response, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import OPERATOR_REQUEST
 from shared.domain.api import AcceptedJob, MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
@@ -22,7 +23,7 @@ from shared.domain.target import TargetSettings
 from shared.platform.bootstrap import get_services
 from shared.replication import machines
 
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 def _new_job_id() -> str:
@@ -38,7 +39,7 @@ async def deliver_operator_request(
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
     await wake_machine_orchestration(
-        client, started.machine.id, OPERATOR_REQUEST, request.to_wire(), only_if_not_running=started.is_retry
+        client, started.machine.id, OPERATOR_REQUEST, request, only_if_not_running=started.is_retry
     )
 
 

@@ -150,7 +150,7 @@ class GuestFS:
         return Change(step, guest_path, True, before, _show(content), saved, note)
 
     def move_away(self, step: str, guest_path: str, note: str = "") -> Change:
-        """Moves a file into the backup area (the seed's "move or remove")."""
+        """Moves a file into the backup area (the preparation's "move or remove")."""
         src = self.path(guest_path, follow_last=False)
         if not os.path.lexists(src):
             return Change(step, guest_path, False, None, None, note=note)

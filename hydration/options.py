@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-DEFAULT_WORK_ROOT = "/mnt/azure_sms_root"  # the seed's base mount point
+DEFAULT_WORK_ROOT = "/mnt/azure_sms_root"  # Azure Migrate's base mount point
 DEFAULT_PAYLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "payload")
 
 

@@ -1,4 +1,4 @@
-"""Finding the OS: mount each filesystem read-only and look for the seed's marker files."""
+"""Finding the OS: mount each filesystem read-only and look for the OS's marker files."""
 
 from __future__ import annotations
 

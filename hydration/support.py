@@ -1,4 +1,4 @@
-"""Which guest OS versions get automatic hydration (seed 000's list plus newer releases)."""
+"""Which guest OS versions get automatic hydration (those Azure Migrate lists plus newer releases)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from enum import StrEnum
 
 
 class SupportLevel(StrEnum):
-    SEED = "automatic"  # listed by seed 000
-    NEWER = "automatic (newer release)"  # releases after the seed, prepared the same way
+    LISTED = "automatic"  # listed by Azure Migrate as prepared automatically
+    NEWER = "automatic (newer release)"  # releases after that list, prepared the same way
     MANUAL = "manual preparation required"
 
 
@@ -24,7 +24,7 @@ def _r(distro: str, major: int, minors: tuple[int, ...] | None, level: SupportLe
     return Rule(distro, major, minors, level)
 
 
-S, N = SupportLevel.SEED, SupportLevel.NEWER
+S, N = SupportLevel.LISTED, SupportLevel.NEWER
 
 # SLES minors are service packs; Ubuntu minors are the month (04 or 10).
 LINUX_RULES: tuple[Rule, ...] = (
@@ -93,8 +93,8 @@ def windows_release(major: int, minor: int, build: int, server: bool) -> Windows
         if rmaj < 10 or build == first_build:
             return release
         # A server build between the long-term releases (a semi-annual/annual channel build):
-        # the seed covers "Windows Server 2008 or later", so it is still prepared automatically.
-        return WindowsRelease(f"Windows Server build {build}", SupportLevel.SEED)
+        # Azure Migrate covers "Windows Server 2008 or later", so it is still prepared automatically.
+        return WindowsRelease(f"Windows Server build {build}", SupportLevel.LISTED)
     if (major, minor) >= (6, 0):
-        return WindowsRelease(f"Windows Server {major}.{minor} build {build}", SupportLevel.SEED)
+        return WindowsRelease(f"Windows Server {major}.{minor} build {build}", SupportLevel.LISTED)
     return WindowsRelease(f"Windows Server {major}.{minor} build {build}", SupportLevel.MANUAL)

@@ -1,1 +1,2 @@
-"""Durable orchestrators (deterministic) and their activities."""
+"""Durable orchestrations (deterministic) with their activities and typed contracts, one package per
+capability."""

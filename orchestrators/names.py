@@ -1,7 +1,7 @@
 """Names shared by HTTP starters and orchestrators, so a rename cannot silently break the seam.
 
 The per-machine orchestration (one instance per machine, "one writer per machine") is registered
-under MACHINE_REPLICATION by orchestrators/ (written separately). HTTP starters deliver each operator
+under MACHINE_REPLICATION by orchestrators/replication/orchestrator.py. HTTP starters deliver each operator
 request to it: start it with the request as input when it is not running, raise OPERATOR_REQUEST on
 it when it is.
 """

@@ -1,1 +1,2 @@
-"""The product's domain and adapters. No Azure Functions imports here."""
+"""Everything below the triggers and orchestrations: `domain` (pure models), `platform` (settings, stores,
+clients, telemetry), then one package per capability. No Azure Functions imports here (ruff TID251)."""

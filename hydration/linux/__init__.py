@@ -1,1 +1,1 @@
-"""Linux guests: inspection, the per-distribution family table and the seed's steps."""
+"""Linux guests: inspection, the per-distribution family table and the preparation steps."""

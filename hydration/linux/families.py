@@ -20,10 +20,10 @@ class Family:
     package_ext: str  # bundled agent package format
     agent_packages: tuple[str, ...]  # names in the distribution's own repositories
     agent_services: tuple[str, ...]
-    # NetworkManager is removed (seed: RHEL and Ubuntu) up to this major version; None: never.
+    # NetworkManager is removed (Azure's preparation: RHEL and Ubuntu) up to this major version; None: never.
     remove_network_manager_up_to: int | None
     network_manager_package: str
-    # Keys the seed writes to the eth0 configuration, in order.
+    # Keys Azure's preparation writes to the eth0 configuration, in order.
     eth0_config: str
     sysconfig_network: str | None
 

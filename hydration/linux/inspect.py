@@ -29,7 +29,7 @@ NETWORK_FILESYSTEMS = (
     "lustre",
     "ocfs2",
 )
-# Mount points that belong to the OS (seed: /boot, /boot/efi, /var, /lib, /etc, /usr ...).
+# Mount points that belong to the OS (/boot, /boot/efi, /var, /lib, /etc, /usr ...).
 SYSTEM_MOUNTS = ("/boot", "/usr", "/var", "/lib", "/lib64", "/etc", "/opt")
 _STD_DEVICE = re.compile(r"^/dev/(sd|hd|vd|xvd)([a-z]+)(\d*)$")
 

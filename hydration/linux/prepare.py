@@ -1,4 +1,4 @@
-"""prepare_linux(): seed 000's Linux section as an ordered list of steps."""
+"""prepare_linux(): Azure's preparation of a machine for migration (Linux) as an ordered list of steps."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from hydration.scan import Found
 from hydration.steps import StepRunner
 from hydration.support import SupportLevel
 
-# The seed's steps after discovery, in its order.
+# The preparation steps after discovery, in Azure's documented order.
 LINUX_STEPS: tuple[tuple[str, Callable[[s.LinuxContext], list[Change]]], ...] = (
     ("rebuild_initrd", s.rebuild_initrd),
     ("enable_serial_console", s.enable_serial_console),
@@ -213,7 +213,7 @@ _MANUAL_HINTS = {
 
 
 def _manual_steps(report: Report) -> list[str]:
-    """One line per change the dry run found, each with the seed's instruction for its step."""
+    """One line per change the dry run found, each with the instruction for its step."""
     out = []
     for record in report.steps:
         hint = _MANUAL_HINTS.get(record.name)

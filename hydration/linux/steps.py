@@ -1,4 +1,4 @@
-"""One function per step of seed 000's Linux section, in the seed's order.
+"""One function per step of Azure's preparation of a machine for migration (Linux), in Azure's documented order.
 
 Every step checks first and changes only what differs, backing up before it writes, so a
 second run returns only unchanged records.
@@ -79,7 +79,7 @@ class LinuxContext:
         return None
 
 
-# ---- seed step 3: Hyper-V drivers in the initrd ------------------------------------------------
+# ---- step 3: Hyper-V drivers in the initrd ------------------------------------------------
 
 
 def find_initrd(ctx: LinuxContext, kernel: str) -> str | None:
@@ -233,7 +233,7 @@ def _rebuild_one(ctx: LinuxContext, tool: str, kernel: str, initrd: str, missing
     )
 
 
-# ---- seed step 4: serial console ----------------------------------------------------------------
+# ---- step 4: serial console ----------------------------------------------------------------
 
 
 def fix_cmdline(args: str) -> str:
@@ -354,7 +354,7 @@ def enable_serial_console(ctx: LinuxContext) -> list[Change]:
     return changes
 
 
-# ---- seed step 5: network -------------------------------------------------------------------
+# ---- step 5: network -------------------------------------------------------------------
 
 
 def remove_persistent_net_rules(ctx: LinuxContext) -> list[Change]:
@@ -367,7 +367,7 @@ def remove_persistent_net_rules(ctx: LinuxContext) -> list[Change]:
         )
     ]
     generator = "75-persistent-net-generator.rules"
-    # The seed masks the generator on RHEL; elsewhere only where the generator exists.
+    # Azure's preparation masks the generator on RHEL; elsewhere only where the generator exists.
     if (
         ctx.family.name == "redhat"
         or ctx.fs.exists(f"/lib/udev/rules.d/{generator}")
@@ -467,7 +467,7 @@ def reset_sysconfig_network(ctx: LinuxContext) -> list[Change]:
     return [ctx.fs.write_text("reset_sysconfig_network", "/etc/sysconfig/network", content)]
 
 
-# ---- seed step 6: fstab ---------------------------------------------------------------------------
+# ---- step 6: fstab ---------------------------------------------------------------------------
 
 
 def validate_fstab(ctx: LinuxContext) -> list[Change]:
@@ -508,7 +508,7 @@ def validate_fstab(ctx: LinuxContext) -> list[Change]:
         else:
             disk_index = letter_map.get((prefix, disk_letter_index), disk_letter_index)
             if disk_index not in system_disks:
-                continue  # another disk: the seed replaces only root/boot and partitions on their disk
+                continue  # another disk: only root, /boot and partitions on their disk are replaced
             vol = next(
                 (
                     v
@@ -530,7 +530,7 @@ def validate_fstab(ctx: LinuxContext) -> list[Change]:
     return [ctx.fs.write_text(step, "/etc/fstab", new_text, note="; ".join(notes))]
 
 
-# ---- seed step 7: Azure Linux agent -----------------------------------------------------------------
+# ---- step 7: Azure Linux agent -----------------------------------------------------------------
 
 
 def _agent_installed(ctx: LinuxContext) -> str | None:

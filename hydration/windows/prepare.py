@@ -1,4 +1,4 @@
-"""prepare_windows(): seed 000's Windows section as an ordered list of steps."""
+"""prepare_windows(): Azure's preparation of a machine for migration (Windows) as an ordered list of steps."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class WindowsInspection:
 
 
 def prepare_windows(found: Found, disks: DiskSet, opts: Options, report: Report, runner: StepRunner) -> None:
-    del disks  # Windows needs only the OS volume (seed: the OS disk alone is attached)
+    del disks  # Windows needs only the OS volume (the OS disk alone is attached)
     if os.path.ismount(opts.work_root):
         raise HydrationError(
             f"{opts.work_root} is already a mount point: run 'umount {opts.work_root}' and retry"

@@ -1,4 +1,4 @@
-"""One function per step of seed 000's Windows section, each on the offline SYSTEM hive."""
+"""One function per step of Azure's preparation of a machine for migration (Windows), each on the offline SYSTEM hive."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hydration (C4) as a sub-orchestration: recovery point -> prepared disks -> the VM, nothing left behind.
+"""Hydration as a sub-orchestration: recovery point -> prepared disks -> the VM, nothing left behind.
 
 Runbook, with the ARM waits on the critical path counted (each number is one sequential wait):
 1. In parallel: per disk, a server-side copy of the recovery point's snapshot to its own blob and a

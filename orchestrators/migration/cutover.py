@@ -1,4 +1,4 @@
-"""Migration (C7, cutover), its own orchestration instance `job-{jobId}`.
+"""Migration (the cutover), its own orchestration instance `job-{jobId}`.
 
 Runbook: optionally shut the source down (ShutDownSource to the appliance), then a final on-demand
 cycle (RunCycle final) so nothing written before the cutover is lost; wait (a durable timer loop)

@@ -1,4 +1,4 @@
-"""Test migration (C6) and its clean-up, each its own orchestration instance `job-{jobId}`.
+"""Test migration and its clean-up, each its own orchestration instance `job-{jobId}`.
 
 Test migration: plan (pick the recovery point, resolve the test VNet), then the hydration
 sub-orchestration builds the VM in the isolated test VNet from copies of that point; the replica is

@@ -12,9 +12,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.replication.contracts import (
     CycleCompleted,
     CycleCompletion,
@@ -26,6 +26,7 @@ from orchestrators.replication.contracts import (
     DisposeTimeout,
     GenerationView,
     HealthTimings,
+    JobFailure,
     JobRef,
     MachineRef,
     ProgressUpdate,
@@ -69,7 +70,7 @@ from shared.replication.replica_disks import (
 )
 
 log = logging.getLogger(__name__)
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 class ReportedDomainError(DomainError):
@@ -140,15 +141,15 @@ def start_initial_replication(payload: dict[str, Any]) -> None:
 @bp.activity_trigger(input_name="payload")
 def fail_job(payload: dict[str, Any]) -> None:
     """The job's step that was running failed (retries exhausted); the steps after it never ran."""
-    ref = JobRef.model_validate(payload)
+    failure = JobFailure.model_validate(payload)
     services = get_services()
-    job = jobs.require(services.repos, ref.job_id)
+    job = jobs.require(services.repos, failure.job_id)
     jobs.finish(
         services.repos,
-        ref.job_id,
+        failure.job_id,
         JobStatus.FAILED,
         now=services.clock(),
-        error=JobError(code="Failed", message=str(payload.get("message") or "the job failed")),
+        error=JobError(code="Failed", message=failure.message or "the job failed"),
         # Replication jobs run their steps in order: the first one not finished is the one that failed.
         failed_step=current_step(job),
     )

@@ -19,7 +19,7 @@ class Payload(BaseModel):
 
 class PendingDisposal(BaseModel):
     """An applied cycle whose cache artefacts could not all be deleted: the next cycle waits for them
-    (the seed's WaitingForArtefactsDisposalPreCycle) and 181008 is raised after each timeout period."""
+    (Azure Migrate's WaitingForArtefactsDisposalPreCycle) and 181008 is raised after each timeout period."""
 
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
@@ -54,6 +54,12 @@ class MachineRef(Payload):
 class JobRef(Payload):
     machine_id: str
     job_id: str
+
+
+class JobFailure(JobRef):
+    """The job's retries ran out: it ends Failed with this message."""
+
+    message: str
 
 
 class DiskApply(Payload):

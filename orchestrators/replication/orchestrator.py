@@ -10,7 +10,7 @@ run. Runbook of one generation:
 2. Drop cycles that can never apply (older than the watermark, or before a newer whole-disk copy).
 3. Before a cycle, the previous cycle's artefacts (its cached uploads) must be gone: retry their
    disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
-   DisposeArtefactsTimedOut (the seed's WaitingForArtefactsDisposalPreCycle).
+   DisposeArtefactsTimedOut (Azure Migrate's WaitingForArtefactsDisposalPreCycle).
 4. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
    snapshot per disk), then record it (which heals health); a rejected upload changes nothing, raises
    the catalog's error and asks for a resync.
@@ -27,7 +27,7 @@ or a crash costs at most one idle period, never a cycle.
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -63,9 +63,11 @@ from orchestrators.replication.contracts import (
     DisposeTimeout,
     GenerationView,
     HealthTimings,
+    JobFailure,
     JobRef,
     MachineRef,
     OrchestrationState,
+    Payload,
     PendingDisposal,
     ProgressUpdate,
     ResyncRequest,
@@ -203,7 +205,7 @@ def _dispose_before_cycle(
     state: OrchestrationState,
     next_cycle: Cycle,
 ) -> Orchestration:
-    """The seed's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
+    """Azure Migrate's WaitingForArtefactsDisposalPreCycle: retry disposing of the previous cycle's artefacts;
     after each full timeout period without success, raise 181008 once."""
     pending = state.pending_disposal
     assert pending is not None
@@ -268,7 +270,8 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
     except Exception as exc:
         # Retries exhausted: the job says why and the orchestration ends; the operator's retry of the
         # request starts a fresh one.
-        yield context.call_activity(fail_job, {**_dump(job), "message": str(exc)})
+        failure = JobFailure(machine_id=job.machine_id, job_id=job.job_id, message=str(exc))
+        yield context.call_activity(fail_job, _dump(failure))
         return True
     return False
 
@@ -372,7 +375,7 @@ def _apply_cycle(
     return completed.undisposed
 
 
-def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: Any) -> Orchestration:
+def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: datetime) -> Orchestration:
     timer = context.create_timer(deadline)
     cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
@@ -385,6 +388,6 @@ def _continue(context: df.DurableOrchestrationContext, state: OrchestrationState
     context.continue_as_new(state.model_copy(update={"generation": state.generation + 1}).to_input())
 
 
-def _dump(payload: Any) -> dict[str, Any]:
+def _dump(payload: Payload) -> dict[str, Any]:
     dumped: dict[str, Any] = payload.model_dump(mode="json")
     return dumped

@@ -1,4 +1,4 @@
-"""The appliance events (normative, ARCHITECTURE.md section 4), as typed payloads.
+"""The appliance events, as typed payloads: a contract with every deployed appliance, changed only compatibly.
 
 Appliances publish them to the Event Grid topic in the Event Grid schema or as CloudEvents, with
 `subject` = `machines/{id}` (or `appliances/{id}` for a heartbeat). The event's `data` is validated

@@ -128,6 +128,17 @@ class OperatorRequest(WireModel):
     kind: JobKind
 
 
+class CycleSignal(WireModel):
+    """What the Event Grid trigger tells the machine's orchestration when it wakes it about a cycle.
+
+    Informative only: the orchestration re-reads its inbox and upload watch from Cosmos.
+    """
+
+    cycle_id: str
+    sequence: int | None = Field(default=None, description="set when the cycle was uploaded")
+    started: bool = Field(default=False, description="the appliance started the cycle (upload deadline set)")
+
+
 class MachineListQuery(RequestModel):
     """Query string of GET /api/machines."""
 

@@ -1,6 +1,6 @@
 """Replication policy served to an appliance (Hyper-V provider / VMware appliance).
 
-Ranges are the seed's (Hyper-V replication, "control upload throughput"): upload bandwidth limit
+Ranges are Azure Migrate's (Hyper-V replication, "control upload throughput"): upload bandwidth limit
 512 Kbps to 1,023 Mbps for work and non-work hours; upload threads per VM default 4, maximum 32.
 Bandwidth is in Kbps with binary prefixes (1 Mbps = 1,024 Kbps) as the Recovery Services agent's
 throttling dialog uses, so 1,023 Mbps = 1,047,552 Kbps.

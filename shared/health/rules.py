@@ -1,4 +1,4 @@
-"""A replicating machine's health as pure functions of a small state record (MISSION C3).
+"""A replicating machine's health as pure functions of a small state record.
 
 The per-machine orchestration's activities feed it what happened (a failed cycle, an applied cycle, a
 heartbeat, the passing of time) and get back the new state, the health, the errors to raise events for

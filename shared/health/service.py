@@ -1,4 +1,4 @@
-"""Replication health, wired to the machine document (MISSION C3).
+"""Replication health, wired to the machine document: the only code that writes a machine's health.
 
 `shared.health.rules` decides (pure functions of a `HealthState`); this module keeps that state
 on the machine (`ReplicationStatus.health_state`), derives `Machine.health` and `current_errors` from it,

@@ -38,7 +38,7 @@ _EXCLUDED_PARTS: Final = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache
 # build time: the helper's NSG admits no package mirror), else, only when a tool is missing, apt-get (which
 # works where the network allows it, e.g. in the operator's subnet). The rest goes to
 # `python3 -m hydration prepare` unchanged.
-# The work root defaults to the seed's /mnt/azure_sms_root on a real helper. The local ARM endpoint runs
+# The work root defaults to /mnt/azure_sms_root (Azure Migrate's) on a real helper. The local ARM endpoint runs
 # scripts on one shared host (it sets AZURE_LOCAL_DISKS), so there each run assembles its guest inside
 # its own download folder instead, and concurrent jobs cannot meet in one mount tree.
 RUN_SCRIPT: Final = """#!/bin/sh

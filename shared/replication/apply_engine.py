@@ -1,6 +1,6 @@
 """Apply one disk's delta manifest from the cache storage account to its replica page blob.
 
-The contract (MISSION C2): every extent's checksum is verified before anything is written; a missing,
+The contract: every extent's checksum is verified before anything is written; a missing,
 truncated, oversized, changed or corrupt upload raises a `CycleRejected` subclass and the replica is
 left byte-identical; re-applying the same manifest gives the same replica.
 
@@ -66,13 +66,11 @@ from shared.replication.delta_manifest import (
     DeltaManifest,
     Extent,
     ManifestInvalid,
-    cycle_prefix,
 )
 from shared.replication.replica_disks import (
     META_SOURCE_SIZE,
     ReplicaNotFound,
     ReplicaSizeMismatch,
-    replica_blob_name,
 )
 from shared.replication.vhd import fixed_vhd_size, round_up_to_mib
 
@@ -976,21 +974,6 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def apply_manifest_blob(
-    manifest_blob_name: str,
-    *,
-    cache: ContainerClient,
-    replicas: ContainerClient,
-    machine_id: str | None = None,
-    cycle_id: str | None = None,
-    options: ApplyOptions | None = None,
-) -> ApplyResult:
-    """Activity-shaped entry point: load a manifest by name, find its replica, apply."""
-    manifest = load_manifest(cache, manifest_blob_name, machine_id=machine_id, cycle_id=cycle_id)
-    replica = replicas.get_blob_client(replica_blob_name(manifest.machine_id, manifest.disk_id))
-    return apply_extents(manifest, cache=cache, replica=replica, options=options)
-
-
 def verify_extents(
     manifest: DeltaManifest,
     *,
@@ -1002,59 +985,12 @@ def verify_extents(
     checksum), without writing anything; raises the same errors.
 
     `apply_extents` verifies again (its writes are pinned to its own verification), so verifying first
-    costs one more read of the data; `apply_cycle` verifies all disks and writes them with one read.
+    costs one more read of the data: the price of verifying every disk of a multi-disk cycle before
+    writing any of them.
     """
     run = _Apply(manifest, cache, replica, options or ApplyOptions(), _default_signer)
     run._check_replica()
     run._verify(run._check_sources(), _plan_pieces(manifest.extents))
-
-
-def apply_cycle(
-    manifests: Sequence[DeltaManifest],
-    *,
-    cache: ContainerClient,
-    replicas: ContainerClient,
-    options: ApplyOptions | None = None,
-    source_url_signer: SourceUrlSigner | None = None,
-) -> list[ApplyResult]:
-    """Apply every disk of one cycle all-or-nothing: every disk is checked and verified (and spooled)
-    before the first write to any replica, so one damaged disk leaves every replica unchanged.
-
-    Disks are verified one after another, each with the engine's bounded parallelism, so memory stays
-    bounded; the spools (local disk) of all disks exist until the writes finish.
-    """
-    opts = options or ApplyOptions()
-    signer = source_url_signer or _default_signer
-    runs = [
-        _Apply(m, cache, replicas.get_blob_client(replica_blob_name(m.machine_id, m.disk_id)), opts, signer)
-        for m in manifests
-    ]
-    cycles = {(m.machine_id, m.cycle_id) for m in manifests}
-    if len(cycles) > 1:
-        raise ManifestMismatch(f"apply_cycle takes the manifests of one cycle, got {sorted(cycles)}")
-    try:
-        for run in runs:
-            run.prepare()
-        return [run.commit() for run in runs]
-    finally:
-        for run in runs:
-            run.close()
-
-
-def dispose_cycle_data(cache: ContainerClient, machine_id: str, cycle_id: str) -> int:
-    """Delete an applied (or rejected) cycle's data blobs and manifests; returns how many were deleted.
-
-    Idempotent: blobs already gone are skipped, so a retried disposal finishes the job. Call it only
-    once the cycle's recovery point exists (or the cycle was rejected): it is the last copy of the delta.
-    """
-    deleted = 0
-    for blob in cache.list_blobs(name_starts_with=cycle_prefix(machine_id, cycle_id)):
-        try:
-            cache.delete_blob(blob.name)
-        except ResourceNotFoundError:
-            continue
-        deleted += 1
-    return deleted
 
 
 __all__ = [
@@ -1071,10 +1007,7 @@ __all__ = [
     "ManifestMismatch",
     "SpoolMode",
     "WritePath",
-    "apply_cycle",
     "apply_extents",
-    "apply_manifest_blob",
-    "dispose_cycle_data",
     "forget_capabilities",
     "load_manifest",
     "supports_put_page_from_url",

@@ -1,7 +1,7 @@
 """The hydration chain end to end on the local ARM endpoint: replica -> Import -> snapshot -> copy ->
 helper VM -> Custom Script Extension running the real toolkit on the copy's loop device -> report blob.
 
-This is the shape of C4 with real protocols everywhere except the VM itself (the script runs on this
+This is the shape of hydration in production, with real protocols everywhere except the VM itself (the script runs on this
 host, standing in for the helper's OS). It needs root and the hydration test tools.
 """
 

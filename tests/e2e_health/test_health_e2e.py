@@ -1,4 +1,4 @@
-"""Replication health end to end on the local stack (MISSION C3): appliance events in through Event Grid,
+"""Replication health end to end on the local stack: appliance events in through Event Grid,
 the per-machine orchestration and its activities on the local Durable extension, Cosmos and Azurite
 underneath, and the operator's HTTP API to observe. Nothing is faked: faults are injected the way they
 happen (a CycleFailed from the appliance, a cycle that never finishes uploading, a lease that blocks a

@@ -257,7 +257,7 @@ def _check_fstab(guest: Guest, layout: Layout, layout_name: str, tmp: Path) -> N
         assert by_mp["/boot"] == f"UUID={BOOT_UUID}"
         assert by_mp["swap"] == f"UUID={SWAP_UUID}"  # same disk as root and /boot
         assert by_mp["/var/lib/extra"] == f"UUID={DATA_UUID}"  # a logical partition on that disk
-        assert by_mp["/backup"] == "/dev/sdb1"  # another disk: the seed leaves it
+        assert by_mp["/backup"] == "/dev/sdb1"  # another disk: left as it is
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, hydrate: Any) -> None:

@@ -18,7 +18,7 @@ from hydration.support import SupportLevel, linux_support, windows_release
 from tests.hydration.images import make_initrd, newc
 
 
-def test_fix_cmdline_adds_serial_console_and_removes_the_seed_arguments() -> None:
+def test_fix_cmdline_adds_serial_console_and_removes_the_boot_splash_arguments() -> None:
     out = fix_cmdline("root=/dev/sda2 ro crashkernel=auto rhgb quiet console=ttyS0,9600")
     assert out == "root=/dev/sda2 ro console=ttyS0,115200n8 earlyprintk=ttyS0,115200 rootdelay=300"
     assert fix_cmdline(out) == out
@@ -62,16 +62,16 @@ def test_fstab_parser_skips_comments_and_keeps_line_numbers() -> None:
 @pytest.mark.parametrize(
     ("distro", "version", "level"),
     [
-        ("rhel", "7.9", SupportLevel.SEED),
+        ("rhel", "7.9", SupportLevel.LISTED),
         ("rhel", "7.2", SupportLevel.MANUAL),
         ("rhel", "9.4", SupportLevel.NEWER),
         ("centos", "7.8", SupportLevel.MANUAL),
-        ("centos", "6.10", SupportLevel.SEED),
-        ("ol", "7.7", SupportLevel.SEED),
+        ("centos", "6.10", SupportLevel.LISTED),
+        ("ol", "7.7", SupportLevel.LISTED),
         ("ol", "8.6", SupportLevel.MANUAL),
-        ("sles", "15.1", SupportLevel.SEED),
+        ("sles", "15.1", SupportLevel.LISTED),
         ("sles", "15.5", SupportLevel.NEWER),
-        ("ubuntu", "19.10", SupportLevel.SEED),
+        ("ubuntu", "19.10", SupportLevel.LISTED),
         ("ubuntu", "24.04", SupportLevel.NEWER),
         ("ubuntu", "23.10", SupportLevel.MANUAL),
         ("debian", "12.5", SupportLevel.NEWER),
@@ -88,7 +88,7 @@ def test_windows_support_matrix() -> None:
     assert windows_release(6, 1, 7601, True).name == "Windows Server 2008 R2"
     assert windows_release(10, 0, 17763, True).name == "Windows Server 2019"
     assert windows_release(10, 0, 26100, True).level is SupportLevel.NEWER
-    assert windows_release(10, 0, 14393, True).level is SupportLevel.SEED
+    assert windows_release(10, 0, 14393, True).level is SupportLevel.LISTED
     assert windows_release(10, 0, 19045, False).level is SupportLevel.MANUAL
     assert windows_release(5, 2, 3790, True).level is SupportLevel.MANUAL
 

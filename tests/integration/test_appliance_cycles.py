@@ -35,11 +35,12 @@ from appliance import (
 )
 from devhost.emulators import EmulatorEndpoints
 from shared.domain.cycle import CycleKind
-from shared.replication.apply_engine import ApplyOptions, apply_manifest_blob
+from shared.replication.apply_engine import ApplyOptions
 from shared.replication.checksums import ChecksumAlgorithm
 from shared.replication.delta_manifest import DeltaManifest
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
 from shared.replication.vhd import FOOTER_SIZE
+from tests.support.apply_cycles import apply_manifest_blob
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,7 @@ from shared.replication.apply_engine import (
     ManifestMismatch,
     SpoolMode,
     WritePath,
-    apply_cycle,
     apply_extents,
-    apply_manifest_blob,
-    dispose_cycle_data,
     endpoint_key,
     forget_capabilities,
     load_manifest,
@@ -46,6 +43,7 @@ from shared.replication.replica_disks import (
     read_replica_footer,
 )
 from shared.replication.vhd import FOOTER_SIZE, MIB
+from tests.support.apply_cycles import apply_cycle, apply_manifest_blob, dispose_cycle_data
 
 pytestmark = pytest.mark.integration
 

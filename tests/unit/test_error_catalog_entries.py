@@ -1,4 +1,4 @@
-"""The catalog as data: complete for seed 003, unambiguous, and every entry renders into something an
+"""The catalog as data: complete for Azure Migrate's documented replication errors, unambiguous, and every entry renders into something an
 operator can act on."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from shared.health.catalog.models import template_fields
 
 ALL = [pytest.param(entry, id=entry.name) for entry in CATALOG.entries]
 
-# MISSION C3 and seed 003: the errors the catalog must hold, with the attributes they were given.
+# The errors the catalog must hold (Azure Migrate's documented ones and ours), with their attributes.
 # (code, name, severity, retryable, auto_repairable, scope, event type)
 REQUIRED = [
     (
@@ -151,7 +151,7 @@ REQUIRED = [
 
 
 @pytest.mark.parametrize(("code", "name", "severity", "retryable", "auto", "scope", "event_type"), REQUIRED)
-def test_the_seed_errors_are_catalogued(
+def test_the_documented_errors_are_catalogued(
     code: str, name: str, severity: Severity, retryable: bool, auto: bool, scope: Scope, event_type: EventType
 ) -> None:
     entry = CATALOG[code]
@@ -237,7 +237,7 @@ def test_every_format_matches_its_examples_to_this_entry_first(entry: CatalogEnt
             assert match_appliance_error(None, example).entry is entry, example
 
 
-def test_every_operator_action_the_seed_names_is_in_the_recommendations() -> None:
+def test_every_operator_action_the_guide_names_is_in_the_recommendations() -> None:
     def text(name: str) -> str:
         return " ".join(CATALOG[name].recommendations)
 

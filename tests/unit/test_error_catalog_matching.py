@@ -1,4 +1,4 @@
-"""Every message format of seed 003 maps to its entry with its placeholders; unknown errors are kept."""
+"""Every documented appliance message format maps to its entry with its placeholders; unknown errors are kept."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from shared.health.catalog import (
     match_domain_error,
 )
 
-# The seed's sample messages, verbatim from the English original of seeds/003 (including its placeholder
+# The sample messages of Azure Migrate's guide "Troubleshooting replication issues in agentless VMware VM migration", verbatim from its English original (including its placeholder
 # words such as VMName and its typographic quotes), with the entry and the placeholders each must yield.
-SEED_MESSAGES: list[tuple[str, str, dict[str, str]]] = [
+DOCUMENTED_MESSAGES: list[tuple[str, str, dict[str, str]]] = [
     (
         "The upload of data for disk DiskPath, DiskId of virtual machine VMName; VMId did not complete "
         "within the expected time.",
@@ -104,8 +104,10 @@ SEED_MESSAGES: list[tuple[str, str, dict[str, str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("message", "name", "values"), SEED_MESSAGES, ids=[n for _, n, _ in SEED_MESSAGES])
-def test_each_seed_message_matches_its_entry_and_extracts_placeholders(
+@pytest.mark.parametrize(
+    ("message", "name", "values"), DOCUMENTED_MESSAGES, ids=[n for _, n, _ in DOCUMENTED_MESSAGES]
+)
+def test_each_documented_message_matches_its_entry_and_extracts_placeholders(
     message: str, name: str, values: dict[str, str]
 ) -> None:
     match = match_appliance_error(None, message)
@@ -117,8 +119,8 @@ def test_each_seed_message_matches_its_entry_and_extracts_placeholders(
     assert match.error_code == CATALOG[name].code
 
 
-def test_every_appliance_entry_with_a_format_has_a_seed_sample_here() -> None:
-    sampled = {name for _, name, _ in SEED_MESSAGES}
+def test_every_appliance_entry_with_a_format_has_a_documented_sample_here() -> None:
+    sampled = {name for _, name, _ in DOCUMENTED_MESSAGES}
     with_formats = {e.name for e in CATALOG.entries if e.formats}
     assert with_formats == sampled
 
@@ -191,12 +193,12 @@ def test_a_code_names_its_entry_by_id_or_name_in_any_case(code: str) -> None:
     match = match_appliance_error(code, "upload did not finish")
     assert match.entry.name == "DiskUploadTimedOut"
     assert match.matched_by is MatchedBy.CODE
-    assert match.values == {}  # the message is not in the seed's format: nothing to extract
+    assert match.values == {}  # the message is not in the documented format: nothing to extract
     assert match.message == "upload did not finish"
 
 
 def test_a_code_match_still_extracts_placeholders_from_the_message() -> None:
-    message = SEED_MESSAGES[0][0]
+    message = DOCUMENTED_MESSAGES[0][0]
     match = match_appliance_error("1011", message)
     assert match.matched_by is MatchedBy.CODE
     assert match.values["vmName"] == "VMName"

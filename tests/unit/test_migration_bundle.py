@@ -52,7 +52,7 @@ def test_the_run_script_unpacks_and_calls_the_toolkit(tmp_path: Path) -> None:
         in out
     )
     assert "hydration/__main__.py" in out
-    # On a real helper (no local disk variables) the seed's work root is used.
+    # On a real helper (no local disk variables) Azure Migrate's work root is used.
     env.pop("AZURE_LOCAL_DISKS")
     out = subprocess.run(
         ["sh", "run-hydration.sh", bundle.file_name, "--disk", "/dev/sdc"],

@@ -1,4 +1,4 @@
-"""Replication policy ranges (seed: 512 Kbps..1,023 Mbps, threads 1..32 default 4) at their edges."""
+"""Replication policy ranges (Azure Migrate's: 512 Kbps..1,023 Mbps, threads 1..32 default 4) at their edges."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def problems(body: dict[str, Any]) -> list[dict[str, Any]]:
     return ValidationFailed.from_pydantic(caught.value).details
 
 
-def test_defaults_follow_the_seed() -> None:
+def test_defaults_follow_azure_migrate() -> None:
     policy = ReplicationPolicyUpdate.model_validate({}).to_policy()
     assert policy.upload_threads_per_vm == DEFAULT_UPLOAD_THREADS == 4
     assert policy.to_wire()["uploadThreadsPerVm"] == 4

@@ -1,9 +1,9 @@
-"""The replication error catalog (MISSION C3): every error of the seed's troubleshooting guide and the
-control plane's own, with causes, recommended steps, severity and how it heals.
+"""The replication error catalog: every error Azure Migrate documents for agentless VMware replication
+and the control plane's own, with causes, recommended steps, severity and how it heals.
 
 The entries are data (`entries.py`), validated when this package is imported; `matching` maps a reported
-error to its entry and renders it; `health` turns failures, successes, heartbeats and time into a
-machine's health, as pure functions the orchestration's activities call. docs/error-catalog.md is
+error to its entry and renders it; shared.health.rules turns failures, successes, heartbeats and time
+into a machine's health, as pure functions. docs/error-catalog.md is
 generated from the entries by scripts/render_error_catalog.py.
 """
 

@@ -1,21 +1,21 @@
-"""The error catalog, as data: every error of the seed "Troubleshooting replication issues in agentless
-VMware VM migration" (seeds/003), then the control plane's own.
+"""The error catalog, as data: every error Azure Migrate documents for agentless VMware replication
+(its guide "Troubleshooting replication issues in agentless VMware VM migration"), then the control
+plane's own.
 
 Codes (docs/error-catalog.md has the table; `scripts/render_error_catalog.py` writes it):
-- Digits only: the product's published error ids, kept as the seed gives them (1011, 181008). All-digit
+- Digits only: the product's published error ids, kept as Azure Migrate publishes them (1011, 181008). All-digit
   codes are reserved for these, so an appliance code can never collide with one of ours.
-- MCP-1xxx: errors the appliance reports that the seed documents without an id; we match them by
+- MCP-1xxx: errors the appliance reports that the guide documents without an id; we match them by
   their fixed message formats. 1001 changed block tracking, 1101-1108 the VMware "An internal error
-  occurred. [...]" errors in the seed's order, 1199 any other VMware internal error, 1201-1202 Key Vault.
+  occurred. [...]" errors in the guide's order, 1199 any other VMware internal error, 1201-1202 Key Vault.
 - MCP-2xxx: uploads the control plane's apply engine rejects (the replica is left unchanged). The
   apply engine's exception codes (CycleDataMissing, ...) are aliases, so `match_domain_error` finds them.
 - MCP-3xxx: conditions the control plane detects itself: cycle sequence gap, RPO, appliance silence.
 - MCP-9999: anything unrecognised, kept verbatim.
 A code, once published, is never reused for a different error.
 
-Message formats are the English product strings (the seed is a machine translation of
-troubleshoot-changed-block-tracking-replication.md; the formats and sample messages are the original's,
-verbatim, including its placeholder words such as VMName). Recommendations are ours: each says what to
+Message formats are the English product strings, verbatim as the guide prints them, including its
+placeholder words such as VMName. Recommendations are ours: each says what to
 check, where, and with which command, so an operator can act from the event alone.
 """
 
@@ -33,8 +33,8 @@ from shared.health.catalog.models import (
 
 # --- pieces several entries share ---------------------------------------------------------------
 
-# The appliance may wrap a message in the quotes the seed shows (“...”) or prefix the portal's label.
-_OPEN_QUOTE = r"""["'\u201c\u2018]"""  # also the typographic quotes the seed prints
+# The appliance may wrap a message in the quotes the guide shows (“...”) or prefix the portal's label.
+_OPEN_QUOTE = r"""["'\u201c\u2018]"""  # also the typographic quotes the guide prints
 _CLOSE_QUOTE = r"""["'\u201d\u2019]"""
 # A closing quote is stripped only if an opening one was: "... status code 'Forbidden'" keeps its quote.
 # Groups named with a leading underscore are syntax, not placeholders.
@@ -101,8 +101,8 @@ _VMWARE_CYCLE_RETRIED = (
 
 
 def vmware_internal(inner_pattern: str, *examples: str) -> MessageFormat:
-    """The seed's fixed VMware format, "An internal error occurred. [<VMware's message>]", with the
-    VMware message captured as {innerMessage}. The seed shows it with and without quotes inside the
+    """The appliance's fixed VMware format, "An internal error occurred. [<VMware's message>]", with the
+    VMware message captured as {innerMessage}. The guide shows it with and without quotes inside the
     brackets and with and without a final period."""
     pattern = (
         _LEAD

@@ -57,8 +57,9 @@ def render_markdown() -> str:
         "edit. -->",
         "",
         "Every error a replicating machine can show, with what to do about it. The appliance's errors are "
-        'those of the guide "Troubleshooting replication issues in agentless VMware VM migration" '
-        "(seeds/003); the others are raised by this control plane. Each failure becomes an event on the "
+        'those Azure Migrate documents in its guide "Troubleshooting replication issues in agentless '
+        'VMware VM migration"; the others are raised by this control plane. '
+        "Each failure becomes an event on the "
         "machine (`GET /api/machines/{id}/events`) of the type given below, with the error's possible "
         "causes and recommended steps, and sets the machine's health.",
         "",

@@ -36,7 +36,7 @@ class Scope(StrEnum):
 
 
 class EventType(StrEnum):
-    """`Event.type` values. The first two are the seed's; the others are the control plane's health events."""
+    """`Event.type` values. The first two are Azure Migrate's; the others are the control plane's health events."""
 
     REPLICATION_CYCLE_FAILED = "Replication cycle failed"
     REPLICATION_CYCLE_FAILED_FOR_DISK = "Replication cycle failed for disk"
@@ -53,7 +53,7 @@ class ClearedBy(StrEnum):
 
 
 class Origin(StrEnum):
-    APPLIANCE = "appliance"  # reported by the appliance in a CycleFailed event (the seed's errors)
+    APPLIANCE = "appliance"  # reported by the appliance in a CycleFailed event (Azure Migrate's errors)
     CONTROL_PLANE = "controlPlane"  # raised by this control plane (apply engine, orchestration, monitors)
 
 
@@ -68,7 +68,7 @@ class MessageFormat(BaseModel):
 
     @cached_property
     def regex(self) -> re.Pattern[str]:
-        # Products reflow and recase these texts between versions (the seed itself spells "An Internal
+        # Products reflow and recase these texts between versions (the guide itself spells "An Internal
         # error" and "An internal error"): match case-insensitively and across line breaks.
         return re.compile(self.pattern, re.IGNORECASE | re.DOTALL)
 
@@ -117,7 +117,7 @@ class CatalogEntry(BaseModel):
     )
     causes: tuple[str, ...] = Field(min_length=1)
     recommendations: tuple[str, ...] = Field(min_length=1)
-    references: tuple[str, ...] = Field(default=(), description="VMware KB / Microsoft links the seed gives")
+    references: tuple[str, ...] = Field(default=(), description="VMware KB / Microsoft links for the error")
     severity: Severity
     retryable: bool = Field(
         description="transient: the next scheduled cycle (or a re-upload) can succeed with nobody changing anything"
