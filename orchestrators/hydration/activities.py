@@ -50,6 +50,7 @@ from shared.domain.errors import DomainError
 from shared.domain.inventory import Firmware, OsType
 from shared.domain.job import JobStatus
 from shared.domain.machine import Machine
+from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration import service as migration
 from shared.migration.tags import TAG_JOB_ID, Purpose, ResourceTags
@@ -112,8 +113,8 @@ def _tags(plan: HydrationPlan, purpose: Literal["temporary", "final"]) -> Resour
 def _vnet_ref(clients: ArmClients, default_group: str, reference: str) -> tuple[str, str]:
     """(resource group, name) of a VNet given as an ARM id or as a name in the target resource group."""
     if reference.startswith("/"):
-        group, _, name = ops.parse_arm_id(reference)
-        return group, name
+        parsed = kinds.parse_arm_id(reference)
+        return parsed.resource_group, parsed.name
     return default_group, reference
 
 
@@ -504,21 +505,8 @@ def delete_resource(payload: dict[str, Any]) -> str:
             replica_container().delete_blob(resource.id)
         return resource.id
     with _clients() as clients:
-        if resource.kind is ResourceKind.SUBNET:
-            parts = [p for p in resource.id.split("/") if p]
-            ops.delete_subnet(clients, parts[3], parts[7], parts[9])
-        else:
-            ops.delete_resource(clients, resource.id)
+        kinds.delete_resource(clients, resource.id)
     return resource.id
-
-
-_KINDS_BY_TYPE = {
-    "microsoft.compute/virtualmachines": ResourceKind.VM,
-    "microsoft.network/networkinterfaces": ResourceKind.NIC,
-    "microsoft.network/virtualnetworks": ResourceKind.VNET,
-    "microsoft.network/networksecuritygroups": ResourceKind.NSG,
-    "microsoft.compute/disks": ResourceKind.DISK,
-}
 
 
 @bp.activity_trigger(input_name="payload")
@@ -531,7 +519,7 @@ def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
         for item in clients.resources.resources.list(
             filter=f"tagName eq '{TAG_JOB_ID}' and tagValue eq '{job_id}'"
         ):
-            kind = _KINDS_BY_TYPE.get(str(item.type).lower())
+            kind = kinds.kind_of_type(str(item.type))
             if kind is not None:
                 found.append(Resource(kind=kind, id=str(item.id)))
     prefix = f"{machine_id}/copies/{job_id}/"

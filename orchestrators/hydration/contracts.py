@@ -6,10 +6,13 @@ never read Cosmos, ARM, storage, the clock or the environment themselves.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, resource_id
+
+__all__ = ["DELETE_ORDER", "ResourceKind"]
 
 
 class Payload(BaseModel):
@@ -76,34 +79,9 @@ class HydrationPlan(Payload):
     storage_region: str
 
 
-def arm_id(plan: HydrationPlan, provider_type: str, name: str) -> str:
+def arm_id(plan: HydrationPlan, kind: ResourceKind, *names: str) -> str:
     """The id a resource will have: known before it is created, so it is recorded before the create call."""
-    return (
-        f"/subscriptions/{plan.subscription_id}/resourceGroups/{plan.resource_group}/providers/"
-        f"{provider_type}/{name}"
-    )
-
-
-class ResourceKind(StrEnum):
-    VM = "vm"
-    NIC = "nic"
-    SUBNET = "subnet"
-    VNET = "vnet"
-    NSG = "nsg"
-    DISK = "disk"
-    BLOB = "blob"  # a recovery point's own copy in the replica account
-
-
-# Compensation deletes in this order (each group in parallel): nothing is refused for being in use.
-DELETE_ORDER: tuple[ResourceKind, ...] = (
-    ResourceKind.VM,
-    ResourceKind.NIC,
-    ResourceKind.SUBNET,
-    ResourceKind.VNET,
-    ResourceKind.NSG,
-    ResourceKind.DISK,
-    ResourceKind.BLOB,
-)
+    return resource_id(kind, plan.subscription_id, plan.resource_group, *names)
 
 
 class Resource(Payload):

@@ -103,8 +103,8 @@ class _Run:
             self.recorded.append(resource)
         return resource
 
-    def id_of(self, provider_type: str, name: str) -> str:
-        return arm_id(self.plan, provider_type, name)
+    def id_of(self, kind: ResourceKind, *names: str) -> str:
+        return arm_id(self.plan, kind, *names)
 
     def create(self, request: CreateRequest) -> Any:
         return self.context.call_activity_with_retry(create_resource, ACTIVITY_RETRY, _dump(request))
@@ -208,14 +208,14 @@ def _hydrate(run: _Run) -> Orchestration:
             recovery_point_copy_name(plan.machine_id, disk.disk_id, disk.snapshot, plan.job_id),
         )
         name = disk_name(plan, disk, index)
-        disk_ids[disk.disk_id] = run.record(ResourceKind.DISK, run.id_of("Microsoft.Compute/disks", name)).id
+        disk_ids[disk.disk_id] = run.record(ResourceKind.DISK, run.id_of(ResourceKind.DISK, name)).id
         tasks.append(
             run.create(
                 CreateRequest(plan=plan, kind="copy_import", name=name, disk=disk, purpose=plan.purpose)
             )
         )
     nic_name = final_nic_name(plan)
-    final_nic = run.record(ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", nic_name))
+    final_nic = run.record(ResourceKind.NIC, run.id_of(ResourceKind.NIC, nic_name))
     tasks.append(
         run.create(
             CreateRequest(
@@ -230,10 +230,10 @@ def _hydrate(run: _Run) -> Orchestration:
     )
     vnet_name, nsg_name = f"{prefix}-vnet", f"{prefix}-nsg"
     if not manual:
-        vnet_id = run.id_of("Microsoft.Network/virtualNetworks", vnet_name)
-        run.record(ResourceKind.SUBNET, f"{vnet_id}/subnets/hydration")
+        vnet_id = run.id_of(ResourceKind.VNET, vnet_name)
+        run.record(ResourceKind.SUBNET, run.id_of(ResourceKind.SUBNET, vnet_name, "hydration"))
         run.record(ResourceKind.VNET, vnet_id)
-        run.record(ResourceKind.NSG, run.id_of("Microsoft.Network/networkSecurityGroups", nsg_name))
+        run.record(ResourceKind.NSG, run.id_of(ResourceKind.NSG, nsg_name))
         tasks.append(run.create(CreateRequest(plan=plan, kind="vnet", name=vnet_name)))
         tasks.append(run.create(CreateRequest(plan=plan, kind="nsg", name=nsg_name)))
         tasks.append(context.call_activity_with_retry(stage_toolkit, ACTIVITY_RETRY, {"jobId": plan.job_id}))
@@ -268,9 +268,7 @@ def _hydrate(run: _Run) -> Orchestration:
 
         # 2. The helper's NIC.
         # 2. The helper's NIC; the copies are done, so the recovery point is released meanwhile.
-        helper_nic = run.record(
-            ResourceKind.NIC, run.id_of("Microsoft.Network/networkInterfaces", f"{prefix}-nic")
-        )
+        helper_nic = run.record(ResourceKind.NIC, run.id_of(ResourceKind.NIC, f"{prefix}-nic"))
         raw_nic, _ = yield context.task_all(
             [
                 run.create(
@@ -296,7 +294,7 @@ def _hydrate(run: _Run) -> Orchestration:
 
         # 3. The helper VM with the disks to prepare.
         helper_name = f"{prefix}-vm"
-        helper = run.record(ResourceKind.VM, run.id_of("Microsoft.Compute/virtualMachines", helper_name))
+        helper = run.record(ResourceKind.VM, run.id_of(ResourceKind.VM, helper_name))
         result = CreateResult.model_validate(
             (
                 yield run.create(
@@ -343,7 +341,7 @@ def _hydrate(run: _Run) -> Orchestration:
 
     # 6. The VM, and the rest of the temporary resources in parallel.
     yield run.progress((m.STEP_CREATE_VM, "InProgress", None))
-    vm = run.record(ResourceKind.VM, run.id_of("Microsoft.Compute/virtualMachines", plan.final_vm_name))
+    vm = run.record(ResourceKind.VM, run.id_of(ResourceKind.VM, plan.final_vm_name))
     final = {vm, final_nic, *(Resource(kind=ResourceKind.DISK, id=i) for i in disk_ids.values())}
     temporary = [r for r in run.recorded if r not in final]
     first_wave = [r for r in temporary if r.kind is not ResourceKind.VNET]

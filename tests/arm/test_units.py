@@ -16,7 +16,8 @@ from devhost.arm.cse import output_message, resolve_command
 from devhost.arm.disks import check_fixed_vhd_footer
 from devhost.arm.errors import ArmError
 from devhost.arm.service import parse_filter
-from shared.migration.resources import lun_device_reference, parse_arm_id, parse_script_message
+from shared.migration.resource_kinds import ResourceKind, kind_of, parse_arm_id, resource_id
+from shared.migration.resources import lun_device_reference, parse_script_message
 from shared.migration.tags import Purpose, ResourceTags
 from shared.platform.arm_clients import build_arm_clients
 from shared.platform.settings import SettingsError
@@ -235,9 +236,23 @@ def test_tags_round_trip_and_ours_win() -> None:
 
 def test_arm_id_parsing() -> None:
     arm_id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"
-    assert parse_arm_id(arm_id) == ("rg", "Microsoft.Compute/disks", "d1")
+    parsed = parse_arm_id(arm_id)
+    assert (parsed.resource_group, parsed.provider_type, parsed.name) == (
+        "rg",
+        "Microsoft.Compute/disks",
+        "d1",
+    )
+    assert kind_of(arm_id) is ResourceKind.DISK
+    assert resource_id(ResourceKind.DISK, "s", "rg", "d1") == arm_id
+    # Not a resource of a kind we manage: never deleted by id.
+    assert kind_of(arm_id + "/extensions/x") is None
     with pytest.raises(ValueError):
-        parse_arm_id(arm_id + "/extensions/x")
+        parse_arm_id(arm_id + "/extensions/x/more/y")
+    with pytest.raises(ValueError):
+        parse_arm_id("not-an-id")
+    subnet = resource_id(ResourceKind.SUBNET, "s", "rg", "v", "s1")
+    assert kind_of(subnet) is ResourceKind.SUBNET
+    assert parse_arm_id(subnet).names == ("v", "s1")
     parsed = ids.parse_resource_id(
         "/SUBSCRIPTIONS/s/resourcegroups/RG/providers/microsoft.network/VIRTUALNETWORKS/v/SUBNETS/s1"
     )
