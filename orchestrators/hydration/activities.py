@@ -78,6 +78,8 @@ from shared.platform.bootstrap import get_services
 from shared.platform.settings import get_settings
 from shared.platform.storage import replica_container
 from shared.platform.telemetry import get_telemetry
+from shared.replication import recovery_points
+from shared.replication.recovery_points import pins_container_of
 from shared.replication.replica_disks import copy_recovery_point, recovery_point_copy_name, replica_blob_name
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def migration_settings() -> migration.MigrationSettings:
 
 
 def hydration_container() -> ContainerClient:
-    """The toolkit, the reports and the pins: a container of the replica account (shared/migration/toolkit_bundle.py)."""
+    """The toolkit and its reports: a container of the replica account (shared/migration/toolkit_bundle.py)."""
     return hydration_container_of(replica_container())
 
 
@@ -154,8 +156,8 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
         failure = HydrationFailure(code=getattr(exc, "code", "PlanFailed"), message=str(exc))
         return PlanOutcome(failure=failure).model_dump(mode="json")
     # Retention must not delete these snapshots while the copies are made (released after phase 1).
-    migration.pin_recovery_point(
-        hydration_container(),
+    recovery_points.pin_recovery_point(
+        pins_container_of(replica_container()),
         machine.id,
         job.job_id,
         plan.recovery_point_id,
@@ -175,8 +177,9 @@ def release_recovery_point(payload: dict[str, Any]) -> dict[str, Any]:
     """The copies are made (or failed): unpin the job's recovery point."""
     release = RecoveryPointRelease.model_validate(payload)
     machine = get_services().repos.machines.require(release.machine_id).item
-    deleted = migration.release_recovery_point(
-        hydration_container(), replica_container(), machine, release.job_id, replica_blob_name
+    replicas = replica_container()
+    deleted = recovery_points.release_recovery_point(
+        pins_container_of(replicas), replicas, machine, release.job_id, replica_blob_name
     )
     return ReleasedSnapshots(deleted=deleted).model_dump(mode="json")
 
