@@ -426,7 +426,7 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     ]
     report_url = blob_sas_url(container, report_blob, WRITE_ONLY, lifetime=lifetime)
     hydrated = [d for d in plan.disks if d.hydrate]
-    disks = " ".join(f"--disk {ops.lun_device_reference(lun)}" for lun in range(len(hydrated)))
+    disks = " ".join(f"--disk {ops.lun_device_path(lun)}" for lun in range(len(hydrated)))
     command = (
         f"sh run-hydration.sh {bundle.file_name} --install-helper-packages {disks} --report report.json "
         f"--report-url '{report_url}' --no-repos --os-hint {plan.os_type.lower()}"

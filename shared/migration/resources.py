@@ -35,8 +35,6 @@ CSE_TYPE: Final = "CustomScript"
 CSE_VERSION: Final = "2.1"
 # Where a Linux VM's data disk at LUN n appears (udev rules shipped with the Azure Linux agent).
 AZURE_LUN_PATH: Final = "/dev/disk/azure/scsi1/lun{lun}"
-# The local ARM endpoint exposes the same disk as $AZURE_LOCAL_DISK_LUN<n> (docs/local-arm.md).
-LOCAL_LUN_VARIABLE: Final = "AZURE_LOCAL_DISK_LUN{lun}"
 # Azure's platform address: DNS, the VM agent's wire server (80) and host plugin (32526).
 AZURE_PLATFORM_IP: Final = "168.63.129.16"
 
@@ -315,7 +313,7 @@ class MarketplaceImage(BaseModel):
 
 
 def _data_disks(disk_ids: list[str]) -> list[cm.DataDisk]:
-    # LUNs follow the list order, so the caller knows disk i is LUN i (see lun_device_reference).
+    # LUNs follow the list order, so the caller knows disk i is LUN i (see lun_device_path).
     return [
         cm.DataDisk(
             lun=lun,
@@ -446,13 +444,9 @@ def ensure_vm_from_disks(
 # --- Custom Script Extension -------------------------------------------------------------------------
 
 
-def lun_device_reference(lun: int) -> str:
-    """A shell word naming the data disk at `lun` on the helper VM, for `commandToExecute`.
-
-    `"${AZURE_LOCAL_DISK_LUN0:-/dev/disk/azure/scsi1/lun0}"`: in Azure the variable is unset and the
-    agent's udev symlink is used; the local ARM endpoint sets it to the loop device of that disk.
-    """
-    return '"${' + LOCAL_LUN_VARIABLE.format(lun=lun) + ":-" + AZURE_LUN_PATH.format(lun=lun) + '}"'
+def lun_device_path(lun: int) -> str:
+    """The data disk at `lun` on a Linux VM, for `commandToExecute`: `/dev/disk/azure/scsi1/lun<n>`."""
+    return AZURE_LUN_PATH.format(lun=lun)
 
 
 _OUTPUT: Final = re.compile(r"\n\[stdout\]\n(?P<stdout>.*)\n\[stderr\]\n(?P<stderr>.*)\Z", re.DOTALL)

@@ -164,7 +164,7 @@ def test_the_toolkit_prepares_a_copy_through_the_extension(
     report_url = _sas(container, report_name, BlobSasPermissions(create=True, write=True))
     command = (
         "tar xzf hydration.tar.gz && python3 -m hydration prepare "
-        f"--disk {ops.lun_device_reference(0)} --report report.json --report-url '{report_url}' "
+        f"--disk {ops.lun_device_path(0)} --report report.json --report-url '{report_url}' "
         f"--no-repos --work-root {tmp_path / 'azure_sms_root'}"
     )
     result = ops.run_custom_script(
