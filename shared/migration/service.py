@@ -1,4 +1,4 @@
-"""Test migration (C6), its clean-up, and migration (C7): the use cases behind the HTTP routes and the
+"""Test migration, its clean-up, and migration: the use cases behind the HTTP routes and the
 job orchestrations.
 
 The HTTP function records the machine's new state and the job here first (the lifecycle enforces "at
