@@ -6,6 +6,7 @@ import azure.functions as func
 from functions import appliances, health, jobs, liveness, migration, openapi, replication
 from orchestrators.hydration import activities as hydration_activities
 from orchestrators.hydration import orchestrator as hydration
+from orchestrators.migration import activities as migration_activities
 from orchestrators.migration import cutover, test_migration
 from orchestrators.replication import orchestrator as machine_replication
 
@@ -25,5 +26,6 @@ for blueprint in (
     hydration_activities.bp,
     test_migration.bp,
     cutover.bp,
+    migration_activities.bp,
 ):
     app.register_functions(blueprint)

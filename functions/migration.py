@@ -32,7 +32,7 @@ import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, parse_body, path_id
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.hydration.contracts import JobInput
+from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
 from shared.domain.api import AcceptedJob

@@ -4,18 +4,24 @@ What the handler does inside a VM (Azure/custom-script-extension-linux main/cmds
 the host: validate the settings, download `fileUris` into `download/<seqnum>/`, run the command with
 `/bin/sh -c` in that folder with stdout/stderr going to files there, and report the last 4 KiB of
 each in the status message. The VM's disks are what the script works on: the helper VM sees its
-data disks as /dev/sdc, /dev/sdd... and as /dev/disk/azure/scsi1/lun<N>; here each attached disk's raw
-file is attached to a loop device (with partition scanning, so /dev/loopNp1... exist) and the
-device paths are passed to the script:
+data disks as /dev/sdc, /dev/sdd... and as /dev/disk/azure/scsi1/lun<N> (the Azure Linux agent's udev
+rules); here each attached disk's raw file is attached to a loop device (with partition scanning, so
+/dev/loopNp1... exist).
+
+The command is the one Azure runs: it names a data disk by its Azure path. As a VM has its own mount
+table, the command runs in its own mount namespace (root only: the non-root "file" exposure attaches
+nothing and mounts nothing), which gives it what the VM would have: `/dev/disk/azure/scsi1/lun<N>`,
+standing in for the agent's udev rules (the VM's folder of links to its loop devices, bind-mounted on
+an empty /dev/disk/azure created once on the host), and a private /mnt, so concurrent scripts
+mounting guests under /mnt never meet. The devices are also given to the script in variables (the only
+way in the "file" exposure):
 
 - `AZURE_LOCAL_DISK_LUN<N>`: the device of the data disk at LUN N;
 - `AZURE_LOCAL_DISKS`: all data disk devices, space-separated, in LUN order;
 - `AZURE_LOCAL_OS_DISK`: the VM's OS disk device (a helper VM's own system disk: normally unused);
 - `AZURE_LOCAL_DISKS_FILE`: a JSON file with the same (`{"osDisk": ..., "dataDisks": {"0": ...}}`).
 
-A command that must also run in Azure references a disk as `"${AZURE_LOCAL_DISK_LUN0:-/dev/disk/azure/scsi1/lun0}"`:
-plain `sh` parameter expansion, no rewriting of the command. Loop devices are detached when the
-script ends, whatever the outcome.
+Loop devices are detached when the script ends, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -181,6 +188,39 @@ def disk_environment(devices: list[tuple[ScriptDisk, str]], disks_file: Path) ->
     return env
 
 
+AZURE_DISK_LINKS: Final = Path("/dev/disk/azure")
+# Mount, then `exec`: the script is the namespace's first process, so a timeout's killpg reaches it and
+# its children; the mounts go with the namespace when it ends.
+OWN_VM_VIEW: Final = (
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "/bin/sh",
+    "-c",
+    'mount -t tmpfs -o mode=0755 vm-mnt /mnt && mount --bind "$1" /dev/disk/azure && exec /bin/sh -c "$2"',
+    "vm",
+)
+
+
+def lun_links(devices: list[tuple[ScriptDisk, str]], vm_dir: Path) -> Path:
+    """The VM's `/dev/disk/azure`: `scsi1/lun<N>` links to the device of each data disk."""
+    folder = vm_dir / "dev-disk-azure"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "scsi1").mkdir(parents=True)
+    for disk, device in devices:
+        if disk.lun is not None:
+            (folder / "scsi1" / f"lun{disk.lun}").symlink_to(device)
+    return folder
+
+
+def script_argv(command: str, exposure: str, links: Path) -> list[str]:
+    if exposure == "file":
+        return ["/bin/sh", "-c", command]
+    AZURE_DISK_LINKS.mkdir(parents=True, exist_ok=True)  # the mount point, empty on the host
+    return [*OWN_VM_VIEW, str(links), command]
+
+
 def run_custom_script(
     vm_dir: Path,
     seqnum: int,
@@ -205,9 +245,10 @@ def run_custom_script(
     try:
         with attached(disks, exposure) as devices:
             env = {**VM_ENVIRONMENT, **disk_environment(devices, vm_dir / "disks.json")}
+            argv = script_argv(command, exposure, lun_links(devices, vm_dir))
             with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
                 process = subprocess.Popen(
-                    ["/bin/sh", "-c", command],
+                    argv,
                     cwd=work_dir,
                     stdout=out,
                     stderr=err,

@@ -1,4 +1,5 @@
-"""Activities of hydration, test migration and migration: all their I/O (Cosmos, storage, ARM).
+"""Activities of hydration: all its I/O (Cosmos, storage, ARM). The flows around it (final cycle, the
+job's end, the test migration's clean-up) have theirs in `orchestrators.migration.activities`.
 
 Each is idempotent: creates are ARM create-or-update PUTs with names the orchestrator chose, deletes
 treat "absent" as done, job updates are read-modify-writes that converge. An ARM verdict (policy denial,
@@ -14,46 +15,51 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
-import azure.durable_functions as df
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from orchestrators.blueprints import durable_blueprint
 from orchestrators.hydration.contracts import (
+    CREATE_REQUEST,
+    CreateHelperVm,
+    CreateNetworkInterface,
+    CreateNetworkSecurityGroup,
     CreateRequest,
     CreateResult,
+    CreateVirtualNetwork,
+    CreateVm,
     DeleteRequest,
     DiskPlan,
-    FinalCycleRequest,
-    FinalCycleStarted,
-    FinalCycleState,
-    FinalCycleWatch,
+    Done,
+    HydrationFailure,
+    HydrationMetric,
     HydrationPlan,
-    JobInput,
-    JobOutcome,
+    HydrationRequest,
+    ImportDisk,
     JobProgress,
     NetworkPlacement,
+    PlanOutcome,
     PreparationRequest,
     PreparationResult,
     PreparedStep,
-    Resource,
-    ResourceKind,
-    TestResources,
+    RecoveryPointRelease,
+    ReleasedSnapshots,
+    StepUpdate,
+    ToolkitStaged,
+    ToolkitStaging,
 )
-from shared.appliances.commands import queue_command
-from shared.domain.command import CommandKind
-from shared.domain.cycle import CycleKind, CycleState
 from shared.domain.errors import DomainError
 from shared.domain.inventory import Firmware, OsType
 from shared.domain.job import JobStatus, StepChange
 from shared.domain.machine import Machine
 from shared.jobs import lifecycle as jobs
+from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration import service as migration
-from shared.migration.tags import TAG_JOB_ID, Purpose, ResourceTags
+from shared.migration.tags import Purpose, ResourceTags
 from shared.migration.toolkit_bundle import (
     READ_ONLY,
     WRITE_ONLY,
@@ -70,31 +76,32 @@ from shared.platform.arm_errors import (
     translate_arm_error,
 )
 from shared.platform.bootstrap import get_services
-from shared.platform.documents import Query
 from shared.platform.settings import get_settings
 from shared.platform.storage import replica_container
 from shared.platform.telemetry import get_telemetry
+from shared.replication import recovery_points
+from shared.replication.recovery_points import pins_container_of
 from shared.replication.replica_disks import copy_recovery_point, recovery_point_copy_name, replica_blob_name
 
 log = logging.getLogger(__name__)
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 HELPER_ADMIN = "azuremigrate"
 HELPER_SUBNET = "hydration"
 REPORT_PREFIX = "reports"
 
 
-def _clients() -> ArmClients:
+def arm_clients() -> ArmClients:
     return build_arm_clients(get_settings(), telemetry=get_telemetry())
 
 
 @lru_cache(maxsize=1)
-def _settings() -> migration.MigrationSettings:
+def migration_settings() -> migration.MigrationSettings:
     return migration.MigrationSettings.from_environ()
 
 
 def hydration_container() -> ContainerClient:
-    """The toolkit, the reports and the pins: a container of the replica account (shared/migration/toolkit_bundle.py)."""
+    """The toolkit and its reports: a container of the replica account (shared/migration/toolkit_bundle.py)."""
     return hydration_container_of(replica_container())
 
 
@@ -113,8 +120,8 @@ def _tags(plan: HydrationPlan, purpose: Literal["temporary", "final"]) -> Resour
 def _vnet_ref(clients: ArmClients, default_group: str, reference: str) -> tuple[str, str]:
     """(resource group, name) of a VNet given as an ARM id or as a name in the target resource group."""
     if reference.startswith("/"):
-        group, _, name = ops.parse_arm_id(reference)
-        return group, name
+        parsed = kinds.parse_arm_id(reference)
+        return parsed.resource_group, parsed.name
     return default_group, reference
 
 
@@ -141,17 +148,17 @@ def _placement(
 def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
     """Pick the recovery point and resolve everything the hydration needs; a problem the operator must fix
     (no test VNet, a missing subnet) comes back as `failure`, not as an exception retried in vain."""
-    job = JobInput.model_validate(payload["job"])
-    flow: str = payload["flow"]
+    job = HydrationRequest.model_validate(payload)
     services = get_services()
     machine = services.repos.machines.require(job.machine_id).item
     try:
-        plan = _plan(machine, job, test=flow == "test")
+        plan = _plan(machine, job)
     except (DomainError, ArmError) as exc:
-        return {"failure": {"code": getattr(exc, "code", "PlanFailed"), "message": str(exc)}}
+        failure = HydrationFailure(code=getattr(exc, "code", "PlanFailed"), message=str(exc))
+        return PlanOutcome(failure=failure).model_dump(mode="json")
     # Retention must not delete these snapshots while the copies are made (released after phase 1).
-    migration.pin_recovery_point(
-        hydration_container(),
+    recovery_points.pin_recovery_point(
+        pins_container_of(replica_container()),
         machine.id,
         job.job_id,
         plan.recovery_point_id,
@@ -160,20 +167,23 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
     jobs.finish_step(
         services.repos, job.job_id, migration.STEP_PICK_POINT, JobStatus.SUCCEEDED, now=services.clock()
     )
-    return {"plan": plan.model_dump(mode="json")}
+    return PlanOutcome(plan=plan).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")
-def release_recovery_point(payload: dict[str, Any]) -> list[str]:
+def release_recovery_point(payload: dict[str, Any]) -> dict[str, Any]:
     """The copies are made (or failed): unpin the job's recovery point."""
-    machine_id, job_id = str(payload["machineId"]), str(payload["jobId"])
-    machine = get_services().repos.machines.require(machine_id).item
-    return migration.release_recovery_point(
-        hydration_container(), replica_container(), machine, job_id, replica_blob_name
+    release = RecoveryPointRelease.model_validate(payload)
+    machine = get_services().repos.machines.require(release.machine_id).item
+    replicas = replica_container()
+    deleted = recovery_points.release_recovery_point(
+        pins_container_of(replicas), replicas, machine, release.job_id, replica_blob_name
     )
+    return ReleasedSnapshots(deleted=deleted).model_dump(mode="json")
 
 
-def _plan(machine: Machine, job: JobInput, *, test: bool) -> HydrationPlan:
+def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
+    test = job.test
     target = machine.target
     if target is None:
         raise DomainError(f"machine {machine.id} has no target settings")
@@ -188,8 +198,8 @@ def _plan(machine: Machine, job: JobInput, *, test: bool) -> HydrationPlan:
             f"recovery point {job.recovery_point_id or 'latest'} of machine {machine.id} is gone "
             "(retention pruned it); pick another one"
         )
-    settings = _settings()
-    with _clients() as clients:
+    settings = migration_settings()
+    with arm_clients() as clients:
         fallback = _placement(
             clients, target.resource_group, target.virtual_network, target.subnet, any_subnet=False
         )
@@ -259,9 +269,10 @@ def copy_blob_name(plan: HydrationPlan, disk: DiskPlan) -> str:
 
 @bp.activity_trigger(input_name="payload")
 def create_resource(payload: dict[str, Any]) -> dict[str, Any]:
-    request = CreateRequest.model_validate(payload)
+    """One create-and-wait of any kind the request names (a typed union: `_create` matches on its class)."""
+    request = CREATE_REQUEST.validate_python(payload)
     try:
-        with _clients() as clients:
+        with arm_clients() as clients:
             return _create(clients, request).model_dump(mode="json")
     except PolicyDisallowed as exc:
         return CreateResult(
@@ -280,93 +291,92 @@ def create_resource(payload: dict[str, Any]) -> dict[str, Any]:
 def _create(clients: ArmClients, request: CreateRequest) -> CreateResult:
     plan, rg, location = request.plan, request.plan.resource_group, request.plan.location
     tags = _tags(plan, request.purpose)
-    if request.kind == "copy_import":
-        disk = request.disk
-        assert disk is not None
-        # Import never reads the replica: a server-side copy of the recovery point is its own blob.
-        copy = copy_recovery_point(
-            replica_container(),
-            replica_blob_name(plan.machine_id, disk.disk_id),
-            disk.snapshot,
-            target_blob_name=copy_blob_name(plan, disk),
-        )
-        imported = ops.import_disk(
-            clients,
-            rg,
-            request.name,
-            location=location,
-            source_uri=copy.url,
-            storage_account_id=plan.storage_account_id,
-            tags=tags,
-            sku=plan.final_disk_sku,
-            os_type=plan.os_type if disk.is_os_disk else None,
-            hyper_v_generation=plan.hyper_v_generation if disk.is_os_disk else None,
-        )
-        return CreateResult(ok=True, id=imported.id, arm_waits=1)
-    if request.kind == "vnet":
-        vnet = ops.ensure_virtual_network(
-            clients,
-            rg,
-            request.name,
-            location=location,
-            address_prefix=plan.helper_address_prefix,
-            subnet_name=HELPER_SUBNET,
-            subnet_prefix=plan.helper_subnet_prefix,
-            tags=tags,
-        )
-        return CreateResult(ok=True, id=vnet.id, subnet_id=vnet.subnet_id, arm_waits=1)
-    if request.kind == "nsg":
-        nsg = ops.ensure_helper_network_security_group(
-            clients,
-            rg,
-            request.name,
-            location=location,
-            storage=ops.StorageDestination(region=plan.storage_region),
-            tags=tags,
-        )
-        return CreateResult(ok=True, id=nsg.id, arm_waits=1)
-    if request.kind == "nic":
-        assert request.subnet_id is not None
-        nic = ops.ensure_network_interface(
-            clients,
-            rg,
-            request.name,
-            location=location,
-            subnet_id=request.subnet_id,
-            network_security_group_id=request.nsg_id,
-            tags=tags,
-            private_ip_address=request.private_ip_address,
-        )
-        return CreateResult(ok=True, id=nic.id, arm_waits=1)
-    if request.kind == "helper_vm":
-        assert request.nic_id is not None
-        vm = ops.ensure_helper_vm(
-            clients,
-            rg,
-            request.name,
-            location=location,
-            size=plan.helper_vm_size,
-            nic_id=request.nic_id,
-            data_disk_ids=request.disk_ids,
-            admin_username=HELPER_ADMIN,
-            ssh_public_key=_helper_ssh_key(plan.job_id),
-            tags=tags,
-        )
-        return CreateResult(ok=True, id=vm.id, arm_waits=1)
-    assert request.kind == "final_vm" and request.nic_id is not None and request.os_disk_id is not None
-    vm = ops.ensure_vm_from_disks(
-        clients,
-        rg,
-        request.name,
-        location=location,
-        size=plan.final_vm_size,
-        nic_id=request.nic_id,
-        os_disk_id=request.os_disk_id,
-        os_type=plan.os_type,
-        data_disk_ids=request.disk_ids,
-        tags=tags,
-    )
-    return CreateResult(ok=True, id=vm.id, arm_waits=1)
+    match request:
+        case ImportDisk(disk=disk):
+            # Import never reads the replica: a server-side copy of the recovery point is its own blob.
+            copy = copy_recovery_point(
+                replica_container(),
+                replica_blob_name(plan.machine_id, disk.disk_id),
+                disk.snapshot,
+                target_blob_name=copy_blob_name(plan, disk),
+            )
+            imported = ops.import_disk(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                source_uri=copy.url,
+                storage_account_id=plan.storage_account_id,
+                tags=tags,
+                sku=plan.final_disk_sku,
+                os_type=plan.os_type if disk.is_os_disk else None,
+                hyper_v_generation=plan.hyper_v_generation if disk.is_os_disk else None,
+            )
+            return CreateResult(ok=True, id=imported.id, arm_waits=1)
+        case CreateVirtualNetwork():
+            vnet = ops.ensure_virtual_network(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                address_prefix=plan.helper_address_prefix,
+                subnet_name=HELPER_SUBNET,
+                subnet_prefix=plan.helper_subnet_prefix,
+                tags=tags,
+            )
+            return CreateResult(ok=True, id=vnet.id, subnet_id=vnet.subnet_id, arm_waits=1)
+        case CreateNetworkSecurityGroup():
+            nsg = ops.ensure_helper_network_security_group(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                storage=ops.StorageDestination(region=plan.storage_region),
+                tags=tags,
+            )
+            return CreateResult(ok=True, id=nsg.id, arm_waits=1)
+        case CreateNetworkInterface():
+            nic = ops.ensure_network_interface(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                subnet_id=request.subnet_id,
+                network_security_group_id=request.nsg_id,
+                tags=tags,
+                private_ip_address=request.private_ip_address,
+            )
+            return CreateResult(ok=True, id=nic.id, arm_waits=1)
+        case CreateHelperVm():
+            vm = ops.ensure_helper_vm(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                size=plan.helper_vm_size,
+                nic_id=request.nic_id,
+                data_disk_ids=request.disk_ids,
+                admin_username=HELPER_ADMIN,
+                ssh_public_key=_helper_ssh_key(plan.job_id),
+                tags=tags,
+            )
+            return CreateResult(ok=True, id=vm.id, arm_waits=1)
+        case CreateVm():
+            vm = ops.ensure_vm_from_disks(
+                clients,
+                rg,
+                request.name,
+                location=location,
+                size=plan.final_vm_size,
+                nic_id=request.nic_id,
+                os_disk_id=request.os_disk_id,
+                os_type=plan.os_type,
+                data_disk_ids=request.data_disk_ids,
+                tags=tags,
+            )
+            return CreateResult(ok=True, id=vm.id, arm_waits=1)
+        case _:
+            assert_never(request)
 
 
 def _helper_ssh_key(job_id: str) -> str:
@@ -386,10 +396,10 @@ def _helper_ssh_key(job_id: str) -> str:
 
 
 @bp.activity_trigger(input_name="payload")
-def stage_toolkit(payload: dict[str, Any]) -> str:
+def stage_toolkit(payload: dict[str, Any]) -> dict[str, Any]:
     """Upload the toolkit bundle if this version is not there yet (off the critical path, in parallel)."""
-    del payload
-    return upload_toolkit(hydration_container()).blob_name
+    ToolkitStaging.model_validate(payload)
+    return ToolkitStaged(blob_name=upload_toolkit(hydration_container()).blob_name).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")
@@ -404,7 +414,7 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     plan = request.plan
     container = hydration_container()
     bundle = upload_toolkit(container)
-    lifetime = _settings().sas_lifetime
+    lifetime = migration_settings().sas_lifetime
     report_blob = f"{REPORT_PREFIX}/{plan.machine_id}/{plan.job_id}.json"
     # No cleanup of an earlier report: a retried activity re-sends the same extension configuration
     # (run_id), which the handler does not run again, so that report is this run's.
@@ -414,7 +424,7 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     ]
     report_url = blob_sas_url(container, report_blob, WRITE_ONLY, lifetime=lifetime)
     hydrated = [d for d in plan.disks if d.hydrate]
-    disks = " ".join(f"--disk {ops.lun_device_reference(lun)}" for lun in range(len(hydrated)))
+    disks = " ".join(f"--disk {ops.lun_device_path(lun)}" for lun in range(len(hydrated)))
     command = (
         f"sh run-hydration.sh {bundle.file_name} --install-helper-packages {disks} --report report.json "
         f"--report-url '{report_url}' --no-repos --os-hint {plan.os_type.lower()}"
@@ -423,7 +433,7 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     stdout_tail = ""
     message = "the preparation script succeeded"
     try:
-        with _clients() as clients:
+        with arm_clients() as clients:
             result = ops.run_custom_script(
                 clients,
                 plan.resource_group,
@@ -494,61 +504,27 @@ def _preparation_result(
 
 
 @bp.activity_trigger(input_name="payload")
-def delete_resource(payload: dict[str, Any]) -> str:
+def delete_resource(payload: dict[str, Any]) -> dict[str, Any]:
     """Delete one recorded resource and wait; an absent one is done. Raises (and is retried) otherwise."""
     resource = DeleteRequest.model_validate(payload).resource
-    if resource.kind is ResourceKind.BLOB:
+    if kinds.spec_of(resource.kind).provider_type is None:  # a recovery point's copy, in storage
         with contextlib.suppress(ResourceNotFoundError):
             replica_container().delete_blob(resource.id)
-        return resource.id
-    with _clients() as clients:
-        if resource.kind is ResourceKind.SUBNET:
-            parts = [p for p in resource.id.split("/") if p]
-            ops.delete_subnet(clients, parts[3], parts[7], parts[9])
-        else:
-            ops.delete_resource(clients, resource.id)
-    return resource.id
+        return resource.model_dump(mode="json")
+    with arm_clients() as clients:
+        kinds.delete_resource(clients, resource.id)
+    return resource.model_dump(mode="json")
 
 
-_KINDS_BY_TYPE = {
-    "microsoft.compute/virtualmachines": ResourceKind.VM,
-    "microsoft.network/networkinterfaces": ResourceKind.NIC,
-    "microsoft.network/virtualnetworks": ResourceKind.VNET,
-    "microsoft.network/networksecuritygroups": ResourceKind.NSG,
-    "microsoft.compute/disks": ResourceKind.DISK,
-}
+# --- the job and telemetry -----------------------------------------------------------------------------
 
 
 @bp.activity_trigger(input_name="payload")
-def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
-    """Everything tagged with a job's id (the test migration's VM, NIC and disks, and anything its
-    compensation could not delete), plus its recovery-point copies in storage."""
-    machine_id, job_id = str(payload["machineId"]), str(payload["jobId"])
-    found: list[Resource] = []
-    with _clients() as clients:
-        for item in clients.resources.resources.list(
-            filter=f"tagName eq '{TAG_JOB_ID}' and tagValue eq '{job_id}'"
-        ):
-            kind = _KINDS_BY_TYPE.get(str(item.type).lower())
-            if kind is not None:
-                found.append(Resource(kind=kind, id=str(item.id)))
-    prefix = f"{machine_id}/copies/{job_id}/"
-    found += [
-        Resource(kind=ResourceKind.BLOB, id=b.name)
-        for b in replica_container().list_blobs(name_starts_with=prefix)
-    ]
-    return TestResources(resources=found).model_dump(mode="json")
-
-
-# --- jobs and the machine -----------------------------------------------------------------------------
-
-
-@bp.activity_trigger(input_name="payload")
-def record_job_progress(payload: dict[str, Any]) -> None:
+def record_job_progress(payload: dict[str, Any]) -> dict[str, Any]:
     progress = JobProgress.model_validate(payload)
     services = get_services()
 
-    def change(update: Any) -> StepChange:
+    def change(update: StepUpdate) -> StepChange:
         return StepChange(update.name, JobStatus(update.status), update.message)
 
     jobs.update_steps(
@@ -559,92 +535,13 @@ def record_job_progress(payload: dict[str, Any]) -> None:
         add_after=progress.add_after,
         added=[change(a) for a in progress.added],
     )
+    return Done().model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")
-def end_migration_job(payload: dict[str, Any]) -> None:
-    outcome = JobOutcome.model_validate(payload)
-    services = get_services()
-    migration.end_job(
-        services.repos,
-        outcome.job_id,
-        succeeded=outcome.succeeded,
-        now=services.clock(),
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-    )
-
-
-@bp.activity_trigger(input_name="payload")
-def record_hydration_metric(payload: dict[str, Any]) -> None:
+def record_hydration_metric(payload: dict[str, Any]) -> dict[str, Any]:
+    metric = HydrationMetric.model_validate(payload)
     get_telemetry().record_hydration_duration(
-        float(payload["seconds"]),
-        machine_id=str(payload["machineId"]),
-        os_family=str(payload["osFamily"]),
-        outcome=str(payload["outcome"]),
+        metric.seconds, machine_id=metric.machine_id, os_family=metric.os_family, outcome=metric.outcome
     )
-
-
-# --- the final cycle of a migration -------------------------------------------------------------------
-
-
-@bp.activity_trigger(input_name="payload")
-def request_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
-    """Queue ShutDownSource (if asked) then RunCycle(final) for the appliance; idempotent by command id."""
-    request = FinalCycleRequest.model_validate(payload)
-    services = get_services()
-    now = services.clock()
-    if request.shutdown_source:
-        queue_command(
-            services.repos,
-            command_id=f"{request.job_id}-shutdown",
-            machine_id=request.machine_id,
-            kind=CommandKind.SHUT_DOWN_SOURCE,
-            now=now,
-        )
-    queue_command(
-        services.repos,
-        command_id=f"{request.job_id}-final",
-        machine_id=request.machine_id,
-        kind=CommandKind.RUN_CYCLE,
-        cycle_kind=CycleKind.FINAL.value,
-        now=now,
-    )
-    settings = _settings()
-    return FinalCycleStarted(
-        poll_seconds=settings.final_cycle_poll.total_seconds(),
-        timeout_seconds=settings.final_cycle_timeout.total_seconds(),
-    ).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload")
-def check_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
-    """Has a final cycle uploaded since the job started been applied (and which recovery point did it
-    leave), or rejected? Final cycles exist only on request, so "after the job was created" names ours."""
-    watch = FinalCycleWatch.model_validate(payload)
-    services = get_services()
-    job = services.repos.jobs.require(watch.job_id).item
-    finals = [
-        c
-        for c in services.repos.cycles.query(
-            Query(equals={"machineId": watch.machine_id, "kind": CycleKind.FINAL.value}),
-            partition_key=watch.machine_id,
-        )
-        if c.received_at >= job.created_at - timedelta(seconds=5)
-    ]
-    applied = [c for c in finals if c.state is CycleState.APPLIED]
-    if applied:
-        cycle = max(applied, key=lambda c: c.sequence)
-        machine = services.repos.machines.require(watch.machine_id).item
-        point = next((p for p in machine.replication.recovery_points if p.cycle_id == cycle.id), None)
-        if point is not None:
-            return FinalCycleState(
-                applied=True, recovery_point_id=point.id, message=f"final cycle {cycle.id} applied"
-            ).model_dump(mode="json")
-    rejected = [c for c in finals if c.state is CycleState.REJECTED]
-    if rejected and not applied:
-        cycle = rejected[-1]
-        return FinalCycleState(
-            applied=False, rejected=True, message=f"final cycle {cycle.id} was rejected: {cycle.error}"
-        ).model_dump(mode="json")
-    return FinalCycleState(applied=False, message="waiting for the final cycle").model_dump(mode="json")
+    return Done().model_dump(mode="json")

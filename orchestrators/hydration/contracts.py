@@ -1,30 +1,33 @@
-"""Typed payloads between the hydration / test-migration / migration orchestrators and their activities.
+"""Typed payloads between the hydration orchestrator and its activities.
 
 Everything an orchestrator needs to decide is in these records, read by activities: orchestrators
-never read Cosmos, ARM, storage, the clock or the environment themselves.
+never read Cosmos, ARM, storage, the clock or the environment themselves. Each activity takes one of
+these (`model_dump` in) and returns one (`model_validate` out): no raw dicts, no results by position.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, resource_id
+
+__all__ = ["DELETE_ORDER", "ResourceKind"]
 
 
 class Payload(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class JobInput(Payload):
-    """The input of a job orchestration (`job-{jobId}`), written by the HTTP starter."""
+class HydrationRequest(Payload):
+    """What a test migration or a migration asks of hydration: plan from this recovery point, then build."""
 
     machine_id: str
     job_id: str
+    test: bool = Field(description="a test migration: the VM goes into the isolated test VNet")
     prepared_manually: bool = False
     recovery_point_id: str | None = Field(default=None, description="None: the latest recovery point")
-    shutdown_source: bool = False
-    test_job_id: str | None = Field(default=None, description="cleanup: the test migration it undoes")
     test_virtual_network: str | None = Field(
         default=None, description="test migration: overrides the target's"
     )
@@ -76,34 +79,9 @@ class HydrationPlan(Payload):
     storage_region: str
 
 
-def arm_id(plan: HydrationPlan, provider_type: str, name: str) -> str:
+def arm_id(plan: HydrationPlan, kind: ResourceKind, *names: str) -> str:
     """The id a resource will have: known before it is created, so it is recorded before the create call."""
-    return (
-        f"/subscriptions/{plan.subscription_id}/resourceGroups/{plan.resource_group}/providers/"
-        f"{provider_type}/{name}"
-    )
-
-
-class ResourceKind(StrEnum):
-    VM = "vm"
-    NIC = "nic"
-    SUBNET = "subnet"
-    VNET = "vnet"
-    NSG = "nsg"
-    DISK = "disk"
-    BLOB = "blob"  # a recovery point's own copy in the replica account
-
-
-# Compensation deletes in this order (each group in parallel): nothing is refused for being in use.
-DELETE_ORDER: tuple[ResourceKind, ...] = (
-    ResourceKind.VM,
-    ResourceKind.NIC,
-    ResourceKind.SUBNET,
-    ResourceKind.VNET,
-    ResourceKind.NSG,
-    ResourceKind.DISK,
-    ResourceKind.BLOB,
-)
+    return resource_id(kind, plan.subscription_id, plan.resource_group, *names)
 
 
 class Resource(Payload):
@@ -113,20 +91,67 @@ class Resource(Payload):
     id: str = Field(description="ARM id, or for BLOB the blob name in the replica container")
 
 
-class CreateRequest(Payload):
-    """One create-and-wait. `spec` fields depend on the kind; names are decided by the orchestrator."""
+class _Create(Payload):
+    """One create-and-wait; the name is decided by the orchestrator, so the id is known beforehand."""
 
     plan: HydrationPlan
-    kind: Literal["copy_import", "vnet", "nsg", "nic", "helper_vm", "final_vm"]
     name: str
-    disk: DiskPlan | None = None
-    subnet_id: str | None = None
-    nsg_id: str | None = None
-    nic_id: str | None = None
-    disk_ids: list[str] = Field(default_factory=list)
-    os_disk_id: str | None = None
     purpose: Literal["temporary", "final"] = "temporary"
+
+
+class ImportDisk(_Create):
+    """A server-side copy of the recovery point's snapshot to its own blob, and a disk imported from it."""
+
+    kind: Literal["import_disk"] = "import_disk"
+    disk: DiskPlan
+
+
+class CreateVirtualNetwork(_Create):
+    """The helper's VNet with its one subnet."""
+
+    kind: Literal["virtual_network"] = "virtual_network"
+
+
+class CreateNetworkSecurityGroup(_Create):
+    """The helper's NSG: its storage account and Azure's platform address only."""
+
+    kind: Literal["network_security_group"] = "network_security_group"
+
+
+class CreateNetworkInterface(_Create):
+    kind: Literal["network_interface"] = "network_interface"
+    subnet_id: str
+    nsg_id: str | None = None
     private_ip_address: str | None = None
+
+
+class CreateHelperVm(_Create):
+    """The temporary Linux VM with the disks to prepare at LUN 0..n."""
+
+    kind: Literal["helper_vm"] = "helper_vm"
+    nic_id: str
+    disk_ids: list[str]
+
+
+class CreateVm(_Create):
+    """The migrated (or test) VM from the prepared OS disk and the data disks."""
+
+    kind: Literal["vm"] = "vm"
+    nic_id: str
+    os_disk_id: str
+    data_disk_ids: list[str]
+
+
+CreateRequest = Annotated[
+    ImportDisk
+    | CreateVirtualNetwork
+    | CreateNetworkSecurityGroup
+    | CreateNetworkInterface
+    | CreateHelperVm
+    | CreateVm,
+    Field(discriminator="kind"),
+]
+CREATE_REQUEST: TypeAdapter[CreateRequest] = TypeAdapter(CreateRequest)
 
 
 class CreateResult(Payload):
@@ -213,41 +238,36 @@ class HydrationOutcome(Payload):
     failure: HydrationFailure | None = None
 
 
-class JobOutcome(Payload):
-    """How a job orchestration ends the job and moves the machine."""
+class PlanOutcome(Payload):
+    """The plan, or why there is none (a problem the operator must fix, not retried in vain)."""
 
-    machine_id: str
-    job_id: str
-    succeeded: bool
-    error_code: str | None = None
-    error_message: str | None = None
-    result: HydrationResult | None = None
+    plan: HydrationPlan | None = None
+    failure: HydrationFailure | None = None
 
 
-class FinalCycleRequest(Payload):
-    machine_id: str
-    job_id: str
-    shutdown_source: bool
-
-
-class FinalCycleWatch(Payload):
+class RecoveryPointRelease(Payload):
     machine_id: str
     job_id: str
 
 
-class FinalCycleState(Payload):
-    applied: bool
-    rejected: bool = False
-    recovery_point_id: str | None = None
-    message: str = ""
+class ReleasedSnapshots(Payload):
+    deleted: list[str] = Field(description="pinned snapshots retention had dropped meanwhile, now deleted")
 
 
-class FinalCycleStarted(Payload):
-    poll_seconds: float
-    timeout_seconds: float
+class ToolkitStaging(Payload):
+    job_id: str
 
 
-class TestResources(Payload):
-    """What a test migration left for its cleanup, found by tag in ARM."""
+class ToolkitStaged(Payload):
+    blob_name: str
 
-    resources: list[Resource]
+
+class HydrationMetric(Payload):
+    seconds: float
+    machine_id: str
+    os_family: str
+    outcome: Literal["succeeded", "failed"]
+
+
+class Done(Payload):
+    """What an activity with nothing to tell returns."""

@@ -17,30 +17,27 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.hydration.activities import (
-    check_final_cycle,
-    end_migration_job,
-    record_job_progress,
-    request_final_cycle,
-)
-from orchestrators.hydration.contracts import (
+from orchestrators.blueprints import durable_blueprint
+from orchestrators.hydration.activities import record_job_progress
+from orchestrators.hydration.contracts import JobProgress, StepUpdate
+from orchestrators.hydration.itinerary import ACTIVITY_RETRY
+from orchestrators.hydration.orchestrator import plan_and_hydrate
+from orchestrators.migration.activities import check_final_cycle, end_migration_job, request_final_cycle
+from orchestrators.migration.contracts import (
     FinalCycleRequest,
     FinalCycleStarted,
     FinalCycleState,
     FinalCycleWatch,
     JobInput,
     JobOutcome,
-    JobProgress,
-    StepUpdate,
 )
-from orchestrators.hydration.orchestrator import ACTIVITY_RETRY
-from orchestrators.migration.test_migration import plan_and_hydrate
+from orchestrators.migration.test_migration import job_outcome
 from shared.migration import service as m
 
 MIGRATION = "migration_orchestrator"
 
 Orchestration = Generator[Any, Any, Any]
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=MIGRATION)
@@ -57,7 +54,8 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
         )
     else:
         job = job.model_copy(update={"recovery_point_id": final.recovery_point_id})
-        outcome = yield from plan_and_hydrate(context, job, flow="migration")
+        hydrated = yield from plan_and_hydrate(context, job.hydration(test=False))
+        outcome = job_outcome(job, hydrated)
     if outcome.succeeded:
         yield _progress(context, job, (m.STEP_FINISH_MIGRATION, "Succeeded", None))
     yield context.call_activity_with_retry(end_migration_job, ACTIVITY_RETRY, outcome.model_dump(mode="json"))
@@ -77,7 +75,7 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
                 ACTIVITY_RETRY,
                 FinalCycleRequest(
                     machine_id=job.machine_id, job_id=job.job_id, shutdown_source=job.shutdown_source
-                ).model_dump(),
+                ).model_dump(mode="json"),
             )
         )
     )
@@ -89,7 +87,7 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
                 yield context.call_activity_with_retry(
                     check_final_cycle,
                     ACTIVITY_RETRY,
-                    FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(),
+                    FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(mode="json"),
                 )
             )
         )

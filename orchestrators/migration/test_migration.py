@@ -17,21 +17,24 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.hydration.activities import end_migration_job, find_job_resources, plan_hydration
-from orchestrators.hydration.contracts import (
-    HydrationOutcome,
-    HydrationPlan,
+from orchestrators.blueprints import durable_blueprint
+from orchestrators.hydration.contracts import HydrationOutcome
+from orchestrators.hydration.itinerary import ACTIVITY_RETRY
+from orchestrators.hydration.orchestrator import delete_all, plan_and_hydrate
+from orchestrators.migration.activities import end_migration_job, find_job_resources
+from orchestrators.migration.contracts import (
+    CleanupResult,
     JobInput,
     JobOutcome,
+    JobResourcesQuery,
     TestResources,
 )
-from orchestrators.hydration.orchestrator import ACTIVITY_RETRY, HYDRATION, delete_all
 
 TEST_MIGRATION = "test_migration_orchestrator"
 TEST_MIGRATION_CLEANUP = "test_migration_cleanup_orchestrator"
 
 Orchestration = Generator[Any, Any, Any]
-bp = df.Blueprint()
+bp = durable_blueprint()
 
 
 def job_instance_id(job_id: str) -> str:
@@ -41,50 +44,22 @@ def job_instance_id(job_id: str) -> str:
 @bp.orchestration_trigger(context_name="context", orchestration=TEST_MIGRATION)
 def test_migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     job = JobInput.model_validate(context.get_input())
-    outcome = yield from plan_and_hydrate(context, job, flow="test")
+    hydrated = yield from plan_and_hydrate(context, job.hydration(test=True))
+    outcome = job_outcome(job, hydrated)
     yield context.call_activity_with_retry(end_migration_job, ACTIVITY_RETRY, outcome.model_dump(mode="json"))
     return outcome.model_dump(mode="json")
 
 
-def plan_and_hydrate(context: df.DurableOrchestrationContext, job: JobInput, *, flow: str) -> Orchestration:
-    """The JobOutcome of planning then hydrating (the shared half of test migration and migration)."""
-    planned = yield context.call_activity_with_retry(
-        plan_hydration, ACTIVITY_RETRY, {"job": job.model_dump(mode="json"), "flow": flow}
+def job_outcome(job: JobInput, hydrated: HydrationOutcome) -> JobOutcome:
+    failure = hydrated.failure
+    return JobOutcome(
+        machine_id=job.machine_id,
+        job_id=job.job_id,
+        succeeded=hydrated.result is not None,
+        error_code=failure.code if failure else None,
+        error_message=failure.message if failure else None,
+        result=hydrated.result,
     )
-    if "failure" in planned:
-        return JobOutcome(
-            machine_id=job.machine_id,
-            job_id=job.job_id,
-            succeeded=False,
-            error_code=planned["failure"]["code"],
-            error_message=planned["failure"]["message"],
-        )
-    plan = HydrationPlan.model_validate(planned["plan"])
-    raw = yield context.call_sub_orchestrator(
-        HYDRATION, plan.model_dump(mode="json"), f"{context.instance_id}-hydration"
-    )
-    hydrated = HydrationOutcome.model_validate(raw)
-    if hydrated.failure is not None:
-        return JobOutcome(
-            machine_id=job.machine_id,
-            job_id=job.job_id,
-            succeeded=False,
-            error_code=hydrated.failure.code,
-            error_message=hydrated.failure.message,
-        )
-    result = hydrated.result
-    assert result is not None
-    # Operators and the demo read these from the instance's status (the job document has no place for them).
-    context.set_custom_status(
-        {
-            "vmId": result.vm_id,
-            "armWaitsCriticalPath": result.arm_waits_critical_path,
-            "hydrationSeconds": result.hydration_seconds,
-            "usedFallbackNetwork": result.used_fallback_network,
-            "preparedOs": result.preparation.os_description if result.preparation else None,
-        }
-    )
-    return JobOutcome(machine_id=job.machine_id, job_id=job.job_id, succeeded=True, result=result)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=TEST_MIGRATION_CLEANUP)
@@ -94,7 +69,9 @@ def test_migration_cleanup_orchestrator(context: df.DurableOrchestrationContext)
     found = TestResources.model_validate(
         (
             yield context.call_activity_with_retry(
-                find_job_resources, ACTIVITY_RETRY, {"machineId": job.machine_id, "jobId": job.test_job_id}
+                find_job_resources,
+                ACTIVITY_RETRY,
+                JobResourcesQuery(machine_id=job.machine_id, job_id=job.test_job_id).model_dump(mode="json"),
             )
         )
     )
@@ -109,4 +86,5 @@ def test_migration_cleanup_orchestrator(context: df.DurableOrchestrationContext)
         ),
     )
     yield context.call_activity_with_retry(end_migration_job, ACTIVITY_RETRY, outcome.model_dump(mode="json"))
-    return {"deleted": [r.id for r in found.resources if r.id not in leftovers], "leftovers": leftovers}
+    deleted = [r.id for r in found.resources if r.id not in leftovers]
+    return CleanupResult(deleted=deleted, leftovers=leftovers).model_dump(mode="json")

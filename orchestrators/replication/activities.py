@@ -45,8 +45,6 @@ from shared.domain.machine import Machine
 from shared.health import service as health
 from shared.health.catalog import control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
-from shared.migration.service import pinned_snapshots
-from shared.migration.toolkit_bundle import hydration_container_of
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
 from shared.platform.storage import cache_container, ensure_containers_exist, replica_container
@@ -61,6 +59,7 @@ from shared.replication.apply_engine import (
 )
 from shared.replication.delta_manifest import cycle_prefix, manifest_blob_name
 from shared.replication.machines import STEP_CREATE_REPLICAS
+from shared.replication.recovery_points import pinned_snapshots, pins_container_of
 from shared.replication.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
@@ -294,7 +293,7 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
     # blobs until the job releases them (release_recovery_point deletes what retention dropped meanwhile).
     pinned = (
-        pinned_snapshots(hydration_container_of(replica_container()), completion.cycle.machine_id)
+        pinned_snapshots(pins_container_of(replica_container()), completion.cycle.machine_id)
         if dropped
         else frozenset()
     )

@@ -13,13 +13,12 @@ creating network artefacts, in the target subnet the operator chose, without tou
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Literal, TypeVar
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError
 from azure.core.polling import LROPoller
 from azure.mgmt.compute import models as cm
 from azure.mgmt.network import models as nm
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.migration.tags import ResourceTags
 from shared.platform.arm_clients import ArmClients
-from shared.platform.arm_errors import ArmError, ArmNotFound, ExtensionFailed, translate_arm_error
+from shared.platform.arm_errors import ArmError, ExtensionFailed, translate_arm_error
 
 T = TypeVar("T")
 
@@ -36,8 +35,6 @@ CSE_TYPE: Final = "CustomScript"
 CSE_VERSION: Final = "2.1"
 # Where a Linux VM's data disk at LUN n appears (udev rules shipped with the Azure Linux agent).
 AZURE_LUN_PATH: Final = "/dev/disk/azure/scsi1/lun{lun}"
-# The local ARM endpoint exposes the same disk as $AZURE_LOCAL_DISK_LUN<n> (docs/local-arm.md).
-LOCAL_LUN_VARIABLE: Final = "AZURE_LOCAL_DISK_LUN{lun}"
 # Azure's platform address: DNS, the VM agent's wire server (80) and host plugin (32526).
 AZURE_PLATFORM_IP: Final = "168.63.129.16"
 
@@ -86,14 +83,6 @@ class ScriptResult(BaseModel):
     stderr_tail: str
 
 
-class DeleteResult(BaseModel):
-    """The resource is gone (deleted now, or it was already absent: a retried delete is a success)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-
-
 @contextmanager
 def _arm_call(operation: str) -> Iterator[None]:
     try:
@@ -104,10 +93,6 @@ def _arm_call(operation: str) -> Iterator[None]:
 
 def _wait(poller: LROPoller[T]) -> T:
     return poller.result()
-
-
-def resource_id(clients: ArmClients, resource_group: str, provider_type: str, name: str) -> str:
-    return f"/subscriptions/{clients.subscription_id}/resourceGroups/{resource_group}/providers/{provider_type}/{name}"
 
 
 # --- network ------------------------------------------------------------------------------------------
@@ -276,7 +261,7 @@ def ensure_network_interface(
 # --- disks --------------------------------------------------------------------------------------------
 
 
-def _disk_ref(disk: cm.Disk | cm.Snapshot, name: str) -> DiskRef:
+def disk_ref(disk: cm.Disk | cm.Snapshot, name: str) -> DiskRef:
     props = disk.properties
     size = props.disk_size_bytes if props is not None else None
     if size is None and props is not None and props.disk_size_gb is not None:
@@ -312,54 +297,7 @@ def import_disk(
     )
     with _arm_call(f"import disk {name}"):
         disk = _wait(clients.compute.disks.begin_create_or_update(resource_group, name, body))
-    return _disk_ref(disk, name)
-
-
-def copy_disk(
-    clients: ArmClients,
-    resource_group: str,
-    name: str,
-    *,
-    location: str,
-    source_id: str,
-    tags: ResourceTags,
-    sku: str = "Standard_LRS",
-) -> DiskRef:
-    """A managed disk copied from a snapshot or another disk (the copy hydration works on)."""
-    body = cm.Disk(
-        location=location,
-        tags=tags.to_arm(),
-        sku=cm.DiskSku(name=sku),
-        properties=cm.DiskProperties(
-            creation_data=cm.CreationData(create_option="Copy", source_resource_id=source_id)
-        ),
-    )
-    with _arm_call(f"copy disk {name}"):
-        disk = _wait(clients.compute.disks.begin_create_or_update(resource_group, name, body))
-    return _disk_ref(disk, name)
-
-
-def create_snapshot(
-    clients: ArmClients,
-    resource_group: str,
-    name: str,
-    *,
-    location: str,
-    source_disk_id: str,
-    tags: ResourceTags,
-    incremental: bool = True,
-) -> DiskRef:
-    body = cm.Snapshot(
-        location=location,
-        tags=tags.to_arm(),
-        properties=cm.SnapshotProperties(
-            incremental=incremental,
-            creation_data=cm.CreationData(create_option="Copy", source_resource_id=source_disk_id),
-        ),
-    )
-    with _arm_call(f"create snapshot {name}"):
-        snapshot = _wait(clients.compute.snapshots.begin_create_or_update(resource_group, name, body))
-    return _disk_ref(snapshot, name)
+    return disk_ref(disk, name)
 
 
 # --- virtual machines ---------------------------------------------------------------------------------
@@ -375,7 +313,7 @@ class MarketplaceImage(BaseModel):
 
 
 def _data_disks(disk_ids: list[str]) -> list[cm.DataDisk]:
-    # LUNs follow the list order, so the caller knows disk i is LUN i (see lun_device_reference).
+    # LUNs follow the list order, so the caller knows disk i is LUN i (see lun_device_path).
     return [
         cm.DataDisk(
             lun=lun,
@@ -506,13 +444,9 @@ def ensure_vm_from_disks(
 # --- Custom Script Extension -------------------------------------------------------------------------
 
 
-def lun_device_reference(lun: int) -> str:
-    """A shell word naming the data disk at `lun` on the helper VM, for `commandToExecute`.
-
-    `"${AZURE_LOCAL_DISK_LUN0:-/dev/disk/azure/scsi1/lun0}"`: in Azure the variable is unset and the
-    agent's udev symlink is used; the local ARM endpoint sets it to the loop device of that disk.
-    """
-    return '"${' + LOCAL_LUN_VARIABLE.format(lun=lun) + ":-" + AZURE_LUN_PATH.format(lun=lun) + '}"'
+def lun_device_path(lun: int) -> str:
+    """The data disk at `lun` on a Linux VM, for `commandToExecute`: `/dev/disk/azure/scsi1/lun<n>`."""
+    return AZURE_LUN_PATH.format(lun=lun)
 
 
 _OUTPUT: Final = re.compile(r"\n\[stdout\]\n(?P<stdout>.*)\n\[stderr\]\n(?P<stderr>.*)\Z", re.DOTALL)
@@ -598,52 +532,3 @@ def run_custom_script(
     message = (status.message if status is not None else None) or ""
     stdout_tail, stderr_tail = parse_script_message(message)
     return ScriptResult(succeeded=True, message=message, stdout_tail=stdout_tail, stderr_tail=stderr_tail)
-
-
-# --- deletes ------------------------------------------------------------------------------------------
-
-_DELETERS: Final[dict[str, Callable[[ArmClients, str, str], LROPoller[None]]]] = {
-    "microsoft.compute/virtualmachines": lambda c, rg, n: c.compute.virtual_machines.begin_delete(rg, n),
-    "microsoft.compute/disks": lambda c, rg, n: c.compute.disks.begin_delete(rg, n),
-    "microsoft.compute/snapshots": lambda c, rg, n: c.compute.snapshots.begin_delete(rg, n),
-    "microsoft.network/networkinterfaces": lambda c, rg, n: c.network.network_interfaces.begin_delete(rg, n),
-    "microsoft.network/networksecuritygroups": lambda c, rg, n: (
-        c.network.network_security_groups.begin_delete(rg, n)
-    ),
-    "microsoft.network/virtualnetworks": lambda c, rg, n: c.network.virtual_networks.begin_delete(rg, n),
-}
-DELETABLE_TYPES: Final = frozenset(_DELETERS)
-
-
-def parse_arm_id(arm_id: str) -> tuple[str, str, str]:
-    """(resource group, `namespace/type`, name) of a top-level resource id; ValueError otherwise."""
-    parts = [p for p in arm_id.split("/") if p]
-    if (
-        len(parts) != 8
-        or parts[0].lower() != "subscriptions"
-        or parts[2].lower() != "resourcegroups"
-        or parts[4].lower() != "providers"
-    ):
-        raise ValueError(f"not a top-level resource id: {arm_id}")
-    return parts[3], f"{parts[5]}/{parts[6]}", parts[7]
-
-
-def delete_resource(clients: ArmClients, arm_id: str) -> DeleteResult:
-    """Delete a VM, disk, snapshot, NIC, NSG or VNet by id and wait; an absent one counts as deleted."""
-    resource_group, resource_type, name = parse_arm_id(arm_id)
-    deleter = _DELETERS.get(resource_type.lower())
-    if deleter is None:
-        raise ValueError(f"deleting {resource_type} is not supported")
-    # ARM answers a DELETE of an absent resource with 204; a 404 (its resource group is gone) is as good.
-    with contextlib.suppress(ResourceNotFoundError, ArmNotFound), _arm_call(f"delete {resource_type} {name}"):
-        _wait(deleter(clients, resource_group, name))
-    return DeleteResult(id=arm_id)
-
-
-def delete_subnet(clients: ArmClients, resource_group: str, vnet_name: str, subnet_name: str) -> DeleteResult:
-    arm_id = resource_id(
-        clients, resource_group, "Microsoft.Network/virtualNetworks", f"{vnet_name}/subnets/{subnet_name}"
-    )
-    with contextlib.suppress(ArmNotFound), _arm_call(f"delete subnet {vnet_name}/{subnet_name}"):
-        _wait(clients.network.subnets.begin_delete(resource_group, vnet_name, subnet_name))
-    return DeleteResult(id=arm_id)

@@ -2,14 +2,9 @@
 
 A temporary resource (tag `migrate-purpose=temporary`) is swept when it is older than a threshold and
 its job is finished or unknown: a running job still owns its helpers, and its own compensation path
-deletes them. Deletes go in dependency order, so that nothing is refused for being in use:
-
-  VMs -> NICs -> VNets (with their subnets) -> NSGs -> disks -> snapshots
-
-NICs hold the subnet and the NSG; the helper's NSG is attached to its NIC, but an NSG attached to a
-subnet of a temporary VNet is also freed by deleting the VNet first, so VNets come before NSGs. Disks
-go after VMs (an attached disk cannot be deleted) and snapshots last (a copy may still be reading one).
-A failure is recorded and the sweep goes on; what failed is tried again at the next sweep.
+deletes them. Which types are swept, and in which order (so that nothing is refused for being in use),
+is the table of `shared.migration.resource_kinds`. A failure is recorded and the sweep goes on; what
+failed is tried again at the next sweep.
 """
 
 from __future__ import annotations
@@ -17,24 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
 
 from azure.core.exceptions import HttpResponseError
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.migration.resources import delete_resource
+from shared.migration.resource_kinds import (
+    SWEPT_KINDS,
+    delete_resource,
+    deletion_rank,
+    kind_of_type,
+)
 from shared.migration.tags import TAG_PURPOSE, Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
 from shared.platform.arm_errors import ArmError, translate_arm_error
-
-DELETE_ORDER: Final = (
-    "microsoft.compute/virtualmachines",
-    "microsoft.network/networkinterfaces",
-    "microsoft.network/virtualnetworks",
-    "microsoft.network/networksecuritygroups",
-    "microsoft.compute/disks",
-    "microsoft.compute/snapshots",
-)
 
 
 class JobState(StrEnum):
@@ -86,6 +76,7 @@ def find_sweepable(
     candidates: list[tuple[str, str, ResourceTags]] = []
     skipped: list[SkippedResource] = []
     states: dict[str, JobState] = {}
+    ranks: dict[str, int] = {}
     try:
         listing = list(
             clients.resources.resources.list(
@@ -97,7 +88,8 @@ def find_sweepable(
     for resource in listing:
         arm_id, resource_type = str(resource.id), str(resource.type).lower()
         tags = ResourceTags.from_arm(resource.tags)
-        if resource_type not in DELETE_ORDER:
+        kind = kind_of_type(resource_type)
+        if kind is None or kind not in SWEPT_KINDS:
             # Children (extensions) go with their parent; anything else is not ours to guess about.
             skipped.append(SkippedResource(id=arm_id, reason=f"type {resource.type} is not swept"))
             continue
@@ -113,7 +105,8 @@ def find_sweepable(
             skipped.append(SkippedResource(id=arm_id, reason=f"job {tags.job_id} is still running"))
             continue
         candidates.append((arm_id, resource_type, tags))
-    candidates.sort(key=lambda item: (DELETE_ORDER.index(item[1]), item[0]))
+        ranks[arm_id] = deletion_rank(kind)
+    candidates.sort(key=lambda item: (ranks[item[0]], item[0]))
     return candidates, skipped
 
 

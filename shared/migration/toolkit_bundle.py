@@ -38,9 +38,7 @@ _EXCLUDED_PARTS: Final = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache
 # build time: the helper's NSG admits no package mirror), else, only when a tool is missing, apt-get (which
 # works where the network allows it, e.g. in the operator's subnet). The rest goes to
 # `python3 -m hydration prepare` unchanged.
-# The work root defaults to /mnt/azure_sms_root (Azure Migrate's) on a real helper. The local ARM endpoint runs
-# scripts on one shared host (it sets AZURE_LOCAL_DISKS), so there each run assembles its guest inside
-# its own download folder instead, and concurrent jobs cannot meet in one mount tree.
+# The guest is assembled under /mnt/azure_sms_root, the toolkit's default work root.
 RUN_SCRIPT: Final = """#!/bin/sh
 # Unpack the hydration toolkit next to this script and prepare the attached disks (docs/migration.md).
 set -eu
@@ -67,12 +65,8 @@ if [ "${1:-}" = "--install-helper-packages" ]; then
             echo "warning: could not install the helper's packages; the toolkit reports what it lacks"
     fi
 fi
-work_root=/mnt/azure_sms_root
-if [ -n "${AZURE_LOCAL_DISKS:-}" ]; then
-    work_root="$here/azure_sms_root"
-fi
 cd "$here/toolkit"
-exec python3 -m hydration prepare --work-root "$work_root" "$@"
+exec python3 -m hydration prepare --work-root /mnt/azure_sms_root "$@"
 """
 
 
@@ -157,7 +151,8 @@ def blob_sas_url(
     lifetime: timedelta,
     now: datetime | None = None,
 ) -> str:
-    """A SAS URL for one blob: signed with the account key locally, a user delegation key in Azure.
+    """A SAS URL for one blob: signed with the account key when the client has one (a connection string),
+    else with a user delegation key (managed identity).
 
     The start is backdated a few minutes for clock skew between us and the storage service.
     """
@@ -194,7 +189,7 @@ def blob_sas_url(
 
 
 def _protocol(container: ContainerClient) -> str:
-    # Azure is HTTPS only; the local emulator speaks plain HTTP.
+    # HTTPS whenever the endpoint speaks it; plain HTTP is allowed only for an http:// endpoint.
     return "https" if container.url.startswith("https://") else "https,http"
 
 

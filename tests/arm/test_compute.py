@@ -9,6 +9,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration.tags import ResourceTags
 from shared.platform.arm_clients import ArmClients
@@ -16,6 +17,7 @@ from shared.platform.arm_errors import ArmConflict, ArmRequestFailed
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
 from shared.replication.vhd import MIB
 from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, LocalArmEndpoint
+from tests.support import arm_operations as support
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +68,11 @@ def test_import_copy_snapshot_and_delete(
     # Sparse: only the written pages take space.
     assert image.stat().st_blocks * 512 < MIB
 
-    snapshot = ops.create_snapshot(
+    snapshot = support.create_snapshot(
         clients, resource_group, "os-snap", location=LOCATION, source_disk_id=disk.id, tags=tags
     )
     assert clients.compute.snapshots.get(resource_group, "os-snap").properties.incremental is True
-    copy = ops.copy_disk(
+    copy = support.copy_disk(
         clients, resource_group, "os-hydrate", location=LOCATION, source_id=snapshot.id, tags=tags
     )
     assert copy.size_bytes == 3 * MIB
@@ -83,7 +85,7 @@ def test_import_copy_snapshot_and_delete(
     names = {d.name for d in clients.compute.disks.list_by_resource_group(resource_group)}
     assert names == {"os-copy", "os-hydrate"}
     for arm_id in (copy.id, snapshot.id, disk.id):
-        ops.delete_resource(clients, arm_id)
+        kinds.delete_resource(clients, arm_id)
     assert not image.exists() and not copy_image.exists()
     with pytest.raises(ResourceNotFoundError):
         clients.compute.disks.get(resource_group, "os-copy")
@@ -207,10 +209,10 @@ def test_vm_from_attached_disks_and_what_attachment_forbids(
     assert nic_view.properties.virtual_machine.id == vm.id
 
     with pytest.raises(ArmConflict) as attached:
-        ops.delete_resource(clients, data_disk)
+        kinds.delete_resource(clients, data_disk)
     assert attached.value.status_code == 409 and attached.value.arm_code == "OperationNotAllowed"
     with pytest.raises(ArmConflict) as nic_in_use:
-        ops.delete_resource(clients, nic.id)
+        kinds.delete_resource(clients, nic.id)
     assert nic_in_use.value.arm_code == "NicInUse" and nic_in_use.value.status_code == 400
 
     other_nic = _vm_network(clients, resource_group, tags, "b")
@@ -235,11 +237,11 @@ def test_vm_from_attached_disks_and_what_attachment_forbids(
     assert [s.code for s in statuses] == ["ProvisioningState/succeeded", "PowerState/deallocated"]
     assert clients.compute.disks.get(resource_group, "vm-os").properties.disk_state == "Reserved"
 
-    ops.delete_resource(clients, vm.id)
+    kinds.delete_resource(clients, vm.id)
     # Detach is the default: the disks and the NIC stay, now free.
     assert clients.compute.disks.get(resource_group, "vm-data").properties.disk_state == "Unattached"
     for arm_id in (nic.id, data_disk, os_disk):
-        ops.delete_resource(clients, arm_id)
+        kinds.delete_resource(clients, arm_id)
 
 
 def test_helper_vm_takes_its_os_disk_and_nic_with_it(
@@ -265,7 +267,7 @@ def test_helper_vm_takes_its_os_disk_and_nic_with_it(
     assert os_disk_id.lower().startswith(
         f"{helper.id.rsplit('/providers/', 1)[0]}/providers/microsoft.compute/disks/helper_osdisk".lower()
     )
-    ops.delete_resource(clients, helper.id)
+    kinds.delete_resource(clients, helper.id)
     names = {d.name for d in clients.compute.disks.list_by_resource_group(resource_group)}
     assert names == {"to-prepare"}
     assert [n.name for n in clients.network.network_interfaces.list(resource_group)] == []

@@ -127,8 +127,8 @@ def test_script_reads_the_attached_disk_through_its_loop_device(
         "probe.sh",
         (
             "#!/bin/sh\n"
-            f"disk={ops.lun_device_reference(0)}\n"
-            'echo "device=$disk"\n'
+            f"disk={ops.lun_device_path(0)}\n"
+            'echo "device=$(readlink -f "$disk")"\n'
             'head -c 22 "$disk"; echo\n'
             'echo "all=$AZURE_LOCAL_DISKS" >&2\n'
         ).encode(),

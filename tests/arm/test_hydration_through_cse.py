@@ -28,6 +28,7 @@ from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, LocalArmEndpoint
 from tests.hydration.conftest import NEEDED_TOOLS, REPO, SYSTEM_PYTHON, debugfs_cat
 from tests.hydration.guests import GuestSpec
 from tests.hydration.layouts import single_root
+from tests.support import arm_operations as support
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
 
@@ -111,10 +112,10 @@ def test_the_toolkit_prepares_a_copy_through_the_extension(
         os_type="Linux",
         tags=tags,
     )
-    snapshot = ops.create_snapshot(
+    snapshot = support.create_snapshot(
         clients, resource_group, "rp-os-snap", location=LOCATION, source_disk_id=imported.id, tags=tags
     )
-    work_copy = ops.copy_disk(
+    work_copy = support.copy_disk(
         clients, resource_group, "hyd-os", location=LOCATION, source_id=snapshot.id, tags=tags
     )
     vnet = ops.ensure_virtual_network(
@@ -163,7 +164,7 @@ def test_the_toolkit_prepares_a_copy_through_the_extension(
     report_url = _sas(container, report_name, BlobSasPermissions(create=True, write=True))
     command = (
         "tar xzf hydration.tar.gz && python3 -m hydration prepare "
-        f"--disk {ops.lun_device_reference(0)} --report report.json --report-url '{report_url}' "
+        f"--disk {ops.lun_device_path(0)} --report report.json --report-url '{report_url}' "
         f"--no-repos --work-root {tmp_path / 'azure_sms_root'}"
     )
     result = ops.run_custom_script(

@@ -14,6 +14,7 @@ from azure.mgmt.compute import models as cm
 from devhost.arm import LOCAL_SUBSCRIPTION_ID, start_local_arm
 from devhost.emulators import EmulatorEndpoints
 from devhost.processes import free_port
+from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration.tags import ResourceTags
 from shared.platform.arm_clients import ArmClients, build_arm_clients
@@ -303,7 +304,7 @@ def test_quota_errors_are_typed(
         f"Maximum allowed: {in_use + 2}, Current in use: {in_use + 2}, Additional requested: 4"
         in real.value.message
     )
-    ops.delete_resource(
+    kinds.delete_resource(
         clients, f"{nic.rsplit('/providers/', 1)[0]}/providers/Microsoft.Compute/virtualMachines/vm-q"
     )
 

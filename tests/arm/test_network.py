@@ -6,6 +6,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network import models as nm
 
+from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration.tags import TAG_JOB_ID, TAG_PURPOSE, ResourceTags
 from shared.platform.arm_clients import ArmClients
@@ -93,11 +94,11 @@ def test_create_get_list_delete_network_artefacts(
     assert again == nic
 
     for arm_id in (nic.id, nsg.id, vnet.id):
-        ops.delete_resource(clients, arm_id)
+        kinds.delete_resource(clients, arm_id)
     assert list(clients.network.virtual_networks.list(resource_group)) == []
     assert list(clients.network.network_security_groups.list(resource_group)) == []
     # Deleting what is already gone is a success (a retried compensation).
-    ops.delete_resource(clients, nic.id)
+    kinds.delete_resource(clients, nic.id)
 
 
 def test_in_use_subnet_and_nsg_cannot_be_deleted(
@@ -106,18 +107,18 @@ def test_in_use_subnet_and_nsg_cannot_be_deleted(
     vnet, nsg, nic = _network(clients, resource_group, tags)
 
     with pytest.raises(ArmConflict) as subnet_error:
-        ops.delete_subnet(clients, resource_group, "hyd-vnet", "hyd-subnet")
+        kinds.delete_resource(clients, vnet.subnet_id)
     assert subnet_error.value.arm_code == "InUseSubnetCannotBeDeleted"
     assert subnet_error.value.status_code == 400
     with pytest.raises(ArmConflict) as vnet_error:
-        ops.delete_resource(clients, vnet.id)
+        kinds.delete_resource(clients, vnet.id)
     assert vnet_error.value.arm_code == "InUseSubnetCannotBeDeleted"
     with pytest.raises(ArmConflict) as nsg_error:
-        ops.delete_resource(clients, nsg.id)
+        kinds.delete_resource(clients, nsg.id)
     assert nsg_error.value.arm_code == "InUseNetworkSecurityGroupCannotBeDeleted"
 
-    ops.delete_resource(clients, nic.id)
-    ops.delete_subnet(clients, resource_group, "hyd-vnet", "hyd-subnet")
+    kinds.delete_resource(clients, nic.id)
+    kinds.delete_resource(clients, vnet.subnet_id)
     assert clients.network.virtual_networks.get(resource_group, "hyd-vnet").properties.subnets == []
 
 
@@ -226,11 +227,12 @@ def test_child_resources_rules_and_subnets(
         len(clients.network.network_security_groups.get(resource_group, "rules").properties.security_rules)
         == 4
     )
-    ops.delete_subnet(clients, resource_group, "parent", "b")
-    ops.delete_subnet(clients, resource_group, "parent", "b")  # already gone: still a success
+    subnet_b = str(second.id)
+    kinds.delete_resource(clients, subnet_b)
+    kinds.delete_resource(clients, subnet_b)  # already gone: still a success
     assert [s.name for s in clients.network.subnets.list(resource_group, "parent")] == ["a"]
     for arm_id in (nsg.id, vnet.id):
-        ops.delete_resource(clients, arm_id)
+        kinds.delete_resource(clients, arm_id)
 
 
 def test_deleting_a_resource_group_deletes_what_is_in_it(clients: ArmClients, tags: ResourceTags) -> None:

@@ -13,6 +13,7 @@ from shared.migration.sweeper import JobState, sweep_temporary_resources
 from shared.migration.tags import Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
 from tests.arm.conftest import LOCATION, LocalArmEndpoint, make_tags
+from tests.support import arm_operations as support
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_sweeps_leftovers_in_dependency_order(
         data_disk_ids=[data_disk],
         tags=old,
     )
-    snapshot = ops.create_snapshot(
+    snapshot = support.create_snapshot(
         clients, resource_group, "tmp-snap", location=LOCATION, source_disk_id=data_disk, tags=old
     )
     # What must stay: a young helper, an old one whose job still runs, and the migrated VM's disk.

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devhost.arm import ids
+from devhost.arm import cse, ids
 from devhost.arm.control import DEFAULT_LATENCY, FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import output_message, resolve_command
 from devhost.arm.disks import check_fixed_vhd_footer
 from devhost.arm.errors import ArmError
 from devhost.arm.service import parse_filter
-from shared.migration.resources import lun_device_reference, parse_arm_id, parse_script_message
+from shared.migration.resource_kinds import ResourceKind, kind_of, parse_arm_id, resource_id
+from shared.migration.resources import lun_device_path, parse_script_message
 from shared.migration.tags import Purpose, ResourceTags
 from shared.platform.arm_clients import build_arm_clients
 from shared.platform.settings import SettingsError
@@ -198,18 +200,12 @@ def test_script_message_round_trip() -> None:
     assert parse_script_message("Enable failed: failed to get configuration: x") == ("", "")
 
 
-def test_lun_reference_uses_the_local_device_or_azures_symlink() -> None:
-    command = f"printf %s {lun_device_reference(2)}"
-    in_azure = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, env={}, check=True)
-    assert in_azure.stdout == "/dev/disk/azure/scsi1/lun2"
-    local = subprocess.run(
-        ["/bin/sh", "-c", command],
-        capture_output=True,
-        text=True,
-        env={"AZURE_LOCAL_DISK_LUN2": "/dev/loop7"},
-        check=True,
-    )
-    assert local.stdout == "/dev/loop7"
+def test_the_command_names_azures_lun_path_and_the_local_vm_links_it(tmp_path: Path) -> None:
+    # What the agent's udev rules provide on a VM; the local extension provides the same path.
+    assert lun_device_path(2) == "/dev/disk/azure/scsi1/lun2"
+    links = cse.lun_links([(cse.ScriptDisk(2, tmp_path / "d.raw"), "/dev/loop7")], tmp_path / "vm")
+    assert os.readlink(links / "scsi1" / "lun2") == "/dev/loop7"
+    assert cse.script_argv("true", "file", links) == ["/bin/sh", "-c", "true"]
 
 
 # --- tags, ids, settings ------------------------------------------------------------------------------
@@ -235,9 +231,23 @@ def test_tags_round_trip_and_ours_win() -> None:
 
 def test_arm_id_parsing() -> None:
     arm_id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"
-    assert parse_arm_id(arm_id) == ("rg", "Microsoft.Compute/disks", "d1")
+    parsed = parse_arm_id(arm_id)
+    assert (parsed.resource_group, parsed.provider_type, parsed.name) == (
+        "rg",
+        "Microsoft.Compute/disks",
+        "d1",
+    )
+    assert kind_of(arm_id) is ResourceKind.DISK
+    assert resource_id(ResourceKind.DISK, "s", "rg", "d1") == arm_id
+    # Not a resource of a kind we manage: never deleted by id.
+    assert kind_of(arm_id + "/extensions/x") is None
     with pytest.raises(ValueError):
-        parse_arm_id(arm_id + "/extensions/x")
+        parse_arm_id(arm_id + "/extensions/x/more/y")
+    with pytest.raises(ValueError):
+        parse_arm_id("not-an-id")
+    subnet = resource_id(ResourceKind.SUBNET, "s", "rg", "v", "s1")
+    assert kind_of(subnet) is ResourceKind.SUBNET
+    assert parse_arm_id(subnet).names == ("v", "s1")
     parsed = ids.parse_resource_id(
         "/SUBSCRIPTIONS/s/resourcegroups/RG/providers/microsoft.network/VIRTUALNETWORKS/v/SUBNETS/s1"
     )

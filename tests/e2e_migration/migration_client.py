@@ -19,6 +19,7 @@ from devhost.stack import LocalStack
 from shared.migration import resources as ops
 from shared.migration.tags import TAG_JOB_ID, TAG_MACHINE_ID, Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
+from tests.support.arm_operations import arm_group_and_name
 
 TARGET_GROUP: Final = "rg-target"
 TARGET_VNET: Final = "vnet-target"
@@ -174,14 +175,14 @@ class MigrationClient:
 
     def disk_image(self, disk_id: str) -> Path:
         """The local ARM endpoint's image file of a managed disk (a sparse raw file without footer)."""
-        group, _, name = ops.parse_arm_id(disk_id)
+        group, name = arm_group_and_name(disk_id)
         properties = self.arm.compute.disks.get(group, name).properties
         assert properties is not None
         return self.stack.data_dir / "arm" / "disks" / f"{properties.unique_id}.raw"
 
     def vm_disks(self, vm_id: str) -> tuple[str, list[str]]:
         """(OS disk id, data disk ids in LUN order) of a VM."""
-        group, _, name = ops.parse_arm_id(vm_id)
+        group, name = arm_group_and_name(vm_id)
         vm = self.arm.compute.virtual_machines.get(group, name)
         storage = vm.properties.storage_profile if vm.properties else None
         assert (

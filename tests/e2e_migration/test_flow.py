@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from shared.migration import resources as ops
 from tests.e2e_migration.conftest import GuestMachine, machine_state
 from tests.e2e_migration.migration_client import TARGET_VNET, TEST_VNET, MigrationClient, wait_for
+from tests.support.arm_operations import arm_group_and_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -27,10 +27,10 @@ def replica_digests(machine: GuestMachine) -> dict[str, str]:
 
 
 def vm_subnet(client: MigrationClient, vm_id: str) -> str:
-    group, _, name = ops.parse_arm_id(vm_id)
+    group, name = arm_group_and_name(vm_id)
     vm = client.arm.compute.virtual_machines.get(group, name)
     nic_id = vm.properties.network_profile.network_interfaces[0].id
-    nic_group, _, nic_name = ops.parse_arm_id(nic_id)
+    nic_group, nic_name = arm_group_and_name(nic_id)
     nic = client.arm.network.network_interfaces.get(nic_group, nic_name)
     return str(nic.properties.ip_configurations[0].properties.subnet.id)
 
@@ -54,7 +54,7 @@ def test_test_migration_cleanup_migration_and_completion(
     kinds = sorted(r.split("/providers/")[1].split("/")[1] for r in client.resources_of_job(job["id"]))
     assert kinds == ["disks", "disks", "networkInterfaces", "virtualMachines"], kinds
     # Its OS disk carries the hydration changes; the replica is byte for byte what it was.
-    group, _, vm_name = ops.parse_arm_id(status["vmId"])
+    group, vm_name = arm_group_and_name(status["vmId"])
     os_disk = client.arm.compute.virtual_machines.get(
         group, vm_name
     ).properties.storage_profile.os_disk.managed_disk.id
@@ -92,7 +92,7 @@ def test_test_migration_cleanup_migration_and_completion(
     final_status = client.instance_status(job_id)["customStatus"]
     assert f"/virtualNetworks/{TARGET_VNET}/" in vm_subnet(client, final_status["vmId"])
     # The final cycle's data is on the migrated VM's data disk.
-    group, _, vm_name = ops.parse_arm_id(final_status["vmId"])
+    group, vm_name = arm_group_and_name(final_status["vmId"])
     data_disk = client.arm.compute.virtual_machines.get(group, vm_name).properties.storage_profile.data_disks[
         0
     ]

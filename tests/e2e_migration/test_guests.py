@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.migration import resources as ops
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.conftest import machine_state, replicate_guest
 from tests.e2e_migration.guest_images import linux_guest, windows_guest, windows_settings
 from tests.e2e_migration.migration_client import MigrationClient
+from tests.support.arm_operations import arm_group_and_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
 
 def os_disk_image(client: MigrationClient, job_id: str) -> Path:
     vm_id = client.instance_status(job_id)["customStatus"]["vmId"]
-    group, _, name = ops.parse_arm_id(vm_id)
+    group, name = arm_group_and_name(vm_id)
     vm = client.arm.compute.virtual_machines.get(group, name)
     return client.disk_image(vm.properties.storage_profile.os_disk.managed_disk.id)
 

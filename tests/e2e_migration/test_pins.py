@@ -1,4 +1,4 @@
-"""Recovery points in use by a job are pinned against retention (shared/migration/service.py), against
+"""Recovery points in use by a job are pinned against retention (shared/replication/recovery_points.py), against
 the local stack's storage: a pinned snapshot is reported to retention, and releasing the pin deletes it
 only if retention dropped it meanwhile and no other job still pins it."""
 
@@ -14,9 +14,8 @@ from devhost.stack import LocalStack
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Machine, ReplicationStatus
-from shared.migration import service as migration
-from shared.migration.toolkit_bundle import HYDRATION_CONTAINER
 from shared.platform.storage import REPLICA_CONTAINER
+from shared.replication import recovery_points
 from shared.replication.replica_disks import (
     ReplicaDiskSpec,
     create_recovery_point,
@@ -33,7 +32,7 @@ def test_a_pinned_snapshot_survives_retention_until_released(local_stack: LocalS
     )
     replicas, pins = (
         service.get_container_client(REPLICA_CONTAINER),
-        service.get_container_client(HYDRATION_CONTAINER),
+        service.get_container_client(recovery_points.PINS_CONTAINER),
     )
     if not replicas.exists():
         replicas.create_container()
@@ -50,9 +49,9 @@ def test_a_pinned_snapshot_survives_retention_until_released(local_stack: LocalS
     point = RecoveryPoint(
         id="p1", cycle_id="c1", time=now, consistency=Consistency.CRASH, disk_snapshots={"os": old.snapshot}
     )
-    migration.pin_recovery_point(pins, machine_id, "job-a", point.id, point.disk_snapshots)
-    migration.pin_recovery_point(pins, machine_id, "job-b", point.id, point.disk_snapshots)
-    assert migration.pinned_snapshots(pins, machine_id) == {old.snapshot}
+    recovery_points.pin_recovery_point(pins, machine_id, "job-a", point.id, point.disk_snapshots)
+    recovery_points.pin_recovery_point(pins, machine_id, "job-b", point.id, point.disk_snapshots)
+    assert recovery_points.pinned_snapshots(pins, machine_id) == {old.snapshot}
 
     inventory = MachineInventory(
         display_name=machine_id,
@@ -71,12 +70,12 @@ def test_a_pinned_snapshot_survives_retention_until_released(local_stack: LocalS
         updated_at=now,
         replication=ReplicationStatus(recovery_points=[]),
     )
-    assert migration.release_recovery_point(pins, replicas, dropped, "job-a", replica_blob_name) == []
-    assert migration.pinned_snapshots(pins, machine_id) == {old.snapshot}
-    assert migration.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == [
+    assert recovery_points.release_recovery_point(pins, replicas, dropped, "job-a", replica_blob_name) == []
+    assert recovery_points.pinned_snapshots(pins, machine_id) == {old.snapshot}
+    assert recovery_points.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == [
         old.snapshot
     ]
-    assert migration.pinned_snapshots(pins, machine_id) == frozenset()
+    assert recovery_points.pinned_snapshots(pins, machine_id) == frozenset()
     snapshots = [
         b.snapshot
         for b in replicas.list_blobs(name_starts_with=f"{machine_id}/", include=["snapshots"])
@@ -84,4 +83,4 @@ def test_a_pinned_snapshot_survives_retention_until_released(local_stack: LocalS
     ]
     assert snapshots == []
     # Released twice: nothing more happens.
-    assert migration.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == []
+    assert recovery_points.release_recovery_point(pins, replicas, dropped, "job-b", replica_blob_name) == []

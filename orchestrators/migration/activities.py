@@ -1,0 +1,135 @@
+"""Activities of the test-migration, clean-up and migration flows: the final cycle, the job's end, the
+test migration's resources. Hydration's own activities are in `orchestrators.hydration.activities`.
+
+Each is idempotent: commands are queued under ids derived from the job, the job's end is a
+read-modify-write that converges, the resource lookup only reads.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from orchestrators.blueprints import durable_blueprint
+from orchestrators.hydration.activities import arm_clients, migration_settings
+from orchestrators.hydration.contracts import Done, Resource
+from orchestrators.migration.contracts import (
+    FinalCycleRequest,
+    FinalCycleStarted,
+    FinalCycleState,
+    FinalCycleWatch,
+    JobOutcome,
+    JobResourcesQuery,
+    TestResources,
+)
+from shared.appliances.commands import queue_command
+from shared.domain.command import CommandKind
+from shared.domain.cycle import CycleKind, CycleState
+from shared.migration import resource_kinds as kinds
+from shared.migration import service as migration
+from shared.migration.resource_kinds import ResourceKind
+from shared.migration.tags import TAG_JOB_ID
+from shared.platform.bootstrap import get_services
+from shared.platform.documents import Query
+from shared.platform.storage import replica_container
+
+bp = durable_blueprint()
+
+
+@bp.activity_trigger(input_name="payload")
+def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
+    """Everything tagged with a job's id (the test migration's VM, NIC and disks, and anything its
+    compensation could not delete), plus its recovery-point copies in storage."""
+    query = JobResourcesQuery.model_validate(payload)
+    machine_id, job_id = query.machine_id, query.job_id
+    found: list[Resource] = []
+    with arm_clients() as clients:
+        for item in clients.resources.resources.list(
+            filter=f"tagName eq '{TAG_JOB_ID}' and tagValue eq '{job_id}'"
+        ):
+            kind = kinds.kind_of_type(str(item.type))
+            if kind is not None:
+                found.append(Resource(kind=kind, id=str(item.id)))
+    prefix = f"{machine_id}/copies/{job_id}/"
+    found += [
+        Resource(kind=ResourceKind.BLOB, id=b.name)
+        for b in replica_container().list_blobs(name_starts_with=prefix)
+    ]
+    return TestResources(resources=found).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
+    outcome = JobOutcome.model_validate(payload)
+    services = get_services()
+    migration.end_job(
+        services.repos,
+        outcome.job_id,
+        succeeded=outcome.succeeded,
+        now=services.clock(),
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+    )
+    return Done().model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def request_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
+    """Queue ShutDownSource (if asked) then RunCycle(final) for the appliance; idempotent by command id."""
+    request = FinalCycleRequest.model_validate(payload)
+    services = get_services()
+    now = services.clock()
+    if request.shutdown_source:
+        queue_command(
+            services.repos,
+            command_id=f"{request.job_id}-shutdown",
+            machine_id=request.machine_id,
+            kind=CommandKind.SHUT_DOWN_SOURCE,
+            now=now,
+        )
+    queue_command(
+        services.repos,
+        command_id=f"{request.job_id}-final",
+        machine_id=request.machine_id,
+        kind=CommandKind.RUN_CYCLE,
+        cycle_kind=CycleKind.FINAL.value,
+        now=now,
+    )
+    settings = migration_settings()
+    return FinalCycleStarted(
+        poll_seconds=settings.final_cycle_poll.total_seconds(),
+        timeout_seconds=settings.final_cycle_timeout.total_seconds(),
+    ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def check_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
+    """Has a final cycle uploaded since the job started been applied (and which recovery point did it
+    leave), or rejected? Final cycles exist only on request, so "after the job was created" names ours."""
+    watch = FinalCycleWatch.model_validate(payload)
+    services = get_services()
+    job = services.repos.jobs.require(watch.job_id).item
+    finals = [
+        c
+        for c in services.repos.cycles.query(
+            Query(equals={"machineId": watch.machine_id, "kind": CycleKind.FINAL.value}),
+            partition_key=watch.machine_id,
+        )
+        if c.received_at >= job.created_at - timedelta(seconds=5)
+    ]
+    applied = [c for c in finals if c.state is CycleState.APPLIED]
+    if applied:
+        cycle = max(applied, key=lambda c: c.sequence)
+        machine = services.repos.machines.require(watch.machine_id).item
+        point = next((p for p in machine.replication.recovery_points if p.cycle_id == cycle.id), None)
+        if point is not None:
+            return FinalCycleState(
+                applied=True, recovery_point_id=point.id, message=f"final cycle {cycle.id} applied"
+            ).model_dump(mode="json")
+    rejected = [c for c in finals if c.state is CycleState.REJECTED]
+    if rejected and not applied:
+        cycle = rejected[-1]
+        return FinalCycleState(
+            applied=False, rejected=True, message=f"final cycle {cycle.id} was rejected: {cycle.error}"
+        ).model_dump(mode="json")
+    return FinalCycleState(applied=False, message="waiting for the final cycle").model_dump(mode="json")
