@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from azure.core.credentials import TokenCredential
 from azure.storage.blob import ContainerClient
 
 from shared.appliances.credentials import CredentialHasher
@@ -34,17 +35,24 @@ class Services:
     clock: Clock = field(default=utc_now)
     telemetry: Telemetry = field(default_factory=get_telemetry)
     health: HealthSettings = field(default_factory=HealthSettings)
+    # The app's identity when build_services already made one (Cosmos with Entra ID).
+    credential: TokenCredential | None = None
 
     # Built on first use and kept: a test may assign its own before that.
     @cached_property
+    def identity(self) -> TokenCredential:
+        """The app's identity, shared by every client that authenticates with it (one token cache)."""
+        return self.credential or app_identity(self.settings)
+
+    @cached_property
     def cache(self) -> ContainerClient:
         """The cache account's upload container."""
-        return container_client(self.settings.cache_storage, CACHE_CONTAINER, self.settings)
+        return container_client(self.settings.cache_storage, CACHE_CONTAINER, lambda: self.identity)
 
     @cached_property
     def replicas(self) -> ContainerClient:
         """The replica account's container of replica disks."""
-        return container_client(self.settings.replica_storage, REPLICA_CONTAINER, self.settings)
+        return container_client(self.settings.replica_storage, REPLICA_CONTAINER, lambda: self.identity)
 
     @cached_property
     def hydration(self) -> ContainerClient:
@@ -54,7 +62,9 @@ class Services:
     @cached_property
     def arm(self) -> ArmClients:
         """Management clients; shared by every activity (Azure SDK clients are thread-safe), never closed."""
-        return build_arm_clients(self.settings, telemetry=self.telemetry)
+        # A static token replaces the identity (build_arm_clients refuses it for Azure's endpoint).
+        credential = None if self.settings.arm_static_token is not None else self.identity
+        return build_arm_clients(self.settings, credential=credential, telemetry=self.telemetry)
 
     @cached_property
     def toolkit_bundle(self) -> ToolkitBundle:
@@ -62,9 +72,16 @@ class Services:
         return build_toolkit_bundle(helper_debs=self.settings.migration.helper_debs_dir)
 
 
+def app_identity(settings: Settings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+
+
 def build_services(settings: Settings) -> Services:
     from azure.cosmos import CosmosClient
 
+    credential: TokenCredential | None = None
     if settings.cosmos_key is not None:
         # Key auth also allows creating containers through the data plane.
         client = CosmosClient(
@@ -75,9 +92,7 @@ def build_services(settings: Settings) -> Services:
         database = ensure_containers(client, settings.cosmos_database)
     else:
         # Entra ID: data-plane RBAC cannot create containers; infra/ (Bicep) creates them, see docs/data-model.md.
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+        credential = app_identity(settings)
         client = CosmosClient(settings.cosmos_endpoint, credential=credential)
         database = client.get_database_client(settings.cosmos_database)
     pepper = settings.appliance_credential_pepper.get_secret_value().encode()
@@ -92,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         telemetry=telemetry,
         # Built now, not on first use: a bad HEALTH_* combination fails the start, not a cycle.
         health=HealthSettings.from_thresholds(settings.health),
+        credential=credential,
     )
 
 

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.platform.settings import Settings, StorageAccountSettings
+from shared.platform.settings import StorageAccountSettings
 
 # Names agreed with infra/main.bicep: the cache account's upload container and the replica container.
 CACHE_CONTAINER = "uploads"
 REPLICA_CONTAINER = "replicas"
 
 
-def container_client(account: StorageAccountSettings, name: str, settings: Settings) -> ContainerClient:
+def container_client(
+    account: StorageAccountSettings, name: str, identity: Callable[[], TokenCredential]
+) -> ContainerClient:
+    """The container `name` of `account`: with its account key, or with the app's identity (asked for
+    only then)."""
     if account.connection_string is not None:
         service = BlobServiceClient.from_connection_string(account.connection_string.get_secret_value())
         return service.get_container_client(name)
-    from azure.identity import DefaultAzureCredential
-
     assert account.account_url is not None  # Settings guarantees one of the two
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-    return BlobServiceClient(account.account_url, credential=credential).get_container_client(name)
+    return BlobServiceClient(account.account_url, credential=identity()).get_container_client(name)
 
 
 def ensure_containers_exist(*containers: ContainerClient) -> None:
