@@ -246,8 +246,14 @@ class TelemetrySettings(_Group):
     console_metric_interval: Milliseconds = setting(
         "TELEMETRY_CONSOLE_METRIC_INTERVAL_MS",
         timedelta(minutes=1),
-        description="how often metrics are written to stderr when Application Insights is not set",
+        description="how often metrics are written as JSON lines when Application Insights is not set",
         **POSITIVE,
+    )
+    file: str | None = setting(
+        "TELEMETRY_FILE",
+        None,
+        description="without Application Insights, spans and metrics go as JSON lines to this file instead "
+        "of stderr",
     )
 
 
