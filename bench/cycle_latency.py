@@ -44,7 +44,7 @@ def run() -> dict[str, Any]:
         stack = LocalStack(
             ports,
             data_dir=Path(root) / "stack",
-            host_env={"MIGRATE_LOCAL_METRIC_INTERVAL_MS": str(METRIC_INTERVAL_MS)},
+            host_env={"TELEMETRY_CONSOLE_METRIC_INTERVAL_MS": str(METRIC_INTERVAL_MS)},
         )
         stack.start()
         try:

@@ -19,7 +19,14 @@ from pathlib import Path
 import httpx
 
 from devhost.arm import LATENCY_SCALE_ENV, LOCAL_SUBSCRIPTION_ID, start_local_arm  # local ARM endpoint
-from devhost.emulators import REPO_ROOT, EmulatorEndpoints, EmulatorPorts, start_azurite, start_cosmos
+from devhost.emulators import (
+    AZURITE_ACCOUNT,
+    REPO_ROOT,
+    EmulatorEndpoints,
+    EmulatorPorts,
+    start_azurite,
+    start_cosmos,
+)
 from devhost.processes import ManagedProcess, free_port, port_is_open
 
 # --- local ARM endpoint (devhost/arm) ---
@@ -101,8 +108,8 @@ class LocalStack:
             }
             _write_private(secrets_file, json.dumps(local_secrets))
         # --- local ARM endpoint ---
-        if "ARM_LOCAL_STATIC_TOKEN" not in local_secrets:  # a secrets.json kept from before the ARM endpoint
-            local_secrets["ARM_LOCAL_STATIC_TOKEN"] = secrets.token_urlsafe(32)
+        if "ARM_STATIC_TOKEN" not in local_secrets:  # a secrets.json kept from before the ARM endpoint
+            local_secrets["ARM_STATIC_TOKEN"] = secrets.token_urlsafe(32)
             _write_private(secrets_file, json.dumps(local_secrets))
         arm_settings = {
             "AZURE_SUBSCRIPTION_ID": LOCAL_SUBSCRIPTION_ID,
@@ -121,6 +128,11 @@ class LocalStack:
             "COSMOS_VERIFY_TLS": "false",
             "CACHE_STORAGE_CONNECTION_STRING": storage,
             "REPLICA_STORAGE_CONNECTION_STRING": storage,
+            # The local ARM endpoint checks only the account name of a disk Import's storageAccountId.
+            "REPLICA_STORAGE_ACCOUNT_ID": (
+                f"/subscriptions/{LOCAL_SUBSCRIPTION_ID}/resourceGroups/local-storage/providers/"
+                f"Microsoft.Storage/storageAccounts/{AZURITE_ACCOUNT}"
+            ),
             "EVENTGRID_TOPIC_ENDPOINT": f"{self.functions_url}/runtime/local-eventgrid/topics/appliance-events/api/events",
             "DEVHOST_DEADLETTER_CONNECTION_STRING": storage,
             **arm_settings,  # local ARM endpoint
@@ -157,7 +169,7 @@ class LocalStack:
                     self.ports.arm,
                     endpoints.storage_connection_string,
                     logs,
-                    token=settings["ARM_LOCAL_STATIC_TOKEN"],
+                    token=settings["ARM_STATIC_TOKEN"],
                     latency_scale=float(settings[LATENCY_SCALE_ENV]),
                 )
             )
@@ -174,7 +186,7 @@ class LocalStack:
             "settings": {
                 k: v
                 for k, v in settings.items()
-                if k not in ("EVENTGRID_TOPIC_KEY", "APPLIANCE_CREDENTIAL_PEPPER", "ARM_LOCAL_STATIC_TOKEN")
+                if k not in ("EVENTGRID_TOPIC_KEY", "APPLIANCE_CREDENTIAL_PEPPER", "ARM_STATIC_TOKEN")
             },
             "secretsFile": str(self.data_dir / "secrets.json"),
             "processes": {p.name: p.pid for p in self.processes},

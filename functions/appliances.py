@@ -39,7 +39,6 @@ from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, Val
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
-from shared.health.service import health_settings
 from shared.platform.bootstrap import Services, get_services
 from shared.replication import cycles
 
@@ -155,7 +154,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 payload,
                 event_id=str(event.id),
                 reported_at=_event_time(event, now),
-                settings=health_settings(),
+                settings=services.health,
             )
             log.info(
                 "machine %s: %s (%s), health %s",
@@ -170,7 +169,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 services.repos,
                 payload,
                 reported_at=_event_time(event, now),
-                settings=health_settings(),
+                settings=services.health,
             )
             if watch is not None:
                 # The orchestration sets its upload timer from the machine document: wake it to read it.

@@ -62,7 +62,7 @@ EVERY_FIVE_MINUTES = "0 */5 * * * *"
 @bp.timer_trigger(arg_name="timer", schedule=EVERY_FIVE_MINUTES, run_on_startup=False, use_monitor=True)
 def health_monitor(timer: func.TimerRequest) -> None:
     services = get_services()
-    report = health.monitor_health(services.repos, now=services.clock(), settings=health.health_settings())
+    report = health.monitor_health(services.repos, now=services.clock(), settings=services.health)
     log.info(
         "health monitor: %d machines checked, %d changed (%s), %d appliances read, %d events%s",
         report.machines_checked,

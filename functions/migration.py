@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
-from datetime import timedelta
 from typing import TypeVar
 
 import azure.durable_functions as df
@@ -39,10 +37,7 @@ from shared.domain.api import AcceptedJob
 from shared.domain.wire import RequestModel
 from shared.migration import service as migration
 from shared.migration.sweeper import JobState, sweep_temporary_resources
-from shared.platform.arm_clients import build_arm_clients
 from shared.platform.bootstrap import get_services
-from shared.platform.settings import get_settings
-from shared.platform.telemetry import get_telemetry
 
 bp = durable_blueprint()
 log = logging.getLogger(__name__)
@@ -176,8 +171,8 @@ HOURLY = "0 17 * * * *"
 def arm_sweeper(timer: func.TimerRequest) -> None:
     services = get_services()
     now = services.clock()
-    min_age = timedelta(minutes=float(os.environ.get("SWEEPER_MIN_AGE_MINUTES", "120")))
-    stale_after = timedelta(hours=float(os.environ.get("SWEEPER_STALE_JOB_HOURS", "24")))
+    min_age = services.settings.sweeper.min_age
+    stale_after = services.settings.sweeper.stale_job_after
 
     def job_state(job_id: str) -> JobState:
         stored = services.repos.jobs.get(job_id)
@@ -188,8 +183,7 @@ def arm_sweeper(timer: func.TimerRequest) -> None:
             return JobState.ACTIVE if now - job.updated_at < stale_after else JobState.FINISHED
         return JobState.ACTIVE if migration.is_test_migration_live(services.repos, job) else JobState.FINISHED
 
-    with build_arm_clients(get_settings(), telemetry=get_telemetry()) as clients:
-        report = sweep_temporary_resources(clients, now=now, min_age=min_age, job_state=job_state)
+    report = sweep_temporary_resources(services.arm, now=now, min_age=min_age, job_state=job_state)
     log.info(
         "sweeper: %d deleted, %d failed, %d kept%s: deleted %s; failed %s",
         len(report.deleted),

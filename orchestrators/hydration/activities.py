@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-from functools import lru_cache
 from typing import Any, Literal, assert_never
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -64,10 +63,9 @@ from shared.migration.toolkit_bundle import (
     READ_ONLY,
     WRITE_ONLY,
     blob_sas_url,
-    hydration_container_of,
     upload_toolkit,
 )
-from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.arm_clients import ArmClients
 from shared.platform.arm_errors import (
     ArmError,
     ExtensionFailed,
@@ -76,8 +74,7 @@ from shared.platform.arm_errors import (
     translate_arm_error,
 )
 from shared.platform.bootstrap import get_services
-from shared.platform.settings import get_settings
-from shared.platform.storage import replica_container
+from shared.platform.settings import MigrationSettings
 from shared.platform.telemetry import get_telemetry
 from shared.replication import recovery_points
 from shared.replication.recovery_points import pins_container_of
@@ -91,18 +88,22 @@ HELPER_SUBNET = "hydration"
 REPORT_PREFIX = "reports"
 
 
-def arm_clients() -> ArmClients:
-    return build_arm_clients(get_settings(), telemetry=get_telemetry())
+def arm_clients() -> contextlib.AbstractContextManager[ArmClients]:
+    # The clients are built once by bootstrap and shared: the `with` blocks must not close them.
+    return contextlib.nullcontext(get_services().arm)
 
 
-@lru_cache(maxsize=1)
-def migration_settings() -> migration.MigrationSettings:
-    return migration.MigrationSettings.from_environ()
+def migration_settings() -> MigrationSettings:
+    return get_services().settings.migration
+
+
+def replica_container() -> ContainerClient:
+    return get_services().replicas
 
 
 def hydration_container() -> ContainerClient:
     """The toolkit and its reports: a container of the replica account (shared/migration/toolkit_bundle.py)."""
-    return hydration_container_of(replica_container())
+    return get_services().hydration
 
 
 def _tags(plan: HydrationPlan, purpose: Literal["temporary", "final"]) -> ResourceTags:
@@ -255,7 +256,7 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
         helper_vm_size=settings.helper_vm_size,
         helper_address_prefix=settings.helper_address_prefix,
         helper_subnet_prefix=settings.helper_subnet_prefix,
-        storage_account_id=settings.storage_account_id,
+        storage_account_id=get_services().settings.replica_storage.require_account_id(),
         storage_region=final.location,
     )
 
@@ -386,7 +387,7 @@ def _helper_ssh_key(job_id: str) -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    secret = get_settings().appliance_credential_pepper.get_secret_value().encode()
+    secret = get_services().settings.appliance_credential_pepper.get_secret_value().encode()
     seed = hmac.new(secret, f"hydration-helper-ssh:{job_id}".encode(), hashlib.sha256).digest()
     public = Ed25519PrivateKey.from_private_bytes(seed).public_key()
     return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
@@ -399,7 +400,8 @@ def _helper_ssh_key(job_id: str) -> str:
 def stage_toolkit(payload: dict[str, Any]) -> dict[str, Any]:
     """Upload the toolkit bundle if this version is not there yet (off the critical path, in parallel)."""
     ToolkitStaging.model_validate(payload)
-    return ToolkitStaged(blob_name=upload_toolkit(hydration_container()).blob_name).model_dump(mode="json")
+    staged = upload_toolkit(hydration_container(), get_services().toolkit_bundle)
+    return ToolkitStaged(blob_name=staged.blob_name).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")
@@ -413,7 +415,7 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     request = PreparationRequest.model_validate(payload)
     plan = request.plan
     container = hydration_container()
-    bundle = upload_toolkit(container)
+    bundle = upload_toolkit(container, get_services().toolkit_bundle)
     lifetime = migration_settings().sas_lifetime
     report_blob = f"{REPORT_PREFIX}/{plan.machine_id}/{plan.job_id}.json"
     # No cleanup of an earlier report: a retried activity re-sends the same extension configuration

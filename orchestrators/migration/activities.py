@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.hydration.activities import arm_clients, migration_settings
+from orchestrators.hydration.activities import arm_clients, migration_settings, replica_container
 from orchestrators.hydration.contracts import Done, Resource
 from orchestrators.migration.contracts import (
     FinalCycleRequest,
@@ -31,7 +31,6 @@ from shared.migration.resource_kinds import ResourceKind
 from shared.migration.tags import TAG_JOB_ID
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
-from shared.platform.storage import replica_container
 
 bp = durable_blueprint()
 

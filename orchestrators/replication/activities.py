@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.replication.contracts import (
@@ -47,7 +48,7 @@ from shared.health.catalog import control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
-from shared.platform.storage import cache_container, ensure_containers_exist, replica_container
+from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 from shared.replication.apply_engine import (
@@ -72,6 +73,14 @@ log = logging.getLogger(__name__)
 bp = durable_blueprint()
 
 
+def cache_container() -> ContainerClient:
+    return get_services().cache
+
+
+def replica_container() -> ContainerClient:
+    return get_services().replicas
+
+
 class ReportedDomainError(DomainError):
     """A DomainError rebuilt from an activity's result (code, message, details) for the catalog."""
 
@@ -83,7 +92,7 @@ class ReportedDomainError(DomainError):
 @bp.activity_trigger(input_name="payload")
 def load_replication_view(payload: dict[str, Any]) -> dict[str, Any]:
     ref = MachineRef.model_validate(payload)
-    settings = health.health_settings()
+    settings = get_services().health
     return GenerationView(
         view=cycles.replication_view(get_services().repos, ref.machine_id),
         timings=HealthTimings(
@@ -99,7 +108,7 @@ def create_replica_disks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ref = JobRef.model_validate(payload)
     services = get_services()
     machine = services.repos.machines.require(ref.machine_id).item
-    ensure_containers_exist()
+    ensure_containers_exist(services.cache, services.replicas)
     created = [
         create_replica_disk(
             replica_container(), ReplicaDiskSpec(machine_id=machine.id, disk_id=d.id, disk_size=d.size_bytes)
@@ -289,7 +298,7 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
         applied_at=now,
         bytes_applied=completion.bytes_applied,
     )
-    dropped = cycles.complete_cycle(services.repos, outcome, completion.policy)
+    dropped = cycles.complete_cycle(services.repos, outcome, completion.policy, services.health.rules)
     # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
     # blobs until the job releases them (release_recovery_point deletes what retention dropped meanwhile).
     pinned = (
@@ -342,7 +351,7 @@ def report_dispose_timeout(payload: dict[str, Any]) -> None:
         waited=timedelta(seconds=request.waited_seconds),
         attempt=request.attempt,
         at=services.clock(),
-        settings=health.health_settings(),
+        settings=services.health,
     )
 
 
@@ -374,7 +383,7 @@ def time_out_uploads(payload: dict[str, Any]) -> list[str]:
         health.clear_upload_watch(services.repos, machine.id, watch.cycle_id)
         return []
     health.report_upload_timeouts(
-        services.repos, machine, watch, late, at=services.clock(), settings=health.health_settings()
+        services.repos, machine, watch, late, at=services.clock(), settings=services.health
     )
     return late
 
@@ -415,7 +424,7 @@ def reject_cycle(payload: dict[str, Any]) -> None:
         services.repos,
         machine.id,
         failures,
-        settings=health.health_settings(),
+        settings=services.health,
         appliance_name=appliance.item.name if appliance is not None else None,
     )
     for disk in rejection.rejected_disks:
@@ -458,7 +467,7 @@ def request_resync(payload: dict[str, Any]) -> None:
                 values={"reason": request.reason},
             )
         ],
-        settings=health.health_settings(),
+        settings=services.health,
     )
     if not recorded.resync_disks:
         log.warning(

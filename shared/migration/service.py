@@ -12,12 +12,10 @@ inserted after "Run preparation script" when the report is in.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
@@ -26,7 +24,6 @@ from shared.domain.machine import Machine
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
-from shared.platform.settings import SettingsError
 
 # --- requests -------------------------------------------------------------------------------------------
 
@@ -92,75 +89,6 @@ def test_migration_steps() -> tuple[str, ...]:
 def migration_steps(shutdown_source: bool) -> tuple[str, ...]:
     first = (STEP_SHUTDOWN,) if shutdown_source else ()
     return (*first, STEP_FINAL_CYCLE, STEP_PICK_POINT, *HYDRATION_STEPS, STEP_FINISH_MIGRATION)
-
-
-# --- settings -------------------------------------------------------------------------------------------
-
-
-class MigrationSettings(BaseModel):
-    """Settings of the hydration and migration flows (read by activities, never by orchestrators)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    storage_account_id: str = Field(description="REPLICA_STORAGE_ACCOUNT_ID: ARM id of the replica account")
-    helper_vm_size: str = Field(default="Standard_D2s_v5", description="HYDRATION_HELPER_VM_SIZE")
-    helper_address_prefix: str = Field(default="10.254.0.0/24", description="HYDRATION_HELPER_ADDRESS_PREFIX")
-    helper_subnet_prefix: str = Field(default="10.254.0.0/26", description="HYDRATION_HELPER_SUBNET_PREFIX")
-    sas_lifetime: timedelta = Field(default=timedelta(hours=2), description="HYDRATION_SAS_LIFETIME_MINUTES")
-    final_cycle_timeout: timedelta = Field(
-        default=timedelta(hours=4), description="MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES"
-    )
-    final_cycle_poll: timedelta = Field(
-        default=timedelta(seconds=15), description="MIGRATION_FINAL_CYCLE_POLL_SECONDS"
-    )
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
-        env = os.environ if environ is None else environ
-        account_id = env.get("REPLICA_STORAGE_ACCOUNT_ID") or _local_account_id(env)
-        if not account_id:
-            raise SettingsError(
-                "missing app setting REPLICA_STORAGE_ACCOUNT_ID: the ARM id of the replica storage account "
-                "(managed disks are imported from it; infra/main.bicep sets it in Azure)."
-            )
-        values: dict[str, object] = {"storage_account_id": account_id}
-        for setting, field, unit in (
-            ("HYDRATION_HELPER_VM_SIZE", "helper_vm_size", None),
-            ("HYDRATION_HELPER_ADDRESS_PREFIX", "helper_address_prefix", None),
-            ("HYDRATION_HELPER_SUBNET_PREFIX", "helper_subnet_prefix", None),
-            ("HYDRATION_SAS_LIFETIME_MINUTES", "sas_lifetime", "minutes"),
-            ("MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES", "final_cycle_timeout", "minutes"),
-            ("MIGRATION_FINAL_CYCLE_POLL_SECONDS", "final_cycle_poll", "seconds"),
-        ):
-            raw = env.get(setting)
-            if not raw:
-                continue
-            if unit is None:
-                values[field] = raw
-                continue
-            try:
-                values[field] = timedelta(**{unit: float(raw)})
-            except ValueError:
-                raise SettingsError(
-                    f"app setting {setting} must be a number of {unit}; got {raw!r}"
-                ) from None
-        return cls.model_validate(values)
-
-
-def _local_account_id(env: Mapping[str, str]) -> str | None:
-    """Locally the replica account is the emulator's, known only by its connection string; the local ARM
-    endpoint checks only the account name of an Import's storageAccountId. In Azure the app reaches
-    storage by URL and identity, so this never applies there."""
-    connection = env.get("REPLICA_STORAGE_CONNECTION_STRING") or ""
-    subscription = env.get("AZURE_SUBSCRIPTION_ID")
-    parts = dict(p.split("=", 1) for p in connection.split(";") if "=" in p)
-    name = parts.get("AccountName")
-    if not name or not subscription:
-        return None
-    return (
-        f"/subscriptions/{subscription}/resourceGroups/local-storage/providers/"
-        f"Microsoft.Storage/storageAccounts/{name}"
-    )
 
 
 # --- starting jobs --------------------------------------------------------------------------------------

@@ -14,11 +14,9 @@ a read-only SAS per file, valid for the run; its report goes to a blob named by 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,16 +88,13 @@ class ToolkitBundle:
 
 
 def build_toolkit_bundle(root: Path = TOOLKIT_ROOT, helper_debs: Path | None = None) -> ToolkitBundle:
-    """A reproducible gzip tarball of the toolkit package (`hydration/...` inside) and, if given (default:
-    the HYDRATION_HELPER_DEBS_DIR setting), the helper's Debian packages under `helper-debs/`."""
+    """A reproducible gzip tarball of the toolkit package (`hydration/...` inside) and, if given (the
+    HYDRATION_HELPER_DEBS_DIR setting in the app), the helper's Debian packages under `helper-debs/`."""
     if not (root / "__main__.py").exists():
         raise FileNotFoundError(f"{root} is not the hydration package (no __main__.py)")
-    debs_dir = helper_debs or (
-        Path(os.environ["HYDRATION_HELPER_DEBS_DIR"]) if os.environ.get("HYDRATION_HELPER_DEBS_DIR") else None
-    )
     entries = [(path, path.relative_to(root.parent)) for path in sorted(root.rglob("*"))]
-    if debs_dir is not None:
-        entries += [(deb, Path("helper-debs") / deb.name) for deb in sorted(debs_dir.glob("*.deb"))]
+    if helper_debs is not None:
+        entries += [(deb, Path("helper-debs") / deb.name) for deb in sorted(helper_debs.glob("*.deb"))]
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, relative in entries:
@@ -124,15 +119,8 @@ def hydration_container_of(replicas: ContainerClient) -> ContainerClient:
     return service.get_container_client(HYDRATION_CONTAINER)
 
 
-@functools.lru_cache(maxsize=1)
-def current_bundle() -> ToolkitBundle:
-    """This deployment's bundle (built once per worker: the package does not change while it runs)."""
-    return build_toolkit_bundle()
-
-
-def upload_toolkit(container: ContainerClient, bundle: ToolkitBundle | None = None) -> ToolkitBundle:
+def upload_toolkit(container: ContainerClient, bundle: ToolkitBundle) -> ToolkitBundle:
     """Upload the bundle and its run script unless already there (content-addressed names)."""
-    bundle = bundle or current_bundle()
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     for name, data in ((bundle.blob_name, bundle.data), (bundle.script_blob_name, RUN_SCRIPT.encode())):

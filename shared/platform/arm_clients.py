@@ -1,9 +1,9 @@
 """Management clients built from Settings: one credential, one retry policy, telemetry on retries.
 
-In Azure the clients authenticate with the app's managed identity (AZURE_CLIENT_ID names the
-user-assigned one) against https://management.azure.com. Locally ARM_ENDPOINT points at the local ARM
-endpoint and ARM_LOCAL_STATIC_TOKEN is its bearer token; that token is refused for any other endpoint,
-so a local setting can never send a fake token (or a real one) to Azure by mistake.
+The clients authenticate with the app's managed identity (AZURE_CLIENT_ID names the user-assigned one)
+against ARM_ENDPOINT, or, when ARM_STATIC_TOKEN is set, with that fixed bearer token: for an endpoint that
+accepts one (the devhost's). The static token is refused with Azure's endpoint, so a fixed token (fake or
+real) can never be sent to Azure by mistake.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ RETRY_BACKOFF_MAX: Final = 60
 
 
 class StaticTokenCredential:
-    """A TokenCredential handing out one fixed token: the local ARM endpoint's."""
+    """A TokenCredential handing out one fixed token (ARM_STATIC_TOKEN)."""
 
     def __init__(self, token: str) -> None:
         self._token = token
@@ -46,8 +46,8 @@ class StaticTokenCredential:
 
 
 class _StaticBearerPolicy(SansIOHTTPPolicy[HttpRequest, Any]):
-    # The local endpoint speaks plain HTTP; azure-core's bearer policies refuse to send a token over it,
-    # which is right for real tokens and irrelevant for this one.
+    # An endpoint taking a static token may speak plain HTTP; azure-core's bearer policies refuse to send
+    # a token over it, which is right for real tokens and irrelevant for this one.
     def __init__(self, token: str) -> None:
         self._token = token
 
@@ -97,7 +97,7 @@ def build_arm_clients(
     if not settings.azure_subscription_id:
         raise SettingsError(
             "missing app setting AZURE_SUBSCRIPTION_ID: the subscription where hydration and migration create "
-            "resources (infra/main.bicep sets it in Azure; the local stack sets the local ARM endpoint's)."
+            "resources (infra/main.bicep sets it in Azure; the devhost sets its ARM endpoint's)."
         )
     endpoint = settings.arm_endpoint.rstrip("/")
     kwargs: dict[str, Any] = {
@@ -108,12 +108,12 @@ def build_arm_clients(
     }
     if transport is not None:
         kwargs["transport"] = transport
-    static = settings.arm_local_static_token
+    static = settings.arm_static_token
     if static is not None:
         if (urlsplit(endpoint).hostname or "").lower() == PUBLIC_ARM_HOST:
             raise SettingsError(
-                "ARM_LOCAL_STATIC_TOKEN is set but ARM_ENDPOINT is Azure's; the static token is for the local "
-                "ARM endpoint only. Unset ARM_LOCAL_STATIC_TOKEN in Azure (the app uses its managed identity)."
+                "ARM_STATIC_TOKEN is set but ARM_ENDPOINT is Azure's, which takes no static token. Unset "
+                "ARM_STATIC_TOKEN in Azure (the app uses its managed identity)."
             )
         credential = credential or StaticTokenCredential(static.get_secret_value())
         kwargs["authentication_policy"] = _StaticBearerPolicy(static.get_secret_value())

@@ -1,6 +1,7 @@
-"""Composition root: builds the repositories and credential hasher from Settings, once per process.
+"""Composition root: builds every client and repository from Settings, once per process.
 
-Entry points call `get_services()`; tests install their own with `use_services(...)`.
+Entry points call `get_services()`; tests install their own with `use_services(...)`. Clients that need
+a setting only some capabilities use (ARM needs AZURE_SUBSCRIPTION_ID) are built on first use, still once.
 """
 
 from __future__ import annotations
@@ -9,27 +10,80 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+
+from azure.core.credentials import TokenCredential
+from azure.storage.blob import ContainerClient
 
 from shared.appliances.credentials import CredentialHasher
+from shared.health.service import HealthSettings
+from shared.migration.toolkit_bundle import ToolkitBundle, build_toolkit_bundle, hydration_container_of
+from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.clock import Clock, utc_now
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
 from shared.platform.repository import Repositories
-from shared.platform.settings import Settings, get_settings
-from shared.platform.telemetry import configure_telemetry
+from shared.platform.settings import Settings
+from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER, container_client
+from shared.platform.telemetry import Telemetry, configure_telemetry, get_telemetry
 
 
 @dataclass
 class Services:
+    settings: Settings
     repos: Repositories
     hasher: CredentialHasher
     clock: Clock = field(default=utc_now)
+    telemetry: Telemetry = field(default_factory=get_telemetry)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    # The app's identity when build_services already made one (Cosmos with Entra ID).
+    credential: TokenCredential | None = None
+
+    # Built on first use and kept: a test may assign its own before that.
+    @cached_property
+    def identity(self) -> TokenCredential:
+        """The app's identity, shared by every client that authenticates with it (one token cache)."""
+        return self.credential or app_identity(self.settings)
+
+    @cached_property
+    def cache(self) -> ContainerClient:
+        """The cache account's upload container."""
+        return container_client(self.settings.cache_storage, CACHE_CONTAINER, lambda: self.identity)
+
+    @cached_property
+    def replicas(self) -> ContainerClient:
+        """The replica account's container of replica disks."""
+        return container_client(self.settings.replica_storage, REPLICA_CONTAINER, lambda: self.identity)
+
+    @cached_property
+    def hydration(self) -> ContainerClient:
+        """The replica account's container of the toolkit, the reports and the recovery-point pins."""
+        return hydration_container_of(self.replicas)
+
+    @cached_property
+    def arm(self) -> ArmClients:
+        """Management clients; shared by every activity (Azure SDK clients are thread-safe), never closed."""
+        # A static token replaces the identity (build_arm_clients refuses it for Azure's endpoint).
+        credential = None if self.settings.arm_static_token is not None else self.identity
+        return build_arm_clients(self.settings, credential=credential, telemetry=self.telemetry)
+
+    @cached_property
+    def toolkit_bundle(self) -> ToolkitBundle:
+        """This deployment's hydration toolkit (the package does not change while the worker runs)."""
+        return build_toolkit_bundle(helper_debs=self.settings.migration.helper_debs_dir)
+
+
+def app_identity(settings: Settings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
 def build_services(settings: Settings) -> Services:
     from azure.cosmos import CosmosClient
 
+    credential: TokenCredential | None = None
     if settings.cosmos_key is not None:
-        # Key auth: the local emulator. Creating containers through the data plane is allowed here.
+        # Key auth also allows creating containers through the data plane.
         client = CosmosClient(
             settings.cosmos_endpoint,
             credential=settings.cosmos_key.get_secret_value(),
@@ -38,16 +92,23 @@ def build_services(settings: Settings) -> Services:
         database = ensure_containers(client, settings.cosmos_database)
     else:
         # Entra ID: data-plane RBAC cannot create containers; infra/ (Bicep) creates them, see docs/data-model.md.
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+        credential = app_identity(settings)
         client = CosmosClient(settings.cosmos_endpoint, credential=credential)
         database = client.get_database_client(settings.cosmos_database)
     pepper = settings.appliance_credential_pepper.get_secret_value().encode()
     repos = Repositories(CosmosDocumentStore(database))
+    telemetry = configure_telemetry(settings)
     # Every round-trip becomes a metric: Cosmos cost per cycle is watched in production, not only in bench.
-    repos.counter.add_listener(configure_telemetry(settings).record_cosmos_operation)
-    return Services(repos=repos, hasher=CredentialHasher(pepper))
+    repos.counter.add_listener(telemetry.record_cosmos_operation)
+    return Services(
+        settings=settings,
+        repos=repos,
+        hasher=CredentialHasher(pepper),
+        telemetry=telemetry,
+        # Built now, not on first use: a bad HEALTH_* combination fails the start, not a cycle.
+        health=HealthSettings.from_thresholds(settings.health),
+        credential=credential,
+    )
 
 
 _lock = threading.Lock()
@@ -58,7 +119,7 @@ def get_services() -> Services:
     global _services
     with _lock:
         if _services is None:
-            _services = build_services(get_settings())
+            _services = build_services(Settings.from_environ())
         return _services
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import sys
 import threading
@@ -87,11 +86,6 @@ METRIC_NAMES: Final = (
 OUTCOME_SUCCEEDED: Final = "succeeded"
 OUTCOME_FAILED: Final = "failed"
 UNKNOWN_ERROR_CODE: Final = "Unknown"
-
-# Local metric export period: often enough to watch a demo, rare enough not to flood the log.
-LOCAL_METRIC_EXPORT_INTERVAL_MS: Final = 60_000
-# Benchmarks read the local exporter's output, so they may ask for a shorter interval.
-LOCAL_METRIC_INTERVAL_SETTING: Final = "MIGRATE_LOCAL_METRIC_INTERVAL_MS"
 
 
 def standard_attributes(
@@ -389,9 +383,7 @@ def configure_telemetry(
             )
         reader = metric_reader or PeriodicExportingMetricReader(
             ConsoleMetricExporter(out=stream, formatter=_metrics_json_line),
-            export_interval_millis=int(
-                os.environ.get(LOCAL_METRIC_INTERVAL_SETTING, LOCAL_METRIC_EXPORT_INTERVAL_MS)
-            ),
+            export_interval_millis=settings.telemetry.console_metric_interval.total_seconds() * 1000,
         )
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
 

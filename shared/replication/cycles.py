@@ -241,7 +241,7 @@ def complete_cycle(
     go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
     """
     cycle = outcome.cycle
-    health_rules = rules or health.health_settings().rules
+    health_rules = rules or HealthRules()
 
     def apply(machine: Machine) -> tuple[list[RecoveryPoint], Transition, str | None]:
         dropped = machine.replication.add_recovery_point(

@@ -108,7 +108,7 @@ def arm_settings(endpoint_url: str, *, polling_interval: str = "0") -> Settings:
             "REPLICA_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
             "AZURE_SUBSCRIPTION_ID": LOCAL_SUBSCRIPTION_ID,
             "ARM_ENDPOINT": endpoint_url,
-            "ARM_LOCAL_STATIC_TOKEN": TOKEN,
+            "ARM_STATIC_TOKEN": TOKEN,
             "ARM_POLLING_INTERVAL_SECONDS": polling_interval,
         }
     )

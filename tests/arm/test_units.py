@@ -257,7 +257,7 @@ def test_arm_id_parsing() -> None:
 
 
 def test_clients_refuse_the_static_token_against_azure_and_need_a_subscription() -> None:
-    with pytest.raises(SettingsError, match="ARM_LOCAL_STATIC_TOKEN"):
+    with pytest.raises(SettingsError, match="ARM_STATIC_TOKEN"):
         build_arm_clients(arm_settings("https://management.azure.com"))
     settings = arm_settings("http://127.0.0.1:1").model_copy(update={"azure_subscription_id": None})
     with pytest.raises(SettingsError, match="AZURE_SUBSCRIPTION_ID"):

@@ -83,7 +83,7 @@ class MigrationClient:
         self.arm_admin = httpx.Client(
             base_url=settings["ARM_ENDPOINT"],
             timeout=30,
-            headers={"Authorization": f"Bearer {settings['ARM_LOCAL_STATIC_TOKEN']}"},
+            headers={"Authorization": f"Bearer {settings['ARM_STATIC_TOKEN']}"},
         )
 
     # -- the appliance and replication

@@ -1,8 +1,10 @@
 """Every setting the code reads is set by the Bicep Function App, identity-based, and no key is.
 
-Names are discovered from the code, not listed here: the env.get("...") reads of Settings.from_environ
-(including f-string names built from a prefix), the connection names in host.json, the `connection=`
-arguments of trigger/binding decorators in the function code, and AzureWebJobsStorage.
+Names are discovered, not listed here: the environment variables of the Settings model
+(shared/platform/settings.py, the only product code that reads the environment), the connection names in
+host.json, the `connection=` arguments of trigger/binding decorators in the function code, and
+AzureWebJobsStorage. Tuning settings (health timings, hydration sizes, the sweeper) have defaults that
+hold in Azure; every other setting must be set there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from shared.platform.settings import variables
 from tests.infra.bicep_model import (
     INFRA,
     MAIN,
@@ -21,15 +24,18 @@ from tests.infra.bicep_model import (
     object_keys,
     parse,
     strip_comments,
-    variables,
+)
+from tests.infra.bicep_model import (
+    variables as bicep_variables,
 )
 
 FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
-# Settings that carry a key are local-only (emulators); in Azure the identity replaces them.
-LOCAL_ONLY = re.compile(r"(_KEY|_CONNECTION_STRING|_STATIC_TOKEN)$")
-# Local-only settings whose Azure counterpart is not a sibling by name: the local ARM endpoint's token
-# stands in for the managed identity.
-IDENTITY_COUNTERPART = {"ARM_LOCAL_STATIC_TOKEN": "AZURE_CLIENT_ID"}
+# Settings that carry a key or a fixed token are for endpoints that accept them (the devhost's emulators);
+# in Azure the identity replaces them.
+KEY_CARRYING = re.compile(r"(_KEY|_CONNECTION_STRING|_STATIC_TOKEN)$")
+# Key-carrying settings whose Azure counterpart is not a sibling by name: a static ARM token stands in for
+# the managed identity.
+IDENTITY_COUNTERPART = {"ARM_STATIC_TOKEN": "AZURE_CLIENT_ID"}
 # Not a credential once Application Insights has local auth disabled, and the SDKs need it.
 NOT_A_SECRET = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
 IDENTITY_SERVICE_KEYS = (
@@ -46,60 +52,17 @@ IDENTITY_SERVICE_KEYS = (
 # --- discovery from the code ----------------------------------------------------------------------------
 
 
-def _string_values(node: ast.AST, bindings: dict[str, set[str]]) -> set[str]:
-    """Possible values of a string expression: a constant, or an f-string over names with known values."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return {node.value}
-    if isinstance(node, ast.JoinedStr):
-        results = {""}
-        for part in node.values:
-            if isinstance(part, ast.Constant) and isinstance(part.value, str):
-                results = {r + part.value for r in results}
-            elif isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name):
-                options = bindings.get(part.value.id, set())
-                results = {r + option for r in results for option in options}
-            else:
-                return set()
-        return results
-    return set()
+def settings_read_by_code() -> set[str]:
+    return {v.env for v in variables()}
 
 
-def _bindings(function: ast.AST) -> dict[str, set[str]]:
-    """String values a name can take inside from_environ: helper-function arguments and `for` loops."""
-    bindings: dict[str, set[str]] = {}
-    helpers = {n.name: n for n in ast.walk(function) if isinstance(n, ast.FunctionDef) and n is not function}
-    for node in ast.walk(function):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in helpers:
-            parameters = [a.arg for a in helpers[node.func.id].args.args]
-            for parameter, argument in zip(parameters, node.args, strict=False):
-                bindings.setdefault(parameter, set()).update(_string_values(argument, {}))
-        if (
-            isinstance(node, ast.For)
-            and isinstance(node.target, ast.Name)
-            and isinstance(node.iter, ast.Tuple | ast.List)
-        ):
-            for element in node.iter.elts:
-                bindings.setdefault(node.target.id, set()).update(_string_values(element, {}))
-    return bindings
-
-
-def settings_read_by_code(source: str | None = None) -> set[str]:
-    tree = ast.parse(source if source is not None else (ROOT / "shared" / "settings.py").read_text())
-    from_environ = next(
-        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "from_environ"
-    )
-    bindings = _bindings(from_environ)
-    names: set[str] = set()
-    for node in ast.walk(from_environ):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get"
-            and isinstance(node.func.value, ast.Name)
-            and node.args
-        ):
-            names |= _string_values(node.args[0], bindings)
-    return names
+def settings_azure_needs() -> set[str]:
+    """Every non-tuning setting, except those carrying a key (the identity replaces them)."""
+    return {
+        v.env
+        for v in variables()
+        if not v.tuning and (v.env in NOT_A_SECRET or not KEY_CARRYING.search(v.env))
+    }
 
 
 def _connection_names_in(value: Any) -> Iterator[str]:
@@ -135,8 +98,8 @@ def connections_used_by_code() -> set[str]:
 
 
 def bicep_app_settings() -> dict[str, Any]:
-    settings = object_keys(variables(MAIN)["appSettings"])
-    settings |= object_keys(variables(FUNCTION_APP)["hostStorageSettings"])
+    settings = object_keys(bicep_variables(MAIN)["appSettings"])
+    settings |= object_keys(bicep_variables(FUNCTION_APP)["hostStorageSettings"])
     return settings
 
 
@@ -145,35 +108,18 @@ def bicep_app_settings() -> dict[str, Any]:
 
 def test_discovery_finds_the_settings_model() -> None:
     discovered = settings_read_by_code()
-    # Sanity of the discovery itself (f-string prefixes resolved), not the list of what must be set.
+    # Sanity of the discovery itself (nested groups' prefixes resolved), not the list of what must be set.
     assert "CACHE_STORAGE_ACCOUNT_URL" in discovered and "REPLICA_STORAGE_CONNECTION_STRING" in discovered
-    assert "AzureWebJobsStorage" in connections_used_by_code()
-
-
-def test_discovery_sees_new_settings_however_they_are_spelled() -> None:
-    source = (
-        "class Settings:\n"
-        "    @classmethod\n"
-        "    def from_environ(cls, environ=None):\n"
-        "        env = environ\n"
-        "        def account(prefix):\n"
-        "            return env.get(f'{prefix}_ACCOUNT_URL')\n"
-        "        for kind in ('TOOLKIT', 'REPORTS'):\n"
-        "            env.get(f'{kind}_CONTAINER')\n"
-        "        return account('ARCHIVE_STORAGE'), env.get('ARM_ENDPOINT', 'https://management.azure.com')\n"
+    assert (
+        "HEALTH_RPO_WARNING_SECONDS" in discovered
+        and "HEALTH_RPO_WARNING_SECONDS" not in settings_azure_needs()
     )
-    assert settings_read_by_code(source) == {
-        "ARCHIVE_STORAGE_ACCOUNT_URL",
-        "TOOLKIT_CONTAINER",
-        "REPORTS_CONTAINER",
-        "ARM_ENDPOINT",
-    }
+    assert "AzureWebJobsStorage" in connections_used_by_code()
 
 
 def test_every_setting_the_code_reads_is_set_in_azure() -> None:
     set_by_bicep = bicep_app_settings()
-    required = {n for n in settings_read_by_code() if n in NOT_A_SECRET or not LOCAL_ONLY.search(n)}
-    missing = sorted(required - set(set_by_bicep))
+    missing = sorted(settings_azure_needs() - set(set_by_bicep))
     assert not missing, (
         f"settings read by shared/platform/settings.py but not set in infra/main.bicep: {missing}"
     )
@@ -183,7 +129,7 @@ def test_local_only_key_settings_are_never_set_and_have_an_identity_counterpart(
     set_by_bicep = bicep_app_settings()
     read = settings_read_by_code()
     for name in sorted(read):
-        if not LOCAL_ONLY.search(name) or name in NOT_A_SECRET:
+        if not KEY_CARRYING.search(name) or name in NOT_A_SECRET:
             continue
         assert name not in set_by_bicep, f"{name} carries a key: Azure uses the managed identity instead"
         if name in IDENTITY_COUNTERPART:
@@ -193,7 +139,7 @@ def test_local_only_key_settings_are_never_set_and_have_an_identity_counterpart(
             continue
         prefix = name.rsplit("_", 2)[0] if name.endswith("_CONNECTION_STRING") else name.rsplit("_", 1)[0]
         siblings = {other for other in read if other.startswith(prefix + "_") and other != name}
-        assert siblings & set(set_by_bicep), f"{name} is local-only but nothing of {prefix}_* is set in Azure"
+        assert siblings & set(set_by_bicep), f"{name} carries a key but nothing of {prefix}_* is set in Azure"
 
 
 def test_connections_are_identity_based() -> None:

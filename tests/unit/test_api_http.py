@@ -23,6 +23,7 @@ from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
 from shared.platform.bootstrap import Services, use_services
 from shared.platform.repository import Repositories
+from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore
 from tests.support.product_app import product_functions
 
@@ -53,6 +54,15 @@ def machine_json(machine_id: str, name: str = "web01") -> dict[str, Any]:
 @pytest.fixture
 def services() -> Iterator[Services]:
     built = Services(
+        settings=Settings.from_environ(
+            {
+                "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+                "CACHE_STORAGE_CONNECTION_STRING": "unused",
+                "REPLICA_STORAGE_CONNECTION_STRING": "unused",
+                "EVENTGRID_TOPIC_ENDPOINT": "http://127.0.0.1:1/",
+                "APPLIANCE_CREDENTIAL_PEPPER": "unused",
+            }
+        ),
         repos=Repositories(InMemoryDocumentStore()),
         hasher=CredentialHasher(b"api-test-pepper-0123456789", n=2**12),
         clock=lambda: NOW,

@@ -24,7 +24,7 @@ from shared.health.catalog import CATALOG
 from shared.health.rules import HealthRules
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
-from shared.platform.settings import SettingsError
+from shared.platform.settings import Settings, SettingsError
 from shared.replication import cycles
 from tests.support.memory_store import InMemoryDocumentStore
 
@@ -330,8 +330,19 @@ def test_the_monitor_flags_rpo_and_silence_and_writes_only_on_change(repos: Repo
 
 
 def test_settings_come_from_the_environment_and_bad_values_name_the_setting() -> None:
-    assert health.HealthSettings.from_environment({}) == health.HealthSettings()
-    tuned = health.HealthSettings.from_environment(
+    base = {
+        "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+        "CACHE_STORAGE_ACCOUNT_URL": "https://cache.blob.core.windows.net",
+        "REPLICA_STORAGE_ACCOUNT_URL": "https://replica.blob.core.windows.net",
+        "EVENTGRID_TOPIC_ENDPOINT": "https://topic/api/events",
+        "APPLIANCE_CREDENTIAL_PEPPER": "pepper",
+    }
+
+    def from_environment(env: dict[str, str]) -> health.HealthSettings:
+        return health.HealthSettings.from_thresholds(Settings.from_environ({**base, **env}).health)
+
+    assert from_environment({}) == health.HealthSettings()
+    tuned = from_environment(
         {
             "HEALTH_UPLOAD_TIMEOUT_SECONDS": "5",
             "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": "30",
@@ -343,6 +354,6 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_setting() ->
     )
     assert tuned.rules.critical_after_failures == 4
     with pytest.raises(SettingsError, match="HEALTH_DISPOSE_TIMEOUT_SECONDS"):
-        health.HealthSettings.from_environment({"HEALTH_DISPOSE_TIMEOUT_SECONDS": "soon"})
+        from_environment({"HEALTH_DISPOSE_TIMEOUT_SECONDS": "soon"})
     with pytest.raises(SettingsError, match="HEALTH_RPO_WARNING_SECONDS"):
-        health.HealthSettings.from_environment({"HEALTH_RPO_WARNING_SECONDS": "-1"})
+        from_environment({"HEALTH_RPO_WARNING_SECONDS": "-1"})

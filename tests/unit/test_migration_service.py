@@ -17,7 +17,7 @@ from shared.domain.target import TargetSettings
 from shared.jobs import lifecycle as jobs
 from shared.migration import service as m
 from shared.platform.repository import Repositories
-from shared.platform.settings import SettingsError
+from shared.platform.settings import Settings, SettingsError
 from tests.support.memory_store import InMemoryDocumentStore
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -191,22 +191,24 @@ def test_toolkit_steps_are_inserted_after_the_preparation_step_once(repos: Repos
     assert warning.error is not None and warning.error.message == "install waagent after boot"
 
 
-def test_settings_derive_the_local_account_and_name_what_is_missing() -> None:
-    local = m.MigrationSettings.from_environ(
-        {
-            "REPLICA_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5",
-            "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000a2a2",
-            "HYDRATION_SAS_LIFETIME_MINUTES": "30",
-        }
+def test_settings_name_what_is_missing_or_wrong() -> None:
+    base = {
+        "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+        "CACHE_STORAGE_ACCOUNT_URL": "https://cache.blob.core.windows.net",
+        "REPLICA_STORAGE_ACCOUNT_URL": "https://replica.blob.core.windows.net",
+        "EVENTGRID_TOPIC_ENDPOINT": "https://topic/api/events",
+        "APPLIANCE_CREDENTIAL_PEPPER": "pepper",
+    }
+    account = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/replica"
+    settings = Settings.from_environ(
+        {**base, "REPLICA_STORAGE_ACCOUNT_ID": account, "HYDRATION_SAS_LIFETIME_MINUTES": "30"}
     )
-    assert local.storage_account_id.endswith("/providers/Microsoft.Storage/storageAccounts/devstoreaccount1")
-    assert local.sas_lifetime == timedelta(minutes=30)
+    assert settings.replica_storage.require_account_id() == account
+    assert settings.migration.sas_lifetime == timedelta(minutes=30)
     with pytest.raises(SettingsError, match="REPLICA_STORAGE_ACCOUNT_ID"):
-        m.MigrationSettings.from_environ({"REPLICA_STORAGE_ACCOUNT_URL": "https://x.blob.core.windows.net"})
-    with pytest.raises(SettingsError, match="MIGRATION_FINAL_CYCLE_POLL_SECONDS"):
-        m.MigrationSettings.from_environ(
-            {"REPLICA_STORAGE_ACCOUNT_ID": "/x", "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"}
-        )
+        Settings.from_environ(base).replica_storage.require_account_id()
+    with pytest.raises(SettingsError, match="MIGRATION_FINAL_CYCLE_POLL_SECONDS='soon': must be a number"):
+        Settings.from_environ({**base, "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "soon"})
 
 
 def test_a_test_migration_needs_an_isolated_vnet(repos: Repositories) -> None:
