@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,15 @@ from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import function_key, register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
+from devhost.waiting import wait_until
 from shared.platform.telemetry import METRIC_COSMOS_OPERATIONS
 
 MIB = 1024 * 1024
 CYCLES = 20
 WARMUP = 3
 METRIC_INTERVAL_MS = 300
+
+_wait = partial(wait_until, timeout=120.0, interval=0.05)
 
 
 def run() -> dict[str, Any]:
@@ -74,7 +78,9 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
             "vmSize": "Standard_D2s_v3",
         },
     ).json()
-    _wait(lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded")
+    _wait(
+        lambda: operator.get(f"/jobs/{job['jobId']}").json()["status"] == "Succeeded", what="the enable job"
+    )
     rng = random.Random(1)
     latencies: list[float] = []
     ops_before: dict[str, float] = {}
@@ -86,11 +92,7 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
         else:
             replicator.write("disk0", rng.randrange(0, 63) * MIB, rng.randbytes(MIB))
             report = _timed_cycle(replicator, cache, latencies if index >= WARMUP else [])
-        _wait(
-            lambda r=report: (
-                not any(True for _ in cache.list_blobs(name_starts_with=f"{machine_id}/{r.cycle_id}/"))
-            )
-        )
+        _wait_disposed(cache, machine_id, report.cycle_id)
     ops_after = _settled_cosmos_ops(stack)
     per_cycle = {k: round((v - ops_before.get(k, 0.0)) / CYCLES, 2) for k, v in sorted(ops_after.items())}
     latencies.sort()
@@ -118,24 +120,39 @@ def _timed_cycle(replicator: MachineReplicator, cache: Any, latencies: list[floa
         report = replicator.run_cycle()
     finally:
         replicator.events.cycle_uploaded = original  # type: ignore[method-assign]
-    prefix = f"{replicator.machine_id}/{report.cycle_id}/"
-    _wait(lambda: not any(True for _ in cache.list_blobs(name_starts_with=prefix)), interval=0.01)
+    _wait_disposed(cache, replicator.machine_id, report.cycle_id, interval=0.01)
     latencies.append(time.perf_counter() - published[0])
     return report
+
+
+def _wait_disposed(cache: Any, machine_id: str, cycle_id: str, interval: float = 0.05) -> None:
+    """Until the cycle's cache blobs are gone; polling Azurite, not the API, adds no Cosmos traffic."""
+    prefix = f"{machine_id}/{cycle_id}/"
+    _wait(
+        lambda: not any(True for _ in cache.list_blobs(name_starts_with=prefix)),
+        interval=interval,
+        what=f"the uploads of cycle {cycle_id} disposed of",
+    )
 
 
 def _settled_cosmos_ops(stack: LocalStack) -> dict[str, float]:
     """The metric's cumulative total once two exports in a row agree (no Cosmos work in flight)."""
     log = stack.data_dir / "logs" / "functions-host.log"
-    previous = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(2 * METRIC_INTERVAL_MS / 1000)
-        current = _latest_total(log)
-        if current and current == previous:
-            return current
-        previous = current
-    raise RuntimeError(f"the {METRIC_COSMOS_OPERATIONS} metric never settled; see {log}")
+    readings: list[dict[str, float]] = []
+
+    def settled() -> dict[str, float] | None:
+        readings.append(_latest_total(log))
+        current = readings[-1]
+        # Two intervals apart, so at least one export falls between the two readings.
+        return current if current and len(readings) > 1 and current == readings[-2] else None
+
+    return wait_until(
+        settled,
+        timeout=60,
+        interval=2 * METRIC_INTERVAL_MS / 1000,
+        what=f"the {METRIC_COSMOS_OPERATIONS} metric to settle",
+        hint=f"see {log}",
+    )
 
 
 def _latest_total(log: Path) -> dict[str, float]:
@@ -156,12 +173,3 @@ def _latest_total(log: Path) -> dict[str, float]:
                             for p in metric["data"]["data_points"]
                         }
     return total
-
-
-def _wait(probe: Any, timeout: float = 120, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(interval)
-    raise RuntimeError("the stack did not get there in time")

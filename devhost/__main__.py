@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from devhost.emulators import REPO_ROOT
 from devhost.stack import LocalStack, StackError, StackPorts, read_state
+from devhost.waiting import wait_until
 
 DATA_DIR = REPO_ROOT / ".devhost"
 SUPERVISOR_LOG = DATA_DIR / "supervisor.log"
@@ -76,19 +76,24 @@ def _up_in_background(keep_data: bool) -> int:
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def supervising() -> dict[str, object] | bool:
         state = read_state(DATA_DIR)
         if state and state.get("supervisorPid") == child.pid:
-            _print_summary(state)
-            return 0
-        if child.poll() is not None:
-            print(f"error: the local stack did not start:\n{SUPERVISOR_LOG.read_text()}", file=sys.stderr)
-            return 1
-        time.sleep(0.2)
-    os.killpg(child.pid, signal.SIGTERM)
-    print(f"error: the local stack was not ready in 180 s; see {SUPERVISOR_LOG}", file=sys.stderr)
-    return 1
+            return state
+        return child.poll() is not None  # True ends the wait too: the supervisor exited
+
+    try:
+        outcome = wait_until(supervising, timeout=180, interval=0.2, what="the local stack to start")
+    except TimeoutError:
+        os.killpg(child.pid, signal.SIGTERM)
+        print(f"error: the local stack was not ready in 180 s; see {SUPERVISOR_LOG}", file=sys.stderr)
+        return 1
+    if not isinstance(outcome, dict):
+        print(f"error: the local stack did not start:\n{SUPERVISOR_LOG.read_text()}", file=sys.stderr)
+        return 1
+    _print_summary(outcome)
+    return 0
 
 
 def down() -> int:
@@ -99,9 +104,9 @@ def down() -> int:
     pid = int(state["supervisorPid"])  # type: ignore[call-overload]
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
+    # A supervisor slow to exit is no error: whatever it leaves is killed below.
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not _alive(pid), timeout=30, interval=0.1, what=f"the supervisor ({pid}) to exit")
     # Whatever survived a crashed supervisor is killed by process group: each child leads its own.
     for child_pid in dict(state["processes"]).values():  # type: ignore[call-overload]
         if _alive(int(child_pid)):

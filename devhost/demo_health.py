@@ -13,10 +13,9 @@ Event Grid topic through `EventGridPublisherClient`, and blobs written by the ap
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 import httpx
 from azure.core.credentials import AzureKeyCredential
@@ -26,6 +25,7 @@ from rich.console import Console
 
 from appliance import CycleUpload, DiskCycle, upload_cycle
 from devhost.stack import LocalStack
+from devhost.waiting import wait_until
 from shared.appliances.events import CYCLE_FAILED, CYCLE_UPLOADED
 from shared.domain.cycle import CycleKind
 from shared.platform.storage import CACHE_CONTAINER
@@ -34,7 +34,6 @@ MIB = 1024 * 1024
 DISK_ID = "disk-os"
 DISK_SIZE = 8 * MIB
 CBT_RESET = "Encountered an error while trying to fetch changed blocks"
-T = TypeVar("T")
 
 
 class HealthDemoFailed(RuntimeError):
@@ -56,14 +55,7 @@ class _Disk:
         return bytes(self.data[offset : offset + length])
 
 
-def _wait(probe: Callable[[], T | None], what: str, timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise HealthDemoFailed(f"timed out waiting for {what}")
+_wait = partial(wait_until, timeout=90.0, interval=0.3)
 
 
 class _Demo:
@@ -133,7 +125,7 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
     """Run the failure-and-repair story on a running stack; print one line per step; return a summary
     (machine id, health before/after, the error's code and first recommended step, job id and status,
     recovery points before and after, the event types in order). Raises HealthDemoFailed on any
-    deviation. Takes about 15 seconds; it registers its own appliance and machine."""
+    deviation, TimeoutError when a step never happens. Takes about 15 seconds; it registers its own appliance and machine."""
     console = console or Console()
 
     def say(text: str) -> None:
@@ -187,22 +179,22 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
             "autoRepairReplication": False,
         },
     )
-    _wait(lambda: demo.machine(machine_id)["state"] == "InitialReplication", "replication to be enabled")
+    _wait(lambda: demo.machine(machine_id)["state"] == "InitialReplication", what="replication to be enabled")
     disk = _Disk()
     demo.upload(machine_id, f"{machine_id}-c1", 1, CycleKind.INITIAL, disk)
-    _wait(lambda: demo.machine(machine_id)["state"] == "Replicating", "the initial copy")
+    _wait(lambda: demo.machine(machine_id)["state"] == "Replicating", what="the initial copy")
     disk.data[:4096] = b"\x42" * 4096
     demo.upload(machine_id, f"{machine_id}-c2", 2, CycleKind.DELTA, disk)
     before = _wait(
         lambda: (lambda m: m if m["recoveryPoints"]["count"] == 2 else None)(demo.machine(machine_id)),
-        "the first delta cycle",
+        what="the first delta cycle",
     )
     say(f"health: {machine_id} replicating: {before['health']}, 2 recovery points")
 
     demo.publish(CYCLE_FAILED, machine_id, {"cycleId": f"{machine_id}-c3", "message": CBT_RESET})
     failed = _wait(
         lambda: (lambda m: m if m["health"] == "Critical" else None)(demo.machine(machine_id)),
-        "the failure to raise health",
+        what="the failure to raise health",
     )
     error = failed["currentErrors"][0]
     say(
@@ -223,7 +215,7 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
             ]
             if c["machineId"] == machine_id and c["kind"] == "ResyncDisk"
         ],
-        "the ResyncDisk command",
+        what="the ResyncDisk command",
     )
     for command in commands:
         demo.call(
@@ -234,7 +226,7 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
         lambda: (lambda j: j if j["status"] == "Succeeded" else None)(
             demo.call(demo.operator, "GET", f"/jobs/{job_id}", 200)
         ),
-        "the repair job",
+        what="the repair job",
     )
     after = demo.machine(machine_id)
     if after["health"] != "Healthy" or after["currentErrors"] or after["recoveryPoints"]["count"] != 3:

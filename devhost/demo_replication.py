@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.local_appliance import function_key, register_local_appliance
 from devhost.stack import LocalStack
+from devhost.waiting import wait_until
 from shared.domain.cycle import CycleKind
 from shared.replication.replica_disks import replica_blob_name
 
@@ -69,7 +71,9 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
     _expect(
         accepted.status_code == 202, f"enable replication answered {accepted.status_code}: {accepted.text}"
     )
-    job = _wait(lambda: _finished(operator.get(f"/jobs/{accepted.json()['jobId']}").json()), "enable job")
+    job = _wait(
+        lambda: _finished(operator.get(f"/jobs/{accepted.json()['jobId']}").json()), what="enable job"
+    )
     console.print(
         f"replication enabled: job {job['id']} {job['status']} ({', '.join(s['name'] for s in job['steps'])})"
     )
@@ -152,17 +156,10 @@ def _wait_applied(operator: httpx.Client, machine_id: str, cycle_id: str) -> dic
         machine: dict[str, Any] = operator.get(f"/machines/{machine_id}").json()
         return machine if any(p["cycleId"] == cycle_id for p in machine["recoveryPointList"]) else None
 
-    return _wait(applied, f"cycle {cycle_id}")
+    return _wait(applied, what=f"cycle {cycle_id}")
 
 
-def _wait(probe: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise DemoFailed(f"{what} did not finish within {timeout:.0f} s; see .devhost/logs/functions-host.log")
+_wait = partial(wait_until, timeout=120.0, interval=0.1, hint="see .devhost/logs/functions-host.log")
 
 
 def _expect(condition: bool, message: str) -> None:

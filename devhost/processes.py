@@ -7,10 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devhost.waiting import wait_until
 
 
 class ProcessFailedToStart(RuntimeError):
@@ -64,21 +65,32 @@ class ManagedProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def wait_ready(self, ready: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until `ready()` holds; an exception from it means "not yet" (a server still starting refuses
+        connections). A process that exits meanwhile fails at once rather than at the timeout."""
+
+        def exited_or_ready() -> str | None:
             if not self.running():
-                raise ProcessFailedToStart(
-                    f"{self.name} exited with code {self.popen.returncode if self.popen else '?'}; "
-                    f"see its log: {self.log_path}\n{self.log_tail()}"
-                )
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise ProcessFailedToStart(
-            f"{self.name} was not ready after {timeout:.0f}s; see its log: {self.log_path}\n{self.log_tail()}"
-        )
+                return "exited"
+            return "ready" if ready() else None
+
+        try:
+            outcome = wait_until(
+                exited_or_ready,
+                timeout=timeout,
+                interval=0.1,
+                what=f"{self.name} to be ready",
+                retry_on=(Exception,),
+            )
+        except TimeoutError as timed_out:
+            self.stop()
+            raise ProcessFailedToStart(
+                f"{self.name} was not ready after {timeout:.0f}s; see its log: {self.log_path}\n{self.log_tail()}"
+            ) from timed_out
+        if outcome == "exited":
+            raise ProcessFailedToStart(
+                f"{self.name} exited with code {self.popen.returncode if self.popen else '?'}; "
+                f"see its log: {self.log_path}\n{self.log_tail()}"
+            )
 
     def log_tail(self, lines: int = 20) -> str:
         try:

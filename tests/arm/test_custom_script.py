@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from azure.storage.blob import BlobSasPermissions, ContainerClient, generate_blo
 from devhost.arm import start_local_arm
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, EmulatorEndpoints
 from devhost.processes import ManagedProcess, free_port
+from devhost.waiting import wait_until
 from shared.migration import resources as ops
 from shared.migration.tags import ResourceTags
 from shared.platform.arm_clients import ArmClients, build_arm_clients
@@ -362,11 +362,7 @@ def test_a_script_interrupted_by_a_restart_runs_again_after_it(
                     ),
                 ),
             )
-            for _ in range(300):
-                if marker.exists():
-                    break
-                time.sleep(0.05)
-            assert marker.exists()
+            wait_until(marker.exists, timeout=15, interval=0.05, what="the script to start")
             status_url = poller.polling_method()._operation.get_polling_url()  # type: ignore[attr-defined]
     finally:
         process.stop()
@@ -381,11 +377,12 @@ def test_a_script_interrupted_by_a_restart_runs_again_after_it(
     process = start()
     try:
         http = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        for _ in range(300):
-            body = http.get(status_url).json()
-            if body["status"] != "InProgress":
-                break
-            time.sleep(0.05)
+
+        def finished() -> dict[str, object] | None:
+            body: dict[str, object] = http.get(status_url).json()
+            return body if body["status"] != "InProgress" else None
+
+        body = wait_until(finished, timeout=15, interval=0.05, what="the resumed operation to finish")
         assert body["status"] == "Succeeded"
         with build_arm_clients(arm_settings(f"http://127.0.0.1:{port}")) as clients:
             view = clients.compute.virtual_machine_extensions.get(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from azure.mgmt.compute import models as cm
 from devhost.arm import LOCAL_SUBSCRIPTION_ID, start_local_arm
 from devhost.emulators import EmulatorEndpoints
 from devhost.processes import free_port
+from devhost.waiting import wait_until
 from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration.tags import ResourceTags
@@ -35,12 +35,11 @@ def _nsg_url(local_arm: LocalArmEndpoint, rg: str, name: str) -> str:
 
 
 def _poll_until_done(http: httpx.Client, url: str) -> dict[str, object]:
-    for _ in range(200):
+    def finished() -> dict[str, object] | None:
         body: dict[str, object] = http.get(url).json()
-        if body["status"] != "InProgress":
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"operation {url} never finished")
+        return body if body["status"] != "InProgress" else None
+
+    return wait_until(finished, timeout=20, interval=0.1, what=f"operation {url} to finish")
 
 
 def test_put_and_delete_are_async_operations_with_both_monitors(

@@ -40,7 +40,7 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path: Path) -> None:
         started = httpx.post(f"{host.base_url}/api/start/crash_steps", json=STEPS, timeout=10)
         assert started.status_code == 202, started.text
         instance_id = started.json()["id"]
-        wait_until(lambda: len(executions()) >= 3, timeout=30)
+        wait_until(lambda: len(executions()) >= 3, timeout=30, what="three steps executed")
     finally:
         os.kill(host.process.pid, signal.SIGKILL)
         assert host.process.popen is not None
@@ -59,7 +59,7 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path: Path) -> None:
         def finished() -> bool:
             return httpx.get(status_url, timeout=5).json()["runtimeStatus"] in ("Completed", "Failed")
 
-        wait_until(finished, timeout=60)
+        wait_until(finished, timeout=60, what=f"{instance_id} finished after the restart")
         status = httpx.get(status_url, timeout=5).json()
     finally:
         host.process.stop()

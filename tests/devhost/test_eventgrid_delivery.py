@@ -58,7 +58,7 @@ def test_event_grid_schema_event_is_delivered_with_stamped_fields(host: RunningH
         subject="machines/m1", event_type="Migrate.Appliance.Heartbeat", data={"n": 1}, data_version="1.0"
     )
     client.send(event)
-    wait_until(lambda: received_ids(host, event.id))
+    wait_until(lambda: received_ids(host, event.id), what=f"delivery of event {event.id}")
     [got] = received_ids(host, event.id)
     assert got["type"] == "Migrate.Appliance.Heartbeat"
     assert got["subject"] == "machines/m1"
@@ -75,7 +75,7 @@ def test_cloud_event_is_delivered(host: RunningHost) -> None:
         data={"cycleId": "c1"},
     )
     client.send([event])
-    wait_until(lambda: received_ids(host, event.id))
+    wait_until(lambda: received_ids(host, event.id), what=f"delivery of event {event.id}")
     assert received_ids(host, event.id)[0]["data"] == {"cycleId": "c1"}
 
 
@@ -86,7 +86,7 @@ def test_sas_token_is_accepted(host: RunningHost) -> None:
         subject="machines/m3", event_type="Migrate.Appliance.Heartbeat", data={}, data_version="1.0"
     )
     client.send(event)
-    wait_until(lambda: received_ids(host, event.id))
+    wait_until(lambda: received_ids(host, event.id), what=f"delivery of event {event.id}")
 
 
 def test_expired_sas_and_bad_key_are_401(host: RunningHost) -> None:
@@ -139,7 +139,7 @@ def test_failing_handler_is_retried_then_dead_lettered(
         except HttpResponseError:
             return []
 
-    wait_until(lambda: dead_lettered(), timeout=30)
+    wait_until(dead_lettered, timeout=30, what=f"event {event.id} dead-lettered")
     assert len(received_ids(host, event.id)) == 3  # max attempts
     [record] = json.loads(blobs.download_blob(dead_lettered()[0]).readall())
     assert record["id"] == str(event.id)

@@ -4,10 +4,10 @@ the HTTP API, the Event Grid topic and the cache storage account, as real users 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import register_local_appliance
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
+from devhost.waiting import wait_until
 from shared.replication.replica_disks import replica_blob_name
 
 pytestmark = pytest.mark.e2e
@@ -177,13 +178,4 @@ def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -
     return make
 
 
-def wait_for(
-    probe: Callable[[], Any], *, timeout: float = 60, interval: float = 0.2, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+wait_for = partial(wait_until, timeout=60.0, interval=0.2)

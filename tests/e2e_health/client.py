@@ -9,12 +9,12 @@ need (cycle start/failure events, faults on the cache account) and can be folded
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from azure.core.credentials import AzureKeyCredential
@@ -23,13 +23,13 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from appliance import CycleUpload, DiskCycle, upload_cycle
 from devhost.stack import LocalStack
+from devhost.waiting import wait_until
 from shared.appliances.events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
 from shared.domain.cycle import CycleKind
 from shared.platform.storage import CACHE_CONTAINER
 
 MIB = 1024 * 1024
 DISK_SIZE = 4 * MIB
-T = TypeVar("T")
 
 TARGET: dict[str, Any] = {
     "resourceGroup": "rg-target",
@@ -57,17 +57,8 @@ class MemoryDisk:
         self.data[offset : offset + len(data)] = data
 
 
-def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 120.0) -> T:
-    """Poll until `probe` returns something truthy; the timeout only bounds a hung test, it asserts nothing
-    about speed."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what}; last observation: {last!r}")
+# The timeout only bounds a hung test; it asserts nothing about speed.
+eventually = partial(wait_until, timeout=120.0, interval=0.25)
 
 
 @dataclass

@@ -5,10 +5,9 @@ Used by the tests and by `make demo` (devhost/demo_migration.py)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,6 +15,7 @@ import httpx
 
 from devhost.local_appliance import register_local_appliance
 from devhost.stack import LocalStack
+from devhost.waiting import wait_until
 from shared.migration import resources as ops
 from shared.migration.tags import TAG_JOB_ID, TAG_MACHINE_ID, Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
@@ -57,16 +57,7 @@ def ensure_operator_network(clients: ArmClients) -> None:
         )
 
 
-def wait_for(
-    probe: Callable[[], Any], *, timeout: float = 120, interval: float = 0.3, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+wait_for = partial(wait_until, timeout=120.0, interval=0.3)
 
 
 class MigrationClient:

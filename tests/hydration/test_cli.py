@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -11,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from devhost.waiting import wait_until
 from tests.hydration.conftest import REPO, SYSTEM_PYTHON, debugfs_cat, debugfs_exists
 from tests.hydration.guests import GuestSpec, boot_tree, root_tree
 from tests.hydration.images import Part, build_disk
@@ -181,7 +183,6 @@ def test_failed_initrd_rebuild_restores_the_original(tmp_path: Path, hydrate: An
 def test_sigterm_during_a_guest_tool_releases_everything(tmp_path: Path, hydrate: Any) -> None:
     import os
     import signal
-    import time
 
     disk, _ = _guest_with_dracut(tmp_path, '#!/bin/sh\n[ "$1" = --help ] && exit 0\nsleep 60 & wait\n')
     report = tmp_path / "killed.json"
@@ -206,11 +207,14 @@ def test_sigterm_during_a_guest_tool_releases_everything(tmp_path: Path, hydrate
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.2)
+    # Not seeing the tool is no failure by itself: the assertions below judge what the signal did.
+    with contextlib.suppress(TimeoutError):
+        wait_until(
+            lambda: subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 0,
+            timeout=30,
+            interval=0.2,
+            what="the guest tool running",
+        )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
 
+from devhost import waiting
 from devhost.processes import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -88,10 +89,5 @@ def running_host(
         host.process.stop()
 
 
-def wait_until(predicate: object, timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+# The host answers in milliseconds; a short interval keeps these tests fast.
+wait_until = partial(waiting.wait_until, timeout=30.0, interval=0.05)
