@@ -40,6 +40,7 @@ from shared.health.rules import (
 )
 from shared.platform.repository import Repositories
 from shared.platform.settings import SettingsError
+from shared.platform.telemetry import get_telemetry
 
 # Event types the control plane adds to the catalog's (shared.health.catalog.EventType).
 CYCLE_STARTED = "Replication cycle started"
@@ -746,6 +747,7 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
                     )
                 name, heartbeat = appliances[machine.appliance_id]
                 before = state_of(machine)
+                get_telemetry().record_rpo_since(before.last_success, now=now, machine_id=machine.id)
                 if (
                     run_monitor_rules(
                         before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name

@@ -59,6 +59,11 @@ class Settings(BaseModel):
     applicationinsights_connection_string: SecretStr | None = Field(
         default=None, description="APPLICATIONINSIGHTS_CONNECTION_STRING"
     )
+    telemetry_file: str | None = Field(
+        default=None,
+        description="TELEMETRY_FILE: without Application Insights, append spans and metrics as JSON lines "
+        "to this file rather than stderr (the local stack sets it so tests can read what was emitted)",
+    )
     # --- Azure Resource Manager (shared/arm) ---
     azure_subscription_id: str | None = Field(
         default=None,
@@ -104,6 +109,7 @@ class Settings(BaseModel):
             "appliance_credential_pepper": env.get("APPLIANCE_CREDENTIAL_PEPPER"),
             "managed_identity_client_id": env.get("AZURE_CLIENT_ID"),
             "applicationinsights_connection_string": env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            "telemetry_file": env.get("TELEMETRY_FILE") or None,
             # --- Azure Resource Manager (shared/arm) ---
             "azure_subscription_id": env.get("AZURE_SUBSCRIPTION_ID") or None,
             "arm_endpoint": env.get("ARM_ENDPOINT") or "https://management.azure.com",

@@ -32,6 +32,8 @@ LOCAL_ONLY = re.compile(r"(_KEY|_CONNECTION_STRING|_STATIC_TOKEN)$")
 IDENTITY_COUNTERPART = {"ARM_LOCAL_STATIC_TOKEN": "AZURE_CLIENT_ID"}
 # Not a credential once Application Insights has local auth disabled, and the SDKs need it.
 NOT_A_SECRET = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+# Where telemetry goes when Application Insights is not configured: the local stack's file, never Azure.
+LOCAL_DIAGNOSTICS = {"TELEMETRY_FILE"}
 IDENTITY_SERVICE_KEYS = (
     "accountName",
     "blobServiceUri",
@@ -84,7 +86,9 @@ def _bindings(function: ast.AST) -> dict[str, set[str]]:
 
 
 def settings_read_by_code(source: str | None = None) -> set[str]:
-    tree = ast.parse(source if source is not None else (ROOT / "shared" / "settings.py").read_text())
+    tree = ast.parse(
+        source if source is not None else (ROOT / "shared" / "platform" / "settings.py").read_text()
+    )
     from_environ = next(
         n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "from_environ"
     )
@@ -172,7 +176,11 @@ def test_discovery_sees_new_settings_however_they_are_spelled() -> None:
 
 def test_every_setting_the_code_reads_is_set_in_azure() -> None:
     set_by_bicep = bicep_app_settings()
-    required = {n for n in settings_read_by_code() if n in NOT_A_SECRET or not LOCAL_ONLY.search(n)}
+    required = {
+        n
+        for n in settings_read_by_code()
+        if (n in NOT_A_SECRET or not LOCAL_ONLY.search(n)) and n not in LOCAL_DIAGNOSTICS
+    }
     missing = sorted(required - set(set_by_bicep))
     assert not missing, (
         f"settings read by shared/platform/settings.py but not set in infra/main.bicep: {missing}"
