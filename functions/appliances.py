@@ -162,6 +162,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 cycle_id=payload.cycle_id,
                 error_code=recorded.events[0].error_code or "",
                 message=payload.message,
+                job_id=recorded.machine.active_job_id,
             )
             log.info(
                 "machine %s: %s (%s), health %s",
