@@ -4,7 +4,7 @@
   cycle applied, its recovery point recorded in Cosmos and its uploads disposed of (observed by polling
   Azurite for the cycle's cache blobs, so the observer adds no Cosmos traffic);
 - `cosmos_ops_per_cycle`: Cosmos round-trips per cycle, from the app's own `migrate.cosmos.operations`
-  metric (the local exporter's output in the host log), over the measured cycles only.
+  metric (the local exporter's output in the stack's telemetry file), over the measured cycles only.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _wait_disposed(cache: Any, machine_id: str, cycle_id: str, interval: float =
 
 def _settled_cosmos_ops(stack: LocalStack) -> dict[str, float]:
     """The metric's cumulative total once two exports in a row agree (no Cosmos work in flight)."""
-    log = stack.data_dir / "logs" / "functions-host.log"
+    log = stack.telemetry_file
     readings: list[dict[str, float]] = []
 
     def settled() -> dict[str, float] | None:

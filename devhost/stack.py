@@ -95,6 +95,11 @@ class LocalStack:
     def functions_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.functions}"
 
+    @property
+    def telemetry_file(self) -> Path:
+        """The host's spans and metrics, one JSON document a line (OpenTelemetry's JSON encoding)."""
+        return self.data_dir / "logs" / "telemetry.jsonl"
+
     def app_settings(self, endpoints: EmulatorEndpoints) -> dict[str, str]:
         """The app settings the function app reads (see local.settings.example.json), pointed at this stack."""
         secrets_file = self.data_dir / "secrets.json"
@@ -135,6 +140,7 @@ class LocalStack:
             ),
             "EVENTGRID_TOPIC_ENDPOINT": f"{self.functions_url}/runtime/local-eventgrid/topics/appliance-events/api/events",
             "DEVHOST_DEADLETTER_CONNECTION_STRING": storage,
+            "TELEMETRY_FILE": str(self.telemetry_file),
             **arm_settings,  # local ARM endpoint
             **local_secrets,
         }

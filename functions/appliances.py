@@ -40,6 +40,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.platform.bootstrap import Services, get_services
+from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 
 bp = durable_blueprint()
@@ -155,6 +156,13 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 event_id=str(event.id),
                 reported_at=_event_time(event, now),
                 settings=services.health,
+            )
+            get_telemetry().cycle_failed(
+                machine_id=payload.machine_id,
+                cycle_id=payload.cycle_id,
+                error_code=recorded.events[0].error_code or "",
+                message=payload.message,
+                job_id=recorded.machine.active_job_id,
             )
             log.info(
                 "machine %s: %s (%s), health %s",

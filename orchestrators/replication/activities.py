@@ -44,7 +44,7 @@ from shared.domain.job import JobError, JobStatus, current_step
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.health import service as health
-from shared.health.catalog import control_plane_error, match_domain_error
+from shared.health.catalog import CATALOG, control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
 from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
@@ -254,7 +254,6 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
         return DiskApplied(
             disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
         )
-    telemetry.record_bytes_applied(result.bytes_applied, machine_id=request.machine_id)
     blobs = sorted({e.blob for e in manifest.extents} | {request.manifest_blob})
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied, data_blobs=blobs)
 
@@ -297,6 +296,7 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
         recovery_point=completion.recovery_point,
         applied_at=now,
         bytes_applied=completion.bytes_applied,
+        started_at=completion.started_at,
     )
     dropped = cycles.complete_cycle(services.repos, outcome, completion.policy, services.health.rules)
     # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
@@ -316,13 +316,6 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
                 ).delete_blob()
     undisposed = _dispose(
         cycle_prefix(completion.cycle.machine_id, completion.cycle.id), also=completion.artefacts
-    )
-    received_at = completion.cycle.received_at
-    get_telemetry().record_cycle_duration(
-        (now - received_at).total_seconds(),
-        machine_id=completion.cycle.machine_id,
-        cycle_kind=completion.cycle.kind.value,
-        outcome="succeeded",
     )
     return CycleCompleted(dropped_recovery_points=[p.id for p in dropped], undisposed=undisposed).model_dump(
         mode="json"
@@ -385,6 +378,13 @@ def time_out_uploads(payload: dict[str, Any]) -> list[str]:
     health.report_upload_timeouts(
         services.repos, machine, watch, late, at=services.clock(), settings=services.health
     )
+    get_telemetry().cycle_failed(
+        machine_id=machine.id,
+        cycle_id=watch.cycle_id,
+        error_code=CATALOG["DiskUploadTimedOut"].code,
+        message=f"the upload of {', '.join(late)} did not finish in time",
+        job_id=machine.active_job_id,
+    )
     return late
 
 
@@ -427,6 +427,13 @@ def reject_cycle(payload: dict[str, Any]) -> None:
         settings=services.health,
         appliance_name=appliance.item.name if appliance is not None else None,
     )
+    get_telemetry().cycle_failed(
+        machine_id=machine.id,
+        cycle_id=rejection.cycle_id,
+        error_code=failures[0].match.error_code,
+        message=summary,
+        job_id=machine.active_job_id,
+    )
     for disk in rejection.rejected_disks:
         if disk.disk_id in recorded.resync_disks:
             continue  # the health rules' automatic repair already asked for it
@@ -468,6 +475,12 @@ def request_resync(payload: dict[str, Any]) -> None:
             )
         ],
         settings=services.health,
+    )
+    get_telemetry().cycle_failed(
+        machine_id=machine.id,
+        error_code=match.error_code,
+        message=request.reason,
+        job_id=machine.active_job_id,
     )
     if not recorded.resync_disks:
         log.warning(

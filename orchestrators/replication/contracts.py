@@ -95,6 +95,7 @@ class CycleCompletion(Payload):
     bytes_applied: int
     policy: ReplicationPolicy
     artefacts: list[str] = Field(description="cache blobs of this cycle (manifests and data) to dispose of")
+    started_at: datetime | None = Field(default=None, description="when the orchestration began applying it")
 
 
 class CycleRejection(Payload):

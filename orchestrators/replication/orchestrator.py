@@ -280,6 +280,7 @@ def _apply_cycle(
     context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
 ) -> Orchestration:
     """Returns the cycle's artefacts that could not be disposed of (empty when all went)."""
+    started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
         DiskApply(
@@ -367,6 +368,7 @@ def _apply_cycle(
                         bytes_applied=sum(r.bytes_applied for r in results),
                         policy=view.policy,
                         artefacts=sorted({b for r in results for b in r.data_blobs}),
+                        started_at=started_at,
                     )
                 ),
             )

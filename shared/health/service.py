@@ -39,6 +39,7 @@ from shared.health.rules import (
 from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
 from shared.platform.settings import HealthThresholds, SettingsError
+from shared.platform.telemetry import get_telemetry
 
 # Event types the control plane adds to the catalog's (shared.health.catalog.EventType).
 CYCLE_STARTED = "Replication cycle started"
@@ -696,6 +697,7 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
                     )
                 name, heartbeat = appliances[machine.appliance_id]
                 before = state_of(machine)
+                get_telemetry().record_rpo_since(before.last_success, now=now, machine_id=machine.id)
                 if (
                     run_monitor_rules(
                         before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name

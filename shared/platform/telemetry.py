@@ -2,8 +2,8 @@
 
 In Azure (APPLICATIONINSIGHTS_CONNECTION_STRING set) everything goes to Application Insights through
 azure-monitor-opentelemetry, authenticated with the app's managed identity (the component has local
-auth disabled). Locally nothing leaves the process: spans and metrics are written as JSON lines to a
-stream (stderr by default), or to the exporters/readers a test passes in.
+auth disabled). Without it nothing leaves the process: spans and metrics are written as JSON lines to a
+stream (stderr, or the file TELEMETRY_FILE names), or to the exporters/readers a test passes in.
 
 The names below are a contract with infra/workbook.json and the KQL in docs/deploy.md: change them
 together. Spans carry `migrate.machine_id`, `migrate.cycle_id`, `migrate.job_id`; metrics carry only
@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
@@ -46,7 +48,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from shared.platform.settings import Settings
@@ -82,6 +84,10 @@ METRIC_NAMES: Final = (
     METRIC_HYDRATION_DURATION,
     METRIC_ARM_RETRIES,
 )
+
+# Span names the workbook queries (dependencies.name in Application Insights).
+SPAN_APPLY_CYCLE: Final = "replication.apply_cycle"
+SPAN_CYCLE_FAILURE: Final = "replication.cycle_failure"
 
 OUTCOME_SUCCEEDED: Final = "succeeded"
 OUTCOME_FAILED: Final = "failed"
@@ -186,7 +192,7 @@ class Telemetry:
         """Span + duration + failure count for applying one cycle: the caller only does the work."""
         started = time.monotonic()
         with self.span(
-            "replication.apply_cycle",
+            SPAN_APPLY_CYCLE,
             machine_id=machine_id,
             cycle_id=cycle_id,
             job_id=job_id,
@@ -203,6 +209,71 @@ class Telemetry:
             self.record_cycle_duration(
                 time.monotonic() - started, machine_id=machine_id, cycle_kind=kind, outcome=OUTCOME_SUCCEEDED
             )
+
+    def cycle_applied(
+        self,
+        *,
+        machine_id: str,
+        cycle_id: str,
+        kind: str,
+        started_at: datetime,
+        received_at: datetime,
+        applied_at: datetime,
+        bytes_applied: int,
+        job_id: str | None = None,
+    ) -> None:
+        """Span, duration, bytes and RPO of a cycle now on the replicas, recorded once at its completion.
+
+        A cycle is applied by several activities of an orchestration, so no one process holds a span
+        open across the apply: the span is recorded afterwards with the apply's start and end times.
+        The RPO is the age of the new recovery point's data (received from the appliance at
+        `received_at`) at the moment it became a recovery point.
+        """
+        span = self.tracer.start_span(
+            SPAN_APPLY_CYCLE,
+            start_time=_nanoseconds(min(started_at, applied_at)),
+            attributes={
+                **standard_attributes(machine_id=machine_id, cycle_id=cycle_id, job_id=job_id),
+                ATTR_CYCLE_KIND: kind,
+                ATTR_OUTCOME: OUTCOME_SUCCEEDED,
+            },
+        )
+        span.end(end_time=_nanoseconds(applied_at))
+        self.record_cycle_duration(
+            max(0.0, (applied_at - started_at).total_seconds()),
+            machine_id=machine_id,
+            cycle_kind=kind,
+            outcome=OUTCOME_SUCCEEDED,
+        )
+        self.record_bytes_applied(bytes_applied, machine_id=machine_id, cycle_kind=kind)
+        self.record_rpo(max(0.0, (applied_at - received_at).total_seconds()), machine_id=machine_id)
+
+    def cycle_failed(
+        self,
+        *,
+        machine_id: str,
+        error_code: str,
+        message: str = "",
+        cycle_id: str | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        """A cycle that will not be applied (rejected upload, upload timed out, sequence gap, appliance
+        failure): the failure count by error code, and a failed span the workbook lists with its ids."""
+        with self.span(
+            SPAN_CYCLE_FAILURE,
+            machine_id=machine_id,
+            cycle_id=cycle_id,
+            job_id=job_id,
+            attributes={ATTR_ERROR_CODE: error_code or UNKNOWN_ERROR_CODE},
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR, redact(message) or None))
+        self.record_cycle_failure(machine_id=machine_id, error_code=error_code)
+
+    def record_rpo_since(self, last_applied: datetime | None, *, now: datetime, machine_id: str) -> None:
+        """The RPO of a machine whose newest recovery point dates from `last_applied`; nothing before
+        its first one (there is no recovery point to be late with)."""
+        if last_applied is not None:
+            self.record_rpo(max(0.0, (now - last_applied).total_seconds()), machine_id=machine_id)
 
     @contextmanager
     def hydration(self, *, machine_id: str, job_id: str, os_family: str) -> Iterator[Span]:
@@ -274,6 +345,10 @@ class Telemetry:
         """Flush and stop the exporters this instance owns (none when it uses the global providers)."""
         if self._on_shutdown is not None:
             self._on_shutdown()
+
+
+def _nanoseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000_000)
 
 
 def _non_negative(value: float, what: str) -> float:
@@ -373,7 +448,13 @@ def configure_telemetry(
             return _current
 
         tracer_provider = TracerProvider(resource=resource)
-        stream: IO[str] = local_stream if local_stream is not None else cast(IO[str], _CurrentStderr())
+        stream: IO[str]
+        if local_stream is not None:
+            stream = local_stream
+        elif settings.telemetry.file:
+            stream = cast(IO[str], _JsonLinesFile(settings.telemetry.file))
+        else:
+            stream = cast(IO[str], _CurrentStderr())
         if span_exporter is not None:
             # Synchronous export: a test sees a span as soon as it ends.
             tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
@@ -411,6 +492,26 @@ class _CurrentStderr(io.TextIOBase):
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+class _JsonLinesFile(io.TextIOBase):
+    """An append-only file shared by the span and metric exporters' threads: one whole line per write,
+    flushed at once, so a reader never sees half a record."""
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the exporters
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            written = self._file.write(text)
+            self._file.flush()
+            return written
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
 
 
 def get_telemetry() -> Telemetry:

@@ -28,6 +28,7 @@ from shared.health.rules import HealthRules, Transition
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import AlreadyExists, Query
 from shared.platform.repository import Repositories
+from shared.platform.telemetry import get_telemetry
 
 # States in which the appliance's uploads are accepted: replication runs underneath test migration,
 # and the final cycle of a cutover arrives while Migrating.
@@ -227,6 +228,7 @@ class CycleOutcome:
     recovery_point: RecoveryPoint
     applied_at: datetime
     bytes_applied: int
+    started_at: datetime | None = None  # when applying began; the upload's arrival when not known
 
 
 def complete_cycle(
@@ -323,6 +325,16 @@ def complete_cycle(
         )
     for event in events:
         repos.events.put(event)
+    get_telemetry().cycle_applied(
+        machine_id=cycle.machine_id,
+        cycle_id=cycle.id,
+        kind=cycle.kind.value,
+        started_at=outcome.started_at or cycle.received_at,
+        received_at=cycle.received_at,
+        applied_at=outcome.applied_at,
+        bytes_applied=outcome.bytes_applied,
+        job_id=stored.item.active_job_id,
+    )
     if repaired_job is not None:
         # Last: when the job says Succeeded, everything the repair did is recorded.
         health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)

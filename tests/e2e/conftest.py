@@ -23,6 +23,7 @@ from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
 from shared.replication.replica_disks import replica_blob_name
+from tests.support.telemetry import METRIC_EXPORT_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     stack = LocalStack(
         ports,
         data_dir=tmp_path_factory.mktemp("stack"),
-        host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4", "DEVHOST_LOG_LEVEL": "INFO"},
+        host_env={
+            "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
+            "DEVHOST_LOG_LEVEL": "INFO",
+            **METRIC_EXPORT_ENV,
+        },
     )
     stack.start()
     try:

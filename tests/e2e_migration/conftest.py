@@ -23,6 +23,7 @@ from shared.platform.settings import Settings
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.guest_images import GuestImage, linux_guest, missing_requirements
 from tests.e2e_migration.migration_client import MigrationClient, ensure_operator_network, wait_for
+from tests.support.telemetry import METRIC_EXPORT_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1",
             # The sweeper test runs it on demand: no age threshold.
             "SWEEPER_MIN_AGE_MINUTES": "0",
+            **METRIC_EXPORT_ENV,
         },
     )
     try:

@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from devhost.stack import LocalStack
+from shared.platform import telemetry as tm
 from tests.e2e_migration.conftest import GuestMachine, machine_state
 from tests.e2e_migration.migration_client import MigrationClient, wait_for
+from tests.support.telemetry import queried, wait_for_emitted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -186,6 +189,7 @@ def test_transient_faults_are_retried(
     client: MigrationClient,
     linux_machine: GuestMachine,
     arm_faults: Callable[[dict[str, Any]], None],
+    local_stack: LocalStack,
     case: str,
     rule: dict[str, Any],
 ) -> None:
@@ -193,6 +197,20 @@ def test_transient_faults_are_retried(
     job = client.run(f"/machines/{linux_machine.id}/test-migrate", {})
     assert job["status"] == "Succeeded", job
     assert client.arm_admin.get("/_admin/faults").json()["value"] == [], f"{case}: the fault was not reached"
+    # The workbook's hydration and ARM-retry tiles: the HTTP faults are retried inside the ARM client (and
+    # counted); a failed long-running operation is retried by the activity instead.
+    sdk_retried = rule["fault"] in ("throttle", "internal")
+    expected = {
+        q
+        for q in queried()
+        if q.name == tm.METRIC_HYDRATION_DURATION or (sdk_retried and q.name == tm.METRIC_ARM_RETRIES)
+    }
+    emitted = wait_for_emitted(local_stack.telemetry_file, expected, machine_id=linux_machine.id)
+    hydrated = emitted.metric_points(tm.METRIC_HYDRATION_DURATION, **{"migrate.machine_id": linux_machine.id})
+    assert {(p["migrate.os_family"], p["migrate.outcome"]) for p in hydrated} >= {("linux", "succeeded")}
+    if sdk_retried:
+        operation = f"{rule['match']['method']} {rule['match']['resourceType']}"
+        assert emitted.metric_points(tm.METRIC_ARM_RETRIES, **{"migrate.arm.operation": operation})
     assert all(
         "/providers/Microsoft.Compute/virtualMachines/hyd-" not in r
         for r in client.resources_of_job(job["id"])

@@ -38,6 +38,8 @@ KEY_CARRYING = re.compile(r"(_KEY|_CONNECTION_STRING|_STATIC_TOKEN)$")
 IDENTITY_COUNTERPART = {"ARM_STATIC_TOKEN": "AZURE_CLIENT_ID"}
 # Not a credential once Application Insights has local auth disabled, and the SDKs need it.
 NOT_A_SECRET = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+# Where telemetry goes when Application Insights is not configured: the local stack's file, never Azure.
+LOCAL_DIAGNOSTICS = {"TELEMETRY_FILE"}
 IDENTITY_SERVICE_KEYS = (
     "accountName",
     "blobServiceUri",

@@ -1,0 +1,58 @@
+"""The operators' workbook has data: replicating a machine on the local stack emits every metric and span
+the workbook's KQL reads about replication, with every dimension it filters, groups or shows by."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from appliance.replicator import MachineReplicator
+from devhost.stack import LocalStack
+from shared.domain.cycle import CycleKind
+from shared.platform import telemetry as tm
+from tests.e2e.conftest import Appliance, Operator, wait_for
+from tests.support.telemetry import FROM_MIGRATION, failed, queried, wait_for_emitted
+
+pytestmark = [pytest.mark.e2e]
+MIB = 1024 * 1024
+
+
+def test_a_replicated_machine_fills_every_replication_tile_of_the_workbook(
+    local_stack: LocalStack, new_appliance: Callable[[], Appliance], operator: Operator
+) -> None:
+    expected = {q for q in queried() if q.name not in FROM_MIGRATION}
+    assert len(expected) >= 6, expected
+    appliance = new_appliance()
+    replicator: MachineReplicator = appliance.machine(operator, disks={"os": 2 * MIB})
+    [initial] = replicator.handle_commands(appliance.api)
+    assert initial.kind is CycleKind.INITIAL
+    operator.wait_applied(replicator.machine_id, initial.cycle_id)
+    replicator.write("os", 4096, b"\x5a" * 8192)
+    delta = replicator.run_cycle()
+    operator.wait_applied(replicator.machine_id, delta.cycle_id)
+    # A cycle the appliance could not finish: counted by error code, listed with its ids.
+    appliance.events.cycle_failed(
+        machine_id=replicator.machine_id,
+        cycle_id="cycle-that-failed",
+        error_code="0x80004005",
+        message="An internal error occurred. [Generate snapshot hung]",
+    )
+    wait_for(
+        lambda: any(e.get("cycleId") == "cycle-that-failed" for e in operator.events(replicator.machine_id)),
+        what="the failure event",
+    )
+
+    emitted = wait_for_emitted(local_stack.telemetry_file, expected, machine_id=replicator.machine_id)
+
+    mine = {"migrate.machine_id": replicator.machine_id}
+    applied = list(emitted.spans_named(tm.SPAN_APPLY_CYCLE, **mine))
+    assert {s["attributes"]["migrate.cycle_id"] for s in applied} == {initial.cycle_id, delta.cycle_id}
+    assert {s["attributes"]["migrate.cycle.kind"] for s in applied} == {"initial", "delta"}
+    assert all(s["attributes"].get("migrate.job_id") for s in applied), "the machine's job, for the list"
+    kinds = {p["migrate.cycle.kind"] for p in emitted.metric_points(tm.METRIC_BYTES_APPLIED, **mine)}
+    assert kinds == {"initial", "delta"}
+    (failure,) = [s for s in emitted.spans_named(tm.SPAN_CYCLE_FAILURE, **mine) if failed(s)]
+    assert failure["attributes"]["migrate.cycle_id"] == "cycle-that-failed"
+    codes = {p["migrate.error_code"] for p in emitted.metric_points(tm.METRIC_CYCLE_FAILURES, **mine)}
+    assert codes == {failure["attributes"]["migrate.error_code"]}

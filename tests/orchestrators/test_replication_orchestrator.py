@@ -1,0 +1,418 @@
+"""The machine replication orchestrator's decisions, through the real SDK replay with stub activities.
+
+The stubs keep a small model of one machine (its inbox of uploaded cycles, watermark, upload watch) and
+build each generation's view with the product's own cycle planning, so what is tested is the orchestrator:
+what it applies and in which order, when it waits, what it reports, what it hands the next generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from devhost.durable import ManualClock
+from devhost.durable.history import EventType
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
+from orchestrators.replication import orchestrator as replication
+from orchestrators.replication.activities import bp as replication_bp
+from orchestrators.replication.contracts import (
+    CycleCompleted,
+    CycleCompletion,
+    DiskApplied,
+    DiskApply,
+    DisposalRequest,
+    DisposalResult,
+    DisposeTimeout,
+    GenerationView,
+    HealthTimings,
+    ResyncRequest,
+    SnapshotRequest,
+    UploadDeadline,
+)
+from shared.domain.cycle import Cycle, CycleKind, RecoveryPoint
+from shared.domain.lifecycle import MachineState
+from shared.domain.machine import UploadWatch
+from shared.domain.policy import ReplicationPolicy
+from shared.replication.cycles import DiskRef, ReplicationView, plan_ready_cycles
+from tests.orchestrators.conftest import Run, run, running
+
+MACHINE = "vm-1"
+INSTANCE = f"machine-{MACHINE}"
+DISKS = ("d0", "d1")
+
+
+@dataclass
+class World:
+    """One machine as the activities see it; the stubs read and change it under a lock."""
+
+    clock: ManualClock
+    last_applied: int | None = None
+    inbox: list[Cycle] = field(default_factory=list)
+    state: MachineState = MachineState.REPLICATING
+    upload_watch: UploadWatch | None = None
+    undisposed: dict[str, list[str]] = field(default_factory=dict)
+    disposal_blocked: bool = False
+    damaged: set[tuple[str, str]] = field(default_factory=set)  # (cycle id, disk id)
+    policy: ReplicationPolicy = field(default_factory=ReplicationPolicy)
+    timings: HealthTimings = field(
+        default_factory=lambda: HealthTimings(dispose_timeout_seconds=60, dispose_retry_seconds=10)
+    )
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def upload(self, sequence: int, kind: CycleKind = CycleKind.DELTA) -> Cycle:
+        cycle = Cycle(
+            id=f"c{sequence}",
+            machine_id=MACHINE,
+            sequence=sequence,
+            kind=kind,
+            manifests={d: f"{MACHINE}/c{sequence}/{d}.manifest" for d in DISKS},
+            received_at=self.clock.now(),
+        )
+        with self.lock:
+            self.inbox.append(cycle)
+        return cycle
+
+    # --- the activities -------------------------------------------------------------------------
+
+    def load_replication_view(self, payload: Any) -> Any:
+        with self.lock:
+            view = ReplicationView(
+                machine_id=MACHINE,
+                appliance_id="appl-1",
+                state=self.state,
+                disks=[DiskRef(id=d, size_bytes=1024**3, is_os_disk=d == "d0") for d in DISKS],
+                last_applied_sequence=self.last_applied,
+                policy=self.policy,
+                plan=plan_ready_cycles(self.inbox, self.last_applied),
+                job=None,
+                upload_watch=self.upload_watch,
+            )
+        return GenerationView(view=view, timings=self.timings).model_dump(mode="json")
+
+    def check_disk(self, payload: Any) -> Any:
+        request = DiskApply.model_validate(payload)
+        if (request.cycle_id, request.disk_id) in self.damaged:
+            return DiskApplied(
+                disk_id=request.disk_id, ok=False, error_code="ChecksumMismatch", error_message="damaged"
+            ).model_dump(mode="json")
+        return DiskApplied(
+            disk_id=request.disk_id,
+            ok=True,
+            bytes_applied=100,
+            data_blobs=[f"{MACHINE}/{request.cycle_id}/{request.disk_id}.data"],
+        ).model_dump(mode="json")
+
+    def snapshot_recovery_point(self, payload: Any) -> Any:
+        request = SnapshotRequest.model_validate(payload)
+        return RecoveryPoint(
+            id=f"{request.sequence:010d}-{request.cycle_id}",
+            cycle_id=request.cycle_id,
+            time=self.clock.now(),
+            consistency=request.consistency,
+            disk_snapshots={d: "snap" for d in request.disk_ids},
+        ).model_dump(mode="json", by_alias=True)
+
+    def complete_cycle(self, payload: Any) -> Any:
+        completion = CycleCompletion.model_validate(payload)
+        cycle = completion.cycle
+        with self.lock:
+            self.last_applied = cycle.sequence
+            self.inbox = [c for c in self.inbox if c.id != cycle.id]
+            if self.upload_watch is not None and self.upload_watch.sequence <= cycle.sequence:
+                self.upload_watch = None
+            undisposed = self.undisposed.get(cycle.id, [])
+        return CycleCompleted(dropped_recovery_points=[], undisposed=undisposed).model_dump(mode="json")
+
+    def dispose_artefacts(self, payload: Any) -> Any:
+        request = DisposalRequest.model_validate(payload)
+        return DisposalResult(remaining=request.blobs if self.disposal_blocked else []).model_dump(
+            mode="json"
+        )
+
+    def time_out_uploads(self, payload: Any) -> Any:
+        with self.lock:
+            watch = self.upload_watch
+            if watch is None:
+                return []
+            self.upload_watch = watch.model_copy(update={"timed_out_disks": list(watch.disk_ids)})
+            return list(watch.disk_ids)
+
+    def supersede_cycles(self, payload: Any) -> None:
+        with self.lock:
+            self.inbox = [c for c in self.inbox if c.id not in payload["cycle_ids"]]
+
+    def reject_cycle(self, payload: Any) -> None:
+        with self.lock:
+            self.inbox = [c for c in self.inbox if c.id != payload["cycle_id"]]
+
+    def stubs(self) -> dict[str, Any]:
+        def nothing(payload: Any) -> None:
+            return None
+
+        return {
+            "load_replication_view": self.load_replication_view,
+            "verify_cycle_disk": self.check_disk,
+            "apply_cycle_disk": self.check_disk,
+            "report_progress": nothing,
+            "snapshot_recovery_point": self.snapshot_recovery_point,
+            "complete_cycle": self.complete_cycle,
+            "dispose_artefacts": self.dispose_artefacts,
+            "report_dispose_timeout": nothing,
+            "time_out_uploads": self.time_out_uploads,
+            "request_resync": nothing,
+            "supersede_cycles": self.supersede_cycles,
+            "reject_cycle": self.reject_cycle,
+        }
+
+
+async def start(r: Run) -> None:
+    await r.start(MACHINE_REPLICATION, INSTANCE, {"machineId": MACHINE})
+    await r.idle()
+
+
+async def stop(r: Run, world: World) -> dict[str, Any]:
+    """Replication stopped: the sleeping generation wakes on the request and the next one ends."""
+    with world.lock:
+        world.state = MachineState.REPLICATION_STOPPED
+    await r.raise_event(INSTANCE, OPERATOR_REQUEST, {})
+    status = await r.finish(INSTANCE)
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"] == "replication ended (ReplicationStopped)"
+    return status
+
+
+def applied(r: Run) -> list[str]:
+    return [CycleCompletion.model_validate(p).cycle.id for p in r.calls.of("complete_cycle")]
+
+
+def generation(status: dict[str, Any]) -> int:
+    return int(status["input"]["generation"])
+
+
+def test_cycles_are_applied_in_sequence_whatever_order_they_arrived_in(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock)
+    world.upload(3)
+    world.upload(1, CycleKind.INITIAL)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert applied(r) == ["c1", "c2", "c3"]
+            names = r.calls.names()
+            # Each cycle: its disks written, then one recovery point, then recorded; the next cycle after.
+            for cycle in ("c1", "c2", "c3"):
+                steps = [
+                    (i, name)
+                    for i, (name, payload) in enumerate(r.calls.made)
+                    if isinstance(payload, dict) and payload.get("cycle_id", "") == cycle
+                ]
+                order = [name for _, name in steps if name != "verify_cycle_disk"]
+                assert order == ["apply_cycle_disk", "apply_cycle_disk", "snapshot_recovery_point"]
+            completions = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
+            assert [c.bytes_applied for c in completions] == [200, 200, 200]
+            assert all(c.started_at is not None for c in completions), "the apply's start, for its span"
+            assert sorted(completions[1].artefacts) == [f"{MACHINE}/c2/{d}.data" for d in DISKS]
+            # The whole-disk copy of two disks reports progress after each disk.
+            assert names.count("report_progress") == 2
+            # A multi-disk cycle is verified whole before any write.
+            first_apply = names.index("apply_cycle_disk")
+            assert names[:first_apply].count("verify_cycle_disk") == 2
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_damaged_upload_is_rejected_and_nothing_of_it_is_written(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1, damaged={("c2", "d1")})
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert r.calls.of("apply_cycle_disk") == [] and applied(r) == []
+            (rejection,) = r.calls.of("reject_cycle")
+            assert rejection["cycle_id"] == "c2"
+            assert [d["disk_id"] for d in rejection["rejected_disks"]] == ["d1"]
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_sequence_gap_requests_one_resync_after_the_gap_timeout(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(3)
+    world.upload(4)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert r.calls.of("request_resync") == [], "a missing cycle is waited for first"
+            await r.advance(replication.GAP_TIMEOUT.total_seconds())
+            (request,) = [ResyncRequest.model_validate(p) for p in r.calls.of("request_resync")]
+            assert (request.missing_sequence, request.buffered) == (2, 2)
+            assert request.request_id == f"gap-2-{INSTANCE}", "deterministic: a retried activity queues once"
+            # Later generations remember (through continue-as-new) that the resync was asked for.
+            before = generation(await r.status(INSTANCE))
+            for _ in range(5):
+                await r.advance(60)
+            status = await r.status(INSTANCE)
+            assert generation(status) > before
+            assert status["input"]["resyncRequestedFor"] == 2 and status["input"]["gapSince"] is not None
+            assert len(r.calls.of("request_resync")) == 1
+            assert applied(r) == []
+
+            world.upload(2)  # the missing cycle arrives after all: everything applies in order
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, {"cycleId": "c2", "sequence": 2})
+            assert applied(r) == ["c2", "c3", "c4"]
+            await r.advance(replication.IDLE_WAKE_UP.total_seconds())  # the next generation's input
+            status = await r.status(INSTANCE)
+            assert status["input"]["resyncRequestedFor"] is None and status["input"]["gapSince"] is None
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_too_many_buffered_cycles_request_the_resync_at_once(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1, policy=ReplicationPolicy(max_cycle_gap_before_resync=2))
+    world.upload(3)
+    world.upload(4)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            (request,) = [ResyncRequest.model_validate(p) for p in r.calls.of("request_resync")]
+            assert (request.missing_sequence, request.max_gap) == (2, 2)
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_disposal_that_does_not_finish_in_time_reports_181008_once_per_period(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1, undisposed={"c2": [f"{MACHINE}/c2/d0.data"]})
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert applied(r) == ["c2"]
+            applied_at: datetime = clock.now()
+            world.disposal_blocked = True
+            world.upload(3)
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, {"cycleId": "c3", "sequence": 3})
+            for _ in range(13):  # 130 s in steps of the disposal retry period
+                await r.advance(world.timings.dispose_retry_seconds)
+            reports = [DisposeTimeout.model_validate(p) for p in r.calls.of("report_dispose_timeout")]
+            assert [p.attempt for p in reports] == [1, 2]
+            assert all(p.blocked_cycle_id == "c3" and p.previous_cycle_id == "c2" for p in reports)
+            assert [p.waited_seconds >= 60 * p.attempt for p in reports] == [True, True]
+            assert applied(r) == ["c2"], "the next cycle waits for the previous one's artefacts"
+            assert len(r.calls.of("dispose_artefacts")) >= 12
+            status = await r.status(INSTANCE)
+            pending = status["input"]["pendingDisposal"]
+            assert pending["cycleId"] == "c2" and pending["reports"] == 2
+            assert datetime.fromisoformat(pending["since"]) == applied_at
+
+            world.disposal_blocked = False
+            await r.advance(world.timings.dispose_retry_seconds)
+            assert applied(r) == ["c2", "c3"]
+            assert len(r.calls.of("report_dispose_timeout")) == 2
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_the_upload_deadline_reports_1011_once_when_the_upload_is_late(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload_watch = UploadWatch(
+        cycle_id="c2",
+        sequence=2,
+        kind="delta",
+        disk_ids=list(DISKS),
+        started_at=clock.now(),
+        deadline=clock.now() + timedelta(minutes=2),
+    )
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            await r.advance(119)
+            assert r.calls.of("time_out_uploads") == []
+            await r.advance(1)
+            await r.advance(1)
+            (deadline,) = [UploadDeadline.model_validate(p) for p in r.calls.of("time_out_uploads")]
+            assert deadline == UploadDeadline(machine_id=MACHINE, cycle_id="c2")
+            for _ in range(3):
+                await r.advance(60)
+            assert len(r.calls.of("time_out_uploads")) == 1, "each late disk is reported once"
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_an_upload_that_arrives_before_its_deadline_is_not_a_timeout(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload_watch = UploadWatch(
+        cycle_id="c2",
+        sequence=2,
+        kind="delta",
+        disk_ids=list(DISKS),
+        started_at=clock.now(),
+        deadline=clock.now() + timedelta(minutes=2),
+    )
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            await r.advance(60)
+            world.upload(2)
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, {"cycleId": "c2", "sequence": 2})
+            assert applied(r) == ["c2"]
+            for _ in range(4):
+                await r.advance(60)
+            assert r.calls.of("time_out_uploads") == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_continue_as_new_hands_on_only_the_small_state(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=0)
+    for sequence in range(1, replication.MAX_CYCLES_PER_GENERATION + 3):
+        world.upload(sequence)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            # More cycles than one generation takes: the rest go to the next generation at once.
+            assert applied(r) == [f"c{s}" for s in range(1, replication.MAX_CYCLES_PER_GENERATION + 3)]
+            status = await r.status(INSTANCE)
+            assert generation(status) == 1
+            assert set(status["input"]) == {
+                "machineId",
+                "gapSince",
+                "resyncRequestedFor",
+                "pendingDisposal",
+                "generation",
+            }
+            history = r.engine.store.load_history(INSTANCE)
+            completed_here = [
+                e
+                for e in history
+                if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == "complete_cycle"
+            ]
+            assert len(completed_here) == 2, "each generation starts a fresh history"
+            await stop(r, world)
+
+    run(scenario())
