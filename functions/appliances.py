@@ -38,7 +38,7 @@ from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, Val
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
-from shared.health.service import health_settings
+from shared.health.settings import health_settings
 from shared.platform.bootstrap import Services, get_services
 from shared.replication import cycles
 

@@ -34,6 +34,7 @@ from orchestrators.replication.contracts import (
     SupersededCycles,
     UploadDeadline,
 )
+from shared import health
 from shared.appliances.commands import queue_command
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleState, RecoveryPoint
@@ -41,7 +42,6 @@ from shared.domain.errors import DomainError, NotFound
 from shared.domain.job import JobStatus
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
-from shared.health import service as health
 from shared.health.catalog import control_plane_error, match_domain_error
 from shared.migration.service import pinned_snapshots
 from shared.migration.toolkit_bundle import hydration_container_of

@@ -15,11 +15,14 @@ from shared.domain.api import (
 )
 from shared.domain.appliance import Appliance
 from shared.domain.errors import Forbidden, NotFound, Unauthorized
+from shared.domain.health import ClearedBy
 from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineInventory
 from shared.domain.lifecycle import PROTECTED_STATES
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.wire import is_resource_id
+from shared.health.settings import health_settings
+from shared.health.writer import record_machine_condition
 from shared.platform.repository import AlreadyExists, Repositories, Versioned
 
 SOURCE_DISKS_CHANGED = "SourceDisksChanged"
@@ -152,7 +155,8 @@ def _flag_disk_change(machine: Machine, inventory: MachineInventory, now: dateti
     # Replica disks mirror the source layout; a resized/added/removed disk needs a resync to be protected.
     before, after = _disk_layout(machine.inventory), _disk_layout(inventory)
     changed = sorted(set(before) ^ set(after) | {d for d in before if d in after and before[d] != after[d]})
-    machine.record_error(
+    record_machine_condition(
+        machine,
         code=SOURCE_DISKS_CHANGED,
         message=(
             f"the source machine's disks changed since replication was enabled ({', '.join(changed)}); "
@@ -160,7 +164,8 @@ def _flag_disk_change(machine: Machine, inventory: MachineInventory, now: dateti
         ),
         severity=Health.WARNING,
         at=now,
-        clears_on_next_cycle=False,
+        rules=health_settings().rules,
+        cleared_by=ClearedBy.RESYNC,
     )
 
 

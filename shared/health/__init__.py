@@ -1,0 +1,43 @@
+"""Replication health: the error catalog, the pure rules, and the only code that writes a machine's health.
+
+What other packages call is re-exported here; inside the package, modules import each other directly.
+
+- `rules`: pure decisions on a `shared.domain.health.HealthState` (failures, successes, heartbeats, time)
+- `writer`: stores the rules' decisions on the machine, writes failure and health events, starts resyncs
+- `appliance_failures`: an appliance's `CycleFailed` and `CycleStarted` reports
+- `timeouts`: the upload deadline (1011) and the disposal deadline (181008)
+- `monitor`: the timer that raises RPO and appliance-silence errors
+- `repair`: the operator's "Repair replication"
+- `event_texts`: event types and the texts of the events operators read
+- `events`: the machine event log; `settings`: the HEALTH_* settings
+"""
+
+from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
+from shared.health.monitor import MonitorReport, monitor_health
+from shared.health.repair import RepairStarted, start_repair
+from shared.health.settings import HealthSettings, health_settings
+from shared.health.timeouts import (
+    clear_upload_watch,
+    report_dispose_timeout,
+    report_upload_timeouts,
+    watch_cycle_uploads,
+)
+from shared.health.writer import Failure, FailuresRecorded, record_failures
+
+__all__ = [
+    "Failure",
+    "FailuresRecorded",
+    "HealthSettings",
+    "MonitorReport",
+    "RepairStarted",
+    "clear_upload_watch",
+    "health_settings",
+    "monitor_health",
+    "record_appliance_failure",
+    "record_cycle_started",
+    "record_failures",
+    "report_dispose_timeout",
+    "report_upload_timeouts",
+    "start_repair",
+    "watch_cycle_uploads",
+]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared import health
 from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.appliance import Appliance, ApplianceKind
 from shared.domain.cycle import Consistency, Cycle, CycleKind, RecoveryPoint
@@ -18,7 +19,7 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
-from shared.health import service as health
+from shared.health import event_texts
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.health.catalog import CATALOG
 from shared.health.rules import HealthRules
@@ -159,7 +160,7 @@ def test_an_appliance_failure_becomes_the_catalog_event_and_a_current_error(repo
     assert machine.health is Health.WARNING
     (error,) = machine.replication.current_errors
     assert (error.code, error.title, error.causes) == (entry.code, entry.title, event.causes)
-    assert [e.type for e in recorded.events] == [entry.event_type.value, health.HEALTH_CHANGED]
+    assert [e.type for e in recorded.events] == [entry.event_type.value, event_texts.HEALTH_CHANGED]
 
 
 def test_a_redelivered_failure_changes_nothing_and_rewrites_the_same_event(repos: Repositories) -> None:
@@ -212,7 +213,7 @@ def test_cbt_reset_with_automatic_repair_resyncs_and_keeps_recovery_points(repos
     assert recorded.events[0].severity.value == "Warning"
     commands = repos.commands.query(Query(equals={"applianceId": "appl-1"}), partition_key="appl-1")
     assert sorted((c.kind.value, c.disk_id) for c in commands) == [("ResyncDisk", "d0"), ("ResyncDisk", "d1")]
-    assert recorded.events[-1].type == health.REPAIR_STARTED
+    assert recorded.events[-1].type == event_texts.REPAIR_STARTED
 
     complete(repos, 3, kind=CycleKind.RESYNC, minutes=20)
     machine = stored(repos)

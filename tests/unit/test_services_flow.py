@@ -198,7 +198,7 @@ def test_disk_change_while_replicating_raises_a_warning(
         and "disk0" in error.message
         and "Repair replication" in error.message
     )
-    assert machine.computed_health() is Health.WARNING
+    assert machine.health is Health.WARNING
 
 
 def test_policy_defaults_update_and_validation(repos: Repositories, appliance: tuple[str, str]) -> None:
