@@ -111,7 +111,9 @@ class HealthState(WireModel):
 
     errors: tuple[ActiveError, ...] = ()
     consecutive_failures: int = Field(default=0, ge=0)
-    last_failed_cycle_id: str | None = None
+    failed_cycle_ids: tuple[str, ...] = Field(
+        default=(), description="the failed cycles counted in consecutive_failures, oldest first"
+    )
     last_failure: datetime | None = None
     last_success: datetime | None = Field(default=None, description="the last applied cycle (last sync time)")
     last_heard: datetime | None = Field(
@@ -154,6 +156,8 @@ def upgrade_stored_health(replication: dict[str, Any]) -> tuple[dict[str, Any], 
         k: v for k, v in replication.items() if k not in {"currentErrors", "current_errors", "health_state"}
     }
     state = dict(raw_state or {})
+    last_failed = state.pop("last_failed_cycle_id", None)
+    state["failed_cycle_ids"] = [last_failed] if last_failed else []
     errors = [dict(e) for e in state.get("errors") or ()]
     by_key = {(e.get("code"), _field(e, "diskId", "disk_id")): e for e in errors}
     worst: Health | None = None

@@ -25,8 +25,9 @@ The rules (`HealthRules` holds the numbers):
 - An applied cycle heals: it clears every error that clears with the next cycle (all retryable ones) and
   every heartbeat error (an upload proves the appliance is alive); a resync cycle also clears those that
   need a resync. It resets the failure count. A heartbeat clears "appliance not responding".
-- Reports arrive at least once and out of order: a repeated failure changes nothing, a failure older
-  than the last applied cycle is ignored, and a success never clears an error seen after it.
+- Reports arrive at least once and out of order: a repeated failure changes nothing, each failed cycle
+  counts once whatever the order its reports arrive in, a failure older than the last applied cycle is
+  ignored, and a success never clears an error seen after it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from shared.health.catalog.models import CatalogEntry, Scope
 _HEALTH_OF = {Severity.WARNING: Health.WARNING, Severity.CRITICAL: Health.CRITICAL}
 RPO_CODE = CATALOG["RpoThresholdExceeded"].code
 APPLIANCE_CODE = CATALOG["ApplianceNotResponding"].code
+# Failed cycles remembered so that each counts once however its reports are ordered; beyond this many
+# consecutive failures the machine is long Critical, and a lost count changes nothing.
+MAX_FAILED_CYCLE_IDS = 32
 
 
 class HealthRules(BaseModel):
@@ -164,11 +168,19 @@ def record_failure(
         return _transition(state, state, rules)  # a late report of a failure a later cycle already healed
     disk = disk_id if entry.scope is Scope.DISK else None
     existing = state.find(match.error_code, disk)
-    same_cycle = cycle_id is not None and cycle_id == state.last_failed_cycle_id
-    if existing is not None and (existing.last_seen >= at or same_cycle):
-        # A redelivered report, or an older one of an error already held: nothing new. (A distinct
-        # failure delivered out of order is not counted again; the error it reports is already there.)
+    counted = cycle_id is not None and cycle_id in state.failed_cycle_ids
+    if existing is not None and (counted or (cycle_id is None and existing.last_seen >= at)):
+        # A redelivered report, or another report of a cycle already counted: nothing new. (Without a
+        # cycle id, an older report of an error already held cannot be told from a redelivery.)
         return _transition(state, state, rules, error=existing)
+    if existing is not None and existing.last_seen >= at:
+        # A distinct failed cycle whose report arrived after a later one's (deliveries race): it counts,
+        # but the error it reports is already held, and already being repaired if it can be.
+        held = existing.model_copy(
+            update={"first_seen": min(existing.first_seen, at), "occurrences": existing.occurrences + 1}
+        )
+        after = _count_failure(state.model_copy(update={"errors": _upsert(state.errors, held)}), cycle_id, at)
+        return _transition(state, after, rules, error=held)
 
     resync: ResyncRequest | None = None
     attempts = existing.repair_attempts if existing is not None else 0
@@ -196,17 +208,25 @@ def record_failure(
         occurrences=existing.occurrences + 1 if existing is not None else 1,
         repair_attempts=attempts,
     )
-    counts = not same_cycle
-    after = state.model_copy(
+    after = _count_failure(state.model_copy(update={"errors": _upsert(state.errors, error)}), cycle_id, at)
+    worse = existing is None or severity.rank > existing.severity.rank
+    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
+
+
+def _count_failure(state: HealthState, cycle_id: str | None, at: datetime) -> HealthState:
+    """One more consecutive failure, unless the cycle was counted already (one count per cycle)."""
+    if cycle_id is not None and cycle_id in state.failed_cycle_ids:
+        counted, cycles = 0, state.failed_cycle_ids
+    else:
+        counted = 1
+        cycles = state.failed_cycle_ids if cycle_id is None else (*state.failed_cycle_ids, cycle_id)
+    return state.model_copy(
         update={
-            "errors": _upsert(state.errors, error),
-            "consecutive_failures": state.consecutive_failures + (1 if counts else 0),
-            "last_failed_cycle_id": cycle_id if cycle_id is not None else state.last_failed_cycle_id,
+            "consecutive_failures": state.consecutive_failures + counted,
+            "failed_cycle_ids": cycles[-MAX_FAILED_CYCLE_IDS:],
             "last_failure": max(state.last_failure, at) if state.last_failure is not None else at,
         }
     )
-    worse = existing is None or severity.rank > existing.severity.rank
-    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
 
 
 def record_condition(
@@ -258,7 +278,7 @@ def record_success(
         update={
             "errors": tuple(e for e in state.errors if e not in cleared),
             "consecutive_failures": state.consecutive_failures if newer_failure else 0,
-            "last_failed_cycle_id": state.last_failed_cycle_id if newer_failure else None,
+            "failed_cycle_ids": state.failed_cycle_ids if newer_failure else (),
             "last_success": _latest(state.last_success, at),
             "last_heard": _latest(state.last_heard, at),
         }

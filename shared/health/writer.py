@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.appliances.commands import queue_command
 from shared.domain.command import CommandKind
@@ -172,9 +172,17 @@ def record_failures(
     ]
     first = failures[0]
     if change.changed:
+        # A failure reported before another that was recorded first changes health after that one did:
+        # date the event just after the latest failure already counted, so the log reads in order.
+        latest = change.state.last_failure or first.at
+        changed_at = first.at if first.at >= latest else latest + timedelta(microseconds=1)
         events.append(
             health_event(
-                machine.id, f"{first.event_id}-health", first.at, change, f"{first.match.entry.name} reported"
+                machine.id,
+                f"{first.event_id}-health",
+                changed_at,
+                change,
+                f"{first.match.entry.name} reported",
             )
         )
     if resync_disks:

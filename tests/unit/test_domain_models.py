@@ -170,7 +170,7 @@ def test_a_machine_stored_with_the_untyped_health_state_loads() -> None:
     machine = Machine.model_validate(body)
     state = machine.replication.health_state
     assert machine.health is Health.CRITICAL
-    assert state.consecutive_failures == 1 and state.last_failed_cycle_id == "c1"
+    assert state.consecutive_failures == 1 and state.failed_cycle_ids == ("c1",)
     consolidate, disks = state.errors
     assert consolidate.title == "Disks need consolidation" and consolidate.causes == (
         "snapshots left behind",
