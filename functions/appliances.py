@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from functools import partial
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -24,6 +25,7 @@ from functions.http_errors import bearer_token, handle_errors, json_response, pa
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from shared import health
 from shared.appliances import commands
 from shared.appliances import registry as appliances
 from shared.appliances.events import (
@@ -33,13 +35,13 @@ from shared.appliances.events import (
     Heartbeat,
     parse_appliance_event,
 )
+from shared.bootstrap import Services, get_services
 from shared.domain.api import CommandList, CycleSignal, RegisterApplianceRequest
 from shared.domain.appliance import Appliance
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
-from shared.platform.bootstrap import Services, get_services
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 
@@ -73,7 +75,15 @@ def report_machines(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     appliance = _appliance(req, services)
     report = parse_body(req, DiscoveryReport)
-    return json_response(appliances.report_machines(services.repos, appliance, report, now=services.clock()))
+    return json_response(
+        appliances.report_machines(
+            services.repos,
+            appliance,
+            report,
+            now=services.clock(),
+            on_disks_changed=partial(health.flag_source_disks_changed, rules=services.health.rules),
+        )
+    )
 
 
 @bp.route(route="appliances/{applianceId}/commands", methods=["GET"])

@@ -11,7 +11,7 @@ applied. Recovery points taken before the repair are kept. 409 when the machine'
 or there is nothing to repair.
 
 The health monitor: a timer (every 5 minutes) that raises what only the passing of time reveals, an
-RPO above its thresholds and an appliance that stopped talking (shared.health.service.monitor_health).
+RPO above its thresholds and an appliance that stopped talking (shared.health.monitor.monitor_health).
 
 It reads each replicating machine once per run through paged queries, each appliance once, and writes
 only machines whose health state changes. Run it now on the local stack with
@@ -28,10 +28,10 @@ import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id, query_int
 from orchestrators.blueprints import blueprint
+from shared import health
+from shared.bootstrap import get_services
 from shared.domain.api import AcceptedJob, EventList
 from shared.health import events
-from shared.health import service as health
-from shared.platform.bootstrap import get_services
 
 bp = blueprint()
 log = logging.getLogger(__name__)

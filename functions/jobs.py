@@ -9,8 +9,8 @@ import azure.functions as func
 
 from functions.http_errors import handle_errors, json_response, path_id
 from orchestrators.blueprints import blueprint
+from shared.bootstrap import get_services
 from shared.jobs import lifecycle as jobs
-from shared.platform.bootstrap import get_services
 
 bp = blueprint()
 

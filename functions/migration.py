@@ -33,11 +33,11 @@ from orchestrators.blueprints import durable_blueprint
 from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
+from shared.bootstrap import get_services
 from shared.domain.api import AcceptedJob
 from shared.domain.wire import RequestModel
 from shared.migration import service as migration
 from shared.migration.sweeper import JobState, sweep_temporary_resources
-from shared.platform.bootstrap import get_services
 
 bp = durable_blueprint()
 log = logging.getLogger(__name__)

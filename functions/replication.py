@@ -17,10 +17,10 @@ from functions.http_errors import handle_errors, json_response, parse_body, path
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import OPERATOR_REQUEST
+from shared.bootstrap import get_services
 from shared.domain.api import AcceptedJob, MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
-from shared.platform.bootstrap import get_services
 from shared.replication import machines
 
 bp = durable_blueprint()

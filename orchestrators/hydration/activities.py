@@ -50,6 +50,7 @@ from orchestrators.hydration.contracts import (
     ToolkitStaged,
     ToolkitStaging,
 )
+from shared.bootstrap import get_services
 from shared.domain.errors import DomainError
 from shared.domain.inventory import Firmware, OsType
 from shared.domain.job import JobStatus, StepChange
@@ -73,7 +74,6 @@ from shared.platform.arm_errors import (
     QuotaExceeded,
     translate_arm_error,
 )
-from shared.platform.bootstrap import get_services
 from shared.platform.settings import MigrationSettings
 from shared.platform.telemetry import get_telemetry
 from shared.replication import recovery_points

@@ -23,13 +23,13 @@ from orchestrators.migration.contracts import (
     TestResources,
 )
 from shared.appliances.commands import queue_command
+from shared.bootstrap import get_services
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleKind, CycleState
 from shared.migration import resource_kinds as kinds
 from shared.migration import service as migration
 from shared.migration.resource_kinds import ResourceKind
 from shared.migration.tags import TAG_JOB_ID
-from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
 
 bp = durable_blueprint()

@@ -36,17 +36,17 @@ from orchestrators.replication.contracts import (
     SupersededCycles,
     UploadDeadline,
 )
+from shared import health
 from shared.appliances.commands import queue_command
+from shared.bootstrap import get_services
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleState, RecoveryPoint
 from shared.domain.errors import DomainError, NotFound
 from shared.domain.job import JobError, JobStatus, current_step
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
-from shared.health import service as health
 from shared.health.catalog import CATALOG, control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
-from shared.platform.bootstrap import get_services
 from shared.platform.documents import Query
 from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry

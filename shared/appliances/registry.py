@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -17,12 +18,13 @@ from shared.domain.appliance import Appliance
 from shared.domain.errors import Forbidden, NotFound, Unauthorized
 from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineInventory
 from shared.domain.lifecycle import PROTECTED_STATES
-from shared.domain.machine import Health, Machine
+from shared.domain.machine import Machine
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.wire import is_resource_id
 from shared.platform.repository import AlreadyExists, Repositories, Versioned
 
-SOURCE_DISKS_CHANGED = "SourceDisksChanged"
+# Called inside a machine's update with the ids of the disks that changed (added, removed or resized).
+DisksChanged = Callable[[Machine, list[str], datetime], object]
 # Concurrent Cosmos calls while applying one discovery report (the SDK client is thread-safe).
 REPORT_PARALLELISM = 8
 
@@ -79,9 +81,18 @@ def authorize_appliance(appliance: Appliance, appliance_id: str) -> None:
 
 
 def report_machines(
-    repos: Repositories, appliance: Appliance, report: DiscoveryReport, *, now: datetime
+    repos: Repositories,
+    appliance: Appliance,
+    report: DiscoveryReport,
+    *,
+    now: datetime,
+    on_disks_changed: DisksChanged,
 ) -> DiscoveryResult:
-    """Upsert the reported inventory. All-or-nothing on ownership: if any machine belongs to another
+    """Upsert the reported inventory; a protected machine whose disk layout changed is handed to
+    `on_disks_changed` inside its update (health's `flag_source_disks_changed`: appliances never write
+    health themselves).
+
+    Upsert the reported inventory. All-or-nothing on ownership: if any machine belongs to another
     appliance, nothing is written (403). Round-trips: one read per machine plus one write per new or
     changed machine; an unchanged machine costs only its read. Calls run REPORT_PARALLELISM at a time.
     """
@@ -102,7 +113,10 @@ def report_machines(
         )
     with ThreadPoolExecutor(max_workers=REPORT_PARALLELISM) as pool:
         results = list(
-            pool.map(lambda m: _upsert_machine(repos, appliance, m, existing[m.id], now), report.machines)
+            pool.map(
+                lambda m: _upsert_machine(repos, appliance, m, existing[m.id], now, on_disks_changed),
+                report.machines,
+            )
         )
     return DiscoveryResult(machines=results)
 
@@ -117,6 +131,7 @@ def _upsert_machine(
     reported: DiscoveredMachine,
     current: Versioned[Machine] | None,
     now: datetime,
+    on_disks_changed: DisksChanged,
 ) -> ReportedMachineResult:
     inventory = _inventory_of(reported)
     if current is None:
@@ -135,7 +150,9 @@ def _upsert_machine(
         if machine.inventory == inventory:
             return "Unchanged"
         if machine.state in PROTECTED_STATES and _disk_layout(machine.inventory) != _disk_layout(inventory):
-            _flag_disk_change(machine, inventory, now)
+            # Replica disks mirror the source layout: a resized, added or removed disk is unprotected
+            # until a resync. Raised in this same machine update, so the report and the flag never part.
+            on_disks_changed(machine, _changed_disks(machine.inventory, inventory), now)
         machine.inventory = inventory
         machine.updated_at = now
         return "Updated"
@@ -148,20 +165,9 @@ def _disk_layout(inventory: MachineInventory) -> dict[str, int]:
     return {d.id: d.size_bytes for d in inventory.disks}
 
 
-def _flag_disk_change(machine: Machine, inventory: MachineInventory, now: datetime) -> None:
-    # Replica disks mirror the source layout; a resized/added/removed disk needs a resync to be protected.
-    before, after = _disk_layout(machine.inventory), _disk_layout(inventory)
-    changed = sorted(set(before) ^ set(after) | {d for d in before if d in after and before[d] != after[d]})
-    machine.record_error(
-        code=SOURCE_DISKS_CHANGED,
-        message=(
-            f"the source machine's disks changed since replication was enabled ({', '.join(changed)}); "
-            "run Repair replication so the replica disks match"
-        ),
-        severity=Health.WARNING,
-        at=now,
-        clears_on_next_cycle=False,
-    )
+def _changed_disks(before: MachineInventory, after: MachineInventory) -> list[str]:
+    old, new = _disk_layout(before), _disk_layout(after)
+    return sorted(set(old) ^ set(new) | {d for d in old if d in new and old[d] != new[d]})
 
 
 def get_policy(repos: Repositories, appliance_id: str) -> ReplicationPolicy:

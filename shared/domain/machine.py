@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.health import Health, HealthState, MachineError, upgrade_stored_health
 from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
 from shared.domain.target import TargetSettings
 from shared.domain.wire import ResourceId, WireModel
-
-
-class Health(StrEnum):
-    HEALTHY = "Healthy"
-    WARNING = "Warning"
-    CRITICAL = "Critical"
-
-    @property
-    def rank(self) -> int:
-        return [Health.HEALTHY, Health.WARNING, Health.CRITICAL].index(self)
-
-
-class MachineError(WireModel):
-    """A current (unresolved) replication error."""
-
-    code: str
-    message: str
-    severity: Health
-    disk_id: str | None = None
-    first_seen: datetime
-    last_seen: datetime
-    # A failed cycle is resolved by the next applied one; some conditions (source disks changed, CBT
-    # reset without auto-repair) persist until a resync.
-    clears_on_next_cycle: bool = True
-    # What the operator needs to act without opening the catalog (filled from the error catalog).
-    title: str | None = None
-    causes: list[str] = Field(default_factory=list)
-    recommendations: list[str] = Field(default_factory=list)
 
 
 class UploadWatch(WireModel):
@@ -62,11 +34,14 @@ class ReplicationStatus(WireModel):
     last_sync_time: datetime | None = None
     last_applied_sequence: int | None = None
     recovery_points: list[RecoveryPoint] = Field(default_factory=list, description="oldest first")
-    current_errors: list[MachineError] = Field(default_factory=list)
-    # The health rules' state (shared.health.rules.HealthState, serialised). Opaque here: the
-    # domain must not import the catalog, which imports the domain.
-    health_state: dict[str, Any] | None = None
+    health_state: HealthState = Field(
+        default_factory=HealthState, description="written only by shared.health.writer"
+    )
     upload_watch: UploadWatch | None = None
+
+    @property
+    def current_errors(self) -> list[MachineError]:
+        return [e.to_machine_error() for e in self.health_state.errors]
 
     def latest_point(self, consistency: Consistency | None = None) -> RecoveryPoint | None:
         points = [p for p in self.recovery_points if consistency is None or p.consistency == consistency]
@@ -98,56 +73,45 @@ class Machine(WireModel):
     appliance_id: ResourceId
     inventory: MachineInventory
     state: MachineState = MachineState.DISCOVERED
-    health: Health = Health.HEALTHY
+    health: Health = Field(
+        default=Health.HEALTHY, description="the health rules' verdict; written only by shared.health.writer"
+    )
     target: TargetSettings | None = None
     replication: ReplicationStatus = Field(default_factory=ReplicationStatus)
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime
     updated_at: datetime
 
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_stored_health(cls, data: Any) -> Any:
+        # Documents written before the typed health state carry `replication.currentErrors`.
+        if not isinstance(data, dict):
+            return data
+        replication = data.get("replication")
+        if not isinstance(replication, dict):
+            return data
+        legacy = {"currentErrors", "current_errors"} & replication.keys() or (
+            "healthState" in replication and replication["healthState"] is None
+        )
+        if not legacy:
+            return data
+        upgraded, worst = upgrade_stored_health(replication)
+        data = {**data, "replication": upgraded}
+        stored = Health(data.get("health", Health.HEALTHY))
+        if worst is not None and worst.rank > stored.rank:
+            data["health"] = worst.value
+        return data
+
     def record_cycle_applied(self, sequence: int, applied_at: datetime) -> None:
-        """A cycle reached the replica: advance the watermark and resolve transient cycle errors."""
+        """A cycle reached the replica: advance the watermark (health is the health writer's)."""
         status = self.replication
         if status.last_applied_sequence is None or sequence > status.last_applied_sequence:
             status.last_applied_sequence = sequence
         if status.last_sync_time is None or applied_at > status.last_sync_time:
             status.last_sync_time = applied_at
-        status.current_errors = [e for e in status.current_errors if not e.clears_on_next_cycle]
         self.updated_at = max(self.updated_at, applied_at)
 
-    def record_error(
-        self,
-        *,
-        code: str,
-        message: str,
-        severity: Health,
-        at: datetime,
-        disk_id: str | None = None,
-        clears_on_next_cycle: bool = True,
-    ) -> None:
-        """Raise or refresh a current error (one per code and disk); the machine's health follows it."""
-        for error in self.replication.current_errors:
-            if error.code == code and error.disk_id == disk_id:
-                error.message, error.severity = message, severity
-                error.last_seen = max(error.last_seen, at)
-                error.clears_on_next_cycle = clears_on_next_cycle
-                return
-        self.replication.current_errors.append(
-            MachineError(
-                code=code,
-                message=message,
-                severity=severity,
-                disk_id=disk_id,
-                first_seen=at,
-                last_seen=at,
-                clears_on_next_cycle=clears_on_next_cycle,
-            )
-        )
 
-    def computed_health(self) -> Health:
-        """The worst of the stored health and the current errors' severities."""
-        worst = self.health
-        for error in self.replication.current_errors:
-            if error.severity.rank > worst.rank:
-                worst = error.severity
-        return worst
+# Health and MachineError are part of the machine's vocabulary; they are defined with the health state.
+__all__ = ["Health", "Machine", "MachineError", "ReplicationStatus", "UploadWatch"]

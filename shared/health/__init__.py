@@ -1,0 +1,59 @@
+"""Replication health: the error catalog, the pure rules, and the only code that writes a machine's health.
+
+What other packages call is re-exported here; inside the package, modules import each other directly.
+
+- `rules`: pure decisions on a `shared.domain.health.HealthState` (failures, successes, heartbeats, time)
+- `writer`: stores the rules' decisions on the machine, writes failure and health events, starts resyncs
+- `appliance_failures`: an appliance's `CycleFailed` and `CycleStarted` reports
+- `timeouts`: the upload deadline (1011) and the disposal deadline (181008)
+- `monitor`: the timer that raises RPO and appliance-silence errors
+- `repair`: the operator's "Repair replication"
+- `event_texts`: event types and the texts of the events operators read
+- `events`: the machine event log; `settings`: the HEALTH_* settings
+"""
+
+from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
+from shared.health.event_texts import CYCLE_COMPLETED, REPAIR_COMPLETED, health_event
+from shared.health.monitor import MonitorReport, monitor_health
+from shared.health.repair import RepairStarted, start_repair
+from shared.health.rules import HealthRules, Transition
+from shared.health.settings import HealthSettings
+from shared.health.timeouts import (
+    clear_upload_watch,
+    report_dispose_timeout,
+    report_upload_timeouts,
+    watch_cycle_uploads,
+)
+from shared.health.writer import (
+    Failure,
+    FailuresRecorded,
+    flag_source_disks_changed,
+    record_cycle_success,
+    record_failures,
+    reset_health,
+)
+
+__all__ = [
+    "CYCLE_COMPLETED",
+    "REPAIR_COMPLETED",
+    "Failure",
+    "FailuresRecorded",
+    "HealthRules",
+    "HealthSettings",
+    "MonitorReport",
+    "RepairStarted",
+    "Transition",
+    "clear_upload_watch",
+    "flag_source_disks_changed",
+    "health_event",
+    "monitor_health",
+    "record_appliance_failure",
+    "record_cycle_started",
+    "record_cycle_success",
+    "record_failures",
+    "report_dispose_timeout",
+    "report_upload_timeouts",
+    "reset_health",
+    "start_repair",
+    "watch_cycle_uploads",
+]

@@ -9,13 +9,9 @@ from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.errors import Forbidden
 from shared.domain.machine import Machine, UploadWatch
 from shared.health.catalog import match_appliance_error
-from shared.health.service import (
-    Failure,
-    FailuresRecorded,
-    HealthSettings,
-    record_failures,
-    watch_cycle_uploads,
-)
+from shared.health.settings import HealthSettings
+from shared.health.timeouts import watch_cycle_uploads
+from shared.health.writer import Failure, FailuresRecorded, record_failures
 from shared.platform.repository import Repositories
 
 

@@ -6,8 +6,8 @@ and, when the control plane can repair by itself, a resync to request. Nothing h
 environment or a store, so the same inputs always give the same answer, in an activity or a test.
 
 This lives next to the catalog rather than in shared.domain because every rule reads catalog data
-(severity, how an error clears, whether it is auto-repairable); the domain keeps only the vocabulary
-(`Health`, `MachineError`) that both use.
+(severity, how an error clears, whether it is auto-repairable); the domain keeps the state the rules
+read and return (`shared.domain.health.HealthState`), which the health writer stores on the machine.
 
 The rules (`HealthRules` holds the numbers):
 - Each current error contributes its severity: a Warning-severity error makes the machine Warning at its
@@ -25,25 +25,30 @@ The rules (`HealthRules` holds the numbers):
 - An applied cycle heals: it clears every error that clears with the next cycle (all retryable ones) and
   every heartbeat error (an upload proves the appliance is alive); a resync cycle also clears those that
   need a resync. It resets the failure count. A heartbeat clears "appliance not responding".
-- Reports arrive at least once and out of order: a repeated failure changes nothing, a failure older
-  than the last applied cycle is ignored, and a success never clears an error seen after it.
+- Reports arrive at least once and out of order: a repeated failure changes nothing, each failed cycle
+  counts once whatever the order its reports arrive in, a failure older than the last applied cycle is
+  ignored, and a success never clears an error seen after it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.domain.event import Severity
-from shared.domain.machine import Health, MachineError
+from shared.domain.health import ActiveError, ClearedBy, Health, HealthState
 from shared.health.catalog.matching import CATALOG, CatalogMatch, render
-from shared.health.catalog.models import CatalogEntry, ClearedBy, Scope
+from shared.health.catalog.models import CatalogEntry, Scope
 
 _HEALTH_OF = {Severity.WARNING: Health.WARNING, Severity.CRITICAL: Health.CRITICAL}
 RPO_CODE = CATALOG["RpoThresholdExceeded"].code
 APPLIANCE_CODE = CATALOG["ApplianceNotResponding"].code
+# Failed cycles remembered so that each counts once however its reports are ordered; beyond this many
+# consecutive failures the machine is long Critical, and a lost count changes nothing.
+MAX_FAILED_CYCLE_IDS = 32
 
 
 class HealthRules(BaseModel):
@@ -78,69 +83,6 @@ class HealthRules(BaseModel):
         if self.heartbeat_timeout <= timedelta(0):
             raise ValueError("heartbeat_timeout must be positive")
         return self
-
-
-class ActiveError(BaseModel):
-    """A current error with what the rules need to heal it, so a stored state outlives catalog edits."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    code: str = Field(description="as in events: the catalog code, or the appliance's for unknown errors")
-    entry_code: str = Field(description="the catalog entry's code")
-    message: str
-    severity: Health = Field(description="effective: Warning while an automatic repair is under way")
-    disk_id: str | None = None
-    cleared_by: ClearedBy
-    retryable: bool
-    first_seen: datetime
-    last_seen: datetime
-    occurrences: int = Field(default=1, ge=1)
-    repair_attempts: int = Field(default=0, ge=0, description="resyncs requested for it so far")
-
-    @property
-    def key(self) -> tuple[str, str | None]:
-        return self.code, self.disk_id
-
-    def to_machine_error(self) -> MachineError:
-        """The `Machine.replication.current_errors` record of this error."""
-        return MachineError(
-            code=self.code,
-            message=self.message,
-            severity=self.severity,
-            disk_id=self.disk_id,
-            first_seen=self.first_seen,
-            last_seen=self.last_seen,
-            clears_on_next_cycle=self.cleared_by is not ClearedBy.RESYNC,
-        )
-
-
-class HealthState(BaseModel):
-    """Everything health depends on. Store it with the machine; start from `HealthState()`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    errors: tuple[ActiveError, ...] = ()
-    consecutive_failures: int = Field(default=0, ge=0)
-    last_failed_cycle_id: str | None = None
-    last_failure: datetime | None = None
-    last_success: datetime | None = Field(default=None, description="the last applied cycle (last sync time)")
-    last_heard: datetime | None = Field(
-        default=None, description="the appliance's last heartbeat or upload; set it when replication starts"
-    )
-
-    def health(self, rules: HealthRules) -> Health:
-        worst = Health.HEALTHY
-        if self.consecutive_failures >= rules.critical_after_failures:
-            worst = Health.CRITICAL
-        elif self.consecutive_failures >= rules.warning_after_failures:
-            worst = Health.WARNING
-        for error in self.errors:
-            if error.severity.rank > worst.rank:
-                worst = error.severity
-        return worst
-
-    def find(self, code: str, disk_id: str | None = None) -> ActiveError | None:
-        return next((e for e in self.errors if e.key == (code, disk_id)), None)
 
 
 class ResyncRequest(BaseModel):
@@ -226,11 +168,19 @@ def record_failure(
         return _transition(state, state, rules)  # a late report of a failure a later cycle already healed
     disk = disk_id if entry.scope is Scope.DISK else None
     existing = state.find(match.error_code, disk)
-    same_cycle = cycle_id is not None and cycle_id == state.last_failed_cycle_id
-    if existing is not None and (existing.last_seen >= at or same_cycle):
-        # A redelivered report, or an older one of an error already held: nothing new. (A distinct
-        # failure delivered out of order is not counted again; the error it reports is already there.)
+    counted = cycle_id is not None and cycle_id in state.failed_cycle_ids
+    if existing is not None and (counted or (cycle_id is None and existing.last_seen >= at)):
+        # A redelivered report, or another report of a cycle already counted: nothing new. (Without a
+        # cycle id, an older report of an error already held cannot be told from a redelivery.)
         return _transition(state, state, rules, error=existing)
+    if existing is not None and existing.last_seen >= at:
+        # A distinct failed cycle whose report arrived after a later one's (deliveries race): it counts,
+        # but the error it reports is already held, and already being repaired if it can be.
+        held = existing.model_copy(
+            update={"first_seen": min(existing.first_seen, at), "occurrences": existing.occurrences + 1}
+        )
+        after = _count_failure(state.model_copy(update={"errors": _upsert(state.errors, held)}), cycle_id, at)
+        return _transition(state, after, rules, error=held)
 
     resync: ResyncRequest | None = None
     attempts = existing.repair_attempts if existing is not None else 0
@@ -258,17 +208,59 @@ def record_failure(
         occurrences=existing.occurrences + 1 if existing is not None else 1,
         repair_attempts=attempts,
     )
-    counts = not same_cycle
-    after = state.model_copy(
+    after = _count_failure(state.model_copy(update={"errors": _upsert(state.errors, error)}), cycle_id, at)
+    worse = existing is None or severity.rank > existing.severity.rank
+    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
+
+
+def _count_failure(state: HealthState, cycle_id: str | None, at: datetime) -> HealthState:
+    """One more consecutive failure, unless the cycle was counted already (one count per cycle)."""
+    if cycle_id is not None and cycle_id in state.failed_cycle_ids:
+        counted, cycles = 0, state.failed_cycle_ids
+    else:
+        counted = 1
+        cycles = state.failed_cycle_ids if cycle_id is None else (*state.failed_cycle_ids, cycle_id)
+    return state.model_copy(
         update={
-            "errors": _upsert(state.errors, error),
-            "consecutive_failures": state.consecutive_failures + (1 if counts else 0),
-            "last_failed_cycle_id": cycle_id if cycle_id is not None else state.last_failed_cycle_id,
+            "consecutive_failures": state.consecutive_failures + counted,
+            "failed_cycle_ids": cycles[-MAX_FAILED_CYCLE_IDS:],
             "last_failure": max(state.last_failure, at) if state.last_failure is not None else at,
         }
     )
+
+
+def record_condition(
+    state: HealthState,
+    *,
+    code: str,
+    message: str,
+    severity: Health,
+    at: datetime,
+    rules: HealthRules,
+    cleared_by: ClearedBy,
+    disk_id: str | None = None,
+) -> Transition:
+    """A condition found outside a cycle (e.g. the source disk layout changed): raised or refreshed as a
+    current error without counting as a failed cycle. It heals as `cleared_by` says."""
+    existing = state.find(code, disk_id)
+    error = ActiveError(
+        code=code,
+        entry_code=code,
+        message=message,
+        severity=severity,
+        disk_id=disk_id,
+        cleared_by=cleared_by,
+        retryable=cleared_by is not ClearedBy.RESYNC,
+        first_seen=existing.first_seen if existing is not None else at,
+        last_seen=max(existing.last_seen, at) if existing is not None else at,
+        occurrences=existing.occurrences + 1 if existing is not None else 1,
+        title=existing.title if existing is not None else None,
+        causes=existing.causes if existing is not None else (),
+        recommendations=existing.recommendations if existing is not None else (),
+    )
+    after = state.model_copy(update={"errors": _upsert(state.errors, error)})
     worse = existing is None or severity.rank > existing.severity.rank
-    return _transition(state, after, rules, raised=(error,) if worse else (), resync=resync, error=error)
+    return _transition(state, after, rules, raised=(error,) if worse else (), error=error)
 
 
 def record_success(
@@ -286,7 +278,7 @@ def record_success(
         update={
             "errors": tuple(e for e in state.errors if e not in cleared),
             "consecutive_failures": state.consecutive_failures if newer_failure else 0,
-            "last_failed_cycle_id": state.last_failed_cycle_id if newer_failure else None,
+            "failed_cycle_ids": state.failed_cycle_ids if newer_failure else (),
             "last_success": _latest(state.last_success, at),
             "last_heard": _latest(state.last_heard, at),
         }
@@ -342,6 +334,36 @@ def evaluate(
         raised.append(error)
     after = state.model_copy(update={"errors": errors})
     return _transition(state, after, rules, raised=tuple(raised))
+
+
+def combine(before: HealthState, steps: Sequence[Transition], rules: HealthRules) -> Transition:
+    """Several inputs applied in turn (e.g. one failure per disk) as one transition."""
+    after = steps[-1].state if steps else before
+    return Transition(
+        state=after,
+        previous_health=before.health(rules),
+        health=after.health(rules),
+        raised=tuple(e for t in steps for e in t.raised),
+        cleared=tuple(e for t in steps for e in t.cleared),
+        resync=next((t.resync for t in steps if t.resync is not None), None),
+    )
+
+
+def run_monitor_rules(
+    state: HealthState,
+    *,
+    last_heartbeat: datetime | None,
+    now: datetime,
+    rules: HealthRules,
+    appliance_name: str | None,
+) -> Transition:
+    """The monitor's decision for one machine: the appliance's last heartbeat, then the passing of time."""
+    heard = record_heartbeat(state, at=last_heartbeat, rules=rules) if last_heartbeat is not None else None
+    after = evaluate(
+        heard.state if heard is not None else state, now=now, rules=rules, appliance_name=appliance_name
+    )
+    steps = [t for t in (heard, after) if t is not None]
+    return combine(state, steps, rules)
 
 
 def _latest(current: datetime | None, at: datetime) -> datetime:

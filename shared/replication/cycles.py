@@ -19,12 +19,18 @@ from shared.appliances.events import CycleUploaded
 from shared.domain.cycle import Cycle, CycleKind, CycleState, RecoveryPoint
 from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFailed
 from shared.domain.event import Event, Severity
-from shared.domain.job import Job
+from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine, UploadWatch
 from shared.domain.policy import ReplicationPolicy
-from shared.health import service as health
-from shared.health.rules import HealthRules, Transition
+from shared.health import (
+    CYCLE_COMPLETED,
+    REPAIR_COMPLETED,
+    HealthRules,
+    Transition,
+    health_event,
+    record_cycle_success,
+)
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import AlreadyExists, Query
 from shared.platform.repository import Repositories
@@ -256,16 +262,11 @@ def complete_cycle(
         repaired_job: str | None = None
         if cycle.kind in BASE_KINDS:
             machine.replication.progress_percent = 100.0
-            machine.replication.current_errors = [
-                e
-                for e in machine.replication.current_errors
-                if e.disk_id is None or e.disk_id not in cycle.manifests
-            ]
             if machine.state is MachineState.RESYNCING:
                 repaired_job = machine.active_job_id or ""
             if machine.state in (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING):
                 transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
-        healed = health.record_cycle_success(
+        healed = record_cycle_success(
             machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS, rules=health_rules
         )
         return dropped, healed, repaired_job
@@ -285,7 +286,7 @@ def complete_cycle(
             id=f"{cycle.id}-completed",
             machine_id=cycle.machine_id,
             time=outcome.applied_at,
-            type=health.CYCLE_COMPLETED,
+            type=CYCLE_COMPLETED,
             severity=Severity.INFO,
             message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
             f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
@@ -301,7 +302,7 @@ def complete_cycle(
     ]
     if healed.changed:
         events.append(
-            health.health_event(
+            health_event(
                 cycle.machine_id,
                 f"{cycle.id}-health",
                 outcome.applied_at,
@@ -315,7 +316,7 @@ def complete_cycle(
                 id=f"{cycle.id}-repaired",
                 machine_id=cycle.machine_id,
                 time=outcome.applied_at,
-                type=health.REPAIR_COMPLETED,
+                type=REPAIR_COMPLETED,
                 severity=Severity.INFO,
                 cycle_id=cycle.id,
                 message=f"Repair replication completed: {cycle.kind.value} cycle {cycle.id} copied "
@@ -337,8 +338,17 @@ def complete_cycle(
     )
     if repaired_job is not None:
         # Last: when the job says Succeeded, everything the repair did is recorded.
-        health.finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
+        finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
     return dropped
+
+
+def finish_repair_job(repos: Repositories, job_id: str | None, *, now: datetime) -> None:
+    """The resync cycle was applied: the operator's RepairReplication job (if any) succeeded."""
+    if job_id is None:
+        return
+    job = jobs.get(repos, job_id)
+    if job is not None and job.kind is JobKind.REPAIR_REPLICATION:
+        jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
 
 
 def mark_cycles(

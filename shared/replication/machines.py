@@ -10,8 +10,9 @@ from shared.domain.cycle import Consistency
 from shared.domain.errors import ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import PROTECTED_STATES, MachineState, transition
-from shared.domain.machine import Health, Machine, ReplicationStatus
+from shared.domain.machine import Machine, ReplicationStatus
 from shared.domain.target import TargetSettings
+from shared.health import reset_health
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
@@ -69,7 +70,7 @@ def enable_replication(repos: Repositories, command: EnableReplication, *, now: 
             return machine.active_job_id, True
         transition(machine, MachineState.ENABLING_REPLICATION, action="enable replication")
         machine.target = command.target
-        machine.health = Health.HEALTHY
+        reset_health(machine)
         machine.replication = ReplicationStatus()
         machine.active_job_id = command.job_id
         machine.updated_at = now
@@ -106,8 +107,7 @@ def stop_replication(repos: Repositories, command: StopReplication, *, now: date
             transition(machine, MachineState.REPLICATION_STOPPED, action="stop replication")
             kind = JobKind.STOP_REPLICATION
         machine.active_job_id = command.job_id
-        machine.replication.current_errors = []
-        machine.health = Health.HEALTHY
+        reset_health(machine)
         machine.updated_at = now
         return kind
 
@@ -143,7 +143,7 @@ def _summary_fields(machine: Machine, now: datetime) -> dict[str, object]:
         "os_type": machine.inventory.os_type,
         "firmware": machine.inventory.firmware,
         "state": machine.state,
-        "health": machine.computed_health(),
+        "health": machine.health,
         "progress_percent": machine.replication.progress_percent,
         "last_sync_time": machine.replication.last_sync_time,
         "rpo_seconds": rpo_seconds(machine, now),

@@ -353,8 +353,7 @@ def test_a_sequence_gap_raises_cycle_sequence_gap_and_resyncs(stack: Stack) -> N
 def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> None:
     replicated = replicating_machine(stack, appliance, prefix="pages")
     # One failure at a time: this test is about paging, so the events must be exactly these. (Failures
-    # of one machine arriving together are a separate concern: see the note on concurrent failures in
-    # docs/health.md.)
+    # of one machine arriving together: test_failures_arriving_together_each_count.)
     for attempt in range(3):
         appliance.fail_cycle(
             replicated.id,
@@ -390,6 +389,34 @@ def test_events_are_paged_newest_first(stack: Stack, appliance: Appliance) -> No
     assert len({e["id"] for e in paged}) == len(paged)
     times = [e["time"] for e in paged]
     assert times == sorted(times, reverse=True)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_failures_arriving_together_each_count(stack: Stack, appliance: Appliance, attempt: int) -> None:
+    """Three failed cycles of one machine reported at once (Event Grid delivers them in parallel): each
+    counts once, so the machine ends Critical and the log has both health changes, in order."""
+    replicated = replicating_machine(stack, appliance, prefix=f"together{attempt}")
+    for n in range(3):
+        appliance.fail_cycle(
+            replicated.id,
+            "An internal error occurred. [Another task is already in progress.]",
+            cycle_id=f"{replicated.id}-t{n}",
+        )
+    wait_machine(stack, replicated.id, "Critical", lambda m: m["health"] == "Critical")
+
+    def recorded() -> list[dict[str, Any]] | None:
+        found = events(stack, replicated.id)
+        failed = sum(e["type"] == "Replication cycle failed" for e in found)
+        changed = sum(e["type"] == "Replication health changed" for e in found)
+        return found if (failed, changed) == (3, 2) else None
+
+    everything = eventually(recorded, what="three failures and two health changes")
+    changes = [
+        (e["details"]["previousHealth"], e["details"]["health"])
+        for e in reversed(everything)  # newest first -> oldest first
+        if e["type"] == "Replication health changed"
+    ]
+    assert changes == [("Healthy", "Warning"), ("Warning", "Critical")]
 
 
 def test_the_upload_deadline_survives_a_host_crash(stack: Stack, appliance: Appliance) -> None:

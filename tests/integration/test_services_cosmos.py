@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState, transitio
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
 from shared.health import events
+from shared.health.rules import HealthRules
+from shared.health.writer import flag_source_disks_changed
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
@@ -51,6 +54,12 @@ TARGET = TargetSettings.model_validate(
 )
 MEASURED: dict[str, int] = {}
 NOTES: list[str] = []
+
+# What functions/appliances.py passes: health's writer flags a changed disk layout.
+report_machines = partial(
+    appliances.report_machines,
+    on_disks_changed=partial(flag_source_disks_changed, rules=HealthRules()),
+)
 
 
 def discovered(machine_id: str, name: str = "web01") -> dict[str, Any]:
@@ -105,10 +114,10 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
     suffix = uuid.uuid4().hex[:6]
     ids = [f"vm-{suffix}-{i}" for i in range(3)]
     report = DiscoveryReport.model_validate({"machines": [discovered(i) for i in ids]})
-    result = appliances.report_machines(repos, me, report, now=NOW)
+    result = report_machines(repos, me, report, now=NOW)
     assert [r.outcome for r in result.machines] == ["Created"] * 3
     assert measured(repos, "report 3 new machines") == 6
-    appliances.report_machines(repos, me, report, now=NOW)
+    report_machines(repos, me, report, now=NOW)
     assert measured(repos, "report 3 unchanged machines") == 3
 
     started = machines.enable_replication(
@@ -202,7 +211,7 @@ def test_a_large_discovery_report_runs_its_calls_concurrently(
     )
     repos.counter.reset()
     started = time.perf_counter()
-    result = appliances.report_machines(repos, me, report, now=NOW)
+    result = report_machines(repos, me, report, now=NOW)
     elapsed = time.perf_counter() - started
     assert [r.outcome for r in result.machines] == ["Created"] * 40
     assert [r.id for r in result.machines] == [m.id for m in report.machines]  # answer in report order
@@ -220,11 +229,11 @@ def test_another_appliances_machine_is_forbidden(repos: Repositories, hasher: Cr
     machine_id = f"vm-{uuid.uuid4().hex[:6]}"
     owner_app = appliances.authenticate_appliance(repos, hasher, owner.credential)
     intruder_app = appliances.authenticate_appliance(repos, hasher, intruder.credential)
-    appliances.report_machines(
+    report_machines(
         repos, owner_app, DiscoveryReport.model_validate({"machines": [discovered(machine_id)]}), now=NOW
     )
     with pytest.raises(Forbidden):
-        appliances.report_machines(
+        report_machines(
             repos,
             intruder_app,
             DiscoveryReport.model_validate({"machines": [discovered(machine_id, "evil")]}),
@@ -252,7 +261,7 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
         "osType": "windows",
         "osName": "Windows Server 2016",
     }
-    appliances.report_machines(repos, me, DiscoveryReport.model_validate({"machines": [windows]}), now=NOW)
+    report_machines(repos, me, DiscoveryReport.model_validate({"machines": [windows]}), now=NOW)
     with pytest.raises(ValidationFailed) as caught:
         machines.enable_replication(repos, machines.EnableReplication(machine_id, TARGET, "job-v"), now=NOW)
     assert caught.value.details[0]["field"] == "targetVmName"
@@ -263,7 +272,7 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
 
 
 def test_settings_built_services_work_against_the_emulator(emulators: EmulatorEndpoints) -> None:
-    from shared.platform.bootstrap import build_services
+    from shared.bootstrap import build_services
 
     settings = Settings.from_environ(
         {

@@ -19,9 +19,9 @@ from azure.durable_functions.models.utils import http_utils
 
 from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST
 from shared.appliances.credentials import CredentialHasher
+from shared.bootstrap import Services, use_services
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
-from shared.platform.bootstrap import Services, use_services
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.appliances.credentials import CredentialHasher
-from shared.platform.bootstrap import Services, get_services, use_services
+from shared.bootstrap import Services, get_services, use_services
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore

@@ -11,8 +11,10 @@ from pydantic import ValidationError
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.errors import ValidationFailed
+from shared.domain.health import ActiveError, ClearedBy, HealthState
 from shared.domain.inventory import DiscoveryReport, MachineInventory
-from shared.domain.machine import Health, Machine, MachineError
+from shared.domain.machine import Health, Machine
+from shared.health.rules import HealthRules
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3
@@ -84,18 +86,110 @@ def test_unknown_fields_in_nested_records_are_refused() -> None:
     assert problem["field"] == "machines.0.disks.0.isOSDisk"
 
 
-def test_computed_health_is_the_worst_of_stored_and_errors() -> None:
+def test_health_is_the_worst_of_the_failure_count_and_the_errors() -> None:
     inventory = MachineInventory.model_validate({k: v for k, v in machine_body().items() if k != "id"})
     machine = Machine(
         id="vm-1", appliance_id="appl-1", inventory=inventory, discovered_at=NOW, updated_at=NOW
     )
-    assert machine.computed_health() is Health.HEALTHY
-    machine.replication.current_errors.append(
-        MachineError(
-            code="1011", message="DiskUploadTimedOut", severity=Health.CRITICAL, first_seen=NOW, last_seen=NOW
-        )
+    rules = HealthRules()
+    assert machine.replication.health_state.health(rules) is Health.HEALTHY
+    machine.replication.health_state = HealthState(
+        errors=(
+            ActiveError(
+                code="1011",
+                entry_code="1011",
+                message="DiskUploadTimedOut",
+                severity=Health.CRITICAL,
+                cleared_by=ClearedBy.NEXT_CYCLE,
+                retryable=True,
+                first_seen=NOW,
+                last_seen=NOW,
+            ),
+        ),
+        consecutive_failures=1,
     )
-    assert machine.computed_health() is Health.CRITICAL
+    assert machine.replication.health_state.health(rules) is Health.CRITICAL
+    assert [e.code for e in machine.replication.current_errors] == ["1011"]
+
+
+def test_a_machine_stored_with_the_untyped_health_state_loads() -> None:
+    """Documents written before the typed health state: the rules' state as a snake_case dict, the errors'
+    texts and the errors raised outside the rules in `currentErrors`, and a `health` that ignored those."""
+    body = fresh_machine().to_wire()
+    del body["replication"]["healthState"]
+    seen = NOW.isoformat()
+    body["health"] = "Healthy"
+    body["replication"]["healthState"] = {
+        "errors": [
+            {
+                "code": "MCP-1104",
+                "entry_code": "MCP-1104",
+                "message": "consolidate the disks",
+                "severity": "Warning",
+                "disk_id": None,
+                "cleared_by": "nextCycle",
+                "retryable": True,
+                "first_seen": seen,
+                "last_seen": seen,
+                "occurrences": 1,
+                "repair_attempts": 0,
+            }
+        ],
+        "consecutive_failures": 1,
+        "last_failed_cycle_id": "c1",
+        "last_failure": seen,
+        "last_success": None,
+        "last_heard": None,
+    }
+    body["replication"]["currentErrors"] = [
+        {
+            "code": "MCP-1104",
+            "message": "consolidate the disks",
+            "severity": "Warning",
+            "diskId": None,
+            "firstSeen": seen,
+            "lastSeen": seen,
+            "clearsOnNextCycle": True,
+            "title": "Disks need consolidation",
+            "causes": ["snapshots left behind"],
+            "recommendations": ["Consolidate the disks"],
+        },
+        {
+            "code": "SourceDisksChanged",
+            "message": "resync needed",
+            "severity": "Critical",
+            "diskId": None,
+            "firstSeen": seen,
+            "lastSeen": seen,
+            "clearsOnNextCycle": False,
+            "title": None,
+            "causes": [],
+            "recommendations": [],
+        },
+    ]
+    machine = Machine.model_validate(body)
+    state = machine.replication.health_state
+    assert machine.health is Health.CRITICAL
+    assert state.consecutive_failures == 1 and state.failed_cycle_ids == ("c1",)
+    consolidate, disks = state.errors
+    assert consolidate.title == "Disks need consolidation" and consolidate.causes == (
+        "snapshots left behind",
+    )
+    assert (disks.code, disks.cleared_by, disks.severity) == (
+        "SourceDisksChanged",
+        ClearedBy.RESYNC,
+        Health.CRITICAL,
+    )
+    assert [e.code for e in machine.replication.current_errors] == ["MCP-1104", "SourceDisksChanged"]
+    # Written back in the current shape, and read again unchanged.
+    stored = machine.to_wire()
+    assert "currentErrors" not in stored["replication"]
+    assert stored["replication"]["healthState"]["errors"][0]["entryCode"] == "MCP-1104"
+    assert Machine.model_validate(stored) == machine
+    # A document whose health state was never written (null) loads with an empty one.
+    body["replication"] = {**body["replication"], "healthState": None, "currentErrors": []}
+    body["health"] = "Healthy"
+    assert Machine.model_validate(body).replication.health_state == HealthState()
 
 
 def test_latest_point_by_consistency() -> None:
@@ -181,32 +275,11 @@ def test_adding_the_same_point_twice_changes_nothing() -> None:
     assert machine == before
 
 
-def test_errors_raise_health_and_transient_ones_clear_on_the_next_cycle() -> None:
+def test_an_applied_cycle_advances_the_watermark() -> None:
     machine = fresh_machine()
-    machine.record_error(
-        code="1011", message="DiskUploadTimedOut", severity=Health.WARNING, at=NOW, disk_id="sda"
-    )
-    machine.record_error(
-        code="1011",
-        message="DiskUploadTimedOut",
-        severity=Health.CRITICAL,
-        at=NOW + timedelta(minutes=5),
-        disk_id="sda",
-    )
-    machine.record_error(
-        code="SourceDisksChanged",
-        message="resync needed",
-        severity=Health.WARNING,
-        at=NOW,
-        clears_on_next_cycle=False,
-    )
-    [upload, disks] = machine.replication.current_errors
-    assert (upload.first_seen, upload.last_seen) == (NOW, NOW + timedelta(minutes=5))
-    assert machine.computed_health() is Health.CRITICAL
     machine.record_cycle_applied(7, NOW + timedelta(minutes=10))
-    assert machine.replication.current_errors == [disks]
-    assert machine.computed_health() is Health.WARNING
     assert machine.replication.last_applied_sequence == 7
+    assert machine.replication.last_sync_time == NOW + timedelta(minutes=10)
 
 
 def test_late_cycle_completion_never_moves_the_watermark_back() -> None:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.domain.event import Severity
+from shared.domain.health import HealthState
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Health, Machine
 from shared.health.catalog import (
@@ -21,12 +22,12 @@ from shared.health.rules import (
     APPLIANCE_CODE,
     RPO_CODE,
     HealthRules,
-    HealthState,
     evaluate,
     record_failure,
     record_heartbeat,
     record_success,
 )
+from shared.health.writer import record_cycle_success
 
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 RULES = HealthRules()
@@ -300,12 +301,12 @@ def test_an_activity_can_record_a_failure_on_the_machine_and_its_event_log() -> 
 
     step = record_failure(replicating(), match, at=at(1), rules=RULES, cycle_id="c1")
     machine.health = step.health
-    machine.replication.current_errors = [e.to_machine_error() for e in step.state.errors]
+    machine.replication.health_state = step.state
     event = build_event(
         match, event_id="ev-1", machine_id=machine.id, time=at(1), cycle_id="c1", severity=step.event_severity
     )
 
-    assert machine.computed_health() is Health.CRITICAL
+    assert machine.health is Health.CRITICAL
     assert machine.replication.current_errors[0].code == event.error_code == "MCP-1104"
     assert event.type == "Replication cycle failed" and event.severity is Severity.CRITICAL
     assert event.message == CONSOLIDATE.message
@@ -313,4 +314,5 @@ def test_an_activity_can_record_a_failure_on_the_machine_and_its_event_log() -> 
 
     healed = record_success(step.state, at=at(2), rules=RULES)
     machine.record_cycle_applied(1, at(2))
+    assert record_cycle_success(machine, at=at(2), resync=False, rules=RULES) == healed
     assert [e.to_machine_error() for e in healed.state.errors] == machine.replication.current_errors == []

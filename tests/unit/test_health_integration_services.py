@@ -4,10 +4,13 @@ tests/e2e_health.)"""
 
 from __future__ import annotations
 
+import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared import health
 from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.appliance import Appliance, ApplianceKind
 from shared.domain.cycle import Consistency, Cycle, CycleKind, RecoveryPoint
@@ -18,7 +21,7 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
-from shared.health import service as health
+from shared.health import event_texts
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.health.catalog import CATALOG
 from shared.health.rules import HealthRules
@@ -159,7 +162,7 @@ def test_an_appliance_failure_becomes_the_catalog_event_and_a_current_error(repo
     assert machine.health is Health.WARNING
     (error,) = machine.replication.current_errors
     assert (error.code, error.title, error.causes) == (entry.code, entry.title, event.causes)
-    assert [e.type for e in recorded.events] == [entry.event_type.value, health.HEALTH_CHANGED]
+    assert [e.type for e in recorded.events] == [entry.event_type.value, event_texts.HEALTH_CHANGED]
 
 
 def test_a_redelivered_failure_changes_nothing_and_rewrites_the_same_event(repos: Repositories) -> None:
@@ -212,7 +215,7 @@ def test_cbt_reset_with_automatic_repair_resyncs_and_keeps_recovery_points(repos
     assert recorded.events[0].severity.value == "Warning"
     commands = repos.commands.query(Query(equals={"applianceId": "appl-1"}), partition_key="appl-1")
     assert sorted((c.kind.value, c.disk_id) for c in commands) == [("ResyncDisk", "d0"), ("ResyncDisk", "d1")]
-    assert recorded.events[-1].type == health.REPAIR_STARTED
+    assert recorded.events[-1].type == event_texts.REPAIR_STARTED
 
     complete(repos, 3, kind=CycleKind.RESYNC, minutes=20)
     machine = stored(repos)
@@ -357,3 +360,52 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_setting() ->
         from_environment({"HEALTH_DISPOSE_TIMEOUT_SECONDS": "soon"})
     with pytest.raises(SettingsError, match="HEALTH_RPO_WARNING_SECONDS"):
         from_environment({"HEALTH_RPO_WARNING_SECONDS": "-1"})
+
+
+BUSY = "An internal error occurred. [Another task is already in progress.]"
+
+
+def health_changes(repos: Repositories) -> list[tuple[str, str]]:
+    """The "health changed" events, oldest first, as (previous health, health)."""
+    found = repos.events.query(Query(equals={"machineId": "vm-1"}), partition_key="vm-1")
+    return [
+        (e.details["previousHealth"], e.details["health"])
+        for e in sorted(found, key=lambda e: e.time)
+        if e.type == event_texts.HEALTH_CHANGED
+    ]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_failed_cycles_each_count_whatever_order_their_reports_arrive_in(
+    repos: Repositories, order: tuple[int, ...]
+) -> None:
+    """Event Grid delivers in parallel: a cycle's failure reported earlier may be recorded after a later
+    one's. Each failed cycle still counts once, so three make the machine Critical, and the log shows
+    Healthy -> Warning, then Warning -> Critical."""
+    for n in order:
+        fail(repos, BUSY, minutes=1 + n, cycle=f"p{n}", event=f"e{n}")
+    machine = stored(repos)
+    assert machine.health is Health.CRITICAL
+    assert machine.replication.health_state.consecutive_failures == 3
+    assert health_changes(repos) == [("Healthy", "Warning"), ("Warning", "Critical")]
+    for n in order:  # redelivered: nothing changes
+        fail(repos, BUSY, minutes=1 + n, cycle=f"p{n}", event=f"e{n}")
+    assert stored(repos).replication.health_state == machine.replication.health_state
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_failures_arriving_at_once_each_count(repos: Repositories, attempt: int) -> None:
+    """Three failures of one machine recorded concurrently (ETag conflicts and retries on the machine)."""
+    start = threading.Barrier(3)
+
+    def deliver(n: int) -> None:
+        start.wait()
+        fail(repos, BUSY, minutes=1 + n, cycle=f"p{n}", event=f"e{n}")
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stored(repos).health is Health.CRITICAL
+    assert health_changes(repos) == [("Healthy", "Warning"), ("Warning", "Critical")]

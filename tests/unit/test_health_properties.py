@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.domain.health import ClearedBy, HealthState
 from shared.domain.machine import Health
 from shared.health.catalog import CATALOG, CatalogMatch, match_appliance_error
-from shared.health.catalog.models import ClearedBy
 from shared.health.rules import (
     HealthRules,
-    HealthState,
     Transition,
     evaluate,
     record_failure,

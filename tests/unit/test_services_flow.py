@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Health, Machine
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.health.rules import HealthRules
+from shared.health.writer import flag_source_disks_changed
 from shared.jobs import lifecycle as jobs
 from shared.platform.repository import Repositories
 from shared.replication import machines
@@ -40,6 +43,12 @@ TARGET: dict[str, Any] = {
     "staticIpAddress": "10.1.2.10",
     "testVirtualNetwork": "vnet-test",
 }
+
+# What functions/appliances.py passes: health's writer flags a changed disk layout.
+report_machines = partial(
+    appliances.report_machines,
+    on_disks_changed=partial(flag_source_disks_changed, rules=HealthRules()),
+)
 
 
 def discovered(
@@ -154,15 +163,13 @@ def test_appliance_acts_only_as_itself(
 
 def test_report_creates_updates_and_skips_unchanged(repos: Repositories, appliance: tuple[str, str]) -> None:
     me = repos.appliances.require(appliance[0]).item
-    first = appliances.report_machines(repos, me, report(discovered("vm-1"), discovered("vm-2")), now=NOW)
+    first = report_machines(repos, me, report(discovered("vm-1"), discovered("vm-2")), now=NOW)
     assert [(r.id, r.outcome, r.state) for r in first.machines] == [
         ("vm-1", "Created", MachineState.DISCOVERED),
         ("vm-2", "Created", MachineState.DISCOVERED),
     ]
     repos.counter.reset()
-    again = appliances.report_machines(
-        repos, me, report(discovered("vm-1"), discovered("vm-2", name="web02")), now=NOW
-    )
+    again = report_machines(repos, me, report(discovered("vm-1"), discovered("vm-2", name="web02")), now=NOW)
     assert [r.outcome for r in again.machines] == ["Unchanged", "Updated"]
     assert repos.counter.snapshot() == {"read:machines": 2, "replace:machines": 1}
     assert repos.machines.require("vm-2").item.inventory.display_name == "web02"
@@ -172,11 +179,11 @@ def test_appliance_cannot_touch_another_appliances_machine(
     repos: Repositories, hasher: CredentialHasher, appliance: tuple[str, str]
 ) -> None:
     owner = repos.appliances.require(appliance[0]).item
-    appliances.report_machines(repos, owner, report(discovered("vm-1", name="original")), now=NOW)
+    report_machines(repos, owner, report(discovered("vm-1", name="original")), now=NOW)
     intruder_id, _ = register(repos, hasher, name="other-site")
     intruder = repos.appliances.require(intruder_id).item
     with pytest.raises(Forbidden, match="owned by another appliance: vm-1") as caught:
-        appliances.report_machines(
+        report_machines(
             repos, intruder, report(discovered("vm-new"), discovered("vm-1", name="hijacked")), now=NOW
         )
     assert caught.value.details == [{"machineId": "vm-1"}]
@@ -189,9 +196,9 @@ def test_disk_change_while_replicating_raises_a_warning(
     repos: Repositories, appliance: tuple[str, str]
 ) -> None:
     me = repos.appliances.require(appliance[0]).item
-    appliances.report_machines(repos, me, report(discovered("vm-1")), now=NOW)
+    report_machines(repos, me, report(discovered("vm-1")), now=NOW)
     enable(repos, "vm-1")
-    appliances.report_machines(repos, me, report(discovered("vm-1", disk_gib=40)), now=NOW)
+    report_machines(repos, me, report(discovered("vm-1", disk_gib=40)), now=NOW)
     machine = repos.machines.require("vm-1").item
     [error] = machine.replication.current_errors
     assert (
@@ -199,7 +206,7 @@ def test_disk_change_while_replicating_raises_a_warning(
         and "disk0" in error.message
         and "Repair replication" in error.message
     )
-    assert machine.computed_health() is Health.WARNING
+    assert machine.health is Health.WARNING
 
 
 def test_policy_defaults_update_and_validation(repos: Repositories, appliance: tuple[str, str]) -> None:
@@ -229,7 +236,7 @@ def test_heartbeat_never_goes_backwards(repos: Repositories, appliance: tuple[st
 @pytest.fixture
 def machine_id(repos: Repositories, appliance: tuple[str, str]) -> str:
     me = repos.appliances.require(appliance[0]).item
-    appliances.report_machines(
+    report_machines(
         repos, me, report(discovered("vm-1"), discovered("win-1", name="WIN01", os_type="windows")), now=NOW
     )
     return "vm-1"
@@ -342,7 +349,7 @@ def test_list_machines_filters_and_pages(
 ) -> None:
     other_id, _ = register(repos, hasher, name="hyperv-host")
     other = repos.appliances.require(other_id).item
-    appliances.report_machines(repos, other, report(*(discovered(f"hv-{i}") for i in range(3))), now=NOW)
+    report_machines(repos, other, report(*(discovered(f"hv-{i}") for i in range(3))), now=NOW)
     first = machines.list_machines(repos, now=NOW, appliance_id=other_id, page_size=2)
     assert [m.id for m in first.machines] == ["hv-0", "hv-1"] and first.continuation_token
     rest = machines.list_machines(

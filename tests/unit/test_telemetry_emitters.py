@@ -15,8 +15,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from shared import health
 from shared.domain.cycle import CycleKind
-from shared.health import service as health
 from shared.platform import telemetry as tm
 from shared.platform.repository import Repositories
 from tests.unit.test_health_integration_services import NOW, complete

@@ -2,11 +2,12 @@
 and the control plane's own, with causes, recommended steps, severity and how it heals.
 
 The entries are data (`entries.py`), validated when this package is imported; `matching` maps a reported
-error to its entry and renders it; shared.health.rules turns failures, successes, heartbeats and time
-into a machine's health, as pure functions. docs/error-catalog.md is
+error to its entry and renders it; `shared.health.rules` turns failures, successes, heartbeats and time into a
+machine's health, as pure functions the orchestration's activities call. docs/error-catalog.md is
 generated from the entries by scripts/render_error_catalog.py.
 """
 
+from shared.domain.health import ClearedBy
 from shared.health.catalog.matching import (
     CATALOG,
     CatalogMatch,
@@ -20,7 +21,6 @@ from shared.health.catalog.matching import (
 from shared.health.catalog.models import (
     Catalog,
     CatalogEntry,
-    ClearedBy,
     EventType,
     MessageFormat,
     Origin,

@@ -22,9 +22,9 @@ check, where, and with which command, so an operator can act from the event alon
 from __future__ import annotations
 
 from shared.domain.event import Severity
+from shared.domain.health import ClearedBy
 from shared.health.catalog.models import (
     CatalogEntry,
-    ClearedBy,
     EventType,
     MessageFormat,
     Origin,

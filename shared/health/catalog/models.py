@@ -17,6 +17,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.event import Severity
+from shared.domain.health import ClearedBy
 
 # Camel case, as the wire models spell fields: placeholders travel into event details unchanged.
 _PLACEHOLDER = re.compile(r"^[a-z][A-Za-z0-9]*$")
@@ -42,14 +43,6 @@ class EventType(StrEnum):
     REPLICATION_CYCLE_FAILED_FOR_DISK = "Replication cycle failed for disk"
     RPO_THRESHOLD_EXCEEDED = "RPO threshold exceeded"
     APPLIANCE_NOT_RESPONDING = "Appliance not responding"
-
-
-class ClearedBy(StrEnum):
-    """What resolves a current error of this kind."""
-
-    NEXT_CYCLE = "nextCycle"  # any later applied cycle (the failure was transient or has been fixed)
-    RESYNC = "resync"  # only an applied resync cycle: the replica can no longer follow deltas
-    HEARTBEAT = "heartbeat"  # the appliance is heard from again (a heartbeat or an uploaded cycle)
 
 
 class Origin(StrEnum):

@@ -16,7 +16,7 @@ from azure.core.credentials import TokenCredential
 from azure.storage.blob import ContainerClient
 
 from shared.appliances.credentials import CredentialHasher
-from shared.health.service import HealthSettings
+from shared.health.settings import HealthSettings
 from shared.migration.toolkit_bundle import ToolkitBundle, build_toolkit_bundle, hydration_container_of
 from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.clock import Clock, utc_now

@@ -1,0 +1,171 @@
+"""Deadlines the appliance cannot report on: a started cycle's uploads (1011 DiskUploadTimedOut) and the
+previous cycle's disposal before the next one (181008 DisposeArtefactsTimedOut)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from shared.domain.event import Event, Severity
+from shared.domain.machine import Machine, UploadWatch
+from shared.health.catalog import control_plane_error
+from shared.health.event_texts import CYCLE_STARTED
+from shared.health.settings import HealthSettings
+from shared.health.writer import Failure, FailuresRecorded, record_failures
+from shared.platform.repository import Repositories
+
+
+def watch_cycle_uploads(
+    repos: Repositories,
+    machine_id: str,
+    *,
+    cycle_id: str,
+    sequence: int,
+    kind: str,
+    disk_ids: Sequence[str],
+    started_at: datetime,
+    expected: timedelta | None,
+    settings: HealthSettings,
+) -> UploadWatch | None:
+    """Remember that the cycle's uploads are due by a deadline (the appliance's estimate, or the
+    setting), and record the cycle start. Returns the watch, or None when the cycle is already applied.
+    Idempotent by cycle id. Round-trips: 2 (machine) + 1 (event)."""
+    deadline = started_at + (expected if expected is not None else settings.upload_timeout)
+
+    def watch(machine: Machine) -> UploadWatch | None:
+        applied = machine.replication.last_applied_sequence
+        if applied is not None and sequence <= applied:
+            return None  # a late announcement of a cycle that is already in the replica
+        current = machine.replication.upload_watch
+        if current is not None and (current.cycle_id == cycle_id or current.sequence > sequence):
+            return current if current.cycle_id == cycle_id else None
+        machine.replication.upload_watch = UploadWatch(
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind,
+            disk_ids=sorted(disk_ids),
+            started_at=started_at,
+            deadline=deadline,
+        )
+        return machine.replication.upload_watch
+
+    _, watched = repos.machines.update_with_retry(machine_id, watch)
+    if watched is not None:
+        repos.events.put(
+            Event(
+                id=f"{cycle_id}-started",
+                machine_id=machine_id,
+                time=started_at,
+                type=CYCLE_STARTED,
+                severity=Severity.INFO,
+                message=f"Replication cycle {cycle_id} (sequence {sequence}, {kind}) started on the appliance: "
+                f"{len(disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
+                cycle_id=cycle_id,
+                details={
+                    "sequence": str(sequence),
+                    "kind": kind,
+                    "disks": ",".join(sorted(disk_ids)),
+                    "deadline": watched.deadline.isoformat(),
+                },
+            )
+        )
+    return watched
+
+
+def report_upload_timeouts(
+    repos: Repositories,
+    machine: Machine,
+    watch: UploadWatch,
+    disk_ids: Sequence[str],
+    *,
+    at: datetime,
+    settings: HealthSettings,
+) -> FailuresRecorded:
+    """1011 DiskUploadTimedOut for each disk of the watched cycle that did not finish uploading in time
+    ("Replication cycle failed for disk" events); each disk is reported once per cycle."""
+    names = {d.id: d.name or d.id for d in machine.inventory.disks}
+    failures = [
+        Failure(
+            match=control_plane_error(
+                "DiskUploadTimedOut",
+                diskPath=names.get(disk_id, disk_id),
+                diskId=disk_id,
+                vmName=machine.inventory.display_name,
+                vmId=machine.id,
+            ),
+            at=at,
+            event_id=f"{watch.cycle_id}-{disk_id}-upload-timeout",
+            disk_id=disk_id,
+            cycle_id=watch.cycle_id,
+            values={"deadline": watch.deadline.isoformat(), "cycleStartedAt": watch.started_at.isoformat()},
+        )
+        for disk_id in disk_ids
+    ]
+
+    def remember(m: Machine) -> None:
+        current = m.replication.upload_watch
+        if current is not None and current.cycle_id == watch.cycle_id:
+            current.timed_out_disks = sorted(set(current.timed_out_disks) | set(disk_ids))
+
+    appliance = repos.appliances.get(machine.appliance_id)
+    return record_failures(
+        repos,
+        machine.id,
+        failures,
+        settings=settings,
+        also=remember,
+        appliance_name=appliance.item.name if appliance is not None else None,
+    )
+
+
+def report_dispose_timeout(
+    repos: Repositories,
+    machine_id: str,
+    *,
+    blocked_cycle_id: str,
+    previous_cycle_id: str,
+    remaining: int,
+    waited: timedelta,
+    attempt: int,
+    at: datetime,
+    settings: HealthSettings,
+) -> FailuresRecorded:
+    """181008 DisposeArtefactsTimedOut: the previous cycle's artefacts were not disposed of within the
+    timeout, so the next cycle could not start. Each further timeout period counts as one more failed
+    cycle, so health escalates to Critical while the disposal stays stuck."""
+    machine = repos.machines.require(machine_id).item
+    appliance = repos.appliances.get(machine.appliance_id)
+    match = control_plane_error(
+        "DisposeArtefactsTimedOut",
+        vmName=machine.inventory.display_name,
+        state="'WaitingForArtefactsDisposalPreCycle'",
+    )
+    failure = Failure(
+        match=match,
+        at=at,
+        event_id=f"{blocked_cycle_id}-dispose-timeout-{attempt}",
+        cycle_id=blocked_cycle_id,
+        counted_as=f"{blocked_cycle_id}.dispose{attempt}",
+        values={
+            "previousCycle": previous_cycle_id,
+            "artefactsRemaining": remaining,
+            "waitedSeconds": int(waited.total_seconds()),
+            "attempt": attempt,
+        },
+    )
+    return record_failures(
+        repos,
+        machine_id,
+        [failure],
+        settings=settings,
+        appliance_name=appliance.item.name if appliance is not None else None,
+    )
+
+
+def clear_upload_watch(repos: Repositories, machine_id: str, cycle_id: str) -> None:
+    def clear(machine: Machine) -> None:
+        watch = machine.replication.upload_watch
+        if watch is not None and watch.cycle_id == cycle_id:
+            machine.replication.upload_watch = None
+
+    repos.machines.update_with_retry(machine_id, clear)
