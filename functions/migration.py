@@ -36,6 +36,7 @@ from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATIO
 from shared.bootstrap import get_services
 from shared.domain.api import AcceptedJob
 from shared.domain.wire import RequestModel
+from shared.jobs import lifecycle as jobs
 from shared.migration import service as migration
 from shared.migration.sweeper import JobState, sweep_temporary_resources
 
@@ -175,10 +176,9 @@ def arm_sweeper(timer: func.TimerRequest) -> None:
     stale_after = services.settings.sweeper.stale_job_after
 
     def job_state(job_id: str) -> JobState:
-        stored = services.repos.jobs.get(job_id)
-        if stored is None:
+        job = jobs.get(services.repos, job_id)
+        if job is None:
             return JobState.UNKNOWN
-        job = stored.item
         if not job.status.finished:
             return JobState.ACTIVE if now - job.updated_at < stale_after else JobState.FINISHED
         return JobState.ACTIVE if migration.is_test_migration_live(services.repos, job) else JobState.FINISHED

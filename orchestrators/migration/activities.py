@@ -26,6 +26,7 @@ from shared.appliances.commands import queue_command
 from shared.bootstrap import get_services
 from shared.domain.command import CommandKind
 from shared.domain.cycle import CycleKind, CycleState
+from shared.jobs import lifecycle as jobs
 from shared.migration import resource_kinds as kinds
 from shared.migration import service as migration
 from shared.migration.resource_kinds import ResourceKind
@@ -107,7 +108,7 @@ def check_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     leave), or rejected? Final cycles exist only on request, so "after the job was created" names ours."""
     watch = FinalCycleWatch.model_validate(payload)
     services = get_services()
-    job = services.repos.jobs.require(watch.job_id).item
+    job = jobs.require(services.repos, watch.job_id)
     finals = [
         c
         for c in services.repos.cycles.query(
