@@ -101,7 +101,7 @@ var allTags = union(tags, { 'azd-env-name': environmentName })
 // Cosmos DB, Key Vault and storage names must be lowercase.
 var env = toLower(environmentName)
 
-// Containers, partition keys and default TTLs of the Cosmos repository (shared/adapters/documents.py
+// Containers, partition keys and default TTLs of the Cosmos repository (shared/platform/documents.py
 // ALL_CONTAINERS). ONE list: tests/infra/test_cosmos_containers.py compares it with the code and with
 // docs/data-model.md when that exists, so change them together. defaultTtl: absent = never expires,
 // -1 = only documents with their own ttl expire, >0 = seconds.
@@ -258,7 +258,7 @@ module targetRbac 'modules/target-rg-rbac.bicep' = [
   }
 ]
 
-// Every setting shared/settings.py reads in Azure, identity-based or a Key Vault reference. Keys and
+// Every setting shared/platform/settings.py reads in Azure, identity-based or a Key Vault reference. Keys and
 // connection strings (COSMOS_KEY, EVENTGRID_TOPIC_KEY, *_CONNECTION_STRING) are local-only and must never
 // appear here; tests/infra/test_wiring.py enforces both directions.
 var appSettings = union({
