@@ -3,12 +3,14 @@
 Written against what hydration promises, not how its activities are cut: a fake cloud records what
 exists; the stubs (the only part that knows the activities' names and payloads, in `Cloud.stubs`) create
 and delete in it. The tests then check which resources are created in which order group, that a failure
-at any step leaves nothing behind, that manual preparation skips the helper, and the result.
+at any step leaves nothing behind (deleting in the resource-kind table's order), that manual preparation
+skips the helper, the job steps the operator sees, and the result.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,34 @@ from devhost.durable import ManualClock
 from orchestrators.hydration import activities as hydration_activities
 from orchestrators.hydration import orchestrator as hydration
 from orchestrators.hydration.contracts import (
+    CREATE_REQUEST,
+    DELETE_ORDER,
+    CreateHelperVm,
+    CreateNetworkInterface,
+    CreateNetworkSecurityGroup,
     CreateRequest,
     CreateResult,
+    CreateVirtualNetwork,
+    CreateVm,
     DeleteRequest,
     DiskPlan,
+    Done,
+    HydrationMetric,
     HydrationOutcome,
     HydrationPlan,
+    ImportDisk,
     JobProgress,
     NetworkPlacement,
+    PreparationRequest,
     PreparationResult,
     PreparedStep,
+    RecoveryPointRelease,
+    ReleasedSnapshots,
+    Resource,
     ResourceKind,
+    StepUpdate,
+    ToolkitStaged,
+    ToolkitStaging,
     arm_id,
 )
 from shared.migration import service as m
@@ -86,6 +105,10 @@ def make_plan(*, manual: bool = False, os_type: str = "Linux") -> HydrationPlan:
     )
 
 
+def helper_vm_id(plan: HydrationPlan) -> str:
+    return arm_id(plan, ResourceKind.VM, f"{plan.name_prefix}-vm")
+
+
 # Where a hydration can fail, by the step that creates (or runs) something.
 FAILING_STEPS = ["disk", "final_nic", "vnet", "nsg", "helper_nic", "helper_vm", "preparation", "final_vm"]
 
@@ -97,6 +120,7 @@ class Cloud:
     fail_at: str | None = None
     crash_at: str | None = None  # created, then the activity fails every attempt (the answer is lost)
     policy_denies_vnet: bool = False
+    undeletable: set[str] = field(default_factory=set)  # deletes of these fail every attempt
     preparation: str = "succeeded"
     existing: set[str] = field(default_factory=set)
     created: list[str] = field(default_factory=list)
@@ -119,9 +143,8 @@ class Cloud:
     # --- the activities (the only place that knows their names and payloads) ---------------------
 
     def create_resource(self, payload: Any) -> Any:
-        request = CreateRequest.model_validate(payload)
-        plan = request.plan
-        step, ids, extra = self._describe(request)
+        request = CREATE_REQUEST.validate_python(payload)
+        step, ids = describe(request)
         if step == "vnet" and self.policy_denies_vnet:
             return CreateResult(
                 ok=False, policy_denied=True, error_code="RequestDisallowedByPolicy", error_message="denied"
@@ -129,39 +152,21 @@ class Cloud:
         failed = self._create(step, *ids)
         if failed is not None:
             return failed.model_dump(mode="json")
-        vnet_subnet = f"{arm_id(plan, 'Microsoft.Network/virtualNetworks', request.name)}/subnets/hydration"
         return CreateResult(
-            ok=True, id=ids[-1], subnet_id=vnet_subnet if step == "vnet" else None, **extra
+            ok=True, id=ids[-1], subnet_id=ids[0] if step == "vnet" else None, arm_waits=1
         ).model_dump(mode="json")
-
-    def _describe(self, request: CreateRequest) -> tuple[str, list[str], dict[str, Any]]:
-        plan, name = request.plan, request.name
-        if request.kind == "copy_import":
-            assert request.disk is not None
-            blob = recovery_point_copy_name(
-                plan.machine_id, request.disk.disk_id, request.disk.snapshot, plan.job_id
-            )
-            return "disk", [blob, arm_id(plan, "Microsoft.Compute/disks", name)], {}
-        if request.kind == "vnet":
-            vnet = arm_id(plan, "Microsoft.Network/virtualNetworks", name)
-            return "vnet", [f"{vnet}/subnets/hydration", vnet], {}
-        if request.kind == "nsg":
-            return "nsg", [arm_id(plan, "Microsoft.Network/networkSecurityGroups", name)], {}
-        if request.kind == "nic":
-            step = "final_nic" if request.purpose == "final" else "helper_nic"
-            return step, [arm_id(plan, "Microsoft.Network/networkInterfaces", name)], {}
-        if request.kind == "helper_vm":
-            return "helper_vm", [arm_id(plan, "Microsoft.Compute/virtualMachines", name)], {}
-        return "final_vm", [arm_id(plan, "Microsoft.Compute/virtualMachines", name)], {}
 
     def delete_resource(self, payload: Any) -> Any:
         resource = DeleteRequest.model_validate(payload).resource
+        if resource.id in self.undeletable:
+            raise RuntimeError(f"{resource.id} is locked")
         with self.lock:
             self.existing.discard(resource.id)
             self.deleted.append(resource.id)
-        return resource.id
+        return resource.model_dump(mode="json")
 
     def run_preparation(self, payload: Any) -> Any:
+        PreparationRequest.model_validate(payload)
         if self.fail_at == "preparation":
             return PreparationResult(
                 exit_status=1, status="failed", message="grub-install failed"
@@ -183,18 +188,56 @@ class Cloud:
         ).model_dump(mode="json")
 
     def stubs(self) -> dict[str, Any]:
-        def nothing(payload: Any) -> None:
-            return None
+        def done(payload: Any) -> Any:
+            return Done().model_dump(mode="json")
+
+        def staged(payload: Any) -> Any:
+            ToolkitStaging.model_validate(payload)
+            return ToolkitStaged(blob_name="toolkit/hydration.tar.gz").model_dump(mode="json")
+
+        def released(payload: Any) -> Any:
+            RecoveryPointRelease.model_validate(payload)
+            return ReleasedSnapshots(deleted=[]).model_dump(mode="json")
+
+        def progress(payload: Any) -> Any:
+            JobProgress.model_validate(payload)
+            return done(payload)
+
+        def metric(payload: Any) -> Any:
+            HydrationMetric.model_validate(payload)
+            return done(payload)
 
         return {
             "create_resource": self.create_resource,
             "delete_resource": self.delete_resource,
             "run_preparation": self.run_preparation,
-            "stage_toolkit": lambda payload: "toolkit/hydration.tar.gz",
-            "release_recovery_point": lambda payload: [],
-            "record_job_progress": nothing,
-            "record_hydration_metric": nothing,
+            "stage_toolkit": staged,
+            "release_recovery_point": released,
+            "record_job_progress": progress,
+            "record_hydration_metric": metric,
         }
+
+
+def describe(request: CreateRequest) -> tuple[str, list[str]]:
+    """The step a create belongs to and the ids it leaves behind (the one it answers with last)."""
+    plan, name = request.plan, request.name
+    if isinstance(request, ImportDisk):
+        disk = request.disk
+        blob = recovery_point_copy_name(plan.machine_id, disk.disk_id, disk.snapshot, plan.job_id)
+        return "disk", [blob, arm_id(plan, ResourceKind.DISK, name)]
+    if isinstance(request, CreateVirtualNetwork):
+        subnet = arm_id(plan, ResourceKind.SUBNET, name, "hydration")
+        return "vnet", [subnet, arm_id(plan, ResourceKind.VNET, name)]
+    if isinstance(request, CreateNetworkSecurityGroup):
+        return "nsg", [arm_id(plan, ResourceKind.NSG, name)]
+    if isinstance(request, CreateNetworkInterface):
+        # Temporary resources carry the plan's prefix; the VM's own NIC is named after the VM.
+        step = "helper_nic" if name.startswith(plan.name_prefix) else "final_nic"
+        return step, [arm_id(plan, ResourceKind.NIC, name)]
+    if isinstance(request, CreateHelperVm):
+        return "helper_vm", [arm_id(plan, ResourceKind.VM, name)]
+    assert isinstance(request, CreateVm)
+    return "final_vm", [arm_id(plan, ResourceKind.VM, name)]
 
 
 async def hydrate(r: Run, plan: HydrationPlan) -> HydrationOutcome:
@@ -205,11 +248,11 @@ async def hydrate(r: Run, plan: HydrationPlan) -> HydrationOutcome:
 
 
 def created_by_step(r: Run) -> list[tuple[int, str]]:
-    """(position in the call log, step) of each create or run, in call order."""
+    """(position in the call log, step) of each create, run or delete, in call order."""
     cloud_steps = []
     for index, (name, payload) in enumerate(r.calls.made):
         if name == "create_resource":
-            cloud_steps.append((index, Cloud()._describe(CreateRequest.model_validate(payload))[0]))
+            cloud_steps.append((index, describe(CREATE_REQUEST.validate_python(payload))[0]))
         elif name in ("run_preparation", "stage_toolkit", "release_recovery_point"):
             cloud_steps.append((index, name))
         elif name == "delete_resource":
@@ -229,6 +272,20 @@ def assert_groups_in_order(r: Run, groups: list[set[str]]) -> None:
         last = max(indexes)
 
 
+def creates(r: Run) -> list[CreateRequest]:
+    return [CREATE_REQUEST.validate_python(p) for p in r.calls.of("create_resource")]
+
+
+def job_updates(r: Run) -> list[StepUpdate]:
+    """Every job-step change, the toolkit's added steps with them, in the order they were written."""
+    return [
+        update
+        for p in r.calls.of("record_job_progress")
+        for progress in [JobProgress.model_validate(p)]
+        for update in [*progress.updates, *progress.added]
+    ]
+
+
 def steps_recorded(r: Run) -> list[tuple[str, str]]:
     return [
         (u.name, u.status)
@@ -237,8 +294,25 @@ def steps_recorded(r: Run) -> list[tuple[str, str]]:
     ]
 
 
+def final_step_status(r: Run) -> dict[str, str]:
+    """Each job step's last recorded status."""
+    return {u.name: u.status for u in job_updates(r)}
+
+
 def metric_outcomes(r: Run) -> list[str]:
-    return [p["outcome"] for p in r.calls.of("record_hydration_metric")]
+    return [HydrationMetric.model_validate(p).outcome for p in r.calls.of("record_hydration_metric")]
+
+
+def compensation(r: Run) -> list[Resource]:
+    """The deletes after the hydration's last create, run or job-step change: compensation's."""
+    made = r.calls.made
+    last = max(i for i, (name, _) in enumerate(made) if name in _FORWARD)
+    return [
+        DeleteRequest.model_validate(p).resource for name, p in made[last + 1 :] if name == "delete_resource"
+    ]
+
+
+_FORWARD = {"create_resource", "run_preparation", "stage_toolkit", "record_job_progress"}
 
 
 def test_hydration_creates_in_six_waits_and_leaves_only_the_vm_its_nic_and_disks(tmp_path: Path) -> None:
@@ -250,7 +324,7 @@ def test_hydration_creates_in_six_waits_and_leaves_only_the_vm_its_nic_and_disks
             outcome = await hydrate(r, plan)
             assert outcome.failure is None and outcome.result is not None
             result = outcome.result
-            vm = arm_id(plan, "Microsoft.Compute/virtualMachines", "db01")
+            vm = arm_id(plan, ResourceKind.VM, "db01")
             assert result.vm_id == vm
             assert result.arm_waits_critical_path == 6
             assert not result.used_fallback_network
@@ -258,6 +332,12 @@ def test_hydration_creates_in_six_waits_and_leaves_only_the_vm_its_nic_and_disks
             disks = {r.id for r in result.final_resources if r.kind is ResourceKind.DISK}
             assert cloud.existing == {vm, result.nic_id, *disks}
             assert {result.os_disk_id, *result.data_disk_ids} == disks
+            assert len(result.final_resources) == 4
+            assert {r.kind for r in result.final_resources} == {
+                ResourceKind.VM,
+                ResourceKind.NIC,
+                ResourceKind.DISK,
+            }
             assert_groups_in_order(
                 r,
                 [
@@ -270,13 +350,41 @@ def test_hydration_creates_in_six_waits_and_leaves_only_the_vm_its_nic_and_disks
                     {"delete vnet"},
                 ],
             )
+            # One import per disk in the first group; every other create and delete exactly once.
+            assert Counter(step for _, step in created_by_step(r)) == {
+                "disk": 2,
+                "final_nic": 1,
+                "vnet": 1,
+                "nsg": 1,
+                "stage_toolkit": 1,
+                "helper_nic": 1,
+                "release_recovery_point": 1,
+                "helper_vm": 1,
+                "run_preparation": 1,
+                "delete vm": 1,
+                "final_vm": 1,
+                "delete subnet": 1,
+                "delete nsg": 1,
+                "delete nic": 1,
+                "delete blob": 2,
+                "delete vnet": 1,
+            }
+            assert isinstance(creates(r)[-1], CreateVm)
+            assert cloud.deleted[-1] == arm_id(plan, ResourceKind.VNET, f"{plan.name_prefix}-vnet")
             assert (m.PREPARE_STEP_PREFIX + "validate_fstab (changed)", "Succeeded") in [
-                (u["name"], u["status"]) for p in r.calls.of("record_job_progress") for u in p["added"]
+                (u.name, u.status)
+                for p in r.calls.of("record_job_progress")
+                for u in JobProgress.model_validate(p).added
             ]
             assert steps_recorded(r)[-2:] == [
                 (m.STEP_DELETE_TEMPORARY, "Succeeded"),
                 (m.STEP_CREATE_VM, "Succeeded"),
             ]
+            final = final_step_status(r)
+            assert all(final[s] == "Succeeded" for s in m.HYDRATION_STEPS), final
+            # The operator sees the steps begin in the runbook's order.
+            began = list(dict.fromkeys(u.name for u in job_updates(r)))
+            assert [s for s in began if s in m.HYDRATION_STEPS] == list(m.HYDRATION_STEPS)
             assert metric_outcomes(r) == ["succeeded"]
 
     run(scenario())
@@ -293,6 +401,7 @@ def test_manual_preparation_skips_the_helper_and_its_network(tmp_path: Path) -> 
             steps = {step for _, step in created_by_step(r)}
             assert steps == {"disk", "final_nic", "final_vm", "delete blob", "release_recovery_point"}
             assert r.calls.of("run_preparation") == [] and r.calls.of("stage_toolkit") == []
+            assert not any(isinstance(c, CreateHelperVm | CreateVirtualNetwork) for c in creates(r))
             assert outcome.result.arm_waits_critical_path == 2
             assert outcome.result.preparation is None
             recorded = steps_recorded(r)
@@ -300,18 +409,68 @@ def test_manual_preparation_skips_the_helper_and_its_network(tmp_path: Path) -> 
             assert {s for s, status in recorded if status == "Cancelled"} == set(m.HELPER_STEPS) - {
                 m.STEP_PREPARE
             }
+            final = final_step_status(r)
+            assert {s: final[s] for s in m.HELPER_STEPS} == {
+                m.STEP_HELPER_NETWORK: "Cancelled",
+                m.STEP_HELPER_VM: "Cancelled",
+                m.STEP_PREPARE: "Warning",
+                m.STEP_DELETE_TEMPORARY: "Cancelled",
+            }
+            assert final[m.STEP_CREATE_VM] == "Succeeded"
             assert_groups_in_order(
                 r, [{"disk", "final_nic"}, {"final_vm", "delete blob", "release_recovery_point"}]
             )
-            vm = arm_id(plan, "Microsoft.Compute/virtualMachines", "db01")
+            vm = arm_id(plan, ResourceKind.VM, "db01")
             assert vm in cloud.existing and not any(e.startswith(plan.machine_id) for e in cloud.existing)
 
     run(scenario())
 
 
+@dataclass(frozen=True)
+class Failing:
+    """What a failure at one step must leave: the job step marked failed, the message, what compensation
+    deletes and how often the recovery point is released (once more on the way out, idempotently)."""
+
+    job_step: str | None
+    message: str
+    compensated: frozenset[ResourceKind]
+    releases: int
+
+
+_AFTER_FIRST_WAIT = frozenset(
+    {
+        ResourceKind.BLOB,
+        ResourceKind.DISK,
+        ResourceKind.NIC,
+        ResourceKind.SUBNET,
+        ResourceKind.VNET,
+        ResourceKind.NSG,
+    }
+)
+_WITH_HELPER_VM = _AFTER_FIRST_WAIT | {ResourceKind.VM}
+FAILURES = {
+    "disk": Failing(m.STEP_COPY_DISKS, "importing disk os", _AFTER_FIRST_WAIT, 1),
+    "final_nic": Failing(None, "the VM's network interface", _AFTER_FIRST_WAIT, 1),
+    "vnet": Failing(m.STEP_HELPER_NETWORK, "temporary virtual network", _AFTER_FIRST_WAIT, 1),
+    "nsg": Failing(m.STEP_HELPER_NETWORK, "temporary network security group", _AFTER_FIRST_WAIT, 1),
+    "helper_nic": Failing(m.STEP_HELPER_NETWORK, "helper's network interface", _AFTER_FIRST_WAIT, 2),
+    "helper_vm": Failing(m.STEP_HELPER_VM, "temporary VM", _WITH_HELPER_VM, 2),
+    "preparation": Failing(m.STEP_PREPARE, "preparation script failed", _WITH_HELPER_VM, 2),
+    # The helper and the temporary network are gone by then: the VM, its NIC, the disks, the VNet remain.
+    "final_vm": Failing(
+        m.STEP_CREATE_VM,
+        "creating VM db01",
+        frozenset({ResourceKind.VM, ResourceKind.NIC, ResourceKind.VNET, ResourceKind.DISK}),
+        2,
+    ),
+}
+assert set(FAILURES) == set(FAILING_STEPS)
+
+
 @pytest.mark.parametrize("step", FAILING_STEPS)
 def test_a_failure_at_each_step_deletes_everything_created(tmp_path: Path, step: str) -> None:
     cloud = Cloud(fail_at=step)
+    expected = FAILURES[step]
 
     async def scenario() -> None:
         async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
@@ -321,9 +480,17 @@ def test_a_failure_at_each_step_deletes_everything_created(tmp_path: Path, step:
                 assert outcome.failure.code == "PreparationFailed"
             else:
                 assert outcome.failure.code == f"{step}Failed"
+            assert expected.message in outcome.failure.message, outcome.failure.message
+            if expected.job_step is not None:
+                assert final_step_status(r)[expected.job_step] == "Failed"
             assert cloud.created, "something was created before the failure"
             assert cloud.existing == set(), f"left behind: {cloud.existing}"
-            assert len(r.calls.of("release_recovery_point")) >= 1, "the recovery point is released"
+            deleted = compensation(r)
+            assert {d.kind for d in deleted} == expected.compensated
+            assert sum(d.kind is ResourceKind.DISK for d in deleted) == 2
+            ranks = [DELETE_ORDER.index(d.kind) for d in deleted]
+            assert ranks == sorted(ranks), f"not in the resource kinds' order: {deleted}"
+            assert len(r.calls.of("release_recovery_point")) == expected.releases
             assert metric_outcomes(r) == ["failed"]
 
     run(scenario())
@@ -344,6 +511,24 @@ def test_a_resource_whose_creation_answer_was_lost_is_still_deleted(tmp_path: Pa
     run(scenario())
 
 
+def test_a_helper_vm_that_cannot_be_deleted_fails_the_hydration_and_is_left_to_the_sweeper(
+    tmp_path: Path,
+) -> None:
+    plan = make_plan()
+    cloud = Cloud(undeletable={helper_vm_id(plan)})
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, plan)
+            assert outcome.failure is not None and outcome.failure.code == "DeleteFailed"
+            assert "temporary VM" in outcome.failure.message
+            assert "sweeper retries" in outcome.failure.message  # compensation could not delete it either
+            assert r.calls.of("create_resource") and not any(isinstance(c, CreateVm) for c in creates(r))
+            assert cloud.existing == {helper_vm_id(plan)}, "a resource that resists does not stop the others"
+
+    run(scenario())
+
+
 def test_manual_preparation_required_fails_with_its_code_and_cleans_up(tmp_path: Path) -> None:
     cloud = Cloud(preparation="manual")
 
@@ -353,10 +538,11 @@ def test_manual_preparation_required_fails_with_its_code_and_cleans_up(tmp_path:
             assert outcome.failure is not None
             assert outcome.failure.code == m.MANUAL_PREPARATION_REQUIRED
             assert "preparedManually" in outcome.failure.message
+            assert "install the Azure agent" in outcome.failure.message, "the changes to make by hand"
+            assert final_step_status(r)[m.STEP_PREPARE] == "Failed"
             assert cloud.existing == set()
-            assert r.calls.of("create_resource")[-1]["kind"] == "helper_vm", (
-                "no VM after a failed preparation"
-            )
+            assert {d.kind for d in compensation(r)} == _WITH_HELPER_VM
+            assert isinstance(creates(r)[-1], CreateHelperVm), "no VM after a failed preparation"
 
     run(scenario())
 
@@ -369,10 +555,11 @@ def test_a_policy_denying_the_helper_network_falls_back_to_the_target_subnet(tmp
         async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
             outcome = await hydrate(r, plan)
             assert outcome.result is not None and outcome.result.used_fallback_network
+            assert outcome.result.arm_waits_critical_path == 6
             (helper_nic,) = [
-                CreateRequest.model_validate(p)
-                for p in r.calls.of("create_resource")
-                if p["kind"] == "nic" and p["purpose"] == "temporary"
+                c
+                for c in creates(r)
+                if isinstance(c, CreateNetworkInterface) and describe(c)[0] == "helper_nic"
             ]
             assert helper_nic.subnet_id == plan.fallback_placement.subnet_id
             assert (m.STEP_HELPER_NETWORK, "Warning") in steps_recorded(r)

@@ -18,23 +18,34 @@ from orchestrators.hydration.contracts import (
     DELETE_ORDER,
     DeleteRequest,
     DiskPlan,
-    FinalCycleRequest,
-    FinalCycleStarted,
-    FinalCycleState,
+    Done,
     HydrationFailure,
     HydrationOutcome,
     HydrationPlan,
+    HydrationRequest,
     HydrationResult,
-    JobInput,
-    JobOutcome,
     JobProgress,
     NetworkPlacement,
+    PlanOutcome,
     Resource,
     ResourceKind,
-    TestResources,
 )
 from orchestrators.hydration.orchestrator import HYDRATION
+from orchestrators.migration import activities as migration_activities
 from orchestrators.migration import cutover, test_migration
+from orchestrators.migration.contracts import (
+    CleanupResult,
+    FinalCycleRequest,
+    FinalCycleStarted,
+    FinalCycleState,
+    FinalCycleWatch,
+    JobInput,
+    JobOutcome,
+    JobResourcesQuery,
+)
+from orchestrators.migration.contracts import (
+    TestResources as FoundResources,  # aliased: pytest would try to collect a Test* class
+)
 from shared.migration import service as m
 from tests.orchestrators.conftest import Run, run, running
 
@@ -72,14 +83,14 @@ def hydration_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     yield  # the SDK drives orchestrators as generators
 
 
-BLUEPRINTS = [cutover.bp, test_migration.bp, hydration_activities.bp, hydration_stub]
+BLUEPRINTS = [cutover.bp, test_migration.bp, hydration_activities.bp, migration_activities.bp, hydration_stub]
 
 
 def _rg_id(provider_type: str, name: str) -> str:
     return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-target/providers/{provider_type}/{name}"
 
 
-def plan_for(job: JobInput, vm_name: str = "db01") -> HydrationPlan:
+def plan_for(job: HydrationRequest, vm_name: str = "db01") -> HydrationPlan:
     subnet = _rg_id("Microsoft.Network/virtualNetworks", "vnet/subnets/default")
     placement = NetworkPlacement(
         vnet_id=_rg_id("Microsoft.Network/virtualNetworks", "vnet"), subnet_id=subnet, location="westeurope"
@@ -117,7 +128,7 @@ class Flow:
         *,
         final_after_polls: int | None = 2,
         final_rejected: bool = False,
-        plan_failure: dict[str, str] | None = None,
+        plan_failure: HydrationFailure | None = None,
         vm_name: str = "db01",
         resources: list[Resource] | None = None,
         undeletable: set[ResourceKind] | None = None,
@@ -137,6 +148,7 @@ class Flow:
         return FinalCycleStarted(poll_seconds=self.poll_seconds, timeout_seconds=600).model_dump(mode="json")
 
     def check_final_cycle(self, payload: Any) -> Any:
+        FinalCycleWatch.model_validate(payload)
         self.polls += 1
         if self.final_rejected:
             return FinalCycleState(
@@ -148,23 +160,23 @@ class Flow:
 
     def plan_hydration(self, payload: Any) -> Any:
         if self.plan_failure is not None:
-            return {"failure": self.plan_failure}
-        return {
-            "plan": plan_for(JobInput.model_validate(payload["job"]), self.vm_name).model_dump(mode="json")
-        }
+            return PlanOutcome(failure=self.plan_failure).model_dump(mode="json")
+        request = HydrationRequest.model_validate(payload)
+        return PlanOutcome(plan=plan_for(request, self.vm_name)).model_dump(mode="json")
 
     def find_job_resources(self, payload: Any) -> Any:
-        return TestResources(resources=self.resources).model_dump(mode="json")
+        JobResourcesQuery.model_validate(payload)
+        return FoundResources(resources=self.resources).model_dump(mode="json")
 
     def delete_resource(self, payload: Any) -> Any:
         request = DeleteRequest.model_validate(payload)
         if request.resource.kind in self.undeletable:
             raise RuntimeError(f"{request.resource.id} is locked")
-        return request.resource.id
+        return request.resource.model_dump(mode="json")
 
     def stubs(self) -> dict[str, Any]:
-        def nothing(payload: Any) -> None:
-            return None
+        def nothing(payload: Any) -> Any:
+            return Done().model_dump(mode="json")
 
         return {
             "request_final_cycle": self.request_final_cycle,
@@ -214,9 +226,9 @@ def test_migration_requests_the_final_cycle_waits_for_it_and_hydrates_from_its_p
             assert names.index("plan_hydration") > max(
                 i for i, n in enumerate(names) if n == "check_final_cycle"
             ), "hydration starts only once the final cycle is applied"
-            (planned,) = r.calls.of("plan_hydration")
-            assert planned["flow"] == "migration"
-            assert planned["job"]["recovery_point_id"] == "0000000009-c9", "the final cycle's point"
+            (planned,) = [HydrationRequest.model_validate(p) for p in r.calls.of("plan_hydration")]
+            assert not planned.test, "a migration, not a test migration"
+            assert planned.recovery_point_id == "0000000009-c9", "the final cycle's point"
             assert steps(r) == [
                 (m.STEP_SHUTDOWN, "Succeeded"),
                 (m.STEP_FINAL_CYCLE, "InProgress"),
@@ -226,7 +238,7 @@ def test_migration_requests_the_final_cycle_waits_for_it_and_hydrates_from_its_p
             outcome = ended(r)
             assert outcome.succeeded and outcome.result is not None
             assert outcome.result.vm_id.endswith("/virtualMachines/db01")
-            assert status["output"]["succeeded"] is True
+            assert JobOutcome.model_validate(status["output"]).succeeded
 
     run(scenario())
 
@@ -299,7 +311,8 @@ def test_test_migration_plans_hydrates_and_reports_the_vm(tmp_path: Path) -> Non
             status = await r.finish(instance)
             assert status["runtimeStatus"] == "Completed", status
             assert r.calls.names() == ["plan_hydration", "end_migration_job"]
-            assert r.calls.of("plan_hydration")[0]["flow"] == "test"
+            (planned,) = [HydrationRequest.model_validate(p) for p in r.calls.of("plan_hydration")]
+            assert planned.test and planned.recovery_point_id is None
             assert ended(r).succeeded
             assert status["customStatus"]["vmId"].endswith("/virtualMachines/db01")
             assert status["customStatus"]["hydrationSeconds"] == 42.0
@@ -308,7 +321,7 @@ def test_test_migration_plans_hydrates_and_reports_the_vm(tmp_path: Path) -> Non
 
 
 def test_a_plan_failure_ends_the_test_migration_without_hydrating(tmp_path: Path) -> None:
-    flow = Flow(plan_failure={"code": "TestNetworkNotFound", "message": "vnet-test does not exist"})
+    flow = Flow(plan_failure=HydrationFailure(code="TestNetworkNotFound", message="vnet-test does not exist"))
 
     async def scenario() -> None:
         async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
@@ -341,11 +354,15 @@ def test_clean_up_deletes_what_the_test_migration_left_in_dependency_order(tmp_p
             status = await r.finish(instance)
             assert status["runtimeStatus"] == "Completed", status
             (found,) = r.calls.of("find_job_resources")
-            assert found == {"machineId": MACHINE, "jobId": "job-test-7"}
+            assert JobResourcesQuery.model_validate(found) == JobResourcesQuery(
+                machine_id=MACHINE, job_id="job-test-7"
+            )
             kinds = [DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("delete_resource")]
             assert kinds == [ResourceKind.VM, ResourceKind.NIC, ResourceKind.DISK, ResourceKind.DISK]
             assert kinds == sorted(kinds, key=DELETE_ORDER.index)
-            assert status["output"] == {"deleted": [r.id for r in _test_resources()], "leftovers": []}
+            assert CleanupResult.model_validate(status["output"]) == CleanupResult(
+                deleted=[r.id for r in _test_resources()], leftovers=[]
+            )
             assert ended(r).succeeded
 
     run(scenario())
@@ -361,7 +378,7 @@ def test_clean_up_reports_what_it_could_not_delete_and_still_deletes_the_rest(tm
             )
             status = await r.finish(instance, step=5)
             nic = _test_resources()[1].id
-            assert status["output"]["leftovers"] == [nic]
+            assert CleanupResult.model_validate(status["output"]).leftovers == [nic]
             deleted = {DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("delete_resource")}
             assert ResourceKind.DISK in deleted, "a resource that resists does not stop the others"
             outcome = ended(r)
