@@ -414,14 +414,14 @@ def configure_telemetry(
     *,
     span_exporter: SpanExporter | None = None,
     metric_reader: MetricReader | None = None,
-    local_stream: IO[str] | None = None,
+    json_lines_stream: IO[str] | None = None,
     set_global: bool = True,
 ) -> Telemetry:
     """Set up tracing, metrics and log redaction once per process and return the Telemetry to use.
 
     With a connection string: Azure Monitor (global providers; a second call returns the first result,
     because OpenTelemetry's global providers cannot be replaced). Without: local SDK providers exporting
-    to `span_exporter`/`metric_reader` when given (tests), else JSON lines on `local_stream` (stderr).
+    to `span_exporter`/`metric_reader` when given (tests), else JSON lines on `json_lines_stream` (stderr).
     No network is used locally. `set_global=False` keeps the providers private (tests, several instances).
     """
     global _current, _azure_monitor_configured, _global_providers_set
@@ -449,8 +449,8 @@ def configure_telemetry(
 
         tracer_provider = TracerProvider(resource=resource)
         stream: IO[str]
-        if local_stream is not None:
-            stream = local_stream
+        if json_lines_stream is not None:
+            stream = json_lines_stream
         elif settings.telemetry.file:
             stream = cast(IO[str], _JsonLinesFile(settings.telemetry.file))
         else:

@@ -210,7 +210,7 @@ def test_local_mode_writes_json_lines_and_opens_no_socket(monkeypatch: pytest.Mo
     monkeypatch.setattr(socket, "create_connection", no_network)
     out = io.StringIO()
     telemetry = tm.configure_telemetry(
-        make_settings(APPLICATIONINSIGHTS_CONNECTION_STRING=""), local_stream=out, set_global=False
+        make_settings(APPLICATIONINSIGHTS_CONNECTION_STRING=""), json_lines_stream=out, set_global=False
     )
     with telemetry.span("local.check", machine_id="m-local", cycle_id="c-local"):
         telemetry.record_bytes_applied(10, machine_id="m-local")
