@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devhost.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKBOOK = REPO_ROOT / "infra" / "workbook.json"
@@ -133,19 +134,30 @@ def missing_from(emitted: Emitted, expected: set[Queried], *, machine_id: str) -
     return missing
 
 
-def wait_for_emitted(path: Path, expected: set[Queried], *, machine_id: str, timeout: float = 30) -> Emitted:
-    """Until the exporters (periodic) have written everything expected of this machine."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_emitted(
+    path: Path,
+    expected: set[Queried],
+    *,
+    machine_id: str,
+    timeout: float = 30,
+    until: Callable[[Emitted], bool] = lambda _: True,
+) -> Emitted:
+    """Until the exporters (periodic) have written everything expected of this machine, and `until` holds
+    (a machine shared by several tests has older points: `until` names the one this test waits for)."""
+
+    def written() -> Emitted | None:
         emitted = read_emitted(path)
-        missing = missing_from(emitted, expected, machine_id=machine_id)
-        if not missing:
-            return emitted
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"not emitted for {machine_id} within {timeout:.0f}s (see {path}): {missing}"
-            )
-        time.sleep(0.5)
+        return (
+            emitted if not missing_from(emitted, expected, machine_id=machine_id) and until(emitted) else None
+        )
+
+    return wait_until(
+        written,
+        timeout=timeout,
+        interval=0.5,
+        what=f"telemetry of {machine_id}: {sorted(q.name for q in expected)}",
+        hint=f"see {path}",
+    )
 
 
 # Emitted by hydration and its ARM calls: checked by the migration end-to-end tests; everything else the
