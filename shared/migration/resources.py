@@ -358,7 +358,8 @@ def create_incremental_snapshot(
 
     Idempotent by name: a snapshot of that name already taken of the same disk is returned as it is, so
     a retried activity keeps the point in time of the first run (a second PUT would not retake it, but
-    would rewrite its tags). One left Failed by an earlier run is deleted and taken again. Incremental
+    would rewrite its tags). One left Failed by an earlier run is deleted and taken again; one still
+    being taken is a 409 (`ArmConflict`, AnotherOperationInProgress) for the caller to retry. Incremental
     snapshots of one disk share a family id: the page-range diff between two of them is what a later
     replication back from Azure reads. Azure picks their storage (standard HDD, ZRS where offered).
     """
@@ -376,8 +377,14 @@ def create_incremental_snapshot(
         if props.provisioning_state == "Failed":
             with _arm_call(f"delete failed snapshot {name}"):
                 _wait(operations.begin_delete(resource_group, name))
-        elif props.incremental and (source or "").lower() == source_disk_id.lower():
+        elif (
+            props.incremental
+            and props.provisioning_state in (None, "Succeeded")
+            and (source or "").lower() == source_disk_id.lower()
+        ):
             return _snapshot_ref(existing, name, source_disk_id)
+        # Still being taken, or of another disk: the PUT gets ARM's own answer (409, retried later).
+
     body = cm.Snapshot(
         location=location,
         tags=tags.to_arm(),

@@ -228,6 +228,33 @@ def test_a_snapshot_left_failed_is_taken_again(
     )
 
 
+def test_a_snapshot_still_being_taken_is_a_conflict_until_it_is_done(
+    clients: ArmClients, resource_group: str, failed_over_vm: FailedOverVm, local_arm: LocalArmEndpoint
+) -> None:
+    rg, disk = resource_group, failed_over_vm.data_disk
+    tags = make_tags(Purpose.FAILBACK_BASELINE)
+    local_arm.set_latency({"scale": 1, "overrides": {SNAPSHOT_TYPE: {"put": 1.5}}})
+    body = cm.Snapshot(
+        location=LOCATION,
+        tags=tags.to_arm(),
+        properties=cm.SnapshotProperties(
+            incremental=True, creation_data=cm.CreationData(create_option="Copy", source_resource_id=disk.id)
+        ),
+    )
+    # An earlier run sent its PUT and died before the snapshot was done.
+    poller = clients.compute.snapshots.begin_create_or_update(rg, "in-flight", body)
+    with pytest.raises(ArmConflict) as busy:
+        ops.create_incremental_snapshot(
+            clients, rg, "in-flight", location=LOCATION, source_disk_id=disk.id, tags=tags
+        )
+    assert busy.value.arm_code == "AnotherOperationInProgress"
+    poller.result()
+    done = ops.create_incremental_snapshot(
+        clients, rg, "in-flight", location=LOCATION, source_disk_id=disk.id, tags=tags
+    )
+    assert done.id.endswith("/in-flight")
+
+
 @pytest.mark.parametrize(
     ("fault", "error"),
     [("policy", PolicyDisallowed), ("conflict", ArmConflict), ("quota", QuotaExceeded)],
