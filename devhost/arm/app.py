@@ -4,6 +4,7 @@ Routes (every one needs `?api-version=` and `Authorization: Bearer <token>` when
   /subscriptions/{sub}/resourcegroups[/{rg}]                        resource groups (PUT/GET/HEAD/DELETE, list)
   /subscriptions/{sub}[/resourceGroups/{rg}]/resources              generic listing ($filter, $expand, $top)
   /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{child}/{name}]   PUT/GET/DELETE
+                                                                    (+ PATCH for VMs, disks, snapshots)
   .../providers/{ns}/{type}[/{name}/{child}]                        lists (by resource group, or parent)
   /subscriptions/{sub}/providers/{ns}/{type}                        list across the subscription
   .../virtualMachines/{vm}/{powerOff|deallocate|start|restart}      POST actions (async)
@@ -246,4 +247,6 @@ def _provider(
         return arm.get(rid, query.get("$expand"))
     if method == "DELETE":
         return arm.delete(rid, base_url, api_version)
+    if method == "PATCH":
+        return arm.patch(rid, body, base_url, api_version)
     raise ArmError(405, "MethodNotAllowed", f"{method} is not supported on {resource_type}.")

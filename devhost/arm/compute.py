@@ -116,6 +116,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         if props.get(key) is not None:
             stored[key] = props[key]
     work: dict[str, Any]
+    copied_from: Doc | None = None
     requested_gb = props.get("diskSizeGB")
     if option == "Import":
         if is_snapshot:
@@ -142,6 +143,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
                 "sourceResourceId is required when createOption is Copy.", "creationData.sourceResourceId"
             )
         _, source = _source_doc(arm, source_id, "creationData.sourceResourceId")
+        copied_from = source
         size = int(source["properties"]["diskSizeBytes"])
         stored["creationData"]["sourceUniqueId"] = source["properties"]["uniqueId"]
         for key in ("osType", "hyperVGeneration"):
@@ -172,12 +174,28 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
     stored["diskSizeGB"] = math.ceil(size / GIB)
     if is_snapshot:
         stored["incremental"] = bool(props.get("incremental", False))
+        if stored["incremental"]:
+            if copied_from is None:
+                raise invalid_parameter(
+                    "An incremental snapshot is made from a managed disk (createOption Copy).",
+                    "creationData.createOption",
+                )
+            stored["incrementalSnapshotFamilyId"] = _snapshot_family(copied_from)
     doc = arm.tracked_doc(rid, body, None)
     doc["properties"] = stored
     doc["sku"] = body.get("sku") or {"name": "Standard_LRS", "tier": "Standard"}
     work["size"] = size
     doc["_work"] = work
     return doc
+
+
+def _snapshot_family(source: Doc) -> str:
+    """The family the incremental snapshots of one disk share (a snapshot of a snapshot stays in it);
+    a disk deleted and created again under the same name starts a new family (a new uniqueId)."""
+    props = source["properties"]
+    if props.get("incrementalSnapshotFamilyId"):
+        return str(props["incrementalSnapshotFamilyId"])
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"incremental-snapshot-family:{props['uniqueId']}"))
 
 
 def disk_work(arm: LocalArm, doc: Doc) -> Callable[[], None] | None:
@@ -243,6 +261,8 @@ def view_disk(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
             props["diskState"] = "Reserved" if owner.get("_powerState") == "deallocated" else "Attached"
         else:
             props["diskState"] = "Unattached"
+    else:
+        props["diskState"] = "Unattached"  # a snapshot is never attached; exporting it is not emulated
     view["properties"] = props
     return view
 
@@ -287,8 +307,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     implicit: list[tuple[ResourceId, Doc]] = []
     old_storage = ((existing or {}).get("properties") or {}).get("storageProfile") or {}
     if existing is not None:
-        # The OS disk is fixed at creation; an update can change size, tags and data disks only.
-        os_disk = dict(old_storage.get("osDisk") or {})
+        os_disk = _updated_os_disk(arm, rid, existing, os_disk)
     elif option == "Attach":
         if not os_disk.get("osType"):
             raise invalid_parameter("osDisk.osType is required when createOption is Attach.", "osDisk.osType")
@@ -402,7 +421,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             "At least one network interface is required.", "networkProfile.networkInterfaces"
         )
     if existing is None:
-        _check_quota(arm, rid, size)
+        check_quota(arm, size)
     for disk_rid, disk_doc in implicit:
         # The image is not emulated: the helper's own OS disk is an empty sparse file of its size.
         target = disk_file(arm, disk_doc)
@@ -435,6 +454,57 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     return doc
 
 
+def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The OS disk after an update: the same one, or another managed disk swapped in.
+
+    As in Azure: `createOption` never changes (PropertyChangeNotAllowed), a swap needs the VM stopped
+    (deallocated), the new disk must be free and of the VM's OS type. Leaving `osDisk` out keeps it.
+    """
+    current = dict((existing["properties"].get("storageProfile") or {}).get("osDisk") or {})
+    if not wanted:
+        return current
+    option = wanted.get("createOption")
+    if option is not None and str(option).lower() != str(current.get("createOption", "")).lower():
+        raise ArmError(
+            409,
+            "PropertyChangeNotAllowed",
+            "Changing property 'osDisk.createOption' is not allowed.",
+            target="osDisk.createOption",
+        )
+    new_id = str((wanted.get("managedDisk") or {}).get("id") or "")
+    old_id = str((current.get("managedDisk") or {}).get("id") or "")
+    if not new_id or new_id.lower() == old_id.lower():
+        return current
+    power = existing.get("_powerState", "running")
+    if power != "deallocated":
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Swapping OS Disk is not allowed since the VM '{rid.name}' is in power state "
+            f"'PowerState/{power}'. Stop (deallocate) the VM before swapping its OS disk.",
+            target="osDisk.managedDisk.id",
+        )
+    disk_id = _attach_disk(arm, rid, wanted, "osDisk.managedDisk.id")
+    disk_doc = arm.store.get(disk_id)
+    assert disk_doc is not None
+    disk_os = disk_doc["properties"].get("osType")
+    if disk_os and current.get("osType") and str(disk_os).lower() != str(current["osType"]).lower():
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Swapping OS Disk is not allowed since the OS type '{disk_os}' of disk '{disk_doc['name']}' "
+            f"differs from the OS type '{current['osType']}' of the VM '{rid.name}'.",
+            target="osDisk.managedDisk.id",
+        )
+    swapped = dict(current)
+    swapped["managedDisk"] = {"id": disk_id}
+    swapped["name"] = disk_doc["name"]
+    for key in ("caching", "deleteOption"):
+        if wanted.get(key) is not None:
+            swapped[key] = wanted[key]
+    return swapped
+
+
 def _image_id(body: dict[str, Any], image: dict[str, Any]) -> str:
     if image.get("id"):
         return str(image["id"])
@@ -445,7 +515,7 @@ def _image_id(body: dict[str, Any], image: dict[str, Any]) -> str:
     )
 
 
-def _check_quota(arm: LocalArm, rid: ResourceId, size: str) -> None:
+def check_quota(arm: LocalArm, size: str) -> None:
     if arm.core_quota is None:
         return
     in_use = arm.cores_in_use()

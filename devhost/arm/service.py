@@ -404,10 +404,13 @@ class LocalArm:
             return "put:update"
         return "put"
 
-    def put(self, rid: ResourceId, body: dict[str, Any], base_url: str, api_version: str) -> Answer:
+    def put(
+        self, rid: ResourceId, body: dict[str, Any], base_url: str, api_version: str, *, method: str = "PUT"
+    ) -> Answer:
         self.require_resource_group(rid.subscription, rid.resource_group)
         size = str(((body.get("properties") or {}).get("hardwareProfile") or {}).get("vmSize") or "")
-        self._sync_fault("PUT", rid.type, rid.name, None, cores=compute.cores_of(size))
+        if method == "PUT":  # a PATCH met its front-door faults already
+            self._sync_fault("PUT", rid.type, rid.name, None, cores=compute.cores_of(size))
         with self.store.lock:
             self._busy(rid)
             existing = self.store.get(rid.key)
@@ -419,7 +422,7 @@ class LocalArm:
                     "Updating"  # what the disk RP reports while importing
                 )
             self.store.put(rid.key, doc)
-        fault = self.faults.take("PUT", rid.type, rid.name, None, asynchronous=True)
+        fault = self.faults.take(method, rid.type, rid.name, None, asynchronous=True)
         work: Callable[[], None] | None = None
         if rid.type in (ids.DISK, ids.SNAPSHOT):
             work = compute.disk_work(self, doc)
@@ -513,12 +516,18 @@ class LocalArm:
             raise ArmError(
                 404, "InvalidResourceType", f"The action '{action}' on '{rid.type}' is not supported here."
             )
-        self._sync_fault("POST", rid.type, rid.name, action)
+        found = self.store.get(rid.key)
+        size = str(((found or {}).get("properties") or {}).get("hardwareProfile", {}).get("vmSize") or "")
+        self._sync_fault("POST", rid.type, rid.name, action, cores=compute.cores_of(size))
         with self.store.lock:
             doc = self.store.get(rid.key)
             if doc is None:
                 raise not_found(rid.type, rid.name, rid.resource_group)
             self._busy(rid)
+            if action.lower() == "start" and doc.get("_powerState") == "deallocated":
+                # A deallocated VM holds no cores: starting it allocates them again, against the quota.
+                compute.check_quota(self, size)
+        fault = self.faults.take("POST", rid.type, rid.name, action, asynchronous=True)
         op = self._new_operation(
             rid.subscription,
             "Microsoft.Compute",
@@ -527,9 +536,25 @@ class LocalArm:
             "POST",
             rid.type,
             f"post:{action.lower()}",
-            work=None,
+            work=_failing_work if fault is not None and fault.fault == "operationFailure" else None,
         )
         return self._accepted(op, base_url, api_version, 202, None)
+
+    def patch(self, rid: ResourceId, body: dict[str, Any], base_url: str, api_version: str) -> Answer:
+        """PATCH of a compute resource: the stored resource merged with the body (objects merged,
+        arrays and the tag set replaced, as the compute RP's update does), then the same checks and
+        async operation as a PUT that updates it."""
+        self.require_resource_group(rid.subscription, rid.resource_group)
+        if rid.type not in (ids.VIRTUAL_MACHINE, ids.DISK, ids.SNAPSHOT):
+            raise ArmError(405, "MethodNotAllowed", f"PATCH is not supported on {rid.type} here.")
+        self._sync_fault("PATCH", rid.type, rid.name, None)
+        existing = self.store.get(rid.key)
+        if existing is None:
+            raise not_found(rid.type, rid.name, rid.resource_group)
+        merged = merge_patch(self.public(existing), body)
+        if body.get("tags") is not None:
+            merged["tags"] = body["tags"]  # a resource PATCH replaces the whole tag set (ARM's rule)
+        return self.put(rid, merged, base_url, api_version, method="PATCH")
 
     def vm_instance_view(self, rid: ResourceId) -> Answer:
         doc = self.store.get(rid.key)
@@ -806,6 +831,19 @@ class LocalArm:
 
     def fault_rule(self, rule: FaultRule) -> int:
         return self.faults.add(rule)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects are merged key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 def _failing_work() -> None:

@@ -140,10 +140,12 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         lambda c, r: c.compute.disks.begin_delete(r.resource_group, r.name),
         tagged=True,
     ),
+    # Incremental snapshots of managed disks (a failover's failback baseline). ARM has one type for
+    # full and incremental snapshots, so they are one kind here: deleted and swept the same way.
     KindSpec(
         ResourceKind.SNAPSHOT,
         "Microsoft.Compute/snapshots",
-        None,
+        ops.create_incremental_snapshot,
         lambda c, r: c.compute.snapshots.begin_delete(r.resource_group, r.name),
         tagged=True,
     ),

@@ -16,11 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.polling import LROPoller
 from azure.mgmt.compute import models as cm
+from azure.mgmt.core.tools import parse_resource_id
 from azure.mgmt.network import models as nm
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,6 +62,49 @@ class DiskRef(ResourceRef):
 
 class VirtualMachineRef(ResourceRef):
     vm_id: str | None = None
+
+
+class SnapshotRef(DiskRef):
+    source_disk_id: str
+    incremental_snapshot_family_id: str | None = None
+
+
+class PowerState(StrEnum):
+    """A VM's `PowerState/<state>` status in its instance view."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # powered off, still allocated (and billed)
+    DEALLOCATING = "deallocating"
+    DEALLOCATED = "deallocated"
+    UNKNOWN = "unknown"
+
+
+class VmPower(BaseModel):
+    """A VM in the power state asked for; `changed` is False when it already was (a retried activity)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    power_state: PowerState
+    changed: bool
+
+
+class SwappedDisks(BaseModel):
+    """The VM's disks after a swap. `detached_disk_ids` are the disks this call took off the VM (now
+    unattached, still existing); empty when the VM already had the wanted disks (a retried activity),
+    so the caller deletes the old disks from its own record of them, not from this list alone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    os_disk_id: str
+    data_disk_ids: list[str]
+    detached_disk_ids: list[str]
+    changed: bool
 
 
 class StorageDestination(BaseModel):
@@ -300,6 +345,71 @@ def import_disk(
     return disk_ref(disk, name)
 
 
+def create_incremental_snapshot(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    location: str,
+    source_disk_id: str,
+    tags: ResourceTags,
+) -> SnapshotRef:
+    """An incremental snapshot of a managed disk (`incremental: true`, `createOption: Copy`).
+
+    Idempotent by name: a snapshot of that name already taken of the same disk is returned as it is, so
+    a retried activity keeps the point in time of the first run (a second PUT would not retake it, but
+    would rewrite its tags). One left Failed by an earlier run is deleted and taken again; one still
+    being taken is a 409 (`ArmConflict`, AnotherOperationInProgress) for the caller to retry. Incremental
+    snapshots of one disk share a family id: the page-range diff between two of them is what a later
+    replication back from Azure reads. Azure picks their storage (standard HDD, ZRS where offered).
+    """
+    operations = clients.compute.snapshots
+    existing: cm.Snapshot | None
+    try:
+        existing = operations.get(resource_group, name)
+    except ResourceNotFoundError:
+        existing = None
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation=f"read snapshot {name}") from exc
+    if existing is not None and existing.properties is not None:
+        props = existing.properties
+        source = props.creation_data.source_resource_id if props.creation_data else None
+        if props.provisioning_state == "Failed":
+            with _arm_call(f"delete failed snapshot {name}"):
+                _wait(operations.begin_delete(resource_group, name))
+        elif (
+            props.incremental
+            and props.provisioning_state in (None, "Succeeded")
+            and (source or "").lower() == source_disk_id.lower()
+        ):
+            return _snapshot_ref(existing, name, source_disk_id)
+        # Still being taken, or of another disk: the PUT gets ARM's own answer (409, retried later).
+
+    body = cm.Snapshot(
+        location=location,
+        tags=tags.to_arm(),
+        properties=cm.SnapshotProperties(
+            incremental=True,
+            creation_data=cm.CreationData(create_option="Copy", source_resource_id=source_disk_id),
+        ),
+    )
+    with _arm_call(f"create incremental snapshot {name}"):
+        snapshot = _wait(operations.begin_create_or_update(resource_group, name, body))
+    return _snapshot_ref(snapshot, name, source_disk_id)
+
+
+def _snapshot_ref(snapshot: cm.Snapshot, name: str, source_disk_id: str) -> SnapshotRef:
+    disk = disk_ref(snapshot, name)
+    props = snapshot.properties
+    return SnapshotRef(
+        id=disk.id,
+        name=name,
+        size_bytes=disk.size_bytes,
+        source_disk_id=source_disk_id,
+        incremental_snapshot_family_id=props.incremental_snapshot_family_id if props else None,
+    )
+
+
 # --- virtual machines ---------------------------------------------------------------------------------
 
 
@@ -439,6 +549,113 @@ def ensure_vm_from_disks(
     with _arm_call(f"create VM {name}"):
         vm = _wait(clients.compute.virtual_machines.begin_create_or_update(resource_group, name, body))
     return _vm_ref(vm, name)
+
+
+# --- power and disks of an existing VM ---------------------------------------------------------------
+
+
+def _power_of(vm: cm.VirtualMachine) -> PowerState:
+    view = vm.properties.instance_view if vm.properties else None
+    for status in (view.statuses if view else None) or []:
+        code = status.code or ""
+        if code.startswith("PowerState/"):
+            try:
+                return PowerState(code.split("/", 1)[1].lower())
+            except ValueError:
+                return PowerState.UNKNOWN
+    return PowerState.UNKNOWN
+
+
+def vm_power_state(clients: ArmClients, resource_group: str, name: str) -> PowerState:
+    """The VM's power state from its instance view."""
+    with _arm_call(f"read instance view of VM {name}"):
+        vm = clients.compute.virtual_machines.get(resource_group, name, expand="instanceView")
+    return _power_of(vm)
+
+
+def _set_power(clients: ArmClients, resource_group: str, name: str, wanted: PowerState, verb: str) -> VmPower:
+    operations = clients.compute.virtual_machines
+    with _arm_call(f"read instance view of VM {name}"):
+        vm = operations.get(resource_group, name, expand="instanceView")
+    if _power_of(vm) is wanted:
+        return VmPower(id=str(vm.id), name=name, power_state=wanted, changed=False)
+    with _arm_call(f"{verb} VM {name}"):
+        if wanted is PowerState.RUNNING:
+            _wait(operations.begin_start(resource_group, name))
+        else:
+            _wait(operations.begin_deallocate(resource_group, name))
+    return VmPower(id=str(vm.id), name=name, power_state=wanted, changed=True)
+
+
+def start_vm(clients: ArmClients, resource_group: str, name: str) -> VmPower:
+    """Start the VM and wait until it runs; a running VM is left as it is.
+
+    Starting a deallocated VM allocates its cores again, so a regional quota can refuse it
+    (QuotaExceeded), as it can refuse a create.
+    """
+    return _set_power(clients, resource_group, name, PowerState.RUNNING, "start")
+
+
+def deallocate_vm(clients: ArmClients, resource_group: str, name: str) -> VmPower:
+    """Stop and deallocate the VM (the state its OS disk can be swapped in); a deallocated VM is left
+    as it is, a powered-off one is deallocated."""
+    return _set_power(clients, resource_group, name, PowerState.DEALLOCATED, "deallocate")
+
+
+def swap_vm_disks(
+    clients: ArmClients,
+    resource_group: str,
+    name: str,
+    *,
+    os_disk_id: str,
+    data_disk_ids: list[str],
+) -> SwappedDisks:
+    """Give the VM another OS disk and other data disks (LUN i = data_disk_ids[i]) in one update.
+
+    The VM must be deallocated: Azure refuses an OS-disk swap otherwise (ArmConflict,
+    `OperationNotAllowed`). The VM is read and written back whole (ARM's update is a PUT of the full
+    model), so its size, NICs and diagnostics stay. A VM that already has exactly these disks is not
+    written again, unless its last update failed (ARM kept the model, the VM is `Failed`): then the same
+    update is sent again. The old disks are detached, not deleted (`deleteOption: Detach`).
+    """
+    operations = clients.compute.virtual_machines
+    with _arm_call(f"read VM {name}"):
+        vm = operations.get(resource_group, name)
+    storage = vm.properties.storage_profile if vm.properties else None
+    if storage is None or storage.os_disk is None or storage.os_disk.managed_disk is None:
+        raise ValueError(f"VM {name} has no managed OS disk to swap")
+    current_os = str(storage.os_disk.managed_disk.id or "")
+    current_data = [
+        str(d.managed_disk.id)
+        for d in sorted(storage.data_disks or [], key=lambda d: d.lun)
+        if d.managed_disk
+    ]
+    wanted = [os_disk_id, *data_disk_ids]
+    failed = vm.properties is not None and vm.properties.provisioning_state == "Failed"
+    if not failed and [i.lower() for i in [current_os, *current_data]] == [i.lower() for i in wanted]:
+        return SwappedDisks(
+            id=str(vm.id),
+            name=name,
+            os_disk_id=current_os,
+            data_disk_ids=current_data,
+            detached_disk_ids=[],
+            changed=False,
+        )
+    storage.os_disk.managed_disk = cm.ManagedDiskParameters(id=os_disk_id)
+    storage.os_disk.name = str(parse_resource_id(os_disk_id)["name"])
+    storage.data_disks = _data_disks(data_disk_ids)
+    with _arm_call(f"swap disks of VM {name}"):
+        updated = _wait(operations.begin_create_or_update(resource_group, name, vm))
+    kept = {i.lower() for i in wanted}
+    # A resent update after a failed one detaches nothing more: the failed one already took them off.
+    return SwappedDisks(
+        id=str(updated.id),
+        name=name,
+        os_disk_id=os_disk_id,
+        data_disk_ids=list(data_disk_ids),
+        detached_disk_ids=[i for i in [current_os, *current_data] if i.lower() not in kept],
+        changed=True,
+    )
 
 
 # --- Custom Script Extension -------------------------------------------------------------------------

@@ -17,6 +17,10 @@ TAG_CREATED_AT: Final = "migrate-created-at"
 class Purpose(StrEnum):
     TEMPORARY = "temporary"  # hydration helpers and test-migration resources: always deleted afterwards
     FINAL = "final"  # the migrated VM and its disks: the customer's from then on
+    # The incremental snapshots of a failed-over VM's disks that failback replicates from: they outlive
+    # the failover job, so the sweeper (which takes only TEMPORARY) leaves them; a failed failover's
+    # compensation deletes its own by id.
+    FAILBACK_BASELINE = "failback-baseline"
 
 
 class ResourceTags(BaseModel):

@@ -264,3 +264,30 @@ def test_clients_refuse_the_static_token_against_azure_and_need_a_subscription()
         build_arm_clients(settings)
     defaults = arm_settings("http://127.0.0.1:1")
     assert defaults.arm_polling_interval_seconds == 0
+
+
+# --- PATCH ---------------------------------------------------------------------------------------------
+
+
+def test_merge_patch_merges_objects_and_replaces_arrays() -> None:
+    from devhost.arm.service import merge_patch
+
+    stored = {
+        "tags": {"a": "1"},
+        "properties": {
+            "hardwareProfile": {"vmSize": "x"},
+            "storageProfile": {
+                "osDisk": {"name": "os", "caching": "ReadWrite"},
+                "dataDisks": [{"lun": 0}, {"lun": 1}],
+            },
+        },
+    }
+    patch = {"properties": {"storageProfile": {"osDisk": {"caching": None}, "dataDisks": [{"lun": 2}]}}}
+    assert merge_patch(stored, patch) == {
+        "tags": {"a": "1"},
+        "properties": {
+            "hardwareProfile": {"vmSize": "x"},
+            "storageProfile": {"osDisk": {"name": "os"}, "dataDisks": [{"lun": 2}]},
+        },
+    }
+    assert stored["properties"]["storageProfile"]["osDisk"]["caching"] == "ReadWrite"  # not mutated
