@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.domain.errors import ValidationFailed
 from shared.domain.failover import FailoverDisk, FailoverSettings
 from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
@@ -150,3 +151,35 @@ def test_changed_settings_survive_the_store_and_a_new_target_resets_them() -> No
     again = repos.machines.require("vm-1").item
     assert again.failover_settings is None
     assert effective_settings(again).vm_size == "Standard_D8s_v3"
+
+
+def test_an_address_is_taken_in_the_same_vnet_whether_named_or_given_by_id() -> None:
+    repos = Repositories(InMemoryDocumentStore())
+    vnet_id = (
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/RG-Target"
+        "/providers/Microsoft.Network/virtualNetworks/VNET-prod"
+    )
+    holder = machine().model_copy(
+        update={"id": "vm-0", "target": TARGET.model_copy(update={"virtual_network": vnet_id})}
+    )
+    repos.machines.add(holder)
+    repos.machines.add(
+        machine().model_copy(update={"target": TARGET.model_copy(update={"static_ip_address": None})})
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        update_failover_settings(repos, "vm-1", {"staticIpAddress": "10.1.2.10"}, now=NOW)
+    assert caught.value.details[0]["field"] == "staticIpAddress"
+    assert "machine vm-0" in caught.value.details[0]["problem"]
+    # A machine whose replication was stopped has no VM to hold the address.
+    stopped = repos.machines.require("vm-0").item.model_copy(
+        update={"state": MachineState.REPLICATION_STOPPED}
+    )
+    repos.machines.put(stopped)
+    assert (
+        str(
+            update_failover_settings(
+                repos, "vm-1", {"staticIpAddress": "10.1.2.10"}, now=NOW
+            ).static_ip_address
+        )
+        == "10.1.2.10"
+    )
