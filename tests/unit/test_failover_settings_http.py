@@ -138,6 +138,7 @@ def test_plain_json_is_accepted_and_an_empty_patch_writes_nothing(
         ({"disks": {"sda": {"diskType": "Ultra"}}}, "disks.sda.diskType", "Standard_LRS"),
         ({"disks": {"sdz": {"diskType": "Premium_LRS"}}}, "disks.sdz", "its disks are sda, sdb"),
         ({"disks": {"sdb": None}}, "disks.sdb", "needs a diskType"),
+        ({"disks": {"sdb": {"diskType": None}}}, "disks.sdb.diskType", "is required"),
         ({"vmSize": None}, "vmSize", "cannot be removed"),
         ({"vmSzie": "Standard_D8s_v3"}, "vmSzie", "not a known field"),
     ],
