@@ -3,7 +3,7 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import appliances, health, jobs, liveness, migration, openapi, replication
+from functions import appliances, failover, health, jobs, liveness, migration, openapi, replication
 from orchestrators.hydration import activities as hydration_activities
 from orchestrators.hydration import orchestrator as hydration
 from orchestrators.migration import activities as migration_activities
@@ -19,6 +19,7 @@ for blueprint in (
     replication.bp,
     health.bp,
     migration.bp,
+    failover.bp,
     jobs.bp,
     # orchestrations and their activities
     machine_replication.bp,  # its activities register on the same blueprint

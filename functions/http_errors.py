@@ -111,7 +111,8 @@ def handle_errors(fn: F) -> F:
     return cast(F, wrapper)
 
 
-def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+def json_object_body(req: func.HttpRequest, *, what: str = "a JSON object") -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying what is wrong with it (`what` names the expected kind)."""
     raw = req.get_body()
     if len(raw) > MAX_BODY_BYTES:
         raise ValidationFailed.single("(body)", f"is larger than {MAX_BODY_BYTES} bytes")
@@ -120,7 +121,12 @@ def parse_body(req: func.HttpRequest, model: type[M]) -> M:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed.single("(body)", f"is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(data, dict):
-        raise ValidationFailed.single("(body)", "must be a JSON object")
+        raise ValidationFailed.single("(body)", f"must be {what}")
+    return data
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    data = json_object_body(req)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -33,6 +33,7 @@ from shared.domain.api import (
     RegisterApplianceRequest,
 )
 from shared.domain.command import ApplianceCommand
+from shared.domain.failover import FailoverSettings
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
@@ -56,6 +57,8 @@ class Operation:
     request: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = field(default=(400, 401, 404))
+    # A merge patch (RFC 7396) is described by the schema of the document it patches.
+    request_media_type: str = "application/json"
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -207,6 +210,28 @@ OPERATIONS: tuple[Operation, ...] = (
         MigrationRequest,
         errors=(400, 401, 404, 409),
     ),
+    Operation(
+        "GET",
+        "machines/{machineId}/failover-settings",
+        "get_failover_settings",
+        "What a failover creates: VM name, resource group, size, disk type per disk, VNet, subnet, "
+        "static IP (the target settings until changed)",
+        "operator",
+        FailoverSettings,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "PATCH",
+        "machines/{machineId}/failover-settings",
+        "update_failover_settings",
+        "Change the failover settings with a JSON merge patch (only the members to change; null "
+        "removes an optional one); 409 while a failover runs or after it",
+        "operator",
+        FailoverSettings,
+        request=FailoverSettings,
+        errors=(400, 401, 404, 409),
+        request_media_type="application/merge-patch+json",
+    ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
@@ -232,10 +257,10 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+def _json_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
     if model is BaseModel:
-        return {"application/json": {"schema": {"type": "object"}}}
-    return {"application/json": {"schema": _ref(model)}}
+        return {media_type: {"schema": {"type": "object"}}}
+    return {media_type: {"schema": _ref(model)}}
 
 
 def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
@@ -283,7 +308,10 @@ def build_document() -> dict[str, Any]:
             },
         }
         if op.request is not None:
-            operation["requestBody"] = {"required": True, "content": _json_body(op.request)}
+            operation["requestBody"] = {
+                "required": True,
+                "content": _json_body(op.request, op.request_media_type),
+            }
         paths.setdefault(f"/api/{op.route}", {})[op.method.lower()] = operation
     return {
         "openapi": "3.1.0",

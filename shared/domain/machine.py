@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.failover import FailoverSettings
 from shared.domain.health import Health, HealthState, MachineError, upgrade_stored_health
 from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
@@ -77,6 +78,10 @@ class Machine(WireModel):
         default=Health.HEALTHY, description="the health rules' verdict; written only by shared.health.writer"
     )
     target: TargetSettings | None = None
+    failover_settings: FailoverSettings | None = Field(
+        default=None,
+        description="what the operator changed for failover; absent: the target settings apply",
+    )
     replication: ReplicationStatus = Field(default_factory=ReplicationStatus)
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime

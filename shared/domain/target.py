@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from shared.domain.errors import FieldProblem, FieldValueError
 from shared.domain.inventory import MachineInventory, OsType
@@ -75,102 +76,120 @@ def vm_name_problem(name: str, os_type: OsType | None) -> str | None:
     return None
 
 
+def check_resource_group(value: str) -> str:
+    if not _RG_NAME.fullmatch(value) or value.endswith("."):
+        raise ValueError("must be 1-90 letters, digits, '_', '-', '.', '(' or ')' and cannot end with '.'")
+    return value
+
+
+def check_virtual_network(value: str) -> str:
+    if value.startswith("/"):
+        if not _VNET_ID.fullmatch(value):
+            raise ValueError(
+                "is not a VNet resource id: expected /subscriptions/<guid>/resourceGroups/<rg>"
+                "/providers/Microsoft.Network/virtualNetworks/<name>"
+            )
+    elif not _VNET_NAME.fullmatch(value):
+        raise ValueError(
+            "must be a VNet resource id or a VNet name of 2-64 letters, digits, '_', '.', '-' "
+            "starting with a letter or digit and ending with a letter, digit or '_'"
+        )
+    return value
+
+
+def check_subnet(value: str) -> str:
+    if not _SUBNET_NAME.fullmatch(value):
+        raise ValueError(
+            "must be a subnet name of 1-80 letters, digits, '_', '.', '-' "
+            "starting with a letter or digit and ending with a letter, digit or '_'"
+        )
+    if value.lower() in {"gatewaysubnet", "azurefirewallsubnet", "azurebastionsubnet"}:
+        raise ValueError(f"'{value}' is reserved for an Azure service; choose a workload subnet")
+    return value
+
+
+def check_vm_size(value: str) -> str:
+    if not _VM_SIZE.fullmatch(value):
+        raise ValueError(f"'{value}' is not an Azure VM size name; expected e.g. Standard_D4s_v3")
+    return value
+
+
+def check_vm_name_syntax(value: str) -> str:
+    # The OS-specific length rule needs the machine: see vm_name_problem with its OS type.
+    if problem := vm_name_problem(value, None):
+        raise ValueError(problem)
+    return value
+
+
+# The same rules wherever these names are accepted (target settings, failover settings).
+ResourceGroupName = Annotated[str, AfterValidator(check_resource_group)]
+VirtualNetworkRef = Annotated[str, AfterValidator(check_virtual_network)]
+SubnetName = Annotated[str, AfterValidator(check_subnet)]
+VmSize = Annotated[str, AfterValidator(check_vm_size)]
+VmName = Annotated[str, AfterValidator(check_vm_name_syntax)]
+
+
+def premium_problem(field: str, disk_type: DiskType, vm_size: str) -> FieldValueError | None:
+    """A Premium disk on a VM size that cannot attach one, blamed on `field` (wire spelling)."""
+    if disk_type.is_premium and not vm_size_supports_premium(vm_size):
+        return FieldValueError(
+            field,
+            f"{field} {disk_type} needs a VM size that supports Premium storage; "
+            f"{vm_size} does not: choose an 's' size (e.g. Standard_D4s_v3) or diskType StandardSSD_LRS",
+        )
+    return None
+
+
+def static_ip_problem(
+    ip: IPv4Address | None, prefix: IPv4Network | None, subnet: str
+) -> FieldValueError | None:
+    """A static address outside the subnet's prefix or on one of the addresses Azure reserves in it."""
+    if ip is None or prefix is None:
+        return None
+    if ip not in prefix:
+        return FieldValueError(
+            "staticIpAddress",
+            f"staticIpAddress {ip} is outside subnet {subnet} ({prefix}); "
+            f"choose an address between {_first_usable(prefix)} and {_last_usable(prefix)}",
+        )
+    if ip < _first_usable(prefix) or ip > _last_usable(prefix):
+        return FieldValueError(
+            "staticIpAddress",
+            f"staticIpAddress {ip} is reserved by Azure in {prefix} (the first four and the last "
+            f"address of a subnet); choose one between {_first_usable(prefix)} and {_last_usable(prefix)}",
+        )
+    return None
+
+
 class TargetSettings(RequestModel):
     """Where and how the machine will run in Azure (body of PUT /api/machines/{id}/replication)."""
 
-    resource_group: str = Field(description="target resource group name")
-    virtual_network: str = Field(description="VNet ARM id, or a VNet name in the target resource group")
-    subnet: str = Field(description="subnet name in the target VNet")
+    resource_group: ResourceGroupName = Field(description="target resource group name")
+    virtual_network: VirtualNetworkRef = Field(
+        description="VNet ARM id, or a VNet name in the target resource group"
+    )
+    subnet: SubnetName = Field(description="subnet name in the target VNet")
     subnet_address_prefix: IPv4Network | None = Field(
         default=None, description="the subnet's address prefix when known; enables static-IP checks"
     )
-    test_virtual_network: str | None = Field(
+    test_virtual_network: VirtualNetworkRef | None = Field(
         default=None, description="isolated VNet (ARM id or name) for test migration"
     )
-    vm_size: str = Field(description="e.g. Standard_D4s_v3")
+    vm_size: VmSize = Field(description="e.g. Standard_D4s_v3")
     disk_type: DiskType = DiskType.STANDARDSSD_LRS
     static_ip_address: IPv4Address | None = None
-    target_vm_name: str | None = Field(default=None, description="defaults to the source machine's name")
+    target_vm_name: VmName | None = Field(default=None, description="defaults to the source machine's name")
     auto_repair_replication: bool = Field(
         default=False, description="resync automatically when changed block tracking is reset"
     )
 
-    @field_validator("resource_group")
-    @classmethod
-    def _rg(cls, value: str) -> str:
-        if not _RG_NAME.fullmatch(value) or value.endswith("."):
-            raise ValueError(
-                "must be 1-90 letters, digits, '_', '-', '.', '(' or ')' and cannot end with '.'"
-            )
-        return value
-
-    @field_validator("virtual_network", "test_virtual_network")
-    @classmethod
-    def _vnet(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if value.startswith("/"):
-            if not _VNET_ID.fullmatch(value):
-                raise ValueError(
-                    "is not a VNet resource id: expected /subscriptions/<guid>/resourceGroups/<rg>"
-                    "/providers/Microsoft.Network/virtualNetworks/<name>"
-                )
-        elif not _VNET_NAME.fullmatch(value):
-            raise ValueError(
-                "must be a VNet resource id or a VNet name of 2-64 letters, digits, '_', '.', '-' "
-                "starting with a letter or digit and ending with a letter, digit or '_'"
-            )
-        return value
-
-    @field_validator("subnet")
-    @classmethod
-    def _subnet(cls, value: str) -> str:
-        if not _SUBNET_NAME.fullmatch(value):
-            raise ValueError(
-                "must be a subnet name of 1-80 letters, digits, '_', '.', '-' "
-                "starting with a letter or digit and ending with a letter, digit or '_'"
-            )
-        if value.lower() in {"gatewaysubnet", "azurefirewallsubnet", "azurebastionsubnet"}:
-            raise ValueError(f"'{value}' is reserved for an Azure service; choose a workload subnet")
-        return value
-
-    @field_validator("vm_size")
-    @classmethod
-    def _vm_size(cls, value: str) -> str:
-        if not _VM_SIZE.fullmatch(value):
-            raise ValueError(f"'{value}' is not an Azure VM size name; expected e.g. Standard_D4s_v3")
-        return value
-
-    @field_validator("target_vm_name")
-    @classmethod
-    def _name_syntax(cls, value: str | None) -> str | None:
-        # The OS-specific length rule needs the machine: see validate_for_machine.
-        if value is not None and (problem := vm_name_problem(value, None)):
-            raise ValueError(problem)
-        return value
-
     @model_validator(mode="after")
     def _cross_field(self) -> TargetSettings:
-        if self.disk_type.is_premium and not vm_size_supports_premium(self.vm_size):
-            raise FieldValueError(
-                "diskType",
-                f"diskType {self.disk_type} needs a VM size that supports Premium storage; "
-                f"{self.vm_size} does not: choose an 's' size (e.g. Standard_D4s_v3) or diskType StandardSSD_LRS",
-            )
-        ip, prefix = self.static_ip_address, self.subnet_address_prefix
-        if ip is not None and prefix is not None:
-            if ip not in prefix:
-                raise FieldValueError(
-                    "staticIpAddress",
-                    f"staticIpAddress {ip} is outside subnet {self.subnet} ({prefix}); "
-                    f"choose an address between {_first_usable(prefix)} and {_last_usable(prefix)}",
-                )
-            if ip < _first_usable(prefix) or ip > _last_usable(prefix):
-                raise FieldValueError(
-                    "staticIpAddress",
-                    f"staticIpAddress {ip} is reserved by Azure in {prefix} (the first four and the last "
-                    f"address of a subnet); choose one between {_first_usable(prefix)} and {_last_usable(prefix)}",
-                )
+        problem = premium_problem("diskType", self.disk_type, self.vm_size) or static_ip_problem(
+            self.static_ip_address, self.subnet_address_prefix, self.subnet
+        )
+        if problem is not None:
+            raise problem
         return self
 
     def vm_name_for(self, inventory: MachineInventory) -> str:

@@ -53,3 +53,20 @@ ResourceId = Annotated[
     AfterValidator(check_resource_id),
     Field(json_schema_extra={"pattern": _ID_PATTERN.pattern}),
 ]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """`patch` applied to `target` as a JSON merge patch (RFC 7396); neither argument is changed.
+
+    An object merges member by member, a null member removes that member, anything else (arrays
+    included) replaces the target's value whole.
+    """
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = merge_patch(merged.get(name), value)
+    return merged

@@ -70,6 +70,7 @@ def enable_replication(repos: Repositories, command: EnableReplication, *, now: 
             return machine.active_job_id, True
         transition(machine, MachineState.ENABLING_REPLICATION, action="enable replication")
         machine.target = command.target
+        machine.failover_settings = None  # a new target: the failover starts from it again
         reset_health(machine)
         machine.replication = ReplicationStatus()
         machine.active_job_id = command.job_id

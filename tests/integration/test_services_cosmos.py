@@ -27,6 +27,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.lifecycle import ForbiddenTransition, MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.target import TargetSettings
+from shared.failover import settings as failover_settings
 from shared.health import events
 from shared.health.rules import HealthRules
 from shared.health.writer import flag_source_disks_changed
@@ -269,6 +270,55 @@ def test_validation_and_missing_machine_change_nothing(repos: Repositories, hash
     stored = repos.machines.require(machine_id).item
     assert stored.state is MachineState.DISCOVERED and stored.target is None
     assert repos.jobs.get("job-v") is None
+
+
+def test_failover_settings_are_patched_and_a_taken_address_is_found(
+    repos: Repositories, hasher: CredentialHasher
+) -> None:
+    registered = appliances.register_appliance(
+        repos, hasher, RegisterApplianceRequest(name="fo", kind=ApplianceKind.VMWARE, site="s"), now=NOW
+    )
+    me = appliances.authenticate_appliance(repos, hasher, registered.credential)
+    suffix = uuid.uuid4().hex[:6]
+    ids = [f"fo-{suffix}-{i}" for i in range(2)]
+    report = DiscoveryReport.model_validate({"machines": [discovered(i, f"web{i}") for i in ids]})
+    report_machines(repos, me, report, now=NOW)
+    vnet = f"vnet-{suffix}"  # this test's own network: other tests' addresses are elsewhere
+    for i, machine_id in enumerate(ids):
+        target = TARGET.model_copy(
+            update={"virtual_network": vnet, "static_ip_address": TARGET.static_ip_address + 20 + i}
+        )
+        machines.enable_replication(
+            repos, machines.EnableReplication(machine_id, target, f"job-{machine_id}"), now=NOW
+        )
+
+        def replicating(m: Machine) -> None:
+            m.state = MachineState.REPLICATING
+
+        repos.machines.update_with_retry(machine_id, replicating)
+
+    repos.counter.reset()
+    assert (
+        failover_settings.get_failover_settings(repos, ids[1]).static_ip_address
+        == TARGET.static_ip_address + 21
+    )
+    assert measured(repos, "get failover settings") == 1
+    with pytest.raises(ValidationFailed) as caught:
+        failover_settings.update_failover_settings(repos, ids[1], {"staticIpAddress": "10.1.2.30"}, now=NOW)
+    [problem] = caught.value.details
+    assert problem["field"] == "staticIpAddress" and f"machine {ids[0]}" in problem["problem"]
+    repos.counter.reset()
+    updated = failover_settings.update_failover_settings(
+        repos,
+        ids[1],
+        {"staticIpAddress": "10.1.2.40", "disks": {"sdb": {"diskType": "Standard_LRS"}}},
+        now=NOW,
+    )
+    assert measured(repos, "change failover settings (with a static IP)") == 4
+    assert str(updated.static_ip_address) == "10.1.2.40"
+    stored = repos.machines.require(ids[1]).item.failover_settings
+    assert stored is not None and stored.disks["sdb"].disk_type == "Standard_LRS"
+    assert stored.disks["sda"].disk_type == "Premium_LRS"
 
 
 def test_settings_built_services_work_against_the_emulator(emulators: EmulatorEndpoints) -> None:

@@ -84,9 +84,10 @@ def call(
     params: dict[str, str] | None = None,
     credential: str | None = None,
     raw: bytes | None = None,
+    content_type: str = "application/json",
     **extra: Any,
 ) -> tuple[int, Any, func.HttpResponse]:
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     if credential is not None:
         headers["Authorization"] = f"Bearer {credential}"
     req = func.HttpRequest(

@@ -88,3 +88,23 @@ def test_served_by_the_function() -> None:
     response = fn.get_user_function()(req=func.HttpRequest("GET", "/api/openapi.json", body=b""))
     assert response.status_code == 200 and response.mimetype == "application/json"
     assert json.loads(response.get_body()) == build_document()
+
+
+def test_failover_settings_are_patched_with_a_merge_patch_of_the_same_document() -> None:
+    document = build_document()
+    path = document["paths"]["/api/machines/{machineId}/failover-settings"]
+    ref = {"$ref": "#/components/schemas/FailoverSettings"}
+    assert path["get"]["responses"]["200"]["content"]["application/json"]["schema"] == ref
+    assert path["patch"]["requestBody"]["content"] == {"application/merge-patch+json": {"schema": ref}}
+    assert set(path["patch"]["responses"]) == {"200", "400", "401", "404", "409"}
+    settings = document["components"]["schemas"]["FailoverSettings"]
+    assert settings["additionalProperties"] is False
+    assert {
+        "vmName",
+        "resourceGroup",
+        "vmSize",
+        "virtualNetwork",
+        "subnet",
+        "staticIpAddress",
+        "disks",
+    } <= set(settings["properties"])

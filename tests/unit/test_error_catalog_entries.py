@@ -187,7 +187,12 @@ def test_codes_names_and_aliases_are_unique_case_insensitively() -> None:
 def test_numbering_scheme() -> None:
     for entry in CATALOG.entries:
         if entry.code.isdigit():
-            assert entry.origin is Origin.APPLIANCE  # all-digit codes are the product's own
+            # All-digit codes are the products' own: Azure Migrate's, reported by the appliance, or Site
+            # Recovery's failover errors, raised by the control plane's failover.
+            if entry.event_type is EventType.FAILOVER_FAILED:
+                assert entry.origin is Origin.CONTROL_PLANE, entry.code
+            else:
+                assert entry.origin is Origin.APPLIANCE, entry.code
             continue
         prefix, number = entry.code.split("-")
         assert prefix == "MCP" and len(number) == 4, entry.code
@@ -196,6 +201,9 @@ def test_numbering_scheme() -> None:
             assert number == "9999"
         elif family == "1":
             assert entry.origin is Origin.APPLIANCE
+        elif family == "4":
+            assert entry.origin is Origin.CONTROL_PLANE, entry.code
+            assert entry.event_type is EventType.FAILOVER_FAILED, entry.code
         else:
             assert family in "23" and entry.origin is Origin.CONTROL_PLANE, entry.code
 
@@ -332,3 +340,38 @@ def test_a_catalog_with_a_code_twice_or_no_generic_entry_fails_validation() -> N
         Catalog(entries=(*ENTRIES[:-1], twice, ENTRIES[-1]))
     with pytest.raises(ValidationError, match="exactly one entry must be generic"):
         Catalog(entries=ENTRIES[:-1])
+
+
+# Site Recovery's failover errors (code, name) and the words of their published meaning each must keep.
+FAILOVER_ERRORS = [
+    ("28031", "FailoverVmCreationFailed", ("quota", "policy", "size")),
+    ("28092", "FailoverNicCreationFailed", ("network interface", "quota", "intermittent")),
+    ("170010", "FailoverHydrationFailed", ("atapi, intelide, storflt, vmbus and", "storvsc", "DHCP")),
+]
+
+
+@pytest.mark.parametrize(("code", "name", "words"), FAILOVER_ERRORS)
+def test_site_recoverys_failover_errors_are_catalogued(code: str, name: str, words: tuple[str, ...]) -> None:
+    entry = CATALOG[code]
+    assert entry.name == name
+    assert (entry.severity, entry.retryable, entry.auto_repairable, entry.scope, entry.event_type) == (
+        Severity.CRITICAL,
+        False,
+        False,
+        Scope.MACHINE,
+        EventType.FAILOVER_FAILED,
+    )
+    causes = " ".join(entry.causes)
+    for word in words:
+        assert word in causes, word
+    assert {"step", "reason", "vmName"} <= set(entry.placeholders)
+    assert entry.references[0].endswith(f"#failover-failed-with-error-id-{code}")
+    # Every failover error tells the operator what was left behind and how to go on.
+    assert any("run the failover again" in step for step in entry.recommendations)
+
+
+def test_the_no_hydration_script_is_in_the_hydration_failures_steps() -> None:
+    steps = " ".join(CATALOG["170010"].recommendations)
+    assert "Script-no-hydration.ps1` in an elevated PowerShell" in steps
+    assert "Script-no-hydration.ps1 -set" in steps
+    assert "hv_storvsc" in steps

@@ -1,10 +1,12 @@
-"""The replication error catalog: every error Azure Migrate documents for agentless VMware replication
-and the control plane's own, with causes, recommended steps, severity and how it heals.
+"""The error catalog: every error Azure Migrate documents for agentless VMware replication, the
+control plane's own, and the failures of a failover to Azure (Site Recovery's published failover
+errors), with causes, recommended steps, severity and how it heals.
 
 The entries are data (`entries.py`), validated when this package is imported; `matching` maps a reported
-error to its entry and renders it; `shared.health.rules` turns failures, successes, heartbeats and time into a
-machine's health, as pure functions the orchestration's activities call. docs/error-catalog.md is
-generated from the entries by scripts/render_error_catalog.py.
+error to its entry and renders it (`failover_error` maps a failed failover step and its error code);
+`shared.health.rules` turns failures, successes, heartbeats and time into a machine's health, as pure
+functions the orchestration's activities call. docs/error-catalog.md is generated from the entries by
+scripts/render_error_catalog.py.
 """
 
 from shared.domain.health import ClearedBy
@@ -14,6 +16,7 @@ from shared.health.catalog.matching import (
     MatchedBy,
     build_event,
     control_plane_error,
+    failover_error,
     match_appliance_error,
     match_domain_error,
     render,
@@ -42,6 +45,7 @@ __all__ = [
     "Scope",
     "build_event",
     "control_plane_error",
+    "failover_error",
     "match_appliance_error",
     "match_domain_error",
     "render",

@@ -1,16 +1,21 @@
 """The error catalog, as data: every error Azure Migrate documents for agentless VMware replication
 (its guide "Troubleshooting replication issues in agentless VMware VM migration"), then the control
-plane's own.
+plane's own, then the failures of a failover to Azure (Site Recovery's published failover errors, whose
+ids and meaning are Site Recovery's "Troubleshoot errors when failing over VMware VM or physical
+machine to Azure").
 
 Codes (docs/error-catalog.md has the table; `scripts/render_error_catalog.py` writes it):
-- Digits only: the product's published error ids, kept as Azure Migrate publishes them (1011, 181008). All-digit
-  codes are reserved for these, so an appliance code can never collide with one of ours.
+- Digits only: the products' published error ids, kept as they publish them: Azure Migrate's (1011,
+  181008), which the appliance reports, and Site Recovery's failover errors (28031, 28092, 170010),
+  which the control plane's failover raises. All-digit codes are reserved for these, so an appliance
+  code can never collide with one of ours.
 - MCP-1xxx: errors the appliance reports that the guide documents without an id; we match them by
   their fixed message formats. 1001 changed block tracking, 1101-1108 the VMware "An internal error
   occurred. [...]" errors in the guide's order, 1199 any other VMware internal error, 1201-1202 Key Vault.
 - MCP-2xxx: uploads the control plane's apply engine rejects (the replica is left unchanged). The
   apply engine's exception codes (CycleDataMissing, ...) are aliases, so `match_domain_error` finds them.
 - MCP-3xxx: conditions the control plane detects itself: cycle sequence gap, RPO, appliance silence.
+- MCP-4xxx: failover failures Site Recovery publishes no id for (4001: any other failover step).
 - MCP-9999: anything unrecognised, kept verbatim.
 A code, once published, is never reused for a different error.
 
@@ -168,6 +173,23 @@ _KEY_VAULT_RECOMMENDATIONS = (
     "has none) that holds Owner, or Contributor plus User Access Administrator, on the migration "
     "project's resource group, and enable replication again.",
 )
+
+# --- failover to Azure ----------------------------------------------------------------------------
+
+_FAILOVER_PLACEHOLDERS = {
+    "step": "the failover job's step that failed",
+    "reason": "the error as Azure or the control plane reported it",
+    "vmName": "the virtual machine the step was creating (the failover settings' vmName)",
+}
+_FAILOVER_LEFT_NOTHING = (
+    "Nothing needs cleaning up: the failover deleted what it had created and replication resumed from "
+    "where it was. Once the cause is fixed, run the failover again (POST /api/machines/<id>/failover). "
+    "This error clears when replication applies its next cycle; the failed job keeps it."
+)
+_SITE_RECOVERY_FAILOVER_TROUBLESHOOTING = (
+    "https://learn.microsoft.com/azure/site-recovery/site-recovery-failover-to-azure-troubleshoot"
+)
+
 
 # --- the catalog, in matching order: specific formats before the catch-alls they would also match ---
 
@@ -1090,6 +1112,177 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         scope=Scope.APPLIANCE,
         event_type=EventType.APPLIANCE_NOT_RESPONDING,
         cleared_by=ClearedBy.HEARTBEAT,
+    ),
+    # --- failover to Azure: Site Recovery's published failover errors, then ours ---
+    CatalogEntry(
+        code="28031",
+        name="FailoverVmCreationFailed",
+        title="Failover could not create the virtual machine in Azure",
+        action="Raise the vCPU quota, pick a size offered in the region, or have the policy allow the VM; then fail over again.",
+        origin=Origin.CONTROL_PLANE,
+        template="Failover failed at step '{step}': virtual machine {vmName} could not be created in Azure. {reason}",
+        placeholders={
+            **_FAILOVER_PLACEHOLDERS,
+            "vmSize": "the VM size requested (the failover settings' vmSize)",
+            "resourceGroup": "the resource group the VM was being created in",
+        },
+        causes=(
+            "There is not enough quota to create the virtual machine: the subscription's vCPU quota for "
+            "the size's family (or the regional total) in the target region is used up (ARM QuotaExceeded, "
+            "OperationNotAllowed ... exceeding quota limits).",
+            "The VM size {vmSize} cannot be used there: it is not offered in the target region or zone, or "
+            "not to this subscription (ARM SkuNotAvailable), or Azure has no capacity for it right now "
+            "(AllocationFailed). Site Recovery also reports this error when virtual machines of different "
+            "size families are failed over into the same availability set.",
+            "A policy on the subscription or resource group {resourceGroup} prevents creating the virtual "
+            "machine (ARM RequestDisallowedByPolicy): its size, location, tags or disks are not allowed.",
+        ),
+        recommendations=(
+            "Quota: in the Azure portal open Subscriptions > <subscription> > Usage + quotas (or run "
+            "`az vm list-usage --location <region> -o table`) and compare the family's vCPUs in use with "
+            "its limit. Request an increase there (or open a support request), or choose a smaller size: "
+            "set vmSize in the failover settings (PATCH /api/machines/<id>/failover-settings).",
+            "Size: run `az vm list-skus --location <region> --size {vmSize} --all -o table`; a size that is "
+            "missing or shows NotAvailableForSubscription under Restrictions cannot be used. Choose a size "
+            "the region offers in the failover settings (vmSize), or ask Azure support to enable the size. "
+            "For a capacity error (AllocationFailed) trying again later or another size usually helps.",
+            "Policy: the reason above names the policy assignment that denied the request (see also the "
+            "resource group's Activity log). Change the policy, or exempt resource group {resourceGroup}, "
+            "so that the virtual machine may be created, or change the failover settings to what it allows.",
+            _FAILOVER_LEFT_NOTHING,
+        ),
+        references=(
+            f"{_SITE_RECOVERY_FAILOVER_TROUBLESHOOTING}#failover-failed-with-error-id-28031",
+            "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-resource-quota",
+            "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-sku-not-available",
+            "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-policy-requestdisallowedbypolicy",
+        ),
+        severity=Severity.CRITICAL,
+        retryable=False,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
+    CatalogEntry(
+        code="28092",
+        name="FailoverNicCreationFailed",
+        title="Failover could not create the virtual machine's network interface",
+        action="Check the network interface quota and that the static IP is free in the subnet; then fail over again.",
+        origin=Origin.CONTROL_PLANE,
+        template=(
+            "Failover failed at step '{step}': the network interface of virtual machine {vmName} could not "
+            "be created in subnet {subnet}. {reason}"
+        ),
+        placeholders={
+            **_FAILOVER_PLACEHOLDERS,
+            "subnet": "the subnet the network interface joins (the failover settings' subnet)",
+            "virtualNetwork": "that subnet's virtual network",
+            "staticIpAddress": "the static IP address requested, if any",
+        },
+        causes=(
+            "There is not enough quota to create network interfaces in the subscription and region.",
+            "The static IP address {staticIpAddress} is already in use in the virtual network, for example "
+            "by a test migration's virtual machine that was not cleaned up (Site Recovery reports that case "
+            'as "One or more replica IP addresses for the network adapter of virtual machine is invalid"), '
+            "or the subnet has no free address left.",
+            "An intermittent error of Azure's network service: with enough quota and a free address, the "
+            "same request can succeed when tried again.",
+        ),
+        recommendations=(
+            "Quota: run `az network list-usages --location <region> -o table` (or Subscriptions > "
+            "<subscription> > Usage + quotas in the portal) and compare network interfaces in use with the "
+            "limit; request an increase there or through a support request.",
+            "Address: run `az network vnet check-ip-address --resource-group <vnet's resource group> --name "
+            "{virtualNetwork} --ip-address {staticIpAddress}`; if it is taken, clean up a finished test "
+            "migration (POST /api/machines/<id>/test-migrate/cleanup) or choose another address: "
+            "set staticIpAddress in the failover settings (PATCH /api/machines/<id>/failover-settings) to a "
+            "free address, or to null to let Azure assign one.",
+            "If quota and address are fine the error was intermittent: run the failover again.",
+            _FAILOVER_LEFT_NOTHING,
+        ),
+        references=(f"{_SITE_RECOVERY_FAILOVER_TROUBLESHOOTING}#failover-failed-with-error-id-28092",),
+        severity=Severity.CRITICAL,
+        retryable=False,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
+    CatalogEntry(
+        code="170010",
+        name="FailoverHydrationFailed",
+        title="Failover could not prepare the machine to boot in Azure (hydration failed)",
+        action="Read the failed preparation step; set the boot drivers to boot start and DHCP to automatic in the guest; then fail over again.",
+        origin=Origin.CONTROL_PLANE,
+        template=(
+            "Failover failed at step '{step}': virtual machine {vmName} could not be created in Azure "
+            "because preparing its disks to boot in Azure (hydration) failed. {reason}"
+        ),
+        placeholders=_FAILOVER_PLACEHOLDERS,
+        causes=(
+            "To boot in Azure a machine needs some drivers set to start at boot and services such as DHCP "
+            "set to start automatically. Hydration makes these changes on a copy of the disks before the "
+            "virtual machine is created: on Windows it sets the atapi, intelide, storflt, vmbus and "
+            "storvsc drivers to boot start and DHCP to automatic; on Linux it adds the Hyper-V drivers to "
+            "the initramfs and configures the network for DHCP. One of these changes failed on this "
+            "machine's disks, for a reason specific to its environment.",
+        ),
+        recommendations=(
+            "Read the job's hydration steps (GET /api/jobs/<id>): the failed step names the change and "
+            "shows the output of the command that failed.",
+            "Windows: in the source machine, download the no-hydration script (second link below) and run "
+            "`.\\Script-no-hydration.ps1` in an elevated PowerShell. It prints each driver or service that "
+            "is not as Azure needs it (e.g. `...\\services\\storvsc start = 3 expected value = 0`) and "
+            '"This system doesn\'t meet no-hydration requirement." Run `.\\Script-no-hydration.ps1 -set` to '
+            'change them; it ends with "This system is now no-hydration compatible." Let a replication '
+            "cycle capture the change before failing over again.",
+            "Linux: in the source machine, make sure the Hyper-V drivers are in the initramfs, e.g. "
+            '`dracut -f --add-drivers "hv_vmbus hv_storvsc hv_netvsc"` (Red Hat family) or hv_vmbus, '
+            "hv_storvsc and hv_netvsc in /etc/initramfs-tools/modules followed by `update-initramfs -u` "
+            "(Debian, Ubuntu), and that the primary network interface uses DHCP. Let a replication cycle "
+            "capture the change before failing over again.",
+            _FAILOVER_LEFT_NOTHING,
+        ),
+        references=(
+            f"{_SITE_RECOVERY_FAILOVER_TROUBLESHOOTING}#failover-failed-with-error-id-170010",
+            "https://download.microsoft.com/download/5/D/6/5D60E67C-2B4F-4C51-B291-A97732F92369/Script-no-hydration.ps1",
+        ),
+        severity=Severity.CRITICAL,
+        retryable=False,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
+    CatalogEntry(
+        code="MCP-4001",
+        name="FailoverStepFailed",
+        title="A failover step failed",
+        action="Read the reason for the resource or condition it names, fix it, then fail over again.",
+        origin=Origin.CONTROL_PLANE,
+        template="Failover failed at step '{step}': {reason}",
+        placeholders=_FAILOVER_PLACEHOLDERS,
+        causes=(
+            "A failover step other than creating the virtual machine, its network interface or hydration "
+            "failed (checking prerequisites, stopping replication, processing pending data, choosing or "
+            "copying the recovery point, importing disks, taking the failback baseline); the reason is "
+            "shown as reported.",
+        ),
+        recommendations=(
+            "Read the reason above: it names the Azure resource or the condition that failed (a recovery "
+            "point that no longer exists, a storage account or disk Azure refused, a quota). Fix that, "
+            "then run the failover again.",
+            _FAILOVER_LEFT_NOTHING,
+            "If it fails the same way again, keep the job (GET /api/jobs/<id>) and this event and report "
+            "them.",
+        ),
+        severity=Severity.CRITICAL,
+        retryable=False,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
     ),
     CatalogEntry(
         code="MCP-9999",

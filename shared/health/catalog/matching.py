@@ -11,14 +11,15 @@ import string
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain.errors import DomainError
 from shared.domain.event import Event, Severity
+from shared.domain.failover import FailoverStep
 from shared.health.catalog.entries import ENTRIES
-from shared.health.catalog.models import Catalog, CatalogEntry, RenderedError
+from shared.health.catalog.models import Catalog, CatalogEntry, EventType, RenderedError
 
 CATALOG = Catalog(entries=ENTRIES)
 
@@ -26,6 +27,7 @@ CATALOG = Catalog(entries=ENTRIES)
 class MatchedBy(StrEnum):
     CODE = "code"
     MESSAGE = "message"
+    STEP = "step"  # a failover failure, by the step that failed
     FALLBACK = "fallback"  # nothing matched: the generic entry
 
 
@@ -90,6 +92,8 @@ def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     found = _message_match(message)
     if reported is not None:
         entry = CATALOG.find(reported)
+        if entry is not None and entry.event_type is EventType.FAILOVER_FAILED:
+            entry = None  # a failover's error, never a replication cycle's: the code means something else
         if entry is not None:
             refinable = entry.umbrella or entry.generic
             if refinable and found is not None and found[0].origin is entry.origin and found[0] is not entry:
@@ -153,6 +157,86 @@ def control_plane_error(code: str, **values: object) -> CatalogMatch:
     texts = {k: str(v) for k, v in values.items() if v is not None and str(v)}
     return CatalogMatch(
         entry=entry, matched_by=MatchedBy.CODE, message=message, reported_code=None, values=texts
+    )
+
+
+# Why Azure refuses to create a virtual machine: no quota, a size it does not offer or has no room for,
+# a policy. `QuotaExceeded` and `PolicyDisallowed` are our typed verdicts (shared.platform.arm_errors),
+# the others ARM's own codes; `VmFailed` is what hydration reports when ARM gave no code.
+_VM_NOT_CREATED: Final = frozenset(
+    code.casefold()
+    for code in (
+        "QuotaExceeded",
+        "PolicyDisallowed",
+        "RequestDisallowedByPolicy",
+        "SkuNotAvailable",
+        "AllocationFailed",
+        "ZonalAllocationFailed",
+        "OverconstrainedAllocationRequest",
+        "OverconstrainedZonalAllocationRequest",
+        "VmFailed",
+    )
+)
+# Why the network resource provider refuses a network interface; `NicFailed` is hydration's report
+# when ARM gave no code.
+_NIC_NOT_CREATED: Final = frozenset(
+    code.casefold()
+    for code in ("NicFailed", "PrivateIPAddressInUse", "PrivateIPAddressNotInSubnet", "SubnetIsFull")
+)
+_NIC_TYPE: Final = "microsoft.network/networkinterfaces"
+_VM_TYPE: Final = "microsoft.compute/virtualmachines"
+# Steps that create or start a virtual machine: whatever fails there, the VM could not be created.
+_VM_STEPS: Final = frozenset({FailoverStep.CREATE_VM, FailoverStep.START_VM})
+
+
+def failover_error(
+    step: str,
+    code: str | None,
+    *,
+    reason: str = "",
+    resource_type: str | None = None,
+    **values: object,
+) -> CatalogMatch:
+    """The catalog entry for a failover that failed at `step` with `code`, in Site Recovery's terms.
+
+    `code` is the failed activity's: our typed ARM verdict (QuotaExceeded, PolicyDisallowed), ARM's own
+    code (SkuNotAvailable, PrivateIPAddressInUse, ...) or hydration's (VmFailed, NicFailed, ...);
+    `resource_type` is the ARM type being created when the caller knows it. In order:
+
+    - a network interface that could not be created (by its type or its code): 28092;
+    - a virtual machine Azure refused (quota, size, capacity, policy) while hydrating, creating or
+      starting the VM, or any failure creating or starting the VM: 28031;
+    - any other failure while hydrating: 170010;
+    - anything else: MCP-4001, which names the step.
+
+    `reason` is the reported message, kept verbatim in the event; `values` fill the entry's other
+    placeholders (vmName, vmSize, resourceGroup, subnet, staticIpAddress, ...): those it does not
+    declare are ignored, so a caller may pass everything it knows.
+    """
+    folded = (code or "").strip().casefold()
+    kind = (resource_type or "").strip().casefold()
+    creates_vm = step in _VM_STEPS or step == FailoverStep.HYDRATE or kind == _VM_TYPE
+    matched_by = MatchedBy.CODE
+    if kind == _NIC_TYPE or folded in _NIC_NOT_CREATED:
+        entry = CATALOG["FailoverNicCreationFailed"]
+    elif creates_vm and folded in _VM_NOT_CREATED:
+        entry = CATALOG["FailoverVmCreationFailed"]
+    elif step in _VM_STEPS:
+        entry, matched_by = CATALOG["FailoverVmCreationFailed"], MatchedBy.STEP
+    elif step == FailoverStep.HYDRATE:
+        entry, matched_by = CATALOG["FailoverHydrationFailed"], MatchedBy.STEP
+    else:
+        entry, matched_by = CATALOG["FailoverStepFailed"], MatchedBy.STEP
+    known = {"step": step, "reason": reason, **values}
+    texts = {
+        k: str(v) for k, v in known.items() if k in entry.placeholders and v is not None and str(v).strip()
+    }
+    return CatalogMatch(
+        entry=entry,
+        matched_by=matched_by,
+        message=render(entry, **texts).message,
+        reported_code=code.strip() if code and code.strip() else None,
+        values=texts,
     )
 
 

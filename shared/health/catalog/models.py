@@ -37,12 +37,14 @@ class Scope(StrEnum):
 
 
 class EventType(StrEnum):
-    """`Event.type` values. The first two are Azure Migrate's; the others are the control plane's health events."""
+    """`Event.type` values. The first two are Azure Migrate's; the others are the control plane's health
+    events and the failure of a failover to Azure."""
 
     REPLICATION_CYCLE_FAILED = "Replication cycle failed"
     REPLICATION_CYCLE_FAILED_FOR_DISK = "Replication cycle failed for disk"
     RPO_THRESHOLD_EXCEEDED = "RPO threshold exceeded"
     APPLIANCE_NOT_RESPONDING = "Appliance not responding"
+    FAILOVER_FAILED = "Failover failed"
 
 
 class Origin(StrEnum):

@@ -1,0 +1,1 @@
+"""Failover to Azure: the settings the operator reviews before failing over (`settings`)."""
