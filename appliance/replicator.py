@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,14 +107,23 @@ class MachineReplicator:
 
     # -- cycles
 
-    def run_cycle(self, kind: CycleKind = CycleKind.DELTA, *, app_consistent: bool = False) -> CycleReport:
+    def run_cycle(
+        self,
+        kind: CycleKind = CycleKind.DELTA,
+        *,
+        app_consistent: bool = False,
+        disk_ids: Collection[str] | None = None,
+    ) -> CycleReport:
+        """Upload one cycle of every disk, or of `disk_ids` only (a resync of the disks a ResyncDisk
+        named); the disks left out keep their changes for the next cycle."""
         sequence = int(self._state["nextSequence"])
         cycle_id = f"{self.machine_id}-{sequence:06d}-{uuid.uuid4().hex[:8]}"
         whole_disk = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
+        included = [d for d in self.disks if disk_ids is None or d.disk_id in disk_ids]
         with ExitStack() as stack:
             disks = [
                 DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
-                for d in self.disks
+                for d in included
                 for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]
             ]
             self.events.cycle_started(
@@ -131,7 +140,7 @@ class MachineReplicator:
                 ),
                 options=self.upload,
             )
-        by_disk = {d.disk_id: name for d, name in zip(self.disks, manifests, strict=True)}
+        by_disk = {d.disk_id: name for d, name in zip(included, manifests, strict=True)}
         event_id = self.events.cycle_uploaded(
             machine_id=self.machine_id,
             cycle_id=cycle_id,
@@ -143,7 +152,7 @@ class MachineReplicator:
         # Only once the event is out does the next cycle start from here.
         self._state["nextSequence"] = sequence + 1
         if self.flavour == "vmware":
-            for disk in self.disks:
+            for disk in included:
                 self._state["changeIds"][disk.disk_id] = self._cbt_tracker(disk.disk_id).next_epoch()
         self._save()
         return CycleReport(
@@ -156,16 +165,19 @@ class MachineReplicator:
         )
 
     def handle_commands(self, api: ApplianceApi) -> list[CycleReport]:
-        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each."""
+        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each.
+
+        The ResyncDisk commands pending together become one resync cycle of exactly the disks they name,
+        as an appliance resyncs only what it was asked to."""
         reports = []
-        for command in api.commands():
-            if command["machineId"] != self.machine_id:
-                continue
+        commands = [c for c in api.commands() if c["machineId"] == self.machine_id]
+        resync = {str(c["diskId"]) for c in commands if c["kind"] == "ResyncDisk" and c.get("diskId")}
+        for command in commands:
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")
                 reports.append(self.run_cycle(kind))
             elif command["kind"] == "ResyncDisk" and not any(r.kind is CycleKind.RESYNC for r in reports):
-                reports.append(self.run_cycle(CycleKind.RESYNC))  # one resync covers every disk
+                reports.append(self.run_cycle(CycleKind.RESYNC, disk_ids=resync or None))
             api.acknowledge(command["id"])
         return reports
 
