@@ -114,8 +114,8 @@ class MachineReplicator:
         app_consistent: bool = False,
         disk_ids: Collection[str] | None = None,
     ) -> CycleReport:
-        """Upload one cycle of every disk, or of `disk_ids` only (a resync of the disks a ResyncDisk
-        named); the disks left out keep their changes for the next cycle."""
+        """Upload one cycle of every disk, or of `disk_ids` only (as an appliance that resyncs just the
+        disk a ResyncDisk names); the disks left out keep their changes for the next cycle."""
         sequence = int(self._state["nextSequence"])
         cycle_id = f"{self.machine_id}-{sequence:06d}-{uuid.uuid4().hex[:8]}"
         whole_disk = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
@@ -165,19 +165,18 @@ class MachineReplicator:
         )
 
     def handle_commands(self, api: ApplianceApi) -> list[CycleReport]:
-        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each.
-
-        The ResyncDisk commands pending together become one resync cycle of exactly the disks they name,
-        as an appliance resyncs only what it was asked to."""
+        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each."""
         reports = []
-        commands = [c for c in api.commands() if c["machineId"] == self.machine_id]
-        resync = {str(c["diskId"]) for c in commands if c["kind"] == "ResyncDisk" and c.get("diskId")}
-        for command in commands:
+        for command in api.commands():
+            if command["machineId"] != self.machine_id:
+                continue
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")
                 reports.append(self.run_cycle(kind))
             elif command["kind"] == "ResyncDisk" and not any(r.kind is CycleKind.RESYNC for r in reports):
-                reports.append(self.run_cycle(CycleKind.RESYNC, disk_ids=resync or None))
+                # One resync covers every disk: a rejected cycle discarded the changes of all its disks,
+                # not only of the disk the command names. `run_cycle(disk_ids=...)` resyncs fewer.
+                reports.append(self.run_cycle(CycleKind.RESYNC))
             api.acknowledge(command["id"])
         return reports
 
