@@ -18,7 +18,7 @@ from devhost.stack import LocalStack
 from shared.platform import telemetry as tm
 from tests.e2e_migration.conftest import GuestMachine, machine_state
 from tests.e2e_migration.migration_client import MigrationClient, wait_for
-from tests.support.telemetry import queried, wait_for_emitted
+from tests.support.telemetry import Emitted, queried, wait_for_emitted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -156,6 +156,16 @@ def replica_digest(machine: GuestMachine) -> str:
     return hashlib.sha256(blob.download_blob().readall()).hexdigest()
 
 
+def assert_step_failed_with_the_jobs_error(job: dict[str, Any]) -> None:
+    """The step that failed shows the job's error; the steps after it never ran (the toolkit's own
+    `Prepare: ` steps keep what its report said)."""
+    steps = [s for s in job["steps"] if not s["name"].startswith("Prepare: ")]
+    failed = [i for i, s in enumerate(steps) if s["status"] == "Failed"]
+    assert failed, job["steps"]
+    assert all(steps[i]["error"] == job["error"] for i in failed), job["steps"]
+    assert all(s["status"] == "Cancelled" for s in steps[failed[-1] + 1 :]), job["steps"]
+
+
 def assert_nothing_left(client: MigrationClient, machine: GuestMachine, job_id: str) -> None:
     assert client.resources_of_job(job_id) == []
     copies = list(machine.appliance.replicas.list_blobs(name_starts_with=f"{machine.id}/copies/{job_id}/"))
@@ -178,6 +188,7 @@ def test_a_fault_at_each_step_leaves_nothing_behind(
     assert job["status"] == "Failed", job
     assert job["error"]["code"] == code, job["error"]
     assert words.lower() in job["error"]["message"].lower(), job["error"]["message"]
+    assert_step_failed_with_the_jobs_error(job)
     assert client.arm_admin.get("/_admin/faults").json()["value"] == [], f"{case}: the fault was not reached"
     assert_nothing_left(client, linux_machine, job["id"])
     assert machine_state(client, linux_machine.id) == "Replicating"
@@ -205,9 +216,21 @@ def test_transient_faults_are_retried(
         for q in queried()
         if q.name == tm.METRIC_HYDRATION_DURATION or (sdk_retried and q.name == tm.METRIC_ARM_RETRIES)
     }
-    emitted = wait_for_emitted(local_stack.telemetry_file, expected, machine_id=linux_machine.id)
-    hydrated = emitted.metric_points(tm.METRIC_HYDRATION_DURATION, **{"migrate.machine_id": linux_machine.id})
-    assert {(p["migrate.os_family"], p["migrate.outcome"]) for p in hydrated} >= {("linux", "succeeded")}
+
+    def outcomes(emitted: Emitted) -> set[tuple[str, str]]:
+        hydrated = emitted.metric_points(
+            tm.METRIC_HYDRATION_DURATION, **{"migrate.machine_id": linux_machine.id}
+        )
+        return {(p["migrate.os_family"], p["migrate.outcome"]) for p in hydrated}
+
+    # The earlier failing cases already emitted this machine's hydration metric (outcome failed): wait
+    # for this run's point, which the periodic exporter writes a moment after the job ends.
+    def this_run() -> Emitted | None:
+        emitted = wait_for_emitted(local_stack.telemetry_file, expected, machine_id=linux_machine.id)
+        return emitted if ("linux", "succeeded") in outcomes(emitted) else None
+
+    emitted: Emitted = wait_for(this_run, timeout=30, what="this hydration's duration metric")
+    assert outcomes(emitted) >= {("linux", "succeeded")}
     if sdk_retried:
         operation = f"{rule['match']['method']} {rule['match']['resourceType']}"
         assert emitted.metric_points(tm.METRIC_ARM_RETRIES, **{"migrate.arm.operation": operation})
@@ -266,6 +289,7 @@ def test_a_failed_cutover_leaves_the_replica_and_replication_resumes(
     steps = {s["name"]: s["status"] for s in job["steps"]}
     assert steps["Run final replication cycle"] == "Succeeded"
     assert steps["Mark migrated and stop replication"] == "Cancelled"
+    assert_step_failed_with_the_jobs_error(job)
     assert_nothing_left(client, linux_machine, job_id)
     machine = client.machine(linux_machine.id)
     assert machine["state"] == "Replicating"
