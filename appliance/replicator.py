@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,14 +107,23 @@ class MachineReplicator:
 
     # -- cycles
 
-    def run_cycle(self, kind: CycleKind = CycleKind.DELTA, *, app_consistent: bool = False) -> CycleReport:
+    def run_cycle(
+        self,
+        kind: CycleKind = CycleKind.DELTA,
+        *,
+        app_consistent: bool = False,
+        disk_ids: Collection[str] | None = None,
+    ) -> CycleReport:
+        """Upload one cycle of every disk, or of `disk_ids` only (as an appliance that resyncs just the
+        disk a ResyncDisk names); the disks left out keep their changes for the next cycle."""
         sequence = int(self._state["nextSequence"])
         cycle_id = f"{self.machine_id}-{sequence:06d}-{uuid.uuid4().hex[:8]}"
         whole_disk = kind in (CycleKind.INITIAL, CycleKind.RESYNC)
+        included = [d for d in self.disks if disk_ids is None or d.disk_id in disk_ids]
         with ExitStack() as stack:
             disks = [
                 DiskCycle(disk_id=d.disk_id, disk_size=d.size, ranges=ranges, source=source)
-                for d in self.disks
+                for d in included
                 for ranges, source in [stack.enter_context(self._changes(d, whole_disk))]
             ]
             self.events.cycle_started(
@@ -131,7 +140,7 @@ class MachineReplicator:
                 ),
                 options=self.upload,
             )
-        by_disk = {d.disk_id: name for d, name in zip(self.disks, manifests, strict=True)}
+        by_disk = {d.disk_id: name for d, name in zip(included, manifests, strict=True)}
         event_id = self.events.cycle_uploaded(
             machine_id=self.machine_id,
             cycle_id=cycle_id,
@@ -143,7 +152,7 @@ class MachineReplicator:
         # Only once the event is out does the next cycle start from here.
         self._state["nextSequence"] = sequence + 1
         if self.flavour == "vmware":
-            for disk in self.disks:
+            for disk in included:
                 self._state["changeIds"][disk.disk_id] = self._cbt_tracker(disk.disk_id).next_epoch()
         self._save()
         return CycleReport(
@@ -165,7 +174,9 @@ class MachineReplicator:
                 kind = CycleKind(command.get("cycleKind") or "delta")
                 reports.append(self.run_cycle(kind))
             elif command["kind"] == "ResyncDisk" and not any(r.kind is CycleKind.RESYNC for r in reports):
-                reports.append(self.run_cycle(CycleKind.RESYNC))  # one resync covers every disk
+                # One resync covers every disk: a rejected cycle discarded the changes of all its disks,
+                # not only of the disk the command names. `run_cycle(disk_ids=...)` resyncs fewer.
+                reports.append(self.run_cycle(CycleKind.RESYNC))
             api.acknowledge(command["id"])
         return reports
 

@@ -27,9 +27,11 @@ from shared.domain.api import (
     DiscoveryResult,
     ErrorResponse,
     EventList,
+    ForbiddenTransitionDetail,
     MachineDetail,
     MachineList,
     MachineListQuery,
+    RecoveryPointList,
     RegisterApplianceRequest,
 )
 from shared.domain.command import ApplianceCommand
@@ -140,6 +142,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "machines/{machineId}/recovery-points",
+        "list_recovery_points",
+        "Recovery points, newest first; each has a snapshot of every disk of the machine",
+        "operator",
+        RecoveryPointList,
+    ),
+    Operation(
+        "GET",
         "machines/{machineId}/events",
         "list_machine_events",
         "Events, newest first (?limit=1..200, ?continuationToken= for older ones); errors carry causes "
@@ -243,7 +253,8 @@ _ERROR_TEXT = {
     401: "Missing or invalid credential",
     403: "Not this caller's resource",
     404: "Not found",
-    409: "Conflicts with the machine's state (details list the allowed next states)",
+    409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
+    "(the allowed next states and allowedOperations)",
 }
 _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
@@ -281,9 +292,9 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
 
 @lru_cache(maxsize=1)
 def build_document() -> dict[str, Any]:
-    models = (
-        {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | {ErrorResponse}
-    )
+    # The 409 detail is not any operation's body, but clients read it: its schema is published too.
+    extra: set[type[BaseModel]] = {ErrorResponse, ForbiddenTransitionDetail}
+    models = {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | extra
     models.discard(BaseModel)
     ordered = sorted(models, key=lambda m: m.__name__)
     _, top = models_json_schema(

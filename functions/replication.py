@@ -1,4 +1,4 @@
-"""Operator routes for machines and their replication (function keys, authLevel FUNCTION).
+"""Operator routes for machines, their recovery points and replication (function keys, authLevel FUNCTION).
 
 Long operations answer 202 with the job and a Location to poll, and hand the request to the
 machine's orchestration (orchestrators/names.py), which owns the machine from then on.
@@ -78,6 +78,12 @@ def get_machine(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         machines.get_machine(services.repos, path_id(req, "machineId"), now=services.clock())
     )
+
+
+@bp.route(route="machines/{machineId}/recovery-points", methods=["GET"])
+@handle_errors
+def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(machines.list_recovery_points(get_services().repos, path_id(req, "machineId")))
 
 
 @bp.route(route="machines/{machineId}/replication", methods=["PUT"])

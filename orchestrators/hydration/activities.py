@@ -155,7 +155,9 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         plan = _plan(machine, job)
     except (DomainError, ArmError) as exc:
-        failure = HydrationFailure(code=getattr(exc, "code", "PlanFailed"), message=str(exc))
+        failure = HydrationFailure(
+            code=getattr(exc, "code", "PlanFailed"), message=str(exc), step=migration.STEP_PICK_POINT
+        )
         return PlanOutcome(failure=failure).model_dump(mode="json")
     # Retention must not delete these snapshots while the copies are made (released after phase 1).
     recovery_points.pin_recovery_point(

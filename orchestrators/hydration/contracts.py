@@ -231,6 +231,9 @@ class HydrationFailure(Payload):
 
     code: str
     message: str
+    step: str | None = Field(
+        default=None, description="the job step that failed; None: the step that was running"
+    )
 
 
 class HydrationOutcome(Payload):

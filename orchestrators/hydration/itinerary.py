@@ -80,10 +80,13 @@ HELPER_SUBNET = "hydration"
 
 
 class HydrationFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """`step`: the job step that failed, when known (the job's end marks it Failed, the rest Cancelled)."""
+
+    def __init__(self, code: str, message: str, step: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.step = step
 
 
 class When(Enum):
@@ -195,7 +198,7 @@ class Run:
             self.mark(step, "Failed", step_message)
         if self.pending:
             yield self.progress()
-        raise HydrationFailed(code, message)
+        raise HydrationFailed(code, message, step)
 
 
 # --- the table's vocabulary ---------------------------------------------------------------------------
@@ -442,7 +445,7 @@ def _settle_toolkit(run: Run, results: Results) -> Orchestration:
         code, message = "PreparationFailed", f"the preparation script failed: {preparation.message}"
     run.mark(m.STEP_PREPARE, "Failed", message[:4000])
     yield run.progress(add_after=m.STEP_PREPARE, added=added)
-    raise HydrationFailed(code, message)
+    raise HydrationFailed(code, message, m.STEP_PREPARE)
 
 
 def _delete_helper_vm(run: Run) -> list[Any]:

@@ -69,6 +69,7 @@ def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
         now=services.clock(),
         error_code=outcome.error_code,
         error_message=outcome.error_message,
+        failed_step=outcome.failed_step,
     )
     return Done().model_dump(mode="json")
 
@@ -126,6 +127,14 @@ def check_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
             return FinalCycleState(
                 applied=True, recovery_point_id=point.id, message=f"final cycle {cycle.id} applied"
             ).model_dump(mode="json")
+        # The machine is written before the cycle is marked Applied: no point now means none will come
+        # (a disk of the machine had no replica to snapshot), so waiting cannot help.
+        return FinalCycleState(
+            applied=False,
+            rejected=True,
+            message=f"final cycle {cycle.id} was applied but left no recovery point (see the machine's "
+            "events: a disk without a replica needs Repair replication); migrate again afterwards",
+        ).model_dump(mode="json")
     rejected = [c for c in finals if c.state is CycleState.REJECTED]
     if rejected and not applied:
         cycle = rejected[-1]

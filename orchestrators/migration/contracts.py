@@ -39,6 +39,9 @@ class JobOutcome(Payload):
     succeeded: bool
     error_code: str | None = None
     error_message: str | None = None
+    failed_step: str | None = Field(
+        default=None, description="the job step that failed; None: the step that was running"
+    )
     result: HydrationResult | None = None
 
 

@@ -51,6 +51,7 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
             succeeded=False,
             error_code="FinalCycleFailed",
             error_message=final.message,
+            failed_step=m.STEP_FINAL_CYCLE,
         )
     else:
         job = job.model_copy(update={"recovery_point_id": final.recovery_point_id})

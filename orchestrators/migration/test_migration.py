@@ -58,6 +58,7 @@ def job_outcome(job: JobInput, hydrated: HydrationOutcome) -> JobOutcome:
         succeeded=hydrated.result is not None,
         error_code=failure.code if failure else None,
         error_message=failure.message if failure else None,
+        failed_step=failure.step if failure else None,
         result=hydrated.result,
     )
 

@@ -33,6 +33,7 @@ from orchestrators.replication.contracts import (
     ProgressUpdate,
     ResyncRequest,
     SnapshotRequest,
+    SnapshotTaken,
     SupersededCycles,
     UploadDeadline,
 )
@@ -63,6 +64,7 @@ from shared.replication.machines import STEP_CREATE_REPLICAS
 from shared.replication.recovery_points import pinned_snapshots, pins_container_of
 from shared.replication.replica_disks import (
     ReplicaDiskSpec,
+    ReplicaNotFound,
     create_recovery_point,
     create_replica_disk,
     delete_replica_disk,
@@ -260,18 +262,26 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
 
 @bp.activity_trigger(input_name="payload")
 def snapshot_recovery_point(payload: dict[str, Any]) -> dict[str, Any]:
-    """One blob snapshot per disk, tagged with the cycle: idempotent by cycle id."""
+    """One blob snapshot of every disk of the machine, the cycle's and the unchanged ones alike, tagged
+    with the cycle: idempotent by cycle id. No point when a disk has no replica yet."""
     request = SnapshotRequest.model_validate(payload)
-    snapshots = {
-        disk_id: create_recovery_point(
-            replica_container(),
-            replica_blob_name(request.machine_id, disk_id),
-            cycle_id=request.cycle_id,
-            sequence=request.sequence,
-            consistency=request.consistency,
-        )
-        for disk_id in request.disk_ids
-    }
+    snapshots = {}
+    missing = []
+    for disk_id in request.disk_ids:
+        try:
+            snapshots[disk_id] = create_recovery_point(
+                replica_container(),
+                replica_blob_name(request.machine_id, disk_id),
+                cycle_id=request.cycle_id,
+                sequence=request.sequence,
+                consistency=request.consistency,
+            )
+        except ReplicaNotFound:
+            missing.append(disk_id)
+    if missing or not snapshots:
+        # The snapshots already taken stay with their blobs; retention never sees them (no point names
+        # them) and they go with the replica. A partial point would fail whoever picks it.
+        return SnapshotTaken(recovery_point=None, missing_disks=missing).model_dump(mode="json")
     newest = max(s.created_at for s in snapshots.values())
     point = RecoveryPoint(
         id=f"{request.sequence:010d}-{request.cycle_id}",
@@ -280,7 +290,7 @@ def snapshot_recovery_point(payload: dict[str, Any]) -> dict[str, Any]:
         consistency=request.consistency,
         disk_snapshots={disk_id: s.snapshot for disk_id, s in snapshots.items()},
     )
-    return point.model_dump(mode="json", by_alias=True)
+    return SnapshotTaken(recovery_point=point).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")
@@ -294,6 +304,7 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     outcome = cycles.CycleOutcome(
         cycle=completion.cycle,
         recovery_point=completion.recovery_point,
+        missing_disks=tuple(completion.missing_disks),
         applied_at=now,
         bytes_applied=completion.bytes_applied,
         started_at=completion.started_at,

@@ -86,12 +86,23 @@ class SnapshotRequest(Payload):
     cycle_id: str
     sequence: int
     consistency: Consistency
-    disk_ids: list[str]
+    disk_ids: list[str] = Field(description="every disk of the machine, not only the cycle's")
+
+
+class SnapshotTaken(Payload):
+    """The cycle's recovery point, or none when a disk of the machine has no replica to snapshot yet
+    (a disk added since replication was enabled, until Repair replication creates its replica)."""
+
+    recovery_point: RecoveryPoint | None
+    missing_disks: list[str] = Field(default_factory=list)
 
 
 class CycleCompletion(Payload):
     cycle: Cycle
-    recovery_point: RecoveryPoint
+    recovery_point: RecoveryPoint | None = Field(
+        description="None: a disk of the machine had no replica, so the cycle left no recovery point"
+    )
+    missing_disks: list[str] = Field(default_factory=list, description="why there is no recovery point")
     bytes_applied: int
     policy: ReplicationPolicy
     artefacts: list[str] = Field(description="cache blobs of this cycle (manifests and data) to dispose of")

@@ -72,10 +72,11 @@ from orchestrators.replication.contracts import (
     ProgressUpdate,
     ResyncRequest,
     SnapshotRequest,
+    SnapshotTaken,
     SupersededCycles,
     UploadDeadline,
 )
-from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
+from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
 from shared.replication.cycles import BASE_KINDS, ReplicationView
@@ -339,7 +340,9 @@ def _apply_cycle(
         )
         return []
 
-    point = RecoveryPoint.model_validate(
+    # Every disk of the machine, not only those the cycle carried (a resync of one disk, a cycle that
+    # skipped an idle disk): a recovery point that lacks a disk cannot bring the machine back.
+    taken = SnapshotTaken.model_validate(
         (
             yield context.call_activity_with_retry(
                 snapshot_recovery_point,
@@ -350,7 +353,7 @@ def _apply_cycle(
                         cycle_id=cycle.id,
                         sequence=cycle.sequence,
                         consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
-                        disk_ids=sorted(cycle.manifests),
+                        disk_ids=sorted(d.id for d in view.disks),
                     )
                 ),
             )
@@ -364,7 +367,8 @@ def _apply_cycle(
                 _dump(
                     CycleCompletion(
                         cycle=cycle,
-                        recovery_point=point,
+                        recovery_point=taken.recovery_point,
+                        missing_disks=taken.missing_disks,
                         bytes_applied=sum(r.bytes_applied for r in results),
                         policy=view.policy,
                         artefacts=sorted({b for r in results for b in r.data_blobs}),

@@ -10,11 +10,11 @@ from pydantic import Field
 
 from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
-from shared.domain.cycle import RecoveryPoint
+from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.event import Event
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind
-from shared.domain.lifecycle import MachineState
+from shared.domain.lifecycle import MachineState, Operation
 from shared.domain.machine import Health, MachineError
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
@@ -74,6 +74,9 @@ class MachineSummary(WireModel):
     )
     recovery_points: RecoveryPointsSummary
     current_error_count: int
+    allowed_operations: list[Operation] = Field(
+        description="the operations the machine's state allows now; any other is refused with 409"
+    )
 
 
 class MachineDetail(MachineSummary):
@@ -85,6 +88,20 @@ class MachineDetail(MachineSummary):
     active_job_id: str | None = None
     discovered_at: datetime
     updated_at: datetime
+
+
+class RecoveryPointView(WireModel):
+    """One recovery point as GET /api/machines/{id}/recovery-points shows it."""
+
+    id: str
+    time: datetime
+    consistency: Consistency
+    cycle_id: str = Field(description="the replication cycle that left it")
+    disks: list[str] = Field(description="the machine's disks it has a snapshot of: every one")
+
+
+class RecoveryPointList(WireModel):
+    recovery_points: list[RecoveryPointView] = Field(description="newest first")
 
 
 class MachineList(WireModel):
@@ -118,6 +135,16 @@ class ErrorDetail(WireModel):
 
 class ErrorResponse(WireModel):
     error: ErrorDetail
+
+
+class ForbiddenTransitionDetail(WireModel):
+    """The one entry of `details` in a 409 ForbiddenTransition."""
+
+    machine_id: str
+    from_state: MachineState = Field(alias="from", description="the machine's state")
+    to: MachineState = Field(description="the state the request needed")
+    allowed: list[MachineState] = Field(description="the states the machine can go to from here")
+    allowed_operations: list[Operation] = Field(description="what the operator may ask now")
 
 
 class OperatorRequest(WireModel):

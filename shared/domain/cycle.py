@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -46,8 +47,18 @@ class Consistency(StrEnum):
 
 
 class RecoveryPoint(WireModel):
+    """The machine as it was after one cycle: a snapshot of every one of its disks, changed or not.
+
+    A point that lacks a disk cannot bring the machine back, so it is not a recovery point: the cycle
+    that leaves one snapshots the unchanged disks too, and `complete_cycle` refuses to keep a partial one.
+    """
+
     id: str
     cycle_id: str
     time: datetime
     consistency: Consistency
     disk_snapshots: dict[str, str] = Field(description="disk id -> replica blob snapshot id (timestamp)")
+
+    def missing_disks(self, disk_ids: Iterable[str]) -> list[str]:
+        """The machine's disks this point has no snapshot of (empty: the point covers the machine)."""
+        return [d for d in disk_ids if d not in self.disk_snapshots]

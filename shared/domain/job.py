@@ -164,7 +164,8 @@ def finish_job(
 
     The steps still open finish with it: on success they succeeded; on failure the failing step (the
     one named, else those in progress) is Failed with the job's error and the rest, never run, are
-    Cancelled. A failed job always says why (a generic error when none is given).
+    Cancelled; a named step already Failed takes the job's error too. A failed job always says why (a
+    generic error when none is given).
     """
     if not status.finished:
         raise ValueError(f"a job finishes Succeeded, Warning, Failed or Cancelled, not {status.value}")
@@ -175,6 +176,10 @@ def finish_job(
         error = JobError(code="Failed", message="the job failed")
 
     def closed(step: JobStep) -> JobStep:
+        if failed and step.name == failed_step and step.status is JobStatus.FAILED:
+            # The flow marked it Failed as it happened (with the raw message); it ends with the job's
+            # error, the code and text the operator looks up.
+            return step.model_copy(update={"error": error, "end_time": step.end_time or now})
         if step.status.finished:
             return step
         if not failed:

@@ -14,6 +14,7 @@ from which replication can be enabled again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -83,6 +84,65 @@ PROTECTED_STATES = frozenset(TRANSITIONS) - {
 }
 
 
+class Operation(StrEnum):
+    """What an operator can ask of a machine, as named on the wire (`allowedOperations`)."""
+
+    ENABLE_REPLICATION = "enableReplication"  # PUT /machines/{id}/replication
+    STOP_REPLICATION = "stopReplication"  # DELETE /machines/{id}/replication
+    COMPLETE_MIGRATION = "completeMigration"  # DELETE /machines/{id}/replication on a Migrated machine
+    REPAIR = "repair"  # POST /machines/{id}/repair
+    TEST_MIGRATE = "testMigrate"  # POST /machines/{id}/test-migrate
+    TEST_MIGRATE_CLEANUP = "testMigrateCleanup"  # POST /machines/{id}/test-migrate/cleanup
+    MIGRATE = "migrate"  # POST /machines/{id}/migrate
+    FAILOVER = "failover"  # not routed yet
+    CHANGE_RECOVERY_POINT = "changeRecoveryPoint"  # not routed yet
+    COMMIT = "commit"  # not routed yet
+
+
+@dataclass(frozen=True)
+class OperationRule:
+    """An operation is allowed where the table allows its move, except from the states it must not be
+    asked in (moves the table lists for a flow's own failure path, not for the operator)."""
+
+    target: MachineState
+    not_from: frozenset[MachineState] = frozenset()
+    stays: bool = False  # the machine keeps its state while it runs (allowed in `target` itself)
+
+    def allows(self, current: MachineState) -> bool:
+        if self.stays:
+            return current is self.target
+        return self.target in TRANSITIONS[current] and current not in self.not_from
+
+
+OPERATIONS: Mapping[Operation, OperationRule] = {
+    Operation.ENABLE_REPLICATION: OperationRule(S.ENABLING_REPLICATION),
+    # From Migrated the same route completes the migration instead.
+    Operation.STOP_REPLICATION: OperationRule(S.REPLICATION_STOPPED),
+    Operation.COMPLETE_MIGRATION: OperationRule(S.MIGRATION_COMPLETED),
+    Operation.REPAIR: OperationRule(S.RESYNCING),
+    Operation.TEST_MIGRATE: OperationRule(S.TEST_MIGRATING),
+    # A running test migration cleans up after itself when it fails; the operator waits for its end.
+    Operation.TEST_MIGRATE_CLEANUP: OperationRule(
+        S.CLEANING_UP_TEST_MIGRATION, not_from=frozenset({S.TEST_MIGRATING})
+    ),
+    Operation.MIGRATE: OperationRule(S.MIGRATING),
+    Operation.FAILOVER: OperationRule(S.FAILING_OVER),
+    # Until commit the failed-over VM can be rebuilt from another point; the machine stays FailedOver.
+    Operation.CHANGE_RECOVERY_POINT: OperationRule(S.FAILED_OVER, stays=True),
+    # A cancelled planned failback also returns to FailoverCommitted: that is the cancel's end, not a commit.
+    Operation.COMMIT: OperationRule(
+        S.FAILOVER_COMMITTED, not_from=frozenset({S.CANCELLING_PLANNED_FAILBACK})
+    ),
+}
+# Operations the lifecycle names whose routes do not exist yet.
+NOT_ROUTED = frozenset({Operation.FAILOVER, Operation.CHANGE_RECOVERY_POINT, Operation.COMMIT})
+
+
+def allowed_operations(state: MachineState) -> list[Operation]:
+    """The operations the state allows, in the order of `Operation`."""
+    return [op for op, rule in OPERATIONS.items() if rule.allows(state)]
+
+
 class ForbiddenTransition(Conflict):
     code = "ForbiddenTransition"
 
@@ -99,9 +159,18 @@ class ForbiddenTransition(Conflict):
             message = f"cannot {doing}: machine {machine_id} is {current}, and from {current} it can only go to {nexts}"
         else:
             message = f"cannot {doing}: machine {machine_id} is {current}, which is final"
+        self.allowed_operations = allowed_operations(current)
         super().__init__(
             message,
-            details=[{"machineId": machine_id, "from": current, "to": target, "allowed": self.allowed}],
+            details=[
+                {
+                    "machineId": machine_id,
+                    "from": current,
+                    "to": target,
+                    "allowed": self.allowed,
+                    "allowedOperations": [op.value for op in self.allowed_operations],
+                }
+            ],
         )
 
 

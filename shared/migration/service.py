@@ -219,9 +219,11 @@ def end_job(
     now: datetime,
     error_code: str | None = None,
     error_message: str | None = None,
+    failed_step: str | None = None,
 ) -> Job:
     """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
-    the machine already moved and the job already finished)."""
+    the machine already moved and the job already finished). A failure fails `failed_step` (else the
+    step that was running) with the job's error and cancels the steps never run."""
     job = jobs.require(repos, job_id)
     source, success, failure = _OUTCOMES[job.kind]
 
@@ -236,7 +238,7 @@ def end_job(
     if succeeded:
         return jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
     error = JobError(code=error_code or "Failed", message=error_message or "the job failed")
-    return jobs.finish(repos, job_id, JobStatus.FAILED, now=now, error=error)
+    return jobs.finish(repos, job_id, JobStatus.FAILED, now=now, error=error, failed_step=failed_step)
 
 
 def is_test_migration_live(repos: Repositories, job: Job) -> bool:

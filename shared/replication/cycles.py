@@ -231,10 +231,11 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
 @dataclass(frozen=True)
 class CycleOutcome:
     cycle: Cycle
-    recovery_point: RecoveryPoint
+    recovery_point: RecoveryPoint | None  # None: a disk of the machine had no replica to snapshot
     applied_at: datetime
     bytes_applied: int
     started_at: datetime | None = None  # when applying began; the upload's arrival when not known
+    missing_disks: tuple[str, ...] = ()  # the disks without a replica, when there is no point
 
 
 def complete_cycle(
@@ -247,17 +248,28 @@ def complete_cycle(
 
     A resync cycle is applied like an initial copy, but retention alone decides which recovery points
     go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
+
+    Only a point with a snapshot of every disk of the machine is kept: a partial one (no replica for a
+    disk yet, or the inventory gained a disk meanwhile) is not a recovery point, and the cycle is
+    recorded as applied without one.
     """
     cycle = outcome.cycle
     health_rules = rules or HealthRules()
+    missing: list[str] = list(outcome.missing_disks)
 
     def apply(machine: Machine) -> tuple[list[RecoveryPoint], Transition, str | None]:
-        dropped = machine.replication.add_recovery_point(
-            outcome.recovery_point,
-            keep_count=policy.recovery_point_retention_count,
-            keep_for=timedelta(hours=policy.recovery_point_retention_hours),
-            now=outcome.applied_at,
-        )
+        point = outcome.recovery_point
+        dropped: list[RecoveryPoint] = []
+        missing[:] = list(outcome.missing_disks)
+        if point is not None:
+            missing[:] = point.missing_disks(d.id for d in machine.inventory.disks)
+        if point is not None and not missing:
+            dropped = machine.replication.add_recovery_point(
+                point,
+                keep_count=policy.recovery_point_retention_count,
+                keep_for=timedelta(hours=policy.recovery_point_retention_hours),
+                now=outcome.applied_at,
+            )
         machine.record_cycle_applied(cycle.sequence, outcome.applied_at)
         repaired_job: str | None = None
         if cycle.kind in BASE_KINDS:
@@ -281,23 +293,32 @@ def complete_cycle(
             }
         )
     )
+    point = outcome.recovery_point if not missing else None
+    if point is not None:
+        kept = f"recovery point {point.id} ({point.consistency.value}-consistent)."
+    else:
+        kept = (
+            f"no recovery point: disk(s) {', '.join(missing)} of the machine have no replica yet; run "
+            "Repair replication so every disk is replicated."
+        )
+    details = {
+        "sequence": str(cycle.sequence),
+        "kind": cycle.kind.value,
+        "bytesApplied": str(outcome.bytes_applied),
+    }
+    if point is not None:
+        details["recoveryPoint"] = point.id
     events = [
         Event(
             id=f"{cycle.id}-completed",
             machine_id=cycle.machine_id,
             time=outcome.applied_at,
             type=CYCLE_COMPLETED,
-            severity=Severity.INFO,
+            severity=Severity.INFO if point is not None else Severity.WARNING,
             message=f"Replication cycle {cycle.id} (sequence {cycle.sequence}, {cycle.kind.value}) was applied: "
-            f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); recovery point "
-            f"{outcome.recovery_point.id} ({outcome.recovery_point.consistency.value}-consistent).",
+            f"{outcome.bytes_applied} bytes on {len(cycle.manifests)} disk(s); {kept}",
             cycle_id=cycle.id,
-            details={
-                "sequence": str(cycle.sequence),
-                "kind": cycle.kind.value,
-                "bytesApplied": str(outcome.bytes_applied),
-                "recoveryPoint": outcome.recovery_point.id,
-            },
+            details=details,
         )
     ]
     if healed.changed:

@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.domain.api import MachineDetail, MachineList, MachineSummary, RecoveryPointsSummary
+from shared.domain.api import (
+    MachineDetail,
+    MachineList,
+    MachineSummary,
+    RecoveryPointList,
+    RecoveryPointsSummary,
+    RecoveryPointView,
+)
 from shared.domain.cycle import Consistency
 from shared.domain.errors import ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
-from shared.domain.lifecycle import PROTECTED_STATES, MachineState, transition
+from shared.domain.lifecycle import PROTECTED_STATES, MachineState, allowed_operations, transition
 from shared.domain.machine import Machine, ReplicationStatus
 from shared.domain.target import TargetSettings
 from shared.health import reset_health
@@ -155,6 +162,7 @@ def _summary_fields(machine: Machine, now: datetime) -> dict[str, object]:
             latest_app_consistent=app.time if app else None,
         ),
         "current_error_count": len(machine.replication.current_errors),
+        "allowed_operations": allowed_operations(machine.state),
     }
 
 
@@ -181,6 +189,30 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
 def get_machine(repos: Repositories, machine_id: str, *, now: datetime) -> MachineDetail:
     """One point read."""
     return machine_detail(repos.machines.require(machine_id).item, now)
+
+
+def list_recovery_points(repos: Repositories, machine_id: str) -> RecoveryPointList:
+    """The machine's recovery points, newest first (one point read; 404 for an unknown machine).
+
+    Only points with a snapshot of every disk the machine has now: one that lacks a disk (the machine
+    gained a disk since it was taken) cannot bring the machine back, so it is not offered.
+    """
+    machine = repos.machines.require(machine_id).item
+    disk_ids = [d.id for d in machine.inventory.disks]
+    points = sorted(machine.replication.recovery_points, key=lambda p: (p.time, p.id), reverse=True)
+    return RecoveryPointList(
+        recovery_points=[
+            RecoveryPointView(
+                id=p.id,
+                time=p.time,
+                consistency=p.consistency,
+                cycle_id=p.cycle_id,
+                disks=[d for d in disk_ids if d in p.disk_snapshots],
+            )
+            for p in points
+            if not p.missing_disks(disk_ids)
+        ]
+    )
 
 
 def list_machines(

@@ -156,6 +156,16 @@ def replica_digest(machine: GuestMachine) -> str:
     return hashlib.sha256(blob.download_blob().readall()).hexdigest()
 
 
+def assert_step_failed_with_the_jobs_error(job: dict[str, Any]) -> None:
+    """The step that failed shows the job's error; the steps after it never ran (the toolkit's own
+    `Prepare: ` steps keep what its report said)."""
+    steps = [s for s in job["steps"] if not s["name"].startswith("Prepare: ")]
+    failed = [i for i, s in enumerate(steps) if s["status"] == "Failed"]
+    assert failed, job["steps"]
+    assert all(steps[i]["error"] == job["error"] for i in failed), job["steps"]
+    assert all(s["status"] == "Cancelled" for s in steps[failed[-1] + 1 :]), job["steps"]
+
+
 def assert_nothing_left(client: MigrationClient, machine: GuestMachine, job_id: str) -> None:
     assert client.resources_of_job(job_id) == []
     copies = list(machine.appliance.replicas.list_blobs(name_starts_with=f"{machine.id}/copies/{job_id}/"))
@@ -178,6 +188,7 @@ def test_a_fault_at_each_step_leaves_nothing_behind(
     assert job["status"] == "Failed", job
     assert job["error"]["code"] == code, job["error"]
     assert words.lower() in job["error"]["message"].lower(), job["error"]["message"]
+    assert_step_failed_with_the_jobs_error(job)
     assert client.arm_admin.get("/_admin/faults").json()["value"] == [], f"{case}: the fault was not reached"
     assert_nothing_left(client, linux_machine, job["id"])
     assert machine_state(client, linux_machine.id) == "Replicating"
@@ -278,6 +289,7 @@ def test_a_failed_cutover_leaves_the_replica_and_replication_resumes(
     steps = {s["name"]: s["status"] for s in job["steps"]}
     assert steps["Run final replication cycle"] == "Succeeded"
     assert steps["Mark migrated and stop replication"] == "Cancelled"
+    assert_step_failed_with_the_jobs_error(job)
     assert_nothing_left(client, linux_machine, job_id)
     machine = client.machine(linux_machine.id)
     assert machine["state"] == "Replicating"

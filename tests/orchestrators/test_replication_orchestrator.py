@@ -30,6 +30,7 @@ from orchestrators.replication.contracts import (
     HealthTimings,
     ResyncRequest,
     SnapshotRequest,
+    SnapshotTaken,
     UploadDeadline,
 )
 from shared.domain.cycle import Cycle, CycleKind, RecoveryPoint
@@ -107,13 +108,14 @@ class World:
 
     def snapshot_recovery_point(self, payload: Any) -> Any:
         request = SnapshotRequest.model_validate(payload)
-        return RecoveryPoint(
+        point = RecoveryPoint(
             id=f"{request.sequence:010d}-{request.cycle_id}",
             cycle_id=request.cycle_id,
             time=self.clock.now(),
             consistency=request.consistency,
             disk_snapshots={d: "snap" for d in request.disk_ids},
-        ).model_dump(mode="json", by_alias=True)
+        )
+        return SnapshotTaken(recovery_point=point).model_dump(mode="json")
 
     def complete_cycle(self, payload: Any) -> Any:
         completion = CycleCompletion.model_validate(payload)
@@ -413,6 +415,33 @@ def test_continue_as_new_hands_on_only_the_small_state(tmp_path: Path) -> None:
                 if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == "complete_cycle"
             ]
             assert len(completed_here) == 2, "each generation starts a fresh history"
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_cycle_of_one_disk_leaves_a_recovery_point_of_every_disk(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    resync = Cycle(
+        id="c2",
+        machine_id=MACHINE,
+        sequence=2,
+        kind=CycleKind.RESYNC,
+        manifests={"d1": f"{MACHINE}/c2/d1.manifest"},
+        received_at=clock.now(),
+    )
+    world.inbox.append(resync)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert [DiskApply.model_validate(p).disk_id for p in r.calls.of("apply_cycle_disk")] == ["d1"]
+            (request,) = [SnapshotRequest.model_validate(p) for p in r.calls.of("snapshot_recovery_point")]
+            assert request.disk_ids == list(DISKS)
+            (completion,) = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
+            assert completion.recovery_point is not None
+            assert sorted(completion.recovery_point.disk_snapshots) == list(DISKS)
             await stop(r, world)
 
     run(scenario())

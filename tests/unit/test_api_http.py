@@ -9,7 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +20,8 @@ from azure.durable_functions.models.utils import http_utils
 from orchestrators.names import MACHINE_REPLICATION, OPERATOR_REQUEST
 from shared.appliances.credentials import CredentialHasher
 from shared.bootstrap import Services, use_services
+from shared.domain.api import ForbiddenTransitionDetail
+from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
 from shared.platform.repository import Repositories
@@ -496,6 +498,7 @@ def test_list_and_get_machines(services: Services) -> None:
         "rpoSeconds": None,
         "recoveryPoints": None,
         "currentErrorCount": 0,
+        "allowedOperations": ["enableReplication"],
     }
     status, more, _ = call(
         "list_machines",
@@ -576,3 +579,70 @@ def test_events_newest_first_with_causes_and_recommendations(services: Services)
     assert status == 400 and body["error"]["details"] == [
         {"field": "limit", "problem": "must be an integer; got 'x'"}
     ]
+
+
+def test_a_forbidden_operation_is_a_409_that_lists_the_allowed_operations(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    appliance_id, credential = register()
+    report(appliance_id, credential, machine_json("vm-1"))
+    enable(durable, "vm-1", TARGET)
+
+    def replicating(machine: Machine) -> None:
+        machine.state = MachineState.REPLICATING
+
+    services.repos.machines.update_with_retry("vm-1", replicating)
+    status, machine, _ = call("get_machine", "GET", "/", route={"machineId": "vm-1"})
+    allowed = ["stopReplication", "repair", "testMigrate", "migrate", "failover"]
+    assert status == 200 and machine["allowedOperations"] == allowed
+    status, listed, _ = call("list_machines", "GET", "/")
+    assert [m["allowedOperations"] for m in listed["machines"]] == [allowed]
+
+    # Not in the list: the lifecycle refuses it, and the 409 says what is allowed instead.
+    status, body, _ = call(
+        "test_migrate_cleanup", "POST", "/", route={"machineId": "vm-1"}, client=durable.client_json
+    )
+    assert status == 409 and body["error"]["code"] == "ForbiddenTransition"
+    [detail] = body["error"]["details"]
+    assert detail["allowedOperations"] == allowed
+    assert ForbiddenTransitionDetail.model_validate(detail).from_state is MachineState.REPLICATING
+    assert services.repos.machines.require("vm-1").item.state is MachineState.REPLICATING
+
+
+def test_recovery_points_newest_first_each_covering_every_disk(services: Services) -> None:
+    appliance_id, credential = register()
+    two_disks = [
+        {"id": "sda", "sizeBytes": 20 * GIB, "isOsDisk": True},
+        {"id": "sdb", "sizeBytes": GIB},
+    ]
+    report(appliance_id, credential, {**machine_json("vm-1"), "disks": two_disks})
+    base = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+
+    def with_points(machine: Machine) -> None:
+        disks = [d.id for d in machine.inventory.disks]
+        machine.replication.recovery_points = [
+            RecoveryPoint(
+                id=f"p{i}",
+                cycle_id=f"c{i}",
+                time=base + timedelta(minutes=i),
+                consistency=Consistency.APP if i == 1 else Consistency.CRASH,
+                disk_snapshots={d: f"s{i}" for d in (disks if i != 2 else disks[:1])},
+            )
+            for i in range(4)
+        ]
+
+    services.repos.machines.update_with_retry("vm-1", with_points)
+    disks = ["sda", "sdb"]
+    status, body, _ = call("list_recovery_points", "GET", "/", route={"machineId": "vm-1"})
+    assert status == 200
+    # p2 lacks a disk: it cannot bring the machine back, so it is not a recovery point.
+    assert [p["id"] for p in body["recoveryPoints"]] == ["p3", "p1", "p0"]
+    assert body["recoveryPoints"][1] == {
+        "id": "p1",
+        "time": "2026-11-22T03:01:00Z",
+        "consistency": "app",
+        "cycleId": "c1",
+        "disks": disks,
+    }
+    status, body, _ = call("list_recovery_points", "GET", "/", route={"machineId": "ghost"})
+    assert status == 404 and body["error"]["code"] == "NotFound"

@@ -108,3 +108,22 @@ def test_failover_settings_are_patched_with_a_merge_patch_of_the_same_document()
         "staticIpAddress",
         "disks",
     } <= set(settings["properties"])
+
+
+def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
+    document = build_document()
+    schemas = document["components"]["schemas"]
+    operations = schemas["Operation"]["enum"]
+    assert {"enableReplication", "testMigrate", "failover", "changeRecoveryPoint", "commit"} <= set(
+        operations
+    )
+    assert schemas["MachineSummary"]["properties"]["allowedOperations"]["items"] == {
+        "$ref": "#/components/schemas/Operation"
+    }
+    assert "allowedOperations" in schemas["MachineDetail"]["properties"]
+    detail = schemas["ForbiddenTransitionDetail"]
+    assert {"machineId", "from", "to", "allowed", "allowedOperations"} <= set(detail["properties"])
+    points = document["paths"]["/api/machines/{machineId}/recovery-points"]["get"]
+    assert set(points["responses"]) == {"200", "400", "401", "404"}
+    point = schemas["RecoveryPointView"]["properties"]
+    assert set(point) == {"id", "time", "consistency", "cycleId", "disks"}

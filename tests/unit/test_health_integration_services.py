@@ -115,7 +115,14 @@ def fail(
 
 
 def complete(
-    repos: Repositories, sequence: int, kind: CycleKind = CycleKind.DELTA, minutes: int = 10
+    repos: Repositories,
+    sequence: int,
+    kind: CycleKind = CycleKind.DELTA,
+    minutes: int = 10,
+    *,
+    disks: tuple[str, ...] = ("d0", "d1"),
+    snapshots: tuple[str, ...] = ("d0", "d1"),
+    missing: tuple[str, ...] = (),
 ) -> None:
     at = NOW + timedelta(minutes=minutes)
     cycle = Cycle(
@@ -123,19 +130,25 @@ def complete(
         machine_id="vm-1",
         sequence=sequence,
         kind=kind,
-        manifests={"d0": "m0", "d1": "m1"},
+        manifests={d: f"m-{d}" for d in disks},
         received_at=at,
     )
-    point = RecoveryPoint(
-        id=f"rp-{sequence}",
-        cycle_id=cycle.id,
-        time=at,
-        consistency=Consistency.CRASH,
-        disk_snapshots={"d0": "s", "d1": "s"},
+    point = (
+        None
+        if missing
+        else RecoveryPoint(
+            id=f"rp-{sequence}",
+            cycle_id=cycle.id,
+            time=at,
+            consistency=Consistency.CRASH,
+            disk_snapshots={d: "s" for d in snapshots},
+        )
     )
     cycles.complete_cycle(
         repos,
-        cycles.CycleOutcome(cycle=cycle, recovery_point=point, applied_at=at, bytes_applied=4096),
+        cycles.CycleOutcome(
+            cycle=cycle, recovery_point=point, applied_at=at, bytes_applied=4096, missing_disks=missing
+        ),
         POLICY,
     )
 
@@ -409,3 +422,24 @@ def test_failures_arriving_at_once_each_count(repos: Repositories, attempt: int)
         thread.join()
     assert stored(repos).health is Health.CRITICAL
     assert health_changes(repos) == [("Healthy", "Warning"), ("Warning", "Critical")]
+
+
+def test_a_cycle_of_one_disk_keeps_a_point_of_every_disk(repos: Repositories) -> None:
+    # The orchestration snapshots every disk of the machine, the resync's one and the unchanged one.
+    complete(repos, 2, CycleKind.RESYNC, disks=("d1",), snapshots=("d0", "d1"))
+    [point] = stored(repos).replication.recovery_points
+    assert sorted(point.disk_snapshots) == ["d0", "d1"]
+
+
+def test_a_point_that_lacks_a_disk_is_not_kept_and_the_event_says_why(repos: Repositories) -> None:
+    complete(repos, 2, disks=("d1",), snapshots=("d1",))
+    complete(repos, 3, disks=("d1",), missing=("d0",), minutes=11)
+    machine = stored(repos)
+    assert machine.replication.recovery_points == []
+    assert machine.replication.last_applied_sequence == 3  # applied all the same
+    texts = [
+        e.message
+        for e in repos.events.query(Query(equals={"machineId": "vm-1"}), partition_key="vm-1")
+        if e.id in ("c2-completed", "c3-completed")
+    ]
+    assert len(texts) == 2 and all("no recovery point: disk(s) d0" in t for t in texts), texts

@@ -109,6 +109,19 @@ def test_the_failing_step_can_be_named_and_a_failure_always_says_why() -> None:
     assert _statuses(failed)["Create"] is JobStatus.CANCELLED
 
 
+def test_a_named_step_already_failed_ends_with_the_jobs_error() -> None:
+    job = finish_step(_job(), "Plan", JobStatus.SUCCEEDED, now=NOW)
+    job = finish_step(job, "Copy", JobStatus.FAILED, now=NOW, message="the raw ARM message")
+    error = JobError(code="QuotaExceeded", message="creating the VM failed: quota; request more cores")
+    failed = finish_job(job, JobStatus.FAILED, now=LATER, error=error, failed_step="Copy")
+    copy = failed.steps[1]
+    assert copy.status is JobStatus.FAILED and copy.error == error and copy.end_time == NOW
+    assert _statuses(failed)["Create"] is JobStatus.CANCELLED
+    # Without a name, a step a flow already failed keeps what it said.
+    kept = finish_job(job, JobStatus.FAILED, now=LATER, error=error)
+    assert kept.steps[1].error == JobError(code="Failed", message="the raw ARM message")
+
+
 def test_a_succeeded_job_closes_its_open_steps_as_succeeded() -> None:
     job = start_step(_job(), "Plan", now=NOW)
     done = finish_job(job, JobStatus.SUCCEEDED, now=LATER)

@@ -9,10 +9,13 @@ import pytest
 
 from functions.http_errors import error_response
 from shared.domain.lifecycle import (
+    OPERATIONS,
     PROTECTED_STATES,
     TRANSITIONS,
     ForbiddenTransition,
     MachineState,
+    Operation,
+    allowed_operations,
     can_transition,
     transition,
 )
@@ -108,10 +111,34 @@ def test_forbidden_transition_is_a_409_with_a_clear_message() -> None:
         "cannot migrate: machine web-01 is Discovered, and from Discovered it can only go to EnablingReplication"
     )
     assert body["error"]["details"] == [
-        {"machineId": "web-01", "from": "Discovered", "to": "Migrating", "allowed": ["EnablingReplication"]}
+        {
+            "machineId": "web-01",
+            "from": "Discovered",
+            "to": "Migrating",
+            "allowed": ["EnablingReplication"],
+            "allowedOperations": ["enableReplication"],
+        }
     ]
 
 
 def test_protected_states_exclude_the_unprotected_ones() -> None:
     assert S.REPLICATING in PROTECTED_STATES and S.FAILED_OVER in PROTECTED_STATES
     assert not {S.DISCOVERED, S.REPLICATION_STOPPED, S.MIGRATED, S.MIGRATION_COMPLETED} & PROTECTED_STATES
+
+
+def test_allowed_operations_follow_the_transition_table() -> None:
+    ops = {state: [o.value for o in allowed_operations(state)] for state in S}
+    assert ops[S.DISCOVERED] == ["enableReplication"]
+    assert ops[S.REPLICATING] == ["stopReplication", "repair", "testMigrate", "migrate", "failover"]
+    # The table's moves for a flow's own failure path are not the operator's.
+    assert ops[S.TEST_MIGRATING] == [] and ops[S.MIGRATING] == [] and ops[S.FAILING_OVER] == []
+    assert ops[S.TEST_MIGRATED] == ["testMigrateCleanup"]
+    assert ops[S.MIGRATED] == ["completeMigration"]
+    assert ops[S.FAILED_OVER] == ["changeRecoveryPoint", "commit"]
+    assert ops[S.CANCELLING_PLANNED_FAILBACK] == []
+    assert ops[S.MIGRATION_COMPLETED] == []
+    # Every operation that moves the machine is a move the table allows from where it is listed.
+    for state, allowed in ops.items():
+        for name in allowed:
+            rule = OPERATIONS[Operation(name)]
+            assert rule.stays or can_transition(state, rule.target), (state, name)

@@ -225,3 +225,27 @@ def test_a_test_migration_needs_an_isolated_vnet(repos: Repositories) -> None:
     request = m.TestMigrationRequest.model_validate({"testVirtualNetwork": "vnet-isolated"})
     started = m.start_test_migration(repos, "web01", request, job_id="job-1", now=NOW)
     assert started.machine.state is MachineState.TEST_MIGRATING
+
+
+def test_a_plan_that_fails_fails_its_step_with_the_jobs_error_and_cancels_the_rest(
+    repos: Repositories,
+) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    # Nothing started yet (the plan failed before any step began): the named step is the one that failed.
+    job = m.end_job(
+        repos,
+        "job-t",
+        succeeded=False,
+        now=NOW,
+        error_code="Error",
+        error_message="recovery point p1 has no snapshot of disk(s) data",
+        failed_step=m.STEP_PICK_POINT,
+    )
+    statuses = {s.name: s.status for s in job.steps}
+    assert statuses[m.STEP_PICK_POINT] is JobStatus.FAILED
+    failing = next(s for s in job.steps if s.name == m.STEP_PICK_POINT)
+    assert (
+        failing.error == job.error and failing.error is not None and "disk(s) data" in failing.error.message
+    )
+    assert all(statuses[name] is JobStatus.CANCELLED for name in m.HYDRATION_STEPS)
