@@ -402,8 +402,8 @@ def time_out_uploads(payload: dict[str, Any]) -> list[str]:
 @bp.activity_trigger(input_name="payload")
 def reject_cycle(payload: dict[str, Any]) -> None:
     """A cycle whose upload is corrupt, truncated or missing: nothing was written. Keep the verdict, raise
-    the catalog's error for each disk, and ask the appliance to resync the affected disks: the rejected
-    sequence number would otherwise leave a hole no later delta can fill."""
+    the catalog's error for each damaged disk, and ask the appliance to resync every disk the cycle carried:
+    the rejected sequence number would otherwise leave a hole no later delta can fill."""
     rejection = CycleRejection.model_validate(payload)
     services = get_services()
     now = services.clock()
@@ -445,15 +445,18 @@ def reject_cycle(payload: dict[str, Any]) -> None:
         message=summary,
         job_id=machine.active_job_id,
     )
-    for disk in rejection.rejected_disks:
-        if disk.disk_id in recorded.resync_disks:
+    # The whole cycle is discarded, the healthy disks' changes too: every disk it carried is resynced,
+    # or an appliance that resyncs only the disks it is told about would lose those changes.
+    carried = set(rejection.carried_disk_ids) | {d.disk_id for d in rejection.rejected_disks}
+    for disk_id in sorted(carried):
+        if disk_id in recorded.resync_disks:
             continue  # the health rules' automatic repair already asked for it
         queue_command(
             services.repos,
-            command_id=f"{rejection.cycle_id}-{disk.disk_id}-resync",
+            command_id=f"{rejection.cycle_id}-{disk_id}-resync",
             machine_id=rejection.machine_id,
             kind=CommandKind.RESYNC_DISK,
-            disk_id=disk.disk_id,
+            disk_id=disk_id,
             cycle_kind="resync",
             now=now,
         )

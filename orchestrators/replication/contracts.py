@@ -113,6 +113,9 @@ class CycleRejection(Payload):
     machine_id: str
     cycle_id: str
     rejected_disks: list[DiskApplied]
+    # Every disk the cycle carried: a rejected cycle is discarded whole, so each needs a resync. Empty in
+    # payloads recorded before this field existed (then the rejected disks are all that is known).
+    carried_disk_ids: list[str] = []
 
 
 class ResyncRequest(Payload):

@@ -304,7 +304,14 @@ def _apply_cycle(
             yield context.call_activity_with_retry(
                 reject_cycle,
                 STORAGE_RETRY,
-                _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+                _dump(
+                    CycleRejection(
+                        machine_id=view.machine_id,
+                        cycle_id=cycle.id,
+                        rejected_disks=rejected,
+                        carried_disk_ids=sorted(cycle.manifests),
+                    )
+                ),
             )
             return []
     if cycle.kind in BASE_KINDS:
@@ -336,7 +343,14 @@ def _apply_cycle(
         yield context.call_activity_with_retry(
             reject_cycle,
             STORAGE_RETRY,
-            _dump(CycleRejection(machine_id=view.machine_id, cycle_id=cycle.id, rejected_disks=rejected)),
+            _dump(
+                CycleRejection(
+                    machine_id=view.machine_id,
+                    cycle_id=cycle.id,
+                    rejected_disks=rejected,
+                    carried_disk_ids=sorted(cycle.manifests),
+                )
+            ),
         )
         return []
 

@@ -241,6 +241,8 @@ def test_a_damaged_upload_is_rejected_and_nothing_of_it_is_written(tmp_path: Pat
             (rejection,) = r.calls.of("reject_cycle")
             assert rejection["cycle_id"] == "c2"
             assert [d["disk_id"] for d in rejection["rejected_disks"]] == ["d1"]
+            # The cycle is discarded whole: every disk it carried is to be resynced, not only the damaged one.
+            assert rejection["carried_disk_ids"] == sorted(DISKS)
             await stop(r, world)
 
     run(scenario())
