@@ -154,9 +154,14 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     for disk in replicator.disks:
         assert appliance.replica_bytes(replicator.machine_id, disk.disk_id, disk.size) == before[disk.disk_id]
     assert held.cycle_id not in operator.applied_cycles(replicator.machine_id)  # type: ignore[attr-defined]
-    commands = appliance.api.commands()
     # The healthy disk's changes were refused with the cycle: it is resynced too, or they would be lost.
-    assert {c["diskId"] for c in commands if c["kind"] == "ResyncDisk"} == {"os", "data"}
+    # (The commands are queued just after the rejection event is written.)
+    wait_for(
+        lambda: (
+            {c["diskId"] for c in appliance.api.commands() if c["kind"] == "ResyncDisk"} == {"os", "data"}
+        ),
+        what="a ResyncDisk command for each disk of the refused cycle",
+    )
 
     # The appliance obeys the resync: the replica converges on the source again.
     reports = replicator.handle_commands(appliance.api)

@@ -19,12 +19,13 @@ from tests.support.arm_operations import arm_group_and_name
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
 
-def upload_without_event(replicator: MachineReplicator) -> CycleReport:
-    """Upload a cycle but hold its event back, so its data can be damaged before the control plane sees it."""
+def upload_without_event(replicator: MachineReplicator, disk_ids: list[str]) -> CycleReport:
+    """Upload a cycle of `disk_ids` but hold its event back, so its data can be damaged before the control
+    plane sees it."""
     original = replicator.events.cycle_uploaded
     replicator.events.cycle_uploaded = lambda **_: "held"  # type: ignore[method-assign]
     try:
-        return replicator.run_cycle()
+        return replicator.run_cycle(disk_ids=disk_ids)
     finally:
         replicator.events.cycle_uploaded = original  # type: ignore[method-assign]
 
@@ -47,7 +48,9 @@ def test_a_resync_of_one_disk_leaves_a_point_of_every_disk_that_a_test_migration
 
     # A damaged upload of the data disk: the cycle is refused and that disk alone is to be resynced.
     replicator.write("data", 0, random.Random(11).randbytes(4096))
-    held = upload_without_event(replicator)
+    # A cycle that carries the data disk only (the OS disk had no change): the refused cycle's disks are
+    # what the control plane asks to resync.
+    held = upload_without_event(replicator, ["data"])
     manifest = DeltaManifest.model_validate_json(
         appliance.cache.download_blob(held.manifests["data"]).readall()
     )
