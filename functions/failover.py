@@ -3,19 +3,34 @@
 GET   /api/machines/{id}/failover-settings   what the failover will create: VM name, resource group,
                                               size, disk type per disk, VNet/subnet, static IP
 PATCH /api/machines/{id}/failover-settings   a JSON merge patch (RFC 7396) of the same document
+POST  /api/machines/{id}/failover            {"recoveryPoint": "latest"|"latestProcessed"|
+                                              "latestAppConsistent"|"latestCrashConsistent"|<id>,
+                                              "shutdownSource": bool} -> 202, Location /api/jobs/{jobId}
+
+A failover records the machine's move to FailingOver and its job first (409 when the state or the
+recovery points forbid it, nothing written), then starts the job's orchestration `job-{jobId}`. It
+cannot be cancelled: there is no cancel route, and the job's orchestration never stops half-way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_object_body, json_response, path_id
+from functions.http_errors import handle_errors, json_object_body, json_response, parse_body, path_id
+from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
+from orchestrators.failover.contracts import FailoverInput, FailoverOutcome
+from orchestrators.failover.orchestrator import FAILOVER
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import get_services
+from shared.domain.api import AcceptedJob, CycleSignal
 from shared.domain.errors import ValidationFailed
+from shared.failover import service as failover
 from shared.failover import settings as failover_settings
 
 bp = durable_blueprint()
@@ -55,3 +70,57 @@ async def update_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
         failover_settings.update_failover_settings, services.repos, machine_id, patch, now=services.clock()
     )
     return json_response(updated)
+
+
+@bp.route(route="machines/{machineId}/failover", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    body = req.get_body().strip()
+    request = parse_body(req, failover.FailoverRequest) if body else failover.FailoverRequest()
+    started = await asyncio.to_thread(
+        failover.start_failover,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=f"job-{uuid.uuid4().hex}",
+        now=services.clock(),
+    )
+    job_input = FailoverInput(
+        machine_id=started.machine.id,
+        job_id=started.job.id,
+        recovery_point=request.recovery_point,
+        shutdown_source=request.shutdown_source,
+    )
+    try:
+        await client.start_new(
+            FAILOVER, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
+        outcome = FailoverOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_code="StartFailed",
+            error_message="the failover's orchestration could not be started; run the failover again",
+        )
+        await asyncio.to_thread(
+            failover.end_failover, services.repos, outcome, now=services.clock(), health=services.health
+        )
+        raise
+    failing = started.machine.failover
+    if failing is not None and failing.drain_through_sequence is not None:
+        # 'latest': the machine's orchestration applies the waiting cycles now rather than at its next wake-up.
+        await wake_machine_orchestration(
+            client,
+            started.machine.id,
+            CYCLE_UPLOADED_SIGNAL,
+            CycleSignal(cycle_id="failover", sequence=failing.drain_through_sequence),
+        )
+    status_url = f"/api/jobs/{started.job.id}"
+    accepted = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
+    return json_response(accepted, 202, {"Location": status_url, "Retry-After": "10"})

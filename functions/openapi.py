@@ -38,6 +38,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.failover.service import FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 
 bp = blueprint()
@@ -231,6 +232,20 @@ OPERATIONS: tuple[Operation, ...] = (
         request=FailoverSettings,
         errors=(400, 401, 404, 409),
         request_media_type="application/merge-patch+json",
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/failover",
+        "fail_over",
+        "Fail over to Azure from a recovery point ('latest' applies every received cycle first, "
+        "'latestProcessed' uses the newest point now, or the newest app/crash-consistent one, or an id), "
+        "optionally shutting the source down first; builds the VM from the failover settings and takes "
+        "the failback baseline (long operation, cannot be cancelled)",
+        "operator",
+        AcceptedJob,
+        202,
+        FailoverRequest,
+        errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(

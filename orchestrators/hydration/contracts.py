@@ -31,6 +31,9 @@ class HydrationRequest(Payload):
     test_virtual_network: str | None = Field(
         default=None, description="test migration: overrides the target's"
     )
+    failover: bool = Field(
+        default=False, description="a failover: the VM is built from the failover settings, not the target's"
+    )
 
 
 class DiskPlan(Payload):
@@ -39,6 +42,7 @@ class DiskPlan(Payload):
     size_bytes: int
     snapshot: str = Field(description="the replica's blob snapshot of the chosen recovery point")
     hydrate: bool = Field(description="attached to the helper (Windows: the OS disk; Linux: every disk)")
+    sku: str | None = Field(default=None, description="this disk's managed disk type; None: the plan's")
 
 
 class NetworkPlacement(Payload):
@@ -77,6 +81,10 @@ class HydrationPlan(Payload):
     helper_subnet_prefix: str
     storage_account_id: str
     storage_region: str
+    job_steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="hydration's step names shown under another job step (a failover's one 'Hydrate')",
+    )
 
 
 def arm_id(plan: HydrationPlan, kind: ResourceKind, *names: str) -> str:
@@ -231,6 +239,7 @@ class HydrationFailure(Payload):
 
     code: str
     message: str
+    step: str | None = Field(default=None, description="the job step that failed, as the job shows it")
 
 
 class HydrationOutcome(Payload):

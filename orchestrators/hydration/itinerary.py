@@ -80,10 +80,11 @@ HELPER_SUBNET = "hydration"
 
 
 class HydrationFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, step: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.step = step  # the job step that failed, as the job shows it
 
 
 class When(Enum):
@@ -135,6 +136,7 @@ class Run:
         self.used_fallback_network = False
         self.preparation: PreparationResult | None = None
         self.being_deleted: list[Resource] = []
+        self.warned: dict[str, str | None] = {}  # job steps showing several hydration steps: a Warning sticks
 
     def id_of(self, kind: ResourceKind, *names: str) -> str:
         return arm_id(self.plan, kind, *names)
@@ -176,15 +178,30 @@ class Run:
             RecoveryPointRelease(machine_id=self.plan.machine_id, job_id=self.plan.job_id),
         )
 
+    def shown(self, step: str) -> str:
+        return self.plan.job_steps.get(step, step)
+
     def mark(self, step: str, status: Status, message: str | None = None) -> None:
-        self.pending.append(StepUpdate(name=step, status=status, message=message))
+        shown = self.shown(step)
+        if shown != step:
+            # One job step shows several hydration steps: it succeeds with the last of them, and a
+            # warning on any of them stays.
+            group = [s for s, j in self.plan.job_steps.items() if j == shown]
+            if status == "Succeeded" and step != group[-1]:
+                status = "InProgress"
+            if status == "Warning":
+                self.warned[shown] = message
+            elif shown in self.warned and status in ("InProgress", "Succeeded"):
+                status, message = "Warning", self.warned[shown]
+        self.pending.append(StepUpdate(name=shown, status=status, message=message))
 
     def progress(self, *, add_after: str | None = None, added: list[StepUpdate] | None = None) -> Any:
         """Write the pending job-step changes in one call."""
         updates, self.pending = self.pending, []
+        after = None if add_after is None else self.shown(add_after)
         return self.call(
             record_job_progress,
-            JobProgress(job_id=self.plan.job_id, updates=updates, add_after=add_after, added=added or []),
+            JobProgress(job_id=self.plan.job_id, updates=updates, add_after=after, added=added or []),
         )
 
     def fail(
@@ -195,7 +212,7 @@ class Run:
             self.mark(step, "Failed", step_message)
         if self.pending:
             yield self.progress()
-        raise HydrationFailed(code, message)
+        raise HydrationFailed(code, message, None if step is None else self.shown(step))
 
 
 # --- the table's vocabulary ---------------------------------------------------------------------------
@@ -615,7 +632,8 @@ def walk(run: Run, itinerary: tuple[Step, ...] = ITINERARY) -> Orchestration:
             if step.failure is None:
                 raise
             code, message = step.failure
-            raise HydrationFailed(code, f"{message}: {exc}") from exc
+            failed_step = run.shown(step.marks[0].step) if step.marks else None
+            raise HydrationFailed(code, f"{message}: {exc}", failed_step) from exc
         if step.arm_wait:
             run.arm_waits += 1
         grouped: Results = {}

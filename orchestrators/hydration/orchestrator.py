@@ -67,7 +67,9 @@ def hydrate(context: df.DurableOrchestrationContext) -> Orchestration:
                 "(they are tagged with this job)."
             )
         yield from _record_duration(run, started, "failed")
-        return _dump(HydrationOutcome(failure=HydrationFailure(code=failure.code, message=message)))
+        return _dump(
+            HydrationOutcome(failure=HydrationFailure(code=failure.code, message=message, step=failure.step))
+        )
     seconds = yield from _record_duration(run, started, "succeeded")
     return _dump(HydrationOutcome(result=_result(run, seconds)))
 

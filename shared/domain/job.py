@@ -175,6 +175,9 @@ def finish_job(
         error = JobError(code="Failed", message="the job failed")
 
     def closed(step: JobStep) -> JobStep:
+        if failed and step.name == failed_step and step.status is JobStatus.FAILED:
+            # The step failed with its own words first; the job's error (the catalog's) is what it says.
+            return step.model_copy(update={"error": error, "end_time": step.end_time or now})
         if step.status.finished:
             return step
         if not failed:
