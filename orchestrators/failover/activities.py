@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.core.tools import parse_resource_id
 
 from orchestrators.blueprints import durable_blueprint
@@ -21,16 +22,18 @@ from orchestrators.failover.contracts import (
     FailoverOutcome,
     PendingDataState,
     PointPicked,
+    PointsDeleted,
     Polling,
     ShutdownRequested,
     ShutdownWatch,
     StartVm,
     StepRef,
     StepResult,
+    SwapDisks,
     baseline_snapshot_id,
     baseline_snapshot_name,
 )
-from orchestrators.hydration.activities import arm_clients, migration_settings
+from orchestrators.hydration.activities import arm_clients, migration_settings, replica_container
 from orchestrators.hydration.contracts import Done
 from shared.bootstrap import get_services
 from shared.domain.errors import DomainError
@@ -39,6 +42,7 @@ from shared.failover.settings import effective_settings
 from shared.migration import resources as ops
 from shared.migration.tags import Purpose, ResourceTags
 from shared.platform.arm_errors import ArmError
+from shared.replication.replica_disks import replica_blob_name
 
 bp = durable_blueprint()
 
@@ -177,3 +181,68 @@ def end_failover_job(payload: dict[str, Any]) -> dict[str, Any]:
     services = get_services()
     failover.end_failover(services.repos, outcome, now=services.clock(), health=services.health)
     return Done().model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def stop_failover_vm(payload: dict[str, Any]) -> dict[str, Any]:
+    """Stop and deallocate the VM: Azure swaps an OS disk only then."""
+    request = StartVm.model_validate(payload)
+    parts = parse_resource_id(request.vm_id)
+    try:
+        with arm_clients() as clients:
+            power = ops.deallocate_vm(clients, str(parts["resource_group"]), str(parts["name"]))
+    except ArmError as exc:
+        return StepResult(ok=False, message=str(exc), error_code=exc.code).model_dump(mode="json")
+    return StepResult(ok=True, message=f"VM {power.name} is {power.power_state.value}").model_dump(
+        mode="json"
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def swap_failover_vm_disks(payload: dict[str, Any]) -> dict[str, Any]:
+    request = SwapDisks.model_validate(payload)
+    parts = parse_resource_id(request.vm_id)
+    try:
+        with arm_clients() as clients:
+            swapped = ops.swap_vm_disks(
+                clients,
+                str(parts["resource_group"]),
+                str(parts["name"]),
+                os_disk_id=request.os_disk_id,
+                data_disk_ids=request.data_disk_ids,
+            )
+    except (ArmError, ValueError) as exc:
+        code = exc.code if isinstance(exc, ArmError) else "SwapFailed"
+        return StepResult(ok=False, message=str(exc), error_code=code).model_dump(mode="json")
+    return StepResult(
+        ok=True,
+        message=f"VM {swapped.name} now has {1 + len(swapped.data_disk_ids)} disk(s) of the new point",
+    ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def delete_other_recovery_points(payload: dict[str, Any]) -> dict[str, Any]:
+    """Every recovery point but the failover's: its blob snapshots, then its catalog entry (a point whose
+    snapshots could not all be deleted stays listed, so a second commit finds it)."""
+    ref = StepRef.model_validate(payload)
+    services = get_services()
+    replicas = replica_container()
+    deleted: list[str] = []
+    failed: list[str] = []
+    for point in failover.points_to_delete(services.repos, ref.machine_id):
+        complete = True
+        for disk_id, snapshot in point.disk_snapshots.items():
+            blob = replicas.get_blob_client(replica_blob_name(ref.machine_id, disk_id), snapshot=snapshot)
+            try:
+                blob.delete_blob()
+            except ResourceNotFoundError:
+                pass
+            except HttpResponseError as exc:
+                complete = False
+                failed.append(f"{disk_id}@{snapshot}: {exc.message}")
+        if complete:
+            deleted.append(point.id)
+    failover.forget_points(services.repos, ref.machine_id, deleted, now=services.clock())
+    machine = services.repos.machines.require(ref.machine_id).item
+    kept = machine.failover.recovery_point_id if machine.failover else None
+    return PointsDeleted(deleted=deleted, failed=failed, kept=kept).model_dump(mode="json")

@@ -92,3 +92,26 @@ def baseline_snapshot_id(disk_id: str, job_id: str) -> str:
 
 def baseline_snapshot_name(disk_name: str, job_id: str) -> str:
     return f"{disk_name[:60]}-fb-{job_id[-12:]}"
+
+
+class ChangeInput(Payload):
+    """The input of a change of recovery point's orchestration (`job-{jobId}`)."""
+
+    machine_id: str
+    job_id: str
+    recovery_point_id: str
+    vm_id: str
+    old_disk_ids: list[str] = Field(description="the VM's disks now, OS disk first")
+    old_snapshot_ids: list[str] = Field(description="their failback baseline")
+
+
+class SwapDisks(Payload):
+    vm_id: str
+    os_disk_id: str
+    data_disk_ids: list[str]
+
+
+class PointsDeleted(Payload):
+    deleted: list[str] = Field(description="recovery point ids deleted (snapshots and catalog entries)")
+    failed: list[str] = Field(default_factory=list, description="snapshots that could not be deleted")
+    kept: str | None = None

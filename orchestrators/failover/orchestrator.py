@@ -138,9 +138,8 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> O
     if hydrated.result is None:
         failure = hydrated.failure
         assert failure is not None
-        step = _step_named(failure.step) or (
-            Step.HYDRATE if failure.code == "HydrationFailed" else Step.PICK_RECOVERY_POINT
-        )
+        # Hydration names the failing step, but for the VM's network interface (created with the disks).
+        step = _step_named(failure.step) or Step.CREATE_VM
         raise FailoverStopped(step, failure.code, failure.message)
     result: HydrationResult = hydrated.result
 

@@ -158,7 +158,9 @@ def plan_hydration(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         plan = _plan(machine, job)
     except (DomainError, ArmError) as exc:
-        failure = HydrationFailure(code=getattr(exc, "code", "PlanFailed"), message=str(exc))
+        failure = HydrationFailure(
+            code=getattr(exc, "code", "PlanFailed"), message=str(exc), step=migration.STEP_PICK_POINT
+        )
         return PlanOutcome(failure=failure).model_dump(mode="json")
     # Retention must not delete these snapshots while the copies are made (released after phase 1).
     recovery_points.pin_recovery_point(
@@ -323,6 +325,7 @@ def _failover_plan(
         helper_subnet_prefix=settings.helper_subnet_prefix,
         storage_account_id=get_services().settings.replica_storage.require_account_id(),
         storage_region=final.location,
+        disks_only=job.disks_only,
         job_steps=FAILOVER_JOB_STEPS,
     )
 

@@ -34,6 +34,10 @@ class HydrationRequest(Payload):
     failover: bool = Field(
         default=False, description="a failover: the VM is built from the failover settings, not the target's"
     )
+    disks_only: bool = Field(
+        default=False,
+        description="a change of recovery point: prepare the disks for the existing VM, create no NIC or VM",
+    )
 
 
 class DiskPlan(Payload):
@@ -81,6 +85,7 @@ class HydrationPlan(Payload):
     helper_subnet_prefix: str
     storage_account_id: str
     storage_region: str
+    disks_only: bool = Field(default=False, description="prepare the disks only: no NIC, no VM")
     job_steps: dict[str, str] = Field(
         default_factory=dict,
         description="hydration's step names shown under another job step (a failover's one 'Hydrate')",

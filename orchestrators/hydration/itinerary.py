@@ -91,10 +91,13 @@ class When(Enum):
     ALWAYS = "always"
     WITH_HELPER = "with helper"  # the toolkit prepares the OS on a temporary VM
     PREPARED_MANUALLY = "prepared manually"  # the operator prepared the OS by hand: no helper
+    NEW_VM = "new VM"  # the VM and its NIC are created (not when disks are prepared for an existing VM)
 
     def holds(self, plan: HydrationPlan) -> bool:
         if self is When.ALWAYS:
             return True
+        if self is When.NEW_VM:
+            return not plan.disks_only
         return plan.prepared_manually == (self is When.PREPARED_MANUALLY)
 
 
@@ -155,6 +158,8 @@ class Run:
         return self.id_of(ResourceKind.VM, self.plan.final_vm_name)
 
     def final_resources(self) -> set[Resource]:
+        if self.plan.disks_only:
+            return {Resource(kind=ResourceKind.DISK, id=self.disk_id(d)) for d in self.plan.disks}
         return {
             Resource(kind=ResourceKind.VM, id=self.vm_id()),
             Resource(kind=ResourceKind.NIC, id=self.final_nic_id()),
@@ -321,8 +326,10 @@ def _settle_disks_and_network(run: Run, results: Results) -> Orchestration:
                 f"failed: {imported.error_message}",
                 imported.error_message,
             )
-    [nic] = [CreateResult.model_validate(r) for r in results["create VM NIC"]]
-    if not nic.ok:
+    nics = [CreateResult.model_validate(r) for r in results.get("create VM NIC", [])]
+    for nic in nics:
+        if nic.ok:
+            continue
         yield from run.fail(
             None,
             nic.error_code or "NicFailed",
@@ -502,6 +509,8 @@ def _settle_vm(run: Run, results: Results) -> Orchestration:
     for resource in run.being_deleted:
         run.recorded.remove(resource)
     run.being_deleted = []
+    if not When.NEW_VM.holds(run.plan):
+        return
     [vm] = [CreateResult.model_validate(r) for r in results["create VM"]]
     if not vm.ok:
         yield from run.fail(
@@ -522,7 +531,8 @@ def _settle_done(run: Run, results: Results) -> Orchestration:
     run.recorded = [r for r in run.recorded if r in final]
     if When.WITH_HELPER.holds(run.plan):
         run.mark(m.STEP_DELETE_TEMPORARY, "Succeeded")
-    run.mark(m.STEP_CREATE_VM, "Succeeded")
+    if When.NEW_VM.holds(run.plan):
+        run.mark(m.STEP_CREATE_VM, "Succeeded")
     yield run.progress()
 
 
@@ -542,7 +552,7 @@ ITINERARY: tuple[Step, ...] = (
         ),
         actions=(
             Create("import disks", _imports, _undo_import),
-            Create("create VM NIC", _final_nic, _undo(ResourceKind.NIC)),
+            Create("create VM NIC", _final_nic, _undo(ResourceKind.NIC), when=When.NEW_VM),
             Create("create helper VNet", _helper_vnet, _undo_vnet, when=HELPER),
             Create("create helper NSG", _helper_nsg, _undo(ResourceKind.NSG), when=HELPER),
             Call(
@@ -587,9 +597,9 @@ ITINERARY: tuple[Step, ...] = (
     ),
     Step(
         "create VM",
-        marks=(Mark(m.STEP_CREATE_VM),),
+        marks=(Mark(m.STEP_CREATE_VM, when=When.NEW_VM),),
         actions=(
-            Create("create VM", _vm, _undo(ResourceKind.VM)),
+            Create("create VM", _vm, _undo(ResourceKind.VM), when=When.NEW_VM),
             Call("delete temporary resources", _delete_temporary_but_vnet),
             Call("release recovery point", lambda run: [run.release()], when=MANUAL),
         ),

@@ -85,6 +85,10 @@ class FailoverStatus(WireModel):
         description="incremental snapshots of those disks taken when the VM started: failback replicates "
         "what changed since them",
     )
+    changing_job_id: str | None = Field(
+        default=None,
+        description="the ChangeRecoveryPoint job running now (one at a time; no commit meanwhile)",
+    )
 
 
 class Machine(WireModel):

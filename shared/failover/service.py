@@ -20,7 +20,7 @@ from shared.appliances.commands import queue_command
 from shared.domain.command import CommandKind, CommandStatus
 from shared.domain.cycle import Consistency, CycleKind, CycleState, RecoveryPoint
 from shared.domain.errors import Conflict, NotFound
-from shared.domain.failover import FailoverStep
+from shared.domain.failover import ChangeRecoveryPointStep, CommitStep, FailoverStep
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import FailoverStatus, Machine
@@ -268,6 +268,18 @@ class FailoverOutcome(BaseModel):
 def end_failover(
     repos: Repositories, outcome: FailoverOutcome, *, now: datetime, health: HealthSettings
 ) -> Job:
+    """The end of a Failover job, or of a ChangeRecoveryPoint or Commit job (`end_change`, `end_commit`)."""
+    kind = jobs.require(repos, outcome.job_id).kind
+    if kind is JobKind.CHANGE_RECOVERY_POINT:
+        return end_change(repos, outcome, now=now)
+    if kind is JobKind.COMMIT:
+        return end_commit(repos, outcome, now=now)
+    return _end_failover(repos, outcome, now=now, health=health)
+
+
+def _end_failover(
+    repos: Repositories, outcome: FailoverOutcome, *, now: datetime, health: HealthSettings
+) -> Job:
     """FailedOver with what was built, or back to Replicating with the catalog's error (health Critical,
     through the health writer) and the job Failed at its step. Idempotent: a retry finds the machine
     already moved and the job already finished."""
@@ -342,3 +354,164 @@ def end_failover(
     steps = " ".join(f"({i}) {r}" for i, r in enumerate(rendered.recommendations, start=1))
     error = JobError(code=match.error_code, message=f"{match.message} Recommended steps: {steps}")
     return jobs.finish(repos, job.id, JobStatus.FAILED, now=now, error=error, failed_step=step)
+
+
+# --- after the failover: change the recovery point, commit -----------------------------------------------
+
+
+class ChangeRecoveryPointRequest(RequestModel):
+    """Body of POST /api/machines/{id}/change-recovery-point."""
+
+    recovery_point_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="another recovery point id from the machine's recoveryPointList",
+    )
+
+
+class FailoverCommitted(Conflict):
+    code = "FailoverCommitted"
+
+
+def _failed_over(machine: Machine, action: str) -> FailoverStatus:
+    if machine.state is MachineState.FAILOVER_COMMITTED:
+        raise FailoverCommitted(
+            f"cannot {action}: the failover of machine {machine.id} is committed, so its recovery point is final "
+            "and the other points are deleted",
+            details=[{"machineId": machine.id, "state": machine.state}],
+        )
+    failover = machine.failover
+    if machine.state is not MachineState.FAILED_OVER or failover is None or failover.vm_id is None:
+        raise Conflict(
+            f"cannot {action}: machine {machine.id} is {machine.state}; only a failed-over machine (FailedOver) can",
+            details=[{"machineId": machine.id, "state": machine.state}],
+        )
+    if failover.changing_job_id is not None:
+        raise Conflict(
+            f"cannot {action}: the recovery point of machine {machine.id} is being changed (job "
+            f"{failover.changing_job_id}); wait until that job has finished",
+            details=[{"machineId": machine.id, "jobId": failover.changing_job_id}],
+        )
+    return failover
+
+
+def start_change_recovery_point(
+    repos: Repositories, machine_id: str, request: ChangeRecoveryPointRequest, *, job_id: str, now: datetime
+) -> FailoverStarted:
+    """A ChangeRecoveryPoint job for a FailedOver machine (the state does not change: the VM stays the
+    failover's). 409 once committed or while another change runs; 404 for an unknown point."""
+
+    def apply(machine: Machine) -> None:
+        failover = _failed_over(machine, "change the recovery point")
+        point = pick_point(machine, request.recovery_point_id)
+        if point.id == failover.recovery_point_id:
+            raise Conflict(
+                f"machine {machine.id}'s VM is already built from recovery point {point.id}; choose another one",
+                details=[{"machineId": machine.id, "recoveryPoint": point.id}],
+            )
+        machine.failover = failover.model_copy(update={"changing_job_id": job_id})
+        machine.active_job_id = job_id
+        machine.updated_at = now
+
+    stored, _ = repos.machines.update_with_retry(machine_id, apply)
+    steps = [s.value for s in ChangeRecoveryPointStep]
+    job = jobs.create(repos, new_job(job_id, JobKind.CHANGE_RECOVERY_POINT, machine_id, steps, now))
+    return FailoverStarted(stored.item, job)
+
+
+def end_change(repos: Repositories, outcome: FailoverOutcome, *, now: datetime) -> Job:
+    """The VM runs on the new point's disks (recorded), or on its old ones (the job failed: nothing else
+    changed). Either way the next change or the commit may start."""
+    job = jobs.require(repos, outcome.job_id)
+    if job.status.finished:
+        return job
+
+    def record(machine: Machine) -> None:
+        failover = machine.failover
+        if failover is None or failover.changing_job_id != job.id:
+            return
+        update: dict[str, object] = {"changing_job_id": None}
+        if outcome.succeeded:
+            update |= {
+                "recovery_point_id": outcome.recovery_point_id,
+                "disk_ids": list(outcome.disk_ids),
+                "failback_baseline_snapshot_ids": list(outcome.failback_baseline_snapshot_ids),
+            }
+        machine.failover = failover.model_copy(update=update)
+        machine.updated_at = now
+
+    repos.machines.update_with_retry(outcome.machine_id, record)
+    if outcome.succeeded:
+        warned = any(s.status is JobStatus.WARNING for s in job.steps)
+        return jobs.finish(repos, job.id, JobStatus.WARNING if warned else JobStatus.SUCCEEDED, now=now)
+    step = outcome.failed_step or ChangeRecoveryPointStep.PICK_RECOVERY_POINT.value
+    match = failover_error(step, outcome.error_code, reason=outcome.error_message or "the step failed")
+    steps = " ".join(f"({i}) {r}" for i, r in enumerate(match.render().recommendations, start=1))
+    error = JobError(
+        code=match.error_code,
+        message=f"{match.message} The VM still runs on recovery point {_current_point(repos, outcome.machine_id)}. "
+        f"Recommended steps: {steps}",
+    )
+    return jobs.finish(repos, job.id, JobStatus.FAILED, now=now, error=error, failed_step=step)
+
+
+def _current_point(repos: Repositories, machine_id: str) -> str | None:
+    failover = repos.machines.require(machine_id).item.failover
+    return failover.recovery_point_id if failover else None
+
+
+def start_commit(repos: Repositories, machine_id: str, *, job_id: str, now: datetime) -> FailoverStarted:
+    """FailedOver -> FailoverCommitted and a Commit job that deletes every other recovery point. 409 while
+    a change of recovery point runs, or when the machine is not failed over (or already committed)."""
+
+    def apply(machine: Machine) -> None:
+        retry = (
+            machine.state is MachineState.FAILOVER_COMMITTED and len(machine.replication.recovery_points) > 1
+        )
+        if not retry:  # a commit whose deletions failed may run again
+            _failed_over(machine, "commit the failover")
+            transition(machine, MachineState.FAILOVER_COMMITTED, action="commit the failover")
+        machine.active_job_id = job_id
+        machine.updated_at = now
+
+    stored, _ = repos.machines.update_with_retry(machine_id, apply)
+    steps = [s.value for s in CommitStep]
+    job = jobs.create(repos, new_job(job_id, JobKind.COMMIT, machine_id, steps, now))
+    return FailoverStarted(stored.item, job)
+
+
+def points_to_delete(repos: Repositories, machine_id: str) -> list[RecoveryPoint]:
+    """A committed machine's recovery points other than the one its VM was built from."""
+    machine = repos.machines.require(machine_id).item
+    kept = machine.failover.recovery_point_id if machine.failover else None
+    return [p for p in machine.replication.recovery_points if p.id != kept]
+
+
+def forget_points(repos: Repositories, machine_id: str, point_ids: list[str], *, now: datetime) -> None:
+    """Drop these points from the machine's catalog (their snapshots are deleted already)."""
+
+    def drop(machine: Machine) -> None:
+        points = machine.replication.recovery_points
+        if any(p.id in point_ids for p in points):
+            machine.replication.recovery_points = [p for p in points if p.id not in point_ids]
+            machine.updated_at = now
+
+    repos.machines.update_with_retry(machine_id, drop)
+
+
+def end_commit(repos: Repositories, outcome: FailoverOutcome, *, now: datetime) -> Job:
+    """The commit stays (the state is FailoverCommitted either way); a failure says which snapshots are left."""
+    if outcome.succeeded:
+        return jobs.finish(repos, outcome.job_id, JobStatus.SUCCEEDED, now=now)
+    error = JobError(
+        code=outcome.error_code or "DeleteFailed",
+        message=outcome.error_message or "the other recovery points could not all be deleted; commit again",
+    )
+    return jobs.finish(
+        repos,
+        outcome.job_id,
+        JobStatus.FAILED,
+        now=now,
+        error=error,
+        failed_step=CommitStep.DELETE_OTHER_POINTS.value,
+    )

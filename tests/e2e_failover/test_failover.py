@@ -69,7 +69,8 @@ def test_failover_to_a_chosen_point_builds_the_vm_from_it_in_the_failover_settin
     _cycle_with_marker(client, machine, b"k-1:")
     point_k = _cycle_with_marker(client, machine, b"k:")
     data_at_k = machine.replicator.disks[1].path.read_bytes()
-    _cycle_with_marker(client, machine, b"k+1:")
+    point_k1 = _cycle_with_marker(client, machine, b"k+1:")
+    data_at_k1 = machine.replicator.disks[1].path.read_bytes()
 
     job = client.run(f"/machines/{machine.id}/failover", {"recoveryPoint": point_k}, timeout=600)
     assert job["kind"] == "Failover"
@@ -125,6 +126,58 @@ def test_failover_to_a_chosen_point_builds_the_vm_from_it_in_the_failover_settin
     )
     # Failover settings are locked; a second failover is refused.
     assert client.post(f"/machines/{machine.id}/failover", {}).status_code == 409
+
+    # Change the recovery point to k+1: new disks from it in the same VM, the old ones gone.
+    changed = client.run(
+        f"/machines/{machine.id}/change-recovery-point", {"recoveryPointId": point_k1}, timeout=600
+    )
+    assert changed["kind"] == "ChangeRecoveryPoint"
+    assert changed["status"] in ("Succeeded", "Warning"), changed["error"]["message"]
+    assert all(
+        s["status"] == "Succeeded" or (s["status"] == "Warning" and _hydration_step(s["name"]))
+        for s in changed["steps"]
+    ), changed["steps"]
+    view = client.machine(machine.id)
+    assert view["state"] == "FailedOver" and view["failoverRecoveryPointId"] == point_k1
+    assert view["failoverVmId"] == vm_id
+    new_os, new_data = client.vm_disks(vm_id)
+    assert {new_os, *new_data}.isdisjoint({os_disk, *data_disks})
+    image = client.disk_image(new_data[0]).read_bytes()
+    assert image[: len(data_at_k1)] == data_at_k1
+    assert image[:MARK] == b"k+1:" * (MARK // 4)
+    for gone in (os_disk, *data_disks):
+        group, name = arm_group_and_name(gone)
+        assert name not in [d.name for d in client.arm.compute.disks.list_by_resource_group(group)]
+    for gone in baseline:
+        group, name = arm_group_and_name(gone)
+        assert name not in [d.name for d in client.arm.compute.snapshots.list_by_resource_group(group)]
+    assert len(view["failbackBaselineSnapshotIds"]) == 2 and set(
+        view["failbackBaselineSnapshotIds"]
+    ).isdisjoint(baseline)
+    assert _nic(client, vm_id).private_ip_address == "10.1.0.57"
+    # What stands: the VM and its NIC (the failover's), the new disks and their baseline (the change's).
+    kinds = sorted(r.split("/providers/")[1].split("/")[1] for r in client.resources_of_job(changed["id"]))
+    assert kinds == ["disks", "disks", "snapshots", "snapshots"], kinds
+    kinds = sorted(r.split("/providers/")[1].split("/")[1] for r in client.resources_of_job(job["id"]))
+    assert kinds == ["networkInterfaces", "virtualMachines"], kinds
+
+    # Commit: one recovery point left (k+1's); its point can no longer change.
+    committed = client.run(f"/machines/{machine.id}/commit", timeout=300)
+    assert committed["status"] == "Succeeded", committed
+    view = client.machine(machine.id)
+    assert view["state"] == "FailoverCommitted"
+    assert [p["id"] for p in view["recoveryPointList"]] == [point_k1]
+    kept = view["recoveryPointList"][0]["diskSnapshots"]["data"]
+    snapshots = [
+        b.snapshot
+        for b in machine.appliance.replicas.list_blobs(
+            name_starts_with=f"{machine.id}/data.vhd", include=["snapshots"]
+        )
+        if b.snapshot
+    ]
+    assert kept in snapshots and len(snapshots) == 1, snapshots
+    refused = client.post(f"/machines/{machine.id}/change-recovery-point", {"recoveryPointId": point_k})
+    assert refused.status_code == 409 and "committed" in refused.text
 
 
 def test_a_quota_fault_at_create_vm_fails_with_28031_leaves_nothing_and_replication_resumes(
