@@ -234,3 +234,94 @@ def test_failure_resumes_replication_with_the_catalog_error_on_the_failing_step(
     assert [e.code for e in machine.replication.current_errors] == ["28031"]
     # Idempotent: a retried end changes nothing.
     assert f.end_failover(repos, outcome, now=NOW + timedelta(minutes=1), health=HealthSettings()) == job
+
+
+def _failed_over(repos: Repositories) -> None:
+    _machine(repos, points=3)
+    _start(repos, recoveryPoint="p1")
+    outcome = f.FailoverOutcome(
+        machine_id="web01",
+        job_id="job-1",
+        succeeded=True,
+        recovery_point_id="p1",
+        vm_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web01",
+        disk_ids=["d-os", "d-data"],
+        failback_baseline_snapshot_ids=["b-os", "b-data"],
+    )
+    f.end_failover(repos, outcome, now=NOW, health=HealthSettings())
+
+
+def _change(repos: Repositories, point: str, job_id: str = "job-2") -> f.FailoverStarted:
+    request = f.ChangeRecoveryPointRequest.model_validate({"recoveryPointId": point})
+    return f.start_change_recovery_point(repos, "web01", request, job_id=job_id, now=NOW)
+
+
+def test_a_change_of_recovery_point_runs_one_at_a_time_and_records_the_new_disks(repos: Repositories) -> None:
+    _failed_over(repos)
+    with pytest.raises(NotFound):
+        _change(repos, "nope")
+    with pytest.raises(Conflict, match="already built from recovery point p1"):
+        _change(repos, "p1")
+    started = _change(repos, "p2")
+    assert started.job.kind is JobKind.CHANGE_RECOVERY_POINT
+    assert [s.name for s in started.job.steps][3:6] == ["Stop VM", "Swap disks", "Start VM"]
+    with pytest.raises(Conflict, match="being changed"):
+        _change(repos, "p0", job_id="job-3")
+    with pytest.raises(Conflict, match="being changed"):
+        f.start_commit(repos, "web01", job_id="job-3", now=NOW)
+    outcome = f.FailoverOutcome(
+        machine_id="web01",
+        job_id="job-2",
+        succeeded=True,
+        recovery_point_id="p2",
+        disk_ids=["n-os", "n-data"],
+        failback_baseline_snapshot_ids=["nb-os", "nb-data"],
+    )
+    assert f.end_failover(repos, outcome, now=NOW, health=HealthSettings()).status is JobStatus.SUCCEEDED
+    failover = repos.machines.require("web01").item.failover
+    assert failover is not None and failover.changing_job_id is None
+    assert (failover.recovery_point_id, failover.disk_ids) == ("p2", ["n-os", "n-data"])
+    assert failover.vm_id is not None and failover.vm_id.endswith("/web01")
+
+
+def test_a_failed_change_keeps_the_old_point_and_frees_the_machine(repos: Repositories) -> None:
+    _failed_over(repos)
+    _change(repos, "p2")
+    outcome = f.FailoverOutcome(
+        machine_id="web01",
+        job_id="job-2",
+        succeeded=False,
+        failed_step="Swap disks",
+        error_code="OperationNotAllowed",
+        error_message="the VM is running",
+    )
+    job = f.end_failover(repos, outcome, now=NOW, health=HealthSettings())
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert "still runs on recovery point p1" in job.error.message
+    machine = repos.machines.require("web01").item
+    assert machine.state is MachineState.FAILED_OVER and machine.health is Health.HEALTHY
+    assert machine.failover is not None and machine.failover.recovery_point_id == "p1"
+    _change(repos, "p2", job_id="job-3")  # free for another try
+
+
+def test_commit_keeps_the_failover_point_and_then_refuses_a_change(repos: Repositories) -> None:
+    _failed_over(repos)
+    started = f.start_commit(repos, "web01", job_id="job-2", now=NOW)
+    assert started.machine.state is MachineState.FAILOVER_COMMITTED and started.job.kind is JobKind.COMMIT
+    assert [p.id for p in f.points_to_delete(repos, "web01")] == ["p0", "p2"]
+    f.forget_points(repos, "web01", ["p0", "p2"], now=NOW)
+    assert [p.id for p in repos.machines.require("web01").item.replication.recovery_points] == ["p1"]
+    outcome = f.FailoverOutcome(machine_id="web01", job_id="job-2", succeeded=True)
+    assert f.end_failover(repos, outcome, now=NOW, health=HealthSettings()).status is JobStatus.SUCCEEDED
+    with pytest.raises(f.FailoverCommitted, match="committed"):
+        _change(repos, "p1", job_id="job-3")
+    with pytest.raises(f.FailoverCommitted):
+        f.start_commit(repos, "web01", job_id="job-4", now=NOW)
+
+
+def test_change_and_commit_need_a_failed_over_machine(repos: Repositories) -> None:
+    _machine(repos)
+    with pytest.raises(Conflict, match="only a failed-over machine"):
+        _change(repos, "p1")
+    with pytest.raises(Conflict, match="only a failed-over machine"):
+        f.start_commit(repos, "web01", job_id="job-2", now=NOW)
