@@ -16,6 +16,7 @@ a failover: it has no cancel route and this orchestration raises no cancel event
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -83,11 +84,20 @@ class FailoverStopped(Exception):
         self.leftovers = leftovers or []
 
 
+@dataclass
+class Where:
+    """The step the failover is at and what it has created so far (the VM, its NIC, disks, snapshots)."""
+
+    step: Step = Step.CHECK_PREREQUISITES
+    made: list[Resource] = field(default_factory=list)
+
+
 @bp.orchestration_trigger(context_name="context", orchestration=FAILOVER)
 def failover_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     job = FailoverInput.model_validate(context.get_input())
+    where = Where()
     try:
-        outcome = yield from _fail_over(context, job)
+        outcome = yield from _fail_over(context, job, where)
     except FailoverStopped as stop:
         outcome = FailoverOutcome(
             machine_id=job.machine_id,
@@ -98,11 +108,23 @@ def failover_orchestrator(context: df.DurableOrchestrationContext) -> Orchestrat
             error_message=stop.message,
             leftovers=stop.leftovers,
         )
+    except Exception as exc:
+        # An activity that exhausted its retries: undo what exists, fail at the step it was in.
+        leftovers = yield from delete_all(context, where.made)
+        outcome = FailoverOutcome(
+            machine_id=job.machine_id,
+            job_id=job.job_id,
+            succeeded=False,
+            failed_step=where.step.value,
+            error_code="ActivityFailed",
+            error_message=str(exc),
+            leftovers=leftovers,
+        )
     yield _call(context, end_failover_job, outcome)
     return outcome.model_dump(mode="json")
 
 
-def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> Orchestration:
+def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput, where: Where) -> Orchestration:
     ref = StepRef(machine_id=job.machine_id, job_id=job.job_id)
 
     yield _progress(context, job, (Step.CHECK_PREREQUISITES, "InProgress", None))
@@ -112,19 +134,24 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> O
     yield _progress(context, job, (Step.CHECK_PREREQUISITES, "Succeeded", None))
 
     if job.shutdown_source:
+        where.step = Step.SHUT_DOWN_SOURCE
         yield from _shut_down_source(context, job, ref)
 
+    where.step = Step.STOP_REPLICATION
     held = Polling.model_validate((yield _call(context, hold_replication, ref)))
     yield _progress(context, job, (Step.STOP_REPLICATION, "Succeeded", None))
 
     if job.recovery_point == LATEST:
+        where.step = Step.PROCESS_PENDING_DATA
         yield from _process_pending_data(context, job, ref, held)
 
+    where.step = Step.PICK_RECOVERY_POINT
     yield _progress(context, job, (Step.PICK_RECOVERY_POINT, "InProgress", None))
     picked = PointPicked.model_validate((yield _call(context, pick_failover_point, ref)))
     if not picked.ok or picked.recovery_point_id is None:
         raise FailoverStopped(Step.PICK_RECOVERY_POINT, picked.error_code, picked.message)
 
+    where.step = Step.HYDRATE
     hydrated = yield from plan_and_hydrate(
         context,
         HydrationRequest(
@@ -143,17 +170,21 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> O
         raise FailoverStopped(step, failure.code, failure.message)
     result: HydrationResult = hydrated.result
 
-    created = list(result.final_resources)
+    where.made += result.final_resources
+    where.step = Step.START_VM
     yield _progress(context, job, (Step.START_VM, "InProgress", None))
     started = StepResult.model_validate(
         (yield _call(context, start_failover_vm, StartVm(job_id=job.job_id, vm_id=result.vm_id)))
     )
     if not started.ok:
-        yield from _undo(context, created, Step.START_VM, started.error_code, started.message)
+        yield from _undo(context, where, Step.START_VM, started.error_code, started.message)
     yield _progress(context, job, (Step.START_VM, "Succeeded", started.message))
 
     disks = [result.os_disk_id, *result.data_disk_ids]
-    created += [Resource(kind=ResourceKind.SNAPSHOT, id=baseline_snapshot_id(d, job.job_id)) for d in disks]
+    where.made += [
+        Resource(kind=ResourceKind.SNAPSHOT, id=baseline_snapshot_id(d, job.job_id)) for d in disks
+    ]
+    where.step = Step.TAKE_FAILBACK_BASELINE
     yield _progress(context, job, (Step.TAKE_FAILBACK_BASELINE, "InProgress", None))
     baseline = BaselineResult.model_validate(
         (
@@ -165,7 +196,7 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> O
         )
     )
     if not baseline.ok:
-        yield from _undo(context, created, Step.TAKE_FAILBACK_BASELINE, baseline.error_code, baseline.message)
+        yield from _undo(context, where, Step.TAKE_FAILBACK_BASELINE, baseline.error_code, baseline.message)
     yield _progress(context, job, (Step.TAKE_FAILBACK_BASELINE, "Succeeded", None))
     return FailoverOutcome(
         machine_id=job.machine_id,
@@ -181,7 +212,7 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput) -> O
 def _shut_down_source(
     context: df.DurableOrchestrationContext, job: FailoverInput, ref: StepRef
 ) -> Orchestration:
-    """Ask, then wait a bounded time: the seed's rule is that failover goes on whatever the answer."""
+    """Ask, then wait a bounded time: as in Site Recovery, the failover goes on whatever the answer."""
     yield _progress(context, job, (Step.SHUT_DOWN_SOURCE, "InProgress", None))
     try:
         requested = ShutdownRequested.model_validate((yield _call(context, request_source_shutdown, ref)))
@@ -193,7 +224,10 @@ def _shut_down_source(
     deadline = context.current_utc_datetime + timedelta(seconds=requested.timeout_seconds)
     watch = ShutdownWatch(machine_id=job.machine_id, command_id=requested.command_id)
     while True:
-        state = Acknowledged.model_validate((yield _call(context, check_source_shutdown, watch)))
+        try:
+            state = Acknowledged.model_validate((yield _call(context, check_source_shutdown, watch)))
+        except Exception:
+            state = Acknowledged(acknowledged=False)  # unknown counts as not shut down: keep waiting
         if state.acknowledged:
             yield _progress(
                 context, job, (Step.SHUT_DOWN_SOURCE, "Succeeded", "the appliance shut the source down")
@@ -236,13 +270,10 @@ def _process_pending_data(
 
 
 def _undo(
-    context: df.DurableOrchestrationContext,
-    created: list[Resource],
-    step: Step,
-    code: str | None,
-    message: str,
+    context: df.DurableOrchestrationContext, where: Where, step: Step, code: str | None, message: str
 ) -> Orchestration:
-    leftovers = yield from delete_all(context, created)
+    leftovers = yield from delete_all(context, where.made)
+    where.made = []
     raise FailoverStopped(step, code, message, leftovers)
 
 

@@ -342,3 +342,38 @@ def test_a_failed_baseline_deletes_the_vm_its_disks_and_any_snapshot_taken(tmp_p
     snapshots = [baseline_snapshot_id(d, JOB) for d in (OS_DISK, DATA_DISK)]
     assert sorted(deleted(r)) == sorted([*(r.id for r in FINAL), *snapshots])
     assert not outcome.succeeded
+
+
+class Crashing(World):
+    """Activities that raise (their retries exhausted) rather than answer a failure."""
+
+    def __init__(self, crash: str, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.crash = crash
+
+    def stubs(self) -> dict[str, Any]:
+        stubs = super().stubs()
+
+        def crash(payload: Any) -> Any:
+            raise RuntimeError(f"{self.crash} is down")
+
+        stubs[self.crash] = crash
+        return stubs
+
+
+def test_an_activity_that_keeps_failing_after_the_vm_exists_still_deletes_it(tmp_path: Path) -> None:
+    _, r = fail_over(Crashing("start_failover_vm"), tmp_path, recovery_point="latestProcessed")
+
+    outcome = ended(r)
+    assert (outcome.failed_step, outcome.error_code) == (S.START_VM.value, "ActivityFailed")
+    assert "start_failover_vm is down" in (outcome.error_message or "")
+    assert sorted(deleted(r)) == sorted(res.id for res in FINAL)
+
+
+def test_a_shutdown_check_that_keeps_failing_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    _, r = fail_over(
+        Crashing("check_source_shutdown"), tmp_path, recovery_point="latestProcessed", shutdown_source=True
+    )
+
+    assert (S.SHUT_DOWN_SOURCE, "Warning") in steps(r)
+    assert ended(r).succeeded
