@@ -244,3 +244,75 @@ def test_a_source_that_never_acknowledges_the_shutdown_leaves_the_step_and_the_j
     ), job["steps"]
     assert machine_state(client, machine.id) == "FailedOver"
     assert [c["kind"] for c in machine.appliance.api.commands()] == ["ShutDownSource"]
+
+
+class HeldEvents:
+    """The appliance's events with CycleUploaded held back: the cycle is uploaded, but the control plane
+    does not know it yet (a late event). `release` sends it."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+        self.held: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
+
+    def cycle_uploaded(self, **fields: Any) -> str:
+        self.held.append(fields)
+        return "held"
+
+    def release(self) -> None:
+        for fields in self.held:
+            self._events.cycle_uploaded(**fields)
+        self.held = []
+
+
+def _late_then_waiting(machine: GuestMachine) -> tuple[HeldEvents, bytes]:
+    """Cycle N's event is late; cycle N+1 (received, in the inbox) waits for it. The data disk at N+1."""
+    real = machine.replicator.events
+    held = HeldEvents(real)
+    machine.replicator.events = held
+    machine.replicator.write("data", 0, b"N:" * (MARK // 2))
+    machine.replicator.run_cycle()
+    machine.replicator.events = real
+    machine.replicator.write("data", MARK, b"N+1:" * (MARK // 4))
+    machine.replicator.run_cycle()
+    return held, machine.replicator.disks[1].path.read_bytes()
+
+
+def test_latest_processed_leaves_out_what_waits_in_the_inbox_and_latest_applies_it(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    # latestProcessed: the newest point now; cycle N+1 waits in the inbox (N is late) and is not used.
+    machine = _machine(module_appliance, client, guest)
+    _settings(client, machine)
+    before = machine.replicator.disks[1].path.read_bytes()
+    newest = client.machine(machine.id)["recoveryPointList"][-1]["id"]
+    _late_then_waiting(machine)
+    job = client.run(f"/machines/{machine.id}/failover", {"recoveryPoint": "latestProcessed"}, timeout=600)
+    assert job["status"] in ("Succeeded", "Warning"), job
+    assert "Process pending data" not in [s["name"] for s in job["steps"]]
+    view = client.machine(machine.id)
+    assert view["failoverRecoveryPointId"] == newest
+    _, data_disks = client.vm_disks(view["failoverVmId"])
+    image = client.disk_image(data_disks[0]).read_bytes()
+    assert image[: len(before)] == before  # neither N nor N+1
+    assert len(view["recoveryPointList"]) == 1  # replication held: N+1 was not applied since
+
+    # latest: N arrives, and whatever of N, N+1 has not been applied yet is applied before the point is picked.
+    machine = _machine(module_appliance, client, guest)
+    _settings(client, machine)
+    held, at_n1 = _late_then_waiting(machine)
+    late = held.held[0]["cycle_id"]
+    held.release()
+    client.wait_applied(machine.id, late)  # received and applied; N+1 may still be in the inbox
+    job = client.run(f"/machines/{machine.id}/failover", {"recoveryPoint": "latest"}, timeout=600)
+    assert job["status"] in ("Succeeded", "Warning"), job
+    pending = next(s for s in job["steps"] if s["name"] == "Process pending data")
+    assert pending["status"] == "Succeeded", pending
+    view = client.machine(machine.id)
+    points = view["recoveryPointList"]
+    assert view["failoverRecoveryPointId"] == points[-1]["id"] and len(points) == 3
+    _, data_disks = client.vm_disks(view["failoverVmId"])
+    image = client.disk_image(data_disks[0]).read_bytes()
+    assert image[: len(at_n1)] == at_n1  # N and N+1, byte for byte
