@@ -320,7 +320,7 @@ def _end_failover(
             "vmSize": settings.vm_size,
             "resourceGroup": settings.resource_group,
             "subnet": settings.subnet,
-            "staticIpAddress": settings.static_ip_address,
+            "staticIpAddress": str(settings.static_ip_address or "") or None,
         }
     except Conflict:
         pass
