@@ -4,6 +4,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import appliances, failover, health, jobs, liveness, migration, openapi, replication
+from orchestrators.failover import activities as failover_activities
+from orchestrators.failover import after as after_failover
+from orchestrators.failover import orchestrator as failover_flow
 from orchestrators.hydration import activities as hydration_activities
 from orchestrators.hydration import orchestrator as hydration
 from orchestrators.migration import activities as migration_activities
@@ -28,5 +31,8 @@ for blueprint in (
     test_migration.bp,
     cutover.bp,
     migration_activities.bp,
+    failover_flow.bp,
+    failover_activities.bp,
+    after_failover.bp,
 ):
     app.register_functions(blueprint)

@@ -3,19 +3,37 @@
 GET   /api/machines/{id}/failover-settings   what the failover will create: VM name, resource group,
                                               size, disk type per disk, VNet/subnet, static IP
 PATCH /api/machines/{id}/failover-settings   a JSON merge patch (RFC 7396) of the same document
+POST  /api/machines/{id}/failover            {"recoveryPoint": "latest"|"latestProcessed"|
+                                              "latestAppConsistent"|"latestCrashConsistent"|<id>,
+                                              "shutdownSource": bool} -> 202, Location /api/jobs/{jobId}
+POST  /api/machines/{id}/change-recovery-point  {"recoveryPointId": <id>} -> 202 (until commit)
+POST  /api/machines/{id}/commit              -> 202: keep the failover's point, delete the others
+
+A failover records the machine's move to FailingOver and its job first (409 when the state or the
+recovery points forbid it, nothing written), then starts the job's orchestration `job-{jobId}`. It
+cannot be cancelled: there is no cancel route, and the job's orchestration never stops half-way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_object_body, json_response, path_id
+from functions.http_errors import handle_errors, json_object_body, json_response, parse_body, path_id
+from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
+from orchestrators.failover.after import CHANGE_RECOVERY_POINT, COMMIT
+from orchestrators.failover.contracts import ChangeInput, FailoverInput, FailoverOutcome, StepRef
+from orchestrators.failover.orchestrator import FAILOVER
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import get_services
+from shared.domain.api import AcceptedJob, CycleSignal
 from shared.domain.errors import ValidationFailed
+from shared.failover import service as failover
 from shared.failover import settings as failover_settings
 
 bp = durable_blueprint()
@@ -55,3 +73,132 @@ async def update_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
         failover_settings.update_failover_settings, services.repos, machine_id, patch, now=services.clock()
     )
     return json_response(updated)
+
+
+@bp.route(route="machines/{machineId}/failover", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    body = req.get_body().strip()
+    request = parse_body(req, failover.FailoverRequest) if body else failover.FailoverRequest()
+    started = await asyncio.to_thread(
+        failover.start_failover,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=f"job-{uuid.uuid4().hex}",
+        now=services.clock(),
+    )
+    job_input = FailoverInput(
+        machine_id=started.machine.id,
+        job_id=started.job.id,
+        recovery_point=request.recovery_point,
+        shutdown_source=request.shutdown_source,
+    )
+    try:
+        await client.start_new(
+            FAILOVER, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
+        outcome = FailoverOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_code="StartFailed",
+            error_message="the failover's orchestration could not be started; run the failover again",
+        )
+        await asyncio.to_thread(
+            failover.end_failover, services.repos, outcome, now=services.clock(), health=services.health
+        )
+        raise
+    failing = started.machine.failover
+    if failing is not None and failing.drain_through_sequence is not None:
+        # 'latest': the machine's orchestration applies the waiting cycles now rather than at its next wake-up.
+        await wake_machine_orchestration(
+            client,
+            started.machine.id,
+            CYCLE_UPLOADED_SIGNAL,
+            CycleSignal(cycle_id="failover", sequence=failing.drain_through_sequence),
+        )
+    return _accepted(started)
+
+
+def _accepted(started: failover.FailoverStarted) -> func.HttpResponse:
+    status_url = f"/api/jobs/{started.job.id}"
+    accepted = AcceptedJob(
+        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
+    )
+    return json_response(accepted, 202, {"Location": status_url, "Retry-After": "10"})
+
+
+async def _run(
+    client: df.DurableOrchestrationClient,
+    orchestrator: str,
+    started: failover.FailoverStarted,
+    job_input: Any,
+) -> func.HttpResponse:
+    try:
+        await client.start_new(
+            orchestrator, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: end the job so the machine is free again, then answer 500.
+        services = get_services()
+        outcome = FailoverOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_code="StartFailed",
+            error_message="the job's orchestration could not be started; run it again",
+        )
+        await asyncio.to_thread(
+            failover.end_failover, services.repos, outcome, now=services.clock(), health=services.health
+        )
+        raise
+    return _accepted(started)
+
+
+@bp.route(route="machines/{machineId}/change-recovery-point", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def change_recovery_point(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    services = get_services()
+    request = parse_body(req, failover.ChangeRecoveryPointRequest)
+    started = await asyncio.to_thread(
+        failover.start_change_recovery_point,
+        services.repos,
+        path_id(req, "machineId"),
+        request,
+        job_id=f"job-{uuid.uuid4().hex}",
+        now=services.clock(),
+    )
+    current = started.machine.failover
+    assert current is not None and current.vm_id is not None
+    job_input = ChangeInput(
+        machine_id=started.machine.id,
+        job_id=started.job.id,
+        recovery_point_id=request.recovery_point_id,
+        vm_id=current.vm_id,
+        old_disk_ids=current.disk_ids,
+        old_snapshot_ids=current.failback_baseline_snapshot_ids,
+    )
+    return await _run(client, CHANGE_RECOVERY_POINT, started, job_input)
+
+
+@bp.route(route="machines/{machineId}/commit", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    started = await asyncio.to_thread(
+        failover.start_commit,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=f"job-{uuid.uuid4().hex}",
+        now=services.clock(),
+    )
+    return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))

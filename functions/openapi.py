@@ -40,6 +40,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 
 bp = blueprint()
@@ -241,6 +242,44 @@ OPERATIONS: tuple[Operation, ...] = (
         request=FailoverSettings,
         errors=(400, 401, 404, 409),
         request_media_type="application/merge-patch+json",
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/failover",
+        "fail_over",
+        "Fail over to Azure from a recovery point ('latest' applies every received cycle first, "
+        "'latestProcessed' uses the newest point now, or the newest app/crash-consistent one, or an id), "
+        "optionally shutting the source down first; builds the VM from the failover settings and takes "
+        "the failback baseline (long operation, cannot be cancelled)",
+        "operator",
+        AcceptedJob,
+        202,
+        FailoverRequest,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/change-recovery-point",
+        "change_recovery_point",
+        "Rebuild the failed-over VM's disks from another recovery point (copy, import, hydrate), swap them "
+        "into the stopped VM, start it, delete the old disks, take a new failback baseline (long operation; "
+        "409 once the failover is committed)",
+        "operator",
+        AcceptedJob,
+        202,
+        ChangeRecoveryPointRequest,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/commit",
+        "commit_failover",
+        "Commit the failover: keep the VM's recovery point, delete every other one (blob snapshots and "
+        "catalog entries); the recovery point can no longer change (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(

@@ -51,10 +51,13 @@ from orchestrators.hydration.contracts import (
     ToolkitStaging,
 )
 from shared.bootstrap import get_services
+from shared.domain.cycle import RecoveryPoint
 from shared.domain.errors import DomainError
+from shared.domain.failover import FailoverSettings, FailoverStep
 from shared.domain.inventory import Firmware, OsType
 from shared.domain.job import JobStatus, StepChange
 from shared.domain.machine import Machine
+from shared.failover.settings import effective_settings
 from shared.jobs import lifecycle as jobs
 from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
@@ -202,11 +205,16 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
             "(retention pruned it); pick another one"
         )
     settings = migration_settings()
+    failover = effective_settings(machine) if job.failover else None
     with arm_clients() as clients:
         fallback = _placement(
             clients, target.resource_group, target.virtual_network, target.subnet, any_subnet=False
         )
-        if test:
+        if failover is not None:
+            final = _placement(
+                clients, failover.resource_group, failover.virtual_network, failover.subnet, any_subnet=False
+            )
+        elif test:
             test_vnet = job.test_virtual_network or target.test_virtual_network
             if not test_vnet:
                 raise DomainError(
@@ -233,6 +241,8 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
         for d in inventory.disks
     ]  # the source's order: the toolkit's first disk is the guest's sda
     name = target.target_vm_name or inventory.display_name
+    if failover is not None:
+        return _failover_plan(machine, job, failover, point, disks, final, fallback, subscription)
     if test:
         # Windows names stop at 15 characters; the suffix must survive.
         name = f"{name[: (10 if windows else 59)]}-test"
@@ -260,6 +270,63 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
         helper_subnet_prefix=settings.helper_subnet_prefix,
         storage_account_id=get_services().settings.replica_storage.require_account_id(),
         storage_region=final.location,
+    )
+
+
+# A failover shows the temporary VM's work as one step.
+FAILOVER_JOB_STEPS = {
+    step: FailoverStep.HYDRATE.value
+    for step in (
+        migration.STEP_HELPER_NETWORK,
+        migration.STEP_HELPER_VM,
+        migration.STEP_PREPARE,
+        migration.STEP_DELETE_TEMPORARY,
+    )
+}
+
+
+def _failover_plan(
+    machine: Machine,
+    job: HydrationRequest,
+    failover: FailoverSettings,
+    point: RecoveryPoint,
+    disks: list[DiskPlan],
+    final: NetworkPlacement,
+    fallback: NetworkPlacement,
+    subscription: str,
+) -> HydrationPlan:
+    """The failover's VM from the failover settings: its name, group, size, network, address and the
+    managed disk type of each disk; built from copies of the point, like a migration's."""
+    settings = migration_settings()
+    inventory = machine.inventory
+    skus = {disk_id: d.disk_type.value for disk_id, d in failover.disks.items()}
+    os_disk = next(d for d in disks if d.is_os_disk)
+    return HydrationPlan(
+        machine_id=machine.id,
+        job_id=job.job_id,
+        subscription_id=subscription,
+        resource_group=failover.resource_group,
+        location=final.location,
+        os_type="Windows" if inventory.os_type is OsType.WINDOWS else "Linux",
+        hyper_v_generation="V2" if inventory.firmware is Firmware.UEFI else "V1",
+        recovery_point_id=point.id,
+        disks=[d.model_copy(update={"sku": skus.get(d.disk_id)}) for d in disks],
+        name_prefix=f"hyd-{job.job_id[-12:]}",
+        final_vm_name=failover.vm_name,
+        final_vm_size=failover.vm_size,
+        final_disk_sku=skus.get(os_disk.disk_id) or next(iter(skus.values())),
+        final_placement=final,
+        fallback_placement=fallback,
+        static_ip_address=None if failover.static_ip_address is None else str(failover.static_ip_address),
+        purpose="final",
+        prepared_manually=job.prepared_manually,
+        helper_vm_size=settings.helper_vm_size,
+        helper_address_prefix=settings.helper_address_prefix,
+        helper_subnet_prefix=settings.helper_subnet_prefix,
+        storage_account_id=get_services().settings.replica_storage.require_account_id(),
+        storage_region=final.location,
+        disks_only=job.disks_only,
+        job_steps=FAILOVER_JOB_STEPS,
     )
 
 
@@ -311,7 +378,7 @@ def _create(clients: ArmClients, request: CreateRequest) -> CreateResult:
                 source_uri=copy.url,
                 storage_account_id=plan.storage_account_id,
                 tags=tags,
-                sku=plan.final_disk_sku,
+                sku=request.disk.sku or plan.final_disk_sku,
                 os_type=plan.os_type if disk.is_os_disk else None,
                 hyper_v_generation=plan.hyper_v_generation if disk.is_os_disk else None,
             )

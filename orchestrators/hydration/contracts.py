@@ -31,6 +31,13 @@ class HydrationRequest(Payload):
     test_virtual_network: str | None = Field(
         default=None, description="test migration: overrides the target's"
     )
+    failover: bool = Field(
+        default=False, description="a failover: the VM is built from the failover settings, not the target's"
+    )
+    disks_only: bool = Field(
+        default=False,
+        description="a change of recovery point: prepare the disks for the existing VM, create no NIC or VM",
+    )
 
 
 class DiskPlan(Payload):
@@ -39,6 +46,7 @@ class DiskPlan(Payload):
     size_bytes: int
     snapshot: str = Field(description="the replica's blob snapshot of the chosen recovery point")
     hydrate: bool = Field(description="attached to the helper (Windows: the OS disk; Linux: every disk)")
+    sku: str | None = Field(default=None, description="this disk's managed disk type; None: the plan's")
 
 
 class NetworkPlacement(Payload):
@@ -77,6 +85,11 @@ class HydrationPlan(Payload):
     helper_subnet_prefix: str
     storage_account_id: str
     storage_region: str
+    disks_only: bool = Field(default=False, description="prepare the disks only: no NIC, no VM")
+    job_steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="hydration's step names shown under another job step (a failover's one 'Hydrate')",
+    )
 
 
 def arm_id(plan: HydrationPlan, kind: ResourceKind, *names: str) -> str:

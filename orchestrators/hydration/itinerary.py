@@ -93,10 +93,13 @@ class When(Enum):
     ALWAYS = "always"
     WITH_HELPER = "with helper"  # the toolkit prepares the OS on a temporary VM
     PREPARED_MANUALLY = "prepared manually"  # the operator prepared the OS by hand: no helper
+    NEW_VM = "new VM"  # the VM and its NIC are created (not when disks are prepared for an existing VM)
 
     def holds(self, plan: HydrationPlan) -> bool:
         if self is When.ALWAYS:
             return True
+        if self is When.NEW_VM:
+            return not plan.disks_only
         return plan.prepared_manually == (self is When.PREPARED_MANUALLY)
 
 
@@ -138,6 +141,7 @@ class Run:
         self.used_fallback_network = False
         self.preparation: PreparationResult | None = None
         self.being_deleted: list[Resource] = []
+        self.warned: dict[str, str | None] = {}  # job steps showing several hydration steps: a Warning sticks
 
     def id_of(self, kind: ResourceKind, *names: str) -> str:
         return arm_id(self.plan, kind, *names)
@@ -156,6 +160,8 @@ class Run:
         return self.id_of(ResourceKind.VM, self.plan.final_vm_name)
 
     def final_resources(self) -> set[Resource]:
+        if self.plan.disks_only:
+            return {Resource(kind=ResourceKind.DISK, id=self.disk_id(d)) for d in self.plan.disks}
         return {
             Resource(kind=ResourceKind.VM, id=self.vm_id()),
             Resource(kind=ResourceKind.NIC, id=self.final_nic_id()),
@@ -179,15 +185,30 @@ class Run:
             RecoveryPointRelease(machine_id=self.plan.machine_id, job_id=self.plan.job_id),
         )
 
+    def shown(self, step: str) -> str:
+        return self.plan.job_steps.get(step, step)
+
     def mark(self, step: str, status: Status, message: str | None = None) -> None:
-        self.pending.append(StepUpdate(name=step, status=status, message=message))
+        shown = self.shown(step)
+        if shown != step:
+            # One job step shows several hydration steps: it succeeds with the last of them, and a
+            # warning on any of them stays.
+            group = [s for s, j in self.plan.job_steps.items() if j == shown]
+            if status == "Succeeded" and step != group[-1]:
+                status = "InProgress"
+            if status == "Warning":
+                self.warned[shown] = message
+            elif shown in self.warned and status in ("InProgress", "Succeeded"):
+                status, message = "Warning", self.warned[shown]
+        self.pending.append(StepUpdate(name=shown, status=status, message=message))
 
     def progress(self, *, add_after: str | None = None, added: list[StepUpdate] | None = None) -> Any:
         """Write the pending job-step changes in one call."""
         updates, self.pending = self.pending, []
+        after = None if add_after is None else self.shown(add_after)
         return self.call(
             record_job_progress,
-            JobProgress(job_id=self.plan.job_id, updates=updates, add_after=add_after, added=added or []),
+            JobProgress(job_id=self.plan.job_id, updates=updates, add_after=after, added=added or []),
         )
 
     def fail(
@@ -198,7 +219,7 @@ class Run:
             self.mark(step, "Failed", step_message)
         if self.pending:
             yield self.progress()
-        raise HydrationFailed(code, message, step)
+        raise HydrationFailed(code, message, None if step is None else self.shown(step))
 
 
 # --- the table's vocabulary ---------------------------------------------------------------------------
@@ -307,8 +328,10 @@ def _settle_disks_and_network(run: Run, results: Results) -> Orchestration:
                 f"failed: {imported.error_message}",
                 imported.error_message,
             )
-    [nic] = [CreateResult.model_validate(r) for r in results["create VM NIC"]]
-    if not nic.ok:
+    nics = [CreateResult.model_validate(r) for r in results.get("create VM NIC", [])]
+    for nic in nics:
+        if nic.ok:
+            continue
         yield from run.fail(
             None,
             nic.error_code or "NicFailed",
@@ -488,6 +511,8 @@ def _settle_vm(run: Run, results: Results) -> Orchestration:
     for resource in run.being_deleted:
         run.recorded.remove(resource)
     run.being_deleted = []
+    if not When.NEW_VM.holds(run.plan):
+        return
     [vm] = [CreateResult.model_validate(r) for r in results["create VM"]]
     if not vm.ok:
         yield from run.fail(
@@ -508,7 +533,8 @@ def _settle_done(run: Run, results: Results) -> Orchestration:
     run.recorded = [r for r in run.recorded if r in final]
     if When.WITH_HELPER.holds(run.plan):
         run.mark(m.STEP_DELETE_TEMPORARY, "Succeeded")
-    run.mark(m.STEP_CREATE_VM, "Succeeded")
+    if When.NEW_VM.holds(run.plan):
+        run.mark(m.STEP_CREATE_VM, "Succeeded")
     yield run.progress()
 
 
@@ -528,7 +554,7 @@ ITINERARY: tuple[Step, ...] = (
         ),
         actions=(
             Create("import disks", _imports, _undo_import),
-            Create("create VM NIC", _final_nic, _undo(ResourceKind.NIC)),
+            Create("create VM NIC", _final_nic, _undo(ResourceKind.NIC), when=When.NEW_VM),
             Create("create helper VNet", _helper_vnet, _undo_vnet, when=HELPER),
             Create("create helper NSG", _helper_nsg, _undo(ResourceKind.NSG), when=HELPER),
             Call(
@@ -573,9 +599,9 @@ ITINERARY: tuple[Step, ...] = (
     ),
     Step(
         "create VM",
-        marks=(Mark(m.STEP_CREATE_VM),),
+        marks=(Mark(m.STEP_CREATE_VM, when=When.NEW_VM),),
         actions=(
-            Create("create VM", _vm, _undo(ResourceKind.VM)),
+            Create("create VM", _vm, _undo(ResourceKind.VM), when=When.NEW_VM),
             Call("delete temporary resources", _delete_temporary_but_vnet),
             Call("release recovery point", lambda run: [run.release()], when=MANUAL),
         ),
@@ -618,7 +644,8 @@ def walk(run: Run, itinerary: tuple[Step, ...] = ITINERARY) -> Orchestration:
             if step.failure is None:
                 raise
             code, message = step.failure
-            raise HydrationFailed(code, f"{message}: {exc}") from exc
+            failed_step = run.shown(step.marks[0].step) if step.marks else None
+            raise HydrationFailed(code, f"{message}: {exc}", failed_step) from exc
         if step.arm_wait:
             run.arm_waits += 1
         grouped: Results = {}

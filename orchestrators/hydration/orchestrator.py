@@ -77,9 +77,10 @@ def hydrate(context: df.DurableOrchestrationContext) -> Orchestration:
 def _result(run: Run, seconds: float) -> HydrationResult:
     plan = run.plan
     os_disk = next(d for d in plan.disks if d.is_os_disk)
+    new_vm = not plan.disks_only  # a change of recovery point prepares disks for the VM that exists
     return HydrationResult(
-        vm_id=run.vm_id(),
-        nic_id=run.final_nic_id(),
+        vm_id=run.vm_id() if new_vm else "",
+        nic_id=run.final_nic_id() if new_vm else "",
         os_disk_id=run.disk_id(os_disk),
         data_disk_ids=[run.disk_id(d) for d in plan.disks if not d.is_os_disk],
         final_resources=sorted(run.final_resources(), key=lambda r: (deletion_rank(r.kind), r.id)),

@@ -86,6 +86,14 @@ class MachineDetail(MachineSummary):
     current_errors: list[MachineError] = Field(description="with the error catalog's causes and steps")
     events_url: str = Field(description="the machine's recent events (newest first)")
     active_job_id: str | None = None
+    failover_recovery_point_id: str | None = Field(
+        default=None, description="after a failover: the recovery point the VM was built from"
+    )
+    failover_vm_id: str | None = Field(default=None, description="after a failover: the VM's ARM id")
+    failback_baseline_snapshot_ids: list[str] = Field(
+        default_factory=list,
+        description="after a failover: the incremental snapshots of the VM's disks failback starts from",
+    )
     discovered_at: datetime
     updated_at: datetime
 

@@ -46,6 +46,25 @@ class FailoverStep(StrEnum):
     TAKE_FAILBACK_BASELINE = "Take failback baseline"
 
 
+class ChangeRecoveryPointStep(StrEnum):
+    """The steps of a ChangeRecoveryPoint job, in order."""
+
+    PICK_RECOVERY_POINT = "Pick recovery point"
+    COPY_AND_IMPORT_DISKS = "Copy recovery point and import disks"
+    HYDRATE = "Hydrate"
+    STOP_VM = "Stop VM"
+    SWAP_DISKS = "Swap disks"
+    START_VM = "Start VM"
+    DELETE_OLD_DISKS = "Delete old disks"
+    TAKE_FAILBACK_BASELINE = "Take failback baseline"
+
+
+class CommitStep(StrEnum):
+    """The steps of a Commit job."""
+
+    DELETE_OTHER_POINTS = "Delete the other recovery points"
+
+
 class FailoverDisk(WireModel):
     disk_type: DiskType = Field(description="the managed disk type the failed-over VM gets for this disk")
 

@@ -67,6 +67,30 @@ class ReplicationStatus(WireModel):
         return [p for p in points if p.id not in kept_ids]
 
 
+class FailoverStatus(WireModel):
+    """The machine's current (or last successful) failover to Azure."""
+
+    job_id: str = Field(description="the Failover job that made (or is making) the VM")
+    recovery_point_choice: str = Field(description="what the operator asked for: 'latest', ... or a point id")
+    drain_through_sequence: int | None = Field(
+        default=None,
+        description="'latest': cycles waiting in the inbox up to this sequence are applied before the point "
+        "is picked; every other choice holds the inbox as it is",
+    )
+    recovery_point_id: str | None = Field(default=None, description="the point the VM was built from")
+    vm_id: str | None = Field(default=None, description="the failed-over VM's ARM id")
+    disk_ids: list[str] = Field(default_factory=list, description="its managed disks, OS disk first")
+    failback_baseline_snapshot_ids: list[str] = Field(
+        default_factory=list,
+        description="incremental snapshots of those disks taken when the VM started: failback replicates "
+        "what changed since them",
+    )
+    changing_job_id: str | None = Field(
+        default=None,
+        description="the ChangeRecoveryPoint job running now (one at a time; no commit meanwhile)",
+    )
+
+
 class Machine(WireModel):
     """Stored in `machines` (pk /id). The per-machine orchestration is its only writer once replicating."""
 
@@ -83,6 +107,9 @@ class Machine(WireModel):
         description="what the operator changed for failover; absent: the target settings apply",
     )
     replication: ReplicationStatus = Field(default_factory=ReplicationStatus)
+    failover: FailoverStatus | None = Field(
+        default=None, description="written by the failover flow only (shared.failover)"
+    )
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime
     updated_at: datetime
@@ -119,4 +146,4 @@ class Machine(WireModel):
 
 
 # Health and MachineError are part of the machine's vocabulary; they are defined with the health state.
-__all__ = ["Health", "Machine", "MachineError", "ReplicationStatus", "UploadWatch"]
+__all__ = ["FailoverStatus", "Health", "Machine", "MachineError", "ReplicationStatus", "UploadWatch"]

@@ -221,6 +221,13 @@ class MigrationSettings(_Group):
         description="between checks for the final cycle",
         **POSITIVE,
     )
+    failover_shutdown_timeout: Seconds = setting(
+        "FAILOVER_SHUTDOWN_TIMEOUT_SECONDS",
+        timedelta(minutes=5),
+        description="how long a failover waits for the appliance to shut the source down before it goes on "
+        "(the step ends in Warning)",
+        **POSITIVE,
+    )
 
 
 class SweeperSettings(_Group):

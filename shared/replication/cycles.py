@@ -201,12 +201,33 @@ OWN_JOB_STATES = frozenset(
 )
 
 
+# States in which a failover holds replication: no cycle may change what is being failed over. Cycles
+# already in the inbox wait there (a failed failover resumes replication with them); a failover to
+# the latest point first lets those up to `failover.drain_through_sequence` apply.
+HELD_STATES = frozenset(
+    {MachineState.FAILING_OVER, MachineState.FAILED_OVER, MachineState.FAILOVER_COMMITTED}
+)
+
+
+def held_cycles(machine: Machine, received: Sequence[Cycle]) -> list[Cycle]:
+    """The inbox cycles the machine's orchestration may apply now."""
+    if machine.state not in HELD_STATES:
+        return list(received)
+    drain = machine.failover.drain_through_sequence if machine.failover else None
+    if drain is None or machine.state is not MachineState.FAILING_OVER:
+        return []
+    return [c for c in received if c.sequence <= drain]
+
+
 def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
     machine = repos.machines.require(machine_id).item
     appliance = repos.appliances.require(machine.appliance_id).item
-    received = repos.cycles.query(
-        Query(equals={"machineId": machine_id, "state": CycleState.RECEIVED.value}, order_by="sequence"),
-        partition_key=machine_id,
+    received = held_cycles(
+        machine,
+        repos.cycles.query(
+            Query(equals={"machineId": machine_id, "state": CycleState.RECEIVED.value}, order_by="sequence"),
+            partition_key=machine_id,
+        ),
     )
     job = None
     if machine.state in OWN_JOB_STATES and machine.active_job_id:
@@ -224,7 +245,8 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
         policy=appliance.policy,
         plan=plan_ready_cycles(received, machine.replication.last_applied_sequence),
         job=job,
-        upload_watch=machine.replication.upload_watch,
+        # A held machine accepts no upload: a started cycle's deadline means nothing then.
+        upload_watch=None if machine.state in HELD_STATES else machine.replication.upload_watch,
     )
 
 

@@ -180,10 +180,22 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "current_errors": machine.replication.current_errors,
             "events_url": f"/api/machines/{machine.id}/events",
             "active_job_id": machine.active_job_id,
+            **_failover_fields(machine),
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }
     )
+
+
+def _failover_fields(machine: Machine) -> dict[str, object]:
+    failover = machine.failover
+    if failover is None or failover.vm_id is None:
+        return {}
+    return {
+        "failover_recovery_point_id": failover.recovery_point_id,
+        "failover_vm_id": failover.vm_id,
+        "failback_baseline_snapshot_ids": failover.failback_baseline_snapshot_ids,
+    }
 
 
 def get_machine(repos: Repositories, machine_id: str, *, now: datetime) -> MachineDetail:

@@ -565,3 +565,33 @@ def test_a_policy_denying_the_helper_network_falls_back_to_the_target_subnet(tmp
             assert (m.STEP_HELPER_NETWORK, "Warning") in steps_recorded(r)
 
     run(scenario())
+
+
+def test_disks_only_prepares_the_disks_under_the_failover_job_steps_and_creates_no_nic_or_vm(
+    tmp_path: Path,
+) -> None:
+    """A change of recovery point: the disks for the failed-over VM, no NIC, no VM; the temporary VM's
+    work shows as the failover's one 'Hydrate' step, which succeeds with the last of it."""
+    cloud = Cloud()
+    hydrate_steps = (m.STEP_HELPER_NETWORK, m.STEP_HELPER_VM, m.STEP_PREPARE, m.STEP_DELETE_TEMPORARY)
+    plan = make_plan().model_copy(
+        update={"disks_only": True, "job_steps": dict.fromkeys(hydrate_steps, "Hydrate")}
+    )
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, plan)
+            assert outcome.failure is None and outcome.result is not None
+            result = outcome.result
+            assert (result.vm_id, result.nic_id) == ("", "")
+            disks = {r.id for r in result.final_resources}
+            assert {r.kind for r in result.final_resources} == {ResourceKind.DISK}
+            assert cloud.existing == disks == {result.os_disk_id, *result.data_disk_ids}
+            assert "final_vm" not in {describe(c)[0] for c in creates(r)}
+            assert "final_nic" not in {describe(c)[0] for c in creates(r)}
+            shown = {name for name, _ in steps_recorded(r)}
+            assert shown.isdisjoint(hydrate_steps) and m.STEP_CREATE_VM not in shown
+            hydrate_marks = [status for name, status in steps_recorded(r) if name == "Hydrate"]
+            assert hydrate_marks[-1] == "Succeeded" and "Succeeded" not in hydrate_marks[:-1]
+
+    run(scenario())
