@@ -134,8 +134,6 @@ OPERATIONS: Mapping[Operation, OperationRule] = {
         S.FAILOVER_COMMITTED, not_from=frozenset({S.CANCELLING_PLANNED_FAILBACK})
     ),
 }
-# Operations the lifecycle names whose routes do not exist yet.
-NOT_ROUTED = frozenset({Operation.FAILOVER, Operation.CHANGE_RECOVERY_POINT, Operation.COMMIT})
 
 
 def allowed_operations(state: MachineState) -> list[Operation]:
