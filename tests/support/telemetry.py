@@ -155,7 +155,7 @@ def wait_for_emitted(
         written,
         timeout=timeout,
         interval=0.5,
-        what=f"telemetry of {machine_id}: {sorted(q.name for q in expected)}",
+        what=f"telemetry of {machine_id}: {sorted(str(q.name) for q in expected)}",
         hint=f"see {path}",
     )
 
