@@ -6,6 +6,7 @@ from pydantic import Field
 
 from orchestrators.hydration.contracts import Payload
 from shared.failover.service import FailoverOutcome
+from shared.migration.resource_kinds import ResourceKind, parse_arm_id, resource_id
 
 __all__ = ["FailoverOutcome"]
 
@@ -86,8 +87,13 @@ class BaselineResult(Payload):
 def baseline_snapshot_id(disk_id: str, job_id: str) -> str:
     """The id the failback baseline of `disk_id` gets (known before the snapshot is taken, so a failure
     after it can delete it): next to the disk, named after it and the job."""
-    prefix, _, name = disk_id.rpartition("/providers/Microsoft.Compute/disks/")
-    return f"{prefix}/providers/Microsoft.Compute/snapshots/{baseline_snapshot_name(name, job_id)}"
+    disk = parse_arm_id(disk_id)
+    return resource_id(
+        ResourceKind.SNAPSHOT,
+        disk.subscription,
+        disk.resource_group,
+        baseline_snapshot_name(disk.name, job_id),
+    )
 
 
 def baseline_snapshot_name(disk_name: str, job_id: str) -> str:
