@@ -1,8 +1,8 @@
 """`make demo`: the product's main scenario on the local stack.
 
 Each step talks to the stack through the same SDKs the product uses. Later capabilities add their
-steps here (replication, health, test migration, migration), so the demo always shows the product
-as far as it goes.
+steps here (replication, health, test migration, migration, failover), so the demo always shows the
+product as far as it goes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
+from devhost.demo_failover import run_failover_demo
 from devhost.demo_health import demo_failure_and_repair
 from devhost.demo_migration import run_migration_demo
 from devhost.demo_replication import run_replication_demo
@@ -157,6 +158,11 @@ def run_demo(stack: LocalStack) -> int:
             run_migration_demo(stack, Path(workdir), console, replication)
         except Exception as exc:
             console.print(f"[red]migration demo failed: {exc}[/]")
+            return 1
+        try:
+            run_failover_demo(stack, Path(workdir), console, replication)
+        except Exception as exc:
+            console.print(f"[red]failover demo failed: {exc}[/]")
             return 1
     console.print("[green bold]demo complete[/]")
     return 0

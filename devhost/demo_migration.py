@@ -69,10 +69,10 @@ def run_migration_demo(
             f"operator network ready: rg-target with {TARGET_VNET} (target) and {TEST_VNET} (isolated test "
             f"VNet); local ARM latency model at scale {scale}"
         )
-        appliance = _appliance(client, workdir, replication)
+        appliance = demo_appliance(client, workdir, replication)
 
         guest = linux_guest(workdir / "guests")
-        linux = _replicate(client, appliance, guest, data_disk=True, console=console)
+        linux = replicate_machine(client, appliance, guest, data_disk=True, console=console)
         figures: dict[str, Any] = {"linux": linux.machine_id}
 
         test = _test_migrate(client, console, linux.machine_id)
@@ -89,7 +89,7 @@ def run_migration_demo(
             console.print(f"[yellow]Windows guest skipped: {exc}[/]")
             windows = None
         if windows is not None:
-            machine = _replicate(client, appliance, windows, data_disk=False, console=console)
+            machine = replicate_machine(client, appliance, windows, data_disk=False, console=console)
             result = _test_migrate(client, console, machine.machine_id)
             figures["windowsTestMigration"] = result
             before = windows_settings(windows, windows.path, workdir / "win-before")
@@ -129,7 +129,7 @@ def run_migration_demo(
     return figures
 
 
-def _appliance(client: MigrationClient, workdir: Path, replication: dict[str, Any]) -> Appliance:
+def demo_appliance(client: MigrationClient, workdir: Path, replication: dict[str, Any]) -> Appliance:
     """The replication story's appliance when given (it replicates these machines too), else a new one."""
     api, appliance_id = replication.get("api"), replication.get("applianceId")
     if not isinstance(api, ApplianceApi) or not isinstance(appliance_id, str):
@@ -153,7 +153,7 @@ def _appliance(client: MigrationClient, workdir: Path, replication: dict[str, An
     )
 
 
-def _replicate(
+def replicate_machine(
     client: MigrationClient, appliance: Appliance, guest: GuestImage, *, data_disk: bool, console: Console
 ) -> MachineReplicator:
     machine_id = f"{guest.os_type}-{uuid.uuid4().hex[:6]}"
@@ -180,7 +180,7 @@ def _replicate(
 def _test_migrate(client: MigrationClient, console: Console, machine_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     job = client.run(f"/machines/{machine_id}/test-migrate", {}, timeout=900)
-    _show_job(console, job, time.perf_counter() - started)
+    show_job(console, job, time.perf_counter() - started)
     if job["status"] != "Succeeded":
         raise MigrationDemoFailed(f"test migration of {machine_id} failed: {job.get('error')}")
     status: dict[str, Any] = client.instance_status(job["id"])["customStatus"]
@@ -215,7 +215,7 @@ def _migrate(
     )
     console.print(f"appliance: source shut down, final cycle {reports[-1].cycle_id} uploaded")
     job = client.wait_job(job_id, timeout=900)
-    _show_job(console, job, time.perf_counter() - started)
+    show_job(console, job, time.perf_counter() - started)
     if job["status"] != "Succeeded":
         raise MigrationDemoFailed(f"migration of {machine_id} failed: {job.get('error')}")
     status: dict[str, Any] = client.instance_status(job_id)["customStatus"]
@@ -235,7 +235,7 @@ def _os_disk(client: MigrationClient, vm_id: str) -> str:
     return client.vm_disks(vm_id)[0]
 
 
-def _show_job(console: Console, job: dict[str, Any], seconds: float) -> None:
+def show_job(console: Console, job: dict[str, Any], seconds: float) -> None:
     table = Table(title=f"{job['kind']} {job['id']}: {job['status']} in {seconds:.1f} s")
     table.add_column("step")
     table.add_column("status")
