@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ from tests.support.telemetry import METRIC_EXPORT_ENV
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """As tests/e2e's, with ARM latencies off (the waits are counted, not timed)."""
+@contextmanager
+def migration_stack(tmp_path_factory: pytest.TempPathFactory, **host_env: str) -> Iterator[LocalStack]:
+    """The local stack with ARM latencies off (the waits are counted, not timed), fast final-cycle polls
+    and metric exports; `host_env` adds to the host's settings (other end-to-end suites reuse it)."""
     if reason := missing_requirements():
         pytest.skip(reason)
     previous = os.environ.get(LATENCY_SCALE_ENV)
@@ -46,9 +48,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
             "DEVHOST_LOG_LEVEL": "INFO",
             "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1",
-            # The sweeper test runs it on demand: no age threshold.
-            "SWEEPER_MIN_AGE_MINUTES": "0",
             **METRIC_EXPORT_ENV,
+            **host_env,
         },
     )
     try:
@@ -60,6 +61,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             os.environ.pop(LATENCY_SCALE_ENV, None)
         else:
             os.environ[LATENCY_SCALE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    # The sweeper test runs it on demand: no age threshold.
+    with migration_stack(tmp_path_factory, SWEEPER_MIN_AGE_MINUTES="0") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
