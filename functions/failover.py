@@ -17,13 +17,20 @@ cannot be cancelled: there is no cancel route, and the job's orchestration never
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_object_body, json_response, parse_body, path_id
+from functions.http_errors import (
+    accepted_job,
+    handle_errors,
+    json_object_body,
+    json_response,
+    new_job_id,
+    parse_body,
+    path_id,
+)
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failover.after import CHANGE_RECOVERY_POINT, COMMIT
@@ -31,7 +38,7 @@ from orchestrators.failover.contracts import ChangeInput, FailoverInput, Failove
 from orchestrators.failover.orchestrator import FAILOVER
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import get_services
-from shared.domain.api import AcceptedJob, CycleSignal
+from shared.domain.api import CycleSignal
 from shared.domain.errors import ValidationFailed
 from shared.failover import service as failover
 from shared.failover import settings as failover_settings
@@ -87,7 +94,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
         services.repos,
         path_id(req, "machineId"),
         request,
-        job_id=f"job-{uuid.uuid4().hex}",
+        job_id=new_job_id(),
         now=services.clock(),
     )
     job_input = FailoverInput(
@@ -122,15 +129,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
             CYCLE_UPLOADED_SIGNAL,
             CycleSignal(cycle_id="failover", sequence=failing.drain_through_sequence),
         )
-    return _accepted(started)
-
-
-def _accepted(started: failover.FailoverStarted) -> func.HttpResponse:
-    status_url = f"/api/jobs/{started.job.id}"
-    accepted = AcceptedJob(
-        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
-    )
-    return json_response(accepted, 202, {"Location": status_url, "Retry-After": "10"})
+    return accepted_job(started.job, retry_after_seconds=10)
 
 
 async def _run(
@@ -157,7 +156,7 @@ async def _run(
             failover.end_failover, services.repos, outcome, now=services.clock(), health=services.health
         )
         raise
-    return _accepted(started)
+    return accepted_job(started.job, retry_after_seconds=10)
 
 
 @bp.route(route="machines/{machineId}/change-recovery-point", methods=["POST"])
@@ -173,7 +172,7 @@ async def change_recovery_point(
         services.repos,
         path_id(req, "machineId"),
         request,
-        job_id=f"job-{uuid.uuid4().hex}",
+        job_id=new_job_id(),
         now=services.clock(),
     )
     current = started.machine.failover
@@ -198,7 +197,7 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
         failover.start_commit,
         services.repos,
         path_id(req, "machineId"),
-        job_id=f"job-{uuid.uuid4().hex}",
+        job_id=new_job_id(),
         now=services.clock(),
     )
     return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))

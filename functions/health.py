@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_response, path_id, query_int
+from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, path_id, query_int
 from orchestrators.blueprints import blueprint
 from shared import health
 from shared.bootstrap import get_services
-from shared.domain.api import AcceptedJob, EventList
+from shared.domain.api import EventList
 from shared.health import events
 
 bp = blueprint()
@@ -46,14 +45,10 @@ async def repair_replication(req: func.HttpRequest) -> func.HttpResponse:
         health.start_repair,
         services.repos,
         path_id(req, "machineId"),
-        job_id=f"job-{uuid.uuid4().hex}",
+        job_id=new_job_id(),
         now=services.clock(),
     )
-    status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(
-        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
-    )
-    return json_response(body, 202, {"Location": status_url, "Retry-After": "30"})
+    return accepted_job(started.job, retry_after_seconds=30)
 
 
 EVERY_FIVE_MINUTES = "0 */5 * * * *"

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the API blueprints: body parsing, JSON responses, domain error -> status.
+"""HTTP plumbing shared by the API blueprints: body parsing, JSON responses, the 202 of a long operation,
+domain error -> status.
 
 Errors always have the normative shape {"error": {"code", "message", "details"}}.
 """
@@ -16,7 +17,7 @@ from typing import Any, TypeVar, cast
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from shared.domain.api import ErrorDetail, ErrorResponse
+from shared.domain.api import AcceptedJob, ErrorDetail, ErrorResponse
 from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -26,6 +27,7 @@ from shared.domain.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from shared.domain.job import Job
 from shared.domain.wire import check_resource_id
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,17 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Conflict, 409),
 )
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex}"
+
+
+def accepted_job(job: Job, *, retry_after_seconds: int) -> func.HttpResponse:
+    """202 for a long operation: the job, and `Location` to poll (GET /api/jobs/{id})."""
+    status_url = f"/api/jobs/{job.id}"
+    body = AcceptedJob(job_id=job.id, machine_id=job.machine_id, status_url=status_url, job=job)
+    return json_response(body, 202, {"Location": status_url, "Retry-After": str(retry_after_seconds)})
 
 
 def status_for(error: DomainError) -> int:

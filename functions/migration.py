@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import TypeVar
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
 from shared.bootstrap import get_services
-from shared.domain.api import AcceptedJob
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs
 from shared.migration import service as migration
@@ -43,10 +41,6 @@ from shared.migration.sweeper import JobState, sweep_temporary_resources
 bp = durable_blueprint()
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=RequestModel)
-
-
-def _new_job_id() -> str:
-    return f"job-{uuid.uuid4().hex}"
 
 
 def _optional_body(req: func.HttpRequest, model: type[M]) -> M:
@@ -79,11 +73,7 @@ async def _start(
             error_message="the job's orchestration could not be started; run it again",
         )
         raise
-    status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(
-        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
-    )
-    return json_response(body, 202, {"Location": status_url, "Retry-After": "10"})
+    return accepted_job(started.job, retry_after_seconds=10)
 
 
 @bp.route(route="machines/{machineId}/test-migrate", methods=["POST"])
@@ -98,7 +88,7 @@ async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationCli
         services.repos,
         path_id(req, "machineId"),
         request,
-        job_id=_new_job_id(),
+        job_id=new_job_id(),
         now=services.clock(),
     )
     point = None if request.recovery_point == "latest" else request.recovery_point
@@ -127,7 +117,7 @@ async def test_migrate_cleanup(
         migration.start_test_migration_cleanup,
         services.repos,
         path_id(req, "machineId"),
-        job_id=_new_job_id(),
+        job_id=new_job_id(),
         now=services.clock(),
     )
     return await _start(
@@ -149,7 +139,7 @@ async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         services.repos,
         path_id(req, "machineId"),
         request,
-        job_id=_new_job_id(),
+        job_id=new_job_id(),
         now=services.clock(),
     )
     return await _start(

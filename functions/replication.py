@@ -7,27 +7,22 @@ machine's orchestration (orchestrators/names.py), which owns the machine from th
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import azure.durable_functions as df
 import azure.functions as func
 from pydantic import ValidationError
 
-from functions.http_errors import handle_errors, json_response, parse_body, path_id
+from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import OPERATOR_REQUEST
 from shared.bootstrap import get_services
-from shared.domain.api import AcceptedJob, MachineListQuery, OperatorRequest
+from shared.domain.api import MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
 from shared.replication import machines
 
 bp = durable_blueprint()
-
-
-def _new_job_id() -> str:
-    return f"job-{uuid.uuid4().hex}"
 
 
 async def deliver_operator_request(
@@ -41,14 +36,6 @@ async def deliver_operator_request(
     await wake_machine_orchestration(
         client, started.machine.id, OPERATOR_REQUEST, request, only_if_not_running=started.is_retry
     )
-
-
-def _accepted(started: machines.JobStarted) -> func.HttpResponse:
-    status_url = f"/api/jobs/{started.job.id}"
-    body = AcceptedJob(
-        job_id=started.job.id, machine_id=started.machine.id, status_url=status_url, job=started.job
-    )
-    return json_response(body, 202, {"Location": status_url, "Retry-After": "5"})
 
 
 @bp.route(route="machines", methods=["GET"])
@@ -94,14 +81,14 @@ async def enable_replication(
 ) -> func.HttpResponse:
     services = get_services()
     command = machines.EnableReplication(
-        machine_id=path_id(req, "machineId"), target=parse_body(req, TargetSettings), job_id=_new_job_id()
+        machine_id=path_id(req, "machineId"), target=parse_body(req, TargetSettings), job_id=new_job_id()
     )
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
     started = await asyncio.to_thread(
         machines.enable_replication, services.repos, command, now=services.clock()
     )
     await deliver_operator_request(client, started)
-    return _accepted(started)
+    return accepted_job(started.job, retry_after_seconds=5)
 
 
 @bp.route(route="machines/{machineId}/replication", methods=["DELETE"])
@@ -109,9 +96,9 @@ async def enable_replication(
 @handle_errors
 async def stop_replication(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
-    command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=_new_job_id())
+    command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=new_job_id())
     started = await asyncio.to_thread(
         machines.stop_replication, services.repos, command, now=services.clock()
     )
     await deliver_operator_request(client, started)
-    return _accepted(started)
+    return accepted_job(started.job, retry_after_seconds=5)
