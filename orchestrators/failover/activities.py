@@ -9,10 +9,10 @@ end converges.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.core.tools import parse_resource_id
 
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failover.contracts import (
@@ -40,7 +40,9 @@ from shared.domain.errors import DomainError
 from shared.failover import service as failover
 from shared.failover.settings import effective_settings
 from shared.migration import resources as ops
+from shared.migration.resource_kinds import parse_arm_id
 from shared.migration.tags import Purpose, ResourceTags
+from shared.platform.arm_clients import ArmClients
 from shared.platform.arm_errors import ArmError
 from shared.replication.replica_disks import replica_blob_name
 
@@ -126,16 +128,7 @@ def pick_failover_point(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def start_failover_vm(payload: dict[str, Any]) -> dict[str, Any]:
-    request = StartVm.model_validate(payload)
-    parts = parse_resource_id(request.vm_id)
-    try:
-        with arm_clients() as clients:
-            power = ops.start_vm(clients, str(parts["resource_group"]), str(parts["name"]))
-    except ArmError as exc:
-        return StepResult(ok=False, message=str(exc), error_code=exc.code).model_dump(mode="json")
-    return StepResult(ok=True, message=f"VM {power.name} is {power.power_state.value}").model_dump(
-        mode="json"
-    )
+    return _set_power(StartVm.model_validate(payload), ops.start_vm)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -153,8 +146,8 @@ def take_failback_baseline(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         with arm_clients() as clients:
             for disk_id in request.disk_ids:
-                parts = parse_resource_id(disk_id)
-                group, name = str(parts["resource_group"]), str(parts["name"])
+                parsed = parse_arm_id(disk_id)
+                group, name = parsed.resource_group, parsed.name
                 disk = clients.compute.disks.get(group, name)
                 snapshot = ops.create_incremental_snapshot(
                     clients,
@@ -186,11 +179,14 @@ def end_failover_job(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def stop_failover_vm(payload: dict[str, Any]) -> dict[str, Any]:
     """Stop and deallocate the VM: Azure swaps an OS disk only then."""
-    request = StartVm.model_validate(payload)
-    parts = parse_resource_id(request.vm_id)
+    return _set_power(StartVm.model_validate(payload), ops.deallocate_vm)
+
+
+def _set_power(request: StartVm, operation: Callable[[ArmClients, str, str], ops.VmPower]) -> dict[str, Any]:
+    vm = parse_arm_id(request.vm_id)
     try:
         with arm_clients() as clients:
-            power = ops.deallocate_vm(clients, str(parts["resource_group"]), str(parts["name"]))
+            power = operation(clients, vm.resource_group, vm.name)
     except ArmError as exc:
         return StepResult(ok=False, message=str(exc), error_code=exc.code).model_dump(mode="json")
     return StepResult(ok=True, message=f"VM {power.name} is {power.power_state.value}").model_dump(
@@ -201,13 +197,13 @@ def stop_failover_vm(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def swap_failover_vm_disks(payload: dict[str, Any]) -> dict[str, Any]:
     request = SwapDisks.model_validate(payload)
-    parts = parse_resource_id(request.vm_id)
+    vm = parse_arm_id(request.vm_id)
     try:
         with arm_clients() as clients:
             swapped = ops.swap_vm_disks(
                 clients,
-                str(parts["resource_group"]),
-                str(parts["name"]),
+                vm.resource_group,
+                vm.name,
                 os_disk_id=request.os_disk_id,
                 data_disk_ids=request.data_disk_ids,
             )
