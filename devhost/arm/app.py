@@ -11,12 +11,16 @@ Routes (every one needs `?api-version=` and `Authorization: Bearer <token>` when
   .../virtualMachines/{vm}/instanceView                             GET
   /subscriptions/{sub}/providers/{ns}/locations/{loc}/operations/{id}         Azure-AsyncOperation status
   /subscriptions/{sub}/providers/{ns}/locations/{loc}/operationResults/{id}   Location monitor
+  .../disks/{d}/{beginGetAccess|endGetAccess}, .../snapshots/{s}/{...}  POST actions (async; access.py)
+Data plane (no ARM token; the SAS in the query): /md-{account}/{container}/abcd, the page blob a
+disk grant's SAS URL names (dataplane.py).
 Admin (no api-version): GET/POST/DELETE /_admin/faults, GET/PUT /_admin/latency, PUT /_admin/quota,
-GET /_admin/health.
+POST /_admin/disk-write (a guest's writes into a running VM's disk), GET /_admin/health.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -30,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devhost.arm import ids
+from devhost.arm import dataplane, ids
 from devhost.arm.control import FaultRule, LatencyConfig
 from devhost.arm.errors import ArmError
 from devhost.arm.ids import ResourceId
@@ -92,6 +96,9 @@ def create_app(arm: LocalArm, *, token: str | None) -> Starlette:
                 if request.method == "PUT":
                     arm.latency = LatencyConfig.model_validate(await request.json())
                 return JSONResponse(arm.latency.model_dump())
+            if what == "disk-write" and request.method == "POST":
+                write = dataplane.GuestWrite.model_validate(await request.json())
+                return JSONResponse(await asyncio.to_thread(dataplane.guest_write, arm, write))
             if what == "quota" and request.method == "PUT":
                 arm.core_quota = QuotaConfig.model_validate(await request.json()).cores
                 return JSONResponse({"cores": arm.core_quota})
@@ -99,9 +106,14 @@ def create_app(arm: LocalArm, *, token: str | None) -> Starlette:
             return JSONResponse({"error": {"code": "InvalidRequest", "message": str(exc)}}, 400)
         except json.JSONDecodeError as exc:
             return JSONResponse({"error": {"code": "InvalidRequest", "message": str(exc)}}, 400)
+        except ArmError as exc:
+            return exc.response()
         return JSONResponse({"error": {"code": "NotFound", "message": f"no admin endpoint {what}"}}, 404)
 
     async def arm_route(request: Request) -> Response:
+        if dataplane.is_dataplane_path(request.url.path):
+            # The SAS URLs of disk grants point here; they carry their own authorization.
+            return await dataplane.handle(arm, request)
         request_id = str(uuid.uuid4())
         try:
             if token and request.headers.get("authorization") != f"Bearer {token}":
@@ -121,7 +133,7 @@ def create_app(arm: LocalArm, *, token: str | None) -> Starlette:
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
             body: dict[str, Any] = {}
-            if request.method in ("PUT", "PATCH"):
+            if request.method in ("PUT", "PATCH", "POST"):  # POST: a disk grant's GrantAccessData
                 try:
                     parsed = json.loads(await request.body() or b"{}")
                 except json.JSONDecodeError as exc:
@@ -226,6 +238,8 @@ def _provider(
                 parent = ResourceId(sub, rg, parent_type, tuple(names))
         if resource_type is not None and method == "GET":
             return arm.list_type(sub, rg, resource_type, parent)
+        if parent is not None and parent.type in (ids.DISK, ids.SNAPSHOT) and method == "POST":
+            return arm.disk_access(parent, path[-1], body, base_url, api_version)
         if parent is not None and parent.type == ids.VIRTUAL_MACHINE:
             action = path[-1]
             if method == "POST":

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import ids
+from devhost.arm import access, ids
 from devhost.arm.cse import ScriptDisk, run_custom_script
 from devhost.arm.disks import GIB, create_empty, import_vhd, sparse_copy
 from devhost.arm.errors import ArmError, bad_request, invalid_parameter
@@ -103,6 +103,8 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         doc = arm.tracked_doc(rid, body, existing)
         doc["properties"] = dict(existing["properties"])
         doc["_work"] = None
+        if existing.get(access.GRANTS):
+            doc[access.GRANTS] = existing[access.GRANTS]  # an update keeps the SAS handed out
         return doc
     stored: dict[str, Any] = {
         "creationData": {k: v for k, v in creation.items() if v is not None},
@@ -262,7 +264,9 @@ def view_disk(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
         else:
             props["diskState"] = "Unattached"
     else:
-        props["diskState"] = "Unattached"  # a snapshot is never attached; exporting it is not emulated
+        props["diskState"] = "Unattached"  # a snapshot is never attached
+    if access.active_grants(doc):
+        props["diskState"] = "ActiveSAS"
     view["properties"] = props
     return view
 

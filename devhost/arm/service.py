@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from devhost.arm import compute, ids, network
+from devhost.arm import access, compute, ids, network
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import kill_running_scripts
 from devhost.arm.disks import BlobSource
@@ -540,6 +540,43 @@ class LocalArm:
         )
         return self._accepted(op, base_url, api_version, 202, None)
 
+    def disk_access(
+        self, rid: ResourceId, action: str, body: dict[str, Any], base_url: str, api_version: str
+    ) -> Answer:
+        """`beginGetAccess` (a read SAS, the operation's result) and `endGetAccess` (revokes every SAS
+        of the resource) on a disk or snapshot, both async like Azure's."""
+        self.require_resource_group(rid.subscription, rid.resource_group)
+        verb = action.lower()
+        if verb not in ("begingetaccess", "endgetaccess"):
+            raise ArmError(
+                404, "InvalidResourceType", f"The action '{action}' on '{rid.type}' is not supported here."
+            )
+        params: dict[str, Any] | None = None
+        if verb == "begingetaccess":
+            level, duration = access.parse_grant_request(body)
+            params = {"access": level, "durationInSeconds": duration, "baseUrl": base_url}
+        self._sync_fault("POST", rid.type, rid.name, action)
+        with self.store.lock:
+            doc = self.store.get(rid.key)
+            if doc is None:
+                raise not_found(rid.type, rid.name, rid.resource_group)
+            self._busy(rid)
+            if verb == "begingetaccess":
+                access.check_grantable(self, rid, doc)
+        fault = self.faults.take("POST", rid.type, rid.name, action, asynchronous=True)
+        op = self._new_operation(
+            rid.subscription,
+            "Microsoft.Compute",
+            doc["location"],
+            doc["id"],
+            "POST",
+            rid.type,
+            f"post:{verb}",
+            work=_failing_work if fault is not None and fault.fault == "operationFailure" else None,
+            params=params,
+        )
+        return self._accepted(op, base_url, api_version, 202, None)
+
     def patch(self, rid: ResourceId, body: dict[str, Any], base_url: str, api_version: str) -> Answer:
         """PATCH of a compute resource: the stored resource merged with the body (objects merged,
         arrays and the tag set replaced, as the compute RP's update does), then the same checks and
@@ -649,6 +686,7 @@ class LocalArm:
         action: str,
         *,
         work: Callable[[], None] | None,
+        params: dict[str, Any] | None = None,
     ) -> Doc:
         duration = self.latency.duration(resource_type, action)
         now = utc_now()
@@ -666,6 +704,8 @@ class LocalArm:
             "startTime": now.isoformat().replace("+00:00", "Z"),
             "due": now.timestamp() + duration,
         }
+        if params is not None:
+            op["params"] = params  # what the operation's end needs (a grant's access and duration)
         self.store.put_operation(op)
         self._spawn(op, work)
         return op
@@ -722,6 +762,16 @@ class LocalArm:
                         self.update_doc(
                             rid.parent, lambda d: d["properties"].update(provisioningState="Failed")
                         )
+                elif (
+                    op["method"] == "POST"
+                    and doc is not None
+                    and error is None
+                    and rid.type in (ids.DISK, ids.SNAPSHOT)
+                ):
+                    if op["action"] == "post:begingetaccess":
+                        op["output"] = access.grant(self, rid, op.get("params") or {})
+                    else:
+                        access.revoke(self, rid)
                 elif op["method"] == "POST" and doc is not None and error is None:
                     power = {
                         "post:poweroff": "stopped",
@@ -803,6 +853,8 @@ class LocalArm:
             body["endTime"] = op["endTime"]
         if op.get("error"):
             body["error"] = {k: v for k, v in op["error"].items() if k != "status"}
+        if op.get("output") is not None and op["status"] == "Succeeded":
+            body["properties"] = {"output": op["output"]}  # the disk RP's status carries a grant's SAS
         return Answer(200, body, headers)
 
     def operation_result(self, op_id: str, base_url: str, api_version: str) -> Answer:
@@ -822,6 +874,8 @@ class LocalArm:
                 details=error.get("details"),
                 additional_info=error.get("additionalInfo"),
             )
+        if op.get("output") is not None:
+            return Answer(200, op["output"])
         if op["method"] == "PUT":
             rid = ids.parse_resource_id(op["resourceId"])
             doc = self.store.get(rid.key) if rid else None
