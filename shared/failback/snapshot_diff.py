@@ -14,7 +14,7 @@ continued with the service's marker), so a heavily changed disk never needs one 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -160,7 +160,7 @@ def changed_ranges(
     blob_client: BlobClientFactory = blob_client_from_sas,
     duration_seconds: int = DEFAULT_ACCESS_SECONDS,
     segment_ranges: int = DEFAULT_SEGMENT_RANGES,
-) -> Iterator[ChangedRange]:
+) -> Generator[ChangedRange, None, None]:
     """Every range changed between two incremental snapshots of one disk, in offset order.
 
     Read access to both is granted for the iteration and ended when it finishes, fails or is closed
