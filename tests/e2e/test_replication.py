@@ -53,6 +53,7 @@ def test_initial_copy_then_deltas_keep_the_replica_identical(
     machine = operator.wait_applied(replicator.machine_id, initial.cycle_id)
     assert machine["state"] == "Replicating"
     assert machine["progressPercent"] == 100.0
+    assert machine["lastAppliedSequence"] == initial.sequence
     assert_replicas_match(appliance, replicator)
     assert appliance.replica_size(replicator.machine_id, "data") == 4 * MIB + 512
 
@@ -60,7 +61,10 @@ def test_initial_copy_then_deltas_keep_the_replica_identical(
     for _ in range(4):
         random_writes(replicator, rng, 12)
         report = replicator.run_cycle()
-        operator.wait_applied(replicator.machine_id, report.cycle_id)
+        # The watermark moves in the same machine update as the recovery point wait_applied waits for.
+        assert operator.wait_applied(replicator.machine_id, report.cycle_id)["lastAppliedSequence"] == (
+            report.sequence
+        )
         assert_replicas_match(appliance, replicator)
     machine = operator.machine(replicator.machine_id)
     assert machine["recoveryPoints"]["count"] == 5
@@ -91,7 +95,7 @@ def test_duplicate_and_out_of_order_events_apply_once_in_order(
             app_consistent=False,
             manifests=report.manifests,
         )
-    operator.wait_applied(replicator.machine_id, two.cycle_id)
+    assert operator.wait_applied(replicator.machine_id, two.cycle_id)["lastAppliedSequence"] == two.sequence
     assert operator.applied_cycles(replicator.machine_id)[-2:] == [one.cycle_id, two.cycle_id]
     assert appliance.replica_bytes(replicator.machine_id, "os", 4096) == b"\x22" * 4096
     assert_replicas_match(appliance, replicator)
