@@ -119,7 +119,7 @@ def _upload_without_event(replicator: MachineReplicator) -> object:
     return report
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "truncated", "oversized", "missing"])
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "oversized", "missing", "manifest-missing"])
 def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     new_appliance: Callable[[], Appliance], operator: Operator, damage: str
 ) -> None:
@@ -154,6 +154,12 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     assert rejected[0]["diskId"] == "data"
     assert rejected[0]["cycleId"] == held.cycle_id  # type: ignore[attr-defined]
     assert rejected[0]["recommendations"]
+    if damage == "manifest-missing":
+        # MCP-2001 names the blob that is missing for what it is: the manifest the event named.
+        assert rejected[0]["errorCode"] == "MCP-2001"
+        assert f"manifest {held.manifests['data']} named by the CycleUploaded event" in rejected[0]["message"]  # type: ignore[attr-defined]
+    elif damage == "missing":
+        assert "named by the manifest does not exist" in rejected[0]["message"]
     # Neither disk changed: the whole cycle is refused, not just the damaged disk.
     for disk in replicator.disks:
         assert appliance.replica_bytes(replicator.machine_id, disk.disk_id, disk.size) == before[disk.disk_id]
@@ -175,6 +181,9 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
 
 
 def _damage(cache: ContainerClient, manifest_blob: str, damage: str) -> None:
+    if damage == "manifest-missing":
+        cache.delete_blob(manifest_blob)
+        return
     manifest = DeltaManifest.model_validate_json(cache.download_blob(manifest_blob).readall())
     data_blob = manifest.extents[0].blob
     content = cache.download_blob(data_blob).readall()
