@@ -2,6 +2,9 @@
 
 The schemas come from the models (no hand-written copies); this module only lists the operations, and
 tests/unit/test_api_openapi.py checks that list against the routes actually registered on the app.
+The appliance events are `webhooks`: the appliance publishes them to the Event Grid topic, which
+delivers them to the Event Grid trigger (no route of this API); the delta manifest an appliance uploads
+is a component too.
 
 Auth level FUNCTION, not anonymous: every endpoint but liveness is authenticated, everyone who
 needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
@@ -20,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from orchestrators.blueprints import blueprint
+from shared.appliances.events import ENVELOPES
 from shared.domain.api import (
     AcceptedJob,
     ApplianceRegistered,
@@ -42,6 +46,7 @@ from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
+from shared.replication.delta_manifest import DeltaManifest
 
 bp = blueprint()
 
@@ -329,15 +334,43 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     return params
 
 
+def _webhooks() -> dict[str, Any]:
+    """Each appliance event, as the appliance publishes it to the Event Grid topic."""
+    hooks: dict[str, Any] = {}
+    for event_type, envelope in ENVELOPES.items():
+        data = envelope.model_fields["data"].annotation
+        doc = " ".join(((data.__doc__ if data is not None else None) or "").split())
+        hooks[event_type] = {
+            "post": {
+                "operationId": f"publish_{envelope.__name__}",
+                "summary": f"{event_type}: published by the appliance to the Event Grid topic",
+                "description": f"{doc} POST a JSON array of events to the topic endpoint (Event Grid "
+                "schema; `aeg-sas-key` header or an Entra token); Event Grid delivers each to the "
+                "control plane's Event Grid trigger. A `data` that does not match the schema is refused "
+                "and never retried: the publish still succeeds, the appliance sees no error (see "
+                "docs/appliance-contract.md).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "array", "items": _ref(envelope)}}},
+                },
+                "responses": {"200": {"description": "Event Grid accepted the events"}},
+            }
+        }
+    return hooks
+
+
 @lru_cache(maxsize=1)
 def build_document() -> dict[str, Any]:
     # The 409 detail is not any operation's body, but clients read it: its schema is published too.
     extra: set[type[BaseModel]] = {ErrorResponse, ForbiddenTransitionDetail}
-    models = {op.response for op in OPERATIONS} | {op.request for op in OPERATIONS if op.request} | extra
+    # What an appliance sends outside this API: its events (webhooks) and the manifests it uploads.
+    inbound: set[type[BaseModel]] = {*ENVELOPES.values(), DeltaManifest}
+    requests = {op.request for op in OPERATIONS if op.request} | inbound
+    models = {op.response for op in OPERATIONS} | requests | extra
     models.discard(BaseModel)
     ordered = sorted(models, key=lambda m: m.__name__)
     _, top = models_json_schema(
-        [(m, "validation" if m in {op.request for op in OPERATIONS} else "serialization") for m in ordered],
+        [(m, "validation" if m in requests else "serialization") for m in ordered],
         by_alias=True,
         ref_template="#/components/schemas/{model}",
     )
@@ -371,6 +404,7 @@ def build_document() -> dict[str, Any]:
             "description": 'Errors are {"error": {"code", "message", "details"}}. See docs/api.md.',
         },
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

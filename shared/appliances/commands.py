@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.domain.command import ApplianceCommand, CommandKind, CommandStatus
+from shared.domain.cycle import CycleKind
 from shared.domain.errors import Forbidden, NotFound
 from shared.platform.documents import Query
 from shared.platform.repository import AlreadyExists, Repositories
@@ -36,7 +37,7 @@ def queue_command(
         machine_id=machine_id,
         kind=kind,
         disk_id=disk_id,
-        cycle_kind=cycle_kind,
+        cycle_kind=CycleKind(cycle_kind) if cycle_kind else None,
         created_at=now,
     )
     try:

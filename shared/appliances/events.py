@@ -3,6 +3,11 @@
 Appliances publish them to the Event Grid topic in the Event Grid schema or as CloudEvents, with
 `subject` = `machines/{id}` (or `appliances/{id}` for a heartbeat). The event's `data` is validated
 against these models; a malformed event is a permanent error and is never retried.
+
+The `*Event` models are the Event Grid envelope around each `data`, as an appliance publishes it: the
+topic itself checks the envelope (a publish without `id`, `subject`, `eventType` or `eventTime` is a 400),
+the control plane reads only `eventType`, `eventTime` and `data`. They exist so that
+`docs/schemas/` and the OpenAPI document are generated from the same models the trigger validates with.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import DomainError, FieldValueError, ValidationFailed
@@ -24,7 +30,10 @@ CYCLE_STARTED = "Migrate.Replication.CycleStarted"
 
 
 class Heartbeat(WireModel):
-    appliance_id: ResourceId
+    """The appliance is alive (send one every few minutes: 15 minutes of silence is "appliance not
+    responding")."""
+
+    appliance_id: ResourceId = Field(description="the id registration returned")
     time: datetime | None = Field(
         default=None, description="appliance clock; the event time is used if absent"
     )
@@ -35,13 +44,23 @@ class CycleUploaded(WireModel):
     """Every disk's data blobs and manifest are in the cache account; the cycle can be applied."""
 
     appliance_id: ResourceId
-    machine_id: ResourceId
-    cycle_id: ResourceId
-    sequence: int = Field(ge=0)
+    machine_id: ResourceId = Field(description="one of this appliance's machines, with replication enabled")
+    cycle_id: ResourceId = Field(
+        description="never reused: the same id again is a duplicate if identical, else refused"
+    )
+    sequence: int = Field(
+        ge=0,
+        description="the cycle's place in the machine's order: a delta or final applies only as the "
+        "machine's lastAppliedSequence + 1, an initial or resync whenever it is higher",
+    )
     kind: CycleKind
-    app_consistent: bool = False
+    app_consistent: bool = Field(
+        default=False, description="the snapshot was quiesced: an app-consistent point"
+    )
     manifests: dict[str, str] = Field(
-        min_length=1, description="disk id -> manifest blob name (cache account)"
+        min_length=1,
+        description="disk id (of the machine's inventory) -> its manifest's blob name in the cache "
+        "container `uploads`, {machineId}/{cycleId}/{diskId}/manifest.json",
     )
 
     @model_validator(mode="after")
@@ -95,6 +114,54 @@ class CycleFailed(WireModel):
     message: str = Field(min_length=1, max_length=8192)
 
 
+_MACHINE_SUBJECT = r"^machines/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class _Envelope(BaseModel):
+    """The Event Grid schema around one appliance event (publish an array of these to the topic)."""
+
+    # Event Grid stamps `topic` and `metadataVersion`, and may add properties of its own: a subscriber
+    # must not refuse what the service adds.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    id: str = Field(
+        min_length=1,
+        description="unique per event; Event Grid's redeliveries keep it, the control plane logs it",
+    )
+    event_time: datetime = Field(description="when the appliance published it (the time a failure is dated)")
+    data_version: str | None = Field(
+        default="1.0", description="'1.0' for these data schemas; Event Grid stamps '' when absent"
+    )
+    topic: str | None = Field(default=None, description="stamped by Event Grid; a publisher leaves it out")
+    metadata_version: str | None = Field(default=None, description="stamped by Event Grid ('1')")
+
+
+class HeartbeatEvent(_Envelope):
+    event_type: Literal["Migrate.Appliance.Heartbeat"]
+    subject: str = Field(
+        pattern=r"^appliances/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="appliances/{applianceId}"
+    )
+    data: Heartbeat
+
+
+class CycleStartedEvent(_Envelope):
+    event_type: Literal["Migrate.Replication.CycleStarted"]
+    subject: str = Field(pattern=_MACHINE_SUBJECT, description="machines/{machineId}")
+    data: CycleStarted
+
+
+class CycleUploadedEvent(_Envelope):
+    event_type: Literal["Migrate.Replication.CycleUploaded"]
+    subject: str = Field(pattern=_MACHINE_SUBJECT, description="machines/{machineId}")
+    data: CycleUploaded
+
+
+class CycleFailedEvent(_Envelope):
+    event_type: Literal["Migrate.Replication.CycleFailed"]
+    subject: str = Field(pattern=_MACHINE_SUBJECT, description="machines/{machineId}")
+    data: CycleFailed
+
+
 EventKind = Literal["heartbeat", "cycleUploaded", "cycleFailed", "cycleStarted"]
 ApplianceEvent = Heartbeat | CycleUploaded | CycleFailed | CycleStarted
 _MODELS: dict[str, type[ApplianceEvent]] = {
@@ -102,6 +169,15 @@ _MODELS: dict[str, type[ApplianceEvent]] = {
     CYCLE_UPLOADED: CycleUploaded,
     CYCLE_FAILED: CycleFailed,
     CYCLE_STARTED: CycleStarted,
+}
+
+
+# Every event type the trigger accepts, with its envelope: the generated schemas cover exactly these.
+ENVELOPES: dict[str, type[_Envelope]] = {
+    HEARTBEAT: HeartbeatEvent,
+    CYCLE_STARTED: CycleStartedEvent,
+    CYCLE_UPLOADED: CycleUploadedEvent,
+    CYCLE_FAILED: CycleFailedEvent,
 }
 
 

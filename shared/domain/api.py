@@ -69,6 +69,11 @@ class MachineSummary(WireModel):
     health: Health
     progress_percent: float
     last_sync_time: datetime | None = None
+    last_applied_sequence: int | None = Field(
+        default=None,
+        description="the sequence of the newest applied cycle (the replica's watermark); null before the "
+        "first. An appliance's next delta is this plus one; a lower or equal sequence is superseded",
+    )
     rpo_seconds: int | None = Field(
         default=None, description="now minus the latest recovery point's time, while replication is in place"
     )

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
+from shared.domain.cycle import CycleKind
 from shared.domain.errors import FieldValueError
 from shared.domain.wire import ResourceId, WireModel
 
@@ -22,15 +23,28 @@ class CommandStatus(StrEnum):
     ACKNOWLEDGED = "Acknowledged"
 
 
-class ApplianceCommand(WireModel):
-    """Stored in `commands` (pk /applianceId): the appliance's poll is one single-partition query."""
+# What the model's validator requires, said in the schema too (JSON Schema cannot see the validator).
+_RESYNC_NAMES_A_DISK = {
+    "if": {"properties": {"kind": {"const": CommandKind.RESYNC_DISK.value}}, "required": ["kind"]},
+    "then": {"required": ["diskId"], "properties": {"diskId": {"type": "string", "minLength": 1}}},
+}
 
-    id: ResourceId
+
+class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
+    """Stored in `commands` (pk /applianceId): the appliance's poll is one single-partition query.
+
+    RunCycle: upload a cycle of `cycleKind` (initial: every disk; final: the cutover's last cycle).
+    ResyncDisk: upload a resync cycle that includes `diskId`. ShutDownSource: shut the source machine
+    down, then acknowledge (the acknowledgement is the answer). Acknowledge each once carried out."""
+
+    id: ResourceId = Field(description="deterministic per request: the same request is never queued twice")
     appliance_id: ResourceId
     machine_id: ResourceId
     kind: CommandKind
-    disk_id: str | None = None
-    cycle_kind: str | None = None
+    disk_id: str | None = Field(default=None, description="ResyncDisk: the disk to copy in full")
+    cycle_kind: CycleKind | None = Field(
+        default=None, description="the kind of the cycle that answers it (RunCycle and ResyncDisk)"
+    )
     status: CommandStatus = CommandStatus.PENDING
     created_at: datetime
     acknowledged_at: datetime | None = None

@@ -87,13 +87,23 @@ MIB: Final = 1024 * 1024
 class CycleDataMissing(CycleRejected):
     code = "CycleDataMissing"
 
-    def __init__(self, blob: str) -> None:
+    def __init__(self, blob: str, *, manifest: bool = False) -> None:
+        # The manifest itself missing is a different mistake (posted before the manifest was uploaded,
+        # or a wrong name in the event): say which blob is missing, never "named by the manifest".
+        what = "manifest" if manifest else "data blob"
+        remedy = (
+            "the appliance must upload every disk's manifest before posting CycleUploaded, under the name "
+            "the event gives"
+            if manifest
+            else "the appliance must upload a cycle's data blobs before its manifest"
+        )
+        named_by = "named by the CycleUploaded event" if manifest else "named by the manifest"
         super().__init__(
-            f"data blob {blob} named by the manifest does not exist in the cache account; "
-            "the appliance must upload a cycle's data blobs before its manifest",
-            details=[{"blob": blob}],
+            f"{what} {blob} {named_by} does not exist in the cache account; {remedy}",
+            details=[{"blob": blob, "blobRole": f"{what} {blob} {named_by}"}],
         )
         self.blob = blob
+        self.manifest = manifest
 
 
 class CycleDataTruncated(CycleRejected):
@@ -526,7 +536,7 @@ def load_manifest(
             )
         data = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
     except ResourceNotFoundError as exc:
-        raise CycleDataMissing(blob_name) from exc
+        raise CycleDataMissing(blob_name, manifest=True) from exc
     manifest = DeltaManifest.parse(data, source=blob_name)
     expected = {"machineId": machine_id, "cycleId": cycle_id, "diskId": disk_id}
     actual = {"machineId": manifest.machine_id, "cycleId": manifest.cycle_id, "diskId": manifest.disk_id}

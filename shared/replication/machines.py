@@ -154,6 +154,7 @@ def _summary_fields(machine: Machine, now: datetime) -> dict[str, object]:
         "health": machine.health,
         "progress_percent": machine.replication.progress_percent,
         "last_sync_time": machine.replication.last_sync_time,
+        "last_applied_sequence": machine.replication.last_applied_sequence,
         "rpo_seconds": rpo_seconds(machine, now),
         "recovery_points": RecoveryPointsSummary(
             count=len(points),

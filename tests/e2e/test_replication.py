@@ -53,6 +53,7 @@ def test_initial_copy_then_deltas_keep_the_replica_identical(
     machine = operator.wait_applied(replicator.machine_id, initial.cycle_id)
     assert machine["state"] == "Replicating"
     assert machine["progressPercent"] == 100.0
+    assert machine["lastAppliedSequence"] == initial.sequence
     assert_replicas_match(appliance, replicator)
     assert appliance.replica_size(replicator.machine_id, "data") == 4 * MIB + 512
 
@@ -60,7 +61,10 @@ def test_initial_copy_then_deltas_keep_the_replica_identical(
     for _ in range(4):
         random_writes(replicator, rng, 12)
         report = replicator.run_cycle()
-        operator.wait_applied(replicator.machine_id, report.cycle_id)
+        # The watermark moves in the same machine update as the recovery point wait_applied waits for.
+        assert operator.wait_applied(replicator.machine_id, report.cycle_id)["lastAppliedSequence"] == (
+            report.sequence
+        )
         assert_replicas_match(appliance, replicator)
     machine = operator.machine(replicator.machine_id)
     assert machine["recoveryPoints"]["count"] == 5
@@ -91,7 +95,7 @@ def test_duplicate_and_out_of_order_events_apply_once_in_order(
             app_consistent=False,
             manifests=report.manifests,
         )
-    operator.wait_applied(replicator.machine_id, two.cycle_id)
+    assert operator.wait_applied(replicator.machine_id, two.cycle_id)["lastAppliedSequence"] == two.sequence
     assert operator.applied_cycles(replicator.machine_id)[-2:] == [one.cycle_id, two.cycle_id]
     assert appliance.replica_bytes(replicator.machine_id, "os", 4096) == b"\x22" * 4096
     assert_replicas_match(appliance, replicator)
@@ -115,7 +119,7 @@ def _upload_without_event(replicator: MachineReplicator) -> object:
     return report
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "truncated", "oversized", "missing"])
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "oversized", "missing", "manifest-missing"])
 def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     new_appliance: Callable[[], Appliance], operator: Operator, damage: str
 ) -> None:
@@ -150,6 +154,12 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     assert rejected[0]["diskId"] == "data"
     assert rejected[0]["cycleId"] == held.cycle_id  # type: ignore[attr-defined]
     assert rejected[0]["recommendations"]
+    if damage == "manifest-missing":
+        # MCP-2001 names the blob that is missing for what it is: the manifest the event named.
+        assert rejected[0]["errorCode"] == "MCP-2001"
+        assert f"manifest {held.manifests['data']} named by the CycleUploaded event" in rejected[0]["message"]  # type: ignore[attr-defined]
+    elif damage == "missing":
+        assert "named by the manifest does not exist" in rejected[0]["message"]
     # Neither disk changed: the whole cycle is refused, not just the damaged disk.
     for disk in replicator.disks:
         assert appliance.replica_bytes(replicator.machine_id, disk.disk_id, disk.size) == before[disk.disk_id]
@@ -171,6 +181,9 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
 
 
 def _damage(cache: ContainerClient, manifest_blob: str, damage: str) -> None:
+    if damage == "manifest-missing":
+        cache.delete_blob(manifest_blob)
+        return
     manifest = DeltaManifest.model_validate_json(cache.download_blob(manifest_blob).readall())
     data_blob = manifest.extents[0].blob
     content = cache.download_blob(data_blob).readall()

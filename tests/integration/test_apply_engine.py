@@ -316,7 +316,10 @@ def test_load_manifest_checks_identity_and_shape(cache: ContainerClient, replica
     assert load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") == m
     with pytest.raises(ManifestMismatch, match="cycleId"):
         load_manifest(cache, m.blob_name, cycle_id="cycle-4")
-    with pytest.raises(CycleDataMissing):
+    # The missing blob is the manifest itself, and the message says so (not "named by the manifest").
+    with pytest.raises(
+        CycleDataMissing, match=r"^manifest \S+/cycle-9/\S+/manifest\.json named by the CycleUploaded"
+    ):
         load_manifest(cache, f"{MACHINE}/cycle-9/{DISK}/manifest.json")
     cache.upload_blob(f"{MACHINE}/cycle-5/{DISK}/manifest.json", b'{"machineId": 1}')
     with pytest.raises(ManifestInvalid):

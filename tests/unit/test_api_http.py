@@ -495,6 +495,7 @@ def test_list_and_get_machines(services: Services) -> None:
         "health": "Healthy",
         "progressPercent": 0.0,
         "lastSyncTime": None,
+        "lastAppliedSequence": None,
         "rpoSeconds": None,
         "recoveryPoints": None,
         "currentErrorCount": 0,

@@ -14,6 +14,8 @@ from shared.health.catalog import (
     match_appliance_error,
     match_domain_error,
 )
+from shared.health.catalog.matching import render
+from shared.replication.apply_engine import CycleDataMissing
 
 # The sample messages of Azure Migrate's guide "Troubleshooting replication issues in agentless VMware VM migration", verbatim from its English original (including its placeholder
 # words such as VMName and its typographic quotes), with the entry and the placeholders each must yield.
@@ -312,6 +314,34 @@ def test_the_apply_engine_exception_classes_are_all_catalogued() -> None:
     ]
     missing = [c.__name__ for c in classes if CATALOG.find(c.code) is None]
     assert not missing, f"no catalog entry for {missing}"
+    # A rejected upload discards the cycle and resyncs its disks (the replication activity's
+    # reject_cycle): the catalog must say so rather than "no automatic repair".
+    silent = [c.__name__ for c in classes if not CATALOG[c.code].resynced_on_rejection]
+    assert not silent, f"catalog entries that do not say the rejected cycle's disks are resynced: {silent}"
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            CycleDataMissing("vm-1/c-7/disk-0/manifest.json", manifest=True),
+            "Cycle c-7 for disk disk-0 was rejected: manifest vm-1/c-7/disk-0/manifest.json named by the "
+            "CycleUploaded event does not exist in the cache storage account.",
+        ),
+        (
+            CycleDataMissing("vm-1/c-7/disk-0/data-00001.bin"),
+            "Cycle c-7 for disk disk-0 was rejected: data blob vm-1/c-7/disk-0/data-00001.bin named by the "
+            "manifest does not exist in the cache storage account.",
+        ),
+    ],
+    ids=["manifest", "data-blob"],
+)
+def test_a_missing_blob_is_named_for_what_it_is(error: CycleDataMissing, says: str) -> None:
+    match = match_domain_error(error, cycle_id="c-7", disk_id="disk-0")
+    assert match.entry.code == "MCP-2001"
+    assert match.render().missing == ()
+    assert render(match.entry, **match.values).message == says
+    assert ("named by the manifest" in error.message) is not error.manifest
 
 
 def test_an_uncatalogued_exception_is_kept_under_the_generic_entry() -> None:

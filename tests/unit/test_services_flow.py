@@ -314,6 +314,7 @@ def test_get_machine_reports_progress_last_sync_rpo_and_points(repos: Repositori
         machine.state = MachineState.REPLICATING
         machine.replication.progress_percent = 100.0
         machine.replication.last_sync_time = NOW - timedelta(minutes=4)
+        machine.record_cycle_applied(117, NOW - timedelta(minutes=4))
         for minutes, consistency in ((64, Consistency.APP), (34, Consistency.CRASH), (4, Consistency.CRASH)):
             machine.replication.recovery_points.append(
                 RecoveryPoint(
@@ -338,10 +339,16 @@ def test_get_machine_reports_progress_last_sync_rpo_and_points(repos: Repositori
     assert [p.id for p in detail.recovery_point_list] == ["rp-64", "rp-34", "rp-4"]
     wire = detail.to_wire()
     assert wire["rpoSeconds"] == 240 and wire["lastSyncTime"].startswith("2026-11-22T02:56")
+    # The appliance's watermark comes from the same machine document: no extra round trip.
+    assert wire["lastAppliedSequence"] == 117
 
 
 def test_rpo_is_absent_before_protection(repos: Repositories, machine_id: str) -> None:
     assert machines.get_machine(repos, machine_id, now=NOW).rpo_seconds is None
+
+
+def test_last_applied_sequence_is_null_until_a_cycle_applies(repos: Repositories, machine_id: str) -> None:
+    assert machines.get_machine(repos, machine_id, now=NOW).to_wire()["lastAppliedSequence"] is None
 
 
 def test_list_machines_filters_and_pages(

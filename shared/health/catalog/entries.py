@@ -711,7 +711,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2000",
         name="CycleRejected",
         title="The uploaded cycle was rejected",
-        action="None unless it repeats: the appliance re-uploads; a persisting gap triggers a resync.",
+        action="None unless it repeats: the control plane resyncs every disk of the rejected cycle.",
         origin=Origin.CONTROL_PLANE,
         template="Cycle {cycleId} for disk {diskId} was rejected: {message}",
         placeholders={
@@ -724,14 +724,16 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "replica, which still holds the previous recovery point.",
         ),
         recommendations=(
-            "The appliance uploads the cycle again; if the same cycle is rejected repeatedly, collect the "
-            "appliance's logs for cycle {cycleId} and check its software version.",
-            "If later cycles keep arriving while this one is missing, the control plane resyncs the disk "
-            "once the gap reaches the policy's maxCycleGapBeforeResync.",
+            "Nothing was written to the replica. The control plane discarded the cycle and asked the appliance "
+            "to resync every disk it carried (a ResyncDisk command each); health returns to Healthy when the "
+            "resync cycle is applied.",
+            "If cycles keep being rejected, collect the appliance's logs for cycle {cycleId} and check its "
+            "software version.",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -740,32 +742,38 @@ ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         code="MCP-2001",
         name="CycleDataMissing",
-        title="A data blob named by the manifest is missing from the cache account",
-        action="Appliance must upload data blobs before the manifest; check cache lifecycle rules.",
+        title="A blob of the cycle (a disk's manifest, or a data blob it names) is missing from the cache account",
+        action="Upload data blobs, then manifests, then post the event; check cache lifecycle rules.",
         origin=Origin.CONTROL_PLANE,
         template=(
-            "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} named by the manifest does "
-            "not exist in the cache storage account."
+            "Cycle {cycleId} for disk {diskId} was rejected: {blobRole} does not exist in the cache storage "
+            "account."
         ),
         placeholders={
             "cycleId": "the appliance's cycle id",
             "diskId": "the disk whose upload was rejected",
-            "blob": "the data blob's name in the cache container",
+            "blob": "the missing blob's name in the cache container",
+            "blobRole": "which blob is missing and who named it: 'manifest <name> named by the CycleUploaded "
+            "event' or 'data blob <name> named by the manifest'",
         },
         causes=(
-            "The appliance posted the cycle before all of its data blobs were uploaded, or the upload of "
-            "blob {blob} failed and was not retried.",
+            "The appliance posted CycleUploaded before all of the cycle's blobs (the data blobs, then each "
+            "disk's manifest) were uploaded, named a manifest blob other than the one it uploaded, or the "
+            "upload of blob {blob} failed and was not retried.",
             "A lifecycle rule or someone deleted blobs from the cache storage account's container.",
         ),
         recommendations=(
-            "Nothing was written to the replica. The appliance must upload the cycle's data blobs, then the "
-            "manifest, then post CycleUploaded; check the appliance's log for failed uploads of {blob}.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried. An appliance must upload a cycle's data blobs, then each disk's manifest, then "
+            "post CycleUploaded naming exactly those manifests; check the appliance's log for failed uploads "
+            "of {blob}.",
             "Check the cache storage account has no lifecycle-management rule deleting recent blobs "
             "(Storage account > Data management > Lifecycle management).",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -774,7 +782,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         code="MCP-2002",
         name="CycleDataTruncated",
         title="A data blob is shorter than its manifest says (truncated upload)",
-        action="None unless it repeats: the appliance re-uploads; check the network path for cut uploads.",
+        action="None unless it repeats: the cycle's disks are resynced; check the network path for cut uploads.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: data blob {blob} has {size} bytes but the "
@@ -792,13 +800,14 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "posted the cycle anyway.",
         ),
         recommendations=(
-            "Nothing was written to the replica. The appliance re-uploads the cycle; if truncation repeats, "
-            "check the appliance's network path to the cache account (proxies that cut long uploads, "
-            "bandwidth limits) and its log for upload errors.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried. If truncation repeats, check the appliance's network path to the cache "
+            "account (proxies that cut long uploads, bandwidth limits) and its log for upload errors.",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -825,13 +834,14 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "blob name, or two appliances upload to the same container.",
         ),
         recommendations=(
-            "Nothing was written to the replica. Check that only this machine's appliance uploads under its "
-            "prefix in the cache container and that the appliance never reuses a cycle id; the appliance "
-            "re-uploads the cycle under a new cycle id.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried (under a new cycle id). Check that only this machine's appliance uploads under "
+            "its prefix in the cache container and that the appliance never reuses a cycle id.",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -858,11 +868,13 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         recommendations=(
             "Nothing was written to the replica. A cycle's blobs must not change after CycleUploaded is "
             "posted: check that the appliance is not retrying an upload it already reported, and that no "
-            "other process writes to the cache container. The cycle is applied again once re-uploaded.",
+            "other process writes to the cache container. The control plane asked the appliance to resync "
+            "every disk the cycle carried.",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -872,7 +884,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         name="ExtentChecksumMismatch",
         aliases=("CycleDataCorrupt",),
         title="Uploaded data is corrupt: an extent's checksum does not match the manifest",
-        action="None unless it repeats: the appliance re-uploads; then update the appliance and check HTTPS-rewriting proxies.",
+        action="None unless it repeats: the cycle's disks are resynced; then update the appliance, check HTTPS proxies.",
         origin=Origin.CONTROL_PLANE,
         template=(
             "Cycle {cycleId} for disk {diskId} was rejected: extent {extent} (blob {blob}) has "
@@ -892,13 +904,14 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "or at rest, or the appliance hashed different data than it uploaded (a defect).",
         ),
         recommendations=(
-            "Nothing was written to the replica. The appliance re-uploads the cycle; if checksums keep "
-            "failing, update the appliance software and check for a proxy or WAN optimiser that rewrites "
-            "HTTPS traffic to the cache account.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried. If checksums keep failing, update the appliance software and check for a "
+            "proxy or WAN optimiser that rewrites HTTPS traffic to the cache account.",
         ),
         severity=Severity.WARNING,
         retryable=True,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -920,13 +933,15 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "that pointed to it, or a disk size that does not match the replica.",
         ),
         recommendations=(
-            "Nothing was written to the replica. Check the appliance's CycleUploaded event and the manifest "
-            "it names: machine id, disk id, cycle id and sequence must agree. If the source disk was resized, "
-            "run Repair replication so the replica is recreated at the new size.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried. Check the appliance's CycleUploaded event and the manifest it names: machine "
+            "id, disk id, cycle id and sequence must agree. If the source disk was resized, run Repair "
+            "replication so the replica is recreated at the new size.",
         ),
         severity=Severity.CRITICAL,
         retryable=False,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -948,13 +963,15 @@ ENTRIES: tuple[CatalogEntry, ...] = (
             "extents, a missing checksum, an unknown field): an appliance defect or version mismatch.",
         ),
         recommendations=(
-            "Nothing was written to the replica. Check the manifest against docs/schemas/"
-            "delta-manifest.schema.json; update the appliance software to a version that writes this "
-            "format. Retrying the same manifest cannot succeed.",
+            "Nothing was written to the replica; the control plane asked the appliance to resync every disk "
+            "the cycle carried, which fails the same way until the appliance is fixed. Check the manifest "
+            "against docs/schemas/delta-manifest.schema.json and update the appliance software to a version "
+            "that writes this format.",
         ),
         severity=Severity.CRITICAL,
         retryable=False,
         auto_repairable=False,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.NEXT_CYCLE,
@@ -985,6 +1002,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         severity=Severity.CRITICAL,
         retryable=False,
         auto_repairable=True,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.RESYNC,
@@ -1010,6 +1028,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         severity=Severity.CRITICAL,
         retryable=False,
         auto_repairable=True,
+        resynced_on_rejection=True,
         scope=Scope.DISK,
         event_type=EventType.REPLICATION_CYCLE_FAILED_FOR_DISK,
         cleared_by=ClearedBy.RESYNC,

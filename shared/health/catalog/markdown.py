@@ -33,7 +33,7 @@ def _yes(flag: bool) -> str:
 
 def _auto(entry: CatalogEntry) -> str:
     if not entry.auto_repairable:
-        return "no"
+        return "resync of the cycle's disks" if entry.resynced_on_rejection else "no"
     return "if opted in" if entry.repair_requires_opt_in else "yes"
 
 
@@ -75,7 +75,9 @@ def render_markdown() -> str:
         '"An internal error occurred. [...]" errors, `MCP-1199` any other VMware internal error, '
         "`MCP-1201`-`MCP-1202` Key Vault.",
         "- **MCP-2xxx**: uploads the control plane's apply engine rejects; the replica is left "
-        "unchanged. The engine's exception names (`CycleDataTruncated`, ...) are accepted as aliases.",
+        "unchanged, the cycle is discarded whole and the appliance is asked to resync every disk the "
+        "cycle carried (a `ResyncDisk` command each). The engine's exception names "
+        "(`CycleDataTruncated`, ...) are accepted as aliases.",
         "- **MCP-3xxx**: conditions the control plane detects: a gap in the cycle sequence, the RPO, "
         "a silent appliance.",
         "- **MCP-4xxx**: failover failures Site Recovery publishes no id for: `MCP-4001` any other "
@@ -96,7 +98,10 @@ def render_markdown() -> str:
         f"cycles make it Critical whatever the errors; {rules.warning_after_failures} at least Warning.",
         f"- An auto-repairable error requests a resync and counts as Warning while it is repaired, for up "
         f"to {rules.max_auto_repairs} requests; then it takes its full severity and waits for the "
-        'operator. "If opted in": only when the machine chose "Automatically repair replication".',
+        'operator. "If opted in": only when the machine chose "Automatically repair replication". '
+        "\"Resync of the cycle's disks\": a rejected upload; the rejected cycle's disks are resynced every "
+        "time it happens (a `ResyncDisk` command per disk the cycle carried), but the machine stays in its "
+        "state and the error keeps its severity: it is not counted as an automatic repair.",
         f"- RPO (age of the latest applied cycle) above {_duration(rules.rpo_warning)}: Warning; above "
         f"{_duration(rules.rpo_critical)}: Critical. No heartbeat or upload from the appliance for "
         f"{_duration(rules.heartbeat_timeout)}: Critical.",

@@ -124,6 +124,11 @@ class CatalogEntry(BaseModel):
         default=False,
         description='auto-repair only if the machine opted into "Automatically repair replication"',
     )
+    resynced_on_rejection: bool = Field(
+        default=False,
+        description="a cycle rejected with it is discarded whole and every disk it carried gets a ResyncDisk "
+        "command, every time: not the bounded auto-repair (no Resyncing state, no attempt limit)",
+    )
     scope: Scope
     event_type: EventType
     cleared_by: ClearedBy
@@ -189,6 +194,8 @@ class CatalogEntry(BaseModel):
             # A success must clear every retryable error (health heals on its own); one that only a
             # resync clears is, by definition, not transient.
             raise ValueError(f"{self.name}: a retryable error cannot need a resync to clear")
+        if self.resynced_on_rejection and self.scope is not Scope.DISK:
+            raise ValueError(f"{self.name}: only a disk's rejected upload discards the cycle and resyncs")
         if self.repair_requires_opt_in and not self.auto_repairable:
             raise ValueError(f"{self.name}: repair_requires_opt_in needs auto_repairable")
         if (self.scope is Scope.DISK) != (self.event_type is EventType.REPLICATION_CYCLE_FAILED_FOR_DISK):
