@@ -492,6 +492,7 @@ def test_list_and_get_machines(services: Services) -> None:
         "osType": "linux",
         "firmware": "BIOS",
         "state": "Discovered",
+        "activeLocation": "onPremises",
         "health": "Healthy",
         "progressPercent": 0.0,
         "lastSyncTime": None,
