@@ -16,6 +16,7 @@ from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from pydantic import BaseModel, ConfigDict
 
 from shared.appliances.events import CYCLE_FAILED, CYCLE_STARTED, CYCLE_UPLOADED, HEARTBEAT
+from shared.domain.command import CommandAnswer
 
 
 class ControlPlaneError(RuntimeError):
@@ -74,8 +75,9 @@ class ApplianceApi:
         commands: list[dict[str, Any]] = self._call("GET", f"/appliances/{self._id}/commands")["commands"]
         return commands
 
-    def acknowledge(self, command_id: str) -> None:
-        self._call("POST", f"/appliances/{self._id}/commands/{command_id}/ack")
+    def acknowledge(self, command_id: str, answer: CommandAnswer | None = None) -> None:
+        body = {"json": answer.to_wire()} if answer is not None else {}
+        self._call("POST", f"/appliances/{self._id}/commands/{command_id}/ack", **body)
 
     @property
     def _id(self) -> str:

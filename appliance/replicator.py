@@ -10,6 +10,11 @@ A cycle: upload each disk's data blobs, then its manifest (appliance/upload.py),
 `CycleUploaded`. Sequence numbers and change ids are persisted beside the images, so a restarted
 appliance carries on without reusing a cycle id. Writes must go through `write()` between cycles
 (the real appliance reads from a VM snapshot; here the images are quiet while a cycle uploads).
+
+Every cycle sent is also recorded in a history beside the images (which ranges of which disk), so the
+appliance can say which blocks changed since a given cycle: what reverse protection needs to know
+about the on-premises side after a failover. Reverse-protection commands are carried out by
+appliance/reverse.py; `handle_commands` dispatches them and acknowledges each with its answer.
 """
 
 from __future__ import annotations
@@ -26,11 +31,25 @@ from typing import Any, Literal
 from azure.storage.blob import ContainerClient
 from pydantic import BaseModel, ConfigDict
 
-from appliance.blocks import BlockSource, ImageFile, Range, nonzero_ranges
+from appliance import reverse
+from appliance.blocks import BlockSource, ImageFile, Range, merge_ranges, nonzero_ranges
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.control_plane import ApplianceApi, ApplianceEvents
-from appliance.hrl import HyperVChangeTracker, ReplicationLog
+from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt, live_log_path
 from appliance.upload import CycleUpload, DiskCycle, UploadOptions, upload_cycle
+from shared.domain.command import (
+    REVERSE_KINDS,
+    ApplianceCommand,
+    ApplyReverseManifest,
+    ChangedBlocks,
+    CommandAnswer,
+    CommandError,
+    HashDiskBlocks,
+    PowerOffMachine,
+    PowerOnMachine,
+    PowerState,
+    ReportChangedBlocks,
+)
 from shared.domain.cycle import CycleKind
 
 Flavour = Literal["vmware", "hyperv"]
@@ -79,8 +98,11 @@ class MachineReplicator:
             if self._state_path.exists()
             else {"nextSequence": 0, "changeIds": {}}
         )
+        self._history_path = self.disks[0].path.with_name(f".{self.machine_id}.history.jsonl")
         self._hyperv: dict[str, HyperVChangeTracker] = {}
         self._cbt: dict[str, ChangedBlockTracker] = {}
+        self.power = reverse.PowerSwitch(self.disks[0].path.parent, self.machine_id)
+        self.apply_options = reverse.ReverseApplyOptions()
 
     # -- what the appliance reports
 
@@ -150,6 +172,7 @@ class MachineReplicator:
             manifests=by_disk,
         )
         # Only once the event is out does the next cycle start from here.
+        self._record_history(cycle_id, sequence, kind, disks)
         self._state["nextSequence"] = sequence + 1
         if self.flavour == "vmware":
             for disk in included:
@@ -165,10 +188,14 @@ class MachineReplicator:
         )
 
     def handle_commands(self, api: ApplianceApi) -> list[CycleReport]:
-        """Carry out this machine's pending commands (on-demand cycle, resync), acknowledging each."""
+        """Carry out this machine's pending commands (on-demand cycle, resync, reverse protection),
+        acknowledging each; a reverse-protection command's acknowledgement carries its answer."""
         reports = []
         for command in api.commands():
             if command["machineId"] != self.machine_id:
+                continue
+            if command["kind"] in REVERSE_KINDS:
+                api.acknowledge(command["id"], self.answer(ApplianceCommand.model_validate(command)))
                 continue
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")
@@ -179,6 +206,109 @@ class MachineReplicator:
                 reports.append(self.run_cycle(CycleKind.RESYNC))
             api.acknowledge(command["id"])
         return reports
+
+    # -- reverse protection
+
+    def answer(self, command: ApplianceCommand) -> CommandAnswer:
+        """Carry out one reverse-protection command and say what came of it."""
+        request = command.request()
+        if isinstance(request, PowerOffMachine | PowerOnMachine):
+            return CommandAnswer(result=self.power.set(request))
+        if not any(d.disk_id == request.disk_id for d in self.disks):
+            return CommandAnswer(
+                error=CommandError(
+                    code="OnPremisesDiskNotFound",
+                    message=f"machine {self.machine_id} has no disk {request.disk_id} "
+                    f"(its disks: {', '.join(d.disk_id for d in self.disks)})",
+                )
+            )
+        if isinstance(request, ApplyReverseManifest):
+            if self.power.state is not PowerState.OFF:
+                return CommandAnswer(
+                    error=CommandError(
+                        code="OnPremisesMachineRunning",
+                        message=f"machine {self.machine_id} is running: power it off before its disks "
+                        "are written from Azure",
+                    )
+                )
+            applied, error = reverse.apply_reverse_manifest(
+                self._disk(request.disk_id).path, request, options=self.apply_options
+            )
+            return CommandAnswer(result=applied, error=error)
+        if isinstance(request, HashDiskBlocks):
+            return CommandAnswer(
+                result=reverse.block_hashes_answer(
+                    self._disk(request.disk_id).path,
+                    disk_id=request.disk_id,
+                    block_size=request.block_size,
+                    cache=self.cache,
+                    blob_name=lambda: f"{self.machine_id}/reverse/{command.id}/{request.disk_id}.sha256",
+                )
+            )
+        assert isinstance(request, ReportChangedBlocks)  # the union has no other member
+        return CommandAnswer(result=self.changed_since(request.disk_id, request.since_cycle_id))
+
+    def changed_since(self, disk_id: str, since_cycle_id: str) -> ChangedBlocks:
+        """The ranges of `disk_id` written after cycle `since_cycle_id` was taken: those sent by the
+        cycles after it, and those written since the last cycle. Unavailable (with the reason) when the
+        record cannot vouch for them."""
+
+        def unavailable(reason: str) -> ChangedBlocks:
+            return reverse.changed_blocks_answer(
+                disk_id=disk_id, since_cycle_id=since_cycle_id, ranges=None, reason=reason
+            )
+
+        history = self._history()
+        position = next((i for i, h in enumerate(history) if h["cycleId"] == since_cycle_id), None)
+        if position is None:
+            return unavailable(f"the appliance has no record of cycle {since_cycle_id}")
+        ranges: list[Range] = []
+        for entry in history[position + 1 :]:
+            if entry.get("full"):
+                return unavailable(
+                    f"cycle {entry['cycleId']} after it copied whole disks (a resync: tracking had been "
+                    "reset); compare block hashes instead"
+                )
+            ranges += [(o, n) for o, n in entry["disks"].get(disk_id, [])]
+        try:
+            ranges += self._written_since_last_cycle(disk_id)
+        except (ChangeTrackingReset, ReplicationLogCorrupt, OSError) as reset:
+            return unavailable(f"{CBT_RESET_MESSAGE}: {reset}")
+        return reverse.changed_blocks_answer(
+            disk_id=disk_id, since_cycle_id=since_cycle_id, ranges=merge_ranges(ranges)
+        )
+
+    def _written_since_last_cycle(self, disk_id: str) -> list[Range]:
+        if self.flavour == "hyperv":
+            live = live_log_path(self._disk(disk_id).path)
+            if not live.exists():
+                return []
+            with ReplicationLog.open(live) as log:
+                return log.changed_ranges()
+        since = self._state["changeIds"].get(disk_id)
+        if since is None:
+            raise ChangeTrackingReset(f"disk {disk_id} has no change id: no cycle of it completed")
+        return self._cbt_tracker(disk_id).changed_areas(since)
+
+    def _record_history(self, cycle_id: str, sequence: int, kind: CycleKind, disks: list[DiskCycle]) -> None:
+        entry: dict[str, Any] = {"cycleId": cycle_id, "sequence": sequence, "kind": kind.value}
+        if kind in (CycleKind.INITIAL, CycleKind.RESYNC):
+            entry["full"] = True
+        else:
+            entry["disks"] = {d.disk_id: [list(r) for r in d.ranges] for d in disks}
+        with self._history_path.open("a") as history:
+            history.write(json.dumps(entry) + "\n")
+
+    def _history(self) -> list[dict[str, Any]]:
+        if not self._history_path.exists():
+            return []
+        entries = []
+        for line in self._history_path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line: the cycle it describes was never acknowledged as sent
+        return entries
 
     @contextmanager
     def _changes(self, disk: SourceDisk, whole_disk: bool) -> Iterator[tuple[list[Range], BlockSource]]:

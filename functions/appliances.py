@@ -38,6 +38,7 @@ from shared.appliances.events import (
 from shared.bootstrap import Services, get_services
 from shared.domain.api import CommandList, CycleSignal, RegisterApplianceRequest
 from shared.domain.appliance import Appliance
+from shared.domain.command import CommandAnswer
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
@@ -100,8 +101,12 @@ def acknowledge_command(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     appliance = _appliance(req, services)
     command_id = path_id(req, "commandId")
+    # The body is optional: commands that produce something (reverse protection) send their answer.
+    answer = parse_body(req, CommandAnswer) if req.get_body() else None
     return json_response(
-        commands.acknowledge_command(services.repos, appliance.id, command_id, now=services.clock())
+        commands.acknowledge_command(
+            services.repos, appliance.id, command_id, now=services.clock(), answer=answer
+        )
     )
 
 

@@ -38,7 +38,7 @@ from shared.domain.api import (
     RecoveryPointList,
     RegisterApplianceRequest,
 )
-from shared.domain.command import ApplianceCommand
+from shared.domain.command import ApplianceCommand, CommandAnswer
 from shared.domain.failover import FailoverSettings
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
@@ -67,6 +67,7 @@ class Operation:
     errors: tuple[int, ...] = field(default=(400, 401, 404))
     # A merge patch (RFC 7396) is described by the schema of the document it patches.
     request_media_type: str = "application/json"
+    request_required: bool = True
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -104,9 +105,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "appliances/{applianceId}/commands/{commandId}/ack",
         "acknowledge_command",
-        "Acknowledge a command (idempotent)",
+        "Acknowledge a command (idempotent), with its answer when it produced one",
         "appliance",
         ApplianceCommand,
+        request=CommandAnswer,
+        request_required=False,
         errors=(400, 401, 403, 404),
     ),
     Operation(
@@ -392,7 +395,7 @@ def build_document() -> dict[str, Any]:
         }
         if op.request is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": op.request_required,
                 "content": _json_body(op.request, op.request_media_type),
             }
         paths.setdefault(f"/api/{op.route}", {})[op.method.lower()] = operation

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.domain.command import ApplianceCommand, CommandKind, CommandStatus
+from shared.domain.command import (
+    ApplianceCommand,
+    CommandAnswer,
+    CommandKind,
+    CommandStatus,
+    ReverseRequest,
+)
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import Forbidden, NotFound
 from shared.platform.documents import Query
@@ -40,10 +46,29 @@ def queue_command(
         cycle_kind=CycleKind(cycle_kind) if cycle_kind else None,
         created_at=now,
     )
+    return _add_once(repos, command)
+
+
+def queue_reverse_command(
+    repos: Repositories, *, command_id: str, machine_id: str, request: ReverseRequest, now: datetime
+) -> ApplianceCommand:
+    """Queue one step of reverse protection for the machine's appliance; as `queue_command`."""
+    machine = repos.machines.require(machine_id).item
+    command = ApplianceCommand.of(
+        request,
+        command_id=command_id,
+        appliance_id=machine.appliance_id,
+        machine_id=machine_id,
+        created_at=now,
+    )
+    return _add_once(repos, command)
+
+
+def _add_once(repos: Repositories, command: ApplianceCommand) -> ApplianceCommand:
     try:
         return repos.commands.add(command).item
     except AlreadyExists:
-        return repos.commands.require(command_id, machine.appliance_id).item
+        return repos.commands.require(command.id, command.appliance_id).item
 
 
 def pending_commands(repos: Repositories, appliance_id: str) -> list[ApplianceCommand]:
@@ -57,9 +82,15 @@ def pending_commands(repos: Repositories, appliance_id: str) -> list[ApplianceCo
 
 
 def acknowledge_command(
-    repos: Repositories, appliance_id: str, command_id: str, *, now: datetime
+    repos: Repositories,
+    appliance_id: str,
+    command_id: str,
+    *,
+    now: datetime,
+    answer: CommandAnswer | None = None,
 ) -> ApplianceCommand:
-    """Idempotent (a repeated ack changes nothing). 2 round-trips: read, replace."""
+    """Idempotent (a repeated ack changes nothing, its answer included: the first answer is the one
+    the waiting flow reads). 2 round-trips: read, replace."""
     current = repos.commands.get(command_id, appliance_id)
     if current is None:
         raise NotFound(f"appliance {appliance_id} has no command {command_id}")
@@ -68,6 +99,8 @@ def acknowledge_command(
 
     def apply(command: ApplianceCommand) -> None:
         if command.status is CommandStatus.PENDING:
+            if answer is not None:
+                command.result, command.error = answer.result, answer.error
             command.status = CommandStatus.ACKNOWLEDGED
             command.acknowledged_at = now
             command.ttl = ACKNOWLEDGED_TTL_SECONDS

@@ -14,7 +14,7 @@ from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.event import Event
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind
-from shared.domain.lifecycle import MachineState, Operation
+from shared.domain.lifecycle import Location, MachineState, Operation
 from shared.domain.machine import Health, MachineError
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
@@ -66,6 +66,9 @@ class MachineSummary(WireModel):
     os_type: OsType
     firmware: Firmware
     state: MachineState
+    active_location: Location = Field(
+        description="where the machine runs now (derived from its state): replication protects it from there"
+    )
     health: Health
     progress_percent: float
     last_sync_time: datetime | None = None

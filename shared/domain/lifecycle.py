@@ -7,6 +7,9 @@ Disaster recovery (Site Recovery): Replicating -> FailingOver -> FailedOver -> F
   -> PlannedFailingBack -> FailedBack -> Reprotecting -> InitialReplication; a planned failback that
   fails or is cancelled goes through CancellingPlannedFailback back to FailoverCommitted, and a
   cancel that fails leaves PlannedFailbackCancelFailed for the operator to cancel again.
+Reverse protection (Azure -> on-premises): FailoverCommitted -> ReverseReprotecting -> ReverseReplicating;
+  a reprotect that fails returns to FailoverCommitted. (Reprotecting is the forward reprotect after a
+  failback: on-premises -> Azure again.)
 Repair: InitialReplication/Replicating -> Resyncing -> Replicating. Stop: -> ReplicationStopped,
 from which replication can be enabled again.
 """
@@ -42,6 +45,8 @@ class MachineState(StrEnum):
     PLANNED_FAILBACK_CANCEL_FAILED = "PlannedFailbackCancelFailed"
     FAILED_BACK = "FailedBack"
     REPROTECTING = "Reprotecting"
+    REVERSE_REPROTECTING = "ReverseReprotecting"
+    REVERSE_REPLICATING = "ReverseReplicating"
 
 
 S = MachineState
@@ -65,12 +70,16 @@ TRANSITIONS: Mapping[MachineState, frozenset[MachineState]] = {
     S.REPLICATION_STOPPED: frozenset({S.ENABLING_REPLICATION}),
     S.FAILING_OVER: frozenset({S.FAILED_OVER, S.REPLICATING}),
     S.FAILED_OVER: frozenset({S.FAILOVER_COMMITTED}),
-    S.FAILOVER_COMMITTED: frozenset({S.PLANNED_FAILING_BACK, S.REPLICATION_STOPPED}),
+    S.FAILOVER_COMMITTED: frozenset({S.PLANNED_FAILING_BACK, S.REVERSE_REPROTECTING, S.REPLICATION_STOPPED}),
     S.PLANNED_FAILING_BACK: frozenset({S.FAILED_BACK, S.CANCELLING_PLANNED_FAILBACK}),
     S.CANCELLING_PLANNED_FAILBACK: frozenset({S.FAILOVER_COMMITTED, S.PLANNED_FAILBACK_CANCEL_FAILED}),
     S.PLANNED_FAILBACK_CANCEL_FAILED: frozenset({S.CANCELLING_PLANNED_FAILBACK}),
     S.FAILED_BACK: frozenset({S.REPROTECTING, S.REPLICATION_STOPPED}),
     S.REPROTECTING: frozenset({S.INITIAL_REPLICATION, S.FAILED_BACK}),
+    # A reprotect that fails leaves the machine running in Azure, unprotected, as before it was asked.
+    S.REVERSE_REPROTECTING: frozenset({S.REVERSE_REPLICATING, S.FAILOVER_COMMITTED}),
+    # Reverse cycles run here until a planned failback brings the machine home.
+    S.REVERSE_REPLICATING: frozenset({S.PLANNED_FAILING_BACK}),
 }
 
 # States in which the per-machine orchestration owns replica disks that receive cycles.
@@ -82,6 +91,34 @@ PROTECTED_STATES = frozenset(TRANSITIONS) - {
     S.MIGRATION_COMPLETED,
     S.MIGRATED,
 }
+
+
+class Location(StrEnum):
+    """Where the machine's active copy runs (`activeLocation`): the direction replication follows."""
+
+    AZURE = "azure"
+    ON_PREMISES = "onPremises"
+
+
+# From the moment a failover's VM is up until a failback brings the machine home, Azure runs it; a
+# migrated machine runs there for good. Every other state is the on-premises machine's.
+ACTIVE_IN_AZURE = frozenset(
+    {
+        S.FAILED_OVER,
+        S.FAILOVER_COMMITTED,
+        S.PLANNED_FAILING_BACK,
+        S.CANCELLING_PLANNED_FAILBACK,
+        S.PLANNED_FAILBACK_CANCEL_FAILED,
+        S.REVERSE_REPROTECTING,
+        S.REVERSE_REPLICATING,
+        S.MIGRATED,
+        S.MIGRATION_COMPLETED,
+    }
+)
+
+
+def active_location(state: MachineState) -> Location:
+    return Location.AZURE if state in ACTIVE_IN_AZURE else Location.ON_PREMISES
 
 
 class Operation(StrEnum):
@@ -97,6 +134,7 @@ class Operation(StrEnum):
     FAILOVER = "failover"  # not routed yet
     CHANGE_RECOVERY_POINT = "changeRecoveryPoint"  # not routed yet
     COMMIT = "commit"  # not routed yet
+    REPROTECT = "reprotect"  # POST /machines/{id}/reprotect: protect the Azure VM back to on-premises
 
 
 @dataclass(frozen=True)
@@ -129,10 +167,13 @@ OPERATIONS: Mapping[Operation, OperationRule] = {
     Operation.FAILOVER: OperationRule(S.FAILING_OVER),
     # Until commit the failed-over VM can be rebuilt from another point; the machine stays FailedOver.
     Operation.CHANGE_RECOVERY_POINT: OperationRule(S.FAILED_OVER, stays=True),
-    # A cancelled planned failback also returns to FailoverCommitted: that is the cancel's end, not a commit.
+    # A cancelled planned failback and a failed reprotect also return to FailoverCommitted: those are
+    # their flows' ends, not a commit.
     Operation.COMMIT: OperationRule(
-        S.FAILOVER_COMMITTED, not_from=frozenset({S.CANCELLING_PLANNED_FAILBACK})
+        S.FAILOVER_COMMITTED,
+        not_from=frozenset({S.CANCELLING_PLANNED_FAILBACK, S.REVERSE_REPROTECTING}),
     ),
+    Operation.REPROTECT: OperationRule(S.REVERSE_REPROTECTING),
 }
 
 

@@ -29,7 +29,9 @@ S = MachineState
 
 # The failover's VM is being created from the settings, or exists: changing them would describe a VM
 # that is not the one running.
-LOCKED_STATES = frozenset({S.FAILING_OVER, S.FAILED_OVER, S.FAILOVER_COMMITTED})
+LOCKED_STATES = frozenset(
+    {S.FAILING_OVER, S.FAILED_OVER, S.FAILOVER_COMMITTED, S.REVERSE_REPROTECTING, S.REVERSE_REPLICATING}
+)
 # Machines whose settings describe no VM, present or planned: their addresses are not taken.
 _NO_VM_STATES = frozenset({S.DISCOVERED, S.ENABLING_REPLICATION, S.REPLICATION_STOPPED})
 

@@ -203,9 +203,16 @@ OWN_JOB_STATES = frozenset(
 
 # States in which a failover holds replication: no cycle may change what is being failed over. Cycles
 # already in the inbox wait there (a failed failover resumes replication with them); a failover to
-# the latest point first lets those up to `failover.drain_through_sequence` apply.
+# the latest point first lets those up to `failover.drain_through_sequence` apply. Reverse protection
+# holds them too: the Azure VM is the machine then.
 HELD_STATES = frozenset(
-    {MachineState.FAILING_OVER, MachineState.FAILED_OVER, MachineState.FAILOVER_COMMITTED}
+    {
+        MachineState.FAILING_OVER,
+        MachineState.FAILED_OVER,
+        MachineState.FAILOVER_COMMITTED,
+        MachineState.REVERSE_REPROTECTING,
+        MachineState.REVERSE_REPLICATING,
+    }
 )
 
 

@@ -16,7 +16,13 @@ from shared.domain.api import (
 from shared.domain.cycle import Consistency
 from shared.domain.errors import ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
-from shared.domain.lifecycle import PROTECTED_STATES, MachineState, allowed_operations, transition
+from shared.domain.lifecycle import (
+    PROTECTED_STATES,
+    MachineState,
+    active_location,
+    allowed_operations,
+    transition,
+)
 from shared.domain.machine import Machine, ReplicationStatus
 from shared.domain.target import TargetSettings
 from shared.health import reset_health
@@ -151,6 +157,7 @@ def _summary_fields(machine: Machine, now: datetime) -> dict[str, object]:
         "os_type": machine.inventory.os_type,
         "firmware": machine.inventory.firmware,
         "state": machine.state,
+        "active_location": active_location(machine.state),
         "health": machine.health,
         "progress_percent": machine.replication.progress_percent,
         "last_sync_time": machine.replication.last_sync_time,

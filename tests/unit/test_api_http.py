@@ -323,6 +323,63 @@ def test_commands_poll_and_ack(services: Services) -> None:
     assert body == {"commands": []}
 
 
+def test_a_reverse_command_is_acknowledged_with_its_answer(services: Services) -> None:
+    from shared.appliances import commands
+    from shared.domain.command import ChangedBlocks, ReportChangedBlocks
+
+    appliance_id, credential = register()
+    report(appliance_id, credential, machine_json("vm-1"))
+    request = ReportChangedBlocks(disk_id="disk-0", since_cycle_id="vm-1-000003-abcd")
+    commands.queue_reverse_command(
+        services.repos, command_id="changed-1", machine_id="vm-1", request=request, now=NOW
+    )
+    again = commands.queue_reverse_command(
+        services.repos, command_id="changed-1", machine_id="vm-1", request=request, now=NOW
+    )
+    assert again.request() == request
+    status, body, _ = call(
+        "list_commands", "GET", "/", route={"applianceId": appliance_id}, credential=credential
+    )
+    assert [(c["kind"], c["diskId"], c["sinceCycleId"]) for c in body["commands"]] == [
+        ("ReportChangedBlocks", "disk-0", "vm-1-000003-abcd")
+    ]
+    answer = {
+        "result": {
+            "kind": "ReportChangedBlocks",
+            "diskId": "disk-0",
+            "sinceCycleId": "vm-1-000003-abcd",
+            "available": False,
+            "reason": "changed block tracking was reset",
+        }
+    }
+    route = {"applianceId": appliance_id, "commandId": "changed-1"}
+    status, body, _ = call(
+        "acknowledge_command", "POST", "/", credential=credential, route=route, body=answer
+    )
+    assert status == 200 and body["status"] == "Acknowledged"
+    assert body["result"]["available"] is False
+    # A repeated ack keeps the first answer.
+    other = {"result": {**answer["result"], "available": True, "reason": None, "ranges": [[0, 512]]}}
+    status, body, _ = call("acknowledge_command", "POST", "/", credential=credential, route=route, body=other)
+    assert status == 200 and body["result"]["available"] is False
+    stored = services.repos.commands.require("changed-1", appliance_id).item
+    assert stored.result == ChangedBlocks(
+        disk_id="disk-0",
+        since_cycle_id="vm-1-000003-abcd",
+        available=False,
+        reason="changed block tracking was reset",
+    )
+    status, body, _ = call(
+        "acknowledge_command",
+        "POST",
+        "/",
+        credential=credential,
+        route=route,
+        body={"result": {"kind": "Nope"}},
+    )
+    assert status == 400
+
+
 def test_policy_for_the_appliance_and_for_operators(services: Services) -> None:
     appliance_id, credential = register()
     status, body, _ = call(
@@ -492,6 +549,7 @@ def test_list_and_get_machines(services: Services) -> None:
         "osType": "linux",
         "firmware": "BIOS",
         "state": "Discovered",
+        "activeLocation": "onPremises",
         "health": "Healthy",
         "progressPercent": 0.0,
         "lastSyncTime": None,

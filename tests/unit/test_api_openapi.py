@@ -121,6 +121,14 @@ def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
         "$ref": "#/components/schemas/Operation"
     }
     assert "allowedOperations" in schemas["MachineDetail"]["properties"]
+    assert "reprotect" in operations
+    assert schemas["MachineSummary"]["properties"]["activeLocation"] == {
+        "$ref": "#/components/schemas/Location",
+        "description": schemas["MachineSummary"]["properties"]["activeLocation"]["description"],
+    }
+    assert schemas["Location"]["enum"] == ["azure", "onPremises"]
+    assert "activeLocation" in schemas["MachineSummary"]["required"]
+    assert {"ReverseReprotecting", "ReverseReplicating"} <= set(schemas["MachineState"]["enum"])
     detail = schemas["ForbiddenTransitionDetail"]
     assert {"machineId", "from", "to", "allowed", "allowedOperations"} <= set(detail["properties"])
     points = document["paths"]["/api/machines/{machineId}/recovery-points"]["get"]

@@ -13,8 +13,10 @@ from shared.domain.lifecycle import (
     PROTECTED_STATES,
     TRANSITIONS,
     ForbiddenTransition,
+    Location,
     MachineState,
     Operation,
+    active_location,
     allowed_operations,
     can_transition,
     transition,
@@ -142,3 +144,51 @@ def test_allowed_operations_follow_the_transition_table() -> None:
         for name in allowed:
             rule = OPERATIONS[Operation(name)]
             assert rule.stays or can_transition(state, rule.target), (state, name)
+
+
+def test_reprotect_is_offered_on_a_committed_failover_and_leads_to_reverse_replication() -> None:
+    assert allowed_operations(S.FAILOVER_COMMITTED) == [Operation.STOP_REPLICATION, Operation.REPROTECT]
+    machine = transition(Subject("web-01", S.FAILOVER_COMMITTED), S.REVERSE_REPROTECTING, action="reprotect")
+    assert allowed_operations(machine.state) == []
+    transition(machine, S.REVERSE_REPLICATING)
+    assert machine.state is S.REVERSE_REPLICATING
+    assert can_transition(S.REVERSE_REPLICATING, S.PLANNED_FAILING_BACK)
+
+
+def test_a_failed_reprotect_returns_to_failover_committed_and_is_not_a_commit() -> None:
+    assert can_transition(S.REVERSE_REPROTECTING, S.FAILOVER_COMMITTED)
+    assert Operation.COMMIT not in allowed_operations(S.REVERSE_REPROTECTING)
+    # Reprotect is asked only of a committed failover: not before commit, not twice.
+    for state in S:
+        if state is not S.FAILOVER_COMMITTED:
+            assert Operation.REPROTECT not in allowed_operations(state), state
+
+
+def test_reprotect_is_refused_before_the_failover_is_committed() -> None:
+    with pytest.raises(ForbiddenTransition) as caught:
+        transition(Subject("web-01", S.FAILED_OVER), S.REVERSE_REPROTECTING, action="reprotect")
+    assert caught.value.allowed_operations == [Operation.CHANGE_RECOVERY_POINT, Operation.COMMIT]
+
+
+@pytest.mark.parametrize(
+    ("state", "location"),
+    [
+        (S.DISCOVERED, Location.ON_PREMISES),
+        (S.REPLICATING, Location.ON_PREMISES),
+        (S.FAILING_OVER, Location.ON_PREMISES),
+        (S.FAILED_OVER, Location.AZURE),
+        (S.FAILOVER_COMMITTED, Location.AZURE),
+        (S.REVERSE_REPROTECTING, Location.AZURE),
+        (S.REVERSE_REPLICATING, Location.AZURE),
+        (S.PLANNED_FAILING_BACK, Location.AZURE),
+        (S.FAILED_BACK, Location.ON_PREMISES),
+        (S.REPROTECTING, Location.ON_PREMISES),
+        (S.MIGRATED, Location.AZURE),
+    ],
+)
+def test_active_location_follows_the_state(state: MachineState, location: Location) -> None:
+    assert active_location(state) is location
+
+
+def test_reverse_states_are_protected() -> None:
+    assert {S.REVERSE_REPROTECTING, S.REVERSE_REPLICATING} <= PROTECTED_STATES
