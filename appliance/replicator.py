@@ -30,7 +30,7 @@ from appliance.blocks import BlockSource, ImageFile, Range, nonzero_ranges
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.hrl import HyperVChangeTracker, ReplicationLog
-from appliance.upload import CycleUpload, DiskCycle, UploadOptions, upload_cycle
+from appliance.upload import CycleUpload, DiskCycle, UploadDestination, UploadOptions, upload_cycle
 from shared.domain.cycle import CycleKind
 
 Flavour = Literal["vmware", "hyperv"]
@@ -67,7 +67,8 @@ class ChangeTrackingLost(RuntimeError):
 class MachineReplicator:
     machine_id: str
     disks: list[SourceDisk]
-    cache: ContainerClient
+    # Where cycles are written: the API's write-only SAS (`SasDestination`), or a container in tests.
+    uploads: UploadDestination | ContainerClient
     events: ApplianceEvents
     flavour: Flavour = "vmware"
     upload: UploadOptions = field(default_factory=UploadOptions)
@@ -134,7 +135,7 @@ class MachineReplicator:
                 disks={d.disk_id: sum(n for _, n in d.ranges) for d in disks},
             )
             manifests = upload_cycle(
-                self.cache,
+                self.uploads,
                 CycleUpload(
                     machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence, kind=kind, disks=disks
                 ),
