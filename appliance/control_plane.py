@@ -17,7 +17,7 @@ from azure.core.credentials import AzureKeyCredential, TokenCredential
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     HeadersPolicy,
-    NetworkTraceLoggingPolicy,
+    HttpLoggingPolicy,
     RetryPolicy,
     UserAgentPolicy,
 )
@@ -101,8 +101,9 @@ class ApplianceApi:
                 HeadersPolicy(self._headers),
                 UserAgentPolicy(base_user_agent="migrate-appliance"),
                 self._retry,
-                # Logs method, URL and status only: the credential and SAS URLs stay out of logs.
-                NetworkTraceLoggingPolicy(),
+                # Never bodies, and headers only from an allow-list: the credential and the SAS URLs in
+                # upload-credentials answers stay out of the logs.
+                HttpLoggingPolicy(),
             ],
         )
 
