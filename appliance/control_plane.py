@@ -1,8 +1,10 @@
 """The appliance's side of the control plane: the HTTP API and the Event Grid topic.
 
-`ApplianceApi` registers, reports machines, reads the policy and polls commands; `ApplianceEvents`
-publishes the normative appliance events with the real `EventGridPublisherClient`. Both raise
-`ControlPlaneError` with the API's `{"error": {"code", "message", "details"}}` when a call is refused.
+`ApplianceApi` registers, reports machines, reads the policy, polls commands and asks for upload
+credentials, on an azure-core pipeline that retries 408, 429, 5xx and connection errors with backoff and
+waits as long as the API's `Retry-After` says; `ApplianceEvents` publishes the normative appliance
+events with the real `EventGridPublisherClient` (which retries the same way). A refused call raises
+`ControlPlaneError` with the API's `{"error": {"code", "message", "details"}}`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+from azure.core import PipelineClient
 from azure.core.credentials import AzureKeyCredential, TokenCredential
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import (
+    HeadersPolicy,
+    HttpLoggingPolicy,
+    RetryPolicy,
+    UserAgentPolicy,
+)
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from pydantic import BaseModel, ConfigDict
 
@@ -20,9 +30,19 @@ from shared.domain.command import CommandAnswer
 
 
 class ControlPlaneError(RuntimeError):
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[Any] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message, self.details = status, code, message, details or []
+        # Seconds the API asked us to wait, when that was longer than this client waits by itself.
+        self.retry_after = retry_after
 
 
 class Registration(BaseModel):
@@ -30,6 +50,32 @@ class Registration(BaseModel):
 
     appliance_id: str
     credential: str
+
+
+class BoundedRetry(RetryPolicy[HttpRequest, HttpResponse]):
+    """azure-core's retry (408, 429, 5xx and connection errors, exponential backoff, `Retry-After` in
+    seconds or as an HTTP date), bounded: at most `retry_total` retries within `timeout` seconds, and a
+    `Retry-After` longer than `max_retry_after` is handed back to the caller (as
+    `ControlPlaneError.retry_after`) instead of holding the thread that long."""
+
+    def __init__(self, *, max_retry_after: float = 60.0, **kwargs: Any) -> None:
+        kwargs.setdefault("retry_total", 6)
+        kwargs.setdefault("retry_backoff_factor", 0.5)
+        kwargs.setdefault("retry_backoff_max", 30)
+        kwargs.setdefault("timeout", 300)
+        super().__init__(**kwargs)
+        self.max_retry_after = max_retry_after
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
+# Every appliance call but registration is idempotent (upserts, acknowledgements, fresh SAS URLs), so a
+# POST is retried like a GET; a registration is retried only when the API refused it (Retry-After or 5xx).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "POST"})
 
 
 class ApplianceApi:
@@ -41,13 +87,26 @@ class ApplianceApi:
         appliance_id: str | None = None,
         credential: str | None = None,
         timeout: float = 30.0,
+        retry: RetryPolicy[HttpRequest, HttpResponse] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.appliance_id = appliance_id
-        headers = {"x-functions-key": function_key}
+        self._headers = {"x-functions-key": function_key, "Accept": "application/json"}
         if credential:
-            headers["Authorization"] = f"Bearer {credential}"
-        self._http = httpx.Client(base_url=self.base_url + "/api", headers=headers, timeout=timeout)
+            self._headers["Authorization"] = f"Bearer {credential}"
+        self._timeout = timeout
+        self._retry = retry or BoundedRetry()
+        self._client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(
+            self.base_url + "/api",
+            policies=[
+                HeadersPolicy(self._headers),
+                UserAgentPolicy(base_user_agent="migrate-appliance"),
+                self._retry,
+                # Never bodies, and headers only from an allow-list: the credential and the SAS URLs in
+                # upload-credentials answers stay out of the logs.
+                HttpLoggingPolicy(),
+            ],
+        )
 
     @classmethod
     def register(
@@ -55,7 +114,12 @@ class ApplianceApi:
     ) -> tuple[ApplianceApi, Registration]:
         """Operator-side registration; the credential is shown once and must be kept by the appliance."""
         with cls(base_url, function_key) as operator:
-            body = operator._call("POST", "/appliances", json={"name": name, "kind": kind, "site": site})
+            body = operator._call(
+                "POST",
+                "/appliances",
+                json={"name": name, "kind": kind, "site": site},
+                retry_on_methods=frozenset({"GET", "HEAD"}),
+            )
         registration = Registration(appliance_id=body["id"], credential=body["credential"])
         return cls(
             base_url, function_key, appliance_id=registration.appliance_id, credential=registration.credential
@@ -76,8 +140,18 @@ class ApplianceApi:
         return commands
 
     def acknowledge(self, command_id: str, answer: CommandAnswer | None = None) -> None:
-        body = {"json": answer.to_wire()} if answer is not None else {}
-        self._call("POST", f"/appliances/{self._id}/commands/{command_id}/ack", **body)
+        body = answer.to_wire() if answer is not None else None
+        self._call("POST", f"/appliances/{self._id}/commands/{command_id}/ack", json=body)
+
+    def upload_credentials(self, machine_id: str, cycle_id: str, blobs: list[str]) -> dict[str, Any]:
+        """`{"expiresOn", "permissions", "blobs": {name: SAS URL}}`: write-only URLs for these blobs of
+        the machine's cycle (at most 1,000 names a call)."""
+        issued: dict[str, Any] = self._call(
+            "POST",
+            f"/appliances/{self._id}/upload-credentials",
+            json={"machineId": machine_id, "cycleId": cycle_id, "blobs": blobs},
+        )
+        return issued
 
     @property
     def _id(self) -> str:
@@ -85,23 +159,39 @@ class ApplianceApi:
             raise ValueError("this client has no appliance id: register first or pass appliance_id")
         return self.appliance_id
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        retry_on_methods: frozenset[str] = IDEMPOTENT_METHODS,
+    ) -> Any:
+        request = HttpRequest(method, self.base_url + "/api" + path, json=json)
+        response = self._client.send_request(
+            request,
+            retry_on_methods=retry_on_methods,
+            connection_timeout=self._timeout,
+            read_timeout=self._timeout,
+        )
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
             except (ValueError, KeyError, TypeError):
-                error = {"code": "HttpError", "message": response.text or response.reason_phrase}
+                error = {"code": "HttpError", "message": response.text() or (response.reason or "")}
+            header = response.headers.get("Retry-After")
+            retry_after = self._retry.parse_retry_after(header) if header else None
             raise ControlPlaneError(
                 response.status_code,
                 error.get("code", "HttpError"),
                 error.get("message", ""),
                 error.get("details"),
+                retry_after=retry_after,
             )
         return response.json() if response.content else None
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def __enter__(self) -> ApplianceApi:
         return self

@@ -36,7 +36,7 @@ from appliance.blocks import BlockSource, ImageFile, Range, merge_ranges, nonzer
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt, live_log_path
-from appliance.upload import CycleUpload, DiskCycle, UploadOptions, upload_cycle
+from appliance.upload import CycleUpload, DiskCycle, UploadDestination, UploadOptions, upload_cycle
 from shared.domain.command import (
     REVERSE_KINDS,
     ApplianceCommand,
@@ -86,7 +86,8 @@ class ChangeTrackingLost(RuntimeError):
 class MachineReplicator:
     machine_id: str
     disks: list[SourceDisk]
-    cache: ContainerClient
+    # Where cycles are written: the API's write-only SAS (`SasDestination`), or a container in tests.
+    uploads: UploadDestination | ContainerClient
     events: ApplianceEvents
     flavour: Flavour = "vmware"
     upload: UploadOptions = field(default_factory=UploadOptions)
@@ -156,7 +157,7 @@ class MachineReplicator:
                 disks={d.disk_id: sum(n for _, n in d.ranges) for d in disks},
             )
             manifests = upload_cycle(
-                self.cache,
+                self.uploads,
                 CycleUpload(
                     machine_id=self.machine_id, cycle_id=cycle_id, sequence=sequence, kind=kind, disks=disks
                 ),
@@ -241,8 +242,9 @@ class MachineReplicator:
                     self._disk(request.disk_id).path,
                     disk_id=request.disk_id,
                     block_size=request.block_size,
-                    cache=self.cache,
-                    blob_name=lambda: f"{self.machine_id}/reverse/{command.id}/{request.disk_id}.sha256",
+                    uploads=self.uploads,
+                    machine_id=self.machine_id,
+                    answer_id=command.id,
                 )
             )
         assert isinstance(request, ReportChangedBlocks)  # the union has no other member

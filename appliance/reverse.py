@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobClient, ContainerClient
 
 from appliance.blocks import MAX_EXTENT, MIB, ImageFile
+from appliance.upload import UploadDestination, destination_of
 from shared.domain.command import (
     MAX_INLINE_HASH_BYTES,
     ApplyReverseManifest,
@@ -312,19 +313,22 @@ def block_hashes_answer(
     *,
     disk_id: str,
     block_size: int,
-    cache: ContainerClient | None = None,
-    blob_name: Callable[[], str] | None = None,
+    uploads: UploadDestination | ContainerClient | None = None,
+    machine_id: str | None = None,
+    answer_id: str | None = None,
 ) -> BlockHashes:
-    """The HashDiskBlocks answer: digests inline when small, else uploaded to the cache container."""
+    """The HashDiskBlocks answer: digests inline when small, else uploaded beside the machine's cycles
+    as `{machineId}/{answerId}/{diskId}/block-hashes.sha256` (with the same write-only credentials)."""
     size, digests = hash_blocks(image_path, block_size)
     if len(digests) <= MAX_INLINE_HASH_BYTES:
         return BlockHashes(
             disk_id=disk_id, block_size=block_size, disk_size=size, hashes=base64.b64encode(digests).decode()
         )
-    if cache is None or blob_name is None:
-        raise ValueError(f"{len(digests)} bytes of block hashes need a cache container to be uploaded to")
-    name = blob_name()
-    cache.upload_blob(name, digests, overwrite=True)
+    if uploads is None or machine_id is None or answer_id is None:
+        raise ValueError(f"{len(digests)} bytes of block hashes need an upload destination")
+    name = f"{machine_id}/{answer_id}/{disk_id}/block-hashes.sha256"
+    blobs = destination_of(uploads).for_cycle(machine_id, answer_id, [name])
+    blobs.get_blob_client(name).upload_blob(digests, overwrite=True)
     return BlockHashes(disk_id=disk_id, block_size=block_size, disk_size=size, hashes_blob=name)
 
 

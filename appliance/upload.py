@@ -1,5 +1,9 @@
 """Upload one replication cycle to the cache storage account: data blobs first, then the manifests.
 
+An appliance writes with the per-blob, write-only SAS URLs the control plane issues for the cycle's blob
+names (`SasDestination`), never with a storage key; a `ContainerClient` with its own credential is
+accepted too (tests and tools).
+
 The protocol (docs/delta-format.md): for each disk, the changed ranges are cut into extents of at
 most 4 MiB, their bytes packed back to back into data blobs (block blobs of at most
 `max_data_blob_bytes`), each extent's checksum computed while it is read; only when every data blob
@@ -17,18 +21,20 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings, ExponentialRetry
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.blocks import MAX_EXTENT, MIB, BlockSource, Range, merge_ranges, split_ranges
 from shared.domain.cycle import CycleKind
 from shared.domain.policy import DEFAULT_UPLOAD_THREADS, MAX_UPLOAD_THREADS, MIN_UPLOAD_THREADS
 from shared.replication.checksums import ChecksumAlgorithm, new_checksum
-from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name
+from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name, manifest_blob_name
 
 STAGE_BLOCK: int = 4 * MIB
 
@@ -62,6 +68,99 @@ class CycleUpload:
     sequence: int
     kind: CycleKind
     disks: list[DiskCycle] = field(default_factory=list)
+
+
+class CycleBlobs(Protocol):
+    """Where one cycle's blobs are written: a client for each blob name of the cycle."""
+
+    def get_blob_client(self, blob: str) -> BlobClient: ...
+
+
+class UploadDestination(Protocol):
+    """Gives the blobs of a cycle, given every name the cycle will write (known before the first byte)."""
+
+    def for_cycle(self, machine_id: str, cycle_id: str, blobs: Sequence[str]) -> CycleBlobs: ...
+
+
+class ContainerDestination:
+    """A container reached with its own credential (tests, tools): every cycle's blobs in it."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    def for_cycle(self, machine_id: str, cycle_id: str, blobs: Sequence[str]) -> CycleBlobs:
+        return self.container
+
+
+class UploadCredentialSource(Protocol):
+    def upload_credentials(self, machine_id: str, cycle_id: str, blobs: list[str]) -> dict[str, Any]: ...
+
+
+# Blob uploads retry throttling (503), timeouts and dropped connections with exponential backoff; an
+# expired SAS (403) is not retried here: the URLs are renewed before they expire.
+def upload_retry() -> ExponentialRetry:
+    return ExponentialRetry(initial_backoff=2, increment_base=4, retry_total=6)
+
+
+# A SAS is asked for again when less than this is left, so no block starts on a URL about to expire.
+RENEW_BEFORE_EXPIRY = timedelta(minutes=10)
+CREDENTIAL_BATCH = 1000
+
+
+class SasDestination:
+    """Uploads with the write-only, per-blob SAS URLs the control plane issues
+    (`POST /api/appliances/{id}/upload-credentials`): the appliance holds no storage key."""
+
+    def __init__(
+        self,
+        api: UploadCredentialSource,
+        *,
+        renew_before: timedelta = RENEW_BEFORE_EXPIRY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._api = api
+        self._renew_before = renew_before
+        self._clock = clock
+
+    def for_cycle(self, machine_id: str, cycle_id: str, blobs: Sequence[str]) -> CycleBlobs:
+        return _SasCycleBlobs(self, machine_id, cycle_id, list(dict.fromkeys(blobs)))
+
+    def issue(self, machine_id: str, cycle_id: str, blobs: list[str]) -> tuple[dict[str, str], datetime]:
+        urls: dict[str, str] = {}
+        expires = datetime.max.replace(tzinfo=UTC)
+        for start in range(0, len(blobs), CREDENTIAL_BATCH):
+            issued = self._api.upload_credentials(
+                machine_id, cycle_id, blobs[start : start + CREDENTIAL_BATCH]
+            )
+            urls.update(issued["blobs"])
+            expires = min(expires, datetime.fromisoformat(issued["expiresOn"]))
+        return urls, expires - self._renew_before
+
+    def now(self) -> datetime:
+        return self._clock()
+
+
+class _SasCycleBlobs:
+    def __init__(self, owner: SasDestination, machine_id: str, cycle_id: str, blobs: list[str]) -> None:
+        self._owner = owner
+        self._machine_id, self._cycle_id, self._names = machine_id, cycle_id, blobs
+        self._lock = threading.Lock()
+        self._clients: dict[str, BlobClient] = {}
+        self._renew_at = datetime.min.replace(tzinfo=UTC)
+
+    def get_blob_client(self, blob: str) -> BlobClient:
+        with self._lock:
+            if self._owner.now() >= self._renew_at:
+                urls, self._renew_at = self._owner.issue(self._machine_id, self._cycle_id, self._names)
+                self._clients = {
+                    name: BlobClient.from_blob_url(url, retry_policy=upload_retry())
+                    for name, url in urls.items()
+                }
+            return self._clients[blob]
+
+
+def destination_of(target: UploadDestination | ContainerClient) -> UploadDestination:
+    return ContainerDestination(target) if isinstance(target, ContainerClient) else target
 
 
 class CycleUploadResult(BaseModel):
@@ -158,33 +257,45 @@ def _blocks(
 
 
 def upload_cycle(
-    container: ContainerClient, cycle: CycleUpload, *, options: UploadOptions | None = None
+    destination: UploadDestination | ContainerClient,
+    cycle: CycleUpload,
+    *,
+    options: UploadOptions | None = None,
 ) -> list[str]:
     """Upload every disk's data blobs, then every disk's manifest; returns the manifest blob names
     (in disk order) for the caller's `Migrate.Replication.CycleUploaded` event."""
-    return upload_cycle_with_stats(container, cycle, options=options).manifests
+    return upload_cycle_with_stats(destination, cycle, options=options).manifests
 
 
 def upload_cycle_with_stats(
-    container: ContainerClient, cycle: CycleUpload, *, options: UploadOptions | None = None
+    destination: UploadDestination | ContainerClient,
+    cycle: CycleUpload,
+    *,
+    options: UploadOptions | None = None,
 ) -> CycleUploadResult:
     """`upload_cycle`, also reporting the data blobs written, bytes and extents."""
     opts = options or UploadOptions()
     throttle = Throttle(opts.max_bytes_per_second)
+    # Every name is known before the first byte: the credentials cover exactly these blobs.
+    plans = [
+        plan_extents(disk.ranges, max_extent=opts.max_extent_bytes, max_blob=opts.max_data_blob_bytes)
+        for disk in cycle.disks
+    ]
+    names = [
+        data_blob_name(cycle.machine_id, cycle.cycle_id, disk.disk_id, blob_index)
+        for disk, plan in zip(cycle.disks, plans, strict=True)
+        for blob_index in range(len(plan))
+    ] + [manifest_blob_name(cycle.machine_id, cycle.cycle_id, disk.disk_id) for disk in cycle.disks]
+    blobs = destination_of(destination).for_cycle(cycle.machine_id, cycle.cycle_id, names)
     manifests: list[DeltaManifest] = []
     data_blobs: list[str] = []
     total = 0
     with ThreadPoolExecutor(max_workers=opts.upload_threads, thread_name_prefix="upload") as pool:
-        for disk in cycle.disks:
-            plan = plan_extents(
-                disk.ranges, max_extent=opts.max_extent_bytes, max_blob=opts.max_data_blob_bytes
-            )
+        for disk, plan in zip(cycle.disks, plans, strict=True):
             extents: list[Extent] = []
             for blob_index, blob_extents in enumerate(plan):
                 name = data_blob_name(cycle.machine_id, cycle.cycle_id, disk.disk_id, blob_index)
-                checksums = _upload_data_blob(
-                    container, name, disk.source, blob_extents, opts, pool, throttle
-                )
+                checksums = _upload_data_blob(blobs, name, disk.source, blob_extents, opts, pool, throttle)
                 for i, (offset, length, blob_offset) in enumerate(blob_extents):
                     extents.append(
                         Extent.model_validate(
@@ -212,17 +323,16 @@ def upload_cycle_with_stats(
                 )
             )
     # Manifests last: a manifest's presence promises its data blobs are complete.
-    names = []
+    uploaded = []
     for manifest in manifests:
-        container.upload_blob(
-            manifest.blob_name,
+        blobs.get_blob_client(manifest.blob_name).upload_blob(
             manifest.to_json_bytes(),
             overwrite=True,
             content_settings=ContentSettings(content_type="application/json"),
         )
-        names.append(manifest.blob_name)
+        uploaded.append(manifest.blob_name)
     return CycleUploadResult(
-        manifests=names,
+        manifests=uploaded,
         data_blobs=data_blobs,
         bytes_uploaded=total,
         extents=sum(len(m.extents) for m in manifests),
@@ -230,7 +340,7 @@ def upload_cycle_with_stats(
 
 
 def _upload_data_blob(
-    container: ContainerClient,
+    blobs: CycleBlobs,
     name: str,
     source: BlockSource,
     extents: list[tuple[int, int, int]],
@@ -238,14 +348,14 @@ def _upload_data_blob(
     pool: ThreadPoolExecutor,
     throttle: Throttle,
 ) -> dict[int, str]:
-    blob = container.get_blob_client(name)
     checksums: dict[int, str] = {}
     block_ids: list[str] = []
     in_flight: set[Future[None]] = set()
 
     def stage(block_id: str, data: bytes) -> None:
         throttle.take(len(data))
-        blob.stage_block(block_id, data, length=len(data))
+        # Asked per block: a long upload picks up renewed credentials between blocks.
+        blobs.get_blob_client(name).stage_block(block_id, data, length=len(data))
 
     for index, (data, finished) in enumerate(_blocks(source, extents, opts.checksum)):
         checksums.update(finished)
@@ -260,5 +370,5 @@ def _upload_data_blob(
     done, _ = wait(in_flight)
     for f in done:
         f.result()
-    blob.commit_block_list([BlobBlock(block_id=b) for b in block_ids])
+    blobs.get_blob_client(name).commit_block_list([BlobBlock(block_id=b) for b in block_ids])
     return checksums

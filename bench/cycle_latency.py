@@ -23,7 +23,7 @@ import httpx
 
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.emulators import EmulatorPorts
-from devhost.local_appliance import function_key, register_local_appliance
+from devhost.local_appliance import function_key, register_local_appliance, stack_storage
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
@@ -59,12 +59,14 @@ def run() -> dict[str, Any]:
 
 def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
     local = register_local_appliance(stack, name="bench", site="bench")
-    api, events, cache = local.api, local.events, local.cache
+    api, events, cache = local.api, local.events, stack_storage(stack).cache
     image = root / "disk.img"
     with image.open("wb") as handle:
         handle.truncate(64 * MIB)
     machine_id = f"bench-{uuid.uuid4().hex[:6]}"
-    replicator = MachineReplicator(machine_id, [SourceDisk("disk0", image, is_os_disk=True)], cache, events)
+    replicator = MachineReplicator(
+        machine_id, [SourceDisk("disk0", image, is_os_disk=True)], local.uploads, events
+    )
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
     operator = httpx.Client(
         base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key(stack)}

@@ -20,15 +20,14 @@ from typing import Any
 import httpx
 from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
-from azure.storage.blob import BlobServiceClient, ContainerClient
 from rich.console import Console
 
-from appliance import CycleUpload, DiskCycle, upload_cycle
+from appliance import CycleUpload, DiskCycle, SasDestination, upload_cycle
+from appliance.control_plane import ApplianceApi
 from devhost.stack import LocalStack
 from devhost.waiting import wait_until
 from shared.appliances.events import CYCLE_FAILED, CYCLE_UPLOADED
 from shared.domain.cycle import CycleKind
-from shared.platform.storage import CACHE_CONTAINER
 
 MIB = 1024 * 1024
 DISK_ID = "disk-os"
@@ -72,10 +71,9 @@ class _Demo:
         self.topic = EventGridPublisherClient(
             settings["EVENTGRID_TOPIC_ENDPOINT"], AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"])
         )
-        self.cache: ContainerClient = BlobServiceClient.from_connection_string(
-            settings["CACHE_STORAGE_CONNECTION_STRING"]
-        ).get_container_client(CACHE_CONTAINER)
         self.appliance_id = ""
+        # The appliance's write-only upload SAS, once it is registered: it holds no storage key.
+        self.uploads: SasDestination | None = None
         self.appliance = httpx.Client()  # replaced by the appliance's own client once it is registered
 
     def call(self, client: httpx.Client, method: str, path: str, expect: int, **kwargs: Any) -> Any:
@@ -99,8 +97,9 @@ class _Demo:
         )
 
     def upload(self, machine_id: str, cycle_id: str, sequence: int, kind: CycleKind, disk: _Disk) -> None:
+        assert self.uploads is not None, "register the appliance first"
         manifests = upload_cycle(
-            self.cache,
+            self.uploads,
             CycleUpload(
                 machine_id=machine_id,
                 cycle_id=cycle_id,
@@ -145,6 +144,14 @@ def demo_failure_and_repair(stack: LocalStack, console: Console | None = None) -
         base_url=f"{demo.functions_url}/api",
         timeout=30,
         headers={"x-functions-key": demo.function_key, "Authorization": f"Bearer {registered['credential']}"},
+    )
+    demo.uploads = SasDestination(
+        ApplianceApi(
+            demo.functions_url,
+            demo.function_key,
+            appliance_id=demo.appliance_id,
+            credential=registered["credential"],
+        )
     )
     machine_id = f"db-{uuid.uuid4().hex[:6]}"
     demo.call(

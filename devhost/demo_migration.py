@@ -17,19 +17,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from azure.core.credentials import AzureKeyCredential
-from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
-from appliance.control_plane import ApplianceApi, ApplianceEvents
+from appliance.control_plane import ApplianceApi, Registration
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.arm import LATENCY_SCALE_ENV
+from devhost.local_appliance import local_appliance, stack_storage
 from devhost.stack import LocalStack
 from shared.platform.arm_clients import build_arm_clients
 from shared.platform.settings import Settings
-from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER
-from tests.e2e.conftest import Appliance
+from tests.e2e.conftest import Appliance, appliance_of
 from tests.e2e_migration.guest_images import (
     GuestImage,
     linux_guest,
@@ -135,21 +133,10 @@ def demo_appliance(client: MigrationClient, workdir: Path, replication: dict[str
     if not isinstance(api, ApplianceApi) or not isinstance(appliance_id, str):
         created: Appliance = client.new_appliance(workdir / "appliance")
         return created
-    settings = client.stack.settings
-    events = ApplianceEvents(
-        settings["EVENTGRID_TOPIC_ENDPOINT"],
-        AzureKeyCredential(settings["EVENTGRID_TOPIC_KEY"]),
-        appliance_id,
-    )
-    storage = BlobServiceClient.from_connection_string(settings["CACHE_STORAGE_CONNECTION_STRING"])
-    replicas = BlobServiceClient.from_connection_string(settings["REPLICA_STORAGE_CONNECTION_STRING"])
+    registration = Registration(appliance_id=appliance_id, credential="")  # the api already carries it
     (workdir / "appliance").mkdir(parents=True, exist_ok=True)
-    return Appliance(
-        api=api,
-        events=events,
-        cache=storage.get_container_client(CACHE_CONTAINER),
-        replicas=replicas.get_container_client(REPLICA_CONTAINER),
-        workdir=workdir / "appliance",
+    return appliance_of(
+        local_appliance(client.stack, api, registration), stack_storage(client.stack), workdir / "appliance"
     )
 
 
@@ -163,7 +150,7 @@ def replicate_machine(
         with path.open("wb") as image:
             image.truncate(8 * MIB)
         disks.append(SourceDisk(disk_id="data", path=path))
-    replicator = MachineReplicator(machine_id, disks, appliance.cache, appliance.events)
+    replicator = MachineReplicator(machine_id, disks, appliance.uploads, appliance.events)
     appliance.api.report_machines(
         [replicator.inventory(os_type=guest.os_type, os_name=guest.os_name, os_version=guest.os_version)]
     )

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.replicator import MachineReplicator, SourceDisk
-from devhost.local_appliance import function_key, register_local_appliance
+from devhost.local_appliance import function_key, register_local_appliance, stack_storage
 from devhost.stack import LocalStack
 from devhost.waiting import wait_until
 from shared.domain.cycle import CycleKind
@@ -36,7 +36,7 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
     )
     local = register_local_appliance(stack, name="demo-appliance", site="datacenter-1")
     api, registration, events = local.api, local.registration, local.events
-    cache, replicas = local.cache, local.replicas
+    replicas = stack_storage(stack).replicas
     console.print(
         f"appliance registered: [bold]{registration.appliance_id}[/] (credential shown once, stored hashed)"
     )
@@ -52,7 +52,7 @@ def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> 
                 image.seek(offset)
                 image.write(rng.randbytes(MIB // 2))
         disks.append(SourceDisk(disk_id, path, is_os_disk=index == 0))
-    replicator = MachineReplicator(machine_id, disks, cache, events, flavour="vmware")
+    replicator = MachineReplicator(machine_id, disks, local.uploads, events, flavour="vmware")
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
     events.heartbeat()
     console.print(

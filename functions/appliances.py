@@ -1,4 +1,4 @@
-"""Appliance-facing routes (and the operator's registration and policy routes).
+"""Appliance-facing routes (and the operator's registration and policy routes), upload credentials included.
 
 Appliance calls carry a function key (authLevel FUNCTION; appliances get keys scoped to these functions
 only) AND `Authorization: Bearer <appliance credential>`; an appliance acts only as itself.
@@ -26,7 +26,7 @@ from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared import health
-from shared.appliances import commands
+from shared.appliances import commands, upload_credentials
 from shared.appliances import registry as appliances
 from shared.appliances.events import (
     CycleFailed,
@@ -36,7 +36,12 @@ from shared.appliances.events import (
     parse_appliance_event,
 )
 from shared.bootstrap import Services, get_services
-from shared.domain.api import CommandList, CycleSignal, RegisterApplianceRequest
+from shared.domain.api import (
+    CommandList,
+    CycleSignal,
+    RegisterApplianceRequest,
+    UploadCredentialsRequest,
+)
 from shared.domain.appliance import Appliance
 from shared.domain.command import CommandAnswer
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
@@ -108,6 +113,19 @@ def acknowledge_command(req: func.HttpRequest) -> func.HttpResponse:
             services.repos, appliance.id, command_id, now=services.clock(), answer=answer
         )
     )
+
+
+@bp.route(route="appliances/{applianceId}/upload-credentials", methods=["POST"])
+@handle_errors
+def issue_upload_credentials(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    appliance = _appliance(req, services)
+    request = parse_body(req, UploadCredentialsRequest)
+    issued = upload_credentials.issue_upload_credentials(
+        services.repos, services.upload_signer, appliance, request, now=services.clock()
+    )
+    # The URLs are bearer secrets: no cache may keep them.
+    return json_response(issued, 200, {"Cache-Control": "no-store"})
 
 
 @bp.route(route="appliances/{applianceId}/policy", methods=["GET"])

@@ -37,6 +37,8 @@ from shared.domain.api import (
     MachineListQuery,
     RecoveryPointList,
     RegisterApplianceRequest,
+    UploadCredentials,
+    UploadCredentialsRequest,
 )
 from shared.domain.command import ApplianceCommand, CommandAnswer
 from shared.domain.failover import FailoverSettings
@@ -110,6 +112,17 @@ OPERATIONS: tuple[Operation, ...] = (
         ApplianceCommand,
         request=CommandAnswer,
         request_required=False,
+        errors=(400, 401, 403, 404),
+    ),
+    Operation(
+        "POST",
+        "appliances/{applianceId}/upload-credentials",
+        "issue_upload_credentials",
+        "SAS URLs to create and write the named blobs of one of the appliance's own machines' cycles "
+        "(nothing else; about 1 hour: ask again before expiresOn)",
+        "appliance",
+        UploadCredentials,
+        request=UploadCredentialsRequest,
         errors=(400, 401, 403, 404),
     ),
     Operation(

@@ -350,7 +350,7 @@ output functionAppName string = functionApp.outputs.name
 @description('Event Grid topic endpoint appliances publish to (Entra token, audience https://eventgrid.azure.net).')
 output eventGridTopicEndpoint string = topic.outputs.endpoint
 
-@description('Everything an appliance is configured with. It authenticates to the topic with its own Entra service principal (listed in appliancePublisherPrincipalIds) and to the API with the credential returned by POST /api/appliances; it uploads with user-delegation SAS URLs the API hands out, never with account keys.')
+@description('Everything an appliance is configured with. It authenticates to the topic with its own Entra service principal (listed in appliancePublisherPrincipalIds) and to the API with the credential returned by POST /api/appliances; it uploads with the per-blob, write-only user-delegation SAS URLs of POST /api/appliances/{applianceId}/upload-credentials, never with account keys.')
 output applianceConfiguration object = {
   tenantId: tenant().tenantId
   apiBaseUrl: '${functionApp.outputs.url}/api'

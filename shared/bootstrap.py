@@ -23,7 +23,7 @@ from shared.platform.clock import Clock, utc_now
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
-from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER, container_client
+from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER, BlobSasSigner, container_client
 from shared.platform.telemetry import Telemetry, configure_telemetry, get_telemetry
 
 
@@ -48,6 +48,11 @@ class Services:
     def cache(self) -> ContainerClient:
         """The cache account's upload container."""
         return container_client(self.settings.cache_storage, CACHE_CONTAINER, lambda: self.identity)
+
+    @cached_property
+    def upload_signer(self) -> BlobSasSigner:
+        """Signs the appliances' upload SAS on the cache container (one cached delegation key)."""
+        return BlobSasSigner(self.cache)
 
     @cached_property
     def replicas(self) -> ContainerClient:

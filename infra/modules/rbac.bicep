@@ -40,6 +40,7 @@ param appliancePublisherPrincipalType string
 // Built-in role definition IDs (Azure RBAC).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+var storageBlobDelegator = 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a' // Storage Blob Delegator
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
@@ -106,13 +107,25 @@ resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-// Cache: read uploads, delete applied ones, and mint user-delegation SAS for appliances
-// (Blob Data Contributor includes generateUserDelegationKey).
+// Cache: read uploads and delete applied ones.
 resource cacheBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(cacheStorage.id, appPrincipalId, storageBlobDataContributor)
   scope: cacheStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Cache: get the user delegation key that signs the appliances' write-only upload SAS
+// (POST /api/appliances/{id}/upload-credentials). Granted on its own, so narrowing the data role above
+// never silently stops uploads; a delegation SAS carries at most what the data role allows.
+resource cacheBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(cacheStorage.id, appPrincipalId, storageBlobDelegator)
+  scope: cacheStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDelegator)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -18,7 +18,7 @@ from shared.domain.lifecycle import Location, MachineState, Operation
 from shared.domain.machine import Health, MachineError
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
-from shared.domain.wire import RequestModel, WireModel
+from shared.domain.wire import RequestModel, ResourceId, WireModel
 
 
 class RegisterApplianceRequest(RequestModel):
@@ -50,6 +50,28 @@ class DiscoveryResult(WireModel):
 
 class CommandList(WireModel):
     commands: list[ApplianceCommand]
+
+
+MAX_UPLOAD_BLOBS_PER_REQUEST = 1000
+
+
+class UploadCredentialsRequest(RequestModel):
+    machine_id: ResourceId
+    cycle_id: ResourceId
+    blobs: list[str] = Field(
+        min_length=1,
+        max_length=MAX_UPLOAD_BLOBS_PER_REQUEST,
+        description="full names of the cycle's blobs to write, each '{machineId}/{cycleId}/{diskId}/{file}' "
+        "(data blobs and manifests); ask again in batches for more",
+    )
+
+
+class UploadCredentials(WireModel):
+    machine_id: str
+    cycle_id: str
+    expires_on: datetime = Field(description="every URL stops working then: ask again a few minutes before")
+    permissions: str = Field(description="'cw': create and write; never read, list or delete")
+    blobs: dict[str, str] = Field(description="blob name -> its SAS URL (scoped to that one blob)")
 
 
 class RecoveryPointsSummary(WireModel):

@@ -17,8 +17,9 @@ from azure.storage.blob import ContainerClient
 
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import Flavour, MachineReplicator, SourceDisk
+from appliance.upload import UploadDestination
 from devhost.emulators import EmulatorPorts
-from devhost.local_appliance import register_local_appliance
+from devhost.local_appliance import LocalAppliance, StackStorage, register_local_appliance, stack_storage
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
@@ -118,6 +119,9 @@ def operator(local_stack: LocalStack) -> Operator:
 class Appliance:
     api: ApplianceApi
     events: ApplianceEvents
+    # The appliance writes only through the API's write-only SAS; `cache` and `replicas` are the test's
+    # own (key-holding) view of the stack's storage, to damage uploads and check replicas.
+    uploads: UploadDestination
     cache: ContainerClient
     replicas: ContainerClient
     workdir: Path
@@ -142,7 +146,7 @@ class Appliance:
                 # Data in the first half, zeros after: the initial copy must skip and clear zeros.
                 image.write(rng.bytes(size // 2 // 512 * 512))
             sources.append(SourceDisk(disk_id=disk_id, path=path, is_os_disk=index == 0))
-        replicator = MachineReplicator(machine_id, sources, self.cache, self.events, flavour=flavour)
+        replicator = MachineReplicator(machine_id, sources, self.uploads, self.events, flavour=flavour)
         self.api.report_machines(
             [replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")]
         )
@@ -158,6 +162,17 @@ class Appliance:
         return int(
             self.replicas.get_blob_client(replica_blob_name(machine_id, disk_id)).get_blob_properties().size
         )
+
+
+def appliance_of(local: LocalAppliance, storage: StackStorage, workdir: Path) -> Appliance:
+    return Appliance(
+        api=local.api,
+        events=local.events,
+        uploads=local.uploads,
+        cache=storage.cache,
+        replicas=storage.replicas,
+        workdir=workdir,
+    )
 
 
 class _Random:
@@ -176,9 +191,7 @@ def new_appliance(local_stack: LocalStack, operator: Operator, tmp_path: Path) -
         local = register_local_appliance(local_stack, name=f"appliance-{uuid.uuid4().hex[:6]}")
         workdir = tmp_path / local.registration.appliance_id
         workdir.mkdir()
-        return Appliance(
-            api=local.api, events=local.events, cache=local.cache, replicas=local.replicas, workdir=workdir
-        )
+        return appliance_of(local, stack_storage(local_stack), workdir)
 
     return make
 

@@ -113,7 +113,7 @@ def replicate_guest(
             image.truncate(size)
             image.write(os.urandom(64 * 1024))
         disks.append(SourceDisk(disk_id=disk_id, path=path))
-    replicator = MachineReplicator(machine_id, disks, appliance.cache, appliance.events)
+    replicator = MachineReplicator(machine_id, disks, appliance.uploads, appliance.events)
     appliance.api.report_machines(
         [replicator.inventory(os_type=guest.os_type, os_name=guest.os_name, os_version=guest.os_version)]
     )

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import httpx
 
-from devhost.local_appliance import register_local_appliance
+from devhost.local_appliance import register_local_appliance, stack_storage
 from devhost.stack import LocalStack
 from devhost.waiting import wait_until
 from shared.migration import resources as ops
@@ -80,13 +80,11 @@ class MigrationClient:
     # -- the appliance and replication
 
     def new_appliance(self, workdir: Path) -> Any:
-        from tests.e2e.conftest import Appliance
+        from tests.e2e.conftest import appliance_of
 
         local = register_local_appliance(self.stack, name=f"appliance-{uuid.uuid4().hex[:6]}")
         workdir.mkdir(parents=True, exist_ok=True)
-        return Appliance(
-            api=local.api, events=local.events, cache=local.cache, replicas=local.replicas, workdir=workdir
-        )
+        return appliance_of(local, stack_storage(self.stack), workdir)
 
     def enable_replication(self, machine_id: str) -> dict[str, Any]:
         response = self.http.put(f"/machines/{machine_id}/replication", json=TARGET)

@@ -329,10 +329,11 @@ def test_block_hashes_are_sha256_per_block_inline_or_in_a_blob(
         image,
         disk_id="disk-0",
         block_size=512,
-        cache=container,
-        blob_name=lambda: "m-1/reverse/c-1/disk-0.sha256",
+        uploads=container,
+        machine_id="m-1",
+        answer_id="c-1",
     )
-    assert big.hashes is None and big.hashes_blob == "m-1/reverse/c-1/disk-0.sha256"
+    assert big.hashes is None and big.hashes_blob == "m-1/c-1/disk-0/block-hashes.sha256"
     assert container.get_blob_client(big.hashes_blob).download_blob().readall() == b"".join(small)
 
 
