@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.policy import ReplicationPolicy
-from shared.replication.cycles import ReplicationView
+from shared.replication.cycles import MachineAfterCycle, ReplicationView
 
 
 class Payload(BaseModel):
@@ -154,6 +154,9 @@ class GenerationView(Payload):
 class CycleCompleted(Payload):
     dropped_recovery_points: list[str]
     undisposed: list[str] = Field(description="artefacts that could not be deleted (disposal is retried)")
+    machine: MachineAfterCycle | None = Field(
+        default=None, description="the machine as the cycle was recorded: the generation goes on from it"
+    )
 
 
 class DisposalRequest(Payload):
