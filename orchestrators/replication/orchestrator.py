@@ -63,6 +63,7 @@ from orchestrators.replication.contracts import (
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
+    FollowState,
     GenerationView,
     HealthTimings,
     JobFailure,
@@ -82,15 +83,20 @@ from shared.domain.api import CycleSignal
 from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
-from shared.replication.cycles import ACCEPTING_STATES, BASE_KINDS, MachineAfterCycle, ReplicationView
+from shared.replication.cycles import (
+    ACCEPTING_STATES,
+    BASE_KINDS,
+    MachineAfterCycle,
+    ReplicationView,
+    plan_ready_cycles,
+)
 
 # Storage and Cosmos hiccups are retried; a verdict on the data is a value, not an exception.
 STORAGE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=6)
 MAX_CYCLES_PER_GENERATION = 8  # inbox cycles applied per generation: keeps each generation's history small
-# Signalled deltas one generation follows before it continues as new (each adds about ten history events),
-# and how long: the view (and with it the appliance's policy) is re-read at least this often.
-SIGNALLED_CYCLES_PER_GENERATION = 32
-GENERATION_REFRESH = timedelta(minutes=10)
+# While replication runs steadily the view is carried from generation to generation; it (and with it the
+# appliance's policy) is re-read at least this often.
+VIEW_REFRESH = timedelta(minutes=10)
 IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
 GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
 # States in which a signalled delta is applied without the generation's planning: replication runs
@@ -106,6 +112,19 @@ Orchestration = Generator[Any, Any, Any]
 @bp.orchestration_trigger(context_name="context", orchestration=MACHINE_REPLICATION)
 def machine_replication_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     state = OrchestrationState.model_validate(context.get_input())
+    follow = state.follow
+    if follow is not None and _still_fresh(context, follow):
+        if follow.next_cycle is None:
+            # Woken by a cycle start: only its deadline changed.
+            state = yield from _sleep_following(context, state, follow)
+            _continue(context, state)
+            return None
+        if _follows(follow.machine, follow.next_cycle):
+            state = yield from _apply_followed(context, state, follow, follow.next_cycle)
+            _continue(context, state)
+            return None
+    state = state.model_copy(update={"follow": None})
+    view_read_at = context.current_utc_datetime
     view, timings = yield from _load_view(context, state.machine_id)
 
     if view.job is not None:
@@ -131,7 +150,6 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             _continue(context, state)
             return None
     if plan.ready:
-        generation_started = context.current_utc_datetime
         after: MachineAfterCycle | None = None
         stopped_early = len(plan.ready) > MAX_CYCLES_PER_GENERATION
         for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
@@ -154,7 +172,8 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             return None
         # Everything known was applied. Follow the cycles the appliance signals from here without
         # re-reading the view: their signals carry what the inbox holds.
-        state = yield from _follow_signalled_cycles(context, view, state, after, generation_started)
+        follow = FollowState(machine=after, policy=view.policy, view_read_at=view_read_at)
+        state = yield from _sleep_following(context, state, follow)
         _continue(context, state)
         return None
 
@@ -418,55 +437,71 @@ def _after_disposal(
     return state.model_copy(update={"pending_disposal": pending})
 
 
-def _follow_signalled_cycles(
-    context: df.DurableOrchestrationContext,
-    view: ReplicationView,
-    state: OrchestrationState,
-    after: MachineAfterCycle,
-    generation_started: datetime,
-) -> Orchestration:
-    """Steady replication without re-reading: apply each delta whose upload signal carries the next
-    sequence number, arm the upload deadline a cycle start carries, and return the state to continue
-    with as soon as anything else happens (an operator request, a gap, a whole-disk copy, a rejection,
-    a timer) or the generation is old or long enough; the next generation then re-reads everything.
+def _still_fresh(context: df.DurableOrchestrationContext, follow: FollowState) -> bool:
+    now: datetime = context.current_utc_datetime
+    return now < follow.view_read_at + VIEW_REFRESH
 
-    The machine as each cycle was recorded (returned by the update that recorded it) replaces the view's
-    machine; the policy is the generation's, so a policy change applies within GENERATION_REFRESH.
-    """
-    watch = after.upload_watch
-    followed = 0
-    while True:
-        now = context.current_utc_datetime
-        applied = after.last_applied_sequence
-        deadline = min(now + IDLE_WAKE_UP, generation_started + GENERATION_REFRESH)
-        if watch is not None and (applied is None or watch.sequence > applied):
-            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
-        signal = yield from _sleep_until_signalled(context, max(deadline, now))
-        if signal is None:
-            return state  # a timer or an operator request: the next generation re-reads the view
-        if signal.upload_watch is not None:
-            watch = signal.upload_watch
-            continue
-        cycle = signal.cycle
-        if cycle is not None and applied is not None and cycle.sequence <= applied:
-            continue  # a redelivered upload of a cycle already in the replica
-        if cycle is None or not _follows(after, cycle) or followed >= SIGNALLED_CYCLES_PER_GENERATION:
-            return state
-        current = view.model_copy(
-            update={
-                "state": after.state,
-                "disks": after.disks,
-                "last_applied_sequence": after.last_applied_sequence,
-            }
+
+def _apply_followed(
+    context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState, cycle: Cycle
+) -> Orchestration:
+    """Apply the signalled next delta with the carried machine and policy; returns the state to continue
+    with (following on, or not after a rejection or an undisposed upload: the next generation plans)."""
+    view = ReplicationView(
+        machine_id=state.machine_id,
+        appliance_id="",  # not used to apply
+        state=follow.machine.state,
+        disks=follow.machine.disks,
+        last_applied_sequence=follow.machine.last_applied_sequence,
+        policy=follow.policy,
+        plan=plan_ready_cycles([cycle], follow.machine.last_applied_sequence),
+        job=None,
+    )
+    completed = yield from _apply_cycle(context, view, cycle)
+    if completed is None or completed.machine is None:
+        return state.model_copy(update={"follow": None})
+    state = _after_disposal(context, state, cycle, completed)
+    if state.pending_disposal is not None:
+        return state.model_copy(update={"follow": None})
+    following = follow.model_copy(
+        update={
+            "machine": completed.machine,
+            "next_cycle": None,
+            "upload_watch": completed.machine.upload_watch,
+        }
+    )
+    return (yield from _sleep_following(context, state, following))
+
+
+def _sleep_following(
+    context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState
+) -> Orchestration:
+    """Sleep until a signal or a timer, and say what the next generation does: apply the next delta from
+    its signal, re-arm the upload deadline a cycle start carries, or (anything else: an operator
+    request, a cycle out of sequence, a whole-disk copy, the timer) re-read the view and plan.
+
+    One wait per generation: the SDK hands an event that arrived before its wait to every later wait
+    of the same name in the same execution (azure-functions-durable-python#507), so the loop is
+    continue-as-new, never a loop inside one execution."""
+    now = context.current_utc_datetime
+    applied = follow.machine.last_applied_sequence
+    watch = follow.upload_watch
+    deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
+    if watch is not None and (applied is None or watch.sequence > applied):
+        deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+    signal = yield from _sleep_until_signalled(context, max(deadline, now))
+    if signal is None:
+        return state.model_copy(update={"follow": None})
+    if signal.upload_watch is not None:
+        return state.model_copy(
+            update={"follow": follow.model_copy(update={"upload_watch": signal.upload_watch})}
         )
-        completed = yield from _apply_cycle(context, current, cycle)
-        if completed is None or completed.machine is None:
-            return state
-        followed += 1
-        state = _after_disposal(context, state, cycle, completed)
-        if state.pending_disposal is not None:
-            return state
-        after = completed.machine
+    cycle = signal.cycle
+    if cycle is not None and applied is not None and cycle.sequence <= applied:
+        return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
+    if cycle is None or not _follows(follow.machine, cycle):
+        return state.model_copy(update={"follow": None})
+    return state.model_copy(update={"follow": follow.model_copy(update={"next_cycle": cycle})})
 
 
 def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:

@@ -7,6 +7,7 @@ what it applies and in which order, when it waits, what it reports, what it hand
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -426,6 +427,7 @@ def test_continue_as_new_hands_on_only_the_small_state(tmp_path: Path) -> None:
                 "gapSince",
                 "resyncRequestedFor",
                 "pendingDisposal",
+                "follow",
                 "generation",
             }
             history = r.engine.store.load_history(INSTANCE)
@@ -598,6 +600,52 @@ def test_a_rejected_cycle_stops_the_generation_before_the_cycles_after_it(tmp_pa
             # of a disk that never existed. It waits for the resync instead.
             assert applied(r) == [] and [p["cycle_id"] for p in r.calls.of("reject_cycle")] == ["c2"]
             assert r.calls.of("apply_cycle_disk") == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_signals_that_arrive_while_a_cycle_is_applied_are_each_handled_once(tmp_path: Path) -> None:
+    """Events raised before the orchestration waits are replayed by the SDK to every later wait of the
+    same name in one execution (azure-functions-durable-python#507): the orchestration must neither loop
+    on such an event nor lose the cycle."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+    entered, release = threading.Event(), threading.Event()
+    record = world.complete_cycle
+
+    def slow_complete(payload: Any) -> Any:
+        if CycleCompletion.model_validate(payload).cycle.id == "c2":
+            entered.set()
+            release.wait(10)
+        return record(payload)
+
+    stubs = {**world.stubs(), "complete_cycle": slow_complete}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await r.engine.start_new(MACHINE_REPLICATION, INSTANCE, {"machineId": MACHINE})
+            await asyncio.to_thread(entered.wait, 10)
+            watch = UploadWatch(
+                cycle_id="c3",
+                sequence=3,
+                kind="delta",
+                disk_ids=list(DISKS),
+                started_at=clock.now(),
+                deadline=clock.now() + timedelta(minutes=2),
+            )
+            started = CycleSignal(cycle_id="c3", started=True, upload_watch=watch).to_wire()
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, started)
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            release.set()
+            await r.idle()
+            for _ in range(3):
+                await r.advance(1)
+            assert applied(r) == ["c2", "c3"]
+            assert (await r.status(INSTANCE))["runtimeStatus"] == "Running"
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 4))
+            assert applied(r) == ["c2", "c3", "c4"]
             await stop(r, world)
 
     run(scenario())
