@@ -27,7 +27,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "apply_throughput_ratio": (">=", 0.9),
     "apply_peak_rss_mib": ("<", 256.0),
     "cycle_latency_p50_s": ("<", 2.0),
-    "cosmos_ops_per_cycle": ("<=", 10.0),
+    "cosmos_ops_per_cycle": ("<=", 8.0),
 }
 
 

@@ -179,7 +179,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 client,
                 payload.machine_id,
                 CYCLE_UPLOADED_SIGNAL,
-                CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence),
+                CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence, cycle=accepted.cycle),
             )
         elif isinstance(payload, CycleFailed):
             recorded = await asyncio.to_thread(
@@ -213,12 +213,12 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
                 settings=services.health,
             )
             if watch is not None:
-                # The orchestration sets its upload timer from the machine document: wake it to read it.
+                # The orchestration races a timer against this deadline (the signal carries it).
                 await wake_machine_orchestration(
                     client,
                     payload.machine_id,
                     CYCLE_UPLOADED_SIGNAL,
-                    CycleSignal(cycle_id=payload.cycle_id, started=True),
+                    CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
                 )
     except PERMANENT as exc:
         log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)

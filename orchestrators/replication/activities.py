@@ -309,7 +309,8 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
         bytes_applied=completion.bytes_applied,
         started_at=completion.started_at,
     )
-    dropped = cycles.complete_cycle(services.repos, outcome, completion.policy, services.health.rules)
+    recorded = cycles.complete_cycle(services.repos, outcome, completion.policy, services.health.rules)
+    dropped = recorded.dropped
     # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
     # blobs until the job releases them (release_recovery_point deletes what retention dropped meanwhile).
     pinned = (
@@ -328,9 +329,9 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     undisposed = _dispose(
         cycle_prefix(completion.cycle.machine_id, completion.cycle.id), also=completion.artefacts
     )
-    return CycleCompleted(dropped_recovery_points=[p.id for p in dropped], undisposed=undisposed).model_dump(
-        mode="json"
-    )
+    return CycleCompleted(
+        dropped_recovery_points=[p.id for p in dropped], undisposed=undisposed, machine=recorded.machine
+    ).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")

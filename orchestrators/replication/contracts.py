@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
+from shared.domain.machine import UploadWatch
 from shared.domain.policy import ReplicationPolicy
-from shared.replication.cycles import ReplicationView
+from shared.replication.cycles import MachineAfterCycle, ReplicationView
 
 
 class Payload(BaseModel):
@@ -29,9 +30,24 @@ class PendingDisposal(BaseModel):
     reports: int = Field(default=0, description="181008 raised so far for this wait")
 
 
+class FollowState(BaseModel):
+    """Steady replication carried from one generation to the next instead of re-reading it: the machine
+    as the last cycle's update recorded it, the policy and when the view was last read, the started
+    cycle's upload deadline, and the next delta when its upload signal carried it."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    machine: MachineAfterCycle
+    policy: ReplicationPolicy
+    view_read_at: datetime
+    upload_watch: UploadWatch | None = None
+    next_cycle: Cycle | None = None
+
+
 class OrchestrationState(BaseModel):
     """What one generation hands the next through continue-as-new. Everything else is re-read from
-    Cosmos, so the state stays tiny and a lost wake-up signal loses nothing."""
+    Cosmos (at least every few minutes, and whenever anything but a steady delta happens), so the
+    state stays small and a lost wake-up signal loses nothing."""
 
     model_config = ConfigDict(extra="ignore")  # the first generation's input is the operator request
 
@@ -41,6 +57,7 @@ class OrchestrationState(BaseModel):
         default=None, alias="resyncRequestedFor", description="the missing sequence a resync was asked for"
     )
     pending_disposal: PendingDisposal | None = Field(default=None, alias="pendingDisposal")
+    follow: FollowState | None = Field(default=None, description="set while replication runs steadily")
     generation: int = 0
 
     def to_input(self) -> dict[str, object]:
@@ -154,6 +171,9 @@ class GenerationView(Payload):
 class CycleCompleted(Payload):
     dropped_recovery_points: list[str]
     undisposed: list[str] = Field(description="artefacts that could not be deleted (disposal is retried)")
+    machine: MachineAfterCycle | None = Field(
+        default=None, description="the machine as the cycle was recorded: the generation goes on from it"
+    )
 
 
 class DisposalRequest(Payload):

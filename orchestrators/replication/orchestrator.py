@@ -26,11 +26,13 @@ or a crash costs at most one idle period, never a cycle.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+from pydantic import ValidationError
 
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
 from orchestrators.replication.activities import (
@@ -61,6 +63,7 @@ from orchestrators.replication.contracts import (
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
+    FollowState,
     GenerationView,
     HealthTimings,
     JobFailure,
@@ -76,16 +79,29 @@ from orchestrators.replication.contracts import (
     SupersededCycles,
     UploadDeadline,
 )
+from shared.domain.api import CycleSignal
 from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
-from shared.replication.cycles import BASE_KINDS, ReplicationView
+from shared.replication.cycles import (
+    ACCEPTING_STATES,
+    BASE_KINDS,
+    MachineAfterCycle,
+    ReplicationView,
+    plan_ready_cycles,
+)
 
 # Storage and Cosmos hiccups are retried; a verdict on the data is a value, not an exception.
 STORAGE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=6)
-MAX_CYCLES_PER_GENERATION = 8  # keeps each generation's history small
+MAX_CYCLES_PER_GENERATION = 8  # inbox cycles applied per generation: keeps each generation's history small
+# While replication runs steadily the view is carried from generation to generation; it (and with it the
+# appliance's policy) is re-read at least this often.
+VIEW_REFRESH = timedelta(minutes=10)
 IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
 GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
+# States in which a signalled delta is applied without the generation's planning: replication runs
+# freely (not held by a failover, no job of the orchestration's own, not ended).
+FOLLOWING_STATES = ACCEPTING_STATES - {MachineState.INITIAL_REPLICATION}
 ENDED_STATES = frozenset(
     {MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED, MachineState.DISCOVERED}
 )
@@ -96,6 +112,19 @@ Orchestration = Generator[Any, Any, Any]
 @bp.orchestration_trigger(context_name="context", orchestration=MACHINE_REPLICATION)
 def machine_replication_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     state = OrchestrationState.model_validate(context.get_input())
+    follow = state.follow
+    if follow is not None and _still_fresh(context, follow):
+        if follow.next_cycle is None:
+            # Woken by a cycle start: only its deadline changed.
+            state = yield from _sleep_following(context, state, follow)
+            _continue(context, state)
+            return None
+        if _follows(follow.machine, follow.next_cycle):
+            state = yield from _apply_followed(context, state, follow, follow.next_cycle)
+            _continue(context, state)
+            return None
+    state = state.model_copy(update={"follow": None})
+    view_read_at = context.current_utc_datetime
     view, timings = yield from _load_view(context, state.machine_id)
 
     if view.job is not None:
@@ -120,32 +149,31 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             yield from _sleep_until_signalled(context, context.current_utc_datetime + retry)
             _continue(context, state)
             return None
-    processed_through = view.last_applied_sequence
-    for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
-        undisposed = yield from _apply_cycle(context, view, cycle)
-        processed_through = cycle.sequence
-        if undisposed:
-            # The next cycle may start only once these are gone (step 3, in the next generation).
-            state = state.model_copy(
-                update={
-                    "pending_disposal": PendingDisposal(
-                        cycle_id=cycle.id, blobs=undisposed, since=context.current_utc_datetime
-                    )
-                }
-            )
-            break
     if plan.ready:
+        after: MachineAfterCycle | None = None
+        stopped_early = len(plan.ready) > MAX_CYCLES_PER_GENERATION
+        for cycle in plan.ready[:MAX_CYCLES_PER_GENERATION]:
+            completed = yield from _apply_cycle(context, view, cycle)
+            if completed is None:
+                # Rejected: what follows it in sequence waits for the resync (the next generation's plan).
+                stopped_early = True
+                break
+            state = _after_disposal(context, state, cycle, completed)
+            after = completed.machine
+            if state.pending_disposal is not None:
+                break  # the next cycle may start only once these are gone (step 3, next generation)
         state = state.model_copy(update={"gap_since": None, "resync_requested_for": None})
-        if len(plan.ready) > MAX_CYCLES_PER_GENERATION or state.pending_disposal is not None:
+        if stopped_early or state.pending_disposal is not None:
             _continue(context, state)
             return None
-        # Everything known was applied. Rather than re-reading the view at once, sleep: a cycle that
-        # arrived meanwhile has already signalled, and its buffered signal ends the sleep immediately.
-        deadline = context.current_utc_datetime + IDLE_WAKE_UP
-        watch = view.upload_watch
-        if watch is not None and (processed_through is None or watch.sequence > processed_through):
-            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
-        yield from _sleep_until_signalled(context, max(deadline, context.current_utc_datetime))
+        if after is None:  # an activity of an older release answered: sleep, then re-read the view
+            yield from _sleep_until_signalled(context, context.current_utc_datetime + IDLE_WAKE_UP)
+            _continue(context, state)
+            return None
+        # Everything known was applied. Follow the cycles the appliance signals from here without
+        # re-reading the view: their signals carry what the inbox holds.
+        follow = FollowState(machine=after, policy=view.policy, view_read_at=view_read_at)
+        state = yield from _sleep_following(context, state, follow)
         _continue(context, state)
         return None
 
@@ -280,7 +308,7 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
 def _apply_cycle(
     context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
 ) -> Orchestration:
-    """Returns the cycle's artefacts that could not be disposed of (empty when all went)."""
+    """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written)."""
     started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
@@ -313,7 +341,7 @@ def _apply_cycle(
                     )
                 ),
             )
-            return []
+            return None
     if cycle.kind in BASE_KINDS:
         # A whole-disk copy is large: one disk at a time, reporting progress after each.
         results = []
@@ -352,7 +380,7 @@ def _apply_cycle(
                 )
             ),
         )
-        return []
+        return None
 
     # Every disk of the machine, not only those the cycle carried (a resync of one disk, a cycle that
     # skipped an idle disk): a recovery point that lacks a disk cannot bring the machine back.
@@ -392,16 +420,123 @@ def _apply_cycle(
             )
         )
     )
-    return completed.undisposed
+    return completed
+
+
+def _after_disposal(
+    context: df.DurableOrchestrationContext,
+    state: OrchestrationState,
+    cycle: Cycle,
+    completed: CycleCompleted,
+) -> OrchestrationState:
+    if not completed.undisposed:
+        return state
+    pending = PendingDisposal(
+        cycle_id=cycle.id, blobs=completed.undisposed, since=context.current_utc_datetime
+    )
+    return state.model_copy(update={"pending_disposal": pending})
+
+
+def _still_fresh(context: df.DurableOrchestrationContext, follow: FollowState) -> bool:
+    now: datetime = context.current_utc_datetime
+    return now < follow.view_read_at + VIEW_REFRESH
+
+
+def _apply_followed(
+    context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState, cycle: Cycle
+) -> Orchestration:
+    """Apply the signalled next delta with the carried machine and policy; returns the state to continue
+    with (following on, or not after a rejection or an undisposed upload: the next generation plans)."""
+    view = ReplicationView(
+        machine_id=state.machine_id,
+        appliance_id="",  # not used to apply
+        state=follow.machine.state,
+        disks=follow.machine.disks,
+        last_applied_sequence=follow.machine.last_applied_sequence,
+        policy=follow.policy,
+        plan=plan_ready_cycles([cycle], follow.machine.last_applied_sequence),
+        job=None,
+    )
+    completed = yield from _apply_cycle(context, view, cycle)
+    if completed is None or completed.machine is None:
+        return state.model_copy(update={"follow": None})
+    state = _after_disposal(context, state, cycle, completed)
+    if state.pending_disposal is not None:
+        return state.model_copy(update={"follow": None})
+    following = follow.model_copy(
+        update={
+            "machine": completed.machine,
+            "next_cycle": None,
+            "upload_watch": completed.machine.upload_watch,
+        }
+    )
+    return (yield from _sleep_following(context, state, following))
+
+
+def _sleep_following(
+    context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState
+) -> Orchestration:
+    """Sleep until a signal or a timer, and say what the next generation does: apply the next delta from
+    its signal, re-arm the upload deadline a cycle start carries, or (anything else: an operator
+    request, a cycle out of sequence, a whole-disk copy, the timer) re-read the view and plan.
+
+    One wait per generation: the SDK hands an event that arrived before its wait to every later wait
+    of the same name in the same execution (azure-functions-durable-python#507), so the loop is
+    continue-as-new, never a loop inside one execution."""
+    now = context.current_utc_datetime
+    applied = follow.machine.last_applied_sequence
+    watch = follow.upload_watch
+    deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
+    if watch is not None and (applied is None or watch.sequence > applied):
+        deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+    signal = yield from _sleep_until_signalled(context, max(deadline, now))
+    if signal is None:
+        return state.model_copy(update={"follow": None})
+    if signal.upload_watch is not None:
+        return state.model_copy(
+            update={"follow": follow.model_copy(update={"upload_watch": signal.upload_watch})}
+        )
+    cycle = signal.cycle
+    if cycle is not None and applied is not None and cycle.sequence <= applied:
+        return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
+    if cycle is None or not _follows(follow.machine, cycle):
+        return state.model_copy(update={"follow": None})
+    return state.model_copy(update={"follow": follow.model_copy(update={"next_cycle": cycle})})
+
+
+def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
+    """A delta the generation may apply from a signal alone: the very next sequence number of a machine
+    that replicates freely. Anything else goes through the next generation's plan."""
+    return (
+        after.state in FOLLOWING_STATES
+        and cycle.kind not in BASE_KINDS
+        and after.last_applied_sequence is not None
+        and cycle.sequence == after.last_applied_sequence + 1
+    )
 
 
 def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: datetime) -> Orchestration:
+    """Returns the cycle signal that ended the sleep, or None for the timer or an operator request."""
     timer = context.create_timer(deadline)
     cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
     winner = yield context.task_any([cycle_signal, operator_request, timer])
     if winner is not timer:
         timer.cancel()
+    if winner is not cycle_signal:
+        return None
+    return _cycle_signal(winner.result)
+
+
+def _cycle_signal(raw: Any) -> CycleSignal | None:
+    # The event's data arrives as the JSON the trigger raised (a string or already decoded).
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(data, dict):
+        return None
+    try:
+        return CycleSignal.model_validate(data)
+    except ValidationError:
+        return None  # an older trigger's shape: the next generation re-reads the inbox
 
 
 def _continue(context: df.DurableOrchestrationContext, state: OrchestrationState) -> None:

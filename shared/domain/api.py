@@ -10,12 +10,12 @@ from pydantic import Field
 
 from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
-from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.event import Event
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind
 from shared.domain.lifecycle import Location, MachineState, Operation
-from shared.domain.machine import Health, MachineError
+from shared.domain.machine import Health, MachineError, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
 from shared.domain.wire import RequestModel, ResourceId, WireModel
@@ -124,6 +124,11 @@ class MachineDetail(MachineSummary):
         default_factory=list,
         description="after a failover: the incremental snapshots of the VM's disks failback starts from",
     )
+    cycle_in_progress: UploadWatch | None = Field(
+        default=None,
+        description="a cycle the appliance announced (CycleStarted) and whose uploads are not applied yet: "
+        "its disks are due by `deadline`, after which each late disk raises 1011",
+    )
     discovered_at: datetime
     updated_at: datetime
 
@@ -196,12 +201,18 @@ class OperatorRequest(WireModel):
 class CycleSignal(WireModel):
     """What the Event Grid trigger tells the machine's orchestration when it wakes it about a cycle.
 
-    Informative only: the orchestration re-reads its inbox and upload watch from Cosmos.
+    Cosmos stays the truth (the inbox and the upload watch): a generation that starts re-reads them, so
+    a lost signal costs a wake-up, never a cycle. The copies carried here let a running generation apply
+    the next delta, or arm the upload deadline, without reading them back.
     """
 
     cycle_id: str
     sequence: int | None = Field(default=None, description="set when the cycle was uploaded")
     started: bool = Field(default=False, description="the appliance started the cycle (upload deadline set)")
+    cycle: Cycle | None = Field(default=None, description="the inbox record the upload created")
+    upload_watch: UploadWatch | None = Field(
+        default=None, description="the started cycle's upload deadline, as recorded on the machine"
+    )
 
 
 class MachineListQuery(RequestModel):

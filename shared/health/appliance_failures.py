@@ -72,9 +72,6 @@ def record_cycle_started(
 ) -> UploadWatch | None:
     """The appliance began a cycle: its disks' uploads are due by the appliance's estimate (or the
     HEALTH_UPLOAD_TIMEOUT_SECONDS setting); the machine's orchestration races a timer against them."""
-    machine = _owned_machine(repos, started.appliance_id, started.machine_id, "a cycle start")
-    known = {d.id for d in machine.inventory.disks}
-    disks = [d.disk_id for d in started.disks if d.disk_id in known] or sorted(known)
     expected = (
         timedelta(seconds=started.expected_duration_seconds)
         if started.expected_duration_seconds is not None
@@ -82,11 +79,12 @@ def record_cycle_started(
     )
     return watch_cycle_uploads(
         repos,
-        machine.id,
+        started.machine_id,
+        appliance_id=started.appliance_id,
         cycle_id=started.cycle_id,
         sequence=started.sequence,
         kind=started.kind.value,
-        disk_ids=disks,
+        disk_ids=[d.disk_id for d in started.disks],
         started_at=started.started_at or reported_at,
         expected=expected,
         settings=settings,

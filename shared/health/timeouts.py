@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from shared.domain.cycle import CycleKind
+from shared.domain.errors import Forbidden
 from shared.domain.event import Event, Severity
 from shared.domain.machine import Machine, UploadWatch
 from shared.health.catalog import control_plane_error
@@ -14,11 +16,15 @@ from shared.health.settings import HealthSettings
 from shared.health.writer import Failure, FailuresRecorded, record_failures
 from shared.platform.repository import Repositories
 
+# Copies of whole disks: hours long, so their start is an event of its own.
+WHOLE_DISK_KINDS = frozenset({CycleKind.INITIAL.value, CycleKind.RESYNC.value})
+
 
 def watch_cycle_uploads(
     repos: Repositories,
     machine_id: str,
     *,
+    appliance_id: str,
     cycle_id: str,
     sequence: int,
     kind: str,
@@ -28,29 +34,40 @@ def watch_cycle_uploads(
     settings: HealthSettings,
 ) -> UploadWatch | None:
     """Remember that the cycle's uploads are due by a deadline (the appliance's estimate, or the
-    setting), and record the cycle start. Returns the watch, or None when the cycle is already applied.
-    Idempotent by cycle id. Round-trips: 2 (machine) + 1 (event)."""
+    setting). Returns the watch, or None when the cycle is already applied. Idempotent by cycle id.
+
+    The appliance must own the machine (403 otherwise, nothing written); disks the machine does not have
+    are ignored (none left: every disk). Round-trips: 2 (the machine's read and replace, the ownership
+    checked in between); a whole-disk copy (initial, resync) also records a "cycle started" event, as
+    it may run for hours: a delta's start goes into its "cycle completed" event instead.
+    """
     deadline = started_at + (expected if expected is not None else settings.upload_timeout)
 
     def watch(machine: Machine) -> UploadWatch | None:
+        if machine.appliance_id != appliance_id:
+            raise Forbidden(
+                f"appliance {appliance_id} reported a cycle start for machine {machine_id}, which belongs "
+                "to another appliance"
+            )
         applied = machine.replication.last_applied_sequence
         if applied is not None and sequence <= applied:
             return None  # a late announcement of a cycle that is already in the replica
         current = machine.replication.upload_watch
         if current is not None and (current.cycle_id == cycle_id or current.sequence > sequence):
             return current if current.cycle_id == cycle_id else None
+        known = {d.id for d in machine.inventory.disks}
         machine.replication.upload_watch = UploadWatch(
             cycle_id=cycle_id,
             sequence=sequence,
             kind=kind,
-            disk_ids=sorted(disk_ids),
+            disk_ids=sorted({d for d in disk_ids if d in known} or known),
             started_at=started_at,
             deadline=deadline,
         )
         return machine.replication.upload_watch
 
     _, watched = repos.machines.update_with_retry(machine_id, watch)
-    if watched is not None:
+    if watched is not None and kind in WHOLE_DISK_KINDS:
         repos.events.put(
             Event(
                 id=f"{cycle_id}-started",
@@ -59,12 +76,12 @@ def watch_cycle_uploads(
                 type=CYCLE_STARTED,
                 severity=Severity.INFO,
                 message=f"Replication cycle {cycle_id} (sequence {sequence}, {kind}) started on the appliance: "
-                f"{len(disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
+                f"{len(watched.disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
                 cycle_id=cycle_id,
                 details={
                     "sequence": str(sequence),
                     "kind": kind,
-                    "disks": ",".join(sorted(disk_ids)),
+                    "disks": ",".join(watched.disk_ids),
                     "deadline": watched.deadline.isoformat(),
                 },
             )

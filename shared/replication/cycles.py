@@ -58,6 +58,7 @@ class CycleAcceptance(BaseModel):
     cycle_id: str
     machine_id: str
     duplicate: bool
+    cycle: Cycle = Field(description="the inbox record (the stored one for a duplicate)")
 
 
 def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: datetime) -> CycleAcceptance:
@@ -107,8 +108,8 @@ def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: date
                 f"cycle id {cycle.id} was already used for sequence {existing.sequence} ({existing.kind.value}) "
                 "with other manifests; an appliance must never reuse a cycle id"
             ) from None
-        return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=True)
-    return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=False)
+        return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=True, cycle=existing)
+    return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=False, cycle=cycle)
 
 
 class CyclePlan(BaseModel):
@@ -257,6 +258,36 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
     )
 
 
+class MachineAfterCycle(BaseModel):
+    """What the machine looks like right after a cycle was recorded, from the update that recorded it:
+    enough for the orchestration to apply the next signalled delta without reading the machine again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: MachineState
+    last_applied_sequence: int | None
+    disks: list[DiskRef]
+    upload_watch: UploadWatch | None = None
+
+    @classmethod
+    def of(cls, machine: Machine) -> MachineAfterCycle:
+        return cls(
+            state=machine.state,
+            last_applied_sequence=machine.replication.last_applied_sequence,
+            disks=[
+                DiskRef(id=d.id, size_bytes=d.size_bytes, is_os_disk=d.is_os_disk)
+                for d in machine.inventory.disks
+            ],
+            upload_watch=machine.replication.upload_watch,
+        )
+
+
+@dataclass(frozen=True)
+class CycleRecorded:
+    dropped: list[RecoveryPoint]  # the points retention dropped: their snapshots are to be deleted
+    machine: MachineAfterCycle
+
+
 @dataclass(frozen=True)
 class CycleOutcome:
     cycle: Cycle
@@ -269,11 +300,11 @@ class CycleOutcome:
 
 def complete_cycle(
     repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy, rules: HealthRules | None = None
-) -> list[RecoveryPoint]:
+) -> CycleRecorded:
     """One machine update (watermark, recovery point + retention, progress, lifecycle, health healed by
     the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 on a retry;
     one more event when health changed, and a job update when the cycle completed a repair. Returns the
-    points retention dropped.
+    points retention dropped and the machine as recorded.
 
     A resync cycle is applied like an initial copy, but retention alone decides which recovery points
     go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
@@ -285,11 +316,14 @@ def complete_cycle(
     cycle = outcome.cycle
     health_rules = rules or HealthRules()
     missing: list[str] = list(outcome.missing_disks)
+    started_on_appliance: list[datetime] = []
 
     def apply(machine: Machine) -> tuple[list[RecoveryPoint], Transition, str | None]:
         point = outcome.recovery_point
         dropped: list[RecoveryPoint] = []
         missing[:] = list(outcome.missing_disks)
+        watch = machine.replication.upload_watch
+        started_on_appliance[:] = [watch.started_at] if watch and watch.cycle_id == cycle.id else []
         if point is not None:
             missing[:] = point.missing_disks(d.id for d in machine.inventory.disks)
         if point is not None and not missing:
@@ -337,6 +371,9 @@ def complete_cycle(
     }
     if point is not None:
         details["recoveryPoint"] = point.id
+    if started_on_appliance:
+        # A delta's start is recorded here rather than in an event of its own: one write per cycle fewer.
+        details["startedOnApplianceAt"] = started_on_appliance[0].isoformat()
     events = [
         Event(
             id=f"{cycle.id}-completed",
@@ -389,7 +426,7 @@ def complete_cycle(
     if repaired_job is not None:
         # Last: when the job says Succeeded, everything the repair did is recorded.
         finish_repair_job(repos, repaired_job or None, now=outcome.applied_at)
-    return dropped
+    return CycleRecorded(dropped=dropped, machine=MachineAfterCycle.of(stored.item))
 
 
 def finish_repair_job(repos: Repositories, job_id: str | None, *, now: datetime) -> None:

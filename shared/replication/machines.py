@@ -23,7 +23,7 @@ from shared.domain.lifecycle import (
     allowed_operations,
     transition,
 )
-from shared.domain.machine import Machine, ReplicationStatus
+from shared.domain.machine import Machine, ReplicationStatus, UploadWatch
 from shared.domain.target import TargetSettings
 from shared.health import reset_health
 from shared.jobs import lifecycle as jobs
@@ -189,10 +189,19 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "events_url": f"/api/machines/{machine.id}/events",
             "active_job_id": machine.active_job_id,
             **_failover_fields(machine),
+            "cycle_in_progress": _cycle_in_progress(machine),
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }
     )
+
+
+def _cycle_in_progress(machine: Machine) -> UploadWatch | None:
+    watch = machine.replication.upload_watch
+    applied = machine.replication.last_applied_sequence
+    if watch is None or (applied is not None and watch.sequence <= applied):
+        return None
+    return watch
 
 
 def _failover_fields(machine: Machine) -> dict[str, object]:

@@ -295,6 +295,16 @@ def wait_event(
     return eventually(probe, what=f"{machine_id}: event {what}", timeout=timeout)
 
 
+def wait_cycle_in_progress(stack: Stack, machine_id: str, cycle_id: str) -> dict[str, Any]:
+    """Until the machine shows the announced cycle (CycleStarted recorded its upload deadline)."""
+
+    def probe() -> dict[str, Any] | None:
+        current = machine(stack, machine_id).get("cycleInProgress")
+        return current if current is not None and current["cycleId"] == cycle_id else None
+
+    return eventually(probe, what=f"{machine_id}: cycle {cycle_id} in progress")
+
+
 @dataclass
 class Replicated:
     id: str

@@ -24,6 +24,7 @@ from tests.e2e_health.client import (
     machine,
     new_id,
     replicating_machine,
+    wait_cycle_in_progress,
     wait_event,
     wait_machine,
 )
@@ -241,7 +242,8 @@ def test_an_upload_that_does_not_finish_in_time_raises_1011_for_the_late_disk(
     replicated = replicating_machine(stack, appliance, disks=("disk0", "disk1"), prefix="slow")
     cycle = replicated.cycle_id(2)
     appliance.start_cycle(replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": 65536, "disk1": 65536})
-    wait_event(stack, replicated.id, "cycle started", lambda e: e["type"] == "Replication cycle started")
+    in_progress = wait_cycle_in_progress(stack, replicated.id, cycle)
+    assert sorted(in_progress["diskIds"]) == ["disk0", "disk1"] and in_progress["deadline"]
     # disk0 finishes (its manifest is in the cache); disk1 never does within the timeout.
     disk0_manifest = appliance.upload(
         replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": replicated.disks["disk0"]}, announce=False
@@ -424,7 +426,7 @@ def test_the_upload_deadline_survives_a_host_crash(stack: Stack, appliance: Appl
     replicated = replicating_machine(stack, appliance, prefix="crash")
     cycle = replicated.cycle_id(2)
     appliance.start_cycle(replicated.id, cycle, 2, CycleKind.DELTA, {"disk0": 65536})
-    wait_event(stack, replicated.id, "cycle started", lambda e: e["type"] == "Replication cycle started")
+    wait_cycle_in_progress(stack, replicated.id, cycle)
     stack.local.kill_functions_host()
     stack.local.start_functions_host()
 

@@ -7,6 +7,7 @@ what it applies and in which order, when it waits, what it reports, what it hand
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,11 +34,18 @@ from orchestrators.replication.contracts import (
     SnapshotTaken,
     UploadDeadline,
 )
+from shared.domain.api import CycleSignal
 from shared.domain.cycle import Cycle, CycleKind, RecoveryPoint
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import UploadWatch
 from shared.domain.policy import ReplicationPolicy
-from shared.replication.cycles import DiskRef, ReplicationView, plan_ready_cycles
+from shared.replication.cycles import (
+    HELD_STATES,
+    DiskRef,
+    MachineAfterCycle,
+    ReplicationView,
+    plan_ready_cycles,
+)
 from tests.orchestrators.conftest import Run, run, running
 
 MACHINE = "vm-1"
@@ -76,6 +84,9 @@ class World:
             self.inbox.append(cycle)
         return cycle
 
+    def disks(self) -> list[DiskRef]:
+        return [DiskRef(id=d, size_bytes=1024**3, is_os_disk=d == "d0") for d in DISKS]
+
     # --- the activities -------------------------------------------------------------------------
 
     def load_replication_view(self, payload: Any) -> Any:
@@ -84,10 +95,10 @@ class World:
                 machine_id=MACHINE,
                 appliance_id="appl-1",
                 state=self.state,
-                disks=[DiskRef(id=d, size_bytes=1024**3, is_os_disk=d == "d0") for d in DISKS],
+                disks=self.disks(),
                 last_applied_sequence=self.last_applied,
                 policy=self.policy,
-                plan=plan_ready_cycles(self.inbox, self.last_applied),
+                plan=plan_ready_cycles([] if self.state in HELD_STATES else self.inbox, self.last_applied),
                 job=None,
                 upload_watch=self.upload_watch,
             )
@@ -126,7 +137,15 @@ class World:
             if self.upload_watch is not None and self.upload_watch.sequence <= cycle.sequence:
                 self.upload_watch = None
             undisposed = self.undisposed.get(cycle.id, [])
-        return CycleCompleted(dropped_recovery_points=[], undisposed=undisposed).model_dump(mode="json")
+            machine = MachineAfterCycle(
+                state=self.state,
+                last_applied_sequence=self.last_applied,
+                disks=self.disks(),
+                upload_watch=self.upload_watch,
+            )
+        return CycleCompleted(dropped_recovery_points=[], undisposed=undisposed, machine=machine).model_dump(
+            mode="json"
+        )
 
     def dispose_artefacts(self, payload: Any) -> Any:
         request = DisposalRequest.model_validate(payload)
@@ -408,6 +427,7 @@ def test_continue_as_new_hands_on_only_the_small_state(tmp_path: Path) -> None:
                 "gapSince",
                 "resyncRequestedFor",
                 "pendingDisposal",
+                "follow",
                 "generation",
             }
             history = r.engine.store.load_history(INSTANCE)
@@ -444,6 +464,188 @@ def test_a_cycle_of_one_disk_leaves_a_recovery_point_of_every_disk(tmp_path: Pat
             (completion,) = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
             assert completion.recovery_point is not None
             assert sorted(completion.recovery_point.disk_snapshots) == list(DISKS)
+            await stop(r, world)
+
+    run(scenario())
+
+
+def signal_upload(world: World, sequence: int, kind: CycleKind = CycleKind.DELTA) -> dict[str, Any]:
+    """The trigger's wake-up for an accepted upload: it carries the inbox record."""
+    cycle = world.upload(sequence, kind)
+    return CycleSignal(cycle_id=cycle.id, sequence=sequence, cycle=cycle).to_wire()
+
+
+def views_loaded(r: Run) -> int:
+    return len(r.calls.of("load_replication_view"))
+
+
+def test_signalled_deltas_apply_in_the_same_generation_without_re_reading_the_view(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert applied(r) == ["c2"] and views_loaded(r) == 1
+            signals = [signal_upload(world, sequence) for sequence in (3, 4, 5)]
+            for signal in signals:
+                await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal)
+            assert applied(r) == ["c2", "c3", "c4", "c5"]
+            assert views_loaded(r) == 1, "the signals carried the cycles: no view was read for them"
+            # A redelivered upload of an applied cycle changes nothing.
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signals[1])
+            assert applied(r) == ["c2", "c3", "c4", "c5"] and views_loaded(r) == 1
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_signal_out_of_sequence_or_a_whole_disk_copy_goes_through_the_next_generations_plan(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            # Sequence 4 before 3: the generation ends, the next one plans and waits for 3.
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 4))
+            assert applied(r) == ["c2"] and views_loaded(r) == 2
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            assert applied(r) == ["c2", "c3", "c4"]
+            # A resync is planned (it supersedes what is older), never followed from its signal alone.
+            loaded = views_loaded(r)
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 5, CycleKind.RESYNC))
+            assert applied(r)[-1] == "c5" and views_loaded(r) == loaded + 1
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_machine_held_by_a_failover_applies_no_signalled_cycle(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert applied(r) == ["c2"]
+            with world.lock:
+                world.state = MachineState.FAILING_OVER
+            # The upload was accepted just before the hold, and its signal arrives first: the recorded
+            # machine still says Replicating, so the loop must not trust it beyond the generation's view.
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            assert applied(r) == ["c2", "c3"], "accepted before the hold: applied, as the plan would"
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 4))
+            assert applied(r) == ["c2", "c3"], "the recorded machine is FailingOver: nothing more applies"
+            with world.lock:
+                world.state = MachineState.REPLICATION_STOPPED
+            await r.raise_event(INSTANCE, OPERATOR_REQUEST, {})
+            status = await r.finish(INSTANCE)
+            assert status["runtimeStatus"] == "Completed", status
+
+    run(scenario())
+
+
+def test_a_started_cycle_arms_the_upload_deadline_from_its_signal(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            watch = UploadWatch(
+                cycle_id="c3",
+                sequence=3,
+                kind="delta",
+                disk_ids=list(DISKS),
+                started_at=clock.now(),
+                deadline=clock.now() + timedelta(minutes=2),
+            )
+            with world.lock:
+                world.upload_watch = watch
+            await r.raise_event(
+                INSTANCE,
+                CYCLE_UPLOADED_SIGNAL,
+                CycleSignal(cycle_id="c3", started=True, upload_watch=watch).to_wire(),
+            )
+            assert views_loaded(r) == 1
+            await r.advance(119)
+            assert r.calls.of("time_out_uploads") == []
+            await r.advance(1)
+            await r.advance(1)
+            assert [UploadDeadline.model_validate(p) for p in r.calls.of("time_out_uploads")] == [
+                UploadDeadline(machine_id=MACHINE, cycle_id="c3")
+            ]
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_rejected_cycle_stops_the_generation_before_the_cycles_after_it(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1, damaged={("c2", "d1")})
+    world.upload(2)
+    world.upload(3)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            # c3 is a delta on top of c2's changes: applied without them it would make a recovery point
+            # of a disk that never existed. It waits for the resync instead.
+            assert applied(r) == [] and [p["cycle_id"] for p in r.calls.of("reject_cycle")] == ["c2"]
+            assert r.calls.of("apply_cycle_disk") == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_signals_that_arrive_while_a_cycle_is_applied_are_each_handled_once(tmp_path: Path) -> None:
+    """Events raised before the orchestration waits are replayed by the SDK to every later wait of the
+    same name in one execution (azure-functions-durable-python#507): the orchestration must neither loop
+    on such an event nor lose the cycle."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+    entered, release = threading.Event(), threading.Event()
+    record = world.complete_cycle
+
+    def slow_complete(payload: Any) -> Any:
+        if CycleCompletion.model_validate(payload).cycle.id == "c2":
+            entered.set()
+            release.wait(10)
+        return record(payload)
+
+    stubs = {**world.stubs(), "complete_cycle": slow_complete}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await r.engine.start_new(MACHINE_REPLICATION, INSTANCE, {"machineId": MACHINE})
+            await asyncio.to_thread(entered.wait, 10)
+            watch = UploadWatch(
+                cycle_id="c3",
+                sequence=3,
+                kind="delta",
+                disk_ids=list(DISKS),
+                started_at=clock.now(),
+                deadline=clock.now() + timedelta(minutes=2),
+            )
+            started = CycleSignal(cycle_id="c3", started=True, upload_watch=watch).to_wire()
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, started)
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            release.set()
+            await r.idle()
+            for _ in range(3):
+                await r.advance(1)
+            assert applied(r) == ["c2", "c3"]
+            assert (await r.status(INSTANCE))["runtimeStatus"] == "Running"
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 4))
+            assert applied(r) == ["c2", "c3", "c4"]
             await stop(r, world)
 
     run(scenario())
