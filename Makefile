@@ -5,16 +5,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_QUIET := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: all deps demo test test-fast up down status lint bench infra-check clean
+.PHONY: all deps demo test test-fast up down status lint bench infra-check clean lock package agent-packages
 
 all: test
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The .venv is installed from the dev lock (the app's and the appliance's closures at their locked
+# versions plus the tools), every file checked against its hash.
+$(VENV)/.installed: requirements.txt requirements-appliance.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
-	@set -o pipefail; $(PY) -m pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	@set -o pipefail; $(PY) -m pip install -q --require-hashes -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
+
+# Regenerate the locks after editing a requirements*.in (uv is pinned in requirements-dev.in). Versions
+# already locked are kept unless an .in asks for another; `make lock UPGRADE=--upgrade` moves them all.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(UPGRADE)
+lock: $(VENV)/.installed
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-appliance.in -o requirements-appliance.txt
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
 
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20+ (apt-get install nodejs npm)" >&2; exit 1; }
@@ -26,7 +37,20 @@ node_modules/.installed: package.json package-lock.json
 	@scripts/install-system-deps.sh
 	@touch $@
 
-deps: $(VENV)/.installed node_modules/.installed .devhost/.system-deps
+# The Azure agents the hydration toolkit installs in a guest, pinned by version and checksum.
+.devhost/.agent-packages: scripts/agent-packages.txt scripts/fetch-agent-packages.sh
+	@scripts/fetch-agent-packages.sh
+	@mkdir -p .devhost
+	@touch $@
+
+agent-packages: .devhost/.agent-packages
+
+deps: $(VENV)/.installed node_modules/.installed .devhost/.system-deps .devhost/.agent-packages
+
+# The deployable zip (docs/deploy.md): app files + the locked closure in .python_packages, for a zip
+# deploy without a remote build.
+package: $(VENV)/.installed .devhost/.agent-packages
+	$(PY) scripts/package.py --output dist/app.zip
 
 demo: deps
 	$(PY) -m devhost demo
@@ -59,4 +83,4 @@ infra-check: deps
 	scripts/checkov.sh
 
 clean: down
-	rm -rf .devhost
+	rm -rf .devhost dist

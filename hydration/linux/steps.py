@@ -641,22 +641,59 @@ class _offline_service_policy:
 
 
 def _install_bundled(ctx: LinuxContext, package: str) -> None:
-    name = os.path.basename(package)
-    dest = ctx.fs.path(f"/tmp/{name}")
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    shutil.copy2(package, dest)
+    # A .deb goes in with the bundled dependencies the guest lacks, in one dpkg call so dpkg orders them.
+    packages = [package, *(_missing_bundled_dependencies(ctx, package) if package.endswith(".deb") else [])]
+    names = [os.path.basename(p) for p in packages]
+    copies = [ctx.fs.path(f"/tmp/{name}") for name in names]
+    os.makedirs(os.path.dirname(copies[0]), exist_ok=True)
+    for source, dest in zip(packages, copies, strict=True):
+        shutil.copy2(source, dest)
     try:
         if ctx.family.package_manager == "apt":
-            out = ctx.chroot(["dpkg", "-i", f"/tmp/{name}"], check=False)
+            out = ctx.chroot(["dpkg", "-i", *(f"/tmp/{name}" for name in names)], check=False)
             if not _agent_installed(ctx) or "dependency problems" in out:
                 if not ctx.use_repos:
+                    # Leave no half-configured package behind: the guest's apt would refuse to work.
+                    ctx.chroot(["dpkg", "--remove", *(_deb_package(n) for n in names)], check=False)
                     raise HydrationError(f"dpkg could not install it: {out.strip()[-400:]}")
                 _with_resolver(ctx, lambda: ctx.chroot([*_apt(), "-f", "install"], timeout=900))
         else:
-            ctx.chroot(["rpm", "-Uvh", "--replacepkgs", f"/tmp/{name}"])
+            ctx.chroot(["rpm", "-Uvh", "--replacepkgs", f"/tmp/{names[0]}"])
     finally:
-        if os.path.exists(dest):
-            os.unlink(dest)
+        for dest in copies:
+            if os.path.exists(dest):
+                os.unlink(dest)
+
+
+def _deb_package(file_name: str) -> str:
+    """The package name of a Debian archive named the Debian way (`name_version_arch.deb`)."""
+    return file_name.split("_", 1)[0]
+
+
+def _guest_dpkg_packages(ctx: LinuxContext) -> set[str]:
+    """Packages dpkg records as installed in the guest (read from its status file, no chroot)."""
+    text = ctx.fs.read_text("/var/lib/dpkg/status") or ""
+    installed = set()
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" ")
+        )
+        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
+            installed.add(fields["Package"])
+    return installed
+
+
+def _missing_bundled_dependencies(ctx: LinuxContext, agent: str) -> list[str]:
+    """The other bundled .debs whose package the guest does not have at any version (never a downgrade
+    or a replacement of the guest's own)."""
+    installed = _guest_dpkg_packages(ctx)
+    return [
+        os.path.join(ctx.payload_dir, name)
+        for name in sorted(os.listdir(ctx.payload_dir))
+        if name.endswith(".deb")
+        and os.path.join(ctx.payload_dir, name) != agent
+        and _deb_package(name) not in installed
+    ]
 
 
 def _apt() -> list[str]:

@@ -118,7 +118,8 @@ def create_replica_disk(
 ) -> ReplicaDisk:
     """Create the replica page blob with its footer, or confirm an existing one is the same disk.
 
-    Exists with the right size and footer -> no-op. Exists with another size -> ReplicaSizeMismatch
+    Exists with the right size and footer -> no-op (a legacy footer only gets the current creator).
+    Exists with another size -> ReplicaSizeMismatch
     (never resized or overwritten: it may hold replicated data). Exists without a footer (a crash
     between create and footer write) -> the footer is written now.
     """
@@ -144,7 +145,11 @@ def create_replica_disk(
         if existing == bytes(FOOTER_SIZE):
             _write_footer(blob, spec, footer)
         else:
-            _check_footer(blob.blob_name, existing, spec)
+            found = _check_footer(blob.blob_name, existing, spec)
+            if found.is_legacy:
+                # Enabling or a whole-disk copy is when an old replica gets a footer qemu sizes right;
+                # only the creator changes, the data and recovery points are left as they are.
+                blob.upload_page(found.upgraded().to_bytes(), offset=spec.virtual_size, length=FOOTER_SIZE)
     return ReplicaDisk(
         blob_name=spec.blob_name,
         url=blob.url,
@@ -176,7 +181,7 @@ def _read_footer_bytes(blob: BlobClient, blob_size: int) -> bytes:
     return blob.download_blob(offset=blob_size - FOOTER_SIZE, length=FOOTER_SIZE).readall()
 
 
-def _check_footer(name: str, data: bytes, spec: ReplicaDiskSpec) -> None:
+def _check_footer(name: str, data: bytes, spec: ReplicaDiskSpec) -> VhdFooter:
     try:
         footer = VhdFooter.parse(data)
     except VhdFormatError as exc:
@@ -185,6 +190,7 @@ def _check_footer(name: str, data: bytes, spec: ReplicaDiskSpec) -> None:
         raise ReplicaSizeMismatch(
             f"replica {name}'s footer says {footer.current_size} bytes, expected {spec.virtual_size}"
         )
+    return footer
 
 
 def read_replica_footer(

@@ -28,10 +28,17 @@ FIXED_DATA_OFFSET: Final = (
 DISK_TYPE_FIXED: Final = 2
 HOST_OS_WINDOWS: Final = b"Wi2k"
 
-CREATOR_APPLICATION: Final = (
-    b"mgcp"  # "migration control plane": tells our replicas apart from qemu/hcsshim ones
-)
+# Readers disagree on a fixed VHD's size: Virtual PC and qemu's "qemu" images are sized by the CHS
+# geometry (which cannot express most sizes exactly), Hyper-V and Azure by the current size. qemu picks
+# by creator application and reads the current size only for creators it knows do so; `qem2` is what
+# `qemu-img convert -O vpc -o subformat=fixed,force_size` (Azure's documented conversion) writes, so
+# qemu, Hyper-V and Azure all see the replica at its full current size. Our replicas are told apart by
+# their unique id (derived from machine and disk) and the blob's metadata, not by the creator.
+CREATOR_APPLICATION: Final = b"qem2"
 CREATOR_VERSION: Final = 0x00010000
+# Footers written before the creator changed: the size they record is right, but CHS-sizing readers
+# (qemu among them) lose the disk's tail. `upgraded()` rewrites only the creator.
+LEGACY_CREATOR_APPLICATIONS: Final = frozenset({b"mgcp"})
 
 VHD_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -251,6 +258,15 @@ class VhdFooter(BaseModel):
             unique_id=uuid.UUID(bytes=unique_id),
             saved_state=saved_state,
         )
+
+    @property
+    def is_legacy(self) -> bool:
+        """Written by an earlier version with a creator that CHS-sizing readers do not trust."""
+        return self.creator_application in LEGACY_CREATOR_APPLICATIONS
+
+    def upgraded(self) -> VhdFooter:
+        """The same footer (sizes, geometry, unique id, timestamp) with today's creator application."""
+        return self.model_copy(update={"creator_application": CREATOR_APPLICATION})
 
     @property
     def created_at(self) -> datetime:

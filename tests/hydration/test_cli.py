@@ -89,6 +89,37 @@ def test_agent_from_bundled_package(tmp_path: Path, hydrate: Any) -> None:
     assert again.step("install_azure_linux_agent")["status"] == "unchanged"
 
 
+def test_bundled_deb_goes_in_with_the_dependencies_the_guest_lacks_and_no_warning(
+    tmp_path: Path, hydrate: Any
+) -> None:
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    for name in (
+        "waagent_2.7.3.0-4.1_all.deb",
+        "python3-distro_1.8.0-1_all.deb",
+        "python3-pkg-resources_66.1.1-1+deb12u2_all.deb",
+    ):
+        (payload / name).write_bytes(b"fake deb")
+    spec = GuestSpec("debian", "11")
+    fstab = "/dev/sda1 / ext4 defaults 0 1\n"
+    root = {**root_tree(spec, fstab), **boot_tree(spec, "/dev/sda1")}
+    # The guest has its own (newer) pkg_resources: the bundled one must not replace it.
+    root["/var/lib/dpkg/status"] = (
+        "Package: python3-pkg-resources\nStatus: install ok installed\nVersion: 68.1.2-2\n\n"
+        "Package: python3-distro\nStatus: deinstall ok config-files\nVersion: 1.5.0-1\n"
+    )
+    disk = tmp_path / "d.img"
+    parts = build_disk(str(disk), "gpt", [Part(64, "ext4", root)])
+    result = hydrate(disk)  # repositories disabled, as on the temporary VM
+    step = result.step("install_azure_linux_agent")
+    assert step["status"] == "changed", step
+    assert "waagent_2.7.3.0-4.1_all.deb" in step["changes"][0]["note"]
+    log = debugfs_cat(disk, parts[0].start_mb, "/var/log/fake-tools.log") or ""
+    assert "dpkg -i /tmp/waagent_2.7.3.0-4.1_all.deb /tmp/python3-distro_1.8.0-1_all.deb\n" in log
+    assert not any("agent" in warning for warning in result.report["warnings"])
+    assert not debugfs_exists(disk, parts[0].start_mb, "/tmp/python3-distro_1.8.0-1_all.deb")
+
+
 def test_agent_from_guest_repositories_keeps_guest_resolv_conf(tmp_path: Path, hydrate: Any) -> None:
     spec = GuestSpec("ubuntu", "22.04")
     fstab = "/dev/sda1 / ext4 defaults 0 1\n"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.hydration.conftest import debugfs_cat, debugfs_dump, debugfs_exists, lsinitramfs
+from tests.hydration.conftest import REPO, debugfs_cat, debugfs_dump, debugfs_exists, lsinitramfs
 from tests.hydration.images import Part, build_disk
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -66,7 +66,8 @@ def debootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(
         "debootstrap",
         "--variant=minbase",
-        "--include=linux-image-cloud-amd64,initramfs-tools,zstd,systemd-sysv",
+        # python3, openssl and ca-certificates: on every Debian server, and what the bundled agent needs
+        "--include=linux-image-cloud-amd64,initramfs-tools,zstd,systemd-sysv,python3,openssl,ca-certificates",
         SUITE,
         str(rootfs),
         MIRROR,
@@ -102,6 +103,15 @@ def _switch_to_dracut(rootfs: Path) -> None:
         for target in reversed(mounted):
             subprocess.run(["umount", str(target)], check=False)
     assert not (rootfs / "usr/sbin/update-initramfs").exists()
+
+
+def _bundle_agent_packages(payload: Path) -> None:
+    """The agent packages the toolkit ships (`make` fetches them; fetched here if this runs alone)."""
+    toolkit_payload = REPO / "hydration" / "payload"
+    _run(str(REPO / "scripts" / "fetch-agent-packages.sh"))
+    payload.mkdir(exist_ok=True)
+    for deb in sorted(toolkit_payload.glob("*.deb")):
+        shutil.copy2(deb, payload / deb.name)
 
 
 @pytest.mark.parametrize("tool", ["initramfs-tools", "dracut"])
@@ -151,7 +161,10 @@ def test_real_debian_guest_gets_hyperv_drivers_in_its_initrd(
     built = time.monotonic() - started
 
     prep_started = time.monotonic()
-    # The agent comes from the guest's repositories once; the dracut run skips it to save time.
+    # The agent comes from the guest's repositories in one run; in the other, as on the temporary VM
+    # (no repositories), from the packages bundled with the toolkit.
+    if tool == "dracut":
+        _bundle_agent_packages(tmp_path / "payload")
     first = hydrate(disk, repos=tool == "initramfs-tools")
     prep = time.monotonic() - prep_started
     rep = first.report
@@ -185,14 +198,17 @@ def test_real_debian_guest_gets_hyperv_drivers_in_its_initrd(
     assert not debugfs_exists(disk, start, "/etc/udev/rules.d/70-persistent-net.rules")
 
     agent = first.step("install_azure_linux_agent")
-    if tool == "dracut":
-        assert agent["status"] == "warning"  # repositories disabled for this run
-        assert hydrate(disk).report["changes"] == []
-        return
     assert agent["status"] == "changed", agent
+    assert not any("agent" in warning for warning in rep["warnings"]), rep["warnings"]
     assert debugfs_exists(disk, start, "/usr/sbin/waagent")
     status = debugfs_cat(disk, start, "/var/lib/dpkg/status") or ""
     assert "Package: waagent\nStatus: install ok installed" in status
+    if tool == "dracut":
+        assert "installed from waagent_" in agent["changes"][0]["note"]
+        for dependency in ("python3-distro", "lsb-release", "python3-pkg-resources"):
+            assert f"Package: {dependency}\nStatus: install ok installed" in status, dependency
+        assert hydrate(disk).report["changes"] == []
+        return
     assert debugfs_cat(disk, start, "/etc/resolv.conf") == "nameserver 10.0.0.53\n"  # the guest's DNS is back
     assert not debugfs_exists(disk, start, "/usr/sbin/policy-rc.d")
 

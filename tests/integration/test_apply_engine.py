@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,6 +165,31 @@ def test_initial_then_delta_land_byte_for_byte_and_keep_the_footer(
         len(data) - FOOTER_SIZE - DISK_SIZE
     )  # rounding pad stays zero
     assert read_replica_footer(replicas, replica.blob_name).current_size == 10 * MIB
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed (qemu-utils)")
+def test_a_downloaded_replica_is_identical_to_its_source_for_qemu_img(
+    cache: ContainerClient, replica: BlobClient, tmp_path: Path
+) -> None:
+    source = rand(DISK_SIZE)
+    writes = [(offset, source[offset : offset + MIB]) for offset in range(0, DISK_SIZE, MIB)]
+    apply_extents(
+        upload_cycle(cache, "cycle-0", writes, kind=CycleKind.INITIAL), cache=cache, replica=replica
+    )
+    source_path = tmp_path / "source.raw"
+    source_path.write_bytes(source)
+    replica_path = tmp_path / "replica.vhd"
+    replica_path.write_bytes(whole(replica))
+
+    # The replica is the source rounded up to a whole MiB with zeros; qemu-img compares the extra tail
+    # against nothing and accepts it only if it is all zeros.
+    compared = subprocess.run(
+        ["qemu-img", "compare", "-f", "vpc", "-F", "raw", str(replica_path), str(source_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "Images are identical" in compared.stdout
 
 
 @pytest.mark.parametrize("mode", [SpoolMode.DISK, SpoolMode.REREAD])

@@ -91,6 +91,30 @@ def test_a_crash_between_create_and_footer_is_repaired_and_garbage_is_refused(
         create_replica_disk(replicas, SPEC)
 
 
+def test_a_replica_with_a_legacy_footer_gets_the_current_creator_and_keeps_everything_else(
+    replicas: ContainerClient,
+) -> None:
+    when = datetime(2025, 3, 1, tzinfo=UTC)
+    create_replica_disk(replicas, SPEC, timestamp=when)
+    blob = replicas.get_blob_client(SPEC.blob_name)
+    blob.upload_page(b"\x22" * 512, offset=0, length=512)
+    legacy = VhdFooter.for_size(SPEC.virtual_size, unique_id=SPEC.unique_id, timestamp=when).model_copy(
+        update={"creator_application": b"mgcp"}
+    )
+    blob.upload_page(legacy.to_bytes(), offset=SPEC.virtual_size, length=FOOTER_SIZE)
+    assert read_replica_footer(replicas, SPEC.blob_name).is_legacy  # still read as it is
+    point = create_recovery_point(
+        replicas, SPEC.blob_name, cycle_id="c0", sequence=0, consistency=Consistency.CRASH
+    )
+
+    assert not create_replica_disk(replicas, SPEC, timestamp=datetime(2030, 1, 1, tzinfo=UTC)).created
+    footer = read_replica_footer(replicas, SPEC.blob_name)
+    assert footer == legacy.upgraded() and footer.created_at == when
+    assert blob.download_blob(offset=0, length=512).readall() == b"\x22" * 512
+    # recovery points are immutable snapshots: they keep the footer they were taken with
+    assert read_replica_footer(replicas, SPEC.blob_name, snapshot=point.snapshot).is_legacy
+
+
 def test_recovery_points_carry_cycle_metadata_and_are_idempotent(replicas: ContainerClient) -> None:
     create_replica_disk(replicas, SPEC)
     blob = replicas.get_blob_client(SPEC.blob_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -48,7 +49,7 @@ def test_every_field_sits_at_its_spec_offset_big_endian() -> None:
     assert struct.unpack(">I", raw[24:28])[0] == int(
         (WHEN - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds()
     )
-    assert raw[28:32] == b"mgcp"
+    assert raw[28:32] == b"qem2"  # a creator qemu sizes by current size, as Hyper-V and Azure do
     assert struct.unpack(">I", raw[32:36])[0] == 0x00010000
     assert raw[36:40] == b"Wi2k"
     assert struct.unpack(">Q", raw[40:48])[0] == size  # original size
@@ -192,3 +193,35 @@ def test_qemu_chs_geometry_agrees_with_ours(tmp_path: Path, size_mib: int) -> No
 def test_geometry_model_bounds() -> None:
     with pytest.raises(ValueError):
         DiskGeometry(cylinders=65536, heads=16, sectors_per_track=255)
+
+
+def test_a_legacy_footer_still_parses_and_upgrades_only_its_creator() -> None:
+    legacy = VhdFooter.for_size(20 * MIB, unique_id=UID, timestamp=WHEN).model_copy(
+        update={"creator_application": b"mgcp"}
+    )
+    parsed = VhdFooter.parse(legacy.to_bytes())
+    assert parsed.is_legacy
+    upgraded = parsed.upgraded()
+    assert not upgraded.is_legacy and upgraded.creator_application == b"qem2"
+    assert upgraded == VhdFooter.for_size(20 * MIB, unique_id=UID, timestamp=WHEN)
+    raw = upgraded.to_bytes()
+    assert VhdFooter.parse(raw) == upgraded  # the checksum is recomputed for the new creator
+    assert raw[:28] == legacy.to_bytes()[:28] and raw[68:] == legacy.to_bytes()[68:]
+
+
+@needs_qemu
+@pytest.mark.parametrize("size_mib", [1, 3, 20, 64, 127, 200, 600])
+def test_qemu_reads_our_replica_at_its_current_size(tmp_path: Path, size_mib: int) -> None:
+    # Most whole-MiB sizes have no exact CHS geometry (64 MiB reads as 67,055,616 bytes by CHS): a
+    # reader that sized by geometry would lose the disk's tail.
+    size = size_mib * MIB
+    image = tmp_path / "replica.vhd"
+    with image.open("wb") as f:
+        f.truncate(size)
+        f.seek(size)
+        f.write(VhdFooter.for_size(size, unique_id=UID, timestamp=WHEN).to_bytes())
+    assert QEMU is not None
+    info = subprocess.run(
+        [QEMU, "info", "-f", "vpc", "--output=json", str(image)], check=True, capture_output=True, text=True
+    )
+    assert json.loads(info.stdout)["virtual-size"] == size
