@@ -283,6 +283,18 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
+        "POST",
+        "jobs/{jobId}/cancel",
+        "cancel_job",
+        "Ask to cancel a running job. No kind can be cancelled half-way today: 409 JobNotCancellable "
+        "with the kind's reason and what to do instead (a failover to Azure, a change of recovery point "
+        "and a commit never can: a half-built VM is worse than a finished one or none), 409 "
+        "JobAlreadyFinished naming the status of a finished job",
+        "operator",
+        Job,
+        errors=(401, 404, 409),
+    ),
+    Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
     ),
 )
