@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
-from devhost.arm import ids
 from devhost.arm.errors import ArmError, not_found
 from devhost.arm.ids import ResourceId
 from devhost.arm.network import used_addresses
@@ -40,7 +39,7 @@ def check_ip_address_availability(arm: LocalArm, vnet: ResourceId, address: str 
         raise ArmError(
             400, "InvalidPrivateIPAddressFormat", f"Private IP address {address} has an invalid format."
         ) from exc
-    for subnet_key, subnet in arm.children(vnet, ids.SUBNET):
+    for subnet_key, subnet in arm.children(vnet, "subnets"):
         props = subnet.get("properties") or {}
         prefixes = props.get("addressPrefixes") or [props.get("addressPrefix")]
         for prefix in (str(p) for p in prefixes if p):

@@ -276,9 +276,9 @@ def _offer(sku: Any, location: str) -> VmSizeOffer:
     capabilities = {str(c.name): str(c.value) for c in sku.capabilities or []}
     restriction = next(
         (
-            str(r.reason_code or "restricted")
+            _text(r.reason_code) or "restricted"
             for r in sku.restrictions or []
-            if str(r.type) == "Location"
+            if _text(r.type) == "Location"
             and location in {str(v).lower() for v in [*(r.values_property or []), *_restricted_locations(r)]}
         ),
         None,
@@ -290,6 +290,11 @@ def _offer(sku: Any, location: str) -> VmSizeOffer:
         premium_io=capabilities.get("PremiumIO", "False").lower() == "true",
         restriction=restriction,
     )
+
+
+def _text(value: Any) -> str:
+    """An SDK enum member (a str subclass whose str() is its qualified name) or a plain string, as sent."""
+    return str(getattr(value, "value", value) or "")
 
 
 def _restricted_locations(restriction: Any) -> list[str]:
