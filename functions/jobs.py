@@ -6,15 +6,19 @@ Every operator action that answers 202 names its job here in `Location`.
 
 from __future__ import annotations
 
+import asyncio
+
+import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import handle_errors, json_response, path_id
-from orchestrators.blueprints import blueprint
+from functions.http_errors import accepted_job, handle_errors, json_response, path_id
+from orchestrators.blueprints import durable_blueprint
+from orchestrators.names import CANCEL_REQUESTED, is_cancellable, job_instance_id
 from shared.bootstrap import get_services
 from shared.jobs import cancellation
 from shared.jobs import lifecycle as jobs
 
-bp = blueprint()
+bp = durable_blueprint()
 
 
 @bp.route(route="jobs/{jobId}", methods=["GET"])
@@ -25,7 +29,17 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="jobs/{jobId}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @handle_errors
-def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
-    """404 unknown job; 409 JobAlreadyFinished or JobNotCancellable (the reason and what to do instead)."""
-    cancellation.cancel(get_services().repos, path_id(req, "jobId"))
+async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """202 + Location: the job's orchestration was asked to stop (the job ends Cancelled); 404 unknown
+    job; 409 JobAlreadyFinished, or JobNotCancellable with the reason and what to do instead."""
+    services = get_services()
+    job = await asyncio.to_thread(cancellation.cancellable_job, services.repos, path_id(req, "jobId"))
+    instance = job_instance_id(job.id)
+    # The orchestration alone knows whether it is still where it can stop: it says so in its status.
+    status = await client.get_status(instance)
+    if not is_cancellable(status.custom_status):
+        cancellation.past_the_point(job)
+    await client.raise_event(instance, CANCEL_REQUESTED, {"jobId": job.id})
+    return accepted_job(job, retry_after_seconds=5)

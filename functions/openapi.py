@@ -286,12 +286,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "jobs/{jobId}/cancel",
         "cancel_job",
-        "Ask to cancel a running job. No kind can be cancelled half-way today: 409 JobNotCancellable "
-        "with the kind's reason and what to do instead (a failover to Azure, a change of recovery point "
-        "and a commit never can: a half-built VM is worse than a finished one or none), 409 "
-        "JobAlreadyFinished naming the status of a finished job",
+        "Cancel a running job. Only a cutover (Migration) can be, while it waits for the source's shutdown "
+        "and its final cycle: 202, the job ends Cancelled and the machine goes back to Replicating. 409 "
+        "JobNotCancellable otherwise, with the reason and what to do instead (a failover to Azure, a change "
+        "of recovery point and a commit never can: a half-built VM is worse than a finished one or none), "
+        "409 JobAlreadyFinished naming the status of a finished job",
         "operator",
-        Job,
+        AcceptedJob,
+        202,
         errors=(401, 404, 409),
     ),
     Operation(

@@ -1,9 +1,13 @@
-"""Cancel requests: which jobs can be stopped half-way, and a clear 409 for the others.
+"""Cancel requests: which jobs can be stopped, when, and a clear 409 for the others.
 
-No job can be cancelled today: each either builds something in Azure (a half-built VM or replica is worse
-than a finished one or none, and every job already rolls back by itself when it fails) or only deletes
-(stopping a delete half-way leaves resources behind). A cancel request therefore answers with the reason
-for the job's kind and what to do instead, and changes nothing.
+Only the cutover (a `Migration` job) can be cancelled, and only while it waits for the source's
+shutdown and its final cycle: nothing exists in Azure then, and rolling back is what a failure does
+already (replication resumes, the machine goes back to Replicating). Its orchestration says when it is
+in that wait; the trigger asks it and raises the cancel event, or answers `past_the_point`. Every other
+job either builds something in Azure (a half-built VM or replica is worse than a finished one or none,
+and every job already rolls back by itself when it fails) or only deletes (stopping a delete half-way
+leaves resources behind): a cancel request answers with the reason for its kind and what to do instead,
+and changes nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from shared.domain.errors import Conflict
-from shared.domain.job import JobKind
+from shared.domain.job import Job, JobKind
 from shared.jobs import lifecycle
 from shared.platform.repository import Repositories
 
@@ -38,9 +42,6 @@ REASONS: dict[JobKind, str] = {
     f"disks; {_WAIT}: the VM keeps (or gets back) the disks of one recovery point",
     JobKind.COMMIT: f"{_FAILOVER}, and a commit has already started deleting the other recovery points; "
     "wait for it to finish; if it fails, commit again (POST /api/machines/{machine}/commit) to retry",
-    JobKind.MIGRATION: "a migration cannot be cancelled: it runs the final cycle and builds the VM in "
-    f"Azure, and a half-built VM is worse than a finished one or none; {_WAIT}: the machine returns to "
-    "Replicating and replication resumes",
     JobKind.TEST_MIGRATION: "a test migration cannot be cancelled half-way (it builds a VM in Azure); "
     "wait for it to finish, then delete its resources with POST /api/machines/{machine}/test-migrate/"
     "cleanup; if it fails it deletes what it created by itself",
@@ -61,19 +62,41 @@ REASONS: dict[JobKind, str] = {
 }
 _DEFAULT = f"a {{kind}} job cannot be cancelled; {_WAIT}"
 
+# Kinds whose orchestration may be stopped while it says so, and what is said once it no longer can.
+PAST_THE_POINT: dict[JobKind, str] = {
+    JobKind.MIGRATION: "the cutover is past the point where it can be cancelled: it could be while it "
+    "waited for the source's shutdown and its final cycle, and it is now building the VM in Azure (a "
+    f"half-built VM is worse than a finished one or none); {_WAIT}: the machine returns to Replicating "
+    "and replication resumes",
+}
 
-def cancel(repos: Repositories, job_id: str) -> NoReturn:
-    """404 unknown job; 409 `JobAlreadyFinished` for a finished job (naming its status); otherwise 409
+
+def cancellable_job(repos: Repositories, job_id: str) -> Job:
+    """The job, if its kind may be cancelled at some point (the trigger then asks its orchestration).
+
+    404 unknown job; 409 `JobAlreadyFinished` for a finished job (naming its status); 409
     `JobNotCancellable` with the kind's reason and what to do instead. Nothing is written."""
     job = lifecycle.require(repos, job_id)
     if job.status.finished:
         raise JobAlreadyFinished(
             f"job {job.id} ({job.kind}) has already finished with status {job.status}: there is nothing "
             "to cancel",
-            details=[{"jobId": job.id, "kind": job.kind, "status": job.status}],
+            details=_details(job),
         )
-    reason = REASONS.get(job.kind, _DEFAULT).format(job=job.id, machine=job.machine_id, kind=job.kind)
-    raise JobNotCancellable(
-        f"job {job.id} ({job.kind}) cannot be cancelled: {reason}",
-        details=[{"jobId": job.id, "kind": job.kind, "status": job.status}],
-    )
+    if job.kind not in PAST_THE_POINT:
+        _refuse(job, REASONS.get(job.kind, _DEFAULT))
+    return job
+
+
+def past_the_point(job: Job) -> NoReturn:
+    """409 `JobNotCancellable`: the job's orchestration is past the point where it could stop."""
+    _refuse(job, PAST_THE_POINT.get(job.kind, _DEFAULT))
+
+
+def _refuse(job: Job, reason: str) -> NoReturn:
+    text = reason.format(job=job.id, machine=job.machine_id, kind=job.kind)
+    raise JobNotCancellable(f"job {job.id} ({job.kind}) cannot be cancelled: {text}", details=_details(job))
+
+
+def _details(job: Job) -> list[dict[str, str]]:
+    return [{"jobId": job.id, "kind": job.kind.value, "status": job.status.value}]

@@ -127,6 +127,7 @@ class FakeDurableExtension:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.running: set[str] = set()
+        self.custom_status: dict[str, Any] = {}  # an instance's customStatus, as its orchestration set it
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,6 +154,7 @@ class FakeDurableExtension:
                             "runtimeStatus": "Running",
                             "createdTime": "2026-11-22T02:00:00Z",
                             "lastUpdatedTime": "2026-11-22T02:00:00Z",
+                            "customStatus": outer.custom_status.get(instance),
                         },
                     )
                 else:
