@@ -37,9 +37,11 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     services = get_services()
     job = await asyncio.to_thread(cancellation.cancellable_job, services.repos, path_id(req, "jobId"))
     instance = job_instance_id(job.id)
-    # The orchestration alone knows whether it is still where it can stop: it says so in its status.
+    # The orchestration alone knows whether it is still where it can stop: it says so in its status. One
+    # that has not run yet (Pending) waits for the request from its first step, where Durable keeps it.
     status = await client.get_status(instance)
-    if not is_cancellable(status.custom_status):
+    pending = status.runtime_status == df.OrchestrationRuntimeStatus.Pending
+    if not (pending or is_cancellable(status.custom_status)):
         cancellation.past_the_point(job)
     await client.raise_event(instance, CANCEL_REQUESTED, {"jobId": job.id})
     return accepted_job(job, retry_after_seconds=5)

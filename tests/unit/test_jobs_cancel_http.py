@@ -109,6 +109,17 @@ def test_a_cutover_waiting_for_its_final_cycle_is_asked_to_stop(
     assert raised(durable) == [f"/durabletask/instances/job-1/raiseEvent/{CANCEL_REQUESTED}"]
 
 
+def test_a_cutover_whose_orchestration_has_not_run_yet_gets_the_request_too(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    running(services, JobKind.MIGRATION)
+    durable.running.add("job-1")
+    durable.runtime_status["job-1"] = "Pending"
+    status, body, _ = cancel(durable, "job-1")
+    assert status == 202, body
+    assert raised(durable) == [f"/durabletask/instances/job-1/raiseEvent/{CANCEL_REQUESTED}"]
+
+
 @pytest.mark.parametrize("custom_status", [NOT_CANCELLABLE_STATUS, {"vmId": "/subscriptions/x"}, None])
 def test_a_cutover_past_its_wait_is_409_saying_so(
     services: Services, durable: FakeDurableExtension, custom_status: Any
