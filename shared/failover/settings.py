@@ -3,7 +3,8 @@
 Until the operator changes something the settings are the replication's target settings; a change is
 validated in full before anything is written (a 400 names each field and what to do, and the machine
 is left as it was; what only Azure knows, the size in the region and the address free in the VNet, is
-asked of Azure for what the change touches) and stores the whole resulting settings on the machine, which the failover reads.
+asked of Azure for what the change touches) and stores the whole resulting settings on the machine,
+which the failover reads.
 While a failover runs, and once its VM exists, the settings are what the VM was created with: a
 change is a 409.
 """
