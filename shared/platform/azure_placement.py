@@ -217,12 +217,22 @@ class AzurePlacement:
                 )
             ]
         group, name = check.vnet_group_and_name
-        result = self._call(
-            f"check whether {ip} is free in virtual network {name}",
-            lambda c: c.network.virtual_networks.check_ip_address_availability(
-                group, name, ip_address=str(ip)
-            ),
-        )
+        try:
+            result = self._call(
+                f"check whether {ip} is free in virtual network {name}",
+                lambda c: c.network.virtual_networks.check_ip_address_availability(
+                    group, name, ip_address=str(ip)
+                ),
+                refused=_NOT_IN_ANY_SUBNET,
+            )
+        except _Refused:
+            return [
+                FieldProblem(
+                    "staticIpAddress",
+                    f"staticIpAddress {ip} is in none of the subnets of VNet {vnet.name}; choose an address "
+                    f"inside subnet {check.subnet}",
+                )
+            ]
         if result.available:
             return []
         free = [
@@ -246,11 +256,22 @@ class AzurePlacement:
             )
         ]
 
-    def _call(self, operation: str, call: Callable[[ArmClients], Any]) -> Any:
+    def _call(self, operation: str, call: Callable[[ArmClients], Any], *, refused: str = "") -> Any:
         try:
             return call(self._clients())
+        except HttpResponseError as exc:
+            if refused and exc.error is not None and exc.error.code == refused:
+                raise _Refused from exc
+            raise _unavailable(operation, exc) from exc
         except AzureError as exc:
             raise _unavailable(operation, exc) from exc
+
+
+class _Refused(Exception):
+    """Azure answered the question with its own 400: the settings are wrong, not Azure unreachable."""
+
+
+_NOT_IN_ANY_SUBNET: Final = "PrivateIPAddressNotInAnySubnet"
 
 
 def _unavailable(operation: str, exc: AzureError) -> AzureCheckUnavailable:

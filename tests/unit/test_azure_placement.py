@@ -61,6 +61,7 @@ class FakeArm:
             properties=NS(subnets=[NS(name="default", properties=NS(address_prefix="10.1.0.0/24"))]),
         )
         self.taken: dict[str, NS] = {}
+        self.refused: set[str] = set()
         self.fail: Exception | None = None
         self.network = NS(
             virtual_networks=NS(get=self._get_vnet, check_ip_address_availability=self._check_ip)
@@ -79,6 +80,12 @@ class FakeArm:
 
     def _check_ip(self, group: str, name: str, *, ip_address: str) -> Any:
         self.calls.append(f"check {ip_address}")
+        if ip_address in self.refused:
+            error = HttpResponseError(
+                response=NS(status_code=400, reason="Bad Request", headers={}, text=lambda: "")
+            )
+            error.error = NS(code="PrivateIPAddressNotInAnySubnet")  # type: ignore[assignment]
+            raise error
         return self.taken.get(ip_address) or NS(
             available=True, available_ip_addresses=None, is_platform_reserved=False
         )
@@ -241,3 +248,15 @@ def test_azure_unreachable_is_a_503_with_a_retry_hint(
     assert raised.value.retry_after_seconds == 30
     assert "read virtual network vnet-target in resource group rg-target" in raised.value.message
     assert "nothing was changed; retry in 30 seconds" in raised.value.message
+
+
+def test_an_address_azure_finds_in_no_subnet_is_a_400_not_a_503(
+    placement: AzurePlacement, arm: FakeArm
+) -> None:
+    # A subnet whose range the VNet does not show: Azure's own answer decides.
+    arm.vnet = NS(location="westeurope", properties=NS(subnets=[NS(name="default", properties=NS())]))
+    arm.refused.add("10.9.0.4")
+    (problem,) = placement.problems(check(None, "10.9.0.4"))
+    assert (
+        problem.field == "staticIpAddress" and "in none of the subnets of VNet vnet-target" in problem.problem
+    )
