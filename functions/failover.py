@@ -77,7 +77,12 @@ async def update_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
     patch = _merge_patch_body(req)
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
     updated = await asyncio.to_thread(
-        failover_settings.update_failover_settings, services.repos, machine_id, patch, now=services.clock()
+        failover_settings.update_failover_settings,
+        services.repos,
+        machine_id,
+        patch,
+        now=services.clock(),
+        placement=services.placement,
     )
     return json_response(updated)
 

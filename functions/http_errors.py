@@ -25,6 +25,7 @@ from shared.domain.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
+    Unavailable,
     ValidationFailed,
 )
 from shared.domain.job import Job
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
     (ConcurrencyConflict, 409),
     (Conflict, 409),
+    (Unavailable, 503),
 )
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -79,6 +81,8 @@ def error_response(error: DomainError) -> func.HttpResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="appliance"'
     if isinstance(error, ConcurrencyConflict):
         headers["Retry-After"] = "1"  # contention is transient: the same request will very likely succeed
+    if isinstance(error, Unavailable):
+        headers["Retry-After"] = str(error.retry_after_seconds)
     body = ErrorResponse(error=ErrorDetail(code=error.code, message=error.message, details=error.details))
     return json_response(body, status, headers)
 

@@ -31,7 +31,8 @@ from functions.http_errors import accepted_job, handle_errors, new_job_id, parse
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
-from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP, job_instance_id
+from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP
+from orchestrators.names import job_instance_id
 from shared.bootstrap import get_services
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs

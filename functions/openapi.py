@@ -304,6 +304,20 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
+        "POST",
+        "jobs/{jobId}/cancel",
+        "cancel_job",
+        "Cancel a running job. Only a cutover (Migration) can be, while it waits for the source's shutdown "
+        "and its final cycle: 202, the job ends Cancelled and the machine goes back to Replicating. 409 "
+        "JobNotCancellable otherwise, with the reason and what to do instead (a failover to Azure, a change "
+        "of recovery point and a commit never can: a half-built VM is worse than a finished one or none), "
+        "409 JobAlreadyFinished naming the status of a finished job",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(401, 404, 409),
+    ),
+    Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
     ),
 )

@@ -85,7 +85,11 @@ async def enable_replication(
     )
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
     started = await asyncio.to_thread(
-        machines.enable_replication, services.repos, command, now=services.clock()
+        machines.enable_replication,
+        services.repos,
+        command,
+        now=services.clock(),
+        placement=services.placement,
     )
     await deliver_operator_request(client, started)
     return accepted_job(started.job, retry_after_seconds=5)

@@ -8,6 +8,8 @@ it when it is.
 
 from __future__ import annotations
 
+from typing import Final
+
 MACHINE_REPLICATION = "machine_replication_orchestrator"
 OPERATOR_REQUEST = "OperatorRequest"
 
@@ -18,3 +20,20 @@ def machine_instance_id(machine_id: str) -> str:
 
 # Raised by the Event Grid function after a cycle is in the machine's inbox: a wake-up, not a queue.
 CYCLE_UPLOADED_SIGNAL = "CycleUploaded"
+
+
+def job_instance_id(job_id: str) -> str:
+    """The orchestration instance of a job that runs in its own instance (test migration, migration...)."""
+    return f"job-{job_id}" if not job_id.startswith("job-") else job_id
+
+
+# Raised by POST /api/jobs/{jobId}/cancel on the job's own orchestration (`job-{jobId}`), and only while
+# that orchestration says it can stop: its custom status is CANCELLABLE_STATUS (the cutover, while it
+# waits for the source's shutdown and its final cycle and nothing exists in Azure yet).
+CANCEL_REQUESTED = "CancelRequested"
+CANCELLABLE_STATUS: Final = {"cancellable": True}
+NOT_CANCELLABLE_STATUS: Final = {"cancellable": False}
+
+
+def is_cancellable(custom_status: object) -> bool:
+    return isinstance(custom_status, dict) and custom_status.get("cancellable") is True

@@ -19,6 +19,7 @@ from shared.appliances.credentials import CredentialHasher
 from shared.health.settings import HealthSettings
 from shared.migration.toolkit_bundle import ToolkitBundle, build_toolkit_bundle, hydration_container_of
 from shared.platform.arm_clients import ArmClients, build_arm_clients
+from shared.platform.azure_placement import AzurePlacement
 from shared.platform.clock import Clock, utc_now
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
 from shared.platform.repository import Repositories
@@ -70,6 +71,14 @@ class Services:
         # A static token replaces the identity (build_arm_clients refuses it for Azure's endpoint).
         credential = None if self.settings.arm_static_token is not None else self.identity
         return build_arm_clients(self.settings, credential=credential, telemetry=self.telemetry)
+
+    @cached_property
+    def placement(self) -> AzurePlacement | None:
+        """Azure's checks of target and failover settings (sizes cached per region in this process);
+        None without AZURE_SUBSCRIPTION_ID, where nothing is built in Azure either."""
+        if self.settings.azure_subscription_id is None:
+            return None
+        return AzurePlacement(lambda: self.arm, self.clock)
 
     @cached_property
     def toolkit_bundle(self) -> ToolkitBundle:

@@ -7,8 +7,10 @@ Routes (every one needs `?api-version=` and `Authorization: Bearer <token>` when
                                                                     (+ PATCH for VMs, disks, snapshots)
   .../providers/{ns}/{type}[/{name}/{child}]                        lists (by resource group, or parent)
   /subscriptions/{sub}/providers/{ns}/{type}                        list across the subscription
+  /subscriptions/{sub}/providers/Microsoft.Compute/skus[?$filter=location eq '..']  Resource SKUs (skus.py)
   .../virtualMachines/{vm}/{powerOff|deallocate|start|restart}      POST actions (async)
   .../virtualMachines/{vm}/instanceView                             GET
+  .../virtualNetworks/{vnet}/CheckIPAddressAvailability?ipAddress=  GET (devhost/arm/ip_availability.py)
   /subscriptions/{sub}/providers/{ns}/locations/{loc}/operations/{id}         Azure-AsyncOperation status
   /subscriptions/{sub}/providers/{ns}/locations/{loc}/operationResults/{id}   Location monitor
   .../disks/{d}/{beginGetAccess|endGetAccess}, .../snapshots/{s}/{...}  POST actions (async; access.py)
@@ -38,7 +40,9 @@ from devhost.arm import dataplane, ids
 from devhost.arm.control import FaultRule, LatencyConfig
 from devhost.arm.errors import ArmError
 from devhost.arm.ids import ResourceId
+from devhost.arm.ip_availability import check_ip_address_availability
 from devhost.arm.service import Answer, LocalArm
+from devhost.arm.skus import list_skus
 
 log = logging.getLogger("devhost.arm")
 
@@ -196,6 +200,8 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
                 return arm.operation_status(rest[5])
             if lrest[4] == "operationresults" and method == "GET":
                 return arm.operation_result(rest[5], base_url, api_version)
+        if len(rest) == 3 and method == "GET" and lrest[1:] == ["microsoft.compute", "skus"]:
+            return list_skus(query)
         if len(rest) == 3 and method == "GET":
             resource_type = ids.canonical_type(f"{namespace}/{rest[2]}")
             if resource_type is not None:
@@ -240,6 +246,10 @@ def _provider(
             return arm.list_type(sub, rg, resource_type, parent)
         if parent is not None and parent.type in (ids.DISK, ids.SNAPSHOT) and method == "POST":
             return arm.disk_access(parent, path[-1], body, base_url, api_version)
+        is_vnet = parent is not None and parent.type == ids.VIRTUAL_NETWORK
+        if is_vnet and method == "GET" and path[-1].lower() == "checkipaddressavailability":
+            assert parent is not None
+            return check_ip_address_availability(arm, parent, query.get("ipAddress"))
         if parent is not None and parent.type == ids.VIRTUAL_MACHINE:
             action = path[-1]
             if method == "POST":

@@ -430,7 +430,9 @@ def view_nsg(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
 # --- network interfaces --------------------------------------------------------------------------------
 
 
-def _used_addresses(arm: LocalArm, subnet_key: str, except_nic: str) -> set[str]:
+def used_addresses(arm: LocalArm, subnet_key: str, except_nic: str) -> set[str]:
+    """The private addresses NICs other than `except_nic` hold in the subnet (also what
+    CheckIPAddressAvailability calls taken)."""
     used = set()
     for key, nic in arm.of_type(ids.NIC):
         if key == except_nic:
@@ -466,7 +468,7 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
         subnet_doc = arm.store.get(subnet.key)
         assert subnet_doc is not None
         network = _network(_subnet_prefixes(subnet_doc["properties"], "")[0], "subnet")
-        used = _used_addresses(arm, subnet.key, rid.key)
+        used = used_addresses(arm, subnet.key, rid.key)
         method = str(cprops.get("privateIPAllocationMethod") or "Dynamic")
         address = cprops.get("privateIPAddress") if method == "Static" else None
         previous = (old_configs.get(name.lower()) or {}).get("properties") or {}

@@ -70,6 +70,7 @@ def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
         error_code=outcome.error_code,
         error_message=outcome.error_message,
         failed_step=outcome.failed_step,
+        cancelled=outcome.cancelled,
     )
     return Done().model_dump(mode="json")
 

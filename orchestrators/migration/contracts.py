@@ -37,6 +37,9 @@ class JobOutcome(Payload):
     machine_id: str
     job_id: str
     succeeded: bool
+    cancelled: bool = Field(
+        default=False, description="not a failure: the operator cancelled it; rolled back as a failure is"
+    )
     error_code: str | None = None
     error_message: str | None = None
     failed_step: str | None = Field(
@@ -59,6 +62,7 @@ class FinalCycleWatch(Payload):
 class FinalCycleState(Payload):
     applied: bool
     rejected: bool = False
+    cancelled: bool = Field(default=False, description="the operator cancelled the cutover during the wait")
     recovery_point_id: str | None = None
     message: str = ""
 

@@ -2,7 +2,9 @@
 
 Runbook: optionally shut the source down (ShutDownSource to the appliance), then a final on-demand
 cycle (RunCycle final) so nothing written before the cutover is lost; wait (a durable timer loop)
-until the machine's orchestration has applied it; hydrate from the recovery point it left and create
+until the machine's orchestration has applied it (until then the operator may cancel: POST
+/api/jobs/{jobId}/cancel raises CANCEL_REQUESTED, and the cutover rolls back as a failure does, the job
+ending Cancelled); hydrate from the recovery point it left and create
 the VM in the target VNet/subnet/size; mark the machine Migrated (replication stops: no more cycles are
 accepted). A failure at any point leaves the replica and its recovery points as they were and returns
 the machine to Replicating, so replication resumes without a resync. "Complete migration" (DELETE
@@ -32,6 +34,7 @@ from orchestrators.migration.contracts import (
     JobOutcome,
 )
 from orchestrators.migration.test_migration import job_outcome
+from orchestrators.names import CANCEL_REQUESTED, CANCELLABLE_STATUS, NOT_CANCELLABLE_STATUS
 from shared.migration import service as m
 
 MIGRATION = "migration_orchestrator"
@@ -44,7 +47,16 @@ bp = durable_blueprint()
 def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     job = JobInput.model_validate(context.get_input())
     final = yield from _final_cycle(context, job)
-    if final.recovery_point_id is None:
+    if final.cancelled:
+        outcome = JobOutcome(
+            machine_id=job.machine_id,
+            job_id=job.job_id,
+            succeeded=False,
+            cancelled=True,
+            error_code="Cancelled",
+            error_message=final.message,
+        )
+    elif final.recovery_point_id is None:
         outcome = JobOutcome(
             machine_id=job.machine_id,
             job_id=job.job_id,
@@ -64,6 +76,10 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
 
 
 def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orchestration:
+    # Until the final cycle is applied nothing exists in Azure: a cancel request is honoured; it is
+    # buffered by Durable until the wait below looks at it.
+    cancel = context.wait_for_external_event(CANCEL_REQUESTED)
+    context.set_custom_status(CANCELLABLE_STATUS)
     first = (
         ((m.STEP_SHUTDOWN, "Succeeded", "ShutDownSource sent to the appliance"),)
         if job.shutdown_source
@@ -103,12 +119,38 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
                 ),
             )
             break
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=started.poll_seconds))
+        if (yield from _cancelled_before(context, cancel, started.poll_seconds)):
+            break
+    # A request that arrived while the last check ran counts too: the cutover has not gone further.
+    # Durable hands an event only to a wait that is yielded: look once more, with a timer already due.
+    if cancel.is_completed or (yield from _cancelled_before(context, cancel, 0)):
+        state = FinalCycleState(applied=False, cancelled=True, message=_CANCELLED)
+    context.set_custom_status(NOT_CANCELLABLE_STATUS)
+    if state.cancelled:
+        yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Cancelled", None))
+        return state
     if not state.applied:
         yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Failed", state.message))
         return state
     yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Succeeded", None))
     return state
+
+
+def _cancelled_before(context: df.DurableOrchestrationContext, cancel: Any, seconds: float) -> Orchestration:
+    """Wait `seconds` (a durable timer) unless the cancel request comes first; True if it did."""
+    timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+    winner = yield context.task_any([timer, cancel])
+    if winner is cancel:
+        timer.cancel()
+        return True
+    return False
+
+
+_CANCELLED = (
+    "cancelled by the operator while the cutover waited for the final cycle, before anything was created "
+    "in Azure; the machine is back to Replicating and replication resumes. A source already shut down "
+    "stays down: start it again if it should keep serving"
+)
 
 
 def _progress(

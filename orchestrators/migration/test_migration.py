@@ -37,10 +37,6 @@ Orchestration = Generator[Any, Any, Any]
 bp = durable_blueprint()
 
 
-def job_instance_id(job_id: str) -> str:
-    return f"job-{job_id}" if not job_id.startswith("job-") else job_id
-
-
 @bp.orchestration_trigger(context_name="context", orchestration=TEST_MIGRATION)
 def test_migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     job = JobInput.model_validate(context.get_input())

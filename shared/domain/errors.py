@@ -1,7 +1,8 @@
 """Domain errors. Each carries a stable machine-readable code; the HTTP layer maps the class to a status.
 
 NotFound -> 404, ValidationFailed -> 400, Unauthorized -> 401, Forbidden -> 403,
-Conflict (incl. ForbiddenTransition) -> 409, ConcurrencyConflict -> retried, else 409.
+Conflict (incl. ForbiddenTransition) -> 409, ConcurrencyConflict -> retried, else 409,
+Unavailable -> 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ class ConcurrencyConflict(Conflict):
     """The document changed since it was read (Cosmos 412). Callers re-read and retry, bounded."""
 
     code = "ConcurrencyConflict"
+
+
+class Unavailable(DomainError):
+    """A dependency could not answer, so the request was not carried out; the same request may succeed
+    after `retry_after_seconds` (503 with Retry-After)."""
+
+    code = "ServiceUnavailable"
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: int, details: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_seconds = retry_after_seconds
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Until the operator changes something the settings are the replication's target settings; a change is
 validated in full before anything is written (a 400 names each field and what to do, and the machine
-is left as it was) and stores the whole resulting settings on the machine, which the failover reads.
+is left as it was; what only Azure knows, the size in the region and the address free in the VNet, is
+asked of Azure for what the change touches) and stores the whole resulting settings on the machine,
+which the failover reads.
 While a failover runs, and once its VM exists, the settings are what the VM was created with: a
 change is a 409.
 """
@@ -22,6 +24,7 @@ from shared.domain.failover import FailoverSettings
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
 from shared.domain.wire import merge_patch
+from shared.platform.azure_placement import AzurePlacement, PlacementCheck
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -68,15 +71,47 @@ def get_failover_settings(repos: Repositories, machine_id: str) -> FailoverSetti
 
 
 def update_failover_settings(
-    repos: Repositories, machine_id: str, patch: Mapping[str, Any], *, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    patch: Mapping[str, Any],
+    *,
+    now: datetime,
+    placement: AzurePlacement | None = None,
 ) -> FailoverSettings:
     """Apply a JSON merge patch to the machine's failover settings and store the result.
 
     404 unknown machine; 409 replication never enabled or a failover running or done; 400 with one
-    entry per problem, nothing written. A patch that changes nothing writes nothing. Round-trips: a
-    read and a replace, plus one cross-partition query when the result has a static IP address.
+    entry per problem, nothing written; 503 when Azure could not be asked. A patch that changes nothing
+    writes nothing. Round-trips: a read and a replace, plus one cross-partition query when the result
+    has a static IP address; with `placement`, Azure is asked only about what the patch changes: a new
+    size or network (the VNet, the region's sizes, cached) and a new address (the VNet, the address).
     """
     free_checked: dict[tuple[str, str, IPv4Address], list[FieldProblem]] = {}
+    azure_checked: dict[PlacementCheck, list[FieldProblem]] = {}
+
+    def azure_problems(
+        machine: Machine, current: FailoverSettings, settings: FailoverSettings
+    ) -> list[FieldProblem]:
+        if placement is None:
+            return []
+        moved = _network_key(settings) != _network_key(current)
+        ip = settings.static_ip_address
+        new_address = ip is not None and (
+            moved or settings.subnet != current.subnet or ip != current.static_ip_address
+        )
+        check = PlacementCheck(
+            resource_group=settings.resource_group,
+            virtual_network=settings.virtual_network,
+            subnet=settings.subnet,
+            vm_size=settings.vm_size if moved or settings.vm_size != current.vm_size else None,
+            static_ip=ip if new_address else None,
+            data_disks=sum(1 for d in machine.inventory.disks if not d.is_os_disk),
+            premium=any(d.disk_type.is_premium for d in settings.disks.values()),
+        )
+        # Asked once even if the update is retried on a concurrent change.
+        if check not in azure_checked:
+            azure_checked[check] = placement.problems(check)
+        return azure_checked[check]
 
     def address_problems(machine: Machine, settings: FailoverSettings) -> list[FieldProblem]:
         # The query runs once even if the update is retried on a concurrent change.
@@ -100,6 +135,7 @@ def update_failover_settings(
         settings = _patched(current, patch)
         problems = settings.validate_for_machine(machine.id, machine.inventory)
         problems += address_problems(machine, settings)
+        problems += azure_problems(machine, current, settings)
         if problems:
             raise ValidationFailed(problems)
         if settings != current:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pydantic import Field
 
 from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
@@ -220,10 +221,13 @@ def end_job(
     error_code: str | None = None,
     error_message: str | None = None,
     failed_step: str | None = None,
+    cancelled: bool = False,
 ) -> Job:
     """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
     the machine already moved and the job already finished). A failure fails `failed_step` (else the
-    step that was running) with the job's error and cancels the steps never run."""
+    step that was running) with the job's error and cancels the steps never run. A cancelled job moves
+    the machine as a failure does, ends `Cancelled` (every open step with it) and leaves an event on the
+    machine saying so."""
     job = jobs.require(repos, job_id)
     source, success, failure = _OUTCOMES[job.kind]
 
@@ -237,6 +241,21 @@ def end_job(
     repos.machines.update_with_retry(job.machine_id, move)
     if succeeded:
         return jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
+    if cancelled:
+        message = error_message or f"the {job.kind.value} job was cancelled by the operator"
+        repos.events.put(
+            Event(
+                id=f"{job_id}-cancelled",
+                machine_id=job.machine_id,
+                time=now,
+                type=f"{job.kind.value} cancelled",
+                severity=Severity.INFO,
+                message=message,
+                details={"jobId": job_id},
+            )
+        )
+        error = JobError(code=error_code or "Cancelled", message=message)
+        return jobs.finish(repos, job_id, JobStatus.CANCELLED, now=now, error=error)
     error = JobError(code=error_code or "Failed", message=error_message or "the job failed")
     return jobs.finish(repos, job_id, JobStatus.FAILED, now=now, error=error, failed_step=failed_step)
 

@@ -14,7 +14,7 @@ from shared.domain.api import (
     RecoveryPointView,
 )
 from shared.domain.cycle import Consistency
-from shared.domain.errors import ValidationFailed
+from shared.domain.errors import FieldProblem, ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import (
     PROTECTED_STATES,
@@ -27,6 +27,7 @@ from shared.domain.machine import Machine, ReplicationStatus, UploadWatch
 from shared.domain.target import TargetSettings
 from shared.health import reset_health
 from shared.jobs import lifecycle as jobs
+from shared.platform.azure_placement import AzurePlacement, PlacementCheck
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -62,17 +63,46 @@ class JobStarted:
     is_retry: bool
 
 
-def enable_replication(repos: Repositories, command: EnableReplication, *, now: datetime) -> JobStarted:
+def enable_replication(
+    repos: Repositories,
+    command: EnableReplication,
+    *,
+    now: datetime,
+    placement: AzurePlacement | None = None,
+) -> JobStarted:
     """Validate the target against the machine, move it to EnablingReplication, record the job.
 
-    404 unknown machine; 400 with one entry per problem; 409 when replication is already in place.
-    A retry of the same request while still EnablingReplication returns the same job (is_retry), so a
-    client or entry point that failed half-way can safely repeat it. Round-trips: 3 (read, replace, job).
+    404 unknown machine; 400 with one entry per problem; 409 when replication is already in place;
+    503 when Azure could not be asked. A retry of the same request while still EnablingReplication
+    returns the same job (is_retry), so a client or entry point that failed half-way can safely repeat
+    it. Round-trips: 3 (read, replace, job); with `placement`, Azure is asked whether the size is
+    offered in the VNet's region with room for the machine's data disks (the VNet, the region's sizes,
+    cached) and, with a static IP address, whether it is free in the VNet.
     """
+    azure_checked: dict[PlacementCheck, list[FieldProblem]] = {}
+
+    def azure_problems(machine: Machine) -> list[FieldProblem]:
+        if placement is None:
+            return []
+        target = command.target
+        check = PlacementCheck(
+            resource_group=target.resource_group,
+            virtual_network=target.virtual_network,
+            subnet=target.subnet,
+            vm_size=target.vm_size,
+            static_ip=target.static_ip_address,
+            data_disks=sum(1 for d in machine.inventory.disks if not d.is_os_disk),
+            premium=target.disk_type.is_premium,
+        )
+        # Asked once even if the update is retried on a concurrent change.
+        if check not in azure_checked:
+            azure_checked[check] = placement.problems(check)
+        return azure_checked[check]
 
     def apply(machine: Machine) -> tuple[str, bool]:
         # Validated against the very version being written (a discovery report may change the inventory).
         problems = command.target.validate_for_machine(machine.inventory)
+        problems += azure_problems(machine)
         if problems:
             raise ValidationFailed(problems)
         if (

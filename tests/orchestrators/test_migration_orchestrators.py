@@ -46,6 +46,7 @@ from orchestrators.migration.contracts import (
 from orchestrators.migration.contracts import (
     TestResources as FoundResources,  # aliased: pytest would try to collect a Test* class
 )
+from orchestrators.names import CANCEL_REQUESTED, CANCELLABLE_STATUS, NOT_CANCELLABLE_STATUS
 from shared.migration import service as m
 from tests.orchestrators.conftest import Run, run, running
 
@@ -271,6 +272,64 @@ def test_a_final_cycle_that_never_comes_fails_the_migration_without_hydrating(tm
             assert (outcome.succeeded, outcome.error_code) == (False, "FinalCycleFailed")
             assert "not applied within 10 minutes" in (outcome.error_message or "")
             assert steps(r)[-1] == (m.STEP_FINAL_CYCLE, "Failed")
+
+    run(scenario())
+
+
+def test_a_cancel_while_waiting_for_the_final_cycle_rolls_the_cutover_back(tmp_path: Path) -> None:
+    flow = Flow(final_after_polls=None, poll_seconds=60)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            instance = await r.start(cutover.MIGRATION, f"job-{JOB}", job_input(shutdown_source=True))
+            await r.idle()
+            assert (await r.status(instance))["customStatus"] == CANCELLABLE_STATUS, "it says it can stop"
+            await r.advance(60)
+            polls = len(r.calls.of("check_final_cycle"))
+            assert polls == 2
+            await r.raise_event(instance, CANCEL_REQUESTED, {"jobId": JOB})
+            status = await r.status(instance)
+            assert status["runtimeStatus"] == "Completed", "the wait ends at once, not at the next poll"
+            assert len(r.calls.of("check_final_cycle")) == polls
+            assert status["customStatus"] == NOT_CANCELLABLE_STATUS
+            assert r.calls.of("plan_hydration") == [], "nothing is built in Azure"
+            outcome = ended(r)
+            assert (outcome.succeeded, outcome.cancelled, outcome.error_code) == (False, True, "Cancelled")
+            assert "cancelled by the operator" in (outcome.error_message or "")
+            assert steps(r)[-1] == (m.STEP_FINAL_CYCLE, "Cancelled")
+            assert JobOutcome.model_validate(status["output"]).cancelled
+
+    run(scenario())
+
+
+def test_a_cancel_that_came_before_the_final_cycle_was_applied_still_counts(tmp_path: Path) -> None:
+    # The cycle is applied at the first look, but the request was already in: nothing is built.
+    flow = Flow(final_after_polls=0)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            instance = await r.start(cutover.MIGRATION, f"job-{JOB}", job_input())
+            await r.raise_event(instance, CANCEL_REQUESTED, {"jobId": JOB})
+            status = await r.finish(instance)
+            assert status["runtimeStatus"] == "Completed", status
+            assert len(r.calls.of("check_final_cycle")) == 1
+            assert r.calls.of("plan_hydration") == []
+            assert ended(r).cancelled
+
+    run(scenario())
+
+
+def test_once_past_the_wait_the_cutover_says_it_can_no_longer_stop(tmp_path: Path) -> None:
+    flow = Flow(final_after_polls=1)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            status = await migrate(r)
+            assert status["runtimeStatus"] == "Completed", status
+            outcome = ended(r)
+            assert outcome.succeeded and not outcome.cancelled
+            # Hydration's own status replaced "not cancellable": neither says it can stop.
+            assert status["customStatus"].get("cancellable") is not True
 
     run(scenario())
 

@@ -127,6 +127,8 @@ class FakeDurableExtension:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.running: set[str] = set()
+        self.custom_status: dict[str, Any] = {}  # an instance's customStatus, as its orchestration set it
+        self.runtime_status: dict[str, str] = {}  # "Running" unless set
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -150,9 +152,10 @@ class FakeDurableExtension:
                         {
                             "name": MACHINE_REPLICATION,
                             "instanceId": instance,
-                            "runtimeStatus": "Running",
+                            "runtimeStatus": outer.runtime_status.get(instance, "Running"),
                             "createdTime": "2026-11-22T02:00:00Z",
                             "lastUpdatedTime": "2026-11-22T02:00:00Z",
+                            "customStatus": outer.custom_status.get(instance),
                         },
                     )
                 else:

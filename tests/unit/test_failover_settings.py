@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.domain.errors import ValidationFailed
+from shared.domain.errors import FieldProblem, ValidationFailed
 from shared.domain.failover import FailoverDisk, FailoverSettings
 from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
@@ -16,6 +16,7 @@ from shared.domain.machine import Machine
 from shared.domain.target import DiskType, TargetSettings
 from shared.domain.wire import merge_patch
 from shared.failover.settings import effective_settings, update_failover_settings
+from shared.platform.azure_placement import AzureCheckUnavailable, AzurePlacement, PlacementCheck
 from shared.platform.repository import Repositories
 from shared.replication import machines
 from tests.support.memory_store import InMemoryDocumentStore
@@ -183,3 +184,79 @@ def test_an_address_is_taken_in_the_same_vnet_whether_named_or_given_by_id() -> 
         )
         == "10.1.2.10"
     )
+
+
+class RecordingPlacement(AzurePlacement):
+    """Azure's checks answered from a list of problems; records what it was asked."""
+
+    def __init__(self, answer: list[FieldProblem] | Exception | None = None) -> None:
+        super().__init__(lambda: None, lambda: NOW)  # type: ignore[arg-type,return-value]
+        self.asked: list[PlacementCheck] = []
+        self.answer = answer
+
+    def problems(self, check: PlacementCheck) -> list[FieldProblem]:
+        self.asked.append(check)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return list(self.answer or [])
+
+
+def test_azure_is_asked_only_about_what_the_patch_changes() -> None:
+    repos = Repositories(InMemoryDocumentStore())
+    repos.machines.add(machine("sda", "sdb", "sdc"))
+    placement = RecordingPlacement()
+    update_failover_settings(
+        repos, "vm-1", {"disks": {"sdb": {"diskType": "StandardSSD_LRS"}}}, now=NOW, placement=placement
+    )
+    (asked,) = placement.asked
+    assert asked.vm_size is None and asked.static_ip is None  # nothing Azure knows changed: no round trip
+    update_failover_settings(repos, "vm-1", {"vmSize": "Standard_E8s_v5"}, now=NOW, placement=placement)
+    assert placement.asked[-1].vm_size == "Standard_E8s_v5" and placement.asked[-1].static_ip is None
+    assert placement.asked[-1].data_disks == 2 and placement.asked[-1].premium
+    update_failover_settings(repos, "vm-1", {"staticIpAddress": "10.1.2.11"}, now=NOW, placement=placement)
+    assert placement.asked[-1].vm_size is None and str(placement.asked[-1].static_ip) == "10.1.2.11"
+    # A new VNet: the size and the address are asked about again (another region, another network).
+    update_failover_settings(repos, "vm-1", {"virtualNetwork": "vnet-dr"}, now=NOW, placement=placement)
+    assert (
+        placement.asked[-1].vm_size == "Standard_E8s_v5" and str(placement.asked[-1].static_ip) == "10.1.2.11"
+    )
+
+
+def test_azures_problems_are_a_400_and_nothing_is_written() -> None:
+    repos = Repositories(InMemoryDocumentStore())
+    repos.machines.add(machine())
+    refused = FieldProblem("vmSize", "vmSize Standard_E16s_v5 is not offered in region westeurope")
+    with pytest.raises(ValidationFailed) as caught:
+        update_failover_settings(
+            repos, "vm-1", {"vmSize": "Standard_E16s_v5"}, now=NOW, placement=RecordingPlacement([refused])
+        )
+    assert caught.value.problems == [refused]
+    assert repos.machines.require("vm-1").item.failover_settings is None
+
+
+def test_azure_unreachable_refuses_the_change_with_503() -> None:
+    repos = Repositories(InMemoryDocumentStore())
+    repos.machines.add(machine())
+    down = AzureCheckUnavailable("could not list the VM sizes", retry_after_seconds=30)
+    with pytest.raises(AzureCheckUnavailable):
+        update_failover_settings(
+            repos, "vm-1", {"vmSize": "Standard_E8s_v5"}, now=NOW, placement=RecordingPlacement(down)
+        )
+    assert repos.machines.require("vm-1").item.failover_settings is None
+
+
+def test_enable_replication_asks_azure_about_the_whole_target() -> None:
+    repos = Repositories(InMemoryDocumentStore())
+    repos.machines.add(
+        machine("sda", "sdb", state=MachineState.DISCOVERED).model_copy(update={"target": None})
+    )
+    refused = FieldProblem("staticIpAddress", "staticIpAddress 10.1.2.10 is already in use in VNet vnet-prod")
+    placement = RecordingPlacement([refused])
+    command = machines.EnableReplication(machine_id="vm-1", target=TARGET, job_id="job-1")
+    with pytest.raises(ValidationFailed) as caught:
+        machines.enable_replication(repos, command, now=NOW, placement=placement)
+    assert caught.value.problems == [refused]
+    (asked,) = placement.asked
+    assert asked.vm_size == "Standard_D4s_v3" and str(asked.static_ip) == "10.1.2.10"
+    assert asked.data_disks == 1 and asked.premium
+    assert repos.machines.require("vm-1").item.state is MachineState.DISCOVERED

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from shared.bootstrap import Services
+from shared.domain.errors import FieldProblem
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
+from shared.platform.azure_placement import AzureCheckUnavailable
 from tests.unit.test_api_http import (
     GIB,
     TARGET,
@@ -23,6 +25,7 @@ from tests.unit.test_api_http import (
     report,
     services,
 )
+from tests.unit.test_failover_settings import RecordingPlacement
 
 __all__ = ["durable", "services"]  # the fixtures, used by name
 
@@ -235,3 +238,28 @@ def test_before_replication_is_enabled_there_are_no_settings(services: Services)
     assert patch("vm-1", {"vmSize": "Standard_D8s_v3"})[0] == 409
     assert get("ghost")[0] == 404
     assert patch("ghost", {})[0] == 404
+
+
+def test_azures_answer_is_a_400_naming_the_field_and_an_unreachable_azure_a_503_with_retry_after(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    machine_id = replicating(services, durable)
+    refused = FieldProblem("vmSize", "vmSize Standard_E16s_v5 is not offered in region westeurope")
+    services.placement = RecordingPlacement([refused])
+    status, body = patch(machine_id, {"vmSize": "Standard_E16s_v5"})
+    assert status == 400, body
+    assert body["error"]["details"] == [{"field": "vmSize", "problem": refused.problem}]
+
+    services.placement = RecordingPlacement(AzureCheckUnavailable("could not ask", retry_after_seconds=30))
+    status, payload, response = call(
+        "update_failover_settings",
+        "PATCH",
+        "/",
+        route={"machineId": machine_id},
+        body={"vmSize": "Standard_E8s_v5"},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 503, payload
+    assert payload["error"]["code"] == "AzureCheckUnavailable"
+    assert response.headers["Retry-After"] == "30"
+    assert stored(services, machine_id).failover_settings is None

@@ -167,6 +167,38 @@ def test_migration_ends_migrated_or_back_to_replicating(repos: Repositories) -> 
     assert repos.machines.require("web01").item.state is MachineState.MIGRATED
 
 
+def test_a_cancelled_cutover_goes_back_to_replicating_ends_cancelled_and_says_so_on_the_machine(
+    repos: Repositories,
+) -> None:
+    _machine(repos)
+    m.start_migration(repos, "web01", m.MigrationRequest(shutdown_source=True), job_id="job-m", now=NOW)
+    jobs.update_steps(
+        repos,
+        "job-m",
+        [
+            StepChange(m.STEP_SHUTDOWN, JobStatus.SUCCEEDED),
+            StepChange(m.STEP_FINAL_CYCLE, JobStatus.CANCELLED),
+        ],
+        now=NOW,
+    )
+    job = m.end_job(
+        repos, "job-m", succeeded=False, cancelled=True, now=NOW, error_message="cancelled by the operator"
+    )
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+    assert job.status is JobStatus.CANCELLED
+    assert job.error is not None and (job.error.code, job.error.message) == (
+        "Cancelled",
+        "cancelled by the operator",
+    )
+    statuses = {s.name: s.status for s in job.steps}
+    assert statuses[m.STEP_SHUTDOWN] is JobStatus.SUCCEEDED
+    assert {s for n, s in statuses.items() if n != m.STEP_SHUTDOWN} == {JobStatus.CANCELLED}
+    event = repos.events.require("job-m-cancelled", partition_key="web01").item
+    assert event.type == "Migration cancelled" and event.machine_id == "web01"
+    # Retried: nothing changes.
+    assert m.end_job(repos, "job-m", succeeded=False, cancelled=True, now=NOW).status is JobStatus.CANCELLED
+
+
 def test_toolkit_steps_are_inserted_after_the_preparation_step_once(repos: Repositories) -> None:
     _machine(repos)
     m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
