@@ -14,6 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
 	@set -o pipefail; $(PY) -m pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	@$(PY) -m pip install -q --no-deps -e . $(PIP_QUIET)
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -49,7 +50,7 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators
+	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli
 	$(VENV)/bin/lint-imports
 
 bench: deps
