@@ -26,6 +26,7 @@ STATUS_STYLE = {
     JobStatus.IN_PROGRESS.value: "cyan",
     JobStatus.NOT_STARTED.value: "dim",
 }
+RECOVERY_POINTS_SHOWN = 10
 HEALTH_STYLE = {"Healthy": "green", "Warning": "yellow", "Critical": "red", "NotResponding": "red"}
 STATUS_MARK = {
     JobStatus.SUCCEEDED.value: "✔",
@@ -184,6 +185,11 @@ def machine_view(m: dict[str, Any]) -> RenderableType:
             ]
         )
     ]
+    if points:
+        table = _table("recovery point", "time", "consistency", title="Recovery points (newest first)")
+        for point in points[:RECOVERY_POINTS_SHOWN]:
+            table.add_row(point["id"], _time(point.get("time")), point.get("consistency", "-"))
+        parts += [Text(""), table]
     errors = m.get("currentErrors") or []
     if errors:
         parts.append(Text(""))

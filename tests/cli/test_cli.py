@@ -52,7 +52,7 @@ def job(
     }
 
 
-MACHINES = {
+MACHINES: dict[str, Any] = {
     "machines": [
         {
             "id": "vm-1",
@@ -421,3 +421,29 @@ def test_profile_file_is_private_and_the_environment_wins(tmp_path: Path) -> Non
         load_profile(env)
     with pytest.raises(ConfigError, match="MIGRATE_ENDPOINT"):
         load_profile({"MIGRATE_PROFILE": str(tmp_path / "none.toml")})
+
+
+def test_machine_show_has_recovery_points_and_errors_with_their_steps(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    detail = MACHINES["machines"][0] | {
+        "health": "Critical",
+        "lastAppliedSequence": 4,
+        "activeJobId": None,
+        "recoveryPointList": [
+            {"id": "rp-2", "time": "2026-11-22T02:58:00Z", "consistency": "app"},
+            {"id": "rp-1", "time": "2026-11-22T02:28:00Z", "consistency": "crash"},
+        ],
+        "currentErrors": [
+            {
+                "code": "CbtReset",
+                "message": "changed block tracking was reset",
+                "recommendations": ["Run Repair replication"],
+            }
+        ],
+    }
+    api.on("GET", "/api/machines/vm-1", ok(detail))
+    assert run(["machines", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("Critical", "sequence 4", "rp-2", "rp-1", "crash", "CbtReset", "→ Run Repair replication"):
+        assert shown in out
