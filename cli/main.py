@@ -2,12 +2,13 @@
 
 Exit codes: 0 success (a waited-for job Succeeded); 1 a waited-for job Failed or was Cancelled, or the
 API refused the request, or it could not be reached; 2 a waited-for job finished with a Warning;
-64 the command line itself is wrong.
+64 the command line itself is wrong; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from cli.wait import EXIT_FAILED, EXIT_SUCCEEDED, exit_code, follow_job
 from shared.domain.job import JobKind, JobStatus
 
 EXIT_USAGE = 64
+EXIT_INTERRUPTED = 130
 
 
 class Context:
@@ -55,7 +57,14 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-CLIENT_FACTORY: Callable[[], ApiClient] = lambda: ApiClient(load_profile())  # noqa: E731
+
+
+def _configured_client() -> ApiClient:
+    return ApiClient(load_profile())
+
+
+# Tests replace it to put a scripted API behind the commands.
+CLIENT_FACTORY: Callable[[], ApiClient] = _configured_client
 
 
 class DefaultCommandGroup(click.Group):
@@ -99,8 +108,6 @@ def cli(ctx: click.Context, output: str) -> None:
 @click.option("--function-key", prompt=True, hide_input=True, help="a host key (operators)")
 def configure(endpoint: str, function_key: str) -> int:
     """Save the endpoint and key in the profile file (mode 0600)."""
-    import os
-
     path = default_profile_path(os.environ)
     save_profile(path, Profile(endpoint=endpoint.rstrip("/"), function_key=function_key or None))
     click.echo(f"saved {path} (readable by you only)")
@@ -232,7 +239,13 @@ def replication_repair(state: Context, /, machine_id: str, wait: bool, timeout: 
 
 @cli.group("test-migrate", cls=DefaultCommandGroup)
 def test_migrate() -> None:
-    """Test migration into the isolated test VNet (`test-migrate MACHINE_ID`), and its clean-up."""
+    """Test migration into the isolated test VNet, and its clean-up.
+
+    \b
+    migrate test-migrate MACHINE_ID [--recovery-point ID] [--prepared-manually]
+                                    [--test-virtual-network VNET] [--wait] [--timeout SECONDS]
+    migrate test-migrate cleanup MACHINE_ID [--wait]
+    """
 
 
 @test_migrate.command("start", hidden=True)
@@ -522,8 +535,9 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = cli.main(args=argv, prog_name="migrate", standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("aborted")
-        return EXIT_FAILED
+        # Ctrl-C: only the client stops; a job it was following goes on (`jobs show ID --wait`).
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:
