@@ -16,6 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-appliance.txt requirements-dev
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
 	@set -o pipefail; $(PY) -m pip install -q --require-hashes -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	@set -o pipefail; $(PY) -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 # Regenerate the locks after editing a requirements*.in (uv is pinned in requirements-dev.in). Versions
@@ -73,7 +74,7 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators
+	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli
 	$(VENV)/bin/lint-imports
 
 bench: deps

@@ -21,7 +21,14 @@ from functools import partial
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import bearer_token, handle_errors, json_response, parse_body, path_id
+from functions.http_errors import (
+    bearer_token,
+    handle_errors,
+    json_response,
+    parse_body,
+    path_id,
+    query_model,
+)
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
@@ -37,6 +44,7 @@ from shared.appliances.events import (
 )
 from shared.bootstrap import Services, get_services
 from shared.domain.api import (
+    ApplianceListQuery,
     CommandList,
     CycleSignal,
     RegisterApplianceRequest,
@@ -72,6 +80,36 @@ def register_appliance(req: func.HttpRequest) -> func.HttpResponse:
         registered,
         201,
         {"Location": f"/api/appliances/{registered.id}/policy", "Cache-Control": "no-store"},
+    )
+
+
+@bp.route(route="appliances", methods=["GET"])
+@handle_errors
+def list_appliances(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    query = query_model(req, ApplianceListQuery)
+    return json_response(
+        appliances.list_appliances(
+            services.repos,
+            now=services.clock(),
+            heartbeat_timeout=services.health.rules.heartbeat_timeout,
+            page_size=query.page_size,
+            continuation=query.continuation_token,
+        )
+    )
+
+
+@bp.route(route="appliances/{applianceId}", methods=["GET"])
+@handle_errors
+def get_appliance(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    return json_response(
+        appliances.get_appliance(
+            services.repos,
+            path_id(req, "applianceId"),
+            now=services.clock(),
+            heartbeat_timeout=services.health.rules.heartbeat_timeout,
+        )
     )
 
 
@@ -165,7 +203,11 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
     try:
         if isinstance(payload, Heartbeat):
             await asyncio.to_thread(
-                appliances.record_heartbeat, services.repos, payload.appliance_id, payload.time or now
+                appliances.record_heartbeat,
+                services.repos,
+                payload.appliance_id,
+                payload.time or now,
+                agent_version=payload.agent_version,
             )
         elif isinstance(payload, CycleUploaded):
             accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)

@@ -1,5 +1,6 @@
-"""GET /api/jobs/{jobId}: a long operation's status and steps; POST .../cancel: a cancel request
-(operator, function key).
+"""GET /api/jobs/{jobId}: a long operation's status and steps; GET /api/jobs: the jobs, newest first,
+filtered by machine, kind and status; POST /api/jobs/{jobId}/cancel: a cancel request (operator,
+function key).
 
 Every operator action that answers 202 names its job here in `Location`.
 """
@@ -11,10 +12,11 @@ import asyncio
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http_errors import accepted_job, handle_errors, json_response, path_id
+from functions.http_errors import accepted_job, handle_errors, json_response, path_id, query_model
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CANCEL_REQUESTED, is_cancellable, job_instance_id
 from shared.bootstrap import get_services
+from shared.domain.api import JobListQuery
 from shared.jobs import cancellation
 from shared.jobs import lifecycle as jobs
 
@@ -45,3 +47,19 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
         cancellation.past_the_point(job)
     await client.raise_event(instance, CANCEL_REQUESTED, {"jobId": job.id})
     return accepted_job(job, retry_after_seconds=5)
+
+
+@bp.route(route="jobs", methods=["GET"])
+@handle_errors
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    query = query_model(req, JobListQuery)
+    return json_response(
+        jobs.list_jobs(
+            get_services().repos,
+            machine_id=query.machine_id,
+            kind=query.kind,
+            status=query.status,
+            page_size=query.page_size,
+            continuation=query.continuation_token,
+        )
+    )

@@ -5,28 +5,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.appliances.credentials import CredentialHasher, new_credential, parse_credential
 from shared.domain.api import (
+    ApplianceHealth,
+    ApplianceList,
     ApplianceRegistered,
+    ApplianceView,
     DiscoveryResult,
     RegisterApplianceRequest,
     ReportedMachineResult,
 )
 from shared.domain.appliance import Appliance
-from shared.domain.errors import Forbidden, NotFound, Unauthorized
+from shared.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from shared.domain.inventory import DiscoveredMachine, DiscoveryReport, MachineInventory
 from shared.domain.lifecycle import PROTECTED_STATES
 from shared.domain.machine import Machine
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.wire import is_resource_id
+from shared.platform.documents import Query
 from shared.platform.repository import AlreadyExists, Repositories, Versioned
 
 # Called inside a machine's update with the ids of the disks that changed (added, removed or resized).
 DisksChanged = Callable[[Machine, list[str], datetime], object]
 # Concurrent Cosmos calls while applying one discovery report (the SDK client is thread-safe).
 REPORT_PARALLELISM = 8
+MAX_PAGE_SIZE = 100
 
 
 def register_appliance(
@@ -186,14 +191,74 @@ def update_policy(
     return stored.item.policy
 
 
-def record_heartbeat(repos: Repositories, appliance_id: str, at: datetime) -> None:
-    """Monotonic: a late, redelivered heartbeat never moves last_heartbeat backwards."""
+def record_heartbeat(
+    repos: Repositories, appliance_id: str, at: datetime, *, agent_version: str | None = None
+) -> None:
+    """Monotonic: a late, redelivered heartbeat never moves last_heartbeat (or the version) backwards."""
 
     def apply(appliance: Appliance) -> None:
         if appliance.last_heartbeat is None or at > appliance.last_heartbeat:
             appliance.last_heartbeat = at
+            if agent_version:
+                appliance.agent_version = agent_version
 
     try:
         repos.appliances.update_with_retry(appliance_id, apply)
     except NotFound:
         raise NotFound(f"heartbeat from unknown appliance {appliance_id}") from None
+
+
+def appliance_view(
+    appliance: Appliance, *, now: datetime, heartbeat_timeout: timedelta, machine_count: int | None = None
+) -> ApplianceView:
+    """What operators see: the credential hash stays behind; health is judged like the health monitor
+    judges the appliance's machines (silent for longer than its heartbeat timeout: not responding)."""
+    if appliance.last_heartbeat is None:
+        state = ApplianceHealth.NEVER_HEARD
+    elif now - appliance.last_heartbeat > heartbeat_timeout:
+        state = ApplianceHealth.NOT_RESPONDING
+    else:
+        state = ApplianceHealth.HEALTHY
+    return ApplianceView(
+        id=appliance.id,
+        name=appliance.name,
+        kind=appliance.kind,
+        site=appliance.site,
+        registered_at=appliance.registered_at,
+        last_heartbeat=appliance.last_heartbeat,
+        agent_version=appliance.agent_version,
+        health=state,
+        heartbeat_timeout_seconds=int(heartbeat_timeout.total_seconds()),
+        machine_count=machine_count,
+        policy=appliance.policy,
+    )
+
+
+def list_appliances(
+    repos: Repositories,
+    *,
+    now: datetime,
+    heartbeat_timeout: timedelta,
+    page_size: int = 50,
+    continuation: str | None = None,
+) -> ApplianceList:
+    """Operator listing by id: one cross-partition query per page; no machine counts (see get_appliance)."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationFailed.single("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}; got {page_size}")
+    page = repos.appliances.query_page(
+        Query(order_by="id"), partition_key=None, page_size=page_size, continuation=continuation
+    )
+    return ApplianceList(
+        appliances=[appliance_view(a, now=now, heartbeat_timeout=heartbeat_timeout) for a in page.items],
+        continuation_token=page.continuation,
+    )
+
+
+def get_appliance(
+    repos: Repositories, appliance_id: str, *, now: datetime, heartbeat_timeout: timedelta
+) -> ApplianceView:
+    """One point read, plus one cross-partition query for its machine count (machines are partitioned by
+    their own id, so counting an appliance's machines cannot be a point read); NotFound (404) if unknown."""
+    appliance = repos.appliances.require(appliance_id).item
+    count = len(repos.machines.query(Query(equals={"applianceId": appliance_id}), partition_key=None))
+    return appliance_view(appliance, now=now, heartbeat_timeout=heartbeat_timeout, machine_count=count)

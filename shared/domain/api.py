@@ -5,6 +5,7 @@ OpenAPI document from these models, so the schema and the code cannot disagree.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -13,7 +14,7 @@ from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.event import Event
 from shared.domain.inventory import Firmware, MachineInventory, OsType
-from shared.domain.job import Job, JobKind
+from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import Location, MachineState, Operation
 from shared.domain.machine import Health, MachineError, UploadWatch
 from shared.domain.policy import ReplicationPolicy
@@ -222,3 +223,65 @@ class MachineListQuery(RequestModel):
     state: MachineState | None = None
     page_size: int = Field(default=50, ge=1, le=100)
     continuation_token: str | None = None
+
+
+class JobListQuery(RequestModel):
+    """Query string of GET /api/jobs: every filter optional, newest first."""
+
+    machine_id: ResourceId | None = Field(default=None, description="only this machine's jobs")
+    kind: JobKind | None = None
+    status: JobStatus | None = None
+    page_size: int = Field(default=50, ge=1, le=100)
+    continuation_token: str | None = None
+
+
+class JobList(WireModel):
+    jobs: list[Job] = Field(description="newest first (by createdAt)")
+    continuation_token: str | None = Field(
+        default=None, description="pass back as ?continuationToken= for older jobs"
+    )
+
+
+class ApplianceListQuery(RequestModel):
+    """Query string of GET /api/appliances."""
+
+    page_size: int = Field(default=50, ge=1, le=100)
+    continuation_token: str | None = None
+
+
+class ApplianceHealth(StrEnum):
+    HEALTHY = "Healthy"
+    NOT_RESPONDING = "NotResponding"
+    NEVER_HEARD = "NeverHeard"
+
+
+class ApplianceView(WireModel):
+    """An appliance as operators see it; never its credential hash."""
+
+    id: str
+    name: str
+    kind: ApplianceKind
+    site: str
+    registered_at: datetime
+    last_heartbeat: datetime | None = None
+    agent_version: str | None = Field(default=None, description="from its newest heartbeat, when it sent one")
+    health: ApplianceHealth = Field(
+        description="Healthy: heard from within the health monitor's heartbeat timeout; NotResponding: "
+        "silent for longer (its machines turn Critical); NeverHeard: no heartbeat since registration"
+    )
+    heartbeat_timeout_seconds: int = Field(
+        description="the health monitor's threshold the health is judged by"
+    )
+    machine_count: int | None = Field(
+        default=None,
+        description="machines the appliance reported: counted by one query on GET /api/appliances/{id}; "
+        "null in the list, which stays one round trip per page",
+    )
+    policy: ReplicationPolicy
+
+
+class ApplianceList(WireModel):
+    appliances: list[ApplianceView]
+    continuation_token: str | None = Field(
+        default=None, description="pass back as ?continuationToken= for more"
+    )

@@ -26,5 +26,7 @@ class Appliance(WireModel):
     credential_hash: str = Field(repr=False)
     registered_at: datetime
     last_heartbeat: datetime | None = None
+    # What the newest heartbeat said it runs (None until a heartbeat carries it).
+    agent_version: str | None = None
     # The policy lives on the appliance document: the appliance's GET /policy is one point read.
     policy: ReplicationPolicy = Field(default_factory=ReplicationPolicy)

@@ -13,8 +13,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from shared.domain import job as transitions
-from shared.domain.job import Job, JobError, JobStatus, StepChange
+from shared.domain.api import JobList
+from shared.domain.errors import ValidationFailed
+from shared.domain.job import Job, JobError, JobKind, JobStatus, StepChange
+from shared.platform.documents import Query
 from shared.platform.repository import Repositories
+
+MAX_PAGE_SIZE = 100
 
 
 def create(repos: Repositories, job: Job) -> Job:
@@ -31,6 +36,34 @@ def get(repos: Repositories, job_id: str) -> Job | None:
 def require(repos: Repositories, job_id: str) -> Job:
     """NotFound (404) for an unknown job."""
     return repos.jobs.require(job_id).item
+
+
+def list_jobs(
+    repos: Repositories,
+    *,
+    machine_id: str | None = None,
+    kind: JobKind | None = None,
+    status: JobStatus | None = None,
+    page_size: int = 50,
+    continuation: str | None = None,
+) -> JobList:
+    """Operator listing, newest first: one cross-partition query per page (jobs are partitioned by id)."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationFailed.single("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}; got {page_size}")
+    equals: dict[str, object] = {}
+    if machine_id is not None:
+        equals["machineId"] = machine_id
+    if kind is not None:
+        equals["kind"] = kind.value
+    if status is not None:
+        equals["status"] = status.value
+    page = repos.jobs.query_page(
+        Query(equals=equals, order_by="createdAt", descending=True),
+        partition_key=None,
+        page_size=page_size,
+        continuation=continuation,
+    )
+    return JobList(jobs=page.items, continuation_token=page.continuation)
 
 
 def _apply(repos: Repositories, job_id: str, transition: Callable[[Job], Job]) -> Job:

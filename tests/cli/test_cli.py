@@ -1,0 +1,449 @@
+"""The `migrate` client against a scripted API (httpx.MockTransport): what it prints, what it sends,
+and the exit codes scripts rely on (0 succeeded, 2 warning, 1 failed, 64 a wrong command line)."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+import cli.main as main_module
+from cli import wait
+from cli.client import ApiClient
+from cli.config import ConfigError, Profile, load_profile, save_profile
+from cli.main import run
+
+ENDPOINT = "http://api.test"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def job(
+    status: str, steps: list[tuple[str, str]], *, kind: str = "TestMigration", error: Any = None
+) -> dict[str, Any]:
+    return {
+        "id": "job-1",
+        "kind": kind,
+        "machineId": "vm-1",
+        "status": status,
+        "steps": [
+            {
+                "name": name,
+                "status": step_status,
+                "startTime": "2026-11-22T03:00:00Z",
+                "endTime": None,
+                "error": {"code": "HydrationFailed", "message": "the guest did not boot"}
+                if step_status == "Failed"
+                else (
+                    {"code": "Warning", "message": "source still on"} if step_status == "Warning" else None
+                ),
+            }
+            for name, step_status in steps
+        ],
+        "createdAt": "2026-11-22T03:00:00Z",
+        "updatedAt": "2026-11-22T03:00:00Z",
+        "error": error,
+    }
+
+
+MACHINES: dict[str, Any] = {
+    "machines": [
+        {
+            "id": "vm-1",
+            "applianceId": "appl-1",
+            "displayName": "web01",
+            "state": "Replicating",
+            "health": "Healthy",
+            "progressPercent": 100.0,
+            "lastSyncTime": "2026-11-22T02:58:00Z",
+            "rpoSeconds": 120,
+            "allowedOperations": ["stopReplication", "repair", "testMigrate"],
+        }
+    ],
+    "continuationToken": None,
+}
+
+
+class FakeApi:
+    """Answers requests from a script of handlers keyed by (method, path); records what it was sent."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], list[httpx.Response] | Handler] = {}
+        self.sent: list[httpx.Request] = []
+
+    def on(self, method: str, path: str, *responses: httpx.Response) -> None:
+        self.routes[(method, path)] = list(responses)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        script = self.routes.get((request.method, request.url.path))
+        if script is None:
+            return httpx.Response(
+                404, json={"error": {"code": "NotFound", "message": "no route", "details": []}}
+            )
+        if callable(script):
+            return script(request)
+        # The last answer repeats: a job polled after it finished stays finished.
+        return script.pop(0) if len(script) > 1 else script[0]
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    fake = FakeApi()
+    transport = httpx.MockTransport(fake.handle)
+    monkeypatch.setattr(
+        main_module, "CLIENT_FACTORY", lambda: ApiClient(Profile(ENDPOINT, "key-1"), transport=transport)
+    )
+    monkeypatch.setenv("COLUMNS", "200")
+    yield fake
+
+
+def ok(body: Any, status: int = 200, *, retry_after: str | None = None, **headers: str) -> httpx.Response:
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def accepted(body: dict[str, Any]) -> httpx.Response:
+    return ok(
+        {"jobId": body["id"], "machineId": body["machineId"], "statusUrl": "/api/jobs/job-1", "job": body},
+        202,
+        Location="/api/jobs/job-1",
+        retry_after="0",
+    )
+
+
+def test_machines_list_shows_state_health_rpo_and_allowed_operations(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/machines", ok(MACHINES))
+    assert run(["machines", "list", "--appliance-id", "appl-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("vm-1", "web01", "Replicating", "Healthy", "100%", "2m", "testMigrate"):
+        assert shown in out
+    assert api.sent[0].url.params["applianceId"] == "appl-1"
+    assert api.sent[0].headers["x-functions-key"] == "key-1"
+
+
+def test_json_output_is_the_apis_json(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("GET", "/api/machines", ok(MACHINES))
+    assert run(["--output", "json", "machines", "list"]) == 0
+    assert json.loads(capsys.readouterr().out) == MACHINES
+
+
+def test_jobs_list_sends_the_filters(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on(
+        "GET",
+        "/api/jobs",
+        ok({"jobs": [job("Succeeded", [("Create VM", "Succeeded")])], "continuationToken": "t2"}),
+    )
+    assert (
+        run(["jobs", "list", "--machine-id", "vm-1", "--kind", "TestMigration", "--status", "Succeeded"]) == 0
+    )
+    params = api.sent[0].url.params
+    assert (params["machineId"], params["kind"], params["status"]) == ("vm-1", "TestMigration", "Succeeded")
+    assert "pageSize" not in params
+    out = capsys.readouterr().out
+    assert "job-1" in out and "--continuation-token 't2'" in out
+
+
+@pytest.mark.parametrize(
+    ("final", "code"),
+    [
+        (job("Succeeded", [("Pick recovery point", "Succeeded"), ("Create VM", "Succeeded")]), 0),
+        (job("Warning", [("Pick recovery point", "Succeeded"), ("Shut down source", "Warning")]), 2),
+        (
+            job(
+                "Failed",
+                [
+                    ("Pick recovery point", "Succeeded"),
+                    ("Run preparation script", "Failed"),
+                    ("Create VM", "Cancelled"),
+                ],
+                error={"code": "HydrationFailed", "message": "the guest did not boot"},
+            ),
+            1,
+        ),
+        (job("Cancelled", [("Pick recovery point", "Succeeded"), ("Create VM", "Cancelled")]), 1),
+    ],
+)
+def test_wait_follows_the_job_and_exits_by_its_status(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], final: dict[str, Any], code: int
+) -> None:
+    running = job("InProgress", [("Pick recovery point", "InProgress"), ("Create VM", "NotStarted")])
+    api.on("POST", "/api/machines/vm-1/test-migrate", accepted(running))
+    api.on("GET", "/api/jobs/job-1", ok(running, retry_after="0"), ok(final, retry_after="0"))
+    api.on(
+        "GET",
+        "/api/machines/vm-1/events",
+        ok({"events": [{"errorCode": "HydrationFailed", "recommendations": ["Check the guest's fstab"]}]}),
+    )
+    assert run(["test-migrate", "vm-1", "--recovery-point", "rp-7", "--wait"]) == code
+    out = capsys.readouterr().out
+    assert final["status"] in out
+    for step in final["steps"]:
+        assert step["name"] in out
+    assert json.loads(api.sent[0].content) == {"recoveryPoint": "rp-7"}
+    if code == 1 and final["error"]:
+        assert "the guest did not boot" in out and "Check the guest's fstab" in out
+
+
+def test_wait_with_json_prints_the_finished_job(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    final = job("Succeeded", [("Resync disks", "Succeeded")], kind="RepairReplication")
+    api.on("POST", "/api/machines/vm-1/repair", accepted(job("InProgress", [("Resync disks", "InProgress")])))
+    api.on("GET", "/api/jobs/job-1", ok(final, retry_after="0"))
+    assert run(["-o", "json", "replication", "repair", "vm-1", "--wait"]) == 0
+    assert json.loads(capsys.readouterr().out) == final
+
+
+def test_without_wait_an_action_names_its_job(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on(
+        "POST",
+        "/api/machines/vm-1/test-migrate/cleanup",
+        accepted(job("InProgress", [], kind="TestMigrationCleanup")),
+    )
+    assert run(["test-migrate", "cleanup", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    assert "job-1" in out and "migrate jobs show job-1 --wait" in out
+
+
+def test_enable_replication_sends_the_target_settings(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api.on("PUT", "/api/machines/vm-1/replication", accepted(job("InProgress", [], kind="EnableReplication")))
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps({"resourceGroup": "rg", "virtualNetwork": "vnet", "subnet": "app"}))
+    assert (
+        run(["replication", "enable", "vm-1", "--target", str(target), "--vm-size", "Standard_D2s_v3"]) == 0
+    )
+    assert json.loads(api.sent[0].content) == {
+        "resourceGroup": "rg",
+        "virtualNetwork": "vnet",
+        "subnet": "app",
+        "vmSize": "Standard_D2s_v3",
+    }
+
+
+def test_api_errors_are_shown_as_the_api_says_them(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    refusal = {
+        "error": {
+            "code": "ForbiddenTransition",
+            "message": "machine vm-1 is Discovered: cannot test-migrate",
+            "details": [
+                {
+                    "machineId": "vm-1",
+                    "from": "Discovered",
+                    "to": "TestMigrating",
+                    "allowed": [],
+                    "allowedOperations": ["enableReplication"],
+                }
+            ],
+        }
+    }
+    api.on("POST", "/api/machines/vm-1/test-migrate", ok(refusal, 409))
+    assert run(["test-migrate", "vm-1", "--wait"]) == 1
+    captured = capsys.readouterr()
+    assert "ForbiddenTransition" in captured.err and "HTTP 409" in captured.err
+    assert "allowed now: enableReplication" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_validation_details_name_the_field(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    body = {
+        "error": {
+            "code": "ValidationFailed",
+            "message": "invalid request",
+            "details": [{"field": "subnet", "problem": "is required"}],
+        }
+    }
+    api.on("PUT", "/api/machines/vm-1/replication", ok(body, 400))
+    assert run(["replication", "enable", "vm-1", "--resource-group", "rg"]) == 1
+    assert "subnet: is required" in capsys.readouterr().err
+
+
+def test_json_errors_go_to_stderr_as_json(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["-o", "json", "jobs", "show", "job-9"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err)["error"]["code"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [
+        (
+            404,
+            {
+                "error": {
+                    "code": "NotFound",
+                    "message": "job job-9 does not exist",
+                    "details": [{"id": "job-9"}],
+                }
+            },
+            "job job-9 does not exist",
+        ),
+        (
+            409,
+            {
+                "error": {
+                    "code": "NotCancellable",
+                    "message": "a failover to Azure cannot be cancelled",
+                    "details": [],
+                }
+            },
+            "cannot be cancelled",
+        ),
+    ],
+)
+def test_jobs_cancel_refusals(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], status: int, body: dict[str, Any], shown: str
+) -> None:
+    api.on("POST", "/api/jobs/job-9/cancel", ok(body, status))
+    assert run(["jobs", "cancel", "job-9"]) == 1
+    err = capsys.readouterr().err
+    assert body["error"]["code"] in err and shown in err
+
+
+def test_jobs_cancel_then_wait(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    cancelled = job("Cancelled", [("Create VM", "Cancelled")])
+    api.on(
+        "POST",
+        "/api/jobs/job-1/cancel",
+        ok(job("InProgress", [("Create VM", "InProgress")]), 202, retry_after="0"),
+    )
+    api.on("GET", "/api/jobs/job-1", ok(cancelled, retry_after="0"))
+    assert run(["jobs", "cancel", "job-1", "--wait"]) == 1
+    assert "Cancelled" in capsys.readouterr().out
+
+
+def test_a_bare_401_from_the_host_says_to_check_the_key(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/appliances", httpx.Response(401))
+    assert run(["appliances", "list"]) == 1
+    assert "MIGRATE_FUNCTION_KEY" in capsys.readouterr().err
+
+
+def test_an_unreachable_endpoint_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    monkeypatch.setattr(
+        main_module,
+        "CLIENT_FACTORY",
+        lambda: ApiClient(Profile("http://10.0.0.9:7071", None), transport=httpx.MockTransport(refuse)),
+    )
+    assert run(["machines", "show", "vm-1"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach http://10.0.0.9:7071/api/machines/vm-1" in err and "Traceback" not in err
+
+
+def test_a_wrong_command_line_is_exit_64(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["jobs", "list", "--status", "Done"]) == 64
+    assert run(["change-recovery-point", "vm-1"]) == 64
+    assert api.sent == []
+
+
+def test_appliances_register_show_and_list(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on(
+        "POST",
+        "/api/appliances",
+        ok(
+            {
+                "id": "appl-1",
+                "credential": "appl-1.secret",
+                "name": "a",
+                "kind": "hyperv",
+                "site": "h",
+                "policy": {},
+            },
+            201,
+        ),
+    )
+    view = {
+        "id": "appl-1", "name": "a", "kind": "hyperv", "site": "h", "registeredAt": "2026-11-22T03:00:00Z",
+        "lastHeartbeat": None, "agentVersion": None, "health": "NeverHeard", "heartbeatTimeoutSeconds": 900,
+        "machineCount": 3, "policy": {"uploadThreads": 4},
+    }  # fmt: skip
+    api.on("GET", "/api/appliances/appl-1", ok(view))
+    api.on(
+        "GET",
+        "/api/appliances",
+        ok({"appliances": [view | {"machineCount": None}], "continuationToken": None}),
+    )
+    assert run(["appliances", "register", "--name", "a", "--kind", "hyperv", "--site", "h"]) == 0
+    assert "appl-1.secret" in capsys.readouterr().out
+    assert run(["appliances", "show", "appl-1"]) == 0
+    out = capsys.readouterr().out
+    assert "NeverHeard" in out and "15m" in out and "uploadThreads=4" in out
+    assert run(["appliances", "list"]) == 0
+    assert "appl-1" in capsys.readouterr().out
+
+
+def test_follow_job_honours_retry_after_and_rides_out_a_restart() -> None:
+    answers = iter(
+        [
+            ok(job("InProgress", [("a", "InProgress")]), retry_after="7"),
+            httpx.Response(503),
+            ok(job("InProgress", [("a", "InProgress")]), retry_after="3"),
+            ok(job("Succeeded", [("a", "Succeeded")])),
+        ]
+    )
+    client = ApiClient(Profile(ENDPOINT, None), transport=httpx.MockTransport(lambda r: next(answers)))
+    slept: list[float] = []
+    final = wait.follow_job(
+        client, "job-1", Console(file=io.StringIO()), sleep=slept.append, poll_seconds=1.0
+    )
+    assert final["status"] == "Succeeded"
+    # First poll at once, then as Retry-After says; after the 503 a back-off, then Retry-After again.
+    assert slept == [0.0, 7.0, 2.0, 3.0]
+
+
+def test_profile_file_is_private_and_the_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "migrate" / "profile.toml"
+    save_profile(path, Profile("https://app.example", 'k"1'))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    env = {"MIGRATE_PROFILE": str(path)}
+    assert load_profile(env) == Profile("https://app.example", 'k"1')
+    assert (
+        load_profile(env | {"MIGRATE_ENDPOINT": "http://localhost:7071/"}).endpoint == "http://localhost:7071"
+    )
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_profile(env)
+    with pytest.raises(ConfigError, match="MIGRATE_ENDPOINT"):
+        load_profile({"MIGRATE_PROFILE": str(tmp_path / "none.toml")})
+
+
+def test_machine_show_has_recovery_points_and_errors_with_their_steps(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    detail = MACHINES["machines"][0] | {
+        "health": "Critical",
+        "lastAppliedSequence": 4,
+        "activeJobId": None,
+        "recoveryPointList": [
+            {"id": "rp-2", "time": "2026-11-22T02:58:00Z", "consistency": "app"},
+            {"id": "rp-1", "time": "2026-11-22T02:28:00Z", "consistency": "crash"},
+        ],
+        "currentErrors": [
+            {
+                "code": "CbtReset",
+                "message": "changed block tracking was reset",
+                "recommendations": ["Run Repair replication"],
+            }
+        ],
+    }
+    api.on("GET", "/api/machines/vm-1", ok(detail))
+    assert run(["machines", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("Critical", "sequence 4", "rp-2", "rp-1", "crash", "CbtReset", "→ Run Repair replication"):
+        assert shown in out
