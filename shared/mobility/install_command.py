@@ -184,7 +184,7 @@ def _windows(
                 ],
             ),
             InstallStep(
-                title="register the agent",
+                title=f"register the agent ({passphrase} holds the project's registration passphrase)",
                 # /d: the install location may be on another drive than the extracted installer.
                 commands=[
                     f'cd /d "{agent_dir}"',
@@ -232,7 +232,7 @@ def _linux(
                 ],
             ),
             InstallStep(
-                title="register the agent",
+                title=f"register the agent ({passphrase} holds the project's registration passphrase)",
                 commands=[f"sudo {shlex.quote(configurator)} -i {endpoint} -P {shlex.quote(passphrase)}"],
             ),
         ],

@@ -142,7 +142,9 @@ class _HashingReader:
         chunk = self._source.read(size)
         self.size += len(chunk)
         if self.size > self._limit:
-            raise ValidationFailed.single("(body)", f"is larger than {self._limit} bytes")
+            raise ValidationFailed.single(
+                "(body)", f"has more than the {self._limit} bytes Content-Length said; upload it again"
+            )
         self.sha256.update(chunk)
         return chunk
 

@@ -77,7 +77,13 @@ class RegisterAgentRequest(RequestModel):
 
     passphrase: str = Field(min_length=1, max_length=256)
     machine_id: ResourceId | None = None
-    hostname: str | None = Field(default=None, min_length=1, max_length=255)
+    hostname: str | None = Field(
+        default=None,
+        max_length=255,
+        # DNS labels, plus the underscore NetBIOS names allow.
+        pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$",
+        description="the server's host name, with biosUuid when it has no machine id yet",
+    )
     bios_uuid: UUID | None = None
 
     @model_validator(mode="after")

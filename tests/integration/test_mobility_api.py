@@ -140,6 +140,8 @@ def test_bad_names_missing_length_and_truncated_uploads_store_nothing(
     assert upload(UBUNTU, b"data", MAX_INSTALLER_BYTES + 1)[0] == 400
     status, body, _ = upload(UBUNTU, b"only part", 1000)
     assert status == 400 and "Content-Length said 1000" in body["error"]["message"]
+    status, body, _ = upload(UBUNTU, b"more than said", 4)
+    assert status == 400 and "more than the 4 bytes" in body["error"]["message"]
     assert not installers.exists() or not list(installers.list_blobs())
     assert call("list_mobility_installers", "GET", "/api/mobility/installers")[1] == {"installers": []}
 

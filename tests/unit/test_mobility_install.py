@@ -279,3 +279,11 @@ def test_an_unknown_machine_id_is_404_after_a_good_passphrase(
 def test_the_identity_is_a_machine_id_or_hostname_and_bios_uuid(identity: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         RegisterAgentRequest.model_validate({"passphrase": "p", **identity})
+
+
+@pytest.mark.parametrize("hostname", ["web01", "WEB_01", "db01.contoso.local"])
+def test_hostnames_are_dns_or_netbios_names(hostname: str) -> None:
+    request = {"passphrase": "p", "hostname": hostname, "biosUuid": "4c4c4544-0042-3510-8052-b4c04f4d4e31"}
+    assert RegisterAgentRequest.model_validate(request).hostname == hostname
+    with pytest.raises(ValueError):
+        RegisterAgentRequest.model_validate({**request, "hostname": hostname + " ; rm -rf /"})
