@@ -79,7 +79,8 @@ def _each(family: Family, *versions: str) -> tuple[tuple[Family, tuple[str, ...]
     return tuple((family, _parts(family, v)) for v in versions)
 
 
-W, RH, CO, OL, SL, UB, DE = (
+# Short names keep the table one row per installer.
+_W, _RH, _CO, _OL, _SL, _UB, _DE = (
     Family.WINDOWS_SERVER,
     Family.RHEL,
     Family.CENTOS,
@@ -89,25 +90,25 @@ W, RH, CO, OL, SL, UB, DE = (
     Family.DEBIAN,
 )
 SUPPORT_TABLE: tuple[InstallerRow, ...] = (
-    InstallerRow("Windows", _each(W, "2016", "2012 R2", "2012", "2008 R2 SP1")),
-    InstallerRow("RHEL5-64", _each(RH, "5") + _each(CO, "5"), placed_by_hand=True),
-    InstallerRow("RHEL6-64", _each(RH, "6") + _each(CO, "6")),
-    InstallerRow("RHEL7-64", _each(RH, "7") + _each(CO, "7")),
-    InstallerRow("RHEL8-64", _each(RH, "8") + _each(CO, "8")),
-    InstallerRow("SLES11-SP3-64", _each(SL, "11 SP3"), placed_by_hand=True),
-    InstallerRow("SLES11-SP4-64", _each(SL, "11 SP4")),
-    InstallerRow("SLES12-64", _each(SL, "12")),
-    InstallerRow("SLES15-64", _each(SL, "15")),
-    InstallerRow("OL6-64", _each(OL, "6.4", "6.5")),
-    InstallerRow("OL7-64", _each(OL, "7")),
-    InstallerRow("OL8-64", _each(OL, "8")),
-    InstallerRow("UBUNTU-14.04-64", _each(UB, "14.04")),
-    InstallerRow("UBUNTU-16.04-64", _each(UB, "16.04")),
-    InstallerRow("UBUNTU-18.04-64", _each(UB, "18.04")),
-    InstallerRow("UBUNTU-20.04-64", _each(UB, "20.04")),
-    InstallerRow("DEBIAN7-64", _each(DE, "7"), placed_by_hand=True),
-    InstallerRow("DEBIAN8-64", _each(DE, "8")),
-    InstallerRow("DEBIAN9-64", _each(DE, "9")),
+    InstallerRow("Windows", _each(_W, "2016", "2012 R2", "2012", "2008 R2 SP1")),
+    InstallerRow("RHEL5-64", _each(_RH, "5") + _each(_CO, "5"), placed_by_hand=True),
+    InstallerRow("RHEL6-64", _each(_RH, "6") + _each(_CO, "6")),
+    InstallerRow("RHEL7-64", _each(_RH, "7") + _each(_CO, "7")),
+    InstallerRow("RHEL8-64", _each(_RH, "8") + _each(_CO, "8")),
+    InstallerRow("SLES11-SP3-64", _each(_SL, "11 SP3"), placed_by_hand=True),
+    InstallerRow("SLES11-SP4-64", _each(_SL, "11 SP4")),
+    InstallerRow("SLES12-64", _each(_SL, "12")),
+    InstallerRow("SLES15-64", _each(_SL, "15")),
+    InstallerRow("OL6-64", _each(_OL, "6.4", "6.5")),
+    InstallerRow("OL7-64", _each(_OL, "7")),
+    InstallerRow("OL8-64", _each(_OL, "8")),
+    InstallerRow("UBUNTU-14.04-64", _each(_UB, "14.04")),
+    InstallerRow("UBUNTU-16.04-64", _each(_UB, "16.04")),
+    InstallerRow("UBUNTU-18.04-64", _each(_UB, "18.04")),
+    InstallerRow("UBUNTU-20.04-64", _each(_UB, "20.04")),
+    InstallerRow("DEBIAN7-64", _each(_DE, "7"), placed_by_hand=True),
+    InstallerRow("DEBIAN8-64", _each(_DE, "8")),
+    InstallerRow("DEBIAN9-64", _each(_DE, "9")),
 )
 
 SUPPORTED_SYSTEMS: tuple[str, ...] = tuple(system for row in SUPPORT_TABLE for system in row.systems)
@@ -187,8 +188,9 @@ def _after(text: str, name: str) -> str:
 def _family(family: Family, *names: str) -> Callable[[str], Release | None]:
     def detect(text: str) -> Release | None:
         for name in names:
-            if re.search(rf"(?<![a-z]){re.escape(name)}", text):
-                return Release(family, _major_minor(_after(text, name)))
+            found = re.search(rf"(?<![a-z]){re.escape(name)}(?![a-z])", text)
+            if found is not None:
+                return Release(family, _major_minor(text[found.end() :]))
         return None
 
     return detect
