@@ -3,7 +3,7 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import appliances, failover, health, jobs, liveness, migration, openapi, replication
+from functions import appliances, failover, health, jobs, liveness, migration, mobility, openapi, replication
 from orchestrators.failover import activities as failover_activities
 from orchestrators.failover import after as after_failover
 from orchestrators.failover import orchestrator as failover_flow
@@ -24,6 +24,7 @@ for blueprint in (
     migration.bp,
     failover.bp,
     jobs.bp,
+    mobility.bp,
     # orchestrations and their activities
     machine_replication.bp,  # its activities register on the same blueprint
     hydration.bp,

@@ -53,11 +53,21 @@ from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
+from shared.mobility.install_command import InstallCommand, InstallCommandQuery
+from shared.mobility.installers import Installer, InstallerList
+from shared.mobility.os_support import OsResolution
+from shared.mobility.registration import (
+    AgentRegistered,
+    PassphraseIssued,
+    PassphraseStatus,
+    RegisterAgentRequest,
+)
+from shared.mobility.service import ResolveQuery
 from shared.replication.delta_manifest import DeltaManifest
 
 bp = blueprint()
 
-Auth = Literal["operator", "appliance", "operatorOrAppliance"]
+Auth = Literal["operator", "appliance", "operatorOrAppliance", "agent"]
 
 
 @dataclass(frozen=True)
@@ -352,6 +362,75 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401),
     ),
     Operation(
+        "PUT",
+        "mobility/installers/{fileName}",
+        "upload_mobility_installer",
+        "Upload a Mobility service installer under its vendor name (Content-Length required, at most 1 GiB)",
+        "operator",
+        Installer,
+        201,
+        BaseModel,
+        request_media_type="application/octet-stream",
+        errors=(400, 401),
+    ),
+    Operation(
+        "GET",
+        "mobility/installers",
+        "list_mobility_installers",
+        "The installer catalog, by OS then newest version first",
+        "operator",
+        InstallerList,
+        errors=(401,),
+    ),
+    Operation(
+        "GET",
+        "mobility/installers/resolve",
+        "resolve_mobility_installer",
+        "Which installer serves an OS, and the newest catalog file for it (400 OsNotSupported otherwise)",
+        "operator",
+        OsResolution,
+        query=ResolveQuery,
+        errors=(400, 401),
+    ),
+    Operation(
+        "GET",
+        "machines/{machineId}/mobility/install-command",
+        "get_mobility_install_command",
+        "The manual Mobility service install and registration commands for the machine's OS",
+        "operator",
+        InstallCommand,
+        query=InstallCommandQuery,
+    ),
+    Operation(
+        "POST",
+        "mobility/passphrase",
+        "rotate_mobility_passphrase",
+        "Generate the registration passphrase, replacing any previous one; shown once",
+        "operator",
+        PassphraseIssued,
+        201,
+        errors=(401, 409),
+    ),
+    Operation(
+        "GET",
+        "mobility/passphrase",
+        "get_mobility_passphrase",
+        "Whether a registration passphrase is set, and when",
+        "operator",
+        PassphraseStatus,
+        errors=(401,),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/register",
+        "register_mobility_agent",
+        "Register a Mobility agent with the passphrase; returns its own credential once",
+        "agent",
+        AgentRegistered,
+        201,
+        RegisterAgentRequest,
+    ),
+    Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
     ),
 )
@@ -367,6 +446,8 @@ _ERROR_TEXT = {
 _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
+    # A Mobility agent registering: a key scoped to that function; the passphrase is in the body.
+    "agent": [{"functionKey": []}],
     # Either an operator (key only) or an appliance (key + its credential).
     "operatorOrAppliance": [{"functionKey": []}, {"functionKey": [], "applianceCredential": []}],
 }
@@ -377,6 +458,8 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _json_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
+    if media_type == "application/octet-stream":
+        return {media_type: {"schema": {"type": "string", "format": "binary"}}}
     if model is BaseModel:
         return {media_type: {"schema": {"type": "object"}}}
     return {media_type: {"schema": _ref(model)}}

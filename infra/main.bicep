@@ -112,12 +112,14 @@ var cosmosContainers = [
   { name: 'events', partitionKeyPath: '/machineId', defaultTtl: 7776000 }
   { name: 'commands', partitionKeyPath: '/applianceId', defaultTtl: -1 }
   { name: 'cycles', partitionKeyPath: '/machineId' }
+  { name: 'mobility', partitionKeyPath: '/id' }
 ]
 
 var cacheUploadContainer = 'uploads'
 var replicaContainers = [
   'replicas' // fixed-VHD page blobs; recovery points are their blob snapshots
   'hydration' // preparation toolkit package and its JSON reports
+  'mobility-installers' // Mobility service installers uploaded by the operator
 ]
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'eventgrid-deadletter'

@@ -38,8 +38,11 @@ COMMANDS = ContainerSpec(
     "commands", "/applianceId", default_ttl=-1, purpose="appliance commands; acknowledged ones expire"
 )
 CYCLES = ContainerSpec("cycles", "/machineId", purpose="replication cycles (idempotency by cycle id)")
+MOBILITY = ContainerSpec(
+    "mobility", "/id", purpose="the agents' registration passphrase (hash), Mobility agents"
+)
 
-ALL_CONTAINERS: tuple[ContainerSpec, ...] = (APPLIANCES, MACHINES, JOBS, EVENTS, COMMANDS, CYCLES)
+ALL_CONTAINERS: tuple[ContainerSpec, ...] = (APPLIANCES, MACHINES, JOBS, EVENTS, COMMANDS, CYCLES, MOBILITY)
 
 
 class AlreadyExists(Conflict):

@@ -1,0 +1,229 @@
+"""The project's registration passphrase and the registration of Mobility agents with it.
+
+The passphrase is what an installed agent proves it was installed by this project's operator (the
+vendor's `/PassphraseFilePath`): generated here, shown once, stored only as a salted, peppered scrypt
+hash, replaced by a rotation. An agent that presents it with its machine's identity gets its own
+credential (`<agentId>.<secret>`, shown once, hashed at rest the way appliance credentials are), with
+which it will call the API from then on; the passphrase is not needed again until the agent is
+re-registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import string
+import threading
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from shared.appliances.credentials import CredentialHasher, new_credential, parse_credential
+from shared.domain.errors import FieldValueError, NotFound, Unauthorized
+from shared.domain.wire import RequestModel, ResourceId, WireModel
+from shared.platform.documents import MOBILITY
+from shared.platform.repository import AlreadyExists, Collection, Repositories, Versioned
+
+log = logging.getLogger(__name__)
+
+PASSPHRASE_ID: Literal["registration-passphrase"] = "registration-passphrase"
+PASSPHRASE_LENGTH = 32
+# Letters and digits only: the passphrase goes into a file and onto command lines without quoting.
+_ALPHABET = string.ascii_letters + string.digits
+
+
+class RegistrationPassphrase(WireModel):
+    """The one stored passphrase document: its hash, never the passphrase."""
+
+    id: Literal["registration-passphrase"] = PASSPHRASE_ID
+    kind: Literal["passphrase"] = "passphrase"
+    passphrase_hash: str
+    set_at: datetime
+    generation: int = Field(ge=1, description="1 for the first passphrase, +1 at each rotation")
+
+
+class MobilityAgent(WireModel):
+    id: ResourceId
+    kind: Literal["agent"] = "agent"
+    machine_id: ResourceId | None = None
+    hostname: str | None = None
+    bios_uuid: UUID | None = None
+    credential_hash: str
+    registered_at: datetime
+    passphrase_generation: int
+
+
+class PassphraseIssued(WireModel):
+    passphrase: str = Field(description="shown once: put it in the file named by /PassphraseFilePath (-P)")
+    set_at: datetime
+    generation: int
+    replaced_previous: bool = Field(
+        description="true when this rotated an older passphrase, which no longer works"
+    )
+
+
+class PassphraseStatus(WireModel):
+    exists: bool
+    set_at: datetime | None = None
+    generation: int | None = None
+
+
+class RegisterAgentRequest(RequestModel):
+    """The passphrase and who the agent is: the machine id an appliance reported, or hostname + BIOS UUID."""
+
+    passphrase: str = Field(min_length=1, max_length=256)
+    machine_id: ResourceId | None = None
+    hostname: str | None = Field(
+        default=None,
+        max_length=255,
+        # DNS labels, plus the underscore NetBIOS names allow.
+        pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$",
+        description="the server's host name, with biosUuid when it has no machine id yet",
+    )
+    bios_uuid: UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> RegisterAgentRequest:
+        by_host = self.hostname is not None or self.bios_uuid is not None
+        if self.machine_id is not None and by_host:
+            raise FieldValueError("machineId", "send machineId, or hostname and biosUuid, not both")
+        if self.machine_id is None and (self.hostname is None or self.bios_uuid is None):
+            raise FieldValueError("machineId", "send machineId, or both hostname and biosUuid")
+        return self
+
+
+class AgentRegistered(WireModel):
+    agent_id: str
+    credential: str = Field(description="shown once: the agent's own credential, `<agentId>.<secret>`")
+    machine_id: str | None = None
+    hostname: str | None = None
+    bios_uuid: UUID | None = None
+    registered_at: datetime
+
+
+def _passphrases(repos: Repositories) -> Collection[RegistrationPassphrase]:
+    return Collection(repos.store, MOBILITY, RegistrationPassphrase, "registration passphrase")
+
+
+def _agents(repos: Repositories) -> Collection[MobilityAgent]:
+    return Collection(repos.store, MOBILITY, MobilityAgent, "Mobility agent")
+
+
+def new_passphrase() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(PASSPHRASE_LENGTH))
+
+
+def rotate_passphrase(repos: Repositories, hasher: CredentialHasher, *, now: datetime) -> PassphraseIssued:
+    """A new passphrase replacing any previous one (which stops working at once); returned only here."""
+    passphrase = new_passphrase()
+    collection = _passphrases(repos)
+    current = collection.get(PASSPHRASE_ID)
+    generation = 1 if current is None else current.item.generation + 1
+    stored = RegistrationPassphrase(
+        passphrase_hash=hasher.hash(passphrase), set_at=now, generation=generation
+    )
+    if current is None:
+        try:
+            collection.add(stored)
+        except AlreadyExists:
+            # Another rotation created it first: this one replaces it, as a later rotation would.
+            return rotate_passphrase(repos, hasher, now=now)
+    else:
+        # If-Match: two rotations at once cannot both believe their passphrase is the current one.
+        collection.save(Versioned(stored, current.etag))
+    return PassphraseIssued(
+        passphrase=passphrase, set_at=now, generation=generation, replaced_previous=current is not None
+    )
+
+
+def passphrase_status(repos: Repositories) -> PassphraseStatus:
+    current = _passphrases(repos).get(PASSPHRASE_ID)
+    if current is None:
+        return PassphraseStatus(exists=False)
+    return PassphraseStatus(exists=True, set_at=current.item.set_at, generation=current.item.generation)
+
+
+class FailureRate:
+    """Failed registrations in a sliding window, so each refusal is logged with the current rate."""
+
+    def __init__(self, window: timedelta = timedelta(minutes=5)) -> None:
+        self.window = window
+        self._times: deque[datetime] = deque()
+        self._lock = threading.Lock()
+
+    def record(self, now: datetime) -> int:
+        with self._lock:
+            self._times.append(now)
+            while self._times and self._times[0] <= now - self.window:
+                self._times.popleft()
+            return len(self._times)
+
+
+# Per worker process: enough to see a guessing run in the logs (each worker logs its own rate).
+REGISTRATION_FAILURES = FailureRate()
+
+
+def agent_id_for(request: RegisterAgentRequest) -> str:
+    """One agent per machine identity: registering again replaces the previous credential."""
+    if request.machine_id is not None:
+        identity = f"machine:{request.machine_id}"
+    else:
+        identity = f"host:{(request.hostname or '').lower()}:{request.bios_uuid}"
+    return f"agent-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+
+
+def register_agent(
+    repos: Repositories,
+    hasher: CredentialHasher,
+    request: RegisterAgentRequest,
+    *,
+    now: datetime,
+    failures: FailureRate = REGISTRATION_FAILURES,
+) -> AgentRegistered:
+    """The agent's credential, returned here and never again; a wrong passphrase changes nothing (401)."""
+    current = _passphrases(repos).get(PASSPHRASE_ID)
+    stored_hash = current.item.passphrase_hash if current is not None else None
+    # Verified against a decoy when none is set, so the answer takes as long either way.
+    if not hasher.verify(request.passphrase, stored_hash) or current is None:
+        count = failures.record(now)
+        log.warning(
+            "Mobility agent registration refused (wrong or no passphrase) for %s; %d refusals in the last %d s",
+            request.machine_id or request.hostname,
+            count,
+            int(failures.window.total_seconds()),
+        )
+        raise Unauthorized(
+            "the registration passphrase is not valid: use the project's current passphrase (an operator "
+            "sets a new one with POST /api/mobility/passphrase; a rotation invalidates the previous one)"
+        )
+    if request.machine_id is not None and repos.machines.get(request.machine_id) is None:
+        raise NotFound(
+            f"machine {request.machine_id} does not exist: register with the machine id an appliance "
+            "reported, or with hostname and biosUuid",
+            details=[{"id": request.machine_id}],
+        )
+    agent_id = agent_id_for(request)
+    credential = new_credential(agent_id)
+    agent = MobilityAgent(
+        id=agent_id,
+        machine_id=request.machine_id,
+        hostname=request.hostname,
+        bios_uuid=request.bios_uuid,
+        credential_hash=hasher.hash(parse_credential(credential).secret),
+        registered_at=now,
+        passphrase_generation=current.item.generation,
+    )
+    _agents(repos).put(agent)
+    log.info("Mobility agent %s registered for %s", agent_id, request.machine_id or request.hostname)
+    return AgentRegistered(
+        agent_id=agent_id,
+        credential=credential,
+        machine_id=agent.machine_id,
+        hostname=agent.hostname,
+        bios_uuid=agent.bios_uuid,
+        registered_at=now,
+    )
