@@ -102,7 +102,18 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
                 )
         doc = arm.tracked_doc(rid, body, existing)
         doc["properties"] = dict(existing["properties"])
-        # An update keeps what it does not name: a PUT of only the tags keeps the sku.
+        # An update changes what it names and keeps the rest: a PUT of only the tags keeps the sku.
+        for key in MUTABLE_DISK_PROPERTIES:
+            if props.get(key) is not None:
+                doc["properties"][key] = props[key]
+        old_generation = existing["properties"].get("hyperVGeneration")
+        if props.get("hyperVGeneration") and old_generation and props["hyperVGeneration"] != old_generation:
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'hyperVGeneration' is not allowed.",
+                target="hyperVGeneration",
+            )
         doc["sku"] = (
             _disk_sku(body.get("sku"), rid.type == ids.SNAPSHOT) if body.get("sku") else existing.get("sku")
         )
@@ -116,7 +127,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         "networkAccessPolicy": props.get("networkAccessPolicy", "AllowAll"),
         "publicNetworkAccess": props.get("publicNetworkAccess", "Enabled"),
     }
-    for key in ("osType", "hyperVGeneration", "diskIOPSReadWrite", "diskMBpsReadWrite"):
+    for key in ("hyperVGeneration", *MUTABLE_DISK_PROPERTIES):
         if props.get(key) is not None:
             stored[key] = props[key]
     work: dict[str, Any]
@@ -193,6 +204,19 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
     return doc
 
 
+# Properties a disk PUT or PATCH may set and change, kept and returned as given (their effect on I/O,
+# hibernation or marketplace billing has nothing to emulate here).
+MUTABLE_DISK_PROPERTIES: Final = (
+    "osType",
+    "networkAccessPolicy",
+    "publicNetworkAccess",
+    "diskIOPSReadWrite",
+    "diskMBpsReadWrite",
+    "supportsHibernation",
+    "supportedCapabilities",
+    "purchasePlan",
+    "optimizedForFrequentAttach",
+)
 DISK_SKU_TIERS: Final = {
     "Standard_LRS": "Standard",
     "StandardSSD_LRS": "Standard",

@@ -148,6 +148,16 @@ def prepare_vnet(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         "addressSpace": {"addressPrefixes": space},
         "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or arm.new_guid(),
     }
+    if props.get("flowTimeoutInMinutes") is not None:
+        # Kept and returned (flow logging is nothing to emulate); Azure allows 4 to 30 minutes.
+        timeout = props["flowTimeoutInMinutes"]
+        if not isinstance(timeout, int) or not 4 <= timeout <= 30:
+            raise bad_request(
+                f"FlowTimeoutInMinutes {timeout} is out of the range 4 to 30.",
+                "properties.flowTimeoutInMinutes",
+                code="InvalidRequestFormat",
+            )
+        doc["properties"]["flowTimeoutInMinutes"] = timeout
     # Subnets become their own documents (a VNet PUT and a subnet PUT address the same thing).
     for name, doc_sub in current.items():
         if name not in wanted:

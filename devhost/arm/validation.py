@@ -44,6 +44,7 @@ _PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "dataAccessAuthMode",
         "encryptionSettingsCollection",
     ),
+    ids.VM_EXTENSION: ("protectedSettingsFromKeyVault", "provisionAfterExtensions", "suppressFailures"),
     ids.SNAPSHOT: ("diskAccessId", "securityProfile", "dataAccessAuthMode", "encryptionSettingsCollection"),
     ids.VIRTUAL_NETWORK: (
         "ddosProtectionPlan",

@@ -401,3 +401,105 @@ def test_snapshot_list_by_subscription(clients: ArmClients, resource_group: str)
     assert _id(resource_group, "snapshots/mySnapshot") in {
         s.id for s in clients.compute.snapshots.list(api_version=DISK_API)
     }
+
+
+# --- updates: the examples update a disk made from a Windows image; here an Empty disk of that OS ----
+
+
+def _patched(clients: ArmClients, rg: str, update: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "location": "westus",
+        "properties": {
+            "creationData": {"createOption": "Empty"},
+            "diskSizeGB": 127,
+            "osType": "Windows",
+            "hyperVGeneration": "V1",
+        },
+    }
+    _disk(clients, rg, "myDisk", body)
+    result: dict[str, Any] = (
+        clients.compute.disks.begin_update(rg, "myDisk", update, api_version=DISK_API).result().as_dict()
+    )
+    assert_subset(
+        result,
+        {
+            "name": "myDisk",
+            "location": "westus",
+            "sku": {"name": "Standard_LRS", "tier": "Standard"},
+            "properties": {
+                "osType": "Windows",
+                "hyperVGeneration": "V1",
+                "diskSizeGB": 127,
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
+    return result
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_AddPurchasePlan")
+def test_disk_update_add_purchase_plan(clients: ArmClients, resource_group: str) -> None:
+    plan = {
+        "name": "myPurchasePlanName",
+        "publisher": "myPurchasePlanPublisher",
+        "product": "myPurchasePlanProduct",
+        "promotionCode": "myPurchasePlanPromotionCode",
+    }
+    disk = _patched(clients, resource_group, {"properties": {"purchasePlan": plan}})
+    assert disk["properties"]["purchasePlan"] == plan
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_ToAddArchitecture")
+def test_disk_update_add_architecture(clients: ArmClients, resource_group: str) -> None:
+    disk = _patched(
+        clients, resource_group, {"properties": {"supportedCapabilities": {"architecture": "Arm64"}}}
+    )
+    assert disk["properties"]["supportedCapabilities"] == {"architecture": "Arm64"}
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_AddDiskControllerTypes")
+def test_disk_update_add_disk_controller_types(clients: ArmClients, resource_group: str) -> None:
+    disk = _patched(
+        clients, resource_group, {"properties": {"supportedCapabilities": {"diskControllerTypes": "SCSI"}}}
+    )
+    assert disk["properties"]["supportedCapabilities"] == {"diskControllerTypes": "SCSI"}
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_AddAcceleratedNetworking")
+def test_disk_update_add_accelerated_networking(clients: ArmClients, resource_group: str) -> None:
+    disk = _patched(
+        clients, resource_group, {"properties": {"supportedCapabilities": {"acceleratedNetwork": False}}}
+    )
+    assert disk["properties"]["supportedCapabilities"] == {"acceleratedNetwork": False}
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_AddSupportsHibernation")
+def test_disk_update_add_supports_hibernation(clients: ArmClients, resource_group: str) -> None:
+    disk = _patched(clients, resource_group, {"properties": {"supportsHibernation": True}})
+    assert disk["properties"]["supportsHibernation"] is True
+
+
+@example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_WithOptimizedForFrequentAttach")
+def test_disk_create_optimized_for_frequent_attach(clients: ArmClients, resource_group: str) -> None:
+    body = _empty()
+    body["properties"]["optimizedForFrequentAttach"] = True
+    disk = _disk(clients, resource_group, "myDisk", body)
+    assert_subset(
+        disk,
+        {
+            "name": "myDisk",
+            "location": WEST_US,
+            "properties": {
+                "creationData": {"createOption": "Empty"},
+                "diskSizeGB": 200,
+                "provisioningState": "Succeeded",
+                "optimizedForFrequentAttach": True,
+            },
+        },
+    )
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_DisableOptimizedForFrequentAttach")
+def test_disk_update_disable_optimized_for_frequent_attach(clients: ArmClients, resource_group: str) -> None:
+    disk = _patched(clients, resource_group, {"properties": {"optimizedForFrequentAttach": False}})
+    assert disk["properties"]["optimizedForFrequentAttach"] is False

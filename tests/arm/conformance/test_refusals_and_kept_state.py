@@ -307,3 +307,34 @@ def test_a_successful_script_after_a_failed_one_leaves_the_vm_succeeded(
     )
     extension = clients.compute.virtual_machine_extensions.get(resource_group, "vm", "run")
     assert extension.properties.provisioning_state == "Succeeded"
+
+
+def test_a_vnet_keeps_its_flow_timeout(clients: ArmClients, resource_group: str) -> None:
+    body = {
+        "location": LOCATION,
+        "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}, "flowTimeoutInMinutes": 10},
+    }
+    vnet = clients.network.virtual_networks.begin_create_or_update(
+        resource_group, "v", body, api_version=NETWORK_API
+    ).result()
+    assert vnet.as_dict()["properties"]["flowTimeoutInMinutes"] == 10
+
+
+def test_an_extension_asking_to_suppress_failures_is_refused(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    _vm_with_data_disk(clients, rest, resource_group, network)
+    body = {
+        "location": LOCATION,
+        "properties": {
+            "publisher": "Microsoft.Azure.Extensions",
+            "type": "CustomScript",
+            "typeHandlerVersion": "2.1",
+            "suppressFailures": True,
+            "settings": {"commandToExecute": "true"},
+        },
+    }
+    with pytest.raises(HttpResponseError) as raised:
+        clients.compute.virtual_machine_extensions.begin_create_or_update(resource_group, "vm", "run", body)
+    assert raised.value.error is not None and raised.value.error.code == "NotSupported"
+    assert "suppressFailures" in str(raised.value.error.message)
