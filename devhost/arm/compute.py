@@ -134,10 +134,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
     copied_from: Doc | None = None
     requested_gb = props.get("diskSizeGB")
     if option == "Import":
-        if is_snapshot:
-            raise invalid_parameter(
-                "This local endpoint imports blobs into disks only.", "creationData.createOption"
-            )
+        # Disks and snapshots alike: the disk RP imports a fixed VHD page blob into either.
         source_uri = str(creation.get("sourceUri") or "")
         if not source_uri:
             raise invalid_parameter(

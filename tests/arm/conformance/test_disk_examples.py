@@ -12,7 +12,7 @@ from shared.platform.arm_clients import ArmClients
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
 from shared.replication.vhd import MIB
 from tests.arm.conformance.spec import DISK_API, SUB, Outcome, assert_subset, example
-from tests.arm.conftest import STORAGE_ACCOUNT_ID
+from tests.arm.conftest import STORAGE_ACCOUNT_ID, LocalArmEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +132,8 @@ def test_disk_create_by_copying_a_snapshot(clients: ArmClients, resource_group: 
 def test_disk_create_by_importing_a_blob(
     clients: ArmClients, resource_group: str, container: ContainerClient
 ) -> None:
+    """The example omits `storageAccountId`, which the swagger's CreationData requires for Import (and
+    the endpoint too); the transcription adds it."""
     replica = create_replica_disk(container, ReplicaDiskSpec(machine_id="m", disk_id="d", disk_size=2 * MIB))
     body = {
         "location": WEST_US,
@@ -503,3 +505,45 @@ def test_disk_create_optimized_for_frequent_attach(clients: ArmClients, resource
 def test_disk_update_disable_optimized_for_frequent_attach(clients: ArmClients, resource_group: str) -> None:
     disk = _patched(clients, resource_group, {"properties": {"optimizedForFrequentAttach": False}})
     assert disk["properties"]["optimizedForFrequentAttach"] is False
+
+
+@example(
+    "DiskRP", "Snapshots_CreateOrUpdate", "Snapshot_Create_ByImportingAnUnmanagedBlobFromTheSameSubscription"
+)
+def test_snapshot_create_by_importing_a_blob(
+    clients: ArmClients, resource_group: str, container: ContainerClient, local_arm: LocalArmEndpoint
+) -> None:
+    """The example omits `storageAccountId`, which the swagger's CreationData requires for Import (and
+    the endpoint too); the transcription adds it."""
+    replica = create_replica_disk(container, ReplicaDiskSpec(machine_id="m", disk_id="s", disk_size=2 * MIB))
+    container.get_blob_client(replica.blob_name).upload_page(
+        b"SNAPSHOT".ljust(512, b"\0"), offset=MIB, length=512
+    )
+    body = {
+        "location": WEST_US,
+        "properties": {
+            "creationData": {
+                "createOption": "Import",
+                "sourceUri": replica.url,
+                "storageAccountId": STORAGE_ACCOUNT_ID,
+            }
+        },
+    }
+    snapshot = clients.compute.snapshots.begin_create_or_update(
+        resource_group, "mySnapshot1", body, api_version=DISK_API
+    ).result()
+    assert_subset(
+        snapshot.as_dict(),
+        {
+            "name": "mySnapshot1",
+            "location": WEST_US,
+            "properties": {
+                "creationData": {"createOption": "Import", "sourceUri": replica.url},
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
+    image = local_arm.data_dir / "disks" / f"{snapshot.properties.unique_id}.raw"
+    with image.open("rb") as handle:
+        handle.seek(MIB)
+        assert handle.read(8) == b"SNAPSHOT"
