@@ -543,6 +543,8 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         stored["storageProfile"]["imageReference"] = (
             storage.get("imageReference") or old_storage["imageReference"]
         )
+    if existing is not None:
+        _refuse_fixed_changes(existing["properties"], props)
     if props.get("osProfile") and existing is None:
         profile = {k: v for k, v in props["osProfile"].items() if k not in ("adminPassword", "customData")}
         profile.setdefault("computerName", rid.name)
@@ -603,6 +605,35 @@ def _refuse_existing_disk_name(arm: LocalArm, disk_rid: ResourceId, target: str)
         f"{held}. 'Name' is an optional property for a disk and a unique name will be generated if not provided.",
         target=target,
     )
+
+
+def _refuse_fixed_changes(current: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """What a VM keeps for life: its computer name and admin user, and the image it was made from.
+    Sent back unchanged (a read-modify-write) they pass; changed, Azure refuses the update."""
+    fixed = [
+        (
+            "computerName",
+            (current.get("osProfile") or {}).get("computerName"),
+            (wanted.get("osProfile") or {}).get("computerName"),
+        ),
+        (
+            "adminUsername",
+            (current.get("osProfile") or {}).get("adminUsername"),
+            (wanted.get("osProfile") or {}).get("adminUsername"),
+        ),
+    ]
+    old_image = (current.get("storageProfile") or {}).get("imageReference") or {}
+    new_image = (wanted.get("storageProfile") or {}).get("imageReference") or {}
+    for key in ("publisher", "offer", "sku", "id"):
+        fixed.append((f"imageReference.{key}", old_image.get(key), new_image.get(key)))
+    for name, old, new in fixed:
+        if old is not None and new is not None and str(old).lower() != str(new).lower():
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                f"Changing property '{name}' is not allowed.",
+                target=name,
+            )
 
 
 def _image_os_type(image: dict[str, Any]) -> str:

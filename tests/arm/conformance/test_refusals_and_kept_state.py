@@ -338,3 +338,19 @@ def test_an_extension_asking_to_suppress_failures_is_refused(
         clients.compute.virtual_machine_extensions.begin_create_or_update(resource_group, "vm", "run", body)
     assert raised.value.error is not None and raised.value.error.code == "NotSupported"
     assert "suppressFailures" in str(raised.value.error.message)
+
+
+def test_a_vm_keeps_its_computer_name_and_image(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    _vm_with_data_disk(clients, rest, resource_group, network)
+    path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm")
+    renamed = rest.request(
+        "PATCH", path, COMPUTE_API, {"properties": {"osProfile": {"computerName": "other"}}}
+    )
+    assert "'computerName'" in rest.error(renamed, 409, "PropertyChangeNotAllowed")["message"]
+    image = {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"}
+    reimaged = rest.request(
+        "PATCH", path, COMPUTE_API, {"properties": {"storageProfile": {"imageReference": image}}}
+    )
+    rest.error(reimaged, 409, "PropertyChangeNotAllowed")
