@@ -4,7 +4,7 @@ Routes (every one needs `?api-version=` and `Authorization: Bearer <token>` when
   /subscriptions/{sub}/resourcegroups[/{rg}]                        resource groups (PUT/GET/HEAD/DELETE, list)
   /subscriptions/{sub}[/resourceGroups/{rg}]/resources              generic listing ($filter, $expand, $top)
   /subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{child}/{name}]   PUT/GET/DELETE
-                                                                    (+ PATCH for VMs, disks, snapshots)
+                                                                    (+ PATCH for VMs, disks, snapshots, extensions)
   .../providers/{ns}/{type}[/{name}/{child}]                        lists (by resource group, or parent)
   /subscriptions/{sub}/providers/{ns}/{type}                        list across the subscription
   /subscriptions/{sub}/providers/Microsoft.Compute/skus[?$filter=location eq '..']  Resource SKUs (skus.py)
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devhost.arm import dataplane, ids
+from devhost.arm import api_versions, dataplane, ids, validation
 from devhost.arm.control import FaultRule, LatencyConfig
 from devhost.arm.errors import ArmError
 from devhost.arm.ids import ResourceId
@@ -177,8 +177,12 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
     sub = segments[1]
     rest, lrest = segments[2:], lower[2:]
     if lrest == ["resources"] and method == "GET":
+        api_versions.check(api_versions.GENERIC_RESOURCES, api_version, None)
         return arm.list_generic(sub, None, query, base_url, request.url.path)
     if lrest[:1] == ["resourcegroups"]:
+        if len(rest) <= 2 or lrest[2] == "resources":
+            own = ids.RESOURCE_GROUP if len(rest) <= 2 else api_versions.GENERIC_RESOURCES
+            api_versions.check(own, api_version, None)
         if len(rest) == 1 and method == "GET":
             return arm.list_resource_groups(sub)
         if len(rest) == 2:
@@ -196,6 +200,7 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
     if lrest[:1] == ["providers"] and len(rest) >= 3:
         namespace = rest[1]
         if len(rest) == 6 and lrest[2] == "locations":
+            api_versions.check_namespace(namespace, api_version)
             if lrest[4] in ("operations", "operationstatuses") and method == "GET":
                 return arm.operation_status(rest[5])
             if lrest[4] == "operationresults" and method == "GET":
@@ -205,12 +210,21 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
         if len(rest) == 3 and method == "GET":
             resource_type = ids.canonical_type(f"{namespace}/{rest[2]}")
             if resource_type is not None:
+                api_versions.check(resource_type, api_version, None)
                 return arm.list_type(sub, None, resource_type, None)
     raise ArmError(
         404,
         "NoRegisteredProviderFound",
         f"No registered resource provider found for {method} {request.url.path}.",
     )
+
+
+def _location(arm: LocalArm, sub: str, rg: str, body: dict[str, Any]) -> str | None:
+    """The location ARM names in a NoRegisteredProviderFound: the request's, else its group's."""
+    if body.get("location"):
+        return str(body["location"])
+    group = arm.store.get(ids.resource_group_id(sub, rg))
+    return str(group["location"]) if group else None
 
 
 def _exists(arm: LocalArm, sub: str, rg: str) -> Answer:
@@ -243,6 +257,7 @@ def _provider(
             if parent_type is not None:
                 parent = ResourceId(sub, rg, parent_type, tuple(names))
         if resource_type is not None and method == "GET":
+            api_versions.check(resource_type, api_version, _location(arm, sub, rg, body))
             return arm.list_type(sub, rg, resource_type, parent)
         if parent is not None and parent.type in (ids.DISK, ids.SNAPSHOT) and method == "POST":
             return arm.disk_access(parent, path[-1], body, base_url, api_version)
@@ -251,7 +266,10 @@ def _provider(
             assert parent is not None
             return check_ip_address_availability(arm, parent, query.get("ipAddress"))
         if parent is not None and parent.type == ids.VIRTUAL_MACHINE:
+            api_versions.check(parent.type, api_version, _location(arm, sub, rg, body))
             action = path[-1]
+            if action.lower() == "deallocate" and query.get("hibernate", "").lower() == "true":
+                raise validation.not_emulated("hibernate", parent.type)
             if method == "POST":
                 return arm.post_action(parent, action, base_url, api_version)
             if method == "GET" and action.lower() == "instanceview":
@@ -264,6 +282,7 @@ def _provider(
             "NoRegisteredProviderFound",
             f"No registered resource provider found for type '{'/'.join([namespace, *types])}'.",
         )
+    api_versions.check(resource_type, api_version, _location(arm, sub, rg, body))
     rid = ResourceId(sub, rg, resource_type, tuple(names))
     if method == "PUT":
         return arm.put(rid, body, base_url, api_version)

@@ -102,7 +102,22 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
                 )
         doc = arm.tracked_doc(rid, body, existing)
         doc["properties"] = dict(existing["properties"])
-        doc["_work"] = None
+        # An update changes what it names and keeps the rest: a PUT of only the tags keeps the sku.
+        for key in MUTABLE_DISK_PROPERTIES:
+            if props.get(key) is not None:
+                doc["properties"][key] = props[key]
+        old_generation = existing["properties"].get("hyperVGeneration")
+        if props.get("hyperVGeneration") and old_generation and props["hyperVGeneration"] != old_generation:
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'hyperVGeneration' is not allowed.",
+                target="hyperVGeneration",
+            )
+        doc["sku"] = (
+            _disk_sku(body.get("sku"), rid.type == ids.SNAPSHOT) if body.get("sku") else existing.get("sku")
+        )
+        doc["_work"] = _resize(arm, rid, existing, props.get("diskSizeGB"), doc)
         if existing.get(access.GRANTS):
             doc[access.GRANTS] = existing[access.GRANTS]  # an update keeps the SAS handed out
         return doc
@@ -114,17 +129,14 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         "networkAccessPolicy": props.get("networkAccessPolicy", "AllowAll"),
         "publicNetworkAccess": props.get("publicNetworkAccess", "Enabled"),
     }
-    for key in ("osType", "hyperVGeneration", "diskIOPSReadWrite", "diskMBpsReadWrite"):
+    for key in ("hyperVGeneration", *MUTABLE_DISK_PROPERTIES):
         if props.get(key) is not None:
             stored[key] = props[key]
     work: dict[str, Any]
     copied_from: Doc | None = None
     requested_gb = props.get("diskSizeGB")
     if option == "Import":
-        if is_snapshot:
-            raise invalid_parameter(
-                "This local endpoint imports blobs into disks only.", "creationData.createOption"
-            )
+        # Disks and snapshots alike: the disk RP imports a fixed VHD page blob into either.
         source_uri = str(creation.get("sourceUri") or "")
         if not source_uri:
             raise invalid_parameter(
@@ -185,10 +197,81 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
             stored["incrementalSnapshotFamilyId"] = _snapshot_family(copied_from)
     doc = arm.tracked_doc(rid, body, None)
     doc["properties"] = stored
-    doc["sku"] = body.get("sku") or {"name": "Standard_LRS", "tier": "Standard"}
+    doc["sku"] = _disk_sku(body.get("sku"), is_snapshot)
     work["size"] = size
     doc["_work"] = work
     return doc
+
+
+# Properties a disk PUT or PATCH may set and change, kept and returned as given (their effect on I/O,
+# hibernation or marketplace billing has nothing to emulate here).
+MUTABLE_DISK_PROPERTIES: Final = (
+    "osType",
+    "networkAccessPolicy",
+    "publicNetworkAccess",
+    "diskIOPSReadWrite",
+    "diskMBpsReadWrite",
+    "supportsHibernation",
+    "supportedCapabilities",
+    "purchasePlan",
+    "optimizedForFrequentAttach",
+)
+DISK_SKU_TIERS: Final = {
+    "Standard_LRS": "Standard",
+    "StandardSSD_LRS": "Standard",
+    "StandardSSD_ZRS": "Standard",
+    "Premium_LRS": "Premium",
+    "Premium_ZRS": "Premium",
+    "PremiumV2_LRS": "Premium",
+    "UltraSSD_LRS": "Ultra",
+}
+SNAPSHOT_SKU_TIERS: Final = {"Standard_LRS": "Standard", "Premium_LRS": "Premium", "Standard_ZRS": "Standard"}
+
+
+def _disk_sku(given: Any, is_snapshot: bool) -> dict[str, str]:
+    """The sku as the disk RP returns it: the name given (Standard_LRS by default) and its tier."""
+    tiers = SNAPSHOT_SKU_TIERS if is_snapshot else DISK_SKU_TIERS
+    name = str((given or {}).get("name") or "Standard_LRS")
+    tier = tiers.get(name)
+    if tier is None:
+        raise invalid_parameter(
+            f"The value '{name}' of parameter 'sku.name' is invalid. Allowed values: {', '.join(tiers)}.",
+            "sku.name",
+        )
+    return {"name": name, "tier": tier}
+
+
+def _resize(arm: LocalArm, rid: ResourceId, existing: Doc, wanted_gb: Any, doc: Doc) -> dict[str, Any] | None:
+    """A larger `diskSizeGB` grows the disk (unattached, or its VM deallocated); smaller is refused."""
+    if wanted_gb is None:
+        return None
+    current = int(existing["properties"]["diskSizeBytes"])
+    wanted = int(wanted_gb) * GIB
+    if wanted == current or int(wanted_gb) == existing["properties"].get("diskSizeGB"):
+        return None
+    if wanted < current:
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"The disk/snapshot resource with id {existing['id']} cannot be resized down. Reducing "
+            "disk/snapshot size is not supported in Azure to prevent data loss. If you do need to reduce "
+            "the size of the disk, please create new snapshot/disks with the appropriate size. More "
+            "information is available at https://aka.ms/AzureDisksFAQ",
+            target="diskSizeGB",
+        )
+    owner = disk_owner(arm, rid.key) if rid.type == ids.DISK else None
+    if owner is not None and owner.get("_powerState", "running") != "deallocated":
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Cannot resize disk {existing['name']} while it is attached to running VM {owner['id']}. "
+            "Resizing a disk of an Azure Virtual Machine requires the virtual machine to be deallocated. "
+            "Please stop your VM and retry the operation.",
+            target="diskSizeGB",
+        )
+    doc["properties"]["diskSizeBytes"] = wanted
+    doc["properties"]["diskSizeGB"] = int(wanted_gb)
+    return {"kind": "resize", "size": wanted}
 
 
 def _snapshot_family(source: Doc) -> str:
@@ -212,6 +295,8 @@ def disk_work(arm: LocalArm, doc: Doc) -> Callable[[], None] | None:
             blob = arm.blobs.blob_for(work["sourceUri"], work["storageAccountId"])
             info = arm.blobs.inspect(blob, work["sourceUri"])
             import_vhd(blob, info, target)
+        elif work["kind"] == "resize":
+            pass  # the image grows below, its data kept
         elif work["kind"] == "copy":
             source = Path(work["source"])
             if not source.exists():
@@ -332,10 +417,8 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             )
         name = str(os_disk.get("name") or f"{rid.name}_OsDisk_1_{uuid.uuid4().hex}")
         disk_rid = ResourceId(rid.subscription, rid.resource_group, ids.DISK, (name,))
-        if arm.store.get(disk_rid.key) is not None:
-            raise ArmError(
-                409, "ConflictingUserInput", f"A disk named {name} already exists.", target="osDisk.name"
-            )
+        _refuse_existing_disk_name(arm, disk_rid, "osDisk.name")
+        os_disk.setdefault("osType", _image_os_type(image))
         size_gb = int(os_disk.get("diskSizeGB") or EMPTY_OS_DISK_GB)
         disk_doc = arm.tracked_doc(disk_rid, {"location": body.get("location")}, None)
         disk_doc["properties"] = {
@@ -347,9 +430,9 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             "osType": os_disk.get("osType", "Linux"),
             "provisioningState": "Succeeded",
         }
-        disk_doc["sku"] = {
-            "name": ((os_disk.get("managedDisk") or {}).get("storageAccountType") or "Standard_LRS")
-        }
+        disk_doc["sku"] = _disk_sku(
+            {"name": (os_disk.get("managedDisk") or {}).get("storageAccountType")}, is_snapshot=False
+        )
         implicit.append((disk_rid, disk_doc))
         os_disk["managedDisk"] = {"id": disk_doc["id"], "storageAccountType": disk_doc["sku"]["name"]}
         os_disk["name"] = name
@@ -362,26 +445,46 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     os_disk.setdefault("caching", "ReadWrite")
     data_disks = []
     luns: set[int] = set()
+    old_data = {
+        str((d.get("managedDisk") or {}).get("id", "")).lower(): d for d in old_storage.get("dataDisks") or []
+    }
+    old_by_lun = {int(d["lun"]): d for d in old_storage.get("dataDisks") or []}
     for index, disk in enumerate(storage.get("dataDisks") or []):
         lun = int(disk.get("lun", -1))
         if not 0 <= lun <= 63 or lun in luns:
             raise invalid_parameter(
                 f"dataDisks[{index}].lun {lun} is invalid or used twice.", f"dataDisks[{index}].lun"
             )
+        if disk.get("toBeDetached") is True:
+            continue  # Azure detaches a disk marked toBeDetached: the update takes it off the VM
         luns.add(lun)
-        if str(disk.get("createOption")) != "Attach":
+        disk_option = str(disk.get("createOption") or "")
+        given_id = str((disk.get("managedDisk") or {}).get("id") or "")
+        # An update names the VM's own disks by id, or by LUN alone (Azure's update examples do).
+        kept = old_data.get(given_id.lower()) if given_id else old_by_lun.get(lun)
+        if kept is not None:
+            # A disk the VM already has, sent back as read (an Empty disk keeps its createOption).
+            kept_ref = {"managedDisk": {"id": kept["managedDisk"]["id"]}}
+            disk_id = _attach_disk(arm, rid, kept_ref, f"dataDisks[{index}].managedDisk.id")
+            disk_option = str(kept.get("createOption") or "Attach")
+        elif disk_option == "Attach":
+            disk_id = _attach_disk(arm, rid, disk, f"dataDisks[{index}].managedDisk.id")
+        elif disk_option == "Empty":
+            disk_rid, empty = _empty_data_disk(arm, rid, body, disk, lun, index)
+            implicit.append((disk_rid, empty))
+            disk_id = empty["id"]
+        else:
             raise invalid_parameter(
-                "Only createOption Attach is supported for data disks here.",
+                f"Data disk createOption '{disk_option}' is not supported by this local endpoint "
+                "(Attach, Empty are).",
                 f"dataDisks[{index}].createOption",
             )
-        disk_id = _attach_disk(arm, rid, disk, f"dataDisks[{index}].managedDisk.id")
-        disk_doc = arm.store.get(disk_id)
-        assert disk_doc is not None
+        disk_doc = arm.store.get(disk_id) or next(d for _, d in implicit if d["id"] == disk_id)
         data_disks.append(
             {
                 "lun": lun,
                 "name": disk_doc["name"],
-                "createOption": "Attach",
+                "createOption": disk_option,
                 "caching": disk.get("caching", "None"),
                 "managedDisk": {"id": disk_id},
                 "diskSizeGB": disk_doc["properties"]["diskSizeGB"],
@@ -444,9 +547,16 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         stored["storageProfile"]["imageReference"] = (
             storage.get("imageReference") or old_storage["imageReference"]
         )
+    if existing is not None:
+        _refuse_fixed_changes(existing["properties"], props)
     if props.get("osProfile") and existing is None:
         profile = {k: v for k, v in props["osProfile"].items() if k not in ("adminPassword", "customData")}
         profile.setdefault("computerName", rid.name)
+        profile.setdefault("secrets", [])
+        if str(os_disk.get("osType")) == "Windows":
+            profile.setdefault(
+                "windowsConfiguration", {"provisionVMAgent": True, "enableAutomaticUpdates": True}
+            )
         stored["osProfile"] = profile
     elif existing is not None and "osProfile" in existing["properties"]:
         stored["osProfile"] = existing["properties"]["osProfile"]
@@ -456,6 +566,84 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     doc["properties"] = stored
     doc["_powerState"] = (existing or {}).get("_powerState", "running")
     return doc
+
+
+def _empty_data_disk(
+    arm: LocalArm, vm: ResourceId, body: dict[str, Any], disk: dict[str, Any], lun: int, index: int
+) -> tuple[ResourceId, Doc]:
+    """A data disk the VM creates (createOption Empty): a new managed disk of `diskSizeGB`, named
+    as given or `{vm}_disk{lun + 2}_{guid}` (Azure's implicit disk names)."""
+    size_gb = disk.get("diskSizeGB")
+    if not size_gb:
+        raise invalid_parameter(
+            f"Required parameter 'dataDisk.diskSizeGB' is missing (null) for the data disk at LUN {lun}.",
+            f"dataDisks[{index}].diskSizeGB",
+        )
+    name = str(disk.get("name") or f"{vm.name}_disk{lun + 2}_{uuid.uuid4().hex}")
+    disk_rid = ResourceId(vm.subscription, vm.resource_group, ids.DISK, (name,))
+    _refuse_existing_disk_name(arm, disk_rid, f"dataDisks[{index}].name")
+    account = (disk.get("managedDisk") or {}).get("storageAccountType") or "Standard_LRS"
+    doc = arm.tracked_doc(disk_rid, {"location": body.get("location")}, None)
+    doc["properties"] = {
+        "creationData": {"createOption": "Empty"},
+        "uniqueId": str(uuid.uuid4()),
+        "timeCreated": arm.now_iso(),
+        "diskSizeGB": int(size_gb),
+        "diskSizeBytes": int(size_gb) * GIB,
+        "provisioningState": "Succeeded",
+    }
+    doc["sku"] = _disk_sku({"name": account}, is_snapshot=False)
+    return disk_rid, doc
+
+
+def _refuse_existing_disk_name(arm: LocalArm, disk_rid: ResourceId, target: str) -> None:
+    existing = arm.store.get(disk_rid.key)
+    if existing is None:
+        return
+    owner = disk_owner(arm, disk_rid.key)
+    held = f" and is attached to VM {owner['id']}" if owner is not None else ""
+    raise ArmError(
+        409,
+        "ConflictingUserInput",
+        f"A disk with name {disk_rid.name} already exists in Resource Group {disk_rid.resource_group.upper()}"
+        f"{held}. 'Name' is an optional property for a disk and a unique name will be generated if not provided.",
+        target=target,
+    )
+
+
+def _refuse_fixed_changes(current: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """What a VM keeps for life: its computer name and admin user, and the image it was made from.
+    Sent back unchanged (a read-modify-write) they pass; changed, Azure refuses the update."""
+    fixed = [
+        (
+            "computerName",
+            (current.get("osProfile") or {}).get("computerName"),
+            (wanted.get("osProfile") or {}).get("computerName"),
+        ),
+        (
+            "adminUsername",
+            (current.get("osProfile") or {}).get("adminUsername"),
+            (wanted.get("osProfile") or {}).get("adminUsername"),
+        ),
+    ]
+    old_image = (current.get("storageProfile") or {}).get("imageReference") or {}
+    new_image = (wanted.get("storageProfile") or {}).get("imageReference") or {}
+    for key in ("publisher", "offer", "sku", "id"):
+        fixed.append((f"imageReference.{key}", old_image.get(key), new_image.get(key)))
+    for name, old, new in fixed:
+        if old is not None and new is not None and str(old).lower() != str(new).lower():
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                f"Changing property '{name}' is not allowed.",
+                target=name,
+            )
+
+
+def _image_os_type(image: dict[str, Any]) -> str:
+    """The OS of a marketplace image, as its publisher and offer name it (an image id: Linux)."""
+    text = f"{image.get('publisher', '')} {image.get('offer', '')}".lower()
+    return "Windows" if "windows" in text or "microsoftsqlserver" in text else "Linux"
 
 
 def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict[str, Any]) -> dict[str, Any]:
@@ -601,10 +789,27 @@ def vm_instance_view(arm: LocalArm, rid: ResourceId, doc: Doc) -> dict[str, Any]
     }
 
 
+def _disk_view(arm: LocalArm, disk: dict[str, Any]) -> dict[str, Any]:
+    """A VM's disk entry as Azure returns it: the managed disk's current size and storage type."""
+    out = dict(disk)
+    managed = dict(disk.get("managedDisk") or {})
+    disk_doc = arm.store.get(str(managed.get("id") or "")) if managed.get("id") else None
+    if disk_doc is not None:
+        out["diskSizeGB"] = disk_doc["properties"].get("diskSizeGB")
+        managed["storageAccountType"] = (disk_doc.get("sku") or {}).get("name", "Standard_LRS")
+        out["managedDisk"] = managed
+    return out
+
+
 def view_vm(arm: LocalArm, rid: ResourceId, doc: Doc, expand: str | None) -> Doc:
     view = dict(doc)
+    storage = dict(doc["properties"].get("storageProfile") or {})
+    if storage.get("osDisk"):
+        storage["osDisk"] = _disk_view(arm, storage["osDisk"])
+    storage["dataDisks"] = [_disk_view(arm, d) for d in storage.get("dataDisks") or []]
+    view["properties"] = dict(doc["properties"], storageProfile=storage)
     if expand and "instanceview" in expand.lower():
-        view["properties"] = dict(doc["properties"], instanceView=vm_instance_view(arm, rid, doc))
+        view["properties"]["instanceView"] = vm_instance_view(arm, rid, doc)
     return view
 
 
@@ -656,6 +861,16 @@ def prepare_extension(arm: LocalArm, rid: ResourceId, body: dict[str, Any], exis
             "properties.type",
             code="NotSupported",
         )
+    for _, other in arm.children(parent, "extensions"):
+        other_props = other.get("properties") or {}
+        if other["name"].lower() != rid.name.lower() and (
+            other_props.get("publisher"),
+            other_props.get("type"),
+        ) == (publisher, ext_type):
+            raise bad_request(
+                f"Multiple VMExtensions per handler not supported for OS type 'Linux'. VMExtension "
+                f"'{other['name']}' with handler '{publisher}.{ext_type}' already added or specified in input."
+            )
     if not props.get("typeHandlerVersion"):
         raise invalid_parameter("typeHandlerVersion is required.", "properties.typeHandlerVersion")
     protected = props.get("protectedSettings") or {}

@@ -22,6 +22,9 @@ from devhost.arm.store import Doc
 if TYPE_CHECKING:
     from devhost.arm.service import LocalArm
 
+PUBLIC_IP: Final = "Microsoft.Network/publicIPAddresses"
+ROUTE_TABLE: Final = "Microsoft.Network/routeTables"
+NAT_GATEWAY: Final = "Microsoft.Network/natGateways"
 _PROTOCOLS: Final = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "esp": "Esp", "ah": "Ah", "*": "*"}
 
 DEFAULT_SECURITY_RULES: Final = (
@@ -32,6 +35,14 @@ DEFAULT_SECURITY_RULES: Final = (
     ("AllowInternetOutBound", "Outbound", 65001, "Allow", "*", "Internet"),
     ("DenyAllOutBound", "Outbound", 65500, "Deny", "*", "*"),
 )
+DEFAULT_RULE_DESCRIPTIONS: Final = {
+    "AllowVnetInBound": "Allow inbound traffic from all VMs in VNET",
+    "AllowAzureLoadBalancerInBound": "Allow inbound traffic from azure load balancer",
+    "DenyAllInBound": "Deny all inbound traffic",
+    "AllowVnetOutBound": "Allow outbound traffic from all VMs to all VMs in VNET",
+    "AllowInternetOutBound": "Allow outbound traffic from all VMs to Internet",
+    "DenyAllOutBound": "Deny all outbound traffic",
+}
 
 
 def _props(body: dict[str, Any]) -> dict[str, Any]:
@@ -57,13 +68,34 @@ def _reference(
     return parsed
 
 
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("id"))
+
+
+def _check_unserved_references(arm: LocalArm, props: dict[str, Any], referrer: ResourceId) -> None:
+    """Route tables and NAT gateways are not served here: a subnet naming one names a missing resource."""
+    for key, resource_type in (("routeTable", ROUTE_TABLE), ("natGateway", NAT_GATEWAY)):
+        if _is_reference(props.get(key)):
+            _reference(arm, props[key], referrer, resource_type, key)
+
+
 def _network(value: str, target: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.ip_network(value, strict=True)
+        loose = ipaddress.ip_network(value, strict=False)
     except ValueError as exc:
         raise ArmError(
             400, "InvalidAddressPrefixFormat", f"Address prefix {value} has an invalid format.", target=target
         ) from exc
+    if str(loose) != value and loose.with_prefixlen != value:
+        # Host bits set: Azure names the prefix it would have accepted.
+        raise ArmError(
+            400,
+            "InvalidCIDRNotation",
+            f"The address prefix {value} has an invalid CIDR notation. For the given prefix "
+            f"length, the address prefix should be {loose.with_prefixlen}.",
+            target=target,
+        )
+    return loose
 
 
 def _subnet_prefixes(props: dict[str, Any], target: str) -> list[str]:
@@ -110,11 +142,22 @@ def prepare_vnet(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         validated.append((subnet["name"], prefixes))
         if sprops.get("networkSecurityGroup"):
             _reference(arm, sprops["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup")
+        _check_unserved_references(arm, sprops, rid.child("subnets", subnet["name"]))
     doc = arm.tracked_doc(rid, body, existing)
     doc["properties"] = {
         "addressSpace": {"addressPrefixes": space},
         "resourceGuid": (existing or {}).get("properties", {}).get("resourceGuid") or arm.new_guid(),
     }
+    if props.get("flowTimeoutInMinutes") is not None:
+        # Kept and returned (flow logging is nothing to emulate); Azure allows 4 to 30 minutes.
+        timeout = props["flowTimeoutInMinutes"]
+        if not isinstance(timeout, int) or not 4 <= timeout <= 30:
+            raise bad_request(
+                f"FlowTimeoutInMinutes {timeout} is out of the range 4 to 30.",
+                "properties.flowTimeoutInMinutes",
+                code="InvalidRequestFormat",
+            )
+        doc["properties"]["flowTimeoutInMinutes"] = timeout
     # Subnets become their own documents (a VNet PUT and a subnet PUT address the same thing).
     for name, doc_sub in current.items():
         if name not in wanted:
@@ -195,6 +238,7 @@ def prepare_subnet(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existin
     _check_subnet_ranges(parent, rid.name, prefixes, space, others)
     if props.get("networkSecurityGroup"):
         _reference(arm, props["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup")
+    _check_unserved_references(arm, props, rid)
     doc = _subnet_doc(rid, body, existing, "Updating")
     doc["_created"] = (existing or {}).get("_created") or arm.now_iso()
     return doc
@@ -244,6 +288,8 @@ def view_vnet(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
     props["subnets"] = [
         view_subnet(arm, rid.child("subnets", d["name"]), d) for _, d in arm.children(rid, "subnets")
     ]
+    props["virtualNetworkPeerings"] = []  # peering is refused, so there is never one
+    props["enableDdosProtection"] = False
     view["properties"] = props
     return view
 
@@ -404,7 +450,7 @@ def view_nsg(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
             "name": name,
             "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
             "properties": {
-                "description": name,
+                "description": DEFAULT_RULE_DESCRIPTIONS[name],
                 "protocol": "*",
                 "sourcePortRange": "*",
                 "destinationPortRange": "*",
@@ -464,6 +510,11 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
     for index, config in enumerate(configs):
         name = str(config.get("name") or f"ipconfig{index + 1}")
         cprops = _props(config)
+        if _is_reference(cprops.get("publicIPAddress")):
+            # Public IPs are not served here, so a NIC naming one names a missing resource.
+            _reference(
+                arm, cprops["publicIPAddress"], rid, PUBLIC_IP, f"ipConfigurations[{name}].publicIPAddress"
+            )
         subnet = _reference(arm, cprops.get("subnet"), rid, ids.SUBNET, f"ipConfigurations[{name}].subnet")
         subnet_doc = arm.store.get(subnet.key)
         assert subnet_doc is not None
@@ -548,6 +599,7 @@ def check_nic_deletable(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:
 def view_nic(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
     view = dict(doc)
     props = dict(doc["properties"])
+    props["dnsSettings"] = {"dnsServers": [], "appliedDnsServers": []}  # custom DNS is refused
     vm = nic_vm(arm, rid)
     if vm:
         props["virtualMachine"] = {"id": vm}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from devhost.arm import access, compute, ids, network
+from devhost.arm import access, compute, ids, network, validation
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import kill_running_scripts
 from devhost.arm.disks import BlobSource
@@ -166,6 +166,7 @@ class LocalArm:
         return doc
 
     def put_resource_group(self, subscription: str, name: str, body: dict[str, Any]) -> Answer:
+        validation.check_resource_group_name(name)
         self._sync_fault("PUT", ids.RESOURCE_GROUP, name, None)
         existing = self.store.get(self._rg_key(subscription, name))
         location = str(body.get("location") or "")
@@ -408,6 +409,7 @@ class LocalArm:
         self, rid: ResourceId, body: dict[str, Any], base_url: str, api_version: str, *, method: str = "PUT"
     ) -> Answer:
         self.require_resource_group(rid.subscription, rid.resource_group)
+        validation.refuse_unemulated(rid.type, body)
         size = str(((body.get("properties") or {}).get("hardwareProfile") or {}).get("vmSize") or "")
         if method == "PUT":  # a PATCH met its front-door faults already
             self._sync_fault("PUT", rid.type, rid.name, None, cores=compute.cores_of(size))
@@ -582,7 +584,7 @@ class LocalArm:
         arrays and the tag set replaced, as the compute RP's update does), then the same checks and
         async operation as a PUT that updates it."""
         self.require_resource_group(rid.subscription, rid.resource_group)
-        if rid.type not in (ids.VIRTUAL_MACHINE, ids.DISK, ids.SNAPSHOT):
+        if rid.type not in (ids.VIRTUAL_MACHINE, ids.DISK, ids.SNAPSHOT, ids.VM_EXTENSION):
             raise ArmError(405, "MethodNotAllowed", f"PATCH is not supported on {rid.type} here.")
         self._sync_fault("PATCH", rid.type, rid.name, None)
         existing = self.store.get(rid.key)
@@ -757,11 +759,10 @@ class LocalArm:
                         d.pop("_work", None)  # done: a restart must not import or copy again
 
                     self.update_doc(rid, settle)
-                    if error is not None and rid.type == ids.VM_EXTENSION and rid.parent is not None:
-                        # A failed extension leaves its VM in the Failed provisioning state, as in Azure.
-                        self.update_doc(
-                            rid.parent, lambda d: d["properties"].update(provisioningState="Failed")
-                        )
+                    if rid.type == ids.VM_EXTENSION and rid.parent is not None:
+                        # The VM's provisioning state is its latest operation's: a failed extension
+                        # leaves it Failed, a later successful one Succeeded again, as in Azure.
+                        self.update_doc(rid.parent, lambda d: d["properties"].update(provisioningState=state))
                 elif (
                     op["method"] == "POST"
                     and doc is not None

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devhost.arm import cse, ids
+from devhost.arm import api_versions, cse, ids, validation
 from devhost.arm.control import DEFAULT_LATENCY, FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import output_message, resolve_command
 from devhost.arm.disks import check_fixed_vhd_footer
@@ -291,3 +291,52 @@ def test_merge_patch_merges_objects_and_replaces_arrays() -> None:
         },
     }
     assert stored["properties"]["storageProfile"]["osDisk"]["caching"] == "ReadWrite"  # not mutated
+
+
+# --- api-versions, names, unemulated features ---------------------------------------------------------
+
+
+def test_api_versions_are_the_providers_own() -> None:
+    api_versions.check(ids.DISK, "2026-03-02", None)  # what azure-mgmt-compute 39 sends
+    api_versions.check(ids.VIRTUAL_MACHINE, "2026-04-01", None)
+    api_versions.check(ids.NIC, "2026-03-01", None)
+    api_versions.check(ids.RESOURCE_GROUP, "2025-04-01", None)
+    with pytest.raises(ArmError) as other_rp:
+        api_versions.check(ids.VIRTUAL_MACHINE, "2025-01-02", "West Europe")  # a disk RP version
+    assert other_rp.value.code == "NoRegisteredProviderFound"
+    assert "location 'westeurope'" in other_rp.value.message and "'virtualMachines'" in other_rp.value.message
+    with pytest.raises(ArmError) as not_a_date:
+        api_versions.check(ids.DISK, "banana", None)
+    assert not_a_date.value.code == "InvalidApiVersionParameter" and "2025-04-01" in not_a_date.value.message
+    api_versions.check_namespace("Microsoft.Compute", "2025-01-02")
+    with pytest.raises(ArmError):
+        api_versions.check_namespace("Microsoft.Network", "2099-01-01")
+
+
+@pytest.mark.parametrize("name", ["rg", "a", "RG_(1).x-y", "gruppe-ä", "x" * 90])
+def test_resource_group_names_azure_allows(name: str) -> None:
+    validation.check_resource_group_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 91, "ends.", "sp ace", "a/b", "a#b", "a:b"])
+def test_resource_group_names_azure_refuses(name: str) -> None:
+    with pytest.raises(ArmError) as refused:
+        validation.check_resource_group_name(name)
+    assert refused.value.status == 400 and refused.value.code == "InvalidResourceGroup"
+
+
+def test_unemulated_features_are_refused_and_empty_asks_are_not() -> None:
+    with pytest.raises(ArmError) as zones:
+        validation.refuse_unemulated(ids.DISK, {"zones": ["1"], "properties": {}})
+    assert zones.value.code == "NotSupported" and zones.value.target == "zones"
+    with pytest.raises(ArmError) as ipv6:
+        validation.refuse_unemulated(
+            ids.NIC,
+            {"properties": {"ipConfigurations": [{"properties": {"privateIPAddressVersion": "IPv6"}}]}},
+        )
+    assert ipv6.value.target == "properties.ipConfigurations[0].properties.privateIPAddressVersion"
+    validation.refuse_unemulated(ids.NIC, {"properties": {"dnsSettings": {"dnsServers": []}}})
+    validation.refuse_unemulated(ids.VIRTUAL_NETWORK, {"properties": {"enableDdosProtection": False}})
+    validation.refuse_unemulated(
+        ids.DISK, {"properties": {"encryption": {"type": "EncryptionAtRestWithPlatformKey"}}}
+    )

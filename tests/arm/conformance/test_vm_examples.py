@@ -1,0 +1,543 @@
+"""ComputeRP 2025-04-01 examples: virtual machines (create, update, get, power actions) and extensions.
+
+The examples' `{existing-nic-name}` is a NIC of the test's own network; secrets are placeholders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared.platform.arm_clients import ArmClients
+from tests.arm.conformance.conftest import Network, new_nic
+from tests.arm.conformance.spec import COMPUTE_API, SUB, Outcome, Rest, assert_subset, example
+
+pytestmark = pytest.mark.integration
+
+WESTUS = "westus"
+SSH_KEY = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCeClRAk2ipUs/l5voIsDC5q9RI+YSRd1Bvd/O+axgY4WiBzG+4FwJWZm/mLLe5Do"
+)
+WINDOWS_IMAGE = {
+    "sku": "2016-Datacenter",
+    "publisher": "MicrosoftWindowsServer",
+    "version": "latest",
+    "offer": "WindowsServer",
+}
+
+
+def _vm_body(
+    nic_id: str, storage: dict[str, Any], os_profile: dict[str, Any], **props: Any
+) -> dict[str, Any]:
+    return {
+        "location": WESTUS,
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_D2_v2"},
+            "storageProfile": storage,
+            "osProfile": os_profile,
+            "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": True}}]},
+            **props,
+        },
+    }
+
+
+def _windows_with_empty_disks(nic_id: str) -> dict[str, Any]:
+    storage = {
+        "imageReference": WINDOWS_IMAGE,
+        "osDisk": {
+            "caching": "ReadWrite",
+            "managedDisk": {"storageAccountType": "Standard_LRS"},
+            "name": f"myVMosdisk-{uuid.uuid4().hex[:6]}",
+            "createOption": "FromImage",
+        },
+        "dataDisks": [
+            {"diskSizeGB": 1023, "createOption": "Empty", "lun": 0},
+            {"diskSizeGB": 1023, "createOption": "Empty", "lun": 1},
+        ],
+    }
+    profile = {"adminUsername": "{your-username}", "computerName": "myVM", "adminPassword": "{your-password}"}
+    return _vm_body(nic_id, storage, profile)
+
+
+def _linux_with_ssh(nic_id: str, **props: Any) -> dict[str, Any]:
+    storage = {
+        "imageReference": {
+            "sku": "{image_sku}",
+            "publisher": "{image_publisher}",
+            "version": "latest",
+            "offer": "{image_offer}",
+        },
+        "osDisk": {
+            "caching": "ReadWrite",
+            "managedDisk": {"storageAccountType": "Standard_LRS"},
+            "name": f"myVMosdisk-{uuid.uuid4().hex[:6]}",
+            "createOption": "FromImage",
+        },
+    }
+    profile = {
+        "adminUsername": "{your-username}",
+        "computerName": "myVM",
+        "linuxConfiguration": {
+            "ssh": {
+                "publicKeys": [{"path": "/home/{your-username}/.ssh/authorized_keys", "keyData": SSH_KEY}]
+            },
+            "disablePasswordAuthentication": True,
+        },
+    }
+    body = _vm_body(nic_id, storage, profile, **props)
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_D1_v2"
+    return body
+
+
+def _create(clients: ArmClients, rg: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = (
+        clients.compute.virtual_machines.begin_create_or_update(rg, name, body, api_version=COMPUTE_API)
+        .result()
+        .as_dict()
+    )
+    return result
+
+
+def _refused(call: Any, code: str, mentions: str) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        call()
+    assert raised.value.status_code == 400, raised.value
+    assert raised.value.error is not None and raised.value.error.code == code, raised.value.error
+    assert mentions in str(raised.value.error.message) + str(raised.value.error.target)
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithEmptyDataDisks")
+def test_vm_create_with_empty_data_disks(clients: ArmClients, resource_group: str, network: Network) -> None:
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm,
+        {
+            "type": "Microsoft.Compute/virtualMachines",
+            "name": "myVM",
+            "location": WESTUS,
+            "properties": {
+                "osProfile": {
+                    "adminUsername": "{your-username}",
+                    "secrets": [],
+                    "computerName": "myVM",
+                    "windowsConfiguration": {"provisionVMAgent": True, "enableAutomaticUpdates": True},
+                },
+                "storageProfile": {
+                    "imageReference": WINDOWS_IMAGE,
+                    "osDisk": {
+                        "osType": "Windows",
+                        "caching": "ReadWrite",
+                        "createOption": "FromImage",
+                        "managedDisk": {"storageAccountType": "Standard_LRS"},
+                    },
+                    "dataDisks": [
+                        {
+                            "caching": "None",
+                            "managedDisk": {"storageAccountType": "Standard_LRS"},
+                            "createOption": "Empty",
+                            "lun": lun,
+                            "diskSizeGB": 1023,
+                            "toBeDetached": False,
+                        }
+                        for lun in (0, 1)
+                    ],
+                },
+                "hardwareProfile": {"vmSize": "Standard_D2_v2"},
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
+    assert "adminPassword" not in vm["properties"]["osProfile"]
+    # The VM created its data disks as managed disks of the group.
+    for disk in vm["properties"]["storageProfile"]["dataDisks"]:
+        created = clients.compute.disks.get(resource_group, disk["name"]).as_dict()
+        assert created["managedBy"] == vm["id"] and created["properties"]["diskSizeGB"] == 1023
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithSshAuthentication")
+def test_vm_create_with_ssh_authentication(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _linux_with_ssh(new_nic(clients, resource_group, network))
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm["properties"],
+        {
+            "osProfile": {
+                "adminUsername": "{your-username}",
+                "secrets": [],
+                "computerName": "myVM",
+                "linuxConfiguration": body["properties"]["osProfile"]["linuxConfiguration"],
+            },
+            "storageProfile": {
+                "osDisk": {
+                    "osType": "Linux",
+                    "caching": "ReadWrite",
+                    "createOption": "FromImage",
+                    "managedDisk": {"storageAccountType": "Standard_LRS"},
+                },
+                "dataDisks": [],
+            },
+            "hardwareProfile": {"vmSize": "Standard_D1_v2"},
+        },
+    )
+    assert vm["properties"]["vmId"]
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithBootDiagnostics")
+def test_vm_create_with_boot_diagnostics(clients: ArmClients, resource_group: str, network: Network) -> None:
+    diagnostics = {
+        "bootDiagnostics": {
+            "storageUri": "http://{existing-storage-account-name}.blob.core.windows.net",
+            "enabled": True,
+        }
+    }
+    body = _linux_with_ssh(new_nic(clients, resource_group, network), diagnosticsProfile=diagnostics)
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(vm["properties"], {"diagnosticsProfile": diagnostics, "provisioningState": "Succeeded"})
+
+
+def _windows(nic_id: str, vm_size: str, account: str) -> dict[str, Any]:
+    storage = {
+        "imageReference": WINDOWS_IMAGE,
+        "osDisk": {
+            "caching": "ReadWrite",
+            "managedDisk": {"storageAccountType": account},
+            "name": f"myVMosdisk-{uuid.uuid4().hex[:6]}",
+            "createOption": "FromImage",
+        },
+    }
+    profile = {"adminUsername": "{your-username}", "computerName": "myVM", "adminPassword": "{your-password}"}
+    body = _vm_body(nic_id, storage, profile)
+    body["properties"]["hardwareProfile"]["vmSize"] = vm_size
+    return body
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithPasswordAuthentication")
+def test_vm_create_with_password_authentication(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    nic_id = new_nic(clients, resource_group, network)
+    vm = _create(clients, resource_group, "myVM", _windows(nic_id, "Standard_D1_v2", "Standard_LRS"))
+    assert_subset(
+        vm["properties"],
+        {
+            "osProfile": {"adminUsername": "{your-username}", "secrets": [], "computerName": "myVM"},
+            "storageProfile": {
+                "imageReference": WINDOWS_IMAGE,
+                "osDisk": {
+                    "osType": "Windows",
+                    "createOption": "FromImage",
+                    "managedDisk": {"storageAccountType": "Standard_LRS"},
+                },
+                "dataDisks": [],
+            },
+            "hardwareProfile": {"vmSize": "Standard_D1_v2"},
+            "provisioningState": "Succeeded",
+        },
+    )
+    assert "adminPassword" not in vm["properties"]["osProfile"]
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithPremiumStorage")
+def test_vm_create_with_premium_storage(clients: ArmClients, resource_group: str, network: Network) -> None:
+    nic_id = new_nic(clients, resource_group, network)
+    vm = _create(clients, resource_group, "myVM", _windows(nic_id, "Standard_DS1_v2", "Premium_LRS"))
+    assert_subset(
+        vm["properties"]["storageProfile"]["osDisk"],
+        {"osType": "Windows", "managedDisk": {"storageAccountType": "Premium_LRS"}},
+    )
+    os_disk = clients.compute.disks.get(resource_group, vm["properties"]["storageProfile"]["osDisk"]["name"])
+    assert os_disk.as_dict()["sku"] == {"name": "Premium_LRS", "tier": "Premium"}
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_WithVMSizeProperties",
+    Outcome.REFUSED,
+)
+def test_vm_create_with_vm_size_properties(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _windows(new_nic(clients, resource_group, network), "Standard_D4_v3", "Standard_LRS")
+    body["properties"]["hardwareProfile"]["vmSizeProperties"] = {"vCPUsAvailable": 1, "vCPUsPerCore": 1}
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "vmSizeProperties")
+
+
+@example(
+    "ComputeRP", "VirtualMachines_Update", "VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty"
+)
+def test_vm_update_detaches_a_disk_marked_to_be_detached(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    created = _create(clients, resource_group, "myVM", body)
+    first_disk = created["properties"]["storageProfile"]["dataDisks"][0]["name"]
+    update = {"properties": dict(body["properties"])}
+    update["properties"]["storageProfile"] = dict(body["properties"]["storageProfile"])
+    update["properties"]["storageProfile"]["dataDisks"] = [
+        {"diskSizeGB": 1023, "createOption": "Empty", "lun": 0, "toBeDetached": True},
+        {"diskSizeGB": 1023, "createOption": "Empty", "lun": 1, "toBeDetached": False},
+    ]
+    vm = (
+        clients.compute.virtual_machines.begin_update(resource_group, "myVM", update, api_version=COMPUTE_API)
+        .result()
+        .as_dict()
+    )
+    assert_subset(
+        vm["properties"]["storageProfile"]["dataDisks"],
+        [
+            {
+                "createOption": "Empty",
+                "lun": 1,
+                "diskSizeGB": 1023,
+                "managedDisk": {"storageAccountType": "Standard_LRS"},
+            }
+        ],
+    )
+    detached = clients.compute.disks.get(resource_group, first_disk).as_dict()
+    assert detached["properties"]["diskState"] == "Unattached" and "managedBy" not in detached
+
+
+@example("ComputeRP", "VirtualMachines_Get", "VirtualMachine_Get")
+def test_vm_get(clients: ArmClients, resource_group: str, network: Network) -> None:
+    nic_id = new_nic(clients, resource_group, network)
+    _create(clients, resource_group, "myVM", _linux_with_ssh(nic_id))
+    vm = clients.compute.virtual_machines.get(resource_group, "myVM", api_version=COMPUTE_API).as_dict()
+    assert_subset(
+        vm,
+        {
+            "id": f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Compute/virtualMachines/myVM",
+            "type": "Microsoft.Compute/virtualMachines",
+            "name": "myVM",
+            "location": WESTUS,
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_D1_v2"},
+                "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": True}}]},
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
+    os_disk = vm["properties"]["storageProfile"]["osDisk"]
+    assert os_disk["diskSizeGB"] > 0 and os_disk["managedDisk"]["id"]
+
+
+@example("ComputeRP", "VirtualMachines_Start", "VirtualMachine_Start_MaximumSet_Gen")
+def test_vm_start(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    operations = clients.compute.virtual_machines
+    operations.begin_deallocate(resource_group, "myVM", api_version=COMPUTE_API).result()
+    operations.begin_start(resource_group, "myVM", api_version=COMPUTE_API).result()
+    view = operations.instance_view(resource_group, "myVM", api_version=COMPUTE_API).as_dict()
+    assert view["statuses"][1]["code"] == "PowerState/running"
+
+
+@example("ComputeRP", "VirtualMachines_PowerOff", "VirtualMachine_PowerOff_MaximumSet_Gen")
+def test_vm_power_off(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    operations = clients.compute.virtual_machines
+    # skipShutdown=true: the emulated VM has no guest to shut down either way.
+    operations.begin_power_off(resource_group, "myVM", skip_shutdown=True, api_version=COMPUTE_API).result()
+    view = operations.instance_view(resource_group, "myVM", api_version=COMPUTE_API).as_dict()
+    assert view["statuses"][1]["code"] == "PowerState/stopped"
+
+
+@example(
+    "ComputeRP", "VirtualMachines_Deallocate", "VirtualMachine_Deallocate_MaximumSet_Gen", Outcome.REFUSED
+)
+def test_vm_deallocate_with_hibernation(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/myVM/deallocate")
+    response = rest.http.post(path, params={"api-version": COMPUTE_API, "hibernate": "true"})
+    assert "hibernate" in rest.error(response, 400, "NotSupported")["message"]
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_InAnAvailabilitySet",
+    Outcome.REFUSED,
+)
+def test_vm_create_in_an_availability_set(clients: ArmClients, resource_group: str, network: Network) -> None:
+    availability_set = f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Compute/availabilitySets/{{existing-availability-set-name}}"
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    body["properties"]["availabilitySet"] = {"id": availability_set}
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "availabilitySet")
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithUserData", Outcome.REFUSED)
+def test_vm_create_with_user_data(clients: ArmClients, resource_group: str, network: Network) -> None:
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    body["properties"]["userData"] = "RXhhbXBsZSBVc2VyRGF0YQ=="
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "userData")
+
+
+@example(
+    "ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithADiffOsDisk", Outcome.REFUSED
+)
+def test_vm_create_with_an_ephemeral_os_disk(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _linux_with_ssh(new_nic(clients, resource_group, network))
+    body["properties"]["storageProfile"]["osDisk"]["diffDiskSettings"] = {"option": "Local"}
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "diffDiskSettings")
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_WithNetworkInterfaceConfiguration",
+    Outcome.REFUSED,
+)
+def test_vm_create_with_a_network_interface_configuration(clients: ArmClients, resource_group: str) -> None:
+    body = _linux_with_ssh("unused")
+    body["properties"]["networkProfile"] = {
+        "networkApiVersion": "2020-11-01",
+        "networkInterfaceConfigurations": [{"name": "{nic-config-name}", "properties": {"primary": True}}],
+    }
+    _refused(
+        lambda: _create(clients, resource_group, "myVM", body),
+        "NotSupported",
+        "networkInterfaceConfigurations",
+    )
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_WithDataDisksFromSourceResource",
+    Outcome.REFUSED,
+)
+def test_vm_create_with_data_disks_copied_from_a_source(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    source = f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Compute/snapshots/{{existing-snapshot-name}}"
+    body["properties"]["storageProfile"]["dataDisks"] = [
+        {"createOption": "Copy", "lun": 0, "sourceResource": {"id": source}}
+    ]
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "InvalidParameter", "createOption")
+
+
+# --- extensions ----------------------------------------------------------------------------------
+
+
+def _custom_script(clients: ArmClients, rg: str, vm: str, name: str, command: str) -> dict[str, Any]:
+    body = {
+        "location": WESTUS,
+        "properties": {
+            "publisher": "Microsoft.Azure.Extensions",
+            "type": "CustomScript",
+            "typeHandlerVersion": "2.1",
+            "autoUpgradeMinorVersion": True,
+            "settings": {"commandToExecute": command},
+        },
+    }
+    result: dict[str, Any] = (
+        clients.compute.virtual_machine_extensions.begin_create_or_update(
+            rg, vm, name, body, api_version=COMPUTE_API
+        )
+        .result()
+        .as_dict()
+    )
+    return result
+
+
+@pytest.fixture()
+def vm(clients: ArmClients, resource_group: str, network: Network) -> str:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    return "myVM"
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachineExtensions_CreateOrUpdate",
+    "VirtualMachineExtension_CreateOrUpdate_MaximumSet_Gen",
+    Outcome.REFUSED,
+)
+def test_extension_of_another_handler(clients: ArmClients, resource_group: str, vm: str) -> None:
+    body = {
+        "location": WESTUS,
+        "properties": {
+            "autoUpgradeMinorVersion": True,
+            "publisher": "extPublisher",
+            "type": "extType",
+            "typeHandlerVersion": "1.2",
+            "settings": {},
+        },
+    }
+    _refused(
+        lambda: clients.compute.virtual_machine_extensions.begin_create_or_update(
+            resource_group, vm, "myVMExtension", body, api_version=COMPUTE_API
+        ),
+        "NotSupported",
+        "extPublisher/extType",
+    )
+
+
+@example("ComputeRP", "VirtualMachineExtensions_Update", "VirtualMachineExtension_Update", Outcome.REFUSED)
+def test_extension_update_to_another_handler(clients: ArmClients, resource_group: str, vm: str) -> None:
+    _custom_script(clients, resource_group, vm, "myVMExtension", "true")
+    update = {
+        "properties": {
+            "autoUpgradeMinorVersion": True,
+            "publisher": "extPublisher",
+            "type": "extType",
+            "typeHandlerVersion": "1.2",
+            "settings": {"UserName": "xyz@microsoft.com"},
+            "suppressFailures": True,
+        }
+    }
+    _refused(
+        lambda: clients.compute.virtual_machine_extensions.begin_update(
+            resource_group, vm, "myVMExtension", update, api_version=COMPUTE_API
+        ),
+        "NotSupported",
+        "suppressFailures",  # the first of its two unemulated asks (the other: another handler)
+    )
+
+
+@example("ComputeRP", "VirtualMachineExtensions_Get", "VirtualMachineExtension_Get_MinimumSet_Gen")
+def test_extension_get(clients: ArmClients, resource_group: str, vm: str) -> None:
+    _custom_script(clients, resource_group, vm, "myVMExtension", "true")
+    extension = clients.compute.virtual_machine_extensions.get(
+        resource_group, vm, "myVMExtension", api_version=COMPUTE_API
+    ).as_dict()
+    assert_subset(
+        extension,
+        {
+            "name": "myVMExtension",
+            "type": "Microsoft.Compute/virtualMachines/extensions",
+            "properties": {
+                "publisher": "Microsoft.Azure.Extensions",
+                "type": "CustomScript",
+                "typeHandlerVersion": "2.1",
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
+
+
+@example("ComputeRP", "VirtualMachineExtensions_List", "VirtualMachineExtension_List_MinimumSet_Gen")
+def test_extension_list(clients: ArmClients, resource_group: str, vm: str) -> None:
+    _custom_script(clients, resource_group, vm, "myVMExtension", "true")
+    listed = clients.compute.virtual_machine_extensions.list(
+        resource_group, vm, api_version=COMPUTE_API
+    ).as_dict()
+    assert [e["name"] for e in listed["value"]] == ["myVMExtension"]
+
+
+@example("ComputeRP", "VirtualMachineExtensions_Delete", "VirtualMachineExtension_Delete_MinimumSet_Gen")
+def test_extension_delete(clients: ArmClients, resource_group: str, vm: str) -> None:
+    _custom_script(clients, resource_group, vm, "myVMExtension", "true")
+    operations = clients.compute.virtual_machine_extensions
+    operations.begin_delete(resource_group, vm, "myVMExtension", api_version=COMPUTE_API).result()
+    with pytest.raises(ResourceNotFoundError):
+        operations.get(resource_group, vm, "myVMExtension", api_version=COMPUTE_API)
