@@ -18,7 +18,7 @@ from shared.domain.lifecycle import MachineState, Operation
 from shared.domain.machine import Health, MachineError
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
-from shared.domain.wire import RequestModel, WireModel
+from shared.domain.wire import RequestModel, ResourceId, WireModel
 
 
 class RegisterApplianceRequest(RequestModel):
@@ -177,7 +177,7 @@ class CycleSignal(WireModel):
 class MachineListQuery(RequestModel):
     """Query string of GET /api/machines."""
 
-    appliance_id: str | None = None
+    appliance_id: ResourceId | None = None
     state: MachineState | None = None
     page_size: int = Field(default=50, ge=1, le=100)
     continuation_token: str | None = None
