@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.errors import Conflict, FieldProblem, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,14 @@ def read_continuation(token: str | None, scope: bytes) -> str | None:
 
 
 def _invalid_token() -> InvalidContinuationToken:
-    return InvalidContinuationToken.single(
-        "continuationToken",
-        "is not a token this list issued (changed, truncated, or from another list or query); "
-        "start again without continuationToken to read from the first page",
+    return InvalidContinuationToken(
+        [
+            FieldProblem(
+                "continuationToken",
+                "is not a token this list issued (changed, truncated, or from another list or query); "
+                "start again without continuationToken to read from the first page",
+            )
+        ]
     )
 
 
