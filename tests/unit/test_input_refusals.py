@@ -108,7 +108,7 @@ def test_a_deeply_nested_body_is_a_400_on_every_body_route(
 ) -> None:
     deep = b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     appliance_id, credential = register()
-    client = {"client": durable.client_json}
+    client: dict[str, Any] = {"client": durable.client_json}
     for name, route, credential_for, extra in (
         ("register_appliance", {}, None, {}),
         ("report_machines", {"applianceId": appliance_id}, credential, {}),
