@@ -6,11 +6,17 @@ tests/unit/test_api_openapi.py checks that list against the routes actually regi
 Auth level FUNCTION, not anonymous: every endpoint but liveness is authenticated, everyone who
 needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
 to an attacker. It contains no data, so any function key may read it.
+
+Also the catch-all route (`{*path}`): a request no other function takes gets the JSON error shape, 405
+with `Allow` where the path is an operation's but the method is not, 404 otherwise. The Functions host
+matches routes in the alphabetical order of the function names, not by specificity, so the catch-all's
+name sorts after every other function's (tests/unit/test_api_openapi.py holds it there).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -19,12 +25,14 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from functions.http_errors import json_response
 from orchestrators.blueprints import blueprint
 from shared.domain.api import (
     AcceptedJob,
     ApplianceRegistered,
     CommandList,
     DiscoveryResult,
+    ErrorDetail,
     ErrorResponse,
     EventList,
     ForbiddenTransitionDetail,
@@ -393,3 +401,50 @@ def build_document() -> dict[str, Any]:
 @bp.route(route="openapi.json", methods=["GET"])
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(build_document()), mimetype="application/json")
+
+
+# The anonymous liveness route is not in the document, but it is a route.
+_UNDOCUMENTED_ROUTES = (("GET", "health"),)
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    segments = ("[^/]+" if part.startswith("{") else re.escape(part) for part in route.split("/"))
+    return re.compile("/".join(segments))
+
+
+_ROUTE_METHODS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (_route_pattern(route), method)
+    for method, route in (*((op.method, op.route) for op in OPERATIONS), *_UNDOCUMENTED_ROUTES)
+)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the API answers on `path` (without the "api/" prefix); none for an unknown path."""
+    path = path.strip("/")
+    return sorted({method for pattern, method in _ROUTE_METHODS if pattern.fullmatch(path)})
+
+
+def unmatched_route_response(method: str, path: str) -> func.HttpResponse:
+    """404 or 405 in the API's error shape, for a request no operation takes."""
+    shown = "/api/" + path.strip("/")
+    allowed = allowed_methods(path)
+    if allowed:
+        error = ErrorDetail(
+            code="MethodNotAllowed",
+            message=f"{method} is not an operation of {shown}; it answers {', '.join(allowed)}",
+            details=[{"allowed": allowed}],
+        )
+        return json_response(ErrorResponse(error=error), 405, {"Allow": ", ".join(allowed)})
+    error = ErrorDetail(
+        code="RouteNotFound",
+        message=f"{shown} is not a route of this API; its operations are listed in /api/openapi.json",
+    )
+    return json_response(ErrorResponse(error=error), 404)
+
+
+# Named to sort last: see the module docstring. Function-key level like every operation, so a caller
+# without a key learns nothing about which routes exist.
+@bp.route(route="{*path}", methods=ALL_METHODS)
+def zz_unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
+    return unmatched_route_response(req.method, req.route_params.get("path", ""))
