@@ -2,11 +2,13 @@
 
 Appliances publish them to the Event Grid topic in the Event Grid schema or as CloudEvents, with
 `subject` = `machines/{id}` (or `appliances/{id}` for a heartbeat). The event's `data` is validated
-against these models; a malformed event is a permanent error and is never retried.
+against these models, with JSON's own types only; a malformed event is a permanent error, never
+retried: the trigger keeps it as a dead letter (shared/appliances/refusals.py).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -116,6 +118,11 @@ def parse_appliance_event(event_type: str, data: Any) -> ApplianceEvent:
             f"event type {event_type!r} is not an appliance event; expected one of {', '.join(sorted(_MODELS))}"
         )
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
+        # Then JSON's own types only: lax validation would take true for a sequence of 1, or "3" for 3.
+        model.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         raise ValidationFailed.from_pydantic(exc) from exc
+    except RecursionError:
+        raise ValidationFailed.single("data", "nests too deeply to be an appliance event") from None
+    return parsed
