@@ -118,6 +118,7 @@ var cacheUploadContainer = 'uploads'
 var replicaContainers = [
   'replicas' // fixed-VHD page blobs; recovery points are their blob snapshots
   'hydration' // preparation toolkit package and its JSON reports
+  'refused-events' // appliance events the app refused, with the reason (shared/appliances/refusals.py)
 ]
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
