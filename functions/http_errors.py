@@ -29,7 +29,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.job import Job
-from shared.domain.wire import check_resource_id
+from shared.domain.wire import check_resource_id, json_integers
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,10 @@ def json_object_body(req: func.HttpRequest, *, what: str = "a JSON object") -> d
 
 
 def validate_strictly(model: type[M], data: Any) -> M:
-    """`data` (parsed JSON) as `model`, with JSON's own types only: no true for 1, no "5" for 5, no 1.0
-    for 1 (pydantic's lax mode would coerce each, and store what the client did not send)."""
+    """`data` (parsed JSON) as `model`, with JSON's own types only: no true for 1, no "5" for 5 (pydantic's
+    lax mode would coerce each, and store what the client did not send); 5.0 is the integer 5, as in
+    JSON Schema."""
+    data = json_integers(data)
     try:
         # Lax first for its clearer messages on values that are wrong whatever their type.
         parsed = model.model_validate(data)

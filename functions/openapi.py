@@ -35,6 +35,7 @@ from shared.domain.api import (
     ErrorDetail,
     ErrorResponse,
     EventList,
+    EventListQuery,
     ForbiddenTransitionDetail,
     MachineDetail,
     MachineList,
@@ -48,6 +49,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 
@@ -165,6 +167,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "and recommendations",
         "operator",
         EventList,
+        query=EventListQuery,
     ),
     Operation(
         "POST",
@@ -287,7 +290,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "operator",
         AcceptedJob,
         202,
-        errors=(401, 404, 409),
+        errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
@@ -297,7 +300,8 @@ OPERATIONS: tuple[Operation, ...] = (
 
 _ERROR_TEXT = {
     400: "Invalid request: details name each field and what to fix",
-    401: "Missing or invalid credential",
+    401: "Missing or invalid function key (the Functions host answers with no body) or appliance credential "
+    "(an error body)",
     403: "Not this caller's resource",
     404: "Not found",
     409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
@@ -321,9 +325,78 @@ def _json_body(model: type[BaseModel], media_type: str = "application/json") -> 
     return {media_type: {"schema": _ref(model)}}
 
 
+# Every path parameter is a resource id (checked by path_id): say which strings those are.
+_PATH_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": RESOURCE_ID_PATTERN}
+# JSON Schema's "time" format is RFC 3339's full-time, which needs an offset; these are local times of
+# day, written the way pydantic writes them.
+_LOCAL_TIME = {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"}
+# 401 from the Functions host itself (no or a wrong function key) has no body; an appliance credential's
+# 401 has the error body: the document promises no media type for it.
+_BODILESS_ERRORS = frozenset({401})
+
+
+def _local_times(node: Any) -> Any:
+    """`node` with every "format": "time" string replaced by the local time-of-day pattern."""
+    if isinstance(node, dict):
+        if node.get("format") == "time" and node.get("type") == "string":
+            rest = {k: v for k, v in node.items() if k not in ("format", "type")}
+            return {**rest, **_LOCAL_TIME}
+        return {key: _local_times(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_local_times(value) for value in node]
+    return node
+
+
+# Request bodies refuse control characters in every value and member name (json_object_body).
+_PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
+
+def _printable_strings(node: Any) -> Any:
+    """`node` with the printable-text pattern on every string (and member name) it does not constrain."""
+    if isinstance(node, dict):
+        out = {key: _printable_strings(value) for key, value in node.items()}
+        constrained = {"pattern", "enum", "const", "format"} & out.keys()
+        if out.get("type") == "string" and not constrained:
+            out["pattern"] = _PRINTABLE
+        if out.get("type") == "object" and isinstance(out.get("additionalProperties"), dict):
+            out.setdefault("propertyNames", {"pattern": _PRINTABLE})
+        return out
+    if isinstance(node, list):
+        return [_printable_strings(value) for value in node]
+    return node
+
+
+def _request_schemas(schemas: dict[str, Any], roots: set[str]) -> set[str]:
+    """The schemas a request body can contain: `roots` and every schema they reference."""
+    found: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in found or name not in schemas:
+            continue
+        found.add(name)
+        pending += [ref.rsplit("/", 1)[1] for ref in _refs(schemas[name])]
+    return found
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    if code in _BODILESS_ERRORS:
+        return {"description": _ERROR_TEXT[code]}
+    return {"description": _ERROR_TEXT[code], "content": _json_body(ErrorResponse)}
+
+
 def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params = [
-        {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": part[1:-1], "in": "path", "required": True, "schema": dict(_PATH_ID_SCHEMA)}
         for part in op.route.split("/")
         if part.startswith("{")
     ]
@@ -335,6 +408,14 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
                 {"name": name, "in": "query", "required": name in schema.get("required", []), "schema": prop}
             )
     return params
+
+
+def _document_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
+    requests = _request_schemas(schemas, {op.request.__name__ for op in OPERATIONS if op.request is not None})
+    return {
+        name: _local_times(_printable_strings(schema) if name in requests else schema)
+        for name, schema in schemas.items()
+    }
 
 
 @lru_cache(maxsize=1)
@@ -359,10 +440,7 @@ def build_document() -> dict[str, Any]:
             "parameters": _parameters(op, schemas),
             "responses": {
                 str(op.status): {"description": "Success", "content": _json_body(op.response)},
-                **{
-                    str(code): {"description": _ERROR_TEXT[code], "content": _json_body(ErrorResponse)}
-                    for code in op.errors
-                },
+                **{str(code): _error_response(code) for code in op.errors},
             },
         }
         if op.request is not None:
@@ -380,7 +458,7 @@ def build_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": _document_schemas(schemas),
             "securitySchemes": {
                 "functionKey": {
                     "type": "apiKey",

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import DomainError, FieldValueError, ValidationFailed
-from shared.domain.wire import ResourceId, WireModel
+from shared.domain.wire import ResourceId, WireModel, json_integers
 
 HEARTBEAT = "Migrate.Appliance.Heartbeat"
 CYCLE_UPLOADED = "Migrate.Replication.CycleUploaded"
@@ -118,6 +118,7 @@ def parse_appliance_event(event_type: str, data: Any) -> ApplianceEvent:
             f"event type {event_type!r} is not an appliance event; expected one of {', '.join(sorted(_MODELS))}"
         )
     try:
+        data = json_integers(data)
         parsed = model.model_validate(data)
         # Then JSON's own types only: lax validation would take true for a sequence of 1, or "3" for 3.
         model.model_validate_json(json.dumps(data, default=str), strict=True)

@@ -180,4 +180,15 @@ class MachineListQuery(RequestModel):
     appliance_id: ResourceId | None = None
     state: MachineState | None = None
     page_size: int = Field(default=50, ge=1, le=100)
-    continuation_token: str | None = None
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )
+
+
+class EventListQuery(RequestModel):
+    """Query string of GET /api/machines/{id}/events (documentation: the trigger reads it itself)."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )

@@ -22,7 +22,7 @@ from shared.domain.errors import Conflict, FieldProblem, ValidationFailed
 from shared.domain.failover import FailoverSettings
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
-from shared.domain.wire import merge_patch
+from shared.domain.wire import json_integers, merge_patch
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -112,7 +112,7 @@ def update_failover_settings(
 
 def _patched(current: FailoverSettings, patch: Mapping[str, Any]) -> FailoverSettings:
     try:
-        merged = merge_patch(current.to_wire(), dict(patch))
+        merged = json_integers(merge_patch(current.to_wire(), dict(patch)))
         settings = FailoverSettings.model_validate(merged)
         # Then JSON's own types only: lax validation would take a patch's true for 1, or "4" for 4.
         FailoverSettings.model_validate_json(json.dumps(merged), strict=True)

@@ -129,7 +129,7 @@ def test_a_nul_in_an_appliance_name_is_a_400_naming_it(services: Services) -> No
     assert payload["error"]["details"][0]["field"] == "name"
 
 
-@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("value", [True, "3", 3.5])
 def test_no_coercion_into_an_integer(services: Services, value: Any) -> None:
     appliance_id, _ = register()
     status, payload, _ = call(
@@ -194,3 +194,15 @@ def test_limit_is_ascii_digits(services: Services, limit: str) -> None:
         "list_machine_events", "GET", "/", route={"machineId": "vm-1"}, params={"limit": limit}
     )
     assert status == 400 and payload["error"]["details"][0]["field"] == "limit"
+
+
+def test_an_integral_number_is_an_integer_as_in_json_schema(services: Services) -> None:
+    appliance_id, _ = register()
+    status, policy, _ = call(
+        "update_policy",
+        "PUT",
+        "/",
+        route={"applianceId": appliance_id},
+        body={"recoveryPointRetentionCount": 3.0},
+    )
+    assert status == 200 and policy["recoveryPointRetentionCount"] == 3

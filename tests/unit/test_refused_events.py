@@ -92,7 +92,7 @@ def test_an_absurdly_nested_event_is_malformed_not_a_crash() -> None:
         parse_appliance_event(CYCLE_FAILED, {"applianceId": "a-1", "machineId": "vm-1", "message": data})
 
 
-@pytest.mark.parametrize("sequence", [True, "3", 3.0])
+@pytest.mark.parametrize("sequence", [True, "3", 3.5])
 def test_a_cycle_sequence_is_a_json_integer(sequence: Any) -> None:
     from shared.appliances.events import CYCLE_UPLOADED
 
