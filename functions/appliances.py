@@ -6,7 +6,8 @@ only) AND `Authorization: Bearer <appliance credential>`; an appliance acts only
 The Event Grid trigger for appliance events: validate, record, wake the machine's orchestration.
 
 Event Grid delivers at least once and retries whatever fails. So: a malformed or unauthorised event
-is a permanent error (logged, kept as a machine event where possible, never retried); anything
+is a permanent error (never retried; kept as a dead letter with its reason and, where it names a
+machine, as an event on that machine: see shared/appliances/refusals.py); anything
 transient (Cosmos or the Durable endpoint unavailable) raises, and the redelivery is harmless because
 every step is idempotent by cycle id.
 """
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from functools import partial
+from typing import overload
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -33,9 +35,10 @@ from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared import health
-from shared.appliances import commands, upload_credentials
+from shared.appliances import commands, refusals, upload_credentials
 from shared.appliances import registry as appliances
 from shared.appliances.events import (
+    ApplianceEvent,
     CycleFailed,
     CycleStarted,
     CycleUploaded,
@@ -55,6 +58,7 @@ from shared.domain.command import CommandAnswer
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
+from shared.health import events as machine_events
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
@@ -193,81 +197,137 @@ PERMANENT = (ValidationFailed, NotFound, Forbidden, Conflict)
 async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
     # CloudEvents arrive as a CloudEvent with `type`; the Event Grid schema as an EventGridEvent.
     event_type = str(getattr(event, "event_type", None) or getattr(event, "type", ""))
-    try:
-        payload = parse_appliance_event(event_type, event.get_json())
-    except DomainError as exc:
-        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
-        return
     services = get_services()
     now = services.clock()
     try:
-        if isinstance(payload, Heartbeat):
-            await asyncio.to_thread(
-                appliances.record_heartbeat,
-                services.repos,
-                payload.appliance_id,
-                payload.time or now,
-                agent_version=payload.agent_version,
-            )
-        elif isinstance(payload, CycleUploaded):
-            accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)
-            log.info(
-                "cycle %s of machine %s %s",
-                accepted.cycle_id,
-                accepted.machine_id,
-                "was a duplicate" if accepted.duplicate else "accepted",
-            )
+        payload = parse_appliance_event(event_type, event.get_json())
+    except DomainError as exc:
+        await _refuse(services, event, event_type, exc, parsed=False, now=now)
+        return
+    try:
+        await _apply_event(services, client, event, payload, now)
+    except PERMANENT as exc:
+        await _refuse(services, event, event_type, exc, parsed=True, now=now)
+
+
+async def _refuse(
+    services: Services,
+    event: func.EventGridEvent,
+    event_type: str,
+    error: DomainError,
+    *,
+    parsed: bool,
+    now: datetime,
+) -> None:
+    """Never retried, never lost: a dead letter with the reason, and an event on the machine it names.
+
+    A failure to write either raises, so Event Grid redelivers the event and the refusal is written then
+    (both writes are idempotent by the event's id)."""
+    received = refusals.ReceivedEvent(
+        id=str(event.id),
+        type=event_type,
+        subject=str(getattr(event, "subject", "") or ""),
+        time=_event_time(event, None),
+        data=event.get_json(),
+    )
+    refusal = refusals.Refusal(
+        received, refusals.kind_of(error, parsed=parsed), error, refusals.named_machine(received)
+    )
+    dead_letter = await asyncio.to_thread(
+        refusals.write_dead_letter, services.refused_events, refusal, now=now
+    )
+    log.error(
+        "appliance event %s (%s) refused (%s), not retried: %s; dead letter %s",
+        event.id,
+        event_type,
+        refusal.kind.value,
+        error.message,
+        dead_letter,
+    )
+    if refusal.machine_id is None:
+        return
+    machine = await asyncio.to_thread(services.repos.machines.get, refusal.machine_id)
+    if machine is not None:
+        recorded = refusals.machine_event(refusal, dead_letter=dead_letter, at=now)
+        await asyncio.to_thread(machine_events.record_event, services.repos, recorded)
+
+
+async def _apply_event(
+    services: Services,
+    client: df.DurableOrchestrationClient,
+    event: func.EventGridEvent,
+    payload: ApplianceEvent,
+    now: datetime,
+) -> None:
+    if isinstance(payload, Heartbeat):
+        await asyncio.to_thread(
+            appliances.record_heartbeat,
+            services.repos,
+            payload.appliance_id,
+            payload.time or now,
+            agent_version=payload.agent_version,
+        )
+    elif isinstance(payload, CycleUploaded):
+        accepted = await asyncio.to_thread(cycles.accept_cycle_upload, services.repos, payload, now=now)
+        log.info(
+            "cycle %s of machine %s %s",
+            accepted.cycle_id,
+            accepted.machine_id,
+            "was a duplicate" if accepted.duplicate else "accepted",
+        )
+        await wake_machine_orchestration(
+            client,
+            payload.machine_id,
+            CYCLE_UPLOADED_SIGNAL,
+            CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence, cycle=accepted.cycle),
+        )
+    elif isinstance(payload, CycleFailed):
+        recorded = await asyncio.to_thread(
+            record_appliance_failure,
+            services.repos,
+            payload,
+            event_id=str(event.id),
+            reported_at=_event_time(event, now),
+            settings=services.health,
+        )
+        get_telemetry().cycle_failed(
+            machine_id=payload.machine_id,
+            cycle_id=payload.cycle_id,
+            error_code=recorded.events[0].error_code or "",
+            message=payload.message,
+            job_id=recorded.machine.active_job_id,
+        )
+        log.info(
+            "machine %s: %s (%s), health %s",
+            payload.machine_id,
+            recorded.events[0].error_code,
+            recorded.events[0].type,
+            recorded.change.health.value,
+        )
+    elif isinstance(payload, CycleStarted):
+        watch = await asyncio.to_thread(
+            record_cycle_started,
+            services.repos,
+            payload,
+            reported_at=_event_time(event, now),
+            settings=services.health,
+        )
+        if watch is not None:
+            # The orchestration races a timer against this deadline (the signal carries it).
             await wake_machine_orchestration(
                 client,
                 payload.machine_id,
                 CYCLE_UPLOADED_SIGNAL,
-                CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence, cycle=accepted.cycle),
+                CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
             )
-        elif isinstance(payload, CycleFailed):
-            recorded = await asyncio.to_thread(
-                record_appliance_failure,
-                services.repos,
-                payload,
-                event_id=str(event.id),
-                reported_at=_event_time(event, now),
-                settings=services.health,
-            )
-            get_telemetry().cycle_failed(
-                machine_id=payload.machine_id,
-                cycle_id=payload.cycle_id,
-                error_code=recorded.events[0].error_code or "",
-                message=payload.message,
-                job_id=recorded.machine.active_job_id,
-            )
-            log.info(
-                "machine %s: %s (%s), health %s",
-                payload.machine_id,
-                recorded.events[0].error_code,
-                recorded.events[0].type,
-                recorded.change.health.value,
-            )
-        elif isinstance(payload, CycleStarted):
-            watch = await asyncio.to_thread(
-                record_cycle_started,
-                services.repos,
-                payload,
-                reported_at=_event_time(event, now),
-                settings=services.health,
-            )
-            if watch is not None:
-                # The orchestration races a timer against this deadline (the signal carries it).
-                await wake_machine_orchestration(
-                    client,
-                    payload.machine_id,
-                    CYCLE_UPLOADED_SIGNAL,
-                    CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
-                )
-    except PERMANENT as exc:
-        log.error("appliance event %s (%s) refused, not retried: %s", event.id, event_type, exc.message)
 
 
-def _event_time(event: func.EventGridEvent, default: datetime) -> datetime:
-    """When the appliance published the event (identical on every redelivery), else now."""
+@overload
+def _event_time(event: func.EventGridEvent, default: datetime) -> datetime: ...
+@overload
+def _event_time(event: func.EventGridEvent, default: None) -> datetime | None: ...
+def _event_time(event: func.EventGridEvent, default: datetime | None) -> datetime | None:
+    """When the appliance published the event (identical on every redelivery), else `default`."""
     published = getattr(event, "event_time", None) or getattr(event, "time", None)
     if not isinstance(published, datetime):
         return default

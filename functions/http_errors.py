@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -29,7 +30,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.job import Job
-from shared.domain.wire import check_resource_id
+from shared.domain.wire import check_resource_id, json_integers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Unavailable, 503),
 )
 MAX_BODY_BYTES = 1024 * 1024
+# No request body nests anywhere near this deep; far deeper and json.loads would exhaust the stack.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
+# C0 controls, DEL and C1 controls: never part of a name, an id or any other value a request carries.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def new_job_id() -> str:
@@ -128,26 +136,81 @@ def handle_errors(fn: F) -> F:
     return cast(F, wrapper)
 
 
+def json_nesting_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of the JSON text `raw` nest, counted without parsing it, so
+    that an absurd depth is refused before a recursive parser sees it. Brackets inside strings do not
+    count."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # the common case: too few brackets to matter
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b'""', raw)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def refuse_control_characters(value: Any, where: str = "") -> None:
+    """ValidationFailed naming the first member (or key) of a parsed body whose text holds a control
+    character: such a value is a forged or broken request, never a name or an id."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found is not None:
+            raise ValidationFailed.single(
+                where or "(body)",
+                f"contains the control character U+{ord(found.group()):04X}; "
+                "send printable text (control characters are refused in every value)",
+            )
+    elif isinstance(value, dict):
+        for key, member in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            refuse_control_characters(key, path)
+            refuse_control_characters(member, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            refuse_control_characters(item, f"{where}[{index}]" if where else f"[{index}]")
+
+
 def json_object_body(req: func.HttpRequest, *, what: str = "a JSON object") -> dict[str, Any]:
-    """The body as a JSON object, or a 400 saying what is wrong with it (`what` names the expected kind)."""
+    """The body as a JSON object, or a 400 saying what is wrong with it (`what` names the expected kind).
+
+    Refused before parsing: an oversized body, and one nested deeper than MAX_JSON_DEPTH; after: any
+    value holding a control character."""
     raw = req.get_body()
     if len(raw) > MAX_BODY_BYTES:
         raise ValidationFailed.single("(body)", f"is larger than {MAX_BODY_BYTES} bytes")
+    if json_nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise ValidationFailed.single(
+            "(body)", f"nests arrays and objects more than {MAX_JSON_DEPTH} deep; no request needs that"
+        )
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationFailed.single("(body)", f"is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(data, dict):
         raise ValidationFailed.single("(body)", f"must be {what}")
+    refuse_control_characters(data)
     return data
 
 
-def parse_body(req: func.HttpRequest, model: type[M]) -> M:
-    data = json_object_body(req)
+def validate_strictly(model: type[M], data: Any) -> M:
+    """`data` (parsed JSON) as `model`, with JSON's own types only: no true for 1, no "5" for 5 (pydantic's
+    lax mode would coerce each, and store what the client did not send); 5.0 is the integer 5, as in
+    JSON Schema."""
+    data = json_integers(data)
     try:
-        return model.model_validate(data)
+        # Lax first for its clearer messages on values that are wrong whatever their type.
+        parsed = model.model_validate(data)
+        model.model_validate_json(json.dumps(data), strict=True)
+        return parsed
     except ValidationError as exc:
         raise ValidationFailed.from_pydantic(exc) from None
+
+
+def parse_body(req: func.HttpRequest, model: type[M]) -> M:
+    return validate_strictly(model, json_object_body(req))
 
 
 def query_model(req: func.HttpRequest, model: type[M]) -> M:
@@ -178,7 +241,7 @@ def query_int(req: func.HttpRequest, name: str, default: int) -> int:
     raw = req.params.get(name)
     if raw is None:
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed.single(name, f"must be an integer; got {raw!r}") from None
+    # int() alone would also take " 5", "5_0" and non-ASCII digits.
+    if not _INTEGER.fullmatch(raw):
+        raise ValidationFailed.single(name, f"must be an integer; got {raw!r}")
+    return int(raw)

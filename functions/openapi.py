@@ -9,11 +9,17 @@ is a component too.
 Auth level FUNCTION, not anonymous: every endpoint but liveness is authenticated, everyone who
 needs the document (operators, client generators) holds a key anyway, and the map of an API is useful
 to an attacker. It contains no data, so any function key may read it.
+
+Also the catch-all route (`{*path}`): a request no other function takes gets the JSON error shape, 405
+with `Allow` where the path is an operation's but the method is not, 404 otherwise. The Functions host
+matches routes in the alphabetical order of the function names, not by specificity, so the catch-all's
+name sorts after every other function's (tests/unit/test_api_openapi.py holds it there).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -22,6 +28,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from functions.http_errors import json_response
 from orchestrators.blueprints import blueprint
 from shared.appliances.events import ENVELOPES
 from shared.domain.api import (
@@ -32,8 +39,10 @@ from shared.domain.api import (
     ApplianceView,
     CommandList,
     DiscoveryResult,
+    ErrorDetail,
     ErrorResponse,
     EventList,
+    EventListQuery,
     ForbiddenTransitionDetail,
     JobList,
     JobListQuery,
@@ -51,6 +60,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
@@ -212,6 +222,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "and recommendations",
         "operator",
         EventList,
+        query=EventListQuery,
     ),
     Operation(
         "POST",
@@ -334,7 +345,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "operator",
         AcceptedJob,
         202,
-        errors=(401, 404, 409),
+        errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
@@ -437,7 +448,8 @@ OPERATIONS: tuple[Operation, ...] = (
 
 _ERROR_TEXT = {
     400: "Invalid request: details name each field and what to fix",
-    401: "Missing or invalid credential",
+    401: "Missing or invalid function key (the Functions host answers with no body) or appliance credential "
+    "(an error body)",
     403: "Not this caller's resource",
     404: "Not found",
     409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
@@ -465,9 +477,78 @@ def _json_body(model: type[BaseModel], media_type: str = "application/json") -> 
     return {media_type: {"schema": _ref(model)}}
 
 
+# Every path parameter is a resource id (checked by path_id): say which strings those are.
+_PATH_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": RESOURCE_ID_PATTERN}
+# JSON Schema's "time" format is RFC 3339's full-time, which needs an offset; these are local times of
+# day, written the way pydantic writes them.
+_LOCAL_TIME = {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"}
+# 401 from the Functions host itself (no or a wrong function key) has no body; an appliance credential's
+# 401 has the error body: the document promises no media type for it.
+_BODILESS_ERRORS = frozenset({401})
+
+
+def _local_times(node: Any) -> Any:
+    """`node` with every "format": "time" string replaced by the local time-of-day pattern."""
+    if isinstance(node, dict):
+        if node.get("format") == "time" and node.get("type") == "string":
+            rest = {k: v for k, v in node.items() if k not in ("format", "type")}
+            return {**rest, **_LOCAL_TIME}
+        return {key: _local_times(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_local_times(value) for value in node]
+    return node
+
+
+# Request bodies refuse control characters in every value and member name (json_object_body).
+_PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
+
+def _printable_strings(node: Any) -> Any:
+    """`node` with the printable-text pattern on every string (and member name) it does not constrain."""
+    if isinstance(node, dict):
+        out = {key: _printable_strings(value) for key, value in node.items()}
+        constrained = {"pattern", "enum", "const", "format"} & out.keys()
+        if out.get("type") == "string" and not constrained:
+            out["pattern"] = _PRINTABLE
+        if out.get("type") == "object" and isinstance(out.get("additionalProperties"), dict):
+            out.setdefault("propertyNames", {"pattern": _PRINTABLE})
+        return out
+    if isinstance(node, list):
+        return [_printable_strings(value) for value in node]
+    return node
+
+
+def _request_schemas(schemas: dict[str, Any], roots: set[str]) -> set[str]:
+    """The schemas a request body can contain: `roots` and every schema they reference."""
+    found: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in found or name not in schemas:
+            continue
+        found.add(name)
+        pending += [ref.rsplit("/", 1)[1] for ref in _refs(schemas[name])]
+    return found
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    if code in _BODILESS_ERRORS:
+        return {"description": _ERROR_TEXT[code]}
+    return {"description": _ERROR_TEXT[code], "content": _json_body(ErrorResponse)}
+
+
 def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params = [
-        {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": part[1:-1], "in": "path", "required": True, "schema": dict(_PATH_ID_SCHEMA)}
         for part in op.route.split("/")
         if part.startswith("{")
     ]
@@ -494,8 +575,9 @@ def _webhooks() -> dict[str, Any]:
                 "description": f"{doc} POST a JSON array of events to the topic endpoint (Event Grid "
                 "schema; `aeg-sas-key` header or an Entra token); Event Grid delivers each to the "
                 "control plane's Event Grid trigger. A `data` that does not match the schema is refused "
-                "and never retried: the publish still succeeds, the appliance sees no error (see "
-                "docs/appliance-contract.md).",
+                "and never retried: the publish still succeeds, so the appliance sees no error; the control "
+                "plane keeps the event as a dead letter with the reason and records the refusal on the "
+                "machine it names (see docs/appliance-contract.md).",
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": {"type": "array", "items": _ref(envelope)}}},
@@ -504,6 +586,14 @@ def _webhooks() -> dict[str, Any]:
             }
         }
     return hooks
+
+
+def _document_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
+    requests = _request_schemas(schemas, {op.request.__name__ for op in OPERATIONS if op.request is not None})
+    return {
+        name: _local_times(_printable_strings(schema) if name in requests else schema)
+        for name, schema in schemas.items()
+    }
 
 
 @lru_cache(maxsize=1)
@@ -531,10 +621,7 @@ def build_document() -> dict[str, Any]:
             "parameters": _parameters(op, schemas),
             "responses": {
                 str(op.status): {"description": "Success", "content": _json_body(op.response)},
-                **{
-                    str(code): {"description": _ERROR_TEXT[code], "content": _json_body(ErrorResponse)}
-                    for code in op.errors
-                },
+                **{str(code): _error_response(code) for code in op.errors},
             },
         }
         if op.request is not None:
@@ -553,7 +640,7 @@ def build_document() -> dict[str, Any]:
         "paths": paths,
         "webhooks": _webhooks(),
         "components": {
-            "schemas": schemas,
+            "schemas": _document_schemas(schemas),
             "securitySchemes": {
                 "functionKey": {
                     "type": "apiKey",
@@ -574,3 +661,50 @@ def build_document() -> dict[str, Any]:
 @bp.route(route="openapi.json", methods=["GET"])
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(build_document()), mimetype="application/json")
+
+
+# The anonymous liveness route is not in the document, but it is a route.
+_UNDOCUMENTED_ROUTES = (("GET", "health"),)
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    segments = ("[^/]+" if part.startswith("{") else re.escape(part) for part in route.split("/"))
+    return re.compile("/".join(segments))
+
+
+_ROUTE_METHODS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (_route_pattern(route), method)
+    for method, route in (*((op.method, op.route) for op in OPERATIONS), *_UNDOCUMENTED_ROUTES)
+)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the API answers on `path` (without the "api/" prefix); none for an unknown path."""
+    path = path.strip("/")
+    return sorted({method for pattern, method in _ROUTE_METHODS if pattern.fullmatch(path)})
+
+
+def unmatched_route_response(method: str, path: str) -> func.HttpResponse:
+    """404 or 405 in the API's error shape, for a request no operation takes."""
+    shown = "/api/" + path.strip("/")
+    allowed = allowed_methods(path)
+    if allowed:
+        error = ErrorDetail(
+            code="MethodNotAllowed",
+            message=f"{method} is not an operation of {shown}; it answers {', '.join(allowed)}",
+            details=[{"allowed": allowed}],
+        )
+        return json_response(ErrorResponse(error=error), 405, {"Allow": ", ".join(allowed)})
+    error = ErrorDetail(
+        code="RouteNotFound",
+        message=f"{shown} is not a route of this API; its operations are listed in /api/openapi.json",
+    )
+    return json_response(ErrorResponse(error=error), 404)
+
+
+# Named to sort last: see the module docstring. Function-key level like every operation, so a caller
+# without a key learns nothing about which routes exist.
+@bp.route(route="{*path}", methods=ALL_METHODS)
+def zz_unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
+    return unmatched_route_response(req.method, req.route_params.get("path", ""))

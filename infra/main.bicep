@@ -120,6 +120,7 @@ var replicaContainers = [
   'replicas' // fixed-VHD page blobs; recovery points are their blob snapshots
   'hydration' // preparation toolkit package and its JSON reports
   'mobility-installers' // Mobility service installers uploaded by the operator
+  'refused-events' // appliance events the app refused, with the reason (shared/appliances/refusals.py)
 ]
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'eventgrid-deadletter'

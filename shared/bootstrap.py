@@ -24,7 +24,13 @@ from shared.platform.clock import Clock, utc_now
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
-from shared.platform.storage import CACHE_CONTAINER, REPLICA_CONTAINER, BlobSasSigner, container_client
+from shared.platform.storage import (
+    CACHE_CONTAINER,
+    REFUSED_EVENTS_CONTAINER,
+    REPLICA_CONTAINER,
+    BlobSasSigner,
+    container_client,
+)
 from shared.platform.telemetry import Telemetry, configure_telemetry, get_telemetry
 
 
@@ -59,6 +65,13 @@ class Services:
     def replicas(self) -> ContainerClient:
         """The replica account's container of replica disks."""
         return container_client(self.settings.replica_storage, REPLICA_CONTAINER, lambda: self.identity)
+
+    @cached_property
+    def refused_events(self) -> ContainerClient:
+        """The replica account's container of refused appliance events (the app's own dead letters)."""
+        return container_client(
+            self.settings.replica_storage, REFUSED_EVENTS_CONTAINER, lambda: self.identity
+        )
 
     @cached_property
     def hydration(self) -> ContainerClient:

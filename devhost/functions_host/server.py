@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -116,12 +117,32 @@ def create_app(config: HostConfig) -> Starlette:
                 await engine.stop()
             queue.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _json_route_error, 405: _json_route_error},
+    )
     app.state.index = index
     app.state.keys = keys
     app.state.engine = engine
     app.state.delivery_queue = queue
     return app
+
+
+async def _json_route_error(request: Request, exc: Exception) -> Response:
+    """A path no route takes (404) or a method its route does not (405), in the API's error shape
+    instead of Starlette's text/plain: a client parses one shape for every error."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        code, message = "MethodNotAllowed", f"{request.method} is not an operation of {path}"
+    else:
+        code, message = "RouteNotFound", f"{path} is not a route of this host"
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": []}},
+        status_code=exc.status_code,
+        headers=dict(exc.headers or {}),
+    )
 
 
 def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> Any:

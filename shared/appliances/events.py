@@ -2,7 +2,8 @@
 
 Appliances publish them to the Event Grid topic in the Event Grid schema or as CloudEvents, with
 `subject` = `machines/{id}` (or `appliances/{id}` for a heartbeat). The event's `data` is validated
-against these models; a malformed event is a permanent error and is never retried.
+against these models, with JSON's own types only; a malformed event is a permanent error, never
+retried: the trigger keeps it as a dead letter (shared/appliances/refusals.py).
 
 The `*Event` models are the Event Grid envelope around each `data`, as an appliance publishes it: the
 topic itself checks the envelope (a publish without `id`, `subject`, `eventType` or `eventTime` is a 400),
@@ -12,6 +13,7 @@ the control plane reads only `eventType`, `eventTime` and `data`. They exist so 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import DomainError, FieldValueError, ValidationFailed
-from shared.domain.wire import ResourceId, WireModel
+from shared.domain.wire import ResourceId, WireModel, json_integers
 
 HEARTBEAT = "Migrate.Appliance.Heartbeat"
 CYCLE_UPLOADED = "Migrate.Replication.CycleUploaded"
@@ -192,6 +194,12 @@ def parse_appliance_event(event_type: str, data: Any) -> ApplianceEvent:
             f"event type {event_type!r} is not an appliance event; expected one of {', '.join(sorted(_MODELS))}"
         )
     try:
-        return model.model_validate(data)
+        data = json_integers(data)
+        parsed = model.model_validate(data)
+        # Then JSON's own types only: lax validation would take true for a sequence of 1, or "3" for 3.
+        model.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         raise ValidationFailed.from_pydantic(exc) from exc
+    except RecursionError:
+        raise ValidationFailed.single("data", "nests too deeply to be an appliance event") from None
+    return parsed

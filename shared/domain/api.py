@@ -219,10 +219,21 @@ class CycleSignal(WireModel):
 class MachineListQuery(RequestModel):
     """Query string of GET /api/machines."""
 
-    appliance_id: str | None = None
+    appliance_id: ResourceId | None = None
     state: MachineState | None = None
     page_size: int = Field(default=50, ge=1, le=100)
-    continuation_token: str | None = None
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )
+
+
+class EventListQuery(RequestModel):
+    """Query string of GET /api/machines/{id}/events (documentation: the trigger reads it itself)."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )
 
 
 class JobListQuery(RequestModel):
@@ -232,7 +243,9 @@ class JobListQuery(RequestModel):
     kind: JobKind | None = None
     status: JobStatus | None = None
     page_size: int = Field(default=50, ge=1, le=100)
-    continuation_token: str | None = None
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )
 
 
 class JobList(WireModel):
@@ -246,7 +259,9 @@ class ApplianceListQuery(RequestModel):
     """Query string of GET /api/appliances."""
 
     page_size: int = Field(default=50, ge=1, le=100)
-    continuation_token: str | None = None
+    continuation_token: str | None = Field(
+        default=None, description="from the previous page; anything else is a 400 InvalidContinuationToken"
+    )
 
 
 class ApplianceHealth(StrEnum):

@@ -12,7 +12,7 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from shared.domain.errors import FieldValueError
 from shared.domain.ranges import IntRange
@@ -42,6 +42,17 @@ AppConsistentMinutes = Annotated[
 CycleGap = Annotated[int, IntRange(1, 64, lambda n: f"{n} cycles")]
 
 
+def _local_time(value: time) -> time:
+    # An offset (or a number, which pydantic reads as seconds since midnight UTC) makes an aware time,
+    # which cannot be compared with the other end, and the agent throttles on its local clock anyway.
+    if value.tzinfo is not None:
+        raise ValueError("must be a local time of day without an offset, e.g. 09:00")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_local_time)]
+
+
 class Weekday(StrEnum):
     MONDAY = "Monday"
     TUESDAY = "Tuesday"
@@ -61,8 +72,8 @@ class WorkHours(WireModel):
     model_config = ConfigDict(extra="forbid")  # nested in a request body: typos must be 400s too
 
     days: list[Weekday] = Field(default_factory=lambda: list(_WORK_WEEK))
-    start: time = time(9, 0)
-    end: time = time(18, 0)
+    start: LocalTime = time(9, 0)
+    end: LocalTime = time(18, 0)
 
     @model_validator(mode="after")
     def _start_before_end(self) -> WorkHours:

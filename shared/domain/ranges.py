@@ -43,10 +43,13 @@ class IntRange:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema["maximum"] = self.high
-        json_schema["minimum"] = 0 if self.zero_means is not None else self.low
-        if self.zero_means is not None:
-            json_schema["description"] = (
-                f"{self.describe(self.low)}..{self.describe(self.high)}, or 0 = {self.zero_means}"
-            )
+        if self.zero_means is None:
+            json_schema["maximum"] = self.high
+            json_schema["minimum"] = self.low
+            return json_schema
+        # 0 or the range, exactly: min 0 / max high alone would promise 1..low-1 too.
+        json_schema["anyOf"] = [{"const": 0}, {"minimum": self.low, "maximum": self.high}]
+        json_schema["description"] = (
+            f"{self.describe(self.low)}..{self.describe(self.high)}, or 0 = {self.zero_means}"
+        )
         return json_schema

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -121,12 +121,42 @@ def check_vm_name_syntax(value: str) -> str:
     return value
 
 
+def _schema_pattern(pattern: str) -> Any:
+    """The pattern clients see in the OpenAPI document: ASCII only and at most as wide as the check, so
+    a name that matches it is never refused for its syntax."""
+    return Field(json_schema_extra={"pattern": pattern})
+
+
+_RG_SCHEMA = r"[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]"
+_VNET_NAME_SCHEMA = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}[A-Za-z0-9_]"
+
 # The same rules wherever these names are accepted (target settings, failover settings).
-ResourceGroupName = Annotated[str, AfterValidator(check_resource_group)]
-VirtualNetworkRef = Annotated[str, AfterValidator(check_virtual_network)]
-SubnetName = Annotated[str, AfterValidator(check_subnet)]
-VmSize = Annotated[str, AfterValidator(check_vm_size)]
-VmName = Annotated[str, AfterValidator(check_vm_name_syntax)]
+ResourceGroupName = Annotated[str, AfterValidator(check_resource_group), _schema_pattern(f"^{_RG_SCHEMA}$")]
+VirtualNetworkRef = Annotated[
+    str,
+    AfterValidator(check_virtual_network),
+    _schema_pattern(
+        rf"^(/subscriptions/[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}"
+        rf"/resourceGroups/{_RG_SCHEMA}/providers/Microsoft\.Network/virtualNetworks/{_VNET_NAME_SCHEMA}"
+        rf"|{_VNET_NAME_SCHEMA})$"
+    ),
+]
+SubnetName = Annotated[
+    str,
+    AfterValidator(check_subnet),
+    _schema_pattern(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$"),
+]
+VmSize = Annotated[
+    str,
+    AfterValidator(check_vm_size),
+    _schema_pattern(r"^(Standard|Basic)_[A-Z]+[0-9]+(-[0-9]+)?[a-z]*(_[A-Za-z0-9]+)*$"),
+]
+# Windows allows 15 characters and no '.': checked against the machine's OS, after the schema.
+VmName = Annotated[
+    str,
+    AfterValidator(check_vm_name_syntax),
+    _schema_pattern(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,13}[A-Za-z0-9])?$"),
+]
 
 
 def premium_problem(field: str, disk_type: DiskType, vm_size: str) -> FieldValueError | None:

@@ -33,7 +33,8 @@ class RequestModel(BaseModel):
 
 
 # Cosmos ids may not contain '/', '\\', '?' or '#', and they travel in URL paths: keep them plain.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_ID_PATTERN = re.compile(RESOURCE_ID_PATTERN)
 
 
 def is_resource_id(value: str) -> bool:
@@ -53,6 +54,18 @@ ResourceId = Annotated[
     AfterValidator(check_resource_id),
     Field(json_schema_extra={"pattern": _ID_PATTERN.pattern}),
 ]
+
+
+def json_integers(value: Any) -> Any:
+    """`value` (parsed JSON) with every integral number as an int: JSON has one number type and JSON
+    Schema counts 3.0 as an integer, so a strict integer field takes it as 3; 3.5 stays a float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: json_integers(member) for key, member in value.items()}
+    if isinstance(value, list):
+        return [json_integers(item) for item in value]
+    return value
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

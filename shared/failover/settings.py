@@ -11,6 +11,7 @@ change is a 409.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
@@ -23,7 +24,7 @@ from shared.domain.errors import Conflict, FieldProblem, ValidationFailed
 from shared.domain.failover import FailoverSettings
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
-from shared.domain.wire import merge_patch
+from shared.domain.wire import json_integers, merge_patch
 from shared.platform.azure_placement import AzurePlacement, PlacementCheck
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
@@ -149,7 +150,11 @@ def update_failover_settings(
 
 def _patched(current: FailoverSettings, patch: Mapping[str, Any]) -> FailoverSettings:
     try:
-        return FailoverSettings.model_validate(merge_patch(current.to_wire(), dict(patch)))
+        merged = json_integers(merge_patch(current.to_wire(), dict(patch)))
+        settings = FailoverSettings.model_validate(merged)
+        # Then JSON's own types only: lax validation would take a patch's true for 1, or "4" for 4.
+        FailoverSettings.model_validate_json(json.dumps(merged), strict=True)
+        return settings
     except ValidationError as exc:
         failed = ValidationFailed.from_pydantic(exc)
     # A required member a null removed is "missing" to pydantic: say what a null means here.

@@ -7,6 +7,10 @@ the same ETag semantics can back fast unit tests (the same contract tests run ag
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
 import threading
 from collections import Counter
@@ -14,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.domain.errors import Conflict
+from shared.domain.errors import Conflict, FieldProblem, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,64 @@ class Page:
     continuation: str | None
 
 
+class InvalidContinuationToken(ValidationFailed):
+    code = "InvalidContinuationToken"
+
+
+# A Cosmos token for a cross-partition query can run to a few KiB; anything far longer is not ours.
+MAX_CONTINUATION_CHARS = 16 * 1024
+_TOKEN_VERSION = b"\x01"
+_CHECK_BYTES = 12
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _token_check(scope: bytes, store_token: bytes) -> bytes:
+    return hashlib.sha256(scope + b"\x00" + store_token).digest()[:_CHECK_BYTES]
+
+
+def issue_continuation(store_token: str | None, scope: bytes) -> str | None:
+    """The token a client sees: base64url of the store's own token behind a check of it and of the list
+    it continues (`scope`), so a mangled token, or one from another list, is recognised before the
+    store is asked."""
+    if store_token is None:
+        return None
+    raw = store_token.encode("utf-8")
+    return (
+        base64.urlsafe_b64encode(_TOKEN_VERSION + _token_check(scope, raw) + raw).rstrip(b"=").decode("ascii")
+    )
+
+
+def read_continuation(token: str | None, scope: bytes) -> str | None:
+    """The store's token inside `token` (None for no token), or InvalidContinuationToken saying what to do."""
+    if not token:
+        return None
+    if len(token) > MAX_CONTINUATION_CHARS or not _BASE64URL.fullmatch(token):
+        raise _invalid_token()
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise _invalid_token() from None
+    version, check, store_token = raw[:1], raw[1 : 1 + _CHECK_BYTES], raw[1 + _CHECK_BYTES :]
+    if version != _TOKEN_VERSION or not hmac.compare_digest(check, _token_check(scope, store_token)):
+        raise _invalid_token()
+    try:
+        return store_token.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid_token() from None
+
+
+def _invalid_token() -> InvalidContinuationToken:
+    return InvalidContinuationToken(
+        [
+            FieldProblem(
+                "continuationToken",
+                "is not a token this list issued (changed, truncated, or from another list or query); "
+                "start again without continuationToken to read from the first page",
+            )
+        ]
+    )
+
+
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -85,6 +147,11 @@ class Query:
             check_field(name)
         if self.order_by is not None:
             check_field(self.order_by)
+
+    def token_scope(self, container: ContainerSpec, partition_key: str | None) -> bytes:
+        """What a continuation token of this query is bound to: the container, partition and filters."""
+        filters = sorted((name, repr(value)) for name, value in self.equals.items())
+        return repr((container.name, partition_key, filters, self.order_by, self.descending)).encode("utf-8")
 
 
 class DocumentStore(Protocol):

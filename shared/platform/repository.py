@@ -33,6 +33,8 @@ from shared.platform.documents import (
     Page,
     Query,
     StoredDocument,
+    issue_continuation,
+    read_continuation,
 )
 
 T = TypeVar("T", bound=WireModel)
@@ -135,10 +137,19 @@ class Collection(Generic[T]):
     def query_page(
         self, query: Query, *, partition_key: str | None, page_size: int, continuation: str | None
     ) -> ItemPage[T]:
+        """One page; `continuation` is a token an earlier page of the same query issued (opaque to
+        callers: InvalidContinuationToken for anything else)."""
+        scope = query.token_scope(self.spec, partition_key)
         page: Page = self._store.query_page(
-            self.spec, query, partition_key=partition_key, page_size=page_size, continuation=continuation
+            self.spec,
+            query,
+            partition_key=partition_key,
+            page_size=page_size,
+            continuation=read_continuation(continuation, scope),
         )
-        return ItemPage([self._load(d).item for d in page.documents], page.continuation)
+        return ItemPage(
+            [self._load(d).item for d in page.documents], issue_continuation(page.continuation, scope)
+        )
 
 
 class Repositories:

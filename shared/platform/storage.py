@@ -23,6 +23,8 @@ from shared.platform.settings import StorageAccountSettings
 # Names agreed with infra/main.bicep: the cache account's upload container and the replica container.
 CACHE_CONTAINER = "uploads"
 REPLICA_CONTAINER = "replicas"
+# The replica account's container of refused appliance events (dead letters written by the app itself).
+REFUSED_EVENTS_CONTAINER = "refused-events"
 
 
 def container_client(

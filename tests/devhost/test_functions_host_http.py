@@ -63,6 +63,21 @@ def test_route_constraint_and_literal_precedence(host: RunningHost) -> None:
 def test_method_not_registered_is_rejected(host: RunningHost) -> None:
     response = httpx.delete(f"{host.base_url}/api/items/7/notes", params={"code": host.function_key})
     assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "MethodNotAllowed"
+    assert "GET" in response.headers["allow"] and "POST" in response.headers["allow"]
+
+
+@pytest.mark.parametrize("path", ["/api/no/such/route", "/elsewhere", "/api/items/abc/notes/x"])
+def test_an_unknown_route_is_a_json_404(host: RunningHost, path: str) -> None:
+    response = httpx.get(f"{host.base_url}{path}", params={"code": host.function_key})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == {
+        "code": "RouteNotFound",
+        "message": f"{path} is not a route of this host",
+        "details": [],
+    }
 
 
 def test_admin_level_needs_the_master_key(host: RunningHost) -> None:

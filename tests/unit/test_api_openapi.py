@@ -7,8 +7,8 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.openapi import OPERATIONS, build_document
-from tests.unit.test_api_http import FUNCTIONS
+from functions.openapi import ALL_METHODS, OPERATIONS, build_document
+from tests.unit.test_api_http import FUNCTIONS, call
 
 
 def registered_routes() -> dict[tuple[str, str], str]:
@@ -33,6 +33,8 @@ def refs(node: Any) -> list[str]:
 def test_every_registered_api_route_is_documented_and_nothing_else() -> None:
     routes = registered_routes()
     routes.pop(("GET", "health"))
+    for method in ALL_METHODS:
+        assert routes.pop((method, "{*path}")) == "zz_unmatched_route"
     documented = {(op.method, op.route): op.function_name for op in OPERATIONS}
     assert documented == routes
 
@@ -135,3 +137,32 @@ def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
     assert set(points["responses"]) == {"200", "400", "401", "404"}
     point = schemas["RecoveryPointView"]["properties"]
     assert set(point) == {"id", "time", "consistency", "cycleId", "disks"}
+
+
+def test_the_catch_all_sorts_after_every_other_http_function() -> None:
+    # The Functions host tries routes in the order of the function names: the catch-all must be last.
+    names = [
+        fn.get_function_name()
+        for fn in FUNCTIONS.values()
+        if any(b["type"] == "httpTrigger" for b in json.loads(fn.get_function_json())["bindings"])
+    ]
+    assert max(names) == "zz_unmatched_route"
+    assert max(names, key=str.casefold) == "zz_unmatched_route"
+
+
+def test_an_unknown_route_is_a_json_404() -> None:
+    status, body, response = call("zz_unmatched_route", "GET", "/", route={"path": "machine/vm-1"})
+    assert status == 404 and response.mimetype == "application/json"
+    assert body["error"]["code"] == "RouteNotFound"
+    assert "/api/machine/vm-1 is not a route" in body["error"]["message"]
+
+
+def test_a_wrong_method_on_a_known_route_is_a_json_405_with_allow() -> None:
+    status, body, response = call("zz_unmatched_route", "DELETE", "/", route={"path": "machines/vm-1"})
+    assert status == 405 and response.headers["Allow"] == "GET"
+    assert body["error"]["code"] == "MethodNotAllowed"
+    assert body["error"]["details"] == [{"allowed": ["GET"]}]
+    status, body, response = call(
+        "zz_unmatched_route", "POST", "/", route={"path": "machines/vm-1/replication"}
+    )
+    assert status == 405 and response.headers["Allow"] == "DELETE, PUT"
