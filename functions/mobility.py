@@ -16,12 +16,15 @@ from pydantic import BaseModel, ValidationError
 from functions.http_errors import handle_errors, json_response, parse_body, path_id
 from orchestrators.blueprints import blueprint
 from shared.bootstrap import get_services
+from shared.domain.api import ErrorDetail, ErrorResponse
 from shared.domain.errors import ValidationFailed
 from shared.mobility import registration, service
 from shared.mobility.install_command import InstallCommandQuery
 from shared.mobility.installers import InstallerList, installers_container, list_installers, store_installer
 
 bp = blueprint()
+
+RESOLVE_SEGMENT = "resolve"
 Q = TypeVar("Q", bound=BaseModel)
 
 # Secrets in these answers: no cache may keep them.
@@ -49,10 +52,21 @@ def _content_length(req: func.HttpRequest) -> int | None:
 @bp.route(route="mobility/installers/{fileName}", methods=["PUT"])
 @handle_errors
 def upload_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
+    file_name = req.route_params.get("fileName", "")
+    if file_name == RESOLVE_SEGMENT:
+        # `mobility/installers/resolve` is a GET route of its own; routing hands a PUT of that path to
+        # this function, which must answer for the other route: a 405 with its Allow, as for any path.
+        error = ErrorDetail(
+            code="MethodNotAllowed",
+            message=f"{req.method} is not an operation of /api/mobility/installers/{RESOLVE_SEGMENT}; "
+            "it answers GET",
+            details=[{"allowed": ["GET"]}],
+        )
+        return json_response(ErrorResponse(error=error), 405, {"Allow": "GET"})
     services = get_services()
     installer = store_installer(
         installers_container(services.replicas),
-        req.route_params.get("fileName", ""),
+        file_name,
         io.BytesIO(req.get_body()),
         content_length=_content_length(req),
         now=services.clock(),
@@ -67,7 +81,7 @@ def list_mobility_installers(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(InstallerList(installers=list_installers(installers_container(services.replicas))))
 
 
-@bp.route(route="mobility/installers/resolve", methods=["GET"])
+@bp.route(route=f"mobility/installers/{RESOLVE_SEGMENT}", methods=["GET"])
 @handle_errors
 def resolve_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()

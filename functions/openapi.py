@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -64,7 +65,7 @@ from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
-from shared.mobility.installers import Installer, InstallerList
+from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
 from shared.mobility.os_support import OsResolution
 from shared.mobility.registration import (
     AgentRegistered,
@@ -95,6 +96,8 @@ class Operation:
     # A merge patch (RFC 7396) is described by the schema of the document it patches.
     request_media_type: str = "application/json"
     request_required: bool = True
+    # A path parameter that is not an id (its schema instead of the id pattern).
+    path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -360,7 +363,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "operator",
         AcceptedJob,
         202,
-        errors=(401, 404, 409),
+        errors=(400, 401, 404, 409),
     ),
     Operation(
         "GET",
@@ -383,6 +386,7 @@ OPERATIONS: tuple[Operation, ...] = (
         BaseModel,
         request_media_type="application/octet-stream",
         errors=(400, 401),
+        path_schemas={"fileName": {"type": "string", "maxLength": 255, "pattern": INSTALLER_NAME_PATTERN}},
     ),
     Operation(
         "GET",
@@ -471,7 +475,8 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
 
 def _json_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
     if media_type == "application/octet-stream":
-        return {media_type: {"schema": {"type": "string", "format": "binary"}}}
+        # A file of at least one byte (an empty upload is a 400: Content-Length must be 1 or more).
+        return {media_type: {"schema": {"type": "string", "format": "binary", "minLength": 1}}}
     if model is BaseModel:
         return {media_type: {"schema": {"type": "object"}}}
     return {media_type: {"schema": _ref(model)}}
@@ -548,7 +553,12 @@ def _error_response(code: int) -> dict[str, Any]:
 
 def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
     params = [
-        {"name": part[1:-1], "in": "path", "required": True, "schema": dict(_PATH_ID_SCHEMA)}
+        {
+            "name": part[1:-1],
+            "in": "path",
+            "required": True,
+            "schema": dict(op.path_schemas.get(part[1:-1], _PATH_ID_SCHEMA)),
+        }
         for part in op.route.split("/")
         if part.startswith("{")
     ]
@@ -668,14 +678,25 @@ _UNDOCUMENTED_ROUTES = (("GET", "health"),)
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-def _route_pattern(route: str) -> re.Pattern[str]:
-    segments = ("[^/]+" if part.startswith("{") else re.escape(part) for part in route.split("/"))
-    return re.compile("/".join(segments))
+def _route_pattern(route: str, path_schemas: Mapping[str, Mapping[str, Any]]) -> re.Pattern[str]:
+    """The paths `route` takes; a parameter with its own schema only where its pattern matches (so a
+    literal route beside it, as `mobility/installers/resolve`, is not also that parameter's)."""
+
+    def segment(part: str) -> str:
+        if not part.startswith("{"):
+            return re.escape(part)
+        pattern = str(path_schemas.get(part[1:-1], {}).get("pattern", "^[^/]+$"))
+        return f"(?:{pattern.removeprefix('^').removesuffix('$')})"
+
+    return re.compile("/".join(segment(part) for part in route.split("/")))
 
 
 _ROUTE_METHODS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (_route_pattern(route), method)
-    for method, route in (*((op.method, op.route) for op in OPERATIONS), *_UNDOCUMENTED_ROUTES)
+    (_route_pattern(route, schemas), method)
+    for method, route, schemas in (
+        *((op.method, op.route, op.path_schemas) for op in OPERATIONS),
+        *((method, route, {}) for method, route in _UNDOCUMENTED_ROUTES),
+    )
 )
 
 

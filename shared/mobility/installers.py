@@ -67,6 +67,22 @@ _NAME = re.compile(
 )
 
 
+def _any_case(text: str) -> str:
+    """`text` as a regular expression that ignores case without flags (JSON Schema patterns have none)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+def _name_pattern() -> str:
+    head = _any_case("Microsoft-ASR_UA_") + r"[0-9]+(\.[0-9]+){1,3}_"
+    tail = "_" + _any_case("GA") + "_[A-Za-z0-9]+_" + _any_case("release") + r"\."
+    linux = "|".join(_any_case(token) for token in OS_TOKENS if token != "Windows")
+    return f"^{head}(({_any_case('Windows')}){tail}{_any_case('exe')}|({linux}){tail}{_any_case('tar.gz')})$"
+
+
+# Exactly the names parse_installer_name accepts, for the OpenAPI document (ECMA-262, no flags).
+INSTALLER_NAME_PATTERN = _name_pattern()
+
+
 class InstallerKind(StrEnum):
     EXE = "exe"
     TAR_GZ = "tar.gz"

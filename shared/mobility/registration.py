@@ -72,7 +72,30 @@ class PassphraseStatus(WireModel):
     generation: int | None = None
 
 
-class RegisterAgentRequest(RequestModel):
+# What the validator requires, said in the schema too: exactly one of the two identities.
+_ONE_IDENTITY = {
+    "oneOf": [
+        {
+            "required": ["machineId"],
+            "properties": {
+                "machineId": {"type": "string"},
+                "hostname": {"type": "null"},
+                "biosUuid": {"type": "null"},
+            },
+        },
+        {
+            "required": ["hostname", "biosUuid"],
+            "properties": {
+                "hostname": {"type": "string"},
+                "biosUuid": {"type": "string"},
+                "machineId": {"type": "null"},
+            },
+        },
+    ]
+}
+
+
+class RegisterAgentRequest(RequestModel, json_schema_extra=_ONE_IDENTITY):
     """The passphrase and who the agent is: the machine id an appliance reported, or hostname + BIOS UUID."""
 
     passphrase: str = Field(min_length=1, max_length=256)
