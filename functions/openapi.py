@@ -46,6 +46,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
+from shared.failback.service import ReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.replication.delta_manifest import DeltaManifest
@@ -301,6 +302,19 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/reprotect",
+        "reprotect",
+        "Protect a committed failover back to on-premises: check the appliance and the on-premises disks, "
+        "power the on-premises VM off, copy only the blocks that differ from the Azure disks' snapshots, "
+        "then run reverse cycles every reverseCycleMinutes (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        ReprotectRequest,
+        errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(

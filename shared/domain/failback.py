@@ -29,7 +29,9 @@ class ReprotectStep(StrEnum):
 
 class BaselineMethod(StrEnum):
     CHANGE_RECORDS = "changeRecords"  # Azure's page-range diff united with the appliance's change record
-    BLOCK_HASHES = "blockHashes"  # the fallback: block hashes compared (the snapshot read by the control plane)
+    BLOCK_HASHES = (
+        "blockHashes"  # the fallback: block hashes compared (the snapshot read by the control plane)
+    )
 
 
 class ReverseDisk(WireModel):
@@ -62,7 +64,9 @@ class ReverseProtection(WireModel):
     appliance_id: ResourceId = Field(description="the appliance that writes the on-premises disks")
     disks: list[ReverseDisk] = Field(default_factory=list)
     baseline: BaselineMethod | None = None
-    cycle_sequence: int = Field(default=0, ge=0, description="reverse cycles completed after the initial sync")
+    cycle_sequence: int = Field(
+        default=0, ge=0, description="reverse cycles completed after the initial sync"
+    )
     bytes_processed: int = Field(default=0, ge=0, description="the initial sync and every cycle, summed")
     bytes_transferred: int = Field(default=0, ge=0)
     bytes_matched: int = Field(default=0, ge=0)
