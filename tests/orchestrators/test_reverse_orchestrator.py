@@ -205,7 +205,8 @@ def _go(world: World, tmp_path: Path) -> tuple[Run, dict[str, Any]]:
             status = await r.finish(instance, step=30)
             return r, status
 
-    return run(scenario())
+    result: tuple[Run, dict[str, Any]] = run(scenario())
+    return result
 
 
 def _outcome(r: Run) -> ReprotectOutcome:
