@@ -15,11 +15,12 @@ from shared.domain.machine import FailoverStatus, Machine
 from shared.failback import service as failback
 from shared.health import HealthSettings
 from tests.unit.test_api_http import FakeDurableExtension, call, durable, services
-from tests.unit.test_failover_settings_http import GIB, replicating, set_state
+from tests.unit.test_failover_settings_http import replicating, set_state
 
 __all__ = ["durable", "services"]  # the fixtures, used by name
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+GIB = 1024**3
 RG = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-fo/providers/Microsoft.Compute"
 AZURE = [f"{RG}/disks/vm-1-os", f"{RG}/disks/vm-1-data"]
 BASELINE = [f"{RG}/snapshots/os-fb", f"{RG}/snapshots/data-fb"]
