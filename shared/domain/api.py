@@ -12,6 +12,7 @@ from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.event import Event
+from shared.domain.failback import ReverseProtection
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind
 from shared.domain.lifecycle import Location, MachineState, Operation
@@ -123,6 +124,11 @@ class MachineDetail(MachineSummary):
     failback_baseline_snapshot_ids: list[str] = Field(
         default_factory=list,
         description="after a failover: the incremental snapshots of the VM's disks failback starts from",
+    )
+    reverse_protection: ReverseProtection | None = Field(
+        default=None,
+        description="after a reprotect: the appliance, the disks, reverse recovery points and bytes processed, "
+        "transferred and matched",
     )
     discovered_at: datetime
     updated_at: datetime

@@ -189,6 +189,7 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "events_url": f"/api/machines/{machine.id}/events",
             "active_job_id": machine.active_job_id,
             **_failover_fields(machine),
+            "reverse_protection": machine.reverse,
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }
