@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from shared.domain.command import ApplianceCommand, CommandAnswer, CommandError
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.conftest import GuestMachine, http_ok, replicate_guest
 from tests.e2e_migration.guest_images import GuestImage
@@ -69,10 +70,11 @@ def _reverse_points(client: MigrationClient, machine: GuestMachine) -> list[dict
     return points
 
 
-def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_changed(
-    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
-) -> None:
-    machine = replicate_guest(module_appliance, client, guest, extra_disks={"data": DATA_DISK_BYTES})
+def _committed(
+    client: MigrationClient, appliance: Appliance, guest: GuestImage
+) -> tuple[GuestMachine, str, str]:
+    """A replicated guest failed over and committed: the machine, its Azure OS and data disks."""
+    machine = replicate_guest(appliance, client, guest, extra_disks={"data": DATA_DISK_BYTES})
     http_ok(
         client.http.patch(
             f"/machines/{machine.id}/failover-settings",
@@ -85,8 +87,23 @@ def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_chang
     )
     assert failed_over["status"] in ("Succeeded", "Warning"), failed_over
     assert client.run(f"/machines/{machine.id}/commit", timeout=300)["status"] == "Succeeded"
-    view = client.machine(machine.id)
-    _, (azure_data,) = client.vm_disks(view["failoverVmId"])
+    azure_os, (azure_data,) = client.vm_disks(client.machine(machine.id)["failoverVmId"])
+    return machine, azure_os, azure_data
+
+
+def _reprotect(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+    appliance_id = machine.appliance.events.appliance_id
+    http_ok(client.http.put(f"/appliances/{appliance_id}/policy", json={"reverseCycleMinutes": 1}))
+    machine.appliance.events.heartbeat()
+    time.sleep(3)  # the heartbeat arrives through Event Grid
+    job_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
+    return _run_with_appliance(client, machine, job_id, timeout=300)
+
+
+def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_changed(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    machine, _, azure_data = _committed(client, module_appliance, guest)
     on_premises = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
 
     # The Azure VM writes a few MiB at scattered offsets; on-premises changes too after the failover point.
@@ -99,13 +116,7 @@ def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_chang
         machine.replicator.write("data", offset, rng.randbytes(4 * CHUNK))
     changed = len(offsets) * 4 * CHUNK
 
-    appliance_id = machine.appliance.events.appliance_id
-    http_ok(client.http.put(f"/appliances/{appliance_id}/policy", json={"reverseCycleMinutes": 1}))
-    machine.appliance.events.heartbeat()
-    time.sleep(3)  # the heartbeat arrives through Event Grid
-
-    job_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
-    job = _run_with_appliance(client, machine, job_id, timeout=300)
+    job = _reprotect(client, machine)
     assert job["status"] == "Succeeded", job
     assert [s["name"] for s in job["steps"]] == [
         "Check prerequisites",
@@ -133,3 +144,76 @@ def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_chang
     cycle = _reverse_points(client, machine)[1]
     changed = len(more) * 2 * CHUNK
     assert changed <= cycle["bytesTransferred"] <= changed * 1.1, (cycle, changed)
+
+
+def test_an_appliance_failing_mid_cycle_gets_the_cycle_again_from_the_same_snapshot(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    machine, _, azure_data = _committed(client, module_appliance, guest)
+    assert _reprotect(client, machine)["status"] == "Succeeded"
+    on_premises = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
+    rng = random.Random(5)
+    for offset in _scattered(rng, DATA_DISK_BYTES, 6, 2 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
+
+    # The appliance writes half of the cycle's data disk manifest, then fails (its read broke off).
+    api = machine.appliance.api
+    failed: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 180
+    while not failed and time.monotonic() < deadline:
+        for command in api.commands():
+            if command["machineId"] != machine.id:
+                continue
+            stored = ApplianceCommand.model_validate(command)
+            is_data = command.get("diskId") == "data" and command.get("reverseCycleId")
+            if is_data and command["manifest"] and str(command["reverseCycleId"]).endswith("-c1"):
+                half = ApplianceCommand.model_validate({**command, "manifest": command["manifest"][:1]})
+                machine.replicator.answer(half)
+                api.acknowledge(
+                    command["id"],
+                    CommandAnswer(error=CommandError(code="SnapshotReadFailed", message="connection reset")),
+                )
+                failed.append(command)
+                break
+            # Only the commands seen here are answered, so the one to fail is never applied unseen.
+            api.acknowledge(command["id"], machine.replicator.answer(stored))
+        time.sleep(2)
+    assert failed and failed[0]["id"].endswith("-a1"), failed
+    # Sent again under the next attempt's id, from the same snapshot (the same read SAS's blob).
+    resent: list[dict[str, Any]] = []
+    while not resent and time.monotonic() < deadline:
+        resent = [c for c in api.commands() if c["id"] == failed[0]["id"][: -len("-a1")] + "-a2"]
+        time.sleep(1)
+    assert resent, "the failed manifest was not sent again"
+    assert resent[0]["snapshotReadUrl"].split("?")[0] == failed[0]["snapshotReadUrl"].split("?")[0]
+    assert resent[0]["manifest"] == failed[0]["manifest"]
+    _answer_until_points(client, machine, 2, timeout=120)
+    assert _image(on_premises, DATA_DISK_BYTES) == _image(client.disk_image(azure_data), DATA_DISK_BYTES)
+    assert _reverse_points(client, machine)[1]["cycleId"].endswith("-c1")
+
+
+def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    """Last in the module: the hash comparison also brings hydration's changes to the shared OS image."""
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    rng = random.Random(9)
+    for offset in _scattered(rng, DATA_DISK_BYTES, 6, 4 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    # The appliance lost its record of the cycles it sent (as after a CBT reset).
+    history = machine.replicator.disks[0].path.with_name(f".{machine.id}.history.jsonl")
+    history.unlink()
+
+    job = _reprotect(client, machine)
+    assert job["status"] == "Succeeded", job
+    view = client.machine(machine.id)
+    assert view["reverseProtection"]["baseline"] == "blockHashes"
+    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
+    assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(
+        client.disk_image(azure_data), DATA_DISK_BYTES
+    )
+    os_size = on_premises["os"].stat().st_size
+    assert _image(on_premises["os"], os_size) == _image(client.disk_image(azure_os), os_size)
+    events = http_ok(client.http.get(f"/machines/{machine.id}/events"))
+    reasons = [e for e in events["events"] if e.get("errorCode") == "MCP-3503"]
+    assert reasons and "no change record" in str(reasons[0]), events
