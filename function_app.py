@@ -3,7 +3,20 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import appliances, failover, health, jobs, liveness, migration, mobility, openapi, replication
+from functions import (
+    appliances,
+    failback,
+    failover,
+    health,
+    jobs,
+    liveness,
+    migration,
+    mobility,
+    openapi,
+    replication,
+)
+from orchestrators.failback import activities as failback_activities
+from orchestrators.failback import orchestrator as reverse_flow
 from orchestrators.failover import activities as failover_activities
 from orchestrators.failover import after as after_failover
 from orchestrators.failover import orchestrator as failover_flow
@@ -23,6 +36,7 @@ for blueprint in (
     health.bp,
     migration.bp,
     failover.bp,
+    failback.bp,
     jobs.bp,
     mobility.bp,
     # orchestrations and their activities
@@ -35,5 +49,7 @@ for blueprint in (
     failover_flow.bp,
     failover_activities.bp,
     after_failover.bp,
+    reverse_flow.bp,
+    failback_activities.bp,
 ):
     app.register_functions(blueprint)

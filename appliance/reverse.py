@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobClient, ContainerClient
@@ -57,6 +57,8 @@ CHECKSUM_MISMATCH: Final = "ReverseRangeChecksumMismatch"
 SNAPSHOT_READ_FAILED: Final = "SnapshotReadFailed"
 DISK_TOO_SMALL: Final = "OnPremisesDiskTooSmall"
 _JOURNAL_VERSION: Final = 1
+RANGE_CRC64_HEADER: Final = "x-ms-range-get-content-crc64"
+CONTENT_CRC64_HEADER: Final = "x-ms-content-crc64"
 _JOURNAL_EVERY: Final = 16  # ranges written between journal flushes (each flush syncs the image)
 
 
@@ -103,10 +105,63 @@ class SnapshotReader:
         self._blob = BlobClient.from_blob_url(url)
 
     def read(self, offset: int, length: int) -> bytes:
-        data = self._blob.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+        return self._download(offset, length, {})
+
+    def read_checked(self, offset: int, length: int) -> bytes:
+        """The range, checked against the storage service's transactional CRC64 of the GET
+        (`x-ms-range-get-content-crc64`, ranges of at most 4 MiB): how a range the manifest gives no
+        checksum for is verified, so the control plane never reads the data to compute one."""
+        seen: dict[str, str | None] = {}
+
+        def keep_crc64(response: Any) -> None:
+            seen["crc64"] = response.http_response.headers.get(CONTENT_CRC64_HEADER)
+
+        data = self._download(
+            offset, length, {"headers": {RANGE_CRC64_HEADER: "true"}, "raw_response_hook": keep_crc64}
+        )
+        header = seen.get("crc64")
+        if not header:
+            raise TransactionalChecksumError(
+                SNAPSHOT_READ_FAILED, f"reading {offset}+{length}: the service sent no {CONTENT_CRC64_HEADER}"
+            )
+        try:
+            expected = crc64_from_header(header)
+        except ValueError as exc:
+            raise TransactionalChecksumError(
+                SNAPSHOT_READ_FAILED, f"reading {offset}+{length}: unreadable {CONTENT_CRC64_HEADER}: {exc}"
+            ) from exc
+        actual = checksum_hex(ChecksumAlgorithm.CRC64, data)
+        if actual != expected:
+            raise TransactionalChecksumError(
+                CHECKSUM_MISMATCH,
+                f"range {offset}+{length}: CRC64 of the bytes read is {actual}, the service sent {expected}",
+                crc64=actual,
+            )
+        return data
+
+    def _download(self, offset: int, length: int, options: dict[str, Any]) -> bytes:
+        data = bytes(
+            self._blob.download_blob(offset=offset, length=length, max_concurrency=1, **options).readall()
+        )
         if len(data) != length:
             raise OSError(f"the snapshot returned {len(data)} bytes for {offset}+{length}")
         return data
+
+
+def crc64_from_header(header: str) -> str:
+    """`x-ms-content-crc64` (base64 of 8 little-endian bytes) as the manifest's 16 hex digits."""
+    raw = base64.b64decode(header, validate=True)
+    if len(raw) != 8:
+        raise ValueError(f"{CONTENT_CRC64_HEADER} is 8 bytes, got {len(raw)}")
+    return f"{int.from_bytes(raw, 'little'):016x}"
+
+
+class TransactionalChecksumError(OSError):
+    """The bytes a ranged GET returned do not match (or came without) the service's CRC64."""
+
+    def __init__(self, code: str, message: str, crc64: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.crc64 = code, message, crc64
 
 
 @dataclass(frozen=True)
@@ -190,8 +245,7 @@ def apply_reverse_manifest(
                 if r.op is RangeOp.ZERO:
                     _write_zeros(image, r.offset, r.length)
                 else:
-                    data = _read_verified(source, r, options)
-                    crc = r.crc64
+                    data, crc = _read_verified(source, r, options)
                     image.write(r.offset, data)
             except _Refused as refused:
                 with lock:
@@ -220,13 +274,18 @@ def apply_reverse_manifest(
         return answer, _refusal_error(request, refusals)
 
 
-def _read_verified(source: RangeReader, r: ManifestRange, options: ReverseApplyOptions) -> bytes:
+def _read_verified(source: RangeReader, r: ManifestRange, options: ReverseApplyOptions) -> tuple[bytes, str]:
+    """The range's bytes and their CRC64, checked against the manifest's CRC64 when it has one (the
+    reader checks the service's transactional CRC64 on its own)."""
     last: _Refused | None = None
     for attempt in range(options.attempts):
         if attempt:
             time.sleep(options.retry_delay_seconds * attempt)
         try:
-            data = source.read(r.offset, r.length)
+            data = _read_range(source, r)
+        except TransactionalChecksumError as exc:
+            last = _Refused(exc.code, exc.message, crc64=exc.crc64)
+            continue
         except HttpResponseError as exc:
             last = _Refused(SNAPSHOT_READ_FAILED, f"reading {r.offset}+{r.length}: {exc.message}")
             if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 408:
@@ -236,8 +295,8 @@ def _read_verified(source: RangeReader, r: ManifestRange, options: ReverseApplyO
             last = _Refused(SNAPSHOT_READ_FAILED, f"reading {r.offset}+{r.length}: {exc}")
             continue
         crc = checksum_hex(ChecksumAlgorithm.CRC64, data)
-        if crc == r.crc64:
-            return data
+        if r.crc64 is None or crc == r.crc64:
+            return data, crc
         last = _Refused(
             CHECKSUM_MISMATCH,
             f"range {r.offset}+{r.length}: CRC64 of the bytes read is {crc}, the manifest says {r.crc64}",
@@ -245,6 +304,19 @@ def _read_verified(source: RangeReader, r: ManifestRange, options: ReverseApplyO
         )
     assert last is not None  # attempts >= 1: a failed loop recorded why
     raise last
+
+
+def _read_range(source: RangeReader, r: ManifestRange) -> bytes:
+    if r.crc64 is not None:
+        return source.read(r.offset, r.length)
+    checked = getattr(source, "read_checked", None)
+    if checked is None:
+        raise TransactionalChecksumError(
+            SNAPSHOT_READ_FAILED,
+            f"range {r.offset}+{r.length} has no CRC64 and this reader cannot ask the service for one",
+        )
+    data: bytes = checked(r.offset, r.length)
+    return data
 
 
 def _write_zeros(image: ImageFile, offset: int, length: int) -> None:

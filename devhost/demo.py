@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 from rich.console import Console
 from rich.table import Table
 
+from devhost.demo_failback import run_failback_demo
 from devhost.demo_failover import run_failover_demo
 from devhost.demo_health import demo_failure_and_repair
 from devhost.demo_migration import run_migration_demo
@@ -160,9 +161,14 @@ def run_demo(stack: LocalStack) -> int:
             console.print(f"[red]migration demo failed: {exc}[/]")
             return 1
         try:
-            run_failover_demo(stack, Path(workdir), console, replication)
+            failover = run_failover_demo(stack, Path(workdir), console, replication)
         except Exception as exc:
             console.print(f"[red]failover demo failed: {exc}[/]")
+            return 1
+        try:
+            run_failback_demo(stack, console, failover)
+        except Exception as exc:
+            console.print(f"[red]reprotect demo failed: {exc}[/]")
             return 1
     console.print("[green bold]demo complete[/]")
     return 0

@@ -98,7 +98,14 @@ def run_failover_demo(
             f"{error.get('message')}"
         )
     console.print(f"failover story: {time.perf_counter() - started:.0f} s")
-    return {"machine": machine_id, "points": [older[0], newer[0]], "vmId": vm_id, "failoverJob": job["id"]}
+    return {
+        "machine": machine_id,
+        "points": [older[0], newer[0]],
+        "vmId": vm_id,
+        "failoverJob": job["id"],
+        "replicator": replicator,
+        "appliance": appliance,
+    }
 
 
 def _cycle_with_marker(

@@ -62,6 +62,7 @@ from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.domain.wire import RESOURCE_ID_PATTERN
+from shared.failback.service import ReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
@@ -348,6 +349,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "operator",
         AcceptedJob,
         202,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/reprotect",
+        "reprotect",
+        "Protect a committed failover back to on-premises: check the appliance and the on-premises disks, "
+        "power the on-premises VM off, copy only the blocks that differ from the Azure disks' snapshots, "
+        "then run reverse cycles every reverseCycleMinutes (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        ReprotectRequest,
         errors=(400, 401, 404, 409),
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),

@@ -3,7 +3,9 @@
 Served by the local ARM endpoint's own HTTP server at `/md-<account>/<container>/abcd` (path-style, as
 the storage SDK expects of a local host), so `BlobClient.from_blob_url(sas)` works unchanged:
 - `HEAD`: `Content-Length`, `x-ms-blob-type: PageBlob`, `ETag`, `Last-Modified`;
-- `GET` with `x-ms-range`/`Range`: 206 and `Content-Range` (200 and the whole disk without one);
+- `GET` with `x-ms-range`/`Range`: 206 and `Content-Range` (200 and the whole disk without one); with
+  `x-ms-range-get-content-crc64: true` also the range's transactional `x-ms-content-crc64` (a range of
+  at most 4 MiB, as Azure: a longer one, or none, is 400);
 - `GET ?comp=pagelist`: Get Page Ranges in the storage XML format (`PageList` of `PageRange`, and with
   `x-ms-previous-snapshot-url` also `ClearRange`), segmented by `maxresults`/`marker`/`NextMarker`.
 Every request needs a valid SAS (signature, a grant not ended, not expired: 403 `AuthenticationFailed`
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from azure.storage.extensions.checksums import crc64
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -397,14 +400,34 @@ async def handle(arm: LocalArm, request: Request) -> Response:
             return Response(None, headers={**headers, "Content-Length": str(target.size)})
         wanted = _byte_range(request, target.size)
         start, end = wanted if wanted is not None else (0, target.size - 1)
+        with_crc64 = (request.headers.get(CRC64_REQUEST_HEADER) or "").lower() == "true"
+        if with_crc64 and (wanted is None or end - start + 1 > MAX_CHECKSUM_RANGE):
+            raise StorageError(
+                400,
+                "InvalidHeaderValue",
+                "The value for one of the HTTP headers is not in the correct format.",
+                HeaderName=CRC64_REQUEST_HEADER,
+                HeaderValue="true",
+            )
         headers["Content-Length"] = str(end - start + 1)
         if wanted is not None:
             headers["Content-Range"] = f"bytes {start}-{end}/{target.size}"
+        if with_crc64:
+            data = await run_in_threadpool(lambda: b"".join(_read(target.path, start, end + 1)))
+            headers["x-ms-content-crc64"] = base64.b64encode(
+                crc64.compute(data, 0).to_bytes(8, "little")
+            ).decode()
+            return Response(data, status_code=206, headers=headers)
         return StreamingResponse(
             _read(target.path, start, end + 1), status_code=206 if wanted else 200, headers=headers
         )
     except StorageError as exc:
         return exc.response(request_id, head=head, headers=headers)
+
+
+CRC64_REQUEST_HEADER: Final = "x-ms-range-get-content-crc64"
+# Azure computes a transactional checksum only for a range of at most 4 MiB.
+MAX_CHECKSUM_RANGE: Final = 4 * 1024 * 1024
 
 
 def _read(path: Path, start: int, end: int) -> Iterator[bytes]:

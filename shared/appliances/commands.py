@@ -50,14 +50,22 @@ def queue_command(
 
 
 def queue_reverse_command(
-    repos: Repositories, *, command_id: str, machine_id: str, request: ReverseRequest, now: datetime
+    repos: Repositories,
+    *,
+    command_id: str,
+    machine_id: str,
+    request: ReverseRequest,
+    now: datetime,
+    appliance_id: str | None = None,
 ) -> ApplianceCommand:
-    """Queue one step of reverse protection for the machine's appliance; as `queue_command`."""
-    machine = repos.machines.require(machine_id).item
+    """Queue one step of reverse protection for `appliance_id` (default: the machine's appliance); as
+    `queue_command`."""
+    if appliance_id is None:
+        appliance_id = repos.machines.require(machine_id).item.appliance_id
     command = ApplianceCommand.of(
         request,
         command_id=command_id,
-        appliance_id=machine.appliance_id,
+        appliance_id=appliance_id,
         machine_id=machine_id,
         created_at=now,
     )

@@ -13,6 +13,7 @@ from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.event import Event
+from shared.domain.failback import ReverseProtection
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import Location, MachineState, Operation
@@ -129,6 +130,11 @@ class MachineDetail(MachineSummary):
         default=None,
         description="a cycle the appliance announced (CycleStarted) and whose uploads are not applied yet: "
         "its disks are due by `deadline`, after which each late disk raises 1011",
+    )
+    reverse_protection: ReverseProtection | None = Field(
+        default=None,
+        description="after a reprotect: the appliance, the disks, reverse recovery points and bytes processed, "
+        "transferred and matched",
     )
     discovered_at: datetime
     updated_at: datetime

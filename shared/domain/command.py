@@ -85,15 +85,16 @@ class ManifestRange(WireModel):
     )
     op: RangeOp
     crc64: HexCrc64 | None = Field(
-        default=None, description="required for a write: the appliance writes only bytes that match it"
+        default=None,
+        description="a write whose bytes the control plane read (the hash fallback): the appliance writes "
+        "only bytes that match it; absent for a range read straight from the snapshot, checked against "
+        "the storage service's transactional CRC64 (x-ms-content-crc64) of its ranged GET instead",
     )
 
     @model_validator(mode="after")
     def _crc_for_writes(self) -> Self:
         if self.op is RangeOp.WRITE and self.length > MAX_RANGE_BYTES:
             raise FieldValueError("length", f"a write range is at most {MAX_RANGE_BYTES} bytes (4 MiB)")
-        if self.op is RangeOp.WRITE and self.crc64 is None:
-            raise FieldValueError("crc64", "a write range carries the CRC64 of its bytes")
         if self.op is RangeOp.ZERO and self.crc64 is not None:
             raise FieldValueError("crc64", "a zero range has no data to check; leave crc64 out")
         return self

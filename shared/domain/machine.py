@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from shared.domain.cycle import Consistency, RecoveryPoint
+from shared.domain.failback import ReverseProtection
 from shared.domain.failover import FailoverSettings
 from shared.domain.health import Health, HealthState, MachineError, upgrade_stored_health
 from shared.domain.inventory import MachineInventory
@@ -109,6 +110,9 @@ class Machine(WireModel):
     replication: ReplicationStatus = Field(default_factory=ReplicationStatus)
     failover: FailoverStatus | None = Field(
         default=None, description="written by the failover flow only (shared.failover)"
+    )
+    reverse: ReverseProtection | None = Field(
+        default=None, description="reverse protection to on-premises; written by the failback flow only"
     )
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime

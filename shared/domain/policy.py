@@ -40,6 +40,8 @@ AppConsistentMinutes = Annotated[
     int, IntRange(60, 12 * 60, lambda n: f"{n} minutes", zero_means="no app-consistent points")
 ]
 CycleGap = Annotated[int, IntRange(1, 64, lambda n: f"{n} cycles")]
+# At least a minute apart, so a disk never gets more than 7 snapshots in 5 minutes (Azure's limit).
+ReverseCycleMinutes = Annotated[int, IntRange(1, 24 * 60, lambda n: f"{n} minutes")]
 
 
 def _local_time(value: time) -> time:
@@ -100,6 +102,10 @@ class PolicyFields(WireModel):
     max_cycle_gap_before_resync: CycleGap = Field(
         default=8,
         description="later cycles buffered while waiting for a missing sequence number before the disk is resynced",
+    )
+    reverse_cycle_minutes: ReverseCycleMinutes = Field(
+        default=15,
+        description="reverse protection: minutes between the cycles that copy the Azure VM's changes back",
     )
 
 

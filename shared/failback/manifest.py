@@ -10,9 +10,11 @@ Two ways to know it:
   S1's (`differing_blocks`); S1's all-zero blocks become zero ops.
 
 Either way the plan is a sorted list of disjoint ranges, writes cut into units of at most 4 MiB (one
-ranged read, one Put Page on Azure's side), then given the CRC64 of their bytes (`to_manifest`), the
-checksum Azure Storage uses for `x-ms-content-crc64`, so a range can be checked against the service's
-own transactional checksum. A manifest too long for one command is split (`split_manifest`).
+ranged read, one Put Page on Azure's side). A range planned from change records goes without a
+checksum (`to_snapshot_manifest`): the appliance checks its ranged GET against the storage service's
+transactional CRC64, so no data passes through the control plane. A range whose bytes the control
+plane read anyway (the hash fallback) carries their CRC64 (`to_manifest`), the checksum Azure Storage
+uses for `x-ms-content-crc64`. A manifest too long for one command is split (`split_manifest`).
 
 Ranges are `(offset, length)` in bytes, 512-aligned.
 """
@@ -230,6 +232,13 @@ def to_manifest(planned: Sequence[PlannedRange], crc64s: Mapping[int, str]) -> l
     if missing:
         raise ValueError(f"no CRC64 for the write ranges at {missing[:5]}")
     return [r.to_manifest_range(crc64s[r.offset] if r.op is RangeOp.WRITE else None) for r in planned]
+
+
+def to_snapshot_manifest(planned: Sequence[PlannedRange]) -> list[ManifestRange]:
+    """The manifest for ranges the appliance reads straight from the snapshot, without a CRC64: the
+    control plane never reads those bytes, and the appliance checks each ranged GET against the storage
+    service's transactional CRC64 instead."""
+    return [r.to_manifest_range(None) for r in planned]
 
 
 def split_manifest(

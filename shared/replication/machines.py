@@ -220,6 +220,7 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "active_job_id": machine.active_job_id,
             **_failover_fields(machine),
             "cycle_in_progress": _cycle_in_progress(machine),
+            "reverse_protection": machine.reverse,
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }

@@ -357,3 +357,35 @@ def test_at_most_five_snapshots_of_a_family_have_a_sas(
     _grant(clients, rg, "p5")
     for index in range(1, 6):
         clients.compute.snapshots.begin_revoke_access(rg, f"p{index}").result()
+
+
+def test_a_ranged_get_carries_the_transactional_crc64_the_appliance_checks(
+    clients: ArmClients, resource_group: str, tags: ResourceTags, local_arm: LocalArmEndpoint
+) -> None:
+    """A manifest range read from a snapshot has no CRC64 of its own: the appliance asks the GET for the
+    service's `x-ms-content-crc64` (ranges of at most 4 MiB, as Azure) and checks the bytes against it."""
+    from appliance.reverse import SnapshotReader
+    from shared.failback.manifest import crc64_from_header, crc64_hex
+
+    rg = resource_group
+    vm = _running_vm(clients, rg, tags)
+    marker = os.urandom(3 * MIB)
+    guest_write(local_arm.admin, vm.data_disk_id, MIB, marker)
+    _snapshot(clients, rg, "s-crc", vm.data_disk_id, tags)
+    sas = _grant(clients, rg, "s-crc")
+    headers = {"x-ms-version": STORAGE_VERSION, "x-ms-range-get-content-crc64": "true"}
+
+    ranged = httpx.get(sas, headers={**headers, "x-ms-range": f"bytes={MIB}-{4 * MIB - 1}"})
+    assert ranged.status_code == 206 and ranged.content == marker
+    assert crc64_from_header(ranged.headers["x-ms-content-crc64"]) == crc64_hex(marker)
+    too_long = httpx.get(sas, headers={**headers, "x-ms-range": f"bytes=0-{4 * MIB}"})
+    assert too_long.status_code == 400 and too_long.headers["x-ms-error-code"] == "InvalidHeaderValue"
+    whole = httpx.get(sas, headers=headers)
+    assert whole.status_code == 400
+    plain = httpx.get(sas, headers={"x-ms-version": STORAGE_VERSION, "x-ms-range": "bytes=0-511"})
+    assert "x-ms-content-crc64" not in plain.headers
+
+    reader = SnapshotReader(sas)
+    assert reader.read_checked(MIB, 3 * MIB) == marker
+    assert reader.read_checked(0, 512) == bytes(512)
+    clients.compute.snapshots.begin_revoke_access(rg, "s-crc").result()

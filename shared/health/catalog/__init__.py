@@ -20,6 +20,7 @@ from shared.health.catalog.matching import (
     match_appliance_error,
     match_domain_error,
     render,
+    reprotect_error,
 )
 from shared.health.catalog.models import (
     Catalog,
@@ -49,4 +50,5 @@ __all__ = [
     "match_appliance_error",
     "match_domain_error",
     "render",
+    "reprotect_error",
 ]

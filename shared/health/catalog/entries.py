@@ -191,6 +191,212 @@ _SITE_RECOVERY_FAILOVER_TROUBLESHOOTING = (
 )
 
 
+# --- reverse protection (reprotect to on-premises) ------------------------------------------------
+
+_REPROTECT_PLACEHOLDERS = {
+    "step": "the Reprotect job's step, or 'Reverse cycle'",
+    "reason": "the error as the appliance, Azure or the control plane reported it",
+}
+_REPROTECT_LEFT_NOTHING = (
+    "Nothing needs cleaning up: the reprotect ended read access and deleted the snapshots it had taken, "
+    "and the machine is FailoverCommitted again, running in Azure. Once the cause is fixed, run the "
+    "reprotect again (POST /api/machines/<id>/reprotect)."
+)
+
+
+def _reverse(
+    code: str,
+    name: str,
+    title: str,
+    action: str,
+    origin: Origin,
+    causes: tuple[str, ...],
+    recommendations: tuple[str, ...],
+    *,
+    severity: Severity = Severity.CRITICAL,
+    retryable: bool = False,
+    placeholders: dict[str, str] | None = None,
+    template: str = "Reverse protection failed at step '{step}': {reason}",
+) -> CatalogEntry:
+    return CatalogEntry(
+        code=code,
+        name=name,
+        title=title,
+        action=action,
+        origin=origin,
+        template=template,
+        placeholders=placeholders or _REPROTECT_PLACEHOLDERS,
+        causes=causes,
+        recommendations=recommendations,
+        severity=severity,
+        retryable=retryable,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.REPROTECT_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    )
+
+
+REVERSE_ENTRIES: tuple[CatalogEntry, ...] = (
+    _reverse(
+        "MCP-1601",
+        "ReverseRangeChecksumMismatch",
+        "Bytes read from the Azure snapshot did not match their CRC64",
+        "Reprotect again; if it repeats, check the appliance's network path to Azure Storage.",
+        Origin.APPLIANCE,
+        (
+            "The appliance read a range of the Azure disk's snapshot whose bytes did not match the CRC64 the "
+            "storage service (or the manifest) gave for them, after every read attempt; those ranges were "
+            "not written to the on-premises disk.",
+        ),
+        (
+            "The cycle is sent again from the same snapshot; a proxy or network device that alters traffic "
+            "to Azure Storage is the usual cause when it repeats.",
+            _REPROTECT_LEFT_NOTHING,
+        ),
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-1602",
+        "SnapshotReadFailed",
+        "The appliance could not read the Azure snapshot",
+        "Check that the appliance reaches Azure Storage over HTTPS; reprotect again.",
+        Origin.APPLIANCE,
+        (
+            "Ranged reads of the Azure disk's snapshot through its read SAS failed: the SAS expired or was "
+            "revoked, or the appliance cannot reach the storage endpoint (*.blob.storage.azure.net).",
+        ),
+        (
+            "Allow the appliance outbound HTTPS (443) to *.blob.storage.azure.net and check its proxy.",
+            "The cycle is sent again from the same snapshot with a new read SAS.",
+            _REPROTECT_LEFT_NOTHING,
+        ),
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-1603",
+        "OnPremisesDiskTooSmall",
+        "An on-premises disk is smaller than its Azure disk",
+        "Grow the on-premises disk to at least the Azure disk's size, then reprotect again.",
+        Origin.APPLIANCE,
+        (
+            "The Azure disk was resized after the failover, or the on-premises disk was replaced by a "
+            "smaller one: the Azure disk's data cannot fit.",
+        ),
+        (
+            "Grow the on-premises disk to at least the size of the Azure disk named in the reason.",
+            _REPROTECT_LEFT_NOTHING,
+        ),
+    ),
+    _reverse(
+        "MCP-1604",
+        "OnPremisesDiskNotFound",
+        "The on-premises machine has no disk for an Azure disk",
+        "Attach the missing disk to the on-premises machine (or rediscover it), then reprotect again.",
+        Origin.APPLIANCE,
+        ("The on-premises machine's disk that the Azure disk is written back to was removed or renamed.",),
+        (
+            "Restore the disk on the on-premises machine so the appliance discovers it again.",
+            _REPROTECT_LEFT_NOTHING,
+        ),
+    ),
+    _reverse(
+        "MCP-1605",
+        "OnPremisesMachineRunning",
+        "The on-premises machine is running",
+        "Power the on-premises machine off, then reprotect again.",
+        Origin.APPLIANCE,
+        (
+            "Azure's data is written only to a powered-off on-premises machine, and it was running when "
+            "the data arrived (it was started again after the reprotect powered it off).",
+        ),
+        ("Keep the on-premises machine powered off while it is protected back.", _REPROTECT_LEFT_NOTHING),
+    ),
+    _reverse(
+        "MCP-3501",
+        "OnPremisesMachineNotFound",
+        "The on-premises machine was not found",
+        "Check the machine still exists on the appliance's host, then reprotect again.",
+        Origin.CONTROL_PLANE,
+        (
+            "The appliance did not find the on-premises machine to power off or write to: it was deleted, "
+            "renamed or moved to a host the appliance does not discover.",
+        ),
+        ("Restore the machine, or rediscover it with the appliance.", _REPROTECT_LEFT_NOTHING),
+    ),
+    _reverse(
+        "MCP-3502",
+        "ApplianceUnreachable",
+        "The appliance did not answer",
+        "Check the appliance is running and connected (its heartbeat), then reprotect again.",
+        Origin.CONTROL_PLANE,
+        (
+            "The appliance chosen for the reprotect sent no heartbeat recently, is of another kind than the "
+            "machine's, or did not answer a command in time.",
+        ),
+        (
+            "Check the appliance's services and its connection to Azure; choose a healthy appliance of the "
+            "machine's kind.",
+            _REPROTECT_LEFT_NOTHING,
+        ),
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-3503",
+        "ReverseDiffUnavailable",
+        "The Azure disk's changes could not be listed; block hashes were compared instead",
+        "Nothing to do: the reprotect compared block hashes. Expect a longer initial sync.",
+        Origin.CONTROL_PLANE,
+        (
+            "The failback baseline snapshot is missing or the disk was resized since it, or the appliance "
+            "has no change record since the failover point (change tracking was reset): the changed blocks "
+            "cannot be known from records.",
+        ),
+        (
+            "No action is needed: the appliance hashed its disk's blocks and only the blocks that differ "
+            "were sent. Reading the Azure snapshot to hash it takes longer than a diff.",
+        ),
+        severity=Severity.WARNING,
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-3504",
+        "SnapshotLimitReached",
+        "An Azure disk has too many snapshots or read grants",
+        "Delete the disk's old incremental snapshots you no longer need, then reprotect again.",
+        Origin.CONTROL_PLANE,
+        (
+            "Azure allows 500 incremental snapshots per disk, at most 7 taken per 5 minutes, and read access "
+            "to at most 5 snapshots of a disk at a time; other tools' snapshots count too.",
+        ),
+        ("Delete the disk's snapshots you do not need, or end their read access.", _REPROTECT_LEFT_NOTHING),
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-3505",
+        "ReverseRpoExceeded",
+        "The on-premises copy is older than the reverse cycle interval allows",
+        "Check the appliance and its bandwidth to Azure; the next reverse cycle clears it.",
+        Origin.CONTROL_PLANE,
+        ("Reverse cycles failed or took longer than their interval: the on-premises copy falls behind.",),
+        ("Check the appliance's health and its bandwidth to Azure Storage.",),
+        severity=Severity.WARNING,
+        retryable=True,
+    ),
+    _reverse(
+        "MCP-3506",
+        "ReprotectStepFailed",
+        "A reprotect step failed",
+        "Read the reason, fix it, then reprotect again.",
+        Origin.CONTROL_PLANE,
+        (
+            "A reprotect step failed for a reason the catalog has no other entry for; the reason is shown as reported.",
+        ),
+        ("Read the reason above and fix what it names.", _REPROTECT_LEFT_NOTHING),
+    ),
+)
+
+
 # --- the catalog, in matching order: specific formats before the catch-alls they would also match ---
 
 ENTRIES: tuple[CatalogEntry, ...] = (
@@ -1303,6 +1509,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         event_type=EventType.FAILOVER_FAILED,
         cleared_by=ClearedBy.NEXT_CYCLE,
     ),
+    *REVERSE_ENTRIES,
     CatalogEntry(
         code="MCP-9999",
         name="UnrecognizedError",

@@ -92,8 +92,8 @@ def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     found = _message_match(message)
     if reported is not None:
         entry = CATALOG.find(reported)
-        if entry is not None and entry.event_type is EventType.FAILOVER_FAILED:
-            entry = None  # a failover's error, never a replication cycle's: the code means something else
+        if entry is not None and entry.event_type in (EventType.FAILOVER_FAILED, EventType.REPROTECT_FAILED):
+            entry = None  # a failover's or reprotect's error, never a replication cycle's
         if entry is not None:
             refinable = entry.umbrella or entry.generic
             if refinable and found is not None and found[0].origin is entry.origin and found[0] is not entry:
@@ -321,4 +321,21 @@ def build_event(
         cycle_id=cycle_id or match.values.get("cycleId"),
         causes=list(rendered.causes),
         recommendations=list(rendered.recommendations),
+    )
+
+
+def reprotect_error(step: str, code: str | None, *, reason: str = "") -> CatalogMatch:
+    """The catalog entry for reverse protection that failed at `step` with `code` (the appliance's
+    answer code, or the control plane's): the reverse entry of that code, else ReprotectStepFailed."""
+    entry = CATALOG.find(code.strip()) if code and code.strip() else None
+    matched_by = MatchedBy.CODE
+    if entry is None or entry.event_type is not EventType.REPROTECT_FAILED:
+        entry, matched_by = CATALOG["ReprotectStepFailed"], MatchedBy.STEP
+    values = {"step": step, "reason": reason or "the step failed"}
+    return CatalogMatch(
+        entry=entry,
+        matched_by=matched_by,
+        message=render(entry, **values).message,
+        reported_code=code,
+        values=values,
     )

@@ -45,6 +45,7 @@ class EventType(StrEnum):
     RPO_THRESHOLD_EXCEEDED = "RPO threshold exceeded"
     APPLIANCE_NOT_RESPONDING = "Appliance not responding"
     FAILOVER_FAILED = "Failover failed"
+    REPROTECT_FAILED = "Reprotect failed"
 
 
 class Origin(StrEnum):

@@ -1,0 +1,219 @@
+"""Reprotect end to end on the local stack: a real Ubuntu guest replicated by the appliance client,
+failed over and committed through the HTTP API; the Azure VM's guest writes (the local ARM endpoint's
+disk-write hook) and writes on the on-premises image after the failover point; then reprotect, where
+the real appliance client answers every command (power off, change record, manifests read from the
+snapshot's SAS with the storage service's transactional CRC64), and one reverse cycle."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.domain.command import ApplianceCommand, CommandAnswer, CommandError
+from tests.e2e.conftest import Appliance
+from tests.e2e_migration.conftest import GuestMachine, http_ok, replicate_guest
+from tests.e2e_migration.guest_images import GuestImage
+from tests.e2e_migration.migration_client import MigrationClient
+from tests.support.guest_disk import guest_write
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
+
+KIB = 1024
+MIB = 1024 * KIB
+DATA_DISK_BYTES = 16 * MIB
+CHUNK = 64 * KIB
+
+
+def _image(path: Path, size: int) -> bytes:
+    data = path.read_bytes()[:size]
+    return data + bytes(size - len(data))
+
+
+def _scattered(rng: random.Random, size: int, count: int, length: int) -> list[int]:
+    """`count` offsets of `length`-byte writes (a multiple of 64 KiB), aligned to it: none overlaps."""
+    slots = rng.sample(range(size // length), count)
+    return sorted(slot * length for slot in slots)
+
+
+def _run_with_appliance(
+    client: MigrationClient, machine: GuestMachine, job_id: str, timeout: float
+) -> dict[str, Any]:
+    """Wait for a job while the appliance client answers its commands, as its poll loop would."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        machine.replicator.handle_commands(machine.appliance.api)
+        job = client.job(job_id)
+        if job["status"] not in ("NotStarted", "InProgress"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not finish: {client.job(job_id)}")
+
+
+def _answer_until_points(client: MigrationClient, machine: GuestMachine, count: int, timeout: float) -> None:
+    """Answer commands, as the appliance's poll loop would, until the machine has `count` reverse points."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        machine.replicator.handle_commands(machine.appliance.api)
+        if len(_reverse_points(client, machine)) >= count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"fewer than {count} reverse recovery points after {timeout} s")
+
+
+def _reverse_points(client: MigrationClient, machine: GuestMachine) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = client.machine(machine.id)["reverseProtection"]["recoveryPoints"]
+    return points
+
+
+def _committed(
+    client: MigrationClient, appliance: Appliance, guest: GuestImage
+) -> tuple[GuestMachine, str, str]:
+    """A replicated guest failed over and committed: the machine, its Azure OS and data disks."""
+    machine = replicate_guest(appliance, client, guest, extra_disks={"data": DATA_DISK_BYTES})
+    http_ok(
+        client.http.patch(
+            f"/machines/{machine.id}/failover-settings",
+            json={"vmName": f"rp-{uuid.uuid4().hex[:8]}"},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+    )
+    failed_over = client.run(
+        f"/machines/{machine.id}/failover", {"recoveryPoint": "latestProcessed"}, timeout=600
+    )
+    assert failed_over["status"] in ("Succeeded", "Warning"), failed_over
+    assert client.run(f"/machines/{machine.id}/commit", timeout=300)["status"] == "Succeeded"
+    azure_os, (azure_data,) = client.vm_disks(client.machine(machine.id)["failoverVmId"])
+    return machine, azure_os, azure_data
+
+
+def _reprotect(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+    appliance_id = machine.appliance.events.appliance_id
+    http_ok(client.http.put(f"/appliances/{appliance_id}/policy", json={"reverseCycleMinutes": 1}))
+    machine.appliance.events.heartbeat()
+    time.sleep(3)  # the heartbeat arrives through Event Grid
+    job_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
+    return _run_with_appliance(client, machine, job_id, timeout=300)
+
+
+def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_changed(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    machine, _, azure_data = _committed(client, module_appliance, guest)
+    on_premises = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
+
+    # The Azure VM writes a few MiB at scattered offsets; on-premises changes too after the failover point.
+    rng = random.Random(12)
+    offsets = _scattered(rng, DATA_DISK_BYTES, 12, 4 * CHUNK)
+    azure_offsets, local_offsets = offsets[:8], offsets[8:]
+    for offset in azure_offsets:
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    for offset in local_offsets:
+        machine.replicator.write("data", offset, rng.randbytes(4 * CHUNK))
+    changed = len(offsets) * 4 * CHUNK
+
+    job = _reprotect(client, machine)
+    assert job["status"] == "Succeeded", job
+    assert [s["name"] for s in job["steps"]] == [
+        "Check prerequisites",
+        "Power off on-premises VM",
+        "Determine baseline",
+        "Initial reverse sync",
+        "Start reverse replication",
+    ]
+    assert client.machine(machine.id)["state"] == "ReverseReplicating"
+    # After the initial sync the on-premises image is the Azure disk at S1 byte for byte.
+    azure_image = client.disk_image(azure_data)
+    assert _image(on_premises, DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
+    # Only what differs travelled: both sides' changes (the OS disk's are none), within 10%.
+    (initial,) = _reverse_points(client, machine)
+    transferred = initial["bytesTransferred"]
+    assert changed <= transferred <= changed * 1.1, (transferred, changed)
+    assert initial["bytesProcessed"] == initial["bytesTransferred"] + initial["bytesMatched"]
+
+    # More Azure writes; one reverse cycle (every minute by the policy) brings them on-premises.
+    more = _scattered(rng, DATA_DISK_BYTES, 4, 2 * CHUNK)
+    for offset in more:
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
+    _answer_until_points(client, machine, 2, timeout=180)
+    assert _image(on_premises, DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
+    cycle = _reverse_points(client, machine)[1]
+    changed = len(more) * 2 * CHUNK
+    assert changed <= cycle["bytesTransferred"] <= changed * 1.1, (cycle, changed)
+
+
+def test_an_appliance_failing_mid_cycle_gets_the_cycle_again_from_the_same_snapshot(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    machine, _, azure_data = _committed(client, module_appliance, guest)
+    assert _reprotect(client, machine)["status"] == "Succeeded"
+    on_premises = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
+    rng = random.Random(5)
+    for offset in _scattered(rng, DATA_DISK_BYTES, 6, 2 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
+
+    # The appliance writes half of the cycle's data disk manifest, then fails (its read broke off).
+    api = machine.appliance.api
+    failed: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 180
+    while not failed and time.monotonic() < deadline:
+        for command in api.commands():
+            if command["machineId"] != machine.id:
+                continue
+            stored = ApplianceCommand.model_validate(command)
+            is_data = command.get("diskId") == "data" and command.get("reverseCycleId")
+            if is_data and command["manifest"] and str(command["reverseCycleId"]).endswith("-c1"):
+                half = ApplianceCommand.model_validate({**command, "manifest": command["manifest"][:1]})
+                machine.replicator.answer(half)
+                api.acknowledge(
+                    command["id"],
+                    CommandAnswer(error=CommandError(code="SnapshotReadFailed", message="connection reset")),
+                )
+                failed.append(command)
+                break
+            # Only the commands seen here are answered, so the one to fail is never applied unseen.
+            api.acknowledge(command["id"], machine.replicator.answer(stored))
+        time.sleep(2)
+    assert failed and failed[0]["id"].endswith("-a1"), failed
+    # Sent again under the next attempt's id, from the same snapshot (the same read SAS's blob).
+    resent: list[dict[str, Any]] = []
+    while not resent and time.monotonic() < deadline:
+        resent = [c for c in api.commands() if c["id"] == failed[0]["id"][: -len("-a1")] + "-a2"]
+        time.sleep(1)
+    assert resent, "the failed manifest was not sent again"
+    assert resent[0]["snapshotReadUrl"].split("?")[0] == failed[0]["snapshotReadUrl"].split("?")[0]
+    assert resent[0]["manifest"] == failed[0]["manifest"]
+    _answer_until_points(client, machine, 2, timeout=120)
+    assert _image(on_premises, DATA_DISK_BYTES) == _image(client.disk_image(azure_data), DATA_DISK_BYTES)
+    assert _reverse_points(client, machine)[1]["cycleId"].endswith("-c1")
+
+
+def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    """Last in the module: the hash comparison also brings hydration's changes to the shared OS image."""
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    rng = random.Random(9)
+    for offset in _scattered(rng, DATA_DISK_BYTES, 6, 4 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    # The appliance lost its record of the cycles it sent (as after a CBT reset).
+    history = machine.replicator.disks[0].path.with_name(f".{machine.id}.history.jsonl")
+    history.unlink()
+
+    job = _reprotect(client, machine)
+    assert job["status"] == "Succeeded", job
+    view = client.machine(machine.id)
+    assert view["reverseProtection"]["baseline"] == "blockHashes"
+    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
+    assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(
+        client.disk_image(azure_data), DATA_DISK_BYTES
+    )
+    os_size = on_premises["os"].stat().st_size
+    assert _image(on_premises["os"], os_size) == _image(client.disk_image(azure_os), os_size)
+    events = http_ok(client.http.get(f"/machines/{machine.id}/events"))
+    reasons = [e for e in events["events"] if e.get("errorCode") == "MCP-3503"]
+    assert reasons and "no change record" in str(reasons[0]), events
