@@ -30,7 +30,6 @@ from orchestrators.failover.contracts import (
     StepRef,
     StepResult,
     SwapDisks,
-    baseline_snapshot_id,
     baseline_snapshot_name,
 )
 from orchestrators.hydration.activities import arm_clients, migration_settings, replica_container
@@ -41,9 +40,8 @@ from shared.failover import service as failover
 from shared.failover.settings import effective_settings
 from shared.migration import resources as ops
 from shared.migration.resource_kinds import parse_arm_id
-from shared.migration.tags import Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
-from shared.platform.arm_errors import ArmError
+from shared.platform.arm_errors import ArmError, translate_arm_error
 from shared.replication.replica_disks import replica_blob_name
 
 bp = durable_blueprint()
@@ -133,39 +131,50 @@ def start_failover_vm(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def take_failback_baseline(payload: dict[str, Any]) -> dict[str, Any]:
-    """An incremental snapshot of each of the VM's disks, tagged failback-baseline (the sweeper leaves them)."""
+    """The failback baseline: the incremental snapshots of the VM's disks that hydration took right after
+    importing them (so they hold the recovery point's content), each found complete and of its disk.
+    Taking them here instead would miss hydration's and the first boot's writes to the OS disk."""
     request = BaselineRequest.model_validate(payload)
-    services = get_services()
-    tags = ResourceTags(
-        machine_id=request.machine_id,
-        job_id=request.job_id,
-        purpose=Purpose.FAILBACK_BASELINE,
-        created_at=services.clock(),
-    )
-    taken: list[str] = []
+    found: list[str] = []
     try:
         with arm_clients() as clients:
             for disk_id in request.disk_ids:
-                parsed = parse_arm_id(disk_id)
-                group, name = parsed.resource_group, parsed.name
-                disk = clients.compute.disks.get(group, name)
-                snapshot = ops.create_incremental_snapshot(
-                    clients,
-                    group,
-                    baseline_snapshot_name(name, request.job_id),
-                    location=str(disk.location),
-                    source_disk_id=disk_id,
-                    tags=tags,
-                )
-                taken.append(snapshot.id)
+                found.append(_baseline_of(clients, disk_id, request.job_id))
     except ArmError as exc:
-        return BaselineResult(ok=False, snapshot_ids=taken, message=str(exc), error_code=exc.code).model_dump(
+        return BaselineResult(ok=False, snapshot_ids=found, message=str(exc), error_code=exc.code).model_dump(
             mode="json"
         )
-    assert [i.lower() for i in taken] == [
-        baseline_snapshot_id(d, request.job_id).lower() for d in request.disk_ids
-    ], "the orchestrator records the baseline's ids before they are taken"
-    return BaselineResult(ok=True, snapshot_ids=taken).model_dump(mode="json")
+    except _NoBaseline as exc:
+        return BaselineResult(
+            ok=False, snapshot_ids=found, message=str(exc), error_code="FailbackBaselineMissing"
+        ).model_dump(mode="json")
+    return BaselineResult(ok=True, snapshot_ids=found).model_dump(mode="json")
+
+
+class _NoBaseline(Exception):
+    pass
+
+
+def _baseline_of(clients: ArmClients, disk_id: str, job_id: str) -> str:
+    parsed = parse_arm_id(disk_id)
+    name = baseline_snapshot_name(parsed.name, job_id)
+    try:
+        snapshot = clients.compute.snapshots.get(parsed.resource_group, name)
+    except ResourceNotFoundError:
+        raise _NoBaseline(
+            f"the failback baseline snapshot {name} of disk {parsed.name} does not exist"
+        ) from None
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation=f"read snapshot {name}") from exc
+    props = snapshot.properties
+    state = props.provisioning_state if props else None
+    source = props.creation_data.source_resource_id if props and props.creation_data else None
+    if props is None or state not in (None, "Succeeded") or (source or "").lower() != disk_id.lower():
+        raise _NoBaseline(
+            f"the failback baseline snapshot {name} is not a complete snapshot of disk {parsed.name} "
+            f"(state {state}, source {source})"
+        )
+    return str(snapshot.id)
 
 
 @bp.activity_trigger(input_name="payload")

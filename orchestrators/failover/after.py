@@ -3,7 +3,9 @@
 Change of recovery point: disks are built from the other point exactly as the failover built its own
 (copies of the point, imported, prepared on the temporary VM, never the replica), but no VM: the VM
 is stopped (deallocated), given the new OS and data disks in one update, and started; the old disks
-and their failback baseline are deleted and a new baseline is taken. A failure before the swap deletes
+and their failback baseline are deleted and the new baseline is recorded: the snapshots hydration took of
+the new disks right after importing them, before they were prepared (deleted with the new disks when
+the change fails). A failure before the swap deletes
 the new disks; a failure after it puts the old disks back and starts the VM again, so the VM always
 runs on one point's disks.
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from orchestrators.hydration.contracts import Payload
+from orchestrators.hydration.contracts import Payload, baseline_snapshot_name
 from shared.failover.service import FailoverOutcome
 from shared.migration.resource_kinds import ResourceKind, parse_arm_id, resource_id
 
-__all__ = ["FailoverOutcome"]
+__all__ = ["FailoverOutcome", "baseline_snapshot_name"]
 
 
 class FailoverInput(Payload):
@@ -94,10 +94,6 @@ def baseline_snapshot_id(disk_id: str, job_id: str) -> str:
         disk.resource_group,
         baseline_snapshot_name(disk.name, job_id),
     )
-
-
-def baseline_snapshot_name(disk_name: str, job_id: str) -> str:
-    return f"{disk_name[:60]}-fb-{job_id[-12:]}"
 
 
 class ChangeInput(Payload):

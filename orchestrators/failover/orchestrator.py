@@ -5,10 +5,13 @@ ShutDownSource, a bounded wait, Warning and on if it fails or times out); stop r
 the request: the machine is FailingOver); process pending data (`latest` only: the cycles already in
 the inbox apply); pick the recovery point; copy it and import the disks, hydrate on the temporary VM,
 create the VM (the hydration sub-orchestration, from the failover settings, never on the replica);
-start the VM; take the failback baseline (an incremental snapshot of each new disk).
+start the VM; take the failback baseline: record the incremental snapshot of each new disk that
+hydration took right after importing it, before the temporary VM or the first boot wrote to it, so the
+baseline is the recovery point's content and replicating back sends hydration's changes too.
 
-Any failure deletes what the job created (hydration compensates its own; after it, the VM, its NIC and
-disks and the baseline snapshots are deleted here, in the resource kinds' order), and the job's end
+Any failure deletes what the job created (hydration compensates its own, the baseline snapshots with
+them; after it, the VM, its NIC and disks and the baseline snapshots are deleted here, in the resource
+kinds' order), and the job's end
 returns the machine to Replicating with the catalog's error naming the failing step. Nothing cancels
 a failover: it has no cancel route and this orchestration raises no cancel event.
 """
@@ -181,9 +184,11 @@ def _fail_over(context: df.DurableOrchestrationContext, job: FailoverInput, wher
     yield _progress(context, job, (Step.START_VM, "Succeeded", started.message))
 
     disks = [result.os_disk_id, *result.data_disk_ids]
-    where.made += [
+    # Hydration took them before preparing the disks and lists them with its final resources.
+    baseline_ids = [
         Resource(kind=ResourceKind.SNAPSHOT, id=baseline_snapshot_id(d, job.job_id)) for d in disks
     ]
+    where.made += [r for r in baseline_ids if r not in where.made]
     where.step = Step.TAKE_FAILBACK_BASELINE
     yield _progress(context, job, (Step.TAKE_FAILBACK_BASELINE, "InProgress", None))
     baseline = BaselineResult.model_validate(

@@ -22,6 +22,7 @@ from azure.storage.blob import ContainerClient
 
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.hydration.contracts import (
+    BASELINE_SNAPSHOTS_STEP,
     CREATE_REQUEST,
     CreateHelperVm,
     CreateNetworkInterface,
@@ -46,6 +47,7 @@ from orchestrators.hydration.contracts import (
     PreparedStep,
     RecoveryPointRelease,
     ReleasedSnapshots,
+    SnapshotDisk,
     StepUpdate,
     ToolkitStaged,
     ToolkitStaging,
@@ -273,8 +275,12 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
     )
 
 
-# A failover shows the temporary VM's work as one step.
+# A failover shows the temporary VM's work as one step, and the baseline snapshots of the imported
+# disks as the end of their import.
 FAILOVER_JOB_STEPS = {
+    migration.STEP_COPY_DISKS: FailoverStep.COPY_AND_IMPORT_DISKS.value,
+    BASELINE_SNAPSHOTS_STEP: FailoverStep.COPY_AND_IMPORT_DISKS.value,
+} | {
     step: FailoverStep.HYDRATE.value
     for step in (
         migration.STEP_HELPER_NETWORK,
@@ -327,6 +333,7 @@ def _failover_plan(
         storage_region=final.location,
         disks_only=job.disks_only,
         job_steps=FAILOVER_JOB_STEPS,
+        baseline_snapshots=True,
     )
 
 
@@ -445,6 +452,13 @@ def _create(clients: ArmClients, request: CreateRequest) -> CreateResult:
                 tags=tags,
             )
             return CreateResult(ok=True, id=vm.id, arm_waits=1)
+        case SnapshotDisk():
+            # Tagged as the baseline it becomes: the sweeper leaves it, compensation deletes it by id.
+            baseline = tags.model_copy(update={"purpose": Purpose.FAILBACK_BASELINE})
+            snapshot = ops.create_incremental_snapshot(
+                clients, rg, request.name, location=location, source_disk_id=request.disk_id, tags=baseline
+            )
+            return CreateResult(ok=True, id=snapshot.id, arm_waits=1)
         case _:
             assert_never(request)
 

@@ -90,6 +90,14 @@ class HydrationPlan(Payload):
         default_factory=dict,
         description="hydration's step names shown under another job step (a failover's one 'Hydrate')",
     )
+    baseline_snapshots: bool = Field(
+        default=False,
+        description=(
+            "take an incremental snapshot of each imported disk before it is prepared: a failover's failback "
+            "baseline, so it holds the recovery point's content and later snapshots of the same disks diff "
+            "against it"
+        ),
+    )
 
 
 def arm_id(plan: HydrationPlan, kind: ResourceKind, *names: str) -> str:
@@ -155,8 +163,24 @@ class CreateVm(_Create):
     data_disk_ids: list[str]
 
 
+class SnapshotDisk(_Create):
+    """An incremental snapshot of an imported disk, taken before the helper VM changes it."""
+
+    kind: Literal["incremental_snapshot"] = "incremental_snapshot"
+    disk_id: str
+
+
+BASELINE_SNAPSHOTS_STEP = "Take failback baseline snapshots"
+
+
+def baseline_snapshot_name(disk_name: str, job_id: str) -> str:
+    """The name of the failback baseline snapshot of a disk, next to it: known before it is taken."""
+    return f"{disk_name[:60]}-fb-{job_id[-12:]}"
+
+
 CreateRequest = Annotated[
     ImportDisk
+    | SnapshotDisk
     | CreateVirtualNetwork
     | CreateNetworkSecurityGroup
     | CreateNetworkInterface

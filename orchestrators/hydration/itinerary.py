@@ -43,6 +43,7 @@ from orchestrators.hydration.activities import (
     stage_toolkit,
 )
 from orchestrators.hydration.contracts import (
+    BASELINE_SNAPSHOTS_STEP,
     CreateHelperVm,
     CreateNetworkInterface,
     CreateNetworkSecurityGroup,
@@ -60,9 +61,11 @@ from orchestrators.hydration.contracts import (
     PreparationResult,
     RecoveryPointRelease,
     Resource,
+    SnapshotDisk,
     StepUpdate,
     ToolkitStaging,
     arm_id,
+    baseline_snapshot_name,
 )
 from shared.migration import service as m
 from shared.migration.resource_kinds import ResourceKind
@@ -94,12 +97,15 @@ class When(Enum):
     WITH_HELPER = "with helper"  # the toolkit prepares the OS on a temporary VM
     PREPARED_MANUALLY = "prepared manually"  # the operator prepared the OS by hand: no helper
     NEW_VM = "new VM"  # the VM and its NIC are created (not when disks are prepared for an existing VM)
+    BASELINE = "baseline"  # a failover: the imported disks are snapshotted before anything changes them
 
     def holds(self, plan: HydrationPlan) -> bool:
         if self is When.ALWAYS:
             return True
         if self is When.NEW_VM:
             return not plan.disks_only
+        if self is When.BASELINE:
+            return plan.baseline_snapshots
         return plan.prepared_manually == (self is When.PREPARED_MANUALLY)
 
 
@@ -159,13 +165,28 @@ class Run:
     def vm_id(self) -> str:
         return self.id_of(ResourceKind.VM, self.plan.final_vm_name)
 
+    def baseline_snapshot_ids(self) -> list[str]:
+        if not self.plan.baseline_snapshots:
+            return []
+        return [
+            self.id_of(
+                ResourceKind.SNAPSHOT, baseline_snapshot_name(disk_name(self.plan, d, i), self.plan.job_id)
+            )
+            for i, d in enumerate(self.plan.disks)
+        ]
+
     def final_resources(self) -> set[Resource]:
+        # The baseline snapshots outlive the hydration: the failover's compensation deletes them if it fails.
+        kept = {
+            *(Resource(kind=ResourceKind.DISK, id=self.disk_id(d)) for d in self.plan.disks),
+            *(Resource(kind=ResourceKind.SNAPSHOT, id=i) for i in self.baseline_snapshot_ids()),
+        }
         if self.plan.disks_only:
-            return {Resource(kind=ResourceKind.DISK, id=self.disk_id(d)) for d in self.plan.disks}
+            return kept
         return {
             Resource(kind=ResourceKind.VM, id=self.vm_id()),
             Resource(kind=ResourceKind.NIC, id=self.final_nic_id()),
-            *(Resource(kind=ResourceKind.DISK, id=self.disk_id(d)) for d in self.plan.disks),
+            *kept,
         }
 
     def temporary(self) -> list[Resource]:
@@ -380,6 +401,36 @@ def _helper_network(run: Run, vnet: CreateResult, nsg: CreateResult) -> Orchestr
         )
 
 
+# --- 1b. the failback baseline -------------------------------------------------------------------------
+
+
+def _baseline_snapshots(run: Run) -> list[SnapshotDisk]:
+    plan = run.plan
+    return [
+        SnapshotDisk(
+            plan=plan,
+            name=baseline_snapshot_name(disk_name(plan, d, i), plan.job_id),
+            disk_id=run.disk_id(d),
+            purpose=plan.purpose,
+        )
+        for i, d in enumerate(plan.disks)
+    ]
+
+
+def _settle_baseline(run: Run, results: Results) -> Orchestration:
+    for disk, raw in zip(run.plan.disks, results["snapshot imported disks"], strict=True):
+        taken = CreateResult.model_validate(raw)
+        if not taken.ok:
+            yield from run.fail(
+                BASELINE_SNAPSHOTS_STEP,
+                taken.error_code or "SnapshotFailed",
+                f"the failback baseline snapshot of disk {disk.disk_id} could not be taken: "
+                f"{taken.error_message}",
+                taken.error_message,
+            )
+    run.mark(BASELINE_SNAPSHOTS_STEP, "Succeeded")
+
+
 # --- 2-5. the helper ----------------------------------------------------------------------------------
 
 
@@ -564,6 +615,15 @@ ITINERARY: tuple[Step, ...] = (
             ),
         ),
         settle=_settle_disks_and_network,
+    ),
+    Step(
+        # Before the helper (or, prepared manually, the VM's first boot) writes to the disks: the
+        # baseline holds the recovery point's content, so replicating back sends every change since.
+        "snapshot imported disks",
+        when=When.BASELINE,
+        marks=(),
+        actions=(Create("snapshot imported disks", _baseline_snapshots, _undo(ResourceKind.SNAPSHOT)),),
+        settle=_settle_baseline,
     ),
     Step(
         "create helper NIC",
