@@ -34,6 +34,11 @@ def _image(path: Path, size: int) -> bytes:
     return data + bytes(size - len(data))
 
 
+def _differing(a: bytes, b: bytes, unit: int) -> int:
+    """The bytes of the `unit`-sized blocks in which `a` and `b` differ."""
+    return unit * sum(a[i : i + unit] != b[i : i + unit] for i in range(0, max(len(a), len(b)), unit))
+
+
 def _scattered(rng: random.Random, size: int, count: int, length: int) -> list[int]:
     """`count` offsets of `length`-byte writes (a multiple of 64 KiB), aligned to it: none overlaps."""
     slots = rng.sample(range(size // length), count)
@@ -103,8 +108,13 @@ def _reprotect(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]
 def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_changed(
     client: MigrationClient, module_appliance: Appliance, guest: GuestImage
 ) -> None:
-    machine, _, azure_data = _committed(client, module_appliance, guest)
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     on_premises = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
+    on_premises_os = next(d.path for d in machine.replicator.disks if d.disk_id == "os")
+    os_size = on_premises_os.stat().st_size
+    # Hydration prepared the Azure OS disk after the failback baseline: its changes travel too.
+    hydrated = _differing(_image(on_premises_os, os_size), _image(client.disk_image(azure_os), os_size), 512)
+    assert hydrated > 0, "hydration changed nothing on the OS disk"
 
     # The Azure VM writes a few MiB at scattered offsets; on-premises changes too after the failover point.
     rng = random.Random(12)
@@ -129,10 +139,12 @@ def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_chang
     # After the initial sync the on-premises image is the Azure disk at S1 byte for byte.
     azure_image = client.disk_image(azure_data)
     assert _image(on_premises, DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
-    # Only what differs travelled: both sides' changes (the OS disk's are none), within 10%.
+    azure_os_image = client.disk_image(azure_os)
+    assert _image(on_premises_os, os_size) == _image(azure_os_image, os_size)
+    # Only what differs travelled: both sides' changes and hydration's, within 10%.
     (initial,) = _reverse_points(client, machine)
     transferred = initial["bytesTransferred"]
-    assert changed <= transferred <= changed * 1.1, (transferred, changed)
+    assert changed + hydrated <= transferred <= (changed + hydrated) * 1.1, (transferred, changed, hydrated)
     assert initial["bytesProcessed"] == initial["bytesTransferred"] + initial["bytesMatched"]
 
     # More Azure writes; one reverse cycle (every minute by the policy) brings them on-premises.
@@ -141,6 +153,7 @@ def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_chang
         guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
     _answer_until_points(client, machine, 2, timeout=180)
     assert _image(on_premises, DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
+    assert _image(on_premises_os, os_size) == _image(azure_os_image, os_size)
     cycle = _reverse_points(client, machine)[1]
     changed = len(more) * 2 * CHUNK
     assert changed <= cycle["bytesTransferred"] <= changed * 1.1, (cycle, changed)
@@ -195,7 +208,7 @@ def test_an_appliance_failing_mid_cycle_gets_the_cycle_again_from_the_same_snaps
 def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why(
     client: MigrationClient, module_appliance: Appliance, guest: GuestImage
 ) -> None:
-    """Last in the module: the hash comparison also brings hydration's changes to the shared OS image."""
+    """Last in the module: the hash comparison too brings hydration's changes to the shared OS image."""
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     rng = random.Random(9)
     for offset in _scattered(rng, DATA_DISK_BYTES, 6, 4 * CHUNK):

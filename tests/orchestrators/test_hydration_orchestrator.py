@@ -46,6 +46,7 @@ from orchestrators.hydration.contracts import (
     ReleasedSnapshots,
     Resource,
     ResourceKind,
+    SnapshotDisk,
     StepUpdate,
     ToolkitStaged,
     ToolkitStaging,
@@ -236,6 +237,8 @@ def describe(request: CreateRequest) -> tuple[str, list[str]]:
         return step, [arm_id(plan, ResourceKind.NIC, name)]
     if isinstance(request, CreateHelperVm):
         return "helper_vm", [arm_id(plan, ResourceKind.VM, name)]
+    if isinstance(request, SnapshotDisk):
+        return "baseline", [arm_id(plan, ResourceKind.SNAPSHOT, name)]
     assert isinstance(request, CreateVm)
     return "final_vm", [arm_id(plan, ResourceKind.VM, name)]
 
@@ -593,5 +596,56 @@ def test_disks_only_prepares_the_disks_under_the_failover_job_steps_and_creates_
             assert shown.isdisjoint(hydrate_steps) and m.STEP_CREATE_VM not in shown
             hydrate_marks = [status for name, status in steps_recorded(r) if name == "Hydrate"]
             assert hydrate_marks[-1] == "Succeeded" and "Succeeded" not in hydrate_marks[:-1]
+
+    run(scenario())
+
+
+def _failover_plan() -> HydrationPlan:
+    return make_plan().model_copy(
+        update={"baseline_snapshots": True, "job_steps": hydration_activities.FAILOVER_JOB_STEPS}
+    )
+
+
+def test_a_failover_snapshots_the_imported_disks_before_the_helper_touches_them(tmp_path: Path) -> None:
+    """The failback baseline is the recovery point's content: taken after the import, before any write."""
+    cloud = Cloud()
+    plan = _failover_plan()
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, plan)
+            assert outcome.result is not None, outcome
+            assert_groups_in_order(r, [{"disk"}, {"baseline"}, {"helper_vm"}, {"preparation"}, {"final_vm"}])
+            snapshots = [c for c in creates(r) if isinstance(c, SnapshotDisk)]
+            result = outcome.result
+            assert [c.disk_id for c in snapshots] == [result.os_disk_id, *result.data_disk_ids]
+            kept = {x.id for x in result.final_resources if x.kind is ResourceKind.SNAPSHOT}
+            assert kept == {arm_id(plan, ResourceKind.SNAPSHOT, c.name) for c in snapshots}
+            assert cloud.existing == {x.id for x in result.final_resources}
+            copy_marks = [st for name, st in steps_recorded(r) if name == m.STEP_COPY_DISKS]
+            assert copy_marks[-1] == "Succeeded" and "Succeeded" not in copy_marks[:-1]
+            assert steps_recorded(r).index((m.STEP_COPY_DISKS, "Succeeded")) < min(
+                i for i, (name, _) in enumerate(steps_recorded(r)) if name == "Hydrate"
+            )
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("step", ["baseline", "helper_vm", "preparation", "final_vm"])
+def test_a_failover_failing_after_its_baseline_snapshots_deletes_them_too(tmp_path: Path, step: str) -> None:
+    cloud = Cloud(fail_at=step)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, _failover_plan())
+            assert outcome.failure is not None
+            if step == "baseline":
+                assert "failback baseline" in outcome.failure.message
+                assert outcome.failure.step == m.STEP_COPY_DISKS
+            else:
+                assert any("/snapshots/" in c for c in cloud.created)
+            assert cloud.existing == set(), f"left behind: {cloud.existing}"
+            ranks = [DELETE_ORDER.index(d.kind) for d in compensation(r)]
+            assert ranks == sorted(ranks)
 
     run(scenario())
