@@ -211,7 +211,7 @@ class Run:
 
     def mark(self, step: str, status: Status, message: str | None = None) -> None:
         shown = self.shown(step)
-        if shown != step:
+        if step in self.plan.job_steps:
             # One job step shows several hydration steps: it succeeds with the last of them, and a
             # warning on any of them stays.
             group = [s for s, j in self.plan.job_steps.items() if j == shown]
