@@ -8,7 +8,6 @@ attempt), snapshots are named after the disk and the cycle, recording a point is
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
@@ -238,19 +237,17 @@ def send_reverse_disk(payload: dict[str, Any]) -> dict[str, Any]:
         with arm_clients() as clients:
             if send.hashes_command_id is not None:
                 hashes = _answer_of(repos, send.machine_id, send.hashes_command_id)
-                if not isinstance(hashes, BlockHashes) or hashes.hashes is None:
-                    return _json(
-                        DiskSent(
-                            ok=False,
-                            error_code="ReprotectStepFailed",
-                            message="the appliance's block hashes are missing (or only in a blob, not read yet)",
-                        )
-                    )
+                try:
+                    if not isinstance(hashes, BlockHashes):
+                        raise data_path.HashesUnreadable("the appliance's block hashes are missing")
+                    digests = data_path.block_digests(hashes, send.machine_id, services.cache)
+                except data_path.HashesUnreadable as exc:
+                    return _json(DiskSent(ok=False, error_code="ReprotectStepFailed", message=str(exc)))
                 manifest = data_path.plan_from_hashes(
                     clients,
                     send.current_snapshot_id,
                     size,
-                    on_premises=plans.digests(base64.b64decode(hashes.hashes)),
+                    on_premises=digests,
                     block_size=hashes.block_size,
                 )
             else:

@@ -10,15 +10,18 @@ bandwidth, and is said in an event each time it happens.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 
 from shared.domain.command import (
     ApplyReverseManifest,
+    BlockHashes,
     ManifestRange,
     RangeOp,
 )
@@ -130,6 +133,38 @@ def plan_from_diff(
         azure_cleared=cleared,
         on_premises_changed=[(o, n) for o, n in on_premises_changed if o < disk_size],
     )
+
+
+class HashesUnreadable(Exception):
+    """The appliance's block hashes cannot be read (a blob outside its machine's prefix, gone, torn)."""
+
+
+def block_digests(answer: BlockHashes, machine_id: str, cache: ContainerClient) -> list[bytes]:
+    """The digests of a HashDiskBlocks answer: inline, or (a large disk) from the blob the appliance
+    uploaded to the cache container under its machine's prefix, one per block of the disk."""
+    if answer.hashes is not None:
+        packed = base64.b64decode(answer.hashes)
+    else:
+        name = answer.hashes_blob or ""
+        # The appliance's upload credentials are scoped to its machine's prefix: any other name is not its.
+        if not name.startswith(f"{machine_id}/") or ".." in name.split("/"):
+            raise HashesUnreadable(f"block hashes blob {name!r} is not under machine {machine_id}'s uploads")
+        try:
+            packed = cache.get_blob_client(name).download_blob(max_concurrency=1).readall()
+        except ResourceNotFoundError:
+            raise HashesUnreadable(
+                f"block hashes blob {name!r} does not exist in the cache container"
+            ) from None
+    blocks = -(-answer.disk_size // answer.block_size) if answer.block_size else 0
+    try:
+        found = plans.digests(packed)
+    except ValueError as exc:
+        raise HashesUnreadable(str(exc)) from None
+    if len(found) != blocks:
+        raise HashesUnreadable(
+            f"{len(found)} block hashes for {blocks} blocks of {answer.block_size} bytes of disk {answer.disk_id}"
+        )
+    return found
 
 
 def plan_from_hashes(
