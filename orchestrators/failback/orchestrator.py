@@ -66,9 +66,8 @@ from orchestrators.failback.contracts import (
     StepRef,
     StepResult,
 )
-from orchestrators.hydration.activities import record_job_progress
-from orchestrators.hydration.contracts import JobProgress, Payload, StepUpdate
-from orchestrators.hydration.itinerary import ACTIVITY_RETRY
+from orchestrators.hydration.contracts import Payload
+from orchestrators.hydration.itinerary import call_activity, record_progress
 from shared.domain.failback import BaselineMethod
 from shared.domain.failback import ReprotectStep as Step
 
@@ -409,20 +408,10 @@ def _ref(job: ReverseInput) -> StepRef:
 
 
 def _call(context: df.DurableOrchestrationContext, activity: Any, payload: Payload | ReprotectOutcome) -> Any:
-    return context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload.model_dump(mode="json"))
+    return call_activity(context, activity, payload)
 
 
 def _progress(
     context: df.DurableOrchestrationContext, job: ReverseInput, *updates: tuple[Step, str, str | None]
 ) -> Any:
-    return _call(
-        context,
-        record_job_progress,
-        JobProgress(
-            job_id=job.job_id,
-            updates=[
-                StepUpdate.model_validate({"name": s.value, "status": st, "message": m})
-                for s, st, m in updates
-            ],
-        ),
-    )
+    return record_progress(context, job.job_id, *updates)

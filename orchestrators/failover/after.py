@@ -41,17 +41,14 @@ from orchestrators.failover.contracts import (
     SwapDisks,
     baseline_snapshot_id,
 )
-from orchestrators.hydration.activities import record_job_progress
 from orchestrators.hydration.contracts import (
     HydrationRequest,
     HydrationResult,
-    JobProgress,
     Payload,
     Resource,
     ResourceKind,
-    StepUpdate,
 )
-from orchestrators.hydration.itinerary import ACTIVITY_RETRY
+from orchestrators.hydration.itinerary import call_activity, record_progress
 from orchestrators.hydration.orchestrator import delete_all, plan_and_hydrate
 from shared.domain.failover import ChangeRecoveryPointStep as Step
 from shared.domain.failover import CommitStep
@@ -207,20 +204,10 @@ def commit_failover_orchestrator(context: df.DurableOrchestrationContext) -> Orc
 
 
 def _call(context: df.DurableOrchestrationContext, activity: Any, payload: Payload | FailoverOutcome) -> Any:
-    return context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload.model_dump(mode="json"))
+    return call_activity(context, activity, payload)
 
 
 def _progress(
     context: df.DurableOrchestrationContext, job: ChangeInput | StepRef, *updates: tuple[Any, str, str | None]
 ) -> Any:
-    return _call(
-        context,
-        record_job_progress,
-        JobProgress(
-            job_id=job.job_id,
-            updates=[
-                StepUpdate.model_validate({"name": s.value, "status": st, "message": m})
-                for s, st, m in updates
-            ],
-        ),
-    )
+    return record_progress(context, job.job_id, *updates)

@@ -53,17 +53,14 @@ from orchestrators.failover.contracts import (
     StepResult,
     baseline_snapshot_id,
 )
-from orchestrators.hydration.activities import record_job_progress
 from orchestrators.hydration.contracts import (
     HydrationRequest,
     HydrationResult,
-    JobProgress,
     Payload,
     Resource,
     ResourceKind,
-    StepUpdate,
 )
-from orchestrators.hydration.itinerary import ACTIVITY_RETRY
+from orchestrators.hydration.itinerary import call_activity, record_progress
 from orchestrators.hydration.orchestrator import delete_all, plan_and_hydrate
 from shared.domain.failover import FailoverStep as Step
 from shared.failover.service import LATEST
@@ -287,20 +284,10 @@ def _step_named(name: str | None) -> Step | None:
 
 
 def _call(context: df.DurableOrchestrationContext, activity: Any, payload: Payload | FailoverOutcome) -> Any:
-    return context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload.model_dump(mode="json"))
+    return call_activity(context, activity, payload)
 
 
 def _progress(
     context: df.DurableOrchestrationContext, job: FailoverInput, *updates: tuple[Step, str, str | None]
 ) -> Any:
-    return _call(
-        context,
-        record_job_progress,
-        JobProgress(
-            job_id=job.job_id,
-            updates=[
-                StepUpdate.model_validate({"name": s.value, "status": st, "message": m})
-                for s, st, m in updates
-            ],
-        ),
-    )
+    return record_progress(context, job.job_id, *updates)

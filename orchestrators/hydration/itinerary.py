@@ -78,6 +78,30 @@ R = TypeVar("R", bound=CreateRequest)
 
 # ARM calls retry throttling and 5xx inside the SDK; these retries cover the activity host itself.
 ACTIVITY_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=4)
+
+
+def call_activity(context: df.DurableOrchestrationContext, activity: Any, payload: Any) -> Any:
+    """Schedule `activity` with the ARM retry policy; `payload` is a pydantic model, sent as JSON."""
+    return context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload.model_dump(mode="json"))
+
+
+def record_progress(
+    context: df.DurableOrchestrationContext, job_id: str, *updates: tuple[Enum, str, str | None]
+) -> Any:
+    """Schedule one write of the job's steps: (step, status, message) each."""
+    return call_activity(
+        context,
+        record_job_progress,
+        JobProgress(
+            job_id=job_id,
+            updates=[
+                StepUpdate.model_validate({"name": step.value, "status": status, "message": message})
+                for step, status, message in updates
+            ],
+        ),
+    )
+
+
 DELETE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=3_000, max_number_of_attempts=6)
 HELPER_SUBNET = "hydration"
 
