@@ -3,13 +3,14 @@
 Migration (Azure Migrate): Discovered -> EnablingReplication -> InitialReplication -> Replicating
   -> TestMigrating -> TestMigrated -> CleaningUpTestMigration -> Replicating
   -> Migrating -> Migrated -> MigrationCompleted.
-Disaster recovery (Site Recovery): Replicating -> FailingOver -> FailedOver -> FailoverCommitted
-  -> PlannedFailingBack -> FailedBack -> Reprotecting -> InitialReplication; a planned failback that
-  fails or is cancelled goes through CancellingPlannedFailback back to FailoverCommitted, and a
-  cancel that fails leaves PlannedFailbackCancelFailed for the operator to cancel again.
+Disaster recovery (Site Recovery): Replicating -> FailingOver -> FailedOver -> FailoverCommitted.
 Reverse protection (Azure -> on-premises): FailoverCommitted -> ReverseReprotecting -> ReverseReplicating;
-  a reprotect that fails returns to FailoverCommitted. (Reprotecting is the forward reprotect after a
-  failback: on-premises -> Azure again.)
+  a reprotect that fails returns to FailoverCommitted.
+Failback: ReverseReplicating -> PlannedFailingBack -> FailedBack (the on-premises VM runs; waiting for
+  commit or cancel) -> CommittingFailback -> FailbackCommitted (on-premises, unprotected) -> Reprotecting
+  (forward again, sending only what changed on-premises) -> Replicating. A planned failback that fails
+  or is cancelled goes through CancellingPlannedFailback back to ReverseReplicating, and a cancel that
+  fails leaves PlannedFailbackCancelFailed for the operator to cancel again.
 Repair: InitialReplication/Replicating -> Resyncing -> Replicating. Stop: -> ReplicationStopped,
 from which replication can be enabled again.
 """
@@ -44,6 +45,8 @@ class MachineState(StrEnum):
     CANCELLING_PLANNED_FAILBACK = "CancellingPlannedFailback"
     PLANNED_FAILBACK_CANCEL_FAILED = "PlannedFailbackCancelFailed"
     FAILED_BACK = "FailedBack"
+    COMMITTING_FAILBACK = "CommittingFailback"
+    FAILBACK_COMMITTED = "FailbackCommitted"
     REPROTECTING = "Reprotecting"
     REVERSE_REPROTECTING = "ReverseReprotecting"
     REVERSE_REPLICATING = "ReverseReplicating"
@@ -70,16 +73,22 @@ TRANSITIONS: Mapping[MachineState, frozenset[MachineState]] = {
     S.REPLICATION_STOPPED: frozenset({S.ENABLING_REPLICATION}),
     S.FAILING_OVER: frozenset({S.FAILED_OVER, S.REPLICATING}),
     S.FAILED_OVER: frozenset({S.FAILOVER_COMMITTED}),
-    S.FAILOVER_COMMITTED: frozenset({S.PLANNED_FAILING_BACK, S.REVERSE_REPROTECTING, S.REPLICATION_STOPPED}),
-    S.PLANNED_FAILING_BACK: frozenset({S.FAILED_BACK, S.CANCELLING_PLANNED_FAILBACK}),
-    S.CANCELLING_PLANNED_FAILBACK: frozenset({S.FAILOVER_COMMITTED, S.PLANNED_FAILBACK_CANCEL_FAILED}),
-    S.PLANNED_FAILBACK_CANCEL_FAILED: frozenset({S.CANCELLING_PLANNED_FAILBACK}),
-    S.FAILED_BACK: frozenset({S.REPROTECTING, S.REPLICATION_STOPPED}),
-    S.REPROTECTING: frozenset({S.INITIAL_REPLICATION, S.FAILED_BACK}),
+    S.FAILOVER_COMMITTED: frozenset({S.REVERSE_REPROTECTING, S.REPLICATION_STOPPED}),
     # A reprotect that fails leaves the machine running in Azure, unprotected, as before it was asked.
     S.REVERSE_REPROTECTING: frozenset({S.REVERSE_REPLICATING, S.FAILOVER_COMMITTED}),
     # Reverse cycles run here until a planned failback brings the machine home.
     S.REVERSE_REPLICATING: frozenset({S.PLANNED_FAILING_BACK}),
+    # A planned failback that fails is cancelled at once (CancellingPlannedFailback), never left halfway.
+    S.PLANNED_FAILING_BACK: frozenset({S.FAILED_BACK, S.CANCELLING_PLANNED_FAILBACK}),
+    S.CANCELLING_PLANNED_FAILBACK: frozenset({S.REVERSE_REPLICATING, S.PLANNED_FAILBACK_CANCEL_FAILED}),
+    S.PLANNED_FAILBACK_CANCEL_FAILED: frozenset({S.CANCELLING_PLANNED_FAILBACK}),
+    # Until commit the operator may still cancel: the Azure VM, its disks and the final snapshots remain.
+    S.FAILED_BACK: frozenset({S.CANCELLING_PLANNED_FAILBACK, S.COMMITTING_FAILBACK}),
+    # A commit that fails before it deletes anything returns to FailedBack; past that it is retried.
+    S.COMMITTING_FAILBACK: frozenset({S.FAILBACK_COMMITTED, S.FAILED_BACK}),
+    S.FAILBACK_COMMITTED: frozenset({S.REPROTECTING, S.REPLICATION_STOPPED}),
+    # A forward reprotect that fails leaves the machine on-premises, unprotected, as before it was asked.
+    S.REPROTECTING: frozenset({S.INITIAL_REPLICATION, S.REPLICATING, S.FAILBACK_COMMITTED}),
 }
 
 # States in which the per-machine orchestration owns replica disks that receive cycles.
@@ -90,6 +99,7 @@ PROTECTED_STATES = frozenset(TRANSITIONS) - {
     S.REPLICATION_STOPPED,
     S.MIGRATION_COMPLETED,
     S.MIGRATED,
+    S.FAILBACK_COMMITTED,
 }
 
 
@@ -131,10 +141,12 @@ class Operation(StrEnum):
     TEST_MIGRATE = "testMigrate"  # POST /machines/{id}/test-migrate
     TEST_MIGRATE_CLEANUP = "testMigrateCleanup"  # POST /machines/{id}/test-migrate/cleanup
     MIGRATE = "migrate"  # POST /machines/{id}/migrate
-    FAILOVER = "failover"  # not routed yet
-    CHANGE_RECOVERY_POINT = "changeRecoveryPoint"  # not routed yet
-    COMMIT = "commit"  # not routed yet
-    REPROTECT = "reprotect"  # POST /machines/{id}/reprotect: protect the Azure VM back to on-premises
+    FAILOVER = "failover"  # POST /machines/{id}/failover
+    CHANGE_RECOVERY_POINT = "changeRecoveryPoint"  # POST /machines/{id}/change-recovery-point
+    COMMIT = "commit"  # POST /machines/{id}/commit: a failover's, or a planned failback's
+    REPROTECT = "reprotect"  # POST /machines/{id}/reprotect: toward whichever side is not active
+    PLANNED_FAILOVER = "plannedFailover"  # POST /machines/{id}/planned-failover: Azure -> on-premises
+    CANCEL_PLANNED_FAILOVER = "cancelPlannedFailover"  # POST /machines/{id}/cancel-planned-failover
 
 
 @dataclass(frozen=True)
@@ -145,11 +157,21 @@ class OperationRule:
     target: MachineState
     not_from: frozenset[MachineState] = frozenset()
     stays: bool = False  # the machine keeps its state while it runs (allowed in `target` itself)
+    # One wire operation may start different flows by direction (commit, reprotect): any target counts.
+    also: frozenset[MachineState] = frozenset()
 
     def allows(self, current: MachineState) -> bool:
         if self.stays:
             return current is self.target
-        return self.target in TRANSITIONS[current] and current not in self.not_from
+        targets = {self.target, *self.also}
+        return bool(targets & TRANSITIONS[current]) and current not in self.not_from
+
+    def target_from(self, current: MachineState) -> MachineState:
+        """The state this operation moves `current` to (its first target the table allows)."""
+        for target in (self.target, *sorted(self.also)):
+            if target in TRANSITIONS[current]:
+                return target
+        return self.target
 
 
 OPERATIONS: Mapping[Operation, OperationRule] = {
@@ -171,9 +193,16 @@ OPERATIONS: Mapping[Operation, OperationRule] = {
     # their flows' ends, not a commit.
     Operation.COMMIT: OperationRule(
         S.FAILOVER_COMMITTED,
-        not_from=frozenset({S.CANCELLING_PLANNED_FAILBACK, S.REVERSE_REPROTECTING}),
+        also=frozenset({S.COMMITTING_FAILBACK}),
+        not_from=frozenset({S.REVERSE_REPROTECTING}),
     ),
-    Operation.REPROTECT: OperationRule(S.REVERSE_REPROTECTING),
+    Operation.REPROTECT: OperationRule(S.REVERSE_REPROTECTING, also=frozenset({S.REPROTECTING})),
+    Operation.PLANNED_FAILOVER: OperationRule(S.PLANNED_FAILING_BACK),
+    # A planned failback that fails cancels itself; the operator cancels once it waits for commit, or
+    # again after a cancel failed.
+    Operation.CANCEL_PLANNED_FAILOVER: OperationRule(
+        S.CANCELLING_PLANNED_FAILBACK, not_from=frozenset({S.PLANNED_FAILING_BACK})
+    ),
 }
 
 

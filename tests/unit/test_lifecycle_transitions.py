@@ -76,13 +76,18 @@ def test_documented_paths_are_walkable() -> None:
         S.FAILING_OVER,
         S.FAILED_OVER,
         S.FAILOVER_COMMITTED,
+        S.REVERSE_REPROTECTING,
+        S.REVERSE_REPLICATING,
         S.PLANNED_FAILING_BACK,
         S.CANCELLING_PLANNED_FAILBACK,
-        S.FAILOVER_COMMITTED,
+        S.PLANNED_FAILBACK_CANCEL_FAILED,
+        S.CANCELLING_PLANNED_FAILBACK,
+        S.REVERSE_REPLICATING,
         S.PLANNED_FAILING_BACK,
         S.FAILED_BACK,
+        S.COMMITTING_FAILBACK,
+        S.FAILBACK_COMMITTED,
         S.REPROTECTING,
-        S.INITIAL_REPLICATION,
         S.REPLICATING,
     ]
     for path in (migration, disaster_recovery):
@@ -138,12 +143,18 @@ def test_allowed_operations_follow_the_transition_table() -> None:
     assert ops[S.MIGRATED] == ["completeMigration"]
     assert ops[S.FAILED_OVER] == ["changeRecoveryPoint", "commit"]
     assert ops[S.CANCELLING_PLANNED_FAILBACK] == []
+    # A planned failback cancels itself when it fails; the operator cancels or commits once it is done.
+    assert ops[S.REVERSE_REPLICATING] == ["plannedFailover"]
+    assert ops[S.PLANNED_FAILING_BACK] == []
+    assert ops[S.FAILED_BACK] == ["commit", "cancelPlannedFailover"]
+    assert ops[S.PLANNED_FAILBACK_CANCEL_FAILED] == ["cancelPlannedFailover"]
+    assert ops[S.FAILBACK_COMMITTED] == ["stopReplication", "reprotect"]
     assert ops[S.MIGRATION_COMPLETED] == []
     # Every operation that moves the machine is a move the table allows from where it is listed.
     for state, allowed in ops.items():
         for name in allowed:
             rule = OPERATIONS[Operation(name)]
-            assert rule.stays or can_transition(state, rule.target), (state, name)
+            assert rule.stays or can_transition(state, rule.target_from(state)), (state, name)
 
 
 def test_reprotect_is_offered_on_a_committed_failover_and_leads_to_reverse_replication() -> None:
@@ -158,9 +169,9 @@ def test_reprotect_is_offered_on_a_committed_failover_and_leads_to_reverse_repli
 def test_a_failed_reprotect_returns_to_failover_committed_and_is_not_a_commit() -> None:
     assert can_transition(S.REVERSE_REPROTECTING, S.FAILOVER_COMMITTED)
     assert Operation.COMMIT not in allowed_operations(S.REVERSE_REPROTECTING)
-    # Reprotect is asked only of a committed failover: not before commit, not twice.
+    # Reprotect is asked only of a committed failover or failback: not before commit, not twice.
     for state in S:
-        if state is not S.FAILOVER_COMMITTED:
+        if state not in {S.FAILOVER_COMMITTED, S.FAILBACK_COMMITTED}:
             assert Operation.REPROTECT not in allowed_operations(state), state
 
 
