@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import access, ids
+from devhost.arm import access, disk_performance, ids, vm_profile
 from devhost.arm.cse import ScriptDisk, run_custom_script
 from devhost.arm.disks import GIB, create_empty, import_vhd, sparse_copy
 from devhost.arm.errors import ArmError, bad_request, invalid_parameter
@@ -118,6 +118,8 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
             _disk_sku(body.get("sku"), rid.type == ids.SNAPSHOT) if body.get("sku") else existing.get("sku")
         )
         doc["_work"] = _resize(arm, rid, existing, props.get("diskSizeGB"), doc)
+        if not is_snapshot:
+            disk_performance.settle(doc["properties"], doc["sku"]["name"], props)
         if existing.get(access.GRANTS):
             doc[access.GRANTS] = existing[access.GRANTS]  # an update keeps the SAS handed out
         return doc
@@ -198,6 +200,8 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
     doc = arm.tracked_doc(rid, body, None)
     doc["properties"] = stored
     doc["sku"] = _disk_sku(body.get("sku"), is_snapshot)
+    if not is_snapshot:
+        disk_performance.settle(stored, doc["sku"]["name"], props)
     work["size"] = size
     doc["_work"] = work
     return doc
@@ -536,8 +540,12 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         create_empty(target, int(disk_doc["properties"]["diskSizeBytes"]))
         arm.store.put(disk_rid.key, disk_doc)
     doc = arm.tracked_doc(rid, body, existing)
+    hardware: dict[str, Any] = {"vmSize": size}
+    sized = vm_profile.size_properties(size, props.get("hardwareProfile") or {})
+    if sized:
+        hardware["vmSizeProperties"] = sized
     stored: dict[str, Any] = {
-        "hardwareProfile": {"vmSize": size},
+        "hardwareProfile": hardware,
         "storageProfile": {"osDisk": os_disk, "dataDisks": data_disks},
         "networkProfile": {"networkInterfaces": nics},
         "vmId": (existing or {}).get("properties", {}).get("vmId") or str(uuid.uuid4()),
@@ -563,6 +571,9 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     for key in ("diagnosticsProfile", "securityProfile", "priority", "licenseType"):
         if props.get(key) is not None:
             stored[key] = props[key]
+    given_user_data = vm_profile.user_data(props, (existing or {}).get("properties"))
+    if given_user_data:
+        stored["userData"] = given_user_data
     doc["properties"] = stored
     doc["_powerState"] = (existing or {}).get("_powerState", "running")
     return doc
@@ -808,6 +819,8 @@ def view_vm(arm: LocalArm, rid: ResourceId, doc: Doc, expand: str | None) -> Doc
         storage["osDisk"] = _disk_view(arm, storage["osDisk"])
     storage["dataDisks"] = [_disk_view(arm, d) for d in storage.get("dataDisks") or []]
     view["properties"] = dict(doc["properties"], storageProfile=storage)
+    if not (expand and "userdata" in expand.lower()):
+        view["properties"].pop("userData", None)
     if expand and "instanceview" in expand.lower():
         view["properties"]["instanceView"] = vm_instance_view(arm, rid, doc)
     return view

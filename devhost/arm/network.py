@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import ids
+from devhost.arm import delegations, ids
 from devhost.arm.errors import ArmError, bad_request, not_found
 from devhost.arm.ids import ResourceId, parse_resource_id
 from devhost.arm.store import Doc
@@ -216,8 +216,10 @@ def _subnet_doc(rid: ResourceId, body: dict[str, Any], existing: Doc | None, sta
     ):
         if key in props:
             stored[key] = props[key]
+    subnet_id = rid.arm_id if existing is None else existing["id"]
+    stored["delegations"] = delegations.settle(subnet_id, props.get("delegations"), "properties.delegations")
     return {
-        "id": rid.arm_id if existing is None else existing["id"],
+        "id": subnet_id,
         "name": rid.name if existing is None else existing["name"],
         "type": ids.SUBNET,
         "properties": stored,
@@ -518,6 +520,7 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
         subnet = _reference(arm, cprops.get("subnet"), rid, ids.SUBNET, f"ipConfigurations[{name}].subnet")
         subnet_doc = arm.store.get(subnet.key)
         assert subnet_doc is not None
+        delegations.nic_refused_in_delegated_subnet(subnet, subnet_doc, f"ipConfigurations[{name}].subnet")
         network = _network(_subnet_prefixes(subnet_doc["properties"], "")[0], "subnet")
         used = used_addresses(arm, subnet.key, rid.key)
         method = str(cprops.get("privateIPAllocationMethod") or "Dynamic")

@@ -30,7 +30,6 @@ _PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "additionalCapabilities",
         "billingProfile",
         "evictionPolicy",
-        "userData",
         "applicationProfile",
         "platformFaultDomain",
         "scheduledEventsProfile",
@@ -39,8 +38,6 @@ _PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "diskAccessId",
         "diskEncryptionSetId",
         "securityProfile",
-        "burstingEnabled",
-        "tier",
         "dataAccessAuthMode",
         "encryptionSettingsCollection",
     ),
@@ -54,7 +51,6 @@ _PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "encryption",
     ),
     ids.SUBNET: (
-        "delegations",
         "serviceEndpointPolicies",
         "ipAllocations",
         "applicationGatewayIPConfigurations",
@@ -163,7 +159,5 @@ def _refuse_vm_parts(props: dict[str, Any]) -> None:
                 )
         if disk.get("vhd") or disk.get("image"):
             raise not_emulated(f"properties.storageProfile.{where}.vhd", ids.VIRTUAL_MACHINE)
-    if _is_set((props.get("hardwareProfile") or {}).get("vmSizeProperties")):
-        raise not_emulated("properties.hardwareProfile.vmSizeProperties", ids.VIRTUAL_MACHINE)
     if (props.get("networkProfile") or {}).get("networkInterfaceConfigurations"):
         raise not_emulated("properties.networkProfile.networkInterfaceConfigurations", ids.VIRTUAL_MACHINE)

@@ -251,22 +251,62 @@ def test_disk_create_in_an_extended_location(clients: ArmClients, resource_group
     _refused(lambda: _disk(clients, resource_group, "myDisk", body), "NotSupported", "extendedLocation")
 
 
-@example("DiskRP", "Disks_CreateOrUpdate", "Disk_CreateOrUpdate_BurstingEnabled", Outcome.REFUSED)
+@example("DiskRP", "Disks_CreateOrUpdate", "Disk_CreateOrUpdate_BurstingEnabled")
 def test_disk_create_with_bursting(clients: ArmClients, resource_group: str) -> None:
+    # The example gives no sku; on-demand bursting is for Premium SSDs, so the transcription names one.
     body = _empty(1024, sku={"name": "Premium_LRS"})
     body["properties"]["burstingEnabled"] = True
-    _refused(lambda: _disk(clients, resource_group, "myDisk", body), "NotSupported", "burstingEnabled")
+    disk = _disk(clients, resource_group, "myDisk", body)
+    assert_subset(
+        disk,
+        {
+            "id": _id(resource_group, "disks/myDisk"),
+            "name": "myDisk",
+            "properties": {
+                "creationData": {"createOption": "Empty"},
+                "diskSizeGB": 1024,
+                "burstingEnabled": True,
+                "provisioningState": "Succeeded",
+            },
+        },
+    )
 
 
-@example("DiskRP", "Disks_Update", "Disk_Update_ChangeTier", Outcome.REFUSED)
+@example("DiskRP", "Disks_Update", "Disk_Update_DisableBursting")
+def test_disk_update_disable_bursting(clients: ArmClients, resource_group: str) -> None:
+    body = _empty(1024, sku={"name": "Premium_LRS"})
+    body["properties"]["burstingEnabled"] = True
+    _disk(clients, resource_group, "myDisk", body)
+    clients.compute.disks.begin_update(
+        resource_group, "myDisk", {"properties": {"burstingEnabled": False}}, api_version=DISK_API
+    ).result()
+    disk = clients.compute.disks.get(resource_group, "myDisk", api_version=DISK_API).as_dict()
+    assert_subset(
+        disk,
+        {"properties": {"creationData": {"createOption": "Empty"}, "provisioningState": "Succeeded"}},
+    )
+    assert disk["properties"].get("burstingEnabled") in (False, None)
+
+
+@example("DiskRP", "Disks_Update", "Disk_Update_ChangeTier")
 def test_disk_update_change_tier(clients: ArmClients, resource_group: str) -> None:
-    _disk(clients, resource_group, "myDisk", _empty(sku={"name": "Premium_LRS"}))
-    _refused(
-        lambda: clients.compute.disks.begin_update(
-            resource_group, "myDisk", {"properties": {"tier": "P30"}}, api_version=DISK_API
-        ),
-        "NotSupported",
-        "tier",
+    # The example's disk is a P10 (up to 128 GiB) Premium SSD raised to P30.
+    _disk(clients, resource_group, "myDisk", _empty(128, sku={"name": "Premium_LRS"}))
+    assert clients.compute.disks.get(resource_group, "myDisk", api_version=DISK_API).tier == "P10"
+    clients.compute.disks.begin_update(
+        resource_group, "myDisk", {"properties": {"tier": "P30"}}, api_version=DISK_API
+    ).result()
+    disk = clients.compute.disks.get(resource_group, "myDisk", api_version=DISK_API).as_dict()
+    assert_subset(
+        disk,
+        {
+            "name": "myDisk",
+            "properties": {
+                "creationData": {"createOption": "Empty"},
+                "provisioningState": "Succeeded",
+                "tier": "P30",
+            },
+        },
     )
 
 

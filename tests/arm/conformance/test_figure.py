@@ -13,6 +13,7 @@ EXAMPLE_MODULES = (
     "tests.arm.conformance.test_network_examples",
     "tests.arm.conformance.test_disk_examples",
     "tests.arm.conformance.test_vm_examples",
+    "tests.arm.conformance.test_access_examples",
 )
 DOC = Path(__file__).resolve().parents[3] / "docs" / "local-arm.md"
 

@@ -417,8 +417,10 @@ def test_subnet_list(clients: ArmClients, resource_group: str) -> None:
     ]
 
 
-@example("Network", "Subnets_CreateOrUpdate", "SubnetCreateWithDelegation", Outcome.REFUSED)
+@example("Network", "Subnets_CreateOrUpdate", "SubnetCreateWithDelegation")
 def test_subnet_create_with_a_delegation(clients: ArmClients, resource_group: str) -> None:
+    """The example's service is a placeholder (`Microsoft.Provider/resourceType`, no actions); the
+    transcription delegates to a real service, whose actions Azure lists."""
     _vnet(clients, resource_group)
     body = {
         "properties": {
@@ -428,12 +430,49 @@ def test_subnet_create_with_a_delegation(clients: ArmClients, resource_group: st
             ],
         }
     }
-    with pytest.raises(HttpResponseError) as raised:
+    subnet = (
         clients.network.subnets.begin_create_or_update(
             resource_group, "test-vnet", "subnet3", body, api_version=NETWORK_API
         )
+        .result()
+        .as_dict()
+    )
+    subnet_id = f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Network/virtualNetworks/test-vnet/subnets/subnet3"
+    assert_subset(
+        subnet,
+        {
+            "id": subnet_id,
+            "name": "subnet3",
+            "properties": {
+                "addressPrefix": "10.0.3.0/24",
+                "provisioningState": "Succeeded",
+                "delegations": [
+                    {
+                        "name": "myDelegation",
+                        "id": f"{subnet_id}/delegations/myDelegation",
+                        "properties": {
+                            "provisioningState": "Succeeded",
+                            "serviceName": "Microsoft.Sql/managedInstances",
+                            "actions": [
+                                "Microsoft.Network/virtualNetworks/subnets/join/action",
+                                "Microsoft.Network/virtualNetworks/subnets/prepareNetworkPolicies/action",
+                                "Microsoft.Network/virtualNetworks/subnets/unprepareNetworkPolicies/action",
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    # A service that offers no delegation is refused.
+    body["properties"]["addressPrefix"] = "10.0.4.0/24"
+    body["properties"]["delegations"][0]["properties"]["serviceName"] = "Microsoft.Provider/resourceType"
+    with pytest.raises(HttpResponseError) as raised:
+        clients.network.subnets.begin_create_or_update(
+            resource_group, "test-vnet", "subnet4", body, api_version=NETWORK_API
+        )
     assert raised.value.status_code == 400 and raised.value.error is not None
-    assert raised.value.error.code == "NotSupported" and "delegations" in str(raised.value.error.message)
+    assert raised.value.error.code == "InvalidServiceNameOnDelegation"
 
 
 @example("Network", "NetworkSecurityGroups_Get", "NetworkSecurityGroupGet")

@@ -255,18 +255,20 @@ def test_vm_create_with_premium_storage(clients: ArmClients, resource_group: str
     assert os_disk.as_dict()["sku"] == {"name": "Premium_LRS", "tier": "Premium"}
 
 
-@example(
-    "ComputeRP",
-    "VirtualMachines_CreateOrUpdate",
-    "VirtualMachine_Create_WithVMSizeProperties",
-    Outcome.REFUSED,
-)
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithVMSizeProperties")
 def test_vm_create_with_vm_size_properties(
     clients: ArmClients, resource_group: str, network: Network
 ) -> None:
     body = _windows(new_nic(clients, resource_group, network), "Standard_D4_v3", "Standard_LRS")
     body["properties"]["hardwareProfile"]["vmSizeProperties"] = {"vCPUsAvailable": 1, "vCPUsPerCore": 1}
-    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "vmSizeProperties")
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm["properties"]["hardwareProfile"],
+        {"vmSize": "Standard_D4_v3", "vmSizeProperties": {"vCPUsAvailable": 1, "vCPUsPerCore": 1}},
+    )
+    # More vCPUs than the size has is refused, and the VM keeps what it had.
+    body["properties"]["hardwareProfile"]["vmSizeProperties"] = {"vCPUsAvailable": 5}
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "InvalidParameter", "vCPUsAvailable")
 
 
 @example(
@@ -372,11 +374,18 @@ def test_vm_create_in_an_availability_set(clients: ArmClients, resource_group: s
     _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "availabilitySet")
 
 
-@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithUserData", Outcome.REFUSED)
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithUserData")
 def test_vm_create_with_user_data(clients: ArmClients, resource_group: str, network: Network) -> None:
     body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
     body["properties"]["userData"] = "RXhhbXBsZSBVc2VyRGF0YQ=="
-    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "userData")
+    vm = _create(clients, resource_group, "myVM", body)
+    assert vm["properties"].get("userData") is None  # returned only when asked for
+    read = clients.compute.virtual_machines.get(
+        resource_group, "myVM", expand="userData", api_version=COMPUTE_API
+    ).as_dict()
+    assert read["properties"]["userData"] == "RXhhbXBsZSBVc2VyRGF0YQ=="
+    body["properties"]["userData"] = "not base64!"
+    _refused(lambda: _create(clients, resource_group, "myVM", body), "InvalidParameter", "userData")
 
 
 @example(

@@ -1,0 +1,80 @@
+"""Parts of a VM the compute RP validates and keeps with nothing to emulate behind them: the custom
+vCPU settings of `hardwareProfile.vmSizeProperties` and `userData`.
+
+Azure's rules: `vCPUsAvailable` is between 1 and the size's vCPUs; `vCPUsPerCore` is 1 (simultaneous
+multithreading off) or the size's own vCPUs per core; sizes whose capabilities are not known here
+are refused loudly rather than accepted unchecked. `userData` is base64 of at most 64 KiB, kept
+across updates unless replaced, and returned only when asked for (`$expand=userData`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Final
+
+from devhost.arm import ids
+from devhost.arm.errors import invalid_parameter
+from devhost.arm.validation import not_emulated
+
+USER_DATA_MAX_BYTES: Final = 64 * 1024
+
+
+def _size_capabilities(size: str) -> tuple[int, int] | None:
+    """(vCPUs, vCPUs per core) of a size in the local SKU table."""
+    from devhost.arm import skus  # the SKU table imports the service, which imports this module
+
+    for sku in skus.VM_SKUS:
+        if sku.name.lower() == size.lower():
+            return sku.vcpus, 1 if sku.vcpus == 1 else 2
+    return None
+
+
+def size_properties(size: str, hardware: dict[str, Any]) -> dict[str, int] | None:
+    asked = hardware.get("vmSizeProperties")
+    if not asked:
+        return None
+    known = _size_capabilities(size)
+    if known is None:
+        raise not_emulated(
+            f"properties.hardwareProfile.vmSizeProperties for size {size}", ids.VIRTUAL_MACHINE
+        )
+    vcpus, per_core = known
+    settled: dict[str, int] = {}
+    if asked.get("vCPUsAvailable") is not None:
+        available = asked["vCPUsAvailable"]
+        if not isinstance(available, int) or isinstance(available, bool) or not 1 <= available <= vcpus:
+            raise invalid_parameter(
+                f"vCPUsAvailable {available!r} is not valid for size {size}: it must be between 1 and "
+                f"the size's {vcpus} vCPUs.",
+                "hardwareProfile.vmSizeProperties.vCPUsAvailable",
+            )
+        settled["vCPUsAvailable"] = available
+    if asked.get("vCPUsPerCore") is not None:
+        threads = asked["vCPUsPerCore"]
+        if threads not in (1, per_core) or isinstance(threads, bool):
+            raise invalid_parameter(
+                f"vCPUsPerCore {threads!r} is not valid for size {size}: it must be 1 (multithreading "
+                f"off) or the size's {per_core}.",
+                "hardwareProfile.vmSizeProperties.vCPUsPerCore",
+            )
+        settled["vCPUsPerCore"] = threads
+    return settled
+
+
+def user_data(props: dict[str, Any], existing: dict[str, Any] | None) -> str | None:
+    given = props.get("userData")
+    if given is None:
+        return (existing or {}).get("userData")
+    if not isinstance(given, str):
+        raise invalid_parameter("userData must be a base64-encoded string.", "userData")
+    try:
+        decoded = base64.b64decode(given, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_parameter("userData must be a base64-encoded string.", "userData") from None
+    if len(decoded) > USER_DATA_MAX_BYTES:
+        raise invalid_parameter(
+            f"userData is {len(decoded)} bytes once decoded; at most {USER_DATA_MAX_BYTES} are allowed.",
+            "userData",
+        )
+    return given or None
