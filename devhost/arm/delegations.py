@@ -41,7 +41,8 @@ def settle(subnet_id: str, given: Any, target: str) -> list[dict[str, Any]]:
     if not isinstance(given, list):
         raise ArmError(400, "InvalidRequestFormat", "delegations must be an array.", target=target)
     known = {name.lower(): name for name in SERVICE_ACTIONS}
-    settled = []
+    settled: list[dict[str, Any]] = []
+    services: set[str] = set()
     for index, item in enumerate(given):
         name = str((item or {}).get("name") or "")
         service = str(((item or {}).get("properties") or {}).get("serviceName") or "")
@@ -61,6 +62,7 @@ def settle(subnet_id: str, given: Any, target: str) -> list[dict[str, Any]]:
                 f"(known here: {', '.join(sorted(SERVICE_ACTIONS))}).",
                 target=f"{target}[{index}].properties.serviceName",
             )
+        services.add(canonical)
         settled.append(
             {
                 "name": name,
@@ -73,12 +75,11 @@ def settle(subnet_id: str, given: Any, target: str) -> list[dict[str, Any]]:
                 },
             }
         )
-    if len({d["properties"]["serviceName"] for d in settled}) > 1:
+    if len(services) > 1:
         raise ArmError(
             400,
             "SubnetDelegationsMultipleServices",
-            f"A subnet can be delegated to one service only; {target} names "
-            f"{', '.join(sorted({d['properties']['serviceName'] for d in settled}))}.",
+            f"A subnet can be delegated to one service only; {target} names {', '.join(sorted(services))}.",
             target=target,
         )
     return settled

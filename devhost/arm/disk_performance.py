@@ -88,10 +88,10 @@ def settle(properties: dict[str, Any], sku_name: str, asked: dict[str, Any]) -> 
     bursting = asked.get("burstingEnabled")
     if bursting is not None:
         properties["burstingEnabled"] = bool(bursting)
-    if properties.get("burstingEnabled"):
-        if sku_name not in TIERED_SKUS or math.ceil(size / GIB) < BURSTING_MIN_GIB:
-            raise invalid_parameter(
-                f"On-demand bursting is available for Premium SSD disks larger than 512 GiB only; this "
-                f"disk is a {math.ceil(size / GIB)} GiB {sku_name} disk.",
-                "burstingEnabled",
-            )
+    too_small = math.ceil(size / GIB) < BURSTING_MIN_GIB
+    if properties.get("burstingEnabled") and (sku_name not in TIERED_SKUS or too_small):
+        raise invalid_parameter(
+            f"On-demand bursting is available for Premium SSD disks larger than 512 GiB only; this "
+            f"disk is a {math.ceil(size / GIB)} GiB {sku_name} disk.",
+            "burstingEnabled",
+        )
