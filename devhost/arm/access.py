@@ -25,7 +25,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from devhost.arm import ids
+from devhost.arm import disk_upload, ids
 from devhost.arm.errors import ArmError, invalid_parameter
 from devhost.arm.ids import ResourceId
 from devhost.arm.store import Doc
@@ -64,9 +64,9 @@ def parse_grant_request(body: dict[str, Any]) -> tuple[str, int]:
             f"The value '{access}' of parameter 'access' is invalid (None, Read, Write).",
             "grantAccessData.access",
         )
-    if access != "Read":
+    if access == "None":
         raise invalid_parameter(
-            f"Access '{access}' is not emulated by this local endpoint (disk upload is not); only Read is.",
+            "Access 'None' grants nothing: ask for Read, or Write on a disk created for upload.",
             "grantAccessData.access",
         )
     if body.get("getSecureVMGuestStateSAS"):
@@ -158,6 +158,7 @@ def grant(arm: LocalArm, rid: ResourceId, params: dict[str, Any]) -> dict[str, A
             *active_grants(doc),
             {"si": identifier, "access": params["access"], "expires": expires},
         ]
+        disk_upload.on_granted(doc, str(params["access"]))
         account, container = account_of(doc)
         path = f"/{account}/{container}/{BLOB_NAME}"
         sig = signature(signing_key(arm), version=SAS_VERSION, resource="b", identifier=identifier, path=path)
@@ -169,7 +170,13 @@ def grant(arm: LocalArm, rid: ResourceId, params: dict[str, Any]) -> dict[str, A
 
 
 def revoke(arm: LocalArm, rid: ResourceId) -> None:
-    arm.update_doc(rid, lambda doc: doc.pop(GRANTS, None))
+    from devhost.arm.compute import disk_file  # compute imports this module for diskState
+
+    def end(doc: Doc) -> None:
+        doc.pop(GRANTS, None)
+        disk_upload.on_revoked(doc, disk_file(arm, doc))
+
+    arm.update_doc(rid, end)
 
 
 def find_grant(arm: LocalArm, identifier: str) -> tuple[ResourceId, Doc, dict[str, Any]] | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import access, disk_performance, ids, vm_profile
+from devhost.arm import access, availability_sets, disk_performance, disk_upload, ids, images, vm_profile
 from devhost.arm.cse import ScriptDisk, run_custom_script
 from devhost.arm.disks import GIB, create_empty, import_vhd, sparse_copy
 from devhost.arm.errors import ArmError, bad_request, invalid_parameter
@@ -82,6 +82,7 @@ def _source_doc(arm: LocalArm, source_id: str, target: str) -> tuple[ResourceId,
             f"{doc['properties'].get('provisioningState')}.",
             target=target,
         )
+    disk_upload.refuse_while_uploading(doc, "copy")
     return parsed, doc
 
 
@@ -166,6 +167,27 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
             if key in source["properties"] and key not in stored:
                 stored[key] = source["properties"][key]
         work = {"kind": "copy", "source": str(disk_file(arm, source))}
+    elif option == "FromImage" and not is_snapshot:
+        image_id = str((creation.get("imageReference") or {}).get("id") or "")
+        if not image_id:
+            raise invalid_parameter(
+                "imageReference.id is required when createOption is FromImage.",
+                "creationData.imageReference.id",
+            )
+        image = images.resolve(image_id, "creationData.imageReference.id")
+        if props.get("osType") and str(props["osType"]).lower() != image.os_type.lower():
+            raise invalid_parameter(
+                f"osType {props['osType']} does not match the image's OS ({image.os_type}).", "osType"
+            )
+        size = image.size_gb * GIB
+        stored["osType"] = image.os_type
+        stored.setdefault("hyperVGeneration", image.generation)
+        stored.setdefault("supportedCapabilities", {"acceleratedNetwork": True, "architecture": "x64"})
+        work = {"kind": "empty"}
+    elif option == "Upload" and not is_snapshot:
+        upload_size = disk_upload.planned_size(creation)
+        size = upload_size - disk_upload.FOOTER
+        work = {"kind": "upload", "uploadSize": upload_size}
     elif option == "Empty":
         if is_snapshot or not requested_gb:
             raise invalid_parameter("diskSizeGB is required when createOption is Empty.", "diskSizeGB")
@@ -173,7 +195,8 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         work = {"kind": "empty"}
     else:
         raise invalid_parameter(
-            f"createOption '{option}' is not supported by this local endpoint (Import, Copy, Empty are).",
+            f"createOption '{option}' is not supported by this local endpoint (Import, Copy, Empty, and "
+            "FromImage and Upload for disks, are).",
             "creationData.createOption",
         )
     if requested_gb and option != "Empty":
@@ -202,6 +225,8 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
     doc["sku"] = _disk_sku(body.get("sku"), is_snapshot)
     if not is_snapshot:
         disk_performance.settle(stored, doc["sku"]["name"], props)
+    if work["kind"] == "upload":
+        doc[disk_upload.STATE] = disk_upload.READY
     work["size"] = size
     doc["_work"] = work
     return doc
@@ -301,6 +326,9 @@ def disk_work(arm: LocalArm, doc: Doc) -> Callable[[], None] | None:
             import_vhd(blob, info, target)
         elif work["kind"] == "resize":
             pass  # the image grows below, its data kept
+        elif work["kind"] == "upload":
+            disk_upload.prepare_image(target, int(work["uploadSize"]))
+            return  # the blob the uploader writes includes the footer page until the upload ends
         elif work["kind"] == "copy":
             source = Path(work["source"])
             if not source.exists():
@@ -356,6 +384,8 @@ def view_disk(arm: LocalArm, rid: ResourceId, doc: Doc) -> Doc:
         props["diskState"] = "Unattached"  # a snapshot is never attached
     if access.active_grants(doc):
         props["diskState"] = "ActiveSAS"
+    if disk_upload.state(doc):
+        props["diskState"] = disk_upload.state(doc)
     view["properties"] = props
     return view
 
@@ -377,6 +407,7 @@ def _attach_disk(arm: LocalArm, vm: ResourceId, disk: dict[str, Any], target: st
             f"{doc['properties'].get('provisioningState')}.",
             target=target,
         )
+    disk_upload.refuse_while_uploading(doc, "attach")
     owner = disk_owner(arm, parsed.key)
     if owner is not None and owner["id"].lower() != vm.key:
         raise ArmError(
@@ -531,6 +562,16 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         raise invalid_parameter(
             "At least one network interface is required.", "networkProfile.networkInterfaces"
         )
+    # Everything that can refuse the request runs before the implicit disks exist: Azure creates
+    # nothing for a request it refuses.
+    if existing is not None:
+        _refuse_fixed_changes(existing["properties"], props)
+    hardware: dict[str, Any] = {"vmSize": size}
+    sized = vm_profile.size_properties(size, props.get("hardwareProfile") or {})
+    if sized:
+        hardware["vmSizeProperties"] = sized
+    availability_set = availability_sets.join(arm, rid, body, existing)
+    given_user_data = vm_profile.user_data(props, (existing or {}).get("properties"))
     if existing is None:
         check_quota(arm, size)
     for disk_rid, disk_doc in implicit:
@@ -540,10 +581,6 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         create_empty(target, int(disk_doc["properties"]["diskSizeBytes"]))
         arm.store.put(disk_rid.key, disk_doc)
     doc = arm.tracked_doc(rid, body, existing)
-    hardware: dict[str, Any] = {"vmSize": size}
-    sized = vm_profile.size_properties(size, props.get("hardwareProfile") or {})
-    if sized:
-        hardware["vmSizeProperties"] = sized
     stored: dict[str, Any] = {
         "hardwareProfile": hardware,
         "storageProfile": {"osDisk": os_disk, "dataDisks": data_disks},
@@ -555,8 +592,6 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         stored["storageProfile"]["imageReference"] = (
             storage.get("imageReference") or old_storage["imageReference"]
         )
-    if existing is not None:
-        _refuse_fixed_changes(existing["properties"], props)
     if props.get("osProfile") and existing is None:
         profile = {k: v for k, v in props["osProfile"].items() if k not in ("adminPassword", "customData")}
         profile.setdefault("computerName", rid.name)
@@ -571,7 +606,8 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     for key in ("diagnosticsProfile", "securityProfile", "priority", "licenseType"):
         if props.get(key) is not None:
             stored[key] = props[key]
-    given_user_data = vm_profile.user_data(props, (existing or {}).get("properties"))
+    if availability_set is not None:
+        stored["availabilitySet"] = availability_set
     if given_user_data:
         stored["userData"] = given_user_data
     doc["properties"] = stored
@@ -770,13 +806,24 @@ def vm_instance_view(arm: LocalArm, rid: ResourceId, doc: Doc) -> dict[str, Any]
             "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready"}],
         },
         "disks": [
-            {"name": d}
+            {
+                "name": d,
+                "statuses": [
+                    {
+                        "code": "ProvisioningState/succeeded",
+                        "level": "Info",
+                        "displayStatus": "Provisioning succeeded",
+                        "time": doc["properties"].get("timeCreated"),
+                    }
+                ],
+            }
             for d in [
                 (doc["properties"]["storageProfile"].get("osDisk") or {}).get("name"),
                 *[d["name"] for d in doc["properties"]["storageProfile"].get("dataDisks") or []],
             ]
             if d
         ],
+        "hyperVGeneration": _os_disk_generation(arm, doc),
         "extensions": [
             ext["_instanceView"] for _, ext in arm.children(rid, "extensions") if ext.get("_instanceView")
         ],
@@ -798,6 +845,14 @@ def vm_instance_view(arm: LocalArm, rid: ResourceId, doc: Doc) -> dict[str, Any]
             },
         ],
     }
+
+
+def _os_disk_generation(arm: LocalArm, vm: Doc) -> str:
+    os_disk_id = str(
+        ((vm["properties"]["storageProfile"].get("osDisk") or {}).get("managedDisk") or {}).get("id") or ""
+    )
+    disk = arm.store.get(os_disk_id) if os_disk_id else None
+    return str(((disk or {}).get("properties") or {}).get("hyperVGeneration") or "V1")
 
 
 def _disk_view(arm: LocalArm, disk: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from devhost.arm import access, ids
+from devhost.arm import access, disk_upload, ids
 from devhost.arm.compute import disk_file, disk_owner
 from devhost.arm.errors import ArmError
 from devhost.arm.ids import ResourceId
@@ -291,7 +291,7 @@ def _verify(arm: LocalArm, path: str, query: dict[str, str]) -> tuple[Target, di
         raise _authentication_failed(
             f"The signed access expired at {datetime.fromtimestamp(expires, UTC).isoformat()}."
         )
-    return Target(rid, doc, disk_file(arm, doc), int(doc["properties"]["diskSizeBytes"])), grant
+    return Target(rid, doc, disk_file(arm, doc), disk_upload.blob_size(doc)), grant
 
 
 def _etag_and_modified(target: Target) -> tuple[str, str]:
@@ -353,6 +353,10 @@ async def handle(arm: LocalArm, request: Request) -> Response:
     try:
         query = {k: v for k, v in request.query_params.items()}
         target, grant = _verify(arm, request.url.path, query)
+        if grant["access"] == "Write" and request.method == "PUT" and query.get("comp") == "page":
+            headers["x-ms-version"] = _version(request)
+            payload = await request.body()
+            return await run_in_threadpool(_put_page, request, target, payload, headers)
         if request.method not in ("GET", "HEAD") or grant["access"] != "Read":
             raise StorageError(
                 403,
@@ -423,6 +427,58 @@ async def handle(arm: LocalArm, request: Request) -> Response:
         )
     except StorageError as exc:
         return exc.response(request_id, head=head, headers=headers)
+
+
+def _put_page(request: Request, target: Target, body: bytes, headers: dict[str, str]) -> Response:
+    """Put Page on a disk being uploaded: `update` writes the body, `clear` zeroes the range."""
+    header = request.headers.get("x-ms-range") or request.headers.get("range") or ""
+    match = _RANGE_RE.match(header.strip())
+    if match is None or match.group(2) is None:
+        raise StorageError(
+            400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.",
+            HeaderName="x-ms-range", HeaderValue=header,
+        )  # fmt: skip
+    start, end = int(match.group(1)), int(match.group(2))
+    if start % PAGE or (end + 1) % PAGE or end < start or end >= target.size:
+        raise StorageError(416, "InvalidPageRange", "The page range specified is invalid.")
+    length = end - start + 1
+    operation = (request.headers.get("x-ms-page-write") or "").lower()
+    if operation == "update":
+        if length > disk_upload.MAX_PAGE_WRITE:
+            raise StorageError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+            )
+        if len(body) != length:
+            raise StorageError(
+                400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.",
+                HeaderName="Content-Length", HeaderValue=str(len(body)),
+            )  # fmt: skip
+        disk_upload.write_pages(target.path, start, body)
+    elif operation == "clear":
+        fd = os.open(target.path, os.O_WRONLY)
+        try:
+            _punch_hole(fd, start, length)
+        finally:
+            os.close(fd)
+    else:
+        raise StorageError(
+            400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.",
+            HeaderName="x-ms-page-write", HeaderValue=operation,
+        )  # fmt: skip
+    etag, modified = _etag_and_modified(target)
+    return Response(
+        None,
+        status_code=201,
+        headers={
+            **headers,
+            "ETag": etag,
+            "Last-Modified": modified,
+            "x-ms-blob-sequence-number": "0",
+            "x-ms-request-server-encrypted": "true",
+        },
+    )
 
 
 CRC64_REQUEST_HEADER: Final = "x-ms-range-get-content-crc64"

@@ -21,6 +21,7 @@ VIRTUAL_MACHINE: Final = "Microsoft.Compute/virtualMachines"
 VM_EXTENSION: Final = "Microsoft.Compute/virtualMachines/extensions"
 DISK: Final = "Microsoft.Compute/disks"
 SNAPSHOT: Final = "Microsoft.Compute/snapshots"
+AVAILABILITY_SET: Final = "Microsoft.Compute/availabilitySets"
 
 KNOWN_TYPES: Final = (
     VIRTUAL_NETWORK,
@@ -32,6 +33,7 @@ KNOWN_TYPES: Final = (
     VM_EXTENSION,
     DISK,
     SNAPSHOT,
+    AVAILABILITY_SET,
 )
 _CANONICAL: Final = {t.lower(): t for t in (*KNOWN_TYPES, RESOURCE_GROUP)}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from devhost.arm import access, compute, ids, network, validation
+from devhost.arm import access, availability_sets, compute, disk_upload, ids, network, validation
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import kill_running_scripts
 from devhost.arm.disks import BlobSource
@@ -347,6 +347,8 @@ class LocalArm:
             out = compute.view_vm(self, rid, doc, expand)
         elif rid.type == ids.VM_EXTENSION:
             out = compute.view_extension(self, rid, doc, expand)
+        elif rid.type == ids.AVAILABILITY_SET:
+            out = availability_sets.view(self, rid, doc)
         else:
             out = doc
         out = self.public(out)
@@ -395,6 +397,8 @@ class LocalArm:
             return compute.prepare_vm(self, rid, body, existing)
         if rid.type == ids.VM_EXTENSION:
             return compute.prepare_extension(self, rid, body, existing)
+        if rid.type == ids.AVAILABILITY_SET:
+            return availability_sets.prepare(self, rid, body, existing)
         raise ArmError(400, "InvalidResourceType", f"The resource type '{rid.type}' is not supported here.")
 
     def _put_action(self, rid: ResourceId, doc: Doc, existing: Doc | None) -> str:
@@ -413,6 +417,11 @@ class LocalArm:
         size = str(((body.get("properties") or {}).get("hardwareProfile") or {}).get("vmSize") or "")
         if method == "PUT":  # a PATCH met its front-door faults already
             self._sync_fault("PUT", rid.type, rid.name, None, cores=compute.cores_of(size))
+        if rid.type == ids.AVAILABILITY_SET:  # synchronous in Azure: no operation to poll
+            with self.store.lock:
+                doc = self._prepare(rid, body, self.store.get(rid.key))
+                self.store.put(rid.key, doc)
+            return Answer(200, self.view(rid, doc))
         with self.store.lock:
             self._busy(rid)
             existing = self.store.get(rid.key)
@@ -492,6 +501,10 @@ class LocalArm:
                 network.check_nic_deletable(self, rid, doc)
             elif rid.type == ids.DISK:
                 compute.check_disk_deletable(self, rid, doc)
+            elif rid.type == ids.AVAILABILITY_SET:
+                availability_sets.check_deletable(self, rid)
+                self.store.delete(rid.key)
+                return Answer(200)
             doc["properties"] = dict(doc.get("properties") or {}, provisioningState="Deleting")
             self.store.put(rid.key, doc)
         fault = self.faults.take("DELETE", rid.type, rid.name, None, asynchronous=True)
@@ -565,6 +578,7 @@ class LocalArm:
             self._busy(rid)
             if verb == "begingetaccess":
                 access.check_grantable(self, rid, doc)
+                disk_upload.check_grant(doc, level)
         fault = self.faults.take("POST", rid.type, rid.name, action, asynchronous=True)
         op = self._new_operation(
             rid.subscription,
@@ -584,7 +598,13 @@ class LocalArm:
         arrays and the tag set replaced, as the compute RP's update does), then the same checks and
         async operation as a PUT that updates it."""
         self.require_resource_group(rid.subscription, rid.resource_group)
-        if rid.type not in (ids.VIRTUAL_MACHINE, ids.DISK, ids.SNAPSHOT, ids.VM_EXTENSION):
+        if rid.type not in (
+            ids.VIRTUAL_MACHINE,
+            ids.DISK,
+            ids.SNAPSHOT,
+            ids.VM_EXTENSION,
+            ids.AVAILABILITY_SET,
+        ):
             raise ArmError(405, "MethodNotAllowed", f"PATCH is not supported on {rid.type} here.")
         self._sync_fault("PATCH", rid.type, rid.name, None)
         existing = self.store.get(rid.key)

@@ -21,7 +21,6 @@ _TOP_LEVEL: Final = ("zones", "extendedLocation", "plan", "identity")
 # properties.* keys per type whose feature is not emulated.
 _PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
     ids.VIRTUAL_MACHINE: (
-        "availabilitySet",
         "proximityPlacementGroup",
         "virtualMachineScaleSet",
         "host",

@@ -193,7 +193,8 @@ def test_grant_read_and_end_access(
         clients.compute.disks.begin_grant_access(
             rg, "guest-data", cm.GrantAccessData(access="Write", duration_in_seconds=60)
         )
-    assert upload.value.status_code == 400
+    # Write goes only to a disk created for upload (createOption Upload), never to a disk with data.
+    assert upload.value.status_code == 409 and "created for upload" in str(upload.value)
     clients.compute.disks.begin_revoke_access(rg, "guest-data").result()
     assert clients.compute.disks.get(rg, "guest-data").properties.disk_state == "Reserved"
     with pytest.raises(httpx.HTTPStatusError) as stopped:

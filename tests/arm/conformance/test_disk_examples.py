@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobClient, ContainerClient
 
 from shared.platform.arm_clients import ArmClients
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk
@@ -204,11 +205,13 @@ def test_disk_delete(clients: ArmClients, resource_group: str) -> None:
         clients.compute.disks.get(resource_group, "myDisk", api_version=DISK_API)
 
 
-@example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_FromAPlatformImage", Outcome.REFUSED)
+@example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_FromAPlatformImage")
 def test_disk_create_from_a_platform_image(clients: ArmClients, resource_group: str) -> None:
+    """The example's image is placeholders (`{publisher}`, `{offer}`, `{sku}`, with a purchase plan);
+    the transcription names a published platform image, which has no plan."""
     image = (
-        f"/Subscriptions/{SUB}/Providers/Microsoft.Compute/Locations/westus/Publishers/{{publisher}}/"
-        "ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/Versions/1.0.0"
+        f"/Subscriptions/{SUB}/Providers/Microsoft.Compute/Locations/westus/Publishers/MicrosoftWindowsServer/"
+        "ArtifactTypes/VMImage/Offers/WindowsServer/Skus/2019-Datacenter/Versions/17763.6893.250210"
     )
     body = {
         "location": WEST_US,
@@ -217,16 +220,97 @@ def test_disk_create_from_a_platform_image(clients: ArmClients, resource_group: 
             "creationData": {"createOption": "FromImage", "imageReference": {"id": image}},
         },
     }
-    _refused(lambda: _disk(clients, resource_group, "myDisk", body), "InvalidParameter", "createOption")
+    disk = _disk(clients, resource_group, "myDisk", body)
+    assert_subset(
+        disk,
+        {
+            "id": _id(resource_group, "disks/myDisk"),
+            "name": "myDisk",
+            "location": WEST_US,
+            "properties": {
+                "provisioningState": "Succeeded",
+                "osType": "Windows",
+                "hyperVGeneration": "V1",
+                "supportedCapabilities": {"acceleratedNetwork": True},
+                "creationData": {"createOption": "FromImage", "imageReference": {"id": image}},
+                "diskSizeGB": 127,
+            },
+        },
+    )
+    # An image that is not published is refused, not created empty.
+    body["properties"]["creationData"]["imageReference"]["id"] = image.replace(
+        "2019-Datacenter", "1999-Nothing"
+    )
+    with pytest.raises(HttpResponseError) as missing:
+        _disk(clients, resource_group, "other", body)
+    assert missing.value.status_code == 404 and missing.value.error is not None
+    assert missing.value.error.code == "PlatformImageNotFound"
 
 
-@example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_UploadDisk", Outcome.REFUSED)
+@example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_UploadDisk")
 def test_disk_create_for_upload(clients: ArmClients, resource_group: str) -> None:
     body = {
         "location": WEST_US,
         "properties": {"creationData": {"createOption": "Upload", "uploadSizeBytes": 10737418752}},
     }
-    _refused(lambda: _disk(clients, resource_group, "myDisk", body), "InvalidParameter", "createOption")
+    disk = _disk(clients, resource_group, "myDisk", body)
+    assert_subset(
+        disk,
+        {
+            "id": _id(resource_group, "disks/myDisk"),
+            "name": "myDisk",
+            "location": WEST_US,
+            "properties": {
+                "creationData": {"createOption": "Upload", "uploadSizeBytes": 10737418752},
+                "provisioningState": "Succeeded",
+                "diskState": "ReadyToUpload",
+                "diskSizeGB": 10,
+            },
+        },
+    )
+    disks = clients.compute.disks
+    # Nothing reads a disk before its upload, and Write goes only to a disk made for upload.
+    with pytest.raises(HttpResponseError) as read_first:
+        disks.begin_grant_access(
+            resource_group, "myDisk", {"access": "Read", "durationInSeconds": 300}, api_version=DISK_API
+        )
+    assert read_first.value.status_code == 409
+    _disk(clients, resource_group, "plain", _empty(1))
+    with pytest.raises(HttpResponseError) as write_plain:
+        disks.begin_grant_access(
+            resource_group, "plain", {"access": "Write", "durationInSeconds": 300}, api_version=DISK_API
+        )
+    assert write_plain.value.status_code == 409
+
+    granted = disks.begin_grant_access(
+        resource_group, "myDisk", {"access": "Write", "durationInSeconds": 300}, api_version=DISK_API
+    ).result()
+    assert disks.get(resource_group, "myDisk", api_version=DISK_API).as_dict()["properties"]["diskState"] == (
+        "ActiveUpload"
+    )
+    blob = BlobClient.from_blob_url(str(granted.access_sas))
+    marker = bytes(range(256)) * 16
+    blob.upload_page(marker, offset=8 * MIB, length=len(marker))
+    blob.upload_page(b"conectix" + bytes(504), offset=10737418752 - 512, length=512)  # the footer page
+    unaligned = httpx.put(
+        f"{granted.access_sas}&comp=page",
+        content=bytes(512),
+        headers={"x-ms-version": "2021-08-06", "x-ms-page-write": "update", "x-ms-range": "bytes=100-611"},
+    )
+    assert unaligned.status_code == 416 and unaligned.headers["x-ms-error-code"] == "InvalidPageRange"
+    with pytest.raises(HttpResponseError) as read_with_write:
+        blob.download_blob(offset=0, length=512).readall()
+    assert read_with_write.value.status_code == 403
+
+    disks.begin_revoke_access(resource_group, "myDisk", api_version=DISK_API).result()
+    done = disks.get(resource_group, "myDisk", api_version=DISK_API).as_dict()["properties"]
+    assert done["diskState"] == "Unattached" and done["diskSizeBytes"] == 10 * 1024**3
+    readable = disks.begin_grant_access(
+        resource_group, "myDisk", {"access": "Read", "durationInSeconds": 300}, api_version=DISK_API
+    ).result()
+    reader = BlobClient.from_blob_url(str(readable.access_sas))
+    assert reader.download_blob(offset=8 * MIB, length=len(marker)).readall() == marker
+    assert reader.get_blob_properties().size == 10 * 1024**3
 
 
 @example("DiskRP", "Disks_CreateOrUpdate", "Disk_Create_WithDiskEncryptionSet", Outcome.REFUSED)

@@ -349,6 +349,75 @@ def test_vm_power_off(clients: ArmClients, resource_group: str, network: Network
     assert view["statuses"][1]["code"] == "PowerState/stopped"
 
 
+def _power_state(clients: ArmClients, rg: str) -> str:
+    view = clients.compute.virtual_machines.instance_view(rg, "myVM", api_version=COMPUTE_API).as_dict()
+    return str(view["statuses"][1]["code"])
+
+
+@example("ComputeRP", "VirtualMachines_PowerOff", "VirtualMachine_PowerOff_MinimumSet_Gen")
+def test_vm_power_off_minimum(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    clients.compute.virtual_machines.begin_power_off(resource_group, "myVM", api_version=COMPUTE_API).result()
+    assert _power_state(clients, resource_group) == "PowerState/stopped"
+
+
+@example("ComputeRP", "VirtualMachines_Deallocate", "VirtualMachine_Deallocate_MinimumSet_Gen")
+def test_vm_deallocate(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    clients.compute.virtual_machines.begin_deallocate(
+        resource_group, "myVM", api_version=COMPUTE_API
+    ).result()
+    assert _power_state(clients, resource_group) == "PowerState/deallocated"
+
+
+@example("ComputeRP", "VirtualMachines_Start", "VirtualMachine_Start_MinimumSet_Gen")
+def test_vm_start_minimum(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    operations = clients.compute.virtual_machines
+    operations.begin_power_off(resource_group, "myVM", api_version=COMPUTE_API).result()
+    operations.begin_start(resource_group, "myVM", api_version=COMPUTE_API).result()
+    assert _power_state(clients, resource_group) == "PowerState/running"
+
+
+@example("ComputeRP", "VirtualMachines_Restart", "VirtualMachine_Restart_MinimumSet_Gen")
+def test_vm_restart(clients: ArmClients, resource_group: str, network: Network) -> None:
+    _create(clients, resource_group, "myVM", _linux_with_ssh(new_nic(clients, resource_group, network)))
+    clients.compute.virtual_machines.begin_restart(resource_group, "myVM", api_version=COMPUTE_API).result()
+    assert _power_state(clients, resource_group) == "PowerState/running"
+
+
+@example("ComputeRP", "VirtualMachines_InstanceView", "VirtualMachine_Get_InstanceView")
+def test_vm_instance_view(clients: ArmClients, resource_group: str, network: Network) -> None:
+    """The guest's own report (OS name, agent and extension handlers, patch status) comes from the
+    guest agent, which is not emulated; the transcription compares what the platform reports."""
+    created = _create(
+        clients, resource_group, "myVM", _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    )
+    view = clients.compute.virtual_machines.instance_view(
+        resource_group, "myVM", api_version=COMPUTE_API
+    ).as_dict()
+    disks = created["properties"]["storageProfile"]
+    succeeded = {
+        "code": "ProvisioningState/succeeded",
+        "level": "Info",
+        "displayStatus": "Provisioning succeeded",
+    }
+    assert_subset(
+        view,
+        {
+            "computerName": "myVM",
+            "hyperVGeneration": "V1",
+            "disks": [
+                {"name": d["name"], "statuses": [succeeded]} for d in [disks["osDisk"], *disks["dataDisks"]]
+            ],
+            "statuses": [
+                succeeded,
+                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"},
+            ],
+        },
+    )
+
+
 @example(
     "ComputeRP", "VirtualMachines_Deallocate", "VirtualMachine_Deallocate_MaximumSet_Gen", Outcome.REFUSED
 )
@@ -361,17 +430,72 @@ def test_vm_deallocate_with_hibernation(
     assert "hibernate" in rest.error(response, 400, "NotSupported")["message"]
 
 
-@example(
-    "ComputeRP",
-    "VirtualMachines_CreateOrUpdate",
-    "VirtualMachine_Create_InAnAvailabilitySet",
-    Outcome.REFUSED,
-)
+def _availability_set(clients: ArmClients, rg: str, name: str, sku: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "location": WESTUS,
+        "properties": {"platformFaultDomainCount": 2, "platformUpdateDomainCount": 20},
+    }
+    if sku:
+        body["sku"] = {"name": sku}
+    result: dict[str, Any] = clients.compute.availability_sets.create_or_update(
+        rg, name, body, api_version=COMPUTE_API
+    ).as_dict()
+    return result
+
+
+@example("ComputeRP", "AvailabilitySets_CreateOrUpdate", "AvailabilitySet_Create")
+def test_availability_set_create(clients: ArmClients, resource_group: str) -> None:
+    created = _availability_set(clients, resource_group, "myAvailabilitySet")
+    assert_subset(
+        created,
+        {
+            "sku": {"name": "Classic"},
+            "name": "myAvailabilitySet",
+            "properties": {"platformFaultDomainCount": 2, "platformUpdateDomainCount": 20},
+            "location": WESTUS,
+            "type": "Microsoft.Compute/availabilitySets",
+            "id": f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Compute/availabilitySets/myAvailabilitySet",
+        },
+    )
+    # Its domain counts are fixed once made.
+    with pytest.raises(HttpResponseError) as changed:
+        clients.compute.availability_sets.create_or_update(
+            resource_group,
+            "myAvailabilitySet",
+            {"location": WESTUS, "properties": {"platformFaultDomainCount": 3}},
+            api_version=COMPUTE_API,
+        )
+    assert changed.value.status_code == 409 and changed.value.error is not None
+    assert changed.value.error.code == "PropertyChangeNotAllowed"
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_InAnAvailabilitySet")
 def test_vm_create_in_an_availability_set(clients: ArmClients, resource_group: str, network: Network) -> None:
-    availability_set = f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Compute/availabilitySets/{{existing-availability-set-name}}"
+    """The example names an existing set; a VM with managed disks joins an Aligned one, so the
+    transcription makes it Aligned (a Classic set is refused, below)."""
+    classic = _availability_set(clients, resource_group, "classicSet")
     body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
-    body["properties"]["availabilitySet"] = {"id": availability_set}
-    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "availabilitySet")
+    body["properties"]["availabilitySet"] = {"id": classic["id"]}
+    with pytest.raises(HttpResponseError) as refused:
+        _create(clients, resource_group, "myVM", body)
+    assert refused.value.status_code == 409 and "'Aligned' SKU" in str(refused.value)
+
+    aligned = _availability_set(clients, resource_group, "myAvailabilitySet", "Aligned")
+    body["properties"]["availabilitySet"] = {"id": aligned["id"]}
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(vm["properties"]["availabilitySet"], {"id": aligned["id"]})
+    listed = clients.compute.availability_sets.get(
+        resource_group, "myAvailabilitySet", api_version=COMPUTE_API
+    ).as_dict()
+    assert [m["id"].lower() for m in listed["properties"]["virtualMachines"]] == [vm["id"].lower()]
+    # A set with a VM in it stays; a VM does not change sets.
+    with pytest.raises(HttpResponseError) as busy:
+        clients.compute.availability_sets.delete(resource_group, "myAvailabilitySet", api_version=COMPUTE_API)
+    assert busy.value.status_code == 409
+    body["properties"]["availabilitySet"] = {"id": classic["id"]}
+    with pytest.raises(HttpResponseError) as moved:
+        _create(clients, resource_group, "myVM", body)
+    assert moved.value.error is not None and moved.value.error.code == "PropertyChangeNotAllowed"
 
 
 @example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithUserData")
