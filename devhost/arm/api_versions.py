@@ -82,6 +82,7 @@ BY_TYPE: Final[dict[str, tuple[str, ...]]] = {
     ids.NSG: NETWORK_RP,
     ids.SECURITY_RULE: NETWORK_RP,
     ids.NIC: NETWORK_RP,
+    ids.PUBLIC_IP: NETWORK_RP,
 }
 # The operation monitors (`locations/operations`, `operationResults`) of a namespace answer the
 # versions of any of its types: the endpoint hands out the version of the request that started it.

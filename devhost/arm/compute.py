@@ -16,7 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import access, availability_sets, disk_performance, disk_upload, ids, images, vm_profile
+from devhost.arm import (
+    access,
+    availability_sets,
+    disk_performance,
+    disk_upload,
+    ephemeral_os_disk,
+    ids,
+    images,
+    vm_profile,
+)
 from devhost.arm.cse import ScriptDisk, run_custom_script
 from devhost.arm.disks import GIB, create_empty, import_vhd, sparse_copy
 from devhost.arm.errors import ArmError, bad_request, invalid_parameter
@@ -433,6 +442,11 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     if existing is not None:
         os_disk = _updated_os_disk(arm, rid, existing, os_disk)
     elif option == "Attach":
+        if os_disk.get("diffDiskSettings"):
+            raise invalid_parameter(
+                "An ephemeral OS disk (diffDiskSettings) is made from an image: createOption must be FromImage.",
+                "properties.storageProfile.osDisk.diffDiskSettings",
+            )
         if not os_disk.get("osType"):
             raise invalid_parameter("osDisk.osType is required when createOption is Attach.", "osDisk.osType")
         os_disk["managedDisk"] = {"id": _attach_disk(arm, rid, os_disk, "osDisk.managedDisk.id")}
@@ -455,22 +469,40 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         _refuse_existing_disk_name(arm, disk_rid, "osDisk.name")
         os_disk.setdefault("osType", _image_os_type(image))
         size_gb = int(os_disk.get("diskSizeGB") or EMPTY_OS_DISK_GB)
-        disk_doc = arm.tracked_doc(disk_rid, {"location": body.get("location")}, None)
-        disk_doc["properties"] = {
-            "creationData": {"createOption": "FromImage", "imageReference": {"id": _image_id(body, image)}},
-            "uniqueId": str(uuid.uuid4()),
-            "timeCreated": arm.now_iso(),
-            "diskSizeGB": size_gb,
-            "diskSizeBytes": size_gb * GIB,
-            "osType": os_disk.get("osType", "Linux"),
-            "provisioningState": "Succeeded",
-        }
-        disk_doc["sku"] = _disk_sku(
-            {"name": (os_disk.get("managedDisk") or {}).get("storageAccountType")}, is_snapshot=False
-        )
-        implicit.append((disk_rid, disk_doc))
-        os_disk["managedDisk"] = {"id": disk_doc["id"], "storageAccountType": disk_doc["sku"]["name"]}
-        os_disk["name"] = name
+        ephemeral = ephemeral_os_disk.settle(size, os_disk)
+        if ephemeral is not None:
+            # On the host's local disk: no managed disk resource, and gone with the VM.
+            os_disk.update(
+                name=name,
+                caching="ReadOnly",
+                deleteOption="Delete",
+                diffDiskSettings=ephemeral,
+                diskSizeGB=size_gb,
+                managedDisk={
+                    "storageAccountType": (os_disk.get("managedDisk") or {}).get("storageAccountType")
+                    or "Standard_LRS"
+                },
+            )
+        else:
+            disk_doc = arm.tracked_doc(disk_rid, {"location": body.get("location")}, None)
+            disk_doc["properties"] = {
+                "creationData": {
+                    "createOption": "FromImage",
+                    "imageReference": {"id": _image_id(body, image)},
+                },
+                "uniqueId": str(uuid.uuid4()),
+                "timeCreated": arm.now_iso(),
+                "diskSizeGB": size_gb,
+                "diskSizeBytes": size_gb * GIB,
+                "osType": os_disk.get("osType", "Linux"),
+                "provisioningState": "Succeeded",
+            }
+            disk_doc["sku"] = _disk_sku(
+                {"name": (os_disk.get("managedDisk") or {}).get("storageAccountType")}, is_snapshot=False
+            )
+            implicit.append((disk_rid, disk_doc))
+            os_disk["managedDisk"] = {"id": disk_doc["id"], "storageAccountType": disk_doc["sku"]["name"]}
+            os_disk["name"] = name
         os_disk.setdefault("osType", "Linux")
     else:
         raise invalid_parameter(
@@ -884,7 +916,8 @@ def view_vm(arm: LocalArm, rid: ResourceId, doc: Doc, expand: str | None) -> Doc
 def vm_disks_for_script(arm: LocalArm, vm: Doc) -> list[ScriptDisk]:
     storage = vm["properties"]["storageProfile"]
     disks = []
-    os_doc = arm.store.get(str(storage["osDisk"]["managedDisk"]["id"]))
+    os_id = str((storage["osDisk"].get("managedDisk") or {}).get("id") or "")
+    os_doc = arm.store.get(os_id) if os_id else None  # an ephemeral OS disk has no managed disk
     if os_doc is not None:
         disks.append(ScriptDisk(None, disk_file(arm, os_doc)))
     for data in storage.get("dataDisks") or []:

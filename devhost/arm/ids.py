@@ -17,6 +17,7 @@ SUBNET: Final = "Microsoft.Network/virtualNetworks/subnets"
 NSG: Final = "Microsoft.Network/networkSecurityGroups"
 SECURITY_RULE: Final = "Microsoft.Network/networkSecurityGroups/securityRules"
 NIC: Final = "Microsoft.Network/networkInterfaces"
+PUBLIC_IP: Final = "Microsoft.Network/publicIPAddresses"
 VIRTUAL_MACHINE: Final = "Microsoft.Compute/virtualMachines"
 VM_EXTENSION: Final = "Microsoft.Compute/virtualMachines/extensions"
 DISK: Final = "Microsoft.Compute/disks"
@@ -29,6 +30,7 @@ KNOWN_TYPES: Final = (
     NSG,
     SECURITY_RULE,
     NIC,
+    PUBLIC_IP,
     VIRTUAL_MACHINE,
     VM_EXTENSION,
     DISK,

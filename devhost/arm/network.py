@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 from typing import TYPE_CHECKING, Any, Final
 
-from devhost.arm import delegations, ids
+from devhost.arm import delegations, ids, public_ips
 from devhost.arm.errors import ArmError, bad_request, not_found
 from devhost.arm.ids import ResourceId, parse_resource_id
 from devhost.arm.store import Doc
@@ -22,7 +22,6 @@ from devhost.arm.store import Doc
 if TYPE_CHECKING:
     from devhost.arm.service import LocalArm
 
-PUBLIC_IP: Final = "Microsoft.Network/publicIPAddresses"
 ROUTE_TABLE: Final = "Microsoft.Network/routeTables"
 NAT_GATEWAY: Final = "Microsoft.Network/natGateways"
 _PROTOCOLS: Final = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "esp": "Esp", "ah": "Ah", "*": "*"}
@@ -509,14 +508,20 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
         c["name"].lower(): c for c in ((existing or {}).get("properties") or {}).get("ipConfigurations", [])
     }
     stored_configs = []
+    claimed: set[str] = set()
     for index, config in enumerate(configs):
         name = str(config.get("name") or f"ipconfig{index + 1}")
         cprops = _props(config)
+        public_ip = None
         if _is_reference(cprops.get("publicIPAddress")):
-            # Public IPs are not served here, so a NIC naming one names a missing resource.
-            _reference(
-                arm, cprops["publicIPAddress"], rid, PUBLIC_IP, f"ipConfigurations[{name}].publicIPAddress"
+            public_ip = _reference(
+                arm,
+                cprops["publicIPAddress"],
+                rid,
+                ids.PUBLIC_IP,
+                f"ipConfigurations[{name}].publicIPAddress",
             )
+            public_ips.claim(arm, public_ip, rid, f"{rid.arm_id}/ipConfigurations/{name}", claimed)
         subnet = _reference(arm, cprops.get("subnet"), rid, ids.SUBNET, f"ipConfigurations[{name}].subnet")
         subnet_doc = arm.store.get(subnet.key)
         assert subnet_doc is not None
@@ -564,6 +569,7 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
                     "subnet": {"id": subnet_doc["id"]},
                     "primary": bool(cprops.get("primary", index == 0)),
                     "provisioningState": "Succeeded",
+                    **({"publicIPAddress": {"id": public_ip.arm_id}} if public_ip is not None else {}),
                 },
             }
         )

@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from devhost.arm import access, availability_sets, compute, disk_upload, ids, network, validation
+from devhost.arm import (
+    access,
+    availability_sets,
+    compute,
+    disk_upload,
+    ephemeral_os_disk,
+    ids,
+    network,
+    public_ips,
+    validation,
+)
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
 from devhost.arm.cse import kill_running_scripts
 from devhost.arm.disks import BlobSource
@@ -349,6 +359,8 @@ class LocalArm:
             out = compute.view_extension(self, rid, doc, expand)
         elif rid.type == ids.AVAILABILITY_SET:
             out = availability_sets.view(self, rid, doc)
+        elif rid.type == ids.PUBLIC_IP:
+            out = public_ips.view(self, rid, doc)
         else:
             out = doc
         out = self.public(out)
@@ -399,6 +411,8 @@ class LocalArm:
             return compute.prepare_extension(self, rid, body, existing)
         if rid.type == ids.AVAILABILITY_SET:
             return availability_sets.prepare(self, rid, body, existing)
+        if rid.type == ids.PUBLIC_IP:
+            return public_ips.prepare(self, rid, body, existing)
         raise ArmError(400, "InvalidResourceType", f"The resource type '{rid.type}' is not supported here.")
 
     def _put_action(self, rid: ResourceId, doc: Doc, existing: Doc | None) -> str:
@@ -499,6 +513,8 @@ class LocalArm:
                 network.check_nsg_deletable(self, rid, doc)
             elif rid.type == ids.NIC:
                 network.check_nic_deletable(self, rid, doc)
+            elif rid.type == ids.PUBLIC_IP:
+                public_ips.check_deletable(self, rid, doc)
             elif rid.type == ids.DISK:
                 compute.check_disk_deletable(self, rid, doc)
             elif rid.type == ids.AVAILABILITY_SET:
@@ -539,6 +555,8 @@ class LocalArm:
             if doc is None:
                 raise not_found(rid.type, rid.name, rid.resource_group)
             self._busy(rid)
+            if action.lower() == "deallocate":
+                ephemeral_os_disk.refuse_deallocate(doc)
             if action.lower() == "start" and doc.get("_powerState") == "deallocated":
                 # A deallocated VM holds no cores: starting it allocates them again, against the quota.
                 compute.check_quota(self, size)

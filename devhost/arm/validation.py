@@ -143,7 +143,7 @@ def refuse_unemulated(resource_type: str, body: dict[str, Any]) -> None:
 def _refuse_vm_parts(props: dict[str, Any]) -> None:
     storage = props.get("storageProfile") or {}
     os_disk = storage.get("osDisk") or {}
-    for key in ("encryptionSettings", "vhd", "image", "diffDiskSettings"):
+    for key in ("encryptionSettings", "vhd", "image"):
         if os_disk.get(key):
             raise not_emulated(f"properties.storageProfile.osDisk.{key}", ids.VIRTUAL_MACHINE)
     disks = [("osDisk", os_disk)] + [

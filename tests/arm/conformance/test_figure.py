@@ -14,6 +14,7 @@ EXAMPLE_MODULES = (
     "tests.arm.conformance.test_disk_examples",
     "tests.arm.conformance.test_vm_examples",
     "tests.arm.conformance.test_access_examples",
+    "tests.arm.conformance.test_availability_set_examples",
 )
 DOC = Path(__file__).resolve().parents[3] / "docs" / "local-arm.md"
 

@@ -11,7 +11,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.platform.arm_clients import ArmClients
 from tests.arm.conformance.conftest import Network
-from tests.arm.conformance.spec import NETWORK_API, SUB, Outcome, assert_subset, example
+from tests.arm.conformance.spec import NETWORK_API, SUB, assert_subset, example
 from tests.arm.conftest import LOCATION
 
 pytestmark = pytest.mark.integration
@@ -224,13 +224,29 @@ def test_security_rule_create(clients: ArmClients, resource_group: str) -> None:
     )
 
 
-@example("Network", "NetworkInterfaces_CreateOrUpdate", "NetworkInterfaceCreate", Outcome.REFUSED)
+@example("Network", "NetworkInterfaces_CreateOrUpdate", "NetworkInterfaceCreate")
 def test_network_interface_create_with_public_ip(
     clients: ArmClients, resource_group: str, network: Network
 ) -> None:
-    """Public IPs are not served, so the example's publicIPAddress names a missing resource: refused
-    with Azure's own InvalidResourceReference (the NIC without it is the next test)."""
-    public_ip = _id(resource_group, "publicIPAddresses/test-ip")
+    """The example's public IP exists beforehand; the transcription creates it (Standard, static)."""
+    public_ip = (
+        clients.network.public_ip_addresses.begin_create_or_update(
+            resource_group,
+            "test-ip",
+            {
+                "location": LOCATION,
+                "sku": {"name": "Standard"},
+                "properties": {"publicIPAllocationMethod": "Static"},
+            },
+            api_version=NETWORK_API,
+        )
+        .result()
+        .as_dict()
+    )
+    assert (
+        public_ip["properties"]["ipAddress"]
+        and public_ip["properties"]["publicIPAllocationMethod"] == "Static"
+    )
     body = {
         "location": LOCATION,
         "properties": {
@@ -238,18 +254,76 @@ def test_network_interface_create_with_public_ip(
             "ipConfigurations": [
                 {
                     "name": "ipconfig1",
-                    "properties": {"publicIPAddress": {"id": public_ip}, "subnet": {"id": network.subnet_id}},
+                    "properties": {
+                        "publicIPAddress": {"id": public_ip["id"]},
+                        "subnet": {"id": network.subnet_id},
+                    },
                 }
             ],
         },
     }
-    with pytest.raises(HttpResponseError) as raised:
+    nic = (
         clients.network.network_interfaces.begin_create_or_update(
             resource_group, "test-nic", body, api_version=NETWORK_API
         )
-    assert raised.value.status_code == 400
-    assert raised.value.error is not None and raised.value.error.code == "InvalidResourceReference"
-    assert public_ip in str(raised.value.error.message)
+        .result()
+        .as_dict()
+    )
+    assert_subset(
+        nic,
+        {
+            "name": "test-nic",
+            "id": _id(resource_group, "networkInterfaces/test-nic"),
+            "properties": {
+                "provisioningState": "Succeeded",
+                "enableAcceleratedNetworking": True,
+                "ipConfigurations": [
+                    {
+                        "name": "ipconfig1",
+                        "id": _id(resource_group, "networkInterfaces/test-nic/ipConfigurations/ipconfig1"),
+                        "properties": {
+                            "provisioningState": "Succeeded",
+                            "privateIPAllocationMethod": "Dynamic",
+                            "publicIPAddress": {"id": public_ip["id"]},
+                            "subnet": {"id": network.subnet_id},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    held = clients.network.public_ip_addresses.get(
+        resource_group, "test-ip", api_version=NETWORK_API
+    ).as_dict()
+    assert (
+        held["properties"]["ipConfiguration"]["id"].lower()
+        == nic["properties"]["ipConfigurations"][0]["id"].lower()
+    )
+    # One address, one holder; an address held is not deleted.
+    with pytest.raises(HttpResponseError) as taken:
+        clients.network.network_interfaces.begin_create_or_update(
+            resource_group, "other-nic", body, api_version=NETWORK_API
+        )
+    assert taken.value.error is not None and taken.value.error.code == "PublicIPAddressInUse"
+    with pytest.raises(HttpResponseError) as in_use:
+        clients.network.public_ip_addresses.begin_delete(resource_group, "test-ip", api_version=NETWORK_API)
+    assert in_use.value.error is not None and in_use.value.error.code == "PublicIPAddressInUseCannotBeDeleted"
+    # A Standard address is static.
+    with pytest.raises(HttpResponseError) as dynamic:
+        clients.network.public_ip_addresses.begin_create_or_update(
+            resource_group,
+            "dynamic-ip",
+            {
+                "location": LOCATION,
+                "sku": {"name": "Standard"},
+                "properties": {"publicIPAllocationMethod": "Dynamic"},
+            },
+            api_version=NETWORK_API,
+        )
+    assert (
+        dynamic.value.error is not None
+        and dynamic.value.error.code == "StandardSkuPublicIPAddressesMustBeStatic"
+    )
 
 
 @example("Network", "NetworkInterfaces_Get", "NetworkInterfaceGet")

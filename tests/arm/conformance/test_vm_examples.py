@@ -512,15 +512,44 @@ def test_vm_create_with_user_data(clients: ArmClients, resource_group: str, netw
     _refused(lambda: _create(clients, resource_group, "myVM", body), "InvalidParameter", "userData")
 
 
-@example(
-    "ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithADiffOsDisk", Outcome.REFUSED
-)
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithADiffOsDisk")
 def test_vm_create_with_an_ephemeral_os_disk(
-    clients: ArmClients, resource_group: str, network: Network
+    clients: ArmClients, resource_group: str, network: Network, rest: Rest
 ) -> None:
-    body = _linux_with_ssh(new_nic(clients, resource_group, network))
-    body["properties"]["storageProfile"]["osDisk"]["diffDiskSettings"] = {"option": "Local"}
-    _refused(lambda: _create(clients, resource_group, "myVM", body), "NotSupported", "diffDiskSettings")
+    """The example's marketplace `plan` (a data-science image) is refused as not emulated, so the
+    transcription uses a plain Windows image on the example's size."""
+    body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_DS1_v2"
+    storage = body["properties"]["storageProfile"]
+    storage["dataDisks"] = []
+    storage["osDisk"] = {
+        "caching": "ReadOnly",
+        "diffDiskSettings": {"option": "Local"},
+        "managedDisk": {"storageAccountType": "Standard_LRS"},
+        "createOption": "FromImage",
+        "name": "myVMosdisk",
+    }
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm["properties"]["storageProfile"]["osDisk"],
+        {
+            "osType": "Windows",
+            "caching": "ReadOnly",
+            "diffDiskSettings": {"option": "Local", "placement": "CacheDisk"},
+            "managedDisk": {"storageAccountType": "Standard_LRS"},
+            "createOption": "FromImage",
+            "name": "myVMosdisk",
+        },
+    )
+    # It lives on the host: no managed disk resource, and the VM is stopped, never deallocated.
+    assert "id" not in vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]
+    assert [d.name for d in clients.compute.disks.list_by_resource_group(resource_group)] == []
+    path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/myVM/deallocate")
+    refused = rest.http.post(path, params={"api-version": COMPUTE_API})
+    assert "ephemeral OS disk" in rest.error(refused, 409, "OperationNotAllowed")["message"]
+    # Read-write caching is refused.
+    storage["osDisk"]["caching"] = "ReadWrite"
+    _refused(lambda: _create(clients, resource_group, "otherVM", body), "InvalidParameter", "ReadOnly")
 
 
 @example(
