@@ -598,6 +598,9 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     # nothing for a request it refuses.
     if existing is not None:
         _refuse_fixed_changes(existing["properties"], props)
+    old_size = (((existing or {}).get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
+    if existing is None or str(old_size).lower() != size.lower():
+        vm_profile.check_size_offered(rid, size, body.get("location") or (existing or {}).get("location"))
     hardware: dict[str, Any] = {"vmSize": size}
     sized = vm_profile.size_properties(size, props.get("hardwareProfile") or {})
     if sized:

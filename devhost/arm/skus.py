@@ -18,7 +18,7 @@ from typing import Any, Final
 from devhost.arm.errors import ArmError
 from devhost.arm.service import Answer
 
-REGIONS: Final = ("westeurope", "northeurope", "eastus", "westus2")
+REGIONS: Final = ("westeurope", "northeurope", "eastus", "westus", "westus2")
 ZONES: Final = ("1", "2", "3")
 
 
@@ -41,6 +41,8 @@ class VmSku:
 
 VM_SKUS: Final = (
     VmSku("Standard_A2_v2", "standardAv2Family", 2, 4, 4, premium_io=False),
+    VmSku("Standard_D1_v2", "standardDv2Family", 1, 3.5, 4, premium_io=False),
+    VmSku("Standard_D2_v2", "standardDv2Family", 2, 7, 8, premium_io=False),
     VmSku("Standard_B1s", "standardBSFamily", 1, 1, 2, zone_restricted=(("westeurope", ("3",)),)),
     VmSku("Standard_B1ms", "standardBSFamily", 1, 2, 2),
     VmSku("Standard_B2s", "standardBSFamily", 2, 4, 4),

@@ -14,7 +14,8 @@ import binascii
 from typing import Any, Final
 
 from devhost.arm import ids
-from devhost.arm.errors import invalid_parameter
+from devhost.arm.errors import ArmError, invalid_parameter
+from devhost.arm.ids import ResourceId
 from devhost.arm.validation import not_emulated
 
 USER_DATA_MAX_BYTES: Final = 64 * 1024
@@ -28,6 +29,30 @@ def _size_capabilities(size: str) -> tuple[int, int] | None:
         if sku.name.lower() == size.lower():
             return sku.vcpus, 1 if sku.vcpus == 1 else 2
     return None
+
+
+def check_size_offered(vm: ResourceId, size: str, location: Any) -> None:
+    """A VM is made only in a size the region offers this subscription (the Resource SKUs list): a
+    size listed there with a `Location` restriction, or not offered in the region, is Azure's 409
+    `SkuNotAvailable`; a size or region the local table does not hold is refused as not emulated."""
+    from devhost.arm import skus  # the SKU table imports the service, which imports this module
+
+    region = str(location or "").replace(" ", "").lower()
+    sku = next((s for s in skus.VM_SKUS if s.name.lower() == size.lower()), None)
+    if sku is None:
+        raise not_emulated(
+            f"properties.hardwareProfile.vmSize {size} (not in the local SKU table)", ids.VIRTUAL_MACHINE
+        )
+    if region not in skus.REGIONS:
+        raise not_emulated(f"location {location} (not in the local SKU table)", ids.VIRTUAL_MACHINE)
+    if region in sku.not_offered_in or region in sku.restricted_in:
+        raise ArmError(
+            409,
+            "SkuNotAvailable",
+            f"The requested size for resource '{vm.arm_id}' is currently not available in location '{region}' "
+            f"zones '' for subscription '{vm.subscription}'. Please try another size or deploy to a different "
+            "location or zones. See https://aka.ms/azureskunotavailable for details.",
+        )
 
 
 def size_properties(size: str, hardware: dict[str, Any]) -> dict[str, int] | None:

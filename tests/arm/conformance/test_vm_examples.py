@@ -703,3 +703,23 @@ def test_extension_delete(clients: ArmClients, resource_group: str, vm: str) -> 
     operations.begin_delete(resource_group, vm, "myVMExtension", api_version=COMPUTE_API).result()
     with pytest.raises(ResourceNotFoundError):
         operations.get(resource_group, vm, "myVMExtension", api_version=COMPUTE_API)
+
+
+@pytest.mark.parametrize(
+    ("size", "status", "code"),
+    [
+        ("Standard_D4as_v5", 409, "SkuNotAvailable"),  # listed with a Location restriction
+        ("Standard_E16s_v5", 409, "SkuNotAvailable"),  # not offered in the region
+        ("Standard_Q99_v9", 400, "NotSupported"),  # no such size here
+    ],
+)
+def test_a_vm_is_made_only_in_a_size_the_region_offers(
+    clients: ArmClients, resource_group: str, network: Network, size: str, status: int, code: str
+) -> None:
+    body = _windows(new_nic(clients, resource_group, network), size, "Standard_LRS")
+    body["location"] = "westeurope"
+    with pytest.raises(HttpResponseError) as refused:
+        _create(clients, resource_group, "myVM", body)
+    assert refused.value.status_code == status and refused.value.error is not None
+    assert refused.value.error.code == code
+    assert [d.name for d in clients.compute.disks.list_by_resource_group(resource_group)] == []
