@@ -199,6 +199,20 @@ class PushStepStatus(StrEnum):
     NOT_RUN = "NotRun"
 
 
+# From this agent version a VSS provider that fails to install leaves the installation in Warning
+# (crash-consistent points still work); before it, the installation fails and is undone.
+VSS_WARNING_FROM: Final = (9, 23)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def vss_failure_is_warning(agent_version: str) -> bool:
+    """The VSS provider rule, shared by the appliance (undo or keep) and the control plane (the job)."""
+    return version_key(agent_version)[:2] >= VSS_WARNING_FROM
+
+
 class PushInstallRequest(WireModel):
     """Install (or update) the Mobility service on a source server from a catalog installer.
 
