@@ -90,7 +90,7 @@ def register(endpoint: str, passphrase_file: str, key_file: str | None, machine_
 
 def heartbeat() -> int:
     config = json.loads((ETC / "agent.json").read_text())
-    body = {
+    body: dict[str, object] = {
         "version": version(),
         "health": "Healthy",
         "hostname": socket.gethostname(),
