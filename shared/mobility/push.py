@@ -47,6 +47,9 @@ LINUX_INSTALL_LOCATION = "/usr/local/ASR"
 WINDOWS_INSTALL_LOCATION = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
 # The installer is read once, right after the command is queued; the SAS outlives the command's wait.
 INSTALLER_SAS_LIFETIME = timedelta(hours=2)
+# The orchestration reads the command's answer this often, and gives the appliance this long.
+POLL_SECONDS = 10.0
+ANSWER_TIMEOUT_SECONDS = 30 * 60.0
 # Catalog codes the appliance reports a step with, beyond the published ids (they are entries too).
 UNKNOWN_EXIT_CODE = "MCP-5999"
 OTHER_VSS_EXIT_CODE = "MCP-5599"
@@ -189,6 +192,18 @@ def queue_push(
         push=request.model_copy(update={"installer_url": url}),
         now=now,
     )
+
+
+def mark_started(repos: Repositories, job_id: str, *, now: datetime) -> Job:
+    """The job's first step in progress: the appliance has been asked."""
+    return jobs.start_step(repos, job_id, STEPS[0].value, now=now)
+
+
+def push_command(repos: Repositories, machine_id: str, job_id: str) -> ApplianceCommand | None:
+    """The job's command as stored (2 point reads: the machine, for its appliance; the command)."""
+    machine = repos.machines.require(machine_id).item
+    found = repos.commands.get(push_command_id(job_id), machine.appliance_id)
+    return found.item if found is not None else None
 
 
 # --- the outcome --------------------------------------------------------------------------------------
