@@ -1,6 +1,7 @@
 """Push installation of the Mobility service end to end: the API records job InstallMobilityService, the
 appliance carries it out over SSH/SFTP on a real Debian server (sshd in a chroot), the agent the project
-builds installs, registers and heartbeats its version, which the machine's mobility view shows. The
+builds installs, registers and heartbeats its version, which the machine's mobility view shows; an update
+moves it to the newest catalog installer. The
 errors are tried for real, each ending the job with its catalog error and nothing left on the server:
 a wrong password, a non-root account, an unreachable server, less than 100 MB free."""
 
@@ -111,7 +112,9 @@ def _steps(job: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["status"] for s in job["steps"]}
 
 
-def test_push_installs_registers_and_the_agent_heartbeats_its_version(pushing: Pushing) -> None:
+def test_push_installs_registers_and_the_agent_heartbeats_its_version(
+    pushing: Pushing, tmp_path: Path
+) -> None:
     job = pushing.push(credentialName="root-ok")
     assert job["status"] == "Succeeded", job
     assert job["kind"] == "InstallMobilityService"
@@ -127,6 +130,16 @@ def test_push_installs_registers_and_the_agent_heartbeats_its_version(pushing: P
     agent = view.json()["agent"]
     assert agent["version"] == VERSION and agent["health"] == "Healthy"
     assert agent["lastHeartbeatAt"] is not None
+
+    # The update takes the newest catalog installer and leaves the agent running at its version.
+    newer = build("9.61.0.0", "DEBIAN9-64", "20261203", tmp_path / "newer")
+    uploaded = pushing.operator.call("PUT", f"/mobility/installers/{newer.name}", content=newer.read_bytes())
+    assert uploaded.status_code == 201, uploaded.text
+    updated = pushing.push("update", credentialName="root-ok")
+    assert updated["status"] == "Succeeded", updated
+    assert (installed / "etc/version").read_text().strip() == "9.61.0.0"
+    view = pushing.operator.call("GET", f"/machines/{pushing.machine_id}/mobility")
+    assert view.json()["agent"]["version"] == "9.61.0.0"
     pushing.server.chroot("/usr/local/ASR/Vx/bin/svagent", "stop")
     pushing.server.chroot("/usr/local/ASR/Vx/bin/uninstall.sh")
 
