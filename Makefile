@@ -83,7 +83,7 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli
+	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli agent
 	$(VENV)/bin/lint-imports
 
 bench: deps
