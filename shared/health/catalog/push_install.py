@@ -430,6 +430,21 @@ PUSH_INSTALL_ENTRIES: tuple[CatalogEntry, ...] = (
         anchor="",
     ),
     _push(
+        "MCP-5005",
+        "PushWindowsNotSupported",
+        "The appliance cannot push the Mobility service to a Windows server",
+        "Install the agent on the Windows server by hand (GET .../mobility/install-command).",
+        (
+            "Pushing to Windows needs file sharing and WMI from the appliance; this appliance pushes only to "
+            "Linux servers, over SSH and SFTP.",
+        ),
+        (
+            "Get the commands with GET /api/machines/<id>/mobility/install-command and run them on the server "
+            "in an elevated command prompt; the agent then registers with the passphrase.",
+        ),
+        anchor="",
+    ),
+    _push(
         "MCP-5999",
         "InstallerExitCodeUnknown",
         "The Mobility service installer failed with an exit code nobody documents",
