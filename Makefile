@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_QUIET := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: all deps demo test test-fast up down status lint bench infra-check clean lock package agent-packages
+.PHONY: all deps demo test test-fast up down status lint bench infra-check clean lock package agent-packages \
+	mobility-installer
 
 all: test
 
@@ -53,6 +54,14 @@ deps: $(VENV)/.installed node_modules/.installed .devhost/.system-deps .devhost/
 package: $(VENV)/.installed .devhost/.agent-packages
 	$(PY) scripts/package.py --output dist/app.zip
 
+# The Mobility service installer from the project's agent package (agent/), named as the vendor names
+# its installers: dist/Microsoft-ASR_UA_<version>_<OS>_GA_<date>_release.tar.gz. Upload it to the catalog
+# (PUT /api/mobility/installers/<name>) to push it to servers of that OS.
+MOBILITY_VERSION ?= 9.60.0.0
+MOBILITY_OS ?= DEBIAN9-64
+mobility-installer: $(VENV)/.installed
+	$(PY) scripts/build_mobility_installer.py --version $(MOBILITY_VERSION) --os $(MOBILITY_OS) --out dist
+
 demo: deps
 	$(PY) -m devhost demo
 
@@ -74,7 +83,7 @@ status: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli
+	$(VENV)/bin/mypy shared hydration appliance bench functions orchestrators cli agent
 	$(VENV)/bin/lint-imports
 
 bench: deps

@@ -24,6 +24,8 @@ from orchestrators.hydration import activities as hydration_activities
 from orchestrators.hydration import orchestrator as hydration
 from orchestrators.migration import activities as migration_activities
 from orchestrators.migration import cutover, test_migration
+from orchestrators.mobility import activities as mobility_activities
+from orchestrators.mobility import orchestrator as push_install
 from orchestrators.replication import orchestrator as machine_replication
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -51,5 +53,7 @@ for blueprint in (
     after_failover.bp,
     reverse_flow.bp,
     failback_activities.bp,
+    push_install.bp,
+    mobility_activities.bp,
 ):
     app.register_functions(blueprint)

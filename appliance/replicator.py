@@ -36,6 +36,7 @@ from appliance.blocks import BlockSource, ImageFile, Range, merge_ranges, nonzer
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.hrl import HyperVChangeTracker, ReplicationLog, ReplicationLogCorrupt, live_log_path
+from appliance.push import PushInstaller
 from appliance.upload import CycleUpload, DiskCycle, UploadDestination, UploadOptions, upload_cycle
 from shared.domain.command import (
     REVERSE_KINDS,
@@ -44,6 +45,7 @@ from shared.domain.command import (
     ChangedBlocks,
     CommandAnswer,
     CommandError,
+    CommandKind,
     HashDiskBlocks,
     PowerOffMachine,
     PowerOnMachine,
@@ -91,6 +93,8 @@ class MachineReplicator:
     events: ApplianceEvents
     flavour: Flavour = "vmware"
     upload: UploadOptions = field(default_factory=UploadOptions)
+    # Pushes the Mobility service to this machine when asked; without it such a command is left pending.
+    push: PushInstaller | None = None
 
     def __post_init__(self) -> None:
         self._state_path = self.disks[0].path.with_name(f".{self.machine_id}.replication.json")
@@ -197,6 +201,13 @@ class MachineReplicator:
                 continue
             if command["kind"] in REVERSE_KINDS:
                 api.acknowledge(command["id"], self.answer(ApplianceCommand.model_validate(command)))
+                continue
+            if command["kind"] == CommandKind.INSTALL_MOBILITY_SERVICE:
+                if self.push is not None:
+                    pushed = ApplianceCommand.model_validate(command)
+                    assert pushed.push is not None
+                    report = self.push.run(self.machine_id, pushed.id, pushed.push)
+                    api.acknowledge(command["id"], CommandAnswer(result=report))
                 continue
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")

@@ -1,5 +1,6 @@
 """Mobility service routes: the installer catalog and its OS resolution, a machine's manual install
-commands, the registration passphrase, and agent registration.
+commands, its push installation and update (job InstallMobilityService, carried out by its appliance),
+its agent's view, the registration passphrase, agent registration and the agents' heartbeats.
 
 Operators call them with a host key. An agent registering itself should be given a function key
 scoped to `register_mobility_agent` only; the passphrase in its body is what authenticates it.
@@ -7,22 +8,35 @@ scoped to `register_mobility_agent` only; the passphrase in its body is what aut
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from functions.http_errors import handle_errors, json_response, parse_body, path_id
-from orchestrators.blueprints import blueprint
+from functions.http_errors import (
+    accepted_job,
+    bearer_token,
+    handle_errors,
+    json_response,
+    new_job_id,
+    parse_body,
+    path_id,
+)
+from orchestrators.blueprints import durable_blueprint
+from orchestrators.mobility.contracts import PushInput
+from orchestrators.mobility.orchestrator import PUSH_INSTALL
 from shared.bootstrap import get_services
 from shared.domain.api import ErrorDetail, ErrorResponse
 from shared.domain.errors import ValidationFailed
-from shared.mobility import registration, service
+from shared.mobility import push, registration, service
 from shared.mobility.install_command import InstallCommandQuery
 from shared.mobility.installers import InstallerList, installers_container, list_installers, store_installer
 
-bp = blueprint()
+bp = durable_blueprint()
 
 RESOLVE_SEGMENT = "resolve"
 Q = TypeVar("Q", bound=BaseModel)
@@ -123,3 +137,84 @@ def register_mobility_agent(req: func.HttpRequest) -> func.HttpResponse:
     request = parse_body(req, registration.RegisterAgentRequest)
     registered = registration.register_agent(services.repos, services.hasher, request, now=services.clock())
     return json_response(registered, 201, NO_STORE)
+
+
+def _control_plane_url(req: func.HttpRequest) -> str:
+    """The API's base URL as the operator reached it: what the installed agent registers with."""
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/api"
+
+
+async def _push(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, *, update: bool
+) -> func.HttpResponse:
+    services = get_services()
+    machine_id = path_id(req, "machineId")
+    body = parse_body(req, push.PushInstallBody)
+    started = await asyncio.to_thread(
+        push.start_push_install,
+        services.repos,
+        installers_container(services.replicas),
+        machine_id,
+        body,
+        job_id=new_job_id(),
+        control_plane_url=_control_plane_url(req),
+        now=services.clock(),
+        update=update,
+    )
+    job_input = PushInput(
+        machine_id=machine_id,
+        job_id=started.job.id,
+        request=started.request,
+        poll_seconds=push.POLL_SECONDS,
+        timeout_seconds=push.ANSWER_TIMEOUT_SECONDS,
+    )
+    try:
+        await client.start_new(
+            PUSH_INSTALL, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: nothing would run the job, so end it before answering 500.
+        outcome = push.push_outcome(None, started.request, "PushApplianceDidNotAnswer")
+        await asyncio.to_thread(
+            push.end_push_job, services.repos, started.job.id, outcome, now=services.clock()
+        )
+        raise
+    return accepted_job(started.job, retry_after_seconds=int(push.POLL_SECONDS))
+
+
+@bp.route(route="machines/{machineId}/mobility/install", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def push_install_mobility(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _push(req, client, update=False)
+
+
+@bp.route(route="machines/{machineId}/mobility/update", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def push_update_mobility(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    return await _push(req, client, update=True)
+
+
+@bp.route(route="machines/{machineId}/mobility", methods=["GET"])
+@handle_errors
+def get_machine_mobility(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    agent = registration.machine_agent(services.repos, path_id(req, "machineId"))
+    return json_response(registration.MachineMobility(agent=agent))
+
+
+@bp.route(route="mobility/agents/heartbeat", methods=["POST"])
+@handle_errors
+def mobility_agent_heartbeat(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    beat = parse_body(req, registration.AgentHeartbeat)
+    status = registration.record_heartbeat(
+        services.repos, services.hasher, bearer_token(req), beat, now=services.clock()
+    )
+    return json_response(status)

@@ -68,8 +68,12 @@ from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
 from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
 from shared.mobility.os_support import OsResolution
+from shared.mobility.push import PushInstallBody
 from shared.mobility.registration import (
+    AgentHeartbeat,
     AgentRegistered,
+    AgentStatus,
+    MachineMobility,
     PassphraseIssued,
     PassphraseStatus,
     RegisterAgentRequest,
@@ -79,7 +83,7 @@ from shared.replication.delta_manifest import DeltaManifest
 
 bp = blueprint()
 
-Auth = Literal["operator", "appliance", "operatorOrAppliance", "agent"]
+Auth = Literal["operator", "appliance", "operatorOrAppliance", "agent", "agentCredential"]
 
 
 @dataclass(frozen=True)
@@ -432,6 +436,50 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "POST",
+        "machines/{machineId}/mobility/install",
+        "push_install_mobility",
+        "Push-install the Mobility service from the newest catalog installer for the machine's OS, through "
+        "its appliance (job InstallMobilityService: copy agent, check prerequisites, install agent, install "
+        "VSS provider, register); credentialName names a secret in the appliance's store, never the secret",
+        "operator",
+        AcceptedJob,
+        202,
+        PushInstallBody,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/mobility/update",
+        "push_update_mobility",
+        "Update the machine's Mobility service to the newest catalog installer, the same way as install",
+        "operator",
+        AcceptedJob,
+        202,
+        PushInstallBody,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "GET",
+        "machines/{machineId}/mobility",
+        "get_machine_mobility",
+        "The machine's Mobility agent: version, health and last heartbeat (null before it registers)",
+        "operator",
+        MachineMobility,
+        errors=(401, 404),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/heartbeat",
+        "mobility_agent_heartbeat",
+        "A registered Mobility agent's heartbeat: its version and health",
+        "agentCredential",
+        AgentStatus,
+        200,
+        AgentHeartbeat,
+        errors=(400, 401),
+    ),
+    Operation(
+        "POST",
         "mobility/passphrase",
         "rotate_mobility_passphrase",
         "Generate the registration passphrase, replacing any previous one; shown once",
@@ -478,6 +526,8 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "appliance": [{"functionKey": [], "applianceCredential": []}],
     # A Mobility agent registering: a key scoped to that function; the passphrase is in the body.
     "agent": [{"functionKey": []}],
+    # A registered Mobility agent: a key scoped to its functions and its own credential.
+    "agentCredential": [{"functionKey": [], "agentCredential": []}],
     # Either an operator (key only) or an appliance (key + its credential).
     "operatorOrAppliance": [{"functionKey": []}, {"functionKey": [], "applianceCredential": []}],
 }
@@ -676,6 +726,11 @@ def build_document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "the credential returned when the appliance registered",
+                },
+                "agentCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the credential returned when the Mobility agent registered",
                 },
             },
         },

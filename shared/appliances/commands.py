@@ -14,6 +14,7 @@ from shared.domain.command import (
     CommandAnswer,
     CommandKind,
     CommandStatus,
+    PushInstallRequest,
     ReverseRequest,
 )
 from shared.domain.cycle import CycleKind
@@ -44,6 +45,28 @@ def queue_command(
         kind=kind,
         disk_id=disk_id,
         cycle_kind=CycleKind(cycle_kind) if cycle_kind else None,
+        created_at=now,
+    )
+    return _add_once(repos, command)
+
+
+def queue_command_of(
+    repos: Repositories,
+    *,
+    command_id: str,
+    machine_id: str,
+    kind: CommandKind,
+    push: PushInstallRequest,
+    now: datetime,
+) -> ApplianceCommand:
+    """Queue a command that carries its request (InstallMobilityService); as `queue_command`."""
+    machine = repos.machines.require(machine_id).item
+    command = ApplianceCommand(
+        id=command_id,
+        appliance_id=machine.appliance_id,
+        machine_id=machine_id,
+        kind=kind,
+        push=push,
         created_at=now,
     )
     return _add_once(repos, command)

@@ -44,6 +44,7 @@ class CommandKind(StrEnum):
     APPLY_REVERSE_MANIFEST = "ApplyReverseManifest"
     HASH_DISK_BLOCKS = "HashDiskBlocks"
     REPORT_CHANGED_BLOCKS = "ReportChangedBlocks"
+    INSTALL_MOBILITY_SERVICE = "InstallMobilityService"
 
 
 class CommandStatus(StrEnum):
@@ -177,6 +178,77 @@ REVERSE_KINDS: Final = frozenset(
 )
 
 
+# --- the push installation of the Mobility service -------------------------------------------------
+
+
+class PushStep(StrEnum):
+    """The push installation's steps, in order."""
+
+    COPY_AGENT = "Copy agent"
+    CHECK_PREREQUISITES = "Check prerequisites"
+    INSTALL_AGENT = "Install agent"
+    INSTALL_VSS_PROVIDER = "Install VSS provider"
+    REGISTER = "Register"
+
+
+class PushStepStatus(StrEnum):
+    SUCCEEDED = "Succeeded"
+    WARNING = "Warning"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"  # the VSS provider on Linux; every step after a failed one
+    NOT_RUN = "NotRun"
+
+
+# From this agent version a VSS provider that fails to install leaves the installation in Warning
+# (crash-consistent points still work); before it, the installation fails and is undone.
+VSS_WARNING_FROM: Final = (9, 23)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def vss_failure_is_warning(agent_version: str) -> bool:
+    """The VSS provider rule, shared by the appliance (undo or keep) and the control plane (the job)."""
+    return version_key(agent_version)[:2] >= VSS_WARNING_FROM
+
+
+class PushInstallRequest(WireModel):
+    """Install (or update) the Mobility service on a source server from a catalog installer.
+
+    The credential is a secret's name in the appliance's own secret store, never the secret: the
+    control plane never holds the server's password. So is the registration passphrase."""
+
+    installer_name: str = Field(min_length=1)
+    installer_url: str = Field(min_length=1, description="the installer blob's short-lived read SAS")
+    installer_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    agent_version: str = Field(min_length=1, description="from the installer's name")
+    windows: bool = Field(description="a Windows server (WMI/SMB); else Linux over SSH/SFTP")
+    server_address: str = Field(min_length=1, description="where the appliance reaches the server")
+    server_port: int = Field(default=22, ge=1, le=65535)
+    credential_name: str = Field(min_length=1, max_length=127)
+    passphrase_name: str = Field(min_length=1, max_length=127)
+    install_location: str = Field(min_length=1)
+    control_plane_url: str = Field(min_length=1, description="what the agent registers with")
+    update: bool = False
+
+
+class PushStepReport(WireModel):
+    step: PushStep
+    status: PushStepStatus
+    code: str | None = Field(default=None, description="the catalog code of a failed or warning step")
+    message: str = ""
+    exit_code: int | None = Field(default=None, description="the installer's, when it ran")
+    log_path: str | None = Field(default=None, description="the installer's log on the server")
+
+
+class PushInstallReport(WireModel):
+    kind: Literal[CommandKind.INSTALL_MOBILITY_SERVICE] = CommandKind.INSTALL_MOBILITY_SERVICE
+    steps: list[PushStepReport]
+    agent_version: str | None = Field(default=None, description="the version the agent reports, installed")
+    agent_id: str | None = None
+
+
 # --- answers ----------------------------------------------------------------------------------------
 
 
@@ -260,7 +332,8 @@ class ChangedBlocks(WireModel):
 
 
 CommandResult = Annotated[
-    PowerChanged | ReverseManifestApplied | BlockHashes | ChangedBlocks, Field(discriminator="kind")
+    PowerChanged | ReverseManifestApplied | BlockHashes | ChangedBlocks | PushInstallReport,
+    Field(discriminator="kind"),
 ]
 
 
@@ -308,6 +381,9 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
     since_cycle_id: str | None = Field(
         default=None, description="ReportChangedBlocks: the forward cycle the changes are counted from"
     )
+    push: PushInstallRequest | None = Field(
+        default=None, description="InstallMobilityService: what to install"
+    )
     status: CommandStatus = CommandStatus.PENDING
     created_at: datetime
     acknowledged_at: datetime | None = None
@@ -322,6 +398,8 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
             raise FieldValueError("diskId", "a ResyncDisk command names the disk to resync")
         if self.kind in REVERSE_KINDS:
             self.request()  # the same checks as the typed request's
+        if (self.kind is CommandKind.INSTALL_MOBILITY_SERVICE) != (self.push is not None):
+            raise FieldValueError("push", "an InstallMobilityService command, and only it, carries push")
         return self
 
     def request(self) -> ReverseRequest:

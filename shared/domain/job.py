@@ -27,6 +27,7 @@ class JobKind(StrEnum):
     PLANNED_FAILOVER = "PlannedFailover"
     CANCEL_PLANNED_FAILOVER = "CancelPlannedFailover"
     REPROTECT = "Reprotect"
+    INSTALL_MOBILITY_SERVICE = "InstallMobilityService"
 
 
 class JobStatus(StrEnum):

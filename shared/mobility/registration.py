@@ -55,6 +55,9 @@ class MobilityAgent(WireModel):
     credential_hash: str
     registered_at: datetime
     passphrase_generation: int
+    version: str | None = Field(default=None, description="the agent's version, from its last heartbeat")
+    health: str | None = Field(default=None, description="the agent's own health, from its last heartbeat")
+    last_heartbeat_at: datetime | None = None
 
 
 class PassphraseIssued(WireModel):
@@ -250,3 +253,80 @@ def register_agent(
         bios_uuid=agent.bios_uuid,
         registered_at=now,
     )
+
+
+# --- the agent's heartbeat ---------------------------------------------------------------------------
+
+
+class AgentHeartbeat(RequestModel):
+    """POST /api/mobility/agents/heartbeat, with `Authorization: Bearer <agent credential>`."""
+
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+(\.[0-9]+){1,3}$")
+    health: Literal["Healthy", "Warning", "Critical"] = "Healthy"
+    hostname: str | None = Field(default=None, max_length=255)
+    os: str | None = Field(default=None, max_length=256, description="the server's OS as the agent sees it")
+
+
+class AgentStatus(WireModel):
+    """The Mobility agent of a machine, as the machine's mobility view shows it."""
+
+    agent_id: str
+    machine_id: str | None
+    version: str | None
+    health: str | None
+    registered_at: datetime
+    last_heartbeat_at: datetime | None
+
+
+class MachineMobility(WireModel):
+    """GET /api/machines/{id}/mobility: the machine's Mobility agent, if one registered."""
+
+    agent: AgentStatus | None
+
+
+def authenticate_agent(
+    repos: Repositories, hasher: CredentialHasher, credential: str | None
+) -> MobilityAgent:
+    """The agent a credential belongs to (one point read, scrypt verify), or 401 without saying why."""
+    if not credential:
+        raise Unauthorized("agent credential missing: send 'Authorization: Bearer <credential>'")
+    parsed = parse_credential(credential)
+    found = _agents(repos).get(parsed.appliance_id) if parsed.appliance_id.startswith("agent-") else None
+    if not hasher.verify(parsed.secret, found.item.credential_hash if found else None) or found is None:
+        raise Unauthorized("the agent credential is not valid: register the agent again")
+    return found.item
+
+
+def record_heartbeat(
+    repos: Repositories,
+    hasher: CredentialHasher,
+    credential: str | None,
+    beat: AgentHeartbeat,
+    *,
+    now: datetime,
+) -> AgentStatus:
+    agent = authenticate_agent(repos, hasher, credential)
+
+    def apply(stored: MobilityAgent) -> None:
+        stored.version, stored.health, stored.last_heartbeat_at = beat.version, beat.health, now
+
+    updated, _ = _agents(repos).update_with_retry(agent.id, apply)
+    return _status(updated.item)
+
+
+def _status(agent: MobilityAgent) -> AgentStatus:
+    return AgentStatus(
+        agent_id=agent.id,
+        machine_id=agent.machine_id,
+        version=agent.version,
+        health=agent.health,
+        registered_at=agent.registered_at,
+        last_heartbeat_at=agent.last_heartbeat_at,
+    )
+
+
+def machine_agent(repos: Repositories, machine_id: str) -> AgentStatus | None:
+    """The agent registered with the machine's id (one point read), or None."""
+    repos.machines.require(machine_id)
+    found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
+    return _status(found.item) if found is not None else None

@@ -204,6 +204,9 @@ def test_numbering_scheme() -> None:
         elif family == "4":
             assert entry.origin is Origin.CONTROL_PLANE, entry.code
             assert entry.event_type is EventType.FAILOVER_FAILED, entry.code
+        elif family == "5":
+            # The push installation's: VSS exit codes, its own checks, an undocumented installer exit code.
+            assert entry.event_type is EventType.MOBILITY_INSTALL_FAILED, entry.code
         else:
             assert family in "23" and entry.origin is Origin.CONTROL_PLANE, entry.code
 

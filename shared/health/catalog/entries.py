@@ -16,6 +16,8 @@ Codes (docs/error-catalog.md has the table; `scripts/render_error_catalog.py` wr
   apply engine's exception codes (CycleDataMissing, ...) are aliases, so `match_domain_error` finds them.
 - MCP-3xxx: conditions the control plane detects itself: cycle sequence gap, RPO, appliance silence.
 - MCP-4xxx: failover failures Site Recovery publishes no id for (4001: any other failover step).
+- Site Recovery's push-installation ids (951xx, 953xx, 95524) and MCP-5xxx, the push installation's
+  errors it publishes no id for (VSS exit codes, our own checks): see `push_install.py`.
 - MCP-9999: anything unrecognised, kept verbatim.
 A code, once published, is never reused for a different error.
 
@@ -35,6 +37,7 @@ from shared.health.catalog.models import (
     Origin,
     Scope,
 )
+from shared.health.catalog.push_install import PUSH_INSTALL_ENTRIES
 
 # --- pieces several entries share ---------------------------------------------------------------
 
@@ -1510,6 +1513,7 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         cleared_by=ClearedBy.NEXT_CYCLE,
     ),
     *REVERSE_ENTRIES,
+    *PUSH_INSTALL_ENTRIES,
     CatalogEntry(
         code="MCP-9999",
         name="UnrecognizedError",

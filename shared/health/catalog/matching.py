@@ -80,6 +80,13 @@ def _generic(message: str, reported_code: str | None, matched_by: MatchedBy) -> 
     )
 
 
+_NOT_A_CYCLE: Final = (
+    EventType.FAILOVER_FAILED,
+    EventType.REPROTECT_FAILED,
+    EventType.MOBILITY_INSTALL_FAILED,
+)
+
+
 def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     """The catalog entry for an error the appliance reported (a CycleFailed event's code and message).
 
@@ -92,8 +99,10 @@ def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     found = _message_match(message)
     if reported is not None:
         entry = CATALOG.find(reported)
-        if entry is not None and entry.event_type in (EventType.FAILOVER_FAILED, EventType.REPROTECT_FAILED):
-            entry = None  # a failover's or reprotect's error, never a replication cycle's
+        if entry is not None and entry.event_type in _NOT_A_CYCLE:
+            entry = (
+                None  # a failover's, reprotect's or push installation's error, never a replication cycle's
+            )
         if entry is not None:
             refinable = entry.umbrella or entry.generic
             if refinable and found is not None and found[0].origin is entry.origin and found[0] is not entry:

@@ -38,7 +38,7 @@ class Scope(StrEnum):
 
 class EventType(StrEnum):
     """`Event.type` values. The first two are Azure Migrate's; the others are the control plane's health
-    events and the failure of a failover to Azure."""
+    events, the failure of a failover to Azure, of a reprotect and of a Mobility service installation."""
 
     REPLICATION_CYCLE_FAILED = "Replication cycle failed"
     REPLICATION_CYCLE_FAILED_FOR_DISK = "Replication cycle failed for disk"
@@ -46,6 +46,7 @@ class EventType(StrEnum):
     APPLIANCE_NOT_RESPONDING = "Appliance not responding"
     FAILOVER_FAILED = "Failover failed"
     REPROTECT_FAILED = "Reprotect failed"
+    MOBILITY_INSTALL_FAILED = "Mobility service installation failed"
 
 
 class Origin(StrEnum):

@@ -1,0 +1,40 @@
+"""Fixtures for push installation end to end: the whole local stack, an appliance, and a real Debian
+server with sshd in a chroot (see server.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import local_stack, new_appliance, operator
+from tests.e2e_mobility.server import SshServer, debootstrap
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
+
+__all__ = ["local_stack", "new_appliance", "operator"]
+
+
+@pytest.fixture(scope="session")
+def debian_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for debootstrap, chroot and loop devices")
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed: run scripts/install-system-deps.sh")
+    return debootstrap(tmp_path_factory.mktemp("server") / "rootfs")
+
+
+@pytest.fixture(scope="module")
+def server(debian_rootfs: Path) -> Iterator[SshServer]:
+    ssh = SshServer(debian_rootfs)
+    ssh.start()
+    try:
+        yield ssh
+    finally:
+        ssh.stop()
+
+
+__all__ += ["debian_rootfs", "server"]
