@@ -372,6 +372,26 @@ def check_disk_deletable(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:
     owner = disk_owner(arm, rid.key)
     if owner is not None:
         raise ArmError(409, "OperationNotAllowed", f"Disk {doc['name']} is attached to VM {owner['id']}.")
+    if access.active_grants(doc):
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Disk {doc['name']} cannot be deleted while it has an active SAS (diskState ActiveSAS): end the "
+            "access (endGetAccess) first.",
+        )
+
+
+def refuse_start_with_exported_disk(arm: LocalArm, vm: Doc) -> None:
+    """A VM does not start while one of its disks is exported through a SAS: the export would change."""
+    for key in _vm_disk_keys(vm):
+        disk = arm.store.get(key)
+        if disk is not None and access.active_grants(disk):
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Cannot start VM '{vm['name']}': its disk '{disk['name']}' has an active SAS (diskState "
+                "ActiveSAS). End the access (endGetAccess) first.",
+            )
 
 
 def on_disk_deleted(arm: LocalArm, rid: ResourceId, doc: Doc) -> None:

@@ -557,6 +557,8 @@ class LocalArm:
             self._busy(rid)
             if action.lower() == "deallocate":
                 ephemeral_os_disk.refuse_deallocate(doc)
+            if action.lower() == "start":
+                compute.refuse_start_with_exported_disk(self, doc)
             if action.lower() == "start" and doc.get("_powerState") == "deallocated":
                 # A deallocated VM holds no cores: starting it allocates them again, against the quota.
                 compute.check_quota(self, size)

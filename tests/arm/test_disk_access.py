@@ -195,11 +195,27 @@ def test_grant_read_and_end_access(
         )
     # Write goes only to a disk created for upload (createOption Upload), never to a disk with data.
     assert upload.value.status_code == 409 and "created for upload" in str(upload.value)
+    # While the disk is exported its VM does not start.
+    with pytest.raises(HttpResponseError) as start:
+        clients.compute.virtual_machines.begin_start(rg, vm.name)
+    assert start.value.status_code == 409 and "active SAS" in str(start.value)
     clients.compute.disks.begin_revoke_access(rg, "guest-data").result()
     assert clients.compute.disks.get(rg, "guest-data").properties.disk_state == "Reserved"
     with pytest.raises(httpx.HTTPStatusError) as stopped:
         guest_write(local_arm.admin, vm.data_disk_id, 0, bytes(512))
     assert stopped.value.response.status_code == 409
+
+
+def test_a_disk_with_an_active_sas_is_not_deleted(clients: ArmClients, resource_group: str) -> None:
+    _empty_disk(clients, resource_group, "exported")
+    clients.compute.disks.begin_grant_access(
+        resource_group, "exported", cm.GrantAccessData(access="Read", duration_in_seconds=60)
+    ).result()
+    with pytest.raises(HttpResponseError) as delete:
+        clients.compute.disks.begin_delete(resource_group, "exported")
+    assert delete.value.status_code == 409 and "active SAS" in str(delete.value)
+    clients.compute.disks.begin_revoke_access(resource_group, "exported").result()
+    clients.compute.disks.begin_delete(resource_group, "exported").result()
 
 
 @dataclass
