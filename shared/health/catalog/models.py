@@ -46,6 +46,7 @@ class EventType(StrEnum):
     APPLIANCE_NOT_RESPONDING = "Appliance not responding"
     FAILOVER_FAILED = "Failover failed"
     REPROTECT_FAILED = "Reprotect failed"
+    PLANNED_FAILOVER_FAILED = "Planned failover failed"
 
 
 class Origin(StrEnum):
