@@ -35,6 +35,10 @@ from shared.domain.machine import Machine
 from shared.health import Failure, HealthSettings, record_failures, reset_health
 from shared.health.catalog import planned_failover_error
 from shared.jobs import lifecycle as jobs
+from shared.migration import resources
+from shared.migration.resource_kinds import parse_arm_id
+from shared.migration.resources import VmPower
+from shared.platform.arm_clients import ArmClients
 from shared.platform.repository import Repositories
 
 S = MachineState
@@ -352,3 +356,14 @@ def end_cancel(
             also=failed,
         )
     return jobs.finish(repos, job.id, JobStatus.FAILED, now=now, error=error, failed_step=step)
+
+
+# --- the Azure VM ---------------------------------------------------------------------------------
+
+
+def set_azure_vm_power(clients: ArmClients, vm_id: str, *, running: bool) -> VmPower:
+    """Start the failed-over VM, or stop and deallocate it (nothing is written to its disks then, and
+    its cores are released); a VM already in that state is left as it is. ArmError on a refusal."""
+    vm = parse_arm_id(vm_id)
+    operation = resources.start_vm if running else resources.deallocate_vm
+    return operation(clients, vm.resource_group, vm.name)
