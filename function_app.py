@@ -17,6 +17,8 @@ from functions import (
 )
 from orchestrators.failback import activities as failback_activities
 from orchestrators.failback import orchestrator as reverse_flow
+from orchestrators.failback import planned as planned_failback
+from orchestrators.failback import planned_activities as planned_failback_activities
 from orchestrators.failover import activities as failover_activities
 from orchestrators.failover import after as after_failover
 from orchestrators.failover import orchestrator as failover_flow
@@ -55,5 +57,7 @@ for blueprint in (
     failback_activities.bp,
     push_install.bp,
     mobility_activities.bp,
+    planned_failback.bp,
+    planned_failback_activities.bp,
 ):
     app.register_functions(blueprint)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from azure.storage.blob import ContainerClient
 from pydantic import BaseModel, ConfigDict
 
-from appliance import reverse
+from appliance import reverse, snapshots
 from appliance.blocks import BlockSource, ImageFile, Range, merge_ranges, nonzero_ranges
 from appliance.cbt import ALL_AREAS, ChangedBlockTracker, ChangeTrackingReset
 from appliance.control_plane import ApplianceApi, ApplianceEvents
@@ -46,11 +46,15 @@ from shared.domain.command import (
     CommandAnswer,
     CommandError,
     CommandKind,
+    DeleteDiskSnapshots,
     HashDiskBlocks,
+    PowerChanged,
     PowerOffMachine,
     PowerOnMachine,
     PowerState,
     ReportChangedBlocks,
+    RevertDisks,
+    SnapshotDisks,
 )
 from shared.domain.cycle import CycleKind
 
@@ -95,6 +99,11 @@ class MachineReplicator:
     upload: UploadOptions = field(default_factory=UploadOptions)
     # Pushes the Mobility service to this machine when asked; without it such a command is left pending.
     push: PushInstaller | None = None
+    # Test hook: a command kind answered with this error instead of being carried out (a fault at
+    # "power on", a cancel's revert that fails...). Remove the entry to let the next attempt succeed.
+    faults: dict[CommandKind, str] = field(default_factory=dict)
+    # The local hypervisor boots a powered-on guest at once; False plays a guest that never heartbeats.
+    guest_boots: bool = True
 
     def __post_init__(self) -> None:
         self._state_path = self.disks[0].path.with_name(f".{self.machine_id}.replication.json")
@@ -107,6 +116,8 @@ class MachineReplicator:
         self._hyperv: dict[str, HyperVChangeTracker] = {}
         self._cbt: dict[str, ChangedBlockTracker] = {}
         self.power = reverse.PowerSwitch(self.disks[0].path.parent, self.machine_id)
+        self.heartbeat = snapshots.GuestHeartbeat(self.disks[0].path.parent, self.machine_id)
+        self.disk_snapshots = snapshots.DiskSnapshots({d.disk_id: d.path for d in self.disks})
         self.apply_options = reverse.ReverseApplyOptions()
 
     # -- what the appliance reports
@@ -224,8 +235,16 @@ class MachineReplicator:
     def answer(self, command: ApplianceCommand) -> CommandAnswer:
         """Carry out one reverse-protection command and say what came of it."""
         request = command.request()
+        if request.kind in self.faults:
+            return CommandAnswer(
+                error=CommandError(
+                    code=f"Injected{request.kind.value}Fault", message=self.faults[request.kind]
+                )
+            )
         if isinstance(request, PowerOffMachine | PowerOnMachine):
-            return CommandAnswer(result=self.power.set(request))
+            return CommandAnswer(result=self._power(request))
+        if isinstance(request, SnapshotDisks | RevertDisks | DeleteDiskSnapshots):
+            return self._snapshots(request)
         if not any(d.disk_id == request.disk_id for d in self.disks):
             return CommandAnswer(
                 error=CommandError(
@@ -260,6 +279,33 @@ class MachineReplicator:
             )
         assert isinstance(request, ReportChangedBlocks)  # the union has no other member
         return CommandAnswer(result=self.changed_since(request.disk_id, request.since_cycle_id))
+
+    def _power(self, request: PowerOffMachine | PowerOnMachine) -> PowerChanged:
+        changed = self.power.set(request)
+        if isinstance(request, PowerOffMachine):
+            self.heartbeat.stop()
+            return changed
+        heard = self.heartbeat.last()
+        if heard is None and self.guest_boots:
+            heard = self.heartbeat.beat()
+        return changed.model_copy(update={"guest_heartbeat_at": heard})
+
+    def _snapshots(self, request: SnapshotDisks | RevertDisks | DeleteDiskSnapshots) -> CommandAnswer:
+        if isinstance(request, DeleteDiskSnapshots):
+            return CommandAnswer(result=self.disk_snapshots.delete(request))
+        if isinstance(request, RevertDisks) and self.power.state is not PowerState.OFF:
+            return CommandAnswer(
+                error=CommandError(
+                    code="OnPremisesMachineRunning",
+                    message=f"machine {self.machine_id} is running: power it off before its disks are reverted",
+                )
+            )
+        result, error = (
+            self.disk_snapshots.take(request)
+            if isinstance(request, SnapshotDisks)
+            else self.disk_snapshots.revert(request)
+        )
+        return CommandAnswer(result=result, error=error)
 
     def changed_since(self, disk_id: str, since_cycle_id: str) -> ChangedBlocks:
         """The ranges of `disk_id` written after cycle `since_cycle_id` was taken: those sent by the

@@ -1,29 +1,47 @@
 """Operator routes for protecting a failed-over machine back to on-premises (function keys, authLevel
 FUNCTION).
 
-POST /api/machines/{id}/reprotect   {"applianceId": <id>} -> 202, Location /api/jobs/{jobId}
+POST /api/machines/{id}/reprotect                {"applianceId": <id>} -> 202, Location /api/jobs/{jobId}
+POST /api/machines/{id}/planned-failover         -> 202: fail over to on-premises (PlannedFailover job)
+POST /api/machines/{id}/cancel-planned-failover  -> 202: undo it (CancelPlannedFailover job)
 
 The request records the machine's move to ReverseReprotecting, its reverse protection and the Reprotect
 job first (409 with `allowedOperations` unless the machine is FailoverCommitted, 404 for an unknown
 appliance, nothing written then), then starts the machine's reverse orchestration `reverse-{machineId}`,
-which runs the job and then the reverse cycles.
+which runs the job and then the reverse cycles. A planned failover and its cancel are recorded the same
+way (409 with `allowedOperations` in any other state, nothing written then) and run by that same
+orchestration between two cycles: it is woken if it waits for its next cycle, started if it has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.failback.contracts import ReprotectOutcome, ReverseInput, reverse_instance_id
+from orchestrators.failback.contracts import (
+    REVERSE_WAKE,
+    ReprotectOutcome,
+    ReverseInput,
+    reverse_instance_id,
+)
 from orchestrators.failback.orchestrator import REVERSE
 from shared.bootstrap import get_services
+from shared.failback import planned
 from shared.failback import service as failback
 
 bp = durable_blueprint()
+log = logging.getLogger(__name__)
+
+_ALIVE = {
+    df.OrchestrationRuntimeStatus.Running,
+    df.OrchestrationRuntimeStatus.Pending,
+    df.OrchestrationRuntimeStatus.ContinuedAsNew,
+}
 
 
 @bp.route(route="machines/{machineId}/reprotect", methods=["POST"])
@@ -61,3 +79,74 @@ async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient
         )
         raise
     return accepted_job(started.job, retry_after_seconds=10)
+
+
+async def _run_in_reverse_orchestration(
+    client: df.DurableOrchestrationClient, started: planned.FailbackStarted
+) -> None:
+    """Wake the machine's reverse orchestration (it reads the job from the machine), or start it."""
+    machine_id = started.machine.id
+    instance_id = reverse_instance_id(machine_id)
+    status = await client.get_status(instance_id)
+    if status is not None and status.runtime_status in _ALIVE:
+        try:
+            await client.raise_event(instance_id, REVERSE_WAKE, {"jobId": started.job.id})
+            return
+        except Exception as exc:  # it ended between the two calls: start it below
+            log.info("instance %s ended before it could be woken: %s", instance_id, exc)
+    job_input = ReverseInput(machine_id=machine_id, job_id=started.job.id, phase="cycles")
+    await client.start_new(REVERSE, instance_id=instance_id, client_input=job_input.model_dump(mode="json"))
+
+
+async def _failback_job(
+    client: df.DurableOrchestrationClient, started: planned.FailbackStarted, *, cancel: bool
+) -> func.HttpResponse:
+    try:
+        await _run_in_reverse_orchestration(client, started)
+    except Exception:
+        # Recorded but not run: end the job (a planned failover's end starts its cancel, which the next
+        # request or reverse episode runs), then answer 500.
+        services = get_services()
+        outcome = planned.FailbackOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_code="StartFailed",
+            error_message="the job's orchestration could not be started; run it again",
+        )
+        end = planned.end_cancel if cancel else planned.end_planned_failover
+        await asyncio.to_thread(end, services.repos, outcome, now=services.clock(), health=services.health)
+        raise
+    return accepted_job(started.job, retry_after_seconds=10)
+
+
+@bp.route(route="machines/{machineId}/planned-failover", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def planned_failover(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    services = get_services()
+    started = await asyncio.to_thread(
+        planned.start_planned_failover,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=new_job_id(),
+        now=services.clock(),
+    )
+    return await _failback_job(client, started, cancel=False)
+
+
+@bp.route(route="machines/{machineId}/cancel-planned-failover", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def cancel_planned_failover(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    services = get_services()
+    started = await asyncio.to_thread(
+        planned.start_cancel,
+        services.repos,
+        path_id(req, "machineId"),
+        job_id=new_job_id(),
+        now=services.clock(),
+    )
+    return await _failback_job(client, started, cancel=True)

@@ -368,6 +368,32 @@ OPERATIONS: tuple[Operation, ...] = (
         ReprotectRequest,
         errors=(400, 401, 404, 409),
     ),
+    Operation(
+        "POST",
+        "machines/{machineId}/planned-failover",
+        "planned_failover",
+        "Fail a reverse-replicating machine over to on-premises: pre-sync, stop the Azure VM, a final "
+        "reverse sync (nothing written in Azure is lost), copy the on-premises disks, power the on-premises "
+        "VM on and wait for its heartbeat; the machine then waits for commit or cancel and shows the "
+        "downtime. 409 without a reverse recovery point, with Critical health or in another state; a "
+        "failure cancels it by itself (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "machines/{machineId}/cancel-planned-failover",
+        "cancel_planned_failover",
+        "Undo a planned failover to on-premises: power the on-premises VM off, revert its disks to their "
+        "copies taken before power-on, re-attach them, start the Azure VM and resume reverse replication. "
+        "Allowed while it waits for commit and after a cancel failed; safe to run again (long operation)",
+        "operator",
+        AcceptedJob,
+        202,
+        errors=(400, 401, 404, 409),
+    ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
         "POST",

@@ -48,7 +48,7 @@ from shared.domain.command import (
 from shared.domain.errors import DomainError
 from shared.domain.failback import BaselineMethod
 from shared.domain.lifecycle import MachineState
-from shared.failback import data_path, snapshot_diff
+from shared.failback import data_path, planned, snapshot_diff
 from shared.failback import manifest as plans
 from shared.failback import service as reverse
 from shared.health import Failure, record_failures
@@ -403,6 +403,8 @@ def reverse_cycle_settings(payload: dict[str, Any]) -> dict[str, Any]:
                 for d in machine.reverse.disks
             ],
             job_id=machine.reverse.job_id,
+            failback_job_id=machine.active_job_id if machine.state in planned.FAILBACK_JOB_STATES else None,
+            failback_cancel=machine.state is MachineState.CANCELLING_PLANNED_FAILBACK,
         )
     )
 

@@ -17,6 +17,13 @@ def reverse_instance_id(machine_id: str) -> str:
     return f"reverse-{machine_id}"
 
 
+# The sub-orchestration that runs a PlannedFailover or CancelPlannedFailover job between two reverse
+# cycles (orchestrators/failback/planned.py), and the event that wakes the reverse orchestration from
+# its wait for the next cycle when such a job is recorded.
+FAILBACK_JOB = "failback_job_orchestrator"
+REVERSE_WAKE = "ReverseWake"
+
+
 class ReverseInput(Payload):
     """The reverse orchestration's input: first the Reprotect job, then one reverse cycle per episode
     (`continue_as_new` with the next sequence)."""
@@ -155,6 +162,10 @@ class CycleSettings(Payload):
     previous_snapshot_ids: dict[str, str] = Field(default_factory=dict)
     disks: list[DiskRef] = Field(default_factory=list)
     job_id: str = ""
+    failback_job_id: str | None = Field(
+        default=None, description="a PlannedFailover or CancelPlannedFailover job to run before any cycle"
+    )
+    failback_cancel: bool = Field(default=False, description="that job is a CancelPlannedFailover")
 
 
 class CycleFailure(Payload):
@@ -162,3 +173,11 @@ class CycleFailure(Payload):
     cycle_id: str
     error_code: str | None
     message: str
+
+
+class FailbackRun(Payload):
+    """The failback job sub-orchestration's input: the job the machine records as active."""
+
+    machine_id: str
+    job_id: str
+    cancel: bool = False

@@ -46,6 +46,8 @@ from orchestrators.failback.activities import (
     take_reverse_snapshots,
 )
 from orchestrators.failback.contracts import (
+    FAILBACK_JOB,
+    REVERSE_WAKE,
     ChangesRequest,
     CommandView,
     CommandWatch,
@@ -53,6 +55,7 @@ from orchestrators.failback.contracts import (
     CycleSettings,
     DiskSend,
     DiskSent,
+    FailbackRun,
     Fallback,
     PointRecord,
     Prune,
@@ -109,9 +112,29 @@ def reverse_orchestrator(context: df.DurableOrchestrationContext) -> Orchestrati
         return None
     ref = StepRef(machine_id=job.machine_id, job_id=job.job_id)
     settings = CycleSettings.model_validate((yield _call(context, reverse_cycle_settings, ref)))
+    if settings.failback_job_id is not None:
+        # A planned failover or its cancel runs here, between two cycles, so that no cycle writes the
+        # on-premises disks meanwhile. The next episode reads where it left the machine; cycles after it
+        # are named after it, so no cycle reuses an earlier one's name.
+        yield context.call_sub_orchestrator(
+            FAILBACK_JOB,
+            FailbackRun(
+                machine_id=job.machine_id, job_id=settings.failback_job_id, cancel=settings.failback_cancel
+            ).model_dump(mode="json"),
+            f"{context.instance_id}-{settings.failback_job_id}",
+        )
+        after = ReverseInput(machine_id=job.machine_id, job_id=settings.failback_job_id, phase="cycles")
+        context.continue_as_new(after.model_dump(mode="json"))
+        return None
     if not settings.active or not settings.replicating:
         return None
-    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=settings.interval_seconds))
+    timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=settings.interval_seconds))
+    wake = context.wait_for_external_event(REVERSE_WAKE)
+    if (yield context.task_any([timer, wake])) is wake:
+        # An operator's job waits (it is read from the machine, not from the event).
+        timer.cancel()
+        context.continue_as_new(job.model_dump(mode="json"))
+        return None
     sequence = job.sequence + 1
     cycle_id = f"{job.job_id[-40:]}-c{sequence}"
     try:

@@ -13,7 +13,7 @@ from shared.domain.appliance import ApplianceKind
 from shared.domain.command import ApplianceCommand
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.event import Event
-from shared.domain.failback import ReverseProtection
+from shared.domain.failback import PlannedFailback, ReverseProtection
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import Location, MachineState, Operation
@@ -135,6 +135,12 @@ class MachineDetail(MachineSummary):
         default=None,
         description="after a reprotect: the appliance, the disks, reverse recovery points and bytes processed, "
         "transferred and matched",
+    )
+    planned_failback: PlannedFailback | None = Field(
+        default=None,
+        description="a planned failover to on-premises until commit or cancel: its job, the final reverse "
+        "snapshots, the appliance's copies of the disks taken before power-on, and the downtime (the Azure "
+        "VM stopped -> the on-premises VM's first heartbeat)",
     )
     discovered_at: datetime
     updated_at: datetime

@@ -3,7 +3,9 @@
 Forward replication asks for cycles (RunCycle, ResyncDisk) and the source's shutdown. Reverse protection
 (the Azure VM replicated back to its on-premises machine) adds one typed request per step of its data
 path (`ReverseRequest`): power the on-premises machine off or on, apply a reverse manifest read from a
-snapshot's SAS URL, hash a disk's blocks, report the blocks changed since a forward cycle. A command is
+snapshot's SAS URL, hash a disk's blocks, report the blocks changed since a forward cycle. A planned
+failover to on-premises adds a copy of the machine's disks taken before it is powered on, restored by a
+cancel and deleted once it is no longer needed (SnapshotDisks, RevertDisks, DeleteDiskSnapshots). A command is
 stored flat (`ApplianceCommand`, the request's fields beside its kind), and the appliance acknowledges
 it with a `CommandAnswer`: the typed result of the kind it ran, or an error, or both when only part of
 the work was done.
@@ -45,6 +47,9 @@ class CommandKind(StrEnum):
     HASH_DISK_BLOCKS = "HashDiskBlocks"
     REPORT_CHANGED_BLOCKS = "ReportChangedBlocks"
     INSTALL_MOBILITY_SERVICE = "InstallMobilityService"
+    SNAPSHOT_DISKS = "SnapshotDisks"
+    REVERT_DISKS = "RevertDisks"
+    DELETE_DISK_SNAPSHOTS = "DeleteDiskSnapshots"
 
 
 class CommandStatus(StrEnum):
@@ -126,7 +131,38 @@ class PowerOffMachine(WireModel):
 
 
 class PowerOnMachine(WireModel):
+    """Power the on-premises machine on; the answer says when its guest's heartbeat was first seen."""
+
     kind: Literal[CommandKind.POWER_ON_MACHINE] = CommandKind.POWER_ON_MACHINE
+
+
+SnapshotName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="names the copy of every disk of the machine (the planned failover's job id)",
+    ),
+]
+
+
+class SnapshotDisks(WireModel):
+    """Copy each of the machine's disks as it is now (before it is powered on), under `snapshotName`.
+    A copy that exists already is kept as it is: taken again after power-on it would hold the wrong data."""
+
+    kind: Literal[CommandKind.SNAPSHOT_DISKS] = CommandKind.SNAPSHOT_DISKS
+    snapshot_name: SnapshotName
+
+
+class RevertDisks(WireModel):
+    """Make each disk byte for byte its copy `snapshotName` again (the machine must be off)."""
+
+    kind: Literal[CommandKind.REVERT_DISKS] = CommandKind.REVERT_DISKS
+    snapshot_name: SnapshotName
+
+
+class DeleteDiskSnapshots(WireModel):
+    kind: Literal[CommandKind.DELETE_DISK_SNAPSHOTS] = CommandKind.DELETE_DISK_SNAPSHOTS
+    snapshot_name: SnapshotName
 
 
 class ApplyReverseManifest(WireModel):
@@ -163,7 +199,14 @@ class ReportChangedBlocks(WireModel):
 
 
 ReverseRequest = Annotated[
-    PowerOffMachine | PowerOnMachine | ApplyReverseManifest | HashDiskBlocks | ReportChangedBlocks,
+    PowerOffMachine
+    | PowerOnMachine
+    | ApplyReverseManifest
+    | HashDiskBlocks
+    | ReportChangedBlocks
+    | SnapshotDisks
+    | RevertDisks
+    | DeleteDiskSnapshots,
     Field(discriminator="kind"),
 ]
 _REVERSE_REQUEST: TypeAdapter[ReverseRequest] = TypeAdapter(ReverseRequest)
@@ -174,6 +217,9 @@ REVERSE_KINDS: Final = frozenset(
         CommandKind.APPLY_REVERSE_MANIFEST,
         CommandKind.HASH_DISK_BLOCKS,
         CommandKind.REPORT_CHANGED_BLOCKS,
+        CommandKind.SNAPSHOT_DISKS,
+        CommandKind.REVERT_DISKS,
+        CommandKind.DELETE_DISK_SNAPSHOTS,
     }
 )
 
@@ -261,6 +307,42 @@ class PowerChanged(WireModel):
     kind: Literal[CommandKind.POWER_OFF_MACHINE, CommandKind.POWER_ON_MACHINE]
     power_state: PowerState
     changed: bool = Field(description="false: the machine already was in that state")
+    guest_heartbeat_at: datetime | None = Field(
+        default=None,
+        description="powered on: when the guest's heartbeat was first seen after power-on (absent: not yet)",
+    )
+
+
+class SnapshotMethod(StrEnum):
+    REFLINK = "reflink"  # the filesystem shares the blocks until either copy changes (FICLONE)
+    SPARSE = "sparse"  # a copy of the data extents only; holes stay holes
+
+
+class DiskSnapshot(WireModel):
+    disk_id: str
+    snapshot: str = Field(description="the copy's name on the appliance")
+    method: SnapshotMethod
+    bytes_copied: int = Field(ge=0, description="data bytes copied (0 for a reflink)")
+    already_taken: bool = Field(default=False, description="the copy existed: kept, not taken again")
+
+
+class DisksSnapshotted(WireModel):
+    kind: Literal[CommandKind.SNAPSHOT_DISKS] = CommandKind.SNAPSHOT_DISKS
+    snapshot_name: str
+    disks: list[DiskSnapshot]
+
+
+class DisksReverted(WireModel):
+    kind: Literal[CommandKind.REVERT_DISKS] = CommandKind.REVERT_DISKS
+    snapshot_name: str
+    disk_ids: list[str]
+    bytes_copied: int = Field(ge=0, description="data bytes copied (0 where reflinked)")
+
+
+class DiskSnapshotsDeleted(WireModel):
+    kind: Literal[CommandKind.DELETE_DISK_SNAPSHOTS] = CommandKind.DELETE_DISK_SNAPSHOTS
+    snapshot_name: str
+    deleted: list[str] = Field(description="the disks whose copy was deleted (none left: already gone)")
 
 
 class RangeOutcome(WireModel):
@@ -332,7 +414,14 @@ class ChangedBlocks(WireModel):
 
 
 CommandResult = Annotated[
-    PowerChanged | ReverseManifestApplied | BlockHashes | ChangedBlocks | PushInstallReport,
+    PowerChanged
+    | ReverseManifestApplied
+    | BlockHashes
+    | ChangedBlocks
+    | PushInstallReport
+    | DisksSnapshotted
+    | DisksReverted
+    | DiskSnapshotsDeleted,
     Field(discriminator="kind"),
 ]
 
@@ -384,6 +473,9 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
     push: PushInstallRequest | None = Field(
         default=None, description="InstallMobilityService: what to install"
     )
+    snapshot_name: str | None = Field(
+        default=None, description="SnapshotDisks, RevertDisks, DeleteDiskSnapshots: the disks' copy"
+    )
     status: CommandStatus = CommandStatus.PENDING
     created_at: datetime
     acknowledged_at: datetime | None = None
@@ -408,7 +500,7 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
             raise ValueError(f"{self.kind} is not a reverse-protection command")
         fields = self.model_dump(
             include={"kind", "disk_id", "snapshot_read_url", "reverse_cycle_id", "manifest", "block_size"}
-            | {"since_cycle_id"},
+            | {"since_cycle_id", "snapshot_name"},
             exclude_none=True,
         )
         return _REVERSE_REQUEST.validate_python(fields)

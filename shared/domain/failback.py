@@ -72,3 +72,57 @@ class ReverseProtection(WireModel):
     bytes_matched: int = Field(default=0, ge=0)
     last_point_at: datetime | None = None
     recovery_points: list[ReverseRecoveryPoint] = Field(default_factory=list)
+
+
+# --- planned failover to on-premises --------------------------------------------------------------
+
+
+class PlannedFailoverStep(StrEnum):
+    """The steps of a PlannedFailover job (Azure -> on-premises), in order."""
+
+    CHECK_PREREQUISITES = "Check prerequisites"
+    PRE_SYNC = "Pre-sync"
+    SHUT_DOWN_AZURE_VM = "Shut down the Azure VM"
+    FINAL_SYNC = "Final snapshot and final sync"
+    DETACH_DISKS = "Detach the disks from the appliance"
+    SNAPSHOT_ON_PREMISES = "Snapshot the on-premises disks"
+    POWER_ON_ON_PREMISES = "Power on the on-premises VM"
+    VERIFY_HEARTBEAT = "Verify heartbeat"
+
+
+class CancelPlannedFailoverStep(StrEnum):
+    """The steps of a CancelPlannedFailover job: each undoes one of the planned failover's, if it was done."""
+
+    POWER_OFF_ON_PREMISES = "Power off the on-premises VM"
+    REVERT_DISKS = "Revert the on-premises disks"
+    REATTACH_DISKS = "Re-attach the disks to the appliance"
+    START_AZURE_VM = "Start the Azure VM"
+    RESUME_REVERSE_REPLICATION = "Resume reverse replication"
+
+
+class PlannedFailback(WireModel):
+    """A planned failover to on-premises and what it did, so that a cancel undoes exactly that and a
+    commit deletes what remains in Azure. Written by the failback flow only (shared.failback)."""
+
+    job_id: str = Field(description="the PlannedFailover job")
+    final_snapshot_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Azure disk id -> its final reverse snapshot (the on-premises disk equals it); kept "
+        "until commit or cancel, and also each disk's `reverse.disks[].lastSnapshotId`",
+    )
+    pre_power_on_snapshots: dict[str, str] = Field(
+        default_factory=dict,
+        description="on-premises disk id -> the appliance's copy of it taken before power-on",
+    )
+    azure_vm_stopped_at: datetime | None = Field(default=None, description="the Azure VM was stopped")
+    on_premises_up_at: datetime | None = Field(
+        default=None, description="the on-premises VM's first heartbeat after power-on"
+    )
+    downtime_seconds: float | None = Field(
+        default=None, ge=0, description="from the Azure VM stopped to the on-premises VM's heartbeat"
+    )
+    disks_detached: bool = Field(
+        default=False, description="the appliance writes no more reverse manifests to the on-premises disks"
+    )
+    powered_on: bool = Field(default=False, description="the on-premises VM was powered on by the job")
+    cancel_job_id: str | None = Field(default=None, description="the latest cancel of it")

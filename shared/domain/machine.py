@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from shared.domain.cycle import Consistency, RecoveryPoint
-from shared.domain.failback import ReverseProtection
+from shared.domain.failback import PlannedFailback, ReverseProtection
 from shared.domain.failover import FailoverSettings
 from shared.domain.health import Health, HealthState, MachineError, upgrade_stored_health
 from shared.domain.inventory import MachineInventory
@@ -113,6 +113,11 @@ class Machine(WireModel):
     )
     reverse: ReverseProtection | None = Field(
         default=None, description="reverse protection to on-premises; written by the failback flow only"
+    )
+    failback: PlannedFailback | None = Field(
+        default=None,
+        description="the planned failover to on-premises, until it is committed or cancelled; written by "
+        "the failback flow only",
     )
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
     discovered_at: datetime

@@ -45,7 +45,16 @@ from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
-REVERSE_STATES = frozenset({MachineState.REVERSE_REPROTECTING, MachineState.REVERSE_REPLICATING})
+# The reverse data path is in place: reverse cycles run (ReverseReplicating), or a planned failback's
+# pre-sync and final sync (PlannedFailingBack) or its cancel (CancellingPlannedFailback) use it.
+REVERSE_STATES = frozenset(
+    {
+        MachineState.REVERSE_REPROTECTING,
+        MachineState.REVERSE_REPLICATING,
+        MachineState.PLANNED_FAILING_BACK,
+        MachineState.CANCELLING_PLANNED_FAILBACK,
+    }
+)
 
 
 class ReprotectRequest(RequestModel):

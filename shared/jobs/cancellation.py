@@ -56,6 +56,12 @@ REASONS: dict[JobKind, str] = {
     JobKind.REPAIR_REPLICATION: "a repair resynchronises the machine's disks with the replica, and "
     "stopping it half-way would leave the replica partly resynchronised; wait for it to finish "
     "(replication goes on meanwhile)",
+    JobKind.PLANNED_FAILOVER: "a planned failover to on-premises is not stopped with this route: wait for it "
+    "to finish, then undo it with POST /api/machines/{machine}/cancel-planned-failover (the Azure VM runs "
+    "again and reverse replication resumes); if it fails it is cancelled by itself",
+    JobKind.CANCEL_PLANNED_FAILOVER: "cancelling a planned failover cannot itself be cancelled (it is "
+    "restoring the machine); wait for it to finish; if it fails, run POST "
+    "/api/machines/{machine}/cancel-planned-failover again",
     JobKind.COMPLETE_MIGRATION: "completing a migration deletes the replica data, and stopping it "
     "half-way would leave some of it behind; wait for it to finish; if it fails, complete the migration "
     "again",

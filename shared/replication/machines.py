@@ -221,6 +221,7 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             **_failover_fields(machine),
             "cycle_in_progress": _cycle_in_progress(machine),
             "reverse_protection": machine.reverse,
+            "planned_failback": machine.failback,
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }

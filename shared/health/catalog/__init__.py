@@ -19,6 +19,7 @@ from shared.health.catalog.matching import (
     failover_error,
     match_appliance_error,
     match_domain_error,
+    planned_failover_error,
     render,
     reprotect_error,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "failover_error",
     "match_appliance_error",
     "match_domain_error",
+    "planned_failover_error",
     "render",
     "reprotect_error",
 ]

@@ -200,6 +200,10 @@ _REPROTECT_PLACEHOLDERS = {
     "step": "the Reprotect job's step, or 'Reverse cycle'",
     "reason": "the error as the appliance, Azure or the control plane reported it",
 }
+_PLANNED_PLACEHOLDERS = {
+    "step": "the job's step that failed",
+    "reason": "the error as the appliance, Azure or the control plane reported it",
+}
 _REPROTECT_LEFT_NOTHING = (
     "Nothing needs cleaning up: the reprotect ended read access and deleted the snapshots it had taken, "
     "and the machine is FailoverCommitted again, running in Azure. Once the cause is fixed, run the "
@@ -396,6 +400,63 @@ REVERSE_ENTRIES: tuple[CatalogEntry, ...] = (
             "A reprotect step failed for a reason the catalog has no other entry for; the reason is shown as reported.",
         ),
         ("Read the reason above and fix what it names.", _REPROTECT_LEFT_NOTHING),
+    ),
+    CatalogEntry(
+        code="MCP-3507",
+        name="PlannedFailoverFailed",
+        title="A planned failover to on-premises failed and is being cancelled",
+        action="Nothing to do now: the cancel runs by itself. Once it has, read the reason and plan the failover again.",
+        origin=Origin.CONTROL_PLANE,
+        template="Planned failover failed at step '{step}': {reason}. It is cancelled automatically.",
+        placeholders=_PLANNED_PLACEHOLDERS,
+        causes=(
+            "A step of the planned failover to on-premises failed: the appliance did not answer or refused a "
+            "command (power, disk copy), Azure refused to stop the VM, or the on-premises VM sent no "
+            "heartbeat in time.",
+        ),
+        recommendations=(
+            "Wait for the CancelPlannedFailover job that started by itself: it powers the on-premises VM "
+            "off, reverts its disks to the copy taken before power-on, re-attaches them to the appliance, "
+            "starts the Azure VM and resumes reverse replication.",
+            "Fix the cause the reason names, then run the planned failover again "
+            "(POST /api/machines/<id>/planned-failover).",
+        ),
+        severity=Severity.WARNING,
+        retryable=True,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.PLANNED_FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
+    CatalogEntry(
+        code="MCP-3508",
+        name="PlannedFailoverCancelFailed",
+        title="Cancelling a planned failover to on-premises failed",
+        action="Follow the recommended steps, then run cancel again. Do not disable replication.",
+        origin=Origin.CONTROL_PLANE,
+        template=(
+            "Cancelling the planned failover failed at step '{step}': {reason}. Run cancel again after the "
+            "recommended steps; do not disable replication."
+        ),
+        placeholders=_PLANNED_PLACEHOLDERS,
+        causes=(
+            "A step of the cancel failed: the appliance did not answer or could not power the on-premises "
+            "VM off or revert its disks, or Azure could not start the VM.",
+        ),
+        recommendations=(
+            "Check the appliance is running and connected (its heartbeat), that the on-premises VM can be "
+            "powered off on its host, and that the Azure VM can be started (quota, policy).",
+            "Then run cancel again (POST /api/machines/<id>/cancel-planned-failover): every step checks what "
+            "is already done, so running it again is safe.",
+            "Do not disable replication: the reverse snapshots and the disks' copies it keeps are what the "
+            "cancel restores the machine from.",
+        ),
+        severity=Severity.CRITICAL,
+        retryable=True,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.PLANNED_FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
     ),
 )
 

@@ -22,6 +22,15 @@ from shared.health.catalog.entries import ENTRIES
 from shared.health.catalog.models import Catalog, CatalogEntry, EventType, RenderedError
 
 CATALOG = Catalog(entries=ENTRIES)
+# A failover's, reprotect's or planned failback's error, never a replication cycle's.
+_NOT_CYCLE_ERRORS = frozenset(
+    {
+        EventType.FAILOVER_FAILED,
+        EventType.REPROTECT_FAILED,
+        EventType.PLANNED_FAILOVER_FAILED,
+        EventType.MOBILITY_INSTALL_FAILED,
+    }
+)
 
 
 class MatchedBy(StrEnum):
@@ -80,13 +89,6 @@ def _generic(message: str, reported_code: str | None, matched_by: MatchedBy) -> 
     )
 
 
-_NOT_A_CYCLE: Final = (
-    EventType.FAILOVER_FAILED,
-    EventType.REPROTECT_FAILED,
-    EventType.MOBILITY_INSTALL_FAILED,
-)
-
-
 def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     """The catalog entry for an error the appliance reported (a CycleFailed event's code and message).
 
@@ -99,10 +101,8 @@ def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     found = _message_match(message)
     if reported is not None:
         entry = CATALOG.find(reported)
-        if entry is not None and entry.event_type in _NOT_A_CYCLE:
-            entry = (
-                None  # a failover's, reprotect's or push installation's error, never a replication cycle's
-            )
+        if entry is not None and entry.event_type in _NOT_CYCLE_ERRORS:
+            entry = None  # a failover's, reprotect's or push installation's error, never a cycle's
         if entry is not None:
             refinable = entry.umbrella or entry.generic
             if refinable and found is not None and found[0].origin is entry.origin and found[0] is not entry:
@@ -330,6 +330,20 @@ def build_event(
         cycle_id=cycle_id or match.values.get("cycleId"),
         causes=list(rendered.causes),
         recommendations=list(rendered.recommendations),
+    )
+
+
+def planned_failover_error(step: str, *, reason: str, cancel: bool = False) -> CatalogMatch:
+    """The catalog entry for a planned failover to on-premises that failed at `step` (it is cancelled
+    automatically), or for its cancel that failed (the operator runs cancel again)."""
+    entry = CATALOG["PlannedFailoverCancelFailed" if cancel else "PlannedFailoverFailed"]
+    values = {"step": step, "reason": reason or "the step failed"}
+    return CatalogMatch(
+        entry=entry,
+        matched_by=MatchedBy.STEP,
+        message=render(entry, **values).message,
+        reported_code=None,
+        values=values,
     )
 
 

@@ -47,6 +47,7 @@ class EventType(StrEnum):
     FAILOVER_FAILED = "Failover failed"
     REPROTECT_FAILED = "Reprotect failed"
     MOBILITY_INSTALL_FAILED = "Mobility service installation failed"
+    PLANNED_FAILOVER_FAILED = "Planned failover failed"
 
 
 class Origin(StrEnum):

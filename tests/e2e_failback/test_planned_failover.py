@@ -1,0 +1,161 @@
+"""Planned failover to on-premises end to end on the local stack, one machine through every step: a real
+Ubuntu guest replicated, failed over, committed and protected back (reprotect); the Azure VM's guest
+writes; then a planned failover (the on-premises images equal the Azure disks at the final snapshot, the
+Azure VM is stopped, the on-premises VM runs, the downtime is reported), its cancel (the images are their
+pre-power-on copies again, the Azure VM runs, the next reverse cycle applies), a planned failover whose
+power-on fails and whose automatic cancel fails too (PlannedFailbackCancelFailed, Critical), a manual
+cancel, and a last planned failover that succeeds. The real appliance client answers every command."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from shared.domain.command import CommandKind, PowerState
+from shared.migration.resource_kinds import parse_arm_id
+from shared.migration.resources import PowerState as VmPowerState
+from shared.migration.resources import vm_power_state
+from tests.e2e.conftest import Appliance
+from tests.e2e_failback.test_reprotect import (
+    CHUNK,
+    DATA_DISK_BYTES,
+    _answer_until_points,
+    _committed,
+    _image,
+    _reprotect,
+    _reverse_points,
+    _run_with_appliance,
+    _scattered,
+)
+from tests.e2e_migration.conftest import GuestMachine, http_ok
+from tests.e2e_migration.guest_images import GuestImage
+from tests.e2e_migration.migration_client import MigrationClient
+from tests.support.guest_disk import guest_write
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
+
+PLANNED_STEPS = [
+    "Check prerequisites",
+    "Pre-sync",
+    "Shut down the Azure VM",
+    "Final snapshot and final sync",
+    "Detach the disks from the appliance",
+    "Snapshot the on-premises disks",
+    "Power on the on-premises VM",
+    "Verify heartbeat",
+]
+
+
+def _images(machine: GuestMachine) -> dict[str, bytes]:
+    return {d.disk_id: d.path.read_bytes() for d in machine.replicator.disks}
+
+
+def _equal_to_azure(client: MigrationClient, machine: GuestMachine, azure: dict[str, str]) -> bool:
+    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
+    for disk_id, azure_disk in azure.items():
+        size = DATA_DISK_BYTES if disk_id == "data" else on_premises[disk_id].stat().st_size
+        if _image(on_premises[disk_id], size) != _image(client.disk_image(azure_disk), size):
+            return False
+    return True
+
+
+def _vm_power(client: MigrationClient, vm_id: str) -> VmPowerState:
+    vm = parse_arm_id(vm_id)
+    return vm_power_state(client.arm, vm.resource_group, vm.name)
+
+
+def _planned_failover(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+    job_id = client.start(f"/machines/{machine.id}/planned-failover")
+    return _run_with_appliance(client, machine, job_id, timeout=300)
+
+
+def _cancel(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+    job_id = client.start(f"/machines/{machine.id}/cancel-planned-failover")
+    return _run_with_appliance(client, machine, job_id, timeout=300)
+
+
+def _azure_writes(client: MigrationClient, azure_data: str, rng: random.Random, count: int) -> None:
+    for offset in _scattered(rng, DATA_DISK_BYTES, count, 2 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
+
+
+def test_planned_failover_cancel_automatic_cancel_and_again(
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+) -> None:
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    azure = {"os": azure_os, "data": azure_data}
+    vm_id = client.machine(machine.id)["failoverVmId"]
+    assert _reprotect(client, machine)["status"] == "Succeeded"
+    rng = random.Random(13)
+    _azure_writes(client, azure_data, rng, 6)
+
+    # --- a planned failover ----------------------------------------------------------------------
+    job = _planned_failover(client, machine)
+    assert job["status"] == "Succeeded", job
+    assert [s["name"] for s in job["steps"]] == PLANNED_STEPS
+    view = client.machine(machine.id)
+    assert view["state"] == "FailedBack" and view["activeLocation"] == "onPremises"
+    assert view["allowedOperations"] == ["commit", "cancelPlannedFailover"]
+    failback = view["plannedFailback"]
+    assert failback["jobId"] == job["id"] and failback["downtimeSeconds"] is not None
+    assert failback["downtimeSeconds"] >= 0 and failback["onPremisesUpAt"] >= failback["azureVmStoppedAt"]
+    # Nothing written in Azure was lost: the images are the stopped VM's disks (= the final snapshots).
+    assert _equal_to_azure(client, machine, azure)
+    final = {d["azureDiskId"]: d["lastSnapshotId"] for d in view["reverseProtection"]["disks"]}
+    assert failback["finalSnapshotIds"] == final
+    assert _vm_power(client, vm_id) is VmPowerState.DEALLOCATED
+    assert machine.replicator.power.state is PowerState.ON
+    assert set(failback["prePowerOnSnapshots"]) == {"os", "data"}
+    before_power_on = _images(machine)
+
+    # The on-premises VM runs and writes.
+    data = next(d.path for d in machine.replicator.disks if d.disk_id == "data")
+    with data.open("r+b") as image:
+        image.seek(3 * CHUNK)
+        image.write(rng.randbytes(4 * CHUNK))
+    assert _images(machine) != before_power_on
+
+    # --- cancel: back as before, reverse replication resumes -------------------------------------
+    cancel = _cancel(client, machine)
+    assert cancel["status"] == "Succeeded", cancel
+    assert _images(machine) == before_power_on
+    assert machine.replicator.power.state is PowerState.OFF
+    assert _vm_power(client, vm_id) is VmPowerState.RUNNING
+    view = client.machine(machine.id)
+    assert view["state"] == "ReverseReplicating" and view.get("plannedFailback") is None
+    assert not list(data.parent.glob(f"{data.name}.snap-*")), "the disks' copies were not deleted"
+    points = len(_reverse_points(client, machine))
+    _azure_writes(client, azure_data, rng, 3)
+    _answer_until_points(client, machine, points + 1, timeout=180)
+    assert _equal_to_azure(client, machine, azure)
+
+    # --- power-on fails; the automatic cancel fails too; a manual cancel succeeds --------------
+    machine.replicator.faults[CommandKind.POWER_ON_MACHINE] = "the host refused to power the VM on"
+    machine.replicator.faults[CommandKind.REVERT_DISKS] = "the datastore is read-only"
+    failed = _planned_failover(client, machine)
+    assert failed["status"] == "Failed", failed
+    failed_step = next(s for s in failed["steps"] if s["status"] == "Failed")
+    assert failed_step["name"] == "Power on the on-premises VM"
+    auto = _run_with_appliance(client, machine, f"{failed['id']}-cancel", timeout=300)
+    assert auto["status"] == "Failed" and auto["kind"] == "CancelPlannedFailover", auto
+    assert "do not disable replication" in auto["error"]["message"]
+    view = client.machine(machine.id)
+    assert view["state"] == "PlannedFailbackCancelFailed" and view["health"] == "Critical"
+    assert view["allowedOperations"] == ["cancelPlannedFailover"]
+    machine.replicator.faults.clear()
+    manual = _cancel(client, machine)
+    assert manual["status"] == "Succeeded", manual
+    view = client.machine(machine.id)
+    assert view["state"] == "ReverseReplicating" and view["health"] != "Critical"
+    assert _vm_power(client, vm_id) is VmPowerState.RUNNING
+
+    # --- another planned failover succeeds ---------------------------------------------------------
+    _azure_writes(client, azure_data, rng, 2)
+    again = _planned_failover(client, machine)
+    assert again["status"] == "Succeeded", again
+    assert _equal_to_azure(client, machine, azure)
+    assert client.machine(machine.id)["state"] == "FailedBack"
+    events = http_ok(client.http.get(f"/machines/{machine.id}/events"))
+    assert any(e.get("errorCode") == "MCP-3508" for e in events["events"]), events
