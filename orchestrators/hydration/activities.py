@@ -533,7 +533,10 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     except ExtensionFailed as exc:
         exit_status, stdout_tail, message = exc.exit_status, exc.stdout_tail, str(exc)
     except ArmError as exc:
-        return PreparationResult(exit_status=None, status="not_run", message=str(exc)).model_dump(mode="json")
+        # The script never ran (throttled or busy past the retry budget, a bad request): not its failure.
+        return PreparationResult(
+            exit_status=None, status="not_run", message=str(exc), arm_code=exc.arm_code or exc.code
+        ).model_dump(mode="json")
     try:
         report: dict[str, Any] = json.loads(container.download_blob(report_blob).readall())
     except (ResourceNotFoundError, ValueError):

@@ -98,7 +98,7 @@ def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("local_arm").reset()
 
 
-def arm_settings(endpoint_url: str, *, polling_interval: str = "0") -> Settings:
+def arm_settings(endpoint_url: str, *, polling_interval: str = "0", **extra: str) -> Settings:
     return Settings.from_environ(
         {
             "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
@@ -110,6 +110,7 @@ def arm_settings(endpoint_url: str, *, polling_interval: str = "0") -> Settings:
             "ARM_ENDPOINT": endpoint_url,
             "ARM_STATIC_TOKEN": TOKEN,
             "ARM_POLLING_INTERVAL_SECONDS": polling_interval,
+            **extra,
         }
     )
 
