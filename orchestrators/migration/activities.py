@@ -11,9 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.hydration.activities import arm_clients, migration_settings, replica_container
-from orchestrators.hydration.contracts import Done, Resource
+from orchestrators.hydration.activities import arm_clients, delete_one, migration_settings, replica_container
+from orchestrators.hydration.contracts import DeleteRequest, Done, Resource
 from orchestrators.migration.contracts import (
+    DeleteVerdict,
     FinalCycleRequest,
     FinalCycleStarted,
     FinalCycleState,
@@ -31,6 +32,7 @@ from shared.migration import resource_kinds as kinds
 from shared.migration import service as migration
 from shared.migration.resource_kinds import ResourceKind
 from shared.migration.tags import TAG_JOB_ID
+from shared.platform.arm_errors import ArmError
 from shared.platform.documents import Query
 
 bp = durable_blueprint()
@@ -59,6 +61,23 @@ def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+def try_delete_resource(payload: dict[str, Any]) -> dict[str, Any]:
+    """The delete once more, after its retries gave up: ARM's verdict as a value, so the clean-up names
+    what resisted with ARM's code and message."""
+    request = DeleteRequest.model_validate(payload)
+    try:
+        delete_one(request.resource)
+    except ArmError as exc:
+        return DeleteVerdict(
+            resource=request.resource,
+            deleted=False,
+            error_code=exc.arm_code or exc.code,
+            error_message=exc.message,
+        ).model_dump(mode="json")
+    return DeleteVerdict(resource=request.resource, deleted=True).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
 def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
     outcome = JobOutcome.model_validate(payload)
     services = get_services()
@@ -71,6 +90,7 @@ def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
         error_message=outcome.error_message,
         failed_step=outcome.failed_step,
         cancelled=outcome.cancelled,
+        test_job_id=outcome.test_job_id,
     )
     return Done().model_dump(mode="json")
 

@@ -46,6 +46,10 @@ class JobOutcome(Payload):
         default=None, description="the job step that failed; None: the step that was running"
     )
     result: HydrationResult | None = None
+    test_job_id: str | None = Field(
+        default=None,
+        description="clean-up: the test migration it undoes; a failed clean-up makes it the machine's job again",
+    )
 
 
 class FinalCycleRequest(Payload):
@@ -83,6 +87,15 @@ class TestResources(Payload):
     """What a test migration left for its cleanup, found by tag in ARM."""
 
     resources: list[Resource]
+
+
+class DeleteVerdict(Payload):
+    """One delete tried once more, its ARM verdict as a value: what resisted and why."""
+
+    resource: Resource
+    deleted: bool
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 class CleanupResult(Payload):

@@ -92,7 +92,7 @@ def test_a_resync_of_one_disk_leaves_a_point_of_every_disk_that_a_test_migration
     _, [data_disk] = client.vm_disks(vm_id)
     source = replicator.disks[1].path.read_bytes()
     assert client.disk_image(data_disk).read_bytes()[: len(source)] == source
-    assert arm_group_and_name(vm_id)[1].endswith("-test")
+    assert arm_group_and_name(vm_id)[1].endswith(f"-test-{job['id'][-6:]}")  # its own name, never reused
 
     cleanup = client.run(f"/machines/{machine.id}/test-migrate/cleanup")
     assert cleanup["status"] == "Succeeded", cleanup
