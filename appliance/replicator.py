@@ -44,7 +44,9 @@ from shared.domain.command import (
     ChangedBlocks,
     CommandAnswer,
     CommandError,
+    CommandKind,
     HashDiskBlocks,
+    PowerChanged,
     PowerOffMachine,
     PowerOnMachine,
     PowerState,
@@ -197,6 +199,14 @@ class MachineReplicator:
                 continue
             if command["kind"] in REVERSE_KINDS:
                 api.acknowledge(command["id"], self.answer(ApplianceCommand.model_validate(command)))
+                continue
+            if command["kind"] == "ShutDownSource":
+                # The answer is the power state: the cutover goes on only when the source is off.
+                off = self.power.set(PowerOffMachine())
+                changed = PowerChanged(
+                    kind=CommandKind.SHUT_DOWN_SOURCE, power_state=off.power_state, changed=off.changed
+                )
+                api.acknowledge(command["id"], CommandAnswer(result=changed))
                 continue
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")

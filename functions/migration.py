@@ -163,6 +163,7 @@ async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
             machine_id=started.machine.id,
             job_id=started.job.id,
             shutdown_source=request.shutdown_source,
+            continue_without_shutdown=request.continue_without_shutdown,
             prepared_manually=request.prepared_manually,
         ),
     )

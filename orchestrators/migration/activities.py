@@ -21,11 +21,12 @@ from orchestrators.migration.contracts import (
     FinalCycleWatch,
     JobOutcome,
     JobResourcesQuery,
+    ShutdownState,
     TestResources,
 )
 from shared.appliances.commands import queue_command
 from shared.bootstrap import get_services
-from shared.domain.command import CommandKind
+from shared.domain.command import CommandKind, CommandStatus, PowerChanged, PowerState
 from shared.domain.cycle import CycleKind, CycleState
 from shared.jobs import lifecycle as jobs
 from shared.migration import resource_kinds as kinds
@@ -121,7 +122,39 @@ def request_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     return FinalCycleStarted(
         poll_seconds=settings.final_cycle_poll.total_seconds(),
         timeout_seconds=settings.final_cycle_timeout.total_seconds(),
+        shutdown_timeout_seconds=settings.shutdown_timeout.total_seconds(),
     ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def check_migration_shutdown(payload: dict[str, Any]) -> dict[str, Any]:
+    """Has the appliance confirmed the source is off? An acknowledgement alone is not enough: it must
+    answer with the machine's power state (off), else the cutover could run both machines at once."""
+    watch = FinalCycleWatch.model_validate(payload)
+    repos = get_services().repos
+    machine = repos.machines.require(watch.machine_id).item
+    stored = repos.commands.get(f"{watch.job_id}-shutdown", machine.appliance_id)
+    if stored is None or stored.item.status is not CommandStatus.ACKNOWLEDGED:
+        return ShutdownState(
+            confirmed=False, answered=False, message="waiting for the appliance to shut the source down"
+        ).model_dump(mode="json")
+    command = stored.item
+    result = command.result
+    if isinstance(result, PowerChanged) and result.power_state is PowerState.OFF:
+        already = "" if result.changed else " (it already was)"
+        return ShutdownState(
+            confirmed=True, answered=True, message=f"the appliance confirmed the source is off{already}"
+        ).model_dump(mode="json")
+    if command.error is not None:
+        why = f"the appliance could not shut the source down: {command.error.code}: {command.error.message}"
+    elif isinstance(result, PowerChanged):
+        why = f"the appliance reports the source is {result.power_state.value} after the shutdown command"
+    else:
+        why = (
+            "the appliance acknowledged the shutdown without reporting the machine's power state (an "
+            "appliance too old to confirm it?)"
+        )
+    return ShutdownState(confirmed=False, answered=True, message=why).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")

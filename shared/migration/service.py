@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.errors import Conflict, FieldValueError, ValidationFailed
 from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
@@ -52,7 +53,20 @@ class MigrationRequest(RequestModel):
     """Body of POST /api/machines/{id}/migrate."""
 
     shutdown_source: bool = Field(default=False, description="shut the source VM down before the final cycle")
+    continue_without_shutdown: bool = Field(
+        default=False,
+        description="with shutdownSource: when the appliance does not confirm the source is off in time, go on "
+        "(the step ends Warning and both machines may run) instead of failing before anything is created",
+    )
     prepared_manually: bool = False
+
+    @model_validator(mode="after")
+    def _continue_needs_shutdown(self) -> Self:
+        if self.continue_without_shutdown and not self.shutdown_source:
+            raise FieldValueError(
+                "continueWithoutShutdown", "only with shutdownSource: true (there is no shutdown to wait for)"
+            )
+        return self
 
 
 # --- job steps ------------------------------------------------------------------------------------------
@@ -81,6 +95,7 @@ HYDRATION_STEPS = (
 # Hydration steps skipped when the operator prepared the OS by hand.
 HELPER_STEPS = (STEP_HELPER_NETWORK, STEP_HELPER_VM, STEP_PREPARE, STEP_DELETE_TEMPORARY)
 MANUAL_PREPARATION_REQUIRED = "ManualPreparationRequired"
+SHUTDOWN_NOT_CONFIRMED = "SourceShutdownNotConfirmed"
 
 
 def test_migration_steps() -> tuple[str, ...]:

@@ -51,6 +51,7 @@ def migration_stack(tmp_path_factory: pytest.TempPathFactory, **host_env: str) -
             # Throttling and busy resources are waited out for a few seconds only: the fault cases that
             # outlast it fail in seconds, not minutes.
             "ARM_RETRY_BUDGET_SECONDS": "5",
+            "MIGRATION_SHUTDOWN_TIMEOUT_SECONDS": "10",
             **METRIC_EXPORT_ENV,
             **host_env,
         },

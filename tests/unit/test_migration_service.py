@@ -325,3 +325,11 @@ def test_a_test_migration_is_refused_while_an_earlier_ones_resources_stand() -> 
         m.refuse_over_leftovers("web01", [(vm, "job-abc123")])
     assert "job job-abc123" in refused.value.message
     assert refused.value.details == [{"resourceId": vm, "jobId": "job-abc123"}]
+
+
+def test_continue_without_shutdown_needs_a_shutdown() -> None:
+    assert m.MigrationRequest.model_validate(
+        {"shutdownSource": True, "continueWithoutShutdown": True}
+    ).continue_without_shutdown
+    with pytest.raises(ValueError, match="only with shutdownSource"):
+        m.MigrationRequest.model_validate({"continueWithoutShutdown": True})
