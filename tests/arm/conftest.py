@@ -127,6 +127,13 @@ def clients(local_arm: LocalArmEndpoint, transport: RecordingTransport) -> Itera
 
 
 @pytest.fixture()
+def impatient(local_arm: LocalArmEndpoint) -> Iterator[ArmClients]:
+    """Clients with no retry budget: a busy or throttled answer comes back as the typed error at once."""
+    with build_arm_clients(arm_settings(local_arm.url, ARM_RETRY_BUDGET_SECONDS="0")) as built:
+        yield built
+
+
+@pytest.fixture()
 def resource_group(clients: ArmClients) -> str:
     name = f"rg-{uuid.uuid4().hex[:8]}"
     clients.resources.resource_groups.create_or_update(name, {"location": LOCATION})
