@@ -220,6 +220,14 @@ class MachineReplicator:
                     report = self.push.run(self.machine_id, pushed.id, pushed.push)
                     api.acknowledge(command["id"], CommandAnswer(result=report))
                 continue
+            if command["kind"] == "ShutDownSource":
+                # The answer is the power state: the cutover goes on only when the source is off.
+                off = self.power.set(PowerOffMachine())
+                changed = PowerChanged(
+                    kind=CommandKind.SHUT_DOWN_SOURCE, power_state=off.power_state, changed=off.changed
+                )
+                api.acknowledge(command["id"], CommandAnswer(result=changed))
+                continue
             if command["kind"] == "RunCycle":
                 kind = CycleKind(command.get("cycleKind") or "delta")
                 reports.append(self.run_cycle(kind))

@@ -33,11 +33,12 @@ from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP
 from orchestrators.names import job_instance_id
-from shared.bootstrap import get_services
+from shared.bootstrap import Services, get_services
+from shared.domain.lifecycle import MachineState
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs
 from shared.migration import service as migration
-from shared.migration.sweeper import JobState, sweep_temporary_resources
+from shared.migration.sweeper import JobState, sweep_temporary_resources, temporary_resources_of
 
 bp = durable_blueprint()
 log = logging.getLogger(__name__)
@@ -77,6 +78,16 @@ async def _start(
     return accepted_job(started.job, retry_after_seconds=10)
 
 
+def _refuse_over_leftovers(services: Services, machine_id: str) -> None:
+    # Only a machine the lifecycle would let start: a retried request of a running one sees its own VM.
+    stored = services.repos.machines.get(machine_id)
+    if stored is None or stored.item.state is not MachineState.REPLICATING:
+        return
+    if services.settings.azure_subscription_id is None:  # nothing is ever built in Azure
+        return
+    migration.refuse_over_leftovers(machine_id, temporary_resources_of(services.arm, machine_id))
+
+
 @bp.route(route="machines/{machineId}/test-migrate", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
@@ -84,6 +95,7 @@ async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationCli
     services = get_services()
     request = _optional_body(req, migration.TestMigrationRequest)
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
+    await asyncio.to_thread(_refuse_over_leftovers, services, path_id(req, "machineId"))
     started = await asyncio.to_thread(
         migration.start_test_migration,
         services.repos,
@@ -151,6 +163,7 @@ async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
             machine_id=started.machine.id,
             job_id=started.job.id,
             shutdown_source=request.shutdown_source,
+            continue_without_shutdown=request.continue_without_shutdown,
             prepared_manually=request.prepared_manually,
         ),
     )

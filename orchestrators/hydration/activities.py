@@ -47,6 +47,7 @@ from orchestrators.hydration.contracts import (
     PreparedStep,
     RecoveryPointRelease,
     ReleasedSnapshots,
+    Resource,
     SnapshotDisk,
     StepUpdate,
     ToolkitStaged,
@@ -246,8 +247,11 @@ def _plan(machine: Machine, job: HydrationRequest) -> HydrationPlan:
     if failover is not None:
         return _failover_plan(machine, job, failover, point, disks, final, fallback, subscription)
     if test:
-        # Windows names stop at 15 characters; the suffix must survive.
-        name = f"{name[: (10 if windows else 59)]}-test"
+        # Each test migration's VM has a name of its own (the job's), so a clean-up that failed can never
+        # hand its VM, with that test's OS disk, to the next one. Windows names stop at 15 characters;
+        # the suffix must survive.
+        suffix = job.job_id[-6:]
+        name = f"{name[:4]}-test{suffix}" if windows else f"{name[:52]}-test-{suffix}"
     return HydrationPlan(
         machine_id=machine.id,
         job_id=job.job_id,
@@ -533,7 +537,10 @@ def run_preparation(payload: dict[str, Any]) -> dict[str, Any]:
     except ExtensionFailed as exc:
         exit_status, stdout_tail, message = exc.exit_status, exc.stdout_tail, str(exc)
     except ArmError as exc:
-        return PreparationResult(exit_status=None, status="not_run", message=str(exc)).model_dump(mode="json")
+        # The script never ran (throttled or busy past the retry budget, a bad request): not its failure.
+        return PreparationResult(
+            exit_status=None, status="not_run", message=str(exc), arm_code=exc.arm_code or exc.code
+        ).model_dump(mode="json")
     try:
         report: dict[str, Any] = json.loads(container.download_blob(report_blob).readall())
     except (ResourceNotFoundError, ValueError):
@@ -592,13 +599,18 @@ def _preparation_result(
 def delete_resource(payload: dict[str, Any]) -> dict[str, Any]:
     """Delete one recorded resource and wait; an absent one is done. Raises (and is retried) otherwise."""
     resource = DeleteRequest.model_validate(payload).resource
-    if kinds.spec_of(resource.kind).provider_type is None:  # a recovery point's copy, in storage
+    delete_one(resource)
+    return resource.model_dump(mode="json")
+
+
+def delete_one(resource: Resource) -> None:
+    """Delete a recorded resource (an ARM resource, or a recovery point's copy in storage) and wait."""
+    if kinds.spec_of(resource.kind).provider_type is None:
         with contextlib.suppress(ResourceNotFoundError):
             replica_container().delete_blob(resource.id)
-        return resource.model_dump(mode="json")
+        return
     with arm_clients() as clients:
         kinds.delete_resource(clients, resource.id)
-    return resource.model_dump(mode="json")
 
 
 # --- the job and telemetry -----------------------------------------------------------------------------

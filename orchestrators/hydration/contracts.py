@@ -229,6 +229,9 @@ class PreparationResult(Payload):
     errors: list[str] = Field(default_factory=list)
     stdout_tail: str = ""
     report_blob: str | None = None
+    arm_code: str | None = Field(
+        default=None, description="not_run: ARM's error code for the extension that could not be run"
+    )
 
 
 class DeleteRequest(Payload):

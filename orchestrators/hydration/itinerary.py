@@ -539,6 +539,9 @@ def _settle_toolkit(run: Run, results: Results) -> Orchestration:
             "prepared automatically. Make these changes on the source machine, let a cycle replicate "
             'them, then run again with {"preparedManually": true}: ' + " | ".join(changes)
         )
+    elif preparation.status == "not_run" and preparation.arm_code:
+        code = preparation.arm_code
+        message = f"the preparation script could not be started (ARM {code}): {preparation.message}"
     else:
         code, message = "PreparationFailed", f"the preparation script failed: {preparation.message}"
     run.mark(m.STEP_PREPARE, "Failed", message[:4000])

@@ -11,26 +11,29 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.hydration.activities import arm_clients, migration_settings, replica_container
-from orchestrators.hydration.contracts import Done, Resource
+from orchestrators.hydration.activities import arm_clients, delete_one, migration_settings, replica_container
+from orchestrators.hydration.contracts import DeleteRequest, Done, Resource
 from orchestrators.migration.contracts import (
+    DeleteVerdict,
     FinalCycleRequest,
     FinalCycleStarted,
     FinalCycleState,
     FinalCycleWatch,
     JobOutcome,
     JobResourcesQuery,
+    ShutdownState,
     TestResources,
 )
 from shared.appliances.commands import queue_command
 from shared.bootstrap import get_services
-from shared.domain.command import CommandKind
+from shared.domain.command import CommandKind, CommandStatus, PowerChanged, PowerState
 from shared.domain.cycle import CycleKind, CycleState
 from shared.jobs import lifecycle as jobs
 from shared.migration import resource_kinds as kinds
 from shared.migration import service as migration
 from shared.migration.resource_kinds import ResourceKind
 from shared.migration.tags import TAG_JOB_ID
+from shared.platform.arm_errors import ArmError
 from shared.platform.documents import Query
 
 bp = durable_blueprint()
@@ -59,6 +62,23 @@ def find_job_resources(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+def try_delete_resource(payload: dict[str, Any]) -> dict[str, Any]:
+    """The delete once more, after its retries gave up: ARM's verdict as a value, so the clean-up names
+    what resisted with ARM's code and message."""
+    request = DeleteRequest.model_validate(payload)
+    try:
+        delete_one(request.resource)
+    except ArmError as exc:
+        return DeleteVerdict(
+            resource=request.resource,
+            deleted=False,
+            error_code=exc.arm_code or exc.code,
+            error_message=exc.message,
+        ).model_dump(mode="json")
+    return DeleteVerdict(resource=request.resource, deleted=True).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
 def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
     outcome = JobOutcome.model_validate(payload)
     services = get_services()
@@ -71,6 +91,7 @@ def end_migration_job(payload: dict[str, Any]) -> dict[str, Any]:
         error_message=outcome.error_message,
         failed_step=outcome.failed_step,
         cancelled=outcome.cancelled,
+        test_job_id=outcome.test_job_id,
     )
     return Done().model_dump(mode="json")
 
@@ -101,7 +122,39 @@ def request_final_cycle(payload: dict[str, Any]) -> dict[str, Any]:
     return FinalCycleStarted(
         poll_seconds=settings.final_cycle_poll.total_seconds(),
         timeout_seconds=settings.final_cycle_timeout.total_seconds(),
+        shutdown_timeout_seconds=settings.shutdown_timeout.total_seconds(),
     ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def check_migration_shutdown(payload: dict[str, Any]) -> dict[str, Any]:
+    """Has the appliance confirmed the source is off? An acknowledgement alone is not enough: it must
+    answer with the machine's power state (off), else the cutover could run both machines at once."""
+    watch = FinalCycleWatch.model_validate(payload)
+    repos = get_services().repos
+    machine = repos.machines.require(watch.machine_id).item
+    stored = repos.commands.get(f"{watch.job_id}-shutdown", machine.appliance_id)
+    if stored is None or stored.item.status is not CommandStatus.ACKNOWLEDGED:
+        return ShutdownState(
+            confirmed=False, answered=False, message="waiting for the appliance to shut the source down"
+        ).model_dump(mode="json")
+    command = stored.item
+    result = command.result
+    if isinstance(result, PowerChanged) and result.power_state is PowerState.OFF:
+        already = "" if result.changed else " (it already was)"
+        return ShutdownState(
+            confirmed=True, answered=True, message=f"the appliance confirmed the source is off{already}"
+        ).model_dump(mode="json")
+    if command.error is not None:
+        why = f"the appliance could not shut the source down: {command.error.code}: {command.error.message}"
+    elif isinstance(result, PowerChanged):
+        why = f"the appliance reports the source is {result.power_state.value} after the shutdown command"
+    else:
+        why = (
+            "the appliance acknowledged the shutdown without reporting the machine's power state (an "
+            "appliance too old to confirm it?)"
+        )
+    return ShutdownState(confirmed=False, answered=True, message=why).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")

@@ -15,6 +15,10 @@ class JobInput(Payload):
     prepared_manually: bool = False
     recovery_point_id: str | None = Field(default=None, description="None: the latest recovery point")
     shutdown_source: bool = False
+    continue_without_shutdown: bool = Field(
+        default=False,
+        description="a shutdown the appliance does not confirm in time is a warning, not a failure",
+    )
     test_job_id: str | None = Field(default=None, description="cleanup: the test migration it undoes")
     test_virtual_network: str | None = Field(
         default=None, description="test migration: overrides the target's"
@@ -46,6 +50,10 @@ class JobOutcome(Payload):
         default=None, description="the job step that failed; None: the step that was running"
     )
     result: HydrationResult | None = None
+    test_job_id: str | None = Field(
+        default=None,
+        description="clean-up: the test migration it undoes; a failed clean-up makes it the machine's job again",
+    )
 
 
 class FinalCycleRequest(Payload):
@@ -65,11 +73,22 @@ class FinalCycleState(Payload):
     cancelled: bool = Field(default=False, description="the operator cancelled the cutover during the wait")
     recovery_point_id: str | None = None
     message: str = ""
+    error_code: str | None = Field(default=None, description="when it failed: the job's error code")
+    failed_step: str | None = Field(default=None, description="when it failed: the step that failed")
 
 
 class FinalCycleStarted(Payload):
     poll_seconds: float
     timeout_seconds: float
+    shutdown_timeout_seconds: float = 300.0
+
+
+class ShutdownState(Payload):
+    """The source's shutdown as the appliance answered it: confirmed off, refused, or not answered yet."""
+
+    confirmed: bool
+    answered: bool
+    message: str
 
 
 class JobResourcesQuery(Payload):
@@ -83,6 +102,15 @@ class TestResources(Payload):
     """What a test migration left for its cleanup, found by tag in ARM."""
 
     resources: list[Resource]
+
+
+class DeleteVerdict(Payload):
+    """One delete tried once more, its ARM verdict as a value: what resisted and why."""
+
+    resource: Resource
+    deleted: bool
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 class CleanupResult(Payload):

@@ -24,7 +24,12 @@ from orchestrators.hydration.activities import record_job_progress
 from orchestrators.hydration.contracts import JobProgress, StepUpdate
 from orchestrators.hydration.itinerary import ACTIVITY_RETRY
 from orchestrators.hydration.orchestrator import plan_and_hydrate
-from orchestrators.migration.activities import check_final_cycle, end_migration_job, request_final_cycle
+from orchestrators.migration.activities import (
+    check_final_cycle,
+    check_migration_shutdown,
+    end_migration_job,
+    request_final_cycle,
+)
 from orchestrators.migration.contracts import (
     FinalCycleRequest,
     FinalCycleStarted,
@@ -32,6 +37,7 @@ from orchestrators.migration.contracts import (
     FinalCycleWatch,
     JobInput,
     JobOutcome,
+    ShutdownState,
 )
 from orchestrators.migration.test_migration import job_outcome
 from orchestrators.names import CANCEL_REQUESTED, CANCELLABLE_STATUS, NOT_CANCELLABLE_STATUS
@@ -61,9 +67,9 @@ def migration_orchestrator(context: df.DurableOrchestrationContext) -> Orchestra
             machine_id=job.machine_id,
             job_id=job.job_id,
             succeeded=False,
-            error_code="FinalCycleFailed",
+            error_code=final.error_code or "FinalCycleFailed",
             error_message=final.message,
-            failed_step=m.STEP_FINAL_CYCLE,
+            failed_step=final.failed_step or m.STEP_FINAL_CYCLE,
         )
     else:
         job = job.model_copy(update={"recovery_point_id": final.recovery_point_id})
@@ -80,11 +86,6 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
     # buffered by Durable until the wait below looks at it.
     cancel = context.wait_for_external_event(CANCEL_REQUESTED)
     context.set_custom_status(CANCELLABLE_STATUS)
-    first = (
-        ((m.STEP_SHUTDOWN, "Succeeded", "ShutDownSource sent to the appliance"),)
-        if job.shutdown_source
-        else ()
-    )
     started = FinalCycleStarted.model_validate(
         (
             yield context.call_activity_with_retry(
@@ -96,7 +97,12 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
             )
         )
     )
-    yield _progress(context, job, *first, (m.STEP_FINAL_CYCLE, "InProgress", None))
+    if job.shutdown_source:
+        shutdown = yield from _shutdown(context, job, started, cancel)
+        if shutdown is not None:
+            context.set_custom_status(NOT_CANCELLABLE_STATUS)
+            return shutdown
+    yield _progress(context, job, (m.STEP_FINAL_CYCLE, "InProgress", None))
     deadline = context.current_utc_datetime + timedelta(seconds=started.timeout_seconds)
     while True:
         state = FinalCycleState.model_validate(
@@ -134,6 +140,49 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
         return state
     yield _progress(context, job, (m.STEP_FINAL_CYCLE, "Succeeded", None))
     return state
+
+
+def _shutdown(
+    context: df.DurableOrchestrationContext, job: JobInput, started: FinalCycleStarted, cancel: Any
+) -> Orchestration:
+    """Wait (bounded) until the appliance confirms the source is off. None: go on to the final cycle
+    (confirmed, or not but the operator asked to continue: the step warns); else the state that ends the
+    cutover here, before anything exists in Azure (not confirmed, or cancelled meanwhile)."""
+    yield _progress(context, job, (m.STEP_SHUTDOWN, "InProgress", None))
+    deadline = context.current_utc_datetime + timedelta(seconds=started.shutdown_timeout_seconds)
+    watch = FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(mode="json")
+    while True:
+        state = ShutdownState.model_validate(
+            (yield context.call_activity_with_retry(check_migration_shutdown, ACTIVITY_RETRY, watch))
+        )
+        if state.confirmed:
+            yield _progress(context, job, (m.STEP_SHUTDOWN, "Succeeded", None))
+            return None
+        if state.answered or context.current_utc_datetime >= deadline:
+            break
+        if (yield from _cancelled_before(context, cancel, started.poll_seconds)):
+            yield _progress(context, job, (m.STEP_SHUTDOWN, "Cancelled", None))
+            return FinalCycleState(applied=False, cancelled=True, message=_CANCELLED)
+    why = (
+        state.message
+        if state.answered
+        else f"the appliance did not confirm within {started.shutdown_timeout_seconds:.0f} s that the source is off"
+    )
+    if job.continue_without_shutdown:
+        warning = (
+            f"{why}; the cutover goes on as asked (continueWithoutShutdown): the source may still be running"
+        )
+        yield _progress(context, job, (m.STEP_SHUTDOWN, "Warning", warning))
+        return None
+    message = (
+        f"{why}. Nothing was created in Azure and the machine is back to Replicating. Check that the "
+        "appliance is connected and can power the machine off (or shut it down yourself), then migrate "
+        'again; to cut over without the confirmation, migrate with "continueWithoutShutdown": true'
+    )
+    yield _progress(context, job, (m.STEP_SHUTDOWN, "Failed", message))
+    return FinalCycleState(
+        applied=False, message=message, error_code=m.SHUTDOWN_NOT_CONFIRMED, failed_step=m.STEP_SHUTDOWN
+    )
 
 
 def _cancelled_before(context: df.DurableOrchestrationContext, cancel: Any, seconds: float) -> Orchestration:

@@ -304,7 +304,10 @@ class PowerState(StrEnum):
 
 
 class PowerChanged(WireModel):
-    kind: Literal[CommandKind.POWER_OFF_MACHINE, CommandKind.POWER_ON_MACHINE]
+    """The machine's power state after a power command; ShutDownSource (the cutover's) answers with it
+    too, so the flow knows the source is off rather than that the command was read."""
+
+    kind: Literal[CommandKind.POWER_OFF_MACHINE, CommandKind.POWER_ON_MACHINE, CommandKind.SHUT_DOWN_SOURCE]
     power_state: PowerState
     changed: bool = Field(description="false: the machine already was in that state")
     guest_heartbeat_at: datetime | None = Field(

@@ -66,7 +66,8 @@ TRANSITIONS: Mapping[MachineState, frozenset[MachineState]] = {
     S.RESYNCING: frozenset({S.REPLICATING, S.REPLICATION_STOPPED}),
     S.TEST_MIGRATING: frozenset({S.TEST_MIGRATED, S.CLEANING_UP_TEST_MIGRATION}),
     S.TEST_MIGRATED: frozenset({S.CLEANING_UP_TEST_MIGRATION}),
-    S.CLEANING_UP_TEST_MIGRATION: frozenset({S.REPLICATING}),
+    # A clean-up that failed leaves the test migration in place: it may be cleaned up again.
+    S.CLEANING_UP_TEST_MIGRATION: frozenset({S.REPLICATING, S.TEST_MIGRATED}),
     S.MIGRATING: frozenset({S.MIGRATED, S.REPLICATING}),
     S.MIGRATED: frozenset({S.MIGRATION_COMPLETED}),
     S.MIGRATION_COMPLETED: frozenset(),

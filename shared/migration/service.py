@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from shared.domain.errors import Conflict, ValidationFailed
+from shared.domain.errors import Conflict, FieldValueError, ValidationFailed
 from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
@@ -52,7 +53,20 @@ class MigrationRequest(RequestModel):
     """Body of POST /api/machines/{id}/migrate."""
 
     shutdown_source: bool = Field(default=False, description="shut the source VM down before the final cycle")
+    continue_without_shutdown: bool = Field(
+        default=False,
+        description="with shutdownSource: when the appliance does not confirm the source is off in time, go on "
+        "(the step ends Warning and both machines may run) instead of failing before anything is created",
+    )
     prepared_manually: bool = False
+
+    @model_validator(mode="after")
+    def _continue_needs_shutdown(self) -> Self:
+        if self.continue_without_shutdown and not self.shutdown_source:
+            raise FieldValueError(
+                "continueWithoutShutdown", "only with shutdownSource: true (there is no shutdown to wait for)"
+            )
+        return self
 
 
 # --- job steps ------------------------------------------------------------------------------------------
@@ -81,6 +95,7 @@ HYDRATION_STEPS = (
 # Hydration steps skipped when the operator prepared the OS by hand.
 HELPER_STEPS = (STEP_HELPER_NETWORK, STEP_HELPER_VM, STEP_PREPARE, STEP_DELETE_TEMPORARY)
 MANUAL_PREPARATION_REQUIRED = "ManualPreparationRequired"
+SHUTDOWN_NOT_CONFIRMED = "SourceShutdownNotConfirmed"
 
 
 def test_migration_steps() -> tuple[str, ...]:
@@ -137,6 +152,24 @@ def start_test_migration(
     stored, _ = repos.machines.update_with_retry(machine_id, apply)
     job = jobs.create(repos, new_job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now))
     return MigrationJobStarted(stored.item, job)
+
+
+def refuse_over_leftovers(machine_id: str, leftovers: list[tuple[str, str]]) -> None:
+    """409 while temporary resources of an earlier test migration (or of a flow whose compensation failed)
+    stand: a new test VM beside them would be one more to pay for, and the operator would not know which
+    one boots which disk. `leftovers` are (ARM id, job id)."""
+    if not leftovers:
+        return
+    jobs_of = sorted({job for _, job in leftovers})
+    names = ", ".join(arm_id.rsplit("/", 1)[-1] for arm_id, _ in leftovers[:10])
+    more = f" and {len(leftovers) - 10} more" if len(leftovers) > 10 else ""
+    raise Conflict(
+        f"machine {machine_id} still has {len(leftovers)} temporary resource(s) of an earlier test migration "
+        f"(job {', '.join(jobs_of)}): {names}{more}. Run the clean-up first (POST /api/machines/{machine_id}/"
+        "test-migrate/cleanup on a TestMigrated machine); the leftovers of a job that failed are deleted by "
+        "the sweeper at its next run",
+        details=[{"resourceId": arm_id, "jobId": job} for arm_id, job in leftovers],
+    )
 
 
 def start_test_migration_cleanup(
@@ -202,10 +235,11 @@ _OUTCOMES: dict[JobKind, tuple[MachineState, MachineState, tuple[MachineState, .
         MachineState.TEST_MIGRATED,
         (MachineState.CLEANING_UP_TEST_MIGRATION, MachineState.REPLICATING),
     ),
+    # A failed clean-up leaves the test migration as it was (what resisted still stands): clean up again.
     JobKind.TEST_MIGRATION_CLEANUP: (
         MachineState.CLEANING_UP_TEST_MIGRATION,
         MachineState.REPLICATING,
-        (MachineState.REPLICATING,),
+        (MachineState.TEST_MIGRATED,),
     ),
     # A failed cutover leaves the replica as it was: replication resumes.
     JobKind.MIGRATION: (MachineState.MIGRATING, MachineState.MIGRATED, (MachineState.REPLICATING,)),
@@ -222,12 +256,14 @@ def end_job(
     error_message: str | None = None,
     failed_step: str | None = None,
     cancelled: bool = False,
+    test_job_id: str | None = None,
 ) -> Job:
     """Move the machine as the job's outcome says, then finish the job; idempotent (a retried call finds
     the machine already moved and the job already finished). A failure fails `failed_step` (else the
     step that was running) with the job's error and cancels the steps never run. A cancelled job moves
     the machine as a failure does, ends `Cancelled` (every open step with it) and leaves an event on the
-    machine saying so."""
+    machine saying so. A failed clean-up gives the machine back its test migration (`test_job_id`), whose
+    resources the next clean-up looks for. A job that succeeded with a step in Warning ends Warning."""
     job = jobs.require(repos, job_id)
     source, success, failure = _OUTCOMES[job.kind]
 
@@ -236,11 +272,14 @@ def end_job(
             return
         for state in (success,) if succeeded else failure:
             transition(machine, state, action=f"finish {job.kind.value}")
+        if not succeeded and job.kind is JobKind.TEST_MIGRATION_CLEANUP and test_job_id:
+            machine.active_job_id = test_job_id
         machine.updated_at = now
 
     repos.machines.update_with_retry(job.machine_id, move)
     if succeeded:
-        return jobs.finish(repos, job_id, JobStatus.SUCCEEDED, now=now)
+        warned = any(s.status is JobStatus.WARNING for s in jobs.require(repos, job_id).steps)
+        return jobs.finish(repos, job_id, JobStatus.WARNING if warned else JobStatus.SUCCEEDED, now=now)
     if cancelled:
         message = error_message or f"the {job.kind.value} job was cancelled by the operator"
         repos.events.put(
@@ -262,7 +301,7 @@ def end_job(
 
 def is_test_migration_live(repos: Repositories, job: Job) -> bool:
     """A finished test migration whose resources still stand (not cleaned up yet): they are in use."""
-    if job.kind is not JobKind.TEST_MIGRATION or job.status is not JobStatus.SUCCEEDED:
+    if job.kind is not JobKind.TEST_MIGRATION or job.status not in (JobStatus.SUCCEEDED, JobStatus.WARNING):
         return False
     stored = repos.machines.get(job.machine_id)
     return (

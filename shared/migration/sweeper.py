@@ -1,8 +1,8 @@
 """Find and delete temporary resources that a flow left behind (the timer trigger calls this).
 
-A temporary resource (tag `migrate-purpose=temporary`) is swept when it is older than a threshold and
-its job is finished or unknown: a running job still owns its helpers, and its own compensation path
-deletes them. Which types are swept, and in which order (so that nothing is refused for being in use),
+A temporary resource (tag `migrate-purpose=temporary`) is swept at once when its job is finished, and
+when its job is unknown once it is older than a threshold: a running job still owns its helpers, and
+its own compensation path deletes them. Which types are swept, and in which order (so that nothing is refused for being in use),
 is the table of `shared.migration.resource_kinds`. A failure is recorded and the sweep goes on; what
 failed is tried again at the next sweep.
 """
@@ -22,7 +22,7 @@ from shared.migration.resource_kinds import (
     deletion_rank,
     kind_of_type,
 )
-from shared.migration.tags import TAG_PURPOSE, Purpose, ResourceTags
+from shared.migration.tags import TAG_MACHINE_ID, TAG_PURPOSE, Purpose, ResourceTags
 from shared.platform.arm_clients import ArmClients
 from shared.platform.arm_errors import ArmError, translate_arm_error
 
@@ -96,18 +96,41 @@ def find_sweepable(
         if tags is None:
             skipped.append(SkippedResource(id=arm_id, reason="migrate-* tags missing or unreadable"))
             continue
-        if now - tags.created_at < min_age:
-            skipped.append(SkippedResource(id=arm_id, reason=f"younger than {min_age}"))
-            continue
         if tags.job_id not in states:
             states[tags.job_id] = job_state(tags.job_id)
-        if states[tags.job_id] is JobState.ACTIVE:
+        state = states[tags.job_id]
+        if state is JobState.ACTIVE:
             skipped.append(SkippedResource(id=arm_id, reason=f"job {tags.job_id} is still running"))
+            continue
+        # A finished job's leftovers are nobody's: they go at once. Without a job document to ask, the age
+        # is the only sign that the flow which made them is over.
+        if state is JobState.UNKNOWN and now - tags.created_at < min_age:
+            skipped.append(SkippedResource(id=arm_id, reason=f"job unknown and younger than {min_age}"))
             continue
         candidates.append((arm_id, resource_type, tags))
         ranks[arm_id] = deletion_rank(kind)
     candidates.sort(key=lambda item: (ranks[item[0]], item[0]))
     return candidates, skipped
+
+
+def temporary_resources_of(clients: ArmClients, machine_id: str) -> list[tuple[str, str]]:
+    """(ARM id, job id) of the temporary resources tagged with a machine that the sweeper would delete:
+    what a test migration (or a flow whose compensation failed) still has in Azure."""
+    try:
+        listing = list(
+            clients.resources.resources.list(
+                filter=f"tagName eq '{TAG_MACHINE_ID}' and tagValue eq '{machine_id}'"
+            )
+        )
+    except HttpResponseError as exc:
+        raise translate_arm_error(exc, operation=f"list the resources of machine {machine_id}") from exc
+    found: list[tuple[str, str]] = []
+    for resource in listing:
+        kind = kind_of_type(str(resource.type).lower())
+        tags = ResourceTags.from_arm(resource.tags)
+        if kind in SWEPT_KINDS and tags is not None and tags.purpose is Purpose.TEMPORARY:
+            found.append((str(resource.id), tags.job_id))
+    return sorted(found)
 
 
 def sweep_temporary_resources(

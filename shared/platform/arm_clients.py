@@ -23,13 +23,15 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
+from shared.platform.arm_retry import ArmBusyRetryPolicy
 from shared.platform.settings import Settings, SettingsError
 from shared.platform.telemetry import ArmRetryTelemetryPolicy, Telemetry
 
 PUBLIC_ARM_HOST: Final = "management.azure.com"
 # ARM throttles per region with token buckets refilled every second; a burst of hydrations may hit
 # 429s, which carry Retry-After and are retried after exactly that wait. Failures without Retry-After
-# (408/500/502/503/504, connection resets) are retried at once, then after 2, 4, 8, 16, 32 s.
+# (408/500/502/503/504, connection resets) are retried at once, then after 2, 4, 8, 16, 32 s. What is
+# still throttled or busy after that is waited out by `ArmBusyRetryPolicy` within its time budget.
 RETRY_TOTAL: Final = 6
 RETRY_BACKOFF_FACTOR: Final = 1.0
 RETRY_BACKOFF_MAX: Final = 60
@@ -104,6 +106,8 @@ def build_arm_clients(
         "base_url": endpoint,
         "polling_interval": settings.arm_polling_interval_seconds,
         "retry_policy": arm_retry_policy(),
+        # Outside the RetryPolicy: throttling and busy resources are waited out within the budget.
+        "per_call_policies": [ArmBusyRetryPolicy(settings.migration.arm_retry_budget.total_seconds())],
         "per_retry_policies": [ArmRetryTelemetryPolicy(telemetry)],
     }
     if transport is not None:

@@ -221,6 +221,20 @@ class MigrationSettings(_Group):
         description="between checks for the final cycle",
         **POSITIVE,
     )
+    shutdown_timeout: Seconds = setting(
+        "MIGRATION_SHUTDOWN_TIMEOUT_SECONDS",
+        timedelta(minutes=5),
+        description="how long a migration waits for the appliance to confirm the source is off; then the job "
+        'fails before anything is created in Azure (unless the operator asked "continueWithoutShutdown")',
+        **POSITIVE,
+    )
+    arm_retry_budget: Seconds = setting(
+        "ARM_RETRY_BUDGET_SECONDS",
+        timedelta(minutes=5),
+        description="how long one ARM request is retried while ARM answers 429, 409 AnotherOperationInProgress "
+        "or 503 with Retry-After (honouring Retry-After) before its step fails with ARM's error code",
+        ge=timedelta(0),
+    )
     failover_shutdown_timeout: Seconds = setting(
         "FAILOVER_SHUTDOWN_TIMEOUT_SECONDS",
         timedelta(minutes=5),

@@ -98,7 +98,7 @@ def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("local_arm").reset()
 
 
-def arm_settings(endpoint_url: str, *, polling_interval: str = "0") -> Settings:
+def arm_settings(endpoint_url: str, *, polling_interval: str = "0", **extra: str) -> Settings:
     return Settings.from_environ(
         {
             "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
@@ -110,6 +110,7 @@ def arm_settings(endpoint_url: str, *, polling_interval: str = "0") -> Settings:
             "ARM_ENDPOINT": endpoint_url,
             "ARM_STATIC_TOKEN": TOKEN,
             "ARM_POLLING_INTERVAL_SECONDS": polling_interval,
+            **extra,
         }
     )
 
@@ -122,6 +123,13 @@ def transport() -> RecordingTransport:
 @pytest.fixture()
 def clients(local_arm: LocalArmEndpoint, transport: RecordingTransport) -> Iterator[ArmClients]:
     with build_arm_clients(arm_settings(local_arm.url), transport=transport) as built:
+        yield built
+
+
+@pytest.fixture()
+def impatient(local_arm: LocalArmEndpoint) -> Iterator[ArmClients]:
+    """Clients with no retry budget: a busy or throttled answer comes back as the typed error at once."""
+    with build_arm_clients(arm_settings(local_arm.url, ARM_RETRY_BUDGET_SECONDS="0")) as built:
         yield built
 
 

@@ -21,10 +21,10 @@ from shared.migration import resource_kinds as kinds
 from shared.migration import resources as ops
 from shared.migration.resources import PowerState
 from shared.migration.tags import Purpose, ResourceTags
-from shared.platform.arm_clients import ArmClients
+from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.arm_errors import ArmConflict, ArmRequestFailed, PolicyDisallowed, QuotaExceeded
 from shared.replication.vhd import MIB
-from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, TOKEN, LocalArmEndpoint, make_tags
+from tests.arm.conftest import LOCATION, STORAGE_ACCOUNT_ID, TOKEN, LocalArmEndpoint, arm_settings, make_tags
 from tests.arm.test_compute import replica_with_data
 
 pytestmark = pytest.mark.integration
@@ -243,16 +243,21 @@ def test_a_snapshot_still_being_taken_is_a_conflict_until_it_is_done(
     )
     # An earlier run sent its PUT and died before the snapshot was done.
     poller = clients.compute.snapshots.begin_create_or_update(rg, "in-flight", body)
-    with pytest.raises(ArmConflict) as busy:
+    # Without a retry budget the busy answer is the typed conflict...
+    with (
+        build_arm_clients(arm_settings(local_arm.url, ARM_RETRY_BUDGET_SECONDS="0")) as impatient,
+        pytest.raises(ArmConflict) as busy,
+    ):
         ops.create_incremental_snapshot(
-            clients, rg, "in-flight", location=LOCATION, source_disk_id=disk.id, tags=tags
+            impatient, rg, "in-flight", location=LOCATION, source_disk_id=disk.id, tags=tags
         )
     assert busy.value.arm_code == "AnotherOperationInProgress"
-    poller.result()
+    # ...with one, the client waits until the snapshot is done.
     done = ops.create_incremental_snapshot(
         clients, rg, "in-flight", location=LOCATION, source_disk_id=disk.id, tags=tags
     )
     assert done.id.endswith("/in-flight")
+    poller.result()
 
 
 @pytest.mark.parametrize(
@@ -268,9 +273,13 @@ def test_snapshot_faults_are_typed(
     error: type[Exception],
 ) -> None:
     local_arm.add_fault({"match": {"method": "PUT", "resourceType": SNAPSHOT_TYPE}, "fault": fault})
-    with pytest.raises(error):
+    # A busy answer (the conflict) is typed once the retry budget is spent: none here.
+    with (
+        build_arm_clients(arm_settings(local_arm.url, ARM_RETRY_BUDGET_SECONDS="0")) as impatient,
+        pytest.raises(error),
+    ):
         ops.create_incremental_snapshot(
-            clients,
+            impatient,
             resource_group,
             "refused",
             location=LOCATION,
@@ -429,6 +438,7 @@ def test_starting_a_deallocated_vm_needs_quota(
 )
 def test_power_action_faults_are_typed_and_leave_the_power_state(
     clients: ArmClients,
+    impatient: ArmClients,
     resource_group: str,
     failed_over_vm: FailedOverVm,
     local_arm: LocalArmEndpoint,
@@ -451,7 +461,7 @@ def test_power_action_faults_are_typed_and_leave_the_power_state(
     )
     assert callable(operation)
     with pytest.raises(error) as raised:
-        operation(clients, rg, name)
+        operation(impatient, rg, name)  # no retry budget: a busy answer is typed at once
     assert getattr(raised.value, "arm_code", None) == code
     assert ops.vm_power_state(clients, rg, name) is before
     if fault == "quota":
@@ -629,6 +639,7 @@ def test_data_disks_change_on_a_running_vm_through_patch(
 )
 def test_swap_faults_are_typed_and_the_retry_finishes_the_swap(
     clients: ArmClients,
+    impatient: ArmClients,
     resource_group: str,
     container: ContainerClient,
     failed_over_vm: FailedOverVm,
@@ -641,9 +652,9 @@ def test_swap_faults_are_typed_and_the_retry_finishes_the_swap(
     new_os = imported(clients, container, rg, "fo-os-k1", b"os k+1".ljust(512), make_tags(Purpose.FINAL))
     ops.deallocate_vm(clients, rg, name)
     local_arm.add_fault({"match": {"method": "PUT", "resourceType": VM_TYPE}, "fault": fault})
-    with pytest.raises(error) as raised:
+    with pytest.raises(error) as raised:  # no retry budget: a busy answer is typed at once
         ops.swap_vm_disks(
-            clients, rg, name, os_disk_id=new_os.id, data_disk_ids=[failed_over_vm.data_disk.id]
+            impatient, rg, name, os_disk_id=new_os.id, data_disk_ids=[failed_over_vm.data_disk.id]
         )
     assert getattr(raised.value, "arm_code", None) == code
     if fault == "operationFailure":

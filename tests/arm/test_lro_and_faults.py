@@ -157,11 +157,62 @@ def test_internal_errors_are_retried(
     assert local_arm.faults() == []
 
 
-def test_a_conflict_is_not_retried_and_is_typed(
-    local_arm: LocalArmEndpoint, clients: ArmClients, resource_group: str, tags: ResourceTags
+def test_four_throttles_in_a_row_are_waited_out(
+    local_arm: LocalArmEndpoint,
+    clients: ArmClients,
+    transport: RecordingTransport,
+    resource_group: str,
+    tags: ResourceTags,
+) -> None:
+    # More than azure-core's own status retries (3): the busy policy keeps going within its budget.
+    local_arm.add_fault(
+        {
+            "match": {"method": "PUT", "resourceType": NSG_TYPE},
+            "fault": "throttle",
+            "times": 4,
+            "retryAfter": 1,
+        }
+    )
+    nsg = ops.ensure_helper_network_security_group(
+        clients,
+        resource_group,
+        "throttled-4",
+        location=LOCATION,
+        storage=ops.StorageDestination(region=LOCATION),
+        tags=tags,
+    )
+    assert nsg.name == "throttled-4"
+    assert transport.sleeps[:4] == [1.0, 1.0, 1.0, 1.0]
+    assert local_arm.faults() == []
+
+
+def test_another_operation_in_progress_is_waited_out(
+    local_arm: LocalArmEndpoint,
+    clients: ArmClients,
+    transport: RecordingTransport,
+    resource_group: str,
+    tags: ResourceTags,
 ) -> None:
     local_arm.add_fault({"match": {"method": "PUT", "nameRegex": "^busy"}, "fault": "conflict", "times": 2})
-    with pytest.raises(ArmConflict) as error:
+    nsg = ops.ensure_helper_network_security_group(
+        clients,
+        resource_group,
+        "busy-then-free",
+        location=LOCATION,
+        storage=ops.StorageDestination(region=LOCATION),
+        tags=tags,
+    )
+    assert nsg.name == "busy-then-free"
+    assert transport.sleeps[:2] == [1.0, 2.0]  # no Retry-After on the 409: 1, 2, 4 ... s
+    assert local_arm.faults() == []
+
+
+def test_a_conflict_that_outlasts_the_budget_is_typed(
+    local_arm: LocalArmEndpoint, resource_group: str, tags: ResourceTags
+) -> None:
+    settings = arm_settings(local_arm.url, ARM_RETRY_BUDGET_SECONDS="0")
+    local_arm.add_fault({"match": {"method": "PUT", "nameRegex": "^busy"}, "fault": "conflict", "times": 2})
+    with build_arm_clients(settings) as clients, pytest.raises(ArmConflict) as error:
         ops.ensure_helper_network_security_group(
             clients,
             resource_group,
@@ -171,7 +222,8 @@ def test_a_conflict_is_not_retried_and_is_typed(
             tags=tags,
         )
     assert error.value.status_code == 409 and error.value.arm_code == "AnotherOperationInProgress"
-    assert local_arm.faults()[0]["remaining"] == 1  # one request, not retried
+    assert local_arm.faults()[0]["remaining"] == 1  # one request: the budget allowed no second
+    local_arm.reset()
 
 
 def test_policy_denial_names_the_policy(

@@ -112,10 +112,12 @@ def test_an_operator_drives_a_test_migration_with_the_cli(
 
     # The test migration, followed live to its end: every step shown, exit code 0.
     tested = cli("test-migrate", machine_id, "--wait", "--timeout", "200")
-    assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "Traceback" not in tested.stderr
     job = cli.json("jobs", "list", "--machine-id", machine_id, "--kind", "TestMigration")["jobs"][0]
-    assert job["status"] == "Succeeded"
+    # A step that warned (the toolkit's warnings) makes the job Warning: exit 2, else 0.
+    warned = any(s["status"] == "Warning" for s in job["steps"])
+    assert job["status"] == ("Warning" if warned else "Succeeded")
+    assert tested.returncode == (2 if warned else 0), tested.stdout + tested.stderr
     for step in job["steps"]:
         assert step["name"] in tested.stdout
     assert f"TestMigration on {machine_id}" in tested.stdout

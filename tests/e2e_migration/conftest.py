@@ -48,6 +48,10 @@ def migration_stack(tmp_path_factory: pytest.TempPathFactory, **host_env: str) -
             "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
             "DEVHOST_LOG_LEVEL": "INFO",
             "MIGRATION_FINAL_CYCLE_POLL_SECONDS": "1",
+            # Throttling and busy resources are waited out for a few seconds only: the fault cases that
+            # outlast it fail in seconds, not minutes.
+            "ARM_RETRY_BUDGET_SECONDS": "5",
+            "MIGRATION_SHUTDOWN_TIMEOUT_SECONDS": "10",
             **METRIC_EXPORT_ENV,
             **host_env,
         },

@@ -37,6 +37,12 @@ TARGET: Final = {
 FINISHED: Final = ("Succeeded", "Warning", "Failed", "Cancelled")
 
 
+def succeeded(job: dict[str, Any]) -> bool:
+    """The job went through: Succeeded, or Warning exactly when one of its steps warned."""
+    warned = any(s["status"] == "Warning" for s in job["steps"])
+    return bool(job["status"] == ("Warning" if warned else "Succeeded"))
+
+
 def ensure_operator_network(clients: ArmClients) -> None:
     """The operator's own resource group, target VNet and isolated test VNet (not ours: untagged for the
     sweeper, as a customer's network would be)."""

@@ -8,7 +8,7 @@ import pytest
 
 from devhost.stack import LocalStack
 from tests.e2e_migration.conftest import GuestMachine
-from tests.e2e_migration.migration_client import MigrationClient, wait_for
+from tests.e2e_migration.migration_client import MigrationClient, succeeded, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -27,7 +27,7 @@ def test_a_host_crash_during_hydration_resumes_and_cleans_up(
     local_stack.start_functions_host()
 
     job = client.wait_job(job_id)
-    assert job["status"] == "Succeeded", job
+    assert succeeded(job), job
     assert any(s["name"].startswith("Prepare: validate_fstab") for s in job["steps"])
     left = client.resources_of_job(job_id)
     assert not [r for r in left if "/hyd-" in r], left

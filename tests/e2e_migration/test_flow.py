@@ -9,8 +9,9 @@ import random
 
 import pytest
 
+from shared.domain.command import PowerState
 from tests.e2e_migration.conftest import GuestMachine, machine_state
-from tests.e2e_migration.migration_client import TARGET_VNET, TEST_VNET, MigrationClient, wait_for
+from tests.e2e_migration.migration_client import TARGET_VNET, TEST_VNET, MigrationClient, succeeded, wait_for
 from tests.support.arm_operations import arm_group_and_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
@@ -42,7 +43,7 @@ def test_test_migration_cleanup_migration_and_completion(
     before = replica_digests(machine)
 
     job = client.run(f"/machines/{machine.id}/test-migrate", {})
-    assert job["status"] == "Succeeded", job
+    assert succeeded(job), job
     assert machine_state(client, machine.id) == "TestMigrated"
     names = [s["name"] for s in job["steps"]]
     assert any(n.startswith("Prepare: validate_fstab") for n in names), names
@@ -87,7 +88,11 @@ def test_test_migration_cleanup_migration_and_completion(
     reports = machine.replicator.handle_commands(machine.appliance.api)
     assert [r.kind.value for r in reports] == ["final"]
     migrated = client.wait_job(job_id)
-    assert migrated["status"] == "Succeeded", migrated
+    assert succeeded(migrated), migrated
+    # The step says the source is off because the appliance answered so, not because it was asked.
+    shutdown = next(s for s in migrated["steps"] if s["name"] == "Shut down source VM")
+    assert shutdown["status"] == "Succeeded", shutdown
+    assert machine.replicator.power.state is PowerState.OFF
     assert machine_state(client, machine.id) == "Migrated"
     final_status = client.instance_status(job_id)["customStatus"]
     assert f"/virtualNetworks/{TARGET_VNET}/" in vm_subnet(client, final_status["vmId"])

@@ -13,7 +13,7 @@ from appliance.replicator import CycleReport, MachineReplicator
 from shared.domain.cycle import CycleKind
 from shared.replication.delta_manifest import DeltaManifest
 from tests.e2e_migration.conftest import GuestMachine, http_ok, machine_state
-from tests.e2e_migration.migration_client import MigrationClient, wait_for
+from tests.e2e_migration.migration_client import MigrationClient, succeeded, wait_for
 from tests.support.arm_operations import arm_group_and_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
@@ -84,7 +84,7 @@ def test_a_resync_of_one_disk_leaves_a_point_of_every_disk_that_a_test_migration
     assert client.http.get("/machines/vm-nobody/recovery-points").status_code == 404
 
     job = client.run(f"/machines/{machine.id}/test-migrate", {"recoveryPoint": newest["id"]})
-    assert job["status"] == "Succeeded", job
+    assert succeeded(job), job
     assert all(s["status"] in ("Succeeded", "Warning") for s in job["steps"]), job["steps"]
     assert machine_state(client, machine.id) == "TestMigrated"
     # The test VM's data disk is the source's data disk at the point, byte for byte.
@@ -92,7 +92,7 @@ def test_a_resync_of_one_disk_leaves_a_point_of_every_disk_that_a_test_migration
     _, [data_disk] = client.vm_disks(vm_id)
     source = replicator.disks[1].path.read_bytes()
     assert client.disk_image(data_disk).read_bytes()[: len(source)] == source
-    assert arm_group_and_name(vm_id)[1].endswith("-test")
+    assert arm_group_and_name(vm_id)[1].endswith(f"-test-{job['id'][-6:]}")  # its own name, never reused
 
     cleanup = client.run(f"/machines/{machine.id}/test-migrate/cleanup")
     assert cleanup["status"] == "Succeeded", cleanup

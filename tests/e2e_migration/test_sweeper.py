@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e_migration.conftest import GuestMachine, machine_state
-from tests.e2e_migration.migration_client import MigrationClient
+from tests.e2e_migration.migration_client import MigrationClient, succeeded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -37,14 +37,22 @@ def test_the_sweeper_deletes_what_compensation_could_not(
     assert any("/virtualMachines/hyd-" in r for r in left), left
     assert machine_state(client, linux_machine.id) == "Replicating"
 
-    # Meanwhile another test migration stands: its VM must survive the sweep.
+    # No new test migration beside them: the 409 names them and says what to do.
     client.clear_faults()
+    refused = client.post(f"/machines/{linux_machine.id}/test-migrate", {})
+    assert refused.status_code == 409, refused.text
+    assert "hyd-" in refused.json()["error"]["message"] and job["id"] in refused.json()["error"]["message"]
+    assert machine_state(client, linux_machine.id) == "Replicating"
+    # The failed job is finished: the sweeper deletes its leftovers at once, whatever their age.
+    client.run_timer("arm_sweeper")
+    assert client.resources_of_job(job["id"]) == []
+
+    # Then another test migration stands: its VM must survive the sweep.
     live = client.run(f"/machines/{linux_machine.id}/test-migrate", {})
-    assert live["status"] == "Succeeded", live
+    assert succeeded(live), live
     live_resources = client.resources_of_job(live["id"])
 
     client.run_timer("arm_sweeper")
-    assert client.resources_of_job(job["id"]) == []
     assert client.resources_of_job(live["id"]) == live_resources
     assert client.run(f"/machines/{linux_machine.id}/test-migrate/cleanup")["status"] == "Succeeded"
     assert client.resources_of_job(live["id"]) == []

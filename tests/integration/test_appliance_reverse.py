@@ -46,6 +46,7 @@ from shared.domain.command import (
     BlockHashes,
     ChangedBlocks,
     CommandAnswer,
+    CommandKind,
     HashDiskBlocks,
     ManifestRange,
     PowerChanged,
@@ -485,4 +486,32 @@ def test_the_appliance_carries_out_a_reprotect_sequence_of_commands(
     assert acks["c-6"] is not None and acks["c-6"].error is not None
     assert acks["c-6"].error.code == "OnPremisesDiskNotFound"
     assert PowerSwitch(source.disks[0].path.parent, source.machine_id).state is PowerState.ON
+    source.close()
+
+
+def test_shut_down_source_is_answered_with_the_power_state(
+    container: ContainerClient, tmp_path: Path
+) -> None:
+    source = replicator(container, tmp_path)
+    shutdown = {
+        "id": "c-shutdown",
+        "applianceId": "a-1",
+        "machineId": source.machine_id,
+        "kind": "ShutDownSource",
+        "status": "Pending",
+        "createdAt": NOW.isoformat(),
+    }
+    api = RecordingApi([])
+    api.pending = [shutdown]
+    assert source.handle_commands(cast(ApplianceApi, api)) == []
+    answer = api.acks["c-shutdown"]
+    assert answer is not None and answer.result == PowerChanged(
+        kind=CommandKind.SHUT_DOWN_SOURCE, power_state=PowerState.OFF, changed=True
+    )
+    assert source.power.state is PowerState.OFF
+    # Asked again (a retried command): it is off already, and says so.
+    api.acks.clear()
+    source.handle_commands(cast(ApplianceApi, api))
+    again = api.acks["c-shutdown"]
+    assert again is not None and isinstance(again.result, PowerChanged) and not again.result.changed
     source.close()

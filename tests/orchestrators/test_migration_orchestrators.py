@@ -35,6 +35,7 @@ from orchestrators.migration import activities as migration_activities
 from orchestrators.migration import cutover, test_migration
 from orchestrators.migration.contracts import (
     CleanupResult,
+    DeleteVerdict,
     FinalCycleRequest,
     FinalCycleStarted,
     FinalCycleState,
@@ -42,6 +43,7 @@ from orchestrators.migration.contracts import (
     JobInput,
     JobOutcome,
     JobResourcesQuery,
+    ShutdownState,
 )
 from orchestrators.migration.contracts import (
     TestResources as FoundResources,  # aliased: pytest would try to collect a Test* class
@@ -134,7 +136,12 @@ class Flow:
         resources: list[Resource] | None = None,
         undeletable: set[ResourceKind] | None = None,
         poll_seconds: float = 10,
+        shutdown_after_polls: int | None = 0,
+        shutdown_refused: str | None = None,
     ) -> None:
+        self.shutdown_after_polls = shutdown_after_polls
+        self.shutdown_refused = shutdown_refused
+        self.shutdown_polls = 0
         self.poll_seconds = poll_seconds
         self.final_after_polls = final_after_polls
         self.final_rejected = final_rejected
@@ -147,6 +154,17 @@ class Flow:
     def request_final_cycle(self, payload: Any) -> Any:
         FinalCycleRequest.model_validate(payload)
         return FinalCycleStarted(poll_seconds=self.poll_seconds, timeout_seconds=600).model_dump(mode="json")
+
+    def check_migration_shutdown(self, payload: Any) -> Any:
+        FinalCycleWatch.model_validate(payload)
+        self.shutdown_polls += 1
+        if self.shutdown_refused is not None:
+            return ShutdownState(confirmed=False, answered=True, message=self.shutdown_refused).model_dump(
+                mode="json"
+            )
+        if self.shutdown_after_polls is not None and self.shutdown_polls > self.shutdown_after_polls:
+            return ShutdownState(confirmed=True, answered=True, message="off").model_dump(mode="json")
+        return ShutdownState(confirmed=False, answered=False, message="waiting").model_dump(mode="json")
 
     def check_final_cycle(self, payload: Any) -> Any:
         FinalCycleWatch.model_validate(payload)
@@ -175,6 +193,17 @@ class Flow:
             raise RuntimeError(f"{request.resource.id} is locked")
         return request.resource.model_dump(mode="json")
 
+    def try_delete_resource(self, payload: Any) -> Any:
+        request = DeleteRequest.model_validate(payload)
+        if request.resource.kind in self.undeletable:
+            return DeleteVerdict(
+                resource=request.resource,
+                deleted=False,
+                error_code="NicInUse",
+                error_message=f"{request.resource.id} is locked",
+            ).model_dump(mode="json")
+        return DeleteVerdict(resource=request.resource, deleted=True).model_dump(mode="json")
+
     def stubs(self) -> dict[str, Any]:
         def nothing(payload: Any) -> Any:
             return Done().model_dump(mode="json")
@@ -182,9 +211,11 @@ class Flow:
         return {
             "request_final_cycle": self.request_final_cycle,
             "check_final_cycle": self.check_final_cycle,
+            "check_migration_shutdown": self.check_migration_shutdown,
             "plan_hydration": self.plan_hydration,
             "find_job_resources": self.find_job_resources,
             "delete_resource": self.delete_resource,
+            "try_delete_resource": self.try_delete_resource,
             "record_job_progress": nothing,
             "end_migration_job": nothing,
         }
@@ -230,8 +261,10 @@ def test_migration_requests_the_final_cycle_waits_for_it_and_hydrates_from_its_p
             (planned,) = [HydrationRequest.model_validate(p) for p in r.calls.of("plan_hydration")]
             assert not planned.test, "a migration, not a test migration"
             assert planned.recovery_point_id == "0000000009-c9", "the final cycle's point"
+            assert len(r.calls.of("check_migration_shutdown")) == 1
             assert steps(r) == [
-                (m.STEP_SHUTDOWN, "Succeeded"),
+                (m.STEP_SHUTDOWN, "InProgress"),
+                (m.STEP_SHUTDOWN, "Succeeded"),  # only once the appliance confirmed the source is off
                 (m.STEP_FINAL_CYCLE, "InProgress"),
                 (m.STEP_FINAL_CYCLE, "Succeeded"),
                 (m.STEP_FINISH_MIGRATION, "Succeeded"),
@@ -441,7 +474,59 @@ def test_clean_up_reports_what_it_could_not_delete_and_still_deletes_the_rest(tm
             deleted = {DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("delete_resource")}
             assert ResourceKind.DISK in deleted, "a resource that resists does not stop the others"
             outcome = ended(r)
-            assert (outcome.succeeded, outcome.error_code) == (False, "DeleteFailed")
+            # The step fails with ARM's own answer for what resisted, and the clean-up can be run again.
+            assert (outcome.succeeded, outcome.error_code) == (False, "NicInUse")
+            assert outcome.failed_step == "Delete test VM, disks and network interface"
+            assert outcome.test_job_id == "job-test-7"
             assert nic in (outcome.error_message or "")
+            assert f"{nic} is locked" in (outcome.error_message or "")
+
+    run(scenario())
+
+
+def test_a_shutdown_never_confirmed_fails_the_cutover_before_anything_is_built(tmp_path: Path) -> None:
+    flow = Flow(final_after_polls=0, shutdown_after_polls=None, poll_seconds=60)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            status = await migrate(r, shutdown_source=True)
+            assert status["runtimeStatus"] == "Completed", status
+            assert 5 <= len(r.calls.of("check_migration_shutdown")) <= 7, "polled every minute for 5 minutes"
+            assert r.calls.of("check_final_cycle") == [] and r.calls.of("plan_hydration") == []
+            outcome = ended(r)
+            assert (outcome.succeeded, outcome.error_code) == (False, m.SHUTDOWN_NOT_CONFIRMED)
+            assert outcome.failed_step == m.STEP_SHUTDOWN
+            assert "did not confirm within 300 s" in (outcome.error_message or "")
+            assert "continueWithoutShutdown" in (outcome.error_message or "")
+            assert steps(r)[-1] == (m.STEP_SHUTDOWN, "Failed")
+
+    run(scenario())
+
+
+def test_an_appliance_that_answers_the_source_is_not_off_fails_it_at_once(tmp_path: Path) -> None:
+    flow = Flow(final_after_polls=0, shutdown_refused="the appliance could not shut the source down: X: y")
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            status = await migrate(r, shutdown_source=True)
+            assert status["runtimeStatus"] == "Completed", status
+            assert len(r.calls.of("check_migration_shutdown")) == 1
+            outcome = ended(r)
+            assert (outcome.succeeded, outcome.error_code) == (False, m.SHUTDOWN_NOT_CONFIRMED)
+            assert "could not shut the source down: X: y" in (outcome.error_message or "")
+
+    run(scenario())
+
+
+def test_continue_without_shutdown_goes_on_with_a_warning(tmp_path: Path) -> None:
+    flow = Flow(final_after_polls=0, shutdown_after_polls=None, poll_seconds=60)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            status = await migrate(r, shutdown_source=True, continue_without_shutdown=True)
+            assert status["runtimeStatus"] == "Completed", status
+            assert (m.STEP_SHUTDOWN, "Warning") in steps(r)
+            assert r.calls.of("plan_hydration"), "the cutover went on"
+            assert ended(r).succeeded
 
     run(scenario())

@@ -122,6 +122,41 @@ def test_cleanup_undoes_the_machines_test_migration(repos: Repositories) -> None
     assert repos.machines.require("web01").item.state is MachineState.REPLICATING
 
 
+def test_a_failed_cleanup_keeps_the_test_migration_and_can_be_run_again(repos: Repositories) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    m.end_job(repos, "job-t", succeeded=True, now=NOW)
+    m.start_test_migration_cleanup(repos, "web01", job_id="job-c", now=NOW)
+    job = m.end_job(
+        repos,
+        "job-c",
+        succeeded=False,
+        now=NOW,
+        error_code="InternalOperationError",
+        error_message="could not delete vm-test: InternalOperationError: boom",
+        failed_step=m.STEP_DELETE_TEST,
+        test_job_id="job-t",
+    )
+    [step] = job.steps
+    assert (step.status, step.error) == (JobStatus.FAILED, job.error)
+    assert job.error is not None and job.error.code == "InternalOperationError"
+    machine = repos.machines.require("web01").item
+    assert (machine.state, machine.active_job_id) == (MachineState.TEST_MIGRATED, "job-t")
+    assert m.is_test_migration_live(repos, repos.jobs.require("job-t").item)  # the sweeper keeps it
+    again = m.start_test_migration_cleanup(repos, "web01", job_id="job-c2", now=NOW)
+    assert again.test_job_id == "job-t"
+    m.end_job(repos, "job-c2", succeeded=True, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.REPLICATING
+
+
+def test_a_job_whose_steps_warned_ends_warning(repos: Repositories) -> None:
+    _machine(repos)
+    m.start_test_migration(repos, "web01", m.TestMigrationRequest(), job_id="job-t", now=NOW)
+    jobs.finish_step(repos, "job-t", m.STEP_HELPER_NETWORK, JobStatus.WARNING, now=NOW, message="policy")
+    assert m.end_job(repos, "job-t", succeeded=True, now=NOW).status is JobStatus.WARNING
+    assert m.is_test_migration_live(repos, repos.jobs.require("job-t").item)
+
+
 def test_a_failed_test_migration_goes_back_to_replicating_and_its_steps_say_which_ran(
     repos: Repositories,
 ) -> None:
@@ -281,3 +316,20 @@ def test_a_plan_that_fails_fails_its_step_with_the_jobs_error_and_cancels_the_re
         failing.error == job.error and failing.error is not None and "disk(s) data" in failing.error.message
     )
     assert all(statuses[name] is JobStatus.CANCELLED for name in m.HYDRATION_STEPS)
+
+
+def test_a_test_migration_is_refused_while_an_earlier_ones_resources_stand() -> None:
+    m.refuse_over_leftovers("web01", [])
+    vm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web01-test-abc123"
+    with pytest.raises(Conflict, match=r"web01-test-abc123\. Run the clean-up first") as refused:
+        m.refuse_over_leftovers("web01", [(vm, "job-abc123")])
+    assert "job job-abc123" in refused.value.message
+    assert refused.value.details == [{"resourceId": vm, "jobId": "job-abc123"}]
+
+
+def test_continue_without_shutdown_needs_a_shutdown() -> None:
+    assert m.MigrationRequest.model_validate(
+        {"shutdownSource": True, "continueWithoutShutdown": True}
+    ).continue_without_shutdown
+    with pytest.raises(ValueError, match="only with shutdownSource"):
+        m.MigrationRequest.model_validate({"continueWithoutShutdown": True})
