@@ -491,7 +491,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "The machine's Mobility agent: version, health and last heartbeat (null before it registers)",
         "operator",
         MachineMobility,
-        errors=(401, 404),
     ),
     Operation(
         "POST",
