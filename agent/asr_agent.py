@@ -108,6 +108,9 @@ def register(
         print(f"ERROR: registration with {base} failed: {exc}", file=sys.stderr)
         return 20
     ETC.mkdir(parents=True, exist_ok=True)
+    if not disks and (ETC / "agent.json").exists():
+        # Registered again without disks (an update): keep replicating the disks it had.
+        disks = json.loads((ETC / "agent.json").read_text()).get("disks") or {}
     _write_private(
         ETC / "agent.json",
         {
