@@ -5,7 +5,9 @@ routes an agent replicates its own server through (its cycle commands, policy, u
 uploaded cycles: the appliance's cycle protocol over HTTP, since the agent cannot publish to Event Grid).
 
 Operators call them with a host key. An agent registering itself should be given a function key
-scoped to `register_mobility_agent` only; the passphrase in its body is what authenticates it.
+scoped to `register_mobility_agent` only; the passphrase in its body is what authenticates it. Every
+later agent route is authenticated by the agent's own credential (`Authorization: Bearer`), and the
+agent acts for its own machine only.
 """
 
 from __future__ import annotations
