@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -507,7 +507,15 @@ class Replicator:
             upload = CycleUpload(self.api, machine_id, cycle_id, throttle, pool, policy.threads, self.sleep)
             for disk in self.disks:
                 previous = None if kind in FULL_KINDS else self._hashes(disk)
-                result = upload_disk(upload, disk, sequence, kind, previous)
+                try:
+                    result = upload_disk(upload, disk, sequence, kind, previous)
+                except (OSError, ValueError) as exc:
+                    # The server's own problem (a disk it cannot read): the operator must see it on the
+                    # machine, not only in the agent's log.
+                    self.report_failure(
+                        machine_id, f"disk {disk.disk_id} ({disk.path}): {exc}", cycle_id, disk.disk_id
+                    )
+                    raise
                 (self.state_dir / f"{disk.disk_id}.hashes.pending").write_bytes(result.digests)
                 manifests[disk.disk_id] = result.manifest_blob
                 total, extents = total + result.uploaded, extents + result.extents
@@ -524,6 +532,21 @@ class Replicator:
         report = self.post_pending()
         assert report is not None
         return report
+
+    def report_failure(self, machine_id: str, message: str, cycle_id: str, disk_id: str) -> None:
+        """POST the failure (the machine's health shows it); a report that cannot be sent is only logged."""
+        body = {
+            "reportId": secrets.token_hex(8),
+            "machineId": machine_id,
+            "failedAt": datetime.now(UTC).isoformat(),
+            "cycleId": cycle_id,
+            "diskId": disk_id,
+            "message": message[:8192],
+        }
+        try:
+            self.api.call("POST", "/mobility/agents/cycle-failures", body)
+        except ApiError as exc:
+            print(f"could not report the failed cycle {cycle_id}: {exc}", flush=True)
 
     def handle_commands(self) -> list[CycleReport]:
         """Post a pending cycle, then answer the machine's RunCycle and ResyncDisk commands with one cycle

@@ -290,3 +290,15 @@ async def post_mobility_agent_cycle(
         CycleSignal(cycle_id=answer.cycle_id, sequence=answer.sequence, cycle=accepted.cycle),
     )
     return json_response(answer, 202)
+
+
+@bp.route(route="mobility/agents/cycle-failures", methods=["POST"])
+@handle_errors
+def post_mobility_agent_cycle_failure(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    agent = _agent(req, services)
+    body = parse_body(req, agent_replication.AgentCycleFailed)
+    recorded = agent_replication.record_agent_cycle_failure(
+        services.repos, agent, body, now=services.clock(), settings=services.health
+    )
+    return json_response(recorded, 201)

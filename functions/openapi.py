@@ -65,7 +65,13 @@ from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failback.service import ReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
-from shared.mobility.agent_replication import AgentCommandList, AgentCycleAccepted, AgentCycleUploaded
+from shared.mobility.agent_replication import (
+    AgentCommandList,
+    AgentCycleAccepted,
+    AgentCycleFailed,
+    AgentCycleFailureRecorded,
+    AgentCycleUploaded,
+)
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
 from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
 from shared.mobility.os_support import OsResolution
@@ -557,6 +563,18 @@ OPERATIONS: tuple[Operation, ...] = (
         AgentCycleAccepted,
         202,
         AgentCycleUploaded,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/cycle-failures",
+        "post_mobility_agent_cycle_failure",
+        "The agent could not take or upload a cycle (what an appliance's CycleFailed event says): the "
+        "failure becomes the machine's catalog error and health; the same reportId again counts once",
+        "agentCredential",
+        AgentCycleFailureRecorded,
+        201,
+        AgentCycleFailed,
         errors=(400, 401, 403, 404, 409),
     ),
     Operation(

@@ -11,11 +11,13 @@ agent acts for its own machine only: naming another machine is a 403, and nothin
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
+from shared import health
 from shared.appliances import commands, upload_credentials
-from shared.appliances.events import CycleUploaded
+from shared.appliances.events import CycleFailed, CycleUploaded
 from shared.domain.api import UploadCredentials, UploadCredentialsRequest
 from shared.domain.command import ApplianceCommand, CommandKind
 from shared.domain.cycle import CycleKind
@@ -170,3 +172,65 @@ def accept_agent_cycle(
         machine_id=machine.id, cycle_id=body.cycle_id, sequence=body.sequence, duplicate=accepted.duplicate
     )
     return answer, accepted
+
+
+# --- a cycle the agent could not take ---------------------------------------------------------------------
+
+ReportId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class AgentCycleFailed(RequestModel):
+    """POST /api/mobility/agents/cycle-failures: the agent could not take or upload a cycle (a disk it cannot
+    read, a disk whose size changed). What an appliance's `Migrate.Replication.CycleFailed` event says."""
+
+    report_id: ReportId = Field(
+        description="unique per failure, the same on a retry of the same report (it is then counted once)"
+    )
+    machine_id: ResourceId = Field(description="the agent's own machine")
+    failed_at: datetime = Field(description="when the cycle failed, on the server's clock (UTC)")
+    cycle_id: ResourceId | None = None
+    disk_id: ResourceId | None = None
+    error_code: str | None = Field(
+        default=None, max_length=64, description="a catalog code, when the agent knows one"
+    )
+    message: str = Field(min_length=1, max_length=8192)
+
+
+class AgentCycleFailureRecorded(WireModel):
+    machine_id: str
+    error_code: str = Field(description="the catalog entry the failure was matched to")
+    health: str = Field(description="the machine's health after it")
+
+
+def record_agent_cycle_failure(
+    repos: Repositories,
+    agent: MobilityAgent,
+    body: AgentCycleFailed,
+    *,
+    now: datetime,
+    settings: health.HealthSettings,
+) -> AgentCycleFailureRecorded:
+    """The failure becomes the machine's catalog error exactly as an appliance's CycleFailed does."""
+    _own(agent, body.machine_id)
+    machine = agent_machine(repos, agent)
+    failure = CycleFailed(
+        appliance_id=machine.appliance_id,
+        machine_id=machine.id,
+        cycle_id=body.cycle_id,
+        disk_id=body.disk_id,
+        error_code=body.error_code,
+        message=body.message,
+    )
+    recorded = health.record_appliance_failure(
+        repos,
+        failure,
+        event_id=f"{agent.id}-{body.report_id}",
+        # The server's clock may run ahead: a failure is never dated after it reached us.
+        reported_at=min(body.failed_at, now),
+        settings=settings,
+    )
+    return AgentCycleFailureRecorded(
+        machine_id=machine.id,
+        error_code=recorded.events[0].error_code or "",
+        health=recorded.change.health.value,
+    )

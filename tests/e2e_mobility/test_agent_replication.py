@@ -185,3 +185,21 @@ def test_an_agent_acts_only_for_its_own_machine(
     assert misspelt.status_code == 400
     anonymous = httpx.get(f"{api}/commands", headers={"x-functions-key": operator.function_key}, timeout=30)
     assert anonymous.status_code == 401
+
+    failure = {
+        "reportId": "r-1",
+        "machineId": ids[0],
+        "failedAt": "2026-12-03T07:00:00Z",
+        "diskId": "sda",
+        "message": "disk sda (/dev/sdb): [Errno 5] Input/output error",
+    }
+    reported = httpx.post(f"{api}/cycle-failures", headers=headers, json=failure, timeout=30)
+    assert reported.status_code == 201, reported.text
+    code = reported.json()["errorCode"]
+    events = operator.call("GET", f"/machines/{ids[0]}/events").json()["events"]
+    assert any(e["errorCode"] == code and "Input/output error" in e["message"] for e in events), events
+    foreign = httpx.post(
+        f"{api}/cycle-failures", headers=headers, json={**failure, "machineId": ids[1]}, timeout=30
+    )
+    assert foreign.status_code == 403
+    assert operator.call("GET", f"/machines/{ids[1]}/events").json()["events"] == []

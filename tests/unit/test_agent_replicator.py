@@ -177,6 +177,8 @@ class FakeApi(ControlPlane):
         self.calls.append((method, path, body))
         if path == "/mobility/agents/policy":
             return {"uploadThreadsPerVm": 2}
+        if path == "/mobility/agents/cycle-failures":
+            return {"machineId": body["machineId"], "errorCode": "x", "health": "Warning"}
         if path == "/mobility/agents/cycles":
             answer = self.answers.pop(0)
             if isinstance(answer, Exception):
@@ -232,3 +234,18 @@ def test_a_refused_cycle_is_dropped_and_the_base_stays(
     assert not (tmp_path / "state/pending.json").exists()
     assert not (tmp_path / "state/disk-0.hashes.pending").exists()
     assert not rep.has_base()
+
+
+def test_a_disk_it_cannot_read_is_reported_on_the_machine_and_nothing_is_posted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicator, "CycleUpload", lambda api, m, c, *rest: MemoryUpload(m, c))
+    api = FakeApi([])
+    rep = Replicator(api, [Disk("data", tmp_path / "gone.img")], tmp_path / "state")
+    with pytest.raises(OSError):
+        rep.run_cycle("initial", "vm-1", None)
+    [(_, _, report)] = [c for c in api.calls if c[1] == "/mobility/agents/cycle-failures"]
+    assert report["machineId"] == "vm-1" and report["diskId"] == "data"
+    assert "gone.img" in report["message"] and report["cycleId"].endswith("-00000001")
+    assert not [c for c in api.calls if c[1] == "/mobility/agents/cycles"]
+    assert not (tmp_path / "state/pending.json").exists()

@@ -19,6 +19,8 @@ from shared.domain.command import CommandKind, CommandStatus
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
+from shared.health import events as machine_events
+from shared.health.settings import HealthSettings
 from shared.mobility import agent_replication, registration
 from shared.mobility.agent_replication import AgentCycleUploaded
 from shared.mobility.push import PushInstallBody
@@ -197,3 +199,32 @@ def test_push_disk_paths_are_absolute_plain_paths(paths: dict[str, str], problem
     with pytest.raises(ValueError, match=problem):
         PushInstallBody.model_validate({"credentialName": "root", "diskPaths": paths})
     assert PushInstallBody.model_validate({"credentialName": "root", "diskPaths": {"sda": "/srv/d.img"}})
+
+
+def test_a_failed_cycle_becomes_the_machines_catalog_error_once_per_report(
+    repos: Repositories, agent: MobilityAgent
+) -> None:
+    body = agent_replication.AgentCycleFailed.model_validate(
+        {
+            "reportId": "f-1",
+            "machineId": "m-1",
+            "failedAt": "2026-12-03T08:30:00Z",  # ahead of the control plane's clock: dated NOW
+            "diskId": "sda",
+            "message": "cannot read /dev/sda: [Errno 5] Input/output error",
+        }
+    )
+    first = agent_replication.record_agent_cycle_failure(
+        repos, agent, body, now=NOW, settings=HealthSettings()
+    )
+    assert first.machine_id == "m-1" and first.error_code and first.health in ("Warning", "Critical")
+    events = machine_events.list_events(repos, "m-1")
+    again = agent_replication.record_agent_cycle_failure(
+        repos, agent, body, now=NOW, settings=HealthSettings()
+    )
+    assert again == first and len(machine_events.list_events(repos, "m-1")) == len(events)
+    failure = next(e for e in events if e.error_code == first.error_code)
+    assert "Input/output error" in failure.message and failure.time == NOW
+    with pytest.raises(Forbidden):
+        agent_replication.record_agent_cycle_failure(
+            repos, agent, body.model_copy(update={"machine_id": "m-2"}), now=NOW, settings=HealthSettings()
+        )
