@@ -65,6 +65,13 @@ from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failback.service import ReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
+from shared.mobility.agent_replication import (
+    AgentCommandList,
+    AgentCycleAccepted,
+    AgentCycleFailed,
+    AgentCycleFailureRecorded,
+    AgentCycleUploaded,
+)
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
 from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
 from shared.mobility.os_support import OsResolution
@@ -502,6 +509,72 @@ OPERATIONS: tuple[Operation, ...] = (
         200,
         AgentHeartbeat,
         errors=(400, 401),
+    ),
+    Operation(
+        "GET",
+        "mobility/agents/commands",
+        "list_mobility_agent_commands",
+        "The agent's machine's pending cycle commands (RunCycle, ResyncDisk), oldest first, and its "
+        "lastAppliedSequence; 409 for an agent registered without a machine id",
+        "agentCredential",
+        AgentCommandList,
+        errors=(401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/commands/{commandId}/ack",
+        "acknowledge_mobility_agent_command",
+        "Acknowledge one of the machine's cycle commands once its cycle is posted (idempotent); 403 for "
+        "any other command",
+        "agentCredential",
+        ApplianceCommand,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "GET",
+        "mobility/agents/policy",
+        "get_mobility_agent_policy",
+        "The replication policy the agent's uploads follow (its machine's appliance's: bandwidth limits "
+        "by work hours, upload threads)",
+        "agentCredential",
+        ReplicationPolicy,
+        errors=(401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/upload-credentials",
+        "issue_mobility_agent_upload_credentials",
+        "Write-only SAS URLs for the named blobs of a cycle of the agent's own machine (about 1 hour: ask "
+        "again before expiresOn); 403 for another machine",
+        "agentCredential",
+        UploadCredentials,
+        request=UploadCredentialsRequest,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/cycles",
+        "post_mobility_agent_cycle",
+        "The agent's cycle is uploaded (what an appliance's CycleUploaded event says): into the machine's "
+        "inbox, applied in sequence order; 409 when the machine does not take uploads or the cycle id was "
+        "used with other manifests",
+        "agentCredential",
+        AgentCycleAccepted,
+        202,
+        AgentCycleUploaded,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/cycle-failures",
+        "post_mobility_agent_cycle_failure",
+        "The agent could not take or upload a cycle (what an appliance's CycleFailed event says): the "
+        "failure becomes the machine's catalog error and health; the same reportId again counts once",
+        "agentCredential",
+        AgentCycleFailureRecorded,
+        201,
+        AgentCycleFailed,
+        errors=(400, 401, 403, 404, 409),
     ),
     Operation(
         "POST",

@@ -277,6 +277,11 @@ class PushInstallRequest(WireModel):
     install_location: str = Field(min_length=1)
     control_plane_url: str = Field(min_length=1, description="what the agent registers with")
     update: bool = False
+    disk_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="disk id -> the block device or raw image the agent replicates it from (passed to the "
+        "configurator as -d <diskId>=<path>); empty: the agent only heartbeats",
+    )
 
 
 class PushStepReport(WireModel):
