@@ -56,11 +56,14 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path: Path) -> None:
     try:
         status_url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
 
+        key = {"code": host.durable_key}
+
         def finished() -> bool:
-            return httpx.get(status_url, timeout=5).json()["runtimeStatus"] in ("Completed", "Failed")
+            answer = httpx.get(status_url, params=key, timeout=5).json()
+            return answer["runtimeStatus"] in ("Completed", "Failed")
 
         wait_until(finished, timeout=60, what=f"{instance_id} finished after the restart")
-        status = httpx.get(status_url, timeout=5).json()
+        status = httpx.get(status_url, params=key, timeout=5).json()
     finally:
         host.process.stop()
 
