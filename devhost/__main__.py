@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from devhost.emulators import REPO_ROOT
+from devhost.processes import open_private_log
 from devhost.stack import LocalStack, StackError, StackPorts, read_state
 from devhost.waiting import wait_until
 
@@ -66,7 +67,7 @@ def _up_in_background(keep_data: bool) -> int:
         return 0
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "devhost", "up", *(["--keep-data"] if keep_data else [])]
-    with SUPERVISOR_LOG.open("w") as log:
+    with open_private_log(SUPERVISOR_LOG, "w") as log:
         child = subprocess.Popen(
             argv,
             stdout=log,
