@@ -47,18 +47,10 @@ def up(background: bool, keep_data: bool) -> int:
         return 2
     _print_summary(state)
     try:
-        while not stopping.wait(1.0):
-            dead = [p.name for p in stack.processes if not p.running()]
-            if dead:
-                print(
-                    f"error: {', '.join(dead)} exited; stopping the stack. Logs: {state['logs']}",
-                    file=sys.stderr,
-                )
-                return 1
+        return stack.supervise(stopping, report=lambda line: print(line, flush=True))
     finally:
         stack.stop()
         print("local stack stopped")
-    return 0
 
 
 def _up_in_background(keep_data: bool) -> int:

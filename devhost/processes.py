@@ -120,6 +120,20 @@ class ManagedProcess:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=grace)
 
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode if self.popen is not None else None
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left in the process group, its leader dead or alive (a crashed leader's
+        children would otherwise outlive it)."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=10)
+
     def kill(self) -> None:
         """SIGKILL the whole group at once: what a crash looks like to the rest of the stack."""
         if self.popen is None or self.popen.poll() is not None:
