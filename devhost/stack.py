@@ -30,7 +30,13 @@ from devhost.emulators import (
     start_azurite,
     start_cosmos,
 )
-from devhost.processes import ManagedProcess, ProcessFailedToStart, free_port, port_is_open
+from devhost.processes import (
+    ManagedProcess,
+    ProcessFailedToStart,
+    free_port,
+    open_private_log,
+    port_is_open,
+)
 
 # --- local ARM endpoint (devhost/arm) ---
 # The stack's default latency scale: Azure's durations / 10, so a demo hydration keeps Azure's shape
@@ -260,6 +266,9 @@ class LocalStack:
     def start_functions_host(self) -> ManagedProcess:
         """Start (or, after `kill_functions_host`, restart) the host on the same data: Durable history and
         pending Event Grid deliveries survive, as they would a worker recycle in Azure."""
+        # The app appends its telemetry to this file (TELEMETRY_FILE) and keeps the mode it finds: 0600
+        # like every other log of the stack.
+        open_private_log(self.telemetry_file).close()
         host = ManagedProcess(
             name="functions-host",
             argv=[

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import stat
 import threading
 import time
 import uuid
@@ -109,6 +110,9 @@ def test_a_killed_functions_host_is_restarted_and_only_it(
     machine = operator.wait_applied(replicator.machine_id, report.cycle_id)
     assert machine["lastAppliedSequence"] == report.sequence and machine["health"] == "Healthy"
     assert_replicas_match(appliance, replicator)
+    logs = sorted((stack.data_dir / "logs").iterdir())
+    assert {p.name for p in logs} >= {"functions-host.log", "local-arm.log", "telemetry.jsonl"}
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in logs} == {p.name: 0o600 for p in logs}
     print(f"local stack: the API answered again {downtime:.1f} s after kill -9 of the Functions host")
 
 
