@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = sub.add_parser("up", help="start the local stack (foreground unless --background)")
     up_parser.add_argument("--background", action="store_true")
     up_parser.add_argument(
-        "--keep-data", action="store_true", help="reuse the previous run's blobs and host state"
+        "--keep-data",
+        action="store_true",
+        help="reuse the previous run's data: blobs, Cosmos, host state, keys and secrets",
     )
     sub.add_parser("down", help="stop a background stack and everything it started")
     sub.add_parser("status", help="show whether the stack answers")

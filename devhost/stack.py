@@ -2,7 +2,8 @@
 
 `LocalStack.start()` starts each piece, waits until it answers, and writes `.devhost/stack.json`
 (endpoints, process ids, where the keys are) so that `down`, `status`, the demo and the appliance
-client can find it. Every start is fresh unless `keep_data` is asked for.
+client can find it. Every start is fresh unless `keep_data` is asked for. `supervise()` watches the
+children and restarts a Functions host that died (and nothing else), as `python -m devhost up` runs it.
 """
 
 from __future__ import annotations
