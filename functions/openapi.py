@@ -746,8 +746,8 @@ def _webhooks() -> dict[str, Any]:
                 "summary": f"{event_type}: published by the appliance to the Event Grid topic",
                 "description": f"{doc} POST a JSON array of events to the topic endpoint (Event Grid "
                 "schema; `aeg-sas-key` header or an Entra token); Event Grid delivers each to the "
-                "control plane's Event Grid trigger. A `data` that does not match the schema is refused "
-                "and never retried: the publish still succeeds, so the appliance sees no error; the control "
+                "control plane's Event Grid trigger. A `data` that does not match the schema, or a "
+                "`subject` that names another machine than the `data`, is refused and never retried: the publish still succeeds, so the appliance sees no error; the control "
                 "plane keeps the event as a dead letter with the reason and records the refusal on the "
                 "machine it names (see docs/appliance-contract.md).",
                 "requestBody": {
