@@ -38,7 +38,8 @@ S = MachineState
 
 
 class ForwardReprotectRequest(RequestModel):
-    """Body of POST /api/machines/{id}/reprotect on a machine that failed back and was committed."""
+    """Body of POST /api/machines/{id}/reprotect. `policy` only for a reprotect to Azure (a FailbackCommitted
+    machine); a reprotect to on-premises takes `applianceId` alone (ReprotectRequest)."""
 
     appliance_id: str = Field(
         min_length=1,
@@ -47,7 +48,9 @@ class ForwardReprotectRequest(RequestModel):
         "copy before power-on (it tracks their changes since)",
     )
     policy: ReplicationPolicyUpdate | None = Field(
-        default=None, description="the appliance's replication policy to set first (as PUT .../policy)"
+        default=None,
+        description="reprotect to Azure only: the appliance's replication policy to set first (as PUT "
+        "/api/appliances/{id}/policy); refused (400) for a reprotect to on-premises",
     )
 
 
