@@ -1,7 +1,8 @@
 """The whole way there and back, end to end on the local stack, one real Ubuntu guest: replicated, failed
 over and committed; the Azure VM's guest writes; protected back to on-premises; a planned failover (the
-on-premises images equal the Azure disks at the final snapshot); its commit (0 Azure resources of the
-machine left in the resource group, the replicas equal the final snapshots, the appliance's copy gone);
+on-premises images equal the Azure disks at the final snapshot); its commit, refused half-way by a policy on
+disk deletion (it stays committing) and committed again (0 Azure resources of the machine left in the
+resource group, the replicas equal the final snapshots, the appliance's copy gone);
 writes on-premises; a reprotect to Azure that sends only those writes (within 10 %, not the disk size);
 and a test migration from the recovery point the reprotect made. The real appliance client answers every
 command, uploads the reprotect cycle, and the control plane applies it."""
@@ -9,6 +10,7 @@ command, uploads the reprotect cycle, and the control plane applies it."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -68,7 +70,10 @@ def _reprotect_to_azure(client: MigrationClient, machine: GuestMachine) -> dict[
 
 
 def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_changes(
-    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+    client: MigrationClient,
+    module_appliance: Appliance,
+    guest: GuestImage,
+    arm_faults: Callable[[dict[str, Any]], None],
 ) -> None:
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     azure = {"os": azure_os, "data": azure_data}
@@ -87,6 +92,24 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     assert set(final) == set(azure.values())
     before_power_on = _images(machine)
     assert client.resources_of_machine(machine.id), "the machine has nothing in Azure before the commit"
+
+    # --- a commit refused by Azure half-way stays committing, and is committed again --------
+    arm_faults(
+        {
+            "match": {"method": "DELETE", "resourceType": "Microsoft.Compute/disks"},
+            "fault": "policy",
+            "times": 50,
+        }
+    )
+    refused = _commit(client, machine)
+    assert refused["status"] == "Failed" and refused["error"]["code"] == "MCP-3509", refused
+    failed_step = next(s for s in refused["steps"] if s["status"] == "Failed")
+    assert failed_step["name"] == "Delete the Azure disks"
+    assert "commit again" in refused["error"]["message"]
+    view = client.machine(machine.id)
+    assert view["state"] == "CommittingFailback" and view["allowedOperations"] == ["commit"]
+    assert vm_id.lower() not in {r.lower() for r in client.resources_of_machine(machine.id)}
+    client.clear_faults()
 
     # --- commit: nothing of the machine is left in Azure ---------------------------------------
     committed = _commit(client, machine)
