@@ -89,6 +89,8 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     assert _equal_to_azure(client, machine, azure)
     view = client.machine(machine.id)
     final = view["plannedFailback"]["finalSnapshotIds"]
+    downtime = view["plannedFailback"]["downtimeSeconds"]
+    assert downtime is not None and downtime >= 0
     assert set(final) == set(azure.values())
     before_power_on = _images(machine)
     assert client.resources_of_machine(machine.id), "the machine has nothing in Azure before the commit"
@@ -152,7 +154,10 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     assert _replica(machine, "data", DATA_DISK_BYTES) == _image(on_premises["data"], DATA_DISK_BYTES)
     os_size = on_premises["os"].stat().st_size
     assert _replica(machine, "os", os_size) == _image(on_premises["os"], os_size)
-    print(f"reprotect to Azure sent {sent} bytes for {changed} bytes written; disks {disks} bytes")
+    print(
+        f"local stack: planned failover downtime {downtime:.1f} s; reprotect to Azure sent {sent} bytes for "
+        f"{changed} bytes written; disks {disks} bytes"
+    )
 
     # --- a test migration from the new recovery point ------------------------------------------
     cycle_id = view["plannedFailback"]["reprotectCycleId"]
