@@ -2,6 +2,8 @@
 FUNCTION).
 
 POST /api/machines/{id}/reprotect                {"applianceId": <id>} -> 202, Location /api/jobs/{jobId}
+     on a FailbackCommitted machine: {"applianceId": <id>, "policy"?: {...}} -> 202: reprotect to Azure
+     again, sending only what changed on-premises since the planned failover (its own job instance)
 POST /api/machines/{id}/planned-failover         -> 202: fail over to on-premises (PlannedFailover job)
 POST /api/machines/{id}/cancel-planned-failover  -> 202: undo it (CancelPlannedFailover job)
 
@@ -25,13 +27,17 @@ from functions.http_errors import accepted_job, handle_errors, new_job_id, parse
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failback.contracts import (
     REVERSE_WAKE,
+    FailbackRun,
     ReprotectOutcome,
     ReverseInput,
     reverse_instance_id,
 )
+from orchestrators.failback.forward import REPROTECT_TO_AZURE
+from orchestrators.failback.forward_activities import ForwardOutcome
 from orchestrators.failback.orchestrator import REVERSE
+from shared.appliances.registry import update_policy
 from shared.bootstrap import get_services
-from shared.failback import planned
+from shared.failback import forward, planned
 from shared.failback import service as failback
 
 bp = durable_blueprint()
@@ -49,6 +55,10 @@ _ALIVE = {
 @handle_errors
 async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
+    machine_id = path_id(req, "machineId")
+    # The direction follows where the machine is active: home again after a committed failback, toward Azure.
+    if await asyncio.to_thread(forward.reprotects_to_azure, services.repos, machine_id):
+        return await _reprotect_to_azure(req, client, machine_id)
     request = parse_body(req, failback.ReprotectRequest)
     started = await asyncio.to_thread(
         failback.start_reprotect,
@@ -150,3 +160,46 @@ async def cancel_planned_failover(
         now=services.clock(),
     )
     return await _failback_job(client, started, cancel=True)
+
+
+async def _reprotect_to_azure(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, machine_id: str
+) -> func.HttpResponse:
+    services = get_services()
+    request = parse_body(req, forward.ForwardReprotectRequest)
+    started = await asyncio.to_thread(
+        forward.start_reprotect_to_azure,
+        services.repos,
+        machine_id,
+        request,
+        job_id=new_job_id(),
+        now=services.clock(),
+    )
+    if request.policy is not None:
+        await asyncio.to_thread(update_policy, services.repos, request.appliance_id, request.policy)
+    run = FailbackRun(machine_id=started.machine.id, job_id=started.job.id)
+    try:
+        await client.start_new(
+            REPROTECT_TO_AZURE, instance_id=started.job.id, client_input=run.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: end the job so the machine is FailbackCommitted again, then answer 500.
+        outcome = ForwardOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_message="the reprotect's orchestration could not be started; reprotect again",
+        )
+        await asyncio.to_thread(
+            forward.end_reprotect_to_azure,
+            services.repos,
+            outcome.machine_id,
+            outcome.job_id,
+            succeeded=False,
+            failed_step=None,
+            error_message=outcome.error_message,
+            now=services.clock(),
+            health=services.health,
+        )
+        raise
+    return accepted_job(started.job, retry_after_seconds=10)

@@ -62,7 +62,7 @@ from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.domain.wire import RESOURCE_ID_PATTERN
-from shared.failback.service import ReprotectRequest
+from shared.failback.forward import ForwardReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.agent_replication import (
@@ -356,7 +356,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "machines/{machineId}/commit",
         "commit_failover",
         "Commit the failover: keep the VM's recovery point, delete every other one (blob snapshots and "
-        "catalog entries); the recovery point can no longer change (long operation)",
+        "catalog entries); the recovery point can no longer change. On a machine that failed back to "
+        "on-premises (FailedBack), commit that instead (job CommitFailback): bring the replicas to the final "
+        "reverse snapshots, delete the Azure VM, its NICs and disks and every reverse snapshot, and have the "
+        "appliance delete its pre-power-on copy; the machine is then on-premises and not protected. A commit "
+        "that failed after its first deletion is committed again; 409 while one runs (long operation)",
         "operator",
         AcceptedJob,
         202,
@@ -368,11 +372,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "reprotect",
         "Protect a committed failover back to on-premises: check the appliance and the on-premises disks, "
         "power the on-premises VM off, copy only the blocks that differ from the Azure disks' snapshots, "
-        "then run reverse cycles every reverseCycleMinutes (long operation)",
+        "then run reverse cycles every reverseCycleMinutes. On a machine whose failback is committed "
+        "(FailbackCommitted), protect it to Azure again without a full copy: the appliance that copied the "
+        "disks before power-on sends only what changed since (`policy`, optional, is set on that appliance "
+        "first; it is refused with 400 for a reprotect to on-premises); 404 for an unknown appliance, 409 "
+        "for another appliance or state (long operation)",
         "operator",
         AcceptedJob,
         202,
-        ReprotectRequest,
+        ForwardReprotectRequest,
         errors=(400, 401, 404, 409),
     ),
     Operation(
