@@ -399,6 +399,7 @@ def record_reverse_point(payload: dict[str, Any]) -> dict[str, Any]:
         ),
         now=services.clock(),
         baseline=BaselineMethod(record.baseline) if record.baseline else None,
+        rules=services.health.rules,
     )
     return _json(Done())
 
