@@ -276,16 +276,19 @@ class MachineReplicator:
             )
             return CommandAnswer(result=applied, error=error)
         if isinstance(request, HashDiskBlocks):
-            return CommandAnswer(
-                result=reverse.block_hashes_answer(
+            try:
+                hashes = reverse.block_hashes_answer(
                     self._disk(request.disk_id).path,
                     disk_id=request.disk_id,
                     block_size=request.block_size,
+                    ranges=request.ranges,
                     uploads=self.uploads,
                     machine_id=self.machine_id,
                     answer_id=command.id,
                 )
-            )
+            except reverse.HashRangeBeyondDisk as exc:
+                return CommandAnswer(error=CommandError(code=exc.code, message=str(exc)))
+            return CommandAnswer(result=hashes)
         assert isinstance(request, ReportChangedBlocks)  # the union has no other member
         return CommandAnswer(result=self.changed_since(request.disk_id, request.since_cycle_id))
 

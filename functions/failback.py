@@ -10,7 +10,8 @@ POST /api/machines/{id}/cancel-planned-failover  -> 202: undo it (CancelPlannedF
 The request records the machine's move to ReverseReprotecting, its reverse protection and the Reprotect
 job first (409 with `allowedOperations` unless the machine is FailoverCommitted, 404 for an unknown
 appliance, nothing written then), then starts the machine's reverse orchestration `reverse-{machineId}`,
-which runs the job and then the reverse cycles. A planned failover and its cancel are recorded the same
+which runs the job and then the reverse cycles (an earlier reprotect's instance still alive, e.g. a failed
+job's finishing, is ended first: the instance id is reused). A planned failover and its cancel are recorded the same
 way (409 with `allowedOperations` in any other state, nothing written then) and run by that same
 orchestration between two cycles: it is woken if it waits for its next cycle, started if it has ended.
 """
@@ -70,6 +71,7 @@ async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient
     )
     job_input = ReverseInput(machine_id=started.machine.id, job_id=started.job.id)
     try:
+        await _end_earlier_instance(client, reverse_instance_id(started.machine.id), started.job.id)
         await client.start_new(
             REVERSE,
             instance_id=reverse_instance_id(started.machine.id),
@@ -89,6 +91,45 @@ async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient
         )
         raise
     return accepted_job(started.job, retry_after_seconds=10)
+
+
+# An earlier reprotect's instance that is still alive gets this long to end by itself (a failed job's
+# instance returns right after the job's end is recorded), then it is terminated and waited for again.
+RESTART_GRACE_SECONDS = 3.0
+RESTART_POLL_SECONDS = 0.5
+RESTART_TERMINATE_WAIT_SECONDS = 15.0
+
+
+async def _alive(client: df.DurableOrchestrationClient, instance_id: str) -> bool:
+    status = await client.get_status(instance_id)
+    return status is not None and status.runtime_status in _ALIVE
+
+
+async def _wait_ended(client: df.DurableOrchestrationClient, instance_id: str, seconds: float) -> bool:
+    for _ in range(int(seconds / RESTART_POLL_SECONDS)):
+        if not await _alive(client, instance_id):
+            return True
+        await asyncio.sleep(RESTART_POLL_SECONDS)
+    return not await _alive(client, instance_id)
+
+
+async def _end_earlier_instance(client: df.DurableOrchestrationClient, instance_id: str, job_id: str) -> None:
+    """Durable refuses to start an instance id that is still running, and `reverse-{machineId}` is reused
+    by every reprotect of the machine. An earlier instance alive now has nothing left to do: this request
+    found the machine FailoverCommitted, so no reverse job or cycle of that instance is in progress (a
+    failed Reprotect's instance is finishing after its end was recorded; a cycles episode would find the
+    machine not replicating and stop). It may end by itself; else it is terminated."""
+    if not await _alive(client, instance_id):
+        return
+    if await _wait_ended(client, instance_id, RESTART_GRACE_SECONDS):
+        return
+    log.info("terminating the earlier instance %s before reprotect job %s", instance_id, job_id)
+    try:
+        await client.terminate(instance_id, f"superseded by reprotect job {job_id}")
+    except Exception as exc:  # it ended between the two calls: nothing to terminate
+        log.info("instance %s ended before it could be terminated: %s", instance_id, exc)
+    if not await _wait_ended(client, instance_id, RESTART_TERMINATE_WAIT_SECONDS):
+        raise RuntimeError(f"instance {instance_id} did not end after it was terminated")
 
 
 async def _run_in_reverse_orchestration(
