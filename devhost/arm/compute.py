@@ -13,6 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,6 +25,7 @@ from devhost.arm import (
     ephemeral_os_disk,
     ids,
     images,
+    snapshot_limits,
     vm_profile,
 )
 from devhost.arm.cse import ScriptDisk, run_custom_script
@@ -57,7 +59,10 @@ VM_SIZE_CORES: Final = {
 }
 CSE_PUBLISHER: Final = "Microsoft.Azure.Extensions"
 CSE_TYPE: Final = "CustomScript"
-EMPTY_OS_DISK_GB: Final = 30
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def cores_of(vm_size: str) -> int:
@@ -228,7 +233,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
                     "An incremental snapshot is made from a managed disk (createOption Copy).",
                     "creationData.createOption",
                 )
-            stored["incrementalSnapshotFamilyId"] = _snapshot_family(copied_from)
+            stored["incrementalSnapshotFamilyId"] = snapshot_family(copied_from)
     doc = arm.tracked_doc(rid, body, None)
     doc["properties"] = stored
     doc["sku"] = _disk_sku(body.get("sku"), is_snapshot)
@@ -238,6 +243,9 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         doc[disk_upload.STATE] = disk_upload.READY
     work["size"] = size
     doc["_work"] = work
+    if is_snapshot and stored["incremental"] and copied_from is not None:
+        # Last, so that only a snapshot the request really takes counts against the disk's limits.
+        snapshot_limits.take(arm, stored["incrementalSnapshotFamilyId"], copied_from, utc_now())
     return doc
 
 
@@ -312,7 +320,7 @@ def _resize(arm: LocalArm, rid: ResourceId, existing: Doc, wanted_gb: Any, doc: 
     return {"kind": "resize", "size": wanted}
 
 
-def _snapshot_family(source: Doc) -> str:
+def snapshot_family(source: Doc) -> str:
     """The family the incremental snapshots of one disk share (a snapshot of a snapshot stays in it);
     a disk deleted and created again under the same name starts a new family (a new uniqueId)."""
     props = source["properties"]
@@ -484,12 +492,22 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             raise invalid_parameter(
                 "Required parameter 'osProfile.adminUsername' is missing (null).", "osProfile.adminUsername"
             )
+        platform = images.for_vm(image, str(body.get("location") or ""), "imageReference")
         name = str(os_disk.get("name") or f"{rid.name}_OsDisk_1_{uuid.uuid4().hex}")
         disk_rid = ResourceId(rid.subscription, rid.resource_group, ids.DISK, (name,))
         _refuse_existing_disk_name(arm, disk_rid, "osDisk.name")
-        os_disk.setdefault("osType", _image_os_type(image))
-        size_gb = int(os_disk.get("diskSizeGB") or EMPTY_OS_DISK_GB)
-        ephemeral = ephemeral_os_disk.settle(size, os_disk)
+        os_disk.setdefault("osType", platform.os_type)
+        size_gb = int(os_disk.get("diskSizeGB") or platform.size_gb)
+        if size_gb < platform.size_gb:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"The specified disk size {size_gb} GB is smaller than the size of the corresponding disk in "
+                f"the VM image: {platform.size_gb} GB. This is not allowed. Please choose equal or greater "
+                "size or do not specify an explicit size.",
+                target="osDisk.diskSizeGB",
+            )
+        ephemeral = ephemeral_os_disk.settle(size, os_disk, size_gb)
         if ephemeral is not None:
             # On the host's local disk: no managed disk resource, and gone with the VM.
             os_disk.update(
@@ -515,6 +533,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
                 "diskSizeGB": size_gb,
                 "diskSizeBytes": size_gb * GIB,
                 "osType": os_disk.get("osType", "Linux"),
+                "hyperVGeneration": platform.generation,
                 "provisioningState": "Succeeded",
             }
             disk_doc["sku"] = _disk_sku(
@@ -740,12 +759,6 @@ def _refuse_fixed_changes(current: dict[str, Any], wanted: dict[str, Any]) -> No
                 f"Changing property '{name}' is not allowed.",
                 target=name,
             )
-
-
-def _image_os_type(image: dict[str, Any]) -> str:
-    """The OS of a marketplace image, as its publisher and offer name it (an image id: Linux)."""
-    text = f"{image.get('publisher', '')} {image.get('offer', '')}".lower()
-    return "Windows" if "windows" in text or "microsoftsqlserver" in text else "Linux"
 
 
 def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """ComputeRP 2025-04-01 examples: virtual machines (create, update, get, power actions) and extensions.
 
-The examples' `{existing-nic-name}` is a NIC of the test's own network; secrets are placeholders.
+The examples' `{existing-nic-name}` is a NIC of the test's own network; secrets are placeholders. The
+Linux examples' image placeholders (`{image_publisher}`, `{image_offer}`, `{image_sku}`) are a published
+Ubuntu image: an image that is not published is refused (404 `PlatformImageNotFound`), as in Azure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ WINDOWS_IMAGE = {
     "version": "latest",
     "offer": "WindowsServer",
 }
+
+
+UBUNTU_IMAGE = {"sku": "server", "publisher": "Canonical", "version": "latest", "offer": "ubuntu-24_04-lts"}
 
 
 def _vm_body(
@@ -64,12 +69,7 @@ def _windows_with_empty_disks(nic_id: str) -> dict[str, Any]:
 
 def _linux_with_ssh(nic_id: str, **props: Any) -> dict[str, Any]:
     storage = {
-        "imageReference": {
-            "sku": "{image_sku}",
-            "publisher": "{image_publisher}",
-            "version": "latest",
-            "offer": "{image_offer}",
-        },
+        "imageReference": UBUNTU_IMAGE,
         "osDisk": {
             "caching": "ReadWrite",
             "managedDisk": {"storageAccountType": "Standard_LRS"},
@@ -517,10 +517,12 @@ def test_vm_create_with_an_ephemeral_os_disk(
     clients: ArmClients, resource_group: str, network: Network, rest: Rest
 ) -> None:
     """The example's marketplace `plan` (a data-science image) is refused as not emulated, so the
-    transcription uses a plain Windows image on the example's size."""
+    transcription uses a plain Windows image on the example's size: the 30 GB `smalldisk` one, since the
+    OS disk must fit the size's cache (43 GB on Standard_DS1_v2; the 127 GB image does not)."""
     body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
     body["properties"]["hardwareProfile"]["vmSize"] = "Standard_DS1_v2"
     storage = body["properties"]["storageProfile"]
+    storage["imageReference"] = dict(WINDOWS_IMAGE, sku="2016-Datacenter-smalldisk")
     storage["dataDisks"] = []
     storage["osDisk"] = {
         "caching": "ReadOnly",
@@ -547,6 +549,22 @@ def test_vm_create_with_an_ephemeral_os_disk(
     path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/myVM/deallocate")
     refused = rest.http.post(path, params={"api-version": COMPUTE_API})
     assert "ephemeral OS disk" in rest.error(refused, 409, "OperationNotAllowed")["message"]
+    # The OS disk must fit the placement's local storage: 43 GB of cache, 7 GB of resource disk.
+    storage["osDisk"]["diskSizeGB"] = 44
+    too_big = rest.request(
+        "PUT", rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm2"), COMPUTE_API, body
+    )
+    assert rest.error(too_big, 400, "NotSupported")["message"] == (
+        "OS disk of Ephemeral VM with size greater than 43 GB is not allowed for VM size Standard_DS1_v2 when "
+        "the DiffDiskPlacement is CacheDisk."
+    )
+    del storage["osDisk"]["diskSizeGB"]
+    storage["osDisk"]["diffDiskSettings"] = {"option": "Local", "placement": "ResourceDisk"}
+    on_temp = rest.request(
+        "PUT", rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm2"), COMPUTE_API, body
+    )
+    assert "greater than 7 GB" in rest.error(on_temp, 400, "NotSupported")["message"]
+    storage["osDisk"]["diffDiskSettings"] = {"option": "Local"}
     # Read-write caching is refused.
     storage["osDisk"]["caching"] = "ReadWrite"
     _refused(lambda: _create(clients, resource_group, "otherVM", body), "InvalidParameter", "ReadOnly")
