@@ -635,6 +635,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         )
     # Everything that can refuse the request runs before the implicit disks exist: Azure creates
     # nothing for a request it refuses.
+    vm_profile.check_disks_fit(size, _disk_accounts(arm, os_disk, data_disks, implicit), len(data_disks))
     if existing is not None:
         _refuse_fixed_changes(existing["properties"], props)
     old_size = (((existing or {}).get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
@@ -687,6 +688,27 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     doc["properties"] = stored
     doc["_powerState"] = (existing or {}).get("_powerState", "running")
     return doc
+
+
+def _disk_accounts(
+    arm: LocalArm,
+    os_disk: dict[str, Any],
+    data_disks: list[dict[str, Any]],
+    implicit: list[tuple[ResourceId, Doc]],
+) -> list[tuple[str, str, str]]:
+    """(target, name, storage account type) of each of the VM's disks, as the size check reads them."""
+    made = {d["id"].lower(): d for _, d in implicit}
+    out = []
+    for target, disk in [
+        ("osDisk.managedDisk.storageAccountType", os_disk),
+        *(("dataDisk.managedDisk.storageAccountType", d) for d in data_disks),
+    ]:
+        managed = disk.get("managedDisk") or {}
+        disk_id = str(managed.get("id") or "").lower()
+        doc = made.get(disk_id) or (arm.store.get(disk_id) if disk_id else None)
+        account = str(((doc or {}).get("sku") or {}).get("name") or managed.get("storageAccountType") or "")
+        out.append((target, str(disk.get("name") or (doc or {}).get("name") or ""), account))
+    return out
 
 
 def _empty_data_disk(

@@ -253,3 +253,44 @@ def test_the_sku_list_gives_each_sizes_local_storage_for_ephemeral_os_disks(rest
     assert "CachedDiskBytes" not in d2s5
     # Sizes without premium storage hold no ephemeral OS disk, whatever their temp disk.
     assert capabilities["Standard_D2_v2"]["EphemeralOSDiskSupported"] == "False"
+
+
+def test_a_size_holds_its_data_disk_count_and_premium_disks_only_with_premium_storage(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    rg = resource_group
+    nic_id = new_nic(clients, rg, network)
+    path = rest.url(rg, "Microsoft.Compute/virtualMachines/vm")
+    body = _vm_body(nic_id, DEBIAN)
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_B1s"  # MaxDataDiskCount 2
+    storage = body["properties"]["storageProfile"]
+    storage["dataDisks"] = [{"lun": n, "createOption": "Empty", "diskSizeGB": 1} for n in range(3)]
+    too_many = rest.error(rest.request("PUT", path, COMPUTE_API, body), 409, "OperationNotAllowed")
+    assert (
+        too_many["message"]
+        == "The maximum number of data disks allowed to be attached to a VM of this size is 2."
+    )
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_D2_v2"  # no premium storage
+    storage["dataDisks"] = [
+        {
+            "lun": 0,
+            "createOption": "Empty",
+            "diskSizeGB": 1,
+            "name": "fast",
+            "managedDisk": {"storageAccountType": "Premium_LRS"},
+        }
+    ]
+    premium = rest.error(rest.request("PUT", path, COMPUTE_API, body), 400, "InvalidParameter")
+    assert premium["message"].startswith(
+        "Requested operation cannot be performed because the VM size Standard_D2_v2 does not support the storage "
+        "account type Premium_LRS of disk 'fast'."
+    )
+    assert premium["target"] == "dataDisk.managedDisk.storageAccountType"
+    assert list(clients.compute.disks.list_by_resource_group(rg)) == []
+    # On a premium size it is made; resizing the VM to a size without premium storage is refused.
+    body["properties"]["hardwareProfile"]["vmSize"] = "Standard_DS1_v2"
+    rest.put_and_wait(path, COMPUTE_API, body, (201,))
+    resize = rest.request(
+        "PATCH", path, COMPUTE_API, {"properties": {"hardwareProfile": {"vmSize": "Standard_D2_v2"}}}
+    )
+    rest.error(resize, 400, "InvalidParameter")
