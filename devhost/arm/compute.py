@@ -59,6 +59,8 @@ VM_SIZE_CORES: Final = {
 }
 CSE_PUBLISHER: Final = "Microsoft.Azure.Extensions"
 CSE_TYPE: Final = "CustomScript"
+# The Linux Custom Script handler's published major.minor versions (Azure/custom-script-extension-linux).
+CSE_VERSIONS: Final = ("2.0", "2.1")
 
 
 def utc_now() -> datetime:
@@ -1032,6 +1034,16 @@ def prepare_extension(arm: LocalArm, rid: ResourceId, body: dict[str, Any], exis
             )
     if not props.get("typeHandlerVersion"):
         raise invalid_parameter("typeHandlerVersion is required.", "properties.typeHandlerVersion")
+    version = str(props["typeHandlerVersion"])
+    if ".".join(version.split(".")[:2]) not in CSE_VERSIONS:
+        # What the extension repository answers for a version it does not publish.
+        raise ArmError(
+            404,
+            "ArtifactNotFound",
+            f"Extension with publisher '{publisher}', type '{ext_type}', and type handler version '{version}' "
+            "could not be found in the extension repository.",
+            target="properties.typeHandlerVersion",
+        )
     protected = props.get("protectedSettings") or {}
     settings = props.get("settings") or {}
     if not isinstance(settings, dict) or not isinstance(protected, dict):

@@ -294,3 +294,33 @@ def test_a_size_holds_its_data_disk_count_and_premium_disks_only_with_premium_st
         "PATCH", path, COMPUTE_API, {"properties": {"hardwareProfile": {"vmSize": "Standard_D2_v2"}}}
     )
     rest.error(resize, 400, "InvalidParameter")
+
+
+def test_a_custom_script_version_the_repository_does_not_publish_is_not_found(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    rg = resource_group
+    vm = rest.put_and_wait(
+        rest.url(rg, "Microsoft.Compute/virtualMachines/vm"),
+        COMPUTE_API,
+        _vm_body(new_nic(clients, rg, network), DEBIAN),
+        (201,),
+    )
+    path = f"{vm['id']}/extensions/script"
+    body = {
+        "location": LOCATION,
+        "properties": {
+            "publisher": "Microsoft.Azure.Extensions",
+            "type": "CustomScript",
+            "typeHandlerVersion": "3.0",
+            "settings": {"commandToExecute": "true"},
+        },
+    }
+    missing = rest.error(rest.request("PUT", path, COMPUTE_API, body), 404, "ArtifactNotFound")
+    assert missing["message"] == (
+        "Extension with publisher 'Microsoft.Azure.Extensions', type 'CustomScript', and type handler version "
+        "'3.0' could not be found in the extension repository."
+    )
+    assert rest.request("GET", path, COMPUTE_API).status_code == 404
+    body["properties"]["typeHandlerVersion"] = "2.0"
+    rest.put_and_wait(path, COMPUTE_API, body, (201,))
