@@ -479,6 +479,9 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             )
         if not os_disk.get("osType"):
             raise invalid_parameter("osDisk.osType is required when createOption is Attach.", "osDisk.osType")
+        if props.get("osProfile"):
+            # An attached OS disk is specialized: its guest already has its name, users and keys.
+            raise invalid_parameter("Parameter 'osProfile' is not allowed.", "osProfile")
         os_disk["managedDisk"] = {"id": _attach_disk(arm, rid, os_disk, "osDisk.managedDisk.id")}
         disk_doc = arm.store.get(str(os_disk["managedDisk"]["id"]))
         assert disk_doc is not None
@@ -640,6 +643,13 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     vm_profile.check_disks_fit(size, _disk_accounts(arm, os_disk, data_disks, implicit), len(data_disks))
     if existing is not None:
         _refuse_fixed_changes(existing["properties"], props)
+        if props.get("osProfile") and not existing["properties"].get("osProfile"):
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'osProfile' is not allowed.",
+                target="osProfile",
+            )
     old_size = (((existing or {}).get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
     if existing is None or str(old_size).lower() != size.lower():
         vm_profile.check_size_offered(rid, size, body.get("location") or (existing or {}).get("location"))

@@ -324,3 +324,33 @@ def test_a_custom_script_version_the_repository_does_not_publish_is_not_found(
     assert rest.request("GET", path, COMPUTE_API).status_code == 404
     body["properties"]["typeHandlerVersion"] = "2.0"
     rest.put_and_wait(path, COMPUTE_API, body, (201,))
+
+
+def test_a_vm_from_an_attached_os_disk_takes_no_os_profile(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    rg = resource_group
+    disk = _disk(rest, rg, "os")
+    path = rest.url(rg, "Microsoft.Compute/virtualMachines/vm")
+    body: dict[str, Any] = {
+        "location": LOCATION,
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_B2s"},
+            "storageProfile": {
+                "osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": disk["id"]}}
+            },
+            "osProfile": {"computerName": "vm", "adminUsername": "azureuser"},
+            "networkProfile": {"networkInterfaces": [{"id": new_nic(clients, rg, network)}]},
+        },
+    }
+    refused = rest.error(rest.request("PUT", path, COMPUTE_API, body), 400, "InvalidParameter")
+    assert (refused["message"], refused["target"]) == ("Parameter 'osProfile' is not allowed.", "osProfile")
+    profile = body["properties"].pop("osProfile")
+    rest.put_and_wait(path, COMPUTE_API, body, (201,))
+    # Nor can an update add one afterwards.
+    added = rest.request("PATCH", path, COMPUTE_API, {"properties": {"osProfile": profile}})
+    assert (
+        rest.error(added, 409, "PropertyChangeNotAllowed")["message"]
+        == "Changing property 'osProfile' is not allowed."
+    )
+    assert "osProfile" not in rest.request("GET", path, COMPUTE_API).json()["properties"]
