@@ -614,6 +614,16 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
                 f"Network interface {ref.get('id')} was not found.",
                 target=f"networkProfile.networkInterfaces[{index}]",
             )
+        vm_region = str(body.get("location") or (existing or {}).get("location") or "")
+        if str(nic_doc.get("location", "")).replace(" ", "").lower() != vm_region.replace(" ", "").lower():
+            # Azure answers a NIC of another region as a reference to a missing resource.
+            raise ArmError(
+                400,
+                "InvalidResourceReference",
+                f"Resource {nic_doc['id']} referenced by resource {rid.arm_id} was not found. Please make sure "
+                "that the referenced resource exists, and that both resources are in the same region.",
+                target=f"networkProfile.networkInterfaces[{index}]",
+            )
         for key, vm in arm.of_type(ids.VIRTUAL_MACHINE):
             if key != rid.key and nic.key in [
                 str(n.get("id", "")).lower()

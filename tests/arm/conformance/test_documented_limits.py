@@ -354,3 +354,28 @@ def test_a_vm_from_an_attached_os_disk_takes_no_os_profile(
         == "Changing property 'osProfile' is not allowed."
     )
     assert "osProfile" not in rest.request("GET", path, COMPUTE_API).json()["properties"]
+
+
+def test_a_reference_to_another_region_is_one_to_a_missing_resource(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    rg = resource_group
+    nic_id = new_nic(clients, rg, network)  # in the network's region, westeurope
+    path = rest.url(rg, "Microsoft.Compute/virtualMachines/vm")
+    body = _vm_body(nic_id, DEBIAN)
+    body["location"] = "northeurope"
+    elsewhere = rest.error(rest.request("PUT", path, COMPUTE_API, body), 400, "InvalidResourceReference")
+    assert elsewhere["message"] == (
+        f"Resource {nic_id} referenced by resource {path} was not found. Please make sure that the referenced "
+        "resource exists, and that both resources are in the same region."
+    )
+    assert list(clients.compute.disks.list_by_resource_group(rg)) == []
+    # A NIC in another region than its subnet's VNet, likewise.
+    nic_path = rest.url(rg, "Microsoft.Network/networkInterfaces/far")
+    far = {
+        "location": "northeurope",
+        "properties": {
+            "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": network.subnet_id}}}]
+        },
+    }
+    rest.error(rest.request("PUT", nic_path, NETWORK_API, far), 400, "InvalidResourceReference")
