@@ -379,3 +379,35 @@ def test_a_reference_to_another_region_is_one_to_a_missing_resource(
         },
     }
     rest.error(rest.request("PUT", nic_path, NETWORK_API, far), 400, "InvalidResourceReference")
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "target"),
+    [
+        ("storageProfile", {"diskControllerType": "NVMe"}, "properties.storageProfile.diskControllerType"),
+        (
+            "osDisk",
+            {"writeAcceleratorEnabled": True},
+            "properties.storageProfile.osDisk.writeAcceleratorEnabled",
+        ),
+    ],
+)
+def test_a_vm_storage_feature_not_emulated_is_refused_not_dropped(
+    clients: ArmClients,
+    rest: Rest,
+    resource_group: str,
+    network: Network,
+    where: str,
+    value: Any,
+    target: str,
+) -> None:
+    body = _vm_body(new_nic(clients, resource_group, network), DEBIAN)
+    storage = body["properties"]["storageProfile"]
+    (storage if where == "storageProfile" else storage["osDisk"]).update(value)
+    path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm")
+    assert rest.error(rest.request("PUT", path, COMPUTE_API, body), 400, "NotSupported")["target"] == target
+    # Their defaults ask for nothing and pass.
+    (storage if where == "storageProfile" else storage["osDisk"]).update(
+        {k: ("SCSI" if isinstance(v, str) else False) for k, v in value.items()}
+    )
+    rest.put_and_wait(path, COMPUTE_API, body, (201,))
