@@ -575,6 +575,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         kept = old_data.get(given_id.lower()) if given_id else old_by_lun.get(lun)
         if kept is not None:
             # A disk the VM already has, sent back as read (an Empty disk keeps its createOption).
+            _refuse_size_change_through_vm(arm, kept, disk, f"dataDisks[{index}].diskSizeGB")
             kept_ref = {"managedDisk": {"id": kept["managedDisk"]["id"]}}
             disk_id = _attach_disk(arm, rid, kept_ref, f"dataDisks[{index}].managedDisk.id")
             disk_option = str(kept.get("createOption") or "Attach")
@@ -825,6 +826,7 @@ def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict
     new_id = str((wanted.get("managedDisk") or {}).get("id") or "")
     old_id = str((current.get("managedDisk") or {}).get("id") or "")
     if not new_id or new_id.lower() == old_id.lower():
+        _refuse_size_change_through_vm(arm, current, wanted, "osDisk.diskSizeGB")
         return current
     power = existing.get("_powerState", "running")
     if power != "deallocated":
@@ -854,6 +856,27 @@ def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict
         if wanted.get(key) is not None:
             swapped[key] = wanted[key]
     return swapped
+
+
+def _refuse_size_change_through_vm(
+    arm: LocalArm, held: dict[str, Any], wanted: dict[str, Any], target: str
+) -> None:
+    """A VM update naming another `diskSizeGB` for a disk it keeps would resize it in Azure; here the
+    resize is the disk's own PUT or PATCH (which grows the image), so the VM's is refused, not dropped."""
+    if wanted.get("diskSizeGB") is None:
+        return
+    disk_id = str((held.get("managedDisk") or {}).get("id") or "")
+    disk = arm.store.get(disk_id.lower()) if disk_id else None
+    current = (disk or {}).get("properties", {}).get("diskSizeGB", held.get("diskSizeGB"))
+    if current is not None and int(wanted["diskSizeGB"]) != int(current):
+        raise ArmError(
+            400,
+            "NotSupported",
+            f"The local ARM endpoint does not emulate resizing a disk through its VM ('{target}' "
+            f"{current} -> {wanted['diskSizeGB']}); it refuses it rather than ignore it. Resize the managed "
+            "disk itself (a PUT or PATCH of its diskSizeGB, the VM deallocated).",
+            target=target,
+        )
 
 
 def _image_id(body: dict[str, Any], image: dict[str, Any]) -> str:

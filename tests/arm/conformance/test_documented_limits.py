@@ -411,3 +411,22 @@ def test_a_vm_storage_feature_not_emulated_is_refused_not_dropped(
         {k: ("SCSI" if isinstance(v, str) else False) for k, v in value.items()}
     )
     rest.put_and_wait(path, COMPUTE_API, body, (201,))
+
+
+def test_a_vm_update_that_resizes_a_disk_is_refused_not_dropped(
+    clients: ArmClients, rest: Rest, resource_group: str, network: Network
+) -> None:
+    rg = resource_group
+    path = rest.url(rg, "Microsoft.Compute/virtualMachines/vm")
+    body = _vm_body(new_nic(clients, rg, network), DEBIAN)
+    body["properties"]["storageProfile"]["dataDisks"] = [{"lun": 0, "createOption": "Empty", "diskSizeGB": 1}]
+    vm = rest.put_and_wait(path, COMPUTE_API, body, (201,))
+    # Sent back as read, the sizes pass.
+    rest.put_and_wait(path, COMPUTE_API, {"location": LOCATION, "properties": vm["properties"]}, (200,))
+    grown = {"storageProfile": {"osDisk": {"diskSizeGB": 64}}}
+    refused = rest.error(rest.request("PATCH", path, COMPUTE_API, {"properties": grown}), 400, "NotSupported")
+    assert refused["target"] == "osDisk.diskSizeGB"
+    data = dict(vm["properties"]["storageProfile"]["dataDisks"][0], diskSizeGB=2)
+    patch = {"properties": {"storageProfile": {"dataDisks": [data]}}}
+    rest.error(rest.request("PATCH", path, COMPUTE_API, patch), 400, "NotSupported")
+    assert clients.compute.disks.get(rg, data["name"]).properties.disk_size_gb == 1  # type: ignore[union-attr]
