@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devhost.arm import api_versions, dataplane, ids, validation
+from devhost.arm import api_versions, dataplane, ids, preconditions, validation
 from devhost.arm.control import FaultRule, LatencyConfig
 from devhost.arm.errors import ArmError
 from devhost.arm.ids import ResourceId
@@ -147,7 +147,10 @@ def create_app(arm: LocalArm, *, token: str | None) -> Starlette:
                 if not isinstance(parsed, dict):
                     raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
                 body = parsed
-            answer = dispatch(arm, request, body, api_version)
+            conditions = preconditions.Conditions(
+                request.headers.get("if-match"), request.headers.get("if-none-match")
+            )
+            answer = dispatch(arm, request, body, api_version, conditions)
         except ArmError as exc:
             response = exc.response()
             response.headers["x-ms-request-id"] = request_id
@@ -166,7 +169,14 @@ def create_app(arm: LocalArm, *, token: str | None) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version: str) -> Answer:
+def dispatch(
+    arm: LocalArm,
+    request: Request,
+    body: dict[str, Any],
+    api_version: str,
+    conditions: preconditions.Conditions | None = None,
+) -> Answer:
+    conditions = conditions or preconditions.Conditions()
     segments = [s for s in request.url.path.split("/") if s]
     method = request.method
     base_url = str(request.base_url)
@@ -179,6 +189,8 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
     if lrest == ["resources"] and method == "GET":
         api_versions.check(api_versions.GENERIC_RESOURCES, api_version, None)
         return arm.list_generic(sub, None, query, base_url, request.url.path)
+    if lrest[:1] == ["resourcegroups"] and not (len(rest) >= 5 and lrest[2] == "providers"):
+        preconditions.refuse_undeclared(conditions, method, ids.RESOURCE_GROUP)
     if lrest[:1] == ["resourcegroups"]:
         if len(rest) <= 2 or lrest[2] == "resources":
             own = ids.RESOURCE_GROUP if len(rest) <= 2 else api_versions.GENERIC_RESOURCES
@@ -196,7 +208,9 @@ def dispatch(arm: LocalArm, request: Request, body: dict[str, Any], api_version:
         if len(rest) == 3 and lrest[2] == "resources" and method == "GET":
             return arm.list_generic(sub, rest[1], query, base_url, request.url.path)
         if len(rest) >= 5 and lrest[2] == "providers":
-            return _provider(arm, method, sub, rest[1], rest[3], rest[4:], body, base_url, api_version, query)
+            return _provider(
+                arm, method, sub, rest[1], rest[3], rest[4:], body, base_url, api_version, query, conditions
+            )
     if lrest[:1] == ["providers"] and len(rest) >= 3:
         namespace = rest[1]
         if len(rest) == 6 and lrest[2] == "locations":
@@ -246,9 +260,12 @@ def _provider(
     base_url: str,
     api_version: str,
     query: dict[str, str],
+    conditions: preconditions.Conditions,
 ) -> Answer:
     types, names = path[0::2], path[1::2]
     if len(path) % 2 == 1:
+        # A collection or an action (a VM's power actions, a disk's grants): no precondition declared.
+        preconditions.refuse_undeclared(conditions, method, "/".join([namespace, *types]))
         # A collection (`.../virtualNetworks`, `.../virtualMachines/vm/extensions`) or a VM action.
         resource_type = ids.canonical_type("/".join([namespace, *types]))
         parent = None
@@ -284,6 +301,9 @@ def _provider(
         )
     api_versions.check(resource_type, api_version, _location(arm, sub, rg, body))
     rid = ResourceId(sub, rg, resource_type, tuple(names))
+    preconditions.refuse_undeclared(conditions, method, resource_type)
+    if conditions and method in ("PUT", "PATCH"):
+        preconditions.check_vm(conditions, rid.name, arm.store.get(rid.key))
     if method == "PUT":
         return arm.put(rid, body, base_url, api_version)
     if method == "GET":

@@ -13,6 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,6 +26,7 @@ from devhost.arm import (
     ids,
     images,
     sealed,
+    snapshot_limits,
     vm_profile,
 )
 from devhost.arm.cse import ScriptDisk, run_custom_script
@@ -58,7 +60,12 @@ VM_SIZE_CORES: Final = {
 }
 CSE_PUBLISHER: Final = "Microsoft.Azure.Extensions"
 CSE_TYPE: Final = "CustomScript"
-EMPTY_OS_DISK_GB: Final = 30
+# The Linux Custom Script handler's published major.minor versions (Azure/custom-script-extension-linux).
+CSE_VERSIONS: Final = ("2.0", "2.1")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def cores_of(vm_size: str) -> int:
@@ -229,7 +236,7 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
                     "An incremental snapshot is made from a managed disk (createOption Copy).",
                     "creationData.createOption",
                 )
-            stored["incrementalSnapshotFamilyId"] = _snapshot_family(copied_from)
+            stored["incrementalSnapshotFamilyId"] = snapshot_family(copied_from)
     doc = arm.tracked_doc(rid, body, None)
     doc["properties"] = stored
     doc["sku"] = _disk_sku(body.get("sku"), is_snapshot)
@@ -239,6 +246,9 @@ def prepare_disk(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         doc[disk_upload.STATE] = disk_upload.READY
     work["size"] = size
     doc["_work"] = work
+    if is_snapshot and stored["incremental"] and copied_from is not None:
+        # Last, so that only a snapshot the request really takes counts against the disk's limits.
+        snapshot_limits.take(arm, stored["incrementalSnapshotFamilyId"], copied_from, utc_now())
     return doc
 
 
@@ -313,7 +323,7 @@ def _resize(arm: LocalArm, rid: ResourceId, existing: Doc, wanted_gb: Any, doc: 
     return {"kind": "resize", "size": wanted}
 
 
-def _snapshot_family(source: Doc) -> str:
+def snapshot_family(source: Doc) -> str:
     """The family the incremental snapshots of one disk share (a snapshot of a snapshot stays in it);
     a disk deleted and created again under the same name starts a new family (a new uniqueId)."""
     props = source["properties"]
@@ -470,6 +480,9 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             )
         if not os_disk.get("osType"):
             raise invalid_parameter("osDisk.osType is required when createOption is Attach.", "osDisk.osType")
+        if props.get("osProfile"):
+            # An attached OS disk is specialized: its guest already has its name, users and keys.
+            raise invalid_parameter("Parameter 'osProfile' is not allowed.", "osProfile")
         os_disk["managedDisk"] = {"id": _attach_disk(arm, rid, os_disk, "osDisk.managedDisk.id")}
         disk_doc = arm.store.get(str(os_disk["managedDisk"]["id"]))
         assert disk_doc is not None
@@ -485,12 +498,22 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
             raise invalid_parameter(
                 "Required parameter 'osProfile.adminUsername' is missing (null).", "osProfile.adminUsername"
             )
+        platform = images.for_vm(image, str(body.get("location") or ""), "imageReference")
         name = str(os_disk.get("name") or f"{rid.name}_OsDisk_1_{uuid.uuid4().hex}")
         disk_rid = ResourceId(rid.subscription, rid.resource_group, ids.DISK, (name,))
         _refuse_existing_disk_name(arm, disk_rid, "osDisk.name")
-        os_disk.setdefault("osType", _image_os_type(image))
-        size_gb = int(os_disk.get("diskSizeGB") or EMPTY_OS_DISK_GB)
-        ephemeral = ephemeral_os_disk.settle(size, os_disk)
+        os_disk.setdefault("osType", platform.os_type)
+        size_gb = int(os_disk.get("diskSizeGB") or platform.size_gb)
+        if size_gb < platform.size_gb:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"The specified disk size {size_gb} GB is smaller than the size of the corresponding disk in "
+                f"the VM image: {platform.size_gb} GB. This is not allowed. Please choose equal or greater "
+                "size or do not specify an explicit size.",
+                target="osDisk.diskSizeGB",
+            )
+        ephemeral = ephemeral_os_disk.settle(size, os_disk, size_gb)
         if ephemeral is not None:
             # On the host's local disk: no managed disk resource, and gone with the VM.
             os_disk.update(
@@ -516,6 +539,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
                 "diskSizeGB": size_gb,
                 "diskSizeBytes": size_gb * GIB,
                 "osType": os_disk.get("osType", "Linux"),
+                "hyperVGeneration": platform.generation,
                 "provisioningState": "Succeeded",
             }
             disk_doc["sku"] = _disk_sku(
@@ -552,6 +576,7 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         kept = old_data.get(given_id.lower()) if given_id else old_by_lun.get(lun)
         if kept is not None:
             # A disk the VM already has, sent back as read (an Empty disk keeps its createOption).
+            _refuse_size_change_through_vm(arm, kept, disk, f"dataDisks[{index}].diskSizeGB")
             kept_ref = {"managedDisk": {"id": kept["managedDisk"]["id"]}}
             disk_id = _attach_disk(arm, rid, kept_ref, f"dataDisks[{index}].managedDisk.id")
             disk_option = str(kept.get("createOption") or "Attach")
@@ -591,6 +616,16 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
                 f"Network interface {ref.get('id')} was not found.",
                 target=f"networkProfile.networkInterfaces[{index}]",
             )
+        vm_region = str(body.get("location") or (existing or {}).get("location") or "")
+        if str(nic_doc.get("location", "")).replace(" ", "").lower() != vm_region.replace(" ", "").lower():
+            # Azure answers a NIC of another region as a reference to a missing resource.
+            raise ArmError(
+                400,
+                "InvalidResourceReference",
+                f"Resource {nic_doc['id']} referenced by resource {rid.arm_id} was not found. Please make sure "
+                "that the referenced resource exists, and that both resources are in the same region.",
+                target=f"networkProfile.networkInterfaces[{index}]",
+            )
         for key, vm in arm.of_type(ids.VIRTUAL_MACHINE):
             if key != rid.key and nic.key in [
                 str(n.get("id", "")).lower()
@@ -617,8 +652,16 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
         )
     # Everything that can refuse the request runs before the implicit disks exist: Azure creates
     # nothing for a request it refuses.
+    vm_profile.check_disks_fit(size, _disk_accounts(arm, os_disk, data_disks, implicit), len(data_disks))
     if existing is not None:
         _refuse_fixed_changes(existing["properties"], props)
+        if props.get("osProfile") and not existing["properties"].get("osProfile"):
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'osProfile' is not allowed.",
+                target="osProfile",
+            )
     old_size = (((existing or {}).get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
     if existing is None or str(old_size).lower() != size.lower():
         vm_profile.check_size_offered(rid, size, body.get("location") or (existing or {}).get("location"))
@@ -669,6 +712,27 @@ def prepare_vm(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: D
     doc["properties"] = stored
     doc["_powerState"] = (existing or {}).get("_powerState", "running")
     return doc
+
+
+def _disk_accounts(
+    arm: LocalArm,
+    os_disk: dict[str, Any],
+    data_disks: list[dict[str, Any]],
+    implicit: list[tuple[ResourceId, Doc]],
+) -> list[tuple[str, str, str]]:
+    """(target, name, storage account type) of each of the VM's disks, as the size check reads them."""
+    made = {d["id"].lower(): d for _, d in implicit}
+    out = []
+    for target, disk in [
+        ("osDisk.managedDisk.storageAccountType", os_disk),
+        *(("dataDisk.managedDisk.storageAccountType", d) for d in data_disks),
+    ]:
+        managed = disk.get("managedDisk") or {}
+        disk_id = str(managed.get("id") or "").lower()
+        doc = made.get(disk_id) or (arm.store.get(disk_id) if disk_id else None)
+        account = str(((doc or {}).get("sku") or {}).get("name") or managed.get("storageAccountType") or "")
+        out.append((target, str(disk.get("name") or (doc or {}).get("name") or ""), account))
+    return out
 
 
 def _empty_data_disk(
@@ -743,12 +807,6 @@ def _refuse_fixed_changes(current: dict[str, Any], wanted: dict[str, Any]) -> No
             )
 
 
-def _image_os_type(image: dict[str, Any]) -> str:
-    """The OS of a marketplace image, as its publisher and offer name it (an image id: Linux)."""
-    text = f"{image.get('publisher', '')} {image.get('offer', '')}".lower()
-    return "Windows" if "windows" in text or "microsoftsqlserver" in text else "Linux"
-
-
 def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict[str, Any]) -> dict[str, Any]:
     """The OS disk after an update: the same one, or another managed disk swapped in.
 
@@ -769,6 +827,7 @@ def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict
     new_id = str((wanted.get("managedDisk") or {}).get("id") or "")
     old_id = str((current.get("managedDisk") or {}).get("id") or "")
     if not new_id or new_id.lower() == old_id.lower():
+        _refuse_size_change_through_vm(arm, current, wanted, "osDisk.diskSizeGB")
         return current
     power = existing.get("_powerState", "running")
     if power != "deallocated":
@@ -798,6 +857,27 @@ def _updated_os_disk(arm: LocalArm, rid: ResourceId, existing: Doc, wanted: dict
         if wanted.get(key) is not None:
             swapped[key] = wanted[key]
     return swapped
+
+
+def _refuse_size_change_through_vm(
+    arm: LocalArm, held: dict[str, Any], wanted: dict[str, Any], target: str
+) -> None:
+    """A VM update naming another `diskSizeGB` for a disk it keeps would resize it in Azure; here the
+    resize is the disk's own PUT or PATCH (which grows the image), so the VM's is refused, not dropped."""
+    if wanted.get("diskSizeGB") is None:
+        return
+    disk_id = str((held.get("managedDisk") or {}).get("id") or "")
+    disk = arm.store.get(disk_id.lower()) if disk_id else None
+    current = (disk or {}).get("properties", {}).get("diskSizeGB", held.get("diskSizeGB"))
+    if current is not None and int(wanted["diskSizeGB"]) != int(current):
+        raise ArmError(
+            400,
+            "NotSupported",
+            f"The local ARM endpoint does not emulate resizing a disk through its VM ('{target}' "
+            f"{current} -> {wanted['diskSizeGB']}); it refuses it rather than ignore it. Resize the managed "
+            "disk itself (a PUT or PATCH of its diskSizeGB, the VM deallocated).",
+            target=target,
+        )
 
 
 def _image_id(body: dict[str, Any], image: dict[str, Any]) -> str:
@@ -998,6 +1078,16 @@ def prepare_extension(arm: LocalArm, rid: ResourceId, body: dict[str, Any], exis
             )
     if not props.get("typeHandlerVersion"):
         raise invalid_parameter("typeHandlerVersion is required.", "properties.typeHandlerVersion")
+    version = str(props["typeHandlerVersion"])
+    if ".".join(version.split(".")[:2]) not in CSE_VERSIONS:
+        # What the extension repository answers for a version it does not publish.
+        raise ArmError(
+            404,
+            "ArtifactNotFound",
+            f"Extension with publisher '{publisher}', type '{ext_type}', and type handler version '{version}' "
+            "could not be found in the extension repository.",
+            target="properties.typeHandlerVersion",
+        )
     protected = props.get("protectedSettings") or {}
     settings = props.get("settings") or {}
     if not isinstance(settings, dict) or not isinstance(protected, dict):

@@ -4,9 +4,12 @@ managed disk.
 Azure's rules: `option: Local`, placed on the cache disk (default) or the resource disk (`NvmeDisk`
 needs sizes this endpoint does not list: refused as not emulated); only `FromImage` OS disks, with
 `ReadOnly` caching; only sizes that support ephemeral OS disks (premium storage sizes of the SKU
-table); no managed disk resource exists for it, it is deleted with the VM, and the VM cannot be
-deallocated (its disk would be lost), only stopped. Not checked: that the OS disk fits the size's
-cache or resource disk (the SKU table does not carry their sizes); docs/local-arm.md says so.
+table with local storage); the OS disk (the image's size, or a larger `diskSizeGB`) must fit the
+placement's local storage, the size's cache (`CachedDiskBytes`) or resource disk
+(`MaxResourceVolumeMB`), else 400 `NotSupported` in Azure's words ("OS disk of Ephemeral VM with size
+greater than 43 GB is not allowed for VM size Standard_DS1_v2 when the DiffDiskPlacement is
+CacheDisk."); no managed disk resource exists for it, it is deleted with the VM, and the VM cannot be
+deallocated (its disk would be lost), only stopped.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ PLACEMENTS: Final = ("CacheDisk", "ResourceDisk")
 TARGET: Final = "properties.storageProfile.osDisk.diffDiskSettings"
 
 
-def settle(size: str, os_disk: dict[str, Any]) -> dict[str, str] | None:
-    """The stored `diffDiskSettings` of a FromImage OS disk, None for a managed one, or a refusal."""
+def settle(size: str, os_disk: dict[str, Any], disk_gb: int) -> dict[str, str] | None:
+    """The stored `diffDiskSettings` of a FromImage OS disk of `disk_gb`, None for a managed one, or a
+    refusal."""
     diff = os_disk.get("diffDiskSettings")
     if not diff:
         return None
@@ -41,17 +45,28 @@ def settle(size: str, os_disk: dict[str, Any]) -> dict[str, str] | None:
             f"Caching '{caching}' is not supported for an ephemeral OS disk: it must be ReadOnly.",
             "properties.storageProfile.osDisk.caching",
         )
-    if not _supports_ephemeral(size):
+    sku = _sku(size)
+    if sku is None or not sku.ephemeral_placements():
         raise invalid_parameter(
             f"The VM size {size} does not support ephemeral OS disks (or is not listed here).", TARGET
+        )
+    capacity = sku.placement_gib(placement)
+    if disk_gb > capacity:
+        # Azure's own refusal, word for word; a placement the size lacks has a capacity of 0 GB.
+        raise ArmError(
+            400,
+            "NotSupported",
+            f"OS disk of Ephemeral VM with size greater than {capacity} GB is not allowed for VM size "
+            f"{sku.name} when the DiffDiskPlacement is {placement}.",
+            target=f"{TARGET}.placement",
         )
     return {"option": "Local", "placement": placement}
 
 
-def _supports_ephemeral(size: str) -> bool:
+def _sku(size: str) -> Any:
     from devhost.arm import skus  # the SKU table imports the service, which imports this module
 
-    return any(sku.name.lower() == size.lower() and sku.premium_io for sku in skus.VM_SKUS)
+    return next((sku for sku in skus.VM_SKUS if sku.name.lower() == size.lower()), None)
 
 
 def refuse_deallocate(vm: dict[str, Any]) -> None:

@@ -51,12 +51,36 @@ def _props(body: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
+def _region(arm: LocalArm, rid: ResourceId) -> str:
+    """A resource's region, a child's its parent's (a subnet is in its VNet's), normalized."""
+    current: ResourceId | None = rid
+    while current is not None:
+        doc = arm.store.get(current.key)
+        if doc is not None and doc.get("location"):
+            return str(doc["location"]).replace(" ", "").lower()
+        current = current.parent
+    return ""
+
+
 def _reference(
-    arm: LocalArm, value: Any, referrer: ResourceId, expected_type: str, target: str
+    arm: LocalArm,
+    value: Any,
+    referrer: ResourceId,
+    expected_type: str,
+    target: str,
+    location: Any = None,
 ) -> ResourceId:
+    """The referenced resource: it exists, is of the type, and (given the referrer's `location`) is in
+    the referrer's region; Azure answers a reference across regions as one to a missing resource."""
     ref_id = value.get("id") if isinstance(value, dict) else None
     parsed = parse_resource_id(str(ref_id)) if ref_id else None
-    if parsed is None or parsed.type != expected_type or arm.store.get(parsed.key) is None:
+    region = str(location or "").replace(" ", "").lower()
+    if (
+        parsed is None
+        or parsed.type != expected_type
+        or arm.store.get(parsed.key) is None
+        or (region and _region(arm, parsed) not in ("", region))
+    ):
         raise ArmError(
             400,
             "InvalidResourceReference",
@@ -140,7 +164,14 @@ def prepare_vnet(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing:
         _check_subnet_ranges(rid, subnet["name"], prefixes, networks, validated)
         validated.append((subnet["name"], prefixes))
         if sprops.get("networkSecurityGroup"):
-            _reference(arm, sprops["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup")
+            _reference(
+                arm,
+                sprops["networkSecurityGroup"],
+                rid,
+                ids.NSG,
+                "networkSecurityGroup",
+                body.get("location") or (existing or {}).get("location"),
+            )
         _check_unserved_references(arm, sprops, rid.child("subnets", subnet["name"]))
     doc = arm.tracked_doc(rid, body, existing)
     doc["properties"] = {
@@ -238,7 +269,9 @@ def prepare_subnet(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existin
     others = [(d["name"], _subnet_prefixes(d["properties"], "")) for _, d in arm.children(parent, "subnets")]
     _check_subnet_ranges(parent, rid.name, prefixes, space, others)
     if props.get("networkSecurityGroup"):
-        _reference(arm, props["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup")
+        _reference(
+            arm, props["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup", vnet.get("location")
+        )
     _check_unserved_references(arm, props, rid)
     doc = _subnet_doc(rid, body, existing, "Updating")
     doc["_created"] = (existing or {}).get("_created") or arm.now_iso()
@@ -502,8 +535,9 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
             "properties.ipConfigurations",
             code="InvalidRequestFormat",
         )
+    region = body.get("location") or (existing or {}).get("location")
     if props.get("networkSecurityGroup"):
-        _reference(arm, props["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup")
+        _reference(arm, props["networkSecurityGroup"], rid, ids.NSG, "networkSecurityGroup", region)
     old_configs = {
         c["name"].lower(): c for c in ((existing or {}).get("properties") or {}).get("ipConfigurations", [])
     }
@@ -520,9 +554,12 @@ def prepare_nic(arm: LocalArm, rid: ResourceId, body: dict[str, Any], existing: 
                 rid,
                 ids.PUBLIC_IP,
                 f"ipConfigurations[{name}].publicIPAddress",
+                region,
             )
             public_ips.claim(arm, public_ip, rid, f"{rid.arm_id}/ipConfigurations/{name}", claimed)
-        subnet = _reference(arm, cprops.get("subnet"), rid, ids.SUBNET, f"ipConfigurations[{name}].subnet")
+        subnet = _reference(
+            arm, cprops.get("subnet"), rid, ids.SUBNET, f"ipConfigurations[{name}].subnet", region
+        )
         subnet_doc = arm.store.get(subnet.key)
         assert subnet_doc is not None
         delegations.nic_refused_in_delegated_subnet(subnet, subnet_doc, f"ipConfigurations[{name}].subnet")

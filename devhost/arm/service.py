@@ -33,6 +33,7 @@ from devhost.arm import (
     ephemeral_os_disk,
     ids,
     network,
+    preconditions,
     public_ips,
     validation,
 )
@@ -366,6 +367,8 @@ class LocalArm:
         out = self.public(out)
         if namespace_of(rid.type) == "Microsoft.Network":
             out.setdefault("etag", self.etag(doc))
+        elif rid.type == ids.VIRTUAL_MACHINE and preconditions.etag_of(doc):
+            out["etag"] = preconditions.etag_of(doc)
         return out
 
     def _busy(self, rid: ResourceId) -> None:
@@ -440,6 +443,9 @@ class LocalArm:
             self._busy(rid)
             existing = self.store.get(rid.key)
             doc = self._prepare(rid, body, existing)
+            if rid.type == ids.VIRTUAL_MACHINE:
+                # The VM's etag: a new version of its model at each accepted PUT or PATCH.
+                doc[preconditions.VERSION] = int((existing or {}).get(preconditions.VERSION) or 0) + 1
             doc.setdefault("properties", {})
             doc["properties"]["provisioningState"] = "Updating" if existing else "Creating"
             if rid.type in (ids.DISK, ids.SNAPSHOT) and existing is None:

@@ -142,6 +142,11 @@ def refuse_unemulated(resource_type: str, body: dict[str, Any]) -> None:
 
 def _refuse_vm_parts(props: dict[str, Any]) -> None:
     storage = props.get("storageProfile") or {}
+    if str(storage.get("diskControllerType") or "SCSI").upper() != "SCSI":
+        # NVMe changes the disks' device names in the guest, which the Custom Script run here does not.
+        raise not_emulated("properties.storageProfile.diskControllerType", ids.VIRTUAL_MACHINE)
+    if storage.get("alignRegionalDisksToVMZone"):
+        raise not_emulated("properties.storageProfile.alignRegionalDisksToVMZone", ids.VIRTUAL_MACHINE)
     os_disk = storage.get("osDisk") or {}
     for key in ("encryptionSettings", "vhd", "image"):
         if os_disk.get(key):
@@ -158,5 +163,9 @@ def _refuse_vm_parts(props: dict[str, Any]) -> None:
                 )
         if disk.get("vhd") or disk.get("image"):
             raise not_emulated(f"properties.storageProfile.{where}.vhd", ids.VIRTUAL_MACHINE)
+        if disk.get("writeAcceleratorEnabled"):
+            raise not_emulated(
+                f"properties.storageProfile.{where}.writeAcceleratorEnabled", ids.VIRTUAL_MACHINE
+            )
     if (props.get("networkProfile") or {}).get("networkInterfaceConfigurations"):
         raise not_emulated("properties.networkProfile.networkInterfaceConfigurations", ids.VIRTUAL_MACHINE)

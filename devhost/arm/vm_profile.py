@@ -1,5 +1,11 @@
 """Parts of a VM the compute RP validates and keeps with nothing to emulate behind them: the custom
-vCPU settings of `hardwareProfile.vmSizeProperties` and `userData`.
+vCPU settings of `hardwareProfile.vmSizeProperties` and `userData`, and what a size allows of its disks.
+
+A size holds at most `MaxDataDiskCount` data disks (409 `OperationNotAllowed` "The maximum number of
+data disks allowed to be attached to a VM of this size is N."), and premium disks only if it has
+`PremiumIO` (400 `InvalidParameter` "Requested operation cannot be performed because the VM size ... does
+not support the storage account type Premium_LRS of disk '...'."), both in Azure's words, checked at
+creation and at every update (a resize included).
 
 Azure's rules: `vCPUsAvailable` is between 1 and the size's vCPUs; `vCPUsPerCore` is 1 (simultaneous
 multithreading off) or the size's own vCPUs per core; sizes whose capabilities are not known here
@@ -103,3 +109,32 @@ def user_data(props: dict[str, Any], existing: dict[str, Any] | None) -> str | N
             "userData",
         )
     return given or None
+
+
+PREMIUM_ACCOUNT_TYPES: Final = ("Premium_LRS", "Premium_ZRS", "PremiumV2_LRS")
+
+
+def check_disks_fit(size: str, disks: list[tuple[str, str, str]], data_disk_count: int) -> None:
+    """`disks`: (target, disk name, storage account type) of the OS disk and every data disk."""
+    from devhost.arm import skus  # the SKU table imports the service, which imports this module
+
+    sku = next((s for s in skus.VM_SKUS if s.name.lower() == size.lower()), None)
+    if sku is None:
+        return  # refused as not emulated where the size is chosen
+    if data_disk_count > sku.max_data_disks:
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"The maximum number of data disks allowed to be attached to a VM of this size is {sku.max_data_disks}.",
+            target="dataDisks",
+        )
+    if sku.premium_io:
+        return
+    for target, name, account in disks:
+        if account in PREMIUM_ACCOUNT_TYPES:
+            raise invalid_parameter(
+                f"Requested operation cannot be performed because the VM size {sku.name} does not support the "
+                f"storage account type {account} of disk '{name}'. Consider updating the VM to a size that "
+                "supports Premium storage.",
+                target,
+            )

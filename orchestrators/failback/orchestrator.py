@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import azure.durable_functions as df
 
@@ -77,6 +77,12 @@ from shared.domain.failback import ReprotectStep as Step
 REVERSE = "reverse_orchestrator"
 
 Orchestration = Generator[Any, Any, Any]
+# Azure takes at most 7 incremental snapshots of a disk in any 5 minutes (reverse cycles, a planned
+# failover's pre and final cycles and other tools' snapshots all count): a refusal for a snapshot limit
+# is asked again a minute later until those 5 minutes have passed, and only then stops the job (the
+# 500-per-disk and 5-grants limits do not clear by waiting, so they still stop it, 6 minutes later).
+SNAPSHOT_LIMIT_RETRIES: Final = 6
+SNAPSHOT_LIMIT_WAIT: Final = timedelta(minutes=1)
 bp = durable_blueprint()
 
 
@@ -210,14 +216,8 @@ def _reprotect(context: df.DurableOrchestrationContext, job: ReverseInput, where
     yield _progress(context, job, (Step.DETERMINE_BASELINE, "InProgress", None))
     settings = CycleSettings.model_validate((yield _call(context, reverse_cycle_settings, ref)))
     cycle_id = f"{job.job_id[-40:]}-s1"
-    taken = SnapshotsTaken.model_validate(
-        (
-            yield _call(
-                context,
-                take_reverse_snapshots,
-                SnapshotsRequest(machine_id=job.machine_id, job_id=job.job_id, cycle_id=cycle_id),
-            )
-        )
+    taken = yield from _take_snapshots(
+        context, SnapshotsRequest(machine_id=job.machine_id, job_id=job.job_id, cycle_id=cycle_id)
     )
     where.snapshots = list(taken.snapshot_ids.values())
     if not taken.ok:
@@ -386,17 +386,22 @@ def _answer(
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=polling.poll_seconds))
 
 
+def _take_snapshots(context: df.DurableOrchestrationContext, request: SnapshotsRequest) -> Orchestration:
+    """The cycle's snapshot of every disk, waited for while Azure's snapshot limit refuses it."""
+    waits = 0
+    while True:
+        taken = SnapshotsTaken.model_validate((yield _call(context, take_reverse_snapshots, request)))
+        if taken.ok or taken.error_code != "SnapshotLimitReached" or waits == SNAPSHOT_LIMIT_RETRIES:
+            return taken
+        waits += 1
+        yield context.create_timer(context.current_utc_datetime + SNAPSHOT_LIMIT_WAIT)
+
+
 def _cycle(
     context: df.DurableOrchestrationContext, job: ReverseInput, settings: CycleSettings, cycle_id: str
 ) -> Orchestration:
-    taken = SnapshotsTaken.model_validate(
-        (
-            yield _call(
-                context,
-                take_reverse_snapshots,
-                SnapshotsRequest(machine_id=job.machine_id, job_id=job.job_id, cycle_id=cycle_id),
-            )
-        )
+    taken = yield from _take_snapshots(
+        context, SnapshotsRequest(machine_id=job.machine_id, job_id=job.job_id, cycle_id=cycle_id)
     )
     made = list(taken.snapshot_ids.values())
     sent = Sent()

@@ -56,9 +56,11 @@ class World:
         replicating_after_job: bool = True,
         refine: bool = False,
         refine_error: bool = False,
+        snapshot_refusals: int = 0,
     ) -> None:
         self.refine = refine
         self.refine_error = refine_error
+        self.snapshot_refusals = snapshot_refusals  # how many times Azure's snapshot limit refuses first
         self.prerequisites_ok = prerequisites_ok
         self.changes = changes
         self.fail_first_apply = fail_first_apply
@@ -126,6 +128,16 @@ class World:
 
     def take_reverse_snapshots(self, payload: Any) -> Any:
         request = SnapshotsRequest.model_validate(payload)
+        if self.snapshot_refusals:
+            self.snapshot_refusals -= 1
+            return _dump(
+                SnapshotsTaken(
+                    ok=False,
+                    snapshot_ids={OS: f"{OS}-rv-{request.cycle_id}"},
+                    message="The disk 'db01-data' has reached the limit of 7 incremental snapshots in 5 minutes.",
+                    error_code="SnapshotLimitReached",
+                )
+            )
         return _dump(
             SnapshotsTaken(
                 ok=True,
@@ -359,3 +371,27 @@ def test_a_failure_after_s1_deletes_it(tmp_path: Path) -> None:
     assert (outcome.failed_step, outcome.error_code) == ("Initial reverse sync", "OnPremisesDiskNotFound")
     (deleted,) = [SnapshotIds.model_validate(p) for p in r.calls.of("delete_reverse_snapshots")]
     assert sorted(deleted.snapshot_ids) == sorted(f"{d}-rv-{JOB[-40:]}-s1" for d in (OS, DATA))
+
+
+def test_a_snapshot_refused_for_azures_limit_is_taken_a_minute_later(tmp_path: Path) -> None:
+    world = World(snapshot_refusals=2, replicating_after_job=False)
+    r, status = _go(world, tmp_path)
+    assert status["runtimeStatus"] == "Completed"
+    assert _outcome(r).succeeded
+    # S1 asked three times (two refusals, each followed by a minute's durable wait), then the sync from it.
+    asked = [SnapshotsRequest.model_validate(p).cycle_id for p in r.calls.of("take_reverse_snapshots")]
+    assert asked == [f"{JOB[-40:]}-s1"] * 3
+    sends = [DiskSend.model_validate(p) for p in r.calls.of("send_reverse_disk")]
+    assert {s.current_snapshot_id for s in sends} == {f"{OS}-rv-{JOB[-40:]}-s1", f"{DATA}-rv-{JOB[-40:]}-s1"}
+
+
+def test_a_snapshot_limit_that_does_not_clear_stops_the_job_after_six_minutes(tmp_path: Path) -> None:
+    world = World(snapshot_refusals=100)
+    r, _ = _go(world, tmp_path)
+    outcome = _outcome(r)
+    assert (outcome.succeeded, outcome.failed_step, outcome.error_code) == (
+        False,
+        "Determine baseline",
+        "SnapshotLimitReached",
+    )
+    assert len(r.calls.of("take_reverse_snapshots")) == reverse_flow.SNAPSHOT_LIMIT_RETRIES + 1

@@ -21,13 +21,19 @@ def rest(local_arm: LocalArmEndpoint) -> Rest:
 class Network:
     vnet: str
     subnet_id: str
+    location: str = LOCATION
 
 
 @pytest.fixture()
 def network(clients: ArmClients, resource_group: str) -> Network:
+    return make_network(clients, resource_group, LOCATION)
+
+
+def make_network(clients: ArmClients, resource_group: str, location: str) -> Network:
+    """A VNet with a default subnet in `location`: a VM's NIC must be in the VM's region."""
     name = f"vnet-{uuid.uuid4().hex[:6]}"
     body = {
-        "location": LOCATION,
+        "location": location,
         "properties": {
             "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
             "subnets": [{"name": "default", "properties": {"addressPrefix": "10.0.0.0/24"}}],
@@ -36,13 +42,13 @@ def network(clients: ArmClients, resource_group: str) -> Network:
     vnet = clients.network.virtual_networks.begin_create_or_update(
         resource_group, name, body, api_version=NETWORK_API
     ).result()
-    return Network(vnet=name, subnet_id=f"{vnet.id}/subnets/default")
+    return Network(vnet=name, subnet_id=f"{vnet.id}/subnets/default", location=location)
 
 
 def new_nic(clients: ArmClients, resource_group: str, network: Network) -> str:
     name = f"nic-{uuid.uuid4().hex[:6]}"
     body = {
-        "location": LOCATION,
+        "location": network.location,
         "properties": {
             "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": network.subnet_id}}}]
         },

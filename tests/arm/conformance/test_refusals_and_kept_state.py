@@ -177,7 +177,7 @@ def _vm_with_data_disk(clients: ArmClients, rest: Rest, rg: str, network: Networ
                 },
                 "osDisk": {
                     "createOption": "FromImage",
-                    "diskSizeGB": 4,
+                    "diskSizeGB": 32,  # above the image's 30 GB: Azure refuses an OS disk smaller than its image
                     "managedDisk": {"storageAccountType": "Premium_LRS"},
                 },
                 "dataDisks": [{"lun": 0, "createOption": "Attach", "managedDisk": {"id": disk["id"]}}],
@@ -202,7 +202,7 @@ def test_a_vm_returns_its_disks_sizes_and_storage_types(
         {
             "osDisk": {
                 "osType": "Linux",
-                "diskSizeGB": 4,
+                "diskSizeGB": 32,
                 "managedDisk": {"storageAccountType": "Premium_LRS"},
             },
             "dataDisks": [

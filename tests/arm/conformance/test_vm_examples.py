@@ -1,6 +1,8 @@
 """ComputeRP 2025-04-01 examples: virtual machines (create, update, get, power actions) and extensions.
 
-The examples' `{existing-nic-name}` is a NIC of the test's own network; secrets are placeholders.
+The examples' `{existing-nic-name}` is a NIC of the test's own network; secrets are placeholders. The
+Linux examples' image placeholders (`{image_publisher}`, `{image_offer}`, `{image_sku}`) are a published
+Ubuntu image: an image that is not published is refused (404 `PlatformImageNotFound`), as in Azure.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.platform.arm_clients import ArmClients
-from tests.arm.conformance.conftest import Network, new_nic
+from tests.arm.conformance.conftest import Network, make_network, new_nic
 from tests.arm.conformance.spec import COMPUTE_API, SUB, Outcome, Rest, assert_subset, example
 
 pytestmark = pytest.mark.integration
@@ -27,6 +29,15 @@ WINDOWS_IMAGE = {
     "version": "latest",
     "offer": "WindowsServer",
 }
+
+
+UBUNTU_IMAGE = {"sku": "server", "publisher": "Canonical", "version": "latest", "offer": "ubuntu-24_04-lts"}
+
+
+@pytest.fixture()
+def network(clients: ArmClients, resource_group: str) -> Network:
+    """The examples' VMs are in westus: their NICs, and so their network, are too."""
+    return make_network(clients, resource_group, WESTUS)
 
 
 def _vm_body(
@@ -64,12 +75,7 @@ def _windows_with_empty_disks(nic_id: str) -> dict[str, Any]:
 
 def _linux_with_ssh(nic_id: str, **props: Any) -> dict[str, Any]:
     storage = {
-        "imageReference": {
-            "sku": "{image_sku}",
-            "publisher": "{image_publisher}",
-            "version": "latest",
-            "offer": "{image_offer}",
-        },
+        "imageReference": UBUNTU_IMAGE,
         "osDisk": {
             "caching": "ReadWrite",
             "managedDisk": {"storageAccountType": "Standard_LRS"},
@@ -517,10 +523,12 @@ def test_vm_create_with_an_ephemeral_os_disk(
     clients: ArmClients, resource_group: str, network: Network, rest: Rest
 ) -> None:
     """The example's marketplace `plan` (a data-science image) is refused as not emulated, so the
-    transcription uses a plain Windows image on the example's size."""
+    transcription uses a plain Windows image on the example's size: the 30 GB `smalldisk` one, since the
+    OS disk must fit the size's cache (43 GB on Standard_DS1_v2; the 127 GB image does not)."""
     body = _windows_with_empty_disks(new_nic(clients, resource_group, network))
     body["properties"]["hardwareProfile"]["vmSize"] = "Standard_DS1_v2"
     storage = body["properties"]["storageProfile"]
+    storage["imageReference"] = dict(WINDOWS_IMAGE, sku="2016-Datacenter-smalldisk")
     storage["dataDisks"] = []
     storage["osDisk"] = {
         "caching": "ReadOnly",
@@ -547,9 +555,142 @@ def test_vm_create_with_an_ephemeral_os_disk(
     path = rest.url(resource_group, "Microsoft.Compute/virtualMachines/myVM/deallocate")
     refused = rest.http.post(path, params={"api-version": COMPUTE_API})
     assert "ephemeral OS disk" in rest.error(refused, 409, "OperationNotAllowed")["message"]
+    # The OS disk must fit the placement's local storage: 43 GB of cache, 7 GB of resource disk.
+    storage["osDisk"]["diskSizeGB"] = 44
+    too_big = rest.request(
+        "PUT", rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm2"), COMPUTE_API, body
+    )
+    assert rest.error(too_big, 400, "NotSupported")["message"] == (
+        "OS disk of Ephemeral VM with size greater than 43 GB is not allowed for VM size Standard_DS1_v2 when "
+        "the DiffDiskPlacement is CacheDisk."
+    )
+    del storage["osDisk"]["diskSizeGB"]
+    storage["osDisk"]["diffDiskSettings"] = {"option": "Local", "placement": "ResourceDisk"}
+    on_temp = rest.request(
+        "PUT", rest.url(resource_group, "Microsoft.Compute/virtualMachines/vm2"), COMPUTE_API, body
+    )
+    assert "greater than 7 GB" in rest.error(on_temp, 400, "NotSupported")["message"]
+    storage["osDisk"]["diffDiskSettings"] = {"option": "Local"}
     # Read-write caching is refused.
     storage["osDisk"]["caching"] = "ReadWrite"
     _refused(lambda: _create(clients, resource_group, "otherVM", body), "InvalidParameter", "ReadOnly")
+
+
+def _ephemeral(nic_id: str, vm_size: str, placement: str) -> dict[str, Any]:
+    body = _windows(nic_id, vm_size, "Standard_LRS")
+    storage = body["properties"]["storageProfile"]
+    storage["imageReference"] = dict(WINDOWS_IMAGE, sku="2016-Datacenter-smalldisk")
+    storage["osDisk"] = {
+        "caching": "ReadOnly",
+        "diffDiskSettings": {"option": "Local", "placement": placement},
+        "managedDisk": {"storageAccountType": "Standard_LRS"},
+        "createOption": "FromImage",
+        "name": "myVMosdisk",
+    }
+    return body
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_WithADiffOsDiskUsingDiffDiskPlacementAsCacheDisk",
+)
+def test_vm_create_with_an_ephemeral_os_disk_on_the_cache_disk(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    """As the ephemeral OS disk example: no marketplace `plan`, and the 30 GB smalldisk Windows image
+    the example's size's 43 GB cache holds."""
+    body = _ephemeral(new_nic(clients, resource_group, network), "Standard_DS1_v2", "CacheDisk")
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm["properties"],
+        {
+            "osProfile": {"adminUsername": "{your-username}", "secrets": [], "computerName": "myVM"},
+            "storageProfile": {
+                "osDisk": {
+                    "osType": "Windows",
+                    "caching": "ReadOnly",
+                    "diffDiskSettings": {"option": "Local", "placement": "CacheDisk"},
+                    "managedDisk": {"storageAccountType": "Standard_LRS"},
+                    "createOption": "FromImage",
+                    "name": "myVMosdisk",
+                },
+                "dataDisks": [],
+            },
+            "hardwareProfile": {"vmSize": "Standard_DS1_v2"},
+            "provisioningState": "Succeeded",
+        },
+    )
+
+
+@example(
+    "ComputeRP",
+    "VirtualMachines_CreateOrUpdate",
+    "VirtualMachine_Create_WithADiffOsDiskUsingDiffDiskPlacementAsResourceDisk",
+)
+def test_vm_create_with_an_ephemeral_os_disk_on_the_resource_disk(
+    clients: ArmClients, resource_group: str, network: Network, rest: Rest
+) -> None:
+    """The example's Standard_DS1_v2 has a 7 GB resource disk, smaller than any published image: Azure
+    refuses it (checked here with its text), so the transcription places the 30 GB smalldisk image on
+    Standard_D4s_v3, whose resource disk holds 32 GB. No marketplace `plan`, as above."""
+    nic_id = new_nic(clients, resource_group, network)
+    example_size = rest.request(
+        "PUT",
+        rest.url(resource_group, "Microsoft.Compute/virtualMachines/myVM"),
+        COMPUTE_API,
+        _ephemeral(nic_id, "Standard_DS1_v2", "ResourceDisk"),
+    )
+    assert rest.error(example_size, 400, "NotSupported")["message"] == (
+        "OS disk of Ephemeral VM with size greater than 7 GB is not allowed for VM size Standard_DS1_v2 when the "
+        "DiffDiskPlacement is ResourceDisk."
+    )
+    vm = _create(clients, resource_group, "myVM", _ephemeral(nic_id, "Standard_D4s_v3", "ResourceDisk"))
+    assert_subset(
+        vm["properties"]["storageProfile"]["osDisk"],
+        {
+            "osType": "Windows",
+            "caching": "ReadOnly",
+            "diffDiskSettings": {"option": "Local", "placement": "ResourceDisk"},
+            "managedDisk": {"storageAccountType": "Standard_LRS"},
+            "createOption": "FromImage",
+            "name": "myVMosdisk",
+        },
+    )
+    assert vm["properties"]["provisioningState"] == "Succeeded"
+
+
+@example("ComputeRP", "VirtualMachines_CreateOrUpdate", "VirtualMachine_Create_WithManagedBootDiagnostics")
+def test_vm_create_with_managed_boot_diagnostics(
+    clients: ArmClients, resource_group: str, network: Network
+) -> None:
+    body = _windows(new_nic(clients, resource_group, network), "Standard_D1_v2", "Standard_LRS")
+    body["properties"]["diagnosticsProfile"] = {"bootDiagnostics": {"enabled": True}}
+    vm = _create(clients, resource_group, "myVM", body)
+    assert_subset(
+        vm["properties"],
+        {
+            "osProfile": {
+                "adminUsername": "{your-username}",
+                "secrets": [],
+                "computerName": "myVM",
+                "windowsConfiguration": {"provisionVMAgent": True, "enableAutomaticUpdates": True},
+            },
+            "storageProfile": {
+                "imageReference": WINDOWS_IMAGE,
+                "osDisk": {
+                    "osType": "Windows",
+                    "caching": "ReadWrite",
+                    "createOption": "FromImage",
+                    "managedDisk": {"storageAccountType": "Standard_LRS"},
+                },
+                "dataDisks": [],
+            },
+            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+            "hardwareProfile": {"vmSize": "Standard_D1_v2"},
+            "provisioningState": "Succeeded",
+        },
+    )
 
 
 @example(
@@ -714,9 +855,10 @@ def test_extension_delete(clients: ArmClients, resource_group: str, vm: str) -> 
     ],
 )
 def test_a_vm_is_made_only_in_a_size_the_region_offers(
-    clients: ArmClients, resource_group: str, network: Network, size: str, status: int, code: str
+    clients: ArmClients, resource_group: str, size: str, status: int, code: str
 ) -> None:
-    body = _windows(new_nic(clients, resource_group, network), size, "Standard_LRS")
+    westeurope = make_network(clients, resource_group, "westeurope")
+    body = _windows(new_nic(clients, resource_group, westeurope), size, "Standard_LRS")
     body["location"] = "westeurope"
     with pytest.raises(HttpResponseError) as refused:
         _create(clients, resource_group, "myVM", body)
