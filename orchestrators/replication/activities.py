@@ -220,18 +220,20 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
         )
     telemetry = get_telemetry()
     try:
-        with telemetry.span(
-            "replication.apply_disk" if write else "replication.verify_disk",
-            machine_id=request.machine_id,
-            cycle_id=request.cycle_id,
-            attributes={"migrate.disk_id": request.disk_id},
-        ):
-            manifest = load_manifest(
+        with (
+            telemetry.span(
+                "replication.apply_disk" if write else "replication.verify_disk",
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+                attributes={"migrate.disk_id": request.disk_id},
+            ),
+            load_manifest(
                 cache_container(),
                 request.manifest_blob,
                 machine_id=request.machine_id,
                 cycle_id=request.cycle_id,
-            )
+            ) as manifest,
+        ):
             if manifest.disk_id != request.disk_id:
                 raise ManifestMismatch(
                     f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
@@ -244,6 +246,7 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
                 verify_extents(manifest, cache=cache_container(), replica=replica)
                 return DiskApplied(disk_id=request.disk_id, ok=True)
             result = apply_extents(manifest, cache=cache_container(), replica=replica)
+            data_blobs = manifest.referenced_blob_sizes()
     except CycleRejected as rejected:
         return DiskApplied(
             disk_id=request.disk_id,
@@ -256,7 +259,7 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
         return DiskApplied(
             disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
         )
-    blobs = sorted({e.blob for e in manifest.extents} | {request.manifest_blob})
+    blobs = sorted(set(data_blobs) | {request.manifest_blob})
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied, data_blobs=blobs)
 
 

@@ -247,6 +247,45 @@ def test_resync_clears_what_the_replica_has_outside_the_extents(
     assert read_replica_footer(replicas, replica.blob_name).current_size == 10 * MIB
 
 
+@pytest.mark.parametrize("window_extents", [1, 2, 5])
+def test_small_windows_give_the_same_replica_and_read_the_data_once(
+    cache: ContainerClient, replica: BlobClient, window_extents: int
+) -> None:
+    """The engine plans a manifest a window at a time (its memory follows the window, not the manifest):
+    extents, zero pieces, whole-disk gaps and checksum errors behave the same at every window size."""
+    old = [(0, rand(MIB)), (3 * MIB, rand(MIB)), (9 * MIB, rand(1536))]
+    apply_extents(upload_cycle(cache, "cycle-0", old, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    fresh = [(512 * 1024, rand(MIB)), (2 * MIB, bytes(MIB)), (5 * MIB, rand(3 * MIB)), (9 * MIB, rand(512))]
+    m = upload_cycle(cache, "cycle-1", fresh, kind=CycleKind.RESYNC, blobs=2)
+    options = ApplyOptions(window_extents=window_extents, spool=SpoolMode.DISK)
+    result = apply_extents(m, cache=cache, replica=replica, options=options)
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, fresh)
+    assert result.extents == 4 and result.bytes_read == m.total_bytes
+    # the 1 MiB of zeros is cleared, never uploaded
+    assert result.bytes_uploaded == m.total_bytes - MIB
+    bad = upload_cycle(cache, "cycle-2", [(0, rand(4096)), (MIB, rand(4096)), (2 * MIB, rand(4096))])
+    corrupt = bad.model_copy(
+        update={"extents": [*bad.extents[:2], bad.extents[2].model_copy(update={"sha256": "0" * 64})]}
+    )
+    before = whole(replica)
+    with pytest.raises(ExtentChecksumMismatch, match=r"^extent 2 "):
+        apply_extents(corrupt, cache=cache, replica=replica, options=options)
+    assert whole(replica) == before
+
+
+def test_a_streamed_manifest_applies_like_the_in_memory_one(
+    cache: ContainerClient, replicas: ContainerClient, replica: BlobClient
+) -> None:
+    writes = [(i * MIB, rand(64 * 1024)) for i in range(9)]
+    m = upload_cycle(cache, "cycle-4", writes, kind=CycleKind.INITIAL, blobs=2)
+    with load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-4") as streamed:
+        assert (streamed.extent_count, streamed.total_bytes) == (9, m.total_bytes)
+        assert streamed.referenced_blob_sizes() == m.referenced_blob_sizes()
+        result = apply_extents(streamed, cache=cache, replica=replica, options=ApplyOptions(window_extents=4))
+    assert result.extents == 9
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, writes)
+
+
 def test_reapplying_a_manifest_is_harmless(cache: ContainerClient, replica: BlobClient) -> None:
     writes = [(0, rand(MIB)), (2 * MIB, bytes(512 * 1024)), (3 * MIB, rand(4096))]
     m = upload_cycle(cache, "cycle-0", writes)
@@ -341,7 +380,8 @@ def test_missing_or_wrong_sized_replica_is_refused(cache: ContainerClient, repli
 
 def test_load_manifest_checks_identity_and_shape(cache: ContainerClient, replicas: ContainerClient) -> None:
     m = upload_cycle(cache, "cycle-3", [(0, rand(4096))])
-    assert load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") == m
+    with load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") as loaded:
+        assert loaded.to_manifest() == m
     with pytest.raises(ManifestMismatch, match="cycleId"):
         load_manifest(cache, m.blob_name, cycle_id="cycle-4")
     # The missing blob is the manifest itself, and the message says so (not "named by the manifest").
