@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 PAGE: Final = 512
 MAX_PUT_PAGE: Final = 4 * 1024 * 1024  # Put Page / Put Page From URL limit per call
 MIB: Final = 1024 * 1024
+MANIFEST_READ_SIZE: Final = 4 * MIB
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -610,9 +611,18 @@ def load_manifest(
         # To local disk, never whole into memory: the document is re-read per pass (verify, write).
         local = tempfile.TemporaryFile(prefix="manifest-", dir=spool_dir)  # noqa: SIM115 - owned by the result
         try:
-            blob.download_blob(
-                etag=props.etag, match_condition=MatchConditions.IfNotModified, max_concurrency=1
-            ).readinto(local)
+            # Ranged GETs of a fixed size: a single download would buffer up to the SDK's 32 MiB first GET.
+            for offset in range(0, props.size, MANIFEST_READ_SIZE):
+                length = min(MANIFEST_READ_SIZE, props.size - offset)
+                local.write(
+                    blob.download_blob(
+                        offset=offset,
+                        length=length,
+                        etag=props.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        max_concurrency=1,
+                    ).readall()
+                )
         except BaseException:
             local.close()
             raise
@@ -648,10 +658,20 @@ def apply_extents(
     replica: BlobClient,
     options: ApplyOptions | None = None,
     source_url_signer: SourceUrlSigner | None = None,
+    disk_range: tuple[int, int] | None = None,
+    blob_sizes: dict[str, int] | None = None,
 ) -> ApplyResult:
-    """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring."""
+    """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring.
+
+    `disk_range` (whole-disk manifests only): the manifest is one unit of a larger whole-disk copy
+    (shared/replication/units.py) and describes only the disk bytes [start, end): what the replica holds
+    there outside the extents is cleared, and nothing outside the range is touched. `blob_sizes` then
+    gives each data blob's size as the whole manifest implies it (a unit reads only part of a blob)."""
     opts = options or ApplyOptions()
-    return _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer).run()
+    run = _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer)
+    run.disk_range = disk_range
+    run.blob_sizes = blob_sizes
+    return run.run()
 
 
 class _Cancelled(Exception):
@@ -684,6 +704,8 @@ class _Apply:
         self.write_path = WritePath.PUT_PAGE
         self.data_source = "spool"
         self.started = self.verified = 0.0
+        self.disk_range: tuple[int, int] | None = None
+        self.blob_sizes: dict[str, int] | None = None
 
     def run(self) -> ApplyResult:
         try:
@@ -710,8 +732,9 @@ class _Apply:
         """Write what `prepare` verified."""
         m = self.manifest
         write_started = time.perf_counter()
-        existing = self._replica_data_ranges() if m.describes_whole_disk else []
-        covered_to = 0
+        whole_start, whole_end = self.disk_range or (0, round_up_to_mib(m.disk_size))
+        existing = self._replica_data_ranges(whole_start, whole_end) if m.describes_whole_disk else []
+        covered_to = whole_start
         for window in _windows(m.iter_extents(), self.opts.window_extents, self.opts.window_bytes):
             pieces = _plan_pieces(window.extents, window.spool_start)
             for number, piece in enumerate(pieces, window.first_piece):
@@ -723,7 +746,7 @@ class _Apply:
                 covered_to = window_end
             self._write(ops, self.sources, self.write_path, self.data_source)
         if m.describes_whole_disk:
-            tail = self._with_whole_disk_gaps([], covered_to, round_up_to_mib(m.disk_size), [], existing)
+            tail = self._with_whole_disk_gaps([], covered_to, whole_end, [], existing)
             self._write(tail, self.sources, self.write_path, self.data_source)
         done = time.perf_counter()
         c = self.counters
@@ -775,7 +798,13 @@ class _Apply:
 
     def _check_sources(self) -> dict[str, _SourceBlob]:
         sources: dict[str, _SourceBlob] = {}
-        for name, needed in sorted(self.manifest.referenced_blob_sizes().items()):
+        referenced = self.manifest.referenced_blob_sizes()
+        if self.blob_sizes is not None:
+            missing = sorted(set(referenced) - set(self.blob_sizes))
+            if missing:
+                raise ValueError(f"blob_sizes lacks {missing}: give every blob the manifest reads")
+            referenced = {name: max(referenced[name], self.blob_sizes[name]) for name in referenced}
+        for name, needed in sorted(referenced.items()):
             client = self.cache.get_blob_client(name)
             try:
                 props = client.get_blob_properties()
@@ -948,15 +977,14 @@ class _Apply:
 
     # -- writing
 
-    def _replica_data_ranges(self) -> list[tuple[int, int]]:
-        """Where the replica holds data (merged, within the disk): what a whole-disk copy must clear
-        outside its extents. Bounded by the replica's fragmentation, not by the manifest."""
-        virtual_size = round_up_to_mib(self.manifest.disk_size)
+    def _replica_data_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Where the replica holds data within [start, end) (merged): what a whole-disk copy must clear
+        outside its extents. Bounded by the replica's fragmentation there, not by the manifest."""
         return _merge(
             [
-                (r.start, min(r.end + 1, virtual_size))
-                for r in self.replica.list_page_ranges()
-                if r.start is not None and r.end is not None and not r.cleared and r.start < virtual_size
+                (max(r.start, start), min(r.end + 1, end))
+                for r in self.replica.list_page_ranges(offset=start, length=end - start)
+                if r.start is not None and r.end is not None and not r.cleared and r.start < end
             ]
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ from shared.replication.replica_disks import (
     create_replica_disk,
     read_replica_footer,
 )
+from shared.replication.units import DiskUnit, UnitLimits, apply_unit, plan_units
 from shared.replication.vhd import FOOTER_SIZE, MIB
 from tests.support.apply_cycles import apply_cycle, apply_manifest_blob, dispose_cycle_data
 
@@ -525,3 +527,48 @@ def test_apply_cycle_is_all_or_nothing_across_disks(
     assert {d: whole(blobs[d]) for d in disks} == before
     with pytest.raises(ManifestMismatch):
         apply_cycle([manifests[0], nxt[1]], cache=cache, replicas=replicas)
+
+
+# --- whole-disk copies in bounded units --------------------------------------------------------------
+
+
+def test_a_resync_applied_unit_by_unit_gives_the_whole_manifests_replica(
+    cache: ContainerClient, replica: BlobClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [(0, rand(MIB)), (3 * MIB, rand(2 * MIB)), (7 * MIB, rand(MIB)), (9 * MIB, rand(1536))]
+    apply_extents(upload_cycle(cache, "cycle-0", old, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    fresh = [(i * 640 * 1024, rand(256 * 1024)) for i in range(12)] + [(9 * MIB, bytes(512))]
+    m = upload_cycle(cache, "cycle-1", fresh, kind=CycleKind.RESYNC, blobs=2)
+    limits = UnitLimits(max_extents=3, max_bytes=4 * MIB, max_span=2 * MIB)
+    with load_manifest(cache, m.blob_name) as streamed:
+        planned = plan_units(streamed, cache, limits)
+    assert len(planned) >= 5 and sum(u.extent_count for u in planned) == len(fresh)
+    assert planned[-1].disk_end == 10 * MIB and all(a.disk_end == b.disk_start for a, b in pairs(planned))
+    # planning again (a retried activity) writes the same shards
+    assert [u.shard_blob for u in plan_units(m, cache, limits)] == [u.shard_blob for u in planned]
+    planned = plan_units(m, cache, limits)
+
+    # a worker dies in the middle of unit 2, after its first write: units 0-1 are done, 2 is half done
+    for unit in planned[:2]:
+        apply_unit(unit, cache=cache, replica=replica)
+    real_put = engine._Apply._put
+    calls = []
+
+    def crash_after_one(self: Any, *args: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConnectionError("worker lost")
+        real_put(self, *args)
+
+    monkeypatch.setattr(engine._Apply, "_put", crash_after_one)
+    with pytest.raises(ConnectionError):
+        apply_unit(planned[2], cache=cache, replica=replica, options=ApplyOptions(parallelism=1))
+    monkeypatch.undo()
+    # resumed at unit 2
+    results = [apply_unit(unit, cache=cache, replica=replica) for unit in planned[2:]]
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, fresh)
+    assert sum(r.bytes_read for r in results) == sum(u.bytes for u in planned[2:])
+
+
+def pairs(units: list[DiskUnit]) -> list[tuple[DiskUnit, DiskUnit]]:
+    return list(itertools.pairwise(units))
