@@ -22,6 +22,7 @@ from orchestrators.replication.contracts import (
     CycleRejection,
     DiskApplied,
     DiskApply,
+    DiskUnitPlan,
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
@@ -35,6 +36,7 @@ from orchestrators.replication.contracts import (
     SnapshotRequest,
     SnapshotTaken,
     SupersededCycles,
+    UnitApply,
     UploadDeadline,
 )
 from shared import health
@@ -70,6 +72,7 @@ from shared.replication.replica_disks import (
     delete_replica_disk,
     replica_blob_name,
 )
+from shared.replication.units import apply_unit, plan_units
 
 log = logging.getLogger(__name__)
 bp = durable_blueprint()
@@ -261,6 +264,84 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
         )
     blobs = sorted(set(data_blobs) | {request.manifest_blob})
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied, data_blobs=blobs)
+
+
+@bp.activity_trigger(input_name="payload")
+def plan_cycle_disk_units(payload: dict[str, Any]) -> dict[str, Any]:
+    """Cut one disk's whole-disk copy (initial or resync) into units, each applied by `apply_disk_unit`."""
+    request = DiskApply.model_validate(payload)
+    services = get_services()
+    create_replica_disk(
+        replica_container(),
+        ReplicaDiskSpec(machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size),
+    )
+    try:
+        with (
+            get_telemetry().span(
+                "replication.plan_units",
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+                attributes={"migrate.disk_id": request.disk_id},
+            ),
+            load_manifest(
+                cache_container(),
+                request.manifest_blob,
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+            ) as manifest,
+        ):
+            if manifest.disk_id != request.disk_id:
+                raise ManifestMismatch(
+                    f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
+                    f"describes disk {manifest.disk_id}"
+                )
+            units = plan_units(manifest, cache_container())
+            blobs = sorted(set(manifest.referenced_blob_sizes()) | {request.manifest_blob})
+    except CycleRejected as rejected:
+        return DiskUnitPlan(
+            disk_id=request.disk_id,
+            ok=False,
+            error_code=rejected.code,
+            error_message=rejected.message,
+            error_details=rejected.details,
+        ).model_dump(mode="json")
+    return DiskUnitPlan(
+        disk_id=request.disk_id,
+        ok=True,
+        units=units,
+        parallelism=services.settings.replication.unit_parallelism,
+        data_blobs=blobs + [u.shard_blob for u in units],
+    ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def apply_disk_unit(payload: dict[str, Any]) -> dict[str, Any]:
+    """Verify and write one unit of a whole-disk copy (idempotent: a retry after a crash re-applies it)."""
+    request = UnitApply.model_validate(payload)
+    replica = replica_container().get_blob_client(replica_blob_name(request.machine_id, request.disk_id))
+    try:
+        with get_telemetry().span(
+            "replication.apply_unit",
+            machine_id=request.machine_id,
+            cycle_id=request.cycle_id,
+            attributes={"migrate.disk_id": request.disk_id, "migrate.unit": request.unit.index},
+        ):
+            result = apply_unit(request.unit, cache=cache_container(), replica=replica)
+    except CycleRejected as rejected:
+        return DiskApplied(
+            disk_id=request.disk_id,
+            ok=False,
+            error_code=rejected.code,
+            error_message=rejected.message,
+            error_details=rejected.details,
+        ).model_dump(mode="json")
+    except NotFound as missing:
+        return DiskApplied(
+            disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
+        ).model_dump(mode="json")
+    return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied).model_dump(
+        mode="json"
+    )
 
 
 @bp.activity_trigger(input_name="payload")
