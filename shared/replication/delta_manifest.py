@@ -99,7 +99,9 @@ class Extent(WireModel):
     @model_validator(mode="after")
     def _has_checksum(self) -> Self:
         if self.crc64 is None and self.sha256 is None:
-            raise FieldValueError("sha256", "every extent needs a checksum: give sha256 (preferred) or crc64")
+            raise FieldValueError(
+                "sha256", "every extent needs a checksum: give crc64 (what the appliance writes) or sha256"
+            )
         if self.blob.startswith("/") or ".." in self.blob.split("/") or "\\" in self.blob:
             raise FieldValueError(
                 "blob", f"{self.blob!r} must be a plain relative blob name (no '/', '..' or '\\')"
