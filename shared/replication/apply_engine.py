@@ -230,6 +230,12 @@ class ApplyOptions(BaseModel):
     use_put_page_from_url: bool = True
     source_sas_ttl: timedelta = timedelta(hours=1)
     clear_zero_pages: bool = Field(default=True, description="write all-zero units with Clear Pages")
+    one_pass: bool = Field(
+        default=False,
+        description="write each piece as soon as its bytes are read, verifying while writing: one read of "
+        "the data and no spool, but a damaged upload is found after part of it is written (the caller "
+        "restores the replica from its previous recovery point: CycleRejected.replica_changed)",
+    )
     window_extents: int = Field(
         default=4096,
         ge=1,
@@ -573,6 +579,58 @@ def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+class _RegionWriter:
+    """One pass: the pieces one verification task reads, written as they complete, in the order they come.
+
+    Pieces adjacent on disk are coalesced into one Put Page (at most 4 MiB) or one Clear Pages run, as the
+    two-pass plan would; memory is at most one call's worth of data per task."""
+
+    def __init__(self, run: _Apply) -> None:
+        self.run = run
+        self.piece_parts: list[bytes] = []
+        self.piece_zero = True
+        self.run_zero = False
+        self.run_start = self.run_end = 0
+        self.run_parts: list[bytes] = []
+
+    def add(self, piece: _Piece, data: memoryview, zero: bool, *, complete: bool) -> None:
+        """A segment of `piece`'s bytes, in order; `complete` on its last one."""
+        self.piece_parts.append(bytes(data))
+        self.piece_zero = self.piece_zero and zero
+        if not complete:
+            return
+        clear = self.piece_zero and self.run.opts.clear_zero_pages
+        parts = [] if clear else self.piece_parts
+        self.piece_parts, self.piece_zero = [], True
+        joinable = (
+            self.run_end == piece.disk_offset
+            and self.run_zero == clear
+            and (clear or self.run_end - self.run_start + piece.length <= MAX_PUT_PAGE)
+        )
+        if not joinable:
+            self.flush()
+            self.run_start = self.run_end = piece.disk_offset
+            self.run_zero = clear
+        self.run_parts += parts
+        self.run_end += piece.length
+
+    def flush(self) -> None:
+        length = self.run_end - self.run_start
+        if length == 0:
+            return
+        op = _WriteOp(self.run_start, length, self.run_zero)
+        if self.run_zero:
+            self.run._clear(op)
+        else:
+            data = b"".join(self.run_parts)
+            if self.run.cancel.is_set():
+                raise _Cancelled
+            self.run.replica.upload_page(data, offset=op.offset, length=op.length)
+            self.run.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+        self.run_parts = []
+        self.run_start = self.run_end
+
+
 # --- the engine ----------------------------------------------------------------------------------
 
 
@@ -720,12 +778,20 @@ class _Apply:
         self._check_replica()
         self.sources = self._check_sources()
         self.write_path = self._choose_write_path(self.sources)
-        self.data_source = (
-            "server-side" if self.write_path is WritePath.PUT_PAGE_FROM_URL else self._choose_spool()
-        )
+        if self.write_path is WritePath.PUT_PAGE_FROM_URL:
+            self.data_source = "server-side"
+        elif self.opts.one_pass:
+            self.data_source = "one-pass"
+        else:
+            self.data_source = self._choose_spool()
         if self.data_source == "spool":
             self.spool_fd = self._open_spool()
-        self._verify(self.sources)
+        try:
+            self._verify(self.sources)
+        except CycleRejected as rejected:
+            c = self.counters
+            rejected.replica_changed = c.bytes_uploaded + c.bytes_cleared > 0
+            raise
         self.verified = time.perf_counter()
 
     def commit(self) -> ApplyResult:
@@ -739,7 +805,8 @@ class _Apply:
             pieces = _plan_pieces(window.extents, window.spool_start)
             for number, piece in enumerate(pieces, window.first_piece):
                 piece.nonzero = bool(self.nonzero[number >> 3] & (1 << (number & 7)))
-            ops = _plan_writes(pieces, self.opts.clear_zero_pages)
+            # One pass: the pieces were written while they were verified; only whole-disk gaps remain.
+            ops = [] if self.data_source == "one-pass" else _plan_writes(pieces, self.opts.clear_zero_pages)
             if m.describes_whole_disk:
                 window_end = window.extents[-1].end
                 ops = self._with_whole_disk_gaps(ops, covered_to, window_end, window.extents, existing)
@@ -891,6 +958,7 @@ class _Apply:
         current = 0
         hashers: dict[int, list[StreamingChecksum]] = {}
         position = region.start
+        writer = _RegionWriter(self) if self.data_source == "one-pass" else None
         for chunk in self._read(source, region.start, region.end - region.start):
             chunk_end = position + len(chunk)
             while current < len(queue) and queue[current][0] < chunk_end:
@@ -900,7 +968,7 @@ class _Apply:
                 seg_end = min(chunk_end, extent.blob_end)
                 if seg_start < seg_end:
                     self._consume(
-                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index]
+                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index], writer
                     )
                 if extent.blob_end <= chunk_end:
                     self._finish_extent(window.first_index + index, extent, hashers.pop(index, None))
@@ -908,6 +976,8 @@ class _Apply:
                 else:
                     break
             position = chunk_end
+        if writer is not None:
+            writer.flush()
 
     def _consume(
         self,
@@ -919,6 +989,7 @@ class _Apply:
         extent: Extent,
         hashers: dict[int, list[StreamingChecksum]],
         extent_pieces: list[_Piece],
+        writer: _RegionWriter | None = None,
     ) -> None:
         view = memoryview(chunk)
         a, b = seg_start - chunk_start, seg_end - chunk_start
@@ -939,7 +1010,10 @@ class _Apply:
             if s >= e:
                 continue
             ca, cb = s - chunk_start, e - chunk_start
-            if _is_zero(chunk, ca, cb):
+            zero = _is_zero(chunk, ca, cb)
+            if writer is not None:
+                writer.add(piece, view[ca:cb], zero, complete=e == p_start + piece.length)
+            if zero:
                 continue
             piece.nonzero = True
             if self.spool_fd is not None:

@@ -37,9 +37,14 @@ FULL_IMAGE_KINDS: Final = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})
 
 
 class CycleRejected(DomainError):
-    """The uploaded cycle is unusable; nothing was written. Retrying the same upload cannot succeed."""
+    """The uploaded cycle is unusable. Retrying the same upload cannot succeed.
+
+    `replica_changed`: the one-pass engine had already written part of it when it found the damage (it
+    verifies while writing), so the replica must be restored from the previous recovery point; otherwise
+    nothing was written."""
 
     code = "CycleRejected"
+    replica_changed: bool = False
 
 
 class ManifestInvalid(CycleRejected):

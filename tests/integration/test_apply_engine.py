@@ -572,3 +572,51 @@ def test_a_resync_applied_unit_by_unit_gives_the_whole_manifests_replica(
 
 def pairs(units: list[DiskUnit]) -> list[tuple[DiskUnit, DiskUnit]]:
     return list(itertools.pairwise(units))
+
+
+# --- one pass: verify while writing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("read_size", [96 * 1024, 8 * MIB])
+def test_one_pass_reads_once_and_gives_the_two_pass_replica(
+    cache: ContainerClient, replica: BlobClient, read_size: int
+) -> None:
+    base = [(0, rand(9 * MIB))]
+    apply_extents(upload_cycle(cache, "cycle-0", base, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    # sequential 64 KiB writes (coalesced), a zero run (cleared), a piece half zero, scattered 4 KiB ones
+    writes = [(MIB + i * 65536, rand(65536)) for i in range(20)]
+    writes += [(3 * MIB, bytes(MIB)), (4 * MIB, bytes(2048) + rand(2048))]
+    writes += [(5 * MIB + i * 300 * 1024 // 512 * 512, rand(4096)) for i in range(8)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64, blobs=2)
+    result = apply_extents(
+        m, cache=cache, replica=replica, options=ApplyOptions(one_pass=True, read_size=read_size)
+    )
+    assert result.data_source == "one-pass"
+    assert result.bytes_read == m.total_bytes  # one read of the data, no spool
+    assert result.bytes_cleared == MIB and result.bytes_uploaded == m.total_bytes - MIB
+    assert result.put_page_calls < len(writes)  # the sequential run was coalesced
+    image = expect_image(DISK_SIZE, base + writes)
+    assert whole(replica)[:DISK_SIZE] == image
+
+
+def test_one_pass_reports_a_damaged_upload_found_after_writing_as_a_changed_replica(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    # not adjacent on disk, so each is its own Put Page, written as soon as it is read
+    writes = [(2 * i * MIB, rand(MIB)) for i in range(4)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64)
+    corrupt = m.model_copy(
+        update={"extents": [*m.extents[:3], m.extents[3].model_copy(update={"crc64": "0" * 16})]}
+    )
+    options = ApplyOptions(one_pass=True, parallelism=1, read_size=MIB)
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(corrupt, cache=cache, replica=replica, options=options)
+    assert caught.value.replica_changed  # extents 0-2 were written before extent 3 was found damaged
+    # a damage found before its run was written leaves the replica as it was, and says so
+    before = whole(replica)
+    first_bad = m.model_copy(
+        update={"extents": [m.extents[0].model_copy(update={"crc64": "0" * 16}), *m.extents[1:]]}
+    )
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(first_bad, cache=cache, replica=replica, options=options)
+    assert not caught.value.replica_changed and whole(replica) == before
