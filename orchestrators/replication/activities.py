@@ -32,6 +32,8 @@ from orchestrators.replication.contracts import (
     JobRef,
     MachineRef,
     ProgressUpdate,
+    RestoreRequest,
+    RestoreState,
     ResyncRequest,
     SnapshotRequest,
     SnapshotTaken,
@@ -55,11 +57,11 @@ from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 from shared.replication.apply_engine import (
+    ApplyOptions,
     CycleRejected,
     ManifestMismatch,
     apply_extents,
     load_manifest,
-    verify_extents,
 )
 from shared.replication.delta_manifest import cycle_prefix, manifest_blob_name
 from shared.replication.machines import STEP_CREATE_REPLICAS
@@ -71,6 +73,7 @@ from shared.replication.replica_disks import (
     create_replica_disk,
     delete_replica_disk,
     replica_blob_name,
+    restore_replica,
 )
 from shared.replication.units import apply_unit, plan_units
 
@@ -201,17 +204,13 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
 
 
 @bp.activity_trigger(input_name="payload")
-def verify_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Check one disk's upload without writing (a multi-disk cycle is verified whole before any write)."""
-    return _process_disk(DiskApply.model_validate(payload), write=False).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload")
 def apply_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
-    return _process_disk(DiskApply.model_validate(payload), write=True).model_dump(mode="json")
+    """Apply one disk's delta in one pass (verified while written; a damaged upload found after a write
+    answers `replica_changed`, and the orchestration restores the previous recovery point)."""
+    return _process_disk(DiskApply.model_validate(payload)).model_dump(mode="json")
 
 
-def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
+def _process_disk(request: DiskApply) -> DiskApplied:
     if request.base:
         # A whole-disk copy may (re)create its replica; a delta never does: applying a delta to an empty
         # replica would silently produce a disk that never existed.
@@ -225,7 +224,7 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
     try:
         with (
             telemetry.span(
-                "replication.apply_disk" if write else "replication.verify_disk",
+                "replication.apply_disk",
                 machine_id=request.machine_id,
                 cycle_id=request.cycle_id,
                 attributes={"migrate.disk_id": request.disk_id},
@@ -245,10 +244,9 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             replica = replica_container().get_blob_client(
                 replica_blob_name(request.machine_id, request.disk_id)
             )
-            if not write:
-                verify_extents(manifest, cache=cache_container(), replica=replica)
-                return DiskApplied(disk_id=request.disk_id, ok=True)
-            result = apply_extents(manifest, cache=cache_container(), replica=replica)
+            result = apply_extents(
+                manifest, cache=cache_container(), replica=replica, options=ApplyOptions(one_pass=True)
+            )
             data_blobs = manifest.referenced_blob_sizes()
     except CycleRejected as rejected:
         return DiskApplied(
@@ -257,6 +255,7 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             error_code=rejected.code,
             error_message=rejected.message,
             error_details=rejected.details,
+            replica_changed=rejected.replica_changed,
         )
     except NotFound as missing:  # the replica of a delta is gone: only a resync can rebuild it
         return DiskApplied(
@@ -342,6 +341,30 @@ def apply_disk_unit(payload: dict[str, Any]) -> dict[str, Any]:
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied).model_dump(
         mode="json"
     )
+
+
+@bp.activity_trigger(input_name="payload")
+def restore_replicas(payload: dict[str, Any]) -> dict[str, Any]:
+    """Start (or look at) putting each replica back to the machine's latest recovery point; never waits.
+    Called again after a durable timer until done."""
+    request = RestoreRequest.model_validate(payload)
+    machine = get_services().repos.machines.require(request.machine_id).item
+    point = machine.replication.latest_point()
+    restored, without_point, done = [], [], True
+    for disk_id in request.disk_ids:
+        snapshot = None if point is None else point.disk_snapshots.get(disk_id)
+        if snapshot is None:
+            without_point.append(disk_id)
+            continue
+        state = restore_replica(
+            replica_container(),
+            replica_blob_name(request.machine_id, disk_id),
+            snapshot,
+            reason=request.cycle_id,
+        )
+        restored.append(disk_id)
+        done = done and state.done
+    return RestoreState(done=done, restored=restored, without_point=without_point).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")

@@ -97,6 +97,10 @@ class DiskApplied(Payload):
     error_code: str | None = None
     error_message: str | None = None
     error_details: list[dict[str, Any]] = Field(default_factory=list, description="the exception's details")
+    replica_changed: bool = Field(
+        default=False,
+        description="rejected after part of it was written: restore the previous recovery point",
+    )
 
 
 class DiskUnitPlan(Payload):
@@ -119,6 +123,24 @@ class UnitApply(Payload):
     cycle_id: str
     disk_id: str
     unit: DiskUnit
+
+
+class RestoreRequest(Payload):
+    """Put these replicas back to the machine's latest recovery point (a rejected cycle changed them)."""
+
+    machine_id: str
+    cycle_id: str = Field(description="the rejected cycle: makes the restore idempotent")
+    disk_ids: list[str]
+
+
+class RestoreState(Payload):
+    done: bool
+    restored: list[str] = Field(default_factory=list, description="disks put back (or being put back)")
+    without_point: list[str] = Field(
+        default_factory=list,
+        description="disks with no recovery point to go back to: only a resync repairs them",
+    )
+    retry_after_seconds: float = 5.0
 
 
 class SnapshotRequest(Payload):

@@ -12,8 +12,10 @@ run. Runbook of one generation:
    disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
    DisposeArtefactsTimedOut (Azure Migrate's WaitingForArtefactsDisposalPreCycle).
 4. Apply ready cycles strictly in sequence: every disk's extents (a whole-disk copy as bounded units, a
-   batch at a time), then one recovery point (a blob snapshot per disk), then record it (which heals
-   health); a rejected upload raises the catalog's error and asks for a resync.
+   batch at a time; a delta's disks in parallel, each verified while written), then one recovery point
+   (a blob snapshot per disk), then record it (which heals health). A rejected upload puts every
+   replica it wrote back to the previous recovery point (server-side copies, waited for with durable
+   timers), then raises the catalog's error and asks for a resync.
 5. If a sequence number is missing, wait for it; after the policy's limit (buffered cycles or time),
    raise CycleSequenceGap, whose automatic repair resyncs every disk.
 6. Otherwise sleep until a cycle or an operator request signals, or a timer fires: the idle wake-up, or
@@ -50,11 +52,11 @@ from orchestrators.replication.activities import (
     report_dispose_timeout,
     report_progress,
     request_resync,
+    restore_replicas,
     snapshot_recovery_point,
     start_initial_replication,
     supersede_cycles,
     time_out_uploads,
-    verify_cycle_disk,
 )
 from orchestrators.replication.contracts import (
     CycleCompleted,
@@ -76,6 +78,8 @@ from orchestrators.replication.contracts import (
     Payload,
     PendingDisposal,
     ProgressUpdate,
+    RestoreRequest,
+    RestoreState,
     ResyncRequest,
     SnapshotRequest,
     SnapshotTaken,
@@ -102,7 +106,9 @@ MAX_CYCLES_PER_GENERATION = 8  # inbox cycles applied per generation: keeps each
 # appliance's policy) is re-read at least this often.
 VIEW_REFRESH = timedelta(minutes=10)
 IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
-GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
+GAP_TIMEOUT = timedelta(minutes=30)
+# A restore still copying after this is left to finish on its own; the rejection (and its resync) go on.
+RESTORE_WAIT_LIMIT = timedelta(hours=2)  # a missing sequence number is waited for at most this long
 # States in which a signalled delta is applied without the generation's planning: replication runs
 # freely (not held by a failover, no job of the orchestration's own, not ended).
 FOLLOWING_STATES = ACCEPTING_STATES - {MachineState.INITIAL_REPLICATION}
@@ -332,22 +338,17 @@ def _apply_cycle(
             return None
         results = copied
     else:
-        if len(requests) > 1:
-            # One damaged disk must leave every replica unchanged: verify the whole cycle before any write.
-            raw = yield context.task_all(
-                [
-                    context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r))
-                    for r in requests
-                ]
-            )
-            rejected = [v for v in (DiskApplied.model_validate(r) for r in raw) if not v.ok]
-            if rejected:
-                yield from _reject(context, view, cycle, rejected)
-                return None
+        # Every disk in one pass, in parallel: each is verified while it is written (one read of the data).
         raw = yield context.task_all(
             [context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
         )
         results = [DiskApplied.model_validate(r) for r in raw]
+        if any(not r.ok for r in results):
+            # A rejected cycle never leaves a replica changed: every disk it wrote (the good ones, and a
+            # damaged one found after a write) goes back to the previous recovery point first.
+            written = sorted(r.disk_id for r in results if r.ok or r.replica_changed)
+            if written:
+                yield from _restore(context, view.machine_id, cycle.id, written)
 
     rejected = [r for r in results if not r.ok]
     if rejected:
@@ -466,6 +467,24 @@ def _apply_whole_disk_copy(
         DiskApplied(disk_id=p.disk_id, ok=True, bytes_applied=applied[p.disk_id], data_blobs=p.data_blobs)
         for p in plans
     ]
+
+
+def _restore(
+    context: df.DurableOrchestrationContext, machine_id: str, cycle_id: str, disk_ids: list[str]
+) -> Orchestration:
+    """Put replicas back to the latest recovery point: the activity starts the server-side copies and
+    answers whether they are done; the orchestration waits between asks with a durable timer."""
+    request = _dump(RestoreRequest(machine_id=machine_id, cycle_id=cycle_id, disk_ids=disk_ids))
+    deadline = context.current_utc_datetime + RESTORE_WAIT_LIMIT
+    while True:
+        state = RestoreState.model_validate(
+            (yield context.call_activity_with_retry(restore_replicas, STORAGE_RETRY, request))
+        )
+        if state.done or context.current_utc_datetime >= deadline:
+            return state
+        yield context.create_timer(
+            context.current_utc_datetime + timedelta(seconds=state.retry_after_seconds)
+        )
 
 
 def _reject(

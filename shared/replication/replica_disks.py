@@ -448,3 +448,53 @@ def copy_recovery_point(
         source_blob=blob_name,
         source_snapshot=snapshot,
     )
+
+
+# --- restoring a replica to a recovery point ---------------------------------------------------------
+
+META_RESTORED_FOR: Final = "restoredfor"
+META_RESTORED_FROM: Final = "restoredfrom"
+
+
+class ReplicaRestore(BaseModel):
+    """Where the restore of one replica stands: `done`, or still copying (ask again later)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    blob_name: str
+    snapshot: str
+    done: bool
+    progress: str | None = None
+
+
+def restore_replica(
+    container: ContainerClient, blob_name: str, snapshot: str, *, reason: str
+) -> ReplicaRestore:
+    """Start (or look at) the server-side copy of a recovery point's snapshot over its own replica; never
+    waits. Call it again until `done` (the orchestration waits between calls with a durable timer).
+
+    Idempotent for one `reason` (a rejected cycle's id): the replica is tagged with it, so a call after the
+    copy finished reports done instead of copying again; a failed copy is started again. The snapshots stay.
+    """
+    source = container.get_blob_client(blob_name, snapshot=snapshot)
+    try:
+        source.get_blob_properties()
+    except ResourceNotFoundError as exc:
+        raise RecoveryPointNotFound(f"recovery point {snapshot} of {blob_name} not found") from exc
+    replica = container.get_blob_client(blob_name)
+    props = replica.get_blob_properties()
+    meta = props.metadata or {}
+    mine = meta.get(META_RESTORED_FOR) == reason and meta.get(META_RESTORED_FROM) == snapshot
+    if not mine or props.copy.status in ("failed", "aborted"):
+        # The replica keeps its own tags (machine, disk, size): the snapshot's carry its cycle as well.
+        metadata = {**meta, META_RESTORED_FOR: reason, META_RESTORED_FROM: snapshot}
+        replica.start_copy_from_url(source.url, metadata=metadata)
+        props = replica.get_blob_properties()
+    status = props.copy.status
+    if status in ("failed", "aborted"):
+        raise RecoveryPointCopyFailed(
+            f"restoring {blob_name} from {snapshot} {status}: {props.copy.status_description}"
+        )
+    return ReplicaRestore(
+        blob_name=blob_name, snapshot=snapshot, done=status in (None, "success"), progress=props.copy.progress
+    )
