@@ -168,13 +168,16 @@ def apply_unit(
     replica: BlobClient,
     options: ApplyOptions | None = None,
 ) -> ApplyResult:
-    """Verify and write one unit: its extents, and clearing of its disk range outside them."""
+    """Verify and write one unit: its extents, and clearing of its disk range outside them.
+
+    One pass by default: a whole-disk copy has no earlier replica state to protect, so a unit found
+    damaged after a write rejects the cycle and the resync it asks for rewrites the unit."""
     shard = load_shard(cache, unit)
     return apply_extents(
         shard,
         cache=cache,
         replica=replica,
-        options=options,
+        options=options or ApplyOptions(one_pass=True),
         disk_range=(unit.disk_start, unit.disk_end),
         blob_sizes=unit.blob_sizes,
     )
