@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -87,7 +89,15 @@ def main(argv: list[str]) -> int:
     }
     results = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": _cpus(),
+            # local-stack figures depend on the load of everything else on the machine
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "commit": _commit(),
+        "emulators": {"azurite": _azurite_version()},
         "metrics": metrics,
         "targets": targets,
         "pending": sorted(m for m in TARGETS if m not in metrics),
@@ -101,9 +111,25 @@ def main(argv: list[str]) -> int:
     return 1 if errors else 0
 
 
-def _cpus() -> int | None:
-    import os
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=False, timeout=10
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
+
+def _azurite_version() -> str | None:
+    package = HERE.parent / "node_modules" / "azurite" / "package.json"
+    try:
+        return str(json.loads(package.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _cpus() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
