@@ -10,7 +10,7 @@ extent, uploads the random runs and clears the zero runs.
 
 Each apply runs in a child process (`python -m bench.apply_extent_memory --child ...`) that loads the
 manifest exactly as the replication activity does (`load_manifest`, streamed) and reports its own
-`ru_maxrss`, and its RSS before the apply (interpreter plus SDK), when done; the parent checks the
+`ru_maxrss`, and its RSS before the apply (in one pass, as the activity applies a delta) (interpreter plus SDK), when done; the parent checks the
 replica against the data it uploaded.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from bench._stack import azurite, blob_service
-from shared.replication.apply_engine import apply_extents, load_manifest
+from shared.replication.apply_engine import ApplyOptions, apply_extents, load_manifest
 from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
 from shared.replication.delta_manifest import data_blob_name, manifest_blob_name
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
@@ -111,7 +111,8 @@ def _child(connection_string: str, manifest_blob: str, disk: str) -> None:
     started = time.perf_counter()
     with load_manifest(cache, manifest_blob) as manifest:
         loaded = time.perf_counter()
-        result = apply_extents(manifest, cache=cache, replica=replica)
+        # as the replication activity applies a delta: one pass
+        result = apply_extents(manifest, cache=cache, replica=replica, options=ApplyOptions(one_pass=True))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(
         json.dumps(

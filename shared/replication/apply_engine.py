@@ -1027,27 +1027,41 @@ class _Apply:
                 raise ExtentChecksumMismatch(index, extent, check.algorithm.value, expected, actual)
 
     def _read(self, source: _SourceBlob, offset: int, length: int) -> Iterator[bytes]:
-        """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag."""
+        """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag.
+
+        In one pass the next piece is fetched while the caller verifies and writes the current one, so the
+        writes never wait for the reads (one more `read_size` buffer per task)."""
         end = offset + length
-        while offset < end:
-            if self.cancel.is_set():
-                raise _Cancelled
-            n = min(self.opts.read_size, end - offset)
-            try:
-                data = source.client.download_blob(
-                    offset=offset,
-                    length=n,
-                    etag=source.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    max_concurrency=1,
-                ).readall()
-            except (ResourceModifiedError, ResourceNotFoundError) as exc:
-                raise CycleDataChanged(source.client.blob_name) from exc
-            if len(data) != n:
-                raise CycleDataTruncated(source.client.blob_name, offset + len(data), end)
-            self.counters.add(bytes_read=n, read_calls=1)
-            yield data
-            offset += n
+        spans = [(o, min(self.opts.read_size, end - o)) for o in range(offset, end, self.opts.read_size)]
+        if self.data_source != "one-pass" or len(spans) < 2:
+            for o, n in spans:
+                yield self._get(source, o, n, end)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as ahead:
+            pending = ahead.submit(self._get, source, *spans[0], end)
+            for i in range(len(spans)):
+                data = pending.result()
+                if i + 1 < len(spans):
+                    pending = ahead.submit(self._get, source, *spans[i + 1], end)
+                yield data
+
+    def _get(self, source: _SourceBlob, offset: int, n: int, end: int) -> bytes:
+        if self.cancel.is_set():
+            raise _Cancelled
+        try:
+            data = source.client.download_blob(
+                offset=offset,
+                length=n,
+                etag=source.etag,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+            ).readall()
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise CycleDataChanged(source.client.blob_name) from exc
+        if len(data) != n:
+            raise CycleDataTruncated(source.client.blob_name, offset + len(data), end)
+        self.counters.add(bytes_read=n, read_calls=1)
+        return data
 
     # -- writing
 
