@@ -84,7 +84,12 @@ from shared.platform.settings import MigrationSettings
 from shared.platform.telemetry import get_telemetry
 from shared.replication import recovery_points
 from shared.replication.recovery_points import pins_container_of
-from shared.replication.replica_disks import copy_recovery_point, recovery_point_copy_name, replica_blob_name
+from shared.replication.replica_disks import (
+    RecoveryPointCopyPending,
+    copy_recovery_point,
+    recovery_point_copy_name,
+    replica_blob_name,
+)
 
 log = logging.getLogger(__name__)
 bp = durable_blueprint()
@@ -92,6 +97,9 @@ bp = durable_blueprint()
 HELPER_ADMIN = "azuremigrate"
 HELPER_SUBNET = "hydration"
 REPORT_PREFIX = "reports"
+# How often a running recovery point copy is looked at: server-side copies within one account take
+# seconds to minutes, so a short poll costs little and adds at most this to the critical path.
+COPY_POLL_SECONDS = 5.0
 
 
 def arm_clients() -> contextlib.AbstractContextManager[ArmClients]:
@@ -381,6 +389,15 @@ def _create(clients: ArmClients, request: CreateRequest) -> CreateResult:
                 disk.snapshot,
                 target_blob_name=copy_blob_name(plan, disk),
             )
+            if isinstance(copy, RecoveryPointCopyPending):
+                # Started (or still running): the orchestration asks again after a durable timer.
+                return CreateResult(
+                    ok=False,
+                    error_code="RecoveryPointCopyPending",
+                    error_message=f"the copy of recovery point {disk.snapshot} of disk {disk.disk_id} is still "
+                    f"running (copied {copy.progress or 'unknown'})",
+                    retry_after_seconds=COPY_POLL_SECONDS,
+                )
             imported = ops.import_disk(
                 clients,
                 rg,

@@ -202,6 +202,11 @@ class CreateResult(Payload):
     error_message: str | None = None
     policy_denied: bool = False
     arm_waits: int = Field(default=0, description="sequential ARM waits inside this activity")
+    retry_after_seconds: float | None = Field(
+        default=None,
+        description="not done yet (a blob copy is running): ask again after this long; the orchestration "
+        "waits with a durable timer",
+    )
 
 
 class PreparationRequest(Payload):

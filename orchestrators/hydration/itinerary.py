@@ -26,9 +26,11 @@ in the order of the resource-kind table.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any, Generic, Literal, NoReturn, TypeVar
 
@@ -102,6 +104,9 @@ def record_progress(
     )
 
 
+# A recovery point's copy that is still running after this fails the hydration (it was the limit of the
+# sleep this wait replaced).
+COPY_WAIT_LIMIT = timedelta(hours=2)
 DELETE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=3_000, max_number_of_attempts=6)
 HELPER_SUBNET = "hydration"
 
@@ -718,15 +723,17 @@ def walk(run: Run, itinerary: tuple[Step, ...] = ITINERARY) -> Orchestration:
                 run.mark(mark.step, mark.status, mark.message)
         if run.pending:
             yield run.progress()
-        names, tasks = [], []
+        names, tasks, again = [], [], []
         for action in step.actions:
             if not action.when.holds(plan):
                 continue
             scheduled = _schedule(run, action)
             names += [action.name] * len(scheduled)
-            tasks += scheduled
+            tasks += [task for task, _ in scheduled]
+            again += [repeat for _, repeat in scheduled]
         try:
             results = (yield run.context.task_all(tasks)) if tasks else []
+            results = yield from _until_done(run, results, again)
         except Exception as exc:
             if step.failure is None:
                 raise
@@ -741,11 +748,37 @@ def walk(run: Run, itinerary: tuple[Step, ...] = ITINERARY) -> Orchestration:
         yield from step.settle(run, grouped)
 
 
-def _schedule(run: Run, action: Create[Any] | Call) -> list[Any]:
+def _schedule(run: Run, action: Create[Any] | Call) -> list[tuple[Any, Callable[[], Any] | None]]:
+    """Each activity's task, with how to ask it again (creates only: they are idempotent)."""
     if isinstance(action, Call):
-        return action.tasks(run)
-    tasks = []
+        return [(task, None) for task in action.tasks(run)]
+    tasks: list[tuple[Any, Callable[[], Any] | None]] = []
     for request in action.requests(run):
         run.record(action.undo(run, request))  # before the call: a crash after the PUT leaves a record
-        tasks.append(run.call(create_resource, request))
+        tasks.append(
+            (run.call(create_resource, request), functools.partial(run.call, create_resource, request))
+        )
     return tasks
+
+
+def _until_done(run: Run, results: list[Any], again: list[Callable[[], Any] | None]) -> Orchestration:
+    """Ask again, after a durable timer, every create that answered "not done yet" (a recovery point's
+    copy still running), until none does or COPY_WAIT_LIMIT passes; then its answer stands as a failure.
+    The wait is the orchestration's: no activity sleeps, and no worker is held while storage copies."""
+    results = list(results)
+    started = run.context.current_utc_datetime
+    while True:
+        waiting = [
+            i
+            for i, raw in enumerate(results)
+            if again[i] is not None and isinstance(raw, dict) and raw.get("retry_after_seconds") is not None
+        ]
+        now = run.context.current_utc_datetime
+        if not waiting or now - started >= COPY_WAIT_LIMIT:
+            return results
+        delay = max(float(results[i]["retry_after_seconds"]) for i in waiting)
+        yield run.context.create_timer(now + timedelta(seconds=delay))
+        asked = [again[i] for i in waiting]
+        answers = yield run.context.task_all([ask() for ask in asked if ask is not None])
+        for i, answer in zip(waiting, answers, strict=True):
+            results[i] = answer

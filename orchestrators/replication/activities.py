@@ -22,6 +22,7 @@ from orchestrators.replication.contracts import (
     CycleRejection,
     DiskApplied,
     DiskApply,
+    DiskUnitPlan,
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
@@ -31,10 +32,13 @@ from orchestrators.replication.contracts import (
     JobRef,
     MachineRef,
     ProgressUpdate,
+    RestoreRequest,
+    RestoreState,
     ResyncRequest,
     SnapshotRequest,
     SnapshotTaken,
     SupersededCycles,
+    UnitApply,
     UploadDeadline,
 )
 from shared import health
@@ -53,11 +57,11 @@ from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 from shared.replication.apply_engine import (
+    ApplyOptions,
     CycleRejected,
     ManifestMismatch,
     apply_extents,
     load_manifest,
-    verify_extents,
 )
 from shared.replication.delta_manifest import cycle_prefix, manifest_blob_name
 from shared.replication.machines import STEP_CREATE_REPLICAS
@@ -69,7 +73,9 @@ from shared.replication.replica_disks import (
     create_replica_disk,
     delete_replica_disk,
     replica_blob_name,
+    restore_replica,
 )
+from shared.replication.units import apply_unit, plan_units
 
 log = logging.getLogger(__name__)
 bp = durable_blueprint()
@@ -198,17 +204,13 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
 
 
 @bp.activity_trigger(input_name="payload")
-def verify_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Check one disk's upload without writing (a multi-disk cycle is verified whole before any write)."""
-    return _process_disk(DiskApply.model_validate(payload), write=False).model_dump(mode="json")
-
-
-@bp.activity_trigger(input_name="payload")
 def apply_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
-    return _process_disk(DiskApply.model_validate(payload), write=True).model_dump(mode="json")
+    """Apply one disk's delta in one pass (verified while written; a damaged upload found after a write
+    answers `replica_changed`, and the orchestration restores the previous recovery point)."""
+    return _process_disk(DiskApply.model_validate(payload)).model_dump(mode="json")
 
 
-def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
+def _process_disk(request: DiskApply) -> DiskApplied:
     if request.base:
         # A whole-disk copy may (re)create its replica; a delta never does: applying a delta to an empty
         # replica would silently produce a disk that never existed.
@@ -220,18 +222,20 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
         )
     telemetry = get_telemetry()
     try:
-        with telemetry.span(
-            "replication.apply_disk" if write else "replication.verify_disk",
-            machine_id=request.machine_id,
-            cycle_id=request.cycle_id,
-            attributes={"migrate.disk_id": request.disk_id},
-        ):
-            manifest = load_manifest(
+        with (
+            telemetry.span(
+                "replication.apply_disk",
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+                attributes={"migrate.disk_id": request.disk_id},
+            ),
+            load_manifest(
                 cache_container(),
                 request.manifest_blob,
                 machine_id=request.machine_id,
                 cycle_id=request.cycle_id,
-            )
+            ) as manifest,
+        ):
             if manifest.disk_id != request.disk_id:
                 raise ManifestMismatch(
                     f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
@@ -240,10 +244,10 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             replica = replica_container().get_blob_client(
                 replica_blob_name(request.machine_id, request.disk_id)
             )
-            if not write:
-                verify_extents(manifest, cache=cache_container(), replica=replica)
-                return DiskApplied(disk_id=request.disk_id, ok=True)
-            result = apply_extents(manifest, cache=cache_container(), replica=replica)
+            result = apply_extents(
+                manifest, cache=cache_container(), replica=replica, options=ApplyOptions(one_pass=True)
+            )
+            data_blobs = manifest.referenced_blob_sizes()
     except CycleRejected as rejected:
         return DiskApplied(
             disk_id=request.disk_id,
@@ -251,13 +255,116 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             error_code=rejected.code,
             error_message=rejected.message,
             error_details=rejected.details,
+            replica_changed=rejected.replica_changed,
         )
     except NotFound as missing:  # the replica of a delta is gone: only a resync can rebuild it
         return DiskApplied(
             disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
         )
-    blobs = sorted({e.blob for e in manifest.extents} | {request.manifest_blob})
+    blobs = sorted(set(data_blobs) | {request.manifest_blob})
     return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied, data_blobs=blobs)
+
+
+@bp.activity_trigger(input_name="payload")
+def plan_cycle_disk_units(payload: dict[str, Any]) -> dict[str, Any]:
+    """Cut one disk's whole-disk copy (initial or resync) into units, each applied by `apply_disk_unit`."""
+    request = DiskApply.model_validate(payload)
+    services = get_services()
+    create_replica_disk(
+        replica_container(),
+        ReplicaDiskSpec(machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size),
+    )
+    try:
+        with (
+            get_telemetry().span(
+                "replication.plan_units",
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+                attributes={"migrate.disk_id": request.disk_id},
+            ),
+            load_manifest(
+                cache_container(),
+                request.manifest_blob,
+                machine_id=request.machine_id,
+                cycle_id=request.cycle_id,
+            ) as manifest,
+        ):
+            if manifest.disk_id != request.disk_id:
+                raise ManifestMismatch(
+                    f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
+                    f"describes disk {manifest.disk_id}"
+                )
+            units = plan_units(manifest, cache_container())
+            blobs = sorted(set(manifest.referenced_blob_sizes()) | {request.manifest_blob})
+    except CycleRejected as rejected:
+        return DiskUnitPlan(
+            disk_id=request.disk_id,
+            ok=False,
+            error_code=rejected.code,
+            error_message=rejected.message,
+            error_details=rejected.details,
+        ).model_dump(mode="json")
+    return DiskUnitPlan(
+        disk_id=request.disk_id,
+        ok=True,
+        units=units,
+        parallelism=services.settings.replication.unit_parallelism,
+        data_blobs=blobs + [u.shard_blob for u in units],
+    ).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def apply_disk_unit(payload: dict[str, Any]) -> dict[str, Any]:
+    """Verify and write one unit of a whole-disk copy (idempotent: a retry after a crash re-applies it)."""
+    request = UnitApply.model_validate(payload)
+    replica = replica_container().get_blob_client(replica_blob_name(request.machine_id, request.disk_id))
+    try:
+        with get_telemetry().span(
+            "replication.apply_unit",
+            machine_id=request.machine_id,
+            cycle_id=request.cycle_id,
+            attributes={"migrate.disk_id": request.disk_id, "migrate.unit": request.unit.index},
+        ):
+            result = apply_unit(request.unit, cache=cache_container(), replica=replica)
+    except CycleRejected as rejected:
+        return DiskApplied(
+            disk_id=request.disk_id,
+            ok=False,
+            error_code=rejected.code,
+            error_message=rejected.message,
+            error_details=rejected.details,
+        ).model_dump(mode="json")
+    except NotFound as missing:
+        return DiskApplied(
+            disk_id=request.disk_id, ok=False, error_code="ReplicaNotFound", error_message=missing.message
+        ).model_dump(mode="json")
+    return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=result.bytes_applied).model_dump(
+        mode="json"
+    )
+
+
+@bp.activity_trigger(input_name="payload")
+def restore_replicas(payload: dict[str, Any]) -> dict[str, Any]:
+    """Start (or look at) putting each replica back to the machine's latest recovery point; never waits.
+    Called again after a durable timer until done."""
+    request = RestoreRequest.model_validate(payload)
+    machine = get_services().repos.machines.require(request.machine_id).item
+    point = machine.replication.latest_point()
+    restored, without_point, done = [], [], True
+    for disk_id in request.disk_ids:
+        snapshot = None if point is None else point.disk_snapshots.get(disk_id)
+        if snapshot is None:
+            without_point.append(disk_id)
+            continue
+        state = restore_replica(
+            replica_container(),
+            replica_blob_name(request.machine_id, disk_id),
+            snapshot,
+            reason=request.cycle_id,
+        )
+        restored.append(disk_id)
+        done = done and state.done
+    return RestoreState(done=done, restored=restored, without_point=without_point).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload")

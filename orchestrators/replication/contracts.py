@@ -12,6 +12,7 @@ from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
 from shared.domain.machine import UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.replication.cycles import MachineAfterCycle, ReplicationView
+from shared.replication.units import DiskUnit
 
 
 class Payload(BaseModel):
@@ -96,6 +97,50 @@ class DiskApplied(Payload):
     error_code: str | None = None
     error_message: str | None = None
     error_details: list[dict[str, Any]] = Field(default_factory=list, description="the exception's details")
+    replica_changed: bool = Field(
+        default=False,
+        description="rejected after part of it was written: restore the previous recovery point",
+    )
+
+
+class DiskUnitPlan(Payload):
+    """A whole-disk copy of one disk cut into units (or why its upload is rejected: `ok` false)."""
+
+    disk_id: str
+    ok: bool
+    units: list[DiskUnit] = Field(default_factory=list)
+    parallelism: int = Field(
+        default=1, ge=1, description="units to apply at once (REPLICATION_UNIT_PARALLELISM)"
+    )
+    data_blobs: list[str] = Field(default_factory=list, description="the upload's blobs, for disposal")
+    error_code: str | None = None
+    error_message: str | None = None
+    error_details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class UnitApply(Payload):
+    machine_id: str
+    cycle_id: str
+    disk_id: str
+    unit: DiskUnit
+
+
+class RestoreRequest(Payload):
+    """Put these replicas back to the machine's latest recovery point (a rejected cycle changed them)."""
+
+    machine_id: str
+    cycle_id: str = Field(description="the rejected cycle: makes the restore idempotent")
+    disk_ids: list[str]
+
+
+class RestoreState(Payload):
+    done: bool
+    restored: list[str] = Field(default_factory=list, description="disks put back (or being put back)")
+    without_point: list[str] = Field(
+        default_factory=list,
+        description="disks with no recovery point to go back to: only a resync repairs them",
+    )
+    retry_after_seconds: float = 5.0
 
 
 class SnapshotRequest(Payload):

@@ -11,9 +11,11 @@ run. Runbook of one generation:
 3. Before a cycle, the previous cycle's artefacts (its cached uploads) must be gone: retry their
    disposal until they are; each time the wait exceeds the disposal timeout, raise 181008
    DisposeArtefactsTimedOut (Azure Migrate's WaitingForArtefactsDisposalPreCycle).
-4. Apply ready cycles strictly in sequence: every disk's extents, then one recovery point (a blob
-   snapshot per disk), then record it (which heals health); a rejected upload changes nothing, raises
-   the catalog's error and asks for a resync.
+4. Apply ready cycles strictly in sequence: every disk's extents (a whole-disk copy as bounded units, a
+   batch at a time; a delta's disks in parallel, each verified while written), then one recovery point
+   (a blob snapshot per disk), then record it (which heals health). A rejected upload puts every
+   replica it wrote back to the previous recovery point (server-side copies, waited for with durable
+   timers), then raises the catalog's error and asks for a resync.
 5. If a sequence number is missing, wait for it; after the policy's limit (buffered cycles or time),
    raise CycleSequenceGap, whose automatic repair resyncs every disk.
 6. Otherwise sleep until a cycle or an operator request signals, or a timer fires: the idle wake-up, or
@@ -37,22 +39,24 @@ from pydantic import ValidationError
 from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
 from orchestrators.replication.activities import (
     apply_cycle_disk,
+    apply_disk_unit,
     bp,
     complete_cycle,
     create_replica_disks,
     dispose_artefacts,
     fail_job,
     load_replication_view,
+    plan_cycle_disk_units,
     reject_cycle,
     remove_replication_data,
     report_dispose_timeout,
     report_progress,
     request_resync,
+    restore_replicas,
     snapshot_recovery_point,
     start_initial_replication,
     supersede_cycles,
     time_out_uploads,
-    verify_cycle_disk,
 )
 from orchestrators.replication.contracts import (
     CycleCompleted,
@@ -60,6 +64,7 @@ from orchestrators.replication.contracts import (
     CycleRejection,
     DiskApplied,
     DiskApply,
+    DiskUnitPlan,
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
@@ -73,10 +78,13 @@ from orchestrators.replication.contracts import (
     Payload,
     PendingDisposal,
     ProgressUpdate,
+    RestoreRequest,
+    RestoreState,
     ResyncRequest,
     SnapshotRequest,
     SnapshotTaken,
     SupersededCycles,
+    UnitApply,
     UploadDeadline,
 )
 from shared.domain.api import CycleSignal
@@ -99,7 +107,9 @@ MAX_CYCLES_PER_GENERATION = 8  # inbox cycles applied per generation: keeps each
 # appliance's policy) is re-read at least this often.
 VIEW_REFRESH = timedelta(minutes=10)
 IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
-GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
+GAP_TIMEOUT = timedelta(minutes=30)
+# A restore still copying after this is left to finish on its own; the rejection (and its resync) go on.
+RESTORE_WAIT_LIMIT = timedelta(hours=2)  # a missing sequence number is waited for at most this long
 # States in which a signalled delta is applied without the generation's planning: replication runs
 # freely (not held by a failover, no job of the orchestration's own, not ended).
 FOLLOWING_STATES = ACCEPTING_STATES - {MachineState.INITIAL_REPLICATION, MachineState.REPROTECTING}
@@ -323,64 +333,27 @@ def _apply_cycle(
         )
         for disk_id, blob in sorted(cycle.manifests.items())
     ]
-    if len(requests) > 1:
-        # One damaged disk must leave every replica unchanged: verify the whole cycle before any write.
-        raw = yield context.task_all(
-            [context.call_activity_with_retry(verify_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
-        )
-        rejected = [v for v in (DiskApplied.model_validate(r) for r in raw) if not v.ok]
-        if rejected:
-            yield context.call_activity_with_retry(
-                reject_cycle,
-                STORAGE_RETRY,
-                _dump(
-                    CycleRejection(
-                        machine_id=view.machine_id,
-                        cycle_id=cycle.id,
-                        rejected_disks=rejected,
-                        carried_disk_ids=sorted(cycle.manifests),
-                    )
-                ),
-            )
-            return None
     if cycle.kind in BASE_KINDS:
-        # A whole-disk copy is large: one disk at a time, reporting progress after each.
-        results = []
-        total = sum(r.disk_size for r in requests) or 1
-        done = 0
-        for request in requests:
-            results.append(
-                DiskApplied.model_validate(
-                    (yield context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(request)))
-                )
-            )
-            done += request.disk_size
-            if results[-1].ok and len(requests) > 1:
-                yield context.call_activity_with_retry(
-                    report_progress,
-                    STORAGE_RETRY,
-                    _dump(ProgressUpdate(machine_id=view.machine_id, percent=round(99.0 * done / total, 1))),
-                )
+        copied = yield from _apply_whole_disk_copy(context, view, cycle, requests)
+        if copied is None:
+            return None
+        results = copied
     else:
+        # Every disk in one pass, in parallel: each is verified while it is written (one read of the data).
         raw = yield context.task_all(
             [context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
         )
         results = [DiskApplied.model_validate(r) for r in raw]
+        if any(not r.ok for r in results):
+            # A rejected cycle never leaves a replica changed: every disk it wrote (the good ones, and a
+            # damaged one found after a write) goes back to the previous recovery point first.
+            written = sorted(r.disk_id for r in results if r.ok or r.replica_changed)
+            if written:
+                yield from _restore(context, view.machine_id, cycle.id, written)
 
     rejected = [r for r in results if not r.ok]
     if rejected:
-        yield context.call_activity_with_retry(
-            reject_cycle,
-            STORAGE_RETRY,
-            _dump(
-                CycleRejection(
-                    machine_id=view.machine_id,
-                    cycle_id=cycle.id,
-                    rejected_disks=rejected,
-                    carried_disk_ids=sorted(cycle.manifests),
-                )
-            ),
-        )
+        yield from _reject(context, view, cycle, rejected)
         return None
 
     # Every disk of the machine, not only those the cycle carried (a resync of one disk, a cycle that
@@ -422,6 +395,114 @@ def _apply_cycle(
         )
     )
     return completed
+
+
+def _apply_whole_disk_copy(
+    context: df.DurableOrchestrationContext,
+    view: ReplicationView,
+    cycle: Cycle,
+    requests: list[DiskApply],
+) -> Orchestration:
+    """An initial copy or resync of any size: each disk is cut into bounded units, and the units of every
+    disk are applied a batch of `parallelism` at a time, each verified and written by its own activity,
+    with progress recorded after each batch. A finished unit is history: after a crash the orchestration
+    replays them and resumes at the units that were running. Returns one `DiskApplied` per disk, or None
+    when the upload was rejected (reported; the replica needs the resync that the rejection asks for).
+
+    Unlike a delta, disks are not verified whole before the first write: that would be a second read of
+    the whole disk, and a whole-disk copy replaces the replica anyway; recovery points (snapshots) are
+    untouched by it."""
+    raw_plans = yield context.task_all(
+        [context.call_activity_with_retry(plan_cycle_disk_units, STORAGE_RETRY, _dump(r)) for r in requests]
+    )
+    plans = [DiskUnitPlan.model_validate(p) for p in raw_plans]
+    refused = [
+        DiskApplied(
+            disk_id=p.disk_id,
+            ok=False,
+            error_code=p.error_code,
+            error_message=p.error_message,
+            error_details=p.error_details,
+        )
+        for p in plans
+        if not p.ok
+    ]
+    if refused:
+        yield from _reject(context, view, cycle, refused)
+        return None
+    work = [(plan.disk_id, unit) for plan in plans for unit in plan.units]
+    parallelism = min((p.parallelism for p in plans), default=1)
+    total_bytes = sum(unit.bytes for _, unit in work)
+    applied: dict[str, int] = {p.disk_id: 0 for p in plans}
+    done_bytes = done_units = 0
+    for first in range(0, len(work), parallelism):
+        batch = work[first : first + parallelism]
+        raw = yield context.task_all(
+            [
+                context.call_activity_with_retry(
+                    apply_disk_unit,
+                    STORAGE_RETRY,
+                    _dump(
+                        UnitApply(machine_id=view.machine_id, cycle_id=cycle.id, disk_id=disk_id, unit=unit)
+                    ),
+                )
+                for disk_id, unit in batch
+            ]
+        )
+        outcomes = [DiskApplied.model_validate(r) for r in raw]
+        bad = [o for o in outcomes if not o.ok]
+        if bad:
+            yield from _reject(context, view, cycle, bad)
+            return None
+        for outcome in outcomes:
+            applied[outcome.disk_id] += outcome.bytes_applied
+        done_bytes += sum(unit.bytes for _, unit in batch)
+        done_units += len(batch)
+        share = done_bytes / total_bytes if total_bytes else done_units / len(work)
+        yield context.call_activity_with_retry(
+            report_progress,
+            STORAGE_RETRY,
+            _dump(ProgressUpdate(machine_id=view.machine_id, percent=round(99.0 * share, 1))),
+        )
+    return [
+        DiskApplied(disk_id=p.disk_id, ok=True, bytes_applied=applied[p.disk_id], data_blobs=p.data_blobs)
+        for p in plans
+    ]
+
+
+def _restore(
+    context: df.DurableOrchestrationContext, machine_id: str, cycle_id: str, disk_ids: list[str]
+) -> Orchestration:
+    """Put replicas back to the latest recovery point: the activity starts the server-side copies and
+    answers whether they are done; the orchestration waits between asks with a durable timer."""
+    request = _dump(RestoreRequest(machine_id=machine_id, cycle_id=cycle_id, disk_ids=disk_ids))
+    deadline = context.current_utc_datetime + RESTORE_WAIT_LIMIT
+    while True:
+        state = RestoreState.model_validate(
+            (yield context.call_activity_with_retry(restore_replicas, STORAGE_RETRY, request))
+        )
+        if state.done or context.current_utc_datetime >= deadline:
+            return state
+        yield context.create_timer(
+            context.current_utc_datetime + timedelta(seconds=state.retry_after_seconds)
+        )
+
+
+def _reject(
+    context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle, rejected: list[DiskApplied]
+) -> Orchestration:
+    yield context.call_activity_with_retry(
+        reject_cycle,
+        STORAGE_RETRY,
+        _dump(
+            CycleRejection(
+                machine_id=view.machine_id,
+                cycle_id=cycle.id,
+                rejected_disks=rejected,
+                carried_disk_ids=sorted(cycle.manifests),
+            )
+        ),
+    )
 
 
 def _after_disposal(

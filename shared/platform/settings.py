@@ -261,6 +261,19 @@ class SweeperSettings(_Group):
     )
 
 
+class ReplicationSettings(_Group):
+    """Applying cycles (read by activities, never by orchestrators)."""
+
+    unit_parallelism: int = setting(
+        "REPLICATION_UNIT_PARALLELISM",
+        4,
+        ge=1,
+        le=32,
+        description="units of an initial copy or resync applied at once per machine (each is one activity; "
+        "host.json's maxConcurrentActivityFunctions bounds them per worker)",
+    )
+
+
 class TelemetrySettings(_Group):
     # Often enough to watch a demo, rare enough not to flood the log; benchmarks read the output and ask
     # for a shorter period.
@@ -341,6 +354,7 @@ class Settings(BaseSettings):
     health: HealthThresholds = group(description="replication health timings and thresholds", tuning=True)
     migration: MigrationSettings = group(description="hydration and migration", tuning=True)
     sweeper: SweeperSettings = group(description="the sweeper of temporary resources", tuning=True)
+    replication: ReplicationSettings = group(description="applying replication cycles", tuning=True)
 
     @classmethod
     def settings_customise_sources(

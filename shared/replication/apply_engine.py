@@ -30,6 +30,7 @@ operation exists, 501/APINotImplemented (Azurite) means it does not. The answer 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import os
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
@@ -63,10 +64,10 @@ from shared.replication.checksums import StreamingChecksum, new_checksum
 from shared.replication.delta_manifest import (
     MAX_MANIFEST_BYTES,
     CycleRejected,
-    DeltaManifest,
     Extent,
     ManifestInvalid,
 )
+from shared.replication.manifest_stream import StreamedManifest
 from shared.replication.replica_disks import (
     META_SOURCE_SIZE,
     ReplicaNotFound,
@@ -79,6 +80,7 @@ log = logging.getLogger(__name__)
 PAGE: Final = 512
 MAX_PUT_PAGE: Final = 4 * 1024 * 1024  # Put Page / Put Page From URL limit per call
 MIB: Final = 1024 * 1024
+MANIFEST_READ_SIZE: Final = 4 * MIB
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -170,6 +172,36 @@ class ManifestMismatch(CycleRejected):
     code = "ManifestMismatch"
 
 
+# --- what the engine reads -----------------------------------------------------------------------
+
+
+class ManifestSource(Protocol):
+    """A manifest as the engine reads it: `DeltaManifest` (in memory) or `StreamedManifest` (from disk).
+
+    The engine only ever iterates the extents, a window at a time, so its memory follows the window."""
+
+    @property
+    def machine_id(self) -> str: ...
+    @property
+    def disk_id(self) -> str: ...
+    @property
+    def cycle_id(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def disk_size(self) -> int: ...
+    @property
+    def extent_count(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def describes_whole_disk(self) -> bool: ...
+
+    def iter_extents(self) -> Iterator[Extent]: ...
+
+    def referenced_blob_sizes(self) -> dict[str, int]: ...
+
+
 # --- options and result --------------------------------------------------------------------------
 
 
@@ -198,6 +230,20 @@ class ApplyOptions(BaseModel):
     use_put_page_from_url: bool = True
     source_sas_ttl: timedelta = timedelta(hours=1)
     clear_zero_pages: bool = Field(default=True, description="write all-zero units with Clear Pages")
+    one_pass: bool = Field(
+        default=False,
+        description="write each piece as soon as its bytes are read, verifying while writing: one read of "
+        "the data and no spool, but a damaged upload is found after part of it is written (the caller "
+        "restores the replica from its previous recovery point: CycleRejected.replica_changed)",
+    )
+    window_extents: int = Field(
+        default=4096,
+        ge=1,
+        description="extents planned at a time: bounds memory whatever the manifest's size",
+    )
+    window_bytes: int = Field(
+        default=2 * 1024 * MIB, ge=MAX_PUT_PAGE, description="extent bytes planned at a time (same purpose)"
+    )
 
 
 class ApplyResult(BaseModel):
@@ -407,9 +453,39 @@ class _Counters:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def _plan_pieces(extents: Sequence[Extent]) -> list[_Piece]:
+@dataclass(slots=True)
+class _Window:
+    """Consecutive extents of the manifest, planned and run together."""
+
+    first_index: int  # the manifest index of extents[0]
+    first_piece: int  # the manifest-wide number of extents[0]'s first piece
+    spool_start: int  # where extents[0]'s bytes start in the spool
+    extents: list[Extent]
+
+
+def _windows(extents: Iterator[Extent], max_extents: int, max_bytes: int) -> Iterator[_Window]:
+    piece = spool = 0
+    current: list[Extent] = []
+    size = 0
+    start = (0, 0, 0)
+    for index, extent in enumerate(extents):
+        if current and (len(current) >= max_extents or size + extent.length > max_bytes):
+            yield _Window(*start, current)
+            current, size = [], 0
+            start = (index, piece, spool)
+        current.append(extent)
+        size += extent.length
+        piece += -(-extent.length // MAX_PUT_PAGE)
+        spool += extent.length
+    if current:
+        yield _Window(*start, current)
+
+
+def _plan_pieces(extents: Sequence[Extent], spool_start: int = 0) -> list[_Piece]:
+    """Pieces of `extents` (indices into it); `spool_start` is where the first extent's bytes go in the
+    spool, which holds every extent of the manifest back to back in disk order."""
     pieces: list[_Piece] = []
-    spool = 0
+    spool = spool_start
     for index, extent in enumerate(extents):
         position = extent.offset
         while position < extent.end:
@@ -503,6 +579,58 @@ def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+class _RegionWriter:
+    """One pass: the pieces one verification task reads, written as they complete, in the order they come.
+
+    Pieces adjacent on disk are coalesced into one Put Page (at most 4 MiB) or one Clear Pages run, as the
+    two-pass plan would; memory is at most one call's worth of data per task."""
+
+    def __init__(self, run: _Apply) -> None:
+        self.run = run
+        self.piece_parts: list[bytes] = []
+        self.piece_zero = True
+        self.run_zero = False
+        self.run_start = self.run_end = 0
+        self.run_parts: list[bytes] = []
+
+    def add(self, piece: _Piece, data: memoryview, zero: bool, *, complete: bool) -> None:
+        """A segment of `piece`'s bytes, in order; `complete` on its last one."""
+        self.piece_parts.append(bytes(data))
+        self.piece_zero = self.piece_zero and zero
+        if not complete:
+            return
+        clear = self.piece_zero and self.run.opts.clear_zero_pages
+        parts = [] if clear else self.piece_parts
+        self.piece_parts, self.piece_zero = [], True
+        joinable = (
+            self.run_end == piece.disk_offset
+            and self.run_zero == clear
+            and (clear or self.run_end - self.run_start + piece.length <= MAX_PUT_PAGE)
+        )
+        if not joinable:
+            self.flush()
+            self.run_start = self.run_end = piece.disk_offset
+            self.run_zero = clear
+        self.run_parts += parts
+        self.run_end += piece.length
+
+    def flush(self) -> None:
+        length = self.run_end - self.run_start
+        if length == 0:
+            return
+        op = _WriteOp(self.run_start, length, self.run_zero)
+        if self.run_zero:
+            self.run._clear(op)
+        else:
+            data = b"".join(self.run_parts)
+            if self.run.cancel.is_set():
+                raise _Cancelled
+            self.run.replica.upload_page(data, offset=op.offset, length=op.length)
+            self.run.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+        self.run_parts = []
+        self.run_start = self.run_end
+
+
 # --- the engine ----------------------------------------------------------------------------------
 
 
@@ -520,8 +648,12 @@ def load_manifest(
     machine_id: str | None = None,
     cycle_id: str | None = None,
     disk_id: str | None = None,
-) -> DeltaManifest:
-    """Read and validate a manifest blob, and check it is the one the event named."""
+    spool_dir: Path | None = None,
+) -> StreamedManifest:
+    """Read and validate a manifest blob, and check it is the one the event named.
+
+    The result holds the document in an unlinked local temp file (close it, or use it as a context
+    manager): memory does not depend on the number of extents."""
     blob = cache.get_blob_client(blob_name)
     try:
         props = blob.get_blob_properties()
@@ -534,10 +666,31 @@ def load_manifest(
                 ],
                 source=blob_name,
             )
-        data = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
+        # To local disk, never whole into memory: the document is re-read per pass (verify, write).
+        local = tempfile.TemporaryFile(prefix="manifest-", dir=spool_dir)  # noqa: SIM115 - owned by the result
+        try:
+            # Ranged GETs of a fixed size: a single download would buffer up to the SDK's 32 MiB first GET.
+            for offset in range(0, props.size, MANIFEST_READ_SIZE):
+                length = min(MANIFEST_READ_SIZE, props.size - offset)
+                local.write(
+                    blob.download_blob(
+                        offset=offset,
+                        length=length,
+                        etag=props.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        max_concurrency=1,
+                    ).readall()
+                )
+        except BaseException:
+            local.close()
+            raise
     except ResourceNotFoundError as exc:
         raise CycleDataMissing(blob_name, manifest=True) from exc
-    manifest = DeltaManifest.parse(data, source=blob_name)
+    try:
+        manifest = StreamedManifest.read(local, source=blob_name)
+    except BaseException:
+        local.close()
+        raise
     expected = {"machineId": machine_id, "cycleId": cycle_id, "diskId": disk_id}
     actual = {"machineId": manifest.machine_id, "cycleId": manifest.cycle_id, "diskId": manifest.disk_id}
     wrong = [
@@ -545,26 +698,38 @@ def load_manifest(
         for k, v in expected.items()
         if v is not None and actual[k] != v
     ]
+    problem = None
     if wrong:
-        raise ManifestMismatch(f"manifest {blob_name}: " + "; ".join(wrong))
-    if blob_name != manifest.blob_name:
-        raise ManifestMismatch(
-            f"manifest {blob_name} describes {manifest.blob_name}: it was uploaded under the wrong name"
-        )
+        problem = f"manifest {blob_name}: " + "; ".join(wrong)
+    elif blob_name != manifest.blob_name:
+        problem = f"manifest {blob_name} describes {manifest.blob_name}: it was uploaded under the wrong name"
+    if problem is not None:
+        manifest.close()
+        raise ManifestMismatch(problem)
     return manifest
 
 
 def apply_extents(
-    manifest: DeltaManifest,
+    manifest: ManifestSource,
     *,
     cache: ContainerClient,
     replica: BlobClient,
     options: ApplyOptions | None = None,
     source_url_signer: SourceUrlSigner | None = None,
+    disk_range: tuple[int, int] | None = None,
+    blob_sizes: dict[str, int] | None = None,
 ) -> ApplyResult:
-    """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring."""
+    """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring.
+
+    `disk_range` (whole-disk manifests only): the manifest is one unit of a larger whole-disk copy
+    (shared/replication/units.py) and describes only the disk bytes [start, end): what the replica holds
+    there outside the extents is cleared, and nothing outside the range is touched. `blob_sizes` then
+    gives each data blob's size as the whole manifest implies it (a unit reads only part of a blob)."""
     opts = options or ApplyOptions()
-    return _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer).run()
+    run = _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer)
+    run.disk_range = disk_range
+    run.blob_sizes = blob_sizes
+    return run.run()
 
 
 class _Cancelled(Exception):
@@ -574,7 +739,7 @@ class _Cancelled(Exception):
 class _Apply:
     def __init__(
         self,
-        manifest: DeltaManifest,
+        manifest: ManifestSource,
         cache: ContainerClient,
         replica: BlobClient,
         opts: ApplyOptions,
@@ -590,10 +755,15 @@ class _Apply:
         self.spool_fd: int | None = None
         self.source_urls: dict[str, str] = {}
         self.sources: dict[str, _SourceBlob] = {}
-        self.pieces: list[_Piece] = []
+        # One bit per piece of the manifest (in disk order): set when verification saw non-zero bytes.
+        # Kept between the verify and the write pass instead of the pieces themselves: 64 KiB for a
+        # 2 TiB disk in 4 MiB pieces.
+        self.nonzero = bytearray()
         self.write_path = WritePath.PUT_PAGE
         self.data_source = "spool"
         self.started = self.verified = 0.0
+        self.disk_range: tuple[int, int] | None = None
+        self.blob_sizes: dict[str, int] | None = None
 
     def run(self) -> ApplyResult:
         try:
@@ -607,23 +777,44 @@ class _Apply:
         self.started = time.perf_counter()
         self._check_replica()
         self.sources = self._check_sources()
-        self.pieces = _plan_pieces(self.manifest.extents)
         self.write_path = self._choose_write_path(self.sources)
-        self.data_source = (
-            "server-side" if self.write_path is WritePath.PUT_PAGE_FROM_URL else self._choose_spool()
-        )
+        if self.write_path is WritePath.PUT_PAGE_FROM_URL:
+            self.data_source = "server-side"
+        elif self.opts.one_pass:
+            self.data_source = "one-pass"
+        else:
+            self.data_source = self._choose_spool()
         if self.data_source == "spool":
             self.spool_fd = self._open_spool()
-        self._verify(self.sources, self.pieces)
+        try:
+            self._verify(self.sources)
+        except CycleRejected as rejected:
+            c = self.counters
+            rejected.replica_changed = c.bytes_uploaded + c.bytes_cleared > 0
+            raise
         self.verified = time.perf_counter()
 
     def commit(self) -> ApplyResult:
         """Write what `prepare` verified."""
         m = self.manifest
-        ops = _plan_writes(self.pieces, self.opts.clear_zero_pages)
-        ops = self._with_whole_disk_gaps(ops) if m.describes_whole_disk else ops
         write_started = time.perf_counter()
-        self._write(ops, self.sources, self.write_path, self.data_source)
+        whole_start, whole_end = self.disk_range or (0, round_up_to_mib(m.disk_size))
+        existing = self._replica_data_ranges(whole_start, whole_end) if m.describes_whole_disk else []
+        covered_to = whole_start
+        for window in _windows(m.iter_extents(), self.opts.window_extents, self.opts.window_bytes):
+            pieces = _plan_pieces(window.extents, window.spool_start)
+            for number, piece in enumerate(pieces, window.first_piece):
+                piece.nonzero = bool(self.nonzero[number >> 3] & (1 << (number & 7)))
+            # One pass: the pieces were written while they were verified; only whole-disk gaps remain.
+            ops = [] if self.data_source == "one-pass" else _plan_writes(pieces, self.opts.clear_zero_pages)
+            if m.describes_whole_disk:
+                window_end = window.extents[-1].end
+                ops = self._with_whole_disk_gaps(ops, covered_to, window_end, window.extents, existing)
+                covered_to = window_end
+            self._write(ops, self.sources, self.write_path, self.data_source)
+        if m.describes_whole_disk:
+            tail = self._with_whole_disk_gaps([], covered_to, whole_end, [], existing)
+            self._write(tail, self.sources, self.write_path, self.data_source)
         done = time.perf_counter()
         c = self.counters
         return ApplyResult(
@@ -631,7 +822,7 @@ class _Apply:
             disk_id=m.disk_id,
             cycle_id=m.cycle_id,
             sequence=m.sequence,
-            extents=len(m.extents),
+            extents=m.extent_count,
             bytes_applied=m.total_bytes,
             bytes_uploaded=c.bytes_uploaded,
             bytes_copied=c.bytes_copied,
@@ -674,7 +865,13 @@ class _Apply:
 
     def _check_sources(self) -> dict[str, _SourceBlob]:
         sources: dict[str, _SourceBlob] = {}
-        for name, needed in sorted(self.manifest.referenced_blob_sizes().items()):
+        referenced = self.manifest.referenced_blob_sizes()
+        if self.blob_sizes is not None:
+            missing = sorted(set(referenced) - set(self.blob_sizes))
+            if missing:
+                raise ValueError(f"blob_sizes lacks {missing}: give every blob the manifest reads")
+            referenced = {name: max(referenced[name], self.blob_sizes[name]) for name in referenced}
+        for name, needed in sorted(referenced.items()):
             client = self.cache.get_blob_client(name)
             try:
                 props = client.get_blob_properties()
@@ -727,26 +924,41 @@ class _Apply:
 
     # -- verification
 
-    def _verify(self, sources: dict[str, _SourceBlob], pieces: list[_Piece]) -> None:
-        extents = self.manifest.extents
-        by_extent: dict[int, list[_Piece]] = {}
-        for piece in pieces:
-            by_extent.setdefault(piece.extent, []).append(piece)
-        regions = _plan_regions(extents, self.opts.region_size)
-        self._run_parallel(
-            [functools.partial(self._verify_region, r, sources[r.blob], by_extent) for r in regions]
-        )
+    def _verify(self, sources: dict[str, _SourceBlob]) -> None:
+        """Stream the manifest in windows; verify (and spool) each window's extents with bounded parallelism,
+        noting which pieces hold data. Memory is one window's plan, never the whole manifest's."""
+        for window in _windows(
+            self.manifest.iter_extents(), self.opts.window_extents, self.opts.window_bytes
+        ):
+            pieces = _plan_pieces(window.extents, window.spool_start)
+            by_extent: dict[int, list[_Piece]] = {}
+            for piece in pieces:
+                by_extent.setdefault(piece.extent, []).append(piece)
+            regions = _plan_regions(window.extents, self.opts.region_size)
+            self._run_parallel(
+                [
+                    functools.partial(self._verify_region, window, r, sources[r.blob], by_extent)
+                    for r in regions
+                ]
+            )
+            needed = (window.first_piece + len(pieces) + 7) >> 3
+            if len(self.nonzero) < needed:
+                self.nonzero.extend(bytes(needed - len(self.nonzero)))
+            for number, piece in enumerate(pieces, window.first_piece):
+                if piece.nonzero:
+                    self.nonzero[number >> 3] |= 1 << (number & 7)
 
     def _verify_region(
-        self, region: _Region, source: _SourceBlob, by_extent: dict[int, list[_Piece]]
+        self, window: _Window, region: _Region, source: _SourceBlob, by_extent: dict[int, list[_Piece]]
     ) -> None:
-        extents = self.manifest.extents
+        extents = window.extents
         # The region's extents sorted by blob offset, as the stream delivers them.
         queue = [(extents[i].blob_offset, i) for i in region.extents]
         queue.sort()
         current = 0
         hashers: dict[int, list[StreamingChecksum]] = {}
         position = region.start
+        writer = _RegionWriter(self) if self.data_source == "one-pass" else None
         for chunk in self._read(source, region.start, region.end - region.start):
             chunk_end = position + len(chunk)
             while current < len(queue) and queue[current][0] < chunk_end:
@@ -756,14 +968,16 @@ class _Apply:
                 seg_end = min(chunk_end, extent.blob_end)
                 if seg_start < seg_end:
                     self._consume(
-                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index]
+                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index], writer
                     )
                 if extent.blob_end <= chunk_end:
-                    self._finish_extent(index, extent, hashers.pop(index, None))
+                    self._finish_extent(window.first_index + index, extent, hashers.pop(index, None))
                     current += 1
                 else:
                     break
             position = chunk_end
+        if writer is not None:
+            writer.flush()
 
     def _consume(
         self,
@@ -775,6 +989,7 @@ class _Apply:
         extent: Extent,
         hashers: dict[int, list[StreamingChecksum]],
         extent_pieces: list[_Piece],
+        writer: _RegionWriter | None = None,
     ) -> None:
         view = memoryview(chunk)
         a, b = seg_start - chunk_start, seg_end - chunk_start
@@ -795,7 +1010,10 @@ class _Apply:
             if s >= e:
                 continue
             ca, cb = s - chunk_start, e - chunk_start
-            if _is_zero(chunk, ca, cb):
+            zero = _is_zero(chunk, ca, cb)
+            if writer is not None:
+                writer.add(piece, view[ca:cb], zero, complete=e == p_start + piece.length)
+            if zero:
                 continue
             piece.nonzero = True
             if self.spool_fd is not None:
@@ -809,47 +1027,71 @@ class _Apply:
                 raise ExtentChecksumMismatch(index, extent, check.algorithm.value, expected, actual)
 
     def _read(self, source: _SourceBlob, offset: int, length: int) -> Iterator[bytes]:
-        """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag."""
+        """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag.
+
+        In one pass the next piece is fetched while the caller verifies and writes the current one, so the
+        writes never wait for the reads (one more `read_size` buffer per task)."""
         end = offset + length
-        while offset < end:
-            if self.cancel.is_set():
-                raise _Cancelled
-            n = min(self.opts.read_size, end - offset)
-            try:
-                data = source.client.download_blob(
-                    offset=offset,
-                    length=n,
-                    etag=source.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    max_concurrency=1,
-                ).readall()
-            except (ResourceModifiedError, ResourceNotFoundError) as exc:
-                raise CycleDataChanged(source.client.blob_name) from exc
-            if len(data) != n:
-                raise CycleDataTruncated(source.client.blob_name, offset + len(data), end)
-            self.counters.add(bytes_read=n, read_calls=1)
-            yield data
-            offset += n
+        spans = [(o, min(self.opts.read_size, end - o)) for o in range(offset, end, self.opts.read_size)]
+        if self.data_source != "one-pass" or len(spans) < 2:
+            for o, n in spans:
+                yield self._get(source, o, n, end)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as ahead:
+            pending = ahead.submit(self._get, source, *spans[0], end)
+            for i in range(len(spans)):
+                data = pending.result()
+                if i + 1 < len(spans):
+                    pending = ahead.submit(self._get, source, *spans[i + 1], end)
+                yield data
+
+    def _get(self, source: _SourceBlob, offset: int, n: int, end: int) -> bytes:
+        if self.cancel.is_set():
+            raise _Cancelled
+        try:
+            data = source.client.download_blob(
+                offset=offset,
+                length=n,
+                etag=source.etag,
+                match_condition=MatchConditions.IfNotModified,
+                max_concurrency=1,
+            ).readall()
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise CycleDataChanged(source.client.blob_name) from exc
+        if len(data) != n:
+            raise CycleDataTruncated(source.client.blob_name, offset + len(data), end)
+        self.counters.add(bytes_read=n, read_calls=1)
+        return data
 
     # -- writing
 
-    def _with_whole_disk_gaps(self, ops: list[_WriteOp]) -> list[_WriteOp]:
-        """Initial/resync manifests describe the whole disk: clear what the replica has outside the extents."""
-        m = self.manifest
-        virtual_size = round_up_to_mib(m.disk_size)
-        written = [(e.offset, e.end) for e in m.extents]
-        gaps = _subtract(0, virtual_size, _merge(written))
-        if not gaps:
-            return ops
-        existing = _merge(
+    def _replica_data_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Where the replica holds data within [start, end) (merged): what a whole-disk copy must clear
+        outside its extents. Bounded by the replica's fragmentation there, not by the manifest."""
+        return _merge(
             [
-                (r.start, min(r.end + 1, virtual_size))
-                for r in self.replica.list_page_ranges()
-                if r.start is not None and r.end is not None and not r.cleared and r.start < virtual_size
+                (max(r.start, start), min(r.end + 1, end))
+                for r in self.replica.list_page_ranges(offset=start, length=end - start)
+                if r.start is not None and r.end is not None and not r.cleared and r.start < end
             ]
         )
+
+    def _with_whole_disk_gaps(
+        self,
+        ops: list[_WriteOp],
+        start: int,
+        end: int,
+        extents: Sequence[Extent],
+        existing: list[tuple[int, int]],
+    ) -> list[_WriteOp]:
+        """Initial/resync manifests describe the whole disk: within [start, end), clear what the replica has
+        outside `extents` (and under their all-zero pieces) instead of writing zeros."""
+        gaps = _subtract(start, end, [(e.offset, e.end) for e in extents])
+        first = max(0, bisect.bisect_right(existing, (start, start)) - 1)
+        last = bisect.bisect_left(existing, (end, end))
+        nearby = existing[first:last]
         zero_ops = [(op.offset, op.offset + op.length) for op in ops if op.clear]
-        to_clear = _merge(_intersect(gaps, existing) + _intersect(zero_ops, existing))
+        to_clear = _merge(_intersect(gaps, nearby) + _intersect(zero_ops, nearby))
         data_ops = [op for op in ops if not op.clear]
         clears = [_WriteOp(s, e - s, True) for s, e in to_clear]
         return sorted(data_ops + clears, key=lambda op: op.offset)
@@ -985,7 +1227,7 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
 
 
 def verify_extents(
-    manifest: DeltaManifest,
+    manifest: ManifestSource,
     *,
     cache: ContainerClient,
     replica: BlobClient,
@@ -1000,7 +1242,7 @@ def verify_extents(
     """
     run = _Apply(manifest, cache, replica, options or ApplyOptions(), _default_signer)
     run._check_replica()
-    run._verify(run._check_sources(), _plan_pieces(manifest.extents))
+    run._verify(run._check_sources())
 
 
 __all__ = [
@@ -1015,6 +1257,7 @@ __all__ = [
     "ExtentChecksumMismatch",
     "ManifestInvalid",
     "ManifestMismatch",
+    "ManifestSource",
     "SpoolMode",
     "WritePath",
     "apply_extents",

@@ -15,6 +15,7 @@ never make the control plane read another machine's (or another cycle's) data.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Final, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
@@ -28,17 +29,22 @@ SECTOR_SIZE: Final = 512
 MANIFEST_FORMAT_VERSION: Final = 1
 MANIFEST_FILE_NAME: Final = "manifest.json"
 MAX_BLOB_NAME_LENGTH: Final = 1024
-# A manifest is read whole into memory; this caps it well above any real delta
-# (a 2 TiB disk changed everywhere in 4 MiB extents is ~524k extents, ~100 MB of JSON).
+# Manifests are streamed (memory does not grow with them); this still caps the local copy well above
+# any real delta (a 2 TiB disk changed everywhere in 4 MiB extents is ~524k extents, ~100 MB of JSON).
 MAX_MANIFEST_BYTES: Final = 256 * 1024 * 1024
 
 FULL_IMAGE_KINDS: Final = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})
 
 
 class CycleRejected(DomainError):
-    """The uploaded cycle is unusable; nothing was written. Retrying the same upload cannot succeed."""
+    """The uploaded cycle is unusable. Retrying the same upload cannot succeed.
+
+    `replica_changed`: the one-pass engine had already written part of it when it found the damage (it
+    verifies while writing), so the replica must be restored from the previous recovery point; otherwise
+    nothing was written."""
 
     code = "CycleRejected"
+    replica_changed: bool = False
 
 
 class ManifestInvalid(CycleRejected):
@@ -98,7 +104,9 @@ class Extent(WireModel):
     @model_validator(mode="after")
     def _has_checksum(self) -> Self:
         if self.crc64 is None and self.sha256 is None:
-            raise FieldValueError("sha256", "every extent needs a checksum: give sha256 (preferred) or crc64")
+            raise FieldValueError(
+                "sha256", "every extent needs a checksum: give crc64 (what the appliance writes) or sha256"
+            )
         if self.blob.startswith("/") or ".." in self.blob.split("/") or "\\" in self.blob:
             raise FieldValueError(
                 "blob", f"{self.blob!r} must be a plain relative blob name (no '/', '..' or '\\')"
@@ -122,8 +130,8 @@ class Extent(WireModel):
         return found
 
 
-class DeltaManifest(WireModel):
-    """One disk's share of one replication cycle."""
+class ManifestHeader(WireModel):
+    """Everything in a manifest but its extents: what the streaming reader validates before the extents."""
 
     format_version: Literal[1] = Field(
         default=MANIFEST_FORMAT_VERSION, description="this document's format: 1"
@@ -138,34 +146,6 @@ class DeltaManifest(WireModel):
     )
     disk_size: int = Field(gt=0, multiple_of=SECTOR_SIZE, description="the source disk's size in bytes")
     sector_size: Literal[512] = SECTOR_SIZE
-    extents: list[Extent] = Field(
-        description="sorted by offset, non-overlapping, each within diskSize; adjacent extents are allowed"
-    )
-
-    @model_validator(mode="after")
-    def _extents_are_ordered_and_inside(self) -> Self:
-        prefix = cycle_prefix(self.machine_id, self.cycle_id)
-        previous_end = 0
-        for i, extent in enumerate(self.extents):
-            where = f"extents.{i}"
-            if extent.offset < previous_end:
-                raise FieldValueError(
-                    where,
-                    f"offset {extent.offset} overlaps or precedes the previous extent (which ends at {previous_end}): "
-                    "extents must be sorted by offset and must not overlap",
-                )
-            if extent.end > self.disk_size:
-                raise FieldValueError(where, f"ends at {extent.end}, beyond the disk's size {self.disk_size}")
-            if not extent.blob.startswith(prefix):
-                raise FieldValueError(
-                    f"{where}.blob", f"{extent.blob!r} is outside this cycle's data ({prefix}...)"
-                )
-            previous_end = extent.end
-        return self
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(e.length for e in self.extents)
 
     @property
     def blob_name(self) -> str:
@@ -174,6 +154,59 @@ class DeltaManifest(WireModel):
     @property
     def describes_whole_disk(self) -> bool:
         return self.kind in FULL_IMAGE_KINDS
+
+    def extent_problem(self, index: int, extent: Extent, previous_end: int) -> FieldProblem | None:
+        """The rule an extent breaks in this manifest given where the previous one ended, if any.
+
+        One place for the rules the schema cannot say, shared by the in-memory model and the streaming
+        reader (shared/replication/manifest_stream.py) so both refuse the same documents the same way."""
+        where = f"extents.{index}"
+        if extent.offset < previous_end:
+            return FieldProblem(
+                where,
+                f"offset {extent.offset} overlaps or precedes the previous extent (which ends at {previous_end}): "
+                "extents must be sorted by offset and must not overlap",
+            )
+        if extent.end > self.disk_size:
+            return FieldProblem(where, f"ends at {extent.end}, beyond the disk's size {self.disk_size}")
+        prefix = cycle_prefix(self.machine_id, self.cycle_id)
+        if not extent.blob.startswith(prefix):
+            return FieldProblem(
+                f"{where}.blob", f"{extent.blob!r} is outside this cycle's data ({prefix}...)"
+            )
+        return None
+
+
+class DeltaManifest(ManifestHeader):
+    """One disk's share of one replication cycle, held in memory (small manifests, tests, the appliance).
+
+    The control plane reads uploaded manifests with `manifest_stream.StreamedManifest` instead, whose
+    memory does not grow with the number of extents."""
+
+    extents: list[Extent] = Field(
+        description="sorted by offset, non-overlapping, each within diskSize; adjacent extents are allowed"
+    )
+
+    @model_validator(mode="after")
+    def _extents_are_ordered_and_inside(self) -> Self:
+        previous_end = 0
+        for i, extent in enumerate(self.extents):
+            problem = self.extent_problem(i, extent, previous_end)
+            if problem is not None:
+                raise FieldValueError(problem.field, problem.problem)
+            previous_end = extent.end
+        return self
+
+    @property
+    def extent_count(self) -> int:
+        return len(self.extents)
+
+    def iter_extents(self) -> Iterator[Extent]:
+        return iter(self.extents)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.length for e in self.extents)
 
     def referenced_blob_sizes(self) -> dict[str, int]:
         """Each data blob's exact expected size: the end of the furthest extent that reads it."""

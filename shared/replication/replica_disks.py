@@ -13,7 +13,7 @@ Every function is idempotent so an activity can be retried after any crash.
 from __future__ import annotations
 
 import contextlib
-import time
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -27,6 +27,8 @@ from shared.domain.cycle import Consistency
 from shared.domain.errors import Conflict, DomainError, NotFound
 from shared.domain.wire import ResourceId
 from shared.replication.vhd import FOOTER_SIZE, SECTOR_SIZE, VhdFooter, VhdFormatError, round_up_to_mib
+
+log = logging.getLogger(__name__)
 
 # Footer unique ids are derived from the disk's identity so a re-created replica gets the same id.
 _REPLICA_NAMESPACE: Final = uuid.UUID("5b0f6f0e-6a43-4c55-9a43-2f3c1d9e7a10")
@@ -374,18 +376,26 @@ class RecoveryPointCopy(BaseModel):
     source_snapshot: str
 
 
+class RecoveryPointCopyPending(BaseModel):
+    """The copy is running: ask again later (the orchestration waits with a durable timer, never a sleep)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    blob_name: str
+    progress: str | None = Field(default=None, description="bytes copied/total, as the service reports it")
+
+
 def copy_recovery_point(
     container: ContainerClient,
     blob_name: str,
     snapshot: str,
     *,
     target_blob_name: str,
-    timeout: timedelta = timedelta(hours=2),
-    poll_interval: float = 2.0,
-) -> RecoveryPointCopy:
-    """Copy one recovery point (snapshot) server-side to its own page blob, for `createOption: Import`.
+) -> RecoveryPointCopy | RecoveryPointCopyPending:
+    """Start (or look at) a server-side copy of one recovery point (snapshot) to its own page blob, for
+    `createOption: Import`; never waits. Call it again until it returns the finished `RecoveryPointCopy`.
 
-    Idempotent: a finished copy of the same snapshot is returned as is; a pending one is waited for;
+    Idempotent: a finished copy of the same snapshot is returned as is; a pending one is reported pending;
     a failed or aborted one is started again. A target holding anything else is a conflict.
     """
     source = container.get_blob_client(blob_name, snapshot=snapshot)
@@ -407,26 +417,26 @@ def copy_recovery_point(
                 "pick another name or delete it first"
             )
         if props.copy.status in ("failed", "aborted"):
+            log.warning(
+                "copy of %s@%s to %s %s (%s): starting it again",
+                blob_name,
+                snapshot,
+                target_blob_name,
+                props.copy.status,
+                props.copy.status_description,
+            )
             target.delete_blob()
             props = None
     if props is None:
         target.start_copy_from_url(source.url, metadata=wanted)
-    deadline = time.monotonic() + timeout.total_seconds()
-    while True:
         props = target.get_blob_properties()
-        status = props.copy.status
-        if status in (None, "success"):
-            break
-        if status in ("failed", "aborted"):
-            raise RecoveryPointCopyFailed(
-                f"copy of {blob_name}@{snapshot} to {target_blob_name} {status}: {props.copy.status_description}"
-            )
-        if time.monotonic() > deadline:
-            raise RecoveryPointCopyFailed(
-                f"copy of {blob_name}@{snapshot} to {target_blob_name} still {status} after {timeout}; "
-                f"progress {props.copy.progress}"
-            )
-        time.sleep(poll_interval)
+    status = props.copy.status
+    if status in ("failed", "aborted"):
+        raise RecoveryPointCopyFailed(
+            f"copy of {blob_name}@{snapshot} to {target_blob_name} {status}: {props.copy.status_description}"
+        )
+    if status not in (None, "success"):
+        return RecoveryPointCopyPending(blob_name=target_blob_name, progress=props.copy.progress)
     if props.size != source_props.size:
         raise RecoveryPointCopyFailed(
             f"copy {target_blob_name} has {props.size} bytes, the recovery point has {source_props.size}"
@@ -437,4 +447,54 @@ def copy_recovery_point(
         size=props.size,
         source_blob=blob_name,
         source_snapshot=snapshot,
+    )
+
+
+# --- restoring a replica to a recovery point ---------------------------------------------------------
+
+META_RESTORED_FOR: Final = "restoredfor"
+META_RESTORED_FROM: Final = "restoredfrom"
+
+
+class ReplicaRestore(BaseModel):
+    """Where the restore of one replica stands: `done`, or still copying (ask again later)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    blob_name: str
+    snapshot: str
+    done: bool
+    progress: str | None = None
+
+
+def restore_replica(
+    container: ContainerClient, blob_name: str, snapshot: str, *, reason: str
+) -> ReplicaRestore:
+    """Start (or look at) the server-side copy of a recovery point's snapshot over its own replica; never
+    waits. Call it again until `done` (the orchestration waits between calls with a durable timer).
+
+    Idempotent for one `reason` (a rejected cycle's id): the replica is tagged with it, so a call after the
+    copy finished reports done instead of copying again; a failed copy is started again. The snapshots stay.
+    """
+    source = container.get_blob_client(blob_name, snapshot=snapshot)
+    try:
+        source.get_blob_properties()
+    except ResourceNotFoundError as exc:
+        raise RecoveryPointNotFound(f"recovery point {snapshot} of {blob_name} not found") from exc
+    replica = container.get_blob_client(blob_name)
+    props = replica.get_blob_properties()
+    meta = props.metadata or {}
+    mine = meta.get(META_RESTORED_FOR) == reason and meta.get(META_RESTORED_FROM) == snapshot
+    if not mine or props.copy.status in ("failed", "aborted"):
+        # The replica keeps its own tags (machine, disk, size): the snapshot's carry its cycle as well.
+        metadata = {**meta, META_RESTORED_FOR: reason, META_RESTORED_FROM: snapshot}
+        replica.start_copy_from_url(source.url, metadata=metadata)
+        props = replica.get_blob_properties()
+    status = props.copy.status
+    if status in ("failed", "aborted"):
+        raise RecoveryPointCopyFailed(
+            f"restoring {blob_name} from {snapshot} {status}: {props.copy.status_description}"
+        )
+    return ReplicaRestore(
+        blob_name=blob_name, snapshot=snapshot, done=status in (None, "success"), progress=props.copy.progress
     )

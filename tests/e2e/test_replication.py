@@ -119,7 +119,9 @@ def _upload_without_event(replicator: MachineReplicator) -> object:
     return report
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "truncated", "oversized", "missing", "manifest-missing"])
+@pytest.mark.parametrize(
+    "damage", ["corrupt", "corrupt-after-a-write", "truncated", "oversized", "missing", "manifest-missing"]
+)
 def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
     new_appliance: Callable[[], Appliance], operator: Operator, damage: str
 ) -> None:
@@ -132,6 +134,10 @@ def test_damaged_upload_is_rejected_and_leaves_the_replica_unchanged(
 
     replicator.write("os", 8192, b"\x33" * 65536)
     replicator.write("data", 0, b"\x44" * 4096)
+    if damage == "corrupt-after-a-write":
+        # A second extent, not adjacent to the first: the one-pass engine writes the first before it reads
+        # the second and finds it corrupt, so both disks must be put back from the recovery point.
+        replicator.write("data", MIB, b"\x55" * 4096)
     held = _upload_without_event(replicator)
     _damage(appliance.cache, held.manifests["data"], damage)  # type: ignore[attr-defined]
     appliance.events.cycle_uploaded(
@@ -190,6 +196,13 @@ def _damage(cache: ContainerClient, manifest_blob: str, damage: str) -> None:
     if damage == "corrupt":
         flipped = bytes([content[0] ^ 0xFF]) + content[1:]
         cache.upload_blob(data_blob, flipped, overwrite=True)
+    elif damage == "corrupt-after-a-write":
+        last = manifest.extents[-1]
+        assert len(manifest.extents) == 2 and last.blob == data_blob
+        at = last.blob_offset
+        cache.upload_blob(
+            data_blob, content[:at] + bytes([content[at] ^ 0xFF]) + content[at + 1 :], overwrite=True
+        )
     elif damage == "truncated":
         cache.upload_blob(data_blob, content[:-512], overwrite=True)
     elif damage == "oversized":

@@ -36,7 +36,7 @@ from appliance import (
 from devhost.emulators import EmulatorEndpoints
 from shared.domain.cycle import CycleKind
 from shared.replication.apply_engine import ApplyOptions
-from shared.replication.checksums import ChecksumAlgorithm
+from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
 from shared.replication.delta_manifest import DeltaManifest
 from shared.replication.replica_disks import ReplicaDiskSpec, create_replica_disk, replica_blob_name
 from shared.replication.vhd import FOOTER_SIZE
@@ -278,7 +278,13 @@ def test_upload_puts_data_before_manifests_and_names_them_for_the_event(
     assert data.size == 3 * MIB and manifest_blob.last_modified >= data.last_modified
     body = json.loads(cache.get_blob_client("vm-up/u1/disk-0/manifest.json").download_blob().readall())
     assert [e["length"] for e in body["extents"]] == [MIB, MIB, MIB]
-    assert body["kind"] == "delta" and body["sequence"] == 1 and "sha256" in body["extents"][0]
+    assert body["kind"] == "delta" and body["sequence"] == 1
+    # every write unit (<= 4 MiB) carries its CRC64, the checksum the storage service can verify itself
+    data_bytes = cache.get_blob_client("vm-up/u1/disk-0/data-00000.bin").download_blob().readall()
+    for e in body["extents"]:
+        assert set(e) >= {"crc64"} and "sha256" not in e
+        piece = data_bytes[e["blobOffset"] : e["blobOffset"] + e["length"]]
+        assert e["crc64"] == checksum_hex(ChecksumAlgorithm.CRC64, piece)
     empty = json.loads(cache.get_blob_client("vm-up/u1/disk-1/manifest.json").download_blob().readall())
     assert empty["extents"] == []
     # an upload retried with the same inputs leaves the same blobs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ from shared.replication.replica_disks import (
     create_replica_disk,
     read_replica_footer,
 )
+from shared.replication.units import DiskUnit, UnitLimits, apply_unit, plan_units
 from shared.replication.vhd import FOOTER_SIZE, MIB
 from tests.support.apply_cycles import apply_cycle, apply_manifest_blob, dispose_cycle_data
 
@@ -247,6 +249,45 @@ def test_resync_clears_what_the_replica_has_outside_the_extents(
     assert read_replica_footer(replicas, replica.blob_name).current_size == 10 * MIB
 
 
+@pytest.mark.parametrize("window_extents", [1, 2, 5])
+def test_small_windows_give_the_same_replica_and_read_the_data_once(
+    cache: ContainerClient, replica: BlobClient, window_extents: int
+) -> None:
+    """The engine plans a manifest a window at a time (its memory follows the window, not the manifest):
+    extents, zero pieces, whole-disk gaps and checksum errors behave the same at every window size."""
+    old = [(0, rand(MIB)), (3 * MIB, rand(MIB)), (9 * MIB, rand(1536))]
+    apply_extents(upload_cycle(cache, "cycle-0", old, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    fresh = [(512 * 1024, rand(MIB)), (2 * MIB, bytes(MIB)), (5 * MIB, rand(3 * MIB)), (9 * MIB, rand(512))]
+    m = upload_cycle(cache, "cycle-1", fresh, kind=CycleKind.RESYNC, blobs=2)
+    options = ApplyOptions(window_extents=window_extents, spool=SpoolMode.DISK)
+    result = apply_extents(m, cache=cache, replica=replica, options=options)
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, fresh)
+    assert result.extents == 4 and result.bytes_read == m.total_bytes
+    # the 1 MiB of zeros is cleared, never uploaded
+    assert result.bytes_uploaded == m.total_bytes - MIB
+    bad = upload_cycle(cache, "cycle-2", [(0, rand(4096)), (MIB, rand(4096)), (2 * MIB, rand(4096))])
+    corrupt = bad.model_copy(
+        update={"extents": [*bad.extents[:2], bad.extents[2].model_copy(update={"sha256": "0" * 64})]}
+    )
+    before = whole(replica)
+    with pytest.raises(ExtentChecksumMismatch, match=r"^extent 2 "):
+        apply_extents(corrupt, cache=cache, replica=replica, options=options)
+    assert whole(replica) == before
+
+
+def test_a_streamed_manifest_applies_like_the_in_memory_one(
+    cache: ContainerClient, replicas: ContainerClient, replica: BlobClient
+) -> None:
+    writes = [(i * MIB, rand(64 * 1024)) for i in range(9)]
+    m = upload_cycle(cache, "cycle-4", writes, kind=CycleKind.INITIAL, blobs=2)
+    with load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-4") as streamed:
+        assert (streamed.extent_count, streamed.total_bytes) == (9, m.total_bytes)
+        assert streamed.referenced_blob_sizes() == m.referenced_blob_sizes()
+        result = apply_extents(streamed, cache=cache, replica=replica, options=ApplyOptions(window_extents=4))
+    assert result.extents == 9
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, writes)
+
+
 def test_reapplying_a_manifest_is_harmless(cache: ContainerClient, replica: BlobClient) -> None:
     writes = [(0, rand(MIB)), (2 * MIB, bytes(512 * 1024)), (3 * MIB, rand(4096))]
     m = upload_cycle(cache, "cycle-0", writes)
@@ -341,7 +382,8 @@ def test_missing_or_wrong_sized_replica_is_refused(cache: ContainerClient, repli
 
 def test_load_manifest_checks_identity_and_shape(cache: ContainerClient, replicas: ContainerClient) -> None:
     m = upload_cycle(cache, "cycle-3", [(0, rand(4096))])
-    assert load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") == m
+    with load_manifest(cache, m.blob_name, machine_id=MACHINE, cycle_id="cycle-3") as loaded:
+        assert loaded.to_manifest() == m
     with pytest.raises(ManifestMismatch, match="cycleId"):
         load_manifest(cache, m.blob_name, cycle_id="cycle-4")
     # The missing blob is the manifest itself, and the message says so (not "named by the manifest").
@@ -485,3 +527,96 @@ def test_apply_cycle_is_all_or_nothing_across_disks(
     assert {d: whole(blobs[d]) for d in disks} == before
     with pytest.raises(ManifestMismatch):
         apply_cycle([manifests[0], nxt[1]], cache=cache, replicas=replicas)
+
+
+# --- whole-disk copies in bounded units --------------------------------------------------------------
+
+
+def test_a_resync_applied_unit_by_unit_gives_the_whole_manifests_replica(
+    cache: ContainerClient, replica: BlobClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [(0, rand(MIB)), (3 * MIB, rand(2 * MIB)), (7 * MIB, rand(MIB)), (9 * MIB, rand(1536))]
+    apply_extents(upload_cycle(cache, "cycle-0", old, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    fresh = [(i * 640 * 1024, rand(256 * 1024)) for i in range(12)] + [(9 * MIB, bytes(512))]
+    m = upload_cycle(cache, "cycle-1", fresh, kind=CycleKind.RESYNC, blobs=2)
+    limits = UnitLimits(max_extents=3, max_bytes=4 * MIB, max_span=2 * MIB)
+    with load_manifest(cache, m.blob_name) as streamed:
+        planned = plan_units(streamed, cache, limits)
+    assert len(planned) >= 5 and sum(u.extent_count for u in planned) == len(fresh)
+    assert planned[-1].disk_end == 10 * MIB and all(a.disk_end == b.disk_start for a, b in pairs(planned))
+    # planning again (a retried activity) writes the same shards
+    assert [u.shard_blob for u in plan_units(m, cache, limits)] == [u.shard_blob for u in planned]
+    planned = plan_units(m, cache, limits)
+
+    # a worker dies in the middle of unit 2, after its first write: units 0-1 are done, 2 is half done
+    for unit in planned[:2]:
+        apply_unit(unit, cache=cache, replica=replica)
+    real_put = engine._Apply._put
+    calls = []
+
+    def crash_after_one(self: Any, *args: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConnectionError("worker lost")
+        real_put(self, *args)
+
+    monkeypatch.setattr(engine._Apply, "_put", crash_after_one)
+    with pytest.raises(ConnectionError):
+        apply_unit(planned[2], cache=cache, replica=replica, options=ApplyOptions(parallelism=1))
+    monkeypatch.undo()
+    # resumed at unit 2
+    results = [apply_unit(unit, cache=cache, replica=replica) for unit in planned[2:]]
+    assert whole(replica)[:DISK_SIZE] == expect_image(DISK_SIZE, fresh)
+    assert sum(r.bytes_read for r in results) == sum(u.bytes for u in planned[2:])
+
+
+def pairs(units: list[DiskUnit]) -> list[tuple[DiskUnit, DiskUnit]]:
+    return list(itertools.pairwise(units))
+
+
+# --- one pass: verify while writing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("read_size", [96 * 1024, 8 * MIB])
+def test_one_pass_reads_once_and_gives_the_two_pass_replica(
+    cache: ContainerClient, replica: BlobClient, read_size: int
+) -> None:
+    base = [(0, rand(9 * MIB))]
+    apply_extents(upload_cycle(cache, "cycle-0", base, kind=CycleKind.INITIAL), cache=cache, replica=replica)
+    # sequential 64 KiB writes (coalesced), a zero run (cleared), a piece half zero, scattered 4 KiB ones
+    writes = [(MIB + i * 65536, rand(65536)) for i in range(20)]
+    writes += [(3 * MIB, bytes(MIB)), (4 * MIB, bytes(2048) + rand(2048))]
+    writes += [(5 * MIB + i * 300 * 1024 // 512 * 512, rand(4096)) for i in range(8)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64, blobs=2)
+    result = apply_extents(
+        m, cache=cache, replica=replica, options=ApplyOptions(one_pass=True, read_size=read_size)
+    )
+    assert result.data_source == "one-pass"
+    assert result.bytes_read == m.total_bytes  # one read of the data, no spool
+    assert result.bytes_cleared == MIB and result.bytes_uploaded == m.total_bytes - MIB
+    assert result.put_page_calls < len(writes)  # the sequential run was coalesced
+    image = expect_image(DISK_SIZE, base + writes)
+    assert whole(replica)[:DISK_SIZE] == image
+
+
+def test_one_pass_reports_a_damaged_upload_found_after_writing_as_a_changed_replica(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    # not adjacent on disk, so each is its own Put Page, written as soon as it is read
+    writes = [(2 * i * MIB, rand(MIB)) for i in range(4)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64)
+    corrupt = m.model_copy(
+        update={"extents": [*m.extents[:3], m.extents[3].model_copy(update={"crc64": "0" * 16})]}
+    )
+    options = ApplyOptions(one_pass=True, parallelism=1, read_size=MIB)
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(corrupt, cache=cache, replica=replica, options=options)
+    assert caught.value.replica_changed  # extents 0-2 were written before extent 3 was found damaged
+    # a damage found before its run was written leaves the replica as it was, and says so
+    before = whole(replica)
+    first_bad = m.model_copy(
+        update={"extents": [m.extents[0].model_copy(update={"crc64": "0" * 16}), *m.extents[1:]]}
+    )
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(first_bad, cache=cache, replica=replica, options=options)
+    assert not caught.value.replica_changed and whole(replica) == before

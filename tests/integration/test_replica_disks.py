@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ from devhost.emulators import EmulatorEndpoints
 from shared.domain.cycle import Consistency
 from shared.domain.errors import Conflict
 from shared.replication.replica_disks import (
+    RecoveryPointCopy,
+    RecoveryPointCopyPending,
     RecoveryPointNotFound,
     ReplicaDiskSpec,
     ReplicaFooterInvalid,
@@ -27,6 +30,7 @@ from shared.replication.replica_disks import (
     prune_recovery_points,
     read_replica_footer,
     recovery_point_copy_name,
+    restore_replica,
 )
 from shared.replication.vhd import FOOTER_SIZE, MIB, VhdFooter
 
@@ -190,9 +194,14 @@ def test_recovery_point_copy_is_its_own_importable_page_blob(replicas: Container
     blob.upload_page(bytes(range(256)) * 4, offset=MIB, length=1024)  # replication goes on
 
     target = recovery_point_copy_name(SPEC.machine_id, SPEC.disk_id, point.snapshot, "test-migration")
-    copy = copy_recovery_point(
-        replicas, SPEC.blob_name, point.snapshot, target_blob_name=target, poll_interval=0.1
-    )
+    # Started by one call, looked at by the next ones: none of them waits (the orchestration's timer does).
+    copy: RecoveryPointCopy | RecoveryPointCopyPending = RecoveryPointCopyPending(blob_name=target)
+    for _ in range(100):
+        copy = copy_recovery_point(replicas, SPEC.blob_name, point.snapshot, target_blob_name=target)
+        if isinstance(copy, RecoveryPointCopy):
+            break
+        time.sleep(0.1)
+    assert isinstance(copy, RecoveryPointCopy)
     copied = replicas.get_blob_client(target)
     assert copied.get_blob_properties().blob_type == "PageBlob"
     assert copy.size == SPEC.blob_size
@@ -220,3 +229,38 @@ def test_delete_removes_the_replica_and_its_points(replicas: ContainerClient) ->
     assert delete_replica_disk(replicas, SPEC.blob_name) is True
     assert list(replicas.list_blobs(include=["snapshots"])) == []
     assert delete_replica_disk(replicas, SPEC.blob_name) is False
+
+
+def test_a_replica_is_restored_to_a_recovery_point_server_side_and_keeps_its_tags(
+    replicas: ContainerClient,
+) -> None:
+    create_replica_disk(replicas, SPEC)
+    blob = replicas.get_blob_client(SPEC.blob_name)
+    good = bytes(range(256)) * 4096  # 1 MiB
+    blob.upload_page(good, offset=0, length=MIB)
+    point = create_recovery_point(
+        replicas, SPEC.blob_name, cycle_id="c1", sequence=1, consistency=Consistency.CRASH
+    )
+    tags = blob.get_blob_properties().metadata
+    blob.upload_page(bytes(MIB), offset=0, length=MIB)  # a rejected cycle's writes
+    blob.upload_page(b"\x07" * MIB, offset=2 * MIB, length=MIB)
+
+    state = restore_replica(replicas, SPEC.blob_name, point.snapshot, reason="c2")
+    for _ in range(100):  # Azurite copies at once; Azure may take a while (the orchestration's timer waits)
+        if state.done:
+            break
+        time.sleep(0.1)
+        state = restore_replica(replicas, SPEC.blob_name, point.snapshot, reason="c2")
+    assert state.done
+    assert blob.download_blob(offset=0, length=3 * MIB).readall() == good + bytes(2 * MIB)
+    props = blob.get_blob_properties()
+    assert {k: v for k, v in props.metadata.items() if k in tags} == tags
+    assert (
+        props.size == SPEC.blob_size
+        and read_replica_footer(replicas, SPEC.blob_name).current_size == SPEC.virtual_size
+    )
+    # asked again for the same rejected cycle: done, nothing copied again; the recovery point stays
+    copy_id = props.copy.id
+    assert restore_replica(replicas, SPEC.blob_name, point.snapshot, reason="c2").done
+    assert blob.get_blob_properties().copy.id == copy_id
+    assert [p.snapshot for p in list_recovery_points(replicas, SPEC.blob_name)] == [point.snapshot]

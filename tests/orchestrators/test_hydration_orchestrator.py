@@ -12,13 +12,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devhost.durable import ManualClock
+from devhost.durable.history import EventType
 from orchestrators.hydration import activities as hydration_activities
+from orchestrators.hydration import itinerary
 from orchestrators.hydration import orchestrator as hydration
 from orchestrators.hydration.contracts import (
     CREATE_REQUEST,
@@ -123,9 +126,11 @@ class Cloud:
     policy_denies_vnet: bool = False
     undeletable: set[str] = field(default_factory=set)  # deletes of these fail every attempt
     preparation: str = "succeeded"
+    copy_polls: int = 0  # answers "copy still running" this many times per disk before importing it
     existing: set[str] = field(default_factory=set)
     created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    polls: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _create(self, step: str, *ids: str) -> CreateResult | None:
@@ -150,6 +155,17 @@ class Cloud:
             return CreateResult(
                 ok=False, policy_denied=True, error_code="RequestDisallowedByPolicy", error_message="denied"
             ).model_dump(mode="json")
+        if step == "disk":
+            with self.lock:
+                polled = self.polls.get(ids[-1], 0)
+                self.polls[ids[-1]] = polled + 1
+            if polled < self.copy_polls:
+                return CreateResult(
+                    ok=False,
+                    error_code="RecoveryPointCopyPending",
+                    error_message="still running",
+                    retry_after_seconds=5,
+                ).model_dump(mode="json")
         failed = self._create(step, *ids)
         if failed is not None:
             return failed.model_dump(mode="json")
@@ -389,6 +405,44 @@ def test_hydration_creates_in_six_waits_and_leaves_only_the_vm_its_nic_and_disks
             began = list(dict.fromkeys(u.name for u in job_updates(r)))
             assert [s for s in began if s in m.HYDRATION_STEPS] == list(m.HYDRATION_STEPS)
             assert metric_outcomes(r) == ["succeeded"]
+
+    run(scenario())
+
+
+def test_a_running_recovery_point_copy_is_waited_for_with_durable_timers(tmp_path: Path) -> None:
+    """The import activity starts the copy and answers "still running"; the orchestration asks again after
+    a durable timer (no activity sleeps), and only the imports are asked again."""
+    cloud = Cloud(copy_polls=2)
+    plan = make_plan()
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, plan)
+            assert outcome.failure is None and outcome.result is not None
+            assert outcome.result.arm_waits_critical_path == 6
+            counted = Counter(step for _, step in created_by_step(r))
+            assert counted["disk"] == 3 * 2  # two "still running" answers and the import, per disk
+            assert counted["vnet"] == counted["nsg"] == counted["final_nic"] == counted["helper_vm"] == 1
+            history = r.engine.store.load_history(INSTANCE)
+            timers = [e for e in history if e["EventType"] == EventType.TIMER_CREATED]
+            assert len(timers) >= 2
+
+    run(scenario())
+
+
+def test_a_recovery_point_copy_that_never_finishes_fails_the_hydration_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(itinerary, "COPY_WAIT_LIMIT", timedelta(seconds=30))
+    cloud = Cloud(copy_polls=10**6)
+    plan = make_plan()
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
+            outcome = await hydrate(r, plan)
+            assert outcome.failure is not None and outcome.failure.code == "RecoveryPointCopyPending"
+            assert "still running" in outcome.failure.message
+            assert cloud.existing == set()
 
     run(scenario())
 

@@ -24,14 +24,18 @@ from orchestrators.replication.contracts import (
     CycleCompletion,
     DiskApplied,
     DiskApply,
+    DiskUnitPlan,
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
     GenerationView,
     HealthTimings,
+    RestoreRequest,
+    RestoreState,
     ResyncRequest,
     SnapshotRequest,
     SnapshotTaken,
+    UnitApply,
     UploadDeadline,
 )
 from shared.domain.api import CycleSignal
@@ -46,6 +50,7 @@ from shared.replication.cycles import (
     ReplicationView,
     plan_ready_cycles,
 )
+from shared.replication.units import DiskUnit
 from tests.orchestrators.conftest import Run, run, running
 
 MACHINE = "vm-1"
@@ -69,6 +74,11 @@ class World:
     timings: HealthTimings = field(
         default_factory=lambda: HealthTimings(dispose_timeout_seconds=60, dispose_retry_seconds=10)
     )
+    restore_polls: int = 0  # "still copying" answers before a restore is done
+    restore_asks: int = 0
+    units_per_disk: int = 3
+    unit_parallelism: int = 2
+    unit_failures: dict[tuple[str, int], int] = field(default_factory=dict)  # (disk, unit) -> crashes left
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def upload(self, sequence: int, kind: CycleKind = CycleKind.DELTA) -> Cycle:
@@ -107,8 +117,13 @@ class World:
     def check_disk(self, payload: Any) -> Any:
         request = DiskApply.model_validate(payload)
         if (request.cycle_id, request.disk_id) in self.damaged:
+            # found while writing, after part of the disk was written
             return DiskApplied(
-                disk_id=request.disk_id, ok=False, error_code="ChecksumMismatch", error_message="damaged"
+                disk_id=request.disk_id,
+                ok=False,
+                error_code="ChecksumMismatch",
+                error_message="damaged",
+                replica_changed=True,
             ).model_dump(mode="json")
         return DiskApplied(
             disk_id=request.disk_id,
@@ -116,6 +131,54 @@ class World:
             bytes_applied=100,
             data_blobs=[f"{MACHINE}/{request.cycle_id}/{request.disk_id}.data"],
         ).model_dump(mode="json")
+
+    def restore_replicas(self, payload: Any) -> Any:
+        request = RestoreRequest.model_validate(payload)
+        with self.lock:
+            self.restore_asks += 1
+            done = self.restore_asks > self.restore_polls
+        return RestoreState(done=done, restored=request.disk_ids).model_dump(mode="json")
+
+    def plan_cycle_disk_units(self, payload: Any) -> Any:
+        request = DiskApply.model_validate(payload)
+        if (request.cycle_id, request.disk_id) in self.damaged:
+            return DiskUnitPlan(
+                disk_id=request.disk_id, ok=False, error_code="ManifestInvalid", error_message="damaged"
+            ).model_dump(mode="json")
+        units = [
+            DiskUnit(
+                index=i,
+                first_extent=10 * i,
+                extent_count=10,
+                disk_start=i * 1024,
+                disk_end=(i + 1) * 1024,
+                bytes=100,
+                shard_blob=f"{MACHINE}/{request.cycle_id}/{request.disk_id}/units/unit-{i:05d}.json",
+                shard_etag="e",
+                blob_sizes={},
+            )
+            for i in range(self.units_per_disk)
+        ]
+        return DiskUnitPlan(
+            disk_id=request.disk_id,
+            ok=True,
+            units=units,
+            parallelism=self.unit_parallelism,
+            data_blobs=[f"{MACHINE}/{request.cycle_id}/{request.disk_id}.data"],
+        ).model_dump(mode="json")
+
+    def apply_disk_unit(self, payload: Any) -> Any:
+        request = UnitApply.model_validate(payload)
+        key = (request.disk_id, request.unit.index)
+        with self.lock:
+            crashes = self.unit_failures.get(key, 0)
+            if crashes:
+                self.unit_failures[key] = crashes - 1
+        if crashes:
+            raise ConnectionError("the worker died in the middle of the unit")
+        return DiskApplied(disk_id=request.disk_id, ok=True, bytes_applied=request.unit.bytes).model_dump(
+            mode="json"
+        )
 
     def snapshot_recovery_point(self, payload: Any) -> Any:
         request = SnapshotRequest.model_validate(payload)
@@ -175,8 +238,10 @@ class World:
 
         return {
             "load_replication_view": self.load_replication_view,
-            "verify_cycle_disk": self.check_disk,
+            "restore_replicas": self.restore_replicas,
             "apply_cycle_disk": self.check_disk,
+            "plan_cycle_disk_units": self.plan_cycle_disk_units,
+            "apply_disk_unit": self.apply_disk_unit,
             "report_progress": nothing,
             "snapshot_recovery_point": self.snapshot_recovery_point,
             "complete_cycle": self.complete_cycle,
@@ -232,31 +297,114 @@ def test_cycles_are_applied_in_sequence_whatever_order_they_arrived_in(tmp_path:
                     for i, (name, payload) in enumerate(r.calls.made)
                     if isinstance(payload, dict) and payload.get("cycle_id", "") == cycle
                 ]
-                order = [name for _, name in steps if name != "verify_cycle_disk"]
-                assert order == ["apply_cycle_disk", "apply_cycle_disk", "snapshot_recovery_point"]
+                order = [name for _, name in steps]
+                if cycle == "c1":  # the initial copy: each disk planned as units, applied unit by unit
+                    assert order == ["plan_cycle_disk_units"] * 2 + ["apply_disk_unit"] * 6 + [
+                        "snapshot_recovery_point"
+                    ]
+                else:
+                    assert order == ["apply_cycle_disk", "apply_cycle_disk", "snapshot_recovery_point"]
             completions = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
-            assert [c.bytes_applied for c in completions] == [200, 200, 200]
+            assert [c.bytes_applied for c in completions] == [600, 200, 200]
             assert all(c.started_at is not None for c in completions), "the apply's start, for its span"
             assert sorted(completions[1].artefacts) == [f"{MACHINE}/c2/{d}.data" for d in DISKS]
-            # The whole-disk copy of two disks reports progress after each disk.
-            assert names.count("report_progress") == 2
-            # A multi-disk cycle is verified whole before any write.
-            first_apply = names.index("apply_cycle_disk")
-            assert names[:first_apply].count("verify_cycle_disk") == 2
+            # The whole-disk copy (2 disks x 3 units, 2 at a time) reports progress after each batch.
+            assert names.count("report_progress") == 3
+            # A multi-disk delta is applied in one pass per disk: nothing reads it beforehand.
+            assert "verify_cycle_disk" not in names
             await stop(r, world)
 
     run(scenario())
 
 
-def test_a_damaged_upload_is_rejected_and_nothing_of_it_is_written(tmp_path: Path) -> None:
+def test_a_whole_disk_copy_runs_as_bounded_batches_and_resumes_at_the_unit_that_crashed(
+    tmp_path: Path,
+) -> None:
     clock = ManualClock()
-    world = World(clock, last_applied=1, damaged={("c2", "d1")})
+    world = World(clock, units_per_disk=5, unit_parallelism=3, unit_failures={("d1", 2): 1})
+    world.upload(1, CycleKind.INITIAL)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            for _ in range(20):  # the crashed unit's retry waits for its retry timer
+                if applied(r) == ["c1"]:
+                    break
+                clock.advance(5)
+                await r.idle()
+            assert applied(r) == ["c1"]
+            units = [UnitApply.model_validate(p) for p in r.calls.of("apply_disk_unit")]
+            # every unit of both disks ran once, except the one that crashed, which ran again (and only it)
+            ran = sorted((u.disk_id, u.unit.index) for u in units)
+            assert ran == sorted([(d, i) for d in DISKS for i in range(5)] + [("d1", 2)])
+            # never more than the parallelism at once: progress is recorded after each batch of 3
+            progress = [p["percent"] for p in r.calls.of("report_progress")]
+            assert progress == [round(99.0 * n / 10, 1) for n in (3, 6, 9, 10)]
+            names = r.calls.names()
+            batch_sizes, current = [], 0
+            for name in names:
+                if name == "apply_disk_unit":
+                    current += 1
+                elif name == "report_progress":
+                    batch_sizes.append(current)
+                    current = 0
+            assert max(batch_sizes) <= 3 + 1  # + the crashed unit's rerun inside its batch
+            (completion,) = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
+            assert completion.bytes_applied == 1000
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_whole_disk_copy_with_a_bad_unit_is_rejected_and_applies_no_later_batch(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, units_per_disk=4, unit_parallelism=2)
+    world.upload(1, CycleKind.INITIAL)
+    original = world.apply_disk_unit
+
+    def corrupt_unit_three(payload: Any) -> Any:
+        request = UnitApply.model_validate(payload)
+        if (request.disk_id, request.unit.index) == ("d0", 3):
+            return DiskApplied(
+                disk_id="d0", ok=False, error_code="ExtentChecksumMismatch", error_message="corrupt"
+            ).model_dump(mode="json")
+        return original(payload)
+
+    stubs = {**world.stubs(), "apply_disk_unit": corrupt_unit_three}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await start(r)
+            (rejection,) = r.calls.of("reject_cycle")
+            assert rejection["rejected_disks"][0]["error_code"] == "ExtentChecksumMismatch"
+            # units run in disk order, two at a time: d0's units 2 and 3 are the second batch; nothing after
+            assert len(r.calls.of("apply_disk_unit")) == 4 and applied(r) == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_damaged_upload_puts_every_replica_it_wrote_back_then_is_rejected(tmp_path: Path) -> None:
+    clock = ManualClock()
+    world = World(clock, last_applied=1, damaged={("c2", "d1")}, restore_polls=2)
     world.upload(2)
 
     async def scenario() -> None:
         async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
             await start(r)
-            assert r.calls.of("apply_cycle_disk") == [] and applied(r) == []
+            for _ in range(10):  # the restore's copies are waited for with durable timers
+                if r.calls.of("reject_cycle"):
+                    break
+                await r.advance(5)
+            assert applied(r) == []
+            # d0 applied fine and d1 was found damaged after a write: both go back to the last point,
+            # asked again after a timer until the copies are done, and only then is the cycle rejected
+            asks = [RestoreRequest.model_validate(p) for p in r.calls.of("restore_replicas")]
+            assert len(asks) == 3 and all(a.disk_ids == ["d0", "d1"] and a.cycle_id == "c2" for a in asks)
+            names = r.calls.names()
+            assert names.index("reject_cycle") > max(
+                i for i, n in enumerate(names) if n == "restore_replicas"
+            )
             (rejection,) = r.calls.of("reject_cycle")
             assert rejection["cycle_id"] == "c2"
             assert [d["disk_id"] for d in rejection["rejected_disks"]] == ["d1"]
@@ -458,7 +606,10 @@ def test_a_cycle_of_one_disk_leaves_a_recovery_point_of_every_disk(tmp_path: Pat
     async def scenario() -> None:
         async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
             await start(r)
-            assert [DiskApply.model_validate(p).disk_id for p in r.calls.of("apply_cycle_disk")] == ["d1"]
+            assert [DiskApply.model_validate(p).disk_id for p in r.calls.of("plan_cycle_disk_units")] == [
+                "d1"
+            ]
+            assert {UnitApply.model_validate(p).disk_id for p in r.calls.of("apply_disk_unit")} == {"d1"}
             (request,) = [SnapshotRequest.model_validate(p) for p in r.calls.of("snapshot_recovery_point")]
             assert request.disk_ids == list(DISKS)
             (completion,) = [CycleCompletion.model_validate(p) for p in r.calls.of("complete_cycle")]
@@ -599,7 +750,7 @@ def test_a_rejected_cycle_stops_the_generation_before_the_cycles_after_it(tmp_pa
             # c3 is a delta on top of c2's changes: applied without them it would make a recovery point
             # of a disk that never existed. It waits for the resync instead.
             assert applied(r) == [] and [p["cycle_id"] for p in r.calls.of("reject_cycle")] == ["c2"]
-            assert r.calls.of("apply_cycle_disk") == []
+            assert {p["cycle_id"] for p in r.calls.of("apply_cycle_disk")} == {"c2"}
             await stop(r, world)
 
     run(scenario())

@@ -16,13 +16,14 @@ from shared.replication.apply_engine import (
     ApplyOptions,
     ApplyResult,
     ManifestMismatch,
+    ManifestSource,
     SourceUrlSigner,
     _Apply,
     _default_signer,
     apply_extents,
     load_manifest,
 )
-from shared.replication.delta_manifest import DeltaManifest, cycle_prefix
+from shared.replication.delta_manifest import cycle_prefix
 from shared.replication.replica_disks import replica_blob_name
 
 
@@ -36,13 +37,13 @@ def apply_manifest_blob(
     options: ApplyOptions | None = None,
 ) -> ApplyResult:
     """Load a manifest by name, find its replica, apply."""
-    manifest = load_manifest(cache, manifest_blob_name, machine_id=machine_id, cycle_id=cycle_id)
-    replica = replicas.get_blob_client(replica_blob_name(manifest.machine_id, manifest.disk_id))
-    return apply_extents(manifest, cache=cache, replica=replica, options=options)
+    with load_manifest(cache, manifest_blob_name, machine_id=machine_id, cycle_id=cycle_id) as manifest:
+        replica = replicas.get_blob_client(replica_blob_name(manifest.machine_id, manifest.disk_id))
+        return apply_extents(manifest, cache=cache, replica=replica, options=options)
 
 
 def apply_cycle(
-    manifests: Sequence[DeltaManifest],
+    manifests: Sequence[ManifestSource],
     *,
     cache: ContainerClient,
     replicas: ContainerClient,
