@@ -283,6 +283,72 @@ def _more(body: dict[str, Any]) -> list[RenderableType]:
     return [Text(f"more: repeat with --continuation-token '{token}'", style="dim")]
 
 
+# --- mobility --------------------------------------------------------------------------------------------
+
+
+def _size(value: int | float | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def installers_table(body: dict[str, Any]) -> RenderableType:
+    table = _table("file", "version", "OS", "size", "uploaded", "sha256", title="Mobility service installers")
+    for i in body.get("installers", []):
+        table.add_row(
+            i["fileName"],
+            i.get("version", "-"),
+            i.get("os", "-"),
+            _size(i.get("sizeBytes")),
+            _time(i.get("uploadedAt")),
+            (i.get("sha256") or "-")[:16],
+        )
+    return table
+
+
+def installer_resolution(r: dict[str, Any]) -> RenderableType:
+    installer = r.get("installer") or {}
+    parts: list[RenderableType] = [
+        _fields(
+            [
+                ("OS", r.get("os", "-")),
+                ("recognised as", r.get("recognisedAs", "-")),
+                ("installer OS", r.get("installerOs", "-")),
+                ("catalog", r.get("catalogStatus", "-")),
+                (
+                    "installer",
+                    installer.get("fileName") or f"none uploaded ({r.get('installerPattern', '-')})",
+                ),
+                ("placed by hand", "yes" if r.get("placedByHand") else "no"),
+            ]
+        )
+    ]
+    for advice in r.get("instructions") or []:
+        parts.append(Text(f"→ {advice}", style="yellow"))
+    return Group(*parts)
+
+
+def mobility_view(body: dict[str, Any]) -> RenderableType:
+    agent = body.get("agent")
+    if not agent:
+        return Text("no Mobility agent has registered for this machine", style="dim")
+    return _fields(
+        [
+            ("agent", agent["agentId"]),
+            ("machine", agent.get("machineId") or "-"),
+            ("version", agent.get("version") or "-"),
+            ("health", _styled(agent.get("health"), HEALTH_STYLE)),
+            ("registered", _time(agent.get("registeredAt"))),
+            ("last heartbeat", _time(agent.get("lastHeartbeatAt"))),
+        ]
+    )
+
+
 # --- errors ----------------------------------------------------------------------------------------------
 
 
