@@ -101,6 +101,8 @@ class Operation:
     # A merge patch (RFC 7396) is described by the schema of the document it patches.
     request_media_type: str = "application/json"
     request_required: bool = True
+    # The status page answers HTML; everything else answers the response model's JSON.
+    response_media_type: str = "application/json"
     # A path parameter that is not an id (its schema instead of the id pattern).
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -536,6 +538,18 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
     ),
+    Operation(
+        "GET",
+        "status",
+        "status_page",
+        "The operators' status page (HTML): machines with state, health, RPO and progress; a machine's "
+        "recovery points, events and jobs with their steps; it refreshes itself (`?refresh=SECONDS`, "
+        "2..3600, default 10). Open it with the key as `?code=`: the page calls this API with it",
+        "operator",
+        BaseModel,
+        errors=(401,),
+        response_media_type="text/html",
+    ),
 )
 
 _ERROR_TEXT = {
@@ -570,6 +584,12 @@ def _json_body(model: type[BaseModel], media_type: str = "application/json") -> 
     if model is BaseModel:
         return {media_type: {"schema": {"type": "object"}}}
     return {media_type: {"schema": _ref(model)}}
+
+
+def _success_body(op: Operation) -> dict[str, Any]:
+    if op.response_media_type == "text/html":
+        return {"text/html": {"schema": {"type": "string"}}}
+    return _json_body(op.response, op.response_media_type)
 
 
 # Every path parameter is a resource id (checked by path_id): say which strings those are.
@@ -720,7 +740,7 @@ def build_document() -> dict[str, Any]:
             "security": _SECURITY[op.auth],
             "parameters": _parameters(op, schemas),
             "responses": {
-                str(op.status): {"description": "Success", "content": _json_body(op.response)},
+                str(op.status): {"description": "Success", "content": _success_body(op)},
                 **{str(code): _error_response(code) for code in op.errors},
             },
         }
