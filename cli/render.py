@@ -185,6 +185,9 @@ def machine_view(m: dict[str, Any]) -> RenderableType:
             ]
         )
     ]
+    stats = m.get("replicationStatistics")
+    if stats:
+        parts += [Text(""), replication_statistics_view(stats)]
     if points:
         table = _table("recovery point", "time", "consistency", title="Recovery points (newest first)")
         for point in points[:RECOVERY_POINTS_SHOWN]:
@@ -196,6 +199,49 @@ def machine_view(m: dict[str, Any]) -> RenderableType:
         parts.append(Text("Current errors", style="bold red"))
         for e in errors:
             parts.append(_error_block(e.get("code"), e.get("message", ""), e.get("recommendations") or []))
+    return Group(*parts)
+
+
+def _rate(bytes_per_second: float | None) -> str:
+    return "-" if bytes_per_second is None else f"{_size(bytes_per_second)}/s"
+
+
+def replication_statistics_view(stats: dict[str, Any]) -> RenderableType:
+    """Per-disk copy progress, then throughput, backlog, ETA and the last cycle."""
+    last = stats.get("lastCycle")
+    backlog = f"{stats.get('backlogCycles', 0)} cycle(s)"
+    if stats.get("backlogBytes") is not None:
+        backlog += f", {_size(stats['backlogBytes'])}"
+    rows: list[tuple[str, RenderableType | str]] = [
+        (
+            "throughput",
+            f"{_rate(stats.get('throughputBytesPerSecond'))} over the last {stats.get('throughputCycles', 0)} "
+            "cycle(s)",
+        ),
+        ("backlog", backlog + " uploaded, not applied yet"),
+        ("initial copy ETA", _duration(stats.get("initialCopyEtaSeconds"))),
+        (
+            "last cycle",
+            "-"
+            if not last
+            else f"{last['kind']} #{last['sequence']}: {_size(last['bytesApplied'])} in "
+            f"{last['durationSeconds']:.1f}s, applied {_time(last['appliedAt'])}",
+        ),
+    ]
+    parts: list[RenderableType] = []
+    disks = stats.get("disks") or []
+    if disks:
+        table = _table("disk", "copied", "of", "progress", "updated", title="Whole-disk copy per disk")
+        for d in disks:
+            table.add_row(
+                d["diskId"],
+                _size(d["bytesApplied"]),
+                _size(d["bytesToCopy"]),
+                f"{d['percent']:.1f}%",
+                _time(d.get("updatedAt")),
+            )
+        parts.append(table)
+    parts.append(_fields(rows))
     return Group(*parts)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ from shared.domain.cycle import CycleState, RecoveryPoint
 from shared.domain.errors import DomainError, NotFound
 from shared.domain.job import JobError, JobStatus, current_step
 from shared.domain.lifecycle import MachineState, transition
-from shared.domain.machine import Machine
+from shared.domain.machine import DiskCopyProgress, Machine
 from shared.health.catalog import CATALOG, control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
@@ -53,6 +54,7 @@ from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 from shared.replication.apply_engine import (
+    ApplyOptions,
     CycleRejected,
     ManifestMismatch,
     apply_extents,
@@ -208,7 +210,27 @@ def apply_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
     return _process_disk(DiskApply.model_validate(payload), write=True).model_dump(mode="json")
 
 
+def _copy_progress(request: DiskApply) -> Callable[[int, int], None]:
+    """Records a whole-disk copy's bytes on the machine as the apply writes them."""
+    services = get_services()
+    started_at = services.clock()
+
+    def report(applied: int, to_copy: int) -> None:
+        progress = DiskCopyProgress(
+            disk_id=request.disk_id,
+            cycle_id=request.cycle_id,
+            bytes_to_copy=to_copy,
+            bytes_applied=applied,
+            started_at=started_at,
+            updated_at=services.clock(),
+        )
+        cycles.record_copy_progress(services.repos, request.machine_id, progress)
+
+    return report
+
+
 def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
+    services = get_services()
     if request.base:
         # A whole-disk copy may (re)create its replica; a delta never does: applying a delta to an empty
         # replica would silently produce a disk that never existed.
@@ -243,7 +265,15 @@ def _process_disk(request: DiskApply, *, write: bool) -> DiskApplied:
             if not write:
                 verify_extents(manifest, cache=cache_container(), replica=replica)
                 return DiskApplied(disk_id=request.disk_id, ok=True)
-            result = apply_extents(manifest, cache=cache_container(), replica=replica)
+            result = apply_extents(
+                manifest,
+                cache=cache_container(),
+                replica=replica,
+                options=ApplyOptions(
+                    progress_interval_seconds=services.settings.copy_progress_interval_seconds
+                ),
+                progress=_copy_progress(request) if request.base else None,
+            )
     except CycleRejected as rejected:
         return DiskApplied(
             disk_id=request.disk_id,

@@ -39,6 +39,12 @@ class Cycle(WireModel):
     applied_at: datetime | None = None
     bytes_applied: int = Field(default=0, ge=0)
     error: str | None = None
+    uploaded_bytes: int | None = Field(
+        default=None, ge=0, description="data bytes the appliance uploaded for the cycle, when it said"
+    )
+    apply_started_at: datetime | None = Field(
+        default=None, description="when its apply began (after waiting for its turn)"
+    )
 
 
 class Consistency(StrEnum):

@@ -198,6 +198,9 @@ class ApplyOptions(BaseModel):
     use_put_page_from_url: bool = True
     source_sas_ttl: timedelta = timedelta(hours=1)
     clear_zero_pages: bool = Field(default=True, description="write all-zero units with Clear Pages")
+    progress_interval_seconds: float = Field(
+        default=5.0, gt=0, description="at most one progress report per interval while writing"
+    )
 
 
 class ApplyResult(BaseModel):
@@ -227,6 +230,9 @@ class ApplyResult(BaseModel):
     def calls(self) -> int:
         return self.put_page_calls + self.put_page_from_url_calls + self.clear_page_calls + self.read_calls
 
+
+# Told (bytes written so far, bytes the apply writes) while writing, and once at the end.
+ProgressReport = Callable[[int, int], None]
 
 # --- source URLs for Put Page From URL -----------------------------------------------------------
 
@@ -561,10 +567,11 @@ def apply_extents(
     replica: BlobClient,
     options: ApplyOptions | None = None,
     source_url_signer: SourceUrlSigner | None = None,
+    progress: ProgressReport | None = None,
 ) -> ApplyResult:
     """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring."""
     opts = options or ApplyOptions()
-    return _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer).run()
+    return _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer, progress).run()
 
 
 class _Cancelled(Exception):
@@ -579,7 +586,13 @@ class _Apply:
         replica: BlobClient,
         opts: ApplyOptions,
         signer: SourceUrlSigner,
+        progress: ProgressReport | None = None,
     ) -> None:
+        self.progress = progress
+        self.to_write = 0
+        self.last_report = 0.0
+        # Held by the one writer thread that reports; the others skip the report rather than wait.
+        self.report_lock = threading.Lock()
         self.manifest = manifest
         self.cache = cache
         self.replica = replica
@@ -623,8 +636,11 @@ class _Apply:
         ops = _plan_writes(self.pieces, self.opts.clear_zero_pages)
         ops = self._with_whole_disk_gaps(ops) if m.describes_whole_disk else ops
         write_started = time.perf_counter()
+        self.to_write = sum(op.length for op in ops)
+        self.last_report = write_started
         self._write(ops, self.sources, self.write_path, self.data_source)
         done = time.perf_counter()
+        self._report(force=True)
         c = self.counters
         return ApplyResult(
             machine_id=m.machine_id,
@@ -866,11 +882,33 @@ class _Apply:
 
         self._run_parallel([task(op) for op in ops])
 
+    def _report(self, *, force: bool = False) -> None:
+        """Tell the caller how far the writes are, at most once an interval (and once at the end).
+
+        Progress is for people: a report that fails is logged and the apply goes on."""
+        if self.progress is None:
+            return
+        if not force and time.perf_counter() - self.last_report < self.opts.progress_interval_seconds:
+            return
+        if not self.report_lock.acquire(blocking=force):
+            return
+        try:
+            self.last_report = time.perf_counter()
+            c = self.counters
+            with c.lock:
+                written = c.bytes_uploaded + c.bytes_copied + c.bytes_cleared
+            self.progress(min(written, self.to_write), self.to_write)
+        except Exception:
+            log.warning("progress report of disk %s failed", self.manifest.disk_id, exc_info=True)
+        finally:
+            self.report_lock.release()
+
     def _clear(self, op: _WriteOp) -> None:
         if self.cancel.is_set():
             raise _Cancelled
         self.replica.clear_page(offset=op.offset, length=op.length)
         self.counters.add(bytes_cleared=op.length, clear_page_calls=1)
+        self._report()
 
     def _put(self, op: _WriteOp, sources: dict[str, _SourceBlob], data_source: str) -> None:
         if self.cancel.is_set():
@@ -885,6 +923,7 @@ class _Apply:
             data = parts[0] if len(parts) == 1 else b"".join(parts)
         self.replica.upload_page(data, offset=op.offset, length=op.length)
         self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+        self._report()
 
     def _copy(self, op: _WriteOp, sources: dict[str, _SourceBlob]) -> None:
         offset = op.offset
@@ -904,6 +943,7 @@ class _Apply:
                 raise CycleDataChanged(blob) from exc
             self.counters.add(bytes_copied=length, put_page_from_url_calls=1)
             offset += length
+        self._report()
 
     # -- parallelism
 

@@ -576,3 +576,53 @@ def test_mobility_show_with_and_without_an_agent(api: FakeApi, capsys: pytest.Ca
     api.on("GET", "/api/machines/vm-2/mobility", ok({"agent": None}))
     assert run(["mobility", "show", "vm-2"]) == 0
     assert "no Mobility agent" in capsys.readouterr().out
+
+
+def test_machine_show_has_the_replication_statistics(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mib = 1024 * 1024
+    detail = MACHINES["machines"][0] | {
+        "state": "InitialReplication",
+        "recoveryPointList": [],
+        "currentErrors": [],
+        "replicationStatistics": {
+            "disks": [
+                {
+                    "diskId": "os",
+                    "cycleId": "c0",
+                    "bytesToCopy": 40 * mib,
+                    "bytesApplied": 10 * mib,
+                    "percent": 25.0,
+                    "startedAt": "2026-11-22T03:00:00Z",
+                    "updatedAt": "2026-11-22T03:00:05Z",
+                }
+            ],
+            "initialCopyEtaSeconds": 15,
+            "throughputBytesPerSecond": 2.0 * mib,
+            "throughputCycles": 3,
+            "backlogCycles": 2,
+            "backlogBytes": 3 * mib,
+            "lastCycle": {
+                "cycleId": "c9",
+                "sequence": 9,
+                "kind": "delta",
+                "appliedAt": "2026-11-22T02:59:00Z",
+                "durationSeconds": 1.5,
+                "bytesApplied": mib,
+            },
+        },
+    }
+    api.on("GET", "/api/machines/vm-1", ok(detail))
+    assert run(["machines", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in (
+        "10.0 MiB",
+        "40.0 MiB",
+        "25.0%",
+        "2.0 MiB/s over the last 3 cycle(s)",
+        "2 cycle(s), 3.0 MiB uploaded",
+        "15s",
+        "delta #9: 1.0 MiB in 1.5s",
+    ):
+        assert shown in out, shown

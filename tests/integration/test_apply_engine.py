@@ -485,3 +485,34 @@ def test_apply_cycle_is_all_or_nothing_across_disks(
     assert {d: whole(blobs[d]) for d in disks} == before
     with pytest.raises(ManifestMismatch):
         apply_cycle([manifests[0], nxt[1]], cache=cache, replicas=replicas)
+
+
+def test_a_whole_disk_copy_reports_its_bytes_as_it_writes_them(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    initial = [(0, rand(3 * MIB)), (3 * MIB, rand(2 * MIB)), (8 * MIB, rand(MIB + 1536))]
+    manifest = upload_cycle(cache, "cycle-0", initial, kind=CycleKind.INITIAL)
+    reports: list[tuple[int, int]] = []
+    # One writer and a tiny interval: a report after every write call.
+    options = ApplyOptions(parallelism=1, progress_interval_seconds=1e-9)
+    apply_extents(
+        manifest, cache=cache, replica=replica, options=options, progress=lambda a, t: reports.append((a, t))
+    )
+    # A fresh replica has nothing to clear between the extents: the copy writes the data.
+    total = 6 * MIB + 1536
+    assert {t for _, t in reports} == {total}
+    applied = [a for a, _ in reports]
+    assert applied == sorted(applied) and applied[-1] == total
+    assert len([a for a in applied if 0 < a < total]) >= 2
+
+
+def test_a_failing_progress_report_does_not_fail_the_apply(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    manifest = upload_cycle(cache, "cycle-0", [(0, rand(MIB))], kind=CycleKind.INITIAL)
+
+    def broken(applied: int, total: int) -> None:
+        raise RuntimeError("the machine document is busy")
+
+    result = apply_extents(manifest, cache=cache, replica=replica, progress=broken)
+    assert result.bytes_applied == MIB
