@@ -296,6 +296,7 @@ var appSettings = union({
     // The cloud's own Resource Manager (sovereign clouds differ); the SDK default otherwise.
     ARM_ENDPOINT: environment().resourceManager
     ARM_POLLING_INTERVAL_SECONDS: '30'
+    COPY_PROGRESS_INTERVAL_SECONDS: '5'
     TARGET_RESOURCE_GROUPS: join(targetResourceGroupNames, ',')
 }, additionalAppSettings)
 
