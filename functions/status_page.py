@@ -22,7 +22,9 @@ import hashlib
 
 import azure.functions as func
 
+from functions.http_errors import handle_errors, query_model
 from orchestrators.blueprints import blueprint
+from shared.domain.api import StatusPageQuery
 
 bp = blueprint()
 
@@ -271,5 +273,8 @@ HEADERS = {
 
 
 @bp.route(route="status", methods=["GET"])
+@handle_errors
 def status_page(req: func.HttpRequest) -> func.HttpResponse:
+    # The page reads `refresh` itself; checked here too, so a wrong value is a 400 that says so.
+    query_model(req, StatusPageQuery)
     return func.HttpResponse(PAGE, status_code=200, mimetype="text/html", charset="utf-8", headers=HEADERS)

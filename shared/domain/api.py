@@ -360,3 +360,11 @@ class ApplianceList(WireModel):
     continuation_token: str | None = Field(
         default=None, description="pass back as ?continuationToken= for more"
     )
+
+
+class StatusPageQuery(RequestModel):
+    """The query of GET /api/status (besides `code`, the function key)."""
+
+    refresh: int | None = Field(
+        default=None, ge=2, le=3600, description="seconds between the page's refreshes (default 10)"
+    )

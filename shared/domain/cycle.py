@@ -26,7 +26,9 @@ class CycleState(StrEnum):
 
 
 class Cycle(WireModel):
-    """One upload from the appliance. Stored in `cycles` (pk /machineId), id = the appliance's cycle id."""
+    """One upload from the appliance; its id is the appliance's cycle id."""
+
+    # Stored in `cycles` (pk /machineId).
 
     id: ResourceId
     machine_id: ResourceId

@@ -109,7 +109,9 @@ class FailoverStatus(WireModel):
 
 
 class Machine(WireModel):
-    """Stored in `machines` (pk /id). The per-machine orchestration is its only writer once replicating."""
+    """A source machine: inventory, target, state and replication."""
+
+    # Stored in `machines` (pk /id). The per-machine orchestration is its only writer once replicating.
 
     id: ResourceId
     appliance_id: ResourceId

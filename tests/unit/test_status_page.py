@@ -69,3 +69,14 @@ def test_the_openapi_document_describes_the_page_as_html() -> None:
     operation = build_document()["paths"]["/api/status"]["get"]
     assert set(operation["responses"]["200"]["content"]) == {"text/html"}
     assert operation["security"] == [{"functionKey": []}]
+
+
+def test_a_refresh_out_of_range_is_a_400_that_says_so() -> None:
+    [fn] = [f for f in product_functions() if f.get_function_name() == "status_page"]
+    for bad in ("1", "3601", "soon"):
+        req = func.HttpRequest("GET", "http://host/api/status", headers={}, params={"refresh": bad}, body=b"")
+        response: func.HttpResponse = fn.get_user_function()(req=req)
+        assert response.status_code == 400, bad
+        assert b'"field":"refresh"' in response.get_body()
+    params = build_document()["paths"]["/api/status"]["get"]["parameters"]
+    assert [(p["name"], p["in"], p["required"]) for p in params] == [("refresh", "query", False)]
