@@ -151,6 +151,34 @@ function renderJob(job) {
     table(["step", "status", "started", "ended", "error"], steps));
 }
 
+function size(bytes) {
+  if (bytes === null || bytes === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = Number(bytes), unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return (unit ? value.toFixed(1) : String(value)) + " " + units[unit];
+}
+
+function renderStatistics(stats) {
+  if (!stats) return [];
+  const rows = (stats.disks || []).map(d => el("tr", {class: "disk-copy", "data-disk": d.diskId},
+    el("td", {}, d.diskId), el("td", {}, size(d.bytesApplied)), el("td", {}, size(d.bytesToCopy)),
+    el("td", {}, progress(d.percent)), el("td", {}, time(d.updatedAt))));
+  const last = stats.lastCycle;
+  return [
+    el("h3", {}, "Replication"),
+    el("dl", {},
+      el("dt", {}, "throughput"), el("dd", {}, stats.throughputBytesPerSecond === null ? "-"
+        : size(stats.throughputBytesPerSecond) + "/s over the last " + stats.throughputCycles + " cycle(s)"),
+      el("dt", {}, "backlog"), el("dd", {}, stats.backlogCycles + " cycle(s)"
+        + (stats.backlogBytes === null ? "" : ", " + size(stats.backlogBytes)) + " uploaded, not applied yet"),
+      el("dt", {}, "initial copy ETA"), el("dd", {}, duration(stats.initialCopyEtaSeconds)),
+      el("dt", {}, "last cycle"), el("dd", {}, last ? last.kind + " #" + last.sequence + ": " + size(last.bytesApplied)
+        + " in " + last.durationSeconds.toFixed(1) + "s, applied " + time(last.appliedAt) : "-")),
+    rows.length ? table(["disk", "copied", "of", "progress", "updated"], rows) : null,
+  ];
+}
+
 function renderMachine(m, events, jobs) {
   const errors = (m.currentErrors || []).map(e => el("div", {class: "job"},
     el("div", {class: "error"}, (e.title || e.code) + " (" + e.code + "): " + e.message),
@@ -172,6 +200,7 @@ function renderMachine(m, events, jobs) {
       el("dt", {}, "appliance"), el("dd", {}, m.applianceId),
       el("dt", {}, "active job"), el("dd", {}, m.activeJobId || "-"),
       el("dt", {}, "allowed operations"), el("dd", {}, (m.allowedOperations || []).join(", ") || "-")),
+    ...renderStatistics(m.replicationStatistics),
     errors.length ? el("h3", {}, "Current errors") : null, ...errors,
     el("h3", {}, "Jobs (newest first)"),
     ...(jobs.jobs.length ? jobs.jobs.map(renderJob) : [el("p", {class: "muted"}, "no jobs")]),

@@ -81,6 +81,10 @@ def test_status_page_shows_health_and_a_finished_jobs_steps_and_refreshes_itself
     for step in enable_job["steps"]:
         expect(job.locator("tr.step", has_text=step["name"])).to_contain_text(step["status"])
 
+    # The initial copy's bytes per disk, and its cycle as the last one.
+    expect(page.locator('tr.disk-copy[data-disk="os"]')).to_contain_text("100%")
+    expect(page.locator("#machine")).to_contain_text("initial #0")
+
     # The recovery point the initial copy left, listed by the page.
     [point] = operator.machine(machine_id)["recoveryPointList"]
     expect(page.locator("#machine")).to_contain_text(point["id"])
