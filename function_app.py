@@ -14,6 +14,7 @@ from functions import (
     mobility,
     openapi,
     replication,
+    status_page,
 )
 from orchestrators.failback import activities as failback_activities
 from orchestrators.failback import commit as commit_failback
@@ -47,6 +48,7 @@ for blueprint in (
     failback.bp,
     jobs.bp,
     mobility.bp,
+    status_page.bp,
     # orchestrations and their activities
     machine_replication.bp,  # its activities register on the same blueprint
     hydration.bp,

@@ -252,20 +252,20 @@ class ApplianceEvents:
         kind: str,
         app_consistent: bool,
         manifests: dict[str, str],
+        uploaded_bytes: int | None = None,
     ) -> str:
-        return self._send(
-            f"machines/{machine_id}",
-            CYCLE_UPLOADED,
-            {
-                "applianceId": self.appliance_id,
-                "machineId": machine_id,
-                "cycleId": cycle_id,
-                "sequence": sequence,
-                "kind": kind,
-                "appConsistent": app_consistent,
-                "manifests": manifests,
-            },
-        )
+        data: dict[str, object] = {
+            "applianceId": self.appliance_id,
+            "machineId": machine_id,
+            "cycleId": cycle_id,
+            "sequence": sequence,
+            "kind": kind,
+            "appConsistent": app_consistent,
+            "manifests": manifests,
+        }
+        if uploaded_bytes is not None:
+            data["uploadedBytes"] = uploaded_bytes
+        return self._send(f"machines/{machine_id}", CYCLE_UPLOADED, data)
 
     def cycle_failed(
         self,

@@ -187,6 +187,7 @@ class MachineReplicator:
             kind=kind.value,
             app_consistent=app_consistent,
             manifests=by_disk,
+            uploaded_bytes=sum(length for d in disks for _, length in d.ranges),
         )
         # Only once the event is out does the next cycle start from here.
         self._record_history(cycle_id, sequence, kind, disks)

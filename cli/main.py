@@ -359,6 +359,159 @@ def commit_command(state: Context, /, machine_id: str, wait: bool, timeout: floa
     return start_job(state, "POST", f"/api/machines/{machine_id}/commit", None, wait, timeout)
 
 
+@cli.command("planned-failover")
+@click.argument("machine_id")
+@wait_option
+@timeout_option
+@pass_ctx
+def planned_failover_command(state: Context, /, machine_id: str, wait: bool, timeout: float | None) -> int:
+    """Fail a failed-over machine back to on-premises: final sync, Azure VM off, on-premises VM on."""
+    return start_job(state, "POST", f"/api/machines/{machine_id}/planned-failover", None, wait, timeout)
+
+
+@cli.command("cancel-planned-failover")
+@click.argument("machine_id")
+@wait_option
+@timeout_option
+@pass_ctx
+def cancel_planned_failover_command(
+    state: Context, /, machine_id: str, wait: bool, timeout: float | None
+) -> int:
+    """Undo a planned failover: revert the on-premises disks to their snapshot, resume replication."""
+    return start_job(
+        state, "POST", f"/api/machines/{machine_id}/cancel-planned-failover", None, wait, timeout
+    )
+
+
+@cli.command("reprotect")
+@click.argument("machine_id")
+@click.option(
+    "--appliance-id",
+    required=True,
+    help="the appliance that writes the on-premises machine's disks (healthy, of the machine's kind)",
+)
+@wait_option
+@timeout_option
+@pass_ctx
+def reprotect_command(
+    state: Context, /, machine_id: str, appliance_id: str, wait: bool, timeout: float | None
+) -> int:
+    """Protect a committed failover back to on-premises: the reverse initial sync, then reverse cycles."""
+    body = {"applianceId": appliance_id}
+    return start_job(state, "POST", f"/api/machines/{machine_id}/reprotect", body, wait, timeout)
+
+
+@cli.group()
+def mobility() -> None:
+    """The Mobility service: installers, push installation and update, a machine's agent."""
+
+
+def _push_body(
+    credential_name: str,
+    install_location: str | None,
+    passphrase_name: str | None,
+    server_address: str | None,
+    server_port: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"credentialName": credential_name}
+    optional = {
+        "installLocation": install_location,
+        "passphraseName": passphrase_name,
+        "serverAddress": server_address,
+        "serverPort": server_port,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def _push_options(command: Callable[..., int]) -> Callable[..., int]:
+    decorators: list[Callable[[Any], Any]] = [
+        click.argument("machine_id"),
+        click.option(
+            "--credential-name",
+            required=True,
+            help="the secret in the appliance's store holding the server's root/administrator account",
+        ),
+        click.option("--install-location", default=None, help="absolute path (default: the OS's own)"),
+        click.option(
+            "--passphrase-name", default=None, help="the secret holding the registration passphrase"
+        ),
+        click.option(
+            "--server-address",
+            default=None,
+            help="how the appliance reaches the server (default: its IP)",
+        ),
+        click.option("--server-port", type=int, default=None, help="SSH port (Linux; default 22)"),
+        wait_option,
+        timeout_option,
+        pass_ctx,
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+@mobility.command("install")
+@_push_options
+def mobility_install(
+    state: Context,
+    /,
+    machine_id: str,
+    credential_name: str,
+    install_location: str | None,
+    passphrase_name: str | None,
+    server_address: str | None,
+    server_port: int | None,
+    wait: bool,
+    timeout: float | None,
+) -> int:
+    """Push-install the Mobility service on MACHINE_ID through its appliance (job InstallMobilityService)."""
+    body = _push_body(credential_name, install_location, passphrase_name, server_address, server_port)
+    return start_job(state, "POST", f"/api/machines/{machine_id}/mobility/install", body, wait, timeout)
+
+
+@mobility.command("update")
+@_push_options
+def mobility_update(
+    state: Context,
+    /,
+    machine_id: str,
+    credential_name: str,
+    install_location: str | None,
+    passphrase_name: str | None,
+    server_address: str | None,
+    server_port: int | None,
+    wait: bool,
+    timeout: float | None,
+) -> int:
+    """Update the Mobility service on MACHINE_ID to the newest installer for its OS."""
+    body = _push_body(credential_name, install_location, passphrase_name, server_address, server_port)
+    return start_job(state, "POST", f"/api/machines/{machine_id}/mobility/update", body, wait, timeout)
+
+
+@mobility.command("installers")
+@click.option("--os", "os_name", default=None, help="show only the installer that serves this OS")
+@pass_ctx
+def mobility_installers(state: Context, /, os_name: str | None) -> int:
+    """The installer catalog; with --os, which installer serves that OS (or why none does)."""
+    if os_name is not None:
+        state.show(
+            state.client.get("/api/mobility/installers/resolve", os=os_name), render.installer_resolution
+        )
+    else:
+        state.show(state.client.get("/api/mobility/installers"), render.installers_table)
+    return EXIT_SUCCEEDED
+
+
+@mobility.command("show")
+@click.argument("machine_id")
+@pass_ctx
+def mobility_show(state: Context, /, machine_id: str) -> int:
+    """MACHINE_ID's Mobility agent: version, health, last heartbeat."""
+    state.show(state.client.get(f"/api/machines/{machine_id}/mobility"), render.mobility_view)
+    return EXIT_SUCCEEDED
+
+
 # --- views -----------------------------------------------------------------------------------------------
 
 page_size_option = click.option("--page-size", type=int, default=None, help="1..100 (default 50)")

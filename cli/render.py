@@ -185,6 +185,9 @@ def machine_view(m: dict[str, Any]) -> RenderableType:
             ]
         )
     ]
+    stats = m.get("replicationStatistics")
+    if stats:
+        parts += [Text(""), replication_statistics_view(stats)]
     if points:
         table = _table("recovery point", "time", "consistency", title="Recovery points (newest first)")
         for point in points[:RECOVERY_POINTS_SHOWN]:
@@ -196,6 +199,49 @@ def machine_view(m: dict[str, Any]) -> RenderableType:
         parts.append(Text("Current errors", style="bold red"))
         for e in errors:
             parts.append(_error_block(e.get("code"), e.get("message", ""), e.get("recommendations") or []))
+    return Group(*parts)
+
+
+def _rate(bytes_per_second: float | None) -> str:
+    return "-" if bytes_per_second is None else f"{_size(bytes_per_second)}/s"
+
+
+def replication_statistics_view(stats: dict[str, Any]) -> RenderableType:
+    """Per-disk copy progress, then throughput, backlog, ETA and the last cycle."""
+    last = stats.get("lastCycle")
+    backlog = f"{stats.get('backlogCycles', 0)} cycle(s)"
+    if stats.get("backlogBytes") is not None:
+        backlog += f", {_size(stats['backlogBytes'])}"
+    rows: list[tuple[str, RenderableType | str]] = [
+        (
+            "throughput",
+            f"{_rate(stats.get('throughputBytesPerSecond'))} over the last {stats.get('throughputCycles', 0)} "
+            "cycle(s)",
+        ),
+        ("backlog", backlog + " uploaded, not applied yet"),
+        ("initial copy ETA", _duration(stats.get("initialCopyEtaSeconds"))),
+        (
+            "last cycle",
+            "-"
+            if not last
+            else f"{last['kind']} #{last['sequence']}: {_size(last['bytesApplied'])} in "
+            f"{last['durationSeconds']:.1f}s, applied {_time(last['appliedAt'])}",
+        ),
+    ]
+    parts: list[RenderableType] = []
+    disks = stats.get("disks") or []
+    if disks:
+        table = _table("disk", "copied", "of", "progress", "updated", title="Whole-disk copy per disk")
+        for d in disks:
+            table.add_row(
+                d["diskId"],
+                _size(d["bytesApplied"]),
+                _size(d["bytesToCopy"]),
+                f"{d['percent']:.1f}%",
+                _time(d.get("updatedAt")),
+            )
+        parts.append(table)
+    parts.append(_fields(rows))
     return Group(*parts)
 
 
@@ -281,6 +327,72 @@ def _more(body: dict[str, Any]) -> list[RenderableType]:
     if not token:
         return []
     return [Text(f"more: repeat with --continuation-token '{token}'", style="dim")]
+
+
+# --- mobility --------------------------------------------------------------------------------------------
+
+
+def _size(value: int | float | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def installers_table(body: dict[str, Any]) -> RenderableType:
+    table = _table("file", "version", "OS", "size", "uploaded", "sha256", title="Mobility service installers")
+    for i in body.get("installers", []):
+        table.add_row(
+            i["fileName"],
+            i.get("version", "-"),
+            i.get("os", "-"),
+            _size(i.get("sizeBytes")),
+            _time(i.get("uploadedAt")),
+            (i.get("sha256") or "-")[:16],
+        )
+    return table
+
+
+def installer_resolution(r: dict[str, Any]) -> RenderableType:
+    installer = r.get("installer") or {}
+    parts: list[RenderableType] = [
+        _fields(
+            [
+                ("OS", r.get("os", "-")),
+                ("recognised as", r.get("recognisedAs", "-")),
+                ("installer OS", r.get("installerOs", "-")),
+                ("catalog", r.get("catalogStatus", "-")),
+                (
+                    "installer",
+                    installer.get("fileName") or f"none uploaded ({r.get('installerPattern', '-')})",
+                ),
+                ("placed by hand", "yes" if r.get("placedByHand") else "no"),
+            ]
+        )
+    ]
+    for advice in r.get("instructions") or []:
+        parts.append(Text(f"→ {advice}", style="yellow"))
+    return Group(*parts)
+
+
+def mobility_view(body: dict[str, Any]) -> RenderableType:
+    agent = body.get("agent")
+    if not agent:
+        return Text("no Mobility agent has registered for this machine", style="dim")
+    return _fields(
+        [
+            ("agent", agent["agentId"]),
+            ("machine", agent.get("machineId") or "-"),
+            ("version", agent.get("version") or "-"),
+            ("health", _styled(agent.get("health"), HEALTH_STYLE)),
+            ("registered", _time(agent.get("registeredAt"))),
+            ("last heartbeat", _time(agent.get("lastHeartbeatAt"))),
+        ]
+    )
 
 
 # --- errors ----------------------------------------------------------------------------------------------

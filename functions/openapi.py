@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -52,10 +52,12 @@ from shared.domain.api import (
     MachineListQuery,
     RecoveryPointList,
     RegisterApplianceRequest,
+    StatusPageQuery,
     UploadCredentials,
     UploadCredentialsRequest,
 )
 from shared.domain.command import ApplianceCommand, CommandAnswer
+from shared.domain.errors import DomainError
 from shared.domain.failover import FailoverSettings
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.job import Job
@@ -108,6 +110,8 @@ class Operation:
     # A merge patch (RFC 7396) is described by the schema of the document it patches.
     request_media_type: str = "application/json"
     request_required: bool = True
+    # The status page answers HTML; everything else answers the response model's JSON.
+    response_media_type: str = "application/json"
     # A path parameter that is not an id (its schema instead of the id pattern).
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -279,6 +283,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         TestMigrationRequest,
+        request_required=False,
         errors=(400, 401, 404, 409),
     ),
     Operation(
@@ -300,6 +305,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         MigrationRequest,
+        request_required=False,
         errors=(400, 401, 404, 409),
     ),
     Operation(
@@ -336,6 +342,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         FailoverRequest,
+        request_required=False,
         errors=(400, 401, 404, 409),
     ),
     Operation(
@@ -616,6 +623,19 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
     ),
+    Operation(
+        "GET",
+        "status",
+        "status_page",
+        "The operators' status page (HTML): machines with state, health, RPO and progress; a machine's "
+        "recovery points, events and jobs with their steps; it refreshes itself (`?refresh=SECONDS`, "
+        "2..3600, default 10). Open it with the key as `?code=`: the page calls this API with it",
+        "operator",
+        BaseModel,
+        query=StatusPageQuery,
+        errors=(400, 401),
+        response_media_type="text/html",
+    ),
 )
 
 _ERROR_TEXT = {
@@ -625,8 +645,20 @@ _ERROR_TEXT = {
     403: "Not this caller's resource",
     404: "Not found",
     409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
-    "(the allowed next states and allowedOperations)",
+    "(the allowed next states and allowedOperations). ConcurrencyConflict (the document kept changing) comes "
+    "with Retry-After: send the same request again",
+    500: "Unexpected error (InternalError): the message carries an incident id to quote, never internals; "
+    "nothing may be assumed done, so read the resource before retrying",
+    503: "A dependency could not be reached (AzureCheckUnavailable, ServiceUnavailable); nothing was written; "
+    "retry after Retry-After seconds",
 }
+# A write can always meet a document changing under it (ConcurrencyConflict) and any request an unexpected
+# failure: every operation lists those statuses besides its own.
+_EVERY_OPERATION_ERRORS = (500,)
+_EVERY_WRITE_ERRORS = (409,)
+# Codes the API answers besides those of the domain's errors (walked from DomainError when the document
+# is built, once every capability's module is loaded).
+_TRANSPORT_ERROR_CODES = ("InternalError", "MethodNotAllowed", "RouteNotFound")
 _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
@@ -650,6 +682,47 @@ def _json_body(model: type[BaseModel], media_type: str = "application/json") -> 
     if model is BaseModel:
         return {media_type: {"schema": {"type": "object"}}}
     return {media_type: {"schema": _ref(model)}}
+
+
+def _error_statuses(op: Operation) -> list[int]:
+    writes = _EVERY_WRITE_ERRORS if op.method in ("POST", "PUT", "PATCH", "DELETE") else ()
+    return sorted({*op.errors, *writes, *_EVERY_OPERATION_ERRORS})
+
+
+def _success_response(op: Operation) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": "Success", "content": _success_body(op)}
+    if op.status == 202:
+        response["description"] = "Accepted: the long operation's job; poll Location until it has finished"
+        response["headers"] = {
+            "Location": {
+                "description": "the job to poll: /api/jobs/{jobId}",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^/api/jobs/[A-Za-z0-9._-]+$"},
+            },
+            "Retry-After": {
+                "description": "seconds to wait before the first poll",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
+        }
+    return response
+
+
+def error_codes() -> list[str]:
+    """Every `error.code` the API can answer: each domain error's, and the few the HTTP layer adds."""
+
+    def walk(kind: type[DomainError]) -> Iterator[type[DomainError]]:
+        for sub in kind.__subclasses__():
+            yield sub
+            yield from walk(sub)
+
+    return sorted({DomainError.code, *(k.code for k in walk(DomainError)), *_TRANSPORT_ERROR_CODES})
+
+
+def _success_body(op: Operation) -> dict[str, Any]:
+    if op.response_media_type == "text/html":
+        return {"text/html": {"schema": {"type": "string"}}}
+    return _json_body(op.response, op.response_media_type)
 
 
 # Every path parameter is a resource id (checked by path_id): say which strings those are.
@@ -800,8 +873,8 @@ def build_document() -> dict[str, Any]:
             "security": _SECURITY[op.auth],
             "parameters": _parameters(op, schemas),
             "responses": {
-                str(op.status): {"description": "Success", "content": _json_body(op.response)},
-                **{str(code): _error_response(code) for code in op.errors},
+                str(op.status): _success_response(op),
+                **{str(code): _error_response(code) for code in _error_statuses(op)},
             },
         }
         if op.request is not None:
@@ -810,6 +883,12 @@ def build_document() -> dict[str, Any]:
                 "content": _json_body(op.request, op.request_media_type),
             }
         paths.setdefault(f"/api/{op.route}", {})[op.method.lower()] = operation
+    error_detail = schemas["ErrorDetail"]
+    error_detail["properties"]["code"] = {
+        **error_detail["properties"]["code"],
+        "enum": error_codes(),
+        "description": "what went wrong, as a stable code (docs/api.md lists when each is answered)",
+    }
     return {
         "openapi": "3.1.0",
         "info": {

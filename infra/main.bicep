@@ -97,6 +97,20 @@ param tags object = {}
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+@description('Email addresses that receive the operator alerts (RPO over threshold, health Critical, a failed job, an appliance silent). Empty: add receivers to the action group later.')
+param alertEmails array = []
+
+@description('Webhook URLs (HTTPS, common alert schema) that receive the operator alerts. A URL with a token is a secret: pass it on the command line.')
+param alertWebhookUrls array = []
+
+@description('RPO in seconds above which a machine alerts; keep it equal to the app setting HEALTH_RPO_WARNING_SECONDS.')
+@minValue(60)
+param alertRpoThresholdSeconds int = 7200
+
+@description('Seconds without a heartbeat after which an appliance with replicating machines alerts; keep it equal to HEALTH_HEARTBEAT_TIMEOUT_SECONDS.')
+@minValue(60)
+param alertApplianceSilentSeconds int = 900
+
 var allTags = union(tags, { 'azd-env-name': environmentName })
 // Cosmos DB, Key Vault and storage names must be lowercase.
 var env = toLower(environmentName)
@@ -282,6 +296,7 @@ var appSettings = union({
     // The cloud's own Resource Manager (sovereign clouds differ); the SDK default otherwise.
     ARM_ENDPOINT: environment().resourceManager
     ARM_POLLING_INTERVAL_SECONDS: '30'
+    COPY_PROGRESS_INTERVAL_SECONDS: '5'
     TARGET_RESOURCE_GROUPS: join(targetResourceGroupNames, ',')
 }, additionalAppSettings)
 
@@ -341,6 +356,22 @@ module availabilityTest 'modules/availability-test.bicep' = {
     tags: allTags
     appInsightsId: monitoring.outputs.appInsightsId
     url: '${functionApp.outputs.url}/api/health'
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    actionGroupName: '${abbrs.actionGroup}${env}-${resourceToken}'
+    actionGroupShortName: take('migrate${env}', 12)
+    namePrefix: '${abbrs.scheduledQueryRule}${env}-${resourceToken}'
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmails: alertEmails
+    alertWebhookUrls: alertWebhookUrls
+    rpoThresholdSeconds: alertRpoThresholdSeconds
+    applianceSilentSeconds: alertApplianceSilentSeconds
   }
 }
 

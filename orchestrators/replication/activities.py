@@ -49,7 +49,7 @@ from shared.domain.cycle import CycleState, RecoveryPoint
 from shared.domain.errors import DomainError, NotFound
 from shared.domain.job import JobError, JobStatus, current_step
 from shared.domain.lifecycle import MachineState, transition
-from shared.domain.machine import Machine
+from shared.domain.machine import DiskCopyProgress, Machine
 from shared.health.catalog import CATALOG, control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
@@ -60,6 +60,7 @@ from shared.replication.apply_engine import (
     ApplyOptions,
     CycleRejected,
     ManifestMismatch,
+    ProgressReport,
     apply_extents,
     load_manifest,
 )
@@ -313,6 +314,26 @@ def plan_cycle_disk_units(payload: dict[str, Any]) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def _unit_progress(request: UnitApply) -> ProgressReport:
+    """Records a whole-disk copy's bytes on the machine while one of its units is written, so the machine
+    view's bytesApplied moves inside a unit too (at most once an interval: one machine write each)."""
+    services = get_services()
+    started_at = services.clock()
+
+    def report(written: int) -> None:
+        progress = DiskCopyProgress(
+            disk_id=request.disk_id,
+            cycle_id=request.cycle_id,
+            bytes_to_copy=request.disk_bytes,
+            bytes_applied=request.bytes_before + min(written, request.unit.bytes),
+            started_at=started_at,
+            updated_at=services.clock(),
+        )
+        cycles.record_copy_progress(services.repos, request.machine_id, progress)
+
+    return report
+
+
 @bp.activity_trigger(input_name="payload")
 def apply_disk_unit(payload: dict[str, Any]) -> dict[str, Any]:
     """Verify and write one unit of a whole-disk copy (idempotent: a retry after a crash re-applies it)."""
@@ -325,7 +346,16 @@ def apply_disk_unit(payload: dict[str, Any]) -> dict[str, Any]:
             cycle_id=request.cycle_id,
             attributes={"migrate.disk_id": request.disk_id, "migrate.unit": request.unit.index},
         ):
-            result = apply_unit(request.unit, cache=cache_container(), replica=replica)
+            result = apply_unit(
+                request.unit,
+                cache=cache_container(),
+                replica=replica,
+                options=ApplyOptions(
+                    one_pass=True,
+                    progress_interval_seconds=get_services().settings.copy_progress_interval_seconds,
+                ),
+                progress=_unit_progress(request) if request.disk_bytes else None,
+            )
     except CycleRejected as rejected:
         return DiskApplied(
             disk_id=request.disk_id,

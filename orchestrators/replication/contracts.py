@@ -123,6 +123,9 @@ class UnitApply(Payload):
     cycle_id: str
     disk_id: str
     unit: DiskUnit
+    # Where the unit stands in its disk's copy, for the progress it records while it writes (zero: none).
+    bytes_before: int = Field(default=0, ge=0, description="extent bytes of the disk's earlier units")
+    disk_bytes: int = Field(default=0, ge=0, description="extent bytes of all the disk's units")
 
 
 class RestoreRequest(Payload):

@@ -431,6 +431,13 @@ def _apply_whole_disk_copy(
         yield from _reject(context, view, cycle, refused)
         return None
     work = [(plan.disk_id, unit) for plan in plans for unit in plan.units]
+    disk_bytes = {p.disk_id: sum(u.bytes for u in p.units) for p in plans}
+    before: dict[tuple[str, int], int] = {}
+    for plan in plans:
+        so_far = 0
+        for unit in plan.units:
+            before[(plan.disk_id, unit.index)] = so_far
+            so_far += unit.bytes
     parallelism = min((p.parallelism for p in plans), default=1)
     total_bytes = sum(unit.bytes for _, unit in work)
     applied: dict[str, int] = {p.disk_id: 0 for p in plans}
@@ -443,7 +450,14 @@ def _apply_whole_disk_copy(
                     apply_disk_unit,
                     STORAGE_RETRY,
                     _dump(
-                        UnitApply(machine_id=view.machine_id, cycle_id=cycle.id, disk_id=disk_id, unit=unit)
+                        UnitApply(
+                            machine_id=view.machine_id,
+                            cycle_id=cycle.id,
+                            disk_id=disk_id,
+                            unit=unit,
+                            bytes_before=before[(disk_id, unit.index)],
+                            disk_bytes=disk_bytes[disk_id],
+                        )
                     ),
                 )
                 for disk_id, unit in batch

@@ -64,6 +64,12 @@ class CycleUploaded(WireModel):
         description="disk id (of the machine's inventory) -> its manifest's blob name in the cache "
         "container `uploads`, {machineId}/{cycleId}/{diskId}/manifest.json",
     )
+    uploaded_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="optional: the data bytes of the cycle's blobs (every disk), so the machine view can "
+        "show the backlog of uploaded cycles not yet applied",
+    )
 
     @model_validator(mode="after")
     def _manifest_names(self) -> CycleUploaded:

@@ -123,6 +123,51 @@ class ReverseProtectionView(ReverseProtection):
     )
 
 
+class DiskReplicationStatistics(WireModel):
+    """One disk's newest whole-disk copy (initial replication or resync)."""
+
+    disk_id: str
+    cycle_id: str = Field(description="the initial or resync cycle that copies (or copied) it")
+    bytes_to_copy: int = Field(
+        description="bytes the copy writes: the disk's data, and pages of an older replica it clears"
+    )
+    bytes_applied: int = Field(description="written so far; advances while the copy runs")
+    percent: float
+    started_at: datetime
+    updated_at: datetime = Field(description="when bytesApplied was last recorded")
+
+
+class LastCycle(WireModel):
+    cycle_id: str
+    sequence: int
+    kind: str
+    applied_at: datetime
+    duration_seconds: float = Field(description="from the start of its apply (or its receipt) to applied")
+    bytes_applied: int
+
+
+class ReplicationStatistics(WireModel):
+    """Replication figures of the machine view, from the machine and its newest cycles (one query)."""
+
+    disks: list[DiskReplicationStatistics] = Field(
+        description="per disk, its newest whole-disk copy; empty before the first one starts"
+    )
+    initial_copy_eta_seconds: int | None = Field(
+        description="while an initial copy or resync runs: the bytes left at the rate it has copied so far "
+        "(or, before it has a rate, at the recent cycles' throughput); null otherwise or when unknown"
+    )
+    throughput_bytes_per_second: float | None = Field(
+        description="bytes applied per second of apply over the last applied cycles (throughputCycles)"
+    )
+    throughput_cycles: int = Field(description="how many applied cycles the throughput is over")
+    backlog_cycles: int = Field(description="cycles uploaded and not applied yet")
+    backlog_bytes: int | None = Field(
+        description="their uploaded data bytes, as the appliance declared them (uploadedBytes of "
+        "CycleUploaded); null when one of them did not say"
+    )
+    last_cycle: LastCycle | None = Field(description="the newest applied cycle")
+
+
 class MachineDetail(MachineSummary):
     inventory: MachineInventory
     target: TargetSettings | None = None
@@ -153,6 +198,9 @@ class MachineDetail(MachineSummary):
         description="a planned failover to on-premises until commit or cancel: its job, the final reverse "
         "snapshots, the appliance's copies of the disks taken before power-on, and the downtime (the Azure "
         "VM stopped -> the on-premises VM's first heartbeat)",
+    )
+    replication_statistics: ReplicationStatistics = Field(
+        description="per-disk copy progress, throughput, backlog, ETA of the initial copy, last cycle"
     )
     discovered_at: datetime
     updated_at: datetime
@@ -323,4 +371,12 @@ class ApplianceList(WireModel):
     appliances: list[ApplianceView]
     continuation_token: str | None = Field(
         default=None, description="pass back as ?continuationToken= for more"
+    )
+
+
+class StatusPageQuery(RequestModel):
+    """The query of GET /api/status (besides `code`, the function key)."""
+
+    refresh: int | None = Field(
+        default=None, ge=2, le=3600, description="seconds between the page's refreshes (default 10)"
     )

@@ -508,11 +508,13 @@ class CommandAnswer(WireModel):
 
 
 class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
-    """Stored in `commands` (pk /applianceId): the appliance's poll is one single-partition query.
+    """A command the appliance polls for and carries out.
 
     RunCycle: upload a cycle of `cycleKind` (initial: every disk; final: the cutover's last cycle).
     ResyncDisk: upload a resync cycle that includes `diskId`. ShutDownSource: shut the source machine
     down, then acknowledge (the acknowledgement is the answer). Acknowledge each once carried out."""
+
+    # Stored in `commands` (pk /applianceId): the appliance's poll is one single-partition query.
 
     id: ResourceId = Field(description="deterministic per request: the same request is never queued twice")
     appliance_id: ResourceId

@@ -30,7 +30,9 @@ class CycleState(StrEnum):
 
 
 class Cycle(WireModel):
-    """One upload from the appliance. Stored in `cycles` (pk /machineId), id = the appliance's cycle id."""
+    """One upload from the appliance; its id is the appliance's cycle id."""
+
+    # Stored in `cycles` (pk /machineId).
 
     id: ResourceId
     machine_id: ResourceId
@@ -43,6 +45,12 @@ class Cycle(WireModel):
     applied_at: datetime | None = None
     bytes_applied: int = Field(default=0, ge=0)
     error: str | None = None
+    uploaded_bytes: int | None = Field(
+        default=None, ge=0, description="data bytes the appliance uploaded for the cycle, when it said"
+    )
+    apply_started_at: datetime | None = Field(
+        default=None, description="when its apply began (after waiting for its turn)"
+    )
 
 
 class Consistency(StrEnum):

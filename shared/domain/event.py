@@ -17,7 +17,9 @@ class Severity(StrEnum):
 
 
 class Event(WireModel):
-    """Stored in `events` (pk /machineId, expires after the container's TTL)."""
+    """Something that happened to a machine; a failure with the error catalog's causes and steps."""
+
+    # Stored in `events` (pk /machineId, expires after the container's TTL).
 
     id: ResourceId
     machine_id: ResourceId

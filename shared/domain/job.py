@@ -58,7 +58,9 @@ class JobStep(WireModel):
 
 
 class Job(WireModel):
-    """Stored in `jobs` (pk /id: the client polls by job id alone)."""
+    """A long operation: its kind, the machine it acts on, its status and its steps."""
+
+    # Stored in `jobs` (pk /id: the client polls by job id alone).
 
     id: ResourceId
     kind: JobKind

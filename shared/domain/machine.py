@@ -31,6 +31,19 @@ class UploadWatch(WireModel):
     )
 
 
+class DiskCopyProgress(WireModel):
+    """One disk's whole-disk copy (initial replication or a resync), as its apply reports it."""
+
+    disk_id: str
+    cycle_id: str = Field(description="the initial or resync cycle being applied")
+    bytes_to_copy: int = Field(
+        ge=0, description="bytes the copy writes: its data, and pages of an older replica it clears"
+    )
+    bytes_applied: int = Field(ge=0, description="bytes of them written so far")
+    started_at: datetime
+    updated_at: datetime
+
+
 class ReplicationStatus(WireModel):
     progress_percent: float = Field(default=0.0, ge=0.0, le=100.0)
     last_sync_time: datetime | None = None
@@ -40,6 +53,9 @@ class ReplicationStatus(WireModel):
         default_factory=HealthState, description="written only by shared.health.writer"
     )
     upload_watch: UploadWatch | None = None
+    disk_copies: list[DiskCopyProgress] = Field(
+        default_factory=list, description="the newest whole-disk copy of each disk, by disk id"
+    )
 
     @property
     def current_errors(self) -> list[MachineError]:
@@ -93,7 +109,9 @@ class FailoverStatus(WireModel):
 
 
 class Machine(WireModel):
-    """Stored in `machines` (pk /id). The per-machine orchestration is its only writer once replicating."""
+    """A source machine: inventory, target, state and replication."""
+
+    # Stored in `machines` (pk /id). The per-machine orchestration is its only writer once replicating.
 
     id: ResourceId
     appliance_id: ResourceId

@@ -72,20 +72,27 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
             )
             for machine in page.items:
                 checked += 1
+                telemetry = get_telemetry()
                 if machine.appliance_id not in appliances:
                     stored = repos.appliances.get(machine.appliance_id)
                     appliances[machine.appliance_id] = (
                         (stored.item.name, stored.item.last_heartbeat) if stored is not None else (None, None)
                     )
+                    # Once per appliance and check: what the "appliance silent" alert reads.
+                    if stored is not None and stored.item.last_heartbeat is not None:
+                        telemetry.record_appliance_heartbeat_age(
+                            max(0.0, (now - stored.item.last_heartbeat).total_seconds()),
+                            appliance_id=machine.appliance_id,
+                        )
                 name, heartbeat = appliances[machine.appliance_id]
                 before = machine.replication.health_state
-                get_telemetry().record_rpo_since(before.last_success, now=now, machine_id=machine.id)
-                if (
-                    run_monitor_rules(
-                        before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name
-                    ).state
-                    == before
-                ):
+                telemetry.record_rpo_since(before.last_success, now=now, machine_id=machine.id)
+                after = run_monitor_rules(
+                    before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name
+                ).state
+                # Every check, changed or not: the "health Critical" alert reads the newest value.
+                telemetry.record_machine_health(after.health(rules).value, machine_id=machine.id)
+                if after == before:
                     continue  # nothing new: no write
                 events_written += _record_monitor_change(repos, machine.id, heartbeat, name, now, rules)
                 changed.append(machine.id)

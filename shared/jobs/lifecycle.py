@@ -18,6 +18,7 @@ from shared.domain.errors import ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, StepChange
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
+from shared.platform.telemetry import get_telemetry
 
 MAX_PAGE_SIZE = 100
 
@@ -123,8 +124,20 @@ def finish(
 ) -> Job:
     """End the job (open steps close with it: see `shared.domain.job.finish_job`); finishing a finished
     job changes nothing and returns it as it ended."""
-    return _apply(
-        repos,
-        job_id,
-        lambda job: transitions.finish_job(job, status, now=now, error=error, failed_step=failed_step),
-    )
+    ended: list[bool] = []
+
+    def end(job: Job) -> Job:
+        ended[:] = [not job.status.finished]
+        return transitions.finish_job(job, status, now=now, error=error, failed_step=failed_step)
+
+    finished = _apply(repos, job_id, end)
+    if ended == [True]:
+        # Once per job (a repeat finds it finished): what the "failed job" alert and the workbook read.
+        get_telemetry().record_job_finished(
+            machine_id=finished.machine_id,
+            job_id=finished.id,
+            kind=finished.kind.value,
+            status=finished.status.value,
+            error_code=finished.error.code if finished.error else None,
+        )
+    return finished

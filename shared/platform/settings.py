@@ -350,6 +350,14 @@ class Settings(BaseSettings):
         description="wait between polls of an ARM async operation when the service sends no Retry-After "
         "(azure-mgmt-core's default is 30 s)",
     )
+    copy_progress_interval_seconds: float = setting(
+        "COPY_PROGRESS_INTERVAL_SECONDS",
+        5.0,
+        ge=0.01,
+        le=300.0,
+        description="how often a whole-disk copy (initial replication, resync) records its bytes applied on "
+        "the machine: one machine write per disk per interval, whatever the disk's size",
+    )
     telemetry: TelemetrySettings = group(description="traces and metrics", tuning=True)
     health: HealthThresholds = group(description="replication health timings and thresholds", tuning=True)
     migration: MigrationSettings = group(description="hydration and migration", tuning=True)

@@ -66,6 +66,9 @@ ATTR_ERROR_CODE: Final = "migrate.error_code"
 ATTR_OS_FAMILY: Final = "migrate.os_family"
 ATTR_ARM_OPERATION: Final = "migrate.arm.operation"
 ATTR_HTTP_STATUS: Final = "http.response.status_code"
+ATTR_APPLIANCE_ID: Final = "migrate.appliance_id"
+ATTR_JOB_KIND: Final = "migrate.job.kind"
+ATTR_JOB_STATUS: Final = "migrate.job.status"
 
 # Metric instrument names (customMetrics.name in Application Insights).
 METRIC_BYTES_APPLIED: Final = "migrate.replication.bytes_applied"
@@ -74,6 +77,9 @@ METRIC_RPO: Final = "migrate.replication.rpo"
 METRIC_CYCLE_FAILURES: Final = "migrate.replication.cycle.failures"
 METRIC_HYDRATION_DURATION: Final = "migrate.hydration.duration"
 METRIC_ARM_RETRIES: Final = "migrate.arm.retries"
+METRIC_JOBS_FINISHED: Final = "migrate.jobs.finished"
+METRIC_MACHINE_HEALTH: Final = "migrate.replication.health"
+METRIC_APPLIANCE_HEARTBEAT_AGE: Final = "migrate.appliance.heartbeat_age"
 METRIC_COSMOS_OPERATIONS: Final = "migrate.cosmos.operations"
 METRIC_COSMOS_REQUEST_UNITS: Final = "migrate.cosmos.request_units"
 METRIC_NAMES: Final = (
@@ -83,7 +89,12 @@ METRIC_NAMES: Final = (
     METRIC_CYCLE_FAILURES,
     METRIC_HYDRATION_DURATION,
     METRIC_ARM_RETRIES,
+    METRIC_JOBS_FINISHED,
+    METRIC_MACHINE_HEALTH,
+    METRIC_APPLIANCE_HEARTBEAT_AGE,
 )
+# The health metric's values: alert rules and the workbook compare against these.
+HEALTH_LEVELS: Final = {"Healthy": 0, "Warning": 1, "Critical": 2}
 
 # Span names the workbook queries (dependencies.name in Application Insights).
 SPAN_APPLY_CYCLE: Final = "replication.apply_cycle"
@@ -153,6 +164,21 @@ class Telemetry:
             METRIC_ARM_RETRIES,
             unit="{retry}",
             description="Azure Resource Manager calls retried (429/5xx/409)",
+        )
+        self._jobs_finished = meter.create_counter(
+            METRIC_JOBS_FINISHED,
+            unit="{job}",
+            description="Long operations that ended, by kind and status (Succeeded, Warning, Failed, Cancelled)",
+        )
+        self._machine_health = meter.create_histogram(
+            METRIC_MACHINE_HEALTH,
+            unit="1",
+            description="A replicating machine's health at each health check: 0 Healthy, 1 Warning, 2 Critical",
+        )
+        self._appliance_heartbeat_age = meter.create_histogram(
+            METRIC_APPLIANCE_HEARTBEAT_AGE,
+            unit="s",
+            description="Seconds since an appliance with replicating machines last sent a heartbeat",
         )
         self._cosmos_operations = meter.create_counter(
             METRIC_COSMOS_OPERATIONS,
@@ -323,6 +349,29 @@ class Telemetry:
         self._hydration_duration.record(
             _non_negative(seconds, "hydration duration"),
             {ATTR_MACHINE_ID: machine_id, ATTR_OS_FAMILY: os_family, ATTR_OUTCOME: outcome},
+        )
+
+    def record_job_finished(
+        self, *, machine_id: str, job_id: str, kind: str, status: str, error_code: str | None = None
+    ) -> None:
+        attributes: dict[str, AttributeValue] = {
+            ATTR_MACHINE_ID: machine_id,
+            ATTR_JOB_ID: job_id,
+            ATTR_JOB_KIND: kind,
+            ATTR_JOB_STATUS: status,
+        }
+        if error_code:
+            attributes[ATTR_ERROR_CODE] = error_code
+        self._jobs_finished.add(1, attributes)
+
+    def record_machine_health(self, health: str, *, machine_id: str) -> None:
+        if health not in HEALTH_LEVELS:
+            raise ValueError(f"unknown health {health!r}: one of {', '.join(HEALTH_LEVELS)}")
+        self._machine_health.record(HEALTH_LEVELS[health], {ATTR_MACHINE_ID: machine_id})
+
+    def record_appliance_heartbeat_age(self, seconds: float, *, appliance_id: str) -> None:
+        self._appliance_heartbeat_age.record(
+            _non_negative(seconds, "heartbeat age"), {ATTR_APPLIANCE_ID: appliance_id}
         )
 
     def record_cosmos_operation(self, operation: str, container: str, request_units: float = 0.0) -> None:

@@ -244,6 +244,9 @@ class ApplyOptions(BaseModel):
     window_bytes: int = Field(
         default=2 * 1024 * MIB, ge=MAX_PUT_PAGE, description="extent bytes planned at a time (same purpose)"
     )
+    progress_interval_seconds: float = Field(
+        default=5.0, gt=0, description="at most one progress report per interval while writing"
+    )
 
 
 class ApplyResult(BaseModel):
@@ -273,6 +276,9 @@ class ApplyResult(BaseModel):
     def calls(self) -> int:
         return self.put_page_calls + self.put_page_from_url_calls + self.clear_page_calls + self.read_calls
 
+
+# Told the bytes written so far (data, copies and clears) while writing, and once at the end.
+ProgressReport = Callable[[int], None]
 
 # --- source URLs for Put Page From URL -----------------------------------------------------------
 
@@ -627,6 +633,7 @@ class _RegionWriter:
                 raise _Cancelled
             self.run.replica.upload_page(data, offset=op.offset, length=op.length)
             self.run.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+            self.run._report()
         self.run_parts = []
         self.run_start = self.run_end
 
@@ -718,6 +725,7 @@ def apply_extents(
     source_url_signer: SourceUrlSigner | None = None,
     disk_range: tuple[int, int] | None = None,
     blob_sizes: dict[str, int] | None = None,
+    progress: ProgressReport | None = None,
 ) -> ApplyResult:
     """Apply `manifest` (data in `cache`) to the `replica` page blob. See the module docstring.
 
@@ -726,7 +734,7 @@ def apply_extents(
     there outside the extents is cleared, and nothing outside the range is touched. `blob_sizes` then
     gives each data blob's size as the whole manifest implies it (a unit reads only part of a blob)."""
     opts = options or ApplyOptions()
-    run = _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer)
+    run = _Apply(manifest, cache, replica, opts, source_url_signer or _default_signer, progress)
     run.disk_range = disk_range
     run.blob_sizes = blob_sizes
     return run.run()
@@ -744,7 +752,12 @@ class _Apply:
         replica: BlobClient,
         opts: ApplyOptions,
         signer: SourceUrlSigner,
+        progress: ProgressReport | None = None,
     ) -> None:
+        self.progress = progress
+        self.last_report = time.perf_counter()
+        # Held by the one writer thread that reports; the others skip the report rather than wait.
+        self.report_lock = threading.Lock()
         self.manifest = manifest
         self.cache = cache
         self.replica = replica
@@ -816,6 +829,7 @@ class _Apply:
             tail = self._with_whole_disk_gaps([], covered_to, whole_end, [], existing)
             self._write(tail, self.sources, self.write_path, self.data_source)
         done = time.perf_counter()
+        self._report(force=True)
         c = self.counters
         return ApplyResult(
             machine_id=m.machine_id,
@@ -1108,11 +1122,33 @@ class _Apply:
 
         self._run_parallel([task(op) for op in ops])
 
+    def _report(self, *, force: bool = False) -> None:
+        """Tell the caller how far the writes are, at most once an interval (and once at the end).
+
+        Progress is for people: a report that fails is logged and the apply goes on."""
+        if self.progress is None:
+            return
+        if not force and time.perf_counter() - self.last_report < self.opts.progress_interval_seconds:
+            return
+        if not self.report_lock.acquire(blocking=force):
+            return
+        try:
+            self.last_report = time.perf_counter()
+            c = self.counters
+            with c.lock:
+                written = c.bytes_uploaded + c.bytes_copied + c.bytes_cleared
+            self.progress(written)
+        except Exception:
+            log.warning("progress report of disk %s failed", self.manifest.disk_id, exc_info=True)
+        finally:
+            self.report_lock.release()
+
     def _clear(self, op: _WriteOp) -> None:
         if self.cancel.is_set():
             raise _Cancelled
         self.replica.clear_page(offset=op.offset, length=op.length)
         self.counters.add(bytes_cleared=op.length, clear_page_calls=1)
+        self._report()
 
     def _put(self, op: _WriteOp, sources: dict[str, _SourceBlob], data_source: str) -> None:
         if self.cancel.is_set():
@@ -1127,6 +1163,7 @@ class _Apply:
             data = parts[0] if len(parts) == 1 else b"".join(parts)
         self.replica.upload_page(data, offset=op.offset, length=op.length)
         self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+        self._report()
 
     def _copy(self, op: _WriteOp, sources: dict[str, _SourceBlob]) -> None:
         offset = op.offset
@@ -1146,6 +1183,7 @@ class _Apply:
                 raise CycleDataChanged(blob) from exc
             self.counters.add(bytes_copied=length, put_page_from_url_calls=1)
             offset += length
+        self._report()
 
     # -- parallelism
 

@@ -21,7 +21,7 @@ from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFa
 from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import MachineState, transition
-from shared.domain.machine import Machine, UploadWatch
+from shared.domain.machine import DiskCopyProgress, Machine, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.health import (
     CYCLE_COMPLETED,
@@ -99,6 +99,7 @@ def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: date
         app_consistent=upload.app_consistent,
         manifests=dict(upload.manifests),
         received_at=now,
+        uploaded_bytes=upload.uploaded_bytes,
     )
     try:
         repos.cycles.add(cycle)
@@ -378,6 +379,7 @@ def complete_cycle(
                 "state": CycleState.APPLIED,
                 "applied_at": outcome.applied_at,
                 "bytes_applied": outcome.bytes_applied,
+                "apply_started_at": outcome.started_at,
             }
         )
     )
@@ -481,5 +483,38 @@ def mark_cycles(
 def record_progress(repos: Repositories, machine_id: str, percent: float) -> None:
     def apply(machine: Machine) -> None:
         machine.replication.progress_percent = max(machine.replication.progress_percent, min(100.0, percent))
+
+    repos.machines.update_with_retry(machine_id, apply)
+
+
+def record_copy_progress(repos: Repositories, machine_id: str, progress: DiskCopyProgress) -> None:
+    """A disk's whole-disk copy advanced: its bytes applied, and the machine's percentage from every disk's.
+
+    One machine write. Figures only go forward (a retried apply that starts over does not move them
+    back), and a newer copy of the disk (another cycle) replaces the older one's. The percentage stays
+    below 100 until the cycle is recorded as applied.
+    """
+
+    def apply(machine: Machine) -> None:
+        status = machine.replication
+        previous = next((c for c in status.disk_copies if c.disk_id == progress.disk_id), None)
+        if previous is not None and previous.cycle_id == progress.cycle_id:
+            if previous.bytes_applied >= progress.bytes_applied:
+                return
+            entry = progress.model_copy(update={"started_at": previous.started_at})
+        else:
+            entry = progress
+        others = [c for c in status.disk_copies if c.disk_id != progress.disk_id]
+        status.disk_copies = sorted([*others, entry], key=lambda c: c.disk_id)
+        ours = [c for c in status.disk_copies if c.cycle_id == progress.cycle_id]
+        # A disk the copy has not reached yet counts with its size: what it writes is not known before.
+        started = {c.disk_id for c in ours}
+        total = sum(c.bytes_to_copy for c in ours) + sum(
+            d.size_bytes for d in machine.inventory.disks if d.id not in started
+        )
+        applied = sum(c.bytes_applied for c in ours)
+        if total <= 0:
+            return
+        status.progress_percent = max(status.progress_percent, min(99.0, round(100.0 * applied / total, 1)))
 
     repos.machines.update_with_retry(machine_id, apply)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.api import (
+    DiskReplicationStatistics,
+    LastCycle,
     MachineDetail,
     MachineList,
     MachineSummary,
     RecoveryPointList,
     RecoveryPointsSummary,
     RecoveryPointView,
+    ReplicationStatistics,
     ReverseProtectionView,
 )
-from shared.domain.cycle import Consistency
+from shared.domain.cycle import Consistency, Cycle, CycleState
 from shared.domain.errors import FieldProblem, ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import (
@@ -210,9 +214,98 @@ def machine_summary(machine: Machine, now: datetime) -> MachineSummary:
     return MachineSummary.model_validate(_summary_fields(machine, now))
 
 
-def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
+# The cycles the machine view reads (newest first): enough for a throughput and the backlog of a machine
+# that keeps up; a deeper backlog is counted up to this many.
+RECENT_CYCLES = 20
+THROUGHPUT_CYCLES = 5
+COPYING_STATES = (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING)
+
+
+def recent_cycles(repos: Repositories, machine_id: str) -> list[Cycle]:
+    """The machine's newest cycles: one single-partition query."""
+    return repos.cycles.query(
+        Query(equals={"machineId": machine_id}, order_by="sequence", descending=True, limit=RECENT_CYCLES),
+        partition_key=machine_id,
+    )
+
+
+def replication_statistics(machine: Machine, cycles: Sequence[Cycle]) -> ReplicationStatistics:
+    """Copy progress per disk, throughput, backlog and ETA from the machine and its newest cycles."""
+    copies = machine.replication.disk_copies
+    applied = sorted(
+        (c for c in cycles if c.state is CycleState.APPLIED and c.applied_at is not None),
+        key=lambda c: c.sequence,
+        reverse=True,
+    )
+    timed = [(c, _apply_seconds(c)) for c in applied[:THROUGHPUT_CYCLES]]
+    seconds = sum(s for _, s in timed)
+    throughput = sum(c.bytes_applied for c, _ in timed) / seconds if timed and seconds > 0 else None
+    waiting = [c for c in cycles if c.state in (CycleState.RECEIVED, CycleState.APPLYING)]
+    declared = [c.uploaded_bytes for c in waiting]
+    last = applied[0] if applied else None
+    return ReplicationStatistics(
+        disks=[
+            DiskReplicationStatistics(
+                disk_id=c.disk_id,
+                cycle_id=c.cycle_id,
+                bytes_to_copy=c.bytes_to_copy,
+                bytes_applied=c.bytes_applied,
+                percent=round(100.0 * c.bytes_applied / c.bytes_to_copy, 1) if c.bytes_to_copy else 100.0,
+                started_at=c.started_at,
+                updated_at=c.updated_at,
+            )
+            for c in copies
+        ],
+        initial_copy_eta_seconds=_copy_eta(machine, throughput),
+        throughput_bytes_per_second=round(throughput, 1) if throughput is not None else None,
+        throughput_cycles=len(timed),
+        backlog_cycles=len(waiting),
+        backlog_bytes=None if any(b is None for b in declared) else sum(b or 0 for b in declared),
+        last_cycle=LastCycle(
+            cycle_id=last.id,
+            sequence=last.sequence,
+            kind=last.kind.value,
+            applied_at=last.applied_at,
+            duration_seconds=round(_apply_seconds(last), 3),
+            bytes_applied=last.bytes_applied,
+        )
+        if last is not None and last.applied_at is not None
+        else None,
+    )
+
+
+def _apply_seconds(cycle: Cycle) -> float:
+    assert cycle.applied_at is not None
+    return max(0.0, (cycle.applied_at - (cycle.apply_started_at or cycle.received_at)).total_seconds())
+
+
+def _copy_eta(machine: Machine, throughput: float | None) -> int | None:
+    """Seconds left of a running initial copy or resync: bytes left over its own rate so far."""
+    if machine.state not in COPYING_STATES:
+        return None
+    copies = machine.replication.disk_copies
+    if not copies:
+        return None
+    # The running copy is the newest one recorded; a disk's entry from an older copy is not part of it.
+    current = max(copies, key=lambda c: c.updated_at).cycle_id
+    ours = [c for c in copies if c.cycle_id == current]
+    sizes = {d.id: d.size_bytes for d in machine.inventory.disks}
+    # A disk the copy has not reached yet counts with its size.
+    to_copy = sum(c.bytes_to_copy for c in ours) + sum(
+        size for disk_id, size in sizes.items() if disk_id not in {c.disk_id for c in ours}
+    )
+    done = sum(c.bytes_applied for c in ours)
+    elapsed = (max(c.updated_at for c in ours) - min(c.started_at for c in ours)).total_seconds()
+    rate = done / elapsed if done > 0 and elapsed > 0 else throughput
+    if not rate:
+        return None
+    return int(max(0, to_copy - done) / rate + 0.5)
+
+
+def machine_detail(machine: Machine, now: datetime, cycles: Sequence[Cycle] = ()) -> MachineDetail:
     return MachineDetail.model_validate(
         {
+            "replication_statistics": replication_statistics(machine, cycles),
             **_summary_fields(machine, now),
             "inventory": machine.inventory,
             "target": machine.target,
@@ -263,8 +356,9 @@ def _failover_fields(machine: Machine) -> dict[str, object]:
 
 
 def get_machine(repos: Repositories, machine_id: str, *, now: datetime) -> MachineDetail:
-    """One point read."""
-    return machine_detail(repos.machines.require(machine_id).item, now)
+    """One point read and one single-partition query (its newest cycles, for the statistics)."""
+    machine = repos.machines.require(machine_id).item
+    return machine_detail(machine, now, recent_cycles(repos, machine_id))
 
 
 def list_recovery_points(repos: Repositories, machine_id: str) -> RecoveryPointList:

@@ -30,6 +30,7 @@ from shared.replication.apply_engine import (
     ApplyResult,
     CycleDataChanged,
     CycleDataMissing,
+    ProgressReport,
     apply_extents,
 )
 from shared.replication.delta_manifest import DeltaManifest, Extent, disk_prefix
@@ -167,6 +168,7 @@ def apply_unit(
     cache: ContainerClient,
     replica: BlobClient,
     options: ApplyOptions | None = None,
+    progress: ProgressReport | None = None,
 ) -> ApplyResult:
     """Verify and write one unit: its extents, and clearing of its disk range outside them.
 
@@ -180,4 +182,5 @@ def apply_unit(
         options=options or ApplyOptions(one_pass=True),
         disk_range=(unit.disk_start, unit.disk_end),
         blob_sizes=unit.blob_sizes,
+        progress=progress,
     )

@@ -447,3 +447,182 @@ def test_machine_show_has_recovery_points_and_errors_with_their_steps(
     out = capsys.readouterr().out
     for shown in ("Critical", "sequence 4", "rp-2", "rp-1", "crash", "CbtReset", "→ Run Repair replication"):
         assert shown in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "body", "kind"),
+    [
+        (["planned-failover", "vm-1"], "/api/machines/vm-1/planned-failover", None, "PlannedFailover"),
+        (
+            ["cancel-planned-failover", "vm-1"],
+            "/api/machines/vm-1/cancel-planned-failover",
+            None,
+            "CancelPlannedFailover",
+        ),
+        (
+            ["reprotect", "vm-1", "--appliance-id", "appl-2"],
+            "/api/machines/vm-1/reprotect",
+            {"applianceId": "appl-2"},
+            "Reprotect",
+        ),
+        (
+            ["mobility", "install", "vm-1", "--credential-name", "root-cred"],
+            "/api/machines/vm-1/mobility/install",
+            {"credentialName": "root-cred"},
+            "InstallMobilityService",
+        ),
+        (
+            ["mobility", "update", "vm-1", "--credential-name", "root-cred", "--server-port", "2222"],
+            "/api/machines/vm-1/mobility/update",
+            {"credentialName": "root-cred", "serverPort": 2222},
+            "InstallMobilityService",
+        ),
+    ],
+)
+def test_failback_and_mobility_actions_start_their_job_and_wait_for_it(
+    api: FakeApi,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    path: str,
+    body: dict[str, Any] | None,
+    kind: str,
+) -> None:
+    final = job("Warning", [("Copy agent", "Succeeded"), ("Install VSS provider", "Warning")], kind=kind)
+    api.on("POST", path, accepted(job("InProgress", [("Copy agent", "InProgress")], kind=kind)))
+    api.on("GET", "/api/jobs/job-1", ok(final, retry_after="0"))
+    api.on("GET", "/api/machines/vm-1/events", ok({"events": []}))
+    assert run([*argv, "--wait"]) == 2
+    sent = api.sent[0]
+    assert (sent.method, sent.url.path) == ("POST", path)
+    assert (json.loads(sent.content) if sent.content else None) == body
+    out = capsys.readouterr().out
+    assert f"{kind} on vm-1" in out and "Install VSS provider" in out
+
+
+def test_reprotect_needs_the_appliance(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["reprotect", "vm-1"]) == 64
+    assert "--appliance-id" in capsys.readouterr().err
+    assert api.sent == []
+
+
+def test_a_refused_planned_failover_says_what_is_allowed(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refusal = {
+        "error": {
+            "code": "OperationNotAllowed",
+            "message": "planned failover is not allowed while the machine is Replicating",
+            "details": [{"machineId": "vm-1", "from": "Replicating", "allowedOperations": ["failover"]}],
+        }
+    }
+    api.on("POST", "/api/machines/vm-1/planned-failover", httpx.Response(409, json=refusal))
+    assert run(["planned-failover", "vm-1", "--wait"]) == 1
+    err = capsys.readouterr().err
+    assert "OperationNotAllowed" in err and "allowed now: failover" in err and "Traceback" not in err
+
+
+def test_mobility_installers_catalog_and_resolution(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    name = "Microsoft-ASR_UA_9.60.0.0_UBUNTU-20.04-64_GA_20240101_release.tar.gz"
+    installer = {
+        "fileName": name,
+        "version": "9.60.0.0",
+        "os": "UBUNTU-20.04-64",
+        "kind": "tar.gz",
+        "buildDate": "20240101",
+        "sizeBytes": 3 * 1024 * 1024,
+        "sha256": "ab" * 32,
+        "uploadedAt": "2026-11-22T03:00:00Z",
+    }
+    api.on("GET", "/api/mobility/installers", ok({"installers": [installer]}))
+    assert run(["mobility", "installers"]) == 0
+    out = capsys.readouterr().out
+    assert name in out and "3.0 MiB" in out and "9.60.0.0" in out
+
+    api.on(
+        "GET",
+        "/api/mobility/installers/resolve",
+        ok(
+            {
+                "os": "Debian 7",
+                "recognisedAs": "Debian 7",
+                "installerOs": "DEBIAN7-64",
+                "installerPattern": "Microsoft-ASR_UA_<version>_DEBIAN7-64_GA_<date>_release.tar.gz",
+                "catalogStatus": "Missing",
+                "installer": None,
+                "placedByHand": True,
+                "instructions": ["Download the installer and upload it to the catalog"],
+            }
+        ),
+    )
+    assert run(["mobility", "installers", "--os", "Debian 7"]) == 0
+    out = capsys.readouterr().out
+    assert api.sent[-1].url.params["os"] == "Debian 7"
+    assert "DEBIAN7-64" in out and "none uploaded" in out and "upload it to the catalog" in out
+
+
+def test_mobility_show_with_and_without_an_agent(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    agent = {
+        "agentId": "agent-1",
+        "machineId": "vm-1",
+        "version": "9.60.0.0",
+        "health": "Healthy",
+        "registeredAt": "2026-11-22T03:00:00Z",
+        "lastHeartbeatAt": "2026-11-22T03:05:00Z",
+    }
+    api.on("GET", "/api/machines/vm-1/mobility", ok({"agent": agent}))
+    assert run(["mobility", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    assert "agent-1" in out and "9.60.0.0" in out and "2026-11-22 03:05:00Z" in out
+    api.on("GET", "/api/machines/vm-2/mobility", ok({"agent": None}))
+    assert run(["mobility", "show", "vm-2"]) == 0
+    assert "no Mobility agent" in capsys.readouterr().out
+
+
+def test_machine_show_has_the_replication_statistics(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mib = 1024 * 1024
+    detail = MACHINES["machines"][0] | {
+        "state": "InitialReplication",
+        "recoveryPointList": [],
+        "currentErrors": [],
+        "replicationStatistics": {
+            "disks": [
+                {
+                    "diskId": "os",
+                    "cycleId": "c0",
+                    "bytesToCopy": 40 * mib,
+                    "bytesApplied": 10 * mib,
+                    "percent": 25.0,
+                    "startedAt": "2026-11-22T03:00:00Z",
+                    "updatedAt": "2026-11-22T03:00:05Z",
+                }
+            ],
+            "initialCopyEtaSeconds": 15,
+            "throughputBytesPerSecond": 2.0 * mib,
+            "throughputCycles": 3,
+            "backlogCycles": 2,
+            "backlogBytes": 3 * mib,
+            "lastCycle": {
+                "cycleId": "c9",
+                "sequence": 9,
+                "kind": "delta",
+                "appliedAt": "2026-11-22T02:59:00Z",
+                "durationSeconds": 1.5,
+                "bytesApplied": mib,
+            },
+        },
+    }
+    api.on("GET", "/api/machines/vm-1", ok(detail))
+    assert run(["machines", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in (
+        "10.0 MiB",
+        "40.0 MiB",
+        "25.0%",
+        "2.0 MiB/s over the last 3 cycle(s)",
+        "2 cycle(s), 3.0 MiB uploaded",
+        "15s",
+        "delta #9: 1.0 MiB in 1.5s",
+    ):
+        assert shown in out, shown

@@ -41,6 +41,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         host_env={
             "DEVHOST_EVENTGRID_RETRY_SCHEDULE": "0.5,1,2,4",
             "DEVHOST_LOG_LEVEL": "INFO",
+            # A copy of a few MiB takes about a second here: record its progress often enough to see it move.
+            "COPY_PROGRESS_INTERVAL_SECONDS": "0.05",
             **METRIC_EXPORT_ENV,
         },
     )

@@ -44,6 +44,9 @@ class Cli:
             # No operator's own profile may leak in: the environment is the whole configuration.
             "MIGRATE_PROFILE": str(profile_dir / "absent.toml"),
             "COLUMNS": "220",
+            # The console script imports `cli` through the editable install, which may point at another
+            # checkout sharing the .venv: this checkout's code comes first.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         }
 
     def __call__(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -51,5 +51,10 @@ def test_the_emitters_record_every_dimension_the_workbook_reads(tmp_path: Path) 
     telemetry.cycle_failed(machine_id="m-1", cycle_id="c-2", error_code="1011", job_id="job-1")
     telemetry.record_hydration_duration(60.0, machine_id="m-1", os_family="linux", outcome="succeeded")
     telemetry.record_arm_retry(operation="PUT Microsoft.Compute/disks", status_code=429)
+    telemetry.record_job_finished(
+        machine_id="m-1", job_id="job-2", kind="Failover", status="Failed", error_code="HydrationFailed"
+    )
+    telemetry.record_machine_health("Critical", machine_id="m-1")
+    telemetry.record_appliance_heartbeat_age(1200.0, appliance_id="appl-1")
     telemetry.shutdown()
     assert missing_from(read_emitted(path), queried(), machine_id="m-1") == []

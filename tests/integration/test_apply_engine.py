@@ -620,3 +620,30 @@ def test_one_pass_reports_a_damaged_upload_found_after_writing_as_a_changed_repl
     with pytest.raises(ExtentChecksumMismatch) as caught:
         apply_extents(first_bad, cache=cache, replica=replica, options=options)
     assert not caught.value.replica_changed and whole(replica) == before
+
+
+def test_a_whole_disk_copy_reports_its_bytes_as_it_writes_them(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    initial = [(0, rand(3 * MIB)), (3 * MIB, rand(2 * MIB)), (8 * MIB, rand(MIB + 1536))]
+    manifest = upload_cycle(cache, "cycle-0", initial, kind=CycleKind.INITIAL)
+    applied: list[int] = []
+    # One writer and a tiny interval: a report after every write call.
+    options = ApplyOptions(parallelism=1, progress_interval_seconds=1e-9)
+    apply_extents(manifest, cache=cache, replica=replica, options=options, progress=applied.append)
+    # A fresh replica has nothing to clear between the extents: the copy writes the data.
+    total = 6 * MIB + 1536
+    assert applied == sorted(applied) and applied[-1] == total
+    assert len([a for a in applied if 0 < a < total]) >= 2
+
+
+def test_a_failing_progress_report_does_not_fail_the_apply(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    manifest = upload_cycle(cache, "cycle-0", [(0, rand(MIB))], kind=CycleKind.INITIAL)
+
+    def broken(applied: int) -> None:
+        raise RuntimeError("the machine document is busy")
+
+    result = apply_extents(manifest, cache=cache, replica=replica, progress=broken)
+    assert result.bytes_applied == MIB

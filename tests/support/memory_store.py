@@ -94,7 +94,11 @@ class InMemoryDocumentStore:
         if query.order_by is not None:
             order_by = query.order_by
             docs.sort(
-                key=lambda d: (_get_path(d.body, order_by) is not None, _get_path(d.body, order_by) or ""),
+                # Missing values first; a present 0 is a value (not "missing", as `or` would make it).
+                key=lambda d: (
+                    _get_path(d.body, order_by) is not None,
+                    _get_path(d.body, order_by) if _get_path(d.body, order_by) is not None else 0,
+                ),
                 reverse=query.descending,
             )
         return docs[: query.limit] if query.limit is not None else docs

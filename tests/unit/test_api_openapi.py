@@ -63,7 +63,7 @@ def test_request_schemas_are_strict_and_camel_case() -> None:
     assert put["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TargetSettings"
     }
-    assert set(put["responses"]) == {"202", "400", "401", "404", "409"}
+    assert set(put["responses"]) == {"202", "400", "401", "404", "409", "500"}
 
 
 def test_policy_ranges_appear_in_the_schema() -> None:
@@ -98,7 +98,7 @@ def test_failover_settings_are_patched_with_a_merge_patch_of_the_same_document()
     ref = {"$ref": "#/components/schemas/FailoverSettings"}
     assert path["get"]["responses"]["200"]["content"]["application/json"]["schema"] == ref
     assert path["patch"]["requestBody"]["content"] == {"application/merge-patch+json": {"schema": ref}}
-    assert set(path["patch"]["responses"]) == {"200", "400", "401", "404", "409"}
+    assert set(path["patch"]["responses"]) == {"200", "400", "401", "404", "409", "500"}
     settings = document["components"]["schemas"]["FailoverSettings"]
     assert settings["additionalProperties"] is False
     assert {
@@ -134,7 +134,7 @@ def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
     detail = schemas["ForbiddenTransitionDetail"]
     assert {"machineId", "from", "to", "allowed", "allowedOperations"} <= set(detail["properties"])
     points = document["paths"]["/api/machines/{machineId}/recovery-points"]["get"]
-    assert set(points["responses"]) == {"200", "400", "401", "404"}
+    assert set(points["responses"]) == {"200", "400", "401", "404", "500"}
     point = schemas["RecoveryPointView"]["properties"]
     assert set(point) == {"id", "time", "consistency", "cycleId", "disks"}
 
@@ -166,3 +166,64 @@ def test_a_wrong_method_on_a_known_route_is_a_json_405_with_allow() -> None:
         "zz_unmatched_route", "POST", "/", route={"path": "machines/vm-1/replication"}
     )
     assert status == 405 and response.headers["Allow"] == "DELETE, PUT"
+
+
+def test_every_202_names_its_job_in_location_and_says_when_to_poll() -> None:
+    document = build_document()
+    accepted = [
+        (path, method, operation["responses"]["202"])
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+        if "202" in operation["responses"]
+    ]
+    assert len(accepted) >= 15
+    for path, method, response in accepted:
+        assert set(response["headers"]) == {"Location", "Retry-After"}, (path, method)
+        assert all(h["required"] for h in response["headers"].values())
+
+
+def test_every_operation_answers_500_and_every_write_409_with_the_error_shape() -> None:
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, methods in build_document()["paths"].items():
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            assert responses["500"]["content"]["application/json"]["schema"] == error, (path, method)
+            if method in ("post", "put", "patch", "delete"):
+                assert responses["409"]["content"]["application/json"]["schema"] == error, (path, method)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and status != "401":
+                    assert response["content"]["application/json"]["schema"] == error, (path, status)
+
+
+def test_error_codes_are_an_enum_of_every_code_the_api_answers() -> None:
+    from shared.domain.errors import DomainError
+
+    def walk(kind: type[DomainError]) -> list[type[DomainError]]:
+        return [k for sub in kind.__subclasses__() for k in (sub, *walk(sub))]
+
+    enum = build_document()["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]
+    assert {k.code for k in walk(DomainError)} <= set(enum)
+    for code in (
+        "ValidationFailed",
+        "ForbiddenTransition",
+        "JobNotCancellable",
+        "InternalError",
+        "RouteNotFound",
+    ):
+        assert code in enum
+    assert enum == sorted(set(enum))
+
+
+def test_optional_bodies_are_marked_optional() -> None:
+    paths = build_document()["paths"]
+    for route in ("test-migrate", "migrate", "failover"):
+        assert paths[f"/api/machines/{{machineId}}/{route}"]["post"]["requestBody"]["required"] is False, (
+            route
+        )
+    assert paths["/api/machines/{machineId}/replication"]["put"]["requestBody"]["required"] is True
+
+
+def test_no_storage_notes_leak_into_the_document() -> None:
+    text = json.dumps(build_document())
+    for internal in ("Stored in", "(pk /", "partition key"):
+        assert internal not in text, internal

@@ -175,7 +175,18 @@ def test_metric_names_are_the_documented_contract() -> None:
         "migrate.replication.cycle.failures",
         "migrate.hydration.duration",
         "migrate.arm.retries",
+        "migrate.jobs.finished",
+        "migrate.replication.health",
+        "migrate.appliance.heartbeat_age",
     }
+
+
+def test_health_is_recorded_as_its_level_and_an_unknown_one_is_refused() -> None:
+    assert tm.HEALTH_LEVELS == {"Healthy": 0, "Warning": 1, "Critical": 2}
+    with pytest.raises(ValueError, match="unknown health"):
+        tm.get_telemetry().record_machine_health("Unwell", machine_id="m")
+    with pytest.raises(ValueError):
+        tm.get_telemetry().record_appliance_heartbeat_age(-1.0, appliance_id="a")
 
 
 @pytest.mark.parametrize(
