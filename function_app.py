@@ -14,6 +14,7 @@ from functions import (
     mobility,
     openapi,
     replication,
+    starts,
 )
 from orchestrators.failback import activities as failback_activities
 from orchestrators.failback import orchestrator as reverse_flow
@@ -43,6 +44,7 @@ for blueprint in (
     failback.bp,
     jobs.bp,
     mobility.bp,
+    starts.bp,
     # orchestrations and their activities
     machine_replication.bp,  # its activities register on the same blueprint
     hydration.bp,

@@ -32,6 +32,7 @@ from functions.http_errors import (
     path_id,
 )
 from functions.orchestration_signals import wake_machine_orchestration
+from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failover.after import CHANGE_RECOVERY_POINT, COMMIT
 from orchestrators.failover.contracts import ChangeInput, FailoverInput, FailoverOutcome, StepRef
@@ -101,6 +102,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     job_input = FailoverInput(
         machine_id=started.machine.id,
@@ -109,9 +111,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
         shutdown_source=request.shutdown_source,
     )
     try:
-        await client.start_new(
-            FAILOVER, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
-        )
+        await launch(client, FAILOVER, started.job, job_input)
     except Exception:
         # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
         outcome = FailoverOutcome(
@@ -144,9 +144,7 @@ async def _run(
     job_input: Any,
 ) -> func.HttpResponse:
     try:
-        await client.start_new(
-            orchestrator, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
-        )
+        await launch(client, orchestrator, started.job, job_input)
     except Exception:
         # Recorded but not started: end the job so the machine is free again, then answer 500.
         services = get_services()
@@ -179,6 +177,7 @@ async def change_recovery_point(
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     current = started.machine.failover
     assert current is not None and current.vm_id is not None
@@ -204,5 +203,6 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
         path_id(req, "machineId"),
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))

@@ -259,6 +259,13 @@ class SweeperSettings(_Group):
         description="an unfinished job not updated for this long no longer protects its resources",
         **POSITIVE,
     )
+    start_grace: Seconds = setting(
+        "OPERATOR_START_GRACE_SECONDS",
+        timedelta(minutes=5),
+        description="an operator action's start still unsettled after this long is finished or rolled back "
+        "by the reconciler; keep it longer than an HTTP request may run (230 s in Azure)",
+        ge=timedelta(0),
+    )
 
 
 class TelemetrySettings(_Group):
