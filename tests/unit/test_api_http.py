@@ -87,9 +87,10 @@ def call(
     credential: str | None = None,
     raw: bytes | None = None,
     content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> tuple[int, Any, func.HttpResponse]:
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **(headers or {})}
     if credential is not None:
         headers["Authorization"] = f"Bearer {credential}"
     req = func.HttpRequest(
