@@ -233,7 +233,7 @@ def test_a_reconciler_stopped_after_the_roll_back_ends_the_job_next_time(
     _machine(repos)
     m.start_migration(repos, "web01", m.MigrationRequest(), job_id="job-1", now=NOW)
     with monkeypatch.context() as patch:
-        patch.setattr(starts.jobs, "finish", lambda *a, **k: (_ for _ in ()).throw(Crash("finish")))
+        patch.setattr(jobs, "finish", lambda *a, **k: (_ for _ in ()).throw(Crash("finish")))
         report = _reconcile(repos, Orchestrations())
     assert report.failed == ["job-1"]
     assert repos.machines.require("web01").item.state is MachineState.REPLICATING
