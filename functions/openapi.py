@@ -64,6 +64,7 @@ from shared.domain.target import TargetSettings
 from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failback.service import ReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
+from shared.jobs.starts import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, NOT_STARTED
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
 from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
@@ -103,6 +104,8 @@ class Operation:
     request_required: bool = True
     # A path parameter that is not an id (its schema instead of the id pattern).
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # An operator action started through functions/starts.py: takes an Idempotency-Key header.
+    idempotent: bool = False
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -273,6 +276,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         TestMigrationRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -283,6 +287,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -294,6 +299,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         MigrationRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "GET",
@@ -330,6 +336,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         FailoverRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -343,6 +350,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         ChangeRecoveryPointRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -354,6 +362,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -544,8 +553,10 @@ _ERROR_TEXT = {
     "(an error body)",
     403: "Not this caller's resource",
     404: "Not found",
-    409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
-    "(the allowed next states and allowedOperations)",
+    409: "Conflicts with the machine's state; a ForbiddenTransition's first detail is a ForbiddenTransitionDetail "
+    "(the allowed next states and allowedOperations); when an action holds the machine, a detail "
+    "{activeJobId, kind, status} names its job (poll GET /api/jobs/{activeJobId}); an Idempotency-Key "
+    "already used for another action is a 409 too",
 }
 _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "operator": [{"functionKey": []}],
@@ -652,6 +663,26 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
         for part in op.route.split("/")
         if part.startswith("{")
     ]
+    if op.idempotent:
+        params.append(
+            {
+                "name": IDEMPOTENCY_KEY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "Any 1 to 200 printable ASCII characters without spaces, new for each action "
+                "(a UUID). A request retried with the same key on the same machine answers 202 with the job "
+                "the first one started (same Location) and starts nothing more; if the first request died "
+                "before the job's orchestration started, the retry starts it. A start that no retry "
+                f"completes is rolled back after OPERATOR_START_GRACE_SECONDS (job ends Failed "
+                f"{NOT_STARTED}); a key used for another action is a 409.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                    "pattern": "^[!-~]+$",
+                },
+            }
+        )
     if op.query is not None:
         schema = op.query.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.get("$defs", {}))
