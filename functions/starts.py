@@ -18,6 +18,7 @@ from orchestrators.names import job_instance_id
 from shared.bootstrap import get_services
 from shared.domain.job import Job
 from shared.jobs import starts
+from shared.platform import crash_points
 
 bp = durable_blueprint()
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ async def launch(
     request, or two racing ones, start it once. True when this call started it."""
     instance_id = job_instance_id(job.id)
     if await _exists(client, instance_id):
+        log.info("job %s: its orchestration %s exists; not started again", job.id, instance_id)
         return False
     try:
         await client.start_new(
@@ -44,6 +46,7 @@ async def launch(
         if await _exists(client, instance_id):  # the racing request won
             return False
         raise
+    crash_points.reached(crash_points.ORCHESTRATION_STARTED)
     return True
 
 

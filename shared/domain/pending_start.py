@@ -33,5 +33,13 @@ class PendingStart(WireModel):
     )
     result: Any = Field(default=None, description="what the start computed, handed back to a retried request")
     requested_at: datetime
+    resumed_at: datetime | None = Field(
+        default=None,
+        description="when a retry under the same key last took the start over: the grace period runs again",
+    )
     open: bool = Field(default=True, description="true until the reconciler has settled it")
     outcome: StartOutcome = StartOutcome.OPEN
+
+    @property
+    def last_touched(self) -> datetime:
+        return max(self.requested_at, self.resumed_at or self.requested_at)

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -38,6 +39,7 @@ from shared.domain.job import Job, JobError, JobStatus
 from shared.domain.machine import Machine
 from shared.domain.pending_start import PendingStart, StartOutcome
 from shared.jobs import lifecycle as jobs
+from shared.platform import crash_points
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -147,8 +149,15 @@ def begin(
     try:
         stored, result = repos.machines.update_with_retry(machine_id, record)
     except _Replayed as replay:
-        existing = jobs.get(repos, replay.pending.job.id) or jobs.create(repos, replay.pending.job)
-        return Started(replay.machine, existing, replay.pending.result, replayed=True)
+        machine, pending = replay.machine, replay.pending
+        if pending.open:
+            # Take the start over (an ETag'd write), so the reconciler cannot roll it back under this retry;
+            # if it already has, this request starts the action afresh.
+            machine, claimed = _claim(repos, machine_id, pending.job.id, now)
+            if not claimed:
+                return begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+        existing = jobs.get(repos, pending.job.id) or jobs.create(repos, pending.job)
+        return Started(machine, existing, pending.result, replayed=True)
     except ConcurrencyConflict:
         raise
     except Conflict as error:
@@ -157,7 +166,23 @@ def begin(
         raise
     if stored.item.pending_start is None or stored.item.pending_start.job.id != job.id:
         return Started(stored.item, job, result)
-    return Started(stored.item, jobs.create(repos, job), result)
+    crash_points.reached(crash_points.START_RECORDED)
+    created = jobs.create(repos, job)
+    crash_points.reached(crash_points.JOB_RECORDED)
+    return Started(stored.item, created, result)
+
+
+def _claim(repos: Repositories, machine_id: str, job_id: str, now: datetime) -> tuple[Machine, bool]:
+    def claim(machine: Machine) -> bool:
+        pending = machine.pending_start
+        if pending is None or pending.job.id != job_id or pending.outcome is StartOutcome.ROLLED_BACK:
+            return False
+        if pending.open:
+            pending.resumed_at = now
+        return True
+
+    stored, claimed = repos.machines.update_with_retry(machine_id, claim)
+    return stored.item, claimed
 
 
 def _name_current_job(repos: Repositories, error: Conflict, machine: Machine) -> None:
@@ -212,11 +237,13 @@ async def reconcile(
     report = ReconcileReport()
     for machine in await asyncio.to_thread(open_starts, repos):
         pending = machine.pending_start
-        if pending is None or now - pending.requested_at < grace:
+        if pending is None or now - pending.last_touched < grace:
             continue
         report.examined += 1
         try:
-            await _reconcile_one(repos, orchestrations, machine.id, pending, now=now, report=report)
+            await _reconcile_one(
+                repos, orchestrations, machine.id, pending, now=now, grace=grace, report=report
+            )
         except Exception:
             log.exception(
                 "reconciler: the start of job %s on machine %s is left for the next run",
@@ -234,6 +261,7 @@ async def _reconcile_one(
     pending: PendingStart,
     *,
     now: datetime,
+    grace: timedelta,
     report: ReconcileReport,
 ) -> None:
     job_id = pending.job.id
@@ -249,11 +277,19 @@ async def _reconcile_one(
         await asyncio.to_thread(_settle, repos, machine_id, job_id, StartOutcome.RUNNING)
         report.settled.append(job_id)
         return
-    rolled = await asyncio.to_thread(_roll_back, repos, machine_id, job_id, now)
-    if rolled:
+    log.warning(
+        "reconciler: job %s (%s) on machine %s: no orchestration %s after %s; rolling its start back",
+        job_id,
+        pending.job.kind.value,
+        machine_id,
+        "and no job document" if job is None else "though its job document exists",
+        now - pending.requested_at,
+    )
+    verdict = await asyncio.to_thread(_roll_back, repos, machine_id, job_id, now, grace)
+    if verdict is _Verdict.ROLLED_BACK:
         await asyncio.to_thread(_end_not_started, repos, machine_id, pending, now)
         report.rolled_back.append(job_id)
-    else:
+    elif verdict is _Verdict.MOVED_ON:
         report.settled.append(job_id)
 
 
@@ -267,18 +303,29 @@ def _settle(repos: Repositories, machine_id: str, job_id: str, outcome: StartOut
     repos.machines.update_with_retry(machine_id, settle)
 
 
-def _roll_back(repos: Repositories, machine_id: str, job_id: str, now: datetime) -> bool:
-    """Give the machine back the fields the start changed, if nothing has moved it on since; False when
-    the start is no longer the machine's (settled instead)."""
+class _Verdict(Enum):
+    ROLLED_BACK = "rolled back"
+    MOVED_ON = "the machine moved on: settled"
+    DEFERRED = "a retry took the start over: left for a later run"
 
-    def roll_back(machine: Machine) -> bool:
+
+def _roll_back(
+    repos: Repositories, machine_id: str, job_id: str, now: datetime, grace: timedelta
+) -> _Verdict:
+    """Give the machine back the fields the start changed, if nothing has moved it on and no retry took
+    the start over since the reconciler looked (checked in the ETag'd write itself, so a retry racing the
+    reconciler either wins its claim first or finds the start rolled back and starts afresh)."""
+
+    def roll_back(machine: Machine) -> _Verdict:
         pending = machine.pending_start
         if pending is None or pending.job.id != job_id or not pending.open:
-            return False
+            return _Verdict.MOVED_ON
+        if now - pending.last_touched < grace:
+            return _Verdict.DEFERRED
         if machine.active_job_id != job_id:
             pending.open = False
             pending.outcome = StartOutcome.RUNNING
-            return False
+            return _Verdict.MOVED_ON
         data = machine.model_dump(mode="json", by_alias=False)
         data.update(pending.previous)
         restored = Machine.model_validate(data)
@@ -286,10 +333,10 @@ def _roll_back(repos: Repositories, machine_id: str, job_id: str, now: datetime)
             setattr(machine, name, getattr(restored, name))
         pending.outcome = StartOutcome.ROLLED_BACK
         machine.updated_at = max(machine.updated_at, now)
-        return True
+        return _Verdict.ROLLED_BACK
 
-    _, rolled = repos.machines.update_with_retry(machine_id, roll_back)
-    return rolled
+    _, verdict = repos.machines.update_with_retry(machine_id, roll_back)
+    return verdict
 
 
 def _end_not_started(repos: Repositories, machine_id: str, pending: PendingStart, now: datetime) -> None:

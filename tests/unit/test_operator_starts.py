@@ -255,3 +255,26 @@ def test_a_start_the_machine_has_moved_past_is_settled_not_rolled_back(repos: Re
     assert _reconcile(repos, Orchestrations()).settled == ["job-1"]
     machine = repos.machines.require("web01").item
     assert machine.state is MachineState.TEST_MIGRATING and machine.active_job_id == "job-other"
+
+
+def test_a_retry_that_takes_the_start_over_is_not_rolled_back_under_it(
+    repos: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _machine(repos)
+    with monkeypatch.context() as patch:
+        _crash_before_the_job_document(repos, patch)
+        with pytest.raises(Crash):
+            m.start_test_migration(
+                repos, "web01", m.TestMigrationRequest(), job_id="job-1", now=NOW, idempotency_key="k"
+            )
+    # Past the grace period the retry arrives: it claims the start (the grace runs again from now) ...
+    retried = m.start_test_migration(
+        repos, "web01", m.TestMigrationRequest(), job_id="job-2", now=LATER, idempotency_key="k"
+    )
+    assert retried.job.id == "job-1"
+    # ... so a reconciler that looked before the claim and decides after it leaves the start alone,
+    assert starts._roll_back(repos, "web01", "job-1", LATER, GRACE).name == "DEFERRED"
+    assert _reconcile(repos, Orchestrations(), now=LATER + timedelta(seconds=1)).examined == 0
+    assert repos.machines.require("web01").item.state is MachineState.TEST_MIGRATING
+    # and rolls it back only if, a whole grace period after the claim, still nothing runs it.
+    assert _reconcile(repos, Orchestrations(), now=LATER + GRACE).rolled_back == ["job-1"]
