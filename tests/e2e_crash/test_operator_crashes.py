@@ -32,7 +32,7 @@ from tests.e2e_migration.migration_client import FINISHED, MigrationClient, wait
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
-KILLS = int(os.environ.get("CRASH_TEST_KILLS", "24"))
+KILLS = int(os.environ.get("CRASH_TEST_KILLS", "20"))
 DURING_JOB = "during-job"
 POINTS = (
     crash_points.START_RECORDED,
@@ -89,10 +89,11 @@ def _kill_at(local_stack: LocalStack, points_dir: Path, point: str, send: Any) -
     reached.unlink()
 
 
-def _settle(client: MigrationClient, machine_id: str) -> str:
-    """Run the reconciler past its grace and wait for the machine's job; the machine ends stable. Every
-    job the machine names exists."""
-    time.sleep(GRACE_SECONDS + 0.5)
+def _settle(client: MigrationClient, machine_id: str, killed_at: float) -> str:
+    """Run the reconciler past its grace and wait for the machine's job; the machine ends stable, every
+    job it names exists, and what stands in ARM is what its state says: the test VM of its test
+    migration when TestMigrated, nothing when Replicating."""
+    time.sleep(max(0.0, killed_at + GRACE_SECONDS - time.monotonic()))
     client.run_timer("start_reconciler")
 
     def stable() -> str | None:
@@ -108,6 +109,16 @@ def _settle(client: MigrationClient, machine_id: str) -> str:
         return str(machine["state"]) if machine["state"] in STABLE else None
 
     state: str = wait_for(stable, timeout=60, interval=0.2, what=f"machine {machine_id} stable")
+    machine = _get(client, f"/machines/{machine_id}").json()
+    if state == "TestMigrated":
+        test_job = machine["activeJobId"]
+        assert any("/virtualMachines/" in r for r in client.resources_of_job(test_job)), (
+            f"{machine_id} is TestMigrated by {test_job} but its test VM is gone"
+        )
+    else:
+        assert client.resources_of_machine(machine_id) == [], (
+            f"{machine_id} is Replicating with resources left"
+        )
     return state
 
 
@@ -130,6 +141,7 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
             local_stack.kill_functions_host()
         else:
             _kill_at(local_stack, crash_points_dir, point, functools.partial(_post, client, path, body, key))
+        killed_at = time.monotonic()
         local_stack.start_functions_host()
 
         if rng.random() < 0.5:
@@ -138,7 +150,7 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
             retried = _post(client, path, body, key)
             assert retried.status_code == 202, (point, retried.text)
             outcomes["retried"] += 1
-        state = _settle(client, machine_id)
+        state = _settle(client, machine_id, killed_at)
         outcomes[f"{point} -> {state}"] += 1
         print(f"kill {i} at {point}: {path.rsplit('/', 1)[-1]} -> {state} ({time.monotonic() - began:.1f} s)")
 
