@@ -481,6 +481,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         PushInstallBody,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -492,6 +493,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         PushInstallBody,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "GET",

@@ -118,12 +118,14 @@ def begin(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    record_unchanged: bool = False,
 ) -> Started[R]:
     """Apply the action's transition (`apply`, which may refuse with a DomainError) and record the job with
     it in one machine write, then write the job document. A retry under the same Idempotency-Key gets the
     recorded job back and writes nothing but a missing job document. A transition that changes nothing
     (an action that finds itself already running) records no start: its result says what runs. A 409
-    names the machine's current job."""
+    names the machine's current job. `record_unchanged`: an action that holds no machine state (a
+    Mobility push) records its start all the same, so that an interrupted one is still found and ended."""
     before: list[Machine] = []
 
     def record(machine: Machine) -> R:
@@ -136,7 +138,7 @@ def begin(
             for name in Machine.model_fields
             if name not in _NOT_RESTORED and getattr(before[0], name) != getattr(machine, name)
         }
-        if previous:
+        if previous or record_unchanged:
             machine.pending_start = PendingStart(
                 job=job,
                 idempotency_key=idempotency_key,
@@ -155,7 +157,15 @@ def begin(
             # if it already has, this request starts the action afresh.
             machine, claimed = _claim(repos, machine_id, pending.job.id, now)
             if not claimed:
-                return begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+                return begin(
+                    repos,
+                    machine_id,
+                    apply,
+                    job,
+                    now=now,
+                    idempotency_key=idempotency_key,
+                    record_unchanged=record_unchanged,
+                )
         existing = jobs.get(repos, pending.job.id) or jobs.create(repos, pending.job)
         return Started(machine, existing, pending.result, replayed=True)
     except ConcurrencyConflict:
@@ -322,7 +332,7 @@ def _roll_back(
             return _Verdict.MOVED_ON
         if now - pending.last_touched < grace:
             return _Verdict.DEFERRED
-        if machine.active_job_id != job_id:
+        if "active_job_id" in pending.previous and machine.active_job_id != job_id:
             pending.open = False
             pending.outcome = StartOutcome.RUNNING
             return _Verdict.MOVED_ON
