@@ -167,6 +167,9 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
     outcomes["jobs"] = len(jobs)
     outcomes["jobs rolled back (NotStarted)"] = len(not_started)
     outcomes["jobs succeeded"] = sum(1 for j in jobs if j["status"] == "Succeeded")
+    for job in jobs:
+        if job["status"] != "Succeeded" and (job.get("error") or {}).get("code") != "NotStarted":
+            outcomes[f"job {job['kind']} {job['status']}: {(job.get('error') or {}).get('code')}"] += 1
     assert client.resources_of_machine(machine_id) == []
     elapsed = time.monotonic() - began
     print(f"\ncrash test seed {SEED}: {KILLS} kills in {elapsed:.0f} s; {dict(sorted(outcomes.items()))}")
