@@ -69,7 +69,8 @@ class DurableOrchestrations:
 EVERY_MINUTE = "0 * * * * *"
 
 
-@bp.timer_trigger(arg_name="timer", schedule=EVERY_MINUTE, run_on_startup=True, use_monitor=True)
+# Not on start-up: in Azure every new instance would run it; the next minute comes soon enough.
+@bp.timer_trigger(arg_name="timer", schedule=EVERY_MINUTE, run_on_startup=False, use_monitor=True)
 @bp.durable_client_input(client_name="client")
 async def start_reconciler(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     services = get_services()
