@@ -268,6 +268,17 @@ class SweeperSettings(_Group):
     )
 
 
+class TestHookSettings(_Group):
+    """Hooks of the local stack's tests; never set in Azure."""
+
+    crash_points_dir: str | None = setting(
+        "CRASH_POINTS_DIR",
+        None,
+        description="the local crash test only (never set in Azure): where it arms the instants at which the "
+        "host is held to be killed (shared/platform/crash_points.py)",
+    )
+
+
 class TelemetrySettings(_Group):
     # Often enough to watch a demo, rare enough not to flood the log; benchmarks read the output and ask
     # for a shorter period.
@@ -348,6 +359,9 @@ class Settings(BaseSettings):
     health: HealthThresholds = group(description="replication health timings and thresholds", tuning=True)
     migration: MigrationSettings = group(description="hydration and migration", tuning=True)
     sweeper: SweeperSettings = group(description="the sweeper of temporary resources", tuning=True)
+    test_hooks: TestHookSettings = group(
+        description="hooks of the local tests; never set in Azure", tuning=True
+    )
 
     @classmethod
     def settings_customise_sources(
