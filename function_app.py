@@ -17,6 +17,10 @@ from functions import (
     starts,
 )
 from orchestrators.failback import activities as failback_activities
+from orchestrators.failback import commit as commit_failback
+from orchestrators.failback import commit_activities as commit_failback_activities
+from orchestrators.failback import forward as reprotect_to_azure
+from orchestrators.failback import forward_activities as reprotect_to_azure_activities
 from orchestrators.failback import orchestrator as reverse_flow
 from orchestrators.failback import planned as planned_failback
 from orchestrators.failback import planned_activities as planned_failback_activities
@@ -61,5 +65,9 @@ for blueprint in (
     mobility_activities.bp,
     planned_failback.bp,
     planned_failback_activities.bp,
+    commit_failback.bp,
+    commit_failback_activities.bp,
+    reprotect_to_azure.bp,
+    reprotect_to_azure_activities.bp,
 ):
     app.register_functions(blueprint)

@@ -347,6 +347,8 @@ class _Run:
         ]
         if key:
             args += ["-k", f"{self.staging}/agent-key.txt"]
+        for disk_id, path in sorted(self.request.disk_paths.items()):
+            args += ["-d", f"{disk_id}={path}"]
         done = await ssh.run(shlex.join(args), check=False)
         if done.exit_status != 0:
             raise StepFailed(

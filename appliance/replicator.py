@@ -47,6 +47,7 @@ from shared.domain.command import (
     CommandError,
     CommandKind,
     DeleteDiskSnapshots,
+    DisksSnapshotted,
     HashDiskBlocks,
     PowerChanged,
     PowerOffMachine,
@@ -275,16 +276,19 @@ class MachineReplicator:
             )
             return CommandAnswer(result=applied, error=error)
         if isinstance(request, HashDiskBlocks):
-            return CommandAnswer(
-                result=reverse.block_hashes_answer(
+            try:
+                hashes = reverse.block_hashes_answer(
                     self._disk(request.disk_id).path,
                     disk_id=request.disk_id,
                     block_size=request.block_size,
+                    ranges=request.ranges,
                     uploads=self.uploads,
                     machine_id=self.machine_id,
                     answer_id=command.id,
                 )
-            )
+            except reverse.HashRangeBeyondDisk as exc:
+                return CommandAnswer(error=CommandError(code=exc.code, message=str(exc)))
+            return CommandAnswer(result=hashes)
         assert isinstance(request, ReportChangedBlocks)  # the union has no other member
         return CommandAnswer(result=self.changed_since(request.disk_id, request.since_cycle_id))
 
@@ -313,7 +317,21 @@ class MachineReplicator:
             if isinstance(request, SnapshotDisks)
             else self.disk_snapshots.revert(request)
         )
+        if isinstance(result, DisksSnapshotted) and any(not d.already_taken for d in result.disks):
+            self._track_from_snapshot()
         return CommandAnswer(result=result, error=error)
+
+    def _track_from_snapshot(self) -> None:
+        """Change tracking starts again from the copy just taken, before the machine is powered on: a
+        reprotect to Azure after the failback is committed sends only what changed since then (the
+        replicas are brought to the same data in Azure). A copy found already taken moves nothing: the
+        machine may have run on it since."""
+        for disk in self.disks:
+            if self.flavour == "hyperv":
+                os.unlink(self._hyperv_tracker(disk.disk_id).switch_log())
+            else:
+                self._state["changeIds"][disk.disk_id] = self._cbt_tracker(disk.disk_id).next_epoch()
+        self._save()
 
     def changed_since(self, disk_id: str, since_cycle_id: str) -> ChangedBlocks:
         """The ranges of `disk_id` written after cycle `since_cycle_id` was taken: those sent by the

@@ -50,6 +50,7 @@ from shared.domain.command import (
     RangeOp,
     RangeOutcome,
     ReverseManifestApplied,
+    hashed_pieces,
 )
 from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
 
@@ -371,12 +372,28 @@ def _refusal_error(request: ApplyReverseManifest, refusals: dict[int, _Refused])
 # --- block hashes -------------------------------------------------------------------------------------
 
 
-def hash_blocks(image_path: Path, block_size: int = MIB) -> tuple[int, bytes]:
-    """(disk size, the SHA-256 of each block, the last one clipped, concatenated)."""
+class HashRangeBeyondDisk(ValueError):
+    """A finer pass asked for bytes past the end of the image: OnPremisesDiskTooSmall, as a manifest
+    reaching past it is; nothing was hashed."""
+
+    code: Final = "OnPremisesDiskTooSmall"
+
+
+def hash_blocks(
+    image_path: Path, block_size: int = MIB, ranges: list[tuple[int, int]] | None = None
+) -> tuple[int, bytes]:
+    """(disk size, the SHA-256 of each block, the last one clipped, concatenated). With `ranges` (the
+    finer pass), of each `block_size` piece of those ranges only, in order (`hashed_pieces`)."""
     digests = bytearray()
     with ImageFile(Path(image_path)) as image:
-        for offset in range(0, image.size, block_size):
-            digests += hashlib.sha256(image.read(offset, min(block_size, image.size - offset))).digest()
+        beyond = [(o, n) for o, n in ranges or () if o + n > image.size]
+        if beyond:
+            offset, length = beyond[0]
+            raise HashRangeBeyondDisk(
+                f"range [{offset}, {length}] ends beyond the disk ({image.size} bytes); nothing was hashed"
+            )
+        for offset, length in hashed_pieces(ranges, block_size, image.size):
+            digests += hashlib.sha256(image.read(offset, length)).digest()
         return image.size, bytes(digests)
 
 
@@ -385,23 +402,30 @@ def block_hashes_answer(
     *,
     disk_id: str,
     block_size: int,
+    ranges: list[tuple[int, int]] | None = None,
     uploads: UploadDestination | ContainerClient | None = None,
     machine_id: str | None = None,
     answer_id: str | None = None,
 ) -> BlockHashes:
     """The HashDiskBlocks answer: digests inline when small, else uploaded beside the machine's cycles
     as `{machineId}/{answerId}/{diskId}/block-hashes.sha256` (with the same write-only credentials)."""
-    size, digests = hash_blocks(image_path, block_size)
+    size, digests = hash_blocks(image_path, block_size, ranges)
     if len(digests) <= MAX_INLINE_HASH_BYTES:
         return BlockHashes(
-            disk_id=disk_id, block_size=block_size, disk_size=size, hashes=base64.b64encode(digests).decode()
+            disk_id=disk_id,
+            block_size=block_size,
+            disk_size=size,
+            ranges=ranges,
+            hashes=base64.b64encode(digests).decode(),
         )
     if uploads is None or machine_id is None or answer_id is None:
         raise ValueError(f"{len(digests)} bytes of block hashes need an upload destination")
     name = f"{machine_id}/{answer_id}/{disk_id}/block-hashes.sha256"
     blobs = destination_of(uploads).for_cycle(machine_id, answer_id, [name])
     blobs.get_blob_client(name).upload_blob(digests, overwrite=True)
-    return BlockHashes(disk_id=disk_id, block_size=block_size, disk_size=size, hashes_blob=name)
+    return BlockHashes(
+        disk_id=disk_id, block_size=block_size, disk_size=size, ranges=ranges, hashes_blob=name
+    )
 
 
 # --- changed blocks -----------------------------------------------------------------------------------

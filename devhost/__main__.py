@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from devhost.emulators import REPO_ROOT
+from devhost.processes import open_private_log
 from devhost.stack import LocalStack, StackError, StackPorts, read_state
 from devhost.waiting import wait_until
 
@@ -46,18 +47,10 @@ def up(background: bool, keep_data: bool) -> int:
         return 2
     _print_summary(state)
     try:
-        while not stopping.wait(1.0):
-            dead = [p.name for p in stack.processes if not p.running()]
-            if dead:
-                print(
-                    f"error: {', '.join(dead)} exited; stopping the stack. Logs: {state['logs']}",
-                    file=sys.stderr,
-                )
-                return 1
+        return stack.supervise(stopping, report=lambda line: print(line, flush=True))
     finally:
         stack.stop()
         print("local stack stopped")
-    return 0
 
 
 def _up_in_background(keep_data: bool) -> int:
@@ -66,7 +59,7 @@ def _up_in_background(keep_data: bool) -> int:
         return 0
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "devhost", "up", *(["--keep-data"] if keep_data else [])]
-    with SUPERVISOR_LOG.open("w") as log:
+    with open_private_log(SUPERVISOR_LOG, "w") as log:
         child = subprocess.Popen(
             argv,
             stdout=log,
@@ -176,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = sub.add_parser("up", help="start the local stack (foreground unless --background)")
     up_parser.add_argument("--background", action="store_true")
     up_parser.add_argument(
-        "--keep-data", action="store_true", help="reuse the previous run's blobs and host state"
+        "--keep-data",
+        action="store_true",
+        help="reuse the previous run's data: blobs, Cosmos, host state, keys and secrets",
     )
     sub.add_parser("down", help="stop a background stack and everything it started")
     sub.add_parser("status", help="show whether the stack answers")

@@ -30,6 +30,7 @@ from devhost.demo_failback import run_failback_demo
 from devhost.demo_failover import run_failover_demo
 from devhost.demo_health import demo_failure_and_repair
 from devhost.demo_migration import run_migration_demo
+from devhost.demo_mobility import run_mobility_demo
 from devhost.demo_replication import run_replication_demo
 from devhost.stack import LocalStack
 
@@ -169,6 +170,12 @@ def run_demo(stack: LocalStack) -> int:
             run_failback_demo(stack, console, failover)
         except Exception as exc:
             console.print(f"[red]reprotect demo failed: {exc}[/]")
+            return 1
+        console.rule("Mobility service: push installation and the agent's first cycle")
+        try:
+            run_mobility_demo(stack, Path(workdir), console)
+        except Exception as exc:
+            console.print(f"[red]Mobility demo failed: {exc}[/]")
             return 1
     console.print("[green bold]demo complete[/]")
     return 0

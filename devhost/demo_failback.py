@@ -3,7 +3,9 @@ few MiB at scattered offsets of its data disk (the local ARM endpoint's disk-wri
 reprotects it to the on-premises machine through the appliance, the appliance answers every command
 (power off, its change record, manifests read straight from the snapshot's SAS), the on-premises data
 disk equals the Azure disk byte for byte, and one reverse cycle (every minute by the policy) brings the
-next writes: each with its bytes processed, transferred and matched.
+next writes: each with its bytes processed, transferred and matched. Then the way home: a planned
+failover to on-premises (the downtime shown), its commit (nothing of the machine left in Azure), writes
+on-premises, and a reprotect to Azure that sends only those writes (bytes sent against the disks' size).
 
 Called by devhost/demo.py as `run_failback_demo(stack, console, failover)`, with what run_failover_demo
 returned (its machine's replicator answers the commands).
@@ -77,8 +79,80 @@ def run_failback_demo(stack: LocalStack, console: Console, failover: dict[str, A
         _answer_until(client, replicator, api, lambda: len(_points(client, machine_id)) >= 2 or None, 180)
         _check_equal(client, azure_data, on_premises, size, console, "S2")
         _show_points(console, client, machine_id)
+        home = _round_trip(client, replicator, api, events, machine_id, appliance_id, console, rng)
     console.print(f"reprotect story: {time.perf_counter() - started:.0f} s")
-    return {"machine": machine_id, "reprotectJob": job_id}
+    return {"machine": machine_id, "reprotectJob": job_id, **home}
+
+
+def _run_job(
+    client: MigrationClient,
+    replicator: MachineReplicator,
+    api: Any,
+    console: Console,
+    path: str,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    response = client.post(path, body)
+    if response.status_code != 202:
+        raise FailbackDemoFailed(f"{path} answered {response.status_code}: {response.text}")
+    job_id = response.json()["jobId"]
+    began = time.perf_counter()
+    job: dict[str, Any] = _answer_until(client, replicator, api, lambda: _finished(client.job(job_id)), 300)
+    show_job(console, job, time.perf_counter() - began)
+    if job["status"] != "Succeeded":
+        raise FailbackDemoFailed(f"{path}: job {job_id} ended {job['status']}")
+    return job
+
+
+def _round_trip(
+    client: MigrationClient,
+    replicator: MachineReplicator,
+    api: Any,
+    events: Any,
+    machine_id: str,
+    appliance_id: str,
+    console: Console,
+    rng: random.Random,
+) -> dict[str, Any]:
+    console.rule("[bold]Planned failover to on-premises, commit, reprotect to Azure")
+    # Both the planned failover and the reprotect check the appliance's heartbeat first.
+    events.heartbeat()
+    time.sleep(3)
+    planned = _run_job(client, replicator, api, console, f"/machines/{machine_id}/planned-failover")
+    failback = client.machine(machine_id)["plannedFailback"]
+    console.print(
+        f"the on-premises VM runs; downtime {failback['downtimeSeconds']:.0f} s (Azure VM stopped -> "
+        "on-premises heartbeat)"
+    )
+    committed = _run_job(client, replicator, api, console, f"/machines/{machine_id}/commit")
+    left = client.resources_of_machine(machine_id)
+    if left:
+        raise FailbackDemoFailed(f"the commit left {len(left)} resource(s) of the machine in Azure: {left}")
+    console.print("committed: 0 Azure resources of the machine left; it runs on-premises, not protected")
+
+    data = next(d for d in replicator.disks if d.disk_id == "data")
+    slots = rng.sample(range(data.size // WRITE), 4)
+    for slot in slots:
+        replicator.write("data", slot * WRITE, rng.randbytes(WRITE))
+    written = len(slots) * WRITE
+    console.print(f"the on-premises VM wrote {written // KIB} KiB at 4 scattered offsets of its data disk")
+    events.heartbeat()
+    time.sleep(3)
+    reprotected = _run_job(
+        client, replicator, api, console, f"/machines/{machine_id}/reprotect", {"applianceId": appliance_id}
+    )
+    view = client.machine(machine_id)
+    sent, disks = view["plannedFailback"]["reprotectBytesSent"], view["plannedFailback"]["reprotectDiskBytes"]
+    console.print(
+        f"reprotect to Azure sent {sent // KIB:,} KiB for {written // KIB:,} KiB written on-premises "
+        f"({sent / max(disks, 1):.2%} of the disks' {disks // KIB:,} KiB); the machine is {view['state']}"
+    )
+    return {
+        "plannedFailoverJob": planned["id"],
+        "commitJob": committed["id"],
+        "reprotectToAzureJob": reprotected["id"],
+        "reprotectBytesSent": sent,
+    }
 
 
 def _guest_writes(client: MigrationClient, disk_id: str, size: int, rng: random.Random, *, count: int) -> int:

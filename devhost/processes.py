@@ -10,12 +10,23 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from devhost.waiting import wait_until
 
 
 class ProcessFailedToStart(RuntimeError):
     """A child process exited or did not become ready in time; the message points at its log."""
+
+
+def open_private_log(path: Path, mode: str = "ab") -> IO[Any]:
+    """A log file only its owner reads (0600), even one an older run created with the umask's mode:
+    logs hold request paths, ids and errors, which are nobody else's business on a shared machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
 
 
 def free_port() -> int:
@@ -40,8 +51,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        log = open_private_log(self.log_path, "ab")
         # A new session makes the child a process-group leader, so stop() reaches its grandchildren too
         # and a Ctrl-C in the terminal is handled once, by the supervisor.
         self.popen = subprocess.Popen(
@@ -109,6 +119,20 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=grace)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode if self.popen is not None else None
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left in the process group, its leader dead or alive (a crashed leader's
+        children would otherwise outlive it)."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=10)
 
     def kill(self) -> None:
         """SIGKILL the whole group at once: what a crash looks like to the rest of the stack."""

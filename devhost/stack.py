@@ -2,7 +2,8 @@
 
 `LocalStack.start()` starts each piece, waits until it answers, and writes `.devhost/stack.json`
 (endpoints, process ids, where the keys are) so that `down`, `status`, the demo and the appliance
-client can find it. Every start is fresh unless `keep_data` is asked for.
+client can find it. Every start is fresh unless `keep_data` is asked for. `supervise()` watches the
+children and restarts a Functions host that died (and nothing else), as `python -m devhost up` runs it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +31,13 @@ from devhost.emulators import (
     start_azurite,
     start_cosmos,
 )
-from devhost.processes import ManagedProcess, free_port, port_is_open
+from devhost.processes import (
+    ManagedProcess,
+    ProcessFailedToStart,
+    free_port,
+    open_private_log,
+    port_is_open,
+)
 
 # --- local ARM endpoint (devhost/arm) ---
 # The stack's default latency scale: Azure's durations / 10, so a demo hydration keeps Azure's shape
@@ -154,7 +164,7 @@ class LocalStack:
                 "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT."
             )
         if not self.keep_data and self.data_dir.exists():
-            for child in ("azurite", "host", "logs", "secrets.json", "stack.json", "arm"):
+            for child in ("azurite", "cosmos", "host", "logs", "secrets.json", "stack.json", "arm"):
                 target = self.data_dir / child
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -166,7 +176,9 @@ class LocalStack:
             self.processes.append(
                 start_azurite(self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data)
             )
-            self.processes.append(start_cosmos(self.ports.emulators, logs))
+            self.processes.append(
+                start_cosmos(self.ports.emulators, logs, journal=self.data_dir / "cosmos" / "journal.jsonl")
+            )
             settings = self.app_settings(endpoints)
             # --- local ARM endpoint ---
             self.processes.append(
@@ -185,26 +197,79 @@ class LocalStack:
         except Exception:
             self.stop()
             raise
+        return self._write_state()
+
+    def _write_state(self) -> dict[str, object]:
         state: dict[str, object] = {
             "supervisorPid": os.getpid(),
             "functionsUrl": self.functions_url,
             "keysFile": str(self.data_dir / "host" / "keys.json"),
             "settings": {
                 k: v
-                for k, v in settings.items()
+                for k, v in self._settings.items()
                 if k not in ("EVENTGRID_TOPIC_KEY", "APPLIANCE_CREDENTIAL_PEPPER", "ARM_STATIC_TOKEN")
             },
             "secretsFile": str(self.data_dir / "secrets.json"),
             "processes": {p.name: p.pid for p in self.processes},
             "ports": self.ports.all(),
-            "logs": str(logs),
+            "logs": str(self.data_dir / "logs"),
         }
         _write_private(self.state_file, json.dumps(state, indent=2))
         return state
 
+    def supervise(
+        self,
+        stopping: threading.Event,
+        *,
+        poll: float = 0.5,
+        max_restarts: int = 5,
+        window: float = 300.0,
+        report: Callable[[str], None] = print,
+    ) -> int:
+        """Watch the stack until `stopping` is set (then 0). A Functions host that exits, however it died,
+        is started again on the same data, as Azure restarts a crashed worker: Durable history, pending
+        Event Grid deliveries and keys are on disk, so orchestrations resume and events are redelivered.
+        Only the host: Azurite, Cosmos and the local ARM endpoint keep running untouched. Any of those
+        exiting ends the supervision (1), as does a host that crashed more than `max_restarts` times
+        within `window` seconds: restarting it in a loop would only hide the cause (see its log)."""
+        restarts: list[float] = []
+        while not stopping.wait(poll):
+            dead = [p for p in self.processes if not p.running()]
+            others = [p.name for p in dead if p.name != "functions-host"]
+            if others:
+                report(
+                    f"error: {', '.join(others)} exited; stopping the stack. Logs: {self.data_dir / 'logs'}"
+                )
+                return 1
+            if not dead:
+                continue
+            host = dead[0]
+            self.processes.remove(host)
+            host.kill_group()  # what the dead host left running in its process group goes with it
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < window] + [now]
+            if len(restarts) > max_restarts:
+                report(
+                    f"error: the Functions host exited {len(restarts)} times in {window:.0f} s; stopping the "
+                    f"stack. See {host.log_path}"
+                )
+                return 1
+            report(f"functions-host (pid {host.pid}) exited with code {host.returncode}; restarting it")
+            try:
+                started = self.start_functions_host()
+            except ProcessFailedToStart as exc:
+                report(f"error: the Functions host did not start again: {exc}")
+                continue  # counted: the next round tries again, or gives up
+            self._write_state()
+            report(f"functions-host is back (pid {started.pid})")
+        return 0
+
     def start_functions_host(self) -> ManagedProcess:
         """Start (or, after `kill_functions_host`, restart) the host on the same data: Durable history and
         pending Event Grid deliveries survive, as they would a worker recycle in Azure."""
+        # The app appends its telemetry to this file (TELEMETRY_FILE) and keeps the mode it finds: 0600
+        # like every other log of the stack.
+        open_private_log(self.telemetry_file).close()
         host = ManagedProcess(
             name="functions-host",
             argv=[

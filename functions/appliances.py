@@ -43,6 +43,7 @@ from shared.appliances.events import (
     CycleStarted,
     CycleUploaded,
     Heartbeat,
+    check_subject,
     parse_appliance_event,
 )
 from shared.bootstrap import Services, get_services
@@ -201,6 +202,7 @@ async def on_appliance_event(event: func.EventGridEvent, client: df.DurableOrche
     now = services.clock()
     try:
         payload = parse_appliance_event(event_type, event.get_json())
+        check_subject(str(getattr(event, "subject", "") or ""), payload)
     except DomainError as exc:
         await _refuse(services, event, event_type, exc, parsed=False, now=now)
         return

@@ -7,7 +7,9 @@ POST  /api/machines/{id}/failover            {"recoveryPoint": "latest"|"latestP
                                               "latestAppConsistent"|"latestCrashConsistent"|<id>,
                                               "shutdownSource": bool} -> 202, Location /api/jobs/{jobId}
 POST  /api/machines/{id}/change-recovery-point  {"recoveryPointId": <id>} -> 202 (until commit)
-POST  /api/machines/{id}/commit              -> 202: keep the failover's point, delete the others
+POST  /api/machines/{id}/commit              -> 202: keep the failover's point, delete the others; on a
+                                              machine that failed back to on-premises, commit that
+                                              instead (a CommitFailback job)
 
 A failover records the machine's move to FailingOver and its job first (409 when the state or the
 recovery points forbid it, nothing written), then starts the job's orchestration `job-{jobId}`. It
@@ -34,6 +36,8 @@ from functions.http_errors import (
 from functions.orchestration_signals import wake_machine_orchestration
 from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
+from orchestrators.failback.commit import COMMIT_FAILBACK
+from orchestrators.failback.contracts import FailbackRun
 from orchestrators.failover.after import CHANGE_RECOVERY_POINT, COMMIT
 from orchestrators.failover.contracts import ChangeInput, FailoverInput, FailoverOutcome, StepRef
 from orchestrators.failover.orchestrator import FAILOVER
@@ -41,6 +45,7 @@ from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import get_services
 from shared.domain.api import CycleSignal
 from shared.domain.errors import ValidationFailed
+from shared.failback import commit as failback_commit
 from shared.failover import service as failover
 from shared.failover import settings as failover_settings
 
@@ -197,12 +202,51 @@ async def change_recovery_point(
 @handle_errors
 async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
+    machine_id = path_id(req, "machineId")
+    # The direction follows where the machine is active: a planned failover to on-premises is committed
+    # by its own job.
+    if await asyncio.to_thread(failback_commit.commits_failback, services.repos, machine_id):
+        return await commit_failback(client, machine_id)
     started = await asyncio.to_thread(
         failover.start_commit,
         services.repos,
-        path_id(req, "machineId"),
+        machine_id,
         job_id=new_job_id(),
         now=services.clock(),
         idempotency_key=idempotency_key(req),
     )
     return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))
+
+
+async def commit_failback(client: df.DurableOrchestrationClient, machine_id: str) -> func.HttpResponse:
+    """The CommitFailback job, in its own orchestration instance (the job id)."""
+    services = get_services()
+    started = await asyncio.to_thread(
+        failback_commit.start_commit_failback,
+        services.repos,
+        machine_id,
+        job_id=new_job_id(),
+        now=services.clock(),
+    )
+    run = FailbackRun(machine_id=started.machine.id, job_id=started.job.id)
+    try:
+        await client.start_new(
+            COMMIT_FAILBACK, instance_id=started.job.id, client_input=run.model_dump(mode="json")
+        )
+    except Exception:
+        # Recorded but not started: end the job (nothing was deleted: the machine is FailedBack again).
+        outcome = failback_commit.CommitOutcome(
+            machine_id=started.machine.id,
+            job_id=started.job.id,
+            succeeded=False,
+            error_message="the commit's orchestration could not be started; commit again",
+        )
+        await asyncio.to_thread(
+            failback_commit.end_commit_failback,
+            services.repos,
+            outcome,
+            now=services.clock(),
+            health=services.health,
+        )
+        raise
+    return accepted_job(started.job, retry_after_seconds=10)

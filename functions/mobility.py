@@ -1,9 +1,13 @@
 """Mobility service routes: the installer catalog and its OS resolution, a machine's manual install
 commands, its push installation and update (job InstallMobilityService, carried out by its appliance),
-its agent's view, the registration passphrase, agent registration and the agents' heartbeats.
+its agent's view, the registration passphrase, agent registration and the agents' heartbeats, and the
+routes an agent replicates its own server through (its cycle commands, policy, upload credentials and
+uploaded cycles: the appliance's cycle protocol over HTTP, since the agent cannot publish to Event Grid).
 
 Operators call them with a host key. An agent registering itself should be given a function key
-scoped to `register_mobility_agent` only; the passphrase in its body is what authenticates it.
+scoped to `register_mobility_agent` only; the passphrase in its body is what authenticates it. Every
+later agent route is authenticated by the agent's own credential (`Authorization: Bearer`), and the
+agent acts for its own machine only.
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from functions.http_errors import (
     parse_body,
     path_id,
 )
+from functions.orchestration_signals import wake_machine_orchestration
 from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.mobility.contracts import PushInput
 from orchestrators.mobility.orchestrator import PUSH_INSTALL
-from shared.bootstrap import get_services
-from shared.domain.api import ErrorDetail, ErrorResponse
+from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from shared.bootstrap import Services, get_services
+from shared.domain.api import CycleSignal, ErrorDetail, ErrorResponse, UploadCredentialsRequest
 from shared.domain.errors import ValidationFailed
-from shared.mobility import push, registration, service
+from shared.mobility import agent_replication, push, registration, service
 from shared.mobility.install_command import InstallCommandQuery
 from shared.mobility.installers import InstallerList, installers_container, list_installers, store_installer
 
@@ -218,3 +224,81 @@ def mobility_agent_heartbeat(req: func.HttpRequest) -> func.HttpResponse:
         services.repos, services.hasher, bearer_token(req), beat, now=services.clock()
     )
     return json_response(status)
+
+
+# --- the agent replicating its own server -------------------------------------------------------------
+
+
+def _agent(req: func.HttpRequest, services: Services) -> registration.MobilityAgent:
+    return registration.authenticate_agent(services.repos, services.hasher, bearer_token(req))
+
+
+@bp.route(route="mobility/agents/commands", methods=["GET"])
+@handle_errors
+def list_mobility_agent_commands(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    return json_response(agent_replication.agent_commands(services.repos, _agent(req, services)))
+
+
+@bp.route(route="mobility/agents/commands/{commandId}/ack", methods=["POST"])
+@handle_errors
+def acknowledge_mobility_agent_command(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    agent = _agent(req, services)
+    command_id = path_id(req, "commandId")
+    return json_response(
+        agent_replication.acknowledge_agent_command(services.repos, agent, command_id, now=services.clock())
+    )
+
+
+@bp.route(route="mobility/agents/policy", methods=["GET"])
+@handle_errors
+def get_mobility_agent_policy(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    return json_response(agent_replication.agent_policy(services.repos, _agent(req, services)))
+
+
+@bp.route(route="mobility/agents/upload-credentials", methods=["POST"])
+@handle_errors
+def issue_mobility_agent_upload_credentials(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    agent = _agent(req, services)
+    request = parse_body(req, UploadCredentialsRequest)
+    issued = agent_replication.issue_agent_upload_credentials(
+        services.repos, services.upload_signer, agent, request, now=services.clock()
+    )
+    return json_response(issued, 200, NO_STORE)
+
+
+@bp.route(route="mobility/agents/cycles", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handle_errors
+async def post_mobility_agent_cycle(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    services = get_services()
+    agent = await asyncio.to_thread(_agent, req, services)
+    body = parse_body(req, agent_replication.AgentCycleUploaded)
+    answer, accepted = await asyncio.to_thread(
+        agent_replication.accept_agent_cycle, services.repos, agent, body, now=services.clock()
+    )
+    # As for an appliance's event: the inbox is the truth, the signal only saves the orchestration a read.
+    await wake_machine_orchestration(
+        client,
+        answer.machine_id,
+        CYCLE_UPLOADED_SIGNAL,
+        CycleSignal(cycle_id=answer.cycle_id, sequence=answer.sequence, cycle=accepted.cycle),
+    )
+    return json_response(answer, 202)
+
+
+@bp.route(route="mobility/agents/cycle-failures", methods=["POST"])
+@handle_errors
+def post_mobility_agent_cycle_failure(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    agent = _agent(req, services)
+    body = parse_body(req, agent_replication.AgentCycleFailed)
+    recorded = agent_replication.record_agent_cycle_failure(
+        services.repos, agent, body, now=services.clock(), settings=services.health
+    )
+    return json_response(recorded, 201)

@@ -62,10 +62,17 @@ from shared.domain.job import Job
 from shared.domain.policy import ReplicationPolicy, ReplicationPolicyUpdate
 from shared.domain.target import TargetSettings
 from shared.domain.wire import RESOURCE_ID_PATTERN
-from shared.failback.service import ReprotectRequest
+from shared.failback.forward import ForwardReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
 from shared.jobs.starts import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, NOT_STARTED
 from shared.migration.service import MigrationRequest, TestMigrationRequest
+from shared.mobility.agent_replication import (
+    AgentCommandList,
+    AgentCycleAccepted,
+    AgentCycleFailed,
+    AgentCycleFailureRecorded,
+    AgentCycleUploaded,
+)
 from shared.mobility.install_command import InstallCommand, InstallCommandQuery
 from shared.mobility.installers import INSTALLER_NAME_PATTERN, Installer, InstallerList
 from shared.mobility.os_support import OsResolution
@@ -357,7 +364,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "machines/{machineId}/commit",
         "commit_failover",
         "Commit the failover: keep the VM's recovery point, delete every other one (blob snapshots and "
-        "catalog entries); the recovery point can no longer change (long operation)",
+        "catalog entries); the recovery point can no longer change. On a machine that failed back to "
+        "on-premises (FailedBack), commit that instead (job CommitFailback): bring the replicas to the final "
+        "reverse snapshots, delete the Azure VM, its NICs and disks and every reverse snapshot, and have the "
+        "appliance delete its pre-power-on copy; the machine is then on-premises and not protected. A commit "
+        "that failed after its first deletion is committed again; 409 while one runs (long operation)",
         "operator",
         AcceptedJob,
         202,
@@ -370,11 +381,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "reprotect",
         "Protect a committed failover back to on-premises: check the appliance and the on-premises disks, "
         "power the on-premises VM off, copy only the blocks that differ from the Azure disks' snapshots, "
-        "then run reverse cycles every reverseCycleMinutes (long operation)",
+        "then run reverse cycles every reverseCycleMinutes. On a machine whose failback is committed "
+        "(FailbackCommitted), protect it to Azure again without a full copy: the appliance that copied the "
+        "disks before power-on sends only what changed since (`policy`, optional, is set on that appliance "
+        "first; it is refused with 400 for a reprotect to on-premises); 404 for an unknown appliance, 409 "
+        "for another appliance or state (long operation)",
         "operator",
         AcceptedJob,
         202,
-        ReprotectRequest,
+        ForwardReprotectRequest,
         errors=(400, 401, 404, 409),
     ),
     Operation(
@@ -502,7 +517,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "The machine's Mobility agent: version, health and last heartbeat (null before it registers)",
         "operator",
         MachineMobility,
-        errors=(401, 404),
     ),
     Operation(
         "POST",
@@ -514,6 +528,72 @@ OPERATIONS: tuple[Operation, ...] = (
         200,
         AgentHeartbeat,
         errors=(400, 401),
+    ),
+    Operation(
+        "GET",
+        "mobility/agents/commands",
+        "list_mobility_agent_commands",
+        "The agent's machine's pending cycle commands (RunCycle, ResyncDisk), oldest first, and its "
+        "lastAppliedSequence; 409 for an agent registered without a machine id",
+        "agentCredential",
+        AgentCommandList,
+        errors=(401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/commands/{commandId}/ack",
+        "acknowledge_mobility_agent_command",
+        "Acknowledge one of the machine's cycle commands once its cycle is posted (idempotent); 403 for "
+        "any other command",
+        "agentCredential",
+        ApplianceCommand,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "GET",
+        "mobility/agents/policy",
+        "get_mobility_agent_policy",
+        "The replication policy the agent's uploads follow (its machine's appliance's: bandwidth limits "
+        "by work hours, upload threads)",
+        "agentCredential",
+        ReplicationPolicy,
+        errors=(401, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/upload-credentials",
+        "issue_mobility_agent_upload_credentials",
+        "Write-only SAS URLs for the named blobs of a cycle of the agent's own machine (about 1 hour: ask "
+        "again before expiresOn); 403 for another machine",
+        "agentCredential",
+        UploadCredentials,
+        request=UploadCredentialsRequest,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/cycles",
+        "post_mobility_agent_cycle",
+        "The agent's cycle is uploaded (what an appliance's CycleUploaded event says): into the machine's "
+        "inbox, applied in sequence order; 409 when the machine does not take uploads or the cycle id was "
+        "used with other manifests",
+        "agentCredential",
+        AgentCycleAccepted,
+        202,
+        AgentCycleUploaded,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "mobility/agents/cycle-failures",
+        "post_mobility_agent_cycle_failure",
+        "The agent could not take or upload a cycle (what an appliance's CycleFailed event says): the "
+        "failure becomes the machine's catalog error and health; the same reportId again counts once",
+        "agentCredential",
+        AgentCycleFailureRecorded,
+        201,
+        AgentCycleFailed,
+        errors=(400, 401, 403, 404, 409),
     ),
     Operation(
         "POST",
@@ -707,8 +787,8 @@ def _webhooks() -> dict[str, Any]:
                 "summary": f"{event_type}: published by the appliance to the Event Grid topic",
                 "description": f"{doc} POST a JSON array of events to the topic endpoint (Event Grid "
                 "schema; `aeg-sas-key` header or an Entra token); Event Grid delivers each to the "
-                "control plane's Event Grid trigger. A `data` that does not match the schema is refused "
-                "and never retried: the publish still succeeds, so the appliance sees no error; the control "
+                "control plane's Event Grid trigger. A `data` that does not match the schema, or a "
+                "`subject` that names another machine than the `data`, is refused and never retried: the publish still succeeds, so the appliance sees no error; the control "
                 "plane keeps the event as a dead letter with the reason and records the refusal on the "
                 "machine it names (see docs/appliance-contract.md).",
                 "requestBody": {

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from shared.mobility.installers import InstallerKind, parse_installer_name  # noqa: E402
 
 AGENT = REPO / "agent"
-FILES = ("install", "UnifiedAgentConfigurator.sh", "svagent", "uninstall.sh", "asr_agent.py")
+FILES = ("install", "UnifiedAgentConfigurator.sh", "svagent", "uninstall.sh", "asr_agent.py", "replicator.py")
 EXECUTABLE = frozenset({"install", "UnifiedAgentConfigurator.sh", "svagent", "uninstall.sh"})
 DEFAULT_VERSION = "9.60.0.0"
 DEFAULT_OS = "DEBIAN9-64"

@@ -13,6 +13,7 @@ from devhost.arm import LATENCY_SCALE_ENV
 from devhost.arm.app import create_app
 from devhost.arm.control import LatencyConfig
 from devhost.arm.service import LocalArm
+from devhost.redaction import configure_logging
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
         help="seconds a custom script may run (Azure: 90 minutes)",
     )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
     arm = LocalArm(
         args.data_dir,
         blob_connection_string=args.blob_connection_string,

@@ -19,11 +19,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from devhost.arm import disk_upload, ids
 from devhost.arm.errors import ArmError, invalid_parameter
@@ -40,7 +41,7 @@ MAX_SAS_SNAPSHOTS_PER_FAMILY: Final = 5
 SAS_VERSION: Final = "2018-03-28"
 BLOB_NAME: Final = "abcd"
 ACCOUNT_PREFIX: Final = "md-"
-_KEY_FILE: Final = "sas-signing.key"
+SIGNING_KEY_FILE: Final = "sas-signing.key"
 
 
 def parse_grant_request(body: dict[str, Any]) -> tuple[str, int]:
@@ -133,13 +134,40 @@ def account_of(doc: Doc) -> tuple[str, str]:
 
 
 def signing_key(arm: LocalArm) -> bytes:
-    path = arm.data_dir / _KEY_FILE
+    path = arm.data_dir / SIGNING_KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        partial.write_bytes(secrets.token_bytes(32))
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
         partial.replace(path)
     return path.read_bytes()
+
+
+def without_signature(output: dict[str, Any]) -> dict[str, Any]:
+    """A grant's operation output as the store keeps it: the URL without its `sig`, which `signed`
+    recomputes from the signing key, so that the SQLite file and its WAL hold no usable SAS."""
+    url = str(output.get("accessSAS") or "")
+    if not url:
+        return output
+    base, _, query = url.partition("?")
+    kept = "&".join(p for p in query.split("&") if not p.startswith("sig="))
+    return {**output, "accessSAS": f"{base}?{kept}"}
+
+
+def signed(arm: LocalArm, output: dict[str, Any]) -> dict[str, Any]:
+    """The output a client reads: the stored URL with its signature put back."""
+    url = str(output.get("accessSAS") or "")
+    if not url or "&sig=" in url:
+        return output
+    base, _, query = url.partition("?")
+    params = dict(p.partition("=")[::2] for p in query.split("&"))
+    path = urlsplit(base).path
+    sig = signature(
+        signing_key(arm), version=params["sv"], resource=params["sr"], identifier=params["si"], path=path
+    )
+    return {**output, "accessSAS": f"{url}&sig={quote(sig, safe='')}"}
 
 
 def signature(key: bytes, *, version: str, resource: str, identifier: str, path: str) -> str:

@@ -24,6 +24,7 @@ from devhost.arm import (
     ephemeral_os_disk,
     ids,
     images,
+    sealed,
     vm_profile,
 )
 from devhost.arm.cse import ScriptDisk, run_custom_script
@@ -1013,19 +1014,22 @@ def prepare_extension(arm: LocalArm, rid: ResourceId, body: dict[str, Any], exis
     if props.get("forceUpdateTag") is not None:
         doc["properties"]["forceUpdateTag"] = props["forceUpdateTag"]
     # The agent hands the handler a new sequence number only when the configuration changes; the
-    # handler skips a sequence number it has already run (mrseq). Protected settings are kept for a
-    # restart of the endpoint only, and never returned (ARM never returns them either).
+    # handler skips a sequence number it has already run (mrseq). Protected settings (SAS URLs) are
+    # kept only until the run, sealed, for a restart of the endpoint in between (devhost/arm/sealed.py),
+    # and never returned (ARM never returns them either).
     seqnum = int((existing or {}).get("_seqnum", -1))
-    doc["_protectedSettings"] = protected
     doc["_instanceView"] = (existing or {}).get("_instanceView")
     doc["_seqnum"] = seqnum
     if config != (existing or {}).get("_config"):
         doc["_seqnum"] = seqnum + 1
         doc["_config"] = config
         doc["_run"] = True
+        doc["_protectedSettings"] = sealed.seal(arm.data_dir, protected) if protected else None
     else:
         doc["_config"] = config
         doc["_run"] = False
+        # A run of the same configuration may still be pending: it keeps what it needs.
+        doc["_protectedSettings"] = (existing or {}).get("_protectedSettings")
     return doc
 
 
@@ -1075,7 +1079,7 @@ def extension_work(
                 vm_dir,
                 int(doc["_seqnum"]),
                 doc["properties"].get("settings") or {},
-                doc.get("_protectedSettings") or {},
+                sealed.unseal(arm.data_dir, doc.get("_protectedSettings")),
                 vm_disks_for_script(arm, vm),
                 exposure=arm.disk_exposure,
                 timeout=arm.extension_timeout,
@@ -1099,7 +1103,8 @@ def extension_work(
                 }
             ],
         }
-        arm.update_doc(rid, lambda d: d.update(_instanceView=view, _run=False))
+        # Run: the protected settings (SAS URLs) are no longer needed, so not kept.
+        arm.update_doc(rid, lambda d: d.update(_instanceView=view, _run=False, _protectedSettings=None))
         if not outcome_ok:
             raise ExtensionFailure(rid.name, message, timed_out=timed_out)
 

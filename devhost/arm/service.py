@@ -810,7 +810,9 @@ class LocalArm:
                     and rid.type in (ids.DISK, ids.SNAPSHOT)
                 ):
                     if op["action"] == "post:begingetaccess":
-                        op["output"] = access.grant(self, rid, op.get("params") or {})
+                        op["output"] = access.without_signature(
+                            access.grant(self, rid, op.get("params") or {})
+                        )
                     else:
                         access.revoke(self, rid)
                 elif op["method"] == "POST" and doc is not None and error is None:
@@ -895,7 +897,8 @@ class LocalArm:
         if op.get("error"):
             body["error"] = {k: v for k, v in op["error"].items() if k != "status"}
         if op.get("output") is not None and op["status"] == "Succeeded":
-            body["properties"] = {"output": op["output"]}  # the disk RP's status carries a grant's SAS
+            # The disk RP's status carries a grant's SAS.
+            body["properties"] = {"output": access.signed(self, op["output"])}
         return Answer(200, body, headers)
 
     def operation_result(self, op_id: str, base_url: str, api_version: str) -> Answer:
@@ -916,7 +919,7 @@ class LocalArm:
                 additional_info=error.get("additionalInfo"),
             )
         if op.get("output") is not None:
-            return Answer(200, op["output"])
+            return Answer(200, access.signed(self, op["output"]))
         if op["method"] == "PUT":
             rid = ids.parse_resource_id(op["resourceId"])
             doc = self.store.get(rid.key) if rid else None

@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import logging
+import secrets
 import threading
 import traceback
 import uuid
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("devhost.durable")
 
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
+# The SDK client's keyless API. In Azure `rpcBaseUrl` is a loopback port that only the worker reaches;
+# here everything is loopback, so the path carries a per-process secret instead (RPC_PREFIX/{token}/).
+RPC_PREFIX = "/durabletask"
 ENTITY_BATCH_LIMIT = 50
 T = TypeVar("T")
 
@@ -70,10 +74,15 @@ class DurableEngine:
         base_url: str,
         clock: Clock | None = None,
         max_concurrent_activities: int = 8,
+        system_key: str | None = None,
     ) -> None:
         self.index = index
         self.task_hub = task_hub
         self.base_url = base_url.rstrip("/")
+        # The webhook routes take this key (the host's `durabletask_extension` system key) or the master
+        # key, as in Azure; an engine without a host (tests) still guards them, with a key of its own.
+        self.system_key = system_key or secrets.token_urlsafe(32)
+        self.rpc_token = secrets.token_urlsafe(24)
         self.clock: Clock = clock or WallClock()
         self._db_path = Path(data_dir) / f"durable-{task_hub}.sqlite"
         self._max_activities = max_concurrent_activities
@@ -144,15 +153,23 @@ class DurableEngine:
             raise RuntimeError("the durable engine is not started")
         return self._store
 
-    def routes(self) -> list[BaseRoute]:
+    def routes(self, *, master_key: str | None = None) -> list[BaseRoute]:
         from devhost.durable.rpc import build_routes
 
-        return build_routes(self)
+        return build_routes(self, master_key=master_key)
 
     # -- client API -----------------------------------------------------------------------------
+    @property
+    def rpc_path(self) -> str:
+        return f"{RPC_PREFIX}/{self.rpc_token}"
+
+    @property
+    def rpc_base_url(self) -> str:
+        return f"{self.base_url}{self.rpc_path}"
+
     def client_binding_json(self) -> str:
         base = f"{self.base_url}{WEBHOOK_PREFIX}"
-        query = f"taskHub={self.task_hub}&connection=Storage"
+        query = f"taskHub={self.task_hub}&connection=Storage&code={self.system_key}"
         return json.dumps(
             {
                 "taskHubName": self.task_hub,
@@ -166,7 +183,7 @@ class DurableEngine:
                 "managementUrls": self.management_urls("INSTANCEID"),
                 "baseUrl": base,
                 "requiredQueryStringParameters": query,
-                "rpcBaseUrl": f"{base}/",
+                "rpcBaseUrl": f"{self.rpc_base_url}/",
                 "httpBaseUrl": "",
                 "maxGrpcMessageSizeInBytes": 0,
                 "grpcHttpClientTimeout": "00:01:40",
@@ -174,8 +191,9 @@ class DurableEngine:
         )
 
     def management_urls(self, instance_id: str) -> dict[str, str]:
+        """The webhook URLs a starter hands out, with the system key in `code=` as in Azure."""
         base = f"{self.base_url}{WEBHOOK_PREFIX}"
-        query = f"taskHub={self.task_hub}&connection=Storage"
+        query = f"taskHub={self.task_hub}&connection=Storage&code={self.system_key}"
         instance = f"{base}/instances/{instance_id}"
         return {
             "id": instance_id,

@@ -2,11 +2,18 @@
 
 Paths and status codes are those DurableOrchestrationClient 1.7.0 builds and checks: the SDK
 client only ever sees these routes, so HTTP starters run unchanged against the local engine.
+
+The same operations are served twice, as in Azure: under `/runtime/webhooks/durabletask`, where the
+system key (or the master key) is required in `code=` or `x-functions-key` and anything else is a bare
+401; and under the SDK client's `rpcBaseUrl`, keyless, whose path holds a per-process secret that only
+the function code receives in its client binding (Azure's rpc endpoint is a loopback-only port).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -16,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 from devhost.durable import history as h
 from devhost.durable.clock import ManualClock
 from devhost.durable.engine import WEBHOOK_PREFIX, InstanceExists, UnknownFunction
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 if TYPE_CHECKING:
     from devhost.durable.engine import DurableEngine
@@ -62,7 +71,17 @@ def _statuses(request: Request) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
-def build_routes(engine: DurableEngine) -> list[BaseRoute]:
+def _requires_key(endpoint: Endpoint, accepted: list[str]) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        presented = request.headers.get("x-functions-key") or request.query_params.get("code") or ""
+        if not any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted if key):
+            return Response(status_code=401)
+        return await endpoint(request)
+
+    return guarded
+
+
+def build_routes(engine: DurableEngine, *, master_key: str | None = None) -> list[BaseRoute]:
     async def start(request: Request) -> Response:
         name = request.path_params["function_name"]
         instance_id = request.path_params.get("instance_id")
@@ -193,24 +212,31 @@ def build_routes(engine: DurableEngine) -> list[BaseRoute]:
             return JSONResponse({"Message": f"seconds must be a non-negative number: {exc}"}, status_code=400)
         return JSONResponse({"now": h.iso(now)})
 
-    p = WEBHOOK_PREFIX
-    instance = p + "/instances/{instance_id}"
-    return [
-        Route(p + "/orchestrators/{function_name}", start, methods=["POST"]),
-        Route(p + "/orchestrators/{function_name}/{instance_id}", start, methods=["POST"]),
-        Route(p + "/instances", list_statuses, methods=["GET"]),
-        Route(p + "/instances/", list_statuses, methods=["GET"]),
-        Route(p + "/instances", purge_where, methods=["DELETE"]),
-        Route(p + "/instances/", purge_where, methods=["DELETE"]),
-        Route(instance, get_status, methods=["GET"]),
-        Route(instance, purge, methods=["DELETE"]),
-        Route(instance + "/raiseEvent/{event_name}", raise_event, methods=["POST"]),
-        Route(instance + "/terminate", terminate, methods=["POST"]),
-        Route(instance + "/rewind", not_supported, methods=["POST"]),
-        Route(instance + "/suspend", not_supported, methods=["POST"]),
-        Route(instance + "/resume", not_supported, methods=["POST"]),
-        Route(instance + "/restart", not_supported, methods=["POST"]),
-        Route(p + "/entities/{entity_name}/{entity_key}", entity_state, methods=["GET"]),
-        Route(p + "/entities/{entity_name}/{entity_key}", entity_signal, methods=["POST"]),
-        Route(p + "/test/clock/advance", advance_clock, methods=["POST"]),
+    operations: list[tuple[str, Endpoint, str]] = [
+        ("/orchestrators/{function_name}", start, "POST"),
+        ("/orchestrators/{function_name}/{instance_id}", start, "POST"),
+        ("/instances", list_statuses, "GET"),
+        ("/instances/", list_statuses, "GET"),
+        ("/instances", purge_where, "DELETE"),
+        ("/instances/", purge_where, "DELETE"),
+        ("/instances/{instance_id}", get_status, "GET"),
+        ("/instances/{instance_id}", purge, "DELETE"),
+        ("/instances/{instance_id}/raiseEvent/{event_name}", raise_event, "POST"),
+        ("/instances/{instance_id}/terminate", terminate, "POST"),
+        ("/instances/{instance_id}/rewind", not_supported, "POST"),
+        ("/instances/{instance_id}/suspend", not_supported, "POST"),
+        ("/instances/{instance_id}/resume", not_supported, "POST"),
+        ("/instances/{instance_id}/restart", not_supported, "POST"),
+        ("/entities/{entity_name}/{entity_key}", entity_state, "GET"),
+        ("/entities/{entity_name}/{entity_key}", entity_signal, "POST"),
+        ("/test/clock/advance", advance_clock, "POST"),
     ]
+    accepted = [engine.system_key, *([master_key] if master_key else [])]
+    webhooks: list[BaseRoute] = [
+        Route(WEBHOOK_PREFIX + path, _requires_key(endpoint, accepted), methods=[method])
+        for path, endpoint, method in operations
+    ]
+    rpc: list[BaseRoute] = [
+        Route(engine.rpc_path + path, endpoint, methods=[method]) for path, endpoint, method in operations
+    ]
+    return webhooks + rpc

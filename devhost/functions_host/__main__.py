@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import uvicorn
 
 from devhost.functions_host.eventgrid.delivery import EVENT_GRID_RETRY_SCHEDULE, DeliveryPolicy
 from devhost.functions_host.server import HostConfig, create_app
+from devhost.redaction import configure_logging
 
 
 def _load_settings(path: Path | None) -> None:
@@ -56,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-timers", action="store_true", help="do not schedule timer triggers")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=os.environ.get("DEVHOST_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        os.environ.get("DEVHOST_LOG_LEVEL", "INFO"), "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # The SDKs log every request at INFO; keep the host's log about the host.
     logging.getLogger("azure").setLevel(logging.WARNING)

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 EVENTGRID_SYSTEM_KEY_NAME = "eventgrid_extension"
+DURABLE_SYSTEM_KEY_NAME = "durabletask_extension"
+SYSTEM_KEY_NAMES = (EVENTGRID_SYSTEM_KEY_NAME, DURABLE_SYSTEM_KEY_NAME)
 
 
 class HostKeys(BaseModel):
@@ -24,16 +26,19 @@ class HostKeys(BaseModel):
     @classmethod
     def load_or_create(cls, path: Path) -> HostKeys:
         if path.exists():
-            return cls.model_validate_json(path.read_text())
-        keys = cls(
-            master=secrets.token_urlsafe(32),
-            function_default=secrets.token_urlsafe(32),
-            system={EVENTGRID_SYSTEM_KEY_NAME: secrets.token_urlsafe(32)},
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(keys.model_dump(), handle, indent=2)
+            keys = cls.model_validate_json(path.read_text())
+        else:
+            keys = cls(
+                master=secrets.token_urlsafe(32), function_default=secrets.token_urlsafe(32), system={}
+            )
+        missing = [name for name in SYSTEM_KEY_NAMES if name not in keys.system]
+        if missing or not path.exists():
+            # A keys file kept (`up --keep-data`) from before a system key existed gets it added, the others kept.
+            keys.system.update({name: secrets.token_urlsafe(32) for name in missing})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(keys.model_dump(), handle, indent=2)
         return keys
 
     def allows(self, presented: str | None, auth_level: str) -> bool:

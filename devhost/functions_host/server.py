@@ -27,7 +27,12 @@ from devhost.functions_host.eventgrid.topic import topic_path, topic_route
 from devhost.functions_host.eventgrid.webhook import WEBHOOK_PATH, webhook_route
 from devhost.functions_host.http_triggers import build_http_routes
 from devhost.functions_host.index import FunctionIndex, load_function_app
-from devhost.functions_host.keys import EVENTGRID_SYSTEM_KEY_NAME, HostKeys, presented_key
+from devhost.functions_host.keys import (
+    DURABLE_SYSTEM_KEY_NAME,
+    EVENTGRID_SYSTEM_KEY_NAME,
+    HostKeys,
+    presented_key,
+)
 from devhost.functions_host.timers import TimerScheduler, invoke_timer, timer_request_json
 
 log = logging.getLogger("devhost.host")
@@ -67,7 +72,7 @@ def create_app(config: HostConfig) -> Starlette:
 
     index = load_function_app(config.app_dir)
     keys = HostKeys.load_or_create(config.data_dir / "keys.json")
-    engine = _durable_engine(index, config, task_hub)
+    engine = _durable_engine(index, config, task_hub, keys.system[DURABLE_SYSTEM_KEY_NAME])
     queue = DeliveryQueue(config.data_dir / "eventgrid.sqlite")
     worker = DeliveryWorker(
         queue,
@@ -85,7 +90,7 @@ def create_app(config: HostConfig) -> Starlette:
 
     routes: list[BaseRoute] = []
     if engine is not None:
-        routes += engine.routes()
+        routes += engine.routes(master_key=keys.master)
     routes += [
         Route("/admin/host/status", _host_status(index, keys, config), methods=["GET"]),
         Route("/admin/functions/{name}", _admin_invoke(index, keys, timers), methods=["POST"]),
@@ -145,7 +150,7 @@ async def _json_route_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> Any:
+def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str, system_key: str) -> Any:
     durable_triggers = {"orchestrationTrigger", "activityTrigger", "entityTrigger"}
     uses_durable = any(
         fn.trigger_type in durable_triggers or fn.binding_of_type("durableClient")
@@ -165,6 +170,7 @@ def _durable_engine(index: FunctionIndex, config: HostConfig, task_hub: str) -> 
         base_url=config.base_url,
         clock=clock,
         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 8)),
+        system_key=system_key,
     )
 
 

@@ -38,6 +38,8 @@ from orchestrators.hydration.activities import arm_clients, migration_settings
 from orchestrators.hydration.contracts import Done
 from shared.bootstrap import get_services
 from shared.domain.command import (
+    MAX_MANIFEST_RANGES,
+    REFINE_HASH_BLOCK_SIZE,
     ApplianceCommand,
     BlockHashes,
     ChangedBlocks,
@@ -243,12 +245,45 @@ def send_reverse_disk(payload: dict[str, Any]) -> dict[str, Any]:
                     digests = data_path.block_digests(hashes, send.machine_id, services.cache)
                 except data_path.HashesUnreadable as exc:
                     return _json(DiskSent(ok=False, error_code="ReprotectStepFailed", message=str(exc)))
+                if hashes.ranges is None and hashes.block_size > REFINE_HASH_BLOCK_SIZE:
+                    # Whole blocks would send a block for a 4 KiB write: hash the differing ones again
+                    # in small pieces first; that answer plans the disk.
+                    differing = data_path.differing_ranges(
+                        clients,
+                        send.current_snapshot_id,
+                        size,
+                        on_premises=digests,
+                        block_size=hashes.block_size,
+                    )
+                    if differing:
+                        refine_id = f"{send.cycle_id}-refine-{send.on_premises_disk_id}"[-128:]
+                        reverse.queue_for_reverse_appliance(
+                            repos,
+                            send.machine_id,
+                            refine_id,
+                            HashDiskBlocks(
+                                disk_id=send.on_premises_disk_id,
+                                block_size=REFINE_HASH_BLOCK_SIZE,
+                                ranges=plans.merge_to_at_most(differing, MAX_MANIFEST_RANGES),
+                            ),
+                            now=services.clock(),
+                        )
+                        poll, timeout = _polling()
+                        return _json(
+                            DiskSent(
+                                ok=True,
+                                refine=Queued(
+                                    command_ids=[refine_id], poll_seconds=poll, timeout_seconds=timeout
+                                ),
+                            )
+                        )
                 manifest = data_path.plan_from_hashes(
                     clients,
                     send.current_snapshot_id,
                     size,
                     on_premises=digests,
                     block_size=hashes.block_size,
+                    ranges=hashes.ranges,
                 )
             else:
                 on_premises: list[tuple[int, int]] = []
@@ -364,6 +399,7 @@ def record_reverse_point(payload: dict[str, Any]) -> dict[str, Any]:
         ),
         now=services.clock(),
         baseline=BaselineMethod(record.baseline) if record.baseline else None,
+        rules=services.health.rules,
     )
     return _json(Done())
 

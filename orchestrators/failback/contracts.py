@@ -111,6 +111,9 @@ class DiskSend(Payload):
 class DiskSent(Payload):
     ok: bool
     fallback_reason: str | None = Field(default=None, description="no diff: compare block hashes instead")
+    refine: Queued | None = Field(
+        default=None, description="the finer hash pass queued: its answer plans the disk (hashes_command_id)"
+    )
     command_ids: list[str] = Field(default_factory=list)
     bytes_processed: int = 0
     bytes_transferred: int = 0

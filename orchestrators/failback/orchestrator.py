@@ -292,7 +292,8 @@ def _reprotect(context: df.DurableOrchestrationContext, job: ReverseInput, where
 def _send_disk(
     context: df.DurableOrchestrationContext, job: ReverseInput, send: DiskSend, sent: Sent, step: Step
 ) -> Orchestration:
-    """Plan, queue and wait for one disk's manifests; the hash fallback when no diff can tell."""
+    """Plan, queue and wait for one disk's manifests; the hash fallback when no diff can tell (whole
+    blocks first, then the differing ones in small pieces)."""
     result = DiskSent.model_validate((yield _call(context, send_reverse_disk, send)))
     if result.ok and result.fallback_reason is not None:
         hashes = Queued.model_validate(
@@ -318,6 +319,14 @@ def _send_disk(
         )
         result = DiskSent.model_validate((yield _call(context, send_reverse_disk, hashed)))
         sent.hashed = True
+    if result.ok and result.refine is not None:
+        # The finer pass: the appliance hashes the differing blocks again in small pieces.
+        refine_id = result.refine.command_ids[0]
+        answer = yield from _answer(context, job, result.refine, refine_id, step)
+        if answer.error_code:
+            raise ReverseStopped(step, answer.error_code, answer.error_message or "hashing failed")
+        refined = send.model_copy(update={"hashes_command_id": refine_id, "changes_command_id": None})
+        result = DiskSent.model_validate((yield _call(context, send_reverse_disk, refined)))
     if not result.ok:
         raise ReverseStopped(step, result.error_code, result.message)
     for command_id in result.command_ids:

@@ -86,6 +86,7 @@ from shared.domain.lifecycle import MachineState
 from shared.replication.cycles import (
     ACCEPTING_STATES,
     BASE_KINDS,
+    CHAIN_START_KINDS,
     MachineAfterCycle,
     ReplicationView,
     plan_ready_cycles,
@@ -101,7 +102,7 @@ IDLE_WAKE_UP = timedelta(minutes=10)  # a lost signal costs at most this
 GAP_TIMEOUT = timedelta(minutes=30)  # a missing sequence number is waited for at most this long
 # States in which a signalled delta is applied without the generation's planning: replication runs
 # freely (not held by a failover, no job of the orchestration's own, not ended).
-FOLLOWING_STATES = ACCEPTING_STATES - {MachineState.INITIAL_REPLICATION}
+FOLLOWING_STATES = ACCEPTING_STATES - {MachineState.INITIAL_REPLICATION, MachineState.REPROTECTING}
 ENDED_STATES = frozenset(
     {MachineState.REPLICATION_STOPPED, MachineState.MIGRATION_COMPLETED, MachineState.DISCOVERED}
 )
@@ -509,7 +510,7 @@ def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
     that replicates freely. Anything else goes through the next generation's plan."""
     return (
         after.state in FOLLOWING_STATES
-        and cycle.kind not in BASE_KINDS
+        and cycle.kind not in CHAIN_START_KINDS
         and after.last_applied_sequence is not None
         and cycle.sequence == after.last_applied_sequence + 1
     )

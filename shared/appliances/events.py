@@ -187,6 +187,26 @@ class UnknownEventType(DomainError):
     code = "UnknownEventType"
 
 
+def check_subject(subject: str, event: ApplianceEvent) -> None:
+    """The envelope's subject and the data name the same machine (the same appliance, for a subject
+    `appliances/{id}`). Event Grid routes and filters on the subject and the control plane acts on the
+    data: an event that says one machine on the outside and another inside is malformed, applied to
+    neither. Other subjects are not checked (the data alone decides)."""
+    kind, _, name = subject.strip("/").partition("/")
+    if kind == "machines" and not isinstance(event, Heartbeat):
+        expected, what = event.machine_id, "machine"
+    elif kind == "appliances":
+        expected, what = event.appliance_id, "appliance"
+    else:
+        return
+    if name != expected:
+        raise ValidationFailed.single(
+            "subject",
+            f"the subject names {what} {name!r} but the data names {what} {expected!r}; publish each "
+            f"event with subject '{kind}/{{id}}' of the {what} its data is about",
+        )
+
+
 def parse_appliance_event(event_type: str, data: Any) -> ApplianceEvent:
     model = _MODELS.get(event_type)
     if model is None:

@@ -40,6 +40,18 @@ def issue_upload_credentials(
     now: datetime,
 ) -> UploadCredentials:
     """SAS URLs for `request.blobs` of the appliance's own machine (404 unknown, 403 another appliance's)."""
+    check_cycle_blob_names(request)
+    machine = repos.machines.require(request.machine_id).item
+    if machine.appliance_id != appliance.id:
+        raise Forbidden(
+            f"machine {machine.id} belongs to another appliance: upload only your own machines' cycles",
+            details=[{"machineId": machine.id}],
+        )
+    return sign_cycle_blobs(signer, request, now=now)
+
+
+def check_cycle_blob_names(request: UploadCredentialsRequest) -> None:
+    """400 naming every blob outside the cycle's own prefix (checked before anything is read)."""
     prefix = f"{request.machine_id}/{request.cycle_id}/"
     bad = [i for i, name in enumerate(request.blobs) if not _is_cycle_blob(name, prefix)]
     if bad:
@@ -51,12 +63,13 @@ def issue_upload_credentials(
             )
             for i in bad
         )
-    machine = repos.machines.require(request.machine_id).item
-    if machine.appliance_id != appliance.id:
-        raise Forbidden(
-            f"machine {machine.id} belongs to another appliance: upload only your own machines' cycles",
-            details=[{"machineId": machine.id}],
-        )
+
+
+def sign_cycle_blobs(
+    signer: BlobSigner, request: UploadCredentialsRequest, *, now: datetime
+) -> UploadCredentials:
+    """Write-only SAS URLs for the named blobs; the caller has checked the names and who is asking (the
+    machine's appliance, or the machine's own Mobility agent)."""
     expiry = now + UPLOAD_SAS_LIFETIME
     return UploadCredentials(
         machine_id=request.machine_id,

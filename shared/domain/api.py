@@ -111,6 +111,18 @@ class MachineSummary(WireModel):
     )
 
 
+class ReverseProtectionView(ReverseProtection):
+    """Reverse protection as the machine view shows it: what is stored, and the reverse RPO now."""
+
+    rpo_seconds: int | None = Field(
+        default=None,
+        description="now minus the newest reverse recovery point's time, while reverse replication is in "
+        "place (null before the initial reverse sync lands). Above 3 x the reverse appliance's "
+        "reverseCycleMinutes the health monitor raises ReverseRpoExceeded (MCP-3505, Warning), which the "
+        "next reverse recovery point clears",
+    )
+
+
 class MachineDetail(MachineSummary):
     inventory: MachineInventory
     target: TargetSettings | None = None
@@ -131,7 +143,7 @@ class MachineDetail(MachineSummary):
         description="a cycle the appliance announced (CycleStarted) and whose uploads are not applied yet: "
         "its disks are due by `deadline`, after which each late disk raises 1011",
     )
-    reverse_protection: ReverseProtection | None = Field(
+    reverse_protection: ReverseProtectionView | None = Field(
         default=None,
         description="after a reprotect: the appliance, the disks, reverse recovery points and bytes processed, "
         "transferred and matched",

@@ -35,6 +35,9 @@ DEFAULT_HASH_BLOCK_SIZE: Final = 1 * MIB
 MAX_MANIFEST_RANGES: Final = 4096
 # A block hash list inline in an answer (the HTTP body is 1 MiB at most); a longer one goes to a blob.
 MAX_INLINE_HASH_BYTES: Final = 512 * 1024
+# The finer pass of the hash comparison: only the coarse blocks that differ are hashed again in pieces of
+# this size, so a scattered small write costs its own 4 KiB pages, not a whole 1 MiB block.
+REFINE_HASH_BLOCK_SIZE: Final = 4 * 1024
 
 
 class CommandKind(StrEnum):
@@ -182,12 +185,61 @@ class ApplyReverseManifest(WireModel):
         return self
 
 
+HashedRanges = Annotated[
+    list[tuple[int, int]] | None,
+    Field(
+        default=None,
+        max_length=MAX_MANIFEST_RANGES,
+        description="[offset, length] byte ranges to hash, sorted, not overlapping, whole 512-byte sectors; "
+        "each is hashed in blockSize pieces (a range's last piece clipped). Absent: the whole disk",
+    ),
+]
+
+
+def check_hashed_ranges(ranges: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+    if ranges is None:
+        return None
+    for offset, length in ranges:
+        if offset < 0 or length <= 0 or offset % SECTOR_SIZE or length % SECTOR_SIZE:
+            raise FieldValueError(
+                "ranges", f"range [{offset}, {length}] is not a non-empty run of whole 512-byte sectors"
+            )
+    for (before, before_length), (after, _) in pairwise(ranges):
+        if after < before + before_length:
+            raise FieldValueError(
+                "ranges",
+                f"ranges must be sorted and must not overlap: {after} starts before {before + before_length}",
+            )
+    return ranges
+
+
+def hashed_pieces(
+    ranges: list[tuple[int, int]] | None, block_size: int, disk_size: int
+) -> list[tuple[int, int]]:
+    """The (offset, length) pieces a HashDiskBlocks answer has one digest for, in order: every block of
+    the disk, or each range cut into blocks (the last piece of each clipped)."""
+    spans = ranges if ranges is not None else [(0, disk_size)]
+    return [
+        (start, min(block_size, offset + length - start))
+        for offset, length in spans
+        for start in range(offset, offset + length, block_size)
+    ]
+
+
 class HashDiskBlocks(WireModel):
+    """Hash the disk's blocks: all of them, or (the finer pass) only the pieces of `ranges`."""
+
     kind: Literal[CommandKind.HASH_DISK_BLOCKS] = CommandKind.HASH_DISK_BLOCKS
     disk_id: str = Field(min_length=1)
     block_size: int = Field(
         default=DEFAULT_HASH_BLOCK_SIZE, ge=SECTOR_SIZE, le=64 * MIB, multiple_of=SECTOR_SIZE
     )
+    ranges: HashedRanges
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        check_hashed_ranges(self.ranges)
+        return self
 
 
 class ReportChangedBlocks(WireModel):
@@ -277,6 +329,11 @@ class PushInstallRequest(WireModel):
     install_location: str = Field(min_length=1)
     control_plane_url: str = Field(min_length=1, description="what the agent registers with")
     update: bool = False
+    disk_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="disk id -> the block device or raw image the agent replicates it from (passed to the "
+        "configurator as -d <diskId>=<path>); empty: the agent only heartbeats",
+    )
 
 
 class PushStepReport(WireModel):
@@ -376,12 +433,14 @@ class ReverseManifestApplied(WireModel):
 
 
 class BlockHashes(WireModel):
-    """SHA-256 of every `blockSize` block of the disk (the last one clipped), 32 bytes each, in order."""
+    """SHA-256 of every `blockSize` block of the disk (the last one clipped), 32 bytes each, in order;
+    with `ranges`, of each `blockSize` piece of those ranges instead (`hashed_pieces`)."""
 
     kind: Literal[CommandKind.HASH_DISK_BLOCKS] = CommandKind.HASH_DISK_BLOCKS
     disk_id: str
     block_size: int
     disk_size: int
+    ranges: HashedRanges
     algorithm: Literal["sha256"] = "sha256"
     hashes: str | None = Field(default=None, description="base64 of the digests, when small enough")
     hashes_blob: str | None = Field(
@@ -392,7 +451,11 @@ class BlockHashes(WireModel):
     def _one_place(self) -> Self:
         if (self.hashes is None) == (self.hashes_blob is None):
             raise FieldValueError("hashes", "give the digests inline (hashes) or as a blob (hashesBlob)")
+        check_hashed_ranges(self.ranges)
         return self
+
+    def pieces(self) -> list[tuple[int, int]]:
+        return hashed_pieces(self.ranges, self.block_size, self.disk_size)
 
 
 class ChangedBlocks(WireModel):
@@ -470,6 +533,10 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
         default=None, description="ApplyReverseManifest: the ranges to write or zero, sorted, not overlapping"
     )
     block_size: int | None = Field(default=None, description="HashDiskBlocks: bytes per hashed block")
+    ranges: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="HashDiskBlocks: only these [offset, length] ranges (absent: the whole disk)",
+    )
     since_cycle_id: str | None = Field(
         default=None, description="ReportChangedBlocks: the forward cycle the changes are counted from"
     )
@@ -503,7 +570,7 @@ class ApplianceCommand(WireModel, json_schema_extra=_RESYNC_NAMES_A_DISK):
             raise ValueError(f"{self.kind} is not a reverse-protection command")
         fields = self.model_dump(
             include={"kind", "disk_id", "snapshot_read_url", "reverse_cycle_id", "manifest", "block_size"}
-            | {"since_cycle_id", "snapshot_name"},
+            | {"since_cycle_id", "snapshot_name", "ranges"},
             exclude_none=True,
         )
         return _REVERSE_REQUEST.validate_python(fields)

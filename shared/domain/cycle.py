@@ -16,6 +16,10 @@ class CycleKind(StrEnum):
     DELTA = "delta"
     FINAL = "final"
     RESYNC = "resync"
+    # After a committed failback: the changes since the appliance's pre-power-on copy of the disks, sent
+    # to replicas that already equal that copy. It starts a new chain of cycles, as a whole-disk copy
+    # does, without being one.
+    REPROTECT = "reprotect"
 
 
 class CycleState(StrEnum):

@@ -100,6 +100,37 @@ class CancelPlannedFailoverStep(StrEnum):
     RESUME_REVERSE_REPLICATION = "Resume reverse replication"
 
 
+class CommitFailbackStep(StrEnum):
+    """The steps of a CommitFailback job, in order. Nothing is deleted before the replicas hold the final
+    snapshots' data: a failure up to there leaves the planned failover as it was (it may be cancelled)."""
+
+    CHECK_PREREQUISITES = "Check prerequisites"
+    SYNC_REPLICAS = "Bring the replicas to the final snapshots"
+    DELETE_AZURE_VM = "Delete the Azure VM and its NICs"
+    DELETE_AZURE_DISKS = "Delete the Azure disks"
+    DELETE_REVERSE_SNAPSHOTS = "Delete the reverse snapshots"
+    DELETE_ON_PREMISES_SNAPSHOT = "Delete the on-premises snapshot"
+
+
+# The commit's steps after which something is gone: a failure from here on is finished by committing again.
+COMMIT_DELETING_STEPS: Final = frozenset(
+    {
+        CommitFailbackStep.DELETE_AZURE_VM,
+        CommitFailbackStep.DELETE_AZURE_DISKS,
+        CommitFailbackStep.DELETE_REVERSE_SNAPSHOTS,
+        CommitFailbackStep.DELETE_ON_PREMISES_SNAPSHOT,
+    }
+)
+
+
+class ForwardReprotectStep(StrEnum):
+    """The steps of a Reprotect job toward Azure (after a committed failback), in order."""
+
+    CHECK_PREREQUISITES = "Check prerequisites"
+    SEND_CHANGES = "Send the on-premises changes since the snapshot"
+    START_REPLICATION = "Start replication"
+
+
 class PlannedFailback(WireModel):
     """A planned failover to on-premises and what it did, so that a cancel undoes exactly that and a
     commit deletes what remains in Azure. Written by the failback flow only (shared.failback)."""
@@ -126,3 +157,33 @@ class PlannedFailback(WireModel):
     )
     powered_on: bool = Field(default=False, description="the on-premises VM was powered on by the job")
     cancel_job_id: str | None = Field(default=None, description="the latest cancel of it")
+    commit_job_id: str | None = Field(default=None, description="the CommitFailback job, once asked")
+    replicas_synced: dict[str, str] = Field(
+        default_factory=dict,
+        description="on-premises disk id -> the final snapshot its replica page blob was brought to (server "
+        "side, by the commit): the replica equals the on-premises disk at its pre-power-on copy",
+    )
+    deletions_started: bool = Field(
+        default=False,
+        description="the commit began deleting in Azure: from then on it can only be committed again",
+    )
+    bytes_copied_in_azure: int = Field(
+        default=0, ge=0, description="data bytes the commit copied from the final snapshots into the replicas"
+    )
+    committed_at: datetime | None = Field(default=None, description="the commit deleted everything in Azure")
+    tracking_appliance_id: str | None = Field(
+        default=None,
+        description="the appliance that took the pre-power-on copy and tracks the disks' changes since it",
+    )
+    reprotect_job_id: str | None = Field(
+        default=None, description="the Reprotect job toward Azure, once asked"
+    )
+    reprotect_cycle_id: str | None = Field(
+        default=None, description="the appliance's cycle of the changes since its pre-power-on copy"
+    )
+    reprotect_bytes_sent: int | None = Field(
+        default=None, ge=0, description="what that cycle uploaded: only the on-premises changes"
+    )
+    reprotect_disk_bytes: int | None = Field(
+        default=None, ge=0, description="the machine's disks' total size"
+    )

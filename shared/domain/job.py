@@ -26,6 +26,7 @@ class JobKind(StrEnum):
     COMMIT = "Commit"
     PLANNED_FAILOVER = "PlannedFailover"
     CANCEL_PLANNED_FAILOVER = "CancelPlannedFailover"
+    COMMIT_FAILBACK = "CommitFailback"
     REPROTECT = "Reprotect"
     INSTALL_MOBILITY_SERVICE = "InstallMobilityService"
 

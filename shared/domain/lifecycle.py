@@ -85,8 +85,9 @@ TRANSITIONS: Mapping[MachineState, frozenset[MachineState]] = {
     S.PLANNED_FAILBACK_CANCEL_FAILED: frozenset({S.CANCELLING_PLANNED_FAILBACK}),
     # Until commit the operator may still cancel: the Azure VM, its disks and the final snapshots remain.
     S.FAILED_BACK: frozenset({S.CANCELLING_PLANNED_FAILBACK, S.COMMITTING_FAILBACK}),
-    # A commit that fails before it deletes anything returns to FailedBack; past that it is retried.
-    S.COMMITTING_FAILBACK: frozenset({S.FAILBACK_COMMITTED, S.FAILED_BACK}),
+    # A commit that fails before it deletes anything returns to FailedBack; past that it stays here and the
+    # operator commits again (every deletion is idempotent).
+    S.COMMITTING_FAILBACK: frozenset({S.FAILBACK_COMMITTED, S.FAILED_BACK, S.COMMITTING_FAILBACK}),
     S.FAILBACK_COMMITTED: frozenset({S.REPROTECTING, S.REPLICATION_STOPPED}),
     # A forward reprotect that fails leaves the machine on-premises, unprotected, as before it was asked.
     S.REPROTECTING: frozenset({S.INITIAL_REPLICATION, S.REPLICATING, S.FAILBACK_COMMITTED}),

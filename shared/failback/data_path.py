@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Final
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobClient, ContainerClient
 
 from shared.domain.command import (
     ApplyReverseManifest,
@@ -155,16 +155,50 @@ def block_digests(answer: BlockHashes, machine_id: str, cache: ContainerClient) 
             raise HashesUnreadable(
                 f"block hashes blob {name!r} does not exist in the cache container"
             ) from None
-    blocks = -(-answer.disk_size // answer.block_size) if answer.block_size else 0
+    blocks = len(answer.pieces())
     try:
         found = plans.digests(packed)
     except ValueError as exc:
         raise HashesUnreadable(str(exc)) from None
     if len(found) != blocks:
         raise HashesUnreadable(
-            f"{len(found)} block hashes for {blocks} blocks of {answer.block_size} bytes of disk {answer.disk_id}"
+            f"{len(found)} block hashes for {blocks} pieces of {answer.block_size} bytes of disk {answer.disk_id}"
         )
     return found
+
+
+def _snapshot_pieces(
+    blob: BlobClient, spans: Sequence[Range], block_size: int
+) -> Generator[tuple[int, bytes], None, None]:
+    """(offset, bytes) of each `block_size` piece of the spans, read in chunks of whole pieces."""
+    chunk_size = max(block_size, HASH_READ_CHUNK // block_size * block_size)
+    for start, span in spans:
+        offset, end = start, start + span
+        while offset < end:
+            length = min(chunk_size, end - offset)
+            chunk = blob.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+            for at in range(0, len(chunk), block_size):
+                yield offset + at, chunk[at : at + block_size]
+            offset += length
+
+
+def differing_ranges(
+    clients: ArmClients,
+    current_snapshot_id: str,
+    disk_size: int,
+    *,
+    on_premises: Sequence[bytes],
+    block_size: int,
+) -> list[Range]:
+    """The coarse pass: the blocks of S_k whose hash differs from the appliance's (writes and zeros
+    alike), coalesced; what the finer pass hashes again in small pieces. Reads the whole snapshot."""
+    with snapshot_diff.read_access(clients, [current_snapshot_id]) as (sas,):
+        blob = snapshot_diff.blob_client_from_sas(sas)
+        azure = [
+            hashlib.sha256(data).digest() for _, data in _snapshot_pieces(blob, [(0, disk_size)], block_size)
+        ]
+    planned = plans.differing_blocks(disk_size, block_size, on_premises=on_premises, azure=azure)
+    return plans.union((r.offset, r.length) for r in planned)
 
 
 def plan_from_hashes(
@@ -174,31 +208,15 @@ def plan_from_hashes(
     *,
     on_premises: Sequence[bytes],
     block_size: int,
+    ranges: Sequence[Range] | None = None,
 ) -> list[ManifestRange]:
-    """The blocks of S_k whose hash differs from the appliance's, each a write with its CRC64 (the bytes
-    are read here anyway), all-zero blocks as zeros. Reads the whole snapshot: the fallback only."""
-    azure: list[bytes] = []
-    crcs: dict[int, str] = {}
-    zero_digest = hashlib.sha256(bytes(block_size)).digest()
+    """The pieces of S_k (every block, or the pieces of `ranges`: the finer pass) whose hash differs
+    from the appliance's, adjacent ones joined into writes with their CRC64 (the bytes are read here
+    anyway), all-zero pieces as zeros. The fallback only: it reads the snapshot through the app."""
+    spans = list(ranges) if ranges is not None else [(0, disk_size)]
     with snapshot_diff.read_access(clients, [current_snapshot_id]) as (sas,):
         blob = snapshot_diff.blob_client_from_sas(sas)
-        offset = 0
-        while offset < disk_size:
-            length = min(HASH_READ_CHUNK, disk_size - offset)
-            chunk = blob.download_blob(offset=offset, length=length, max_concurrency=1).readall()
-            for start in range(0, len(chunk), block_size):
-                block = chunk[start : start + block_size]
-                digest = hashlib.sha256(block).digest()
-                index = len(azure)
-                azure.append(digest)
-                differs = index >= len(on_premises) or on_premises[index] != digest
-                if differs and digest != zero_digest:
-                    crcs[offset + start] = plans.crc64_hex(block)
-            offset += length
-    planned = plans.differing_blocks(
-        disk_size, block_size, on_premises=on_premises, azure=azure, max_unit=block_size
-    )
-    return plans.to_manifest(planned, crcs)
+        return plans.plan_pieces(_snapshot_pieces(blob, spans, block_size), on_premises)
 
 
 def totals_of(manifest: Sequence[ManifestRange | PlannedRange], disk_size: int) -> ManifestTotals:

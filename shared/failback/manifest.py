@@ -213,6 +213,65 @@ def differing_blocks(
     return sorted(planned, key=lambda r: r.offset)
 
 
+def merge_to_at_most(ranges: Iterable[Range], count: int) -> list[Range]:
+    """The ranges coalesced, then joined across their smallest gaps until at most `count` remain.
+
+    For the finer hash pass: hashing an identical gap costs a few digests, never a transferred byte
+    (identical pieces are not sent), while one command holds at most `count` ranges.
+    """
+    if count <= 0:
+        raise ValueError("count must be positive")
+    merged = union(ranges)
+    if len(merged) <= count:
+        return merged
+    gaps = sorted(range(1, len(merged)), key=lambda i: (merged[i][0] - sum(merged[i - 1]), i))
+    joined = set(gaps[: len(merged) - count])
+    out: list[Range] = []
+    for i, (offset, length) in enumerate(merged):
+        if i in joined:
+            out[-1] = (out[-1][0], offset + length - out[-1][0])
+        else:
+            out.append((offset, length))
+    return out
+
+
+def plan_pieces(
+    pieces: Iterable[tuple[int, bytes]], on_premises: Sequence[bytes], *, max_unit: int = MAX_RANGE_BYTES
+) -> list[ManifestRange]:
+    """The manifest from S1's hashed pieces, `(offset, bytes)` in offset order, and the on-premises
+    digests of the same pieces (`hashed_pieces` order): a piece whose digest differs is written (adjacent
+    ones joined up to `max_unit`, each write with the CRC64 of its bytes, computed as they stream by),
+    or zeroed when S1 holds zeros there; identical pieces are left alone. A piece the on-premises list
+    lacks (a smaller disk) differs. Memory: one write unit's CRC,
+    never its bytes."""
+    planned: list[ManifestRange] = []
+    zeros: list[Range] = []
+    run: tuple[int, int, int] | None = None  # offset, length, CRC64 so far
+
+    def flush() -> None:
+        nonlocal run
+        if run is not None:
+            planned.append(
+                ManifestRange(offset=run[0], length=run[1], op=RangeOp.WRITE, crc64=f"{run[2]:016x}")
+            )
+            run = None
+
+    for index, (offset, data) in enumerate(pieces):
+        if index < len(on_premises) and on_premises[index] == hashlib.sha256(data).digest():
+            continue
+        if not any(data):
+            zeros.append((offset, len(data)))
+            continue
+        if run is not None and run[0] + run[1] == offset and run[1] + len(data) <= max_unit:
+            run = (run[0], run[1] + len(data), _crc64.compute(data, run[2]))
+        else:
+            flush()
+            run = (offset, len(data), _crc64.compute(data, 0))
+    flush()
+    planned += [ManifestRange(offset=o, length=n, op=RangeOp.ZERO) for o, n in union(zeros)]
+    return sorted(planned, key=lambda r: r.offset)
+
+
 def totals(planned: Sequence[PlannedRange | ManifestRange], disk_size: int) -> ManifestTotals:
     """Processed is the whole disk: a plan decides every byte of it, sent or not."""
     transferred = sum(r.length for r in planned if r.op is RangeOp.WRITE)

@@ -39,7 +39,15 @@ from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.wire import RequestModel
-from shared.health import Failure, HealthSettings, record_failures
+from shared.health import (
+    Failure,
+    HealthRules,
+    HealthSettings,
+    Transition,
+    health_event,
+    record_failures,
+    record_reverse_point_health,
+)
 from shared.health.catalog import reprotect_error
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import Query
@@ -314,10 +322,14 @@ def record_reverse_point(
     totals: ReverseTotals,
     now: datetime,
     baseline: BaselineMethod | None = None,
+    rules: HealthRules | None = None,
 ) -> ReverseRecoveryPoint | None:
     """The on-premises disks equal the Azure disks at these snapshots (by Azure disk id): a reverse
-    recovery point, the disks' last snapshots, the bytes counted. Idempotent by cycle id."""
+    recovery point, the disks' last snapshots, the bytes counted. Idempotent by cycle id. With `rules`
+    the point also heals the reverse direction's next-cycle errors (ReverseRpoExceeded among them), with
+    an event when that changes the machine's health."""
     recorded: list[ReverseRecoveryPoint] = []
+    healed: list[Transition] = []
 
     def apply(machine: Machine) -> None:
         reverse = machine.reverse
@@ -351,8 +363,20 @@ def record_reverse_point(
             reverse.cycle_sequence += 1
         machine.updated_at = now
         recorded.append(point)
+        if rules is not None:
+            healed.append(record_reverse_point_health(machine, at=now, rules=rules))
 
     repos.machines.update_with_retry(machine_id, apply)
+    if healed and healed[-1].changed:
+        repos.events.put(
+            health_event(
+                machine_id,
+                f"rrp-{cycle_id}-health"[-200:],
+                now,
+                healed[-1],
+                "a reverse recovery point was recorded",
+            )
+        )
     return recorded[0] if recorded else None
 
 

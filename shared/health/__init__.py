@@ -6,7 +6,7 @@ What other packages call is re-exported here; inside the package, modules import
 - `writer`: stores the rules' decisions on the machine, writes failure and health events, starts resyncs
 - `appliance_failures`: an appliance's `CycleFailed` and `CycleStarted` reports
 - `timeouts`: the upload deadline (1011) and the disposal deadline (181008)
-- `monitor`: the timer that raises RPO and appliance-silence errors
+- `monitor`: the timer that raises RPO and appliance-silence errors, and the reverse RPO
 - `repair`: the operator's "Repair replication"
 - `event_texts`: event types and the texts of the events operators read
 - `events`: the machine event log; `settings`: the HEALTH_* settings
@@ -30,6 +30,7 @@ from shared.health.writer import (
     flag_source_disks_changed,
     record_cycle_success,
     record_failures,
+    record_reverse_point_health,
     reset_health,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "record_cycle_started",
     "record_cycle_success",
     "record_failures",
+    "record_reverse_point_health",
     "report_dispose_timeout",
     "report_upload_timeouts",
     "reset_health",

@@ -1,19 +1,28 @@
 """The health monitor: what only the passing of time reveals, an RPO above its thresholds and an appliance
-that stopped talking, raised for every replicating machine (run by a timer every 5 minutes)."""
+that stopped talking, raised for every replicating machine, and a reverse RPO above its threshold for
+every machine protected back to on-premises (run by a timer every 5 minutes)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain.event import Event
 from shared.domain.lifecycle import MachineState
+from shared.domain.machine import Machine
+from shared.domain.policy import PolicyFields
 from shared.health.catalog import CATALOG, render
 from shared.health.event_texts import SEVERITY_OF, context_values, health_event
-from shared.health.rules import HealthRules, run_monitor_rules
+from shared.health.rules import (
+    HealthRules,
+    Transition,
+    evaluate_reverse_rpo,
+    reverse_rpo_threshold,
+    run_monitor_rules,
+)
 from shared.health.settings import HealthSettings
-from shared.health.writer import record_monitor_check
+from shared.health.writer import record_monitor_check, record_reverse_rpo_check
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 from shared.platform.telemetry import get_telemetry
@@ -83,11 +92,14 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
             continuation = page.continuation
             if continuation is None:
                 break
+    reverse_checked, reverse_changed, reverse_events, reverse_appliances = _monitor_reverse_rpo(
+        repos, now=now, rules=rules
+    )
     return MonitorReport(
-        machines_checked=checked,
-        machines_changed=changed,
-        appliances_read=len(appliances),
-        events_written=events_written,
+        machines_checked=checked + reverse_checked,
+        machines_changed=changed + reverse_changed,
+        appliances_read=len(appliances) + reverse_appliances,
+        events_written=events_written + reverse_events,
     )
 
 
@@ -102,6 +114,70 @@ def _record_monitor_change(
     machine, change = record_monitor_check(
         repos, machine_id, heartbeat=heartbeat, appliance_name=appliance_name, now=now, rules=rules
     )
+    reason = "health monitor: " + (", ".join(e.code for e in change.raised) or "appliance heard from again")
+    return _write_monitor_events(repos, machine, change, appliance_name, now, reason)
+
+
+def _monitor_reverse_rpo(
+    repos: Repositories, *, now: datetime, rules: HealthRules
+) -> tuple[int, list[str], int, int]:
+    """ReverseRpoExceeded for every ReverseReplicating machine whose newest reverse recovery point is
+    older than 3 x its reverse appliance's `reverseCycleMinutes`. The same cost shape as the forward
+    pass: a query page per 100 machines, one read per reverse appliance, writes only on a change.
+    Returns (machines checked, machines changed, events written, appliances read)."""
+    policies: dict[str, tuple[str | None, timedelta]] = {}
+    checked, events = 0, 0
+    changed: list[str] = []
+    continuation: str | None = None
+    while True:
+        page = repos.machines.query_page(
+            Query(equals={"state": MachineState.REVERSE_REPLICATING.value}, order_by="id"),
+            partition_key=None,
+            page_size=MONITOR_PAGE_SIZE,
+            continuation=continuation,
+        )
+        for machine in page.items:
+            if machine.reverse is None:
+                continue
+            checked += 1
+            appliance_id = machine.reverse.appliance_id
+            if appliance_id not in policies:
+                stored = repos.appliances.get(appliance_id)
+                # An appliance gone from the registry: the policy's default interval still bounds the RPO.
+                minutes = (stored.item.policy if stored is not None else PolicyFields()).reverse_cycle_minutes
+                policies[appliance_id] = (
+                    stored.item.name if stored is not None else None,
+                    reverse_rpo_threshold(minutes),
+                )
+            name, threshold = policies[appliance_id]
+            state = machine.replication.health_state
+            verdict = evaluate_reverse_rpo(
+                state, last_point_at=machine.reverse.last_point_at, now=now, threshold=threshold, rules=rules
+            )
+            if not verdict.raised:
+                continue  # nothing new: no write
+            stored_machine, change = record_reverse_rpo_check(
+                repos, machine.id, now=now, threshold=threshold, appliance_name=name, rules=rules
+            )
+            if change.raised:
+                reason = "health monitor: " + ", ".join(e.code for e in change.raised)
+                events += _write_monitor_events(repos, stored_machine, change, name, now, reason)
+                changed.append(machine.id)
+        continuation = page.continuation
+        if continuation is None:
+            break
+    return checked, changed, events, len(policies)
+
+
+def _write_monitor_events(
+    repos: Repositories,
+    machine: Machine,
+    change: Transition,
+    appliance_name: str | None,
+    now: datetime,
+    reason: str,
+) -> int:
+    """An event per error raised, with the catalog's causes and steps, and one if health changed."""
     events: list[Event] = []
     for error in change.raised:
         entry = CATALOG[error.entry_code]
@@ -125,9 +201,6 @@ def _record_monitor_change(
             )
         )
     if change.changed:
-        reason = "health monitor: " + (
-            ", ".join(e.code for e in change.raised) or "appliance heard from again"
-        )
         events.append(health_event(machine.id, f"monitor-health-{now:%Y%m%dT%H%M%S}", now, change, reason))
     for event in events:
         repos.events.put(event)

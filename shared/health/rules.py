@@ -41,11 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.domain.event import Severity
 from shared.domain.health import ActiveError, ClearedBy, Health, HealthState
 from shared.health.catalog.matching import CATALOG, CatalogMatch, render
-from shared.health.catalog.models import CatalogEntry, Scope
+from shared.health.catalog.models import CatalogEntry, EventType, Scope
 
 _HEALTH_OF = {Severity.WARNING: Health.WARNING, Severity.CRITICAL: Health.CRITICAL}
 RPO_CODE = CATALOG["RpoThresholdExceeded"].code
 APPLIANCE_CODE = CATALOG["ApplianceNotResponding"].code
+REVERSE_RPO_CODE = CATALOG["ReverseRpoExceeded"].code
+# A reverse recovery point older than this many reverse cycle intervals raises ReverseRpoExceeded: one
+# late or failed cycle is routine (the next one starts again from the last snapshot), a third missed one
+# means the on-premises copy is falling behind for good.
+REVERSE_RPO_CYCLES = 3
 # Failed cycles remembered so that each counts once however its reports are ordered; beyond this many
 # consecutive failures the machine is long Critical, and a lost count changes nothing.
 MAX_FAILED_CYCLE_IDS = 32
@@ -364,6 +369,74 @@ def run_monitor_rules(
     )
     steps = [t for t in (heard, after) if t is not None]
     return combine(state, steps, rules)
+
+
+# --- the reverse direction (an Azure VM protected back to on-premises) --------------------------------
+
+
+def reverse_rpo_threshold(reverse_cycle_minutes: int) -> timedelta:
+    """How old the newest reverse recovery point may get: `REVERSE_RPO_CYCLES` reverse cycle intervals."""
+    return timedelta(minutes=REVERSE_RPO_CYCLES * reverse_cycle_minutes)
+
+
+def evaluate_reverse_rpo(
+    state: HealthState,
+    *,
+    last_point_at: datetime | None,
+    now: datetime,
+    threshold: timedelta,
+    rules: HealthRules,
+) -> Transition:
+    """The passing of time for reverse replication: ReverseRpoExceeded once the newest reverse recovery
+    point is older than `threshold` (none yet: the initial reverse sync runs, which the Reprotect job
+    bounds). Raised once; only a reverse point clears it (`record_reverse_success`)."""
+    if last_point_at is None or now - last_point_at <= threshold or state.find(REVERSE_RPO_CODE) is not None:
+        return _transition(state, state, rules)
+    entry = CATALOG[REVERSE_RPO_CODE]
+    rpo = now - last_point_at
+    error = ActiveError(
+        code=REVERSE_RPO_CODE,
+        entry_code=REVERSE_RPO_CODE,
+        message=render(
+            entry,
+            step="Reverse replication",
+            reason=f"the newest reverse recovery point ({last_point_at.isoformat()}) is {_minutes(rpo)} "
+            f"minutes old, above the {_minutes(threshold)} minutes allowed ({REVERSE_RPO_CYCLES} x "
+            "reverseCycleMinutes)",
+        ).message,
+        severity=_HEALTH_OF[entry.severity],
+        cleared_by=entry.cleared_by,
+        retryable=entry.retryable,
+        first_seen=now,
+        last_seen=now,
+    )
+    after = state.model_copy(update={"errors": _upsert(state.errors, error)})
+    return _transition(state, after, rules, raised=(error,))
+
+
+def _reverse_error(error: ActiveError) -> bool:
+    entry = CATALOG.find(error.entry_code)
+    return entry is not None and entry.event_type is EventType.REPROTECT_FAILED
+
+
+def record_reverse_success(state: HealthState, *, at: datetime, rules: HealthRules) -> Transition:
+    """A reverse recovery point landed at `at`: it clears the reverse direction's errors that the next
+    cycle clears (ReverseRpoExceeded, a failed reverse cycle's), last seen before it, and resets the
+    failure count. The forward direction's last sync and errors are left as they are."""
+    cleared = tuple(
+        e
+        for e in state.errors
+        if _reverse_error(e) and e.cleared_by is ClearedBy.NEXT_CYCLE and e.last_seen <= at
+    )
+    newer_failure = state.last_failure is not None and state.last_failure > at
+    after = state.model_copy(
+        update={
+            "errors": tuple(e for e in state.errors if e not in cleared),
+            "consecutive_failures": state.consecutive_failures if newer_failure else 0,
+            "failed_cycle_ids": state.failed_cycle_ids if newer_failure else (),
+        }
+    )
+    return _transition(state, after, rules, cleared=cleared)
 
 
 def _latest(current: datetime | None, at: datetime) -> datetime:

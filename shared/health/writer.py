@@ -35,8 +35,10 @@ from shared.health.rules import (
     HealthRules,
     Transition,
     combine,
+    evaluate_reverse_rpo,
     record_condition,
     record_failure,
+    record_reverse_success,
     record_success,
     run_monitor_rules,
 )
@@ -325,6 +327,40 @@ def record_monitor_check(
         )
         values = {e.key: context_values(machine, appliance_name) for e in change.raised}
         _store(machine, change, values)
+        return change
+
+    stored, change = repos.machines.update_with_retry(machine_id, decide)
+    return stored.item, change
+
+
+def record_reverse_point_health(machine: Machine, *, at: datetime, rules: HealthRules) -> Transition:
+    """A reverse recovery point heals the reverse direction's next-cycle errors (ReverseRpoExceeded among
+    them); call it inside the update that records the point."""
+    change = record_reverse_success(machine.replication.health_state, at=at, rules=rules)
+    _store(machine, change)
+    return change
+
+
+def record_reverse_rpo_check(
+    repos: Repositories,
+    machine_id: str,
+    *,
+    now: datetime,
+    threshold: timedelta,
+    appliance_name: str | None,
+    rules: HealthRules,
+) -> tuple[Machine, Transition]:
+    """The monitor's verdict on one reverse-replicating machine's reverse RPO, stored. A machine that left
+    ReverseReplicating meanwhile is left alone."""
+
+    def decide(machine: Machine) -> Transition:
+        state = machine.replication.health_state
+        if machine.state is not MachineState.REVERSE_REPLICATING or machine.reverse is None:
+            return combine(state, [], rules)
+        change = evaluate_reverse_rpo(
+            state, last_point_at=machine.reverse.last_point_at, now=now, threshold=threshold, rules=rules
+        )
+        _store(machine, change, {e.key: context_values(machine, appliance_name) for e in change.raised})
         return change
 
     stored, change = repos.machines.update_with_retry(machine_id, decide)

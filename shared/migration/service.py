@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -50,7 +50,18 @@ class TestMigrationRequest(RequestModel):
     )
 
 
-class MigrationRequest(RequestModel):
+# The rule `_continue_needs_shutdown` enforces, stated in the schema so that a client written from the
+# OpenAPI document knows the combination is refused before it sends it.
+_CONTINUE_NEEDS_SHUTDOWN: dict[str, Any] = {
+    "if": {
+        "properties": {"continueWithoutShutdown": {"const": True}},
+        "required": ["continueWithoutShutdown"],
+    },
+    "then": {"properties": {"shutdownSource": {"const": True}}, "required": ["shutdownSource"]},
+}
+
+
+class MigrationRequest(RequestModel, json_schema_extra=_CONTINUE_NEEDS_SHUTDOWN):
     """Body of POST /api/machines/{id}/migrate."""
 
     shutdown_source: bool = Field(default=False, description="shut the source VM down before the final cycle")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
+from typing import Annotated
 
 from azure.storage.blob import BlobSasPermissions, ContainerClient
 from pydantic import Field
@@ -34,7 +35,7 @@ from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.machine import Machine
 from shared.domain.pending_start import StartOutcome
-from shared.domain.wire import RequestModel
+from shared.domain.wire import RequestModel, ResourceId
 from shared.health.catalog import CATALOG, render
 from shared.jobs import lifecycle as jobs
 from shared.jobs import starts
@@ -45,6 +46,9 @@ from shared.platform.repository import Repositories
 from shared.platform.storage import BlobSasSigner
 
 STEPS: tuple[PushStep, ...] = tuple(PushStep)
+# Absolute, and plain enough to travel on the configurator's command line unquoted.
+DiskPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]{1,255}$", max_length=256)]
+
 DEFAULT_PASSPHRASE_NAME = "mobility-passphrase"
 LINUX_INSTALL_LOCATION = "/usr/local/ASR"
 WINDOWS_INSTALL_LOCATION = "C:\\Program Files (x86)\\Microsoft Azure Site Recovery"
@@ -87,6 +91,12 @@ class PushInstallBody(RequestModel):
         default=None, description="where the appliance reaches the server; default its first reported IP"
     )
     server_port: int = Field(default=22, ge=1, le=65535, description="SSH port (Linux)")
+    disk_paths: dict[ResourceId, DiskPath] | None = Field(
+        default=None,
+        description="disk id of the machine's inventory -> the block device or raw disk image on the server "
+        'the agent replicates it from (Linux), e.g. {"disk-0": "/dev/sda"}; without it the agent '
+        "registers and heartbeats but replicates nothing (an update keeps the installed agent's disks)",
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,17 @@ def start_push_install(
     location = body.install_location or (WINDOWS_INSTALL_LOCATION if windows else LINUX_INSTALL_LOCATION)
     if not windows and not location.startswith("/"):
         raise ValidationFailed.single("installLocation", f"must be an absolute path; got {location!r}")
+    disk_paths = dict(body.disk_paths or {})
+    if disk_paths and windows:
+        raise ValidationFailed.single(
+            "diskPaths", "the agent replicates Linux servers' disks only; leave diskPaths out for Windows"
+        )
+    known = {d.id for d in machine.inventory.disks}
+    if unknown := sorted(set(disk_paths) - known):
+        raise ValidationFailed.single(
+            "diskPaths",
+            f"unknown disk ids {', '.join(unknown)}; machine {machine_id} has {', '.join(sorted(known))}",
+        )
     nics = [[str(a) for a in nic.ip_addresses] for nic in machine.inventory.nics]
     request = PushInstallRequest(
         installer_name=newest.file_name,
@@ -171,6 +192,7 @@ def start_push_install(
         install_location=location,
         control_plane_url=control_plane_url,
         update=update,
+        disk_paths=disk_paths,
     )
     job = new_job(job_id, JobKind.INSTALL_MOBILITY_SERVICE, machine_id, [s.value for s in STEPS], now)
     return _recorded(repos, machine_id, job, now=now, idempotency_key=idempotency_key, request=request)

@@ -47,9 +47,14 @@ ACCEPTING_STATES = frozenset(
         MachineState.TEST_MIGRATED,
         MachineState.CLEANING_UP_TEST_MIGRATION,
         MachineState.MIGRATING,
+        # A reprotect to Azure after a committed failback waits for the appliance's reprotect cycle.
+        MachineState.REPROTECTING,
     }
 )
 BASE_KINDS = frozenset({CycleKind.INITIAL, CycleKind.RESYNC})  # whole-disk copies: start a new chain
+# Cycles that start a new chain: the whole-disk copies, and a reprotect's changes since the appliance's
+# pre-power-on copy (the replicas already hold that copy's data, so nothing before it matters).
+CHAIN_START_KINDS = BASE_KINDS | {CycleKind.REPROTECT}
 
 
 class CycleAcceptance(BaseModel):
@@ -132,10 +137,14 @@ def plan_ready_cycles(received: Sequence[Cycle], last_applied: int | None) -> Cy
     # For one sequence number, a whole-disk copy sorts first: it wins over a delta claiming the same number.
     pending = sorted(
         (c for c in received if c.state is CycleState.RECEIVED),
-        key=lambda c: (c.sequence, c.kind not in BASE_KINDS, c.id),
+        key=lambda c: (c.sequence, c.kind not in CHAIN_START_KINDS, c.id),
     )
     newest_base = max(
-        (c for c in pending if c.kind in BASE_KINDS and (last_applied is None or c.sequence > last_applied)),
+        (
+            c
+            for c in pending
+            if c.kind in CHAIN_START_KINDS and (last_applied is None or c.sequence > last_applied)
+        ),
         key=lambda c: c.sequence,
         default=None,
     )
@@ -251,7 +260,11 @@ def replication_view(repos: Repositories, machine_id: str) -> ReplicationView:
         ],
         last_applied_sequence=machine.replication.last_applied_sequence,
         policy=appliance.policy,
-        plan=plan_ready_cycles(received, machine.replication.last_applied_sequence),
+        # Reprotecting: nothing applies before the reprotect cycle starts the new chain.
+        plan=plan_ready_cycles(
+            received,
+            None if machine.state is MachineState.REPROTECTING else machine.replication.last_applied_sequence,
+        ),
         job=job,
         # A held machine accepts no upload: a started cycle's deadline means nothing then.
         upload_watch=None if machine.state in HELD_STATES else machine.replication.upload_watch,
@@ -341,6 +354,18 @@ def complete_cycle(
                 repaired_job = machine.active_job_id or ""
             if machine.state in (MachineState.INITIAL_REPLICATION, MachineState.RESYNCING):
                 transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
+        if machine.state is MachineState.REPROTECTING and cycle.kind in CHAIN_START_KINDS:
+            # The replicas equal the on-premises disks again: replication runs, from this point on.
+            machine.replication.progress_percent = 100.0
+            transition(machine, MachineState.REPLICATING, action=f"{cycle.kind.value} cycle applied")
+            if machine.failback is not None:
+                machine.failback = machine.failback.model_copy(
+                    update={
+                        "reprotect_cycle_id": cycle.id,
+                        "reprotect_bytes_sent": outcome.bytes_applied,
+                        "reprotect_disk_bytes": sum(d.size_bytes for d in machine.inventory.disks),
+                    }
+                )
         healed = record_cycle_success(
             machine, at=outcome.applied_at, resync=cycle.kind in BASE_KINDS, rules=health_rules
         )

@@ -12,12 +12,14 @@ from shared.domain.api import (
     RecoveryPointList,
     RecoveryPointsSummary,
     RecoveryPointView,
+    ReverseProtectionView,
 )
 from shared.domain.cycle import Consistency
 from shared.domain.errors import FieldProblem, ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import (
     PROTECTED_STATES,
+    Location,
     MachineState,
     active_location,
     allowed_operations,
@@ -220,12 +222,25 @@ def machine_detail(machine: Machine, now: datetime) -> MachineDetail:
             "active_job_id": machine.active_job_id,
             **_failover_fields(machine),
             "cycle_in_progress": _cycle_in_progress(machine),
-            "reverse_protection": machine.reverse,
+            "reverse_protection": _reverse_view(machine, now),
             "planned_failback": machine.failback,
             "discovered_at": machine.discovered_at,
             "updated_at": machine.updated_at,
         }
     )
+
+
+def _reverse_view(machine: Machine, now: datetime) -> ReverseProtectionView | None:
+    reverse = machine.reverse
+    if reverse is None:
+        return None
+    # Only while reverse replication is in place: once failed back the on-premises copy is the machine.
+    rpo = (
+        max(0, int((now - reverse.last_point_at).total_seconds()))
+        if reverse.last_point_at is not None and active_location(machine.state) is Location.AZURE
+        else None
+    )
+    return ReverseProtectionView.model_validate({**reverse.model_dump(), "rpo_seconds": rpo})
 
 
 def _cycle_in_progress(machine: Machine) -> UploadWatch | None:

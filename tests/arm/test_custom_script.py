@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -184,6 +186,43 @@ def test_same_configuration_does_not_rerun_and_a_new_run_id_does(
     assert [e.name for e in listed.value] == ["hydration"]
     clients.compute.virtual_machine_extensions.begin_delete(resource_group, helper, "hydration").result()
     assert clients.compute.virtual_machine_extensions.list(resource_group, helper).value == []
+
+
+def test_protected_settings_are_not_kept_in_clear(
+    clients: ArmClients,
+    resource_group: str,
+    tags: ResourceTags,
+    helper: str,
+    container: ContainerClient,
+    local_arm: LocalArmEndpoint,
+) -> None:
+    """The read SAS of `fileUris` and the command (which may carry a write SAS) are needed only until
+    the script has run: the store (SQLite and its WAL) never holds them in clear, and not at all after."""
+    script = sas_url(container, "hello.sh", b"#!/bin/sh\necho hello from the toolkit\n")
+    secret_command = "sh hello.sh # report-url sig=NOT-FOR-THE-STORE"
+    result = ops.run_custom_script(
+        clients,
+        resource_group,
+        helper,
+        location=LOCATION,
+        command=secret_command,
+        file_uris=[script],
+        run_id=1,
+        tags=tags,
+    )
+    assert "hello from the toolkit" in result.stdout_tail  # the script did get its files
+    signature = parse_qs(urlsplit(script).query)["sig"][0]
+    stored = b"".join(p.read_bytes() for p in local_arm.data_dir.glob("arm.sqlite3*") if p.is_file())
+    assert b"Microsoft.Azure.Extensions" in stored  # the extension is in these files ...
+    for secret in (signature, quote(signature, safe=""), "NOT-FOR-THE-STORE"):
+        assert secret.encode() not in stored, secret  # ... its secrets are not
+
+    # Nor does its log: the download was logged, with the signature redacted; only its owner reads it.
+    log = local_arm.log_dir / "local-arm.log"
+    text = log.read_text()
+    assert "hello.sh?" in text and "sig=REDACTED" in text
+    assert signature not in text and quote(signature, safe="") not in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
 def test_a_failing_script_raises_with_its_output_tails(

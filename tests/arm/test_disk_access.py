@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import chain
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import models as cm
 from azure.storage.blob import BlobClient
 
+from devhost.arm import access
 from shared.failback import snapshot_diff
 from shared.failback.snapshot_diff import ChangedRange, RangeOp
 from shared.migration import resources as ops
@@ -406,3 +409,29 @@ def test_a_ranged_get_carries_the_transactional_crc64_the_appliance_checks(
     assert reader.read_checked(MIB, 3 * MIB) == marker
     assert reader.read_checked(0, 512) == bytes(512)
     clients.compute.snapshots.begin_revoke_access(rg, "s-crc").result()
+
+
+def _store_bytes(local_arm: LocalArmEndpoint) -> bytes:
+    """Everything the endpoint's SQLite store holds on disk: the database and its write-ahead log."""
+    return b"".join(path.read_bytes() for path in local_arm.data_dir.glob("arm.sqlite3*") if path.is_file())
+
+
+def test_the_store_keeps_no_grant_signature(
+    clients: ArmClients, resource_group: str, tags: ResourceTags, local_arm: LocalArmEndpoint
+) -> None:
+    """A grant's SAS is read from its operation with a signature the store never held: it is
+    recomputed from the endpoint's signing key (mode 0600), and the URL still reads the snapshot."""
+    vm = _running_vm(clients, resource_group, tags)
+    marker = os.urandom(4 * KIB)
+    guest_write(local_arm.admin, vm.data_disk_id, 0, marker)
+    _snapshot(clients, resource_group, "s-at-rest", vm.data_disk_id, tags)
+    sas = _grant(clients, resource_group, "s-at-rest")
+    assert BlobClient.from_blob_url(sas).download_blob(offset=0, length=len(marker)).readall() == marker
+
+    signature = re.search(r"[?&]sig=([^&]+)", sas)
+    assert signature is not None
+    stored = _store_bytes(local_arm)
+    assert b"si=" in stored  # the grant is there (the test looks at the right files) ...
+    for form in {signature.group(1), unquote(signature.group(1))}:
+        assert form.encode() not in stored  # ... its signature is not
+    assert stat.S_IMODE((local_arm.data_dir / access.SIGNING_KEY_FILE).stat().st_mode) == 0o600

@@ -162,7 +162,8 @@ def test_http_starters_run_unchanged(durable_index: FunctionIndex, tmp_path: Pat
                 assert answer.status_code == 200
                 assert answer.json()["output"] == {"greetings": ["Hello Kyiv"], "doubled": 2}
                 pending = await http.post(
-                    f"{engine.base_url}/runtime/webhooks/durabletask/orchestrators/waits_forever"
+                    f"{engine.base_url}/runtime/webhooks/durabletask/orchestrators/waits_forever",
+                    params={"code": engine.system_key},
                 )
                 assert pending.status_code == 202
                 assert (await http.get(pending.json()["statusQueryGetUri"])).status_code == 202
@@ -209,10 +210,56 @@ def test_clock_admin_route_moves_a_manual_clock(durable_index: FunctionIndex, tm
             async with httpx.AsyncClient() as http:
                 advanced = await http.post(
                     f"{engine.base_url}/runtime/webhooks/durabletask/test/clock/advance",
-                    params={"seconds": "30"},
+                    params={"seconds": "30", "code": engine.system_key},
                 )
                 assert advanced.status_code == 200
             status = await settle(engine, instance_id)
             assert status["output"] == 30.0
+
+    run(scenario())
+
+
+def test_webhook_routes_require_the_system_key_as_in_azure(
+    durable_index: FunctionIndex, tmp_path: Path
+) -> None:
+    """List, status, raise event, terminate, purge, start: a bare 401 without the system key (or with a
+    wrong one); the management URLs a starter hands out carry the key; the SDK's rpc path needs none."""
+
+    async def scenario() -> None:
+        async with served(durable_index, tmp_path) as engine:
+            client = df.DurableOrchestrationClient(engine.client_binding_json())
+            instance_id = await client.start_new("two_events", None, None)
+            hook = f"{engine.base_url}/runtime/webhooks/durabletask"
+            calls = [
+                ("GET", f"{hook}/instances"),
+                ("GET", f"{hook}/instances/{instance_id}"),
+                ("POST", f"{hook}/instances/{instance_id}/raiseEvent/first"),
+                ("POST", f"{hook}/instances/{instance_id}/terminate"),
+                ("DELETE", f"{hook}/instances/{instance_id}"),
+                ("POST", f"{hook}/orchestrators/two_events"),
+                ("GET", f"{hook}/entities/counter/one"),
+            ]
+            async with httpx.AsyncClient() as http:
+                for method, url in calls:
+                    for params in ({}, {"code": "not-the-key"}):
+                        refused = await http.request(method, url, params=params, json=None)
+                        assert refused.status_code == 401, (method, url, params, refused.text)
+                        assert refused.content == b""
+                status = await client.get_status(instance_id)
+                assert status.runtime_status == OrchestrationRuntimeStatus.Running  # nothing was terminated
+
+                keyed = await http.get(f"{hook}/instances", headers={"x-functions-key": engine.system_key})
+                assert keyed.status_code == 200 and instance_id in {i["instanceId"] for i in keyed.json()}
+                links = engine.management_urls(instance_id)
+                assert f"code={engine.system_key}" in links["statusQueryGetUri"]
+                terminated = await http.post(links["terminatePostUri"].replace("{text}", "done"))
+                assert terminated.status_code == 202
+            assert json.loads(engine.client_binding_json())["rpcBaseUrl"].startswith(
+                f"{engine.base_url}/durabletask/"
+            )
+            await engine.wait_for_idle(10)
+            assert (
+                await client.get_status(instance_id)
+            ).runtime_status == OrchestrationRuntimeStatus.Terminated
 
     run(scenario())

@@ -56,11 +56,14 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path: Path) -> None:
     try:
         status_url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
 
+        key = {"code": host.durable_key}
+
         def finished() -> bool:
-            return httpx.get(status_url, timeout=5).json()["runtimeStatus"] in ("Completed", "Failed")
+            answer = httpx.get(status_url, params=key, timeout=5).json()
+            return answer["runtimeStatus"] in ("Completed", "Failed")
 
         wait_until(finished, timeout=60, what=f"{instance_id} finished after the restart")
-        status = httpx.get(status_url, timeout=5).json()
+        status = httpx.get(status_url, params=key, timeout=5).json()
     finally:
         host.process.stop()
 
@@ -73,3 +76,25 @@ def test_kill_9_mid_orchestration_then_restart(tmp_path: Path) -> None:
     assert sum(counts.values()) <= STEPS + 1, counts
     assert all(count >= 1 for count in counts.values()), counts
     assert len(executed_before_kill) >= 3
+
+
+def test_the_host_s_durable_webhooks_take_its_system_key_or_master_key_only(tmp_path: Path) -> None:
+    """Through the real host process: the keys are the host's (keys.json), a function key is not enough."""
+    host = start_host(APP_DIR, tmp_path / "host", {"DURABLE_APP_LOG": str(tmp_path / "log")})
+    try:
+        started = httpx.post(f"{host.base_url}/api/start/sequence", json=["Lviv"], timeout=10)
+        assert started.status_code == 202, started.text
+        status_url = started.json()["statusQueryGetUri"]
+        assert f"code={host.durable_key}" in status_url
+        instances = f"{host.base_url}/runtime/webhooks/durabletask/instances"
+        for refused in (None, host.function_key, "wrong"):
+            params = {"code": refused} if refused else {}
+            assert httpx.get(instances, params=params, timeout=5).status_code == 401, refused
+        for accepted in (host.durable_key, host.master_key):
+            answer = httpx.get(instances, headers={"x-functions-key": accepted}, timeout=5)
+            assert answer.status_code == 200 and started.json()["id"] in {
+                i["instanceId"] for i in answer.json()
+            }
+        assert httpx.get(status_url, timeout=5).status_code in (200, 202)
+    finally:
+        host.process.stop()

@@ -122,3 +122,36 @@ def test_an_unknown_machine_or_event_type_is_dead_lettered(
     letter = dead_letter_of(operator.stack, unknown_type)
     assert letter["reason"]["kind"] == "unknownEventType" and letter["reason"]["code"] == "UnknownEventType"
     assert refused_events_of(operator, machine_id, unknown_type)["type"] == REFUSED_EVENT
+
+
+def test_a_subject_naming_another_machine_than_the_data_is_refused_not_applied(
+    new_appliance: Callable[[], Appliance], operator: Operator
+) -> None:
+    """An event that names one machine in its subject (what Event Grid routes on) and another in its
+    data is applied to neither: a dead letter, a refusal on the machine the data names, and the failure
+    it carried is not recorded. The publisher gets what Event Grid gives it: a successful publish."""
+    appliance = new_appliance()
+    own = appliance.machine(operator, disks={"os": MIB}, enable=False).machine_id
+    other = appliance.machine(operator, disks={"os": MIB}, enable=False).machine_id
+    data = {
+        "applianceId": appliance.events.appliance_id,
+        "machineId": own,
+        "errorCode": "1011",
+        "message": "a disk upload timed out",
+    }
+    event_id = publish(operator.stack, f"machines/{other}", CYCLE_FAILED, data)  # raises unless 2xx
+
+    letter = dead_letter_of(operator.stack, event_id)
+    assert letter["reason"]["kind"] == "malformed" and letter["machineId"] == own
+    assert letter["reason"]["details"] == [
+        {
+            "field": "subject",
+            "problem": f"the subject names machine {other!r} but the data names machine {own!r}; publish "
+            "each event with subject 'machines/{id}' of the machine its data is about",
+        }
+    ]
+    refusal = refused_events_of(operator, own, event_id)
+    assert refusal["type"] == REFUSED_EVENT and refusal["errorCode"] == "ValidationFailed"
+    for machine_id in (own, other):
+        assert not any(e.get("errorCode") == "1011" for e in operator.events(machine_id)), machine_id
+        assert operator.machine(machine_id)["health"] == "Healthy"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ KIB = 1024
 MIB = 1024 * KIB
 DATA_DISK_BYTES = 16 * MIB
 CHUNK = 64 * KIB
+PAGE = 4 * KIB
 
 
 def _image(path: Path, size: int) -> bytes:
@@ -205,14 +207,126 @@ def test_an_appliance_failing_mid_cycle_gets_the_cycle_again_from_the_same_snaps
     assert _reverse_points(client, machine)[1]["cycleId"].endswith("-c1")
 
 
-def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why(
+def _fail_data_disk_applies(client: MigrationClient, machine: GuestMachine, job_id: str) -> dict[str, Any]:
+    """Answer the job's commands, except that every manifest of the data disk is written only in part,
+    then refused (its reads broke off): the job fails after its last attempt."""
+    api = machine.appliance.api
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for command in api.commands():
+            if command["machineId"] != machine.id:
+                continue
+            stored = ApplianceCommand.model_validate(command)
+            if command["kind"] == "ApplyReverseManifest" and command.get("diskId") == "data":
+                half = command["manifest"][: max(1, len(command["manifest"]) // 2)]
+                machine.replicator.answer(ApplianceCommand.model_validate({**command, "manifest": half}))
+                answer = CommandAnswer(
+                    error=CommandError(code="SnapshotReadFailed", message="connection reset")
+                )
+                api.acknowledge(command["id"], answer)
+            else:
+                api.acknowledge(command["id"], machine.replicator.answer(stored))
+        job = client.job(job_id)
+        if job["status"] not in ("NotStarted", "InProgress"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not finish: {client.job(job_id)}")
+
+
+def test_a_second_reprotect_after_a_failed_one_protects_the_machine_back(
     client: MigrationClient, module_appliance: Appliance, guest: GuestImage
 ) -> None:
-    """Last in the module: the hash comparison too brings hydration's changes to the shared OS image."""
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
+    os_size = on_premises["os"].stat().st_size
+    hydrated = _differing(
+        _image(on_premises["os"], os_size), _image(client.disk_image(azure_os), os_size), 512
+    )
+    rng = random.Random(13)
+    offsets = _scattered(rng, DATA_DISK_BYTES, 10, 4 * CHUNK)
+    for offset in offsets[:7]:
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    for offset in offsets[7:]:
+        machine.replicator.write("data", offset, rng.randbytes(4 * CHUNK))
+
+    # The first reprotect fails in its initial sync, after the data disk was written in part.
+    appliance_id = machine.appliance.events.appliance_id
+    http_ok(client.http.put(f"/appliances/{appliance_id}/policy", json={"reverseCycleMinutes": 1}))
+    machine.appliance.events.heartbeat()
+    time.sleep(3)
+    first_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
+    first = _fail_data_disk_applies(client, machine, first_id)
+    assert first["status"] == "Failed", first
+    assert first["error"]["code"] == "MCP-1602", first
+    view = client.machine(machine.id)
+    assert view["state"] == "FailoverCommitted" and view.get("reverseProtection") is None, view
+    assert "reprotect" in view["allowedOperations"]
+    group = azure_data.split("/resourceGroups/")[1].split("/")[0]
+    assert not [
+        s.name for s in client.arm.compute.snapshots.list_by_resource_group(group) if "-rv-" in s.name
+    ]
+
+    # The Azure VM goes on writing; the operator reprotects again at once: the same instance id
+    # (reverse-{machineId}) starts over, and only what differs travels.
+    more = _scattered(rng, DATA_DISK_BYTES, 4, 4 * CHUNK)
+    more = [o for o in more if o not in offsets]
+    for offset in more:
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    changed = (len(offsets) + len(more)) * 4 * CHUNK
+    second_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
+    second = _run_with_appliance(client, machine, second_id, timeout=300)
+    assert second["status"] == "Succeeded", second
+    view = client.machine(machine.id)
+    assert view["state"] == "ReverseReplicating" and view["reverseProtection"]["jobId"] == second_id
+    # The first attempt's failure is healed by the reverse point that the second one recorded.
+    assert view["health"] == "Healthy" and not view["currentErrors"], view
+    azure_image = client.disk_image(azure_data)
+    assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
+    assert _image(on_premises["os"], os_size) == _image(client.disk_image(azure_os), os_size)
+    (initial,) = _reverse_points(client, machine)
+    transferred = initial["bytesTransferred"]
+    assert changed + hydrated <= transferred <= (changed + hydrated) * 1.1, (transferred, changed, hydrated)
+
+    # Reverse cycles run from the second job's snapshots.
+    for offset in _scattered(rng, DATA_DISK_BYTES, 3, 2 * CHUNK):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(2 * CHUNK))
+    _answer_until_points(client, machine, 2, timeout=180)
+    assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(azure_image, DATA_DISK_BYTES)
+    assert _reverse_points(client, machine)[1]["cycleId"].startswith(second_id[-40:])
+
+
+def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why(
+    client: MigrationClient,
+    module_appliance: Appliance,
+    guest: GuestImage,
+    arm_faults: Callable[[dict[str, Any]], None],
+) -> None:
+    """Last in the module: the hash comparison too brings hydration's changes to the shared OS image.
+
+    Scattered small writes cost their own 4 KiB pages, not whole 1 MiB blocks (the finer pass), in the
+    initial sync and in a reverse cycle whose diff is unavailable."""
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
+    os_size = on_premises["os"].stat().st_size
     rng = random.Random(9)
+    # 256 KiB writes on 256 KiB boundaries, and 4 KiB ones: at 1 MiB blocks these would cost 4x and 256x.
     for offset in _scattered(rng, DATA_DISK_BYTES, 6, 4 * CHUNK):
         guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * CHUNK))
+    for offset in _scattered(rng, DATA_DISK_BYTES, 24, 4 * KIB):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * KIB))
+    data_changed = _differing(
+        _image(on_premises["data"], DATA_DISK_BYTES),
+        _image(client.disk_image(azure_data), DATA_DISK_BYTES),
+        PAGE,
+    )
+    before_os, azure_os_bytes = (
+        _image(on_premises["os"], os_size),
+        _image(client.disk_image(azure_os), os_size),
+    )
+    os_changed, os_changed_sectors = (
+        _differing(before_os, azure_os_bytes, PAGE),
+        _differing(before_os, azure_os_bytes, 512),
+    )
     # The appliance lost its record of the cycles it sent (as after a CBT reset).
     history = machine.replicator.disks[0].path.with_name(f".{machine.id}.history.jsonl")
     history.unlink()
@@ -221,12 +335,72 @@ def test_without_a_change_record_block_hashes_are_compared_and_an_event_says_why
     assert job["status"] == "Succeeded", job
     view = client.machine(machine.id)
     assert view["reverseProtection"]["baseline"] == "blockHashes"
-    on_premises = {d.disk_id: d.path for d in machine.replicator.disks}
     assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(
         client.disk_image(azure_data), DATA_DISK_BYTES
     )
-    os_size = on_premises["os"].stat().st_size
     assert _image(on_premises["os"], os_size) == _image(client.disk_image(azure_os), os_size)
     events = http_ok(client.http.get(f"/machines/{machine.id}/events"))
     reasons = [e for e in events["events"] if e.get("errorCode") == "MCP-3503"]
     assert reasons and "no change record" in str(reasons[0]), events
+    # Within 10% of the 4 KiB pages that differ (never less than the changed sectors).
+    (initial,) = _reverse_points(client, machine)
+    changed = data_changed + os_changed
+    transferred = initial["bytesTransferred"]
+    assert data_changed + os_changed_sectors <= transferred <= changed * 1.1, (
+        transferred,
+        data_changed,
+        os_changed,
+    )
+    disk_bytes = DATA_DISK_BYTES + os_size
+    print(
+        f"\nhash path, initial sync: transferred {transferred} B, changed {changed} B "
+        f"(data {data_changed}, OS {os_changed} in 4 KiB pages, {os_changed_sectors} in sectors): "
+        f"sent/changed {transferred / changed:.3f}, sent/disk {transferred / disk_bytes:.5f}"
+    )
+
+    # A reverse cycle whose diff cannot be read (no read access to S1): hashes again, the same bound.
+    for _ in range(2):
+        arm_faults(
+            {
+                "match": {"method": "POST", "action": "beginGetAccess", "nameRegex": "-s1$"},
+                "fault": "operationFailure",
+            }
+        )
+    before_data = client.disk_image(azure_data).read_bytes()[:DATA_DISK_BYTES]
+    for offset in _scattered(rng, DATA_DISK_BYTES, 16, 4 * KIB):
+        guest_write(client.arm_admin, azure_data, offset, rng.randbytes(4 * KIB))
+    cycle_changed = _differing(before_data, _image(client.disk_image(azure_data), DATA_DISK_BYTES), PAGE)
+    _answer_until_points(client, machine, 2, timeout=240)
+    assert _image(on_premises["data"], DATA_DISK_BYTES) == _image(
+        client.disk_image(azure_data), DATA_DISK_BYTES
+    )
+    assert _image(on_premises["os"], os_size) == _image(client.disk_image(azure_os), os_size)
+    cycle = _reverse_points(client, machine)[1]
+    assert cycle_changed <= cycle["bytesTransferred"] <= cycle_changed * 1.1, (cycle, cycle_changed)
+    events = http_ok(client.http.get(f"/machines/{machine.id}/events"))
+    assert any(e.get("errorCode") == "MCP-3503" and "-c1" in str(e) for e in events["events"]), (
+        "no event says why the cycle compared hashes"
+    )
+    print(
+        f"hash path, reverse cycle: transferred {cycle['bytesTransferred']} B, changed {cycle_changed} B: "
+        f"sent/changed {cycle['bytesTransferred'] / cycle_changed:.3f}, "
+        f"sent/disk {cycle['bytesTransferred'] / disk_bytes:.5f}"
+    )
+
+    # Reverse RPO: with reverseCycleMinutes 1, three minutes without a reverse point is too old. The
+    # appliance stops answering; the health monitor raises MCP-3505; the next point clears it.
+    assert client.machine(machine.id)["reverseProtection"]["rpoSeconds"] < 3 * 60
+    time.sleep(3 * 60 + 5)
+    assert client.machine(machine.id)["reverseProtection"]["rpoSeconds"] > 3 * 60
+    client.run_timer("health_monitor")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        view = client.machine(machine.id)
+        if any(e["code"] == "MCP-3505" for e in view["currentErrors"]):
+            break
+        time.sleep(2)
+    assert view["health"] == "Warning" and [e["code"] for e in view["currentErrors"]] == ["MCP-3505"], view
+    _answer_until_points(client, machine, 3, timeout=240)
+    view = client.machine(machine.id)
+    assert view["health"] == "Healthy" and not view["currentErrors"], view
+    assert view["reverseProtection"]["rpoSeconds"] < 3 * 60

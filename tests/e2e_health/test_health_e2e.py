@@ -31,13 +31,14 @@ from tests.e2e_health.client import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# The errors an appliance reports in a CycleFailed event; those it reports in a reverse command's answer
-# (reprotect) are never a replication cycle's, and have their own tests (tests/e2e_failback).
+# The errors an appliance reports in a CycleFailed event. Those it reports in a command's answer (a
+# reverse cycle, a push installation, a planned failover) are never a replication cycle's and have their
+# own tests (tests/e2e_failback, tests/e2e_mobility).
 APPLIANCE_ERRORS = [
     e
     for e in CATALOG.entries
     if e.origin is Origin.APPLIANCE
-    and e.event_type not in (EventType.REPROTECT_FAILED, EventType.FAILOVER_FAILED)
+    and e.event_type in (EventType.REPLICATION_CYCLE_FAILED, EventType.REPLICATION_CYCLE_FAILED_FOR_DISK)
 ]
 
 

@@ -1,5 +1,6 @@
-"""Fixtures for push installation end to end: the whole local stack, an appliance, and a real Debian
-server with sshd in a chroot (see server.py)."""
+"""Fixtures for the Mobility service end to end: the whole local stack (the migration suites' stack, with
+the local ARM endpoint at latency 0, so an agent's recovery point can be test-migrated), an appliance, and
+a real Debian server with sshd in a chroot (see server.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import local_stack, new_appliance, operator
+from devhost.stack import LocalStack
+from tests.e2e.conftest import new_appliance, operator
+from tests.e2e_migration.conftest import arm, client, migration_stack
 from tests.e2e_mobility.server import SshServer, debootstrap
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
-__all__ = ["local_stack", "new_appliance", "operator"]
+__all__ = ["arm", "client", "new_appliance", "operator"]
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with migration_stack(tmp_path_factory) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +46,4 @@ def server(debian_rootfs: Path) -> Iterator[SshServer]:
         ssh.stop()
 
 
-__all__ += ["debian_rootfs", "server"]
+__all__ += ["debian_rootfs", "local_stack", "server"]

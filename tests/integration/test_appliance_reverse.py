@@ -338,6 +338,44 @@ def test_block_hashes_are_sha256_per_block_inline_or_in_a_blob(
     assert container.get_blob_client(big.hashes_blob).download_blob().readall() == b"".join(small)
 
 
+def test_a_finer_pass_hashes_only_the_pieces_of_its_ranges_and_refuses_bytes_past_the_disk(
+    container: ContainerClient, tmp_path: Path
+) -> None:
+    source = replicator(container, tmp_path)
+    data = source.disks[0].path.read_bytes()
+    ranges = [(MIB, 8 * KIB), (5 * MIB + 4 * KIB, 6 * KIB)]
+    pieces = [(MIB, 4096), (MIB + 4096, 4096), (5 * MIB + 4096, 4096), (5 * MIB + 8192, 2048)]
+    api = RecordingApi(
+        [
+            ApplianceCommand.of(
+                HashDiskBlocks(disk_id="disk-0", block_size=4096, ranges=ranges),
+                command_id="c-fine",
+                appliance_id="a-1",
+                machine_id=source.machine_id,
+                created_at=NOW,
+            ),
+            ApplianceCommand.of(
+                HashDiskBlocks(disk_id="disk-0", block_size=4096, ranges=[(8 * MIB - 4096, 8192)]),
+                command_id="c-past",
+                appliance_id="a-1",
+                machine_id=source.machine_id,
+                created_at=NOW,
+            ),
+        ]
+    )
+    source.handle_commands(cast(ApplianceApi, api))
+    fine = api.acks["c-fine"]
+    assert fine is not None and isinstance(fine.result, BlockHashes) and fine.error is None
+    assert fine.result.ranges == ranges and fine.result.pieces() == pieces
+    assert base64.b64decode(fine.result.hashes or "") == b"".join(
+        hashlib.sha256(data[o : o + n]).digest() for o, n in pieces
+    )
+    past = api.acks["c-past"]
+    assert past is not None and past.result is None and past.error is not None
+    assert past.error.code == "OnPremisesDiskTooSmall" and "ends beyond the disk" in past.error.message
+    source.close()
+
+
 # --- the replicator: change records and the command dispatch -----------------------------------------
 
 

@@ -54,7 +54,11 @@ class World:
         fail_first_apply: bool = False,
         appliance_answers: bool = True,
         replicating_after_job: bool = True,
+        refine: bool = False,
+        refine_error: bool = False,
     ) -> None:
+        self.refine = refine
+        self.refine_error = refine_error
         self.prerequisites_ok = prerequisites_ok
         self.changes = changes
         self.fail_first_apply = fail_first_apply
@@ -107,6 +111,10 @@ class World:
         watch = CommandWatch.model_validate(payload)
         if not self.appliance_answers:
             return _dump(CommandView(acknowledged=False))
+        if self.refine_error and watch.command_id.startswith("refine-"):
+            return _dump(
+                CommandView(acknowledged=True, error_code="OnPremisesDiskTooSmall", error_message="x")
+            )
         if self.fail_first_apply and watch.command_id.endswith("-a1") and not self.failed_once:
             self.failed_once = True
             return _dump(
@@ -130,6 +138,15 @@ class World:
         send = DiskSend.model_validate(payload)
         if send.hashes_command_id is None and send.changes_command_id is None and not self.replicating:
             return _dump(DiskSent(ok=True, fallback_reason="no change record on-premises: reset"))
+        if (
+            self.refine
+            and send.hashes_command_id is not None
+            and send.hashes_command_id.startswith("hashes-")
+        ):
+            refine = Queued(
+                command_ids=[f"refine-{send.on_premises_disk_id}"], poll_seconds=5, timeout_seconds=60
+            )
+            return _dump(DiskSent(ok=True, refine=refine))
         return _dump(
             DiskSent(
                 ok=True,
@@ -264,6 +281,36 @@ def test_without_a_change_record_block_hashes_are_compared(tmp_path: Path) -> No
     assert [s.hashes_command_id for s in sends if s.hashes_command_id] == ["hashes-os", "hashes-data"]
     point = PointRecord.model_validate(r.calls.of("record_reverse_point")[0])
     assert point.baseline == "blockHashes"
+
+
+def test_differing_blocks_are_hashed_again_in_small_pieces_and_that_answer_plans_the_disk(
+    tmp_path: Path,
+) -> None:
+    world = World(changes=False, replicating_after_job=False, refine=True)
+    r, _ = _go(world, tmp_path)
+    assert _outcome(r).succeeded
+    sends = [DiskSend.model_validate(p) for p in r.calls.of("send_reverse_disk")]
+    # Per disk: the fallback, the coarse hashes (which queue the finer pass), then the finer answer.
+    assert [s.hashes_command_id for s in sends] == [
+        None,
+        "hashes-os",
+        "refine-os",
+        None,
+        "hashes-data",
+        "refine-data",
+    ]
+    watched = [CommandWatch.model_validate(p).command_id for p in r.calls.of("read_command")]
+    assert watched.index("refine-os") < watched.index(f"{JOB[-40:]}-s1-os-0-a1")
+    assert PointRecord.model_validate(r.calls.of("record_reverse_point")[0]).baseline == "blockHashes"
+
+
+def test_a_refused_finer_pass_stops_the_job_at_its_step(tmp_path: Path) -> None:
+    world = World(changes=False, replicating_after_job=False, refine=True, refine_error=True)
+    r, _ = _go(world, tmp_path)
+    outcome = _outcome(r)
+    assert not outcome.succeeded
+    assert (outcome.failed_step, outcome.error_code) == ("Initial reverse sync", "OnPremisesDiskTooSmall")
+    assert r.calls.of("delete_reverse_snapshots")
 
 
 def test_a_failed_answer_is_sent_again_from_the_same_snapshot(tmp_path: Path) -> None:

@@ -37,6 +37,12 @@ class RunningHost:
     def master_key(self) -> str:
         return str(self.keys["master"])
 
+    @property
+    def durable_key(self) -> str:
+        """The `durabletask_extension` system key the Durable webhook routes require."""
+        system: dict[str, str] = self.keys["system"]  # type: ignore[assignment]
+        return system["durabletask_extension"]
+
 
 def start_host(
     app_dir: Path,

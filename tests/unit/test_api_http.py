@@ -169,8 +169,20 @@ class FakeDurableExtension:
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if "orchestrators" in parts:
                     instance = parts[-1]
+                    if instance in outer.running and outer.runtime_status.get(instance, "Running") in (
+                        "Running",
+                        "Pending",
+                        "ContinuedAsNew",
+                    ):
+                        # Durable refuses to start over an instance that has not ended.
+                        self._reply(409, {"Message": f"An Orchestration instance {instance} already exists."})
+                        return
                     outer.running.add(instance)
+                    outer.runtime_status.pop(instance, None)
                     self._reply(202, {"id": instance})
+                elif parts[-1] == "terminate":
+                    outer.runtime_status[parts[-2]] = "Terminated"
+                    self._reply(202, {})
                 else:
                     self._reply(202, {})
 

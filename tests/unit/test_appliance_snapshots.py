@@ -153,3 +153,28 @@ def test_snapshot_commands_round_trip_through_the_stored_command() -> None:
         assert ApplianceCommand.model_validate(wire).request() == request
     with pytest.raises(ValueError):
         SnapshotDisks(snapshot_name="../etc")
+
+
+def test_change_tracking_starts_again_from_the_copy_taken_before_power_on(tmp_path: Path) -> None:
+    """What a reprotect to Azure after the commit sends: the writes after the copy, not those before it
+    (the replicas already hold those). A copy asked again after the machine ran moves nothing."""
+    m = machine(tmp_path)
+    m.write("data", 0, b"\x01" * 65536)  # before the copy: in Azure already (the final snapshot)
+    m.answer(command(SnapshotDisks(snapshot_name="job-1"), "c-snap"))
+    assert m._written_since_last_cycle("data") == [] and m._written_since_last_cycle("os") == []
+    m.answer(command(PowerOnMachine(), "c-on"))
+    m.write("data", 2 * MIB, b"\x02" * 131072)
+    m.answer(command(SnapshotDisks(snapshot_name="job-1"), "c-snap-again"))
+    assert m._written_since_last_cycle("data") == [(2 * MIB, 131072)]
+    # The state survives the appliance's restart.
+    m.close()
+    again = machine_reopened(tmp_path)
+    assert again._written_since_last_cycle("data") == [(2 * MIB, 131072)]
+
+
+def machine_reopened(tmp_path: Path) -> MachineReplicator:
+    disks = [
+        SourceDisk("os", tmp_path / "m1-os.img", is_os_disk=True),
+        SourceDisk("data", tmp_path / "m1-data.img"),
+    ]
+    return MachineReplicator("m1", disks, cast(Any, None), cast(ApplianceEvents, None))

@@ -64,6 +64,15 @@ def test_resync_wins_over_a_delta_with_the_same_sequence() -> None:
     assert plan.superseded == ["a-delta"]
 
 
+def test_a_reprotect_cycle_starts_a_new_chain_without_being_a_whole_copy() -> None:
+    # Reprotecting plans without a watermark: deltas the appliance sent before it wait, and go.
+    plan = plan_ready_cycles([cycle(7), cycle(9, CycleKind.REPROTECT), cycle(10)], None)
+    assert sequences(plan.ready) == [9, 10]
+    assert plan.superseded == ["c7-delta"] and not plan.needs_base
+    waiting = plan_ready_cycles([cycle(7), cycle(8)], None)
+    assert waiting.ready == [] and waiting.needs_base
+
+
 def test_deltas_without_any_base_wait_for_the_initial_copy() -> None:
     plan = plan_ready_cycles([cycle(1), cycle(2)], None)
     assert plan.ready == []
@@ -89,7 +98,7 @@ def test_ready_cycles_never_go_backwards_and_never_skip(
     if ready:
         first = plan.ready[0]
         assert watermark is None or first.sequence > watermark
-        if first.kind not in (CycleKind.INITIAL, CycleKind.RESYNC):
+        if first.kind not in (CycleKind.INITIAL, CycleKind.RESYNC, CycleKind.REPROTECT):
             assert watermark is not None and first.sequence == watermark + 1
         assert ready == list(range(ready[0], ready[0] + len(ready)))
     assert not set(plan.superseded) & {c.id for c in plan.ready}

@@ -11,7 +11,7 @@ from azure.storage.blob._shared.validation import calculate_crc64_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.domain.command import MAX_RANGE_BYTES, ApplyReverseManifest, RangeOp
+from shared.domain.command import MAX_RANGE_BYTES, ApplyReverseManifest, RangeOp, hashed_pieces
 from shared.failback.manifest import (
     PlannedRange,
     crc64_from_header,
@@ -19,7 +19,9 @@ from shared.failback.manifest import (
     crc64_to_header,
     differing_blocks,
     digests,
+    merge_to_at_most,
     plan_from_changes,
+    plan_pieces,
     split,
     split_manifest,
     subtract,
@@ -213,6 +215,88 @@ def test_hash_lists_must_match_the_disk() -> None:
     assert digests(b"a" * 64) == [b"a" * 32, b"a" * 32]
     with pytest.raises(ValueError, match="whole number"):
         digests(b"a" * 33)
+
+
+# --- the finer pass: pieces of the differing blocks ------------------------------------------------
+
+
+def pieces_of(image: bytes, ranges: list[tuple[int, int]] | None, block: int) -> list[tuple[int, bytes]]:
+    return [(o, image[o : o + n]) for o, n in hashed_pieces(ranges, block, len(image))]
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_two_passes_send_only_the_small_pieces_that_differ(data: st.DataObject) -> None:
+    """Coarse blocks, then the differing ones in 4 KiB pieces: the plan makes on-premises equal Azure
+    and writes only pieces that differ, each with the CRC64 of exactly its bytes."""
+    coarse, fine = 64 * KIB, 4 * KIB
+    size = data.draw(st.integers(1, 12)) * coarse + data.draw(st.sampled_from([0, S, 9 * S]))
+    azure = bytearray(size)
+    on_prem = bytearray(size)
+    for offset, length in data.draw(sector_ranges(size // S)):
+        azure[offset : offset + length] = data.draw(st.sampled_from([b"\xa5", b"\x00"])) * length
+    for offset, length in data.draw(sector_ranges(size // S)):
+        on_prem[offset : offset + length] = b"\x5a" * length
+    differing = differing_blocks(
+        size,
+        coarse,
+        on_premises=block_digests(bytes(on_prem), coarse),
+        azure=block_digests(bytes(azure), coarse),
+    )
+    ranges = merge_to_at_most(((r.offset, r.length) for r in differing), 3)
+    on_prem_digests = [hashlib.sha256(d).digest() for _, d in pieces_of(bytes(on_prem), ranges, fine)]
+    manifest = plan_pieces(pieces_of(bytes(azure), ranges, fine), on_prem_digests, max_unit=3 * fine)
+    result = bytearray(on_prem)
+    for r in manifest:
+        if r.op is W:
+            assert r.crc64 == crc64_hex(bytes(azure[r.offset : r.end])) and r.length <= 3 * fine
+            result[r.offset : r.end] = azure[r.offset : r.end]
+        else:
+            assert r.crc64 is None and not any(azure[r.offset : r.end])
+            result[r.offset : r.end] = bytes(r.length)
+    assert result == azure
+    for r in manifest:
+        for start in range(r.offset, r.end, fine):
+            end = min(start + fine, r.end)
+            assert azure[start:end] != on_prem[start:end], "an identical piece was sent"
+    assert all(after.offset >= before.end for before, after in pairwise(manifest))
+
+
+def test_scattered_small_writes_cost_their_pieces_not_their_blocks() -> None:
+    size, coarse, fine = 16 * MIB, MIB, 4 * KIB
+    azure = bytearray(size)
+    for i in range(16):  # one 4 KiB write in every 1 MiB block
+        azure[i * MIB + 12 * KIB : i * MIB + 16 * KIB] = b"\x01" * fine
+    on_prem = bytes(size)
+    differing = differing_blocks(
+        size, coarse, on_premises=block_digests(on_prem, coarse), azure=block_digests(bytes(azure), coarse)
+    )
+    assert (
+        totals(differing, size).bytes_transferred == 16 * MIB
+    )  # the coarse pass alone: 256 times the change
+    ranges = merge_to_at_most(((r.offset, r.length) for r in differing), 4096)
+    manifest = plan_pieces(
+        pieces_of(bytes(azure), ranges, fine),
+        [hashlib.sha256(d).digest() for _, d in pieces_of(on_prem, ranges, fine)],
+    )
+    assert [(r.offset, r.length, r.op) for r in manifest] == [
+        (i * MIB + 12 * KIB, fine, W) for i in range(16)
+    ]
+    assert totals(manifest, size).bytes_transferred == 16 * fine
+
+
+def test_a_piece_missing_on_premises_differs() -> None:
+    manifest = plan_pieces([(0, b"\x01" * S), (S, b"\x02" * S)], [hashlib.sha256(b"\x01" * S).digest()])
+    assert [(r.offset, r.length, r.op) for r in manifest] == [(S, S, W)]
+
+
+def test_merging_joins_the_smallest_gaps_first() -> None:
+    ranges = [(0, S), (2 * S, S), (10 * S, S), (11 * S, S), (40 * S, S)]
+    assert merge_to_at_most(ranges, 10) == [(0, S), (2 * S, S), (10 * S, 2 * S), (40 * S, S)]
+    assert merge_to_at_most(ranges, 3) == [(0, 3 * S), (10 * S, 2 * S), (40 * S, S)]
+    assert merge_to_at_most(ranges, 1) == [(0, 41 * S)]
+    with pytest.raises(ValueError, match="positive"):
+        merge_to_at_most(ranges, 0)
 
 
 # --- checksums and the command manifest -------------------------------------------------------------

@@ -15,6 +15,7 @@ from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.appliance import Appliance, ApplianceKind
 from shared.domain.cycle import Consistency, Cycle, CycleKind, RecoveryPoint
 from shared.domain.errors import Conflict
+from shared.domain.failback import PlannedFailback
 from shared.domain.inventory import MachineInventory
 from shared.domain.job import JobKind, JobStatus
 from shared.domain.lifecycle import ForbiddenTransition, MachineState
@@ -443,3 +444,22 @@ def test_a_point_that_lacks_a_disk_is_not_kept_and_the_event_says_why(repos: Rep
         if e.id in ("c2-completed", "c3-completed")
     ]
     assert len(texts) == 2 and all("no recovery point: disk(s) d0" in t for t in texts), texts
+
+
+def test_a_reprotect_cycle_ends_reprotecting_and_records_what_it_sent(repos: Repositories) -> None:
+    """After a committed failback the replicas hold the pre-power-on data: the appliance's reprotect cycle
+    (the changes since) starts the new chain, like a whole copy, and the machine replicates again."""
+
+    def reprotecting(machine: Machine) -> None:
+        machine.state = MachineState.REPROTECTING
+        machine.failback = PlannedFailback(job_id="job-pf", reprotect_job_id="job-rta")
+
+    repos.machines.update_with_retry("vm-1", reprotecting)
+    complete(repos, 9, CycleKind.REPROTECT)
+    machine = stored(repos)
+    assert machine.state is MachineState.REPLICATING
+    assert machine.failback is not None and machine.failback.reprotect_cycle_id == "c9"
+    assert machine.failback.reprotect_bytes_sent == 4096
+    assert machine.failback.reprotect_disk_bytes == sum(d.size_bytes for d in machine.inventory.disks)
+    assert machine.replication.last_applied_sequence == 9
+    assert [p.id for p in machine.replication.recovery_points][-1] == "rp-9"

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from shared.appliances import refusals
-from shared.appliances.events import CYCLE_FAILED, UnknownEventType, parse_appliance_event
+from shared.appliances.events import (
+    CYCLE_FAILED,
+    HEARTBEAT,
+    UnknownEventType,
+    check_subject,
+    parse_appliance_event,
+)
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.event import Severity
 
@@ -108,3 +114,21 @@ def test_a_cycle_sequence_is_a_json_integer(sequence: Any) -> None:
         parse_appliance_event(CYCLE_UPLOADED, data)
     assert caught.value.problems[0].field == "sequence"
     assert parse_appliance_event(CYCLE_UPLOADED, data | {"sequence": 3}).sequence == 3  # type: ignore[union-attr]
+
+
+def test_a_subject_naming_another_machine_or_appliance_than_the_data_is_malformed() -> None:
+    failed = parse_appliance_event(
+        CYCLE_FAILED, {"applianceId": "app-1", "machineId": "vm-own", "message": "CBT reset"}
+    )
+    check_subject("machines/vm-own", failed)
+    check_subject("appliances/app-1", failed)
+    check_subject("other/anything", failed)  # not a subject the contract names: the data decides
+    with pytest.raises(ValidationFailed) as other_machine:
+        check_subject("machines/vm-victim", failed)
+    [problem] = other_machine.value.details
+    assert problem["field"] == "subject" and "'vm-victim'" in problem["problem"]
+    assert refusals.kind_of(other_machine.value, parsed=False) is refusals.RefusalKind.MALFORMED
+    heartbeat = parse_appliance_event(HEARTBEAT, {"applianceId": "app-1"})
+    check_subject("appliances/app-1", heartbeat)
+    with pytest.raises(ValidationFailed, match="names appliance 'app-2'"):
+        check_subject("appliances/app-2", heartbeat)

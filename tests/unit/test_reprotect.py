@@ -203,3 +203,60 @@ def test_a_reprotect_that_succeeds_replicates_back_and_counts_its_bytes(
     assert after.state is MachineState.REVERSE_REPLICATING and after.reverse is not None
     assert [d.last_snapshot_id for d in after.reverse.disks] == [snapshots[d] for d in AZURE]
     assert after.reverse.bytes_transferred == 3 << 20 and after.reverse.cycle_sequence == 0
+
+
+def test_a_reprotect_after_a_failed_one_restarts_the_reverse_instance(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    machine_id, appliance_id = committed(services, durable)
+    status, first, _ = post(durable, machine_id, {"applianceId": appliance_id})
+    assert status == 202, first
+    failback.end_reprotect(
+        services.repos,
+        failback.ReprotectOutcome(
+            machine_id=machine_id,
+            job_id=first["jobId"],
+            succeeded=False,
+            failed_step=ReprotectStep.INITIAL_REVERSE_SYNC.value,
+            error_code="SnapshotReadFailed",
+            error_message="connection reset",
+        ),
+        now=NOW,
+        health=HealthSettings(),
+    )
+    # The failed job's instance has not ended yet (it returns after its end is recorded): it is
+    # terminated, then the new job's instance starts under the same id.
+    status, second, _ = post(durable, machine_id, {"applianceId": appliance_id})
+    assert status == 202, second
+    assert second["jobId"] != first["jobId"]
+    terminated = [path for path, _ in durable.posts() if path.endswith(f"/reverse-{machine_id}/terminate")]
+    assert len(terminated) == 1
+    assert [body["job_id"] for _, body in started(durable)] == [first["jobId"], second["jobId"]]
+    machine = services.repos.machines.require(machine_id).item
+    assert machine.state is MachineState.REVERSE_REPROTECTING and machine.active_job_id == second["jobId"]
+
+
+def test_a_reprotect_after_one_whose_instance_ended_starts_without_terminating(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    machine_id, appliance_id = committed(services, durable)
+    status, first, _ = post(durable, machine_id, {"applianceId": appliance_id})
+    assert status == 202, first
+    failback.end_reprotect(
+        services.repos,
+        failback.ReprotectOutcome(
+            machine_id=machine_id,
+            job_id=first["jobId"],
+            succeeded=False,
+            failed_step=ReprotectStep.CHECK_PREREQUISITES.value,
+            error_code="OnPremisesDiskTooSmall",
+            error_message="too small",
+        ),
+        now=NOW,
+        health=HealthSettings(),
+    )
+    durable.runtime_status[f"reverse-{machine_id}"] = "Completed"
+    status, second, _ = post(durable, machine_id, {"applianceId": appliance_id})
+    assert status == 202, second
+    assert not [path for path, _ in durable.posts() if path.endswith("/terminate")]
+    assert len(started(durable)) == 2

@@ -166,3 +166,26 @@ def test_block_hashes_are_inline_or_in_a_blob_not_both() -> None:
 
 def test_range_ops_on_the_wire() -> None:
     assert [op.value for op in RangeOp] == ["write", "zero"]
+
+
+def test_a_finer_hash_pass_names_sorted_sector_ranges_and_its_pieces() -> None:
+    request = HashDiskBlocks(disk_id="d", block_size=4096, ranges=[(0, 8192), (MIB, 6144)])
+    stored_request = stored(request)
+    assert stored_request.to_wire()["ranges"] == [[0, 8192], [MIB, 6144]]
+    assert stored_request.request() == request
+    answer = BlockHashes(
+        disk_id="d", block_size=4096, disk_size=2 * MIB, ranges=[(0, 8192), (MIB, 6144)], hashes="AA=="
+    )
+    assert answer.pieces() == [(0, 4096), (4096, 4096), (MIB, 4096), (MIB + 4096, 2048)]
+    assert BlockHashes(disk_id="d", block_size=MIB, disk_size=2 * MIB + 512, hashes="AA==").pieces() == [
+        (0, MIB),
+        (MIB, MIB),
+        (2 * MIB, 512),
+    ]
+    for bad, says in (
+        ([(0, 4096), (2048, 4096)], "sorted and must not overlap"),
+        ([(100, 4096)], "whole 512-byte sectors"),
+        ([(0, 0)], "non-empty"),
+    ):
+        with pytest.raises(ValidationError, match=says):
+            HashDiskBlocks(disk_id="d", block_size=4096, ranges=bad)

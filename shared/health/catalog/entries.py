@@ -458,6 +458,63 @@ REVERSE_ENTRIES: tuple[CatalogEntry, ...] = (
         event_type=EventType.PLANNED_FAILOVER_FAILED,
         cleared_by=ClearedBy.NEXT_CYCLE,
     ),
+    CatalogEntry(
+        code="MCP-3509",
+        name="FailbackCommitFailed",
+        title="Committing a planned failover to on-premises failed",
+        action="Follow the recommended steps, then commit again.",
+        origin=Origin.CONTROL_PLANE,
+        template="Committing the failback failed at step '{step}': {reason}. {left}",
+        placeholders={
+            **_PLANNED_PLACEHOLDERS,
+            "left": "what the failed commit left, and what may be done now",
+        },
+        causes=(
+            "A step of the commit failed: the replica storage account could not be written or the final "
+            "snapshot read, Azure refused to delete the VM, a NIC, a disk or a snapshot (a lock, a policy, "
+            "throttling), or the appliance did not delete its copy of the disks.",
+        ),
+        recommendations=(
+            "Read the reason: remove the resource lock or policy that refused the deletion, or check the "
+            "appliance's heartbeat.",
+            "Then commit again (POST /api/machines/<id>/commit): every step checks what is already done, so "
+            "committing again deletes only what is left.",
+            "Before anything was deleted the planned failover is as it was: it may also be cancelled "
+            "(POST /api/machines/<id>/cancel-planned-failover).",
+        ),
+        severity=Severity.WARNING,
+        retryable=True,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.PLANNED_FAILOVER_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
+    CatalogEntry(
+        code="MCP-3510",
+        name="ForwardReprotectFailed",
+        title="Reprotecting a failed-back machine to Azure failed",
+        action="Follow the recommended steps, then reprotect again.",
+        origin=Origin.CONTROL_PLANE,
+        template="Reprotect to Azure failed at step '{step}': {reason}. The machine is on-premises and not protected.",
+        placeholders=_PLANNED_PLACEHOLDERS,
+        causes=(
+            "The appliance chosen is not registered, healthy or of the machine's kind, it did not send the "
+            "changes since its pre-power-on copy in time, or the replicas were not brought to the final "
+            "snapshots by the commit.",
+        ),
+        recommendations=(
+            "Check the appliance is running and connected (its heartbeat) and that it still has the machine's "
+            "change tracking since the planned failover.",
+            "Then reprotect again (POST /api/machines/<id>/reprotect): nothing was changed in Azure, and the "
+            "replicas still equal the final snapshots.",
+        ),
+        severity=Severity.WARNING,
+        retryable=True,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.REPROTECT_FAILED,
+        cleared_by=ClearedBy.NEXT_CYCLE,
+    ),
 )
 
 

@@ -347,6 +347,32 @@ def planned_failover_error(step: str, *, reason: str, cancel: bool = False) -> C
     )
 
 
+def commit_failback_error(step: str, *, reason: str, left: str) -> CatalogMatch:
+    """The catalog entry for a CommitFailback job that failed at `step`; `left` says what it left."""
+    entry = CATALOG["FailbackCommitFailed"]
+    values = {"step": step, "reason": reason or "the step failed", "left": left}
+    return CatalogMatch(
+        entry=entry,
+        matched_by=MatchedBy.STEP,
+        message=render(entry, **values).message,
+        reported_code=None,
+        values=values,
+    )
+
+
+def forward_reprotect_error(step: str, *, reason: str) -> CatalogMatch:
+    """The catalog entry for a reprotect to Azure (after a committed failback) that failed at `step`."""
+    entry = CATALOG["ForwardReprotectFailed"]
+    values = {"step": step, "reason": reason or "the step failed"}
+    return CatalogMatch(
+        entry=entry,
+        matched_by=MatchedBy.STEP,
+        message=render(entry, **values).message,
+        reported_code=None,
+        values=values,
+    )
+
+
 def reprotect_error(step: str, code: str | None, *, reason: str = "") -> CatalogMatch:
     """The catalog entry for reverse protection that failed at `step` with `code` (the appliance's
     answer code, or the control plane's): the reverse entry of that code, else ReprotectStepFailed."""

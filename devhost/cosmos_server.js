@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// cosmosdb-server (npm @vercel/cosmosdb-server) with its data kept on disk, so that the local stack's
+// Cosmos survives a restart as Azure's does (`python -m devhost up --keep-data`).
+//
+//   node devhost/cosmos_server.js --host 127.0.0.1 --port 8081 --data .devhost/cosmos/journal.jsonl
+//
+// cosmosdb-server keeps everything in memory and has no persistence of its own. Every change to its
+// store goes through two methods of its `Items` class (`_set` for create, replace, upsert, patch and
+// batch; `delete`), so those are wrapped: each change is appended to a journal (one JSON line, written
+// synchronously before the request is answered, so an acknowledged write survives the process being
+// killed; not an OS crash, there is no fsync). On start the journal is replayed with the documents as
+// they were (`_rid`, `_etag`, `_ts` kept, so ETag preconditions still hold), then compacted: rewritten
+// as one line per live resource. A torn last line (a kill in the middle of a write) is dropped.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+
+const PKG = "@vercel/cosmosdb-server";
+const server = require(PKG);
+const Items = require(`${PKG}/lib/account/items`).default;
+const accountModule = require(`${PKG}/lib/account`);
+
+const KINDS = {
+  Databases: "dbs",
+  Collections: "colls",
+  Documents: "docs",
+  UserDefinedFunctions: "udfs"
+};
+
+function parseArgs(argv) {
+  const args = { host: "127.0.0.1", port: 8081, data: null, nossl: false };
+  while (argv.length) {
+    const key = argv.shift();
+    if (key === "--host") args.host = argv.shift();
+    else if (key === "--port" || key === "-p") args.port = parseInt(argv.shift(), 10);
+    else if (key === "--data") args.data = argv.shift();
+    else if (key === "--no-ssl") args.nossl = true;
+    else throw new Error(`unknown argument ${key}`);
+  }
+  if (!args.data) throw new Error("--data FILE is required (the journal)");
+  return args;
+}
+
+const args = parseArgs(process.argv.slice(2));
+// Where each container sits: [] for the databases, [db] for collections, [db, coll] for documents.
+const paths = new WeakMap();
+let journal = null; // the file descriptor; null while replaying (a replayed change is not re-journaled)
+
+function record(entry) {
+  if (journal !== null) fs.writeSync(journal, `${JSON.stringify(entry)}\n`);
+}
+
+const originalSet = Items.prototype._set;
+const originalDelete = Items.prototype.delete;
+
+Items.prototype._set = function set(data) {
+  const result = originalSet.call(this, data);
+  const kind = KINDS[this.constructor.name];
+  if (kind === undefined) return result; // partition key ranges: made again with their collection
+  const item = this._data.get(data._rid);
+  const here = paths.get(this) || [];
+  if (kind === "dbs") paths.set(item.collections, [data.id]);
+  if (kind === "colls") {
+    paths.set(item.documents, [...here, data.id]);
+    paths.set(item.userDefinedFunctions, [...here, data.id]);
+  }
+  record({ op: "set", kind, path: here, n: this._ridCount, data });
+  return result;
+};
+
+Items.prototype.delete = function del(idOrRid, partition) {
+  const existing = this._item("/id", idOrRid, partition).read();
+  originalDelete.call(this, idOrRid, partition);
+  const kind = KINDS[this.constructor.name];
+  if (kind !== undefined && existing) {
+    record({ op: "del", kind, path: paths.get(this) || [], rid: existing._rid });
+  }
+};
+
+function containerOf(account, kind, where) {
+  if (kind === "dbs") return account.databases;
+  const database = account.database(where[0]);
+  if (kind === "colls") return database.collections;
+  const collection = database.collection(where[1]);
+  return kind === "docs" ? collection.documents : collection.userDefinedFunctions;
+}
+
+function replay(account, file) {
+  if (!fs.existsSync(file)) return 0;
+  const lines = fs.readFileSync(file, "utf8").split("\n");
+  let applied = 0;
+  for (let i = 0; i < lines.length; i += 1) {
+    if (!lines[i]) continue;
+    let entry;
+    try {
+      entry = JSON.parse(lines[i]);
+    } catch (err) {
+      // eslint-disable-next-line no-console
+      console.error(`journal line ${i + 1} is torn (a kill mid-write?): ignored, with what follows`);
+      break;
+    }
+    const items = containerOf(account, entry.kind, entry.path);
+    if (entry.op === "set") {
+      items._set(entry.data);
+      items._ridCount = Math.max(items._ridCount, entry.n || 0);
+    } else if (items._data.has(entry.rid)) {
+      items.delete(entry.rid, undefined);
+    }
+    applied += 1;
+  }
+  return applied;
+}
+
+function compact(account, file) {
+  const out = [];
+  const dump = (items, kind, where) => {
+    for (const item of items._data.values()) {
+      out.push(JSON.stringify({ op: "set", kind, path: where, n: items._ridCount, data: item.read() }));
+    }
+  };
+  dump(account.databases, "dbs", []);
+  for (const database of account.databases._data.values()) {
+    const db = database.read().id;
+    dump(database.collections, "colls", [db]);
+    for (const collection of database.collections._data.values()) {
+      const coll = collection.read().id;
+      dump(collection.documents, "docs", [db, coll]);
+      dump(collection.userDefinedFunctions, "udfs", [db, coll]);
+    }
+  }
+  const partial = `${file}.partial`;
+  const fd = fs.openSync(partial, "w", 0o600);
+  fs.writeSync(fd, out.map(line => `${line}\n`).join(""));
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(partial, file);
+  return out.length;
+}
+
+const BaseAccount = accountModule.default;
+class PersistentAccount extends BaseAccount {
+  constructor(host, port) {
+    super(host, port);
+    paths.set(this.databases, []);
+    const applied = replay(this, args.data);
+    const kept = compact(this, args.data);
+    journal = fs.openSync(args.data, "a", 0o600);
+    // eslint-disable-next-line no-console
+    console.log(`journal ${args.data}: ${applied} changes replayed, ${kept} resources kept`);
+  }
+}
+// index.js reads `account.default` when the server starts listening: it makes ours.
+accountModule.default = PersistentAccount;
+
+fs.mkdirSync(path.dirname(path.resolve(args.data)), { recursive: true, mode: 0o700 });
+const create = args.nossl ? server.createHttpServer : server.createHttpsServer;
+create().listen(args.port, args.host, () => {
+  // eslint-disable-next-line no-console
+  console.log(`Ready to accept HTTP${args.nossl ? "" : "S"} connections at ${args.host}:${args.port}`);
+});
