@@ -206,7 +206,7 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
     # The direction follows where the machine is active: a planned failover to on-premises is committed
     # by its own job.
     if await asyncio.to_thread(failback_commit.commits_failback, services.repos, machine_id):
-        return await commit_failback(client, machine_id)
+        return await commit_failback(client, machine_id, idempotency_key(req))
     started = await asyncio.to_thread(
         failover.start_commit,
         services.repos,
@@ -218,7 +218,9 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
     return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))
 
 
-async def commit_failback(client: df.DurableOrchestrationClient, machine_id: str) -> func.HttpResponse:
+async def commit_failback(
+    client: df.DurableOrchestrationClient, machine_id: str, key: str | None = None
+) -> func.HttpResponse:
     """The CommitFailback job, in its own orchestration instance (the job id)."""
     services = get_services()
     started = await asyncio.to_thread(
@@ -227,12 +229,11 @@ async def commit_failback(client: df.DurableOrchestrationClient, machine_id: str
         machine_id,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=key,
     )
     run = FailbackRun(machine_id=started.machine.id, job_id=started.job.id)
     try:
-        await client.start_new(
-            COMMIT_FAILBACK, instance_id=started.job.id, client_input=run.model_dump(mode="json")
-        )
+        await launch(client, COMMIT_FAILBACK, started.job, run)
     except Exception:
         # Recorded but not started: end the job (nothing was deleted: the machine is FailedBack again).
         outcome = failback_commit.CommitOutcome(
