@@ -14,6 +14,7 @@ from functions import (
     mobility,
     openapi,
     replication,
+    starts,
     status_page,
 )
 from orchestrators.failback import activities as failback_activities
@@ -49,6 +50,7 @@ for blueprint in (
     jobs.bp,
     mobility.bp,
     status_page.bp,
+    starts.bp,
     # orchestrations and their activities
     machine_replication.bp,  # its activities register on the same blueprint
     hydration.bp,

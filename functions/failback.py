@@ -25,6 +25,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
+from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failback.contracts import (
     REVERSE_WAKE,
@@ -215,14 +216,13 @@ async def _reprotect_to_azure(
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     if request.policy is not None:
         await asyncio.to_thread(update_policy, services.repos, request.appliance_id, request.policy)
     run = FailbackRun(machine_id=started.machine.id, job_id=started.job.id)
     try:
-        await client.start_new(
-            REPROTECT_TO_AZURE, instance_id=started.job.id, client_input=run.model_dump(mode="json")
-        )
+        await launch(client, REPROTECT_TO_AZURE, started.job, run)
     except Exception:
         # Recorded but not started: end the job so the machine is FailbackCommitted again, then answer 500.
         outcome = ForwardOutcome(

@@ -34,6 +34,7 @@ from functions.http_errors import (
     path_id,
 )
 from functions.orchestration_signals import wake_machine_orchestration
+from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failback.commit import COMMIT_FAILBACK
 from orchestrators.failback.contracts import FailbackRun
@@ -106,6 +107,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     job_input = FailoverInput(
         machine_id=started.machine.id,
@@ -114,9 +116,7 @@ async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient
         shutdown_source=request.shutdown_source,
     )
     try:
-        await client.start_new(
-            FAILOVER, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
-        )
+        await launch(client, FAILOVER, started.job, job_input)
     except Exception:
         # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
         outcome = FailoverOutcome(
@@ -149,9 +149,7 @@ async def _run(
     job_input: Any,
 ) -> func.HttpResponse:
     try:
-        await client.start_new(
-            orchestrator, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
-        )
+        await launch(client, orchestrator, started.job, job_input)
     except Exception:
         # Recorded but not started: end the job so the machine is free again, then answer 500.
         services = get_services()
@@ -184,6 +182,7 @@ async def change_recovery_point(
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     current = started.machine.failover
     assert current is not None and current.vm_id is not None
@@ -207,18 +206,21 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
     # The direction follows where the machine is active: a planned failover to on-premises is committed
     # by its own job.
     if await asyncio.to_thread(failback_commit.commits_failback, services.repos, machine_id):
-        return await commit_failback(client, machine_id)
+        return await commit_failback(client, machine_id, idempotency_key(req))
     started = await asyncio.to_thread(
         failover.start_commit,
         services.repos,
         machine_id,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _run(client, COMMIT, started, StepRef(machine_id=started.machine.id, job_id=started.job.id))
 
 
-async def commit_failback(client: df.DurableOrchestrationClient, machine_id: str) -> func.HttpResponse:
+async def commit_failback(
+    client: df.DurableOrchestrationClient, machine_id: str, key: str | None = None
+) -> func.HttpResponse:
     """The CommitFailback job, in its own orchestration instance (the job id)."""
     services = get_services()
     started = await asyncio.to_thread(
@@ -227,12 +229,11 @@ async def commit_failback(client: df.DurableOrchestrationClient, machine_id: str
         machine_id,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=key,
     )
     run = FailbackRun(machine_id=started.machine.id, job_id=started.job.id)
     try:
-        await client.start_new(
-            COMMIT_FAILBACK, instance_id=started.job.id, client_input=run.model_dump(mode="json")
-        )
+        await launch(client, COMMIT_FAILBACK, started.job, run)
     except Exception:
         # Recorded but not started: end the job (nothing was deleted: the machine is FailedBack again).
         outcome = failback_commit.CommitOutcome(

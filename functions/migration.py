@@ -4,9 +4,10 @@ POST /api/machines/{id}/test-migrate          {"recoveryPoint": "latest"|<id>, "
 POST /api/machines/{id}/test-migrate/cleanup
 POST /api/machines/{id}/migrate               {"shutdownSource": bool, "preparedManually": bool}
 
-Each records the machine's transition and the job in Cosmos (409 when the state forbids it, e.g. a
-second test migration), then starts the job's own orchestration `job-{jobId}` and answers 202 with
-Location /api/jobs/{jobId}.
+Each records the machine's transition and the job through the crash-safe start path (409 naming the
+running job when the state forbids it, e.g. a second test migration), then starts the job's own
+orchestration `job-{jobId}` and answers 202 with Location /api/jobs/{jobId}. A retry with the same
+`Idempotency-Key` header answers the same job.
 
 The sweeper: a timer (hourly) deleting temporary ARM resources that a crashed flow left behind.
 
@@ -28,11 +29,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
+from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.migration.contracts import JobInput
 from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP
-from orchestrators.names import job_instance_id
 from shared.bootstrap import Services, get_services
 from shared.domain.lifecycle import MachineState
 from shared.domain.wire import RequestModel
@@ -57,11 +58,7 @@ async def _start(
     job_input: JobInput,
 ) -> func.HttpResponse:
     try:
-        await client.start_new(
-            orchestrator,
-            instance_id=job_instance_id(started.job.id),
-            client_input=job_input.model_dump(mode="json"),
-        )
+        await launch(client, orchestrator, started.job, job_input)
     except Exception:
         # Recorded but not started: nothing runs the job, so end it (the machine goes back) before answering 500.
         services = get_services()
@@ -103,6 +100,7 @@ async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationCli
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     point = None if request.recovery_point == "latest" else request.recovery_point
     return await _start(
@@ -132,6 +130,7 @@ async def test_migrate_cleanup(
         path_id(req, "machineId"),
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _start(
         client,
@@ -154,6 +153,7 @@ async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _start(
         client,

@@ -31,6 +31,7 @@ from functions.http_errors import (
     path_id,
 )
 from functions.orchestration_signals import wake_machine_orchestration
+from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.mobility.contracts import PushInput
 from orchestrators.mobility.orchestrator import PUSH_INSTALL
@@ -167,6 +168,7 @@ async def _push(
         control_plane_url=_control_plane_url(req),
         now=services.clock(),
         update=update,
+        idempotency_key=idempotency_key(req),
     )
     job_input = PushInput(
         machine_id=machine_id,
@@ -176,9 +178,7 @@ async def _push(
         timeout_seconds=push.ANSWER_TIMEOUT_SECONDS,
     )
     try:
-        await client.start_new(
-            PUSH_INSTALL, instance_id=started.job.id, client_input=job_input.model_dump(mode="json")
-        )
+        await launch(client, PUSH_INSTALL, started.job, job_input)
     except Exception:
         # Recorded but not started: nothing would run the job, so end it before answering 500.
         outcome = push.push_outcome(None, started.request, "PushApplianceDidNotAnswer")

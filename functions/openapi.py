@@ -66,6 +66,7 @@ from shared.domain.target import TargetSettings
 from shared.domain.wire import RESOURCE_ID_PATTERN
 from shared.failback.forward import ForwardReprotectRequest
 from shared.failover.service import ChangeRecoveryPointRequest, FailoverRequest
+from shared.jobs.starts import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, NOT_STARTED
 from shared.migration.service import MigrationRequest, TestMigrationRequest
 from shared.mobility.agent_replication import (
     AgentCommandList,
@@ -114,6 +115,8 @@ class Operation:
     response_media_type: str = "application/json"
     # A path parameter that is not an id (its schema instead of the id pattern).
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # An operator action started through functions/starts.py: takes an Idempotency-Key header.
+    idempotent: bool = False
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -285,6 +288,7 @@ OPERATIONS: tuple[Operation, ...] = (
         TestMigrationRequest,
         request_required=False,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -295,6 +299,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -307,6 +312,7 @@ OPERATIONS: tuple[Operation, ...] = (
         MigrationRequest,
         request_required=False,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "GET",
@@ -344,6 +350,7 @@ OPERATIONS: tuple[Operation, ...] = (
         FailoverRequest,
         request_required=False,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -357,6 +364,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         ChangeRecoveryPointRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -372,6 +380,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -494,6 +503,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         PushInstallBody,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -505,6 +515,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         PushInstallBody,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "GET",
@@ -644,8 +655,10 @@ _ERROR_TEXT = {
     "(an error body)",
     403: "Not this caller's resource",
     404: "Not found",
-    409: "Conflicts with the machine's state; a ForbiddenTransition's one detail is a ForbiddenTransitionDetail "
-    "(the allowed next states and allowedOperations). ConcurrencyConflict (the document kept changing) comes "
+    409: "Conflicts with the machine's state; a ForbiddenTransition's first detail is a ForbiddenTransitionDetail "
+    "(the allowed next states and allowedOperations); when an action holds the machine, a detail "
+    "{activeJobId, kind, status} names its job (poll GET /api/jobs/{activeJobId}); an Idempotency-Key "
+    "already used for another action is a 409 too. ConcurrencyConflict (the document kept changing) comes "
     "with Retry-After: send the same request again",
     500: "Unexpected error (InternalError): the message carries an incident id to quote, never internals; "
     "nothing may be assumed done, so read the resource before retrying",
@@ -805,6 +818,26 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
         for part in op.route.split("/")
         if part.startswith("{")
     ]
+    if op.idempotent:
+        params.append(
+            {
+                "name": IDEMPOTENCY_KEY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "Any 1 to 200 printable ASCII characters without spaces, new for each action "
+                "(a UUID). A request retried with the same key on the same machine answers 202 with the job "
+                "the first one started (same Location) and starts nothing more; if the first request died "
+                "before the job's orchestration started, the retry starts it. A start that no retry "
+                f"completes is rolled back after OPERATOR_START_GRACE_SECONDS (job ends Failed "
+                f"{NOT_STARTED}); a key used for another action is a 409.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                    "pattern": "^[!-~]+$",
+                },
+            }
+        )
     if op.query is not None:
         schema = op.query.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.get("$defs", {}))

@@ -18,6 +18,7 @@ from azure.storage.blob import ContainerClient
 from shared.appliances.credentials import CredentialHasher
 from shared.health.settings import HealthSettings
 from shared.migration.toolkit_bundle import ToolkitBundle, build_toolkit_bundle, hydration_container_of
+from shared.platform import crash_points
 from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.azure_placement import AzurePlacement
 from shared.platform.clock import Clock, utc_now
@@ -107,6 +108,8 @@ def app_identity(settings: Settings) -> TokenCredential:
 
 def build_services(settings: Settings) -> Services:
     from azure.cosmos import CosmosClient
+
+    crash_points.configure(settings.test_hooks.crash_points_dir)
 
     credential: TokenCredential | None = None
     if settings.cosmos_key is not None:

@@ -13,6 +13,7 @@ from shared.domain.failover import FailoverSettings
 from shared.domain.health import Health, HealthState, MachineError, upgrade_stored_health
 from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
+from shared.domain.pending_start import PendingStart
 from shared.domain.target import TargetSettings
 from shared.domain.wire import ResourceId, WireModel
 
@@ -138,6 +139,10 @@ class Machine(WireModel):
         "the failback flow only",
     )
     active_job_id: str | None = Field(default=None, description="the latest long operation on this machine")
+    pending_start: PendingStart | None = Field(
+        default=None,
+        description="the latest operator action's start, written with the transition; settled by the reconciler",
+    )
     discovered_at: datetime
     updated_at: datetime
 

@@ -30,6 +30,7 @@ from shared.failback.planned import FailbackStarted
 from shared.health import Failure, HealthSettings, record_failures, reset_health
 from shared.health.catalog import commit_failback_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.migration.resource_kinds import (
     ResourceKind,
     delete_resource,
@@ -67,7 +68,7 @@ def commits_failback(repos: Repositories, machine_id: str) -> bool:
 
 
 def start_commit_failback(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime
+    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
 ) -> FailbackStarted:
     """FailedBack -> CommittingFailback and a CommitFailback job; or, after a commit that failed past its
     first deletion, the same state again with a new job. 409 while a commit runs or in any other state."""
@@ -94,9 +95,9 @@ def start_commit_failback(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(repos, new_job(job_id, JobKind.COMMIT_FAILBACK, machine_id, commit_steps(), now))
-    return FailbackStarted(stored.item, job)
+    job = new_job(job_id, JobKind.COMMIT_FAILBACK, machine_id, commit_steps(), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return FailbackStarted(started.machine, started.job)
 
 
 def committing(repos: Repositories, machine_id: str, job_id: str) -> Machine:

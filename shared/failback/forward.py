@@ -32,6 +32,7 @@ from shared.failback.planned import FailbackStarted, Problem
 from shared.health import Failure, HealthSettings, record_failures
 from shared.health.catalog import forward_reprotect_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.repository import Repositories
 
 S = MachineState
@@ -78,7 +79,13 @@ def reprotect_cycle_command_id(job_id: str) -> str:
 
 
 def start_reprotect_to_azure(
-    repos: Repositories, machine_id: str, request: ForwardReprotectRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: ForwardReprotectRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: str | None = None,
 ) -> FailbackStarted:
     """FailbackCommitted -> Reprotecting with the chosen appliance and a Reprotect job. 404 for an unknown
     appliance; 409 in another state, or for an appliance that did not take the pre-power-on copy (it has
@@ -125,9 +132,9 @@ def start_reprotect_to_azure(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(repos, new_job(job_id, JobKind.REPROTECT, machine_id, steps(), now))
-    return FailbackStarted(stored.item, job)
+    job = new_job(job_id, JobKind.REPROTECT, machine_id, steps(), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return FailbackStarted(started.machine, started.job)
 
 
 def reprotecting(repos: Repositories, machine_id: str, job_id: str) -> Machine:

@@ -29,6 +29,7 @@ from shared.failover.settings import effective_settings
 from shared.health import Failure, HealthSettings, record_failures
 from shared.health.catalog import failover_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -117,7 +118,13 @@ class FailoverStarted:
 
 
 def start_failover(
-    repos: Repositories, machine_id: str, request: FailoverRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: FailoverRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: str | None = None,
 ) -> FailoverStarted:
     """Replicating -> FailingOver and a Failover job. 409 when the machine cannot fail over now (its
     state, no recovery point of the kind asked for), 404 for an unknown point; nothing is written then.
@@ -141,9 +148,9 @@ def start_failover(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(repos, new_job(job_id, JobKind.FAILOVER, machine_id, failover_steps(request), now))
-    return FailoverStarted(stored.item, job)
+    job = new_job(job_id, JobKind.FAILOVER, machine_id, failover_steps(request), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return FailoverStarted(started.machine, started.job)
 
 
 # --- the job's steps ------------------------------------------------------------------------------------
@@ -396,7 +403,13 @@ def _failed_over(machine: Machine, action: str) -> FailoverStatus:
 
 
 def start_change_recovery_point(
-    repos: Repositories, machine_id: str, request: ChangeRecoveryPointRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: ChangeRecoveryPointRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: str | None = None,
 ) -> FailoverStarted:
     """A ChangeRecoveryPoint job for a FailedOver machine (the state does not change: the VM stays the
     failover's). 409 once committed or while another change runs; 404 for an unknown point."""
@@ -413,10 +426,10 @@ def start_change_recovery_point(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
     steps = [s.value for s in ChangeRecoveryPointStep]
-    job = jobs.create(repos, new_job(job_id, JobKind.CHANGE_RECOVERY_POINT, machine_id, steps, now))
-    return FailoverStarted(stored.item, job)
+    job = new_job(job_id, JobKind.CHANGE_RECOVERY_POINT, machine_id, steps, now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return FailoverStarted(started.machine, started.job)
 
 
 def end_change(repos: Repositories, outcome: FailoverOutcome, *, now: datetime) -> Job:
@@ -460,7 +473,9 @@ def _current_point(repos: Repositories, machine_id: str) -> str | None:
     return failover.recovery_point_id if failover else None
 
 
-def start_commit(repos: Repositories, machine_id: str, *, job_id: str, now: datetime) -> FailoverStarted:
+def start_commit(
+    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
+) -> FailoverStarted:
     """FailedOver -> FailoverCommitted and a Commit job that deletes every other recovery point. 409 while
     a change of recovery point runs, or when the machine is not failed over (or already committed)."""
 
@@ -474,10 +489,10 @@ def start_commit(repos: Repositories, machine_id: str, *, job_id: str, now: date
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
     steps = [s.value for s in CommitStep]
-    job = jobs.create(repos, new_job(job_id, JobKind.COMMIT, machine_id, steps, now))
-    return FailoverStarted(stored.item, job)
+    job = new_job(job_id, JobKind.COMMIT, machine_id, steps, now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return FailoverStarted(started.machine, started.job)
 
 
 def points_to_delete(repos: Repositories, machine_id: str) -> list[RecoveryPoint]:

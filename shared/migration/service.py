@@ -25,6 +25,7 @@ from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.repository import Repositories
 
 # --- requests -------------------------------------------------------------------------------------------
@@ -141,10 +142,17 @@ def _check_point(machine: Machine, point_id: str) -> None:
 
 
 def start_test_migration(
-    repos: Repositories, machine_id: str, request: TestMigrationRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: TestMigrationRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: str | None = None,
 ) -> MigrationJobStarted:
-    """Replicating -> TestMigrating and a TestMigration job (3 round-trips). 409 while another test
-    migration exists (the lifecycle allows one at a time) or without a recovery point."""
+    """Replicating -> TestMigrating and a TestMigration job (3 round-trips, through the crash-safe start
+    path `shared.jobs.starts`). 409 while another test migration exists (the lifecycle allows one at a
+    time) or without a recovery point."""
 
     def apply(machine: Machine) -> None:
         if machine.target is None:
@@ -160,9 +168,9 @@ def start_test_migration(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(repos, new_job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now))
-    return MigrationJobStarted(stored.item, job)
+    job = new_job(job_id, JobKind.TEST_MIGRATION, machine_id, test_migration_steps(), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return MigrationJobStarted(started.machine, started.job)
 
 
 def refuse_over_leftovers(machine_id: str, leftovers: list[tuple[str, str]]) -> None:
@@ -184,7 +192,7 @@ def refuse_over_leftovers(machine_id: str, leftovers: list[tuple[str, str]]) -> 
 
 
 def start_test_migration_cleanup(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime
+    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
 ) -> MigrationJobStarted:
     """TestMigrated -> CleaningUpTestMigration and a TestMigrationCleanup job; it undoes the machine's
     current test migration (its job id is what the test resources are tagged with)."""
@@ -205,15 +213,19 @@ def start_test_migration_cleanup(
         machine.updated_at = now
         return test_job
 
-    stored, test_job_id = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(
-        repos, new_job(job_id, JobKind.TEST_MIGRATION_CLEANUP, machine_id, (STEP_DELETE_TEST,), now)
-    )
-    return MigrationJobStarted(stored.item, job, test_job_id)
+    job = new_job(job_id, JobKind.TEST_MIGRATION_CLEANUP, machine_id, (STEP_DELETE_TEST,), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return MigrationJobStarted(started.machine, started.job, started.result)
 
 
 def start_migration(
-    repos: Repositories, machine_id: str, request: MigrationRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: MigrationRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: str | None = None,
 ) -> MigrationJobStarted:
     """Replicating -> Migrating and a Migration job (3 round-trips)."""
 
@@ -228,11 +240,9 @@ def start_migration(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(
-        repos, new_job(job_id, JobKind.MIGRATION, machine_id, migration_steps(request.shutdown_source), now)
-    )
-    return MigrationJobStarted(stored.item, job)
+    job = new_job(job_id, JobKind.MIGRATION, machine_id, migration_steps(request.shutdown_source), now)
+    started = starts.begin(repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key)
+    return MigrationJobStarted(started.machine, started.job)
 
 
 # --- job end --------------------------------------------------------------------------------------------

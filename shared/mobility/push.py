@@ -33,9 +33,12 @@ from shared.domain.command import (
 )
 from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
+from shared.domain.machine import Machine
+from shared.domain.pending_start import StartOutcome
 from shared.domain.wire import RequestModel, ResourceId
 from shared.health.catalog import CATALOG, render
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.mobility.installers import list_installers
 from shared.mobility.os_support import describe_resolution
 from shared.mobility.service import os_string
@@ -124,12 +127,24 @@ def start_push_install(
     control_plane_url: str,
     now: datetime,
     update: bool = False,
+    idempotency_key: str | None = None,
 ) -> PushStarted:
-    """Record job InstallMobilityService for the newest catalog installer of the machine's OS.
+    """Record job InstallMobilityService for the newest catalog installer of the machine's OS, through the
+    crash-safe start path (the machine holds the pending start, so an interrupted push is ended by the
+    reconciler instead of blocking every later one as "still running").
 
     404 for an unknown machine, 400 for an OS outside the table or a bad body, 409 when no installer
     for the OS is in the catalog or another installation of the machine is still running."""
     machine = repos.machines.require(machine_id).item
+    pending = machine.pending_start
+    if (
+        idempotency_key is not None
+        and pending is not None
+        and pending.idempotency_key == idempotency_key
+        and pending.outcome is not StartOutcome.ROLLED_BACK
+    ):
+        # A retry: the start path hands back the job (and request) the first one recorded.
+        return _recorded(repos, machine_id, pending.job, now=now, idempotency_key=idempotency_key)
     resolution = describe_resolution(os_string(machine.inventory), list_installers(installers))
     newest = resolution.installer
     if newest is None:
@@ -179,10 +194,35 @@ def start_push_install(
         update=update,
         disk_paths=disk_paths,
     )
-    job = jobs.create(
-        repos, new_job(job_id, JobKind.INSTALL_MOBILITY_SERVICE, machine_id, [s.value for s in STEPS], now)
+    job = new_job(job_id, JobKind.INSTALL_MOBILITY_SERVICE, machine_id, [s.value for s in STEPS], now)
+    return _recorded(repos, machine_id, job, now=now, idempotency_key=idempotency_key, request=request)
+
+
+def _recorded(
+    repos: Repositories,
+    machine_id: str,
+    job: Job,
+    *,
+    now: datetime,
+    idempotency_key: str | None,
+    request: PushInstallRequest | None = None,
+) -> PushStarted:
+    def record(machine: Machine) -> PushInstallRequest:
+        if request is None:  # a retry whose first request's start was rolled back meanwhile
+            raise Conflict(
+                f"the push installation {job.id} of machine {machine_id} was interrupted and rolled back; "
+                "push again with a new Idempotency-Key",
+                details=[{"jobId": job.id}],
+            )
+        return request
+
+    started = starts.begin(
+        repos, machine_id, record, job, now=now, idempotency_key=idempotency_key, record_unchanged=True
     )
-    return PushStarted(job=job, request=request)
+    recorded = started.result
+    if not isinstance(recorded, PushInstallRequest):  # a retry: as the first request stored it
+        recorded = PushInstallRequest.model_validate(recorded)
+    return PushStarted(job=started.job, request=recorded)
 
 
 def push_command_id(job_id: str) -> str:

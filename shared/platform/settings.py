@@ -259,6 +259,24 @@ class SweeperSettings(_Group):
         description="an unfinished job not updated for this long no longer protects its resources",
         **POSITIVE,
     )
+    start_grace: Seconds = setting(
+        "OPERATOR_START_GRACE_SECONDS",
+        timedelta(minutes=5),
+        description="an operator action's start still unsettled after this long is finished or rolled back "
+        "by the reconciler; keep it longer than an HTTP request may run (230 s in Azure)",
+        ge=timedelta(0),
+    )
+
+
+class TestHookSettings(_Group):
+    """Hooks of the local stack's tests; never set in Azure."""
+
+    crash_points_dir: str | None = setting(
+        "CRASH_POINTS_DIR",
+        None,
+        description="the local crash test only (never set in Azure): where it arms the instants at which the "
+        "host is held to be killed (shared/platform/crash_points.py)",
+    )
 
 
 class ReplicationSettings(_Group):
@@ -363,6 +381,9 @@ class Settings(BaseSettings):
     migration: MigrationSettings = group(description="hydration and migration", tuning=True)
     sweeper: SweeperSettings = group(description="the sweeper of temporary resources", tuning=True)
     replication: ReplicationSettings = group(description="applying replication cycles", tuning=True)
+    test_hooks: TestHookSettings = group(
+        description="hooks of the local tests; never set in Azure", tuning=True
+    )
 
     @classmethod
     def settings_customise_sources(

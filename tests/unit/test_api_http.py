@@ -87,9 +87,10 @@ def call(
     credential: str | None = None,
     raw: bytes | None = None,
     content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> tuple[int, Any, func.HttpResponse]:
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **(headers or {})}
     if credential is not None:
         headers["Authorization"] = f"Bearer {credential}"
     req = func.HttpRequest(
@@ -677,8 +678,10 @@ def test_a_forbidden_operation_is_a_409_that_lists_the_allowed_operations(
         "test_migrate_cleanup", "POST", "/", route={"machineId": "vm-1"}, client=durable.client_json
     )
     assert status == 409 and body["error"]["code"] == "ForbiddenTransition"
-    [detail] = body["error"]["details"]
+    detail, running = body["error"]["details"]
     assert detail["allowedOperations"] == allowed
+    # The machine's enable-replication job never finished here: the 409 names it.
+    assert running["activeJobId"] in body["error"]["message"]
     assert ForbiddenTransitionDetail.model_validate(detail).from_state is MachineState.REPLICATING
     assert services.repos.machines.require("vm-1").item.state is MachineState.REPLICATING
 

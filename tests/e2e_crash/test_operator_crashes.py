@@ -1,0 +1,175 @@
+"""The Functions host killed (SIGKILL) at seeded instants while operator actions start and while their
+jobs run, then restarted on the same data: every machine ends consistent (a stable state, its job
+finished), no action is refused for a job that does not exist, and nothing is left in ARM.
+
+Kill points: the three instants of the start path (`shared/platform/crash_points.py`: transition recorded
+without a job document; job recorded, orchestration not started; orchestration started, no 202 yet),
+held there by an armed file so the kill lands exactly; and a seeded delay after the 202 while the job
+runs. After each restart, half the actions are retried with their Idempotency-Key at once (the retry
+completes the start), the others are left to the reconciler (which, past its grace, settles or rolls
+back). The seed is CRASH_TEST_SEED (default 17); the kills, outcomes and time are printed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devhost.stack import LocalStack
+from shared.platform import crash_points
+from tests.e2e_crash.conftest import GRACE_SECONDS
+from tests.e2e_migration.migration_client import FINISHED, MigrationClient, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
+KILLS = int(os.environ.get("CRASH_TEST_KILLS", "20"))
+DURING_JOB = "during-job"
+POINTS = (
+    crash_points.START_RECORDED,
+    crash_points.JOB_RECORDED,
+    crash_points.ORCHESTRATION_STARTED,
+    DURING_JOB,
+)
+STABLE = {"Replicating", "TestMigrated"}
+
+
+def _get(client: MigrationClient, path: str) -> httpx.Response:
+    # A connection kept alive across the restart is dead: a fresh one answers.
+    for _ in range(3):
+        try:
+            return client.http.get(path)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return client.http.get(path)
+
+
+def _action(client: MigrationClient, machine_id: str) -> tuple[str, dict[str, Any] | None]:
+    state = _get(client, f"/machines/{machine_id}").json()["state"]
+    if state == "TestMigrated":
+        return f"/machines/{machine_id}/test-migrate/cleanup", None
+    assert state == "Replicating", state
+    return f"/machines/{machine_id}/test-migrate", {"preparedManually": True}
+
+
+def _post(client: MigrationClient, path: str, body: dict[str, Any] | None, key: str) -> httpx.Response:
+    return client.http.post(path, json=body, headers={"Idempotency-Key": key})
+
+
+def _kill_at(local_stack: LocalStack, points_dir: Path, point: str, send: Any) -> None:
+    """Arm `point`, send the request, SIGKILL the host once the request holds there."""
+    reached = points_dir / f"{point}.reached"
+    reached.unlink(missing_ok=True)
+    (points_dir / f"{point}.armed").write_text("")
+    errors: list[BaseException] = []
+    answers: list[str] = []
+
+    def request() -> None:
+        try:
+            answers.append(send().text)
+        except httpx.TransportError as error:  # the host died under the request, as intended
+            errors.append(error)
+
+    sender = threading.Thread(target=request)
+    sender.start()
+    wait_for(lambda: reached.exists() or answers, timeout=30, interval=0.02, what=f"crash point {point}")
+    assert not answers, f"the request never reached {point}: {answers}"
+    local_stack.kill_functions_host()
+    sender.join(timeout=30)
+    assert errors, f"the request at {point} was answered although the host was killed"
+    reached.unlink()
+
+
+def _settle(client: MigrationClient, machine_id: str, killed_at: float) -> str:
+    """Run the reconciler past its grace and wait for the machine's job; the machine ends stable, every
+    job it names exists, and what stands in ARM is what its state says: the test VM of its test
+    migration when TestMigrated, nothing when Replicating."""
+    time.sleep(max(0.0, killed_at + GRACE_SECONDS - time.monotonic()))
+    client.run_timer("start_reconciler")
+
+    def stable() -> str | None:
+        machine = _get(client, f"/machines/{machine_id}").json()
+        job_id = machine.get("activeJobId")
+        if job_id:
+            job = _get(client, f"/jobs/{job_id}")
+            assert job.status_code == 200, (
+                f"machine {machine_id} names job {job_id}, which is {job.status_code}"
+            )
+            if job.json()["status"] not in FINISHED:
+                return None
+        return str(machine["state"]) if machine["state"] in STABLE else None
+
+    state: str = wait_for(stable, timeout=60, interval=0.2, what=f"machine {machine_id} stable")
+    machine = _get(client, f"/machines/{machine_id}").json()
+    if state == "TestMigrated":
+        test_job = machine["activeJobId"]
+        assert any("/virtualMachines/" in r for r in client.resources_of_job(test_job)), (
+            f"{machine_id} is TestMigrated by {test_job} but its test VM is gone"
+        )
+    else:
+        assert client.resources_of_machine(machine_id) == [], (
+            f"{machine_id} is Replicating with resources left"
+        )
+    return state
+
+
+def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
+    client: MigrationClient, local_stack: LocalStack, replicating_machine: str, crash_points_dir: Path
+) -> None:
+    rng = random.Random(SEED)
+    plan = [POINTS[i % len(POINTS)] for i in range(KILLS)]
+    rng.shuffle(plan)
+    began = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    machine_id = replicating_machine
+    for i, point in enumerate(plan):
+        path, body = _action(client, machine_id)
+        key = f"crash-{SEED}-{i}"
+        if point == DURING_JOB:
+            response = _post(client, path, body, key)
+            assert response.status_code == 202, response.text
+            time.sleep(rng.uniform(0.0, 1.5))
+            local_stack.kill_functions_host()
+        else:
+            _kill_at(local_stack, crash_points_dir, point, functools.partial(_post, client, path, body, key))
+        killed_at = time.monotonic()
+        local_stack.start_functions_host()
+
+        if rng.random() < 0.5:
+            # The operator retries at once with the same key: the same job, or (if the reconciler already
+            # rolled the start back) a new one; never a 409 for the job the crash interrupted.
+            retried = _post(client, path, body, key)
+            assert retried.status_code == 202, (point, retried.text)
+            outcomes["retried"] += 1
+        state = _settle(client, machine_id, killed_at)
+        outcomes[f"{point} -> {state}"] += 1
+        print(f"kill {i} at {point}: {path.rsplit('/', 1)[-1]} -> {state} ({time.monotonic() - began:.1f} s)")
+
+        # The next action is never refused for a job that does not exist.
+        probe, _ = _action(client, machine_id)
+        assert probe.endswith("cleanup") == (state == "TestMigrated")
+
+    # Back to Replicating, then nothing of any test migration is left in ARM.
+    if _get(client, f"/machines/{machine_id}").json()["state"] == "TestMigrated":
+        assert client.run(f"/machines/{machine_id}/test-migrate/cleanup")["status"] == "Succeeded"
+    jobs = _get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
+    assert all(job["status"] in FINISHED for job in jobs), [j for j in jobs if j["status"] not in FINISHED]
+    not_started = [j for j in jobs if (j.get("error") or {}).get("code") == "NotStarted"]
+    outcomes["jobs"] = len(jobs)
+    outcomes["jobs rolled back (NotStarted)"] = len(not_started)
+    outcomes["jobs succeeded"] = sum(1 for j in jobs if j["status"] == "Succeeded")
+    for job in jobs:
+        if job["status"] != "Succeeded" and (job.get("error") or {}).get("code") != "NotStarted":
+            outcomes[f"job {job['kind']} {job['status']}: {(job.get('error') or {}).get('code')}"] += 1
+    assert client.resources_of_machine(machine_id) == []
+    elapsed = time.monotonic() - began
+    print(f"\ncrash test seed {SEED}: {KILLS} kills in {elapsed:.0f} s; {dict(sorted(outcomes.items()))}")
