@@ -23,6 +23,7 @@ from cli.wait import EXIT_FAILED, EXIT_SUCCEEDED, exit_code, follow_job
 from shared.domain.job import JobKind, JobStatus
 
 EXIT_USAGE = 64
+MERGE_PATCH = "application/merge-patch+json"
 EXIT_INTERRUPTED = 130
 
 
@@ -399,6 +400,114 @@ def reprotect_command(
     """Protect a committed failover back to on-premises: the reverse initial sync, then reverse cycles."""
     body = {"applianceId": appliance_id}
     return start_job(state, "POST", f"/api/machines/{machine_id}/reprotect", body, wait, timeout)
+
+
+@cli.group("failover-settings")
+def failover_settings() -> None:
+    """What a failover to Azure creates: VM name, resource group, size, network, IP address, disk types.
+
+    \b
+    migrate failover-settings show MACHINE_ID
+    migrate failover-settings set MACHINE_ID [--vm-size SIZE] [--static-ip IP | --dynamic-ip]
+                                  [--disk-type DISK_ID=TYPE ...] [--from-file FILE] ...
+    """
+
+
+@failover_settings.command("show")
+@click.argument("machine_id")
+@pass_ctx
+def failover_settings_show(state: Context, /, machine_id: str) -> int:
+    """The settings MACHINE_ID's next failover uses (the target settings until changed)."""
+    body = state.client.get(f"/api/machines/{machine_id}/failover-settings")
+    state.show(body, lambda settings: render.failover_settings_view(machine_id, settings))
+    return EXIT_SUCCEEDED
+
+
+# Flag -> the settings member it sets; the API checks every value (and Azure what it can), so the
+# client only builds the merge patch.
+_SETTINGS_FLAGS = {
+    "vm_name": "vmName",
+    "resource_group": "resourceGroup",
+    "vm_size": "vmSize",
+    "virtual_network": "virtualNetwork",
+    "subnet": "subnet",
+    "subnet_address_prefix": "subnetAddressPrefix",
+    "static_ip": "staticIpAddress",
+}
+
+
+def _disk_types(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, dict[str, str]]:
+    disks: dict[str, dict[str, str]] = {}
+    for value in values:
+        disk_id, sep, disk_type = value.partition("=")
+        if not sep or not disk_id or not disk_type:
+            raise click.BadParameter(f"{value!r} is not DISK_ID=TYPE, e.g. os=Premium_LRS")
+        disks[disk_id] = {"diskType": disk_type}
+    return disks
+
+
+@failover_settings.command("set")
+@click.argument("machine_id")
+@click.option("--vm-name", help="the failed-over VM's name")
+@click.option("--resource-group", help="the resource group the VM is created in")
+@click.option("--vm-size", help="e.g. Standard_D4s_v3 (checked against the region's offered sizes)")
+@click.option("--virtual-network", help="VNet name in the resource group, or an ARM id")
+@click.option("--subnet")
+@click.option("--subnet-address-prefix", help="e.g. 10.1.2.0/24 (lets the API check a static IP)")
+@click.option("--static-ip", help="the VM's private IP address in the subnet")
+@click.option("--dynamic-ip", is_flag=True, help="remove the static IP: Azure assigns one")
+@click.option(
+    "--disk-type",
+    "disks",
+    multiple=True,
+    metavar="DISK_ID=TYPE",
+    callback=_disk_types,
+    help="a disk's managed disk type, e.g. os=Premium_LRS (repeat per disk)",
+)
+@click.option(
+    "--from-file",
+    "patch_file",
+    type=click.File("r"),
+    help="a JSON merge patch of the settings ('-': stdin); the flags above win over its members",
+)
+@pass_ctx
+def failover_settings_set(
+    state: Context,
+    /,
+    machine_id: str,
+    dynamic_ip: bool,
+    disks: dict[str, dict[str, str]],
+    patch_file: Any,
+    **fields: str | None,
+) -> int:
+    """Change MACHINE_ID's failover settings (a JSON merge patch: only what is given changes)."""
+    if dynamic_ip and fields["static_ip"] is not None:
+        raise click.UsageError("give --static-ip or --dynamic-ip, not both")
+    patch: dict[str, Any] = {}
+    if patch_file is not None:
+        loaded = json.load(patch_file)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(
+                'must hold a JSON object of the members to change, e.g. {"vmSize": "Standard_D4s_v3"}',
+                param_hint="--from-file",
+            )
+        patch = loaded
+    patch.update({_SETTINGS_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    if dynamic_ip:
+        patch["staticIpAddress"] = None  # a null in a merge patch removes the member
+    if disks:
+        # Merged per disk, so a file's other disks are kept.
+        from_file = patch.get("disks")
+        patch["disks"] = {**(from_file if isinstance(from_file, dict) else {}), **disks}
+    if not patch:
+        raise click.UsageError("nothing to change: give at least one option, or --from-file")
+    answer = state.client.request(
+        "PATCH", f"/api/machines/{machine_id}/failover-settings", json=patch, content_type=MERGE_PATCH
+    )
+    state.show(answer.body, lambda settings: render.failover_settings_view(machine_id, settings))
+    return EXIT_SUCCEEDED
 
 
 @cli.group()

@@ -261,6 +261,28 @@ def events_table(body: dict[str, Any]) -> RenderableType:
     return Group(table, *_more(body))
 
 
+# --- failover settings -----------------------------------------------------------------------------------
+
+
+def failover_settings_view(machine_id: str, s: dict[str, Any]) -> RenderableType:
+    """The VM a failover of `machine_id` creates, then the managed disk type of each of its disks."""
+    fields = _fields(
+        [
+            ("VM name", s.get("vmName") or "-"),
+            ("resource group", s.get("resourceGroup") or "-"),
+            ("VM size", s.get("vmSize") or "-"),
+            ("virtual network", s.get("virtualNetwork") or "-"),
+            ("subnet", s.get("subnet") or "-"),
+            ("subnet prefix", s.get("subnetAddressPrefix") or "-"),
+            ("IP address", s.get("staticIpAddress") or "dynamic (Azure assigns one)"),
+        ]
+    )
+    disks = _table("disk", "disk type", title="Managed disks")
+    for disk_id, disk in (s.get("disks") or {}).items():
+        disks.add_row(disk_id, disk.get("diskType", "-"))
+    return Group(Text(f"Failover settings of {machine_id}", style="bold"), fields, Text(""), disks)
+
+
 # --- jobs ------------------------------------------------------------------------------------------------
 
 

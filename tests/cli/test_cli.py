@@ -626,3 +626,129 @@ def test_machine_show_has_the_replication_statistics(
         "delta #9: 1.0 MiB in 1.5s",
     ):
         assert shown in out, shown
+
+
+SETTINGS: dict[str, Any] = {
+    "vmName": "web01",
+    "resourceGroup": "rg-target",
+    "vmSize": "Standard_D2s_v3",
+    "virtualNetwork": "vnet-target",
+    "subnet": "default",
+    "subnetAddressPrefix": "10.0.0.0/24",
+    "staticIpAddress": None,
+    "disks": {"os": {"diskType": "Standard_LRS"}, "data": {"diskType": "Standard_LRS"}},
+}
+
+
+def test_failover_settings_show_as_a_table_and_as_json(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/machines/vm-1/failover-settings", ok(SETTINGS))
+    assert run(["failover-settings", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("Failover settings of vm-1", "web01", "rg-target", "Standard_D2s_v3", "vnet-target"):
+        assert shown in out
+    assert "dynamic (Azure assigns one)" in out and "10.0.0.0/24" in out
+    assert "data" in out and "Standard_LRS" in out
+    assert run(["-o", "json", "failover-settings", "show", "vm-1"]) == 0
+    assert json.loads(capsys.readouterr().out) == SETTINGS
+
+
+def test_failover_settings_set_sends_a_merge_patch_of_what_was_given(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    changed = {**SETTINGS, "vmSize": "Standard_D4s_v3", "staticIpAddress": "10.0.0.7"}
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok(changed))
+    patch_file = tmp_path / "settings.json"
+    patch_file.write_text(
+        json.dumps({"vmSize": "Standard_D8s_v3", "disks": {"data": {"diskType": "StandardSSD_LRS"}}})
+    )
+    argv = ["failover-settings", "set", "vm-1", "--vm-size", "Standard_D4s_v3", "--static-ip", "10.0.0.7"]
+    assert run([*argv, "--disk-type", "os=Premium_LRS", "--from-file", str(patch_file)]) == 0
+    [sent] = api.sent
+    assert sent.method == "PATCH" and sent.headers["Content-Type"] == "application/merge-patch+json"
+    # The flags win over the file; disks merge per disk; nothing else is sent.
+    assert json.loads(sent.content) == {
+        "vmSize": "Standard_D4s_v3",
+        "staticIpAddress": "10.0.0.7",
+        "disks": {"data": {"diskType": "StandardSSD_LRS"}, "os": {"diskType": "Premium_LRS"}},
+    }
+    out = capsys.readouterr().out
+    assert "Standard_D4s_v3" in out and "10.0.0.7" in out
+
+
+def test_failover_settings_dynamic_ip_sends_a_null(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok(SETTINGS))
+    assert run(["-o", "json", "failover-settings", "set", "vm-1", "--dynamic-ip"]) == 0
+    assert json.loads(api.sent[0].content) == {"staticIpAddress": None}
+    assert json.loads(capsys.readouterr().out) == SETTINGS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["failover-settings", "set", "vm-1"],
+        ["failover-settings", "set", "vm-1", "--static-ip", "10.0.0.7", "--dynamic-ip"],
+        ["failover-settings", "set", "vm-1", "--disk-type", "Premium_LRS"],
+        ["failover-settings", "show"],
+    ],
+)
+def test_failover_settings_wrong_command_lines_send_nothing(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert run(argv) == 64
+    assert api.sent == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_failover_settings_file_must_be_a_json_object(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    listed = tmp_path / "ops.json"
+    listed.write_text(json.dumps([{"op": "replace", "path": "/vmSize", "value": "Standard_D4s_v3"}]))
+    assert run(["failover-settings", "set", "vm-1", "--from-file", str(listed)]) == 64
+    assert "must hold a JSON object" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{vmSize: D4}")
+    assert run(["failover-settings", "set", "vm-1", "--from-file", str(broken)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert api.sent == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "shown"),
+    [
+        (
+            400,
+            {
+                "code": "ValidationFailed",
+                "message": "invalid request",
+                "details": [
+                    {
+                        "field": "staticIpAddress",
+                        "problem": "10.9.0.4 is outside subnetAddressPrefix 10.0.0.0/24; choose an address "
+                        "in it",
+                    }
+                ],
+            },
+            "staticIpAddress: 10.9.0.4 is outside subnetAddressPrefix 10.0.0.0/24; choose an address in it",
+        ),
+        (
+            409,
+            {
+                "code": "FailoverSettingsLocked",
+                "message": "cannot change the failover settings of machine vm-1: it is FailedOver",
+                "details": [{"machineId": "vm-1", "state": "FailedOver"}],
+            },
+            "machineId=vm-1, state=FailedOver",
+        ),
+    ],
+)
+def test_failover_settings_refusals_are_shown_as_the_api_says_them(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], status: int, error: dict[str, Any], shown: str
+) -> None:
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok({"error": error}, status))
+    assert run(["failover-settings", "set", "vm-1", "--static-ip", "10.9.0.4"]) == 1
+    err = capsys.readouterr().err
+    assert f"{error['code']} (HTTP {status})" in err and error["message"] in err and shown in err
+    assert "Traceback" not in err
