@@ -11,7 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Console, RenderableType
@@ -612,6 +614,43 @@ def mobility_installers(state: Context, /, os_name: str | None) -> int:
     return EXIT_SUCCEEDED
 
 
+@mobility.command("upload-installer")
+@click.argument("installer", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def mobility_upload_installer(state: Context, /, installer: Path) -> int:
+    """Add INSTALLER to the catalog, under its file name (Microsoft-ASR_UA_<version>_<OS>_GA_<date>_release...)."""
+    answer = state.client.request(
+        "PUT",
+        f"/api/mobility/installers/{quote(installer.name, safe='')}",
+        content=installer.read_bytes(),
+        content_type="application/octet-stream",
+    )
+    state.show({"installers": [answer.body]}, render.installers_table)
+    return EXIT_SUCCEEDED
+
+
+@mobility.group("passphrase")
+def mobility_passphrase() -> None:
+    """The passphrase agents register with (stored as a hash; shown once when set)."""
+
+
+@mobility_passphrase.command("show")
+@pass_ctx
+def mobility_passphrase_show(state: Context, /) -> int:
+    """Whether a passphrase is set, when, and its generation (never the passphrase)."""
+    state.show(state.client.get("/api/mobility/passphrase"), render.passphrase_status)
+    return EXIT_SUCCEEDED
+
+
+@mobility_passphrase.command("rotate")
+@pass_ctx
+def mobility_passphrase_rotate(state: Context, /) -> int:
+    """Set a new passphrase (the old one stops working): shown once, give it to the agents' installations."""
+    answer = state.client.request("POST", "/api/mobility/passphrase")
+    state.show(answer.body, render.passphrase_issued)
+    return EXIT_SUCCEEDED
+
+
 @mobility.command("show")
 @click.argument("machine_id")
 @pass_ctx
@@ -659,6 +698,70 @@ def appliances_register(state: Context, /, name: str, kind: str, site: str) -> i
     """Register an appliance; its credential is shown once."""
     answer = state.client.request("POST", "/api/appliances", json={"name": name, "kind": kind, "site": site})
     state.show(answer.body, render.registered_view)
+    return EXIT_SUCCEEDED
+
+
+@appliances.group("policy")
+def appliances_policy() -> None:
+    """The replication policy an appliance serves its machines: bandwidth, threads, retention, cycles."""
+
+
+@appliances_policy.command("show")
+@click.argument("appliance_id")
+@pass_ctx
+def appliances_policy_show(state: Context, /, appliance_id: str) -> int:
+    state.show(state.client.get(f"/api/appliances/{appliance_id}/policy"), render.policy_view)
+    return EXIT_SUCCEEDED
+
+
+# Flag -> the policy member it sets; the API checks the ranges.
+_POLICY_FLAGS = {
+    "throttling": "throttlingEnabled",
+    "work_hours_bandwidth_kbps": "workHoursBandwidthKbps",
+    "non_work_hours_bandwidth_kbps": "nonWorkHoursBandwidthKbps",
+    "upload_threads_per_vm": "uploadThreadsPerVm",
+    "recovery_point_retention_count": "recoveryPointRetentionCount",
+    "recovery_point_retention_hours": "recoveryPointRetentionHours",
+    "app_consistent_frequency_minutes": "appConsistentFrequencyMinutes",
+    "reverse_cycle_minutes": "reverseCycleMinutes",
+}
+
+
+@appliances_policy.command("set")
+@click.argument("appliance_id")
+@click.option("--throttling/--no-throttling", default=None, help="limit the upload bandwidth, or not")
+@click.option("--work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
+@click.option("--non-work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
+@click.option("--upload-threads-per-vm", type=int, help="1..32 (default 4)")
+@click.option("--recovery-point-retention-count", type=int)
+@click.option("--recovery-point-retention-hours", type=int)
+@click.option("--app-consistent-frequency-minutes", type=int, help="0: no app-consistent points")
+@click.option("--reverse-cycle-minutes", type=int, help="reverse protection: minutes between reverse cycles")
+@click.option(
+    "--from-file",
+    "policy_file",
+    type=click.File("r"),
+    help="policy members as a JSON object ('-': stdin); the flags above win over it",
+)
+@pass_ctx
+def appliances_policy_set(state: Context, /, appliance_id: str, policy_file: Any, **fields: Any) -> int:
+    """Change members of APPLIANCE_ID's policy; the others keep their current values."""
+    changes: dict[str, Any] = {}
+    if policy_file is not None:
+        loaded = json.load(policy_file)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must hold a JSON object of policy members", param_hint="--from-file")
+        changes = loaded
+    changes.update({_POLICY_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option, or --from-file")
+    # The API's PUT takes the whole policy (an omitted member takes its default): send the current one
+    # with the changes, so `set` changes only what it names.
+    current = state.client.get(f"/api/appliances/{appliance_id}/policy")
+    answer = state.client.request(
+        "PUT", f"/api/appliances/{appliance_id}/policy", json={**current, **changes}
+    )
+    state.show(answer.body, render.policy_view)
     return EXIT_SUCCEEDED
 
 

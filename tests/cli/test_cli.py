@@ -752,3 +752,97 @@ def test_failover_settings_refusals_are_shown_as_the_api_says_them(
     err = capsys.readouterr().err
     assert f"{error['code']} (HTTP {status})" in err and error["message"] in err and shown in err
     assert "Traceback" not in err
+
+
+POLICY: dict[str, Any] = {
+    "throttlingEnabled": False,
+    "workHoursBandwidthKbps": 4096,
+    "nonWorkHoursBandwidthKbps": 1047552,
+    "workHours": {"days": ["Monday", "Tuesday"], "start": "09:00:00", "end": "18:00:00"},
+    "uploadThreadsPerVm": 4,
+    "recoveryPointRetentionCount": 24,
+    "recoveryPointRetentionHours": 72,
+    "appConsistentFrequencyMinutes": 240,
+    "maxCycleGapBeforeResync": 8,
+    "reverseCycleMinutes": 15,
+}
+
+
+def test_appliance_policy_set_changes_only_what_it_names(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    api.routes[("PUT", "/api/appliances/appl-1/policy")] = lambda request: ok(json.loads(request.content))
+    assert run(["appliances", "policy", "set", "appl-1", "--reverse-cycle-minutes", "1", "--throttling"]) == 0
+    get, put = api.sent
+    assert get.method == "GET" and put.method == "PUT"
+    # The API's PUT replaces the whole policy: the current one goes back with the two changes.
+    assert json.loads(put.content) == {**POLICY, "reverseCycleMinutes": 1, "throttlingEnabled": True}
+    out = capsys.readouterr().out
+    shown = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+    assert shown["reverseCycleMinutes"] == "1" and shown["throttlingEnabled"] == "true"
+    assert "days=Monday/Tuesday" in out
+    assert run(["appliances", "policy", "set", "appl-1"]) == 64
+    assert len(api.sent) == 2
+
+
+def test_appliance_policy_refusal_names_the_field(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    refusal = {
+        "code": "ValidationFailed",
+        "message": "invalid request",
+        "details": [{"field": "uploadThreadsPerVm", "problem": "must be between 1 and 32; got 64"}],
+    }
+    api.on("PUT", "/api/appliances/appl-1/policy", ok({"error": refusal}, 400))
+    assert run(["appliances", "policy", "set", "appl-1", "--upload-threads-per-vm", "64"]) == 1
+    assert "uploadThreadsPerVm: must be between 1 and 32; got 64" in capsys.readouterr().err
+
+
+def test_mobility_upload_installer_sends_the_file_under_its_name(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "Microsoft-ASR_UA_9.60.0.0_UBUNTU-20.04-64_GA_20240101_release.tar.gz"
+    installer = tmp_path / name
+    installer.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    stored = {
+        "fileName": name,
+        "version": "9.60.0.0",
+        "os": "UBUNTU-20.04-64",
+        "sizeBytes": 1026,
+        "uploadedAt": "2026-12-03T08:00:00Z",
+        "sha256": "ab" * 32,
+    }
+    api.on("PUT", f"/api/mobility/installers/{name}", ok(stored, 201))
+    assert run(["mobility", "upload-installer", str(installer)]) == 0
+    [sent] = api.sent
+    assert sent.content == installer.read_bytes()
+    assert sent.headers["Content-Type"] == "application/octet-stream"
+    out = capsys.readouterr().out
+    assert name in out and "9.60.0.0" in out
+    assert run(["mobility", "upload-installer", str(tmp_path / "absent.tar.gz")]) == 64
+
+
+def test_mobility_passphrase_rotate_shows_it_once_and_show_never(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issued = {
+        "passphrase": "p4ss-w0rd-xyz",
+        "setAt": "2026-12-03T08:00:00Z",
+        "generation": 2,
+        "replacedPrevious": True,
+    }
+    api.on("POST", "/api/mobility/passphrase", ok(issued, 201))
+    api.on(
+        "GET",
+        "/api/mobility/passphrase",
+        ok({"exists": True, "setAt": "2026-12-03T08:00:00Z", "generation": 2}),
+    )
+    assert run(["mobility", "passphrase", "rotate"]) == 0
+    out = capsys.readouterr().out
+    assert "p4ss-w0rd-xyz" in out and "shown once" in out and "previous passphrase no longer works" in out
+    assert run(["mobility", "passphrase", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-12-03 08:00:00Z" in out and "p4ss" not in out
+    api.on("GET", "/api/mobility/passphrase", ok({"exists": False, "setAt": None, "generation": None}))
+    assert run(["mobility", "passphrase", "show"]) == 0
+    assert "no registration passphrase is set" in capsys.readouterr().out
