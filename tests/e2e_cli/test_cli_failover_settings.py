@@ -1,8 +1,8 @@
-"""`migrate failover-settings show|set` run as an operator runs them against the local stack: refused
-before replication is enabled, the target settings once it is, then changed from flags and a file (the
-API checks the size and the address with the local ARM endpoint), and a bad address refused as the API
-says it with the settings left as they were. No failover runs: the settings may change in any state
-before one."""
+"""`migrate failover-settings show|set` (and `appliances policy show|set`) run as an operator runs them
+against the local stack: failover settings refused before replication is enabled, the target settings
+once it is, then changed from flags and a file (the API checks the size and the address with the local
+ARM endpoint), and a bad address refused as the API says it with the settings left as they were. No
+failover runs: the settings may change in any state before one."""
 
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ def test_an_operator_sets_and_shows_failover_settings_with_the_cli(
     client: MigrationClient, guest: GuestImage, tmp_path: Path
 ) -> None:
     cli = Cli(client, tmp_path)
-    machine_id, _ = _discovered_machine(cli, client, guest)
+    machine_id, appliance_id = _discovered_machine(cli, client, guest)
+
+    # The appliance's policy: one member changed, the others kept.
+    policy = cli.json("appliances", "policy", "show", appliance_id)
+    changed_policy = cli.json("appliances", "policy", "set", appliance_id, "--reverse-cycle-minutes", "5")
+    assert changed_policy == {**policy, "reverseCycleMinutes": 5}
+    assert cli.json("appliances", "policy", "show", appliance_id) == changed_policy
 
     # Nothing to fail over yet: the API's 409 and what to do, exit 1.
     early = cli("failover-settings", "show", machine_id)
