@@ -358,7 +358,8 @@ def change_recovery_point(
 @timeout_option
 @pass_ctx
 def commit_command(state: Context, /, machine_id: str, wait: bool, timeout: float | None) -> int:
-    """Commit the failover: keep its recovery point, delete every other one."""
+    """Commit a failover (keep its recovery point, delete every other one), or a planned failover to
+    on-premises (delete the machine's Azure VM, disks and snapshots)."""
     return start_job(state, "POST", f"/api/machines/{machine_id}/commit", None, wait, timeout)
 
 
@@ -399,7 +400,8 @@ def cancel_planned_failover_command(
 def reprotect_command(
     state: Context, /, machine_id: str, appliance_id: str, wait: bool, timeout: float | None
 ) -> int:
-    """Protect a committed failover back to on-premises: the reverse initial sync, then reverse cycles."""
+    """Protect a committed failover back to on-premises (reverse initial sync, then reverse cycles); on a
+    FailbackCommitted machine, protect it to Azure again (only what changed on-premises is sent)."""
     body = {"applianceId": appliance_id}
     return start_job(state, "POST", f"/api/machines/{machine_id}/reprotect", body, wait, timeout)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from cli.config import ConfigError, Profile, load_profile, save_profile
 from cli.main import run
 
 ENDPOINT = "http://api.test"
+REPO = Path(__file__).resolve().parents[2]
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -846,3 +849,41 @@ def test_mobility_passphrase_rotate_shows_it_once_and_show_never(
     api.on("GET", "/api/mobility/passphrase", ok({"exists": False, "setAt": None, "generation": None}))
     assert run(["mobility", "passphrase", "show"]) == 0
     assert "no registration passphrase is set" in capsys.readouterr().out
+
+
+def _documented_command_lines(doc: Path) -> list[list[str]]:
+    """Every `migrate ...` line of the document's bash blocks, continuations joined, comments and pipes cut."""
+    lines: list[list[str]] = []
+    for block in re.findall(r"```bash\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split(" | ")[0], comments=True)
+            if words and words[0] in ("migrate", ".venv/bin/migrate"):
+                lines.append(words[1:])
+    return lines
+
+
+@pytest.mark.parametrize("doc", ["docs/operator-guide.md", "README.md"])
+def test_every_documented_command_line_is_one_the_client_accepts(
+    api: FakeApi,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    doc: str,
+) -> None:
+    """The guide is read by outside testers: each command it shows must parse (the API's answer aside)."""
+    commands = _documented_command_lines(REPO / doc)
+    assert commands
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.json").write_text(json.dumps({"vmSize": "Standard_D4s_v3"}))
+    ran = 0
+    for argv in commands:
+        for word in argv:
+            if word.startswith("./"):
+                (tmp_path / word).write_bytes(b"\x1f\x8b installer")
+        if argv[0] == "configure":
+            continue  # prompts for the key: its profile file is tested above
+        # The scripted API knows no route: 1 (the API refused) or 0, never 64 (a wrong command line).
+        assert run(argv) in (0, 1), f"migrate {' '.join(argv)}: {capsys.readouterr().err}"
+        ran += 1
+        # Accepted means it went as far as asking the API.
+        assert len(api.sent) >= ran, f"migrate {' '.join(argv)} sent nothing"
