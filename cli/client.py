@@ -67,12 +67,24 @@ class ApiClient:
         self._http.close()
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        content: bytes | None = None,
     ) -> Answer:
+        """`content_type` names the body's media type: a JSON body of another type (a merge patch), or the
+        raw `content` (a file)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = f"{self.endpoint}{path}"
+        headers = {"Content-Type": content_type} if content_type else None
         try:
-            response = self._http.request(method, path, json=json, params=query or None)
+            response = self._http.request(
+                method, path, json=json, content=content, params=query or None, headers=headers
+            )
         except httpx.TimeoutException:
             raise EndpointUnreachable(url, f"no answer within {TIMEOUT_SECONDS:.0f} s") from None
         except httpx.TransportError as exc:

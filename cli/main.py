@@ -11,7 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Console, RenderableType
@@ -23,6 +25,7 @@ from cli.wait import EXIT_FAILED, EXIT_SUCCEEDED, exit_code, follow_job
 from shared.domain.job import JobKind, JobStatus
 
 EXIT_USAGE = 64
+MERGE_PATCH = "application/merge-patch+json"
 EXIT_INTERRUPTED = 130
 
 
@@ -355,7 +358,8 @@ def change_recovery_point(
 @timeout_option
 @pass_ctx
 def commit_command(state: Context, /, machine_id: str, wait: bool, timeout: float | None) -> int:
-    """Commit the failover: keep its recovery point, delete every other one."""
+    """Commit a failover (keep its recovery point, delete every other one), or a planned failover to
+    on-premises (delete the machine's Azure VM, disks and snapshots)."""
     return start_job(state, "POST", f"/api/machines/{machine_id}/commit", None, wait, timeout)
 
 
@@ -396,9 +400,118 @@ def cancel_planned_failover_command(
 def reprotect_command(
     state: Context, /, machine_id: str, appliance_id: str, wait: bool, timeout: float | None
 ) -> int:
-    """Protect a committed failover back to on-premises: the reverse initial sync, then reverse cycles."""
+    """Protect a committed failover back to on-premises (reverse initial sync, then reverse cycles); on a
+    FailbackCommitted machine, protect it to Azure again (only what changed on-premises is sent)."""
     body = {"applianceId": appliance_id}
     return start_job(state, "POST", f"/api/machines/{machine_id}/reprotect", body, wait, timeout)
+
+
+@cli.group("failover-settings")
+def failover_settings() -> None:
+    """What a failover to Azure creates: VM name, resource group, size, network, IP address, disk types.
+
+    \b
+    migrate failover-settings show MACHINE_ID
+    migrate failover-settings set MACHINE_ID [--vm-size SIZE] [--static-ip IP | --dynamic-ip]
+                                  [--disk-type DISK_ID=TYPE ...] [--from-file FILE] ...
+    """
+
+
+@failover_settings.command("show")
+@click.argument("machine_id")
+@pass_ctx
+def failover_settings_show(state: Context, /, machine_id: str) -> int:
+    """The settings MACHINE_ID's next failover uses (the target settings until changed)."""
+    body = state.client.get(f"/api/machines/{machine_id}/failover-settings")
+    state.show(body, lambda settings: render.failover_settings_view(machine_id, settings))
+    return EXIT_SUCCEEDED
+
+
+# Flag -> the settings member it sets; the API checks every value (and Azure what it can), so the
+# client only builds the merge patch.
+_SETTINGS_FLAGS = {
+    "vm_name": "vmName",
+    "resource_group": "resourceGroup",
+    "vm_size": "vmSize",
+    "virtual_network": "virtualNetwork",
+    "subnet": "subnet",
+    "subnet_address_prefix": "subnetAddressPrefix",
+    "static_ip": "staticIpAddress",
+}
+
+
+def _disk_types(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, dict[str, str]]:
+    disks: dict[str, dict[str, str]] = {}
+    for value in values:
+        disk_id, sep, disk_type = value.partition("=")
+        if not sep or not disk_id or not disk_type:
+            raise click.BadParameter(f"{value!r} is not DISK_ID=TYPE, e.g. os=Premium_LRS")
+        disks[disk_id] = {"diskType": disk_type}
+    return disks
+
+
+@failover_settings.command("set")
+@click.argument("machine_id")
+@click.option("--vm-name", help="the failed-over VM's name")
+@click.option("--resource-group", help="the resource group the VM is created in")
+@click.option("--vm-size", help="e.g. Standard_D4s_v3 (checked against the region's offered sizes)")
+@click.option("--virtual-network", help="VNet name in the resource group, or an ARM id")
+@click.option("--subnet")
+@click.option("--subnet-address-prefix", help="e.g. 10.1.2.0/24 (lets the API check a static IP)")
+@click.option("--static-ip", help="the VM's private IP address in the subnet")
+@click.option("--dynamic-ip", is_flag=True, help="remove the static IP: Azure assigns one")
+@click.option(
+    "--disk-type",
+    "disks",
+    multiple=True,
+    metavar="DISK_ID=TYPE",
+    callback=_disk_types,
+    help="a disk's managed disk type, e.g. os=Premium_LRS (repeat per disk)",
+)
+@click.option(
+    "--from-file",
+    "patch_file",
+    type=click.File("r"),
+    help="a JSON merge patch of the settings ('-': stdin); the flags above win over its members",
+)
+@pass_ctx
+def failover_settings_set(
+    state: Context,
+    /,
+    machine_id: str,
+    dynamic_ip: bool,
+    disks: dict[str, dict[str, str]],
+    patch_file: Any,
+    **fields: str | None,
+) -> int:
+    """Change MACHINE_ID's failover settings (a JSON merge patch: only what is given changes)."""
+    if dynamic_ip and fields["static_ip"] is not None:
+        raise click.UsageError("give --static-ip or --dynamic-ip, not both")
+    patch: dict[str, Any] = {}
+    if patch_file is not None:
+        loaded = json.load(patch_file)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(
+                'must hold a JSON object of the members to change, e.g. {"vmSize": "Standard_D4s_v3"}',
+                param_hint="--from-file",
+            )
+        patch = loaded
+    patch.update({_SETTINGS_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    if dynamic_ip:
+        patch["staticIpAddress"] = None  # a null in a merge patch removes the member
+    if disks:
+        # Merged per disk, so a file's other disks are kept.
+        from_file = patch.get("disks")
+        patch["disks"] = {**(from_file if isinstance(from_file, dict) else {}), **disks}
+    if not patch:
+        raise click.UsageError("nothing to change: give at least one option, or --from-file")
+    answer = state.client.request(
+        "PATCH", f"/api/machines/{machine_id}/failover-settings", json=patch, content_type=MERGE_PATCH
+    )
+    state.show(answer.body, lambda settings: render.failover_settings_view(machine_id, settings))
+    return EXIT_SUCCEEDED
 
 
 @cli.group()
@@ -503,6 +616,43 @@ def mobility_installers(state: Context, /, os_name: str | None) -> int:
     return EXIT_SUCCEEDED
 
 
+@mobility.command("upload-installer")
+@click.argument("installer", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def mobility_upload_installer(state: Context, /, installer: Path) -> int:
+    """Add INSTALLER to the catalog, under its file name (Microsoft-ASR_UA_<version>_<OS>_GA_<date>_release...)."""
+    answer = state.client.request(
+        "PUT",
+        f"/api/mobility/installers/{quote(installer.name, safe='')}",
+        content=installer.read_bytes(),
+        content_type="application/octet-stream",
+    )
+    state.show({"installers": [answer.body]}, render.installers_table)
+    return EXIT_SUCCEEDED
+
+
+@mobility.group("passphrase")
+def mobility_passphrase() -> None:
+    """The passphrase agents register with (stored as a hash; shown once when set)."""
+
+
+@mobility_passphrase.command("show")
+@pass_ctx
+def mobility_passphrase_show(state: Context, /) -> int:
+    """Whether a passphrase is set, when, and its generation (never the passphrase)."""
+    state.show(state.client.get("/api/mobility/passphrase"), render.passphrase_status)
+    return EXIT_SUCCEEDED
+
+
+@mobility_passphrase.command("rotate")
+@pass_ctx
+def mobility_passphrase_rotate(state: Context, /) -> int:
+    """Set a new passphrase (the old one stops working): shown once, give it to the agents' installations."""
+    answer = state.client.request("POST", "/api/mobility/passphrase")
+    state.show(answer.body, render.passphrase_issued)
+    return EXIT_SUCCEEDED
+
+
 @mobility.command("show")
 @click.argument("machine_id")
 @pass_ctx
@@ -550,6 +700,70 @@ def appliances_register(state: Context, /, name: str, kind: str, site: str) -> i
     """Register an appliance; its credential is shown once."""
     answer = state.client.request("POST", "/api/appliances", json={"name": name, "kind": kind, "site": site})
     state.show(answer.body, render.registered_view)
+    return EXIT_SUCCEEDED
+
+
+@appliances.group("policy")
+def appliances_policy() -> None:
+    """The replication policy an appliance serves its machines: bandwidth, threads, retention, cycles."""
+
+
+@appliances_policy.command("show")
+@click.argument("appliance_id")
+@pass_ctx
+def appliances_policy_show(state: Context, /, appliance_id: str) -> int:
+    state.show(state.client.get(f"/api/appliances/{appliance_id}/policy"), render.policy_view)
+    return EXIT_SUCCEEDED
+
+
+# Flag -> the policy member it sets; the API checks the ranges.
+_POLICY_FLAGS = {
+    "throttling": "throttlingEnabled",
+    "work_hours_bandwidth_kbps": "workHoursBandwidthKbps",
+    "non_work_hours_bandwidth_kbps": "nonWorkHoursBandwidthKbps",
+    "upload_threads_per_vm": "uploadThreadsPerVm",
+    "recovery_point_retention_count": "recoveryPointRetentionCount",
+    "recovery_point_retention_hours": "recoveryPointRetentionHours",
+    "app_consistent_frequency_minutes": "appConsistentFrequencyMinutes",
+    "reverse_cycle_minutes": "reverseCycleMinutes",
+}
+
+
+@appliances_policy.command("set")
+@click.argument("appliance_id")
+@click.option("--throttling/--no-throttling", default=None, help="limit the upload bandwidth, or not")
+@click.option("--work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
+@click.option("--non-work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
+@click.option("--upload-threads-per-vm", type=int, help="1..32 (default 4)")
+@click.option("--recovery-point-retention-count", type=int)
+@click.option("--recovery-point-retention-hours", type=int)
+@click.option("--app-consistent-frequency-minutes", type=int, help="0: no app-consistent points")
+@click.option("--reverse-cycle-minutes", type=int, help="reverse protection: minutes between reverse cycles")
+@click.option(
+    "--from-file",
+    "policy_file",
+    type=click.File("r"),
+    help="policy members as a JSON object ('-': stdin); the flags above win over it",
+)
+@pass_ctx
+def appliances_policy_set(state: Context, /, appliance_id: str, policy_file: Any, **fields: Any) -> int:
+    """Change members of APPLIANCE_ID's policy; the others keep their current values."""
+    changes: dict[str, Any] = {}
+    if policy_file is not None:
+        loaded = json.load(policy_file)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must hold a JSON object of policy members", param_hint="--from-file")
+        changes = loaded
+    changes.update({_POLICY_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option, or --from-file")
+    # The API's PUT takes the whole policy (an omitted member takes its default): send the current one
+    # with the changes, so `set` changes only what it names.
+    current = state.client.get(f"/api/appliances/{appliance_id}/policy")
+    answer = state.client.request(
+        "PUT", f"/api/appliances/{appliance_id}/policy", json={**current, **changes}
+    )
+    state.show(answer.body, render.policy_view)
     return EXIT_SUCCEEDED
 
 

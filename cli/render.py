@@ -129,6 +129,20 @@ def registered_view(r: dict[str, Any]) -> RenderableType:
     )
 
 
+def policy_view(p: dict[str, Any]) -> RenderableType:
+    """Every policy member as the API names it, nested ones (work hours) on one line."""
+    rows: list[tuple[str, RenderableType | str]] = []
+    for name, value in p.items():
+        if isinstance(value, dict):
+            shown = ", ".join(
+                f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()
+            )
+        else:
+            shown = "-" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        rows.append((name, shown))
+    return _fields(rows)
+
+
 # --- machines --------------------------------------------------------------------------------------------
 
 
@@ -259,6 +273,28 @@ def events_table(body: dict[str, Any]) -> RenderableType:
             message,
         )
     return Group(table, *_more(body))
+
+
+# --- failover settings -----------------------------------------------------------------------------------
+
+
+def failover_settings_view(machine_id: str, s: dict[str, Any]) -> RenderableType:
+    """The VM a failover of `machine_id` creates, then the managed disk type of each of its disks."""
+    fields = _fields(
+        [
+            ("VM name", s.get("vmName") or "-"),
+            ("resource group", s.get("resourceGroup") or "-"),
+            ("VM size", s.get("vmSize") or "-"),
+            ("virtual network", s.get("virtualNetwork") or "-"),
+            ("subnet", s.get("subnet") or "-"),
+            ("subnet prefix", s.get("subnetAddressPrefix") or "-"),
+            ("IP address", s.get("staticIpAddress") or "dynamic (Azure assigns one)"),
+        ]
+    )
+    disks = _table("disk", "disk type", title="Managed disks")
+    for disk_id, disk in (s.get("disks") or {}).items():
+        disks.add_row(disk_id, disk.get("diskType", "-"))
+    return Group(Text(f"Failover settings of {machine_id}", style="bold"), fields, Text(""), disks)
 
 
 # --- jobs ------------------------------------------------------------------------------------------------
@@ -392,6 +428,33 @@ def mobility_view(body: dict[str, Any]) -> RenderableType:
             ("registered", _time(agent.get("registeredAt"))),
             ("last heartbeat", _time(agent.get("lastHeartbeatAt"))),
         ]
+    )
+
+
+def passphrase_status(body: dict[str, Any]) -> RenderableType:
+    if not body.get("exists"):
+        return Text(
+            "no registration passphrase is set: `migrate mobility passphrase rotate` sets one", style="dim"
+        )
+    return _fields([("set", _time(body.get("setAt"))), ("generation", str(body.get("generation", "-")))])
+
+
+def passphrase_issued(body: dict[str, Any]) -> RenderableType:
+    replaced = "yes: the previous passphrase no longer works" if body.get("replacedPrevious") else "no"
+    return Group(
+        _fields(
+            [
+                ("set", _time(body.get("setAt"))),
+                ("generation", str(body.get("generation", "-"))),
+                ("replaced previous", replaced),
+            ]
+        ),
+        Text(""),
+        Text(
+            "passphrase (shown once; the agents' installations need it, it is not stored):",
+            style="bold yellow",
+        ),
+        Text(body["passphrase"]),
     )
 
 

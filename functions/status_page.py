@@ -61,6 +61,7 @@ dt { font-weight: 600; color: #4a5361; }
 dd { margin: 0; }
 #problem { display: none; background: #fde7e9; border-color: #f1aeb5; }
 #keyform { display: none; }
+.pager { margin: 8px 0 0; }
 """
 
 _SCRIPT = """
@@ -122,6 +123,23 @@ async function api(path) {
   return body;
 }
 
+// The machines come a page at a time, in id order. `pageTokens[i]` is the continuation token that reads
+// page i (null: the first), kept as the pages are reached, so "previous" needs no state in the API and a
+// refresh reads the page on show again.
+const MACHINE_PAGE_SIZE = 100;
+let pageTokens = [null];
+let pageIndex = 0;
+
+function machinesPath() {
+  const token = pageTokens[pageIndex];
+  return "machines?pageSize=" + MACHINE_PAGE_SIZE + (token ? "&continuationToken=" + encodeURIComponent(token) : "");
+}
+
+function goToPage(index) {
+  pageIndex = index;
+  refresh();
+}
+
 function renderMachines(list) {
   const rows = list.machines.map(m => {
     const row = el("tr", {class: "machine" + (m.id === selected ? " selected" : ""), "data-machine": m.id},
@@ -132,12 +150,22 @@ function renderMachines(list) {
     row.addEventListener("click", () => { selected = m.id; location.hash = "machine=" + encodeURIComponent(m.id); refresh(); });
     return row;
   });
-  const more = list.continuationToken ? el("p", {class: "muted"}, "more machines than shown: use the CLI or the API to page") : null;
+  pageTokens = pageTokens.slice(0, pageIndex + 1);
+  if (list.continuationToken) pageTokens.push(list.continuationToken);
+  const first = pageIndex * MACHINE_PAGE_SIZE + 1;
+  const title = rows.length ? "Machines " + first + "\u2013" + (first + rows.length - 1)
+    + (list.continuationToken ? " (more on the next page)" : "") : "Machines";
+  const previous = el("button", {id: "machines-previous", type: "button", disabled: pageIndex ? null : "disabled"}, "\u2190 previous");
+  const next = el("button", {id: "machines-next", type: "button", disabled: list.continuationToken ? null : "disabled"}, "next \u2192");
+  previous.addEventListener("click", () => goToPage(Math.max(0, pageIndex - 1)));
+  next.addEventListener("click", () => { if (pageTokens.length > pageIndex + 1) goToPage(pageIndex + 1); });
+  const nav = pageIndex || list.continuationToken
+    ? el("p", {class: "pager"}, previous, " ", el("span", {class: "muted"}, "page " + (pageIndex + 1)), " ", next) : null;
   put("machines",
-    el("h2", {}, "Machines (" + list.machines.length + ")"),
+    el("h2", {}, title),
     rows.length ? table(["id", "name", "state", "health", "progress", "RPO", "last sync", "recovery points", "errors"], rows)
-                : el("p", {class: "muted"}, "no machines reported yet"),
-    more);
+                : el("p", {class: "muted"}, pageIndex ? "no machines on this page any more" : "no machines reported yet"),
+    nav);
 }
 
 function renderJob(job) {
@@ -218,11 +246,14 @@ function problem(message) {
 }
 
 let running = false;
+let again = false;
 async function refresh() {
-  if (running || !key) return;
+  if (!key) return;
+  // A click while a refresh is on its way is served right after it, not at the next tick.
+  if (running) { again = true; return; }
   running = true;
   try {
-    const list = await api("machines?pageSize=100");
+    const list = await api(machinesPath());
     renderMachines(list);
     if (selected) {
       const id = encodeURIComponent(selected);
@@ -238,6 +269,7 @@ async function refresh() {
     problem(String(error.message || error));
   } finally {
     running = false;
+    if (again) { again = false; refresh(); }
   }
 }
 

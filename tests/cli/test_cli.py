@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from cli.config import ConfigError, Profile, load_profile, save_profile
 from cli.main import run
 
 ENDPOINT = "http://api.test"
+REPO = Path(__file__).resolve().parents[2]
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -626,3 +629,261 @@ def test_machine_show_has_the_replication_statistics(
         "delta #9: 1.0 MiB in 1.5s",
     ):
         assert shown in out, shown
+
+
+SETTINGS: dict[str, Any] = {
+    "vmName": "web01",
+    "resourceGroup": "rg-target",
+    "vmSize": "Standard_D2s_v3",
+    "virtualNetwork": "vnet-target",
+    "subnet": "default",
+    "subnetAddressPrefix": "10.0.0.0/24",
+    "staticIpAddress": None,
+    "disks": {"os": {"diskType": "Standard_LRS"}, "data": {"diskType": "Standard_LRS"}},
+}
+
+
+def test_failover_settings_show_as_a_table_and_as_json(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/machines/vm-1/failover-settings", ok(SETTINGS))
+    assert run(["failover-settings", "show", "vm-1"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("Failover settings of vm-1", "web01", "rg-target", "Standard_D2s_v3", "vnet-target"):
+        assert shown in out
+    assert "dynamic (Azure assigns one)" in out and "10.0.0.0/24" in out
+    assert "data" in out and "Standard_LRS" in out
+    assert run(["-o", "json", "failover-settings", "show", "vm-1"]) == 0
+    assert json.loads(capsys.readouterr().out) == SETTINGS
+
+
+def test_failover_settings_set_sends_a_merge_patch_of_what_was_given(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    changed = {**SETTINGS, "vmSize": "Standard_D4s_v3", "staticIpAddress": "10.0.0.7"}
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok(changed))
+    patch_file = tmp_path / "settings.json"
+    patch_file.write_text(
+        json.dumps({"vmSize": "Standard_D8s_v3", "disks": {"data": {"diskType": "StandardSSD_LRS"}}})
+    )
+    argv = ["failover-settings", "set", "vm-1", "--vm-size", "Standard_D4s_v3", "--static-ip", "10.0.0.7"]
+    assert run([*argv, "--disk-type", "os=Premium_LRS", "--from-file", str(patch_file)]) == 0
+    [sent] = api.sent
+    assert sent.method == "PATCH" and sent.headers["Content-Type"] == "application/merge-patch+json"
+    # The flags win over the file; disks merge per disk; nothing else is sent.
+    assert json.loads(sent.content) == {
+        "vmSize": "Standard_D4s_v3",
+        "staticIpAddress": "10.0.0.7",
+        "disks": {"data": {"diskType": "StandardSSD_LRS"}, "os": {"diskType": "Premium_LRS"}},
+    }
+    out = capsys.readouterr().out
+    assert "Standard_D4s_v3" in out and "10.0.0.7" in out
+
+
+def test_failover_settings_dynamic_ip_sends_a_null(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok(SETTINGS))
+    assert run(["-o", "json", "failover-settings", "set", "vm-1", "--dynamic-ip"]) == 0
+    assert json.loads(api.sent[0].content) == {"staticIpAddress": None}
+    assert json.loads(capsys.readouterr().out) == SETTINGS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["failover-settings", "set", "vm-1"],
+        ["failover-settings", "set", "vm-1", "--static-ip", "10.0.0.7", "--dynamic-ip"],
+        ["failover-settings", "set", "vm-1", "--disk-type", "Premium_LRS"],
+        ["failover-settings", "show"],
+    ],
+)
+def test_failover_settings_wrong_command_lines_send_nothing(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert run(argv) == 64
+    assert api.sent == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_failover_settings_file_must_be_a_json_object(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    listed = tmp_path / "ops.json"
+    listed.write_text(json.dumps([{"op": "replace", "path": "/vmSize", "value": "Standard_D4s_v3"}]))
+    assert run(["failover-settings", "set", "vm-1", "--from-file", str(listed)]) == 64
+    assert "must hold a JSON object" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{vmSize: D4}")
+    assert run(["failover-settings", "set", "vm-1", "--from-file", str(broken)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert api.sent == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "shown"),
+    [
+        (
+            400,
+            {
+                "code": "ValidationFailed",
+                "message": "invalid request",
+                "details": [
+                    {
+                        "field": "staticIpAddress",
+                        "problem": "10.9.0.4 is outside subnetAddressPrefix 10.0.0.0/24; choose an address "
+                        "in it",
+                    }
+                ],
+            },
+            "staticIpAddress: 10.9.0.4 is outside subnetAddressPrefix 10.0.0.0/24; choose an address in it",
+        ),
+        (
+            409,
+            {
+                "code": "FailoverSettingsLocked",
+                "message": "cannot change the failover settings of machine vm-1: it is FailedOver",
+                "details": [{"machineId": "vm-1", "state": "FailedOver"}],
+            },
+            "machineId=vm-1, state=FailedOver",
+        ),
+    ],
+)
+def test_failover_settings_refusals_are_shown_as_the_api_says_them(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], status: int, error: dict[str, Any], shown: str
+) -> None:
+    api.on("PATCH", "/api/machines/vm-1/failover-settings", ok({"error": error}, status))
+    assert run(["failover-settings", "set", "vm-1", "--static-ip", "10.9.0.4"]) == 1
+    err = capsys.readouterr().err
+    assert f"{error['code']} (HTTP {status})" in err and error["message"] in err and shown in err
+    assert "Traceback" not in err
+
+
+POLICY: dict[str, Any] = {
+    "throttlingEnabled": False,
+    "workHoursBandwidthKbps": 4096,
+    "nonWorkHoursBandwidthKbps": 1047552,
+    "workHours": {"days": ["Monday", "Tuesday"], "start": "09:00:00", "end": "18:00:00"},
+    "uploadThreadsPerVm": 4,
+    "recoveryPointRetentionCount": 24,
+    "recoveryPointRetentionHours": 72,
+    "appConsistentFrequencyMinutes": 240,
+    "maxCycleGapBeforeResync": 8,
+    "reverseCycleMinutes": 15,
+}
+
+
+def test_appliance_policy_set_changes_only_what_it_names(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    api.routes[("PUT", "/api/appliances/appl-1/policy")] = lambda request: ok(json.loads(request.content))
+    assert run(["appliances", "policy", "set", "appl-1", "--reverse-cycle-minutes", "1", "--throttling"]) == 0
+    get, put = api.sent
+    assert get.method == "GET" and put.method == "PUT"
+    # The API's PUT replaces the whole policy: the current one goes back with the two changes.
+    assert json.loads(put.content) == {**POLICY, "reverseCycleMinutes": 1, "throttlingEnabled": True}
+    out = capsys.readouterr().out
+    shown = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+    assert shown["reverseCycleMinutes"] == "1" and shown["throttlingEnabled"] == "true"
+    assert "days=Monday/Tuesday" in out
+    assert run(["appliances", "policy", "set", "appl-1"]) == 64
+    assert len(api.sent) == 2
+
+
+def test_appliance_policy_refusal_names_the_field(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    refusal = {
+        "code": "ValidationFailed",
+        "message": "invalid request",
+        "details": [{"field": "uploadThreadsPerVm", "problem": "must be between 1 and 32; got 64"}],
+    }
+    api.on("PUT", "/api/appliances/appl-1/policy", ok({"error": refusal}, 400))
+    assert run(["appliances", "policy", "set", "appl-1", "--upload-threads-per-vm", "64"]) == 1
+    assert "uploadThreadsPerVm: must be between 1 and 32; got 64" in capsys.readouterr().err
+
+
+def test_mobility_upload_installer_sends_the_file_under_its_name(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "Microsoft-ASR_UA_9.60.0.0_UBUNTU-20.04-64_GA_20240101_release.tar.gz"
+    installer = tmp_path / name
+    installer.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    stored = {
+        "fileName": name,
+        "version": "9.60.0.0",
+        "os": "UBUNTU-20.04-64",
+        "sizeBytes": 1026,
+        "uploadedAt": "2026-12-03T08:00:00Z",
+        "sha256": "ab" * 32,
+    }
+    api.on("PUT", f"/api/mobility/installers/{name}", ok(stored, 201))
+    assert run(["mobility", "upload-installer", str(installer)]) == 0
+    [sent] = api.sent
+    assert sent.content == installer.read_bytes()
+    assert sent.headers["Content-Type"] == "application/octet-stream"
+    out = capsys.readouterr().out
+    assert name in out and "9.60.0.0" in out
+    assert run(["mobility", "upload-installer", str(tmp_path / "absent.tar.gz")]) == 64
+
+
+def test_mobility_passphrase_rotate_shows_it_once_and_show_never(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issued = {
+        "passphrase": "p4ss-w0rd-xyz",
+        "setAt": "2026-12-03T08:00:00Z",
+        "generation": 2,
+        "replacedPrevious": True,
+    }
+    api.on("POST", "/api/mobility/passphrase", ok(issued, 201))
+    api.on(
+        "GET",
+        "/api/mobility/passphrase",
+        ok({"exists": True, "setAt": "2026-12-03T08:00:00Z", "generation": 2}),
+    )
+    assert run(["mobility", "passphrase", "rotate"]) == 0
+    out = capsys.readouterr().out
+    assert "p4ss-w0rd-xyz" in out and "shown once" in out and "previous passphrase no longer works" in out
+    assert run(["mobility", "passphrase", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-12-03 08:00:00Z" in out and "p4ss" not in out
+    api.on("GET", "/api/mobility/passphrase", ok({"exists": False, "setAt": None, "generation": None}))
+    assert run(["mobility", "passphrase", "show"]) == 0
+    assert "no registration passphrase is set" in capsys.readouterr().out
+
+
+def _documented_command_lines(doc: Path) -> list[list[str]]:
+    """Every `migrate ...` line of the document's bash blocks, continuations joined, comments and pipes cut."""
+    lines: list[list[str]] = []
+    for block in re.findall(r"```bash\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split(" | ")[0], comments=True)
+            if words and words[0] in ("migrate", ".venv/bin/migrate"):
+                lines.append(words[1:])
+    return lines
+
+
+@pytest.mark.parametrize("doc", ["docs/operator-guide.md", "README.md"])
+def test_every_documented_command_line_is_one_the_client_accepts(
+    api: FakeApi,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    doc: str,
+) -> None:
+    """The guide is read by outside testers: each command it shows must parse (the API's answer aside)."""
+    commands = _documented_command_lines(REPO / doc)
+    assert commands
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.json").write_text(json.dumps({"vmSize": "Standard_D4s_v3"}))
+    ran = 0
+    for argv in commands:
+        for word in argv:
+            if word.startswith("./"):
+                (tmp_path / word).write_bytes(b"\x1f\x8b installer")
+        if argv[0] == "configure":
+            continue  # prompts for the key: its profile file is tested above
+        # The scripted API knows no route: 1 (the API refused) or 0, never 64 (a wrong command line).
+        assert run(argv) in (0, 1), f"migrate {' '.join(argv)}: {capsys.readouterr().err}"
+        ran += 1
+        # Accepted means it went as far as asking the API.
+        assert len(api.sent) >= ran, f"migrate {' '.join(argv)} sent nothing"

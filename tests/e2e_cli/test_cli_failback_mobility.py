@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from appliance.control_plane import ApplianceApi, Registration
@@ -72,14 +71,11 @@ def test_mobility_catalog_push_installation_and_agent_view(
 ) -> None:
     cli = Cli(client, tmp_path)
     machine_id, _ = _discovered_machine(cli, client, guest)
-    payload = b"\x1f\x8b" + uuid.uuid4().bytes * 64
-    uploaded = httpx.put(
-        f"{client.stack.functions_url}/api/mobility/installers/{INSTALLER}",
-        content=payload,
-        headers={"x-functions-key": client.function_key},
-        timeout=30,
-    )
-    assert uploaded.status_code == 201, uploaded.text
+    installer = tmp_path / INSTALLER
+    installer.write_bytes(b"\x1f\x8b" + uuid.uuid4().bytes * 64)
+    uploaded = cli("mobility", "upload-installer", str(installer))
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert INSTALLER in uploaded.stdout
 
     listed = cli("mobility", "installers")
     assert listed.returncode == 0, listed.stderr
