@@ -325,8 +325,14 @@ def _status(agent: MobilityAgent) -> AgentStatus:
     )
 
 
+def agent_of_machine(repos: Repositories, machine_id: str) -> MobilityAgent | None:
+    """The agent registered with the machine's id (one point read, the machine itself not read), or None."""
+    found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
+    return found.item if found is not None else None
+
+
 def machine_agent(repos: Repositories, machine_id: str) -> AgentStatus | None:
     """The agent registered with the machine's id (one point read), or None."""
     repos.machines.require(machine_id)
-    found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
-    return _status(found.item) if found is not None else None
+    agent = agent_of_machine(repos, machine_id)
+    return _status(agent) if agent is not None else None
