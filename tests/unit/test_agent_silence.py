@@ -16,7 +16,7 @@ from shared.domain.inventory import MachineInventory
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
 from shared.health import event_texts
-from shared.health.catalog import CATALOG
+from shared.health.catalog import CATALOG, match_appliance_error
 from shared.health.catalog.models import EventType
 from shared.health.rules import (
     AGENT_CODE,
@@ -215,3 +215,10 @@ def test_the_monitor_flags_a_silent_agents_machine_and_clears_it_after_a_heartbe
     assert recovered.details["health"] == "Healthy" and recovered.details["reason"] == (
         "health monitor: MCP-5101 cleared"
     )
+
+
+def test_a_cycle_failure_naming_mcp_5101_is_not_taken_for_it() -> None:
+    # Only the monitor raises it, so that only the agent's heartbeat clears it: a report naming the code is
+    # kept verbatim under the generic entry instead.
+    match = match_appliance_error("MCP-5101", "agent says it is silent")
+    assert match.entry is CATALOG.generic and match.reported_code == "MCP-5101"
