@@ -61,6 +61,7 @@ from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
 from shared.health import events as machine_events
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
+from shared.mobility import agent_replication
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 
@@ -140,7 +141,9 @@ def report_machines(req: func.HttpRequest) -> func.HttpResponse:
 def list_commands(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     appliance = _appliance(req, services)
-    return json_response(CommandList(commands=commands.pending_commands(services.repos, appliance.id)))
+    return json_response(
+        CommandList(commands=agent_replication.appliance_commands(services.repos, appliance.id))
+    )
 
 
 @bp.route(route="appliances/{applianceId}/commands/{commandId}/ack", methods=["POST"])

@@ -31,6 +31,7 @@ from shared import health
 from shared.bootstrap import get_services
 from shared.domain.api import EventList
 from shared.health import events
+from shared.mobility import registration
 
 bp = blueprint()
 log = logging.getLogger(__name__)
@@ -57,7 +58,12 @@ EVERY_FIVE_MINUTES = "0 */5 * * * *"
 @bp.timer_trigger(arg_name="timer", schedule=EVERY_FIVE_MINUTES, run_on_startup=False, use_monitor=True)
 def health_monitor(timer: func.TimerRequest) -> None:
     services = get_services()
-    report = health.monitor_health(services.repos, now=services.clock(), settings=services.health)
+    report = health.monitor_health(
+        services.repos,
+        now=services.clock(),
+        settings=services.health,
+        agents=registration.agent_contacts(services.repos),
+    )
     log.info(
         "health monitor: %d machines checked, %d changed (%s), %d appliances read, %d events%s",
         report.machines_checked,

@@ -164,7 +164,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "appliances/{applianceId}/commands",
         "list_commands",
-        "Pending commands, oldest first",
+        "Pending commands, oldest first (a Mobility agent's machine's RunCycle and ResyncDisk are the agent's)",
         "appliance",
         CommandList,
         errors=(400, 401, 403),

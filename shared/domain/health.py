@@ -33,6 +33,9 @@ class ClearedBy(StrEnum):
     NEXT_CYCLE = "nextCycle"  # any later applied cycle (the failure was transient or has been fixed)
     RESYNC = "resync"  # only an applied resync cycle: the replica can no longer follow deltas
     HEARTBEAT = "heartbeat"  # the appliance is heard from again (a heartbeat or an uploaded cycle)
+    # The machine's Mobility agent heartbeats again. Not the appliance's heartbeat, nor an applied cycle:
+    # neither says the agent on the server is running.
+    AGENT_HEARTBEAT = "agentHeartbeat"
 
 
 class MachineError(WireModel):

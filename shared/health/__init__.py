@@ -6,7 +6,7 @@ What other packages call is re-exported here; inside the package, modules import
 - `writer`: stores the rules' decisions on the machine, writes failure and health events, starts resyncs
 - `appliance_failures`: an appliance's `CycleFailed` and `CycleStarted` reports
 - `timeouts`: the upload deadline (1011) and the disposal deadline (181008)
-- `monitor`: the timer that raises RPO and appliance-silence errors, and the reverse RPO
+- `monitor`: the timer that raises RPO, appliance- and agent-silence errors, and the reverse RPO
 - `repair`: the operator's "Repair replication"
 - `event_texts`: event types and the texts of the events operators read
 - `events`: the machine event log; `settings`: the HEALTH_* settings
@@ -16,7 +16,7 @@ from shared.health.appliance_failures import record_appliance_failure, record_cy
 from shared.health.event_texts import CYCLE_COMPLETED, REPAIR_COMPLETED, health_event
 from shared.health.monitor import MonitorReport, monitor_health
 from shared.health.repair import RepairStarted, start_repair
-from shared.health.rules import HealthRules, Transition
+from shared.health.rules import AgentContact, HealthRules, Transition
 from shared.health.settings import HealthSettings
 from shared.health.timeouts import (
     clear_upload_watch,
@@ -37,6 +37,7 @@ from shared.health.writer import (
 __all__ = [
     "CYCLE_COMPLETED",
     "REPAIR_COMPLETED",
+    "AgentContact",
     "Failure",
     "FailuresRecorded",
     "HealthRules",

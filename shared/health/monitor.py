@@ -1,9 +1,11 @@
-"""The health monitor: what only the passing of time reveals, an RPO above its thresholds and an appliance
-that stopped talking, raised for every replicating machine, and a reverse RPO above its threshold for
-every machine protected back to on-premises (run by a timer every 5 minutes)."""
+"""The health monitor: what only the passing of time reveals, an RPO above its thresholds, an appliance
+that stopped talking and a Mobility agent that stopped heartbeating, raised for every replicating
+machine, and a reverse RPO above its threshold for every machine protected back to on-premises (run by a
+timer every 5 minutes)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -15,6 +17,7 @@ from shared.domain.policy import PolicyFields
 from shared.health.catalog import CATALOG, render
 from shared.health.event_texts import SEVERITY_OF, context_values, health_event
 from shared.health.rules import (
+    AgentContact,
     HealthRules,
     Transition,
     evaluate_reverse_rpo,
@@ -48,14 +51,25 @@ class MonitorReport(BaseModel):
     events_written: int
 
 
-def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettings) -> MonitorReport:
-    """Flag machines whose RPO exceeds the thresholds (Warning, then Critical) and whose appliance has
-    gone silent (Critical, "appliance not responding"); a heartbeat heard since clears the latter.
+def monitor_health(
+    repos: Repositories,
+    *,
+    now: datetime,
+    settings: HealthSettings,
+    agents: Mapping[str, AgentContact] | None = None,
+) -> MonitorReport:
+    """Flag machines whose RPO exceeds the thresholds (Warning, then Critical), whose appliance has gone
+    silent (Critical, "appliance not responding") and whose Mobility agent has (Critical, MCP-5101); a
+    heartbeat heard since clears the silence errors.
+
+    `agents`: machine id -> its Mobility agent's last contact, read by the caller (Mobility's agents are
+    not health's to read: shared.mobility sits above shared.health); a machine not in it has no agent.
 
     Cost, bounded and independent of history: one query page per state and 100 machines (documents read
     once), one point read per appliance that has such machines, and writes only for machines whose health
     state changes (2 round-trips + 1-2 events each). An idle, healthy fleet costs reads only.
     """
+    agents = agents or {}
     rules = settings.rules
     appliances: dict[str, tuple[str | None, datetime | None]] = {}
     checked = 0
@@ -87,14 +101,17 @@ def monitor_health(repos: Repositories, *, now: datetime, settings: HealthSettin
                 name, heartbeat = appliances[machine.appliance_id]
                 before = machine.replication.health_state
                 telemetry.record_rpo_since(before.last_success, now=now, machine_id=machine.id)
+                agent = agents.get(machine.id)
                 after = run_monitor_rules(
-                    before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name
+                    before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name, agent=agent
                 ).state
                 # Every check, changed or not: the "health Critical" alert reads the newest value.
                 telemetry.record_machine_health(after.health(rules).value, machine_id=machine.id)
                 if after == before:
                     continue  # nothing new: no write
-                events_written += _record_monitor_change(repos, machine.id, heartbeat, name, now, rules)
+                events_written += _record_monitor_change(
+                    repos, machine.id, heartbeat, name, now, rules, agent
+                )
                 changed.append(machine.id)
             continuation = page.continuation
             if continuation is None:
@@ -117,11 +134,20 @@ def _record_monitor_change(
     appliance_name: str | None,
     now: datetime,
     rules: HealthRules,
+    agent: AgentContact | None,
 ) -> int:
     machine, change = record_monitor_check(
-        repos, machine_id, heartbeat=heartbeat, appliance_name=appliance_name, now=now, rules=rules
+        repos,
+        machine_id,
+        heartbeat=heartbeat,
+        appliance_name=appliance_name,
+        now=now,
+        rules=rules,
+        agent=agent,
     )
-    reason = "health monitor: " + (", ".join(e.code for e in change.raised) or "appliance heard from again")
+    reason = "health monitor: " + (
+        ", ".join(e.code for e in change.raised) or ", ".join(f"{e.code} cleared" for e in change.cleared)
+    )
     return _write_monitor_events(repos, machine, change, appliance_name, now, reason)
 
 

@@ -25,6 +25,11 @@ The rules (`HealthRules` holds the numbers):
 - An applied cycle heals: it clears every error that clears with the next cycle (all retryable ones) and
   every heartbeat error (an upload proves the appliance is alive); a resync cycle also clears those that
   need a resync. It resets the failure count. A heartbeat clears "appliance not responding".
+- `evaluate_agent_silence`: a machine whose Mobility agent has not heartbeated for
+  `agent_heartbeat_timeout` gets Critical MCP-5101 "Mobility agent not responding"; the first check that
+  finds a heartbeat within the timeout clears it (the heartbeat is then necessarily newer than the one the
+  error was raised on, so this is a heartbeat healing, not waiting). Only the agent's heartbeat clears it:
+  neither an appliance heartbeat nor an applied cycle says the agent is running.
 - Reports arrive at least once and out of order: a repeated failure changes nothing, each failed cycle
   counts once whatever the order its reports arrive in, a failure older than the last applied cycle is
   ignored, and a success never clears an error seen after it.
@@ -47,6 +52,7 @@ _HEALTH_OF = {Severity.WARNING: Health.WARNING, Severity.CRITICAL: Health.CRITIC
 RPO_CODE = CATALOG["RpoThresholdExceeded"].code
 APPLIANCE_CODE = CATALOG["ApplianceNotResponding"].code
 REVERSE_RPO_CODE = CATALOG["ReverseRpoExceeded"].code
+AGENT_CODE = CATALOG["MobilityAgentNotResponding"].code
 # A reverse recovery point older than this many reverse cycle intervals raises ReverseRpoExceeded: one
 # late or failed cycle is routine (the next one starts again from the last snapshot), a third missed one
 # means the on-premises copy is falling behind for good.
@@ -73,6 +79,10 @@ class HealthRules(BaseModel):
     heartbeat_timeout: timedelta = Field(
         default=timedelta(minutes=15), description="no heartbeat or upload for this long -> Critical"
     )
+    # The agent heartbeats every minute (ASR_HEARTBEAT_SECONDS): fifteen missed beats is no network blip.
+    agent_heartbeat_timeout: timedelta = Field(
+        default=timedelta(minutes=15), description="no Mobility agent heartbeat for this long -> Critical"
+    )
     max_auto_repairs: int = Field(
         default=3,
         ge=0,
@@ -87,6 +97,8 @@ class HealthRules(BaseModel):
             raise ValueError("rpo_warning must be below rpo_critical")
         if self.heartbeat_timeout <= timedelta(0):
             raise ValueError("heartbeat_timeout must be positive")
+        if self.agent_heartbeat_timeout <= timedelta(0):
+            raise ValueError("agent_heartbeat_timeout must be positive")
         return self
 
 
@@ -361,14 +373,64 @@ def run_monitor_rules(
     now: datetime,
     rules: HealthRules,
     appliance_name: str | None,
+    agent: AgentContact | None = None,
 ) -> Transition:
-    """The monitor's decision for one machine: the appliance's last heartbeat, then the passing of time."""
+    """The monitor's decision for one machine: the appliance's last heartbeat, then the passing of time,
+    then its Mobility agent's silence (`agent` None: the machine has no agent)."""
     heard = record_heartbeat(state, at=last_heartbeat, rules=rules) if last_heartbeat is not None else None
     after = evaluate(
         heard.state if heard is not None else state, now=now, rules=rules, appliance_name=appliance_name
     )
-    steps = [t for t in (heard, after) if t is not None]
+    agent_step = evaluate_agent_silence(after.state, agent=agent, now=now, rules=rules)
+    steps = [t for t in (heard, after, agent_step) if t is not None]
     return combine(state, steps, rules)
+
+
+# --- a machine's Mobility agent ---------------------------------------------------------------------------
+
+
+class AgentContact(BaseModel):
+    """A machine's Mobility agent as the monitor sees it (from the mobility container's agent document)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent_id: str
+    last_heard: datetime = Field(description="its last heartbeat, or its registration when it sent none")
+
+
+def evaluate_agent_silence(
+    state: HealthState, *, agent: AgentContact | None, now: datetime, rules: HealthRules
+) -> Transition:
+    """Raise MCP-5101 once the agent has been silent past `agent_heartbeat_timeout`; clear it once a check
+    finds a heartbeat within the timeout, or finds no agent any more (nothing left to be silent)."""
+    existing = state.find(AGENT_CODE)
+    silent = agent is not None and now - agent.last_heard > rules.agent_heartbeat_timeout
+    if not silent:
+        if existing is None:
+            return _transition(state, state, rules)
+        after = state.model_copy(update={"errors": tuple(e for e in state.errors if e.key != existing.key)})
+        return _transition(state, after, rules, cleared=(existing,))
+    if existing is not None:
+        return _transition(state, state, rules)  # raised once, already Critical: nothing new
+    assert agent is not None  # silent implies an agent
+    entry = CATALOG[AGENT_CODE]
+    error = ActiveError(
+        code=AGENT_CODE,
+        entry_code=AGENT_CODE,
+        message=render(
+            entry,
+            agentId=agent.agent_id,
+            lastHeartbeat=agent.last_heard.isoformat(),
+            timeoutMinutes=_minutes(rules.agent_heartbeat_timeout),
+        ).message,
+        severity=_HEALTH_OF[entry.severity],
+        cleared_by=entry.cleared_by,
+        retryable=entry.retryable,
+        first_seen=now,
+        last_seen=now,
+    )
+    after = state.model_copy(update={"errors": _upsert(state.errors, error)})
+    return _transition(state, after, rules, raised=(error,))
 
 
 # --- the reverse direction (an Azure VM protected back to on-premises) --------------------------------

@@ -32,6 +32,7 @@ from shared.health.event_texts import (
     health_event,
 )
 from shared.health.rules import (
+    AgentContact,
     HealthRules,
     Transition,
     combine,
@@ -314,8 +315,10 @@ def record_monitor_check(
     appliance_name: str | None,
     now: datetime,
     rules: HealthRules,
+    agent: AgentContact | None = None,
 ) -> tuple[Machine, Transition]:
-    """The monitor's verdict for one machine (the appliance's last heartbeat, then the time), stored."""
+    """The monitor's verdict for one machine (the appliance's last heartbeat, the time, its Mobility
+    agent's silence), stored."""
 
     def decide(machine: Machine) -> Transition:
         change = run_monitor_rules(
@@ -324,6 +327,7 @@ def record_monitor_check(
             now=now,
             rules=rules,
             appliance_name=appliance_name,
+            agent=agent,
         )
         values = {e.key: context_values(machine, appliance_name) for e in change.raised}
         _store(machine, change, values)

@@ -25,7 +25,8 @@ from pydantic import Field, model_validator
 from shared.appliances.credentials import CredentialHasher, new_credential, parse_credential
 from shared.domain.errors import FieldValueError, NotFound, Unauthorized
 from shared.domain.wire import RequestModel, ResourceId, WireModel
-from shared.platform.documents import MOBILITY
+from shared.health import AgentContact
+from shared.platform.documents import MOBILITY, Query
 from shared.platform.repository import AlreadyExists, Collection, Repositories, Versioned
 
 log = logging.getLogger(__name__)
@@ -325,8 +326,25 @@ def _status(agent: MobilityAgent) -> AgentStatus:
     )
 
 
+def agent_contacts(repos: Repositories) -> dict[str, AgentContact]:
+    """Machine id -> its agent's last contact, for the health monitor (one cross-partition query per check).
+    An agent registered by hostname and BIOS UUID has no machine to flag and is left out."""
+    agents = _agents(repos).query(Query(equals={"kind": "agent"}), partition_key=None)
+    return {
+        a.machine_id: AgentContact(agent_id=a.id, last_heard=a.last_heartbeat_at or a.registered_at)
+        for a in agents
+        if a.machine_id is not None
+    }
+
+
+def agent_of_machine(repos: Repositories, machine_id: str) -> MobilityAgent | None:
+    """The agent registered with the machine's id (one point read, the machine itself not read), or None."""
+    found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
+    return found.item if found is not None else None
+
+
 def machine_agent(repos: Repositories, machine_id: str) -> AgentStatus | None:
     """The agent registered with the machine's id (one point read), or None."""
     repos.machines.require(machine_id)
-    found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
-    return _status(found.item) if found is not None else None
+    agent = agent_of_machine(repos, machine_id)
+    return _status(agent) if agent is not None else None

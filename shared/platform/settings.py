@@ -157,6 +157,13 @@ class HealthThresholds(_Group):
         description="appliance silence before 'appliance not responding' (rules' default 15 min)",
         **POSITIVE,
     )
+    agent_heartbeat_timeout: Seconds | None = setting(
+        "HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS",
+        None,
+        description="Mobility agent silence before MCP-5101 'Mobility agent not responding' (rules' default "
+        "15 min)",
+        **POSITIVE,
+    )
     critical_after_failures: int | None = setting(
         "HEALTH_CRITICAL_AFTER_FAILURES",
         None,
@@ -176,6 +183,7 @@ class HealthThresholds(_Group):
             "rpo_warning",
             "rpo_critical",
             "heartbeat_timeout",
+            "agent_heartbeat_timeout",
             "critical_after_failures",
             "max_auto_repairs",
         )

@@ -1,5 +1,6 @@
 """The health monitor timer end to end: run through the host's admin API (`POST /admin/functions/...` with
-the master key), on a stack whose thresholds are seconds instead of hours (app settings, HOST_ENV)."""
+the master key), on a stack whose thresholds are seconds instead of hours (app settings, HOST_ENV): RPO,
+a silent appliance, a silent Mobility agent."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ HOST_ENV = {
     "HEALTH_RPO_WARNING_SECONDS": str(RPO_WARNING_SECONDS),
     "HEALTH_RPO_CRITICAL_SECONDS": "3600",
     "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT_SECONDS),
+    "HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT_SECONDS),
 }
 
 
@@ -68,3 +70,56 @@ def test_rpo_and_a_silent_appliance_are_flagged_and_heal(stack: Stack) -> None:
     body = machine(stack, replicated.id)
     assert body["health"] == "Healthy" and body["currentErrors"] == []
     assert body["lastSyncTime"] is not None
+
+
+def test_a_silent_mobility_agent_is_flagged_and_only_its_heartbeat_clears_it(stack: Stack) -> None:
+    appliance = stack.register_appliance("gw-agent")
+    replicated = replicating_machine(stack, appliance, prefix="agt")
+    issued = stack.post("/api/mobility/passphrase")
+    assert issued.status_code == 201, issued.text
+    registered = stack.post(
+        "/api/mobility/agents/register",
+        {"passphrase": issued.json()["passphrase"], "machineId": replicated.id},
+    )
+    assert registered.status_code == 201, registered.text
+    agent_headers = {**stack.operator_headers, "Authorization": f"Bearer {registered.json()['credential']}"}
+
+    def agent_heartbeat() -> None:
+        beat = stack.http.post(
+            "/api/mobility/agents/heartbeat", headers=agent_headers, json={"version": "9.60"}
+        )
+        assert beat.status_code == 200, beat.text
+
+    agent_heartbeat()
+    time.sleep(HEARTBEAT_TIMEOUT_SECONDS + 1)
+    assert stack.run_timer("health_monitor").status_code == 202
+    # The appliance went quiet too (same timeout): both silences are Critical errors of the machine.
+    assert _codes(stack, replicated.id) == {
+        "MCP-3002": "Warning",
+        "MCP-3003": "Critical",
+        "MCP-5101": "Critical",
+    }
+    assert machine(stack, replicated.id)["health"] == "Critical"
+    flagged = next(e for e in events(stack, replicated.id) if e["type"] == "Mobility agent not responding")
+    assert flagged["errorCode"] == "MCP-5101" and flagged["severity"] == "Critical"
+    assert registered.json()["agentId"] in flagged["message"] and flagged["recommendations"]
+
+    # The appliance's heartbeat clears only the appliance's silence.
+    appliance.heartbeat()
+
+    def appliance_heard() -> bool:
+        stack.run_timer("health_monitor")
+        return "MCP-3003" not in _codes(stack, replicated.id)
+
+    eventually(appliance_heard, what="the appliance heartbeat clearing MCP-3003")
+    assert "MCP-5101" in _codes(stack, replicated.id)
+
+    agent_heartbeat()
+
+    def heard() -> bool:
+        stack.run_timer("health_monitor")
+        return "MCP-5101" not in _codes(stack, replicated.id)
+
+    eventually(heard, what="the agent heartbeat clearing MCP-5101")
+    # Only MCP-5101 went: the RPO stays until a cycle applies (the appliance may have gone quiet again).
+    assert "MCP-3002" in _codes(stack, replicated.id)

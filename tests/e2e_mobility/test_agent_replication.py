@@ -92,6 +92,11 @@ def test_the_pushed_agent_replicates_its_disks_and_a_recovery_point_test_migrate
 
         # Enabling replication queues the initial copy, which the running agent answers (it polls every 15 s).
         client.enable_replication(machine_id)
+        # That RunCycle is the agent's alone: the appliance's own list never shows it, pending or answered.
+        cycle_kinds = ("RunCycle", "ResyncDisk")
+        assert not [
+            c for c in appliance.api.commands() if c["machineId"] == machine_id and c["kind"] in cycle_kinds
+        ]
 
         def initial_cycle() -> str | None:
             points = client.machine(machine_id)["recoveryPointList"]

@@ -204,6 +204,10 @@ def test_numbering_scheme() -> None:
         elif family == "4":
             assert entry.origin is Origin.CONTROL_PLANE, entry.code
             assert entry.event_type is EventType.FAILOVER_FAILED, entry.code
+        elif number.startswith("51"):
+            # An installed agent's conditions, which the control plane detects (a silent agent).
+            assert entry.origin is Origin.CONTROL_PLANE, entry.code
+            assert entry.event_type is EventType.MOBILITY_AGENT_NOT_RESPONDING, entry.code
         elif family == "5":
             # The push installation's: VSS exit codes, its own checks, an undocumented installer exit code.
             assert entry.event_type is EventType.MOBILITY_INSTALL_FAILED, entry.code

@@ -104,6 +104,29 @@ def test_the_agent_sees_and_acknowledges_only_its_machines_cycle_commands(
     assert {c.id for c in commands.pending_commands(repos, "appl-1")} == {"resync-1", "shutdown-1", "run-2"}
 
 
+def test_the_appliance_no_longer_sees_the_cycle_commands_of_an_agent_replicated_machine(
+    repos: Repositories, agent: MobilityAgent
+) -> None:
+    _queue(repos, "run-1", "m-1", CommandKind.RUN_CYCLE, cycle_kind="initial")
+    _queue(repos, "resync-1", "m-1", CommandKind.RESYNC_DISK, disk_id="sda")
+    _queue(repos, "shutdown-1", "m-1", CommandKind.SHUT_DOWN_SOURCE)
+    _queue(repos, "run-2", "m-2", CommandKind.RUN_CYCLE)
+    _queue(repos, "resync-2", "m-2", CommandKind.RESYNC_DISK, disk_id="sda")
+    # m-1 has the agent: its cycles are the agent's, its shutdown still the appliance's; m-2 has none.
+    assert [c.id for c in agent_replication.appliance_commands(repos, "appl-1")] == [
+        "shutdown-1",
+        "run-2",
+        "resync-2",
+    ]
+    assert [c.id for c in agent_replication.agent_commands(repos, agent).commands] == ["run-1", "resync-1"]
+
+
+def test_without_any_agent_the_appliance_sees_every_pending_command(repos: Repositories) -> None:
+    _queue(repos, "run-1", "m-1", CommandKind.RUN_CYCLE, cycle_kind="initial")
+    _queue(repos, "shutdown-1", "m-1", CommandKind.SHUT_DOWN_SOURCE)
+    assert [c.id for c in agent_replication.appliance_commands(repos, "appl-1")] == ["run-1", "shutdown-1"]
+
+
 def test_upload_credentials_only_for_its_own_machines_cycle_blobs(
     repos: Repositories, agent: MobilityAgent
 ) -> None:

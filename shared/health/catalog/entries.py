@@ -18,6 +18,7 @@ Codes (docs/error-catalog.md has the table; `scripts/render_error_catalog.py` wr
 - MCP-4xxx: failover failures Site Recovery publishes no id for (4001: any other failover step).
 - Site Recovery's push-installation ids (951xx, 953xx, 95524) and MCP-5xxx, the push installation's
   errors it publishes no id for (VSS exit codes, our own checks): see `push_install.py`.
+- MCP-51xx: conditions of an installed Mobility agent the control plane detects (5101: silent agent).
 - MCP-9999: anything unrecognised, kept verbatim.
 A code, once published, is never reused for a different error.
 
@@ -1458,6 +1459,45 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         scope=Scope.APPLIANCE,
         event_type=EventType.APPLIANCE_NOT_RESPONDING,
         cleared_by=ClearedBy.HEARTBEAT,
+    ),
+    CatalogEntry(
+        code="MCP-5101",
+        name="MobilityAgentNotResponding",
+        title="The Mobility agent is not responding",
+        action="Start the Mobility agent on the server (svagent start) and let it reach the control plane.",
+        origin=Origin.CONTROL_PLANE,
+        template=(
+            "Mobility agent {agentId} has not sent a heartbeat since {lastHeartbeat} (more than "
+            "{timeoutMinutes} minutes)."
+        ),
+        placeholders={
+            "agentId": "the agent's id (GET /api/machines/<id>/mobility)",
+            "lastHeartbeat": "its last heartbeat (UTC), or its registration when it never sent one",
+            "timeoutMinutes": "the agent heartbeat timeout, in minutes (HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS)",
+        },
+        causes=(
+            "The agent's runner on the source server is stopped (the server is off or was restarted without "
+            "starting it, or it crashed), or the server cannot reach the control plane's API over HTTPS; "
+            "the agent then takes no cycles of the machine, so no new recovery points are added.",
+            "The agent's credential no longer works (the agent was registered again elsewhere with the same "
+            "identity): its heartbeats are refused with 401.",
+        ),
+        recommendations=(
+            "On the server, as root: <installLocation>/Vx/bin/svagent status; if it is stopped, "
+            "<installLocation>/Vx/bin/svagent start. Its log is <installLocation>/Vx/var/svagent.log.",
+            "From the server, check that the API endpoint it registered with answers over HTTPS "
+            "(curl -sSI <endpoint>): a proxy or firewall must allow outbound HTTPS to it.",
+            "If its log shows 401, register the agent again: UnifiedAgentConfigurator.sh -i <endpoint> "
+            "-P <passphrase file> -m <machineId> (the operator rotates the passphrase if it is lost).",
+            "The error clears at the health monitor's next check (every 5 minutes) after the agent's next "
+            "heartbeat.",
+        ),
+        severity=Severity.CRITICAL,
+        retryable=True,
+        auto_repairable=False,
+        scope=Scope.MACHINE,
+        event_type=EventType.MOBILITY_AGENT_NOT_RESPONDING,
+        cleared_by=ClearedBy.AGENT_HEARTBEAT,
     ),
     # --- failover to Azure: Site Recovery's published failover errors, then ours ---
     CatalogEntry(

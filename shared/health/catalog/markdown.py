@@ -104,10 +104,11 @@ def render_markdown() -> str:
         "state and the error keeps its severity: it is not counted as an automatic repair.",
         f"- RPO (age of the latest applied cycle) above {_duration(rules.rpo_warning)}: Warning; above "
         f"{_duration(rules.rpo_critical)}: Critical. No heartbeat or upload from the appliance for "
-        f"{_duration(rules.heartbeat_timeout)}: Critical.",
+        f"{_duration(rules.heartbeat_timeout)}: Critical. No heartbeat from a machine's Mobility agent for "
+        f"{_duration(rules.agent_heartbeat_timeout)}: Critical.",
         '- An applied cycle clears the errors marked "next cycle" and "heartbeat" and resets the failure '
-        'count; only a resync clears those marked "resync". A heartbeat clears "heartbeat" errors. '
-        "Waiting never improves health.",
+        'count; only a resync clears those marked "resync". A heartbeat clears "heartbeat" errors; only '
+        "the machine's agent's heartbeat clears \"agentHeartbeat\". Waiting never improves health.",
         "- A failed failover leaves the machine `Replicating` with its error as Critical (event "
         "*Failover failed*); the error clears when replication applies its next cycle, and the failed "
         "job keeps it.",

@@ -29,6 +29,7 @@ _NOT_CYCLE_ERRORS = frozenset(
         EventType.REPROTECT_FAILED,
         EventType.PLANNED_FAILOVER_FAILED,
         EventType.MOBILITY_INSTALL_FAILED,
+        EventType.MOBILITY_AGENT_NOT_RESPONDING,
     }
 )
 
@@ -102,7 +103,9 @@ def match_appliance_error(code: str | None, message: str) -> CatalogMatch:
     if reported is not None:
         entry = CATALOG.find(reported)
         if entry is not None and entry.event_type in _NOT_CYCLE_ERRORS:
-            entry = None  # a failover's, reprotect's or push installation's error, never a cycle's
+            # A failover's, reprotect's or push installation's error, or the monitor's silent agent (only
+            # the agent's heartbeat may clear that): never a cycle's.
+            entry = None
         if entry is not None:
             refinable = entry.umbrella or entry.generic
             if refinable and found is not None and found[0].origin is entry.origin and found[0] is not entry:

@@ -38,7 +38,8 @@ class Scope(StrEnum):
 
 class EventType(StrEnum):
     """`Event.type` values. The first two are Azure Migrate's; the others are the control plane's health
-    events, the failure of a failover to Azure, of a reprotect and of a Mobility service installation."""
+    events, the failure of a failover to Azure, of a reprotect and of a Mobility service installation, and a
+    silent Mobility agent."""
 
     REPLICATION_CYCLE_FAILED = "Replication cycle failed"
     REPLICATION_CYCLE_FAILED_FOR_DISK = "Replication cycle failed for disk"
@@ -47,6 +48,7 @@ class EventType(StrEnum):
     FAILOVER_FAILED = "Failover failed"
     REPROTECT_FAILED = "Reprotect failed"
     MOBILITY_INSTALL_FAILED = "Mobility service installation failed"
+    MOBILITY_AGENT_NOT_RESPONDING = "Mobility agent not responding"
     PLANNED_FAILOVER_FAILED = "Planned failover failed"
 
 
