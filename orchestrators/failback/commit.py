@@ -12,9 +12,6 @@ it CommittingFailback, committed again by the operator.
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any
-
 import azure.durable_functions as df
 
 from orchestrators.blueprints import durable_blueprint
@@ -26,10 +23,11 @@ from orchestrators.failback.commit_activities import (
     sync_replicas,
 )
 from orchestrators.failback.contracts import FailbackRun, StepRef, StepResult
+from orchestrators.failback.job_steps import At, Stopped, begin, progress, run_job
 from orchestrators.failback.orchestrator import Orchestration
-from orchestrators.failback.planned import At, Stopped, _command
+from orchestrators.failback.planned import command
 from orchestrators.failback.planned_activities import Recorded
-from orchestrators.hydration.itinerary import call_activity, record_progress
+from orchestrators.hydration.itinerary import call_activity
 from shared.domain.failback import CommitFailbackStep as Step
 from shared.failback.commit import STEP_KINDS, CommitOutcome
 
@@ -40,45 +38,32 @@ bp = durable_blueprint()
 @bp.orchestration_trigger(context_name="context", orchestration=COMMIT_FAILBACK)
 def commit_failback_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     run = FailbackRun.model_validate(context.get_input())
-    at = At(step=Step.CHECK_PREREQUISITES)
-    try:
-        yield from _commit(context, run, at)
-        outcome = CommitOutcome(machine_id=run.machine_id, job_id=run.job_id, succeeded=True)
-    except Stopped as stop:
-        outcome = _failed(run, at, stop.message)
-    except Exception as exc:  # an activity that exhausted its retries
-        outcome = _failed(run, at, str(exc))
-    if not outcome.succeeded:
-        yield _progress(context, run, (at.step, "Failed", outcome.error_message))
-    yield call_activity(context, end_commit_failback_job, outcome)
-    return outcome.succeeded
-
-
-def _failed(run: FailbackRun, at: At, message: str) -> CommitOutcome:
-    return CommitOutcome(
-        machine_id=run.machine_id,
-        job_id=run.job_id,
-        succeeded=False,
-        failed_step=str(at.step.value),
-        error_message=message,
+    succeeded: bool = yield from run_job(
+        context,
+        run,
+        At(step=Step.CHECK_PREREQUISITES),
+        _commit,
+        outcome=CommitOutcome,
+        end=end_commit_failback_job,
     )
+    return succeeded
 
 
 def _commit(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -> Orchestration:
     ref = StepRef(machine_id=run.machine_id, job_id=run.job_id)
 
-    yield from _begin(context, run, at, Step.CHECK_PREREQUISITES)
+    yield from begin(context, run, at, Step.CHECK_PREREQUISITES)
     checked = StepResult.model_validate((yield call_activity(context, check_commit_prerequisites, ref)))
     if not checked.ok:
         raise Stopped(checked.error_code, checked.message)
-    yield _progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
+    yield progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
 
-    yield from _begin(context, run, at, Step.SYNC_REPLICAS)
+    yield from begin(context, run, at, Step.SYNC_REPLICAS)
     synced = Recorded.model_validate((yield call_activity(context, sync_replicas, ref)))
-    yield _progress(context, run, (Step.SYNC_REPLICAS, "Succeeded", synced.message))
+    yield progress(context, run, (Step.SYNC_REPLICAS, "Succeeded", synced.message))
 
     for step in STEP_KINDS:
-        yield from _begin(context, run, at, step)
+        yield from begin(context, run, at, step)
         deleted = Recorded.model_validate(
             (
                 yield call_activity(
@@ -88,23 +73,12 @@ def _commit(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -
                 )
             )
         )
-        yield _progress(context, run, (step, "Succeeded", deleted.message))
+        yield progress(context, run, (step, "Succeeded", deleted.message))
 
-    yield from _begin(context, run, at, Step.DELETE_ON_PREMISES_SNAPSHOT)
-    yield from _command(context, run, "deleteDiskSnapshots")
-    yield _progress(
+    yield from begin(context, run, at, Step.DELETE_ON_PREMISES_SNAPSHOT)
+    yield from command(context, run, "deleteDiskSnapshots")
+    yield progress(
         context,
         run,
         (Step.DELETE_ON_PREMISES_SNAPSHOT, "Succeeded", "the appliance deleted its copy of the disks"),
     )
-
-
-def _begin(context: df.DurableOrchestrationContext, run: FailbackRun, at: At, step: Enum) -> Orchestration:
-    at.step = step
-    yield _progress(context, run, (step, "InProgress", None))
-
-
-def _progress(
-    context: df.DurableOrchestrationContext, run: FailbackRun, *updates: tuple[Enum, str, str | None]
-) -> Any:
-    return record_progress(context, run.job_id, *updates)

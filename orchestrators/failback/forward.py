@@ -11,8 +11,6 @@ the job Failed with MCP-3510 and the machine FailbackCommitted again.
 from __future__ import annotations
 
 from datetime import timedelta
-from enum import Enum
-from typing import Any
 
 import azure.durable_functions as df
 
@@ -25,10 +23,10 @@ from orchestrators.failback.forward_activities import (
     read_reprotect_cycle,
     request_reprotect_cycle,
 )
+from orchestrators.failback.job_steps import At, Stopped, begin, progress, run_job
 from orchestrators.failback.orchestrator import Orchestration
-from orchestrators.failback.planned import At, Stopped
 from orchestrators.failback.planned_activities import Recorded
-from orchestrators.hydration.itinerary import call_activity, record_progress
+from orchestrators.hydration.itinerary import call_activity
 from shared.domain.failback import ForwardReprotectStep as Step
 
 REPROTECT_TO_AZURE = "reprotect_to_azure_orchestrator"
@@ -38,40 +36,27 @@ bp = durable_blueprint()
 @bp.orchestration_trigger(context_name="context", orchestration=REPROTECT_TO_AZURE)
 def reprotect_to_azure_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     run = FailbackRun.model_validate(context.get_input())
-    at = At(step=Step.CHECK_PREREQUISITES)
-    try:
-        yield from _reprotect(context, run, at)
-        outcome = ForwardOutcome(machine_id=run.machine_id, job_id=run.job_id, succeeded=True)
-    except Stopped as stop:
-        outcome = _failed(run, at, stop.message)
-    except Exception as exc:  # an activity that exhausted its retries
-        outcome = _failed(run, at, str(exc))
-    if not outcome.succeeded:
-        yield _progress(context, run, (at.step, "Failed", outcome.error_message))
-    yield call_activity(context, end_forward_reprotect_job, outcome)
-    return outcome.succeeded
-
-
-def _failed(run: FailbackRun, at: At, message: str) -> ForwardOutcome:
-    return ForwardOutcome(
-        machine_id=run.machine_id,
-        job_id=run.job_id,
-        succeeded=False,
-        failed_step=str(at.step.value),
-        error_message=message,
+    succeeded: bool = yield from run_job(
+        context,
+        run,
+        At(step=Step.CHECK_PREREQUISITES),
+        _reprotect,
+        outcome=ForwardOutcome,
+        end=end_forward_reprotect_job,
     )
+    return succeeded
 
 
 def _reprotect(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -> Orchestration:
     ref = StepRef(machine_id=run.machine_id, job_id=run.job_id)
 
-    yield from _begin(context, run, at, Step.CHECK_PREREQUISITES)
+    yield from begin(context, run, at, Step.CHECK_PREREQUISITES)
     checked = StepResult.model_validate((yield call_activity(context, check_forward_reprotect, ref)))
     if not checked.ok:
         raise Stopped(checked.error_code, checked.message)
-    yield _progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
+    yield progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
 
-    yield from _begin(context, run, at, Step.SEND_CHANGES)
+    yield from begin(context, run, at, Step.SEND_CHANGES)
     queued = Queued.model_validate((yield call_activity(context, request_reprotect_cycle, ref)))
     deadline = context.current_utc_datetime + timedelta(seconds=queued.timeout_seconds)
     while True:
@@ -85,20 +70,9 @@ def _reprotect(context: df.DurableOrchestrationContext, run: FailbackRun, at: At
                 f"(command {queued.command_ids[0]}; {sent.message})",
             )
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=queued.poll_seconds))
-    yield _progress(
+    yield progress(
         context,
         run,
         (Step.SEND_CHANGES, "Succeeded", sent.message),
         (Step.START_REPLICATION, "Succeeded", "replication runs; new recovery points are kept"),
     )
-
-
-def _begin(context: df.DurableOrchestrationContext, run: FailbackRun, at: At, step: Enum) -> Orchestration:
-    at.step = step
-    yield _progress(context, run, (step, "InProgress", None))
-
-
-def _progress(
-    context: df.DurableOrchestrationContext, run: FailbackRun, *updates: tuple[Enum, str, str | None]
-) -> Any:
-    return record_progress(context, run.job_id, *updates)

@@ -15,16 +15,13 @@ from shared.bootstrap import get_services
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import MachineState
 from shared.failback import forward
+from shared.failback.planned import FailbackOutcome
 
 bp = durable_blueprint()
 
 
-class ForwardOutcome(Payload):
-    machine_id: str
-    job_id: str
-    succeeded: bool
-    failed_step: str | None = None
-    error_message: str | None = None
+class ForwardOutcome(FailbackOutcome):
+    """How a reprotect to Azure ends."""
 
 
 def _json(payload: Payload) -> dict[str, Any]:

@@ -20,9 +20,7 @@ operator to cancel again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import Enum
 from typing import Any
 
 import azure.durable_functions as df
@@ -40,7 +38,8 @@ from orchestrators.failback.contracts import (
     StepRef,
     StepResult,
 )
-from orchestrators.failback.orchestrator import Orchestration, ReverseStopped, _answer, _cycle
+from orchestrators.failback.job_steps import At, Stopped, begin, progress, run_job
+from orchestrators.failback.orchestrator import Orchestration, _answer, _cycle
 from orchestrators.failback.planned_activities import (
     Attachment,
     CommandName,
@@ -58,7 +57,7 @@ from orchestrators.failback.planned_activities import (
     start_azure_vm,
     stop_azure_vm,
 )
-from orchestrators.hydration.itinerary import call_activity, record_progress
+from orchestrators.hydration.itinerary import call_activity
 from shared.domain.failback import CancelPlannedFailoverStep as Undo
 from shared.domain.failback import PlannedFailoverStep as Step
 from shared.domain.failback import ReprotectStep
@@ -69,45 +68,15 @@ bp = durable_blueprint()
 _ANY_STEP = ReprotectStep.START_REVERSE_REPLICATION
 
 
-class Stopped(Exception):
-    def __init__(self, code: str | None, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-@dataclass
-class At:
-    step: Enum
-    messages: list[str] = field(default_factory=list)
-
-
 @bp.orchestration_trigger(context_name="context", orchestration=FAILBACK_JOB)
 def failback_job_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     run = FailbackRun.model_validate(context.get_input())
     at = At(step=Undo.POWER_OFF_ON_PREMISES if run.cancel else Step.CHECK_PREREQUISITES)
-    flow = _cancel if run.cancel else _planned_failover
-    try:
-        yield from flow(context, run, at)
-        outcome = FailbackOutcome(machine_id=run.machine_id, job_id=run.job_id, succeeded=True)
-    except (Stopped, ReverseStopped) as stop:
-        outcome = _failed(run, at, stop.code, stop.message)
-    except Exception as exc:  # an activity that exhausted its retries
-        outcome = _failed(run, at, None, str(exc))
-    if not outcome.succeeded:
-        yield _progress(context, run, (at.step, "Failed", outcome.error_message))
-    yield _call(context, end_cancel_job if run.cancel else end_planned_failover_job, outcome)
-    return outcome.succeeded
-
-
-def _failed(run: FailbackRun, at: At, code: str | None, message: str) -> FailbackOutcome:
-    return FailbackOutcome(
-        machine_id=run.machine_id,
-        job_id=run.job_id,
-        succeeded=False,
-        failed_step=str(at.step.value),
-        error_code=code,
-        error_message=message,
+    end = end_cancel_job if run.cancel else end_planned_failover_job
+    succeeded: bool = yield from run_job(
+        context, run, at, _cancel if run.cancel else _planned_failover, outcome=FailbackOutcome, end=end
     )
+    return succeeded
 
 
 # --- planned failover -----------------------------------------------------------------------------
@@ -116,26 +85,26 @@ def _failed(run: FailbackRun, at: At, code: str | None, message: str) -> Failbac
 def _planned_failover(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -> Orchestration:
     ref = StepRef(machine_id=run.machine_id, job_id=run.job_id)
 
-    yield from _begin(context, run, at, Step.CHECK_PREREQUISITES)
+    yield from begin(context, run, at, Step.CHECK_PREREQUISITES)
     checked = StepResult.model_validate((yield _call(context, check_planned_failover_prerequisites, ref)))
     if not checked.ok:
         raise Stopped(checked.error_code, checked.message)
-    yield _progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
+    yield progress(context, run, (Step.CHECK_PREREQUISITES, "Succeeded", checked.message))
 
-    yield from _begin(context, run, at, Step.PRE_SYNC)
+    yield from begin(context, run, at, Step.PRE_SYNC)
     yield from _reverse_cycle(context, run, "pre")
-    yield _progress(context, run, (Step.PRE_SYNC, "Succeeded", "a reverse cycle while the Azure VM ran"))
+    yield progress(context, run, (Step.PRE_SYNC, "Succeeded", "a reverse cycle while the Azure VM ran"))
 
-    yield from _begin(context, run, at, Step.SHUT_DOWN_AZURE_VM)
+    yield from begin(context, run, at, Step.SHUT_DOWN_AZURE_VM)
     stopped = StepResult.model_validate((yield _call(context, stop_azure_vm, ref)))
     if not stopped.ok:
         raise Stopped(stopped.error_code, stopped.message)
-    yield _progress(context, run, (Step.SHUT_DOWN_AZURE_VM, "Succeeded", stopped.message))
+    yield progress(context, run, (Step.SHUT_DOWN_AZURE_VM, "Succeeded", stopped.message))
 
-    yield from _begin(context, run, at, Step.FINAL_SYNC)
+    yield from begin(context, run, at, Step.FINAL_SYNC)
     yield from _reverse_cycle(context, run, "final")
     final = Recorded.model_validate((yield _call(context, keep_final_snapshots, ref)))
-    yield _progress(
+    yield progress(
         context,
         run,
         (
@@ -145,28 +114,28 @@ def _planned_failover(context: df.DurableOrchestrationContext, run: FailbackRun,
         ),
     )
 
-    yield from _begin(context, run, at, Step.DETACH_DISKS)
+    yield from begin(context, run, at, Step.DETACH_DISKS)
     yield _call(
         context, set_disks_detached, Attachment(machine_id=run.machine_id, job_id=run.job_id, detached=True)
     )
-    yield _progress(
+    yield progress(
         context, run, (Step.DETACH_DISKS, "Succeeded", "no reverse manifest is sent to the disks any more")
     )
 
-    yield from _begin(context, run, at, Step.SNAPSHOT_ON_PREMISES)
-    copied = yield from _command(context, run, "snapshotDisks")
+    yield from begin(context, run, at, Step.SNAPSHOT_ON_PREMISES)
+    copied = yield from command(context, run, "snapshotDisks")
     copies = Recorded.model_validate(
         (yield _call(context, keep_disk_copies, CommandWatch(machine_id=run.machine_id, command_id=copied)))
     )
     if not copies.done:
         raise Stopped(None, copies.message)
-    yield _progress(context, run, (Step.SNAPSHOT_ON_PREMISES, "Succeeded", copies.message))
+    yield progress(context, run, (Step.SNAPSHOT_ON_PREMISES, "Succeeded", copies.message))
 
-    yield from _begin(context, run, at, Step.POWER_ON_ON_PREMISES)
-    powered = yield from _command(context, run, "powerOn")
-    yield _progress(context, run, (Step.POWER_ON_ON_PREMISES, "Succeeded", "the on-premises VM is on"))
+    yield from begin(context, run, at, Step.POWER_ON_ON_PREMISES)
+    powered = yield from command(context, run, "powerOn")
+    yield progress(context, run, (Step.POWER_ON_ON_PREMISES, "Succeeded", "the on-premises VM is on"))
 
-    yield from _begin(context, run, at, Step.VERIFY_HEARTBEAT)
+    yield from begin(context, run, at, Step.VERIFY_HEARTBEAT)
     polling = CycleSettings.model_validate((yield _call(context, reverse_cycle_settings, ref)))
     deadline = context.current_utc_datetime + timedelta(seconds=polling.timeout_seconds)
     attempt = 0
@@ -188,8 +157,8 @@ def _planned_failover(context: df.DurableOrchestrationContext, run: FailbackRun,
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=polling.poll_seconds))
         attempt += 1
         # Asked again: the answer of a powered-on machine says whether its guest has been heard since.
-        powered = yield from _command(context, run, "powerOn", attempt=attempt)
-    yield _progress(context, run, (Step.VERIFY_HEARTBEAT, "Succeeded", heard.message))
+        powered = yield from command(context, run, "powerOn", attempt=attempt)
+    yield progress(context, run, (Step.VERIFY_HEARTBEAT, "Succeeded", heard.message))
 
 
 def _reverse_cycle(context: df.DurableOrchestrationContext, run: FailbackRun, name: str) -> Orchestration:
@@ -208,35 +177,35 @@ def _reverse_cycle(context: df.DurableOrchestrationContext, run: FailbackRun, na
 def _cancel(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -> Orchestration:
     ref = StepRef(machine_id=run.machine_id, job_id=run.job_id)
 
-    yield from _begin(context, run, at, Undo.POWER_OFF_ON_PREMISES)
-    yield from _command(context, run, "powerOff")
-    yield _progress(context, run, (Undo.POWER_OFF_ON_PREMISES, "Succeeded", "the on-premises VM is off"))
+    yield from begin(context, run, at, Undo.POWER_OFF_ON_PREMISES)
+    yield from command(context, run, "powerOff")
+    yield progress(context, run, (Undo.POWER_OFF_ON_PREMISES, "Succeeded", "the on-premises VM is off"))
 
-    yield from _begin(context, run, at, Undo.REVERT_DISKS)
+    yield from begin(context, run, at, Undo.REVERT_DISKS)
     record = Recorded.model_validate((yield _call(context, read_failback_record, ref)))
     if record.done:
-        yield from _command(context, run, "revertDisks")
+        yield from command(context, run, "revertDisks")
         reverted = "the disks are their copies taken before power-on again"
     else:
         reverted = "no copy was taken: the disks were not changed by a power-on"
-    yield _progress(context, run, (Undo.REVERT_DISKS, "Succeeded", reverted))
+    yield progress(context, run, (Undo.REVERT_DISKS, "Succeeded", reverted))
 
-    yield from _begin(context, run, at, Undo.REATTACH_DISKS)
+    yield from begin(context, run, at, Undo.REATTACH_DISKS)
     yield _call(
         context, set_disks_detached, Attachment(machine_id=run.machine_id, job_id=run.job_id, detached=False)
     )
-    yield _progress(context, run, (Undo.REATTACH_DISKS, "Succeeded", "the appliance writes the disks again"))
+    yield progress(context, run, (Undo.REATTACH_DISKS, "Succeeded", "the appliance writes the disks again"))
 
-    yield from _begin(context, run, at, Undo.START_AZURE_VM)
+    yield from begin(context, run, at, Undo.START_AZURE_VM)
     started = StepResult.model_validate((yield _call(context, start_azure_vm, ref)))
     if not started.ok:
         raise Stopped(started.error_code, started.message)
-    yield _progress(context, run, (Undo.START_AZURE_VM, "Succeeded", started.message))
+    yield progress(context, run, (Undo.START_AZURE_VM, "Succeeded", started.message))
 
-    yield from _begin(context, run, at, Undo.RESUME_REVERSE_REPLICATION)
+    yield from begin(context, run, at, Undo.RESUME_REVERSE_REPLICATION)
     if record.done:
-        yield from _command(context, run, "deleteDiskSnapshots")
-    yield _progress(
+        yield from command(context, run, "deleteDiskSnapshots")
+    yield progress(
         context,
         run,
         (
@@ -250,7 +219,7 @@ def _cancel(context: df.DurableOrchestrationContext, run: FailbackRun, at: At) -
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _command(
+def command(
     context: df.DurableOrchestrationContext, run: FailbackRun, command: CommandName, *, attempt: int = 0
 ) -> Orchestration:
     """Queue an appliance command and wait (bounded) for its answer; an error answer stops the job."""
@@ -273,16 +242,5 @@ def _command(
     return command_id
 
 
-def _begin(context: df.DurableOrchestrationContext, run: FailbackRun, at: At, step: Enum) -> Orchestration:
-    at.step = step
-    yield _progress(context, run, (step, "InProgress", None))
-
-
 def _call(context: df.DurableOrchestrationContext, activity: Any, payload: Any) -> Any:
     return call_activity(context, activity, payload)
-
-
-def _progress(
-    context: df.DurableOrchestrationContext, run: FailbackRun, *updates: tuple[Enum, str, str | None]
-) -> Any:
-    return record_progress(context, run.job_id, *updates)

@@ -26,7 +26,7 @@ from shared.domain.health import Health
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import OPERATIONS, ForbiddenTransition, MachineState, Operation, transition
 from shared.domain.machine import Machine
-from shared.failback.planned import FailbackStarted
+from shared.failback.planned import FailbackOutcome, FailbackStarted
 from shared.health import Failure, HealthSettings, record_failures, reset_health
 from shared.health.catalog import commit_failback_error
 from shared.jobs import lifecycle as jobs
@@ -215,14 +215,8 @@ def delete_machine_resources(
 # --- the job's end --------------------------------------------------------------------------------
 
 
-class CommitOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    machine_id: str
-    job_id: str
-    succeeded: bool
-    failed_step: str | None = None
-    error_message: str | None = None
+class CommitOutcome(FailbackOutcome):
+    """How a CommitFailback job ends."""
 
 
 def end_commit_failback(

@@ -244,7 +244,8 @@ def record_heartbeat(
 
 
 class FailbackOutcome(BaseModel):
-    """How a PlannedFailover or CancelPlannedFailover job ends."""
+    """How a failback job ends (PlannedFailover, CancelPlannedFailover; CommitFailback and the reprotect to
+    Azure extend it): what its orchestration hands the activity that records the end."""
 
     model_config = ConfigDict(frozen=True)
 
