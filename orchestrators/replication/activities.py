@@ -59,7 +59,6 @@ from shared.replication import cycles
 from shared.replication.apply_engine import (
     ApplyOptions,
     CycleRejected,
-    ManifestMismatch,
     ProgressReport,
     apply_extents,
     load_manifest,
@@ -235,13 +234,9 @@ def _process_disk(request: DiskApply) -> DiskApplied:
                 request.manifest_blob,
                 machine_id=request.machine_id,
                 cycle_id=request.cycle_id,
+                disk_id=request.disk_id,  # the event's disk: a manifest of another is ManifestMismatch
             ) as manifest,
         ):
-            if manifest.disk_id != request.disk_id:
-                raise ManifestMismatch(
-                    f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
-                    f"describes disk {manifest.disk_id}"
-                )
             replica = replica_container().get_blob_client(
                 replica_blob_name(request.machine_id, request.disk_id)
             )
@@ -288,13 +283,9 @@ def plan_cycle_disk_units(payload: dict[str, Any]) -> dict[str, Any]:
                 request.manifest_blob,
                 machine_id=request.machine_id,
                 cycle_id=request.cycle_id,
+                disk_id=request.disk_id,  # the event's disk: a manifest of another is ManifestMismatch
             ) as manifest,
         ):
-            if manifest.disk_id != request.disk_id:
-                raise ManifestMismatch(
-                    f"the event lists {request.manifest_blob} for disk {request.disk_id}, but that manifest "
-                    f"describes disk {manifest.disk_id}"
-                )
             units = plan_units(manifest, cache_container())
             blobs = sorted(set(manifest.referenced_blob_sizes()) | {request.manifest_blob})
     except CycleRejected as rejected:
