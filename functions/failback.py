@@ -39,6 +39,7 @@ from orchestrators.failback.forward_activities import ForwardOutcome
 from orchestrators.failback.orchestrator import REVERSE
 from shared.appliances.registry import update_policy
 from shared.bootstrap import get_services
+from shared.domain.errors import ValidationFailed
 from shared.failback import forward, planned
 from shared.failback import service as failback
 
@@ -61,7 +62,16 @@ async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient
     # The direction follows where the machine is active: home again after a committed failback, toward Azure.
     if await asyncio.to_thread(forward.reprotects_to_azure, services.repos, machine_id):
         return await _reprotect_to_azure(req, client, machine_id)
-    request = parse_body(req, failback.ReprotectRequest)
+    # One documented body for both directions; `policy` belongs to the reprotect to Azure only.
+    body = parse_body(req, forward.ForwardReprotectRequest)
+    if body.policy is not None:
+        await asyncio.to_thread(services.repos.machines.require, machine_id)  # an unknown machine: 404 first
+        raise ValidationFailed.single(
+            "policy",
+            "only for a reprotect to Azure (a FailbackCommitted machine); a reprotect to on-premises "
+            "replicates with the reverse appliance's policy: change it with PUT /api/appliances/{id}/policy",
+        )
+    request = failback.ReprotectRequest(appliance_id=body.appliance_id)
     started = await asyncio.to_thread(
         failback.start_reprotect,
         services.repos,

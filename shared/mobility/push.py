@@ -48,6 +48,8 @@ from shared.platform.storage import BlobSasSigner
 STEPS: tuple[PushStep, ...] = tuple(PushStep)
 # Absolute, and plain enough to travel on the configurator's command line unquoted.
 DiskPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]{1,255}$", max_length=256)]
+# A key that is not a disk id is refused by the schema too (patternProperties alone would let it through).
+DiskPaths = Annotated[dict[ResourceId, DiskPath], Field(json_schema_extra={"additionalProperties": False})]
 
 DEFAULT_PASSPHRASE_NAME = "mobility-passphrase"
 LINUX_INSTALL_LOCATION = "/usr/local/ASR"
@@ -91,7 +93,7 @@ class PushInstallBody(RequestModel):
         default=None, description="where the appliance reaches the server; default its first reported IP"
     )
     server_port: int = Field(default=22, ge=1, le=65535, description="SSH port (Linux)")
-    disk_paths: dict[ResourceId, DiskPath] | None = Field(
+    disk_paths: DiskPaths | None = Field(
         default=None,
         description="disk id of the machine's inventory -> the block device or raw disk image on the server "
         'the agent replicates it from (Linux), e.g. {"disk-0": "/dev/sda"}; without it the agent '

@@ -262,8 +262,12 @@ def test_a_second_reprotect_after_a_failed_one_protects_the_machine_back(
     assert view["state"] == "FailoverCommitted" and view.get("reverseProtection") is None, view
     assert "reprotect" in view["allowedOperations"]
     group = azure_data.split("/resourceGroups/")[1].split("/")[0]
+    # (the group is shared with the module's other machines: only this machine's disks' snapshots count)
+    disks = (azure_os.rsplit("/", 1)[-1][:50], azure_data.rsplit("/", 1)[-1][:50])  # as data_path names them
     assert not [
-        s.name for s in client.arm.compute.snapshots.list_by_resource_group(group) if "-rv-" in s.name
+        s.name
+        for s in client.arm.compute.snapshots.list_by_resource_group(group)
+        if "-rv-" in s.name and s.name.startswith(disks)
     ]
 
     # The Azure VM goes on writing; the operator reprotects again at once: the same instance id
