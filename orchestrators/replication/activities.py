@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +66,7 @@ from shared.replication.apply_engine import (
 )
 from shared.replication.delta_manifest import cycle_prefix, manifest_blob_name
 from shared.replication.machines import STEP_CREATE_REPLICAS
+from shared.replication.manifest_stream import StreamedManifest
 from shared.replication.recovery_points import pinned_snapshots, pins_container_of
 from shared.replication.replica_disks import (
     ReplicaDiskSpec,
@@ -203,6 +205,28 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
     jobs.finish(services.repos, ref.job_id, JobStatus.SUCCEEDED, now=services.clock())
 
 
+@contextlib.contextmanager
+def _disk_manifest(request: DiskApply, span: str) -> Iterator[StreamedManifest]:
+    """The disk's manifest of the cycle, streamed (a manifest of another disk, machine or cycle is
+    ManifestMismatch), inside the telemetry span of the work done with it."""
+    with (
+        get_telemetry().span(
+            span,
+            machine_id=request.machine_id,
+            cycle_id=request.cycle_id,
+            attributes={"migrate.disk_id": request.disk_id},
+        ),
+        load_manifest(
+            cache_container(),
+            request.manifest_blob,
+            machine_id=request.machine_id,
+            cycle_id=request.cycle_id,
+            disk_id=request.disk_id,
+        ) as manifest,
+    ):
+        yield manifest
+
+
 @bp.activity_trigger(input_name="payload")
 def apply_cycle_disk(payload: dict[str, Any]) -> dict[str, Any]:
     """Apply one disk's delta in one pass (verified while written; a damaged upload found after a write
@@ -220,23 +244,8 @@ def _process_disk(request: DiskApply) -> DiskApplied:
                 machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size
             ),
         )
-    telemetry = get_telemetry()
     try:
-        with (
-            telemetry.span(
-                "replication.apply_disk",
-                machine_id=request.machine_id,
-                cycle_id=request.cycle_id,
-                attributes={"migrate.disk_id": request.disk_id},
-            ),
-            load_manifest(
-                cache_container(),
-                request.manifest_blob,
-                machine_id=request.machine_id,
-                cycle_id=request.cycle_id,
-                disk_id=request.disk_id,  # the event's disk: a manifest of another is ManifestMismatch
-            ) as manifest,
-        ):
+        with _disk_manifest(request, "replication.apply_disk") as manifest:
             replica = replica_container().get_blob_client(
                 replica_blob_name(request.machine_id, request.disk_id)
             )
@@ -271,21 +280,7 @@ def plan_cycle_disk_units(payload: dict[str, Any]) -> dict[str, Any]:
         ReplicaDiskSpec(machine_id=request.machine_id, disk_id=request.disk_id, disk_size=request.disk_size),
     )
     try:
-        with (
-            get_telemetry().span(
-                "replication.plan_units",
-                machine_id=request.machine_id,
-                cycle_id=request.cycle_id,
-                attributes={"migrate.disk_id": request.disk_id},
-            ),
-            load_manifest(
-                cache_container(),
-                request.manifest_blob,
-                machine_id=request.machine_id,
-                cycle_id=request.cycle_id,
-                disk_id=request.disk_id,  # the event's disk: a manifest of another is ManifestMismatch
-            ) as manifest,
-        ):
+        with _disk_manifest(request, "replication.plan_units") as manifest:
             units = plan_units(manifest, cache_container())
             blobs = sorted(set(manifest.referenced_blob_sizes()) | {request.manifest_blob})
     except CycleRejected as rejected:
