@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,9 @@ from cli import render
 from cli.client import ApiClient, ApiError, EndpointUnreachable
 from cli.config import ConfigError, Profile, default_profile_path, load_profile, save_profile
 from cli.wait import EXIT_FAILED, EXIT_SUCCEEDED, exit_code, follow_job
+from shared.domain.command import DISK_PATH_PATTERN
 from shared.domain.job import JobKind, JobStatus
+from shared.domain.wire import is_resource_id
 
 EXIT_USAGE = 64
 MERGE_PATCH = "application/merge-patch+json"
@@ -525,6 +528,7 @@ def _push_body(
     passphrase_name: str | None,
     server_address: str | None,
     server_port: int | None,
+    disk_paths: dict[str, str],
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"credentialName": credential_name}
     optional = {
@@ -532,9 +536,36 @@ def _push_body(
         "passphraseName": passphrase_name,
         "serverAddress": server_address,
         "serverPort": server_port,
+        "diskPaths": disk_paths or None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+_DISK_PATH = re.compile(DISK_PATH_PATTERN)
+
+
+def _disk_paths(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """DISK_ID=PATH pairs, checked by the API's own rules so a typo is caught before anything is pushed."""
+    paths: dict[str, str] = {}
+    for value in values:
+        disk_id, sep, path = value.partition("=")
+        if not sep or not disk_id or not path:
+            raise click.BadParameter(f"{value!r} is not DISK_ID=PATH, e.g. data=/dev/sdb")
+        if not is_resource_id(disk_id):
+            raise click.BadParameter(
+                f"{disk_id!r} is not a disk id: 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+                "or digit (the ids `migrate machines show` lists)"
+            )
+        if not _DISK_PATH.fullmatch(path):
+            raise click.BadParameter(
+                f"{path!r} (disk {disk_id}) must be an absolute path of letters, digits, '.', '_', '-' and '/' "
+                "only, e.g. /dev/sdb or /srv/disks/data.img"
+            )
+        if paths.get(disk_id, path) != path:
+            raise click.BadParameter(f"disk {disk_id} is given twice: {paths[disk_id]} and {path}")
+        paths[disk_id] = path
+    return paths
 
 
 def _push_options(command: Callable[..., int]) -> Callable[..., int]:
@@ -555,6 +586,15 @@ def _push_options(command: Callable[..., int]) -> Callable[..., int]:
             help="how the appliance reaches the server (default: its IP)",
         ),
         click.option("--server-port", type=int, default=None, help="SSH port (Linux; default 22)"),
+        click.option(
+            "--disk-path",
+            "disk_paths",
+            multiple=True,
+            metavar="DISK_ID=PATH",
+            callback=_disk_paths,
+            help="Linux: the block device or raw image on the server the agent replicates a disk from, e.g. "
+            "data=/dev/sdb (repeat per disk; none: the agent only heartbeats, and an update keeps its disks)",
+        ),
         wait_option,
         timeout_option,
         pass_ctx,
@@ -575,11 +615,14 @@ def mobility_install(
     passphrase_name: str | None,
     server_address: str | None,
     server_port: int | None,
+    disk_paths: dict[str, str],
     wait: bool,
     timeout: float | None,
 ) -> int:
     """Push-install the Mobility service on MACHINE_ID through its appliance (job InstallMobilityService)."""
-    body = _push_body(credential_name, install_location, passphrase_name, server_address, server_port)
+    body = _push_body(
+        credential_name, install_location, passphrase_name, server_address, server_port, disk_paths
+    )
     return start_job(state, "POST", f"/api/machines/{machine_id}/mobility/install", body, wait, timeout)
 
 
@@ -594,11 +637,14 @@ def mobility_update(
     passphrase_name: str | None,
     server_address: str | None,
     server_port: int | None,
+    disk_paths: dict[str, str],
     wait: bool,
     timeout: float | None,
 ) -> int:
     """Update the Mobility service on MACHINE_ID to the newest installer for its OS."""
-    body = _push_body(credential_name, install_location, passphrase_name, server_address, server_port)
+    body = _push_body(
+        credential_name, install_location, passphrase_name, server_address, server_port, disk_paths
+    )
     return start_job(state, "POST", f"/api/machines/{machine_id}/mobility/update", body, wait, timeout)
 
 

@@ -311,6 +311,13 @@ def vss_failure_is_warning(agent_version: str) -> bool:
     return version_key(agent_version)[:2] >= VSS_WARNING_FROM
 
 
+# Absolute, and plain enough to travel on the configurator's command line unquoted.
+DISK_PATH_PATTERN: Final = r"^/[A-Za-z0-9._/-]{1,255}$"
+DiskPath = Annotated[str, Field(pattern=DISK_PATH_PATTERN, max_length=256)]
+# A key that is not a disk id is refused by the schema too (patternProperties alone would let it through).
+DiskPaths = Annotated[dict[ResourceId, DiskPath], Field(json_schema_extra={"additionalProperties": False})]
+
+
 class PushInstallRequest(WireModel):
     """Install (or update) the Mobility service on a source server from a catalog installer.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
-from typing import Annotated
 
 from azure.storage.blob import BlobSasPermissions, ContainerClient
 from pydantic import Field
@@ -24,6 +23,7 @@ from shared.appliances.commands import queue_command_of
 from shared.domain.command import (
     ApplianceCommand,
     CommandKind,
+    DiskPaths,
     PushInstallReport,
     PushInstallRequest,
     PushStep,
@@ -35,7 +35,7 @@ from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.machine import Machine
 from shared.domain.pending_start import StartOutcome
-from shared.domain.wire import RequestModel, ResourceId
+from shared.domain.wire import RequestModel
 from shared.health.catalog import CATALOG, render
 from shared.jobs import lifecycle as jobs
 from shared.jobs import starts
@@ -46,10 +46,6 @@ from shared.platform.repository import Repositories
 from shared.platform.storage import BlobSasSigner
 
 STEPS: tuple[PushStep, ...] = tuple(PushStep)
-# Absolute, and plain enough to travel on the configurator's command line unquoted.
-DiskPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]{1,255}$", max_length=256)]
-# A key that is not a disk id is refused by the schema too (patternProperties alone would let it through).
-DiskPaths = Annotated[dict[ResourceId, DiskPath], Field(json_schema_extra={"additionalProperties": False})]
 
 DEFAULT_PASSPHRASE_NAME = "mobility-passphrase"
 LINUX_INSTALL_LOCATION = "/usr/local/ASR"

@@ -21,6 +21,7 @@ from cli import wait
 from cli.client import ApiClient
 from cli.config import ConfigError, Profile, load_profile, save_profile
 from cli.main import run
+from shared.mobility.push import PushInstallBody
 
 ENDPOINT = "http://api.test"
 REPO = Path(__file__).resolve().parents[2]
@@ -480,6 +481,28 @@ def test_machine_show_has_recovery_points_and_errors_with_their_steps(
             {"credentialName": "root-cred", "serverPort": 2222},
             "InstallMobilityService",
         ),
+        (
+            [
+                "mobility",
+                "install",
+                "vm-1",
+                "--credential-name",
+                "root-cred",
+                "--disk-path",
+                "os=/dev/sda",
+                "--disk-path",
+                "data-1=/srv/disks/data.img",
+            ],
+            "/api/machines/vm-1/mobility/install",
+            {"credentialName": "root-cred", "diskPaths": {"os": "/dev/sda", "data-1": "/srv/disks/data.img"}},
+            "InstallMobilityService",
+        ),
+        (
+            ["mobility", "update", "vm-1", "--credential-name", "root-cred", "--disk-path", "os=/dev/sda"],
+            "/api/machines/vm-1/mobility/update",
+            {"credentialName": "root-cred", "diskPaths": {"os": "/dev/sda"}},
+            "InstallMobilityService",
+        ),
     ],
 )
 def test_failback_and_mobility_actions_start_their_job_and_wait_for_it(
@@ -500,6 +523,56 @@ def test_failback_and_mobility_actions_start_their_job_and_wait_for_it(
     assert (json.loads(sent.content) if sent.content else None) == body
     out = capsys.readouterr().out
     assert f"{kind} on vm-1" in out and "Install VSS provider" in out
+
+
+@pytest.mark.parametrize(
+    ("disk_path", "said"),
+    [
+        ("/dev/sdb", "is not DISK_ID=PATH, e.g. data=/dev/sdb"),
+        ("data=", "is not DISK_ID=PATH"),
+        ("data=dev/sdb", "'dev/sdb' (disk data) must be an absolute path"),
+        ("data=/dev/sdb; rm -rf /", "must be an absolute path of letters, digits"),
+        ("-data=/dev/sdb", "'-data' is not a disk id"),
+        ("data/1=/dev/sdb", "'data/1' is not a disk id"),
+    ],
+)
+def test_a_bad_disk_path_is_refused_before_anything_is_sent(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], disk_path: str, said: str
+) -> None:
+    argv = ["mobility", "install", "vm-1", "--credential-name", "root", f"--disk-path={disk_path}"]
+    assert run(argv) == 64
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long messages
+    assert "--disk-path" in err and said in err and "Traceback" not in err
+    assert api.sent == []
+
+
+@pytest.mark.parametrize(
+    "disk_path",
+    ["os=/dev/sda", "data_1.x=/srv/d-1.img", "a=/", "os=/dev/sd a", "os=C:/disk", "x" * 129 + "=/dev/sda"],
+)
+def test_the_client_accepts_a_disk_path_exactly_when_the_api_does(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], disk_path: str
+) -> None:
+    """The client checks the API's rules (shared.domain.command.DiskPaths), not a copy that could drift."""
+    disk_id, _, path = disk_path.partition("=")
+    try:
+        PushInstallBody.model_validate({"credentialName": "root", "diskPaths": {disk_id: path}})
+        api_accepts = True
+    except ValueError:
+        api_accepts = False
+    argv = ["mobility", "install", "vm-1", "--credential-name", "root", "--disk-path", disk_path]
+    assert (run(argv) != 64) is api_accepts, capsys.readouterr().err
+    assert bool(api.sent) is api_accepts
+
+
+def test_one_disk_given_two_paths_is_refused(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["mobility", "update", "vm-1", "--credential-name", "root", "--disk-path", "os=/dev/sda"]
+    assert run([*argv, "--disk-path", "os=/dev/sda"]) != 64  # the same pair twice is harmless
+    capsys.readouterr()
+    sent = len(api.sent)
+    assert run([*argv, "--disk-path", "os=/dev/sdb"]) == 64
+    assert "disk os is given twice: /dev/sda and /dev/sdb" in " ".join(capsys.readouterr().err.split())
+    assert len(api.sent) == sent
 
 
 def test_reprotect_needs_the_appliance(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
