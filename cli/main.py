@@ -120,6 +120,70 @@ def configure(endpoint: str, function_key: str) -> int:
     return EXIT_SUCCEEDED
 
 
+# --- the replication policy's options: `appliances policy set` and `reprotect` (to Azure) -----------------
+
+# Flag -> the policy member it sets; the API checks the ranges.
+_POLICY_FLAGS = {
+    "throttling": "throttlingEnabled",
+    "work_hours_bandwidth_kbps": "workHoursBandwidthKbps",
+    "non_work_hours_bandwidth_kbps": "nonWorkHoursBandwidthKbps",
+    "upload_threads_per_vm": "uploadThreadsPerVm",
+    "recovery_point_retention_count": "recoveryPointRetentionCount",
+    "recovery_point_retention_hours": "recoveryPointRetentionHours",
+    "app_consistent_frequency_minutes": "appConsistentFrequencyMinutes",
+    "reverse_cycle_minutes": "reverseCycleMinutes",
+}
+
+
+def policy_options(file_option: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """The policy's flags and a JSON file of members (`file_option`), passed as `policy_file` and one
+    keyword per flag; `policy_changes` turns them into the members to change."""
+    decorators: list[Callable[[Any], Any]] = [
+        click.option("--throttling/--no-throttling", default=None, help="limit the upload bandwidth, or not"),
+        click.option("--work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps"),
+        click.option("--non-work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps"),
+        click.option("--upload-threads-per-vm", type=int, help="1..32 (default 4)"),
+        click.option("--recovery-point-retention-count", type=int),
+        click.option("--recovery-point-retention-hours", type=int),
+        click.option("--app-consistent-frequency-minutes", type=int, help="0: no app-consistent points"),
+        click.option(
+            "--reverse-cycle-minutes", type=int, help="reverse protection: minutes between reverse cycles"
+        ),
+        click.option(
+            file_option,
+            "policy_file",
+            type=click.File("r"),
+            help="policy members as a JSON object ('-': stdin); the flags above win over it",
+        ),
+    ]
+
+    def decorate(command: Callable[..., int]) -> Callable[..., int]:
+        for option in reversed(decorators):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def policy_changes(policy_file: Any, fields: dict[str, Any], file_option: str) -> dict[str, Any]:
+    """The policy members the command line names: the file's, then the flags' (the flags win)."""
+    changes: dict[str, Any] = {}
+    if policy_file is not None:
+        loaded = json.load(policy_file)
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must hold a JSON object of policy members", param_hint=file_option)
+        changes = loaded
+    changes.update({_POLICY_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    return changes
+
+
+def changed_policy(state: Context, appliance_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """APPLIANCE_ID's current policy with `changes`: the API takes a whole policy (an omitted member takes
+    its default), so sending the current one changes only what the command line names."""
+    current = state.client.get(f"/api/appliances/{appliance_id}/policy")
+    return {**current, **changes}
+
+
 # --- long operations -------------------------------------------------------------------------------------
 
 wait_option = click.option(
@@ -397,15 +461,29 @@ def cancel_planned_failover_command(
     required=True,
     help="the appliance that writes the on-premises machine's disks (healthy, of the machine's kind)",
 )
+@policy_options("--policy-file")
 @wait_option
 @timeout_option
 @pass_ctx
 def reprotect_command(
-    state: Context, /, machine_id: str, appliance_id: str, wait: bool, timeout: float | None
+    state: Context,
+    /,
+    machine_id: str,
+    appliance_id: str,
+    policy_file: Any,
+    wait: bool,
+    timeout: float | None,
+    **fields: Any,
 ) -> int:
     """Protect a committed failover back to on-premises (reverse initial sync, then reverse cycles); on a
-    FailbackCommitted machine, protect it to Azure again (only what changed on-premises is sent)."""
-    body = {"applianceId": appliance_id}
+    FailbackCommitted machine, protect it to Azure again (only what changed on-premises is sent).
+
+    The policy options (reprotect to Azure only; the API refuses them toward on-premises) change members of
+    the appliance's replication policy before the reprotect starts, as `appliances policy set` does; the
+    other members keep their current values."""
+    body: dict[str, Any] = {"applianceId": appliance_id}
+    if changes := policy_changes(policy_file, fields, "--policy-file"):
+        body["policy"] = changed_policy(state, appliance_id, changes)
     return start_job(state, "POST", f"/api/machines/{machine_id}/reprotect", body, wait, timeout)
 
 
@@ -762,52 +840,17 @@ def appliances_policy_show(state: Context, /, appliance_id: str) -> int:
     return EXIT_SUCCEEDED
 
 
-# Flag -> the policy member it sets; the API checks the ranges.
-_POLICY_FLAGS = {
-    "throttling": "throttlingEnabled",
-    "work_hours_bandwidth_kbps": "workHoursBandwidthKbps",
-    "non_work_hours_bandwidth_kbps": "nonWorkHoursBandwidthKbps",
-    "upload_threads_per_vm": "uploadThreadsPerVm",
-    "recovery_point_retention_count": "recoveryPointRetentionCount",
-    "recovery_point_retention_hours": "recoveryPointRetentionHours",
-    "app_consistent_frequency_minutes": "appConsistentFrequencyMinutes",
-    "reverse_cycle_minutes": "reverseCycleMinutes",
-}
-
-
 @appliances_policy.command("set")
 @click.argument("appliance_id")
-@click.option("--throttling/--no-throttling", default=None, help="limit the upload bandwidth, or not")
-@click.option("--work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
-@click.option("--non-work-hours-bandwidth-kbps", type=int, help="512 Kbps to 1,023 Mbps")
-@click.option("--upload-threads-per-vm", type=int, help="1..32 (default 4)")
-@click.option("--recovery-point-retention-count", type=int)
-@click.option("--recovery-point-retention-hours", type=int)
-@click.option("--app-consistent-frequency-minutes", type=int, help="0: no app-consistent points")
-@click.option("--reverse-cycle-minutes", type=int, help="reverse protection: minutes between reverse cycles")
-@click.option(
-    "--from-file",
-    "policy_file",
-    type=click.File("r"),
-    help="policy members as a JSON object ('-': stdin); the flags above win over it",
-)
+@policy_options("--from-file")
 @pass_ctx
 def appliances_policy_set(state: Context, /, appliance_id: str, policy_file: Any, **fields: Any) -> int:
     """Change members of APPLIANCE_ID's policy; the others keep their current values."""
-    changes: dict[str, Any] = {}
-    if policy_file is not None:
-        loaded = json.load(policy_file)
-        if not isinstance(loaded, dict):
-            raise click.BadParameter("must hold a JSON object of policy members", param_hint="--from-file")
-        changes = loaded
-    changes.update({_POLICY_FLAGS[k]: v for k, v in fields.items() if v is not None})
+    changes = policy_changes(policy_file, fields, "--from-file")
     if not changes:
         raise click.UsageError("nothing to change: give at least one option, or --from-file")
-    # The API's PUT takes the whole policy (an omitted member takes its default): send the current one
-    # with the changes, so `set` changes only what it names.
-    current = state.client.get(f"/api/appliances/{appliance_id}/policy")
     answer = state.client.request(
-        "PUT", f"/api/appliances/{appliance_id}/policy", json={**current, **changes}
+        "PUT", f"/api/appliances/{appliance_id}/policy", json=changed_policy(state, appliance_id, changes)
     )
     state.show(answer.body, render.policy_view)
     return EXIT_SUCCEEDED

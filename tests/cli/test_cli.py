@@ -862,6 +862,59 @@ def test_appliance_policy_set_changes_only_what_it_names(
     assert len(api.sent) == 2
 
 
+def test_reprotect_to_azure_sends_the_appliances_policy_with_the_changes(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    members = tmp_path / "policy.json"
+    members.write_text(json.dumps({"uploadThreadsPerVm": 8, "recoveryPointRetentionCount": 12}))
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    api.on(
+        "POST",
+        "/api/machines/vm-1/reprotect",
+        accepted(job("InProgress", [("Check prerequisites", "InProgress")], kind="Reprotect")),
+    )
+    argv = ["reprotect", "vm-1", "--appliance-id", "appl-1", "--policy-file", str(members)]
+    assert run([*argv, "--upload-threads-per-vm", "16", "--throttling"]) == 0
+    get, post = api.sent
+    assert (get.method, get.url.path) == ("GET", "/api/appliances/appl-1/policy")
+    # The flags win over the file; every member not named keeps the appliance's current value.
+    policy = {
+        **POLICY,
+        "uploadThreadsPerVm": 16,
+        "recoveryPointRetentionCount": 12,
+        "throttlingEnabled": True,
+    }
+    assert json.loads(post.content) == {"applianceId": "appl-1", "policy": policy}
+    assert "accepted: job job-1 (Reprotect)" in capsys.readouterr().out
+
+
+def test_reprotect_policy_refusals(api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    listed = tmp_path / "policy.json"
+    listed.write_text(json.dumps([{"uploadThreadsPerVm": 8}]))
+    argv = ["reprotect", "vm-1", "--appliance-id", "appl-1"]
+    assert run([*argv, "--policy-file", str(listed)]) == 64
+    assert "--policy-file" in capsys.readouterr().err
+    assert run([*argv, "--upload-threads-per-vm", "many"]) == 64
+    assert api.sent == []
+    # Toward on-premises the API refuses a policy and says where it is set instead.
+    refusal = {
+        "code": "ValidationFailed",
+        "message": "invalid request",
+        "details": [
+            {
+                "field": "policy",
+                "problem": "only for a reprotect to Azure (a FailbackCommitted machine); a reprotect to "
+                "on-premises replicates with the reverse appliance's policy",
+            }
+        ],
+    }
+    api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
+    api.on("POST", "/api/machines/vm-1/reprotect", ok({"error": refusal}, 400))
+    assert run([*argv, "--reverse-cycle-minutes", "1"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "policy: only for a reprotect to Azure" in err and "Traceback" not in err
+
+
 def test_appliance_policy_refusal_names_the_field(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
     api.on("GET", "/api/appliances/appl-1/policy", ok(POLICY))
     refusal = {
