@@ -97,7 +97,7 @@ param tags object = {}
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
-@description('Email addresses that receive the operator alerts (RPO over threshold, health Critical, a failed job, an appliance silent). Empty: add receivers to the action group later.')
+@description('Email addresses that receive the operator alerts (RPO over threshold, health Critical, a failed job, an appliance silent, a Mobility agent silent). Empty: add receivers to the action group later.')
 param alertEmails array = []
 
 @description('Webhook URLs (HTTPS, common alert schema) that receive the operator alerts. A URL with a token is a secret: pass it on the command line.')
@@ -110,6 +110,10 @@ param alertRpoThresholdSeconds int = 7200
 @description('Seconds without a heartbeat after which an appliance with replicating machines alerts; keep it equal to HEALTH_HEARTBEAT_TIMEOUT_SECONDS.')
 @minValue(60)
 param alertApplianceSilentSeconds int = 900
+
+@description('Seconds without a heartbeat after which a replicating machine\'s Mobility agent alerts; keep it equal to HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS.')
+@minValue(60)
+param alertMobilityAgentSilentSeconds int = 900
 
 var allTags = union(tags, { 'azd-env-name': environmentName })
 // Cosmos DB, Key Vault and storage names must be lowercase.
@@ -372,6 +376,7 @@ module alerts 'modules/alerts.bicep' = {
     alertWebhookUrls: alertWebhookUrls
     rpoThresholdSeconds: alertRpoThresholdSeconds
     applianceSilentSeconds: alertApplianceSilentSeconds
+    mobilityAgentSilentSeconds: alertMobilityAgentSilentSeconds
   }
 }
 

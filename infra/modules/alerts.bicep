@@ -1,4 +1,4 @@
-metadata description = 'Operator alerts: an action group (email and webhook receivers) and scheduled query rules over the telemetry the app sends to Application Insights (RPO over the threshold, health Critical, a failed job, an appliance silent).'
+metadata description = 'Operator alerts: an action group (email and webhook receivers) and scheduled query rules over the telemetry the app sends to Application Insights (RPO over the threshold, health Critical, a failed job, an appliance silent, a Mobility agent silent).'
 
 @description('Name of the action group.')
 param actionGroupName string
@@ -33,6 +33,10 @@ param rpoThresholdSeconds int = 7200
 @minValue(60)
 param applianceSilentSeconds int = 900
 
+@description('Seconds without a heartbeat after which a replicating machine\'s Mobility agent alerts (catalog MCP-5101 MobilityAgentNotResponding); keep it equal to HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS (15 minutes by default).')
+@minValue(60)
+param mobilityAgentSilentSeconds int = 900
+
 @description('Whether the rules evaluate (false: deployed but disabled, e.g. while a migration wave is planned).')
 param enabled bool = true
 
@@ -62,7 +66,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 
 // Each rule reads what the app emits (shared/platform/telemetry.py); tests/infra/test_alerts.py holds every
 // metric name and dimension here to the emitters. The health monitor timer records health, RPO and the
-// appliances' heartbeat age at each check, and every job's end is counted once.
+// appliances' and Mobility agents' heartbeat age at each check, and every job's end is counted once.
 var rules = [
   {
     name: 'rpo-over-threshold'
@@ -99,6 +103,15 @@ var rules = [
     window: 'PT15M'
     query: 'customMetrics\n| where name == "migrate.appliance.heartbeat_age"\n| extend appliance = tostring(customDimensions["migrate.appliance_id"])\n| summarize arg_max(timestamp, valueMax) by appliance\n| where valueMax > ${applianceSilentSeconds}'
     dimension: 'appliance'
+  }
+  {
+    name: 'mobility-agent-silent'
+    description: 'The Mobility agent of a replicating machine sent no heartbeat for more than ${mobilityAgentSilentSeconds} seconds (MCP-5101 MobilityAgentNotResponding): the machine\'s cycles stop. See the agent (migrate mobility show <id>) and the machine\'s current errors (migrate machines show <id>).'
+    severity: 1
+    frequency: 'PT5M'
+    window: 'PT15M'
+    query: 'customMetrics\n| where name == "migrate.mobility.agent_heartbeat_age"\n| extend machine = tostring(customDimensions["migrate.machine_id"])\n| summarize arg_max(timestamp, valueMax) by machine\n| where valueMax > ${mobilityAgentSilentSeconds}'
+    dimension: 'machine'
   }
 ]
 

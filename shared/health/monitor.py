@@ -102,6 +102,11 @@ def monitor_health(
                 before = machine.replication.health_state
                 telemetry.record_rpo_since(before.last_success, now=now, machine_id=machine.id)
                 agent = agents.get(machine.id)
+                if agent is not None:
+                    # Every check, silent or not: what the "Mobility agent silent" alert reads.
+                    telemetry.record_mobility_agent_heartbeat_age(
+                        max(0.0, (now - agent.last_heard).total_seconds()), machine_id=machine.id
+                    )
                 after = run_monitor_rules(
                     before, last_heartbeat=heartbeat, now=now, rules=rules, appliance_name=name, agent=agent
                 ).state

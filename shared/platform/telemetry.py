@@ -80,6 +80,7 @@ METRIC_ARM_RETRIES: Final = "migrate.arm.retries"
 METRIC_JOBS_FINISHED: Final = "migrate.jobs.finished"
 METRIC_MACHINE_HEALTH: Final = "migrate.replication.health"
 METRIC_APPLIANCE_HEARTBEAT_AGE: Final = "migrate.appliance.heartbeat_age"
+METRIC_MOBILITY_AGENT_HEARTBEAT_AGE: Final = "migrate.mobility.agent_heartbeat_age"
 METRIC_COSMOS_OPERATIONS: Final = "migrate.cosmos.operations"
 METRIC_COSMOS_REQUEST_UNITS: Final = "migrate.cosmos.request_units"
 METRIC_NAMES: Final = (
@@ -92,6 +93,7 @@ METRIC_NAMES: Final = (
     METRIC_JOBS_FINISHED,
     METRIC_MACHINE_HEALTH,
     METRIC_APPLIANCE_HEARTBEAT_AGE,
+    METRIC_MOBILITY_AGENT_HEARTBEAT_AGE,
 )
 # The health metric's values: alert rules and the workbook compare against these.
 HEALTH_LEVELS: Final = {"Healthy": 0, "Warning": 1, "Critical": 2}
@@ -179,6 +181,12 @@ class Telemetry:
             METRIC_APPLIANCE_HEARTBEAT_AGE,
             unit="s",
             description="Seconds since an appliance with replicating machines last sent a heartbeat",
+        )
+        self._agent_heartbeat_age = meter.create_histogram(
+            METRIC_MOBILITY_AGENT_HEARTBEAT_AGE,
+            unit="s",
+            description="Seconds since a replicating machine's Mobility agent last sent a heartbeat (or, "
+            "before its first, registered)",
         )
         self._cosmos_operations = meter.create_counter(
             METRIC_COSMOS_OPERATIONS,
@@ -372,6 +380,12 @@ class Telemetry:
     def record_appliance_heartbeat_age(self, seconds: float, *, appliance_id: str) -> None:
         self._appliance_heartbeat_age.record(
             _non_negative(seconds, "heartbeat age"), {ATTR_APPLIANCE_ID: appliance_id}
+        )
+
+    def record_mobility_agent_heartbeat_age(self, seconds: float, *, machine_id: str) -> None:
+        # By machine, not agent id: the alert names what the operator looks at (one agent per machine).
+        self._agent_heartbeat_age.record(
+            _non_negative(seconds, "agent heartbeat age"), {ATTR_MACHINE_ID: machine_id}
         )
 
     def record_cosmos_operation(self, operation: str, container: str, request_units: float = 0.0) -> None:

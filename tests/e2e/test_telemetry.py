@@ -14,7 +14,14 @@ from devhost.stack import LocalStack
 from shared.domain.cycle import CycleKind
 from shared.platform import telemetry as tm
 from tests.e2e.conftest import Appliance, Operator, wait_for
-from tests.support.telemetry import FROM_MIGRATION, Queried, failed, queried, wait_for_emitted
+from tests.support.telemetry import (
+    FROM_MIGRATION,
+    FROM_MOBILITY,
+    Queried,
+    failed,
+    queried,
+    wait_for_emitted,
+)
 
 pytestmark = [pytest.mark.e2e]
 MIB = 1024 * 1024
@@ -30,7 +37,7 @@ def test_a_replicated_machine_fills_every_replication_tile_of_the_workbook(
         if q.name == tm.METRIC_JOBS_FINISHED
         else q
         for q in queried()
-        if q.name not in FROM_MIGRATION
+        if q.name not in FROM_MIGRATION | FROM_MOBILITY
     }
     assert len(expected) >= 6, expected
     appliance = new_appliance()

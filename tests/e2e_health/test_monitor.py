@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from shared.platform import telemetry as tm
 from tests.e2e_health.client import Stack, apply_delta, events, eventually, machine, replicating_machine
+from tests.support.telemetry import METRIC_EXPORT_ENV, read_emitted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -20,6 +22,7 @@ HOST_ENV = {
     "HEALTH_RPO_CRITICAL_SECONDS": "3600",
     "HEALTH_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT_SECONDS),
     "HEALTH_AGENT_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT_SECONDS),
+    **METRIC_EXPORT_ENV,
 }
 
 
@@ -103,6 +106,16 @@ def test_a_silent_mobility_agent_is_flagged_and_only_its_heartbeat_clears_it(sta
     flagged = next(e for e in events(stack, replicated.id) if e["type"] == "Mobility agent not responding")
     assert flagged["errorCode"] == "MCP-5101" and flagged["severity"] == "Critical"
     assert registered.json()["agentId"] in flagged["message"] and flagged["recommendations"]
+
+    # What the "Mobility agent silent" alert (infra/modules/alerts.bicep) reads: the agent's heartbeat age
+    # by machine, past the timeout.
+    def age_recorded() -> bool:
+        points = read_emitted(stack.local.telemetry_file).metric_points(
+            tm.METRIC_MOBILITY_AGENT_HEARTBEAT_AGE, **{tm.ATTR_MACHINE_ID: replicated.id}
+        )
+        return bool(points)
+
+    eventually(age_recorded, what="the agent's heartbeat age in the telemetry file")
 
     # The appliance's heartbeat clears only the appliance's silence.
     appliance.heartbeat()

@@ -1,6 +1,7 @@
 """The operator alerts (infra/modules/alerts.bicep): an action group with email and webhook receivers,
 one scheduled query rule per condition (RPO over the threshold, health Critical, a failed job, an
-appliance silent), each query reading only metrics and dimensions the app's telemetry emits."""
+appliance silent, a Mobility agent silent), each query reading only metrics and dimensions the app's
+telemetry emits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.health import HealthSettings
 from shared.platform import telemetry as tm
 from shared.platform.settings import Settings
 from tests.infra.bicep_model import INFRA, resources
@@ -34,6 +36,7 @@ def test_one_rule_per_condition_each_on_a_metric_the_app_emits() -> None:
         [tm.METRIC_MACHINE_HEALTH],
         [tm.METRIC_JOBS_FINISHED],
         [tm.METRIC_APPLIANCE_HEARTBEAT_AGE],
+        [tm.METRIC_MOBILITY_AGENT_HEARTBEAT_AGE],
     ]
     assert all(q.startswith("customMetrics\n") for q in queries)
     for name in names:
@@ -51,6 +54,7 @@ def test_every_dimension_an_alert_reads_is_one_its_metric_is_emitted_with(tmp_pa
         machine_id="m-1", job_id="job-1", kind="PlannedFailover", status="Failed", error_code="StartFailed"
     )
     telemetry.record_appliance_heartbeat_age(1800.0, appliance_id="appl-1")
+    telemetry.record_mobility_agent_heartbeat_age(1800.0, machine_id="m-1")
     telemetry.shutdown()
     emitted = read_emitted(path)
     for query in alert_queries():
@@ -82,6 +86,23 @@ def test_rules_and_action_group_are_deployed_and_wired() -> None:
         "alertWebhookUrls",
         "alertRpoThresholdSeconds",
         "alertApplianceSilentSeconds",
+        "alertMobilityAgentSilentSeconds",
     ):
         assert re.search(rf"^param {parameter} ", main, re.MULTILINE), parameter
     assert "appInsightsId: monitoring.outputs.appInsightsId" in main
+    assert "mobilityAgentSilentSeconds: alertMobilityAgentSilentSeconds" in main
+
+
+def test_the_silent_agent_rule_fires_past_the_timeout_that_raises_mcp_5101() -> None:
+    """The rule and the health monitor's MCP-5101 agree on when an agent is silent, by default."""
+    [query] = [q for q in alert_queries() if tm.METRIC_MOBILITY_AGENT_HEARTBEAT_AGE in q]
+    assert query.rstrip().endswith("| where valueMax > ${mobilityAgentSilentSeconds}")
+    [default] = re.findall(
+        r"^param mobilityAgentSilentSeconds int = (\d+)$", ALERTS.read_text(), re.MULTILINE
+    )
+    [main_default] = re.findall(
+        r"^param alertMobilityAgentSilentSeconds int = (\d+)$", MAIN.read_text(), re.MULTILINE
+    )
+    health = HealthSettings.from_thresholds(Settings.from_environ(BASE_ENV).health)
+    assert int(default) == int(main_default) == health.rules.agent_heartbeat_timeout.total_seconds()
+    assert "MCP-5101" in ALERTS.read_text() and "migrate mobility show" in ALERTS.read_text()

@@ -56,5 +56,6 @@ def test_the_emitters_record_every_dimension_the_workbook_reads(tmp_path: Path) 
     )
     telemetry.record_machine_health("Critical", machine_id="m-1")
     telemetry.record_appliance_heartbeat_age(1200.0, appliance_id="appl-1")
+    telemetry.record_mobility_agent_heartbeat_age(1200.0, machine_id="m-1")
     telemetry.shutdown()
     assert missing_from(read_emitted(path), queried(), machine_id="m-1") == []

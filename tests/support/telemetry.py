@@ -163,5 +163,7 @@ def wait_for_emitted(
 # Emitted by hydration and its ARM calls: checked by the migration end-to-end tests; everything else the
 # workbook reads comes from replicating a machine (tests/e2e/test_telemetry.py).
 FROM_MIGRATION = frozenset({"migrate.hydration.duration", "migrate.arm.retries"})
+# Only a machine with a registered Mobility agent has it: tests/e2e_health/test_monitor.py checks it.
+FROM_MOBILITY = frozenset({"migrate.mobility.agent_heartbeat_age"})
 # Often enough that a test waits a second or two for a metric, not the minute a demo uses.
 METRIC_EXPORT_ENV = {"TELEMETRY_CONSOLE_METRIC_INTERVAL_MS": "1000"}

@@ -28,10 +28,14 @@ from shared.health.rules import (
 )
 from shared.mobility import registration
 from shared.mobility.registration import AgentHeartbeat, RegisterAgentRequest
+from shared.platform import telemetry as tm
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore
+from tests.unit.test_telemetry import points
+from tests.unit.test_telemetry_emitters import Recorded
+from tests.unit.test_telemetry_emitters import current as current
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 # The appliance's own timeout far off, so that only the agent's silence is in play.
@@ -215,6 +219,20 @@ def test_the_monitor_flags_a_silent_agents_machine_and_clears_it_after_a_heartbe
     assert recovered.details["health"] == "Healthy" and recovered.details["reason"] == (
         "health monitor: MCP-5101 cleared"
     )
+
+
+def test_each_check_records_the_agents_heartbeat_age_for_the_silent_agent_alert(
+    repos: Repositories, current: Recorded
+) -> None:
+    _, _, reader = current
+    credential = _register(repos, "m-agent")
+    registration.record_heartbeat(repos, HASHER, credential, AgentHeartbeat(version="9.60.0.0"), now=NOW)
+    _monitor(repos, NOW + timedelta(minutes=16))  # past the timeout: MCP-5101, and the age the alert reads
+    (point,) = points(reader, tm.METRIC_MOBILITY_AGENT_HEARTBEAT_AGE)
+    # Only the machine with an agent; the machine without one has no agent to be silent.
+    assert dict(point.attributes or {}) == {tm.ATTR_MACHINE_ID: "m-agent"}
+    assert point.max == 16 * 60 and point.count == 1
+    assert "MCP-5101" in [e.code for e in repos.machines.require("m-agent").item.replication.current_errors]
 
 
 def test_a_cycle_failure_naming_mcp_5101_is_not_taken_for_it() -> None:

@@ -178,6 +178,7 @@ def test_metric_names_are_the_documented_contract() -> None:
         "migrate.jobs.finished",
         "migrate.replication.health",
         "migrate.appliance.heartbeat_age",
+        "migrate.mobility.agent_heartbeat_age",
     }
 
 
@@ -187,6 +188,8 @@ def test_health_is_recorded_as_its_level_and_an_unknown_one_is_refused() -> None
         tm.get_telemetry().record_machine_health("Unwell", machine_id="m")
     with pytest.raises(ValueError):
         tm.get_telemetry().record_appliance_heartbeat_age(-1.0, appliance_id="a")
+    with pytest.raises(ValueError):
+        tm.get_telemetry().record_mobility_agent_heartbeat_age(-1.0, machine_id="m")
 
 
 @pytest.mark.parametrize(
