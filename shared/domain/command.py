@@ -307,7 +307,9 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 def vss_failure_is_warning(agent_version: str) -> bool:
-    """The VSS provider rule, shared by the appliance (undo or keep) and the control plane (the job)."""
+    """The VSS provider rule: the control plane ends the job by it (shared.mobility.push.push_outcome). It
+    lives in the wire module so that a Windows push path in the appliance, which is not built, can decide
+    by the same rule whether to undo the installation or keep it."""
     return version_key(agent_version)[:2] >= VSS_WARNING_FROM
 
 

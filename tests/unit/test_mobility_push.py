@@ -1,4 +1,8 @@
-"""The push installation's rules: the VSS provider's version rule, each step's catalog error, the job's end."""
+"""The push installation's rules: the VSS provider's version rule, each step's catalog error, the job's end.
+
+The VSS rule is tested here against every exit code Site Recovery documents for a failed VSS provider
+installation (the catalog's MCP-55xx entries), not on a Windows server: the push path built is Linux over
+SSH, where the step is Skipped (docs/mobility.md, "Windows push installation")."""
 
 from __future__ import annotations
 
@@ -13,7 +17,13 @@ from shared.domain.command import (
     vss_failure_is_warning,
 )
 from shared.domain.job import JobStatus
-from shared.mobility.push import catalog_code, push_outcome
+from shared.health.catalog import CATALOG
+from shared.mobility.push import (
+    DOCUMENTED_VSS_EXIT_CODES,
+    OTHER_VSS_EXIT_CODE,
+    catalog_code,
+    push_outcome,
+)
 
 
 def _request(version: str = "9.56.0.0") -> PushInstallRequest:
@@ -72,6 +82,92 @@ def test_a_vss_failure_up_to_9_22_fails_the_installation() -> None:
     assert outcome.status is JobStatus.FAILED
     assert outcome.failed_step == PushStep.INSTALL_VSS_PROVIDER.value
     assert outcome.error is not None and outcome.error.code == "MCP-5599"
+
+
+def _catalog_vss_exit_codes() -> dict[int, str]:
+    """Exit code -> catalog code, read from the entries' `VssExit<n>` aliases."""
+    found: dict[int, str] = {}
+    for entry in CATALOG.entries:
+        for alias in entry.aliases:
+            if alias.startswith("VssExit"):
+                found[int(alias.removeprefix("VssExit"))] = entry.code
+    return found
+
+
+# Site Recovery's documented VSS provider installation failures ("Troubleshoot Mobility Service push
+# installation": VSS installation failures), by the installer's exit code.
+VSS_EXIT_CODES = {511: "MCP-5511", 512: "MCP-5512", 517: "MCP-5517", 802: "MCP-5802", 806: "MCP-5806"}
+
+
+def test_the_vss_exit_codes_routed_are_exactly_the_catalogs() -> None:
+    assert _catalog_vss_exit_codes() == VSS_EXIT_CODES
+    assert set(DOCUMENTED_VSS_EXIT_CODES) == set(VSS_EXIT_CODES)
+    for code in (*VSS_EXIT_CODES.values(), OTHER_VSS_EXIT_CODE):
+        entry = CATALOG[code]
+        # The entry says what the rule does, so the job's error explains its own status.
+        assert any("From agent 9.23" in cause and "Up to 9.22" in cause for cause in entry.causes), code
+        assert any("InMageVSSProvider_Install.cmd" in step for step in entry.recommendations), code
+
+
+def _vss_failed(exit_code: int, **extra: object) -> PushStepReport:
+    return PushStepReport.model_validate(
+        {
+            "step": PushStep.INSTALL_VSS_PROVIDER,
+            "status": PushStepStatus.FAILED,
+            "exitCode": exit_code,
+            "message": f"InMageVSSProvider_Install.cmd exited with {exit_code}",
+            "logPath": "C:\\ProgramData\\ASRSetupLogs\\ASRUnifiedAgentInstaller.log",
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("version", ["9.23.0.0", "9.23", "9.60.7200.1"])
+@pytest.mark.parametrize(("exit_code", "code"), [*VSS_EXIT_CODES.items(), (1603, OTHER_VSS_EXIT_CODE)])
+def test_from_9_23_each_vss_exit_code_ends_the_job_in_warning_with_the_agent_registered(
+    exit_code: int, code: str, version: str
+) -> None:
+    outcome = push_outcome(_report(_vss_failed(exit_code)), _request(version), None)
+    assert outcome.status is JobStatus.WARNING and outcome.failed_step is None
+    assert outcome.error is not None and outcome.error.code == code
+    assert f"exit code {exit_code}" in outcome.error.message and "10.0.0.5" in outcome.error.message
+    by_step = {name: status for name, status, _ in outcome.steps}
+    assert by_step == {
+        PushStep.COPY_AGENT.value: JobStatus.SUCCEEDED,
+        PushStep.CHECK_PREREQUISITES.value: JobStatus.SUCCEEDED,
+        PushStep.INSTALL_AGENT.value: JobStatus.SUCCEEDED,
+        PushStep.INSTALL_VSS_PROVIDER.value: JobStatus.WARNING,
+        PushStep.REGISTER.value: JobStatus.SUCCEEDED,
+    }
+
+
+@pytest.mark.parametrize("version", ["9.22.0.0", "9.22", "9.9.0.0"])
+@pytest.mark.parametrize(("exit_code", "code"), [*VSS_EXIT_CODES.items(), (1603, OTHER_VSS_EXIT_CODE)])
+def test_up_to_9_22_each_vss_exit_code_fails_the_installation_at_that_step(
+    exit_code: int, code: str, version: str
+) -> None:
+    # What an appliance reports when it undid the installation: the steps after the VSS provider not run.
+    not_run = PushStepReport(step=PushStep.REGISTER, status=PushStepStatus.NOT_RUN)
+    outcome = push_outcome(_report(_vss_failed(exit_code), not_run), _request(version), None)
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.failed_step == PushStep.INSTALL_VSS_PROVIDER.value
+    assert outcome.error is not None and outcome.error.code == code
+    assert f"exit code {exit_code}" in outcome.error.message
+    assert [name for name, _, _ in outcome.steps] == [
+        PushStep.COPY_AGENT.value,
+        PushStep.CHECK_PREREQUISITES.value,
+        PushStep.INSTALL_AGENT.value,
+        PushStep.INSTALL_VSS_PROVIDER.value,
+    ]
+    assert outcome.steps[-1][1] is JobStatus.FAILED
+
+
+@pytest.mark.parametrize("reported", ["VssExit806", "MCP-5806", "VssProviderScriptNotPermitted"])
+def test_a_vss_failure_reported_by_its_catalog_name_is_that_entry(reported: str) -> None:
+    assert catalog_code(_vss_failed(806, code=reported)) == "MCP-5806"
+    # An installer exit code that is not a VSS one is not taken for one because of its number.
+    other_step = PushStepReport(step=PushStep.INSTALL_AGENT, status=PushStepStatus.FAILED, exit_code=806)
+    assert catalog_code(other_step) == "MCP-5999"
 
 
 @pytest.mark.parametrize(
