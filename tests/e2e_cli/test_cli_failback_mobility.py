@@ -62,6 +62,12 @@ def test_failback_commands_are_refused_as_the_api_refuses_them(
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "HTTP 409" in refused.stderr and "Traceback" not in refused.stderr
         assert f"machine {machine_id} is Discovered; allowed now: enableReplication" in refused.stderr
+    # The policy options travel as the reprotect's `policy` (the appliance's policy with the change), which
+    # the API takes toward Azure only.
+    with_policy = cli("reprotect", machine_id, "--appliance-id", appliance_id, "--upload-threads-per-vm", "8")
+    assert with_policy.returncode == 1, with_policy.stdout + with_policy.stderr
+    assert "HTTP 400" in with_policy.stderr and "only for a reprotect to Azure" in with_policy.stderr
+    assert cli.json("appliances", "policy", "show", appliance_id)["uploadThreadsPerVm"] == 4
     # Refused means nothing was started.
     assert cli.json("jobs", "list", "--machine-id", machine_id)["jobs"] == []
 
@@ -94,6 +100,20 @@ def test_mobility_catalog_push_installation_and_agent_view(
     # job's steps live until its timeout, then says the job is still running (exit 1).
     no_address = cli("mobility", "install", machine_id, "--credential-name", "root-cred")
     assert no_address.returncode == 1 and "give serverAddress" in no_address.stderr
+    # --disk-path reaches the API as diskPaths: a disk the machine does not have is its 400.
+    unknown_disk = cli(
+        "mobility",
+        "install",
+        machine_id,
+        "--credential-name",
+        "root-cred",
+        "--server-address",
+        "192.0.2.10",
+        "--disk-path",
+        "data=/dev/sdb",
+    )
+    assert unknown_disk.returncode == 1, unknown_disk.stdout + unknown_disk.stderr
+    assert "HTTP 400" in unknown_disk.stderr and "unknown disk ids data" in unknown_disk.stderr
     pushed = cli(
         "mobility",
         "install",
@@ -102,6 +122,8 @@ def test_mobility_catalog_push_installation_and_agent_view(
         "root-cred",
         "--server-address",
         "192.0.2.10",
+        "--disk-path",
+        "os=/dev/sda",
         "--wait",
         "--timeout",
         "3",
