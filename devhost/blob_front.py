@@ -52,6 +52,7 @@ from yarl import URL
 
 from devhost.emulators import AZURITE_ACCOUNT, AZURITE_KEY, REPO_ROOT, EmulatorPorts, start_azurite
 from devhost.processes import ManagedProcess, free_port
+from devhost.redaction import configure_logging
 
 log = logging.getLogger("devhost.blob_front")
 
@@ -550,7 +551,8 @@ def main(argv: list[str] | None = None) -> None:
         "--upstream", required=True, help="Azurite's blob endpoint, e.g. http://127.0.0.1:10100"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiohttp logs a failed request with its URL, whose SAS (the source's, the destination's) is redacted.
+    configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
     front = BlobFront(args.upstream, {AZURITE_ACCOUNT: AZURITE_KEY})
 
     async def serve() -> None:
