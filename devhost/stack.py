@@ -30,6 +30,7 @@ from devhost.emulators import (
     REPO_ROOT,
     EmulatorEndpoints,
     EmulatorPorts,
+    start_azurite,
     start_cosmos,
 )
 from devhost.processes import (
@@ -175,12 +176,20 @@ class LocalStack:
         endpoints = EmulatorEndpoints(self.ports.emulators)
         try:
             # Azurite behind the blob front (Put Page From URL, as production's storage has it): every
-            # client of the stack's blob port goes through the front.
-            self.processes.extend(
-                start_blob_storage(
-                    self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data
-                ).processes
-            )
+            # client of the stack's blob port goes through the front. DEVHOST_BLOB_FRONT=0 leaves it out
+            # (Azurite alone: the engine streams), to tell whether a problem or a cost is the front's.
+            if os.environ.get("DEVHOST_BLOB_FRONT", "1") == "0":
+                self.processes.append(
+                    start_azurite(
+                        self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data
+                    )
+                )
+            else:
+                self.processes.extend(
+                    start_blob_storage(
+                        self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data
+                    ).processes
+                )
             self.processes.append(
                 start_cosmos(self.ports.emulators, logs, journal=self.data_dir / "cosmos" / "journal.jsonl")
             )
