@@ -23,6 +23,11 @@ bytes; holes stay sparse) but no extra storage transactions; the second read nee
 doubles the read traffic. The engine spools when the delta fits `max_spool_bytes` and the spool
 directory's free space, and re-reads otherwise; with Put Page From URL there is nothing to spool.
 
+With Put Page From URL and `one_pass`, step 2 is left to the storage service: each call carries the CRC64
+of what it copies (`x-ms-source-content-crc64`, shared/replication/page_from_url.py) and the worker reads
+no data; units whose CRC64 is that of zeros are cleared. That needs a manifest the service can verify (a
+CRC64 per extent of at most 4 MiB, no SHA-256); any other manifest streams.
+
 Put Page From URL support is a capability of the destination endpoint, probed once per endpoint with
 a request that cannot write (an impossible If-Match plus `if_sequence_number_lt=0`): 412 means the
 operation exists, 501/APINotImplemented (Azurite) means it does not. The answer is cached per endpoint.
