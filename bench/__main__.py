@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 # so results.json shows them as pending rather than silently missing.
 TARGETS: dict[str, tuple[str, float]] = {
     "apply_throughput_ratio": (">=", 0.95),
+    "bytes_through_worker_per_gib": ("<=", 0.0),  # Put Page From URL: no data through the worker
     "apply_peak_rss_mib": ("<", 256.0),
     "apply_peak_rss_mib_by_extents": ("<", 256.0),
     "cycle_latency_p50_s": ("<", 2.0),

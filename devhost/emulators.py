@@ -6,7 +6,7 @@ import shutil
 import ssl
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from devhost.processes import ManagedProcess
@@ -77,8 +77,11 @@ def _answers_http(url: str) -> bool:
 
 
 def start_azurite(
-    data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh: bool = True
+    data_dir: Path, ports: EmulatorPorts, log_dir: Path, *, fresh: bool = True, blob_port: int | None = None
 ) -> ManagedProcess:
+    """Azurite alone; `blob_port` moves its blob endpoint off `ports.blob` (where the stack puts the blob
+    front, devhost/blob_front.py: use `start_blob_storage` there)."""
+    ports = ports if blob_port is None else replace(ports, blob=blob_port)
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

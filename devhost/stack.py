@@ -1,4 +1,5 @@
-"""The whole local stack: Azurite, cosmosdb-server and the Functions host (with the local Durable extension).
+"""The whole local stack: Azurite (behind the blob front), cosmosdb-server and the Functions host (with the
+local Durable extension).
 
 `LocalStack.start()` starts each piece, waits until it answers, and writes `.devhost/stack.json`
 (endpoints, process ids, where the keys are) so that `down`, `status`, the demo and the appliance
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from devhost.arm import LATENCY_SCALE_ENV, LOCAL_SUBSCRIPTION_ID, start_local_arm  # local ARM endpoint
+from devhost.blob_front import start_blob_storage
 from devhost.emulators import (
     AZURITE_ACCOUNT,
     REPO_ROOT,
@@ -173,9 +175,21 @@ class LocalStack:
         logs = self.data_dir / "logs"
         endpoints = EmulatorEndpoints(self.ports.emulators)
         try:
-            self.processes.append(
-                start_azurite(self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data)
-            )
+            # Azurite behind the blob front (Put Page From URL, as production's storage has it): every
+            # client of the stack's blob port goes through the front. DEVHOST_BLOB_FRONT=0 leaves it out
+            # (Azurite alone: the engine streams), to tell whether a problem or a cost is the front's.
+            if os.environ.get("DEVHOST_BLOB_FRONT", "1") == "0":
+                self.processes.append(
+                    start_azurite(
+                        self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data
+                    )
+                )
+            else:
+                self.processes.extend(
+                    start_blob_storage(
+                        self.data_dir / "azurite", self.ports.emulators, logs, fresh=not self.keep_data
+                    ).processes
+                )
             self.processes.append(
                 start_cosmos(self.ports.emulators, logs, journal=self.data_dir / "cosmos" / "journal.jsonl")
             )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from devhost.emulators import EmulatorEndpoints, EmulatorPorts, start_azurite, start_cosmos
+from devhost.blob_front import start_blob_storage
+from devhost.emulators import EmulatorEndpoints, EmulatorPorts, start_cosmos
 from devhost.processes import free_port
 
 # The local Cosmos emulator uses a self-signed certificate (connection_verify=False locally only).
@@ -39,11 +41,18 @@ def _quiet_process_telemetry() -> None:
 _quiet_process_telemetry()
 
 
+_AZURITE_PORT = pytest.StashKey[int]()
+
+
 @pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorEndpoints]:
+def emulators(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[EmulatorEndpoints]:
+    """Azurite behind the blob front (devhost/blob_front.py), as the stack runs it, and cosmosdb-server."""
     root = tmp_path_factory.mktemp("emulators")
     ports = EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port())
-    azurite = start_azurite(root / "azurite", ports, root / "logs")
+    blob = start_blob_storage(root / "azurite", ports, root / "logs")
+    request.config.stash[_AZURITE_PORT] = blob.azurite_port
     try:
         cosmos = start_cosmos(ports, root / "logs")
         try:
@@ -51,4 +60,11 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorEndp
         finally:
             cosmos.stop()
     finally:
-        azurite.stop()
+        blob.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_direct(emulators: EmulatorEndpoints, request: pytest.FixtureRequest) -> EmulatorEndpoints:
+    """The same Azurite without the front: an endpoint that lacks Put Page From URL, for the tests of the
+    engine's streaming path (chosen by probing, as for any such endpoint)."""
+    return EmulatorEndpoints(replace(emulators.ports, blob=request.config.stash[_AZURITE_PORT]))

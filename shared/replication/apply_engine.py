@@ -23,6 +23,11 @@ bytes; holes stay sparse) but no extra storage transactions; the second read nee
 doubles the read traffic. The engine spools when the delta fits `max_spool_bytes` and the spool
 directory's free space, and re-reads otherwise; with Put Page From URL there is nothing to spool.
 
+With Put Page From URL and `one_pass`, step 2 is left to the storage service: each call carries the CRC64
+of what it copies (`x-ms-source-content-crc64`, shared/replication/page_from_url.py) and the worker reads
+no data; units whose CRC64 is that of zeros are cleared. That needs a manifest the service can verify (a
+CRC64 per extent of at most 4 MiB, no SHA-256); any other manifest streams.
+
 Put Page From URL support is a capability of the destination endpoint, probed once per endpoint with
 a request that cannot write (an impossible If-Match plus `if_sequence_number_lt=0`): 412 means the
 operation exists, 501/APINotImplemented (Azurite) means it does not. The answer is cached per endpoint.
@@ -44,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
@@ -68,6 +73,14 @@ from shared.replication.delta_manifest import (
     ManifestInvalid,
 )
 from shared.replication.manifest_stream import StreamedManifest
+from shared.replication.page_from_url import (
+    Crc64Run,
+    is_checksum_mismatch,
+    is_source_changed,
+    is_source_missing,
+    is_zero_extent,
+    service_verifiable,
+)
 from shared.replication.replica_disks import (
     META_SOURCE_SIZE,
     ReplicaNotFound,
@@ -421,6 +434,8 @@ class _Piece:
     blob_offset: int
     spool_offset: int
     nonzero: bool = False
+    index: int = -1  # the extent's index in the manifest
+    crc64: int | None = None  # the extent's CRC64 when the piece is the whole extent (a write unit)
 
 
 @dataclass(slots=True)
@@ -452,6 +467,7 @@ class _Counters:
     put_page_from_url_calls: int = 0
     clear_page_calls: int = 0
     read_calls: int = 0
+    writes_started: int = 0
 
     def add(self, **deltas: int) -> None:
         with self.lock:
@@ -487,19 +503,43 @@ def _windows(extents: Iterator[Extent], max_extents: int, max_bytes: int) -> Ite
         yield _Window(*start, current)
 
 
-def _plan_pieces(extents: Sequence[Extent], spool_start: int = 0) -> list[_Piece]:
+def _plan_pieces(extents: Sequence[Extent], spool_start: int = 0, first_index: int = 0) -> list[_Piece]:
     """Pieces of `extents` (indices into it); `spool_start` is where the first extent's bytes go in the
-    spool, which holds every extent of the manifest back to back in disk order."""
+    spool, which holds every extent of the manifest back to back in disk order; `first_index` is the
+    manifest index of extents[0]."""
     pieces: list[_Piece] = []
     spool = spool_start
     for index, extent in enumerate(extents):
+        if extent.length <= MAX_PUT_PAGE:
+            crc = None if extent.crc64 is None else int(extent.crc64, 16)
+            pieces.append(
+                _Piece(
+                    index,
+                    extent.offset,
+                    extent.length,
+                    extent.blob,
+                    extent.blob_offset,
+                    spool,
+                    False,
+                    first_index + index,
+                    crc,
+                )
+            )
+            spool += extent.length
+            continue
         position = extent.offset
         while position < extent.end:
             end = min(extent.end, position + MAX_PUT_PAGE)
             delta = position - extent.offset
             pieces.append(
                 _Piece(
-                    index, position, end - position, extent.blob, extent.blob_offset + delta, spool + delta
+                    index,
+                    position,
+                    end - position,
+                    extent.blob,
+                    extent.blob_offset + delta,
+                    spool + delta,
+                    index=first_index + index,
                 )
             )
             position = end
@@ -781,7 +821,13 @@ class _Apply:
     def run(self) -> ApplyResult:
         try:
             self.prepare()
-            return self.commit()
+            try:
+                return self.commit()
+            except CycleRejected as rejected:
+                # Found while writing (the service's CRC64 check, a source that changed or went): a call
+                # other than the refused one may have written, so the caller restores the replica.
+                rejected.replica_changed = rejected.replica_changed or self.counters.writes_started > 1
+                raise
         finally:
             self.close()
 
@@ -793,6 +839,10 @@ class _Apply:
         self.write_path = self._choose_write_path(self.sources)
         if self.write_path is WritePath.PUT_PAGE_FROM_URL:
             self.data_source = "server-side"
+            if self.opts.one_pass:
+                # The service checks each call's CRC64 as it copies: nothing to read here at all.
+                self.verified = time.perf_counter()
+                return
         elif self.opts.one_pass:
             self.data_source = "one-pass"
         else:
@@ -814,10 +864,14 @@ class _Apply:
         whole_start, whole_end = self.disk_range or (0, round_up_to_mib(m.disk_size))
         existing = self._replica_data_ranges(whole_start, whole_end) if m.describes_whole_disk else []
         covered_to = whole_start
+        unread = self.data_source == "server-side" and self.opts.one_pass
         for window in _windows(m.iter_extents(), self.opts.window_extents, self.opts.window_bytes):
-            pieces = _plan_pieces(window.extents, window.spool_start)
+            pieces = _plan_pieces(window.extents, window.spool_start, window.first_index)
             for number, piece in enumerate(pieces, window.first_piece):
-                piece.nonzero = bool(self.nonzero[number >> 3] & (1 << (number & 7)))
+                if unread:  # never read: the manifest's CRC64 says which units are zeros
+                    piece.nonzero = not is_zero_extent(window.extents[piece.extent])
+                else:
+                    piece.nonzero = bool(self.nonzero[number >> 3] & (1 << (number & 7)))
             # One pass: the pieces were written while they were verified; only whole-disk gaps remain.
             ops = [] if self.data_source == "one-pass" else _plan_writes(pieces, self.opts.clear_zero_pages)
             if m.describes_whole_disk:
@@ -901,6 +955,12 @@ class _Apply:
     def _choose_write_path(self, sources: dict[str, _SourceBlob]) -> WritePath:
         if not self.opts.use_put_page_from_url or not sources:
             return WritePath.PUT_PAGE
+        if self.opts.one_pass:
+            # One pass on this path reads nothing: only the service verifies, so it must be able to.
+            why_not = service_verifiable(self.manifest.iter_extents())
+            if why_not is not None:
+                log.info("disk %s streams: %s", self.manifest.disk_id, why_not)
+                return WritePath.PUT_PAGE
         with _capabilities_lock:
             if _capabilities.get(endpoint_key(self.replica)) is False:
                 return WritePath.PUT_PAGE  # known: no need to sign source URLs
@@ -1146,6 +1206,7 @@ class _Apply:
     def _clear(self, op: _WriteOp) -> None:
         if self.cancel.is_set():
             raise _Cancelled
+        self.counters.add(writes_started=1)
         self.replica.clear_page(offset=op.offset, length=op.length)
         self.counters.add(bytes_cleared=op.length, clear_page_calls=1)
         self._report()
@@ -1161,29 +1222,88 @@ class _Apply:
             for blob, offset, length in _source_runs(op.pieces):
                 parts.extend(self._read(sources[blob], offset, length))
             data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.counters.add(writes_started=1)
         self.replica.upload_page(data, offset=op.offset, length=op.length)
         self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
         self._report()
 
     def _copy(self, op: _WriteOp, sources: dict[str, _SourceBlob]) -> None:
         offset = op.offset
-        for blob, source_offset, length in _source_runs(op.pieces):
+        for run in _piece_runs(op.pieces):
             if self.cancel.is_set():
                 raise _Cancelled
+            length = sum(p.length for p in run)
             try:
-                self.replica.upload_pages_from_url(
-                    self.source_urls[blob],
-                    offset=offset,
-                    length=length,
-                    source_offset=source_offset,
-                    source_etag=sources[blob].etag,
-                    source_match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError as exc:
-                raise CycleDataChanged(blob) from exc
+                self._copy_call(run, offset, length, sources)
+            except HttpResponseError as exc:
+                if is_checksum_mismatch(exc) and len(run) > 1:
+                    # Several extents in one call: copy them one by one to name the damaged one (the
+                    # good ones are written again with the same bytes: harmless).
+                    position = offset
+                    for piece in run:
+                        self._copy_one(piece, position, sources)
+                        position += piece.length
+                else:
+                    self._raise_refusal(exc, run)
             self.counters.add(bytes_copied=length, put_page_from_url_calls=1)
             offset += length
         self._report()
+
+    def _copy_one(self, piece: _Piece, offset: int, sources: dict[str, _SourceBlob]) -> None:
+        try:
+            self._copy_call([piece], offset, piece.length, sources)
+        except HttpResponseError as exc:
+            self._raise_refusal(exc, [piece])
+        self.counters.add(put_page_from_url_calls=1)
+
+    def _copy_call(
+        self, run: list[_Piece], offset: int, length: int, sources: dict[str, _SourceBlob]
+    ) -> None:
+        """One Put Page From URL of the blob-contiguous `run`; with the run's CRC64 when every piece is a
+        whole extent with one (the service then verifies what it copies)."""
+        # `source_contentcrc64` is the generated operation's name for x-ms-source-content-crc64: the
+        # public method (12.31) names only the MD5 but passes other keywords through to it.
+        extra: dict[str, Any] = {}
+        if all(p.crc64 is not None for p in run):
+            crc = Crc64Run()
+            for p in run:
+                assert p.crc64 is not None
+                crc.add(p.crc64, p.length)
+            extra["source_contentcrc64"] = crc.header()
+        blob = run[0].blob
+        self.counters.add(writes_started=1)
+        try:
+            self.replica.upload_pages_from_url(
+                self.source_urls[blob],
+                offset=offset,
+                length=length,
+                source_offset=run[0].blob_offset,
+                source_etag=sources[blob].etag,
+                source_match_condition=MatchConditions.IfNotModified,
+                **extra,
+            )
+        except ResourceModifiedError as exc:
+            raise CycleDataChanged(blob) from exc
+
+    def _raise_refusal(self, exc: HttpResponseError, run: list[_Piece]) -> None:
+        first = run[0]
+        if is_checksum_mismatch(exc) and len(run) == 1 and first.crc64 is not None:
+            expected = f"{first.crc64:016x}"
+            extent = Extent(
+                offset=first.disk_offset,
+                length=first.length,
+                blob=first.blob,
+                blob_offset=first.blob_offset,
+                crc64=expected,
+            )
+            raise ExtentChecksumMismatch(
+                first.index, extent, "crc64", expected, "another value (computed by the storage service)"
+            ) from exc
+        if is_source_changed(exc):
+            raise CycleDataChanged(first.blob) from exc
+        if is_source_missing(exc):
+            raise CycleDataMissing(first.blob) from exc
+        raise exc
 
     # -- parallelism
 
@@ -1222,6 +1342,19 @@ def _first_failure(futures: set[Future[None]]) -> BaseException | None:
     errors = [f.exception() for f in futures if f.exception() is not None]
     real = [e for e in errors if not isinstance(e, _Cancelled)]
     return real[0] if real else (errors[0] if errors else None)
+
+
+def _piece_runs(pieces: Sequence[_Piece]) -> Iterator[list[_Piece]]:
+    """Pieces grouped into runs contiguous in the same data blob (one Put Page From URL each)."""
+    run = [pieces[0]]
+    for piece in pieces[1:]:
+        last = run[-1]
+        if piece.blob == last.blob and piece.blob_offset == last.blob_offset + last.length:
+            run.append(piece)
+        else:
+            yield run
+            run = [piece]
+    yield run
 
 
 def _source_runs(pieces: Sequence[_Piece]) -> Iterator[tuple[str, int, int]]:

@@ -58,8 +58,10 @@ DISK_SIZE = 9 * MIB + 1536  # not a whole MiB: the replica rounds up; crosses tw
 
 
 @pytest.fixture(scope="module")
-def service(emulators: EmulatorEndpoints) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(emulators.storage_connection_string)
+def service(azurite_direct: EmulatorEndpoints) -> BlobServiceClient:
+    # The streaming path: Azurite itself, without the blob front's Put Page From URL (that path is
+    # tests/integration/test_page_from_url.py).
+    return BlobServiceClient.from_connection_string(azurite_direct.storage_connection_string)
 
 
 @pytest.fixture
