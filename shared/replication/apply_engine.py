@@ -533,6 +533,13 @@ def _plan_regions(extents: Sequence[Extent], region_size: int) -> list[_Region]:
     return regions
 
 
+def _region_size_for(extents: Sequence[Extent], region_size: int, parallelism: int) -> int:
+    """At most `region_size`, and small enough that `extents` make at least `parallelism` regions when
+    their bytes allow it (never under 1 MiB: tiny regions would only add reads)."""
+    total = sum(e.length for e in extents)
+    return max(MIB, min(region_size, -(-total // parallelism)))
+
+
 def _plan_writes(pieces: Sequence[_Piece], clear_zero_pages: bool) -> list[_WriteOp]:
     ops: list[_WriteOp] = []
     for piece in pieces:
@@ -988,7 +995,13 @@ class _Apply:
             by_extent: dict[int, list[_Piece]] = {}
             for piece in pieces:
                 by_extent.setdefault(piece.extent, []).append(piece)
-            regions = _plan_regions(window.extents, self.opts.region_size)
+            region_size = self.opts.region_size
+            if self.data_source == "one-pass":
+                # In one pass each region's task writes what it reads, one call at a time: a window of less
+                # than `parallelism` regions would leave writers idle (a 16 MiB delta of scattered 4 KiB
+                # writes, contiguous in its blob, is one region: one Put Page at a time).
+                region_size = _region_size_for(window.extents, region_size, self.opts.parallelism)
+            regions = _plan_regions(window.extents, region_size)
             self._run_parallel(
                 [
                     functools.partial(self._verify_region, window, r, sources[r.blob], by_extent)
