@@ -4,7 +4,11 @@ A cycle's cost depends on its shape, not just its size: scattered small writes c
 (nothing to coalesce), sequential writes coalesce into 4 MiB calls, all-zero blocks become Clear Pages
 with no body. Each shape is uploaded as the appliance does (the extents' bytes back to back in one data
 blob, a CRC64 per extent) and applied by the product's delta path (`ApplyOptions(one_pass=True)`, the
-streaming path Azurite gets), ROUNDS times onto the same replica; the figures are medians.
+streaming path Azurite gets), ROUNDS times onto the same replica; the figures are medians. Each round is
+paired, in alternating order, with the same calls made raw from memory (adjacent writes joined up to 4 MiB,
+zero runs as Clear Pages, the engine's parallelism) onto another replica, so `vs_raw` (the median of the
+per-round ratios) says how close the engine comes to what the endpoint takes for that shape, whatever
+the machine's load did to both.
 
 | shape | extents | on disk |
 |---|---|---|
@@ -27,6 +31,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.storage.blob import BlobClient, ContainerClient
@@ -42,7 +47,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 DISK_SIZE = 4 * GIB
-ROUNDS = 3
+ROUNDS = 5
 MACHINE, CYCLE = "bench-shapes", "cycle-1"
 
 # A write: (disk offset, bytes). Each shape makes its writes from a seeded generator: the same every run.
@@ -111,20 +116,65 @@ def _check(replica: BlobClient, writes: list[tuple[int, bytes]]) -> None:
             raise RuntimeError(f"replica differs from the delta at {offset}")
 
 
-def _measure(cache: ContainerClient, replica: BlobClient, manifest: DeltaManifest) -> dict[str, Any]:
+def _raw_calls(writes: list[tuple[int, bytes]]) -> list[tuple[int, bytes | int]]:
+    """The calls the engine makes for `writes`, made raw: adjacent writes joined up to 4 MiB, all-zero ones
+    as a Clear Pages run of any length (offset, length)."""
+    runs: list[tuple[int, bool, list[bytes]]] = []  # (offset, all zero, the writes' bytes)
+    end = -1
+    for offset, data in writes:
+        zero = not any(data)
+        if runs and offset == end and runs[-1][1] == zero:
+            parts = runs[-1][2]
+            if zero or sum(map(len, parts)) + len(data) <= 4 * MIB:
+                parts.append(data)
+                end += len(data)
+                continue
+        runs.append((offset, zero, [data]))
+        end = offset + len(data)
+    return [(o, sum(map(len, parts)) if zero else b"".join(parts)) for o, zero, parts in runs]
+
+
+def _raw(target: BlobClient, calls: list[tuple[int, bytes | int]], parallelism: int) -> float:
+    def call(item: tuple[int, bytes | int]) -> None:
+        offset, what = item
+        if isinstance(what, int):
+            target.clear_page(offset=offset, length=what)
+        else:
+            target.upload_page(what, offset=offset, length=len(what))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        list(pool.map(call, calls))
+    return time.perf_counter() - started
+
+
+def _measure(
+    cache: ContainerClient,
+    replica: BlobClient,
+    raw_target: BlobClient,
+    manifest: DeltaManifest,
+    writes: list[tuple[int, bytes]],
+) -> dict[str, Any]:
     options = ApplyOptions(one_pass=True)
-    walls, cpus = [], []
+    calls = _raw_calls(writes)
+    walls, cpus, raws = [], [], []
     result: ApplyResult | None = None
-    for _ in range(ROUNDS):
+    for round_number in range(ROUNDS):
+        if round_number % 2 == 0:
+            raws.append(_raw(raw_target, calls, options.parallelism))
         cpu, started = time.process_time(), time.perf_counter()
         result = apply_extents(manifest, cache=cache, replica=replica, options=options)
         walls.append(time.perf_counter() - started)
         cpus.append(time.process_time() - cpu)
+        if round_number % 2 == 1:
+            raws.append(_raw(raw_target, calls, options.parallelism))
     assert result is not None
     total = manifest.total_bytes
     per_gib = GIB / total
     return {
         "mib_s": round(total / MIB / statistics.median(walls), 1),
+        "raw_mib_s": round(total / MIB / statistics.median(raws), 1),
+        "vs_raw": round(statistics.median(r / w for r, w in zip(raws, walls, strict=True)), 3),
         "calls_per_gib": round(result.calls * per_gib),
         "put_page_calls_per_gib": round(result.put_page_calls * per_gib),
         "clear_page_calls_per_gib": round(result.clear_page_calls * per_gib),
@@ -133,6 +183,7 @@ def _measure(cache: ContainerClient, replica: BlobClient, manifest: DeltaManifes
         "extents": result.extents,
         "bytes": total,
         "seconds_by_round": [round(w, 2) for w in walls],
+        "raw_seconds_by_round": [round(r, 2) for r in raws],
         "write_path": result.write_path.value,
     }
 
@@ -152,7 +203,9 @@ def run() -> dict[str, Any]:
             spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=disk, disk_size=DISK_SIZE)
             create_replica_disk(replicas, spec)
             replica = replicas.get_blob_client(spec.blob_name)
-            figures[name] = _measure(cache, replica, manifest)
+            raw_target = replicas.get_blob_client(f"raw-{disk}.vhd")
+            raw_target.create_page_blob(replica.get_blob_properties().size)
+            figures[name] = _measure(cache, replica, raw_target, manifest, writes)
             _check(replica, writes)
     return {
         "delta_shapes": figures,
