@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,14 +17,27 @@ from devhost.processes import free_port
 
 @contextmanager
 def azurite() -> Iterator[EmulatorEndpoints]:
+    with azurite_process() as (endpoints, _pid):
+        yield endpoints
+
+
+@contextmanager
+def azurite_process() -> Iterator[tuple[EmulatorEndpoints, int]]:
+    """As `azurite`, with the emulator's process id (for its CPU time: `process_cpu_seconds`)."""
     root = Path(tempfile.mkdtemp(prefix="bench-azurite-"))
     ports = EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port())
     process = start_azurite(root / "data", ports, root / "logs")
     try:
-        yield EmulatorEndpoints(ports)
+        yield EmulatorEndpoints(ports), process.pid
     finally:
         process.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds another process has used so far (Linux /proc; its own threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def blob_service(endpoints: EmulatorEndpoints) -> BlobServiceClient:

@@ -1,4 +1,4 @@
-"""apply_throughput_ratio: the apply engine against raw Put Page of the same bytes, same Azurite, same run.
+"""apply_throughput_ratio: the apply engine against raw Put Page of the same bytes, same replica endpoint, same run.
 
 The delta is 256 MiB of random (incompressible, non-zero) data as 256 KiB extents in runs of 4 MiB
 separated by 1 MiB gaps, in one data blob: the shape the appliance uploads for busy CBT blocks. The
@@ -8,6 +8,19 @@ verifying every CRC64 while writing (the product's one-pass delta path, `ApplyOp
 planning. Engine and baseline run back to back for ROUNDS rounds, in alternating order (raw first in
 even rounds, the engine first in odd ones), and the ratio is the median of the per-round ratios, so
 load from other processes on the machine hits both sides of each pair alike.
+
+Two layouts, each its own set of pairs:
+- `shared`: both accounts in one Azurite, as the local stack runs them (and as this figure was always
+  measured): Azurite serves the engine's reads from the same single JavaScript thread that serves its
+  writes (each Put Page costs it ~13 ms of CPU per MiB, mostly its own CRC64), so the ratio is capped
+  near writes / (writes + reads) whatever the engine does. This is `apply_throughput_ratio`.
+- `separate`: the cache account in an Azurite of its own, as in Azure (CACHE_STORAGE_* and
+  REPLICA_STORAGE_* are two accounts), so the endpoint written to serves only writes on both sides; on a
+  2-core machine the second Azurite still competes for the same CPU.
+  `apply_throughput_ratio_separate_cache_account`.
+
+Beside the ratios, CPU seconds per GiB of each side (this process, and each Azurite from /proc): figures
+the machine's other load moves much less than wall time, which say where the engine's cost goes.
 """
 
 from __future__ import annotations
@@ -16,11 +29,12 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 from azure.storage.blob import BlobClient, ContainerClient
 
-from bench._stack import azurite, blob_service
+from bench._stack import azurite_process, blob_service, process_cpu_seconds
 from shared.domain.cycle import CycleKind
 from shared.replication.apply_engine import ApplyOptions, apply_extents
 from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
@@ -32,7 +46,8 @@ EXTENT = 256 * 1024
 RUN = 4 * MIB
 GAP = MIB
 RUNS = 64  # 256 MiB of data
-ROUNDS = 7
+ROUNDS = 11
+GIB = 1024 * MIB
 MACHINE, DISK, CYCLE = "bench-vm", "disk-0", "cycle-1"
 
 
@@ -76,52 +91,98 @@ def _raw_put_page(blob: BlobClient, runs: list[tuple[int, bytes]], parallelism: 
     return time.perf_counter() - started
 
 
-def run() -> dict[str, Any]:
+def _pairs(cache: ContainerClient, replicas: ContainerClient, pids: dict[str, int]) -> dict[str, Any]:
+    """ROUNDS pairs (engine, raw Put Page) in alternating order on one layout; medians and CPU per GiB."""
     options = ApplyOptions(one_pass=True)
-    with azurite() as endpoints:
-        service = blob_service(endpoints)
-        cache = service.get_container_client("cache")
-        replicas = service.get_container_client("replicas")
-        cache.create_container()
-        manifest, runs = _build(cache)
-        spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=DISK, disk_size=manifest.disk_size)
-        create_replica_disk(replicas, spec)
-        replica = replicas.get_blob_client(spec.blob_name)
-        raw_target = replicas.get_blob_client("raw-baseline.vhd")
-        raw_target.create_page_blob(spec.blob_size)
+    manifest, runs = _build(cache)
+    spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=DISK, disk_size=manifest.disk_size)
+    create_replica_disk(replicas, spec)
+    replica = replicas.get_blob_client(spec.blob_name)
+    raw_target = replicas.get_blob_client("raw-baseline.vhd")
+    raw_target.create_page_blob(spec.blob_size)
 
-        raw_times, engine_times, verify_times = [], [], []
-        result = None
-        for round_number in range(ROUNDS):
-            if round_number % 2 == 0:
-                raw_times.append(_raw_put_page(raw_target, runs, options.parallelism))
-            started = time.perf_counter()
+    times: dict[str, list[float]] = {"engine": [], "raw": []}
+    cpu: dict[str, dict[str, float]] = {side: dict.fromkeys(["worker", *pids], 0.0) for side in times}
+    result = None
+
+    def side(name: str) -> None:
+        nonlocal result
+        before = {who: process_cpu_seconds(pid) for who, pid in pids.items()}
+        worker, started = time.process_time(), time.perf_counter()
+        if name == "raw":
+            _raw_put_page(raw_target, runs, options.parallelism)
+        else:
             result = apply_extents(manifest, cache=cache, replica=replica, options=options)
-            engine_times.append(time.perf_counter() - started)
-            if round_number % 2 == 1:
-                raw_times.append(_raw_put_page(raw_target, runs, options.parallelism))
-            verify_times.append(result.verify_seconds)
-        assert result is not None
-        # The replica must equal what the baseline wrote: same bytes, or the comparison means nothing.
-        for offset, data in runs[:: RUNS // 8]:
-            assert replica.download_blob(offset=offset, length=len(data)).readall() == data
+        times[name].append(time.perf_counter() - started)
+        cpu[name]["worker"] += time.process_time() - worker
+        for who, pid in pids.items():
+            cpu[name][who] += process_cpu_seconds(pid) - before[who]
+
+    for round_number in range(ROUNDS):
+        for name in ("raw", "engine") if round_number % 2 == 0 else ("engine", "raw"):
+            side(name)
+    assert result is not None
+    # The replica must equal what the baseline wrote: same bytes, or the comparison means nothing.
+    for offset, data in runs[:: RUNS // 8]:
+        assert replica.download_blob(offset=offset, length=len(data)).readall() == data
     total = manifest.total_bytes
-    raw = total / statistics.median(raw_times)
-    applied = total / statistics.median(engine_times)
-    ratio = statistics.median(r / e for r, e in zip(raw_times, engine_times, strict=True))
+    ratios = [r / e for r, e in zip(times["raw"], times["engine"], strict=True)]
+    per_gib = GIB / (total * ROUNDS)
     return {
-        "apply_throughput_ratio": round(ratio, 3),
-        "apply_throughput_ratio_rounds": [
-            round(r / e, 3) for r, e in zip(raw_times, engine_times, strict=True)
-        ],
-        "apply_throughput_mib_s": round(applied / MIB, 1),
-        "raw_put_page_mib_s": round(raw / MIB, 1),
-        "apply_throughput_bytes": total,
+        "ratio": round(statistics.median(ratios), 3),
+        "rounds": [round(r, 3) for r in ratios],
+        "engine_mib_s": round(total / statistics.median(times["engine"]) / MIB, 1),
+        "raw_mib_s": round(total / statistics.median(times["raw"]) / MIB, 1),
+        "cpu_s_per_gib": {
+            side: {who: round(seconds * per_gib, 2) for who, seconds in spent.items()}
+            for side, spent in cpu.items()
+        },
+        "result": result,
+        "total": total,
+        "parallelism": options.parallelism,
+    }
+
+
+def run() -> dict[str, Any]:
+    with ExitStack() as stack:
+        replica_endpoints, replica_pid = stack.enter_context(azurite_process())
+        cache_endpoints, cache_pid = stack.enter_context(azurite_process())
+        replica_service = blob_service(replica_endpoints)
+        layouts: dict[str, tuple[ContainerClient, dict[str, int]]] = {
+            "separate": (
+                blob_service(cache_endpoints).get_container_client("cache"),
+                {"replica_azurite": replica_pid, "cache_azurite": cache_pid},
+            ),
+            "shared": (
+                blob_service(replica_endpoints).get_container_client("cache"),
+                {"azurite": replica_pid},
+            ),
+        }
+        figures = {}
+        for label, (cache, pids) in layouts.items():
+            cache.create_container()
+            # a replica container per layout: each starts from an empty replica, as a cycle's target would
+            figures[label] = _pairs(cache, replica_service.get_container_client(f"replicas-{label}"), pids)
+    main, separate = figures["shared"], figures["separate"]
+    result = main["result"]
+    return {
+        "apply_throughput_ratio": main["ratio"],
+        "apply_throughput_ratio_rounds": main["rounds"],
+        "apply_throughput_layout": "shared: the cache and replica accounts in one Azurite, as the local stack runs them",
+        "apply_throughput_mib_s": main["engine_mib_s"],
+        "raw_put_page_mib_s": main["raw_mib_s"],
+        "apply_throughput_cpu_s_per_gib": main["cpu_s_per_gib"],
+        "apply_throughput_ratio_separate_cache_account": separate["ratio"],
+        "apply_throughput_ratio_separate_cache_account_rounds": separate["rounds"],
+        "apply_throughput_separate_cache_account_mib_s": separate["engine_mib_s"],
+        "raw_put_page_separate_cache_account_mib_s": separate["raw_mib_s"],
+        "apply_throughput_separate_cache_account_cpu_s_per_gib": separate["cpu_s_per_gib"],
+        "apply_throughput_bytes": main["total"],
         "apply_throughput_put_page_calls": result.put_page_calls,
         "apply_throughput_extents": result.extents,
         "apply_throughput_data_source": result.data_source,
         # one pass: reading, verifying and writing the data all happen in the first phase
-        "apply_throughput_read_verify_write_s": round(statistics.median(verify_times), 2),
+        "apply_throughput_read_verify_write_s": round(result.verify_seconds, 2),
         "apply_throughput_bytes_read": result.bytes_read,
-        "apply_throughput_parallelism": options.parallelism,
+        "apply_throughput_parallelism": main["parallelism"],
     }

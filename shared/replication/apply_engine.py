@@ -65,7 +65,7 @@ from azure.storage.blob import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.errors import FieldProblem
-from shared.replication.checksums import StreamingChecksum, new_checksum
+from shared.replication.checksums import ChecksumAlgorithm, StreamingChecksum, crc64_combine, new_checksum
 from shared.replication.delta_manifest import (
     MAX_MANIFEST_BYTES,
     CycleRejected,
@@ -248,6 +248,13 @@ class ApplyOptions(BaseModel):
         description="write each piece as soon as its bytes are read, verifying while writing: one read of "
         "the data and no spool, but a damaged upload is found after part of it is written (the caller "
         "restores the replica from its previous recovery point: CycleRejected.replica_changed)",
+    )
+    service_verifies_crc64: bool = Field(
+        default=True,
+        description="one pass with Put Page: each call carries the CRC64 of its bytes (combined from its "
+        "extents' CRC64s in the manifest) and the storage service refuses a call whose bytes do not match, so "
+        "a damaged extent is never written and the worker does not hash the data; extents without a CRC64, "
+        "with a SHA-256 too, or longer than one call are hashed in the worker as before",
     )
     window_extents: int = Field(
         default=4096,
@@ -566,6 +573,13 @@ def _plan_regions(extents: Sequence[Extent], region_size: int) -> list[_Region]:
     return regions
 
 
+def _region_size_for(extents: Sequence[Extent], region_size: int, parallelism: int) -> int:
+    """At most `region_size`, and small enough that `extents` make at least `parallelism` regions when
+    their bytes allow it (never under 1 MiB: tiny regions would only add reads)."""
+    total = sum(e.length for e in extents)
+    return max(MIB, min(region_size, -(-total // parallelism)))
+
+
 def _plan_writes(pieces: Sequence[_Piece], clear_zero_pages: bool) -> list[_WriteOp]:
     ops: list[_WriteOp] = []
     for piece in pieces:
@@ -629,35 +643,70 @@ class _RegionWriter:
     """One pass: the pieces one verification task reads, written as they complete, in the order they come.
 
     Pieces adjacent on disk are coalesced into one Put Page (at most 4 MiB) or one Clear Pages run, as the
-    two-pass plan would; memory is at most one call's worth of data per task."""
+    two-pass plan would; memory is at most one call's worth of data per task (as views into the chunks
+    read, so the bytes are copied once, into the call's body).
+
+    A run is written only once every extent it holds whole has been verified: by the worker (hashed as it
+    was read, before the run is flushed) or by the storage service (the run carries the CRC64 of its bytes,
+    combined from its extents' manifest CRC64s, and a mismatch is refused without writing). The two kinds
+    are never mixed in one call, so every call is verified one way or the other."""
 
     def __init__(self, run: _Apply) -> None:
         self.run = run
-        self.piece_parts: list[bytes] = []
+        self.piece_parts: list[memoryview] = []
         self.piece_zero = True
         self.run_zero = False
+        self.run_by_service = False
         self.run_start = self.run_end = 0
-        self.run_parts: list[bytes] = []
+        self.run_parts: list[memoryview] = []
+        self.run_extents: list[tuple[int, Extent]] = []
+        self.run_crc = 0
 
-    def add(self, piece: _Piece, data: memoryview, zero: bool, *, complete: bool) -> None:
-        """A segment of `piece`'s bytes, in order; `complete` on its last one."""
-        self.piece_parts.append(bytes(data))
+    def add(
+        self,
+        piece: _Piece,
+        data: memoryview,
+        zero: bool,
+        *,
+        complete: bool,
+        by_service: tuple[int, Extent] | None = None,
+    ) -> None:
+        """A segment of `piece`'s bytes, in order; `complete` on its last one. `by_service` (the extent's
+        manifest index and the extent, which is this one piece) when the service is to verify it."""
+        self.piece_parts.append(data)
         self.piece_zero = self.piece_zero and zero
         if not complete:
             return
         clear = self.piece_zero and self.run.opts.clear_zero_pages
-        parts = [] if clear else self.piece_parts
+        parts = self.piece_parts
         self.piece_parts, self.piece_zero = [], True
+        if clear and by_service is not None:
+            # A cleared piece sends no bytes for the service to check: its (zero) bytes are checked here.
+            self.run._check_in_worker(by_service, b"".join(parts))
+            by_service = None
+        service = by_service is not None
         joinable = (
             self.run_end == piece.disk_offset
             and self.run_zero == clear
-            and (clear or self.run_end - self.run_start + piece.length <= MAX_PUT_PAGE)
+            and (
+                clear
+                or (
+                    self.run_by_service == service
+                    and self.run_end - self.run_start + piece.length <= MAX_PUT_PAGE
+                )
+            )
         )
         if not joinable:
             self.flush()
             self.run_start = self.run_end = piece.disk_offset
-            self.run_zero = clear
-        self.run_parts += parts
+            self.run_zero, self.run_by_service = clear, service
+        if not clear:
+            self.run_parts += parts
+        if by_service is not None:
+            extent = by_service[1]
+            assert extent.crc64 is not None
+            self.run_crc = crc64_combine(self.run_crc, int(extent.crc64, 16), piece.length)
+            self.run_extents.append(by_service)
         self.run_end += piece.length
 
     def flush(self) -> None:
@@ -669,12 +718,8 @@ class _RegionWriter:
             self.run._clear(op)
         else:
             data = b"".join(self.run_parts)
-            if self.run.cancel.is_set():
-                raise _Cancelled
-            self.run.replica.upload_page(data, offset=op.offset, length=op.length)
-            self.run.counters.add(bytes_uploaded=op.length, put_page_calls=1)
-            self.run._report()
-        self.run_parts = []
+            self.run._put_one_pass(op, data, self.run_extents if self.run_by_service else None, self.run_crc)
+        self.run_parts, self.run_extents, self.run_crc = [], [], 0
         self.run_start = self.run_end
 
 
@@ -814,6 +859,7 @@ class _Apply:
         self.nonzero = bytearray()
         self.write_path = WritePath.PUT_PAGE
         self.data_source = "spool"
+        self.service_crc64 = False
         self.started = self.verified = 0.0
         self.disk_range: tuple[int, int] | None = None
         self.blob_sizes: dict[str, int] | None = None
@@ -849,6 +895,7 @@ class _Apply:
             self.data_source = self._choose_spool()
         if self.data_source == "spool":
             self.spool_fd = self._open_spool()
+        self.service_crc64 = self.data_source == "one-pass" and self.opts.service_verifies_crc64
         try:
             self._verify(self.sources)
         except CycleRejected as rejected:
@@ -1008,7 +1055,13 @@ class _Apply:
             by_extent: dict[int, list[_Piece]] = {}
             for piece in pieces:
                 by_extent.setdefault(piece.extent, []).append(piece)
-            regions = _plan_regions(window.extents, self.opts.region_size)
+            region_size = self.opts.region_size
+            if self.data_source == "one-pass":
+                # In one pass each region's task writes what it reads, one call at a time: a window of less
+                # than `parallelism` regions would leave writers idle (a 16 MiB delta of scattered 4 KiB
+                # writes, contiguous in its blob, is one region: one Put Page at a time).
+                region_size = _region_size_for(window.extents, region_size, self.opts.parallelism)
+            regions = _plan_regions(window.extents, region_size)
             self._run_parallel(
                 [
                     functools.partial(self._verify_region, window, r, sources[r.blob], by_extent)
@@ -1042,7 +1095,16 @@ class _Apply:
                 seg_end = min(chunk_end, extent.blob_end)
                 if seg_start < seg_end:
                     self._consume(
-                        chunk, position, seg_start, seg_end, index, extent, hashers, by_extent[index], writer
+                        chunk,
+                        position,
+                        seg_start,
+                        seg_end,
+                        index,
+                        extent,
+                        hashers,
+                        by_extent[index],
+                        writer,
+                        window.first_index + index,
                     )
                 if extent.blob_end <= chunk_end:
                     self._finish_extent(window.first_index + index, extent, hashers.pop(index, None))
@@ -1064,15 +1126,18 @@ class _Apply:
         hashers: dict[int, list[StreamingChecksum]],
         extent_pieces: list[_Piece],
         writer: _RegionWriter | None = None,
+        number: int = 0,
     ) -> None:
         view = memoryview(chunk)
         a, b = seg_start - chunk_start, seg_end - chunk_start
-        checks = hashers.get(index)
-        if checks is None:
-            checks = hashers[index] = [new_checksum(alg) for alg in extent.checksums()]
-        segment = view[a:b]
-        for check in checks:
-            check.update(segment)
+        by_service = (number, extent) if writer is not None and self._service_verifies(extent) else None
+        if by_service is None:
+            checks = hashers.get(index)
+            if checks is None:
+                checks = hashers[index] = [new_checksum(alg) for alg in extent.checksums()]
+            segment = view[a:b]
+            for check in checks:
+                check.update(segment)
         # Zero detection and spooling per piece (an extent is cut into pieces of at most 4 MiB, in blob
         # order): start at the piece holding seg_start, so a huge extent costs O(pieces touched) per chunk.
         first = (seg_start - extent.blob_offset) // MAX_PUT_PAGE
@@ -1086,7 +1151,9 @@ class _Apply:
             ca, cb = s - chunk_start, e - chunk_start
             zero = _is_zero(chunk, ca, cb)
             if writer is not None:
-                writer.add(piece, view[ca:cb], zero, complete=e == p_start + piece.length)
+                writer.add(
+                    piece, view[ca:cb], zero, complete=e == p_start + piece.length, by_service=by_service
+                )
             if zero:
                 continue
             piece.nonzero = True
@@ -1099,6 +1166,60 @@ class _Apply:
             actual = check.hexdigest()
             if actual != expected:
                 raise ExtentChecksumMismatch(index, extent, check.algorithm.value, expected, actual)
+
+    def _service_verifies(self, extent: Extent) -> bool:
+        """Whether the storage service checks this extent as it is written (see `service_verifies_crc64`):
+        its one CRC64 must describe exactly the bytes of one piece, which a Put Page carries whole."""
+        return (
+            self.service_crc64
+            and extent.crc64 is not None
+            and extent.sha256 is None
+            and extent.length <= MAX_PUT_PAGE
+        )
+
+    def _check_in_worker(self, checked: tuple[int, Extent], data: bytes) -> None:
+        index, extent = checked
+        assert extent.crc64 is not None
+        actual = new_checksum(ChecksumAlgorithm.CRC64)
+        actual.update(data)
+        if actual.hexdigest() != extent.crc64:
+            raise ExtentChecksumMismatch(index, extent, "crc64", extent.crc64, actual.hexdigest())
+
+    def _find_damage(self, data: bytes, extents: list[tuple[int, Extent]]) -> None:
+        """Which of a call's extents does not match its CRC64 (the call's bytes are its extents' in order)."""
+        view, position = memoryview(data), 0
+        for checked in extents:
+            length = checked[1].length
+            self._check_in_worker(checked, bytes(view[position : position + length]))
+            position += length
+
+    def _put_one_pass(
+        self, op: _WriteOp, data: bytes, by_service: list[tuple[int, Extent]] | None, crc: int
+    ) -> None:
+        if self.cancel.is_set():
+            raise _Cancelled
+        if by_service is None:
+            self.replica.upload_page(data, offset=op.offset, length=op.length)
+            self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+            self._report()
+            return
+        expected = crc.to_bytes(8, "little")  # x-ms-content-crc64: the 64-bit value, little-endian
+        try:
+            answer = self.replica.upload_page(
+                data, offset=op.offset, length=op.length, transactional_content_crc64=expected
+            )
+        except HttpResponseError as exc:
+            if getattr(exc, "error_code", None) == "Crc64Mismatch":
+                # Refused, nothing written: name the damaged extent (and its CRC64) as the worker would.
+                self._find_damage(data, by_service)
+            raise
+        self.counters.add(bytes_uploaded=op.length, put_page_calls=1)
+        echoed = answer.get("content_crc64")
+        if not isinstance(echoed, bytes | bytearray) or bytes(echoed) != expected:
+            # A service that wrote the call without answering with the CRC64 we sent may not have checked
+            # it: check here (written already, so a damage found is reported as a changed replica).
+            self._find_damage(data, by_service)
+        self._report()
 
     def _read(self, source: _SourceBlob, offset: int, length: int) -> Iterator[bytes]:
         """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag.

@@ -649,3 +649,77 @@ def test_a_failing_progress_report_does_not_fail_the_apply(
 
     result = apply_extents(manifest, cache=cache, replica=replica, progress=broken)
     assert result.bytes_applied == MIB
+
+
+# --- one pass: the storage service checks each Put Page's CRC64 -----------------------------------------
+
+
+def _damage(cache: ContainerClient, blob: str, at: int) -> None:
+    """Flip one byte of an uploaded data blob (same size), as a bad upload would."""
+    data = bytearray(cache.download_blob(blob).readall())
+    data[at] ^= 0xFF
+    cache.upload_blob(blob, bytes(data), overwrite=True)
+
+
+def test_one_pass_sends_each_calls_crc64_and_the_service_refuses_a_damaged_one(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    before = whole(replica)
+    # 16 sequential 256 KiB extents: one coalesced 4 MiB Put Page whose CRC64 is combined from theirs
+    writes = [(i * 256 * 1024, rand(256 * 1024)) for i in range(16)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64)
+    _damage(cache, m.extents[5].blob, m.extents[5].blob_offset + 1000)
+    options = ApplyOptions(one_pass=True, parallelism=1)
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(m, cache=cache, replica=replica, options=options)
+    # the service refused the call: nothing of it was written, and the damaged extent is named exactly
+    assert caught.value.index == 5 and caught.value.expected == m.extents[5].crc64
+    damaged = cache.download_blob(
+        m.extents[5].blob, offset=m.extents[5].blob_offset, length=256 * 1024
+    ).readall()
+    assert caught.value.actual == checksum_hex(ChecksumAlgorithm.CRC64, damaged)
+    assert not caught.value.replica_changed and whole(replica) == before
+
+
+def test_one_pass_with_service_checks_gives_the_replica_the_worker_checks_give(
+    cache: ContainerClient, replicas: ContainerClient
+) -> None:
+    # CRC64 extents (checked by the service), a SHA-256 one and one longer than a call (checked here), zeros
+    writes = [(i * 65536, rand(65536)) for i in range(40)]
+    writes += [(4 * MIB, bytes(MIB)), (6 * MIB, rand(3 * MIB))]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64)
+    sha = m.extents[3].model_copy(
+        update={"crc64": None, "sha256": checksum_hex(ChecksumAlgorithm.SHA256, writes[3][1])}
+    )
+    m = m.model_copy(update={"extents": [*m.extents[:3], sha, *m.extents[4:]]})
+    images = []
+    for by_service in (True, False):
+        spec = ReplicaDiskSpec(machine_id=MACHINE, disk_id=f"disk-{by_service}", disk_size=DISK_SIZE)
+        create_replica_disk(replicas, spec)
+        target = replicas.get_blob_client(spec.blob_name)
+        options = ApplyOptions(one_pass=True, service_verifies_crc64=by_service)
+        result = apply_extents(m, cache=cache, replica=target, options=options)
+        assert result.bytes_read == m.total_bytes and result.bytes_cleared == MIB
+        images.append(whole(target)[:DISK_SIZE])  # the footers differ: each names its own disk
+    assert images[0] == images[1]
+    assert images[0] == expect_image(DISK_SIZE, writes)
+
+
+def test_one_pass_checks_a_cleared_pieces_crc64_in_the_worker(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    before = whole(replica)
+    # the manifest promises data, the blob holds zeros: the piece would be cleared, so nothing reaches the
+    # service to check; the worker checks it before clearing
+    m = upload_cycle(cache, "cycle-1", [(0, bytes(MIB))], algorithm=ChecksumAlgorithm.CRC64)
+    lying = m.model_copy(
+        update={
+            "extents": [
+                m.extents[0].model_copy(update={"crc64": checksum_hex(ChecksumAlgorithm.CRC64, rand(MIB))})
+            ]
+        }
+    )
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(lying, cache=cache, replica=replica, options=ApplyOptions(one_pass=True))
+    assert caught.value.actual == checksum_hex(ChecksumAlgorithm.CRC64, bytes(MIB))
+    assert not caught.value.replica_changed and whole(replica) == before

@@ -13,6 +13,7 @@ from shared.replication.apply_engine import (
     _plan_pieces,
     _plan_regions,
     _plan_writes,
+    _region_size_for,
     _source_runs,
     _subtract,
 )
@@ -83,6 +84,18 @@ def test_regions_follow_blob_contiguity_and_never_split_an_extent() -> None:
         (a, 2 * MIB, 102 * MIB, [3]),
         (b, 0, MIB, [1]),
     ]
+
+
+def test_one_pass_regions_keep_every_writer_busy_for_small_deltas() -> None:
+    # 16 MiB of scattered 4 KiB writes, back to back in one blob: 4 regions (one per writer), not one
+    small = [ext(i * 8 * MIB, 4096, i * 4096) for i in range(4096)]
+    size = _region_size_for(small, 64 * MIB, parallelism=4)
+    assert size == 4 * MIB
+    regions = _plan_regions(small, size)
+    assert len(regions) == 4 and all(r.end - r.start == 4 * MIB for r in regions)
+    # a large delta keeps the configured region size; a tiny one is not cut below 1 MiB
+    assert _region_size_for([ext(0, 4 * MIB, 0)] * 256, 64 * MIB, parallelism=4) == 64 * MIB
+    assert _region_size_for([ext(0, 8192, 0)], 64 * MIB, parallelism=4) == MIB
 
 
 def test_source_runs_merge_only_bytes_contiguous_in_one_blob() -> None:
