@@ -26,6 +26,7 @@ from typing import Final
 from azure.core.exceptions import HttpResponseError
 from azure.storage.extensions.checksums import crc64 as _crc64
 
+from shared.replication.checksums import crc64_combine
 from shared.replication.delta_manifest import Extent
 
 MAX_UNIT: Final = 4 * 1024 * 1024
@@ -64,7 +65,7 @@ class Crc64Run:
         self.length = 0
 
     def add(self, crc: int, length: int) -> None:
-        self.crc = int(_crc64.concat(0, 0, self.crc, self.length, 0, crc, length)) if self.length else crc
+        self.crc = crc64_combine(self.crc, crc, length) if self.length else crc
         self.length += length
 
     def header(self) -> bytearray:
