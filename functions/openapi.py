@@ -664,8 +664,8 @@ _ERROR_TEXT = {
     409: "Conflicts with the machine's state; a ForbiddenTransition's first detail is a ForbiddenTransitionDetail "
     "(the allowed next states and allowedOperations); when an action holds the machine, a detail "
     "{activeJobId, kind, status} names its job (poll GET /api/jobs/{activeJobId}), unless the request is "
-    "the same one sent again (its Idempotency-Key, or its body within the retry window), which gets 202 "
-    "with that job; an Idempotency-Key already used for another action is a 409 too. ConcurrencyConflict (the document kept changing) comes "
+    "the same one sent again (its Idempotency-Key, or its body within the retry window while that job "
+    "runs), which gets 202 with that job; an Idempotency-Key already used for another action is a 409 too. ConcurrencyConflict (the document kept changing) comes "
     "with Retry-After: send the same request again",
     500: "Unexpected error (InternalError): the message carries an incident id to quote, never internals; "
     "nothing may be assumed done, so read the resource before retrying",
@@ -836,8 +836,8 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
                 "the first one started (same Location) and starts nothing more; if the first request died "
                 "before its job was handed to its orchestration, the retry does it. Without a key, the same "
                 "request (same method, path, JSON body and caller) sent again within "
-                "OPERATOR_RETRY_WINDOW_SECONDS (600) while its action holds the machine answers the same way "
-                "instead of 409. A start that no retry completes is delivered again or rolled back after "
+                "OPERATOR_RETRY_WINDOW_SECONDS (600) while its job runs answers the same way instead of "
+                "409. A start that no retry completes is delivered again or rolled back after "
                 f"OPERATOR_START_GRACE_SECONDS (rolled back: the job ends Failed {NOT_STARTED}); a key used "
                 "for another action is a 409.",
                 "schema": {

@@ -29,7 +29,8 @@ alive (it re-reads its work from the machine, so a second wake-up is harmless), 
 
 A request sent again without an Idempotency-Key is recognised by its fingerprint (method, route,
 canonical JSON body, caller: `RetryOf`) within a window: where the action would be refused with a 409
-because the first request's action holds the machine, it gets that job back instead.
+because the first request's action holds the machine and its job has not ended, it gets that job back
+instead (the caller of `same_request` checks the job).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def check_idempotency_key(key: str | None) -> str | None:
 @dataclass(frozen=True)
 class RetryOf:
     """How a request sent again is recognised: its Idempotency-Key (for as long as the machine keeps the
-    start), or its fingerprint within `window` (only where the action would otherwise be refused)."""
+    start), or its fingerprint within `window`, only while the action it repeats runs (where the request
+    would otherwise be refused with a 409)."""
 
     key: str | None = None
     fingerprint: str | None = None
@@ -107,8 +109,9 @@ def same_request(
     machine: Machine, retry: RetryOf | str | None, kind: JobKind, now: datetime
 ) -> PendingStart | None:
     """The machine's recorded start, when this request is a resend of the one that recorded it: the same
-    Idempotency-Key, or (without one) the same fingerprint within the window. A rolled-back start never
-    matches: that attempt never ran, so the resend starts the action afresh."""
+    Idempotency-Key, or (without one) the same fingerprint within the window (the caller then checks that
+    its job has not ended). A rolled-back start never matches: that attempt never ran, so the resend
+    starts the action afresh."""
     retry = retry_of(retry)
     pending = machine.pending_start
     if pending is None or pending.outcome is StartOutcome.ROLLED_BACK or pending.job.kind is not kind:
@@ -147,10 +150,14 @@ def _replay_of(machine: Machine, key: str | None, job: Job) -> PendingStart | No
 
 
 class _Replayed(Exception):
-    def __init__(self, machine: Machine, pending: PendingStart) -> None:
+    """`refusal`: the 409 a resend recognised by its fingerprint would have had (it stands once the job
+    has ended: the window recognises a resend only while its action runs)."""
+
+    def __init__(self, machine: Machine, pending: PendingStart, refusal: Conflict | None = None) -> None:
         super().__init__(pending.job.id)
         self.machine = machine
         self.pending = pending
+        self.refusal = refusal
 
 
 def begin(
@@ -184,11 +191,11 @@ def begin(
             result = apply(machine)
         except ConcurrencyConflict:
             raise
-        except Conflict:
+        except Conflict as refusal:
             # Refused because an action holds the machine: if it is this very request's, sent again, the
             # caller gets that job back rather than a 409 for its own action.
             if (pending := same_request(before[0], retry, job.kind, now)) is not None:
-                raise _Replayed(before[0], pending) from None
+                raise _Replayed(before[0], pending, None if retry.key else refusal) from None
             raise
         previous = {
             name: _jsonable(getattr(before[0], name))
@@ -211,6 +218,13 @@ def begin(
         stored, result = repos.machines.update_with_retry(machine_id, record)
     except _Replayed as replay:
         machine, pending = replay.machine, replay.pending
+        if replay.refusal is not None:
+            current = jobs.get(repos, pending.job.id)
+            if current is not None and current.status.finished:
+                # The action this request repeats has ended: it is a new request, refused as the
+                # machine's state says (an Idempotency-Key would get the ended job back).
+                _name_current_job(repos, replay.refusal, replay.machine)
+                raise replay.refusal from None
         if pending.open:
             # Take the start over (an ETag'd write), so the reconciler cannot roll it back under this retry;
             # if it already has, this request starts the action afresh.

@@ -180,7 +180,7 @@ def stop_replication(
     """Stop replication (-> ReplicationStopped), or after a migration complete it (-> MigrationCompleted).
 
     The orchestration then deletes the replica data. 404/409 as for enable. Crash-safe as enable.
-    Round-trips: 3.
+    Round-trips: 4 (a read to name the job, then read, replace, job).
     """
     # Which of the two jobs follows from the state read here; the write re-checks it (a machine that moved
     # between the read and the write is a ConcurrencyConflict: send the request again).

@@ -280,6 +280,29 @@ def test_the_same_request_within_the_window_gets_the_running_job_back(repos: Rep
         _test_migrate(repos, "job-4", "f1", now=NOW + WINDOW + timedelta(seconds=1))
 
 
+def test_the_same_request_after_its_job_ended_is_refused_as_a_new_one(repos: Repositories) -> None:
+    _machine(repos)
+    _test_migrate(repos, "job-1", "f1")
+    m.end_job(repos, "job-1", succeeded=True, now=NOW)
+    assert repos.machines.require("web01").item.state is MachineState.TEST_MIGRATED
+    # Within the window, but the test migration stands: another one is refused, as without a resend.
+    with pytest.raises(ForbiddenTransition):
+        _test_migrate(repos, "job-2", "f1", now=NOW + timedelta(minutes=1))
+    assert jobs.get(repos, "job-2") is None
+    # Under an Idempotency-Key the ended job is handed back: a key names one action for good.
+    keyed = starts.RetryOf(key="k", fingerprint="f1", window=WINDOW)
+    other = Repositories(InMemoryDocumentStore())
+    _machine(other)
+    first = m.start_test_migration(
+        other, "web01", m.TestMigrationRequest(), job_id="job-3", now=NOW, idempotency_key=keyed
+    )
+    m.end_job(other, "job-3", succeeded=True, now=NOW)
+    again = m.start_test_migration(
+        other, "web01", m.TestMigrationRequest(), job_id="job-4", now=NOW, idempotency_key=keyed
+    )
+    assert again.job.id == first.job.id == "job-3"
+
+
 def test_a_resend_after_a_crash_completes_the_start(
     repos: Repositories, monkeypatch: pytest.MonkeyPatch
 ) -> None:
