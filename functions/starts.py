@@ -20,7 +20,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel
 
-from functions.http_errors import MAX_JSON_DEPTH, json_nesting_depth
+from functions.http_errors import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_nesting_depth
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.failback.contracts import REVERSE_WAKE, reverse_instance_id
@@ -59,7 +59,8 @@ def request_fingerprint(req: func.HttpRequest) -> str:
     object however it was spelled) and the caller."""
     raw = req.get_body() or b""
     body = raw.decode("utf-8", "replace")
-    if raw.strip() and json_nesting_depth(raw) <= MAX_JSON_DEPTH:
+    # A body no route would accept (too large, too deep) is not parsed: its text is its fingerprint.
+    if raw.strip() and len(raw) <= MAX_BODY_BYTES and json_nesting_depth(raw) <= MAX_JSON_DEPTH:
         # Not JSON: the route refuses it; the raw text is as good a fingerprint.
         with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
             body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
