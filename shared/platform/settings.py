@@ -277,9 +277,9 @@ class SweeperSettings(_Group):
     retry_window: Seconds = setting(
         "OPERATOR_RETRY_WINDOW_SECONDS",
         timedelta(minutes=10),
-        description="an operator action sent again with the same body by the same caller within this long "
-        "answers with the job the first request started instead of a 409 (0 turns this off; an "
-        "Idempotency-Key has no window)",
+        description="an operator action sent again with the same body by the same caller within this long, "
+        "while the job the first request started runs, answers with that job instead of a 409 (0 turns this "
+        "off; an Idempotency-Key has no window)",
         ge=timedelta(0),
     )
 
