@@ -42,6 +42,7 @@ from shared.bootstrap import get_services
 from shared.domain.errors import ValidationFailed
 from shared.failback import forward, planned
 from shared.failback import service as failback
+from shared.platform import crash_points
 
 bp = durable_blueprint()
 log = logging.getLogger(__name__)
@@ -79,15 +80,18 @@ async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient
         request,
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     job_input = ReverseInput(machine_id=started.machine.id, job_id=started.job.id)
+    instance_id = reverse_instance_id(started.machine.id)
     try:
-        await _end_earlier_instance(client, reverse_instance_id(started.machine.id), started.job.id)
-        await client.start_new(
-            REVERSE,
-            instance_id=reverse_instance_id(started.machine.id),
-            client_input=job_input.model_dump(mode="json"),
-        )
+        # A resend of a recorded reprotect whose instance runs: that instance is this job's.
+        if not (started.replayed and await _alive(client, instance_id)):
+            await _end_earlier_instance(client, instance_id, started.job.id)
+            await client.start_new(
+                REVERSE, instance_id=instance_id, client_input=job_input.model_dump(mode="json")
+            )
+        crash_points.reached(crash_points.ORCHESTRATION_STARTED)
     except Exception:
         # Recorded but not started: end the job so the machine is FailoverCommitted again, then answer 500.
         outcome = ReprotectOutcome(
@@ -165,6 +169,7 @@ async def _failback_job(
 ) -> func.HttpResponse:
     try:
         await _run_in_reverse_orchestration(client, started)
+        crash_points.reached(crash_points.ORCHESTRATION_STARTED)
     except Exception:
         # Recorded but not run: end the job (a planned failover's end starts its cancel, which the next
         # request or reverse episode runs), then answer 500.
@@ -193,6 +198,7 @@ async def planned_failover(req: func.HttpRequest, client: df.DurableOrchestratio
         path_id(req, "machineId"),
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _failback_job(client, started, cancel=False)
 
@@ -210,6 +216,7 @@ async def cancel_planned_failover(
         path_id(req, "machineId"),
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return await _failback_job(client, started, cancel=True)
 

@@ -48,6 +48,7 @@ from shared.domain.errors import ValidationFailed
 from shared.failback import commit as failback_commit
 from shared.failover import service as failover
 from shared.failover import settings as failover_settings
+from shared.jobs.starts import RetryOf
 
 bp = durable_blueprint()
 
@@ -219,7 +220,7 @@ async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestration
 
 
 async def commit_failback(
-    client: df.DurableOrchestrationClient, machine_id: str, key: str | None = None
+    client: df.DurableOrchestrationClient, machine_id: str, key: RetryOf | None = None
 ) -> func.HttpResponse:
     """The CommitFailback job, in its own orchestration instance (the job id)."""
     services = get_services()

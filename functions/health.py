@@ -26,6 +26,7 @@ import logging
 import azure.functions as func
 
 from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, path_id, query_int
+from functions.starts import idempotency_key
 from orchestrators.blueprints import blueprint
 from shared import health
 from shared.bootstrap import get_services
@@ -48,6 +49,7 @@ async def repair_replication(req: func.HttpRequest) -> func.HttpResponse:
         path_id(req, "machineId"),
         job_id=new_job_id(),
         now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     return accepted_job(started.job, retry_after_seconds=30)
 

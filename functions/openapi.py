@@ -255,6 +255,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "PUT",
@@ -266,6 +267,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         TargetSettings,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "DELETE",
@@ -276,6 +278,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -398,6 +401,7 @@ OPERATIONS: tuple[Operation, ...] = (
         202,
         ForwardReprotectRequest,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -412,6 +416,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -424,6 +429,7 @@ OPERATIONS: tuple[Operation, ...] = (
         AcceptedJob,
         202,
         errors=(400, 401, 404, 409),
+        idempotent=True,
     ),
     Operation("GET", "jobs/{jobId}", "get_job", "A long operation's status and steps", "operator", Job),
     Operation(
@@ -657,8 +663,9 @@ _ERROR_TEXT = {
     404: "Not found",
     409: "Conflicts with the machine's state; a ForbiddenTransition's first detail is a ForbiddenTransitionDetail "
     "(the allowed next states and allowedOperations); when an action holds the machine, a detail "
-    "{activeJobId, kind, status} names its job (poll GET /api/jobs/{activeJobId}); an Idempotency-Key "
-    "already used for another action is a 409 too. ConcurrencyConflict (the document kept changing) comes "
+    "{activeJobId, kind, status} names its job (poll GET /api/jobs/{activeJobId}), unless the request is "
+    "the same one sent again (its Idempotency-Key, or its body within the retry window while that job "
+    "runs), which gets 202 with that job; an Idempotency-Key already used for another action is a 409 too. ConcurrencyConflict (the document kept changing) comes "
     "with Retry-After: send the same request again",
     500: "Unexpected error (InternalError): the message carries an incident id to quote, never internals; "
     "nothing may be assumed done, so read the resource before retrying",
@@ -827,9 +834,12 @@ def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
                 "description": "Any 1 to 200 printable ASCII characters without spaces, new for each action "
                 "(a UUID). A request retried with the same key on the same machine answers 202 with the job "
                 "the first one started (same Location) and starts nothing more; if the first request died "
-                "before the job's orchestration started, the retry starts it. A start that no retry "
-                f"completes is rolled back after OPERATOR_START_GRACE_SECONDS (job ends Failed "
-                f"{NOT_STARTED}); a key used for another action is a 409.",
+                "before its job was handed to its orchestration, the retry does it. Without a key, the same "
+                "request (same method, path, JSON body and caller) sent again within "
+                "OPERATOR_RETRY_WINDOW_SECONDS (600) while its job runs answers the same way instead of "
+                "409. A start that no retry completes is delivered again or rolled back after "
+                f"OPERATOR_START_GRACE_SECONDS (rolled back: the job ends Failed {NOT_STARTED}); a key used "
+                "for another action is a 409.",
                 "schema": {
                     "type": "string",
                     "minLength": 1,

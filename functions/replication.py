@@ -14,12 +14,14 @@ from pydantic import ValidationError
 
 from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
+from functions.starts import idempotency_key
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import OPERATOR_REQUEST
 from shared.bootstrap import get_services
 from shared.domain.api import MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
 from shared.domain.target import TargetSettings
+from shared.platform import crash_points
 from shared.replication import machines
 
 bp = durable_blueprint()
@@ -31,11 +33,14 @@ async def deliver_operator_request(
     """Wake the machine's orchestration with the request; it reads the job from Cosmos.
 
     A retried request (is_retry) reaches the orchestration again, which is harmless: the job is run once.
+    The orchestration acknowledges the job when it begins it; if this request dies first, the start
+    reconciler delivers it again or rolls it back (`shared.jobs.starts`).
     """
     request = OperatorRequest(machine_id=started.machine.id, job_id=started.job.id, kind=started.job.kind)
     await wake_machine_orchestration(
         client, started.machine.id, OPERATOR_REQUEST, request, only_if_not_running=started.is_retry
     )
+    crash_points.reached(crash_points.ORCHESTRATION_STARTED)
 
 
 @bp.route(route="machines", methods=["GET"])
@@ -90,6 +95,7 @@ async def enable_replication(
         command,
         now=services.clock(),
         placement=services.placement,
+        idempotency_key=idempotency_key(req),
     )
     await deliver_operator_request(client, started)
     return accepted_job(started.job, retry_after_seconds=5)
@@ -102,7 +108,11 @@ async def stop_replication(req: func.HttpRequest, client: df.DurableOrchestratio
     services = get_services()
     command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=new_job_id())
     started = await asyncio.to_thread(
-        machines.stop_replication, services.repos, command, now=services.clock()
+        machines.stop_replication,
+        services.repos,
+        command,
+        now=services.clock(),
+        idempotency_key=idempotency_key(req),
     )
     await deliver_operator_request(client, started)
     return accepted_job(started.job, retry_after_seconds=5)

@@ -2,21 +2,34 @@
 job's own orchestration exactly once, and the reconciler's timer with its Durable adapter.
 
 An operator route adopts it in two lines: pass `idempotency_key(req)` to its service's start, then
-`await launch(client, ORCHESTRATOR, started.job, job_input)` instead of `client.start_new`.
+`await launch(client, ORCHESTRATOR, started.job, job_input)` instead of `client.start_new`. An action run
+by the machine's long-lived orchestration passes `runner=` to the start instead and wakes that
+orchestration as before; the orchestration's first activity of the job acknowledges it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import json
 import logging
+from urllib.parse import urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel
 
+from functions.http_errors import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_nesting_depth
+from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.names import job_instance_id
+from orchestrators.failback.contracts import REVERSE_WAKE, reverse_instance_id
+from orchestrators.names import OPERATOR_REQUEST, job_instance_id, machine_instance_id
+from shared import health
 from shared.bootstrap import get_services
+from shared.domain.api import OperatorRequest
 from shared.domain.job import Job
+from shared.domain.pending_start import PendingStart, StartRunner
 from shared.jobs import starts
 from shared.platform import crash_points
 
@@ -24,9 +37,39 @@ bp = durable_blueprint()
 log = logging.getLogger(__name__)
 
 
-def idempotency_key(req: func.HttpRequest) -> str | None:
-    """The request's Idempotency-Key (400 when malformed), or None."""
-    return starts.check_idempotency_key(req.headers.get(starts.IDEMPOTENCY_KEY_HEADER))
+def idempotency_key(req: func.HttpRequest) -> starts.RetryOf:
+    """How a resend of this request is recognised: its Idempotency-Key (400 when malformed), and its
+    fingerprint within OPERATOR_RETRY_WINDOW_SECONDS for a request sent without one."""
+    services = get_services()
+    return starts.RetryOf(
+        key=starts.check_idempotency_key(req.headers.get(starts.IDEMPOTENCY_KEY_HEADER)),
+        fingerprint=request_fingerprint(req),
+        window=services.settings.sweeper.retry_window,
+    )
+
+
+# Who sent the request: the Entra ID principal when App Service authentication vouches for it, else the
+# function key (hashed with the rest, never stored as such). Two callers sending the same body start two
+# actions (the second is refused with a 409 naming the first's job), never one answered with the other's.
+_CALLER_HEADERS = ("x-ms-client-principal-id", "x-functions-key")
+
+
+def request_fingerprint(req: func.HttpRequest) -> str:
+    """SHA-256 of the method, the route, the body as canonical JSON (keys sorted, no spaces: the same
+    object however it was spelled) and the caller."""
+    raw = req.get_body() or b""
+    body = raw.decode("utf-8", "replace")
+    # A body no route would accept (too large, too deep) is not parsed: its text is its fingerprint.
+    if raw.strip() and len(raw) <= MAX_BODY_BYTES and json_nesting_depth(raw) <= MAX_JSON_DEPTH:
+        # Not JSON: the route refuses it; the raw text is as good a fingerprint.
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
+            body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    caller = next((f"{h}:{headers[h]}" for h in _CALLER_HEADERS if headers.get(h)), "")
+    if not caller and req.params.get("code"):
+        caller = f"code:{req.params['code']}"
+    text = "\n".join([req.method.upper(), urlsplit(req.url).path.rstrip("/").lower(), body, caller])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 async def launch(
@@ -65,6 +108,38 @@ class DurableOrchestrations:
     async def exists(self, job: Job) -> bool:
         return await _exists(self._client, job_instance_id(job.id))
 
+    async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+        if runner is StartRunner.COMMANDS:
+            return True  # no orchestration: the reconciler completes the start itself
+        instance_id = (
+            machine_instance_id(machine_id)
+            if runner is StartRunner.MACHINE
+            else reverse_instance_id(machine_id)
+        )
+        status = await self._client.get_status(instance_id)
+        return status is not None and status.runtime_status in _ALIVE
+
+    async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+        if pending.runner is StartRunner.MACHINE:
+            request = OperatorRequest(machine_id=machine_id, job_id=pending.job.id, kind=pending.job.kind)
+            await wake_machine_orchestration(self._client, machine_id, OPERATOR_REQUEST, request)
+        elif pending.runner is StartRunner.REVERSE:
+            await self._client.raise_event(
+                reverse_instance_id(machine_id), REVERSE_WAKE, {"jobId": pending.job.id}
+            )
+        elif pending.runner is StartRunner.COMMANDS:
+            services = get_services()
+            await asyncio.to_thread(
+                health.complete_repair_start, services.repos, machine_id, pending.job.id, now=services.clock()
+            )
+
+
+_ALIVE = {
+    df.OrchestrationRuntimeStatus.Running,
+    df.OrchestrationRuntimeStatus.Pending,
+    df.OrchestrationRuntimeStatus.ContinuedAsNew,
+}
+
 
 EVERY_MINUTE = "0 * * * * *"
 
@@ -82,9 +157,10 @@ async def start_reconciler(timer: func.TimerRequest, client: df.DurableOrchestra
     )
     if report.examined:
         log.info(
-            "start reconciler: %d examined; settled %s; rolled back %s; left for later %s",
+            "start reconciler: %d examined; settled %s; rolled back %s; re-delivered %s; left for later %s",
             report.examined,
             ", ".join(report.settled) or "-",
             ", ".join(report.rolled_back) or "-",
+            ", ".join(report.redelivered) or "-",
             ", ".join(report.failed) or "-",
         )

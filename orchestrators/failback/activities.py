@@ -55,6 +55,7 @@ from shared.failback import manifest as plans
 from shared.failback import service as reverse
 from shared.health import Failure, record_failures
 from shared.health.catalog import reprotect_error
+from shared.jobs import starts
 from shared.platform.arm_errors import ArmError
 
 bp = durable_blueprint()
@@ -79,6 +80,9 @@ def check_reprotect_prerequisites(payload: dict[str, Any]) -> dict[str, Any]:
     ref = StepRef.model_validate(payload)
     services = get_services()
     repos = services.repos
+    # The job's first step: its start is settled here (a start rolled back meanwhile left the machine
+    # FailoverCommitted, which `reprotecting` refuses).
+    starts.acknowledge(repos, ref.machine_id, ref.job_id)
     try:
         machine = reverse.reprotecting(repos, ref.machine_id, ref.job_id)
     except DomainError as exc:
@@ -411,6 +415,17 @@ def reverse_cycle_settings(payload: dict[str, Any]) -> dict[str, Any]:
     ref = StepRef.model_validate(payload)
     repos = get_services().repos
     machine = repos.machines.require(ref.machine_id).item
+    pending = machine.pending_start
+    # An operator's planned failover or cancel is picked up here: its start is settled. Rolled back
+    # meanwhile, the machine has its state back (read again) and no job is run.
+    if (
+        pending is not None
+        and pending.open
+        and machine.state in planned.FAILBACK_JOB_STATES
+        and pending.job.id == machine.active_job_id
+        and not starts.acknowledge(repos, machine.id, pending.job.id)
+    ):
+        machine = repos.machines.require(ref.machine_id).item
     if machine.state not in reverse.REVERSE_STATES or machine.reverse is None:
         return _json(CycleSettings(active=False))
     failover = machine.failover

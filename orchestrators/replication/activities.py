@@ -53,6 +53,7 @@ from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import DiskCopyProgress, Machine
 from shared.health.catalog import CATALOG, control_plane_error, match_domain_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.documents import Query
 from shared.platform.storage import ensure_containers_exist
 from shared.platform.telemetry import get_telemetry
@@ -117,6 +118,9 @@ def create_replica_disks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Step 'Create replica disks': one fixed-VHD page blob per source disk (idempotent)."""
     ref = JobRef.model_validate(payload)
     services = get_services()
+    if not starts.acknowledge(services.repos, ref.machine_id, ref.job_id):
+        log.warning("job %s was rolled back before it began: replica disks not created", ref.job_id)
+        return []
     machine = services.repos.machines.require(ref.machine_id).item
     ensure_containers_exist(services.cache, services.replicas)
     created = [
@@ -137,6 +141,8 @@ def start_initial_replication(payload: dict[str, Any]) -> None:
     ref = JobRef.model_validate(payload)
     services = get_services()
     now = services.clock()
+    if not starts.acknowledge(services.repos, ref.machine_id, ref.job_id):
+        return  # rolled back (see create_replica_disks): the job ended NotStarted
 
     def begin(machine: Machine) -> None:
         if machine.state is MachineState.ENABLING_REPLICATION:
@@ -178,6 +184,10 @@ def remove_replication_data(payload: dict[str, Any]) -> None:
     """Stop replication / complete migration: replicas (with every recovery point) and cached uploads go."""
     ref = JobRef.model_validate(payload)
     services = get_services()
+    # The job's first step: its start is settled here, or, rolled back meanwhile, the data is kept.
+    if not starts.acknowledge(services.repos, ref.machine_id, ref.job_id):
+        log.warning("job %s was rolled back before it began: the replication data is kept", ref.job_id)
+        return
     machine = services.repos.machines.require(ref.machine_id).item
     for disk in machine.inventory.disks:
         delete_replica_disk(replica_container(), replica_blob_name(machine.id, disk.id))

@@ -68,7 +68,12 @@ def commits_failback(repos: Repositories, machine_id: str) -> bool:
 
 
 def start_commit_failback(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
+    repos: Repositories,
+    machine_id: str,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailbackStarted:
     """FailedBack -> CommittingFailback and a CommitFailback job; or, after a commit that failed past its
     first deletion, the same state again with a new job. 409 while a commit runs or in any other state."""

@@ -85,7 +85,7 @@ def start_reprotect_to_azure(
     *,
     job_id: str,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailbackStarted:
     """FailbackCommitted -> Reprotecting with the chosen appliance and a Reprotect job. 404 for an unknown
     appliance; 409 in another state, or for an appliance that did not take the pre-power-on copy (it has

@@ -32,9 +32,11 @@ from shared.domain.lifecycle import (
     transition,
 )
 from shared.domain.machine import Machine
+from shared.domain.pending_start import StartRunner
 from shared.health import Failure, HealthSettings, record_failures, reset_health
 from shared.health.catalog import planned_failover_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.migration import resources
 from shared.migration.resource_kinds import parse_arm_id
 from shared.migration.resources import VmPower
@@ -79,10 +81,17 @@ def _allowed(machine: Machine, operation: Operation, target: MachineState, actio
 
 
 def start_planned_failover(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailbackStarted:
     """ReverseReplicating -> PlannedFailingBack and a PlannedFailover job. 409 in another state, without
-    a reverse recovery point, or with the machine's health Critical; nothing is written then."""
+    a reverse recovery point, or with the machine's health Critical; nothing is written then. Crash-safe
+    (`shared.jobs.starts`, runner REVERSE): the machine's reverse orchestration acknowledges the job when
+    it picks it up between two cycles."""
 
     def apply(machine: Machine) -> None:
         action = "fail over to on-premises"
@@ -105,14 +114,21 @@ def start_planned_failover(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(
-        repos, new_job(job_id, JobKind.PLANNED_FAILOVER, machine_id, planned_failover_steps(), now)
+    job = new_job(job_id, JobKind.PLANNED_FAILOVER, machine_id, planned_failover_steps(), now)
+    started = starts.begin(
+        repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key, runner=StartRunner.REVERSE
     )
-    return FailbackStarted(stored.item, job)
+    return FailbackStarted(started.machine, started.job)
 
 
-def start_cancel(repos: Repositories, machine_id: str, *, job_id: str, now: datetime) -> FailbackStarted:
+def start_cancel(
+    repos: Repositories,
+    machine_id: str,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
+) -> FailbackStarted:
     """FailedBack or PlannedFailbackCancelFailed -> CancellingPlannedFailback and a CancelPlannedFailover
     job. 409 in any other state (a running planned failover cancels itself if it fails)."""
 
@@ -121,11 +137,11 @@ def start_cancel(repos: Repositories, machine_id: str, *, job_id: str, now: date
         _allowed(machine, Operation.CANCEL_PLANNED_FAILOVER, S.CANCELLING_PLANNED_FAILBACK, action)
         _to_cancelling(machine, job_id, now)
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(
-        repos, new_job(job_id, JobKind.CANCEL_PLANNED_FAILOVER, machine_id, cancel_steps(), now)
+    job = new_job(job_id, JobKind.CANCEL_PLANNED_FAILOVER, machine_id, cancel_steps(), now)
+    started = starts.begin(
+        repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key, runner=StartRunner.REVERSE
     )
-    return FailbackStarted(stored.item, job)
+    return FailbackStarted(started.machine, started.job)
 
 
 def _to_cancelling(machine: Machine, job_id: str, now: datetime) -> None:

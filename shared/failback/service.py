@@ -38,6 +38,7 @@ from shared.domain.failback import (
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.lifecycle import MachineState, transition
 from shared.domain.machine import Machine
+from shared.domain.pending_start import StartRunner
 from shared.domain.wire import RequestModel
 from shared.health import (
     Failure,
@@ -50,6 +51,7 @@ from shared.health import (
 )
 from shared.health.catalog import reprotect_error
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
 
@@ -87,6 +89,7 @@ class NoFailoverToProtect(Conflict):
 class ReprotectStarted:
     machine: Machine
     job: Job
+    replayed: bool = False  # a resend of a recorded start: its orchestration may already run it
 
 
 def reprotect_steps() -> tuple[str, ...]:
@@ -94,11 +97,18 @@ def reprotect_steps() -> tuple[str, ...]:
 
 
 def start_reprotect(
-    repos: Repositories, machine_id: str, request: ReprotectRequest, *, job_id: str, now: datetime
+    repos: Repositories,
+    machine_id: str,
+    request: ReprotectRequest,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> ReprotectStarted:
     """FailoverCommitted -> ReverseReprotecting and a Reprotect job. 404 for an unknown appliance, 409
     (with `allowedOperations`) when the machine is in another state or has no failed-over disks; nothing
-    is written then."""
+    is written then. Crash-safe (`shared.jobs.starts`, runner REVERSE): the reverse orchestration
+    acknowledges the job when it checks its prerequisites."""
     if repos.appliances.get(request.appliance_id) is None:
         raise ApplianceNotFound(
             f"appliance {request.appliance_id} is not registered; use the id of a registered appliance of "
@@ -120,9 +130,11 @@ def start_reprotect(
         machine.active_job_id = job_id
         machine.updated_at = now
 
-    stored, _ = repos.machines.update_with_retry(machine_id, apply)
-    job = jobs.create(repos, new_job(job_id, JobKind.REPROTECT, machine_id, reprotect_steps(), now))
-    return ReprotectStarted(stored.item, job)
+    job = new_job(job_id, JobKind.REPROTECT, machine_id, reprotect_steps(), now)
+    started = starts.begin(
+        repos, machine_id, apply, job, now=now, idempotency_key=idempotency_key, runner=StartRunner.REVERSE
+    )
+    return ReprotectStarted(started.machine, started.job, started.replayed)
 
 
 def disk_pairs(machine: Machine) -> list[ReverseDisk]:

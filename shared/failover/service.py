@@ -124,7 +124,7 @@ def start_failover(
     *,
     job_id: str,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailoverStarted:
     """Replicating -> FailingOver and a Failover job. 409 when the machine cannot fail over now (its
     state, no recovery point of the kind asked for), 404 for an unknown point; nothing is written then.
@@ -409,7 +409,7 @@ def start_change_recovery_point(
     *,
     job_id: str,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailoverStarted:
     """A ChangeRecoveryPoint job for a FailedOver machine (the state does not change: the VM stays the
     failover's). 409 once committed or while another change runs; 404 for an unknown point."""
@@ -474,7 +474,12 @@ def _current_point(repos: Repositories, machine_id: str) -> str | None:
 
 
 def start_commit(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
+    repos: Repositories,
+    machine_id: str,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> FailoverStarted:
     """FailedOver -> FailoverCommitted and a Commit job that deletes every other recovery point. 409 while
     a change of recovery point runs, or when the machine is not failed over (or already committed)."""

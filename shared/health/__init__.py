@@ -15,7 +15,7 @@ What other packages call is re-exported here; inside the package, modules import
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.health.event_texts import CYCLE_COMPLETED, REPAIR_COMPLETED, health_event
 from shared.health.monitor import MonitorReport, monitor_health
-from shared.health.repair import RepairStarted, start_repair
+from shared.health.repair import RepairStarted, complete_repair_start, start_repair
 from shared.health.rules import AgentContact, HealthRules, Transition
 from shared.health.settings import HealthSettings
 from shared.health.timeouts import (
@@ -46,6 +46,7 @@ __all__ = [
     "RepairStarted",
     "Transition",
     "clear_upload_watch",
+    "complete_repair_start",
     "flag_source_disks_changed",
     "health_event",
     "monitor_health",

@@ -19,6 +19,18 @@ nothing ran, and every later action answered 409. Now:
 
 The grace period must be longer than a start can take (the request's own timeout), so a slow request is
 never rolled back under its feet.
+
+Actions run by a machine's long-lived orchestration (enable, stop and repair replication by the machine's
+replication orchestration; the reprotect to on-premises, the planned failover and its cancel by its
+reverse orchestration) have no orchestration of their own to look for: their start records its `runner`,
+the runner acknowledges the job (`acknowledge`, from the activity that begins the job's work), and the
+reconciler decides on a start nobody acknowledged (`decide`): re-deliver it while that orchestration is
+alive (it re-reads its work from the machine, so a second wake-up is harmless), roll it back otherwise.
+
+A request sent again without an Idempotency-Key is recognised by its fingerprint (method, route,
+canonical JSON body, caller: `RetryOf`) within a window: where the action would be refused with a 409
+because the first request's action holds the machine and its job has not ended, it gets that job back
+instead (the caller of `same_request` checks the job).
 """
 
 from __future__ import annotations
@@ -35,9 +47,9 @@ from pydantic import BaseModel
 
 from shared.domain.errors import ConcurrencyConflict, Conflict, ValidationFailed
 from shared.domain.event import Event, Severity
-from shared.domain.job import Job, JobError, JobStatus
+from shared.domain.job import Job, JobError, JobKind, JobStatus
 from shared.domain.machine import Machine
-from shared.domain.pending_start import PendingStart, StartOutcome
+from shared.domain.pending_start import PendingStart, StartOutcome, StartRunner
 from shared.jobs import lifecycle as jobs
 from shared.platform import crash_points
 from shared.platform.documents import Query
@@ -78,6 +90,39 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+@dataclass(frozen=True)
+class RetryOf:
+    """How a request sent again is recognised: its Idempotency-Key (for as long as the machine keeps the
+    start), or its fingerprint within `window`, only while the action it repeats runs (where the request
+    would otherwise be refused with a 409)."""
+
+    key: str | None = None
+    fingerprint: str | None = None
+    window: timedelta = timedelta(0)
+
+
+def retry_of(value: RetryOf | str | None) -> RetryOf:
+    return value if isinstance(value, RetryOf) else RetryOf(key=value)
+
+
+def same_request(
+    machine: Machine, retry: RetryOf | str | None, kind: JobKind, now: datetime
+) -> PendingStart | None:
+    """The machine's recorded start, when this request is a resend of the one that recorded it: the same
+    Idempotency-Key, or (without one) the same fingerprint within the window (the caller then checks that
+    its job has not ended). A rolled-back start never matches: that attempt never ran, so the resend
+    starts the action afresh."""
+    retry = retry_of(retry)
+    pending = machine.pending_start
+    if pending is None or pending.outcome is StartOutcome.ROLLED_BACK or pending.job.kind is not kind:
+        return None
+    if retry.key is not None:
+        return pending if pending.idempotency_key == retry.key else None
+    if retry.fingerprint is None or pending.request_fingerprint != retry.fingerprint:
+        return None
+    return pending if now - pending.requested_at <= retry.window else None
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
@@ -89,6 +134,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _replay_of(machine: Machine, key: str | None, job: Job) -> PendingStart | None:
+    """The start recorded under this Idempotency-Key (409 when the key was used for another action)."""
     pending = machine.pending_start
     if key is None or pending is None or pending.idempotency_key != key:
         return None
@@ -104,10 +150,14 @@ def _replay_of(machine: Machine, key: str | None, job: Job) -> PendingStart | No
 
 
 class _Replayed(Exception):
-    def __init__(self, machine: Machine, pending: PendingStart) -> None:
+    """`refusal`: the 409 a resend recognised by its fingerprint would have had (it stands once the job
+    has ended: the window recognises a resend only while its action runs)."""
+
+    def __init__(self, machine: Machine, pending: PendingStart, refusal: Conflict | None = None) -> None:
         super().__init__(pending.job.id)
         self.machine = machine
         self.pending = pending
+        self.refusal = refusal
 
 
 def begin(
@@ -117,22 +167,36 @@ def begin(
     job: Job,
     *,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: RetryOf | str | None = None,
     record_unchanged: bool = False,
+    runner: StartRunner = StartRunner.OWN,
 ) -> Started[R]:
     """Apply the action's transition (`apply`, which may refuse with a DomainError) and record the job with
     it in one machine write, then write the job document. A retry under the same Idempotency-Key gets the
     recorded job back and writes nothing but a missing job document. A transition that changes nothing
     (an action that finds itself already running) records no start: its result says what runs. A 409
-    names the machine's current job. `record_unchanged`: an action that holds no machine state (a
-    Mobility push) records its start all the same, so that an interrupted one is still found and ended."""
+    names the machine's current job, unless the request is a resend of the one whose start the machine
+    holds (its fingerprint, within the retry window): that one gets its job back as with a key.
+    `record_unchanged`: an action that holds no machine state (a Mobility push) records its start all the
+    same, so that an interrupted one is still found and ended. `runner`: what runs the job (the reconciler
+    asks it, or re-delivers to it)."""
+    retry = retry_of(idempotency_key)
     before: list[Machine] = []
 
     def record(machine: Machine) -> R:
-        if (pending := _replay_of(machine, idempotency_key, job)) is not None:
+        if (pending := _replay_of(machine, retry.key, job)) is not None:
             raise _Replayed(machine, pending)
         before[:] = [machine.model_copy(deep=True)]
-        result = apply(machine)
+        try:
+            result = apply(machine)
+        except ConcurrencyConflict:
+            raise
+        except Conflict as refusal:
+            # Refused because an action holds the machine: if it is this very request's, sent again, the
+            # caller gets that job back rather than a 409 for its own action.
+            if (pending := same_request(before[0], retry, job.kind, now)) is not None:
+                raise _Replayed(before[0], pending, None if retry.key else refusal) from None
+            raise
         previous = {
             name: _jsonable(getattr(before[0], name))
             for name in Machine.model_fields
@@ -141,7 +205,9 @@ def begin(
         if previous or record_unchanged:
             machine.pending_start = PendingStart(
                 job=job,
-                idempotency_key=idempotency_key,
+                idempotency_key=retry.key,
+                request_fingerprint=retry.fingerprint,
+                runner=runner,
                 previous=previous,
                 result=_jsonable(result),
                 requested_at=now,
@@ -152,6 +218,13 @@ def begin(
         stored, result = repos.machines.update_with_retry(machine_id, record)
     except _Replayed as replay:
         machine, pending = replay.machine, replay.pending
+        if replay.refusal is not None:
+            current = jobs.get(repos, pending.job.id)
+            if current is not None and current.status.finished:
+                # The action this request repeats has ended: it is a new request, refused as the
+                # machine's state says (an Idempotency-Key would get the ended job back).
+                _name_current_job(repos, replay.refusal, replay.machine)
+                raise replay.refusal from None
         if pending.open:
             # Take the start over (an ETag'd write), so the reconciler cannot roll it back under this retry;
             # if it already has, this request starts the action afresh.
@@ -163,8 +236,9 @@ def begin(
                     apply,
                     job,
                     now=now,
-                    idempotency_key=idempotency_key,
+                    idempotency_key=retry,
                     record_unchanged=record_unchanged,
+                    runner=runner,
                 )
         existing = jobs.get(repos, pending.job.id) or jobs.create(repos, pending.job)
         return Started(machine, existing, pending.result, replayed=True)
@@ -219,6 +293,27 @@ def _name_current_job(repos: Repositories, error: Conflict, machine: Machine) ->
 # --- the reconciler ---------------------------------------------------------------------------------------
 
 
+def acknowledge(repos: Repositories, machine_id: str, job_id: str) -> bool:
+    """The job's runner has taken the job (called by the activity that begins its work): its start is
+    settled. False when the reconciler rolled that start back: the job ended NotStarted and the machine
+    has its state back, so the runner must not do the job's work. One read, and a write only the first
+    time."""
+
+    def ack(machine: Machine) -> bool:
+        pending = machine.pending_start
+        if pending is None or pending.job.id != job_id:
+            return True  # an older start, or one recorded before starts were: nothing to settle
+        if pending.outcome is StartOutcome.ROLLED_BACK:
+            return False
+        if pending.open:
+            pending.open = False
+            pending.outcome = StartOutcome.RUNNING
+        return True
+
+    _, taken = repos.machines.update_with_retry(machine_id, ack)
+    return taken
+
+
 class Orchestrations(Protocol):
     """What the reconciler asks of Durable Functions (the adapter lives with the triggers)."""
 
@@ -226,12 +321,45 @@ class Orchestrations(Protocol):
         """The job's own orchestration was started (whatever its status now)."""
         ...
 
+    async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+        """The long-lived orchestration that runs this runner's jobs is running (or pending) for the
+        machine; for COMMANDS (no orchestration), whether the start can be completed at all."""
+        ...
+
+    async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+        """Hand the action to its runner again: wake the orchestration (which re-reads its job from the
+        machine), or for COMMANDS finish the start's own idempotent work and acknowledge it."""
+        ...
+
+
+class Decision(Enum):
+    SETTLE = "settle"  # it ran (or runs): close the start, touch nothing else
+    REDELIVER = "re-deliver"  # its runner is alive but never acknowledged it: wake it again
+    ROLL_BACK = "roll back"  # nothing ran it and nothing will: give the machine back its fields
+    FINISH_ROLL_BACK = "finish the roll-back"  # rolled back by a run that stopped before ending the job
+
+
+def decide(
+    pending: PendingStart, *, job_finished: bool, own_orchestration: bool, runner_alive: bool
+) -> Decision:
+    """What the reconciler does with a start still open past the grace period. `own_orchestration`: the
+    job's own instance exists (runner OWN); `runner_alive`: the machine's long-lived orchestration that
+    runs it is alive (the other runners)."""
+    if pending.outcome is StartOutcome.ROLLED_BACK:
+        return Decision.FINISH_ROLL_BACK
+    if job_finished:
+        return Decision.SETTLE
+    if pending.runner is StartRunner.OWN:
+        return Decision.SETTLE if own_orchestration else Decision.ROLL_BACK
+    return Decision.REDELIVER if runner_alive else Decision.ROLL_BACK
+
 
 @dataclass
 class ReconcileReport:
     examined: int = 0
     settled: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
+    redelivered: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
 
@@ -275,17 +403,47 @@ async def _reconcile_one(
     report: ReconcileReport,
 ) -> None:
     job_id = pending.job.id
-    if pending.outcome is StartOutcome.ROLLED_BACK:
-        # Rolled back by an earlier run that stopped before ending the job.
+    job = None
+    own = alive = False
+    if pending.outcome is not StartOutcome.ROLLED_BACK:
+        job = await asyncio.to_thread(jobs.get, repos, job_id)
+        if job is None or not job.status.finished:
+            if pending.runner is StartRunner.OWN:
+                own = await orchestrations.exists(pending.job)
+            else:
+                alive = await orchestrations.alive(machine_id, pending.runner)
+    decision = decide(
+        pending,
+        job_finished=job is not None and job.status.finished,
+        own_orchestration=own,
+        runner_alive=alive,
+    )
+    if decision is Decision.FINISH_ROLL_BACK:
         await asyncio.to_thread(_end_not_started, repos, machine_id, pending, now)
         report.rolled_back.append(job_id)
         return
-    job = await asyncio.to_thread(jobs.get, repos, job_id)
-    if (job is not None and job.status.finished) or await orchestrations.exists(pending.job):
+    if decision is Decision.SETTLE:
         if job is None:
             await asyncio.to_thread(jobs.create, repos, pending.job)
         await asyncio.to_thread(_settle, repos, machine_id, job_id, StartOutcome.RUNNING)
         report.settled.append(job_id)
+        return
+    if decision is Decision.REDELIVER:
+        # The runner reads the job from its document: write it first if the crash came before it.
+        if job is None:
+            await asyncio.to_thread(jobs.create, repos, pending.job)
+        if await asyncio.to_thread(_touch, repos, machine_id, job_id, now):
+            log.warning(
+                "reconciler: job %s (%s) on machine %s was not acknowledged by its %s orchestration after "
+                "%s; delivering it again",
+                job_id,
+                pending.job.kind.value,
+                machine_id,
+                pending.runner.value,
+                now - pending.last_touched,
+            )
+            await orchestrations.redeliver(machine_id, pending)
+            report.redelivered.append(job_id)
         return
     log.warning(
         "reconciler: job %s (%s) on machine %s: no orchestration %s after %s; rolling its start back",
@@ -311,6 +469,22 @@ def _settle(repos: Repositories, machine_id: str, job_id: str, outcome: StartOut
             pending.outcome = outcome
 
     repos.machines.update_with_retry(machine_id, settle)
+
+
+def _touch(repos: Repositories, machine_id: str, job_id: str, now: datetime) -> bool:
+    """Count a re-delivery and restart the grace period, so the runner gets that long to acknowledge
+    before the next one. False when the start was settled meanwhile (nothing to deliver)."""
+
+    def touch(machine: Machine) -> bool:
+        pending = machine.pending_start
+        if pending is None or pending.job.id != job_id or not pending.open:
+            return False
+        pending.redelivered += 1
+        pending.resumed_at = now
+        return True
+
+    _, touched = repos.machines.update_with_retry(machine_id, touch)
+    return touched
 
 
 class _Verdict(Enum):

@@ -148,7 +148,7 @@ def start_test_migration(
     *,
     job_id: str,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> MigrationJobStarted:
     """Replicating -> TestMigrating and a TestMigration job (3 round-trips, through the crash-safe start
     path `shared.jobs.starts`). 409 while another test migration exists (the lifecycle allows one at a
@@ -192,7 +192,12 @@ def refuse_over_leftovers(machine_id: str, leftovers: list[tuple[str, str]]) -> 
 
 
 def start_test_migration_cleanup(
-    repos: Repositories, machine_id: str, *, job_id: str, now: datetime, idempotency_key: str | None = None
+    repos: Repositories,
+    machine_id: str,
+    *,
+    job_id: str,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> MigrationJobStarted:
     """TestMigrated -> CleaningUpTestMigration and a TestMigrationCleanup job; it undoes the machine's
     current test migration (its job id is what the test resources are tagged with)."""
@@ -225,7 +230,7 @@ def start_migration(
     *,
     job_id: str,
     now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> MigrationJobStarted:
     """Replicating -> Migrating and a Migration job (3 round-trips)."""
 

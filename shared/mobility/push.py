@@ -34,7 +34,6 @@ from shared.domain.command import (
 from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobError, JobKind, JobStatus, new_job
 from shared.domain.machine import Machine
-from shared.domain.pending_start import StartOutcome
 from shared.domain.wire import RequestModel
 from shared.health.catalog import CATALOG, render
 from shared.jobs import lifecycle as jobs
@@ -125,7 +124,7 @@ def start_push_install(
     control_plane_url: str,
     now: datetime,
     update: bool = False,
-    idempotency_key: str | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> PushStarted:
     """Record job InstallMobilityService for the newest catalog installer of the machine's OS, through the
     crash-safe start path (the machine holds the pending start, so an interrupted push is ended by the
@@ -134,14 +133,11 @@ def start_push_install(
     404 for an unknown machine, 400 for an OS outside the table or a bad body, 409 when no installer
     for the OS is in the catalog or another installation of the machine is still running."""
     machine = repos.machines.require(machine_id).item
-    pending = machine.pending_start
-    if (
-        idempotency_key is not None
-        and pending is not None
-        and pending.idempotency_key == idempotency_key
-        and pending.outcome is not StartOutcome.ROLLED_BACK
-    ):
-        # A retry: the start path hands back the job (and request) the first one recorded.
+    pending = starts.same_request(machine, idempotency_key, JobKind.INSTALL_MOBILITY_SERVICE, now)
+    keyed = starts.retry_of(idempotency_key).key is not None
+    if pending is not None and (keyed or _still_running(repos, pending.job)):
+        # A resend (same key; or same body while its job runs, which would otherwise be refused): the
+        # start path hands back the job (and request) the first one recorded.
         return _recorded(repos, machine_id, pending.job, now=now, idempotency_key=idempotency_key)
     resolution = describe_resolution(os_string(machine.inventory), list_installers(installers))
     newest = resolution.installer
@@ -196,13 +192,18 @@ def start_push_install(
     return _recorded(repos, machine_id, job, now=now, idempotency_key=idempotency_key, request=request)
 
 
+def _still_running(repos: Repositories, job: Job) -> bool:
+    current = jobs.get(repos, job.id)
+    return current is None or not current.status.finished
+
+
 def _recorded(
     repos: Repositories,
     machine_id: str,
     job: Job,
     *,
     now: datetime,
-    idempotency_key: str | None,
+    idempotency_key: starts.RetryOf | str | None,
     request: PushInstallRequest | None = None,
 ) -> PushStarted:
     def record(machine: Machine) -> PushInstallRequest:

@@ -274,6 +274,14 @@ class SweeperSettings(_Group):
         "by the reconciler; keep it longer than an HTTP request may run (230 s in Azure)",
         ge=timedelta(0),
     )
+    retry_window: Seconds = setting(
+        "OPERATOR_RETRY_WINDOW_SECONDS",
+        timedelta(minutes=10),
+        description="an operator action sent again with the same body by the same caller within this long, "
+        "while the job the first request started runs, answers with that job instead of a 409 (0 turns this "
+        "off; an Idempotency-Key has no window)",
+        ge=timedelta(0),
+    )
 
 
 class TestHookSettings(_Group):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.domain.api import (
     DiskReplicationStatistics,
@@ -19,7 +20,7 @@ from shared.domain.api import (
     ReverseProtectionView,
 )
 from shared.domain.cycle import Consistency, Cycle, CycleState
-from shared.domain.errors import FieldProblem, ValidationFailed
+from shared.domain.errors import ConcurrencyConflict, FieldProblem, ValidationFailed
 from shared.domain.job import Job, JobKind, JobStatus, finish_step, new_job
 from shared.domain.lifecycle import (
     PROTECTED_STATES,
@@ -30,9 +31,11 @@ from shared.domain.lifecycle import (
     transition,
 )
 from shared.domain.machine import Machine, ReplicationStatus, UploadWatch
+from shared.domain.pending_start import StartRunner
 from shared.domain.target import TargetSettings
 from shared.health import reset_health
 from shared.jobs import lifecycle as jobs
+from shared.jobs import starts
 from shared.platform.azure_placement import AzurePlacement, PlacementCheck
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
@@ -75,13 +78,16 @@ def enable_replication(
     *,
     now: datetime,
     placement: AzurePlacement | None = None,
+    idempotency_key: starts.RetryOf | str | None = None,
 ) -> JobStarted:
     """Validate the target against the machine, move it to EnablingReplication, record the job.
 
     404 unknown machine; 400 with one entry per problem; 409 when replication is already in place;
     503 when Azure could not be asked. A retry of the same request while still EnablingReplication
     returns the same job (is_retry), so a client or entry point that failed half-way can safely repeat
-    it. Round-trips: 3 (read, replace, job); with `placement`, Azure is asked whether the size is
+    it. Crash-safe (`shared.jobs.starts`, runner MACHINE): the transition and the job are one machine
+    write; the machine's replication orchestration acknowledges the job when it begins it. Round-trips: 3
+    (read, replace, job); with `placement`, Azure is asked whether the size is
     offered in the VNet's region with room for the machine's data disks (the VNet, the region's sizes,
     cached) and, with a static IP address, whether it is free in the VNet.
     """
@@ -105,7 +111,7 @@ def enable_replication(
             azure_checked[check] = placement.problems(check)
         return azure_checked[check]
 
-    def apply(machine: Machine) -> tuple[str, bool]:
+    def apply(machine: Machine) -> str:
         # Validated against the very version being written (a discovery report may change the inventory).
         problems = command.target.validate_for_machine(machine.inventory)
         problems += azure_problems(machine)
@@ -116,7 +122,7 @@ def enable_replication(
             and machine.target == command.target
             and machine.active_job_id
         ):
-            return machine.active_job_id, True
+            return machine.active_job_id  # the same request again: nothing changes, its job is answered
         transition(machine, MachineState.ENABLING_REPLICATION, action="enable replication")
         machine.target = command.target
         machine.failover_settings = None  # a new target: the failover starts from it again
@@ -124,52 +130,93 @@ def enable_replication(
         machine.replication = ReplicationStatus()
         machine.active_job_id = command.job_id
         machine.updated_at = now
-        return command.job_id, False
+        return command.job_id
 
-    stored, (job_id, is_retry) = repos.machines.update_with_retry(command.machine_id, apply)
     # The validation ran above: that step is done when the job is recorded.
     job = finish_step(
-        new_job(job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now),
+        new_job(
+            command.job_id, JobKind.ENABLE_REPLICATION, command.machine_id, ENABLE_REPLICATION_STEPS, now
+        ),
         STEP_VALIDATE_TARGET,
         JobStatus.SUCCEEDED,
         now=now,
     )
-    if is_retry:
-        existing = jobs.get(repos, job_id)
-        if existing is not None:
-            return JobStarted(stored.item, existing, True)
-    # An upsert under the id the machine already points to: repeating it is harmless.
-    jobs.create(repos, job)
-    return JobStarted(stored.item, job, is_retry)
+    started = starts.begin(
+        repos,
+        command.machine_id,
+        apply,
+        job,
+        now=now,
+        idempotency_key=idempotency_key,
+        runner=StartRunner.MACHINE,
+    )
+    return _job_started(repos, started)
 
 
-def stop_replication(repos: Repositories, command: StopReplication, *, now: datetime) -> JobStarted:
+def _job_started(repos: Repositories, started: starts.Started[Any]) -> JobStarted:
+    """A new start, a resend of one (same key or body), or a transition that found the same request's job
+    already holding the machine (an older release's start): the job the orchestration is to run."""
+    if started.replayed:
+        return JobStarted(started.machine, started.job, True)
+    active = str(started.result) if isinstance(started.result, str) else started.job.id
+    if active == started.job.id:
+        return JobStarted(started.machine, started.job, False)
+    # An upsert under the id the machine already points to when its document is missing: harmless.
+    pending = started.machine.pending_start
+    recorded = pending.job if pending is not None and pending.job.id == active else None
+    existing = jobs.get(repos, active) or jobs.create(
+        repos, recorded or started.job.model_copy(update={"id": active})
+    )
+    return JobStarted(started.machine, existing, True)
+
+
+def stop_replication(
+    repos: Repositories,
+    command: StopReplication,
+    *,
+    now: datetime,
+    idempotency_key: starts.RetryOf | str | None = None,
+) -> JobStarted:
     """Stop replication (-> ReplicationStopped), or after a migration complete it (-> MigrationCompleted).
 
-    The orchestration then deletes the replica data. 404/409 as for enable. Round-trips: 3.
+    The orchestration then deletes the replica data. 404/409 as for enable. Crash-safe as enable.
+    Round-trips: 4 (a read to name the job, then read, replace, job).
     """
+    # Which of the two jobs follows from the state read here; the write re-checks it (a machine that moved
+    # between the read and the write is a ConcurrencyConflict: send the request again).
+    completing = repos.machines.require(command.machine_id).item.state is MachineState.MIGRATED
+    kind = JobKind.COMPLETE_MIGRATION if completing else JobKind.STOP_REPLICATION
 
-    def apply(machine: Machine) -> JobKind:
-        if machine.state is MachineState.MIGRATED:
+    def apply(machine: Machine) -> str:
+        if (machine.state is MachineState.MIGRATED) != completing:
+            raise ConcurrencyConflict(
+                f"machine {machine.id} changed state while being stopped ({machine.state.value}); retry the request"
+            )
+        if completing:
             transition(machine, MachineState.MIGRATION_COMPLETED, action="complete migration")
-            kind = JobKind.COMPLETE_MIGRATION
         else:
             transition(machine, MachineState.REPLICATION_STOPPED, action="stop replication")
-            kind = JobKind.STOP_REPLICATION
         machine.active_job_id = command.job_id
         reset_health(machine)
         machine.updated_at = now
-        return kind
+        return command.job_id
 
-    stored, kind = repos.machines.update_with_retry(command.machine_id, apply)
-    steps = COMPLETE_MIGRATION_STEPS if kind is JobKind.COMPLETE_MIGRATION else STOP_REPLICATION_STEPS
+    steps = COMPLETE_MIGRATION_STEPS if completing else STOP_REPLICATION_STEPS
     job = new_job(command.job_id, kind, command.machine_id, steps, now)
-    if kind is JobKind.STOP_REPLICATION:
+    if not completing:
         # The move to ReplicationStopped above stopped it (no cycle is accepted any more); the
         # orchestration deletes the data.
         job = finish_step(job, STEP_STOP_REPLICATION, JobStatus.SUCCEEDED, now=now)
-    jobs.create(repos, job)
-    return JobStarted(stored.item, job, False)
+    started = starts.begin(
+        repos,
+        command.machine_id,
+        apply,
+        job,
+        now=now,
+        idempotency_key=idempotency_key,
+        runner=StartRunner.MACHINE,
+    )
+    return _job_started(repos, started)
 
 
 def rpo_seconds(machine: Machine, now: datetime) -> int | None:

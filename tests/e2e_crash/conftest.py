@@ -64,3 +64,26 @@ def replicating_machine(client: MigrationClient, tmp_path_factory: pytest.TempPa
     [initial] = replicator.handle_commands(appliance.api)
     client.wait_applied(machine_id, initial.cycle_id)
     return machine_id
+
+
+@pytest.fixture(scope="module")
+def enabled_machine(client: MigrationClient, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A machine whose replication is enabled (InitialReplication): enabling and stopping it are the
+    actions its replication orchestration runs; no copy is uploaded, none is needed."""
+    workdir = tmp_path_factory.mktemp("appliance-enabled")
+    appliance: Appliance = client.new_appliance(workdir)
+    machine_id = f"vm-{uuid.uuid4().hex[:10]}"
+    disk = workdir / f"{machine_id}-os.img"
+    with disk.open("wb") as image:
+        image.truncate(1024 * 1024)
+    replicator = MachineReplicator(
+        machine_id,
+        [SourceDisk(disk_id="os", path=disk, is_os_disk=True)],
+        appliance.uploads,
+        appliance.events,
+    )
+    appliance.api.report_machines(
+        [replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="20.04")]
+    )
+    client.enable_replication(machine_id)
+    return machine_id

@@ -8,6 +8,14 @@ held there by an armed file so the kill lands exactly; and a seeded delay after 
 runs. After each restart, half the actions are retried with their Idempotency-Key at once (the retry
 completes the start), the others are left to the reconciler (which, past its grace, settles or rolls
 back). The seed is CRASH_TEST_SEED (default 17); the kills, outcomes and time are printed.
+
+The second test does the same for the actions the machine's long-lived replication orchestration runs
+(stop replication, enable it again), with a smaller seeded sample to keep it near a minute: each of
+the two instants before the action is handed over twice, the instant after it and a kill while the job
+runs, shuffled. The first such kill of a stop and of an enable is left to the reconciler (which delivers
+an unacknowledged start again to a live orchestration, or rolls it back when none is: a stop finds the
+orchestration alive, an enable of a stopped machine none); the others are retried with their key.
+CRASH_TEST_HOSTED_ROUNDS repeats that sample (default 1).
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ import pytest
 from devhost.stack import LocalStack
 from shared.platform import crash_points
 from tests.e2e_crash.conftest import GRACE_SECONDS
-from tests.e2e_migration.migration_client import FINISHED, MigrationClient, wait_for
+from tests.e2e_migration.migration_client import FINISHED, TARGET, MigrationClient, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "20"))
+HOSTED_ROUNDS = int(os.environ.get("CRASH_TEST_HOSTED_ROUNDS", "1"))
 DURING_JOB = "during-job"
 POINTS = (
     crash_points.START_RECORDED,
@@ -61,8 +70,10 @@ def _action(client: MigrationClient, machine_id: str) -> tuple[str, dict[str, An
     return f"/machines/{machine_id}/test-migrate", {"preparedManually": True}
 
 
-def _post(client: MigrationClient, path: str, body: dict[str, Any] | None, key: str) -> httpx.Response:
-    return client.http.post(path, json=body, headers={"Idempotency-Key": key})
+def _post(
+    client: MigrationClient, path: str, body: dict[str, Any] | None, key: str, method: str = "POST"
+) -> httpx.Response:
+    return client.http.request(method, path, json=body, headers={"Idempotency-Key": key})
 
 
 def _kill_at(local_stack: LocalStack, points_dir: Path, point: str, send: Any) -> None:
@@ -173,3 +184,122 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
     assert client.resources_of_machine(machine_id) == []
     elapsed = time.monotonic() - began
     print(f"\ncrash test seed {SEED}: {KILLS} kills in {elapsed:.0f} s; {dict(sorted(outcomes.items()))}")
+
+
+HOSTED_STABLE = {"InitialReplication", "ReplicationStopped"}
+
+
+def _replication_action(client: MigrationClient, machine_id: str) -> tuple[str, dict[str, Any] | None]:
+    """Stop replication of an enabled machine, enable a stopped one again (its orchestration runs both)."""
+    state = _get(client, f"/machines/{machine_id}").json()["state"]
+    if state == "ReplicationStopped":
+        return "PUT", TARGET
+    assert state == "InitialReplication", state
+    return "DELETE", None
+
+
+def _settle_hosted(client: MigrationClient, machine_id: str, killed_at: float) -> str:
+    """Run the reconciler past its grace (again while the machine is not stable: a re-delivered start
+    gets the grace once more) until the machine is stable and every job it names exists and ended."""
+    deadline = time.monotonic() + 90
+
+    def stable() -> str | None:
+        machine = _get(client, f"/machines/{machine_id}").json()
+        job_id = machine.get("activeJobId")
+        if job_id:
+            job = _get(client, f"/jobs/{job_id}")
+            assert job.status_code == 200, (
+                f"machine {machine_id} names job {job_id}, which is {job.status_code}"
+            )
+            if job.json()["status"] not in FINISHED:
+                return None
+        return str(machine["state"]) if machine["state"] in HOSTED_STABLE else None
+
+    time.sleep(max(0.0, killed_at + GRACE_SECONDS - time.monotonic()))
+    while True:
+        client.run_timer("start_reconciler")
+        try:
+            state: str = wait_for(stable, timeout=8, interval=0.2, what=f"machine {machine_id} stable")
+            return state
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(GRACE_SECONDS)
+
+
+def test_kills_while_replication_is_stopped_and_enabled_leave_the_machine_consistent(
+    client: MigrationClient, local_stack: LocalStack, enabled_machine: str, crash_points_dir: Path
+) -> None:
+    rng = random.Random(SEED + 1)
+    before_handover = (crash_points.START_RECORDED, crash_points.JOB_RECORDED)
+    plan = [
+        *before_handover,
+        *before_handover,
+        crash_points.ORCHESTRATION_STARTED,
+        DURING_JOB,
+    ] * HOSTED_ROUNDS
+    rng.shuffle(plan)
+    # A kill before the action is handed over is retried with its key, except the first of each action:
+    # that one is left to the reconciler (a stop finds its orchestration alive: delivered again; an enable
+    # of a stopped machine finds none: rolled back).
+    left_to_reconciler = {"DELETE": 0, "PUT": 0}
+    log = local_stack.data_dir / "logs" / "functions-host.log"
+    began = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    machine_id = enabled_machine
+    path = f"/machines/{machine_id}/replication"
+    for i, point in enumerate(plan):
+        method, body = _replication_action(client, machine_id)
+        if point in before_handover and not left_to_reconciler[method]:
+            left_to_reconciler[method] += 1
+            retry = False
+        elif point in before_handover:
+            retry = True
+        else:
+            retry = point == crash_points.ORCHESTRATION_STARTED and rng.random() < 0.5
+        key = f"crash-hosted-{SEED}-{i}"
+        send = functools.partial(_post, client, path, body, key, method)
+        if point == DURING_JOB:
+            response = send()
+            assert response.status_code == 202, response.text
+            time.sleep(rng.uniform(0.0, 1.5))
+            local_stack.kill_functions_host()
+        else:
+            _kill_at(local_stack, crash_points_dir, point, send)
+        killed_at = time.monotonic()
+        local_stack.start_functions_host()
+        if retry:
+            retried = send()
+            assert retried.status_code == 202, (point, retried.text)
+            outcomes["retried"] += 1
+        state = _settle_hosted(client, machine_id, killed_at)
+        outcomes[f"{method} at {point} -> {state}"] += 1
+        print(f"kill {i} at {point}: {method} -> {state} ({time.monotonic() - began:.1f} s)")
+        # The next action is never refused for a job that does not exist.
+        next_method, _ = _replication_action(client, machine_id)
+        assert (next_method == "PUT") == (state == "ReplicationStopped")
+
+    jobs = _get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
+    assert all(job["status"] in FINISHED for job in jobs), [j for j in jobs if j["status"] not in FINISHED]
+    outcomes["jobs"] = len(jobs)
+    outcomes["jobs rolled back (NotStarted)"] = sum(
+        1 for j in jobs if (j.get("error") or {}).get("code") == "NotStarted"
+    )
+    outcomes["jobs succeeded"] = sum(1 for j in jobs if j["status"] == "Succeeded")
+    # Each start left to the reconciler before it was handed over was delivered again (a stop) or rolled
+    # back (an enable).
+    text = log.read_text(errors="replace")
+    outcomes["re-delivered by the reconciler"] = text.count(
+        f"on machine {machine_id} was not acknowledged by its Machine orchestration"
+    )
+    assert outcomes["re-delivered by the reconciler"] >= left_to_reconciler["DELETE"], dict(outcomes)
+    assert outcomes["jobs rolled back (NotStarted)"] == left_to_reconciler["PUT"], dict(outcomes)
+    # Every job either ran to its end or never started (rolled back): none failed half-way.
+    failed = [
+        j for j in jobs if j["status"] != "Succeeded" and (j.get("error") or {}).get("code") != "NotStarted"
+    ]
+    assert failed == [], failed
+    elapsed = time.monotonic() - began
+    print(
+        f"\nhosted crash test seed {SEED}: {len(plan)} kills in {elapsed:.0f} s; {dict(sorted(outcomes.items()))}"
+    )

@@ -505,10 +505,24 @@ def test_stop_replication_is_raised_on_the_running_orchestration(
     path, payload = durable.posts()[-1]
     assert path == f"/durabletask/instances/machine-vm-1/raiseEvent/{OPERATOR_REQUEST}"
     assert payload == {"machineId": "vm-1", "jobId": body["jobId"], "kind": "StopReplication"}
+    stop_job = body["jobId"]
+    # The same request again (a client retrying) gets the same job; another caller's is refused, naming it.
     status, body, _ = call(
         "stop_replication", "DELETE", "/", route={"machineId": "vm-1"}, client=durable.client_json
     )
+    assert status == 202 and body["jobId"] == stop_job
+    status, body, _ = call(
+        "stop_replication",
+        "DELETE",
+        "/",
+        route={"machineId": "vm-1"},
+        headers={"x-functions-key": "another-operator"},
+        client=durable.client_json,
+    )
     assert status == 409 and body["error"]["code"] == "ForbiddenTransition"
+    assert {"activeJobId": stop_job, "kind": "StopReplication", "status": "InProgress"} in body["error"][
+        "details"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from shared.domain.errors import Conflict, ValidationFailed
 from shared.domain.job import Job, JobStatus
 from shared.domain.lifecycle import ForbiddenTransition, MachineState
 from shared.domain.machine import Machine
-from shared.domain.pending_start import StartOutcome
+from shared.domain.pending_start import PendingStart, StartOutcome, StartRunner
 from shared.jobs import lifecycle as jobs
 from shared.jobs import starts
 from shared.migration import service as m
@@ -40,6 +40,12 @@ class Orchestrations:
     async def exists(self, job: Job) -> bool:
         self.asked.append(job.id)
         return job.id in self.started
+
+    async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+        return False  # these tests' actions run in their own orchestrations
+
+    async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+        raise AssertionError(f"nothing to re-deliver for {pending.job.id}")
 
 
 @pytest.fixture

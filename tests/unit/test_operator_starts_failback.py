@@ -9,6 +9,7 @@ from datetime import timedelta
 from shared.bootstrap import Services
 from shared.domain.job import Job, JobStatus
 from shared.domain.lifecycle import MachineState
+from shared.domain.pending_start import PendingStart, StartRunner
 from shared.failback import commit, forward
 from shared.jobs import lifecycle as jobs
 from shared.jobs import starts
@@ -25,6 +26,12 @@ GRACE = timedelta(minutes=5)
 class NothingRuns:
     async def exists(self, job: Job) -> bool:
         return False
+
+    async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+        return False
+
+    async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+        raise AssertionError(f"nothing runs: {pending.job.id} cannot be delivered")
 
 
 def _reconcile(services: Services) -> starts.ReconcileReport:

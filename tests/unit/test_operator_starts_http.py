@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import azure.durable_functions as df
+
+from functions.starts import DurableOrchestrations
+from orchestrators.failback.contracts import REVERSE_WAKE
+from orchestrators.names import OPERATOR_REQUEST
 from shared.bootstrap import Services
-from tests.unit.test_api_http import FakeDurableExtension, call, durable, services
+from shared.domain.job import JobKind, new_job
+from shared.domain.pending_start import PendingStart, StartRunner
+from tests.unit.test_api_http import FakeDurableExtension, call, durable, run, services
 from tests.unit.test_failover_http import started, with_point
 from tests.unit.test_failover_settings_http import replicating
 
@@ -73,3 +80,31 @@ def test_a_malformed_key_is_a_400_that_changes_nothing(
     assert status == 400 and body["error"]["details"][0]["field"] == "Idempotency-Key"
     assert services.repos.machines.require(machine_id).item.state == "Replicating"
     assert started(durable, "failover_orchestrator") == []
+
+
+def test_the_reconcilers_adapter_asks_and_wakes_the_machines_long_lived_orchestrations(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    adapter = DurableOrchestrations(df.DurableOrchestrationClient(durable.client_json))
+    durable.running.add("machine-vm-9")
+    assert run(adapter.alive("vm-9", StartRunner.MACHINE))
+    assert not run(adapter.alive("vm-9", StartRunner.REVERSE))  # never started
+    durable.runtime_status["machine-vm-9"] = "Completed"
+    assert not run(adapter.alive("vm-9", StartRunner.MACHINE))
+    assert run(adapter.alive("vm-9", StartRunner.COMMANDS))  # nothing to ask: the reconciler completes it
+
+    durable.runtime_status.pop("machine-vm-9")
+    durable.running.add("reverse-vm-9")
+    now = services.clock()
+    stop = new_job("job-s", JobKind.STOP_REPLICATION, "vm-9", ("Stop replication",), now)
+    planned = new_job("job-p", JobKind.PLANNED_FAILOVER, "vm-9", ("Prerequisites",), now)
+    durable.calls.clear()
+    run(adapter.redeliver("vm-9", PendingStart(job=stop, runner=StartRunner.MACHINE, requested_at=now)))
+    run(adapter.redeliver("vm-9", PendingStart(job=planned, runner=StartRunner.REVERSE, requested_at=now)))
+    assert durable.posts() == [
+        (
+            f"/durabletask/instances/machine-vm-9/raiseEvent/{OPERATOR_REQUEST}",
+            {"machineId": "vm-9", "jobId": "job-s", "kind": "StopReplication"},
+        ),
+        (f"/durabletask/instances/reverse-vm-9/raiseEvent/{REVERSE_WAKE}", {"jobId": "job-p"}),
+    ]

@@ -14,6 +14,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.domain.errors import Conflict
 from shared.domain.job import Job, JobStatus
+from shared.domain.pending_start import PendingStart, StartRunner
 from shared.jobs import lifecycle as jobs
 from shared.jobs import starts
 from shared.mobility import push
@@ -34,6 +35,12 @@ class Catalog:
 class NothingRuns:
     async def exists(self, job: Job) -> bool:
         return False
+
+    async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+        return False
+
+    async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+        raise AssertionError(f"nothing runs: {pending.job.id} cannot be delivered")
 
 
 BODY = push.PushInstallBody(credential_name="root-cred", server_address="10.0.0.5")

@@ -4,6 +4,7 @@ each job ends: FailedBack, the automatic cancel, PlannedFailbackCancelFailed and
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -15,12 +16,14 @@ from shared.domain.failback import (
     ReverseRecoveryPoint,
 )
 from shared.domain.health import Health
-from shared.domain.job import JobKind, JobStatus
+from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
+from shared.domain.pending_start import PendingStart, StartOutcome, StartRunner
 from shared.failback import planned
 from shared.health import HealthSettings
-from tests.unit.test_api_http import FakeDurableExtension, call, durable, services
+from shared.jobs import starts
+from tests.unit.test_api_http import FUNCTIONS, FakeDurableExtension, call, durable, services
 from tests.unit.test_reprotect import AZURE, NOW, committed
 
 __all__ = ["durable", "services"]  # the fixtures, used by name
@@ -224,3 +227,49 @@ def test_a_planned_failover_job_cannot_be_cancelled_with_the_jobs_route_which_na
     status, body, _ = call("cancel_job", "POST", "/", route={"jobId": job_id}, client=durable.client_json)
     assert status == 409 and body["error"]["code"] == "JobNotCancellable"
     assert f"/api/machines/{machine_id}/cancel-planned-failover" in body["error"]["message"]
+
+
+def _cycle_settings(machine_id: str) -> dict[str, Any]:
+    activity = FUNCTIONS["reverse_cycle_settings"].get_user_function()
+    result: dict[str, Any] = activity(payload={"machine_id": machine_id, "job_id": "job-rp"})
+    return result
+
+
+def test_the_reverse_orchestration_acknowledges_the_planned_failover_it_picks_up(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    machine_id = reverse_replicating(services, durable)
+    status, body, _ = post(durable, "planned_failover", "planned-failover", machine_id)
+    assert status == 202, body
+    pending = services.repos.machines.require(machine_id).item.pending_start
+    assert pending is not None and pending.open and pending.runner is StartRunner.REVERSE
+    # Between two cycles the orchestration reads the job from the machine: the start is settled there.
+    assert _cycle_settings(machine_id)["failback_job_id"] == body["jobId"]
+    pending = services.repos.machines.require(machine_id).item.pending_start
+    assert pending is not None and not pending.open and pending.outcome is StartOutcome.RUNNING
+
+
+def test_a_planned_failover_rolled_back_before_it_was_picked_up_is_not_run(
+    services: Services, durable: FakeDurableExtension
+) -> None:
+    machine_id = reverse_replicating(services, durable)
+    status, body, _ = post(durable, "planned_failover", "planned-failover", machine_id)
+    assert status == 202, body
+
+    class Gone:
+        async def exists(self, job: Job) -> bool:
+            return False
+
+        async def alive(self, machine_id: str, runner: StartRunner) -> bool:
+            return False
+
+        async def redeliver(self, machine_id: str, pending: PendingStart) -> None:
+            raise AssertionError("the reverse orchestration is gone")
+
+    later = services.clock() + timedelta(minutes=10)
+    report = asyncio.run(starts.reconcile(services.repos, Gone(), now=later, grace=timedelta(minutes=5)))
+    assert report.rolled_back == [body["jobId"]]
+    assert services.repos.machines.require(machine_id).item.state is MachineState.REVERSE_REPLICATING
+    # An orchestration woken late finds the machine replicating back and no job to run.
+    settings = _cycle_settings(machine_id)
+    assert settings["failback_job_id"] is None and settings["replicating"] is True
