@@ -7,7 +7,9 @@ an Operator everything a Reader may), so a route names the least role it needs a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 
 from shared.domain.errors import Forbidden
@@ -72,3 +74,22 @@ def require_role(caller: Caller, needed: Role) -> None:
         "Ask an administrator of the API's Entra app registration to assign the role.",
         details=[{"requiredRole": needed.value, "heldRoles": sorted(role.value for role in caller.roles)}],
     )
+
+
+# The principal acting in this request: set by the operator routes' check, read where a job or an event
+# records who did it. A context variable follows the request into `asyncio.to_thread`, and is empty in
+# activities and timers, where the control plane acts on its own (their records name the job's starter).
+_acting: ContextVar[Principal | None] = ContextVar("acting_principal", default=None)
+
+
+@contextmanager
+def acting_as(principal: Principal) -> Iterator[None]:
+    token = _acting.set(principal)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def current_actor() -> Principal | None:
+    return _acting.get()

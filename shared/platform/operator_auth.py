@@ -45,6 +45,15 @@ def fetch_json(url: str) -> dict[str, Any]:
     return document
 
 
+def is_json_web_token(token: str) -> bool:
+    """Whether `token` has a JWT's shape (three segments, a JSON header naming its algorithm), which no
+    appliance credential has: routes that serve both callers tell them apart by it, before any check."""
+    try:
+        return token.count(".") == 2 and "alg" in jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
+
+
 def metadata_url(authority: str) -> str:
     return f"{authority.rstrip('/')}/.well-known/openid-configuration"
 
