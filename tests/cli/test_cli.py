@@ -917,3 +917,19 @@ def test_the_operator_token_goes_with_every_call_and_credentials_are_kept_in_the
     assert loaded == stored
     credentials = loaded.credentials()
     assert credentials is not None and credentials.audience == "api://migration-control-plane"
+
+
+def test_a_job_shows_who_started_it() -> None:
+    from cli.render import job_view
+
+    job = {
+        "id": "job-1",
+        "kind": "Migration",
+        "machineId": "vm-1",
+        "status": "InProgress",
+        "steps": [],
+        "startedBy": {"objectId": "o-1", "name": "Ada", "kind": "user"},
+    }
+    console = Console(file=io.StringIO(), width=200)
+    console.print(job_view(job))
+    assert "started by Ada (user)" in console.file.getvalue()  # type: ignore[attr-defined]
