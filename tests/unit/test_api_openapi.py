@@ -63,7 +63,7 @@ def test_request_schemas_are_strict_and_camel_case() -> None:
     assert put["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TargetSettings"
     }
-    assert set(put["responses"]) == {"202", "400", "401", "403", "404", "409", "500"}
+    assert set(put["responses"]) == {"202", "400", "401", "403", "404", "409", "500", "503"}
 
 
 def test_policy_ranges_appear_in_the_schema() -> None:
@@ -121,7 +121,7 @@ def test_failover_settings_are_patched_with_a_merge_patch_of_the_same_document()
     ref = {"$ref": "#/components/schemas/FailoverSettings"}
     assert path["get"]["responses"]["200"]["content"]["application/json"]["schema"] == ref
     assert path["patch"]["requestBody"]["content"] == {"application/merge-patch+json": {"schema": ref}}
-    assert set(path["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "500"}
+    assert set(path["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "500", "503"}
     settings = document["components"]["schemas"]["FailoverSettings"]
     assert settings["additionalProperties"] is False
     assert {
@@ -157,7 +157,7 @@ def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
     detail = schemas["ForbiddenTransitionDetail"]
     assert {"machineId", "from", "to", "allowed", "allowedOperations"} <= set(detail["properties"])
     points = document["paths"]["/api/machines/{machineId}/recovery-points"]["get"]
-    assert set(points["responses"]) == {"200", "400", "401", "403", "404", "500"}
+    assert set(points["responses"]) == {"200", "400", "401", "403", "404", "500", "503"}
     point = schemas["RecoveryPointView"]["properties"]
     assert set(point) == {"id", "time", "consistency", "cycleId", "disks"}
 
