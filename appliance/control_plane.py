@@ -110,10 +110,11 @@ class ApplianceApi:
 
     @classmethod
     def register(
-        cls, base_url: str, function_key: str, *, name: str, kind: str, site: str
+        cls, base_url: str, function_key: str, *, name: str, kind: str, site: str, operator_token: str
     ) -> tuple[ApplianceApi, Registration]:
-        """Operator-side registration; the credential is shown once and must be kept by the appliance."""
-        with cls(base_url, function_key) as operator:
+        """Operator-side registration, by an administrator (`operator_token`: an Entra ID access token with
+        the Migration.Administrator role); the credential is shown once and must be kept by the appliance."""
+        with cls(base_url, function_key, credential=operator_token) as operator:
             body = operator._call(
                 "POST",
                 "/appliances",

@@ -69,7 +69,8 @@ def _measure(stack: LocalStack, root: Path) -> dict[str, Any]:
     )
     api.report_machines([replicator.inventory(os_type="linux", os_name="Ubuntu", os_version="22.04")])
     operator = httpx.Client(
-        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key(stack)}
+        base_url=f"{stack.functions_url}/api",
+        headers={"x-functions-key": function_key(stack), "Authorization": f"Bearer {stack.operator_token()}"},
     )
     job = operator.put(
         f"/machines/{machine_id}/replication",

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from cli.auth import AuthError
 from cli.config import Profile
 
 USER_AGENT = "migrate-cli/0.1"
@@ -58,6 +59,8 @@ class ApiClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if profile.function_key:
             headers["x-functions-key"] = profile.function_key
+        self._profile = profile
+        self._token: str | None = profile.access_token
         self.endpoint = profile.endpoint
         self._http = httpx.Client(
             base_url=profile.endpoint, headers=headers, timeout=TIMEOUT_SECONDS, transport=transport
@@ -80,7 +83,10 @@ class ApiClient:
         raw `content` (a file)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = f"{self.endpoint}{path}"
-        headers = {"Content-Type": content_type} if content_type else None
+        headers = {"Content-Type": content_type} if content_type else {}
+        token = self._access_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             response = self._http.request(
                 method, path, json=json, content=content, params=query or None, headers=headers
@@ -93,6 +99,17 @@ class ApiClient:
         if response.status_code >= 400:
             raise _error_of(response, body, f"{method} {url}")
         return Answer(response.status_code, body, response.headers)
+
+    def _access_token(self) -> str | None:
+        """The configured token, or one from the client-credentials grant (asked for once per run)."""
+        if self._token is None:
+            credentials = self._profile.credentials()
+            if credentials is not None:
+                try:
+                    self._token = credentials.token()
+                except AuthError as exc:
+                    raise ApiError(401, "NoAccessToken", str(exc)) from None
+        return self._token
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params).body
@@ -119,7 +136,8 @@ def _error_of(response: httpx.Response, body: Any, what: str) -> ApiError:
         )
     # Not the API's error shape: the host itself (a wrong or missing key is a bare 401) or a proxy.
     hint = {
-        401: "the function key is missing or wrong: set MIGRATE_FUNCTION_KEY or the profile's function_key",
+        401: "the function key is missing or wrong: set MIGRATE_FUNCTION_KEY or the profile's function_key "
+        "(a refused access token answers in the API's error shape instead)",
         404: "no such route: check MIGRATE_ENDPOINT (the API's base URL, without /api)",
     }.get(response.status_code, response.reason_phrase or "unexpected answer")
     return ApiError(response.status_code, f"HTTP{response.status_code}", f"{what}: {hint}")

@@ -100,8 +100,9 @@ class DefaultCommandGroup(click.Group):
 def cli(ctx: click.Context, output: str) -> None:
     """Operate the migration and disaster-recovery control plane.
 
-    Configure with MIGRATE_ENDPOINT and MIGRATE_FUNCTION_KEY, or `migrate configure` (a 0600 profile in
-    ~/.config/migrate/profile.toml). Long actions take --wait: a live view of the job's steps, exit code
+    Configure with MIGRATE_ENDPOINT and MIGRATE_FUNCTION_KEY plus an operator's Entra ID credentials
+    (MIGRATE_AUTHORITY, MIGRATE_CLIENT_ID, MIGRATE_CLIENT_SECRET, MIGRATE_AUDIENCE; or MIGRATE_ACCESS_TOKEN),
+    or `migrate configure` (a 0600 profile in ~/.config/migrate/profile.toml). Long actions take --wait: a live view of the job's steps, exit code
     0 succeeded, 2 warning, 1 failed.
     """
     state = Context(output, CLIENT_FACTORY)
@@ -112,10 +113,33 @@ def cli(ctx: click.Context, output: str) -> None:
 @cli.command()
 @click.option("--endpoint", required=True, help="the API's base URL, e.g. https://myapp.azurewebsites.net")
 @click.option("--function-key", prompt=True, hide_input=True, help="a host key (operators)")
-def configure(endpoint: str, function_key: str) -> int:
-    """Save the endpoint and key in the profile file (mode 0600)."""
+@click.option("--authority", default=None, help="https://login.microsoftonline.com/{tenant}/v2.0")
+@click.option("--client-id", default=None, help="the operator's service principal (client credentials)")
+@click.option("--client-secret", default=None, hide_input=True, help="its secret (stored 0600)")
+@click.option(
+    "--audience", default=None, help="the API's application ID URI, e.g. api://migration-control-plane"
+)
+def configure(
+    endpoint: str,
+    function_key: str,
+    authority: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    audience: str | None,
+) -> int:
+    """Save the endpoint, key and operator credentials in the profile file (mode 0600)."""
     path = default_profile_path(os.environ)
-    save_profile(path, Profile(endpoint=endpoint.rstrip("/"), function_key=function_key or None))
+    save_profile(
+        path,
+        Profile(
+            endpoint=endpoint.rstrip("/"),
+            function_key=function_key or None,
+            authority=authority,
+            client_id=client_id,
+            client_secret=client_secret,
+            audience=audience,
+        ),
+    )
     click.echo(f"saved {path} (readable by you only)")
     return EXIT_SUCCEEDED
 

@@ -323,6 +323,9 @@ def job_view(job: dict[str, Any], recommendations: dict[str, list[str]] | None =
         (job["status"], STATUS_STYLE.get(job["status"], "")),
         f"  ({job['id']})",
     )
+    started_by = job.get("startedBy")
+    if started_by:
+        title.append(f"  started by {started_by['name']} ({started_by['kind']})", style="dim")
     table = _table("", "step", "status", "started", "ended", "message")
     for step in job.get("steps", []):
         status = step.get("status", JobStatus.NOT_STARTED.value)

@@ -31,6 +31,10 @@ def _print_summary(state: dict[str, object]) -> None:
         f"cosmosdb-server https://127.0.0.1:{ports['cosmos']}/"
     )  # type: ignore[index]
     print(f"  function keys: {state['keysFile']}; logs: {state['logs']}")
+    print(
+        f"  operator tokens: {state['operatorAuthority']} (client-credentials; clients and secrets in "
+        f"{state['operatorClientsFile']}, docs/local-stack.md#operator-tokens)"
+    )
 
 
 def up(background: bool, keep_data: bool) -> int:

@@ -64,7 +64,11 @@ class _Demo:
         self.operator = httpx.Client(
             base_url=f"{stack.functions_url}/api",
             timeout=30,
-            headers={"x-functions-key": keys["function_default"]},
+            # The operator acts as the local issuer's Administrator (it registers an appliance too).
+            headers={
+                "x-functions-key": keys["function_default"],
+                "Authorization": f"Bearer {stack.operator_token()}",
+            },
         )
         self.function_key = keys["function_default"]
         self.functions_url = stack.functions_url

@@ -70,7 +70,8 @@ def run_mobility_demo(stack: LocalStack, workdir: Path, console: Console) -> dic
 
 def _story(stack: LocalStack, workdir: Path, console: Console, server: SshServer) -> dict[str, Any]:
     key = function_key(stack)
-    http = httpx.Client(base_url=f"{stack.functions_url}/api", headers={"x-functions-key": key}, timeout=60)
+    headers = {"x-functions-key": key, "Authorization": f"Bearer {stack.operator_token()}"}
+    http = httpx.Client(base_url=f"{stack.functions_url}/api", headers=headers, timeout=60)
     installer = build(VERSION, INSTALLER_OS, "20261203", workdir / "dist")
     http.put(f"/mobility/installers/{installer.name}", content=installer.read_bytes()).raise_for_status()
     passphrase = http.post("/mobility/passphrase").json()["passphrase"]

@@ -32,7 +32,9 @@ class DemoFailed(RuntimeError):
 
 def run_replication_demo(stack: LocalStack, workdir: Path, console: Console) -> dict[str, Any]:
     operator = httpx.Client(
-        base_url=f"{stack.functions_url}/api", headers={"x-functions-key": function_key(stack)}, timeout=30
+        base_url=f"{stack.functions_url}/api",
+        headers={"x-functions-key": function_key(stack), "Authorization": f"Bearer {stack.operator_token()}"},
+        timeout=30,
     )
     local = register_local_appliance(stack, name="demo-appliance", site="datacenter-1")
     api, registration, events = local.api, local.registration, local.events

@@ -67,7 +67,12 @@ def register_local_appliance(
     stack: LocalStack, *, name: str, kind: str = "vmware", site: str = "dc1"
 ) -> LocalAppliance:
     api, registration = ApplianceApi.register(
-        stack.functions_url, function_key(stack), name=name, kind=kind, site=site
+        stack.functions_url,
+        function_key(stack),
+        name=name,
+        kind=kind,
+        site=site,
+        operator_token=stack.operator_token(),
     )
     # The app creates the cache container when its worker starts; a fresh stack may not have run one yet.
     cache = stack_storage(stack).cache

@@ -33,6 +33,14 @@ from devhost.emulators import (
     start_azurite,
     start_cosmos,
 )
+from devhost.oidc import (
+    ADMINISTRATOR_CLIENT,
+    CLIENTS_FILE,
+    LOCAL_AUDIENCE,
+    LocalTokens,
+    authority_url,
+    start_local_oidc,
+)
 from devhost.processes import (
     ManagedProcess,
     ProcessFailedToStart,
@@ -57,6 +65,7 @@ class StackPorts:
     functions: int
     emulators: EmulatorPorts
     arm: int = field(default_factory=free_port)  # local ARM endpoint (DEVHOST_ARM_PORT)
+    oidc: int = field(default_factory=free_port)  # local token issuer (DEVHOST_OIDC_PORT)
 
     @classmethod
     def from_env(cls) -> StackPorts:
@@ -75,6 +84,7 @@ class StackPorts:
                 cosmos=port("DEVHOST_COSMOS_PORT", 8081),
             ),
             arm=port("DEVHOST_ARM_PORT", 7072),
+            oidc=port("DEVHOST_OIDC_PORT", 7073),
         )
 
     def all(self) -> dict[str, int]:
@@ -86,6 +96,7 @@ class StackPorts:
             "table": e.table,
             "cosmos": e.cosmos,
             "arm": self.arm,
+            "oidc": self.oidc,
         }
 
 
@@ -98,6 +109,7 @@ class LocalStack:
     host_env: dict[str, str] = field(default_factory=dict)  # extra environment for the host (tests)
     processes: list[ManagedProcess] = field(default_factory=list)
     _settings: dict[str, str] = field(default_factory=dict)
+    _tokens: LocalTokens | None = None
 
     @property
     def state_file(self) -> Path:
@@ -106,6 +118,22 @@ class LocalStack:
     @property
     def functions_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.functions}"
+
+    @property
+    def oidc_dir(self) -> Path:
+        """The local issuer's signing key and registered clients (clients.json: ids, secrets, roles)."""
+        return self.data_dir / "oidc"
+
+    @property
+    def operator_authority(self) -> str:
+        return authority_url(self.ports.oidc)
+
+    def operator_token(self, client_id: str = ADMINISTRATOR_CLIENT) -> str:
+        """A bearer token for one of the issuer's clients (default: the Administrator), as a script gets
+        one from Entra with the client-credentials grant."""
+        if self._tokens is None:
+            self._tokens = LocalTokens(self.operator_authority, self.oidc_dir)
+        return self._tokens.token(client_id)
 
     @property
     def telemetry_file(self) -> Path:
@@ -150,6 +178,8 @@ class LocalStack:
                 f"/subscriptions/{LOCAL_SUBSCRIPTION_ID}/resourceGroups/local-storage/providers/"
                 f"Microsoft.Storage/storageAccounts/{AZURITE_ACCOUNT}"
             ),
+            "OPERATOR_AUTH_AUTHORITY": self.operator_authority,
+            "OPERATOR_AUTH_AUDIENCE": LOCAL_AUDIENCE,
             "EVENTGRID_TOPIC_ENDPOINT": f"{self.functions_url}/runtime/local-eventgrid/topics/appliance-events/api/events",
             "DEVHOST_DEADLETTER_CONNECTION_STRING": storage,
             "TELEMETRY_FILE": str(self.telemetry_file),
@@ -166,7 +196,7 @@ class LocalStack:
                 "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT."
             )
         if not self.keep_data and self.data_dir.exists():
-            for child in ("azurite", "cosmos", "host", "logs", "secrets.json", "stack.json", "arm"):
+            for child in ("azurite", "cosmos", "host", "logs", "secrets.json", "stack.json", "arm", "oidc"):
                 target = self.data_dir / child
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -194,6 +224,7 @@ class LocalStack:
                 start_cosmos(self.ports.emulators, logs, journal=self.data_dir / "cosmos" / "journal.jsonl")
             )
             settings = self.app_settings(endpoints)
+            self.processes.append(start_local_oidc(self.oidc_dir, self.ports.oidc, logs))
             # --- local ARM endpoint ---
             self.processes.append(
                 start_local_arm(
@@ -218,6 +249,10 @@ class LocalStack:
             "supervisorPid": os.getpid(),
             "functionsUrl": self.functions_url,
             "keysFile": str(self.data_dir / "host" / "keys.json"),
+            # Operators' client-credentials (docs/local-stack.md#operator-tokens).
+            "operatorAuthority": self.operator_authority,
+            "operatorAudience": LOCAL_AUDIENCE,
+            "operatorClientsFile": str(self.oidc_dir / CLIENTS_FILE),
             "settings": {
                 k: v
                 for k, v in self._settings.items()

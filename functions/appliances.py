@@ -23,6 +23,7 @@ from typing import overload
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import (
     bearer_token,
     handle_errors,
@@ -59,9 +60,11 @@ from shared.domain.command import CommandAnswer
 from shared.domain.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.domain.inventory import DiscoveryReport
 from shared.domain.policy import ReplicationPolicyUpdate
+from shared.domain.principal import Role
 from shared.health import events as machine_events
 from shared.health.appliance_failures import record_appliance_failure, record_cycle_started
 from shared.mobility import agent_replication
+from shared.platform.operator_auth import is_json_web_token
 from shared.platform.telemetry import get_telemetry
 from shared.replication import cycles
 
@@ -78,6 +81,7 @@ def _appliance(req: func.HttpRequest, services: Services) -> Appliance:
 
 @bp.route(route="appliances", methods=["POST"])
 @handle_errors
+@requires(Role.ADMINISTRATOR)
 def register_appliance(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     request = parse_body(req, RegisterApplianceRequest)
@@ -91,6 +95,7 @@ def register_appliance(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="appliances", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_appliances(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     query = query_model(req, ApplianceListQuery)
@@ -107,6 +112,7 @@ def list_appliances(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="appliances/{applianceId}", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_appliance(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     return json_response(
@@ -178,14 +184,21 @@ def issue_upload_credentials(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def get_policy(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    if bearer_token(req) is not None:
+    token = bearer_token(req)
+    if token is not None and not is_json_web_token(token):
         # The appliance: its policy comes with the document that authenticated it (no extra read).
         return json_response(_appliance(req, services).policy)
-    return json_response(appliances.get_policy(services.repos, path_id(req, "applianceId")))
+    return _operator_policy(req)
+
+
+@requires(Role.READER, function="get_policy")
+def _operator_policy(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(appliances.get_policy(get_services().repos, path_id(req, "applianceId")))
 
 
 @bp.route(route="appliances/{applianceId}/policy", methods=["PUT"])
 @handle_errors
+@requires(Role.ADMINISTRATOR)
 def update_policy(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     appliance_id = path_id(req, "applianceId")

@@ -24,6 +24,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
 from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
@@ -40,6 +41,7 @@ from orchestrators.failback.orchestrator import REVERSE
 from shared.appliances.registry import update_policy
 from shared.bootstrap import get_services
 from shared.domain.errors import ValidationFailed
+from shared.domain.principal import Role
 from shared.failback import forward, planned
 from shared.failback import service as failback
 from shared.platform import crash_points
@@ -57,6 +59,7 @@ _ALIVE = {
 @bp.route(route="machines/{machineId}/reprotect", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def reprotect(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     machine_id = path_id(req, "machineId")
@@ -190,6 +193,7 @@ async def _failback_job(
 @bp.route(route="machines/{machineId}/planned-failover", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def planned_failover(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     started = await asyncio.to_thread(
@@ -206,6 +210,7 @@ async def planned_failover(req: func.HttpRequest, client: df.DurableOrchestratio
 @bp.route(route="machines/{machineId}/cancel-planned-failover", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def cancel_planned_failover(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:

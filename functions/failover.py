@@ -24,6 +24,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import (
     accepted_job,
     handle_errors,
@@ -45,6 +46,7 @@ from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import get_services
 from shared.domain.api import CycleSignal
 from shared.domain.errors import ValidationFailed
+from shared.domain.principal import Role
 from shared.failback import commit as failback_commit
 from shared.failover import service as failover
 from shared.failover import settings as failover_settings
@@ -71,6 +73,7 @@ def _merge_patch_body(req: func.HttpRequest) -> dict[str, Any]:
 
 @bp.route(route="machines/{machineId}/failover-settings", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     return json_response(failover_settings.get_failover_settings(services.repos, path_id(req, "machineId")))
@@ -78,6 +81,7 @@ def get_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="machines/{machineId}/failover-settings", methods=["PATCH"])
 @handle_errors
+@requires(Role.OPERATOR)
 async def update_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     machine_id = path_id(req, "machineId")
@@ -97,6 +101,7 @@ async def update_failover_settings(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="machines/{machineId}/failover", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def fail_over(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     body = req.get_body().strip()
@@ -171,6 +176,7 @@ async def _run(
 @bp.route(route="machines/{machineId}/change-recovery-point", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def change_recovery_point(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -201,6 +207,7 @@ async def change_recovery_point(
 @bp.route(route="machines/{machineId}/commit", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def commit_failover(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     machine_id = path_id(req, "machineId")

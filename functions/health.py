@@ -25,12 +25,14 @@ import logging
 
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, path_id, query_int
 from functions.starts import idempotency_key
 from orchestrators.blueprints import blueprint
 from shared import health
 from shared.bootstrap import get_services
 from shared.domain.api import EventList
+from shared.domain.principal import Role
 from shared.health import events
 from shared.mobility import registration
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 @bp.route(route="machines/{machineId}/repair", methods=["POST"])
 @handle_errors
+@requires(Role.OPERATOR)
 async def repair_replication(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     # The Cosmos SDK is synchronous: keep it off the worker's event loop.
@@ -79,6 +82,7 @@ def health_monitor(timer: func.TimerRequest) -> None:
 
 @bp.route(route="machines/{machineId}/events", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_machine_events(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     limit = query_int(req, "limit", 50)

@@ -12,11 +12,13 @@ import asyncio
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import accepted_job, handle_errors, json_response, path_id, query_model
 from orchestrators.blueprints import durable_blueprint
 from orchestrators.names import CANCEL_REQUESTED, is_cancellable, job_instance_id
 from shared.bootstrap import get_services
 from shared.domain.api import JobListQuery
+from shared.domain.principal import Role
 from shared.jobs import cancellation
 from shared.jobs import lifecycle as jobs
 
@@ -25,6 +27,7 @@ bp = durable_blueprint()
 
 @bp.route(route="jobs/{jobId}", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     return json_response(jobs.require(services.repos, path_id(req, "jobId")))
@@ -33,6 +36,7 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs/{jobId}/cancel", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """202 + Location: the job's orchestration was asked to stop (the job ends Cancelled); 404 unknown
     job; 409 JobAlreadyFinished, or JobNotCancellable with the reason and what to do instead."""
@@ -51,6 +55,7 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
 
 @bp.route(route="jobs", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     query = query_model(req, JobListQuery)
     return json_response(

@@ -28,6 +28,7 @@ from typing import TypeVar
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.auth import requires
 from functions.http_errors import accepted_job, handle_errors, new_job_id, parse_body, path_id
 from functions.starts import idempotency_key, launch
 from orchestrators.blueprints import durable_blueprint
@@ -36,6 +37,7 @@ from orchestrators.migration.cutover import MIGRATION
 from orchestrators.migration.test_migration import TEST_MIGRATION, TEST_MIGRATION_CLEANUP
 from shared.bootstrap import Services, get_services
 from shared.domain.lifecycle import MachineState
+from shared.domain.principal import Role
 from shared.domain.wire import RequestModel
 from shared.jobs import lifecycle as jobs
 from shared.migration import service as migration
@@ -88,6 +90,7 @@ def _refuse_over_leftovers(services: Services, machine_id: str) -> None:
 @bp.route(route="machines/{machineId}/test-migrate", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     request = _optional_body(req, migration.TestMigrationRequest)
@@ -120,6 +123,7 @@ async def test_migrate(req: func.HttpRequest, client: df.DurableOrchestrationCli
 @bp.route(route="machines/{machineId}/test-migrate/cleanup", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def test_migrate_cleanup(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -143,6 +147,7 @@ async def test_migrate_cleanup(
 @bp.route(route="machines/{machineId}/migrate", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def migrate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     request = _optional_body(req, migration.MigrationRequest)

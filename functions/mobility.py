@@ -21,6 +21,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from functions.auth import requires
 from functions.http_errors import (
     accepted_job,
     bearer_token,
@@ -39,6 +40,7 @@ from orchestrators.names import CYCLE_UPLOADED_SIGNAL
 from shared.bootstrap import Services, get_services
 from shared.domain.api import CycleSignal, ErrorDetail, ErrorResponse, UploadCredentialsRequest
 from shared.domain.errors import ValidationFailed
+from shared.domain.principal import Role
 from shared.mobility import agent_replication, push, registration, service
 from shared.mobility.install_command import InstallCommandQuery
 from shared.mobility.installers import InstallerList, installers_container, list_installers, store_installer
@@ -72,6 +74,7 @@ def _content_length(req: func.HttpRequest) -> int | None:
 
 @bp.route(route="mobility/installers/{fileName}", methods=["PUT"])
 @handle_errors
+@requires(Role.ADMINISTRATOR)
 def upload_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
     file_name = req.route_params.get("fileName", "")
     if file_name == RESOLVE_SEGMENT:
@@ -97,6 +100,7 @@ def upload_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="mobility/installers", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_mobility_installers(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     return json_response(InstallerList(installers=list_installers(installers_container(services.replicas))))
@@ -104,6 +108,7 @@ def list_mobility_installers(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route=f"mobility/installers/{RESOLVE_SEGMENT}", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def resolve_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     query = _query(req, service.ResolveQuery)
@@ -112,6 +117,7 @@ def resolve_mobility_installer(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="machines/{machineId}/mobility/install-command", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_mobility_install_command(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     machine_id = path_id(req, "machineId")
@@ -125,6 +131,7 @@ def get_mobility_install_command(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="mobility/passphrase", methods=["POST"])
 @handle_errors
+@requires(Role.ADMINISTRATOR)
 def rotate_mobility_passphrase(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     issued = registration.rotate_passphrase(services.repos, services.hasher, now=services.clock())
@@ -133,6 +140,7 @@ def rotate_mobility_passphrase(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="mobility/passphrase", methods=["GET"])
 @handle_errors
+@requires(Role.ADMINISTRATOR)
 def get_mobility_passphrase(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(registration.passphrase_status(get_services().repos))
 
@@ -192,6 +200,7 @@ async def _push(
 @bp.route(route="machines/{machineId}/mobility/install", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def push_install_mobility(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -201,6 +210,7 @@ async def push_install_mobility(
 @bp.route(route="machines/{machineId}/mobility/update", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def push_update_mobility(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -209,6 +219,7 @@ async def push_update_mobility(
 
 @bp.route(route="machines/{machineId}/mobility", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_machine_mobility(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     agent = registration.machine_agent(services.repos, path_id(req, "machineId"))

@@ -29,6 +29,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from functions.auth import REQUIRED_ROLES
 from functions.http_errors import json_response
 from orchestrators.blueprints import blueprint
 from shared.appliances.events import ENVELOPES
@@ -93,7 +94,7 @@ from shared.replication.delta_manifest import DeltaManifest
 
 bp = blueprint()
 
-Auth = Literal["operator", "appliance", "operatorOrAppliance", "agent", "agentCredential"]
+Auth = Literal["operator", "appliance", "operatorOrAppliance", "agent", "agentCredential", "keyOnly"]
 
 
 @dataclass(frozen=True)
@@ -638,7 +639,7 @@ OPERATIONS: tuple[Operation, ...] = (
         RegisterAgentRequest,
     ),
     Operation(
-        "GET", "openapi.json", "openapi_document", "This document", "operator", BaseModel, errors=(401,)
+        "GET", "openapi.json", "openapi_document", "This document", "keyOnly", BaseModel, errors=(401,)
     ),
     Operation(
         "GET",
@@ -646,8 +647,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "status_page",
         "The operators' status page (HTML): machines with state, health, RPO and progress; a machine's "
         "recovery points, events and jobs with their steps; it refreshes itself (`?refresh=SECONDS`, "
-        "2..3600, default 10). Open it with the key as `?code=`: the page calls this API with it",
-        "operator",
+        "2..3600, default 10). Open it with the key as `?code=` and an operator's access token (Migration."
+        "Reader or higher) in the fragment as `#access_token=` (or type them in its form): the page holds no "
+        "data and calls this API with both",
+        "keyOnly",
         BaseModel,
         query=StatusPageQuery,
         errors=(400, 401),
@@ -657,9 +660,11 @@ OPERATIONS: tuple[Operation, ...] = (
 
 _ERROR_TEXT = {
     400: "Invalid request: details name each field and what to fix",
-    401: "Missing or invalid function key (the Functions host answers with no body) or appliance credential "
-    "(an error body)",
-    403: "Not this caller's resource",
+    401: "Missing or invalid function key (the Functions host answers with no body), or a missing or invalid "
+    "operator token or appliance/agent credential (the app answers the error body, code Unauthorized, and "
+    "`WWW-Authenticate: Bearer`; the message says what is wrong with the token)",
+    403: "Forbidden: the operator's token lacks the app role this operation needs (the message and the "
+    "detail's requiredRole name it; see x-required-role), or the resource is not this appliance's or agent's",
     404: "Not found",
     409: "Conflicts with the machine's state; a ForbiddenTransition's first detail is a ForbiddenTransitionDetail "
     "(the allowed next states and allowedOperations); when an action holds the machine, a detail "
@@ -674,20 +679,27 @@ _ERROR_TEXT = {
 }
 # A write can always meet a document changing under it (ConcurrencyConflict) and any request an unexpected
 # failure: every operation lists those statuses besides its own.
-_EVERY_OPERATION_ERRORS = (500,)
+_EVERY_OPERATION_ERRORS = (401, 403, 500)
 _EVERY_WRITE_ERRORS = (409,)
 # Codes the API answers besides those of the domain's errors (walked from DomainError when the document
 # is built, once every capability's module is loaded).
 _TRANSPORT_ERROR_CODES = ("InternalError", "MethodNotAllowed", "RouteNotFound")
 _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
-    "operator": [{"functionKey": []}],
+    # A function key gets the request into the app; the Entra ID token says who the operator is and which
+    # app role it holds (x-required-role on each operation).
+    "operator": [{"functionKey": [], "operatorToken": []}],
     "appliance": [{"functionKey": [], "applianceCredential": []}],
+    # Documents that hold no data (this one, the status page's HTML): any function key.
+    "keyOnly": [{"functionKey": []}],
     # A Mobility agent registering: a key scoped to that function; the passphrase is in the body.
     "agent": [{"functionKey": []}],
     # A registered Mobility agent: a key scoped to its functions and its own credential.
     "agentCredential": [{"functionKey": [], "agentCredential": []}],
-    # Either an operator (key only) or an appliance (key + its credential).
-    "operatorOrAppliance": [{"functionKey": []}, {"functionKey": [], "applianceCredential": []}],
+    # Either an operator (key + token) or an appliance (key + its credential).
+    "operatorOrAppliance": [
+        {"functionKey": [], "operatorToken": []},
+        {"functionKey": [], "applianceCredential": []},
+    ],
 }
 
 
@@ -706,7 +718,9 @@ def _json_body(model: type[BaseModel], media_type: str = "application/json") -> 
 
 def _error_statuses(op: Operation) -> list[int]:
     writes = _EVERY_WRITE_ERRORS if op.method in ("POST", "PUT", "PATCH", "DELETE") else ()
-    return sorted({*op.errors, *writes, *_EVERY_OPERATION_ERRORS})
+    # An operator's token is checked against the issuer's keys, which may not be reachable.
+    token = (503,) if op.auth in ("operator", "operatorOrAppliance") else ()
+    return sorted({*op.errors, *writes, *token, *_EVERY_OPERATION_ERRORS})
 
 
 def _success_response(op: Operation) -> dict[str, Any]:
@@ -920,6 +934,15 @@ def build_document() -> dict[str, Any]:
                 **{str(code): _error_response(code) for code in _error_statuses(op)},
             },
         }
+        role = REQUIRED_ROLES.get(op.function_name)
+        if op.auth in ("operator", "operatorOrAppliance"):
+            if role is None:
+                raise RuntimeError(f"{op.function_name} is an operator operation without @requires(Role...)")
+            operation["x-required-role"] = role.value
+            operation["description"] = (
+                f"Operators: an Entra ID access token with the app role {role.value} or a higher one "
+                "(Migration.Reader < Migration.Operator < Migration.Administrator)."
+            )
         if op.request is not None:
             operation["requestBody"] = {
                 "required": op.request_required,
@@ -949,6 +972,17 @@ def build_document() -> dict[str, Any]:
                     "in": "header",
                     "name": "x-functions-key",
                     "description": "Azure Functions key (also accepted as ?code=)",
+                },
+                "operatorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an operator's Microsoft Entra ID access token (RS256) for this API's "
+                    "audience, carrying app roles in `roles`: Migration.Reader (reads), Migration.Operator "
+                    "(actions), Migration.Administrator (appliances, policy, installers, passphrase); each "
+                    "includes the ones before it. Obtained from the tenant's token endpoint (client "
+                    "credentials, or a signed-in user); locally from the stack's issuer "
+                    "(docs/local-stack.md#operator-tokens)",
                 },
                 "applianceCredential": {
                     "type": "http",

@@ -12,6 +12,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import ValidationError
 
+from functions.auth import requires
 from functions.http_errors import accepted_job, handle_errors, json_response, new_job_id, parse_body, path_id
 from functions.orchestration_signals import wake_machine_orchestration
 from functions.starts import idempotency_key
@@ -20,6 +21,7 @@ from orchestrators.names import OPERATOR_REQUEST
 from shared.bootstrap import get_services
 from shared.domain.api import MachineListQuery, OperatorRequest
 from shared.domain.errors import ValidationFailed
+from shared.domain.principal import Role
 from shared.domain.target import TargetSettings
 from shared.platform import crash_points
 from shared.replication import machines
@@ -45,6 +47,7 @@ async def deliver_operator_request(
 
 @bp.route(route="machines", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_machines(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     try:
@@ -65,6 +68,7 @@ def list_machines(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="machines/{machineId}", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def get_machine(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     return json_response(
@@ -74,6 +78,7 @@ def get_machine(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="machines/{machineId}/recovery-points", methods=["GET"])
 @handle_errors
+@requires(Role.READER)
 def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(machines.list_recovery_points(get_services().repos, path_id(req, "machineId")))
 
@@ -81,6 +86,7 @@ def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="machines/{machineId}/replication", methods=["PUT"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def enable_replication(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -104,6 +110,7 @@ async def enable_replication(
 @bp.route(route="machines/{machineId}/replication", methods=["DELETE"])
 @bp.durable_client_input(client_name="client")
 @handle_errors
+@requires(Role.OPERATOR)
 async def stop_replication(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = get_services()
     command = machines.StopReplication(machine_id=path_id(req, "machineId"), job_id=new_job_id())

@@ -30,6 +30,7 @@ from shared.bootstrap import get_services
 from shared.domain.api import OperatorRequest
 from shared.domain.job import Job
 from shared.domain.pending_start import PendingStart, StartRunner
+from shared.domain.principal import current_actor
 from shared.jobs import starts
 from shared.platform import crash_points
 
@@ -51,9 +52,6 @@ def idempotency_key(req: func.HttpRequest) -> starts.RetryOf:
 # Who sent the request: the Entra ID principal when App Service authentication vouches for it, else the
 # function key (hashed with the rest, never stored as such). Two callers sending the same body start two
 # actions (the second is refused with a 409 naming the first's job), never one answered with the other's.
-_CALLER_HEADERS = ("x-ms-client-principal-id", "x-functions-key")
-
-
 def request_fingerprint(req: func.HttpRequest) -> str:
     """SHA-256 of the method, the route, the body as canonical JSON (keys sorted, no spaces: the same
     object however it was spelled) and the caller."""
@@ -64,10 +62,10 @@ def request_fingerprint(req: func.HttpRequest) -> str:
         # Not JSON: the route refuses it; the raw text is as good a fingerprint.
         with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
             body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    headers = {k.lower(): v for k, v in req.headers.items()}
-    caller = next((f"{h}:{headers[h]}" for h in _CALLER_HEADERS if headers.get(h)), "")
-    if not caller and req.params.get("code"):
-        caller = f"code:{req.params['code']}"
+    # The operator routes' check has validated the token: its principal is the caller (a function key
+    # is shared by many callers and says nothing about who sent the request).
+    actor = current_actor()
+    caller = f"oid:{actor.object_id}" if actor is not None else ""
     text = "\n".join([req.method.upper(), urlsplit(req.url).path.rstrip("/").lower(), body, caller])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -5,10 +5,13 @@ the JSON API the CLI reads: machines with state, health, RPO and progress; the s
 recovery points, events (causes, recommended steps) and jobs with their steps. It refreshes itself.
 
 It is static so the page holds no data and needs no store of its own: every figure on it is what an
-API call answered, under the same function key (auth level FUNCTION like the API). The host accepts the
-key on the page's own request as `?code=`; the script sends that same key as `x-functions-key` on its
-calls. A page opened without a `code` (the key went in a header through a proxy, say) asks for the key
-and keeps it in the tab's sessionStorage only.
+API call answered, under the same function key (auth level FUNCTION like the API) and an operator's
+Entra ID access token with at least the Migration.Reader role (the API's GET routes need it; the page
+itself, holding no data, needs only the key). The host accepts the key on the page's own request as
+`?code=`; the script sends that same key as `x-functions-key` on its calls, and the token as
+`Authorization: Bearer`. The token comes in the URL's fragment (`#access_token=...`, never sent to any
+server; the script removes it from the address bar at once) or from the page's form, and is kept in the
+tab's sessionStorage only, as is a key typed in the form (a page opened without `code`).
 
 The answer's Content-Security-Policy allows only this document's own script and style (by hash) and
 calls to this origin, and `Referrer-Policy: no-referrer` keeps a `?code=` in the address bar from
@@ -69,6 +72,13 @@ _SCRIPT = """
 const params = new URLSearchParams(location.search);
 const refreshSeconds = Math.min(3600, Math.max(2, Number(params.get("refresh")) || __REFRESH__));
 let key = params.get("code") || sessionStorage.getItem("functionKey") || "";
+const handedToken = (location.hash.match(/^#access_token=([^&]+)/) || [])[1];
+if (handedToken) {
+  sessionStorage.setItem("operatorToken", decodeURIComponent(handedToken));
+  // Out of the address bar and the history at once: the token is a bearer secret.
+  history.replaceState(null, "", location.pathname + location.search);
+}
+let token = sessionStorage.getItem("operatorToken") || "";
 let selected = (location.hash.match(/^#machine=(.+)$/) || [])[1] || null;
 if (selected) selected = decodeURIComponent(selected);
 
@@ -112,8 +122,20 @@ function table(headers, rows) {
 function advice(lines) { return (lines || []).map(line => el("div", {class: "advice"}, line)); }
 
 async function api(path) {
-  const response = await fetch("/api/" + path, {headers: {"x-functions-key": key, "Accept": "application/json"}});
-  if (response.status === 401) throw new Error("the function key was refused (HTTP 401): open the page with ?code=<key>");
+  const response = await fetch("/api/" + path, {headers: {
+    "x-functions-key": key, "Authorization": "Bearer " + token, "Accept": "application/json"}});
+  if (response.status === 401) {
+    // The API's own 401 (a JSON body) refuses the token; the host's (no body) refuses the key.
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (body && body.error) {
+      sessionStorage.removeItem("operatorToken");
+      token = "";
+      showForm();
+      throw new Error("the access token was refused (HTTP 401): " + body.error.message);
+    }
+    throw new Error("the function key was refused (HTTP 401): open the page with ?code=<key>");
+  }
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
@@ -248,7 +270,7 @@ function problem(message) {
 let running = false;
 let again = false;
 async function refresh() {
-  if (!key) return;
+  if (!key || !token) return;
   // A click while a refresh is on its way is served right after it, not at the next tick.
   if (running) { again = true; return; }
   running = true;
@@ -274,17 +296,23 @@ async function refresh() {
 }
 
 document.getElementById("every").textContent = "refreshes every " + refreshSeconds + " s";
-if (!key) {
+function showForm() {
   const form = document.getElementById("keyform");
+  document.getElementById("keylabel").style.display = key ? "none" : "inline";
   form.style.display = "block";
-  form.addEventListener("submit", event => {
-    event.preventDefault();
+}
+document.getElementById("keyform").addEventListener("submit", event => {
+  event.preventDefault();
+  if (!key) {
     key = document.getElementById("key").value.trim();
     sessionStorage.setItem("functionKey", key);
-    form.style.display = "none";
-    refresh();
-  });
-}
+  }
+  token = document.getElementById("token").value.trim();
+  sessionStorage.setItem("operatorToken", token);
+  document.getElementById("keyform").style.display = "none";
+  refresh();
+});
+if (!key || !token) showForm();
 window.addEventListener("hashchange", () => {
   selected = (location.hash.match(/^#machine=(.+)$/) || [])[1] || null;
   if (selected) selected = decodeURIComponent(selected);
@@ -311,7 +339,8 @@ PAGE = f"""<!doctype html>
 <header><h1>Migration and recovery: status</h1>
 <span class="meta" id="updated">loading…</span><span class="meta" id="every"></span></header>
 <main>
-<form id="keyform"><label>Function key <input id="key" type="password" autocomplete="off"></label>
+<form id="keyform"><label id="keylabel">Function key <input id="key" type="password" autocomplete="off"></label>
+<label>Access token (Migration.Reader) <input id="token" type="password" autocomplete="off"></label>
 <button type="submit">Show</button></form>
 <section id="problem" role="alert"></section>
 <section id="machines"><p class="muted">loading…</p></section>

@@ -115,6 +115,12 @@ param alertApplianceSilentSeconds int = 900
 @minValue(60)
 param alertMobilityAgentSilentSeconds int = 900
 
+@description('Application ID URI of the API\'s Entra app registration (e.g. api://migration-control-plane): the audience operators\' tokens must carry (OPERATOR_AUTH_AUDIENCE). The registration, with its app roles Migration.Reader, Migration.Operator and Migration.Administrator, is created outside this template (docs/security.md).')
+param operatorAuthAudience string
+
+@description('Tenant that issues operators\' tokens (OPERATOR_AUTH_AUTHORITY is its v2.0 authority). Defaults to the deployment\'s tenant.')
+param operatorAuthTenantId string = tenant().tenantId
+
 var allTags = union(tags, { 'azd-env-name': environmentName })
 // Cosmos DB, Key Vault and storage names must be lowercase.
 var env = toLower(environmentName)
@@ -302,6 +308,9 @@ var appSettings = union({
     ARM_POLLING_INTERVAL_SECONDS: '30'
     COPY_PROGRESS_INTERVAL_SECONDS: '5'
     TARGET_RESOURCE_GROUPS: join(targetResourceGroupNames, ',')
+    // Operators' Entra ID tokens, validated by the app against this tenant's published keys.
+    OPERATOR_AUTH_AUTHORITY: '${environment().authentication.loginEndpoint}${operatorAuthTenantId}/v2.0'
+    OPERATOR_AUTH_AUDIENCE: operatorAuthAudience
 }, additionalAppSettings)
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -16,6 +16,7 @@ from azure.core.credentials import TokenCredential
 from azure.storage.blob import ContainerClient
 
 from shared.appliances.credentials import CredentialHasher
+from shared.domain.errors import Unavailable
 from shared.health.settings import HealthSettings
 from shared.migration.toolkit_bundle import ToolkitBundle, build_toolkit_bundle, hydration_container_of
 from shared.platform import crash_points
@@ -23,6 +24,7 @@ from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.azure_placement import AzurePlacement
 from shared.platform.clock import Clock, utc_now
 from shared.platform.cosmos_store import CosmosDocumentStore, ensure_containers
+from shared.platform.operator_auth import OperatorTokenValidator, SigningKeys
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from shared.platform.storage import (
@@ -93,6 +95,19 @@ class Services:
         if self.settings.azure_subscription_id is None:
             return None
         return AzurePlacement(lambda: self.arm, self.clock)
+
+    @cached_property
+    def operator_auth(self) -> OperatorTokenValidator:
+        """Validates operators' bearer tokens; its key cache lives as long as the process."""
+        authority, audience = self.settings.operator_auth_authority, self.settings.operator_auth_audience
+        if not authority or not audience:
+            # Fail closed, and say which settings are missing: no operator route answers without them.
+            raise Unavailable(
+                "operator authentication is not configured: set OPERATOR_AUTH_AUTHORITY and "
+                "OPERATOR_AUTH_AUDIENCE in the app settings (docs/security.md)",
+                retry_after_seconds=300,
+            )
+        return OperatorTokenValidator(SigningKeys(authority), audience)
 
     @cached_property
     def toolkit_bundle(self) -> ToolkitBundle:

@@ -87,10 +87,12 @@ class Appliance:
         return cycles
 
 
-def register(api_url: str, function_key: str, name: str) -> tuple[str, str]:
-    """The operator registers the appliance once; the credential is shown only in this answer."""
-    response = httpx.post(f"{api_url}/api/appliances", headers={"x-functions-key": function_key},
-                          json={"name": name, "kind": "vmware", "site": "site-1"}, timeout=30)  # fmt: skip
+def register(api_url: str, function_key: str, operator_token: str, name: str) -> tuple[str, str]:
+    """An administrator registers the appliance once (`operator_token`: an Entra ID access token with the
+    Migration.Administrator role); the credential is shown only in this answer."""
+    response = httpx.post(f"{api_url}/api/appliances", json={"name": name, "kind": "vmware", "site": "site-1"},
+                          headers={"x-functions-key": function_key, "Authorization": f"Bearer {operator_token}"},
+                          timeout=30)  # fmt: skip
     response.raise_for_status()
     return response.json()["id"], response.json()["credential"]
 

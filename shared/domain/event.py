@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from shared.domain.principal import Principal
 from shared.domain.wire import ResourceId, WireModel
 
 
@@ -39,3 +40,7 @@ class Event(WireModel):
         default=None, description="the code as the appliance (or the exception) reported it, verbatim"
     )
     references: list[str] = Field(default_factory=list, description="VMware KB / Microsoft links")
+    actor: Principal | None = Field(
+        default=None,
+        description="the operator on whose behalf it happened (a job's events name who started the job)",
+    )

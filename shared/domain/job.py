@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from shared.domain.principal import Principal, current_actor
 from shared.domain.wire import ResourceId, WireModel
 
 
@@ -70,6 +71,11 @@ class Job(WireModel):
     created_at: datetime
     updated_at: datetime
     error: JobError | None = None
+    started_by: Principal | None = Field(
+        default=None,
+        description="the operator who asked for it (absent when the control plane started it on its own, "
+        "e.g. an automatic repair or cancel)",
+    )
 
 
 # --- the job lifecycle: pure transitions (the writer is shared.jobs.lifecycle) ----------------------------
@@ -84,8 +90,17 @@ class StepChange:
     message: str | None = None
 
 
-def new_job(job_id: str, kind: JobKind, machine_id: str, steps: Sequence[str], now: datetime) -> Job:
-    """A job as its request records it: in progress, every step still to run."""
+def new_job(
+    job_id: str,
+    kind: JobKind,
+    machine_id: str,
+    steps: Sequence[str],
+    now: datetime,
+    *,
+    started_by: Principal | None = None,
+) -> Job:
+    """A job as its request records it: in progress, every step still to run, started by the operator
+    acting in this request (shared.domain.principal.acting_as) unless `started_by` says who."""
     return Job(
         id=job_id,
         kind=kind,
@@ -94,6 +109,7 @@ def new_job(job_id: str, kind: JobKind, machine_id: str, steps: Sequence[str], n
         steps=[JobStep(name=name) for name in steps],
         created_at=now,
         updated_at=now,
+        started_by=started_by or current_actor(),
     )
 
 

@@ -1,5 +1,9 @@
 """The only code that writes jobs: every flow (replication, repair, test migration, migration) records its
-job's creation, step changes and end here.
+job's creation, step changes and end here, and with them the job's events on its machine: "Job started"
+(when it is recorded), "Job step failed" (each step that fails, with its error) and "Job finished" (its
+status), each naming the operator who started the job (`actor`). They are written by whoever changes the
+job (the request, or an activity), never by an orchestrator; each has an id derived from the job, so a
+retried write records it once.
 
 The transitions themselves are pure (`shared.domain.job`); this module applies them to the stored job
 with `update_with_retry`: read, transition, replace with If-Match, and on a concurrent write (412) re-read
@@ -15,6 +19,7 @@ from datetime import datetime
 from shared.domain import job as transitions
 from shared.domain.api import JobList
 from shared.domain.errors import ValidationFailed
+from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobError, JobKind, JobStatus, StepChange
 from shared.platform.documents import Query
 from shared.platform.repository import Repositories
@@ -24,9 +29,76 @@ MAX_PAGE_SIZE = 100
 
 
 def create(repos: Repositories, job: Job) -> Job:
-    """Record a new job (see `shared.domain.job.new_job`). An upsert: a request retried under the same
-    job id records the same job again."""
-    return repos.jobs.put(job).item
+    """Record a new job (see `shared.domain.job.new_job`) and its "Job started" event. An upsert: a
+    request retried under the same job id records the same job (and event) again."""
+    created = repos.jobs.put(job).item
+    by = f" by {job.started_by.name}" if job.started_by is not None else ""
+    _event(
+        repos,
+        created,
+        "started",
+        "Job started",
+        Severity.INFO,
+        f"{job.kind.value} job {job.id} started{by}",
+        time=job.created_at,
+    )
+    return created
+
+
+FINISHED_SEVERITY = {
+    JobStatus.SUCCEEDED: Severity.INFO,
+    JobStatus.CANCELLED: Severity.INFO,
+    JobStatus.WARNING: Severity.WARNING,
+    JobStatus.FAILED: Severity.CRITICAL,
+}
+
+
+def _event(
+    repos: Repositories,
+    job: Job,
+    suffix: str,
+    event_type: str,
+    severity: Severity,
+    message: str,
+    *,
+    time: datetime,
+    error_code: str | None = None,
+    details: dict[str, str] | None = None,
+) -> None:
+    repos.events.put(
+        Event(
+            id=f"{job.id}-{suffix}",
+            machine_id=job.machine_id,
+            time=time,
+            type=event_type,
+            severity=severity,
+            message=message,
+            error_code=error_code,
+            details={"jobId": job.id, "kind": job.kind.value, **(details or {})},
+            actor=job.started_by,
+        )
+    )
+
+
+def _step_failed_events(repos: Repositories, before: Job, after: Job, now: datetime) -> None:
+    """A "Job step failed" event for each step this change failed (one that was failed already has its
+    event)."""
+    was_failed = {s.name for s in before.steps if s.status is JobStatus.FAILED}
+    for index, step in enumerate(after.steps):
+        if step.status is not JobStatus.FAILED or step.name in was_failed:
+            continue
+        error = step.error.message if step.error is not None else "no error was recorded"
+        _event(
+            repos,
+            after,
+            f"step{index}-failed",
+            "Job step failed",
+            Severity.WARNING,
+            f"step '{step.name}' of {after.kind.value} job {after.id} failed: {error}",
+            time=now,
+            error_code=after.error.code if after.error is not None else None,
+            details={"step": step.name},
+        )
 
 
 def get(repos: Repositories, job_id: str) -> Job | None:
@@ -67,14 +139,21 @@ def list_jobs(
     return JobList(jobs=page.items, continuation_token=page.continuation)
 
 
-def _apply(repos: Repositories, job_id: str, transition: Callable[[Job], Job]) -> Job:
+def _apply(
+    repos: Repositories, job_id: str, transition: Callable[[Job], Job], *, now: datetime | None = None
+) -> Job:
+    seen: list[Job] = []
+
     def mutate(job: Job) -> None:
         # update_with_retry saves the copy it hands over: the transition's result is copied into it.
+        seen[:] = [job.model_copy(deep=True)]  # the last attempt's view is the one that was saved
         changed = transition(job)
         for name in Job.model_fields:
             setattr(job, name, getattr(changed, name))
 
     stored, _ = repos.jobs.update_with_retry(job_id, mutate)
+    if seen and now is not None:
+        _step_failed_events(repos, seen[0], stored.item, now)
     return stored.item
 
 
@@ -92,6 +171,7 @@ def update_steps(
         repos,
         job_id,
         lambda job: transitions.change_steps(job, updates, now=now, add_after=add_after, added=added),
+        now=now,
     )
 
 
@@ -109,7 +189,10 @@ def finish_step(
     message: str | None = None,
 ) -> Job:
     return _apply(
-        repos, job_id, lambda job: transitions.finish_step(job, name, status, now=now, message=message)
+        repos,
+        job_id,
+        lambda job: transitions.finish_step(job, name, status, now=now, message=message),
+        now=now,
     )
 
 
@@ -130,8 +213,20 @@ def finish(
         ended[:] = [not job.status.finished]
         return transitions.finish_job(job, status, now=now, error=error, failed_step=failed_step)
 
-    finished = _apply(repos, job_id, end)
+    finished = _apply(repos, job_id, end, now=now)
     if ended == [True]:
+        reason = f": {finished.error.code}: {finished.error.message}" if finished.error is not None else ""
+        _event(
+            repos,
+            finished,
+            "finished",
+            "Job finished",
+            FINISHED_SEVERITY.get(finished.status, Severity.INFO),
+            f"{finished.kind.value} job {finished.id} ended {finished.status.value}{reason}",
+            time=now,
+            error_code=finished.error.code if finished.error is not None else None,
+            details={"status": finished.status.value},
+        )
         # Once per job (a repeat finds it finished): what the "failed job" alert and the workbook read.
         get_telemetry().record_job_finished(
             machine_id=finished.machine_id,

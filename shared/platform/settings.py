@@ -354,6 +354,19 @@ class Settings(BaseSettings):
         "APPLIANCE_CREDENTIAL_PEPPER",
         description="server-side secret mixed into appliance credential hashes (a Key Vault reference in Azure)",
     )
+    operator_auth_authority: str | None = setting(
+        "OPERATOR_AUTH_AUTHORITY",
+        None,
+        description="the Entra ID authority whose tokens operators present, "
+        "`https://login.microsoftonline.com/{tenant}/v2.0` (the local issuer's URL on the devhost); "
+        "unset, every operator route answers 503",
+    )
+    operator_auth_audience: str | None = setting(
+        "OPERATOR_AUTH_AUDIENCE",
+        None,
+        description="the audience operators' tokens must carry: the API app registration's application ID "
+        "URI (e.g. `api://migration-control-plane`) or its client id",
+    )
     managed_identity_client_id: str | None = setting(
         "AZURE_CLIENT_ID", None, description="the user-assigned managed identity the app authenticates as"
     )

@@ -1013,3 +1013,49 @@ def test_every_documented_command_line_is_one_the_client_accepts(
         ran += 1
         # Accepted means it went as far as asking the API.
         assert len(api.sent) >= ran, f"migrate {' '.join(argv)} sent nothing"
+
+
+def test_the_operator_token_goes_with_every_call_and_credentials_are_kept_in_the_profile(
+    tmp_path: Path,
+) -> None:
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200, json={"machines": [], "continuationToken": None})
+
+    env = {"MIGRATE_ENDPOINT": ENDPOINT, "MIGRATE_ACCESS_TOKEN": "eyJ.token.sig"}
+    client = ApiClient(load_profile(env), transport=httpx.MockTransport(answer))
+    client.get("/api/machines")
+    assert seen == ["Bearer eyJ.token.sig"]
+
+    path = tmp_path / "profile.toml"
+    stored = Profile(
+        "https://app.example",
+        "k1",
+        authority="https://login.microsoftonline.com/t/v2.0",
+        client_id="c1",
+        client_secret="s1",
+        audience="api://migration-control-plane",
+    )
+    save_profile(path, stored)
+    loaded = load_profile({"MIGRATE_PROFILE": str(path)})
+    assert loaded == stored
+    credentials = loaded.credentials()
+    assert credentials is not None and credentials.audience == "api://migration-control-plane"
+
+
+def test_a_job_shows_who_started_it() -> None:
+    from cli.render import job_view
+
+    job = {
+        "id": "job-1",
+        "kind": "Migration",
+        "machineId": "vm-1",
+        "status": "InProgress",
+        "steps": [],
+        "startedBy": {"objectId": "o-1", "name": "Ada", "kind": "user"},
+    }
+    console = Console(file=io.StringIO(), width=200)
+    console.print(job_view(job))
+    assert "started by Ada (user)" in console.file.getvalue()  # type: ignore[attr-defined]

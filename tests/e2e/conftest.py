@@ -20,6 +20,7 @@ from appliance.replicator import Flavour, MachineReplicator, SourceDisk
 from appliance.upload import UploadDestination
 from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import LocalAppliance, StackStorage, register_local_appliance, stack_storage
+from devhost.oidc import ADMINISTRATOR_CLIENT
 from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
@@ -62,13 +63,19 @@ class Operator:
         keys: dict[str, Any] = json.loads((self.stack.data_dir / "host" / "keys.json").read_text())
         return str(keys["function_default"])
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def headers(self, client_id: str = ADMINISTRATOR_CLIENT) -> dict[str, str]:
+        """The function key and a bearer token of the local issuer's client `client_id` (one per role)."""
+        return {
+            "x-functions-key": self.function_key,
+            "Authorization": f"Bearer {self.stack.operator_token(client_id)}",
+        }
+
+    def call(
+        self, method: str, path: str, *, as_client: str = ADMINISTRATOR_CLIENT, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {**self.headers(as_client), **kwargs.pop("headers", {})}
         return httpx.request(
-            method,
-            f"{self.stack.functions_url}/api{path}",
-            headers={"x-functions-key": self.function_key},
-            timeout=30,
-            **kwargs,
+            method, f"{self.stack.functions_url}/api{path}", headers=headers, timeout=30, **kwargs
         )
 
     def machine(self, machine_id: str) -> dict[str, Any]:
@@ -127,6 +134,7 @@ class Appliance:
     cache: ContainerClient
     replicas: ContainerClient
     workdir: Path
+    credential: str = ""  # the appliance's own credential, as registration returned it
 
     def machine(
         self,
@@ -174,6 +182,7 @@ def appliance_of(local: LocalAppliance, storage: StackStorage, workdir: Path) ->
         cache=storage.cache,
         replicas=storage.replicas,
         workdir=workdir,
+        credential=local.registration.credential,
     )
 
 

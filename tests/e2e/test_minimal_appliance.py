@@ -43,7 +43,9 @@ def test_the_minimal_appliance_replicates_an_image_byte_for_byte(
     settings = local_stack.settings
     key = function_key(local_stack)
 
-    appliance_id, credential = example.register(local_stack.functions_url, key, "minimal")
+    appliance_id, credential = example.register(
+        local_stack.functions_url, key, local_stack.operator_token(), "minimal"
+    )
     appliance = example.Appliance(local_stack.functions_url, key, appliance_id, credential)
     machine_id = f"vm-{uuid.uuid4().hex[:10]}"
     appliance.report(machine_id, image)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from devhost.oidc import READER_CLIENT
 from tests.e2e.conftest import Appliance, Operator
 from tests.e2e.test_replication import initial_copy
 
@@ -59,6 +60,9 @@ def test_status_page_shows_health_and_a_finished_jobs_steps_and_refreshes_itself
     failed_calls: list[str] = []
     page.on("requestfailed", lambda request: failed_calls.append(request.url))
     page.on("console", lambda message: message.type == "error" and failed_calls.append(message.text))
+    # A Reader's token, as the page keeps one it was handed (#access_token=...) or given in its form.
+    token = operator.stack.operator_token(READER_CLIENT)
+    page.add_init_script(f"sessionStorage.setItem('operatorToken', {token!r})")
     url = f"{operator.stack.functions_url}/api/status?code={operator.function_key}&refresh=2#machine={machine_id}"
     response = page.goto(url)
     assert response is not None and response.status == 200

@@ -18,6 +18,7 @@ import pytest
 from appliance.control_plane import ApplianceApi, Registration
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.local_appliance import local_appliance
+from devhost.oidc import ADMINISTRATOR_CLIENT, LOCAL_AUDIENCE, read_clients
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import TARGET, MigrationClient
 
@@ -37,10 +38,17 @@ def migrate_command() -> list[str]:
 
 class Cli:
     def __init__(self, client: MigrationClient, profile_dir: Path) -> None:
+        administrator = read_clients(client.stack.oidc_dir)[ADMINISTRATOR_CLIENT]
         self.env = {
             **os.environ,
             "MIGRATE_ENDPOINT": client.stack.functions_url,
             "MIGRATE_FUNCTION_KEY": client.function_key,
+            # The client-credentials grant against the stack's issuer, as with Entra ID in Azure; an
+            # Administrator, since the tests register appliances.
+            "MIGRATE_AUTHORITY": client.stack.operator_authority,
+            "MIGRATE_CLIENT_ID": administrator.client_id,
+            "MIGRATE_CLIENT_SECRET": administrator.client_secret,
+            "MIGRATE_AUDIENCE": LOCAL_AUDIENCE,
             # No operator's own profile may leak in: the environment is the whole configuration.
             "MIGRATE_PROFILE": str(profile_dir / "absent.toml"),
             "COLUMNS": "220",

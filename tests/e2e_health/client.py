@@ -77,7 +77,10 @@ class Stack:
 
     @property
     def operator_headers(self) -> dict[str, str]:
-        return {"x-functions-key": self.keys["function_default"]}
+        return {
+            "x-functions-key": self.keys["function_default"],
+            "Authorization": f"Bearer {self.local.operator_token()}",
+        }
 
     def cache(self) -> ContainerClient:
         service = BlobServiceClient.from_connection_string(

@@ -75,7 +75,12 @@ class MigrationClient:
         self.master_key = str(keys.get("master") or keys["function_default"])
         settings = stack.settings
         self.http = httpx.Client(
-            base_url=f"{stack.functions_url}/api", timeout=60, headers={"x-functions-key": self.function_key}
+            base_url=f"{stack.functions_url}/api",
+            timeout=60,
+            headers={
+                "x-functions-key": self.function_key,
+                "Authorization": f"Bearer {stack.operator_token()}",
+            },
         )
         self.arm_admin = httpx.Client(
             base_url=settings["ARM_ENDPOINT"],

@@ -79,7 +79,7 @@ def pushing(
     uploaded = httpx.put(
         f"{operator.stack.functions_url}/api/mobility/installers/{installer.name}",
         content=installer.read_bytes(),
-        headers={"x-functions-key": operator.function_key},
+        headers=operator.headers(),
         timeout=30,
     )
     assert uploaded.status_code == 201, uploaded.text

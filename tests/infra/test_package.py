@@ -134,6 +134,7 @@ def _direct(name: str) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             package, _, version = line.partition("==")
+            package = package.split("[", 1)[0]  # an extra (pyjwt[crypto]) is locked as the package itself
             pins[package.lower().replace("_", "-")] = version
     return pins
 

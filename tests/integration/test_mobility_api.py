@@ -25,7 +25,7 @@ from shared.mobility.installers import INSTALLERS_CONTAINER, MAX_INSTALLER_BYTES
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore
-from tests.unit.test_api_http import FUNCTIONS, machine_json
+from tests.unit.test_api_http import ADMINISTRATOR_TOKEN, FUNCTIONS, TENANT, machine_json
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,7 @@ def services(emulators: EmulatorEndpoints, installers: ContainerClient) -> Itera
     )
     service = BlobServiceClient.from_connection_string(emulators.storage_connection_string)
     built.replicas = service.get_container_client(f"replicas-{uuid.uuid4().hex[:10]}")
+    built.operator_auth = TENANT.validator()
     with use_services(built):
         yield built
 
@@ -77,8 +78,10 @@ def call(
     route: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> tuple[int, Any, func.HttpResponse]:
+    # Operator routes need a token: an Administrator's, unless the test sends its own Authorization.
+    headers = {"Authorization": f"Bearer {ADMINISTRATOR_TOKEN}", **(headers or {})}
     req = func.HttpRequest(
-        method, url, headers=headers or {}, params=params or {}, route_params=route or {}, body=body
+        method, url, headers=headers, params=params or {}, route_params=route or {}, body=body
     )
     response = FUNCTIONS[name].get_user_function()(req=req)
     payload = json.loads(response.get_body()) if response.get_body() else None

@@ -24,10 +24,12 @@ from shared.domain.api import ForbiddenTransitionDetail
 from shared.domain.cycle import Consistency, RecoveryPoint
 from shared.domain.lifecycle import MachineState
 from shared.domain.machine import Machine
+from shared.domain.principal import Role
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore
 from tests.support.product_app import product_functions
+from tests.support.tokens import FakeTenant
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 GIB = 1024**3
@@ -69,11 +71,15 @@ def services() -> Iterator[Services]:
         hasher=CredentialHasher(b"api-test-pepper-0123456789", n=2**12),
         clock=lambda: NOW,
     )
+    built.operator_auth = TENANT.validator()
     with use_services(built):
         yield built
 
 
 FUNCTIONS = {f.get_function_name(): f for f in product_functions()}
+# Operator calls carry an Administrator's token unless a test sends its own Authorization.
+TENANT = FakeTenant()
+ADMINISTRATOR_TOKEN = TENANT.token(Role.ADMINISTRATOR)
 
 
 def call(
@@ -91,8 +97,7 @@ def call(
     **extra: Any,
 ) -> tuple[int, Any, func.HttpResponse]:
     headers = {"Content-Type": content_type, **(headers or {})}
-    if credential is not None:
-        headers["Authorization"] = f"Bearer {credential}"
+    headers.setdefault("Authorization", f"Bearer {credential or ADMINISTRATOR_TOKEN}")
     req = func.HttpRequest(
         method,
         url,

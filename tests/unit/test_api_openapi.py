@@ -63,7 +63,7 @@ def test_request_schemas_are_strict_and_camel_case() -> None:
     assert put["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TargetSettings"
     }
-    assert set(put["responses"]) == {"202", "400", "401", "404", "409", "500"}
+    assert set(put["responses"]) == {"202", "400", "401", "403", "404", "409", "500", "503"}
 
 
 def test_policy_ranges_appear_in_the_schema() -> None:
@@ -80,9 +80,32 @@ def test_security_appliance_routes_need_both_key_and_credential() -> None:
     assert paths["/api/appliances/{applianceId}/machines"]["post"]["security"] == [
         {"functionKey": [], "applianceCredential": []}
     ]
-    assert paths["/api/machines"]["get"]["security"] == [{"functionKey": []}]
+    assert paths["/api/machines"]["get"]["security"] == [{"functionKey": [], "operatorToken": []}]
     params = {p["name"]: p for p in paths["/api/machines"]["get"]["parameters"]}
     assert set(params) == {"applianceId", "state", "pageSize", "continuationToken"}
+
+
+def test_every_operator_operation_names_its_role_and_answers_401_and_403() -> None:
+    from functions.auth import REQUIRED_ROLES
+
+    document = build_document()
+    assert document["components"]["securitySchemes"]["operatorToken"]["bearerFormat"] == "JWT"
+    seen = set()
+    for methods in document["paths"].values():
+        for operation in methods.values():
+            assert {"401", "403"} <= set(operation["responses"]), operation["operationId"]
+            if any("operatorToken" in requirement for requirement in operation["security"]):
+                role = REQUIRED_ROLES[operation["operationId"]]
+                assert operation["x-required-role"] == role.value
+                assert role.value in operation["description"]
+                seen.add(operation["operationId"])
+    assert seen == set(REQUIRED_ROLES)
+    paths = document["paths"]
+    assert paths["/api/machines/{machineId}/migrate"]["post"]["x-required-role"] == "Migration.Operator"
+    assert (
+        paths["/api/appliances/{applianceId}/policy"]["put"]["x-required-role"] == "Migration.Administrator"
+    )
+    assert paths["/api/openapi.json"]["get"]["security"] == [{"functionKey": []}]
 
 
 def test_served_by_the_function() -> None:
@@ -98,7 +121,7 @@ def test_failover_settings_are_patched_with_a_merge_patch_of_the_same_document()
     ref = {"$ref": "#/components/schemas/FailoverSettings"}
     assert path["get"]["responses"]["200"]["content"]["application/json"]["schema"] == ref
     assert path["patch"]["requestBody"]["content"] == {"application/merge-patch+json": {"schema": ref}}
-    assert set(path["patch"]["responses"]) == {"200", "400", "401", "404", "409", "500"}
+    assert set(path["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "500", "503"}
     settings = document["components"]["schemas"]["FailoverSettings"]
     assert settings["additionalProperties"] is False
     assert {
@@ -134,7 +157,7 @@ def test_allowed_operations_and_the_409_detail_are_in_the_schema() -> None:
     detail = schemas["ForbiddenTransitionDetail"]
     assert {"machineId", "from", "to", "allowed", "allowedOperations"} <= set(detail["properties"])
     points = document["paths"]["/api/machines/{machineId}/recovery-points"]["get"]
-    assert set(points["responses"]) == {"200", "400", "401", "404", "500"}
+    assert set(points["responses"]) == {"200", "400", "401", "403", "404", "500", "503"}
     point = schemas["RecoveryPointView"]["properties"]
     assert set(point) == {"id", "time", "consistency", "cycleId", "disks"}
 

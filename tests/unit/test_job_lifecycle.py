@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.domain.errors import NotFound
+from shared.domain.event import Event, Severity
 from shared.domain.job import (
     Job,
     JobError,
@@ -22,6 +23,8 @@ from shared.domain.job import (
     new_job,
     start_step,
 )
+from shared.domain.principal import Principal, PrincipalKind, acting_as
+from shared.health.events import list_events
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import JOBS, ContainerSpec, StoredDocument
 from shared.platform.repository import Repositories
@@ -224,3 +227,50 @@ def test_step_changes_racing_each_other_both_land() -> None:
     job = jobs.update_steps(repos, "job-1", [StepChange("Copy", JobStatus.IN_PROGRESS)], now=LATER)
     assert _statuses(job)["Plan"] is JobStatus.SUCCEEDED and _statuses(job)["Copy"] is JobStatus.IN_PROGRESS
     assert store.counter.snapshot()["replace:jobs"] == 3
+
+
+# --- who started the job, and its events ------------------------------------------------------------------
+
+ADA = Principal(object_id="oid-ada", name="Ada", kind=PrincipalKind.USER)
+
+
+def _events(repos: Repositories) -> dict[str, Event]:
+    return {e.id: e for e in list_events(repos, "web01")}
+
+
+def test_a_job_records_the_acting_operator_and_its_events_name_them(repos: Repositories) -> None:
+    with acting_as(ADA):
+        job = _job()
+    assert job.started_by == ADA
+    assert _job().started_by is None  # outside a request: the control plane on its own
+    jobs.create(repos, job)
+    jobs.finish_step(repos, "job-1", "Plan", JobStatus.SUCCEEDED, now=NOW)
+    jobs.start_step(repos, "job-1", "Copy", now=NOW)
+    jobs.finish(repos, "job-1", JobStatus.FAILED, now=LATER, error=QUOTA)
+    events = _events(repos)
+    assert set(events) == {"job-1-started", "job-1-step1-failed", "job-1-finished"}
+    assert all(e.actor == ADA and e.details["jobId"] == "job-1" for e in events.values())
+    assert events["job-1-started"].message == "TestMigration job job-1 started by Ada"
+    failed = events["job-1-step1-failed"]
+    assert (failed.type, failed.details["step"], failed.error_code) == (
+        "Job step failed",
+        "Copy",
+        "QuotaExceeded",
+    )
+    assert "no cores left" in failed.message
+    finished = events["job-1-finished"]
+    assert (finished.severity, finished.details["status"]) == (Severity.CRITICAL, "Failed")
+    # The stored job keeps its starter.
+    assert jobs.require(repos, "job-1").started_by == ADA
+
+
+def test_a_step_failed_by_itself_and_a_succeeded_job_write_one_event_each(repos: Repositories) -> None:
+    jobs.create(repos, _job())
+    jobs.finish_step(repos, "job-1", "Plan", JobStatus.FAILED, now=NOW, message="the plan failed")
+    jobs.finish_step(repos, "job-1", "Plan", JobStatus.FAILED, now=NOW, message="the plan failed")
+    jobs.finish(repos, "job-1", JobStatus.WARNING, now=LATER)
+    jobs.finish(repos, "job-1", JobStatus.WARNING, now=LATER)
+    events = _events(repos)
+    assert set(events) == {"job-1-started", "job-1-step0-failed", "job-1-finished"}
+    assert events["job-1-finished"].severity is Severity.WARNING
+    assert events["job-1-started"].actor is None

@@ -245,7 +245,13 @@ def machine_id(repos: Repositories, appliance: tuple[str, str]) -> str:
 def test_enable_replication_moves_state_and_records_the_job(repos: Repositories, machine_id: str) -> None:
     repos.counter.reset()
     started = enable(repos, machine_id)
-    assert repos.counter.snapshot() == {"read:machines": 1, "replace:machines": 1, "upsert:jobs": 1}
+    # The machine's transition, its job, and the job's "Job started" event.
+    assert repos.counter.snapshot() == {
+        "read:machines": 1,
+        "replace:machines": 1,
+        "upsert:jobs": 1,
+        "upsert:events": 1,
+    }
     assert not started.is_retry
     machine = repos.machines.require(machine_id).item
     assert machine.state is MachineState.ENABLING_REPLICATION

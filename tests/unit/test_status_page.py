@@ -146,6 +146,7 @@ def test_every_machine_is_reached_page_by_page() -> None:
             )
         elif urlsplit(url).path == "/api/machines":
             assert route.request.headers["x-functions-key"] == "k"
+            assert route.request.headers["authorization"] == "Bearer t0ken"
             route.fulfill(status=200, json=machines.answer(url))
         else:
             route.fulfill(status=404, json={"error": {"code": "NotFound", "message": url, "details": []}})
@@ -162,7 +163,8 @@ def test_every_machine_is_reached_page_by_page() -> None:
                     errors.append(message.text)
 
             page.on("console", console)
-            page.goto(f"{ORIGIN}/api/status?code=k&refresh=2")
+            # The token in the fragment: taken into the tab's storage and out of the address bar.
+            page.goto(f"{ORIGIN}/api/status?code=k&refresh=2#access_token=t0ken")
             expect = sync_api.expect
             rows = page.locator("tr.machine")
             heading = page.locator("#machines h2")
