@@ -79,7 +79,14 @@ def test_a_killed_functions_host_is_restarted_and_only_it(
     operator.wait_applied(replicator.machine_id, initial_copy(appliance, replicator).cycle_id)
 
     before = _pids(stack)
-    assert set(before) == {"azurite", "blob-front", "cosmosdb-server", "local-arm", "local-oidc", "functions-host"}
+    assert set(before) == {
+        "azurite",
+        "blob-front",
+        "cosmosdb-server",
+        "local-arm",
+        "local-oidc",
+        "functions-host",
+    }
     os.kill(before["functions-host"], signal.SIGKILL)
     killed_at = time.monotonic()
 

@@ -521,7 +521,7 @@ def test_stop_replication_is_raised_on_the_running_orchestration(
         "DELETE",
         "/",
         route={"machineId": "vm-1"},
-        headers={"x-functions-key": "another-operator"},
+        credential=TENANT.token(Role.OPERATOR, oid="00000000-0000-0000-0000-0000000000b2", name="Bo"),
         client=durable.client_json,
     )
     assert status == 409 and body["error"]["code"] == "ForbiddenTransition"
