@@ -2,7 +2,7 @@
 // cosmosdb-server (npm @vercel/cosmosdb-server) with its data kept on disk, so that the local stack's
 // Cosmos survives a restart as Azure's does (`python -m devhost up --keep-data`).
 //
-//   node devhost/cosmos_server.js --host 127.0.0.1 --port 8081 --data .devhost/cosmos/journal.jsonl
+//   node devhost/cosmos_server.js --host 127.0.0.1 --port 8081 [--data .devhost/cosmos/journal.jsonl]
 //
 // cosmosdb-server keeps everything in memory and has no persistence of its own. Every change to its
 // store goes through two methods of its `Items` class (`_set` for create, replace, upsert, patch and
@@ -11,12 +11,32 @@
 // killed; not an OS crash, there is no fsync). On start the journal is replayed with the documents as
 // they were (`_rid`, `_etag`, `_ts` kept, so ETag preconditions still hold), then compacted: rewritten
 // as one line per live resource. A torn last line (a kill in the middle of a write) is dropped.
+// Without --data it keeps everything in memory, as cosmosdb-server alone does.
+//
+// It also answers a point read of a document that does not exist as Cosmos DB does, 404 NotFound:
+// cosmosdb-server 1.0.1 throws a TypeError there (500), which the Cosmos SDK retries with back-off for
+// about a second before giving up, on every miss (an unknown machine's 404, a read before a create).
 "use strict";
 
 const fs = require("fs");
 const path = require("path");
 
 const PKG = "@vercel/cosmosdb-server";
+// Patched before the server's routes are loaded: they keep the handler they find at load time.
+const readDocument = require(`${PKG}/lib/handler/read-document`);
+const partitions = require(`${PKG}/lib/utils/get-partition-from-header`);
+const originalReadDocument = readDocument.default;
+readDocument.default = function readDocumentOr404(account, req, res, params) {
+  const collection = account.database(params.dbId).collection(params.collId);
+  if (collection.read()) {
+    const key = partitions.parsePartitionKey(partitions.default(req), params.docId);
+    if (!collection.document(params.docId, key).read()) {
+      res.statusCode = 404;
+      return { code: "NotFound", message: "Entity with the specified id does not exist in the system." };
+    }
+  }
+  return originalReadDocument(account, req, res, params);
+};
 const server = require(PKG);
 const Items = require(`${PKG}/lib/account/items`).default;
 const accountModule = require(`${PKG}/lib/account`);
@@ -38,7 +58,6 @@ function parseArgs(argv) {
     else if (key === "--no-ssl") args.nossl = true;
     else throw new Error(`unknown argument ${key}`);
   }
-  if (!args.data) throw new Error("--data FILE is required (the journal)");
   return args;
 }
 
@@ -143,6 +162,7 @@ class PersistentAccount extends BaseAccount {
   constructor(host, port) {
     super(host, port);
     paths.set(this.databases, []);
+    if (!args.data) return; // in memory only
     const applied = replay(this, args.data);
     const kept = compact(this, args.data);
     journal = fs.openSync(args.data, "a", 0o600);
@@ -153,7 +173,7 @@ class PersistentAccount extends BaseAccount {
 // index.js reads `account.default` when the server starts listening: it makes ours.
 accountModule.default = PersistentAccount;
 
-fs.mkdirSync(path.dirname(path.resolve(args.data)), { recursive: true, mode: 0o700 });
+if (args.data) fs.mkdirSync(path.dirname(path.resolve(args.data)), { recursive: true, mode: 0o700 });
 const create = args.nossl ? server.createHttpServer : server.createHttpsServer;
 create().listen(args.port, args.host, () => {
   // eslint-disable-next-line no-console

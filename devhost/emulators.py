@@ -120,25 +120,23 @@ def start_azurite(
 
 
 def start_cosmos(ports: EmulatorPorts, log_dir: Path, journal: Path | None = None) -> ManagedProcess:
-    """cosmosdb-server; with `journal`, through devhost/cosmos_server.js, which keeps its data in that
-    file and reloads it on start (cosmosdb-server alone keeps everything in memory)."""
-    if journal is None:
-        argv = [_node_tool("cosmosdb-server"), "--host", "127.0.0.1", "--port", str(ports.cosmos)]
-    else:
-        _node_tool("cosmosdb-server")  # the package must be installed: a clear error if it is not
-        node = shutil.which("node")
-        if node is None:
-            raise FileNotFoundError("node is not on PATH: the local Cosmos emulator runs on Node.js")
-        argv = [
-            node,
-            str(REPO_ROOT / "devhost" / "cosmos_server.js"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ports.cosmos),
-            "--data",
-            str(journal),
-        ]
+    """cosmosdb-server through devhost/cosmos_server.js, which answers a missing document's point read
+    404 as Cosmos does (cosmosdb-server alone fails it with a 500 that the SDK retries for a second);
+    with `journal`, it also keeps its data in that file and reloads it on start (otherwise in memory)."""
+    _node_tool("cosmosdb-server")  # the package must be installed: a clear error if it is not
+    node = shutil.which("node")
+    if node is None:
+        raise FileNotFoundError("node is not on PATH: the local Cosmos emulator runs on Node.js")
+    argv = [
+        node,
+        str(REPO_ROOT / "devhost" / "cosmos_server.js"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports.cosmos),
+    ]
+    if journal is not None:
+        argv += ["--data", str(journal)]
     proc = ManagedProcess(name="cosmosdb-server", argv=argv, log_path=log_dir / "cosmosdb-server.log").start()
     proc.wait_ready(lambda: _answers_http(f"https://127.0.0.1:{ports.cosmos}/"))
     return proc

@@ -107,6 +107,9 @@ class LocalStack:
     app_dir: Path = REPO_ROOT
     keep_data: bool = False
     host_env: dict[str, str] = field(default_factory=dict)  # extra environment for the host (tests)
+    # The local ARM's incremental-snapshot window (DEVHOST_ARM_SNAPSHOT_WINDOW_SECONDS; None: Azure's 300 s
+    # unless that variable says otherwise), shortened by tests that take many snapshots of one disk.
+    arm_snapshot_window_seconds: float | None = None
     processes: list[ManagedProcess] = field(default_factory=list)
     _settings: dict[str, str] = field(default_factory=dict)
     _tokens: LocalTokens | None = None
@@ -234,6 +237,7 @@ class LocalStack:
                     logs,
                     token=settings["ARM_STATIC_TOKEN"],
                     latency_scale=float(settings[LATENCY_SCALE_ENV]),
+                    snapshot_window_seconds=self.arm_snapshot_window_seconds,
                 )
             )
             # --- end local ARM endpoint ---

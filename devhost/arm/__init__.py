@@ -30,6 +30,7 @@ def start_local_arm(
     token: str,
     latency_scale: float | None = None,
     disk_exposure: str | None = None,
+    snapshot_window_seconds: float | None = None,
     ready_timeout: float = 30.0,
 ) -> ManagedProcess:
     """Start the endpoint on 127.0.0.1:`port` and wait until it answers; the caller stops it."""
@@ -48,6 +49,8 @@ def start_local_arm(
         argv += ["--latency-scale", str(latency_scale)]
     if disk_exposure is not None:
         argv += ["--disk-exposure", disk_exposure]
+    if snapshot_window_seconds is not None:
+        argv += ["--snapshot-window-seconds", str(snapshot_window_seconds)]
     # The token travels in the environment, not argv, so that it does not show in `ps`.
     env = {**os.environ, "DEVHOST_ARM_TOKEN": token, "PYTHONPATH": str(REPO_ROOT)}
     process = ManagedProcess(

@@ -13,6 +13,7 @@ from devhost.arm import LATENCY_SCALE_ENV
 from devhost.arm.app import create_app
 from devhost.arm.control import LatencyConfig
 from devhost.arm.service import LocalArm
+from devhost.arm.snapshot_limits import WINDOW_ENV, window_from
 from devhost.redaction import configure_logging
 
 
@@ -44,7 +45,17 @@ def main() -> None:
         default=90 * 60,
         help="seconds a custom script may run (Azure: 90 minutes)",
     )
+    parser.add_argument(
+        "--snapshot-window-seconds",
+        default=os.environ.get(WINDOW_ENV),
+        help=f"the window in which a disk takes at most 7 incremental snapshots (env {WINDOW_ENV}; "
+        "Azure: 300); shorter only to let tests wait the limit out quickly",
+    )
     args = parser.parse_args()
+    try:
+        snapshot_window = window_from(args.snapshot_window_seconds)
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
     arm = LocalArm(
         args.data_dir,
@@ -52,6 +63,7 @@ def main() -> None:
         latency=LatencyConfig(scale=args.latency_scale),
         disk_exposure=args.disk_exposure,
         extension_timeout=args.extension_timeout,
+        snapshot_window=snapshot_window,
     )
     app = create_app(arm, token=os.environ.get("DEVHOST_ARM_TOKEN") or None)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")

@@ -35,6 +35,7 @@ from devhost.arm import (
     network,
     preconditions,
     public_ips,
+    snapshot_limits,
     validation,
 )
 from devhost.arm.control import FaultRegistry, FaultRule, LatencyConfig, retry_after_for
@@ -78,8 +79,10 @@ class LocalArm:
         latency: LatencyConfig,
         disk_exposure: str = "loop",
         extension_timeout: float = 90 * 60,
+        snapshot_window: timedelta = snapshot_limits.WINDOW,
     ) -> None:
         self.data_dir = data_dir
+        self.snapshot_window = snapshot_window
         self.store = Store(data_dir / "arm.sqlite3")
         self.blobs = BlobSource(blob_connection_string)
         self.latency = latency

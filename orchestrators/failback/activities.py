@@ -223,7 +223,12 @@ def take_reverse_snapshots(payload: dict[str, Any]) -> dict[str, Any]:
                 )
     except ArmError as exc:
         code = "SnapshotLimitReached" if "limit" in str(exc).lower() else exc.code
-        return _json(SnapshotsTaken(ok=False, snapshot_ids=taken, message=str(exc), error_code=code))
+        wait = migration_settings().snapshot_limit_wait.total_seconds()
+        return _json(
+            SnapshotsTaken(
+                ok=False, snapshot_ids=taken, message=str(exc), error_code=code, limit_wait_seconds=wait
+            )
+        )
     return _json(SnapshotsTaken(ok=True, snapshot_ids=taken, disk_sizes=sizes))
 
 

@@ -87,6 +87,9 @@ class SnapshotsTaken(Payload):
     disk_sizes: dict[str, int] = Field(default_factory=dict)
     message: str = ""
     error_code: str | None = None
+    # Read by the activity (orchestrators read no settings): how long to wait before asking again after
+    # a SnapshotLimitReached.
+    limit_wait_seconds: float = 60
 
 
 class ChangesRequest(Payload):

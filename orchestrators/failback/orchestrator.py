@@ -79,10 +79,10 @@ REVERSE = "reverse_orchestrator"
 Orchestration = Generator[Any, Any, Any]
 # Azure takes at most 7 incremental snapshots of a disk in any 5 minutes (reverse cycles, a planned
 # failover's pre and final cycles and other tools' snapshots all count): a refusal for a snapshot limit
-# is asked again a minute later until those 5 minutes have passed, and only then stops the job (the
-# 500-per-disk and 5-grants limits do not clear by waiting, so they still stop it, 6 minutes later).
+# is asked again a minute later (REVERSE_SNAPSHOT_LIMIT_WAIT_SECONDS, which the activity reports) until
+# those 5 minutes have passed, and only then stops the job (the 500-per-disk and 5-grants limits do not
+# clear by waiting, so they still stop it, 6 minutes later).
 SNAPSHOT_LIMIT_RETRIES: Final = 6
-SNAPSHOT_LIMIT_WAIT: Final = timedelta(minutes=1)
 bp = durable_blueprint()
 
 
@@ -394,7 +394,7 @@ def _take_snapshots(context: df.DurableOrchestrationContext, request: SnapshotsR
         if taken.ok or taken.error_code != "SnapshotLimitReached" or waits == SNAPSHOT_LIMIT_RETRIES:
             return taken
         waits += 1
-        yield context.create_timer(context.current_utc_datetime + SNAPSHOT_LIMIT_WAIT)
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=taken.limit_wait_seconds))
 
 
 def _cycle(

@@ -243,6 +243,14 @@ class MigrationSettings(_Group):
         "or 503 with Retry-After (honouring Retry-After) before its step fails with ARM's error code",
         ge=timedelta(0),
     )
+    snapshot_limit_wait: Seconds = setting(
+        "REVERSE_SNAPSHOT_LIMIT_WAIT_SECONDS",
+        timedelta(minutes=1),
+        description="after Azure refuses a reverse-replication snapshot for its limit (7 incremental "
+        "snapshots per disk in 5 minutes), how long before asking again (up to 6 times, then the step "
+        "fails with SnapshotLimitReached)",
+        **POSITIVE,
+    )
     failover_shutdown_timeout: Seconds = setting(
         "FAILOVER_SHUTDOWN_TIMEOUT_SECONDS",
         timedelta(minutes=5),

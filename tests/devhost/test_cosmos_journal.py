@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
-from azure.cosmos.exceptions import CosmosAccessConditionFailedError
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceNotFoundError
 
 from devhost.emulators import COSMOS_EMULATOR_KEY, EmulatorPorts, start_cosmos
 from devhost.processes import ManagedProcess, free_port
@@ -99,3 +99,22 @@ def test_acknowledged_writes_survive_a_kill_and_come_back_as_they_were(tmp_path:
         assert _ids(_container(port)) == {"vm-0": 0, "vm-2": 21, "vm-3": 3}
     finally:
         third.stop()
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "in-memory"])
+def test_a_missing_document_is_a_404_as_in_cosmos(tmp_path: Path, journaled: bool) -> None:
+    """cosmosdb-server alone answers 500 (a TypeError), which the SDK retries for about a second."""
+    port = free_port()
+    journal = tmp_path / "journal.jsonl" if journaled else None
+    process = start_cosmos(EmulatorPorts(cosmos=port), tmp_path / "logs", journal=journal)
+    try:
+        machines = _container(port)
+        machines.upsert_item({"id": "vm-1", "v": 1})
+        for doc_id, partition in (("vm-2", "vm-2"), ("vm-1", "vm-other")):
+            with pytest.raises(CosmosResourceNotFoundError) as missing:
+                machines.read_item(doc_id, partition_key=partition)
+            assert missing.value.status_code == 404
+        assert machines.read_item("vm-1", partition_key="vm-1")["v"] == 1
+    finally:
+        process.kill()
+    assert journal is None or journal.exists()

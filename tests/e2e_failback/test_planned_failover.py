@@ -9,15 +9,20 @@ cancel, and a last planned failover that succeeds. The real appliance client ans
 from __future__ import annotations
 
 import random
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.compute import models as cm
 
 from shared.domain.command import CommandKind, PowerState
 from shared.migration.resource_kinds import parse_arm_id
 from shared.migration.resources import PowerState as VmPowerState
 from shared.migration.resources import vm_power_state
 from tests.e2e.conftest import Appliance
+from tests.e2e_failback.conftest import SNAPSHOT_WINDOW_SECONDS
 from tests.e2e_failback.test_reprotect import (
     CHUNK,
     DATA_DISK_BYTES,
@@ -74,6 +79,46 @@ def _planned_failover(client: MigrationClient, machine: GuestMachine) -> dict[st
 def _cancel(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
     job_id = client.start(f"/machines/{machine.id}/cancel-planned-failover")
     return _run_with_appliance(client, machine, job_id, timeout=300)
+
+
+def _snapshots_until_refused(client: MigrationClient, disk_id: str) -> datetime:
+    """Take incremental snapshots of the disk, as another tool may, until Azure refuses one for its limit
+    of 7 in the window (the local ARM's window is 20 seconds here): the time the refusal says to retry."""
+    disk = parse_arm_id(disk_id)
+    location = client.arm.compute.disks.get(disk.resource_group, disk.name).location
+    body = cm.Snapshot(
+        location=location,
+        incremental=True,
+        creation_data=cm.CreationData(create_option="Copy", source_resource_id=disk_id),
+    )
+    for n in range(8):
+        try:
+            client.arm.compute.snapshots.begin_create_or_update(
+                disk.resource_group, f"other-tool-{uuid.uuid4().hex[:8]}-{n}", body
+            )
+        except HttpResponseError as refused:
+            assert refused.status_code == 409 and refused.error is not None, refused
+            assert refused.error.code == "OperationNotAllowed", refused
+            message = str(refused.error.message)
+            assert (
+                f"has reached the limit of 7 incremental snapshots in {SNAPSHOT_WINDOW_SECONDS} seconds"
+                in (message)
+            ), message
+            return datetime.fromisoformat(message.rsplit("Retry after ", 1)[1].rstrip("."))
+    raise AssertionError("Azure's limit refused none of 8 incremental snapshots taken at once")
+
+
+def _pre_sync_snapshot_time(client: MigrationClient, disk_id: str, job_id: str) -> datetime:
+    disk = parse_arm_id(disk_id)
+    taken = [
+        s
+        for s in client.arm.compute.snapshots.list_by_resource_group(disk.resource_group)
+        if s.name.endswith(f"{job_id[-20:]}-pre")
+        and s.creation_data.source_resource_id.lower() == disk_id.lower()
+    ]
+    assert len(taken) == 1, [s.name for s in taken]
+    created: datetime = taken[0].time_created
+    return created
 
 
 def _azure_writes(client: MigrationClient, azure_data: str, rng: random.Random, count: int) -> None:
@@ -151,10 +196,16 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     assert view["state"] == "ReverseReplicating" and view["health"] != "Critical"
     assert _vm_power(client, vm_id) is VmPowerState.RUNNING
 
-    # --- another planned failover succeeds ---------------------------------------------------------
+    # --- another planned failover, the disk at Azure's snapshot limit: it waits, then succeeds -----
     _azure_writes(client, azure_data, rng, 2)
+    retry_at = _snapshots_until_refused(client, azure_data)
+    started = datetime.now(UTC)
     again = _planned_failover(client, machine)
+    assert started < retry_at, "the planned failover began after the window had cleared: nothing was tested"
     assert again["status"] == "Succeeded", again
+    # Its pre-sync snapshot of the data disk was refused, asked again on a durable timer, and taken only
+    # once the window had let the oldest snapshot go.
+    assert _pre_sync_snapshot_time(client, azure_data, again["id"]) >= retry_at
     assert _equal_to_azure(client, machine, azure)
     assert client.machine(machine.id)["state"] == "FailedBack"
     events = http_ok(client.http.get(f"/machines/{machine.id}/events"))

@@ -30,9 +30,14 @@ pytestmark = pytest.mark.e2e
 
 
 @contextmanager
-def migration_stack(tmp_path_factory: pytest.TempPathFactory, **host_env: str) -> Iterator[LocalStack]:
+def migration_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    arm_snapshot_window_seconds: float | None = None,
+    **host_env: str,
+) -> Iterator[LocalStack]:
     """The local stack with ARM latencies off (the waits are counted, not timed), fast final-cycle polls
-    and metric exports; `host_env` adds to the host's settings (other end-to-end suites reuse it)."""
+    and metric exports; `host_env` adds to the host's settings (other end-to-end suites reuse it), and
+    `arm_snapshot_window_seconds` shortens the local ARM's 5-minute incremental-snapshot window."""
     if reason := missing_requirements():
         pytest.skip(reason)
     previous = os.environ.get(LATENCY_SCALE_ENV)
@@ -55,6 +60,7 @@ def migration_stack(tmp_path_factory: pytest.TempPathFactory, **host_env: str) -
             **METRIC_EXPORT_ENV,
             **host_env,
         },
+        arm_snapshot_window_seconds=arm_snapshot_window_seconds,
     )
     try:
         stack.start()

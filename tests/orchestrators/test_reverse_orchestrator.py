@@ -4,9 +4,12 @@ cycle after the job."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from devhost.durable.clock import ManualClock
 from orchestrators.failback import activities as failback_activities
 from orchestrators.failback import orchestrator as reverse_flow
 from orchestrators.failback.contracts import (
@@ -57,7 +60,11 @@ class World:
         refine: bool = False,
         refine_error: bool = False,
         snapshot_refusals: int = 0,
+        limit_wait_seconds: float = 60,
     ) -> None:
+        self.clock = ManualClock()
+        self.snapshots_asked_at: list[datetime] = []
+        self.limit_wait_seconds = limit_wait_seconds  # REVERSE_SNAPSHOT_LIMIT_WAIT_SECONDS, as reported
         self.refine = refine
         self.refine_error = refine_error
         self.snapshot_refusals = snapshot_refusals  # how many times Azure's snapshot limit refuses first
@@ -128,6 +135,7 @@ class World:
 
     def take_reverse_snapshots(self, payload: Any) -> Any:
         request = SnapshotsRequest.model_validate(payload)
+        self.snapshots_asked_at.append(self.clock.now())
         if self.snapshot_refusals:
             self.snapshot_refusals -= 1
             return _dump(
@@ -136,6 +144,7 @@ class World:
                     snapshot_ids={OS: f"{OS}-rv-{request.cycle_id}"},
                     message="The disk 'db01-data' has reached the limit of 7 incremental snapshots in 5 minutes.",
                     error_code="SnapshotLimitReached",
+                    limit_wait_seconds=self.limit_wait_seconds,
                 )
             )
         return _dump(
@@ -225,13 +234,13 @@ class World:
         return _dump(Done())
 
 
-def _go(world: World, tmp_path: Path) -> tuple[Run, dict[str, Any]]:
+def _go(world: World, tmp_path: Path, step: float = 30) -> tuple[Run, dict[str, Any]]:
     async def scenario() -> tuple[Run, dict[str, Any]]:
-        async with running(BLUEPRINTS, world.stubs(), tmp_path) as r:
+        async with running(BLUEPRINTS, world.stubs(), tmp_path, clock=world.clock) as r:
             instance = await r.start(
                 REVERSE, f"reverse-{MACHINE}", _dump(ReverseInput(machine_id=MACHINE, job_id=JOB))
             )
-            status = await r.finish(instance, step=30)
+            status = await r.finish(instance, step=step)
             return r, status
 
     result: tuple[Run, dict[str, Any]] = run(scenario())
@@ -381,8 +390,20 @@ def test_a_snapshot_refused_for_azures_limit_is_taken_a_minute_later(tmp_path: P
     # S1 asked three times (two refusals, each followed by a minute's durable wait), then the sync from it.
     asked = [SnapshotsRequest.model_validate(p).cycle_id for p in r.calls.of("take_reverse_snapshots")]
     assert asked == [f"{JOB[-40:]}-s1"] * 3
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(world.snapshots_asked_at)]
+    assert all(gap >= 60 for gap in gaps), gaps
     sends = [DiskSend.model_validate(p) for p in r.calls.of("send_reverse_disk")]
     assert {s.current_snapshot_id for s in sends} == {f"{OS}-rv-{JOB[-40:]}-s1", f"{DATA}-rv-{JOB[-40:]}-s1"}
+
+
+def test_the_wait_after_a_snapshot_limit_is_the_one_the_activity_reports(tmp_path: Path) -> None:
+    """REVERSE_SNAPSHOT_LIMIT_WAIT_SECONDS travels in the activity's answer (orchestrators read no
+    settings): a 5-second wait asks again 5 seconds later, not a minute later."""
+    world = World(snapshot_refusals=2, replicating_after_job=False, limit_wait_seconds=5)
+    r, status = _go(world, tmp_path, step=1)
+    assert status["runtimeStatus"] == "Completed" and _outcome(r).succeeded
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(world.snapshots_asked_at)]
+    assert len(gaps) == 2 and all(5 <= gap < 6 for gap in gaps), gaps
 
 
 def test_a_snapshot_limit_that_does_not_clear_stops_the_job_after_six_minutes(tmp_path: Path) -> None:

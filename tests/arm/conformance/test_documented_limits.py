@@ -110,6 +110,25 @@ def test_the_snapshot_limits_count_the_window_and_the_disks_snapshots() -> None:
     assert snapshot_limits.refusal("d", [], 499, now) is None
 
 
+def test_a_shortened_window_refuses_the_eighth_in_its_seconds_and_says_so() -> None:
+    """DEVHOST_ARM_SNAPSHOT_WINDOW_SECONDS (tests): the same limit over fewer seconds, in the message too."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    window = snapshot_limits.window_from("20")
+    assert window == timedelta(seconds=20)
+    seven = [now - timedelta(seconds=n) for n in range(7)]
+    error = snapshot_limits.refusal("d", seven, 7, now, window)
+    assert error is not None and (error.status, error.code) == (409, "OperationNotAllowed")
+    assert (
+        "limit of 7 incremental snapshots in 20 seconds. Retry after 2026-01-01T12:00:14Z." in error.message
+    )
+    assert snapshot_limits.refusal("d", seven, 7, now + timedelta(seconds=14), window) is None
+    # Unset or empty is Azure's 5 minutes; a window longer than Azure's, none or not a number is refused.
+    assert snapshot_limits.window_from(None) == snapshot_limits.window_from(" ") == timedelta(minutes=5)
+    for bad in ("0", "-5", "301", "nan", "five"):
+        with pytest.raises(ValueError, match=snapshot_limits.WINDOW_ENV):
+            snapshot_limits.window_from(bad)
+
+
 # --- If-Match / If-None-Match ---------------------------------------------------------------------------
 
 
