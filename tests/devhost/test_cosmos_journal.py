@@ -3,7 +3,9 @@ come back as they were (ETags included), a torn last line is dropped, the journa
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import stat
 import warnings
 from collections.abc import Iterator
@@ -99,3 +101,24 @@ def test_acknowledged_writes_survive_a_kill_and_come_back_as_they_were(tmp_path:
         assert _ids(_container(port)) == {"vm-0": 0, "vm-2": 21, "vm-3": 3}
     finally:
         third.stop()
+
+
+def test_the_emulator_keeps_connections_open_between_requests(tmp_path: Path) -> None:
+    """One TLS connection serves many SDK calls, as Cosmos in Azure does: with "connection: close" every
+    round-trip cost the Functions host a handshake and a CA-bundle load, its main cost at fleet scale."""
+    port = free_port()
+    process = start_cosmos(EmulatorPorts(cosmos=port), tmp_path / "logs", journal=tmp_path / "journal.jsonl")
+    try:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
+        sockets = []
+        for _ in range(3):
+            connection.request("GET", "/")  # the account: no key needed
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("connection") == "keep-alive"
+            sockets.append(connection.sock)
+        assert sockets[0] is not None and all(s is sockets[0] for s in sockets)
+        connection.close()
+    finally:
+        process.stop()
