@@ -32,6 +32,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "apply_peak_rss_mib_by_extents": ("<", 256.0),
     "cycle_latency_p50_s": ("<", 2.0),
     "cosmos_ops_per_cycle": ("<=", 8.0),
+    "fleet_machines": (">=", 1000.0),  # the largest fleet (bench/fleet.py) that ran without an error
+    "fleet_errors": ("<=", 0.0),
 }
 
 

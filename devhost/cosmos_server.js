@@ -175,7 +175,14 @@ accountModule.default = PersistentAccount;
 
 if (args.data) fs.mkdirSync(path.dirname(path.resolve(args.data)), { recursive: true, mode: 0o700 });
 const create = args.nossl ? server.createHttpServer : server.createHttpsServer;
-create().listen(args.port, args.host, () => {
+// cosmosdb-server answers "connection: close" unless asked for keep-alive: every SDK call then opened a new
+// TLS connection, and the Functions host spent most of its CPU in handshakes and loading CA bundles (the
+// fleet benchmark's first profile). Cosmos in Azure keeps connections open; so does the emulator now. The
+// idle timeout is above the SDK pool's reuse of a quiet connection, so a request rarely races a close.
+const listening = create({ keepAlive: true });
+listening.keepAliveTimeout = 65000;
+listening.headersTimeout = 66000;
+listening.listen(args.port, args.host, () => {
   // eslint-disable-next-line no-console
   console.log(`Ready to accept HTTP${args.nossl ? "" : "S"} connections at ${args.host}:${args.port}`);
 });

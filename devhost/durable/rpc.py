@@ -212,6 +212,9 @@ def build_routes(engine: DurableEngine, *, master_key: str | None = None) -> lis
             return JSONResponse({"Message": f"seconds must be a non-negative number: {exc}"}, status_code=400)
         return JSONResponse({"now": h.iso(now)})
 
+    async def activity_counts(request: Request) -> Response:
+        return JSONResponse(engine.activity_counts())
+
     operations: list[tuple[str, Endpoint, str]] = [
         ("/orchestrators/{function_name}", start, "POST"),
         ("/orchestrators/{function_name}/{instance_id}", start, "POST"),
@@ -230,6 +233,7 @@ def build_routes(engine: DurableEngine, *, master_key: str | None = None) -> lis
         ("/entities/{entity_name}/{entity_key}", entity_state, "GET"),
         ("/entities/{entity_name}/{entity_key}", entity_signal, "POST"),
         ("/test/clock/advance", advance_clock, "POST"),
+        ("/test/activity-counts", activity_counts, "GET"),
     ]
     accepted = [engine.system_key, *([master_key] if master_key else [])]
     webhooks: list[BaseRoute] = [

@@ -15,6 +15,12 @@ from devhost.functions_host.eventgrid.delivery import EVENT_GRID_RETRY_SCHEDULE,
 from devhost.functions_host.server import HostConfig, create_app
 from devhost.redaction import configure_logging
 
+# How long an idle client connection is kept open. uvicorn's default (5 s) is about the gap between an
+# appliance's calls during a cycle: a POST sent on a connection the server was closing at that moment
+# failed with "connection reset" and, not being idempotent, was not retried (the fleet benchmark saw it).
+# Azure's front ends keep idle connections for minutes; so does the local host.
+KEEP_ALIVE_SECONDS = 120
+
 
 def _load_settings(path: Path | None) -> None:
     """Values of a local.settings.json become environment variables before the app is imported, as `func start` does."""
@@ -79,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(config)
     uvicorn.run(
-        app, host=args.bind, port=args.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        app,
+        host=args.bind,
+        port=args.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0
 

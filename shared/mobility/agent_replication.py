@@ -25,7 +25,7 @@ from shared.domain.errors import Conflict, Forbidden, NotFound
 from shared.domain.machine import Machine
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.wire import RequestModel, ResourceId, WireModel
-from shared.mobility.registration import MobilityAgent, agent_of_machine
+from shared.mobility.registration import MobilityAgent, machines_with_agents
 from shared.platform.repository import Repositories
 from shared.replication import cycles
 
@@ -115,11 +115,11 @@ def agent_commands(repos: Repositories, agent: MobilityAgent) -> AgentCommandLis
 def appliance_commands(repos: Repositories, appliance_id: str) -> list[ApplianceCommand]:
     """GET /api/appliances/{id}/commands: the appliance's pending commands less the cycle commands of the
     machines a Mobility agent replicates, which only the agent may answer (two sources taking cycles of one
-    machine would race for its sequence numbers). One query, plus one point read per distinct machine
-    that has a pending cycle command."""
+    machine would race for its sequence numbers). One query, plus one query of the agents of all the
+    machines with a pending cycle command (when there are any), however many they are."""
     pending = commands.pending_commands(repos, appliance_id)
     cycle_machines = {c.machine_id for c in pending if c.kind in AGENT_COMMAND_KINDS}
-    agent_replicated = {m for m in cycle_machines if agent_of_machine(repos, m) is not None}
+    agent_replicated = machines_with_agents(repos, cycle_machines) if cycle_machines else set()
     return [c for c in pending if not (c.kind in AGENT_COMMAND_KINDS and c.machine_id in agent_replicated)]
 
 

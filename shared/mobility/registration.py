@@ -16,6 +16,7 @@ import secrets
 import string
 import threading
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
@@ -341,6 +342,24 @@ def agent_of_machine(repos: Repositories, machine_id: str) -> MobilityAgent | No
     """The agent registered with the machine's id (one point read, the machine itself not read), or None."""
     found = _agents(repos).get(agent_id_for(RegisterAgentRequest(passphrase="-", machine_id=machine_id)))
     return found.item if found is not None else None
+
+
+# Cosmos accepts thousands of IN values; chunks keep each query's text small.
+AGENT_LOOKUP_CHUNK = 500
+
+
+def machines_with_agents(repos: Repositories, machine_ids: Iterable[str]) -> set[str]:
+    """Which of these machines have a registered agent: one query per 500 machines (not a point read
+    each, which made an appliance's command poll cost a read per machine with a pending cycle)."""
+    wanted = sorted(set(machine_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), AGENT_LOOKUP_CHUNK):
+        chunk = wanted[start : start + AGENT_LOOKUP_CHUNK]
+        agents = _agents(repos).query(
+            Query(equals={"kind": "agent"}, within={"machineId": chunk}), partition_key=None
+        )
+        found |= {a.machine_id for a in agents if a.machine_id is not None}
+    return found
 
 
 def machine_agent(repos: Repositories, machine_id: str) -> AgentStatus | None:

@@ -48,6 +48,13 @@ def build_query(
     for i, (name, value) in enumerate(equals.items()):
         clauses.append(f"c.{name} = @p{i}")
         params.append({"name": f"@p{i}", "value": value})
+    for name, values in query.within.items():
+        if not values:
+            clauses.append("false")  # a member of nothing: no document matches
+            continue
+        names = [f"@p{len(params) + j}" for j in range(len(values))]
+        clauses.append(f"c.{name} IN ({', '.join(names)})")
+        params += [{"name": n, "value": v} for n, v in zip(names, values, strict=True)]
     sql = f"SELECT {top}* FROM c"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)

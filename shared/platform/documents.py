@@ -135,15 +135,17 @@ def check_field(name: str) -> str:
 
 @dataclass(frozen=True)
 class Query:
-    """Equality filters, optional ordering and a limit: all the repositories need, portable to memory."""
+    """Equality filters, membership filters (`within`: the field's value is one of these), optional
+    ordering and a limit: all the repositories need, portable to memory."""
 
     equals: Mapping[str, Any] = field(default_factory=dict)
     order_by: str | None = None
     descending: bool = False
     limit: int | None = None
+    within: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in self.equals:
+        for name in [*self.equals, *self.within]:
             check_field(name)
         if self.order_by is not None:
             check_field(self.order_by)
@@ -151,6 +153,7 @@ class Query:
     def token_scope(self, container: ContainerSpec, partition_key: str | None) -> bytes:
         """What a continuation token of this query is bound to: the container, partition and filters."""
         filters = sorted((name, repr(value)) for name, value in self.equals.items())
+        filters += sorted((f"{name} in", repr(list(values))) for name, values in self.within.items())
         return repr((container.name, partition_key, filters, self.order_by, self.descending)).encode("utf-8")
 
 

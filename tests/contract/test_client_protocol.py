@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -261,5 +262,31 @@ def test_webhook_routes_require_the_system_key_as_in_azure(
             assert (
                 await client.get_status(instance_id)
             ).runtime_status == OrchestrationRuntimeStatus.Terminated
+
+    run(scenario())
+
+
+def test_activity_counts_route_counts_every_attempt_and_failure(
+    durable_index: FunctionIndex, tmp_path: Path, app_module: dict[str, Any]
+) -> None:
+    """The fleet benchmark costs a cycle in activity calls from this route: a retried activity counts
+    once per attempt (as Azure bills and queues it), failures apart; like every webhook it needs the key."""
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        async with served(durable_index, tmp_path, clock=clock) as engine:
+            client = df.DurableOrchestrationClient(engine.client_binding_json())
+            instance_id = await client.start_new("retry_exhausted", None, None)
+            status = await settle(engine, instance_id, clock)
+            assert status["runtimeStatus"] == "Completed"
+            route = f"{engine.base_url}/runtime/webhooks/durabletask/test/activity-counts"
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(route)).status_code == 401
+                counts = await http.get(route, params={"code": engine.system_key})
+            assert counts.status_code == 200
+            assert counts.json() == {
+                "calls": {"always_fails": 2, "square": 1},
+                "failures": {"always_fails": 2},
+            }
 
     run(scenario())

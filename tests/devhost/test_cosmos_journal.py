@@ -3,7 +3,9 @@ come back as they were (ETags included), a torn last line is dropped, the journa
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import stat
 import warnings
 from collections.abc import Iterator
@@ -118,3 +120,24 @@ def test_a_missing_document_is_a_404_as_in_cosmos(tmp_path: Path, journaled: boo
     finally:
         process.kill()
     assert journal is None or journal.exists()
+
+
+def test_the_emulator_keeps_connections_open_between_requests(tmp_path: Path) -> None:
+    """One TLS connection serves many SDK calls, as Cosmos in Azure does: with "connection: close" every
+    round-trip cost the Functions host a handshake and a CA-bundle load, its main cost at fleet scale."""
+    port = free_port()
+    process = start_cosmos(EmulatorPorts(cosmos=port), tmp_path / "logs", journal=tmp_path / "journal.jsonl")
+    try:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
+        sockets = []
+        for _ in range(3):
+            connection.request("GET", "/")  # the account: no key needed
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("connection") == "keep-alive"
+            sockets.append(connection.sock)
+        assert sockets[0] is not None and all(s is sockets[0] for s in sockets)
+        connection.close()
+    finally:
+        process.stop()

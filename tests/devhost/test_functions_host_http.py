@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,20 @@ def test_admin_api_runs_a_timer_function(host: RunningHost, tmp_path: Path) -> N
     assert response.status_code == 202
     output = host.data_dir.parent / "out" / "timer.jsonl"
     assert output.read_text().strip() == '{"past_due": false}'
+
+
+def test_an_idle_connection_is_kept_past_uvicorns_default(host: RunningHost) -> None:
+    """A client that reuses its connection after a few seconds' pause (an appliance between two calls of
+    a cycle) finds it open: with uvicorn's 5 s default, a POST could meet a closing socket and fail."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(host.base_url.rsplit(":", 1)[1]))
+    try:
+        connection.request("GET", "/api/ping")
+        first = connection.getresponse()
+        assert first.read() == b"pong"
+        opened = connection.sock
+        time.sleep(6)
+        connection.request("GET", "/api/ping")
+        assert connection.getresponse().read() == b"pong"
+        assert connection.sock is opened  # not reconnected: the server kept it
+    finally:
+        connection.close()

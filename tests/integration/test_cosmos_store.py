@@ -302,3 +302,25 @@ def test_events_newest_first_in_one_query(repos: Repositories) -> None:
 def _drop_database(cosmos_client: CosmosClient, database: DatabaseProxy) -> Iterator[None]:
     yield
     cosmos_client.delete_database(database.id)
+
+
+def test_a_membership_filter_matches_any_of_its_values(store: DocumentStore) -> None:
+    """`within` (SQL `IN`): one query for many ids, on the emulator as in memory; an empty list matches
+    nothing."""
+    tag = uid("in")
+    for n in range(4):
+        store.create(MACHINES, {"id": f"{tag}-{n}", "tag": tag, "n": n})
+    wanted = [f"{tag}-1", f"{tag}-3", f"{tag}-absent"]
+    found = store.query(MACHINES, Query(equals={"tag": tag}, within={"id": wanted}), partition_key=None)
+    assert sorted(d.body["id"] for d in found) == [f"{tag}-1", f"{tag}-3"]
+    assert store.query(MACHINES, Query(equals={"tag": tag}, within={"id": []}), partition_key=None) == []
+
+
+def test_membership_values_are_parameters() -> None:
+    sql, params = build_query(
+        Query(equals={"kind": "agent"}, within={"machineId": ["m-1", "x') OR 1=1 --"]}), None, None
+    )
+    assert sql == "SELECT * FROM c WHERE c.kind = @p0 AND c.machineId IN (@p1, @p2)"
+    assert [p["value"] for p in params] == ["agent", "m-1", "x') OR 1=1 --"]
+    with pytest.raises(ValueError, match="not a queryable field"):
+        Query(within={"id) OR (1": ["a"]})

@@ -90,6 +90,7 @@ class InMemoryDocumentStore:
                 if name == container.name
                 and (partition_key is None or pk == partition_key)
                 and all(_get_path(doc.body, f) == v for f, v in query.equals.items())
+                and all(_get_path(doc.body, f) in vs for f, vs in query.within.items())
             ]
         if query.order_by is not None:
             order_by = query.order_by

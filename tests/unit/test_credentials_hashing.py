@@ -86,3 +86,59 @@ def test_comparison_is_constant_time(hasher: CredentialHasher, monkeypatch: pyte
 def test_short_pepper_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         CredentialHasher(b"short")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting_scrypt(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = credentials.hashlib.scrypt
+
+    def spy(*args: object, **kwargs: object) -> bytes:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(credentials.hashlib, "scrypt", spy)
+    return calls
+
+
+def test_a_verified_credential_is_trusted_for_a_while_without_another_scrypt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every appliance call authenticates: at fleet scale one scrypt per call was a worker's largest CPU
+    cost. A success is remembered for the TTL, then verified afresh."""
+    clock = _Clock()
+    hasher = CredentialHasher(PEPPER, n=2**12, verified_ttl=300, clock=clock)
+    stored = hasher.hash("s3cret")
+    calls = _counting_scrypt(monkeypatch)
+    assert all(hasher.verify("s3cret", stored) for _ in range(5))
+    assert len(calls) == 1
+    clock.now += 301
+    assert hasher.verify("s3cret", stored)
+    assert len(calls) == 2
+
+
+def test_failures_are_never_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    hasher = CredentialHasher(PEPPER, n=2**12, clock=_Clock())
+    stored = hasher.hash("s3cret")
+    assert hasher.verify("s3cret", stored)
+    calls = _counting_scrypt(monkeypatch)
+    assert not any(hasher.verify("wrong", stored) for _ in range(3))
+    assert not hasher.verify("s3cret", None)  # an unknown appliance: the decoy, every time
+    assert len(calls) == 4
+
+
+def test_a_new_credential_hash_is_verified_afresh() -> None:
+    """Re-registration stores a new hash: the old secret, remembered against the old hash, no longer passes."""
+    hasher = CredentialHasher(PEPPER, n=2**12, clock=_Clock())
+    old = hasher.hash("old-secret")
+    assert hasher.verify("old-secret", old)
+    new = hasher.hash("new-secret")
+    assert not hasher.verify("old-secret", new)
+    assert hasher.verify("new-secret", new)

@@ -251,3 +251,26 @@ def test_a_failed_cycle_becomes_the_machines_catalog_error_once_per_report(
         agent_replication.record_agent_cycle_failure(
             repos, agent, body.model_copy(update={"machine_id": "m-2"}), now=NOW, settings=HealthSettings()
         )
+
+
+def test_a_command_poll_costs_two_queries_however_many_machines_wait_for_a_cycle(
+    repos: Repositories, agent: MobilityAgent
+) -> None:
+    """Which machines an agent replicates is one query for all of them: a point read per machine with a
+    pending cycle made an appliance's poll grow with its fleet (50 reads a poll while 50 machines waited
+    for their initial copy, in the fleet benchmark)."""
+    for n in range(3, 53):
+        repos.machines.add(_machine(f"m-{n}"))
+        _queue(repos, f"run-{n}", f"m-{n}", CommandKind.RUN_CYCLE, cycle_kind="initial")
+    _queue(repos, "run-1", "m-1", CommandKind.RUN_CYCLE, cycle_kind="initial")  # m-1 has the agent
+    repos.store.counter.reset()
+    seen = agent_replication.appliance_commands(repos, "appl-1")
+    assert {c.id for c in seen} == {f"run-{n}" for n in range(3, 53)}
+    assert repos.store.counter.snapshot() == {"query:commands": 1, "query:mobility": 1}
+
+
+def test_machines_with_agents_looks_up_in_chunks(repos: Repositories, agent: MobilityAgent) -> None:
+    machine_ids = ["m-1", *(f"x-{n}" for n in range(registration.AGENT_LOOKUP_CHUNK + 10))]
+    repos.store.counter.reset()
+    assert registration.machines_with_agents(repos, machine_ids) == {"m-1"}
+    assert repos.store.counter.snapshot() == {"query:mobility": 2}
