@@ -125,7 +125,8 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
         repos, machines.EnableReplication(ids[0], TARGET, "job-" + suffix), now=NOW
     )
     assert started.machine.state is MachineState.ENABLING_REPLICATION
-    assert measured(repos, "enable replication") == 3
+    # Read, replace with the pending start, the job, and the job's "Job started" event.
+    assert measured(repos, "enable replication") == 4
 
     def initial_replication_done(m: Machine) -> None:  # what the orchestration's transitions do
         transition(m, MachineState.INITIAL_REPLICATION)
@@ -166,7 +167,8 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
         ),
     )
     assert measured(repos, "record an event") == 1
-    assert [e.id for e in events.list_events(repos, ids[0])] == [f"ev-{suffix}"]
+    # The enable job's own "Job started" event, then this one.
+    assert [e.id for e in events.list_events(repos, ids[0])] == [f"job-{suffix}-started", f"ev-{suffix}"]
     assert measured(repos, "list a machine's events") == 1
 
     detail = machines.get_machine(repos, ids[0], now=NOW)
@@ -197,7 +199,8 @@ def test_register_report_enable_get(repos: Repositories, hasher: CredentialHashe
         repos, machines.StopReplication(ids[0], f"job-stop-{suffix}"), now=NOW
     )
     assert stopped.machine.state is MachineState.REPLICATION_STOPPED
-    assert measured(repos, "stop replication") == 3
+    # A read to name the job (stop or complete migration), read, replace, the job, its "Job started" event.
+    assert measured(repos, "stop replication") == 5
 
 
 def test_a_large_discovery_report_runs_its_calls_concurrently(

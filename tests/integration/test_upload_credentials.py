@@ -23,7 +23,7 @@ from shared.domain.cycle import CycleKind
 from shared.platform.repository import Repositories
 from shared.platform.settings import Settings
 from tests.support.memory_store import InMemoryDocumentStore
-from tests.unit.test_api_http import call, machine_json, register, report
+from tests.unit.test_api_http import TENANT, call, machine_json, register, report
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,8 @@ def services(emulators: EmulatorEndpoints, cache: ContainerClient) -> Iterator[S
         clock=lambda: datetime.now(UTC),
     )
     built.cache = cache
+    # Registering the appliance is an operator (Administrator) route: the tests' tenant validates its token.
+    built.operator_auth = TENANT.validator()
     with use_services(built):
         yield built
 
