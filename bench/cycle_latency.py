@@ -22,9 +22,7 @@ from typing import Any
 import httpx
 
 from appliance.replicator import MachineReplicator, SourceDisk
-from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import function_key, register_local_appliance, stack_storage
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
 from shared.platform.telemetry import METRIC_COSMOS_OPERATIONS
@@ -39,12 +37,7 @@ _wait = partial(wait_until, timeout=120.0, interval=0.05)
 
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as root:
-        ports = StackPorts(
-            functions=free_port(),
-            emulators=EmulatorPorts(
-                blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()
-            ),
-        )
+        ports = StackPorts.free()
         stack = LocalStack(
             ports,
             data_dir=Path(root) / "stack",

@@ -40,9 +40,7 @@ from typing import Any
 import httpx
 
 from appliance.replicator import MachineReplicator, SourceDisk
-from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import LocalAppliance, function_key, register_local_appliance, stack_storage
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
 from shared.domain.cycle import CycleKind
@@ -306,12 +304,7 @@ def measure(sizes: list[int], report: Callable[[str], None] | None = None) -> di
 
 def run_fleet(size: int, say: Callable[[str], None]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-fleet-{size}-") as root:
-        ports = StackPorts(
-            functions=free_port(),
-            emulators=EmulatorPorts(
-                blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()
-            ),
-        )
+        ports = StackPorts.free()
         stack = LocalStack(
             ports,
             data_dir=Path(root) / "stack",

@@ -68,6 +68,16 @@ class StackPorts:
     oidc: int = field(default_factory=free_port)  # local token issuer (DEVHOST_OIDC_PORT)
 
     @classmethod
+    def free(cls) -> StackPorts:
+        """Every port one the system says is free: a stack beside others (tests, benchmarks)."""
+        return cls(
+            functions=free_port(),
+            emulators=EmulatorPorts(
+                blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()
+            ),
+        )
+
+    @classmethod
     def from_env(cls) -> StackPorts:
         def port(name: str, default: int) -> int:
             value = os.environ.get(name, str(default))

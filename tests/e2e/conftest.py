@@ -18,10 +18,8 @@ from azure.storage.blob import ContainerClient
 from appliance.control_plane import ApplianceApi, ApplianceEvents
 from appliance.replicator import Flavour, MachineReplicator, SourceDisk
 from appliance.upload import UploadDestination
-from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import LocalAppliance, StackStorage, register_local_appliance, stack_storage
 from devhost.oidc import ADMINISTRATOR_CLIENT
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
 from shared.replication.replica_disks import replica_blob_name
@@ -32,10 +30,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    ports = StackPorts(
-        functions=free_port(),
-        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
-    )
+    ports = StackPorts.free()
     stack = LocalStack(
         ports,
         data_dir=tmp_path_factory.mktemp("stack"),

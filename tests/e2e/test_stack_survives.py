@@ -17,9 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devhost.emulators import EmulatorPorts
 from devhost.local_appliance import register_local_appliance, stack_storage
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from tests.e2e.conftest import Operator, appliance_of, wait_for
 from tests.e2e.test_replication import assert_replicas_match, initial_copy
@@ -30,10 +28,7 @@ MIB = 1024 * 1024
 
 
 def _ports() -> StackPorts:
-    return StackPorts(
-        functions=free_port(),
-        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
-    )
+    return StackPorts.free()
 
 
 def _stack(data_dir: Path, ports: StackPorts, *, keep_data: bool = False) -> LocalStack:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from devhost.emulators import EmulatorPorts
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from tests.e2e_health.client import Stack
 
@@ -26,10 +24,7 @@ FAST_TIMINGS = {
 
 
 def start_stack(data_dir: Path, host_env: dict[str, str]) -> LocalStack:
-    ports = StackPorts(
-        functions=free_port(),
-        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
-    )
+    ports = StackPorts.free()
     stack = LocalStack(
         ports=ports, data_dir=data_dir, host_env={"DEVHOST_EVENTGRID_RETRY_SCHEDULE": "1,2,5", **host_env}
     )

@@ -16,8 +16,6 @@ import pytest
 
 from appliance.replicator import MachineReplicator, SourceDisk
 from devhost.arm import LATENCY_SCALE_ENV
-from devhost.emulators import EmulatorPorts
-from devhost.processes import free_port
 from devhost.stack import LocalStack, StackPorts
 from shared.platform.arm_clients import ArmClients, build_arm_clients
 from shared.platform.settings import Settings
@@ -42,10 +40,7 @@ def migration_stack(
         pytest.skip(reason)
     previous = os.environ.get(LATENCY_SCALE_ENV)
     os.environ[LATENCY_SCALE_ENV] = "0"
-    ports = StackPorts(
-        functions=free_port(),
-        emulators=EmulatorPorts(blob=free_port(), queue=free_port(), table=free_port(), cosmos=free_port()),
-    )
+    ports = StackPorts.free()
     stack = LocalStack(
         ports,
         data_dir=tmp_path_factory.mktemp("stack"),
