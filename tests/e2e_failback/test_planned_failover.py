@@ -4,7 +4,10 @@ writes; then a planned failover (the on-premises images equal the Azure disks at
 Azure VM is stopped, the on-premises VM runs, the downtime is reported), its cancel (the images are their
 pre-power-on copies again, the Azure VM runs, the next reverse cycle applies), a planned failover whose
 power-on fails and whose automatic cancel fails too (PlannedFailbackCancelFailed, Critical), a manual
-cancel, and a last planned failover that succeeds. The real appliance client answers every command."""
+cancel, and a last planned failover that succeeds. The real appliance client answers every command.
+The Functions host is killed (SIGKILL, seeded: tests.support.host_kills) once at each kill point during
+the reprotect, the first planned failover, its cancel and the manual cancel, all run by the machine's
+reverse orchestration, and restarted; each action is retried or left to the reconciler."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from tests.e2e_failback.test_reprotect import (
     _image,
     _reprotect,
     _reverse_points,
+    _run_action,
     _run_with_appliance,
     _scattered,
 )
@@ -38,6 +42,7 @@ from tests.e2e_migration.conftest import GuestMachine, http_ok
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import MigrationClient
 from tests.support.guest_disk import guest_write
+from tests.support.host_kills import HostKiller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -71,14 +76,16 @@ def _vm_power(client: MigrationClient, vm_id: str) -> VmPowerState:
     return vm_power_state(client.arm, vm.resource_group, vm.name)
 
 
-def _planned_failover(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
-    job_id = client.start(f"/machines/{machine.id}/planned-failover")
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+def _planned_failover(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
+    return _run_action(client, machine, f"/machines/{machine.id}/planned-failover", killer=killer)
 
 
-def _cancel(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
-    job_id = client.start(f"/machines/{machine.id}/cancel-planned-failover")
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+def _cancel(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
+    return _run_action(client, machine, f"/machines/{machine.id}/cancel-planned-failover", killer=killer)
 
 
 def _snapshots_until_refused(client: MigrationClient, disk_id: str) -> datetime:
@@ -127,17 +134,21 @@ def _azure_writes(client: MigrationClient, azure_data: str, rng: random.Random, 
 
 
 def test_planned_failover_cancel_automatic_cancel_and_again(
-    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage, host_killer: HostKiller
 ) -> None:
+    # The host is killed once at each kill point (seeded order) during the four actions the machine's
+    # reverse orchestration runs before the snapshot-limit part: the reprotect, the planned failover, its
+    # cancel and the manual cancel; each still ends as the flow asserts.
+    host_killer.plan()
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     azure = {"os": azure_os, "data": azure_data}
     vm_id = client.machine(machine.id)["failoverVmId"]
-    assert _reprotect(client, machine)["status"] == "Succeeded"
+    assert _reprotect(client, machine, host_killer)["status"] == "Succeeded"
     rng = random.Random(13)
     _azure_writes(client, azure_data, rng, 6)
 
     # --- a planned failover ----------------------------------------------------------------------
-    job = _planned_failover(client, machine)
+    job = _planned_failover(client, machine, host_killer)
     assert job["status"] == "Succeeded", job
     assert [s["name"] for s in job["steps"]] == PLANNED_STEPS
     view = client.machine(machine.id)
@@ -163,7 +174,7 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     assert _images(machine) != before_power_on
 
     # --- cancel: back as before, reverse replication resumes -------------------------------------
-    cancel = _cancel(client, machine)
+    cancel = _cancel(client, machine, host_killer)
     assert cancel["status"] == "Succeeded", cancel
     assert _images(machine) == before_power_on
     assert machine.replicator.power.state is PowerState.OFF
@@ -190,7 +201,8 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     assert view["state"] == "PlannedFailbackCancelFailed" and view["health"] == "Critical"
     assert view["allowedOperations"] == ["cancelPlannedFailover"]
     machine.replicator.faults.clear()
-    manual = _cancel(client, machine)
+    manual = _cancel(client, machine, host_killer)
+    assert not host_killer.planned
     assert manual["status"] == "Succeeded", manual
     view = client.machine(machine.id)
     assert view["state"] == "ReverseReplicating" and view["health"] != "Critical"
