@@ -5,9 +5,9 @@ Azure VM is stopped, the on-premises VM runs, the downtime is reported), its can
 pre-power-on copies again, the Azure VM runs, the next reverse cycle applies), a planned failover whose
 power-on fails and whose automatic cancel fails too (PlannedFailbackCancelFailed, Critical), a manual
 cancel, and a last planned failover that succeeds. The real appliance client answers every command.
-The Functions host is killed (SIGKILL, seeded: tests.support.host_kills) once at each kill point during
-the reprotect, the first planned failover, its cancel and the manual cancel, all run by the machine's
-reverse orchestration, and restarted; each action is retried or left to the reconciler."""
+The Functions host is killed (SIGKILL, seeded: tests.support.host_kills) during the reprotect, the first
+two planned failovers, the cancel and the manual cancel, all run by the machine's reverse orchestration,
+and restarted; each action is retried or left to the reconciler."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from shared.domain.command import CommandKind, PowerState
 from shared.migration.resource_kinds import parse_arm_id
 from shared.migration.resources import PowerState as VmPowerState
 from shared.migration.resources import vm_power_state
+from shared.platform import crash_points
 from tests.e2e.conftest import Appliance
 from tests.e2e_failback.conftest import SNAPSHOT_WINDOW_SECONDS
 from tests.e2e_failback.test_reprotect import (
@@ -42,7 +43,7 @@ from tests.e2e_migration.conftest import GuestMachine, http_ok
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import MigrationClient
 from tests.support.guest_disk import guest_write
-from tests.support.host_kills import HostKiller
+from tests.support.host_kills import BEFORE_HANDOVER, DURING_JOB, HostKiller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -136,10 +137,18 @@ def _azure_writes(client: MigrationClient, azure_data: str, rng: random.Random, 
 def test_planned_failover_cancel_automatic_cancel_and_again(
     client: MigrationClient, module_appliance: Appliance, guest: GuestImage, host_killer: HostKiller
 ) -> None:
-    # The host is killed once at each kill point (seeded order) during the four actions the machine's
-    # reverse orchestration runs before the snapshot-limit part: the reprotect, the planned failover, its
-    # cancel and the manual cancel; each still ends as the flow asserts.
-    host_killer.plan()
+    # The host is killed during each action the machine's reverse orchestration runs, each way once: the
+    # reprotect before its hand-over, left to the reconciler (no reverse instance runs yet: rolled back
+    # and run again); the planned failover the same way (the instance runs its cycles: the reconciler
+    # delivers it again); the cancel once woken; the planned failover whose power-on fails while it runs;
+    # the manual cancel before its hand-over, retried with its key. The two points before the hand-over
+    # are drawn. Each action still ends as the flow asserts.
+    first, second = host_killer.rng.sample(BEFORE_HANDOVER, 2)
+    host_killer.add(first, retried=False)
+    host_killer.add(second, retried=False)
+    host_killer.add(crash_points.ORCHESTRATION_STARTED, retried=host_killer.rng.random() < 0.5)
+    host_killer.add(DURING_JOB, retried=host_killer.rng.random() < 0.5)
+    host_killer.add(first, retried=True)
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     azure = {"os": azure_os, "data": azure_data}
     vm_id = client.machine(machine.id)["failoverVmId"]
@@ -190,7 +199,7 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     # --- power-on fails; the automatic cancel fails too; a manual cancel succeeds --------------
     machine.replicator.faults[CommandKind.POWER_ON_MACHINE] = "the host refused to power the VM on"
     machine.replicator.faults[CommandKind.REVERT_DISKS] = "the datastore is read-only"
-    failed = _planned_failover(client, machine)
+    failed = _planned_failover(client, machine, host_killer)
     assert failed["status"] == "Failed", failed
     failed_step = next(s for s in failed["steps"] if s["status"] == "Failed")
     assert failed_step["name"] == "Power on the on-premises VM"
@@ -203,6 +212,8 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     machine.replicator.faults.clear()
     manual = _cancel(client, machine, host_killer)
     assert not host_killer.planned
+    log = (host_killer.stack.data_dir / "logs" / "functions-host.log").read_text(errors="replace")
+    assert f"on machine {machine.id} was not acknowledged by its Reverse orchestration" in log
     assert manual["status"] == "Succeeded", manual
     view = client.machine(machine.id)
     assert view["state"] == "ReverseReplicating" and view["health"] != "Critical"

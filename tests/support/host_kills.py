@@ -142,20 +142,26 @@ class HostKiller:
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0  # from each kill to its action handed back running (the cost the kills add)
 
-    def plan(self, points: tuple[str, ...] = POINTS) -> list[Kill]:
-        """One kill at each of `points`, shuffled, for the next actions; each retried with its key or not
-        at random, except that the first kill before the hand-over is left to the reconciler."""
+    def plan(self, points: tuple[str, ...] = POINTS, *, retried: bool | None = None) -> list[Kill]:
+        """One kill at each of `points`, shuffled, for the next actions. `retried` says whether the
+        operator sends each request again at once with its key; by default the kills before the hand-over
+        alternate, the first left to the reconciler (so both ways are taken), the others are drawn."""
         order = list(points)
         self.rng.shuffle(order)
         kills = []
-        left = False
+        before_handover = 0
         for point in order:
-            retried = self.rng.random() < 0.5
-            if point in BEFORE_HANDOVER and not left:
-                retried, left = False, True
-            kills.append(Kill(point, retried, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0))
+            again = self.rng.random() < 0.5 if retried is None else retried
+            if point in BEFORE_HANDOVER and retried is None:
+                again = before_handover % 2 == 1
+                before_handover += 1
+            kills.append(Kill(point, again, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0))
         self.planned += kills
         return kills
+
+    def add(self, point: str, *, retried: bool) -> None:
+        """A kill chosen by the flow (where it must take a given way), for its next action."""
+        self.planned.append(Kill(point, retried, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0))
 
     def run_next(
         self,
