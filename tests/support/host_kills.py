@@ -140,7 +140,9 @@ class HostKiller:
     rng: random.Random
     planned: list[Kill] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0  # from each kill to its action handed back running (the cost the kills add)
+    seconds: float = (
+        0.0  # from each killed request to its job found again after the restart (the kills' cost)
+    )
 
     def plan(self, points: tuple[str, ...] = POINTS, *, retried: bool | None = None) -> list[Kill]:
         """One kill at each of `points`, shuffled, for the next actions. `retried` says whether the
@@ -216,10 +218,14 @@ class HostKiller:
         assert_named_jobs_exist(self.client, machine_id)
         if job_id is None:
             # Killed before the 202 and not retried: the reconciler wrote the job if the crash came first.
-            (job_id,) = [job["id"] for job in machine_jobs(self.client, machine_id) if job["id"] not in known]
+            new = [job["id"] for job in machine_jobs(self.client, machine_id) if job["id"] not in known]
+            assert len(new) == 1, (kill, f"the interrupted request left the jobs {new}, not one")
+            job_id = new[0]
         self.seconds += time.monotonic() - began
         job = finish(job_id)
         if rolled_back(job):
+            # Only a start nobody finished is rolled back: a retry completes it.
+            assert not kill.retried, (kill, job)
             machine = assert_named_jobs_exist(self.client, machine_id)
             assert machine["state"] == state_before, (kill, machine["state"], state_before)
             again = send(self.client, path, body, f"kill-{uuid.uuid4().hex[:12]}", method)
