@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from devhost.functions_host.keys import (
     HostKeys,
     presented_key,
 )
-from devhost.functions_host.timers import TimerScheduler, invoke_timer, timer_request_json
+from devhost.functions_host.timers import TimerScheduler, disabled_functions, invoke_timer, timer_request_json
 
 log = logging.getLogger("devhost.host")
 
@@ -86,7 +87,13 @@ def create_app(config: HostConfig) -> Starlette:
         for fn in index.by_trigger("eventGridTrigger")
     ]
     client_json = engine.client_binding_json if engine is not None else None
-    timers = TimerScheduler(index.by_trigger("timerTrigger"), client_json, enabled=config.run_timers)
+    timer_functions = index.by_trigger("timerTrigger")
+    timers = TimerScheduler(
+        timer_functions,
+        client_json,
+        enabled=config.run_timers,
+        disabled=disabled_functions((fn.name for fn in timer_functions), os.environ),
+    )
 
     routes: list[BaseRoute] = []
     if engine is not None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,8 +84,16 @@ async def invoke_timer(fn: IndexedFunction, payload_json: str, extras: dict[str,
     )
 
 
+def disabled_functions(names: Iterable[str], app_settings: Mapping[str, str]) -> set[str]:
+    """The functions an app setting `AzureWebJobs.<name>.Disabled` = true disables, as in Azure: their
+    trigger is ignored, but the admin API still runs them with the master key (a test that must decide
+    when a timer runs disables its schedule and runs it itself)."""
+    return {name for name in names if app_settings.get(f"AzureWebJobs.{name}.Disabled", "").lower() == "true"}
+
+
 class TimerScheduler:
-    """One asyncio task per timer function; a failing run is logged and the schedule continues."""
+    """One asyncio task per timer function that is not disabled; a failing run is logged and the schedule
+    continues."""
 
     def __init__(
         self,
@@ -93,9 +101,11 @@ class TimerScheduler:
         durable_client_json: Callable[[], str] | None = None,
         *,
         enabled: bool = True,
+        disabled: Iterable[str] = (),
     ) -> None:
         self._functions = functions
         self._enabled = enabled
+        self._disabled = set(disabled)
         self.extras = {fn.name: extra_binding_kwargs(fn, durable_client_json) for fn in functions}
         self._schedules = {fn.name: Schedule(str(fn.trigger["schedule"])) for fn in functions}
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,7 +114,19 @@ class TimerScheduler:
         if not self._enabled:
             return
         for fn in self._functions:
+            if fn.name in self._disabled:
+                log.info(
+                    "timer function %s is disabled (AzureWebJobs.%s.Disabled): not scheduled",
+                    fn.name,
+                    fn.name,
+                )
+                continue
             self._tasks.append(asyncio.create_task(self._run(fn), name=f"timer:{fn.name}"))
+
+    @property
+    def scheduled(self) -> list[str]:
+        """The timer functions running on their schedule."""
+        return [task.get_name().removeprefix("timer:") for task in self._tasks]
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from devhost.functions_host.http_triggers import starlette_paths
-from devhost.functions_host.timers import InvalidSchedule, Schedule
+from devhost.functions_host.index import IndexedFunction
+from devhost.functions_host.timers import InvalidSchedule, Schedule, TimerScheduler, disabled_functions
 
 
 @pytest.mark.parametrize(
@@ -46,3 +48,31 @@ def test_timespan_schedule() -> None:
 def test_invalid_schedules_are_refused_with_the_expected_form(expression: str) -> None:
     with pytest.raises(InvalidSchedule, match="timer schedule"):
         Schedule(expression)
+
+
+def test_an_app_setting_disables_a_timer_as_in_azure() -> None:
+    settings = {
+        "AzureWebJobs.start_reconciler.Disabled": "True",
+        "AzureWebJobs.arm_sweeper.Disabled": "false",
+        "AzureWebJobs.health_monitor.Enabled": "true",
+    }
+    names = ["start_reconciler", "arm_sweeper", "health_monitor"]
+    assert disabled_functions(names, settings) == {"start_reconciler"}
+
+
+def _timer(name: str) -> IndexedFunction:
+    trigger = {"type": "timerTrigger", "name": "timer", "schedule": "0 * * * * *"}
+    return IndexedFunction(name, "timerTrigger", trigger, [trigger], lambda timer: None)
+
+
+def test_a_disabled_timer_is_not_scheduled_the_others_are() -> None:
+    async def scheduled() -> list[str]:
+        scheduler = TimerScheduler(
+            [_timer("start_reconciler"), _timer("arm_sweeper")], disabled={"start_reconciler"}
+        )
+        scheduler.start()
+        names = scheduler.scheduled
+        await scheduler.stop()
+        return names
+
+    assert asyncio.run(scheduled()) == ["arm_sweeper"]

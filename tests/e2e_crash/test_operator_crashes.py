@@ -23,95 +23,55 @@ from __future__ import annotations
 import functools
 import os
 import random
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from devhost.stack import LocalStack
 from shared.platform import crash_points
-from tests.e2e_crash.conftest import GRACE_SECONDS
 from tests.e2e_migration.migration_client import FINISHED, TARGET, MigrationClient, wait_for
+from tests.support.host_kills import (
+    DURING_JOB,
+    GRACE_SECONDS,
+    POINTS,
+    RECONCILER,
+    get,
+    kill_at,
+    send,
+    wait_past_grace,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "20"))
 HOSTED_ROUNDS = int(os.environ.get("CRASH_TEST_HOSTED_ROUNDS", "1"))
-DURING_JOB = "during-job"
-POINTS = (
-    crash_points.START_RECORDED,
-    crash_points.JOB_RECORDED,
-    crash_points.ORCHESTRATION_STARTED,
-    DURING_JOB,
-)
 STABLE = {"Replicating", "TestMigrated"}
 
 
-def _get(client: MigrationClient, path: str) -> httpx.Response:
-    # A connection kept alive across the restart is dead: a fresh one answers.
-    for _ in range(3):
-        try:
-            return client.http.get(path)
-        except httpx.TransportError:
-            time.sleep(0.2)
-    return client.http.get(path)
-
-
 def _action(client: MigrationClient, machine_id: str) -> tuple[str, dict[str, Any] | None]:
-    state = _get(client, f"/machines/{machine_id}").json()["state"]
+    state = get(client, f"/machines/{machine_id}").json()["state"]
     if state == "TestMigrated":
         return f"/machines/{machine_id}/test-migrate/cleanup", None
     assert state == "Replicating", state
     return f"/machines/{machine_id}/test-migrate", {"preparedManually": True}
 
 
-def _post(
-    client: MigrationClient, path: str, body: dict[str, Any] | None, key: str, method: str = "POST"
-) -> httpx.Response:
-    return client.http.request(method, path, json=body, headers={"Idempotency-Key": key})
-
-
-def _kill_at(local_stack: LocalStack, points_dir: Path, point: str, send: Any) -> None:
-    """Arm `point`, send the request, SIGKILL the host once the request holds there."""
-    reached = points_dir / f"{point}.reached"
-    reached.unlink(missing_ok=True)
-    (points_dir / f"{point}.armed").write_text("")
-    errors: list[BaseException] = []
-    answers: list[str] = []
-
-    def request() -> None:
-        try:
-            answers.append(send().text)
-        except httpx.TransportError as error:  # the host died under the request, as intended
-            errors.append(error)
-
-    sender = threading.Thread(target=request)
-    sender.start()
-    wait_for(lambda: reached.exists() or answers, timeout=30, interval=0.02, what=f"crash point {point}")
-    assert not answers, f"the request never reached {point}: {answers}"
-    local_stack.kill_functions_host()
-    sender.join(timeout=30)
-    assert errors, f"the request at {point} was answered although the host was killed"
-    reached.unlink()
-
-
 def _settle(client: MigrationClient, machine_id: str, killed_at: float) -> str:
     """Run the reconciler past its grace and wait for the machine's job; the machine ends stable, every
     job it names exists, and what stands in ARM is what its state says: the test VM of its test
     migration when TestMigrated, nothing when Replicating."""
-    time.sleep(max(0.0, killed_at + GRACE_SECONDS - time.monotonic()))
-    client.run_timer("start_reconciler")
+    wait_past_grace(killed_at)
+    client.run_timer(RECONCILER)
 
     def stable() -> str | None:
-        machine = _get(client, f"/machines/{machine_id}").json()
+        machine = get(client, f"/machines/{machine_id}").json()
         job_id = machine.get("activeJobId")
         if job_id:
-            job = _get(client, f"/jobs/{job_id}")
+            job = get(client, f"/jobs/{job_id}")
             assert job.status_code == 200, (
                 f"machine {machine_id} names job {job_id}, which is {job.status_code}"
             )
@@ -120,7 +80,7 @@ def _settle(client: MigrationClient, machine_id: str, killed_at: float) -> str:
         return str(machine["state"]) if machine["state"] in STABLE else None
 
     state: str = wait_for(stable, timeout=60, interval=0.2, what=f"machine {machine_id} stable")
-    machine = _get(client, f"/machines/{machine_id}").json()
+    machine = get(client, f"/machines/{machine_id}").json()
     if state == "TestMigrated":
         test_job = machine["activeJobId"]
         assert any("/virtualMachines/" in r for r in client.resources_of_job(test_job)), (
@@ -146,19 +106,19 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
         path, body = _action(client, machine_id)
         key = f"crash-{SEED}-{i}"
         if point == DURING_JOB:
-            response = _post(client, path, body, key)
+            response = send(client, path, body, key)
             assert response.status_code == 202, response.text
             time.sleep(rng.uniform(0.0, 1.5))
             local_stack.kill_functions_host()
         else:
-            _kill_at(local_stack, crash_points_dir, point, functools.partial(_post, client, path, body, key))
+            kill_at(local_stack, crash_points_dir, point, functools.partial(send, client, path, body, key))
         killed_at = time.monotonic()
         local_stack.start_functions_host()
 
         if rng.random() < 0.5:
             # The operator retries at once with the same key: the same job, or (if the reconciler already
             # rolled the start back) a new one; never a 409 for the job the crash interrupted.
-            retried = _post(client, path, body, key)
+            retried = send(client, path, body, key)
             assert retried.status_code == 202, (point, retried.text)
             outcomes["retried"] += 1
         state = _settle(client, machine_id, killed_at)
@@ -170,9 +130,9 @@ def test_kills_during_operator_starts_and_jobs_leave_every_machine_consistent(
         assert probe.endswith("cleanup") == (state == "TestMigrated")
 
     # Back to Replicating, then nothing of any test migration is left in ARM.
-    if _get(client, f"/machines/{machine_id}").json()["state"] == "TestMigrated":
+    if get(client, f"/machines/{machine_id}").json()["state"] == "TestMigrated":
         assert client.run(f"/machines/{machine_id}/test-migrate/cleanup")["status"] == "Succeeded"
-    jobs = _get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
+    jobs = get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
     assert all(job["status"] in FINISHED for job in jobs), [j for j in jobs if j["status"] not in FINISHED]
     not_started = [j for j in jobs if (j.get("error") or {}).get("code") == "NotStarted"]
     outcomes["jobs"] = len(jobs)
@@ -191,7 +151,7 @@ HOSTED_STABLE = {"InitialReplication", "ReplicationStopped"}
 
 def _replication_action(client: MigrationClient, machine_id: str) -> tuple[str, dict[str, Any] | None]:
     """Stop replication of an enabled machine, enable a stopped one again (its orchestration runs both)."""
-    state = _get(client, f"/machines/{machine_id}").json()["state"]
+    state = get(client, f"/machines/{machine_id}").json()["state"]
     if state == "ReplicationStopped":
         return "PUT", TARGET
     assert state == "InitialReplication", state
@@ -204,10 +164,10 @@ def _settle_hosted(client: MigrationClient, machine_id: str, killed_at: float) -
     deadline = time.monotonic() + 90
 
     def stable() -> str | None:
-        machine = _get(client, f"/machines/{machine_id}").json()
+        machine = get(client, f"/machines/{machine_id}").json()
         job_id = machine.get("activeJobId")
         if job_id:
-            job = _get(client, f"/jobs/{job_id}")
+            job = get(client, f"/jobs/{job_id}")
             assert job.status_code == 200, (
                 f"machine {machine_id} names job {job_id}, which is {job.status_code}"
             )
@@ -215,9 +175,9 @@ def _settle_hosted(client: MigrationClient, machine_id: str, killed_at: float) -
                 return None
         return str(machine["state"]) if machine["state"] in HOSTED_STABLE else None
 
-    time.sleep(max(0.0, killed_at + GRACE_SECONDS - time.monotonic()))
+    wait_past_grace(killed_at)
     while True:
-        client.run_timer("start_reconciler")
+        client.run_timer(RECONCILER)
         try:
             state: str = wait_for(stable, timeout=8, interval=0.2, what=f"machine {machine_id} stable")
             return state
@@ -258,18 +218,18 @@ def test_kills_while_replication_is_stopped_and_enabled_leave_the_machine_consis
         else:
             retry = point == crash_points.ORCHESTRATION_STARTED and rng.random() < 0.5
         key = f"crash-hosted-{SEED}-{i}"
-        send = functools.partial(_post, client, path, body, key, method)
+        request = functools.partial(send, client, path, body, key, method)
         if point == DURING_JOB:
-            response = send()
+            response = request()
             assert response.status_code == 202, response.text
             time.sleep(rng.uniform(0.0, 1.5))
             local_stack.kill_functions_host()
         else:
-            _kill_at(local_stack, crash_points_dir, point, send)
+            kill_at(local_stack, crash_points_dir, point, request)
         killed_at = time.monotonic()
         local_stack.start_functions_host()
         if retry:
-            retried = send()
+            retried = request()
             assert retried.status_code == 202, (point, retried.text)
             outcomes["retried"] += 1
         state = _settle_hosted(client, machine_id, killed_at)
@@ -279,7 +239,7 @@ def test_kills_while_replication_is_stopped_and_enabled_leave_the_machine_consis
         next_method, _ = _replication_action(client, machine_id)
         assert (next_method == "PUT") == (state == "ReplicationStopped")
 
-    jobs = _get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
+    jobs = get(client, f"/jobs?machineId={machine_id}&pageSize=100").json()["jobs"]
     assert all(job["status"] in FINISHED for job in jobs), [j for j in jobs if j["status"] not in FINISHED]
     outcomes["jobs"] = len(jobs)
     outcomes["jobs rolled back (NotStarted)"] = sum(

@@ -4,7 +4,10 @@ writes; then a planned failover (the on-premises images equal the Azure disks at
 Azure VM is stopped, the on-premises VM runs, the downtime is reported), its cancel (the images are their
 pre-power-on copies again, the Azure VM runs, the next reverse cycle applies), a planned failover whose
 power-on fails and whose automatic cancel fails too (PlannedFailbackCancelFailed, Critical), a manual
-cancel, and a last planned failover that succeeds. The real appliance client answers every command."""
+cancel, and a last planned failover that succeeds. The real appliance client answers every command.
+The Functions host is killed (SIGKILL, seeded: tests.support.host_kills) during the reprotect, the first
+two planned failovers, the cancel and the manual cancel, all run by the machine's reverse orchestration,
+and restarted; each action is retried or left to the reconciler."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from shared.domain.command import CommandKind, PowerState
 from shared.migration.resource_kinds import parse_arm_id
 from shared.migration.resources import PowerState as VmPowerState
 from shared.migration.resources import vm_power_state
+from shared.platform import crash_points
 from tests.e2e.conftest import Appliance
 from tests.e2e_failback.conftest import SNAPSHOT_WINDOW_SECONDS
 from tests.e2e_failback.test_reprotect import (
@@ -31,6 +35,7 @@ from tests.e2e_failback.test_reprotect import (
     _image,
     _reprotect,
     _reverse_points,
+    _run_action,
     _run_with_appliance,
     _scattered,
 )
@@ -38,6 +43,7 @@ from tests.e2e_migration.conftest import GuestMachine, http_ok
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import MigrationClient
 from tests.support.guest_disk import guest_write
+from tests.support.host_kills import BEFORE_HANDOVER, DURING_JOB, HostKiller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -71,14 +77,16 @@ def _vm_power(client: MigrationClient, vm_id: str) -> VmPowerState:
     return vm_power_state(client.arm, vm.resource_group, vm.name)
 
 
-def _planned_failover(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
-    job_id = client.start(f"/machines/{machine.id}/planned-failover")
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+def _planned_failover(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
+    return _run_action(client, machine, f"/machines/{machine.id}/planned-failover", killer=killer)
 
 
-def _cancel(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
-    job_id = client.start(f"/machines/{machine.id}/cancel-planned-failover")
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+def _cancel(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
+    return _run_action(client, machine, f"/machines/{machine.id}/cancel-planned-failover", killer=killer)
 
 
 def _snapshots_until_refused(client: MigrationClient, disk_id: str) -> datetime:
@@ -127,17 +135,29 @@ def _azure_writes(client: MigrationClient, azure_data: str, rng: random.Random, 
 
 
 def test_planned_failover_cancel_automatic_cancel_and_again(
-    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage, host_killer: HostKiller
 ) -> None:
+    # The host is killed during each action the machine's reverse orchestration runs, each way once: the
+    # reprotect before its hand-over, left to the reconciler (no reverse instance runs yet: rolled back
+    # and run again); the planned failover the same way (the instance runs its cycles: the reconciler
+    # delivers it again); the cancel once woken; the planned failover whose power-on fails while it runs;
+    # the manual cancel before its hand-over, retried with its key. The two points before the hand-over
+    # are drawn. Each action still ends as the flow asserts.
+    first, second = host_killer.rng.sample(BEFORE_HANDOVER, 2)
+    host_killer.add(first, retried=False)
+    host_killer.add(second, retried=False)
+    host_killer.add(crash_points.ORCHESTRATION_STARTED, retried=host_killer.rng.random() < 0.5)
+    host_killer.add(DURING_JOB, retried=host_killer.rng.random() < 0.5)
+    host_killer.add(first, retried=True)
     machine, azure_os, azure_data = _committed(client, module_appliance, guest)
     azure = {"os": azure_os, "data": azure_data}
     vm_id = client.machine(machine.id)["failoverVmId"]
-    assert _reprotect(client, machine)["status"] == "Succeeded"
+    assert _reprotect(client, machine, host_killer)["status"] == "Succeeded"
     rng = random.Random(13)
     _azure_writes(client, azure_data, rng, 6)
 
     # --- a planned failover ----------------------------------------------------------------------
-    job = _planned_failover(client, machine)
+    job = _planned_failover(client, machine, host_killer)
     assert job["status"] == "Succeeded", job
     assert [s["name"] for s in job["steps"]] == PLANNED_STEPS
     view = client.machine(machine.id)
@@ -163,7 +183,7 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     assert _images(machine) != before_power_on
 
     # --- cancel: back as before, reverse replication resumes -------------------------------------
-    cancel = _cancel(client, machine)
+    cancel = _cancel(client, machine, host_killer)
     assert cancel["status"] == "Succeeded", cancel
     assert _images(machine) == before_power_on
     assert machine.replicator.power.state is PowerState.OFF
@@ -179,7 +199,7 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     # --- power-on fails; the automatic cancel fails too; a manual cancel succeeds --------------
     machine.replicator.faults[CommandKind.POWER_ON_MACHINE] = "the host refused to power the VM on"
     machine.replicator.faults[CommandKind.REVERT_DISKS] = "the datastore is read-only"
-    failed = _planned_failover(client, machine)
+    failed = _planned_failover(client, machine, host_killer)
     assert failed["status"] == "Failed", failed
     failed_step = next(s for s in failed["steps"] if s["status"] == "Failed")
     assert failed_step["name"] == "Power on the on-premises VM"
@@ -190,7 +210,10 @@ def test_planned_failover_cancel_automatic_cancel_and_again(
     assert view["state"] == "PlannedFailbackCancelFailed" and view["health"] == "Critical"
     assert view["allowedOperations"] == ["cancelPlannedFailover"]
     machine.replicator.faults.clear()
-    manual = _cancel(client, machine)
+    manual = _cancel(client, machine, host_killer)
+    assert not host_killer.planned
+    log = (host_killer.stack.data_dir / "logs" / "functions-host.log").read_text(errors="replace")
+    assert f"on machine {machine.id} was not acknowledged by its Reverse orchestration" in log
     assert manual["status"] == "Succeeded", manual
     view = client.machine(machine.id)
     assert view["state"] == "ReverseReplicating" and view["health"] != "Critical"

@@ -21,6 +21,7 @@ from tests.e2e_migration.conftest import GuestMachine, http_ok, replicate_guest
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import MigrationClient
 from tests.support.guest_disk import guest_write
+from tests.support.host_kills import HostKiller, wait_job_ended
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -78,9 +79,10 @@ def _reverse_points(client: MigrationClient, machine: GuestMachine) -> list[dict
 
 
 def _committed(
-    client: MigrationClient, appliance: Appliance, guest: GuestImage
+    client: MigrationClient, appliance: Appliance, guest: GuestImage, killer: HostKiller | None = None
 ) -> tuple[GuestMachine, str, str]:
-    """A replicated guest failed over and committed: the machine, its Azure OS and data disks."""
+    """A replicated guest failed over and committed: the machine, its Azure OS and data disks. With
+    `killer`, the host is killed during the failover (its next planned kill)."""
     machine = replicate_guest(appliance, client, guest, extra_disks={"data": DATA_DISK_BYTES})
     http_ok(
         client.http.patch(
@@ -89,22 +91,47 @@ def _committed(
             headers={"Content-Type": "application/merge-patch+json"},
         )
     )
-    failed_over = client.run(
-        f"/machines/{machine.id}/failover", {"recoveryPoint": "latestProcessed"}, timeout=600
-    )
+    failover, body = f"/machines/{machine.id}/failover", {"recoveryPoint": "latestProcessed"}
+    if killer is None:
+        failed_over = client.run(failover, body, timeout=600)
+    else:
+        failed_over = killer.run_next(
+            machine.id, failover, body, finish=lambda job_id: wait_job_ended(client, job_id, timeout=600)
+        )
     assert failed_over["status"] in ("Succeeded", "Warning"), failed_over
     assert client.run(f"/machines/{machine.id}/commit", timeout=300)["status"] == "Succeeded"
     azure_os, (azure_data,) = client.vm_disks(client.machine(machine.id)["failoverVmId"])
     return machine, azure_os, azure_data
 
 
-def _reprotect(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+def _reprotect(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
     appliance_id = machine.appliance.events.appliance_id
     http_ok(client.http.put(f"/appliances/{appliance_id}/policy", json={"reverseCycleMinutes": 1}))
     machine.appliance.events.heartbeat()
     time.sleep(3)  # the heartbeat arrives through Event Grid
-    job_id = client.start(f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id})
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+    return _run_action(
+        client, machine, f"/machines/{machine.id}/reprotect", {"applianceId": appliance_id}, killer
+    )
+
+
+def _run_action(
+    client: MigrationClient,
+    machine: GuestMachine,
+    path: str,
+    body: dict[str, Any] | None = None,
+    killer: HostKiller | None = None,
+) -> dict[str, Any]:
+    """Start an operator action and wait for its job while the appliance answers its commands; with
+    `killer`, through the host's next planned kill."""
+
+    def finish(job_id: str) -> dict[str, Any]:
+        return _run_with_appliance(client, machine, job_id, timeout=300)
+
+    if killer is not None:
+        return killer.run_next(machine.id, path, body, finish=finish)
+    return finish(client.start(path, body))
 
 
 def test_reprotect_sends_only_what_differs_then_a_reverse_cycle_sends_what_changed(

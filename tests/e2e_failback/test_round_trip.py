@@ -5,7 +5,11 @@ disk deletion (it stays committing) and committed again (0 Azure resources of th
 resource group, the replicas equal the final snapshots, the appliance's copy gone);
 writes on-premises; a reprotect to Azure that sends only those writes (within 10 %, not the disk size);
 and a test migration from the recovery point the reprotect made. The real appliance client answers every
-command, uploads the reprotect cycle, and the control plane applies it."""
+command, uploads the reprotect cycle, and the control plane applies it. The Functions host is killed
+(SIGKILL, seeded: tests.support.host_kills) once at each kill point during four of those actions (the
+failover and the commit of the failback by their own orchestration, the reprotect by the machine's reverse
+orchestration, the reprotect to Azure) and restarted; each action is retried or left to the reconciler,
+and ends as the flow asserts."""
 
 from __future__ import annotations
 
@@ -30,12 +34,13 @@ from tests.e2e_failback.test_reprotect import (
     _committed,
     _image,
     _reprotect,
-    _run_with_appliance,
+    _run_action,
     _scattered,
 )
 from tests.e2e_migration.conftest import GuestMachine, http_ok
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import MigrationClient
+from tests.support.host_kills import HostKiller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -54,19 +59,19 @@ def _replica(machine: GuestMachine, disk_id: str, size: int) -> bytes:
     return blob.download_blob(offset=0, length=size).readall()
 
 
-def _commit(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
-    job_id = client.start(f"/machines/{machine.id}/commit")
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+def _commit(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
+    return _run_action(client, machine, f"/machines/{machine.id}/commit", killer=killer)
 
 
-def _reprotect_to_azure(client: MigrationClient, machine: GuestMachine) -> dict[str, Any]:
+def _reprotect_to_azure(
+    client: MigrationClient, machine: GuestMachine, killer: HostKiller | None = None
+) -> dict[str, Any]:
     appliance_id = machine.appliance.events.appliance_id
     machine.appliance.events.heartbeat()
-    job_id = client.start(
-        f"/machines/{machine.id}/reprotect",
-        {"applianceId": appliance_id, "policy": {"uploadThreadsPerVm": 4}},
-    )
-    return _run_with_appliance(client, machine, job_id, timeout=300)
+    body = {"applianceId": appliance_id, "policy": {"uploadThreadsPerVm": 4}}
+    return _run_action(client, machine, f"/machines/{machine.id}/reprotect", body, killer)
 
 
 def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_changes(
@@ -74,12 +79,16 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     module_appliance: Appliance,
     guest: GuestImage,
     arm_faults: Callable[[dict[str, Any]], None],
+    host_killer: HostKiller,
 ) -> None:
-    machine, azure_os, azure_data = _committed(client, module_appliance, guest)
+    # The host is killed once at each kill point (seeded order) during the failover, the reprotect, the
+    # failback's commit and the reprotect to Azure; each action still ends as the flow asserts.
+    host_killer.plan()
+    machine, azure_os, azure_data = _committed(client, module_appliance, guest, host_killer)
     azure = {"os": azure_os, "data": azure_data}
     vm_id = client.machine(machine.id)["failoverVmId"]
     group = parse_arm_id(vm_id).resource_group
-    assert _reprotect(client, machine)["status"] == "Succeeded"
+    assert _reprotect(client, machine, host_killer)["status"] == "Succeeded"
     rng = random.Random(1313)
     _azure_writes(client, azure_data, rng, 5)
 
@@ -114,7 +123,7 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     client.clear_faults()
 
     # --- commit: nothing of the machine is left in Azure ---------------------------------------
-    committed = _commit(client, machine)
+    committed = _commit(client, machine, host_killer)
     assert committed["status"] == "Succeeded", committed
     assert committed["kind"] == "CommitFailback"
     assert [s["name"] for s in committed["steps"]] == COMMIT_STEPS
@@ -141,7 +150,8 @@ def test_fail_over_fail_back_commit_and_reprotect_to_azure_sending_only_the_chan
     changed = len(writes) * 2 * CHUNK
 
     # --- reprotect to Azure: only those writes travel ------------------------------------------
-    job = _reprotect_to_azure(client, machine)
+    job = _reprotect_to_azure(client, machine, host_killer)
+    assert not host_killer.planned
     assert job["status"] == "Succeeded", job
     assert job["kind"] == "Reprotect"
     view = client.machine(machine.id)

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 @contextmanager
 def migration_stack(
     tmp_path_factory: pytest.TempPathFactory,
+    *,
     arm_snapshot_window_seconds: float | None = None,
     **host_env: str,
 ) -> Iterator[LocalStack]:
