@@ -34,7 +34,7 @@ from functions.http_errors import (
 )
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from orchestrators.names import CYCLE_STARTED_SIGNAL, CYCLE_UPLOADED_SIGNAL
 from shared import health
 from shared.appliances import commands, refusals, upload_credentials
 from shared.appliances import registry as appliances
@@ -335,7 +335,7 @@ async def _apply_event(
             await wake_machine_orchestration(
                 client,
                 payload.machine_id,
-                CYCLE_UPLOADED_SIGNAL,
+                CYCLE_STARTED_SIGNAL,
                 CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
             )
 

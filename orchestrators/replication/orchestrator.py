@@ -29,14 +29,20 @@ or a crash costs at most one idle period, never a cycle.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 from pydantic import ValidationError
 
-from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
+from orchestrators.names import (
+    CYCLE_STARTED_SIGNAL,
+    CYCLE_UPLOADED_SIGNAL,
+    MACHINE_REPLICATION,
+    OPERATOR_REQUEST,
+)
 from orchestrators.replication.activities import (
     apply_cycle_disk,
     apply_disk_unit,
@@ -91,6 +97,7 @@ from shared.domain.api import CycleSignal
 from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
+from shared.domain.machine import UploadWatch
 from shared.replication.cycles import (
     ACCEPTING_STATES,
     BASE_KINDS,
@@ -126,7 +133,7 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
     follow = state.follow
     if follow is not None and _still_fresh(context, follow):
         if follow.next_cycle is None:
-            # Woken by a cycle start: only its deadline changed.
+            # Woken by nothing to apply (a redelivered upload of an applied cycle): sleep on.
             state = yield from _sleep_following(context, state, follow)
             _continue(context, state)
             return None
@@ -573,25 +580,27 @@ def _sleep_following(
     context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState
 ) -> Orchestration:
     """Sleep until a signal or a timer, and say what the next generation does: apply the next delta from
-    its signal, re-arm the upload deadline a cycle start carries, or (anything else: an operator
-    request, a cycle out of sequence, a whole-disk copy, the timer) re-read the view and plan.
+    its signal, or (anything else: an operator request, a cycle out of sequence, a whole-disk copy, the
+    timer, a missed upload deadline) re-read the view and plan. A cycle start taken during the sleep
+    re-arms its deadline without ending it (`_sleep_until_signalled`).
 
-    One wait per generation: the SDK hands an event that arrived before its wait to every later wait
-    of the same name in the same execution (azure-functions-durable-python#507), so the loop is
-    continue-as-new, never a loop inside one execution."""
-    now = context.current_utc_datetime
+    One sleep per generation (see `_sleep_until_signalled`), so the loop is continue-as-new, never a
+    loop inside one execution."""
+    now: datetime = context.current_utc_datetime
     applied = follow.machine.last_applied_sequence
-    watch = follow.upload_watch
-    deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
-    if watch is not None and (applied is None or watch.sequence > applied):
-        deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
-    signal = yield from _sleep_until_signalled(context, max(deadline, now))
+
+    def deadline_for(watch: UploadWatch | None) -> datetime:
+        deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
+        if watch is not None and (applied is None or watch.sequence > applied):
+            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+        return max(deadline, now)
+
+    wake = yield from _sleep_until_signalled(context, deadline_for(follow.upload_watch), deadline_for)
+    if wake.upload_watch is not None:
+        follow = follow.model_copy(update={"upload_watch": wake.upload_watch})
+    signal = wake.cycle
     if signal is None:
         return state.model_copy(update={"follow": None})
-    if signal.upload_watch is not None:
-        return state.model_copy(
-            update={"follow": follow.model_copy(update={"upload_watch": signal.upload_watch})}
-        )
     cycle = signal.cycle
     if cycle is not None and applied is not None and cycle.sequence <= applied:
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
@@ -611,17 +620,48 @@ def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
     )
 
 
-def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: datetime) -> Orchestration:
-    """Returns the cycle signal that ended the sleep, or None for the timer or an operator request."""
+@dataclass(frozen=True)
+class Wake:
+    """Why a sleep ended: the upload signal that ended it (None for a timer or an operator request), and
+    the upload watch of a cycle start taken during it."""
+
+    cycle: CycleSignal | None = None
+    upload_watch: UploadWatch | None = None
+
+
+def _sleep_until_signalled(
+    context: df.DurableOrchestrationContext,
+    deadline: datetime,
+    rearm: Callable[[UploadWatch], datetime] | None = None,
+) -> Orchestration:
+    """Sleep until an upload signal, an operator request or the deadline; returns the `Wake`.
+
+    A cycle start does not end the sleep: it moves the deadline (`rearm`, by default the earlier of the
+    two) and the sleep goes on in the same execution, on the same CycleUploaded task. The appliance
+    signals a small delta's upload a moment after its start, often into the same episode, and an event
+    delivered but not consumed is discarded by continue-as-new. Each name is waited for once per
+    execution: the SDK hands an event that arrived before its wait to every later wait of the same name
+    (azure-functions-durable-python#507). A second start in one sleep is therefore not seen; its deadline
+    is found when the view is next read."""
     timer = context.create_timer(deadline)
     cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
+    cycle_start = context.wait_for_external_event(CYCLE_STARTED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
-    winner = yield context.task_any([cycle_signal, operator_request, timer])
+    winner = yield context.task_any([cycle_signal, cycle_start, operator_request, timer])
+    watch: UploadWatch | None = None
+    if winner is cycle_start:
+        timer.cancel()
+        started = _cycle_signal(winner.result)
+        watch = started.upload_watch if started is not None else None
+        if watch is not None:
+            deadline = rearm(watch) if rearm is not None else min(deadline, watch.deadline)
+        timer = context.create_timer(max(deadline, context.current_utc_datetime))
+        winner = yield context.task_any([cycle_signal, operator_request, timer])
     if winner is not timer:
         timer.cancel()
     if winner is not cycle_signal:
-        return None
-    return _cycle_signal(winner.result)
+        return Wake(upload_watch=watch)
+    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch)
 
 
 def _cycle_signal(raw: Any) -> CycleSignal | None:
