@@ -297,7 +297,12 @@ async def _apply_event(
             client,
             payload.machine_id,
             CYCLE_UPLOADED_SIGNAL,
-            CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence, cycle=accepted.cycle),
+            CycleSignal(
+                cycle_id=payload.cycle_id,
+                sequence=payload.sequence,
+                cycle=accepted.cycle,
+                machine=accepted.machine,
+            ),
         )
     elif isinstance(payload, CycleFailed):
         recorded = await asyncio.to_thread(

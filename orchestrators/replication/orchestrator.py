@@ -97,7 +97,7 @@ from shared.domain.api import CycleSignal
 from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
-from shared.domain.machine import UploadWatch
+from shared.domain.machine import MachineSnapshot, UploadWatch
 from shared.replication.cycles import (
     ACCEPTING_STATES,
     BASE_KINDS,
@@ -324,9 +324,14 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
 
 
 def _apply_cycle(
-    context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
+    context: df.DurableOrchestrationContext,
+    view: ReplicationView,
+    cycle: Cycle,
+    machine_seen: MachineSnapshot | None = None,
 ) -> Orchestration:
-    """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written)."""
+    """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written).
+    `machine_seen`: the machine as the upload's acceptance read it, which its completion writes on
+    (conditional on its ETag) instead of reading it again."""
     started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
@@ -396,6 +401,7 @@ def _apply_cycle(
                         policy=view.policy,
                         artefacts=sorted({b for r in results for b in r.data_blobs}),
                         started_at=started_at,
+                        machine_seen=machine_seen,
                     )
                 ),
             )
@@ -560,7 +566,7 @@ def _apply_followed(
         plan=plan_ready_cycles([cycle], follow.machine.last_applied_sequence),
         job=None,
     )
-    completed = yield from _apply_cycle(context, view, cycle)
+    completed = yield from _apply_cycle(context, view, cycle, follow.next_machine)
     if completed is None or completed.machine is None:
         return state.model_copy(update={"follow": None})
     state = _after_disposal(context, state, cycle, completed)
@@ -570,6 +576,7 @@ def _apply_followed(
         update={
             "machine": completed.machine,
             "next_cycle": None,
+            "next_machine": None,
             "upload_watch": completed.machine.upload_watch,
         }
     )
@@ -606,7 +613,8 @@ def _sleep_following(
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
     if cycle is None or not _follows(follow.machine, cycle):
         return state.model_copy(update={"follow": None})
-    return state.model_copy(update={"follow": follow.model_copy(update={"next_cycle": cycle})})
+    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": signal.machine})
+    return state.model_copy(update={"follow": following})
 
 
 def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
