@@ -328,20 +328,25 @@ async def _apply_event(
             recorded.change.health.value,
         )
     elif isinstance(payload, CycleStarted):
-        watch = await asyncio.to_thread(
+        watched = await asyncio.to_thread(
             record_cycle_started,
             services.repos,
             payload,
             reported_at=_event_time(event, now),
             settings=services.health,
         )
-        if watch is not None:
+        if watched is not None:
             # The orchestration races a timer against this deadline (the signal carries it).
             await wake_machine_orchestration(
                 client,
                 payload.machine_id,
                 CYCLE_STARTED_SIGNAL,
-                CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
+                CycleSignal(
+                    cycle_id=payload.cycle_id,
+                    started=True,
+                    upload_watch=watched.watch,
+                    machine=watched.machine,
+                ),
             )
 
 

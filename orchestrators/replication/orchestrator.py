@@ -613,8 +613,22 @@ def _sleep_following(
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
     if cycle is None or not _follows(follow.machine, cycle):
         return state.model_copy(update={"follow": None})
-    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": signal.machine})
+    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": _newer_machine(signal, wake)})
     return state.model_copy(update={"follow": following})
+
+
+def _newer_machine(uploaded: CycleSignal, wake: Wake) -> MachineSnapshot | None:
+    """The machine copy for the cycle's completion to write on. The upload's acceptance read the machine
+    and the start's watch patched it, in either order (Event Grid delivers in no order): a read that
+    shows the start's watch came after the patch, else the patch came after the read. A wrong guess only
+    costs the completion a 412 and a read."""
+    started = wake.started_machine
+    if started is None or wake.upload_watch is None:
+        return uploaded.machine
+    if uploaded.machine is None:
+        return started
+    shown = uploaded.machine.machine.replication.upload_watch
+    return uploaded.machine if shown is not None and shown.cycle_id == wake.upload_watch.cycle_id else started
 
 
 def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
@@ -631,10 +645,11 @@ def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
 @dataclass(frozen=True)
 class Wake:
     """Why a sleep ended: the upload signal that ended it (None for a timer or an operator request), and
-    the upload watch of a cycle start taken during it."""
+    the upload watch of a cycle start taken during it, with the machine as that start left it."""
 
     cycle: CycleSignal | None = None
     upload_watch: UploadWatch | None = None
+    started_machine: MachineSnapshot | None = None
 
 
 def _sleep_until_signalled(
@@ -657,10 +672,12 @@ def _sleep_until_signalled(
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
     winner = yield context.task_any([cycle_signal, cycle_start, operator_request, timer])
     watch: UploadWatch | None = None
+    started_machine: MachineSnapshot | None = None
     if winner is cycle_start:
         timer.cancel()
         started = _cycle_signal(winner.result)
         watch = started.upload_watch if started is not None else None
+        started_machine = started.machine if started is not None else None
         if watch is not None:
             deadline = rearm(watch) if rearm is not None else min(deadline, watch.deadline)
         timer = context.create_timer(max(deadline, context.current_utc_datetime))
@@ -668,8 +685,8 @@ def _sleep_until_signalled(
     if winner is not timer:
         timer.cancel()
     if winner is not cycle_signal:
-        return Wake(upload_watch=watch)
-    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch)
+        return Wake(upload_watch=watch, started_machine=started_machine)
+    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch, started_machine=started_machine)
 
 
 def _cycle_signal(raw: Any) -> CycleSignal | None:

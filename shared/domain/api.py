@@ -288,7 +288,8 @@ class CycleSignal(WireModel):
     )
     machine: MachineSnapshot | None = Field(
         default=None,
-        description="the machine as the upload's acceptance read it: its completion writes on it",
+        description="the machine as the upload's acceptance read it, or as the start's watch left it: the "
+        "cycle's completion writes on the newer of the two",
     )
 
 

@@ -4,18 +4,26 @@ previous cycle's disposal before the next one (181008 DisposeArtefactsTimedOut).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import Forbidden
 from shared.domain.event import Event, Severity
-from shared.domain.machine import Machine, UploadWatch
+from shared.domain.machine import Machine, MachineSnapshot, UploadWatch
 from shared.health.catalog import control_plane_error
 from shared.health.event_texts import CYCLE_STARTED
 from shared.health.settings import HealthSettings
 from shared.health.writer import Failure, FailuresRecorded, record_failures
 from shared.platform.documents import Guard
 from shared.platform.repository import Repositories
+
+
+@dataclass(frozen=True)
+class CycleWatched:
+    watch: UploadWatch
+    machine: MachineSnapshot = field(repr=False)  # as the watch left it: its ETag is the current one
+
 
 # Copies of whole disks: hours long, so their start is an event of its own.
 WHOLE_DISK_KINDS = frozenset({CycleKind.INITIAL.value, CycleKind.RESYNC.value})
@@ -33,9 +41,10 @@ def watch_cycle_uploads(
     started_at: datetime,
     expected: timedelta | None,
     settings: HealthSettings,
-) -> UploadWatch | None:
+) -> CycleWatched | None:
     """Remember that the cycle's uploads are due by a deadline (the appliance's estimate, or the
-    setting). Returns the watch, or None when the cycle is already applied. Idempotent by cycle id.
+    setting). Returns the watch and the machine as it now stands, or None when the cycle is already
+    applied. Idempotent by cycle id.
 
     The appliance must own the machine (403 otherwise, nothing written); disks the machine does not have
     are ignored (none left: every disk). Round-trips: 1 in the usual case, a patch of the watch guarded
@@ -60,9 +69,10 @@ def watch_cycle_uploads(
             below={"replication.lastAppliedSequence": sequence, "replication.uploadWatch.sequence": sequence},
             contains={"inventory.disks": [{"id": d} for d in usual.disk_ids]},
         )
-        if repos.machines.patch_if(machine_id, {"replication.uploadWatch": usual.to_wire()}, guard):
+        patched = repos.machines.patch_if(machine_id, {"replication.uploadWatch": usual.to_wire()}, guard)
+        if patched is not None:
             _record_whole_disk_start(repos, machine_id, usual)
-            return usual
+            return CycleWatched(usual, MachineSnapshot(machine=patched.item, etag=patched.etag))
 
     def watch(machine: Machine) -> UploadWatch | None:
         if machine.appliance_id != appliance_id:
@@ -87,10 +97,11 @@ def watch_cycle_uploads(
         )
         return machine.replication.upload_watch
 
-    _, watched = repos.machines.update_with_retry(machine_id, watch)
-    if watched is not None:
-        _record_whole_disk_start(repos, machine_id, watched)
-    return watched
+    stored, watched = repos.machines.update_with_retry(machine_id, watch)
+    if watched is None:
+        return None
+    _record_whole_disk_start(repos, machine_id, watched)
+    return CycleWatched(watched, MachineSnapshot(machine=stored.item, etag=stored.etag))
 
 
 def _record_whole_disk_start(repos: Repositories, machine_id: str, watched: UploadWatch) -> None:

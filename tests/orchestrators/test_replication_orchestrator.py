@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ from orchestrators.replication.contracts import (
 )
 from shared.domain.api import CycleSignal
 from shared.domain.cycle import Cycle, CycleKind, RecoveryPoint
+from shared.domain.inventory import Disk, Firmware, MachineInventory, OsType
 from shared.domain.lifecycle import MachineState
-from shared.domain.machine import UploadWatch
+from shared.domain.machine import Machine, MachineSnapshot, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.replication.cycles import (
     HELD_STATES,
@@ -844,6 +845,65 @@ def test_a_small_delta_signalled_right_after_its_start_is_applied_without_waitin
                 assert applied(r)[-1:] == [f"c{sequence}"], f"c{sequence} waits in the inbox for a timer"
             assert views_loaded(r) == 2
             assert r.calls.of("time_out_uploads") == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def machine_copy(etag: str, watch: UploadWatch | None) -> dict[str, Any]:
+    """A machine document as a trigger read or patched it, with its ETag."""
+    machine = Machine(
+        id=MACHINE,
+        appliance_id="appl-1",
+        inventory=MachineInventory(
+            display_name=MACHINE,
+            os_type=OsType.LINUX,
+            os_name="Ubuntu",
+            os_version="22.04",
+            firmware=Firmware.BIOS,
+            disks=[Disk(id=d, size_bytes=1024**3, is_os_disk=d == "d0") for d in DISKS],
+        ),
+        state=MachineState.REPLICATING,
+        discovered_at=datetime(2026, 12, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    machine.replication.upload_watch = watch
+    return MachineSnapshot(machine=machine, etag=etag).to_wire()
+
+
+def test_a_followed_cycle_completes_on_the_newer_of_the_machine_copies_its_two_signals_carried(
+    tmp_path: Path,
+) -> None:
+    """The start's watch patched the machine and the upload's acceptance read it, in either order: the
+    completion is handed the copy that saw the other's change (a stale one would cost a 412 and a read)."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            for sequence, read_after_patch in ((3, True), (4, False)):
+                started = CycleSignal.model_validate(started_signal(clock, sequence))
+                assert started.upload_watch is not None
+                patched = machine_copy(f"etag-patched-{sequence}", started.upload_watch)
+                read = machine_copy(
+                    f"etag-read-{sequence}", started.upload_watch if read_after_patch else None
+                )
+                await r.engine.raise_event(
+                    INSTANCE, CYCLE_STARTED_SIGNAL, {**started.to_wire(), "machine": patched}
+                )
+                await r.engine.raise_event(
+                    INSTANCE, CYCLE_UPLOADED_SIGNAL, {**signal_upload(world, sequence), "machine": read}
+                )
+                await r.idle()
+                seen = CycleCompletion.model_validate(r.calls.of("complete_cycle")[-1]).machine_seen
+                assert seen is not None and seen.etag == (
+                    f"etag-read-{sequence}" if read_after_patch else f"etag-patched-{sequence}"
+                )
+            assert applied(r) == ["c2", "c3", "c4"]
+            # c2 was planned from the view: no copy reached its completion, which reads the machine.
+            assert CycleCompletion.model_validate(r.calls.of("complete_cycle")[0]).machine_seen is None
             await stop(r, world)
 
     run(scenario())
