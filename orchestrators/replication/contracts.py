@@ -43,7 +43,7 @@ class FollowState(BaseModel):
     view_read_at: datetime
     upload_watch: UploadWatch | None = None
     next_cycle: Cycle | None = None
-    next_machine: MachineSnapshot | None = None  # the machine as the next cycle's acceptance read it
+    next_machine: MachineSnapshot | None = None  # the machine copy the next cycle's completion writes on
 
 
 class OrchestrationState(BaseModel):
@@ -175,7 +175,7 @@ class CycleCompletion(Payload):
     started_at: datetime | None = Field(default=None, description="when the orchestration began applying it")
     machine_seen: MachineSnapshot | None = Field(
         default=None,
-        description="the machine as the upload's acceptance read it (saves the completion a read)",
+        description="a copy of the machine the cycle's signals carried, with its ETag (saves the completion a read)",
     )
 
 

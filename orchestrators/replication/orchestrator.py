@@ -330,8 +330,9 @@ def _apply_cycle(
     machine_seen: MachineSnapshot | None = None,
 ) -> Orchestration:
     """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written).
-    `machine_seen`: the machine as the upload's acceptance read it, which its completion writes on
-    (conditional on its ETag) instead of reading it again."""
+    `machine_seen`: a copy of the machine the cycle's signals carried (as its upload's acceptance read it
+    or its start's watch left it), which its completion writes on, conditional on its ETag, instead of
+    reading the machine again."""
     started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
