@@ -235,7 +235,12 @@ class Fleet:
     def __post_init__(self) -> None:
         self.operator = httpx.Client(
             base_url=f"{self.stack.functions_url}/api",
-            headers={"x-functions-key": function_key(self.stack)},
+            # The operator API takes an Entra token with a role besides the function key (the Administrator
+            # here: enabling replication is an Operator's action and above).
+            headers={
+                "x-functions-key": function_key(self.stack),
+                "Authorization": f"Bearer {self.stack.operator_token()}",
+            },
             timeout=120,
         )
 
@@ -386,7 +391,7 @@ def _run(fleet: Fleet, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"{size}: {len(delta_cycles)} deltas applied in {deltas_s:.1f} s")
 
     latencies = sorted(lat for lat in (observer.latency(m, c) for m, c in delta_cycles) if lat is not None)
-    # Throughput of the deltas applied promptly, up to the last of them: the few whose wake-up was lost
+    # Throughput of the deltas applied promptly, up to the last of them: a delta whose wake-up was lost
     # (applied by the orchestration's 10-minute timer, counted apart) would otherwise set the phase's length.
     prompt_done = [
         at
@@ -417,7 +422,8 @@ def _run(fleet: Fleet, say: Callable[[str], None]) -> dict[str, Any]:
         "cycle_latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "cycle_latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
         "cycle_latency_max_s": round(latencies[-1], 3) if latencies else None,
-        # Deltas applied only by the orchestration's own timer (its wake-up signal was lost): see docs/scale.md.
+        # Deltas applied only by the orchestration's own timer (a wake-up signal lost; none since CycleStarted
+        # has a Durable event name of its own): see docs/scale.md.
         "cycles_slower_than_60_s": sum(1 for lat in latencies if lat > 60),
         "cosmos_ops_per_cycle": round(sum(ops_delta.values()) / n_cycles, 2),
         "cosmos_ops_per_cycle_by_operation": {

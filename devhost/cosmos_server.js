@@ -37,6 +37,20 @@ readDocument.default = function readDocumentOr404(account, req, res, params) {
   }
   return originalReadDocument(account, req, res, params);
 };
+// cosmosdb-server 1.0.1 lower-cases a patch's filter predicate ("FROM c WHERE ...") before evaluating
+// it, field names and string literals included: `c.applianceId` becomes `c.applianceid`, which is never
+// defined, so a condition on any camelCase field or mixed-case value answers wrongly (a guard written
+// `NOT IS_DEFINED(x) OR x < n` always passes). Cosmos DB evaluates the predicate as written. The
+// emulator takes a whole query verbatim, so it is given the query it would build, with the case kept.
+const patchOperations = require(`${PKG}/lib/handler/_patch-operations`);
+const originalPatchOperation = patchOperations.patchOperation;
+patchOperations.patchOperation = function patchOperationAsWritten(collection, input) {
+  const predicate = typeof input.condition === "string" && /^\s*from\s+c\s+where\s+([\s\S]*)$/i.exec(input.condition);
+  if (predicate) {
+    input = { ...input, condition: `SELECT * FROM c WHERE c.id = @id AND (${predicate[1]})` };
+  }
+  return originalPatchOperation(collection, input);
+};
 const server = require(PKG);
 const Items = require(`${PKG}/lib/account/items`).default;
 const accountModule = require(`${PKG}/lib/account`);

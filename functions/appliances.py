@@ -34,7 +34,7 @@ from functions.http_errors import (
 )
 from functions.orchestration_signals import wake_machine_orchestration
 from orchestrators.blueprints import durable_blueprint
-from orchestrators.names import CYCLE_UPLOADED_SIGNAL
+from orchestrators.names import CYCLE_STARTED_SIGNAL, CYCLE_UPLOADED_SIGNAL
 from shared import health
 from shared.appliances import commands, refusals, upload_credentials
 from shared.appliances import registry as appliances
@@ -297,7 +297,12 @@ async def _apply_event(
             client,
             payload.machine_id,
             CYCLE_UPLOADED_SIGNAL,
-            CycleSignal(cycle_id=payload.cycle_id, sequence=payload.sequence, cycle=accepted.cycle),
+            CycleSignal(
+                cycle_id=payload.cycle_id,
+                sequence=payload.sequence,
+                cycle=accepted.cycle,
+                machine=accepted.machine,
+            ),
         )
     elif isinstance(payload, CycleFailed):
         recorded = await asyncio.to_thread(
@@ -323,20 +328,25 @@ async def _apply_event(
             recorded.change.health.value,
         )
     elif isinstance(payload, CycleStarted):
-        watch = await asyncio.to_thread(
+        watched = await asyncio.to_thread(
             record_cycle_started,
             services.repos,
             payload,
             reported_at=_event_time(event, now),
             settings=services.health,
         )
-        if watch is not None:
+        if watched is not None:
             # The orchestration races a timer against this deadline (the signal carries it).
             await wake_machine_orchestration(
                 client,
                 payload.machine_id,
-                CYCLE_UPLOADED_SIGNAL,
-                CycleSignal(cycle_id=payload.cycle_id, started=True, upload_watch=watch),
+                CYCLE_STARTED_SIGNAL,
+                CycleSignal(
+                    cycle_id=payload.cycle_id,
+                    started=True,
+                    upload_watch=watched.watch,
+                    machine=watched.machine,
+                ),
             )
 
 

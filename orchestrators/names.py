@@ -20,6 +20,10 @@ def machine_instance_id(machine_id: str) -> str:
 
 # Raised by the Event Grid function after a cycle is in the machine's inbox: a wake-up, not a queue.
 CYCLE_UPLOADED_SIGNAL = "CycleUploaded"
+# Raised by the Event Grid function when the appliance starts a cycle: it carries the upload deadline.
+# A name of its own, so a sleeping generation can take the start and keep waiting for the upload that
+# follows it a moment later in the same execution (continue-as-new discards an event not yet consumed).
+CYCLE_STARTED_SIGNAL = "CycleStarted"
 
 
 def job_instance_id(job_id: str) -> str:

@@ -442,7 +442,9 @@ def complete_cycle(payload: dict[str, Any]) -> dict[str, Any]:
         bytes_applied=completion.bytes_applied,
         started_at=completion.started_at,
     )
-    recorded = cycles.complete_cycle(services.repos, outcome, completion.policy, services.health.rules)
+    recorded = cycles.complete_cycle(
+        services.repos, outcome, completion.policy, services.health.rules, seen=completion.machine_seen
+    )
     dropped = recorded.dropped
     # A test migration or migration copying a recovery point pins its snapshots: retention keeps those
     # blobs until the job releases them (release_recovery_point deletes what retention dropped meanwhile).

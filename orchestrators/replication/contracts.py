@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shared.domain.cycle import Consistency, Cycle, RecoveryPoint
-from shared.domain.machine import UploadWatch
+from shared.domain.machine import MachineSnapshot, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.replication.cycles import MachineAfterCycle, ReplicationView
 from shared.replication.units import DiskUnit
@@ -43,6 +43,7 @@ class FollowState(BaseModel):
     view_read_at: datetime
     upload_watch: UploadWatch | None = None
     next_cycle: Cycle | None = None
+    next_machine: MachineSnapshot | None = None  # the machine copy the next cycle's completion writes on
 
 
 class OrchestrationState(BaseModel):
@@ -172,6 +173,10 @@ class CycleCompletion(Payload):
     policy: ReplicationPolicy
     artefacts: list[str] = Field(description="cache blobs of this cycle (manifests and data) to dispose of")
     started_at: datetime | None = Field(default=None, description="when the orchestration began applying it")
+    machine_seen: MachineSnapshot | None = Field(
+        default=None,
+        description="a copy of the machine the cycle's signals carried, with its ETag (saves the completion a read)",
+    )
 
 
 class CycleRejection(Payload):

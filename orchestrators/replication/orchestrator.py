@@ -29,14 +29,20 @@ or a crash costs at most one idle period, never a cycle.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 from pydantic import ValidationError
 
-from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
+from orchestrators.names import (
+    CYCLE_STARTED_SIGNAL,
+    CYCLE_UPLOADED_SIGNAL,
+    MACHINE_REPLICATION,
+    OPERATOR_REQUEST,
+)
 from orchestrators.replication.activities import (
     apply_cycle_disk,
     apply_disk_unit,
@@ -91,6 +97,7 @@ from shared.domain.api import CycleSignal
 from shared.domain.cycle import Consistency, Cycle
 from shared.domain.job import JobKind
 from shared.domain.lifecycle import MachineState
+from shared.domain.machine import MachineSnapshot, UploadWatch
 from shared.replication.cycles import (
     ACCEPTING_STATES,
     BASE_KINDS,
@@ -126,7 +133,7 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
     follow = state.follow
     if follow is not None and _still_fresh(context, follow):
         if follow.next_cycle is None:
-            # Woken by a cycle start: only its deadline changed.
+            # Woken by nothing to apply (a redelivered upload of an applied cycle): sleep on.
             state = yield from _sleep_following(context, state, follow)
             _continue(context, state)
             return None
@@ -317,9 +324,15 @@ def _run_job(context: df.DurableOrchestrationContext, view: ReplicationView) -> 
 
 
 def _apply_cycle(
-    context: df.DurableOrchestrationContext, view: ReplicationView, cycle: Cycle
+    context: df.DurableOrchestrationContext,
+    view: ReplicationView,
+    cycle: Cycle,
+    machine_seen: MachineSnapshot | None = None,
 ) -> Orchestration:
-    """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written)."""
+    """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written).
+    `machine_seen`: a copy of the machine the cycle's signals carried (as its upload's acceptance read it
+    or its start's watch left it), which its completion writes on, conditional on its ETag, instead of
+    reading the machine again."""
     started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
@@ -389,6 +402,7 @@ def _apply_cycle(
                         policy=view.policy,
                         artefacts=sorted({b for r in results for b in r.data_blobs}),
                         started_at=started_at,
+                        machine_seen=machine_seen,
                     )
                 ),
             )
@@ -553,7 +567,7 @@ def _apply_followed(
         plan=plan_ready_cycles([cycle], follow.machine.last_applied_sequence),
         job=None,
     )
-    completed = yield from _apply_cycle(context, view, cycle)
+    completed = yield from _apply_cycle(context, view, cycle, follow.next_machine)
     if completed is None or completed.machine is None:
         return state.model_copy(update={"follow": None})
     state = _after_disposal(context, state, cycle, completed)
@@ -563,6 +577,7 @@ def _apply_followed(
         update={
             "machine": completed.machine,
             "next_cycle": None,
+            "next_machine": None,
             "upload_watch": completed.machine.upload_watch,
         }
     )
@@ -573,31 +588,48 @@ def _sleep_following(
     context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState
 ) -> Orchestration:
     """Sleep until a signal or a timer, and say what the next generation does: apply the next delta from
-    its signal, re-arm the upload deadline a cycle start carries, or (anything else: an operator
-    request, a cycle out of sequence, a whole-disk copy, the timer) re-read the view and plan.
+    its signal, or (anything else: an operator request, a cycle out of sequence, a whole-disk copy, the
+    timer, a missed upload deadline) re-read the view and plan. A cycle start taken during the sleep
+    re-arms its deadline without ending it (`_sleep_until_signalled`).
 
-    One wait per generation: the SDK hands an event that arrived before its wait to every later wait
-    of the same name in the same execution (azure-functions-durable-python#507), so the loop is
-    continue-as-new, never a loop inside one execution."""
-    now = context.current_utc_datetime
+    One sleep per generation (see `_sleep_until_signalled`), so the loop is continue-as-new, never a
+    loop inside one execution."""
+    now: datetime = context.current_utc_datetime
     applied = follow.machine.last_applied_sequence
-    watch = follow.upload_watch
-    deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
-    if watch is not None and (applied is None or watch.sequence > applied):
-        deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
-    signal = yield from _sleep_until_signalled(context, max(deadline, now))
+
+    def deadline_for(watch: UploadWatch | None) -> datetime:
+        deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
+        if watch is not None and (applied is None or watch.sequence > applied):
+            deadline = min(deadline, watch.deadline)  # the next generation raises 1011 if it is missed
+        return max(deadline, now)
+
+    wake = yield from _sleep_until_signalled(context, deadline_for(follow.upload_watch), deadline_for)
+    if wake.upload_watch is not None:
+        follow = follow.model_copy(update={"upload_watch": wake.upload_watch})
+    signal = wake.cycle
     if signal is None:
         return state.model_copy(update={"follow": None})
-    if signal.upload_watch is not None:
-        return state.model_copy(
-            update={"follow": follow.model_copy(update={"upload_watch": signal.upload_watch})}
-        )
     cycle = signal.cycle
     if cycle is not None and applied is not None and cycle.sequence <= applied:
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
     if cycle is None or not _follows(follow.machine, cycle):
         return state.model_copy(update={"follow": None})
-    return state.model_copy(update={"follow": follow.model_copy(update={"next_cycle": cycle})})
+    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": _newer_machine(signal, wake)})
+    return state.model_copy(update={"follow": following})
+
+
+def _newer_machine(uploaded: CycleSignal, wake: Wake) -> MachineSnapshot | None:
+    """The machine copy for the cycle's completion to write on. The upload's acceptance read the machine
+    and the start's watch patched it, in either order (Event Grid delivers in no order): a read that
+    shows the start's watch came after the patch, else the patch came after the read. A wrong guess only
+    costs the completion a 412 and a read."""
+    started = wake.started_machine
+    if started is None or wake.upload_watch is None:
+        return uploaded.machine
+    if uploaded.machine is None:
+        return started
+    shown = uploaded.machine.machine.replication.upload_watch
+    return uploaded.machine if shown is not None and shown.cycle_id == wake.upload_watch.cycle_id else started
 
 
 def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
@@ -611,17 +643,51 @@ def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
     )
 
 
-def _sleep_until_signalled(context: df.DurableOrchestrationContext, deadline: datetime) -> Orchestration:
-    """Returns the cycle signal that ended the sleep, or None for the timer or an operator request."""
+@dataclass(frozen=True)
+class Wake:
+    """Why a sleep ended: the upload signal that ended it (None for a timer or an operator request), and
+    the upload watch of a cycle start taken during it, with the machine as that start left it."""
+
+    cycle: CycleSignal | None = None
+    upload_watch: UploadWatch | None = None
+    started_machine: MachineSnapshot | None = None
+
+
+def _sleep_until_signalled(
+    context: df.DurableOrchestrationContext,
+    deadline: datetime,
+    rearm: Callable[[UploadWatch], datetime] | None = None,
+) -> Orchestration:
+    """Sleep until an upload signal, an operator request or the deadline; returns the `Wake`.
+
+    A cycle start does not end the sleep: it moves the deadline (`rearm`, by default the earlier of the
+    two) and the sleep goes on in the same execution, on the same CycleUploaded task. The appliance
+    signals a small delta's upload a moment after its start, often into the same episode, and an event
+    delivered but not consumed is discarded by continue-as-new. Each name is waited for once per
+    execution: the SDK hands an event that arrived before its wait to every later wait of the same name
+    (azure-functions-durable-python#507). A second start in one sleep is therefore not seen; its deadline
+    is found when the view is next read."""
     timer = context.create_timer(deadline)
     cycle_signal = context.wait_for_external_event(CYCLE_UPLOADED_SIGNAL)
+    cycle_start = context.wait_for_external_event(CYCLE_STARTED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
-    winner = yield context.task_any([cycle_signal, operator_request, timer])
+    winner = yield context.task_any([cycle_signal, cycle_start, operator_request, timer])
+    watch: UploadWatch | None = None
+    started_machine: MachineSnapshot | None = None
+    if winner is cycle_start:
+        timer.cancel()
+        started = _cycle_signal(winner.result)
+        watch = started.upload_watch if started is not None else None
+        started_machine = started.machine if started is not None else None
+        if watch is not None:
+            deadline = rearm(watch) if rearm is not None else min(deadline, watch.deadline)
+        timer = context.create_timer(max(deadline, context.current_utc_datetime))
+        winner = yield context.task_any([cycle_signal, operator_request, timer])
     if winner is not timer:
         timer.cancel()
     if winner is not cycle_signal:
-        return None
-    return _cycle_signal(winner.result)
+        return Wake(upload_watch=watch, started_machine=started_machine)
+    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch, started_machine=started_machine)
 
 
 def _cycle_signal(raw: Any) -> CycleSignal | None:

@@ -17,7 +17,7 @@ from shared.domain.failback import PlannedFailback, ReverseProtection
 from shared.domain.inventory import Firmware, MachineInventory, OsType
 from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import Location, MachineState, Operation
-from shared.domain.machine import Health, MachineError, UploadWatch
+from shared.domain.machine import Health, MachineError, MachineSnapshot, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.domain.target import TargetSettings
 from shared.domain.wire import RequestModel, ResourceId, WireModel
@@ -285,6 +285,11 @@ class CycleSignal(WireModel):
     cycle: Cycle | None = Field(default=None, description="the inbox record the upload created")
     upload_watch: UploadWatch | None = Field(
         default=None, description="the started cycle's upload deadline, as recorded on the machine"
+    )
+    machine: MachineSnapshot | None = Field(
+        default=None,
+        description="the machine as the upload's acceptance read it, or as the start's watch left it: the "
+        "cycle's completion writes on the newer of the two",
     )
 
 

@@ -177,5 +177,22 @@ class Machine(WireModel):
         self.updated_at = max(self.updated_at, applied_at)
 
 
+class MachineSnapshot(WireModel):
+    """A machine document as one step read it, with the ETag it was read at, handed to a later step (the
+    upload's acceptance to the cycle's completion) so that step can write without reading first. The
+    write is conditional on the ETag: a stale snapshot costs a re-read, never a lost update."""
+
+    machine: Machine
+    etag: str
+
+
 # Health and MachineError are part of the machine's vocabulary; they are defined with the health state.
-__all__ = ["FailoverStatus", "Health", "Machine", "MachineError", "ReplicationStatus", "UploadWatch"]
+__all__ = [
+    "FailoverStatus",
+    "Health",
+    "Machine",
+    "MachineError",
+    "MachineSnapshot",
+    "ReplicationStatus",
+    "UploadWatch",
+]

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from shared.appliances.events import CycleFailed, CycleStarted
 from shared.domain.errors import Forbidden
-from shared.domain.machine import Machine, UploadWatch
+from shared.domain.machine import Machine
 from shared.health.catalog import match_appliance_error
 from shared.health.settings import HealthSettings
-from shared.health.timeouts import watch_cycle_uploads
+from shared.health.timeouts import CycleWatched, watch_cycle_uploads
 from shared.health.writer import Failure, FailuresRecorded, record_failures
 from shared.platform.repository import Repositories
 
@@ -69,7 +69,7 @@ def record_appliance_failure(
 
 def record_cycle_started(
     repos: Repositories, started: CycleStarted, *, reported_at: datetime, settings: HealthSettings
-) -> UploadWatch | None:
+) -> CycleWatched | None:
     """The appliance began a cycle: its disks' uploads are due by the appliance's estimate (or the
     HEALTH_UPLOAD_TIMEOUT_SECONDS setting); the machine's orchestration races a timer against them."""
     expected = (

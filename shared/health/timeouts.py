@@ -4,17 +4,26 @@ previous cycle's disposal before the next one (181008 DisposeArtefactsTimedOut).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.domain.cycle import CycleKind
 from shared.domain.errors import Forbidden
 from shared.domain.event import Event, Severity
-from shared.domain.machine import Machine, UploadWatch
+from shared.domain.machine import Machine, MachineSnapshot, UploadWatch
 from shared.health.catalog import control_plane_error
 from shared.health.event_texts import CYCLE_STARTED
 from shared.health.settings import HealthSettings
 from shared.health.writer import Failure, FailuresRecorded, record_failures
+from shared.platform.documents import Guard
 from shared.platform.repository import Repositories
+
+
+@dataclass(frozen=True)
+class CycleWatched:
+    watch: UploadWatch
+    machine: MachineSnapshot = field(repr=False)  # as the watch left it: its ETag is the current one
+
 
 # Copies of whole disks: hours long, so their start is an event of its own.
 WHOLE_DISK_KINDS = frozenset({CycleKind.INITIAL.value, CycleKind.RESYNC.value})
@@ -32,16 +41,38 @@ def watch_cycle_uploads(
     started_at: datetime,
     expected: timedelta | None,
     settings: HealthSettings,
-) -> UploadWatch | None:
+) -> CycleWatched | None:
     """Remember that the cycle's uploads are due by a deadline (the appliance's estimate, or the
-    setting). Returns the watch, or None when the cycle is already applied. Idempotent by cycle id.
+    setting). Returns the watch and the machine as it now stands, or None when the cycle is already
+    applied. Idempotent by cycle id.
 
     The appliance must own the machine (403 otherwise, nothing written); disks the machine does not have
-    are ignored (none left: every disk). Round-trips: 2 (the machine's read and replace, the ownership
-    checked in between); a whole-disk copy (initial, resync) also records a "cycle started" event, as
-    it may run for hours: a delta's start goes into its "cycle completed" event instead.
+    are ignored (none left: every disk). Round-trips: 1 in the usual case, a patch of the watch guarded
+    by everything the case requires (the appliance owns the machine, the cycle is newer than the applied
+    one and than the watched one, every disk is the machine's), checked by Cosmos with the write; else
+    (a redelivery, a late or foreign announcement, an unknown disk) 1 more, and the machine's read and
+    replace decide as below. A whole-disk copy (initial, resync) also records a "cycle started" event,
+    as it may run for hours: a delta's start goes into its "cycle completed" event instead.
     """
     deadline = started_at + (expected if expected is not None else settings.upload_timeout)
+    if disk_ids:
+        usual = UploadWatch(
+            cycle_id=cycle_id,
+            sequence=sequence,
+            kind=kind,
+            disk_ids=sorted(set(disk_ids)),
+            started_at=started_at,
+            deadline=deadline,
+        )
+        guard = Guard(
+            equals={"applianceId": appliance_id},
+            below={"replication.lastAppliedSequence": sequence, "replication.uploadWatch.sequence": sequence},
+            contains={"inventory.disks": [{"id": d} for d in usual.disk_ids]},
+        )
+        patched = repos.machines.patch_if(machine_id, {"replication.uploadWatch": usual.to_wire()}, guard)
+        if patched is not None:
+            _record_whole_disk_start(repos, machine_id, usual)
+            return CycleWatched(usual, MachineSnapshot(machine=patched.item, etag=patched.etag))
 
     def watch(machine: Machine) -> UploadWatch | None:
         if machine.appliance_id != appliance_id:
@@ -66,8 +97,21 @@ def watch_cycle_uploads(
         )
         return machine.replication.upload_watch
 
-    _, watched = repos.machines.update_with_retry(machine_id, watch)
-    if watched is not None and kind in WHOLE_DISK_KINDS:
+    stored, watched = repos.machines.update_with_retry(machine_id, watch)
+    if watched is None:
+        return None
+    _record_whole_disk_start(repos, machine_id, watched)
+    return CycleWatched(watched, MachineSnapshot(machine=stored.item, etag=stored.etag))
+
+
+def _record_whole_disk_start(repos: Repositories, machine_id: str, watched: UploadWatch) -> None:
+    cycle_id, sequence, kind, started_at = (
+        watched.cycle_id,
+        watched.sequence,
+        watched.kind,
+        watched.started_at,
+    )
+    if kind in WHOLE_DISK_KINDS:
         repos.events.put(
             Event(
                 id=f"{cycle_id}-started",
@@ -86,7 +130,6 @@ def watch_cycle_uploads(
                 },
             )
         )
-    return watched
 
 
 def report_upload_timeouts(

@@ -7,6 +7,7 @@ its request charge. Concurrency is optimistic: replace sends the read `_etag` as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,10 +20,12 @@ from shared.platform.documents import (
     ALL_CONTAINERS,
     AlreadyExists,
     ContainerSpec,
+    Guard,
     OperationCounter,
     Page,
     Query,
     StoredDocument,
+    check_field,
     strip_system_properties,
 )
 
@@ -61,6 +64,22 @@ def build_query(
     if query.order_by is not None:
         sql += f" ORDER BY c.{query.order_by} {'DESC' if query.descending else 'ASC'}"
     return sql, params
+
+
+def filter_predicate(guard: Guard) -> str | None:
+    """The guard as a patch filter predicate. Values are written as JSON literals (a patch predicate takes
+    no parameters); JSON's string escapes are Cosmos SQL's, so a value cannot end its literal early."""
+    clauses = [f"c.{name} = {json.dumps(value)}" for name, value in guard.equals.items()]
+    clauses += [
+        f"(NOT IS_DEFINED(c.{name}) OR IS_NULL(c.{name}) OR c.{name} < {int(limit)})"
+        for name, limit in guard.below.items()
+    ]
+    clauses += [
+        f"ARRAY_CONTAINS(c.{name}, {json.dumps(dict(element))}, true)"
+        for name, elements in guard.contains.items()
+        for element in elements
+    ]
+    return "FROM c WHERE " + " AND ".join(clauses) if clauses else None
 
 
 class CosmosDocumentStore:
@@ -131,6 +150,33 @@ class CosmosDocumentStore:
         return self._stored(
             self._container(container).upsert_item(body, response_hook=self._hook("upsert", container))
         )
+
+    def patch(
+        self,
+        container: ContainerSpec,
+        doc_id: str,
+        partition_key: str,
+        fields: Mapping[str, Any],
+        guard: Guard,
+    ) -> StoredDocument | None:
+        operations = [
+            {"op": "set", "path": "/" + check_field(name).replace(".", "/"), "value": value}
+            for name, value in fields.items()
+        ]
+        try:
+            patched = self._container(container).patch_item(
+                doc_id,
+                partition_key=partition_key,
+                patch_operations=operations,
+                filter_predicate=filter_predicate(guard),
+                response_hook=self._hook("patch", container),
+            )
+        except cosmos_errors.CosmosHttpResponseError as exc:
+            if exc.status_code == 412 or _is_not_found(exc):
+                self.counter.record("patch", container.name)
+                return None
+            raise
+        return self._stored(patched)
 
     def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool:
         try:

@@ -157,6 +157,24 @@ class Query:
         return repr((container.name, partition_key, filters, self.order_by, self.descending)).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What a conditional patch requires of the document, all of it: the store checks it atomically with
+    the write (Cosmos's patch filter predicate), so a guarded patch of a field is as safe as an ETag'd
+    replace for that field, without reading the document first.
+
+    `equals`: the field has this value. `below`: the field is absent, null or less than this number.
+    `contains`: the array field has, for each of these objects, an element with all of its fields."""
+
+    equals: Mapping[str, str | int | bool] = field(default_factory=dict)
+    below: Mapping[str, int] = field(default_factory=dict)
+    contains: Mapping[str, Sequence[Mapping[str, str | int | bool]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in [*self.equals, *self.below, *self.contains]:
+            check_field(name)
+
+
 class DocumentStore(Protocol):
     counter: OperationCounter
 
@@ -171,6 +189,18 @@ class DocumentStore(Protocol):
         ...
 
     def upsert(self, container: ContainerSpec, body: dict[str, Any]) -> StoredDocument: ...
+
+    def patch(
+        self,
+        container: ContainerSpec,
+        doc_id: str,
+        partition_key: str,
+        fields: Mapping[str, Any],
+        guard: Guard,
+    ) -> StoredDocument | None:
+        """Set these fields (dotted paths whose parent exists) in one round-trip if the document exists
+        and meets `guard`; None (nothing written) if it does not exist or does not meet it."""
+        ...
 
     def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool: ...
 

@@ -7,9 +7,9 @@ land. A mutation that changes nothing writes nothing (one round-trip instead of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shared.domain.appliance import Appliance
 from shared.domain.command import ApplianceCommand
@@ -29,6 +29,7 @@ from shared.platform.documents import (
     AlreadyExists,
     ContainerSpec,
     DocumentStore,
+    Guard,
     OperationCounter,
     Page,
     Query,
@@ -101,6 +102,14 @@ class Collection(Generic[T]):
     def delete(self, doc_id: str, partition_key: str | None = None) -> bool:
         return self._store.delete(self.spec, doc_id, self._partition_of(doc_id, partition_key))
 
+    def patch_if(
+        self, doc_id: str, fields: Mapping[str, Any], guard: Guard, *, partition_key: str | None = None
+    ) -> Versioned[T] | None:
+        """Set `fields` (wire names, dotted) in one round-trip if the item exists and meets `guard`;
+        None otherwise (nothing written: read it to find out why)."""
+        doc = self._store.patch(self.spec, doc_id, self._partition_of(doc_id, partition_key), fields, guard)
+        return None if doc is None else self._load(doc)
+
     def update_with_retry(
         self,
         doc_id: str,
@@ -109,19 +118,26 @@ class Collection(Generic[T]):
         partition_key: str | None = None,
         attempts: int = DEFAULT_UPDATE_ATTEMPTS,
         current: Versioned[T] | None = None,
+        snapshot: Versioned[T] | None = None,
     ) -> tuple[Versioned[T], R]:
         """Apply `mutate` to the latest version and save it, re-reading on conflict (at most `attempts`).
 
         `mutate` gets a private copy and may raise a DomainError to refuse (nothing is written); it must
         be a pure function of the item because it can run more than once. Pass `current` when the caller
-        has just read the item, to save the first read.
+        has just read the item, to save the first read. Pass `snapshot` for a copy read earlier, maybe
+        elsewhere (carried with its ETag): it is tried first instead of a read, and since it may be
+        stale, a mutation that changes nothing on it is not trusted: the item is read and mutated again.
         """
         for _ in range(attempts):
-            versioned = current if current is not None else self.require(doc_id, partition_key)
-            current = None
+            carried = current if current is not None else snapshot
+            versioned = carried if carried is not None else self.require(doc_id, partition_key)
+            stale_possible = current is None and snapshot is not None
+            current = snapshot = None
             item = versioned.item.model_copy(deep=True)
             result = mutate(item)
             if item == versioned.item:
+                if stale_possible:
+                    continue
                 return versioned, result
             try:
                 return self.save(Versioned(item, versioned.etag)), result

@@ -21,7 +21,7 @@ from shared.domain.errors import Conflict, FieldProblem, Forbidden, ValidationFa
 from shared.domain.event import Event, Severity
 from shared.domain.job import Job, JobKind, JobStatus
 from shared.domain.lifecycle import MachineState, transition
-from shared.domain.machine import DiskCopyProgress, Machine, UploadWatch
+from shared.domain.machine import DiskCopyProgress, Machine, MachineSnapshot, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.health import (
     CYCLE_COMPLETED,
@@ -33,7 +33,7 @@ from shared.health import (
 )
 from shared.jobs import lifecycle as jobs
 from shared.platform.documents import AlreadyExists, Query
-from shared.platform.repository import Repositories
+from shared.platform.repository import Repositories, Versioned
 from shared.platform.telemetry import get_telemetry
 
 # States in which the appliance's uploads are accepted: replication runs underneath test migration,
@@ -64,12 +64,15 @@ class CycleAcceptance(BaseModel):
     machine_id: str
     duplicate: bool
     cycle: Cycle = Field(description="the inbox record (the stored one for a duplicate)")
+    machine: MachineSnapshot = Field(description="the machine as read to accept the cycle")
 
 
 def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: datetime) -> CycleAcceptance:
     """Put the cycle in the machine's inbox (2 round-trips). Idempotent by cycle id: a redelivered
     event is a duplicate; the same id with different content is refused (409)."""
-    machine = repos.machines.require(upload.machine_id).item
+    read = repos.machines.require(upload.machine_id)
+    machine = read.item
+    snapshot = MachineSnapshot(machine=machine, etag=read.etag)
     if machine.appliance_id != upload.appliance_id:
         raise Forbidden(
             f"appliance {upload.appliance_id} reported a cycle for machine {upload.machine_id}, "
@@ -114,8 +117,12 @@ def accept_cycle_upload(repos: Repositories, upload: CycleUploaded, *, now: date
                 f"cycle id {cycle.id} was already used for sequence {existing.sequence} ({existing.kind.value}) "
                 "with other manifests; an appliance must never reuse a cycle id"
             ) from None
-        return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=True, cycle=existing)
-    return CycleAcceptance(cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=False, cycle=cycle)
+        return CycleAcceptance(
+            cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=True, cycle=existing, machine=snapshot
+        )
+    return CycleAcceptance(
+        cycle_id=cycle.id, machine_id=cycle.machine_id, duplicate=False, cycle=cycle, machine=snapshot
+    )
 
 
 class CyclePlan(BaseModel):
@@ -313,12 +320,18 @@ class CycleOutcome:
 
 
 def complete_cycle(
-    repos: Repositories, outcome: CycleOutcome, policy: ReplicationPolicy, rules: HealthRules | None = None
+    repos: Repositories,
+    outcome: CycleOutcome,
+    policy: ReplicationPolicy,
+    rules: HealthRules | None = None,
+    *,
+    seen: MachineSnapshot | None = None,
 ) -> CycleRecorded:
     """One machine update (watermark, recovery point + retention, progress, lifecycle, health healed by
-    the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 on a retry;
-    one more event when health changed, and a job update when the cycle completed a repair. Returns the
-    points retention dropped and the machine as recorded.
+    the success), the cycle marked Applied and its "cycle completed" event: 4 round-trips, 3 when `seen`
+    (the machine as the upload's acceptance read it) is still current, 3 on a retry; one more event when
+    health changed, and a job update when the cycle completed a repair. Returns the points retention
+    dropped and the machine as recorded.
 
     A resync cycle is applied like an initial copy, but retention alone decides which recovery points
     go: the points taken before the resync stay usable (their snapshots are of the same replica blob).
@@ -372,7 +385,14 @@ def complete_cycle(
         )
         return dropped, healed, repaired_job
 
-    stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(cycle.machine_id, apply)
+    snapshot = (
+        Versioned(seen.machine, seen.etag)
+        if seen is not None and seen.machine.id == cycle.machine_id
+        else None
+    )
+    stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(
+        cycle.machine_id, apply, snapshot=snapshot
+    )
     repos.cycles.put(
         cycle.model_copy(
             update={

@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.cosmos import CosmosClient, DatabaseProxy
@@ -18,7 +19,15 @@ from shared.domain.event import Event, Severity
 from shared.domain.inventory import MachineInventory
 from shared.domain.machine import Health, Machine
 from shared.platform.cosmos_store import CosmosDocumentStore, build_query, ensure_containers
-from shared.platform.documents import ALL_CONTAINERS, EVENTS, MACHINES, AlreadyExists, DocumentStore, Query
+from shared.platform.documents import (
+    ALL_CONTAINERS,
+    EVENTS,
+    MACHINES,
+    AlreadyExists,
+    DocumentStore,
+    Guard,
+    Query,
+)
 from shared.platform.repository import Repositories
 from tests.support.memory_store import InMemoryDocumentStore
 
@@ -97,6 +106,52 @@ def test_create_read_replace_with_etags(store: DocumentStore) -> None:
         store.replace(MACHINES, {"id": doc_id, "state": "Migrating"}, read.etag)
     after = store.read(MACHINES, doc_id, doc_id)
     assert after is not None and after.body["state"] == "EnablingReplication"
+
+
+def test_a_guarded_patch_writes_only_what_meets_its_guard_in_one_round_trip(store: DocumentStore) -> None:
+    doc_id = uid("m")
+    created = store.create(
+        MACHINES,
+        {
+            "id": doc_id,
+            "applianceId": "Appl-Mixed-Case",
+            "replication": {"lastAppliedSequence": 3, "uploadWatch": None},
+            "inventory": {"disks": [{"id": "sda", "sizeBytes": 1}, {"id": "sdb", "sizeBytes": 2}]},
+        },
+    )
+    watch = {"cycleId": "c5", "sequence": 5}
+
+    def patch(**guard: Any) -> Any:
+        return store.patch(MACHINES, doc_id, doc_id, {"replication.uploadWatch": watch}, Guard(**guard))
+
+    refused = [
+        {"equals": {"applianceId": "appl-mixed-case"}},  # compared as written, case included
+        {"below": {"replication.lastAppliedSequence": 3}},
+        {"contains": {"inventory.disks": [{"id": "sda"}, {"id": "sdc"}]}},
+    ]
+    for guard in refused:
+        assert patch(**guard) is None, guard
+    unchanged = store.read(MACHINES, doc_id, doc_id)
+    assert unchanged is not None and unchanged.etag == created.etag
+
+    store.counter.reset()
+    patched = patch(
+        equals={"applianceId": "Appl-Mixed-Case"},
+        below={"replication.lastAppliedSequence": 5, "replication.uploadWatch.sequence": 5},
+        contains={"inventory.disks": [{"id": "sda"}, {"id": "sdb"}]},
+    )
+    assert store.counter.snapshot() == {"patch:machines": 1}
+    assert patched is not None and patched.body["replication"] == {
+        "lastAppliedSequence": 3,
+        "uploadWatch": watch,
+    }
+    assert patched.body["inventory"] == created.body["inventory"]
+    # The patch changed the ETag: a writer that read before it gets a 412, as after a replace.
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(MACHINES, {**created.body, "state": "Replicating"}, created.etag)
+    # `below` holds for an absent or null field only while the guard's own field is below the limit.
+    assert patch(below={"replication.uploadWatch.sequence": 5}) is None
+    assert store.patch(MACHINES, uid("missing"), "x", {"state": "Replicating"}, Guard()) is None
 
 
 def test_create_twice_is_already_exists(store: DocumentStore) -> None:

@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from devhost.durable import ManualClock
 from devhost.durable.history import EventType
-from orchestrators.names import CYCLE_UPLOADED_SIGNAL, MACHINE_REPLICATION, OPERATOR_REQUEST
+from orchestrators.names import (
+    CYCLE_STARTED_SIGNAL,
+    CYCLE_UPLOADED_SIGNAL,
+    MACHINE_REPLICATION,
+    OPERATOR_REQUEST,
+)
 from orchestrators.replication import orchestrator as replication
 from orchestrators.replication.activities import bp as replication_bp
 from orchestrators.replication.contracts import (
@@ -40,8 +45,9 @@ from orchestrators.replication.contracts import (
 )
 from shared.domain.api import CycleSignal
 from shared.domain.cycle import Cycle, CycleKind, RecoveryPoint
+from shared.domain.inventory import Disk, Firmware, MachineInventory, OsType
 from shared.domain.lifecycle import MachineState
-from shared.domain.machine import UploadWatch
+from shared.domain.machine import Machine, MachineSnapshot, UploadWatch
 from shared.domain.policy import ReplicationPolicy
 from shared.replication.cycles import (
     HELD_STATES,
@@ -722,7 +728,7 @@ def test_a_started_cycle_arms_the_upload_deadline_from_its_signal(tmp_path: Path
                 world.upload_watch = watch
             await r.raise_event(
                 INSTANCE,
-                CYCLE_UPLOADED_SIGNAL,
+                CYCLE_STARTED_SIGNAL,
                 CycleSignal(cycle_id="c3", started=True, upload_watch=watch).to_wire(),
             )
             assert views_loaded(r) == 1
@@ -787,7 +793,7 @@ def test_signals_that_arrive_while_a_cycle_is_applied_are_each_handled_once(tmp_
                 deadline=clock.now() + timedelta(minutes=2),
             )
             started = CycleSignal(cycle_id="c3", started=True, upload_watch=watch).to_wire()
-            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, started)
+            await r.engine.raise_event(INSTANCE, CYCLE_STARTED_SIGNAL, started)
             await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
             release.set()
             await r.idle()
@@ -797,6 +803,107 @@ def test_signals_that_arrive_while_a_cycle_is_applied_are_each_handled_once(tmp_
             assert (await r.status(INSTANCE))["runtimeStatus"] == "Running"
             await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 4))
             assert applied(r) == ["c2", "c3", "c4"]
+            await stop(r, world)
+
+    run(scenario())
+
+
+def started_signal(clock: ManualClock, sequence: int) -> dict[str, Any]:
+    """The trigger's wake-up for a cycle the appliance started: it carries the upload deadline."""
+    watch = UploadWatch(
+        cycle_id=f"c{sequence}",
+        sequence=sequence,
+        kind="delta",
+        disk_ids=list(DISKS),
+        started_at=clock.now(),
+        deadline=clock.now() + timedelta(minutes=30),
+    )
+    return CycleSignal(cycle_id=watch.cycle_id, started=True, upload_watch=watch).to_wire()
+
+
+def test_a_small_delta_signalled_right_after_its_start_is_applied_without_waiting_for_a_timer(
+    tmp_path: Path,
+) -> None:
+    """The appliance announces a cycle, then uploads a small delta a moment later: both signals reach the
+    sleeping generation in one episode. The upload must be applied then, not when a timer re-reads the
+    inbox (the clock never moves here). Before CycleStarted had a name of its own, the start woke a
+    generation that followed the signals, which continued as new and so discarded the upload's signal
+    with its execution."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            assert applied(r) == [] and views_loaded(r) == 1
+            # c2 wakes a generation that planned from its view; c3 and c4 one that follows the signals.
+            for sequence in (2, 3, 4):
+                # Queued back to back before the instance runs: one episode sees both.
+                await r.engine.raise_event(INSTANCE, CYCLE_STARTED_SIGNAL, started_signal(clock, sequence))
+                await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, sequence))
+                await r.idle()
+                assert applied(r)[-1:] == [f"c{sequence}"], f"c{sequence} waits in the inbox for a timer"
+            assert views_loaded(r) == 2
+            assert r.calls.of("time_out_uploads") == []
+            await stop(r, world)
+
+    run(scenario())
+
+
+def machine_copy(etag: str, watch: UploadWatch | None) -> dict[str, Any]:
+    """A machine document as a trigger read or patched it, with its ETag."""
+    machine = Machine(
+        id=MACHINE,
+        appliance_id="appl-1",
+        inventory=MachineInventory(
+            display_name=MACHINE,
+            os_type=OsType.LINUX,
+            os_name="Ubuntu",
+            os_version="22.04",
+            firmware=Firmware.BIOS,
+            disks=[Disk(id=d, size_bytes=1024**3, is_os_disk=d == "d0") for d in DISKS],
+        ),
+        state=MachineState.REPLICATING,
+        discovered_at=datetime(2026, 12, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    machine.replication.upload_watch = watch
+    return MachineSnapshot(machine=machine, etag=etag).to_wire()
+
+
+def test_a_followed_cycle_completes_on_the_newer_of_the_machine_copies_its_two_signals_carried(
+    tmp_path: Path,
+) -> None:
+    """The start's watch patched the machine and the upload's acceptance read it, in either order: the
+    completion is handed the copy that saw the other's change (a stale one would cost a 412 and a read)."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            for sequence, read_after_patch in ((3, True), (4, False)):
+                started = CycleSignal.model_validate(started_signal(clock, sequence))
+                assert started.upload_watch is not None
+                patched = machine_copy(f"etag-patched-{sequence}", started.upload_watch)
+                read = machine_copy(
+                    f"etag-read-{sequence}", started.upload_watch if read_after_patch else None
+                )
+                await r.engine.raise_event(
+                    INSTANCE, CYCLE_STARTED_SIGNAL, {**started.to_wire(), "machine": patched}
+                )
+                await r.engine.raise_event(
+                    INSTANCE, CYCLE_UPLOADED_SIGNAL, {**signal_upload(world, sequence), "machine": read}
+                )
+                await r.idle()
+                seen = CycleCompletion.model_validate(r.calls.of("complete_cycle")[-1]).machine_seen
+                assert seen is not None and seen.etag == (
+                    f"etag-read-{sequence}" if read_after_patch else f"etag-patched-{sequence}"
+                )
+            assert applied(r) == ["c2", "c3", "c4"]
+            # c2 was planned from the view: no copy reached its completion, which reads the machine.
+            assert CycleCompletion.model_validate(r.calls.of("complete_cycle")[0]).machine_seen is None
             await stop(r, world)
 
     run(scenario())

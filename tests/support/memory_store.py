@@ -9,16 +9,19 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from shared.domain.errors import ConcurrencyConflict
 from shared.platform.documents import (
     AlreadyExists,
     ContainerSpec,
+    Guard,
     OperationCounter,
     Page,
     Query,
     StoredDocument,
+    check_field,
     strip_system_properties,
 )
 
@@ -30,6 +33,26 @@ def _get_path(body: dict[str, Any], path: str) -> Any:
             return None
         value = value[part]
     return value
+
+
+def _meets(body: dict[str, Any], guard: Guard) -> bool:
+    def has(array: Any, wanted: Mapping[str, Any]) -> bool:
+        return isinstance(array, list) and any(
+            isinstance(element, dict) and all(element.get(k) == v for k, v in wanted.items())
+            for element in array
+        )
+
+    return (
+        all(_get_path(body, name) == value for name, value in guard.equals.items())
+        and all(
+            (found := _get_path(body, name)) is None or found < limit for name, limit in guard.below.items()
+        )
+        and all(
+            has(_get_path(body, name), wanted)
+            for name, elements in guard.contains.items()
+            for wanted in elements
+        )
+    )
 
 
 class InMemoryDocumentStore:
@@ -73,6 +96,30 @@ class InMemoryDocumentStore:
         self.counter.record("upsert", container.name)
         with self._lock:
             self._docs[self._key(container, body)] = doc = self._stored(body)
+            return copy.deepcopy(doc)
+
+    def patch(
+        self,
+        container: ContainerSpec,
+        doc_id: str,
+        partition_key: str,
+        fields: Mapping[str, Any],
+        guard: Guard,
+    ) -> StoredDocument | None:
+        self.counter.record("patch", container.name)
+        with self._lock:
+            key = (container.name, partition_key, doc_id)
+            current = self._docs.get(key)
+            if current is None or not _meets(current.body, guard):
+                return None
+            body = copy.deepcopy(current.body)
+            for name, value in fields.items():
+                *parents, last = check_field(name).split(".")
+                target = body
+                for part in parents:
+                    target = target[part]  # Cosmos refuses a patch under a missing parent (400)
+                target[last] = copy.deepcopy(value)
+            self._docs[key] = doc = self._stored(body)
             return copy.deepcopy(doc)
 
     def delete(self, container: ContainerSpec, doc_id: str, partition_key: str) -> bool:

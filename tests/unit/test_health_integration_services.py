@@ -268,16 +268,15 @@ def test_the_upload_watch_is_set_once_and_ignores_an_applied_cycle(repos: Reposi
         disks=[{"diskId": "d0"}, {"diskId": "d1"}],  # type: ignore[list-item]
         expected_duration_seconds=600,
     )
-    watch = record_cycle_started(repos, started, reported_at=NOW, settings=SETTINGS)
-    assert (
-        watch is not None
-        and watch.deadline == NOW + timedelta(seconds=600)
-        and watch.disk_ids == ["d0", "d1"]
-    )
-    assert (
-        record_cycle_started(repos, started, reported_at=NOW + timedelta(minutes=1), settings=SETTINGS)
-        == watch
-    )
+    watched = record_cycle_started(repos, started, reported_at=NOW, settings=SETTINGS)
+    assert watched is not None
+    watch = watched.watch
+    assert watch.deadline == NOW + timedelta(seconds=600) and watch.disk_ids == ["d0", "d1"]
+    # The machine as the watch left it, with its current ETag (the cycle's completion may write on it).
+    assert watched.machine.machine.replication.upload_watch == watch
+    assert watched.machine.etag == repos.machines.require("vm-1").etag
+    again = record_cycle_started(repos, started, reported_at=NOW + timedelta(minutes=1), settings=SETTINGS)
+    assert again is not None and again.watch == watch
     late = started.model_copy(update={"cycle_id": "c1", "sequence": 1})
     assert record_cycle_started(repos, late, reported_at=NOW, settings=SETTINGS) is None
 
