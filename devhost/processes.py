@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,7 +30,34 @@ def open_private_log(path: Path, mode: str = "ab") -> IO[Any]:
     return os.fdopen(fd, mode)
 
 
+# The kernel gives outgoing connections local ports from this range (any client on the machine: the
+# tests' own HTTP clients, the SDKs, another stack). A server port picked inside it can be taken by one of
+# them between the pick and the server's bind, or between a stack's stop and its restart on the same ports
+# (`up --keep-data`, a supervisor's restart): so servers get ports below it.
+_EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_SERVER_PORT = 10000
+_pick = random.SystemRandom()  # not the seeded global generator tests and Hypothesis reset
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
+    """A local TCP port nobody listens on, outside the ephemeral range when there is room below it."""
+    low = _ephemeral_low()
+    if low - _LOWEST_SERVER_PORT >= 1000:
+        for _ in range(100):
+            port = _pick.randrange(_LOWEST_SERVER_PORT, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
