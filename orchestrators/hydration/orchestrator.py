@@ -35,7 +35,7 @@ from orchestrators.hydration.itinerary import (
     Run,
     walk,
 )
-from shared.migration.resource_kinds import DELETE_ORDER, deletion_rank
+from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, deletion_rank, held_back
 
 HYDRATION = "hydration_orchestrator"
 
@@ -101,11 +101,18 @@ def _record_duration(run: Run, started: datetime, outcome: Literal["succeeded", 
 
 
 def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource]) -> Orchestration:
-    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids that resisted."""
+    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids left: those
+    that resisted, and those not tried because a kind that may hold them is left standing (ARM would refuse
+    them while it stands: retrying them would only wait out the retries)."""
     leftovers: list[str] = []
+    standing: set[ResourceKind] = set()
     for kind in DELETE_ORDER:
         group = [r for r in resources if r.kind is kind]
         if not group:
+            continue
+        if held_back(kind, standing) is not None:
+            standing.add(kind)
+            leftovers += [r.id for r in group]
             continue
         try:
             yield context.task_all(
@@ -118,6 +125,7 @@ def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource
             )
         except Exception:
             # Which one failed is not told by task_all: list the group; the sweeper checks each by tag.
+            standing.add(kind)
             leftovers += [r.id for r in group]
     return leftovers
 

@@ -484,6 +484,33 @@ def test_clean_up_reports_what_it_could_not_delete_and_still_deletes_the_rest(tm
     run(scenario())
 
 
+def test_clean_up_does_not_try_what_an_undeletable_vm_still_holds(tmp_path: Path) -> None:
+    # The VM resists: its NIC and disks cannot go while it stands, so retrying them only waits; they are
+    # left, named as held back, beside the VM's own ARM error.
+    flow = Flow(resources=_test_resources(), undeletable={ResourceKind.VM})
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            instance = await r.start(
+                test_migration.TEST_MIGRATION_CLEANUP, "job-cleanup", job_input(test_job_id="job-test-7")
+            )
+            status = await r.finish(instance, step=5)
+            tried = {DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("delete_resource")}
+            assert tried == {ResourceKind.VM}, tried
+            assert {
+                DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("try_delete_resource")
+            } == {ResourceKind.VM}
+            everything = [r.id for r in sorted(_test_resources(), key=lambda r: DELETE_ORDER.index(r.kind))]
+            assert CleanupResult.model_validate(status["output"]).leftovers == everything
+            outcome = ended(r)
+            assert (outcome.succeeded, outcome.error_code) == (False, "NicInUse")  # the VM's verdict first
+            message = outcome.error_message or ""
+            assert f"{everything[0]} is locked" in message
+            assert all(f"{i}: {test_migration.HELD_BACK}: not tried: a vm" in message for i in everything[1:])
+
+    run(scenario())
+
+
 def test_a_shutdown_never_confirmed_fails_the_cutover_before_anything_is_built(tmp_path: Path) -> None:
     flow = Flow(final_after_polls=0, shutdown_after_polls=None, poll_seconds=60)
 
