@@ -26,12 +26,12 @@ GRACE_SECONDS = 1
 __all__ = ["arm", "client"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def crash_points_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("crash-points")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory, crash_points_dir: Path) -> Iterator[LocalStack]:
     with migration_stack(
         tmp_path_factory,

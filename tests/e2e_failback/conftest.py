@@ -27,7 +27,7 @@ SNAPSHOT_LIMIT_WAIT_SECONDS = 5
 __all__ = ["arm", "arm_faults", "client", "guest", "local_stack", "module_appliance"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with migration_stack(
         tmp_path_factory,
