@@ -101,23 +101,24 @@ def _record_duration(run: Run, started: datetime, outcome: Literal["succeeded", 
 
 
 def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource]) -> Orchestration:
-    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids left: those
-    that resisted, and those not tried because a kind that may hold them is left standing (ARM would refuse
-    them while it stands: retrying them would only wait out the retries)."""
+    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids that resisted.
+
+    Once a kind resists, the kinds it may hold (the table's `held_by`) are tried once, without retries:
+    ARM refuses the ones it still holds for as long as it stands, so retrying them would only wait out the
+    retries, while the ones it does not hold (a NIC of no VM yet) still go."""
     leftovers: list[str] = []
     standing: set[ResourceKind] = set()
     for kind in DELETE_ORDER:
         group = [r for r in resources if r.kind is kind]
         if not group:
             continue
-        if held_back(kind, standing) is not None:
-            standing.add(kind)
-            leftovers += [r.id for r in group]
-            continue
+        once = held_back(kind, standing) is not None
         try:
             yield context.task_all(
                 [
-                    context.call_activity_with_retry(
+                    context.call_activity(delete_resource, _dump(DeleteRequest(resource=r)))
+                    if once
+                    else context.call_activity_with_retry(
                         delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r))
                     )
                     for r in group

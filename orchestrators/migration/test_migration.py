@@ -8,8 +8,8 @@ machine in TestMigrated, or (after hydration's compensation) back in Replicating
 Clean-up deletes every resource tagged with the test migration's job id (the test VM, its NIC and
 disks, and anything a failed compensation left), in dependency order, and returns the machine to
 Replicating. When something resists, the step fails with ARM's code and message for it (what it may still
-use is not tried, and is named as held back) and the machine stays TestMigrated with that test migration
-as its job: the clean-up can simply be run again.
+use is tried once, not retried) and the machine stays TestMigrated with that test migration as its job:
+the clean-up can simply be run again.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, held_bac
 
 TEST_MIGRATION = "test_migration_orchestrator"
 TEST_MIGRATION_CLEANUP = "test_migration_cleanup_orchestrator"
-
-# The verdict of a resource not tried because what may use it could not be deleted.
-HELD_BACK = "HeldByUndeletedResource"
 
 Orchestration = Generator[Any, Any, Any]
 bp = durable_blueprint()
@@ -113,32 +110,29 @@ def test_migration_cleanup_orchestrator(context: df.DurableOrchestrationContext)
 def _delete_in_order(context: df.DurableOrchestrationContext, resources: list[Resource]) -> Orchestration:
     """Delete in the resource kinds' order, each kind in parallel with retries; a kind that resists is
     tried once more resource by resource for ARM's verdict, and the later kinds are still tried (what does
-    not depend on it goes), except those it may hold: ARM would refuse them while it stands. Returns the
-    verdicts of what is left (empty: all gone)."""
+    not depend on it goes). The kinds it may hold are tried once, for ARM's verdict, without the retries:
+    ARM refuses what it still holds for as long as it stands. Returns the verdicts of what resisted
+    (empty: all gone)."""
     resisted: list[DeleteVerdict] = []
     standing: set[ResourceKind] = set()
     for kind in DELETE_ORDER:
         group = [r for r in resources if r.kind is kind]
         if not group:
             continue
-        holder = held_back(kind, standing)
-        if holder is not None:
-            standing.add(kind)
-            resisted += [_held_back_verdict(r, holder) for r in group]
-            continue
-        try:
-            yield context.task_all(
-                [
-                    context.call_activity_with_retry(
-                        delete_resource, DELETE_RETRY, DeleteRequest(resource=r).model_dump(mode="json")
-                    )
-                    for r in group
-                ]
-            )
-            continue
-        except Exception:
-            # task_all says neither which one failed nor ARM's answer: ask each once more, as a value.
-            pass
+        if held_back(kind, standing) is None:
+            try:
+                yield context.task_all(
+                    [
+                        context.call_activity_with_retry(
+                            delete_resource, DELETE_RETRY, DeleteRequest(resource=r).model_dump(mode="json")
+                        )
+                        for r in group
+                    ]
+                )
+                continue
+            except Exception:
+                # task_all says neither which one failed nor ARM's answer: ask each once more, as a value.
+                pass
         verdicts = yield context.task_all(
             [
                 context.call_activity_with_retry(
@@ -152,15 +146,6 @@ def _delete_in_order(context: df.DurableOrchestrationContext, resources: list[Re
             standing.add(kind)
         resisted += left
     return resisted
-
-
-def _held_back_verdict(resource: Resource, holder: ResourceKind) -> DeleteVerdict:
-    return DeleteVerdict(
-        resource=resource,
-        deleted=False,
-        error_code=HELD_BACK,
-        error_message=f"not tried: a {holder.value} that could not be deleted may still use it",
-    )
 
 
 def _resisted_message(resisted: list[DeleteVerdict]) -> str:

@@ -11,9 +11,10 @@ NIC, but an NSG attached to a subnet of a temporary VNet is also freed by deleti
 VNets come before NSGs. Disks go after VMs (an attached disk cannot be deleted), snapshots and the
 blobs disks were imported from last (a copy may still be reading one).
 
-The same holds the other way: a resource whose delete failed still holds what it uses, so those
-(`held_by`) are not tried while it stands; a NIC behind an undeletable VM would only be refused again,
-retry after retry. `held_back` tells, for a kind, which kind left standing holds it back.
+The same holds the other way: a resource whose delete failed still holds what it uses (`held_by`), and
+ARM refuses those while it stands: a NIC behind an undeletable VM would only be refused again, retry
+after retry. `held_back` tells, for a kind, which kind left standing may hold it back; the flows then
+try it once (what the failed one does not hold still goes), the sweeper leaves it for its next run.
 
 Hydration records what it is about to create by kind, its compensation and the test-migration clean-up
 delete by kind in this order, and the sweeper deletes the tagged leftovers it finds in this order.
@@ -180,11 +181,11 @@ def deletion_rank(kind: ResourceKind) -> int:
 
 
 def held_back(kind: ResourceKind, standing: Collection[ResourceKind]) -> ResourceKind | None:
-    """The first kind (in deletion order) among `standing` (kinds with a resource whose delete failed, or
-    that was itself held back) that may hold a resource of `kind`; None: deleting it is worth a try.
+    """The first kind (in deletion order) among `standing` (kinds with a resource left: its delete failed,
+    or was not tried) that may hold a resource of `kind`; None: deleting it is worth retrying.
 
-    Kind by kind, not resource by resource: which VM holds which NIC is ARM's to know, and one more
-    resource left for the sweeper costs less than retrying deletes that ARM refuses."""
+    Kind by kind, not resource by resource: which VM holds which NIC is ARM's to know, and its answer to
+    one delete tells."""
     holders = spec_of(kind).held_by
     return next((k for k in DELETE_ORDER if k in holders and k in standing), None)
 
