@@ -35,7 +35,7 @@ from orchestrators.hydration.itinerary import (
     Run,
     walk,
 )
-from shared.migration.resource_kinds import DELETE_ORDER, deletion_rank
+from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, deletion_rank, held_back
 
 HYDRATION = "hydration_orchestrator"
 
@@ -101,16 +101,24 @@ def _record_duration(run: Run, started: datetime, outcome: Literal["succeeded", 
 
 
 def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource]) -> Orchestration:
-    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids that resisted."""
+    """Delete in the resource kinds' order, each kind's resources in parallel; returns the ids that resisted.
+
+    Once a kind resists, the kinds it may hold (the table's `held_by`) are tried once, without retries:
+    ARM refuses the ones it still holds for as long as it stands, so retrying them would only wait out the
+    retries, while the ones it does not hold (a NIC of no VM yet) still go."""
     leftovers: list[str] = []
+    standing: set[ResourceKind] = set()
     for kind in DELETE_ORDER:
         group = [r for r in resources if r.kind is kind]
         if not group:
             continue
+        once = held_back(kind, standing) is not None
         try:
             yield context.task_all(
                 [
-                    context.call_activity_with_retry(
+                    context.call_activity(delete_resource, _dump(DeleteRequest(resource=r)))
+                    if once
+                    else context.call_activity_with_retry(
                         delete_resource, DELETE_RETRY, _dump(DeleteRequest(resource=r))
                     )
                     for r in group
@@ -118,6 +126,7 @@ def delete_all(context: df.DurableOrchestrationContext, resources: list[Resource
             )
         except Exception:
             # Which one failed is not told by task_all: list the group; the sweeper checks each by tag.
+            standing.add(kind)
             leftovers += [r.id for r in group]
     return leftovers
 

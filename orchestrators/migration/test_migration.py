@@ -7,8 +7,9 @@ machine in TestMigrated, or (after hydration's compensation) back in Replicating
 
 Clean-up deletes every resource tagged with the test migration's job id (the test VM, its NIC and
 disks, and anything a failed compensation left), in dependency order, and returns the machine to
-Replicating. When something resists, the step fails with ARM's code and message for it and the machine
-stays TestMigrated with that test migration as its job: the clean-up can simply be run again.
+Replicating. When something resists, the step fails with ARM's code and message for it (what it may still
+use is tried once, not retried) and the machine stays TestMigrated with that test migration as its job:
+the clean-up can simply be run again.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from orchestrators.migration.contracts import (
     TestResources,
 )
 from shared.migration import service as m
-from shared.migration.resource_kinds import DELETE_ORDER
+from shared.migration.resource_kinds import DELETE_ORDER, ResourceKind, held_back
 
 TEST_MIGRATION = "test_migration_orchestrator"
 TEST_MIGRATION_CLEANUP = "test_migration_cleanup_orchestrator"
@@ -109,25 +110,29 @@ def test_migration_cleanup_orchestrator(context: df.DurableOrchestrationContext)
 def _delete_in_order(context: df.DurableOrchestrationContext, resources: list[Resource]) -> Orchestration:
     """Delete in the resource kinds' order, each kind in parallel with retries; a kind that resists is
     tried once more resource by resource for ARM's verdict, and the later kinds are still tried (what does
-    not depend on it goes). Returns the verdicts of what resisted (empty: all gone)."""
+    not depend on it goes). The kinds it may hold are tried once, for ARM's verdict, without the retries:
+    ARM refuses what it still holds for as long as it stands. Returns the verdicts of what resisted
+    (empty: all gone)."""
     resisted: list[DeleteVerdict] = []
+    standing: set[ResourceKind] = set()
     for kind in DELETE_ORDER:
         group = [r for r in resources if r.kind is kind]
         if not group:
             continue
-        try:
-            yield context.task_all(
-                [
-                    context.call_activity_with_retry(
-                        delete_resource, DELETE_RETRY, DeleteRequest(resource=r).model_dump(mode="json")
-                    )
-                    for r in group
-                ]
-            )
-            continue
-        except Exception:
-            # task_all says neither which one failed nor ARM's answer: ask each once more, as a value.
-            pass
+        if held_back(kind, standing) is None:
+            try:
+                yield context.task_all(
+                    [
+                        context.call_activity_with_retry(
+                            delete_resource, DELETE_RETRY, DeleteRequest(resource=r).model_dump(mode="json")
+                        )
+                        for r in group
+                    ]
+                )
+                continue
+            except Exception:
+                # task_all says neither which one failed nor ARM's answer: ask each once more, as a value.
+                pass
         verdicts = yield context.task_all(
             [
                 context.call_activity_with_retry(
@@ -136,7 +141,10 @@ def _delete_in_order(context: df.DurableOrchestrationContext, resources: list[Re
                 for r in group
             ]
         )
-        resisted += [v for v in map(DeleteVerdict.model_validate, verdicts) if not v.deleted]
+        left = [v for v in map(DeleteVerdict.model_validate, verdicts) if not v.deleted]
+        if left:
+            standing.add(kind)
+        resisted += left
     return resisted
 
 

@@ -11,6 +11,11 @@ NIC, but an NSG attached to a subnet of a temporary VNet is also freed by deleti
 VNets come before NSGs. Disks go after VMs (an attached disk cannot be deleted), snapshots and the
 blobs disks were imported from last (a copy may still be reading one).
 
+The same holds the other way: a resource whose delete failed still holds what it uses (`held_by`), and
+ARM refuses those while it stands: a NIC behind an undeletable VM would only be refused again, retry
+after retry. `held_back` tells, for a kind, which kind left standing may hold it back; the flows then
+try it once (what the failed one does not hold still goes), the sweeper leaves it for its next run.
+
 Hydration records what it is about to create by kind, its compensation and the test-migration clean-up
 delete by kind in this order, and the sweeper deletes the tagged leftovers it finds in this order.
 Resource ids are read with `azure.mgmt.core.tools.parse_resource_id`, never by position.
@@ -19,7 +24,7 @@ Resource ids are read with `azure.mgmt.core.tools.parse_resource_id`, never by p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -94,6 +99,8 @@ class KindSpec:
     create: Callable[..., object] | None  # None: the flows never create one (only the sweeper deletes)
     delete: Deleter | None  # None: not deleted through ARM
     tagged: bool  # carries ResourceTags, so the sweeper can find it (a subnet has no tags of its own)
+    # Kinds whose resources, while they stand, may use one of this kind, so that ARM refuses its delete.
+    held_by: frozenset[ResourceKind] = frozenset()
 
 
 # In deletion order.
@@ -111,6 +118,7 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         ops.ensure_network_interface,
         lambda c, r: c.network.network_interfaces.begin_delete(r.resource_group, r.name),
         tagged=True,
+        held_by=frozenset({ResourceKind.VM}),
     ),
     KindSpec(
         ResourceKind.SUBNET,
@@ -118,6 +126,7 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         ops.ensure_virtual_network,  # in the VNet's own PUT
         lambda c, r: c.network.subnets.begin_delete(r.resource_group, r.parent_name, r.name),
         tagged=False,
+        held_by=frozenset({ResourceKind.NIC}),
     ),
     KindSpec(
         ResourceKind.VNET,
@@ -125,6 +134,7 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         ops.ensure_virtual_network,
         lambda c, r: c.network.virtual_networks.begin_delete(r.resource_group, r.name),
         tagged=True,
+        held_by=frozenset({ResourceKind.SUBNET, ResourceKind.NIC}),  # a subnet in use keeps its VNet
     ),
     KindSpec(
         ResourceKind.NSG,
@@ -132,6 +142,7 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         ops.ensure_helper_network_security_group,
         lambda c, r: c.network.network_security_groups.begin_delete(r.resource_group, r.name),
         tagged=True,
+        held_by=frozenset({ResourceKind.NIC, ResourceKind.SUBNET, ResourceKind.VNET}),
     ),
     KindSpec(
         ResourceKind.DISK,
@@ -139,6 +150,7 @@ KINDS: Final[tuple[KindSpec, ...]] = (
         ops.import_disk,
         lambda c, r: c.compute.disks.begin_delete(r.resource_group, r.name),
         tagged=True,
+        held_by=frozenset({ResourceKind.VM}),
     ),
     # Incremental snapshots of managed disks (a failover's failback baseline). ARM has one type for
     # full and incremental snapshots, so they are one kind here: deleted and swept the same way.
@@ -166,6 +178,16 @@ def spec_of(kind: ResourceKind) -> KindSpec:
 
 def deletion_rank(kind: ResourceKind) -> int:
     return DELETE_ORDER.index(kind)
+
+
+def held_back(kind: ResourceKind, standing: Collection[ResourceKind]) -> ResourceKind | None:
+    """The first kind (in deletion order) among `standing` (kinds with a resource left: its delete failed,
+    or was not tried) that may hold a resource of `kind`; None: deleting it is worth retrying.
+
+    Kind by kind, not resource by resource: which VM holds which NIC is ARM's to know, and its answer to
+    one delete tells."""
+    holders = spec_of(kind).held_by
+    return next((k for k in DELETE_ORDER if k in holders and k in standing), None)
 
 
 def kind_of_type(provider_type: str) -> ResourceKind | None:

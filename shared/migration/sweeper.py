@@ -3,8 +3,9 @@
 A temporary resource (tag `migrate-purpose=temporary`) is swept at once when its job is finished, and
 when its job is unknown once it is older than a threshold: a running job still owns its helpers, and
 its own compensation path deletes them. Which types are swept, and in which order (so that nothing is refused for being in use),
-is the table of `shared.migration.resource_kinds`. A failure is recorded and the sweep goes on; what
-failed is tried again at the next sweep.
+is the table of `shared.migration.resource_kinds`. A failure is recorded and the sweep goes on, without
+what the failed resource may use (of its job): ARM would refuse those while it stands. What failed or was
+skipped is tried again at the next sweep.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.migration.resource_kinds import (
     SWEPT_KINDS,
+    ResourceKind,
     delete_resource,
     deletion_rank,
+    held_back,
     kind_of_type,
 )
 from shared.migration.tags import TAG_MACHINE_ID, TAG_PURPOSE, Purpose, ResourceTags
@@ -61,7 +64,7 @@ class SweepReport(BaseModel):
     deleted: list[SweptResource] = Field(default_factory=list, description="in the order they were deleted")
     failed: list[SweepFailure] = Field(default_factory=list)
     skipped: list[SkippedResource] = Field(
-        default_factory=list, description="too young, job active, untagged"
+        default_factory=list, description="too young, job active, untagged, held by a failed resource"
     )
 
 
@@ -143,10 +146,26 @@ def sweep_temporary_resources(
     """Delete the leftovers `find_sweepable` returns, in dependency order; report deleted, failed, skipped."""
     candidates, skipped = find_sweepable(clients, now=now, min_age=min_age, job_state=job_state)
     report = SweepReport(skipped=skipped)
+    # Per job, the kinds with a resource that failed (or was held back): what they may use waits too.
+    standing: dict[str, set[ResourceKind]] = {}
     for arm_id, resource_type, tags in candidates:
+        kind = kind_of_type(resource_type)
+        assert kind is not None, "find_sweepable returns only kinds of the table"
+        left = standing.setdefault(tags.job_id, set())
+        holder = held_back(kind, left)
+        if holder is not None:
+            left.add(kind)
+            report.skipped.append(
+                SkippedResource(
+                    id=arm_id,
+                    reason=f"a {holder.value} of job {tags.job_id} that could not be deleted may use it",
+                )
+            )
+            continue
         try:
             delete_resource(clients, arm_id)
         except ArmError as exc:
+            left.add(kind)
             report.failed.append(
                 SweepFailure(id=arm_id, error_code=exc.arm_code or exc.code, message=exc.message)
             )

@@ -28,7 +28,7 @@ from tests.support.telemetry import METRIC_EXPORT_ENV
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     ports = StackPorts.free()
     stack = LocalStack(
@@ -114,7 +114,7 @@ class Operator:
         return wait_for(applied, timeout=timeout, what=f"cycle {cycle_id} applied on {machine_id}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(local_stack: LocalStack) -> Operator:
     return Operator(local_stack)
 

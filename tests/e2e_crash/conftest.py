@@ -25,12 +25,12 @@ pytestmark = pytest.mark.e2e
 __all__ = ["arm", "client"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def crash_points_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("crash-points")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory, crash_points_dir: Path) -> Iterator[LocalStack]:
     with migration_stack(
         tmp_path_factory, SWEEPER_MIN_AGE_MINUTES="0", **crash_stack_env(crash_points_dir)

@@ -35,7 +35,7 @@ SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
 __all__ = ["arm", "arm_faults", "client", "crash_points_dir", "guest", "local_stack", "module_appliance"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory, crash_points_dir: Path) -> Iterator[LocalStack]:
     with migration_stack(
         tmp_path_factory,

@@ -21,7 +21,7 @@ SHUTDOWN_TIMEOUT_SECONDS = 4
 __all__ = ["arm", "arm_faults", "client", "module_appliance"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Migration's stack, with the failover's wait for the source's shutdown a few seconds."""
     with migration_stack(

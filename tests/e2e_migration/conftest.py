@@ -69,21 +69,25 @@ def migration_stack(
             os.environ[LATENCY_SCALE_ENV] = previous
 
 
-@pytest.fixture(scope="session")
+# Package scope, here and in every e2e package: a stack stops after its package's last test. A stack kept
+# to the session's end goes on running its machines' orchestrations (the failback package's reverse cycles
+# poll an appliance that is gone, every second, their history growing) and took most of a core from every
+# later test.
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # The sweeper test runs it on demand: no age threshold.
     with migration_stack(tmp_path_factory, SWEEPER_MIN_AGE_MINUTES="0") as stack:
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def arm(local_stack: LocalStack) -> Iterator[ArmClients]:
     with build_arm_clients(Settings.from_environ(local_stack.settings)) as clients:
         ensure_operator_network(clients)
         yield clients
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(local_stack: LocalStack, arm: ArmClients) -> MigrationClient:
     return MigrationClient(local_stack, arm)
 

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 __all__ = ["arm", "client", "new_appliance", "operator"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with migration_stack(tmp_path_factory) as stack:
         yield stack

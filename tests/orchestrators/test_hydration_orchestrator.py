@@ -125,6 +125,7 @@ class Cloud:
     crash_at: str | None = None  # created, then the activity fails every attempt (the answer is lost)
     policy_denies_vnet: bool = False
     undeletable: set[str] = field(default_factory=set)  # deletes of these fail every attempt
+    in_use: set[str] = field(default_factory=set)  # refused, as ARM does, while an undeletable one stands
     preparation: str = "succeeded"
     copy_polls: int = 0  # answers "copy still running" this many times per disk before importing it
     existing: set[str] = field(default_factory=set)
@@ -177,6 +178,8 @@ class Cloud:
         resource = DeleteRequest.model_validate(payload).resource
         if resource.id in self.undeletable:
             raise RuntimeError(f"{resource.id} is locked")
+        if resource.id in self.in_use and self.undeletable & self.existing:
+            raise RuntimeError(f"{resource.id} is in use")
         with self.lock:
             self.existing.discard(resource.id)
             self.deleted.append(resource.id)
@@ -572,7 +575,15 @@ def test_a_helper_vm_that_cannot_be_deleted_fails_the_hydration_and_is_left_to_t
     tmp_path: Path,
 ) -> None:
     plan = make_plan()
-    cloud = Cloud(undeletable={helper_vm_id(plan)})
+    # What the helper VM holds, directly or through its NIC, and ARM refuses to delete while it stands.
+    held = {
+        arm_id(plan, ResourceKind.NIC, itinerary.helper_name(plan, "nic")),
+        arm_id(plan, ResourceKind.SUBNET, itinerary.helper_name(plan, "vnet"), itinerary.HELPER_SUBNET),
+        arm_id(plan, ResourceKind.VNET, itinerary.helper_name(plan, "vnet")),
+        arm_id(plan, ResourceKind.NSG, itinerary.helper_name(plan, "nsg")),
+        *(arm_id(plan, ResourceKind.DISK, itinerary.disk_name(plan, d, i)) for i, d in enumerate(plan.disks)),
+    }
+    cloud = Cloud(undeletable={helper_vm_id(plan)}, in_use=held)
 
     async def scenario() -> None:
         async with running(BLUEPRINTS, cloud.stubs(), tmp_path, ManualClock()) as r:
@@ -581,7 +592,12 @@ def test_a_helper_vm_that_cannot_be_deleted_fails_the_hydration_and_is_left_to_t
             assert "temporary VM" in outcome.failure.message
             assert "sweeper retries" in outcome.failure.message  # compensation could not delete it either
             assert r.calls.of("create_resource") and not any(isinstance(c, CreateVm) for c in creates(r))
-            assert cloud.existing == {helper_vm_id(plan)}, "a resource that resists does not stop the others"
+            assert cloud.existing == {helper_vm_id(plan), *held}, "what the VM does not hold goes"
+            assert all(i in outcome.failure.message for i in [helper_vm_id(plan), *held])
+            # What the VM holds is asked once, not retried: ARM refuses it for as long as the VM stands.
+            asked = Counter(d.id for d in compensation(r))
+            assert asked[helper_vm_id(plan)] > 1, "the VM itself is retried"
+            assert {i: asked[i] for i in held} == dict.fromkeys(held, 1), asked
 
     run(scenario())
 

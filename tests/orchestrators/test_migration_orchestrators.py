@@ -7,6 +7,7 @@ these tests see only what the flows decide around it.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +481,35 @@ def test_clean_up_reports_what_it_could_not_delete_and_still_deletes_the_rest(tm
             assert outcome.test_job_id == "job-test-7"
             assert nic in (outcome.error_message or "")
             assert f"{nic} is locked" in (outcome.error_message or "")
+
+    run(scenario())
+
+
+def test_clean_up_does_not_retry_what_an_undeletable_vm_still_holds(tmp_path: Path) -> None:
+    # The VM resists, and ARM refuses its NIC and disks while it stands: they are asked once each, for ARM's
+    # verdict, not retried; all are left, each with ARM's answer, for the next clean-up.
+    flow = Flow(
+        resources=_test_resources(), undeletable={ResourceKind.VM, ResourceKind.NIC, ResourceKind.DISK}
+    )
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            instance = await r.start(
+                test_migration.TEST_MIGRATION_CLEANUP, "job-cleanup", job_input(test_job_id="job-test-7")
+            )
+            status = await r.finish(instance, step=5)
+            retried = {DeleteRequest.model_validate(p).resource.kind for p in r.calls.of("delete_resource")}
+            assert retried == {ResourceKind.VM}, retried
+            asked = Counter(
+                DeleteRequest.model_validate(p).resource.id for p in r.calls.of("try_delete_resource")
+            )
+            everything = [r.id for r in sorted(_test_resources(), key=lambda r: DELETE_ORDER.index(r.kind))]
+            assert asked == Counter(everything), asked
+            assert CleanupResult.model_validate(status["output"]).leftovers == everything
+            outcome = ended(r)
+            assert (outcome.succeeded, outcome.error_code) == (False, "NicInUse")
+            message = outcome.error_message or ""
+            assert all(f"{i} is locked" in message for i in everything), message
 
     run(scenario())
 
