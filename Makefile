@@ -65,11 +65,17 @@ mobility-installer: $(VENV)/.installed
 demo: deps
 	$(PY) -m devhost demo
 
+# Two pytest workers, a whole test file to one worker (its module's stack and guest image are built once):
+# the end-to-end tests mostly wait on the local stack, so two overlap on two cores. TEST_WORKERS=0 runs
+# the suite in this process, in file order.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
+
 test: deps
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: deps
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 up: deps
 	$(PY) -m devhost up --background

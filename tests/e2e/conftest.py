@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,8 +29,9 @@ from tests.support.telemetry import METRIC_EXPORT_ENV
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="package")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+@contextmanager
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A whole local stack on free ports, as this package's tests run it."""
     ports = StackPorts.free()
     stack = LocalStack(
         ports,
@@ -47,6 +49,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="package")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with e2e_stack(tmp_path_factory) as stack:
+        yield stack
 
 
 @dataclass
