@@ -21,6 +21,7 @@ from shared.domain.api import JobListQuery
 from shared.domain.principal import Role
 from shared.jobs import cancellation
 from shared.jobs import lifecycle as jobs
+from shared.platform import crash_points
 
 bp = durable_blueprint()
 
@@ -49,7 +50,9 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
     pending = status.runtime_status == df.OrchestrationRuntimeStatus.Pending
     if not (pending or is_cancellable(status.custom_status)):
         cancellation.past_the_point(job)
+    crash_points.reached(crash_points.CANCEL_CHECKED)
     await client.raise_event(instance, CANCEL_REQUESTED, {"jobId": job.id})
+    crash_points.reached(crash_points.ORCHESTRATION_STARTED)
     return accepted_job(job, retry_after_seconds=5)
 
 

@@ -19,7 +19,8 @@ HOLD_SECONDS = 30.0
 
 START_RECORDED = "start-recorded"  # the machine's transition and pending start written, no job document
 JOB_RECORDED = "job-recorded"  # the job document written, its orchestration not started
-ORCHESTRATION_STARTED = "orchestration-started"  # started, the 202 not sent yet
+ORCHESTRATION_STARTED = "orchestration-started"  # started, woken or (a job cancel) its event raised; no 202
+CANCEL_CHECKED = "cancel-checked"  # a job cancel found the job cancellable, its event not raised yet
 
 
 def configure(directory: str | None) -> None:

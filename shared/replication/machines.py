@@ -170,6 +170,10 @@ def _job_started(repos: Repositories, started: starts.Started[Any]) -> JobStarte
     return JobStarted(started.machine, existing, True)
 
 
+# The states in which DELETE .../replication is (or was) a complete migration, not a stop.
+_COMPLETING = frozenset({MachineState.MIGRATED, MachineState.MIGRATION_COMPLETED})
+
+
 def stop_replication(
     repos: Repositories,
     command: StopReplication,
@@ -183,12 +187,14 @@ def stop_replication(
     Round-trips: 4 (a read to name the job, then read, replace, job).
     """
     # Which of the two jobs follows from the state read here; the write re-checks it (a machine that moved
-    # between the read and the write is a ConcurrencyConflict: send the request again).
-    completing = repos.machines.require(command.machine_id).item.state is MachineState.MIGRATED
+    # between the read and the write is a ConcurrencyConflict: send the request again). A completed
+    # migration is one too: the request that completed it, sent again, must be recognised as that request
+    # (its job handed back), and any other is refused by the lifecycle as for a stop.
+    completing = repos.machines.require(command.machine_id).item.state in _COMPLETING
     kind = JobKind.COMPLETE_MIGRATION if completing else JobKind.STOP_REPLICATION
 
     def apply(machine: Machine) -> str:
-        if (machine.state is MachineState.MIGRATED) != completing:
+        if (machine.state in _COMPLETING) != completing:
             raise ConcurrencyConflict(
                 f"machine {machine.id} changed state while being stopped ({machine.state.value}); retry the request"
             )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e_migration.conftest import arm, client, local_stack
+from tests.e2e_migration.conftest import arm, client, crash_points_dir, local_stack
 from tests.e2e_migration.guest_images import GuestImage, linux_guest
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["arm", "client", "guest", "local_stack"]
+__all__ = ["arm", "client", "crash_points_dir", "guest", "local_stack"]
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,11 @@ from devhost.stack import LocalStack
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.conftest import arm, client, migration_stack
 from tests.e2e_migration.migration_client import FINISHED, MigrationClient, wait_for
-from tests.support.host_kills import crash_stack_env, get
+from tests.support.host_kills import crash_points_dir, crash_stack_env, get
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["arm", "client"]
-
-
-@pytest.fixture(scope="package")
-def crash_points_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("crash-points")
+__all__ = ["arm", "client", "crash_points_dir"]
 
 
 @pytest.fixture(scope="package")

@@ -6,15 +6,12 @@ test meets the limit only where it means to (test_planned_failover.py), and wait
 
 from __future__ import annotations
 
-import os
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devhost.stack import LocalStack
-from tests.e2e_crash.conftest import crash_points_dir
 from tests.e2e_failover.conftest import (
     SHUTDOWN_TIMEOUT_SECONDS,
     arm,
@@ -24,15 +21,21 @@ from tests.e2e_failover.conftest import (
     module_appliance,
 )
 from tests.e2e_migration.conftest import migration_stack
-from tests.e2e_migration.migration_client import MigrationClient
-from tests.support.host_kills import HostKiller, crash_stack_env
+from tests.support.host_kills import crash_points_dir, crash_stack_env, host_killer
 
 SNAPSHOT_WINDOW_SECONDS = 20
 SNAPSHOT_LIMIT_WAIT_SECONDS = 5
 
-SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
-
-__all__ = ["arm", "arm_faults", "client", "crash_points_dir", "guest", "local_stack", "module_appliance"]
+__all__ = [
+    "arm",
+    "arm_faults",
+    "client",
+    "crash_points_dir",
+    "guest",
+    "host_killer",
+    "local_stack",
+    "module_appliance",
+]
 
 
 @pytest.fixture(scope="package")
@@ -45,17 +48,3 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, crash_points_dir: Path
         **crash_stack_env(crash_points_dir),
     ) as stack:
         yield stack
-
-
-@pytest.fixture
-def host_killer(
-    request: pytest.FixtureRequest, local_stack: LocalStack, client: MigrationClient, crash_points_dir: Path
-) -> Iterator[HostKiller]:
-    killer = HostKiller(
-        local_stack, client, crash_points_dir, random.Random(f"{SEED}-{request.node.module.__name__}")
-    )
-    yield killer
-    print(
-        f"\nhost kills (seed {SEED}): {sum(killer.outcomes.values())} in {killer.seconds:.0f} s; "
-        f"{dict(sorted(killer.outcomes.items()))}"
-    )

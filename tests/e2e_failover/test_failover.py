@@ -1,6 +1,7 @@
 """Failover to Azure end to end on the local stack: a real Ubuntu guest with an OS and a data disk
 replicated by the appliance client, failed over through the HTTP API, hydrated by the real toolkit,
-the VM created with the real azure-mgmt clients from the failover settings."""
+the VM created with the real azure-mgmt clients from the failover settings. The change of recovery point
+and the commit are each run through a host killed at a seeded point (tests.support.host_kills)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.e2e_migration.conftest import GuestMachine, http_ok, machine_state, r
 from tests.e2e_migration.guest_images import GuestImage
 from tests.e2e_migration.migration_client import TARGET_VNET, MigrationClient
 from tests.support.arm_operations import arm_group_and_name
+from tests.support.host_kills import POINTS, HostKiller, wait_job_ended
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -61,8 +63,12 @@ def _nic(client: MigrationClient, vm_id: str) -> Any:
     )
 
 
+def _resources_of_jobs(client: MigrationClient, *jobs: dict[str, Any]) -> list[str]:
+    return sorted(r for job in jobs for r in client.resources_of_job(job["id"]))
+
+
 def test_failover_to_a_chosen_point_builds_the_vm_from_it_in_the_failover_settings_network(
-    client: MigrationClient, module_appliance: Appliance, guest: GuestImage
+    client: MigrationClient, module_appliance: Appliance, guest: GuestImage, host_killer: HostKiller
 ) -> None:
     machine = _machine(module_appliance, client, guest)
     settings = _settings(client, machine, staticIpAddress="10.1.0.57", subnetAddressPrefix="10.1.0.0/24")
@@ -127,9 +133,18 @@ def test_failover_to_a_chosen_point_builds_the_vm_from_it_in_the_failover_settin
     # Failover settings are locked; a second failover is refused.
     assert client.post(f"/machines/{machine.id}/failover", {}).status_code == 409
 
+    # Change the recovery point to k+1, then commit, each with the host killed at one of two seeded points.
+    host_killer.plan(tuple(host_killer.rng.sample(POINTS, 2)))
+
+    def finish(job_id: str) -> dict[str, Any]:
+        return wait_job_ended(client, job_id, timeout=600)
+
     # Change the recovery point to k+1: new disks from it in the same VM, the old ones gone.
-    changed = client.run(
-        f"/machines/{machine.id}/change-recovery-point", {"recoveryPointId": point_k1}, timeout=600
+    changed = host_killer.run_next(
+        machine.id,
+        f"/machines/{machine.id}/change-recovery-point",
+        {"recoveryPointId": point_k1},
+        finish=finish,
     )
     assert changed["kind"] == "ChangeRecoveryPoint"
     assert changed["status"] in ("Succeeded", "Warning"), changed["error"]["message"]
@@ -160,10 +175,13 @@ def test_failover_to_a_chosen_point_builds_the_vm_from_it_in_the_failover_settin
     assert kinds == ["disks", "disks", "snapshots", "snapshots"], kinds
     kinds = sorted(r.split("/providers/")[1].split("/")[1] for r in client.resources_of_job(job["id"]))
     assert kinds == ["networkInterfaces", "virtualMachines"], kinds
+    # 0 orphaned: nothing of the machine stands in ARM but those (an interrupted or rolled-back try left none).
+    assert client.resources_of_machine(machine.id) == _resources_of_jobs(client, job, changed)
 
     # Commit: one recovery point left (k+1's); its point can no longer change.
-    committed = client.run(f"/machines/{machine.id}/commit", timeout=300)
+    committed = host_killer.run_next(machine.id, f"/machines/{machine.id}/commit", finish=finish)
     assert committed["status"] == "Succeeded", committed
+    assert client.resources_of_machine(machine.id) == _resources_of_jobs(client, job, changed)
     view = client.machine(machine.id)
     assert view["state"] == "FailoverCommitted"
     assert [p["id"] for p in view["recoveryPointList"]] == [point_k1]

@@ -22,6 +22,7 @@ from shared.platform.settings import Settings
 from tests.e2e.conftest import Appliance
 from tests.e2e_migration.guest_images import GuestImage, linux_guest, missing_requirements
 from tests.e2e_migration.migration_client import MigrationClient, ensure_operator_network, wait_for
+from tests.support.host_kills import crash_points_dir, crash_stack_env, host_killer
 from tests.support.telemetry import METRIC_EXPORT_ENV
 
 pytestmark = pytest.mark.e2e
@@ -74,9 +75,12 @@ def migration_stack(
 # poll an appliance that is gone, every second, their history growing) and took most of a core from every
 # later test.
 @pytest.fixture(scope="package")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # The sweeper test runs it on demand: no age threshold.
-    with migration_stack(tmp_path_factory, SWEEPER_MIN_AGE_MINUTES="0") as stack:
+def local_stack(tmp_path_factory: pytest.TempPathFactory, crash_points_dir: Path) -> Iterator[LocalStack]:
+    # The sweeper test runs it on demand: no age threshold. The cutover's cancel is killed at its crash
+    # points (test_api.py), so the stack is one the crash tests can kill (tests.support.host_kills).
+    with migration_stack(
+        tmp_path_factory, SWEEPER_MIN_AGE_MINUTES="0", **crash_stack_env(crash_points_dir)
+    ) as stack:
         yield stack
 
 
@@ -159,4 +163,13 @@ def http_ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-__all__ = ["GuestMachine", "Path", "http_ok", "machine_state", "replicate_guest", "wait_for"]
+__all__ = [
+    "GuestMachine",
+    "Path",
+    "crash_points_dir",
+    "host_killer",
+    "http_ok",
+    "machine_state",
+    "replicate_guest",
+    "wait_for",
+]

@@ -1,6 +1,7 @@
 """Test migration, clean-up, migration and complete migration end to end on the local stack: a real
 Ubuntu guest replicated by the appliance client, hydrated by the real toolkit through the local ARM
-endpoint's Custom Script Extension, VMs created with the real azure-mgmt clients."""
+endpoint's Custom Script Extension, VMs created with the real azure-mgmt clients. The completion runs
+through a host killed at a seeded point (tests.support.host_kills)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from shared.domain.command import PowerState
 from tests.e2e_migration.conftest import GuestMachine, machine_state
 from tests.e2e_migration.migration_client import TARGET_VNET, TEST_VNET, MigrationClient, succeeded, wait_for
 from tests.support.arm_operations import arm_group_and_name
+from tests.support.host_kills import POINTS, HostKiller, wait_job_ended
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -37,7 +39,7 @@ def vm_subnet(client: MigrationClient, vm_id: str) -> str:
 
 
 def test_test_migration_cleanup_migration_and_completion(
-    client: MigrationClient, linux_machine: GuestMachine
+    client: MigrationClient, linux_machine: GuestMachine, host_killer: HostKiller
 ) -> None:
     machine = linux_machine
     before = replica_digests(machine)
@@ -109,11 +111,17 @@ def test_test_migration_cleanup_migration_and_completion(
         "disks",
     }
 
-    # Complete migration: the replica data goes; the VM stays.
-    response = client.http.delete(f"/machines/{machine.id}/replication")
-    assert response.status_code == 202, response.text
-    done = client.wait_job(response.json()["jobId"])
+    # Complete migration, the host killed at a seeded point: the replica data goes; the VM stays.
+    host_killer.plan((host_killer.rng.choice(POINTS),))
+    done = host_killer.run_next(
+        machine.id,
+        f"/machines/{machine.id}/replication",
+        method="DELETE",
+        finish=lambda job: wait_job_ended(client, job),
+    )
     assert done["status"] == "Succeeded", done
     assert machine_state(client, machine.id) == "MigrationCompleted"
     assert not list(machine.appliance.replicas.list_blobs(name_starts_with=f"{machine.id}/"))
     assert client.arm.compute.virtual_machines.get(group, vm_name).name == vm_name
+    # 0 orphaned: what stands of the machine in ARM is the migration's VM, its NIC and disks, nothing else.
+    assert client.resources_of_machine(machine.id) == client.resources_of_job(job_id)

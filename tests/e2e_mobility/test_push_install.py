@@ -3,7 +3,8 @@ appliance carries it out over SSH/SFTP on a real Debian server (sshd in a chroot
 builds installs, registers and heartbeats its version, which the machine's mobility view shows; an update
 moves it to the newest catalog installer. The
 errors are tried for real, each ending the job with its catalog error and nothing left on the server:
-a wrong password, a non-root account, an unreachable server, less than 100 MB free."""
+a wrong password, a non-root account, an unreachable server, less than 100 MB free. The install and the
+update each run through a host killed at one of two seeded points (tests.support.host_kills)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from devhost.processes import free_port
 from scripts.build_mobility_installer import build
 from tests.e2e.conftest import Appliance, Operator
 from tests.e2e_mobility.server import OPS_PASSWORD, ROOT_PASSWORD, SshServer
+from tests.support.host_kills import POINTS, HostKiller
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -42,12 +44,23 @@ class Pushing:
     def machine_id(self) -> str:
         return self.replicator.machine_id
 
+    def payload(self, **body: Any) -> dict[str, Any]:
+        return {"serverAddress": "127.0.0.1", "serverPort": self.server.port, **body}
+
     def push(self, route: str = "install", **body: Any) -> dict[str, Any]:
         """POST the push, act as the appliance until the job ends, and return the job."""
-        payload = {"serverAddress": "127.0.0.1", "serverPort": self.server.port, **body}
-        started = self.operator.call("POST", f"/machines/{self.machine_id}/mobility/{route}", json=payload)
+        path = f"/machines/{self.machine_id}/mobility/{route}"
+        started = self.operator.call("POST", path, json=self.payload(**body))
         assert started.status_code == 202, started.text
-        job_id = started.json()["jobId"]
+        return self.finish(started.json()["jobId"])
+
+    def push_killed(self, killer: HostKiller, route: str = "install", **body: Any) -> dict[str, Any]:
+        """The push through the killer's next kill: the job that did it, ended."""
+        path = f"/machines/{self.machine_id}/mobility/{route}"
+        return killer.run_next(self.machine_id, path, self.payload(**body), finish=self.finish)
+
+    def finish(self, job_id: str) -> dict[str, Any]:
+        """Act as the appliance until the job ends; the job."""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             self.replicator.handle_commands(self.api)
@@ -113,9 +126,10 @@ def _steps(job: dict[str, Any]) -> dict[str, str]:
 
 
 def test_push_installs_registers_and_the_agent_heartbeats_its_version(
-    pushing: Pushing, tmp_path: Path
+    pushing: Pushing, tmp_path: Path, host_killer: HostKiller
 ) -> None:
-    job = pushing.push(credentialName="root-ok")
+    host_killer.plan(tuple(host_killer.rng.sample(POINTS, 2)))
+    job = pushing.push_killed(host_killer, credentialName="root-ok")
     assert job["status"] == "Succeeded", job
     assert job["kind"] == "InstallMobilityService"
     assert [s["name"] for s in job["steps"]] == STEPS
@@ -135,7 +149,7 @@ def test_push_installs_registers_and_the_agent_heartbeats_its_version(
     newer = build("9.61.0.0", "DEBIAN9-64", "20261203", tmp_path / "newer")
     uploaded = pushing.operator.call("PUT", f"/mobility/installers/{newer.name}", content=newer.read_bytes())
     assert uploaded.status_code == 201, uploaded.text
-    updated = pushing.push("update", credentialName="root-ok")
+    updated = pushing.push_killed(host_killer, "update", credentialName="root-ok")
     assert updated["status"] == "Succeeded", updated
     assert (installed / "etc/version").read_text().strip() == "9.61.0.0"
     view = pushing.operator.call("GET", f"/machines/{pushing.machine_id}/mobility")

@@ -13,17 +13,19 @@ only when a test runs it, past a grace shorter than a host restart, so it never 
 from __future__ import annotations
 
 import functools
+import os
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from devhost.stack import LocalStack
 from shared.platform import crash_points
@@ -39,6 +41,7 @@ RECONCILER = "start_reconciler"
 # Shorter than a host restart: by the time the host is back, every interrupted start is past it.
 GRACE_SECONDS = 1
 NOT_STARTED = "NotStarted"
+SEED = int(os.environ.get("CRASH_TEST_SEED", "17"))
 
 
 def crash_stack_env(points_dir: Path) -> dict[str, str]:
@@ -246,3 +249,24 @@ def wait_job_ended(client: MigrationClient, job_id: str, timeout: float = 300) -
 
     result: dict[str, Any] = wait_for(ended, timeout=timeout, interval=0.2, what=f"job {job_id} ended")
     return result
+
+
+@pytest.fixture(scope="session")
+def crash_points_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("crash-points")
+
+
+@pytest.fixture
+def host_killer(
+    request: pytest.FixtureRequest, local_stack: LocalStack, client: MigrationClient, crash_points_dir: Path
+) -> Iterator[HostKiller]:
+    """A HostKiller seeded per module (CRASH_TEST_SEED, default 17) for a flow on a crash stack
+    (`crash_stack_env`); prints the kills' outcomes and cost at the end of the test."""
+    killer = HostKiller(
+        local_stack, client, crash_points_dir, random.Random(f"{SEED}-{request.node.module.__name__}")
+    )
+    yield killer
+    print(
+        f"\nhost kills (seed {SEED}): {sum(killer.outcomes.values())} in {killer.seconds:.0f} s; "
+        f"{dict(sorted(killer.outcomes.items()))}"
+    )

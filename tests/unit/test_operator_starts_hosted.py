@@ -181,6 +181,35 @@ def test_an_ack_before_the_roll_back_wins_it(repos: Repositories) -> None:
     assert repos.machines.require("web01").item.state is MachineState.REPLICATION_STOPPED
 
 
+def test_a_complete_migration_sent_again_gets_its_job_back_once_the_machine_is_completed(
+    repos: Repositories,
+) -> None:
+    # The first request moved the machine to MigrationCompleted: the same DELETE sent again (its answer lost
+    # to a crash) is still a complete migration, handed its job, not a stop refused as another action.
+    _machine(repos, state=MachineState.MIGRATED)
+    keyed = starts.RetryOf(key="k", fingerprint="f1", window=WINDOW)
+    first = machines.stop_replication(
+        repos, machines.StopReplication("web01", "job-1"), now=NOW, idempotency_key=keyed
+    )
+    assert first.job.kind is JobKind.COMPLETE_MIGRATION
+    assert repos.machines.require("web01").item.state is MachineState.MIGRATION_COMPLETED
+    again = machines.stop_replication(
+        repos, machines.StopReplication("web01", "job-2"), now=NOW, idempotency_key=keyed
+    )
+    assert again.job.id == "job-1" and jobs.get(repos, "job-2") is None
+    # Without the key, the same request within the window too, while its job runs.
+    unkeyed = starts.RetryOf(fingerprint="f1", window=WINDOW)
+    resent = machines.stop_replication(
+        repos, machines.StopReplication("web01", "job-3"), now=NOW, idempotency_key=unkeyed
+    )
+    assert resent.job.id == "job-1" and jobs.get(repos, "job-3") is None
+    # A machine whose migration is complete, no request of it running: a DELETE is refused.
+    done = Repositories(InMemoryDocumentStore())
+    _machine(done, state=MachineState.MIGRATION_COMPLETED)
+    with pytest.raises(ForbiddenTransition):
+        machines.stop_replication(done, machines.StopReplication("web01", "job-4"), now=NOW)
+
+
 def test_enable_replication_is_recorded_with_its_job_in_one_machine_write(repos: Repositories) -> None:
     _machine(repos, state=MachineState.DISCOVERED)
     target = repos.machines.require("web01").item.target
