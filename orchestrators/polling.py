@@ -11,10 +11,11 @@ waited (`GROWTH` of it, so geometrically) up to `LONGEST_INTERVAL`; the last ask
 and an answer is seen at most an eighth of the time waited, and never more than 5 minutes, after it
 came.
 
-Why not the others: an external event raised by the appliance's acknowledgement would need the ack route
-to know which instance waits (sub-orchestrations have their own ids) and a fresh event name per wait
-(Durable delivers an event to every wait on its name in an execution); `continue_as_new` cannot restart
-a step in the middle of a job or a sub-orchestration. Everything here is computed from the
+Why not the others (docs/reliability.md): an external event raised by the appliance's acknowledgement
+would need the ack route to know which instance waits (sub-orchestrations have their own ids) and an
+event name per command (a wait that lost the race stays open, and an event no wait took is buffered for
+the next wait on its name); `continue_as_new` cannot restart a step in the middle of a job or a
+sub-orchestration. Everything here is computed from the
 orchestration's own clock (`context.current_utc_datetime`), so replay takes the same decisions.
 """
 

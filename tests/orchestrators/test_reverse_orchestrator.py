@@ -435,8 +435,8 @@ PRODUCTION = Polling(poll_seconds=15, timeout_seconds=240 * 60)
 
 
 def test_a_silent_appliance_costs_a_bounded_history_over_a_four_hour_wait(tmp_path: Path) -> None:
-    # The clock moves a minute at a time: a fixed 15 s interval would ask on every move, 241 times, and
-    # leave ~1,900 history events (961 asks and ~7,700 events with the clock moving by 15 s).
+    # The clock moves a minute at a time: a fixed 15 s interval asked on every move, 241 times, and left
+    # 1,956 history events (961 asks and 7,716 events with the clock moving by 15 s).
     world = World(appliance_answers=False, power_off_polling=PRODUCTION)
     r, _ = _go(world, tmp_path, step=60, max_steps=300)
     outcome = _outcome(r)
