@@ -10,8 +10,6 @@ the job Failed with MCP-3510 and the machine FailbackCommitted again.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import azure.durable_functions as df
 
 from orchestrators.blueprints import durable_blueprint
@@ -27,6 +25,7 @@ from orchestrators.failback.job_steps import At, Stopped, begin, progress, run_j
 from orchestrators.failback.orchestrator import Orchestration
 from orchestrators.failback.planned_activities import Recorded
 from orchestrators.hydration.itinerary import call_activity
+from orchestrators.polling import Wait
 from shared.domain.failback import ForwardReprotectStep as Step
 
 REPROTECT_TO_AZURE = "reprotect_to_azure_orchestrator"
@@ -58,18 +57,20 @@ def _reprotect(context: df.DurableOrchestrationContext, run: FailbackRun, at: At
 
     yield from begin(context, run, at, Step.SEND_CHANGES)
     queued = Queued.model_validate((yield call_activity(context, request_reprotect_cycle, ref)))
-    deadline = context.current_utc_datetime + timedelta(seconds=queued.timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime, timeout_seconds=queued.timeout_seconds, poll_seconds=queued.poll_seconds
+    )
     while True:
         sent = Recorded.model_validate((yield call_activity(context, read_reprotect_cycle, ref)))
         if sent.done:
             break
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             raise Stopped(
                 None,
                 f"the appliance sent no reprotect cycle within {queued.timeout_seconds / 60:.0f} minutes "
                 f"(command {queued.command_ids[0]}; {sent.message})",
             )
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=queued.poll_seconds))
+        yield context.create_timer(wait.next_ask(context.current_utc_datetime))
     yield progress(
         context,
         run,

@@ -71,6 +71,7 @@ from orchestrators.failback.contracts import (
 )
 from orchestrators.hydration.contracts import Payload
 from orchestrators.hydration.itinerary import call_activity, record_progress
+from orchestrators.polling import Wait
 from shared.domain.failback import BaselineMethod
 from shared.domain.failback import ReprotectStep as Step
 
@@ -370,20 +371,25 @@ def _applied(
 def _answer(
     context: df.DurableOrchestrationContext, job: ReverseInput, polling: Queued, command_id: str, step: Step
 ) -> Orchestration:
-    """The command's acknowledgement, polled with durable timers; ApplianceUnreachable after the timeout."""
-    deadline = context.current_utc_datetime + timedelta(seconds=polling.timeout_seconds)
+    """The command's acknowledgement, polled with durable timers at a growing interval (orchestrators/
+    polling.py); ApplianceUnreachable after the timeout."""
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=polling.timeout_seconds,
+        poll_seconds=polling.poll_seconds,
+    )
     watch = CommandWatch(machine_id=job.machine_id, command_id=command_id)
     while True:
         view = CommandView.model_validate((yield _call(context, read_command, watch)))
         if view.acknowledged:
             return view
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             raise ReverseStopped(
                 step,
                 "ApplianceUnreachable",
                 f"the appliance did not answer command {command_id} within {polling.timeout_seconds / 60:.0f} minutes",
             )
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=polling.poll_seconds))
+        yield context.create_timer(wait.next_ask(context.current_utc_datetime))
 
 
 def _take_snapshots(context: df.DurableOrchestrationContext, request: SnapshotsRequest) -> Orchestration:

@@ -20,7 +20,6 @@ operator to cancel again.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -58,6 +57,7 @@ from orchestrators.failback.planned_activities import (
     stop_azure_vm,
 )
 from orchestrators.hydration.itinerary import call_activity
+from orchestrators.polling import Wait
 from shared.domain.failback import CancelPlannedFailoverStep as Undo
 from shared.domain.failback import PlannedFailoverStep as Step
 from shared.domain.failback import ReprotectStep
@@ -137,7 +137,11 @@ def _planned_failover(context: df.DurableOrchestrationContext, run: FailbackRun,
 
     yield from begin(context, run, at, Step.VERIFY_HEARTBEAT)
     polling = CycleSettings.model_validate((yield _call(context, reverse_cycle_settings, ref)))
-    deadline = context.current_utc_datetime + timedelta(seconds=polling.timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=polling.timeout_seconds,
+        poll_seconds=polling.poll_seconds,
+    )
     attempt = 0
     while True:
         heard = Recorded.model_validate(
@@ -149,12 +153,12 @@ def _planned_failover(context: df.DurableOrchestrationContext, run: FailbackRun,
         )
         if heard.done:
             break
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             raise Stopped(
                 "OnPremisesHeartbeatMissing",
                 f"the on-premises VM sent no heartbeat within {polling.timeout_seconds / 60:.0f} minutes of power-on",
             )
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=polling.poll_seconds))
+        yield context.create_timer(wait.next_ask(context.current_utc_datetime))
         attempt += 1
         # Asked again: the answer of a powered-on machine says whether its guest has been heard since.
         powered = yield from command(context, run, "powerOn", attempt=attempt)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -62,6 +61,7 @@ from orchestrators.hydration.contracts import (
 )
 from orchestrators.hydration.itinerary import call_activity, record_progress
 from orchestrators.hydration.orchestrator import delete_all, plan_and_hydrate
+from orchestrators.polling import Wait
 from shared.domain.failover import FailoverStep as Step
 from shared.failover.service import LATEST
 
@@ -223,7 +223,11 @@ def _shut_down_source(
             context, job, (Step.SHUT_DOWN_SOURCE, "Warning", f"the shutdown command could not be sent: {exc}")
         )
         return
-    deadline = context.current_utc_datetime + timedelta(seconds=requested.timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=requested.timeout_seconds,
+        poll_seconds=requested.poll_seconds,
+    )
     watch = ShutdownWatch(machine_id=job.machine_id, command_id=requested.command_id)
     while True:
         try:
@@ -235,9 +239,9 @@ def _shut_down_source(
                 context, job, (Step.SHUT_DOWN_SOURCE, "Succeeded", "the appliance shut the source down")
             )
             return
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             break
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=requested.poll_seconds))
+        yield context.create_timer(wait.next_ask(context.current_utc_datetime))
     yield _progress(
         context,
         job,
@@ -255,20 +259,24 @@ def _process_pending_data(
     context: df.DurableOrchestrationContext, job: FailoverInput, ref: StepRef, polling: Polling
 ) -> Orchestration:
     yield _progress(context, job, (Step.PROCESS_PENDING_DATA, "InProgress", None))
-    deadline = context.current_utc_datetime + timedelta(seconds=polling.timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=polling.timeout_seconds,
+        poll_seconds=polling.poll_seconds,
+    )
     while True:
         state = PendingDataState.model_validate((yield _call(context, check_pending_data, ref)))
         if state.done:
             yield _progress(context, job, (Step.PROCESS_PENDING_DATA, "Succeeded", None))
             return
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             raise FailoverStopped(
                 Step.PROCESS_PENDING_DATA,
                 "PendingDataTimedOut",
                 f"the received cycles were not applied within {polling.timeout_seconds / 60:.0f} minutes "
                 f"({state.message}); fail over to 'latestProcessed' to use the newest point now",
             )
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=polling.poll_seconds))
+        yield context.create_timer(wait.next_ask(context.current_utc_datetime))
 
 
 def _undo(

@@ -1,11 +1,11 @@
 """Migration (the cutover), its own orchestration instance `job-{jobId}`.
 
 Runbook: optionally shut the source down (ShutDownSource to the appliance), then a final on-demand
-cycle (RunCycle final) so nothing written before the cutover is lost; wait (a durable timer loop)
-until the machine's orchestration has applied it (until then the operator may cancel: POST
-/api/jobs/{jobId}/cancel raises CANCEL_REQUESTED, and the cutover rolls back as a failure does, the job
-ending Cancelled); hydrate from the recovery point it left and create
-the VM in the target VNet/subnet/size; mark the machine Migrated (replication stops: no more cycles are
+cycle (RunCycle final) so nothing written before the cutover is lost; wait (a durable timer loop at a
+growing interval, orchestrators/polling.py) until the machine's orchestration has applied it (until
+then the operator may cancel: POST /api/jobs/{jobId}/cancel raises CANCEL_REQUESTED, and the cutover
+rolls back as a failure does, the job ending Cancelled); hydrate from the recovery point it left and
+create the VM in the target VNet/subnet/size; mark the machine Migrated (replication stops: no more cycles are
 accepted). A failure at any point leaves the replica and its recovery points as they were and returns
 the machine to Replicating, so replication resumes without a resync. "Complete migration" (DELETE
 /api/machines/{id}/replication on a Migrated machine) then removes the replica data.
@@ -14,7 +14,7 @@ the machine to Replicating, so replication resumes without a resync. "Complete m
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -41,6 +41,7 @@ from orchestrators.migration.contracts import (
 )
 from orchestrators.migration.test_migration import job_outcome
 from orchestrators.names import CANCEL_REQUESTED, CANCELLABLE_STATUS, NOT_CANCELLABLE_STATUS
+from orchestrators.polling import Wait
 from shared.migration import service as m
 
 MIGRATION = "migration_orchestrator"
@@ -103,7 +104,11 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
             context.set_custom_status(NOT_CANCELLABLE_STATUS)
             return shutdown
     yield _progress(context, job, (m.STEP_FINAL_CYCLE, "InProgress", None))
-    deadline = context.current_utc_datetime + timedelta(seconds=started.timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=started.timeout_seconds,
+        poll_seconds=started.poll_seconds,
+    )
     while True:
         state = FinalCycleState.model_validate(
             (
@@ -116,7 +121,7 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
         )
         if state.applied or state.rejected:
             break
-        if context.current_utc_datetime >= deadline:
+        if wait.over(context.current_utc_datetime):
             state = FinalCycleState(
                 applied=False,
                 message=(
@@ -125,11 +130,11 @@ def _final_cycle(context: df.DurableOrchestrationContext, job: JobInput) -> Orch
                 ),
             )
             break
-        if (yield from _cancelled_before(context, cancel, started.poll_seconds)):
+        if (yield from _cancelled_before(context, cancel, wait.next_ask(context.current_utc_datetime))):
             break
     # A request that arrived while the last check ran counts too: the cutover has not gone further.
     # Durable hands an event only to a wait that is yielded: look once more, with a timer already due.
-    if cancel.is_completed or (yield from _cancelled_before(context, cancel, 0)):
+    if cancel.is_completed or (yield from _cancelled_before(context, cancel, context.current_utc_datetime)):
         state = FinalCycleState(applied=False, cancelled=True, message=_CANCELLED)
     context.set_custom_status(NOT_CANCELLABLE_STATUS)
     if state.cancelled:
@@ -149,7 +154,11 @@ def _shutdown(
     (confirmed, or not but the operator asked to continue: the step warns); else the state that ends the
     cutover here, before anything exists in Azure (not confirmed, or cancelled meanwhile)."""
     yield _progress(context, job, (m.STEP_SHUTDOWN, "InProgress", None))
-    deadline = context.current_utc_datetime + timedelta(seconds=started.shutdown_timeout_seconds)
+    wait = Wait.starting(
+        context.current_utc_datetime,
+        timeout_seconds=started.shutdown_timeout_seconds,
+        poll_seconds=started.poll_seconds,
+    )
     watch = FinalCycleWatch(machine_id=job.machine_id, job_id=job.job_id).model_dump(mode="json")
     while True:
         state = ShutdownState.model_validate(
@@ -158,9 +167,9 @@ def _shutdown(
         if state.confirmed:
             yield _progress(context, job, (m.STEP_SHUTDOWN, "Succeeded", None))
             return None
-        if state.answered or context.current_utc_datetime >= deadline:
+        if state.answered or wait.over(context.current_utc_datetime):
             break
-        if (yield from _cancelled_before(context, cancel, started.poll_seconds)):
+        if (yield from _cancelled_before(context, cancel, wait.next_ask(context.current_utc_datetime))):
             yield _progress(context, job, (m.STEP_SHUTDOWN, "Cancelled", None))
             return FinalCycleState(applied=False, cancelled=True, message=_CANCELLED)
     why = (
@@ -185,9 +194,9 @@ def _shutdown(
     )
 
 
-def _cancelled_before(context: df.DurableOrchestrationContext, cancel: Any, seconds: float) -> Orchestration:
-    """Wait `seconds` (a durable timer) unless the cancel request comes first; True if it did."""
-    timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+def _cancelled_before(context: df.DurableOrchestrationContext, cancel: Any, until: datetime) -> Orchestration:
+    """Wait until `until` (a durable timer) unless the cancel request comes first; True if it did."""
+    timer = context.create_timer(until)
     winner = yield context.task_any([timer, cancel])
     if winner is cancel:
         timer.cancel()

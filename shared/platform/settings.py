@@ -226,7 +226,8 @@ class MigrationSettings(_Group):
     final_cycle_poll: Seconds = setting(
         "MIGRATION_FINAL_CYCLE_POLL_SECONDS",
         timedelta(seconds=15),
-        description="between checks for the final cycle",
+        description="between checks for the final cycle or an appliance's answer in a wait's first 2 minutes; "
+        "then the interval grows to 5 minutes",
         **POSITIVE,
     )
     shutdown_timeout: Seconds = setting(

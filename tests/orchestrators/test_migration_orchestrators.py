@@ -137,6 +137,7 @@ class Flow:
         resources: list[Resource] | None = None,
         undeletable: set[ResourceKind] | None = None,
         poll_seconds: float = 10,
+        timeout_seconds: float = 600,
         shutdown_after_polls: int | None = 0,
         shutdown_refused: str | None = None,
     ) -> None:
@@ -144,6 +145,7 @@ class Flow:
         self.shutdown_refused = shutdown_refused
         self.shutdown_polls = 0
         self.poll_seconds = poll_seconds
+        self.timeout_seconds = timeout_seconds
         self.final_after_polls = final_after_polls
         self.final_rejected = final_rejected
         self.plan_failure = plan_failure
@@ -154,7 +156,9 @@ class Flow:
 
     def request_final_cycle(self, payload: Any) -> Any:
         FinalCycleRequest.model_validate(payload)
-        return FinalCycleStarted(poll_seconds=self.poll_seconds, timeout_seconds=600).model_dump(mode="json")
+        return FinalCycleStarted(
+            poll_seconds=self.poll_seconds, timeout_seconds=self.timeout_seconds
+        ).model_dump(mode="json")
 
     def check_migration_shutdown(self, payload: Any) -> Any:
         FinalCycleWatch.model_validate(payload)
@@ -306,6 +310,22 @@ def test_a_final_cycle_that_never_comes_fails_the_migration_without_hydrating(tm
             assert (outcome.succeeded, outcome.error_code) == (False, "FinalCycleFailed")
             assert "not applied within 10 minutes" in (outcome.error_message or "")
             assert steps(r)[-1] == (m.STEP_FINAL_CYCLE, "Failed")
+
+    run(scenario())
+
+
+def test_hours_without_the_final_cycle_cost_a_bounded_history(tmp_path: Path) -> None:
+    # Production's 15 s and 240 minutes: a fixed interval asked 961 times in one execution.
+    flow = Flow(final_after_polls=None, poll_seconds=15, timeout_seconds=4 * 3600)
+
+    async def scenario() -> None:
+        async with running(BLUEPRINTS, flow.stubs(), tmp_path, ManualClock()) as r:
+            instance = await r.start(cutover.MIGRATION, f"job-{JOB}", job_input())
+            status = await r.finish(instance, step=60, max_steps=300)
+            assert status["runtimeStatus"] == "Completed", status
+            assert len(r.calls.of("check_final_cycle")) < 100
+            assert len(r.engine.store.load_history(instance)) < 700
+            assert "not applied within 240 minutes" in (ended(r).error_message or "")
 
     run(scenario())
 

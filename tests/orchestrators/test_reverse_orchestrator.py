@@ -1,11 +1,11 @@
 """The reverse orchestration through the real SDK replay: the Reprotect job's steps and their order, the
-hash fallback, a failed answer sent again from the same snapshot, clean-up on failure, and one reverse
-cycle after the job."""
+hash fallback, a failed answer sent again from the same snapshot, clean-up on failure, one reverse
+cycle after the job, and what a wait for an absent appliance costs in history."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from orchestrators.failback.contracts import (
     DiskSent,
     Fallback,
     PointRecord,
+    Polling,
     Prune,
     Queued,
     ReprotectOutcome,
@@ -37,10 +38,12 @@ from orchestrators.hydration.contracts import Done, JobProgress
 from tests.orchestrators.conftest import Run, run, running
 
 MACHINE = "vm-1"
+INSTANCE = f"reverse-{MACHINE}"
 JOB = "job-0000000000r1"
 RG = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-fo/providers/Microsoft.Compute"
 OS, DATA = f"{RG}/disks/db01-os", f"{RG}/disks/db01-data"
 S0 = {OS: f"{RG}/snapshots/os-fb", DATA: f"{RG}/snapshots/data-fb"}
+SHORT = Polling(poll_seconds=5, timeout_seconds=60)
 BLUEPRINTS = [reverse_flow.bp, failback_activities.bp, hydration_activities.bp]
 
 
@@ -61,8 +64,14 @@ class World:
         refine_error: bool = False,
         snapshot_refusals: int = 0,
         limit_wait_seconds: float = 60,
+        power_off_polling: Polling = SHORT,
+        answers_after: float = 0,
     ) -> None:
         self.clock = ManualClock()
+        self.started = self.clock.now()
+        self.power_off_polling = power_off_polling
+        self.answers_after = timedelta(seconds=answers_after)  # the appliance is away until then
+        self.reads_at: list[datetime] = []
         self.snapshots_asked_at: list[datetime] = []
         self.limit_wait_seconds = limit_wait_seconds  # REVERSE_SNAPSHOT_LIMIT_WAIT_SECONDS, as reported
         self.refine = refine
@@ -76,6 +85,7 @@ class World:
         self.replicating_after_job = replicating_after_job
         self.failed_once = False
         self.cycles_seen = 0
+        self.history: list[dict[str, Any]] = []
 
     def stubs(self) -> dict[str, Any]:
         names = [
@@ -104,7 +114,7 @@ class World:
         return _dump(StepResult(ok=True, message="fine"))
 
     def request_power_off(self, payload: Any) -> Any:
-        return _dump(Queued(command_ids=[f"{JOB}-power-off"], poll_seconds=5, timeout_seconds=60))
+        return _dump(Queued(command_ids=[f"{JOB}-power-off"], **self.power_off_polling.model_dump()))
 
     def request_changed_blocks(self, payload: Any) -> Any:
         ids = [f"{JOB}-changes-0", f"{JOB}-changes-1"] if self.changes else []
@@ -118,7 +128,8 @@ class World:
 
     def read_command(self, payload: Any) -> Any:
         watch = CommandWatch.model_validate(payload)
-        if not self.appliance_answers:
+        self.reads_at.append(self.clock.now())
+        if not self.appliance_answers or self.clock.now() < self.started + self.answers_after:
             return _dump(CommandView(acknowledged=False))
         if self.refine_error and watch.command_id.startswith("refine-"):
             return _dump(
@@ -234,13 +245,12 @@ class World:
         return _dump(Done())
 
 
-def _go(world: World, tmp_path: Path, step: float = 30) -> tuple[Run, dict[str, Any]]:
+def _go(world: World, tmp_path: Path, step: float = 30, max_steps: int = 200) -> tuple[Run, dict[str, Any]]:
     async def scenario() -> tuple[Run, dict[str, Any]]:
         async with running(BLUEPRINTS, world.stubs(), tmp_path, clock=world.clock) as r:
-            instance = await r.start(
-                REVERSE, f"reverse-{MACHINE}", _dump(ReverseInput(machine_id=MACHINE, job_id=JOB))
-            )
-            status = await r.finish(instance, step=step)
+            instance = await r.start(REVERSE, INSTANCE, _dump(ReverseInput(machine_id=MACHINE, job_id=JOB)))
+            status = await r.finish(instance, step=step, max_steps=max_steps)
+            world.history = r.engine.store.load_history(instance)
             return r, status
 
     result: tuple[Run, dict[str, Any]] = run(scenario())
@@ -416,3 +426,42 @@ def test_a_snapshot_limit_that_does_not_clear_stops_the_job_after_six_minutes(tm
         "SnapshotLimitReached",
     )
     assert len(r.calls.of("take_reverse_snapshots")) == reverse_flow.SNAPSHOT_LIMIT_RETRIES + 1
+
+
+# --- waiting for an answer: the history a long wait leaves ---------------------------------------
+
+# Production's MIGRATION_FINAL_CYCLE_POLL_SECONDS and MIGRATION_FINAL_CYCLE_TIMEOUT_MINUTES.
+PRODUCTION = Polling(poll_seconds=15, timeout_seconds=240 * 60)
+
+
+def test_a_silent_appliance_costs_a_bounded_history_over_a_four_hour_wait(tmp_path: Path) -> None:
+    # The clock moves a minute at a time: a fixed 15 s interval asked on every move, 241 times, and left
+    # 1,956 history events (961 asks and 7,716 events with the clock moving by 15 s).
+    world = World(appliance_answers=False, power_off_polling=PRODUCTION)
+    r, _ = _go(world, tmp_path, step=60, max_steps=300)
+    outcome = _outcome(r)
+    assert (outcome.failed_step, outcome.error_code) == ("Power off on-premises VM", "ApplianceUnreachable")
+    reads = world.reads_at  # the power-off is the only command the stopped job waited for
+    assert len(reads) < 100
+    assert len(world.history) < 700
+    # The last ask is at the deadline, not an interval past it.
+    assert reads[-1] - reads[0] == timedelta(seconds=PRODUCTION.timeout_seconds)
+
+
+def test_an_answer_in_the_first_minutes_is_seen_within_the_poll_interval(tmp_path: Path) -> None:
+    world = World(power_off_polling=PRODUCTION, answers_after=100)
+    r, _ = _go(world, tmp_path, step=5)
+    assert _outcome(r).succeeded
+    first_read, *_ = world.reads_at
+    seen = next(at for at in world.reads_at if at >= world.started + world.answers_after)
+    assert seen - (world.started + world.answers_after) <= timedelta(seconds=PRODUCTION.poll_seconds)
+    assert first_read == world.started
+
+
+def test_an_answer_after_hours_is_seen_within_five_minutes(tmp_path: Path) -> None:
+    world = World(power_off_polling=PRODUCTION, answers_after=3 * 3600 + 7)
+    r, _ = _go(world, tmp_path, step=60, max_steps=300)
+    assert _outcome(r).succeeded
+    answered = world.started + world.answers_after
+    seen = next(at for at in world.reads_at if at >= answered)
+    assert seen - answered <= timedelta(minutes=5)
