@@ -206,7 +206,7 @@ class LocalStack:
             raise StackError(
                 f"ports already in use: {', '.join(busy)}. Is the stack already up? Run `make down`, "
                 "or choose other ports with DEVHOST_FUNCTIONS_PORT / DEVHOST_BLOB_PORT / DEVHOST_QUEUE_PORT / "
-                "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT."
+                "DEVHOST_TABLE_PORT / DEVHOST_COSMOS_PORT / DEVHOST_ARM_PORT / DEVHOST_OIDC_PORT."
             )
         if not self.keep_data and self.data_dir.exists():
             for child in ("azurite", "cosmos", "host", "logs", "secrets.json", "stack.json", "arm", "oidc"):

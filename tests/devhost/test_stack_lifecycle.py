@@ -40,7 +40,7 @@ def test_up_health_down_leaves_no_process() -> None:
     if (REPO_ROOT / ".devhost" / "stack.json").exists():
         pytest.skip("a developer's local stack is running in this checkout; `make down` first")
     env = {**os.environ}
-    for name in ("FUNCTIONS", "BLOB", "QUEUE", "TABLE", "COSMOS", "ARM"):
+    for name in ("FUNCTIONS", "BLOB", "QUEUE", "TABLE", "COSMOS", "ARM", "OIDC"):
         env[f"DEVHOST_{name}_PORT"] = str(free_port())
     up = _devhost("up --background", env)
     assert up.returncode == 0, up.stderr
