@@ -198,7 +198,9 @@ def test_a_completion_whose_machine_changed_since_the_upload_re_reads_it_and_los
     # The conditional replace on the stale copy is refused (412), then the machine is read and written.
     assert calls["replace:machines"] == 2 and calls["read:machines"] == 1, calls
     # Counted by why, with what the other writer changed (found by comparing the two copies, no extra call).
-    assert repos.counter.fallbacks() == {"machine update: carried copy, 412; changed: inventory.displayName": 1}
+    assert repos.counter.fallbacks() == {
+        "machine update: carried copy, 412; changed: inventory.displayName": 1
+    }
     machine = repos.machines.require(machine_id).item
     assert machine.inventory.display_name == "web01-renamed"
     assert machine.replication.last_applied_sequence == 2
