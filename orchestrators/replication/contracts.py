@@ -44,9 +44,6 @@ class FollowState(BaseModel):
     upload_watch: UploadWatch | None = None
     next_cycle: Cycle | None = None
     next_machine: MachineSnapshot | None = None  # the machine copy the next cycle's completion writes on
-    # The appliance announces its cycles (a CycleStarted was seen): worth waiting a moment for a start
-    # that may be right behind its upload (`orchestrator._start_may_be_behind`).
-    starts_signalled: bool = False
 
 
 class OrchestrationState(BaseModel):

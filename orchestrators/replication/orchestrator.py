@@ -191,12 +191,7 @@ def machine_replication_orchestrator(context: df.DurableOrchestrationContext) ->
             return None
         # Everything known was applied. Follow the cycles the appliance signals from here without
         # re-reading the view: their signals carry what the inbox holds.
-        follow = FollowState(
-            machine=after,
-            policy=view.policy,
-            view_read_at=view_read_at,
-            starts_signalled=view.upload_watch is not None,
-        )
+        follow = FollowState(machine=after, policy=view.policy, view_read_at=view_read_at)
         state = yield from _sleep_following(context, state, follow)
         _continue(context, state)
         return None
@@ -634,7 +629,7 @@ def _sleep_following(
             cycle=wake.cycle, upload_watch=earlier_start.upload_watch, started_machine=earlier_start.machine
         )
     if wake.upload_watch is not None:
-        follow = follow.model_copy(update={"upload_watch": wake.upload_watch, "starts_signalled": True})
+        follow = follow.model_copy(update={"upload_watch": wake.upload_watch})
     signal = wake.cycle
     if signal is None:
         return state.model_copy(update={"follow": None})
@@ -643,33 +638,8 @@ def _sleep_following(
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
     if cycle is None or not _follows(follow.machine, cycle):
         return state.model_copy(update={"follow": None})
-    if wake.start_wait is not None and _start_may_be_behind(follow, signal):
-        # The upload came first and its copy lacks the start's watch: the start's signal may be in this
-        # very episode, right behind the upload's, and continue-as-new would discard it. A timer due now
-        # lets it be taken here (no episode more when it is; one when it is not).
-        settle = context.create_timer(context.current_utc_datetime)
-        if (yield context.task_any([wake.start_wait, settle])) is wake.start_wait:
-            settle.cancel()
-            started = _cycle_signal(wake.start_wait.result)
-            if started is not None:
-                wake = Wake(cycle=signal, upload_watch=started.upload_watch, started_machine=started.machine)
-    following = follow.model_copy(
-        update={
-            "next_cycle": cycle,
-            "next_machine": _newer_machine(signal, wake),
-        }
-    )
+    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": _newer_machine(signal, wake)})
     return state.model_copy(update={"follow": following})
-
-
-def _start_may_be_behind(follow: FollowState, uploaded: CycleSignal) -> bool:
-    """The appliance announces its cycles (a start was seen since the view was read) and the upload's copy
-    of the machine does not show this cycle's watch. `CycleStarted` is optional: an appliance that sends
-    none never makes the orchestration wait for one."""
-    if not follow.starts_signalled:
-        return False
-    shown = uploaded.machine.machine.replication.upload_watch if uploaded.machine is not None else None
-    return shown is None or shown.cycle_id != uploaded.cycle_id
 
 
 def _newer_machine(uploaded: CycleSignal, wake: Wake) -> MachineSnapshot | None:
@@ -719,7 +689,6 @@ class Wake:
     cycle: CycleSignal | None = None
     upload_watch: UploadWatch | None = None
     started_machine: MachineSnapshot | None = None
-    start_wait: TaskBase | None = None  # the sleep's wait for a start, when none came during it
 
 
 def _sleep_until_signalled(
@@ -756,12 +725,7 @@ def _sleep_until_signalled(
         timer.cancel()
     if winner is not cycle_signal:
         return Wake(upload_watch=watch, started_machine=started_machine)
-    return Wake(
-        cycle=_cycle_signal(winner.result),
-        upload_watch=watch,
-        started_machine=started_machine,
-        start_wait=None if cycle_start.is_completed else cycle_start,
-    )
+    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch, started_machine=started_machine)
 
 
 def _cycle_signal(raw: Any) -> CycleSignal | None:

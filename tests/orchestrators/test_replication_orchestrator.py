@@ -33,7 +33,6 @@ from orchestrators.replication.contracts import (
     DisposalRequest,
     DisposalResult,
     DisposeTimeout,
-    FollowState,
     GenerationView,
     HealthTimings,
     RestoreRequest,
@@ -1007,60 +1006,3 @@ async def _until_in_history(r: Run, event_name: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{event_name} never reached the orchestration's history")
-
-
-def test_a_start_signalled_right_behind_its_upload_still_hands_its_copy_to_the_completion(
-    tmp_path: Path,
-) -> None:
-    """The upload's signal, then its start's, queued back to back: the generation the upload wakes would
-    end with continue-as-new and so discard the start. For an appliance that announces its cycles it takes
-    the start first, whose copy saw the watch the upload's read did not."""
-    clock = ManualClock()
-    world = World(clock, last_applied=1)
-    world.upload(2)
-
-    async def scenario() -> None:
-        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
-            await start(r)
-            # c3 in the usual order: the appliance is seen to announce its cycles.
-            await r.engine.raise_event(INSTANCE, CYCLE_STARTED_SIGNAL, started_signal(clock, 3))
-            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
-            await r.idle()
-            started = CycleSignal.model_validate(started_signal(clock, 4))
-            assert started.upload_watch is not None
-            await r.engine.raise_event(
-                INSTANCE,
-                CYCLE_UPLOADED_SIGNAL,
-                {**signal_upload(world, 4), "machine": machine_copy("etag-read-4", None)},
-            )
-            await r.engine.raise_event(
-                INSTANCE,
-                CYCLE_STARTED_SIGNAL,
-                {**started.to_wire(), "machine": machine_copy("etag-patched-4", started.upload_watch)},
-            )
-            await r.idle()
-            assert applied(r) == ["c2", "c3", "c4"]
-            seen = CycleCompletion.model_validate(r.calls.of("complete_cycle")[-1]).machine_seen
-            assert seen is not None and seen.etag == "etag-patched-4"
-            await stop(r, world)
-
-    run(scenario())
-
-
-def test_only_an_appliance_seen_to_announce_its_cycles_is_waited_for_when_its_upload_comes_first() -> None:
-    """CycleStarted is optional: without one seen, an upload is followed at once, with no timer."""
-    clock = ManualClock()
-    world = World(clock, last_applied=1)
-    after = MachineAfterCycle(state=MachineState.REPLICATING, last_applied_sequence=2, disks=[])
-    follow = FollowState(machine=after, policy=ReplicationPolicy(), view_read_at=clock.now())
-    started = CycleSignal.model_validate(started_signal(clock, 3))
-    not_shown = CycleSignal.model_validate(
-        {**signal_upload(world, 3), "machine": machine_copy("etag-read", None)}
-    )
-    shown = CycleSignal.model_validate(
-        {**signal_upload(world, 3), "machine": machine_copy("etag-read", started.upload_watch)}
-    )
-    announcing = follow.model_copy(update={"starts_signalled": True})
-    assert not replication._start_may_be_behind(follow, not_shown)
-    assert replication._start_may_be_behind(announcing, not_shown)
-    assert not replication._start_may_be_behind(announcing, shown), "the read saw the start's patch"
