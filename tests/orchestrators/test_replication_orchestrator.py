@@ -1006,3 +1006,59 @@ async def _until_in_history(r: Run, event_name: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{event_name} never reached the orchestration's history")
+
+
+def test_a_later_cycles_start_taken_while_a_cycle_is_applied_still_arms_its_upload_deadline(
+    tmp_path: Path,
+) -> None:
+    """An appliance may start its next cycle before the last one is applied: that start is taken by the wait
+    that watches for the applied cycle's own start, and its deadline must still be armed in the sleep after
+    (the start's signal is handed on, and the completion's machine shows the watch too)."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+    entered, release = threading.Event(), threading.Event()
+    check = world.check_disk
+
+    def slow_apply(payload: Any) -> Any:
+        if DiskApply.model_validate(payload).cycle_id == "c3":
+            entered.set()
+            release.wait(10)
+        return check(payload)
+
+    stubs = {**world.stubs(), "apply_cycle_disk": slow_apply}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await start(r)
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            await asyncio.to_thread(entered.wait, 10)
+            watch = UploadWatch(
+                cycle_id="c4",
+                sequence=4,
+                kind="delta",
+                disk_ids=list(DISKS),
+                started_at=clock.now(),
+                deadline=clock.now() + timedelta(minutes=2),
+            )
+            with world.lock:
+                world.upload_watch = watch
+            await r.engine.raise_event(
+                INSTANCE,
+                CYCLE_STARTED_SIGNAL,
+                CycleSignal(cycle_id="c4", started=True, upload_watch=watch).to_wire(),
+            )
+            await _until_in_history(r, CYCLE_STARTED_SIGNAL)
+            release.set()
+            await r.idle()
+            assert applied(r) == ["c2", "c3"]
+            await r.advance(119)
+            assert r.calls.of("time_out_uploads") == []
+            await r.advance(1)
+            await r.advance(1)
+            assert [UploadDeadline.model_validate(p) for p in r.calls.of("time_out_uploads")] == [
+                UploadDeadline(machine_id=MACHINE, cycle_id="c4")
+            ]
+            await stop(r, world)
+
+    run(scenario())
