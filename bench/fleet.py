@@ -44,7 +44,7 @@ from devhost.local_appliance import LocalAppliance, function_key, register_local
 from devhost.stack import LocalStack, StackPorts
 from devhost.waiting import wait_until
 from shared.domain.cycle import CycleKind
-from shared.platform.telemetry import METRIC_COSMOS_OPERATIONS
+from shared.platform.telemetry import METRIC_COSMOS_FALLBACKS, METRIC_COSMOS_OPERATIONS
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -149,6 +149,11 @@ class TelemetryTail:
         self._offset = 0
         self._partial = b""
         self._total: dict[str, float] = {}
+        self._fallbacks: dict[str, float] = {}
+
+    def fallbacks(self) -> dict[str, float]:
+        """The fallbacks counted so far (`migrate.cosmos.fallbacks`), by "path: reason", as of the last read."""
+        return dict(self._fallbacks)
 
     def total(self) -> dict[str, float]:
         with self._path.open("rb") as handle:
@@ -159,7 +164,9 @@ class TelemetryTail:
         self._partial = lines.pop()
         for line in lines:
             if line.startswith(b'{"resource_metrics"'):
-                self._total = _cosmos_totals(json.loads(line)) or self._total
+                document = json.loads(line)
+                self._total = _cosmos_totals(document) or self._total
+                self._fallbacks = _fallback_totals(document) or self._fallbacks
         return dict(self._total)
 
     def settled(self) -> dict[str, float]:
@@ -190,6 +197,21 @@ def _cosmos_totals(document: dict[str, Any]) -> dict[str, float]:
                     for point in metric["data"]["data_points"]:
                         attributes = point["attributes"]
                         key = f"{attributes['db.operation']} {attributes['db.cosmosdb.container']}"
+                        total[key] = float(point["value"])
+    return total
+
+
+def _fallback_totals(document: dict[str, Any]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for resource in document["resource_metrics"]:
+        for scope in resource["scope_metrics"]:
+            for metric in scope["metrics"]:
+                if metric["name"] == METRIC_COSMOS_FALLBACKS:
+                    for point in metric["data"]["data_points"]:
+                        attributes = point["attributes"]
+                        key = (
+                            f"{attributes['migrate.fallback.path']}: {attributes['migrate.fallback.reason']}"
+                        )
                         total[key] = float(point["value"])
     return total
 
@@ -376,6 +398,7 @@ def _run(fleet: Fleet, say: Callable[[str], None]) -> dict[str, Any]:
         say(f"{size}: initial copies applied in {initial_s:.1f} s")
 
         ops_before = telemetry.settled()
+        fallbacks_before = telemetry.fallbacks()
         activities_before = fleet.activity_counts()
         journal.since_last()
         # 3. Two small deltas per machine, every appliance at once, each through its machines in turn.
@@ -386,6 +409,7 @@ def _run(fleet: Fleet, say: Callable[[str], None]) -> dict[str, Any]:
         _wait_all_applied(fleet, observer, "deltas")
         deltas_s = time.perf_counter() - deltas_started
     ops_after = telemetry.settled()
+    fallbacks_delta = {k: v - fallbacks_before.get(k, 0.0) for k, v in telemetry.fallbacks().items()}
     activities_after = fleet.activity_counts()
     written = journal.since_last()
     say(f"{size}: {len(delta_cycles)} deltas applied in {deltas_s:.1f} s")
@@ -429,6 +453,9 @@ def _run(fleet: Fleet, say: Callable[[str], None]) -> dict[str, Any]:
         "cosmos_ops_per_cycle_by_operation": {
             k: round(v / n_cycles, 2) for k, v in sorted(ops_delta.items()) if v
         },
+        # Which fallback paths the extra round-trips took, and why (what the other writer had changed).
+        "cosmos_fallbacks_in_delta_phase": {k: int(v) for k, v in sorted(fallbacks_delta.items()) if v},
+        "cosmos_fallbacks_per_cycle": round(sum(fallbacks_delta.values()) / n_cycles, 3),
         "cosmos_ops_per_machine": round(sum(ops_after.values()) / size, 2),
         "cosmos_bytes_written_per_cycle_by_container": {
             c: {k: round(v / n_cycles, 2) for k, v in w.items()} for c, w in written.items()

@@ -145,6 +145,7 @@ def build_services(settings: Settings) -> Services:
     telemetry = configure_telemetry(settings)
     # Every round-trip becomes a metric: Cosmos cost per cycle is watched in production, not only in bench.
     repos.counter.add_listener(telemetry.record_cosmos_operation)
+    repos.counter.add_fallback_listener(telemetry.record_cosmos_fallback)
     return Services(
         settings=settings,
         repos=repos,

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models import TaskBase
 from pydantic import ValidationError
 
 from orchestrators.names import (
@@ -328,11 +329,14 @@ def _apply_cycle(
     view: ReplicationView,
     cycle: Cycle,
     machine_seen: MachineSnapshot | None = None,
+    start_wait: TaskBase | None = None,
 ) -> Orchestration:
     """Returns the cycle's `CycleCompleted`, or None when the cycle was rejected (nothing written).
     `machine_seen`: a copy of the machine the cycle's signals carried (as its upload's acceptance read it
     or its start's watch left it), which its completion writes on, conditional on its ETag, instead of
-    reading the machine again."""
+    reading the machine again. `start_wait`: a wait for a cycle start, watched while the cycle is applied:
+    the cycle's own start, signalled after its upload (Event Grid keeps no order), carries a copy that
+    saw the start's watch, which `machine_seen` (read before it) did not."""
     started_at = context.current_utc_datetime
     disks = {d.id: d for d in view.disks}
     requests = [
@@ -353,9 +357,13 @@ def _apply_cycle(
         results = copied
     else:
         # Every disk in one pass, in parallel: each is verified while it is written (one read of the data).
-        raw = yield context.task_all(
+        applies = context.task_all(
             [context.call_activity_with_retry(apply_cycle_disk, STORAGE_RETRY, _dump(r)) for r in requests]
         )
+        if start_wait is not None:
+            # Waited for alongside from the start, so a start raised meanwhile completes this wait.
+            yield context.task_any([applies, start_wait])
+        raw = yield applies
         results = [DiskApplied.model_validate(r) for r in raw]
         if any(not r.ok for r in results):
             # A rejected cycle never leaves a replica changed: every disk it wrote (the good ones, and a
@@ -371,23 +379,24 @@ def _apply_cycle(
 
     # Every disk of the machine, not only those the cycle carried (a resync of one disk, a cycle that
     # skipped an idle disk): a recovery point that lacks a disk cannot bring the machine back.
-    taken = SnapshotTaken.model_validate(
-        (
-            yield context.call_activity_with_retry(
-                snapshot_recovery_point,
-                STORAGE_RETRY,
-                _dump(
-                    SnapshotRequest(
-                        machine_id=view.machine_id,
-                        cycle_id=cycle.id,
-                        sequence=cycle.sequence,
-                        consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
-                        disk_ids=sorted(d.id for d in view.disks),
-                    )
-                ),
+    snapshot = context.call_activity_with_retry(
+        snapshot_recovery_point,
+        STORAGE_RETRY,
+        _dump(
+            SnapshotRequest(
+                machine_id=view.machine_id,
+                cycle_id=cycle.id,
+                sequence=cycle.sequence,
+                consistency=Consistency.APP if cycle.app_consistent else Consistency.CRASH,
+                disk_ids=sorted(d.id for d in view.disks),
             )
-        )
+        ),
     )
+    if start_wait is not None and not start_wait.is_completed:
+        yield context.task_any([snapshot, start_wait])
+    taken = SnapshotTaken.model_validate((yield snapshot))
+    if start_wait is not None and start_wait.is_completed:
+        machine_seen = _newer_copy(machine_seen, _cycle_signal(start_wait.result), cycle.id)
     completed = CycleCompleted.model_validate(
         (
             yield context.call_activity_with_retry(
@@ -567,7 +576,8 @@ def _apply_followed(
         plan=plan_ready_cycles([cycle], follow.machine.last_applied_sequence),
         job=None,
     )
-    completed = yield from _apply_cycle(context, view, cycle, follow.next_machine)
+    start_wait = context.wait_for_external_event(CYCLE_STARTED_SIGNAL)
+    completed = yield from _apply_cycle(context, view, cycle, follow.next_machine, start_wait)
     if completed is None or completed.machine is None:
         return state.model_copy(update={"follow": None})
     state = _after_disposal(context, state, cycle, completed)
@@ -581,11 +591,15 @@ def _apply_followed(
             "upload_watch": completed.machine.upload_watch,
         }
     )
-    return (yield from _sleep_following(context, state, following))
+    earlier_start = _cycle_signal(start_wait.result) if start_wait.is_completed else None
+    return (yield from _sleep_following(context, state, following, earlier_start))
 
 
 def _sleep_following(
-    context: df.DurableOrchestrationContext, state: OrchestrationState, follow: FollowState
+    context: df.DurableOrchestrationContext,
+    state: OrchestrationState,
+    follow: FollowState,
+    earlier_start: CycleSignal | None = None,
 ) -> Orchestration:
     """Sleep until a signal or a timer, and say what the next generation does: apply the next delta from
     its signal, or (anything else: an operator request, a cycle out of sequence, a whole-disk copy, the
@@ -593,9 +607,15 @@ def _sleep_following(
     re-arms its deadline without ending it (`_sleep_until_signalled`).
 
     One sleep per generation (see `_sleep_until_signalled`), so the loop is continue-as-new, never a
-    loop inside one execution."""
+    loop inside one execution. `earlier_start`: a cycle start taken while the last cycle was applied; if
+    it is of a later cycle, the sleep keeps its deadline and its machine copy as if taken now."""
     now: datetime = context.current_utc_datetime
     applied = follow.machine.last_applied_sequence
+    watched = earlier_start.upload_watch if earlier_start is not None else None
+    if earlier_start is None or watched is None or (applied is not None and watched.sequence <= applied):
+        earlier_start = None
+    else:
+        follow = follow.model_copy(update={"upload_watch": watched})
 
     def deadline_for(watch: UploadWatch | None) -> datetime:
         deadline = min(now + IDLE_WAKE_UP, follow.view_read_at + VIEW_REFRESH)
@@ -604,6 +624,10 @@ def _sleep_following(
         return max(deadline, now)
 
     wake = yield from _sleep_until_signalled(context, deadline_for(follow.upload_watch), deadline_for)
+    if wake.upload_watch is None and earlier_start is not None:
+        wake = Wake(
+            cycle=wake.cycle, upload_watch=earlier_start.upload_watch, started_machine=earlier_start.machine
+        )
     if wake.upload_watch is not None:
         follow = follow.model_copy(update={"upload_watch": wake.upload_watch})
     signal = wake.cycle
@@ -619,17 +643,31 @@ def _sleep_following(
 
 
 def _newer_machine(uploaded: CycleSignal, wake: Wake) -> MachineSnapshot | None:
-    """The machine copy for the cycle's completion to write on. The upload's acceptance read the machine
-    and the start's watch patched it, in either order (Event Grid delivers in no order): a read that
-    shows the start's watch came after the patch, else the patch came after the read. A wrong guess only
-    costs the completion a 412 and a read."""
-    started = wake.started_machine
-    if started is None or wake.upload_watch is None:
-        return uploaded.machine
-    if uploaded.machine is None:
-        return started
-    shown = uploaded.machine.machine.replication.upload_watch
-    return uploaded.machine if shown is not None and shown.cycle_id == wake.upload_watch.cycle_id else started
+    """The machine copy for the cycle's completion to write on (see `_newer_copy`)."""
+    started = CycleSignal(
+        cycle_id=wake.upload_watch.cycle_id if wake.upload_watch else "",
+        started=True,
+        upload_watch=wake.upload_watch,
+        machine=wake.started_machine,
+    )
+    return _newer_copy(uploaded.machine, started, uploaded.cycle_id)
+
+
+def _newer_copy(
+    uploaded: MachineSnapshot | None, started: CycleSignal | None, cycle_id: str
+) -> MachineSnapshot | None:
+    """Of the upload's copy of the machine and a start's, the one the cycle's completion writes on. The
+    upload's acceptance read the machine and the cycle's start patched its watch in, in either order
+    (Event Grid delivers in no order): a read that shows the watch came after the patch, else the patch
+    came after the read. Only the cycle's own start counts: a late start of an earlier cycle carries a
+    copy from before that cycle was recorded. A wrong guess only costs the completion a 412 and a read."""
+    watch = started.upload_watch if started is not None else None
+    if started is None or started.machine is None or watch is None or watch.cycle_id != cycle_id:
+        return uploaded
+    if uploaded is None:
+        return started.machine
+    shown = uploaded.machine.replication.upload_watch
+    return uploaded if shown is not None and shown.cycle_id == cycle_id else started.machine
 
 
 def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:

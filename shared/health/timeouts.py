@@ -74,6 +74,10 @@ def watch_cycle_uploads(
             _record_whole_disk_start(repos, machine_id, usual)
             return CycleWatched(usual, MachineSnapshot(machine=patched.item, etag=patched.etag))
 
+    # Why the guarded patch did not write (as the read below finds the machine): counted, so a fleet's
+    # fallbacks say which writes race the start.
+    why: list[str] = []
+
     def watch(machine: Machine) -> UploadWatch | None:
         if machine.appliance_id != appliance_id:
             raise Forbidden(
@@ -82,11 +86,14 @@ def watch_cycle_uploads(
             )
         applied = machine.replication.last_applied_sequence
         if applied is not None and sequence <= applied:
+            why[:] = ["cycle already applied"]
             return None  # a late announcement of a cycle that is already in the replica
         current = machine.replication.upload_watch
         if current is not None and (current.cycle_id == cycle_id or current.sequence > sequence):
+            why[:] = ["redelivered" if current.cycle_id == cycle_id else "a newer cycle is watched"]
             return current if current.cycle_id == cycle_id else None
         known = {d.id for d in machine.inventory.disks}
+        why[:] = ["unknown disk" if set(disk_ids) - known else "guard held when read"]
         machine.replication.upload_watch = UploadWatch(
             cycle_id=cycle_id,
             sequence=sequence,
@@ -98,6 +105,8 @@ def watch_cycle_uploads(
         return machine.replication.upload_watch
 
     stored, watched = repos.machines.update_with_retry(machine_id, watch)
+    if disk_ids:
+        repos.counter.record_fallback("cycle start patch", why[0] if why else "no reason found")
     if watched is None:
         return None
     _record_whole_disk_start(repos, machine_id, watched)

@@ -222,19 +222,26 @@ class DocumentStore(Protocol):
 
 
 OperationListener = Callable[[str, str, float], None]
+# (path, reason): a write that took its fallback (a read, and maybe another write) instead of the one
+# round-trip it was built for.
+FallbackListener = Callable[[str, str], None]
 
 
 class OperationCounter:
     """Counts store round-trips (and request units where the store reports them), thread-safe.
 
     Every DocumentStore call is one round-trip except multi-page queries, which count one per page.
+    Fallbacks are counted apart, by path and reason: the round-trips they cost are already in the
+    operations; the reasons say which writes raced which.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ops: Counter[str] = Counter()
+        self._fallbacks: Counter[str] = Counter()
         self._request_units = 0.0
         self._listeners: list[OperationListener] = []
+        self._fallback_listeners: list[FallbackListener] = []
 
     def add_listener(self, listener: OperationListener) -> None:
         """Also tell `listener(operation, container, request_units)` about every call (e.g. a telemetry metric)."""
@@ -248,6 +255,22 @@ class OperationCounter:
             listeners = list(self._listeners)
         for listener in listeners:
             listener(operation, container, request_units)
+
+    def add_fallback_listener(self, listener: FallbackListener) -> None:
+        """Also tell `listener(path, reason)` about every fallback (e.g. a telemetry metric)."""
+        with self._lock:
+            self._fallback_listeners.append(listener)
+
+    def record_fallback(self, path: str, reason: str) -> None:
+        with self._lock:
+            self._fallbacks[f"{path}: {reason}"] += 1
+            listeners = list(self._fallback_listeners)
+        for listener in listeners:
+            listener(path, reason)
+
+    def fallbacks(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._fallbacks)
 
     @property
     def total(self) -> int:
@@ -266,6 +289,7 @@ class OperationCounter:
     def reset(self) -> None:
         with self._lock:
             self._ops.clear()
+            self._fallbacks.clear()
             self._request_units = 0.0
 
 

@@ -128,23 +128,37 @@ class Collection(Generic[T]):
         elsewhere (carried with its ETag): it is tried first instead of a read, and since it may be
         stale, a mutation that changes nothing on it is not trusted: the item is read and mutated again.
         """
+        lost: tuple[str, Versioned[T]] | None = None  # why the last try failed, and on what copy
         for _ in range(attempts):
             carried = current if current is not None else snapshot
             versioned = carried if carried is not None else self.require(doc_id, partition_key)
+            if lost is not None:
+                self._record_fallback(*lost, versioned)
+                lost = None
             stale_possible = current is None and snapshot is not None
             current = snapshot = None
             item = versioned.item.model_copy(deep=True)
             result = mutate(item)
             if item == versioned.item:
                 if stale_possible:
+                    lost = ("carried copy, nothing to change", versioned)
                     continue
                 return versioned, result
             try:
                 return self.save(Versioned(item, versioned.etag)), result
             except ConcurrencyConflict:
+                lost = ("carried copy, 412" if stale_possible else "412 after a read", versioned)
                 continue
         raise ConcurrencyConflict(
             f"{self._noun} {doc_id} kept changing while being updated ({attempts} attempts); retry the request"
+        )
+
+    def _record_fallback(self, why: str, tried: Versioned[T], found: Versioned[T]) -> None:
+        """Count the retry by why it was needed and by what another writer changed in between (the
+        fields that differ between the copy tried and the one read after it: no extra round-trip)."""
+        changed = changed_fields(tried.item.to_wire(), found.item.to_wire())
+        self._store.counter.record_fallback(
+            f"{self._noun} update", f"{why}; changed: {', '.join(changed) or 'nothing'}"
         )
 
     def query(self, query: Query, *, partition_key: str | None) -> list[T]:
@@ -166,6 +180,20 @@ class Collection(Generic[T]):
         return ItemPage(
             [self._load(d).item for d in page.documents], issue_continuation(page.continuation, scope)
         )
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any], *, depth: int = 2) -> list[str]:
+    """The dotted wire names (at most `depth` levels deep) whose values differ, sorted."""
+    changed: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if depth > 1 and isinstance(old, Mapping) and isinstance(new, Mapping):
+            changed += [f"{name}.{inner}" for inner in changed_fields(old, new, depth=depth - 1)]
+        else:
+            changed.append(name)
+    return changed
 
 
 class Repositories:

@@ -83,6 +83,7 @@ METRIC_APPLIANCE_HEARTBEAT_AGE: Final = "migrate.appliance.heartbeat_age"
 METRIC_MOBILITY_AGENT_HEARTBEAT_AGE: Final = "migrate.mobility.agent_heartbeat_age"
 METRIC_COSMOS_OPERATIONS: Final = "migrate.cosmos.operations"
 METRIC_COSMOS_REQUEST_UNITS: Final = "migrate.cosmos.request_units"
+METRIC_COSMOS_FALLBACKS: Final = "migrate.cosmos.fallbacks"
 METRIC_NAMES: Final = (
     METRIC_BYTES_APPLIED,
     METRIC_CYCLE_DURATION,
@@ -195,6 +196,12 @@ class Telemetry:
         )
         self._cosmos_request_units = meter.create_counter(
             METRIC_COSMOS_REQUEST_UNITS, unit="{RU}", description="Cosmos DB request units charged"
+        )
+        self._cosmos_fallbacks = meter.create_counter(
+            METRIC_COSMOS_FALLBACKS,
+            unit="{fallback}",
+            description="Writes that took their fallback (a read, and maybe another write) instead of "
+            "their one round-trip, by path and reason",
         )
 
     @contextmanager
@@ -397,6 +404,10 @@ class Telemetry:
         self._cosmos_operations.add(1, attributes)
         if request_units > 0:
             self._cosmos_request_units.add(request_units, attributes)
+
+    def record_cosmos_fallback(self, path: str, reason: str) -> None:
+        """An OperationCounter fallback listener (shared/platform/documents.py)."""
+        self._cosmos_fallbacks.add(1, {"migrate.fallback.path": path, "migrate.fallback.reason": reason})
 
     def record_arm_retry(self, *, operation: str, status_code: int | None = None) -> None:
         attributes: dict[str, AttributeValue] = {ATTR_ARM_OPERATION: operation}

@@ -390,6 +390,9 @@ def complete_cycle(
         if seen is not None and seen.machine.id == cycle.machine_id
         else None
     )
+    if snapshot is None:
+        # The orchestration had no copy to hand on (a generation that planned from the view): one read.
+        repos.counter.record_fallback("cycle completion", "no carried copy")
     stored, (dropped, healed, repaired_job) = repos.machines.update_with_retry(
         cycle.machine_id, apply, snapshot=snapshot
     )

@@ -154,6 +154,7 @@ def test_a_steady_delta_cycle_costs_8_round_trips(repos: Repositories) -> None:
         calls = delta_cycle(repos, appliance, machine_id, sequence)
         # + 1 read of the appliance, which authenticates its upload-credentials request
         assert sum(calls.values()) + 1 == 8, calls
+        assert repos.counter.fallbacks() == {}, "no write took its fallback"
     machine = repos.machines.require(machine_id).item
     assert machine.replication.last_applied_sequence == 3
     assert machine.replication.upload_watch is None
@@ -196,6 +197,31 @@ def test_a_completion_whose_machine_changed_since_the_upload_re_reads_it_and_los
     calls: dict[str, Any] = repos.counter.snapshot()
     # The conditional replace on the stale copy is refused (412), then the machine is read and written.
     assert calls["replace:machines"] == 2 and calls["read:machines"] == 1, calls
+    # Counted by why, with what the other writer changed (found by comparing the two copies, no extra call).
+    assert repos.counter.fallbacks() == {
+        "machine update: carried copy, 412; changed: inventory.displayName": 1
+    }
     machine = repos.machines.require(machine_id).item
     assert machine.inventory.display_name == "web01-renamed"
     assert machine.replication.last_applied_sequence == 2
+
+
+def test_a_start_announced_after_its_cycle_was_applied_costs_a_read_and_is_counted_by_why(
+    repos: Repositories,
+) -> None:
+    """Event Grid may deliver a cycle's CycleStarted after its CycleUploaded and after the cycle was applied:
+    the guarded patch refuses it, the fallback's read finds why, and nothing is written."""
+    appliance, _, machine_id = replicating_machine(repos)
+    late = CycleStarted(
+        appliance_id=appliance.id,
+        machine_id=machine_id,
+        cycle_id=f"{machine_id}-000001",
+        sequence=1,
+        kind=CycleKind.DELTA,
+        disks=[DiskUploadExpectation(disk_id="sda")],
+    )
+    repos.counter.reset()
+    assert record_cycle_started(repos, late, reported_at=NOW, settings=HEALTH) is None
+    assert repos.counter.snapshot() == {"patch:machines": 1, "read:machines": 1}
+    assert repos.counter.fallbacks() == {"cycle start patch: cycle already applied": 1}
+    assert repos.machines.require(machine_id).item.replication.upload_watch is None

@@ -907,3 +907,158 @@ def test_a_followed_cycle_completes_on_the_newer_of_the_machine_copies_its_two_s
             await stop(r, world)
 
     run(scenario())
+
+
+def test_a_followed_cycle_whose_start_is_signalled_after_its_upload_completes_on_the_starts_copy(
+    tmp_path: Path,
+) -> None:
+    """Event Grid keeps no order: the upload's acceptance may read the machine before the start's watch is
+    patched in and be signalled first. The start's signal, arriving while the cycle is applied, carries the
+    copy that saw the patch: the completion writes on it instead of taking a 412 on the older read."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+    entered, release = threading.Event(), threading.Event()
+    check = world.check_disk
+
+    def slow_apply(payload: Any) -> Any:
+        if DiskApply.model_validate(payload).cycle_id == "c3":
+            entered.set()
+            release.wait(10)
+        return check(payload)
+
+    stubs = {**world.stubs(), "apply_cycle_disk": slow_apply}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await start(r)
+            started = CycleSignal.model_validate(started_signal(clock, 3))
+            assert started.upload_watch is not None
+            read_before_patch = machine_copy("etag-read-3", None)
+            await r.engine.raise_event(
+                INSTANCE, CYCLE_UPLOADED_SIGNAL, {**signal_upload(world, 3), "machine": read_before_patch}
+            )
+            await asyncio.to_thread(entered.wait, 10)
+            patched = machine_copy("etag-patched-3", started.upload_watch)
+            await r.engine.raise_event(
+                INSTANCE, CYCLE_STARTED_SIGNAL, {**started.to_wire(), "machine": patched}
+            )
+            await _until_in_history(r, CYCLE_STARTED_SIGNAL)  # before the disk's apply completes
+            release.set()
+            await r.idle()
+            assert applied(r) == ["c2", "c3"]
+            seen = CycleCompletion.model_validate(r.calls.of("complete_cycle")[-1]).machine_seen
+            assert seen is not None and seen.etag == "etag-patched-3"
+            # The next cycle's start, signalled in the sleep that follows, is still seen there.
+            await r.engine.raise_event(
+                INSTANCE,
+                CYCLE_STARTED_SIGNAL,
+                {**started_signal(clock, 4), "machine": machine_copy("p4", None)},
+            )
+            await r.engine.raise_event(
+                INSTANCE,
+                CYCLE_UPLOADED_SIGNAL,
+                {**signal_upload(world, 4), "machine": machine_copy("r4", None)},
+            )
+            await r.idle()
+            assert applied(r) == ["c2", "c3", "c4"]
+            await stop(r, world)
+
+    run(scenario())
+
+
+def test_a_late_start_of_an_applied_cycle_hands_no_copy_to_the_next_cycles_completion(tmp_path: Path) -> None:
+    """A cycle's start delivered after the cycle was applied carries a copy from before its completion: the
+    next cycle's completion must not write on it (it would cost a 412 and a read every time)."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+
+    async def scenario() -> None:
+        async with running([replication_bp], world.stubs(), tmp_path, clock) as r:
+            await start(r)
+            await r.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            assert applied(r) == ["c2", "c3"]
+            late = CycleSignal.model_validate(started_signal(clock, 3))
+            await r.raise_event(
+                INSTANCE,
+                CYCLE_STARTED_SIGNAL,
+                {**late.to_wire(), "machine": machine_copy("etag-before-c3", late.upload_watch)},
+            )
+            c4 = CycleSignal.model_validate(started_signal(clock, 4))
+            await r.raise_event(
+                INSTANCE,
+                CYCLE_UPLOADED_SIGNAL,
+                {**signal_upload(world, 4), "machine": machine_copy("etag-read-4", c4.upload_watch)},
+            )
+            assert applied(r) == ["c2", "c3", "c4"]
+            seen = CycleCompletion.model_validate(r.calls.of("complete_cycle")[-1]).machine_seen
+            assert seen is not None and seen.etag == "etag-read-4"
+            await stop(r, world)
+
+    run(scenario())
+
+
+async def _until_in_history(r: Run, event_name: str) -> None:
+    for _ in range(1000):
+        history = r.engine.store.load_history(INSTANCE)
+        if any(e["EventType"] == EventType.EVENT_RAISED and e.get("Name") == event_name for e in history):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{event_name} never reached the orchestration's history")
+
+
+def test_a_later_cycles_start_taken_while_a_cycle_is_applied_still_arms_its_upload_deadline(
+    tmp_path: Path,
+) -> None:
+    """An appliance may start its next cycle before the last one is applied: that start is taken by the wait
+    that watches for the applied cycle's own start, and its deadline must still be armed in the sleep after
+    (the start's signal is handed on, and the completion's machine shows the watch too)."""
+    clock = ManualClock()
+    world = World(clock, last_applied=1)
+    world.upload(2)
+    entered, release = threading.Event(), threading.Event()
+    check = world.check_disk
+
+    def slow_apply(payload: Any) -> Any:
+        if DiskApply.model_validate(payload).cycle_id == "c3":
+            entered.set()
+            release.wait(10)
+        return check(payload)
+
+    stubs = {**world.stubs(), "apply_cycle_disk": slow_apply}
+
+    async def scenario() -> None:
+        async with running([replication_bp], stubs, tmp_path, clock) as r:
+            await start(r)
+            await r.engine.raise_event(INSTANCE, CYCLE_UPLOADED_SIGNAL, signal_upload(world, 3))
+            await asyncio.to_thread(entered.wait, 10)
+            watch = UploadWatch(
+                cycle_id="c4",
+                sequence=4,
+                kind="delta",
+                disk_ids=list(DISKS),
+                started_at=clock.now(),
+                deadline=clock.now() + timedelta(minutes=2),
+            )
+            with world.lock:
+                world.upload_watch = watch
+            await r.engine.raise_event(
+                INSTANCE,
+                CYCLE_STARTED_SIGNAL,
+                CycleSignal(cycle_id="c4", started=True, upload_watch=watch).to_wire(),
+            )
+            await _until_in_history(r, CYCLE_STARTED_SIGNAL)
+            release.set()
+            await r.idle()
+            assert applied(r) == ["c2", "c3"]
+            await r.advance(119)
+            assert r.calls.of("time_out_uploads") == []
+            await r.advance(1)
+            await r.advance(1)
+            assert [UploadDeadline.model_validate(p) for p in r.calls.of("time_out_uploads")] == [
+                UploadDeadline(machine_id=MACHINE, cycle_id="c4")
+            ]
+            await stop(r, world)
+
+    run(scenario())
