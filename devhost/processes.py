@@ -8,6 +8,7 @@ import random
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ class ManagedProcess:
     log_path: Path
     env: dict[str, str] | None = None
     cwd: Path | None = None
+    # Given what the process logged since it was asked to stop: whether its shutdown work is done, for a
+    # process that lingers after it (stop() then ends it at once instead of waiting out the grace).
+    shut_down: Callable[[str], bool] | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> ManagedProcess:
@@ -139,14 +143,37 @@ class ManagedProcess:
     def stop(self, grace: float = 10.0) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
+        logged_before = self._log_size()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                self.popen.wait(timeout=0.1)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            if self.shut_down is not None and self.shut_down(self._log_since(logged_before)):
+                break
+            if time.monotonic() >= deadline:
+                break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=grace)
+
+    def _log_size(self) -> int:
         try:
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=grace)
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def returncode(self) -> int | None:
