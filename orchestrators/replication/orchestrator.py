@@ -625,9 +625,7 @@ def _sleep_following(
 
     wake = yield from _sleep_until_signalled(context, deadline_for(follow.upload_watch), deadline_for)
     if wake.upload_watch is None and earlier_start is not None:
-        wake = Wake(
-            cycle=wake.cycle, upload_watch=earlier_start.upload_watch, started_machine=earlier_start.machine
-        )
+        wake = Wake(cycle=wake.cycle, start=earlier_start)
     if wake.upload_watch is not None:
         follow = follow.model_copy(update={"upload_watch": wake.upload_watch})
     signal = wake.cycle
@@ -638,19 +636,9 @@ def _sleep_following(
         return state.model_copy(update={"follow": follow})  # a redelivered upload of an applied cycle
     if cycle is None or not _follows(follow.machine, cycle):
         return state.model_copy(update={"follow": None})
-    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": _newer_machine(signal, wake)})
+    next_machine = _newer_copy(signal.machine, wake.start, signal.cycle_id)
+    following = follow.model_copy(update={"next_cycle": cycle, "next_machine": next_machine})
     return state.model_copy(update={"follow": following})
-
-
-def _newer_machine(uploaded: CycleSignal, wake: Wake) -> MachineSnapshot | None:
-    """The machine copy for the cycle's completion to write on (see `_newer_copy`)."""
-    started = CycleSignal(
-        cycle_id=wake.upload_watch.cycle_id if wake.upload_watch else "",
-        started=True,
-        upload_watch=wake.upload_watch,
-        machine=wake.started_machine,
-    )
-    return _newer_copy(uploaded.machine, started, uploaded.cycle_id)
 
 
 def _newer_copy(
@@ -684,11 +672,14 @@ def _follows(after: MachineAfterCycle, cycle: Cycle) -> bool:
 @dataclass(frozen=True)
 class Wake:
     """Why a sleep ended: the upload signal that ended it (None for a timer or an operator request), and
-    the upload watch of a cycle start taken during it, with the machine as that start left it."""
+    the signal of a cycle start taken during it (its upload watch, the machine as that start left it)."""
 
     cycle: CycleSignal | None = None
-    upload_watch: UploadWatch | None = None
-    started_machine: MachineSnapshot | None = None
+    start: CycleSignal | None = None
+
+    @property
+    def upload_watch(self) -> UploadWatch | None:
+        return self.start.upload_watch if self.start is not None else None
 
 
 def _sleep_until_signalled(
@@ -710,13 +701,11 @@ def _sleep_until_signalled(
     cycle_start = context.wait_for_external_event(CYCLE_STARTED_SIGNAL)
     operator_request = context.wait_for_external_event(OPERATOR_REQUEST)
     winner = yield context.task_any([cycle_signal, cycle_start, operator_request, timer])
-    watch: UploadWatch | None = None
-    started_machine: MachineSnapshot | None = None
+    started: CycleSignal | None = None
     if winner is cycle_start:
         timer.cancel()
         started = _cycle_signal(winner.result)
         watch = started.upload_watch if started is not None else None
-        started_machine = started.machine if started is not None else None
         if watch is not None:
             deadline = rearm(watch) if rearm is not None else min(deadline, watch.deadline)
         timer = context.create_timer(max(deadline, context.current_utc_datetime))
@@ -724,8 +713,8 @@ def _sleep_until_signalled(
     if winner is not timer:
         timer.cancel()
     if winner is not cycle_signal:
-        return Wake(upload_watch=watch, started_machine=started_machine)
-    return Wake(cycle=_cycle_signal(winner.result), upload_watch=watch, started_machine=started_machine)
+        return Wake(start=started)
+    return Wake(cycle=_cycle_signal(winner.result), start=started)
 
 
 def _cycle_signal(raw: Any) -> CycleSignal | None:
