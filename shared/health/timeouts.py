@@ -114,31 +114,27 @@ def watch_cycle_uploads(
 
 
 def _record_whole_disk_start(repos: Repositories, machine_id: str, watched: UploadWatch) -> None:
-    cycle_id, sequence, kind, started_at = (
-        watched.cycle_id,
-        watched.sequence,
-        watched.kind,
-        watched.started_at,
-    )
-    if kind in WHOLE_DISK_KINDS:
-        repos.events.put(
-            Event(
-                id=f"{cycle_id}-started",
-                machine_id=machine_id,
-                time=started_at,
-                type=CYCLE_STARTED,
-                severity=Severity.INFO,
-                message=f"Replication cycle {cycle_id} (sequence {sequence}, {kind}) started on the appliance: "
-                f"{len(watched.disk_ids)} disk(s) to upload by {watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
-                cycle_id=cycle_id,
-                details={
-                    "sequence": str(sequence),
-                    "kind": kind,
-                    "disks": ",".join(watched.disk_ids),
-                    "deadline": watched.deadline.isoformat(),
-                },
-            )
+    if watched.kind not in WHOLE_DISK_KINDS:
+        return
+    repos.events.put(
+        Event(
+            id=f"{watched.cycle_id}-started",
+            machine_id=machine_id,
+            time=watched.started_at,
+            type=CYCLE_STARTED,
+            severity=Severity.INFO,
+            message=f"Replication cycle {watched.cycle_id} (sequence {watched.sequence}, {watched.kind}) started "
+            f"on the appliance: {len(watched.disk_ids)} disk(s) to upload by "
+            f"{watched.deadline:%Y-%m-%d %H:%M:%S} UTC.",
+            cycle_id=watched.cycle_id,
+            details={
+                "sequence": str(watched.sequence),
+                "kind": watched.kind,
+                "disks": ",".join(watched.disk_ids),
+                "deadline": watched.deadline.isoformat(),
+            },
         )
+    )
 
 
 def report_upload_timeouts(
