@@ -143,9 +143,8 @@ class HostKiller:
     rng: random.Random
     planned: list[Kill] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
-    seconds: float = (
-        0.0  # from each killed request to its job found again after the restart (the kills' cost)
-    )
+    # From each killed request to its job found again after the restart (the kills' cost).
+    seconds: float = 0.0
 
     def plan(self, points: tuple[str, ...] = POINTS, *, retried: bool | None = None) -> list[Kill]:
         """One kill at each of `points`, shuffled, for the next actions. `retried` says whether the
@@ -160,13 +159,16 @@ class HostKiller:
             if point in BEFORE_HANDOVER and retried is None:
                 again = before_handover % 2 == 1
                 before_handover += 1
-            kills.append(Kill(point, again, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0))
+            kills.append(self._kill(point, again))
         self.planned += kills
         return kills
 
     def add(self, point: str, *, retried: bool) -> None:
         """A kill chosen by the flow (where it must take a given way), for its next action."""
-        self.planned.append(Kill(point, retried, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0))
+        self.planned.append(self._kill(point, retried))
+
+    def _kill(self, point: str, retried: bool) -> Kill:
+        return Kill(point, retried, self.rng.uniform(0.0, 1.5) if point == DURING_JOB else 0.0)
 
     def run_next(
         self,
