@@ -3,6 +3,11 @@
 Every module in this package that defines `run() -> dict` is a benchmark (helpers start with "_"),
 so bench/durable_episode.py and later ones (cycle latency, Cosmos ops per cycle) join the run by
 existing. A benchmark that fails is reported under "errors" and the others still run.
+
+Naming modules re-runs only those: their figures replace the ones they produced before and every other
+module's figures stay in results.json, so one slow benchmark (the 1,000-machine fleet) need not be run
+again to refresh another. `runs` says, per module, when its figures were measured, at which commit and
+under what load, so figures of different runs are never mistaken for one run's.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def main(argv: list[str]) -> int:
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    produced_by: dict[str, list[str]] = {}
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -82,36 +88,112 @@ def main(argv: list[str]) -> int:
         finally:
             timings[name] = round(time.perf_counter() - started, 1)
         metrics.update(produced)
-    targets = {
-        metric: {
-            "target": f"{comparison} {bound:g}",
-            "value": metrics.get(metric),
-            "met": _meets(metrics.get(metric), comparison, bound),
+        produced_by[name] = list(produced)
+    machine = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": _cpus(),
+        # local-stack figures depend on the load of everything else on the machine
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    generated_at = datetime.now(UTC).isoformat(timespec="seconds")
+    commit, azurite = _commit(), _azurite_version()
+    runs = {
+        name: {
+            "generated_at": generated_at,
+            "commit": commit,
+            "azurite": azurite,
+            "load_average_at_end": machine["load_average_at_end"],
+            "seconds": timings[name],
+            "metrics": keys,
         }
-        for metric, (comparison, bound) in TARGETS.items()
+        for name, keys in produced_by.items()
     }
-    results = {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": _cpus(),
-            # local-stack figures depend on the load of everything else on the machine
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "commit": _commit(),
-        "emulators": {"azurite": _azurite_version()},
-        "metrics": metrics,
-        "targets": targets,
-        "pending": sorted(m for m in TARGETS if m not in metrics),
-        "seconds": timings,
-        "skipped": skipped,
-        "errors": errors,
-    }
-    text = json.dumps(results, indent=2, sort_keys=False)
+    results = merge_results(
+        _previous_results(),
+        ran=names,
+        metrics=metrics,
+        runs=runs,
+        errors=errors,
+        skipped=skipped,
+    )
+    results.update(
+        {
+            "generated_at": generated_at,
+            "machine": machine,
+            "commit": commit,
+            "emulators": {"azurite": azurite},
+        }
+    )
+    text = json.dumps(_ordered(results), indent=2, sort_keys=False)
     (HERE / "results.json").write_text(text + "\n")
     print(text)
     return 1 if errors else 0
+
+
+def merge_results(
+    previous: dict[str, Any] | None,
+    *,
+    ran: list[str],
+    metrics: dict[str, Any],
+    runs: dict[str, dict[str, Any]],
+    errors: dict[str, str],
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    """This run's figures over `previous` (an earlier results.json): every module in `ran` loses what it
+    produced before (a module that now fails keeps no stale figure), every other module keeps its figures,
+    its run record and its error; targets and pending are worked out again over the merged figures."""
+    kept_runs: dict[str, dict[str, Any]] = {}
+    kept_metrics: dict[str, Any] = {}
+    kept_errors: dict[str, str] = {}
+    kept_skipped: dict[str, str] = {}
+    if previous is not None:
+        old_runs = previous.get("runs", {})
+        stale = {key for name in ran for key in old_runs.get(name, {}).get("metrics", [])}
+        kept_runs = {name: run for name, run in old_runs.items() if name not in ran}
+        # figures of a results.json written before runs were recorded cannot be attributed: dropped
+        attributed = {key for run in kept_runs.values() for key in run.get("metrics", [])}
+        kept_metrics = {
+            key: value
+            for key, value in previous.get("metrics", {}).items()
+            if key in attributed and key not in stale
+        }
+        kept_errors = {k: v for k, v in previous.get("errors", {}).items() if k not in ran}
+        kept_skipped = {k: v for k, v in previous.get("skipped", {}).items() if k not in ran}
+    merged = {**kept_metrics, **metrics}
+    targets = {
+        metric: {
+            "target": f"{comparison} {bound:g}",
+            "value": merged.get(metric),
+            "met": _meets(merged.get(metric), comparison, bound),
+        }
+        for metric, (comparison, bound) in TARGETS.items()
+    }
+    all_runs = {**kept_runs, **runs}
+    return {
+        "metrics": merged,
+        "targets": targets,
+        "pending": sorted(m for m in TARGETS if m not in merged),
+        "runs": dict(sorted(all_runs.items())),
+        "seconds": {name: run["seconds"] for name, run in sorted(all_runs.items())},
+        "skipped": {**kept_skipped, **skipped},
+        "errors": {**kept_errors, **errors},
+    }
+
+
+def _previous_results() -> dict[str, Any] | None:
+    try:
+        loaded = json.loads((HERE / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+_ORDER = ("generated_at", "machine", "commit", "emulators", "metrics", "targets", "pending", "runs")
+
+
+def _ordered(results: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: results[k] for k in _ORDER if k in results}, **results}
 
 
 def _commit() -> str | None:
