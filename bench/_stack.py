@@ -40,6 +40,27 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak resident set (VmHWM, KiB). Not `getrusage(...).ru_maxrss`: Linux carries
+    that across fork and exec, so a child started by a large parent reports at least the parent's RSS
+    (the benchmarks' children did: 419.7 MiB at every extent count, run after benchmarks that had grown
+    the parent)."""
+    return _status_kib("VmHWM")
+
+
+def rss_kib() -> int:
+    """This process's resident set now (VmRSS, KiB)."""
+    return _status_kib("VmRSS")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}: a Linux kernel is needed for memory figures")
+
+
 def blob_service(endpoints: EmulatorEndpoints) -> BlobServiceClient:
     # Large single GETs: verification reads are 8 MiB and should be one request each.
     return BlobServiceClient.from_connection_string(endpoints.storage_connection_string)

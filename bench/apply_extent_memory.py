@@ -9,9 +9,10 @@ page blob: one run of 64 random extents in every 1,024, the rest zeros, so the e
 extent, uploads the random runs and clears the zero runs.
 
 Each apply runs in a child process (`python -m bench.apply_extent_memory --child ...`) that loads the
-manifest exactly as the replication activity does (`load_manifest`, streamed) and reports its own
-`ru_maxrss`, and its RSS before the apply (in one pass, as the activity applies a delta) (interpreter plus SDK), when done; the parent checks the
-replica against the data it uploaded.
+manifest exactly as the replication activity does (`load_manifest`, streamed), applies it in one pass
+(as the activity applies a delta) and reports its own peak RSS (`VmHWM`, see `bench._stack.peak_rss_kib`)
+and its RSS before the apply (interpreter plus SDK); the parent checks the replica against the data it
+uploaded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +28,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from bench._stack import azurite, blob_service
+from bench._stack import azurite, blob_service, peak_rss_kib, rss_kib
 from shared.replication.apply_engine import ApplyOptions, apply_extents, load_manifest
 from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
 from shared.replication.delta_manifest import data_blob_name, manifest_blob_name
@@ -39,14 +39,6 @@ EXTENT_COUNTS = (1_000, 131_072, 524_288)
 EXTENT = 512
 RUN_EVERY, RUN_LENGTH = 1024, 64  # extents: a random run of 64 starts every 1,024
 MACHINE = "bench-ext"
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _prepare(service: BlobServiceClient, n: int) -> tuple[str, str, dict[int, bytes]]:
@@ -107,17 +99,16 @@ def _child(connection_string: str, manifest_blob: str, disk: str) -> None:
     service = BlobServiceClient.from_connection_string(connection_string)
     cache = service.get_container_client("cache")
     replica = service.get_container_client("replicas").get_blob_client(replica_blob_name(MACHINE, disk))
-    before_kib = _rss_kib()
+    before_kib = rss_kib()
     started = time.perf_counter()
     with load_manifest(cache, manifest_blob) as manifest:
         loaded = time.perf_counter()
         # as the replication activity applies a delta: one pass
         result = apply_extents(manifest, cache=cache, replica=replica, options=ApplyOptions(one_pass=True))
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(
         json.dumps(
             {
-                "ru_maxrss_kib": peak_kib,
+                "peak_rss_kib": peak_rss_kib(),
                 "rss_before_kib": before_kib,
                 "load_seconds": loaded - started,
                 "result": result.model_dump(mode="json"),
@@ -170,7 +161,7 @@ def run() -> dict[str, Any]:
             report = json.loads(child.stdout.strip().splitlines()[-1])
             _check_replica(service.get_container_client("replicas"), disk, n, runs)
             result = report["result"]
-            peaks[str(n)] = round(report["ru_maxrss_kib"] / 1024, 1)
+            peaks[str(n)] = round(report["peak_rss_kib"] / 1024, 1)
             details[str(n)] = {
                 "rss_before_apply_mib": round(report["rss_before_kib"] / 1024, 1),
                 "load_manifest_seconds": round(report["load_seconds"], 2),

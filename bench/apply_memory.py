@@ -4,7 +4,7 @@ The delta covers a whole 4 GiB disk in 1,024 extents of 4 MiB; one extent in 16 
 (256 MiB), the rest are zeros. The data blob is a 4 GiB page blob in the cache account holding only
 the random pages, so preparing the benchmark does not write 4 GiB to Azurite, while the engine still
 reads and verifies all 4 GiB. The apply runs in a child process (`python -m bench.apply_memory
---child ...`) that reports its own `ru_maxrss` when done; the parent then checks the replica.
+--child ...`) that reports its own peak RSS (`VmHWM`, see `bench._stack.peak_rss_kib`) when done; the parent then checks the replica.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from bench._stack import azurite, blob_service
+from bench._stack import azurite, blob_service, peak_rss_kib
 from shared.domain.cycle import CycleKind
 from shared.replication.apply_engine import apply_extents, load_manifest
 from shared.replication.delta_manifest import DeltaManifest, Extent, data_blob_name
@@ -73,8 +72,7 @@ def _child(connection_string: str, manifest_blob: str) -> None:
     manifest = load_manifest(cache, manifest_blob)
     replica = service.get_container_client("replicas").get_blob_client(replica_blob_name(MACHINE, DISK))
     result = apply_extents(manifest, cache=cache, replica=replica)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"ru_maxrss_kib": peak_kib, "result": result.model_dump(mode="json")}))
+    print(json.dumps({"peak_rss_kib": peak_rss_kib(), "result": result.model_dump(mode="json")}))
 
 
 def run() -> dict[str, Any]:
@@ -104,7 +102,7 @@ def run() -> dict[str, Any]:
                 raise RuntimeError(f"replica differs from the delta at {offset}")
     result = report["result"]
     return {
-        "apply_peak_rss_mib": round(report["ru_maxrss_kib"] / 1024, 1),
+        "apply_peak_rss_mib": round(report["peak_rss_kib"] / 1024, 1),
         "apply_4gib_delta_seconds": round(result["duration_seconds"], 2),
         "apply_4gib_delta_bytes": result["bytes_applied"],
         "apply_4gib_delta_bytes_uploaded": result["bytes_uploaded"],
