@@ -708,8 +708,6 @@ class _RegionWriter:
             self.run_crc = crc64_combine(self.run_crc, int(extent.crc64, 16), piece.length)
             self.run_extents.append(by_service)
         self.run_end += piece.length
-        if not clear and self.run_end - self.run_start == MAX_PUT_PAGE:
-            self.flush()  # full: nothing can join it, so it need not wait for the next piece to be read
 
     def flush(self) -> None:
         length = self.run_end - self.run_start
@@ -717,65 +715,12 @@ class _RegionWriter:
             return
         op = _WriteOp(self.run_start, length, self.run_zero)
         if self.run_zero:
-            self.run.hand_over(functools.partial(self.run._clear, op))
+            self.run._clear(op)
         else:
             data = b"".join(self.run_parts)
-            by_service = self.run_extents if self.run_by_service else None
-            self.run.hand_over(functools.partial(self.run._put_one_pass, op, data, by_service, self.run_crc))
+            self.run._put_one_pass(op, data, self.run_extents if self.run_by_service else None, self.run_crc)
         self.run_parts, self.run_extents, self.run_crc = [], [], 0
         self.run_start = self.run_end
-
-
-class _Writes:
-    """One pass: the calls the region readers hand over (verified, as `_RegionWriter` flushes them), run by
-    `parallelism` writer threads in the order handed over.
-
-    Writing in the reader's own thread ties each write slot to one region: a region that ends early leaves
-    its slot idle while the others still have data, and no slot writes while its reader waits for the
-    first bytes of its region. Here any writer takes the next call. At most 2 x parallelism calls are
-    handed over and unfinished (a reader waits for a slot), so memory stays bounded by the calls' bodies
-    (4 MiB each) on top of the readers' buffers."""
-
-    def __init__(self, cancel: threading.Event, parallelism: int) -> None:
-        self._cancel = cancel
-        self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="apply-write")
-        self._slots = threading.BoundedSemaphore(2 * parallelism)
-        self._lock = threading.Lock()
-        self._futures: list[Future[None]] = []
-        self._failure: BaseException | None = None
-
-    def submit(self, call: Callable[[], None]) -> None:
-        self._slots.acquire()  # every call releases its slot when it ends, failed or not
-        if self._cancel.is_set():
-            self._slots.release()
-            raise _Cancelled
-        future = self._pool.submit(self._run, call)
-        with self._lock:
-            self._futures.append(future)
-
-    def _run(self, call: Callable[[], None]) -> None:
-        try:
-            call()
-        except BaseException as exc:
-            with self._lock:
-                if self._failure is None or isinstance(self._failure, _Cancelled):
-                    self._failure = exc
-            self._cancel.set()  # the readers stop at their next read or hand-over
-            raise
-        finally:
-            self._slots.release()
-
-    def __enter__(self) -> _Writes:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        """Wait for every call handed over; raise a writer's failure unless the readers raised a real one."""
-        if exc is not None:
-            self._cancel.set()  # calls not started yet stop at their first check
-        self._pool.shutdown(wait=True)
-        failure = self._failure
-        if failure is not None and (exc is None or isinstance(exc, _Cancelled)):
-            raise failure
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -918,7 +863,6 @@ class _Apply:
         self.started = self.verified = 0.0
         self.disk_range: tuple[int, int] | None = None
         self.blob_sizes: dict[str, int] | None = None
-        self.writes: _Writes | None = None  # one pass: the writers the readers hand their calls to
 
     def run(self) -> ApplyResult:
         try:
@@ -1113,23 +1057,17 @@ class _Apply:
                 by_extent.setdefault(piece.extent, []).append(piece)
             region_size = self.opts.region_size
             if self.data_source == "one-pass":
-                # In one pass the writers (`_Writes`) get calls only as fast as the regions are read and
-                # verified: a window of less than `parallelism` regions would read, and hand over, through
-                # fewer streams than there are writers (a 16 MiB delta of scattered 4 KiB writes,
-                # contiguous in its blob, is one region).
+                # In one pass each region's task writes what it reads, one call at a time: a window of less
+                # than `parallelism` regions would leave writers idle (a 16 MiB delta of scattered 4 KiB
+                # writes, contiguous in its blob, is one region: one Put Page at a time).
                 region_size = _region_size_for(window.extents, region_size, self.opts.parallelism)
             regions = _plan_regions(window.extents, region_size)
-            readers: list[Callable[[], None]] = [
-                functools.partial(self._verify_region, window, r, sources[r.blob], by_extent) for r in regions
-            ]
-            if self.data_source == "one-pass":
-                try:
-                    with _Writes(self.cancel, self.opts.parallelism) as self.writes:
-                        self._run_parallel(readers)
-                finally:
-                    self.writes = None
-            else:
-                self._run_parallel(readers)
+            self._run_parallel(
+                [
+                    functools.partial(self._verify_region, window, r, sources[r.blob], by_extent)
+                    for r in regions
+                ]
+            )
             needed = (window.first_piece + len(pieces) + 7) >> 3
             if len(self.nonzero) < needed:
                 self.nonzero.extend(bytes(needed - len(self.nonzero)))
@@ -1283,27 +1221,13 @@ class _Apply:
             self._find_damage(data, by_service)
         self._report()
 
-    def hand_over(self, call: Callable[[], None]) -> None:
-        """One pass: a verified call to the writers (or made here when there are none)."""
-        if self.writes is None:
-            call()
-        else:
-            self.writes.submit(call)
-
     def _read(self, source: _SourceBlob, offset: int, length: int) -> Iterator[bytes]:
         """The bytes [offset, offset+length) of a data blob, in `read_size` pieces, pinned to its ETag.
 
-        In one pass the next piece is fetched while the caller verifies and hands over the current one, so
-        the writes never wait for the reads (one more `read_size` buffer per task), and the first piece is
-        at most one call's worth, so the first write of a region waits for no more bytes than it needs."""
+        In one pass the next piece is fetched while the caller verifies and writes the current one, so the
+        writes never wait for the reads (one more `read_size` buffer per task)."""
         end = offset + length
-        first = (
-            min(self.opts.read_size, MAX_PUT_PAGE) if self.data_source == "one-pass" else self.opts.read_size
-        )
-        spans = [(offset, min(first, length))]
-        spans += [
-            (o, min(self.opts.read_size, end - o)) for o in range(offset + first, end, self.opts.read_size)
-        ]
+        spans = [(o, min(self.opts.read_size, end - o)) for o in range(offset, end, self.opts.read_size)]
         if self.data_source != "one-pass" or len(spans) < 2:
             for o, n in spans:
                 yield self._get(source, o, n, end)
