@@ -5,22 +5,32 @@ separated by 1 MiB gaps, in one data blob: the shape the appliance uploads for b
 baseline writes exactly the bytes the engine writes (each 4 MiB run with one Put Page, from memory,
 with the engine's parallelism), so the ratio prices what the engine adds: reading the cache and
 verifying every CRC64 while writing (the product's one-pass delta path, `ApplyOptions(one_pass=True)`),
-planning. Engine and baseline run back to back for ROUNDS rounds, in alternating order (raw first in
+planning. Each layout starts with one unmeasured pair (first connections, first pass through the
+code), then engine and baseline run back to back for ROUNDS rounds, in alternating order (raw first in
 even rounds, the engine first in odd ones), and the ratio is the median of the per-round ratios, so
 load from other processes on the machine hits both sides of each pair alike.
+
+The Azurites are started as the local stack starts them (`devhost.emulators.start_azurite`), with a
+fixed V8 heap growth factor. Without it the ratio measured V8's heap sizing more than the engine: an
+Azurite that idles for a few seconds (in `separate`, the cache account while two raw sides run) gets
+almost no heap headroom, and then serves every 8 MiB read with mark-compacts, 3.6-5 CPU s per GiB read
+instead of 0.6-0.9 (docs/scale.md).
 
 Two layouts, each its own set of pairs:
 - `shared`: both accounts in one Azurite, as the local stack runs them (and as this figure was always
   measured): Azurite serves the engine's reads from the same single JavaScript thread that serves its
-  writes (each Put Page costs it ~13 ms of CPU per MiB, mostly its own CRC64), so the ratio is capped
-  near writes / (writes + reads) whatever the engine does. This is `apply_throughput_ratio`.
+  writes (each Put Page costs it ~11 ms of that thread per MiB, mostly its own CRC64), and that thread
+  is ~93% busy on both sides, so the ratio stays near writes / (writes + reads) of that thread's time
+  whatever the engine does. This is `apply_throughput_ratio`.
 - `separate`: the cache account in an Azurite of its own, as in Azure (CACHE_STORAGE_* and
   REPLICA_STORAGE_* are two accounts), so the endpoint written to serves only writes on both sides; on a
   2-core machine the second Azurite still competes for the same CPU.
   `apply_throughput_ratio_separate_cache_account`.
 
-Beside the ratios, CPU seconds per GiB of each side (this process, and each Azurite from /proc): figures
-the machine's other load moves much less than wall time, which say where the engine's cost goes.
+Beside the ratios, CPU seconds per GiB of each side (this process, and each Azurite from /proc, whole
+and its JavaScript thread alone) and how busy each Azurite's JavaScript thread was over the measured
+pairs: figures the machine's other load moves much less than wall time, which say where the engine's
+cost goes and what sets the pace.
 """
 
 from __future__ import annotations
