@@ -36,7 +36,17 @@ def azurite_process() -> Iterator[tuple[EmulatorEndpoints, int]]:
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds another process has used so far (Linux /proc; its own threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """As `process_cpu_seconds`, for the process's main thread alone: a Node.js server's JavaScript thread,
+    which serves its requests one at a time (its other threads collect garbage and do file I/O)."""
+    return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

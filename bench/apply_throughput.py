@@ -5,22 +5,32 @@ separated by 1 MiB gaps, in one data blob: the shape the appliance uploads for b
 baseline writes exactly the bytes the engine writes (each 4 MiB run with one Put Page, from memory,
 with the engine's parallelism), so the ratio prices what the engine adds: reading the cache and
 verifying every CRC64 while writing (the product's one-pass delta path, `ApplyOptions(one_pass=True)`),
-planning. Engine and baseline run back to back for ROUNDS rounds, in alternating order (raw first in
+planning. Each layout starts with one unmeasured pair (first connections, first pass through the
+code), then engine and baseline run back to back for ROUNDS rounds, in alternating order (raw first in
 even rounds, the engine first in odd ones), and the ratio is the median of the per-round ratios, so
 load from other processes on the machine hits both sides of each pair alike.
+
+The Azurites are started as the local stack starts them (`devhost.emulators.start_azurite`), with a
+fixed V8 heap growth factor. Without it the ratio measured V8's heap sizing more than the engine: an
+Azurite that idles for a few seconds (in `separate`, the cache account while two raw sides run) gets
+almost no heap headroom, and then serves every 8 MiB read with mark-compacts, 3.6-5 CPU s per GiB read
+instead of 0.6-0.9 (docs/scale.md).
 
 Two layouts, each its own set of pairs:
 - `shared`: both accounts in one Azurite, as the local stack runs them (and as this figure was always
   measured): Azurite serves the engine's reads from the same single JavaScript thread that serves its
-  writes (each Put Page costs it ~13 ms of CPU per MiB, mostly its own CRC64), so the ratio is capped
-  near writes / (writes + reads) whatever the engine does. This is `apply_throughput_ratio`.
+  writes (each Put Page costs it ~11 ms of that thread per MiB, mostly its own CRC64), and that thread
+  is ~93% busy on both sides, so the ratio stays near writes / (writes + reads) of that thread's time
+  whatever the engine does. This is `apply_throughput_ratio`.
 - `separate`: the cache account in an Azurite of its own, as in Azure (CACHE_STORAGE_* and
   REPLICA_STORAGE_* are two accounts), so the endpoint written to serves only writes on both sides; on a
   2-core machine the second Azurite still competes for the same CPU.
   `apply_throughput_ratio_separate_cache_account`.
 
-Beside the ratios, CPU seconds per GiB of each side (this process, and each Azurite from /proc): figures
-the machine's other load moves much less than wall time, which say where the engine's cost goes.
+Beside the ratios, CPU seconds per GiB of each side (this process, and each Azurite from /proc, whole
+and its JavaScript thread alone) and how busy each Azurite's JavaScript thread was over the measured
+pairs: figures the machine's other load moves much less than wall time, which say where the engine's
+cost goes and what sets the pace.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any
 
 from azure.storage.blob import BlobClient, ContainerClient
 
-from bench._stack import azurite_process, blob_service, process_cpu_seconds
+from bench._stack import azurite_process, blob_service, main_thread_cpu_seconds, process_cpu_seconds
 from shared.domain.cycle import CycleKind
 from shared.replication.apply_engine import ApplyOptions, apply_extents
 from shared.replication.checksums import ChecksumAlgorithm, checksum_hex
@@ -102,12 +112,20 @@ def _pairs(cache: ContainerClient, replicas: ContainerClient, pids: dict[str, in
     raw_target.create_page_blob(spec.blob_size)
 
     times: dict[str, list[float]] = {"engine": [], "raw": []}
-    cpu: dict[str, dict[str, float]] = {side: dict.fromkeys(["worker", *pids], 0.0) for side in times}
+    threads = [f"{who}_main_thread" for who in pids]
+    cpu: dict[str, dict[str, float]] = {
+        side: dict.fromkeys(["worker", *pids, *threads], 0.0) for side in times
+    }
     result = None
+
+    def counters() -> dict[str, float]:
+        spent = {who: process_cpu_seconds(pid) for who, pid in pids.items()}
+        spent.update({f"{who}_main_thread": main_thread_cpu_seconds(pid) for who, pid in pids.items()})
+        return spent
 
     def side(name: str) -> None:
         nonlocal result
-        before = {who: process_cpu_seconds(pid) for who, pid in pids.items()}
+        before = counters()
         worker, started = time.process_time(), time.perf_counter()
         if name == "raw":
             _raw_put_page(raw_target, runs, options.parallelism)
@@ -115,9 +133,13 @@ def _pairs(cache: ContainerClient, replicas: ContainerClient, pids: dict[str, in
             result = apply_extents(manifest, cache=cache, replica=replica, options=options)
         times[name].append(time.perf_counter() - started)
         cpu[name]["worker"] += time.process_time() - worker
-        for who, pid in pids.items():
-            cpu[name][who] += process_cpu_seconds(pid) - before[who]
+        for who, seconds in counters().items():
+            cpu[name][who] += seconds - before[who]
 
+    # One unmeasured pair first: neither side's figures include its first connections or Azurite's and the
+    # SDK's first pass through their code.
+    _raw_put_page(raw_target, runs, options.parallelism)
+    apply_extents(manifest, cache=cache, replica=replica, options=options)
     for round_number in range(ROUNDS):
         for name in ("raw", "engine") if round_number % 2 == 0 else ("engine", "raw"):
             side(name)
@@ -128,8 +150,15 @@ def _pairs(cache: ContainerClient, replicas: ContainerClient, pids: dict[str, in
     total = manifest.total_bytes
     ratios = [r / e for r, e in zip(times["raw"], times["engine"], strict=True)]
     per_gib = GIB / (total * ROUNDS)
+    # How busy each Azurite's JavaScript thread was over the measured sides: near 1, it sets the pace.
+    measured = sum(times["raw"]) + sum(times["engine"])
+    busy = {
+        who: round((cpu["raw"][f"{who}_main_thread"] + cpu["engine"][f"{who}_main_thread"]) / measured, 2)
+        for who in pids
+    }
     return {
         "ratio": round(statistics.median(ratios), 3),
+        "main_thread_busy": busy,
         "rounds": [round(r, 3) for r in ratios],
         "engine_mib_s": round(total / statistics.median(times["engine"]) / MIB, 1),
         "raw_mib_s": round(total / statistics.median(times["raw"]) / MIB, 1),
@@ -172,11 +201,13 @@ def run() -> dict[str, Any]:
         "apply_throughput_mib_s": main["engine_mib_s"],
         "raw_put_page_mib_s": main["raw_mib_s"],
         "apply_throughput_cpu_s_per_gib": main["cpu_s_per_gib"],
+        "apply_throughput_azurite_main_thread_busy": main["main_thread_busy"],
         "apply_throughput_ratio_separate_cache_account": separate["ratio"],
         "apply_throughput_ratio_separate_cache_account_rounds": separate["rounds"],
         "apply_throughput_separate_cache_account_mib_s": separate["engine_mib_s"],
         "raw_put_page_separate_cache_account_mib_s": separate["raw_mib_s"],
         "apply_throughput_separate_cache_account_cpu_s_per_gib": separate["cpu_s_per_gib"],
+        "apply_throughput_separate_cache_account_azurite_main_thread_busy": separate["main_thread_busy"],
         "apply_throughput_bytes": main["total"],
         "apply_throughput_put_page_calls": result.put_page_calls,
         "apply_throughput_extents": result.extents,

@@ -14,6 +14,14 @@ from devhost.processes import ManagedProcess
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
 
+# V8 sizes Azurite's heap after each mark-compact by how fast the process allocated just before it. An
+# Azurite that sat idle for a few seconds (a cache account between two cycles) gets almost no headroom
+# over its ~50 MB of live objects, and then every few MB of garbage from serving large reads starts a
+# mark-compact: 8 MiB range GETs cost it 4-5 CPU s per GiB instead of 0.6-1.1, for as long as it keeps
+# serving them at a steady rate (docs/scale.md, "apply_throughput_ratio"). A fixed growth factor (2x the
+# live heap, inside V8's own dynamic range of 1.1-4x) makes its cost independent of its idle history.
+AZURITE_NODE_FLAGS = ("--heap-growing-percent=100",)
+
 # Azurite's documented, public development account: not a secret (it opens nothing but a local emulator).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -65,6 +73,13 @@ def _node_tool(name: str) -> str:
     return str(tool)
 
 
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise FileNotFoundError("node is not on PATH: the local emulators run on Node.js")
+    return node
+
+
 def _answers_http(url: str) -> bool:
     context = ssl._create_unverified_context()  # the local Cosmos emulator's certificate is self-signed
     try:
@@ -96,7 +111,10 @@ def start_azurite(
     proc = ManagedProcess(
         name="azurite",
         argv=[
-            _node_tool("azurite"),
+            _node(),
+            *AZURITE_NODE_FLAGS,
+            # the package's bin is a symlink to its script: V8 flags need node started explicitly
+            str(Path(_node_tool("azurite")).resolve()),
             "--silent",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
@@ -133,11 +151,8 @@ def start_cosmos(ports: EmulatorPorts, log_dir: Path, journal: Path | None = Non
     404 as Cosmos does (cosmosdb-server alone fails it with a 500 that the SDK retries for a second);
     with `journal`, it also keeps its data in that file and reloads it on start (otherwise in memory)."""
     _node_tool("cosmosdb-server")  # the package must be installed: a clear error if it is not
-    node = shutil.which("node")
-    if node is None:
-        raise FileNotFoundError("node is not on PATH: the local Cosmos emulator runs on Node.js")
     argv = [
-        node,
+        _node(),
         str(REPO_ROOT / "devhost" / "cosmos_server.js"),
         "--host",
         "127.0.0.1",

@@ -681,6 +681,25 @@ def test_one_pass_sends_each_calls_crc64_and_the_service_refuses_a_damaged_one(
     assert not caught.value.replica_changed and whole(replica) == before
 
 
+def test_one_pass_a_call_refused_among_parallel_writers_is_the_error_raised(
+    cache: ContainerClient, replica: BlobClient
+) -> None:
+    before = whole(replica)
+    # 8 runs of 512 KiB (8 extents of 64 KiB each) 512 KiB apart: 8 calls, read by 4 region readers and
+    # written by 4 writers; the service refuses run 5's call
+    writes = [(r * MIB + i * 65536, rand(65536)) for r in range(8) for i in range(8)]
+    m = upload_cycle(cache, "cycle-1", writes, algorithm=ChecksumAlgorithm.CRC64)
+    damaged = m.extents[5 * 8 + 3]
+    _damage(cache, damaged.blob, damaged.blob_offset + 100)
+    options = ApplyOptions(one_pass=True, parallelism=4, read_size=MIB)
+    with pytest.raises(ExtentChecksumMismatch) as caught:
+        apply_extents(m, cache=cache, replica=replica, options=options)
+    assert caught.value.index == 5 * 8 + 3  # the writer's refusal, not another task's cancellation
+    after = whole(replica)
+    assert after[5 * MIB : 5 * MIB + 512 * 1024] == before[5 * MIB : 5 * MIB + 512 * 1024]  # never written
+    assert caught.value.replica_changed or after == before
+
+
 def test_one_pass_with_service_checks_gives_the_replica_the_worker_checks_give(
     cache: ContainerClient, replicas: ContainerClient
 ) -> None:
