@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 from hydration.partitions import (
@@ -63,6 +65,25 @@ class Volume:
         if self.lv:
             out["lv"] = self.lv
         return out
+
+
+# How long close() waits for a loop device to be gone once asked to detach it (see wait_detached).
+LOOP_DETACH_SECONDS = 10.0
+
+
+def wait_detached(loop: str, timeout: float) -> bool:
+    """Whether `loop` is detached within `timeout` seconds. `losetup -d` on a loop device another process
+    has open (anything scanning every block device: an LVM scan, blkid, udev) only marks it to detach when
+    that process closes it, and still succeeds; until then the image stays attached, and a caller told
+    "everything released" could find it busy. The device's `loop/` attributes in sysfs exist only while it
+    is bound to a file."""
+    bound = Path("/sys/block") / Path(loop).name / "loop"
+    deadline = time.monotonic() + timeout
+    while bound.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def probe(device: str) -> dict[str, str]:
@@ -181,6 +202,11 @@ class DiskSet:
             run(["blockdev", "--flushbufs", loop], check=False)
             if run(["losetup", "-d", loop], check=False).strip():
                 self.warnings.append(f"could not detach {loop}")
+            elif not wait_detached(loop, LOOP_DETACH_SECONDS):
+                self.warnings.append(
+                    f"{loop} was still attached {LOOP_DETACH_SECONDS:g} s after its detach: another process "
+                    "holds it open, and the kernel detaches it when that process closes it"
+                )
         self.loops.clear()
         for disk in self.disks:
             if os.path.exists(disk) and stat.S_ISBLK(os.stat(disk).st_mode):
