@@ -55,15 +55,19 @@ def watch_cycle_uploads(
     as it may run for hours: a delta's start goes into its "cycle completed" event instead.
     """
     deadline = started_at + (expected if expected is not None else settings.upload_timeout)
-    if disk_ids:
-        usual = UploadWatch(
+
+    def watch_of(disks: set[str]) -> UploadWatch:
+        return UploadWatch(
             cycle_id=cycle_id,
             sequence=sequence,
             kind=kind,
-            disk_ids=sorted(set(disk_ids)),
+            disk_ids=sorted(disks),
             started_at=started_at,
             deadline=deadline,
         )
+
+    if disk_ids:
+        usual = watch_of(set(disk_ids))
         guard = Guard(
             equals={"applianceId": appliance_id},
             below={"replication.lastAppliedSequence": sequence, "replication.uploadWatch.sequence": sequence},
@@ -94,14 +98,7 @@ def watch_cycle_uploads(
             return current if current.cycle_id == cycle_id else None
         known = {d.id for d in machine.inventory.disks}
         why[:] = ["unknown disk" if set(disk_ids) - known else "guard held when read"]
-        machine.replication.upload_watch = UploadWatch(
-            cycle_id=cycle_id,
-            sequence=sequence,
-            kind=kind,
-            disk_ids=sorted({d for d in disk_ids if d in known} or known),
-            started_at=started_at,
-            deadline=deadline,
-        )
+        machine.replication.upload_watch = watch_of({d for d in disk_ids if d in known} or known)
         return machine.replication.upload_watch
 
     stored, watched = repos.machines.update_with_retry(machine_id, watch)
