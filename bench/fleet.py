@@ -188,32 +188,29 @@ class TelemetryTail:
         )
 
 
-def _cosmos_totals(document: dict[str, Any]) -> dict[str, float]:
-    total: dict[str, float] = {}
+def _metric_points(document: dict[str, Any], name: str) -> Iterator[dict[str, Any]]:
+    """The data points of the metric `name` in one exported OTLP-JSON document."""
     for resource in document["resource_metrics"]:
         for scope in resource["scope_metrics"]:
             for metric in scope["metrics"]:
-                if metric["name"] == METRIC_COSMOS_OPERATIONS:
-                    for point in metric["data"]["data_points"]:
-                        attributes = point["attributes"]
-                        key = f"{attributes['db.operation']} {attributes['db.cosmosdb.container']}"
-                        total[key] = float(point["value"])
-    return total
+                if metric["name"] == name:
+                    yield from metric["data"]["data_points"]
+
+
+def _cosmos_totals(document: dict[str, Any]) -> dict[str, float]:
+    return {
+        f"{p['attributes']['db.operation']} {p['attributes']['db.cosmosdb.container']}": float(p["value"])
+        for p in _metric_points(document, METRIC_COSMOS_OPERATIONS)
+    }
 
 
 def _fallback_totals(document: dict[str, Any]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for resource in document["resource_metrics"]:
-        for scope in resource["scope_metrics"]:
-            for metric in scope["metrics"]:
-                if metric["name"] == METRIC_COSMOS_FALLBACKS:
-                    for point in metric["data"]["data_points"]:
-                        attributes = point["attributes"]
-                        key = (
-                            f"{attributes['migrate.fallback.path']}: {attributes['migrate.fallback.reason']}"
-                        )
-                        total[key] = float(point["value"])
-    return total
+    return {
+        f"{p['attributes']['migrate.fallback.path']}: {p['attributes']['migrate.fallback.reason']}": float(
+            p["value"]
+        )
+        for p in _metric_points(document, METRIC_COSMOS_FALLBACKS)
+    }
 
 
 class JournalTail:
